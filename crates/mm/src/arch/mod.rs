@@ -1,0 +1,196 @@
+//! Address-space layouts of the two profiles (`arch/x86/include/asm/page_64_types.h`,
+//! `pgtable_64_types.h`, `page_32_types.h`, `pgtable_32_areas.h`).
+
+use core::fmt;
+
+use crate::page_alloc::ZoneType;
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+/// Which kernel the machine runs.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Profile {
+    /// x86_64, 4-level paging: zones DMA / DMA32 / Normal, all RAM directly mapped.
+    #[default]
+    X86_64,
+    /// i386 with the 3G/1G split and 2-level paging: zones DMA / Normal / HighMem, the
+    /// first 896 MiB directly mapped.
+    I386,
+}
+
+impl Profile {
+    /// Parse `x86_64` or `i386`.
+    pub fn from_name(name: &str) -> Option<Profile> {
+        match name {
+            "x86_64" | "x86-64" | "amd64" => Some(Profile::X86_64),
+            "i386" | "x86_32" | "i686" => Some(Profile::I386),
+            _ => None,
+        }
+    }
+
+    /// The profile's name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Profile::X86_64 => "x86_64",
+            Profile::I386 => "i386",
+        }
+    }
+
+    /// The zones of a node, lowest first (`enum zone_type` as configured). Each profile has
+    /// four; ZONE_MOVABLE stays empty unless `kernelcore=` is given, as by default.
+    pub const fn zone_types(self) -> [ZoneType; 4] {
+        match self {
+            Profile::X86_64 => [
+                ZoneType::Dma,
+                ZoneType::Dma32,
+                ZoneType::Normal,
+                ZoneType::Movable,
+            ],
+            Profile::I386 => [
+                ZoneType::Dma,
+                ZoneType::Normal,
+                ZoneType::HighMem,
+                ZoneType::Movable,
+            ],
+        }
+    }
+
+    /// The physical range `[start, end)` a zone type may span on this profile
+    /// (`zone_sizes_init`: `MAX_DMA_PFN`, `MAX_DMA32_PFN`, `max_low_pfn`).
+    pub const fn zone_limits(self, zone: ZoneType) -> (u64, u64) {
+        match (self, zone) {
+            (_, ZoneType::Dma) => (0, 16 * MIB),
+            (Profile::X86_64, ZoneType::Dma32) => (16 * MIB, 4 * GIB),
+            (Profile::X86_64, ZoneType::Normal) => (4 * GIB, u64::MAX),
+            (Profile::I386, ZoneType::Normal) => (16 * MIB, I386_MAXMEM),
+            (Profile::I386, ZoneType::HighMem) => (I386_MAXMEM, 4 * GIB),
+            _ => (0, 0),
+        }
+    }
+
+    /// The highest physical address the kernel can use at all (i386 without PAE: 4 GiB).
+    pub const fn max_phys(self) -> u64 {
+        match self {
+            Profile::X86_64 => 1 << 46,
+            Profile::I386 => 4 * GIB,
+        }
+    }
+
+    /// Physical memory below this address is in the direct map (lowmem).
+    pub const fn max_lowmem(self) -> u64 {
+        match self {
+            Profile::X86_64 => 1 << 46,
+            Profile::I386 => I386_MAXMEM,
+        }
+    }
+
+    /// `PAGE_OFFSET`: where the direct map of physical address 0 starts.
+    pub const fn page_offset(self) -> u64 {
+        match self {
+            Profile::X86_64 => 0xffff_8880_0000_0000,
+            Profile::I386 => 0xc000_0000,
+        }
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// i386 `MAXMEM`: 1 GiB of kernel space less the 128 MiB `__VMALLOC_RESERVE`.
+pub const I386_MAXMEM: u64 = 896 * MIB;
+/// i386 `VMALLOC_OFFSET`: the gap between the direct map and the vmalloc area.
+pub const I386_VMALLOC_OFFSET: u64 = 8 * MIB;
+/// i386 `PKMAP_BASE` for 2-level paging: the persistent kmap window.
+pub const I386_PKMAP_BASE: u64 = 0xff80_0000;
+
+/// The kernel virtual address map of a booted machine.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// The profile.
+    pub profile: Profile,
+    /// `PAGE_OFFSET`.
+    pub page_offset: u64,
+    /// One past the last directly mapped physical address (`__pa(high_memory)`).
+    pub direct_map_end_phys: u64,
+    /// `VMALLOC_START`.
+    pub vmalloc_start: u64,
+    /// `VMALLOC_END` (exclusive).
+    pub vmalloc_end: u64,
+}
+
+impl Layout {
+    /// The layout for `profile` on a machine whose RAM ends at `ram_end`.
+    pub fn new(profile: Profile, ram_end: u64) -> Layout {
+        let direct_map_end_phys = ram_end.min(profile.max_lowmem());
+        let (vmalloc_start, vmalloc_end) = match profile {
+            // VMALLOC_START and VMALLOC_SIZE_TB = 32 for 4-level paging.
+            Profile::X86_64 => (0xffff_c900_0000_0000, 0xffff_e900_0000_0000),
+            // high_memory plus the 8 MiB gap, up to PKMAP_BASE less two guard pages.
+            Profile::I386 => {
+                let high_memory = profile.page_offset() + direct_map_end_phys;
+                (
+                    (high_memory + 2 * I386_VMALLOC_OFFSET - 1) & !(I386_VMALLOC_OFFSET - 1),
+                    I386_PKMAP_BASE - 2 * 4096,
+                )
+            }
+        };
+        Layout {
+            profile,
+            page_offset: profile.page_offset(),
+            direct_map_end_phys,
+            vmalloc_start,
+            vmalloc_end,
+        }
+    }
+
+    /// `__va()`: the direct-map address of a lowmem physical address.
+    pub const fn phys_to_virt(&self, phys: u64) -> Option<u64> {
+        if phys < self.direct_map_end_phys {
+            Some(self.page_offset + phys)
+        } else {
+            None
+        }
+    }
+
+    /// `__pa()`: the physical address behind a direct-map address.
+    pub const fn virt_to_phys(&self, virt: u64) -> Option<u64> {
+        let off = virt.wrapping_sub(self.page_offset);
+        if virt >= self.page_offset && off < self.direct_map_end_phys {
+            Some(off)
+        } else {
+            None
+        }
+    }
+
+    /// `is_vmalloc_addr()`.
+    pub const fn is_vmalloc_addr(&self, virt: u64) -> bool {
+        virt >= self.vmalloc_start && virt < self.vmalloc_end
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn i386_layout_matches_dmesg() {
+        let l = Layout::new(Profile::I386, 2 * GIB);
+        assert_eq!(l.direct_map_end_phys, 896 * MIB);
+        assert_eq!(l.vmalloc_start, 0xf880_0000);
+        assert_eq!(l.vmalloc_end, 0xff7f_e000);
+        assert_eq!(l.phys_to_virt(0x1000), Some(0xc000_1000));
+        assert_eq!(l.phys_to_virt(900 * MIB), None);
+    }
+
+    #[test]
+    fn x86_64_vmalloc_is_32_tib() {
+        let l = Layout::new(Profile::X86_64, GIB);
+        assert_eq!((l.vmalloc_end - l.vmalloc_start) >> 40, 32);
+        assert_eq!(l.virt_to_phys(0xffff_8880_0000_1000), Some(0x1000));
+        assert_eq!(l.virt_to_phys(0xffff_8880_0000_0000 + GIB), None);
+    }
+}

@@ -1,0 +1,206 @@
+//! kmemlab's kernel core: the Linux kernel's page allocator (and, as later layers land,
+//! SLUB and vmalloc), rebuilt in `#![no_std]` Rust without `alloc`.
+//!
+//! Every piece of allocator metadata lives inside the physical memory it manages: boot
+//! carves the `struct page` array, the pageblock flags and the per-CPU areas out of RAM
+//! with a memblock allocator, exactly as the kernel does, and hands the rest to the buddy
+//! allocator. All the hardware this needs is behind one trait, [`Platform`].
+//!
+//! ```text
+//! Mm::boot(platform, BootConfig) -> Mm
+//!   alloc_pages / __free_pages / __get_free_pages / free_pages / get_zeroed_page
+//!   page_address / virt_to_page / page_to_pfn / pfn_to_page / page_zone
+//!   procfs::{buddyinfo, pagetypeinfo, zoneinfo, meminfo}
+//!   check()
+//! ```
+#![no_std]
+#![warn(missing_docs)]
+
+pub mod addr;
+pub mod arch;
+pub mod context;
+pub mod gfp;
+pub mod memblock;
+pub mod memory_model;
+pub mod mm_init;
+pub mod mm_types;
+pub mod page_alloc;
+pub mod percpu;
+pub mod platform;
+pub mod procfs;
+pub mod sync;
+pub mod vmscan;
+pub mod vmstat;
+
+pub use addr::{Pfn, PhysAddr, VirtAddr, MAX_PAGE_ORDER, PAGE_SHIFT, PAGE_SIZE};
+pub use arch::{Layout, Profile};
+pub use context::Context;
+pub use gfp::Gfp;
+pub use mm_init::{BootConfig, BootError};
+pub use mm_types::Page;
+pub use page_alloc::{AllocError, FreeError, MigrateType, Zone, ZoneType};
+pub use platform::{IrqFlags, MemoryRegion, Platform, Shrinker};
+
+use memblock::Memblock;
+use memory_model::MemMap;
+use page_alloc::pageblock::Pageblocks;
+use percpu::{PerCpu, PerCpuAreas};
+use vmstat::VmEvents;
+
+/// The kernel's memory-management state: what the kernel keeps in `.data`/`.bss`
+/// (`contig_page_data`, `memblock`, `vm_event_states`, ...), with pointers to the metadata
+/// that boot placed in RAM.
+pub struct Mm<P: Platform> {
+    platform: P,
+    layout: Layout,
+    seed: u64,
+    memblock: Memblock,
+    mem_map: MemMap,
+    pageblocks: Pageblocks,
+    percpu: PerCpuAreas,
+    zones: [Zone; page_alloc::MAX_NR_ZONES],
+    min_free_kbytes: u64,
+    totalreserve_pages: u64,
+    events: VmEvents,
+}
+
+impl<P: Platform> Mm<P> {
+    /// The platform underneath.
+    pub fn platform(&self) -> &P {
+        &self.platform
+    }
+
+    /// The kernel's virtual address map.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The profile booted.
+    pub fn profile(&self) -> Profile {
+        self.layout.profile
+    }
+
+    /// The seed that fixes every random choice.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The boot allocator's final state: RAM and what boot reserved.
+    pub fn memblock(&self) -> &Memblock {
+        &self.memblock
+    }
+
+    /// The `mem_map` array.
+    pub fn mem_map(&self) -> &MemMap {
+        &self.mem_map
+    }
+
+    /// The zones of the node, lowest first (all four, populated or not).
+    pub fn zones(&self) -> &[Zone] {
+        &self.zones
+    }
+
+    /// `min_free_kbytes` as computed at boot.
+    pub fn min_free_kbytes(&self) -> u64 {
+        self.min_free_kbytes
+    }
+
+    /// `totalreserve_pages`: high watermarks plus lowmem reserves, not counted as available.
+    pub fn totalreserve_pages(&self) -> u64 {
+        self.totalreserve_pages
+    }
+
+    /// Global event counters.
+    pub fn events(&self) -> &VmEvents {
+        &self.events
+    }
+
+    /// The per-CPU area of `cpu`.
+    pub fn per_cpu(&self, cpu: usize) -> &PerCpu {
+        self.percpu.get(cpu)
+    }
+
+    /// This CPU's area (`this_cpu_ptr`).
+    #[inline]
+    pub fn this_cpu(&self) -> &PerCpu {
+        self.percpu.get(self.platform.smp_processor_id())
+    }
+
+    /// Print a kernel message line through the platform's console.
+    pub(crate) fn printk(&self, args: core::fmt::Arguments<'_>) {
+        self.platform.printk(args)
+    }
+}
+
+/// Enter a context on the current CPU: the simulator calls this around the code it runs
+/// as an interrupt (`irq_enter()` / `irq_exit()`, `nmi_enter()`, `__local_bh_disable_ip`).
+impl<P: Platform> Mm<P> {
+    /// Add `ctx`'s offset to this CPU's `preempt_count`.
+    pub fn enter_context(&self, ctx: Context) {
+        self.this_cpu().preempt_count.add(ctx.offset());
+    }
+
+    /// Undo [`Mm::enter_context`].
+    pub fn exit_context(&self, ctx: Context) {
+        self.this_cpu().preempt_count.sub(ctx.offset());
+    }
+
+    /// `preempt_disable()`.
+    pub fn preempt_disable(&self) {
+        self.this_cpu().preempt_count.add(context::PREEMPT_OFFSET);
+    }
+
+    /// `preempt_enable()`.
+    pub fn preempt_enable(&self) {
+        self.this_cpu().preempt_count.sub(context::PREEMPT_OFFSET);
+    }
+
+    /// `in_interrupt()` on this CPU.
+    pub fn in_interrupt(&self) -> bool {
+        self.this_cpu().preempt_count.in_interrupt()
+    }
+
+    /// `in_atomic()` on this CPU.
+    pub fn in_atomic(&self) -> bool {
+        self.this_cpu().preempt_count.in_atomic()
+    }
+
+    /// `might_sleep()`: refuse (and report the kernel's splat) when this CPU may not sleep.
+    pub fn might_sleep(&self) -> Result<(), context::SleepInAtomic> {
+        let pc = &self.this_cpu().preempt_count;
+        let irqs_disabled = self.platform.irqs_disabled();
+        if !pc.in_atomic() && !irqs_disabled {
+            return Ok(());
+        }
+        let bug = context::SleepInAtomic {
+            in_atomic: pc.in_atomic(),
+            irqs_disabled,
+            preempt_count: pc.get(),
+            cpu: self.platform.smp_processor_id(),
+        };
+        VmEvents::add(&self.events.bug_sleep_in_atomic, 1);
+        let (file, line) = context::MIGHT_ALLOC_SITE;
+        self.printk(format_args!(
+            "BUG: sleeping function called from invalid context at {file}:{line}"
+        ));
+        self.printk(format_args!(
+            "in_atomic(): {}, irqs_disabled(): {}, non_block: 0, pid: {}, name: {}",
+            bug.in_atomic as u8,
+            irqs_disabled as u8,
+            self.platform.current_pid(),
+            self.platform.current_comm()
+        ));
+        self.printk(format_args!(
+            "preempt_count: {:x}, expected: 0",
+            bug.preempt_count
+        ));
+        self.printk(format_args!("RCU nest depth: 0, expected: 0"));
+        self.printk(format_args!(
+            "CPU: {} PID: {} Comm: {} Not tainted 6.6.0-kmemlab #1",
+            bug.cpu,
+            self.platform.current_pid(),
+            self.platform.current_comm()
+        ));
+        Err(bug)
+    }
+}

@@ -1,0 +1,395 @@
+//! Boot (`mm/mm_init.c`, `mm/memblock.c`, `arch/x86/kernel/setup.c`): memblock learns the
+//! RAM, reserves what firmware and the kernel need, carves out `mem_map`, the pageblock
+//! flags and the per-CPU areas, then hands every remaining page to the buddy allocator
+//! (`memblock_free_all`) and computes watermarks, lowmem reserves and per-CPU batches
+//! (`init_per_zone_wmark_min`).
+
+use core::fmt;
+use core::sync::atomic::AtomicU8;
+
+use crate::addr::{
+    align_down, align_up, int_sqrt, PhysAddr, MAX_PAGE_ORDER, PAGEBLOCK_NR_PAGES, PAGE_SHIFT,
+    PAGE_SIZE,
+};
+use crate::arch::{Layout, Profile};
+use crate::memblock::{Memblock, MemblockError};
+use crate::memory_model::MemMap;
+use crate::mm_types::{Page, PG_RESERVED};
+use crate::page_alloc::buddy::{Buddy, Fpi};
+use crate::page_alloc::pageblock::Pageblocks;
+use crate::page_alloc::pcp::{zone_batchsize, zone_highsize};
+use crate::page_alloc::{MigrateType, Watermark, Zone, ZoneType, MAX_NR_ZONES};
+use crate::percpu::{PerCpu, PerCpuAreas};
+use crate::platform::Platform;
+use crate::vmstat::VmEvents;
+use crate::Mm;
+
+/// The memblock label of the `struct page` array.
+pub const MEM_MAP_NAME: &str = "mem_map";
+/// The memblock label of the pageblock flags.
+pub const USEMAP_NAME: &str = "pageblock flags";
+/// The memblock label of the per-CPU areas.
+pub const PERCPU_NAME: &str = "percpu";
+/// The memblock label of the low megabyte that x86 always reserves.
+pub const LOW_1M_NAME: &str = "first 1 MiB (BIOS, real mode)";
+
+/// `sysctl_lowmem_reserve_ratio` by zone type.
+const fn lowmem_reserve_ratio(zt: ZoneType) -> u64 {
+    match zt {
+        ZoneType::Dma | ZoneType::Dma32 => 256,
+        ZoneType::Normal => 32,
+        ZoneType::HighMem | ZoneType::Movable => 0,
+    }
+}
+
+/// What to boot.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct BootConfig {
+    /// Which kernel layout.
+    pub profile: Profile,
+    /// The seed for every random choice the kernel makes.
+    pub seed: u64,
+}
+
+impl Default for BootConfig {
+    fn default() -> Self {
+        BootConfig {
+            profile: Profile::X86_64,
+            seed: 0,
+        }
+    }
+}
+
+/// Why boot failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BootError {
+    /// The platform reported no usable RAM (after the profile's limits).
+    NoMemory,
+    /// Boot metadata did not fit.
+    Memblock(MemblockError),
+    /// The memory map has overlapping or unsorted ranges.
+    BadMemoryMap,
+    /// The platform has no CPUs.
+    NoCpus,
+}
+
+impl fmt::Display for BootError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BootError::NoMemory => write!(f, "no usable RAM in the memory map"),
+            BootError::Memblock(e) => write!(f, "{e}"),
+            BootError::BadMemoryMap => write!(f, "memory map ranges overlap or are not sorted"),
+            BootError::NoCpus => write!(f, "the platform has no CPUs"),
+        }
+    }
+}
+
+impl From<MemblockError> for BootError {
+    fn from(e: MemblockError) -> Self {
+        BootError::Memblock(e)
+    }
+}
+
+impl<P: Platform> Mm<P> {
+    /// Boot the memory manager on `platform`.
+    pub fn boot(platform: P, config: BootConfig) -> Result<Mm<P>, BootError> {
+        if platform.nr_cpus() == 0 {
+            return Err(BootError::NoCpus);
+        }
+        let memblock = Self::memblock_setup(&platform, config.profile)?;
+        let first_pfn = memblock.memory.regions()[0].base >> PAGE_SHIFT;
+        let end_pfn = memblock.memory.regions().last().map_or(0, |r| r.end()) >> PAGE_SHIFT;
+        let types = config.profile.zone_types();
+        let mut mm = Mm {
+            layout: Layout::new(config.profile, end_pfn << PAGE_SHIFT),
+            platform,
+            seed: config.seed,
+            memblock,
+            mem_map: MemMap::empty(),
+            pageblocks: Pageblocks::empty(),
+            percpu: PerCpuAreas::empty(),
+            zones: [
+                Zone::new(types[0], 0),
+                Zone::new(types[1], 1),
+                Zone::new(types[2], 2),
+                Zone::new(types[3], 3),
+            ],
+            min_free_kbytes: 0,
+            totalreserve_pages: 0,
+            events: VmEvents::default(),
+        };
+        mm.memblock.current_limit = mm.layout.direct_map_end_phys;
+        mm.zone_sizes_init(first_pfn, end_pfn);
+        mm.alloc_boot_metadata(end_pfn)?;
+        mm.memmap_init(end_pfn);
+        mm.memblock_free_all();
+        mm.init_per_zone_wmark_min();
+        mm.setup_pcp();
+        Ok(mm)
+    }
+
+    /// e820 → memblock: add the platform's RAM within the profile's reach, drop page 0
+    /// (`trim_bios_range`) and reserve the first megabyte (x86 does so since 5.13).
+    fn memblock_setup(platform: &P, profile: Profile) -> Result<Memblock, BootError> {
+        let mut mb = Memblock::new();
+        let mut prev_end = 0;
+        for region in platform.memory_map() {
+            if region.start.0 < prev_end || region.end.0 < region.start.0 {
+                return Err(BootError::BadMemoryMap);
+            }
+            prev_end = region.end.0;
+            let start = align_up(region.start.0.max(PAGE_SIZE as u64), PAGE_SIZE as u64);
+            let end = align_down(region.end.0.min(profile.max_phys()), PAGE_SIZE as u64);
+            if region.end.0 > profile.max_phys() {
+                platform.printk(format_args!(
+                    "WARNING: {} MiB of RAM above {} MiB ignored: the {} profile cannot address it",
+                    (region.end.0 - region.start.0.max(profile.max_phys())) >> 20,
+                    profile.max_phys() >> 20,
+                    profile
+                ));
+            }
+            if end > start {
+                mb.add(start, end - start)?;
+            }
+        }
+        if mb.memory.regions().is_empty() {
+            return Err(BootError::NoMemory);
+        }
+        mb.reserve(0, 1 << 20, LOW_1M_NAME)?;
+        Ok(mb)
+    }
+
+    /// `zone_sizes_init()` / `free_area_init()`: each zone spans the RAM inside its
+    /// profile limits; holes count in spanned but not in present.
+    fn zone_sizes_init(&mut self, first_pfn: u64, end_pfn: u64) {
+        for zone in self.zones.iter_mut() {
+            let (lo, hi) = self.layout.profile.zone_limits(zone.zone_type);
+            let start = (lo >> PAGE_SHIFT).max(first_pfn);
+            let end = (hi >> PAGE_SHIFT).min(end_pfn);
+            if end <= start {
+                continue;
+            }
+            let present: u64 = self
+                .memblock
+                .memory
+                .regions()
+                .iter()
+                .map(|r| {
+                    let s = (r.base >> PAGE_SHIFT).max(start);
+                    let e = (r.end() >> PAGE_SHIFT).min(end);
+                    e.saturating_sub(s)
+                })
+                .sum();
+            if present == 0 {
+                continue;
+            }
+            zone.zone_start_pfn = start;
+            zone.spanned_pages = end - start;
+            zone.present_pages = present;
+        }
+    }
+
+    /// Carve `mem_map`, the pageblock flags and the per-CPU areas out of RAM, zeroed as
+    /// `memblock_alloc` returns them.
+    fn alloc_boot_metadata(&mut self, end_pfn: u64) -> Result<(), BootError> {
+        let page_size = PAGE_SIZE as u64;
+        let map_bytes = end_pfn * core::mem::size_of::<Page>() as u64;
+        let map_phys = self.memblock.alloc(map_bytes, page_size, MEM_MAP_NAME)?;
+        let nr_blocks = end_pfn.div_ceil(PAGEBLOCK_NR_PAGES);
+        let usemap_phys = self.memblock.alloc(nr_blocks, page_size, USEMAP_NAME)?;
+        let nr_cpus = self.platform.nr_cpus();
+        let percpu_bytes = (nr_cpus * core::mem::size_of::<PerCpu>()) as u64;
+        let percpu_phys = self.memblock.alloc(percpu_bytes, page_size, PERCPU_NAME)?;
+        for (phys, len) in [
+            (map_phys, map_bytes),
+            (usemap_phys, nr_blocks),
+            (percpu_phys, percpu_bytes),
+        ] {
+            // SAFETY: memblock returned a range inside RAM that nothing else uses.
+            unsafe { core::ptr::write_bytes(self.host_ptr(phys), 0, len as usize) };
+        }
+        // SAFETY: the ranges were just reserved and zeroed; all-zero bytes are valid
+        // `Page`s, pageblock bytes and `PerCpu` areas (atomics and lists of zero are
+        // fixed up below), and RAM outlives `self`.
+        unsafe {
+            self.mem_map = MemMap::new(self.host_ptr(map_phys) as *const Page, 0, end_pfn);
+            self.pageblocks =
+                Pageblocks::new(self.host_ptr(usemap_phys) as *const AtomicU8, 0, nr_blocks);
+            self.percpu = PerCpuAreas::new(self.host_ptr(percpu_phys) as *const PerCpu, nr_cpus);
+        }
+        for cpu in 0..nr_cpus {
+            for pcp in &self.percpu.get(cpu).pcp {
+                for list in &pcp.lists {
+                    // An all-zero list would claim PFN 0 as its first entry.
+                    list.init();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The host address of a physical address.
+    fn host_ptr(&self, phys: PhysAddr) -> *mut u8 {
+        // SAFETY: callers pass addresses inside RAM, which `phys_mem` covers.
+        unsafe { self.platform.phys_mem().add(phys.0 as usize) }
+    }
+
+    /// `memmap_init()`: holes and memblock-reserved pages become `PageReserved` (with a
+    /// reference, as `reserve_bootmem_region` leaves them); every pageblock starts Movable.
+    /// All other descriptors stay zero: the state of a page inside a free block.
+    fn memmap_init(&mut self, end_pfn: u64) {
+        let mut pfn = 0;
+        for r in self.memblock.memory.regions() {
+            self.mark_reserved(pfn, r.base >> PAGE_SHIFT);
+            pfn = r.end() >> PAGE_SHIFT;
+        }
+        self.mark_reserved(pfn, end_pfn);
+        for r in self.memblock.reserved.regions() {
+            let start = r.base >> PAGE_SHIFT;
+            let end = (r.end() >> PAGE_SHIFT).min(end_pfn);
+            self.mark_reserved(start, end);
+        }
+        for block in 0..self.pageblocks.len() {
+            self.pageblocks
+                .set(block * PAGEBLOCK_NR_PAGES, MigrateType::Movable);
+        }
+    }
+
+    fn mark_reserved(&self, start: u64, end: u64) {
+        for pfn in start..end {
+            let page = self.mem_map.page(pfn);
+            page.set_flags(PG_RESERVED);
+            page.set_refcount(1);
+        }
+    }
+
+    /// `memblock_free_all()`: every free range goes to the buddy allocator in the largest
+    /// naturally aligned blocks (`__free_pages_memory`), queued at the tail.
+    fn memblock_free_all(&mut self) {
+        let mut ranges = [(0u64, 0u64); crate::memblock::MEMBLOCK_REGIONS * 2];
+        let mut n = 0;
+        self.memblock.for_each_free_range(|s, e| {
+            if n < ranges.len() {
+                ranges[n] = (s, e);
+                n += 1;
+            }
+        });
+        let mut managed = [0u64; MAX_NR_ZONES];
+        for &(start, end) in &ranges[..n] {
+            let mut pfn = align_up(start, PAGE_SIZE as u64) >> PAGE_SHIFT;
+            let end_pfn = end >> PAGE_SHIFT;
+            while pfn < end_pfn {
+                let mut order = MAX_PAGE_ORDER.min(pfn.trailing_zeros());
+                while pfn + (1 << order) > end_pfn {
+                    order -= 1;
+                }
+                let zone_idx = self
+                    .zones
+                    .iter()
+                    .position(|z| z.spans(pfn))
+                    .expect("RAM is in a zone");
+                let zone = &self.zones[zone_idx];
+                let mut area = zone.free_area.lock_irqsave(&self.platform);
+                let mut buddy = Buddy {
+                    map: &self.mem_map,
+                    blocks: &self.pageblocks,
+                    zone,
+                    area: &mut area,
+                };
+                buddy.free_one_page(pfn, order, MigrateType::Movable, Fpi::ToTail);
+                managed[zone_idx] += 1 << order;
+                pfn += 1 << order;
+            }
+        }
+        for (zone, m) in self.zones.iter_mut().zip(managed) {
+            zone.managed_pages = m;
+        }
+    }
+
+    /// `init_per_zone_wmark_min()`: `min_free_kbytes`, watermarks, lowmem reserves and
+    /// `totalreserve_pages`, as the kernel computes them.
+    fn init_per_zone_wmark_min(&mut self) {
+        // nr_free_buffer_pages(): managed pages of the zones up to Normal (watermarks are
+        // still zero at this point).
+        let normal_idx = self.zone_index(ZoneType::Normal);
+        let lowmem_kb = self.zones[..=normal_idx]
+            .iter()
+            .map(|z| z.managed_pages)
+            .sum::<u64>()
+            * (PAGE_SIZE as u64 >> 10);
+        self.min_free_kbytes = int_sqrt(lowmem_kb * 16).clamp(128, 262_144);
+        self.setup_per_zone_wmarks();
+        self.setup_per_zone_lowmem_reserve();
+        self.totalreserve_pages = self.calculate_totalreserve_pages();
+    }
+
+    /// `__setup_per_zone_wmarks()`.
+    fn setup_per_zone_wmarks(&mut self) {
+        let pages_min = self.min_free_kbytes >> (PAGE_SHIFT - 10);
+        let is_high = |z: &Zone| matches!(z.zone_type, ZoneType::HighMem | ZoneType::Movable);
+        let lowmem_pages: u64 = self
+            .zones
+            .iter()
+            .filter(|z| !is_high(z))
+            .map(|z| z.managed_pages)
+            .sum();
+        for zone in self.zones.iter_mut() {
+            let share = pages_min * zone.managed_pages / lowmem_pages.max(1);
+            let min = if is_high(zone) {
+                (zone.managed_pages / 1024).clamp(32, 128)
+            } else {
+                share
+            };
+            let m = zone.managed_pages;
+            let scale = (m / 10_000) * 10 + ((m % 10_000) * 10) / 10_000;
+            let tmp = (share >> 2).max(scale);
+            zone.watermark[Watermark::Min as usize] = min;
+            zone.watermark[Watermark::Low as usize] = min + tmp;
+            zone.watermark[Watermark::High as usize] = min + 2 * tmp;
+        }
+    }
+
+    /// `setup_per_zone_lowmem_reserve()`: a lower zone keeps back 1/ratio of the managed
+    /// pages of the zones above it from requests that could have used those zones.
+    fn setup_per_zone_lowmem_reserve(&mut self) {
+        for i in 0..MAX_NR_ZONES - 1 {
+            let ratio = lowmem_reserve_ratio(self.zones[i].zone_type);
+            let clear = ratio == 0 || self.zones[i].managed_pages == 0;
+            let mut upper = 0;
+            for j in i + 1..MAX_NR_ZONES {
+                upper += self.zones[j].managed_pages;
+                self.zones[i].lowmem_reserve[j] = if clear { 0 } else { upper / ratio };
+            }
+        }
+    }
+
+    /// `calculate_totalreserve_pages()`.
+    fn calculate_totalreserve_pages(&self) -> u64 {
+        self.zones
+            .iter()
+            .map(|z| {
+                let max_reserve = z.lowmem_reserve[z.idx..].iter().copied().max().unwrap_or(0);
+                (max_reserve + z.wmark(Watermark::High)).min(z.managed_pages)
+            })
+            .sum()
+    }
+
+    /// `zone_pcp_init()` / `zone_set_pageset_high_and_batch()`.
+    fn setup_pcp(&mut self) {
+        let nr_cpus = self.platform.nr_cpus();
+        for zone in self.zones.iter_mut() {
+            let batch = zone_batchsize(zone.managed_pages).max(1);
+            zone.pcp_batch = batch;
+            zone.pcp_high = zone_highsize(zone.wmark(Watermark::Low), batch, nr_cpus);
+        }
+        for cpu in 0..nr_cpus {
+            for zone in &self.zones {
+                let pcp = &self.percpu.get(cpu).pcp[zone.idx];
+                pcp.batch
+                    .store(zone.pcp_batch, core::sync::atomic::Ordering::Relaxed);
+                pcp.high
+                    .store(zone.pcp_high, core::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! `struct page`: one descriptor per physical page frame, kept in the `mem_map` array
+//! inside the RAM it describes (`include/linux/mm_types.h`, `include/linux/page-flags.h`).
+//!
+//! Ours is 32 bytes (Linux's is 64). Every field is an atomic accessed with relaxed
+//! ordering, which compiles to plain loads and stores: shared `&Page` references are then
+//! sound, and the locks that the kernel uses (zone lock, per-CPU interrupt disabling) still
+//! decide who may change what. A page that is all zeroes is a tail page inside a free
+//! block, which is what most of memory is after boot, so boot need not touch most of the
+//! array.
+
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+
+/// "No page" in the intrusive lists (a PFN that cannot exist).
+pub const NIL: u32 = u32::MAX;
+
+/// `PG_reserved`: never given to the page allocator (boot memory, holes, firmware).
+pub const PG_RESERVED: u32 = 1 << 0;
+/// `PageBuddy`: the head of a free block on a zone free list; `private` holds its order.
+pub const PG_BUDDY: u32 = 1 << 1;
+/// The head of a free block on a per-CPU list; `private` holds its order.
+pub const PG_PCP: u32 = 1 << 2;
+/// `PG_head`: the head of a compound (`__GFP_COMP`) allocation.
+pub const PG_HEAD: u32 = 1 << 3;
+/// A tail page of a compound allocation; `word` holds the head PFN (`compound_head`).
+pub const PG_TAIL: u32 = 1 << 4;
+/// `PG_slab`: the page belongs to a slab.
+pub const PG_SLAB: u32 = 1 << 5;
+const MIGRATETYPE_SHIFT: u32 = 8;
+const MIGRATETYPE_MASK: u32 = 0xf << MIGRATETYPE_SHIFT;
+
+/// The descriptor of one physical page frame.
+#[repr(C)]
+#[derive(Default)]
+pub struct Page {
+    flags: AtomicU32,
+    /// The order of a free block (buddy or per-CPU list) or of an allocation.
+    private: AtomicU32,
+    refcount: AtomicU32,
+    mapcount: AtomicU32,
+    /// Next page in a list, by PFN (`lru.next`).
+    next: AtomicU32,
+    /// Previous page in a list, by PFN (`lru.prev`).
+    prev: AtomicU32,
+    /// A word for the owner of the page: head PFN of a compound tail; later, slab state.
+    word: AtomicU64,
+}
+
+const _: () = assert!(core::mem::size_of::<Page>() == 32);
+
+impl Page {
+    /// All page flags.
+    pub fn flags(&self) -> u32 {
+        self.flags.load(Relaxed)
+    }
+    /// Does the page have every bit of `flag`?
+    pub fn test(&self, flag: u32) -> bool {
+        self.flags() & flag == flag
+    }
+    pub(crate) fn set_flags(&self, flags: u32) {
+        self.flags.store(flags, Relaxed)
+    }
+    pub(crate) fn set(&self, flag: u32) {
+        self.set_flags(self.flags() | flag)
+    }
+    /// `PageReserved()`.
+    pub fn is_reserved(&self) -> bool {
+        self.test(PG_RESERVED)
+    }
+    /// `PageBuddy()`.
+    pub fn is_buddy(&self) -> bool {
+        self.test(PG_BUDDY)
+    }
+    /// `PageSlab()`.
+    pub fn is_slab(&self) -> bool {
+        self.test(PG_SLAB)
+    }
+    /// `PageHead()`.
+    pub fn is_head(&self) -> bool {
+        self.test(PG_HEAD)
+    }
+    /// `PageTail()`.
+    pub fn is_tail(&self) -> bool {
+        self.test(PG_TAIL)
+    }
+    /// The order stored in `page->private` by the buddy allocator.
+    pub fn order(&self) -> u32 {
+        self.private.load(Relaxed)
+    }
+    pub(crate) fn set_order(&self, order: u32) {
+        self.private.store(order, Relaxed)
+    }
+    /// `page_ref_count()`.
+    pub fn refcount(&self) -> u32 {
+        self.refcount.load(Relaxed)
+    }
+    pub(crate) fn set_refcount(&self, n: u32) {
+        self.refcount.store(n, Relaxed)
+    }
+    /// `page_mapcount()`.
+    pub fn mapcount(&self) -> u32 {
+        self.mapcount.load(Relaxed)
+    }
+    /// The migrate type remembered by a per-CPU list page (`get_pcppage_migratetype`).
+    pub(crate) fn pcp_migratetype(&self) -> u32 {
+        (self.flags() & MIGRATETYPE_MASK) >> MIGRATETYPE_SHIFT
+    }
+    pub(crate) fn set_pcp_migratetype(&self, mt: u32) {
+        self.set_flags((self.flags() & !MIGRATETYPE_MASK) | (mt << MIGRATETYPE_SHIFT))
+    }
+    pub(crate) fn next(&self) -> u32 {
+        self.next.load(Relaxed)
+    }
+    pub(crate) fn prev(&self) -> u32 {
+        self.prev.load(Relaxed)
+    }
+    pub(crate) fn set_next(&self, pfn: u32) {
+        self.next.store(pfn, Relaxed)
+    }
+    pub(crate) fn set_prev(&self, pfn: u32) {
+        self.prev.store(pfn, Relaxed)
+    }
+    /// The owner's word (compound head PFN of a tail page).
+    pub fn word(&self) -> u64 {
+        self.word.load(Relaxed)
+    }
+    pub(crate) fn set_word(&self, w: u64) {
+        self.word.store(w, Relaxed)
+    }
+    /// Reset to the all-zero state of a page inside a free block.
+    pub(crate) fn reset(&self) {
+        self.set_flags(0);
+        self.set_order(0);
+        self.set_refcount(0);
+        self.set_next(0);
+        self.set_prev(0);
+        self.set_word(0);
+    }
+    /// Is the page in the all-zero state of a page inside a block (free or allocated)?
+    pub(crate) fn is_blank(&self) -> bool {
+        self.flags() == 0 && self.refcount() == 0 && self.order() == 0 && self.word() == 0
+    }
+}
+
+/// Names of the flags a page carries, for `dump_page`-style reports.
+pub fn flag_names(flags: u32) -> impl Iterator<Item = &'static str> {
+    [
+        (PG_RESERVED, "reserved"),
+        (PG_BUDDY, "buddy"),
+        (PG_PCP, "pcp"),
+        (PG_HEAD, "head"),
+        (PG_TAIL, "tail"),
+        (PG_SLAB, "slab"),
+    ]
+    .into_iter()
+    .filter(move |(f, _)| flags & f != 0)
+    .map(|(_, n)| n)
+}

@@ -1,0 +1,304 @@
+//! The buddy allocator proper: free lists per order and migrate type, splitting and
+//! merging from page state, and the fallback between migrate types
+//! (`mm/page_alloc.c` of Linux 6.6: `__free_one_page`, `expand`, `__rmqueue_smallest`,
+//! `__rmqueue_fallback`, `steal_suitable_fallback`, `move_freepages_block`).
+//!
+//! Everything here runs under the zone lock: a [`Buddy`] is built from the locked
+//! [`FreeArea`].
+
+use core::sync::atomic::Ordering::Relaxed;
+
+use crate::addr::{MAX_PAGE_ORDER, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER};
+use crate::memory_model::MemMap;
+use crate::mm_types::PG_BUDDY;
+use crate::page_alloc::pageblock::Pageblocks;
+use crate::page_alloc::{AllocFlags, FreeArea, MigrateType, Zone, MIGRATE_PCPTYPES};
+
+/// Where a freed block goes on its list (`fpi_t`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Fpi {
+    /// The head, unless merging looks likely (`FPI_NONE`).
+    None,
+    /// The tail, so it is handed out last (`FPI_TO_TAIL`, used at boot).
+    ToTail,
+}
+
+/// The kernel's fallback order when a migrate type's own lists are empty (`fallbacks[]`).
+const FALLBACKS: [[MigrateType; MIGRATE_PCPTYPES - 1]; MIGRATE_PCPTYPES] = [
+    [MigrateType::Reclaimable, MigrateType::Movable],
+    [MigrateType::Reclaimable, MigrateType::Unmovable],
+    [MigrateType::Unmovable, MigrateType::Movable],
+];
+
+/// A zone's free lists, locked.
+pub struct Buddy<'a> {
+    pub(crate) map: &'a MemMap,
+    pub(crate) blocks: &'a Pageblocks,
+    pub(crate) zone: &'a Zone,
+    pub(crate) area: &'a mut FreeArea,
+}
+
+impl Buddy<'_> {
+    /// `__add_to_free_list()`: make `pfn` a free block of `order` on the `mt` list.
+    pub(crate) fn add_to_free_list(&mut self, pfn: u64, order: u32, mt: MigrateType, tail: bool) {
+        let page = self.map.page(pfn);
+        page.set_flags(PG_BUDDY);
+        page.set_pcp_migratetype(mt as u32);
+        page.set_order(order);
+        let list = &self.area.free_list[order as usize][mt as usize];
+        if tail {
+            list.push_back(self.map, pfn);
+        } else {
+            list.push_front(self.map, pfn);
+        }
+        self.area.nr_free[order as usize] += 1;
+        self.zone.nr_free_pages.fetch_add(1 << order, Relaxed);
+    }
+
+    /// `del_page_from_free_list()`: take a free block off its list; it becomes a plain
+    /// (blank) page.
+    pub(crate) fn del_from_free_list(&mut self, pfn: u64, order: u32) {
+        let page = self.map.page(pfn);
+        let mt = page.pcp_migratetype() as usize;
+        self.area.free_list[order as usize][mt].remove(self.map, pfn);
+        page.set_flags(0);
+        page.set_order(0);
+        self.area.nr_free[order as usize] -= 1;
+        self.zone.nr_free_pages.fetch_sub(1 << order, Relaxed);
+    }
+
+    /// `move_to_free_list()`: move a free block to another migrate type's list.
+    fn move_to_free_list(&mut self, pfn: u64, order: u32, mt: MigrateType) {
+        let page = self.map.page(pfn);
+        let old = page.pcp_migratetype() as usize;
+        self.area.free_list[order as usize][old].remove(self.map, pfn);
+        page.set_pcp_migratetype(mt as u32);
+        self.area.free_list[order as usize][mt as usize].push_back(self.map, pfn);
+    }
+
+    /// `page_is_buddy()`: is `pfn` the head of a free block of exactly `order` in this zone?
+    #[inline]
+    fn is_buddy(&self, pfn: u64, order: u32) -> bool {
+        if !self.map.contains(pfn) || !self.zone.spans(pfn) {
+            return false;
+        }
+        let page = self.map.page(pfn);
+        page.is_buddy() && page.order() == order
+    }
+
+    /// `__free_one_page()`: give a block back, merging with its buddy as long as the
+    /// buddy is free and of the same order, in O(order) steps from page state alone.
+    pub(crate) fn free_one_page(
+        &mut self,
+        mut pfn: u64,
+        mut order: u32,
+        mt: MigrateType,
+        fpi: Fpi,
+    ) {
+        let mut buddy_pfn = pfn;
+        while order < MAX_PAGE_ORDER {
+            buddy_pfn = pfn ^ (1 << order);
+            if !self.is_buddy(buddy_pfn, order) {
+                break;
+            }
+            // Above pageblock order, Isolate and HighAtomic blocks never merge with others.
+            if order >= PAGEBLOCK_ORDER {
+                let buddy_mt = self.blocks.get(buddy_pfn);
+                if buddy_mt != mt && (!is_mergeable(mt) || !is_mergeable(buddy_mt)) {
+                    break;
+                }
+            }
+            self.del_from_free_list(buddy_pfn, order);
+            pfn &= buddy_pfn;
+            order += 1;
+        }
+        let to_tail = fpi == Fpi::ToTail || self.buddy_merge_likely(pfn, buddy_pfn, order);
+        self.add_to_free_list(pfn, order, mt, to_tail);
+    }
+
+    /// `buddy_merge_likely()`: if the buddy one order up is free, this block will probably
+    /// merge soon, so queue it at the tail where it stays free longer.
+    fn buddy_merge_likely(&self, pfn: u64, buddy_pfn: u64, order: u32) -> bool {
+        if order >= MAX_PAGE_ORDER - 1 {
+            return false;
+        }
+        let higher = buddy_pfn & pfn;
+        self.is_buddy(higher ^ (1 << (order + 1)), order + 1)
+    }
+
+    /// `expand()`: split a block of order `high` down to `low`, putting the upper halves
+    /// back on the `mt` free lists.
+    fn expand(&mut self, pfn: u64, low: u32, mut high: u32, mt: MigrateType) {
+        while high > low {
+            high -= 1;
+            self.add_to_free_list(pfn + (1 << high), high, mt, false);
+        }
+    }
+
+    /// `__rmqueue_smallest()`: the smallest free block of at least `order` on the `mt`
+    /// lists, split to size.
+    pub(crate) fn rmqueue_smallest(&mut self, order: u32, mt: MigrateType) -> Option<u64> {
+        for current in order..=MAX_PAGE_ORDER {
+            if let Some(pfn) = self.area.free_list[current as usize][mt as usize].first() {
+                self.del_from_free_list(pfn, current);
+                self.expand(pfn, order, current, mt);
+                return Some(pfn);
+            }
+        }
+        None
+    }
+
+    /// `find_suitable_fallback()`: the first fallback type with a free block of `order`,
+    /// and whether stealing its whole pageblock is allowed.
+    fn find_suitable_fallback(
+        &self,
+        order: u32,
+        start: MigrateType,
+    ) -> Option<(MigrateType, bool)> {
+        if self.area.nr_free[order as usize] == 0 {
+            return None;
+        }
+        FALLBACKS[start as usize]
+            .iter()
+            .find(|&&mt| !self.area.free_list[order as usize][mt as usize].is_empty())
+            .map(|&mt| (mt, can_steal_fallback(order, start)))
+    }
+
+    /// `__rmqueue_fallback()`: when `start`'s own lists are empty, take a block from another
+    /// type: the largest one, so that the pageblock can be claimed whole and types stay
+    /// apart; a movable request that may not steal takes the smallest one instead.
+    fn rmqueue_fallback(
+        &mut self,
+        order: u32,
+        start: MigrateType,
+        alloc_flags: AllocFlags,
+    ) -> bool {
+        let min_order = if order < PAGEBLOCK_ORDER && alloc_flags.contains(AllocFlags::NOFRAGMENT) {
+            PAGEBLOCK_ORDER
+        } else {
+            order
+        };
+        let mut found = None;
+        for current in (min_order..=MAX_PAGE_ORDER).rev() {
+            if let Some((mt, can_steal)) = self.find_suitable_fallback(current, start) {
+                if !can_steal && start == MigrateType::Movable && current > order {
+                    // find_smallest: stealing would not pay off; take the smallest block.
+                    found = (order..=MAX_PAGE_ORDER).find_map(|o| {
+                        self.find_suitable_fallback(o, start)
+                            .map(|(mt, steal)| (o, mt, steal))
+                    });
+                } else {
+                    found = Some((current, mt, can_steal));
+                }
+                break;
+            }
+        }
+        let Some((current, fallback_mt, can_steal)) = found else {
+            return false;
+        };
+        let pfn = self.area.free_list[current as usize][fallback_mt as usize]
+            .first()
+            .expect("find_suitable_fallback saw a block");
+        self.steal_suitable_fallback(pfn, current, start, can_steal);
+        true
+    }
+
+    /// `steal_suitable_fallback()`: move the found block (and, when allowed, the free pages
+    /// of its whole pageblock) to the requesting type; claim the pageblock when at least
+    /// half of it is free or already of a compatible type.
+    fn steal_suitable_fallback(
+        &mut self,
+        pfn: u64,
+        order: u32,
+        start: MigrateType,
+        whole_block: bool,
+    ) {
+        let old_block_type = self.blocks.get(pfn);
+        if old_block_type == MigrateType::HighAtomic {
+            return self.move_to_free_list(pfn, order, start);
+        }
+        if order >= PAGEBLOCK_ORDER {
+            // change_pageblock_range(): the block covers whole pageblocks.
+            for i in 0..(1u64 << (order - PAGEBLOCK_ORDER)) {
+                self.blocks.set(pfn + i * PAGEBLOCK_NR_PAGES, start);
+            }
+            return self.move_to_free_list(pfn, order, start);
+        }
+        if !whole_block {
+            return self.move_to_free_list(pfn, order, start);
+        }
+        let (free_pages, movable_pages) = match self.move_freepages_block(pfn, start) {
+            Some(counts) if counts.0 > 0 => counts,
+            _ => return self.move_to_free_list(pfn, order, start),
+        };
+        let alike_pages = if start == MigrateType::Movable {
+            movable_pages
+        } else if old_block_type == MigrateType::Movable {
+            PAGEBLOCK_NR_PAGES - (free_pages + movable_pages)
+        } else {
+            0
+        };
+        if free_pages + alike_pages >= PAGEBLOCK_NR_PAGES / 2 {
+            self.blocks.set(pfn, start);
+        }
+    }
+
+    /// `move_freepages_block()`: move every free block inside `pfn`'s pageblock to the `mt`
+    /// lists; return (free pages moved, movable pages in use), or `None` when the pageblock
+    /// crosses the zone boundary.
+    pub(crate) fn move_freepages_block(&mut self, pfn: u64, mt: MigrateType) -> Option<(u64, u64)> {
+        let start = pfn & !(PAGEBLOCK_NR_PAGES - 1);
+        let end = start + PAGEBLOCK_NR_PAGES;
+        if !self.zone.spans(start) || !self.zone.spans(end - 1) {
+            return None;
+        }
+        let (mut free, mut movable) = (0, 0);
+        let mut cur = start;
+        while cur < end {
+            let page = self.map.page(cur);
+            if page.is_buddy() {
+                let order = page.order();
+                self.move_to_free_list(cur, order, mt);
+                free += 1 << order;
+                cur += 1 << order;
+                continue;
+            }
+            // The kernel counts PageLRU/__PageMovable pages; here, pages allocated movable.
+            if page.refcount() > 0 && page.pcp_migratetype() == MigrateType::Movable as u32 {
+                movable += 1;
+            }
+            cur += 1;
+        }
+        Some((free, movable))
+    }
+
+    /// `__rmqueue()`: the requested type's own lists, then fallback, then retry.
+    pub(crate) fn rmqueue(
+        &mut self,
+        order: u32,
+        mt: MigrateType,
+        alloc_flags: AllocFlags,
+    ) -> Option<u64> {
+        loop {
+            if let Some(pfn) = self.rmqueue_smallest(order, mt) {
+                return Some(pfn);
+            }
+            if !self.rmqueue_fallback(order, mt, alloc_flags) {
+                return None;
+            }
+        }
+    }
+}
+
+/// `migratetype_is_mergeable()`: the per-CPU types merge freely with each other.
+const fn is_mergeable(mt: MigrateType) -> bool {
+    (mt as usize) < MIGRATE_PCPTYPES
+}
+
+/// `can_steal_fallback()`: may a request of `order` and type `start` claim a whole
+/// pageblock of another type? Large requests always; unmovable and reclaimable ones always,
+/// to keep them together; movable ones only from half a pageblock up.
+const fn can_steal_fallback(order: u32, start: MigrateType) -> bool {
+    order >= PAGEBLOCK_ORDER / 2
+        || matches!(start, MigrateType::Reclaimable | MigrateType::Unmovable)
+}

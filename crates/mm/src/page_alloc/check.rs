@@ -1,0 +1,397 @@
+//! The invariant checker: every free block aligned to its order, on exactly one free list
+//! of the right order, zone and migrate type; per-CPU lists holding what they count;
+//! every page of `mem_map` covered exactly once by a free block, a per-CPU block, an
+//! allocation or a reservation; and per-zone counts that add up to the machine.
+//!
+//! Call it when no other CPU is inside the allocator (tests do, after every step).
+
+use core::fmt;
+
+use crate::mm_types::{Page, PG_HEAD, PG_PCP, PG_RESERVED, PG_TAIL};
+use crate::page_alloc::pcp::{pindex_to_order, NR_PCP_LISTS};
+use crate::page_alloc::{MAX_NR_ZONES, MIGRATE_TYPES};
+use crate::platform::Platform;
+use crate::Mm;
+
+/// A broken invariant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CheckError {
+    /// A free block whose PFN is not a multiple of its size.
+    Misaligned {
+        /// First PFN of the block.
+        pfn: u64,
+        /// Its order.
+        order: u32,
+    },
+    /// A listed block that is not entirely inside the zone of its list.
+    WrongZone {
+        /// First PFN.
+        pfn: u64,
+        /// The zone whose list holds it.
+        zone: &'static str,
+    },
+    /// A listed block whose page state disagrees with its list.
+    BadListedPage {
+        /// First PFN.
+        pfn: u64,
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// A list that does not end (a cycle) or holds more than can exist.
+    ListCorrupt {
+        /// The zone.
+        zone: &'static str,
+        /// The order.
+        order: u32,
+    },
+    /// `nr_free` of an order disagrees with the lists.
+    NrFreeMismatch {
+        /// The zone.
+        zone: &'static str,
+        /// The order.
+        order: u32,
+        /// Blocks found on the lists.
+        listed: u64,
+        /// `nr_free`.
+        recorded: u64,
+    },
+    /// `NR_FREE_PAGES` disagrees with the free blocks.
+    FreePagesMismatch {
+        /// The zone.
+        zone: &'static str,
+        /// Pages in free blocks.
+        counted: u64,
+        /// `NR_FREE_PAGES`.
+        recorded: u64,
+    },
+    /// A per-CPU list's count disagrees with its lists.
+    PcpCountMismatch {
+        /// The CPU.
+        cpu: usize,
+        /// The zone.
+        zone: &'static str,
+        /// Pages on the lists.
+        counted: u64,
+        /// `pcp->count`.
+        recorded: u64,
+    },
+    /// A page in `mem_map` in a state no invariant allows.
+    BadPage {
+        /// The PFN.
+        pfn: u64,
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// Buddy heads found in `mem_map` that are on no free list (or the reverse).
+    UnlistedBuddy {
+        /// The zone.
+        zone: &'static str,
+        /// Buddy heads in `mem_map`.
+        in_mem_map: u64,
+        /// Blocks on the lists.
+        on_lists: u64,
+    },
+    /// A zone's free + per-CPU + allocated pages differ from its managed pages.
+    ZoneTotalMismatch {
+        /// The zone.
+        zone: &'static str,
+        /// Free + per-CPU + allocated.
+        counted: u64,
+        /// `managed_pages`.
+        managed: u64,
+    },
+}
+
+impl fmt::Display for CheckError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckError::Misaligned { pfn, order } => write!(f, "free block at pfn {pfn:#x} misaligned for order {order}"),
+            CheckError::WrongZone { pfn, zone } => write!(f, "free block at pfn {pfn:#x} outside zone {zone}"),
+            CheckError::BadListedPage { pfn, what } => write!(f, "listed block at pfn {pfn:#x}: {what}"),
+            CheckError::ListCorrupt { zone, order } => write!(f, "zone {zone} order {order}: free list corrupt (cycle)"),
+            CheckError::NrFreeMismatch { zone, order, listed, recorded } => write!(
+                f,
+                "zone {zone} order {order}: {listed} blocks listed, nr_free says {recorded}"
+            ),
+            CheckError::FreePagesMismatch { zone, counted, recorded } => write!(
+                f,
+                "zone {zone}: {counted} pages in free blocks, NR_FREE_PAGES says {recorded}"
+            ),
+            CheckError::PcpCountMismatch { cpu, zone, counted, recorded } => write!(
+                f,
+                "cpu {cpu} zone {zone}: {counted} pages on per-CPU lists, count says {recorded}"
+            ),
+            CheckError::BadPage { pfn, what } => write!(f, "pfn {pfn:#x}: {what}"),
+            CheckError::UnlistedBuddy { zone, in_mem_map, on_lists } => write!(
+                f,
+                "zone {zone}: {in_mem_map} buddy heads in mem_map but {on_lists} blocks on free lists"
+            ),
+            CheckError::ZoneTotalMismatch { zone, counted, managed } => write!(
+                f,
+                "zone {zone}: free + per-CPU + allocated = {counted} pages, managed = {managed}"
+            ),
+        }
+    }
+}
+
+/// What the checker counted, in pages.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    /// In buddy free blocks.
+    pub free: u64,
+    /// On per-CPU lists.
+    pub pcp: u64,
+    /// Allocated.
+    pub allocated: u64,
+    /// Reserved (boot metadata, firmware, holes).
+    pub reserved: u64,
+    /// Every page of `mem_map`.
+    pub total: u64,
+}
+
+#[derive(Default, Clone, Copy)]
+struct ZoneCount {
+    buddy_blocks: u64,
+    free: u64,
+    pcp: u64,
+    allocated: u64,
+}
+
+impl<P: Platform> Mm<P> {
+    /// Verify every invariant of the page allocator; see the module docs.
+    pub fn check(&self) -> Result<CheckReport, CheckError> {
+        let mut listed_blocks = [0u64; MAX_NR_ZONES];
+        for zone in self.zones.iter() {
+            listed_blocks[zone.idx] = self.check_free_lists(zone)?;
+        }
+        self.check_pcp_lists()?;
+        let (report, counts) = self.check_mem_map()?;
+        for zone in self.zones.iter() {
+            let c = counts[zone.idx];
+            if c.buddy_blocks != listed_blocks[zone.idx] {
+                return Err(CheckError::UnlistedBuddy {
+                    zone: zone.name(),
+                    in_mem_map: c.buddy_blocks,
+                    on_lists: listed_blocks[zone.idx],
+                });
+            }
+            let counted = c.free + c.pcp + c.allocated;
+            if counted != zone.managed_pages {
+                return Err(CheckError::ZoneTotalMismatch {
+                    zone: zone.name(),
+                    counted,
+                    managed: zone.managed_pages,
+                });
+            }
+        }
+        Ok(report)
+    }
+
+    /// Walk one zone's lists; return the number of blocks listed.
+    fn check_free_lists(&self, zone: &crate::page_alloc::Zone) -> Result<u64, CheckError> {
+        let area = zone.free_area.lock_irqsave(&self.platform);
+        let (mut blocks, mut pages) = (0, 0);
+        for order in 0..crate::addr::NR_PAGE_ORDERS as u32 {
+            let mut listed = 0;
+            for mt in 0..MIGRATE_TYPES {
+                for (seen, pfn) in area.free_list[order as usize][mt]
+                    .iter(&self.mem_map)
+                    .enumerate()
+                {
+                    if seen as u64 > zone.spanned_pages {
+                        return Err(CheckError::ListCorrupt {
+                            zone: zone.name(),
+                            order,
+                        });
+                    }
+                    self.check_listed_block(zone, pfn, order, mt)?;
+                    listed += 1;
+                }
+            }
+            if listed != area.nr_free[order as usize] {
+                return Err(CheckError::NrFreeMismatch {
+                    zone: zone.name(),
+                    order,
+                    listed,
+                    recorded: area.nr_free[order as usize],
+                });
+            }
+            blocks += listed;
+            pages += listed << order;
+        }
+        if pages != zone.free_pages() {
+            return Err(CheckError::FreePagesMismatch {
+                zone: zone.name(),
+                counted: pages,
+                recorded: zone.free_pages(),
+            });
+        }
+        Ok(blocks)
+    }
+
+    fn check_listed_block(
+        &self,
+        zone: &crate::page_alloc::Zone,
+        pfn: u64,
+        order: u32,
+        mt: usize,
+    ) -> Result<(), CheckError> {
+        if pfn & ((1 << order) - 1) != 0 {
+            return Err(CheckError::Misaligned { pfn, order });
+        }
+        if !zone.spans(pfn) || !zone.spans(pfn + (1 << order) - 1) {
+            return Err(CheckError::WrongZone {
+                pfn,
+                zone: zone.name(),
+            });
+        }
+        let page = self.mem_map.page(pfn);
+        let what = if !page.is_buddy() {
+            Some("on a free list but not PageBuddy")
+        } else if page.order() != order {
+            Some("buddy order differs from its list's order")
+        } else if page.pcp_migratetype() as usize != mt {
+            Some("recorded migrate type differs from its list's")
+        } else {
+            None
+        };
+        match what {
+            Some(what) => Err(CheckError::BadListedPage { pfn, what }),
+            None => Ok(()),
+        }
+    }
+
+    fn check_pcp_lists(&self) -> Result<(), CheckError> {
+        for cpu in 0..self.percpu.nr_cpus() {
+            for zone in self.zones.iter() {
+                let pcp = &self.percpu.get(cpu).pcp[zone.idx];
+                pcp.lock.lock();
+                let result = self.check_one_pcp(cpu, zone, pcp);
+                pcp.lock.unlock();
+                result?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_one_pcp(
+        &self,
+        cpu: usize,
+        zone: &crate::page_alloc::Zone,
+        pcp: &crate::page_alloc::PerCpuPages,
+    ) -> Result<(), CheckError> {
+        let mut counted = 0u64;
+        for pindex in 0..NR_PCP_LISTS {
+            let order = pindex_to_order(pindex);
+            for (seen, pfn) in pcp.lists[pindex].iter(&self.mem_map).enumerate() {
+                if seen as u64 > zone.spanned_pages {
+                    return Err(CheckError::ListCorrupt {
+                        zone: zone.name(),
+                        order,
+                    });
+                }
+                let page = self.mem_map.page(pfn);
+                if page.flags() & PG_PCP == 0 || page.order() != order {
+                    return Err(CheckError::BadListedPage {
+                        pfn,
+                        what: "on a per-CPU list but not marked as such, or of another order",
+                    });
+                }
+                if !zone.spans(pfn) || pfn & ((1 << order) - 1) != 0 {
+                    return Err(CheckError::WrongZone {
+                        pfn,
+                        zone: zone.name(),
+                    });
+                }
+                counted += 1 << order;
+            }
+        }
+        if counted != pcp.count() as u64 {
+            return Err(CheckError::PcpCountMismatch {
+                cpu,
+                zone: zone.name(),
+                counted,
+                recorded: pcp.count() as u64,
+            });
+        }
+        Ok(())
+    }
+
+    /// One pass over `mem_map`: every page is the head of exactly one block or
+    /// reservation, or a blank page inside one.
+    fn check_mem_map(&self) -> Result<(CheckReport, [ZoneCount; MAX_NR_ZONES]), CheckError> {
+        let mut report = CheckReport {
+            total: self.mem_map.len,
+            ..CheckReport::default()
+        };
+        let mut counts = [ZoneCount::default(); MAX_NR_ZONES];
+        let mut pfn = self.mem_map.base_pfn;
+        let end = self.mem_map.base_pfn + self.mem_map.len;
+        while pfn < end {
+            let page = self.mem_map.page(pfn);
+            if page.is_reserved() {
+                if page.flags() != PG_RESERVED {
+                    return Err(CheckError::BadPage {
+                        pfn,
+                        what: "reserved page with other flags",
+                    });
+                }
+                report.reserved += 1;
+                pfn += 1;
+                continue;
+            }
+            let zone = self.zone_of_pfn(pfn).ok_or(CheckError::BadPage {
+                pfn,
+                what: "unreserved page outside every zone",
+            })?;
+            let c = &mut counts[zone.idx];
+            let order = page.order();
+            if order > crate::addr::MAX_PAGE_ORDER || pfn & ((1 << order) - 1) != 0 {
+                return Err(CheckError::BadPage {
+                    pfn,
+                    what: "block head with a bad or misaligned order",
+                });
+            }
+            let n = 1u64 << order;
+            if page.is_buddy() {
+                c.buddy_blocks += 1;
+                c.free += n;
+                report.free += n;
+            } else if page.flags() & PG_PCP != 0 {
+                c.pcp += n;
+                report.pcp += n;
+            } else if page.refcount() > 0 {
+                c.allocated += n;
+                report.allocated += n;
+            } else {
+                return Err(CheckError::BadPage {
+                    pfn,
+                    what: "blank page not inside any free block or allocation",
+                });
+            }
+            self.check_tails(pfn, n, page)?;
+            pfn += n;
+        }
+        Ok((report, counts))
+    }
+
+    /// The pages after a block head: blank, or compound tails pointing at the head.
+    fn check_tails(&self, head: u64, n: u64, page: &Page) -> Result<(), CheckError> {
+        let compound = page.flags() & PG_HEAD != 0;
+        for pfn in head + 1..head + n {
+            let tail = self.mem_map.page(pfn);
+            let ok = if compound {
+                tail.flags() == PG_TAIL && tail.word() == head && tail.refcount() == 0
+            } else {
+                tail.is_blank()
+            };
+            if !ok {
+                return Err(CheckError::BadPage {
+                    pfn,
+                    what: "page inside a block is not a blank (or compound tail) page",
+                });
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,1144 @@
+//! The zoned buddy page allocator (`mm/page_alloc.c`, following Linux 6.6).
+//!
+//! * [`zone`]: zones, migrate types, watermarks and free areas.
+//! * [`buddy`]: split, merge and migrate-type fallback under the zone lock.
+//! * [`pcp`]: per-CPU lists for orders 0-3 and pageblock order.
+//! * this module: the allocation and free paths (`__alloc_pages`,
+//!   `get_page_from_freelist`, `rmqueue`, `__free_pages`, ...), and the public API named
+//!   after the kernel's.
+//! * [`slowpath`]: direct reclaim, retries and the allocation-failure report.
+//! * [`check`]: the invariant checker.
+
+pub mod buddy;
+pub mod check;
+pub mod pageblock;
+pub mod pcp;
+pub mod slowpath;
+mod zone;
+
+use core::fmt;
+use core::sync::atomic::Ordering::Relaxed;
+
+pub use pcp::PerCpuPages;
+pub use zone::{
+    FreeArea, MigrateType, Watermark, Zone, ZoneEvents, ZoneType, MAX_NR_ZONES, MIGRATE_PCPTYPES,
+    MIGRATE_TYPES,
+};
+
+use crate::addr::{Pfn, PhysAddr, VirtAddr, MAX_PAGE_ORDER, PAGE_SIZE};
+use crate::context::SleepInAtomic;
+use crate::gfp::{Gfp, GfpError};
+use crate::mm_types::{Page, PG_HEAD, PG_PCP, PG_TAIL};
+use crate::platform::Platform;
+use crate::vmstat::VmEvents;
+use crate::Mm;
+use buddy::{Buddy, Fpi};
+use pcp::{order_to_pindex, pcp_allowed_order, pindex_to_order, NR_PCP_LISTS};
+
+bitflags::bitflags! {
+    /// Internal allocation flags (`ALLOC_*` in `mm/internal.h`). The low two bits index
+    /// the watermark (`ALLOC_WMARK_MIN` = 0, `LOW` = 1, `HIGH` = 2).
+    #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+    pub struct AllocFlags: u32 {
+        /// Check against the low watermark.
+        const WMARK_LOW = 0x01;
+        /// Check against the high watermark.
+        const WMARK_HIGH = 0x02;
+        /// Do not check watermarks at all.
+        const NO_WATERMARKS = 0x04;
+        /// The OOM victim's access to reserves.
+        const OOM = 0x08;
+        /// The caller cannot sleep: a further quarter of the reserve.
+        const NON_BLOCK = 0x10;
+        /// `__GFP_HIGH`: half of the reserve below min.
+        const MIN_RESERVE = 0x20;
+        /// Respect cpusets.
+        const CPUSET = 0x40;
+        /// May use CMA areas.
+        const CMA = 0x80;
+        /// Only steal whole pageblocks from other migrate types (fragmentation avoidance).
+        const NOFRAGMENT = 0x100;
+        /// May use (and reserve) HighAtomic pageblocks.
+        const HIGHATOMIC = 0x200;
+        /// May wake kswapd.
+        const KSWAPD = 0x800;
+    }
+}
+
+impl AllocFlags {
+    /// `ALLOC_RESERVES`: any of the flags that grant reserve access.
+    pub const RESERVES: AllocFlags = AllocFlags::NON_BLOCK
+        .union(AllocFlags::MIN_RESERVE)
+        .union(AllocFlags::HIGHATOMIC)
+        .union(AllocFlags::OOM);
+
+    /// The watermark these flags check against.
+    pub fn watermark(self) -> Watermark {
+        match self.bits() & 0x3 {
+            0 => Watermark::Min,
+            1 => Watermark::Low,
+            _ => Watermark::High,
+        }
+    }
+
+    /// `gfp_to_alloc_flags()`: the slow path's flags, min watermark plus the reserve access
+    /// the GFP flags grant.
+    pub fn from_gfp(gfp: Gfp, order: u32) -> AllocFlags {
+        let mut flags = AllocFlags::CPUSET;
+        if gfp.contains(Gfp::__GFP_HIGH) {
+            flags |= AllocFlags::MIN_RESERVE;
+        }
+        if gfp.contains(Gfp::__GFP_KSWAPD_RECLAIM) {
+            flags |= AllocFlags::KSWAPD;
+        }
+        if !gfp.contains(Gfp::__GFP_DIRECT_RECLAIM) {
+            if !gfp.contains(Gfp::__GFP_NOMEMALLOC) {
+                flags |= AllocFlags::NON_BLOCK;
+                if order > 0 {
+                    flags |= AllocFlags::HIGHATOMIC;
+                }
+            }
+            flags.remove(AllocFlags::CPUSET);
+        }
+        flags
+    }
+}
+
+/// What one allocation asks for (`struct alloc_context`).
+#[derive(Copy, Clone, Debug)]
+pub struct AllocContext {
+    /// The flags.
+    pub gfp: Gfp,
+    /// The order.
+    pub order: u32,
+    /// The highest zone index that may be used (`highest_zoneidx`).
+    pub highest_zoneidx: usize,
+    /// The migrate type of the request.
+    pub migratetype: MigrateType,
+}
+
+/// Why one zone could not serve a request, for the failure report.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct ZoneVerdict {
+    /// The zone.
+    pub zone: ZoneType,
+    /// Free pages at the time (`NR_FREE_PAGES`).
+    pub free: u64,
+    /// The watermark used, after any reserve reduction.
+    pub mark: u64,
+    /// The lowmem reserve held back from this request.
+    pub reserve: u64,
+    /// The largest free order, if any.
+    pub largest_order: Option<u32>,
+}
+
+/// Why the page allocator gave up.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum FailReason {
+    /// A non-blocking request (no `__GFP_DIRECT_RECLAIM`): no reclaim, fail at once.
+    CannotReclaim,
+    /// `__GFP_NORETRY`: one round of reclaim only.
+    NoRetry,
+    /// An order above PAGE_ALLOC_COSTLY_ORDER without `__GFP_RETRY_MAYFAIL`.
+    CostlyOrder,
+    /// Reclaim stopped making progress (`MAX_RECLAIM_RETRIES`) and there is no OOM killer.
+    ReclaimExhausted,
+    /// `__GFP_NOFAIL` retried as long as retrying could change anything.
+    NoFailExhausted,
+    /// No populated zone is allowed for these flags.
+    NoZone,
+}
+
+impl FailReason {
+    fn describe(self) -> &'static str {
+        match self {
+            FailReason::CannotReclaim => "the request may not sleep, so no direct reclaim was tried",
+            FailReason::NoRetry => "__GFP_NORETRY: gave up after one round of reclaim",
+            FailReason::CostlyOrder => {
+                "costly order (> PAGE_ALLOC_COSTLY_ORDER 3) without __GFP_RETRY_MAYFAIL: no retries"
+            }
+            FailReason::ReclaimExhausted => {
+                "reclaim made no progress after MAX_RECLAIM_RETRIES (16) rounds, and nothing can be OOM-killed"
+            }
+            FailReason::NoFailExhausted => {
+                "__GFP_NOFAIL: retried until nothing was left to reclaim (the kernel would loop here for ever)"
+            }
+            FailReason::NoZone => "no populated zone is allowed for these flags",
+        }
+    }
+}
+
+/// A page allocation that failed for lack of memory (what `warn_alloc` reports).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct AllocFailure {
+    /// The flags.
+    pub gfp: Gfp,
+    /// The order.
+    pub order: u32,
+    /// The preferred (highest allowed, populated) zone.
+    pub preferred: Option<ZoneType>,
+    /// Why allocation stopped.
+    pub reason: FailReason,
+    /// The last verdict of each zone tried, lowest zone first.
+    pub zones: [Option<ZoneVerdict>; MAX_NR_ZONES],
+    /// Pages reclaimed while trying.
+    pub reclaimed: u64,
+}
+
+impl fmt::Display for AllocFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "page allocation failure: order:{}, mode:{:?}: {}",
+            self.order,
+            self.gfp,
+            self.reason.describe()
+        )?;
+        for v in self.zones.iter().flatten().rev() {
+            write!(
+                f,
+                "; {}: free {} pages, watermark {} + lowmem_reserve {}, ",
+                v.zone, v.free, v.mark, v.reserve
+            )?;
+            match v.largest_order {
+                Some(o) if o >= self.order => write!(f, "largest free block order {o}")?,
+                Some(o) => write!(
+                    f,
+                    "no free block of order {} (largest: order {o})",
+                    self.order
+                )?,
+                None => write!(f, "no free block at all")?,
+            }
+        }
+        if self.reclaimed > 0 {
+            write!(f, "; {} pages reclaimed on the way", self.reclaimed)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why `alloc_pages` and friends returned no page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AllocError {
+    /// `order > MAX_PAGE_ORDER`.
+    OrderTooLarge(u32),
+    /// The GFP flags are invalid.
+    BadGfp(GfpError),
+    /// A blocking request in atomic context: the kernel's `might_sleep` splat.
+    SleepInAtomic(SleepInAtomic),
+    /// `__get_free_pages` with `__GFP_HIGHMEM`: a HighMem page has no permanent address.
+    HighMemHasNoAddress,
+    /// Out of memory (or too fragmented) for this request.
+    NoMemory(AllocFailure),
+}
+
+impl fmt::Display for AllocError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AllocError::OrderTooLarge(o) => write!(
+                f,
+                "order {o} is larger than MAX_PAGE_ORDER ({MAX_PAGE_ORDER}): WARN_ON_ONCE in __alloc_pages"
+            ),
+            AllocError::BadGfp(e) => e.fmt(f),
+            AllocError::SleepInAtomic(s) => s.fmt(f),
+            AllocError::HighMemHasNoAddress => write!(
+                f,
+                "__get_free_pages with __GFP_HIGHMEM: a HighMem page has no kernel address (VM_BUG_ON)"
+            ),
+            AllocError::NoMemory(failure) => failure.fmt(f),
+        }
+    }
+}
+
+impl From<GfpError> for AllocError {
+    fn from(e: GfpError) -> Self {
+        AllocError::BadGfp(e)
+    }
+}
+
+/// Why a free was refused (each also reported as the kernel's `BUG: Bad page state`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FreeError {
+    /// The PFN is not RAM described by `mem_map` (`pfn_valid()` fails).
+    InvalidPfn(Pfn),
+    /// The address is not a direct-map address.
+    NotDirectMapped(VirtAddr),
+    /// The reference does not point into this machine's `mem_map`.
+    ForeignPage,
+    /// The page is reserved (boot memory, a hole, firmware).
+    Reserved(Pfn),
+    /// The page is already free (or was never the head of an allocation).
+    AlreadyFree(Pfn),
+    /// A tail page of a compound allocation.
+    TailPage(Pfn),
+    /// The order differs from the allocation's.
+    WrongOrder {
+        /// The page.
+        pfn: Pfn,
+        /// The order passed to the free.
+        freed: u32,
+        /// The order it was allocated with.
+        allocated: u32,
+    },
+    /// The page belongs to a slab: free it with `kfree`/`kmem_cache_free`.
+    SlabPage(Pfn),
+    /// `order > MAX_PAGE_ORDER`.
+    OrderTooLarge(u32),
+}
+
+impl FreeError {
+    /// The line `dump_page` prints after "page dumped because: ".
+    pub fn reason(&self) -> &'static str {
+        match self {
+            FreeError::InvalidPfn(_) => "pfn not valid",
+            FreeError::NotDirectMapped(_) => "address not in the direct map",
+            FreeError::ForeignPage => "struct page not in this mem_map",
+            FreeError::Reserved(_) => "PAGE_FLAGS_CHECK_AT_FREE flag(s) set",
+            FreeError::AlreadyFree(_) => "VM_BUG_ON_PAGE(page_ref_count(page) == 0)",
+            FreeError::TailPage(_) => "freeing a tail page",
+            FreeError::WrongOrder { .. } => "freeing with the wrong order",
+            FreeError::SlabPage(_) => "PAGE_FLAGS_CHECK_AT_FREE flag(s) set",
+            FreeError::OrderTooLarge(_) => "order > MAX_PAGE_ORDER",
+        }
+    }
+}
+
+impl fmt::Display for FreeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FreeError::InvalidPfn(p) => write!(f, "pfn {p} is not valid RAM (pfn_valid() fails)"),
+            FreeError::NotDirectMapped(v) => write!(f, "{v} is not a direct-map address (virt_to_page)"),
+            FreeError::ForeignPage => write!(f, "the struct page is not in this machine's mem_map"),
+            FreeError::Reserved(p) => write!(f, "BUG: Bad page state: pfn {p} is reserved"),
+            FreeError::AlreadyFree(p) => write!(
+                f,
+                "BUG: Bad page state: pfn {p} has refcount 0: already free, or not the first page of an allocation"
+            ),
+            FreeError::TailPage(p) => write!(f, "BUG: Bad page state: pfn {p} is a tail page of a compound page"),
+            FreeError::WrongOrder { pfn, freed, allocated } => write!(
+                f,
+                "BUG: Bad page state: pfn {pfn} freed with order {freed} but allocated with order {allocated}"
+            ),
+            FreeError::SlabPage(p) => write!(f, "BUG: Bad page state: pfn {p} belongs to a slab"),
+            FreeError::OrderTooLarge(o) => write!(f, "order {o} is larger than MAX_PAGE_ORDER ({MAX_PAGE_ORDER})"),
+        }
+    }
+}
+
+impl<P: Platform> Mm<P> {
+    // ----- zones -------------------------------------------------------------------
+
+    /// `page_zone()` by PFN.
+    #[inline]
+    pub fn zone_of_pfn(&self, pfn: u64) -> Option<&Zone> {
+        self.zones.iter().find(|z| z.spans(pfn))
+    }
+
+    /// The index of the zone that a GFP zone type means on this profile: a zone the profile
+    /// does not configure means the next one down (`OPT_ZONE_DMA32`, `OPT_ZONE_HIGHMEM`).
+    pub fn zone_index(&self, zt: ZoneType) -> usize {
+        let types = self.profile().zone_types();
+        match types.iter().position(|&t| t == zt) {
+            Some(i) => i,
+            None => types
+                .iter()
+                .rposition(|&t| t < zt && t != ZoneType::Movable)
+                .unwrap_or(0),
+        }
+    }
+
+    /// The zonelist for `highest_zoneidx`: populated zones at or below it, highest first.
+    pub fn zonelist(&self, highest_zoneidx: usize) -> impl Iterator<Item = &Zone> {
+        self.zones[..=highest_zoneidx]
+            .iter()
+            .rev()
+            .filter(|z| z.managed_pages > 0)
+    }
+
+    fn zone_lock<'a>(&'a self, zone: &'a Zone) -> ZoneLocked<'a, P> {
+        ZoneLocked {
+            guard: zone.free_area.lock_irqsave(&self.platform),
+            mm: self,
+            zone,
+        }
+    }
+
+    // ----- watermarks --------------------------------------------------------------
+
+    /// `__zone_watermark_unusable_free()`.
+    fn unusable_free(zone: &Zone, area: Option<&FreeArea>, order: u32, flags: AllocFlags) -> i64 {
+        let mut unusable = (1i64 << order) - 1;
+        if !flags.intersects(AllocFlags::RESERVES) {
+            unusable += area.map_or(0, |a| a.nr_reserved_highatomic) as i64;
+        }
+        let _ = zone;
+        unusable
+    }
+
+    /// The watermark after the reserve reductions of `flags`.
+    fn effective_mark(mark: u64, flags: AllocFlags) -> i64 {
+        let mut min = mark as i64;
+        if flags.intersects(AllocFlags::RESERVES) {
+            if flags.contains(AllocFlags::MIN_RESERVE) {
+                min -= min / 2;
+                if flags.contains(AllocFlags::NON_BLOCK) {
+                    min -= min / 4;
+                }
+            }
+            if flags.contains(AllocFlags::OOM) {
+                min -= min / 2;
+            }
+        }
+        min
+    }
+
+    /// `__zone_watermark_ok()`: would `free_pages` stay above the mark (less the reserves
+    /// this request may use, plus the lowmem reserve it must leave), with a block of the
+    /// order on a list it may use?
+    pub fn zone_watermark_ok(
+        &self,
+        zone: &Zone,
+        order: u32,
+        mark: u64,
+        highest_zoneidx: usize,
+        flags: AllocFlags,
+        free_pages: u64,
+    ) -> bool {
+        let guard = (order > 0).then(|| zone.free_area.lock_irqsave(&self.platform));
+        let area = guard.as_deref();
+        let free = free_pages as i64 - Self::unusable_free(zone, area, order, flags);
+        let min = Self::effective_mark(mark, flags);
+        if free <= min + zone.lowmem_reserve[highest_zoneidx] as i64 {
+            return false;
+        }
+        let Some(area) = area else { return true };
+        (order..=MAX_PAGE_ORDER).any(|o| {
+            area.nr_free[o as usize] > 0
+                && ((0..MIGRATE_PCPTYPES).any(|mt| !area.free_list[o as usize][mt].is_empty())
+                    || (flags.intersects(AllocFlags::HIGHATOMIC | AllocFlags::OOM)
+                        && !area.free_list[o as usize][MigrateType::HighAtomic as usize]
+                            .is_empty()))
+        })
+    }
+
+    /// `zone_watermark_fast()`: the order-0 shortcut, then the full check.
+    #[inline]
+    fn zone_watermark_fast(
+        &self,
+        zone: &Zone,
+        order: u32,
+        mark: u64,
+        highest: usize,
+        flags: AllocFlags,
+    ) -> bool {
+        let free = zone.free_pages();
+        if order == 0 {
+            let reserved = if flags.intersects(AllocFlags::RESERVES) {
+                0
+            } else {
+                zone.free_area
+                    .lock_irqsave(&self.platform)
+                    .nr_reserved_highatomic
+            };
+            let usable = free - free.min(reserved);
+            if usable > mark + zone.lowmem_reserve[highest] {
+                return true;
+            }
+        }
+        self.zone_watermark_ok(zone, order, mark, highest, flags, free)
+    }
+
+    fn verdict(&self, zone: &Zone, ac: &AllocContext, flags: AllocFlags) -> ZoneVerdict {
+        let mark = if flags.contains(AllocFlags::NO_WATERMARKS) {
+            0
+        } else {
+            Self::effective_mark(zone.wmark(flags.watermark()), flags).max(0) as u64
+        };
+        ZoneVerdict {
+            zone: zone.zone_type,
+            free: zone.free_pages(),
+            mark,
+            reserve: zone.lowmem_reserve[ac.highest_zoneidx],
+            largest_order: zone
+                .free_area
+                .lock_irqsave(&self.platform)
+                .largest_free_order(),
+        }
+    }
+
+    // ----- allocation --------------------------------------------------------------
+
+    /// `alloc_pages(gfp, order)`: 2^order physically contiguous pages. Returns the first
+    /// page's descriptor (`struct page *`), or an error saying what failed and why.
+    pub fn alloc_pages(&self, gfp: Gfp, order: u32) -> Result<&Page, AllocError> {
+        let ac = self.prepare_alloc_pages(gfp, order)?;
+        let mut verdicts = [None; MAX_NR_ZONES];
+        let mut flags = AllocFlags::WMARK_LOW;
+        flags |= self.alloc_flags_nofragment(&ac);
+        let pfn = match self.get_page_from_freelist(&ac, flags, &mut verdicts) {
+            Some(pfn) => pfn,
+            None => self.alloc_pages_slowpath(&ac, verdicts)?,
+        };
+        Ok(self.mem_map.page(pfn))
+    }
+
+    /// `prepare_alloc_pages()`: validate the request and build its context.
+    fn prepare_alloc_pages(&self, gfp: Gfp, order: u32) -> Result<AllocContext, AllocError> {
+        if order > MAX_PAGE_ORDER {
+            VmEvents::add(&self.events.warn, 1);
+            if !gfp.contains(Gfp::__GFP_NOWARN) {
+                self.printk(format_args!(
+                    "WARNING: CPU: {} PID: {} at mm/page_alloc.c __alloc_pages: order:{} > MAX_ORDER:{}",
+                    self.platform.smp_processor_id(),
+                    self.platform.current_pid(),
+                    order,
+                    MAX_PAGE_ORDER
+                ));
+            }
+            return Err(AllocError::OrderTooLarge(order));
+        }
+        let zone_type = gfp
+            .gfp_zone()
+            .inspect_err(|_| VmEvents::add(&self.events.warn, 1))?;
+        let migratetype = gfp
+            .migratetype()
+            .inspect_err(|_| VmEvents::add(&self.events.warn, 1))?;
+        if gfp.allows_blocking() {
+            self.might_sleep().map_err(AllocError::SleepInAtomic)?;
+        }
+        Ok(AllocContext {
+            gfp,
+            order,
+            highest_zoneidx: self.zone_index(zone_type),
+            migratetype,
+        })
+    }
+
+    /// `alloc_flags_nofragment()`: when the preferred zone is Normal and DMA32 exists,
+    /// first try without splitting foreign pageblocks below pageblock order.
+    fn alloc_flags_nofragment(&self, ac: &AllocContext) -> AllocFlags {
+        let mut flags = AllocFlags::empty();
+        if ac.gfp.contains(Gfp::__GFP_KSWAPD_RECLAIM) {
+            flags |= AllocFlags::KSWAPD;
+        }
+        let preferred = self.zonelist(ac.highest_zoneidx).next();
+        let dma32_populated = self
+            .zones
+            .iter()
+            .any(|z| z.zone_type == ZoneType::Dma32 && z.is_populated());
+        if preferred.is_some_and(|z| z.zone_type == ZoneType::Normal) && dma32_populated {
+            flags |= AllocFlags::NOFRAGMENT;
+        }
+        flags
+    }
+
+    /// `get_page_from_freelist()`: walk the zonelist, take the first zone whose watermark
+    /// allows the request and that has a block.
+    pub(crate) fn get_page_from_freelist(
+        &self,
+        ac: &AllocContext,
+        mut flags: AllocFlags,
+        verdicts: &mut [Option<ZoneVerdict>; MAX_NR_ZONES],
+    ) -> Option<u64> {
+        let preferred = self.zonelist(ac.highest_zoneidx).next()?.idx;
+        loop {
+            for zone in self.zonelist(ac.highest_zoneidx) {
+                if !flags.contains(AllocFlags::NO_WATERMARKS) {
+                    let mark = zone.wmark(flags.watermark());
+                    if !self.zone_watermark_fast(zone, ac.order, mark, ac.highest_zoneidx, flags) {
+                        verdicts[zone.idx] = Some(self.verdict(zone, ac, flags));
+                        continue;
+                    }
+                }
+                if let Some(pfn) = self.rmqueue(zone, ac, flags) {
+                    let counter = &zone.events.pgalloc;
+                    VmEvents::add(counter, 1 << ac.order);
+                    if zone.idx != preferred {
+                        VmEvents::add(&zone.events.fallback_allocs, 1);
+                    }
+                    if flags.watermark() == Watermark::Min
+                        && zone.free_pages() < zone.wmark(Watermark::Min)
+                    {
+                        VmEvents::add(&self.events.alloc_reserve, 1);
+                    }
+                    self.prep_new_page(pfn, ac);
+                    if flags.contains(AllocFlags::HIGHATOMIC) {
+                        self.reserve_highatomic_pageblock(zone, pfn);
+                    }
+                    return Some(pfn);
+                }
+                verdicts[zone.idx] = Some(self.verdict(zone, ac, flags));
+            }
+            if flags.contains(AllocFlags::NOFRAGMENT) {
+                flags.remove(AllocFlags::NOFRAGMENT);
+                continue;
+            }
+            return None;
+        }
+    }
+
+    /// `rmqueue()`: per-CPU lists for the orders they cache, else the buddy lists.
+    fn rmqueue(&self, zone: &Zone, ac: &AllocContext, flags: AllocFlags) -> Option<u64> {
+        if pcp_allowed_order(ac.order) {
+            if let Some(pfn) = self.rmqueue_pcplist(zone, ac.order, ac.migratetype, flags) {
+                return Some(pfn);
+            }
+        }
+        self.rmqueue_buddy(zone, ac.order, ac.migratetype, flags)
+    }
+
+    /// `rmqueue_pcplist()`: pop from this CPU's list, refilling it with a batch first.
+    fn rmqueue_pcplist(
+        &self,
+        zone: &Zone,
+        order: u32,
+        mt: MigrateType,
+        flags: AllocFlags,
+    ) -> Option<u64> {
+        let pcp = &self.this_cpu().pcp[zone.idx];
+        if !pcp.lock.try_lock() {
+            return None;
+        }
+        pcp.free_factor
+            .store(pcp.free_factor.load(Relaxed) >> 1, Relaxed);
+        let list = &pcp.lists[order_to_pindex(mt as usize, order)];
+        if list.is_empty() {
+            let mut batch = pcp.batch();
+            if batch > 1 {
+                batch = (batch >> order).max(2);
+            }
+            let got = self.rmqueue_bulk(
+                zone,
+                order,
+                batch,
+                pcp,
+                order_to_pindex(mt as usize, order),
+                mt,
+                flags,
+            );
+            pcp.count.fetch_add(got << order, Relaxed);
+        }
+        let pfn = list.pop_front(&self.mem_map);
+        if pfn.is_some() {
+            pcp.count.fetch_sub(1 << order, Relaxed);
+        }
+        pcp.lock.unlock();
+        pfn
+    }
+
+    /// `rmqueue_bulk()`: move up to `count` blocks from the buddy lists to a per-CPU list.
+    #[allow(clippy::too_many_arguments)]
+    fn rmqueue_bulk(
+        &self,
+        zone: &Zone,
+        order: u32,
+        count: u32,
+        pcp: &PerCpuPages,
+        pindex: usize,
+        mt: MigrateType,
+        flags: AllocFlags,
+    ) -> u32 {
+        let mut locked = self.zone_lock(zone);
+        let mut buddy = locked.buddy();
+        let mut got = 0;
+        while got < count {
+            let Some(pfn) = buddy.rmqueue(order, mt, flags) else {
+                break;
+            };
+            let page = self.mem_map.page(pfn);
+            page.set_flags(PG_PCP);
+            page.set_pcp_migratetype(mt as u32);
+            page.set_order(order);
+            pcp.lists[pindex].push_back(&self.mem_map, pfn);
+            got += 1;
+        }
+        got
+    }
+
+    /// `rmqueue_buddy()`: one block straight from the buddy lists, under the zone lock.
+    fn rmqueue_buddy(
+        &self,
+        zone: &Zone,
+        order: u32,
+        mt: MigrateType,
+        flags: AllocFlags,
+    ) -> Option<u64> {
+        let mut locked = self.zone_lock(zone);
+        let mut buddy = locked.buddy();
+        let mut pfn = None;
+        if flags.contains(AllocFlags::HIGHATOMIC) {
+            pfn = buddy.rmqueue_smallest(order, MigrateType::HighAtomic);
+        }
+        if pfn.is_none() {
+            pfn = buddy.rmqueue(order, mt, flags);
+        }
+        if pfn.is_none() && flags.contains(AllocFlags::OOM) {
+            pfn = buddy.rmqueue_smallest(order, MigrateType::HighAtomic);
+        }
+        pfn
+    }
+
+    /// `prep_new_page()`: the block becomes an allocation: refcount 1, zeroed for
+    /// `__GFP_ZERO`, head and tails marked for `__GFP_COMP`.
+    fn prep_new_page(&self, pfn: u64, ac: &AllocContext) {
+        let page = self.mem_map.page(pfn);
+        page.set_flags(0);
+        page.set_pcp_migratetype(ac.migratetype as u32);
+        page.set_order(ac.order);
+        page.set_refcount(1);
+        if ac.gfp.contains(Gfp::__GFP_ZERO) {
+            self.clear_pages(pfn, 1 << ac.order);
+        }
+        if ac.gfp.contains(Gfp::__GFP_COMP) && ac.order > 0 {
+            page.set(PG_HEAD);
+            for tail in pfn + 1..pfn + (1 << ac.order) {
+                let t = self.mem_map.page(tail);
+                t.set_flags(PG_TAIL);
+                t.set_word(pfn);
+            }
+        }
+    }
+
+    /// `clear_highpage()` over `n` pages (through a temporary mapping for HighMem, which
+    /// here is simply physical memory).
+    fn clear_pages(&self, pfn: u64, n: u64) {
+        let phys = Pfn(pfn).phys().0;
+        // SAFETY: the pages were just taken from the free lists, so they are RAM that
+        // nobody else uses; `phys_mem` covers all RAM (the `Platform` contract).
+        unsafe {
+            core::ptr::write_bytes(
+                self.platform.phys_mem().add(phys as usize),
+                0,
+                (n as usize) * PAGE_SIZE,
+            )
+        };
+    }
+
+    /// `reserve_highatomic_pageblock()`: after a high-order atomic allocation succeeds,
+    /// keep its pageblock for such allocations (up to 1% of the zone).
+    fn reserve_highatomic_pageblock(&self, zone: &Zone, pfn: u64) {
+        let max_managed = zone.managed_pages / 100 + crate::addr::PAGEBLOCK_NR_PAGES;
+        let mut locked = self.zone_lock(zone);
+        if locked.guard.nr_reserved_highatomic >= max_managed {
+            return;
+        }
+        let mt = self.pageblocks.get(pfn);
+        if (mt as usize) >= MIGRATE_PCPTYPES {
+            return;
+        }
+        let mut buddy = locked.buddy();
+        if buddy
+            .move_freepages_block(pfn, MigrateType::HighAtomic)
+            .is_some()
+        {
+            self.pageblocks.set(pfn, MigrateType::HighAtomic);
+            locked.guard.nr_reserved_highatomic += crate::addr::PAGEBLOCK_NR_PAGES;
+        }
+    }
+
+    /// `unreserve_highatomic_pageblock()`: give HighAtomic pageblocks back to the request's
+    /// type; with `force`, all of them. Returns whether any was released.
+    pub(crate) fn unreserve_highatomic_pageblock(&self, ac: &AllocContext, force: bool) -> bool {
+        let mut released = false;
+        for zone in self.zonelist(ac.highest_zoneidx) {
+            let mut locked = self.zone_lock(zone);
+            if !force && locked.guard.nr_reserved_highatomic <= crate::addr::PAGEBLOCK_NR_PAGES {
+                continue;
+            }
+            let Some(pfn) = (0..=MAX_PAGE_ORDER).find_map(|o| {
+                locked.guard.free_list[o as usize][MigrateType::HighAtomic as usize].first()
+            }) else {
+                continue;
+            };
+            if self.pageblocks.get(pfn) == MigrateType::HighAtomic {
+                locked.guard.nr_reserved_highatomic = locked
+                    .guard
+                    .nr_reserved_highatomic
+                    .saturating_sub(crate::addr::PAGEBLOCK_NR_PAGES);
+            }
+            self.pageblocks.set(pfn, ac.migratetype);
+            let mut buddy = locked.buddy();
+            if buddy.move_freepages_block(pfn, ac.migratetype).is_some() {
+                released = true;
+                if !force {
+                    break;
+                }
+            }
+        }
+        released
+    }
+
+    // ----- free --------------------------------------------------------------------
+
+    /// `__free_pages(page, order)`: give back an allocation. A page that is not the head of
+    /// a live allocation of this order is refused with the kernel's bad-page report.
+    pub fn __free_pages(&self, page: &Page, order: u32) -> Result<(), FreeError> {
+        let pfn = self.mem_map.pfn_of(page).ok_or(FreeError::ForeignPage)?;
+        self.free_pages_check(pfn.0, order)?;
+        self.free_pages_prepare(pfn.0, order);
+        if pcp_allowed_order(order) {
+            self.free_unref_page(pfn.0, order);
+        } else {
+            let mt = self.pageblocks.get(pfn.0);
+            self.free_one_page(pfn.0, order, mt);
+        }
+        Ok(())
+    }
+
+    /// The checks of `free_pages_prepare()` / `free_page_is_bad()`, made before anything
+    /// changes so a refused free leaves memory exactly as it was.
+    fn free_pages_check(&self, pfn: u64, order: u32) -> Result<(), FreeError> {
+        let page = self.mem_map.page(pfn);
+        let err = if order > MAX_PAGE_ORDER {
+            Some(FreeError::OrderTooLarge(order))
+        } else if page.is_reserved() {
+            Some(FreeError::Reserved(Pfn(pfn)))
+        } else if page.is_slab() {
+            Some(FreeError::SlabPage(Pfn(pfn)))
+        } else if page.is_tail() {
+            Some(FreeError::TailPage(Pfn(pfn)))
+        } else if page.refcount() == 0 {
+            Some(FreeError::AlreadyFree(Pfn(pfn)))
+        } else if page.order() != order {
+            Some(FreeError::WrongOrder {
+                pfn: Pfn(pfn),
+                freed: order,
+                allocated: page.order(),
+            })
+        } else {
+            None
+        };
+        match err {
+            Some(e) => {
+                self.bad_page(pfn, &e);
+                Err(e)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// `bad_page()`: the kernel's report of a page in a state it should not be in.
+    fn bad_page(&self, pfn: u64, err: &FreeError) {
+        VmEvents::add(&self.events.bug_bad_page, 1);
+        let page = self.mem_map.page(pfn);
+        self.printk(format_args!(
+            "BUG: Bad page state in process {}  pfn:{:05x}",
+            self.platform.current_comm(),
+            pfn
+        ));
+        self.printk(format_args!(
+            "page:{:#018x} refcount:{} mapcount:{} mapping:0000000000000000 index:0x0 pfn:{:#x}",
+            self.struct_page_address(page).0,
+            page.refcount(),
+            page.mapcount(),
+            pfn
+        ));
+        let mut names = crate::mm_types::flag_names(page.flags());
+        let mut flags: [&str; 6] = [""; 6];
+        let mut n = 0;
+        for (slot, name) in flags.iter_mut().zip(&mut names) {
+            *slot = name;
+            n += 1;
+        }
+        match n {
+            0 => self.printk(format_args!("flags: {:#x}()", page.flags() & 0xff)),
+            _ => self.printk(format_args!(
+                "flags: {:#x}({})",
+                page.flags() & 0xff,
+                JoinBar(&flags[..n])
+            )),
+        }
+        self.printk(format_args!("page dumped because: {}", err.reason()));
+    }
+
+    /// Reset the descriptors of an allocation about to be freed (compound tails, owner
+    /// state), as `free_pages_prepare()` does.
+    fn free_pages_prepare(&self, pfn: u64, order: u32) {
+        let page = self.mem_map.page(pfn);
+        if page.is_head() {
+            for tail in pfn + 1..pfn + (1 << order) {
+                self.mem_map.page(tail).reset();
+            }
+        }
+        page.reset();
+        VmEvents::add(&self.events.pgfree, 1 << order);
+    }
+
+    /// `free_one_page()`: straight to the buddy lists under the zone lock.
+    fn free_one_page(&self, pfn: u64, order: u32, mt: MigrateType) {
+        let zone = self.zone_of_pfn(pfn).expect("freed page lies in a zone");
+        let mut locked = self.zone_lock(zone);
+        locked.buddy().free_one_page(pfn, order, mt, Fpi::None);
+    }
+
+    /// `free_unref_page()`: onto this CPU's list, draining a batch once it is too long.
+    fn free_unref_page(&self, pfn: u64, order: u32) {
+        let mt = self.pageblocks.get(pfn);
+        let pcp_mt = match mt {
+            MigrateType::Isolate => return self.free_one_page(pfn, order, mt),
+            MigrateType::HighAtomic => MigrateType::Movable,
+            other => other,
+        };
+        let zone = self.zone_of_pfn(pfn).expect("freed page lies in a zone");
+        let pcp = &self.this_cpu().pcp[zone.idx];
+        if !pcp.lock.try_lock() {
+            return self.free_one_page(pfn, order, mt);
+        }
+        self.free_unref_page_commit(zone, pcp, pfn, pcp_mt, mt, order);
+        pcp.lock.unlock();
+    }
+
+    /// `free_unref_page_commit()`.
+    fn free_unref_page_commit(
+        &self,
+        zone: &Zone,
+        pcp: &PerCpuPages,
+        pfn: u64,
+        pcp_mt: MigrateType,
+        block_mt: MigrateType,
+        order: u32,
+    ) {
+        let pindex = order_to_pindex(pcp_mt as usize, order);
+        let page = self.mem_map.page(pfn);
+        page.set_flags(PG_PCP);
+        page.set_pcp_migratetype(block_mt as u32);
+        page.set_order(order);
+        pcp.lists[pindex].push_front(&self.mem_map, pfn);
+        let count = pcp.count.fetch_add(1 << order, Relaxed) + (1 << order);
+        let free_high = pcp.free_factor.load(Relaxed) > 0
+            && order > 0
+            && order <= crate::addr::PAGE_ALLOC_COSTLY_ORDER;
+        let high = pcp.nr_pcp_high(free_high);
+        if count >= high {
+            let n = pcp.nr_pcp_free(high, pcp.batch(), free_high);
+            self.free_pcppages_bulk(zone, n, pcp, pindex);
+        }
+    }
+
+    /// `free_pcppages_bulk()`: give `count` pages back to the buddy lists, round-robin over
+    /// the lists starting with `pindex`, coldest (tail) pages first.
+    fn free_pcppages_bulk(&self, zone: &Zone, count: u32, pcp: &PerCpuPages, pindex: usize) {
+        let mut count = count.min(pcp.count()) as i64;
+        if count <= 0 {
+            return;
+        }
+        let mut locked = self.zone_lock(zone);
+        let mut buddy = locked.buddy();
+        let (mut min_pindex, mut max_pindex) = (0usize, NR_PCP_LISTS - 1);
+        let mut pindex = pindex as isize - 1;
+        while count > 0 {
+            let list = loop {
+                pindex += 1;
+                if pindex as usize > max_pindex {
+                    pindex = min_pindex as isize;
+                }
+                let list = &pcp.lists[pindex as usize];
+                if !list.is_empty() {
+                    break list;
+                }
+                if pindex as usize == max_pindex {
+                    max_pindex = max_pindex.saturating_sub(1);
+                }
+                if pindex as usize == min_pindex {
+                    min_pindex += 1;
+                }
+            };
+            let order = pindex_to_order(pindex as usize);
+            let nr_pages = 1i64 << order;
+            while count > 0 {
+                let Some(pfn) = list.pop_back(&self.mem_map) else {
+                    break;
+                };
+                let mt = MigrateType::from_index(self.mem_map.page(pfn).pcp_migratetype() as usize);
+                count -= nr_pages;
+                pcp.count.fetch_sub(nr_pages as u32, Relaxed);
+                buddy.free_one_page(pfn, order, mt, Fpi::None);
+            }
+        }
+    }
+
+    /// `drain_pages_zone()` for one CPU: every page on its lists back to the buddy lists.
+    pub fn drain_pages(&self, cpu: usize) {
+        let percpu = self.percpu.get(cpu);
+        for zone in self.zones.iter().filter(|z| z.managed_pages > 0) {
+            let pcp = &percpu.pcp[zone.idx];
+            pcp.lock.lock();
+            while pcp.count() > 0 {
+                self.free_pcppages_bulk(zone, pcp.count(), pcp, 0);
+            }
+            pcp.lock.unlock();
+        }
+    }
+
+    /// `drain_all_pages()`: drain every CPU's lists (the slow path does this before
+    /// retrying, since freed pages may be sitting on other CPUs' lists).
+    pub fn drain_all_pages(&self) {
+        VmEvents::add(&self.events.drain_all_pages, 1);
+        for cpu in 0..self.percpu.nr_cpus() {
+            self.drain_pages(cpu);
+        }
+    }
+
+    // ----- the rest of the API -----------------------------------------------------
+
+    /// `__get_free_pages()`: `alloc_pages` and return the direct-map address.
+    pub fn __get_free_pages(&self, gfp: Gfp, order: u32) -> Result<VirtAddr, AllocError> {
+        if gfp.contains(Gfp::__GFP_HIGHMEM) {
+            return Err(AllocError::HighMemHasNoAddress);
+        }
+        let page = self.alloc_pages(gfp, order)?;
+        Ok(self
+            .page_address(page)
+            .expect("a page below HighMem is in the direct map"))
+    }
+
+    /// `get_zeroed_page()`.
+    pub fn get_zeroed_page(&self, gfp: Gfp) -> Result<VirtAddr, AllocError> {
+        self.__get_free_pages(gfp | Gfp::__GFP_ZERO, 0)
+    }
+
+    /// `free_pages(addr, order)`: free by direct-map address; address 0 is a no-op.
+    pub fn free_pages(&self, addr: VirtAddr, order: u32) -> Result<(), FreeError> {
+        if addr.0 == 0 {
+            return Ok(());
+        }
+        let page = self.virt_to_page(addr)?;
+        self.__free_pages(page, order)
+    }
+
+    /// `page_to_pfn()`.
+    pub fn page_to_pfn(&self, page: &Page) -> Pfn {
+        self.mem_map
+            .pfn_of(page)
+            .expect("struct page from this mem_map")
+    }
+
+    /// `pfn_to_page()`, refusing PFNs that `pfn_valid()` refuses.
+    pub fn pfn_to_page(&self, pfn: Pfn) -> Result<&Page, FreeError> {
+        if !self.pfn_valid(pfn) {
+            return Err(FreeError::InvalidPfn(pfn));
+        }
+        Ok(self.mem_map.page(pfn.0))
+    }
+
+    /// `pfn_valid()`: described by `mem_map` and backed by RAM.
+    pub fn pfn_valid(&self, pfn: Pfn) -> bool {
+        self.mem_map.contains(pfn.0) && self.memblock.is_memory(pfn.phys().0, pfn.phys().0 + 1)
+    }
+
+    /// `page_address()`: the direct-map address, or `None` for a HighMem page.
+    pub fn page_address(&self, page: &Page) -> Option<VirtAddr> {
+        let phys = self.page_to_pfn(page).phys();
+        self.layout.phys_to_virt(phys.0).map(VirtAddr)
+    }
+
+    /// `virt_to_page()` for a direct-map address.
+    pub fn virt_to_page(&self, addr: VirtAddr) -> Result<&Page, FreeError> {
+        let phys = self
+            .layout
+            .virt_to_phys(addr.0)
+            .ok_or(FreeError::NotDirectMapped(addr))?;
+        self.pfn_to_page(PhysAddr(phys).pfn())
+    }
+
+    /// `page_zone()`.
+    pub fn page_zone(&self, page: &Page) -> &Zone {
+        let pfn = self.page_to_pfn(page);
+        self.zone_of_pfn(pfn.0)
+            .expect("every valid page lies in a zone")
+    }
+
+    /// The kernel virtual address of a page's descriptor (what `struct page *` holds):
+    /// `mem_map` lives in the direct map.
+    pub fn struct_page_address(&self, page: &Page) -> VirtAddr {
+        let base = self.mem_map_phys();
+        let pfn = self.page_to_pfn(page).0;
+        let off = (pfn - self.mem_map.base_pfn) * core::mem::size_of::<Page>() as u64;
+        VirtAddr(self.layout.page_offset + base.0 + off)
+    }
+
+    /// The descriptor at a `struct page *` address, if it is one.
+    pub fn page_at_struct_address(&self, addr: VirtAddr) -> Option<&Page> {
+        let size = core::mem::size_of::<Page>() as u64;
+        let off = addr
+            .0
+            .checked_sub(self.layout.page_offset + self.mem_map_phys().0)?;
+        if off % size != 0 || off / size >= self.mem_map.len {
+            return None;
+        }
+        Some(self.mem_map.page(self.mem_map.base_pfn + off / size))
+    }
+
+    /// Where boot placed `mem_map` in physical memory.
+    pub fn mem_map_phys(&self) -> PhysAddr {
+        self.memblock
+            .reserved
+            .regions()
+            .iter()
+            .find(|r| r.name == crate::mm_init::MEM_MAP_NAME)
+            .map(|r| PhysAddr(r.base))
+            .unwrap_or_default()
+    }
+
+    /// The migrate type of the pageblock holding `pfn`.
+    pub fn pageblock_migratetype(&self, pfn: Pfn) -> MigrateType {
+        self.pageblocks.get(pfn.0)
+    }
+
+    /// Free blocks per order and migrate type of one zone, under its lock (for `/proc`).
+    pub fn free_area_snapshot(&self, zone: &Zone) -> FreeAreaSnapshot {
+        let area = zone.free_area.lock_irqsave(&self.platform);
+        let mut snap = FreeAreaSnapshot {
+            nr_free: area.nr_free,
+            per_type: [[0; crate::addr::NR_PAGE_ORDERS]; MIGRATE_TYPES],
+        };
+        for (order, lists) in area.free_list.iter().enumerate() {
+            for (mt, list) in lists.iter().enumerate() {
+                snap.per_type[mt][order] = list.iter(&self.mem_map).count() as u64;
+            }
+        }
+        snap
+    }
+}
+
+/// Free-block counts of a zone, copied under its lock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FreeAreaSnapshot {
+    /// Blocks per order (`free_area[order].nr_free`).
+    pub nr_free: [u64; crate::addr::NR_PAGE_ORDERS],
+    /// Blocks per migrate type and order.
+    pub per_type: [[u64; crate::addr::NR_PAGE_ORDERS]; MIGRATE_TYPES],
+}
+
+/// A zone with its lock held.
+struct ZoneLocked<'a, P: Platform> {
+    guard: crate::sync::SpinLockIrqGuard<'a, FreeArea, P>,
+    mm: &'a Mm<P>,
+    zone: &'a Zone,
+}
+
+impl<P: Platform> ZoneLocked<'_, P> {
+    fn buddy(&mut self) -> Buddy<'_> {
+        Buddy {
+            map: &self.mm.mem_map,
+            blocks: &self.mm.pageblocks,
+            zone: self.zone,
+            area: &mut self.guard,
+        }
+    }
+}
+
+/// Formats names joined by `|`.
+struct JoinBar<'a>(&'a [&'a str]);
+
+impl fmt::Display for JoinBar<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, name) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("|")?;
+            }
+            f.write_str(name)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,60 @@
+//! The per-CPU areas (`mm/percpu.c`): one [`PerCpu`] per possible CPU, allocated from
+//! memblock at boot as the kernel's first percpu chunk is, and counted as `Percpu` in
+//! `/proc/meminfo`.
+
+use crate::context::PreemptCount;
+use crate::page_alloc::{PerCpuPages, MAX_NR_ZONES};
+
+/// One CPU's private data.
+#[repr(C)]
+#[derive(Default)]
+pub struct PerCpu {
+    /// The CPU's `preempt_count`.
+    pub preempt_count: PreemptCount,
+    /// The per-CPU page lists of each zone (`zone->per_cpu_pageset`).
+    pub pcp: [PerCpuPages; MAX_NR_ZONES],
+}
+
+/// The array of per-CPU areas, in simulated RAM.
+pub struct PerCpuAreas {
+    base: *const PerCpu,
+    nr_cpus: usize,
+}
+
+// SAFETY: `PerCpu` holds only atomics and trylocks; the array outlives `Mm`.
+unsafe impl Send for PerCpuAreas {}
+// SAFETY: as above.
+unsafe impl Sync for PerCpuAreas {}
+
+impl PerCpuAreas {
+    /// Before boot has placed the areas.
+    pub(crate) const fn empty() -> PerCpuAreas {
+        PerCpuAreas {
+            base: core::ptr::null(),
+            nr_cpus: 0,
+        }
+    }
+
+    /// # Safety
+    /// `base` must point to `nr_cpus` initialised `PerCpu` values that outlive the result.
+    pub(crate) unsafe fn new(base: *const PerCpu, nr_cpus: usize) -> PerCpuAreas {
+        PerCpuAreas { base, nr_cpus }
+    }
+
+    /// `per_cpu_ptr()`.
+    #[inline]
+    pub fn get(&self, cpu: usize) -> &PerCpu {
+        assert!(
+            cpu < self.nr_cpus,
+            "cpu {cpu} >= nr_cpu_ids {}",
+            self.nr_cpus
+        );
+        // SAFETY: cpu < nr_cpus, and the areas live as long as `self`.
+        unsafe { &*self.base.add(cpu) }
+    }
+
+    /// The number of areas.
+    pub fn nr_cpus(&self) -> usize {
+        self.nr_cpus
+    }
+}

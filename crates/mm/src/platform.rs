@@ -1,0 +1,84 @@
+//! The one boundary between the kernel core and the hardware it runs on.
+//!
+//! Everything `mm` needs from a machine goes through [`Platform`]: which CPU is running,
+//! interrupt save/restore, where physical memory is, TLB flushes, a clock and a console.
+//! The simulator implements it with simulated CPUs and RAM; a bare-metal kernel would
+//! implement it with `cli`/`sti`, CR3 and `invlpg`.
+
+use core::fmt;
+
+use crate::addr::{PhysAddr, VirtAddr};
+use crate::gfp::Gfp;
+use crate::Mm;
+
+/// The interrupt state saved by [`Platform::local_irq_save`] (`unsigned long flags`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct IrqFlags {
+    /// Whether interrupts were enabled before the save.
+    pub were_enabled: bool,
+}
+
+/// A range of usable RAM in the firmware's memory map (an e820 "usable" entry).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct MemoryRegion {
+    /// First byte of the range.
+    pub start: PhysAddr,
+    /// One past the last byte of the range.
+    pub end: PhysAddr,
+}
+
+/// Something that can give memory back under pressure (`struct shrinker`, `mm/shrinker.c`).
+pub trait Shrinker<P: Platform> {
+    /// A short name for reports.
+    fn name(&self) -> &str;
+    /// How many pages could be freed now (`count_objects`).
+    fn count_objects(&self, mm: &Mm<P>) -> u64;
+    /// Free up to `nr_to_scan` pages; return how many were freed (`scan_objects`).
+    fn scan_objects(&self, mm: &Mm<P>, gfp: Gfp, nr_to_scan: u64) -> u64;
+}
+
+/// The hardware (or simulated hardware) under the kernel.
+///
+/// # Safety
+///
+/// An implementation promises that [`Platform::phys_mem`] points to host memory that is
+/// readable and writable for every byte of every [`MemoryRegion`] in
+/// [`Platform::memory_map`], for as long as the platform lives, and that nothing else
+/// writes that memory behind the kernel's back. It also promises that at most one host
+/// thread runs as a given CPU at a time ([`Platform::smp_processor_id`]), so that per-CPU
+/// data touched with interrupts disabled is touched by one thread only.
+pub unsafe trait Platform: Sync + Sized {
+    /// Number of possible CPUs (`nr_cpu_ids`).
+    fn nr_cpus(&self) -> usize;
+    /// The CPU the caller runs on (`smp_processor_id()`).
+    fn smp_processor_id(&self) -> usize;
+    /// Disable interrupts on this CPU and return the previous state (`local_irq_save`).
+    fn local_irq_save(&self) -> IrqFlags;
+    /// Restore the state saved by [`Platform::local_irq_save`] (`local_irq_restore`).
+    fn local_irq_restore(&self, flags: IrqFlags);
+    /// Are interrupts disabled on this CPU? (`irqs_disabled()`)
+    fn irqs_disabled(&self) -> bool;
+    /// The usable RAM ranges, sorted by address and not overlapping.
+    fn memory_map(&self) -> &[MemoryRegion];
+    /// Host address of physical address 0: physical address `p` lives at `phys_mem() + p`.
+    fn phys_mem(&self) -> *mut u8;
+    /// Invalidate kernel translations of `[start, end)` in every CPU's TLB
+    /// (`flush_tlb_kernel_range`).
+    fn flush_tlb_kernel_range(&self, start: VirtAddr, end: VirtAddr);
+    /// A monotonic clock in nanoseconds (`local_clock()`).
+    fn clock_ns(&self) -> u64;
+    /// Print one kernel message line (`printk`).
+    fn printk(&self, args: fmt::Arguments<'_>);
+    /// The running task's pid, for kernel messages.
+    fn current_pid(&self) -> u32 {
+        0
+    }
+    /// The running task's name (`current->comm`), for kernel messages.
+    fn current_comm(&self) -> &str {
+        "swapper"
+    }
+    /// Call `f` on each registered shrinker (the `shrinker_list`).
+    fn for_each_shrinker(&self, f: &mut dyn FnMut(&dyn Shrinker<Self>)) {
+        let _ = f;
+    }
+}

@@ -1,0 +1,248 @@
+//! `/proc` files in the kernel's exact formats (`mm/vmstat.c`, `fs/proc/meminfo.c`):
+//! `buddyinfo`, `pagetypeinfo`, `zoneinfo` and `meminfo`. Each renderer writes into any
+//! [`core::fmt::Write`], so a bare-metal kernel can serve them too.
+
+use core::fmt::{self, Write};
+
+use crate::addr::{MAX_PAGE_ORDER, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, PAGE_SHIFT};
+use crate::mm_init::PERCPU_NAME;
+use crate::page_alloc::{MigrateType, Watermark, MIGRATE_TYPES};
+use crate::platform::Platform;
+use crate::Mm;
+
+/// The `/proc` files kmemlab renders.
+pub const FILES: &[&str] = &["buddyinfo", "pagetypeinfo", "zoneinfo", "meminfo"];
+
+/// Render `/proc/<name>`; `Ok(false)` if there is no such file.
+pub fn render<P: Platform>(mm: &Mm<P>, name: &str, w: &mut dyn Write) -> Result<bool, fmt::Error> {
+    let name = name.trim_start_matches("/proc/");
+    match name {
+        "buddyinfo" => buddyinfo(mm, w)?,
+        "pagetypeinfo" => pagetypeinfo(mm, w)?,
+        "zoneinfo" => zoneinfo(mm, w)?,
+        "meminfo" => meminfo(mm, w)?,
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// `/proc/buddyinfo` (`frag_show_print`): free blocks per order, populated zones only.
+pub fn buddyinfo<P: Platform>(mm: &Mm<P>, w: &mut dyn Write) -> fmt::Result {
+    for zone in mm.zones().iter().filter(|z| z.is_populated()) {
+        let snap = mm.free_area_snapshot(zone);
+        write!(w, "Node 0, zone {:>8} ", zone.name())?;
+        for n in snap.nr_free {
+            write!(w, "{n:>6} ")?;
+        }
+        writeln!(w)?;
+    }
+    Ok(())
+}
+
+/// `/proc/pagetypeinfo`: free blocks per migrate type and order, then pageblocks per type.
+pub fn pagetypeinfo<P: Platform>(mm: &Mm<P>, w: &mut dyn Write) -> fmt::Result {
+    writeln!(w, "Page block order: {PAGEBLOCK_ORDER}")?;
+    writeln!(w, "Pages per block:  {PAGEBLOCK_NR_PAGES}")?;
+    writeln!(w)?;
+    write!(w, "{:<43} ", "Free pages count per migrate type at order")?;
+    for order in 0..=MAX_PAGE_ORDER {
+        write!(w, "{order:>6} ")?;
+    }
+    writeln!(w)?;
+    for zone in mm.zones().iter().filter(|z| z.is_populated()) {
+        let snap = mm.free_area_snapshot(zone);
+        for mt in MigrateType::ALL {
+            write!(
+                w,
+                "Node {:>4}, zone {:>8}, type {:>12} ",
+                0,
+                zone.name(),
+                mt.name()
+            )?;
+            for count in snap.per_type[mt as usize] {
+                if count >= 100_000 {
+                    write!(w, ">{:>6} ", 100_000)?;
+                } else {
+                    write!(w, "{count:>6} ")?;
+                }
+            }
+            writeln!(w)?;
+        }
+    }
+    write!(w, "\n{:<23}", "Number of blocks type ")?;
+    for mt in MigrateType::ALL {
+        write!(w, "{:>12} ", mt.name())?;
+    }
+    writeln!(w)?;
+    for zone in mm.zones().iter().filter(|z| z.is_populated()) {
+        let mut count = [0u64; MIGRATE_TYPES];
+        let mut pfn = zone.zone_start_pfn;
+        while pfn < zone.zone_end_pfn() {
+            count[mm.pageblock_migratetype(crate::addr::Pfn(pfn)) as usize] += 1;
+            pfn = (pfn | (PAGEBLOCK_NR_PAGES - 1)) + 1;
+        }
+        write!(w, "Node 0, zone {:>8} ", zone.name())?;
+        for c in count {
+            write!(w, "{c:>12} ")?;
+        }
+        writeln!(w)?;
+    }
+    Ok(())
+}
+
+/// `/proc/zoneinfo` (`zoneinfo_show_print`), with the fields kmemlab has.
+pub fn zoneinfo<P: Platform>(mm: &Mm<P>, w: &mut dyn Write) -> fmt::Result {
+    for zone in mm.zones() {
+        write!(w, "Node 0, zone {:>8}", zone.name())?;
+        write!(
+            w,
+            "\n  pages free     {}\n        boost    0\n        min      {}\n        low      {}\n        high     {}\n        spanned  {}\n        present  {}\n        managed  {}\n        cma      0",
+            zone.free_pages(),
+            zone.wmark(Watermark::Min),
+            zone.wmark(Watermark::Low),
+            zone.wmark(Watermark::High),
+            zone.spanned_pages,
+            zone.present_pages,
+            zone.managed_pages
+        )?;
+        write!(w, "\n        protection: ({}", zone.lowmem_reserve[0])?;
+        for r in &zone.lowmem_reserve[1..] {
+            write!(w, ", {r}")?;
+        }
+        w.write_char(')')?;
+        if !zone.is_populated() {
+            writeln!(w)?;
+            continue;
+        }
+        write!(w, "\n      {:<12} {}", "nr_free_pages", zone.free_pages())?;
+        write!(w, "\n  pagesets")?;
+        for cpu in 0..mm.platform().nr_cpus() {
+            let pcp = &mm.per_cpu(cpu).pcp[zone.idx];
+            write!(
+                w,
+                "\n    cpu: {cpu}\n              count: {}\n              high:  {}\n              batch: {}",
+                pcp.count(),
+                pcp.high(),
+                pcp.batch()
+            )?;
+        }
+        write!(
+            w,
+            "\n  node_unreclaimable:  0\n  start_pfn:           {}",
+            zone.zone_start_pfn
+        )?;
+        writeln!(w)?;
+    }
+    Ok(())
+}
+
+/// One `/proc/meminfo` line (`show_val_kb`): a 16-column label and a width-8 value in kB.
+fn show_val_kb(w: &mut dyn Write, label: &str, pages: u64) -> fmt::Result {
+    writeln!(w, "{:<16}{:>8} kB", label, pages << (PAGE_SHIFT - 10))
+}
+
+/// Totals `/proc/meminfo` reports, in pages.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct MemInfo {
+    /// `MemTotal` (`totalram_pages`: managed pages).
+    pub total: u64,
+    /// `MemFree` (`NR_FREE_PAGES`).
+    pub free: u64,
+    /// `MemAvailable` (`si_mem_available`).
+    pub available: u64,
+    /// `Cached`: the page cache the shrinkers can give back.
+    pub cached: u64,
+    /// `HighTotal`.
+    pub high_total: u64,
+    /// `HighFree`.
+    pub high_free: u64,
+    /// `Percpu`.
+    pub percpu: u64,
+}
+
+/// Compute the `/proc/meminfo` totals.
+pub fn meminfo_values<P: Platform>(mm: &Mm<P>) -> MemInfo {
+    let zones = mm.zones();
+    let total = zones.iter().map(|z| z.managed_pages).sum();
+    let free: u64 = zones.iter().map(|z| z.free_pages()).sum();
+    let is_high = |z: &&crate::Zone| z.zone_type == crate::ZoneType::HighMem;
+    let cached = mm.reclaimable_pages();
+    let wmark_low: u64 = zones.iter().map(|z| z.wmark(Watermark::Low)).sum();
+    let mut available = free as i64 - mm.totalreserve_pages() as i64;
+    available += (cached - (cached / 2).min(wmark_low)) as i64;
+    let percpu_bytes: u64 = mm
+        .memblock()
+        .reserved
+        .regions()
+        .iter()
+        .filter(|r| r.name == PERCPU_NAME)
+        .map(|r| r.size)
+        .sum();
+    MemInfo {
+        total,
+        free,
+        available: available.max(0) as u64,
+        cached,
+        high_total: zones.iter().filter(is_high).map(|z| z.managed_pages).sum(),
+        high_free: zones.iter().filter(is_high).map(|z| z.free_pages()).sum(),
+        percpu: percpu_bytes.div_ceil(4096),
+    }
+}
+
+/// `/proc/meminfo`, with the lines whose quantities exist in kmemlab so far.
+pub fn meminfo<P: Platform>(mm: &Mm<P>, w: &mut dyn Write) -> fmt::Result {
+    let m = meminfo_values(mm);
+    show_val_kb(w, "MemTotal:", m.total)?;
+    show_val_kb(w, "MemFree:", m.free)?;
+    show_val_kb(w, "MemAvailable:", m.available)?;
+    show_val_kb(w, "Cached:", m.cached)?;
+    if mm.profile() == crate::Profile::I386 {
+        show_val_kb(w, "HighTotal:", m.high_total)?;
+        show_val_kb(w, "HighFree:", m.high_free)?;
+        show_val_kb(w, "LowTotal:", m.total - m.high_total)?;
+        show_val_kb(w, "LowFree:", m.free - m.high_free)?;
+    }
+    show_val_kb(w, "Percpu:", m.percpu)?;
+    Ok(())
+}
+
+/// A fixed-capacity line buffer for composing one kernel message without `alloc`;
+/// text past the capacity is dropped.
+pub struct LineBuf {
+    buf: [u8; 512],
+    len: usize,
+}
+
+impl LineBuf {
+    /// An empty line.
+    pub const fn new() -> LineBuf {
+        LineBuf {
+            buf: [0; 512],
+            len: 0,
+        }
+    }
+    /// The text so far.
+    pub fn as_str(&self) -> &str {
+        // Only whole UTF-8 strings are ever appended (see `write_str`).
+        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+impl Default for LineBuf {
+    fn default() -> Self {
+        LineBuf::new()
+    }
+}
+
+impl Write for LineBuf {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let room = self.buf.len() - self.len;
+        let mut take = s.len().min(room);
+        while !s.is_char_boundary(take) {
+            take -= 1;
+        }
+        self.buf[self.len..self.len + take].copy_from_slice(&s.as_bytes()[..take]);
+        self.len += take;
+        Ok(())
+    }
+}

@@ -1,0 +1,362 @@
+//! The simulated machine: RAM, CPUs, execution contexts, a console, and the kernel
+//! booted on them. [`SimPlatform`] is what the kernel sees through the `Platform` trait.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use kmemlab_mm::platform::Shrinker;
+use kmemlab_mm::{
+    BootConfig, BootError, Context, IrqFlags, MemoryRegion, Mm, Platform, Profile, VirtAddr,
+};
+
+use crate::cpu::{self, Cpu};
+use crate::pagecache::PageCache;
+use crate::ram::{Hole, Ram, RamError};
+
+/// The smallest machine: 16 MiB.
+pub const MIN_RAM: u64 = 16 << 20;
+/// The largest machine: 1 TiB (lazily backed).
+pub const MAX_RAM: u64 = 1 << 40;
+/// The most CPUs.
+pub const MAX_CPUS: usize = 256;
+
+/// The shape of a machine.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct MachineConfig {
+    /// Bytes of RAM.
+    pub ram: u64,
+    /// Number of CPUs.
+    pub cpus: usize,
+    /// Which kernel.
+    #[serde(serialize_with = "serialize_profile")]
+    pub profile: Profile,
+    /// The seed for every random choice.
+    pub seed: u64,
+    /// Holes in the physical address map (RAM is placed around them).
+    pub holes: Vec<Hole>,
+}
+
+fn serialize_profile<S: serde::Serializer>(p: &Profile, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(p.name())
+}
+
+impl Default for MachineConfig {
+    /// 1 GiB, 4 CPUs, x86_64, seed 0, with the legacy 640 KiB–1 MiB hole.
+    fn default() -> Self {
+        MachineConfig {
+            ram: 1 << 30,
+            cpus: 4,
+            profile: Profile::X86_64,
+            seed: 0,
+            holes: vec![Hole::LEGACY],
+        }
+    }
+}
+
+/// Why a machine could not be built or could not run something.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SimError {
+    /// RAM size outside 16 MiB ..= 1 TiB.
+    BadRamSize(u64),
+    /// CPU count outside 1 ..= 256.
+    BadCpuCount(usize),
+    /// The host could not map the RAM.
+    Ram(RamError),
+    /// The kernel failed to boot.
+    Boot(BootError),
+    /// No such CPU.
+    NoSuchCpu(usize),
+    /// Another host thread is running as this CPU.
+    CpuBusy(usize),
+    /// An interrupt cannot be taken: the CPU has interrupts disabled.
+    IrqsDisabled(usize),
+}
+
+impl fmt::Display for SimError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SimError::BadRamSize(n) => write!(
+                f,
+                "RAM size {} is outside {} ..= {}",
+                crate::format_size(*n),
+                crate::format_size(MIN_RAM),
+                crate::format_size(MAX_RAM)
+            ),
+            SimError::BadCpuCount(n) => write!(f, "{n} CPUs is outside 1 ..= {MAX_CPUS}"),
+            SimError::Ram(RamError::MapFailed(n, why)) => {
+                write!(
+                    f,
+                    "cannot map {} of simulated RAM: {why}",
+                    crate::format_size(*n)
+                )
+            }
+            SimError::Boot(e) => write!(f, "boot failed: {e}"),
+            SimError::NoSuchCpu(c) => write!(f, "no CPU {c}"),
+            SimError::CpuBusy(c) => write!(f, "CPU {c} is running another host thread"),
+            SimError::IrqsDisabled(c) => {
+                write!(
+                    f,
+                    "CPU {c} has interrupts disabled: the interrupt stays pending"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for SimError {}
+
+/// A shrinker the machine can call from any thread.
+pub type SharedShrinker = Arc<dyn Shrinker<SimPlatform> + Send + Sync>;
+
+/// The hardware the kernel runs on.
+pub struct SimPlatform {
+    id: u64,
+    ram: Ram,
+    cpus: Vec<Cpu>,
+    clock: AtomicU64,
+    tlb_flushes: AtomicU64,
+    console: Mutex<Vec<String>>,
+    shrinkers: RwLock<Vec<SharedShrinker>>,
+}
+
+static NEXT_MACHINE_ID: AtomicU64 = AtomicU64::new(1);
+
+impl SimPlatform {
+    /// The RAM.
+    pub fn ram(&self) -> &Ram {
+        &self.ram
+    }
+
+    /// Range flushes requested by the kernel so far.
+    pub fn tlb_flushes(&self) -> u64 {
+        self.tlb_flushes.load(Ordering::Relaxed)
+    }
+
+    fn cpu(&self) -> &Cpu {
+        &self.cpus[self.smp_processor_id()]
+    }
+
+    /// Register a shrinker (`register_shrinker`).
+    pub fn register_shrinker(&self, shrinker: SharedShrinker) {
+        self.shrinkers
+            .write()
+            .expect("shrinker list")
+            .push(shrinker);
+    }
+
+    /// Advance the virtual clock (it never reads the host's time, so that runs repeat).
+    pub fn tick(&self, ns: u64) {
+        self.clock.fetch_add(ns, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: `phys_mem` is the base of `ram`'s mapping, which covers every range of
+// `memory_map` and lives as long as the platform; nothing but the kernel (and the
+// simulator's own devices, through the same addresses) writes it. `Machine::on_cpu`
+// lets at most one host thread run as a CPU at a time.
+unsafe impl Platform for SimPlatform {
+    fn nr_cpus(&self) -> usize {
+        self.cpus.len()
+    }
+
+    #[inline]
+    fn smp_processor_id(&self) -> usize {
+        // A thread that has not claimed a CPU is the boot CPU (boot, and single-threaded
+        // inspection between commands).
+        cpu::current_cpu(self.id).unwrap_or(0)
+    }
+
+    #[inline]
+    fn local_irq_save(&self) -> IrqFlags {
+        IrqFlags {
+            were_enabled: self.cpu().irqs_enabled.swap(false, Ordering::Relaxed),
+        }
+    }
+
+    #[inline]
+    fn local_irq_restore(&self, flags: IrqFlags) {
+        self.cpu()
+            .irqs_enabled
+            .store(flags.were_enabled, Ordering::Relaxed);
+    }
+
+    fn irqs_disabled(&self) -> bool {
+        !self.cpu().irqs_enabled.load(Ordering::Relaxed)
+    }
+
+    fn memory_map(&self) -> &[MemoryRegion] {
+        self.ram.map()
+    }
+
+    fn phys_mem(&self) -> *mut u8 {
+        self.ram.base()
+    }
+
+    fn flush_tlb_kernel_range(&self, _start: VirtAddr, _end: VirtAddr) {
+        self.tlb_flushes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn clock_ns(&self) -> u64 {
+        self.clock.load(Ordering::Relaxed)
+    }
+
+    fn printk(&self, args: fmt::Arguments<'_>) {
+        self.console.lock().expect("console").push(args.to_string());
+    }
+
+    fn current_pid(&self) -> u32 {
+        100 + self.smp_processor_id() as u32
+    }
+
+    fn current_comm(&self) -> &str {
+        &self.cpu().comm
+    }
+
+    fn for_each_shrinker(&self, f: &mut dyn FnMut(&dyn Shrinker<Self>)) {
+        // Copy the list so no lock is held while shrinkers free memory.
+        let list: Vec<SharedShrinker> = self.shrinkers.read().expect("shrinker list").clone();
+        for s in &list {
+            f(s.as_ref());
+        }
+    }
+}
+
+/// A booted machine.
+pub struct Machine {
+    mm: Mm<SimPlatform>,
+    config: MachineConfig,
+    page_cache: Arc<PageCache>,
+}
+
+impl Machine {
+    /// Build the hardware and boot the kernel on it.
+    pub fn new(config: MachineConfig) -> Result<Machine, SimError> {
+        if !(MIN_RAM..=MAX_RAM).contains(&config.ram) {
+            return Err(SimError::BadRamSize(config.ram));
+        }
+        if !(1..=MAX_CPUS).contains(&config.cpus) {
+            return Err(SimError::BadCpuCount(config.cpus));
+        }
+        let ram = Ram::new(config.ram, &config.holes).map_err(SimError::Ram)?;
+        let platform = SimPlatform {
+            id: NEXT_MACHINE_ID.fetch_add(1, Ordering::Relaxed),
+            ram,
+            cpus: (0..config.cpus).map(Cpu::new).collect(),
+            clock: AtomicU64::new(0),
+            tlb_flushes: AtomicU64::new(0),
+            console: Mutex::new(Vec::new()),
+            shrinkers: RwLock::new(Vec::new()),
+        };
+        let boot = BootConfig {
+            profile: config.profile,
+            seed: config.seed,
+        };
+        let mm = Mm::boot(platform, boot).map_err(SimError::Boot)?;
+        let page_cache = Arc::new(PageCache::default());
+        mm.platform().register_shrinker(page_cache.clone());
+        Ok(Machine {
+            mm,
+            config,
+            page_cache,
+        })
+    }
+
+    /// The configuration booted.
+    pub fn config(&self) -> &MachineConfig {
+        &self.config
+    }
+
+    /// The kernel, for inspection from the boot CPU (reading `/proc`, `check()`).
+    pub fn mm(&self) -> &Mm<SimPlatform> {
+        &self.mm
+    }
+
+    /// The simulated page cache.
+    pub fn page_cache(&self) -> &PageCache {
+        &self.page_cache
+    }
+
+    /// Kernel messages printed since the last call (the new part of `dmesg`).
+    pub fn take_console(&self) -> Vec<String> {
+        std::mem::take(&mut *self.mm.platform().console.lock().expect("console"))
+    }
+
+    /// Run `f` on CPU 0 in process context.
+    pub fn run<R>(&self, f: impl FnOnce(&Mm<SimPlatform>) -> R) -> R {
+        self.on_cpu(0, Context::Process, f)
+            .expect("CPU 0 in process context is always available to its owner")
+    }
+
+    /// Run `f` as CPU `cpu` in context `ctx`.
+    ///
+    /// The calling host thread claims the CPU for the duration (another thread running as
+    /// it makes this fail with [`SimError::CpuBusy`]). Called from inside `f` on the same
+    /// CPU, it nests: a hard-IRQ context entered this way is an interrupt arriving at
+    /// that point, and is refused while interrupts are disabled. A hard-IRQ or NMI context
+    /// runs with interrupts disabled, as the hardware enters handlers.
+    pub fn on_cpu<R>(
+        &self,
+        cpu: usize,
+        ctx: Context,
+        f: impl FnOnce(&Mm<SimPlatform>) -> R,
+    ) -> Result<R, SimError> {
+        let platform = self.mm.platform();
+        let state = platform.cpus.get(cpu).ok_or(SimError::NoSuchCpu(cpu))?;
+        let nested = cpu::current_cpu(platform.id) == Some(cpu);
+        if nested {
+            if ctx == Context::Hardirq && !state.irqs_enabled.load(Ordering::Relaxed) {
+                return Err(SimError::IrqsDisabled(cpu));
+            }
+        } else {
+            let token = cpu::thread_token();
+            if state
+                .owner
+                .compare_exchange(0, token, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                return Err(SimError::CpuBusy(cpu));
+            }
+        }
+        let guard = CpuGuard {
+            machine: self,
+            cpu,
+            ctx,
+            nested,
+            previous: cpu::set_current((platform.id, cpu)),
+            irqs_were_enabled: state.irqs_enabled.load(Ordering::Relaxed),
+        };
+        if matches!(ctx, Context::Hardirq | Context::Nmi) {
+            state.irqs_enabled.store(false, Ordering::Relaxed);
+        }
+        self.mm.enter_context(ctx);
+        let result = f(&self.mm);
+        drop(guard);
+        Ok(result)
+    }
+}
+
+/// Leaves a context and releases the CPU, also when the closure panics.
+struct CpuGuard<'a> {
+    machine: &'a Machine,
+    cpu: usize,
+    ctx: Context,
+    nested: bool,
+    previous: (u64, usize),
+    irqs_were_enabled: bool,
+}
+
+impl Drop for CpuGuard<'_> {
+    fn drop(&mut self) {
+        let platform = self.machine.mm.platform();
+        self.machine.mm.exit_context(self.ctx);
+        let state = &platform.cpus[self.cpu];
+        state
+            .irqs_enabled
+            .store(self.irqs_were_enabled, Ordering::Relaxed);
+        cpu::set_current(self.previous);
+        if !self.nested {
+            state.owner.store(0, Ordering::Release);
+        }
+    }
+}
