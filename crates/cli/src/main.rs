@@ -1,1 +1,149 @@
-fn main() {}
+//! `kmemlab`: the front ends. `tour` walks through the allocators on a simulated machine,
+//! `shell` runs kernel memory commands from a script or a prompt, `proc` prints a `/proc`
+//! file of a freshly booted machine.
+
+mod commands;
+mod describe;
+mod shell;
+mod tour;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use kmemlab_mm::Profile;
+use kmemlab_sim::{parse_size, Hole, Machine, MachineConfig};
+
+/// Watch, script, break and measure the Linux kernel's memory allocators.
+#[derive(Parser)]
+#[command(name = "kmemlab", version, about)]
+struct Cli {
+    #[command(flatten)]
+    machine: MachineArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The shape of the simulated machine.
+#[derive(Args, Clone)]
+struct MachineArgs {
+    /// RAM size (16M ..= 1T; K/M/G/T suffixes).
+    #[arg(long, global = true, default_value = "1G", value_parser = parse_ram)]
+    ram: u64,
+    /// Number of CPUs (1 ..= 256).
+    #[arg(long, global = true, default_value_t = 4)]
+    cpus: usize,
+    /// Kernel profile: x86_64 or i386.
+    #[arg(long, global = true, default_value = "x86_64", value_parser = parse_profile)]
+    profile: Profile,
+    /// Seed for every random choice.
+    #[arg(long, global = true, default_value_t = 0)]
+    seed: u64,
+    /// Extra hole in the physical map, START-END (e.g. 256M-260M); repeatable.
+    #[arg(long = "hole", global = true, value_parser = parse_hole)]
+    holes: Vec<Hole>,
+    /// Add the PCI hole from 3 GiB to 4 GiB (RAM above it moves past 4 GiB).
+    #[arg(long, global = true)]
+    pci_hole: bool,
+    /// Leave out the legacy 640 KiB – 1 MiB hole.
+    #[arg(long, global = true)]
+    no_legacy_hole: bool,
+}
+
+impl MachineArgs {
+    fn config(&self) -> MachineConfig {
+        let mut holes = Vec::new();
+        if !self.no_legacy_hole {
+            holes.push(Hole::LEGACY);
+        }
+        if self.pci_hole {
+            holes.push(Hole::PCI);
+        }
+        holes.extend(self.holes.iter().copied());
+        MachineConfig {
+            ram: self.ram,
+            cpus: self.cpus,
+            profile: self.profile,
+            seed: self.seed,
+            holes,
+        }
+    }
+
+    fn boot(&self) -> Result<Machine, String> {
+        Machine::new(self.config()).map_err(|e| e.to_string())
+    }
+}
+
+fn parse_ram(s: &str) -> Result<u64, String> {
+    parse_size(s).ok_or_else(|| format!("'{s}' is not a size (examples: 64M, 1G, 4096)"))
+}
+
+fn parse_profile(s: &str) -> Result<Profile, String> {
+    Profile::from_name(s).ok_or_else(|| format!("unknown profile '{s}' (x86_64 or i386)"))
+}
+
+fn parse_hole(s: &str) -> Result<Hole, String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("'{s}' is not START-END"))?;
+    let start = parse_ram(a)?;
+    let end = parse_ram(b)?;
+    if end <= start {
+        return Err(format!("hole '{s}' ends before it starts"));
+    }
+    Ok(Hole { start, end })
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Walk through the page allocator on a simulated machine.
+    Tour {
+        /// Print the same facts as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run commands from SCRIPT, or from standard input.
+    Shell {
+        /// A script: one command per line, '#' comments, '!' for commands expected to fail.
+        script: Option<std::path::PathBuf>,
+        /// One JSON object per command.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a /proc file of a freshly booted machine.
+    Proc {
+        /// buddyinfo, pagetypeinfo, zoneinfo or meminfo.
+        file: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Tour { json } => tour::run(&cli.machine, *json),
+        Command::Shell { script, json } => shell::run(&cli.machine, script.as_deref(), *json),
+        Command::Proc { file } => proc_file(&cli.machine, file),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("kmemlab: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn proc_file(args: &MachineArgs, file: &str) -> Result<bool, String> {
+    let machine = args.boot()?;
+    let mut out = String::new();
+    let found =
+        kmemlab_mm::procfs::render(machine.mm(), file, &mut out).map_err(|e| e.to_string())?;
+    if !found {
+        return Err(format!(
+            "no /proc file '{file}' (have: {})",
+            kmemlab_mm::procfs::FILES.join(", ")
+        ));
+    }
+    print!("{out}");
+    Ok(true)
+}

@@ -1,0 +1,299 @@
+//! `kmemlab shell`: kernel memory commands, one per line, from a script or a prompt.
+//!
+//! ```text
+//! # comment
+//! p = alloc_pages GFP_KERNEL 3      # keep the result as p
+//! ! alloc_pages GFP_KERNEL 11       # '!': expected to fail
+//! ```
+//! A failure prints `error: line N: <command>: <what and why>` after any kernel messages
+//! and the script goes on; the exit status is 0 only if every command met its
+//! expectation.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+
+use kmemlab_mm::{Context, Gfp, Mm, Platform};
+use kmemlab_sim::{parse_size, Machine, SimPlatform};
+use serde_json::json;
+
+use crate::commands;
+use crate::MachineArgs;
+
+/// What a command returned.
+pub enum Value {
+    /// Nothing to show.
+    None,
+    /// A number (an address, a size, a PFN) and what it is.
+    Number(u64, String),
+    /// Text.
+    Text(String),
+    /// Named fields, and their text for people.
+    Object(serde_json::Value, String),
+}
+
+/// State the shell keeps per CPU between commands.
+#[derive(Default, Clone, Copy)]
+pub struct CpuState {
+    /// `local_irq_disable` in force.
+    pub irqs_off: bool,
+    /// `preempt_disable` depth.
+    pub preempt_depth: u32,
+}
+
+/// A shell session on one machine.
+pub struct Shell {
+    /// The machine.
+    pub machine: Machine,
+    /// The CPU commands run on.
+    pub cpu: usize,
+    /// The context commands run in.
+    pub ctx: Context,
+    vars: BTreeMap<String, u64>,
+    cpus: Vec<CpuState>,
+}
+
+impl Shell {
+    /// A session on a freshly booted machine.
+    pub fn new(machine: Machine) -> Shell {
+        let n = machine.config().cpus;
+        Shell {
+            machine,
+            cpu: 0,
+            ctx: Context::Process,
+            vars: BTreeMap::new(),
+            cpus: vec![CpuState::default(); n],
+        }
+    }
+
+    /// The state of the current CPU.
+    pub fn cpu_state_mut(&mut self) -> &mut CpuState {
+        &mut self.cpus[self.cpu]
+    }
+
+    /// Run `f` in the kernel on the current CPU and context, with the interrupt and
+    /// preemption state the script set up.
+    pub fn kernel<R>(&self, f: impl FnOnce(&Mm<SimPlatform>) -> R) -> Result<R, String> {
+        let state = self.cpus[self.cpu];
+        self.machine
+            .on_cpu(self.cpu, self.ctx, |mm| {
+                let flags = state.irqs_off.then(|| mm.platform().local_irq_save());
+                for _ in 0..state.preempt_depth {
+                    mm.preempt_disable();
+                }
+                let r = f(mm);
+                for _ in 0..state.preempt_depth {
+                    mm.preempt_enable();
+                }
+                if let Some(flags) = flags {
+                    mm.platform().local_irq_restore(flags);
+                }
+                r
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    /// A number: a name given earlier, a number (0x hex or decimal), or a size (4K).
+    pub fn number(&self, arg: &str) -> Result<u64, String> {
+        if let Some(v) = self.vars.get(arg) {
+            return Ok(*v);
+        }
+        parse_size(arg)
+            .ok_or_else(|| format!("'{arg}' is neither a number nor a name given earlier"))
+    }
+
+    /// A size in bytes.
+    pub fn size(&self, arg: &str) -> Result<u64, String> {
+        self.number(arg)
+    }
+
+    /// An order, 0 ..= 10 is valid; larger orders reach the kernel, which refuses them.
+    pub fn order(&self, arg: &str) -> Result<u32, String> {
+        let n = self.number(arg)?;
+        u32::try_from(n).map_err(|_| format!("order {n} is out of range"))
+    }
+
+    /// GFP flags: `GFP_KERNEL|__GFP_ZERO`, or a number.
+    pub fn gfp(&self, arg: &str) -> Result<Gfp, String> {
+        Gfp::parse(arg).ok_or_else(|| {
+            format!(
+                "'{arg}' is not a set of GFP flags (e.g. GFP_KERNEL, GFP_ATOMIC|__GFP_ZERO, 0xcc0)"
+            )
+        })
+    }
+
+    /// Run one line; `None` for blank and comment lines.
+    pub fn exec_line(&mut self, line_no: usize, raw: &str) -> Option<Outcome> {
+        let line = strip_comment(raw).trim();
+        if line.is_empty() {
+            return None;
+        }
+        let (expect_fail, line) = match line.strip_prefix('!') {
+            Some(rest) => (true, rest.trim()),
+            None => (false, line),
+        };
+        let (name, command) = match line.split_once('=') {
+            Some((n, rest)) if is_name(n.trim()) => (Some(n.trim().to_string()), rest.trim()),
+            _ => (None, line),
+        };
+        let words: Vec<&str> = command.split_whitespace().collect();
+        let result = match words.first().and_then(|w| commands::find(w)) {
+            Some(cmd) => (cmd.run)(self, &words[1..]),
+            None => Err(format!(
+                "unknown command '{}' (try: help)",
+                words.first().unwrap_or(&"")
+            )),
+        };
+        if let (Some(name), Ok(Value::Number(n, _))) = (&name, &result) {
+            self.vars.insert(name.clone(), *n);
+        }
+        Some(Outcome {
+            line: line_no,
+            command: command.to_string(),
+            name,
+            expect_fail,
+            kernel: self.machine.take_console(),
+            result,
+        })
+    }
+}
+
+/// The result of one command line.
+pub struct Outcome {
+    /// The line number.
+    pub line: usize,
+    /// The command text (without name or `!`).
+    pub command: String,
+    /// The name the result was kept under.
+    pub name: Option<String>,
+    /// Marked with `!`.
+    pub expect_fail: bool,
+    /// Kernel messages it caused.
+    pub kernel: Vec<String>,
+    /// What it returned.
+    pub result: Result<Value, String>,
+}
+
+impl Outcome {
+    /// Did the command do what the script expected?
+    pub fn met_expectation(&self) -> bool {
+        self.result.is_err() == self.expect_fail
+    }
+
+    /// Print for people.
+    pub fn print_text(&self, out: &mut impl Write) -> std::io::Result<()> {
+        for line in &self.kernel {
+            writeln!(out, "  {line}")?;
+        }
+        match (&self.result, self.expect_fail) {
+            (Ok(v), false) => {
+                let prefix = self
+                    .name
+                    .as_ref()
+                    .map(|n| format!("{n} = "))
+                    .unwrap_or_default();
+                match v {
+                    Value::None => {}
+                    Value::Number(n, what) => writeln!(out, "{prefix}{n:#x}  ({what})")?,
+                    Value::Text(t) | Value::Object(_, t) => writeln!(out, "{prefix}{t}")?,
+                }
+            }
+            (Ok(_), true) => writeln!(
+                out,
+                "error: line {}: {}: expected to fail, but it succeeded",
+                self.line, self.command
+            )?,
+            (Err(e), false) => writeln!(out, "error: line {}: {}: {e}", self.line, self.command)?,
+            (Err(e), true) => writeln!(out, "failed as expected: {e}")?,
+        }
+        Ok(())
+    }
+
+    /// One JSON object.
+    pub fn json(&self) -> serde_json::Value {
+        let (result, message) = match &self.result {
+            Ok(Value::None) => (serde_json::Value::Null, String::new()),
+            Ok(Value::Number(n, what)) => (json!(n), what.clone()),
+            Ok(Value::Text(t)) => (serde_json::Value::Null, t.clone()),
+            Ok(Value::Object(o, t)) => (o.clone(), t.clone()),
+            Err(e) => (serde_json::Value::Null, e.clone()),
+        };
+        json!({
+            "line": self.line,
+            "command": self.command,
+            "ok": self.met_expectation(),
+            "failed": self.result.is_err(),
+            "expected_failure": self.expect_fail,
+            "name": self.name,
+            "result": result,
+            "message": message,
+            "kernel": self.kernel,
+        })
+    }
+}
+
+fn strip_comment(line: &str) -> &str {
+    line.split_once('#').map_or(line, |(code, _)| code)
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !s.chars().next().is_some_and(|c| c.is_ascii_digit())
+}
+
+/// `kmemlab shell`: returns whether every command met its expectation.
+pub fn run(args: &MachineArgs, script: Option<&Path>, json: bool) -> Result<bool, String> {
+    let mut shell = Shell::new(args.boot()?);
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut all_ok = true;
+    let mut handle = |shell: &mut Shell,
+                      n: usize,
+                      line: &str,
+                      out: &mut std::io::StdoutLock|
+     -> Result<(), String> {
+        if let Some(outcome) = shell.exec_line(n, line) {
+            all_ok &= outcome.met_expectation();
+            if json {
+                writeln!(out, "{}", outcome.json()).map_err(|e| e.to_string())?;
+            } else {
+                outcome.print_text(out).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    };
+    match script {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            for (i, line) in text.lines().enumerate() {
+                handle(&mut shell, i + 1, line, &mut out)?;
+            }
+        }
+        None => {
+            let stdin = std::io::stdin();
+            let interactive = stdin.is_terminal() && !json;
+            let mut n = 0;
+            loop {
+                if interactive {
+                    write!(out, "kmemlab[cpu{} {}]> ", shell.cpu, shell.ctx)
+                        .map_err(|e| e.to_string())?;
+                    out.flush().map_err(|e| e.to_string())?;
+                }
+                let mut line = String::new();
+                if stdin
+                    .lock()
+                    .read_line(&mut line)
+                    .map_err(|e| e.to_string())?
+                    == 0
+                {
+                    break;
+                }
+                n += 1;
+                handle(&mut shell, n, &line, &mut out)?;
+            }
+        }
+    }
+    Ok(all_ok)
+}

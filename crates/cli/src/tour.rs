@@ -1,0 +1,319 @@
+//! `kmemlab tour`: the page allocator, shown on a freshly booted machine. Every number
+//! printed is read from the running kernel; `--json` prints the same facts as one object.
+
+use kmemlab_mm::mm_init::MEM_MAP_NAME;
+use kmemlab_mm::{procfs, Context, Gfp, Mm, Page, PAGE_SIZE};
+use kmemlab_sim::{format_size, Machine, SimPlatform};
+use serde_json::{json, Map, Value};
+
+use crate::describe::{page_info, zones};
+use crate::MachineArgs;
+
+/// Collects the tour as text and as JSON facts.
+struct Tour {
+    text: String,
+    facts: Map<String, Value>,
+    step: usize,
+}
+
+impl Tour {
+    fn section(&mut self, title: &str) {
+        self.step += 1;
+        self.text.push_str(&format!("\n{}. {title}\n", self.step));
+    }
+    fn line(&mut self, text: impl AsRef<str>) {
+        for l in text.as_ref().lines() {
+            self.text.push_str("   ");
+            self.text.push_str(l);
+            self.text.push('\n');
+        }
+    }
+    fn fact(&mut self, key: &str, value: Value) {
+        self.facts.insert(key.to_string(), value);
+    }
+}
+
+/// Run the tour.
+pub fn run(args: &MachineArgs, json_out: bool) -> Result<bool, String> {
+    let machine = args.boot()?;
+    let mut t = Tour {
+        text: String::new(),
+        facts: Map::new(),
+        step: 0,
+    };
+    let cfg = machine.config();
+    t.text.push_str(&format!(
+        "kmemlab tour: the Linux page allocator on a simulated {} machine, {} RAM, {} CPUs, seed {}\n",
+        cfg.profile,
+        format_size(cfg.ram),
+        cfg.cpus,
+        cfg.seed
+    ));
+    t.fact("machine", serde_json::to_value(cfg).expect("plain data"));
+    memory_map(&mut t, &machine);
+    boot_reservations(&mut t, &machine);
+    zone_table(&mut t, &machine);
+    buddy_lists(&mut t, &machine);
+    let ok = allocations(&mut t, &machine)?;
+    if json_out {
+        println!("{}", Value::Object(t.facts));
+    } else {
+        print!("{}", t.text);
+    }
+    Ok(ok)
+}
+
+fn memory_map(t: &mut Tour, machine: &Machine) {
+    t.section("The physical memory map (what the firmware reports, e820)");
+    let mm = machine.mm();
+    let mut rows = Vec::new();
+    let mut cursor = 0u64;
+    for r in machine.mm().platform().ram().map() {
+        if r.start.0 > cursor {
+            rows.push(("hole", cursor, r.start.0));
+        }
+        rows.push(("usable", r.start.0, r.end.0));
+        cursor = r.end.0;
+    }
+    for &(kind, start, end) in &rows {
+        t.line(format!(
+            "{kind:<7} {start:#014x}-{:#014x}  {:>8}",
+            end - 1,
+            format_size(end - start)
+        ));
+    }
+    t.line(format!(
+        "Page 0 is trimmed from RAM and the first 1 MiB is reserved, as x86 kernels do. The direct map puts physical 0 at {:#x}.",
+        mm.layout().page_offset
+    ));
+    t.fact(
+        "memory_map",
+        json!(rows
+            .iter()
+            .map(|(k, s, e)| json!({"type": k, "start": s, "end": e}))
+            .collect::<Vec<_>>()),
+    );
+}
+
+fn boot_reservations(t: &mut Tour, machine: &Machine) {
+    t.section("What boot took before the buddy allocator started (memblock)");
+    let mm = machine.mm();
+    let mut merged: Vec<(&str, u64, u64)> = Vec::new();
+    for r in mm.memblock().reserved.regions() {
+        match merged.last_mut() {
+            Some(last) if last.0 == r.name && last.2 == r.base => last.2 = r.end(),
+            _ => merged.push((r.name, r.base, r.end())),
+        }
+    }
+    for &(name, start, end) in &merged {
+        t.line(format!(
+            "{name:<32} {start:#014x}-{:#014x}  {:>8}",
+            end - 1,
+            format_size(end - start)
+        ));
+    }
+    let pages = mm.mem_map().len;
+    let meminfo = procfs::meminfo_values(mm);
+    t.line(format!(
+        "mem_map holds {pages} struct pages of {} bytes each (Linux: 64): {:.2}% of RAM.",
+        std::mem::size_of::<Page>(),
+        (pages * std::mem::size_of::<Page>() as u64) as f64 * 100.0 / machine.config().ram as f64
+    ));
+    t.line(format!(
+        "MemTotal = {} kB: the RAM less what boot reserved, as /proc/meminfo reports it.",
+        meminfo.total * 4
+    ));
+    t.fact(
+        "reserved",
+        json!(merged
+            .iter()
+            .map(|(n, s, e)| json!({"name": n, "start": s, "end": e}))
+            .collect::<Vec<_>>()),
+    );
+    t.fact("mem_map_phys", json!(mm.mem_map_phys().0));
+    t.fact("struct_page_bytes", json!(std::mem::size_of::<Page>()));
+    t.fact("mem_total_kb", json!(meminfo.total * 4));
+    let _ = MEM_MAP_NAME;
+}
+
+fn zone_table(t: &mut Tour, machine: &Machine) {
+    t.section("Zones: where each kind of memory lives");
+    let mm = machine.mm();
+    t.line(format!(
+        "{:<8} {:>18} {:>9} {:>9} {:>9} {:>7} {:>7} {:>7}  protection",
+        "zone", "pfn range", "spanned", "present", "managed", "min", "low", "high"
+    ));
+    let zs = zones(mm);
+    for z in &zs {
+        t.line(format!(
+            "{:<8} {:>8x}-{:<9x} {:>9} {:>9} {:>9} {:>7} {:>7} {:>7}  {:?}",
+            z.name,
+            z.start_pfn,
+            z.end_pfn - 1,
+            z.spanned,
+            z.present,
+            z.managed,
+            z.min,
+            z.low,
+            z.high,
+            z.protection
+        ));
+    }
+    t.line(format!(
+        "min_free_kbytes = {} = clamp(sqrt(lowmem_kb * 16), 128, 262144), split over the zones by size.",
+        mm.min_free_kbytes()
+    ));
+    let order: Vec<&str> = zs.iter().rev().map(|z| z.name).collect();
+    t.line(format!(
+        "Allocations fall back {}; 'protection' is what a lower zone keeps back from requests that could have used a higher one.",
+        order.join(" -> ")
+    ));
+    t.fact("zones", serde_json::to_value(&zs).expect("plain data"));
+    t.fact("min_free_kbytes", json!(mm.min_free_kbytes()));
+}
+
+fn buddyinfo(mm: &Mm<SimPlatform>) -> String {
+    let mut s = String::new();
+    procfs::buddyinfo(mm, &mut s).expect("formatting into a String");
+    s
+}
+
+fn buddy_lists(t: &mut Tour, machine: &Machine) {
+    t.section("The buddy free lists: free blocks of 2^order pages per zone (/proc/buddyinfo)");
+    let mm = machine.mm();
+    t.line(format!(
+        "{:<23}{}",
+        "order:",
+        (0..=10).map(|o| format!("{o:>6} ")).collect::<String>()
+    ));
+    let text = buddyinfo(mm);
+    t.line(&text);
+    t.line("Boot freed every page in the largest aligned blocks it could: most memory sits in order-10 (4 MiB) blocks.");
+    t.fact("buddyinfo", json!(text));
+}
+
+/// Allocate `gfp` `order` on `cpu` in `ctx`; describe the result.
+fn try_alloc(
+    machine: &Machine,
+    cpu: usize,
+    ctx: Context,
+    gfp: Gfp,
+    order: u32,
+) -> Result<(Result<u64, String>, Vec<String>), String> {
+    let r = machine
+        .on_cpu(cpu, ctx, |mm| {
+            mm.alloc_pages(gfp, order)
+                .map(|p| mm.page_to_pfn(p).0)
+                .map_err(|e| e.to_string())
+        })
+        .map_err(|e| e.to_string())?;
+    Ok((r, machine.take_console()))
+}
+
+fn free(machine: &Machine, pfn: u64, order: u32) -> Result<(), String> {
+    machine.run(|mm| {
+        let page = mm
+            .pfn_to_page(kmemlab_mm::Pfn(pfn))
+            .map_err(|e| e.to_string())?;
+        mm.__free_pages(page, order).map_err(|e| e.to_string())
+    })
+}
+
+fn describe_block(t: &mut Tour, machine: &Machine, key: &str, pfn: u64, order: u32) {
+    let info = page_info(machine.mm(), kmemlab_mm::Pfn(pfn));
+    let bytes = (PAGE_SIZE as u64) << order;
+    let range = match order {
+        0 => format!("pfn {pfn:#x} (1 page, 4K), phys {:#x}", info.phys),
+        _ => format!(
+            "pfn {pfn:#x}..{:#x} ({} pages, {}), phys {:#x}..{:#x}",
+            pfn + (1 << order) - 1,
+            1u64 << order,
+            format_size(bytes),
+            info.phys,
+            info.phys + bytes - 1
+        ),
+    };
+    t.line(format!("-> {range}, zone {}", info.zone));
+    match info.virt {
+        Some(v) => t.line(format!(
+            "   kernel address {v:#x} (direct map: PAGE_OFFSET + phys); struct page at {:#x}",
+            info.struct_page
+        )),
+        None => t.line("   HighMem: no permanent kernel address"),
+    }
+    t.fact(key, serde_json::to_value(&info).expect("plain data"));
+}
+
+fn allocations(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
+    t.section("An order-10 allocation: alloc_pages(GFP_KERNEL, 10)");
+    let (r, _) = try_alloc(machine, 0, Context::Process, Gfp::GFP_KERNEL, 10)?;
+    let big = r?;
+    describe_block(t, machine, "order10", big, 10);
+    t.line("4 MiB of physically contiguous memory: one free order-10 block, taken whole.");
+    t.line(&buddyinfo(machine.mm()));
+
+    t.section("The same request with GFP_DMA: alloc_pages(GFP_KERNEL | GFP_DMA, 10)");
+    let (r, _) = try_alloc(
+        machine,
+        0,
+        Context::Process,
+        Gfp::GFP_KERNEL | Gfp::GFP_DMA,
+        10,
+    )?;
+    let dma = r?;
+    describe_block(t, machine, "order10_dma", dma, 10);
+    t.line(
+        "gfp_zone(GFP_DMA) = ZONE_DMA: the block comes from below 16 MiB, for ISA-style devices.",
+    );
+
+    t.section("Interrupt context: CPU 1 takes a hard IRQ");
+    t.line("alloc_pages(GFP_KERNEL, 0) may sleep to reclaim memory; an interrupt handler may not sleep:");
+    let (refused, kernel) = try_alloc(machine, 1, Context::Hardirq, Gfp::GFP_KERNEL, 0)?;
+    for l in &kernel {
+        t.line(format!("  | {l}"));
+    }
+    let refused_ok = refused.is_err();
+    t.line("(the kernel prints this splat and carries on into a bug; kmemlab refuses the allocation and counts it)");
+    match &refused {
+        Err(e) => t.line(format!("-> refused: {e}")),
+        Ok(pfn) => t.line(format!("-> unexpectedly served: pfn {pfn:#x}")),
+    }
+    t.line("alloc_pages(GFP_ATOMIC, 0) never sleeps, and may dip into the reserve below the min watermark:");
+    let (atomic, _) = try_alloc(machine, 1, Context::Hardirq, Gfp::GFP_ATOMIC, 0)?;
+    let atomic_pfn = atomic?;
+    describe_block(t, machine, "hardirq_atomic", atomic_pfn, 0);
+    t.fact(
+        "hardirq_gfp_kernel",
+        json!({"refused": refused_ok, "error": refused.err(), "kernel": kernel}),
+    );
+
+    t.section("Everything back, and the invariant checker");
+    free(machine, big, 10)?;
+    free(machine, dma, 10)?;
+    free(machine, atomic_pfn, 0)?;
+    let report = machine
+        .mm()
+        .check()
+        .map_err(|e| format!("invariant broken: {e}"))?;
+    t.line(format!(
+        "check(): ok. {} pages = {} free in buddy lists + {} on per-CPU lists + {} allocated + {} reserved",
+        report.total, report.free, report.pcp, report.allocated, report.reserved
+    ));
+    t.line(format!(
+        "The DMA blocks merged back whole. In DMA32 one order-10 block is still split: GFP_ATOMIC refilled CPU 1's per-CPU list with a batch of {} pages, and the freed page went back there too:",
+        report.pcp
+    ));
+    t.line(&buddyinfo(machine.mm()));
+    machine.run(|mm| mm.drain_all_pages());
+    t.line(
+        "drain_all_pages() returns per-CPU pages to the buddy lists, and the buddies merge again:",
+    );
+    let drained = buddyinfo(machine.mm());
+    t.line(&drained);
+    t.fact("buddyinfo_after_drain", json!(drained));
+    t.fact(
+        "check",
+        json!({"total": report.total, "free": report.free, "pcp": report.pcp, "allocated": report.allocated, "reserved": report.reserved}),
+    );
+    Ok(refused_ok)
+}
