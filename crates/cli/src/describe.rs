@@ -96,17 +96,13 @@ impl PageInfo {
             .map_or("no kernel mapping (HighMem)".to_string(), |v| {
                 format!("virt {v:#x}")
             });
+        let block = match self.pages {
+            1 => format!("pfn {:#x} (1 page)", self.block_pfn),
+            n => format!("pfn {:#x}..{:#x} ({n} pages)", self.block_pfn, self.block_pfn + n - 1),
+        };
         format!(
-            "pfn {:#x} phys {:#x} {virt}, zone {}, {} block of order {} at pfn {:#x}..{:#x} ({} pages), pageblock {}",
-            self.pfn,
-            self.phys,
-            self.zone,
-            self.state,
-            self.order,
-            self.block_pfn,
-            self.block_pfn + self.pages - 1,
-            self.pages,
-            self.pageblock_migratetype
+            "pfn {:#x} phys {:#x} {virt}, zone {}, {} block of order {} at {block}, pageblock {}",
+            self.pfn, self.phys, self.zone, self.state, self.order, self.pageblock_migratetype
         )
     }
 }

@@ -214,7 +214,11 @@ impl Gfp {
         if let Ok(n) = name.parse::<u32>() {
             return Some(Gfp::from_bits_retain(n));
         }
-        GFP_NAMES.iter().find(|(_, n)| *n == name).map(|(g, _)| *g)
+        GFP_NAMES
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(g, _)| *g)
+            .or_else(|| Gfp::from_name(name))
     }
 
     /// Parse flags joined with `|`, as the kernel writes them: `GFP_KERNEL|__GFP_ZERO`.
@@ -300,6 +304,10 @@ mod tests {
         );
         assert_eq!(Gfp::parse("0xcc0"), Some(Gfp::GFP_KERNEL));
         assert_eq!(Gfp::parse("GFP_BOGUS"), None);
+        assert_eq!(
+            Gfp::parse("__GFP_DMA|__GFP_HIGHMEM"),
+            Some(Gfp::__GFP_DMA | Gfp::__GFP_HIGHMEM)
+        );
     }
 
     #[test]
