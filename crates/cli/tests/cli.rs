@@ -1,0 +1,155 @@
+//! End-to-end tests of the `kmemlab` binary: what a user runs and what they see.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn kmemlab(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kmemlab"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kmemlab");
+    let input = stdin.unwrap_or("").to_string();
+    let mut pipe = child.stdin.take().expect("stdin");
+    pipe.write_all(input.as_bytes()).expect("write stdin");
+    drop(pipe);
+    child.wait_with_output().expect("kmemlab output")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn tour_shows_the_contrasts() {
+    let o = kmemlab(&["tour"], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = stdout(&o);
+    for needle in [
+        "Node 0, zone      DMA",
+        "zone DMA32",
+        "zone DMA\n",
+        "BUG: sleeping function called from invalid context",
+        "check(): ok.",
+    ] {
+        assert!(text.contains(needle), "tour lacks {needle:?}:\n{text}");
+    }
+}
+
+#[test]
+fn tour_json_has_the_same_facts() {
+    let o = kmemlab(&["tour", "--json"], None);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert_eq!(v["order10"]["order"], 10);
+    assert_eq!(v["order10"]["pages"], 1024);
+    assert_eq!(v["order10"]["zone"], "DMA32");
+    assert_eq!(v["order10_dma"]["zone"], "DMA");
+    assert!(v["order10_dma"]["phys"].as_u64().unwrap() < 16 << 20);
+    assert_eq!(v["hardirq_gfp_kernel"]["refused"], true);
+    assert_eq!(v["hardirq_atomic"]["state"], "allocated");
+    assert_eq!(v["check"]["allocated"], 0);
+    let total = v["check"]["total"].as_u64().unwrap();
+    let parts = ["free", "pcp", "allocated", "reserved"]
+        .iter()
+        .map(|k| v["check"][k].as_u64().unwrap())
+        .sum::<u64>();
+    assert_eq!(total, parts);
+    assert_eq!(v["mem_total_kb"].as_u64().unwrap() % 4, 0);
+}
+
+#[test]
+fn tour_on_i386_uses_highmem() {
+    let o = kmemlab(&["--profile", "i386", "--ram", "2G", "tour", "--json"], None);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let zones: Vec<&str> = v["zones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|z| z["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(zones, ["DMA", "Normal", "HighMem"]);
+    assert_eq!(v["order10"]["zone"], "Normal");
+}
+
+#[test]
+fn shell_script_meets_expectations_and_exits_zero() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/basics.kmem");
+    let o = kmemlab(&["shell", script], None);
+    let text = stdout(&o);
+    assert!(o.status.success(), "{text}");
+    assert!(text.contains("BUG: Bad page state in process kmemlab/1"));
+    assert!(text.contains("failed as expected"));
+    assert!(!text.contains("error: line"));
+}
+
+#[test]
+fn shell_reports_unexpected_results_and_fails() {
+    let input = "p = alloc_pages GFP_KERNEL 2\n! __free_pages p 2\nbogus 1 2\n__free_pages p 2\n";
+    let o = kmemlab(&["shell"], Some(input));
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(text.contains("error: line 2: __free_pages p 2: expected to fail, but it succeeded"));
+    assert!(text.contains("error: line 3: bogus 1 2: unknown command 'bogus'"));
+    assert!(text.contains("error: line 4: __free_pages p 2: BUG: Bad page state"));
+}
+
+#[test]
+fn shell_json_is_one_object_per_command() {
+    let input = "# comment\np = alloc_pages GFP_DMA 0\ninfo p\n! alloc_pages GFP_KERNEL 11\ncheck\n";
+    let o = kmemlab(&["shell", "--json"], Some(input));
+    assert!(o.status.success(), "{}", stdout(&o));
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[0]["line"], 2);
+    assert!(lines[0]["result"].is_u64());
+    assert_eq!(lines[1]["result"]["zone"], "DMA");
+    assert_eq!(lines[1]["result"]["state"], "allocated");
+    assert_eq!(lines[2]["ok"], true);
+    assert_eq!(lines[2]["failed"], true);
+    assert!(lines[2]["kernel"][0].as_str().unwrap().starts_with("WARNING:"));
+    assert_eq!(lines[3]["result"]["allocated"], 1);
+}
+
+#[test]
+fn shell_contexts_and_irq_state() {
+    let input = "local_irq_disable\n! alloc_pages GFP_KERNEL 0\nalloc_pages GFP_NOWAIT 0\nlocal_irq_enable\npreempt_disable\n! alloc_pages GFP_KERNEL 0\npreempt_enable\nalloc_pages GFP_KERNEL 0\n! preempt_enable\n! cpu 9\n! ctx sideways\n";
+    let o = kmemlab(&["--cpus", "2", "shell"], Some(input));
+    let text = stdout(&o);
+    assert!(o.status.success(), "{text}");
+    assert!(text.contains("in_atomic(): 0, irqs_disabled(): 1"));
+    assert!(text.contains("in_atomic(): 1, irqs_disabled(): 0"));
+}
+
+#[test]
+fn proc_files_print_and_unknown_ones_fail() {
+    let o = kmemlab(&["proc", "meminfo"], None);
+    assert!(o.status.success());
+    assert!(stdout(&o).starts_with("MemTotal:"));
+    let o = kmemlab(&["proc", "slabinfo"], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no /proc file 'slabinfo'"));
+}
+
+#[test]
+fn bad_machine_flags_are_clear_errors() {
+    for (args, needle) in [
+        (vec!["--ram", "1M", "proc", "meminfo"], "RAM size 1M is outside 16M ..= 1T"),
+        (vec!["--cpus", "0", "proc", "meminfo"], "0 CPUs is outside 1 ..= 256"),
+        (vec!["--ram", "lots", "proc", "meminfo"], "'lots' is not a size"),
+        (vec!["--profile", "arm", "proc", "meminfo"], "unknown profile 'arm'"),
+        (vec!["--hole", "8M-4M", "proc", "meminfo"], "ends before it starts"),
+    ] {
+        let o = kmemlab(&args, None);
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
