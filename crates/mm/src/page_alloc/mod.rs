@@ -335,14 +335,15 @@ impl<P: Platform> Mm<P> {
     }
 
     /// The index of the zone that a GFP zone type means on this profile: a zone the profile
-    /// does not configure means the next one down (`OPT_ZONE_DMA32`, `OPT_ZONE_HIGHMEM`).
+    /// does not configure means ZONE_NORMAL, as `OPT_ZONE_DMA32` and `OPT_ZONE_HIGHMEM` do
+    /// (so `GFP_DMA32` on i386 may use Normal, and `__GFP_HIGHMEM` on x86_64 means Normal).
     pub fn zone_index(&self, zt: ZoneType) -> usize {
         let types = self.profile().zone_types();
         match types.iter().position(|&t| t == zt) {
             Some(i) => i,
             None => types
                 .iter()
-                .rposition(|&t| t < zt && t != ZoneType::Movable)
+                .position(|&t| t == ZoneType::Normal)
                 .unwrap_or(0),
         }
     }
@@ -365,13 +366,13 @@ impl<P: Platform> Mm<P> {
 
     // ----- watermarks --------------------------------------------------------------
 
-    /// `__zone_watermark_unusable_free()`.
-    fn unusable_free(zone: &Zone, area: Option<&FreeArea>, order: u32, flags: AllocFlags) -> i64 {
-        let mut unusable = (1i64 << order) - 1;
+    /// `__zone_watermark_unusable_free()`: the pages of a block smaller than the order, and
+    /// the HighAtomic reserve unless this request may use it.
+    fn unusable_free(zone: &Zone, order: u32, flags: AllocFlags) -> u64 {
+        let mut unusable = (1u64 << order) - 1;
         if !flags.intersects(AllocFlags::RESERVES) {
-            unusable += area.map_or(0, |a| a.nr_reserved_highatomic) as i64;
+            unusable += zone.nr_reserved_highatomic();
         }
-        let _ = zone;
         unusable
     }
 
@@ -404,14 +405,15 @@ impl<P: Platform> Mm<P> {
         flags: AllocFlags,
         free_pages: u64,
     ) -> bool {
-        let guard = (order > 0).then(|| zone.free_area.lock_irqsave(&self.platform));
-        let area = guard.as_deref();
-        let free = free_pages as i64 - Self::unusable_free(zone, area, order, flags);
+        let free = free_pages as i64 - Self::unusable_free(zone, order, flags) as i64;
         let min = Self::effective_mark(mark, flags);
         if free <= min + zone.lowmem_reserve[highest_zoneidx] as i64 {
             return false;
         }
-        let Some(area) = area else { return true };
+        if order == 0 {
+            return true;
+        }
+        let area = zone.free_area.lock_irqsave(&self.platform);
         (order..=MAX_PAGE_ORDER).any(|o| {
             area.nr_free[o as usize] > 0
                 && ((0..MIGRATE_PCPTYPES).any(|mt| !area.free_list[o as usize][mt].is_empty())
@@ -433,13 +435,7 @@ impl<P: Platform> Mm<P> {
     ) -> bool {
         let free = zone.free_pages();
         if order == 0 {
-            let reserved = if flags.intersects(AllocFlags::RESERVES) {
-                0
-            } else {
-                zone.free_area
-                    .lock_irqsave(&self.platform)
-                    .nr_reserved_highatomic
-            };
+            let reserved = Self::unusable_free(zone, 0, flags);
             let usable = free - free.min(reserved);
             if usable > mark + zone.lowmem_reserve[highest] {
                 return true;
@@ -718,8 +714,11 @@ impl<P: Platform> Mm<P> {
     /// keep its pageblock for such allocations (up to 1% of the zone).
     fn reserve_highatomic_pageblock(&self, zone: &Zone, pfn: u64) {
         let max_managed = zone.managed_pages / 100 + crate::addr::PAGEBLOCK_NR_PAGES;
+        if zone.nr_reserved_highatomic() >= max_managed {
+            return;
+        }
         let mut locked = self.zone_lock(zone);
-        if locked.guard.nr_reserved_highatomic >= max_managed {
+        if zone.nr_reserved_highatomic() >= max_managed {
             return;
         }
         let mt = self.pageblocks.get(pfn);
@@ -732,7 +731,8 @@ impl<P: Platform> Mm<P> {
             .is_some()
         {
             self.pageblocks.set(pfn, MigrateType::HighAtomic);
-            locked.guard.nr_reserved_highatomic += crate::addr::PAGEBLOCK_NR_PAGES;
+            zone.nr_reserved_highatomic
+                .fetch_add(crate::addr::PAGEBLOCK_NR_PAGES, Relaxed);
         }
     }
 
@@ -742,7 +742,7 @@ impl<P: Platform> Mm<P> {
         let mut released = false;
         for zone in self.zonelist(ac.highest_zoneidx) {
             let mut locked = self.zone_lock(zone);
-            if !force && locked.guard.nr_reserved_highatomic <= crate::addr::PAGEBLOCK_NR_PAGES {
+            if !force && zone.nr_reserved_highatomic() <= crate::addr::PAGEBLOCK_NR_PAGES {
                 continue;
             }
             let Some(pfn) = (0..=MAX_PAGE_ORDER).find_map(|o| {
@@ -751,10 +751,10 @@ impl<P: Platform> Mm<P> {
                 continue;
             };
             if self.pageblocks.get(pfn) == MigrateType::HighAtomic {
-                locked.guard.nr_reserved_highatomic = locked
-                    .guard
-                    .nr_reserved_highatomic
+                let left = zone
+                    .nr_reserved_highatomic()
                     .saturating_sub(crate::addr::PAGEBLOCK_NR_PAGES);
+                zone.nr_reserved_highatomic.store(left, Relaxed);
             }
             self.pageblocks.set(pfn, ac.migratetype);
             let mut buddy = locked.buddy();

@@ -146,8 +146,6 @@ pub struct FreeArea {
     pub free_list: [[PageList; MIGRATE_TYPES]; NR_PAGE_ORDERS],
     /// `free_area[order].nr_free`: blocks of each order.
     pub nr_free: [u64; NR_PAGE_ORDERS],
-    /// `zone->nr_reserved_highatomic`: pages in HighAtomic pageblocks.
-    pub nr_reserved_highatomic: u64,
 }
 
 impl FreeArea {
@@ -162,7 +160,6 @@ impl FreeArea {
         FreeArea {
             free_list: [LISTS; NR_PAGE_ORDERS],
             nr_free: [0; NR_PAGE_ORDERS],
-            nr_reserved_highatomic: 0,
         }
     }
 
@@ -210,6 +207,9 @@ pub struct Zone {
     pub(crate) free_area: SpinLockIrq<FreeArea>,
     /// `NR_FREE_PAGES`: pages in the buddy free lists (per-CPU lists excluded).
     pub(crate) nr_free_pages: AtomicU64,
+    /// `nr_reserved_highatomic`: pages in HighAtomic pageblocks. Changed under the zone
+    /// lock, read without it, as the kernel does.
+    pub(crate) nr_reserved_highatomic: AtomicU64,
     /// Event counters.
     pub events: ZoneEvents,
 }
@@ -230,6 +230,7 @@ impl Zone {
             pcp_high: 0,
             free_area: SpinLockIrq::new(FreeArea::new()),
             nr_free_pages: AtomicU64::new(0),
+            nr_reserved_highatomic: AtomicU64::new(0),
             events: ZoneEvents {
                 pgalloc: AtomicU64::new(0),
                 fallback_allocs: AtomicU64::new(0),
@@ -262,6 +263,12 @@ impl Zone {
     #[inline]
     pub fn free_pages(&self) -> u64 {
         self.nr_free_pages.load(Relaxed)
+    }
+
+    /// `zone->nr_reserved_highatomic`.
+    #[inline]
+    pub fn nr_reserved_highatomic(&self) -> u64 {
+        self.nr_reserved_highatomic.load(Relaxed)
     }
 
     /// `min_wmark_pages()` / `low_wmark_pages()` / `high_wmark_pages()`.
