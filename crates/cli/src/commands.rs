@@ -452,16 +452,17 @@ fn vmstat(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     let mm = sh.machine.mm();
     let mut obj = serde_json::Map::new();
     let mut text = String::new();
-    for zone in mm.zones().iter().filter(|z| z.is_populated()) {
-        let name = format!("pgalloc_{}", zone.name().to_lowercase());
-        let n = zone
-            .events
-            .pgalloc
-            .load(std::sync::atomic::Ordering::Relaxed);
-        text.push_str(&format!("{name} {n}\n"));
-        obj.insert(name, json!(n));
-    }
-    for (name, n) in mm.events().all() {
+    let per_zone = mm.zones().iter().filter(|z| z.is_populated()).map(|z| {
+        (
+            format!("pgalloc_{}", z.name().to_lowercase()),
+            mm.pgalloc(z),
+        )
+    });
+    let global = mm.events().all().map(|(name, n)| (name.to_string(), n));
+    for (name, n) in per_zone
+        .chain(std::iter::once(("pgfree".to_string(), mm.pgfree())))
+        .chain(global)
+    {
         text.push_str(&format!("{name} {n}\n"));
         obj.insert(name.to_string(), json!(n));
     }

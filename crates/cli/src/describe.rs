@@ -98,7 +98,11 @@ impl PageInfo {
             });
         let block = match self.pages {
             1 => format!("pfn {:#x} (1 page)", self.block_pfn),
-            n => format!("pfn {:#x}..{:#x} ({n} pages)", self.block_pfn, self.block_pfn + n - 1),
+            n => format!(
+                "pfn {:#x}..{:#x} ({n} pages)",
+                self.block_pfn,
+                self.block_pfn + n - 1
+            ),
         };
         format!(
             "pfn {:#x} phys {:#x} {virt}, zone {}, {} block of order {} at {block}, pageblock {}",

@@ -26,7 +26,7 @@ struct Cli {
 /// The shape of the simulated machine.
 #[derive(Args, Clone)]
 struct MachineArgs {
-    /// RAM size (16M ..= 1T; K/M/G/T suffixes).
+    /// RAM size (16M ..= 256G; K/M/G/T suffixes).
     #[arg(long, global = true, default_value = "1G", value_parser = parse_ram)]
     ram: u64,
     /// Number of CPUs (1 ..= 256).

@@ -62,7 +62,10 @@ fn tour_json_has_the_same_facts() {
 
 #[test]
 fn tour_on_i386_uses_highmem() {
-    let o = kmemlab(&["--profile", "i386", "--ram", "2G", "tour", "--json"], None);
+    let o = kmemlab(
+        &["--profile", "i386", "--ram", "2G", "tour", "--json"],
+        None,
+    );
     assert!(o.status.success());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let zones: Vec<&str> = v["zones"]
@@ -99,7 +102,8 @@ fn shell_reports_unexpected_results_and_fails() {
 
 #[test]
 fn shell_json_is_one_object_per_command() {
-    let input = "# comment\np = alloc_pages GFP_DMA 0\ninfo p\n! alloc_pages GFP_KERNEL 11\ncheck\n";
+    let input =
+        "# comment\np = alloc_pages GFP_DMA 0\ninfo p\n! alloc_pages GFP_KERNEL 11\ncheck\n";
     let o = kmemlab(&["shell", "--json"], Some(input));
     assert!(o.status.success(), "{}", stdout(&o));
     let lines: Vec<serde_json::Value> = stdout(&o)
@@ -113,7 +117,10 @@ fn shell_json_is_one_object_per_command() {
     assert_eq!(lines[1]["result"]["state"], "allocated");
     assert_eq!(lines[2]["ok"], true);
     assert_eq!(lines[2]["failed"], true);
-    assert!(lines[2]["kernel"][0].as_str().unwrap().starts_with("WARNING:"));
+    assert!(lines[2]["kernel"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("WARNING:"));
     assert_eq!(lines[3]["result"]["allocated"], 1);
 }
 
@@ -140,11 +147,26 @@ fn proc_files_print_and_unknown_ones_fail() {
 #[test]
 fn bad_machine_flags_are_clear_errors() {
     for (args, needle) in [
-        (vec!["--ram", "1M", "proc", "meminfo"], "RAM size 1M is outside 16M ..= 1T"),
-        (vec!["--cpus", "0", "proc", "meminfo"], "0 CPUs is outside 1 ..= 256"),
-        (vec!["--ram", "lots", "proc", "meminfo"], "'lots' is not a size"),
-        (vec!["--profile", "arm", "proc", "meminfo"], "unknown profile 'arm'"),
-        (vec!["--hole", "8M-4M", "proc", "meminfo"], "ends before it starts"),
+        (
+            vec!["--ram", "1M", "proc", "meminfo"],
+            "RAM size 1M is outside 16M ..= 256G",
+        ),
+        (
+            vec!["--cpus", "0", "proc", "meminfo"],
+            "0 CPUs is outside 1 ..= 256",
+        ),
+        (
+            vec!["--ram", "lots", "proc", "meminfo"],
+            "'lots' is not a size",
+        ),
+        (
+            vec!["--profile", "arm", "proc", "meminfo"],
+            "unknown profile 'arm'",
+        ),
+        (
+            vec!["--hole", "8M-4M", "proc", "meminfo"],
+            "ends before it starts",
+        ),
     ] {
         let o = kmemlab(&args, None);
         assert!(!o.status.success());

@@ -84,38 +84,47 @@ pub struct PreemptCount(AtomicU32);
 
 impl PreemptCount {
     /// The raw count (`preempt_count()`).
+    #[inline]
     pub fn get(&self) -> u32 {
         self.0.load(Relaxed)
     }
     /// Add an offset (`__preempt_count_add`).
+    #[inline]
     pub fn add(&self, offset: u32) {
         self.0.store(self.get().wrapping_add(offset), Relaxed);
     }
     /// Subtract an offset (`__preempt_count_sub`).
+    #[inline]
     pub fn sub(&self, offset: u32) {
         self.0.store(self.get().wrapping_sub(offset), Relaxed);
     }
     /// `in_nmi()`.
+    #[inline]
     pub fn in_nmi(&self) -> bool {
         self.get() & NMI_MASK != 0
     }
     /// `in_hardirq()`.
+    #[inline]
     pub fn in_hardirq(&self) -> bool {
         self.get() & HARDIRQ_MASK != 0
     }
     /// `in_serving_softirq()`.
+    #[inline]
     pub fn in_serving_softirq(&self) -> bool {
         self.get() & SOFTIRQ_OFFSET != 0
     }
     /// `in_interrupt()`: hard IRQ, NMI, or softirq (serving or disabled).
+    #[inline]
     pub fn in_interrupt(&self) -> bool {
         self.get() & (NMI_MASK | HARDIRQ_MASK | SOFTIRQ_MASK) != 0
     }
     /// `in_task()`: not in NMI, hard IRQ or serving softirq.
+    #[inline]
     pub fn in_task(&self) -> bool {
         self.get() & (NMI_MASK | HARDIRQ_MASK | SOFTIRQ_OFFSET) == 0
     }
     /// `in_atomic()`: any non-zero count.
+    #[inline]
     pub fn in_atomic(&self) -> bool {
         self.get() != 0
     }

@@ -59,6 +59,7 @@ pub struct Mm<P: Platform> {
     pageblocks: Pageblocks,
     percpu: PerCpuAreas,
     zones: [Zone; page_alloc::MAX_NR_ZONES],
+    zonelists: [page_alloc::ZonelistInfo; page_alloc::MAX_NR_ZONES],
     min_free_kbytes: u64,
     totalreserve_pages: u64,
     events: VmEvents,

@@ -62,7 +62,7 @@ impl MemMap {
     pub fn pfn_of(&self, page: &Page) -> Option<Pfn> {
         let offset = (page as *const Page as usize).wrapping_sub(self.pages as usize);
         let index = offset / core::mem::size_of::<Page>();
-        (offset % core::mem::size_of::<Page>() == 0 && (index as u64) < self.len)
+        (offset.is_multiple_of(core::mem::size_of::<Page>()) && (index as u64) < self.len)
             .then(|| Pfn(self.base_pfn + index as u64))
     }
 }

@@ -114,6 +114,7 @@ impl<P: Platform> Mm<P> {
                 Zone::new(types[2], 2),
                 Zone::new(types[3], 3),
             ],
+            zonelists: Default::default(),
             min_free_kbytes: 0,
             totalreserve_pages: 0,
             events: VmEvents::default(),
@@ -123,6 +124,7 @@ impl<P: Platform> Mm<P> {
         mm.alloc_boot_metadata(end_pfn)?;
         mm.memmap_init(end_pfn);
         mm.memblock_free_all();
+        mm.build_zonelists();
         mm.init_per_zone_wmark_min();
         mm.setup_pcp();
         Ok(mm)
@@ -303,6 +305,22 @@ impl<P: Platform> Mm<P> {
         }
         for (zone, m) in self.zones.iter_mut().zip(managed) {
             zone.managed_pages = m;
+        }
+    }
+
+    /// `build_zonelists()`: the preferred zone and the NOFRAGMENT decision for each
+    /// highest zone index, fixed once the zones are populated.
+    fn build_zonelists(&mut self) {
+        let dma32_populated = self
+            .zones
+            .iter()
+            .any(|z| z.zone_type == ZoneType::Dma32 && z.managed_pages > 0);
+        for highest in 0..MAX_NR_ZONES {
+            let preferred = self.zonelist(highest).next().map(|z| (z.idx, z.zone_type));
+            self.zonelists[highest] = crate::page_alloc::ZonelistInfo {
+                preferred: preferred.map(|p| p.0),
+                nofragment: dma32_populated && preferred.is_some_and(|p| p.1 == ZoneType::Normal),
+            };
         }
     }
 

@@ -49,84 +49,107 @@ const _: () = assert!(core::mem::size_of::<Page>() == 32);
 
 impl Page {
     /// All page flags.
+    #[inline]
     pub fn flags(&self) -> u32 {
         self.flags.load(Relaxed)
     }
     /// Does the page have every bit of `flag`?
+    #[inline]
     pub fn test(&self, flag: u32) -> bool {
         self.flags() & flag == flag
     }
+    #[inline]
     pub(crate) fn set_flags(&self, flags: u32) {
         self.flags.store(flags, Relaxed)
     }
+    #[inline]
     pub(crate) fn set(&self, flag: u32) {
         self.set_flags(self.flags() | flag)
     }
     /// `PageReserved()`.
+    #[inline]
     pub fn is_reserved(&self) -> bool {
         self.test(PG_RESERVED)
     }
     /// `PageBuddy()`.
+    #[inline]
     pub fn is_buddy(&self) -> bool {
         self.test(PG_BUDDY)
     }
     /// `PageSlab()`.
+    #[inline]
     pub fn is_slab(&self) -> bool {
         self.test(PG_SLAB)
     }
     /// `PageHead()`.
+    #[inline]
     pub fn is_head(&self) -> bool {
         self.test(PG_HEAD)
     }
     /// `PageTail()`.
+    #[inline]
     pub fn is_tail(&self) -> bool {
         self.test(PG_TAIL)
     }
     /// The order stored in `page->private` by the buddy allocator.
+    #[inline]
     pub fn order(&self) -> u32 {
         self.private.load(Relaxed)
     }
+    #[inline]
     pub(crate) fn set_order(&self, order: u32) {
         self.private.store(order, Relaxed)
     }
     /// `page_ref_count()`.
+    #[inline]
     pub fn refcount(&self) -> u32 {
         self.refcount.load(Relaxed)
     }
+    #[inline]
     pub(crate) fn set_refcount(&self, n: u32) {
         self.refcount.store(n, Relaxed)
     }
     /// `page_mapcount()`.
+    #[inline]
     pub fn mapcount(&self) -> u32 {
         self.mapcount.load(Relaxed)
     }
     /// The migrate type remembered by a per-CPU list page (`get_pcppage_migratetype`).
+    #[inline]
     pub(crate) fn pcp_migratetype(&self) -> u32 {
         (self.flags() & MIGRATETYPE_MASK) >> MIGRATETYPE_SHIFT
     }
+    #[inline]
     pub(crate) fn set_pcp_migratetype(&self, mt: u32) {
         self.set_flags((self.flags() & !MIGRATETYPE_MASK) | (mt << MIGRATETYPE_SHIFT))
     }
+    #[inline]
     pub(crate) fn next(&self) -> u32 {
         self.next.load(Relaxed)
     }
+    #[inline]
     pub(crate) fn prev(&self) -> u32 {
         self.prev.load(Relaxed)
     }
+    #[inline]
     pub(crate) fn set_next(&self, pfn: u32) {
         self.next.store(pfn, Relaxed)
     }
+    #[inline]
     pub(crate) fn set_prev(&self, pfn: u32) {
         self.prev.store(pfn, Relaxed)
     }
     /// The owner's word (compound head PFN of a tail page).
+    #[inline]
     pub fn word(&self) -> u64 {
         self.word.load(Relaxed)
     }
+    #[inline]
     pub(crate) fn set_word(&self, w: u64) {
         self.word.store(w, Relaxed)
     }
     /// Reset to the all-zero state of a page inside a free block.
+    #[inline]
     pub(crate) fn reset(&self) {
         self.set_flags(0);
         self.set_order(0);
@@ -136,6 +159,7 @@ impl Page {
         self.set_word(0);
     }
     /// Is the page in the all-zero state of a page inside a block (free or allocated)?
+    #[inline]
     pub(crate) fn is_blank(&self) -> bool {
         self.flags() == 0 && self.refcount() == 0 && self.order() == 0 && self.word() == 0
     }

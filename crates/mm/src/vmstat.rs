@@ -21,8 +21,6 @@ macro_rules! events {
 }
 
 events! {
-    /// Pages freed (`pgfree`).
-    pgfree,
     /// Direct reclaim entered (`allocstall`).
     allocstall,
     /// Pages scanned by direct reclaim (`pgscan_direct`).
@@ -35,6 +33,8 @@ events! {
     alloc_reserve,
     /// Per-CPU list drains of all CPUs (`drain_all_pages`).
     drain_all_pages,
+    /// Allocations served by a lower zone than the preferred one.
+    zone_fallback,
     /// Pageblocks claimed by another migrate type during fallback.
     pageblock_steal,
     /// `BUG: sleeping function called from invalid context` splats.

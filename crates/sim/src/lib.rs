@@ -47,7 +47,7 @@ pub fn parse_size(text: &str) -> Option<u64> {
 /// Format a byte count with the largest exact binary suffix: `1G`, `640K`, `12345`.
 pub fn format_size(bytes: u64) -> String {
     for (shift, suffix) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
-        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
             return format!("{}{suffix}", bytes >> shift);
         }
     }

@@ -16,8 +16,8 @@ use crate::ram::{Hole, Ram, RamError};
 
 /// The smallest machine: 16 MiB.
 pub const MIN_RAM: u64 = 16 << 20;
-/// The largest machine: 1 TiB (lazily backed).
-pub const MAX_RAM: u64 = 1 << 40;
+/// The largest machine: 256 GiB (lazily backed; its mem_map alone takes 2 GiB of host memory).
+pub const MAX_RAM: u64 = 256 << 30;
 /// The most CPUs.
 pub const MAX_CPUS: usize = 256;
 
@@ -133,6 +133,7 @@ impl SimPlatform {
         self.tlb_flushes.load(Ordering::Relaxed)
     }
 
+    #[inline]
     fn cpu(&self) -> &Cpu {
         &self.cpus[self.smp_processor_id()]
     }
@@ -169,9 +170,11 @@ unsafe impl Platform for SimPlatform {
 
     #[inline]
     fn local_irq_save(&self) -> IrqFlags {
-        IrqFlags {
-            were_enabled: self.cpu().irqs_enabled.swap(false, Ordering::Relaxed),
-        }
+        // Only the CPU's own thread writes its flag: a load and a store, like pushf; cli.
+        let flag = &self.cpu().irqs_enabled;
+        let were_enabled = flag.load(Ordering::Relaxed);
+        flag.store(false, Ordering::Relaxed);
+        IrqFlags { were_enabled }
     }
 
     #[inline]
@@ -181,6 +184,7 @@ unsafe impl Platform for SimPlatform {
             .store(flags.were_enabled, Ordering::Relaxed);
     }
 
+    #[inline]
     fn irqs_disabled(&self) -> bool {
         !self.cpu().irqs_enabled.load(Ordering::Relaxed)
     }

@@ -95,6 +95,12 @@ impl Buddy<'_> {
         mt: MigrateType,
         fpi: Fpi,
     ) {
+        // A block coming off a per-CPU list still carries PG_PCP and its order: make its
+        // head a plain page first, or it stays marked inside the merged block when it
+        // merges as the upper half.
+        let head = self.map.page(pfn);
+        head.set_flags(0);
+        head.set_order(0);
         let mut buddy_pfn = pfn;
         while order < MAX_PAGE_ORDER {
             buddy_pfn = pfn ^ (1 << order);

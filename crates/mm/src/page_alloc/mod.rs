@@ -21,8 +21,7 @@ use core::sync::atomic::Ordering::Relaxed;
 
 pub use pcp::PerCpuPages;
 pub use zone::{
-    FreeArea, MigrateType, Watermark, Zone, ZoneEvents, ZoneType, MAX_NR_ZONES, MIGRATE_PCPTYPES,
-    MIGRATE_TYPES,
+    FreeArea, MigrateType, Watermark, Zone, ZoneType, MAX_NR_ZONES, MIGRATE_PCPTYPES, MIGRATE_TYPES,
 };
 
 use crate::addr::{Pfn, PhysAddr, VirtAddr, MAX_PAGE_ORDER, PAGE_SIZE};
@@ -115,6 +114,8 @@ pub struct AllocContext {
     pub highest_zoneidx: usize,
     /// The migrate type of the request.
     pub migratetype: MigrateType,
+    /// The CPU allocating (`smp_processor_id()`, read once).
+    pub cpu: usize,
 }
 
 /// Why one zone could not serve a request, for the failure report.
@@ -122,14 +123,14 @@ pub struct AllocContext {
 pub struct ZoneVerdict {
     /// The zone.
     pub zone: ZoneType,
-    /// Free pages at the time (`NR_FREE_PAGES`).
-    pub free: u64,
-    /// The watermark used, after any reserve reduction.
-    pub mark: u64,
-    /// The lowmem reserve held back from this request.
-    pub reserve: u64,
     /// The largest free order, if any.
-    pub largest_order: Option<u32>,
+    pub largest_order: Option<u8>,
+    /// Free pages at the time (`NR_FREE_PAGES`; pages of a zone fit 32 bits up to 16 TiB).
+    pub free: u32,
+    /// The watermark used, after any reserve reduction.
+    pub mark: u32,
+    /// The lowmem reserve held back from this request.
+    pub reserve: u32,
 }
 
 /// Why the page allocator gave up.
@@ -200,7 +201,7 @@ impl fmt::Display for AllocFailure {
                 "; {}: free {} pages, watermark {} + lowmem_reserve {}, ",
                 v.zone, v.free, v.mark, v.reserve
             )?;
-            match v.largest_order {
+            match v.largest_order.map(u32::from) {
                 Some(o) if o >= self.order => write!(f, "largest free block order {o}")?,
                 Some(o) => write!(
                     f,
@@ -450,15 +451,17 @@ impl<P: Platform> Mm<P> {
         } else {
             Self::effective_mark(zone.wmark(flags.watermark()), flags).max(0) as u64
         };
+        let pages = |n: u64| n.min(u32::MAX as u64) as u32;
         ZoneVerdict {
             zone: zone.zone_type,
-            free: zone.free_pages(),
-            mark,
-            reserve: zone.lowmem_reserve[ac.highest_zoneidx],
             largest_order: zone
                 .free_area
                 .lock_irqsave(&self.platform)
-                .largest_free_order(),
+                .largest_free_order()
+                .map(|o| o as u8),
+            free: pages(zone.free_pages()),
+            mark: pages(mark),
+            reserve: pages(zone.lowmem_reserve[ac.highest_zoneidx]),
         }
     }
 
@@ -507,6 +510,7 @@ impl<P: Platform> Mm<P> {
             order,
             highest_zoneidx: self.zone_index(zone_type),
             migratetype,
+            cpu: self.platform.smp_processor_id(),
         })
     }
 
@@ -517,12 +521,7 @@ impl<P: Platform> Mm<P> {
         if ac.gfp.contains(Gfp::__GFP_KSWAPD_RECLAIM) {
             flags |= AllocFlags::KSWAPD;
         }
-        let preferred = self.zonelist(ac.highest_zoneidx).next();
-        let dma32_populated = self
-            .zones
-            .iter()
-            .any(|z| z.zone_type == ZoneType::Dma32 && z.is_populated());
-        if preferred.is_some_and(|z| z.zone_type == ZoneType::Normal) && dma32_populated {
+        if self.zonelists[ac.highest_zoneidx].nofragment {
             flags |= AllocFlags::NOFRAGMENT;
         }
         flags
@@ -536,7 +535,7 @@ impl<P: Platform> Mm<P> {
         mut flags: AllocFlags,
         verdicts: &mut [Option<ZoneVerdict>; MAX_NR_ZONES],
     ) -> Option<u64> {
-        let preferred = self.zonelist(ac.highest_zoneidx).next()?.idx;
+        let preferred = self.zonelists[ac.highest_zoneidx].preferred?;
         loop {
             for zone in self.zonelist(ac.highest_zoneidx) {
                 if !flags.contains(AllocFlags::NO_WATERMARKS) {
@@ -547,10 +546,10 @@ impl<P: Platform> Mm<P> {
                     }
                 }
                 if let Some(pfn) = self.rmqueue(zone, ac, flags) {
-                    let counter = &zone.events.pgalloc;
-                    VmEvents::add(counter, 1 << ac.order);
+                    let events = &self.percpu.get(ac.cpu).events;
+                    events.pgalloc[zone.idx].add(1 << ac.order);
                     if zone.idx != preferred {
-                        VmEvents::add(&zone.events.fallback_allocs, 1);
+                        VmEvents::add(&self.events.zone_fallback, 1);
                     }
                     if flags.watermark() == Watermark::Min
                         && zone.free_pages() < zone.wmark(Watermark::Min)
@@ -576,7 +575,7 @@ impl<P: Platform> Mm<P> {
     /// `rmqueue()`: per-CPU lists for the orders they cache, else the buddy lists.
     fn rmqueue(&self, zone: &Zone, ac: &AllocContext, flags: AllocFlags) -> Option<u64> {
         if pcp_allowed_order(ac.order) {
-            if let Some(pfn) = self.rmqueue_pcplist(zone, ac.order, ac.migratetype, flags) {
+            if let Some(pfn) = self.rmqueue_pcplist(zone, ac, flags) {
                 return Some(pfn);
             }
         }
@@ -584,14 +583,9 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `rmqueue_pcplist()`: pop from this CPU's list, refilling it with a batch first.
-    fn rmqueue_pcplist(
-        &self,
-        zone: &Zone,
-        order: u32,
-        mt: MigrateType,
-        flags: AllocFlags,
-    ) -> Option<u64> {
-        let pcp = &self.this_cpu().pcp[zone.idx];
+    fn rmqueue_pcplist(&self, zone: &Zone, ac: &AllocContext, flags: AllocFlags) -> Option<u64> {
+        let (order, mt) = (ac.order, ac.migratetype);
+        let pcp = &self.percpu.get(ac.cpu).pcp[zone.idx];
         if !pcp.lock.try_lock() {
             return None;
         }
@@ -612,11 +606,11 @@ impl<P: Platform> Mm<P> {
                 mt,
                 flags,
             );
-            pcp.count.fetch_add(got << order, Relaxed);
+            pcp.count.store(pcp.count() + (got << order), Relaxed);
         }
         let pfn = list.pop_front(&self.mem_map);
         if pfn.is_some() {
-            pcp.count.fetch_sub(1 << order, Relaxed);
+            pcp.count.store(pcp.count() - (1 << order), Relaxed);
         }
         pcp.lock.unlock();
         pfn
@@ -775,9 +769,10 @@ impl<P: Platform> Mm<P> {
     pub fn __free_pages(&self, page: &Page, order: u32) -> Result<(), FreeError> {
         let pfn = self.mem_map.pfn_of(page).ok_or(FreeError::ForeignPage)?;
         self.free_pages_check(pfn.0, order)?;
-        self.free_pages_prepare(pfn.0, order);
+        let cpu = self.platform.smp_processor_id();
+        self.free_pages_prepare(pfn.0, order, cpu);
         if pcp_allowed_order(order) {
-            self.free_unref_page(pfn.0, order);
+            self.free_unref_page(pfn.0, order, cpu);
         } else {
             let mt = self.pageblocks.get(pfn.0);
             self.free_one_page(pfn.0, order, mt);
@@ -853,7 +848,7 @@ impl<P: Platform> Mm<P> {
 
     /// Reset the descriptors of an allocation about to be freed (compound tails, owner
     /// state), as `free_pages_prepare()` does.
-    fn free_pages_prepare(&self, pfn: u64, order: u32) {
+    fn free_pages_prepare(&self, pfn: u64, order: u32, cpu: usize) {
         let page = self.mem_map.page(pfn);
         if page.is_head() {
             for tail in pfn + 1..pfn + (1 << order) {
@@ -861,7 +856,7 @@ impl<P: Platform> Mm<P> {
             }
         }
         page.reset();
-        VmEvents::add(&self.events.pgfree, 1 << order);
+        self.percpu.get(cpu).events.pgfree.add(1 << order);
     }
 
     /// `free_one_page()`: straight to the buddy lists under the zone lock.
@@ -872,7 +867,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `free_unref_page()`: onto this CPU's list, draining a batch once it is too long.
-    fn free_unref_page(&self, pfn: u64, order: u32) {
+    fn free_unref_page(&self, pfn: u64, order: u32, cpu: usize) {
         let mt = self.pageblocks.get(pfn);
         let pcp_mt = match mt {
             MigrateType::Isolate => return self.free_one_page(pfn, order, mt),
@@ -880,7 +875,7 @@ impl<P: Platform> Mm<P> {
             other => other,
         };
         let zone = self.zone_of_pfn(pfn).expect("freed page lies in a zone");
-        let pcp = &self.this_cpu().pcp[zone.idx];
+        let pcp = &self.percpu.get(cpu).pcp[zone.idx];
         if !pcp.lock.try_lock() {
             return self.free_one_page(pfn, order, mt);
         }
@@ -904,7 +899,8 @@ impl<P: Platform> Mm<P> {
         page.set_pcp_migratetype(block_mt as u32);
         page.set_order(order);
         pcp.lists[pindex].push_front(&self.mem_map, pfn);
-        let count = pcp.count.fetch_add(1 << order, Relaxed) + (1 << order);
+        let count = pcp.count() + (1 << order);
+        pcp.count.store(count, Relaxed);
         let free_high = pcp.free_factor.load(Relaxed) > 0
             && order > 0
             && order <= crate::addr::PAGE_ALLOC_COSTLY_ORDER;
@@ -951,7 +947,7 @@ impl<P: Platform> Mm<P> {
                 };
                 let mt = MigrateType::from_index(self.mem_map.page(pfn).pcp_migratetype() as usize);
                 count -= nr_pages;
-                pcp.count.fetch_sub(nr_pages as u32, Relaxed);
+                pcp.count.store(pcp.count() - nr_pages as u32, Relaxed);
                 buddy.free_one_page(pfn, order, mt, Fpi::None);
             }
         }
@@ -1080,6 +1076,16 @@ impl<P: Platform> Mm<P> {
             .unwrap_or_default()
     }
 
+    /// Pages allocated from a zone (`pgalloc_<zone>`, summed over the CPUs).
+    pub fn pgalloc(&self, zone: &Zone) -> u64 {
+        self.percpu.sum(|e| &e.pgalloc[zone.idx])
+    }
+
+    /// Pages freed (`pgfree`, summed over the CPUs).
+    pub fn pgfree(&self) -> u64 {
+        self.percpu.sum(|e| &e.pgfree)
+    }
+
     /// The migrate type of the pageblock holding `pfn`.
     pub fn pageblock_migratetype(&self, pfn: Pfn) -> MigrateType {
         self.pageblocks.get(pfn.0)
@@ -1099,6 +1105,16 @@ impl<P: Platform> Mm<P> {
         }
         snap
     }
+}
+
+/// What boot precomputes for each `highest_zoneidx` (`build_zonelists`).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct ZonelistInfo {
+    /// The first populated zone at or below it (`preferred_zoneref`).
+    pub preferred: Option<usize>,
+    /// Whether `alloc_flags_nofragment()` sets ALLOC_NOFRAGMENT: the preferred zone is
+    /// Normal and DMA32 is populated.
+    pub nofragment: bool,
 }
 
 /// Free-block counts of a zone, copied under its lock.

@@ -38,6 +38,7 @@ impl Pageblocks {
         }
     }
 
+    #[inline]
     fn slot(&self, pfn: u64) -> &AtomicU8 {
         let index = (pfn - self.base_pfn) >> PAGEBLOCK_ORDER;
         assert!(index < self.len, "pfn {pfn:#x} outside the pageblock map");

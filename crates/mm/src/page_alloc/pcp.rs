@@ -66,19 +66,23 @@ pub struct PerCpuPages {
 
 impl PerCpuPages {
     /// Pages cached on this CPU for this zone.
+    #[inline]
     pub fn count(&self) -> u32 {
         self.count.load(Relaxed)
     }
     /// The high mark.
+    #[inline]
     pub fn high(&self) -> u32 {
         self.high.load(Relaxed)
     }
     /// The batch size.
+    #[inline]
     pub fn batch(&self) -> u32 {
         self.batch.load(Relaxed)
     }
 
     /// `nr_pcp_high()`: the high mark in force (0 when freeing high-order pages in a burst).
+    #[inline]
     pub(crate) fn nr_pcp_high(&self, free_high: bool) -> u32 {
         let high = self.high();
         if high == 0 || free_high {

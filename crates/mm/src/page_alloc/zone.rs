@@ -150,15 +150,8 @@ pub struct FreeArea {
 
 impl FreeArea {
     const fn new() -> FreeArea {
-        const LISTS: [PageList; MIGRATE_TYPES] = [
-            PageList::new(),
-            PageList::new(),
-            PageList::new(),
-            PageList::new(),
-            PageList::new(),
-        ];
         FreeArea {
-            free_list: [LISTS; NR_PAGE_ORDERS],
+            free_list: [const { [const { PageList::new() }; MIGRATE_TYPES] }; NR_PAGE_ORDERS],
             nr_free: [0; NR_PAGE_ORDERS],
         }
     }
@@ -169,15 +162,6 @@ impl FreeArea {
             .rev()
             .find(|&o| self.nr_free[o as usize] > 0)
     }
-}
-
-/// Event counters of a zone (the per-zone `vm_event` items that exist here).
-#[derive(Default)]
-pub struct ZoneEvents {
-    /// Pages allocated from this zone (`pgalloc_<zone>`).
-    pub pgalloc: AtomicU64,
-    /// Allocations served from this zone whose preferred zone was a higher one.
-    pub fallback_allocs: AtomicU64,
 }
 
 /// One zone of physical memory (`struct zone`).
@@ -210,8 +194,6 @@ pub struct Zone {
     /// `nr_reserved_highatomic`: pages in HighAtomic pageblocks. Changed under the zone
     /// lock, read without it, as the kernel does.
     pub(crate) nr_reserved_highatomic: AtomicU64,
-    /// Event counters.
-    pub events: ZoneEvents,
 }
 
 impl Zone {
@@ -231,10 +213,6 @@ impl Zone {
             free_area: SpinLockIrq::new(FreeArea::new()),
             nr_free_pages: AtomicU64::new(0),
             nr_reserved_highatomic: AtomicU64::new(0),
-            events: ZoneEvents {
-                pgalloc: AtomicU64::new(0),
-                fallback_allocs: AtomicU64::new(0),
-            },
         }
     }
 
