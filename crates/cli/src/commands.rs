@@ -461,6 +461,16 @@ fn vmstat(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     let global = mm.events().all().map(|(name, n)| (name.to_string(), n));
     for (name, n) in per_zone
         .chain(std::iter::once(("pgfree".to_string(), mm.pgfree())))
+        .chain(std::iter::once((
+            "pageblock_steal".to_string(),
+            mm.zones()
+                .iter()
+                .map(|z| {
+                    z.pageblock_steals
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                })
+                .sum(),
+        )))
         .chain(global)
     {
         text.push_str(&format!("{name} {n}\n"));

@@ -250,7 +250,7 @@ fn allocations(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
     let big = r?;
     describe_block(t, machine, "order10", big, 10);
     t.line("4 MiB of physically contiguous memory: one free order-10 block, taken whole.");
-    t.line(&buddyinfo(machine.mm()));
+    t.line(buddyinfo(machine.mm()));
 
     t.section("The same request with GFP_DMA: alloc_pages(GFP_KERNEL | GFP_DMA, 10)");
     let (r, _) = try_alloc(
@@ -303,7 +303,7 @@ fn allocations(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
         "The DMA blocks merged back whole. In DMA32 one order-10 block is still split: GFP_ATOMIC refilled CPU 1's per-CPU list with a batch of {} pages, and the freed page went back there too:",
         report.pcp
     ));
-    t.line(&buddyinfo(machine.mm()));
+    t.line(buddyinfo(machine.mm()));
     machine.run(|mm| mm.drain_all_pages());
     t.line(
         "drain_all_pages() returns per-CPU pages to the buddy lists, and the buddies merge again:",

@@ -35,8 +35,6 @@ events! {
     drain_all_pages,
     /// Allocations served by a lower zone than the preferred one.
     zone_fallback,
-    /// Pageblocks claimed by another migrate type during fallback.
-    pageblock_steal,
     /// `BUG: sleeping function called from invalid context` splats.
     bug_sleep_in_atomic,
     /// `BUG: Bad page state` reports (double free, wrong order, foreign page).

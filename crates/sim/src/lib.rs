@@ -28,6 +28,11 @@ pub use ram::Hole;
 /// Parse a size with an optional K/M/G/T suffix (powers of 1024): `4096`, `64K`, `1G`.
 pub fn parse_size(text: &str) -> Option<u64> {
     let text = text.trim();
+    // "2Gi" means 2G; the "i" only counts after a unit letter.
+    let text = match text.strip_suffix(['i', 'I']) {
+        Some(rest) if rest.ends_with(['k', 'K', 'm', 'M', 'g', 'G', 't', 'T']) => rest,
+        _ => text,
+    };
     let (digits, shift) = match text.char_indices().last()? {
         (i, 'k' | 'K') => (&text[..i], 10),
         (i, 'm' | 'M') => (&text[..i], 20),
@@ -35,7 +40,6 @@ pub fn parse_size(text: &str) -> Option<u64> {
         (i, 't' | 'T') => (&text[..i], 40),
         _ => (text, 0),
     };
-    let digits = digits.strip_suffix(['i', 'I']).unwrap_or(digits);
     let value = if let Some(hex) = digits.strip_prefix("0x") {
         u64::from_str_radix(hex, 16).ok()?
     } else {

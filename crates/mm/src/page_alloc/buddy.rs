@@ -228,6 +228,9 @@ impl Buddy<'_> {
             for i in 0..(1u64 << (order - PAGEBLOCK_ORDER)) {
                 self.blocks.set(pfn + i * PAGEBLOCK_NR_PAGES, start);
             }
+            self.zone
+                .pageblock_steals
+                .fetch_add(1 << (order - PAGEBLOCK_ORDER), Relaxed);
             return self.move_to_free_list(pfn, order, start);
         }
         if !whole_block {
@@ -246,6 +249,7 @@ impl Buddy<'_> {
         };
         if free_pages + alike_pages >= PAGEBLOCK_NR_PAGES / 2 {
             self.blocks.set(pfn, start);
+            self.zone.pageblock_steals.fetch_add(1, Relaxed);
         }
     }
 
@@ -269,9 +273,13 @@ impl Buddy<'_> {
                 cur += 1 << order;
                 continue;
             }
-            // The kernel counts PageLRU/__PageMovable pages; here, pages allocated movable.
+            // The kernel counts PageLRU/__PageMovable pages, every page of a movable folio;
+            // here, every page of a block allocated movable.
             if page.refcount() > 0 && page.pcp_migratetype() == MigrateType::Movable as u32 {
-                movable += 1;
+                let n = (1u64 << page.order()).min(end - cur);
+                movable += n;
+                cur += n;
+                continue;
             }
             cur += 1;
         }

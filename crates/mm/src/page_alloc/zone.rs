@@ -194,6 +194,9 @@ pub struct Zone {
     /// `nr_reserved_highatomic`: pages in HighAtomic pageblocks. Changed under the zone
     /// lock, read without it, as the kernel does.
     pub(crate) nr_reserved_highatomic: AtomicU64,
+    /// Pageblocks claimed by another migrate type in fallback (what the
+    /// `mm_page_alloc_extfrag` tracepoint reports as `change_ownership=1`).
+    pub pageblock_steals: AtomicU64,
 }
 
 impl Zone {
@@ -213,6 +216,7 @@ impl Zone {
             free_area: SpinLockIrq::new(FreeArea::new()),
             nr_free_pages: AtomicU64::new(0),
             nr_reserved_highatomic: AtomicU64::new(0),
+            pageblock_steals: AtomicU64::new(0),
         }
     }
 
