@@ -36,8 +36,8 @@ pub struct PerCpuEvents {
     pub pgfree: EventCounter,
 }
 
-/// One CPU's private data.
-#[repr(C)]
+/// One CPU's private data, cache-line aligned so that CPUs never share a line.
+#[repr(C, align(64))]
 #[derive(Default)]
 pub struct PerCpu {
     /// The CPU's `preempt_count`.

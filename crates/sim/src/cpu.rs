@@ -6,8 +6,10 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-/// One CPU's architectural state that the kernel asks about.
+/// One CPU's architectural state that the kernel asks about; a cache line of its own, so
+/// that CPUs running on different host threads do not share one.
 #[derive(Debug)]
+#[repr(align(64))]
 pub struct Cpu {
     /// EFLAGS.IF: are interrupts enabled?
     pub(crate) irqs_enabled: AtomicBool,
