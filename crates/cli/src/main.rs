@@ -10,6 +10,7 @@ mod tour;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use kmemlab_mm::slab::{SlabConfig, SlabFlags};
 use kmemlab_mm::Profile;
 use kmemlab_sim::{parse_size, Hole, Machine, MachineConfig};
 
@@ -47,6 +48,16 @@ struct MachineArgs {
     /// Leave out the legacy 640 KiB – 1 MiB hole.
     #[arg(long, global = true)]
     no_legacy_hole: bool,
+    /// slab_debug for every cache, in the kernel's letters: F sanity checks, Z red zones,
+    /// P poisoning, U owner tracking (`--slab-debug` alone: all four).
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "", value_parser = parse_slab_debug)]
+    slab_debug: Option<SlabFlags>,
+    /// init_on_alloc=1: zero every allocation.
+    #[arg(long, global = true)]
+    init_on_alloc: bool,
+    /// init_on_free=1: zero every object when freed.
+    #[arg(long, global = true)]
+    init_on_free: bool,
 }
 
 impl MachineArgs {
@@ -65,6 +76,12 @@ impl MachineArgs {
             profile: self.profile,
             seed: self.seed,
             holes,
+            slab: SlabConfig {
+                debug: self.slab_debug.unwrap_or_default(),
+                init_on_alloc: self.init_on_alloc,
+                init_on_free: self.init_on_free,
+                ..SlabConfig::default()
+            },
         }
     }
 
@@ -75,6 +92,11 @@ impl MachineArgs {
 
 fn parse_ram(s: &str) -> Result<u64, String> {
     parse_size(s).ok_or_else(|| format!("'{s}' is not a size (examples: 64M, 1G, 4096)"))
+}
+
+fn parse_slab_debug(s: &str) -> Result<SlabFlags, String> {
+    SlabFlags::parse_slab_debug(s)
+        .ok_or_else(|| format!("'{s}' is not slab_debug letters (F, Z, P, U)"))
 }
 
 fn parse_profile(s: &str) -> Result<Profile, String> {

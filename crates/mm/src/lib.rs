@@ -28,6 +28,7 @@ pub mod page_alloc;
 pub mod percpu;
 pub mod platform;
 pub mod procfs;
+pub mod slab;
 pub mod sync;
 pub mod vmscan;
 pub mod vmstat;
@@ -63,6 +64,17 @@ pub struct Mm<P: Platform> {
     min_free_kbytes: u64,
     totalreserve_pages: u64,
     events: VmEvents,
+    slab: slab::SlabGlobals,
+    slab_pages: SlabPages,
+}
+
+/// Pages in slabs and large kmallocs (`NR_SLAB_RECLAIMABLE_B`, `NR_SLAB_UNRECLAIMABLE_B`).
+#[derive(Default)]
+pub struct SlabPages {
+    /// SReclaimable.
+    pub reclaimable: core::sync::atomic::AtomicU64,
+    /// SUnreclaim.
+    pub unreclaimable: core::sync::atomic::AtomicU64,
 }
 
 impl<P: Platform> Mm<P> {
@@ -109,6 +121,30 @@ impl<P: Platform> Mm<P> {
     /// `totalreserve_pages`: high watermarks plus lowmem reserves, not counted as available.
     pub fn totalreserve_pages(&self) -> u64 {
         self.totalreserve_pages
+    }
+
+    /// The slab allocator's configuration.
+    pub fn slab_config(&self) -> &slab::SlabConfig {
+        &self.slab.config
+    }
+
+    /// Pages held by slabs and large kmallocs.
+    pub fn slab_pages(&self) -> &SlabPages {
+        &self.slab_pages
+    }
+
+    /// `get_random_u64()`: from this CPU's generator, seeded from the machine's seed
+    /// (SplitMix64), so runs repeat.
+    pub fn get_random_u64(&self) -> u64 {
+        let state = &self.this_cpu().random;
+        let x = state
+            .load(core::sync::atomic::Ordering::Relaxed)
+            .wrapping_add(0x9e37_79b9_7f4a_7c15);
+        state.store(x, core::sync::atomic::Ordering::Relaxed);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
 
     /// Global event counters.

@@ -19,7 +19,7 @@ use crate::page_alloc::buddy::{Buddy, Fpi};
 use crate::page_alloc::pageblock::Pageblocks;
 use crate::page_alloc::pcp::{zone_batchsize, zone_highsize};
 use crate::page_alloc::{MigrateType, Watermark, Zone, ZoneType, MAX_NR_ZONES};
-use crate::percpu::{PerCpu, PerCpuAreas};
+use crate::percpu::PerCpuAreas;
 use crate::platform::Platform;
 use crate::vmstat::VmEvents;
 use crate::Mm;
@@ -49,6 +49,8 @@ pub struct BootConfig {
     pub profile: Profile,
     /// The seed for every random choice the kernel makes.
     pub seed: u64,
+    /// The slab allocator's options (`slab_debug=`, hardening, init_on_alloc/free).
+    pub slab: crate::slab::SlabConfig,
 }
 
 impl Default for BootConfig {
@@ -56,6 +58,7 @@ impl Default for BootConfig {
         BootConfig {
             profile: Profile::X86_64,
             seed: 0,
+            slab: crate::slab::SlabConfig::default(),
         }
     }
 }
@@ -71,6 +74,8 @@ pub enum BootError {
     BadMemoryMap,
     /// The platform has no CPUs.
     NoCpus,
+    /// The slab allocator could not start.
+    Slab(crate::slab::SlabError),
 }
 
 impl fmt::Display for BootError {
@@ -80,6 +85,7 @@ impl fmt::Display for BootError {
             BootError::Memblock(e) => write!(f, "{e}"),
             BootError::BadMemoryMap => write!(f, "memory map ranges overlap or are not sorted"),
             BootError::NoCpus => write!(f, "the platform has no CPUs"),
+            BootError::Slab(e) => write!(f, "kmem_cache_init: {e}"),
         }
     }
 }
@@ -118,6 +124,8 @@ impl<P: Platform> Mm<P> {
             min_free_kbytes: 0,
             totalreserve_pages: 0,
             events: VmEvents::default(),
+            slab: crate::slab::SlabGlobals::new(config.slab),
+            slab_pages: crate::SlabPages::default(),
         };
         mm.memblock.current_limit = mm.layout.direct_map_end_phys;
         mm.zone_sizes_init(first_pfn, end_pfn);
@@ -127,6 +135,8 @@ impl<P: Platform> Mm<P> {
         mm.build_zonelists();
         mm.init_per_zone_wmark_min();
         mm.setup_pcp();
+        mm.seed_random();
+        mm.kmem_cache_init().map_err(BootError::Slab)?;
         Ok(mm)
     }
 
@@ -200,7 +210,7 @@ impl<P: Platform> Mm<P> {
         let nr_blocks = end_pfn.div_ceil(PAGEBLOCK_NR_PAGES);
         let usemap_phys = self.memblock.alloc(nr_blocks, page_size, USEMAP_NAME)?;
         let nr_cpus = self.platform.nr_cpus();
-        let percpu_bytes = (nr_cpus * core::mem::size_of::<PerCpu>()) as u64;
+        let percpu_bytes = (nr_cpus * crate::percpu::unit_size()) as u64;
         let percpu_phys = self.memblock.alloc(percpu_bytes, page_size, PERCPU_NAME)?;
         for (phys, len) in [
             (map_phys, map_bytes),
@@ -217,7 +227,7 @@ impl<P: Platform> Mm<P> {
             self.mem_map = MemMap::new(self.host_ptr(map_phys) as *const Page, 0, end_pfn);
             self.pageblocks =
                 Pageblocks::new(self.host_ptr(usemap_phys) as *const AtomicU8, 0, nr_blocks);
-            self.percpu = PerCpuAreas::new(self.host_ptr(percpu_phys) as *const PerCpu, nr_cpus);
+            self.percpu = PerCpuAreas::new(self.host_ptr(percpu_phys) as *const u8, nr_cpus);
         }
         for cpu in 0..nr_cpus {
             for pcp in &self.percpu.get(cpu).pcp {
@@ -390,6 +400,17 @@ impl<P: Platform> Mm<P> {
                 (max_reserve + z.wmark(Watermark::High)).min(z.managed_pages)
             })
             .sum()
+    }
+
+    /// Seed each CPU's random generator from the machine's seed.
+    fn seed_random(&mut self) {
+        for cpu in 0..self.platform.nr_cpus() {
+            let seed = self.seed ^ (cpu as u64).wrapping_mul(0xd6e8_feb8_6659_fd93);
+            self.percpu
+                .get(cpu)
+                .random
+                .store(seed, core::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// `zone_pcp_init()` / `zone_set_pageset_high_and_batch()`.

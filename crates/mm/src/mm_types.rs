@@ -1,7 +1,7 @@
 //! `struct page`: one descriptor per physical page frame, kept in the `mem_map` array
 //! inside the RAM it describes (`include/linux/mm_types.h`, `include/linux/page-flags.h`).
 //!
-//! Ours is 32 bytes (Linux's is 64). Every field is an atomic accessed with relaxed
+//! Ours is 40 bytes (Linux's is 64). Every field is an atomic accessed with relaxed
 //! ordering, which compiles to plain loads and stores: shared `&Page` references are then
 //! sound, and the locks that the kernel uses (zone lock, per-CPU interrupt disabling) still
 //! decide who may change what. A page that is all zeroes is a tail page inside a free
@@ -25,6 +25,8 @@ pub const PG_HEAD: u32 = 1 << 3;
 pub const PG_TAIL: u32 = 1 << 4;
 /// `PG_slab`: the page belongs to a slab.
 pub const PG_SLAB: u32 = 1 << 5;
+/// The head of a large kmalloc block (the kernel's `PGTY_large_kmalloc` page type).
+pub const PG_LARGE_KMALLOC: u32 = 1 << 6;
 const MIGRATETYPE_SHIFT: u32 = 8;
 const MIGRATETYPE_MASK: u32 = 0xf << MIGRATETYPE_SHIFT;
 
@@ -41,11 +43,15 @@ pub struct Page {
     next: AtomicU32,
     /// Previous page in a list, by PFN (`lru.prev`).
     prev: AtomicU32,
-    /// A word for the owner of the page: head PFN of a compound tail; later, slab state.
+    /// A word for the owner of the page: head PFN of a compound tail; a slab's freelist
+    /// and counters (`slab->freelist` / `slab->counters`, packed so one compare-exchange
+    /// updates both, as the kernel's `cmpxchg_double`).
     word: AtomicU64,
+    /// The cache a slab page belongs to (`slab->slab_cache`), as its kernel address.
+    slab_cache: AtomicU64,
 }
 
-const _: () = assert!(core::mem::size_of::<Page>() == 32);
+const _: () = assert!(core::mem::size_of::<Page>() == 40);
 
 impl Page {
     /// All page flags.
@@ -148,6 +154,20 @@ impl Page {
     pub(crate) fn set_word(&self, w: u64) {
         self.word.store(w, Relaxed)
     }
+    /// The owner's word as an atomic, for compare-exchange.
+    #[inline]
+    pub(crate) fn word_atomic(&self) -> &AtomicU64 {
+        &self.word
+    }
+    /// `slab->slab_cache`.
+    #[inline]
+    pub fn slab_cache(&self) -> u64 {
+        self.slab_cache.load(Relaxed)
+    }
+    #[inline]
+    pub(crate) fn set_slab_cache(&self, va: u64) {
+        self.slab_cache.store(va, Relaxed)
+    }
     /// Reset to the all-zero state of a page inside a free block.
     #[inline]
     pub(crate) fn reset(&self) {
@@ -157,6 +177,7 @@ impl Page {
         self.set_next(0);
         self.set_prev(0);
         self.set_word(0);
+        self.set_slab_cache(0);
     }
     /// Is the page in the all-zero state of a page inside a block (free or allocated)?
     #[inline]
@@ -174,6 +195,7 @@ pub fn flag_names(flags: u32) -> impl Iterator<Item = &'static str> {
         (PG_HEAD, "head"),
         (PG_TAIL, "tail"),
         (PG_SLAB, "slab"),
+        (PG_LARGE_KMALLOC, "large_kmalloc"),
     ]
     .into_iter()
     .filter(move |(f, _)| flags & f != 0)

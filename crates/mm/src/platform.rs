@@ -77,6 +77,17 @@ pub unsafe trait Platform: Sync + Sized {
     fn current_comm(&self) -> &str {
         "swapper"
     }
+    /// A point where the kernel runs with interrupts enabled inside the allocators: the
+    /// platform may deliver an interrupt here (run a handler in hard-IRQ context).
+    fn irq_window(&self, mm: &Mm<Self>) {
+        let _ = mm;
+    }
+    /// Run `f` as CPU `cpu` (`smp_call_function_single`, waiting for it); a platform with
+    /// one CPU per caller just calls it.
+    fn run_on_cpu(&self, cpu: usize, f: &mut dyn FnMut()) {
+        let _ = cpu;
+        f()
+    }
     /// Call `f` on each registered shrinker (the `shrinker_list`).
     fn for_each_shrinker(&self, f: &mut dyn FnMut(&dyn Shrinker<Self>)) {
         let _ = f;

@@ -41,6 +41,11 @@ events! {
     bug_bad_page,
     /// `WARNING`s (order too large, bad flags).
     warn,
+    /// SLUB fast paths redone because an interrupt changed the CPU's tid
+    /// (`note_cmpxchg_failure`).
+    slab_cmpxchg_redo,
+    /// SLUB `BUG` reports (slab_debug findings, naive double frees).
+    bug_slab,
 }
 
 impl VmEvents {

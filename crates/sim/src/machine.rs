@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use kmemlab_mm::platform::Shrinker;
+use kmemlab_mm::slab::SlabConfig;
 use kmemlab_mm::{
     BootConfig, BootError, Context, IrqFlags, MemoryRegion, Mm, Platform, Profile, VirtAddr,
 };
@@ -35,6 +36,9 @@ pub struct MachineConfig {
     pub seed: u64,
     /// Holes in the physical address map (RAM is placed around them).
     pub holes: Vec<Hole>,
+    /// The slab allocator's boot options.
+    #[serde(skip)]
+    pub slab: SlabConfig,
 }
 
 fn serialize_profile<S: serde::Serializer>(p: &Profile, s: S) -> Result<S::Ok, S::Error> {
@@ -50,6 +54,7 @@ impl Default for MachineConfig {
             profile: Profile::X86_64,
             seed: 0,
             holes: vec![Hole::LEGACY],
+            slab: SlabConfig::default(),
         }
     }
 }
@@ -118,6 +123,17 @@ pub struct SimPlatform {
     tlb_flushes: AtomicU64,
     console: Mutex<Vec<String>>,
     shrinkers: RwLock<Vec<SharedShrinker>>,
+    injector: Mutex<Option<IrqInjector>>,
+    irq_windows: AtomicU64,
+}
+
+/// A hard-IRQ handler the machine delivers at the n-th interrupt window of a CPU.
+pub type IrqHandler = Box<dyn FnOnce(&Mm<SimPlatform>) + Send>;
+
+struct IrqInjector {
+    cpu: usize,
+    countdown: u64,
+    handler: IrqHandler,
 }
 
 static NEXT_MACHINE_ID: AtomicU64 = AtomicU64::new(1);
@@ -144,6 +160,26 @@ impl SimPlatform {
             .write()
             .expect("shrinker list")
             .push(shrinker);
+    }
+
+    /// Deliver `handler` as a hard interrupt on `cpu` at the `n`-th interrupt window
+    /// (counting from 0) that CPU passes inside the allocators. One-shot.
+    pub fn inject_irq(&self, cpu: usize, n: u64, handler: IrqHandler) {
+        *self.injector.lock().expect("injector") = Some(IrqInjector {
+            cpu,
+            countdown: n,
+            handler,
+        });
+    }
+
+    /// Is an injected interrupt still waiting for its window?
+    pub fn irq_pending(&self) -> bool {
+        self.injector.lock().expect("injector").is_some()
+    }
+
+    /// Interrupt windows passed so far (on all CPUs).
+    pub fn irq_windows(&self) -> u64 {
+        self.irq_windows.load(Ordering::Relaxed)
     }
 
     /// Advance the virtual clock (it never reads the host's time, so that runs repeat).
@@ -217,6 +253,55 @@ unsafe impl Platform for SimPlatform {
         &self.cpu().comm
     }
 
+    fn irq_window(&self, mm: &Mm<Self>) {
+        self.irq_windows.fetch_add(1, Ordering::Relaxed);
+        let cpu = self.smp_processor_id();
+        let handler = {
+            let mut slot = self.injector.lock().expect("injector");
+            match slot.as_mut() {
+                Some(inj) if inj.cpu == cpu && inj.countdown > 0 => {
+                    inj.countdown -= 1;
+                    None
+                }
+                Some(inj) if inj.cpu == cpu => slot.take().map(|inj| inj.handler),
+                _ => None,
+            }
+        };
+        if let Some(handler) = handler {
+            // The hardware enters the handler with interrupts disabled, in hard-IRQ context.
+            let state = &self.cpus[cpu];
+            let was = state.irqs_enabled.swap(false, Ordering::Relaxed);
+            mm.enter_context(Context::Hardirq);
+            handler(mm);
+            mm.exit_context(Context::Hardirq);
+            state.irqs_enabled.store(was, Ordering::Relaxed);
+        }
+    }
+
+    fn run_on_cpu(&self, cpu: usize, f: &mut dyn FnMut()) {
+        if self.smp_processor_id() == cpu && cpu::current_cpu(self.id).is_some() {
+            return f();
+        }
+        // An IPI: wait until the CPU is idle, then run as it.
+        let state = &self.cpus[cpu];
+        let token = cpu::thread_token();
+        let mine = state.owner.load(Ordering::Relaxed) == token;
+        while !mine
+            && state
+                .owner
+                .compare_exchange(0, token, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+        {
+            std::thread::yield_now();
+        }
+        let previous = cpu::set_current((self.id, cpu));
+        f();
+        cpu::set_current(previous);
+        if !mine {
+            state.owner.store(0, Ordering::Release);
+        }
+    }
+
     fn for_each_shrinker(&self, f: &mut dyn FnMut(&dyn Shrinker<Self>)) {
         // Copy the list so no lock is held while shrinkers free memory.
         let list: Vec<SharedShrinker> = self.shrinkers.read().expect("shrinker list").clone();
@@ -251,10 +336,13 @@ impl Machine {
             tlb_flushes: AtomicU64::new(0),
             console: Mutex::new(Vec::new()),
             shrinkers: RwLock::new(Vec::new()),
+            injector: Mutex::new(None),
+            irq_windows: AtomicU64::new(0),
         };
         let boot = BootConfig {
             profile: config.profile,
             seed: config.seed,
+            slab: config.slab,
         };
         let mm = Mm::boot(platform, boot).map_err(SimError::Boot)?;
         let page_cache = Arc::new(PageCache::default());

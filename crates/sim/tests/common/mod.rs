@@ -17,6 +17,7 @@ pub fn machine(ram: u64, cpus: usize, profile: Profile, holes: Vec<Hole>, seed: 
         profile,
         seed,
         holes,
+        ..MachineConfig::default()
     })
     .unwrap_or_else(|e| panic!("machine {ram:#x} {profile} boots: {e}"))
 }

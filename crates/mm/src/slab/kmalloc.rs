@@ -1,0 +1,477 @@
+//! The kmalloc family (`mm/slab_common.c`, `include/linux/slab.h` of Linux 6.6): size
+//! classes 8 … 8192 (with 96 and 192), normal / reclaimable / DMA caches, large
+//! allocations straight from the page allocator up to KMALLOC_MAX_SIZE.
+
+use core::sync::atomic::Ordering::Relaxed;
+
+use crate::addr::{get_order, VirtAddr, MAX_PAGE_ORDER, PAGE_SHIFT, PAGE_SIZE};
+use crate::gfp::Gfp;
+use crate::mm_types::PG_LARGE_KMALLOC;
+use crate::page_alloc::AllocError;
+use crate::platform::Platform;
+use crate::slab::cache::{KmemCache, KmemCacheRef};
+use crate::slab::{CallSite, SlabError, SlabFlags, SlabGlobals};
+use crate::Mm;
+
+/// `KMALLOC_SHIFT_LOW`: the smallest class is 8 bytes.
+pub const KMALLOC_SHIFT_LOW: usize = 3;
+/// `KMALLOC_SHIFT_HIGH`: the largest class is 8 KiB (two pages).
+pub const KMALLOC_SHIFT_HIGH: usize = PAGE_SHIFT as usize + 1;
+/// `KMALLOC_MAX_CACHE_SIZE`.
+pub const KMALLOC_MAX_CACHE_SIZE: usize = 1 << KMALLOC_SHIFT_HIGH;
+/// `KMALLOC_MAX_SIZE`: 4 MiB, the largest page-allocator block.
+pub const KMALLOC_MAX_SIZE: usize = PAGE_SIZE << MAX_PAGE_ORDER;
+/// `ZERO_SIZE_PTR`: what `kmalloc(0)` returns.
+pub const ZERO_SIZE_PTR: VirtAddr = VirtAddr(16);
+/// Kinds of kmalloc caches (`enum kmalloc_cache_type`).
+pub const NR_KMALLOC_TYPES: usize = 3;
+
+/// A kmalloc cache type.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum KmallocType {
+    /// `kmalloc-*`.
+    Normal = 0,
+    /// `kmalloc-rcl-*`, for `__GFP_RECLAIMABLE`.
+    Reclaim = 1,
+    /// `dma-kmalloc-*`, for `GFP_DMA`.
+    Dma = 2,
+}
+
+impl KmallocType {
+    /// `kmalloc_type()`.
+    #[inline]
+    pub fn of(gfp: Gfp) -> KmallocType {
+        if !gfp.intersects(Gfp::__GFP_DMA | Gfp::__GFP_RECLAIMABLE) {
+            KmallocType::Normal
+        } else if gfp.contains(Gfp::__GFP_DMA) {
+            KmallocType::Dma
+        } else {
+            KmallocType::Reclaim
+        }
+    }
+}
+
+/// `kmalloc_index()`: the class of a request of `size` bytes (1 ..= 8192): 1 is the
+/// 96-byte class, 2 the 192-byte class, n ≥ 3 the 2^n-byte class.
+#[inline]
+pub const fn kmalloc_index(size: usize) -> usize {
+    if size <= 8 {
+        3
+    } else if size > 64 && size <= 96 {
+        1
+    } else if size > 128 && size <= 192 {
+        2
+    } else {
+        (usize::BITS - (size - 1).leading_zeros()) as usize
+    }
+}
+
+/// The object size of a class (`kmalloc_size()`).
+pub const fn kmalloc_size(index: usize) -> usize {
+    match index {
+        1 => 96,
+        2 => 192,
+        i => 1 << i,
+    }
+}
+
+/// The cache name of a class (`kmalloc_info[]`): `kmalloc-8` … `kmalloc-8k`.
+fn kmalloc_name(kind: KmallocType, index: usize) -> &'static str {
+    const NORMAL: [&str; 14] = [
+        "",
+        "kmalloc-96",
+        "kmalloc-192",
+        "kmalloc-8",
+        "kmalloc-16",
+        "kmalloc-32",
+        "kmalloc-64",
+        "kmalloc-128",
+        "kmalloc-256",
+        "kmalloc-512",
+        "kmalloc-1k",
+        "kmalloc-2k",
+        "kmalloc-4k",
+        "kmalloc-8k",
+    ];
+    const RCL: [&str; 14] = [
+        "",
+        "kmalloc-rcl-96",
+        "kmalloc-rcl-192",
+        "kmalloc-rcl-8",
+        "kmalloc-rcl-16",
+        "kmalloc-rcl-32",
+        "kmalloc-rcl-64",
+        "kmalloc-rcl-128",
+        "kmalloc-rcl-256",
+        "kmalloc-rcl-512",
+        "kmalloc-rcl-1k",
+        "kmalloc-rcl-2k",
+        "kmalloc-rcl-4k",
+        "kmalloc-rcl-8k",
+    ];
+    const DMA: [&str; 14] = [
+        "",
+        "dma-kmalloc-96",
+        "dma-kmalloc-192",
+        "dma-kmalloc-8",
+        "dma-kmalloc-16",
+        "dma-kmalloc-32",
+        "dma-kmalloc-64",
+        "dma-kmalloc-128",
+        "dma-kmalloc-256",
+        "dma-kmalloc-512",
+        "dma-kmalloc-1k",
+        "dma-kmalloc-2k",
+        "dma-kmalloc-4k",
+        "dma-kmalloc-8k",
+    ];
+    match kind {
+        KmallocType::Normal => NORMAL[index],
+        KmallocType::Reclaim => RCL[index],
+        KmallocType::Dma => DMA[index],
+    }
+}
+
+impl SlabGlobals {
+    /// Have the kmalloc caches been created (`slab_state >= UP`)?
+    pub(crate) fn kmalloc_ready(&self) -> bool {
+        self.kmalloc_caches[0][KMALLOC_SHIFT_HIGH].load(Relaxed) != 0
+    }
+}
+
+/// What `kfree`/`ksize` found at an address.
+enum KmallocObject<'a> {
+    Slab(&'a KmemCache, u64),
+    Large(u64, u32),
+}
+
+impl<P: Platform> Mm<P> {
+    /// `create_kmalloc_caches()`: each type's classes, 96 after 64 and 192 after 128.
+    pub(crate) fn create_kmalloc_caches(&self) -> Result<(), SlabError> {
+        for kind in [KmallocType::Normal, KmallocType::Reclaim, KmallocType::Dma] {
+            for i in KMALLOC_SHIFT_LOW..=KMALLOC_SHIFT_HIGH {
+                self.new_kmalloc_cache(kind, i)?;
+                if i == 6 {
+                    self.new_kmalloc_cache(kind, 1)?;
+                }
+                if i == 7 {
+                    self.new_kmalloc_cache(kind, 2)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn new_kmalloc_cache(&self, kind: KmallocType, index: usize) -> Result<(), SlabError> {
+        let mut flags = SlabFlags::KMALLOC;
+        match kind {
+            KmallocType::Normal => {}
+            KmallocType::Reclaim => flags |= SlabFlags::RECLAIM_ACCOUNT,
+            KmallocType::Dma => flags |= SlabFlags::CACHE_DMA,
+        }
+        let r = self.kmem_cache_create(
+            kmalloc_name(kind, index),
+            kmalloc_size(index),
+            8,
+            flags,
+            None,
+        )?;
+        self.slab.kmalloc_caches[kind as usize][index].store(r.0, Relaxed);
+        Ok(())
+    }
+
+    /// The kmalloc cache that serves `size` bytes with `gfp` (`kmalloc_slab()`).
+    pub fn kmalloc_slab(&self, size: usize, gfp: Gfp) -> Option<KmemCacheRef> {
+        if size == 0 || size > KMALLOC_MAX_CACHE_SIZE {
+            return None;
+        }
+        let va = self.slab.kmalloc_caches[KmallocType::of(gfp) as usize][kmalloc_index(size)]
+            .load(Relaxed);
+        (va != 0).then_some(KmemCacheRef(va))
+    }
+
+    /// `kmalloc(size, gfp)`.
+    #[track_caller]
+    pub fn kmalloc(&self, size: usize, gfp: Gfp) -> Result<VirtAddr, SlabError> {
+        self.kmalloc_caller(size, gfp, CallSite::caller())
+    }
+
+    /// `kmalloc_track_caller()`: `kmalloc` recording `caller` as the owner.
+    pub fn kmalloc_caller(
+        &self,
+        size: usize,
+        gfp: Gfp,
+        caller: CallSite,
+    ) -> Result<VirtAddr, SlabError> {
+        if size == 0 {
+            return Ok(ZERO_SIZE_PTR);
+        }
+        let Some(r) = self.kmalloc_slab(size, gfp) else {
+            return self.kmalloc_large(size, gfp);
+        };
+        let s = self.cache(r)?;
+        let site = self.site_index(caller);
+        self.slab_alloc(s, gfp, site, size as u32).map(VirtAddr)
+    }
+
+    /// `kmalloc_large()`: above 8 KiB, a compound block of `get_order(size)` pages.
+    fn kmalloc_large(&self, size: usize, gfp: Gfp) -> Result<VirtAddr, SlabError> {
+        let order = get_order(size);
+        match self.alloc_pages(gfp | Gfp::__GFP_COMP, order) {
+            Ok(page) => {
+                page.set(PG_LARGE_KMALLOC);
+                self.slab_pages.unreclaimable.fetch_add(1 << order, Relaxed);
+                Ok(self.page_address(page).expect("kmalloc pages are lowmem"))
+            }
+            Err(AllocError::OrderTooLarge(_)) => Err(SlabError::TooLarge(size)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// `kzalloc()`.
+    #[track_caller]
+    pub fn kzalloc(&self, size: usize, gfp: Gfp) -> Result<VirtAddr, SlabError> {
+        self.kmalloc_caller(size, gfp | Gfp::__GFP_ZERO, CallSite::caller())
+    }
+
+    /// `kmalloc_array()`: `n * size` bytes, refusing a product that overflows.
+    #[track_caller]
+    pub fn kmalloc_array(&self, n: usize, size: usize, gfp: Gfp) -> Result<VirtAddr, SlabError> {
+        let bytes = n.checked_mul(size).ok_or(SlabError::Overflow { n, size })?;
+        self.kmalloc_caller(bytes, gfp, CallSite::caller())
+    }
+
+    /// `kcalloc()`.
+    #[track_caller]
+    pub fn kcalloc(&self, n: usize, size: usize, gfp: Gfp) -> Result<VirtAddr, SlabError> {
+        let bytes = n.checked_mul(size).ok_or(SlabError::Overflow { n, size })?;
+        self.kmalloc_caller(bytes, gfp | Gfp::__GFP_ZERO, CallSite::caller())
+    }
+
+    fn lookup_kmalloc(&self, addr: VirtAddr) -> Result<KmallocObject<'_>, SlabError> {
+        if let Some((pfn, page)) = self.virt_to_slab(addr) {
+            let s = self.cache(crate::slab::KmemCacheRef(page.slab_cache()))?;
+            return Ok(KmallocObject::Slab(s, pfn));
+        }
+        let page = self.virt_to_page(addr).map_err(|_| {
+            SlabError::NotSlabObject(
+                addr,
+                "not a direct-map address (a vmalloc or stack address?)",
+            )
+        })?;
+        let pfn = self.page_to_pfn(page).0;
+        let head = if page.is_tail() { page.word() } else { pfn };
+        let hp = self.mem_map.page(head);
+        if !hp.test(PG_LARGE_KMALLOC) || hp.refcount() == 0 {
+            return Err(SlabError::NotSlabObject(
+                addr,
+                "not memory that kmalloc returned",
+            ));
+        }
+        if self.slab_address(head) != addr.0 {
+            return Err(SlabError::NotSlabObject(
+                addr,
+                "inside a large kmalloc block, not at its start",
+            ));
+        }
+        Ok(KmallocObject::Large(head, hp.order()))
+    }
+
+    /// `kfree(p)`: NULL and ZERO_SIZE_PTR are no-ops; anything kmalloc did not return is
+    /// refused with a clear error.
+    #[track_caller]
+    pub fn kfree(&self, addr: VirtAddr) -> Result<(), SlabError> {
+        self.kfree_caller(addr, CallSite::caller())
+    }
+
+    fn kfree_caller(&self, addr: VirtAddr, caller: CallSite) -> Result<(), SlabError> {
+        if addr.0 <= ZERO_SIZE_PTR.0 {
+            return Ok(());
+        }
+        match self.lookup_kmalloc(addr)? {
+            KmallocObject::Slab(s, pfn) => self.free_object(s, pfn, addr, caller),
+            KmallocObject::Large(pfn, order) => {
+                let page = self.mem_map.page(pfn);
+                page.set_flags(page.flags() & !PG_LARGE_KMALLOC);
+                self.slab_pages.unreclaimable.fetch_sub(1 << order, Relaxed);
+                self.__free_pages(page, order)
+                    .map_err(|_| SlabError::NotSlabObject(addr, "large kmalloc block already free"))
+            }
+        }
+    }
+
+    /// `ksize()`: the usable size of a kmalloc'd object.
+    pub fn ksize(&self, addr: VirtAddr) -> Result<usize, SlabError> {
+        if addr.0 <= ZERO_SIZE_PTR.0 {
+            return Ok(0);
+        }
+        Ok(match self.lookup_kmalloc(addr)? {
+            KmallocObject::Slab(s, pfn) => {
+                if self.object_index(s, pfn, addr.0).is_none() {
+                    return Err(SlabError::NotSlabObject(addr, "not the start of an object"));
+                }
+                slab_ksize(s)
+            }
+            KmallocObject::Large(_, order) => PAGE_SIZE << order,
+        })
+    }
+
+    /// `krealloc(p, new_size, gfp)`: in place while the object is big enough (zeroing the
+    /// spare bytes with `__GFP_ZERO`), else a new object with the old contents; size 0
+    /// frees.
+    #[track_caller]
+    pub fn krealloc(
+        &self,
+        addr: VirtAddr,
+        new_size: usize,
+        gfp: Gfp,
+    ) -> Result<VirtAddr, SlabError> {
+        let caller = CallSite::caller();
+        if new_size == 0 {
+            self.kfree_caller(addr, caller)?;
+            return Ok(ZERO_SIZE_PTR);
+        }
+        let ks = self.ksize(addr)?;
+        if ks >= new_size {
+            if gfp.contains(Gfp::__GFP_ZERO) || self.slab.config.init_on_alloc {
+                self.fill(addr.0 + new_size as u64, 0, ks - new_size);
+            }
+            return Ok(addr);
+        }
+        let new = self.kmalloc_caller(new_size, gfp, caller)?;
+        if ks > 0 {
+            // SAFETY: both ranges are live kmalloc memory of at least `ks` bytes, distinct
+            // objects.
+            unsafe { core::ptr::copy_nonoverlapping(self.va_ptr(addr.0), self.va_ptr(new.0), ks) };
+        }
+        self.kfree_caller(addr, caller)?;
+        Ok(new)
+    }
+
+    /// `kfree_sensitive()`: zero the whole object, then free it.
+    #[track_caller]
+    pub fn kfree_sensitive(&self, addr: VirtAddr) -> Result<(), SlabError> {
+        let size = self.ksize(addr)?;
+        self.fill(addr.0, 0, size);
+        self.kfree_caller(addr, CallSite::caller())
+    }
+
+    /// `kmemdup()`.
+    #[track_caller]
+    pub fn kmemdup(&self, bytes: &[u8], gfp: Gfp) -> Result<VirtAddr, SlabError> {
+        let p = self.kmalloc_caller(bytes.len(), gfp, CallSite::caller())?;
+        if !bytes.is_empty() {
+            // SAFETY: a fresh object of at least `bytes.len()` bytes.
+            unsafe {
+                core::ptr::copy_nonoverlapping(bytes.as_ptr(), self.va_ptr(p.0), bytes.len())
+            };
+        }
+        Ok(p)
+    }
+
+    /// `kstrdup()`: the string and its terminating NUL.
+    #[track_caller]
+    pub fn kstrdup(&self, s: &str, gfp: Gfp) -> Result<VirtAddr, SlabError> {
+        let p = self.kmalloc_caller(s.len() + 1, gfp, CallSite::caller())?;
+        // SAFETY: a fresh object of `s.len() + 1` bytes.
+        unsafe {
+            core::ptr::copy_nonoverlapping(s.as_ptr(), self.va_ptr(p.0), s.len());
+            *self.va_ptr(p.0 + s.len() as u64) = 0;
+        }
+        Ok(p)
+    }
+
+    /// Copy bytes out of kernel memory (any direct-map range of RAM).
+    pub fn copy_from_kernel(&self, addr: VirtAddr, buf: &mut [u8]) -> Result<(), crate::FreeError> {
+        let phys = self.direct_map_range(addr, buf.len())?;
+        // SAFETY: the range is RAM (checked); plain bytes.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                self.platform.phys_mem().add(phys as usize),
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+        Ok(())
+    }
+
+    /// Copy bytes into kernel memory (any direct-map range of RAM), as a driver or a stray
+    /// write would.
+    pub fn copy_to_kernel(&self, addr: VirtAddr, bytes: &[u8]) -> Result<(), crate::FreeError> {
+        let phys = self.direct_map_range(addr, bytes.len())?;
+        // SAFETY: the range is RAM (checked); plain bytes.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.platform.phys_mem().add(phys as usize),
+                bytes.len(),
+            )
+        };
+        Ok(())
+    }
+
+    fn direct_map_range(&self, addr: VirtAddr, len: usize) -> Result<u64, crate::FreeError> {
+        let phys = self
+            .layout
+            .virt_to_phys(addr.0)
+            .ok_or(crate::FreeError::NotDirectMapped(addr))?;
+        if !self.memblock.is_memory(phys, phys + len as u64) {
+            return Err(crate::FreeError::NotDirectMapped(addr));
+        }
+        Ok(phys)
+    }
+}
+
+/// `slab_ksize()`.
+fn slab_ksize(s: &KmemCache) -> usize {
+    let f = s.flags();
+    if f.intersects(SlabFlags::RED_ZONE | SlabFlags::POISON) {
+        s.object_size() as usize
+    } else if f.contains(SlabFlags::STORE_USER) {
+        s.inuse() as usize
+    } else {
+        s.size() as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_follows_the_kernel_table() {
+        let cases = [
+            (1, 8),
+            (8, 8),
+            (9, 16),
+            (16, 16),
+            (17, 32),
+            (33, 64),
+            (64, 64),
+            (65, 96),
+            (96, 96),
+            (97, 128),
+            (128, 128),
+            (129, 192),
+            (192, 192),
+            (193, 256),
+            (257, 512),
+            (513, 1024),
+            (1025, 2048),
+            (4097, 8192),
+            (8192, 8192),
+        ];
+        for (size, class) in cases {
+            assert_eq!(kmalloc_size(kmalloc_index(size)), class, "size {size}");
+        }
+        assert_eq!(KmallocType::of(Gfp::GFP_KERNEL), KmallocType::Normal);
+        assert_eq!(
+            KmallocType::of(Gfp::GFP_KERNEL | Gfp::__GFP_RECLAIMABLE),
+            KmallocType::Reclaim
+        );
+        assert_eq!(
+            KmallocType::of(Gfp::GFP_KERNEL | Gfp::GFP_DMA | Gfp::__GFP_RECLAIMABLE),
+            KmallocType::Dma
+        );
+    }
+}

@@ -1,0 +1,316 @@
+//! The SLUB slab allocator (`mm/slub.c`, `mm/slab_common.c`, `mm/slab.h` of Linux 6.6).
+//!
+//! * [`cache`]: `struct kmem_cache` and friends, object layout (`calculate_sizes`), slab
+//!   order (`calculate_order`), creation, bootstrap, shrink and destroy.
+//! * [`slub`]: the allocation and free paths.
+//! * [`kmalloc`]: the kmalloc family and its size classes.
+//! * [`debug`]: `slab_debug`: sanity checks, red zones, poisoning, owner tracking.
+//!
+//! ## Which per-CPU design
+//!
+//! This follows the classic SLUB per-CPU design that Linux used from 2.6.22 to 6.17: each
+//! CPU has a current slab whose free objects form a lockless freelist
+//! (`kmem_cache_cpu.freelist`), guarded by a transaction id (`tid`) so that the fast paths
+//! are a read, a pointer chase and one compare-exchange of (freelist, tid). An interrupt on
+//! the same CPU that allocates or frees in between changes the tid, the compare-exchange
+//! fails and the interrupted operation starts again: that protocol is what the simulator's
+//! interrupt injection exercises. Per-CPU partial slabs and per-node partial lists under
+//! `list_lock` sit behind it; frees from other CPUs go straight to the slab's own freelist
+//! with a compare-exchange of (freelist, counters). The newer per-CPU object arrays
+//! ("sheaves") trade that protocol for a magazine layer; the classic design is the one
+//! every `/proc/slabinfo`, `slub_kunit` test and trace of the last fifteen years describes.
+//!
+//! All metadata lives in simulated memory: `kmem_cache` and `kmem_cache_node` structures
+//! are objects of the `kmem_cache` and `kmem_cache_node` caches (bootstrapped as the
+//! kernel does), `kmem_cache_cpu` lives in the per-CPU areas, and slab state lives in
+//! `struct page`.
+
+pub mod cache;
+pub mod debug;
+pub mod kmalloc;
+pub mod slub;
+
+use core::fmt;
+use core::sync::atomic::AtomicU64;
+
+pub use cache::{KmemCache, KmemCacheRef};
+
+use crate::addr::VirtAddr;
+use crate::page_alloc::AllocError;
+use crate::sync::SpinLockIrq;
+
+bitflags::bitflags! {
+    /// Cache flags (`slab_flags_t`, `include/linux/slab.h`).
+    #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Default)]
+    pub struct SlabFlags: u32 {
+        /// `F`: sanity checks on every alloc and free (`SLAB_CONSISTENCY_CHECKS`).
+        const CONSISTENCY_CHECKS = 0x0000_0100;
+        /// `Z`: red zones around each object (`SLAB_RED_ZONE`).
+        const RED_ZONE = 0x0000_0400;
+        /// `P`: poison free objects (`SLAB_POISON`).
+        const POISON = 0x0000_0800;
+        /// A kmalloc cache (`SLAB_KMALLOC`).
+        const KMALLOC = 0x0000_1000;
+        /// Align objects to cache lines (`SLAB_HWCACHE_ALIGN`).
+        const HWCACHE_ALIGN = 0x0000_2000;
+        /// Slabs from ZONE_DMA (`SLAB_CACHE_DMA`).
+        const CACHE_DMA = 0x0000_4000;
+        /// Slabs from ZONE_DMA32 (`SLAB_CACHE_DMA32`).
+        const CACHE_DMA32 = 0x0000_8000;
+        /// `U`: remember who allocated and freed each object (`SLAB_STORE_USER`).
+        const STORE_USER = 0x0001_0000;
+        /// Reclaimable objects: slabs counted as SReclaimable (`SLAB_RECLAIM_ACCOUNT`).
+        const RECLAIM_ACCOUNT = 0x0002_0000;
+        /// Internal: poison applies (no constructor) (`__OBJECT_POISON`).
+        const OBJECT_POISON = 0x8000_0000;
+    }
+}
+
+impl SlabFlags {
+    /// The debug flags (`SLAB_DEBUG_FLAGS`).
+    pub const DEBUG: SlabFlags = SlabFlags::CONSISTENCY_CHECKS
+        .union(SlabFlags::RED_ZONE)
+        .union(SlabFlags::POISON)
+        .union(SlabFlags::STORE_USER);
+
+    /// Parse the kernel's `slab_debug=` letters: `F` sanity checks, `Z` red zones, `P`
+    /// poisoning, `U` user tracking, `-` none; an empty string means all four.
+    pub fn parse_slab_debug(letters: &str) -> Option<SlabFlags> {
+        if letters.is_empty() {
+            return Some(SlabFlags::DEBUG);
+        }
+        let mut flags = SlabFlags::empty();
+        for c in letters.chars() {
+            flags |= match c.to_ascii_uppercase() {
+                'F' => SlabFlags::CONSISTENCY_CHECKS,
+                'Z' => SlabFlags::RED_ZONE,
+                'P' => SlabFlags::POISON,
+                'U' => SlabFlags::STORE_USER,
+                '-' => SlabFlags::empty(),
+                _ => return None,
+            };
+        }
+        Some(flags)
+    }
+}
+
+/// The slab configuration chosen at boot (kernel command line and config options).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct SlabConfig {
+    /// `slab_debug=` for every cache.
+    pub debug: SlabFlags,
+    /// `CONFIG_SLAB_FREELIST_HARDENED`: free pointers stored obfuscated.
+    pub freelist_hardened: bool,
+    /// `CONFIG_SLAB_FREELIST_RANDOM`: each new slab's freelist in random order.
+    pub freelist_random: bool,
+    /// `init_on_alloc=1`.
+    pub init_on_alloc: bool,
+    /// `init_on_free=1`.
+    pub init_on_free: bool,
+}
+
+impl Default for SlabConfig {
+    /// As a distribution kernel: hardened and randomised freelists, no debugging, no
+    /// initialisation on free, initialisation on allocation off.
+    fn default() -> Self {
+        SlabConfig {
+            debug: SlabFlags::empty(),
+            freelist_hardened: true,
+            freelist_random: true,
+            init_on_alloc: false,
+            init_on_free: false,
+        }
+    }
+}
+
+/// Why a slab operation failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SlabError {
+    /// The page allocator could not give a slab.
+    Alloc(AllocError),
+    /// `kmalloc` larger than KMALLOC_MAX_SIZE.
+    TooLarge(usize),
+    /// `kcalloc`/`kmalloc_array` whose size overflows.
+    Overflow {
+        /// Elements.
+        n: usize,
+        /// Element size.
+        size: usize,
+    },
+    /// A cache argument that is not a live cache.
+    BadCache(u64),
+    /// A bad `kmem_cache_create` argument.
+    BadArgs(&'static str),
+    /// The cache still has objects (`kmem_cache_destroy` refuses, as the kernel does).
+    ObjectsRemaining {
+        /// The cache.
+        name: CacheName,
+        /// Objects still allocated.
+        objects: u64,
+    },
+    /// A pointer that is no slab object or large kmalloc.
+    NotSlabObject(VirtAddr, &'static str),
+    /// An object freed to a cache it does not belong to.
+    WrongCache {
+        /// The cache named by the caller.
+        cache: CacheName,
+        /// The object's real cache.
+        actual: CacheName,
+    },
+    /// A free that the debug checks refused (the report went to the console).
+    DebugCheck(VirtAddr, &'static str),
+    /// The per-CPU area has no room for another cache.
+    NoPerCpuSpace,
+    /// Too many caches.
+    TooManyCaches,
+}
+
+impl fmt::Display for SlabError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SlabError::Alloc(e) => e.fmt(f),
+            SlabError::TooLarge(n) => write!(f, "kmalloc of {n} bytes is larger than KMALLOC_MAX_SIZE ({} bytes)", kmalloc::KMALLOC_MAX_SIZE),
+            SlabError::Overflow { n, size } => write!(f, "{n} x {size} bytes overflows (kmalloc_array returns NULL)"),
+            SlabError::BadCache(va) => write!(f, "{va:#x} is not a live kmem_cache"),
+            SlabError::BadArgs(why) => write!(f, "kmem_cache_create: {why}"),
+            SlabError::ObjectsRemaining { name, objects } => write!(
+                f,
+                "kmem_cache_destroy {}: Slab cache still has objects ({objects} remaining); the cache is kept",
+                name
+            ),
+            SlabError::NotSlabObject(va, why) => write!(f, "{va}: {why}"),
+            SlabError::WrongCache { cache, actual } => write!(
+                f,
+                "cache_from_obj: Wrong slab cache. {cache} but object is from {actual}"
+            ),
+            SlabError::DebugCheck(va, why) => write!(f, "{va}: {why} (slab_debug refused the free; the object is kept out of circulation)"),
+            SlabError::NoPerCpuSpace => write!(f, "no room left in the per-CPU areas for another cache"),
+            SlabError::TooManyCaches => write!(f, "too many slab caches"),
+        }
+    }
+}
+
+impl From<AllocError> for SlabError {
+    fn from(e: AllocError) -> Self {
+        SlabError::Alloc(e)
+    }
+}
+
+/// A cache name, stored inline (`kmem_cache.name`).
+#[derive(Copy, Clone, PartialEq, Eq)]
+pub struct CacheName {
+    bytes: [u8; cache::NAME_LEN],
+    len: u8,
+}
+
+impl CacheName {
+    /// From a string, cut at `NAME_LEN` bytes on a character boundary.
+    pub fn new(name: &str) -> CacheName {
+        let mut len = name.len().min(cache::NAME_LEN);
+        while !name.is_char_boundary(len) {
+            len -= 1;
+        }
+        let mut bytes = [0; cache::NAME_LEN];
+        bytes[..len].copy_from_slice(&name.as_bytes()[..len]);
+        CacheName {
+            bytes,
+            len: len as u8,
+        }
+    }
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("?")
+    }
+}
+
+impl fmt::Display for CacheName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for CacheName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+/// Most caches a machine can have (the `slab_caches` list, as an array).
+pub const MAX_CACHES: usize = 256;
+
+/// A call site recorded by owner tracking (`struct track.addr`): a source location.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct CallSite {
+    /// The file (or script).
+    pub file: &'static str,
+    /// The line.
+    pub line: u32,
+}
+
+impl CallSite {
+    /// The caller of a `#[track_caller]` function.
+    #[track_caller]
+    pub fn caller() -> CallSite {
+        let l = core::panic::Location::caller();
+        CallSite {
+            file: l.file(),
+            line: l.line(),
+        }
+    }
+}
+
+impl fmt::Display for CallSite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+/// The slab allocator's global state (what the kernel keeps in `slab_common.c` and
+/// `slub.c` statics).
+pub struct SlabGlobals {
+    /// The configuration.
+    pub config: SlabConfig,
+    /// The `kmem_cache` cache.
+    pub(crate) kmem_cache: AtomicU64,
+    /// The `kmem_cache_node` cache.
+    pub(crate) kmem_cache_node: AtomicU64,
+    /// `kmalloc_caches[type][index]`.
+    pub(crate) kmalloc_caches:
+        [[AtomicU64; kmalloc::KMALLOC_SHIFT_HIGH + 1]; kmalloc::NR_KMALLOC_TYPES],
+    /// `slab_caches`, newest first.
+    pub(crate) caches: SpinLockIrq<CacheList>,
+    /// Call sites seen by owner tracking, indexed by the number stored in a track.
+    pub(crate) sites: SpinLockIrq<SiteTable>,
+}
+
+/// The list of caches.
+pub struct CacheList {
+    pub(crate) vas: [u64; MAX_CACHES],
+    pub(crate) len: usize,
+}
+
+/// Interned call sites.
+pub struct SiteTable {
+    pub(crate) sites: [Option<CallSite>; 1024],
+    pub(crate) len: usize,
+}
+
+impl SlabGlobals {
+    pub(crate) const fn new(config: SlabConfig) -> SlabGlobals {
+        SlabGlobals {
+            config,
+            kmem_cache: AtomicU64::new(0),
+            kmem_cache_node: AtomicU64::new(0),
+            kmalloc_caches: [const { [const { AtomicU64::new(0) }; kmalloc::KMALLOC_SHIFT_HIGH + 1] };
+                kmalloc::NR_KMALLOC_TYPES],
+            caches: SpinLockIrq::new(CacheList {
+                vas: [0; MAX_CACHES],
+                len: 0,
+            }),
+            sites: SpinLockIrq::new(SiteTable {
+                sites: [None; 1024],
+                len: 0,
+            }),
+        }
+    }
+}

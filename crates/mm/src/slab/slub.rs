@@ -1,0 +1,926 @@
+//! The SLUB allocation and free paths (`mm/slub.c` of Linux 6.6): the lockless per-CPU
+//! fast paths, the slow path through per-CPU partial slabs, the node partial list and new
+//! slabs, remote frees with compare-exchange on the slab's (freelist, counters), and
+//! flushing.
+//!
+//! Interrupts: the simulated machine delivers an interrupt only at [`Platform::irq_window`]
+//! calls, which sit exactly where the kernel runs with interrupts enabled inside these
+//! paths. Everything between two windows is therefore atomic with respect to interrupts on
+//! this CPU, as `this_cpu_cmpxchg_double` is on x86.
+
+use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
+
+use crate::addr::{VirtAddr, PAGE_SIZE};
+use crate::gfp::Gfp;
+use crate::mm_types::{Page, PG_SLAB};
+use crate::platform::Platform;
+use crate::slab::cache::{CallSiteIdx, KmemCache, KmemCacheCpu, KmemCacheNode, KmemCacheRef};
+use crate::slab::SlabError;
+use crate::Mm;
+
+/// No object (a freelist index).
+const NO_OBJECT: u16 = u16::MAX;
+
+/// `slab->freelist` and `slab->counters` (`inuse`, `objects`, `frozen`), packed in one
+/// word of `struct page` so that one compare-exchange updates them together.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct SlabCounters {
+    /// Index of the first free object, or `NO_OBJECT`.
+    pub freelist: u16,
+    /// Objects handed out (to callers or to a CPU freelist).
+    pub inuse: u16,
+    /// Objects in the slab.
+    pub objects: u16,
+    /// Owned by a CPU (its current slab or on its partial list).
+    pub frozen: bool,
+}
+
+impl SlabCounters {
+    fn pack(self) -> u64 {
+        self.freelist as u64
+            | (self.inuse as u64) << 16
+            | (self.objects as u64) << 32
+            | (self.frozen as u64) << 48
+    }
+    fn unpack(v: u64) -> SlabCounters {
+        SlabCounters {
+            freelist: v as u16,
+            inuse: (v >> 16) as u16,
+            objects: (v >> 32) as u16,
+            frozen: (v >> 48) & 1 != 0,
+        }
+    }
+}
+
+/// `next_tid()`: tids of one CPU step by the CPU count rounded up to a power of two.
+#[inline]
+fn next_tid(tid: u64, nr_cpus: usize) -> u64 {
+    tid.wrapping_add(nr_cpus.next_power_of_two() as u64)
+}
+
+impl<P: Platform> Mm<P> {
+    // ----- memory and pointers -----------------------------------------------------
+
+    /// Host pointer to a direct-map address.
+    #[inline]
+    pub(crate) fn va_ptr(&self, va: u64) -> *mut u8 {
+        let phys = self
+            .layout
+            .virt_to_phys(va)
+            .expect("slab memory is in the direct map");
+        // SAFETY: direct-map addresses map RAM, which `phys_mem` covers.
+        unsafe { self.platform.phys_mem().add(phys as usize) }
+    }
+
+    #[inline]
+    pub(crate) fn read_u64(&self, va: u64) -> u64 {
+        // SAFETY: `va` is inside a slab this kernel owns (callers compute it from slab
+        // geometry); plain bytes.
+        unsafe { core::ptr::read_unaligned(self.va_ptr(va) as *const u64) }
+    }
+
+    #[inline]
+    pub(crate) fn write_u64(&self, va: u64, v: u64) {
+        // SAFETY: as for `read_u64`.
+        unsafe { core::ptr::write_unaligned(self.va_ptr(va) as *mut u64, v) }
+    }
+
+    /// `memset()` inside a slab.
+    pub(crate) fn fill(&self, va: u64, byte: u8, len: usize) {
+        if len > 0 {
+            // SAFETY: as for `read_u64`; the range lies in one slab.
+            unsafe { core::ptr::write_bytes(self.va_ptr(va), byte, len) }
+        }
+    }
+
+    /// `freelist_ptr_encode()`: with hardening, `ptr ^ s->random ^ swab(ptr_addr)`.
+    #[inline]
+    fn encode_fp(s: &KmemCache, ptr: u64, ptr_addr: u64) -> u64 {
+        let random = s.random.load(Relaxed);
+        if random == 0 {
+            ptr
+        } else {
+            ptr ^ random ^ ptr_addr.swap_bytes()
+        }
+    }
+
+    /// `get_freepointer()`.
+    #[inline]
+    pub(crate) fn get_freepointer(&self, s: &KmemCache, object: u64) -> u64 {
+        let at = object + s.fp_offset() as u64;
+        Self::encode_fp(s, self.read_u64(at), at)
+    }
+
+    /// `set_freepointer()`.
+    #[inline]
+    pub(crate) fn set_freepointer(&self, s: &KmemCache, object: u64, fp: u64) {
+        let at = object + s.fp_offset() as u64;
+        self.write_u64(at, Self::encode_fp(s, fp, at));
+    }
+
+    /// `slab_address()`.
+    #[inline]
+    pub(crate) fn slab_address(&self, pfn: u64) -> u64 {
+        self.layout.page_offset + (pfn << crate::addr::PAGE_SHIFT)
+    }
+
+    /// The address of object `idx` of the slab at `pfn` (past its left red zone).
+    #[inline]
+    pub(crate) fn object_at(&self, s: &KmemCache, pfn: u64, idx: u16) -> u64 {
+        self.slab_address(pfn) + s.red_left_pad() as u64 + idx as u64 * s.size() as u64
+    }
+
+    /// `obj_to_index()`; `None` if `va` is not the start of an object of the slab.
+    #[inline]
+    pub(crate) fn object_index(&self, s: &KmemCache, pfn: u64, va: u64) -> Option<u16> {
+        let off = va.checked_sub(self.slab_address(pfn) + s.red_left_pad() as u64)?;
+        let size = s.size() as u64;
+        let idx = off / size;
+        let objects = SlabCounters::unpack(self.mem_map.page(pfn).word()).objects as u64;
+        (off % size == 0 && idx < objects).then_some(idx as u16)
+    }
+
+    fn fl_va(&self, s: &KmemCache, pfn: u64, idx: u16) -> u64 {
+        if idx == NO_OBJECT {
+            0
+        } else {
+            self.object_at(s, pfn, idx)
+        }
+    }
+
+    fn fl_idx(&self, s: &KmemCache, pfn: u64, va: u64) -> u16 {
+        if va == 0 {
+            NO_OBJECT
+        } else {
+            self.object_index(s, pfn, va)
+                .expect("freelist objects belong to their slab")
+        }
+    }
+
+    /// The slab state of the slab at `pfn`.
+    pub fn slab_counters(&self, pfn: u64) -> SlabCounters {
+        SlabCounters::unpack(self.mem_map.page(pfn).word())
+    }
+
+    /// `slab_update_freelist()`: compare-exchange of (freelist, counters).
+    #[inline]
+    fn cmpxchg_slab(&self, pfn: u64, old: SlabCounters, new: SlabCounters) -> bool {
+        self.mem_map
+            .page(pfn)
+            .word_atomic()
+            .compare_exchange(old.pack(), new.pack(), AcqRel, Acquire)
+            .is_ok()
+    }
+
+    /// `this_cpu_cmpxchg_double(s->cpu_slab->freelist, tid)`: no interrupt can arrive
+    /// inside it (the machine delivers them only at `irq_window`), and only this CPU's
+    /// thread touches this `kmem_cache_cpu`, so it is a compare and two stores.
+    #[inline]
+    fn cpu_cmpxchg(
+        c: &KmemCacheCpu,
+        freelist: u64,
+        tid: u64,
+        new_freelist: u64,
+        new_tid: u64,
+    ) -> bool {
+        if c.freelist.load(Relaxed) != freelist || c.tid.load(Relaxed) != tid {
+            return false;
+        }
+        c.freelist.store(new_freelist, Relaxed);
+        c.tid.store(new_tid, Relaxed);
+        true
+    }
+
+    /// The node list lock, with interrupts disabled.
+    fn lock_node<'a>(&'a self, n: &'a KmemCacheNode) -> NodeGuard<'a, P> {
+        let flags = self.platform.local_irq_save();
+        n.list_lock.lock();
+        NodeGuard { mm: self, n, flags }
+    }
+
+    /// An interrupt may arrive here (interrupts are enabled at this point in the kernel).
+    #[inline]
+    pub(crate) fn irq_window(&self) {
+        if !self.platform.irqs_disabled() {
+            self.platform.irq_window(self);
+        }
+    }
+
+    // ----- slabs -------------------------------------------------------------------
+
+    /// `allocate_slab()`: pages from the page allocator (the preferred order without
+    /// retrying, then the minimum order), made into a slab with its freelist threaded
+    /// through the objects, in random order with `CONFIG_SLAB_FREELIST_RANDOM`.
+    pub(crate) fn new_slab(&self, s: &KmemCache, gfp: Gfp) -> Result<u64, SlabError> {
+        let flags = (gfp & !(Gfp::__GFP_ZERO | Gfp::__GFP_COMP)) | s.allocflags();
+        let mut oo = s.oo();
+        let preferred = (flags | Gfp::__GFP_NOWARN | Gfp::__GFP_NORETRY) & !Gfp::__GFP_NOFAIL;
+        let page = match self.alloc_pages(preferred, oo.order) {
+            Ok(p) => p,
+            Err(_) => {
+                oo = s.min();
+                let flags = if oo.order > 0 {
+                    flags | Gfp::__GFP_COMP
+                } else {
+                    flags & !Gfp::__GFP_COMP
+                };
+                self.alloc_pages(flags, oo.order)?
+            }
+        };
+        let pfn = self.page_to_pfn(page).0;
+        page.set(PG_SLAB);
+        page.set_slab_cache(s.self_va.load(Relaxed));
+        let objects = (((PAGE_SIZE as u32) << oo.order) / s.size()) as u16;
+        self.account_slab(s, 1u64 << oo.order, true);
+        self.setup_slab_debug(s, pfn, oo.order);
+        for idx in 0..objects {
+            self.setup_object(s, self.object_at(s, pfn, idx));
+        }
+        let order = self.freelist_order(s, objects);
+        let mut prev = None;
+        let mut first = NO_OBJECT;
+        for idx in order {
+            match prev {
+                None => first = idx,
+                Some(p) => {
+                    self.set_freepointer(s, self.object_at(s, pfn, p), self.object_at(s, pfn, idx))
+                }
+            }
+            prev = Some(idx);
+        }
+        if let Some(last) = prev {
+            self.set_freepointer(s, self.object_at(s, pfn, last), 0);
+        }
+        page.set_word(
+            SlabCounters {
+                freelist: first,
+                inuse: 0,
+                objects,
+                frozen: false,
+            }
+            .pack(),
+        );
+        Ok(pfn)
+    }
+
+    /// The order in which a new slab's objects are chained: linear, or (random freelist)
+    /// the cache's random sequence from a random start (`shuffle_freelist`).
+    fn freelist_order(&self, s: &KmemCache, objects: u16) -> impl Iterator<Item = u16> + '_ {
+        let seq = s.random_seq.load(Relaxed);
+        let count = if seq != 0 && objects as u32 == s.oo().objects {
+            objects
+        } else {
+            0
+        };
+        let start = if count > 1 {
+            (self.get_random_u64() % count as u64) as u16
+        } else {
+            0
+        };
+        (0..objects).map(move |i| {
+            if count == 0 {
+                i
+            } else {
+                let pos = (start as u64 + i as u64) % count as u64;
+                self.read_u64(seq + pos * 8) as u16
+            }
+        })
+    }
+
+    /// `init_cache_random_seq()`: a random permutation of a slab's object indices
+    /// (`freelist_randomize`, Fisher-Yates), kmalloc'd as the kernel does.
+    pub(crate) fn init_cache_random_seq(&self, s: &KmemCache) {
+        let count = s.oo().objects as u64;
+        if count < 2 {
+            return;
+        }
+        let Ok(seq) = self.kmalloc_array(count as usize, 8, Gfp::GFP_KERNEL) else {
+            return;
+        };
+        for i in 0..count {
+            self.write_u64(seq.0 + i * 8, i);
+        }
+        for i in (1..count).rev() {
+            let j = self.get_random_u64() % (i + 1);
+            let (a, b) = (self.read_u64(seq.0 + i * 8), self.read_u64(seq.0 + j * 8));
+            self.write_u64(seq.0 + i * 8, b);
+            self.write_u64(seq.0 + j * 8, a);
+        }
+        s.random_seq.store(seq.0, Relaxed);
+    }
+
+    /// `setup_object()`: debug initialisation, then the constructor.
+    fn setup_object(&self, s: &KmemCache, object: u64) {
+        self.setup_object_debug(s, object);
+        if let Some(ctor) = s.ctor() {
+            // SAFETY: the object lies in a slab just taken from the page allocator, used
+            // by nobody else; `object_size` bytes from `object` are inside it.
+            let bytes = unsafe {
+                core::slice::from_raw_parts_mut(self.va_ptr(object), s.object_size() as usize)
+            };
+            ctor(bytes);
+        }
+    }
+
+    /// NR_SLAB_RECLAIMABLE_B / NR_SLAB_UNRECLAIMABLE_B, in pages.
+    pub(crate) fn account_slab(&self, s: &KmemCache, pages: u64, add: bool) {
+        let counter = if s.flags().contains(crate::slab::SlabFlags::RECLAIM_ACCOUNT) {
+            &self.slab_pages.reclaimable
+        } else {
+            &self.slab_pages.unreclaimable
+        };
+        if add {
+            counter.fetch_add(pages, Relaxed);
+        } else {
+            counter.fetch_sub(pages, Relaxed);
+        }
+    }
+
+    /// `inc_slabs_node()`.
+    pub(crate) fn inc_slabs_node(&self, s: &KmemCache, pfn: u64) {
+        let n = self.get_node(s);
+        n.nr_slabs.fetch_add(1, Relaxed);
+        n.total_objects
+            .fetch_add(self.slab_counters(pfn).objects as u64, Relaxed);
+    }
+
+    /// `discard_slab()`: give the slab's pages back.
+    pub(crate) fn discard_slab(&self, s: &KmemCache, pfn: u64) {
+        let page = self.mem_map.page(pfn);
+        let objects = SlabCounters::unpack(page.word()).objects as u64;
+        let order = page.order();
+        let n = self.get_node(s);
+        n.nr_slabs.fetch_sub(1, Relaxed);
+        n.total_objects.fetch_sub(objects, Relaxed);
+        self.account_slab(s, 1 << order, false);
+        page.set_flags(page.flags() & !PG_SLAB);
+        page.set_slab_cache(0);
+        page.set_word(0);
+        self.__free_pages(page, order)
+            .expect("a slab is a live allocation of its order");
+    }
+
+    /// `get_freelist()`: take the slab's whole freelist for this CPU; the slab stays
+    /// frozen only if there was one.
+    fn get_freelist(&self, s: &KmemCache, pfn: u64) -> u64 {
+        loop {
+            let old = self.slab_counters(pfn);
+            let new = SlabCounters {
+                freelist: NO_OBJECT,
+                inuse: old.objects,
+                frozen: old.freelist != NO_OBJECT,
+                ..old
+            };
+            if self.cmpxchg_slab(pfn, old, new) {
+                return self.fl_va(s, pfn, old.freelist);
+            }
+        }
+    }
+
+    /// `acquire_slab()` for a slab taken off the node list: frozen, and with `take`, its
+    /// freelist taken too. Called with the node lock held.
+    fn acquire_slab(&self, s: &KmemCache, n: &KmemCacheNode, pfn: u64, take: bool) -> u64 {
+        n.partial.remove(&self.mem_map, pfn);
+        n.nr_partial.fetch_sub(1, Relaxed);
+        loop {
+            let old = self.slab_counters(pfn);
+            let new = if take {
+                SlabCounters {
+                    freelist: NO_OBJECT,
+                    inuse: old.objects,
+                    frozen: true,
+                    ..old
+                }
+            } else {
+                SlabCounters {
+                    frozen: true,
+                    ..old
+                }
+            };
+            if self.cmpxchg_slab(pfn, old, new) {
+                return self.fl_va(s, pfn, old.freelist);
+            }
+        }
+    }
+
+    // ----- allocation --------------------------------------------------------------
+
+    /// `slab_alloc_node()`: the lockless fast path, else `__slab_alloc`.
+    pub(crate) fn slab_alloc(
+        &self,
+        s: &KmemCache,
+        gfp: Gfp,
+        site: CallSiteIdx,
+        orig_size: u32,
+    ) -> Result<u64, SlabError> {
+        if gfp.allows_blocking() {
+            self.might_sleep()
+                .map_err(|e| SlabError::Alloc(crate::AllocError::SleepInAtomic(e)))?;
+        }
+        let object = if s.is_debug() {
+            self.alloc_debug_path(s, gfp, site, orig_size)?
+        } else {
+            self.slab_alloc_from(s, gfp, site)?
+        };
+        let init = gfp.contains(Gfp::__GFP_ZERO) || self.slab.config.init_on_alloc;
+        if init {
+            self.fill(object, 0, s.object_size() as usize);
+        }
+        Ok(object)
+    }
+
+    /// The per-CPU fast path and slow path, without context checks or initialisation.
+    pub(crate) fn slab_alloc_from(
+        &self,
+        s: &KmemCache,
+        gfp: Gfp,
+        _site: CallSiteIdx,
+    ) -> Result<u64, SlabError> {
+        let cpu = self.platform.smp_processor_id();
+        let nr_cpus = self.platform.nr_cpus();
+        let c = self.cpu_slab(s, cpu);
+        loop {
+            let tid = c.tid.load(Relaxed);
+            self.irq_window();
+            let object = c.freelist.load(Relaxed);
+            if object == 0 || c.slab.load(Relaxed) == 0 {
+                let flags = self.platform.local_irq_save();
+                let r = self.__slab_alloc(s, gfp, c, flags);
+                self.platform.local_irq_restore(flags);
+                return r;
+            }
+            let next = self.get_freepointer(s, object);
+            self.irq_window();
+            if Self::cpu_cmpxchg(c, object, tid, next, next_tid(tid, nr_cpus)) {
+                return Ok(object);
+            }
+            // note_cmpxchg_failure(): an interrupt ran an operation in between; redo.
+            crate::vmstat::VmEvents::add(&self.events.slab_cmpxchg_redo, 1);
+        }
+    }
+
+    /// `___slab_alloc()`, entered with interrupts disabled (`irq` is the state to give
+    /// back while a new slab is allocated).
+    fn __slab_alloc(
+        &self,
+        s: &KmemCache,
+        gfp: Gfp,
+        c: &KmemCacheCpu,
+        irq: crate::IrqFlags,
+    ) -> Result<u64, SlabError> {
+        let nr_cpus = self.platform.nr_cpus();
+        loop {
+            let slab = c.slab.load(Relaxed);
+            if slab != 0 {
+                let pfn = slab - 1;
+                let mut freelist = c.freelist.load(Relaxed);
+                if freelist == 0 {
+                    freelist = self.get_freelist(s, pfn);
+                }
+                if freelist != 0 {
+                    // load_freelist:
+                    c.freelist.store(self.get_freepointer(s, freelist), Relaxed);
+                    c.tid.store(next_tid(c.tid.load(Relaxed), nr_cpus), Relaxed);
+                    return Ok(freelist);
+                }
+                // The CPU slab is full: it leaves the CPU, on no list.
+                c.slab.store(0, Relaxed);
+                c.tid.store(next_tid(c.tid.load(Relaxed), nr_cpus), Relaxed);
+            }
+            // new_slab: the per-CPU partial list first.
+            let partial = c.partial.load(Relaxed);
+            if partial != 0 {
+                let pfn = partial - 1;
+                let next = self.mem_map.page(pfn).next();
+                c.partial.store(
+                    if next == crate::mm_types::NIL {
+                        0
+                    } else {
+                        next as u64 + 1
+                    },
+                    Relaxed,
+                );
+                c.slab.store(pfn + 1, Relaxed);
+                continue;
+            }
+            // The node's partial list.
+            if let Some((pfn, freelist)) = self.get_partial(s, c) {
+                self.load_new_cpu_slab(s, c, pfn, freelist);
+                continue;
+            }
+            // A new slab, allocated with interrupts enabled as the kernel does.
+            self.platform.local_irq_restore(irq);
+            self.irq_window();
+            let allocated = self.new_slab(s, gfp);
+            let _ = self.platform.local_irq_save();
+            let pfn = allocated?;
+            self.inc_slabs_node(s, pfn);
+            let freelist = self.get_freelist_of_new(s, pfn);
+            self.load_new_cpu_slab(s, c, pfn, freelist);
+        }
+    }
+
+    /// A new slab becomes a CPU slab: all its objects go to the CPU.
+    fn get_freelist_of_new(&self, s: &KmemCache, pfn: u64) -> u64 {
+        let page = self.mem_map.page(pfn);
+        let old = SlabCounters::unpack(page.word());
+        page.set_word(
+            SlabCounters {
+                freelist: NO_OBJECT,
+                inuse: old.objects,
+                frozen: true,
+                ..old
+            }
+            .pack(),
+        );
+        self.fl_va(s, pfn, old.freelist)
+    }
+
+    /// `retry_load_slab`: install a frozen slab and its freelist as this CPU's slab; if an
+    /// interrupt installed another one meanwhile, that one is deactivated first.
+    fn load_new_cpu_slab(&self, s: &KmemCache, c: &KmemCacheCpu, pfn: u64, freelist: u64) {
+        let old = c.slab.load(Relaxed);
+        if old != 0 {
+            let old_freelist = c.freelist.load(Relaxed);
+            c.slab.store(0, Relaxed);
+            c.freelist.store(0, Relaxed);
+            self.deactivate_slab(s, old - 1, old_freelist);
+        }
+        c.slab.store(pfn + 1, Relaxed);
+        c.freelist.store(freelist, Relaxed);
+        c.tid.store(
+            next_tid(c.tid.load(Relaxed), self.platform.nr_cpus()),
+            Relaxed,
+        );
+    }
+
+    /// `get_partial_node()`: the first slab of the node's partial list becomes the CPU
+    /// slab (its freelist taken); more go to the CPU's partial list, up to half its limit.
+    fn get_partial(&self, s: &KmemCache, c: &KmemCacheCpu) -> Option<(u64, u64)> {
+        let n = self.get_node(s);
+        if n.nr_partial.load(Relaxed) == 0 {
+            return None;
+        }
+        let _guard = self.lock_node(n);
+        let first = n.partial.first()?;
+        let freelist = self.acquire_slab(s, n, first, true);
+        let mut taken = 0;
+        while taken < s.cpu_partial_slabs() / 2 {
+            let Some(pfn) = n.partial.first() else { break };
+            self.acquire_slab(s, n, pfn, false);
+            self.push_cpu_partial(c, pfn);
+            taken += 1;
+        }
+        Some((first, freelist))
+    }
+
+    fn push_cpu_partial(&self, c: &KmemCacheCpu, pfn: u64) {
+        let old = c.partial.load(Relaxed);
+        self.mem_map.page(pfn).set_next(if old == 0 {
+            crate::mm_types::NIL
+        } else {
+            (old - 1) as u32
+        });
+        c.partial.store(pfn + 1, Relaxed);
+    }
+
+    /// `deactivate_slab()`: return a CPU's freelist to its slab and unfreeze it; the slab
+    /// goes to the node's partial list, back to the page allocator if empty and the node
+    /// has enough partial slabs, or onto no list if full.
+    pub(crate) fn deactivate_slab(&self, s: &KmemCache, pfn: u64, freelist: u64) {
+        let (mut count, mut tail) = (0u16, 0u64);
+        let mut cur = freelist;
+        while cur != 0 {
+            count += 1;
+            tail = cur;
+            cur = self.get_freepointer(s, cur);
+        }
+        let n = self.get_node(s);
+        let guard = self.lock_node(n);
+        let new = loop {
+            let old = self.slab_counters(pfn);
+            if tail != 0 {
+                self.set_freepointer(s, tail, self.fl_va(s, pfn, old.freelist));
+            }
+            let new = SlabCounters {
+                freelist: if freelist != 0 {
+                    self.fl_idx(s, pfn, freelist)
+                } else {
+                    old.freelist
+                },
+                inuse: old.inuse.saturating_sub(count),
+                frozen: false,
+                ..old
+            };
+            if self.cmpxchg_slab(pfn, old, new) {
+                break new;
+            }
+        };
+        if new.inuse == 0 && n.nr_partial.load(Relaxed) >= s.min_partial() {
+            drop(guard);
+            self.discard_slab(s, pfn);
+        } else if new.freelist != NO_OBJECT {
+            n.partial.push_back(&self.mem_map, pfn);
+            n.nr_partial.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// `__unfreeze_partials()`: the CPU's partial slabs go back to the node.
+    fn unfreeze_partials(&self, s: &KmemCache, c: &KmemCacheCpu) {
+        let mut cur = c.partial.swap(0, Relaxed);
+        while cur != 0 {
+            let pfn = cur - 1;
+            let next = self.mem_map.page(pfn).next();
+            cur = if next == crate::mm_types::NIL {
+                0
+            } else {
+                next as u64 + 1
+            };
+            self.deactivate_slab(s, pfn, 0);
+        }
+    }
+
+    /// `put_cpu_partial()`: a slab that a free made partial joins this CPU's partial
+    /// list; past the limit, the list is drained to the node first.
+    fn put_cpu_partial(&self, s: &KmemCache, pfn: u64) {
+        let flags = self.platform.local_irq_save();
+        let c = self.cpu_slab(s, self.platform.smp_processor_id());
+        let mut slabs = 0;
+        let mut cur = c.partial.load(Relaxed);
+        while cur != 0 {
+            slabs += 1;
+            let next = self.mem_map.page(cur - 1).next();
+            cur = if next == crate::mm_types::NIL {
+                0
+            } else {
+                next as u64 + 1
+            };
+        }
+        if slabs >= s.cpu_partial_slabs() {
+            self.unfreeze_partials(s, c);
+        }
+        self.push_cpu_partial(c, pfn);
+        self.platform.local_irq_restore(flags);
+    }
+
+    // ----- free --------------------------------------------------------------------
+
+    /// `do_slab_free()`: to the CPU freelist if the object is in this CPU's slab, else
+    /// `__slab_free`.
+    pub(crate) fn slab_free(
+        &self,
+        s: &KmemCache,
+        pfn: u64,
+        object: u64,
+        site: CallSiteIdx,
+    ) -> Result<(), SlabError> {
+        if s.is_debug() {
+            return self.free_to_partial_list(s, pfn, object, site);
+        }
+        let cpu = self.platform.smp_processor_id();
+        let nr_cpus = self.platform.nr_cpus();
+        let c = self.cpu_slab(s, cpu);
+        loop {
+            let tid = c.tid.load(Relaxed);
+            self.irq_window();
+            if c.slab.load(Relaxed) != pfn + 1 {
+                self.__slab_free(s, pfn, object);
+                return Ok(());
+            }
+            let freelist = c.freelist.load(Relaxed);
+            self.set_freepointer(s, object, freelist);
+            self.irq_window();
+            if Self::cpu_cmpxchg(c, freelist, tid, object, next_tid(tid, nr_cpus)) {
+                return Ok(());
+            }
+            crate::vmstat::VmEvents::add(&self.events.slab_cmpxchg_redo, 1);
+        }
+    }
+
+    /// `__slab_free()`: straight onto the slab's freelist with a compare-exchange; the node
+    /// lock only when the slab changes lists (full → partial, partial → empty).
+    fn __slab_free(&self, s: &KmemCache, pfn: u64, object: u64) {
+        let n = self.get_node(s);
+        loop {
+            let old = self.slab_counters(pfn);
+            let prior = self.fl_va(s, pfn, old.freelist);
+            self.set_freepointer(s, object, prior);
+            let mut new = SlabCounters {
+                freelist: self.fl_idx(s, pfn, object),
+                inuse: old.inuse.saturating_sub(1),
+                ..old
+            };
+            let mut guard = None;
+            if (new.inuse == 0 || prior == 0) && !old.frozen {
+                if prior == 0 && s.cpu_partial_slabs() > 0 {
+                    // A full slab becomes partial: it goes to this CPU's partial list.
+                    new.frozen = true;
+                } else {
+                    guard = Some(self.lock_node(n));
+                }
+            }
+            self.irq_window();
+            if !self.cmpxchg_slab(pfn, old, new) {
+                continue;
+            }
+            let Some(g) = guard else {
+                if !old.frozen && new.frozen {
+                    self.put_cpu_partial(s, pfn);
+                }
+                return;
+            };
+            if new.inuse == 0 && n.nr_partial.load(Relaxed) >= s.min_partial() {
+                if prior != 0 {
+                    n.partial.remove(&self.mem_map, pfn);
+                    n.nr_partial.fetch_sub(1, Relaxed);
+                }
+                drop(g);
+                return self.discard_slab(s, pfn);
+            }
+            if prior == 0 {
+                // Full → partial (this cache keeps no per-CPU partial slabs).
+                n.partial.push_back(&self.mem_map, pfn);
+                n.nr_partial.fetch_add(1, Relaxed);
+            }
+            return;
+        }
+    }
+
+    // ----- flushing and shrinking --------------------------------------------------
+
+    /// `flush_cpu_slab()` for `cpu` (which must be the current CPU or idle).
+    pub(crate) fn flush_cpu_slab(&self, s: &KmemCache, cpu: usize) {
+        let flags = self.platform.local_irq_save();
+        let c = self.cpu_slab(s, cpu);
+        let slab = c.slab.swap(0, Relaxed);
+        let freelist = c.freelist.swap(0, Relaxed);
+        c.tid.store(
+            next_tid(c.tid.load(Relaxed), self.platform.nr_cpus()),
+            Relaxed,
+        );
+        if slab != 0 {
+            self.deactivate_slab(s, slab - 1, freelist);
+        }
+        self.unfreeze_partials(s, c);
+        self.platform.local_irq_restore(flags);
+    }
+
+    /// `flush_all()`: every CPU flushes its slab and partial slabs (on that CPU, as the
+    /// kernel's IPI-driven work does).
+    pub(crate) fn flush_all(&self, s: &KmemCache) {
+        for cpu in 0..self.platform.nr_cpus() {
+            let c = self.cpu_slab(s, cpu);
+            if c.slab.load(Relaxed) == 0 && c.partial.load(Relaxed) == 0 {
+                continue;
+            }
+            self.platform
+                .run_on_cpu(cpu, &mut || self.flush_cpu_slab(s, cpu));
+        }
+    }
+
+    /// Free the node's empty partial slabs beyond `keep`; returns the pages freed.
+    pub(crate) fn discard_empty_partials(&self, s: &KmemCache, keep: u64) -> u64 {
+        let n = self.get_node(s);
+        let mut freed = 0;
+        loop {
+            let guard = self.lock_node(n);
+            let empty = n
+                .partial
+                .iter(&self.mem_map)
+                .find(|&pfn| self.slab_counters(pfn).inuse == 0);
+            let Some(pfn) = empty.filter(|_| n.nr_partial.load(Relaxed) > keep) else {
+                break;
+            };
+            n.partial.remove(&self.mem_map, pfn);
+            n.nr_partial.fetch_sub(1, Relaxed);
+            drop(guard);
+            freed += 1 << self.mem_map.page(pfn).order();
+            self.discard_slab(s, pfn);
+        }
+        freed
+    }
+
+    /// Free objects on the node's partial slabs (`count_partial(n, count_free)`).
+    pub(crate) fn free_objects_on_node(&self, s: &KmemCache) -> u64 {
+        let n = self.get_node(s);
+        let _guard = self.lock_node(n);
+        n.partial
+            .iter(&self.mem_map)
+            .map(|pfn| {
+                let c = self.slab_counters(pfn);
+                (c.objects - c.inuse) as u64
+            })
+            .sum()
+    }
+
+    // ----- public API --------------------------------------------------------------
+
+    /// `kmem_cache_alloc(cache, gfp)`.
+    #[track_caller]
+    pub fn kmem_cache_alloc(&self, r: KmemCacheRef, gfp: Gfp) -> Result<VirtAddr, SlabError> {
+        let s = self.cache(r)?;
+        let site = self.site_index(crate::slab::CallSite::caller());
+        self.slab_alloc(s, gfp, site, s.object_size()).map(VirtAddr)
+    }
+
+    /// `kmem_cache_zalloc(cache, gfp)`.
+    #[track_caller]
+    pub fn kmem_cache_zalloc(&self, r: KmemCacheRef, gfp: Gfp) -> Result<VirtAddr, SlabError> {
+        self.kmem_cache_alloc(r, gfp | Gfp::__GFP_ZERO)
+    }
+
+    /// The slab page (head) holding a direct-map address, if it is a slab.
+    pub fn virt_to_slab(&self, addr: VirtAddr) -> Option<(u64, &Page)> {
+        let page = self.virt_to_page(addr).ok()?;
+        let pfn = self.page_to_pfn(page).0;
+        let head = if page.is_tail() { page.word() } else { pfn };
+        let hp = self.mem_map.page(head);
+        hp.is_slab().then_some((head, hp))
+    }
+
+    /// `kmem_cache_free(cache, object)`: refused with a clear error (and, with slab_debug,
+    /// the kernel's report) for objects that are not live objects of `cache`.
+    #[track_caller]
+    pub fn kmem_cache_free(&self, r: KmemCacheRef, addr: VirtAddr) -> Result<(), SlabError> {
+        let s = self.cache(r)?;
+        let (pfn, page) = self.virt_to_slab(addr).ok_or(SlabError::NotSlabObject(
+            addr,
+            "not in a slab (kmem_cache_free of non-slab memory)",
+        ))?;
+        if page.slab_cache() != r.0 {
+            let actual = self.cache(KmemCacheRef(page.slab_cache()))?.name();
+            self.printk(format_args!(
+                "WARNING: CPU: {} PID: {} at mm/slab.h cache_from_obj: kmem_cache_free: Wrong slab cache. {} but object is from {}",
+                self.platform.smp_processor_id(),
+                self.platform.current_pid(),
+                s.name(),
+                actual
+            ));
+            return Err(SlabError::WrongCache {
+                cache: s.name(),
+                actual,
+            });
+        }
+        self.free_object(s, pfn, addr, crate::slab::CallSite::caller())
+    }
+
+    /// The checks and the free shared by `kmem_cache_free` and `kfree`.
+    pub(crate) fn free_object(
+        &self,
+        s: &KmemCache,
+        pfn: u64,
+        addr: VirtAddr,
+        caller: crate::slab::CallSite,
+    ) -> Result<(), SlabError> {
+        let object = addr.0;
+        if self.object_index(s, pfn, object).is_none() {
+            if s.is_debug() {
+                self.slab_err_invalid_pointer(s, pfn, object);
+            }
+            return Err(SlabError::NotSlabObject(
+                addr,
+                "not the start of an object (a pointer into the middle of one?)",
+            ));
+        }
+        if !s.is_debug() {
+            // The hardened freelist's naive double-free check (`set_freepointer`'s
+            // BUG_ON(object == fp)) against this CPU's freelist head and the slab's, and a
+            // slab with nothing in use.
+            let c = self.cpu_slab(s, self.platform.smp_processor_id());
+            let counters = self.slab_counters(pfn);
+            let slab_head = self.fl_va(s, pfn, counters.freelist);
+            if (c.slab.load(Relaxed) == pfn + 1 && c.freelist.load(Relaxed) == object)
+                || slab_head == object
+                || counters.inuse == 0
+            {
+                crate::vmstat::VmEvents::add(&self.events.bug_slab, 1);
+                self.printk(format_args!("kernel BUG at mm/slub.c: set_freepointer: naive double free detected: {} object {:#x}", s.name(), object));
+                return Err(SlabError::NotSlabObject(
+                    addr,
+                    "double free (the object is already at the head of a freelist)",
+                ));
+            }
+        }
+        let site = self.site_index(caller);
+        if self.slab.config.init_on_free
+            && !s.flags().contains(crate::slab::SlabFlags::OBJECT_POISON)
+        {
+            self.fill(object, 0, s.object_size() as usize);
+        }
+        self.slab_free(s, pfn, object, site)
+    }
+}
+
+/// The node list lock held, interrupts disabled.
+pub(crate) struct NodeGuard<'a, P: Platform> {
+    mm: &'a Mm<P>,
+    n: &'a KmemCacheNode,
+    flags: crate::IrqFlags,
+}
+
+impl<P: Platform> Drop for NodeGuard<'_, P> {
+    fn drop(&mut self) {
+        self.n.list_lock.unlock();
+        self.mm.platform.local_irq_restore(self.flags);
+    }
+}
