@@ -611,7 +611,7 @@ impl<P: Platform> Mm<P> {
         let va = match source {
             NodeSource::Early => return self.early_kmem_cache_node_alloc(s),
             NodeSource::Boot(node_cache) => {
-                self.slab_alloc_from(node_cache, Gfp::GFP_KERNEL, CallSiteIdx::BOOT)?
+                self.slab_alloc_from(node_cache, Gfp::GFP_KERNEL, crate::slab::CallSite::BOOT)?
             }
             NodeSource::NodeCache => {
                 let node_cache = KmemCacheRef(self.slab.kmem_cache_node.load(Relaxed));
@@ -719,7 +719,7 @@ impl<P: Platform> Mm<P> {
     /// `bootstrap()`: allocate a real `kmem_cache` object (from `from`) for a static boot
     /// cache, copy it there and point its slabs at the copy. Returns the copy's address.
     fn bootstrap(&self, boot: &KmemCache, from: &KmemCache) -> Result<u64, SlabError> {
-        let va = self.slab_alloc_from(from, Gfp::GFP_KERNEL, CallSiteIdx::BOOT)?;
+        let va = self.slab_alloc_from(from, Gfp::GFP_KERNEL, crate::slab::CallSite::BOOT)?;
         self.fill(va, 0, from.object_size() as usize);
         let s: &KmemCache = self.kernel_struct(va);
         copy_cache(boot, s);
@@ -784,15 +784,6 @@ impl<P: Platform> Mm<P> {
         );
         Ok(())
     }
-}
-
-/// Which call site an allocation is recorded under (an index into the site table).
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct CallSiteIdx(pub u32);
-
-impl CallSiteIdx {
-    /// Boot-time allocations.
-    pub const BOOT: CallSiteIdx = CallSiteIdx(u32::MAX);
 }
 
 fn copy_cache(from: &KmemCache, to: &KmemCache) {

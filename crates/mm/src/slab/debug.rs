@@ -9,7 +9,7 @@ use core::sync::atomic::Ordering::Relaxed;
 use crate::gfp::Gfp;
 use crate::platform::Platform;
 use crate::procfs::LineBuf;
-use crate::slab::cache::{CallSiteIdx, KmemCache, TRACK_SIZE};
+use crate::slab::cache::{KmemCache, TRACK_SIZE};
 use crate::slab::slub::SlabCounters;
 use crate::slab::{CallSite, SlabError, SlabFlags};
 use crate::Mm;
@@ -47,6 +47,10 @@ pub struct Track {
     pub when: u64,
 }
 
+/// Which call site a track records: an index into the site table.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct CallSiteIdx(pub u32);
+
 impl<P: Platform> Mm<P> {
     /// Intern a call site for owner tracking.
     pub(crate) fn site_index(&self, site: CallSite) -> CallSiteIdx {
@@ -55,7 +59,7 @@ impl<P: Platform> Mm<P> {
             return CallSiteIdx(i as u32);
         }
         if t.len == t.sites.len() {
-            return CallSiteIdx::BOOT;
+            return CallSiteIdx(u32::MAX);
         }
         let i = t.len;
         t.sites[i] = Some(site);
@@ -82,13 +86,13 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `set_track()`.
-    fn set_track(&self, s: &KmemCache, object: u64, item: TrackItem, site: CallSiteIdx) {
+    fn set_track(&self, s: &KmemCache, object: u64, item: TrackItem, site: crate::slab::CallSite) {
         if !s.flags().contains(SlabFlags::STORE_USER) {
             return;
         }
         let at = Self::track_addr(s, object, item);
         let cpu = self.platform.smp_processor_id() as u64;
-        self.write_u64(at, site.0 as u64);
+        self.write_u64(at, self.site_index(site).0 as u64);
         self.write_u64(at + 8, cpu | (self.platform.current_pid() as u64) << 32);
         self.write_u64(at + 16, self.platform.clock_ns());
         self.write_u64(at + 24, 0);
@@ -432,7 +436,7 @@ impl<P: Platform> Mm<P> {
         &self,
         s: &KmemCache,
         pfn: u64,
-        site: CallSiteIdx,
+        site: crate::slab::CallSite,
         on_partial: bool,
     ) -> Option<u64> {
         let n = self.get_node(s);
@@ -490,7 +494,7 @@ impl<P: Platform> Mm<P> {
         &self,
         s: &KmemCache,
         gfp: Gfp,
-        site: CallSiteIdx,
+        site: crate::slab::CallSite,
         _orig_size: u32,
     ) -> Result<u64, SlabError> {
         let n = self.get_node(s);
@@ -531,7 +535,7 @@ impl<P: Platform> Mm<P> {
         s: &KmemCache,
         pfn: u64,
         object: u64,
-        site: CallSiteIdx,
+        site: crate::slab::CallSite,
     ) -> Result<(), SlabError> {
         let n = self.get_node(s);
         let flags = self.platform.local_irq_save();
@@ -551,7 +555,7 @@ impl<P: Platform> Mm<P> {
         s: &KmemCache,
         pfn: u64,
         object: u64,
-        site: CallSiteIdx,
+        site: crate::slab::CallSite,
     ) -> Result<bool, SlabError> {
         let n = self.get_node(s);
         if s.flags().contains(SlabFlags::CONSISTENCY_CHECKS) {

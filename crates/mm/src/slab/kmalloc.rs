@@ -210,7 +210,7 @@ impl<P: Platform> Mm<P> {
             return self.kmalloc_large(size, gfp);
         };
         let s = self.cache(r)?;
-        let site = self.site_index(caller);
+        let site = caller;
         self.slab_alloc(s, gfp, site, size as u32).map(VirtAddr)
     }
 

@@ -248,6 +248,12 @@ pub struct CallSite {
 }
 
 impl CallSite {
+    /// Allocations made while booting.
+    pub const BOOT: CallSite = CallSite {
+        file: "boot",
+        line: 0,
+    };
+
     /// The caller of a `#[track_caller]` function.
     #[track_caller]
     pub fn caller() -> CallSite {

@@ -14,7 +14,7 @@ use crate::addr::{VirtAddr, PAGE_SIZE};
 use crate::gfp::Gfp;
 use crate::mm_types::{Page, PG_SLAB};
 use crate::platform::Platform;
-use crate::slab::cache::{CallSiteIdx, KmemCache, KmemCacheCpu, KmemCacheNode, KmemCacheRef};
+use crate::slab::cache::{KmemCache, KmemCacheCpu, KmemCacheNode, KmemCacheRef};
 use crate::slab::SlabError;
 use crate::Mm;
 
@@ -410,7 +410,7 @@ impl<P: Platform> Mm<P> {
         &self,
         s: &KmemCache,
         gfp: Gfp,
-        site: CallSiteIdx,
+        site: crate::slab::CallSite,
         orig_size: u32,
     ) -> Result<u64, SlabError> {
         if gfp.allows_blocking() {
@@ -434,7 +434,7 @@ impl<P: Platform> Mm<P> {
         &self,
         s: &KmemCache,
         gfp: Gfp,
-        _site: CallSiteIdx,
+        _site: crate::slab::CallSite,
     ) -> Result<u64, SlabError> {
         let cpu = self.platform.smp_processor_id();
         let nr_cpus = self.platform.nr_cpus();
@@ -672,7 +672,7 @@ impl<P: Platform> Mm<P> {
         s: &KmemCache,
         pfn: u64,
         object: u64,
-        site: CallSiteIdx,
+        site: crate::slab::CallSite,
     ) -> Result<(), SlabError> {
         if s.is_debug() {
             return self.free_to_partial_list(s, pfn, object, site);
@@ -819,7 +819,7 @@ impl<P: Platform> Mm<P> {
     #[track_caller]
     pub fn kmem_cache_alloc(&self, r: KmemCacheRef, gfp: Gfp) -> Result<VirtAddr, SlabError> {
         let s = self.cache(r)?;
-        let site = self.site_index(crate::slab::CallSite::caller());
+        let site = crate::slab::CallSite::caller();
         self.slab_alloc(s, gfp, site, s.object_size()).map(VirtAddr)
     }
 
@@ -901,7 +901,7 @@ impl<P: Platform> Mm<P> {
                 ));
             }
         }
-        let site = self.site_index(caller);
+        let site = caller;
         if self.slab.config.init_on_free
             && !s.flags().contains(crate::slab::SlabFlags::OBJECT_POISON)
         {
