@@ -11,7 +11,13 @@ use crate::platform::Platform;
 use crate::Mm;
 
 /// The `/proc` files kmemlab renders.
-pub const FILES: &[&str] = &["buddyinfo", "pagetypeinfo", "zoneinfo", "meminfo"];
+pub const FILES: &[&str] = &[
+    "buddyinfo",
+    "pagetypeinfo",
+    "zoneinfo",
+    "meminfo",
+    "slabinfo",
+];
 
 /// Render `/proc/<name>`; `Ok(false)` if there is no such file.
 pub fn render<P: Platform>(mm: &Mm<P>, name: &str, w: &mut dyn Write) -> Result<bool, fmt::Error> {
@@ -21,6 +27,7 @@ pub fn render<P: Platform>(mm: &Mm<P>, name: &str, w: &mut dyn Write) -> Result<
         "pagetypeinfo" => pagetypeinfo(mm, w)?,
         "zoneinfo" => zoneinfo(mm, w)?,
         "meminfo" => meminfo(mm, w)?,
+        "slabinfo" => slabinfo(mm, w)?,
         _ => return Ok(false),
     }
     Ok(true)
@@ -136,6 +143,65 @@ pub fn zoneinfo<P: Platform>(mm: &Mm<P>, w: &mut dyn Write) -> fmt::Result {
     Ok(())
 }
 
+/// One cache's `/proc/slabinfo` numbers (`struct slabinfo`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct SlabInfo {
+    /// Objects in use (all objects less the free ones on partial slabs).
+    pub active_objs: u64,
+    /// Objects in all slabs.
+    pub num_objs: u64,
+    /// `s->size`.
+    pub objsize: u32,
+    /// Objects per slab.
+    pub objperslab: u32,
+    /// Pages per slab.
+    pub pagesperslab: u32,
+    /// Slabs.
+    pub num_slabs: u64,
+}
+
+/// `get_slabinfo()` for one cache.
+pub fn slab_info<P: Platform>(mm: &Mm<P>, s: &crate::slab::KmemCache) -> SlabInfo {
+    let (num_slabs, num_objs) = mm.node_counts(s);
+    let free = mm.free_objects_on_node(s);
+    SlabInfo {
+        active_objs: num_objs - free,
+        num_objs,
+        objsize: s.size(),
+        objperslab: s.oo().objects,
+        pagesperslab: 1 << s.oo().order,
+        num_slabs,
+    }
+}
+
+/// `/proc/slabinfo`, version 2.1, newest cache first (`slabinfo_show`).
+pub fn slabinfo<P: Platform>(mm: &Mm<P>, w: &mut dyn Write) -> fmt::Result {
+    writeln!(w, "slabinfo - version: 2.1")?;
+    writeln!(w, "# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables <limit> <batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> <sharedavail>")?;
+    let mut result = Ok(());
+    mm.for_each_cache(|s| {
+        let i = slab_info(mm, s);
+        result = writeln!(
+            w,
+            "{:<17} {:>6} {:>6} {:>6} {:>4} {:>4} : tunables {:>4} {:>4} {:>4} : slabdata {:>6} {:>6} {:>6}",
+            s.name().as_str(),
+            i.active_objs,
+            i.num_objs,
+            i.objsize,
+            i.objperslab,
+            i.pagesperslab,
+            0,
+            0,
+            0,
+            i.num_slabs,
+            i.num_slabs,
+            0
+        );
+        result.err()
+    });
+    result
+}
+
 /// One `/proc/meminfo` line (`show_val_kb`): a 16-column label and a width-8 value in kB.
 fn show_val_kb(w: &mut dyn Write, label: &str, pages: u64) -> fmt::Result {
     writeln!(w, "{:<16}{:>8} kB", label, pages << (PAGE_SHIFT - 10))
@@ -158,6 +224,10 @@ pub struct MemInfo {
     pub high_free: u64,
     /// `Percpu`.
     pub percpu: u64,
+    /// `SReclaimable`.
+    pub sreclaimable: u64,
+    /// `SUnreclaim`.
+    pub sunreclaim: u64,
 }
 
 /// Compute the `/proc/meminfo` totals.
@@ -168,8 +238,17 @@ pub fn meminfo_values<P: Platform>(mm: &Mm<P>) -> MemInfo {
     let is_high = |z: &&crate::Zone| z.zone_type == crate::ZoneType::HighMem;
     let cached = mm.reclaimable_pages();
     let wmark_low: u64 = zones.iter().map(|z| z.wmark(Watermark::Low)).sum();
+    let sreclaimable = mm
+        .slab_pages()
+        .reclaimable
+        .load(core::sync::atomic::Ordering::Relaxed);
+    let sunreclaim = mm
+        .slab_pages()
+        .unreclaimable
+        .load(core::sync::atomic::Ordering::Relaxed);
     let mut available = free as i64 - mm.totalreserve_pages() as i64;
     available += (cached - (cached / 2).min(wmark_low)) as i64;
+    available += (sreclaimable - (sreclaimable / 2).min(wmark_low)) as i64;
     let percpu_bytes: u64 = mm
         .memblock()
         .reserved
@@ -186,6 +265,8 @@ pub fn meminfo_values<P: Platform>(mm: &Mm<P>) -> MemInfo {
         high_total: zones.iter().filter(is_high).map(|z| z.managed_pages).sum(),
         high_free: zones.iter().filter(is_high).map(|z| z.free_pages()).sum(),
         percpu: percpu_bytes.div_ceil(4096),
+        sreclaimable,
+        sunreclaim,
     }
 }
 
@@ -202,6 +283,10 @@ pub fn meminfo<P: Platform>(mm: &Mm<P>, w: &mut dyn Write) -> fmt::Result {
         show_val_kb(w, "LowTotal:", m.total - m.high_total)?;
         show_val_kb(w, "LowFree:", m.free - m.high_free)?;
     }
+    show_val_kb(w, "KReclaimable:", m.sreclaimable)?;
+    show_val_kb(w, "Slab:", m.sreclaimable + m.sunreclaim)?;
+    show_val_kb(w, "SReclaimable:", m.sreclaimable)?;
+    show_val_kb(w, "SUnreclaim:", m.sunreclaim)?;
     show_val_kb(w, "Percpu:", m.percpu)?;
     Ok(())
 }

@@ -207,6 +207,8 @@ fn interrupts_nest_inside_process_context() {
 #[test]
 fn a_cpu_runs_one_host_thread_at_a_time() {
     let m = small_x86(4);
+    m.mm().drain_all_pages();
+    let boot = m.mm().check().unwrap();
     assert_eq!(
         m.on_cpu(4, Context::Process, |_| ()).err(),
         Some(SimError::NoSuchCpu(4))
@@ -242,5 +244,8 @@ fn a_cpu_runs_one_host_thread_at_a_time() {
     );
     m.mm().drain_all_pages();
     let r = m.mm().check().unwrap();
-    assert_eq!((r.allocated, r.pcp), (0, 0));
+    assert_eq!(
+        r, boot,
+        "the machine is back to its state before the threads ran"
+    );
 }

@@ -242,64 +242,54 @@ fn pageblock_types(mm: &Mm<SimPlatform>, zt: ZoneType) -> Vec<(u64, MigrateType)
 }
 
 #[test]
-fn first_unmovable_allocation_claims_a_whole_max_order_block() {
+fn first_reclaimable_allocation_claims_a_whole_max_order_block() {
     let m = small_x86(1);
     let boot = BootState::of(m.mm());
-    let all_movable = pageblock_types(m.mm(), ZoneType::Dma32);
-    assert!(all_movable
-        .iter()
-        .all(|&(_, mt)| mt == MigrateType::Movable));
-
-    // Movable allocations change nothing.
-    let mv = alloc(&m, Gfp::GFP_HIGHUSER_MOVABLE, 0).unwrap();
-    assert_eq!(pageblock_types(m.mm(), ZoneType::Dma32), all_movable);
-
-    // The first unmovable page: the Unmovable lists are empty, so __rmqueue_fallback takes
-    // the largest Movable block (order 10, two pageblocks) and, being >= pageblock order,
-    // changes the type of its whole range.
-    for (gfp, mt) in [
-        (Gfp::GFP_KERNEL, MigrateType::Unmovable),
-        (
-            Gfp::GFP_KERNEL | Gfp::__GFP_RECLAIMABLE,
-            MigrateType::Reclaimable,
-        ),
-    ] {
-        let pfn = alloc(&m, gfp, 0).unwrap();
-        assert_eq!(zone_of(m.mm(), pfn), ZoneType::Dma32);
-        let block = pfn & !1023;
-        let changed: Vec<u64> = pageblock_types(m.mm(), ZoneType::Dma32)
-            .into_iter()
-            .filter(|&(_, t)| t == mt)
-            .map(|(p, _)| p)
-            .collect();
-        assert_eq!(changed, vec![block, block + PAGEBLOCK], "{gfp:?}");
-        let steals: u64 = m
-            .mm()
+    // Boot's slab caches already took Unmovable pageblocks, as a real kernel's do; nothing
+    // Reclaimable exists yet, so its lists are empty.
+    let before = pageblock_types(m.mm(), ZoneType::Dma32);
+    assert!(before.iter().all(|&(_, mt)| mt != MigrateType::Reclaimable));
+    assert!(before.iter().any(|&(_, mt)| mt == MigrateType::Movable));
+    let steals = |m: &kmemlab_sim::Machine| -> u64 {
+        m.mm()
             .zones()
             .iter()
             .map(|z| {
                 z.pageblock_steals
                     .load(std::sync::atomic::Ordering::Relaxed)
             })
-            .sum();
-        assert_eq!(
-            steals,
-            if mt == MigrateType::Unmovable { 2 } else { 4 },
-            "two pageblocks claimed per fallback"
-        );
-        // The rest of the split block is on the new type's lists.
-        let snap = m
-            .mm()
-            .free_area_snapshot(&m.mm().zones()[zone_idx(m.mm(), ZoneType::Dma32)]);
-        let on_list: u64 = (0..=10).map(|o| snap.per_type[mt as usize][o] << o).sum();
-        assert_eq!(
-            on_list, 1023,
-            "{gfp:?}: the split remainder moved with the block"
-        );
-        free(&m, pfn, 0);
-        // The claim survives the free, as in the kernel.
-        assert_eq!(m.mm().pageblock_migratetype(Pfn(pfn)), mt);
-    }
+            .sum()
+    };
+    let steals_before = steals(&m);
+
+    // Movable allocations change nothing.
+    let mv = alloc(&m, Gfp::GFP_HIGHUSER_MOVABLE, 0).unwrap();
+    assert_eq!(pageblock_types(m.mm(), ZoneType::Dma32), before);
+
+    // The first reclaimable page: the Reclaimable lists are empty, so __rmqueue_fallback
+    // takes the largest Movable block (order 10, two pageblocks) and, being >= pageblock
+    // order, changes the type of its whole range.
+    let mt = MigrateType::Reclaimable;
+    let gfp = Gfp::GFP_KERNEL | Gfp::__GFP_RECLAIMABLE;
+    let pfn = alloc(&m, gfp, 0).unwrap();
+    assert_eq!(zone_of(m.mm(), pfn), ZoneType::Dma32);
+    let block = pfn & !1023;
+    let changed: Vec<u64> = pageblock_types(m.mm(), ZoneType::Dma32)
+        .into_iter()
+        .filter(|&(_, t)| t == mt)
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(changed, vec![block, block + PAGEBLOCK]);
+    assert_eq!(steals(&m) - steals_before, 2, "two pageblocks claimed");
+    // The rest of the split block is on the new type's lists.
+    let snap = m
+        .mm()
+        .free_area_snapshot(&m.mm().zones()[zone_idx(m.mm(), ZoneType::Dma32)]);
+    let on_list: u64 = (0..=10).map(|o| snap.per_type[mt as usize][o] << o).sum();
+    assert_eq!(on_list, 1023, "the split remainder moved with the block");
+    free(&m, pfn, 0);
+    // The claim survives the free, as in the kernel.
+    assert_eq!(m.mm().pageblock_migratetype(Pfn(pfn)), mt);
     free(&m, mv, 0);
     assert_all_free(&m, &boot, true);
 }

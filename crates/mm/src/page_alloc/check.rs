@@ -91,6 +91,15 @@ pub enum CheckError {
         /// Blocks on the lists.
         on_lists: u64,
     },
+    /// A slab allocator invariant.
+    Slab {
+        /// The cache.
+        cache: crate::slab::CacheName,
+        /// The slab's PFN (0 when not about one slab).
+        pfn: u64,
+        /// What is wrong.
+        what: &'static str,
+    },
     /// A zone's free + per-CPU + allocated pages differ from its managed pages.
     ZoneTotalMismatch {
         /// The zone.
@@ -126,6 +135,7 @@ impl fmt::Display for CheckError {
                 f,
                 "zone {zone}: {in_mem_map} buddy heads in mem_map but {on_lists} blocks on free lists"
             ),
+            CheckError::Slab { cache, pfn, what } => write!(f, "slab cache {cache}, slab pfn {pfn:#x}: {what}"),
             CheckError::ZoneTotalMismatch { zone, counted, managed } => write!(
                 f,
                 "zone {zone}: free + per-CPU + allocated = {counted} pages, managed = {managed}"
@@ -184,6 +194,7 @@ impl<P: Platform> Mm<P> {
                 });
             }
         }
+        self.check_slabs()?;
         Ok(report)
     }
 

@@ -26,6 +26,7 @@
 //! `struct page`.
 
 pub mod cache;
+pub mod check;
 pub mod debug;
 pub mod kmalloc;
 pub mod slub;

@@ -800,8 +800,14 @@ impl<P: Platform> Mm<P> {
         freed
     }
 
+    /// The node's slabs and objects (`node_nr_slabs`, `node_nr_objs`).
+    pub fn node_counts(&self, s: &KmemCache) -> (u64, u64) {
+        let n = self.get_node(s);
+        (n.nr_slabs.load(Relaxed), n.total_objects.load(Relaxed))
+    }
+
     /// Free objects on the node's partial slabs (`count_partial(n, count_free)`).
-    pub(crate) fn free_objects_on_node(&self, s: &KmemCache) -> u64 {
+    pub fn free_objects_on_node(&self, s: &KmemCache) -> u64 {
         let n = self.get_node(s);
         let _guard = self.lock_node(n);
         n.partial

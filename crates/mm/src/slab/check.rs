@@ -1,0 +1,189 @@
+//! The slab invariant checker: every slab on a node list, CPU slab and CPU partial list
+//! of every cache is a slab of that cache in the state its place requires; every freelist
+//! stays inside its slab, without cycles, and counts what the slab's counters say; and
+//! the slabs found in `mem_map` add up to each node's counts and to the Slab pages of
+//! `/proc/meminfo`.
+
+use core::sync::atomic::Ordering::Relaxed;
+
+use crate::mm_types::{PG_LARGE_KMALLOC, PG_SLAB};
+use crate::page_alloc::check::CheckError;
+use crate::platform::Platform;
+use crate::slab::cache::KmemCache;
+use crate::slab::MAX_CACHES;
+use crate::Mm;
+
+impl<P: Platform> Mm<P> {
+    fn slab_err(&self, s: &KmemCache, pfn: u64, what: &'static str) -> CheckError {
+        CheckError::Slab {
+            cache: s.name(),
+            pfn,
+            what,
+        }
+    }
+
+    /// Walk a freelist starting at `head` inside the slab at `pfn`; return its length.
+    fn check_freelist(&self, s: &KmemCache, pfn: u64, head: u64) -> Result<u16, CheckError> {
+        let objects = self.slab_counters(pfn).objects;
+        let (mut cur, mut n) = (head, 0u16);
+        while cur != 0 {
+            if self.object_index(s, pfn, cur).is_none() {
+                return Err(self.slab_err(
+                    s,
+                    pfn,
+                    "freelist leaves its slab or points into an object",
+                ));
+            }
+            n += 1;
+            if n > objects {
+                return Err(self.slab_err(
+                    s,
+                    pfn,
+                    "freelist longer than the slab (a cycle: double free?)",
+                ));
+            }
+            cur = self.get_freepointer(s, cur);
+        }
+        Ok(n)
+    }
+
+    fn check_slab_page(&self, s: &KmemCache, pfn: u64, frozen: bool) -> Result<(), CheckError> {
+        let page = self.mem_map.page(pfn);
+        if page.flags() & PG_SLAB == 0 || page.slab_cache() != s.self_va.load(Relaxed) {
+            return Err(self.slab_err(s, pfn, "listed slab is not a slab of this cache"));
+        }
+        let c = self.slab_counters(pfn);
+        if c.frozen != frozen {
+            return Err(self.slab_err(s, pfn, "slab frozen state does not match its place"));
+        }
+        if c.inuse > c.objects {
+            return Err(self.slab_err(s, pfn, "more objects in use than the slab holds"));
+        }
+        let head = if c.freelist == u16::MAX {
+            0
+        } else {
+            self.object_at(s, pfn, c.freelist)
+        };
+        let free = self.check_freelist(s, pfn, head)?;
+        if free != c.objects - c.inuse {
+            return Err(self.slab_err(s, pfn, "freelist length differs from objects - inuse"));
+        }
+        Ok(())
+    }
+
+    fn check_cache(&self, s: &KmemCache) -> Result<(), CheckError> {
+        let n = self.get_node(s);
+        let mut partial = 0;
+        for pfn in n.partial.iter(&self.mem_map) {
+            self.check_slab_page(s, pfn, false)?;
+            let c = self.slab_counters(pfn);
+            if c.freelist == u16::MAX && !s.is_debug() {
+                return Err(self.slab_err(s, pfn, "slab on the partial list has no free object"));
+            }
+            partial += 1;
+            if partial > n.nr_slabs.load(Relaxed) {
+                return Err(self.slab_err(s, pfn, "partial list longer than the node's slabs"));
+            }
+        }
+        if partial != n.nr_partial.load(Relaxed) {
+            return Err(self.slab_err(s, 0, "nr_partial differs from the partial list"));
+        }
+        for pfn in n.full.iter(&self.mem_map) {
+            self.check_slab_page(s, pfn, false)?;
+        }
+        for cpu in 0..self.platform.nr_cpus() {
+            let c = self.cpu_slab(s, cpu);
+            let slab = c.slab.load(Relaxed);
+            if slab != 0 {
+                self.check_slab_page(s, slab - 1, true)?;
+                self.check_freelist(s, slab - 1, c.freelist.load(Relaxed))?;
+            } else if c.freelist.load(Relaxed) != 0 {
+                return Err(self.slab_err(s, 0, "CPU freelist without a CPU slab"));
+            }
+            let mut cur = c.partial.load(Relaxed);
+            let mut seen = 0;
+            while cur != 0 {
+                self.check_slab_page(s, cur - 1, true)?;
+                seen += 1;
+                if seen > n.nr_slabs.load(Relaxed) {
+                    return Err(self.slab_err(s, cur - 1, "CPU partial list does not end"));
+                }
+                let next = self.mem_map.page(cur - 1).next();
+                cur = if next == crate::mm_types::NIL {
+                    0
+                } else {
+                    next as u64 + 1
+                };
+            }
+        }
+        Ok(())
+    }
+
+    /// Check every cache, then count slab pages in `mem_map` against the node counters
+    /// and the Slab lines of `/proc/meminfo`.
+    pub(crate) fn check_slabs(&self) -> Result<(), CheckError> {
+        if self.slab.kmem_cache.load(Relaxed) == 0 {
+            return Ok(());
+        }
+        if let Some(e) = self.for_each_cache(|s| self.check_cache(s).err()) {
+            return Err(e);
+        }
+        let mut per_cache = [(0u64, 0u64, 0u64); MAX_CACHES];
+        let mut used = 0;
+        let (mut slab_pages, mut large_pages) = (0u64, 0u64);
+        let mut pfn = self.mem_map.base_pfn;
+        let end = pfn + self.mem_map.len;
+        while pfn < end {
+            let page = self.mem_map.page(pfn);
+            if page.refcount() == 0 || page.is_reserved() {
+                pfn += 1;
+                continue;
+            }
+            let pages = 1u64 << page.order();
+            if page.flags() & PG_SLAB != 0 {
+                slab_pages += pages;
+                let va = page.slab_cache();
+                let slot = match per_cache[..used].iter().position(|e| e.0 == va) {
+                    Some(i) => i,
+                    None if used < MAX_CACHES => {
+                        used += 1;
+                        per_cache[used - 1].0 = va;
+                        used - 1
+                    }
+                    None => {
+                        return Err(CheckError::BadPage {
+                            pfn,
+                            what: "slab of an unknown cache",
+                        })
+                    }
+                };
+                per_cache[slot].1 += 1;
+                per_cache[slot].2 += self.slab_counters(pfn).objects as u64;
+            } else if page.flags() & PG_LARGE_KMALLOC != 0 {
+                large_pages += pages;
+            }
+            pfn += pages;
+        }
+        for &(va, slabs, objects) in &per_cache[..used] {
+            let s = self
+                .cache(crate::slab::KmemCacheRef(va))
+                .map_err(|_| CheckError::BadPage {
+                    pfn: 0,
+                    what: "slab page points at no live cache",
+                })?;
+            let n = self.get_node(s);
+            if n.nr_slabs.load(Relaxed) != slabs || n.total_objects.load(Relaxed) != objects {
+                return Err(self.slab_err(s, 0, "node slab or object counts differ from mem_map"));
+            }
+        }
+        let accounted =
+            self.slab_pages.reclaimable.load(Relaxed) + self.slab_pages.unreclaimable.load(Relaxed);
+        if accounted != slab_pages + large_pages {
+            return Err(CheckError::BadPage {
+                pfn: 0,
+                what: "Slab pages in meminfo differ from slab and large kmalloc pages in mem_map",
+            });
+        }
+        Ok(())
+    }
+}
