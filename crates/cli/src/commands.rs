@@ -94,8 +94,92 @@ pub const COMMANDS: &[Command] = &[
     Command {
         name: "info",
         usage: "<page|addr>",
-        help: "everything about a page: pfn, phys, zone, block, state",
+        help: "everything about a page or slab object: cache, slab, pfn, phys, zone, state",
         run: info,
+    },
+    Command {
+        name: "kmalloc",
+        usage: "<size> <gfp>",
+        help: "a kmalloc object; returns its address",
+        run: kmalloc,
+    },
+    Command {
+        name: "kzalloc",
+        usage: "<size> <gfp>",
+        help: "a zeroed kmalloc object",
+        run: kzalloc,
+    },
+    Command {
+        name: "kcalloc",
+        usage: "<n> <size> <gfp>",
+        help: "a zeroed array (overflow checked)",
+        run: kcalloc,
+    },
+    Command {
+        name: "krealloc",
+        usage: "<addr> <size> <gfp>",
+        help: "resize (in place while it fits)",
+        run: krealloc,
+    },
+    Command {
+        name: "kfree",
+        usage: "<addr>",
+        help: "free a kmalloc object (NULL is a no-op)",
+        run: kfree,
+    },
+    Command {
+        name: "ksize",
+        usage: "<addr>",
+        help: "usable size of a kmalloc object",
+        run: ksize,
+    },
+    Command {
+        name: "kmem_cache_create",
+        usage: "<name> <size> [align] [flags]",
+        help: "a cache; flags like SLAB_HWCACHE_ALIGN|SLAB_RED_ZONE",
+        run: kmem_cache_create,
+    },
+    Command {
+        name: "kmem_cache_alloc",
+        usage: "<cache> <gfp>",
+        help: "an object of a cache",
+        run: kmem_cache_alloc,
+    },
+    Command {
+        name: "kmem_cache_free",
+        usage: "<cache> <addr>",
+        help: "free an object to its cache",
+        run: kmem_cache_free,
+    },
+    Command {
+        name: "kmem_cache_destroy",
+        usage: "<cache>",
+        help: "destroy a cache (refused while objects remain)",
+        run: kmem_cache_destroy,
+    },
+    Command {
+        name: "kmem_cache_shrink",
+        usage: "<cache>",
+        help: "give a cache's empty slabs back; returns pages freed",
+        run: kmem_cache_shrink,
+    },
+    Command {
+        name: "slab",
+        usage: "<cache>",
+        help: "a cache's layout, per-CPU and per-node state",
+        run: slab_state,
+    },
+    Command {
+        name: "poke",
+        usage: "<addr> <offset> <byte>",
+        help: "write one byte (corrupt memory on purpose; offset may be negative)",
+        run: poke,
+    },
+    Command {
+        name: "dump",
+        usage: "<addr> <len>",
+        help: "hex dump of kernel memory",
+        run: dump,
     },
     Command {
         name: "cpu",
@@ -314,6 +398,9 @@ fn page_zone(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
 fn info(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     want(args, 1, "<page|addr>")?;
     let x = sh.number(args[0])?;
+    if let Some(v) = slab_object_info(sh.machine.mm(), VirtAddr(x)) {
+        return Ok(v);
+    }
     sh.kernel(|mm| {
         let pfn = if let Some(page) = mm.page_at_struct_address(VirtAddr(x)) {
             mm.page_to_pfn(page)
@@ -502,4 +589,305 @@ fn check(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
         json!({"total": r.total, "free": r.free, "pcp": r.pcp, "allocated": r.allocated, "reserved": r.reserved}),
         text,
     ))
+}
+
+fn slab_object_info(mm: &Mm<SimPlatform>, addr: VirtAddr) -> Option<Value> {
+    let o = mm.object_info(addr)?;
+    let s = mm.cache(o.cache).ok()?;
+    let page = page_info(mm, Pfn(mm.layout().virt_to_phys(o.object.0)? >> 12));
+    let slab_page = mm.struct_page_address(mm.mem_map().page(o.slab_pfn)).0;
+    let obj = json!({
+        "cache": s.name().as_str(),
+        "object": o.object.0,
+        "offset_in_object": o.offset_in_object,
+        "index": o.index,
+        "object_size": s.object_size(),
+        "size": s.size(),
+        "slab_pfn": o.slab_pfn,
+        "slab_page": slab_page,
+        "offset_in_slab": o.offset_in_slab,
+        "pfn": page.pfn,
+        "phys": mm.layout().virt_to_phys(addr.0),
+        "zone": page.zone,
+        "state": if o.free { "free" } else { "allocated" },
+    });
+    let text = format!(
+        "{} object {:#x} (index {} in the slab at pfn {:#x}, struct page {:#x}, offset {:#x}), {} of {} bytes ({} with metadata){}; phys {:#x}, pfn {:#x}, zone {}",
+        s.name(),
+        o.object.0,
+        o.index,
+        o.slab_pfn,
+        slab_page,
+        o.offset_in_slab,
+        if o.free { "free" } else { "allocated" },
+        s.object_size(),
+        s.size(),
+        if o.offset_in_object > 0 { format!(", address is {} bytes inside", o.offset_in_object) } else { String::new() },
+        mm.layout().virt_to_phys(addr.0).unwrap_or(0),
+        page.pfn,
+        page.zone
+    );
+    Some(Value::Object(obj, text))
+}
+
+fn object_value(mm: &Mm<SimPlatform>, addr: VirtAddr) -> Value {
+    match slab_object_info(mm, addr) {
+        Some(Value::Object(_, text)) => Value::Number(addr.0, text),
+        _ if addr.0 <= 16 => {
+            Value::Number(addr.0, "ZERO_SIZE_PTR: kmalloc(0) returns no memory".into())
+        }
+        _ => {
+            let size = mm.ksize(addr).unwrap_or(0);
+            Value::Number(
+                addr.0,
+                format!("large kmalloc: {size} bytes straight from the page allocator"),
+            )
+        }
+    }
+}
+
+fn slab_err(e: kmemlab_mm::slab::SlabError) -> String {
+    e.to_string()
+}
+
+fn kmalloc(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
+    want(args, 2, "<size> <gfp>")?;
+    let (size, gfp) = (sh.size(args[0])?, sh.gfp(args[1])?);
+    let site = sh.call_site();
+    sh.kernel(|mm| {
+        mm.kmalloc_caller(size as usize, gfp, site)
+            .map(|a| object_value(mm, a))
+            .map_err(slab_err)
+    })?
+}
+
+fn kzalloc(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
+    want(args, 2, "<size> <gfp>")?;
+    let (size, gfp) = (sh.size(args[0])?, sh.gfp(args[1])?);
+    let site = sh.call_site();
+    sh.kernel(|mm| {
+        mm.kmalloc_caller(size as usize, gfp | kmemlab_mm::Gfp::__GFP_ZERO, site)
+            .map(|a| object_value(mm, a))
+            .map_err(slab_err)
+    })?
+}
+
+fn kcalloc(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
+    want(args, 3, "<n> <size> <gfp>")?;
+    let (n, size, gfp) = (sh.number(args[0])?, sh.size(args[1])?, sh.gfp(args[2])?);
+    sh.kernel(|mm| {
+        mm.kcalloc(n as usize, size as usize, gfp)
+            .map(|a| object_value(mm, a))
+            .map_err(slab_err)
+    })?
+}
+
+fn krealloc(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
+    want(args, 3, "<addr> <size> <gfp>")?;
+    let (p, size, gfp) = (sh.number(args[0])?, sh.size(args[1])?, sh.gfp(args[2])?);
+    sh.kernel(|mm| {
+        mm.krealloc(VirtAddr(p), size as usize, gfp)
+            .map(|a| object_value(mm, a))
+            .map_err(slab_err)
+    })?
+}
+
+fn kfree(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
+    want(args, 1, "<addr>")?;
+    let p = sh.number(args[0])?;
+    let site = sh.call_site();
+    sh.kernel(|mm| {
+        mm.kfree_caller(VirtAddr(p), site)
+            .map(|_| Value::None)
+            .map_err(slab_err)
+    })?
+}
+
+fn ksize(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
+    want(args, 1, "<addr>")?;
+    let p = sh.number(args[0])?;
+    sh.kernel(|mm| {
+        mm.ksize(VirtAddr(p))
+            .map(|n| Value::Number(n as u64, "bytes usable".into()))
+            .map_err(slab_err)
+    })?
+}
+
+/// A cache argument: a name given earlier, a cache's name, or a `kmem_cache` address.
+fn cache_arg(sh: &Shell, arg: &str) -> Result<kmemlab_mm::slab::KmemCacheRef, String> {
+    if let Some(r) = sh.machine.mm().find_cache(arg) {
+        return Ok(r);
+    }
+    let va = sh
+        .number(arg)
+        .map_err(|_| format!("no cache named '{arg}'"))?;
+    let r = kmemlab_mm::slab::KmemCacheRef(va);
+    sh.machine.mm().cache(r).map_err(slab_err)?;
+    Ok(r)
+}
+
+fn kmem_cache_create(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
+    if !(2..=5).contains(&args.len()) {
+        return Err("usage: kmem_cache_create <name> <size> [align] [flags] [NULL]".into());
+    }
+    let size = sh.size(args[1])?;
+    let align = args.get(2).map(|a| sh.number(a)).transpose()?.unwrap_or(0);
+    let flags = match args.get(3) {
+        Some(f) => kmemlab_mm::slab::SlabFlags::parse_names(f).ok_or_else(|| {
+            format!("'{f}' is not slab flags (e.g. SLAB_HWCACHE_ALIGN|SLAB_RED_ZONE, or 0)")
+        })?,
+        None => kmemlab_mm::slab::SlabFlags::empty(),
+    };
+    if args.get(4).is_some_and(|c| *c != "NULL") {
+        return Err("constructors cannot be given from the shell (use NULL)".into());
+    }
+    let name = args[0].to_string();
+    sh.kernel(|mm| {
+        let r = mm.kmem_cache_create(&name, size as usize, align as usize, flags, None).map_err(slab_err)?;
+        let s = mm.cache(r).map_err(slab_err)?;
+        Ok(Value::Number(
+            r.0,
+            format!(
+                "struct kmem_cache * {}: objects of {} bytes in {} bytes each, {} per slab of {} page(s)",
+                s.name(),
+                s.object_size(),
+                s.size(),
+                s.oo().objects,
+                1 << s.oo().order
+            ),
+        ))
+    })?
+}
+
+fn kmem_cache_alloc(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
+    want(args, 2, "<cache> <gfp>")?;
+    let (r, gfp) = (cache_arg(sh, args[0])?, sh.gfp(args[1])?);
+    let site = sh.call_site();
+    sh.kernel(|mm| {
+        mm.kmem_cache_alloc_caller(r, gfp, site)
+            .map(|a| object_value(mm, a))
+            .map_err(slab_err)
+    })?
+}
+
+fn kmem_cache_free(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
+    want(args, 2, "<cache> <addr>")?;
+    let (r, p) = (cache_arg(sh, args[0])?, sh.number(args[1])?);
+    let site = sh.call_site();
+    sh.kernel(|mm| {
+        mm.kmem_cache_free_caller(r, VirtAddr(p), site)
+            .map(|_| Value::None)
+            .map_err(slab_err)
+    })?
+}
+
+fn kmem_cache_destroy(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
+    want(args, 1, "<cache>")?;
+    let r = cache_arg(sh, args[0])?;
+    sh.kernel(|mm| {
+        mm.kmem_cache_destroy(r)
+            .map(|_| Value::None)
+            .map_err(slab_err)
+    })?
+}
+
+fn kmem_cache_shrink(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
+    want(args, 1, "<cache>")?;
+    let r = cache_arg(sh, args[0])?;
+    sh.kernel(|mm| {
+        mm.kmem_cache_shrink(r)
+            .map(|pages| Value::Number(pages, "pages given back to the page allocator".into()))
+            .map_err(slab_err)
+    })?
+}
+
+fn slab_state(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
+    want(args, 1, "<cache>")?;
+    let r = cache_arg(sh, args[0])?;
+    let mm = sh.machine.mm();
+    let s = mm.cache(r).map_err(slab_err)?;
+    let node = mm.node_slab_state(r).map_err(slab_err)?;
+    let mut text = format!(
+        "{}: object_size {} size {} align {} offset(fp) {} red_left_pad {} order {} objects/slab {} min_partial {} cpu_partial_slabs {} flags {:?}\n",
+        s.name(),
+        s.object_size(),
+        s.size(),
+        s.align(),
+        s.fp_offset(),
+        s.red_left_pad(),
+        s.oo().order,
+        s.oo().objects,
+        s.min_partial(),
+        s.cpu_partial_slabs(),
+        s.flags()
+    );
+    let mut cpus = Vec::new();
+    for cpu in 0..sh.machine.config().cpus {
+        let c = mm.cpu_slab_state(r, cpu).map_err(slab_err)?;
+        if c.slab.is_some() || c.partial_slabs > 0 {
+            text.push_str(&format!(
+                "  cpu {cpu}: slab {} with {} objects on its lockless freelist, {} partial slab(s), tid {}\n",
+                c.slab.map_or("none".to_string(), |p| format!("pfn {p:#x}")),
+                c.freelist_objects,
+                c.partial_slabs,
+                c.tid
+            ));
+        }
+        cpus.push(json!({"cpu": cpu, "slab": c.slab, "freelist_objects": c.freelist_objects, "partial_slabs": c.partial_slabs, "tid": c.tid}));
+    }
+    text.push_str(&format!(
+        "  node 0: {} slab(s), {} objects, {} partial slab(s) with {} free objects",
+        node.nr_slabs, node.total_objects, node.nr_partial, node.free_on_partial
+    ));
+    Ok(Value::Object(
+        json!({
+            "name": s.name().as_str(), "object_size": s.object_size(), "size": s.size(), "align": s.align(),
+            "offset": s.fp_offset(), "red_left_pad": s.red_left_pad(), "order": s.oo().order,
+            "objects_per_slab": s.oo().objects, "cpus": cpus,
+            "node": {"nr_slabs": node.nr_slabs, "total_objects": node.total_objects, "nr_partial": node.nr_partial, "free_on_partial": node.free_on_partial},
+        }),
+        text,
+    ))
+}
+
+fn signed(arg: &str, sh: &Shell) -> Result<i64, String> {
+    match arg.strip_prefix('-') {
+        Some(rest) => Ok(-(sh.number(rest)? as i64)),
+        None => Ok(sh.number(arg)? as i64),
+    }
+}
+
+fn poke(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
+    want(args, 3, "<addr> <offset> <byte>")?;
+    let addr = sh.number(args[0])?;
+    let offset = signed(args[1], sh)?;
+    let byte = sh.number(args[2])?;
+    let byte = u8::try_from(byte).map_err(|_| format!("{byte} is not a byte"))?;
+    let at = addr.wrapping_add(offset as u64);
+    sh.machine
+        .mm()
+        .copy_to_kernel(VirtAddr(at), &[byte])
+        .map_err(|e| e.to_string())?;
+    Ok(Value::Text(format!("wrote {byte:#04x} at {at:#x}")))
+}
+
+fn dump(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
+    want(args, 2, "<addr> <len>")?;
+    let addr = sh.number(args[0])?;
+    let len = sh.size(args[1])?.min(4096) as usize;
+    let mut buf = vec![0u8; len];
+    sh.machine
+        .mm()
+        .copy_from_kernel(VirtAddr(addr), &mut buf)
+        .map_err(|e| e.to_string())?;
+    let text = buf
+        .chunks(16)
+        .enumerate()
+        .map(|(i, c)| {
+            let hex: Vec<String> = c.iter().map(|b| format!("{b:02x}")).collect();
+            format!("{:#x}: {}", addr + 16 * i as u64, hex.join(" "))
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    Ok(Value::Object(json!(buf), text))
 }

@@ -51,6 +51,10 @@ pub struct Shell {
     pub ctx: Context,
     vars: BTreeMap<String, u64>,
     cpus: Vec<CpuState>,
+    /// The script (or `<stdin>`) and the line being run, recorded as the call site of
+    /// kmalloc for owner tracking.
+    source: &'static str,
+    line: u32,
 }
 
 impl Shell {
@@ -63,6 +67,16 @@ impl Shell {
             ctx: Context::Process,
             vars: BTreeMap::new(),
             cpus: vec![CpuState::default(); n],
+            source: "<stdin>",
+            line: 0,
+        }
+    }
+
+    /// The current script line as a call site (what `%pS` of the caller shows).
+    pub fn call_site(&self) -> kmemlab_mm::slab::CallSite {
+        kmemlab_mm::slab::CallSite {
+            file: self.source,
+            line: self.line,
         }
     }
 
@@ -128,6 +142,7 @@ impl Shell {
         if line.is_empty() {
             return None;
         }
+        self.line = line_no as u32;
         let (expect_fail, line) = match line.strip_prefix('!') {
             Some(rest) => (true, rest.trim()),
             None => (false, line),
@@ -267,6 +282,9 @@ pub fn run(args: &MachineArgs, script: Option<&Path>, json: bool) -> Result<bool
         Some(path) => {
             let text =
                 std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            // The script's name is the call site of what it allocates; one small string,
+            // leaked once per run, lives as long as the machine that records it.
+            shell.source = Box::leak(path.display().to_string().into_boxed_str());
             for (i, line) in text.lines().enumerate() {
                 handle(&mut shell, i + 1, line, &mut out)?;
             }

@@ -175,3 +175,42 @@ fn bad_machine_flags_are_clear_errors() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn slab_script_shows_debug_reports() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/slab.kmem");
+    let o = kmemlab(&["shell", script], None);
+    let text = stdout(&o);
+    assert!(o.status.success(), "{text}");
+    for needle in [
+        "kmalloc-128 object",
+        "large kmalloc: 131072 bytes",
+        "BUG demo (Not tainted): Left Redzone overwritten",
+        "First byte 0x41 instead of 0xcc",
+        "FIX demo: Restoring Left Redzone",
+        "Objects remaining in demo on __kmem_cache_shutdown()",
+        "slab.kmem:18",
+        "naive double free",
+        "slabinfo - version: 2.1",
+    ] {
+        assert!(text.contains(needle), "lacks {needle:?}:\n{text}");
+    }
+}
+
+#[test]
+fn ksize_and_info_in_json() {
+    let input =
+        "p = kmalloc 33 GFP_KERNEL\nksize p\ninfo p\nc = kmem_cache_create c1 40\nslab c1\n";
+    let o = kmemlab(&["shell", "--json"], Some(input));
+    assert!(o.status.success(), "{}", stdout(&o));
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[1]["result"], 64);
+    assert_eq!(lines[2]["result"]["cache"], "kmalloc-64");
+    assert_eq!(lines[2]["result"]["state"], "allocated");
+    assert_eq!(lines[2]["result"]["offset_in_object"], 0);
+    assert_eq!(lines[4]["result"]["object_size"], 40);
+    assert_eq!(lines[4]["result"]["objects_per_slab"], 102);
+}

@@ -214,6 +214,16 @@ impl<P: Platform> Mm<P> {
         }
     }
 
+    /// The slab's first free object, by address (0 for none).
+    fn slab_freelist_va(&self, pfn: u64) -> u64 {
+        let c = self.slab_counters(pfn);
+        let cache = crate::slab::KmemCacheRef(self.mem_map.page(pfn).slab_cache());
+        match self.cache(cache) {
+            Ok(s) if c.freelist != u16::MAX => self.object_at(s, pfn, c.freelist),
+            _ => 0,
+        }
+    }
+
     /// `print_slab_info()`.
     fn print_slab_info(&self, pfn: u64) {
         let c = self.slab_counters(pfn);
@@ -223,11 +233,7 @@ impl<P: Platform> Mm<P> {
             self.struct_page_address(page).0,
             c.objects,
             c.inuse,
-            if c.freelist == u16::MAX {
-                0
-            } else {
-                c.freelist as u64
-            },
+            self.slab_freelist_va(pfn),
             page.flags() & 0xff
         ));
     }
@@ -318,7 +324,7 @@ impl<P: Platform> Mm<P> {
             "{:#x}-{:#x} @offset={}. First byte {:#x} instead of {:#x}",
             fault,
             end - 1,
-            fault - object,
+            fault - self.slab_address(pfn),
             self.byte(fault),
             value
         ));
@@ -421,6 +427,27 @@ impl<P: Platform> Mm<P> {
             if !self.check_valid_pointer(s, pfn, next) {
                 self.object_err(s, pfn, cur, "Freechain corrupt");
                 self.set_freepointer(s, cur, 0);
+                // The chain now ends at `cur`: the objects behind it are lost, and the
+                // counters must say so (the kernel's "Wrong object count" fix-up).
+                let counted = c.objects.saturating_sub(steps + 1);
+                if c.inuse != counted {
+                    self.slab_bug(
+                        s,
+                        format_args!(
+                            "Wrong object count. Counter is {} but counted were {}",
+                            c.inuse, counted
+                        ),
+                    );
+                    self.print_slab_info(pfn);
+                    self.mem_map.page(pfn).set_word(
+                        SlabCounters {
+                            inuse: counted,
+                            ..c
+                        }
+                        .pack_pub(),
+                    );
+                    self.slab_fix(s, format_args!("Object count adjusted"));
+                }
                 return false;
             }
             cur = next;
@@ -443,9 +470,15 @@ impl<P: Platform> Mm<P> {
         let old = self.slab_counters(pfn);
         let object = self.object_at(s, pfn, old.freelist);
         let next = self.get_freepointer(s, object);
-        let consistent = !s.flags().contains(SlabFlags::CONSISTENCY_CHECKS)
-            || (self.check_valid_pointer(s, pfn, next)
-                && self.check_object(s, pfn, object, SLUB_RED_INACTIVE));
+        // `alloc_consistency_checks()`: `check_object` validates (and reports) the
+        // object's own free pointer, so it runs first; without the checks a pointer that
+        // leaves the slab still must not be followed.
+        let consistent = if s.flags().contains(SlabFlags::CONSISTENCY_CHECKS) {
+            self.check_object(s, pfn, object, SLUB_RED_INACTIVE)
+                && self.check_valid_pointer(s, pfn, next)
+        } else {
+            self.check_valid_pointer(s, pfn, next)
+        };
         if !consistent {
             self.slab_fix(s, format_args!("Marking all objects used"));
             self.mem_map.page(pfn).set_word(
@@ -567,6 +600,7 @@ impl<P: Platform> Mm<P> {
                 ));
             }
             if !self.check_object(s, pfn, object, SLUB_RED_ACTIVE) {
+                self.slab_fix(s, format_args!("Object at {object:#x} not freed"));
                 return Err(SlabError::DebugCheck(
                     crate::VirtAddr(object),
                     "object corrupted while allocated",

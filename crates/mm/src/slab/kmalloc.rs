@@ -284,7 +284,8 @@ impl<P: Platform> Mm<P> {
         self.kfree_caller(addr, CallSite::caller())
     }
 
-    fn kfree_caller(&self, addr: VirtAddr, caller: CallSite) -> Result<(), SlabError> {
+    /// `kfree` recording `caller` as the freer.
+    pub fn kfree_caller(&self, addr: VirtAddr, caller: CallSite) -> Result<(), SlabError> {
         if addr.0 <= ZERO_SIZE_PTR.0 {
             return Ok(());
         }

@@ -28,6 +28,7 @@
 pub mod cache;
 pub mod check;
 pub mod debug;
+pub mod info;
 pub mod kmalloc;
 pub mod slub;
 
@@ -73,6 +74,20 @@ impl SlabFlags {
         .union(SlabFlags::RED_ZONE)
         .union(SlabFlags::POISON)
         .union(SlabFlags::STORE_USER);
+
+    /// Parse flag names joined by `|`: `SLAB_HWCACHE_ALIGN|SLAB_RED_ZONE`, or `0`.
+    pub fn parse_names(text: &str) -> Option<SlabFlags> {
+        let mut flags = SlabFlags::empty();
+        for part in text.split('|') {
+            let part = part.trim();
+            if part == "0" {
+                continue;
+            }
+            let name = part.strip_prefix("SLAB_")?;
+            flags |= SlabFlags::from_name(name)?;
+        }
+        Some(flags)
+    }
 
     /// Parse the kernel's `slab_debug=` letters: `F` sanity checks, `Z` red zones, `P`
     /// poisoning, `U` user tracking, `-` none; an empty string means all four.

@@ -824,9 +824,19 @@ impl<P: Platform> Mm<P> {
     /// `kmem_cache_alloc(cache, gfp)`.
     #[track_caller]
     pub fn kmem_cache_alloc(&self, r: KmemCacheRef, gfp: Gfp) -> Result<VirtAddr, SlabError> {
+        self.kmem_cache_alloc_caller(r, gfp, crate::slab::CallSite::caller())
+    }
+
+    /// `kmem_cache_alloc` recording `caller` as the owner.
+    pub fn kmem_cache_alloc_caller(
+        &self,
+        r: KmemCacheRef,
+        gfp: Gfp,
+        caller: crate::slab::CallSite,
+    ) -> Result<VirtAddr, SlabError> {
         let s = self.cache(r)?;
-        let site = crate::slab::CallSite::caller();
-        self.slab_alloc(s, gfp, site, s.object_size()).map(VirtAddr)
+        self.slab_alloc(s, gfp, caller, s.object_size())
+            .map(VirtAddr)
     }
 
     /// `kmem_cache_zalloc(cache, gfp)`.
@@ -848,6 +858,16 @@ impl<P: Platform> Mm<P> {
     /// the kernel's report) for objects that are not live objects of `cache`.
     #[track_caller]
     pub fn kmem_cache_free(&self, r: KmemCacheRef, addr: VirtAddr) -> Result<(), SlabError> {
+        self.kmem_cache_free_caller(r, addr, crate::slab::CallSite::caller())
+    }
+
+    /// `kmem_cache_free` recording `caller` as the freer.
+    pub fn kmem_cache_free_caller(
+        &self,
+        r: KmemCacheRef,
+        addr: VirtAddr,
+        caller: crate::slab::CallSite,
+    ) -> Result<(), SlabError> {
         let s = self.cache(r)?;
         let (pfn, page) = self.virt_to_slab(addr).ok_or(SlabError::NotSlabObject(
             addr,
@@ -867,7 +887,7 @@ impl<P: Platform> Mm<P> {
                 actual,
             });
         }
-        self.free_object(s, pfn, addr, crate::slab::CallSite::caller())
+        self.free_object(s, pfn, addr, caller)
     }
 
     /// The checks and the free shared by `kmem_cache_free` and `kfree`.
