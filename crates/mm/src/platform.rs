@@ -77,8 +77,9 @@ pub unsafe trait Platform: Sync + Sized {
     fn current_comm(&self) -> &str {
         "swapper"
     }
-    /// A point where the kernel runs with interrupts enabled inside the allocators: the
-    /// platform may deliver an interrupt here (run a handler in hard-IRQ context).
+    /// A point inside the allocators where the kernel runs with interrupts enabled (unless
+    /// the caller itself disabled them): the platform may deliver an interrupt here (run a
+    /// handler in hard-IRQ context) if this CPU's interrupts are enabled.
     fn irq_window(&self, mm: &Mm<Self>) {
         let _ = mm;
     }

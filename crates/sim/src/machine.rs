@@ -124,6 +124,7 @@ pub struct SimPlatform {
     console: Mutex<Vec<String>>,
     shrinkers: RwLock<Vec<SharedShrinker>>,
     injector: Mutex<Option<IrqInjector>>,
+    irq_armed: std::sync::atomic::AtomicBool,
     irq_windows: AtomicU64,
 }
 
@@ -170,6 +171,13 @@ impl SimPlatform {
             countdown: n,
             handler,
         });
+        self.irq_armed.store(true, Ordering::Relaxed);
+    }
+
+    /// Withdraw an injected interrupt that has not fired.
+    pub fn cancel_irq(&self) {
+        *self.injector.lock().expect("injector") = None;
+        self.irq_armed.store(false, Ordering::Relaxed);
     }
 
     /// Is an injected interrupt still waiting for its window?
@@ -177,9 +185,43 @@ impl SimPlatform {
         self.injector.lock().expect("injector").is_some()
     }
 
-    /// Interrupt windows passed so far (on all CPUs).
+    /// Interrupt windows passed while an interrupt was armed (on all CPUs).
     pub fn irq_windows(&self) -> u64 {
         self.irq_windows.load(Ordering::Relaxed)
+    }
+
+    /// An armed interrupt's window: count it, and deliver the interrupt when its turn
+    /// comes.
+    fn deliver_irq(&self, mm: &Mm<SimPlatform>) {
+        self.irq_windows.fetch_add(1, Ordering::Relaxed);
+        let cpu = self.smp_processor_id();
+        if self.irqs_disabled() {
+            return;
+        }
+        let handler = {
+            let mut slot = self.injector.lock().expect("injector");
+            match slot.as_mut() {
+                Some(inj) if inj.cpu == cpu && inj.countdown > 0 => {
+                    inj.countdown -= 1;
+                    None
+                }
+                Some(inj) if inj.cpu == cpu => slot.take().map(|inj| inj.handler),
+                _ => None,
+            }
+        };
+        if let Some(handler) = handler {
+            // The hardware enters the handler with interrupts disabled, in hard-IRQ context.
+            let state = &self.cpus[cpu];
+            let was = state.irqs_enabled.swap(false, Ordering::Relaxed);
+            mm.enter_context(Context::Hardirq);
+            handler(mm);
+            mm.exit_context(Context::Hardirq);
+            state.irqs_enabled.store(was, Ordering::Relaxed);
+        }
+        self.irq_armed.store(
+            self.injector.lock().expect("injector").is_some(),
+            Ordering::Relaxed,
+        );
     }
 
     /// Advance the virtual clock (it never reads the host's time, so that runs repeat).
@@ -253,31 +295,14 @@ unsafe impl Platform for SimPlatform {
         &self.cpu().comm
     }
 
+    #[inline]
     fn irq_window(&self, mm: &Mm<Self>) {
-        self.irq_windows.fetch_add(1, Ordering::Relaxed);
-        let cpu = self.smp_processor_id();
-        let handler = {
-            let mut slot = self.injector.lock().expect("injector");
-            match slot.as_mut() {
-                Some(inj) if inj.cpu == cpu && inj.countdown > 0 => {
-                    inj.countdown -= 1;
-                    None
-                }
-                Some(inj) if inj.cpu == cpu => slot.take().map(|inj| inj.handler),
-                _ => None,
-            }
-        };
-        if let Some(handler) = handler {
-            // The hardware enters the handler with interrupts disabled, in hard-IRQ context.
-            let state = &self.cpus[cpu];
-            let was = state.irqs_enabled.swap(false, Ordering::Relaxed);
-            mm.enter_context(Context::Hardirq);
-            handler(mm);
-            mm.exit_context(Context::Hardirq);
-            state.irqs_enabled.store(was, Ordering::Relaxed);
+        // The common case, nothing armed, costs one relaxed load.
+        if !self.irq_armed.load(Ordering::Relaxed) {
+            return;
         }
+        self.deliver_irq(mm);
     }
-
     fn run_on_cpu(&self, cpu: usize, f: &mut dyn FnMut()) {
         if self.smp_processor_id() == cpu && cpu::current_cpu(self.id).is_some() {
             return f();
@@ -337,6 +362,7 @@ impl Machine {
             console: Mutex::new(Vec::new()),
             shrinkers: RwLock::new(Vec::new()),
             injector: Mutex::new(None),
+            irq_armed: std::sync::atomic::AtomicBool::new(false),
             irq_windows: AtomicU64::new(0),
         };
         let boot = BootConfig {

@@ -217,7 +217,14 @@ impl<P: Platform> Mm<P> {
     /// `kmalloc_large()`: above 8 KiB, a compound block of `get_order(size)` pages.
     fn kmalloc_large(&self, size: usize, gfp: Gfp) -> Result<VirtAddr, SlabError> {
         let order = get_order(size);
-        match self.alloc_pages(gfp | Gfp::__GFP_COMP, order) {
+        // init_on_alloc covers the page allocator in the kernel (post_alloc_hook); here
+        // the option is the slab's, so large kmalloc applies it itself.
+        let init = if self.slab.config.init_on_alloc {
+            Gfp::__GFP_ZERO
+        } else {
+            Gfp::empty()
+        };
+        match self.alloc_pages(gfp | init | Gfp::__GFP_COMP, order) {
             Ok(page) => {
                 page.set(PG_LARGE_KMALLOC);
                 self.slab_pages.unreclaimable.fetch_add(1 << order, Relaxed);
@@ -293,6 +300,10 @@ impl<P: Platform> Mm<P> {
             KmallocObject::Slab(s, pfn) => self.free_object(s, pfn, addr, caller),
             KmallocObject::Large(pfn, order) => {
                 let page = self.mem_map.page(pfn);
+                if self.slab.config.init_on_free {
+                    // free_pages_prepare(): init_on_free wipes the pages.
+                    self.fill(addr.0, 0, PAGE_SIZE << order);
+                }
                 page.set_flags(page.flags() & !PG_LARGE_KMALLOC);
                 self.slab_pages.unreclaimable.fetch_sub(1 << order, Relaxed);
                 self.__free_pages(page, order)

@@ -201,9 +201,7 @@ impl<P: Platform> Mm<P> {
     /// An interrupt may arrive here (interrupts are enabled at this point in the kernel).
     #[inline]
     pub(crate) fn irq_window(&self) {
-        if !self.platform.irqs_disabled() {
-            self.platform.irq_window(self);
-        }
+        self.platform.irq_window(self);
     }
 
     // ----- slabs -------------------------------------------------------------------
@@ -353,6 +351,12 @@ impl<P: Platform> Mm<P> {
         n.nr_slabs.fetch_sub(1, Relaxed);
         n.total_objects.fetch_sub(objects, Relaxed);
         self.account_slab(s, 1 << order, false);
+        if self.slab.config.init_on_free {
+            // free_pages_prepare(): with init_on_free the kernel wipes every freed page;
+            // the page allocator here leaves that to its users, so a slab's stale free
+            // pointers must not reach the next owner of these pages.
+            self.fill(self.slab_address(pfn), 0, PAGE_SIZE << order);
+        }
         page.set_flags(page.flags() & !PG_SLAB);
         page.set_slab_cache(0);
         page.set_word(0);
@@ -422,11 +426,36 @@ impl<P: Platform> Mm<P> {
         } else {
             self.slab_alloc_from(s, gfp, site)?
         };
-        let init = gfp.contains(Gfp::__GFP_ZERO) || self.slab.config.init_on_alloc;
-        if init {
+        if self.slab_want_init_on_alloc(gfp, s) {
             self.fill(object, 0, s.object_size() as usize);
+        } else if self.slab_want_init_on_free(s) {
+            // maybe_wipe_obj_freeptr(): the free pointer stored inside the object is the
+            // only byte init_on_free left behind.
+            self.write_u64(object + s.fp_offset() as u64, 0);
         }
         Ok(object)
+    }
+
+    /// `slab_want_init_on_alloc()`: init_on_alloc skips caches with a constructor (their
+    /// objects keep what it wrote) and, but for `__GFP_ZERO`, poisoned caches.
+    pub(crate) fn slab_want_init_on_alloc(&self, gfp: Gfp, s: &KmemCache) -> bool {
+        if self.slab.config.init_on_alloc {
+            if s.ctor().is_some() {
+                return false;
+            }
+            if s.flags().contains(crate::slab::SlabFlags::POISON) {
+                return gfp.contains(Gfp::__GFP_ZERO);
+            }
+            return true;
+        }
+        gfp.contains(Gfp::__GFP_ZERO)
+    }
+
+    /// `slab_want_init_on_free()`: not for caches with a constructor or poisoning.
+    pub(crate) fn slab_want_init_on_free(&self, s: &KmemCache) -> bool {
+        self.slab.config.init_on_free
+            && s.ctor().is_none()
+            && !s.flags().contains(crate::slab::SlabFlags::POISON)
     }
 
     /// The per-CPU fast path and slow path, without context checks or initialisation.
@@ -928,9 +957,7 @@ impl<P: Platform> Mm<P> {
             }
         }
         let site = caller;
-        if self.slab.config.init_on_free
-            && !s.flags().contains(crate::slab::SlabFlags::OBJECT_POISON)
-        {
+        if self.slab_want_init_on_free(s) {
             self.fill(object, 0, s.object_size() as usize);
         }
         self.slab_free(s, pfn, object, site)
