@@ -203,12 +203,20 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `might_sleep()`: refuse (and report the kernel's splat) when this CPU may not sleep.
+    #[inline]
     pub fn might_sleep(&self) -> Result<(), context::SleepInAtomic> {
-        let pc = &self.this_cpu().preempt_count;
-        let irqs_disabled = self.platform.irqs_disabled();
-        if !pc.in_atomic() && !irqs_disabled {
+        if self.this_cpu().preempt_count.get() == 0 && !self.platform.irqs_disabled() {
             return Ok(());
         }
+        Err(self.sleep_in_atomic_splat())
+    }
+
+    /// `__might_resched()`'s report, counted.
+    #[cold]
+    #[inline(never)]
+    fn sleep_in_atomic_splat(&self) -> context::SleepInAtomic {
+        let pc = &self.this_cpu().preempt_count;
+        let irqs_disabled = self.platform.irqs_disabled();
         let bug = context::SleepInAtomic {
             in_atomic: pc.in_atomic(),
             irqs_disabled,
@@ -238,6 +246,6 @@ impl<P: Platform> Mm<P> {
             self.platform.current_pid(),
             self.platform.current_comm()
         ));
-        Err(bug)
+        bug
     }
 }

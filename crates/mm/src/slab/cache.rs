@@ -64,6 +64,8 @@ pub struct KmemCache {
     pub(crate) cpu_partial_slabs: AtomicU32,
     pub(crate) refcount: AtomicU32,
     pub(crate) allocflags: AtomicU32,
+    /// `ceil(2^48 / size)`: `obj_to_index` by multiplication (`reciprocal_size`).
+    pub(crate) reciprocal_size: AtomicU64,
     name_len: AtomicU8,
     name: [AtomicU8; NAME_LEN],
 }
@@ -91,6 +93,8 @@ pub struct KmemCacheCpu {
     pub(crate) slab: AtomicU64,
     /// First per-CPU partial slab's PFN + 1 (chained through `page.next`), 0 for none.
     pub(crate) partial: AtomicU64,
+    /// Slabs on the per-CPU partial list (`slab->slabs` of its first slab, in Linux).
+    pub(crate) partial_slabs: AtomicU64,
 }
 
 /// `oo_make()` / `oo_order()` / `oo_objects()`.
@@ -370,23 +374,31 @@ impl<P: Platform> Mm<P> {
     /// The cache behind a handle, if it is a live cache.
     #[inline]
     pub fn cache(&self, r: KmemCacheRef) -> Result<&KmemCache, SlabError> {
+        // Any aligned address below the end of RAM is inside the host mapping (holes
+        // included), so reading it is sound; the magic and self-address say if it is a cache.
+        let ram_end = (self.mem_map.base_pfn + self.mem_map.len) << crate::addr::PAGE_SHIFT;
         let phys = self
             .layout
             .virt_to_phys(r.0)
             .filter(|p| {
-                p % 64 == 0
-                    && self
-                        .memblock
-                        .is_memory(*p, p + core::mem::size_of::<KmemCache>() as u64)
+                p.is_multiple_of(64) && p + (core::mem::size_of::<KmemCache>() as u64) <= ram_end
             })
             .ok_or(SlabError::BadCache(r.0))?;
-        // SAFETY: the range is RAM inside the direct map (checked), aligned for
-        // `KmemCache`, and every bit pattern is a valid `KmemCache` (all atomics).
-        let s = unsafe { &*(self.platform.phys_mem().add(phys as usize) as *const KmemCache) };
+        let s = self.trusted_cache(phys);
         if s.magic.load(Relaxed) != MAGIC || s.self_va.load(Relaxed) != r.0 {
             return Err(SlabError::BadCache(r.0));
         }
         Ok(s)
+    }
+
+    /// The cache at physical address `phys`, which the caller knows to hold a
+    /// `KmemCache` (a kmalloc cache, or the `slab_cache` of a slab page).
+    #[inline]
+    pub(crate) fn trusted_cache(&self, phys: u64) -> &KmemCache {
+        // SAFETY: `phys` is below the end of RAM, which the platform's mapping covers, and
+        // 64-byte aligned (callers guarantee it); every bit pattern is a valid
+        // `KmemCache` (all atomics).
+        unsafe { &*(self.platform.phys_mem().add(phys as usize) as *const KmemCache) }
     }
 
     /// A reference to a structure of type `T` at kernel address `va` (which the caller
@@ -536,6 +548,8 @@ impl<P: Platform> Mm<P> {
         s.flags.store(layout.flags.bits(), Relaxed);
         s.object_size.store(object_size, Relaxed);
         s.size.store(layout.size, Relaxed);
+        s.reciprocal_size
+            .store((1u64 << 48).div_ceil(layout.size as u64), Relaxed);
         s.inuse.store(layout.inuse, Relaxed);
         s.offset.store(layout.offset, Relaxed);
         s.align.store(align, Relaxed);
@@ -810,6 +824,7 @@ fn copy_cache(from: &KmemCache, to: &KmemCache) {
         cpu_partial_slabs,
         refcount,
         allocflags,
+        reciprocal_size,
         name_len
     );
     for (a, b) in to.name.iter().zip(&from.name) {

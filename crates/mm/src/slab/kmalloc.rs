@@ -209,7 +209,7 @@ impl<P: Platform> Mm<P> {
         let Some(r) = self.kmalloc_slab(size, gfp) else {
             return self.kmalloc_large(size, gfp);
         };
-        let s = self.cache(r)?;
+        let s = self.trusted_cache(r.0 - self.layout.page_offset);
         let site = caller;
         self.slab_alloc(s, gfp, site, size as u32).map(VirtAddr)
     }
@@ -257,7 +257,8 @@ impl<P: Platform> Mm<P> {
 
     fn lookup_kmalloc(&self, addr: VirtAddr) -> Result<KmallocObject<'_>, SlabError> {
         if let Some((pfn, page)) = self.virt_to_slab(addr) {
-            let s = self.cache(crate::slab::KmemCacheRef(page.slab_cache()))?;
+            // A slab page's cache is trusted: only the allocator writes `slab_cache`.
+            let s = self.trusted_cache(page.slab_cache() - self.layout.page_offset);
             return Ok(KmallocObject::Slab(s, pfn));
         }
         let page = self.virt_to_page(addr).map_err(|_| {

@@ -130,14 +130,16 @@ impl<P: Platform> Mm<P> {
         self.slab_address(pfn) + s.red_left_pad() as u64 + idx as u64 * s.size() as u64
     }
 
-    /// `obj_to_index()`; `None` if `va` is not the start of an object of the slab.
+    /// `obj_to_index()`; `None` if `va` is not the start of an object of the slab. The
+    /// division is a multiplication by `ceil(2^48 / size)`, exact for every offset and
+    /// size below 2^24 (`reciprocal_divide`).
     #[inline]
     pub(crate) fn object_index(&self, s: &KmemCache, pfn: u64, va: u64) -> Option<u16> {
         let off = va.checked_sub(self.slab_address(pfn) + s.red_left_pad() as u64)?;
-        let size = s.size() as u64;
-        let idx = off / size;
+        let recip = s.reciprocal_size.load(Relaxed) as u128;
+        let idx = ((off as u128 * recip) >> 48) as u64;
         let objects = SlabCounters::unpack(self.mem_map.page(pfn).word()).objects as u64;
-        (off % size == 0 && idx < objects).then_some(idx as u16)
+        (idx * s.size() as u64 == off && idx < objects).then_some(idx as u16)
     }
 
     fn fl_va(&self, s: &KmemCache, pfn: u64, idx: u16) -> u64 {
@@ -604,6 +606,8 @@ impl<P: Platform> Mm<P> {
     }
 
     fn push_cpu_partial(&self, c: &KmemCacheCpu, pfn: u64) {
+        c.partial_slabs
+            .store(c.partial_slabs.load(Relaxed) + 1, Relaxed);
         let old = c.partial.load(Relaxed);
         self.mem_map.page(pfn).set_next(if old == 0 {
             crate::mm_types::NIL
@@ -657,6 +661,7 @@ impl<P: Platform> Mm<P> {
     /// `__unfreeze_partials()`: the CPU's partial slabs go back to the node.
     fn unfreeze_partials(&self, s: &KmemCache, c: &KmemCacheCpu) {
         let mut cur = c.partial.swap(0, Relaxed);
+        c.partial_slabs.store(0, Relaxed);
         while cur != 0 {
             let pfn = cur - 1;
             let next = self.mem_map.page(pfn).next();
@@ -674,18 +679,8 @@ impl<P: Platform> Mm<P> {
     fn put_cpu_partial(&self, s: &KmemCache, pfn: u64) {
         let flags = self.platform.local_irq_save();
         let c = self.cpu_slab(s, self.platform.smp_processor_id());
-        let mut slabs = 0;
-        let mut cur = c.partial.load(Relaxed);
-        while cur != 0 {
-            slabs += 1;
-            let next = self.mem_map.page(cur - 1).next();
-            cur = if next == crate::mm_types::NIL {
-                0
-            } else {
-                next as u64 + 1
-            };
-        }
-        if slabs >= s.cpu_partial_slabs() {
+        let slabs = c.partial_slabs.load(Relaxed);
+        if slabs >= s.cpu_partial_slabs() as u64 {
             self.unfreeze_partials(s, c);
         }
         self.push_cpu_partial(c, pfn);
@@ -713,10 +708,12 @@ impl<P: Platform> Mm<P> {
             let tid = c.tid.load(Relaxed);
             self.irq_window();
             if c.slab.load(Relaxed) != pfn + 1 {
-                self.__slab_free(s, pfn, object);
-                return Ok(());
+                return self.__slab_free(s, pfn, object);
             }
             let freelist = c.freelist.load(Relaxed);
+            if freelist == object {
+                return Err(self.naive_double_free(s, object));
+            }
             self.set_freepointer(s, object, freelist);
             self.irq_window();
             if Self::cpu_cmpxchg(c, freelist, tid, object, next_tid(tid, nr_cpus)) {
@@ -726,13 +723,33 @@ impl<P: Platform> Mm<P> {
         }
     }
 
+    /// The hardened freelist's naive double-free check (`set_freepointer`'s
+    /// `BUG_ON(object == fp)`), reported and refused.
+    #[cold]
+    #[inline(never)]
+    fn naive_double_free(&self, s: &KmemCache, object: u64) -> SlabError {
+        crate::vmstat::VmEvents::add(&self.events.bug_slab, 1);
+        self.printk(format_args!(
+            "kernel BUG at mm/slub.c: set_freepointer: naive double free detected: {} object {:#x}",
+            s.name(),
+            object
+        ));
+        SlabError::NotSlabObject(
+            VirtAddr(object),
+            "double free (the object is already free: at the head of a freelist, or its slab has nothing in use)",
+        )
+    }
+
     /// `__slab_free()`: straight onto the slab's freelist with a compare-exchange; the node
     /// lock only when the slab changes lists (full → partial, partial → empty).
-    fn __slab_free(&self, s: &KmemCache, pfn: u64, object: u64) {
+    fn __slab_free(&self, s: &KmemCache, pfn: u64, object: u64) -> Result<(), SlabError> {
         let n = self.get_node(s);
         loop {
             let old = self.slab_counters(pfn);
             let prior = self.fl_va(s, pfn, old.freelist);
+            if prior == object || old.inuse == 0 {
+                return Err(self.naive_double_free(s, object));
+            }
             self.set_freepointer(s, object, prior);
             let mut new = SlabCounters {
                 freelist: self.fl_idx(s, pfn, object),
@@ -756,7 +773,7 @@ impl<P: Platform> Mm<P> {
                 if !old.frozen && new.frozen {
                     self.put_cpu_partial(s, pfn);
                 }
-                return;
+                return Ok(());
             };
             if new.inuse == 0 && n.nr_partial.load(Relaxed) >= s.min_partial() {
                 if prior != 0 {
@@ -764,14 +781,15 @@ impl<P: Platform> Mm<P> {
                     n.nr_partial.fetch_sub(1, Relaxed);
                 }
                 drop(g);
-                return self.discard_slab(s, pfn);
+                self.discard_slab(s, pfn);
+                return Ok(());
             }
             if prior == 0 {
                 // Full → partial (this cache keeps no per-CPU partial slabs).
                 n.partial.push_back(&self.mem_map, pfn);
                 n.nr_partial.fetch_add(1, Relaxed);
             }
-            return;
+            return Ok(());
         }
     }
 
@@ -936,25 +954,6 @@ impl<P: Platform> Mm<P> {
                 addr,
                 "not the start of an object (a pointer into the middle of one?)",
             ));
-        }
-        if !s.is_debug() {
-            // The hardened freelist's naive double-free check (`set_freepointer`'s
-            // BUG_ON(object == fp)) against this CPU's freelist head and the slab's, and a
-            // slab with nothing in use.
-            let c = self.cpu_slab(s, self.platform.smp_processor_id());
-            let counters = self.slab_counters(pfn);
-            let slab_head = self.fl_va(s, pfn, counters.freelist);
-            if (c.slab.load(Relaxed) == pfn + 1 && c.freelist.load(Relaxed) == object)
-                || slab_head == object
-                || counters.inuse == 0
-            {
-                crate::vmstat::VmEvents::add(&self.events.bug_slab, 1);
-                self.printk(format_args!("kernel BUG at mm/slub.c: set_freepointer: naive double free detected: {} object {:#x}", s.name(), object));
-                return Err(SlabError::NotSlabObject(
-                    addr,
-                    "double free (the object is already at the head of a freelist)",
-                ));
-            }
         }
         let site = caller;
         if self.slab_want_init_on_free(s) {
