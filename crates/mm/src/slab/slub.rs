@@ -893,9 +893,15 @@ impl<P: Platform> Mm<P> {
     }
 
     /// The slab page (head) holding a direct-map address, if it is a slab.
+    #[inline]
     pub fn virt_to_slab(&self, addr: VirtAddr) -> Option<(u64, &Page)> {
-        let page = self.virt_to_page(addr).ok()?;
-        let pfn = self.page_to_pfn(page).0;
+        // Every PFN of mem_map may be read (holes are reserved pages), so no memblock
+        // search is needed to ask whether it is a slab.
+        let pfn = self.layout.virt_to_phys(addr.0)? >> crate::addr::PAGE_SHIFT;
+        if !self.mem_map.contains(pfn) {
+            return None;
+        }
+        let page = self.mem_map.page(pfn);
         let head = if page.is_tail() { page.word() } else { pfn };
         let hp = self.mem_map.page(head);
         hp.is_slab().then_some((head, hp))
