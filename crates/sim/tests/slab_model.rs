@@ -405,7 +405,26 @@ fn step(
                     verify_obj(mm, q, o.size, o.tag, keep, "krealloc kept");
                     if q.0 == a {
                         assert!(new_size <= old_ks, "krealloc grew in place beyond ksize");
-                        if zero {
+                        let redzoned = mm.object_info(q).is_some_and(|i| {
+                            mm.cache(i.cache).is_ok_and(|c| {
+                                c.flags().contains(
+                                    SlabFlags::KMALLOC
+                                        | SlabFlags::STORE_USER
+                                        | SlabFlags::RED_ZONE,
+                                )
+                            })
+                        });
+                        if redzoned {
+                            // The kmalloc red zone (6.12's __do_krealloc): the bytes past
+                            // the new size are red zone, 0xcc.
+                            let mut buf = vec![0u8; old_ks - new_size];
+                            mm.copy_from_kernel(VirtAddr(q.0 + new_size as u64), &mut buf)
+                                .unwrap();
+                            assert!(
+                                buf.iter().all(|&b| b == 0xcc),
+                                "kmalloc red zone after krealloc"
+                            );
+                        } else if zero {
                             assert_zero(
                                 mm,
                                 q,

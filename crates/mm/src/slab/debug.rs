@@ -114,25 +114,63 @@ impl<P: Platform> Mm<P> {
         })
     }
 
+    /// `slub_debug_orig_size()`: a kmalloc cache with owner tracking records each
+    /// object's requested size, and (with red zones) red-zones the rest of the object.
+    pub(crate) fn slub_debug_orig_size(s: &KmemCache) -> bool {
+        s.flags()
+            .contains(SlabFlags::STORE_USER | SlabFlags::KMALLOC)
+    }
+
+    fn orig_size_addr(s: &KmemCache, object: u64) -> u64 {
+        object + Self::info_end(s) + 2 * TRACK_SIZE as u64
+    }
+
+    /// `get_orig_size()`: the size the caller asked for (the object size when not
+    /// recorded).
+    pub(crate) fn get_orig_size(&self, s: &KmemCache, object: u64) -> u32 {
+        if !Self::slub_debug_orig_size(s) {
+            return s.object_size();
+        }
+        let at = Self::orig_size_addr(s, object);
+        let mut b = [0u8; 4];
+        for (i, byte) in b.iter_mut().enumerate() {
+            *byte = self.byte(at + i as u64);
+        }
+        u32::from_le_bytes(b).min(s.object_size())
+    }
+
+    /// `set_orig_size()`.
+    pub(crate) fn set_orig_size(&self, s: &KmemCache, object: u64, orig_size: u32) {
+        if Self::slub_debug_orig_size(s) {
+            let at = Self::orig_size_addr(s, object);
+            // SAFETY: the four bytes after the tracks belong to this object's metadata.
+            unsafe { core::ptr::write_unaligned(self.va_ptr(at) as *mut u32, orig_size) };
+        }
+    }
+
     /// `init_object()`: red zones to `val`, and (for a poisoned cache) the object to
-    /// `POISON_FREE` ending in `POISON_END`.
+    /// `POISON_FREE` ending in `POISON_END`; an allocated kmalloc object with a recorded
+    /// size is poisoned up to that size and red-zoned after it.
     pub(crate) fn init_object(&self, s: &KmemCache, object: u64, val: u8) {
         let flags = s.flags();
+        let mut poison_size = s.object_size() as usize;
         if flags.contains(SlabFlags::RED_ZONE) {
             self.fill(
                 object - s.red_left_pad() as u64,
                 val,
                 s.red_left_pad() as usize,
             );
+            if Self::slub_debug_orig_size(s) && val == SLUB_RED_ACTIVE {
+                poison_size = self.get_orig_size(s, object) as usize;
+            }
         }
-        if flags.contains(SlabFlags::OBJECT_POISON) {
-            let size = s.object_size() as usize;
-            self.fill(object, POISON_FREE, size - 1);
-            self.fill(object + size as u64 - 1, POISON_END, 1);
+        if flags.contains(SlabFlags::OBJECT_POISON) && poison_size > 0 {
+            self.fill(object, POISON_FREE, poison_size - 1);
+            self.fill(object + poison_size as u64 - 1, POISON_END, 1);
         }
         if flags.contains(SlabFlags::RED_ZONE) {
-            let end = object + s.object_size() as u64;
-            self.fill(end, val, (s.inuse() - s.object_size()) as usize);
+            let end = object + poison_size as u64;
+            self.fill(end, val, s.inuse() as usize - poison_size);
         }
     }
 
@@ -366,6 +404,20 @@ impl<P: Platform> Mm<P> {
                 val,
                 (s.inuse() - s.object_size()) as u64,
             );
+            if Self::slub_debug_orig_size(s) && val == SLUB_RED_ACTIVE {
+                let orig = self.get_orig_size(s, object);
+                if s.object_size() > orig {
+                    ok &= self.check_bytes_and_report(
+                        s,
+                        pfn,
+                        object,
+                        "kmalloc Redzone",
+                        object + orig as u64,
+                        val,
+                        (s.object_size() - orig) as u64,
+                    );
+                }
+            }
         } else if flags.contains(SlabFlags::POISON) && s.object_size() < s.inuse() {
             ok &= self.check_bytes_and_report(
                 s,
@@ -464,6 +516,7 @@ impl<P: Platform> Mm<P> {
         s: &KmemCache,
         pfn: u64,
         site: crate::slab::CallSite,
+        orig_size: u32,
         on_partial: bool,
     ) -> Option<u64> {
         let n = self.get_node(s);
@@ -508,6 +561,7 @@ impl<P: Platform> Mm<P> {
         };
         self.mem_map.page(pfn).set_word(new.pack_pub());
         self.set_track(s, object, TrackItem::Alloc, site);
+        self.set_orig_size(s, object, orig_size);
         self.init_object(s, object, SLUB_RED_ACTIVE);
         if new.inuse == new.objects {
             if on_partial {
@@ -528,7 +582,7 @@ impl<P: Platform> Mm<P> {
         s: &KmemCache,
         gfp: Gfp,
         site: crate::slab::CallSite,
-        _orig_size: u32,
+        orig_size: u32,
     ) -> Result<u64, SlabError> {
         let n = self.get_node(s);
         loop {
@@ -537,7 +591,7 @@ impl<P: Platform> Mm<P> {
                 n.list_lock.lock();
                 let mut got = None;
                 while let Some(pfn) = n.partial.first() {
-                    if let Some(object) = self.alloc_single(s, pfn, site, true) {
+                    if let Some(object) = self.alloc_single(s, pfn, site, orig_size, true) {
                         got = Some(object);
                         break;
                     }
@@ -552,7 +606,7 @@ impl<P: Platform> Mm<P> {
             self.inc_slabs_node(s, pfn);
             let flags = self.platform.local_irq_save();
             n.list_lock.lock();
-            let got = self.alloc_single(s, pfn, site, false);
+            let got = self.alloc_single(s, pfn, site, orig_size, false);
             n.list_lock.unlock();
             self.platform.local_irq_restore(flags);
             if let Some(object) = got {

@@ -323,6 +323,8 @@ impl<P: Platform> Mm<P> {
                 if self.object_index(s, pfn, addr.0).is_none() {
                     return Err(SlabError::NotSlabObject(addr, "not the start of an object"));
                 }
+                // skip_orig_size_check(): the caller may now use the whole object.
+                self.set_orig_size(s, addr.0, s.object_size());
                 slab_ksize(s)
             }
             KmallocObject::Large(_, order) => PAGE_SIZE << order,
@@ -330,8 +332,8 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `krealloc(p, new_size, gfp)`: in place while the object is big enough (zeroing the
-    /// spare bytes with `__GFP_ZERO`), else a new object with the old contents; size 0
-    /// frees.
+    /// spare bytes with `__GFP_ZERO`, and keeping the kmalloc red zone exact), else a new
+    /// object with the old contents; size 0 frees.
     #[track_caller]
     pub fn krealloc(
         &self,
@@ -344,21 +346,76 @@ impl<P: Platform> Mm<P> {
             self.kfree_caller(addr, caller)?;
             return Ok(ZERO_SIZE_PTR);
         }
-        let ks = self.ksize(addr)?;
-        if ks >= new_size {
+        // `__do_krealloc()` as in Linux 6.12.
+        let (slab_cache, orig_size, ks) = if addr.0 <= ZERO_SIZE_PTR.0 {
+            (None, 0, 0)
+        } else {
+            match self.lookup_kmalloc(addr)? {
+                KmallocObject::Slab(s, pfn) => {
+                    if self.object_index(s, pfn, addr.0).is_none() {
+                        return Err(SlabError::NotSlabObject(addr, "not the start of an object"));
+                    }
+                    let ks = slab_ksize(s);
+                    let orig = if Self::slub_debug_orig_size(s) {
+                        self.get_orig_size(s, addr.0) as usize
+                    } else {
+                        ks
+                    };
+                    (Some(s), orig, ks)
+                }
+                KmallocObject::Large(_, order) => (None, PAGE_SIZE << order, PAGE_SIZE << order),
+            }
+        };
+        if new_size <= ks {
             if gfp.contains(Gfp::__GFP_ZERO) || self.slab.config.init_on_alloc {
-                self.fill(addr.0 + new_size as u64, 0, ks - new_size);
+                if orig_size < new_size {
+                    self.fill(addr.0 + orig_size as u64, 0, new_size - orig_size);
+                } else {
+                    self.fill(addr.0 + new_size as u64, 0, ks - new_size);
+                }
+            }
+            if let Some(s) = slab_cache.filter(|s| Self::slub_debug_orig_size(s)) {
+                self.set_orig_size(s, addr.0, new_size as u32);
+                if s.flags().contains(SlabFlags::RED_ZONE) && new_size < ks {
+                    self.fill(
+                        addr.0 + new_size as u64,
+                        crate::slab::debug::SLUB_RED_ACTIVE,
+                        ks - new_size,
+                    );
+                }
             }
             return Ok(addr);
         }
         let new = self.kmalloc_caller(new_size, gfp, caller)?;
-        if ks > 0 {
-            // SAFETY: both ranges are live kmalloc memory of at least `ks` bytes, distinct
+        let keep = orig_size.min(ks);
+        if keep > 0 {
+            // SAFETY: both ranges are live kmalloc memory of at least `keep` bytes, distinct
             // objects.
-            unsafe { core::ptr::copy_nonoverlapping(self.va_ptr(addr.0), self.va_ptr(new.0), ks) };
+            unsafe {
+                core::ptr::copy_nonoverlapping(self.va_ptr(addr.0), self.va_ptr(new.0), keep)
+            };
         }
         self.kfree_caller(addr, caller)?;
         Ok(new)
+    }
+
+    /// `__kmalloc_cache()`: `size` bytes from a given kmalloc-style cache (what kmalloc
+    /// does once it has chosen the cache); the size is recorded for the kmalloc red zone.
+    #[track_caller]
+    pub fn kmalloc_from_cache(
+        &self,
+        r: KmemCacheRef,
+        size: usize,
+        gfp: Gfp,
+    ) -> Result<VirtAddr, SlabError> {
+        let s = self.cache(r)?;
+        if size == 0 || size > s.object_size() as usize {
+            return Err(SlabError::BadArgs(
+                "size must be 1 ..= the cache's object size",
+            ));
+        }
+        self.slab_alloc(s, gfp, CallSite::caller(), size as u32)
+            .map(VirtAddr)
     }
 
     /// `kfree_sensitive()`: zero the whole object, then free it.

@@ -429,7 +429,14 @@ impl<P: Platform> Mm<P> {
             self.slab_alloc_from(s, gfp, site)?
         };
         if self.slab_want_init_on_alloc(gfp, s) {
-            self.fill(object, 0, s.object_size() as usize);
+            // With a kmalloc red zone only the requested bytes are zeroed, so the red zone
+            // after them stays intact (slab_post_alloc_hook's `zero_size`).
+            let zero_size = if Self::slub_debug_orig_size(s) {
+                orig_size
+            } else {
+                s.object_size()
+            };
+            self.fill(object, 0, zero_size as usize);
         } else if self.slab_want_init_on_free(s) {
             // maybe_wipe_obj_freeptr(): the free pointer stored inside the object is the
             // only byte init_on_free left behind.
