@@ -2,7 +2,8 @@
 //! printed is read from the running kernel; `--json` prints the same facts as one object.
 
 use kmemlab_mm::mm_init::MEM_MAP_NAME;
-use kmemlab_mm::{procfs, Context, Gfp, Mm, Page, PAGE_SIZE};
+use kmemlab_mm::slab::SlabFlags;
+use kmemlab_mm::{procfs, Context, Gfp, Mm, Page, VirtAddr, PAGE_SIZE};
 use kmemlab_sim::{format_size, Machine, SimPlatform};
 use serde_json::{json, Map, Value};
 
@@ -55,6 +56,7 @@ pub fn run(args: &MachineArgs, json_out: bool) -> Result<bool, String> {
     zone_table(&mut t, &machine);
     buddy_lists(&mut t, &machine);
     let ok = allocations(&mut t, &machine)?;
+    let ok = kmalloc_section(&mut t, &machine)? && ok;
     if json_out {
         println!("{}", Value::Object(t.facts));
     } else {
@@ -316,4 +318,147 @@ fn allocations(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
         json!({"total": report.total, "free": report.free, "pcp": report.pcp, "allocated": report.allocated, "reserved": report.reserved}),
     );
     Ok(refused_ok)
+}
+
+/// The kmalloc section: size classes, one physical run, interrupt context, the size
+/// limit, and a double free caught by slab_debug.
+fn kmalloc_section(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
+    t.section("kmalloc: small objects from the SLUB slab allocator");
+    t.line("Requests are rounded up to a size class (kmalloc_index); the difference is waste:");
+    t.line(format!(
+        "{:>8}  {:<14} {:>8} {:>8}",
+        "request", "cache", "object", "waste"
+    ));
+    let mut classes = Vec::new();
+    for size in [1usize, 13, 65, 100, 129, 200, 700, 1025, 3000, 5000, 9000] {
+        let (name, object) = machine.run(|mm| -> Result<(String, usize), String> {
+            let p = mm
+                .kmalloc(size, Gfp::GFP_KERNEL)
+                .map_err(|e| e.to_string())?;
+            let object = mm.ksize(p).map_err(|e| e.to_string())?;
+            let name = mm
+                .object_info(p)
+                .and_then(|i| {
+                    mm.cache(i.cache)
+                        .ok()
+                        .map(|c| c.name().as_str().to_string())
+                })
+                .unwrap_or_else(|| "(page allocator)".to_string());
+            mm.kfree(p).map_err(|e| e.to_string())?;
+            Ok((name, object))
+        })?;
+        let waste = object - size;
+        t.line(format!(
+            "{size:>8}  {name:<14} {object:>8} {waste:>7} ({:.0}%)",
+            waste as f64 * 100.0 / object as f64
+        ));
+        classes.push(json!({"request": size, "cache": name, "object": object, "waste": waste}));
+    }
+    t.line("96 and 192 exist because many objects are just above 64 and 128; above 8 KiB kmalloc takes whole pages.");
+    t.fact("kmalloc_classes", json!(classes));
+
+    // One physical run: a kmalloc object is in the direct map.
+    let (virt, phys, page_offset) = machine.run(|mm| -> Result<(u64, u64, u64), String> {
+        let p = mm
+            .kmalloc(3000, Gfp::GFP_KERNEL)
+            .map_err(|e| e.to_string())?;
+        let phys = mm
+            .layout()
+            .virt_to_phys(p.0)
+            .ok_or("not in the direct map")?;
+        Ok((p.0, phys, mm.layout().page_offset))
+    })?;
+    t.line(format!(
+        "kmalloc(3000) = {virt:#x}: physical {phys:#x} = the address - PAGE_OFFSET ({page_offset:#x}); its 3000 bytes are one physical run."
+    ));
+    t.fact(
+        "kmalloc_object",
+        json!({"virt": virt, "phys": phys, "page_offset": page_offset}),
+    );
+    machine
+        .run(|mm| mm.kfree(VirtAddr(virt)))
+        .map_err(|e| e.to_string())?;
+
+    // Interrupt context.
+    let atomic = machine
+        .on_cpu(1, Context::Hardirq, |mm| {
+            let p = mm.kmalloc(256, Gfp::GFP_ATOMIC)?;
+            mm.kfree(p).map(|_| p)
+        })
+        .map_err(|e| e.to_string())?;
+    let atomic_ok = atomic.is_ok();
+    t.line(format!(
+        "In hard-IRQ context on CPU 1, kmalloc(256, GFP_ATOMIC): {}",
+        match &atomic {
+            Ok(p) => format!("{p}, from CPU 1's own slab, no lock taken"),
+            Err(e) => format!("failed: {e}"),
+        }
+    ));
+    t.fact("hardirq_kmalloc_atomic", json!({"ok": atomic_ok}));
+
+    // The size limit.
+    let too_big = machine.run(|mm| mm.kmalloc((4 << 20) + 1, Gfp::GFP_KERNEL));
+    let kernel = machine.take_console();
+    let refused = too_big.is_err();
+    t.line(
+        "kmalloc(4 MiB + 1): KMALLOC_MAX_SIZE is 4 MiB, the largest block the page allocator has:",
+    );
+    for l in &kernel {
+        t.line(format!("  | {l}"));
+    }
+    if let Err(e) = &too_big {
+        t.line(format!("-> refused: {e}"));
+    }
+    t.fact(
+        "kmalloc_too_large",
+        json!({"refused": refused, "kernel": kernel}),
+    );
+
+    // A double free, caught by slab_debug on a debug cache.
+    t.line("A cache created with slab_debug (F, Z, P, U); one object freed twice:");
+    let (caught, kernel) = double_free(machine)?;
+    for l in kernel.iter().take(12) {
+        t.line(format!("  | {l}"));
+    }
+    if kernel.len() > 12 {
+        t.line(format!(
+            "  | ... ({} more lines: the object's bytes, red zones and padding)",
+            kernel.len() - 12
+        ));
+    }
+    t.line(if caught {
+        "-> the second free is refused; the object stays where it was, out of circulation."
+    } else {
+        "-> not caught"
+    });
+    t.fact("double_free", json!({"caught": caught, "kernel": kernel}));
+    let mut slabinfo = String::new();
+    procfs::slabinfo(machine.mm(), &mut slabinfo).map_err(|e| e.to_string())?;
+    t.line("/proc/slabinfo, the kmalloc rows (objects of CPU slabs count as active, as in the kernel):");
+    for l in slabinfo
+        .lines()
+        .filter(|l| l.starts_with("kmalloc-") && !l.starts_with("kmalloc-rcl"))
+    {
+        t.line(l);
+    }
+    t.fact("slabinfo", json!(slabinfo));
+    Ok(atomic_ok && refused && caught)
+}
+
+fn double_free(machine: &Machine) -> Result<(bool, Vec<String>), String> {
+    machine
+        .run(|mm| -> Result<(bool, Vec<String>), String> {
+            let flags = SlabFlags::DEBUG;
+            let c = mm
+                .kmem_cache_create("tour_debug", 64, 0, flags, None)
+                .map_err(|e| e.to_string())?;
+            let o = mm
+                .kmem_cache_alloc(c, Gfp::GFP_KERNEL)
+                .map_err(|e| e.to_string())?;
+            mm.kmem_cache_free(c, o).map_err(|e| e.to_string())?;
+            let caught = mm.kmem_cache_free(c, o).is_err();
+            mm.kmem_cache_destroy(c).map_err(|e| e.to_string())?;
+            Ok((caught, Vec::new()))
+        })
+        .map(|(caught, _)| (caught, machine.take_console()))
 }

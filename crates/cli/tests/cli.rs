@@ -57,6 +57,36 @@ fn tour_json_has_the_same_facts() {
         .sum::<u64>();
     assert_eq!(total, parts);
     assert_eq!(v["mem_total_kb"].as_u64().unwrap() % 4, 0);
+    // The kmalloc section.
+    let classes = v["kmalloc_classes"].as_array().unwrap();
+    let class = |req: u64| {
+        classes
+            .iter()
+            .find(|c| c["request"] == req)
+            .map(|c| {
+                (
+                    c["cache"].as_str().unwrap().to_string(),
+                    c["object"].as_u64().unwrap(),
+                )
+            })
+            .unwrap()
+    };
+    assert_eq!(class(65), ("kmalloc-96".to_string(), 96));
+    assert_eq!(class(129), ("kmalloc-192".to_string(), 192));
+    assert_eq!(class(9000), ("(page allocator)".to_string(), 16384));
+    let o = &v["kmalloc_object"];
+    assert_eq!(
+        o["virt"].as_u64().unwrap() - o["page_offset"].as_u64().unwrap(),
+        o["phys"].as_u64().unwrap()
+    );
+    assert_eq!(v["hardirq_kmalloc_atomic"]["ok"], true);
+    assert_eq!(v["kmalloc_too_large"]["refused"], true);
+    assert_eq!(v["double_free"]["caught"], true);
+    assert!(v["double_free"]["kernel"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l == "BUG tour_debug (Not tainted): Object already free"));
 }
 
 #[test]
