@@ -864,6 +864,7 @@ fn poke(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     let byte = sh.number(args[2])?;
     let byte = u8::try_from(byte).map_err(|_| format!("{byte} is not a byte"))?;
     let at = addr.wrapping_add(offset as u64);
+    refuse_metadata(sh.machine.mm(), VirtAddr(at))?;
     sh.machine
         .mm()
         .copy_to_kernel(VirtAddr(at), &[byte])
@@ -890,4 +891,37 @@ fn dump(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
         .collect::<Vec<_>>()
         .join("\n");
     Ok(Value::Object(json!(buf), text))
+}
+
+/// `poke` corrupts what allocations hold, not the allocators' own structures: writing
+/// into `mem_map` or a `kmem_cache` would crash the kernel (and the simulator) instead of
+/// showing a debug feature at work.
+fn refuse_metadata(mm: &Mm<SimPlatform>, at: VirtAddr) -> Result<(), String> {
+    let phys = mm
+        .layout()
+        .virt_to_phys(at.0)
+        .ok_or_else(|| format!("{at} is not a direct-map address"))?;
+    if let Some(r) = mm
+        .memblock()
+        .reserved
+        .regions()
+        .iter()
+        .find(|r| r.base <= phys && phys < r.end())
+    {
+        return Err(format!(
+            "{at} is boot-reserved kernel memory ({}); poke only touches what allocations hold",
+            r.name
+        ));
+    }
+    if let Some((_, page)) = mm.virt_to_slab(at) {
+        let owner = page.slab_cache();
+        for meta in ["kmem_cache", "kmem_cache_node"] {
+            if mm.find_cache(meta).is_some_and(|r| r.0 == owner) {
+                return Err(format!(
+                    "{at} holds the slab allocator's own {meta} structures; poke refuses them"
+                ));
+            }
+        }
+    }
+    Ok(())
 }

@@ -738,10 +738,11 @@ impl<P: Platform> Mm<P> {
         };
         let mut steps = 0;
         while cur != 0 && steps <= c.objects {
-            if let Some(i) = self.object_index(s, pfn, cur) {
-                if (i as usize) < free.len() {
-                    free[i as usize] = true;
-                }
+            let Some(i) = self.object_index(s, pfn, cur) else {
+                break;
+            };
+            if (i as usize) < free.len() {
+                free[i as usize] = true;
             }
             cur = self.get_freepointer(s, cur);
             steps += 1;

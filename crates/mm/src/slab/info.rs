@@ -55,15 +55,22 @@ pub struct NodeSlabState {
 }
 
 impl<P: Platform> Mm<P> {
-    fn chain_len(&self, s: &crate::slab::KmemCache, mut cur: u64, limit: u64) -> (u64, bool, u64) {
+    /// Walk a freelist of the slab at `pfn` (stopping at anything that is not one of its
+    /// objects): its length, and whether `target` is on it.
+    fn chain_len(
+        &self,
+        s: &crate::slab::KmemCache,
+        pfn: u64,
+        mut cur: u64,
+        target: u64,
+    ) -> (u64, bool) {
         let (mut n, mut found) = (0, false);
-        let target = limit;
-        while cur != 0 && n <= 65535 {
+        while cur != 0 && n <= 65535 && self.object_index(s, pfn, cur).is_some() {
             found |= cur == target;
             n += 1;
             cur = self.get_freepointer(s, cur);
         }
-        (n, found, cur)
+        (n, found)
     }
 
     /// Describe the slab object containing `addr`, if it is in a slab.
@@ -84,11 +91,11 @@ impl<P: Platform> Mm<P> {
         } else {
             self.object_at(s, pfn, c.freelist)
         };
-        let mut free = self.chain_len(s, slab_head, object).1;
+        let mut free = self.chain_len(s, pfn, slab_head, object).1;
         for cpu in 0..self.platform.nr_cpus() {
             let cs = self.cpu_slab(s, cpu);
             if cs.slab.load(Relaxed) == pfn + 1 {
-                free |= self.chain_len(s, cs.freelist.load(Relaxed), object).1;
+                free |= self.chain_len(s, pfn, cs.freelist.load(Relaxed), object).1;
             }
         }
         Some(ObjectInfo {
@@ -120,7 +127,9 @@ impl<P: Platform> Mm<P> {
         }
         Ok(CpuSlabState {
             slab: (slab != 0).then(|| slab - 1),
-            freelist_objects: self.chain_len(s, c.freelist.load(Relaxed), 0).0,
+            freelist_objects: slab.checked_sub(1).map_or(0, |pfn| {
+                self.chain_len(s, pfn, c.freelist.load(Relaxed), 0).0
+            }),
             partial_slabs: partial,
             tid: c.tid.load(Relaxed),
         })

@@ -111,6 +111,45 @@ impl<P: Platform> Mm<P> {
         Self::encode_fp(s, self.read_u64(at), at)
     }
 
+    /// The next free object after `object` in the slab at `pfn`, checked: a free pointer
+    /// that does not lead to an object of the same slab (memory corrupted by a stray write)
+    /// is reported, and the chain is cut there (the kernel's "Isolate corrupted
+    /// freechain") instead of being followed.
+    #[inline]
+    pub(crate) fn next_free(&self, s: &KmemCache, pfn: u64, object: u64) -> u64 {
+        let next = self.get_freepointer(s, object);
+        if next == 0 || self.object_index(s, pfn, next).is_some() {
+            return next;
+        }
+        self.freechain_corrupt(s, pfn, object, next)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn freechain_corrupt(&self, s: &KmemCache, pfn: u64, object: u64, next: u64) -> u64 {
+        crate::vmstat::VmEvents::add(&self.events.bug_slab, 1);
+        self.printk(format_args!(
+            "============================================================================="
+        ));
+        self.printk(format_args!(
+            "BUG {} (Not tainted): Freechain corrupt",
+            s.name()
+        ));
+        self.printk(format_args!(
+            "-----------------------------------------------------------------------------"
+        ));
+        self.printk(format_args!(""));
+        self.printk(format_args!(
+            "Object {object:#x} in the slab at pfn {pfn:#x}: free pointer {next:#x} leads outside the slab's objects"
+        ));
+        self.printk(format_args!(
+            "FIX {}: Isolate corrupted freechain",
+            s.name()
+        ));
+        self.set_freepointer(s, object, 0);
+        0
+    }
+
     /// `set_freepointer()`.
     #[inline]
     pub(crate) fn set_freepointer(&self, s: &KmemCache, object: u64, fp: u64) {
@@ -487,7 +526,7 @@ impl<P: Platform> Mm<P> {
                 self.platform.local_irq_restore(flags);
                 return r;
             }
-            let next = self.get_freepointer(s, object);
+            let next = self.next_free(s, c.slab.load(Relaxed) - 1, object);
             self.irq_window();
             if Self::cpu_cmpxchg(c, object, tid, next, next_tid(tid, nr_cpus)) {
                 return Ok(object);
@@ -517,7 +556,7 @@ impl<P: Platform> Mm<P> {
                 }
                 if freelist != 0 {
                     // load_freelist:
-                    c.freelist.store(self.get_freepointer(s, freelist), Relaxed);
+                    c.freelist.store(self.next_free(s, pfn, freelist), Relaxed);
                     c.tid.store(next_tid(c.tid.load(Relaxed), nr_cpus), Relaxed);
                     return Ok(freelist);
                 }
@@ -630,10 +669,10 @@ impl<P: Platform> Mm<P> {
     pub(crate) fn deactivate_slab(&self, s: &KmemCache, pfn: u64, freelist: u64) {
         let (mut count, mut tail) = (0u16, 0u64);
         let mut cur = freelist;
-        while cur != 0 {
+        while cur != 0 && count < u16::MAX {
             count += 1;
             tail = cur;
-            cur = self.get_freepointer(s, cur);
+            cur = self.next_free(s, pfn, cur);
         }
         let n = self.get_node(s);
         let guard = self.lock_node(n);
