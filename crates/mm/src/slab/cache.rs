@@ -624,9 +624,7 @@ impl<P: Platform> Mm<P> {
     fn init_kmem_cache_node(&self, s: &KmemCache, source: NodeSource<'_>) -> Result<(), SlabError> {
         let va = match source {
             NodeSource::Early => return self.early_kmem_cache_node_alloc(s),
-            NodeSource::Boot(node_cache) => {
-                self.slab_alloc_from(node_cache, Gfp::GFP_KERNEL, crate::slab::CallSite::BOOT)?
-            }
+            NodeSource::Boot(node_cache) => self.slab_alloc_from(node_cache, Gfp::GFP_KERNEL)?,
             NodeSource::NodeCache => {
                 let node_cache = KmemCacheRef(self.slab.kmem_cache_node.load(Relaxed));
                 self.kmem_cache_alloc(node_cache, Gfp::GFP_KERNEL)?.0
@@ -666,7 +664,7 @@ impl<P: Platform> Mm<P> {
                 inuse: 1,
                 ..c
             }
-            .pack_pub(),
+            .pack(),
         );
         if s.is_debug() {
             self.init_object(s, va, crate::slab::debug::SLUB_RED_ACTIVE);
@@ -733,7 +731,7 @@ impl<P: Platform> Mm<P> {
     /// `bootstrap()`: allocate a real `kmem_cache` object (from `from`) for a static boot
     /// cache, copy it there and point its slabs at the copy. Returns the copy's address.
     fn bootstrap(&self, boot: &KmemCache, from: &KmemCache) -> Result<u64, SlabError> {
-        let va = self.slab_alloc_from(from, Gfp::GFP_KERNEL, crate::slab::CallSite::BOOT)?;
+        let va = self.slab_alloc_from(from, Gfp::GFP_KERNEL)?;
         self.fill(va, 0, from.object_size() as usize);
         let s: &KmemCache = self.kernel_struct(va);
         copy_cache(boot, s);

@@ -496,7 +496,7 @@ impl<P: Platform> Mm<P> {
                             inuse: counted,
                             ..c
                         }
-                        .pack_pub(),
+                        .pack(),
                     );
                     self.slab_fix(s, format_args!("Object count adjusted"));
                 }
@@ -540,7 +540,7 @@ impl<P: Platform> Mm<P> {
                     inuse: old.objects,
                     ..old
                 }
-                .pack_pub(),
+                .pack(),
             );
             if on_partial {
                 n.partial.remove(&self.mem_map, pfn);
@@ -559,7 +559,7 @@ impl<P: Platform> Mm<P> {
             inuse: old.inuse + 1,
             ..old
         };
-        self.mem_map.page(pfn).set_word(new.pack_pub());
+        self.mem_map.page(pfn).set_word(new.pack());
         self.set_track(s, object, TrackItem::Alloc, site);
         self.set_orig_size(s, object, orig_size);
         self.init_object(s, object, SLUB_RED_ACTIVE);
@@ -678,7 +678,7 @@ impl<P: Platform> Mm<P> {
             inuse: old.inuse.saturating_sub(1),
             ..old
         };
-        self.mem_map.page(pfn).set_word(new.pack_pub());
+        self.mem_map.page(pfn).set_word(new.pack());
         if prior == 0 {
             n.full.remove(&self.mem_map, pfn);
             if new.inuse != 0 {
@@ -758,15 +758,5 @@ impl<P: Platform> Mm<P> {
                 self.print_track("Allocated", self.get_track(s, object, TrackItem::Alloc));
             }
         }
-    }
-}
-
-impl SlabCounters {
-    /// The packed form (for the debug paths, which update under the node lock).
-    pub(crate) fn pack_pub(self) -> u64 {
-        self.freelist as u64
-            | (self.inuse as u64) << 16
-            | (self.objects as u64) << 32
-            | (self.frozen as u64) << 48
     }
 }

@@ -36,7 +36,8 @@ pub struct SlabCounters {
 }
 
 impl SlabCounters {
-    fn pack(self) -> u64 {
+    /// The packed form stored in `struct page`.
+    pub(crate) fn pack(self) -> u64 {
         self.freelist as u64
             | (self.inuse as u64) << 16
             | (self.objects as u64) << 32
@@ -465,7 +466,7 @@ impl<P: Platform> Mm<P> {
         let object = if s.is_debug() {
             self.alloc_debug_path(s, gfp, site, orig_size)?
         } else {
-            self.slab_alloc_from(s, gfp, site)?
+            self.slab_alloc_from(s, gfp)?
         };
         if self.slab_want_init_on_alloc(gfp, s) {
             // With a kmalloc red zone only the requested bytes are zeroed, so the red zone
@@ -507,12 +508,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// The per-CPU fast path and slow path, without context checks or initialisation.
-    pub(crate) fn slab_alloc_from(
-        &self,
-        s: &KmemCache,
-        gfp: Gfp,
-        _site: crate::slab::CallSite,
-    ) -> Result<u64, SlabError> {
+    pub(crate) fn slab_alloc_from(&self, s: &KmemCache, gfp: Gfp) -> Result<u64, SlabError> {
         let cpu = self.platform.smp_processor_id();
         let nr_cpus = self.platform.nr_cpus();
         let c = self.cpu_slab(s, cpu);
