@@ -115,6 +115,14 @@ impl Page {
     pub(crate) fn set_refcount(&self, n: u32) {
         self.refcount.store(n, Relaxed)
     }
+    /// `put_page_testzero()` for the only reference: 1 → 0 atomically; false if another
+    /// caller got there first.
+    #[inline]
+    pub(crate) fn put_testzero(&self) -> bool {
+        self.refcount
+            .compare_exchange(1, 0, core::sync::atomic::Ordering::AcqRel, Relaxed)
+            .is_ok()
+    }
     /// `page_mapcount()`.
     #[inline]
     pub fn mapcount(&self) -> u32 {

@@ -17,13 +17,25 @@ pub struct Cpu {
     pub(crate) owner: AtomicU64,
     /// The name of the task running on this CPU (`current->comm`).
     pub(crate) comm: String,
+    /// Whether the CPU's thread is parked waiting for an IPI to another CPU
+    /// ([`IPI_RUNNING`], [`IPI_PARKED`], or [`IPI_BORROWED`] while another waiter runs a
+    /// request as this CPU).
+    pub(crate) ipi_state: std::sync::atomic::AtomicU8,
 }
+
+/// The CPU's thread is running normally.
+pub(crate) const IPI_RUNNING: u8 = 0;
+/// The CPU's thread waits in an IPI and holds no per-CPU state half-updated.
+pub(crate) const IPI_PARKED: u8 = 1;
+/// Another waiting thread runs an IPI as this parked CPU.
+pub(crate) const IPI_BORROWED: u8 = 2;
 
 impl Cpu {
     pub(crate) fn new(id: usize) -> Cpu {
         Cpu {
             irqs_enabled: AtomicBool::new(true),
             owner: AtomicU64::new(0),
+            ipi_state: std::sync::atomic::AtomicU8::new(IPI_RUNNING),
             comm: format!("kmemlab/{id}"),
         }
     }

@@ -307,23 +307,65 @@ unsafe impl Platform for SimPlatform {
         if self.smp_processor_id() == cpu && cpu::current_cpu(self.id).is_some() {
             return f();
         }
-        // An IPI: wait until the CPU is idle, then run as it.
+        // An IPI. The target is run as soon as it is idle, or as soon as its thread is
+        // itself parked waiting for an IPI (so two CPUs flushing each other cannot wait for
+        // ever); while waiting, this CPU is parked the same way.
         let state = &self.cpus[cpu];
         let token = cpu::thread_token();
-        let mine = state.owner.load(Ordering::Relaxed) == token;
-        while !mine
-            && state
+        if state.owner.load(Ordering::Relaxed) == token {
+            let previous = cpu::set_current((self.id, cpu));
+            f();
+            cpu::set_current(previous);
+            return;
+        }
+        let me = cpu::current_cpu(self.id).map(|c| &self.cpus[c]);
+        if let Some(me) = me {
+            me.ipi_state.store(cpu::IPI_PARKED, Ordering::Release);
+        }
+        let claimed_idle = loop {
+            if state
                 .owner
                 .compare_exchange(0, token, Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
-        {
+                .is_ok()
+            {
+                break true;
+            }
+            if state
+                .ipi_state
+                .compare_exchange(
+                    cpu::IPI_PARKED,
+                    cpu::IPI_BORROWED,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                break false;
+            }
             std::thread::yield_now();
-        }
+        };
         let previous = cpu::set_current((self.id, cpu));
         f();
         cpu::set_current(previous);
-        if !mine {
+        if claimed_idle {
             state.owner.store(0, Ordering::Release);
+        } else {
+            state.ipi_state.store(cpu::IPI_PARKED, Ordering::Release);
+        }
+        if let Some(me) = me {
+            // Leave the parked state only when no other waiter is running as this CPU.
+            while me
+                .ipi_state
+                .compare_exchange(
+                    cpu::IPI_PARKED,
+                    cpu::IPI_RUNNING,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+            {
+                std::thread::yield_now();
+            }
         }
     }
 

@@ -769,6 +769,12 @@ impl<P: Platform> Mm<P> {
     pub fn __free_pages(&self, page: &Page, order: u32) -> Result<(), FreeError> {
         let pfn = self.mem_map.pfn_of(page).ok_or(FreeError::ForeignPage)?;
         self.free_pages_check(pfn.0, order)?;
+        // put_page_testzero(): of two racing frees, only one takes the reference.
+        if !page.put_testzero() {
+            let e = FreeError::AlreadyFree(pfn);
+            self.bad_page(pfn.0, &e);
+            return Err(e);
+        }
         let cpu = self.platform.smp_processor_id();
         self.free_pages_prepare(pfn.0, order, cpu);
         if pcp_allowed_order(order) {

@@ -128,7 +128,7 @@ impl<P: Platform> Mm<P> {
             return self.unreserve_highatomic_pageblock(ac, true);
         }
         let reclaimable = self.reclaimable_pages();
-        self.zonelist(ac.highest_zoneidx).any(|zone| {
+        let retry = self.zonelist(ac.highest_zoneidx).any(|zone| {
             let available = zone.free_pages() + reclaimable;
             self.zone_watermark_ok(
                 zone,
@@ -138,7 +138,9 @@ impl<P: Platform> Mm<P> {
                 alloc_flags,
                 available,
             )
-        })
+        });
+        // Before giving up, exhaust the HighAtomic reserve (the `out:` path of 6.6).
+        retry || self.unreserve_highatomic_pageblock(ac, true)
     }
 
     /// `should_compact_retry()` without CONFIG_COMPACTION: orders 1-3 retry while some

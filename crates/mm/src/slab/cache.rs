@@ -452,6 +452,12 @@ impl<P: Platform> Mm<P> {
         if align != 0 && !align.is_power_of_two() {
             return Err(SlabError::BadArgs("alignment must be a power of two"));
         }
+        if align > PAGE_SIZE {
+            return Err(SlabError::BadArgs("alignment must be at most PAGE_SIZE"));
+        }
+        if self.slab.caches.lock_irqsave(&self.platform).len >= MAX_CACHES {
+            return Err(SlabError::TooManyCaches);
+        }
         if self.find_cache(name).is_some() {
             return Err(SlabError::BadArgs("a cache of that name exists"));
         }
@@ -459,7 +465,11 @@ impl<P: Platform> Mm<P> {
             .map_err(|e| SlabError::Alloc(crate::AllocError::SleepInAtomic(e)))?;
         let flags = (flags | self.slab.config.debug) & !SlabFlags::OBJECT_POISON;
         let kmem_cache = KmemCacheRef(self.slab.kmem_cache.load(Relaxed));
-        let obj = self.kmem_cache_zalloc(kmem_cache, Gfp::GFP_KERNEL)?;
+        let obj = self.cache_alloc(
+            kmem_cache,
+            Gfp::GFP_KERNEL | Gfp::__GFP_ZERO,
+            crate::slab::CallSite::caller(),
+        )?;
         let s: &KmemCache = self.kernel_struct(obj.0);
         match self.kmem_cache_open(
             s,
@@ -477,7 +487,7 @@ impl<P: Platform> Mm<P> {
             }
             Err(e) => {
                 s.magic.store(0, Relaxed);
-                let _ = self.kmem_cache_free(kmem_cache, obj);
+                let _ = self.cache_free(kmem_cache, obj, crate::slab::CallSite::caller());
                 Err(e)
             }
         }
@@ -627,7 +637,8 @@ impl<P: Platform> Mm<P> {
             NodeSource::Boot(node_cache) => self.slab_alloc_from(node_cache, Gfp::GFP_KERNEL)?,
             NodeSource::NodeCache => {
                 let node_cache = KmemCacheRef(self.slab.kmem_cache_node.load(Relaxed));
-                self.kmem_cache_alloc(node_cache, Gfp::GFP_KERNEL)?.0
+                self.cache_alloc(node_cache, Gfp::GFP_KERNEL, crate::slab::CallSite::caller())?
+                    .0
             }
         };
         self.install_node(s, va);
@@ -751,6 +762,8 @@ impl<P: Platform> Mm<P> {
     /// the page allocator. Returns the pages freed.
     pub fn kmem_cache_shrink(&self, r: KmemCacheRef) -> Result<u64, SlabError> {
         let s = self.cache(r)?;
+        self.might_sleep()
+            .map_err(|e| SlabError::Alloc(crate::AllocError::SleepInAtomic(e)))?;
         self.flush_all(s);
         Ok(self.discard_empty_partials(s, 0))
     }
@@ -758,6 +771,8 @@ impl<P: Platform> Mm<P> {
     /// `kmem_cache_destroy()`: refused, with the kernel's report, while objects remain.
     pub fn kmem_cache_destroy(&self, r: KmemCacheRef) -> Result<(), SlabError> {
         let s = self.cache(r)?;
+        self.might_sleep()
+            .map_err(|e| SlabError::Alloc(crate::AllocError::SleepInAtomic(e)))?;
         if s.flags().contains(SlabFlags::KMALLOC)
             || r.0 == self.slab.kmem_cache.load(Relaxed)
             || r.0 == self.slab.kmem_cache_node.load(Relaxed)
@@ -783,16 +798,18 @@ impl<P: Platform> Mm<P> {
         let seq = s.random_seq.load(Relaxed);
         s.magic.store(0, Relaxed);
         self.percpu.free(&self.platform, cpu_slab);
-        let _ = self.kmem_cache_free(
+        let _ = self.cache_free(
             KmemCacheRef(self.slab.kmem_cache_node.load(Relaxed)),
             crate::VirtAddr(node),
+            crate::slab::CallSite::caller(),
         );
         if seq != 0 {
             let _ = self.kfree(crate::VirtAddr(seq));
         }
-        let _ = self.kmem_cache_free(
+        let _ = self.cache_free(
             KmemCacheRef(self.slab.kmem_cache.load(Relaxed)),
             crate::VirtAddr(r.0),
+            crate::slab::CallSite::caller(),
         );
         Ok(())
     }

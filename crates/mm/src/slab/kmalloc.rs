@@ -216,6 +216,7 @@ impl<P: Platform> Mm<P> {
 
     /// `kmalloc_large()`: above 8 KiB, a compound block of `get_order(size)` pages.
     fn kmalloc_large(&self, size: usize, gfp: Gfp) -> Result<VirtAddr, SlabError> {
+        let gfp = self.kmalloc_fix_flags(gfp);
         let order = get_order(size);
         // init_on_alloc covers the page allocator in the kernel (post_alloc_hook); here
         // the option is the slab's, so large kmalloc applies it itself.
@@ -258,7 +259,15 @@ impl<P: Platform> Mm<P> {
     fn lookup_kmalloc(&self, addr: VirtAddr) -> Result<KmallocObject<'_>, SlabError> {
         if let Some((pfn, page)) = self.virt_to_slab(addr) {
             // A slab page's cache is trusted: only the allocator writes `slab_cache`.
-            let s = self.trusted_cache(page.slab_cache() - self.layout.page_offset);
+            // (A slab being discarded under us has no cache any more: not a live object.)
+            let phys = page
+                .slab_cache()
+                .checked_sub(self.layout.page_offset)
+                .ok_or(SlabError::NotSlabObject(
+                    addr,
+                    "its slab is being freed (a double free?)",
+                ))?;
+            let s = self.trusted_cache(phys);
             return Ok(KmallocObject::Slab(s, pfn));
         }
         let page = self.virt_to_page(addr).map_err(|_| {
@@ -395,7 +404,12 @@ impl<P: Platform> Mm<P> {
                 core::ptr::copy_nonoverlapping(self.va_ptr(addr.0), self.va_ptr(new.0), keep)
             };
         }
-        self.kfree_caller(addr, caller)?;
+        if let Err(e) = self.kfree_caller(addr, caller) {
+            // The old object could not be freed (reported): give the new one back and
+            // leave the caller with the old, as if krealloc had failed.
+            let _ = self.kfree_caller(new, caller);
+            return Err(e);
+        }
         Ok(new)
     }
 

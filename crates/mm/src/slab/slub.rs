@@ -252,9 +252,15 @@ impl<P: Platform> Mm<P> {
     /// retrying, then the minimum order), made into a slab with its freelist threaded
     /// through the objects, in random order with `CONFIG_SLAB_FREELIST_RANDOM`.
     pub(crate) fn new_slab(&self, s: &KmemCache, gfp: Gfp) -> Result<u64, SlabError> {
+        let gfp = self.kmalloc_fix_flags(gfp);
         let flags = (gfp & !(Gfp::__GFP_ZERO | Gfp::__GFP_COMP)) | s.allocflags();
         let mut oo = s.oo();
-        let preferred = (flags | Gfp::__GFP_NOWARN | Gfp::__GFP_NORETRY) & !Gfp::__GFP_NOFAIL;
+        // allocate_slab(): the preferred order is tried without retrying and, when the
+        // minimum order is smaller, without direct reclaim.
+        let mut preferred = (flags | Gfp::__GFP_NOWARN | Gfp::__GFP_NORETRY) & !Gfp::__GFP_NOFAIL;
+        if preferred.contains(Gfp::__GFP_DIRECT_RECLAIM) && oo.order > s.min().order {
+            preferred = (preferred | Gfp::__GFP_NOMEMALLOC) & !Gfp::__GFP_RECLAIM;
+        }
         let page = match self.alloc_pages(preferred, oo.order) {
             Ok(p) => p,
             Err(_) => {
@@ -573,6 +579,8 @@ impl<P: Platform> Mm<P> {
                     },
                     Relaxed,
                 );
+                c.partial_slabs
+                    .store(c.partial_slabs.load(Relaxed).saturating_sub(1), Relaxed);
                 c.slab.store(pfn + 1, Relaxed);
                 continue;
             }
@@ -591,6 +599,23 @@ impl<P: Platform> Mm<P> {
             let freelist = self.get_freelist_of_new(s, pfn);
             self.load_new_cpu_slab(s, c, pfn, freelist);
         }
+    }
+
+    /// `kmalloc_fix_flags()`: slab memory must be directly mapped, so `GFP_SLAB_BUG_MASK`
+    /// bits are reported and dropped.
+    pub(crate) fn kmalloc_fix_flags(&self, gfp: Gfp) -> Gfp {
+        let bad = Gfp::__GFP_DMA32 | Gfp::__GFP_HIGHMEM;
+        if !gfp.intersects(bad) {
+            return gfp;
+        }
+        let fixed = gfp & !bad;
+        crate::vmstat::VmEvents::add(&self.events.warn, 1);
+        self.printk(format_args!(
+            "Unexpected gfp: {:?}. Fixing up to gfp: {:?}. Fix your code!",
+            gfp & bad,
+            fixed
+        ));
+        fixed
     }
 
     /// A new slab becomes a CPU slab: all its objects go to the CPU.
@@ -765,6 +790,16 @@ impl<P: Platform> Mm<P> {
         }
     }
 
+    /// The cheap double-free signs: the object heads this CPU's freelist or its slab's, or
+    /// its slab has nothing in use.
+    fn looks_free(&self, s: &KmemCache, pfn: u64, object: u64) -> bool {
+        let c = self.cpu_slab(s, self.platform.smp_processor_id());
+        let counters = self.slab_counters(pfn);
+        (c.slab.load(Relaxed) == pfn + 1 && c.freelist.load(Relaxed) == object)
+            || self.fl_va(s, pfn, counters.freelist) == object
+            || counters.inuse == 0
+    }
+
     /// The hardened freelist's naive double-free check (`set_freepointer`'s
     /// `BUG_ON(object == fp)`), reported and refused.
     #[cold]
@@ -923,9 +958,33 @@ impl<P: Platform> Mm<P> {
         gfp: Gfp,
         caller: crate::slab::CallSite,
     ) -> Result<VirtAddr, SlabError> {
+        self.refuse_boot_cache(r)?;
+        self.cache_alloc(r, gfp, caller)
+    }
+
+    /// Allocate from any cache, the allocator's own included.
+    pub(crate) fn cache_alloc(
+        &self,
+        r: KmemCacheRef,
+        gfp: Gfp,
+        caller: crate::slab::CallSite,
+    ) -> Result<VirtAddr, SlabError> {
         let s = self.cache(r)?;
         self.slab_alloc(s, gfp, caller, s.object_size())
             .map(VirtAddr)
+    }
+
+    /// The `kmem_cache` and `kmem_cache_node` caches hold the allocator's own structures:
+    /// only `kmem_cache_create` and `kmem_cache_destroy` allocate and free their objects.
+    fn refuse_boot_cache(&self, r: KmemCacheRef) -> Result<(), SlabError> {
+        if r.0 == self.slab.kmem_cache.load(Relaxed)
+            || r.0 == self.slab.kmem_cache_node.load(Relaxed)
+        {
+            return Err(SlabError::BadArgs(
+                "the kmem_cache and kmem_cache_node caches hold the allocator's own structures",
+            ));
+        }
+        Ok(())
     }
 
     /// `kmem_cache_zalloc(cache, gfp)`.
@@ -958,6 +1017,17 @@ impl<P: Platform> Mm<P> {
 
     /// `kmem_cache_free` recording `caller` as the freer.
     pub fn kmem_cache_free_caller(
+        &self,
+        r: KmemCacheRef,
+        addr: VirtAddr,
+        caller: crate::slab::CallSite,
+    ) -> Result<(), SlabError> {
+        self.refuse_boot_cache(r)?;
+        self.cache_free(r, addr, caller)
+    }
+
+    /// Free to any cache, the allocator's own included.
+    pub(crate) fn cache_free(
         &self,
         r: KmemCacheRef,
         addr: VirtAddr,
@@ -1005,6 +1075,11 @@ impl<P: Platform> Mm<P> {
         }
         let site = caller;
         if self.slab_want_init_on_free(s) {
+            // Wipe only what is really being freed: a double free must not cut the
+            // freelist the object is already on.
+            if self.looks_free(s, pfn, object) {
+                return Err(self.naive_double_free(s, object));
+            }
             self.fill(object, 0, s.object_size() as usize);
         }
         self.slab_free(s, pfn, object, site)
