@@ -117,7 +117,7 @@ fn parse_hole(s: &str) -> Result<Hole, String> {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Walk through the page allocator on a simulated machine.
+    /// Walk through the page allocator and kmalloc on a simulated machine.
     Tour {
         /// Print the same facts as one JSON object.
         #[arg(long)]

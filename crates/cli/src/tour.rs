@@ -44,7 +44,7 @@ pub fn run(args: &MachineArgs, json_out: bool) -> Result<bool, String> {
     };
     let cfg = machine.config();
     t.text.push_str(&format!(
-        "kmemlab tour: the Linux page allocator on a simulated {} machine, {} RAM, {} CPUs, seed {}\n",
+        "kmemlab tour: the Linux page allocator and SLUB on a simulated {} machine, {} RAM, {} CPUs, seed {}\n",
         cfg.profile,
         format_size(cfg.ram),
         cfg.cpus,
