@@ -1,5 +1,22 @@
 //! kmemlab's kernel core: the Linux kernel's page allocator and SLUB slab allocator (and,
-//! as later layers land, vmalloc), rebuilt in `#![no_std]
+//! as later layers land, vmalloc), rebuilt in `no_std` Rust without `alloc`.
+//!
+//! Every piece of allocator metadata lives inside the physical memory it manages: boot
+//! carves the `struct page` array, the pageblock flags and the per-CPU areas out of RAM
+//! with a memblock allocator, exactly as the kernel does, hands the rest to the buddy
+//! allocator, and bootstraps the slab allocator's own caches inside slabs. All the
+//! hardware this needs is behind one trait, [`Platform`].
+//!
+//! ```text
+//! Mm::boot(platform, BootConfig) -> Mm
+//!   alloc_pages / __free_pages / __get_free_pages / free_pages / get_zeroed_page
+//!   page_address / virt_to_page / page_to_pfn / pfn_to_page / page_zone
+//!   kmalloc / kzalloc / kcalloc / kmalloc_array / krealloc / kfree / ksize / ...
+//!   kmem_cache_create / _alloc / _zalloc / _free / _shrink / _destroy
+//!   procfs::{buddyinfo, pagetypeinfo, zoneinfo, meminfo, slabinfo}
+//!   check()
+//! ```
+#![no_std]
 #![warn(missing_docs)]
 
 pub mod addr;
