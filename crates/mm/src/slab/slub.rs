@@ -116,7 +116,7 @@ impl<P: Platform> Mm<P> {
     /// that does not lead to an object of the same slab (memory corrupted by a stray write)
     /// is reported, and the chain is cut there (the kernel's "Isolate corrupted
     /// freechain") instead of being followed.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn next_free(&self, s: &KmemCache, pfn: u64, object: u64) -> u64 {
         let next = self.get_freepointer(s, object);
         if next == 0 || self.object_index(s, pfn, next).is_some() {
@@ -173,7 +173,7 @@ impl<P: Platform> Mm<P> {
     /// `obj_to_index()`; `None` if `va` is not the start of an object of the slab. The
     /// division is a multiplication by `ceil(2^48 / size)`, exact for every offset and
     /// size below 2^24 (`reciprocal_divide`).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn object_index(&self, s: &KmemCache, pfn: u64, va: u64) -> Option<u16> {
         let off = va.checked_sub(self.slab_address(pfn) + s.red_left_pad() as u64)?;
         let recip = s.reciprocal_size.load(Relaxed) as u128;
