@@ -80,7 +80,7 @@ fn ksize_of_every_size_up_to_8k_matches_linux() {
             mm.kfree(p).unwrap();
         }
     });
-    shrink_everything(&m);
+    shrink_all_caches(&m);
     assert_all_free_but_slabs(&m, &boot);
 }
 
@@ -231,20 +231,6 @@ fn ksize_with_slab_debug_is_the_object_size() {
             m.take_console()
         );
     }
-}
-
-/// `kmem_cache_shrink` on every cache.
-fn shrink_everything(m: &Machine) {
-    let mut caches = Vec::new();
-    m.mm().for_each_cache(|s| {
-        caches.push(s.handle());
-        None::<()>
-    });
-    m.run(|mm| {
-        for r in caches {
-            mm.kmem_cache_shrink(r).unwrap();
-        }
-    });
 }
 
 /// After a test that freed everything: `check()` passes and only slab pages (kept by the

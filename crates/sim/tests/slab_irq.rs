@@ -179,21 +179,6 @@ fn total_free(mm: &Mm<SimPlatform>) -> u64 {
     mm.zones().iter().map(|z| z.free_pages()).sum()
 }
 
-/// Shrink every cache and drain the per-CPU page lists.
-fn shrink_all(m: &Machine) {
-    let mut caches = Vec::new();
-    m.mm().for_each_cache(|s| {
-        caches.push(s.handle());
-        None::<()>
-    });
-    m.run(|mm| {
-        for r in caches {
-            mm.kmem_cache_shrink(r).unwrap();
-        }
-    });
-    m.mm().drain_all_pages();
-}
-
 struct Outcome {
     irqs: u64,
     chained: u64,
@@ -291,7 +276,7 @@ fn irq_machine(cpus: usize) -> Machine {
 }
 
 fn run_sweeps(m: &Machine, sources: &[Source], rounds: usize) {
-    shrink_all(m);
+    shrink_all_caches(m);
     let baseline = total_free(m.mm());
     let slab_pages0 = m.mm().slab_pages().unreclaimable.load(Relaxed);
     let mut total_redo = 0;
@@ -319,7 +304,7 @@ fn run_sweeps(m: &Machine, sources: &[Source], rounds: usize) {
         "no fast path ever had to redo: the interrupts never hit between tid and cmpxchg"
     );
     // No object lost: after shrinking, every slab page is back.
-    shrink_all(m);
+    shrink_all_caches(m);
     assert_eq!(
         m.mm().slab_pages().unreclaimable.load(Relaxed),
         slab_pages0,

@@ -566,21 +566,6 @@ fn step(
     }
 }
 
-/// `kmem_cache_shrink` of every cache, then drain the per-CPU page lists.
-fn shrink_all(m: &Machine) {
-    let mut caches = Vec::new();
-    m.mm().for_each_cache(|s| {
-        caches.push(s.handle());
-        None::<()>
-    });
-    m.run(|mm| {
-        for r in caches {
-            mm.kmem_cache_shrink(r).unwrap();
-        }
-    });
-    m.mm().drain_all_pages();
-}
-
 fn free_per_zone(mm: &Mm<SimPlatform>) -> Vec<u64> {
     mm.zones().iter().map(|z| z.free_pages()).collect()
 }
@@ -609,7 +594,7 @@ fn run(shape: Shape) {
     .expect("boots");
     let name = shape.name;
     m.take_console();
-    shrink_all(&m);
+    shrink_all_caches(&m);
     let baseline = free_per_zone(m.mm());
     let baseline_slab = m.mm().slab_pages().unreclaimable.load(Relaxed)
         + m.mm().slab_pages().reclaimable.load(Relaxed);
@@ -664,7 +649,7 @@ fn run(shape: Shape) {
         "{name}: a correct workload got a BUG report: {:?}",
         m.take_console()
     );
-    shrink_all(&m);
+    shrink_all_caches(&m);
     let slab = m.mm().slab_pages().unreclaimable.load(Relaxed)
         + m.mm().slab_pages().reclaimable.load(Relaxed);
     assert_eq!(
@@ -791,7 +776,7 @@ fn model_threads_remote_frees() {
         slab: SlabConfig::default(),
     })
     .unwrap();
-    shrink_all(&m);
+    shrink_all_caches(&m);
     let baseline = free_per_zone(m.mm());
     let cache = m
         .run(|mm| mm.kmem_cache_create("threads_cache", 136, 0, SlabFlags::HWCACHE_ALIGN, None))
@@ -880,7 +865,7 @@ fn model_threads_remote_frees() {
         mm.kmem_cache_destroy(cache).unwrap();
     });
     m.mm().check().unwrap();
-    shrink_all(&m);
+    shrink_all_caches(&m);
     assert_eq!(free_per_zone(m.mm()), baseline);
     assert_eq!(m.mm().events().bug_slab.load(Relaxed), 0);
 }

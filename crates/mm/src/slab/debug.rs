@@ -666,7 +666,7 @@ impl<P: Platform> Mm<P> {
         let c = self.slab_counters(pfn);
         if c.inuse == 0 || (c.freelist != u16::MAX && self.object_at(s, pfn, c.freelist) == object)
         {
-            return Err(self.debug_naive_double_free(s, object));
+            return Err(self.naive_double_free(s, object));
         }
         self.set_track(s, object, TrackItem::Free, site);
         self.init_object(s, object, SLUB_RED_INACTIVE);
@@ -707,16 +707,6 @@ impl<P: Platform> Mm<P> {
             }
         }
         Ok(false)
-    }
-
-    fn debug_naive_double_free(&self, s: &KmemCache, object: u64) -> SlabError {
-        crate::vmstat::VmEvents::add(&self.events.bug_slab, 1);
-        self.printk(format_args!(
-            "kernel BUG at mm/slub.c: set_freepointer: naive double free detected: {} object {:#x}",
-            s.name(),
-            object
-        ));
-        SlabError::DebugCheck(crate::VirtAddr(object), "double free")
     }
 
     /// The report of `kmem_cache_destroy` on a cache with objects left

@@ -804,7 +804,7 @@ impl<P: Platform> Mm<P> {
     /// `BUG_ON(object == fp)`), reported and refused.
     #[cold]
     #[inline(never)]
-    fn naive_double_free(&self, s: &KmemCache, object: u64) -> SlabError {
+    pub(crate) fn naive_double_free(&self, s: &KmemCache, object: u64) -> SlabError {
         crate::vmstat::VmEvents::add(&self.events.bug_slab, 1);
         self.printk(format_args!(
             "kernel BUG at mm/slub.c: set_freepointer: naive double free detected: {} object {:#x}",

@@ -153,3 +153,18 @@ pub fn shared_data_dir() -> Option<std::path::PathBuf> {
     let dir = manifest.join("../../../shared/data");
     dir.is_dir().then_some(dir)
 }
+
+/// `kmem_cache_shrink` of every cache, then drain the per-CPU page lists.
+pub fn shrink_all_caches(m: &Machine) {
+    let mut caches = Vec::new();
+    m.mm().for_each_cache(|s| {
+        caches.push(s.handle());
+        None::<()>
+    });
+    m.run(|mm| {
+        for r in caches {
+            mm.kmem_cache_shrink(r).unwrap();
+        }
+    });
+    m.mm().drain_all_pages();
+}
