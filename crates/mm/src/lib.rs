@@ -69,6 +69,13 @@ pub struct Mm<P: Platform> {
     events: VmEvents,
     slab: slab::SlabGlobals,
     slab_pages: SlabPages,
+    /// The kernel's top-level page table (`swapper_pg_dir`, `init_mm.pgd`).
+    pgd: PhysAddr,
+    /// Page-table pages taken from the page allocator (`NR_PAGETABLE`).
+    pgtable_pages: core::sync::atomic::AtomicU64,
+    /// Direct-map bytes mapped by 4 KiB pages, by large pages (2 MiB on x86_64, 4 MiB on
+    /// i386), and by 1 GiB pages (`direct_pages_count`).
+    direct_map: [u64; 3],
 }
 
 /// Pages in slabs and large kmallocs (`NR_SLAB_RECLAIMABLE_B`, `NR_SLAB_UNRECLAIMABLE_B`).

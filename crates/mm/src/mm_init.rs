@@ -126,6 +126,9 @@ impl<P: Platform> Mm<P> {
             events: VmEvents::default(),
             slab: crate::slab::SlabGlobals::new(config.slab),
             slab_pages: crate::SlabPages::default(),
+            pgd: PhysAddr(0),
+            pgtable_pages: core::sync::atomic::AtomicU64::new(0),
+            direct_map: [0; 3],
         };
         mm.memblock.current_limit = mm.layout.direct_map_end_phys;
         mm.zone_sizes_init(first_pfn, end_pfn);

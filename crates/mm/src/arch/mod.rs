@@ -5,6 +5,8 @@ use core::fmt;
 
 use crate::page_alloc::ZoneType;
 
+pub mod pgtable;
+
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
 
