@@ -1,5 +1,5 @@
-//! kmemlab's kernel core: the Linux kernel's page allocator and SLUB slab allocator (and,
-//! as later layers land, vmalloc), rebuilt in `no_std` Rust without `alloc`.
+//! kmemlab's kernel core: the Linux kernel's page allocator, SLUB slab allocator and
+//! vmalloc, rebuilt in `no_std` Rust without `alloc`.
 //!
 //! Every piece of allocator metadata lives inside the physical memory it manages: boot
 //! carves the `struct page` array, the pageblock flags and the per-CPU areas out of RAM
@@ -13,6 +13,7 @@
 //!   page_address / virt_to_page / page_to_pfn / pfn_to_page / page_zone
 //!   kmalloc / kzalloc / kcalloc / kmalloc_array / krealloc / kfree / ksize / ...
 //!   kmem_cache_create / _alloc / _zalloc / _free / _shrink / _destroy
+//!   vmalloc / vzalloc / vmalloc_huge / __vmalloc / vrealloc / vfree / vmap / vunmap / ...
 //!   procfs::{buddyinfo, pagetypeinfo, zoneinfo, meminfo, slabinfo}
 //!   check()
 //! ```
@@ -33,6 +34,7 @@ pub mod platform;
 pub mod procfs;
 pub mod slab;
 pub mod sync;
+pub mod vmalloc;
 pub mod vmscan;
 pub mod vmstat;
 
@@ -76,6 +78,8 @@ pub struct Mm<P: Platform> {
     /// Direct-map bytes mapped by 4 KiB pages, by large pages (2 MiB on x86_64, 4 MiB on
     /// i386), and by 1 GiB pages (`direct_pages_count`).
     direct_map: [u64; 3],
+    /// vmalloc's trees, lists and counters.
+    vmalloc: vmalloc::VmallocGlobals,
 }
 
 /// Pages in slabs and large kmallocs (`NR_SLAB_RECLAIMABLE_B`, `NR_SLAB_UNRECLAIMABLE_B`).

@@ -129,10 +129,18 @@ impl<P: Platform> Mm<P> {
             pgd: PhysAddr(0),
             pgtable_pages: core::sync::atomic::AtomicU64::new(0),
             direct_map: [0; 3],
+            vmalloc: crate::vmalloc::VmallocGlobals::new(),
         };
         mm.memblock.current_limit = mm.layout.direct_map_end_phys;
         mm.zone_sizes_init(first_pfn, end_pfn);
         mm.alloc_boot_metadata(end_pfn)?;
+        mm.pgd = PhysAddr(
+            mm.memblock
+                .alloc(PAGE_SIZE as u64, PAGE_SIZE as u64, "swapper_pg_dir")?
+                .0,
+        );
+        // SAFETY: memblock returned a page of RAM that nothing else uses.
+        unsafe { core::ptr::write_bytes(mm.host_ptr(mm.pgd), 0, PAGE_SIZE) };
         mm.memmap_init(end_pfn);
         mm.memblock_free_all();
         mm.build_zonelists();
@@ -140,6 +148,7 @@ impl<P: Platform> Mm<P> {
         mm.setup_pcp();
         mm.seed_random();
         mm.kmem_cache_init().map_err(BootError::Slab)?;
+        mm.vmalloc_init().map_err(BootError::Slab)?;
         Ok(mm)
     }
 

@@ -50,6 +50,12 @@ pub struct PerCpu {
     pub events: PerCpuEvents,
     /// This CPU's random generator state (`get_random_u64`).
     pub random: AtomicU64,
+    /// vmalloc's preloaded spare `vmap_area` for splitting a free block
+    /// (`ne_fit_preload_node`), or 0.
+    pub ne_fit_preload_node: AtomicU64,
+    /// The head of this CPU's deferred-vfree list (`vfree_deferred.list`, an `llist`
+    /// threaded through the freed areas themselves), or 0.
+    pub vfree_deferred: AtomicU64,
 }
 
 /// Bytes of each unit's dynamic area (the kernel reserves 20-28 KiB in the first chunk).

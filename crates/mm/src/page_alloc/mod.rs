@@ -1097,6 +1097,34 @@ impl<P: Platform> Mm<P> {
         self.pageblocks.get(pfn.0)
     }
 
+    /// `split_page(page, order)`: a non-compound allocation of 2^order pages becomes 2^order
+    /// order-0 allocations, each with its own reference, to be freed one by one (a huge
+    /// vmalloc does this so that each small page can be treated on its own).
+    pub fn split_page(&self, page: &Page, order: u32) -> Result<(), FreeError> {
+        let pfn = self.mem_map.pfn_of(page).ok_or(FreeError::ForeignPage)?;
+        if page.is_head()
+            || page.is_tail()
+            || page.is_slab()
+            || page.refcount() != 1
+            || page.order() != order
+        {
+            return Err(FreeError::WrongOrder {
+                pfn,
+                freed: order,
+                allocated: page.order(),
+            });
+        }
+        let mt = page.pcp_migratetype();
+        for p in pfn.0..pfn.0 + (1 << order) {
+            let sub = self.mem_map.page(p);
+            sub.set_flags(0);
+            sub.set_order(0);
+            sub.set_pcp_migratetype(mt);
+            sub.set_refcount(1);
+        }
+        Ok(())
+    }
+
     /// Free blocks per order and migrate type of one zone, under its lock (for `/proc`).
     pub fn free_area_snapshot(&self, zone: &Zone) -> FreeAreaSnapshot {
         let area = zone.free_area.lock_irqsave(&self.platform);

@@ -67,7 +67,7 @@ impl<P: Platform> Mm<P> {
         CallSiteIdx(i as u32)
     }
 
-    fn site(&self, idx: u32) -> Option<CallSite> {
+    pub(crate) fn site(&self, idx: u32) -> Option<CallSite> {
         let t = self.slab.sites.lock_irqsave(&self.platform);
         t.sites.get(idx as usize).copied().flatten()
     }

@@ -1,0 +1,254 @@
+//! Kernel page tables for the vmalloc area (`mm/vmalloc.c`: `vmap_pages_range_noflush`,
+//! `vmap_range_noflush`, `vmap_try_huge_pmd`, `vunmap_range_noflush`, `vmalloc_to_page`;
+//! `mm/memory.c`: `__pte_alloc_kernel`).
+//!
+//! The tables are real x86 entries in simulated frames, written one atomic store at a
+//! time: the simulator's MMU walks the same memory. Tables below the top level come from
+//! the page allocator on first use (`GFP_PGTABLE_KERNEL`, never HighMem) and stay, as the
+//! kernel keeps them; each is counted in `NR_PAGETABLE`. Mapping flushes nothing (a
+//! not-present entry is never cached by a TLB); unmapping leaves the flush to the caller
+//! (`*_noflush`), which is what lets vmalloc defer it.
+
+use core::sync::atomic::Ordering::Relaxed;
+
+use super::VmallocError;
+use crate::addr::{Pfn, PhysAddr, PAGE_SHIFT};
+use crate::arch::pgtable::{PgProt, _KERNPG_TABLE, _PAGE_PRESENT, _PAGE_PSE};
+use crate::gfp::Gfp;
+use crate::platform::Platform;
+use crate::Mm;
+
+/// `GFP_PGTABLE_KERNEL`: page tables are zeroed and may sleep to be had.
+const GFP_PGTABLE_KERNEL: Gfp = Gfp::GFP_KERNEL.union(Gfp::__GFP_ZERO);
+
+/// A kernel translation found by walking the tables (`vmalloc_to_page`'s walk).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct KernelMapping {
+    /// The physical address the virtual address maps to.
+    pub phys: PhysAddr,
+    /// Bytes the leaf entry maps (4 KiB, 2 MiB, 4 MiB or 1 GiB).
+    pub page_size: u64,
+    /// The leaf entry.
+    pub entry: u64,
+}
+
+impl<P: Platform> Mm<P> {
+    /// `vmap_pages_range_noflush()`: map `[addr, addr + n << page_shift)` to the pages
+    /// `page_at(i)` gives (each the first PFN of a 2^(page_shift - 12) block), with leaves
+    /// of `1 << page_shift` bytes.
+    pub(crate) fn vmap_pages_range(
+        &self,
+        addr: u64,
+        nr: u64,
+        prot: PgProt,
+        page_shift: u32,
+        mut page_at: impl FnMut(u64) -> Pfn,
+    ) -> Result<(), VmallocError> {
+        let step = 1u64 << page_shift;
+        let leaf = self
+            .paging()
+            .level_of_size(step)
+            .ok_or(VmallocError::MapFailed(addr))?;
+        for i in 0..nr {
+            let pfn = page_at(i);
+            self.map_leaf(addr + i * step, pfn.phys(), leaf, prot)?;
+        }
+        Ok(())
+    }
+
+    /// Map one page (or one large page at level `leaf`) at `va`, allocating the tables
+    /// on the way down (`pud_alloc_track`, `pmd_alloc_track`, `pte_alloc_kernel_track`).
+    fn map_leaf(
+        &self,
+        va: u64,
+        phys: PhysAddr,
+        leaf: usize,
+        prot: PgProt,
+    ) -> Result<(), VmallocError> {
+        let mode = self.paging();
+        let mut table = self.kernel_pgd();
+        for level in 0..leaf {
+            let idx = mode.levels[level].index(va);
+            let entry = self.read_pt_entry(table, idx);
+            table = if entry & _PAGE_PRESENT == 0 {
+                self.pte_alloc_kernel(table, idx)?
+            } else if mode.is_leaf(level, entry) {
+                // A large mapping is in the way: vmalloc space never has one that is not
+                // its own, and an area's range was unmapped before it was reused.
+                return Err(VmallocError::MapFailed(va));
+            } else {
+                PhysAddr(mode.entry_frame(level, entry))
+            };
+        }
+        let idx = mode.levels[leaf].index(va);
+        let old = self.read_pt_entry(table, idx);
+        if old & _PAGE_PRESENT != 0 {
+            if leaf + 1 < mode.levels.len() && !mode.is_leaf(leaf, old) {
+                // vmap_try_huge_pmd(): pmd_free_pte_page() frees the empty PTE table that
+                // an earlier small mapping left here, then the PMD maps the huge page.
+                self.free_pte_table(table, idx, va, mode.entry_frame(leaf, old))?;
+            } else {
+                self.printk(format_args!(
+                    "WARNING: mm/vmalloc.c vmap_pte_range: !pte_none(ptep_get(pte)) at {va:#x}"
+                ));
+                return Err(VmallocError::MapFailed(va));
+            }
+        }
+        let large = if leaf + 1 < mode.levels.len() {
+            _PAGE_PSE
+        } else {
+            0
+        };
+        self.write_pt_entry(table, idx, phys.0 | prot.0 | large);
+        self.vmalloc.stats.pte_set.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// `__pte_alloc_kernel()` and friends: a zeroed table page for entry `idx` of `table`.
+    fn pte_alloc_kernel(&self, table: PhysAddr, idx: usize) -> Result<PhysAddr, VmallocError> {
+        let page = self
+            .alloc_pages(GFP_PGTABLE_KERNEL, 0)
+            .map_err(VmallocError::PageTable)?;
+        let phys = self.page_to_pfn(page).phys();
+        self.write_pt_entry(table, idx, phys.0 | _KERNPG_TABLE);
+        self.pgtable_pages.fetch_add(1, Relaxed);
+        Ok(phys)
+    }
+
+    /// `pmd_free_pte_page()`: drop the (empty) PTE table under a PMD entry so that a huge
+    /// page can take its place; the walk caches are flushed for the range first.
+    fn free_pte_table(
+        &self,
+        pmd_table: PhysAddr,
+        idx: usize,
+        va: u64,
+        pte_table: u64,
+    ) -> Result<(), VmallocError> {
+        let entries = self.paging().levels[self.paging().levels.len() - 1].entries();
+        if (0..entries).any(|i| self.read_pt_entry(PhysAddr(pte_table), i) & _PAGE_PRESENT != 0) {
+            return Err(VmallocError::MapFailed(va));
+        }
+        self.write_pt_entry(pmd_table, idx, 0);
+        self.platform
+            .flush_tlb_kernel_range(crate::VirtAddr(va), crate::VirtAddr(va + (1 << PAGE_SHIFT)));
+        let page = self
+            .pfn_to_page(PhysAddr(pte_table).pfn())
+            .map_err(|_| VmallocError::MapFailed(va))?;
+        self.__free_pages(page, 0)
+            .map_err(|_| VmallocError::MapFailed(va))?;
+        self.pgtable_pages.fetch_sub(1, Relaxed);
+        Ok(())
+    }
+
+    /// `vunmap_range_noflush()`: clear every leaf entry in `[start, end)`; tables stay.
+    /// Returns the number of entries cleared. No TLB is flushed.
+    pub(crate) fn vunmap_range_noflush(&self, start: u64, end: u64) -> u64 {
+        let cleared = self.unmap_level(self.kernel_pgd(), 0, start, end);
+        self.vmalloc.stats.pte_cleared.fetch_add(cleared, Relaxed);
+        cleared
+    }
+
+    fn unmap_level(&self, table: PhysAddr, level: usize, start: u64, end: u64) -> u64 {
+        let mode = self.paging();
+        let span = mode.levels[level].entry_span();
+        let mut cleared = 0;
+        let mut va = start;
+        while va < end {
+            let next = (va & !(span - 1))
+                .checked_add(span)
+                .map_or(end, |n| n.min(end));
+            let idx = mode.levels[level].index(va);
+            let entry = self.read_pt_entry(table, idx);
+            if entry & _PAGE_PRESENT != 0 {
+                if mode.is_leaf(level, entry) {
+                    self.write_pt_entry(table, idx, 0);
+                    cleared += 1;
+                } else {
+                    cleared += self.unmap_level(
+                        PhysAddr(mode.entry_frame(level, entry)),
+                        level + 1,
+                        va,
+                        next,
+                    );
+                }
+            }
+            va = next;
+        }
+        cleared
+    }
+
+    /// Walk the kernel page tables for `va` as `vmalloc_to_page()` does (no TLB).
+    pub fn kernel_translate(&self, va: u64) -> Option<KernelMapping> {
+        let mode = self.paging();
+        if !mode.is_canonical(va) {
+            return None;
+        }
+        let mut table = self.kernel_pgd();
+        for (level, l) in mode.levels.iter().enumerate() {
+            let entry = self.read_pt_entry(table, l.index(va));
+            if entry & _PAGE_PRESENT == 0 {
+                return None;
+            }
+            let frame = mode.entry_frame(level, entry);
+            if mode.is_leaf(level, entry) {
+                let size = l.entry_span();
+                return Some(KernelMapping {
+                    phys: PhysAddr(frame + (va & (size - 1))),
+                    page_size: size,
+                    entry,
+                });
+            }
+            table = PhysAddr(frame);
+        }
+        None
+    }
+
+    /// Count the table pages and present leaf entries under `[start, end)` (for `check()`),
+    /// calling `leaf(va, phys_of_page, page_size)` on each leaf.
+    pub(crate) fn walk_kernel_range(
+        &self,
+        start: u64,
+        end: u64,
+        leaf: &mut dyn FnMut(u64, u64, u64),
+    ) -> u64 {
+        self.walk_level(self.kernel_pgd(), 0, start, end, leaf)
+    }
+
+    fn walk_level(
+        &self,
+        table: PhysAddr,
+        level: usize,
+        start: u64,
+        end: u64,
+        leaf: &mut dyn FnMut(u64, u64, u64),
+    ) -> u64 {
+        let mode = self.paging();
+        let l = mode.levels[level];
+        let span = l.entry_span();
+        let mut tables = 0;
+        let mut va = start & !(span - 1);
+        while va < end {
+            let entry = self.read_pt_entry(table, l.index(va));
+            if entry & _PAGE_PRESENT != 0 {
+                let frame = mode.entry_frame(level, entry);
+                if mode.is_leaf(level, entry) {
+                    leaf(va, frame, span);
+                } else {
+                    let child_end = va.checked_add(span).map_or(end, |e| e.min(end));
+                    tables += 1 + self.walk_level(
+                        PhysAddr(frame),
+                        level + 1,
+                        va.max(start),
+                        child_end,
+                        leaf,
+                    );
+                }
+            }
+            match va.checked_add(span) {
+                Some(n) => va = n,
+                None => break,
+            }
+        }
+        tables
+    }
+}

@@ -1,0 +1,1528 @@
+//! vmalloc: virtually contiguous kernel memory mapped page by page (`mm/vmalloc.c`, Linux
+//! 6.6, with `vrealloc` of 6.13).
+//!
+//! An allocation takes a range of the vmalloc area from the vmap_area allocator
+//! ([`area`]), a `vm_struct` and a page array from kmalloc (or, for a page array larger
+//! than a page, from vmalloc itself), order-0 pages from the page allocator one by one with
+//! `__GFP_HIGHMEM` allowed, and maps them through real page-table entries ([`map`]). A guard
+//! page (unmapped) follows every area. Freeing clears the entries at once but flushes no TLB:
+//! the range waits on the purge list until the lazily freed pages exceed
+//! `lazy_max_pages()`, and then one `flush_tlb_kernel_range` covers them all ([`purge`]).
+//!
+//! Context rules, as the kernel enforces them: vmalloc and `vunmap` from interrupt context
+//! are a kernel BUG (refused here, with the kernel's report); vmalloc in atomic context gets
+//! the `might_sleep` splat; `vfree` from interrupt context is deferred to a work item that
+//! the machine runs later in process context, and from NMI is a BUG.
+
+mod area;
+mod check;
+mod map;
+mod purge;
+mod rbtree;
+
+use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+
+pub use area::{VmapArea, VMAP_RAM};
+pub use check::VmallocCheckError;
+pub use map::KernelMapping;
+pub use rbtree::RbViolation;
+
+use crate::addr::{align_up, Pfn, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
+use crate::arch::pgtable::PgProt;
+use crate::arch::Profile;
+use crate::context::SleepInAtomic;
+use crate::gfp::Gfp;
+use crate::mm_types::Page;
+use crate::page_alloc::AllocError;
+use crate::platform::Platform;
+use crate::slab::{CallSite, KmemCacheRef, SlabError, SlabFlags};
+use crate::Mm;
+use area::VmapTree;
+
+bitflags::bitflags! {
+    /// `vm_struct.flags` (`include/linux/vmalloc.h`).
+    #[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+    pub struct VmFlags: u64 {
+        /// `ioremap()` and friends.
+        const VM_IOREMAP = 0x1;
+        /// `vmalloc()`.
+        const VM_ALLOC = 0x2;
+        /// `vmap()`ed pages.
+        const VM_MAP = 0x4;
+        /// Suitable for `remap_vmalloc_range`.
+        const VM_USERMAP = 0x8;
+        /// `dma_alloc_coherent`.
+        const VM_DMA_COHERENT = 0x10;
+        /// The area is not fully set up yet.
+        const VM_UNINITIALIZED = 0x20;
+        /// No guard page after the area.
+        const VM_NO_GUARD = 0x40;
+        /// KASAN shadow allocated.
+        const VM_KASAN = 0x80;
+        /// Reset direct-map permissions on free.
+        const VM_FLUSH_RESET_PERMS = 0x100;
+        /// `vfree` frees the pages given to `vmap`.
+        const VM_MAP_PUT_PAGES = 0x200;
+        /// Huge (PMD) mappings are allowed.
+        const VM_ALLOW_HUGE_VMAP = 0x400;
+        /// Defer kmemleak registration.
+        const VM_DEFER_KMEMLEAK = 0x800;
+    }
+}
+
+/// `NUMA_NO_NODE`.
+pub const NUMA_NO_NODE: i32 = -1;
+/// `PMD_SHIFT` of x86_64: a huge vmalloc mapping covers 2 MiB.
+pub const PMD_SHIFT: u32 = 21;
+/// `VMAP_MAX_ALLOC`: `vm_map_ram` of at most this many pages uses per-CPU vmap blocks in
+/// the kernel (`BITS_PER_LONG`).
+pub const VMAP_MAX_ALLOC: usize = 64;
+
+/// `struct vm_struct`, allocated with kmalloc. All atomics.
+#[repr(C)]
+#[derive(Default)]
+pub struct VmStruct {
+    /// `next` (the early `vmlist`; unused after boot).
+    next: AtomicU64,
+    /// `addr`.
+    addr: AtomicU64,
+    /// `size`, the guard page included.
+    size: AtomicU64,
+    /// `flags` ([`VmFlags`]).
+    flags: AtomicU64,
+    /// `pages`: the page array (`struct page **`), in kmalloc or vmalloc memory.
+    pages: AtomicU64,
+    /// `page_order`: log2 of the pages per mapping leaf (9 for a huge vmalloc).
+    page_order: AtomicU32,
+    /// `nr_pages`.
+    nr_pages: AtomicU32,
+    /// `phys_addr` (ioremap only).
+    phys_addr: AtomicU64,
+    /// `caller`: an index into the call-site table.
+    caller: AtomicU64,
+    /// `requested_size` (6.13, for `vrealloc`).
+    requested_size: AtomicU64,
+}
+
+/// A copy of a `vm_struct`, for callers (`find_vm_area`, `get_vm_area`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct VmArea {
+    /// First address.
+    pub addr: VirtAddr,
+    /// Bytes, the guard page included.
+    pub size: u64,
+    /// Flags.
+    pub flags: VmFlags,
+    /// Pages in the page array (0 for `vmap`).
+    pub nr_pages: u64,
+    /// log2 of the pages per mapping leaf.
+    pub page_order: u32,
+    /// The page array, if any.
+    pub pages: VirtAddr,
+    /// The bytes asked for.
+    pub requested_size: u64,
+    /// Who allocated it.
+    pub caller: Option<CallSite>,
+    /// The `vm_struct` itself.
+    pub vm: VirtAddr,
+}
+
+impl VmArea {
+    /// `get_vm_area_size()`: the size without the guard page.
+    pub fn usable_size(&self) -> u64 {
+        if self.flags.contains(VmFlags::VM_NO_GUARD) {
+            self.size
+        } else {
+            self.size.saturating_sub(PAGE_SIZE as u64)
+        }
+    }
+}
+
+/// Why a vmalloc-family call failed or was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VmallocError {
+    /// A zero-sized request (`WARN_ON_ONCE(!size)`).
+    ZeroSize,
+    /// More pages than the machine has (`vmalloc error: size %lu, exceeds total pages`).
+    ExceedsTotalPages {
+        /// Bytes asked for.
+        size: u64,
+    },
+    /// A bad argument (alignment not a power of two, unaligned size, no such node).
+    BadArgs(&'static str),
+    /// Called from interrupt context: the kernel's `BUG_ON(in_interrupt())`.
+    InInterrupt(&'static str),
+    /// Called from NMI context: `BUG_ON(in_nmi())`.
+    InNmi(&'static str),
+    /// A sleeping call in atomic context: the `might_sleep` splat.
+    SleepInAtomic(SleepInAtomic),
+    /// The `vm_struct` or a `vmap_area` could not be allocated.
+    Slab(SlabError),
+    /// No free range of the vmalloc area fits (`vmap allocation for size %lu failed`).
+    NoVmapSpace {
+        /// Bytes asked for, the guard page included.
+        size: u64,
+    },
+    /// The page array could not be allocated.
+    PageArray {
+        /// Bytes of the array.
+        array_size: u64,
+    },
+    /// Fewer pages than needed could be had.
+    Pages {
+        /// Pages obtained (all given back).
+        allocated: u64,
+        /// Pages needed.
+        wanted: u64,
+        /// The page allocator's last error.
+        error: AllocError,
+    },
+    /// A page-table page could not be allocated.
+    PageTable(AllocError),
+    /// The mapping could not be made at this address.
+    MapFailed(u64),
+    /// Not the address of a live vmalloc/vmap area (`Trying to vfree() nonexistent vm area`).
+    NoSuchArea(VirtAddr),
+    /// An address outside the vmalloc area.
+    NotVmalloc(VirtAddr),
+}
+
+impl fmt::Display for VmallocError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VmallocError::ZeroSize => write!(f, "vmalloc of 0 bytes (WARN_ON_ONCE(!size))"),
+            VmallocError::ExceedsTotalPages { size } => {
+                write!(f, "vmalloc error: size {size}, exceeds total pages")
+            }
+            VmallocError::BadArgs(why) => write!(f, "{why}"),
+            VmallocError::InInterrupt(what) => write!(
+                f,
+                "kernel BUG: {what} called in interrupt context (BUG_ON(in_interrupt())); refused"
+            ),
+            VmallocError::InNmi(what) => {
+                write!(f, "kernel BUG: {what} called in NMI context (BUG_ON(in_nmi())); refused")
+            }
+            VmallocError::SleepInAtomic(_) => write!(
+                f,
+                "BUG: sleeping function called from invalid context (vmalloc may sleep); refused"
+            ),
+            VmallocError::Slab(e) => write!(f, "vmalloc error: vm_struct allocation failed: {e}"),
+            VmallocError::NoVmapSpace { size } => write!(
+                f,
+                "vmap allocation for size {size} failed: use vmalloc=<size> to increase size"
+            ),
+            VmallocError::PageArray { array_size } => {
+                write!(f, "vmalloc error: failed to allocated page array size {array_size}")
+            }
+            VmallocError::Pages {
+                allocated,
+                wanted,
+                error,
+            } => write!(
+                f,
+                "vmalloc error: size {}, failed to allocate pages ({allocated} of {wanted}): {error}",
+                wanted * PAGE_SIZE as u64
+            ),
+            VmallocError::PageTable(e) => {
+                write!(f, "vmalloc error: failed to map pages (page table: {e})")
+            }
+            VmallocError::MapFailed(va) => {
+                write!(f, "vmalloc error: failed to map pages at {va:#x}")
+            }
+            VmallocError::NoSuchArea(va) => {
+                write!(f, "Trying to vfree() nonexistent vm area ({va})")
+            }
+            VmallocError::NotVmalloc(va) => write!(f, "{va} is not a vmalloc address"),
+        }
+    }
+}
+
+impl From<SlabError> for VmallocError {
+    fn from(e: SlabError) -> Self {
+        VmallocError::Slab(e)
+    }
+}
+
+impl From<SleepInAtomic> for VmallocError {
+    fn from(e: SleepInAtomic) -> Self {
+        VmallocError::SleepInAtomic(e)
+    }
+}
+
+/// What vmalloc has done, for the tour and the benchmarks (kmemlab's own counters).
+#[derive(Default)]
+pub struct VmallocStats {
+    /// Leaf page-table entries written (mappings made).
+    pub pte_set: AtomicU64,
+    /// Leaf page-table entries cleared.
+    pub pte_cleared: AtomicU64,
+    /// `__purge_vmap_area_lazy` runs that found something to purge.
+    pub purges: AtomicU64,
+    /// Areas given back to the free tree by purges (after merging on the purge list).
+    pub purged_areas: AtomicU64,
+    /// Pages of virtual space purged.
+    pub purged_pages: AtomicU64,
+    /// TLB flushes vmalloc asked for.
+    pub tlb_flushes: AtomicU64,
+    /// `vfree`s deferred from interrupt context.
+    pub deferred_frees: AtomicU64,
+    /// Kernel BUGs and warnings reported (refused calls).
+    pub bugs: AtomicU64,
+    /// Allocations that failed.
+    pub failures: AtomicU64,
+}
+
+/// vmalloc's global state (the statics of `mm/vmalloc.c`).
+pub struct VmallocGlobals {
+    /// `vmap_area_cachep`.
+    pub(crate) cachep: AtomicU64,
+    /// `free_vmap_area_root` / `free_vmap_area_list` under `free_vmap_area_lock`.
+    pub(crate) free: spin::Mutex<VmapTree>,
+    /// `vmap_area_root` / `vmap_area_list` under `vmap_area_lock`.
+    pub(crate) busy: spin::Mutex<VmapTree>,
+    /// `purge_vmap_area_root` / `purge_vmap_area_list` under `purge_vmap_area_lock`.
+    pub(crate) purge: spin::Mutex<VmapTree>,
+    /// `vmap_purge_lock`: one purge at a time.
+    pub(crate) purge_lock: spin::Mutex<()>,
+    /// `vmap_lazy_nr`: pages of freed areas waiting for the purge.
+    pub(crate) lazy_nr: AtomicU64,
+    /// `nr_vmalloc_pages`: pages that vmalloc allocated (VmallocUsed).
+    pub(crate) nr_vmalloc_pages: AtomicU64,
+    /// `drain_vmap_work` is scheduled.
+    pub(crate) drain_pending: AtomicBool,
+    /// Counters.
+    pub stats: VmallocStats,
+}
+
+impl VmallocGlobals {
+    pub(crate) const fn new() -> VmallocGlobals {
+        VmallocGlobals {
+            cachep: AtomicU64::new(0),
+            free: spin::Mutex::new(VmapTree::new(true)),
+            busy: spin::Mutex::new(VmapTree::new(false)),
+            purge: spin::Mutex::new(VmapTree::new(false)),
+            purge_lock: spin::Mutex::new(()),
+            lazy_nr: AtomicU64::new(0),
+            nr_vmalloc_pages: AtomicU64::new(0),
+            drain_pending: AtomicBool::new(false),
+            stats: VmallocStats {
+                pte_set: AtomicU64::new(0),
+                pte_cleared: AtomicU64::new(0),
+                purges: AtomicU64::new(0),
+                purged_areas: AtomicU64::new(0),
+                purged_pages: AtomicU64::new(0),
+                tlb_flushes: AtomicU64::new(0),
+                deferred_frees: AtomicU64::new(0),
+                bugs: AtomicU64::new(0),
+                failures: AtomicU64::new(0),
+            },
+        }
+    }
+}
+
+/// The top of the address space that the free tree covers (`ULONG_MAX`).
+const fn ulong_max(profile: Profile) -> u64 {
+    match profile {
+        Profile::X86_64 => u64::MAX,
+        Profile::I386 => u32::MAX as u64,
+    }
+}
+
+/// The kernel's own lines for the BUGs vmalloc enforces (`mm/vmalloc.c`, 6.6).
+pub(crate) mod bug_sites {
+    /// `BUG_ON(in_interrupt())` in `__get_vm_area_node()`.
+    pub const GET_VM_AREA: u32 = 2603;
+    /// `BUG_ON(in_nmi())` in `vfree_atomic()`.
+    pub const VFREE_ATOMIC: u32 = 2818;
+    /// `BUG_ON(in_interrupt())` in `vunmap()`.
+    pub const VUNMAP: u32 = 2904;
+}
+
+impl<P: Platform> Mm<P> {
+    /// `vmalloc_init()`: the `vmap_area` cache and the free tree covering the whole address
+    /// space (`vmap_init_free_space`); allocations are then limited to their range.
+    pub(crate) fn vmalloc_init(&self) -> Result<(), SlabError> {
+        let cache = self.kmem_cache_create(
+            "vmap_area",
+            core::mem::size_of::<VmapArea>(),
+            core::mem::align_of::<VmapArea>(),
+            SlabFlags::empty(),
+            None,
+        )?;
+        self.vmalloc.cachep.store(cache.0, Relaxed);
+        let va = self.alloc_vmap_area_object(Gfp::GFP_KERNEL)?;
+        let node = self.vmap_area(va);
+        node.va_start.store(1, Relaxed);
+        node.va_end.store(ulong_max(self.profile()), Relaxed);
+        let mut free = self.vmalloc.free.lock();
+        self.insert_vmap_area(&mut free, va);
+        Ok(())
+    }
+
+    fn vmap_area_cachep(&self) -> KmemCacheRef {
+        KmemCacheRef(self.vmalloc.cachep.load(Relaxed))
+    }
+
+    /// A zeroed `vmap_area` object.
+    pub(crate) fn alloc_vmap_area_object(&self, gfp: Gfp) -> Result<u64, SlabError> {
+        Ok(self
+            .kmem_cache_alloc_caller(
+                self.vmap_area_cachep(),
+                gfp | Gfp::__GFP_ZERO,
+                CallSite::BOOT,
+            )?
+            .0)
+    }
+
+    /// `kmem_cache_free(vmap_area_cachep, va)`.
+    pub(crate) fn free_vmap_area_object(&self, va: u64) {
+        let freed = self.kmem_cache_free(self.vmap_area_cachep(), VirtAddr(va));
+        debug_assert!(freed.is_ok(), "vmap_area objects are always live");
+    }
+
+    /// vmalloc's counters.
+    pub fn vmalloc_stats(&self) -> &VmallocStats {
+        &self.vmalloc.stats
+    }
+
+    /// `vmalloc_nr_pages()`: pages held by vmalloc allocations (VmallocUsed).
+    pub fn vmalloc_nr_pages(&self) -> u64 {
+        self.vmalloc.nr_vmalloc_pages.load(Relaxed)
+    }
+
+    /// Pages of freed areas waiting for the lazy purge (`vmap_lazy_nr`).
+    pub fn vmap_lazy_nr(&self) -> u64 {
+        self.vmalloc.lazy_nr.load(Relaxed)
+    }
+
+    /// `lazy_max_pages()`: fls(nr_cpus) × 32 MiB worth of pages.
+    pub fn lazy_max_pages(&self) -> u64 {
+        crate::addr::fls(self.platform.nr_cpus() as u64) as u64 * ((32 << 20) / PAGE_SIZE as u64)
+    }
+
+    /// `is_vmalloc_addr()`.
+    pub fn is_vmalloc_addr(&self, addr: VirtAddr) -> bool {
+        self.layout.is_vmalloc_addr(addr.0)
+    }
+
+    // ----- the API ---------------------------------------------------------------
+
+    /// `vmalloc(size)`: `size` bytes of virtually contiguous memory, GFP_KERNEL.
+    #[track_caller]
+    pub fn vmalloc(&self, size: usize) -> Result<VirtAddr, VmallocError> {
+        self.__vmalloc_node(size, 1, Gfp::GFP_KERNEL, NUMA_NO_NODE, CallSite::caller())
+    }
+
+    /// `vzalloc(size)`: zeroed.
+    #[track_caller]
+    pub fn vzalloc(&self, size: usize) -> Result<VirtAddr, VmallocError> {
+        self.__vmalloc_node(
+            size,
+            1,
+            Gfp::GFP_KERNEL | Gfp::__GFP_ZERO,
+            NUMA_NO_NODE,
+            CallSite::caller(),
+        )
+    }
+
+    /// `vmalloc_user(size)`: zeroed, for mapping to user space (`VM_USERMAP`).
+    #[track_caller]
+    pub fn vmalloc_user(&self, size: usize) -> Result<VirtAddr, VmallocError> {
+        self.__vmalloc_node_range(
+            size,
+            PAGE_SIZE as u64, // SHMLBA on x86
+            self.layout.vmalloc_start,
+            self.layout.vmalloc_end,
+            Gfp::GFP_KERNEL | Gfp::__GFP_ZERO,
+            PgProt::kernel(self.profile()),
+            VmFlags::VM_USERMAP,
+            NUMA_NO_NODE,
+            CallSite::caller(),
+        )
+    }
+
+    /// `vmalloc_node(size, node)`: this machine has one node, 0 (or `NUMA_NO_NODE`).
+    #[track_caller]
+    pub fn vmalloc_node(&self, size: usize, node: i32) -> Result<VirtAddr, VmallocError> {
+        self.__vmalloc_node(size, 1, Gfp::GFP_KERNEL, node, CallSite::caller())
+    }
+
+    /// `__vmalloc(size, gfp)`.
+    #[track_caller]
+    pub fn __vmalloc(&self, size: usize, gfp: Gfp) -> Result<VirtAddr, VmallocError> {
+        self.__vmalloc_node(size, 1, gfp, NUMA_NO_NODE, CallSite::caller())
+    }
+
+    /// `__vmalloc` recording `caller` (the shell's script line, a replayed call site).
+    pub fn __vmalloc_caller(
+        &self,
+        size: usize,
+        gfp: Gfp,
+        caller: CallSite,
+    ) -> Result<VirtAddr, VmallocError> {
+        self.__vmalloc_node(size, 1, gfp, NUMA_NO_NODE, caller)
+    }
+
+    /// `vmalloc_32(size)`: pages addressable with 32 bits (`GFP_VMALLOC32`: ZONE_DMA32 on
+    /// x86_64; on i386 every page is below 4 GiB, so plain GFP_KERNEL).
+    #[track_caller]
+    pub fn vmalloc_32(&self, size: usize) -> Result<VirtAddr, VmallocError> {
+        let gfp = match self.profile() {
+            Profile::X86_64 => Gfp::GFP_KERNEL | Gfp::GFP_DMA32,
+            Profile::I386 => Gfp::GFP_KERNEL,
+        };
+        self.__vmalloc_node(size, 1, gfp, NUMA_NO_NODE, CallSite::caller())
+    }
+
+    /// `vmalloc_huge(size, gfp)`: PMD (2 MiB) mappings of order-9 pages where the size
+    /// allows and such pages can be had, else 4 KiB pages. x86_64 only: 2-level i386 has
+    /// no huge vmalloc (`HAVE_ARCH_HUGE_VMALLOC` needs X86_64 or PAE).
+    #[track_caller]
+    pub fn vmalloc_huge(&self, size: usize, gfp: Gfp) -> Result<VirtAddr, VmallocError> {
+        self.vmalloc_huge_caller(size, gfp, CallSite::caller())
+    }
+
+    /// `vmalloc_huge` recording `caller`.
+    pub fn vmalloc_huge_caller(
+        &self,
+        size: usize,
+        gfp: Gfp,
+        caller: CallSite,
+    ) -> Result<VirtAddr, VmallocError> {
+        self.__vmalloc_node_range(
+            size,
+            1,
+            self.layout.vmalloc_start,
+            self.layout.vmalloc_end,
+            gfp,
+            PgProt::kernel(self.profile()),
+            VmFlags::VM_ALLOW_HUGE_VMAP,
+            NUMA_NO_NODE,
+            caller,
+        )
+    }
+
+    /// `__vmalloc_node()`.
+    pub(crate) fn __vmalloc_node(
+        &self,
+        size: usize,
+        align: u64,
+        gfp: Gfp,
+        node: i32,
+        caller: CallSite,
+    ) -> Result<VirtAddr, VmallocError> {
+        self.__vmalloc_node_range(
+            size,
+            align,
+            self.layout.vmalloc_start,
+            self.layout.vmalloc_end,
+            gfp,
+            PgProt::kernel(self.profile()),
+            VmFlags::empty(),
+            node,
+            caller,
+        )
+    }
+
+    /// `__vmalloc_node_range()`: the allocator behind every vmalloc call.
+    #[allow(clippy::too_many_arguments)]
+    pub fn __vmalloc_node_range(
+        &self,
+        size: usize,
+        align: u64,
+        start: u64,
+        end: u64,
+        gfp: Gfp,
+        prot: PgProt,
+        vm_flags: VmFlags,
+        node: i32,
+        caller: CallSite,
+    ) -> Result<VirtAddr, VmallocError> {
+        let result = self
+            .vmalloc_node_range_inner(size, align, start, end, gfp, prot, vm_flags, node, caller);
+        if result.is_err() {
+            self.vmalloc.stats.failures.fetch_add(1, Relaxed);
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn vmalloc_node_range_inner(
+        &self,
+        size: usize,
+        align: u64,
+        start: u64,
+        end: u64,
+        gfp: Gfp,
+        prot: PgProt,
+        vm_flags: VmFlags,
+        node: i32,
+        caller: CallSite,
+    ) -> Result<VirtAddr, VmallocError> {
+        let real_size = size as u64;
+        if real_size == 0 {
+            self.vmalloc_warn(format_args!(
+                "WARNING: mm/vmalloc.c __vmalloc_node_range: WARN_ON_ONCE(!size)"
+            ));
+            return Err(VmallocError::ZeroSize);
+        }
+        if node != NUMA_NO_NODE && node != 0 {
+            return Err(VmallocError::BadArgs(
+                "vmalloc_node: no such NUMA node (this machine has node 0 only)",
+            ));
+        }
+        if !align.is_power_of_two() || start >= end {
+            return Err(VmallocError::BadArgs(
+                "vmalloc: alignment must be a power of two and the range non-empty",
+            ));
+        }
+        if real_size >> PAGE_SHIFT > self.totalram_pages() {
+            self.vmalloc_warn_alloc(
+                gfp,
+                format_args!("vmalloc error: size {real_size}, exceeds total pages"),
+            );
+            return Err(VmallocError::ExceedsTotalPages { size: real_size });
+        }
+        let mut shift = PAGE_SHIFT;
+        let mut try_align = align;
+        if vm_flags.contains(VmFlags::VM_ALLOW_HUGE_VMAP)
+            && self.profile() == Profile::X86_64
+            && real_size >= 1 << PMD_SHIFT
+        {
+            shift = PMD_SHIFT;
+            try_align = align.max(1 << PMD_SHIFT);
+        }
+        loop {
+            match self.vmalloc_try(
+                real_size, try_align, shift, start, end, gfp, prot, vm_flags, caller,
+            ) {
+                Ok(addr) => return Ok(addr),
+                // A huge attempt that failed is retried with small pages.
+                Err(e) if shift > PAGE_SHIFT && e.retry_with_small_pages() => {
+                    shift = PAGE_SHIFT;
+                    try_align = align;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One attempt of `__vmalloc_node_range` at one page size.
+    #[allow(clippy::too_many_arguments)]
+    fn vmalloc_try(
+        &self,
+        real_size: u64,
+        align: u64,
+        shift: u32,
+        start: u64,
+        end: u64,
+        gfp: Gfp,
+        prot: PgProt,
+        vm_flags: VmFlags,
+        caller: CallSite,
+    ) -> Result<VirtAddr, VmallocError> {
+        let flags = VmFlags::VM_ALLOC | VmFlags::VM_UNINITIALIZED | vm_flags;
+        let vm = self.get_vm_area_node(
+            real_size,
+            align,
+            shift,
+            flags,
+            start,
+            end,
+            gfp,
+            caller,
+            "__vmalloc_node_range",
+        )?;
+        let addr = self.vmalloc_area_node(vm, gfp, prot, shift, caller)?;
+        let v = self.vm_struct(vm);
+        v.flags
+            .fetch_and(!VmFlags::VM_UNINITIALIZED.bits(), Relaxed);
+        v.requested_size.store(real_size, Relaxed);
+        Ok(addr)
+    }
+
+    /// `__get_vm_area_node()`: a `vm_struct` and a range of `[start, end)` for `size`
+    /// bytes (plus the guard page), aligned to `align`.
+    #[allow(clippy::too_many_arguments)]
+    fn get_vm_area_node(
+        &self,
+        size: u64,
+        align: u64,
+        shift: u32,
+        flags: VmFlags,
+        start: u64,
+        end: u64,
+        gfp: Gfp,
+        caller: CallSite,
+        what: &'static str,
+    ) -> Result<u64, VmallocError> {
+        if self.in_interrupt() {
+            return Err(self.vmalloc_bug_interrupt(bug_sites::GET_VM_AREA, what));
+        }
+        let mut size = align_up(size, 1 << shift);
+        let vm = self
+            .kmalloc_caller(
+                core::mem::size_of::<VmStruct>(),
+                (gfp & GFP_RECLAIM_MASK) | Gfp::__GFP_ZERO,
+                caller,
+            )?
+            .0;
+        if !flags.contains(VmFlags::VM_NO_GUARD) {
+            size += PAGE_SIZE as u64;
+        }
+        let va = match self.alloc_vmap_area(size, align, start, end, gfp, 0) {
+            Ok(va) => va,
+            Err(e) => {
+                let _ = self.kfree(VirtAddr(vm));
+                if let VmallocError::NoVmapSpace { .. } | VmallocError::Slab(_) = e {
+                    self.vmalloc_warn_alloc(
+                        gfp,
+                        format_args!(
+                            "vmalloc error: size {}, vm_struct allocation failed",
+                            size - if flags.contains(VmFlags::VM_NO_GUARD) {
+                                0
+                            } else {
+                                PAGE_SIZE as u64
+                            }
+                        ),
+                    );
+                }
+                return Err(e);
+            }
+        };
+        // setup_vmalloc_vm(), under vmap_area_lock.
+        let _busy = self.vmalloc.busy.lock();
+        let node = self.vmap_area(va);
+        let v = self.vm_struct(vm);
+        v.addr.store(node.start(), Relaxed);
+        v.size.store(node.size(), Relaxed);
+        v.flags.store(flags.bits(), Relaxed);
+        v.caller.store(self.site_index(caller).0 as u64, Relaxed);
+        node.subtree_max_size_or_vm.store(vm, Relaxed);
+        Ok(vm)
+    }
+
+    /// `alloc_vmap_area()`: a busy `vmap_area` of `size` bytes in `[vstart, vend)`.
+    pub(crate) fn alloc_vmap_area(
+        &self,
+        size: u64,
+        align: u64,
+        vstart: u64,
+        vend: u64,
+        gfp: Gfp,
+        va_flags: u64,
+    ) -> Result<u64, VmallocError> {
+        if size == 0 || size % PAGE_SIZE as u64 != 0 || !align.is_power_of_two() {
+            return Err(VmallocError::BadArgs(
+                "alloc_vmap_area: size must be whole pages and align a power of two",
+            ));
+        }
+        self.might_sleep()?;
+        let gfp = gfp & GFP_RECLAIM_MASK;
+        let va = self.alloc_vmap_area_object(gfp)?;
+        let mut purged = false;
+        loop {
+            self.preload_vmap_area(gfp);
+            let addr = {
+                let mut free = self.vmalloc.free.lock();
+                let slot = &self.this_cpu().ne_fit_preload_node;
+                let mut spare = slot.swap(0, Relaxed);
+                let addr =
+                    self.alloc_from_free_tree(&mut free, size, align, vstart, vend, &mut spare);
+                slot.store(spare, Relaxed);
+                addr
+            };
+            if addr == vend {
+                if !purged {
+                    // reclaim_and_purge_vmap_areas(): the lazily freed areas may make room.
+                    self.purge_vmap_area_lazy();
+                    purged = true;
+                    continue;
+                }
+                if !gfp.contains(Gfp::__GFP_NOWARN) {
+                    self.printk(format_args!(
+                        "vmap allocation for size {size} failed: use vmalloc=<size> to increase size"
+                    ));
+                }
+                self.free_vmap_area_object(va);
+                return Err(VmallocError::NoVmapSpace { size });
+            }
+            let node = self.vmap_area(va);
+            node.va_start.store(addr, Relaxed);
+            node.va_end.store(addr + size, Relaxed);
+            node.subtree_max_size_or_vm.store(0, Relaxed);
+            node.flags.store(va_flags, Relaxed);
+            let inserted = self.insert_vmap_area(&mut self.vmalloc.busy.lock(), va);
+            debug_assert!(
+                inserted,
+                "a range just taken from the free tree is not busy"
+            );
+            return Ok(va);
+        }
+    }
+
+    /// `preload_this_cpu_lock()`: make sure this CPU holds a spare `vmap_area` for a split
+    /// (`ne_fit_preload_node`), allocated before the free tree's lock is taken.
+    fn preload_vmap_area(&self, gfp: Gfp) {
+        let slot = &self.this_cpu().ne_fit_preload_node;
+        if slot.load(Relaxed) != 0 {
+            return;
+        }
+        if let Ok(va) = self.alloc_vmap_area_object(gfp) {
+            if slot.compare_exchange(0, va, Relaxed, Relaxed).is_err() {
+                self.free_vmap_area_object(va);
+            }
+        }
+    }
+
+    /// `__vmalloc_area_node()`: the page array, the pages, and the mapping.
+    fn vmalloc_area_node(
+        &self,
+        vm: u64,
+        gfp: Gfp,
+        prot: PgProt,
+        page_shift: u32,
+        caller: CallSite,
+    ) -> Result<VirtAddr, VmallocError> {
+        let v = self.vm_struct(vm);
+        let addr = v.addr.load(Relaxed);
+        let size = v.size.load(Relaxed) - self.guard_size(v);
+        let nr_small = size >> PAGE_SHIFT;
+        let array_size = nr_small * self.pointer_size();
+        let nested_gfp = (gfp & GFP_RECLAIM_MASK) | Gfp::__GFP_ZERO;
+        let mut gfp = gfp;
+        if !gfp.intersects(Gfp::GFP_DMA | Gfp::GFP_DMA32) {
+            gfp |= Gfp::__GFP_HIGHMEM;
+        }
+        // The recursion is bounded: the array of an array is a page at most.
+        let pages = if array_size > PAGE_SIZE as u64 {
+            self.__vmalloc_node(array_size as usize, 1, nested_gfp, NUMA_NO_NODE, caller)
+                .map(|p| p.0)
+                .map_err(|_| ())
+        } else {
+            self.kmalloc_caller(array_size as usize, nested_gfp, caller)
+                .map(|p| p.0)
+                .map_err(|_| ())
+        };
+        let Ok(pages) = pages else {
+            self.vmalloc_warn_alloc(
+                gfp,
+                format_args!(
+                    "vmalloc error: size {size}, failed to allocated page array size {array_size}"
+                ),
+            );
+            self.free_vm_area(vm);
+            return Err(VmallocError::PageArray { array_size });
+        };
+        v.pages.store(pages, Relaxed);
+        let order = page_shift - PAGE_SHIFT;
+        v.page_order.store(order, Relaxed);
+        let (nr, last_error) =
+            self.vm_area_alloc_pages(gfp | Gfp::__GFP_NOWARN, order, nr_small, pages);
+        v.nr_pages.store(nr as u32, Relaxed);
+        self.vmalloc.nr_vmalloc_pages.fetch_add(nr, Relaxed);
+        if nr != nr_small {
+            if order == 0 {
+                self.vmalloc_warn_alloc(
+                    gfp,
+                    format_args!(
+                        "vmalloc error: size {}, failed to allocate pages",
+                        nr * PAGE_SIZE as u64
+                    ),
+                );
+            }
+            let _ = self.vfree(VirtAddr(addr));
+            return Err(VmallocError::Pages {
+                allocated: nr,
+                wanted: nr_small,
+                error: last_error.unwrap_or(AllocError::OrderTooLarge(order)),
+            });
+        }
+        let step = 1u64 << order;
+        let mapped = self.vmap_pages_range(addr, nr_small >> order, prot, page_shift, |i| {
+            self.page_array_get(pages, i * step)
+        });
+        if let Err(e) = mapped {
+            self.vmalloc_warn_alloc(
+                gfp,
+                format_args!(
+                    "vmalloc error: size {}, failed to map pages",
+                    nr * PAGE_SIZE as u64
+                ),
+            );
+            let _ = self.vfree(VirtAddr(addr));
+            return Err(e);
+        }
+        Ok(VirtAddr(addr))
+    }
+
+    /// `vm_area_alloc_pages()`: order-0 pages in batches of at most 100 (the bulk
+    /// allocator), then one at a time; order-9 pages for a huge mapping, each split into
+    /// order-0 pages so that every small page can be freed on its own. Returns the pages
+    /// obtained and the last allocation error.
+    fn vm_area_alloc_pages(
+        &self,
+        gfp: Gfp,
+        order: u32,
+        nr_pages: u64,
+        pages: u64,
+    ) -> (u64, Option<AllocError>) {
+        let mut nr = 0;
+        let mut last_error = None;
+        if order == 0 {
+            let bulk_gfp = gfp & !Gfp::__GFP_NOFAIL;
+            while nr < nr_pages {
+                let request = (nr_pages - nr).min(100);
+                let got = self.alloc_pages_bulk(bulk_gfp, request, |i, pfn| {
+                    self.page_array_set(pages, nr + i, pfn)
+                });
+                nr += got;
+                if got != request {
+                    break;
+                }
+            }
+        }
+        while nr < nr_pages {
+            match self.alloc_pages(gfp, order) {
+                Ok(page) => {
+                    let pfn = self.page_to_pfn(page);
+                    if order > 0 && self.split_page(page, order).is_err() {
+                        let _ = self.__free_pages(page, order);
+                        break;
+                    }
+                    for i in 0..1u64 << order {
+                        self.page_array_set(pages, nr + i, Pfn(pfn.0 + i));
+                    }
+                    nr += 1 << order;
+                }
+                Err(e) => {
+                    last_error = Some(e);
+                    break;
+                }
+            }
+        }
+        (nr, last_error)
+    }
+
+    /// `alloc_pages_bulk_array()`: up to `n` order-0 pages, each handed to `store(i, pfn)`;
+    /// returns how many were had. (The kernel takes the per-CPU list lock once for the
+    /// batch; here each page goes through the ordinary order-0 path.)
+    fn alloc_pages_bulk(&self, gfp: Gfp, n: u64, mut store: impl FnMut(u64, Pfn)) -> u64 {
+        for i in 0..n {
+            match self.alloc_pages(gfp | Gfp::__GFP_NOWARN, 0) {
+                Ok(page) => store(i, self.page_to_pfn(page)),
+                Err(_) => return i,
+            }
+        }
+        n
+    }
+
+    /// `vfree(addr)`: free a vmalloc allocation. From interrupt context it is deferred
+    /// (`vfree_atomic`); from NMI it is a BUG; NULL is a no-op.
+    #[track_caller]
+    pub fn vfree(&self, addr: VirtAddr) -> Result<(), VmallocError> {
+        if self.in_interrupt() {
+            return self.vfree_atomic(addr);
+        }
+        self.might_sleep()?;
+        if addr.0 == 0 {
+            return Ok(());
+        }
+        let Some(vm) = self.remove_vm_area(addr) else {
+            self.vmalloc_warn(format_args!(
+                "WARNING: mm/vmalloc.c vfree: Trying to vfree() nonexistent vm area ({addr})"
+            ));
+            return Err(VmallocError::NoSuchArea(addr));
+        };
+        self.release_vm_pages(vm);
+        Ok(())
+    }
+
+    /// The second half of `vfree()`: the pages, the page array and the `vm_struct`.
+    fn release_vm_pages(&self, vm: u64) {
+        let v = self.vm_struct(vm);
+        let nr = v.nr_pages.load(Relaxed) as u64;
+        let pages = v.pages.load(Relaxed);
+        for i in 0..nr {
+            let pfn = self.page_array_get(pages, i);
+            // High-order pages of a huge vmalloc were split: free them one by one.
+            if let Ok(page) = self.pfn_to_page(pfn) {
+                let _ = self.__free_pages(page, 0);
+            }
+        }
+        if !VmFlags::from_bits_truncate(v.flags.load(Relaxed)).contains(VmFlags::VM_MAP_PUT_PAGES) {
+            self.vmalloc.nr_vmalloc_pages.fetch_sub(nr, Relaxed);
+        }
+        if pages != 0 {
+            // kvfree(vm->pages)
+            if self.layout.is_vmalloc_addr(pages) {
+                let _ = self.vfree(VirtAddr(pages));
+            } else {
+                let _ = self.kfree(VirtAddr(pages));
+            }
+        }
+        let _ = self.kfree(VirtAddr(vm));
+    }
+
+    /// `free_vm_area()`: undo `get_vm_area` (no pages yet).
+    fn free_vm_area(&self, vm: u64) {
+        let addr = self.vm_struct(vm).addr.load(Relaxed);
+        if let Some(vm) = self.remove_vm_area(VirtAddr(addr)) {
+            let _ = self.kfree(VirtAddr(vm));
+        }
+    }
+
+    /// `remove_vm_area()`: unlink the busy area holding `addr`, clear its mapping, and
+    /// queue its range for the lazy purge; returns its `vm_struct`.
+    fn remove_vm_area(&self, addr: VirtAddr) -> Option<u64> {
+        if addr.0 % PAGE_SIZE as u64 != 0 {
+            self.vmalloc_warn(format_args!(
+                "WARNING: mm/vmalloc.c remove_vm_area: Trying to vfree() bad address ({addr})"
+            ));
+            return None;
+        }
+        let va = {
+            let mut busy = self.vmalloc.busy.lock();
+            let va = self.find_area_containing(&busy, addr.0);
+            if va == 0 || self.vmap_area(va).flags.load(Relaxed) & VMAP_RAM != 0 {
+                return None;
+            }
+            self.unlink_va(&mut busy, va);
+            va
+        };
+        let vm = self.vmap_area(va).subtree_max_size_or_vm.swap(0, Relaxed);
+        self.free_unmap_vmap_area(va);
+        Some(vm)
+    }
+
+    /// `free_unmap_vmap_area()`: clear the entries now, flush later.
+    fn free_unmap_vmap_area(&self, va: u64) {
+        let node = self.vmap_area(va);
+        self.vunmap_range_noflush(node.start(), node.end());
+        self.free_vmap_area_noflush(va);
+    }
+
+    /// `vunmap(addr)`: undo `vmap` (the pages stay with their owner). Refused from
+    /// interrupt context (a BUG in the kernel).
+    #[track_caller]
+    pub fn vunmap(&self, addr: VirtAddr) -> Result<(), VmallocError> {
+        if self.in_interrupt() {
+            return Err(self.vmalloc_bug_interrupt(bug_sites::VUNMAP, "vunmap"));
+        }
+        self.might_sleep()?;
+        if addr.0 == 0 {
+            return Ok(());
+        }
+        let Some(vm) = self.remove_vm_area(addr) else {
+            self.vmalloc_warn(format_args!(
+                "WARNING: mm/vmalloc.c vunmap: Trying to vunmap() nonexistent vm area ({addr})"
+            ));
+            return Err(VmallocError::NoSuchArea(addr));
+        };
+        let _ = self.kfree(VirtAddr(vm));
+        Ok(())
+    }
+
+    /// `vmap(pages, count, flags, prot)`: map existing pages into a fresh area.
+    #[track_caller]
+    pub fn vmap(
+        &self,
+        pages: &[Pfn],
+        flags: VmFlags,
+        prot: PgProt,
+    ) -> Result<VirtAddr, VmallocError> {
+        self.vmap_caller(pages, flags, prot, CallSite::caller())
+    }
+
+    /// `vmap` recording `caller`.
+    pub fn vmap_caller(
+        &self,
+        pages: &[Pfn],
+        flags: VmFlags,
+        prot: PgProt,
+        caller: CallSite,
+    ) -> Result<VirtAddr, VmallocError> {
+        self.might_sleep()?;
+        if flags.intersects(
+            VmFlags::VM_FLUSH_RESET_PERMS | VmFlags::VM_NO_GUARD | VmFlags::VM_MAP_PUT_PAGES,
+        ) {
+            self.vmalloc_warn(format_args!(
+                "WARNING: mm/vmalloc.c vmap: unsupported flags {flags:?}"
+            ));
+            return Err(VmallocError::BadArgs(
+                "vmap: VM_FLUSH_RESET_PERMS, VM_NO_GUARD and VM_MAP_PUT_PAGES are not accepted",
+            ));
+        }
+        if pages.is_empty() || pages.len() as u64 > self.totalram_pages() {
+            return Err(VmallocError::BadArgs(
+                "vmap: count must be 1 ..= totalram_pages",
+            ));
+        }
+        if let Some(bad) = pages.iter().find(|p| !self.pfn_valid(**p)) {
+            return Err(VmallocError::BadArgs(if bad.0 == 0 {
+                "vmap: NULL page"
+            } else {
+                "vmap: a page outside mem_map"
+            }));
+        }
+        let size = (pages.len() as u64) << PAGE_SHIFT;
+        let vm = self.get_vm_area_node(
+            size,
+            1,
+            PAGE_SHIFT,
+            flags,
+            self.layout.vmalloc_start,
+            self.layout.vmalloc_end,
+            Gfp::GFP_KERNEL,
+            caller,
+            "vmap",
+        )?;
+        let addr = self.vm_struct(vm).addr.load(Relaxed);
+        // pgprot_nx(): vmap never maps code.
+        let prot =
+            PgProt(prot.0 | PgProt::kernel(self.profile()).0 & crate::arch::pgtable::_PAGE_NX);
+        if let Err(e) = self.vmap_pages_range(addr, pages.len() as u64, prot, PAGE_SHIFT, |i| {
+            pages[i as usize]
+        }) {
+            let _ = self.vunmap(VirtAddr(addr));
+            return Err(e);
+        }
+        Ok(VirtAddr(addr))
+    }
+
+    /// `vm_map_ram(pages, count, node)`: a quick mapping without a `vm_struct` or a guard
+    /// page. (The kernel serves up to `VMAP_MAX_ALLOC` pages from per-CPU vmap blocks;
+    /// here every request takes its own `vmap_area`, as larger ones do in the kernel.)
+    pub fn vm_map_ram(&self, pages: &[Pfn]) -> Result<VirtAddr, VmallocError> {
+        if pages.is_empty() || pages.iter().any(|p| !self.pfn_valid(*p)) {
+            return Err(VmallocError::BadArgs(
+                "vm_map_ram: needs 1 or more valid pages",
+            ));
+        }
+        let size = (pages.len() as u64) << PAGE_SHIFT;
+        let va = self.alloc_vmap_area(
+            size,
+            PAGE_SIZE as u64,
+            self.layout.vmalloc_start,
+            self.layout.vmalloc_end,
+            Gfp::GFP_KERNEL,
+            VMAP_RAM,
+        )?;
+        let addr = self.vmap_area(va).start();
+        let prot = PgProt::kernel(self.profile());
+        if let Err(e) = self.vmap_pages_range(addr, pages.len() as u64, prot, PAGE_SHIFT, |i| {
+            pages[i as usize]
+        }) {
+            let _ = self.vm_unmap_ram(VirtAddr(addr), pages.len());
+            return Err(e);
+        }
+        Ok(VirtAddr(addr))
+    }
+
+    /// `vm_unmap_ram(mem, count)`.
+    pub fn vm_unmap_ram(&self, addr: VirtAddr, count: usize) -> Result<(), VmallocError> {
+        if !self.is_vmalloc_addr(addr) || addr.0 % PAGE_SIZE as u64 != 0 {
+            return Err(VmallocError::NotVmalloc(addr));
+        }
+        let va = {
+            let mut busy = self.vmalloc.busy.lock();
+            let va = self.find_area_containing(&busy, addr.0);
+            if va == 0 || self.vmap_area(va).flags.load(Relaxed) & VMAP_RAM == 0 {
+                drop(busy);
+                self.vmalloc_warn(format_args!(
+                    "WARNING: mm/vmalloc.c vm_unmap_ram: WARN_ON_ONCE(!va)"
+                ));
+                return Err(VmallocError::NoSuchArea(addr));
+            }
+            if self.vmap_area(va).size() != (count as u64) << PAGE_SHIFT {
+                return Err(VmallocError::BadArgs(
+                    "vm_unmap_ram: count differs from the vm_map_ram",
+                ));
+            }
+            self.unlink_va(&mut busy, va);
+            va
+        };
+        self.free_unmap_vmap_area(va);
+        Ok(())
+    }
+
+    /// `get_vm_area(size, flags)`: reserve a range of the vmalloc area, mapping nothing.
+    #[track_caller]
+    pub fn get_vm_area(&self, size: usize, flags: VmFlags) -> Result<VmArea, VmallocError> {
+        let vm = self.get_vm_area_node(
+            size as u64,
+            1,
+            PAGE_SHIFT,
+            flags,
+            self.layout.vmalloc_start,
+            self.layout.vmalloc_end,
+            Gfp::GFP_KERNEL,
+            CallSite::caller(),
+            "get_vm_area",
+        )?;
+        Ok(self.vm_area_copy(vm))
+    }
+
+    /// `free_vm_area(area)`: give back what `get_vm_area` reserved.
+    pub fn free_vm_area_at(&self, addr: VirtAddr) -> Result<(), VmallocError> {
+        let vm = self
+            .remove_vm_area(addr)
+            .ok_or(VmallocError::NoSuchArea(addr))?;
+        let _ = self.kfree(VirtAddr(vm));
+        Ok(())
+    }
+
+    /// `find_vm_area(addr)`: the area holding `addr`, if it is a live vmalloc/vmap area.
+    pub fn find_vm_area(&self, addr: VirtAddr) -> Option<VmArea> {
+        let busy = self.vmalloc.busy.lock();
+        let va = self.find_area_containing(&busy, addr.0);
+        if va == 0 {
+            return None;
+        }
+        let vm = self.vmap_area(va).subtree_max_size_or_vm.load(Relaxed);
+        if vm == 0 || self.vmap_area(va).flags.load(Relaxed) & VMAP_RAM != 0 {
+            return None;
+        }
+        Some(self.vm_area_copy(vm))
+    }
+
+    /// The page behind a vmalloc address (`vmalloc_to_page`), by walking the page tables.
+    pub fn vmalloc_to_page(&self, addr: VirtAddr) -> Option<&Page> {
+        let pfn = self.vmalloc_to_pfn(addr)?;
+        self.pfn_to_page(pfn).ok()
+    }
+
+    /// `vmalloc_to_pfn(addr)`.
+    pub fn vmalloc_to_pfn(&self, addr: VirtAddr) -> Option<Pfn> {
+        if !self.is_vmalloc_addr(addr) {
+            return None;
+        }
+        self.kernel_translate(addr.0).map(|m| m.phys.pfn())
+    }
+
+    /// The PFN behind each page of the area at `addr` (its mapped part), by walking the
+    /// page tables; `vmap` areas included.
+    pub fn vm_area_pfns(
+        &self,
+        addr: VirtAddr,
+        mut f: impl FnMut(Pfn),
+    ) -> Result<VmArea, VmallocError> {
+        let area = self
+            .find_vm_area(addr)
+            .ok_or(VmallocError::NoSuchArea(addr))?;
+        for i in 0..area.usable_size() >> PAGE_SHIFT {
+            if let Some(m) = self.kernel_translate(area.addr.0 + (i << PAGE_SHIFT)) {
+                f(m.phys.pfn());
+            }
+        }
+        Ok(area)
+    }
+
+    /// `vrealloc(p, size, gfp)` (6.13): shrink or grow in place within the area's pages,
+    /// else allocate anew, copy, and free the old. `p` NULL is `vmalloc`; size 0 frees.
+    #[track_caller]
+    pub fn vrealloc(&self, p: VirtAddr, size: usize, gfp: Gfp) -> Result<VirtAddr, VmallocError> {
+        let caller = CallSite::caller();
+        if size == 0 {
+            self.vfree(p)?;
+            return Ok(VirtAddr(0));
+        }
+        let (mut old_size, mut alloced) = (0, 0);
+        let mut vm = 0;
+        if p.0 != 0 {
+            let Some(area) = self.find_vm_area(p).filter(|a| a.addr == p) else {
+                self.vmalloc_warn(format_args!(
+                    "WARNING: mm/vmalloc.c vrealloc: Trying to vrealloc() nonexistent vm area ({p})"
+                ));
+                return Err(VmallocError::NoSuchArea(p));
+            };
+            vm = area.vm.0;
+            alloced = area.usable_size();
+            old_size = area.requested_size;
+        }
+        let size = size as u64;
+        if p.0 != 0 && size <= alloced {
+            if size < old_size && (self.slab.config.init_on_free || self.want_init_on_alloc(gfp)) {
+                self.vmalloc_fill(p.0 + size, 0, old_size - size);
+            }
+            self.vm_struct(vm).requested_size.store(size, Relaxed);
+            return Ok(p);
+        }
+        let n = self.__vmalloc_node(size as usize, 1, gfp, NUMA_NO_NODE, caller)?;
+        if p.0 != 0 {
+            self.vmalloc_copy(n.0, p.0, old_size);
+            self.vfree(p)?;
+        }
+        Ok(n)
+    }
+
+    fn want_init_on_alloc(&self, gfp: Gfp) -> bool {
+        self.slab.config.init_on_alloc || gfp.contains(Gfp::__GFP_ZERO)
+    }
+
+    // ----- helpers ---------------------------------------------------------------
+
+    /// The `vm_struct` at `vm`.
+    pub(crate) fn vm_struct(&self, vm: u64) -> &VmStruct {
+        self.kernel_struct(vm)
+    }
+
+    fn vm_area_copy(&self, vm: u64) -> VmArea {
+        let v = self.vm_struct(vm);
+        VmArea {
+            addr: VirtAddr(v.addr.load(Relaxed)),
+            size: v.size.load(Relaxed),
+            flags: VmFlags::from_bits_truncate(v.flags.load(Relaxed)),
+            nr_pages: v.nr_pages.load(Relaxed) as u64,
+            page_order: v.page_order.load(Relaxed),
+            pages: VirtAddr(v.pages.load(Relaxed)),
+            requested_size: v.requested_size.load(Relaxed),
+            caller: self.site(v.caller.load(Relaxed) as u32),
+            vm: VirtAddr(vm),
+        }
+    }
+
+    fn guard_size(&self, v: &VmStruct) -> u64 {
+        if VmFlags::from_bits_truncate(v.flags.load(Relaxed)).contains(VmFlags::VM_NO_GUARD) {
+            0
+        } else {
+            PAGE_SIZE as u64
+        }
+    }
+
+    /// `sizeof(struct page *)` on this profile.
+    fn pointer_size(&self) -> u64 {
+        match self.profile() {
+            Profile::X86_64 => 8,
+            Profile::I386 => 4,
+        }
+    }
+
+    /// `totalram_pages()`.
+    pub fn totalram_pages(&self) -> u64 {
+        self.zones.iter().map(|z| z.managed_pages).sum()
+    }
+
+    /// The physical address behind a kernel virtual address: the direct map, or a walk of
+    /// the page tables for anything else (how kernel code reaches vmalloc memory).
+    pub fn kernel_virt_to_phys(&self, va: u64) -> Option<u64> {
+        if let Some(phys) = self.layout.virt_to_phys(va) {
+            return Some(phys);
+        }
+        self.kernel_translate(va).map(|m| m.phys.0)
+    }
+
+    /// The host pointer of a kernel word at `va` (which must not cross a page).
+    fn kernel_word_ptr(&self, va: u64) -> Option<*mut u8> {
+        let phys = self.kernel_virt_to_phys(va)?;
+        if !self.memblock.is_memory(phys, phys + 8) && !self.memblock.is_memory(phys, phys + 4) {
+            return None;
+        }
+        // SAFETY: the address is inside RAM (checked), which `phys_mem` covers.
+        Some(unsafe { self.platform.phys_mem().add(phys as usize) })
+    }
+
+    /// Entry `i` of a page array (`struct page *`, pointer-sized), as a PFN.
+    fn page_array_get(&self, pages: u64, i: u64) -> Pfn {
+        let size = self.pointer_size();
+        let Some(ptr) = self.kernel_word_ptr(pages + i * size) else {
+            return Pfn(0);
+        };
+        // SAFETY: a naturally aligned word of RAM; atomics, as other CPUs may read it.
+        let struct_page = unsafe {
+            if size == 8 {
+                (*(ptr as *const AtomicU64)).load(Relaxed)
+            } else {
+                (*(ptr as *const AtomicU32)).load(Relaxed) as u64
+            }
+        };
+        self.page_at_struct_address(VirtAddr(struct_page))
+            .and_then(|page| self.mem_map.pfn_of(page))
+            .unwrap_or(Pfn(0))
+    }
+
+    /// Store `pfn`'s `struct page *` as entry `i` of a page array.
+    fn page_array_set(&self, pages: u64, i: u64, pfn: Pfn) {
+        let size = self.pointer_size();
+        let value = self.struct_page_address(self.mem_map.page(pfn.0)).0;
+        let Some(ptr) = self.kernel_word_ptr(pages + i * size) else {
+            return;
+        };
+        // SAFETY: as in `page_array_get`.
+        unsafe {
+            if size == 8 {
+                (*(ptr as *const AtomicU64)).store(value, Relaxed)
+            } else {
+                (*(ptr as *const AtomicU32)).store(value as u32, Relaxed)
+            }
+        }
+    }
+
+    /// Write a pointer-sized word at kernel address `va` (the `llist_node` that
+    /// `vfree_atomic` keeps in the freed memory itself).
+    pub(crate) fn write_kernel_word(&self, va: u64, value: u64) -> bool {
+        let Some(ptr) = self.kernel_word_ptr(va) else {
+            return false;
+        };
+        // SAFETY: as in `page_array_get`.
+        unsafe {
+            if self.pointer_size() == 8 {
+                (*(ptr as *const AtomicU64)).store(value, Relaxed)
+            } else {
+                (*(ptr as *const AtomicU32)).store(value as u32, Relaxed)
+            }
+        }
+        true
+    }
+
+    /// Read a pointer-sized word at kernel address `va`.
+    pub(crate) fn read_kernel_word(&self, va: u64) -> Option<u64> {
+        let ptr = self.kernel_word_ptr(va)?;
+        // SAFETY: as in `page_array_get`.
+        Some(unsafe {
+            if self.pointer_size() == 8 {
+                (*(ptr as *const AtomicU64)).load(Relaxed)
+            } else {
+                (*(ptr as *const AtomicU32)).load(Relaxed) as u64
+            }
+        })
+    }
+
+    /// Copy `len` bytes between vmalloc (or direct-map) addresses, page by page.
+    fn vmalloc_copy(&self, dst: u64, src: u64, len: u64) {
+        let mut buf = [0u8; 256];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(buf.len() as u64) as usize;
+            let n = n
+                .min(bytes_to_page_end(src + done))
+                .min(bytes_to_page_end(dst + done));
+            if self.kernel_read_bytes(src + done, &mut buf[..n]) {
+                self.kernel_write_bytes(dst + done, &buf[..n]);
+            }
+            done += n as u64;
+        }
+    }
+
+    /// Fill `len` bytes at a vmalloc address with `byte`.
+    fn vmalloc_fill(&self, addr: u64, byte: u8, len: u64) {
+        let buf = [byte; 256];
+        let mut done = 0;
+        while done < len {
+            let n =
+                ((len - done).min(buf.len() as u64) as usize).min(bytes_to_page_end(addr + done));
+            self.kernel_write_bytes(addr + done, &buf[..n]);
+            done += n as u64;
+        }
+    }
+
+    /// Read bytes (within one page) at a kernel virtual address.
+    fn kernel_read_bytes(&self, va: u64, buf: &mut [u8]) -> bool {
+        let Some(phys) = self.kernel_virt_to_phys(va) else {
+            return false;
+        };
+        if !self.memblock.is_memory(phys, phys + buf.len() as u64) {
+            return false;
+        }
+        // SAFETY: RAM (checked); plain bytes.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                self.platform.phys_mem().add(phys as usize),
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+        true
+    }
+
+    /// Write bytes (within one page) at a kernel virtual address.
+    fn kernel_write_bytes(&self, va: u64, bytes: &[u8]) -> bool {
+        let Some(phys) = self.kernel_virt_to_phys(va) else {
+            return false;
+        };
+        if !self.memblock.is_memory(phys, phys + bytes.len() as u64) {
+            return false;
+        }
+        // SAFETY: RAM (checked); plain bytes.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.platform.phys_mem().add(phys as usize),
+                bytes.len(),
+            )
+        };
+        true
+    }
+
+    /// The kernel's BUG report for a vmalloc call in interrupt context.
+    fn vmalloc_bug_interrupt(&self, line: u32, what: &'static str) -> VmallocError {
+        self.vmalloc_bug(line);
+        VmallocError::InInterrupt(what)
+    }
+
+    /// `BUG()`'s report: the line, then the oops header.
+    pub(crate) fn vmalloc_bug(&self, line: u32) {
+        self.vmalloc.stats.bugs.fetch_add(1, Relaxed);
+        self.printk(format_args!("------------[ cut here ]------------"));
+        self.printk(format_args!("kernel BUG at mm/vmalloc.c:{line}!"));
+        self.printk(format_args!("invalid opcode: 0000 [#1] PREEMPT SMP NOPTI"));
+        self.printk(format_args!(
+            "CPU: {} PID: {} Comm: {} Not tainted 6.6.0-kmemlab #1",
+            self.platform.smp_processor_id(),
+            self.platform.current_pid(),
+            self.platform.current_comm()
+        ));
+    }
+
+    /// A kernel `WARN` from vmalloc, counted.
+    fn vmalloc_warn(&self, args: fmt::Arguments<'_>) {
+        self.vmalloc.stats.bugs.fetch_add(1, Relaxed);
+        crate::vmstat::VmEvents::add(&self.events.warn, 1);
+        self.printk(args);
+    }
+
+    /// `warn_alloc(gfp, NULL, fmt, ...)`: the allocation-failure line, unless `__GFP_NOWARN`.
+    fn vmalloc_warn_alloc(&self, gfp: Gfp, args: fmt::Arguments<'_>) {
+        if gfp.contains(Gfp::__GFP_NOWARN) {
+            return;
+        }
+        self.printk(format_args!(
+            "{}: {}, mode:{:?}, nodemask=(null),cpuset=/,mems_allowed=0",
+            self.platform.current_comm(),
+            args,
+            gfp
+        ));
+    }
+}
+
+impl VmallocError {
+    /// Whether a huge-page attempt that failed this way is worth retrying with 4 KiB pages.
+    fn retry_with_small_pages(&self) -> bool {
+        !matches!(
+            self,
+            VmallocError::InInterrupt(_)
+                | VmallocError::InNmi(_)
+                | VmallocError::SleepInAtomic(_)
+                | VmallocError::BadArgs(_)
+                | VmallocError::ZeroSize
+        )
+    }
+}
+
+/// `GFP_RECLAIM_MASK` (`mm/internal.h`): the flags that say how hard to try, passed on to
+/// the allocations vmalloc makes for itself.
+pub const GFP_RECLAIM_MASK: Gfp = Gfp::__GFP_RECLAIM
+    .union(Gfp::__GFP_HIGH)
+    .union(Gfp::__GFP_IO)
+    .union(Gfp::__GFP_FS)
+    .union(Gfp::__GFP_NOWARN)
+    .union(Gfp::__GFP_RETRY_MAYFAIL)
+    .union(Gfp::__GFP_NOFAIL)
+    .union(Gfp::__GFP_NORETRY)
+    .union(Gfp::__GFP_MEMALLOC)
+    .union(Gfp::__GFP_NOMEMALLOC);
+
+fn bytes_to_page_end(va: u64) -> usize {
+    PAGE_SIZE - (va as usize & (PAGE_SIZE - 1))
+}
