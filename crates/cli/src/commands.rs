@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::describe::page_info;
 use crate::shell::{Shell, Value};
+use crate::vmcommands as vm;
 
 /// A handler: the shell and the arguments after the command name.
 pub type Handler = fn(&mut Shell, &[&str]) -> Result<Value, String>;
@@ -182,6 +183,60 @@ pub const COMMANDS: &[Command] = &[
         run: dump,
     },
     Command {
+        name: "vmalloc",
+        usage: "<size>",
+        help: "virtually contiguous memory (GFP_KERNEL); returns its address",
+        run: vm::vmalloc,
+    },
+    Command {
+        name: "vzalloc",
+        usage: "<size>",
+        help: "zeroed vmalloc",
+        run: vm::vzalloc,
+    },
+    Command {
+        name: "__vmalloc",
+        usage: "<size> <gfp>",
+        help: "vmalloc with explicit GFP flags",
+        run: vm::vmalloc_gfp,
+    },
+    Command {
+        name: "vmalloc_huge",
+        usage: "<size> [gfp]",
+        help: "vmalloc with 2 MiB mappings where possible (x86_64)",
+        run: vm::vmalloc_huge,
+    },
+    Command {
+        name: "vfree",
+        usage: "<addr>",
+        help: "free a vmalloc area (deferred from interrupt context)",
+        run: vm::vfree,
+    },
+    Command {
+        name: "vmap",
+        usage: "<page> <count>",
+        help: "map count pages from a struct page into the vmalloc area",
+        run: vm::vmap,
+    },
+    Command {
+        name: "vunmap",
+        usage: "<addr>",
+        help: "unmap a vmap area (the pages stay allocated)",
+        run: vm::vunmap,
+    },
+    Command {
+        name: "vmalloc_to_page",
+        usage: "<addr>",
+        help: "the struct page behind a vmalloc address",
+        run: vm::vmalloc_to_page,
+    },
+    Command {
+        name: "purge",
+        usage: "",
+        help: "vm_unmap_aliases(): purge lazily freed areas now (one TLB flush)",
+        run: vm::purge,
+    },
+    Command {
         name: "cpu",
         usage: "<n>",
         help: "run the following commands on CPU n",
@@ -232,7 +287,8 @@ pub const COMMANDS: &[Command] = &[
     Command {
         name: "cat",
         usage: "/proc/<file>",
-        help: "print a /proc file (buddyinfo, pagetypeinfo, zoneinfo, meminfo)",
+        help:
+            "print a /proc file (buddyinfo, pagetypeinfo, zoneinfo, meminfo, slabinfo, vmallocinfo)",
         run: cat,
     },
     Command {
@@ -400,6 +456,10 @@ fn info(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     let x = sh.number(args[0])?;
     if let Some(v) = slab_object_info(sh.machine.mm(), VirtAddr(x)) {
         return Ok(v);
+    }
+    if sh.machine.mm().is_vmalloc_addr(VirtAddr(x)) {
+        return vm::vmalloc_info(sh.machine.mm(), VirtAddr(x))
+            .ok_or_else(|| format!("{x:#x} is in the vmalloc area but no live area holds it"));
     }
     sh.kernel(|mm| {
         let pfn = if let Some(page) = mm.page_at_struct_address(VirtAddr(x)) {
@@ -596,7 +656,7 @@ fn slab_object_info(mm: &Mm<SimPlatform>, addr: VirtAddr) -> Option<Value> {
     let s = mm.cache(o.cache).ok()?;
     let page = page_info(mm, Pfn(mm.layout().virt_to_phys(o.object.0)? >> 12));
     let slab_page = mm.struct_page_address(mm.mem_map().page(o.slab_pfn)).0;
-    let obj = json!({
+    let mut obj = json!({
         "cache": s.name().as_str(),
         "object": o.object.0,
         "offset_in_object": o.offset_in_object,
@@ -611,6 +671,10 @@ fn slab_object_info(mm: &Mm<SimPlatform>, addr: VirtAddr) -> Option<Value> {
         "zone": page.zone,
         "state": if o.free { "free" } else { "allocated" },
     });
+    let extent = vm::kmalloc_extent(mm, o.object, s.object_size() as u64);
+    if let (Some(obj), serde_json::Value::Object(extent)) = (obj.as_object_mut(), extent) {
+        obj.extend(extent);
+    }
     let text = format!(
         "{} object {:#x} (index {} in the slab at pfn {:#x}, struct page {:#x}, offset {:#x}), {} of {} bytes ({} with metadata){}; phys {:#x}, pfn {:#x}, zone {}",
         s.name(),

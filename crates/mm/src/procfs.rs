@@ -17,6 +17,7 @@ pub const FILES: &[&str] = &[
     "zoneinfo",
     "meminfo",
     "slabinfo",
+    "vmallocinfo",
 ];
 
 /// Render `/proc/<name>`; `Ok(false)` if there is no such file.
@@ -28,6 +29,7 @@ pub fn render<P: Platform>(mm: &Mm<P>, name: &str, w: &mut dyn Write) -> Result<
         "zoneinfo" => zoneinfo(mm, w)?,
         "meminfo" => meminfo(mm, w)?,
         "slabinfo" => slabinfo(mm, w)?,
+        "vmallocinfo" => vmallocinfo(mm, w)?,
         _ => return Ok(false),
     }
     Ok(true)
@@ -287,8 +289,69 @@ pub fn meminfo<P: Platform>(mm: &Mm<P>, w: &mut dyn Write) -> fmt::Result {
     show_val_kb(w, "Slab:", m.sreclaimable + m.sunreclaim)?;
     show_val_kb(w, "SReclaimable:", m.sreclaimable)?;
     show_val_kb(w, "SUnreclaim:", m.sunreclaim)?;
+    show_val_kb(w, "PageTables:", mm.nr_pagetable_pages())?;
+    writeln!(
+        w,
+        "{:<16}{:>8} kB",
+        "VmallocTotal:",
+        mm.layout().vmalloc_total() >> 10
+    )?;
+    show_val_kb(w, "VmallocUsed:", mm.vmalloc_nr_pages())?;
+    show_val_kb(w, "VmallocChunk:", 0)?;
     show_val_kb(w, "Percpu:", m.percpu)?;
     Ok(())
+}
+
+/// `/proc/vmallocinfo` (`s_show` in `mm/vmalloc.c`): every busy area in address order
+/// with its size (guard page included), caller, pages and kind, then the lazily freed
+/// areas still waiting for the purge (`show_purge_info`).
+pub fn vmallocinfo<P: Platform>(mm: &Mm<P>, w: &mut dyn Write) -> fmt::Result {
+    let width = match mm.profile() {
+        crate::Profile::X86_64 => 16,
+        crate::Profile::I386 => 8,
+    };
+    mm.for_each_vmap_area(&mut |a| {
+        write!(
+            w,
+            "0x{:0width$x}-0x{:0width$x} {:7}",
+            a.start,
+            a.end,
+            a.end - a.start
+        )?;
+        let Some(vm) = a.vm else {
+            let kind = if a.vm_map_ram {
+                " vm_map_ram"
+            } else {
+                " unpurged vm_area"
+            };
+            return writeln!(w, "{kind}");
+        };
+        if let Some(caller) = vm.caller {
+            write!(w, " {caller}")?;
+        }
+        if vm.nr_pages > 0 {
+            write!(w, " pages={}", vm.nr_pages)?;
+        }
+        use crate::vmalloc::VmFlags as F;
+        for (flag, name) in [
+            (F::VM_IOREMAP, " ioremap"),
+            (F::VM_ALLOC, " vmalloc"),
+            (F::VM_MAP, " vmap"),
+            (F::VM_USERMAP, " user"),
+            (F::VM_DMA_COHERENT, " dma-coherent"),
+        ] {
+            if vm.flags.contains(flag) {
+                w.write_str(name)?;
+            }
+        }
+        if mm.is_vmalloc_addr(vm.pages) {
+            w.write_str(" vpages")?;
+        }
+        if vm.nr_pages > 0 && !vm.flags.contains(F::VM_UNINITIALIZED) {
+            write!(w, " N0={}", vm.nr_pages)?;
+        }
+        writeln!(w)
+    })
 }
 
 /// A fixed-capacity line buffer for composing one kernel message without `alloc`;

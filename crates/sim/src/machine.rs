@@ -491,8 +491,22 @@ impl Machine {
         }
         self.mm.enter_context(ctx);
         let result = f(&self.mm);
+        if !nested && self.mm.work_pending() {
+            self.run_kworker(cpu, ctx);
+        }
         drop(guard);
         Ok(result)
+    }
+
+    /// The CPU's kworker: before the CPU goes idle, the work items queued on it (deferred
+    /// `vfree`s, the lazy-purge drain) run in process context with interrupts enabled.
+    fn run_kworker(&self, cpu: usize, ctx: Context) {
+        let state = &self.mm.platform().cpus[cpu];
+        let irqs = state.irqs_enabled.swap(true, Ordering::Relaxed);
+        self.mm.exit_context(ctx);
+        self.mm.run_work();
+        self.mm.enter_context(ctx);
+        state.irqs_enabled.store(irqs, Ordering::Relaxed);
     }
 }
 

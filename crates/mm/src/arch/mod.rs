@@ -168,6 +168,15 @@ impl Layout {
         }
     }
 
+    /// `VMALLOC_TOTAL` as `/proc/meminfo` reports it: x86_64's `VMALLOC_END` is the last
+    /// byte of the area (so the total is one byte short of 32 TiB), i386's is one past it.
+    pub const fn vmalloc_total(&self) -> u64 {
+        match self.profile {
+            Profile::X86_64 => self.vmalloc_end - 1 - self.vmalloc_start,
+            Profile::I386 => self.vmalloc_end - self.vmalloc_start,
+        }
+    }
+
     /// `is_vmalloc_addr()`.
     pub const fn is_vmalloc_addr(&self, virt: u64) -> bool {
         virt >= self.vmalloc_start && virt < self.vmalloc_end

@@ -203,6 +203,21 @@ impl<P: Platform> Mm<P> {
         None
     }
 
+    /// The tables `va`'s walk passes through, top first (for `info`: which page-table
+    /// pages an area uses). Stops at a leaf or a missing entry.
+    pub fn kernel_walk_tables(&self, va: u64, f: &mut dyn FnMut(usize, PhysAddr, u64)) {
+        let mode = self.paging();
+        let mut table = self.kernel_pgd();
+        for (level, l) in mode.levels.iter().enumerate() {
+            let entry = self.read_pt_entry(table, l.index(va));
+            f(level, table, entry);
+            if entry & _PAGE_PRESENT == 0 || mode.is_leaf(level, entry) {
+                return;
+            }
+            table = PhysAddr(mode.entry_frame(level, entry));
+        }
+    }
+
     /// Count the table pages and present leaf entries under `[start, end)` (for `check()`),
     /// calling `leaf(va, phys_of_page, page_size)` on each leaf.
     pub(crate) fn walk_kernel_range(

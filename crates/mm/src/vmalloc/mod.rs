@@ -139,6 +139,19 @@ impl VmArea {
     }
 }
 
+/// One area as `/proc/vmallocinfo` lists it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct VmapAreaInfo {
+    /// First address.
+    pub start: u64,
+    /// One past the last (guard page included).
+    pub end: u64,
+    /// Its `vm_struct`, for a busy vmalloc/vmap area.
+    pub vm: Option<VmArea>,
+    /// A `vm_map_ram` area.
+    pub vm_map_ram: bool,
+}
+
 /// Why a vmalloc-family call failed or was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VmallocError {
@@ -1259,6 +1272,42 @@ impl<P: Platform> Mm<P> {
 
     fn want_init_on_alloc(&self, gfp: Gfp) -> bool {
         self.slab.config.init_on_alloc || gfp.contains(Gfp::__GFP_ZERO)
+    }
+
+    /// Call `f` on every busy area in address order, then on every lazily freed area
+    /// waiting for the purge (what `/proc/vmallocinfo` shows); stops at the first error.
+    pub fn for_each_vmap_area(
+        &self,
+        f: &mut dyn FnMut(&VmapAreaInfo) -> fmt::Result,
+    ) -> fmt::Result {
+        let busy = self.vmalloc.busy.lock();
+        let mut va = busy.first;
+        while va != 0 {
+            let node = self.vmap_area(va);
+            let vm = node.subtree_max_size_or_vm.load(Relaxed);
+            let vm_map_ram = node.flags.load(Relaxed) & VMAP_RAM != 0;
+            f(&VmapAreaInfo {
+                start: node.start(),
+                end: node.end(),
+                vm: (vm != 0 && !vm_map_ram).then(|| self.vm_area_copy(vm)),
+                vm_map_ram,
+            })?;
+            va = node.list_next();
+        }
+        drop(busy);
+        let purge = self.vmalloc.purge.lock();
+        let mut va = purge.first;
+        while va != 0 {
+            let node = self.vmap_area(va);
+            f(&VmapAreaInfo {
+                start: node.start(),
+                end: node.end(),
+                vm: None,
+                vm_map_ram: false,
+            })?;
+            va = node.list_next();
+        }
+        Ok(())
     }
 
     // ----- helpers ---------------------------------------------------------------
