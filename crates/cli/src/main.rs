@@ -6,6 +6,7 @@ mod commands;
 mod describe;
 mod shell;
 mod tour;
+mod tour_vmalloc;
 mod vmcommands;
 
 use std::process::ExitCode;

@@ -11,25 +11,25 @@ use crate::describe::{page_info, zones};
 use crate::MachineArgs;
 
 /// Collects the tour as text and as JSON facts.
-struct Tour {
+pub(crate) struct Tour {
     text: String,
     facts: Map<String, Value>,
     step: usize,
 }
 
 impl Tour {
-    fn section(&mut self, title: &str) {
+    pub(crate) fn section(&mut self, title: &str) {
         self.step += 1;
         self.text.push_str(&format!("\n{}. {title}\n", self.step));
     }
-    fn line(&mut self, text: impl AsRef<str>) {
+    pub(crate) fn line(&mut self, text: impl AsRef<str>) {
         for l in text.as_ref().lines() {
             self.text.push_str("   ");
             self.text.push_str(l);
             self.text.push('\n');
         }
     }
-    fn fact(&mut self, key: &str, value: Value) {
+    pub(crate) fn fact(&mut self, key: &str, value: Value) {
         self.facts.insert(key.to_string(), value);
     }
 }
@@ -44,7 +44,7 @@ pub fn run(args: &MachineArgs, json_out: bool) -> Result<bool, String> {
     };
     let cfg = machine.config();
     t.text.push_str(&format!(
-        "kmemlab tour: the Linux page allocator and SLUB on a simulated {} machine, {} RAM, {} CPUs, seed {}\n",
+        "kmemlab tour: the Linux page allocator, SLUB and vmalloc on a simulated {} machine, {} RAM, {} CPUs, seed {}\n",
         cfg.profile,
         format_size(cfg.ram),
         cfg.cpus,
@@ -57,6 +57,7 @@ pub fn run(args: &MachineArgs, json_out: bool) -> Result<bool, String> {
     buddy_lists(&mut t, &machine);
     let ok = allocations(&mut t, &machine)?;
     let ok = kmalloc_section(&mut t, &machine)? && ok;
+    let ok = crate::tour_vmalloc::section(&mut t, &machine, args)? && ok;
     if json_out {
         println!("{}", Value::Object(t.facts));
     } else {

@@ -487,5 +487,5 @@ fn is_within_this_va(va: &VmapArea, size: u64, align: u64, vstart: u64) -> bool 
 /// `ALIGN()`, saturating instead of wrapping near the top of the address space.
 fn align_up(x: u64, align: u64) -> u64 {
     x.checked_add(align - 1)
-        .map_or(u64::MAX & !(align - 1), |v| v & !(align - 1))
+        .map_or(!(align - 1), |v| v & !(align - 1))
 }

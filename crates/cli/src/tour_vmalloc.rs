@@ -1,0 +1,351 @@
+//! The tour's vmalloc section: the same 64 KiB through kmalloc and through vmalloc on an
+//! aged machine, drawn as two trains; the zones behind vmalloc on both profiles; what each
+//! operation costs in page-table writes and TLB flushes; the lazy purge; the guard page.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use kmemlab_mm::{Gfp, Mm, Pfn, Profile, VirtAddr};
+use kmemlab_sim::{format_size, Machine, MachineConfig, SimPlatform};
+use serde_json::json;
+
+use crate::tour::Tour;
+use crate::vmcommands::runs;
+use crate::MachineArgs;
+
+const SIZE: usize = 64 << 10;
+
+/// Run the section; `Ok(true)` if every claim it makes held on this machine.
+pub fn section(t: &mut Tour, machine: &Machine, args: &MachineArgs) -> Result<bool, String> {
+    t.section("vmalloc: virtually contiguous, physically scattered");
+    let aged = age(machine, 2_000)?;
+    t.line(format!(
+        "First the machine is aged: a freshly booted one hands out consecutive order-0 pages, which would hide the point. \
+         A mixed workload ({} kmalloc objects of 8 B..8 KiB and {} page allocations of orders 0-2, kernel and user (GFP_HIGHUSER) pages, on CPUs 0 and 1, with the machine's seed) \
+         ran and freed a random half; it still holds {} pages.",
+        aged.objects, aged.page_allocs, aged.pages_held
+    ));
+    let (k_pfns, v_pfns, k_addr, v_addr) = contrast(machine)?;
+    let k_runs = runs(&k_pfns).len();
+    let v_runs = runs(&v_pfns).len();
+    t.line(format!(
+        "kmalloc(64K) = {k_addr}: an order-4 block from the page allocator, {} pages in {k_runs} physical run.",
+        k_pfns.len()
+    ));
+    draw_train(t, "kmalloc", &k_pfns);
+    t.line(format!(
+        "vmalloc(64K) = {v_addr}: {} order-0 pages mapped one by one, in {v_runs} physical run{}.",
+        v_pfns.len(),
+        if v_runs == 1 { "" } else { "s" }
+    ));
+    draw_train(t, "vmalloc", &v_pfns);
+    let contiguity_holds = k_runs == 1 && v_runs > 1;
+    t.fact(
+        "vmalloc_contrast",
+        json!({
+            "aged": {"objects": aged.objects, "page_allocs": aged.page_allocs, "pages_held": aged.pages_held},
+            "kmalloc": {"virt": k_addr.0, "pfns": k_pfns, "phys_runs": k_runs},
+            "vmalloc": {"virt": v_addr.0, "pfns": v_pfns, "phys_runs": v_runs},
+            "holds": contiguity_holds,
+        }),
+    );
+    let zones_hold = zones_on_both_profiles(t, machine, args)?;
+    let cost_holds = costs(t, machine)?;
+    Ok(contiguity_holds && zones_hold && cost_holds)
+}
+
+/// What the ageing workload left.
+struct Aged {
+    objects: u64,
+    page_allocs: u64,
+    pages_held: u64,
+}
+
+/// xorshift64, seeded from the machine's seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Allocate a mix of kmalloc objects and pages on CPUs 0 and 1, then free a random half:
+/// the per-CPU and buddy free lists end up holding scattered order-0 pages, as on a
+/// machine that has been up for a while.
+fn age(machine: &Machine, steps: u64) -> Result<Aged, String> {
+    let mut rng = Rng(machine.config().seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut objects = Vec::new();
+    let mut pages: Vec<(u64, u32)> = Vec::new();
+    let cpus = machine.config().cpus.min(2);
+    for step in 0..steps {
+        let cpu = (step % cpus as u64) as usize;
+        let r = rng.next();
+        machine
+            .on_cpu(cpu, kmemlab_mm::Context::Process, |mm| {
+                if r.is_multiple_of(3) {
+                    let order = (r >> 8) as u32 % 3;
+                    // Kernel pages, and user pages that may live in HighMem.
+                    let gfp = if r & 0x10 == 0 {
+                        Gfp::GFP_KERNEL
+                    } else {
+                        Gfp::GFP_HIGHUSER
+                    };
+                    if let Ok(p) = mm.alloc_pages(gfp, order) {
+                        pages.push((mm.page_to_pfn(p).0, order));
+                    }
+                } else {
+                    let size = 8 + (r >> 8) as usize % 8185;
+                    if let Ok(p) = mm.kmalloc(size, Gfp::GFP_KERNEL) {
+                        objects.push(p);
+                    }
+                }
+            })
+            .map_err(|e| e.to_string())?;
+    }
+    let (n_objects, n_pages) = (objects.len() as u64, pages.len() as u64);
+    machine.run(|mm| {
+        for (i, p) in std::mem::take(&mut objects).into_iter().enumerate() {
+            if rng.next().is_multiple_of(2) || i % 7 == 0 {
+                let _ = mm.kfree(p);
+            }
+        }
+        let mut held = 0;
+        for (pfn, order) in std::mem::take(&mut pages) {
+            if rng.next().is_multiple_of(2) {
+                if let Ok(page) = mm.pfn_to_page(Pfn(pfn)) {
+                    let _ = mm.__free_pages(page, order);
+                }
+            } else {
+                held += 1u64 << order;
+            }
+        }
+        Ok(Aged {
+            objects: n_objects,
+            page_allocs: n_pages,
+            pages_held: held,
+        })
+    })
+}
+
+/// The same 64 KiB through kmalloc and through vmalloc: their PFNs, page by page.
+fn contrast(machine: &Machine) -> Result<(Vec<u64>, Vec<u64>, VirtAddr, VirtAddr), String> {
+    machine.run(|mm| {
+        let k = mm
+            .kmalloc(SIZE, Gfp::GFP_KERNEL)
+            .map_err(|e| e.to_string())?;
+        let first = mm
+            .layout()
+            .virt_to_phys(k.0)
+            .ok_or("kmalloc outside the direct map")?
+            >> 12;
+        let k_pfns: Vec<u64> = (first..first + (SIZE as u64 >> 12)).collect();
+        let v = mm.vmalloc(SIZE).map_err(|e| e.to_string())?;
+        let mut v_pfns = Vec::new();
+        mm.vm_area_pfns(v, |p| v_pfns.push(p.0))
+            .map_err(|e| e.to_string())?;
+        mm.kfree(k).map_err(|e| e.to_string())?;
+        mm.vfree(v).map_err(|e| e.to_string())?;
+        Ok((k_pfns, v_pfns, k, v))
+    })
+}
+
+/// The two trains: virtual pages as one train of cars; below, where each car sits in
+/// physical memory (a run of adjacent frames is one coupled train, a gap breaks it).
+fn draw_train(t: &mut Tour, what: &str, pfns: &[u64]) {
+    let cars: String = (0..pfns.len())
+        .map(|i| format!("[{i:>2}]"))
+        .collect::<Vec<_>>()
+        .join("");
+    t.line(format!("  {what:<8} virtual  {cars}"));
+    let mut phys = String::new();
+    for (i, p) in pfns.iter().enumerate() {
+        let coupled = i > 0 && pfns[i - 1] + 1 == *p;
+        phys.push_str(if i == 0 || coupled { "" } else { " " });
+        phys.push_str(&format!("[{:>2}]", p % 100));
+    }
+    t.line(format!("  {:<8} physical {phys}", ""));
+    let list: Vec<String> = runs(pfns)
+        .iter()
+        .map(|(p, n)| {
+            if *n == 1 {
+                format!("{p:#x}")
+            } else {
+                format!("{p:#x}..{:#x}", p + n - 1)
+            }
+        })
+        .collect();
+    t.line(format!(
+        "  {:<8} (physical cars show pfn mod 100; runs: {})",
+        "",
+        list.join(", ")
+    ));
+}
+
+/// Zones of the pages behind a vmalloc on this machine and on one of the other profile:
+/// i386 takes them from HighMem (`__GFP_HIGHMEM`), x86_64 has no HighMem.
+fn zones_on_both_profiles(
+    t: &mut Tour,
+    machine: &Machine,
+    args: &MachineArgs,
+) -> Result<bool, String> {
+    let other_profile = match machine.config().profile {
+        Profile::X86_64 => Profile::I386,
+        Profile::I386 => Profile::X86_64,
+    };
+    let other = Machine::new(MachineConfig {
+        profile: other_profile,
+        ram: 2 << 30,
+        cpus: machine.config().cpus,
+        seed: args.seed,
+        ..MachineConfig::default()
+    })
+    .map_err(|e| e.to_string())?;
+    let mut holds = true;
+    let mut facts = Vec::new();
+    for m in [machine, &other] {
+        let (k_zone, v_zones) = m.run(zones_of_pair)?;
+        let profile = m.config().profile;
+        let v_text: Vec<String> = v_zones.iter().map(|(z, n)| format!("{n} in {z}")).collect();
+        t.line(format!(
+            "{profile}, {} RAM: kmalloc(64K) from {k_zone}; vmalloc(64K) pages: {}.",
+            format_size(m.config().ram),
+            v_text.join(", ")
+        ));
+        let all_high = v_zones.iter().all(|(z, _)| *z == "HighMem");
+        let none_high = v_zones.iter().all(|(z, _)| *z != "HighMem");
+        holds &= match profile {
+            Profile::I386
+                if m.mm()
+                    .zones()
+                    .iter()
+                    .any(|z| z.name() == "HighMem" && z.managed_pages > 0) =>
+            {
+                all_high && k_zone != "HighMem"
+            }
+            _ => none_high,
+        };
+        facts.push(
+            json!({"profile": profile.name(), "kmalloc_zone": k_zone, "vmalloc_zones": v_zones}),
+        );
+    }
+    t.line("kmalloc memory must be in the direct map, so never HighMem; vmalloc maps its pages itself, so it asks for __GFP_HIGHMEM and i386 serves it from above 896 MiB first. x86_64 maps all RAM directly and has no HighMem zone.");
+    t.fact("vmalloc_zones", json!({"profiles": facts, "holds": holds}));
+    Ok(holds)
+}
+
+/// Pages per zone, by zone name.
+type ZoneCounts = Vec<(&'static str, u64)>;
+
+fn zones_of_pair(mm: &Mm<SimPlatform>) -> Result<(&'static str, ZoneCounts), String> {
+    let k = mm
+        .kmalloc(SIZE, Gfp::GFP_KERNEL)
+        .map_err(|e| e.to_string())?;
+    let k_zone = mm
+        .page_zone(mm.virt_to_page(k).map_err(|e| e.to_string())?)
+        .name();
+    let v = mm.vmalloc(SIZE).map_err(|e| e.to_string())?;
+    let mut zones: Vec<(&'static str, u64)> = Vec::new();
+    mm.vm_area_pfns(v, |p| {
+        if let Ok(page) = mm.pfn_to_page(p) {
+            let z = mm.page_zone(page).name();
+            match zones.iter_mut().find(|(name, _)| *name == z) {
+                Some((_, n)) => *n += 1,
+                None => zones.push((z, 1)),
+            }
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    mm.kfree(k).map_err(|e| e.to_string())?;
+    mm.vfree(v).map_err(|e| e.to_string())?;
+    Ok((k_zone, zones))
+}
+
+/// Counters before and after one operation.
+#[derive(Clone, Copy, Default)]
+struct Cost {
+    pte_writes: u64,
+    tlb_flushes: u64,
+    page_tables: u64,
+    nanos: u128,
+}
+
+fn snapshot(mm: &Mm<SimPlatform>) -> Cost {
+    let s = mm.vmalloc_stats();
+    Cost {
+        pte_writes: s.pte_set.load(Relaxed) + s.pte_cleared.load(Relaxed),
+        tlb_flushes: mm.platform().tlb_flushes(),
+        page_tables: mm.nr_pagetable_pages(),
+        nanos: 0,
+    }
+}
+
+fn measure<R>(mm: &Mm<SimPlatform>, f: impl FnOnce() -> R) -> (R, Cost) {
+    let before = snapshot(mm);
+    let start = std::time::Instant::now();
+    let r = f();
+    let nanos = start.elapsed().as_nanos();
+    let after = snapshot(mm);
+    (
+        r,
+        Cost {
+            pte_writes: after.pte_writes - before.pte_writes,
+            tlb_flushes: after.tlb_flushes - before.tlb_flushes,
+            page_tables: after.page_tables - before.page_tables,
+            nanos,
+        },
+    )
+}
+
+/// PTE writes, page-table pages and TLB flushes of each operation.
+fn costs(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
+    t.line("What each operation costs (page-table entries written, page-table pages added, TLB flushes, wall clock):");
+    let rows = machine.run(|mm| -> Result<Vec<(&'static str, Cost)>, String> {
+        let (k, kmalloc_cost) = measure(mm, || mm.kmalloc(SIZE, Gfp::GFP_KERNEL));
+        let k = k.map_err(|e| e.to_string())?;
+        let (r, kfree_cost) = measure(mm, || mm.kfree(k));
+        r.map_err(|e| e.to_string())?;
+        let (v, vmalloc_cost) = measure(mm, || mm.vmalloc(SIZE));
+        let v = v.map_err(|e| e.to_string())?;
+        let (r, vfree_cost) = measure(mm, || mm.vfree(v));
+        r.map_err(|e| e.to_string())?;
+        let (_, purge_cost) = measure(mm, || mm.vm_unmap_aliases());
+        Ok(vec![
+            ("kmalloc(64K)", kmalloc_cost),
+            ("kfree", kfree_cost),
+            ("vmalloc(64K)", vmalloc_cost),
+            ("vfree (lazy)", vfree_cost),
+            ("purge", purge_cost),
+        ])
+    })?;
+    t.line(format!(
+        "  {:<14} {:>10} {:>12} {:>11} {:>10}",
+        "operation", "PTE writes", "table pages", "TLB flushes", "time"
+    ));
+    let mut facts = Vec::new();
+    for (name, c) in &rows {
+        t.line(format!(
+            "  {name:<14} {:>10} {:>12} {:>11} {:>8.1}us",
+            c.pte_writes,
+            c.page_tables,
+            c.tlb_flushes,
+            c.nanos as f64 / 1000.0
+        ));
+        facts.push(json!({"op": name, "pte_writes": c.pte_writes, "page_tables": c.page_tables, "tlb_flushes": c.tlb_flushes, "ns": c.nanos as u64}));
+    }
+    let get = |n: &str| {
+        rows.iter()
+            .find(|(name, _)| *name == n)
+            .map(|(_, c)| *c)
+            .unwrap_or_default()
+    };
+    let holds = get("kmalloc(64K)").pte_writes == 0
+        && get("vmalloc(64K)").pte_writes == 16
+        && get("vfree (lazy)").tlb_flushes == 0
+        && get("purge").tlb_flushes == 1;
+    t.line("kmalloc touches no page table: the direct map was built at boot. vmalloc writes one entry per page; vfree clears them but flushes nothing, and the range is not reused until a purge flushes every lazily freed area at once (here forced by vm_unmap_aliases; normally when fls(nr_cpus) x 32 MiB have piled up).");
+    t.fact("vmalloc_costs", json!({"ops": facts, "holds": holds}));
+    Ok(holds)
+}
