@@ -269,7 +269,6 @@ struct Cost {
     pte_writes: u64,
     tlb_flushes: u64,
     page_tables: u64,
-    nanos: u128,
 }
 
 fn snapshot(mm: &Mm<SimPlatform>) -> Cost {
@@ -278,15 +277,12 @@ fn snapshot(mm: &Mm<SimPlatform>) -> Cost {
         pte_writes: s.pte_set.load(Relaxed) + s.pte_cleared.load(Relaxed),
         tlb_flushes: mm.platform().tlb_flushes(),
         page_tables: mm.nr_pagetable_pages(),
-        nanos: 0,
     }
 }
 
 fn measure<R>(mm: &Mm<SimPlatform>, f: impl FnOnce() -> R) -> (R, Cost) {
     let before = snapshot(mm);
-    let start = std::time::Instant::now();
     let r = f();
-    let nanos = start.elapsed().as_nanos();
     let after = snapshot(mm);
     (
         r,
@@ -294,14 +290,13 @@ fn measure<R>(mm: &Mm<SimPlatform>, f: impl FnOnce() -> R) -> (R, Cost) {
             pte_writes: after.pte_writes - before.pte_writes,
             tlb_flushes: after.tlb_flushes - before.tlb_flushes,
             page_tables: after.page_tables - before.page_tables,
-            nanos,
         },
     )
 }
 
 /// PTE writes, page-table pages and TLB flushes of each operation.
 fn costs(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
-    t.line("What each operation costs (page-table entries written, page-table pages added, TLB flushes, wall clock):");
+    t.line("What each operation costs (page-table entries written, page-table pages added, TLB flushes; `cargo bench` measures the time):");
     let rows = machine.run(|mm| -> Result<Vec<(&'static str, Cost)>, String> {
         let (k, kmalloc_cost) = measure(mm, || mm.kmalloc(SIZE, Gfp::GFP_KERNEL));
         let k = k.map_err(|e| e.to_string())?;
@@ -327,13 +322,10 @@ fn costs(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
     let mut facts = Vec::new();
     for (name, c) in &rows {
         t.line(format!(
-            "  {name:<14} {:>10} {:>12} {:>11} {:>8.1}us",
-            c.pte_writes,
-            c.page_tables,
-            c.tlb_flushes,
-            c.nanos as f64 / 1000.0
+            "  {name:<14} {:>10} {:>12} {:>11}",
+            c.pte_writes, c.page_tables, c.tlb_flushes
         ));
-        facts.push(json!({"op": name, "pte_writes": c.pte_writes, "page_tables": c.page_tables, "tlb_flushes": c.tlb_flushes, "ns": c.nanos as u64}));
+        facts.push(json!({"op": name, "pte_writes": c.pte_writes, "page_tables": c.page_tables, "tlb_flushes": c.tlb_flushes}));
     }
     let get = |n: &str| {
         rows.iter()
