@@ -18,10 +18,12 @@
 
 pub mod cpu;
 pub mod machine;
+pub mod mmu;
 pub mod pagecache;
 pub mod ram;
 
 pub use machine::{Machine, MachineConfig, SimError, SimPlatform, MAX_CPUS, MIN_RAM};
+pub use mmu::{PageFault, TlbFlushStats, TlbStats, Translation, Walk};
 pub use pagecache::PageCache;
 pub use ram::Hole;
 
