@@ -1,5 +1,6 @@
 //! kmemlab's simulated machine: RAM (lazily backed, with holes), CPUs with execution
-//! contexts, a console, a page-cache workload, and the `mm` kernel booted on them.
+//! contexts, an MMU (a page walker over the kernel's own page tables and per-CPU TLBs, see
+//! [`mmu`]), a console, a page-cache workload, and the `mm` kernel booted on them.
 //!
 //! ```
 //! use kmemlab_mm::{Context, Gfp};

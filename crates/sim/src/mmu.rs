@@ -73,7 +73,8 @@ impl PtMemory for RamTables<'_> {
         let at = table
             .0
             .checked_add((index as u64).checked_mul(entry_size as u64)?)?;
-        let aligned = table.0 % PAGE_SIZE as u64 == 0 && at % entry_size as u64 == 0;
+        let aligned =
+            table.0.is_multiple_of(PAGE_SIZE as u64) && at.is_multiple_of(entry_size as u64);
         if !aligned || !self.mm.platform().ram().contains(at, entry_size as u64) {
             return None;
         }

@@ -290,16 +290,12 @@ impl<P: Platform> Mm<P> {
             };
             let va0 = po + align_down(p.start, p.page_size);
             let va1 = po + align_up(p.end, p.page_size) - 1;
-            for level in 1..=leaf {
-                let shift = mode.levels[level - 1].shift;
-                let (first, lastid) = (va0 >> shift, va1 >> shift);
-                let from = if last[level] == first {
-                    first + 1
-                } else {
-                    first
-                };
+            // A table at level L + 1 is named by the address bits above level L's span.
+            for (parent, seen) in mode.levels[..leaf].iter().zip(&mut last) {
+                let (first, lastid) = (va0 >> parent.shift, va1 >> parent.shift);
+                let from = if *seen == first { first + 1 } else { first };
                 tables += (lastid + 1).saturating_sub(from);
-                last[level] = lastid;
+                *seen = lastid;
             }
         });
         let mut buf = EarlyPgtBuf {
