@@ -76,6 +76,8 @@ pub enum BootError {
     NoCpus,
     /// The slab allocator could not start.
     Slab(crate::slab::SlabError),
+    /// The vmalloc area's PUD pages could not be allocated (`preallocate_vmalloc_pages`).
+    VmallocPageTables(crate::AllocError),
 }
 
 impl fmt::Display for BootError {
@@ -86,6 +88,9 @@ impl fmt::Display for BootError {
             BootError::BadMemoryMap => write!(f, "memory map ranges overlap or are not sorted"),
             BootError::NoCpus => write!(f, "the platform has no CPUs"),
             BootError::Slab(e) => write!(f, "kmem_cache_init: {e}"),
+            BootError::VmallocPageTables(e) => {
+                write!(f, "Failed to pre-allocate pud pages for vmalloc area: {e}")
+            }
         }
     }
 }
@@ -134,19 +139,14 @@ impl<P: Platform> Mm<P> {
         mm.memblock.current_limit = mm.layout.direct_map_end_phys;
         mm.zone_sizes_init(first_pfn, end_pfn);
         mm.alloc_boot_metadata(end_pfn)?;
-        mm.pgd = PhysAddr(
-            mm.memblock
-                .alloc(PAGE_SIZE as u64, PAGE_SIZE as u64, "swapper_pg_dir")?
-                .0,
-        );
-        // SAFETY: memblock returned a page of RAM that nothing else uses.
-        unsafe { core::ptr::write_bytes(mm.host_ptr(mm.pgd), 0, PAGE_SIZE) };
+        mm.init_mem_mapping()?;
         mm.memmap_init(end_pfn);
         mm.memblock_free_all();
         mm.build_zonelists();
         mm.init_per_zone_wmark_min();
         mm.setup_pcp();
         mm.seed_random();
+        mm.preallocate_vmalloc_pages()?;
         mm.kmem_cache_init().map_err(BootError::Slab)?;
         mm.vmalloc_init().map_err(BootError::Slab)?;
         Ok(mm)

@@ -299,6 +299,22 @@ pub fn meminfo<P: Platform>(mm: &Mm<P>, w: &mut dyn Write) -> fmt::Result {
     show_val_kb(w, "VmallocUsed:", mm.vmalloc_nr_pages())?;
     show_val_kb(w, "VmallocChunk:", 0)?;
     show_val_kb(w, "Percpu:", m.percpu)?;
+    arch_report_meminfo(mm, w)?;
+    Ok(())
+}
+
+/// `arch_report_meminfo()` (`arch/x86/mm/pat/set_memory.c`): the direct map by page size.
+/// x86_64 reports 4 KiB, 2 MiB and (with gbpages) 1 GiB pages; 2-level i386 reports 4 KiB
+/// and 4 MiB pages.
+fn arch_report_meminfo<P: Platform>(mm: &Mm<P>, w: &mut dyn Write) -> fmt::Result {
+    let [small, large, huge] = mm.direct_map_bytes();
+    show_val_kb(w, "DirectMap4k:", small >> PAGE_SHIFT)?;
+    if mm.profile() == crate::Profile::I386 {
+        show_val_kb(w, "DirectMap4M:", large >> PAGE_SHIFT)?;
+    } else {
+        show_val_kb(w, "DirectMap2M:", large >> PAGE_SHIFT)?;
+        show_val_kb(w, "DirectMap1G:", huge >> PAGE_SHIFT)?;
+    }
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! kmemlab's simulated machine: RAM (lazily backed, with holes), CPUs with execution
-//! contexts, a console, a page-cache workload, and the `mm` kernel booted on them.
+//! contexts, an MMU (a page walker over the kernel's own page tables and per-CPU TLBs, see
+//! [`mmu`]), a console, a page-cache workload, and the `mm` kernel booted on them.
 //!
 //! ```
 //! use kmemlab_mm::{Context, Gfp};
@@ -18,10 +19,12 @@
 
 pub mod cpu;
 pub mod machine;
+pub mod mmu;
 pub mod pagecache;
 pub mod ram;
 
 pub use machine::{Machine, MachineConfig, SimError, SimPlatform, MAX_CPUS, MIN_RAM};
+pub use mmu::{PageFault, TlbFlushStats, TlbStats, Translation, Walk};
 pub use pagecache::PageCache;
 pub use ram::Hole;
 

@@ -121,6 +121,7 @@ pub struct SimPlatform {
     cpus: Vec<Cpu>,
     clock: AtomicU64,
     tlb_flushes: AtomicU64,
+    mmu: crate::mmu::Mmu,
     console: Mutex<Vec<String>>,
     shrinkers: RwLock<Vec<SharedShrinker>>,
     injector: Mutex<Option<IrqInjector>>,
@@ -148,6 +149,11 @@ impl SimPlatform {
     /// Range flushes requested by the kernel so far.
     pub fn tlb_flushes(&self) -> u64 {
         self.tlb_flushes.load(Ordering::Relaxed)
+    }
+
+    /// The MMU: every CPU's TLB, and the shootdown and fault counters.
+    pub fn mmu(&self) -> &crate::mmu::Mmu {
+        &self.mmu
     }
 
     #[inline]
@@ -275,8 +281,9 @@ unsafe impl Platform for SimPlatform {
         self.ram.base()
     }
 
-    fn flush_tlb_kernel_range(&self, _start: VirtAddr, _end: VirtAddr) {
+    fn flush_tlb_kernel_range(&self, start: VirtAddr, end: VirtAddr) {
         self.tlb_flushes.fetch_add(1, Ordering::Relaxed);
+        self.mmu.flush_tlb_kernel_range(start.0, end.0);
     }
 
     fn clock_ns(&self) -> u64 {
@@ -401,6 +408,7 @@ impl Machine {
             cpus: (0..config.cpus).map(Cpu::new).collect(),
             clock: AtomicU64::new(0),
             tlb_flushes: AtomicU64::new(0),
+            mmu: crate::mmu::Mmu::new(config.cpus, config.profile),
             console: Mutex::new(Vec::new()),
             shrinkers: RwLock::new(Vec::new()),
             injector: Mutex::new(None),

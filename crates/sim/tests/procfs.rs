@@ -284,14 +284,18 @@ fn memtotal_is_ram_minus_what_boot_reserved() {
         let report = mm.check().unwrap();
         let holes = report.total - ram_pages;
         assert_eq!(report.reserved, holes + reserved_in_ram);
-        // Free = managed less the slab pages boot allocated and the pages that wait on
-        // per-CPU lists; meminfo's Slab line reports the former.
+        // Free = managed less the slab and page-table pages boot allocated (x86_64's
+        // preallocated vmalloc PUDs) and the pages that wait on per-CPU lists; meminfo's
+        // Slab line reports the slab pages.
         assert_eq!(
             meminfo_kb(&text, "MemFree:"),
             total - (report.allocated + report.pcp) * 4,
-            "only boot's slab pages and per-CPU pages are not free"
+            "only boot's slab, page-table and per-CPU pages are not free"
         );
-        assert_eq!(meminfo_kb(&text, "Slab:"), report.allocated * 4);
+        assert_eq!(
+            meminfo_kb(&text, "Slab:"),
+            (report.allocated - mm.nr_pagetable_pages()) * 4
+        );
         assert!(meminfo_kb(&text, "MemAvailable:") < total);
 
         // MemFree follows allocations (order 4 bypasses the per-CPU lists).

@@ -5,6 +5,7 @@ use core::fmt;
 
 use crate::page_alloc::ZoneType;
 
+pub mod init;
 pub mod pgtable;
 
 const MIB: u64 = 1 << 20;
