@@ -237,6 +237,30 @@ pub const COMMANDS: &[Command] = &[
         run: vm::purge,
     },
     Command {
+        name: "walk",
+        usage: "<addr>",
+        help: "the page-table walk of an address, level by level",
+        run: vm::walk,
+    },
+    Command {
+        name: "read",
+        usage: "<addr> <offset> <len>",
+        help: "read bytes through this CPU's MMU (TLB, then page tables)",
+        run: vm::read,
+    },
+    Command {
+        name: "write",
+        usage: "<addr> <offset> <0xhex|text>",
+        help: "write bytes through this CPU's MMU",
+        run: vm::write,
+    },
+    Command {
+        name: "tlb",
+        usage: "",
+        help: "per-CPU TLB counters and TLB shootdowns",
+        run: vm::tlb,
+    },
+    Command {
         name: "cpu",
         usage: "<n>",
         help: "run the following commands on CPU n",

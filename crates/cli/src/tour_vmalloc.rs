@@ -50,7 +50,9 @@ pub fn section(t: &mut Tour, machine: &Machine, args: &MachineArgs) -> Result<bo
     );
     let zones_hold = zones_on_both_profiles(t, machine, args)?;
     let cost_holds = costs(t, machine)?;
-    Ok(contiguity_holds && zones_hold && cost_holds)
+    let stale_holds = stale_tlb(t, machine)?;
+    let guard_holds = guard_page(t, machine)?;
+    Ok(contiguity_holds && zones_hold && cost_holds && stale_holds && guard_holds)
 }
 
 /// What the ageing workload left.
@@ -339,5 +341,75 @@ fn costs(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
         && get("purge").tlb_flushes == 1;
     t.line("kmalloc touches no page table: the direct map was built at boot. vmalloc writes one entry per page; vfree clears them but flushes nothing, and the range is not reused until a purge flushes every lazily freed area at once (here forced by vm_unmap_aliases; normally when fls(nr_cpus) x 32 MiB have piled up).");
     t.fact("vmalloc_costs", json!({"ops": facts, "holds": holds}));
+    Ok(holds)
+}
+
+/// Why the flush exists: a CPU that touched an area keeps its translation in its TLB
+/// after `vfree` clears the entry, and reads the freed page through it until the purge's
+/// flush reaches it; only then does the address fault.
+fn stale_tlb(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
+    let other = if machine.config().cpus > 1 { 1 } else { 0 };
+    let v = machine
+        .run(|mm| mm.vmalloc(SIZE))
+        .map_err(|e| e.to_string())?;
+    machine
+        .run(|_| machine.write(v, b"still here"))
+        .map_err(|e| e.to_string())?;
+    let read_on = |cpu: usize| -> Result<Result<Vec<u8>, String>, String> {
+        machine
+            .on_cpu(cpu, kmemlab_mm::Context::Process, |_| {
+                machine.read(v, 10).map_err(|e| e.to_string())
+            })
+            .map_err(|e| e.to_string())
+    };
+    let first = read_on(other)?;
+    machine.run(|mm| mm.vfree(v)).map_err(|e| e.to_string())?;
+    let pte_gone = machine.walk(v).result.is_err();
+    let stale = read_on(other)?;
+    let flushes_before = machine.tlb_flush_stats().shootdowns;
+    machine.run(|mm| mm.vm_unmap_aliases());
+    let flushes = machine.tlb_flush_stats().shootdowns - flushes_before;
+    let after = read_on(other)?;
+    let kernel = machine.take_console();
+    let text = |r: &Result<Vec<u8>, String>| match r {
+        Ok(b) => format!("\"{}\"", String::from_utf8_lossy(b)),
+        Err(e) => format!("fault: {e}"),
+    };
+    t.line(format!("Lazy TLB flushing, live: CPU {other} reads a fresh vmalloc area ({}), CPU 0 vfrees it; the PTE is {}.", text(&first), if pte_gone { "cleared" } else { "still there" }));
+    t.line(format!("  CPU {other} reads it again before the purge: {} (its TLB still holds the old translation)", text(&stale)));
+    t.line(format!(
+        "  purge: {flushes} flush_tlb_kernel_range; CPU {other} reads again: {}",
+        text(&after)
+    ));
+    for l in kernel.iter().take(4) {
+        t.line(format!("  | {l}"));
+    }
+    let holds = first.is_ok()
+        && pte_gone
+        && stale.as_deref().ok() == Some(b"still here".as_slice())
+        && after.is_err()
+        && flushes == 1;
+    t.line("  Until the flush, the freed range stays off the free tree, so nobody else can be handed it while a stale translation exists.");
+    t.fact("vmalloc_stale_tlb", json!({"first": first.is_ok(), "pte_cleared": pte_gone, "stale_read": stale.is_ok(), "faults_after_purge": after.is_err(), "flushes": flushes, "holds": holds}));
+    Ok(holds)
+}
+
+/// A write one byte past the end of a vmalloc area lands in its guard page: a page fault,
+/// reported the kernel's way, instead of silently corrupting the next area.
+fn guard_page(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
+    let v = machine
+        .run(|mm| mm.vmalloc(SIZE))
+        .map_err(|e| e.to_string())?;
+    let last = VirtAddr(v.0 + SIZE as u64 - 1);
+    let inside = machine.run(|_| machine.write(last, &[0x5a]));
+    let past = machine.run(|_| machine.write(VirtAddr(v.0 + SIZE as u64), &[0x5a]));
+    let kernel = machine.take_console();
+    machine.run(|mm| mm.vfree(v)).map_err(|e| e.to_string())?;
+    t.line(format!("vmalloc(64K) = {v}; a byte written at +0xffff {}; one byte past the end, at +0x10000, the guard page:", if inside.is_ok() { "is fine" } else { "faults (unexpected)" }));
+    for l in kernel.iter().take(6) {
+        t.line(format!("  | {l}"));
+    }
+    let holds = inside.is_ok() && past.is_err();
+    t.fact("vmalloc_guard_page", json!({"inside_ok": inside.is_ok(), "past_end_faults": past.is_err(), "kernel": kernel, "holds": holds}));
     Ok(holds)
 }

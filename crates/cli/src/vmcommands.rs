@@ -310,3 +310,115 @@ pub fn kmalloc_extent(mm: &Mm<SimPlatform>, addr: VirtAddr, size: u64) -> serde_
         "zones": zones(mm, &pfns),
     })
 }
+
+/// `walk <addr>`: the page-table walk, level by level (the tables only, no TLB).
+pub fn walk(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
+    want(args, 1, "walk <addr>")?;
+    let va = VirtAddr(sh.number(args[0])?);
+    let w = sh.machine.walk(va);
+    let steps: Vec<serde_json::Value> = w
+        .steps
+        .iter()
+        .map(|s| json!({"level": s.level, "table": s.table.0, "index": s.index, "entry": s.entry}))
+        .collect();
+    let result = match &w.result {
+        Ok(t) => json!({"phys": t.phys.0, "page_size": t.page_size, "writable": t.writable}),
+        Err(_) => serde_json::Value::Null,
+    };
+    Ok(Value::Object(
+        json!({"virt": va.0, "steps": steps, "result": result}),
+        w.to_string(),
+    ))
+}
+
+/// `read <addr> <offset> <len>`: bytes read through this CPU's MMU (TLB, then tables).
+pub fn read(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
+    want(args, 3, "read <addr> <offset> <len>")?;
+    let (base, off, len) = (
+        sh.number(args[0])?,
+        sh.number(args[1])?,
+        sh.number(args[2])?,
+    );
+    if len > 1 << 20 {
+        return Err("read: at most 1 MiB at a time".into());
+    }
+    let va = VirtAddr(base.wrapping_add(off));
+    let machine = &sh.machine;
+    let bytes = sh
+        .kernel(|_| machine.read(va, len as usize))?
+        .map_err(|e| e.to_string())?;
+    let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let text = hex
+        .chunks(16)
+        .enumerate()
+        .map(|(i, row)| format!("{:#x}: {}", va.0 + i as u64 * 16, row.join(" ")))
+        .collect::<Vec<_>>()
+        .join("\n");
+    Ok(Value::Object(json!({"virt": va.0, "bytes": bytes}), text))
+}
+
+/// `write <addr> <offset> <bytes>`: bytes (`0x` hex, or text) written through the MMU.
+pub fn write(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
+    want(args, 3, "write <addr> <offset> <0xhex|text>")?;
+    let (base, off) = (sh.number(args[0])?, sh.number(args[1])?);
+    let bytes = parse_bytes(args[2])?;
+    let va = VirtAddr(base.wrapping_add(off));
+    let machine = &sh.machine;
+    sh.kernel(|_| machine.write(va, &bytes))?
+        .map_err(|e| e.to_string())?;
+    Ok(Value::Text(format!(
+        "wrote {} bytes at {:#x}",
+        bytes.len(),
+        va.0
+    )))
+}
+
+fn parse_bytes(arg: &str) -> Result<Vec<u8>, String> {
+    let Some(hex) = arg.strip_prefix("0x") else {
+        return Ok(arg.as_bytes().to_vec());
+    };
+    if hex.is_empty() || hex.len() % 2 != 0 {
+        return Err(format!("'{arg}': hex bytes come in pairs of digits"));
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|_| format!("'{arg}' is not hex")))
+        .collect()
+}
+
+/// `tlb`: each CPU's TLB counters and the machine's shootdowns.
+pub fn tlb(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
+    want(args, 0, "tlb")?;
+    let m = &sh.machine;
+    let mut lines = vec![format!(
+        "{:<4} {:>10} {:>10} {:>10} {:>10} {:>12} {:>12}",
+        "cpu", "L1 hits", "L2 hits", "misses", "flushed", "full flushes", "invlpg"
+    )];
+    let mut cpus = Vec::new();
+    for cpu in 0..m.config().cpus {
+        let s = m.tlb_stats(cpu);
+        lines.push(format!(
+            "{cpu:<4} {:>10} {:>10} {:>10} {:>10} {:>12} {:>12}",
+            s.l1_hits,
+            s.l2_hits,
+            s.misses,
+            s.entries_flushed,
+            s.full_flushes,
+            s.single_page_flushes
+        ));
+        cpus.push(json!({"cpu": cpu, "l1_hits": s.l1_hits, "l2_hits": s.l2_hits, "misses": s.misses,
+            "entries_flushed": s.entries_flushed, "full_flushes": s.full_flushes, "single_page_flushes": s.single_page_flushes}));
+    }
+    let f = m.tlb_flush_stats();
+    lines.push(format!(
+        "shootdowns {} (IPIs {}), full flushes {}, pages invalidated {}, page faults {}",
+        f.shootdowns,
+        f.ipis,
+        f.full_flushes,
+        f.pages_invalidated,
+        m.page_faults()
+    ));
+    let obj = json!({"cpus": cpus, "shootdowns": f.shootdowns, "ipis": f.ipis,
+        "full_flushes": f.full_flushes, "pages_invalidated": f.pages_invalidated, "page_faults": m.page_faults()});
+    Ok(Value::Object(obj, lines.join("\n")))
+}
