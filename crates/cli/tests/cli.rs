@@ -278,3 +278,83 @@ fn the_same_seed_prints_the_same_tour() {
     let body = |t: &str| t.lines().skip(1).collect::<Vec<_>>().join("\n");
     assert_ne!(body(&a), body(&c));
 }
+
+#[test]
+fn tour_vmalloc_claims_hold_on_both_profiles() {
+    for profile in ["x86_64", "i386"] {
+        let o = kmemlab(
+            &["--profile", profile, "--ram", "2G", "tour", "--json"],
+            None,
+        );
+        assert!(
+            o.status.success(),
+            "{profile}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+        for claim in [
+            "vmalloc_contrast",
+            "vmalloc_zones",
+            "vmalloc_costs",
+            "vmalloc_stale_tlb",
+            "vmalloc_guard_page",
+        ] {
+            assert_eq!(v[claim]["holds"], true, "{profile}: {claim}: {}", v[claim]);
+        }
+        assert_eq!(v["vmalloc_contrast"]["kmalloc"]["phys_runs"], 1);
+        assert!(
+            v["vmalloc_contrast"]["vmalloc"]["phys_runs"]
+                .as_u64()
+                .unwrap()
+                > 1
+        );
+    }
+}
+
+#[test]
+fn vmalloc_script_runs_and_info_json_has_the_runs() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/vmalloc.kmem");
+    let o = kmemlab(&["shell", script], None);
+    assert!(
+        o.status.success(),
+        "{}{}",
+        stdout(&o),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let text = stdout(&o);
+    for needle in [
+        "BUG: unable to handle page fault for address: ffffc90000010000",
+        "unpurged vm_area",
+        "kernel BUG at mm/vmalloc.c:2579!",
+        "VmallocUsed:",
+        "PTE  table",
+    ] {
+        assert!(
+            text.contains(needle),
+            "script output lacks {needle:?}:\n{text}"
+        );
+    }
+    let script = "a = vmalloc 40K\ninfo a\nk = kmalloc 100 GFP_KERNEL\ninfo k\n";
+    let o = kmemlab(&["shell", "--json"], Some(script));
+    assert!(o.status.success());
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON per command"))
+        .collect();
+    let area = &lines[1]["result"];
+    assert_eq!(area["size"], 40 << 10);
+    assert_eq!(area["pfns"].as_array().unwrap().len(), 10);
+    assert!(area["phys_runs"].as_u64().unwrap() >= 1);
+    assert_eq!(
+        area["zones"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|n| n.as_u64().unwrap())
+            .sum::<u64>(),
+        10
+    );
+    let object = &lines[3]["result"];
+    assert_eq!(object["phys_runs"], 1);
+    assert!(object["virt"].as_u64().is_some());
+}
