@@ -20,6 +20,7 @@ pub mod cpu;
 pub mod machine;
 pub mod pagecache;
 pub mod ram;
+pub mod trace;
 
 pub use machine::{Machine, MachineConfig, SimError, SimPlatform, MAX_CPUS, MIN_RAM};
 pub use pagecache::PageCache;
