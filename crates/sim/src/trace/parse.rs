@@ -247,11 +247,11 @@ impl LineParser {
     }
 }
 
-/// trace-cmd's header lines (`version = 6`, `cpus=4`, `CPU 0 is empty`, `CPU0 data recorded at offset=...`).
+/// trace-cmd's header lines (`version = 6`, `cpus=4`, `CPU 0 is empty`,
+/// `CPU0 data recorded at offset=...`).
 fn is_trace_cmd_header(line: &str) -> bool {
     line.starts_with("version =")
         || line.starts_with("cpus=")
-        || line.starts_with("trace-cmd")
         || (line.starts_with("CPU") && (line.ends_with("is empty") || line.contains("data recorded")))
 }
 
