@@ -332,12 +332,13 @@ impl Report {
             "Allocation failures".to_string(),
             "===================".to_string(),
             format!(
-                "In the trace:  slab {}, page {}",
+                "In the trace: slab {}, page {}",
                 group(r.traced_slab_failures),
                 group(self.page.nr_fails)
             ),
+            "In kmemlab where the traced kernel succeeded:".to_string(),
             format!(
-                "In kmemlab (the traced kernel succeeded): kmalloc {}, kmem_cache_alloc {}, alloc_pages {}",
+                "  kmalloc {}, kmem_cache_alloc {}, alloc_pages {}",
                 group(r.kmalloc_failures),
                 group(r.cache_alloc_failures),
                 group(r.page_alloc_failures)
@@ -358,47 +359,44 @@ impl Report {
             "kmemlab".to_string(),
             "=======".to_string(),
             format!("Events replayed: {}", group(r.replayed)),
-            format!("vmalloc events (counted, not replayed yet): {}", group(vmalloc)),
+            format!("vmalloc events (not replayed yet): {}", group(vmalloc)),
             format!(
-                "Contexts: softirq {}, hardirq {}, NMI {}, irqs-off {}, bh-off {}; CPUs wrapped {}",
+                "Softirq / hardirq / NMI events: {} / {} / {}",
                 group(r.in_softirq),
                 group(r.in_hardirq),
-                group(r.in_nmi),
+                group(r.in_nmi)
+            ),
+            format!(
+                "Irqs-off / bh-off events: {} / {}",
                 group(r.irqs_off),
-                group(r.bh_off),
-                group(r.cpu_wrapped)
+                group(r.bh_off)
             ),
+            format!("Events on CPUs wrapped around: {}", group(r.cpu_wrapped)),
+            format!("Frees from before tracing began: {}", group(r.untracked_frees)),
+            format!("NULL frees: {}", group(r.null_frees)),
+            format!("Pointers allocated again while live: {}", group(r.reused_live_pointer)),
+            format!("Frees through the other family: {}", group(r.free_kind_mismatch)),
+            format!("Page frees of another order: {}", group(r.page_order_mismatch)),
+            format!("Sleeping allocations in atomic context: {}", group(r.sleep_in_atomic)),
             format!(
-                "Frees of pointers allocated before tracing: {}; NULL frees: {}",
-                group(r.untracked_frees),
-                group(r.null_frees)
-            ),
-            format!(
-                "Pointers allocated again while live: {}; frees through the other family: {}; page order mismatches: {}",
-                group(r.reused_live_pointer),
-                group(r.free_kind_mismatch),
-                group(r.page_order_mismatch)
-            ),
-            format!(
-                "Blocking allocations in atomic context (splat, then allocated without sleeping): {}",
-                group(r.sleep_in_atomic)
-            ),
-            format!(
-                "Caches created for the trace: {}; shared-cache fallbacks: {}; free failures: {}",
+                "Caches created: {} (shared fallbacks {})",
                 group(r.caches_created),
-                group(r.shared_cache_fallbacks),
-                group(r.free_failures)
+                group(r.shared_cache_fallbacks)
             ),
+            format!("Free failures: {}", group(r.free_failures)),
+            format!("kmemlab bytes allocated: {}", group(d.kmemlab_allocated)),
             format!(
-                "kmemlab bytes allocated: {} (internal fragmentation {:.6}%)",
-                group(d.kmemlab_allocated),
+                "kmemlab internal fragmentation: {:.6}%",
                 d.kmemlab_fragmentation_percent
             ),
             format!(
-                "Fidelity: kmalloc ksize == bytes_alloc {}/{} ({:.2}%), kmem_cache size == bytes_alloc {}/{} ({:.2}%)",
+                "kmalloc ksize == bytes_alloc: {}/{} ({:.2}%)",
                 group(f.kmalloc_agreed),
                 group(f.kmalloc_checked),
-                d.kmalloc_fidelity_percent,
+                d.kmalloc_fidelity_percent
+            ),
+            format!(
+                "Cache size == bytes_alloc: {}/{} ({:.2}%)",
                 group(f.cache_agreed),
                 group(f.cache_checked),
                 d.cache_fidelity_percent
@@ -406,24 +404,24 @@ impl Report {
         ];
         for mm in f.mismatches.iter().take(8) {
             l.push(format!(
-                "  {} bytes_req={} traced {} kmemlab {}: {} events",
+                "  {} of {}: traced {}, kmemlab {} ({}x)",
                 mm.event, mm.bytes_req, mm.traced, mm.kmemlab, mm.events
             ));
         }
+        l.push(format!("Peak slab memory: {} KiB", group(m.peak_slab_bytes >> 10)));
+        l.push(format!("Slab memory at end: {} KiB", group(m.final_slab_bytes >> 10)));
         l.push(format!(
-            "Slab memory: peak {} KiB, at end {} KiB; utilisation {}/{} objects ({:.1}%)",
-            group(m.peak_slab_bytes >> 10),
-            group(m.final_slab_bytes >> 10),
+            "Slab utilisation: {}/{} objects ({:.1}%)",
             group(m.active_objects),
             group(m.total_objects),
             d.slab_utilisation_percent
         ));
-        let zones: Vec<String> = m
-            .zones
-            .iter()
-            .map(|z| format!("{} lowest {} / end {}", z.zone, z.min, z.last))
-            .collect();
-        l.push(format!("Largest free order: {}", zones.join("; ")));
+        for z in &m.zones {
+            l.push(format!(
+                "Largest free order, {}: lowest {}, end {}",
+                z.zone, z.min, z.last
+            ));
+        }
         l.push(format!("Live at end: {}", group(r.live_at_end)));
         l.push(format!("check(): {}", self.check));
         l
