@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser};
 use indicatif::{ProgressBar, ProgressStyle};
-use kmemlab_sim::trace::{plot, replay, side_by_side, Report, ReplayOptions, TraceReader};
+use kmemlab_sim::trace::{plot, replay, side_by_side, ReplayOptions, Report, TraceReader};
 
 use crate::MachineArgs;
 
@@ -58,7 +58,11 @@ pub fn run(machine: &MachineArgs, args: &ReplayArgs) -> Result<bool, String> {
     };
     let first = replay_once(machine, args, &options)?;
     if let Some(svg) = &args.svg {
-        let title = format!("kmemlab replay of {} on {}", args.trace.display(), first.machine_line());
+        let title = format!(
+            "kmemlab replay of {} on {}",
+            args.trace.display(),
+            first.machine_line()
+        );
         let doc = plot::svg(&first, &title)?;
         std::fs::write(svg, doc).map_err(|e| format!("cannot write {}: {e}", svg.display()))?;
     }
@@ -73,7 +77,10 @@ pub fn run(machine: &MachineArgs, args: &ReplayArgs) -> Result<bool, String> {
     let second = replay_once(&second_machine, args, &options)?;
     if args.json {
         let both = serde_json::json!({ "a": first, "b": second });
-        println!("{}", serde_json::to_string_pretty(&both).map_err(|e| e.to_string())?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&both).map_err(|e| e.to_string())?
+        );
     } else {
         print!("{}", side_by_side(&first, &second));
     }
@@ -93,7 +100,11 @@ fn print_report(report: &Report, args: &ReplayArgs) -> Result<(), String> {
 }
 
 /// Boot the machine and replay the whole trace on it.
-fn replay_once(machine: &MachineArgs, args: &ReplayArgs, options: &ReplayOptions) -> Result<Report, String> {
+fn replay_once(
+    machine: &MachineArgs,
+    args: &ReplayArgs,
+    options: &ReplayOptions,
+) -> Result<Report, String> {
     let booted = machine.boot()?;
     let (input, length) = open(&args.trace)?;
     let bar = progress_bar(length);
@@ -112,7 +123,10 @@ fn replay_once(machine: &MachineArgs, args: &ReplayArgs, options: &ReplayOptions
 /// The trace as a buffered reader, and its length when it is a file.
 fn open(path: &Path) -> Result<(Box<dyn BufRead>, Option<u64>), String> {
     if path == Path::new("-") {
-        return Ok((Box::new(BufReader::with_capacity(1 << 16, std::io::stdin())), None));
+        return Ok((
+            Box::new(BufReader::with_capacity(1 << 16, std::io::stdin())),
+            None,
+        ));
     }
     let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let length = file.metadata().ok().map(|m| m.len());

@@ -37,10 +37,26 @@ fn text(bytes: &[u8]) -> String {
 #[test]
 fn replay_prints_perfs_summary_and_full_fidelity_on_a_matching_machine() {
     let trace = slub_trace();
-    let o = kmemlab(&["--profile", "i386", "--cpus", "1", "replay", &trace, "--top", "5"], "");
+    let o = kmemlab(
+        &[
+            "--profile",
+            "i386",
+            "--cpus",
+            "1",
+            "replay",
+            &trace,
+            "--top",
+            "5",
+        ],
+        "",
+    );
     let out = text(&o.stdout);
     assert!(o.status.success(), "{}", text(&o.stderr));
-    assert!(o.stderr.is_empty(), "no progress bar off a terminal: {}", text(&o.stderr));
+    assert!(
+        o.stderr.is_empty(),
+        "no progress bar off a terminal: {}",
+        text(&o.stderr)
+    );
     for needle in [
         "SUMMARY (SLAB allocator)",
         "Total bytes requested: 8,630,767",
@@ -77,7 +93,14 @@ fn replay_json_and_svg() {
 fn compare_prints_two_machines_side_by_side() {
     let trace = slub_trace();
     let o = kmemlab(
-        &["--profile", "i386", "replay", &trace, "--compare", "--cpus 8 --ram 256M --profile x86_64"],
+        &[
+            "--profile",
+            "i386",
+            "replay",
+            &trace,
+            "--compare",
+            "--cpus 8 --ram 256M --profile x86_64",
+        ],
         "",
     );
     let out = text(&o.stdout);
@@ -98,7 +121,10 @@ fn standard_input_strict_and_lenient() {
     let strict = kmemlab(&["replay", "-"], input);
     assert_eq!(strict.status.code(), Some(2));
     let err = text(&strict.stderr);
-    assert!(err.contains("line 2:") && err.contains("kfree: call_site=c1"), "{err}");
+    assert!(
+        err.contains("line 2:") && err.contains("kfree: call_site=c1"),
+        "{err}"
+    );
     let lenient = kmemlab(&["replay", "-", "--lenient", "--json"], input);
     assert!(lenient.status.success(), "{}", text(&lenient.stderr));
     let v: serde_json::Value = serde_json::from_slice(&lenient.stdout).unwrap();

@@ -54,7 +54,12 @@ fn old_gfp_spelling_without_underscores() {
 
 #[test]
 fn null_frees_in_every_spelling() {
-    for ptr in ["ptr=  (null)", "ptr=(null)", "ptr=0000000000000000", "ptr=00000000"] {
+    for ptr in [
+        "ptr=  (null)",
+        "ptr=(null)",
+        "ptr=0000000000000000",
+        "ptr=00000000",
+    ] {
         let line = format!("init-1 [000] .N.. 0.170000: kfree: call_site=c10c283a {ptr}");
         let (ev, _) = parse(&line);
         assert_eq!(ev.name, EventName::Kfree);
@@ -178,7 +183,8 @@ fn trace_cmd_report_lines() {
     let (ev, _) = parse("     trace-cmd-3071  [001] d..2  5103.454300: kfree:                call_site=ffffffff811c6a0e ptr=(null)");
     assert!(ev.ctx.irqs_off);
     assert_eq!(slab_free(&ev).ptr, 0);
-    let (ev, _) = parse("            bash-1977  (   1977) [000] .... 17.0: kfree: call_site=c1 ptr=c2");
+    let (ev, _) =
+        parse("            bash-1977  (   1977) [000] .... 17.0: kfree: call_site=c1 ptr=c2");
     assert_eq!(ev.pid, 1977);
     // Header lines of trace-cmd and ftrace are comments.
     let mut p = LineParser::default();
@@ -209,19 +215,59 @@ fn page_events_old_and_new() {
         }
     );
     let (ev, _) = parse("bash-1 [000] ..... 1.0: mm_page_alloc: page=00000000a1b2c3d4 pfn=0x1a2b3 order=0 migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE|__GFP_ZERO");
-    assert!(matches!(ev.event, Event::PageAlloc { pfn: Some(0x1a2b3), order: 0, migratetype: 1, .. }));
+    assert!(matches!(
+        ev.event,
+        Event::PageAlloc {
+            pfn: Some(0x1a2b3),
+            order: 0,
+            migratetype: 1,
+            ..
+        }
+    ));
     // A failed allocation: page is NULL (pfn printed as 0).
     for page in ["page=(null) pfn=0", "page=0000000000000000 pfn=0x0"] {
         let line = format!("bash-1 [000] .... 1.0: mm_page_alloc: {page} order=9 migratetype=1 gfp_flags=GFP_TRANSHUGE");
         let (ev, _) = parse(&line);
-        assert!(matches!(ev.event, Event::PageAlloc { pfn: None, order: 9, .. }), "{line}");
+        assert!(
+            matches!(
+                ev.event,
+                Event::PageAlloc {
+                    pfn: None,
+                    order: 9,
+                    ..
+                }
+            ),
+            "{line}"
+        );
     }
     let (ev, _) = parse("bash-1 [000] .... 1.0: mm_page_free: page=f6b3c0a0 pfn=12345 order=2");
-    assert_eq!(ev.event, Event::PageFree { pfn: 12345, order: 2 });
-    let (ev, _) = parse("bash-1 [000] .... 1.0: mm_page_free_batched: page=f6b3c0a0 pfn=12345 order=0 cold=0");
-    assert_eq!(ev.event, Event::PageFree { pfn: 12345, order: 0 });
-    let (ev, _) = parse("bash-1 [000] ..... 1.0: mm_page_free_batched: page=00000000a1b2c3d4 pfn=0x3039 order=0");
-    assert_eq!(ev.event, Event::PageFree { pfn: 0x3039, order: 0 });
+    assert_eq!(
+        ev.event,
+        Event::PageFree {
+            pfn: 12345,
+            order: 2
+        }
+    );
+    let (ev, _) = parse(
+        "bash-1 [000] .... 1.0: mm_page_free_batched: page=f6b3c0a0 pfn=12345 order=0 cold=0",
+    );
+    assert_eq!(
+        ev.event,
+        Event::PageFree {
+            pfn: 12345,
+            order: 0
+        }
+    );
+    let (ev, _) = parse(
+        "bash-1 [000] ..... 1.0: mm_page_free_batched: page=00000000a1b2c3d4 pfn=0x3039 order=0",
+    );
+    assert_eq!(
+        ev.event,
+        Event::PageFree {
+            pfn: 0x3039,
+            order: 0
+        }
+    );
 }
 
 #[test]
@@ -258,10 +304,14 @@ fn vmalloc_events() {
 #[test]
 fn unknown_events_are_counted_and_skipped() {
     let mut p = LineParser::default();
-    let line = "bash-1 [000] .... 1.0: mm_page_pcpu_drain: page=f6b3c0a0 pfn=12345 order=0 migratetype=0";
+    let line =
+        "bash-1 [000] .... 1.0: mm_page_pcpu_drain: page=f6b3c0a0 pfn=12345 order=0 migratetype=0";
     assert_eq!(p.parse(1, line), Ok(Line::Unknown));
     assert_eq!(p.parse(2, line), Ok(Line::Unknown));
-    assert_eq!(p.unknown_events(), vec![("mm_page_pcpu_drain".to_string(), 2)]);
+    assert_eq!(
+        p.unknown_events(),
+        vec![("mm_page_pcpu_drain".to_string(), 2)]
+    );
 }
 
 #[test]
@@ -273,7 +323,10 @@ fn unknown_gfp_flags_keep_the_event_and_are_counted() {
     };
     assert_eq!(slab_alloc(&ev).gfp, Gfp::GFP_KERNEL);
     let _ = p.parse(2, line);
-    assert_eq!(p.gfp.unknown_counts().collect::<Vec<_>>(), vec![("__GFP_FUTURE", 2)]);
+    assert_eq!(
+        p.gfp.unknown_counts().collect::<Vec<_>>(),
+        vec![("__GFP_FUTURE", 2)]
+    );
 }
 
 #[test]
@@ -283,7 +336,10 @@ fn malformed_and_truncated_lines_are_errors() {
     // Every truncation that loses a required field, the event name or the CPU.
     for cut in [20, 25, 30, 45, 55, 62, 80, 95, 110, 120] {
         let line = &full[..cut];
-        assert!(p.parse(1, line).is_err(), "truncated at {cut}: {line:?} should be malformed");
+        assert!(
+            p.parse(1, line).is_err(),
+            "truncated at {cut}: {line:?} should be malformed"
+        );
     }
     for bad in [
         "init-1 [000] .N.. 0.17: kmalloc: call_site=c1 ptr=zz bytes_req=1 bytes_alloc=8 gfp_flags=GFP_KERNEL",
@@ -307,7 +363,8 @@ const GOOD: &str = "init-1 [000] .N.. 0.17: kfree: call_site=c1 ptr=c2\n";
 
 #[test]
 fn strict_reading_names_the_line_and_shows_it() {
-    let text = format!("# comment\n{GOOD}init-1 [000] .N.. 0.17: kmalloc: call_site=c1 ptr=\n{GOOD}");
+    let text =
+        format!("# comment\n{GOOD}init-1 [000] .N.. 0.17: kmalloc: call_site=c1 ptr=\n{GOOD}");
     let mut r = TraceReader::new(text.as_bytes(), false);
     assert!(r.next_event().unwrap().is_some());
     match r.next_event() {
@@ -342,7 +399,11 @@ fn lenient_reading_skips_and_counts() {
     assert_eq!(s.malformed_skipped, 3);
     assert_eq!(s.lines, 6);
     assert_eq!(s.bytes, text.len() as u64);
-    assert!(s.first_malformed.as_deref().unwrap().starts_with("line 2: "));
+    assert!(s
+        .first_malformed
+        .as_deref()
+        .unwrap()
+        .starts_with("line 2: "));
     assert!(r.buffer_capacity() <= 2 * kmemlab_sim::trace::MAX_LINE);
 }
 
@@ -350,10 +411,39 @@ fn lenient_reading_skips_and_counts() {
 fn no_panic_on_arbitrary_bytes() {
     // Deterministic pseudo-random lines built from trace fragments and noise.
     let pieces = [
-        "init-1", " ", "[000]", "[", "]", ".N..", "d.h.", "0.17:", ":", "kmalloc:", "kfree:",
-        "mm_page_alloc:", "call_site=", "ptr=", "(null)", "bytes_req=", "12", "bytes_alloc=",
-        "gfp_flags=", "GFP_KERNEL|", "|", "=", "0x", "ffffffff", "-", "va_start:", "order=",
-        "pfn=", "é", "\t", "name=", "node=", "-1",
+        "init-1",
+        " ",
+        "[000]",
+        "[",
+        "]",
+        ".N..",
+        "d.h.",
+        "0.17:",
+        ":",
+        "kmalloc:",
+        "kfree:",
+        "mm_page_alloc:",
+        "call_site=",
+        "ptr=",
+        "(null)",
+        "bytes_req=",
+        "12",
+        "bytes_alloc=",
+        "gfp_flags=",
+        "GFP_KERNEL|",
+        "|",
+        "=",
+        "0x",
+        "ffffffff",
+        "-",
+        "va_start:",
+        "order=",
+        "pfn=",
+        "é",
+        "\t",
+        "name=",
+        "node=",
+        "-1",
     ];
     let mut p = LineParser::default();
     let mut x: u64 = 0x9e3779b97f4a7c15;

@@ -8,7 +8,7 @@ use std::io::{BufReader, Read};
 use std::path::PathBuf;
 
 use kmemlab_mm::Profile;
-use kmemlab_sim::trace::{plot, replay, side_by_side, Report, ReplayOptions, TraceReader};
+use kmemlab_sim::trace::{plot, replay, side_by_side, ReplayOptions, Report, TraceReader};
 use kmemlab_sim::{Machine, MachineConfig};
 
 /// A shared trace, beside the repository (`../shared/data/traces`); missing is a failure.
@@ -69,7 +69,10 @@ fn totals_from_text(text: &str) -> Totals {
     for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
         let words: Vec<&str> = line.split_whitespace().collect();
         let Some(at) = words.iter().position(|w| {
-            matches!(*w, "kmalloc:" | "kmem_cache_alloc:" | "kfree:" | "kmem_cache_free:")
+            matches!(
+                *w,
+                "kmalloc:" | "kmem_cache_alloc:" | "kfree:" | "kmem_cache_free:"
+            )
         }) else {
             continue;
         };
@@ -129,13 +132,30 @@ fn slub_trace_on_a_matching_i386_machine_agrees_with_every_bytes_alloc() {
     assert_eq!(r.input.events, 11_540);
     assert_eq!(r.input.malformed_skipped + r.input.unknown_events, 0);
     assert_eq!(r.fidelity.kmalloc_checked, r.events["kmalloc"]);
-    assert_eq!(r.fidelity.kmalloc_agreed, r.fidelity.kmalloc_checked, "{:?}", r.fidelity.mismatches);
-    assert_eq!(r.fidelity.cache_agreed, r.fidelity.cache_checked, "{:?}", r.fidelity.mismatches);
+    assert_eq!(
+        r.fidelity.kmalloc_agreed, r.fidelity.kmalloc_checked,
+        "{:?}",
+        r.fidelity.mismatches
+    );
+    assert_eq!(
+        r.fidelity.cache_agreed, r.fidelity.cache_checked,
+        "{:?}",
+        r.fidelity.mismatches
+    );
     assert_eq!(r.derived.kmalloc_fidelity_percent, 100.0);
     let f = &r.replay;
-    assert_eq!(f.kmalloc_failures + f.cache_alloc_failures + f.free_failures, 0);
-    assert_eq!(f.in_softirq, 410, "the trace's ..s. lines run in softirq context");
-    assert_eq!(f.irqs_off, 6, "the trace's d... lines run with interrupts off");
+    assert_eq!(
+        f.kmalloc_failures + f.cache_alloc_failures + f.free_failures,
+        0
+    );
+    assert_eq!(
+        f.in_softirq, 410,
+        "the trace's ..s. lines run in softirq context"
+    );
+    assert_eq!(
+        f.irqs_off, 6,
+        "the trace's d... lines run with interrupts off"
+    );
     assert_eq!(f.sleep_in_atomic, 0);
     assert!(r.memory.peak_slab_bytes >= r.memory.final_slab_bytes && r.memory.peak_slab_bytes > 0);
     let text_report = r.to_text(10);
@@ -191,12 +211,24 @@ fn line(cpu: u32, flags: &str, body: &str) -> String {
 #[test]
 fn events_run_on_their_cpu_in_their_context() {
     let mut t = String::new();
-    t += &line(0, "d.h.", "kmalloc: call_site=c1 ptr=a0 bytes_req=20 bytes_alloc=32 gfp_flags=GFP_ATOMIC");
+    t += &line(
+        0,
+        "d.h.",
+        "kmalloc: call_site=c1 ptr=a0 bytes_req=20 bytes_alloc=32 gfp_flags=GFP_ATOMIC",
+    );
     t += &line(1, "..s.", "kfree: call_site=c2 ptr=a0");
     // A GFP_KERNEL allocation traced in hard-IRQ context: the kernel's splat, counted.
-    t += &line(7, "d.h.", "kmalloc: call_site=c3 ptr=a1 bytes_req=64 bytes_alloc=64 gfp_flags=GFP_KERNEL");
+    t += &line(
+        7,
+        "d.h.",
+        "kmalloc: call_site=c3 ptr=a1 bytes_req=64 bytes_alloc=64 gfp_flags=GFP_KERNEL",
+    );
     t += &line(7, "d.H1", "kfree: call_site=c4 ptr=a1");
-    t += &line(1, "d...", "kmalloc: call_site=c5 ptr=a2 bytes_req=8 bytes_alloc=8 gfp_flags=GFP_KERNEL");
+    t += &line(
+        1,
+        "d...",
+        "kmalloc: call_site=c5 ptr=a2 bytes_req=8 bytes_alloc=8 gfp_flags=GFP_KERNEL",
+    );
     t += &line(1, "d.Z1.", "kfree: call_site=c6 ptr=a2");
     t += &line(0, "b..1.", "kfree: call_site=c6 ptr=(null)");
     let m = machine(Profile::X86_64, 2);
@@ -208,8 +240,14 @@ fn events_run_on_their_cpu_in_their_context() {
     assert_eq!(c.irqs_off, 1);
     assert_eq!(c.bh_off, 1);
     assert_eq!(c.cpu_wrapped, 2, "CPU 7 of a 2-CPU machine");
-    assert_eq!(c.sleep_in_atomic, 2, "GFP_KERNEL in hard IRQ and with irqs off");
-    assert_eq!(c.kmalloc_failures, 0, "allocated without sleeping after the splat");
+    assert_eq!(
+        c.sleep_in_atomic, 2,
+        "GFP_KERNEL in hard IRQ and with irqs off"
+    );
+    assert_eq!(
+        c.kmalloc_failures, 0,
+        "allocated without sleeping after the splat"
+    );
     assert!(r
         .messages
         .iter()
@@ -230,14 +268,38 @@ fn events_run_on_their_cpu_in_their_context() {
 fn odd_frees_are_counted_not_errors() {
     let mut t = String::new();
     t += &line(0, "....", "kfree: call_site=c1 ptr=dead0000");
-    t += &line(0, "....", "kmem_cache_free: call_site=c1 ptr=dead0040 name=dentry");
-    t += &line(0, "....", "kmalloc: call_site=c1 ptr=b0 bytes_req=100 bytes_alloc=128 gfp_flags=GFP_KERNEL");
-    t += &line(0, "....", "kmalloc: call_site=c1 ptr=b0 bytes_req=100 bytes_alloc=128 gfp_flags=GFP_KERNEL");
-    t += &line(0, "....", "kmem_cache_alloc: call_site=c9 ptr=b8 bytes_req=200 bytes_alloc=256 gfp_flags=GFP_KERNEL");
+    t += &line(
+        0,
+        "....",
+        "kmem_cache_free: call_site=c1 ptr=dead0040 name=dentry",
+    );
+    t += &line(
+        0,
+        "....",
+        "kmalloc: call_site=c1 ptr=b0 bytes_req=100 bytes_alloc=128 gfp_flags=GFP_KERNEL",
+    );
+    t += &line(
+        0,
+        "....",
+        "kmalloc: call_site=c1 ptr=b0 bytes_req=100 bytes_alloc=128 gfp_flags=GFP_KERNEL",
+    );
+    t += &line(
+        0,
+        "....",
+        "kmem_cache_alloc: call_site=c9 ptr=b8 bytes_req=200 bytes_alloc=256 gfp_flags=GFP_KERNEL",
+    );
     t += &line(0, "....", "kfree: call_site=c1 ptr=b8");
     t += &line(0, "....", "kmem_cache_free: call_site=c1 ptr=b0");
-    t += &line(0, "....", "kmalloc: call_site=c1 ptr=00000000 bytes_req=100 bytes_alloc=0 gfp_flags=GFP_NOWAIT");
-    t += &line(0, "....", "kmalloc: call_site=c1 ptr=10 bytes_req=0 bytes_alloc=0 gfp_flags=GFP_KERNEL");
+    t += &line(
+        0,
+        "....",
+        "kmalloc: call_site=c1 ptr=00000000 bytes_req=100 bytes_alloc=0 gfp_flags=GFP_NOWAIT",
+    );
+    t += &line(
+        0,
+        "....",
+        "kmalloc: call_site=c1 ptr=10 bytes_req=0 bytes_alloc=0 gfp_flags=GFP_KERNEL",
+    );
     let m = machine(Profile::X86_64, 1);
     let r = replay_text(&m, &t, &ReplayOptions::default());
     let c = &r.replay;
@@ -255,29 +317,57 @@ fn odd_frees_are_counted_not_errors() {
 #[test]
 fn page_events_replay_and_summarise_like_perf_kmem_page() {
     let mut t = String::new();
-    t += &line(0, "....", "mm_page_alloc: page=f0000000 pfn=100 order=0 migratetype=0 gfp_flags=GFP_KERNEL");
+    t += &line(
+        0,
+        "....",
+        "mm_page_alloc: page=f0000000 pfn=100 order=0 migratetype=0 gfp_flags=GFP_KERNEL",
+    );
     t += &line(0, "....", "mm_page_alloc: page=f0000020 pfn=0x200 order=3 migratetype=2 gfp_flags=GFP_HIGHUSER_MOVABLE");
-    t += &line(0, "....", "mm_page_alloc: page=(null) pfn=0 order=10 migratetype=1 gfp_flags=GFP_KERNEL|__GFP_NOWARN");
+    t += &line(
+        0,
+        "....",
+        "mm_page_alloc: page=(null) pfn=0 order=10 migratetype=1 gfp_flags=GFP_KERNEL|__GFP_NOWARN",
+    );
     t += &line(0, "....", "mm_page_free: page=f0000000 pfn=100 order=0");
-    t += &line(0, "....", "mm_page_free_batched: page=f0000040 pfn=999 order=0 cold=0");
-    t += &line(0, ".....", "alloc_vmap_area: va_start: 100 size=8192 align=1 vstart=0x0 vend=0x1000000 failed=0");
+    t += &line(
+        0,
+        "....",
+        "mm_page_free_batched: page=f0000040 pfn=999 order=0 cold=0",
+    );
+    t += &line(
+        0,
+        ".....",
+        "alloc_vmap_area: va_start: 100 size=8192 align=1 vstart=0x0 vend=0x1000000 failed=0",
+    );
     let m = machine(Profile::X86_64, 1);
     let before = m.mm().zones().iter().map(|z| z.free_pages()).sum::<u64>();
     let r = replay_text(&m, &t, &ReplayOptions::default());
     let p = &r.page;
-    assert_eq!((p.nr_allocs, p.nr_frees, p.nr_fails, p.nr_nomatch), (3, 2, 1, 1));
+    assert_eq!(
+        (p.nr_allocs, p.nr_frees, p.nr_fails, p.nr_nomatch),
+        (3, 2, 1, 1)
+    );
     assert_eq!(p.alloc_bytes, 4096 + 8 * 4096 + 1024 * 4096);
     assert_eq!(p.order_stats[0][0], 1);
     assert_eq!(p.order_stats[3][2], 1);
-    assert_eq!(r.replay.live_at_end, 1, "the order-3 block is still allocated");
+    assert_eq!(
+        r.replay.live_at_end, 1,
+        "the order-3 block is still allocated"
+    );
     assert_eq!(r.events["alloc_vmap_area"], 1);
-    assert_eq!(r.replay.replayed, 5, "vmalloc events are counted, not replayed");
+    assert_eq!(
+        r.replay.replayed, 5,
+        "vmalloc events are counted, not replayed"
+    );
     let after = m.mm().zones().iter().map(|z| z.free_pages()).sum::<u64>();
     assert!(after < before);
     assert_eq!(m.mm().check().map(|_| ()), Ok(()));
     let text = r.to_text(5);
     assert!(text.contains("SUMMARY (page allocator)"));
-    assert!(text.contains("Total allocation failures     :                1   [            4,096 KB ]"), "{text}");
+    assert!(
+        text.contains("Total allocation failures     :                1   [            4,096 KB ]"),
+        "{text}"
+    );
     // Without page replay the summary is the same and the machine untouched.
     let m2 = machine(Profile::X86_64, 1);
     let options = ReplayOptions {
@@ -295,7 +385,11 @@ fn svg_plot_and_side_by_side() {
     let a = replay_file(&machine(Profile::I386, 1), name);
     let b = replay_file(&machine(Profile::X86_64, 8), name);
     let svg = plot::svg(&a, "replay").expect("svg");
-    assert!(svg.starts_with("<svg") && svg.contains("slab memory") && svg.contains("largest free block"));
+    assert!(
+        svg.starts_with("<svg")
+            && svg.contains("slab memory")
+            && svg.contains("largest free block")
+    );
     assert!(a.samples.len() > 10);
     let both = side_by_side(&a, &b);
     assert!(both.contains("A: i386, 1 CPU, 1G RAM"));
@@ -322,7 +416,7 @@ impl Read for Generated {
             self.next += 1;
             let ptr = 0xc1000000 + (i / 2 % 1000) * 64;
             let cpu = i % 4;
-            self.pending = if i % 2 == 0 {
+            self.pending = if i.is_multiple_of(2) {
                 format!("       Web Content-{i}   [{cpu:03}] d..1. {}.{:06}: kmalloc: call_site=site_{}+0x10/0x80 ptr={ptr:x} bytes_req=40 bytes_alloc=64 gfp_flags=GFP_ATOMIC|__GFP_NOWARN\n", i / 1_000_000, i % 1_000_000, i % 3)
             } else {
                 format!("  kworker/u8:2-{i}   [{cpu:03}] ..s1. {}.{:06}: kfree: call_site=kfree_site+0x1/0x2 ptr={ptr:x}\n", i / 1_000_000, i % 1_000_000)
@@ -353,7 +447,11 @@ fn millions_of_lines_stream_through_in_bounded_memory() {
     assert_eq!(report.replay.replayed, LINES);
     // The parser keeps only its interned strings (4 call sites, 1 GFP string), the line
     // buffer stays one line long, and the replay's live map ends empty.
-    assert!(reader.parser().retained_entries() <= 8, "{}", reader.parser().retained_entries());
+    assert!(
+        reader.parser().retained_entries() <= 8,
+        "{}",
+        reader.parser().retained_entries()
+    );
     assert!(reader.buffer_capacity() <= 4096);
     assert_eq!(report.replay.live_at_end, 0);
     assert!(report.samples.len() <= 2048);

@@ -132,7 +132,10 @@ mod tests {
     #[test]
     fn old_and_new_spellings() {
         let mut t = GfpTable::default();
-        assert_eq!(t.parse("GFP_KERNEL|GFP_ZERO"), Gfp::GFP_KERNEL | Gfp::__GFP_ZERO);
+        assert_eq!(
+            t.parse("GFP_KERNEL|GFP_ZERO"),
+            Gfp::GFP_KERNEL | Gfp::__GFP_ZERO
+        );
         assert_eq!(
             t.parse("GFP_KERNEL|__GFP_ZERO"),
             Gfp::GFP_KERNEL | Gfp::__GFP_ZERO
@@ -144,7 +147,10 @@ mod tests {
         assert_eq!(t.parse("GFP_NOWARN"), Gfp::__GFP_NOWARN);
         assert_eq!(t.parse("0xcc0"), Gfp::GFP_KERNEL);
         assert_eq!(t.parse("none"), Gfp::empty());
-        assert_eq!(t.parse("GFP_WAIT|GFP_IO"), Gfp::__GFP_RECLAIM | Gfp::__GFP_IO);
+        assert_eq!(
+            t.parse("GFP_WAIT|GFP_IO"),
+            Gfp::__GFP_RECLAIM | Gfp::__GFP_IO
+        );
         assert_eq!(t.unknown_counts().count(), 0);
     }
 

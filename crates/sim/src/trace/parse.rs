@@ -101,12 +101,21 @@ struct Header<'a> {
 impl LineParser {
     /// Parse one line (without its newline). `Err` says why it is malformed.
     pub fn parse(&mut self, line_no: u64, line: &str) -> Result<Line, &'static str> {
-        let trimmed = line.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') || is_trace_cmd_header(trimmed) {
+        let bytes = line.as_bytes();
+        let Some(first) = bytes.iter().position(|b| !b.is_ascii_whitespace()) else {
+            return Ok(Line::Comment);
+        };
+        if bytes[first] == b'#' {
             return Ok(Line::Comment);
         }
-        if let Some(n) = lost_events(trimmed) {
-            return Ok(Line::Lost(n));
+        if matches!(bytes[first], b'C' | b'v' | b'c') {
+            let trimmed = line.trim();
+            if is_trace_cmd_header(trimmed) {
+                return Ok(Line::Comment);
+            }
+            if let Some(n) = lost_events(trimmed) {
+                return Ok(Line::Lost(n));
+            }
         }
         let h = split_header(line)?;
         let Some(name) = EventName::from_name(h.event) else {
@@ -155,27 +164,27 @@ impl LineParser {
             KmemCacheFree => Event::CacheFree(self.slab_free(f)?),
             MmPageAlloc => self.page_alloc(f)?,
             MmPageFree => Event::PageFree {
-                pfn: pfn(f.need("pfn")?)?,
-                order: order(f.need("order")?)?,
+                pfn: pfn(f.need(Key::Pfn)?)?,
+                order: order(f.need(Key::Order)?)?,
             },
             MmPageFreeBatched => Event::PageFree {
-                pfn: pfn(f.need("pfn")?)?,
+                pfn: pfn(f.need(Key::Pfn)?)?,
                 order: 0,
             },
             AllocVmapArea => Event::AllocVmapArea {
-                addr: number(f.need("va_start")?)?,
-                size: number(f.need("size")?)?,
-                align: number(f.need("align")?)?,
-                failed: number(f.need("failed")?)? != 0,
+                addr: number(f.need(Key::VaStart)?)?,
+                size: number(f.need(Key::Size)?)?,
+                align: number(f.need(Key::Align)?)?,
+                failed: number(f.need(Key::Failed)?)? != 0,
             },
             FreeVmapAreaNoflush => Event::FreeVmapArea {
-                addr: number(f.need("va_start")?)?,
-                nr_lazy: number(f.need("nr_lazy")?)?,
+                addr: number(f.need(Key::VaStart)?)?,
+                nr_lazy: number(f.need(Key::NrLazy)?)?,
             },
             PurgeVmapAreaLazy => Event::PurgeVmapAreas {
-                start: number(f.need("start")?)?,
-                end: number(f.need("end")?)?,
-                purged: number(f.get("num_purged").or(f.get("npurged")).ok_or("no num_purged=")?)?,
+                start: number(f.need(Key::Start)?)?,
+                end: number(f.need(Key::End)?)?,
+                purged: number(f.need(Key::NumPurged)?)?,
             },
         })
     }
@@ -191,22 +200,22 @@ impl LineParser {
     }
 
     fn cache_name(&mut self, f: &Fields<'_>) -> Option<u32> {
-        f.get("name").map(|n| self.symbols.intern(n))
+        f.get(Key::Name).map(|n| self.symbols.intern(n))
     }
 
     fn slab_alloc(&mut self, f: &Fields<'_>) -> Result<SlabAlloc, &'static str> {
         Ok(SlabAlloc {
-            call_site: self.call_site(f.need("call_site")?)?,
-            ptr: pointer(f.need("ptr")?)?,
-            bytes_req: decimal(f.need("bytes_req")?)?,
-            bytes_alloc: decimal(f.need("bytes_alloc")?)?,
-            gfp: self.gfp.parse(f.need("gfp_flags")?),
+            call_site: self.call_site(f.need(Key::CallSite)?)?,
+            ptr: pointer(f.need(Key::Ptr)?)?,
+            bytes_req: decimal(f.need(Key::BytesReq)?)?,
+            bytes_alloc: decimal(f.need(Key::BytesAlloc)?)?,
+            gfp: self.gfp.parse(f.need(Key::GfpFlags)?),
             node: f
-                .get("node")
+                .get(Key::Node)
                 .map(|n| n.parse::<i32>().map_err(|_| "node= is not a number"))
                 .transpose()?,
             accounted: f
-                .get("accounted")
+                .get(Key::Accounted)
                 .map(|a| match a {
                     "true" => Ok(true),
                     "false" => Ok(false),
@@ -219,25 +228,25 @@ impl LineParser {
 
     fn slab_free(&mut self, f: &Fields<'_>) -> Result<SlabFree, &'static str> {
         Ok(SlabFree {
-            call_site: self.call_site(f.need("call_site")?)?,
-            ptr: pointer(f.need("ptr")?)?,
+            call_site: self.call_site(f.need(Key::CallSite)?)?,
+            ptr: pointer(f.need(Key::Ptr)?)?,
             cache_name: self.cache_name(f),
         })
     }
 
     fn page_alloc(&mut self, f: &Fields<'_>) -> Result<Event, &'static str> {
-        let page_is_null = match f.get("page") {
+        let page_is_null = match f.get(Key::Page) {
             Some(p) => pointer(p)? == 0,
             None => false,
         };
-        let frame = pfn(f.need("pfn")?)?;
+        let frame = pfn(f.need(Key::Pfn)?)?;
         Ok(Event::PageAlloc {
             pfn: (!page_is_null).then_some(frame),
-            order: order(f.need("order")?)?,
-            migratetype: decimal(f.need("migratetype")?)?
+            order: order(f.need(Key::Order)?)?,
+            migratetype: decimal(f.need(Key::Migratetype)?)?
                 .try_into()
                 .map_err(|_| "migratetype= out of range")?,
-            gfp: self.gfp.parse(f.need("gfp_flags")?),
+            gfp: self.gfp.parse(f.need(Key::GfpFlags)?),
         })
     }
 
@@ -252,7 +261,8 @@ impl LineParser {
 fn is_trace_cmd_header(line: &str) -> bool {
     line.starts_with("version =")
         || line.starts_with("cpus=")
-        || (line.starts_with("CPU") && (line.ends_with("is empty") || line.contains("data recorded")))
+        || (line.starts_with("CPU")
+            && (line.ends_with("is empty") || line.contains("data recorded")))
 }
 
 /// `CPU:3 [LOST 1234 EVENTS]` (ftrace) or `CPU 3 [LOST 1234 EVENTS]`.
@@ -265,15 +275,16 @@ fn lost_events(line: &str) -> Option<u64> {
 
 /// Find the `[CPU]` bracket whose right side reads as flags, timestamp and event name.
 fn split_header(line: &str) -> Result<Header<'_>, &'static str> {
+    let bytes = line.as_bytes();
     let mut reason = "no [CPU] bracket";
     let mut from = 0;
-    while let Some(at) = line[from..].find('[') {
+    while let Some(at) = memchr::memchr(b'[', &bytes[from..]) {
         let open = from + at;
         from = open + 1;
-        let Some((cpu, after)) = cpu_bracket(&line[open..]) else {
+        let Some((cpu, after)) = cpu_bracket(bytes, open) else {
             continue;
         };
-        match right_of_bracket(after) {
+        match right_of_bracket(&line[after..]) {
             Ok((ctx, timestamp_ns, event, body)) => {
                 let pid = task_pid(&line[..open])?;
                 return Ok(Header {
@@ -291,14 +302,19 @@ fn split_header(line: &str) -> Result<Header<'_>, &'static str> {
     Err(reason)
 }
 
-/// `[003]` at the start of `text`: the CPU and the text after the bracket.
-fn cpu_bracket(text: &str) -> Option<(u32, &str)> {
-    let close = text.find(']')?;
-    let digits = text[1..close].trim();
-    if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+/// `[003]` at `open`: the CPU and the index after the bracket.
+fn cpu_bracket(bytes: &[u8], open: usize) -> Option<(u32, usize)> {
+    let mut cpu: u32 = 0;
+    let mut i = open + 1;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'0'..=b'9' if i - open <= 5 => cpu = cpu * 10 + (b - b'0') as u32,
+            b']' if i > open + 1 => return Some((cpu, i + 1)),
+            _ => return None,
+        }
+        i += 1;
     }
-    Some((digits.parse().ok()?, &text[close + 1..]))
+    None
 }
 
 /// `TASK-PID` with an optional `(TGID)` after it: the pid.
@@ -309,8 +325,17 @@ fn task_pid(text: &str) -> Result<u32, &'static str> {
             text = text[..open].trim_end();
         }
     }
-    let (_, pid) = text.rsplit_once('-').ok_or("no TASK-PID before the [CPU]")?;
-    pid.trim().parse().map_err(|_| "the pid after TASK- is not a number")
+    let dash = text
+        .as_bytes()
+        .iter()
+        .rposition(|&b| b == b'-')
+        .ok_or("no TASK-PID before the [CPU]")?;
+    let pid = text[dash + 1..].trim();
+    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("the pid after TASK- is not a number");
+    }
+    pid.parse()
+        .map_err(|_| "the pid after TASK- is not a number")
 }
 
 /// Flags (optional), `TIMESTAMP:`, `event:` and the body after the bracket.
@@ -319,13 +344,20 @@ fn right_of_bracket(text: &str) -> Result<(TraceContext, u64, &str, &str), &'sta
     let (ctx, stamp, rest) = match timestamp(first) {
         Some(ns) => (TraceContext::PROCESS, ns, rest),
         None => {
-            let ctx = flags(first).ok_or("neither a flags column nor a timestamp after the [CPU]")?;
+            let ctx =
+                flags(first).ok_or("neither a flags column nor a timestamp after the [CPU]")?;
             let (second, rest) = next_token(rest).ok_or("no timestamp")?;
-            (ctx, timestamp(second).ok_or("no TIMESTAMP: after the flags")?, rest)
+            (
+                ctx,
+                timestamp(second).ok_or("no TIMESTAMP: after the flags")?,
+                rest,
+            )
         }
     };
     let (name, rest) = next_token(rest).ok_or("no event name")?;
-    let name = name.strip_suffix(':').ok_or("the event name does not end with ':'")?;
+    let name = name
+        .strip_suffix(':')
+        .ok_or("the event name does not end with ':'")?;
     if name.is_empty() {
         return Err("empty event name");
     }
@@ -334,34 +366,44 @@ fn right_of_bracket(text: &str) -> Result<(TraceContext, u64, &str, &str), &'sta
 
 /// The next whitespace-delimited token and the text after it.
 fn next_token(text: &str) -> Option<(&str, &str)> {
-    let text = text.trim_start();
-    if text.is_empty() {
-        return None;
-    }
-    let end = text.find(|c: char| c.is_ascii_whitespace()).unwrap_or(text.len());
-    Some((&text[..end], &text[end..]))
+    let (start, end) = token_at(text.as_bytes(), 0)?;
+    Some((&text[start..end], &text[end..]))
 }
 
 /// `12.345678:` as nanoseconds (a bare integer is taken as nanoseconds already).
 fn timestamp(token: &str) -> Option<u64> {
-    let t = token.strip_suffix(':')?;
-    let (secs, frac) = t.split_once('.').unwrap_or((t, ""));
-    if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) {
+    let t = token.strip_suffix(':')?.as_bytes();
+    let dot = t.iter().position(|&b| b == b'.');
+    let (secs, frac) = match dot {
+        Some(d) => (&t[..d], &t[d + 1..]),
+        None => (t, &t[t.len()..]),
+    };
+    if secs.is_empty() || secs.len() > 12 {
         return None;
     }
-    if !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let secs: u64 = secs.parse().ok()?;
-    if t.contains('.') {
-        let mut ns = 0u64;
-        for (i, b) in frac.bytes().take(9).enumerate() {
-            ns += (b - b'0') as u64 * 10u64.pow(8 - i as u32);
+    let mut value: u64 = 0;
+    for &b in secs {
+        if !b.is_ascii_digit() {
+            return None;
         }
-        secs.checked_mul(1_000_000_000)?.checked_add(ns)
-    } else {
-        Some(secs)
+        value = value * 10 + (b - b'0') as u64;
     }
+    if dot.is_none() {
+        return Some(value);
+    }
+    let mut ns = 0u64;
+    let mut digits = 0;
+    for &b in frac {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        if digits < 9 {
+            ns = ns * 10 + (b - b'0') as u64;
+            digits += 1;
+        }
+    }
+    ns *= 10u64.pow(9 - digits);
+    value.checked_mul(1_000_000_000)?.checked_add(ns)
 }
 
 /// The latency-format flags column (`irqs-off`, `need-resched`, `hardirq/softirq`,
@@ -398,88 +440,167 @@ fn flags(token: &str) -> Option<TraceContext> {
     })
 }
 
-/// The `key=value` fields of an event's body, kept as slices of the line.
-struct Fields<'a> {
-    items: [(&'a str, &'a str); MAX_FIELDS],
-    len: usize,
+/// The field names the events use.
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum Key {
+    CallSite,
+    Ptr,
+    BytesReq,
+    BytesAlloc,
+    GfpFlags,
+    Node,
+    Accounted,
+    Name,
+    Page,
+    Pfn,
+    Order,
+    Migratetype,
+    VaStart,
+    Size,
+    Align,
+    Failed,
+    NrLazy,
+    Start,
+    End,
+    NumPurged,
+    /// A field no event here reads.
+    Other,
 }
 
-const MAX_FIELDS: usize = 16;
+const KEYS: usize = Key::Other as usize + 1;
+
+impl Key {
+    fn from_name(name: &[u8]) -> Key {
+        match name {
+            b"call_site" => Key::CallSite,
+            b"ptr" => Key::Ptr,
+            b"bytes_req" => Key::BytesReq,
+            b"bytes_alloc" => Key::BytesAlloc,
+            b"gfp_flags" => Key::GfpFlags,
+            b"node" => Key::Node,
+            b"accounted" => Key::Accounted,
+            b"name" => Key::Name,
+            b"page" => Key::Page,
+            b"pfn" => Key::Pfn,
+            b"order" => Key::Order,
+            b"migratetype" => Key::Migratetype,
+            b"va_start" => Key::VaStart,
+            b"size" => Key::Size,
+            b"align" => Key::Align,
+            b"failed" => Key::Failed,
+            b"nr_lazy" => Key::NrLazy,
+            b"start" => Key::Start,
+            b"end" => Key::End,
+            b"num_purged" | b"npurged" => Key::NumPurged,
+            _ => Key::Other,
+        }
+    }
+
+    /// The message for a missing field.
+    fn missing(self) -> &'static str {
+        match self {
+            Key::CallSite => "no call_site= (truncated line?)",
+            Key::Ptr => "no ptr= (truncated line?)",
+            Key::BytesReq => "no bytes_req= (truncated line?)",
+            Key::BytesAlloc => "no bytes_alloc= (truncated line?)",
+            Key::GfpFlags => "no gfp_flags= (truncated line?)",
+            Key::Pfn => "no pfn= (truncated line?)",
+            Key::Order => "no order= (truncated line?)",
+            Key::Migratetype => "no migratetype= (truncated line?)",
+            Key::NumPurged => "no num_purged= (truncated line?)",
+            _ => "a field is missing (truncated line?)",
+        }
+    }
+}
+
+/// The `key=value` fields of an event's body, kept as slices of the line (an empty
+/// slice: absent).
+struct Fields<'a> {
+    values: [&'a str; KEYS],
+}
+
+/// Marks a field whose value has not started yet (`ptr=` then `(null)`).
+const NO_VALUE_YET: usize = usize::MAX;
 
 impl<'a> Fields<'a> {
+    /// Split `body` into fields in one pass over its bytes. Words without `=` continue
+    /// the previous value (`ptr=  (null)`, `func+0x1/0x2 [module]`); `key:` followed by a
+    /// word is a field too (`va_start: 123`).
     fn split(body: &'a str) -> Result<Fields<'a>, &'static str> {
-        let mut f = Fields {
-            items: [("", ""); MAX_FIELDS],
-            len: 0,
-        };
-        let mut awaiting_value = false;
-        let mut value_start = 0;
-        let mut pos = 0;
-        while let Some((token, _)) = next_token(&body[pos..]) {
-            let start = body.len() - body[pos..].trim_start().len();
-            let end = start + token.len();
-            pos = end;
-            if let Some((key, value)) = token.split_once('=') {
-                f.push(key, value);
-                awaiting_value = value.is_empty();
-                value_start = end - value.len();
-            } else if let Some(key) = token.strip_suffix(':') {
-                f.push(key, "");
-                awaiting_value = true;
-            } else if f.len == 0 {
-                return Err("text before the first key=value field");
-            } else {
-                if awaiting_value {
-                    value_start = start;
-                    awaiting_value = false;
+        let mut f = Fields { values: [""; KEYS] };
+        let bytes = body.as_bytes();
+        let mut last: Option<(Key, usize)> = None;
+        let mut i = 0;
+        let n = bytes.len();
+        loop {
+            while i < n && (bytes[i] == b' ' || bytes[i] == b'\t') {
+                i += 1;
+            }
+            if i == n {
+                break;
+            }
+            let start = i;
+            let mut equals = None;
+            while i < n && bytes[i] != b' ' && bytes[i] != b'\t' {
+                if bytes[i] == b'=' && equals.is_none() {
+                    equals = Some(i - start);
                 }
-                f.set_last_value(&body[value_start..end]);
+                i += 1;
+            }
+            let end = i;
+            let token = &bytes[start..end];
+            if let Some(eq) = equals {
+                let key = Key::from_name(&token[..eq]);
+                let value_start = start + eq + 1;
+                f.set(key, &body[value_start..end]);
+                let mark = if value_start == end {
+                    NO_VALUE_YET
+                } else {
+                    value_start
+                };
+                last = Some((key, mark));
+            } else if token.last() == Some(&b':') {
+                last = Some((Key::from_name(&token[..token.len() - 1]), NO_VALUE_YET));
+            } else {
+                let Some((key, value_start)) = last else {
+                    return Err("text before the first key=value field");
+                };
+                let value_start = if value_start == NO_VALUE_YET {
+                    start
+                } else {
+                    value_start
+                };
+                f.set(key, &body[value_start..end]);
+                last = Some((key, value_start));
             }
         }
         Ok(f)
     }
 
-    fn push(&mut self, key: &'a str, value: &'a str) {
-        if self.len < MAX_FIELDS {
-            self.items[self.len] = (key, value);
-            self.len += 1;
-        }
+    fn set(&mut self, key: Key, value: &'a str) {
+        self.values[key as usize] = value;
     }
 
-    fn set_last_value(&mut self, value: &'a str) {
-        if let Some(last) = self.items[..self.len].last_mut() {
-            last.1 = value;
-        }
+    fn get(&self, key: Key) -> Option<&'a str> {
+        let v = self.values[key as usize];
+        (!v.is_empty()).then_some(v)
     }
 
-    fn get(&self, key: &str) -> Option<&'a str> {
-        self.items[..self.len]
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| *v)
-    }
-
-    fn need(&self, key: &'static str) -> Result<&'a str, &'static str> {
-        match self.get(key) {
-            Some(v) if !v.is_empty() => Ok(v),
-            _ => Err(missing(key)),
-        }
+    fn need(&self, key: Key) -> Result<&'a str, &'static str> {
+        self.get(key).ok_or(key.missing())
     }
 }
 
-/// The message for a missing field.
-fn missing(key: &str) -> &'static str {
-    match key {
-        "call_site" => "no call_site= (truncated line?)",
-        "ptr" => "no ptr= (truncated line?)",
-        "bytes_req" => "no bytes_req= (truncated line?)",
-        "bytes_alloc" => "no bytes_alloc= (truncated line?)",
-        "gfp_flags" => "no gfp_flags= (truncated line?)",
-        "pfn" => "no pfn= (truncated line?)",
-        "order" => "no order= (truncated line?)",
-        "migratetype" => "no migratetype= (truncated line?)",
-        _ => "a field is missing (truncated line?)",
-    }
+/// The start and end of the next token at or after `pos` (spaces and tabs delimit).
+#[inline]
+fn token_at(bytes: &[u8], pos: usize) -> Option<(usize, usize)> {
+    let rest = bytes.get(pos..)?;
+    let start = pos + rest.iter().position(|&b| b != b' ' && b != b'\t')?;
+    let end = bytes[start..]
+        .iter()
+        .position(|&b| b == b' ' || b == b'\t')
+        .map_or(bytes.len(), |n| start + n);
+    Some((start, end))
 }
 
 /// Hex digits with an optional `0x`.
@@ -487,11 +608,22 @@ fn hex(text: &str) -> Option<u64> {
     let digits = text
         .strip_prefix("0x")
         .or_else(|| text.strip_prefix("0X"))
-        .unwrap_or(text);
-    if digits.is_empty() || digits.len() > 16 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        .unwrap_or(text)
+        .as_bytes();
+    if digits.is_empty() || digits.len() > 16 {
         return None;
     }
-    u64::from_str_radix(digits, 16).ok()
+    let mut value = 0u64;
+    for &b in digits {
+        let nibble = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            _ => return None,
+        };
+        value = value << 4 | nibble as u64;
+    }
+    Some(value)
 }
 
 /// A `%p` pointer: hex (raw or hashed), `(null)` or all zeroes for NULL.

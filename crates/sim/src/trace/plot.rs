@@ -32,7 +32,9 @@ pub fn svg(report: &Report, title: &str) -> Result<String, String> {
             "free memory (MiB)",
             last_event,
             &[
-                ("free memory", &BLUE, &|s: &Sample| s.free_bytes as f64 / MIB),
+                ("free memory", &BLUE, &|s: &Sample| {
+                    s.free_bytes as f64 / MIB
+                }),
                 ("largest free block", &GREEN, &|s: &Sample| {
                     s.largest_free_bytes as f64 / MIB
                 }),

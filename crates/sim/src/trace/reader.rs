@@ -93,15 +93,20 @@ impl<R: BufRead> TraceReader<R> {
     /// The next allocator event, `Ok(None)` at the end of the input.
     pub fn next_event(&mut self) -> Result<Option<TraceEvent>, TraceError> {
         loop {
-            let Some(too_long) = self.read_line()? else {
-                return Ok(None);
+            let parsed = match self.parse_in_place()? {
+                Some(parsed) => parsed,
+                None => {
+                    let Some(too_long) = self.read_line()? else {
+                        return Ok(None);
+                    };
+                    if too_long {
+                        Err("the line is longer than 64 KiB")
+                    } else {
+                        classify(&mut self.parser, self.stats.lines, &self.buf)
+                    }
+                }
             };
             let line_no = self.stats.lines;
-            let parsed = match (too_long, std::str::from_utf8(&self.buf)) {
-                (true, _) => Err("the line is longer than 64 KiB"),
-                (false, Err(_)) => Err("the line is not UTF-8 text"),
-                (false, Ok(text)) => self.parser.parse(line_no, text.trim_end_matches(['\n', '\r'])),
-            };
             match parsed {
                 Ok(Line::Event(ev)) => {
                     self.stats.events += 1;
@@ -114,6 +119,28 @@ impl<R: BufRead> TraceReader<R> {
                 Err(reason) => self.malformed(line_no, reason)?,
             }
         }
+    }
+
+    /// The common case: a whole line in the input's buffer, parsed where it lies (a
+    /// malformed one is copied out for its report). `None`: read it the slow way.
+    fn parse_in_place(&mut self) -> Result<Option<Result<Line, &'static str>>, TraceError> {
+        let chunk = self.input.fill_buf().map_err(TraceError::Io)?;
+        let Some(newline) = memchr::memchr(b'\n', chunk) else {
+            return Ok(None);
+        };
+        if newline >= MAX_LINE {
+            return Ok(None);
+        }
+        let line_no = self.stats.lines + 1;
+        let parsed = classify(&mut self.parser, line_no, &chunk[..newline + 1]);
+        if parsed.is_err() {
+            self.buf.clear();
+            self.buf.extend_from_slice(&chunk[..newline + 1]);
+        }
+        self.input.consume(newline + 1);
+        self.stats.lines = line_no;
+        self.stats.bytes += newline as u64 + 1;
+        Ok(Some(parsed))
     }
 
     /// Read one line into `buf`: `None` at the end, `Some(true)` if it was cut.
@@ -184,5 +211,13 @@ impl<R: BufRead> TraceReader<R> {
     /// The line buffer's capacity (stays bounded however long the trace is).
     pub fn buffer_capacity(&self) -> usize {
         self.buf.capacity()
+    }
+}
+
+/// Parse one line's bytes (with or without its newline).
+fn classify(parser: &mut LineParser, line_no: u64, bytes: &[u8]) -> Result<Line, &'static str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parser.parse(line_no, text.trim_end_matches(['\n', '\r'])),
+        Err(_) => Err("the line is not UTF-8 text"),
     }
 }

@@ -263,7 +263,9 @@ impl<'m> Replayer<'m> {
         self.exit(mm, ev.ctx, saved);
         if !matches!(
             ev.name,
-            EventName::AllocVmapArea | EventName::FreeVmapAreaNoflush | EventName::PurgeVmapAreaLazy
+            EventName::AllocVmapArea
+                | EventName::FreeVmapAreaNoflush
+                | EventName::PurgeVmapAreaLazy
         ) {
             self.counters.replayed += 1;
         }
@@ -317,7 +319,10 @@ impl<'m> Replayer<'m> {
         self.slab.total_requested += a.bytes_req;
         self.slab.total_allocated += a.bytes_alloc;
         self.slab.nr_allocs += 1;
-        let node_event = matches!(ev.name, EventName::KmallocNode | EventName::KmemCacheAllocNode);
+        let node_event = matches!(
+            ev.name,
+            EventName::KmallocNode | EventName::KmemCacheAllocNode
+        );
         if node_event && a.node != Some(0) {
             self.slab.nr_cross_allocs += 1;
         }
@@ -376,7 +381,13 @@ impl<'m> Replayer<'m> {
         );
     }
 
-    fn cache_alloc(&mut self, mm: &Mm<SimPlatform>, ev: &TraceEvent, a: &SlabAlloc, slot: Option<u32>) {
+    fn cache_alloc(
+        &mut self,
+        mm: &Mm<SimPlatform>,
+        ev: &TraceEvent,
+        a: &SlabAlloc,
+        slot: Option<u32>,
+    ) {
         let site_row = self.count_alloc(ev, a);
         if a.ptr == 0 {
             self.counters.traced_slab_failures += 1;
@@ -426,7 +437,11 @@ impl<'m> Replayer<'m> {
 
     /// Run an allocation; a blocking one refused in atomic context is counted (the splat
     /// is on the console) and retried without direct reclaim, as the traced kernel went on.
-    fn with_sleep_retry<T, E: SleepRefusal>(&mut self, gfp: Gfp, f: impl Fn(Gfp) -> Result<T, E>) -> Result<T, E> {
+    fn with_sleep_retry<T, E: SleepRefusal>(
+        &mut self,
+        gfp: Gfp,
+        f: impl Fn(Gfp) -> Result<T, E>,
+    ) -> Result<T, E> {
         match f(gfp) {
             Err(e) if e.is_sleep_in_atomic() => {
                 self.counters.sleep_in_atomic += 1;
@@ -450,7 +465,9 @@ impl<'m> Replayer<'m> {
         };
         let result = match obj.kind {
             ObjectKind::Kmalloc => mm.kfree(addr),
-            ObjectKind::Cache(slot) => mm.kmem_cache_free(self.cache_slots[slot as usize].handle, addr),
+            ObjectKind::Cache(slot) => {
+                mm.kmem_cache_free(self.cache_slots[slot as usize].handle, addr)
+            }
         };
         if let Err(e) = result {
             self.counters.free_failures += 1;
@@ -484,7 +501,11 @@ impl<'m> Replayer<'m> {
 
     /// The kmemlab cache for a traced `kmem_cache_alloc`, created on first use.
     fn cache_for(&mut self, mm: &Mm<SimPlatform>, a: &SlabAlloc, symbols: &Symbols) -> Option<u32> {
-        let size = if a.bytes_alloc > 0 { a.bytes_alloc } else { a.bytes_req.max(1) };
+        let size = if a.bytes_alloc > 0 {
+            a.bytes_alloc
+        } else {
+            a.bytes_req.max(1)
+        };
         let key = match a.cache_name {
             Some(name) => CacheKey::Named(name, size),
             None => CacheKey::Site(a.call_site, size),
@@ -494,7 +515,10 @@ impl<'m> Replayer<'m> {
         }
         let slot = self.create_cache(mm, key, size, symbols).or_else(|| {
             // The cache table is full: share a cache of the same object size.
-            let shared = self.cache_slots.iter().position(|s| s.object_size == size)? as u32;
+            let shared = self
+                .cache_slots
+                .iter()
+                .position(|s| s.object_size == size)? as u32;
             self.counters.shared_cache_fallbacks += 1;
             Some(shared)
         })?;
@@ -502,7 +526,13 @@ impl<'m> Replayer<'m> {
         Some(slot)
     }
 
-    fn create_cache(&mut self, mm: &Mm<SimPlatform>, key: CacheKey, size: u64, symbols: &Symbols) -> Option<u32> {
+    fn create_cache(
+        &mut self,
+        mm: &Mm<SimPlatform>,
+        key: CacheKey,
+        size: u64,
+        symbols: &Symbols,
+    ) -> Option<u32> {
         let base = cache_label(key, symbols);
         let mut last_error = None;
         for attempt in 1..=NAME_TRIES {
@@ -529,7 +559,13 @@ impl<'m> Replayer<'m> {
         None
     }
 
-    fn add_cache_slot(&mut self, mm: &Mm<SimPlatform>, handle: KmemCacheRef, name: &str, size: u64) -> u32 {
+    fn add_cache_slot(
+        &mut self,
+        mm: &Mm<SimPlatform>,
+        handle: KmemCacheRef,
+        name: &str,
+        size: u64,
+    ) -> u32 {
         self.counters.caches_created += 1;
         let kmemlab_size = mm.cache(handle).map_or(size, |s| s.size() as u64);
         let row = self.new_row(RowKey::Slab(handle.0), name.to_string());
@@ -563,9 +599,10 @@ impl<'m> Replayer<'m> {
             return row;
         }
         let name = match key {
-            RowKey::Slab(va) => mm
-                .cache(KmemCacheRef(va))
-                .map_or_else(|_| "kmalloc-?".to_string(), |s| s.name().as_str().to_string()),
+            RowKey::Slab(va) => mm.cache(KmemCacheRef(va)).map_or_else(
+                |_| "kmalloc-?".to_string(),
+                |s| s.name().as_str().to_string(),
+            ),
             RowKey::Large(order) => format!("kmalloc-large (order {order})"),
         };
         self.new_row(key, name)
@@ -588,7 +625,15 @@ impl<'m> Replayer<'m> {
         }
     }
 
-    fn page_alloc(&mut self, mm: &Mm<SimPlatform>, ev: &TraceEvent, pfn: Option<u64>, order: u32, migratetype: u32, gfp: Gfp) {
+    fn page_alloc(
+        &mut self,
+        mm: &Mm<SimPlatform>,
+        ev: &TraceEvent,
+        pfn: Option<u64>,
+        order: u32,
+        migratetype: u32,
+        gfp: Gfp,
+    ) {
         let bytes = 4096u64 << order.min(40);
         self.page.nr_allocs += 1;
         self.page.alloc_bytes += bytes;
@@ -715,7 +760,8 @@ impl<'m> Replayer<'m> {
     fn finish<R: BufRead>(mut self, reader: &TraceReader<R>) -> Report {
         let mm = self.machine.mm();
         self.take_sample(mm);
-        self.counters.live_at_end = self.objects.values().filter(|o| o.addr.is_some()).count() as u64
+        self.counters.live_at_end = self.objects.values().filter(|o| o.addr.is_some()).count()
+            as u64
             + self.pages.values().filter(|p| p.pfn.is_some()).count() as u64;
         let symbols = &reader.parser().symbols;
         let mut callsites: Vec<AllocRow> = self

@@ -122,10 +122,9 @@ impl Report {
             Ok(_) => "ok".to_string(),
             Err(e) => e.to_string(),
         };
-        let (req, alloc) = p
-            .caches
-            .iter()
-            .fold((0, 0), |(r, a), row| (r + row.bytes_req, a + row.bytes_alloc));
+        let (req, alloc) = p.caches.iter().fold((0, 0), |(r, a), row| {
+            (r + row.bytes_req, a + row.bytes_alloc)
+        });
         let derived = SlabDerived {
             net_allocated: p.slab.net_allocated(),
             wasted: p.slab.wasted(),
@@ -225,12 +224,24 @@ impl Report {
             let _ = writeln!(s, "first malformed line skipped: {m}");
         }
         if !self.unknown_events.is_empty() {
-            let v: Vec<String> = self.unknown_events.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            let v: Vec<String> = self
+                .unknown_events
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
             let _ = writeln!(s, "other events (not replayed): {}", v.join(", "));
         }
         if !self.unknown_gfp_flags.is_empty() {
-            let v: Vec<String> = self.unknown_gfp_flags.iter().map(|(k, n)| format!("{k} ({n} events)")).collect();
-            let _ = writeln!(s, "unknown GFP flags (ignored, events kept): {}", v.join(", "));
+            let v: Vec<String> = self
+                .unknown_gfp_flags
+                .iter()
+                .map(|(k, n)| format!("{k} ({n} events)"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "unknown GFP flags (ignored, events kept): {}",
+                v.join(", ")
+            );
         }
         s
     }
@@ -275,7 +286,11 @@ impl Report {
     fn page_summary_lines(&self) -> Vec<String> {
         let p = &self.page;
         let row = |label: &str, n: u64, bytes: u64| {
-            format!("{label:<30}: {:>16}   [ {:>16} KB ]", group(n), group(bytes / 1024))
+            format!(
+                "{label:<30}: {:>16}   [ {:>16} KB ]",
+                group(n),
+                group(bytes / 1024)
+            )
         };
         let freed = p.nr_frees - p.nr_nomatch;
         let freed_bytes = p.free_bytes - p.nomatch_bytes;
@@ -372,12 +387,27 @@ impl Report {
                 group(r.bh_off)
             ),
             format!("Events on CPUs wrapped around: {}", group(r.cpu_wrapped)),
-            format!("Frees from before tracing began: {}", group(r.untracked_frees)),
+            format!(
+                "Frees from before tracing began: {}",
+                group(r.untracked_frees)
+            ),
             format!("NULL frees: {}", group(r.null_frees)),
-            format!("Pointers allocated again while live: {}", group(r.reused_live_pointer)),
-            format!("Frees through the other family: {}", group(r.free_kind_mismatch)),
-            format!("Page frees of another order: {}", group(r.page_order_mismatch)),
-            format!("Sleeping allocations in atomic context: {}", group(r.sleep_in_atomic)),
+            format!(
+                "Pointers allocated again while live: {}",
+                group(r.reused_live_pointer)
+            ),
+            format!(
+                "Frees through the other family: {}",
+                group(r.free_kind_mismatch)
+            ),
+            format!(
+                "Page frees of another order: {}",
+                group(r.page_order_mismatch)
+            ),
+            format!(
+                "Sleeping allocations in atomic context: {}",
+                group(r.sleep_in_atomic)
+            ),
             format!(
                 "Caches created: {} (shared fallbacks {})",
                 group(r.caches_created),
@@ -408,8 +438,14 @@ impl Report {
                 mm.event, mm.bytes_req, mm.traced, mm.kmemlab, mm.events
             ));
         }
-        l.push(format!("Peak slab memory: {} KiB", group(m.peak_slab_bytes >> 10)));
-        l.push(format!("Slab memory at end: {} KiB", group(m.final_slab_bytes >> 10)));
+        l.push(format!(
+            "Peak slab memory: {} KiB",
+            group(m.peak_slab_bytes >> 10)
+        ));
+        l.push(format!(
+            "Slab memory at end: {} KiB",
+            group(m.final_slab_bytes >> 10)
+        ));
         l.push(format!(
             "Slab utilisation: {}/{} objects ({:.1}%)",
             group(m.active_objects),
@@ -496,9 +532,9 @@ pub fn side_by_side(a: &Report, b: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<WIDTH$} | {}",
+        "{:<WIDTH$} | B: {}",
         cut(&format!("A: {}", a.machine_line()), WIDTH),
-        format!("B: {}", b.machine_line())
+        b.machine_line()
     );
     let _ = writeln!(s, "{:-<WIDTH$}-+-{:-<WIDTH$}", "", "");
     for i in 0..left.len().max(right.len()) {
