@@ -1,9 +1,10 @@
 //! `kmemlab`: the front ends. `tour` walks through the allocators on a simulated machine,
 //! `shell` runs kernel memory commands from a script or a prompt, `proc` prints a `/proc`
-//! file of a freshly booted machine.
+//! file of a freshly booted machine, `replay` replays a kernel `kmem` trace.
 
 mod commands;
 mod describe;
+mod replay;
 mod shell;
 mod tour;
 mod tour_vmalloc;
@@ -138,6 +139,8 @@ enum Command {
         /// buddyinfo, pagetypeinfo, zoneinfo or meminfo.
         file: String,
     },
+    /// Replay a kernel kmem trace (ftrace or trace-cmd report text) and report as perf kmem stat.
+    Replay(replay::ReplayArgs),
 }
 
 fn main() -> ExitCode {
@@ -146,6 +149,7 @@ fn main() -> ExitCode {
         Command::Tour { json } => tour::run(&cli.machine, *json),
         Command::Shell { script, json } => shell::run(&cli.machine, script.as_deref(), *json),
         Command::Proc { file } => proc_file(&cli.machine, file),
+        Command::Replay(args) => replay::run(&cli.machine, args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -22,6 +22,7 @@ pub mod machine;
 pub mod mmu;
 pub mod pagecache;
 pub mod ram;
+pub mod trace;
 
 pub use machine::{Machine, MachineConfig, SimError, SimPlatform, MAX_CPUS, MIN_RAM};
 pub use mmu::{PageFault, TlbFlushStats, TlbStats, Translation, Walk};

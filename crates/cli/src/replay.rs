@@ -1,0 +1,193 @@
+//! `kmemlab replay TRACE`: replay a kernel `kmem` trace (ftrace or `trace-cmd report`
+//! text) on the simulated machine and report as `perf kmem stat` does, with kmemlab's own
+//! figures; `--compare "OPTS"` replays it again on a machine changed by OPTS and prints
+//! the two summaries side by side.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser};
+use indicatif::{ProgressBar, ProgressStyle};
+use kmemlab_sim::trace::{plot, replay, side_by_side, ReplayOptions, Report, TraceReader};
+
+use crate::MachineArgs;
+
+/// The `replay` subcommand's arguments.
+#[derive(Args)]
+pub struct ReplayArgs {
+    /// The trace: text of /sys/kernel/tracing/trace or of `trace-cmd report` ('-' for
+    /// standard input).
+    trace: PathBuf,
+    /// Skip and count malformed lines instead of stopping at the first.
+    #[arg(long)]
+    lenient: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Write a plot of slab memory, free memory and the largest free block over time.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+    /// Replay a second time on a machine changed by these machine flags (for example
+    /// "--cpus 8 --ram 256M") and print both summaries side by side.
+    #[arg(long, value_name = "OPTS", allow_hyphen_values = true)]
+    compare: Option<String>,
+    /// Count mm_page_alloc / mm_page_free but do not replay them (a trace with slab and
+    /// page events counts the traced kernel's slab pages twice otherwise).
+    #[arg(long)]
+    no_page_replay: bool,
+    /// Rows of the call-site and cache tables.
+    #[arg(long, default_value_t = 20)]
+    top: usize,
+}
+
+/// Machine flags alone, for `--compare`.
+#[derive(Parser)]
+#[command(name = "--compare", no_binary_name = true)]
+struct CompareFlags {
+    #[command(flatten)]
+    machine: MachineArgs,
+}
+
+/// Run the subcommand; `Ok(false)` if an allocator invariant was broken at the end.
+pub fn run(machine: &MachineArgs, args: &ReplayArgs) -> Result<bool, String> {
+    let options = ReplayOptions {
+        replay_pages: !args.no_page_replay,
+        ..ReplayOptions::default()
+    };
+    let first = replay_once(machine, args, &options)?;
+    if let Some(svg) = &args.svg {
+        let title = format!(
+            "kmemlab replay of {} on {}",
+            args.trace.display(),
+            first.machine_line()
+        );
+        let doc = plot::svg(&first, &title)?;
+        std::fs::write(svg, doc).map_err(|e| format!("cannot write {}: {e}", svg.display()))?;
+    }
+    let Some(opts) = &args.compare else {
+        print_report(&first, args)?;
+        return Ok(first.check == "ok");
+    };
+    if args.trace == Path::new("-") {
+        return Err("--compare reads the trace twice: give a file, not standard input".into());
+    }
+    let second_machine = compare_machine(machine, opts)?;
+    let second = replay_once(&second_machine, args, &options)?;
+    if args.json {
+        let both = serde_json::json!({ "a": first, "b": second });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&both).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{}", side_by_side(&first, &second));
+    }
+    Ok(first.check == "ok" && second.check == "ok")
+}
+
+fn print_report(report: &Report, args: &ReplayArgs) -> Result<(), String> {
+    let text = if args.json {
+        serde_json::to_string_pretty(report).map_err(|e| e.to_string())? + "\n"
+    } else {
+        report.to_text(args.top)
+    };
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not an error worth a message.
+    let _ = out.write_all(text.as_bytes());
+    Ok(())
+}
+
+/// Boot the machine and replay the whole trace on it.
+fn replay_once(
+    machine: &MachineArgs,
+    args: &ReplayArgs,
+    options: &ReplayOptions,
+) -> Result<Report, String> {
+    let booted = machine.boot()?;
+    let (input, length) = open(&args.trace)?;
+    let bar = progress_bar(length);
+    let mut reader = TraceReader::new(input, args.lenient);
+    let result = replay(&booted, &mut reader, options, &mut |stats| {
+        if let Some(bar) = &bar {
+            bar.set_position(stats.bytes);
+        }
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    result.map_err(|e| format!("{}: {e}", args.trace.display()))
+}
+
+/// The trace as a buffered reader, and its length when it is a file.
+fn open(path: &Path) -> Result<(Box<dyn BufRead>, Option<u64>), String> {
+    if path == Path::new("-") {
+        return Ok((
+            Box::new(BufReader::with_capacity(1 << 16, std::io::stdin())),
+            None,
+        ));
+    }
+    let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let length = file.metadata().ok().map(|m| m.len());
+    Ok((Box::new(BufReader::with_capacity(1 << 16, file)), length))
+}
+
+/// A progress bar on a terminal only (never in tests or pipes).
+fn progress_bar(length: Option<u64>) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = match length {
+        Some(n) => ProgressBar::new(n),
+        None => ProgressBar::new_spinner(),
+    };
+    let style = ProgressStyle::with_template("replaying {wide_bar} {bytes}/{total_bytes} {eta}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    Some(bar)
+}
+
+/// The first machine's flags with those given in `opts` changed.
+fn compare_machine(base: &MachineArgs, opts: &str) -> Result<MachineArgs, String> {
+    let tokens: Vec<&str> = opts.split_whitespace().collect();
+    let matches = CompareFlags::command()
+        .try_get_matches_from(&tokens)
+        .map_err(|e| format!("--compare \"{opts}\": {e}"))?;
+    let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+    let parsed = CompareFlags::from_arg_matches(&matches)
+        .map_err(|e| format!("--compare \"{opts}\": {e}"))?
+        .machine;
+    let mut m = base.clone();
+    if given("ram") {
+        m.ram = parsed.ram;
+    }
+    if given("cpus") {
+        m.cpus = parsed.cpus;
+    }
+    if given("profile") {
+        m.profile = parsed.profile;
+    }
+    if given("seed") {
+        m.seed = parsed.seed;
+    }
+    if given("holes") {
+        m.holes = parsed.holes;
+    }
+    if given("pci_hole") {
+        m.pci_hole = parsed.pci_hole;
+    }
+    if given("no_legacy_hole") {
+        m.no_legacy_hole = parsed.no_legacy_hole;
+    }
+    if given("slab_debug") {
+        m.slab_debug = parsed.slab_debug;
+    }
+    if given("init_on_alloc") {
+        m.init_on_alloc = parsed.init_on_alloc;
+    }
+    if given("init_on_free") {
+        m.init_on_free = parsed.init_on_free;
+    }
+    Ok(m)
+}

@@ -1,0 +1,228 @@
+//! What one trace line says: the CPU and context it ran in, and the allocator event.
+
+use kmemlab_mm::{Context, Gfp};
+
+/// The allocation site the kernel recorded (`call_site=`): a bare address (`%lx` on older
+/// kernels) or a symbol interned in the reader's [`super::Symbols`] (`%pS` on newer ones).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CallSite {
+    /// A raw kernel text address.
+    Addr(u64),
+    /// An interned symbolic name such as `getname_flags+0x4f/0x1f0`.
+    Symbol(u32),
+}
+
+/// The execution context read from the flags column (`d`, `h`, `s`, `H`, `z`, `Z`, `b`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TraceContext {
+    /// Process, softirq, hard IRQ or NMI.
+    pub kind: Context,
+    /// `H`: a hard interrupt that arrived while a softirq was being served.
+    pub in_softirq: bool,
+    /// `d` or `D`: interrupts were disabled.
+    pub irqs_off: bool,
+    /// `b` or `D`: bottom halves were disabled (`local_bh_disable`).
+    pub bh_off: bool,
+}
+
+impl TraceContext {
+    /// Plain process context with interrupts on (lines without a flags column).
+    pub const PROCESS: TraceContext = TraceContext {
+        kind: Context::Process,
+        in_softirq: false,
+        irqs_off: false,
+        bh_off: false,
+    };
+
+    /// Is anything about this context atomic (a sleeping allocation would splat)?
+    pub fn is_atomic(&self) -> bool {
+        self.kind != Context::Process || self.irqs_off || self.bh_off
+    }
+}
+
+/// Which tracepoint a line came from.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventName {
+    /// `kmalloc`.
+    Kmalloc,
+    /// `kmalloc_node`.
+    KmallocNode,
+    /// `kfree`.
+    Kfree,
+    /// `kmem_cache_alloc`.
+    KmemCacheAlloc,
+    /// `kmem_cache_alloc_node`.
+    KmemCacheAllocNode,
+    /// `kmem_cache_free`.
+    KmemCacheFree,
+    /// `mm_page_alloc`.
+    MmPageAlloc,
+    /// `mm_page_free` (`mm_page_free_direct` on kernels before 3.3).
+    MmPageFree,
+    /// `mm_page_free_batched`.
+    MmPageFreeBatched,
+    /// `alloc_vmap_area`.
+    AllocVmapArea,
+    /// `free_vmap_area_noflush`.
+    FreeVmapAreaNoflush,
+    /// `purge_vmap_area_lazy`.
+    PurgeVmapAreaLazy,
+}
+
+impl EventName {
+    /// Every event the parser understands.
+    pub const ALL: [EventName; 12] = [
+        EventName::Kmalloc,
+        EventName::KmallocNode,
+        EventName::Kfree,
+        EventName::KmemCacheAlloc,
+        EventName::KmemCacheAllocNode,
+        EventName::KmemCacheFree,
+        EventName::MmPageAlloc,
+        EventName::MmPageFree,
+        EventName::MmPageFreeBatched,
+        EventName::AllocVmapArea,
+        EventName::FreeVmapAreaNoflush,
+        EventName::PurgeVmapAreaLazy,
+    ];
+
+    /// The tracepoint's name as ftrace prints it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventName::Kmalloc => "kmalloc",
+            EventName::KmallocNode => "kmalloc_node",
+            EventName::Kfree => "kfree",
+            EventName::KmemCacheAlloc => "kmem_cache_alloc",
+            EventName::KmemCacheAllocNode => "kmem_cache_alloc_node",
+            EventName::KmemCacheFree => "kmem_cache_free",
+            EventName::MmPageAlloc => "mm_page_alloc",
+            EventName::MmPageFree => "mm_page_free",
+            EventName::MmPageFreeBatched => "mm_page_free_batched",
+            EventName::AllocVmapArea => "alloc_vmap_area",
+            EventName::FreeVmapAreaNoflush => "free_vmap_area_noflush",
+            EventName::PurgeVmapAreaLazy => "purge_vmap_area_lazy",
+        }
+    }
+
+    /// The event called `name`, if the parser knows it.
+    pub fn from_name(name: &str) -> Option<EventName> {
+        if name == "mm_page_free_direct" {
+            return Some(EventName::MmPageFree);
+        }
+        EventName::ALL.into_iter().find(|e| e.as_str() == name)
+    }
+
+    /// Position in [`EventName::ALL`], for per-event counters.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A slab allocation (`kmalloc`, `kmalloc_node`, `kmem_cache_alloc`, `..._node`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct SlabAlloc {
+    /// Where the kernel allocated from.
+    pub call_site: CallSite,
+    /// The pointer returned (0 for a failed allocation).
+    pub ptr: u64,
+    /// Bytes asked for.
+    pub bytes_req: u64,
+    /// Bytes the allocator handed out (the object or class size).
+    pub bytes_alloc: u64,
+    /// The allocation's flags, translated to kmemlab's (Linux 6.6) bit values.
+    pub gfp: Gfp,
+    /// `node=`, where the line has one (`-1` is NUMA_NO_NODE).
+    pub node: Option<i32>,
+    /// `accounted=`, where the line has one.
+    pub accounted: Option<bool>,
+    /// `name=` of the cache, on kernels that print it at allocation (interned).
+    pub cache_name: Option<u32>,
+}
+
+/// A slab free (`kfree`, `kmem_cache_free`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct SlabFree {
+    /// Where the kernel freed from.
+    pub call_site: CallSite,
+    /// The pointer freed (0 for `kfree(NULL)`).
+    pub ptr: u64,
+    /// `name=` of the cache, on kernels that print it (interned).
+    pub cache_name: Option<u32>,
+}
+
+/// The allocator event of one line.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// `kmalloc` / `kmalloc_node`.
+    Kmalloc(SlabAlloc),
+    /// `kfree`.
+    Kfree(SlabFree),
+    /// `kmem_cache_alloc` / `kmem_cache_alloc_node`.
+    CacheAlloc(SlabAlloc),
+    /// `kmem_cache_free`.
+    CacheFree(SlabFree),
+    /// `mm_page_alloc`.
+    PageAlloc {
+        /// The page frame number, `None` when the allocation failed (`page=(null)`).
+        pfn: Option<u64>,
+        /// The block's order.
+        order: u32,
+        /// The traced kernel's migrate type number.
+        migratetype: u32,
+        /// The allocation's flags.
+        gfp: Gfp,
+    },
+    /// `mm_page_free` (order as traced) or `mm_page_free_batched` (order 0).
+    PageFree {
+        /// The page frame number.
+        pfn: u64,
+        /// The block's order.
+        order: u32,
+    },
+    /// `alloc_vmap_area`.
+    AllocVmapArea {
+        /// Start of the area.
+        addr: u64,
+        /// Bytes.
+        size: u64,
+        /// Alignment.
+        align: u64,
+        /// Whether the allocation failed.
+        failed: bool,
+    },
+    /// `free_vmap_area_noflush`.
+    FreeVmapArea {
+        /// Start of the area.
+        addr: u64,
+        /// Lazily freed pages outstanding.
+        nr_lazy: u64,
+    },
+    /// `purge_vmap_area_lazy`.
+    PurgeVmapAreas {
+        /// Start of the purged range.
+        start: u64,
+        /// End of the purged range.
+        end: u64,
+        /// Areas purged.
+        purged: u64,
+    },
+}
+
+/// One parsed line.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct TraceEvent {
+    /// 1-based line number in the input.
+    pub line: u64,
+    /// The CPU the event ran on, as traced.
+    pub cpu: u32,
+    /// The task's pid.
+    pub pid: u32,
+    /// The context from the flags column.
+    pub ctx: TraceContext,
+    /// The timestamp in nanoseconds (a raw counter if the trace clock is one).
+    pub timestamp_ns: u64,
+    /// Which tracepoint.
+    pub name: EventName,
+    /// What happened.
+    pub event: Event,
+}

@@ -1,0 +1,41 @@
+//! Replaying real kernel traces: parse the text of ftrace and `trace-cmd report` for the
+//! `kmem` and `vmalloc` tracepoints, replay the slab and page events on a simulated
+//! machine, and report as `perf kmem stat` does, with kmemlab's own figures added.
+//!
+//! ```
+//! use kmemlab_sim::trace::{replay, ReplayOptions, TraceReader};
+//! use kmemlab_sim::{Machine, MachineConfig};
+//!
+//! let text = "\
+//!   init-1 [000] .N.. 0.17: kmalloc: call_site=c104de4f ptr=c143de20 bytes_req=29 bytes_alloc=32 gfp_flags=GFP_KERNEL
+//!   init-1 [000] .N.. 0.18: kfree: call_site=c104de60 ptr=c143de20
+//! ";
+//! let machine = Machine::new(MachineConfig::default()).unwrap();
+//! let mut reader = TraceReader::new(text.as_bytes(), false);
+//! let report = replay(&machine, &mut reader, &ReplayOptions::default(), &mut |_| {}).unwrap();
+//! assert_eq!(report.slab.total_requested, 29);
+//! assert_eq!(report.slab.total_freed, 32);
+//! assert_eq!(report.fidelity.kmalloc_agreed, 1);
+//! assert!(report.to_text(10).contains("SUMMARY (SLAB allocator)"));
+//! ```
+//!
+//! * [`parse`]: one line into a [`TraceEvent`], from the `[CPU]` bracket outward.
+//! * [`reader`]: a stream of events from any `BufRead`, in bounded memory.
+//! * [`replay`](mod@replay): the events on a [`crate::Machine`].
+//! * [`report`]: the tables, summaries and `/proc` files; [`plot`]: an SVG over time.
+
+pub mod event;
+pub mod gfp;
+pub mod hash;
+pub mod parse;
+pub mod plot;
+pub mod reader;
+pub mod replay;
+pub mod report;
+pub mod stats;
+
+pub use event::{CallSite, Event, EventName, SlabAlloc, SlabFree, TraceContext, TraceEvent};
+pub use parse::{Line, LineParser, Symbols};
+pub use reader::{InputStats, TraceError, TraceReader, MAX_LINE};
+pub use replay::{replay, ReplayError, ReplayOptions};
+pub use report::{side_by_side, Report};

@@ -1,0 +1,663 @@
+//! One line of ftrace or `trace-cmd report` text into a [`TraceEvent`].
+//!
+//! The shapes accepted (see `include/trace/events/kmem.h` and `vmalloc.h` of 3.x – 6.x):
+//!
+//! ```text
+//!             init-1     [000] .N..     0.170000: kmalloc: call_site=c104de4f ptr=c143de20 bytes_req=29 bytes_alloc=32 gfp_flags=GFP_KERNEL
+//!   kworker/u8:2-1234    [003] d..1.  123.456789: kmem_cache_free: call_site=getname_flags+0x4f/0x1f0 ptr=000000006c8b2d1e name=names_cache
+//!      Web Content-5678  [001]   99.000001: kfree:                call_site=c10c283a ptr=(null)
+//! ```
+//!
+//! The line is read from the `[CPU]` bracket outward, so the task name before it may hold
+//! spaces, colons, dashes and brackets; the flags column after it is optional (trace-cmd
+//! leaves it out), 4 or 5 characters wide; the event's fields are `key=value` pairs in
+//! any order, where a value may be followed by words that belong to it (`ptr=  (null)`,
+//! `func+0x10/0x20 [module]`).
+
+use kmemlab_mm::Context;
+
+use super::event::{CallSite, Event, EventName, SlabAlloc, SlabFree, TraceContext, TraceEvent};
+use super::gfp::GfpTable;
+use super::hash::FxHashMap;
+
+/// Interned strings (symbolic call sites, cache names): each distinct string is stored
+/// once, whatever the trace's length.
+#[derive(Default)]
+pub struct Symbols {
+    ids: FxHashMap<Box<str>, u32>,
+    names: Vec<Box<str>>,
+}
+
+impl Symbols {
+    /// The id of `name`, adding it if new.
+    pub fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.into());
+        self.ids.insert(name.into(), id);
+        id
+    }
+
+    /// The string behind an id.
+    pub fn name(&self, id: u32) -> &str {
+        self.names.get(id as usize).map_or("?", |n| n)
+    }
+
+    /// How many distinct strings are held.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether none are held.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// A call site as text: the symbol, or the address as perf prints it (`0xc104de4f`).
+    pub fn call_site(&self, site: CallSite) -> String {
+        match site {
+            CallSite::Addr(a) => format!("{a:#x}"),
+            CallSite::Symbol(id) => self.name(id).to_string(),
+        }
+    }
+}
+
+/// What a line turned out to be.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Line {
+    /// An empty line, a `#` comment, or a trace-cmd header line.
+    Comment,
+    /// `CPU:N [LOST n EVENTS]`: the ring buffer overflowed.
+    Lost(u64),
+    /// A well-formed line of an event the parser does not handle.
+    Unknown,
+    /// An allocator event.
+    Event(TraceEvent),
+}
+
+/// The parser's long-lived state: interned strings, the GFP strings seen, and counts of
+/// unknown events by name. Nothing here grows with the number of lines.
+#[derive(Default)]
+pub struct LineParser {
+    /// Symbolic call sites and cache names.
+    pub symbols: Symbols,
+    /// GFP strings.
+    pub gfp: GfpTable,
+    unknown_events: FxHashMap<Box<str>, u64>,
+}
+
+/// The parts of a line around the `[CPU]` bracket.
+struct Header<'a> {
+    pid: u32,
+    cpu: u32,
+    ctx: TraceContext,
+    timestamp_ns: u64,
+    event: &'a str,
+    body: &'a str,
+}
+
+impl LineParser {
+    /// Parse one line (without its newline). `Err` says why it is malformed.
+    pub fn parse(&mut self, line_no: u64, line: &str) -> Result<Line, &'static str> {
+        let bytes = line.as_bytes();
+        let Some(first) = bytes.iter().position(|b| !b.is_ascii_whitespace()) else {
+            return Ok(Line::Comment);
+        };
+        if bytes[first] == b'#' {
+            return Ok(Line::Comment);
+        }
+        if matches!(bytes[first], b'C' | b'v' | b'c') {
+            let trimmed = line.trim();
+            if is_trace_cmd_header(trimmed) {
+                return Ok(Line::Comment);
+            }
+            if let Some(n) = lost_events(trimmed) {
+                return Ok(Line::Lost(n));
+            }
+        }
+        let h = split_header(line)?;
+        let Some(name) = EventName::from_name(h.event) else {
+            self.count_unknown_event(h.event);
+            return Ok(Line::Unknown);
+        };
+        let fields = Fields::split(h.body)?;
+        let event = self.event(name, &fields)?;
+        Ok(Line::Event(TraceEvent {
+            line: line_no,
+            cpu: h.cpu,
+            pid: h.pid,
+            ctx: h.ctx,
+            timestamp_ns: h.timestamp_ns,
+            name,
+            event,
+        }))
+    }
+
+    fn count_unknown_event(&mut self, name: &str) {
+        match self.unknown_events.get_mut(name) {
+            Some(n) => *n += 1,
+            None => {
+                self.unknown_events.insert(name.into(), 1);
+            }
+        }
+    }
+
+    /// Unknown events by name, sorted by name.
+    pub fn unknown_events(&self) -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = self
+            .unknown_events
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn event(&mut self, name: EventName, f: &Fields<'_>) -> Result<Event, &'static str> {
+        use EventName::*;
+        Ok(match name {
+            Kmalloc | KmallocNode => Event::Kmalloc(self.slab_alloc(f)?),
+            KmemCacheAlloc | KmemCacheAllocNode => Event::CacheAlloc(self.slab_alloc(f)?),
+            Kfree => Event::Kfree(self.slab_free(f)?),
+            KmemCacheFree => Event::CacheFree(self.slab_free(f)?),
+            MmPageAlloc => self.page_alloc(f)?,
+            MmPageFree => Event::PageFree {
+                pfn: pfn(f.need(Key::Pfn)?)?,
+                order: order(f.need(Key::Order)?)?,
+            },
+            MmPageFreeBatched => Event::PageFree {
+                pfn: pfn(f.need(Key::Pfn)?)?,
+                order: 0,
+            },
+            AllocVmapArea => Event::AllocVmapArea {
+                addr: number(f.need(Key::VaStart)?)?,
+                size: number(f.need(Key::Size)?)?,
+                align: number(f.need(Key::Align)?)?,
+                failed: number(f.need(Key::Failed)?)? != 0,
+            },
+            FreeVmapAreaNoflush => Event::FreeVmapArea {
+                addr: number(f.need(Key::VaStart)?)?,
+                nr_lazy: number(f.need(Key::NrLazy)?)?,
+            },
+            PurgeVmapAreaLazy => Event::PurgeVmapAreas {
+                start: number(f.need(Key::Start)?)?,
+                end: number(f.need(Key::End)?)?,
+                purged: number(f.need(Key::NumPurged)?)?,
+            },
+        })
+    }
+
+    fn call_site(&mut self, text: &str) -> Result<CallSite, &'static str> {
+        if text.is_empty() {
+            return Err("empty call_site=");
+        }
+        match hex(text) {
+            Some(a) => Ok(CallSite::Addr(a)),
+            None => Ok(CallSite::Symbol(self.symbols.intern(text))),
+        }
+    }
+
+    fn cache_name(&mut self, f: &Fields<'_>) -> Option<u32> {
+        f.get(Key::Name).map(|n| self.symbols.intern(n))
+    }
+
+    fn slab_alloc(&mut self, f: &Fields<'_>) -> Result<SlabAlloc, &'static str> {
+        Ok(SlabAlloc {
+            call_site: self.call_site(f.need(Key::CallSite)?)?,
+            ptr: pointer(f.need(Key::Ptr)?)?,
+            bytes_req: decimal(f.need(Key::BytesReq)?)?,
+            bytes_alloc: decimal(f.need(Key::BytesAlloc)?)?,
+            gfp: self.gfp.parse(f.need(Key::GfpFlags)?),
+            node: f
+                .get(Key::Node)
+                .map(|n| n.parse::<i32>().map_err(|_| "node= is not a number"))
+                .transpose()?,
+            accounted: f
+                .get(Key::Accounted)
+                .map(|a| match a {
+                    "true" => Ok(true),
+                    "false" => Ok(false),
+                    _ => Err("accounted= is neither true nor false"),
+                })
+                .transpose()?,
+            cache_name: self.cache_name(f),
+        })
+    }
+
+    fn slab_free(&mut self, f: &Fields<'_>) -> Result<SlabFree, &'static str> {
+        Ok(SlabFree {
+            call_site: self.call_site(f.need(Key::CallSite)?)?,
+            ptr: pointer(f.need(Key::Ptr)?)?,
+            cache_name: self.cache_name(f),
+        })
+    }
+
+    fn page_alloc(&mut self, f: &Fields<'_>) -> Result<Event, &'static str> {
+        let page_is_null = match f.get(Key::Page) {
+            Some(p) => pointer(p)? == 0,
+            None => false,
+        };
+        let frame = pfn(f.need(Key::Pfn)?)?;
+        Ok(Event::PageAlloc {
+            pfn: (!page_is_null).then_some(frame),
+            order: order(f.need(Key::Order)?)?,
+            migratetype: decimal(f.need(Key::Migratetype)?)?
+                .try_into()
+                .map_err(|_| "migratetype= out of range")?,
+            gfp: self.gfp.parse(f.need(Key::GfpFlags)?),
+        })
+    }
+
+    /// Bytes of long-lived state (a bound for tests of bounded memory).
+    pub fn retained_entries(&self) -> usize {
+        self.symbols.len() + self.gfp.distinct_strings() + self.unknown_events.len()
+    }
+}
+
+/// trace-cmd's header lines (`version = 6`, `cpus=4`, `CPU 0 is empty`,
+/// `CPU0 data recorded at offset=...`).
+fn is_trace_cmd_header(line: &str) -> bool {
+    line.starts_with("version =")
+        || line.starts_with("cpus=")
+        || (line.starts_with("CPU")
+            && (line.ends_with("is empty") || line.contains("data recorded")))
+}
+
+/// `CPU:3 [LOST 1234 EVENTS]` (ftrace) or `CPU 3 [LOST 1234 EVENTS]`.
+fn lost_events(line: &str) -> Option<u64> {
+    let rest = line.strip_prefix("CPU")?;
+    let at = rest.find("[LOST ")?;
+    let n = rest[at + 6..].split_whitespace().next()?;
+    n.parse().ok()
+}
+
+/// Find the `[CPU]` bracket whose right side reads as flags, timestamp and event name.
+fn split_header(line: &str) -> Result<Header<'_>, &'static str> {
+    let bytes = line.as_bytes();
+    let mut reason = "no [CPU] bracket";
+    let mut from = 0;
+    while let Some(at) = memchr::memchr(b'[', &bytes[from..]) {
+        let open = from + at;
+        from = open + 1;
+        let Some((cpu, after)) = cpu_bracket(bytes, open) else {
+            continue;
+        };
+        match right_of_bracket(&line[after..]) {
+            Ok((ctx, timestamp_ns, event, body)) => {
+                let pid = task_pid(&line[..open])?;
+                return Ok(Header {
+                    pid,
+                    cpu,
+                    ctx,
+                    timestamp_ns,
+                    event,
+                    body,
+                });
+            }
+            Err(why) => reason = why,
+        }
+    }
+    Err(reason)
+}
+
+/// `[003]` at `open`: the CPU and the index after the bracket.
+fn cpu_bracket(bytes: &[u8], open: usize) -> Option<(u32, usize)> {
+    let mut cpu: u32 = 0;
+    let mut i = open + 1;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'0'..=b'9' if i - open <= 5 => cpu = cpu * 10 + (b - b'0') as u32,
+            b']' if i > open + 1 => return Some((cpu, i + 1)),
+            _ => return None,
+        }
+        i += 1;
+    }
+    None
+}
+
+/// `TASK-PID` with an optional `(TGID)` after it: the pid.
+fn task_pid(text: &str) -> Result<u32, &'static str> {
+    let mut text = text.trim_end();
+    if text.ends_with(')') {
+        if let Some(open) = text.rfind('(') {
+            text = text[..open].trim_end();
+        }
+    }
+    let dash = text
+        .as_bytes()
+        .iter()
+        .rposition(|&b| b == b'-')
+        .ok_or("no TASK-PID before the [CPU]")?;
+    let pid = text[dash + 1..].trim();
+    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("the pid after TASK- is not a number");
+    }
+    pid.parse()
+        .map_err(|_| "the pid after TASK- is not a number")
+}
+
+/// Flags (optional), `TIMESTAMP:`, `event:` and the body after the bracket.
+fn right_of_bracket(text: &str) -> Result<(TraceContext, u64, &str, &str), &'static str> {
+    let (first, rest) = next_token(text).ok_or("nothing after the [CPU]")?;
+    let (ctx, stamp, rest) = match timestamp(first) {
+        Some(ns) => (TraceContext::PROCESS, ns, rest),
+        None => {
+            let ctx =
+                flags(first).ok_or("neither a flags column nor a timestamp after the [CPU]")?;
+            let (second, rest) = next_token(rest).ok_or("no timestamp")?;
+            (
+                ctx,
+                timestamp(second).ok_or("no TIMESTAMP: after the flags")?,
+                rest,
+            )
+        }
+    };
+    let (name, rest) = next_token(rest).ok_or("no event name")?;
+    let name = name
+        .strip_suffix(':')
+        .ok_or("the event name does not end with ':'")?;
+    if name.is_empty() {
+        return Err("empty event name");
+    }
+    Ok((ctx, stamp, name, rest.trim()))
+}
+
+/// The next whitespace-delimited token and the text after it.
+fn next_token(text: &str) -> Option<(&str, &str)> {
+    let (start, end) = token_at(text.as_bytes(), 0)?;
+    Some((&text[start..end], &text[end..]))
+}
+
+/// `12.345678:` as nanoseconds (a bare integer is taken as nanoseconds already).
+fn timestamp(token: &str) -> Option<u64> {
+    let t = token.strip_suffix(':')?.as_bytes();
+    let dot = t.iter().position(|&b| b == b'.');
+    let (secs, frac) = match dot {
+        Some(d) => (&t[..d], &t[d + 1..]),
+        None => (t, &t[t.len()..]),
+    };
+    if secs.is_empty() || secs.len() > 12 {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for &b in secs {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + (b - b'0') as u64;
+    }
+    if dot.is_none() {
+        return Some(value);
+    }
+    let mut ns = 0u64;
+    let mut digits = 0;
+    for &b in frac {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        if digits < 9 {
+            ns = ns * 10 + (b - b'0') as u64;
+            digits += 1;
+        }
+    }
+    ns *= 10u64.pow(9 - digits);
+    value.checked_mul(1_000_000_000)?.checked_add(ns)
+}
+
+/// The latency-format flags column (`irqs-off`, `need-resched`, `hardirq/softirq`,
+/// `preempt-depth` and, on 5.x and later, `migrate-disable`).
+fn flags(token: &str) -> Option<TraceContext> {
+    let b = token.as_bytes();
+    if !(3..=6).contains(&b.len()) {
+        return None;
+    }
+    let ok = |c: u8| c == b'.' || c.is_ascii_alphanumeric();
+    if !b.iter().all(|&c| ok(c)) {
+        return None;
+    }
+    let (irqs_off, bh_off) = match b[0] {
+        b'd' => (true, false),
+        b'D' => (true, true),
+        b'b' => (false, true),
+        b'.' | b'X' => (false, false),
+        _ => return None,
+    };
+    let (kind, in_softirq) = match b[2] {
+        b'h' => (Context::Hardirq, false),
+        b'H' => (Context::Hardirq, true),
+        b's' => (Context::Softirq, false),
+        b'z' | b'Z' => (Context::Nmi, false),
+        b'.' => (Context::Process, false),
+        _ => return None,
+    };
+    Some(TraceContext {
+        kind,
+        in_softirq,
+        irqs_off,
+        bh_off,
+    })
+}
+
+/// The field names the events use.
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum Key {
+    CallSite,
+    Ptr,
+    BytesReq,
+    BytesAlloc,
+    GfpFlags,
+    Node,
+    Accounted,
+    Name,
+    Page,
+    Pfn,
+    Order,
+    Migratetype,
+    VaStart,
+    Size,
+    Align,
+    Failed,
+    NrLazy,
+    Start,
+    End,
+    NumPurged,
+    /// A field no event here reads.
+    Other,
+}
+
+const KEYS: usize = Key::Other as usize + 1;
+
+impl Key {
+    fn from_name(name: &[u8]) -> Key {
+        match name {
+            b"call_site" => Key::CallSite,
+            b"ptr" => Key::Ptr,
+            b"bytes_req" => Key::BytesReq,
+            b"bytes_alloc" => Key::BytesAlloc,
+            b"gfp_flags" => Key::GfpFlags,
+            b"node" => Key::Node,
+            b"accounted" => Key::Accounted,
+            b"name" => Key::Name,
+            b"page" => Key::Page,
+            b"pfn" => Key::Pfn,
+            b"order" => Key::Order,
+            b"migratetype" => Key::Migratetype,
+            b"va_start" => Key::VaStart,
+            b"size" => Key::Size,
+            b"align" => Key::Align,
+            b"failed" => Key::Failed,
+            b"nr_lazy" => Key::NrLazy,
+            b"start" => Key::Start,
+            b"end" => Key::End,
+            b"num_purged" | b"npurged" => Key::NumPurged,
+            _ => Key::Other,
+        }
+    }
+
+    /// The message for a missing field.
+    fn missing(self) -> &'static str {
+        match self {
+            Key::CallSite => "no call_site= (truncated line?)",
+            Key::Ptr => "no ptr= (truncated line?)",
+            Key::BytesReq => "no bytes_req= (truncated line?)",
+            Key::BytesAlloc => "no bytes_alloc= (truncated line?)",
+            Key::GfpFlags => "no gfp_flags= (truncated line?)",
+            Key::Pfn => "no pfn= (truncated line?)",
+            Key::Order => "no order= (truncated line?)",
+            Key::Migratetype => "no migratetype= (truncated line?)",
+            Key::NumPurged => "no num_purged= (truncated line?)",
+            _ => "a field is missing (truncated line?)",
+        }
+    }
+}
+
+/// The `key=value` fields of an event's body, kept as slices of the line (an empty
+/// slice: absent).
+struct Fields<'a> {
+    values: [&'a str; KEYS],
+}
+
+/// Marks a field whose value has not started yet (`ptr=` then `(null)`).
+const NO_VALUE_YET: usize = usize::MAX;
+
+impl<'a> Fields<'a> {
+    /// Split `body` into fields in one pass over its bytes. Words without `=` continue
+    /// the previous value (`ptr=  (null)`, `func+0x1/0x2 [module]`); `key:` followed by a
+    /// word is a field too (`va_start: 123`).
+    fn split(body: &'a str) -> Result<Fields<'a>, &'static str> {
+        let mut f = Fields { values: [""; KEYS] };
+        let bytes = body.as_bytes();
+        let mut last: Option<(Key, usize)> = None;
+        let mut i = 0;
+        let n = bytes.len();
+        loop {
+            while i < n && (bytes[i] == b' ' || bytes[i] == b'\t') {
+                i += 1;
+            }
+            if i == n {
+                break;
+            }
+            let start = i;
+            let mut equals = None;
+            while i < n && bytes[i] != b' ' && bytes[i] != b'\t' {
+                if bytes[i] == b'=' && equals.is_none() {
+                    equals = Some(i - start);
+                }
+                i += 1;
+            }
+            let end = i;
+            let token = &bytes[start..end];
+            if let Some(eq) = equals {
+                let key = Key::from_name(&token[..eq]);
+                let value_start = start + eq + 1;
+                f.set(key, &body[value_start..end]);
+                let mark = if value_start == end {
+                    NO_VALUE_YET
+                } else {
+                    value_start
+                };
+                last = Some((key, mark));
+            } else if token.last() == Some(&b':') {
+                last = Some((Key::from_name(&token[..token.len() - 1]), NO_VALUE_YET));
+            } else {
+                let Some((key, value_start)) = last else {
+                    return Err("text before the first key=value field");
+                };
+                let value_start = if value_start == NO_VALUE_YET {
+                    start
+                } else {
+                    value_start
+                };
+                f.set(key, &body[value_start..end]);
+                last = Some((key, value_start));
+            }
+        }
+        Ok(f)
+    }
+
+    fn set(&mut self, key: Key, value: &'a str) {
+        self.values[key as usize] = value;
+    }
+
+    fn get(&self, key: Key) -> Option<&'a str> {
+        let v = self.values[key as usize];
+        (!v.is_empty()).then_some(v)
+    }
+
+    fn need(&self, key: Key) -> Result<&'a str, &'static str> {
+        self.get(key).ok_or(key.missing())
+    }
+}
+
+/// The start and end of the next token at or after `pos` (spaces and tabs delimit).
+#[inline]
+fn token_at(bytes: &[u8], pos: usize) -> Option<(usize, usize)> {
+    let rest = bytes.get(pos..)?;
+    let start = pos + rest.iter().position(|&b| b != b' ' && b != b'\t')?;
+    let end = bytes[start..]
+        .iter()
+        .position(|&b| b == b' ' || b == b'\t')
+        .map_or(bytes.len(), |n| start + n);
+    Some((start, end))
+}
+
+/// Hex digits with an optional `0x`.
+fn hex(text: &str) -> Option<u64> {
+    let digits = text
+        .strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))
+        .unwrap_or(text)
+        .as_bytes();
+    if digits.is_empty() || digits.len() > 16 {
+        return None;
+    }
+    let mut value = 0u64;
+    for &b in digits {
+        let nibble = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            _ => return None,
+        };
+        value = value << 4 | nibble as u64;
+    }
+    Some(value)
+}
+
+/// A `%p` pointer: hex (raw or hashed), `(null)` or all zeroes for NULL.
+fn pointer(text: &str) -> Result<u64, &'static str> {
+    if text == "(null)" {
+        return Ok(0);
+    }
+    hex(text).ok_or("a pointer is not hex")
+}
+
+/// A decimal number (`%zu`, `%d`).
+fn decimal(text: &str) -> Result<u64, &'static str> {
+    text.parse().map_err(|_| "a size is not a decimal number")
+}
+
+/// A number printed as `0x...` (`%#lx`) or in decimal (`%lu`).
+fn number(text: &str) -> Result<u64, &'static str> {
+    if text.starts_with("0x") || text.starts_with("0X") {
+        hex(text).ok_or("a 0x number is not hex")
+    } else {
+        decimal(text)
+    }
+}
+
+/// `pfn=`: decimal on kernels before 4.x (`%lu`), `0x...` after.
+fn pfn(text: &str) -> Result<u64, &'static str> {
+    number(text).map_err(|_| "pfn= is not a number")
+}
+
+/// `order=`, at most MAX_PAGE_ORDER plus slack for kernels with larger orders.
+fn order(text: &str) -> Result<u32, &'static str> {
+    let o = decimal(text).map_err(|_| "order= is not a number")?;
+    if o > 20 {
+        return Err("order= is larger than any kernel's");
+    }
+    Ok(o as u32)
+}

@@ -1,0 +1,223 @@
+//! Streaming: events from any [`BufRead`], one line at a time, in bounded memory (one
+//! reused line buffer, at most [`MAX_LINE`] bytes, plus the parser's interned strings).
+
+use std::fmt;
+use std::io::{BufRead, Read};
+
+use super::event::{EventName, TraceEvent};
+use super::parse::{Line, LineParser};
+
+/// The longest line kept; the rest of a longer line is skipped and the line is malformed.
+pub const MAX_LINE: usize = 64 << 10;
+
+/// Why reading a trace stopped.
+#[derive(Debug)]
+pub enum TraceError {
+    /// A malformed line (strict mode).
+    Malformed {
+        /// 1-based line number.
+        line: u64,
+        /// What is wrong.
+        reason: &'static str,
+        /// The line itself (cut at 300 characters).
+        text: String,
+    },
+    /// The input could not be read.
+    Io(std::io::Error),
+}
+
+impl fmt::Display for TraceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TraceError::Malformed { line, reason, text } => {
+                write!(f, "line {line}: {reason}:\n  {text}")
+            }
+            TraceError::Io(e) => write!(f, "reading the trace: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for TraceError {}
+
+/// Counts of what the input held.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct InputStats {
+    /// Lines read.
+    pub lines: u64,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Allocator events parsed.
+    pub events: u64,
+    /// Events per tracepoint, in [`EventName::ALL`] order.
+    pub per_event: [u64; 12],
+    /// Comment, blank and header lines.
+    pub comments: u64,
+    /// Well-formed lines of other events (counted and skipped).
+    pub unknown_events: u64,
+    /// Events the kernel said it lost (`[LOST n EVENTS]`).
+    pub lost_events: u64,
+    /// Malformed lines skipped (lenient mode).
+    pub malformed_skipped: u64,
+    /// The first malformed line skipped, with its reason (lenient mode).
+    pub first_malformed: Option<String>,
+}
+
+impl InputStats {
+    /// Events of one tracepoint.
+    pub fn count(&self, name: EventName) -> u64 {
+        self.per_event[name.index()]
+    }
+}
+
+/// Reads allocator events from a trace.
+pub struct TraceReader<R> {
+    input: R,
+    buf: Vec<u8>,
+    lenient: bool,
+    parser: LineParser,
+    stats: InputStats,
+}
+
+impl<R: BufRead> TraceReader<R> {
+    /// A reader; `lenient` skips and counts malformed lines instead of stopping.
+    pub fn new(input: R, lenient: bool) -> TraceReader<R> {
+        TraceReader {
+            input,
+            buf: Vec::with_capacity(512),
+            lenient,
+            parser: LineParser::default(),
+            stats: InputStats::default(),
+        }
+    }
+
+    /// The next allocator event, `Ok(None)` at the end of the input.
+    pub fn next_event(&mut self) -> Result<Option<TraceEvent>, TraceError> {
+        loop {
+            let parsed = match self.parse_in_place()? {
+                Some(parsed) => parsed,
+                None => {
+                    let Some(too_long) = self.read_line()? else {
+                        return Ok(None);
+                    };
+                    if too_long {
+                        Err("the line is longer than 64 KiB")
+                    } else {
+                        classify(&mut self.parser, self.stats.lines, &self.buf)
+                    }
+                }
+            };
+            let line_no = self.stats.lines;
+            match parsed {
+                Ok(Line::Event(ev)) => {
+                    self.stats.events += 1;
+                    self.stats.per_event[ev.name.index()] += 1;
+                    return Ok(Some(ev));
+                }
+                Ok(Line::Comment) => self.stats.comments += 1,
+                Ok(Line::Unknown) => self.stats.unknown_events += 1,
+                Ok(Line::Lost(n)) => self.stats.lost_events += n,
+                Err(reason) => self.malformed(line_no, reason)?,
+            }
+        }
+    }
+
+    /// The common case: a whole line in the input's buffer, parsed where it lies (a
+    /// malformed one is copied out for its report). `None`: read it the slow way.
+    fn parse_in_place(&mut self) -> Result<Option<Result<Line, &'static str>>, TraceError> {
+        let chunk = self.input.fill_buf().map_err(TraceError::Io)?;
+        let Some(newline) = memchr::memchr(b'\n', chunk) else {
+            return Ok(None);
+        };
+        if newline >= MAX_LINE {
+            return Ok(None);
+        }
+        let line_no = self.stats.lines + 1;
+        let parsed = classify(&mut self.parser, line_no, &chunk[..newline + 1]);
+        if parsed.is_err() {
+            self.buf.clear();
+            self.buf.extend_from_slice(&chunk[..newline + 1]);
+        }
+        self.input.consume(newline + 1);
+        self.stats.lines = line_no;
+        self.stats.bytes += newline as u64 + 1;
+        Ok(Some(parsed))
+    }
+
+    /// Read one line into `buf`: `None` at the end, `Some(true)` if it was cut.
+    fn read_line(&mut self) -> Result<Option<bool>, TraceError> {
+        self.buf.clear();
+        if self.buf.capacity() > 4 * MAX_LINE {
+            self.buf.shrink_to(512);
+        }
+        let n = (&mut self.input)
+            .take(MAX_LINE as u64)
+            .read_until(b'\n', &mut self.buf)
+            .map_err(TraceError::Io)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.stats.lines += 1;
+        self.stats.bytes += n as u64;
+        let cut = n == MAX_LINE && self.buf.last() != Some(&b'\n');
+        if cut {
+            self.skip_rest_of_line()?;
+        }
+        Ok(Some(cut))
+    }
+
+    fn skip_rest_of_line(&mut self) -> Result<(), TraceError> {
+        loop {
+            let chunk = self.input.fill_buf().map_err(TraceError::Io)?;
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            if let Some(at) = chunk.iter().position(|&b| b == b'\n') {
+                self.stats.bytes += at as u64 + 1;
+                self.input.consume(at + 1);
+                return Ok(());
+            }
+            let len = chunk.len();
+            self.stats.bytes += len as u64;
+            self.input.consume(len);
+        }
+    }
+
+    fn malformed(&mut self, line: u64, reason: &'static str) -> Result<(), TraceError> {
+        let text: String = String::from_utf8_lossy(&self.buf)
+            .trim_end()
+            .chars()
+            .take(300)
+            .collect();
+        if !self.lenient {
+            return Err(TraceError::Malformed { line, reason, text });
+        }
+        self.stats.malformed_skipped += 1;
+        if self.stats.first_malformed.is_none() {
+            self.stats.first_malformed = Some(format!("line {line}: {reason}: {text}"));
+        }
+        Ok(())
+    }
+
+    /// What has been read so far.
+    pub fn stats(&self) -> &InputStats {
+        &self.stats
+    }
+
+    /// The parser's state: interned call sites and cache names, GFP strings, unknown events.
+    pub fn parser(&self) -> &LineParser {
+        &self.parser
+    }
+
+    /// The line buffer's capacity (stays bounded however long the trace is).
+    pub fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+}
+
+/// Parse one line's bytes (with or without its newline).
+fn classify(parser: &mut LineParser, line_no: u64, bytes: &[u8]) -> Result<Line, &'static str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parser.parse(line_no, text.trim_end_matches(['\n', '\r'])),
+        Err(_) => Err("the line is not UTF-8 text"),
+    }
+}

@@ -1,0 +1,893 @@
+//! Replay a trace on a simulated machine: each traced pointer maps to a kmemlab
+//! allocation, each event runs on its CPU (modulo the machine's) in its context.
+
+use std::io::BufRead;
+
+use kmemlab_mm::context::SOFTIRQ_DISABLE_OFFSET;
+use kmemlab_mm::slab::kmalloc::ZERO_SIZE_PTR;
+use kmemlab_mm::slab::{KmemCacheRef, SlabError, SlabFlags};
+use kmemlab_mm::{AllocError, Context, Gfp, IrqFlags, Mm, Pfn, Platform, VirtAddr};
+
+use super::event::{CallSite, Event, EventName, SlabAlloc, SlabFree, TraceContext, TraceEvent};
+use super::hash::FxHashMap;
+use super::parse::Symbols;
+use super::reader::{TraceError, TraceReader};
+use super::report::Report;
+use super::stats::{
+    AllocRow, Fidelity, MemoryStats, PageSummary, ReplayCounters, Sample, SizeMismatch,
+    SlabSummary, ZoneOrders, PERF_MIGRATE_TYPES, PERF_ORDERS,
+};
+use crate::{Machine, SimError, SimPlatform};
+
+/// How to replay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplayOptions {
+    /// Replay `mm_page_alloc` / `mm_page_free` (they are always counted). A trace that
+    /// holds slab and page events counts the traced kernel's slab pages among its page
+    /// events, while kmemlab's slabs allocate their own: turn this off to avoid the double.
+    pub replay_pages: bool,
+    /// Events between two samples of the memory time series (doubles as the series fills).
+    pub sample_every: u64,
+    /// Lines between two progress callbacks.
+    pub progress_every: u64,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        ReplayOptions {
+            replay_pages: true,
+            sample_every: 64,
+            progress_every: 1 << 16,
+        }
+    }
+}
+
+/// Why a replay stopped.
+#[derive(Debug)]
+pub enum ReplayError {
+    /// The trace could not be read.
+    Trace(TraceError),
+    /// The machine refused to run a CPU.
+    Machine(SimError),
+}
+
+impl std::fmt::Display for ReplayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReplayError::Trace(e) => e.fmt(f),
+            ReplayError::Machine(e) => write!(f, "the machine: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ReplayError {}
+
+impl From<TraceError> for ReplayError {
+    fn from(e: TraceError) -> Self {
+        ReplayError::Trace(e)
+    }
+}
+
+/// Replay every event of `reader` on `machine` and report; `progress` is called with the
+/// input counts every [`ReplayOptions::progress_every`] lines.
+pub fn replay<R: BufRead>(
+    machine: &Machine,
+    reader: &mut TraceReader<R>,
+    options: &ReplayOptions,
+    progress: &mut dyn FnMut(&super::InputStats),
+) -> Result<Report, ReplayError> {
+    let mut replayer = Replayer::new(machine, options.clone());
+    let mut next_progress = options.progress_every.max(1);
+    let mut pending = reader.next_event()?;
+    while let Some(first) = pending.take() {
+        let cpu = replayer.cpu_for(first.cpu);
+        let run = machine.on_cpu(cpu, Context::Process, |mm| {
+            let mut ev = first;
+            loop {
+                replayer.apply(mm, &ev, &reader.parser().symbols);
+                if reader.stats().lines >= next_progress {
+                    progress(reader.stats());
+                    next_progress = reader.stats().lines + options.progress_every.max(1);
+                }
+                match reader.next_event()? {
+                    Some(next) if replayer.cpu_for(next.cpu) == cpu => ev = next,
+                    other => return Ok::<_, TraceError>(other),
+                }
+            }
+        });
+        pending = run.map_err(ReplayError::Machine)??;
+    }
+    progress(reader.stats());
+    Ok(replayer.finish(reader))
+}
+
+/// A traced slab object and what kmemlab made of it.
+struct LiveObject {
+    /// kmemlab's object, `None` if kmemlab could not allocate it.
+    addr: Option<VirtAddr>,
+    /// Which allocator family.
+    kind: ObjectKind,
+    /// Row in the call-site table.
+    site_row: u32,
+    /// Row in the cache table (`u32::MAX`: none).
+    cache_row: u32,
+    /// The traced kernel's `bytes_alloc`.
+    traced_bytes: u64,
+    /// The traced CPU.
+    cpu: u32,
+}
+
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum ObjectKind {
+    Kmalloc,
+    Cache(u32),
+}
+
+/// A traced page block and kmemlab's.
+struct LivePages {
+    pfn: Option<u64>,
+    order: u32,
+}
+
+/// Which kmemlab cache serves a traced `kmem_cache_alloc`.
+#[derive(Copy, Clone, PartialEq, Eq, Hash)]
+enum CacheKey {
+    /// Unnamed in the trace: one cache per (call site, object size).
+    Site(CallSite, u64),
+    /// Named in the trace: one per (name, object size).
+    Named(u32, u64),
+}
+
+struct CacheSlot {
+    handle: KmemCacheRef,
+    size: u64,
+    object_size: u64,
+    row: u32,
+}
+
+/// A row of the cache table: a kmemlab slab cache, or large kmallocs of one order.
+#[derive(Copy, Clone, PartialEq, Eq, Hash)]
+enum RowKey {
+    Slab(u64),
+    Large(u32),
+}
+
+/// The most samples kept; past that every other one is dropped and the interval doubles.
+const MAX_SAMPLES: usize = 2048;
+/// Kernel messages and failure reasons kept for the report.
+const MAX_MESSAGES: usize = 20;
+/// Caches named like the allocator's own get this suffix tried with numbers up to this.
+const NAME_TRIES: u32 = 8;
+
+/// The replay's state.
+struct Replayer<'m> {
+    machine: &'m Machine,
+    options: ReplayOptions,
+    nr_cpus: u32,
+    objects: FxHashMap<u64, LiveObject>,
+    pages: FxHashMap<u64, LivePages>,
+    caches: FxHashMap<CacheKey, u32>,
+    cache_slots: Vec<CacheSlot>,
+    site_index: FxHashMap<CallSite, u32>,
+    sites: Vec<(CallSite, AllocRow)>,
+    row_index: FxHashMap<RowKey, u32>,
+    cache_rows: Vec<AllocRow>,
+    slab: SlabSummary,
+    page: PageSummary,
+    counters: ReplayCounters,
+    fidelity: Fidelity,
+    mismatches: FxHashMap<(bool, u64, u64, u64), u64>,
+    samples: Vec<Sample>,
+    sample_interval: u64,
+    since_sample: u64,
+    last_timestamp: u64,
+    peak_slab_pages: u64,
+    zone_orders: Vec<ZoneOrders>,
+    messages: Vec<String>,
+    console_lines: u64,
+}
+
+impl<'m> Replayer<'m> {
+    fn new(machine: &'m Machine, options: ReplayOptions) -> Replayer<'m> {
+        let zone_orders = machine
+            .mm()
+            .zones()
+            .iter()
+            .filter(|z| z.is_populated())
+            .map(|z| ZoneOrders {
+                zone: z.name(),
+                min: i8::MAX,
+                last: -1,
+            })
+            .collect();
+        Replayer {
+            machine,
+            nr_cpus: machine.config().cpus as u32,
+            sample_interval: options.sample_every.max(1),
+            options,
+            objects: FxHashMap::default(),
+            pages: FxHashMap::default(),
+            caches: FxHashMap::default(),
+            cache_slots: Vec::new(),
+            site_index: FxHashMap::default(),
+            sites: Vec::new(),
+            row_index: FxHashMap::default(),
+            cache_rows: Vec::new(),
+            slab: SlabSummary::default(),
+            page: PageSummary::default(),
+            counters: ReplayCounters::default(),
+            fidelity: Fidelity::default(),
+            mismatches: FxHashMap::default(),
+            samples: Vec::new(),
+            since_sample: 0,
+            last_timestamp: 0,
+            peak_slab_pages: 0,
+            zone_orders,
+            messages: Vec::new(),
+            console_lines: 0,
+        }
+    }
+
+    /// The machine CPU a traced CPU runs on (wrapping, counted by `apply`).
+    fn cpu_for(&self, traced: u32) -> usize {
+        (traced % self.nr_cpus) as usize
+    }
+
+    /// Replay one event; the caller runs as the event's CPU in process context.
+    fn apply(&mut self, mm: &Mm<SimPlatform>, ev: &TraceEvent, symbols: &Symbols) {
+        if ev.cpu >= self.nr_cpus {
+            self.counters.cpu_wrapped += 1;
+        }
+        self.last_timestamp = ev.timestamp_ns;
+        // kmem_cache_create may sleep: caches are made before entering the event's context.
+        let slot = match &ev.event {
+            Event::CacheAlloc(a) if a.ptr != 0 => self.cache_for(mm, a, symbols),
+            _ => None,
+        };
+        let saved = self.enter(mm, ev.ctx);
+        match ev.event {
+            Event::Kmalloc(a) => self.kmalloc(mm, ev, &a),
+            Event::CacheAlloc(a) => self.cache_alloc(mm, ev, &a, slot),
+            Event::Kfree(f) | Event::CacheFree(f) => self.slab_free(mm, ev, &f),
+            Event::PageAlloc {
+                pfn,
+                order,
+                migratetype,
+                gfp,
+            } => self.page_alloc(mm, ev, pfn, order, migratetype, gfp),
+            Event::PageFree { pfn, order } => self.page_free(mm, pfn, order),
+            Event::AllocVmapArea { .. }
+            | Event::FreeVmapArea { .. }
+            | Event::PurgeVmapAreas { .. } => {}
+        }
+        self.exit(mm, ev.ctx, saved);
+        if !matches!(
+            ev.name,
+            EventName::AllocVmapArea
+                | EventName::FreeVmapAreaNoflush
+                | EventName::PurgeVmapAreaLazy
+        ) {
+            self.counters.replayed += 1;
+        }
+        self.after_event(mm);
+    }
+
+    /// Enter the traced context on top of process context.
+    fn enter(&mut self, mm: &Mm<SimPlatform>, ctx: TraceContext) -> Option<IrqFlags> {
+        let hard = matches!(ctx.kind, Context::Hardirq | Context::Nmi);
+        let saved = (ctx.irqs_off || hard).then(|| mm.platform().local_irq_save());
+        if ctx.bh_off {
+            mm.this_cpu().preempt_count.add(SOFTIRQ_DISABLE_OFFSET);
+            self.counters.bh_off += 1;
+        }
+        if ctx.kind == Context::Softirq || ctx.in_softirq {
+            mm.enter_context(Context::Softirq);
+        }
+        if hard {
+            mm.enter_context(ctx.kind);
+        }
+        match ctx.kind {
+            Context::Softirq => self.counters.in_softirq += 1,
+            Context::Hardirq => self.counters.in_hardirq += 1,
+            Context::Nmi => self.counters.in_nmi += 1,
+            Context::Process => {}
+        }
+        if ctx.irqs_off && !hard {
+            self.counters.irqs_off += 1;
+        }
+        saved
+    }
+
+    /// Leave what [`Replayer::enter`] entered, in reverse.
+    fn exit(&mut self, mm: &Mm<SimPlatform>, ctx: TraceContext, saved: Option<IrqFlags>) {
+        if matches!(ctx.kind, Context::Hardirq | Context::Nmi) {
+            mm.exit_context(ctx.kind);
+        }
+        if ctx.kind == Context::Softirq || ctx.in_softirq {
+            mm.exit_context(Context::Softirq);
+        }
+        if ctx.bh_off {
+            mm.this_cpu().preempt_count.sub(SOFTIRQ_DISABLE_OFFSET);
+        }
+        if let Some(flags) = saved {
+            mm.platform().local_irq_restore(flags);
+        }
+    }
+
+    /// perf's accounting of an allocation event; the call-site row.
+    fn count_alloc(&mut self, ev: &TraceEvent, a: &SlabAlloc) -> u32 {
+        self.slab.total_requested += a.bytes_req;
+        self.slab.total_allocated += a.bytes_alloc;
+        self.slab.nr_allocs += 1;
+        let node_event = matches!(
+            ev.name,
+            EventName::KmallocNode | EventName::KmemCacheAllocNode
+        );
+        if node_event && a.node != Some(0) {
+            self.slab.nr_cross_allocs += 1;
+        }
+        let row = self.site_row(a.call_site);
+        let r = &mut self.sites[row as usize].1;
+        r.hit += 1;
+        r.bytes_req += a.bytes_req;
+        r.bytes_alloc += a.bytes_alloc;
+        row
+    }
+
+    fn site_row(&mut self, site: CallSite) -> u32 {
+        if let Some(&row) = self.site_index.get(&site) {
+            return row;
+        }
+        let row = self.sites.len() as u32;
+        self.sites.push((site, AllocRow::default()));
+        self.site_index.insert(site, row);
+        row
+    }
+
+    fn kmalloc(&mut self, mm: &Mm<SimPlatform>, ev: &TraceEvent, a: &SlabAlloc) {
+        let site_row = self.count_alloc(ev, a);
+        if a.ptr == 0 {
+            self.counters.traced_slab_failures += 1;
+            return;
+        }
+        self.retire_live_object(mm, a.ptr);
+        let size = a.bytes_req as usize;
+        let result = self.with_sleep_retry(a.gfp, |g| mm.kmalloc(size, g));
+        let (addr, cache_row) = match result {
+            Ok(addr) if addr.0 <= ZERO_SIZE_PTR.0 => (None, u32::MAX),
+            Ok(addr) => {
+                let ksize = mm.ksize(addr).unwrap_or(0) as u64;
+                self.compare_size(false, a, ksize);
+                let row = self.kmalloc_row(mm, size, a.gfp);
+                self.add_to_row(row, a.bytes_req, ksize);
+                (Some(addr), row)
+            }
+            Err(e) => {
+                self.counters.kmalloc_failures += 1;
+                self.note(ev, &e);
+                (None, u32::MAX)
+            }
+        };
+        self.objects.insert(
+            a.ptr,
+            LiveObject {
+                addr,
+                kind: ObjectKind::Kmalloc,
+                site_row,
+                cache_row,
+                traced_bytes: a.bytes_alloc,
+                cpu: ev.cpu,
+            },
+        );
+    }
+
+    fn cache_alloc(
+        &mut self,
+        mm: &Mm<SimPlatform>,
+        ev: &TraceEvent,
+        a: &SlabAlloc,
+        slot: Option<u32>,
+    ) {
+        let site_row = self.count_alloc(ev, a);
+        if a.ptr == 0 {
+            self.counters.traced_slab_failures += 1;
+            return;
+        }
+        self.retire_live_object(mm, a.ptr);
+        let mut object = LiveObject {
+            addr: None,
+            kind: ObjectKind::Kmalloc,
+            site_row,
+            cache_row: u32::MAX,
+            traced_bytes: a.bytes_alloc,
+            cpu: ev.cpu,
+        };
+        match slot {
+            Some(slot) => {
+                let (handle, size, row) = {
+                    let s = &self.cache_slots[slot as usize];
+                    (s.handle, s.size, s.row)
+                };
+                object.kind = ObjectKind::Cache(slot);
+                match self.with_sleep_retry(a.gfp, |g| mm.kmem_cache_alloc(handle, g)) {
+                    Ok(addr) => {
+                        self.compare_size(true, a, size);
+                        self.add_to_row(row, a.bytes_req, size);
+                        object.addr = Some(addr);
+                        object.cache_row = row;
+                    }
+                    Err(e) => {
+                        self.counters.cache_alloc_failures += 1;
+                        self.note(ev, &e);
+                    }
+                }
+            }
+            None => self.counters.cache_alloc_failures += 1,
+        }
+        self.objects.insert(a.ptr, object);
+    }
+
+    fn add_to_row(&mut self, row: u32, requested: u64, allocated: u64) {
+        if let Some(r) = self.cache_rows.get_mut(row as usize) {
+            r.hit += 1;
+            r.bytes_req += requested;
+            r.bytes_alloc += allocated;
+        }
+    }
+
+    /// Run an allocation; a blocking one refused in atomic context is counted (the splat
+    /// is on the console) and retried without direct reclaim, as the traced kernel went on.
+    fn with_sleep_retry<T, E: SleepRefusal>(
+        &mut self,
+        gfp: Gfp,
+        f: impl Fn(Gfp) -> Result<T, E>,
+    ) -> Result<T, E> {
+        match f(gfp) {
+            Err(e) if e.is_sleep_in_atomic() => {
+                self.counters.sleep_in_atomic += 1;
+                f(gfp - Gfp::__GFP_DIRECT_RECLAIM)
+            }
+            other => other,
+        }
+    }
+
+    /// Free kmemlab's object behind a traced pointer that is allocated again.
+    fn retire_live_object(&mut self, mm: &Mm<SimPlatform>, ptr: u64) {
+        if let Some(old) = self.objects.remove(&ptr) {
+            self.counters.reused_live_pointer += 1;
+            self.free_object(mm, &old);
+        }
+    }
+
+    fn free_object(&mut self, mm: &Mm<SimPlatform>, obj: &LiveObject) {
+        let Some(addr) = obj.addr else {
+            return;
+        };
+        let result = match obj.kind {
+            ObjectKind::Kmalloc => mm.kfree(addr),
+            ObjectKind::Cache(slot) => {
+                mm.kmem_cache_free(self.cache_slots[slot as usize].handle, addr)
+            }
+        };
+        if let Err(e) = result {
+            self.counters.free_failures += 1;
+            self.note_message(format!("free of {addr}: {e}"));
+        }
+    }
+
+    fn slab_free(&mut self, mm: &Mm<SimPlatform>, ev: &TraceEvent, f: &SlabFree) {
+        self.slab.nr_frees += 1;
+        if f.ptr == 0 {
+            self.counters.null_frees += 1;
+            return;
+        }
+        let Some(obj) = self.objects.remove(&f.ptr) else {
+            self.counters.untracked_frees += 1;
+            return;
+        };
+        self.slab.total_freed += obj.traced_bytes;
+        if ev.cpu != obj.cpu {
+            self.sites[obj.site_row as usize].1.pingpong += 1;
+            if let Some(r) = self.cache_rows.get_mut(obj.cache_row as usize) {
+                r.pingpong += 1;
+            }
+        }
+        let via_kfree = ev.name == EventName::Kfree;
+        if via_kfree != (obj.kind == ObjectKind::Kmalloc) {
+            self.counters.free_kind_mismatch += 1;
+        }
+        self.free_object(mm, &obj);
+    }
+
+    /// The kmemlab cache for a traced `kmem_cache_alloc`, created on first use.
+    fn cache_for(&mut self, mm: &Mm<SimPlatform>, a: &SlabAlloc, symbols: &Symbols) -> Option<u32> {
+        let size = if a.bytes_alloc > 0 {
+            a.bytes_alloc
+        } else {
+            a.bytes_req.max(1)
+        };
+        let key = match a.cache_name {
+            Some(name) => CacheKey::Named(name, size),
+            None => CacheKey::Site(a.call_site, size),
+        };
+        if let Some(&slot) = self.caches.get(&key) {
+            return Some(slot);
+        }
+        let slot = self.create_cache(mm, key, size, symbols).or_else(|| {
+            // The cache table is full: share a cache of the same object size.
+            let shared = self
+                .cache_slots
+                .iter()
+                .position(|s| s.object_size == size)? as u32;
+            self.counters.shared_cache_fallbacks += 1;
+            Some(shared)
+        })?;
+        self.caches.insert(key, slot);
+        Some(slot)
+    }
+
+    fn create_cache(
+        &mut self,
+        mm: &Mm<SimPlatform>,
+        key: CacheKey,
+        size: u64,
+        symbols: &Symbols,
+    ) -> Option<u32> {
+        let base = cache_label(key, symbols);
+        let mut last_error = None;
+        for attempt in 1..=NAME_TRIES {
+            let name = if attempt == 1 {
+                base.clone()
+            } else {
+                format!("{base}#{attempt}")
+            };
+            if mm.find_cache(&name).is_some() {
+                continue;
+            }
+            match mm.kmem_cache_create(&name, size as usize, 0, SlabFlags::empty(), None) {
+                Ok(handle) => return Some(self.add_cache_slot(mm, handle, &name, size)),
+                Err(SlabError::BadArgs("a cache of that name exists")) => continue,
+                Err(e) => {
+                    last_error = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = last_error {
+            self.note_message(format!("kmem_cache_create({base}, {size}): {e}"));
+        }
+        None
+    }
+
+    fn add_cache_slot(
+        &mut self,
+        mm: &Mm<SimPlatform>,
+        handle: KmemCacheRef,
+        name: &str,
+        size: u64,
+    ) -> u32 {
+        self.counters.caches_created += 1;
+        let kmemlab_size = mm.cache(handle).map_or(size, |s| s.size() as u64);
+        let row = self.new_row(RowKey::Slab(handle.0), name.to_string());
+        self.cache_slots.push(CacheSlot {
+            handle,
+            size: kmemlab_size,
+            object_size: size,
+            row,
+        });
+        (self.cache_slots.len() - 1) as u32
+    }
+
+    fn new_row(&mut self, key: RowKey, name: String) -> u32 {
+        let row = self.cache_rows.len() as u32;
+        self.cache_rows.push(AllocRow {
+            name,
+            ..AllocRow::default()
+        });
+        self.row_index.insert(key, row);
+        row
+    }
+
+    /// The cache-table row of a kmalloc of `size` bytes: its kmalloc cache, or the page
+    /// allocator for large ones.
+    fn kmalloc_row(&mut self, mm: &Mm<SimPlatform>, size: usize, gfp: Gfp) -> u32 {
+        let key = match mm.kmalloc_slab(size, gfp) {
+            Some(r) => RowKey::Slab(r.0),
+            None => RowKey::Large(kmemlab_mm::addr::get_order(size)),
+        };
+        if let Some(&row) = self.row_index.get(&key) {
+            return row;
+        }
+        let name = match key {
+            RowKey::Slab(va) => mm.cache(KmemCacheRef(va)).map_or_else(
+                |_| "kmalloc-?".to_string(),
+                |s| s.name().as_str().to_string(),
+            ),
+            RowKey::Large(order) => format!("kmalloc-large (order {order})"),
+        };
+        self.new_row(key, name)
+    }
+
+    fn compare_size(&mut self, cache: bool, a: &SlabAlloc, kmemlab: u64) {
+        let agreed = kmemlab == a.bytes_alloc;
+        if cache {
+            self.fidelity.cache_checked += 1;
+            self.fidelity.cache_agreed += agreed as u64;
+        } else {
+            self.fidelity.kmalloc_checked += 1;
+            self.fidelity.kmalloc_agreed += agreed as u64;
+        }
+        if !agreed {
+            *self
+                .mismatches
+                .entry((cache, a.bytes_req, a.bytes_alloc, kmemlab))
+                .or_insert(0) += 1;
+        }
+    }
+
+    fn page_alloc(
+        &mut self,
+        mm: &Mm<SimPlatform>,
+        ev: &TraceEvent,
+        pfn: Option<u64>,
+        order: u32,
+        migratetype: u32,
+        gfp: Gfp,
+    ) {
+        let bytes = 4096u64 << order.min(40);
+        self.page.nr_allocs += 1;
+        self.page.alloc_bytes += bytes;
+        let Some(pfn) = pfn else {
+            self.page.nr_fails += 1;
+            self.page.fail_bytes += bytes;
+            return;
+        };
+        let o = (order as usize).min(PERF_ORDERS - 1);
+        let m = (migratetype as usize).min(PERF_MIGRATE_TYPES - 1);
+        self.page.order_stats[o][m] += 1;
+        if let Some(old) = self.pages.remove(&pfn) {
+            self.counters.reused_live_pointer += 1;
+            self.free_pages(mm, &old);
+        }
+        let kpfn = if self.options.replay_pages {
+            match self.with_sleep_retry(gfp, |g| mm.alloc_pages(g, order)) {
+                Ok(page) => Some(mm.page_to_pfn(page).0),
+                Err(e) => {
+                    self.counters.page_alloc_failures += 1;
+                    self.note(ev, &e);
+                    None
+                }
+            }
+        } else {
+            self.counters.page_events_skipped += 1;
+            None
+        };
+        self.pages.insert(pfn, LivePages { pfn: kpfn, order });
+    }
+
+    fn page_free(&mut self, mm: &Mm<SimPlatform>, pfn: u64, order: u32) {
+        let bytes = 4096u64 << order.min(40);
+        self.page.nr_frees += 1;
+        self.page.free_bytes += bytes;
+        let Some(live) = self.pages.remove(&pfn) else {
+            self.page.nr_nomatch += 1;
+            self.page.nomatch_bytes += bytes;
+            self.counters.untracked_frees += 1;
+            return;
+        };
+        if !self.options.replay_pages {
+            self.counters.page_events_skipped += 1;
+        }
+        if live.order != order {
+            self.counters.page_order_mismatch += 1;
+        }
+        self.free_pages(mm, &live);
+    }
+
+    fn free_pages(&mut self, mm: &Mm<SimPlatform>, live: &LivePages) {
+        let Some(kpfn) = live.pfn else {
+            return;
+        };
+        let result = mm
+            .pfn_to_page(Pfn(kpfn))
+            .and_then(|page| mm.__free_pages(page, live.order));
+        if let Err(e) = result {
+            self.counters.free_failures += 1;
+            self.note_message(format!("__free_pages(pfn {kpfn:#x}, {}): {e}", live.order));
+        }
+    }
+
+    fn note(&mut self, ev: &TraceEvent, e: &dyn std::fmt::Display) {
+        self.note_message(format!("line {}: {}: {e}", ev.line, ev.name.as_str()));
+    }
+
+    fn note_message(&mut self, message: String) {
+        if self.messages.len() < MAX_MESSAGES {
+            self.messages.push(message);
+        }
+    }
+
+    /// Peak slab memory after every event; a sample every `sample_interval` events.
+    fn after_event(&mut self, mm: &Mm<SimPlatform>) {
+        self.peak_slab_pages = self.peak_slab_pages.max(slab_pages(mm));
+        self.since_sample += 1;
+        if self.since_sample >= self.sample_interval {
+            self.since_sample = 0;
+            self.take_sample(mm);
+        }
+    }
+
+    fn take_sample(&mut self, mm: &Mm<SimPlatform>) {
+        let orders: Vec<i8> = mm
+            .zones()
+            .iter()
+            .filter(|z| z.is_populated())
+            .map(|z| largest_free_order(mm, z))
+            .collect();
+        for (z, &o) in self.zone_orders.iter_mut().zip(&orders) {
+            z.min = z.min.min(o);
+            z.last = o;
+        }
+        let largest = orders.iter().copied().max().unwrap_or(-1);
+        let free_pages: u64 = mm.zones().iter().map(|z| z.free_pages()).sum();
+        self.samples.push(Sample {
+            event: self.counters.replayed,
+            timestamp_ns: self.last_timestamp,
+            slab_bytes: slab_pages(mm) << 12,
+            free_bytes: free_pages << 12,
+            largest_free_bytes: if largest < 0 { 0 } else { 4096 << largest },
+            largest_free_order: orders,
+        });
+        if self.samples.len() >= MAX_SAMPLES {
+            let mut i = 0;
+            self.samples.retain(|_| {
+                i += 1;
+                i % 2 == 1
+            });
+            self.sample_interval *= 2;
+        }
+        self.drain_console();
+    }
+
+    fn drain_console(&mut self) {
+        for line in self.machine.take_console() {
+            self.console_lines += 1;
+            self.note_message(line);
+        }
+    }
+
+    /// The report, read from the machine on the boot CPU.
+    fn finish<R: BufRead>(mut self, reader: &TraceReader<R>) -> Report {
+        let mm = self.machine.mm();
+        self.take_sample(mm);
+        self.counters.live_at_end = self.objects.values().filter(|o| o.addr.is_some()).count()
+            as u64
+            + self.pages.values().filter(|p| p.pfn.is_some()).count() as u64;
+        let symbols = &reader.parser().symbols;
+        let mut callsites: Vec<AllocRow> = self
+            .sites
+            .iter()
+            .map(|(site, row)| AllocRow {
+                name: symbols.call_site(*site),
+                ..row.clone()
+            })
+            .collect();
+        super::stats::sort_by_waste(&mut callsites);
+        let mut caches = std::mem::take(&mut self.cache_rows);
+        super::stats::sort_by_waste(&mut caches);
+        self.fidelity.mismatches = self.sorted_mismatches();
+        let memory = self.memory_stats(mm);
+        Report::build(super::report::ReportParts {
+            machine: self.machine,
+            input: reader.stats().clone(),
+            unknown_events: reader.parser().unknown_events(),
+            unknown_gfp_flags: reader
+                .parser()
+                .gfp
+                .unknown_counts()
+                .map(|(n, c)| (n.to_string(), c))
+                .collect(),
+            slab: self.slab,
+            page: self.page,
+            callsites,
+            caches,
+            counters: self.counters,
+            fidelity: self.fidelity,
+            memory,
+            samples: self.samples,
+            messages: self.messages,
+            console_lines: self.console_lines,
+        })
+    }
+
+    fn sorted_mismatches(&self) -> Vec<SizeMismatch> {
+        let mut v: Vec<SizeMismatch> = self
+            .mismatches
+            .iter()
+            .map(|(&(cache, req, traced, kmemlab), &events)| SizeMismatch {
+                event: if cache { "kmem_cache_alloc" } else { "kmalloc" },
+                bytes_req: req,
+                traced,
+                kmemlab,
+                events,
+            })
+            .collect();
+        v.sort_by(|a, b| {
+            b.events
+                .cmp(&a.events)
+                .then(a.bytes_req.cmp(&b.bytes_req))
+                .then(a.event.cmp(b.event))
+        });
+        v
+    }
+
+    fn memory_stats(&self, mm: &Mm<SimPlatform>) -> MemoryStats {
+        let (mut active, mut total) = (0, 0);
+        mm.for_each_cache(|s| {
+            let info = kmemlab_mm::procfs::slab_info(mm, s);
+            active += info.active_objs;
+            total += info.num_objs;
+            None::<()>
+        });
+        MemoryStats {
+            peak_slab_bytes: self.peak_slab_pages << 12,
+            final_slab_bytes: slab_pages(mm) << 12,
+            active_objects: active,
+            total_objects: total,
+            zones: self
+                .zone_orders
+                .iter()
+                .map(|z| ZoneOrders {
+                    min: if z.min == i8::MAX { z.last } else { z.min },
+                    ..z.clone()
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A name for a cache the trace does not name: the call site and the object size.
+fn cache_label(key: CacheKey, symbols: &Symbols) -> String {
+    match key {
+        CacheKey::Named(name, _) => symbols.name(name).chars().take(24).collect(),
+        CacheKey::Site(CallSite::Addr(a), size) => format!("{a:x}-{size}"),
+        CacheKey::Site(CallSite::Symbol(id), size) => {
+            let func = symbols.name(id).split('+').next().unwrap_or("site");
+            let func: String = func.chars().take(20).collect();
+            format!("{func}-{size}")
+        }
+    }
+}
+
+/// Slab and large-kmalloc pages (`SReclaimable + SUnreclaim`).
+fn slab_pages(mm: &Mm<SimPlatform>) -> u64 {
+    use std::sync::atomic::Ordering::Relaxed;
+    let p = mm.slab_pages();
+    p.reclaimable.load(Relaxed) + p.unreclaimable.load(Relaxed)
+}
+
+/// The highest order with a free block in `zone` (-1: none).
+fn largest_free_order(mm: &Mm<SimPlatform>, zone: &kmemlab_mm::Zone) -> i8 {
+    let snap = mm.free_area_snapshot(zone);
+    snap.nr_free
+        .iter()
+        .rposition(|&n| n > 0)
+        .map_or(-1, |o| o as i8)
+}
+
+/// An allocation error that may be the `might_sleep` refusal.
+trait SleepRefusal {
+    fn is_sleep_in_atomic(&self) -> bool;
+}
+
+impl SleepRefusal for SlabError {
+    fn is_sleep_in_atomic(&self) -> bool {
+        matches!(self, SlabError::Alloc(AllocError::SleepInAtomic(_)))
+    }
+}
+
+impl SleepRefusal for AllocError {
+    fn is_sleep_in_atomic(&self) -> bool {
+        matches!(self, AllocError::SleepInAtomic(_))
+    }
+}

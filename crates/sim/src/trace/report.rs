@@ -1,0 +1,582 @@
+//! The replay's report: `perf kmem stat`'s tables and summaries (wording and layout of
+//! `tools/perf/builtin-kmem.c`), then kmemlab's own figures and `/proc` files; as text,
+//! as JSON (serde), or two reports side by side.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use super::event::EventName;
+use super::reader::InputStats;
+use super::stats::{
+    fragmentation, AllocRow, Fidelity, MemoryStats, PageSummary, ReplayCounters, Sample,
+    SlabSummary, PERF_MIGRATE_TYPES, PERF_ORDERS,
+};
+use crate::{Machine, MachineConfig};
+
+/// perf's `graph_dotted_line`, cut at 105 columns as perf prints it.
+const DOTTED: &str = "---------------------------------------------------------------------------------------------------------";
+
+/// The `/proc` files at the end of the replay.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ProcFiles {
+    /// `/proc/buddyinfo`.
+    pub buddyinfo: String,
+    /// `/proc/slabinfo`.
+    pub slabinfo: String,
+    /// `/proc/meminfo`.
+    pub meminfo: String,
+}
+
+/// Figures derived from the slab summary, as perf prints them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct SlabDerived {
+    /// `Net total bytes allocated` (absent when perf would not print it).
+    pub net_allocated: Option<u64>,
+    /// `Total bytes wasted on internal fragmentation`.
+    pub wasted: u64,
+    /// `Internal fragmentation`, percent.
+    pub fragmentation_percent: f64,
+    /// kmemlab's bytes for the same allocations (`ksize` / cache object size).
+    pub kmemlab_allocated: u64,
+    /// kmemlab's internal fragmentation over the allocations it replayed, percent.
+    pub kmemlab_fragmentation_percent: f64,
+    /// kmalloc `ksize` agreement with `bytes_alloc`, percent.
+    pub kmalloc_fidelity_percent: f64,
+    /// kmem_cache object size agreement with `bytes_alloc`, percent.
+    pub cache_fidelity_percent: f64,
+    /// active / total slab objects at the end, percent.
+    pub slab_utilisation_percent: f64,
+}
+
+/// Everything a replay found.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// The machine replayed on.
+    pub machine: MachineConfig,
+    /// What the input held.
+    pub input: InputStats,
+    /// Events per tracepoint name.
+    pub events: BTreeMap<&'static str, u64>,
+    /// Well-formed lines of events not handled, by name.
+    pub unknown_events: BTreeMap<String, u64>,
+    /// GFP flag names not known, and how many events carried each.
+    pub unknown_gfp_flags: BTreeMap<String, u64>,
+    /// perf's slab summary (the traced kernel's numbers).
+    pub slab: SlabSummary,
+    /// Derived figures.
+    pub derived: SlabDerived,
+    /// perf's page-allocator summary.
+    pub page: PageSummary,
+    /// Per call site (traced numbers), most waste first.
+    pub callsites: Vec<AllocRow>,
+    /// Per kmemlab cache (requested bytes from the trace, allocated bytes from kmemlab),
+    /// most waste first.
+    pub caches: Vec<AllocRow>,
+    /// What happened on the machine.
+    pub replay: ReplayCounters,
+    /// kmemlab sizes against the traced kernel's.
+    pub fidelity: Fidelity,
+    /// Memory figures.
+    pub memory: MemoryStats,
+    /// The memory time series.
+    pub samples: Vec<Sample>,
+    /// The first kernel messages and failure reasons.
+    pub messages: Vec<String>,
+    /// Kernel console lines printed during the replay.
+    pub console_lines: u64,
+    /// `/proc` at the end.
+    pub proc: ProcFiles,
+    /// `check()` of the allocators at the end: `ok` or the first broken invariant.
+    pub check: String,
+}
+
+/// What [`Report::build`] is made from.
+pub(crate) struct ReportParts<'m> {
+    pub machine: &'m Machine,
+    pub input: InputStats,
+    pub unknown_events: Vec<(String, u64)>,
+    pub unknown_gfp_flags: Vec<(String, u64)>,
+    pub slab: SlabSummary,
+    pub page: PageSummary,
+    pub callsites: Vec<AllocRow>,
+    pub caches: Vec<AllocRow>,
+    pub counters: ReplayCounters,
+    pub fidelity: Fidelity,
+    pub memory: MemoryStats,
+    pub samples: Vec<Sample>,
+    pub messages: Vec<String>,
+    pub console_lines: u64,
+}
+
+impl Report {
+    pub(crate) fn build(p: ReportParts<'_>) -> Report {
+        let mm = p.machine.mm();
+        let proc_file = |name: &str| {
+            let mut s = String::new();
+            let _ = kmemlab_mm::procfs::render(mm, name, &mut s);
+            s
+        };
+        let check = match mm.check() {
+            Ok(_) => "ok".to_string(),
+            Err(e) => e.to_string(),
+        };
+        let (req, alloc) = p.caches.iter().fold((0, 0), |(r, a), row| {
+            (r + row.bytes_req, a + row.bytes_alloc)
+        });
+        let derived = SlabDerived {
+            net_allocated: p.slab.net_allocated(),
+            wasted: p.slab.wasted(),
+            fragmentation_percent: p.slab.fragmentation(),
+            kmemlab_allocated: alloc,
+            kmemlab_fragmentation_percent: fragmentation(req, alloc),
+            kmalloc_fidelity_percent: p.fidelity.kmalloc_percent(),
+            cache_fidelity_percent: p.fidelity.cache_percent(),
+            slab_utilisation_percent: p.memory.slab_utilisation(),
+        };
+        Report {
+            machine: p.machine.config().clone(),
+            events: EventName::ALL
+                .iter()
+                .map(|e| (e.as_str(), p.input.count(*e)))
+                .collect(),
+            input: p.input,
+            unknown_events: p.unknown_events.into_iter().collect(),
+            unknown_gfp_flags: p.unknown_gfp_flags.into_iter().collect(),
+            slab: p.slab,
+            derived,
+            page: p.page,
+            callsites: p.callsites,
+            caches: p.caches,
+            replay: p.counters,
+            fidelity: p.fidelity,
+            memory: p.memory,
+            samples: p.samples,
+            messages: p.messages,
+            console_lines: p.console_lines,
+            proc: ProcFiles {
+                buddyinfo: proc_file("buddyinfo"),
+                slabinfo: proc_file("slabinfo"),
+                meminfo: proc_file("meminfo"),
+            },
+            check,
+        }
+    }
+
+    /// The machine in one line: `x86_64, 4 CPUs, 1G RAM, seed 0`.
+    pub fn machine_line(&self) -> String {
+        let m = &self.machine;
+        let debug = m.slab.debug;
+        let debug = if debug.is_empty() {
+            String::new()
+        } else {
+            format!(", slab_debug {debug:?}")
+        };
+        format!(
+            "{}, {} CPU{}, {} RAM, seed {}{debug}",
+            m.profile.name(),
+            m.cpus,
+            if m.cpus == 1 { "" } else { "s" },
+            crate::format_size(m.ram),
+            m.seed
+        )
+    }
+
+    /// The whole report as text; the tables show the `top` rows with the most waste.
+    pub fn to_text(&self, top: usize) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "kmemlab replay on {}", self.machine_line());
+        out.push_str(&self.input_text());
+        out.push('\n');
+        out.push_str(&table("Callsite", &self.callsites, top));
+        out.push('\n');
+        out.push_str(&table("Cache (kmemlab)", &self.caches, top));
+        for line in self.summary_lines() {
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out.push_str(&self.messages_text());
+        out.push_str(&self.proc_text());
+        out
+    }
+
+    fn input_text(&self) -> String {
+        let i = &self.input;
+        let mut s = format!(
+            "input: {} lines, {} events, {} other events skipped, {} malformed lines skipped, {} events lost by the kernel\n",
+            group(i.lines),
+            group(i.events),
+            group(i.unknown_events),
+            group(i.malformed_skipped),
+            group(i.lost_events)
+        );
+        let counts: Vec<String> = self
+            .events
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(e, n)| format!("{e} {}", group(*n)))
+            .collect();
+        if !counts.is_empty() {
+            let _ = writeln!(s, "events: {}", counts.join(", "));
+        }
+        if let Some(m) = &i.first_malformed {
+            let _ = writeln!(s, "first malformed line skipped: {m}");
+        }
+        if !self.unknown_events.is_empty() {
+            let v: Vec<String> = self
+                .unknown_events
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
+            let _ = writeln!(s, "other events (not replayed): {}", v.join(", "));
+        }
+        if !self.unknown_gfp_flags.is_empty() {
+            let v: Vec<String> = self
+                .unknown_gfp_flags
+                .iter()
+                .map(|(k, n)| format!("{k} ({n} events)"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "unknown GFP flags (ignored, events kept): {}",
+                v.join(", ")
+            );
+        }
+        s
+    }
+
+    /// perf's two summaries and kmemlab's, one line per entry (for side-by-side output).
+    pub fn summary_lines(&self) -> Vec<String> {
+        let mut l = self.slab_summary_lines();
+        if self.page.nr_allocs + self.page.nr_frees > 0 {
+            l.extend(self.page_summary_lines());
+        }
+        l.extend(self.failure_lines());
+        l.extend(self.kmemlab_lines());
+        l
+    }
+
+    fn slab_summary_lines(&self) -> Vec<String> {
+        let s = &self.slab;
+        let mut l = vec![
+            String::new(),
+            "SUMMARY (SLAB allocator)".to_string(),
+            "========================".to_string(),
+            format!("Total bytes requested: {}", group(s.total_requested)),
+            format!("Total bytes allocated: {}", group(s.total_allocated)),
+            format!("Total bytes freed:     {}", group(s.total_freed)),
+        ];
+        if let Some(net) = s.net_allocated() {
+            l.push(format!("Net total bytes allocated: {}", group(net)));
+        }
+        l.push(format!(
+            "Total bytes wasted on internal fragmentation: {}",
+            group(s.wasted())
+        ));
+        l.push(format!("Internal fragmentation: {:.6}%", s.fragmentation()));
+        l.push(format!(
+            "Cross CPU allocations: {}/{}",
+            group(s.nr_cross_allocs),
+            group(s.nr_allocs)
+        ));
+        l
+    }
+
+    fn page_summary_lines(&self) -> Vec<String> {
+        let p = &self.page;
+        let row = |label: &str, n: u64, bytes: u64| {
+            format!(
+                "{label:<30}: {:>16}   [ {:>16} KB ]",
+                group(n),
+                group(bytes / 1024)
+            )
+        };
+        let freed = p.nr_frees - p.nr_nomatch;
+        let freed_bytes = p.free_bytes - p.nomatch_bytes;
+        let mut l = vec![
+            String::new(),
+            "SUMMARY (page allocator)".to_string(),
+            "========================".to_string(),
+            row("Total allocation requests", p.nr_allocs, p.alloc_bytes),
+            row("Total free requests", p.nr_frees, p.free_bytes),
+            String::new(),
+            row("Total alloc+freed requests", freed, freed_bytes),
+            row(
+                "Total alloc-only requests",
+                p.nr_allocs.saturating_sub(freed),
+                p.alloc_bytes.saturating_sub(freed_bytes),
+            ),
+            row("Total free-only requests", p.nr_nomatch, p.nomatch_bytes),
+            String::new(),
+            row("Total allocation failures", p.nr_fails, p.fail_bytes),
+            String::new(),
+            format!(
+                "{:>5}  {:>12}  {:>12}  {:>12}  {:>12}  {:>12}",
+                "Order", "Unmovable", "Reclaimable", "Movable", "Reserved", "CMA/Isolated"
+            ),
+            format!(
+                "{}  {}  {}  {}  {}  {}",
+                &DOTTED[..5],
+                &DOTTED[..12],
+                &DOTTED[..12],
+                &DOTTED[..12],
+                &DOTTED[..12],
+                &DOTTED[..12]
+            ),
+        ];
+        for o in 0..PERF_ORDERS {
+            let mut line = format!("{o:>5}");
+            for m in 0..PERF_MIGRATE_TYPES {
+                let n = p.order_stats[o][m];
+                if n > 0 {
+                    let _ = write!(line, "  {:>12}", group(n));
+                } else {
+                    let _ = write!(line, "  {:>12}", '.');
+                }
+            }
+            l.push(line);
+        }
+        l
+    }
+
+    fn failure_lines(&self) -> Vec<String> {
+        let r = &self.replay;
+        vec![
+            String::new(),
+            "Allocation failures".to_string(),
+            "===================".to_string(),
+            format!(
+                "In the trace: slab {}, page {}",
+                group(r.traced_slab_failures),
+                group(self.page.nr_fails)
+            ),
+            "In kmemlab where the traced kernel succeeded:".to_string(),
+            format!(
+                "  kmalloc {}, kmem_cache_alloc {}, alloc_pages {}",
+                group(r.kmalloc_failures),
+                group(r.cache_alloc_failures),
+                group(r.page_alloc_failures)
+            ),
+        ]
+    }
+
+    fn kmemlab_lines(&self) -> Vec<String> {
+        let r = &self.replay;
+        let f = &self.fidelity;
+        let m = &self.memory;
+        let d = &self.derived;
+        let vmalloc = self.input.count(EventName::AllocVmapArea)
+            + self.input.count(EventName::FreeVmapAreaNoflush)
+            + self.input.count(EventName::PurgeVmapAreaLazy);
+        let mut l = vec![
+            String::new(),
+            "kmemlab".to_string(),
+            "=======".to_string(),
+            format!("Events replayed: {}", group(r.replayed)),
+            format!("vmalloc events (not replayed yet): {}", group(vmalloc)),
+            format!(
+                "Softirq / hardirq / NMI events: {} / {} / {}",
+                group(r.in_softirq),
+                group(r.in_hardirq),
+                group(r.in_nmi)
+            ),
+            format!(
+                "Irqs-off / bh-off events: {} / {}",
+                group(r.irqs_off),
+                group(r.bh_off)
+            ),
+            format!("Events on CPUs wrapped around: {}", group(r.cpu_wrapped)),
+            format!(
+                "Frees from before tracing began: {}",
+                group(r.untracked_frees)
+            ),
+            format!("NULL frees: {}", group(r.null_frees)),
+            format!(
+                "Pointers allocated again while live: {}",
+                group(r.reused_live_pointer)
+            ),
+            format!(
+                "Frees through the other family: {}",
+                group(r.free_kind_mismatch)
+            ),
+            format!(
+                "Page frees of another order: {}",
+                group(r.page_order_mismatch)
+            ),
+            format!(
+                "Sleeping allocations in atomic context: {}",
+                group(r.sleep_in_atomic)
+            ),
+            format!(
+                "Caches created: {} (shared fallbacks {})",
+                group(r.caches_created),
+                group(r.shared_cache_fallbacks)
+            ),
+            format!("Free failures: {}", group(r.free_failures)),
+            format!("kmemlab bytes allocated: {}", group(d.kmemlab_allocated)),
+            format!(
+                "kmemlab internal fragmentation: {:.6}%",
+                d.kmemlab_fragmentation_percent
+            ),
+            format!(
+                "kmalloc ksize == bytes_alloc: {}/{} ({:.2}%)",
+                group(f.kmalloc_agreed),
+                group(f.kmalloc_checked),
+                d.kmalloc_fidelity_percent
+            ),
+            format!(
+                "Cache size == bytes_alloc: {}/{} ({:.2}%)",
+                group(f.cache_agreed),
+                group(f.cache_checked),
+                d.cache_fidelity_percent
+            ),
+        ];
+        for mm in f.mismatches.iter().take(8) {
+            l.push(format!(
+                "  {} of {}: traced {}, kmemlab {} ({}x)",
+                mm.event, mm.bytes_req, mm.traced, mm.kmemlab, mm.events
+            ));
+        }
+        l.push(format!(
+            "Peak slab memory: {} KiB",
+            group(m.peak_slab_bytes >> 10)
+        ));
+        l.push(format!(
+            "Slab memory at end: {} KiB",
+            group(m.final_slab_bytes >> 10)
+        ));
+        l.push(format!(
+            "Slab utilisation: {}/{} objects ({:.1}%)",
+            group(m.active_objects),
+            group(m.total_objects),
+            d.slab_utilisation_percent
+        ));
+        for z in &m.zones {
+            l.push(format!(
+                "Largest free order, {}: lowest {}, end {}",
+                z.zone, z.min, z.last
+            ));
+        }
+        l.push(format!("Live at end: {}", group(r.live_at_end)));
+        l.push(format!("check(): {}", self.check));
+        l
+    }
+
+    fn messages_text(&self) -> String {
+        if self.messages.is_empty() {
+            return String::new();
+        }
+        let mut s = format!(
+            "\nKernel messages and failures (first {} of {} console lines and failures):\n",
+            self.messages.len(),
+            self.console_lines
+                + self.replay.kmalloc_failures
+                + self.replay.cache_alloc_failures
+                + self.replay.page_alloc_failures
+                + self.replay.free_failures
+        );
+        for m in &self.messages {
+            let _ = writeln!(s, "  {m}");
+        }
+        s
+    }
+
+    fn proc_text(&self) -> String {
+        format!(
+            "\n/proc/buddyinfo\n{}\n/proc/slabinfo\n{}\n/proc/meminfo\n{}",
+            self.proc.buddyinfo, self.proc.slabinfo, self.proc.meminfo
+        )
+    }
+}
+
+/// A perf-style table (`__print_slab_result`) of the `top` rows.
+pub fn table(title: &str, rows: &[AllocRow], top: usize) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{DOTTED}");
+    let _ = writeln!(
+        s,
+        " {title:<34} | Total_alloc/Per | Total_req/Per   | Hit      | Ping-pong | Frag"
+    );
+    let _ = writeln!(s, "{DOTTED}");
+    for r in rows.iter().take(top) {
+        let hit = r.hit.max(1);
+        let _ = writeln!(
+            s,
+            " {:<34} | {:>9}/{:<5} | {:>9}/{:<5} | {:>8} | {:>9} | {:>6.3}%",
+            r.name,
+            r.bytes_alloc,
+            r.bytes_alloc / hit,
+            r.bytes_req,
+            r.bytes_req / hit,
+            r.hit,
+            r.pingpong,
+            r.fragmentation()
+        );
+    }
+    if rows.len() > top {
+        let _ = writeln!(
+            s,
+            " ...                                | ...             | ...             | ...      | ...       | ...   "
+        );
+    }
+    let _ = writeln!(s, "{DOTTED}");
+    s
+}
+
+/// Two reports' summaries side by side, each column headed by its machine.
+pub fn side_by_side(a: &Report, b: &Report) -> String {
+    const WIDTH: usize = 64;
+    let left = a.summary_lines();
+    let right = b.summary_lines();
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<WIDTH$} | B: {}",
+        cut(&format!("A: {}", a.machine_line()), WIDTH),
+        b.machine_line()
+    );
+    let _ = writeln!(s, "{:-<WIDTH$}-+-{:-<WIDTH$}", "", "");
+    for i in 0..left.len().max(right.len()) {
+        let l = left.get(i).map_or("", |x| x.as_str());
+        let r = right.get(i).map_or("", |x| x.as_str());
+        let _ = writeln!(s, "{:<WIDTH$} | {}", cut(l, WIDTH), r);
+    }
+    s
+}
+
+fn cut(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        text.to_string()
+    } else {
+        let mut t: String = text.chars().take(width - 1).collect();
+        t.push('~');
+        t
+    }
+}
+
+/// A number with thousands separators, as perf's `%'lu` prints in an English locale.
+pub fn group(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands() {
+        assert_eq!(group(0), "0");
+        assert_eq!(group(999), "999");
+        assert_eq!(group(1000), "1,000");
+        assert_eq!(group(1234567), "1,234,567");
+    }
+}

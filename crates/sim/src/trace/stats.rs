@@ -1,0 +1,268 @@
+//! The numbers a replay collects: `perf kmem stat`'s (from the trace), and kmemlab's own
+//! (from the replayed machine).
+
+use serde::Serialize;
+
+/// `perf kmem stat`'s slab summary, from the traced kernel's numbers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct SlabSummary {
+    /// `Total bytes requested` (`bytes_req` of every slab allocation event).
+    pub total_requested: u64,
+    /// `Total bytes allocated` (`bytes_alloc` of every slab allocation event).
+    pub total_allocated: u64,
+    /// `Total bytes freed`: `bytes_alloc` of each freed pointer that was seen allocated.
+    pub total_freed: u64,
+    /// Slab allocation events (`kmalloc*`, `kmem_cache_alloc*`), failed ones included.
+    pub nr_allocs: u64,
+    /// Slab free events (`kfree`, `kmem_cache_free`), NULL frees included.
+    pub nr_frees: u64,
+    /// perf's `Cross CPU allocations`: `_node` allocations whose node is not the CPU's
+    /// (node 0 here: the machine has one node).
+    pub nr_cross_allocs: u64,
+}
+
+impl SlabSummary {
+    /// `Net total bytes allocated`, printed by perf only when positive.
+    pub fn net_allocated(&self) -> Option<u64> {
+        (self.total_allocated > self.total_freed).then(|| self.total_allocated - self.total_freed)
+    }
+
+    /// `Total bytes wasted on internal fragmentation`.
+    pub fn wasted(&self) -> u64 {
+        self.total_allocated.saturating_sub(self.total_requested)
+    }
+
+    /// `Internal fragmentation`, in percent.
+    pub fn fragmentation(&self) -> f64 {
+        fragmentation(self.total_requested, self.total_allocated)
+    }
+}
+
+/// perf's `fragmentation()`: the share of allocated bytes not requested, in percent.
+pub fn fragmentation(requested: u64, allocated: u64) -> f64 {
+    if allocated == 0 {
+        0.0
+    } else {
+        100.0 - 100.0 * requested as f64 / allocated as f64
+    }
+}
+
+/// One row of a per-call-site or per-cache table (perf's `alloc_stat`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct AllocRow {
+    /// The call site (`0xc104de4f` or `symbol+off/len`) or cache name.
+    pub name: String,
+    /// Bytes allocated.
+    pub bytes_alloc: u64,
+    /// Bytes requested.
+    pub bytes_req: u64,
+    /// Allocations.
+    pub hit: u64,
+    /// Objects freed on another CPU than the one that allocated them.
+    pub pingpong: u64,
+}
+
+impl AllocRow {
+    /// Bytes allocated but not requested.
+    pub fn waste(&self) -> u64 {
+        self.bytes_alloc.saturating_sub(self.bytes_req)
+    }
+
+    /// perf's `Frag` column.
+    pub fn fragmentation(&self) -> f64 {
+        fragmentation(self.bytes_req, self.bytes_alloc)
+    }
+}
+
+/// Sort rows by waste, most first (then hits, then name, so the order is deterministic).
+pub fn sort_by_waste(rows: &mut [AllocRow]) {
+    rows.sort_by(|a, b| {
+        b.waste()
+            .cmp(&a.waste())
+            .then(b.hit.cmp(&a.hit))
+            .then(a.name.cmp(&b.name))
+    });
+}
+
+/// Migrate-type columns of `perf kmem --page`.
+pub const PERF_MIGRATE_TYPES: usize = 5;
+/// Orders in `perf kmem --page`'s table.
+pub const PERF_ORDERS: usize = 11;
+
+/// `perf kmem stat --page`'s summary, from the traced kernel's events.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct PageSummary {
+    /// `mm_page_alloc` events.
+    pub nr_allocs: u64,
+    /// Bytes of them (4 KiB pages).
+    pub alloc_bytes: u64,
+    /// `mm_page_free` / `mm_page_free_batched` events.
+    pub nr_frees: u64,
+    /// Bytes of them.
+    pub free_bytes: u64,
+    /// Frees of pages not seen allocated.
+    pub nr_nomatch: u64,
+    /// Bytes of them.
+    pub nomatch_bytes: u64,
+    /// Failed allocations (`page=(null)`).
+    pub nr_fails: u64,
+    /// Bytes of them.
+    pub fail_bytes: u64,
+    /// Successful allocations per order and traced migrate type (perf's columns:
+    /// Unmovable, Reclaimable, Movable, Reserved, CMA/Isolated).
+    pub order_stats: [[u64; PERF_MIGRATE_TYPES]; PERF_ORDERS],
+}
+
+/// What happened on the replayed machine.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ReplayCounters {
+    /// Events replayed (vmalloc events are not: they are counted in the input stats).
+    pub replayed: u64,
+    /// Events whose CPU was beyond the machine's and wrapped modulo its CPU count.
+    pub cpu_wrapped: u64,
+    /// Events run in softirq context.
+    pub in_softirq: u64,
+    /// Events run in hard-IRQ context.
+    pub in_hardirq: u64,
+    /// Events run in NMI context.
+    pub in_nmi: u64,
+    /// Events run with interrupts disabled in process or softirq context.
+    pub irqs_off: u64,
+    /// Events run with bottom halves disabled.
+    pub bh_off: u64,
+    /// Frees of pointers never seen allocated (allocated before tracing began).
+    pub untracked_frees: u64,
+    /// `kfree(NULL)` / `kmem_cache_free(NULL)`: no-ops, as in the kernel.
+    pub null_frees: u64,
+    /// Allocations whose traced pointer was still live (its free was not traced): the
+    /// earlier object is freed first.
+    pub reused_live_pointer: u64,
+    /// Frees through the other family (`kfree` of a cache object, or the reverse).
+    pub free_kind_mismatch: u64,
+    /// Allocations the traced kernel failed (`ptr=(null)`): not replayed.
+    pub traced_slab_failures: u64,
+    /// kmemlab `kmalloc` failures where the traced kernel succeeded.
+    pub kmalloc_failures: u64,
+    /// kmemlab `kmem_cache_alloc` failures where the traced kernel succeeded.
+    pub cache_alloc_failures: u64,
+    /// kmemlab `alloc_pages` failures where the traced kernel succeeded.
+    pub page_alloc_failures: u64,
+    /// Frees kmemlab refused.
+    pub free_failures: u64,
+    /// Blocking allocations traced in atomic context: kmemlab reported the kernel's
+    /// `sleeping function called from invalid context` (as the traced kernel would have
+    /// with CONFIG_DEBUG_ATOMIC_SLEEP) and then allocated without sleeping, as the traced
+    /// kernel went on to.
+    pub sleep_in_atomic: u64,
+    /// Caches created for the trace's `kmem_cache_alloc` call sites.
+    pub caches_created: u64,
+    /// Cache allocations served by a shared per-size cache because the cache table was full.
+    pub shared_cache_fallbacks: u64,
+    /// Page frees whose traced order differs from the allocation's (freed at the latter).
+    pub page_order_mismatch: u64,
+    /// Page events not replayed (page replay turned off).
+    pub page_events_skipped: u64,
+    /// Objects and page blocks still allocated at the end of the trace.
+    pub live_at_end: u64,
+}
+
+/// How often kmemlab's sizes matched the traced kernel's `bytes_alloc`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Fidelity {
+    /// kmalloc events compared (`ksize` of the result against `bytes_alloc`).
+    pub kmalloc_checked: u64,
+    /// Of which equal.
+    pub kmalloc_agreed: u64,
+    /// kmem_cache_alloc events compared (the cache's object size against `bytes_alloc`).
+    pub cache_checked: u64,
+    /// Of which equal.
+    pub cache_agreed: u64,
+    /// The disagreements: (bytes_req, traced bytes_alloc, kmemlab size, events), most first.
+    pub mismatches: Vec<SizeMismatch>,
+}
+
+impl Fidelity {
+    /// Percentage of kmalloc events that agreed.
+    pub fn kmalloc_percent(&self) -> f64 {
+        percent(self.kmalloc_agreed, self.kmalloc_checked)
+    }
+
+    /// Percentage of cache events that agreed.
+    pub fn cache_percent(&self) -> f64 {
+        percent(self.cache_agreed, self.cache_checked)
+    }
+}
+
+/// One kind of size disagreement.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SizeMismatch {
+    /// `kmalloc` or `kmem_cache_alloc`.
+    pub event: &'static str,
+    /// Bytes requested.
+    pub bytes_req: u64,
+    /// What the traced kernel allocated.
+    pub traced: u64,
+    /// What kmemlab allocated.
+    pub kmemlab: u64,
+    /// How many events.
+    pub events: u64,
+}
+
+/// `part / whole` in percent (100 when nothing was compared).
+pub fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        100.0
+    } else {
+        100.0 * part as f64 / whole as f64
+    }
+}
+
+/// One point of the memory time series.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Sample {
+    /// Events replayed so far.
+    pub event: u64,
+    /// The trace's timestamp, in nanoseconds.
+    pub timestamp_ns: u64,
+    /// Bytes in slabs and large kmallocs.
+    pub slab_bytes: u64,
+    /// Free bytes in all zones.
+    pub free_bytes: u64,
+    /// Largest free block, in bytes, over all zones.
+    pub largest_free_bytes: u64,
+    /// The largest free order of each populated zone (-1: nothing free).
+    pub largest_free_order: Vec<i8>,
+}
+
+/// The largest free order of one zone over the replay.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ZoneOrders {
+    /// The zone.
+    pub zone: &'static str,
+    /// The smallest "largest free order" sampled (-1: nothing free).
+    pub min: i8,
+    /// At the end.
+    pub last: i8,
+}
+
+/// kmemlab's memory figures.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct MemoryStats {
+    /// The most slab memory (slabs and large kmallocs) at any point, in bytes.
+    pub peak_slab_bytes: u64,
+    /// Slab memory at the end.
+    pub final_slab_bytes: u64,
+    /// Objects in use at the end, over all caches (`/proc/slabinfo` active_objs).
+    pub active_objects: u64,
+    /// Objects in all slabs at the end (`num_objs`).
+    pub total_objects: u64,
+    /// Largest free order per zone.
+    pub zones: Vec<ZoneOrders>,
+}
+
+impl MemoryStats {
+    /// active / total objects, in percent.
+    pub fn slab_utilisation(&self) -> f64 {
+        percent(self.active_objects, self.total_objects)
+    }
+}
