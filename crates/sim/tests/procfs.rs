@@ -222,24 +222,29 @@ fn meminfo_has_the_kernels_shape() {
     for m in machines() {
         let text = render(m.mm(), "meminfo");
         for line in text.lines() {
-            // show_val_kb(): "%-16s%8lu kB" with the label's colon inside the 16 columns.
-            assert_eq!(line.len(), 27, "{line:?}");
+            // show_val_kb(): "%-16s%8lu kB" with the label's colon inside the 16 columns; a
+            // number of more than 8 digits (VmallocTotal on x86_64) widens the line.
+            assert!(line.len() >= 27, "{line:?}");
             assert!(line.ends_with(" kB"));
             let label = line[..16].trim_end();
             assert!(label.ends_with(':') && !label.contains(' '), "{line:?}");
-            assert!(line[16..24].trim_start().parse::<u64>().is_ok(), "{line:?}");
+            let number = &line[16..line.len() - 3];
+            assert!(number.len() == 8 || !number.starts_with(' '), "{line:?}");
+            assert!(number.trim_start().parse::<u64>().is_ok(), "{line:?}");
             if let Some(real) = &real {
                 let want = real
                     .lines()
                     .find(|l| l.starts_with(label))
                     .or_else(|| real.lines().find(|l| l.starts_with("MemTotal:")))
                     .unwrap();
-                assert_eq!(line.len(), want.len(), "\n ours: {line:?}\n real: {want:?}");
-                assert_eq!(
-                    shape(line)[1..],
-                    shape(want)[1..],
-                    "\n ours: {line:?}\n real: {want:?}"
-                );
+                // Same width, unless one of the numbers overflows the 8 columns.
+                if line.len() == 27 && want.len() == 27 {
+                    assert_eq!(
+                        shape(line)[1..],
+                        shape(want)[1..],
+                        "\n ours: {line:?}\n real: {want:?}"
+                    );
+                }
             }
         }
         let labels: Vec<&str> = text.lines().map(|l| l[..16].trim_end()).collect();
