@@ -464,14 +464,13 @@ impl<P: Platform> Mm<P> {
         self.__vmalloc_node(size, 1, gfp, NUMA_NO_NODE, caller)
     }
 
-    /// `vmalloc_32(size)`: pages addressable with 32 bits (`GFP_VMALLOC32`: ZONE_DMA32 on
-    /// x86_64; on i386 every page is below 4 GiB, so plain GFP_KERNEL).
+    /// `vmalloc_32(size)`: pages addressable with 32 bits (`GFP_VMALLOC32`, which is
+    /// `GFP_DMA32 | GFP_KERNEL` on both profiles: ZONE_DMA32 on x86_64; on i386, where
+    /// GFP_DMA32 means ZONE_NORMAL, it keeps `__vmalloc_area_node` from adding
+    /// `__GFP_HIGHMEM`, so the pages are lowmem).
     #[track_caller]
     pub fn vmalloc_32(&self, size: usize) -> Result<VirtAddr, VmallocError> {
-        let gfp = match self.profile() {
-            Profile::X86_64 => Gfp::GFP_KERNEL | Gfp::GFP_DMA32,
-            Profile::I386 => Gfp::GFP_KERNEL,
-        };
+        let gfp = Gfp::GFP_KERNEL | Gfp::GFP_DMA32;
         self.__vmalloc_node(size, 1, gfp, NUMA_NO_NODE, CallSite::caller())
     }
 
