@@ -83,7 +83,11 @@ fn finish(m: &Machine, base: &Baseline, what: &str) {
     m.run(|mm| {
         mm.run_work();
         mm.purge_vmap_area_lazy();
-        assert_eq!(mm.vmap_lazy_nr(), 0, "{what}: lazy pages left after a purge");
+        assert_eq!(
+            mm.vmap_lazy_nr(),
+            0,
+            "{what}: lazy pages left after a purge"
+        );
         assert_eq!(mm.vmalloc_nr_pages(), 0, "{what}: vmalloc pages still held");
     });
     check(m, what);
@@ -200,7 +204,11 @@ fn fix_size_alloc_test_use_huge() {
                 }
             }
         });
-        finish(&m, &base, &format!("{profile} fix_size_alloc_test use_huge"));
+        finish(
+            &m,
+            &base,
+            &format!("{profile} fix_size_alloc_test use_huge"),
+        );
     }
 }
 
@@ -262,7 +270,9 @@ fn long_busy_list_alloc_test() {
         let base = baseline(&m);
         m.run(|mm| {
             let ptr_array = mm.vmalloc(8 * 15_000).unwrap();
-            let ptr: Vec<VirtAddr> = (0..15_000).map(|_| mm.vmalloc(PAGE_SIZE).unwrap()).collect();
+            let ptr: Vec<VirtAddr> = (0..15_000)
+                .map(|_| mm.vmalloc(PAGE_SIZE).unwrap())
+                .collect();
             mm.check_vmalloc(true).unwrap();
             for i in 0..LOOPS {
                 let p1 = mm.vmalloc(100 * PAGE_SIZE).unwrap();
@@ -358,7 +368,11 @@ fn random_size_align_alloc_test() {
                 }
             }
         });
-        finish(&m, &base, &format!("{profile} random_size_align_alloc_test"));
+        finish(
+            &m,
+            &base,
+            &format!("{profile} random_size_align_alloc_test"),
+        );
     }
 }
 
@@ -486,7 +500,9 @@ fn vrealloc_test() {
         let base = baseline(&m);
         m.run(|mm| {
             for i in 0..LOOPS / 2 {
-                let p = mm.vrealloc(VirtAddr(0), PAGE_SIZE, Gfp::GFP_KERNEL).unwrap();
+                let p = mm
+                    .vrealloc(VirtAddr(0), PAGE_SIZE, Gfp::GFP_KERNEL)
+                    .unwrap();
                 poke(mm, p, b'a');
                 // Grow beyond the allocated pages: a full reallocation.
                 let p = mm.vrealloc(p, 4 * PAGE_SIZE, Gfp::GFP_KERNEL).unwrap();
@@ -500,7 +516,10 @@ fn vrealloc_test() {
                 let q = mm.vrealloc(q, PAGE_SIZE / 2, Gfp::GFP_KERNEL).unwrap();
                 assert_eq!(q, p);
                 assert_eq!(peek(mm, q), b'a');
-                assert_eq!(mm.find_vm_area(q).unwrap().requested_size, PAGE_SIZE as u64 / 2);
+                assert_eq!(
+                    mm.find_vm_area(q).unwrap().requested_size,
+                    PAGE_SIZE as u64 / 2
+                );
                 // Grow within the allocated pages: in place.
                 let q = mm.vrealloc(q, PAGE_SIZE, Gfp::GFP_KERNEL).unwrap();
                 assert_eq!(q, p);
@@ -564,13 +583,14 @@ fn vmalloc_from_hardirq_and_nmi_is_a_bug() {
         m.take_console();
         for ctx in [Context::Hardirq, Context::Nmi] {
             let r = m.on_cpu(1, ctx, |mm| mm.vmalloc(PAGE_SIZE)).unwrap();
-            assert!(matches!(r, Err(VmallocError::InInterrupt(_))), "{ctx:?}: {r:?}");
+            assert!(
+                matches!(r, Err(VmallocError::InInterrupt(_))),
+                "{ctx:?}: {r:?}"
+            );
             assert!(console_has(&m, "kernel BUG at mm/vmalloc.c:"), "{ctx:?}");
             let r = m.on_cpu(1, ctx, |mm| mm.vzalloc(3 * PAGE_SIZE)).unwrap();
             assert!(r.is_err());
-            let r = m
-                .on_cpu(1, ctx, |mm| mm.vm_map_ram(&[Pfn(0x100)]))
-                .unwrap();
+            let r = m.on_cpu(1, ctx, |mm| mm.vm_map_ram(&[Pfn(0x100)])).unwrap();
             assert!(r.is_err(), "{ctx:?}: vm_map_ram {r:?}");
             check(&m, "after a refused vmalloc");
         }
@@ -657,7 +677,9 @@ fn double_vfree_is_reported() {
             let q = mm.vmalloc(3 * PAGE_SIZE).unwrap();
             assert!(mm.vfree(VirtAddr(q.0 + PAGE_SIZE as u64 + 8)).is_err());
             mm.vfree(q).unwrap();
-            assert!(mm.vfree(VirtAddr(mm.layout().vmalloc_start - PAGE_SIZE as u64)).is_err());
+            assert!(mm
+                .vfree(VirtAddr(mm.layout().vmalloc_start - PAGE_SIZE as u64))
+                .is_err());
         });
         let console = m.take_console();
         assert!(
@@ -684,13 +706,19 @@ fn lazy_purge_flushes_once_and_never_reuses_early() {
             assert_eq!(max, 2 * (32 << 20) / PAGE_SIZE as u64, "fls(2) * 32 MiB");
             // 64 pages + guard = 65 lazy pages per free.
             let n = (max / 65 + 1) as usize;
-            let areas: Vec<VirtAddr> = (0..n).map(|_| mm.vmalloc(64 * PAGE_SIZE).unwrap()).collect();
+            let areas: Vec<VirtAddr> = (0..n)
+                .map(|_| mm.vmalloc(64 * PAGE_SIZE).unwrap())
+                .collect();
             let mut freed: Vec<(u64, u64)> = vec![];
             for (i, &a) in areas.iter().enumerate() {
                 mm.vfree(a).unwrap();
                 freed.push((a.0, a.0 + 65 * PAGE_SIZE as u64));
                 assert_eq!(mm.vmap_lazy_nr(), 65 * (i as u64 + 1));
-                assert_eq!(mm.work_pending(), i + 1 == n, "drain scheduled past the limit only");
+                assert_eq!(
+                    mm.work_pending(),
+                    i + 1 == n,
+                    "drain scheduled past the limit only"
+                );
                 if i % 32 == 0 {
                     mm.check_vmalloc(true).unwrap();
                 }
@@ -700,7 +728,10 @@ fn lazy_purge_flushes_once_and_never_reuses_early() {
             let fresh = mm.vmalloc(64 * PAGE_SIZE).unwrap();
             let fresh_end = fresh.0 + 65 * PAGE_SIZE as u64;
             for &(s, e) in &freed {
-                assert!(fresh_end <= s || fresh.0 >= e, "{fresh} reuses lazily freed {s:#x}..{e:#x}");
+                assert!(
+                    fresh_end <= s || fresh.0 >= e,
+                    "{fresh} reuses lazily freed {s:#x}..{e:#x}"
+                );
             }
             let tlb0 = mm.platform().tlb_flushes();
             let stat0 = mm.vmalloc_stats().tlb_flushes.load(Relaxed);
@@ -708,7 +739,11 @@ fn lazy_purge_flushes_once_and_never_reuses_early() {
             assert_eq!(mm.run_work(), 1);
             assert!(!mm.work_pending());
             assert_eq!(mm.vmap_lazy_nr(), 0);
-            assert_eq!(mm.platform().tlb_flushes() - tlb0, 1, "one flush covers them all");
+            assert_eq!(
+                mm.platform().tlb_flushes() - tlb0,
+                1,
+                "one flush covers them all"
+            );
             assert_eq!(mm.vmalloc_stats().tlb_flushes.load(Relaxed) - stat0, 1);
             assert_eq!(mm.vmalloc_stats().purges.load(Relaxed) - purges0, 1);
             mm.check_vmalloc(true).unwrap();
@@ -773,7 +808,11 @@ fn vmalloc_32_pages_are_32_bit_addressable() {
     m.run(|mm| {
         let p = mm.vmalloc_32(16 << 20).unwrap();
         for pfn in pages_of(mm, p) {
-            assert!(pfn.phys().0 < 4 * GIB, "vmalloc_32 page at {:#x}", pfn.phys().0);
+            assert!(
+                pfn.phys().0 < 4 * GIB,
+                "vmalloc_32 page at {:#x}",
+                pfn.phys().0
+            );
             let zt = mm.page_zone(mm.pfn_to_page(pfn).unwrap()).zone_type;
             assert!(matches!(zt, ZoneType::Dma32 | ZoneType::Dma), "{zt}");
         }
@@ -881,7 +920,10 @@ fn vmalloc_huge_falls_back_to_small_pages_when_fragmented() {
         assert_eq!(area.page_order, 0, "fell back to small pages");
         assert_eq!(area.nr_pages, 1024);
         assert_eq!(mm.kernel_translate(p.0).unwrap().page_size, 4096);
-        assert_eq!(mm.kernel_translate(p.0 + (2 << 20)).unwrap().page_size, 4096);
+        assert_eq!(
+            mm.kernel_translate(p.0 + (2 << 20)).unwrap().page_size,
+            4096
+        );
         poke(mm, VirtAddr(p.0 + (4 << 20) - 1), 1);
         mm.check_vmalloc(true).unwrap();
         vfree(mm, p);
@@ -903,7 +945,10 @@ fn i386_vmalloc_space_exhaustion() {
     let base = baseline(&m);
     let l = *m.mm().layout();
     let span = l.vmalloc_end - l.vmalloc_start;
-    assert!(span > 100 * MIB && span < 128 * MIB, "vmalloc span {span:#x}");
+    assert!(
+        span > 100 * MIB && span < 128 * MIB,
+        "vmalloc span {span:#x}"
+    );
     m.take_console();
     m.run(|mm| {
         let mut areas = vec![];
@@ -918,8 +963,15 @@ fn i386_vmalloc_space_exhaustion() {
         };
         let per = (1 << 20) + PAGE_SIZE as u64;
         assert!(matches!(err, VmallocError::NoVmapSpace { .. }), "{err:?}");
-        assert!(err.to_string().contains("vmap allocation for size"), "{err}");
-        assert_eq!(areas.len() as u64, span / per, "areas of {per:#x} in {span:#x}");
+        assert!(
+            err.to_string().contains("vmap allocation for size"),
+            "{err}"
+        );
+        assert_eq!(
+            areas.len() as u64,
+            span / per,
+            "areas of {per:#x} in {span:#x}"
+        );
         mm.check_vmalloc(true).unwrap();
         // Something small still fits in the tail.
         let tail = span % per;
@@ -1000,9 +1052,13 @@ fn bad_arguments_fail_cleanly() {
             assert!(mm.vmalloc_node(PAGE_SIZE, 1).is_err());
             let p = mm.vmalloc_node(PAGE_SIZE, NUMA_NO_NODE).unwrap();
             vfree(mm, p);
-            assert!(mm.vmap(&[], VmFlags::VM_MAP, PgProt::kernel(profile)).is_err());
+            assert!(mm
+                .vmap(&[], VmFlags::VM_MAP, PgProt::kernel(profile))
+                .is_err());
             assert!(mm.vm_map_ram(&[]).is_err());
-            assert!(mm.vm_unmap_ram(VirtAddr(mm.layout().vmalloc_start), 1).is_err());
+            assert!(mm
+                .vm_unmap_ram(VirtAddr(mm.layout().vmalloc_start), 1)
+                .is_err());
         });
         finish(&m, &base, &format!("{profile} bad arguments"));
     }

@@ -121,12 +121,19 @@ fn verify_pattern(mm: &Mm<SimPlatform>, addr: u64, l: &Live) {
         let mut b = [0u8; 8];
         mm.copy_from_kernel_virt(va, &mut b)
             .unwrap_or_else(|at| panic!("{at} of a live area is not mapped"));
-        assert_eq!(b, tag(l.pattern, i), "area {addr:#x} page {i}: pattern lost");
+        assert_eq!(
+            b,
+            tag(l.pattern, i),
+            "area {addr:#x} page {i}: pattern lost"
+        );
     }
     // The pages behind a vmap / vm_map_ram are the ones given, and hold the tags.
     if let Kind::Vmap(pfns) | Kind::MapRam(pfns) = &l.kind {
         for (i, &pfn) in pfns.iter().enumerate() {
-            assert_eq!(mm.vmalloc_to_pfn(VirtAddr(addr + i as u64 * PAGE)), Some(pfn));
+            assert_eq!(
+                mm.vmalloc_to_pfn(VirtAddr(addr + i as u64 * PAGE)),
+                Some(pfn)
+            );
             let mut b = [0u8; 8];
             mm.platform()
                 .ram()
@@ -197,7 +204,11 @@ fn free_area(mm: &Mm<SimPlatform>, addr: u64, l: &Live) {
             free_pfns(mm, pfns);
         }
     }
-    assert_eq!(mm.kernel_translate(addr), None, "{va} still mapped after free");
+    assert_eq!(
+        mm.kernel_translate(addr),
+        None,
+        "{va} still mapped after free"
+    );
 }
 
 fn run(shape: Shape) {
@@ -238,9 +249,7 @@ fn run(shape: Shape) {
                     0..=4 => (Kind::Vmalloc, mm.vmalloc((pages * PAGE) as usize)),
                     5..=6 => (Kind::Vzalloc, mm.vzalloc((pages * PAGE) as usize)),
                     7..=8 => {
-                        let Some(pfns) = alloc_pfns(mm, pages, highmem_pages) else {
-                            return None;
-                        };
+                        let pfns = alloc_pfns(mm, pages, highmem_pages)?;
                         let r = mm.vmap(&pfns, VmFlags::VM_MAP, prot);
                         if r.is_err() {
                             free_pfns(mm, &pfns);
@@ -248,9 +257,7 @@ fn run(shape: Shape) {
                         (Kind::Vmap(pfns), r)
                     }
                     _ => {
-                        let Some(pfns) = alloc_pfns(mm, pages, highmem_pages) else {
-                            return None;
-                        };
+                        let pfns = alloc_pfns(mm, pages, highmem_pages)?;
                         let r = mm.vm_map_ram(&pfns);
                         if r.is_err() {
                             free_pfns(mm, &pfns);
@@ -369,7 +376,11 @@ fn run(shape: Shape) {
         // The model's lazy pages match the kernel's count whenever no purge muddles it.
         if !purged {
             let lazy: u64 = model.lazy.iter().map(|(s, e)| (e - s) / PAGE).sum();
-            assert_eq!(m.mm().vmap_lazy_nr(), lazy, "{name}: step {step}: vmap_lazy_nr");
+            assert_eq!(
+                m.mm().vmap_lazy_nr(),
+                lazy,
+                "{name}: step {step}: vmap_lazy_nr"
+            );
         }
         m.mm()
             .check_vmalloc(false)
@@ -427,7 +438,12 @@ fn run(shape: Shape) {
     let total: u64 = model
         .ops
         .iter()
-        .filter(|(k, _)| !matches!(**k, "purge" | "purge by an allocation" | "no pages for vmap"))
+        .filter(|(k, _)| {
+            !matches!(
+                **k,
+                "purge" | "purge by an allocation" | "no pages for vmap"
+            )
+        })
         .map(|(_, v)| v)
         .sum();
     for op in [
@@ -441,13 +457,27 @@ fn run(shape: Shape) {
         "vfree from hardirq",
         "purge",
     ] {
-        assert!(model.ops.get(op).copied().unwrap_or(0) > 0, "{name}: no {op}: {:?}", model.ops);
+        assert!(
+            model.ops.get(op).copied().unwrap_or(0) > 0,
+            "{name}: no {op}: {:?}",
+            model.ops
+        );
     }
     if shape.tight {
-        assert!(model.ops.contains_key("purge by an allocation"), "{name}: {:?}", model.ops);
+        assert!(
+            model.ops.contains_key("purge by an allocation"),
+            "{name}: {:?}",
+            model.ops
+        );
     }
-    eprintln!("{name}: {total} operations, {pt} page-table pages: {:?}", model.ops);
-    assert!(total >= shape.steps * 9 / 10, "{name}: only {total} operations");
+    eprintln!(
+        "{name}: {total} operations, {pt} page-table pages: {:?}",
+        model.ops
+    );
+    assert!(
+        total >= shape.steps * 9 / 10,
+        "{name}: only {total} operations"
+    );
 }
 
 #[test]
