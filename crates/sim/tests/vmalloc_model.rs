@@ -538,3 +538,171 @@ fn model_i386_highmem_small_vmalloc_space_seed_4() {
         tight: true,
     });
 }
+
+/// The lowest aligned address in `[start, end)` where `len` bytes fit outside every range
+/// of `taken` (start -> end), or `None`.
+fn lowest_fit(
+    taken: &BTreeMap<u64, u64>,
+    start: u64,
+    end: u64,
+    len: u64,
+    align: u64,
+) -> Option<u64> {
+    let align_up = |x: u64| x.checked_add(align - 1).map(|v| v & !(align - 1));
+    let mut cursor = start;
+    let mut gaps: Vec<(u64, u64)> = vec![];
+    for (&s, &e) in taken.range(..end) {
+        if e <= cursor {
+            continue;
+        }
+        if s > cursor {
+            gaps.push((cursor, s.min(end)));
+        }
+        cursor = cursor.max(e);
+    }
+    if cursor < end {
+        gaps.push((cursor, end));
+    }
+    gaps.into_iter().find_map(|(s, e)| {
+        let a = align_up(s)?;
+        (a.checked_add(len)? <= e).then_some(a)
+    })
+}
+
+/// The augmented free tree's search against a brute-force model: random sizes, random
+/// alignments up to 4 MiB and random `[start, end)` windows inside a crowded 64 MiB
+/// stretch of the vmalloc area. Every allocation must land exactly at the lowest aligned
+/// fit among the space neither live nor lazily freed; when there is none, the allocator
+/// purges and the lowest fit counting the lazily freed space is the answer; when there is
+/// still none, it fails with `NoVmapSpace`.
+#[test]
+fn lowest_fit_matches_brute_force() {
+    for (profile, seed) in [(Profile::X86_64, 11u64), (Profile::I386, 12)] {
+        let m = Machine::new(MachineConfig {
+            ram: 512 * MIB,
+            cpus: 2,
+            profile,
+            seed,
+            ..MachineConfig::default()
+        })
+        .unwrap();
+        let l = *m.mm().layout();
+        let win_start = l.vmalloc_start + (16 << 20);
+        let win_end = win_start + (64 << 20);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut live: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut lazy: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut fits = [0u64; 3];
+        m.run(|mm| {
+            for step in 0..6_000 {
+                let purges0 = mm.vmalloc_stats().purges.load(Relaxed);
+                if rng.gen_ratio(3, 5) || live.is_empty() {
+                    let pages = rng.gen_range(1..=64u64);
+                    let align = 1u64 << rng.gen_range(0..=22);
+                    let a = rng.gen_range(win_start..win_end) & !(PAGE - 1);
+                    let b = rng.gen_range(win_start..win_end) & !(PAGE - 1);
+                    let (start, end) = (a.min(b), a.max(b) + PAGE);
+                    let len = (pages + 1) * PAGE;
+                    let mut blocked = live.clone();
+                    blocked.extend(lazy.iter());
+                    let expect_now = lowest_fit(&blocked, start, end, len, align);
+                    let expect_purged = lowest_fit(&live, start, end, len, align);
+                    let r = mm.__vmalloc_node_range(
+                        (pages * PAGE) as usize,
+                        align,
+                        start,
+                        end,
+                        Gfp::GFP_KERNEL | Gfp::__GFP_NOWARN,
+                        PgProt::kernel(profile),
+                        VmFlags::empty(),
+                        -1,
+                        kmemlab_mm::slab::CallSite::caller(),
+                    );
+                    let purged = mm.vmalloc_stats().purges.load(Relaxed) != purges0;
+                    let what =
+                        format!("step {step}: {pages}p align {align:#x} in {start:#x}..{end:#x}");
+                    if align <= PAGE {
+                        // Exactly the lowest fit.
+                        match (&r, expect_now, expect_purged) {
+                            (Ok(p), Some(x), _) => {
+                                assert_eq!(p.0, x, "{what}");
+                                assert!(!purged, "{what}");
+                                fits[0] += 1;
+                            }
+                            (Ok(p), None, Some(x)) => {
+                                assert_eq!(p.0, x, "{what}: after the purge");
+                                assert!(purged, "{what}");
+                                fits[1] += 1;
+                            }
+                            (Err(e), None, None) => {
+                                assert!(matches!(e, VmallocError::NoVmapSpace { .. }), "{e}");
+                                fits[2] += 1;
+                            }
+                            (r, a, b) => {
+                                panic!("{what}: got {r:?}, expected {a:x?} / after a purge {b:x?}")
+                            }
+                        }
+                    } else {
+                        // The kernel searches for a block of size + align - 1 (the
+                        // alignment overhead): a fit, not always the lowest one, and
+                        // found whenever such a block exists.
+                        match &r {
+                            Ok(p) => {
+                                let blocked = if purged { &live } else { &blocked };
+                                assert_eq!(p.0 % align, 0, "{what}");
+                                assert!(p.0 >= start && p.0 + len <= end, "{what}: {p}");
+                                assert!(
+                                    Model::overlaps(blocked, p.0, p.0 + len).is_none(),
+                                    "{what}: {p} overlaps a live or unpurged range"
+                                );
+                                let lowest = if purged { expect_purged } else { expect_now };
+                                assert!(lowest.is_some_and(|x| x <= p.0), "{what}");
+                                fits[usize::from(purged)] += 1;
+                            }
+                            Err(e) => {
+                                assert!(matches!(e, VmallocError::NoVmapSpace { .. }), "{e}");
+                                let big = lowest_fit(&live, start, end, len + align - 1, PAGE);
+                                assert!(
+                                    big.is_none(),
+                                    "{what}: failed though {big:x?} has room for size + align - 1"
+                                );
+                                fits[2] += 1;
+                            }
+                        }
+                    }
+                    if purged {
+                        lazy.clear();
+                    }
+                    if let Ok(p) = r {
+                        live.insert(p.0, p.0 + len);
+                    }
+                } else {
+                    let idx = rng.gen_range(0..live.len());
+                    let (&s, &e) = live.iter().nth(idx).unwrap();
+                    live.remove(&s);
+                    mm.vfree(VirtAddr(s)).unwrap();
+                    lazy.insert(s, e);
+                    if mm.work_pending() {
+                        mm.run_work();
+                    }
+                    if mm.vmalloc_stats().purges.load(Relaxed) != purges0 {
+                        lazy.clear();
+                    }
+                }
+                mm.check_vmalloc(false)
+                    .unwrap_or_else(|e| panic!("step {step}: {e}"));
+            }
+            for (&s, _) in &live {
+                mm.vfree(VirtAddr(s)).unwrap();
+            }
+            mm.purge_vmap_area_lazy();
+        });
+        m.mm().check_vmalloc(true).unwrap();
+        m.mm().check().unwrap();
+        eprintln!(
+            "{profile}: fits {} / after a purge {} / none {}",
+            fits[0], fits[1], fits[2]
+        );
+        assert!(fits.iter().all(|&n| n > 0), "{profile}: {fits:?}");
+    }
+}
