@@ -1063,3 +1063,32 @@ fn bad_arguments_fail_cleanly() {
         finish(&m, &base, &format!("{profile} bad arguments"));
     }
 }
+
+/// More pages than are free (but fewer than the machine has): the allocation fails with
+/// `Pages`, every page it had is given back, and so is its range. With `vmalloc_huge`
+/// the huge attempt fails first and the small-page retry fails too.
+#[test]
+fn out_of_pages_gives_everything_back() {
+    for profile in PROFILES {
+        let m = boot(profile, 64 * MIB, 2);
+        let base = baseline(&m);
+        m.take_console();
+        m.run(|mm| {
+            // All of totalram_pages: allowed (not more), but some are in use.
+            assert!(free_pages(mm) < mm.totalram_pages());
+            let size = mm.totalram_pages() as usize * PAGE_SIZE;
+            let r = mm.vmalloc(size);
+            assert!(matches!(r, Err(VmallocError::Pages { .. })), "{r:?}");
+            mm.check_vmalloc(true).unwrap();
+            assert_eq!(mm.vmalloc_nr_pages(), 0);
+            let r = mm.vmalloc_huge(size, Gfp::GFP_KERNEL | Gfp::__GFP_NOWARN);
+            assert!(r.is_err(), "{r:?}");
+            mm.check_vmalloc(true).unwrap();
+            // And the machine is fine afterwards.
+            let p = mm.vmalloc(8 << 20).unwrap();
+            vfree(mm, p);
+        });
+        assert!(console_has(&m, "vmalloc error: size"));
+        finish(&m, &base, &format!("{profile} out of pages"));
+    }
+}
