@@ -692,7 +692,7 @@ fn lowest_fit_matches_brute_force() {
                 mm.check_vmalloc(false)
                     .unwrap_or_else(|e| panic!("step {step}: {e}"));
             }
-            for (&s, _) in &live {
+            for &s in live.keys() {
                 mm.vfree(VirtAddr(s)).unwrap();
             }
             mm.purge_vmap_area_lazy();
