@@ -478,14 +478,13 @@ impl<P: Platform> Mm<P> {
         self.__vmalloc_node(size, 1, gfp, NUMA_NO_NODE, caller)
     }
 
-    /// `vmalloc_32(size)`: pages addressable with 32 bits (`GFP_VMALLOC32`: ZONE_DMA32 on
-    /// x86_64; on i386 every page is below 4 GiB, so plain GFP_KERNEL).
+    /// `vmalloc_32(size)`: pages addressable with 32 bits (`GFP_VMALLOC32`, which is
+    /// `GFP_DMA32 | GFP_KERNEL` on both profiles: ZONE_DMA32 on x86_64; on i386, where
+    /// GFP_DMA32 means ZONE_NORMAL, it keeps `__vmalloc_area_node` from adding
+    /// `__GFP_HIGHMEM`, so the pages are lowmem).
     #[track_caller]
     pub fn vmalloc_32(&self, size: usize) -> Result<VirtAddr, VmallocError> {
-        let gfp = match self.profile() {
-            Profile::X86_64 => Gfp::GFP_KERNEL | Gfp::GFP_DMA32,
-            Profile::I386 => Gfp::GFP_KERNEL,
-        };
+        let gfp = Gfp::GFP_KERNEL | Gfp::GFP_DMA32;
         self.__vmalloc_node(size, 1, gfp, NUMA_NO_NODE, CallSite::caller())
     }
 
@@ -1575,4 +1574,40 @@ pub const GFP_RECLAIM_MASK: Gfp = Gfp::__GFP_RECLAIM
 
 fn bytes_to_page_end(va: u64) -> usize {
     PAGE_SIZE - (va as usize & (PAGE_SIZE - 1))
+}
+
+// ----- kernel-virtual copies, for tests and tools ------------------------------------
+
+impl<P: Platform> Mm<P> {
+    /// Copy bytes out of kernel virtual memory at `va`: the direct map, or any address the
+    /// kernel page tables map (vmalloc, `vmap` and `vm_map_ram` areas, HighMem pages
+    /// included), page by page as the CPU would reach them. Fails with the first address
+    /// that is not mapped to RAM, having copied the bytes before it.
+    pub fn copy_from_kernel_virt(&self, va: VirtAddr, buf: &mut [u8]) -> Result<(), VirtAddr> {
+        let mut done = 0;
+        while done < buf.len() {
+            let at = va.0 + done as u64;
+            let n = (buf.len() - done).min(bytes_to_page_end(at));
+            if !self.kernel_read_bytes(at, &mut buf[done..done + n]) {
+                return Err(VirtAddr(at));
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Copy bytes into kernel virtual memory at `va`, as [`Mm::copy_from_kernel_virt`]
+    /// reads it.
+    pub fn copy_to_kernel_virt(&self, va: VirtAddr, bytes: &[u8]) -> Result<(), VirtAddr> {
+        let mut done = 0;
+        while done < bytes.len() {
+            let at = va.0 + done as u64;
+            let n = (bytes.len() - done).min(bytes_to_page_end(at));
+            if !self.kernel_write_bytes(at, &bytes[done..done + n]) {
+                return Err(VirtAddr(at));
+            }
+            done += n;
+        }
+        Ok(())
+    }
 }
