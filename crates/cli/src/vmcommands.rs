@@ -20,41 +20,34 @@ fn want(args: &[&str], n: usize, usage: &str) -> Result<(), String> {
     }
 }
 
-/// `vmalloc <size>`.
-pub fn vmalloc(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
-    want(args, 1, "vmalloc <size>")?;
-    let size = sh.size(args[0])?;
+/// `__vmalloc(size, gfp)` as the shell runs it: on the shell's CPU and context, recording
+/// the script line as the caller.
+fn vmalloc_with(sh: &Shell, size: u64, gfp: kmemlab_mm::Gfp) -> Result<Value, String> {
     let site = sh.call_site();
     sh.kernel(|mm| {
-        mm.__vmalloc_caller(size as usize, kmemlab_mm::Gfp::GFP_KERNEL, site)
+        mm.__vmalloc_caller(size as usize, gfp, site)
             .map(|a| area_value(mm, a))
             .map_err(|e| e.to_string())
     })?
+}
+
+/// `vmalloc <size>`.
+pub fn vmalloc(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
+    want(args, 1, "vmalloc <size>")?;
+    vmalloc_with(sh, sh.size(args[0])?, kmemlab_mm::Gfp::GFP_KERNEL)
 }
 
 /// `vzalloc <size>`.
 pub fn vzalloc(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     want(args, 1, "vzalloc <size>")?;
-    let size = sh.size(args[0])?;
-    let site = sh.call_site();
     let gfp = kmemlab_mm::Gfp::GFP_KERNEL | kmemlab_mm::Gfp::__GFP_ZERO;
-    sh.kernel(|mm| {
-        mm.__vmalloc_caller(size as usize, gfp, site)
-            .map(|a| area_value(mm, a))
-            .map_err(|e| e.to_string())
-    })?
+    vmalloc_with(sh, sh.size(args[0])?, gfp)
 }
 
 /// `__vmalloc <size> <gfp>`.
 pub fn vmalloc_gfp(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     want(args, 2, "__vmalloc <size> <gfp>")?;
-    let (size, gfp) = (sh.size(args[0])?, sh.gfp(args[1])?);
-    let site = sh.call_site();
-    sh.kernel(|mm| {
-        mm.__vmalloc_caller(size as usize, gfp, site)
-            .map(|a| area_value(mm, a))
-            .map_err(|e| e.to_string())
-    })?
+    vmalloc_with(sh, sh.size(args[0])?, sh.gfp(args[1])?)
 }
 
 /// `vmalloc_huge <size> [gfp]`.

@@ -1,3 +1,5 @@
+//! A quick end-to-end pass over the vmalloc API on both profiles, check() after each step.
+
 use kmemlab_mm::{Gfp, Profile, VirtAddr};
 use kmemlab_sim::{Machine, MachineConfig};
 
