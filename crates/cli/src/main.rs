@@ -7,7 +7,6 @@ mod describe;
 mod replay;
 mod shell;
 mod tour;
-mod tour_vmalloc;
 mod vmcommands;
 
 use std::process::ExitCode;
@@ -120,11 +119,15 @@ fn parse_hole(s: &str) -> Result<Hole, String> {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Walk through the page allocator and kmalloc on a simulated machine.
+    /// Walk through the page allocator, kmalloc and vmalloc on a simulated machine, and
+    /// decide the seven contrasts and three questions from live experiments.
     Tour {
-        /// Print the same facts as one JSON object.
+        /// Print the same facts as one JSON document, with a `claims` array.
         #[arg(long)]
         json: bool,
+        /// Leave out host wall-clock times, so that the output depends only on the seed.
+        #[arg(long)]
+        no_wall_clock: bool,
     },
     /// Run commands from SCRIPT, or from standard input.
     Shell {
@@ -146,7 +149,16 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Tour { json } => tour::run(&cli.machine, *json),
+        Command::Tour {
+            json,
+            no_wall_clock,
+        } => tour::run(
+            &cli.machine,
+            tour::TourOptions {
+                json: *json,
+                wall_clock: !*no_wall_clock,
+            },
+        ),
         Command::Shell { script, json } => shell::run(&cli.machine, script.as_deref(), *json),
         Command::Proc { file } => proc_file(&cli.machine, file),
         Command::Replay(args) => replay::run(&cli.machine, args),

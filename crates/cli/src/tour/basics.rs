@@ -1,72 +1,16 @@
-//! `kmemlab tour`: the page allocator, shown on a freshly booted machine. Every number
-//! printed is read from the running kernel; `--json` prints the same facts as one object.
+//! The tour's first sections: the physical memory map, boot reservations, zones, the buddy
+//! lists, a few page allocations, and kmalloc's size classes, on a freshly booted machine.
 
 use kmemlab_mm::mm_init::MEM_MAP_NAME;
 use kmemlab_mm::slab::SlabFlags;
 use kmemlab_mm::{procfs, Context, Gfp, Mm, Page, VirtAddr, PAGE_SIZE};
 use kmemlab_sim::{format_size, Machine, SimPlatform};
-use serde_json::{json, Map, Value};
+use serde_json::json;
 
+use super::Tour;
 use crate::describe::{page_info, zones};
-use crate::MachineArgs;
 
-/// Collects the tour as text and as JSON facts.
-pub(crate) struct Tour {
-    text: String,
-    facts: Map<String, Value>,
-    step: usize,
-}
-
-impl Tour {
-    pub(crate) fn section(&mut self, title: &str) {
-        self.step += 1;
-        self.text.push_str(&format!("\n{}. {title}\n", self.step));
-    }
-    pub(crate) fn line(&mut self, text: impl AsRef<str>) {
-        for l in text.as_ref().lines() {
-            self.text.push_str("   ");
-            self.text.push_str(l);
-            self.text.push('\n');
-        }
-    }
-    pub(crate) fn fact(&mut self, key: &str, value: Value) {
-        self.facts.insert(key.to_string(), value);
-    }
-}
-
-/// Run the tour.
-pub fn run(args: &MachineArgs, json_out: bool) -> Result<bool, String> {
-    let machine = args.boot()?;
-    let mut t = Tour {
-        text: String::new(),
-        facts: Map::new(),
-        step: 0,
-    };
-    let cfg = machine.config();
-    t.text.push_str(&format!(
-        "kmemlab tour: the Linux page allocator, SLUB and vmalloc on a simulated {} machine, {} RAM, {} CPUs, seed {}\n",
-        cfg.profile,
-        format_size(cfg.ram),
-        cfg.cpus,
-        cfg.seed
-    ));
-    t.fact("machine", serde_json::to_value(cfg).expect("plain data"));
-    memory_map(&mut t, &machine);
-    boot_reservations(&mut t, &machine);
-    zone_table(&mut t, &machine);
-    buddy_lists(&mut t, &machine);
-    let ok = allocations(&mut t, &machine)?;
-    let ok = kmalloc_section(&mut t, &machine)? && ok;
-    let ok = crate::tour_vmalloc::section(&mut t, &machine, args)? && ok;
-    if json_out {
-        println!("{}", Value::Object(t.facts));
-    } else {
-        print!("{}", t.text);
-    }
-    Ok(ok)
-}
-
-fn memory_map(t: &mut Tour, machine: &Machine) {
+pub(super) fn memory_map(t: &mut Tour, machine: &Machine) {
     t.section("The physical memory map (what the firmware reports, e820)");
     let mm = machine.mm();
     let mut rows = Vec::new();
@@ -98,7 +42,7 @@ fn memory_map(t: &mut Tour, machine: &Machine) {
     );
 }
 
-fn boot_reservations(t: &mut Tour, machine: &Machine) {
+pub(super) fn boot_reservations(t: &mut Tour, machine: &Machine) {
     t.section("What boot took before the buddy allocator started (memblock)");
     let mm = machine.mm();
     let mut merged: Vec<(&str, u64, u64)> = Vec::new();
@@ -139,7 +83,7 @@ fn boot_reservations(t: &mut Tour, machine: &Machine) {
     let _ = MEM_MAP_NAME;
 }
 
-fn zone_table(t: &mut Tour, machine: &Machine) {
+pub(super) fn zone_table(t: &mut Tour, machine: &Machine) {
     t.section("Zones: where each kind of memory lives");
     let mm = machine.mm();
     t.line(format!(
@@ -181,7 +125,7 @@ fn buddyinfo(mm: &Mm<SimPlatform>) -> String {
     s
 }
 
-fn buddy_lists(t: &mut Tour, machine: &Machine) {
+pub(super) fn buddy_lists(t: &mut Tour, machine: &Machine) {
     t.section("The buddy free lists: free blocks of 2^order pages per zone (/proc/buddyinfo)");
     let mm = machine.mm();
     t.line(format!(
@@ -247,7 +191,7 @@ fn describe_block(t: &mut Tour, machine: &Machine, key: &str, pfn: u64, order: u
     t.fact(key, serde_json::to_value(&info).expect("plain data"));
 }
 
-fn allocations(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
+pub(super) fn allocations(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
     t.section("An order-10 allocation: alloc_pages(GFP_KERNEL, 10)");
     let (r, _) = try_alloc(machine, 0, Context::Process, Gfp::GFP_KERNEL, 10)?;
     let big = r?;
@@ -269,9 +213,12 @@ fn allocations(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
         "gfp_zone(GFP_DMA) = ZONE_DMA: the block comes from below 16 MiB, for ISA-style devices.",
     );
 
-    t.section("Interrupt context: CPU 1 takes a hard IRQ");
+    let irq_cpu = super::second_cpu(machine);
+    t.section(&format!(
+        "Interrupt context: CPU {irq_cpu} takes a hard IRQ"
+    ));
     t.line("alloc_pages(GFP_KERNEL, 0) may sleep to reclaim memory; an interrupt handler may not sleep:");
-    let (refused, kernel) = try_alloc(machine, 1, Context::Hardirq, Gfp::GFP_KERNEL, 0)?;
+    let (refused, kernel) = try_alloc(machine, irq_cpu, Context::Hardirq, Gfp::GFP_KERNEL, 0)?;
     for l in &kernel {
         t.line(format!("  | {l}"));
     }
@@ -282,7 +229,7 @@ fn allocations(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
         Ok(pfn) => t.line(format!("-> unexpectedly served: pfn {pfn:#x}")),
     }
     t.line("alloc_pages(GFP_ATOMIC, 0) never sleeps, and may dip into the reserve below the min watermark:");
-    let (atomic, _) = try_alloc(machine, 1, Context::Hardirq, Gfp::GFP_ATOMIC, 0)?;
+    let (atomic, _) = try_alloc(machine, irq_cpu, Context::Hardirq, Gfp::GFP_ATOMIC, 0)?;
     let atomic_pfn = atomic?;
     describe_block(t, machine, "hardirq_atomic", atomic_pfn, 0);
     t.fact(
@@ -303,7 +250,7 @@ fn allocations(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
         report.total, report.free, report.pcp, report.allocated, report.reserved
     ));
     t.line(format!(
-        "The DMA blocks merged back whole. In DMA32 one order-10 block is still split: GFP_ATOMIC refilled CPU 1's per-CPU list with a batch of {} pages, and the freed page went back there too:",
+        "The DMA blocks merged back whole. One order-10 block is still split: GFP_ATOMIC refilled CPU {irq_cpu}'s per-CPU list with a batch of {} pages, and the freed page went back there too:",
         report.pcp
     ));
     t.line(buddyinfo(machine.mm()));
@@ -323,7 +270,7 @@ fn allocations(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
 
 /// The kmalloc section: size classes, one physical run, interrupt context, the size
 /// limit, and a double free caught by slab_debug.
-fn kmalloc_section(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
+pub(super) fn kmalloc_section(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
     t.section("kmalloc: small objects from the SLUB slab allocator");
     t.line("Requests are rounded up to a size class (kmalloc_index); the difference is waste:");
     t.line(format!(
@@ -381,17 +328,18 @@ fn kmalloc_section(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
         .map_err(|e| e.to_string())?;
 
     // Interrupt context.
+    let irq_cpu = super::second_cpu(machine);
     let atomic = machine
-        .on_cpu(1, Context::Hardirq, |mm| {
+        .on_cpu(irq_cpu, Context::Hardirq, |mm| {
             let p = mm.kmalloc(256, Gfp::GFP_ATOMIC)?;
             mm.kfree(p).map(|_| p)
         })
         .map_err(|e| e.to_string())?;
     let atomic_ok = atomic.is_ok();
     t.line(format!(
-        "In hard-IRQ context on CPU 1, kmalloc(256, GFP_ATOMIC): {}",
+        "In hard-IRQ context on CPU {irq_cpu}, kmalloc(256, GFP_ATOMIC): {}",
         match &atomic {
-            Ok(p) => format!("{p}, from CPU 1's own slab, no lock taken"),
+            Ok(p) => format!("{p}, from CPU {irq_cpu}'s own slab, no lock taken"),
             Err(e) => format!("failed: {e}"),
         }
     ));

@@ -1,14 +1,13 @@
-//! The tour's vmalloc section: the same 64 KiB through kmalloc and through vmalloc on an
-//! aged machine, drawn as two trains; the zones behind vmalloc on both profiles; what each
-//! operation costs in page-table writes and TLB flushes; the lazy purge; the guard page.
-
-use std::sync::atomic::Ordering::Relaxed;
+//! The tour's vmalloc section: contrast A (the same 64 KiB through kmalloc and through
+//! vmalloc on an aged machine, drawn as two trains), contrast B (the zones behind each,
+//! on both profiles), then why vfree flushes lazily (a stale TLB entry, live) and the
+//! guard page.
 
 use kmemlab_mm::{Gfp, Mm, Pfn, Profile, VirtAddr};
 use kmemlab_sim::{format_size, Machine, MachineConfig, SimPlatform};
 use serde_json::json;
 
-use crate::tour::Tour;
+use super::Tour;
 use crate::vmcommands::runs;
 use crate::MachineArgs;
 
@@ -38,7 +37,16 @@ pub fn section(t: &mut Tour, machine: &Machine, args: &MachineArgs) -> Result<bo
         if v_runs == 1 { "" } else { "s" }
     ));
     draw_train(t, "vmalloc", &v_pfns);
-    let contiguity_holds = k_runs == 1 && v_runs > 1;
+    let contiguity_holds = t.claim(
+        "A",
+        "continuity: kmalloc memory is one physical run; vmalloc memory is contiguous only virtually, its pages lie in many runs",
+        format!(
+            "kmalloc(64K): {} pages in {k_runs} run; vmalloc(64K): {} pages in {v_runs} runs",
+            k_pfns.len(),
+            v_pfns.len()
+        ),
+        k_runs == 1 && v_runs > 1,
+    );
     t.fact(
         "vmalloc_contrast",
         json!({
@@ -49,10 +57,9 @@ pub fn section(t: &mut Tour, machine: &Machine, args: &MachineArgs) -> Result<bo
         }),
     );
     let zones_hold = zones_on_both_profiles(t, machine, args)?;
-    let cost_holds = costs(t, machine)?;
     let stale_holds = stale_tlb(t, machine)?;
     let guard_holds = guard_page(t, machine)?;
-    Ok(contiguity_holds && zones_hold && cost_holds && stale_holds && guard_holds)
+    Ok(contiguity_holds && zones_hold && stale_holds && guard_holds)
 }
 
 /// What the ageing workload left.
@@ -207,6 +214,7 @@ fn zones_on_both_profiles(
     .map_err(|e| e.to_string())?;
     let mut holds = true;
     let mut facts = Vec::new();
+    let mut measured = Vec::new();
     for m in [machine, &other] {
         let (k_zone, v_zones) = m.run(zones_of_pair)?;
         let profile = m.config().profile;
@@ -215,6 +223,10 @@ fn zones_on_both_profiles(
             "{profile}, {} RAM: kmalloc(64K) from {k_zone}; vmalloc(64K) pages: {}.",
             format_size(m.config().ram),
             v_text.join(", ")
+        ));
+        measured.push(format!(
+            "{profile}: kmalloc from {k_zone}, vmalloc {}",
+            v_text.join(" + ")
         ));
         let all_high = v_zones.iter().all(|(z, _)| *z == "HighMem");
         let none_high = v_zones.iter().all(|(z, _)| *z != "HighMem");
@@ -235,7 +247,12 @@ fn zones_on_both_profiles(
     }
     t.line("kmalloc memory must be in the direct map, so never HighMem; vmalloc maps its pages itself, so it asks for __GFP_HIGHMEM and i386 serves it from above 896 MiB first. x86_64 maps all RAM directly and has no HighMem zone.");
     t.fact("vmalloc_zones", json!({"profiles": facts, "holds": holds}));
-    Ok(holds)
+    Ok(t.claim(
+        "B",
+        "zones: kmalloc comes from low memory (never HighMem); on i386 vmalloc takes HighMem pages, x86_64 has no HighMem",
+        measured.join("; "),
+        holds,
+    ))
 }
 
 /// Pages per zone, by zone name.
@@ -263,85 +280,6 @@ fn zones_of_pair(mm: &Mm<SimPlatform>) -> Result<(&'static str, ZoneCounts), Str
     mm.kfree(k).map_err(|e| e.to_string())?;
     mm.vfree(v).map_err(|e| e.to_string())?;
     Ok((k_zone, zones))
-}
-
-/// Counters before and after one operation.
-#[derive(Clone, Copy, Default)]
-struct Cost {
-    pte_writes: u64,
-    tlb_flushes: u64,
-    page_tables: u64,
-}
-
-fn snapshot(mm: &Mm<SimPlatform>) -> Cost {
-    let s = mm.vmalloc_stats();
-    Cost {
-        pte_writes: s.pte_set.load(Relaxed) + s.pte_cleared.load(Relaxed),
-        tlb_flushes: mm.platform().tlb_flushes(),
-        page_tables: mm.nr_pagetable_pages(),
-    }
-}
-
-fn measure<R>(mm: &Mm<SimPlatform>, f: impl FnOnce() -> R) -> (R, Cost) {
-    let before = snapshot(mm);
-    let r = f();
-    let after = snapshot(mm);
-    (
-        r,
-        Cost {
-            pte_writes: after.pte_writes - before.pte_writes,
-            tlb_flushes: after.tlb_flushes - before.tlb_flushes,
-            page_tables: after.page_tables - before.page_tables,
-        },
-    )
-}
-
-/// PTE writes, page-table pages and TLB flushes of each operation.
-fn costs(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
-    t.line("What each operation costs (page-table entries written, page-table pages added, TLB flushes; `cargo bench` measures the time):");
-    let rows = machine.run(|mm| -> Result<Vec<(&'static str, Cost)>, String> {
-        let (k, kmalloc_cost) = measure(mm, || mm.kmalloc(SIZE, Gfp::GFP_KERNEL));
-        let k = k.map_err(|e| e.to_string())?;
-        let (r, kfree_cost) = measure(mm, || mm.kfree(k));
-        r.map_err(|e| e.to_string())?;
-        let (v, vmalloc_cost) = measure(mm, || mm.vmalloc(SIZE));
-        let v = v.map_err(|e| e.to_string())?;
-        let (r, vfree_cost) = measure(mm, || mm.vfree(v));
-        r.map_err(|e| e.to_string())?;
-        let (_, purge_cost) = measure(mm, || mm.vm_unmap_aliases());
-        Ok(vec![
-            ("kmalloc(64K)", kmalloc_cost),
-            ("kfree", kfree_cost),
-            ("vmalloc(64K)", vmalloc_cost),
-            ("vfree (lazy)", vfree_cost),
-            ("purge", purge_cost),
-        ])
-    })?;
-    t.line(format!(
-        "  {:<14} {:>10} {:>12} {:>11} {:>10}",
-        "operation", "PTE writes", "table pages", "TLB flushes", "time"
-    ));
-    let mut facts = Vec::new();
-    for (name, c) in &rows {
-        t.line(format!(
-            "  {name:<14} {:>10} {:>12} {:>11}",
-            c.pte_writes, c.page_tables, c.tlb_flushes
-        ));
-        facts.push(json!({"op": name, "pte_writes": c.pte_writes, "page_tables": c.page_tables, "tlb_flushes": c.tlb_flushes}));
-    }
-    let get = |n: &str| {
-        rows.iter()
-            .find(|(name, _)| *name == n)
-            .map(|(_, c)| *c)
-            .unwrap_or_default()
-    };
-    let holds = get("kmalloc(64K)").pte_writes == 0
-        && get("vmalloc(64K)").pte_writes == 16
-        && get("vfree (lazy)").tlb_flushes == 0
-        && get("purge").tlb_flushes == 1;
-    t.line("kmalloc touches no page table: the direct map was built at boot. vmalloc writes one entry per page; vfree clears them but flushes nothing, and the range is not reused until a purge flushes every lazily freed area at once (here forced by vm_unmap_aliases; normally when fls(nr_cpus) x 32 MiB have piled up).");
-    t.fact("vmalloc_costs", json!({"ops": facts, "holds": holds}));
-    Ok(holds)
 }
 
 /// Why the flush exists: a CPU that touched an area keeps its translation in its TLB

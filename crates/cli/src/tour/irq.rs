@@ -1,0 +1,220 @@
+//! Contrast D and question Q3, interrupt context: memory is driven below the min
+//! watermark, then a hard-IRQ handler asks for memory. GFP_ATOMIC may use the reserves
+//! below min (`ALLOC_HIGH | ALLOC_NON_BLOCK`: down to min/4), GFP_NOWAIT may not; what may
+//! sleep is refused with the kernel's splat, and vfree is handed to a kworker.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use kmemlab_mm::{Context, Gfp, Mm, Pfn, VirtAddr, Watermark, MAX_PAGE_ORDER};
+use kmemlab_sim::{Machine, SimPlatform};
+use serde_json::json;
+
+use super::{second_cpu, Tour};
+
+/// The handler's request: 16 KiB goes straight to the page allocator (order 2), so the
+/// watermark check decides it rather than a slab's free objects.
+const REQUEST: usize = 16 << 10;
+
+/// Run the section; `Ok(true)` if claims D and Q3 held.
+pub fn section(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
+    let cpu = second_cpu(machine);
+    t.section(&format!(
+        "D. Interrupt context: CPU {cpu} takes a hard IRQ while memory is short"
+    ));
+    let area = machine
+        .run(|mm| mm.vmalloc(64 << 10))
+        .map_err(|e| e.to_string())?;
+    let held = fill_to_min(machine)?;
+    let (below, zones_text) = zones_below_min(machine.mm());
+    t.line(format!(
+        "{} pages taken with GFP_NOWAIT until the page allocator said no; now {zones_text}.",
+        held.iter().map(|&(_, o)| 1u64 << o).sum::<u64>()
+    ));
+    let reserve_before = machine.mm().events().alloc_reserve.load(Relaxed);
+    let nowait = in_irq(machine, cpu, |mm| mm.kmalloc(REQUEST, Gfp::GFP_NOWAIT))?;
+    let nowait_console = machine.take_console();
+    let atomic = in_irq(machine, cpu, |mm| mm.kmalloc(REQUEST, Gfp::GFP_ATOMIC))?;
+    let reserve_used = machine.mm().events().alloc_reserve.load(Relaxed) - reserve_before;
+    t.line(format!(
+        "In the handler, kmalloc(16K, GFP_NOWAIT): {}",
+        outcome(&nowait)
+    ));
+    for l in nowait_console.iter().take(2) {
+        t.line(format!("  | {l}"));
+    }
+    t.line(format!(
+        "In the handler, kmalloc(16K, GFP_ATOMIC): {}; allocations served from the reserves: {reserve_used}",
+        outcome(&atomic)
+    ));
+    t.line("GFP_ATOMIC carries __GFP_HIGH and cannot block, so the watermark it must clear drops from min to min/4; GFP_NOWAIT has neither privilege.");
+    let d_holds = t.claim(
+        "D",
+        "interrupt context: kmalloc(GFP_ATOMIC) in a hard-IRQ handler succeeds below the min watermark, where GFP_NOWAIT fails",
+        format!(
+            "{zones_text}; GFP_NOWAIT: {}; GFP_ATOMIC: {}, {reserve_used} from the reserves",
+            short(&nowait),
+            short(&atomic)
+        ),
+        below && nowait.is_err() && atomic.is_ok() && reserve_used >= 1,
+    );
+    t.fact(
+        "irq_below_min",
+        json!({"zones": zones_text, "below_min": below, "gfp_nowait": nowait.as_ref().err(),
+            "gfp_atomic_ok": atomic.is_ok(), "from_reserves": reserve_used, "holds": d_holds}),
+    );
+    if let Ok(p) = atomic {
+        machine.run(|mm| mm.kfree(p)).map_err(|e| e.to_string())?;
+    }
+    release(machine, held)?;
+
+    let q3 = what_may_sleep(t, machine, cpu, area)?;
+    machine
+        .mm()
+        .check()
+        .map_err(|e| format!("invariant broken: {e}"))?;
+    Ok(d_holds && q3)
+}
+
+/// Q3: GFP_KERNEL and vmalloc in the handler are refused with the kernel's words; vfree
+/// there is deferred to the CPU's kworker.
+fn what_may_sleep(
+    t: &mut Tour,
+    machine: &Machine,
+    cpu: usize,
+    area: VirtAddr,
+) -> Result<bool, String> {
+    let kernel = in_irq(machine, cpu, |mm| mm.kmalloc(64, Gfp::GFP_KERNEL))?;
+    let kernel_splat = machine.take_console();
+    let vmalloc = in_irq(machine, cpu, |mm| mm.vmalloc(64 << 10))?;
+    let vmalloc_splat = machine.take_console();
+    t.line("kmalloc(64, GFP_KERNEL) in the handler may sleep to reclaim:");
+    for l in kernel_splat.iter().take(3) {
+        t.line(format!("  | {l}"));
+    }
+    t.line(format!("-> {}", outcome(&kernel)));
+    t.line("vmalloc(64K) in the handler (it allocates page tables and pages with GFP_KERNEL):");
+    for l in vmalloc_splat.iter().take(2) {
+        t.line(format!("  | {l}"));
+    }
+    t.line(format!("-> {}", outcome(&vmalloc)));
+    let (queued, still_mapped) = machine
+        .on_cpu(cpu, Context::Hardirq, |mm| {
+            let r = mm.vfree(area);
+            (
+                r.map(|_| mm.deferred_vfrees(cpu)),
+                mm.find_vm_area(area).is_some(),
+            )
+        })
+        .map_err(|e| e.to_string())?;
+    let freed_after = machine.mm().find_vm_area(area).is_none();
+    let queued = queued.map_err(|e| e.to_string())?;
+    t.line(format!(
+        "vfree({area}) in the handler: {queued} area on CPU {cpu}'s deferred list, still mapped: {still_mapped}; after the handler, CPU {cpu}'s kworker freed it: {freed_after}."
+    ));
+    let first = |lines: &[String]| {
+        lines
+            .iter()
+            .find(|l| l.starts_with("BUG") || l.starts_with("kernel BUG"))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (k_line, v_line) = (first(&kernel_splat), first(&vmalloc_splat));
+    t.fact(
+        "irq_rules",
+        json!({"gfp_kernel": kernel.as_ref().err(), "gfp_kernel_kernel": kernel_splat,
+            "vmalloc": vmalloc.as_ref().err(), "vmalloc_kernel": vmalloc_splat,
+            "vfree_deferred": queued, "still_mapped": still_mapped, "freed_after": freed_after}),
+    );
+    Ok(t.claim(
+        "Q3",
+        "what may run in interrupt context? kmalloc(GFP_ATOMIC); kmalloc(GFP_KERNEL) and vmalloc are refused with the kernel's words, and vfree is deferred",
+        format!(
+            "GFP_KERNEL: {} ('{k_line}'); vmalloc: {} ('{v_line}'); vfree: {queued} deferred, freed after the handler: {freed_after}",
+            short(&kernel),
+            short(&vmalloc)
+        ),
+        kernel.is_err()
+            && k_line.starts_with("BUG: sleeping function called from invalid context")
+            && vmalloc.is_err()
+            && v_line.starts_with("kernel BUG at mm/vmalloc.c")
+            && queued == 1
+            && still_mapped
+            && freed_after,
+    ))
+}
+
+/// Run `f` in a hard-IRQ handler on `cpu`.
+fn in_irq<T, E: ToString>(
+    machine: &Machine,
+    cpu: usize,
+    f: impl FnOnce(&Mm<SimPlatform>) -> Result<T, E>,
+) -> Result<Result<T, String>, String> {
+    machine
+        .on_cpu(cpu, Context::Hardirq, |mm| f(mm).map_err(|e| e.to_string()))
+        .map_err(|e| e.to_string())
+}
+
+fn outcome<T: std::fmt::Display>(r: &Result<T, String>) -> String {
+    match r {
+        Ok(v) => format!("{v}"),
+        Err(e) => format!("refused: {e}"),
+    }
+}
+
+fn short<T>(r: &Result<T, String>) -> &'static str {
+    if r.is_ok() {
+        "succeeded"
+    } else {
+        "failed"
+    }
+}
+
+/// Take pages with GFP_NOWAIT (no reclaim, no reserves), largest blocks first, and drain
+/// the per-CPU lists between rounds, until nothing more is given. Highest zone first
+/// (HighMem, then the kernel's zones, then ZONE_DMA itself, which lowmem_reserve shields
+/// from the others): every zone is then at its min watermark. Returns the blocks taken,
+/// as (pfn, order).
+fn fill_to_min(machine: &Machine) -> Result<Vec<(u64, u32)>, String> {
+    let nowait = Gfp::GFP_NOWAIT | Gfp::__GFP_NOWARN;
+    let mut held = Vec::new();
+    for gfp in [nowait | Gfp::__GFP_HIGHMEM, nowait, nowait | Gfp::GFP_DMA] {
+        loop {
+            let before = held.len();
+            machine.run(|mm| {
+                for order in (0..=MAX_PAGE_ORDER).rev() {
+                    while let Ok(page) = mm.alloc_pages(gfp, order) {
+                        held.push((mm.page_to_pfn(page).0, order));
+                    }
+                }
+                mm.drain_all_pages();
+            });
+            if held.len() == before {
+                break;
+            }
+        }
+    }
+    machine.take_console();
+    Ok(held)
+}
+
+fn release(machine: &Machine, held: Vec<(u64, u32)>) -> Result<(), String> {
+    machine.run(|mm| {
+        for (pfn, order) in held {
+            let page = mm.pfn_to_page(Pfn(pfn)).map_err(|e| e.to_string())?;
+            mm.__free_pages(page, order).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })
+}
+
+/// Is every populated zone at or below min (plus one order-2 request)? And a description.
+fn zones_below_min(mm: &Mm<SimPlatform>) -> (bool, String) {
+    let mut below = true;
+    let mut text = Vec::new();
+    for z in mm.zones().iter().filter(|z| z.managed_pages > 0) {
+        let (free, min) = (z.free_pages(), z.wmark(Watermark::Min));
+        below &= free < min + 4;
+        text.push(format!("{} {free} free, min {min}", z.name()));
+    }
+    (below, text.join("; "))
+}
