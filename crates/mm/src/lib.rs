@@ -69,6 +69,10 @@ pub struct Mm<P: Platform> {
     min_free_kbytes: u64,
     totalreserve_pages: u64,
     events: VmEvents,
+    /// The node's page counters (`pgdat->vm_stat`).
+    node_stat: vmstat::NodeStats,
+    /// The node's kswapd (`pgdat->kswapd*`).
+    kswapd: vmscan::Kswapd,
     slab: slab::SlabGlobals,
     slab_pages: SlabPages,
     /// The kernel's top-level page table (`swapper_pg_dir`, `init_mm.pgd`).

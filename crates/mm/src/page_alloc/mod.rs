@@ -127,10 +127,59 @@ pub struct ZoneVerdict {
     pub largest_order: Option<u8>,
     /// Free pages at the time (`NR_FREE_PAGES`; pages of a zone fit 32 bits up to 16 TiB).
     pub free: u32,
-    /// The watermark used, after any reserve reduction.
+    /// Which watermark was checked.
+    pub watermark: Watermark,
+    /// That watermark in pages.
+    pub wmark_pages: u32,
+    /// The allocation flags of the attempt (which reserves it could use).
+    pub flags: AllocFlags,
+    /// The watermark used, after the reserve reduction the flags grant: the floor the
+    /// request may dig down to.
     pub mark: u32,
     /// The lowmem reserve held back from this request.
     pub reserve: u32,
+}
+
+impl ZoneVerdict {
+    /// Who may use the reserves below the watermark, and how much of them.
+    fn reserve_rule(&self) -> &'static str {
+        let f = self.flags;
+        if f.contains(AllocFlags::OOM) {
+            "an OOM victim (ALLOC_OOM): half"
+        } else if f.contains(AllocFlags::MIN_RESERVE | AllocFlags::NON_BLOCK) {
+            "__GFP_HIGH (half) and a non-blocking caller (a further quarter), as GFP_ATOMIC"
+        } else if f.contains(AllocFlags::MIN_RESERVE) {
+            "__GFP_HIGH: half"
+        } else {
+            "none"
+        }
+    }
+}
+
+/// The watermark part of a zone's verdict: which watermark, the reserves the request may
+/// use below it, and the lowmem reserve it must leave.
+impl fmt::Display for ZoneVerdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self.watermark {
+            Watermark::Min => "min",
+            Watermark::Low => "low",
+            Watermark::High => "high",
+        };
+        if self.mark < self.wmark_pages {
+            write!(
+                f,
+                "watermark {name} {} less the reserves of {} = floor {}",
+                self.wmark_pages,
+                self.reserve_rule(),
+                self.mark
+            )?;
+        } else if self.watermark == Watermark::Min {
+            write!(f, "watermark min {} (no access to the reserves below it)", self.mark)?;
+        } else {
+            write!(f, "watermark {name} {}", self.mark)?;
+        }
+        write!(f, " + lowmem_reserve {}, ", self.reserve)
+    }
 }
 
 /// Why the page allocator gave up.
@@ -196,11 +245,7 @@ impl fmt::Display for AllocFailure {
             self.reason.describe()
         )?;
         for v in self.zones.iter().flatten().rev() {
-            write!(
-                f,
-                "; {}: free {} pages, watermark {} + lowmem_reserve {}, ",
-                v.zone, v.free, v.mark, v.reserve
-            )?;
+            write!(f, "; {}: free {} pages, {}", v.zone, v.free, v)?;
             match v.largest_order.map(u32::from) {
                 Some(o) if o >= self.order => write!(f, "largest free block order {o}")?,
                 Some(o) => write!(
@@ -454,6 +499,9 @@ impl<P: Platform> Mm<P> {
         let pages = |n: u64| n.min(u32::MAX as u64) as u32;
         ZoneVerdict {
             zone: zone.zone_type,
+            watermark: flags.watermark(),
+            wmark_pages: pages(zone.wmark(flags.watermark())),
+            flags,
             largest_order: zone
                 .free_area
                 .lock_irqsave(&self.platform)
@@ -545,15 +593,14 @@ impl<P: Platform> Mm<P> {
                         continue;
                     }
                 }
+                let dips = self.needs_reserves(zone, ac, flags);
                 if let Some(pfn) = self.rmqueue(zone, ac, flags) {
                     let events = &self.percpu.get(ac.cpu).events;
                     events.pgalloc[zone.idx].add(1 << ac.order);
                     if zone.idx != preferred {
                         VmEvents::add(&self.events.zone_fallback, 1);
                     }
-                    if flags.watermark() == Watermark::Min
-                        && zone.free_pages() < zone.wmark(Watermark::Min)
-                    {
+                    if dips {
                         VmEvents::add(&self.events.alloc_reserve, 1);
                     }
                     self.prep_new_page(pfn, ac);
@@ -570,6 +617,25 @@ impl<P: Platform> Mm<P> {
             }
             return None;
         }
+    }
+
+    /// Would `zone` refuse this request without the reserves its flags grant below the
+    /// watermark (`ALLOC_MIN_RESERVE`, `ALLOC_NON_BLOCK`, `ALLOC_OOM`)? An allocation
+    /// that passes only thanks to them is what `alloc_reserve` counts.
+    fn needs_reserves(&self, zone: &Zone, ac: &AllocContext, flags: AllocFlags) -> bool {
+        let dig = AllocFlags::MIN_RESERVE | AllocFlags::NON_BLOCK | AllocFlags::OOM;
+        if !flags.intersects(dig) || flags.contains(AllocFlags::NO_WATERMARKS) {
+            return false;
+        }
+        let mark = zone.wmark(flags.watermark());
+        !self.zone_watermark_ok(
+            zone,
+            ac.order,
+            mark,
+            ac.highest_zoneidx,
+            flags - dig,
+            zone.free_pages(),
+        )
     }
 
     /// `rmqueue()`: per-CPU lists for the orders they cache, else the buddy lists.
