@@ -149,6 +149,7 @@ impl<P: Platform> Mm<P> {
         for priority in (0..=DEF_PRIORITY).rev() {
             done.add(self.shrink_node(
                 gfp,
+                reclaim_idx,
                 priority,
                 nr_to_reclaim - done.reclaimed,
                 Reclaimer::Direct,
@@ -160,24 +161,31 @@ impl<P: Platform> Mm<P> {
         done.reclaimed
     }
 
-    /// `shrink_node()`: each shrinker scans `freeable >> priority` pages (at least one),
-    /// up to what is still `wanted`, counted for `who`. Progress revives a kswapd that
-    /// gave up on the node ("A successful direct reclaim run will revive a dormant
-    /// kswapd": `pgdat->kswapd_failures = 0`).
-    fn shrink_node(&self, gfp: Gfp, priority: u32, wanted: u64, who: Reclaimer) -> ReclaimStats {
+    /// `shrink_node()`: each shrinker scans `freeable >> priority` of its pages in zones up
+    /// to `reclaim_idx` (at least one), up to what is still `wanted`, counted for `who`.
+    /// Progress revives a kswapd that gave up on the node ("A successful direct reclaim
+    /// run will revive a dormant kswapd": `pgdat->kswapd_failures = 0`).
+    fn shrink_node(
+        &self,
+        gfp: Gfp,
+        reclaim_idx: usize,
+        priority: u32,
+        wanted: u64,
+        who: Reclaimer,
+    ) -> ReclaimStats {
         let mut done = ReclaimStats::default();
         self.platform.for_each_shrinker(&mut |s: &dyn Shrinker<P>| {
             if done.reclaimed >= wanted {
                 return;
             }
-            let freeable = s.count_objects(self);
+            let freeable = s.count_objects_below(self, reclaim_idx);
             if freeable == 0 {
                 return;
             }
             let scan = (freeable >> priority)
                 .max(1)
                 .min(wanted - done.reclaimed);
-            let got = s.scan_objects(self, gfp, scan);
+            let got = s.scan_objects_below(self, gfp, scan, reclaim_idx);
             done.add(ReclaimStats {
                 scanned: scan,
                 reclaimed: got,
@@ -197,9 +205,15 @@ impl<P: Platform> Mm<P> {
 
     /// Pages the shrinkers say they could free (`zone_reclaimable_pages`, summed).
     pub fn reclaimable_pages(&self) -> u64 {
+        self.reclaimable_pages_below(MAX_NR_ZONES - 1)
+    }
+
+    /// Pages the shrinkers could free from zones at or below index `reclaim_idx`.
+    pub fn reclaimable_pages_below(&self, reclaim_idx: usize) -> u64 {
         let mut total = 0;
-        self.platform
-            .for_each_shrinker(&mut |s: &dyn Shrinker<P>| total += s.count_objects(self));
+        self.platform.for_each_shrinker(&mut |s: &dyn Shrinker<P>| {
+            total += s.count_objects_below(self, reclaim_idx)
+        });
         total
     }
 
@@ -366,7 +380,13 @@ impl<P: Platform> Mm<P> {
                 .filter(|z| z.managed_pages > 0)
                 .map(|z| z.wmark(Watermark::High).max(SWAP_CLUSTER_MAX))
                 .sum();
-            let round = self.shrink_node(Gfp::GFP_KERNEL, priority, nr_to_reclaim, Reclaimer::Kswapd);
+            let round = self.shrink_node(
+                Gfp::GFP_KERNEL,
+                highest_zoneidx.min(MAX_NR_ZONES - 1),
+                priority,
+                nr_to_reclaim,
+                Reclaimer::Kswapd,
+            );
             total.add(round);
             if order > 0 && total.reclaimed >= 2u64 << order {
                 order = 0;

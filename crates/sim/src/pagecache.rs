@@ -8,14 +8,44 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Mutex;
 
+use kmemlab_mm::page_alloc::MAX_NR_ZONES;
 use kmemlab_mm::{Gfp, Mm, Pfn, Shrinker, PAGE_SIZE};
 
 use crate::machine::SimPlatform;
 
-/// Clean, droppable file pages, oldest first.
+/// Clean, droppable file pages: the inactive file LRU, one list per zone as the
+/// kernel's LRU is sorted by zone when reclaim skips ineligible ones, oldest first.
 #[derive(Default)]
 pub struct PageCache {
-    pages: Mutex<VecDeque<Pfn>>,
+    lru: Mutex<Lru>,
+}
+
+#[derive(Default)]
+struct Lru {
+    /// (age, page) per zone index, oldest first.
+    zones: [VecDeque<(u64, Pfn)>; MAX_NR_ZONES],
+    /// The next page's age.
+    next_age: u64,
+}
+
+impl Lru {
+    fn len_below(&self, reclaim_idx: usize) -> u64 {
+        self.zones[..=reclaim_idx.min(MAX_NR_ZONES - 1)]
+            .iter()
+            .map(|l| l.len() as u64)
+            .sum()
+    }
+
+    /// The oldest page of the zones at or below `reclaim_idx`.
+    fn pop_oldest_below(&mut self, reclaim_idx: usize) -> Option<Pfn> {
+        let zone = self.zones[..=reclaim_idx.min(MAX_NR_ZONES - 1)]
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| l.front().map(|&(age, _)| (age, i)))
+            .min()?
+            .1;
+        self.zones[zone].pop_front().map(|(_, pfn)| pfn)
+    }
 }
 
 /// What one [`PageCache::fill_bytes`] did.
@@ -63,7 +93,11 @@ impl PageCache {
             };
             mm.account_page_cache(page, 1);
             let pfn = mm.page_to_pfn(page);
-            self.pages.lock().expect("page cache lock").push_back(pfn);
+            let zone = mm.page_zone(page).idx;
+            let mut lru = self.lru.lock().expect("page cache lock");
+            let age = lru.next_age;
+            lru.next_age += 1;
+            lru.zones[zone].push_back((age, pfn));
             added += 1;
         }
         added
@@ -82,7 +116,12 @@ impl PageCache {
 
     /// Pages in the cache.
     pub fn len(&self) -> u64 {
-        self.pages.lock().expect("page cache lock").len() as u64
+        self.len_below(MAX_NR_ZONES - 1)
+    }
+
+    /// Pages in the cache in zones at or below index `zone_idx`.
+    pub fn len_below(&self, zone_idx: usize) -> u64 {
+        self.lru.lock().expect("page cache lock").len_below(zone_idx)
     }
 
     /// Is the cache empty?
@@ -94,15 +133,20 @@ impl PageCache {
     /// `drop_pagecache`). Returns the pages freed.
     pub fn drop_all(&self, mm: &Mm<SimPlatform>) -> u64 {
         mm.events().drop_pagecache.fetch_add(1, Relaxed);
-        self.scan(mm, u64::MAX)
+        self.scan(mm, u64::MAX, MAX_NR_ZONES - 1)
     }
 
-    /// Evict up to `nr` pages, oldest first: out of the page cache's accounting, then
-    /// back to the page allocator.
-    fn scan(&self, mm: &Mm<SimPlatform>, nr: u64) -> u64 {
+    /// Evict up to `nr` pages of zones at or below `reclaim_idx`, oldest first: out of
+    /// the page cache's accounting, then back to the page allocator.
+    fn scan(&self, mm: &Mm<SimPlatform>, nr: u64, reclaim_idx: usize) -> u64 {
         let mut freed = 0;
         while freed < nr {
-            let Some(pfn) = self.pages.lock().expect("page cache lock").pop_front() else {
+            let next = self
+                .lru
+                .lock()
+                .expect("page cache lock")
+                .pop_oldest_below(reclaim_idx);
+            let Some(pfn) = next else {
                 break;
             };
             if let Ok(page) = mm.pfn_to_page(pfn) {
@@ -126,6 +170,20 @@ impl Shrinker<SimPlatform> for PageCache {
     }
 
     fn scan_objects(&self, mm: &Mm<SimPlatform>, _gfp: Gfp, nr_to_scan: u64) -> u64 {
-        self.scan(mm, nr_to_scan)
+        self.scan(mm, nr_to_scan, MAX_NR_ZONES - 1)
+    }
+
+    fn count_objects_below(&self, _mm: &Mm<SimPlatform>, reclaim_idx: usize) -> u64 {
+        self.len_below(reclaim_idx)
+    }
+
+    fn scan_objects_below(
+        &self,
+        mm: &Mm<SimPlatform>,
+        _gfp: Gfp,
+        nr_to_scan: u64,
+        reclaim_idx: usize,
+    ) -> u64 {
+        self.scan(mm, nr_to_scan, reclaim_idx)
     }
 }

@@ -1191,6 +1191,14 @@ impl<P: Platform> Mm<P> {
         Ok(())
     }
 
+    /// The largest order with a free block in the zone's buddy lists, if any (per-CPU
+    /// lists not included).
+    pub fn largest_free_order(&self, zone: &Zone) -> Option<u32> {
+        zone.free_area
+            .lock_irqsave(&self.platform)
+            .largest_free_order()
+    }
+
     /// Free blocks per order and migrate type of one zone, under its lock (for `/proc`).
     pub fn free_area_snapshot(&self, zone: &Zone) -> FreeAreaSnapshot {
         let area = zone.free_area.lock_irqsave(&self.platform);

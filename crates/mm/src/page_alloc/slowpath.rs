@@ -132,7 +132,7 @@ impl<P: Platform> Mm<P> {
         if *no_progress_loops > MAX_RECLAIM_RETRIES {
             return self.unreserve_highatomic_pageblock(ac, true);
         }
-        let reclaimable = self.reclaimable_pages();
+        let reclaimable = self.reclaimable_pages_below(ac.highest_zoneidx);
         let retry = self.zonelist(ac.highest_zoneidx).any(|zone| {
             let available = zone.free_pages() + reclaimable;
             self.zone_watermark_ok(
