@@ -9,8 +9,8 @@ use crate::addr::{MAX_PAGE_ORDER, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, PAGE_SHIF
 use crate::mm_init::PERCPU_NAME;
 use crate::page_alloc::slowpath::MAX_RECLAIM_RETRIES;
 use crate::page_alloc::{MigrateType, Watermark, MIGRATE_TYPES};
-use crate::vmstat::{NodeStatItem, ZoneStatItem};
 use crate::platform::Platform;
+use crate::vmstat::{NodeStatItem, ZoneStatItem};
 use crate::Mm;
 
 /// The `/proc` files kmemlab renders.
@@ -366,7 +366,8 @@ fn node_stats<P: Platform>(mm: &Mm<P>) -> [(&'static str, u64); 6] {
         ),
         (
             "nr_slab_unreclaimable",
-            slab.unreclaimable.load(core::sync::atomic::Ordering::Relaxed),
+            slab.unreclaimable
+                .load(core::sync::atomic::Ordering::Relaxed),
         ),
         (
             NodeStatItem::NrFilePages.name(),
@@ -380,7 +381,10 @@ fn node_stats<P: Platform>(mm: &Mm<P>) -> [(&'static str, u64); 6] {
 /// `allocstall_*` for each zone the profile configures (`TEXTS_FOR_ZONES`: x86_64 has
 /// dma, dma32, normal, movable; i386 dma, normal, high, movable), then the reclaim
 /// counters (`pgsteal_*` before `pgscan_*`, as `vmstat_text` lists them).
-pub fn vm_events<P: Platform>(mm: &Mm<P>, f: &mut dyn FnMut(&str, &str, u64) -> fmt::Result) -> fmt::Result {
+pub fn vm_events<P: Platform>(
+    mm: &Mm<P>,
+    f: &mut dyn FnMut(&str, &str, u64) -> fmt::Result,
+) -> fmt::Result {
     use core::sync::atomic::Ordering::Relaxed;
     let zone_suffix = |z: crate::ZoneType| match z {
         crate::ZoneType::Dma => "dma",
@@ -394,7 +398,11 @@ pub fn vm_events<P: Platform>(mm: &Mm<P>, f: &mut dyn FnMut(&str, &str, u64) -> 
     }
     let e = mm.events();
     for zone in mm.zones() {
-        f("allocstall_", zone_suffix(zone.zone_type), e.allocstall[zone.idx].load(Relaxed))?;
+        f(
+            "allocstall_",
+            zone_suffix(zone.zone_type),
+            e.allocstall[zone.idx].load(Relaxed),
+        )?;
     }
     f("pgfree", "", mm.pgfree())?;
     for (name, counter) in [
@@ -402,8 +410,14 @@ pub fn vm_events<P: Platform>(mm: &Mm<P>, f: &mut dyn FnMut(&str, &str, u64) -> 
         ("pgsteal_direct", &e.pgsteal_direct),
         ("pgscan_kswapd", &e.pgscan_kswapd),
         ("pgscan_direct", &e.pgscan_direct),
-        ("kswapd_low_wmark_hit_quickly", &e.kswapd_low_wmark_hit_quickly),
-        ("kswapd_high_wmark_hit_quickly", &e.kswapd_high_wmark_hit_quickly),
+        (
+            "kswapd_low_wmark_hit_quickly",
+            &e.kswapd_low_wmark_hit_quickly,
+        ),
+        (
+            "kswapd_high_wmark_hit_quickly",
+            &e.kswapd_high_wmark_hit_quickly,
+        ),
         ("pageoutrun", &e.pageoutrun),
         ("drop_pagecache", &e.drop_pagecache),
     ] {
@@ -427,7 +441,9 @@ pub fn vmstat<P: Platform>(mm: &Mm<P>, w: &mut dyn Write) -> fmt::Result {
     for (name, value) in node_stats(mm) {
         writeln!(w, "{name} {value}")?;
     }
-    vm_events(mm, &mut |prefix, suffix, n| writeln!(w, "{prefix}{suffix} {n}"))
+    vm_events(mm, &mut |prefix, suffix, n| {
+        writeln!(w, "{prefix}{suffix} {n}")
+    })
 }
 
 /// `/proc/vmallocinfo` (`s_show` in `mm/vmalloc.c`): every busy area in address order

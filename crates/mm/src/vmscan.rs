@@ -182,9 +182,7 @@ impl<P: Platform> Mm<P> {
             if freeable == 0 {
                 return;
             }
-            let scan = (freeable >> priority)
-                .max(1)
-                .min(wanted - done.reclaimed);
+            let scan = (freeable >> priority).max(1).min(wanted - done.reclaimed);
             let got = s.scan_objects_below(self, gfp, scan, reclaim_idx);
             done.add(ReclaimStats {
                 scanned: scan,
@@ -282,7 +280,9 @@ impl<P: Platform> Mm<P> {
     /// when a CPU leaves kernel code). Returns at once if another CPU is running it.
     pub fn kswapd_run(&self) -> KswapdRun {
         let k = &self.kswapd;
-        let Ok(prev) = k.state.fetch_update(Relaxed, Relaxed, |s| (s != RUNNING).then_some(RUNNING))
+        let Ok(prev) = k
+            .state
+            .fetch_update(Relaxed, Relaxed, |s| (s != RUNNING).then_some(RUNNING))
         else {
             return KswapdRun::default();
         };
@@ -330,8 +330,7 @@ impl<P: Platform> Mm<P> {
     /// `prepare_kswapd_sleep()`: may kswapd sleep? On a hopeless node yes ("leave it to
     /// direct reclaim"), otherwise only once it is balanced.
     fn prepare_kswapd_sleep(&self, order: u32, highest_zoneidx: usize) -> bool {
-        self.kswapd_failures() >= MAX_RECLAIM_RETRIES
-            || self.pgdat_balanced(order, highest_zoneidx)
+        self.kswapd_failures() >= MAX_RECLAIM_RETRIES || self.pgdat_balanced(order, highest_zoneidx)
     }
 
     /// `pgdat_balanced()`: is some eligible zone (checked bottom-up, lower zones being

@@ -167,9 +167,7 @@ impl<const N: usize> PageStates<N> {
     /// `atomic_long_add`; a count never goes below zero (a caller's bad delta is clamped
     /// rather than wrapped, and `check()` reports the disagreement).
     fn add(&self, i: usize, delta: i64) {
-        let _ = self.0[i].fetch_update(Relaxed, Relaxed, |v| {
-            Some(v.saturating_add_signed(delta))
-        });
+        let _ = self.0[i].fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_add_signed(delta)));
     }
 }
 

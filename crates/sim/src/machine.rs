@@ -467,6 +467,10 @@ impl Machine {
     /// CPU, it nests: a hard-IRQ context entered this way is an interrupt arriving at
     /// that point, and is refused while interrupts are disabled. A hard-IRQ or NMI context
     /// runs with interrupts disabled, as the hardware enters handlers.
+    ///
+    /// When the outermost call returns, the CPU runs what the kernel left for it, in
+    /// process context: its kworker's work items, then kswapd if an allocation woke it
+    /// (or its nap after balancing is waiting to end; see [`kmemlab_mm::vmscan`]).
     pub fn on_cpu<R>(
         &self,
         cpu: usize,

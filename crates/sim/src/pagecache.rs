@@ -121,7 +121,10 @@ impl PageCache {
 
     /// Pages in the cache in zones at or below index `zone_idx`.
     pub fn len_below(&self, zone_idx: usize) -> u64 {
-        self.lru.lock().expect("page cache lock").len_below(zone_idx)
+        self.lru
+            .lock()
+            .expect("page cache lock")
+            .len_below(zone_idx)
     }
 
     /// Is the cache empty?

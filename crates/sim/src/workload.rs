@@ -269,10 +269,13 @@ fn pin_block(
     stride: u32,
     pinned: &mut Vec<Pfn>,
 ) -> Result<(), FragmentError> {
-    let page = mm.alloc_pages(gfp, block_order).map_err(FragmentError::Alloc)?;
+    let page = mm
+        .alloc_pages(gfp, block_order)
+        .map_err(FragmentError::Alloc)?;
     let first = mm.page_to_pfn(page);
     let served_by = mm.page_zone(page).zone_type;
-    mm.split_page(page, block_order).map_err(FragmentError::Free)?;
+    mm.split_page(page, block_order)
+        .map_err(FragmentError::Free)?;
     let keep_every = 1u64 << stride.min(block_order);
     for pfn in (first.0..first.0 + (1 << block_order)).map(Pfn) {
         if served_by == zone_type && (pfn.0 - first.0) % keep_every == 0 {

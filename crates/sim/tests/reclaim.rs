@@ -29,8 +29,13 @@ fn vmstat_lines(mm: &Mm<SimPlatform>) -> Vec<(String, u64)> {
     text.lines()
         .map(|l| {
             let (name, value) = l.split_once(' ').unwrap_or_else(|| panic!("{l:?}"));
-            assert!(!name.is_empty() && name.bytes().all(|b| b == b'_' || b.is_ascii_alphanumeric()));
-            (name.to_string(), value.parse().unwrap_or_else(|_| panic!("{l:?}")))
+            assert!(
+                !name.is_empty() && name.bytes().all(|b| b == b'_' || b.is_ascii_alphanumeric())
+            );
+            (
+                name.to_string(),
+                value.parse().unwrap_or_else(|_| panic!("{l:?}")),
+            )
         })
         .collect()
 }
@@ -43,7 +48,12 @@ fn meminfo_kb(mm: &Mm<SimPlatform>, label: &str) -> u64 {
     let mut text = String::new();
     kmemlab_mm::procfs::render(mm, "meminfo", &mut text).unwrap();
     let line = text.lines().find(|l| l.starts_with(label)).unwrap();
-    line[label.len()..].trim().trim_end_matches(" kB").trim().parse().unwrap()
+    line[label.len()..]
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 /// Index of the highest populated zone GFP_KERNEL may use.
@@ -79,7 +89,11 @@ fn fill(m: &Machine) -> (u64, bool) {
         assert!(r.stopped_short(), "2 GiB do not fit: {r:?}");
         assert_eq!(r.cached, r.added, "a fill does not reclaim its own pages");
         let top = populated(mm).last().unwrap();
-        assert!(top.free_pages() < top.wmark(Watermark::Low), "{} below low", top.name());
+        assert!(
+            top.free_pages() < top.wmark(Watermark::Low),
+            "{} below low",
+            top.name()
+        );
         (r.added, mm.kswapd_pending())
     })
 }
@@ -100,7 +114,10 @@ fn page_cache_fill_is_accounted_and_kswapd_trims_it_back_to_high() {
         let mm = m.mm();
         let (added, woken) = fill(&m);
         assert!(woken, "{profile}: the fill woke kswapd");
-        assert!(added > managed(mm) * 9 / 10, "{profile}: {added} pages cached");
+        assert!(
+            added > managed(mm) * 9 / 10,
+            "{profile}: {added} pages cached"
+        );
 
         // kswapd ran when the CPU left the kernel: it reclaimed from the cache only.
         let v = vmstat(mm);
@@ -126,8 +143,14 @@ fn page_cache_fill_is_accounted_and_kswapd_trims_it_back_to_high() {
         m.run(|_| ());
         assert_eq!(mm.kswapd_state(), KswapdState::Asleep);
         let v2 = vmstat(mm);
-        assert_eq!(v2["kswapd_low_wmark_hit_quickly"], v["kswapd_low_wmark_hit_quickly"]);
-        assert_eq!(v2["kswapd_high_wmark_hit_quickly"], v["kswapd_high_wmark_hit_quickly"]);
+        assert_eq!(
+            v2["kswapd_low_wmark_hit_quickly"],
+            v["kswapd_low_wmark_hit_quickly"]
+        );
+        assert_eq!(
+            v2["kswapd_high_wmark_hit_quickly"],
+            v["kswapd_high_wmark_hit_quickly"]
+        );
         // An explicit run on a balanced node does nothing.
         assert_eq!(m.run_kswapd().passes, 0);
 
@@ -255,11 +278,20 @@ fn kswapd_rebalances_and_counts_how_quickly_the_watermarks_came_back() {
             held
         });
         let v1 = vmstat(mm);
-        assert_eq!(v1["kswapd_low_wmark_hit_quickly"], v0["kswapd_low_wmark_hit_quickly"] + 1);
+        assert_eq!(
+            v1["kswapd_low_wmark_hit_quickly"],
+            v0["kswapd_low_wmark_hit_quickly"] + 1
+        );
         assert!(v1["pageoutrun"] > v0["pageoutrun"]);
         assert!(v1["pgsteal_kswapd"] > v0["pgsteal_kswapd"]);
-        assert!(v1["pgscan_kswapd"] - v0["pgscan_kswapd"] >= v1["pgsteal_kswapd"] - v0["pgsteal_kswapd"]);
-        assert_eq!(v1["pgsteal_direct"], 0, "{profile}: kswapd kept up, no direct reclaim");
+        assert!(
+            v1["pgscan_kswapd"] - v0["pgscan_kswapd"]
+                >= v1["pgsteal_kswapd"] - v0["pgsteal_kswapd"]
+        );
+        assert_eq!(
+            v1["pgsteal_direct"], 0,
+            "{profile}: kswapd kept up, no direct reclaim"
+        );
         assert_rebalanced(mm, normal);
 
         // Dip below high but not below low while it naps: nobody wakes it, but the nap
@@ -269,13 +301,23 @@ fn kswapd_rebalances_and_counts_how_quickly_the_watermarks_came_back() {
                 held.push(mm.page_to_pfn(mm.alloc_pages(Gfp::GFP_KERNEL, 0).unwrap()));
             }
             for z in populated(mm).filter(|z| z.idx <= normal) {
-                assert!(z.free_pages() > z.wmark(Watermark::Low), "{}: still above low", z.name());
+                assert!(
+                    z.free_pages() > z.wmark(Watermark::Low),
+                    "{}: still above low",
+                    z.name()
+                );
             }
             assert_eq!(mm.kswapd_state(), KswapdState::Napping);
         });
         let v2 = vmstat(mm);
-        assert_eq!(v2["kswapd_low_wmark_hit_quickly"], v1["kswapd_low_wmark_hit_quickly"]);
-        assert_eq!(v2["kswapd_high_wmark_hit_quickly"], v1["kswapd_high_wmark_hit_quickly"] + 1);
+        assert_eq!(
+            v2["kswapd_low_wmark_hit_quickly"],
+            v1["kswapd_low_wmark_hit_quickly"]
+        );
+        assert_eq!(
+            v2["kswapd_high_wmark_hit_quickly"],
+            v1["kswapd_high_wmark_hit_quickly"] + 1
+        );
         assert!(v2["pgsteal_kswapd"] > v1["pgsteal_kswapd"]);
         assert_rebalanced(mm, normal);
         mm.check().unwrap();
@@ -296,7 +338,48 @@ fn kswapd_rebalances_and_counts_how_quickly_the_watermarks_came_back() {
         kmemlab_mm::procfs::render(mm, "zoneinfo", &mut zoneinfo).unwrap();
         assert!(zoneinfo.contains("node_unreclaimable:  1"));
         m.run(|_| ());
-        assert_eq!(mm.kswapd_state(), KswapdState::Asleep, "a hopeless node sleeps");
+        assert_eq!(
+            mm.kswapd_state(),
+            KswapdState::Asleep,
+            "a hopeless node sleeps"
+        );
+        free_all(&m, held);
+        assert!(m.take_console().is_empty());
+        mm.check().unwrap();
+    }
+}
+
+#[test]
+fn an_interrupt_only_wakes_kswapd_which_reclaims_after_it() {
+    for profile in PROFILES {
+        let m = gib_machine(profile);
+        let mm = m.mm();
+        fill(&m);
+        m.run(|_| ()); // the nap after the fill's rebalancing ends: asleep
+        assert_eq!(mm.kswapd_state(), KswapdState::Asleep);
+        let steal0 = mm.events().pgsteal_kswapd.load(Relaxed);
+        let held = m
+            .on_cpu(1, kmemlab_mm::Context::Hardirq, |mm| {
+                let mut held = Vec::new();
+                while mm.pgdat_balanced(0, kernel_zone_idx(mm)) || !mm.kswapd_pending() {
+                    let p = mm
+                        .alloc_pages(Gfp::GFP_ATOMIC, 0)
+                        .expect("atomic above the reserves");
+                    held.push(mm.page_to_pfn(p));
+                }
+                assert_eq!(
+                    mm.events().pgsteal_kswapd.load(Relaxed),
+                    steal0,
+                    "no reclaim in the handler"
+                );
+                held
+            })
+            .unwrap();
+        assert!(
+            mm.events().pgsteal_kswapd.load(Relaxed) > steal0,
+            "{profile}: kswapd ran after the interrupt"
+        );
+        assert_rebalanced(mm, kernel_zone_idx(mm));
         free_all(&m, held);
         assert!(m.take_console().is_empty());
         mm.check().unwrap();
@@ -316,7 +399,12 @@ fn proc_vmstat_has_the_kernels_shape_and_agrees_with_the_counters() {
         unique.dedup();
         assert_eq!(unique.len(), names.len(), "no name twice");
         // vmstat_text order: zone items, node items, then the events.
-        let pos = |n: &str| names.iter().position(|&x| x == n).unwrap_or_else(|| panic!("{n} missing"));
+        let pos = |n: &str| {
+            names
+                .iter()
+                .position(|&x| x == n)
+                .unwrap_or_else(|| panic!("{n} missing"))
+        };
         let order = [
             "nr_free_pages",
             "nr_zone_inactive_file",
@@ -343,7 +431,12 @@ fn proc_vmstat_has_the_kernels_shape_and_agrees_with_the_counters() {
             "drop_pagecache",
         ];
         for pair in order.windows(2) {
-            assert!(pos(pair[0]) < pos(pair[1]), "{} before {}", pair[0], pair[1]);
+            assert!(
+                pos(pair[0]) < pos(pair[1]),
+                "{} before {}",
+                pair[0],
+                pair[1]
+            );
         }
         // TEXTS_FOR_ZONES: the zones the profile configures.
         let (has, lacks) = match profile {
@@ -352,11 +445,20 @@ fn proc_vmstat_has_the_kernels_shape_and_agrees_with_the_counters() {
         };
         assert!(names.contains(&has) && !names.contains(&lacks), "{profile}");
         // Only what is counted: no kmemlab counters, no modelled-away kernel ones.
-        for absent in ["alloc_reserve", "nr_dirty_threshold", "nr_anon_pages", "compact_stall", "pgfault"] {
+        for absent in [
+            "alloc_reserve",
+            "nr_dirty_threshold",
+            "nr_anon_pages",
+            "compact_stall",
+            "pgfault",
+        ] {
             assert!(!names.contains(&absent), "{absent}");
         }
         let v: HashMap<&str, u64> = lines.iter().map(|(n, x)| (n.as_str(), *x)).collect();
-        assert_eq!(v["nr_free_pages"], mm.zones().iter().map(|z| z.free_pages()).sum::<u64>());
+        assert_eq!(
+            v["nr_free_pages"],
+            mm.zones().iter().map(|z| z.free_pages()).sum::<u64>()
+        );
         assert_eq!(v["nr_file_pages"], m.page_cache().len());
         assert_eq!(v["pgfree"], mm.pgfree());
         assert_eq!(v["nr_page_table_pages"], mm.nr_pagetable_pages());
@@ -365,7 +467,10 @@ fn proc_vmstat_has_the_kernels_shape_and_agrees_with_the_counters() {
             other => other.name().to_lowercase(),
         };
         for z in mm.zones() {
-            assert_eq!(v[format!("pgalloc_{}", suffix(z.zone_type)).as_str()], mm.pgalloc(z));
+            assert_eq!(
+                v[format!("pgalloc_{}", suffix(z.zone_type)).as_str()],
+                mm.pgalloc(z)
+            );
             assert_eq!(
                 v[format!("allocstall_{}", suffix(z.zone_type)).as_str()],
                 mm.events().allocstall[z.idx].load(Relaxed)
@@ -394,7 +499,10 @@ fn buddyinfo(mm: &Mm<SimPlatform>, zone: ZoneType) -> Vec<u64> {
         .lines()
         .find(|l| l.split_whitespace().nth(3) == Some(zone.name()))
         .unwrap_or_else(|| panic!("no {zone} in\n{text}"));
-    line.split_whitespace().skip(4).map(|n| n.parse().unwrap()).collect()
+    line.split_whitespace()
+        .skip(4)
+        .map(|n| n.parse().unwrap())
+        .collect()
 }
 
 /// The zones GFP_KERNEL may use, highest first.
@@ -416,20 +524,32 @@ fn fragment_leaves_no_large_block_and_undo_restores_everything() {
             zones.push("HighMem");
         }
         for (zone, pattern, order) in zones.iter().flat_map(|&z| {
-            [(z, FragmentPattern::Sparse, 10), (z, FragmentPattern::Alternate, 1), (z, FragmentPattern::Sparse, 4)]
+            [
+                (z, FragmentPattern::Sparse, 10),
+                (z, FragmentPattern::Alternate, 1),
+                (z, FragmentPattern::Sparse, 4),
+            ]
         }) {
             let zt = ZoneType::from_name(zone).unwrap();
             let z = &mm.zones()[zone_idx(mm, zt)];
             let free_before = z.free_pages();
-            let f = fragment(&m, zone, order, pattern).unwrap_or_else(|e| panic!("{profile} {zone}: {e}"));
+            let f = fragment(&m, zone, order, pattern)
+                .unwrap_or_else(|e| panic!("{profile} {zone}: {e}"));
             let r = f.report.clone();
             assert_eq!((r.zone, r.order, r.pattern), (zt, order, pattern));
             assert!(r.largest_free_order_before.unwrap() >= order);
             assert!(r.largest_free_order_after.unwrap() < order, "{r:?}");
             let counts = buddyinfo(mm, zt);
-            assert!(counts[order as usize..].iter().all(|&n| n == 0), "{profile} {zone} {counts:?}");
+            assert!(
+                counts[order as usize..].iter().all(|&n| n == 0),
+                "{profile} {zone} {counts:?}"
+            );
             assert_eq!(r.free_pages, z.free_pages());
-            assert_eq!(r.free_pages + r.pinned_pages, free_before, "{profile} {zone}");
+            assert_eq!(
+                r.free_pages + r.pinned_pages,
+                free_before,
+                "{profile} {zone}"
+            );
             match pattern {
                 FragmentPattern::Sparse => assert!(r.pinned_pages <= free_before >> (order - 1)),
                 FragmentPattern::Alternate => assert!(r.pinned_pages * 2 <= free_before + 1),
@@ -437,7 +557,11 @@ fn fragment_leaves_no_large_block_and_undo_restores_everything() {
             assert!(r.free_pages > z.wmark(Watermark::High), "well above high");
             mm.check().unwrap();
             assert_eq!(f.undo(&m).unwrap(), r.pinned_pages);
-            assert_eq!(z.free_pages(), free_before, "{profile} {zone}: undo gives every page back");
+            assert_eq!(
+                z.free_pages(),
+                free_before,
+                "{profile} {zone}: undo gives every page back"
+            );
         }
         assert!(m.take_console().is_empty());
         assert_all_free(&m, &boot, true);
@@ -450,7 +574,9 @@ fn after_fragment_a_4mib_kmalloc_fails_and_a_64mib_vmalloc_succeeds() {
         let m = gib_machine(profile);
         let mm = m.mm();
         m.run(|mm| {
-            let p = mm.kmalloc(4 << 20, Gfp::GFP_KERNEL).expect("4 MiB before fragmenting");
+            let p = mm
+                .kmalloc(4 << 20, Gfp::GFP_KERNEL)
+                .expect("4 MiB before fragmenting");
             mm.kfree(p).unwrap();
         });
         let frags: Vec<_> = kernel_zones(profile)
@@ -458,12 +584,18 @@ fn after_fragment_a_4mib_kmalloc_fails_and_a_64mib_vmalloc_succeeds() {
             .map(|zone| fragment(&m, zone, 10, FragmentPattern::Sparse).unwrap())
             .collect();
         for z in populated(mm) {
-            assert!(z.free_pages() > 2 * z.wmark(Watermark::High), "{}", z.name());
+            assert!(
+                z.free_pages() > 2 * z.wmark(Watermark::High),
+                "{}",
+                z.name()
+            );
         }
         let kmalloc = m.run(|mm| mm.kmalloc(4 << 20, Gfp::GFP_KERNEL | Gfp::__GFP_NOWARN));
         let err = kmalloc.expect_err("no order-10 block anywhere GFP_KERNEL may look");
         assert!(err.to_string().contains("order"), "{err}");
-        let v = m.run(|mm| mm.vmalloc(64 << 20)).expect("64 MiB of single pages");
+        let v = m
+            .run(|mm| mm.vmalloc(64 << 20))
+            .expect("64 MiB of single pages");
         m.run(|mm| mm.vfree(v)).unwrap();
         for zone in kernel_zones(profile) {
             let counts = buddyinfo(mm, ZoneType::from_name(zone).unwrap());
@@ -474,7 +606,9 @@ fn after_fragment_a_4mib_kmalloc_fails_and_a_64mib_vmalloc_succeeds() {
             f.undo(&m).unwrap();
         }
         m.run(|mm| {
-            let p = mm.kmalloc(4 << 20, Gfp::GFP_KERNEL).expect("4 MiB again after undo");
+            let p = mm
+                .kmalloc(4 << 20, Gfp::GFP_KERNEL)
+                .expect("4 MiB again after undo");
             mm.kfree(p).unwrap();
         });
         assert!(m.take_console().is_empty());
@@ -499,6 +633,9 @@ fn fragment_refuses_what_it_cannot_do() {
         fragment(&m, ZoneType::Dma, 0, FragmentPattern::Alternate),
         Err(kmemlab_sim::FragmentError::BadOrder(0))
     ));
-    assert_eq!(FragmentPattern::from_name("SPARSE"), Some(FragmentPattern::Sparse));
+    assert_eq!(
+        FragmentPattern::from_name("SPARSE"),
+        Some(FragmentPattern::Sparse)
+    );
     m.mm().check().unwrap();
 }

@@ -159,7 +159,11 @@ fn atomic_requests_dig_into_the_reserves_nowait_does_not() {
     assert_eq!(f.reason, FailReason::CannotReclaim);
     assert_eq!(dma.free_pages(), min);
     assert!(min < low);
-    assert_eq!(m.mm().events().allocstall_total(), 0, "no reclaim attempted");
+    assert_eq!(
+        m.mm().events().allocstall_total(),
+        0,
+        "no reclaim attempted"
+    );
     assert_eq!(event(m.mm(), |e| &e.alloc_reserve), 0);
 
     // __GFP_HIGH without the non-blocking bonus (__GFP_NOMEMALLOC): down to min - min/2.

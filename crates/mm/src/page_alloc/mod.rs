@@ -174,7 +174,11 @@ impl fmt::Display for ZoneVerdict {
                 self.mark
             )?;
         } else if self.watermark == Watermark::Min {
-            write!(f, "watermark min {} (no access to the reserves below it)", self.mark)?;
+            write!(
+                f,
+                "watermark min {} (no access to the reserves below it)",
+                self.mark
+            )?;
         } else {
             write!(f, "watermark {name} {}", self.mark)?;
         }
