@@ -278,7 +278,7 @@ fn pin_block(
         .map_err(FragmentError::Free)?;
     let keep_every = 1u64 << stride.min(block_order);
     for pfn in (first.0..first.0 + (1 << block_order)).map(Pfn) {
-        if served_by == zone_type && (pfn.0 - first.0) % keep_every == 0 {
+        if served_by == zone_type && (pfn.0 - first.0).is_multiple_of(keep_every) {
             pinned.push(pfn);
         } else {
             free_page(mm, pfn).map_err(FragmentError::Free)?;

@@ -221,8 +221,8 @@ fn atomic_digs_into_the_reserves_nowait_stops_at_min_kernel_reclaims() {
             let v = f.zones[top.idx].unwrap();
             assert_eq!(v.wmark_pages as u64, top.wmark(Watermark::Min));
             let half = v.wmark_pages - v.wmark_pages / 2;
-            assert_eq!(v.mark, half - half / 4, "GFP_ATOMIC's floor: 37.5 % of min");
-            assert!(top.free_pages() <= v.mark as u64 + v.reserve as u64);
+            assert_eq!(v.floor(), half - half / 4, "GFP_ATOMIC's floor: 37.5 % of min");
+            assert!(top.free_pages() <= v.floor() as u64 + v.reserve as u64);
             // GFP_NOWAIT still fails, still without touching the reserves.
             let reserve1 = events.alloc_reserve.load(Relaxed);
             assert!(mm.alloc_pages(Gfp::GFP_NOWAIT | Gfp::__GFP_NOWARN, 0).is_err());

@@ -103,6 +103,23 @@ impl AllocFlags {
     }
 }
 
+/// The watermark after the reserve reductions of `flags` (`__zone_watermark_ok`).
+fn effective_mark(mark: u64, flags: AllocFlags) -> i64 {
+    let mut min = mark as i64;
+    if flags.intersects(AllocFlags::RESERVES) {
+        if flags.contains(AllocFlags::MIN_RESERVE) {
+            min -= min / 2;
+            if flags.contains(AllocFlags::NON_BLOCK) {
+                min -= min / 4;
+            }
+        }
+        if flags.contains(AllocFlags::OOM) {
+            min -= min / 2;
+        }
+    }
+    min
+}
+
 /// What one allocation asks for (`struct alloc_context`).
 #[derive(Copy, Clone, Debug)]
 pub struct AllocContext {
@@ -125,25 +142,41 @@ pub struct ZoneVerdict {
     pub zone: ZoneType,
     /// The largest free order, if any.
     pub largest_order: Option<u8>,
+    /// The low byte of the attempt's allocation flags: which watermark it checked and
+    /// which reserves below it the request could use (kept small: the failure report
+    /// travels inside every allocation error).
+    pub alloc_flags: u8,
     /// Free pages at the time (`NR_FREE_PAGES`; pages of a zone fit 32 bits up to 16 TiB).
     pub free: u32,
-    /// Which watermark was checked.
-    pub watermark: Watermark,
-    /// That watermark in pages.
+    /// The watermark checked, in pages.
     pub wmark_pages: u32,
-    /// The allocation flags of the attempt (which reserves it could use).
-    pub flags: AllocFlags,
-    /// The watermark used, after the reserve reduction the flags grant: the floor the
-    /// request may dig down to.
-    pub mark: u32,
     /// The lowmem reserve held back from this request.
     pub reserve: u32,
 }
 
 impl ZoneVerdict {
+    /// The attempt's allocation flags (their low byte: watermark and reserve access).
+    pub fn flags(&self) -> AllocFlags {
+        AllocFlags::from_bits_truncate(u32::from(self.alloc_flags))
+    }
+
+    /// Which watermark was checked.
+    pub fn watermark(&self) -> Watermark {
+        self.flags().watermark()
+    }
+
+    /// The floor the request could dig down to: the watermark less the reserves its flags
+    /// grant (0 with `ALLOC_NO_WATERMARKS`).
+    pub fn floor(&self) -> u32 {
+        if self.flags().contains(AllocFlags::NO_WATERMARKS) {
+            return 0;
+        }
+        effective_mark(u64::from(self.wmark_pages), self.flags()).max(0) as u32
+    }
+
     /// Who may use the reserves below the watermark, and how much of them.
     fn reserve_rule(&self) -> &'static str {
-        let f = self.flags;
+        let f = self.flags();
         if f.contains(AllocFlags::OOM) {
             "an OOM victim (ALLOC_OOM): half"
         } else if f.contains(AllocFlags::MIN_RESERVE | AllocFlags::NON_BLOCK) {
@@ -160,27 +193,26 @@ impl ZoneVerdict {
 /// use below it, and the lowmem reserve it must leave.
 impl fmt::Display for ZoneVerdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = match self.watermark {
+        let name = match self.watermark() {
             Watermark::Min => "min",
             Watermark::Low => "low",
             Watermark::High => "high",
         };
-        if self.mark < self.wmark_pages {
+        let floor = self.floor();
+        if floor < self.wmark_pages {
             write!(
                 f,
-                "watermark {name} {} less the reserves of {} = floor {}",
+                "watermark {name} {} less the reserves of {} = floor {floor}",
                 self.wmark_pages,
                 self.reserve_rule(),
-                self.mark
             )?;
-        } else if self.watermark == Watermark::Min {
+        } else if self.watermark() == Watermark::Min {
             write!(
                 f,
-                "watermark min {} (no access to the reserves below it)",
-                self.mark
+                "watermark min {floor} (no access to the reserves below it)"
             )?;
         } else {
-            write!(f, "watermark {name} {}", self.mark)?;
+            write!(f, "watermark {name} {floor}")?;
         }
         write!(f, " + lowmem_reserve {}, ", self.reserve)
     }
@@ -426,23 +458,6 @@ impl<P: Platform> Mm<P> {
         unusable
     }
 
-    /// The watermark after the reserve reductions of `flags`.
-    fn effective_mark(mark: u64, flags: AllocFlags) -> i64 {
-        let mut min = mark as i64;
-        if flags.intersects(AllocFlags::RESERVES) {
-            if flags.contains(AllocFlags::MIN_RESERVE) {
-                min -= min / 2;
-                if flags.contains(AllocFlags::NON_BLOCK) {
-                    min -= min / 4;
-                }
-            }
-            if flags.contains(AllocFlags::OOM) {
-                min -= min / 2;
-            }
-        }
-        min
-    }
-
     /// `__zone_watermark_ok()`: would `free_pages` stay above the mark (less the reserves
     /// this request may use, plus the lowmem reserve it must leave), with a block of the
     /// order on a list it may use?
@@ -456,7 +471,7 @@ impl<P: Platform> Mm<P> {
         free_pages: u64,
     ) -> bool {
         let free = free_pages as i64 - Self::unusable_free(zone, order, flags) as i64;
-        let min = Self::effective_mark(mark, flags);
+        let min = effective_mark(mark, flags);
         if free <= min + zone.lowmem_reserve[highest_zoneidx] as i64 {
             return false;
         }
@@ -495,24 +510,17 @@ impl<P: Platform> Mm<P> {
     }
 
     fn verdict(&self, zone: &Zone, ac: &AllocContext, flags: AllocFlags) -> ZoneVerdict {
-        let mark = if flags.contains(AllocFlags::NO_WATERMARKS) {
-            0
-        } else {
-            Self::effective_mark(zone.wmark(flags.watermark()), flags).max(0) as u64
-        };
         let pages = |n: u64| n.min(u32::MAX as u64) as u32;
         ZoneVerdict {
             zone: zone.zone_type,
-            watermark: flags.watermark(),
+            alloc_flags: flags.bits() as u8,
             wmark_pages: pages(zone.wmark(flags.watermark())),
-            flags,
             largest_order: zone
                 .free_area
                 .lock_irqsave(&self.platform)
                 .largest_free_order()
                 .map(|o| o as u8),
             free: pages(zone.free_pages()),
-            mark: pages(mark),
             reserve: pages(zone.lowmem_reserve[ac.highest_zoneidx]),
         }
     }
