@@ -296,7 +296,7 @@ impl<P: Platform> Mm<P> {
         if !woken {
             // The nap ran out: "After a short sleep, check if it was a premature sleep."
             if prev != NAPPING || self.prepare_kswapd_sleep(sleep_order, highest_zoneidx) {
-                run.balanced = true;
+                run.balanced = self.pgdat_balanced(sleep_order, highest_zoneidx);
                 k.state.store(ASLEEP, Relaxed);
                 return run;
             }
