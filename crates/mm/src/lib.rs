@@ -14,7 +14,9 @@
 //!   kmalloc / kzalloc / kcalloc / kmalloc_array / krealloc / kfree / ksize / ...
 //!   kmem_cache_create / _alloc / _zalloc / _free / _shrink / _destroy
 //!   vmalloc / vzalloc / vmalloc_huge / __vmalloc / vrealloc / vfree / vmap / vunmap / ...
-//!   procfs::{buddyinfo, pagetypeinfo, zoneinfo, meminfo, slabinfo}
+//!   try_to_free_pages / wakeup_kswapd / kswapd_run / pgdat_balanced   (vmscan)
+//!   account_page_cache / mod_zone_page_state / mod_node_page_state  (vmstat)
+//!   procfs::{buddyinfo, pagetypeinfo, zoneinfo, meminfo, slabinfo, vmallocinfo, vmstat}
 //!   check()
 //! ```
 #![no_std]
@@ -69,6 +71,10 @@ pub struct Mm<P: Platform> {
     min_free_kbytes: u64,
     totalreserve_pages: u64,
     events: VmEvents,
+    /// The node's page counters (`pgdat->vm_stat`).
+    node_stat: vmstat::NodeStats,
+    /// The node's kswapd (`pgdat->kswapd*`).
+    kswapd: vmscan::Kswapd,
     slab: slab::SlabGlobals,
     slab_pages: SlabPages,
     /// The kernel's top-level page table (`swapper_pg_dir`, `init_mm.pgd`).

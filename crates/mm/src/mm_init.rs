@@ -129,6 +129,8 @@ impl<P: Platform> Mm<P> {
             min_free_kbytes: 0,
             totalreserve_pages: 0,
             events: VmEvents::default(),
+            node_stat: crate::vmstat::NodeStats::new(),
+            kswapd: crate::vmscan::Kswapd::new(),
             slab: crate::slab::SlabGlobals::new(config.slab),
             slab_pages: crate::SlabPages::default(),
             pgd: PhysAddr(0),

@@ -35,6 +35,19 @@ pub trait Shrinker<P: Platform> {
     fn count_objects(&self, mm: &Mm<P>) -> u64;
     /// Free up to `nr_to_scan` pages; return how many were freed (`scan_objects`).
     fn scan_objects(&self, mm: &Mm<P>, gfp: Gfp, nr_to_scan: u64) -> u64;
+    /// How many pages in zones at or below index `reclaim_idx` could be freed now (an
+    /// LRU's `lruvec_lru_size(lru, reclaim_idx)`). By default, all of them.
+    fn count_objects_below(&self, mm: &Mm<P>, reclaim_idx: usize) -> u64 {
+        let _ = reclaim_idx;
+        self.count_objects(mm)
+    }
+    /// Free up to `nr_to_scan` pages from zones at or below index `reclaim_idx`, passing
+    /// over the others as `isolate_lru_folios()` skips folios of zones above
+    /// `sc->reclaim_idx`. By default the limit is ignored.
+    fn scan_objects_below(&self, mm: &Mm<P>, gfp: Gfp, nr_to_scan: u64, reclaim_idx: usize) -> u64 {
+        let _ = reclaim_idx;
+        self.scan_objects(mm, gfp, nr_to_scan)
+    }
 }
 
 /// The hardware (or simulated hardware) under the kernel.

@@ -1,13 +1,16 @@
 //! `/proc` files in the kernel's exact formats (`mm/vmstat.c`, `fs/proc/meminfo.c`):
-//! `buddyinfo`, `pagetypeinfo`, `zoneinfo` and `meminfo`. Each renderer writes into any
+//! `buddyinfo`, `pagetypeinfo`, `zoneinfo`, `meminfo`, `vmstat`, `slabinfo` and
+//! `vmallocinfo`. Each renderer writes into any
 //! [`core::fmt::Write`], so a bare-metal kernel can serve them too.
 
 use core::fmt::{self, Write};
 
 use crate::addr::{MAX_PAGE_ORDER, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, PAGE_SHIFT};
 use crate::mm_init::PERCPU_NAME;
+use crate::page_alloc::slowpath::MAX_RECLAIM_RETRIES;
 use crate::page_alloc::{MigrateType, Watermark, MIGRATE_TYPES};
 use crate::platform::Platform;
+use crate::vmstat::{NodeStatItem, ZoneStatItem};
 use crate::Mm;
 
 /// The `/proc` files kmemlab renders.
@@ -18,6 +21,7 @@ pub const FILES: &[&str] = &[
     "meminfo",
     "slabinfo",
     "vmallocinfo",
+    "vmstat",
 ];
 
 /// Render `/proc/<name>`; `Ok(false)` if there is no such file.
@@ -30,6 +34,7 @@ pub fn render<P: Platform>(mm: &Mm<P>, name: &str, w: &mut dyn Write) -> Result<
         "meminfo" => meminfo(mm, w)?,
         "slabinfo" => slabinfo(mm, w)?,
         "vmallocinfo" => vmallocinfo(mm, w)?,
+        "vmstat" => vmstat(mm, w)?,
         _ => return Ok(false),
     }
     Ok(true)
@@ -101,8 +106,15 @@ pub fn pagetypeinfo<P: Platform>(mm: &Mm<P>, w: &mut dyn Write) -> fmt::Result {
 
 /// `/proc/zoneinfo` (`zoneinfo_show_print`), with the fields kmemlab has.
 pub fn zoneinfo<P: Platform>(mm: &Mm<P>, w: &mut dyn Write) -> fmt::Result {
+    let first_populated = mm.zones().iter().position(|z| z.is_populated());
     for zone in mm.zones() {
         write!(w, "Node 0, zone {:>8}", zone.name())?;
+        if Some(zone.idx) == first_populated {
+            w.write_str("\n  per-node stats")?;
+            for (name, value) in node_stats(mm) {
+                write!(w, "\n      {name:<12} {value}")?;
+            }
+        }
         write!(
             w,
             "\n  pages free     {}\n        boost    0\n        min      {}\n        low      {}\n        high     {}\n        spanned  {}\n        present  {}\n        managed  {}\n        cma      0",
@@ -124,6 +136,9 @@ pub fn zoneinfo<P: Platform>(mm: &Mm<P>, w: &mut dyn Write) -> fmt::Result {
             continue;
         }
         write!(w, "\n      {:<12} {}", "nr_free_pages", zone.free_pages())?;
+        for item in ZoneStatItem::ALL {
+            write!(w, "\n      {:<12} {}", item.name(), zone.page_state(item))?;
+        }
         write!(w, "\n  pagesets")?;
         for cpu in 0..mm.platform().nr_cpus() {
             let pcp = &mm.per_cpu(cpu).pcp[zone.idx];
@@ -137,7 +152,8 @@ pub fn zoneinfo<P: Platform>(mm: &Mm<P>, w: &mut dyn Write) -> fmt::Result {
         }
         write!(
             w,
-            "\n  node_unreclaimable:  0\n  start_pfn:           {}",
+            "\n  node_unreclaimable:  {}\n  start_pfn:           {}",
+            u8::from(mm.kswapd_failures() >= MAX_RECLAIM_RETRIES),
             zone.zone_start_pfn
         )?;
         writeln!(w)?;
@@ -218,8 +234,12 @@ pub struct MemInfo {
     pub free: u64,
     /// `MemAvailable` (`si_mem_available`).
     pub available: u64,
-    /// `Cached`: the page cache the shrinkers can give back.
+    /// `Cached`: the page cache (`NR_FILE_PAGES`).
     pub cached: u64,
+    /// `Active(file)`: `NR_ACTIVE_FILE`.
+    pub active_file: u64,
+    /// `Inactive(file)`: `NR_INACTIVE_FILE`.
+    pub inactive_file: u64,
     /// `HighTotal`.
     pub high_total: u64,
     /// `HighFree`.
@@ -238,7 +258,9 @@ pub fn meminfo_values<P: Platform>(mm: &Mm<P>) -> MemInfo {
     let total = zones.iter().map(|z| z.managed_pages).sum();
     let free: u64 = zones.iter().map(|z| z.free_pages()).sum();
     let is_high = |z: &&crate::Zone| z.zone_type == crate::ZoneType::HighMem;
-    let cached = mm.reclaimable_pages();
+    let cached = mm.node_page_state(NodeStatItem::NrFilePages);
+    let active_file = mm.node_page_state(NodeStatItem::NrActiveFile);
+    let inactive_file = mm.node_page_state(NodeStatItem::NrInactiveFile);
     let wmark_low: u64 = zones.iter().map(|z| z.wmark(Watermark::Low)).sum();
     let sreclaimable = mm
         .slab_pages()
@@ -248,8 +270,11 @@ pub fn meminfo_values<P: Platform>(mm: &Mm<P>) -> MemInfo {
         .slab_pages()
         .unreclaimable
         .load(core::sync::atomic::Ordering::Relaxed);
+    // si_mem_available(): free less the reserves, plus the file LRU and reclaimable slab
+    // less what kswapd would keep (half of each, at most the low watermarks).
     let mut available = free as i64 - mm.totalreserve_pages() as i64;
-    available += (cached - (cached / 2).min(wmark_low)) as i64;
+    let pagecache = active_file + inactive_file;
+    available += (pagecache - (pagecache / 2).min(wmark_low)) as i64;
     available += (sreclaimable - (sreclaimable / 2).min(wmark_low)) as i64;
     let percpu_bytes: u64 = mm
         .memblock()
@@ -264,6 +289,8 @@ pub fn meminfo_values<P: Platform>(mm: &Mm<P>) -> MemInfo {
         free,
         available: available.max(0) as u64,
         cached,
+        active_file,
+        inactive_file,
         high_total: zones.iter().filter(is_high).map(|z| z.managed_pages).sum(),
         high_free: zones.iter().filter(is_high).map(|z| z.free_pages()).sum(),
         percpu: percpu_bytes.div_ceil(4096),
@@ -279,6 +306,8 @@ pub fn meminfo<P: Platform>(mm: &Mm<P>, w: &mut dyn Write) -> fmt::Result {
     show_val_kb(w, "MemFree:", m.free)?;
     show_val_kb(w, "MemAvailable:", m.available)?;
     show_val_kb(w, "Cached:", m.cached)?;
+    show_val_kb(w, "Active(file):", m.active_file)?;
+    show_val_kb(w, "Inactive(file):", m.inactive_file)?;
     if mm.profile() == crate::Profile::I386 {
         show_val_kb(w, "HighTotal:", m.high_total)?;
         show_val_kb(w, "HighFree:", m.high_free)?;
@@ -316,6 +345,105 @@ fn arch_report_meminfo<P: Platform>(mm: &Mm<P>, w: &mut dyn Write) -> fmt::Resul
         show_val_kb(w, "DirectMap1G:", huge >> PAGE_SHIFT)?;
     }
     Ok(())
+}
+
+/// The node stat items kmemlab has, in `enum node_stat_item` order, with their values in
+/// pages (the byte-counted slab items divided by the page size, as `vmstat_start` does).
+fn node_stats<P: Platform>(mm: &Mm<P>) -> [(&'static str, u64); 6] {
+    let slab = mm.slab_pages();
+    [
+        (
+            NodeStatItem::NrInactiveFile.name(),
+            mm.node_page_state(NodeStatItem::NrInactiveFile),
+        ),
+        (
+            NodeStatItem::NrActiveFile.name(),
+            mm.node_page_state(NodeStatItem::NrActiveFile),
+        ),
+        (
+            "nr_slab_reclaimable",
+            slab.reclaimable.load(core::sync::atomic::Ordering::Relaxed),
+        ),
+        (
+            "nr_slab_unreclaimable",
+            slab.unreclaimable
+                .load(core::sync::atomic::Ordering::Relaxed),
+        ),
+        (
+            NodeStatItem::NrFilePages.name(),
+            mm.node_page_state(NodeStatItem::NrFilePages),
+        ),
+        ("nr_page_table_pages", mm.nr_pagetable_pages()),
+    ]
+}
+
+/// The `vm_event_item` counters kmemlab keeps, in the kernel's order: `pgalloc_*` and
+/// `allocstall_*` for each zone the profile configures (`TEXTS_FOR_ZONES`: x86_64 has
+/// dma, dma32, normal, movable; i386 dma, normal, high, movable), then the reclaim
+/// counters (`pgsteal_*` before `pgscan_*`, as `vmstat_text` lists them).
+pub fn vm_events<P: Platform>(
+    mm: &Mm<P>,
+    f: &mut dyn FnMut(&str, &str, u64) -> fmt::Result,
+) -> fmt::Result {
+    use core::sync::atomic::Ordering::Relaxed;
+    let zone_suffix = |z: crate::ZoneType| match z {
+        crate::ZoneType::Dma => "dma",
+        crate::ZoneType::Dma32 => "dma32",
+        crate::ZoneType::Normal => "normal",
+        crate::ZoneType::HighMem => "high",
+        crate::ZoneType::Movable => "movable",
+    };
+    for zone in mm.zones() {
+        f("pgalloc_", zone_suffix(zone.zone_type), mm.pgalloc(zone))?;
+    }
+    let e = mm.events();
+    for zone in mm.zones() {
+        f(
+            "allocstall_",
+            zone_suffix(zone.zone_type),
+            e.allocstall[zone.idx].load(Relaxed),
+        )?;
+    }
+    f("pgfree", "", mm.pgfree())?;
+    for (name, counter) in [
+        ("pgsteal_kswapd", &e.pgsteal_kswapd),
+        ("pgsteal_direct", &e.pgsteal_direct),
+        ("pgscan_kswapd", &e.pgscan_kswapd),
+        ("pgscan_direct", &e.pgscan_direct),
+        (
+            "kswapd_low_wmark_hit_quickly",
+            &e.kswapd_low_wmark_hit_quickly,
+        ),
+        (
+            "kswapd_high_wmark_hit_quickly",
+            &e.kswapd_high_wmark_hit_quickly,
+        ),
+        ("pageoutrun", &e.pageoutrun),
+        ("drop_pagecache", &e.drop_pagecache),
+    ] {
+        f(name, "", counter.load(Relaxed))?;
+    }
+    Ok(())
+}
+
+/// `/proc/vmstat` (`vmstat_show`: one `name value` line per item, in `vmstat_text`
+/// order): the zone stat items summed over zones, the node stat items, then the event
+/// counters, each only where kmemlab counts it. Items the kernel has for things kmemlab
+/// does not model (anon memory, writeback, NUMA, compaction, THP, the dirty thresholds)
+/// are left out rather than printed as zeros; kmemlab's own counters are not here (see
+/// [`crate::vmstat::VmEvents::all`]).
+pub fn vmstat<P: Platform>(mm: &Mm<P>, w: &mut dyn Write) -> fmt::Result {
+    let free: u64 = mm.zones().iter().map(|z| z.free_pages()).sum();
+    writeln!(w, "nr_free_pages {free}")?;
+    for item in ZoneStatItem::ALL {
+        writeln!(w, "{} {}", item.name(), mm.global_zone_page_state(item))?;
+    }
+    for (name, value) in node_stats(mm) {
+        writeln!(w, "{name} {value}")?;
+    }
+    vm_events(mm, &mut |prefix, suffix, n| {
+        writeln!(w, "{prefix}{suffix} {n}")
+    })
 }
 
 /// `/proc/vmallocinfo` (`s_show` in `mm/vmalloc.c`): every busy area in address order

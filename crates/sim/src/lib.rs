@@ -1,6 +1,7 @@
 //! kmemlab's simulated machine: RAM (lazily backed, with holes), CPUs with execution
 //! contexts, an MMU (a page walker over the kernel's own page tables and per-CPU TLBs, see
-//! [`mmu`]), a console, a page-cache workload, and the `mm` kernel booted on them.
+//! [`mmu`]), a console, a page cache and kswapd's turn on the CPUs, workloads
+//! ([`workload::fragment`]), and the `mm` kernel booted on them.
 //!
 //! ```
 //! use kmemlab_mm::{Context, Gfp};
@@ -23,11 +24,13 @@ pub mod mmu;
 pub mod pagecache;
 pub mod ram;
 pub mod trace;
+pub mod workload;
 
 pub use machine::{Machine, MachineConfig, SimError, SimPlatform, MAX_CPUS, MIN_RAM};
 pub use mmu::{PageFault, TlbFlushStats, TlbStats, Translation, Walk};
-pub use pagecache::PageCache;
+pub use pagecache::{FillReport, PageCache};
 pub use ram::Hole;
+pub use workload::{fragment, FragmentError, FragmentPattern, FragmentReport, Fragmented};
 
 /// Parse a size with an optional K/M/G/T suffix (powers of 1024): `4096`, `64K`, `1G`.
 pub fn parse_size(text: &str) -> Option<u64> {

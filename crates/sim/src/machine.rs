@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use kmemlab_mm::platform::Shrinker;
 use kmemlab_mm::slab::SlabConfig;
+use kmemlab_mm::vmscan::KswapdRun;
 use kmemlab_mm::{
     BootConfig, BootError, Context, IrqFlags, MemoryRegion, Mm, Platform, Profile, VirtAddr,
 };
@@ -390,6 +391,8 @@ pub struct Machine {
     mm: Mm<SimPlatform>,
     config: MachineConfig,
     page_cache: Arc<PageCache>,
+    /// What kswapd did the last time a CPU ran it.
+    last_kswapd: Mutex<KswapdRun>,
 }
 
 impl Machine {
@@ -427,6 +430,7 @@ impl Machine {
             mm,
             config,
             page_cache,
+            last_kswapd: Mutex::new(KswapdRun::default()),
         })
     }
 
@@ -463,6 +467,10 @@ impl Machine {
     /// CPU, it nests: a hard-IRQ context entered this way is an interrupt arriving at
     /// that point, and is refused while interrupts are disabled. A hard-IRQ or NMI context
     /// runs with interrupts disabled, as the hardware enters handlers.
+    ///
+    /// When the outermost call returns, the CPU runs what the kernel left for it, in
+    /// process context: its kworker's work items, then kswapd if an allocation woke it
+    /// (or its nap after balancing is waiting to end; see [`kmemlab_mm::vmscan`]).
     pub fn on_cpu<R>(
         &self,
         cpu: usize,
@@ -502,6 +510,9 @@ impl Machine {
         if !nested && self.mm.work_pending() {
             self.run_kworker(cpu, ctx);
         }
+        if !nested && self.mm.kswapd_pending() {
+            self.run_kswapd_on(cpu, ctx);
+        }
         drop(guard);
         Ok(result)
     }
@@ -515,6 +526,35 @@ impl Machine {
         self.mm.run_work();
         self.mm.enter_context(ctx);
         state.irqs_enabled.store(irqs, Ordering::Relaxed);
+    }
+}
+
+impl Machine {
+    /// kswapd's turn on a CPU that leaves kernel code: like the kworker, in process
+    /// context with interrupts enabled, whatever the context the CPU was in (so an
+    /// interrupt handler's allocation only wakes kswapd; the reclaim runs here, after it).
+    fn run_kswapd_on(&self, cpu: usize, ctx: Context) {
+        let state = &self.mm.platform().cpus[cpu];
+        let irqs = state.irqs_enabled.swap(true, Ordering::Relaxed);
+        self.mm.exit_context(ctx);
+        let run = self.mm.kswapd_run();
+        self.mm.enter_context(ctx);
+        state.irqs_enabled.store(irqs, Ordering::Relaxed);
+        *self.last_kswapd.lock().expect("kswapd report") = run;
+    }
+
+    /// Wake kswapd for the whole node (order 0, every zone eligible, as
+    /// `wakeup_kswapd()` does: not if the node is balanced or hopeless) and let it run on
+    /// CPU 0. Returns what it did: nothing if it had nothing to do.
+    pub fn run_kswapd(&self) -> KswapdRun {
+        *self.last_kswapd.lock().expect("kswapd report") = KswapdRun::default();
+        self.run(|mm| {
+            let highest = kmemlab_mm::page_alloc::MAX_NR_ZONES - 1;
+            if let Some(zone) = mm.zonelist(highest).next() {
+                mm.wakeup_kswapd(zone, kmemlab_mm::Gfp::GFP_KERNEL, 0, highest);
+            }
+        });
+        std::mem::take(&mut *self.last_kswapd.lock().expect("kswapd report"))
     }
 }
 

@@ -159,7 +159,11 @@ fn atomic_requests_dig_into_the_reserves_nowait_does_not() {
     assert_eq!(f.reason, FailReason::CannotReclaim);
     assert_eq!(dma.free_pages(), min);
     assert!(min < low);
-    assert_eq!(event(m.mm(), |e| &e.allocstall), 0, "no reclaim attempted");
+    assert_eq!(
+        m.mm().events().allocstall_total(),
+        0,
+        "no reclaim attempted"
+    );
     assert_eq!(event(m.mm(), |e| &e.alloc_reserve), 0);
 
     // __GFP_HIGH without the non-blocking bonus (__GFP_NOMEMALLOC): down to min - min/2.
@@ -238,11 +242,21 @@ fn direct_reclaim_shrinks_the_page_cache() {
     let m = small_x86(1);
     let boot = BootState::of(m.mm());
     let managed = managed(m.mm());
-    // The fill itself allocates with __GFP_NORETRY and so reclaims its own oldest pages
-    // once memory is low: more pages go in than stay.
+    // All in one call on CPU 0: kswapd, woken by the fill, only runs once it returns.
+    let mut held = m.run(|_| direct_reclaim_below_min(&m, managed));
+    // kswapd ran when the CPU left the kernel and trimmed the cache back to high.
+    assert!(event(m.mm(), |e| &e.pgsteal_kswapd) > 0);
+    assert!(m.mm().pgdat_balanced(0, 3));
+    free_all(&m, &mut held);
+    m.run(|mm| m.page_cache().drop_all(mm));
+    assert_all_free(&m, &boot, false);
+}
+
+fn direct_reclaim_below_min(m: &Machine, managed: u64) -> Vec<(u64, u32)> {
+    // The fill does not reclaim its own pages: it stops quietly at the min watermark.
     let added = m.run(|mm| m.page_cache().fill(mm, managed));
     let filled = m.page_cache().len();
-    assert!(added == managed && filled < added);
+    assert!(added < managed && filled == added);
     assert!(
         filled > managed * 9 / 10,
         "page cache holds {filled} of {managed}"
@@ -259,13 +273,13 @@ fn direct_reclaim_shrinks_the_page_cache() {
 
     // GFP_NOWAIT: below the low watermark, fails without reclaiming.
     let (stall, steal) = (
-        event(m.mm(), |e| &e.allocstall),
+        m.mm().events().allocstall_total(),
         event(m.mm(), |e| &e.pgsteal_direct),
     );
     let mut held = Vec::new();
     let mut nowait_ok = 0;
     let err = loop {
-        match alloc(&m, Gfp::GFP_NOWAIT | Gfp::__GFP_NOWARN, 0) {
+        match alloc(m, Gfp::GFP_NOWAIT | Gfp::__GFP_NOWARN, 0) {
             Ok(pfn) => {
                 nowait_ok += 1;
                 held.push((pfn, 0));
@@ -281,40 +295,37 @@ fn direct_reclaim_shrinks_the_page_cache() {
         panic!("{err}")
     };
     assert_eq!((f.reason, f.reclaimed), (FailReason::CannotReclaim, 0));
-    assert_eq!(event(m.mm(), |e| &e.allocstall), stall);
+    assert_eq!(m.mm().events().allocstall_total(), stall);
     assert_eq!(event(m.mm(), |e| &e.pgsteal_direct), steal);
     assert_eq!(m.page_cache().len(), filled);
 
     // GFP_KERNEL: reclaims from the page cache and succeeds, page after page.
     for _ in 0..500 {
         held.push((
-            alloc(&m, Gfp::GFP_KERNEL, 0).expect("GFP_KERNEL reclaims"),
+            alloc(m, Gfp::GFP_KERNEL, 0).expect("GFP_KERNEL reclaims"),
             0,
         ));
     }
     let stolen = event(m.mm(), |e| &e.pgsteal_direct) - steal;
-    assert!(event(m.mm(), |e| &e.allocstall) > stall);
+    assert!(m.mm().events().allocstall_total() > stall);
     assert!(stolen >= 500, "pgsteal_direct {stolen}");
     assert_eq!(m.page_cache().len(), filled - stolen);
     assert!(event(m.mm(), |e| &e.pgscan_direct) >= stolen);
     // __GFP_NORETRY: one round of reclaim is plenty for one page.
     held.push((
-        alloc(&m, Gfp::GFP_KERNEL | Gfp::__GFP_NORETRY, 0).unwrap(),
+        alloc(m, Gfp::GFP_KERNEL | Gfp::__GFP_NORETRY, 0).unwrap(),
         0,
     ));
     // ...and orders 1-3 (not costly) as well.
     for order in 1..=3 {
         held.push((
-            alloc(&m, Gfp::GFP_KERNEL, order).expect("small order reclaims"),
+            alloc(m, Gfp::GFP_KERNEL, order).expect("small order reclaims"),
             order,
         ));
     }
     assert!(m.take_console().is_empty());
     m.mm().check().unwrap();
-
-    free_all(&m, &mut held);
-    m.run(|mm| m.page_cache().drop_all(mm));
-    assert_all_free(&m, &boot, false);
+    held
 }
 
 #[test]
@@ -322,10 +333,17 @@ fn costly_orders_give_up_early_unless_told_to_retry() {
     let m = small_x86(1);
     let boot = BootState::of(m.mm());
     let managed = managed(m.mm());
+    // All in one call on CPU 0, so that kswapd (woken by the fill) stays out of it.
+    m.run(|_| costly_orders_below_min(&m, managed));
+    m.run(|mm| m.page_cache().drop_all(mm));
+    assert_all_free(&m, &boot, false);
+}
+
+fn costly_orders_below_min(m: &Machine, managed: u64) {
     m.run(|mm| m.page_cache().fill(mm, managed));
     let cache = m.page_cache().len();
 
-    let try_order = |gfp: Gfp| match alloc(&m, gfp | Gfp::__GFP_NOWARN, 10) {
+    let try_order = |gfp: Gfp| match alloc(m, gfp | Gfp::__GFP_NOWARN, 10) {
         Err(AllocError::NoMemory(f)) => Some(f),
         Ok(pfn) => {
             m.run(|mm| mm.__free_pages(mm.pfn_to_page(Pfn(pfn)).unwrap(), 10))
@@ -358,9 +376,6 @@ fn costly_orders_give_up_early_unless_told_to_retry() {
     assert_eq!(before - m.page_cache().len(), f.reclaimed);
     assert!(m.page_cache().len() < cache);
     assert!(m.take_console().is_empty());
-
-    m.run(|mm| m.page_cache().drop_all(mm));
-    assert_all_free(&m, &boot, false);
 }
 
 #[test]

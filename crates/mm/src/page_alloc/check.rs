@@ -100,6 +100,16 @@ pub enum CheckError {
         /// What is wrong.
         what: &'static str,
     },
+    /// The page-cache counters disagree: a node counter with the sum over its zones, or
+    /// a zone's file LRU with the pages allocated in it.
+    PageStateMismatch {
+        /// Which counters.
+        what: &'static str,
+        /// What the other side adds up to.
+        counted: u64,
+        /// The counter.
+        recorded: u64,
+    },
     /// A zone's free + per-CPU + allocated pages differ from its managed pages.
     ZoneTotalMismatch {
         /// The zone.
@@ -136,6 +146,10 @@ impl fmt::Display for CheckError {
                 "zone {zone}: {in_mem_map} buddy heads in mem_map but {on_lists} blocks on free lists"
             ),
             CheckError::Slab { cache, pfn, what } => write!(f, "slab cache {cache}, slab pfn {pfn:#x}: {what}"),
+            CheckError::PageStateMismatch { what, counted, recorded } => write!(
+                f,
+                "{what}: counted {counted} pages, the counter says {recorded}"
+            ),
             CheckError::ZoneTotalMismatch { zone, counted, managed } => write!(
                 f,
                 "zone {zone}: free + per-CPU + allocated = {counted} pages, managed = {managed}"
@@ -194,8 +208,56 @@ impl<P: Platform> Mm<P> {
                 });
             }
         }
+        self.check_page_states(&counts)?;
         self.check_slabs()?;
         Ok(report)
+    }
+
+    /// The file LRU counters: each node counter is the sum of its zones' counters,
+    /// `NR_FILE_PAGES` is the file LRU (kmemlab's page cache has no pages off the LRU),
+    /// and a zone's file LRU holds no more pages than are allocated in it.
+    fn check_page_states(&self, counts: &[ZoneCount; MAX_NR_ZONES]) -> Result<(), CheckError> {
+        use crate::vmstat::{NodeStatItem as N, ZoneStatItem as Z};
+        let mismatch = |what, counted, recorded| {
+            (counted != recorded).then_some(CheckError::PageStateMismatch {
+                what,
+                counted,
+                recorded,
+            })
+        };
+        let inactive = self.global_zone_page_state(Z::NrZoneInactiveFile);
+        let active = self.global_zone_page_state(Z::NrZoneActiveFile);
+        let errors = [
+            mismatch(
+                "nr_inactive_file vs the zones' nr_zone_inactive_file",
+                inactive,
+                self.node_page_state(N::NrInactiveFile),
+            ),
+            mismatch(
+                "nr_active_file vs the zones' nr_zone_active_file",
+                active,
+                self.node_page_state(N::NrActiveFile),
+            ),
+            mismatch(
+                "nr_file_pages vs the file LRU",
+                inactive + active,
+                self.node_page_state(N::NrFilePages),
+            ),
+        ];
+        if let Some(e) = errors.into_iter().flatten().next() {
+            return Err(e);
+        }
+        for zone in self.zones.iter() {
+            let lru = zone.page_state(Z::NrZoneInactiveFile) + zone.page_state(Z::NrZoneActiveFile);
+            if lru > counts[zone.idx].allocated {
+                return Err(CheckError::PageStateMismatch {
+                    what: "a zone's file LRU vs its allocated pages",
+                    counted: counts[zone.idx].allocated,
+                    recorded: lru,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Walk one zone's lists; return the number of blocks listed.

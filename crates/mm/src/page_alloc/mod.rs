@@ -103,6 +103,23 @@ impl AllocFlags {
     }
 }
 
+/// The watermark after the reserve reductions of `flags` (`__zone_watermark_ok`).
+fn effective_mark(mark: u64, flags: AllocFlags) -> i64 {
+    let mut min = mark as i64;
+    if flags.intersects(AllocFlags::RESERVES) {
+        if flags.contains(AllocFlags::MIN_RESERVE) {
+            min -= min / 2;
+            if flags.contains(AllocFlags::NON_BLOCK) {
+                min -= min / 4;
+            }
+        }
+        if flags.contains(AllocFlags::OOM) {
+            min -= min / 2;
+        }
+    }
+    min
+}
+
 /// What one allocation asks for (`struct alloc_context`).
 #[derive(Copy, Clone, Debug)]
 pub struct AllocContext {
@@ -125,12 +142,80 @@ pub struct ZoneVerdict {
     pub zone: ZoneType,
     /// The largest free order, if any.
     pub largest_order: Option<u8>,
+    /// The low byte of the attempt's allocation flags: which watermark it checked and
+    /// which reserves below it the request could use (kept small: the failure report
+    /// travels inside every allocation error).
+    pub alloc_flags: u8,
     /// Free pages at the time (`NR_FREE_PAGES`; pages of a zone fit 32 bits up to 16 TiB).
     pub free: u32,
-    /// The watermark used, after any reserve reduction.
-    pub mark: u32,
+    /// The watermark checked, in pages.
+    pub wmark_pages: u32,
     /// The lowmem reserve held back from this request.
     pub reserve: u32,
+}
+
+impl ZoneVerdict {
+    /// The attempt's allocation flags (their low byte: watermark and reserve access).
+    pub fn flags(&self) -> AllocFlags {
+        AllocFlags::from_bits_truncate(u32::from(self.alloc_flags))
+    }
+
+    /// Which watermark was checked.
+    pub fn watermark(&self) -> Watermark {
+        self.flags().watermark()
+    }
+
+    /// The floor the request could dig down to: the watermark less the reserves its flags
+    /// grant (0 with `ALLOC_NO_WATERMARKS`).
+    pub fn floor(&self) -> u32 {
+        if self.flags().contains(AllocFlags::NO_WATERMARKS) {
+            return 0;
+        }
+        effective_mark(u64::from(self.wmark_pages), self.flags()).max(0) as u32
+    }
+
+    /// Who may use the reserves below the watermark, and how much of them.
+    fn reserve_rule(&self) -> &'static str {
+        let f = self.flags();
+        if f.contains(AllocFlags::OOM) {
+            "an OOM victim (ALLOC_OOM): half"
+        } else if f.contains(AllocFlags::MIN_RESERVE | AllocFlags::NON_BLOCK) {
+            "__GFP_HIGH (half) and a non-blocking caller (a further quarter), as GFP_ATOMIC"
+        } else if f.contains(AllocFlags::MIN_RESERVE) {
+            "__GFP_HIGH: half"
+        } else {
+            "none"
+        }
+    }
+}
+
+/// The watermark part of a zone's verdict: which watermark, the reserves the request may
+/// use below it, and the lowmem reserve it must leave.
+impl fmt::Display for ZoneVerdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self.watermark() {
+            Watermark::Min => "min",
+            Watermark::Low => "low",
+            Watermark::High => "high",
+        };
+        let floor = self.floor();
+        if floor < self.wmark_pages {
+            write!(
+                f,
+                "watermark {name} {} less the reserves of {} = floor {floor}",
+                self.wmark_pages,
+                self.reserve_rule(),
+            )?;
+        } else if self.watermark() == Watermark::Min {
+            write!(
+                f,
+                "watermark min {floor} (no access to the reserves below it)"
+            )?;
+        } else {
+            write!(f, "watermark {name} {floor}")?;
+        }
+        write!(f, " + lowmem_reserve {}, ", self.reserve)
+    }
 }
 
 /// Why the page allocator gave up.
@@ -196,11 +281,7 @@ impl fmt::Display for AllocFailure {
             self.reason.describe()
         )?;
         for v in self.zones.iter().flatten().rev() {
-            write!(
-                f,
-                "; {}: free {} pages, watermark {} + lowmem_reserve {}, ",
-                v.zone, v.free, v.mark, v.reserve
-            )?;
+            write!(f, "; {}: free {} pages, {}", v.zone, v.free, v)?;
             match v.largest_order.map(u32::from) {
                 Some(o) if o >= self.order => write!(f, "largest free block order {o}")?,
                 Some(o) => write!(
@@ -377,23 +458,6 @@ impl<P: Platform> Mm<P> {
         unusable
     }
 
-    /// The watermark after the reserve reductions of `flags`.
-    fn effective_mark(mark: u64, flags: AllocFlags) -> i64 {
-        let mut min = mark as i64;
-        if flags.intersects(AllocFlags::RESERVES) {
-            if flags.contains(AllocFlags::MIN_RESERVE) {
-                min -= min / 2;
-                if flags.contains(AllocFlags::NON_BLOCK) {
-                    min -= min / 4;
-                }
-            }
-            if flags.contains(AllocFlags::OOM) {
-                min -= min / 2;
-            }
-        }
-        min
-    }
-
     /// `__zone_watermark_ok()`: would `free_pages` stay above the mark (less the reserves
     /// this request may use, plus the lowmem reserve it must leave), with a block of the
     /// order on a list it may use?
@@ -407,7 +471,7 @@ impl<P: Platform> Mm<P> {
         free_pages: u64,
     ) -> bool {
         let free = free_pages as i64 - Self::unusable_free(zone, order, flags) as i64;
-        let min = Self::effective_mark(mark, flags);
+        let min = effective_mark(mark, flags);
         if free <= min + zone.lowmem_reserve[highest_zoneidx] as i64 {
             return false;
         }
@@ -446,21 +510,17 @@ impl<P: Platform> Mm<P> {
     }
 
     fn verdict(&self, zone: &Zone, ac: &AllocContext, flags: AllocFlags) -> ZoneVerdict {
-        let mark = if flags.contains(AllocFlags::NO_WATERMARKS) {
-            0
-        } else {
-            Self::effective_mark(zone.wmark(flags.watermark()), flags).max(0) as u64
-        };
         let pages = |n: u64| n.min(u32::MAX as u64) as u32;
         ZoneVerdict {
             zone: zone.zone_type,
+            alloc_flags: flags.bits() as u8,
+            wmark_pages: pages(zone.wmark(flags.watermark())),
             largest_order: zone
                 .free_area
                 .lock_irqsave(&self.platform)
                 .largest_free_order()
                 .map(|o| o as u8),
             free: pages(zone.free_pages()),
-            mark: pages(mark),
             reserve: pages(zone.lowmem_reserve[ac.highest_zoneidx]),
         }
     }
@@ -545,15 +605,14 @@ impl<P: Platform> Mm<P> {
                         continue;
                     }
                 }
+                let dips = self.needs_reserves(zone, ac, flags);
                 if let Some(pfn) = self.rmqueue(zone, ac, flags) {
                     let events = &self.percpu.get(ac.cpu).events;
                     events.pgalloc[zone.idx].add(1 << ac.order);
                     if zone.idx != preferred {
                         VmEvents::add(&self.events.zone_fallback, 1);
                     }
-                    if flags.watermark() == Watermark::Min
-                        && zone.free_pages() < zone.wmark(Watermark::Min)
-                    {
+                    if dips {
                         VmEvents::add(&self.events.alloc_reserve, 1);
                     }
                     self.prep_new_page(pfn, ac);
@@ -570,6 +629,25 @@ impl<P: Platform> Mm<P> {
             }
             return None;
         }
+    }
+
+    /// Would `zone` refuse this request without the reserves its flags grant below the
+    /// watermark (`ALLOC_MIN_RESERVE`, `ALLOC_NON_BLOCK`, `ALLOC_OOM`)? An allocation
+    /// that passes only thanks to them is what `alloc_reserve` counts.
+    fn needs_reserves(&self, zone: &Zone, ac: &AllocContext, flags: AllocFlags) -> bool {
+        let dig = AllocFlags::MIN_RESERVE | AllocFlags::NON_BLOCK | AllocFlags::OOM;
+        if !flags.intersects(dig) || flags.contains(AllocFlags::NO_WATERMARKS) {
+            return false;
+        }
+        let mark = zone.wmark(flags.watermark());
+        !self.zone_watermark_ok(
+            zone,
+            ac.order,
+            mark,
+            ac.highest_zoneidx,
+            flags - dig,
+            zone.free_pages(),
+        )
     }
 
     /// `rmqueue()`: per-CPU lists for the orders they cache, else the buddy lists.
@@ -1123,6 +1201,14 @@ impl<P: Platform> Mm<P> {
             sub.set_refcount(1);
         }
         Ok(())
+    }
+
+    /// The largest order with a free block in the zone's buddy lists, if any (per-CPU
+    /// lists not included).
+    pub fn largest_free_order(&self, zone: &Zone) -> Option<u32> {
+        zone.free_area
+            .lock_irqsave(&self.platform)
+            .largest_free_order()
     }
 
     /// Free blocks per order and migrate type of one zone, under its lock (for `/proc`).

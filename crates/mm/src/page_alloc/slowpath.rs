@@ -1,6 +1,6 @@
 //! The allocation slow path (`__alloc_pages_slowpath` and `warn_alloc` of Linux 6.6):
-//! min watermark with the reserves the flags allow, then direct reclaim, a drain of the
-//! per-CPU lists, and retries as long as they can help.
+//! kswapd woken, the min watermark with the reserves the flags allow, then direct
+//! reclaim, a drain of the per-CPU lists, and retries as long as they can help.
 //!
 //! kmemlab has no compaction and no OOM killer (there are no processes to kill): direct
 //! compaction acts as the kernel's `COMPACT_SKIPPED`, and the OOM step counts as no
@@ -42,6 +42,11 @@ impl<P: Platform> Mm<P> {
             return Err(self.fail(ac, FailReason::NoZone, verdicts, 0));
         }
         let reason = loop {
+            // wake_all_kswapds(): on entry, and on every retry "to ensure kswapd doesn't
+            // accidentally go to sleep as long as we loop".
+            if alloc_flags.contains(AllocFlags::KSWAPD) {
+                self.wake_all_kswapds(ac.order, gfp, ac.highest_zoneidx);
+            }
             if let Some(pfn) = self.get_page_from_freelist(ac, alloc_flags, &mut verdicts) {
                 return Ok(pfn);
             }
@@ -127,7 +132,7 @@ impl<P: Platform> Mm<P> {
         if *no_progress_loops > MAX_RECLAIM_RETRIES {
             return self.unreserve_highatomic_pageblock(ac, true);
         }
-        let reclaimable = self.reclaimable_pages();
+        let reclaimable = self.reclaimable_pages_below(ac.highest_zoneidx);
         let retry = self.zonelist(ac.highest_zoneidx).any(|zone| {
             let available = zone.free_pages() + reclaimable;
             self.zone_watermark_ok(

@@ -197,6 +197,8 @@ pub struct Zone {
     /// Pageblocks claimed by another migrate type in fallback (what the
     /// `mm_page_alloc_extfrag` tracepoint reports as `change_ownership=1`).
     pub pageblock_steals: AtomicU64,
+    /// The zone's page counters (`vm_stat`), see [`crate::vmstat::ZoneStatItem`].
+    pub(crate) vm_stat: crate::vmstat::ZoneStats,
 }
 
 impl Zone {
@@ -217,6 +219,7 @@ impl Zone {
             nr_free_pages: AtomicU64::new(0),
             nr_reserved_highatomic: AtomicU64::new(0),
             pageblock_steals: AtomicU64::new(0),
+            vm_stat: crate::vmstat::ZoneStats::new(),
         }
     }
 
