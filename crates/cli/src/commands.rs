@@ -8,6 +8,7 @@ use serde_json::json;
 use crate::describe::page_info;
 use crate::shell::{Shell, Value};
 use crate::vmcommands as vm;
+use crate::workload_commands as wl;
 
 /// A handler: the shell and the arguments after the command name.
 pub type Handler = fn(&mut Shell, &[&str]) -> Result<Value, String>;
@@ -306,7 +307,25 @@ pub const COMMANDS: &[Command] = &[
         name: "pagecache",
         usage: "fill <size> | drop",
         help: "fill the simulated page cache, or drop it",
-        run: pagecache,
+        run: wl::pagecache,
+    },
+    Command {
+        name: "fragment",
+        usage: "<zone> <alternate|sparse> <order>",
+        help: "pin unmovable pages until the zone has no free block of that order",
+        run: wl::fragment_cmd,
+    },
+    Command {
+        name: "unfragment",
+        usage: "",
+        help: "free what the fragment commands pinned",
+        run: wl::unfragment,
+    },
+    Command {
+        name: "kswapd",
+        usage: "",
+        help: "run kswapd now: reclaim until the zones are back at the high watermark",
+        run: wl::kswapd,
     },
     Command {
         name: "cat",
@@ -575,27 +594,6 @@ fn drain_all_pages(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     want(args, 0, "")?;
     sh.kernel(|mm| mm.drain_all_pages())?;
     Ok(Value::None)
-}
-
-fn pagecache(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
-    match args {
-        ["fill", size] => {
-            let bytes = sh.size(size)?;
-            let pages = bytes.div_ceil(4096);
-            let cache = sh.machine.page_cache();
-            let added = sh.kernel(|mm| cache.fill(mm, pages))?;
-            Ok(Value::Number(
-                added * 4096,
-                format!("bytes now cached ({} pages added)", added),
-            ))
-        }
-        ["drop"] => {
-            let cache = sh.machine.page_cache();
-            let freed = sh.kernel(|mm| cache.drop_all(mm))?;
-            Ok(Value::Number(freed * 4096, "bytes dropped".into()))
-        }
-        _ => Err("usage: pagecache fill <size> | pagecache drop".into()),
-    }
 }
 
 fn cat(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {

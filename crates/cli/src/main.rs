@@ -8,6 +8,7 @@ mod replay;
 mod shell;
 mod tour;
 mod vmcommands;
+mod workload_commands;
 
 use std::process::ExitCode;
 

@@ -55,6 +55,8 @@ pub struct Shell {
     /// kmalloc for owner tracking.
     source: &'static str,
     line: u32,
+    /// Zones pinned by `fragment`, until `unfragment`.
+    pub fragmented: Vec<kmemlab_sim::Fragmented>,
 }
 
 impl Shell {
@@ -69,6 +71,7 @@ impl Shell {
             cpus: vec![CpuState::default(); n],
             source: "<stdin>",
             line: 0,
+            fragmented: Vec::new(),
         }
     }
 
