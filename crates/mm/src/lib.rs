@@ -14,6 +14,8 @@
 //!   kmalloc / kzalloc / kcalloc / kmalloc_array / krealloc / kfree / ksize / ...
 //!   kmem_cache_create / _alloc / _zalloc / _free / _shrink / _destroy
 //!   vmalloc / vzalloc / vmalloc_huge / __vmalloc / vrealloc / vfree / vmap / vunmap / ...
+//!   kvmalloc / kvzalloc / kvmalloc_array / kvcalloc / kvrealloc / kvfree / kvfree_sensitive
+//!   alloc::{KBox, VBox, KVBox, KVec, VVec, KVVec}: Rust-for-Linux-style containers
 //!   procfs::{buddyinfo, pagetypeinfo, zoneinfo, meminfo, slabinfo}
 //!   check()
 //! ```
@@ -21,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod addr;
+pub mod alloc;
 pub mod arch;
 pub mod context;
 pub mod gfp;
@@ -34,6 +37,7 @@ pub mod platform;
 pub mod procfs;
 pub mod slab;
 pub mod sync;
+pub mod util;
 pub mod vmalloc;
 pub mod vmscan;
 pub mod vmstat;
@@ -80,6 +84,8 @@ pub struct Mm<P: Platform> {
     direct_map: [u64; 3],
     /// vmalloc's trees, lists and counters.
     vmalloc: vmalloc::VmallocGlobals,
+    /// kvmalloc's counters.
+    kvmalloc: util::KvmallocStats,
 }
 
 /// Pages in slabs and large kmallocs (`NR_SLAB_RECLAIMABLE_B`, `NR_SLAB_UNRECLAIMABLE_B`).
