@@ -42,9 +42,27 @@ use crate::vmstat::VmEvents;
 use crate::Mm;
 
 /// `INT_MAX`: kvmalloc refuses anything larger ("Don't even allow crazy sizes").
+///
+/// ```
+/// assert_eq!(kmemlab_mm::util::INT_MAX, 0x7fff_ffff);
+/// ```
 pub const INT_MAX: usize = i32::MAX as usize;
 
 /// Why a kvmalloc-family call failed. Each variant names the path that failed.
+///
+/// ```
+/// use kmemlab_mm::{Gfp, PAGE_SIZE};
+/// use kmemlab_sim::{Machine, MachineConfig};
+///
+/// let m = Machine::new(MachineConfig { ram: 64 << 20, cpus: 1, ..Default::default() }).unwrap();
+/// use kmemlab_mm::util::KvmallocError;
+/// m.run(|mm| {
+///     let e = mm.kvmalloc(64 << 20, Gfp::GFP_KERNEL).unwrap_err();
+///     assert!(matches!(e, KvmallocError::Vmalloc { .. }), "{e}"); // more than the machine has
+///     let e = mm.kvmalloc(1 << 31, Gfp::GFP_KERNEL | Gfp::__GFP_NOWARN).unwrap_err();
+///     assert_eq!(e, KvmallocError::TooLarge { size: 1 << 31 });
+/// });
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KvmallocError {
     /// More than `INT_MAX` bytes: refused before vmalloc is asked.
@@ -151,6 +169,19 @@ impl fmt::Display for KvmallocError {
 }
 
 /// What kvmalloc has done, for the tour (kmemlab's own counters).
+///
+/// ```
+/// use kmemlab_mm::{Gfp, PAGE_SIZE};
+/// use kmemlab_sim::{Machine, MachineConfig};
+///
+/// let m = Machine::new(MachineConfig { ram: 64 << 20, cpus: 1, ..Default::default() }).unwrap();
+/// use core::sync::atomic::Ordering::Relaxed;
+/// m.run(|mm| {
+///     assert!(mm.kvmalloc(8 << 20, Gfp::GFP_NOWAIT).is_err()); // may not fall back
+///     assert_eq!(mm.kvmalloc_stats().no_fallback.load(Relaxed), 1);
+///     assert_eq!(mm.kvmalloc_stats().failures.load(Relaxed), 1);
+/// });
+/// ```
 #[derive(Default)]
 pub struct KvmallocStats {
     /// kvmallocs that kmalloc served.
@@ -186,6 +217,15 @@ impl KvmallocStats {
 /// woken to work in the background); `__GFP_NOFAIL` cleared, as the vmalloc fallback
 /// implements it. (Linux 6.12–6.15 added `__GFP_NORETRY` instead of clearing direct
 /// reclaim.) At most a page, the flags are the caller's.
+///
+/// ```
+/// use kmemlab_mm::util::kmalloc_gfp_adjust;
+/// use kmemlab_mm::Gfp;
+///
+/// let adjusted = kmalloc_gfp_adjust(Gfp::GFP_KERNEL | Gfp::__GFP_NOFAIL, 8192);
+/// assert_eq!(adjusted, (Gfp::GFP_KERNEL & !Gfp::__GFP_DIRECT_RECLAIM) | Gfp::__GFP_NOWARN);
+/// assert_eq!(kmalloc_gfp_adjust(Gfp::GFP_KERNEL, 4096), Gfp::GFP_KERNEL);
+/// ```
 pub fn kmalloc_gfp_adjust(gfp: Gfp, size: usize) -> Gfp {
     if size <= PAGE_SIZE {
         return gfp;
@@ -200,6 +240,22 @@ pub fn kmalloc_gfp_adjust(gfp: Gfp, size: usize) -> Gfp {
 
 impl<P: Platform> Mm<P> {
     /// kvmalloc's counters.
+    ///
+    /// ```
+    /// use kmemlab_mm::{Gfp, PAGE_SIZE};
+    /// use kmemlab_sim::{Machine, MachineConfig};
+    ///
+    /// let m = Machine::new(MachineConfig { ram: 64 << 20, cpus: 1, ..Default::default() }).unwrap();
+    /// m.run(|mm| {
+    ///     let a = mm.kvmalloc(100, Gfp::GFP_KERNEL).unwrap();
+    ///     let b = mm.kvmalloc(8 << 20, Gfp::GFP_KERNEL).unwrap();
+    ///     let stats = mm.kvmalloc_stats();
+    ///     assert_eq!(stats.kmalloc.load(core::sync::atomic::Ordering::Relaxed), 1);
+    ///     assert_eq!(stats.vmalloc.load(core::sync::atomic::Ordering::Relaxed), 1);
+    ///     mm.kvfree(a).unwrap();
+    ///     mm.kvfree(b).unwrap();
+    /// });
+    /// ```
     pub fn kvmalloc_stats(&self) -> &KvmallocStats {
         &self.kvmalloc
     }
@@ -207,6 +263,19 @@ impl<P: Platform> Mm<P> {
     /// `kvmalloc_node(size, gfp, node)`: kmalloc, or vmalloc if kmalloc cannot (see the
     /// [module](crate::util) doc for the rules). This machine has node 0 only (or
     /// `NUMA_NO_NODE`).
+    ///
+    /// ```
+    /// use kmemlab_mm::{Gfp, PAGE_SIZE};
+    /// use kmemlab_sim::{Machine, MachineConfig};
+    ///
+    /// let m = Machine::new(MachineConfig { ram: 64 << 20, cpus: 1, ..Default::default() }).unwrap();
+    /// m.run(|mm| {
+    ///     let p = mm.kvmalloc_node(2 * PAGE_SIZE, Gfp::GFP_KERNEL, 0).unwrap();
+    ///     assert!(!mm.is_vmalloc_addr(p)); // kmalloc could
+    ///     assert!(mm.kvmalloc_node(64, Gfp::GFP_KERNEL, 1).is_err()); // no node 1
+    ///     mm.kvfree(p).unwrap();
+    /// });
+    /// ```
     #[track_caller]
     pub fn kvmalloc_node(
         &self,
@@ -218,12 +287,41 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `kvmalloc(size, gfp)`.
+    ///
+    /// ```
+    /// use kmemlab_mm::{Gfp, PAGE_SIZE};
+    /// use kmemlab_sim::{Machine, MachineConfig};
+    ///
+    /// let m = Machine::new(MachineConfig { ram: 64 << 20, cpus: 1, ..Default::default() }).unwrap();
+    /// m.run(|mm| {
+    ///     let small = mm.kvmalloc(PAGE_SIZE, Gfp::GFP_KERNEL).unwrap();
+    ///     let large = mm.kvmalloc(5 << 20, Gfp::GFP_KERNEL).unwrap(); // beyond KMALLOC_MAX_SIZE
+    ///     assert!(!mm.is_vmalloc_addr(small));
+    ///     assert!(mm.is_vmalloc_addr(large));
+    ///     mm.kvfree(small).unwrap();
+    ///     mm.kvfree(large).unwrap();
+    /// });
+    /// ```
     #[track_caller]
     pub fn kvmalloc(&self, size: usize, gfp: Gfp) -> Result<VirtAddr, KvmallocError> {
         self.kvmalloc_node_caller(size, gfp, NUMA_NO_NODE, CallSite::caller())
     }
 
     /// `kvzalloc(size, gfp)`: zeroed, whichever allocator serves it.
+    ///
+    /// ```
+    /// use kmemlab_mm::{Gfp, PAGE_SIZE};
+    /// use kmemlab_sim::{Machine, MachineConfig};
+    ///
+    /// let m = Machine::new(MachineConfig { ram: 64 << 20, cpus: 1, ..Default::default() }).unwrap();
+    /// m.run(|mm| {
+    ///     let p = mm.kvzalloc(6 << 20, Gfp::GFP_KERNEL).unwrap();
+    ///     let mut buf = [0xffu8; 64];
+    ///     mm.copy_from_kernel_virt(kmemlab_mm::VirtAddr(p.0 + (5 << 20)), &mut buf).unwrap();
+    ///     assert_eq!(buf, [0; 64]);
+    ///     mm.kvfree(p).unwrap();
+    /// });
+    /// ```
     #[track_caller]
     pub fn kvzalloc(&self, size: usize, gfp: Gfp) -> Result<VirtAddr, KvmallocError> {
         self.kvmalloc_node_caller(
@@ -235,6 +333,19 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `kvmalloc_array(n, size, gfp)`: `n * size` bytes, refusing a product that overflows.
+    ///
+    /// ```
+    /// use kmemlab_mm::{Gfp, PAGE_SIZE};
+    /// use kmemlab_sim::{Machine, MachineConfig};
+    ///
+    /// let m = Machine::new(MachineConfig { ram: 64 << 20, cpus: 1, ..Default::default() }).unwrap();
+    /// m.run(|mm| {
+    ///     let p = mm.kvmalloc_array(1000, 8, Gfp::GFP_KERNEL).unwrap();
+    ///     assert_eq!(mm.ksize(p), Ok(8192));
+    ///     assert!(mm.kvmalloc_array(usize::MAX / 2, 3, Gfp::GFP_KERNEL).is_err()); // overflows
+    ///     mm.kvfree(p).unwrap();
+    /// });
+    /// ```
     #[track_caller]
     pub fn kvmalloc_array(
         &self,
@@ -249,6 +360,20 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `kvcalloc(n, size, gfp)`: `kvmalloc_array`, zeroed.
+    ///
+    /// ```
+    /// use kmemlab_mm::{Gfp, PAGE_SIZE};
+    /// use kmemlab_sim::{Machine, MachineConfig};
+    ///
+    /// let m = Machine::new(MachineConfig { ram: 64 << 20, cpus: 1, ..Default::default() }).unwrap();
+    /// m.run(|mm| {
+    ///     let p = mm.kvcalloc(3, 4, Gfp::GFP_KERNEL).unwrap();
+    ///     let mut buf = [0xffu8; 12];
+    ///     mm.copy_from_kernel(p, &mut buf).unwrap();
+    ///     assert_eq!(buf, [0; 12]);
+    ///     mm.kvfree(p).unwrap();
+    /// });
+    /// ```
     #[track_caller]
     pub fn kvcalloc(&self, n: usize, size: usize, gfp: Gfp) -> Result<VirtAddr, KvmallocError> {
         let bytes = n
@@ -263,6 +388,19 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `kvmalloc_node` recording `caller` as the owner (the shell's script line).
+    ///
+    /// ```
+    /// use kmemlab_mm::{Gfp, PAGE_SIZE};
+    /// use kmemlab_sim::{Machine, MachineConfig};
+    ///
+    /// let m = Machine::new(MachineConfig { ram: 64 << 20, cpus: 1, ..Default::default() }).unwrap();
+    /// use kmemlab_mm::slab::CallSite;
+    /// m.run(|mm| {
+    ///     let site = CallSite { file: "script.kmem", line: 3 };
+    ///     let p = mm.kvmalloc_node_caller(64, Gfp::GFP_KERNEL, -1, site).unwrap();
+    ///     mm.kvfree(p).unwrap();
+    /// });
+    /// ```
     pub fn kvmalloc_node_caller(
         &self,
         size: usize,
@@ -364,6 +502,20 @@ impl<P: Platform> Mm<P> {
     /// `kvfree(addr)`: `vfree` for a vmalloc address, else `kfree` (NULL and ZERO_SIZE_PTR
     /// are no-ops). From interrupt context, a vmalloc address is freed later by the CPU's
     /// kworker, as `vfree` does.
+    ///
+    /// ```
+    /// use kmemlab_mm::{Gfp, PAGE_SIZE};
+    /// use kmemlab_sim::{Machine, MachineConfig};
+    ///
+    /// let m = Machine::new(MachineConfig { ram: 64 << 20, cpus: 1, ..Default::default() }).unwrap();
+    /// m.run(|mm| {
+    ///     let k = mm.kvmalloc(64, Gfp::GFP_KERNEL).unwrap();
+    ///     let v = mm.kvmalloc(8 << 20, Gfp::GFP_KERNEL).unwrap();
+    ///     assert_eq!(mm.kvfree(k), Ok(()));
+    ///     assert_eq!(mm.kvfree(v), Ok(()));
+    ///     assert!(mm.kvfree(v).is_err()); // "Trying to vfree() nonexistent vm area"
+    /// });
+    /// ```
     #[track_caller]
     pub fn kvfree(&self, addr: VirtAddr) -> Result<(), KvmallocError> {
         if self.is_vmalloc_addr(addr) {
@@ -377,6 +529,19 @@ impl<P: Platform> Mm<P> {
     /// `kvfree_sensitive(addr, len)`: clear `len` bytes (`memzero_explicit`: the copy into
     /// simulated memory cannot be optimised away), then `kvfree`. `len` beyond the
     /// allocation is refused rather than clearing its neighbours.
+    ///
+    /// ```
+    /// use kmemlab_mm::{Gfp, PAGE_SIZE};
+    /// use kmemlab_sim::{Machine, MachineConfig};
+    ///
+    /// let m = Machine::new(MachineConfig { ram: 64 << 20, cpus: 1, ..Default::default() }).unwrap();
+    /// m.run(|mm| {
+    ///     let p = mm.kvmalloc(32, Gfp::GFP_KERNEL).unwrap();
+    ///     mm.copy_to_kernel_virt(p, b"secret").unwrap();
+    ///     assert!(mm.kvfree_sensitive(p, 4096).is_err()); // more than the object: refused
+    ///     assert_eq!(mm.kvfree_sensitive(p, 6), Ok(()));
+    /// });
+    /// ```
     #[track_caller]
     pub fn kvfree_sensitive(&self, addr: VirtAddr, len: usize) -> Result<(), KvmallocError> {
         if addr.0 <= ZERO_SIZE_PTR.0 {
@@ -423,6 +588,23 @@ impl<P: Platform> Mm<P> {
     /// `kvmalloc`, a copy of `min(size, ksize(p))` bytes, and `kfree(p)`. `p` NULL is
     /// `kvmalloc`; size 0 frees (returning ZERO_SIZE_PTR, or NULL for vmalloc memory). On
     /// failure `p` is untouched.
+    ///
+    /// ```
+    /// use kmemlab_mm::{Gfp, PAGE_SIZE};
+    /// use kmemlab_sim::{Machine, MachineConfig};
+    ///
+    /// let m = Machine::new(MachineConfig { ram: 64 << 20, cpus: 1, ..Default::default() }).unwrap();
+    /// m.run(|mm| {
+    ///     let p = mm.kvmalloc(16, Gfp::GFP_KERNEL).unwrap();
+    ///     mm.copy_to_kernel_virt(p, b"moved along").unwrap();
+    ///     let q = mm.kvrealloc(p, 6 << 20, Gfp::GFP_KERNEL).unwrap(); // to vmalloc
+    ///     assert!(mm.is_vmalloc_addr(q));
+    ///     let mut buf = [0u8; 11];
+    ///     mm.copy_from_kernel_virt(q, &mut buf).unwrap();
+    ///     assert_eq!(&buf, b"moved along");
+    ///     mm.kvfree(q).unwrap();
+    /// });
+    /// ```
     #[track_caller]
     pub fn kvrealloc(&self, p: VirtAddr, size: usize, gfp: Gfp) -> Result<VirtAddr, KvmallocError> {
         let caller = CallSite::caller();
