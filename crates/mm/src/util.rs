@@ -617,11 +617,16 @@ impl<P: Platform> Mm<P> {
             Err(SlabError::Alloc(_) | SlabError::TooLarge(_)) => {}
             Err(e) => return Err(KvmallocError::Krealloc(e)),
         }
+        // Known to be kmalloc's (or NULL) before anything is allocated.
+        let old_size = self.ksize_or_zero(p).map_err(KvmallocError::Krealloc)?;
         let n = self.kvmalloc_node_caller(size, gfp, NUMA_NO_NODE, caller)?;
-        if p.0 > ZERO_SIZE_PTR.0 {
-            let keep = size.min(self.ksize(p).map_err(KvmallocError::Krealloc)?);
-            self.copy_kernel(n, p, keep);
-            self.kfree_caller(p, caller).map_err(KvmallocError::Kfree)?;
+        if old_size > 0 {
+            self.copy_kernel(n, p, size.min(old_size));
+            if let Err(e) = self.kfree_caller(p, caller) {
+                // Refused (and reported): give the new memory back, keep the old.
+                let _ = self.kvfree(n);
+                return Err(KvmallocError::Kfree(e));
+            }
         }
         Ok(n)
     }
@@ -639,6 +644,14 @@ impl<P: Platform> Mm<P> {
             return Err(SlabError::TooLarge(size));
         }
         self.krealloc(p, size, gfp)
+    }
+
+    /// `ksize(p)`, 0 for NULL and ZERO_SIZE_PTR.
+    fn ksize_or_zero(&self, p: VirtAddr) -> Result<usize, SlabError> {
+        if p.0 <= ZERO_SIZE_PTR.0 {
+            return Ok(0);
+        }
+        self.ksize(p)
     }
 
     /// Copy `len` bytes between kernel virtual addresses (direct map or vmalloc).
