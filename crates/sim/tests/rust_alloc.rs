@@ -378,3 +378,45 @@ fn vvec_in_highmem_on_i386() {
     });
     m.mm().check().unwrap();
 }
+
+/// Kmalloc's alignment holds under slab_debug too: kmalloc caches are aligned to the
+/// largest power-of-two divisor of their size (`create_boot_cache`), so red zones do not
+/// shift objects off their natural alignment.
+#[test]
+fn kmalloc_alignment_survives_slab_debug() {
+    use kmemlab_mm::slab::{SlabConfig, SlabFlags};
+    let m = Machine::new(MachineConfig {
+        ram: 64 * MIB,
+        cpus: 1,
+        holes: vec![],
+        slab: SlabConfig {
+            debug: SlabFlags::RED_ZONE | SlabFlags::POISON | SlabFlags::STORE_USER,
+            ..SlabConfig::default()
+        },
+        ..MachineConfig::default()
+    })
+    .unwrap();
+    m.run(|mm| {
+        for (size, align) in [
+            (8, 8),
+            (16, 16),
+            (48, 16),
+            (64, 64),
+            (96, 32),
+            (256, 256),
+            (4096, 4096),
+        ] {
+            let layout = Layout::from_size_align(size, align).unwrap();
+            let mut live = vec![];
+            for _ in 0..20 {
+                let p = Kmalloc::alloc(mm, layout, GFP_KERNEL).unwrap();
+                assert!(p.0.is_multiple_of(align as u64), "{size}/{align}: {p}");
+                live.push(p);
+            }
+            for p in live {
+                Kmalloc::free(mm, p, layout).unwrap();
+            }
+        }
+    });
+    m.mm().check().unwrap();
+}
