@@ -16,7 +16,9 @@ use crate::Mm;
 ///
 /// Alignment as Rust-for-Linux gets it: the layout is padded to a multiple of its
 /// alignment, and kmalloc aligns a power-of-two size to itself (and any size to its largest
-/// power-of-two divisor), so the padded size brings the alignment with it.
+/// power-of-two divisor), so the padded size brings the alignment with it. (Under slab_debug
+/// kmemlab's 8 KiB class is aligned to a page only: `kmem_cache_create` here accepts no
+/// larger alignment.)
 ///
 /// ```
 /// use kmemlab_mm::alloc::{flags::GFP_KERNEL, AllocError, KBox};
