@@ -96,12 +96,12 @@ pub enum KvmallocError {
         /// kmalloc's error.
         kmalloc: SlabError,
     },
-    /// kmalloc failed, and so did the vmalloc fallback.
+    /// kmalloc failed (more than KMALLOC_MAX_SIZE, or no memory without direct reclaim),
+    /// and so did the vmalloc fallback. (kmalloc's own error is not kept, so that the
+    /// error stays small enough to return by value.)
     Vmalloc {
         /// Bytes asked for.
         size: usize,
-        /// kmalloc's error.
-        kmalloc: SlabError,
         /// vmalloc's error.
         vmalloc: VmallocError,
     },
@@ -148,14 +148,17 @@ impl fmt::Display for KvmallocError {
                 f,
                 "kvmalloc of {size} bytes: kmalloc failed ({kmalloc}) and {gfp} does not allow blocking, so there is no vmalloc fallback"
             ),
-            KvmallocError::Vmalloc {
-                size,
-                kmalloc,
-                vmalloc,
-            } => write!(
-                f,
-                "kvmalloc of {size} bytes: kmalloc failed ({kmalloc}), then the vmalloc fallback failed: {vmalloc}"
-            ),
+            KvmallocError::Vmalloc { size, vmalloc } => {
+                let kmalloc = if *size > KMALLOC_MAX_SIZE {
+                    "larger than KMALLOC_MAX_SIZE"
+                } else {
+                    "no memory for it without direct reclaim"
+                };
+                write!(
+                    f,
+                    "kvmalloc of {size} bytes: kmalloc failed ({kmalloc}), then the vmalloc fallback failed: {vmalloc}"
+                )
+            }
             KvmallocError::Krealloc(e) => write!(f, "kvrealloc: krealloc refused the address: {e}"),
             KvmallocError::Vrealloc(e) => write!(f, "kvrealloc: vrealloc failed: {e}"),
             KvmallocError::Kfree(e) => write!(f, "kvfree: kfree refused: {e}"),
@@ -461,11 +464,7 @@ impl<P: Platform> Mm<P> {
             node,
             caller,
         )
-        .map_err(|vmalloc| KvmallocError::Vmalloc {
-            size,
-            kmalloc,
-            vmalloc,
-        })
+        .map_err(|vmalloc| KvmallocError::Vmalloc { size, vmalloc })
     }
 
     /// kvmalloc's kmalloc attempt, with `kmalloc_gfp_adjust`ed flags. Above
