@@ -654,7 +654,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// Copy `len` bytes between kernel virtual addresses (direct map or vmalloc).
-    pub(crate) fn copy_kernel(&self, dst: VirtAddr, src: VirtAddr, len: usize) {
+    fn copy_kernel(&self, dst: VirtAddr, src: VirtAddr, len: usize) {
         let mut buf = [0u8; 512];
         let mut done = 0;
         while done < len {
