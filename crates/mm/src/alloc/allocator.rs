@@ -8,7 +8,7 @@ use super::{dangling, AllocError, Allocator, Flags};
 use crate::addr::{VirtAddr, PAGE_SIZE};
 use crate::gfp::Gfp;
 use crate::platform::Platform;
-use crate::slab::kmalloc::KMALLOC_MAX_SIZE;
+use crate::slab::kmalloc::{ARCH_KMALLOC_MINALIGN, KMALLOC_MAX_SIZE};
 use crate::Mm;
 
 /// The contiguous kernel allocator: kmalloc, physically contiguous memory in the direct
@@ -103,7 +103,7 @@ fn check_align(allocator: &'static str, layout: Layout, max: usize) -> Result<()
 
 impl Allocator for Kmalloc {
     const NAME: &'static str = "Kmalloc";
-    const MIN_ALIGN: usize = 8;
+    const MIN_ALIGN: usize = ARCH_KMALLOC_MINALIGN;
 
     fn realloc<P: Platform>(
         mm: &Mm<P>,

@@ -82,6 +82,11 @@ pub const ARCH_KMALLOC_MINALIGN: usize = 8;
 /// power-of-two divisor of the size, so a power-of-two size is aligned to itself even when
 /// slab_debug's red zones shift the objects (capped at a page, the most
 /// `kmem_cache_create` accepts here: the 8 KiB class is page aligned).
+///
+/// ```
+/// use kmemlab_mm::slab::kmalloc::kmalloc_align;
+/// assert_eq!([8, 64, 96, 192, 4096, 8192].map(kmalloc_align), [8, 64, 32, 64, 4096, 4096]);
+/// ```
 pub const fn kmalloc_align(size: usize) -> usize {
     let divisor = 1 << size.trailing_zeros();
     let align = if divisor > ARCH_KMALLOC_MINALIGN {
