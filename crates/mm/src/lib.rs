@@ -16,6 +16,8 @@
 //!   vmalloc / vzalloc / vmalloc_huge / __vmalloc / vrealloc / vfree / vmap / vunmap / ...
 //!   try_to_free_pages / wakeup_kswapd / kswapd_run / pgdat_balanced   (vmscan)
 //!   account_page_cache / mod_zone_page_state / mod_node_page_state  (vmstat)
+//!   kvmalloc / kvzalloc / kvmalloc_array / kvcalloc / kvrealloc / kvfree / kvfree_sensitive
+//!   alloc::{KBox, VBox, KVBox, KVec, VVec, KVVec}: Rust-for-Linux-style containers
 //!   procfs::{buddyinfo, pagetypeinfo, zoneinfo, meminfo, slabinfo, vmallocinfo, vmstat}
 //!   check()
 //! ```
@@ -23,6 +25,7 @@
 #![warn(missing_docs)]
 
 pub mod addr;
+pub mod alloc;
 pub mod arch;
 pub mod context;
 pub mod gfp;
@@ -36,6 +39,7 @@ pub mod platform;
 pub mod procfs;
 pub mod slab;
 pub mod sync;
+pub mod util;
 pub mod vmalloc;
 pub mod vmscan;
 pub mod vmstat;
@@ -86,6 +90,8 @@ pub struct Mm<P: Platform> {
     direct_map: [u64; 3],
     /// vmalloc's trees, lists and counters.
     vmalloc: vmalloc::VmallocGlobals,
+    /// kvmalloc's counters.
+    kvmalloc: util::KvmallocStats,
 }
 
 /// Pages in slabs and large kmallocs (`NR_SLAB_RECLAIMABLE_B`, `NR_SLAB_UNRECLAIMABLE_B`).

@@ -137,6 +137,7 @@ impl<P: Platform> Mm<P> {
             pgtable_pages: core::sync::atomic::AtomicU64::new(0),
             direct_map: [0; 3],
             vmalloc: crate::vmalloc::VmallocGlobals::new(),
+            kvmalloc: crate::util::KvmallocStats::new(),
         };
         mm.memblock.current_limit = mm.layout.direct_map_end_phys;
         mm.zone_sizes_init(first_pfn, end_pfn);

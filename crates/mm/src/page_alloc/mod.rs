@@ -769,7 +769,7 @@ impl<P: Platform> Mm<P> {
 
     /// `clear_highpage()` over `n` pages (through a temporary mapping for HighMem, which
     /// here is simply physical memory).
-    fn clear_pages(&self, pfn: u64, n: u64) {
+    pub(crate) fn clear_pages(&self, pfn: u64, n: u64) {
         let phys = Pfn(pfn).phys().0;
         // SAFETY: the pages were just taken from the free lists, so they are RAM that
         // nobody else uses; `phys_mem` covers all RAM (the `Platform` contract).

@@ -75,6 +75,32 @@ pub const fn kmalloc_size(index: usize) -> usize {
     }
 }
 
+/// `ARCH_KMALLOC_MINALIGN` on x86.
+pub const ARCH_KMALLOC_MINALIGN: usize = 8;
+
+/// A kmalloc cache's alignment (`create_boot_cache()`, Linux 6.12): at least the largest
+/// power-of-two divisor of the size, so a power-of-two size is aligned to itself even when
+/// slab_debug's red zones shift the objects (capped at a page, the most
+/// `kmem_cache_create` accepts here: the 8 KiB class is page aligned).
+///
+/// ```
+/// use kmemlab_mm::slab::kmalloc::kmalloc_align;
+/// assert_eq!([8, 64, 96, 192, 4096, 8192].map(kmalloc_align), [8, 64, 32, 64, 4096, 4096]);
+/// ```
+pub const fn kmalloc_align(size: usize) -> usize {
+    let divisor = 1 << size.trailing_zeros();
+    let align = if divisor > ARCH_KMALLOC_MINALIGN {
+        divisor
+    } else {
+        ARCH_KMALLOC_MINALIGN
+    };
+    if align < PAGE_SIZE {
+        align
+    } else {
+        PAGE_SIZE
+    }
+}
+
 /// The cache name of a class (`kmalloc_info[]`): `kmalloc-8` … `kmalloc-8k`.
 fn kmalloc_name(kind: KmallocType, index: usize) -> &'static str {
     const NORMAL: [&str; 14] = [
@@ -169,10 +195,11 @@ impl<P: Platform> Mm<P> {
             KmallocType::Reclaim => flags |= SlabFlags::RECLAIM_ACCOUNT,
             KmallocType::Dma => flags |= SlabFlags::CACHE_DMA,
         }
+        let size = kmalloc_size(index);
         let r = self.kmem_cache_create(
             kmalloc_name(kind, index),
-            kmalloc_size(index),
-            8,
+            size,
+            kmalloc_align(size),
             flags,
             None,
         )?;
