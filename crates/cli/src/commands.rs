@@ -214,6 +214,24 @@ pub const COMMANDS: &[Command] = &[
         run: vm::vfree,
     },
     Command {
+        name: "kvmalloc",
+        usage: "<size> [gfp]",
+        help: "kmalloc, falling back to vmalloc above a page when the flags allow blocking",
+        run: vm::kvmalloc,
+    },
+    Command {
+        name: "kvzalloc",
+        usage: "<size> [gfp]",
+        help: "kvmalloc, zeroed",
+        run: vm::kvzalloc,
+    },
+    Command {
+        name: "kvfree",
+        usage: "<addr>",
+        help: "free kvmalloc memory: vfree or kfree by address",
+        run: vm::kvfree,
+    },
+    Command {
         name: "vmap",
         usage: "<page> <count>",
         help: "map count pages from a struct page into the vmalloc area",

@@ -415,3 +415,59 @@ pub fn tlb(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
         "full_flushes": f.full_flushes, "pages_invalidated": f.pages_invalidated, "page_faults": m.page_faults()});
     Ok(Value::Object(obj, lines.join("\n")))
 }
+
+/// `kvmalloc <size> <gfp>` / `kvzalloc`: kmalloc first, vmalloc when that fails and the
+/// flags allow blocking. The text says which allocator served it.
+fn kvmalloc_with(sh: &Shell, size: u64, gfp: kmemlab_mm::Gfp) -> Result<Value, String> {
+    let site = sh.call_site();
+    sh.kernel(|mm| {
+        let p = mm
+            .kvmalloc_node_caller(size as usize, gfp, -1, site)
+            .map_err(|e| e.to_string())?;
+        Ok(if mm.is_vmalloc_addr(p) {
+            match area_value(mm, p) {
+                Value::Number(a, text) => Value::Number(a, format!("vmalloc fallback: {text}")),
+                other => other,
+            }
+        } else {
+            Value::Number(p.0, format!("kmalloc: {size} bytes, physically contiguous"))
+        })
+    })?
+}
+
+/// `kvmalloc <size> [gfp]`.
+pub fn kvmalloc(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
+    kv_args(sh, args, "kvmalloc", kmemlab_mm::Gfp::empty())
+}
+
+/// `kvzalloc <size> [gfp]`.
+pub fn kvzalloc(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
+    kv_args(sh, args, "kvzalloc", kmemlab_mm::Gfp::__GFP_ZERO)
+}
+
+fn kv_args(sh: &Shell, args: &[&str], name: &str, extra: kmemlab_mm::Gfp) -> Result<Value, String> {
+    if args.is_empty() || args.len() > 2 {
+        return Err(format!("usage: {name} <size> [gfp]"));
+    }
+    let gfp = match args.get(1) {
+        Some(g) => sh.gfp(g)?,
+        None => kmemlab_mm::Gfp::GFP_KERNEL,
+    };
+    kvmalloc_with(sh, sh.size(args[0])?, gfp | extra)
+}
+
+/// `kvfree <addr>`: vfree or kfree, as `is_vmalloc_addr` says.
+pub fn kvfree(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
+    want(args, 1, "kvfree <addr>")?;
+    let addr = VirtAddr(sh.number(args[0])?);
+    sh.kernel(|mm| {
+        let how = if mm.is_vmalloc_addr(addr) {
+            "vfree"
+        } else {
+            "kfree"
+        };
+        mm.kvfree(addr)
+            .map(|_| Value::Text(format!("freed ({how})")))
+            .map_err(|e| e.to_string())
+    })?
+}
