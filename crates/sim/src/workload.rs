@@ -269,8 +269,13 @@ fn pin_block(
     stride: u32,
     pinned: &mut Vec<Pfn>,
 ) -> Result<(), FragmentError> {
+    // A block on the HighAtomic lists is out of GFP_KERNEL's reach; a high-order atomic
+    // request may take it (`rmqueue` tries MIGRATE_HIGHATOMIC first under
+    // ALLOC_HIGHATOMIC), so the workload pins those blocks too.
+    let atomic = (gfp - Gfp::GFP_KERNEL - Gfp::__GFP_NORETRY) | Gfp::GFP_ATOMIC;
     let page = mm
         .alloc_pages(gfp, block_order)
+        .or_else(|_| mm.alloc_pages(atomic, block_order))
         .map_err(FragmentError::Alloc)?;
     let first = mm.page_to_pfn(page);
     let served_by = mm.page_zone(page).zone_type;

@@ -7,7 +7,7 @@ mod basics;
 
 mod irq;
 mod overhead;
-
+mod size;
 mod underneath;
 mod vmalloc;
 
@@ -123,7 +123,7 @@ pub fn run(args: &MachineArgs, options: TourOptions) -> Result<bool, String> {
     ok &= irq::section(&mut t, &machine)?;
     ok &= underneath::section(&mut t, &machine)?;
     ok &= overhead::section(&mut t, &machine)?;
-
+    ok &= size::section(&mut t, &machine)?;
     ok &= claims_table(&mut t, &machine);
     if options.json {
         let mut doc = t.facts;
