@@ -14,6 +14,7 @@
 //!   kmalloc / kzalloc / kcalloc / kmalloc_array / krealloc / kfree / ksize / ...
 //!   kmem_cache_create / _alloc / _zalloc / _free / _shrink / _destroy
 //!   vmalloc / vzalloc / vmalloc_huge / __vmalloc / vrealloc / vfree / vmap / vunmap / ...
+//!   dma_map_single / dma_map_sg / dma_alloc_coherent / dma_pool_* / dma_stats (dma/)
 //!   procfs::{buddyinfo, pagetypeinfo, zoneinfo, meminfo, slabinfo}
 //!   check()
 //! ```
@@ -23,6 +24,7 @@
 pub mod addr;
 pub mod arch;
 pub mod context;
+pub mod dma;
 pub mod gfp;
 pub mod memblock;
 pub mod memory_model;
@@ -80,6 +82,8 @@ pub struct Mm<P: Platform> {
     direct_map: [u64; 3],
     /// vmalloc's trees, lists and counters.
     vmalloc: vmalloc::VmallocGlobals,
+    /// swiotlb, dma-debug and the DMA counters.
+    dma: dma::DmaGlobals,
 }
 
 /// Pages in slabs and large kmallocs (`NR_SLAB_RECLAIMABLE_B`, `NR_SLAB_UNRECLAIMABLE_B`).

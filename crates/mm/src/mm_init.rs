@@ -51,6 +51,10 @@ pub struct BootConfig {
     pub seed: u64,
     /// The slab allocator's options (`slab_debug=`, hardening, init_on_alloc/free).
     pub slab: crate::slab::SlabConfig,
+    /// The swiotlb bounce-buffer pool (`swiotlb=`).
+    pub swiotlb: crate::dma::SwiotlbConfig,
+    /// `CONFIG_DMA_API_DEBUG` (on; `dma_debug=off` turns it off).
+    pub dma_debug: bool,
 }
 
 impl Default for BootConfig {
@@ -59,6 +63,8 @@ impl Default for BootConfig {
             profile: Profile::X86_64,
             seed: 0,
             slab: crate::slab::SlabConfig::default(),
+            swiotlb: crate::dma::SwiotlbConfig::default(),
+            dma_debug: true,
         }
     }
 }
@@ -135,11 +141,13 @@ impl<P: Platform> Mm<P> {
             pgtable_pages: core::sync::atomic::AtomicU64::new(0),
             direct_map: [0; 3],
             vmalloc: crate::vmalloc::VmallocGlobals::new(),
+            dma: crate::dma::DmaGlobals::new(),
         };
         mm.memblock.current_limit = mm.layout.direct_map_end_phys;
         mm.zone_sizes_init(first_pfn, end_pfn);
         mm.alloc_boot_metadata(end_pfn)?;
         mm.init_mem_mapping()?;
+        mm.swiotlb_init(config.swiotlb)?;
         mm.memmap_init(end_pfn);
         mm.memblock_free_all();
         mm.build_zonelists();
@@ -149,6 +157,9 @@ impl<P: Platform> Mm<P> {
         mm.preallocate_vmalloc_pages()?;
         mm.kmem_cache_init().map_err(BootError::Slab)?;
         mm.vmalloc_init().map_err(BootError::Slab)?;
+        if config.dma_debug {
+            mm.dma_debug_init();
+        }
         Ok(mm)
     }
 

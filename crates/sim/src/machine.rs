@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use kmemlab_mm::platform::Shrinker;
+use kmemlab_mm::dma::SwiotlbConfig;
 use kmemlab_mm::slab::SlabConfig;
 use kmemlab_mm::{
     BootConfig, BootError, Context, IrqFlags, MemoryRegion, Mm, Platform, Profile, VirtAddr,
@@ -39,6 +40,9 @@ pub struct MachineConfig {
     /// The slab allocator's boot options.
     #[serde(skip)]
     pub slab: SlabConfig,
+    /// The swiotlb pool (`swiotlb=`); by default as x86 decides (only with RAM above 4 GiB).
+    #[serde(skip)]
+    pub swiotlb: SwiotlbConfig,
 }
 
 fn serialize_profile<S: serde::Serializer>(p: &Profile, s: S) -> Result<S::Ok, S::Error> {
@@ -55,6 +59,7 @@ impl Default for MachineConfig {
             seed: 0,
             holes: vec![Hole::LEGACY],
             slab: SlabConfig::default(),
+            swiotlb: SwiotlbConfig::default(),
         }
     }
 }
@@ -419,6 +424,8 @@ impl Machine {
             profile: config.profile,
             seed: config.seed,
             slab: config.slab,
+            swiotlb: config.swiotlb,
+            ..BootConfig::default()
         };
         let mm = Mm::boot(platform, boot).map_err(SimError::Boot)?;
         let page_cache = Arc::new(PageCache::default());

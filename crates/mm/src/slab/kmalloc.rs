@@ -307,7 +307,12 @@ impl<P: Platform> Mm<P> {
             return Ok(());
         }
         match self.lookup_kmalloc(addr)? {
-            KmallocObject::Slab(s, pfn) => self.free_object(s, pfn, addr, caller),
+            KmallocObject::Slab(s, pfn) => {
+                if let Some(phys) = self.layout.virt_to_phys(addr.0) {
+                    self.dma_debug_freeing(crate::PhysAddr(phys), s.object_size() as u64);
+                }
+                self.free_object(s, pfn, addr, caller)
+            }
             KmallocObject::Large(pfn, order) => {
                 let page = self.mem_map.page(pfn);
                 if self.slab.config.init_on_free {
