@@ -1,6 +1,6 @@
 //! kmemlab's simulated machine: RAM (lazily backed, with holes), CPUs with execution
 //! contexts, an MMU (a page walker over the kernel's own page tables and per-CPU TLBs, see
-//! [`mmu`]), a console, a page-cache workload, and the `mm` kernel booted on them.
+//! [`mmu`]), bus-mastering DMA devices ([`device`]), a console, a page-cache workload, and the `mm` kernel booted on them.
 //!
 //! ```
 //! use kmemlab_mm::{Context, Gfp};
@@ -18,12 +18,14 @@
 #![warn(missing_docs)]
 
 pub mod cpu;
+pub mod device;
 pub mod machine;
 pub mod mmu;
 pub mod pagecache;
 pub mod ram;
 pub mod trace;
 
+pub use device::{BusError, DmaDevice};
 pub use machine::{Machine, MachineConfig, SimError, SimPlatform, MAX_CPUS, MIN_RAM};
 pub use mmu::{PageFault, TlbFlushStats, TlbStats, Translation, Walk};
 pub use pagecache::PageCache;

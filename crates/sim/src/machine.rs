@@ -81,6 +81,9 @@ pub enum SimError {
     CpuBusy(usize),
     /// An interrupt cannot be taken: the CPU has interrupts disabled.
     IrqsDisabled(usize),
+    /// A DMA device could not be added (its name is taken, or the DMA API refused its
+    /// mask).
+    DmaDevice(String),
 }
 
 impl fmt::Display for SimError {
@@ -104,6 +107,7 @@ impl fmt::Display for SimError {
             SimError::Boot(e) => write!(f, "boot failed: {e}"),
             SimError::NoSuchCpu(c) => write!(f, "no CPU {c}"),
             SimError::CpuBusy(c) => write!(f, "CPU {c} is running another host thread"),
+            SimError::DmaDevice(why) => write!(f, "{why}"),
             SimError::IrqsDisabled(c) => {
                 write!(
                     f,
@@ -395,6 +399,7 @@ pub struct Machine {
     mm: Mm<SimPlatform>,
     config: MachineConfig,
     page_cache: Arc<PageCache>,
+    dma_devices: Mutex<Vec<Arc<crate::device::DmaDevice>>>,
 }
 
 impl Machine {
@@ -434,7 +439,39 @@ impl Machine {
             mm,
             config,
             page_cache,
+            dma_devices: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Plug in a bus-mastering device named `name` with `mask_bits` address lines, and
+    /// probe it as its driver would: `dma_set_mask_and_coherent(DMA_BIT_MASK(mask_bits))`
+    /// (refused, and the device not added, when the DMA API cannot support the mask).
+    pub fn add_dma_device(
+        &self,
+        name: &str,
+        mask_bits: u32,
+    ) -> Result<Arc<crate::device::DmaDevice>, SimError> {
+        let mut devices = self.dma_devices.lock().expect("device list");
+        if devices.iter().any(|d| d.name() == name) {
+            return Err(SimError::DmaDevice(format!("DMA device {name} exists")));
+        }
+        let device = Arc::new(crate::device::DmaDevice::new(name, mask_bits));
+        let mask = kmemlab_mm::dma::dma_bit_mask(mask_bits);
+        self.mm
+            .dma_set_mask_and_coherent(device.device(), mask)
+            .map_err(|e| {
+                SimError::DmaDevice(format!(
+                    "{name}: dma_set_mask_and_coherent(DMA_BIT_MASK({mask_bits})) failed: {e}"
+                ))
+            })?;
+        devices.push(device.clone());
+        Ok(device)
+    }
+
+    /// The DMA device named `name`.
+    pub fn dma_device(&self, name: &str) -> Option<Arc<crate::device::DmaDevice>> {
+        let devices = self.dma_devices.lock().expect("device list");
+        devices.iter().find(|d| d.name() == name).cloned()
     }
 
     /// The configuration booted.
