@@ -38,6 +38,20 @@ fn isa_machine(profile: Profile) -> Machine {
     )
 }
 
+/// `kmem_cache_shrink` every cache, so that the slab pages left are the live objects'.
+fn shrink_all_caches(m: &Machine) {
+    m.run(|mm| {
+        let mut caches = vec![];
+        mm.for_each_cache(|s| {
+            caches.push(s.handle());
+            None::<()>
+        });
+        for c in caches {
+            mm.kmem_cache_shrink(c).unwrap();
+        }
+    });
+}
+
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8)
@@ -612,6 +626,7 @@ fn dma_pool_blocks_never_cross_the_boundary_and_bad_frees_are_reported() {
     for profile in PROFILES {
         let m = dma_machine(profile, 64 * MIB, SwiotlbConfig::off());
         let dev = m.add_dma_device("usb", 32).unwrap();
+        shrink_all_caches(&m);
         let boot = BootState::of(m.mm());
         m.run(|mm| {
             assert!(mm.dma_pool_create("bad", dev.device(), 64, 3, 0).is_err());
@@ -652,6 +667,7 @@ fn dma_pool_blocks_never_cross_the_boundary_and_bad_frees_are_reported() {
         assert!(console[0].starts_with("simdma usb: dma_pool_free td, dma 0x"));
         assert!(console[0].ends_with(" already free"));
         assert!(console[1].ends_with(&format!("/{} (bad dma)", pad(0x1234_5000))));
+        shrink_all_caches(&m);
         assert_all_free(&m, &boot, false);
     }
 }
@@ -783,6 +799,13 @@ fn after_unmapping_and_freeing_every_page_and_slot_is_back() {
         let m = isa_machine(profile);
         let isa = m.add_dma_device("isa", 24).unwrap();
         let pci = m.add_dma_device("pci", 32).unwrap();
+        // vmalloc keeps the page tables it makes: make them before the snapshot.
+        m.run(|mm| {
+            let v = mm.vmalloc(40_000).unwrap();
+            mm.vfree(v).unwrap();
+            mm.purge_vmap_area_lazy();
+        });
+        shrink_all_caches(&m);
         let boot = BootState::of(m.mm());
         m.run(|mm| {
             let k = mm.kmalloc(10_000, Gfp::GFP_KERNEL).unwrap();
@@ -825,6 +848,7 @@ fn after_unmapping_and_freeing_every_page_and_slot_is_back() {
         assert_eq!(s.debug_error_count, 0);
         m.mm().dma_check().unwrap();
         m.mm().check().unwrap();
+        shrink_all_caches(&m);
         assert_all_free(&m, &boot, false);
     }
 }

@@ -759,6 +759,9 @@ impl<P: Platform> Mm<P> {
     fn debug_check_freed(&self, start: u64, len: u64) {
         let end = start + len;
         let state = self.dma.debug.state.lock_irqsave(&self.platform);
+        if state.disabled {
+            return;
+        }
         let mut hits = [0u64; 8];
         let mut n = 0;
         for bucket in 0..HASH_SIZE {
