@@ -61,7 +61,10 @@ impl fmt::Display for BusError {
                 write!(f, "bus error: master abort, no RAM at {addr:#x}+{len}")
             }
             BusError::BufferTooShort { need, have } => {
-                write!(f, "device buffer holds {have} bytes, the transfer needs {need}")
+                write!(
+                    f,
+                    "device buffer holds {have} bytes, the transfer needs {need}"
+                )
             }
         }
     }
@@ -81,7 +84,11 @@ pub struct DmaDevice {
 
 impl fmt::Debug for DmaDevice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DmaDevice({:?}, {} address bits)", self.device, self.mask_bits)
+        write!(
+            f,
+            "DmaDevice({:?}, {} address bits)",
+            self.device, self.mask_bits
+        )
     }
 }
 
@@ -154,7 +161,11 @@ impl DmaDevice {
         Ok(())
     }
 
-    fn check_all(&self, machine: &Machine, segments: &[(DmaAddr, usize)]) -> Result<usize, BusError> {
+    fn check_all(
+        &self,
+        machine: &Machine,
+        segments: &[(DmaAddr, usize)],
+    ) -> Result<usize, BusError> {
         let mut total = 0;
         for &(addr, len) in segments {
             if let Err(e) = self.check(machine, addr, len) {
@@ -168,19 +179,33 @@ impl DmaDevice {
 
     /// The device writes its buffer to memory (a `DMA_FROM_DEVICE` transfer) at one bus
     /// address.
-    pub fn write_to_memory(&self, machine: &Machine, addr: DmaAddr, len: usize) -> Result<(), BusError> {
+    pub fn write_to_memory(
+        &self,
+        machine: &Machine,
+        addr: DmaAddr,
+        len: usize,
+    ) -> Result<(), BusError> {
         self.write_segments(machine, &[(addr, len)]).map(|_| ())
     }
 
     /// The device reads memory into its buffer (a `DMA_TO_DEVICE` transfer) from one bus
     /// address.
-    pub fn read_from_memory(&self, machine: &Machine, addr: DmaAddr, len: usize) -> Result<(), BusError> {
+    pub fn read_from_memory(
+        &self,
+        machine: &Machine,
+        addr: DmaAddr,
+        len: usize,
+    ) -> Result<(), BusError> {
         self.read_segments(machine, &[(addr, len)]).map(|_| ())
     }
 
     /// The device writes its buffer across a list of segments `(dma_addr, len)`, in
     /// order (scatter); returns the bytes written.
-    pub fn write_segments(&self, machine: &Machine, segments: &[(DmaAddr, usize)]) -> Result<usize, BusError> {
+    pub fn write_segments(
+        &self,
+        machine: &Machine,
+        segments: &[(DmaAddr, usize)],
+    ) -> Result<usize, BusError> {
         let total = self.check_all(machine, segments)?;
         let buffer = self.buffer.lock().expect("device buffer");
         if buffer.len() < total {
@@ -203,7 +228,11 @@ impl DmaDevice {
 
     /// The device reads a list of segments into its buffer, in order (gather); returns
     /// the bytes read.
-    pub fn read_segments(&self, machine: &Machine, segments: &[(DmaAddr, usize)]) -> Result<usize, BusError> {
+    pub fn read_segments(
+        &self,
+        machine: &Machine,
+        segments: &[(DmaAddr, usize)],
+    ) -> Result<usize, BusError> {
         let total = self.check_all(machine, segments)?;
         let ram = machine.mm().platform().ram();
         let mut data = vec![0; total];

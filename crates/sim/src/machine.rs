@@ -5,8 +5,8 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use kmemlab_mm::platform::Shrinker;
 use kmemlab_mm::dma::SwiotlbConfig;
+use kmemlab_mm::platform::Shrinker;
 use kmemlab_mm::slab::SlabConfig;
 use kmemlab_mm::{
     BootConfig, BootError, Context, IrqFlags, MemoryRegion, Mm, Platform, Profile, VirtAddr,
@@ -40,9 +40,6 @@ pub struct MachineConfig {
     /// The slab allocator's boot options.
     #[serde(skip)]
     pub slab: SlabConfig,
-    /// The swiotlb pool (`swiotlb=`); by default as x86 decides (only with RAM above 4 GiB).
-    #[serde(skip)]
-    pub swiotlb: SwiotlbConfig,
 }
 
 fn serialize_profile<S: serde::Serializer>(p: &Profile, s: S) -> Result<S::Ok, S::Error> {
@@ -59,7 +56,6 @@ impl Default for MachineConfig {
             seed: 0,
             holes: vec![Hole::LEGACY],
             slab: SlabConfig::default(),
-            swiotlb: SwiotlbConfig::default(),
         }
     }
 }
@@ -405,6 +401,15 @@ pub struct Machine {
 impl Machine {
     /// Build the hardware and boot the kernel on it.
     pub fn new(config: MachineConfig) -> Result<Machine, SimError> {
+        Machine::new_with_swiotlb(config, SwiotlbConfig::default())
+    }
+
+    /// [`Machine::new`] with the `swiotlb=` boot options (by default, as x86 decides: a
+    /// pool only when RAM extends above 4 GiB).
+    pub fn new_with_swiotlb(
+        config: MachineConfig,
+        swiotlb: SwiotlbConfig,
+    ) -> Result<Machine, SimError> {
         if !(MIN_RAM..=MAX_RAM).contains(&config.ram) {
             return Err(SimError::BadRamSize(config.ram));
         }
@@ -429,7 +434,7 @@ impl Machine {
             profile: config.profile,
             seed: config.seed,
             slab: config.slab,
-            swiotlb: config.swiotlb,
+            swiotlb,
             ..BootConfig::default()
         };
         let mm = Mm::boot(platform, boot).map_err(SimError::Boot)?;

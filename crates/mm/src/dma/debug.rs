@@ -243,7 +243,9 @@ impl<P: Platform> Mm<P> {
         debug.nr_entries = PREALLOC_DMA_DEBUG_ENTRIES;
         let n = debug.nr_entries;
         for i in 0..n {
-            self.debug_entry(i).next.store(if i + 1 < n { i + 2 } else { 0 }, Relaxed);
+            self.debug_entry(i)
+                .next
+                .store(if i + 1 < n { i + 2 } else { 0 }, Relaxed);
         }
         let state = self.dma.debug.state.get_mut();
         state.free_head = 1;
@@ -707,7 +709,13 @@ impl<P: Platform> Mm<P> {
 
     /// `get_nr_mapped_entries()`: how many segments `dma_map_sg` mapped for the list whose
     /// first segment is at `addr`.
-    pub(crate) fn debug_nr_mapped_entries(&self, dev: &Device, addr: DmaAddr, size: usize, nents: u32) -> Option<u32> {
+    pub(crate) fn debug_nr_mapped_entries(
+        &self,
+        dev: &Device,
+        addr: DmaAddr,
+        size: usize,
+        nents: u32,
+    ) -> Option<u32> {
         if self.dma_debug_disabled() {
             return None;
         }
@@ -719,7 +727,13 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `debug_dma_alloc_coherent()`.
-    pub(crate) fn debug_dma_alloc_coherent(&self, dev: &Device, size: usize, dma: DmaAddr, phys: PhysAddr) {
+    pub(crate) fn debug_dma_alloc_coherent(
+        &self,
+        dev: &Device,
+        size: usize,
+        dma: DmaAddr,
+        phys: PhysAddr,
+    ) {
         if self.dma_debug_disabled() {
             return;
         }
@@ -729,7 +743,13 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `debug_dma_free_coherent()`.
-    pub(crate) fn debug_dma_free_coherent(&self, dev: &Device, size: usize, phys: PhysAddr, dma: DmaAddr) {
+    pub(crate) fn debug_dma_free_coherent(
+        &self,
+        dev: &Device,
+        size: usize,
+        phys: PhysAddr,
+        dma: DmaAddr,
+    ) {
         if self.dma_debug_disabled() {
             return;
         }
@@ -755,6 +775,17 @@ impl<P: Platform> Mm<P> {
         self.debug_check_freed(phys.0, len);
     }
 
+    /// [`Mm::dma_debug_freeing`] for a direct-map address (a slab object being freed).
+    #[inline]
+    pub fn dma_debug_freeing_virt(&self, addr: VirtAddr, len: u64) {
+        if self.dma.debug.live.load(Relaxed) == 0 {
+            return;
+        }
+        if let Some(phys) = self.layout.virt_to_phys(addr.0) {
+            self.debug_check_freed(phys, len);
+        }
+    }
+
     #[cold]
     fn debug_check_freed(&self, start: u64, len: u64) {
         let end = start + len;
@@ -767,7 +798,11 @@ impl<P: Platform> Mm<P> {
         for bucket in 0..HASH_SIZE {
             self.for_each_in_bucket(bucket, |i| {
                 let e = self.read_entry(i);
-                if e.kind != DebugType::Coherent && e.phys < end && start < e.phys + e.size.max(1) && n < hits.len() {
+                if e.kind != DebugType::Coherent
+                    && e.phys < end
+                    && start < e.phys + e.size.max(1)
+                    && n < hits.len()
+                {
                     hits[n] = i;
                     n += 1;
                 }
@@ -823,7 +858,8 @@ impl<P: Platform> Mm<P> {
             free += 1;
             next = self.debug_entry(next - 1).next.load(Relaxed);
         }
-        if hashed + free != d.nr_entries || free != state.nr_free || hashed != d.live.load(Relaxed) {
+        if hashed + free != d.nr_entries || free != state.nr_free || hashed != d.live.load(Relaxed)
+        {
             return Err(DmaCheckError::DebugEntries {
                 hashed,
                 free,

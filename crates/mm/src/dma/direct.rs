@@ -5,8 +5,8 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
-use super::{min_not_zero, Device, DmaAddr, DmaDataDirection, DmaError, DMA_MAPPING_ERROR};
 use super::{dma_bit_mask, ZONE_DMA_LIMIT};
+use super::{min_not_zero, Device, DmaAddr, DmaDataDirection, DmaError, DMA_MAPPING_ERROR};
 use crate::addr::{get_order, PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::gfp::Gfp;
 use crate::platform::Platform;
@@ -128,7 +128,10 @@ impl<P: Platform> Mm<P> {
             }
             // CONFIG_ZONE_DMA32 exists on x86_64 only.
             let has_dma32 = self.profile() == crate::Profile::X86_64;
-            if has_dma32 && phys_limit < u64::MAX && !gfp.intersects(Gfp::__GFP_DMA32 | Gfp::__GFP_DMA) {
+            if has_dma32
+                && phys_limit < u64::MAX
+                && !gfp.intersects(Gfp::__GFP_DMA32 | Gfp::__GFP_DMA)
+            {
                 gfp |= Gfp::__GFP_DMA32;
             } else if !gfp.contains(Gfp::__GFP_DMA) {
                 gfp = (gfp - Gfp::__GFP_DMA32) | Gfp::__GFP_DMA;

@@ -469,8 +469,8 @@ impl<P: Platform> Mm<P> {
         if mask >= dma_bit_mask(32) {
             return true;
         }
-        let end_pfn = self.memblock.memory.regions().last().map_or(0, |r| r.end())
-            >> crate::addr::PAGE_SHIFT;
+        let end_pfn =
+            self.memblock.memory.regions().last().map_or(0, |r| r.end()) >> crate::addr::PAGE_SHIFT;
         let min_mask = (end_pfn.saturating_sub(1) << crate::addr::PAGE_SHIFT).min(ZONE_DMA_LIMIT);
         mask >= min_mask
     }
@@ -597,7 +597,13 @@ impl<P: Platform> Mm<P> {
     /// `dma_unmap_single()`: end a mapping; a bounce buffer is copied back for
     /// `DMA_FROM_DEVICE` / `DMA_BIDIRECTIONAL` and its slots released. dma-debug checks
     /// the address, size and direction against the mapping.
-    pub fn dma_unmap_single(&self, dev: &Device, addr: DmaAddr, size: usize, dir: DmaDataDirection) {
+    pub fn dma_unmap_single(
+        &self,
+        dev: &Device,
+        addr: DmaAddr,
+        size: usize,
+        dir: DmaDataDirection,
+    ) {
         self.dma_unmap_page(dev, addr, size, dir)
     }
 

@@ -149,14 +149,24 @@ impl<P: Platform> Mm<P> {
 
     /// `dma_pool_alloc()`: a block as (CPU address, bus address); a new coherent
     /// allocation is carved up when no block is free. Zeroed with `__GFP_ZERO`.
-    pub fn dma_pool_alloc(&self, pool: &DmaPool<'_>, gfp: Gfp) -> Result<(VirtAddr, DmaAddr), DmaError> {
+    pub fn dma_pool_alloc(
+        &self,
+        pool: &DmaPool<'_>,
+        gfp: Gfp,
+    ) -> Result<(VirtAddr, DmaAddr), DmaError> {
         let w = self.pool_words(pool);
         let block = match self.pool_block_pop(w) {
             Some(b) => b,
             None => {
-                let (vaddr, dma) = self.dma_alloc_coherent(pool.dev, w[ALLOCATION].load(Relaxed) as usize, gfp)?;
+                let (vaddr, dma) =
+                    self.dma_alloc_coherent(pool.dev, w[ALLOCATION].load(Relaxed) as usize, gfp)?;
                 let Ok(record) = self.kmalloc(PAGE_WORDS * 8, gfp) else {
-                    let _ = self.dma_free_coherent(pool.dev, w[ALLOCATION].load(Relaxed) as usize, vaddr, dma);
+                    let _ = self.dma_free_coherent(
+                        pool.dev,
+                        w[ALLOCATION].load(Relaxed) as usize,
+                        vaddr,
+                        dma,
+                    );
                     return Err(DmaError::NoMem);
                 };
                 let _lock = self.pool_lock(w);
@@ -193,7 +203,13 @@ impl<P: Platform> Mm<P> {
 
     /// `pool_initialise_page()`: carve the allocation into blocks, skipping to the next
     /// boundary where a block would cross it, and put them at the head of the free list.
-    fn pool_initialise_page(&self, w: &[AtomicU64], record: VirtAddr, vaddr: VirtAddr, dma: DmaAddr) {
+    fn pool_initialise_page(
+        &self,
+        w: &[AtomicU64],
+        record: VirtAddr,
+        vaddr: VirtAddr,
+        dma: DmaAddr,
+    ) {
         let (size, allocation, boundary) = (
             w[SIZE].load(Relaxed),
             w[ALLOCATION].load(Relaxed),
@@ -252,7 +268,12 @@ impl<P: Platform> Mm<P> {
     /// address no page of the pool holds ("bad dma"), a CPU address that does not match
     /// it, and a block already free ("already free") are reported and refused; a freed
     /// block is poisoned.
-    pub fn dma_pool_free(&self, pool: &DmaPool<'_>, vaddr: VirtAddr, dma: DmaAddr) -> Result<(), DmaError> {
+    pub fn dma_pool_free(
+        &self,
+        pool: &DmaPool<'_>,
+        vaddr: VirtAddr,
+        dma: DmaAddr,
+    ) -> Result<(), DmaError> {
         let w = self.pool_words(pool);
         let name = self.pool_name(w);
         let lock = self.pool_lock(w);
@@ -260,20 +281,29 @@ impl<P: Platform> Mm<P> {
         let matches = page.is_some_and(|(pv, pd)| vaddr.0.wrapping_sub(pv) == dma - pd);
         if !matches {
             drop(lock);
-            self.dev_printk(pool.dev, format_args!(
-                "dma_pool_free {}, {:#x}/{} (bad dma)",
-                name.as_str(), vaddr.0, self.pad(dma)
-            ));
+            self.dev_printk(
+                pool.dev,
+                format_args!(
+                    "dma_pool_free {}, {:#x}/{} (bad dma)",
+                    name.as_str(),
+                    vaddr.0,
+                    self.pad(dma)
+                ),
+            );
             return Err(DmaError::Inval);
         }
         let mut block = w[NEXT_BLOCK].load(Relaxed);
         while block != 0 {
             if block == vaddr.0 {
                 drop(lock);
-                self.dev_printk(pool.dev, format_args!(
-                    "dma_pool_free {}, dma {} already free",
-                    name.as_str(), self.pad(dma)
-                ));
+                self.dev_printk(
+                    pool.dev,
+                    format_args!(
+                        "dma_pool_free {}, dma {} already free",
+                        name.as_str(),
+                        self.pad(dma)
+                    ),
+                );
                 return Err(DmaError::Inval);
             }
             block = self
@@ -305,7 +335,10 @@ impl<P: Platform> Mm<P> {
         let busy = w[NR_ACTIVE].load(Relaxed) != 0;
         if busy {
             let name = self.pool_name(w);
-            self.dev_printk(pool.dev, format_args!("dma_pool_destroy {} busy", name.as_str()));
+            self.dev_printk(
+                pool.dev,
+                format_args!("dma_pool_destroy {} busy", name.as_str()),
+            );
         }
         let allocation = w[ALLOCATION].load(Relaxed) as usize;
         let mut rec = w[PAGE_LIST].load(Relaxed);

@@ -75,7 +75,11 @@ impl<P: Platform> Mm<P> {
             return Err(DmaError::Inval);
         }
         let sgl = self
-            .kmalloc_array(nents as usize, SG_ENTRY_SIZE as usize, gfp | Gfp::__GFP_ZERO)
+            .kmalloc_array(
+                nents as usize,
+                SG_ENTRY_SIZE as usize,
+                gfp | Gfp::__GFP_ZERO,
+            )
             .map_err(|_| DmaError::NoMem)?;
         let table = SgTable {
             sgl,
@@ -100,7 +104,13 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `sg_set_page()`: the entry describes `len` bytes at `offset` into `page`.
-    pub fn sg_set_page(&self, sg: SgEntry, page: &Page, len: u32, offset: u32) -> Result<(), DmaError> {
+    pub fn sg_set_page(
+        &self,
+        sg: SgEntry,
+        page: &Page,
+        len: u32,
+        offset: u32,
+    ) -> Result<(), DmaError> {
         let w = self.sg_words(sg)?;
         let end = w[0].load(Relaxed) & SG_END;
         w[0].store(self.struct_page_address(page).0 | end, Relaxed);
@@ -145,7 +155,10 @@ impl<P: Platform> Mm<P> {
 
     /// The mapped segments of a table as a device is handed them: `(sg_dma_address,
     /// sg_dma_len)` of the first `nents` entries.
-    pub fn sg_dma_segments<'a>(&'a self, table: &'a SgTable) -> impl Iterator<Item = (DmaAddr, usize)> + 'a {
+    pub fn sg_dma_segments<'a>(
+        &'a self,
+        table: &'a SgTable,
+    ) -> impl Iterator<Item = (DmaAddr, usize)> + 'a {
         (0..table.nents).filter_map(move |i| {
             let s = self.sg_segment(table.sg(i)?).ok()?;
             Some((s.dma_address, s.dma_length as usize))
@@ -165,7 +178,11 @@ impl<P: Platform> Mm<P> {
         boundary_mask: u64,
         mut f: impl FnMut(Pfn, u32, u32) -> Result<(), DmaError>,
     ) -> Result<u32, DmaError> {
-        if size == 0 || offset >= PAGE_SIZE || max_segment < PAGE_SIZE as u64 || boundary_mask < PAGE_SIZE as u64 - 1 {
+        if size == 0
+            || offset >= PAGE_SIZE
+            || max_segment < PAGE_SIZE as u64
+            || boundary_mask < PAGE_SIZE as u64 - 1
+        {
             return Err(DmaError::Inval);
         }
         let npages = (offset + size).div_ceil(PAGE_SIZE) as u64;
@@ -185,13 +202,21 @@ impl<P: Platform> Mm<P> {
                     run = Some((first, start, run_len + len));
                     continue;
                 }
-                f(first, (start & (PAGE_SIZE as u64 - 1)) as u32, run_len as u32)?;
+                f(
+                    first,
+                    (start & (PAGE_SIZE as u64 - 1)) as u32,
+                    run_len as u32,
+                )?;
                 runs += 1;
             }
             run = Some((pfn, phys, len));
         }
         if let Some((first, start, run_len)) = run {
-            f(first, (start & (PAGE_SIZE as u64 - 1)) as u32, run_len as u32)?;
+            f(
+                first,
+                (start & (PAGE_SIZE as u64 - 1)) as u32,
+                run_len as u32,
+            )?;
             runs += 1;
         }
         Ok(runs)
@@ -207,15 +232,29 @@ impl<P: Platform> Mm<P> {
         boundary_mask: u64,
         gfp: Gfp,
     ) -> Result<SgTable, DmaError> {
-        let n = self.for_each_contiguous_run(pfn_of, offset, size, max_segment, boundary_mask, |_, _, _| Ok(()))?;
+        let n = self.for_each_contiguous_run(
+            pfn_of,
+            offset,
+            size,
+            max_segment,
+            boundary_mask,
+            |_, _, _| Ok(()),
+        )?;
         let table = self.sg_alloc_table(n, gfp)?;
         let mut i = 0;
-        let filled = self.for_each_contiguous_run(pfn_of, offset, size, max_segment, boundary_mask, |pfn, off, len| {
-            let page = self.pfn_to_page(pfn).map_err(|_| DmaError::Inval)?;
-            let sg = table.sg(i).ok_or(DmaError::Inval)?;
-            i += 1;
-            self.sg_set_page(sg, page, len, off)
-        });
+        let filled = self.for_each_contiguous_run(
+            pfn_of,
+            offset,
+            size,
+            max_segment,
+            boundary_mask,
+            |pfn, off, len| {
+                let page = self.pfn_to_page(pfn).map_err(|_| DmaError::Inval)?;
+                let sg = table.sg(i).ok_or(DmaError::Inval)?;
+                i += 1;
+                self.sg_set_page(sg, page, len, off)
+            },
+        );
         if filled.is_err() {
             let mut t = table;
             self.sg_free_table(&mut t);
@@ -239,7 +278,14 @@ impl<P: Platform> Mm<P> {
             return Err(DmaError::Inval);
         }
         let pfn_of = |i: u64| pages.get(i as usize).copied();
-        self.sg_table_from_runs(pfn_of, offset, size, max_segment as u64 & !(PAGE_SIZE as u64 - 1), u64::MAX, gfp)
+        self.sg_table_from_runs(
+            pfn_of,
+            offset,
+            size,
+            max_segment as u64 & !(PAGE_SIZE as u64 - 1),
+            u64::MAX,
+            gfp,
+        )
     }
 
     /// `sg_alloc_table_from_pages()`: the same with no segment limit but `UINT_MAX`.
@@ -283,19 +329,37 @@ impl<P: Platform> Mm<P> {
     /// `dma_map_sg()`: map the first `nents` entries of the table, one DMA segment each
     /// (`dma_direct_map_sg`); returns the segments mapped, 0 on failure (every segment
     /// mapped so far is unmapped again).
-    pub fn dma_map_sg(&self, dev: &Device, table: &SgTable, nents: u32, dir: DmaDataDirection) -> u32 {
+    pub fn dma_map_sg(
+        &self,
+        dev: &Device,
+        table: &SgTable,
+        nents: u32,
+        dir: DmaDataDirection,
+    ) -> u32 {
         self.dma_map_sg_inner(dev, table, nents, dir).unwrap_or(0)
     }
 
-    fn dma_map_sg_inner(&self, dev: &Device, table: &SgTable, nents: u32, dir: DmaDataDirection) -> Result<u32, DmaError> {
-        if !self.valid_direction(dir, "dma_map_sg_attrs") || nents == 0 || nents > table.orig_nents {
+    fn dma_map_sg_inner(
+        &self,
+        dev: &Device,
+        table: &SgTable,
+        nents: u32,
+        dir: DmaDataDirection,
+    ) -> Result<u32, DmaError> {
+        if !self.valid_direction(dir, "dma_map_sg_attrs") || nents == 0 || nents > table.orig_nents
+        {
             return Err(DmaError::Inval);
         }
         for i in 0..nents {
             let sg = table.sg(i).ok_or(DmaError::Inval)?;
             let seg = self.sg_segment(sg);
             let addr = match seg {
-                Ok(s) => self.dma_direct_map_page(dev, PhysAddr(s.pfn.phys().0 + s.offset as u64), s.length as usize, dir),
+                Ok(s) => self.dma_direct_map_page(
+                    dev,
+                    PhysAddr(s.pfn.phys().0 + s.offset as u64),
+                    s.length as usize,
+                    dir,
+                ),
                 Err(_) => DMA_MAPPING_ERROR,
             };
             if addr == DMA_MAPPING_ERROR {
@@ -314,7 +378,13 @@ impl<P: Platform> Mm<P> {
         for i in 0..nents {
             if let Some(s) = table.sg(i).and_then(|sg| self.sg_segment(sg).ok()) {
                 let phys = PhysAddr(s.pfn.phys().0 + s.offset as u64);
-                self.debug_dma_map_sg_segment(dev, (phys, s.dma_address, s.dma_length as usize), dir, nents, nents);
+                self.debug_dma_map_sg_segment(
+                    dev,
+                    (phys, s.dma_address, s.dma_length as usize),
+                    dir,
+                    nents,
+                    nents,
+                );
             }
         }
         Ok(nents)
@@ -331,12 +401,18 @@ impl<P: Platform> Mm<P> {
         for i in 0..nents.min(table.orig_nents) {
             let Some(s) = segment(i) else { break };
             if i == 0 {
-                mapped = self.debug_nr_mapped_entries(dev, s.dma_address, s.dma_length as usize, nents);
+                mapped =
+                    self.debug_nr_mapped_entries(dev, s.dma_address, s.dma_length as usize, nents);
             }
             if mapped.is_some_and(|m| m != 0 && i >= m) {
                 break;
             }
-            self.debug_dma_unmap_sg_segment(dev, (s.dma_address, s.dma_length as usize), dir, nents);
+            self.debug_dma_unmap_sg_segment(
+                dev,
+                (s.dma_address, s.dma_length as usize),
+                dir,
+                nents,
+            );
         }
         for i in 0..nents.min(table.orig_nents) {
             if let Some(s) = segment(i) {
@@ -347,7 +423,12 @@ impl<P: Platform> Mm<P> {
 
     /// `dma_map_sgtable()`: map every entry and record the count in `nents`; `-EIO` if a
     /// segment cannot be mapped.
-    pub fn dma_map_sgtable(&self, dev: &Device, table: &mut SgTable, dir: DmaDataDirection) -> Result<(), DmaError> {
+    pub fn dma_map_sgtable(
+        &self,
+        dev: &Device,
+        table: &mut SgTable,
+        dir: DmaDataDirection,
+    ) -> Result<(), DmaError> {
         let n = self.dma_map_sg_inner(dev, table, table.orig_nents, dir)?;
         table.nents = n;
         Ok(())

@@ -201,7 +201,8 @@ impl<P: Platform> Mm<P> {
         // swiotlb_init_io_tlb_pool(): every slot free, runs counted to the segment's end.
         for i in 0..nslabs {
             let slot = self.io_tlb_slot(i);
-            slot.list.store((IO_TLB_SEGSIZE - io_tlb_offset(i)) as u16, Relaxed);
+            slot.list
+                .store((IO_TLB_SEGSIZE - io_tlb_offset(i)) as u16, Relaxed);
             slot.orig_addr.store(INVALID_PHYS_ADDR, Relaxed);
             slot.alloc_size.store(0, Relaxed);
             slot.pad_slots.store(0, Relaxed);
@@ -311,7 +312,12 @@ impl<P: Platform> Mm<P> {
                 .store(orig_addr.0 + (i << IO_TLB_SHIFT), Relaxed);
         }
         let tlb_addr = mem.start + (index << IO_TLB_SHIFT);
-        self.swiotlb_bounce(dev, PhysAddr(tlb_addr), mapping_size, DmaDataDirection::ToDevice);
+        self.swiotlb_bounce(
+            dev,
+            PhysAddr(tlb_addr),
+            mapping_size,
+            DmaDataDirection::ToDevice,
+        );
         Some(tlb_addr)
     }
 
@@ -418,7 +424,8 @@ impl<P: Platform> Mm<P> {
             return false;
         }
         // A slot in the middle of a mapping has a predecessor holding one slot more.
-        index == 0 || self.io_tlb_slot(index - 1).alloc_size.load(Relaxed) as u64 != size + IO_TLB_SIZE
+        index == 0
+            || self.io_tlb_slot(index - 1).alloc_size.load(Relaxed) as u64 != size + IO_TLB_SIZE
     }
 
     /// `swiotlb_release_slots()`: free the mapping's slots and rebuild the free-run counts

@@ -308,9 +308,7 @@ impl<P: Platform> Mm<P> {
         }
         match self.lookup_kmalloc(addr)? {
             KmallocObject::Slab(s, pfn) => {
-                if let Some(phys) = self.layout.virt_to_phys(addr.0) {
-                    self.dma_debug_freeing(crate::PhysAddr(phys), s.object_size() as u64);
-                }
+                self.dma_debug_freeing_virt(addr, s.object_size() as u64);
                 self.free_object(s, pfn, addr, caller)
             }
             KmallocObject::Large(pfn, order) => {
