@@ -157,9 +157,7 @@ impl<P: Platform> Mm<P> {
         mm.preallocate_vmalloc_pages()?;
         mm.kmem_cache_init().map_err(BootError::Slab)?;
         mm.vmalloc_init().map_err(BootError::Slab)?;
-        if config.dma_debug {
-            mm.dma_debug_init();
-        }
+        mm.dma_debug_setup(config.dma_debug);
         Ok(mm)
     }
 

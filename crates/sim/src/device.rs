@@ -10,6 +10,24 @@
 //! that the driver's mistake is visible rather than silent. An address with no RAM behind
 //! it is a master abort ([`BusError::NotRam`]). A transfer is checked in full before any
 //! byte moves.
+//!
+//! ```
+//! use kmemlab_mm::dma::DmaDataDirection::FromDevice;
+//! use kmemlab_mm::Gfp;
+//! use kmemlab_sim::{Machine, MachineConfig};
+//!
+//! let m = Machine::new(MachineConfig::default()).unwrap();
+//! let nic = m.add_dma_device("nic", 32).unwrap();
+//! let buf = m.run(|mm| mm.kmalloc(64, Gfp::GFP_KERNEL)).unwrap();
+//! let addr = m.run(|mm| mm.dma_map_single(nic.device(), buf, 64, FromDevice));
+//! m.run(|mm| mm.dma_mapping_error(nic.device(), addr)).unwrap();
+//! nic.load_buffer(b"hello from the wire");
+//! nic.write_to_memory(&m, addr, 19).unwrap();
+//! m.run(|mm| mm.dma_unmap_single(nic.device(), addr, 64, FromDevice));
+//! // The CPU reads the device's bytes through the MMU and the direct map.
+//! assert_eq!(m.read(buf, 19).unwrap(), b"hello from the wire");
+//! assert!(m.take_console().is_empty());
+//! ```
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};

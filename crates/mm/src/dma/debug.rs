@@ -3,16 +3,20 @@
 //! checked against the entry, and each violation is reported as `err_printk` does
 //! ("DMA-API: <driver> <device>: ...", then the WARNING line) and counted.
 //!
-//! The entries are preallocated at boot in simulated memory (one block from the page
+//! The entries are preallocated in simulated memory (one block from the page
 //! allocator: two pages of hash-bucket heads, then 960 entries of 128 bytes; the kernel
 //! preallocates `PREALLOC_DMA_DEBUG_ENTRIES` = 65536 into a 16384-bucket hash and grows
-//! on demand). One lock covers the hash and the free list (the kernel locks per bucket).
+//! on demand); kmemlab allocates them when the first driver sets a DMA mask or maps (the
+//! kernel does it from a `core_initcall`), so that a machine without DMA pays nothing.
+//! One lock covers the hash and the free list (the kernel locks per bucket).
 //! When the entries run out, dma-debug disables itself with the kernel's message. Every
 //! error is printed (as with `dma_debug` `show_all_errors`; the kernel's default shows
 //! only the first).
 
 use core::fmt;
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{
+    AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+};
 
 use super::{Device, DmaAddr, DmaCheckError, DmaDataDirection, Name, DMA_MAPPING_ERROR};
 use crate::addr::{PhysAddr, VirtAddr, PAGE_SIZE};
@@ -116,18 +120,21 @@ impl DmaDebugError {
     }
 }
 
-/// Free list, counts and the disable flag.
+/// The free list and its counts.
 pub(crate) struct DebugState {
     free_head: u64,
     nr_free: u64,
     min_free: u64,
-    disabled: bool,
 }
 
 /// dma-debug's globals: where its block is, its lock, its counters.
 pub struct DmaDebug {
-    base_phys: u64,
-    nr_entries: u64,
+    /// `CONFIG_DMA_API_DEBUG` at boot.
+    enabled: bool,
+    /// `global_disable`: set when the entries ran out or could not be allocated.
+    disabled: AtomicBool,
+    base_phys: AtomicU64,
+    nr_entries: AtomicU64,
     state: SpinLockIrq<DebugState>,
     live: AtomicU64,
     errors: [AtomicU64; NR_DEBUG_ERRORS],
@@ -137,13 +144,14 @@ pub struct DmaDebug {
 impl DmaDebug {
     pub(crate) const fn new() -> DmaDebug {
         DmaDebug {
-            base_phys: 0,
-            nr_entries: 0,
+            enabled: false,
+            disabled: AtomicBool::new(false),
+            base_phys: AtomicU64::new(0),
+            nr_entries: AtomicU64::new(0),
             state: SpinLockIrq::new(DebugState {
                 free_head: 0,
                 nr_free: 0,
                 min_free: 0,
-                disabled: true,
             }),
             live: AtomicU64::new(0),
             errors: [const { AtomicU64::new(0) }; NR_DEBUG_ERRORS],
@@ -224,45 +232,67 @@ fn hash_fn(dev_addr: u64) -> u64 {
 }
 
 impl<P: Platform> Mm<P> {
-    /// `dma_debug_init()`: preallocate the hash and the entries (at the end of boot, as
-    /// the kernel does it from a `core_initcall`).
-    pub(crate) fn dma_debug_init(&mut self) {
-        let Ok(page) = self.alloc_pages(Gfp::GFP_KERNEL | Gfp::__GFP_ZERO, DEBUG_BLOCK_ORDER)
-        else {
+    /// Boot: is `CONFIG_DMA_API_DEBUG` on?
+    pub(crate) fn dma_debug_setup(&mut self, enabled: bool) {
+        self.dma.debug.enabled = enabled;
+    }
+
+    /// `dma_debug_init()`: preallocate the hash and the entries, once (the first driver
+    /// that sets a mask or maps gets here); `true` when dma-debug is ready.
+    pub fn dma_debug_init(&self) -> bool {
+        let d = &self.dma.debug;
+        if !d.enabled || d.disabled.load(Relaxed) {
+            return false;
+        }
+        if d.nr_entries.load(Acquire) != 0 {
+            return true;
+        }
+        let may_sleep = self.this_cpu().preempt_count.get() == 0 && !self.platform.irqs_disabled();
+        let gfp = if may_sleep {
+            Gfp::GFP_KERNEL
+        } else {
+            Gfp::GFP_ATOMIC
+        };
+        let Ok(page) = self.alloc_pages(gfp | Gfp::__GFP_NOWARN, DEBUG_BLOCK_ORDER) else {
+            d.disabled.store(true, Relaxed);
             self.printk(format_args!(
                 "DMA-API: debugging out of memory error - disabled"
             ));
-            return;
+            return false;
         };
         let base = self.page_to_pfn(page).phys().0;
-        let len = PAGE_SIZE << DEBUG_BLOCK_ORDER;
-        // SAFETY: the block was just allocated to dma-debug and is RAM.
-        unsafe { core::ptr::write_bytes(self.dma_phys_ptr(base), 0, len) };
-        let debug = &mut self.dma.debug;
-        debug.base_phys = base;
-        debug.nr_entries = PREALLOC_DMA_DEBUG_ENTRIES;
-        let n = debug.nr_entries;
-        for i in 0..n {
-            self.debug_entry(i)
-                .next
-                .store(if i + 1 < n { i + 2 } else { 0 }, Relaxed);
+        let mut state = d.state.lock_irqsave(&self.platform);
+        if d.nr_entries.load(Acquire) != 0 {
+            drop(state);
+            let _ = self.__free_pages(page, DEBUG_BLOCK_ORDER);
+            return true;
         }
-        let state = self.dma.debug.state.get_mut();
+        // SAFETY: the block was just allocated to dma-debug and is RAM.
+        unsafe {
+            core::ptr::write_bytes(self.dma_phys_ptr(base), 0, PAGE_SIZE << DEBUG_BLOCK_ORDER)
+        };
+        d.base_phys.store(base, Release);
+        let n = PREALLOC_DMA_DEBUG_ENTRIES;
+        for i in 0..n {
+            let next = if i + 1 < n { i + 2 } else { 0 };
+            self.debug_entry(i).next.store(next, Relaxed);
+        }
         state.free_head = 1;
         state.nr_free = n;
         state.min_free = n;
-        state.disabled = false;
+        d.nr_entries.store(n, Release);
+        true
     }
 
     fn debug_bucket(&self, bucket: u64) -> &AtomicU64 {
-        let phys = self.dma.debug.base_phys + bucket * 8;
+        let phys = self.dma.debug.base_phys.load(Relaxed) + bucket * 8;
         // SAFETY: the heads fill the block's first two pages, inside RAM reserved for
         // dma-debug; atomics make shared references sound.
         unsafe { &*(self.dma_phys_ptr(phys) as *const AtomicU64) }
     }
 
     fn debug_entry(&self, i: u64) -> &Entry {
-        let phys = self.dma.debug.base_phys + HEADS_BYTES + i * ENTRY_SIZE;
+        let phys = self.dma.debug.base_phys.load(Relaxed) + HEADS_BYTES + i * ENTRY_SIZE;
         // SAFETY: `i < nr_entries`, inside the block; all fields are atomics.
         unsafe { &*(self.dma_phys_ptr(phys) as *const Entry) }
     }
@@ -301,17 +331,17 @@ impl<P: Platform> Mm<P> {
     }
 
     fn dma_debug_disabled(&self) -> bool {
-        self.dma.debug.nr_entries == 0 || self.dma.debug.state.lock_irqsave(&self.platform).disabled
+        !self.dma_debug_init()
     }
 
     /// `add_dma_entry()`: take a free entry and hash it.
     fn add_dma_entry(&self, dev: &Device, r: Record) {
         let mut state = self.dma.debug.state.lock_irqsave(&self.platform);
-        if state.disabled {
+        if self.dma.debug.disabled.load(Relaxed) {
             return;
         }
         if state.nr_free == 0 {
-            state.disabled = true;
+            self.dma.debug.disabled.store(true, Relaxed);
             drop(state);
             self.printk(format_args!("DMA-API: debugging out of memory - disabling"));
             return;
@@ -789,10 +819,10 @@ impl<P: Platform> Mm<P> {
     #[cold]
     fn debug_check_freed(&self, start: u64, len: u64) {
         let end = start + len;
-        let state = self.dma.debug.state.lock_irqsave(&self.platform);
-        if state.disabled {
+        if self.dma.debug.disabled.load(Relaxed) {
             return;
         }
+        let state = self.dma.debug.state.lock_irqsave(&self.platform);
         let mut hits = [0u64; 8];
         let mut n = 0;
         for bucket in 0..HASH_SIZE {
@@ -841,7 +871,8 @@ impl<P: Platform> Mm<P> {
     /// Entries on the free list and in the hash add up to what was preallocated.
     pub(crate) fn dma_debug_check(&self) -> Result<(), DmaCheckError> {
         let d = &self.dma.debug;
-        if d.nr_entries == 0 {
+        let total = d.nr_entries.load(Acquire);
+        if total == 0 {
             return Ok(());
         }
         let state = d.state.lock_irqsave(&self.platform);
@@ -849,21 +880,20 @@ impl<P: Platform> Mm<P> {
         for bucket in 0..HASH_SIZE {
             self.for_each_in_bucket(bucket, |_| {
                 hashed += 1;
-                hashed <= d.nr_entries
+                hashed <= total
             });
         }
         let mut free = 0;
         let mut next = state.free_head;
-        while next != 0 && free <= d.nr_entries {
+        while next != 0 && free <= total {
             free += 1;
             next = self.debug_entry(next - 1).next.load(Relaxed);
         }
-        if hashed + free != d.nr_entries || free != state.nr_free || hashed != d.live.load(Relaxed)
-        {
+        if hashed + free != total || free != state.nr_free || hashed != d.live.load(Relaxed) {
             return Err(DmaCheckError::DebugEntries {
                 hashed,
                 free,
-                total: d.nr_entries,
+                total,
             });
         }
         Ok(())

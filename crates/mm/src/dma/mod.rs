@@ -36,6 +36,12 @@ pub type DmaAddr = u64;
 pub const DMA_MAPPING_ERROR: DmaAddr = u64::MAX;
 
 /// `DMA_BIT_MASK(n)`: the mask of a device that drives `n` address lines.
+///
+/// ```
+/// use kmemlab_mm::dma::dma_bit_mask;
+/// assert_eq!(dma_bit_mask(24), 0xff_ffff);
+/// assert_eq!(dma_bit_mask(64), u64::MAX);
+/// ```
 pub const fn dma_bit_mask(n: u32) -> u64 {
     if n >= 64 {
         u64::MAX
@@ -486,6 +492,7 @@ impl<P: Platform> Mm<P> {
     /// `dma_set_mask()`: `-EIO` when the mask cannot be supported (below what ZONE_DMA
     /// covers); the mask is truncated to `dma_addr_t` first.
     pub fn dma_set_mask(&self, dev: &Device, mask: u64) -> Result<(), DmaError> {
+        self.dma_debug_init();
         let mask = self.truncate_to_dma_addr(mask);
         if !self.dma_supported(mask) {
             return Err(DmaError::Io);
@@ -496,6 +503,7 @@ impl<P: Platform> Mm<P> {
 
     /// `dma_set_coherent_mask()`.
     pub fn dma_set_coherent_mask(&self, dev: &Device, mask: u64) -> Result<(), DmaError> {
+        self.dma_debug_init();
         let mask = self.truncate_to_dma_addr(mask);
         if !self.dma_supported(mask) {
             return Err(DmaError::Io);
