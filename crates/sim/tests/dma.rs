@@ -10,7 +10,7 @@ use kmemlab_mm::dma::{
     dma_bit_mask, Device, DmaDataDirection as Dir, DmaDebugError, DmaError, SwiotlbConfig,
     DMA_MAPPING_ERROR, IO_TLB_SIZE,
 };
-use kmemlab_mm::{Gfp, Mm, Pfn, PhysAddr, Profile, VirtAddr, ZoneType, PAGE_SIZE};
+use kmemlab_mm::{Context, Gfp, Mm, Pfn, PhysAddr, Profile, VirtAddr, ZoneType, PAGE_SIZE};
 use kmemlab_sim::{BusError, Hole, Machine, MachineConfig, SimPlatform};
 
 const PROFILES: [Profile; 2] = [Profile::X86_64, Profile::I386];
@@ -1005,9 +1005,66 @@ fn after_unmapping_and_freeing_every_page_and_slot_is_back() {
             (0, 0, 0)
         );
         assert_eq!(s.debug_error_count, 0);
-        m.mm().dma_check().unwrap();
+        m.mm().dma_check_idle().unwrap();
         m.mm().check().unwrap();
         shrink_all_caches(&m);
         assert_all_free(&m, &boot, false);
     }
+}
+
+// ----- concurrency and interrupts ---------------------------------------------------
+
+#[test]
+fn two_cpus_bounce_at_once_and_an_irq_handler_maps_too() {
+    let m = dma_machine(
+        Profile::X86_64,
+        128 * MIB,
+        SwiotlbConfig::with_slabs(512).below(16 * MIB),
+    );
+    let isa = m.add_dma_device("isa", 24).unwrap();
+    std::thread::scope(|s| {
+        for cpu in 0..2usize {
+            let (m, isa) = (&m, &isa);
+            s.spawn(move || {
+                m.on_cpu(cpu, Context::Process, |mm| {
+                    let buf = high_kmalloc(mm, 8192);
+                    for round in 0..300usize {
+                        let len = 1 + (round * 977 + cpu * 311) % 8192;
+                        let data = pattern(len, (round + cpu) as u8);
+                        mm.copy_to_kernel(buf, &data).unwrap();
+                        let a = mm.dma_map_single(isa.device(), buf, len, Dir::Bidirectional);
+                        mm.dma_mapping_error(isa.device(), a).unwrap();
+                        assert!(mm.is_swiotlb_buffer(PhysAddr(a)));
+                        let mut bounced = vec![0; len];
+                        m.mm().platform().ram().read(a, &mut bounced).unwrap();
+                        assert_eq!(
+                            bounced, data,
+                            "CPU {cpu} round {round}: the bounce holds our bytes"
+                        );
+                        mm.dma_unmap_single(isa.device(), a, len, Dir::Bidirectional);
+                    }
+                    mm.kfree(buf).unwrap();
+                })
+                .unwrap();
+            });
+        }
+    });
+    // A driver's interrupt handler maps and unmaps (nothing there may sleep).
+    m.on_cpu(1, Context::Hardirq, |mm| {
+        let buf = mm.kmalloc(256, Gfp::GFP_ATOMIC).unwrap();
+        let a = mm.dma_map_single(isa.device(), buf, 256, Dir::FromDevice);
+        mm.dma_mapping_error(isa.device(), a).unwrap();
+        mm.dma_unmap_single(isa.device(), a, 256, Dir::FromDevice);
+        let (cpu, dma) = mm
+            .dma_alloc_coherent(isa.device(), 512, Gfp::GFP_ATOMIC)
+            .unwrap();
+        mm.dma_free_coherent(isa.device(), 512, cpu, dma).unwrap();
+        mm.kfree(buf).unwrap();
+    })
+    .unwrap();
+    assert!(m.take_console().is_empty());
+    let s = m.mm().dma_stats();
+    assert_eq!(s.bounced_maps, 601);
+    assert_eq!(s.debug_error_count, 0);
+    m.mm().dma_check_idle().unwrap();
 }

@@ -398,6 +398,13 @@ pub enum DmaCheckError {
         /// Slots whose `list` is 0.
         found: u64,
     },
+    /// Something is still mapped or allocated ([`Mm::dma_check_idle`]).
+    Busy {
+        /// swiotlb slots in use.
+        slots_used: u64,
+        /// Mappings and coherent buffers dma-debug still tracks.
+        mappings_live: u64,
+    },
     /// dma-debug's free list and hash do not add up to the preallocated entries.
     DebugEntries {
         /// Entries in the hash.
@@ -419,6 +426,13 @@ impl fmt::Display for DmaCheckError {
             } => write!(
                 f,
                 "swiotlb slot {index}: list {found}, the slots after it say {expected}"
+            ),
+            DmaCheckError::Busy {
+                slots_used,
+                mappings_live,
+            } => write!(
+                f,
+                "{slots_used} swiotlb slots in use, {mappings_live} mappings live"
             ),
             DmaCheckError::SwiotlbUsed { counted, found } => {
                 write!(f, "swiotlb used {counted}, but {found} slots are in use")
@@ -464,6 +478,21 @@ impl<P: Platform> Mm<P> {
     pub fn dma_check(&self) -> Result<(), DmaCheckError> {
         self.swiotlb_check()?;
         self.dma_debug_check()
+    }
+
+    /// [`Mm::dma_check`], and nothing mapped: every swiotlb slot is free and dma-debug
+    /// tracks no mapping (for after a driver unmapped and freed everything).
+    pub fn dma_check_idle(&self) -> Result<(), DmaCheckError> {
+        self.dma_check()?;
+        let (slots_used, _) = self.swiotlb_used();
+        let mappings_live = self.dma_debug_live_entries();
+        if slots_used != 0 || mappings_live != 0 {
+            return Err(DmaCheckError::Busy {
+                slots_used,
+                mappings_live,
+            });
+        }
+        Ok(())
     }
 
     // ----- masks (kernel/dma/mapping.c) ------------------------------------------

@@ -535,3 +535,35 @@ impl<P: Platform> Mm<P> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_arithmetic_matches_the_kernel() {
+        assert_eq!(nr_slots(1), 1);
+        assert_eq!(nr_slots(2048), 1);
+        assert_eq!(nr_slots(2049), 2);
+        assert_eq!(nr_slots(256 << 10), IO_TLB_SEGSIZE);
+        assert_eq!(io_tlb_offset(127), 127);
+        assert_eq!(io_tlb_offset(128), 0);
+        // A 4 GiB boundary mask: 2^21 slots per window.
+        assert_eq!(get_max_slots(0xffff_ffff), 1 << 21);
+        // 64 KiB windows are 32 slots: 4 slots from slot 29 cross, from slot 28 do not.
+        let max = get_max_slots(0xffff);
+        assert_eq!(max, 32);
+        assert!(is_span_boundary(29, 4, 0, max));
+        assert!(!is_span_boundary(28, 4, 0, max));
+        // The pool's own offset in the window counts (`nr_slots(tbl_dma_addr)`).
+        assert!(is_span_boundary(28, 4, 1, max));
+    }
+
+    #[test]
+    fn config_constructors() {
+        assert_eq!(SwiotlbConfig::default().enabled, None);
+        assert_eq!(SwiotlbConfig::off().enabled, Some(false));
+        let c = SwiotlbConfig::with_slabs(300).below(16 << 20);
+        assert_eq!((c.enabled, c.slabs, c.limit), (Some(true), 300, 16 << 20));
+    }
+}
