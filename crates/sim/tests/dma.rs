@@ -843,6 +843,17 @@ fn dma_debug_reports_bad_unmaps_with_the_kernels_words() {
         .contains("device driver frees DMA memory with wrong function [device address=0x"));
     assert!(console[0].ends_with("[size=4096 bytes] [mapped as coherent] [unmapped as single]"));
     assert_eq!(console[2], "DMA-API: simdma nic: device driver tries to sync DMA memory it has not allocated [device address=0x0000000000777000] [size=16 bytes]");
+    // An address outside the direct map (and not vmalloc): dma-debug's "invalid area".
+    let bogus = VirtAddr(m.mm().layout().page_offset - 0x1000);
+    let a = m.run(|mm| mm.dma_map_single(dev, bogus, 16, Dir::ToDevice));
+    assert_eq!(a, DMA_MAPPING_ERROR);
+    assert_eq!(
+        line(0),
+        format!(
+            "DMA-API: simdma nic: device driver maps memory from invalid area [addr={:#x}] [len=16]",
+            bogus.0
+        )
+    );
     // DMA_NONE is a BUG in the kernel: refused here.
     let a = m.run(|mm| mm.dma_map_single(dev, buf, 16, Dir::None));
     assert_eq!(a, DMA_MAPPING_ERROR);
@@ -855,7 +866,9 @@ fn dma_debug_reports_bad_unmaps_with_the_kernels_words() {
     assert_eq!(s.debug(DmaDebugError::MapErrorNotChecked), 1);
     assert_eq!(s.debug(DmaDebugError::WrongFunction), 1);
     assert_eq!(s.debug(DmaDebugError::SyncNotAllocated), 1);
-    assert_eq!(s.debug_error_count, 6);
+    assert_eq!(s.debug(DmaDebugError::MapInvalidArea), 1);
+    assert_eq!(s.debug_error_count, 7);
+    assert_eq!(s.warnings, 1, "the DMA_NONE BUG");
     assert_eq!(s.mappings_live, 0);
     m.run(|mm| mm.kfree(buf)).unwrap();
     m.mm().dma_check().unwrap();

@@ -37,7 +37,7 @@ impl<P: Platform> Mm<P> {
             return dma_addr;
         }
         if self.is_swiotlb_active() {
-            return self.swiotlb_map(dev, phys, size, dir);
+            return self.swiotlb_map(dev, phys, size);
         }
         self.dma.counters.overflow_refusals.fetch_add(1, Relaxed);
         self.dev_warn(

@@ -324,6 +324,9 @@ pub struct DmaStats {
     pub debug_errors: [u64; debug::NR_DEBUG_ERRORS],
     /// All dma-debug reports (`error_count`).
     pub debug_error_count: u64,
+    /// Warnings and BUGs printed by the mapping layer itself (vmalloc rejections,
+    /// overflows, invalid directions, bounce overflows).
+    pub warnings: u64,
 }
 
 impl DmaStats {
@@ -469,6 +472,7 @@ impl<P: Platform> Mm<P> {
             coherent_live: c.coherent_live.load(Relaxed),
             debug_errors,
             debug_error_count,
+            warnings: c.warnings.load(Relaxed),
         }
     }
 

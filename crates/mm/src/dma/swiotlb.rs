@@ -242,13 +242,7 @@ impl<P: Platform> Mm<P> {
 
     /// `swiotlb_map()`: bounce `[phys, phys + size)` and make sure the device reaches the
     /// bounce buffer.
-    pub(crate) fn swiotlb_map(
-        &self,
-        dev: &Device,
-        phys: PhysAddr,
-        size: usize,
-        dir: DmaDataDirection,
-    ) -> DmaAddr {
+    pub(crate) fn swiotlb_map(&self, dev: &Device, phys: PhysAddr, size: usize) -> DmaAddr {
         let Some(tlb_addr) = self.swiotlb_tbl_map_single(dev, phys, size, 0) else {
             return DMA_MAPPING_ERROR;
         };
@@ -270,7 +264,6 @@ impl<P: Platform> Mm<P> {
             );
             return DMA_MAPPING_ERROR;
         }
-        let _ = dir;
         self.dma.counters.bounced_maps.fetch_add(1, Relaxed);
         dma_addr
     }
