@@ -24,13 +24,14 @@ impl<P: Platform> Mm<P> {
 
     /// `dma_direct_map_page()`: the physical address if the device reaches it, else a
     /// swiotlb bounce buffer, else the kernel's overflow warning and
-    /// [`DMA_MAPPING_ERROR`].
+    /// [`DMA_MAPPING_ERROR`]. The direction only matters to non-coherent architectures
+    /// (`arch_sync_dma_for_device`); x86 is cache-coherent.
     pub(crate) fn dma_direct_map_page(
         &self,
         dev: &Device,
         phys: PhysAddr,
         size: usize,
-        dir: DmaDataDirection,
+        _dir: DmaDataDirection,
     ) -> DmaAddr {
         let dma_addr = self.phys_to_dma(dev, phys);
         if self.dma_capable(dev, dma_addr, size) {
