@@ -681,6 +681,12 @@ fn scatterlist_segments_beyond_the_mask_bounce_too() {
         assert!(segs.iter().all(|&(a, l)| a + l as u64 <= 16 * MIB));
         isa.load_buffer(&data);
         isa.write_segments(&m, &segs).unwrap();
+        // Synced for the CPU, the bytes are there before the unmap.
+        mm.dma_sync_sgtable_for_cpu(isa.device(), &t, Dir::FromDevice);
+        let mut early = vec![0; len];
+        mm.copy_from_kernel_virt(buf, &mut early).unwrap();
+        assert_eq!(early, data);
+        mm.dma_sync_sgtable_for_device(isa.device(), &t, Dir::FromDevice);
         mm.dma_unmap_sgtable(isa.device(), &t, Dir::FromDevice);
         let mut seen = vec![0; len];
         mm.copy_from_kernel_virt(buf, &mut seen).unwrap();

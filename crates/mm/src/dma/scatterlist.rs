@@ -445,4 +445,16 @@ impl<P: Platform> Mm<P> {
             self.dma_sync_single_for_cpu(dev, addr, len, dir);
         }
     }
+
+    /// `dma_sync_sgtable_for_device()`: each mapped segment handed to the device again.
+    pub fn dma_sync_sgtable_for_device(
+        &self,
+        dev: &Device,
+        table: &SgTable,
+        dir: DmaDataDirection,
+    ) {
+        for (addr, len) in self.sg_dma_segments(table) {
+            self.dma_sync_single_for_device(dev, addr, len, dir);
+        }
+    }
 }
