@@ -796,12 +796,27 @@ fn dma_pool_blocks_never_cross_the_boundary_and_bad_frees_are_reported() {
             Profile::I386 => format!("0x{a:08x}"),
         };
         assert_eq!(console.len(), 2, "{console:?}");
-        assert!(console[0].starts_with("simdma usb: dma_pool_free td, dma 0x"));
+        assert!(console[0].starts_with("simdma usb: pool_block_err td, dma 0x"));
         assert!(console[0].ends_with(" already free"));
         assert!(console[1].ends_with(&format!("/{} (bad dma)", pad(0x1234_5000))));
         shrink_all_caches(&m);
         assert_all_free(&m, &boot, false);
     }
+}
+
+#[test]
+fn destroying_a_busy_pool_is_reported_and_leaks_rather_than_frees() {
+    let m = dma_machine(Profile::X86_64, 64 * MIB, SwiotlbConfig::off());
+    let dev = m.add_dma_device("usb", 32).unwrap();
+    m.run(|mm| {
+        let pool = mm.dma_pool_create("td", dev.device(), 64, 0, 0).unwrap();
+        let (_cpu, _dma) = mm.dma_pool_alloc(&pool, Gfp::GFP_KERNEL).unwrap();
+        mm.dma_pool_destroy(pool);
+    });
+    assert_eq!(m.take_console(), ["simdma usb: dma_pool_destroy td busy"]);
+    // The coherent page stays allocated (and tracked), as in the kernel.
+    let s = m.mm().dma_stats();
+    assert_eq!((s.coherent_live, s.mappings_live), (1, 1));
 }
 
 // ----- dma-debug --------------------------------------------------------------------

@@ -264,7 +264,8 @@ impl<P: Platform> Mm<P> {
         None
     }
 
-    /// `dma_pool_free()`: give a block back. With `DMAPOOL_DEBUG`'s checks: a bus
+    /// `dma_pool_free()`: give a block back. With `DMAPOOL_DEBUG`'s checks (reported by
+    /// `pool_block_err`, whose `__func__` the messages carry): a bus
     /// address no page of the pool holds ("bad dma"), a CPU address that does not match
     /// it, and a block already free ("already free") are reported and refused; a freed
     /// block is poisoned.
@@ -284,7 +285,7 @@ impl<P: Platform> Mm<P> {
             self.dev_printk(
                 pool.dev,
                 format_args!(
-                    "dma_pool_free {}, {:#x}/{} (bad dma)",
+                    "pool_block_err {}, {:#x}/{} (bad dma)",
                     name.as_str(),
                     vaddr.0,
                     self.pad(dma)
@@ -299,7 +300,7 @@ impl<P: Platform> Mm<P> {
                 self.dev_printk(
                     pool.dev,
                     format_args!(
-                        "dma_pool_free {}, dma {} already free",
+                        "pool_block_err {}, dma {} already free",
                         name.as_str(),
                         self.pad(dma)
                     ),
