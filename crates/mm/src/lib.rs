@@ -18,6 +18,7 @@
 //!   account_page_cache / mod_zone_page_state / mod_node_page_state  (vmstat)
 //!   kvmalloc / kvzalloc / kvmalloc_array / kvcalloc / kvrealloc / kvfree / kvfree_sensitive
 //!   alloc::{KBox, VBox, KVBox, KVec, VVec, KVVec}: Rust-for-Linux-style containers
+//!   dma_map_single / dma_map_sg / dma_alloc_coherent / dma_pool_* / dma_stats (dma/)
 //!   procfs::{buddyinfo, pagetypeinfo, zoneinfo, meminfo, slabinfo, vmallocinfo, vmstat}
 //!   check()
 //! ```
@@ -28,6 +29,7 @@ pub mod addr;
 pub mod alloc;
 pub mod arch;
 pub mod context;
+pub mod dma;
 pub mod gfp;
 pub mod memblock;
 pub mod memory_model;
@@ -92,6 +94,8 @@ pub struct Mm<P: Platform> {
     vmalloc: vmalloc::VmallocGlobals,
     /// kvmalloc's counters.
     kvmalloc: util::KvmallocStats,
+    /// swiotlb, dma-debug and the DMA counters.
+    dma: dma::DmaGlobals,
 }
 
 /// Pages in slabs and large kmallocs (`NR_SLAB_RECLAIMABLE_B`, `NR_SLAB_UNRECLAIMABLE_B`).

@@ -51,6 +51,10 @@ pub struct BootConfig {
     pub seed: u64,
     /// The slab allocator's options (`slab_debug=`, hardening, init_on_alloc/free).
     pub slab: crate::slab::SlabConfig,
+    /// The swiotlb bounce-buffer pool (`swiotlb=`).
+    pub swiotlb: crate::dma::SwiotlbConfig,
+    /// `CONFIG_DMA_API_DEBUG` (on; `dma_debug=off` turns it off).
+    pub dma_debug: bool,
 }
 
 impl Default for BootConfig {
@@ -59,6 +63,8 @@ impl Default for BootConfig {
             profile: Profile::X86_64,
             seed: 0,
             slab: crate::slab::SlabConfig::default(),
+            swiotlb: crate::dma::SwiotlbConfig::default(),
+            dma_debug: true,
         }
     }
 }
@@ -138,11 +144,13 @@ impl<P: Platform> Mm<P> {
             direct_map: [0; 3],
             vmalloc: crate::vmalloc::VmallocGlobals::new(),
             kvmalloc: crate::util::KvmallocStats::new(),
+            dma: crate::dma::DmaGlobals::new(),
         };
         mm.memblock.current_limit = mm.layout.direct_map_end_phys;
         mm.zone_sizes_init(first_pfn, end_pfn);
         mm.alloc_boot_metadata(end_pfn)?;
         mm.init_mem_mapping()?;
+        mm.swiotlb_init(config.swiotlb)?;
         mm.memmap_init(end_pfn);
         mm.memblock_free_all();
         mm.build_zonelists();
@@ -152,6 +160,7 @@ impl<P: Platform> Mm<P> {
         mm.preallocate_vmalloc_pages()?;
         mm.kmem_cache_init().map_err(BootError::Slab)?;
         mm.vmalloc_init().map_err(BootError::Slab)?;
+        mm.dma_debug_setup(config.dma_debug);
         Ok(mm)
     }
 

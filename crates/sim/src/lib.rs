@@ -1,7 +1,7 @@
 //! kmemlab's simulated machine: RAM (lazily backed, with holes), CPUs with execution
 //! contexts, an MMU (a page walker over the kernel's own page tables and per-CPU TLBs, see
-//! [`mmu`]), a console, a page cache and kswapd's turn on the CPUs, workloads
-//! ([`workload::fragment`]), and the `mm` kernel booted on them.
+//! [`mmu`]), bus-mastering DMA devices ([`device`]), a console, a page cache and kswapd's
+//! turn on the CPUs, workloads ([`workload::fragment`]), and the `mm` kernel booted on them.
 //!
 //! ```
 //! use kmemlab_mm::{Context, Gfp};
@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod cpu;
+pub mod device;
 pub mod machine;
 pub mod mmu;
 pub mod pagecache;
@@ -26,6 +27,7 @@ pub mod ram;
 pub mod trace;
 pub mod workload;
 
+pub use device::{BusError, DmaDevice};
 pub use machine::{Machine, MachineConfig, SimError, SimPlatform, MAX_CPUS, MIN_RAM};
 pub use mmu::{PageFault, TlbFlushStats, TlbStats, Translation, Walk};
 pub use pagecache::{FillReport, PageCache};

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use kmemlab_mm::dma::SwiotlbConfig;
 use kmemlab_mm::platform::Shrinker;
 use kmemlab_mm::slab::SlabConfig;
 use kmemlab_mm::vmscan::KswapdRun;
@@ -77,6 +78,9 @@ pub enum SimError {
     CpuBusy(usize),
     /// An interrupt cannot be taken: the CPU has interrupts disabled.
     IrqsDisabled(usize),
+    /// A DMA device could not be added (its name is taken, or the DMA API refused its
+    /// mask).
+    DmaDevice(String),
 }
 
 impl fmt::Display for SimError {
@@ -100,6 +104,7 @@ impl fmt::Display for SimError {
             SimError::Boot(e) => write!(f, "boot failed: {e}"),
             SimError::NoSuchCpu(c) => write!(f, "no CPU {c}"),
             SimError::CpuBusy(c) => write!(f, "CPU {c} is running another host thread"),
+            SimError::DmaDevice(why) => write!(f, "{why}"),
             SimError::IrqsDisabled(c) => {
                 write!(
                     f,
@@ -393,11 +398,22 @@ pub struct Machine {
     page_cache: Arc<PageCache>,
     /// What kswapd did the last time a CPU ran it.
     last_kswapd: Mutex<KswapdRun>,
+    /// The DMA-capable devices on the bus.
+    dma_devices: Mutex<Vec<Arc<crate::device::DmaDevice>>>,
 }
 
 impl Machine {
     /// Build the hardware and boot the kernel on it.
     pub fn new(config: MachineConfig) -> Result<Machine, SimError> {
+        Machine::new_with_swiotlb(config, SwiotlbConfig::default())
+    }
+
+    /// [`Machine::new`] with the `swiotlb=` boot options (by default, as x86 decides: a
+    /// pool only when RAM extends above 4 GiB).
+    pub fn new_with_swiotlb(
+        config: MachineConfig,
+        swiotlb: SwiotlbConfig,
+    ) -> Result<Machine, SimError> {
         if !(MIN_RAM..=MAX_RAM).contains(&config.ram) {
             return Err(SimError::BadRamSize(config.ram));
         }
@@ -422,6 +438,8 @@ impl Machine {
             profile: config.profile,
             seed: config.seed,
             slab: config.slab,
+            swiotlb,
+            ..BootConfig::default()
         };
         let mm = Mm::boot(platform, boot).map_err(SimError::Boot)?;
         let page_cache = Arc::new(PageCache::default());
@@ -431,7 +449,39 @@ impl Machine {
             config,
             page_cache,
             last_kswapd: Mutex::new(KswapdRun::default()),
+            dma_devices: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Plug in a bus-mastering device named `name` with `mask_bits` address lines, and
+    /// probe it as its driver would: `dma_set_mask_and_coherent(DMA_BIT_MASK(mask_bits))`
+    /// (refused, and the device not added, when the DMA API cannot support the mask).
+    pub fn add_dma_device(
+        &self,
+        name: &str,
+        mask_bits: u32,
+    ) -> Result<Arc<crate::device::DmaDevice>, SimError> {
+        let mut devices = self.dma_devices.lock().expect("device list");
+        if devices.iter().any(|d| d.name() == name) {
+            return Err(SimError::DmaDevice(format!("DMA device {name} exists")));
+        }
+        let device = Arc::new(crate::device::DmaDevice::new(name, mask_bits));
+        let mask = kmemlab_mm::dma::dma_bit_mask(mask_bits);
+        self.mm
+            .dma_set_mask_and_coherent(device.device(), mask)
+            .map_err(|e| {
+                SimError::DmaDevice(format!(
+                    "{name}: dma_set_mask_and_coherent(DMA_BIT_MASK({mask_bits})) failed: {e}"
+                ))
+            })?;
+        devices.push(device.clone());
+        Ok(device)
+    }
+
+    /// The DMA device named `name`.
+    pub fn dma_device(&self, name: &str) -> Option<Arc<crate::device::DmaDevice>> {
+        let devices = self.dma_devices.lock().expect("device list");
+        devices.iter().find(|d| d.name() == name).cloned()
     }
 
     /// The configuration booted.

@@ -334,7 +334,10 @@ impl<P: Platform> Mm<P> {
             return Ok(());
         }
         match self.lookup_kmalloc(addr)? {
-            KmallocObject::Slab(s, pfn) => self.free_object(s, pfn, addr, caller),
+            KmallocObject::Slab(s, pfn) => {
+                self.dma_debug_freeing_virt(addr, s.object_size() as u64);
+                self.free_object(s, pfn, addr, caller)
+            }
             KmallocObject::Large(pfn, order) => {
                 let page = self.mem_map.page(pfn);
                 if self.slab.config.init_on_free {

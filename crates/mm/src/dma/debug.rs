@@ -1,0 +1,901 @@
+//! `CONFIG_DMA_API_DEBUG` (`kernel/dma/debug.c`): every mapping and coherent allocation
+//! is recorded in a `dma_debug_entry`, hashed by bus address; unmaps, frees and syncs are
+//! checked against the entry, and each violation is reported as `err_printk` does
+//! ("DMA-API: <driver> <device>: ...", then the WARNING line) and counted.
+//!
+//! The entries are preallocated in simulated memory (one block from the page
+//! allocator: two pages of hash-bucket heads, then 960 entries of 128 bytes; the kernel
+//! preallocates `PREALLOC_DMA_DEBUG_ENTRIES` = 65536 into a 16384-bucket hash and grows
+//! on demand); kmemlab allocates them when the first driver sets a DMA mask or maps (the
+//! kernel does it from a `core_initcall`), so that a machine without DMA pays nothing.
+//! One lock covers the hash and the free list (the kernel locks per bucket).
+//! When the entries run out, dma-debug disables itself with the kernel's message. Every
+//! error is printed (as with `dma_debug` `show_all_errors`; the kernel's default shows
+//! only the first).
+
+use core::fmt;
+use core::sync::atomic::{
+    AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+};
+
+use super::{Device, DmaAddr, DmaCheckError, DmaDataDirection, Name, DMA_MAPPING_ERROR};
+use crate::addr::{PhysAddr, VirtAddr, PAGE_SIZE};
+use crate::gfp::Gfp;
+use crate::platform::Platform;
+use crate::sync::SpinLockIrq;
+use crate::Mm;
+
+/// Hash buckets (`HASH_SIZE`, scaled down from 16384 to two pages of heads).
+pub const HASH_SIZE: u64 = 1024;
+/// `HASH_FN_SHIFT`: the bucket is picked by the bus address above bit 13.
+pub const HASH_FN_SHIFT: u32 = 13;
+/// The order of the block that holds the hash heads and the entries.
+const DEBUG_BLOCK_ORDER: u32 = 5;
+/// Bytes per entry (the kernel's is cache-line aligned; this one carries the device's
+/// names, which the kernel reaches through `entry->dev`).
+const ENTRY_SIZE: u64 = 128;
+/// Entries preallocated (`PREALLOC_DMA_DEBUG_ENTRIES`, scaled down).
+pub const PREALLOC_DMA_DEBUG_ENTRIES: u64 =
+    (((PAGE_SIZE as u64) << DEBUG_BLOCK_ORDER) - HEADS_BYTES) / ENTRY_SIZE;
+/// Bytes of bucket heads at the start of the block.
+const HEADS_BYTES: u64 = HASH_SIZE * 8;
+
+/// What a dma-debug entry records (`dma_debug_single`, ...); the names are `type2name`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum DebugType {
+    /// `dma_map_single` / `dma_map_page`.
+    Single = 0,
+    /// A `dma_map_sg` segment.
+    Sg = 1,
+    /// `dma_alloc_coherent`.
+    Coherent = 2,
+}
+
+impl DebugType {
+    /// `type2name[]` (the kernel's spelling, "scather-gather", included).
+    pub const fn name(self) -> &'static str {
+        match self {
+            DebugType::Single => "single",
+            DebugType::Sg => "scather-gather",
+            DebugType::Coherent => "coherent",
+        }
+    }
+
+    fn from_bits(bits: u64) -> DebugType {
+        match bits {
+            0 => DebugType::Single,
+            1 => DebugType::Sg,
+            _ => DebugType::Coherent,
+        }
+    }
+}
+
+/// `enum map_err_types`.
+const MAP_ERR_CHECK_NOT_APPLICABLE: u64 = 0;
+const MAP_ERR_NOT_CHECKED: u64 = 1;
+const MAP_ERR_CHECKED: u64 = 2;
+
+/// The violations dma-debug reports.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum DmaDebugError {
+    /// "device driver tries to free DMA memory it has not allocated".
+    FreeNotAllocated,
+    /// "device driver tries to free an invalid DMA memory address".
+    FreeInvalidAddress,
+    /// "device driver frees DMA memory with different size".
+    DifferentSize,
+    /// "device driver frees DMA memory with wrong function".
+    WrongFunction,
+    /// "device driver frees DMA memory with different CPU address".
+    DifferentCpuAddress,
+    /// "device driver frees DMA sg list with different entry count".
+    DifferentSgCount,
+    /// "device driver frees DMA memory with different direction".
+    DifferentDirection,
+    /// "device driver failed to check map error".
+    MapErrorNotChecked,
+    /// "device driver tries to sync DMA memory it has not allocated".
+    SyncNotAllocated,
+    /// "device driver syncs DMA memory outside allocated range".
+    SyncOutsideRange,
+    /// "device driver syncs DMA memory with different direction".
+    SyncDifferentDirection,
+    /// "device driver syncs device read-only DMA memory for cpu" / "... write-only ... to
+    /// device".
+    SyncWrongWay,
+    /// "device driver maps memory from invalid area".
+    MapInvalidArea,
+    /// Memory given back to the allocator while still mapped (kmemlab's report, in
+    /// dma-debug's style; see [`Mm::dma_debug_freeing`]).
+    FreedWhileMapped,
+}
+
+/// The number of [`DmaDebugError`] kinds.
+pub const NR_DEBUG_ERRORS: usize = 14;
+
+impl DmaDebugError {
+    /// Its index in [`super::DmaStats::debug_errors`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The free list and its counts.
+pub(crate) struct DebugState {
+    free_head: u64,
+    nr_free: u64,
+    min_free: u64,
+}
+
+/// dma-debug's globals: where its block is, its lock, its counters.
+pub struct DmaDebug {
+    /// `CONFIG_DMA_API_DEBUG` at boot.
+    enabled: bool,
+    /// `global_disable`: set when the entries ran out or could not be allocated.
+    disabled: AtomicBool,
+    base_phys: AtomicU64,
+    nr_entries: AtomicU64,
+    state: SpinLockIrq<DebugState>,
+    live: AtomicU64,
+    errors: [AtomicU64; NR_DEBUG_ERRORS],
+    error_count: AtomicU64,
+}
+
+impl DmaDebug {
+    pub(crate) const fn new() -> DmaDebug {
+        DmaDebug {
+            enabled: false,
+            disabled: AtomicBool::new(false),
+            base_phys: AtomicU64::new(0),
+            nr_entries: AtomicU64::new(0),
+            state: SpinLockIrq::new(DebugState {
+                free_head: 0,
+                nr_free: 0,
+                min_free: 0,
+            }),
+            live: AtomicU64::new(0),
+            errors: [const { AtomicU64::new(0) }; NR_DEBUG_ERRORS],
+            error_count: AtomicU64::new(0),
+        }
+    }
+}
+
+/// `struct dma_debug_entry` in simulated memory: eight words, then the device's names.
+#[repr(C)]
+struct Entry {
+    /// Next entry on the bucket chain or free list (index + 1; 0 ends it).
+    next: AtomicU64,
+    dev_id: AtomicU64,
+    dev_addr: AtomicU64,
+    size: AtomicU64,
+    /// The CPU-side physical address (the kernel keeps pfn and offset).
+    phys: AtomicU64,
+    /// type | direction << 8 | map_err_type << 16.
+    meta: AtomicU64,
+    sg_call_ents: AtomicU64,
+    sg_mapped_ents: AtomicU64,
+    names: [AtomicU64; 8],
+}
+
+/// One entry's fields, read out.
+#[derive(Copy, Clone)]
+struct Record {
+    dev_id: u64,
+    dev_addr: u64,
+    size: u64,
+    phys: u64,
+    kind: DebugType,
+    dir: DmaDataDirection,
+    map_err: u64,
+    sg_call_ents: u64,
+    sg_mapped_ents: u64,
+}
+
+impl Record {
+    fn new(dev: &Device, kind: DebugType, dev_addr: DmaAddr, size: usize) -> Record {
+        Record {
+            dev_id: dev.id() as u64,
+            dev_addr,
+            size: size as u64,
+            phys: 0,
+            kind,
+            dir: DmaDataDirection::Bidirectional,
+            map_err: MAP_ERR_CHECK_NOT_APPLICABLE,
+            sg_call_ents: 0,
+            sg_mapped_ents: 0,
+        }
+    }
+}
+
+/// Where an error is reported from, for the WARNING line.
+#[derive(Copy, Clone)]
+enum Site {
+    CheckUnmap,
+    CheckSync,
+    MapSingle,
+    Freed,
+}
+
+impl Site {
+    const fn func(self) -> &'static str {
+        match self {
+            Site::CheckUnmap => "check_unmap",
+            Site::CheckSync => "check_sync",
+            Site::MapSingle => "debug_dma_map_single",
+            Site::Freed => "debug_dma_check_freed",
+        }
+    }
+}
+
+fn hash_fn(dev_addr: u64) -> u64 {
+    (dev_addr >> HASH_FN_SHIFT) & (HASH_SIZE - 1)
+}
+
+impl<P: Platform> Mm<P> {
+    /// Boot: is `CONFIG_DMA_API_DEBUG` on?
+    pub(crate) fn dma_debug_setup(&mut self, enabled: bool) {
+        self.dma.debug.enabled = enabled;
+    }
+
+    /// `dma_debug_init()`: preallocate the hash and the entries, once (the first driver
+    /// that sets a mask or maps gets here); `true` when dma-debug is ready.
+    pub fn dma_debug_init(&self) -> bool {
+        let d = &self.dma.debug;
+        if !d.enabled || d.disabled.load(Relaxed) {
+            return false;
+        }
+        if d.nr_entries.load(Acquire) != 0 {
+            return true;
+        }
+        let may_sleep = self.this_cpu().preempt_count.get() == 0 && !self.platform.irqs_disabled();
+        let gfp = if may_sleep {
+            Gfp::GFP_KERNEL
+        } else {
+            Gfp::GFP_ATOMIC
+        };
+        let Ok(page) = self.alloc_pages(gfp | Gfp::__GFP_NOWARN, DEBUG_BLOCK_ORDER) else {
+            d.disabled.store(true, Relaxed);
+            self.printk(format_args!(
+                "DMA-API: debugging out of memory error - disabled"
+            ));
+            return false;
+        };
+        let base = self.page_to_pfn(page).phys().0;
+        let mut state = d.state.lock_irqsave(&self.platform);
+        if d.nr_entries.load(Acquire) != 0 {
+            drop(state);
+            let _ = self.__free_pages(page, DEBUG_BLOCK_ORDER);
+            return true;
+        }
+        // SAFETY: the block was just allocated to dma-debug and is RAM.
+        unsafe {
+            core::ptr::write_bytes(self.dma_phys_ptr(base), 0, PAGE_SIZE << DEBUG_BLOCK_ORDER)
+        };
+        d.base_phys.store(base, Release);
+        let n = PREALLOC_DMA_DEBUG_ENTRIES;
+        for i in 0..n {
+            let next = if i + 1 < n { i + 2 } else { 0 };
+            self.debug_entry(i).next.store(next, Relaxed);
+        }
+        state.free_head = 1;
+        state.nr_free = n;
+        state.min_free = n;
+        d.nr_entries.store(n, Release);
+        true
+    }
+
+    fn debug_bucket(&self, bucket: u64) -> &AtomicU64 {
+        let phys = self.dma.debug.base_phys.load(Relaxed) + bucket * 8;
+        // SAFETY: the heads fill the block's first two pages, inside RAM reserved for
+        // dma-debug; atomics make shared references sound.
+        unsafe { &*(self.dma_phys_ptr(phys) as *const AtomicU64) }
+    }
+
+    fn debug_entry(&self, i: u64) -> &Entry {
+        let phys = self.dma.debug.base_phys.load(Relaxed) + HEADS_BYTES + i * ENTRY_SIZE;
+        // SAFETY: `i < nr_entries`, inside the block; all fields are atomics.
+        unsafe { &*(self.dma_phys_ptr(phys) as *const Entry) }
+    }
+
+    fn read_entry(&self, i: u64) -> Record {
+        let e = self.debug_entry(i);
+        let meta = e.meta.load(Relaxed);
+        Record {
+            dev_id: e.dev_id.load(Relaxed),
+            dev_addr: e.dev_addr.load(Relaxed),
+            size: e.size.load(Relaxed),
+            phys: e.phys.load(Relaxed),
+            kind: DebugType::from_bits(meta & 0xff),
+            dir: DmaDataDirection::from_bits((meta >> 8) & 0xff),
+            map_err: (meta >> 16) & 0xff,
+            sg_call_ents: e.sg_call_ents.load(Relaxed),
+            sg_mapped_ents: e.sg_mapped_ents.load(Relaxed),
+        }
+    }
+
+    fn entry_names(&self, i: u64) -> (Name, Name) {
+        let e = self.debug_entry(i);
+        let mut raw = [0u8; 64];
+        for (w, chunk) in e.names.iter().zip(raw.chunks_mut(8)) {
+            chunk.copy_from_slice(&w.load(Relaxed).to_le_bytes());
+        }
+        let name = |b: &[u8]| {
+            let mut n = Name {
+                bytes: [0; 31],
+                len: b[31].min(31),
+            };
+            n.bytes.copy_from_slice(&b[..31]);
+            n
+        };
+        (name(&raw[..32]), name(&raw[32..]))
+    }
+
+    fn dma_debug_disabled(&self) -> bool {
+        !self.dma_debug_init()
+    }
+
+    /// `add_dma_entry()`: take a free entry and hash it.
+    fn add_dma_entry(&self, dev: &Device, r: Record) {
+        let mut state = self.dma.debug.state.lock_irqsave(&self.platform);
+        if self.dma.debug.disabled.load(Relaxed) {
+            return;
+        }
+        if state.nr_free == 0 {
+            self.dma.debug.disabled.store(true, Relaxed);
+            drop(state);
+            self.printk(format_args!("DMA-API: debugging out of memory - disabling"));
+            return;
+        }
+        let i = state.free_head - 1;
+        let e = self.debug_entry(i);
+        state.free_head = e.next.load(Relaxed);
+        state.nr_free -= 1;
+        state.min_free = state.min_free.min(state.nr_free);
+        e.dev_id.store(r.dev_id, Relaxed);
+        e.dev_addr.store(r.dev_addr, Relaxed);
+        e.size.store(r.size, Relaxed);
+        e.phys.store(r.phys, Relaxed);
+        e.meta.store(
+            r.kind as u64 | (r.dir as u64) << 8 | r.map_err << 16,
+            Relaxed,
+        );
+        e.sg_call_ents.store(r.sg_call_ents, Relaxed);
+        e.sg_mapped_ents.store(r.sg_mapped_ents, Relaxed);
+        let mut raw = [0u8; 64];
+        for (half, name) in [dev.driver, dev.name].iter().enumerate() {
+            raw[half * 32..half * 32 + 31].copy_from_slice(&name.bytes);
+            raw[half * 32 + 31] = name.len;
+        }
+        for (w, chunk) in e.names.iter().zip(raw.chunks(8)) {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(chunk);
+            w.store(u64::from_le_bytes(b), Relaxed);
+        }
+        // hash_bucket_add(): at the tail, so the oldest mapping is found first.
+        let head = self.debug_bucket(hash_fn(r.dev_addr));
+        e.next.store(0, Relaxed);
+        let mut link = head;
+        loop {
+            let next = link.load(Relaxed);
+            if next == 0 {
+                break;
+            }
+            link = &self.debug_entry(next - 1).next;
+        }
+        link.store(i + 1, Relaxed);
+        self.dma.debug.live.fetch_add(1, Relaxed);
+    }
+
+    /// The entries of a bucket, in order.
+    fn for_each_in_bucket(&self, bucket: u64, mut f: impl FnMut(u64) -> bool) {
+        let mut next = self.debug_bucket(bucket).load(Relaxed);
+        while next != 0 {
+            let i = next - 1;
+            if !f(i) {
+                return;
+            }
+            next = self.debug_entry(i).next.load(Relaxed);
+        }
+    }
+
+    /// `hash_bucket_del()` + `dma_entry_free()` (the lock held).
+    fn remove_entry(&self, state: &mut DebugState, i: u64) {
+        let target = i + 1;
+        let r = self.read_entry(i);
+        let mut link = self.debug_bucket(hash_fn(r.dev_addr));
+        loop {
+            let next = link.load(Relaxed);
+            if next == 0 {
+                return;
+            }
+            if next == target {
+                link.store(self.debug_entry(i).next.load(Relaxed), Relaxed);
+                break;
+            }
+            link = &self.debug_entry(next - 1).next;
+        }
+        self.debug_entry(i).next.store(state.free_head, Relaxed);
+        state.free_head = target;
+        state.nr_free += 1;
+        self.dma.debug.live.fetch_sub(1, Relaxed);
+    }
+
+    /// `bucket_find_exact()`: the entry of this device at this bus address that fits the
+    /// reference best (size, type, direction, sg count); with several matches and no
+    /// perfect fit, none.
+    fn bucket_find_exact(&self, r: &Record) -> Option<u64> {
+        let (mut best, mut best_lvl, mut matches) = (None, -1i32, 0);
+        self.for_each_in_bucket(hash_fn(r.dev_addr), |i| {
+            let e = self.read_entry(i);
+            if e.dev_addr != r.dev_addr || e.dev_id != r.dev_id {
+                return true;
+            }
+            matches += 1;
+            let lvl = (e.size == r.size) as i32
+                + (e.kind == r.kind) as i32
+                + (e.dir == r.dir) as i32
+                + (e.sg_call_ents == r.sg_call_ents) as i32;
+            if lvl == 4 {
+                best = Some(i);
+                matches = 1;
+                return false;
+            }
+            if lvl > best_lvl {
+                best_lvl = lvl;
+                best = Some(i);
+            }
+            true
+        });
+        if matches == 1 {
+            best
+        } else {
+            None
+        }
+    }
+
+    /// `bucket_find_contain()`: an entry of this device that contains the reference range,
+    /// searching back through the buckets below.
+    fn bucket_find_contain(&self, r: &Record) -> Option<u64> {
+        let mut addr = r.dev_addr;
+        let limit = HASH_SIZE.min((r.dev_addr >> HASH_FN_SHIFT) + 1);
+        for _ in 0..limit {
+            let mut found = None;
+            self.for_each_in_bucket(hash_fn(addr), |i| {
+                let e = self.read_entry(i);
+                let contains = e.dev_id == r.dev_id
+                    && e.dev_addr <= r.dev_addr
+                    && e.dev_addr + e.size >= r.dev_addr + r.size;
+                if contains {
+                    found = Some(i);
+                }
+                !contains
+            });
+            if found.is_some() {
+                return found;
+            }
+            addr = addr.wrapping_sub(1 << HASH_FN_SHIFT);
+        }
+        None
+    }
+
+    /// `err_printk()`: count, then "DMA-API: <driver> <device>: <message>" and WARNING.
+    fn err_printk(
+        &self,
+        names: (&str, &str),
+        kind: DmaDebugError,
+        site: Site,
+        msg: fmt::Arguments<'_>,
+    ) {
+        let d = &self.dma.debug;
+        d.error_count.fetch_add(1, Relaxed);
+        d.errors[kind.index()].fetch_add(1, Relaxed);
+        self.printk(format_args!("DMA-API: {} {}: {}", names.0, names.1, msg));
+        self.printk(format_args!(
+            "WARNING: CPU: {} PID: {} at kernel/dma/debug.c {}",
+            self.platform.smp_processor_id(),
+            self.platform.current_pid(),
+            site.func()
+        ));
+    }
+
+    /// `check_unmap()`: find the mapping and compare; the entry is removed.
+    fn check_unmap(&self, dev: &Device, r: Record) {
+        let names = (dev.driver(), dev.name());
+        let mut state = self.dma.debug.state.lock_irqsave(&self.platform);
+        let Some(i) = self.bucket_find_exact(&r) else {
+            drop(state);
+            if r.dev_addr == DMA_MAPPING_ERROR {
+                self.err_printk(
+                    names,
+                    DmaDebugError::FreeInvalidAddress,
+                    Site::CheckUnmap,
+                    format_args!("device driver tries to free an invalid DMA memory address"),
+                );
+            } else {
+                self.err_printk(
+                    names,
+                    DmaDebugError::FreeNotAllocated,
+                    Site::CheckUnmap,
+                    format_args!(
+                        "device driver tries to free DMA memory it has not allocated [device address=0x{:016x}] [size={} bytes]",
+                        r.dev_addr, r.size
+                    ),
+                );
+            }
+            return;
+        };
+        let e = self.read_entry(i);
+        self.remove_entry(&mut state, i);
+        drop(state);
+        if r.size != e.size {
+            self.err_printk(names, DmaDebugError::DifferentSize, Site::CheckUnmap, format_args!(
+                "device driver frees DMA memory with different size [device address=0x{:016x}] [map size={} bytes] [unmap size={} bytes]",
+                r.dev_addr, e.size, r.size
+            ));
+        }
+        if r.kind != e.kind {
+            self.err_printk(names, DmaDebugError::WrongFunction, Site::CheckUnmap, format_args!(
+                "device driver frees DMA memory with wrong function [device address=0x{:016x}] [size={} bytes] [mapped as {}] [unmapped as {}]",
+                r.dev_addr, r.size, e.kind.name(), r.kind.name()
+            ));
+        } else if e.kind == DebugType::Coherent && r.phys != e.phys {
+            self.err_printk(names, DmaDebugError::DifferentCpuAddress, Site::CheckUnmap, format_args!(
+                "device driver frees DMA memory with different CPU address [device address=0x{:016x}] [size={} bytes] [cpu alloc address=0x{:016x}] [cpu free address=0x{:016x}]",
+                r.dev_addr, r.size, e.phys, r.phys
+            ));
+        }
+        if r.sg_call_ents != 0 && r.kind == DebugType::Sg && r.sg_call_ents != e.sg_call_ents {
+            self.err_printk(names, DmaDebugError::DifferentSgCount, Site::CheckUnmap, format_args!(
+                "device driver frees DMA sg list with different entry count [map count={}] [unmap count={}]",
+                e.sg_call_ents, r.sg_call_ents
+            ));
+        }
+        if r.dir != e.dir {
+            self.err_printk(names, DmaDebugError::DifferentDirection, Site::CheckUnmap, format_args!(
+                "device driver frees DMA memory with different direction [device address=0x{:016x}] [size={} bytes] [mapped with {}] [unmapped with {}]",
+                r.dev_addr, r.size, e.dir.name(), r.dir.name()
+            ));
+        }
+        if e.map_err == MAP_ERR_NOT_CHECKED {
+            self.err_printk(names, DmaDebugError::MapErrorNotChecked, Site::CheckUnmap, format_args!(
+                "device driver failed to check map error[device address=0x{:016x}] [size={} bytes] [mapped as {}]",
+                r.dev_addr, r.size, e.kind.name()
+            ));
+        }
+    }
+
+    /// `check_sync()`.
+    fn check_sync(&self, dev: &Device, r: Record, to_cpu: bool) {
+        let names = (dev.driver(), dev.name());
+        let state = self.dma.debug.state.lock_irqsave(&self.platform);
+        let found = self.bucket_find_contain(&r).map(|i| self.read_entry(i));
+        drop(state);
+        let Some(e) = found else {
+            self.err_printk(names, DmaDebugError::SyncNotAllocated, Site::CheckSync, format_args!(
+                "device driver tries to sync DMA memory it has not allocated [device address=0x{:016x}] [size={} bytes]",
+                r.dev_addr, r.size
+            ));
+            return;
+        };
+        if r.size > e.size {
+            self.err_printk(names, DmaDebugError::SyncOutsideRange, Site::CheckSync, format_args!(
+                "device driver syncs DMA memory outside allocated range [device address=0x{:016x}] [allocation size={} bytes] [sync offset+size={}]",
+                e.dev_addr, e.size, r.size
+            ));
+        }
+        if e.dir == DmaDataDirection::Bidirectional {
+            return;
+        }
+        if r.dir != e.dir {
+            self.err_printk(names, DmaDebugError::SyncDifferentDirection, Site::CheckSync, format_args!(
+                "device driver syncs DMA memory with different direction [device address=0x{:016x}] [size={} bytes] [mapped with {}] [synced with {}]",
+                r.dev_addr, e.size, e.dir.name(), r.dir.name()
+            ));
+        }
+        if to_cpu && e.dir != DmaDataDirection::FromDevice && r.dir != DmaDataDirection::ToDevice {
+            self.err_printk(names, DmaDebugError::SyncWrongWay, Site::CheckSync, format_args!(
+                "device driver syncs device read-only DMA memory for cpu [device address=0x{:016x}] [size={} bytes] [mapped with {}] [synced with {}]",
+                r.dev_addr, e.size, e.dir.name(), r.dir.name()
+            ));
+        }
+        if !to_cpu && e.dir != DmaDataDirection::ToDevice && r.dir != DmaDataDirection::FromDevice {
+            self.err_printk(names, DmaDebugError::SyncWrongWay, Site::CheckSync, format_args!(
+                "device driver syncs device write-only DMA memory to device [device address=0x{:016x}] [size={} bytes] [mapped with {}] [synced with {}]",
+                r.dev_addr, e.size, e.dir.name(), r.dir.name()
+            ));
+        }
+    }
+
+    // ----- the hooks the API calls ---------------------------------------------------
+
+    /// `debug_dma_map_single()`: an address outside the direct map is reported. (vmalloc
+    /// addresses never get here: `dma_map_single_attrs` refuses them first.)
+    pub(crate) fn debug_dma_map_single(&self, dev: &Device, addr: VirtAddr, len: usize) {
+        if self.dma_debug_disabled() {
+            return;
+        }
+        if !self.virt_addr_valid(addr) {
+            self.err_printk(
+                (dev.driver(), dev.name()),
+                DmaDebugError::MapInvalidArea,
+                Site::MapSingle,
+                format_args!(
+                    "device driver maps memory from invalid area [addr={:#x}] [len={len}]",
+                    addr.0
+                ),
+            );
+        }
+    }
+
+    /// `debug_dma_map_page()`.
+    pub(crate) fn debug_dma_map_page(
+        &self,
+        dev: &Device,
+        phys: PhysAddr,
+        size: usize,
+        dir: DmaDataDirection,
+        addr: DmaAddr,
+    ) {
+        if addr == DMA_MAPPING_ERROR || self.dma_debug_disabled() {
+            return;
+        }
+        let mut r = Record::new(dev, DebugType::Single, addr, size);
+        r.phys = phys.0;
+        r.dir = dir;
+        r.map_err = MAP_ERR_NOT_CHECKED;
+        self.add_dma_entry(dev, r);
+    }
+
+    /// `debug_dma_mapping_error()`: mark the first unchecked entry at `addr` checked.
+    pub(crate) fn debug_dma_mapping_error(&self, dev: &Device, addr: DmaAddr) {
+        if self.dma_debug_disabled() {
+            return;
+        }
+        let _state = self.dma.debug.state.lock_irqsave(&self.platform);
+        self.for_each_in_bucket(hash_fn(addr), |i| {
+            let e = self.debug_entry(i);
+            if e.dev_addr.load(Relaxed) != addr || e.dev_id.load(Relaxed) != dev.id() as u64 {
+                return true;
+            }
+            let meta = e.meta.load(Relaxed);
+            if (meta >> 16) & 0xff == MAP_ERR_NOT_CHECKED {
+                e.meta
+                    .store((meta & !(0xff << 16)) | MAP_ERR_CHECKED << 16, Relaxed);
+                return false;
+            }
+            true
+        });
+    }
+
+    /// `debug_dma_unmap_page()`.
+    pub(crate) fn debug_dma_unmap_page(
+        &self,
+        dev: &Device,
+        addr: DmaAddr,
+        size: usize,
+        dir: DmaDataDirection,
+    ) {
+        if self.dma_debug_disabled() {
+            return;
+        }
+        let mut r = Record::new(dev, DebugType::Single, addr, size);
+        r.dir = dir;
+        self.check_unmap(dev, r);
+    }
+
+    /// `debug_dma_sync_single_for_cpu()` / `_for_device()`.
+    pub(crate) fn debug_dma_sync_single(
+        &self,
+        dev: &Device,
+        addr: DmaAddr,
+        size: usize,
+        dir: DmaDataDirection,
+        to_cpu: bool,
+    ) {
+        if self.dma_debug_disabled() {
+            return;
+        }
+        let mut r = Record::new(dev, DebugType::Single, addr, size);
+        r.dir = dir;
+        self.check_sync(dev, r, to_cpu);
+    }
+
+    /// `debug_dma_map_sg()` for one mapped segment.
+    pub(crate) fn debug_dma_map_sg_segment(
+        &self,
+        dev: &Device,
+        seg: (PhysAddr, DmaAddr, usize),
+        dir: DmaDataDirection,
+        nents: u32,
+        mapped_ents: u32,
+    ) {
+        if self.dma_debug_disabled() {
+            return;
+        }
+        let mut r = Record::new(dev, DebugType::Sg, seg.1, seg.2);
+        r.phys = seg.0 .0;
+        r.dir = dir;
+        r.sg_call_ents = nents as u64;
+        r.sg_mapped_ents = mapped_ents as u64;
+        self.add_dma_entry(dev, r);
+    }
+
+    /// `debug_dma_unmap_sg()` for one segment.
+    pub(crate) fn debug_dma_unmap_sg_segment(
+        &self,
+        dev: &Device,
+        seg: (DmaAddr, usize),
+        dir: DmaDataDirection,
+        nents: u32,
+    ) {
+        if self.dma_debug_disabled() {
+            return;
+        }
+        let mut r = Record::new(dev, DebugType::Sg, seg.0, seg.1);
+        r.dir = dir;
+        r.sg_call_ents = nents as u64;
+        self.check_unmap(dev, r);
+    }
+
+    /// `get_nr_mapped_entries()`: how many segments `dma_map_sg` mapped for the list whose
+    /// first segment is at `addr`.
+    pub(crate) fn debug_nr_mapped_entries(
+        &self,
+        dev: &Device,
+        addr: DmaAddr,
+        size: usize,
+        nents: u32,
+    ) -> Option<u32> {
+        if self.dma_debug_disabled() {
+            return None;
+        }
+        let mut r = Record::new(dev, DebugType::Sg, addr, size);
+        r.sg_call_ents = nents as u64;
+        let _state = self.dma.debug.state.lock_irqsave(&self.platform);
+        self.bucket_find_exact(&r)
+            .map(|i| self.read_entry(i).sg_mapped_ents as u32)
+    }
+
+    /// `debug_dma_alloc_coherent()`.
+    pub(crate) fn debug_dma_alloc_coherent(
+        &self,
+        dev: &Device,
+        size: usize,
+        dma: DmaAddr,
+        phys: PhysAddr,
+    ) {
+        if self.dma_debug_disabled() {
+            return;
+        }
+        let mut r = Record::new(dev, DebugType::Coherent, dma, size);
+        r.phys = phys.0;
+        self.add_dma_entry(dev, r);
+    }
+
+    /// `debug_dma_free_coherent()`.
+    pub(crate) fn debug_dma_free_coherent(
+        &self,
+        dev: &Device,
+        size: usize,
+        phys: PhysAddr,
+        dma: DmaAddr,
+    ) {
+        if self.dma_debug_disabled() {
+            return;
+        }
+        let mut r = Record::new(dev, DebugType::Coherent, dma, size);
+        r.phys = phys.0;
+        self.check_unmap(dev, r);
+    }
+
+    /// Memory is going back to an allocator (`kfree`, `__free_pages`, and through them
+    /// `vfree`): report every streaming mapping that still covers part of it. Costs one
+    /// load unless mappings exist.
+    ///
+    /// The kernel has no such check any more (`debug_dma_assert_idle()`, which flagged
+    /// a CPU touching a page with an active DMA mapping, went away in 5.9), so the report
+    /// is kmemlab's, written in dma-debug's style: "device driver frees memory that is
+    /// still DMA-mapped [device address=...] [size=... bytes] [mapped as ...] [mapped
+    /// with ...]".
+    #[inline]
+    pub fn dma_debug_freeing(&self, phys: PhysAddr, len: u64) {
+        if self.dma.debug.live.load(Relaxed) == 0 {
+            return;
+        }
+        self.debug_check_freed(phys.0, len);
+    }
+
+    /// [`Mm::dma_debug_freeing`] for a direct-map address (a slab object being freed).
+    #[inline]
+    pub fn dma_debug_freeing_virt(&self, addr: VirtAddr, len: u64) {
+        if self.dma.debug.live.load(Relaxed) == 0 {
+            return;
+        }
+        if let Some(phys) = self.layout.virt_to_phys(addr.0) {
+            self.debug_check_freed(phys, len);
+        }
+    }
+
+    #[cold]
+    fn debug_check_freed(&self, start: u64, len: u64) {
+        let end = start + len;
+        if self.dma.debug.disabled.load(Relaxed) {
+            return;
+        }
+        let state = self.dma.debug.state.lock_irqsave(&self.platform);
+        let mut hits = [0u64; 8];
+        let mut n = 0;
+        for bucket in 0..HASH_SIZE {
+            self.for_each_in_bucket(bucket, |i| {
+                let e = self.read_entry(i);
+                if e.kind != DebugType::Coherent
+                    && e.phys < end
+                    && start < e.phys + e.size.max(1)
+                    && n < hits.len()
+                {
+                    hits[n] = i;
+                    n += 1;
+                }
+                true
+            });
+        }
+        drop(state);
+        for &i in &hits[..n] {
+            let e = self.read_entry(i);
+            let (driver, name) = self.entry_names(i);
+            self.err_printk(
+                (driver.as_str(), name.as_str()),
+                DmaDebugError::FreedWhileMapped,
+                Site::Freed,
+                format_args!(
+                    "device driver frees memory that is still DMA-mapped [device address=0x{:016x}] [size={} bytes] [mapped as {}] [mapped with {}]",
+                    e.dev_addr, e.size, e.kind.name(), e.dir.name()
+                ),
+            );
+        }
+    }
+
+    pub(crate) fn dma_debug_live_entries(&self) -> u64 {
+        self.dma.debug.live.load(Relaxed)
+    }
+
+    pub(crate) fn dma_debug_error_counts(&self) -> ([u64; NR_DEBUG_ERRORS], u64) {
+        let d = &self.dma.debug;
+        let mut out = [0; NR_DEBUG_ERRORS];
+        for (o, c) in out.iter_mut().zip(&d.errors) {
+            *o = c.load(Relaxed);
+        }
+        (out, d.error_count.load(Relaxed))
+    }
+
+    /// Entries on the free list and in the hash add up to what was preallocated.
+    pub(crate) fn dma_debug_check(&self) -> Result<(), DmaCheckError> {
+        let d = &self.dma.debug;
+        let total = d.nr_entries.load(Acquire);
+        if total == 0 {
+            return Ok(());
+        }
+        let state = d.state.lock_irqsave(&self.platform);
+        let mut hashed = 0;
+        for bucket in 0..HASH_SIZE {
+            self.for_each_in_bucket(bucket, |_| {
+                hashed += 1;
+                hashed <= total
+            });
+        }
+        let mut free = 0;
+        let mut next = state.free_head;
+        while next != 0 && free <= total {
+            free += 1;
+            next = self.debug_entry(next - 1).next.load(Relaxed);
+        }
+        if hashed + free != total || free != state.nr_free || hashed != d.live.load(Relaxed) {
+            return Err(DmaCheckError::DebugEntries {
+                hashed,
+                free,
+                total,
+            });
+        }
+        Ok(())
+    }
+}
