@@ -4,7 +4,7 @@
 //! decided from what this run measured; `--json` prints the same as one JSON document.
 
 mod basics;
-
+mod dma;
 mod irq;
 mod overhead;
 mod size;
@@ -119,7 +119,7 @@ pub fn run(args: &MachineArgs, options: TourOptions) -> Result<bool, String> {
     let mut ok = basics::allocations(&mut t, &machine)?;
     ok &= basics::kmalloc_section(&mut t, &machine)?;
     ok &= vmalloc::section(&mut t, &machine, args)?;
-
+    ok &= dma::section(&mut t, &machine)?;
     ok &= irq::section(&mut t, &machine)?;
     ok &= underneath::section(&mut t, &machine)?;
     ok &= overhead::section(&mut t, &machine)?;

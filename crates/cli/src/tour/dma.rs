@@ -1,0 +1,355 @@
+//! Contrast C and question Q1, DMA: a bus-master device writes a kmalloc buffer through
+//! `dma_map_single`; `dma_map_single` of a vmalloc buffer is refused, and the bus address a
+//! careless driver computes with `__pa()` sends the device somewhere else, on this machine
+//! and on one of the other profile; a scatterlist built page by page with
+//! `vmalloc_to_page` lets the same device fill the vmalloc buffer.
+
+use std::sync::Arc;
+
+use kmemlab_mm::dma::{DmaDataDirection, DMA_MAPPING_ERROR};
+use kmemlab_mm::{Gfp, Pfn, Profile, PAGE_SIZE};
+use kmemlab_sim::{DmaDevice, Machine, MachineConfig};
+use serde_json::json;
+
+use super::Tour;
+use crate::vmcommands::runs;
+
+const KMALLOC_SIZE: usize = 4096;
+const VMALLOC_SIZE: usize = 64 << 10;
+
+/// Run the section; `Ok(true)` if claims C and Q1 held.
+pub fn section(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
+    t.section("C. DMA: what a device can reach");
+    let nic = machine
+        .add_dma_device("nic", 32)
+        .map_err(|e| e.to_string())?;
+    t.line("A bus-master device \"nic\" with a 32-bit DMA mask: it reads and writes RAM at bus addresses, without the CPU's MMU (on x86 without an IOMMU, bus address = physical address).");
+    let kmalloc = dma_into_kmalloc(t, machine, &nic)?;
+    let (refused, refusal) = map_vmalloc(t, machine, &nic)?;
+    let here = naive_pa(machine, &nic)?;
+    let other = other_profile(machine)?;
+    for n in [&here, &other] {
+        t.line(format!(
+            "{}: __pa(vmalloc {:#x}) = {:#x}{}; the device writes there: {}; the vmalloc buffer {}.",
+            n.profile,
+            n.vaddr,
+            n.pa,
+            if n.pa != n.naive {
+                format!(", which the device's 32-bit address register holds as {:#x}", n.naive)
+            } else {
+                String::new()
+            },
+            n.outcome,
+            if n.buffer_untouched {
+                "is untouched"
+            } else {
+                "changed (unexpected)"
+            }
+        ));
+    }
+    t.line("The refusal is the API keeping a driver from exactly this: a vmalloc address minus PAGE_OFFSET is no physical address at all.");
+    let c_holds = t.claim(
+        "C",
+        "DMA: a device fills a kmalloc buffer through dma_map_single; dma_map_single refuses vmalloc memory, and DMA to __pa() of a vmalloc address misses the buffer",
+        format!(
+            "kmalloc(4K): bus {:#x} = phys, {} bytes verified through the direct map; vmalloc: {}; __pa() DMA: {} / {}",
+            kmalloc.bus,
+            kmalloc.verified,
+            if refused { format!("refused ('{refusal}')") } else { "mapped (unexpected)".into() },
+            here.short(),
+            other.short()
+        ),
+        kmalloc.ok && refused && here.missed() && other.missed(),
+    );
+    t.fact(
+        "dma",
+        json!({"kmalloc": {"bus": kmalloc.bus, "phys": kmalloc.phys, "verified": kmalloc.verified, "ok": kmalloc.ok},
+            "vmalloc_refused": refused, "refusal": refusal,
+            "naive": [here.json(), other.json()], "holds": c_holds}),
+    );
+    let q1 = scatterlist(t, machine, &nic)?;
+    machine
+        .mm()
+        .dma_check_idle()
+        .map_err(|e| format!("DMA state not idle: {e}"))?;
+    Ok(c_holds && q1)
+}
+
+/// What the kmalloc transfer showed.
+struct KmallocDma {
+    bus: u64,
+    phys: u64,
+    verified: usize,
+    ok: bool,
+}
+
+/// The bytes a device writes: distinct per offset, so a misplaced byte shows.
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// kmalloc a buffer, map it FROM_DEVICE, let the device write it, unmap, and read it back
+/// through the CPU's direct map.
+fn dma_into_kmalloc(
+    t: &mut Tour,
+    machine: &Machine,
+    nic: &Arc<DmaDevice>,
+) -> Result<KmallocDma, String> {
+    let dev = nic.device();
+    let buf = machine
+        .run(|mm| mm.kmalloc(KMALLOC_SIZE, Gfp::GFP_KERNEL))
+        .map_err(|e| e.to_string())?;
+    let phys = machine
+        .mm()
+        .kernel_virt_to_phys(buf.0)
+        .ok_or("kmalloc memory outside the direct map")?;
+    let bus =
+        machine.run(|mm| mm.dma_map_single(dev, buf, KMALLOC_SIZE, DmaDataDirection::FromDevice));
+    let checked = machine.run(|mm| mm.dma_mapping_error(dev, bus)).is_ok();
+    let data = pattern(KMALLOC_SIZE, 7);
+    nic.load_buffer(&data);
+    let sent = checked && nic.write_to_memory(machine, bus, KMALLOC_SIZE).is_ok();
+    machine.run(|mm| mm.dma_unmap_single(dev, bus, KMALLOC_SIZE, DmaDataDirection::FromDevice));
+    let seen = machine
+        .run(|_| machine.read(buf, KMALLOC_SIZE))
+        .map_err(|e| e.to_string())?;
+    let verified = seen.iter().zip(&data).take_while(|(a, b)| a == b).count();
+    machine.run(|mm| mm.kfree(buf)).map_err(|e| e.to_string())?;
+    t.line(format!(
+        "kmalloc(4K) = {buf}, phys {phys:#x}; dma_map_single(FROM_DEVICE) = bus {bus:#x}; the device writes 4096 bytes; after dma_unmap_single the CPU reads them through the direct map: {verified} of 4096 bytes match."
+    ));
+    Ok(KmallocDma {
+        bus,
+        phys,
+        verified,
+        ok: sent && bus == phys && verified == KMALLOC_SIZE,
+    })
+}
+
+/// `dma_map_single` of a vmalloc buffer: refused, with the kernel's warning.
+fn map_vmalloc(
+    t: &mut Tour,
+    machine: &Machine,
+    nic: &Arc<DmaDevice>,
+) -> Result<(bool, String), String> {
+    let dev = nic.device();
+    let v = machine
+        .run(|mm| mm.vmalloc(VMALLOC_SIZE))
+        .map_err(|e| e.to_string())?;
+    let addr =
+        machine.run(|mm| mm.dma_map_single(dev, v, VMALLOC_SIZE, DmaDataDirection::FromDevice));
+    let error = machine.run(|mm| mm.dma_mapping_error(dev, addr));
+    let console = machine.take_console();
+    machine.run(|mm| mm.vfree(v)).map_err(|e| e.to_string())?;
+    t.line(format!("dma_map_single(vmalloc(64K) = {v}):"));
+    for l in console.iter().take(2) {
+        t.line(format!("  | {l}"));
+    }
+    let refused = addr == DMA_MAPPING_ERROR && error.is_err();
+    t.line(format!(
+        "-> {}",
+        if refused {
+            "DMA_MAPPING_ERROR, and dma_mapping_error() says so"
+        } else {
+            "mapped (unexpected)"
+        }
+    ));
+    let line = console
+        .iter()
+        .find(|l| l.contains("rejecting DMA map of vmalloc memory"))
+        .cloned()
+        .unwrap_or_default();
+    Ok((refused && !line.is_empty(), line))
+}
+
+/// Where DMA to `__pa()` of a vmalloc address went.
+struct Naive {
+    profile: Profile,
+    vaddr: u64,
+    /// `vaddr - PAGE_OFFSET`.
+    pa: u64,
+    /// What the device is given: `pa` cut to its address width.
+    naive: u64,
+    /// Bytes overwritten in RAM that is not the buffer.
+    hit_other_ram: bool,
+    bus_error: bool,
+    buffer_untouched: bool,
+    outcome: String,
+}
+
+impl Naive {
+    fn missed(&self) -> bool {
+        self.buffer_untouched && (self.hit_other_ram || self.bus_error)
+    }
+    fn short(&self) -> String {
+        format!(
+            "{}: {}",
+            self.profile,
+            if self.hit_other_ram {
+                "another page overwritten"
+            } else if self.bus_error {
+                "no RAM there, bus error"
+            } else {
+                "unexpected"
+            }
+        )
+    }
+    fn json(&self) -> serde_json::Value {
+        json!({"profile": self.profile.name(), "vaddr": self.vaddr, "pa": self.pa, "naive_bus": self.naive,
+            "hit_other_ram": self.hit_other_ram, "bus_error": self.bus_error,
+            "buffer_untouched": self.buffer_untouched})
+    }
+}
+
+/// A driver's bug, on purpose: hand the device `vaddr - PAGE_OFFSET` (what `__pa()`
+/// computes for a direct-map address) for a vmalloc buffer. The RAM page there, if any,
+/// is saved first and restored afterwards, so the machine goes on intact.
+fn naive_pa(machine: &Machine, nic: &Arc<DmaDevice>) -> Result<Naive, String> {
+    let mm = machine.mm();
+    let v = machine
+        .run(|mm| mm.vmalloc(PAGE_SIZE))
+        .map_err(|e| e.to_string())?;
+    let before = machine
+        .run(|_| machine.read(v, PAGE_SIZE))
+        .map_err(|e| e.to_string())?;
+    let pa = v.0.wrapping_sub(mm.layout().page_offset);
+    // A 32-bit descriptor field keeps the low 32 bits of what the driver writes.
+    let naive = pa & nic.address_mask();
+    let ram = mm.platform().ram();
+    let mut saved = vec![0u8; PAGE_SIZE];
+    let is_ram = ram.read(naive, &mut saved).is_some();
+    let data = pattern(PAGE_SIZE, 0x5a);
+    nic.load_buffer(&data);
+    let sent = nic.write_to_memory(machine, naive, PAGE_SIZE);
+    let mut landed = vec![0u8; PAGE_SIZE];
+    let hit_other_ram = sent.is_ok() && ram.read(naive, &mut landed).is_some() && landed == data;
+    let owner = mm
+        .pfn_to_page(Pfn(naive >> 12))
+        .map(|p| crate::describe::page_info(mm, mm.page_to_pfn(p)))
+        .ok();
+    if is_ram {
+        ram.write(naive, &saved)
+            .ok_or("restoring the overwritten page")?;
+    }
+    let after = machine
+        .run(|_| machine.read(v, PAGE_SIZE))
+        .map_err(|e| e.to_string())?;
+    machine.run(|mm| mm.vfree(v)).map_err(|e| e.to_string())?;
+    let outcome = match (&sent, &owner) {
+        (Ok(()), Some(info)) => format!(
+            "it overwrote pfn {:#x} in {} ({}), a page that is not the buffer (restored afterwards)",
+            naive >> 12,
+            info.zone,
+            info.state
+        ),
+        (Ok(()), None) => "it overwrote RAM that is not the buffer".into(),
+        (Err(e), _) => format!("{e}"),
+    };
+    Ok(Naive {
+        profile: machine.config().profile,
+        vaddr: v.0,
+        pa,
+        naive,
+        hit_other_ram,
+        bus_error: sent.is_err(),
+        buffer_untouched: before == after,
+        outcome,
+    })
+}
+
+/// The naive DMA on a machine of the other profile (2 GiB), where its address lands
+/// elsewhere: beyond RAM on x86_64, in HighMem on i386.
+fn other_profile(machine: &Machine) -> Result<Naive, String> {
+    let profile = match machine.config().profile {
+        Profile::X86_64 => Profile::I386,
+        Profile::I386 => Profile::X86_64,
+    };
+    let other = Machine::new(MachineConfig {
+        profile,
+        ram: 2 << 30,
+        cpus: machine.config().cpus,
+        seed: machine.config().seed,
+        ..MachineConfig::default()
+    })
+    .map_err(|e| e.to_string())?;
+    let nic = other.add_dma_device("nic", 32).map_err(|e| e.to_string())?;
+    naive_pa(&other, &nic)
+}
+
+/// Q1: a scatterlist of a vmalloc buffer, one entry per physically contiguous run found
+/// with `vmalloc_to_page`, mapped with `dma_map_sg`; the device scatters its data over the
+/// segments and the CPU reads it back through the vmalloc mapping.
+fn scatterlist(t: &mut Tour, machine: &Machine, nic: &Arc<DmaDevice>) -> Result<bool, String> {
+    let dev = nic.device();
+    let dir = DmaDataDirection::FromDevice;
+    let v = machine
+        .run(|mm| mm.vmalloc(VMALLOC_SIZE))
+        .map_err(|e| e.to_string())?;
+    let mut pfns = Vec::new();
+    machine
+        .mm()
+        .vm_area_pfns(v, |p| pfns.push(p.0))
+        .map_err(|e| e.to_string())?;
+    let mut table = machine
+        .run(|mm| mm.sg_alloc_table_from_vmalloc(dev, v, VMALLOC_SIZE, Gfp::GFP_KERNEL))
+        .map_err(|e| e.to_string())?;
+    let mapped = machine.run(|mm| mm.dma_map_sg(dev, &table, table.nents, dir));
+    let segments: Vec<(u64, usize)> = machine
+        .mm()
+        .sg_dma_segments(&table)
+        .take(mapped as usize)
+        .collect();
+    let data = pattern(VMALLOC_SIZE, 0x33);
+    nic.load_buffer(&data);
+    let sent = nic.write_segments(machine, &segments);
+    machine.run(|mm| {
+        mm.dma_unmap_sg(dev, &table, table.nents, dir);
+        mm.sg_free_table(&mut table);
+    });
+    let seen = machine
+        .run(|_| machine.read(v, VMALLOC_SIZE))
+        .map_err(|e| e.to_string())?;
+    machine.run(|mm| mm.vfree(v)).map_err(|e| e.to_string())?;
+    let verified = seen == data;
+    let nruns = runs(&pfns).len();
+    t.line(format!(
+        "sg_alloc_table_from_vmalloc(vmalloc(64K) = {v}): vmalloc_to_page for each of its {} pages, physically adjacent ones merged: {} entries for {nruns} physical runs; dma_map_sg mapped {mapped} segments.",
+        pfns.len(),
+        segments.len()
+    ));
+    let list: Vec<String> = segments
+        .iter()
+        .take(6)
+        .map(|(a, l)| format!("{a:#x}+{l:#x}"))
+        .collect();
+    t.line(format!(
+        "  segments: {}{}",
+        list.join(", "),
+        if segments.len() > 6 { ", ..." } else { "" }
+    ));
+    t.line(format!(
+        "The device scatters 64 KiB over them ({}); the CPU reads the vmalloc buffer back through its page tables: {}.",
+        match &sent {
+            Ok(n) => format!("{n} bytes"),
+            Err(e) => format!("failed: {e}"),
+        },
+        if verified { "every byte matches" } else { "MISMATCH" }
+    ));
+    let holds = mapped as usize == nruns && sent.is_ok() && verified;
+    t.fact(
+        "dma_sg_vmalloc",
+        json!({"pages": pfns.len(), "runs": nruns, "segments": segments, "verified": verified, "holds": holds}),
+    );
+    Ok(t.claim(
+        "Q1",
+        "can vmalloc memory be used for DMA? Not with dma_map_single; yes through a scatterlist built with vmalloc_to_page, one segment per physically contiguous run",
+        format!(
+            "vmalloc(64K): {} pages in {nruns} runs -> {mapped} DMA segments; device wrote 64 KiB, CPU read it back: {}",
+            pfns.len(),
+            if verified { "identical" } else { "different" }
+        ),
+        holds,
+    ))
+}
