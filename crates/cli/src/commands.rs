@@ -6,6 +6,7 @@ use kmemlab_sim::{format_size, SimPlatform};
 use serde_json::json;
 
 use crate::describe::page_info;
+use crate::dma_commands as dma;
 use crate::shell::{Shell, Value};
 use crate::vmcommands as vm;
 use crate::workload_commands as wl;
@@ -212,6 +213,54 @@ pub const COMMANDS: &[Command] = &[
         usage: "<addr>",
         help: "free a vmalloc area (deferred from interrupt context)",
         run: vm::vfree,
+    },
+    Command {
+        name: "dev",
+        usage: "<name> mask=<bits>",
+        help: "plug in a bus-master DMA device whose driver sets that DMA mask",
+        run: dma::dev,
+    },
+    Command {
+        name: "dma_map_single",
+        usage: "<dev> <addr> <size> <dir>",
+        help: "map a direct-map buffer for DMA; returns the bus address",
+        run: dma::dma_map_single,
+    },
+    Command {
+        name: "dma_unmap_single",
+        usage: "<dev> <dma-addr> <size> <dir>",
+        help: "unmap it (swiotlb copies back; dma-debug checks size and direction)",
+        run: dma::dma_unmap_single,
+    },
+    Command {
+        name: "dma_map_sg",
+        usage: "<dev> <addr> <size> <dir>",
+        help: "a scatterlist of the buffer (vmalloc: page by page), mapped; returns its handle",
+        run: dma::dma_map_sg,
+    },
+    Command {
+        name: "dma_unmap_sg",
+        usage: "<sg>",
+        help: "unmap and free a scatterlist from dma_map_sg",
+        run: dma::dma_unmap_sg,
+    },
+    Command {
+        name: "dma_alloc_coherent",
+        usage: "<dev> <size> [gfp]",
+        help: "physically contiguous memory within the coherent mask",
+        run: dma::dma_alloc_coherent,
+    },
+    Command {
+        name: "dma_free_coherent",
+        usage: "<dev> <size> <cpu-addr> [dma-addr]",
+        help: "free it",
+        run: dma::dma_free_coherent,
+    },
+    Command {
+        name: "dma",
+        usage: "<dev> to|from <dma-addr|sg> <len> [byte]",
+        help: "the device writes (to) or reads (from) memory at bus addresses, without the MMU",
+        run: dma::dma,
     },
     Command {
         name: "kvmalloc",

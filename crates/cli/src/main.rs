@@ -4,6 +4,7 @@
 
 mod commands;
 mod describe;
+mod dma_commands;
 mod replay;
 mod shell;
 mod tour;

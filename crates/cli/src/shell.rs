@@ -57,6 +57,8 @@ pub struct Shell {
     line: u32,
     /// Zones pinned by `fragment`, until `unfragment`.
     pub fragmented: Vec<kmemlab_sim::Fragmented>,
+    /// Scatterlists mapped by `dma_map_sg`, by table address, until `dma_unmap_sg`.
+    pub sg_tables: BTreeMap<u64, crate::dma_commands::MappedSg>,
 }
 
 impl Shell {
@@ -72,6 +74,7 @@ impl Shell {
             source: "<stdin>",
             line: 0,
             fragmented: Vec::new(),
+            sg_tables: BTreeMap::new(),
         }
     }
 

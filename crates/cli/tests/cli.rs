@@ -373,3 +373,76 @@ fn vmalloc_script_runs_and_info_json_has_the_runs() {
     assert_eq!(object["phys_runs"], 1);
     assert!(object["virt"].as_u64().is_some());
 }
+
+#[test]
+fn dma_script_runs_on_both_profiles() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/dma.kmem");
+    for profile in ["x86_64", "i386"] {
+        let o = kmemlab(&["--profile", profile, "shell", script], None);
+        let text = stdout(&o);
+        assert!(o.status.success(), "{profile}: {text}");
+        assert!(!text.contains("error: line"), "{profile}: {text}");
+        assert!(text.contains("simdma nic: rejecting DMA map of vmalloc memory"));
+        assert!(text.contains(
+            "DMA-API: simdma nic: device driver tries to free DMA memory it has not allocated"
+        ));
+        // What the device wrote, the CPU reads: through the direct map, then through the
+        // vmalloc mapping of a scatterlist.
+        assert!(text.contains(": ab ab ab ab ab ab ab ab ab ab ab ab ab ab ab ab"));
+        assert!(text.contains(": cd cd cd cd cd cd cd cd cd cd cd cd cd cd cd cd"));
+        assert!(text.contains("zone DMA"));
+        assert!(text.contains("beyond the device's address lines"));
+    }
+}
+
+#[test]
+fn dma_commands_refuse_bad_input_clearly() {
+    let input = "dma_map_single nope 0 4096 DMA_TO_DEVICE\ndev nic mask=abc\ndev nic mask=32\n\
+                 dma_map_single nic 0 4096 SIDEWAYS\ndma_unmap_sg 0x1234\ndma nic sideways 0 16\n";
+    let o = kmemlab(&["shell"], Some(input));
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(text.contains("no device 'nope' (create it with: dev nope mask=32)"));
+    assert!(text.contains("'mask=abc' is not mask=<bits>"));
+    assert!(text.contains("'SIDEWAYS' is not a DMA direction"));
+    assert!(text.contains("0x1234 is not a scatterlist from dma_map_sg"));
+    assert!(text.contains("usage: dma <dev> to|from"));
+}
+
+#[test]
+fn reclaim_script_fragments_reclaims_and_falls_back() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/reclaim.kmem");
+    let o = kmemlab(&["shell", script, "--json"], None);
+    let text = stdout(&o);
+    assert!(o.status.success(), "{text}");
+    let results: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per command"))
+        .collect();
+    let by_command = |c: &str| {
+        results
+            .iter()
+            .find(|r| r["command"].as_str() == Some(c))
+            .unwrap_or_else(|| panic!("no {c}"))
+    };
+    let fill = &by_command("pagecache fill 2G")["result"];
+    assert!(fill["added"].as_u64().unwrap() > 0);
+    assert!(fill["added"].as_u64().unwrap() < fill["requested"].as_u64().unwrap());
+    let vmstat = by_command("cat /proc/vmstat")["message"].to_string();
+    assert!(vmstat.contains("pgsteal_kswapd"), "{vmstat}");
+    for r in results.iter().filter(|r| {
+        r["command"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("fragment "))
+    }) {
+        assert!(
+            r["result"]["largest_free_order_after"].as_u64().unwrap() < 10,
+            "{r}"
+        );
+    }
+    let k = by_command("kvmalloc 4M")["message"].to_string();
+    assert!(k.contains("vmalloc fallback"), "{k}");
+    let failed_kmalloc = by_command("kmalloc 4M GFP_KERNEL");
+    assert_eq!(failed_kmalloc["failed"], true);
+    assert_eq!(failed_kmalloc["ok"], true);
+}
