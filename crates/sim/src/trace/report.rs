@@ -10,8 +10,8 @@ use serde::Serialize;
 use super::event::EventName;
 use super::reader::InputStats;
 use super::stats::{
-    fragmentation, AllocRow, Fidelity, MemoryStats, PageSummary, ReplayCounters, Sample,
-    SlabSummary, PERF_MIGRATE_TYPES, PERF_ORDERS,
+    fragmentation, AllocRow, Fidelity, KvmallocSummary, MemoryStats, PageSummary,
+    ReplayCounters, Sample, SlabSummary, VmallocSummary, PERF_MIGRATE_TYPES, PERF_ORDERS,
 };
 use crate::{Machine, MachineConfig};
 
@@ -69,6 +69,10 @@ pub struct Report {
     pub derived: SlabDerived,
     /// perf's page-allocator summary.
     pub page: PageSummary,
+    /// The vmalloc events: traced, and replayed on kmemlab's vmalloc.
+    pub vmalloc: VmallocSummary,
+    /// `--kvmalloc-above`: how the large kmallocs went.
+    pub kvmalloc: KvmallocSummary,
     /// Per call site (traced numbers), most waste first.
     pub callsites: Vec<AllocRow>,
     /// Per kmemlab cache (requested bytes from the trace, allocated bytes from kmemlab),
@@ -100,6 +104,8 @@ pub(crate) struct ReportParts<'m> {
     pub unknown_gfp_flags: Vec<(String, u64)>,
     pub slab: SlabSummary,
     pub page: PageSummary,
+    pub vmalloc: VmallocSummary,
+    pub kvmalloc: KvmallocSummary,
     pub callsites: Vec<AllocRow>,
     pub caches: Vec<AllocRow>,
     pub counters: ReplayCounters,
@@ -147,6 +153,8 @@ impl Report {
             slab: p.slab,
             derived,
             page: p.page,
+            vmalloc: p.vmalloc,
+            kvmalloc: p.kvmalloc,
             callsites: p.callsites,
             caches: p.caches,
             replay: p.counters,
@@ -253,8 +261,84 @@ impl Report {
             l.extend(self.page_summary_lines());
         }
         l.extend(self.failure_lines());
+        if self.has_vmalloc_events() {
+            l.extend(self.vmalloc_lines());
+        }
+        if self.kvmalloc.above.is_some() {
+            l.extend(self.kvmalloc_lines());
+        }
         l.extend(self.kmemlab_lines());
         l
+    }
+
+    fn has_vmalloc_events(&self) -> bool {
+        EventName::ALL
+            .iter()
+            .any(|e| e.is_vmalloc() && self.input.count(*e) > 0)
+    }
+
+    fn vmalloc_lines(&self) -> Vec<String> {
+        let v = &self.vmalloc;
+        let lazy_max = v
+            .traced_lazy_max_pages
+            .map_or_else(|| "not traced".to_string(), group);
+        vec![
+            String::new(),
+            "SUMMARY (vmalloc)".to_string(),
+            "=================".to_string(),
+            format!(
+                "Areas allocated: {} (traced failures {}, outside the vmalloc range {})",
+                group(v.traced_allocs),
+                group(v.traced_alloc_failures),
+                group(v.outside_vmalloc_range)
+            ),
+            format!(
+                "Areas freed (lazily): {} (from before tracing began {})",
+                group(v.traced_frees),
+                group(v.untracked_frees)
+            ),
+            format!(
+                "Purges in the trace: {} ({} areas)",
+                group(v.traced_purges),
+                group(v.traced_purged_areas)
+            ),
+            format!(
+                "kmemlab areas reserved: {} (failures {}, live at end {})",
+                group(v.reserved),
+                group(v.reserve_failures),
+                group(v.live_at_end)
+            ),
+            format!("Peak vmalloc space: {} KiB", group(v.peak_bytes >> 10)),
+            format!(
+                "kmemlab purges: {} (at the trace's purges {}), {} areas, {} TLB flushes",
+                group(v.kmemlab_purges),
+                group(v.purges_for_traced),
+                group(v.kmemlab_purged_areas),
+                group(v.kmemlab_tlb_flushes)
+            ),
+            format!(
+                "lazy_max_pages: traced {lazy_max}, kmemlab {}",
+                group(v.kmemlab_lazy_max_pages)
+            ),
+        ]
+    }
+
+    fn kvmalloc_lines(&self) -> Vec<String> {
+        let k = &self.kvmalloc;
+        vec![
+            String::new(),
+            format!(
+                "kvmalloc above {} bytes",
+                group(k.above.unwrap_or_default())
+            ),
+            "========================".to_string(),
+            format!(
+                "Served by kmalloc: {}, by vmalloc: {}, failed: {}",
+                group(k.via_kmalloc),
+                group(k.via_vmalloc),
+                group(k.failed)
+            ),
+        ]
     }
 
     fn slab_summary_lines(&self) -> Vec<String> {
@@ -366,15 +450,11 @@ impl Report {
         let f = &self.fidelity;
         let m = &self.memory;
         let d = &self.derived;
-        let vmalloc = self.input.count(EventName::AllocVmapArea)
-            + self.input.count(EventName::FreeVmapAreaNoflush)
-            + self.input.count(EventName::PurgeVmapAreaLazy);
         let mut l = vec![
             String::new(),
             "kmemlab".to_string(),
             "=======".to_string(),
             format!("Events replayed: {}", group(r.replayed)),
-            format!("vmalloc events (not replayed yet): {}", group(vmalloc)),
             format!(
                 "Softirq / hardirq / NMI events: {} / {} / {}",
                 group(r.in_softirq),
