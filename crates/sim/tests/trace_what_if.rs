@@ -117,3 +117,161 @@ fn kmemlab_purges_on_its_own_past_lazy_max_pages() {
     assert!(m.mm().vmap_lazy_nr() <= m.mm().lazy_max_pages());
     assert_eq!(r.check, "ok");
 }
+
+/// The shared Linux 3.5 SLUB boot trace (beside the repository).
+fn slub_trace() -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/traces/linux-3.5-i386-boot-slub.trace");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!("the shared trace {} is needed beside the repository: {e}", path.display())
+    })
+}
+
+/// `bytes_req` of every successful `kmalloc` line, read by splitting on whitespace.
+fn kmalloc_requests(text: &str) -> Vec<u64> {
+    let mut v = Vec::new();
+    for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if !words.contains(&"kmalloc:") || line.contains("ptr=(null)") {
+            continue;
+        }
+        let req = words
+            .iter()
+            .find_map(|w| w.strip_prefix("bytes_req="))
+            .expect("bytes_req=");
+        v.push(req.parse().unwrap());
+    }
+    v
+}
+
+/// What a kmalloc of `request` bytes takes with these classes: the smallest class that
+/// holds it, or above the largest a block of `PAGE_SIZE << get_order(request)`.
+fn bytes_taken(classes: &[u64], request: u64) -> u64 {
+    match classes.iter().find(|&&c| c >= request) {
+        Some(&c) => c,
+        None => 4096 * request.div_ceil(4096).next_power_of_two(),
+    }
+}
+
+fn machine_with_sizes(sizes: Option<&[usize]>) -> Machine {
+    let mut config = MachineConfig {
+        profile: Profile::I386,
+        cpus: 1,
+        ..MachineConfig::default()
+    };
+    config.slab.kmalloc_sizes =
+        sizes.map(|s| kmemlab_mm::slab::kmalloc::KmallocSizes::new(s).expect("valid sizes"));
+    Machine::new(config).expect("boot")
+}
+
+/// kmemlab's bytes for the trace's kmallocs: the rows of its kmalloc caches.
+fn kmalloc_rows(r: &Report) -> (u64, u64) {
+    r.caches
+        .iter()
+        .filter(|row| row.name.starts_with("kmalloc-"))
+        .fold((0, 0), |(hits, bytes), row| (hits + row.hit, bytes + row.bytes_alloc))
+}
+
+#[test]
+fn other_kmalloc_sizes_change_what_the_trace_allocates() {
+    let text = slub_trace();
+    let requests = kmalloc_requests(&text);
+    let kernel: [u64; 13] = [8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192];
+    let custom: [usize; 21] = [
+        8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 128, 160, 192, 256, 384, 512, 768, 1024, 2048,
+        4096, 8192,
+    ];
+    let custom_u64: Vec<u64> = custom.iter().map(|&c| c as u64).collect();
+    let expect = |classes: &[u64]| -> u64 { requests.iter().map(|&r| bytes_taken(classes, r)).sum() };
+
+    let default = replay_text(&machine_with_sizes(None), &text, &ReplayOptions::default());
+    let m = machine_with_sizes(Some(&custom));
+    let other = replay_text(&m, &text, &ReplayOptions::default());
+    assert_eq!(other.check, "ok");
+    assert_eq!(m.mm().check().map(|_| ()), Ok(()));
+
+    let n = requests.len() as u64;
+    assert_eq!(kmalloc_rows(&default), (n, expect(&kernel)));
+    assert_eq!(kmalloc_rows(&other), (n, expect(&custom_u64)));
+    assert!(expect(&custom_u64) < expect(&kernel), "finer classes waste less");
+    assert!(
+        other.derived.kmemlab_fragmentation_percent < default.derived.kmemlab_fragmentation_percent
+    );
+    // The traced kernel's numbers do not change; kmemlab's agreement with them does.
+    assert_eq!(other.slab, default.slab);
+    assert_eq!(default.fidelity.kmalloc_agreed, n);
+    assert!(other.fidelity.kmalloc_agreed < n);
+    // Caches named as the kernel names its classes.
+    for name in ["kmalloc-24", "kmalloc-rcl-24", "dma-kmalloc-24", "kmalloc-768", "kmalloc-8k"] {
+        assert!(m.mm().find_cache(name).is_some(), "{name}");
+    }
+    assert!(m.mm().find_cache("kmalloc-96").is_some());
+    assert!(m.mm().find_cache("kmalloc-1536").is_none());
+    assert_eq!(other.kmalloc_sizes.as_deref(), Some(&custom[..]));
+    assert!(other.machine_line().contains("kmalloc sizes 8,16,24,"));
+}
+
+#[test]
+fn kvmalloc_above_counts_each_way_on_the_slub_trace() {
+    let text = slub_trace();
+    let large = kmalloc_requests(&text)
+        .iter()
+        .filter(|&&r| r > 4096)
+        .count() as u64;
+    assert!(large > 0);
+    let options = ReplayOptions {
+        kvmalloc_above: Some(4096),
+        ..ReplayOptions::default()
+    };
+    let m = machine_with_sizes(None);
+    let r = replay_text(&m, &text, &options);
+    let k = &r.kvmalloc;
+    assert_eq!((k.above, k.via_kmalloc, k.via_vmalloc, k.failed), (Some(4096), large, 0, 0));
+    assert_eq!(r.check, "ok");
+    assert!(r.to_text(3).contains("Served by kmalloc: "));
+}
+
+/// kmallocs the traced kernel could serve and kmemlab's kmalloc cannot (above
+/// KMALLOC_MAX_SIZE, as on a kernel with larger page-allocator orders): as kvmalloc they
+/// fall back to vmalloc when they may sleep, and `kfree` of them is a vfree.
+#[test]
+fn kvmalloc_falls_back_to_vmalloc_when_kmalloc_cannot() {
+    let mut t = String::new();
+    let alloc = |ptr: &str, bytes: u64, gfp: &str| {
+        line(
+            0,
+            "kmalloc",
+            &format!("call_site=kvmalloc_node+0x3e/0xf0 ptr={ptr} bytes_req={bytes} bytes_alloc={bytes} gfp_flags={gfp} node=-1 accounted=false"),
+        )
+    };
+    let five_mib = 5 << 20;
+    t += &alloc("ffff888010000000", five_mib, "GFP_KERNEL");
+    t += &alloc("ffff888020000000", 16384, "GFP_KERNEL");
+    t += &alloc("ffff888030000000", five_mib, "GFP_ATOMIC");
+    t += &alloc("ffff888040000000", 64, "GFP_KERNEL");
+    let m = machine(Profile::X86_64, 1);
+    let plain = replay_text(&m, &t, &ReplayOptions::default());
+    assert_eq!(plain.replay.kmalloc_failures, 2, "kmalloc cannot serve 5 MiB");
+
+    let m = machine(Profile::X86_64, 1);
+    let options = ReplayOptions {
+        kvmalloc_above: Some(4096),
+        ..ReplayOptions::default()
+    };
+    let mut with_free = t.clone();
+    with_free += &line(0, "kfree", "call_site=kvfree+0x2a/0x40 ptr=ffff888010000000");
+    let r = replay_text(&m, &with_free, &options);
+    let k = &r.kvmalloc;
+    assert_eq!(
+        (k.via_kmalloc, k.via_vmalloc, k.failed),
+        (1, 1, 1),
+        "16 KiB by kmalloc, 5 MiB GFP_KERNEL by vmalloc, 5 MiB GFP_ATOMIC not at all"
+    );
+    assert_eq!(r.replay.kmalloc_failures, 1);
+    assert_eq!(r.vmalloc.peak_bytes, five_mib + 4096, "the area and its guard page");
+    let vmalloc_row = r.caches.iter().find(|row| row.name.starts_with("vmalloc")).unwrap();
+    assert_eq!((vmalloc_row.hit, vmalloc_row.bytes_alloc), (1, five_mib));
+    assert_eq!(r.replay.free_failures, 0);
+    assert_eq!(m.mm().vmalloc_nr_pages(), 0, "the kfree was a vfree");
+    assert_eq!(r.check, "ok");
+}

@@ -55,6 +55,8 @@ pub struct SlabDerived {
 pub struct Report {
     /// The machine replayed on.
     pub machine: MachineConfig,
+    /// The machine's kmalloc size classes, if not the kernel's (`--kmalloc-sizes`).
+    pub kmalloc_sizes: Option<Vec<usize>>,
     /// What the input held.
     pub input: InputStats,
     /// Events per tracepoint name.
@@ -143,6 +145,12 @@ impl Report {
         };
         Report {
             machine: p.machine.config().clone(),
+            kmalloc_sizes: p
+                .machine
+                .config()
+                .slab
+                .kmalloc_sizes
+                .map(|k| k.sizes().collect()),
             events: EventName::ALL
                 .iter()
                 .map(|e| (e.as_str(), p.input.count(*e)))
@@ -181,8 +189,19 @@ impl Report {
         } else {
             format!(", slab_debug {debug:?}")
         };
+        let sizes = match &self.kmalloc_sizes {
+            Some(sizes) => {
+                let list: Vec<String> = sizes.iter().map(|s| s.to_string()).collect();
+                format!(", kmalloc sizes {}", list.join(","))
+            }
+            None => String::new(),
+        };
+        let kvmalloc = match self.kvmalloc.above {
+            Some(n) => format!(", kvmalloc above {n}"),
+            None => String::new(),
+        };
         format!(
-            "{}, {} CPU{}, {} RAM, seed {}{debug}",
+            "{}, {} CPU{}, {} RAM, seed {}{debug}{sizes}{kvmalloc}",
             m.profile.name(),
             m.cpus,
             if m.cpus == 1 { "" } else { "s" },
