@@ -533,3 +533,15 @@ fn no_panic_on_arbitrary_bytes() {
         let _ = p.parse(i, &line);
     }
 }
+
+#[test]
+fn every_event_name_is_recognised() {
+    for e in EventName::ALL {
+        assert_eq!(EventName::from_name(e.as_str()), Some(e));
+    }
+    assert_eq!(
+        EventName::from_name("mm_page_free_direct"),
+        Some(EventName::MmPageFree)
+    );
+    assert_eq!(EventName::from_name("kmalloc_"), None);
+}

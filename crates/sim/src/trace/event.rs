@@ -106,10 +106,22 @@ impl EventName {
 
     /// The event called `name`, if the parser knows it.
     pub fn from_name(name: &str) -> Option<EventName> {
-        if name == "mm_page_free_direct" {
-            return Some(EventName::MmPageFree);
-        }
-        EventName::ALL.into_iter().find(|e| e.as_str() == name)
+        // One comparison of lengths per arm, bytes only where the length matches.
+        Some(match name {
+            "kmem_cache_alloc" => EventName::KmemCacheAlloc,
+            "kmem_cache_free" => EventName::KmemCacheFree,
+            "kmalloc" => EventName::Kmalloc,
+            "kfree" => EventName::Kfree,
+            "mm_page_alloc" => EventName::MmPageAlloc,
+            "mm_page_free" | "mm_page_free_direct" => EventName::MmPageFree,
+            "mm_page_free_batched" => EventName::MmPageFreeBatched,
+            "kmalloc_node" => EventName::KmallocNode,
+            "kmem_cache_alloc_node" => EventName::KmemCacheAllocNode,
+            "alloc_vmap_area" => EventName::AllocVmapArea,
+            "free_vmap_area_noflush" => EventName::FreeVmapAreaNoflush,
+            "purge_vmap_area_lazy" => EventName::PurgeVmapAreaLazy,
+            _ => return None,
+        })
     }
 
     /// One of the vmalloc tracepoints?

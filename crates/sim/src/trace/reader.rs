@@ -216,8 +216,12 @@ impl<R: BufRead> TraceReader<R> {
 
 /// Parse one line's bytes (with or without its newline).
 fn classify(parser: &mut LineParser, line_no: u64, bytes: &[u8]) -> Result<Line, &'static str> {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => parser.parse(line_no, text.trim_end_matches(['\n', '\r'])),
+    let mut end = bytes.len();
+    while end > 0 && matches!(bytes[end - 1], b'\n' | b'\r') {
+        end -= 1;
+    }
+    match std::str::from_utf8(&bytes[..end]) {
+        Ok(text) => parser.parse(line_no, text),
         Err(_) => Err("the line is not UTF-8 text"),
     }
 }

@@ -41,7 +41,7 @@ impl Default for ReplayOptions {
     fn default() -> Self {
         ReplayOptions {
             replay_pages: true,
-            sample_every: 64,
+            sample_every: 256,
             progress_every: 1 << 16,
             kvmalloc_above: None,
         }
