@@ -166,13 +166,26 @@ fn kmalloc_sizes_flag_and_its_errors() {
     let trace = slub_trace();
     let sizes = "8,16,24,32,48,64,96,128,192,256,512,1K,2K,4K,8K";
     let o = kmemlab(
-        &["--profile", "i386", "--cpus", "1", "replay", &trace, "--kmalloc-sizes", sizes, "--json"],
+        &[
+            "--profile",
+            "i386",
+            "--cpus",
+            "1",
+            "replay",
+            &trace,
+            "--kmalloc-sizes",
+            sizes,
+            "--json",
+        ],
         "",
     );
     assert!(o.status.success(), "{}", text(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["kmalloc_sizes"][2], 24);
-    assert_eq!(v["slab"]["total_allocated"], 8_711_688, "the traced numbers stay");
+    assert_eq!(
+        v["slab"]["total_allocated"], 8_711_688,
+        "the traced numbers stay"
+    );
     assert!(v["fidelity"]["kmalloc_agreed"].as_u64().unwrap() < 2_211);
     assert!(v["caches"]
         .as_array()
@@ -196,7 +209,15 @@ fn kmalloc_sizes_flag_and_its_errors() {
 fn kvmalloc_above_and_compare() {
     let trace = slub_trace();
     let o = kmemlab(
-        &["--profile", "i386", "replay", &trace, "--kvmalloc-above", "4K", "--json"],
+        &[
+            "--profile",
+            "i386",
+            "replay",
+            &trace,
+            "--kvmalloc-above",
+            "4K",
+            "--json",
+        ],
         "",
     );
     assert!(o.status.success(), "{}", text(&o.stderr));

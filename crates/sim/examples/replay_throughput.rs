@@ -40,11 +40,19 @@ fn main() {
         }
         _ => {
             let mut reader = TraceReader::new(&text[..], false);
-            let report =
-                replay(&machine, &mut reader, &ReplayOptions::default(), &mut |_| {}).expect("replay");
+            let report = replay(
+                &machine,
+                &mut reader,
+                &ReplayOptions::default(),
+                &mut |_| {},
+            )
+            .expect("replay");
             report.input.events
         }
     };
     let secs = start.elapsed().as_secs_f64();
-    println!("{mode}: {events} events in {secs:.3} s: {:.2} M events/s", events as f64 / secs / 1e6);
+    println!(
+        "{mode}: {events} events in {secs:.3} s: {:.2} M events/s",
+        events as f64 / secs / 1e6
+    );
 }

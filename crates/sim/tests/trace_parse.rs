@@ -325,7 +325,14 @@ fn vmalloc_events_in_every_variant() {
     let (ev, _) = parse("     systemd-udevd-233   [003]    12.000400: alloc_vmap_area:      va_start: 18446683600576315392 size=2101248 align=2097152 vstart=0xffffc90000000000 vend=0xffffe8ffffffffff failed=0");
     assert_eq!(
         alloc(&ev),
-        (0xffffc90000600000, 2101248, 2097152, 0xffffc90000000000, 0xffffe8ffffffffff, false)
+        (
+            0xffffc90000600000,
+            2101248,
+            2097152,
+            0xffffc90000000000,
+            0xffffe8ffffffffff,
+            false
+        )
     );
     assert_eq!((ev.cpu, ev.pid), (3, 233));
     assert_eq!(ev.ctx, TraceContext::PROCESS);
@@ -362,7 +369,14 @@ fn vmalloc_events_in_every_variant() {
     // Truncated or garbled vmalloc lines are malformed, each field required.
     let full = "insmod-300 [001] ..... 42.0: alloc_vmap_area: va_start: 18446683600570023936 size=8192 align=1 vstart=0xffffc90000000000 vend=0xffffe8ffffffffff failed=0";
     let mut p = LineParser::default();
-    for field in ["va_start:", "size=", "align=", "vstart=", "vend=", "failed="] {
+    for field in [
+        "va_start:",
+        "size=",
+        "align=",
+        "vstart=",
+        "vend=",
+        "failed=",
+    ] {
         let at = full.find(field).unwrap();
         assert!(p.parse(1, &full[..at]).is_err(), "cut before {field}");
     }

@@ -31,7 +31,10 @@ fn replay_text(machine: &Machine, text: &str, options: &ReplayOptions) -> Report
 
 /// A line as ftrace prints it on 6.x (5 flag characters).
 fn line(cpu: u32, event: &str, body: &str) -> String {
-    format!("  kworker/{cpu}:1-{} [{cpu:03}] ..... 1.{cpu:06}: {event}: {body}\n", 40 + cpu)
+    format!(
+        "  kworker/{cpu}:1-{} [{cpu:03}] ..... 1.{cpu:06}: {event}: {body}\n",
+        40 + cpu
+    )
 }
 
 const VMALLOC_WINDOW: &str = "vstart=0xffffc90000000000 vend=0xffffe8ffffffffff";
@@ -47,7 +50,11 @@ fn vmalloc_events_replay_on_kmemlabs_vmalloc() {
     let v = &r.vmalloc;
     // Five areas the traced kernel got, one it did not; one was a module area.
     assert_eq!(
-        (v.traced_allocs, v.traced_alloc_failures, v.outside_vmalloc_range),
+        (
+            v.traced_allocs,
+            v.traced_alloc_failures,
+            v.outside_vmalloc_range
+        ),
         (5, 1, 1)
     );
     assert_eq!((v.reserved, v.reserve_failures), (4, 0));
@@ -98,7 +105,10 @@ fn kmemlab_purges_on_its_own_past_lazy_max_pages() {
         t += &line(
             0,
             "alloc_vmap_area",
-            &format!("va_start: {va} size={} align=1 {VMALLOC_WINDOW} failed=0", area + 4096),
+            &format!(
+                "va_start: {va} size={} align=1 {VMALLOC_WINDOW} failed=0",
+                area + 4096
+            ),
         );
         t += &line(
             0,
@@ -123,7 +133,10 @@ fn slub_trace() -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/data/traces/linux-3.5-i386-boot-slub.trace");
     std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!("the shared trace {} is needed beside the repository: {e}", path.display())
+        panic!(
+            "the shared trace {} is needed beside the repository: {e}",
+            path.display()
+        )
     })
 }
 
@@ -169,20 +182,25 @@ fn kmalloc_rows(r: &Report) -> (u64, u64) {
     r.caches
         .iter()
         .filter(|row| row.name.starts_with("kmalloc-"))
-        .fold((0, 0), |(hits, bytes), row| (hits + row.hit, bytes + row.bytes_alloc))
+        .fold((0, 0), |(hits, bytes), row| {
+            (hits + row.hit, bytes + row.bytes_alloc)
+        })
 }
 
 #[test]
 fn other_kmalloc_sizes_change_what_the_trace_allocates() {
     let text = slub_trace();
     let requests = kmalloc_requests(&text);
-    let kernel: [u64; 13] = [8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192];
+    let kernel: [u64; 13] = [
+        8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192,
+    ];
     let custom: [usize; 21] = [
-        8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 128, 160, 192, 256, 384, 512, 768, 1024, 2048,
-        4096, 8192,
+        8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 128, 160, 192, 256, 384, 512, 768, 1024, 2048, 4096,
+        8192,
     ];
     let custom_u64: Vec<u64> = custom.iter().map(|&c| c as u64).collect();
-    let expect = |classes: &[u64]| -> u64 { requests.iter().map(|&r| bytes_taken(classes, r)).sum() };
+    let expect =
+        |classes: &[u64]| -> u64 { requests.iter().map(|&r| bytes_taken(classes, r)).sum() };
 
     let default = replay_text(&machine_with_sizes(None), &text, &ReplayOptions::default());
     let m = machine_with_sizes(Some(&custom));
@@ -193,7 +211,10 @@ fn other_kmalloc_sizes_change_what_the_trace_allocates() {
     let n = requests.len() as u64;
     assert_eq!(kmalloc_rows(&default), (n, expect(&kernel)));
     assert_eq!(kmalloc_rows(&other), (n, expect(&custom_u64)));
-    assert!(expect(&custom_u64) < expect(&kernel), "finer classes waste less");
+    assert!(
+        expect(&custom_u64) < expect(&kernel),
+        "finer classes waste less"
+    );
     assert!(
         other.derived.kmemlab_fragmentation_percent < default.derived.kmemlab_fragmentation_percent
     );
@@ -202,7 +223,13 @@ fn other_kmalloc_sizes_change_what_the_trace_allocates() {
     assert_eq!(default.fidelity.kmalloc_agreed, n);
     assert!(other.fidelity.kmalloc_agreed < n);
     // Caches named as the kernel names its classes.
-    for name in ["kmalloc-24", "kmalloc-rcl-24", "dma-kmalloc-24", "kmalloc-768", "kmalloc-8k"] {
+    for name in [
+        "kmalloc-24",
+        "kmalloc-rcl-24",
+        "dma-kmalloc-24",
+        "kmalloc-768",
+        "kmalloc-8k",
+    ] {
         assert!(m.mm().find_cache(name).is_some(), "{name}");
     }
     assert!(m.mm().find_cache("kmalloc-96").is_some());
@@ -226,7 +253,10 @@ fn kvmalloc_above_counts_each_way_on_the_slub_trace() {
     let m = machine_with_sizes(None);
     let r = replay_text(&m, &text, &options);
     let k = &r.kvmalloc;
-    assert_eq!((k.above, k.via_kmalloc, k.via_vmalloc, k.failed), (Some(4096), large, 0, 0));
+    assert_eq!(
+        (k.above, k.via_kmalloc, k.via_vmalloc, k.failed),
+        (Some(4096), large, 0, 0)
+    );
     assert_eq!(r.check, "ok");
     assert!(r.to_text(3).contains("Served by kmalloc: "));
 }
@@ -251,7 +281,10 @@ fn kvmalloc_falls_back_to_vmalloc_when_kmalloc_cannot() {
     t += &alloc("ffff888040000000", 64, "GFP_KERNEL");
     let m = machine(Profile::X86_64, 1);
     let plain = replay_text(&m, &t, &ReplayOptions::default());
-    assert_eq!(plain.replay.kmalloc_failures, 2, "kmalloc cannot serve 5 MiB");
+    assert_eq!(
+        plain.replay.kmalloc_failures, 2,
+        "kmalloc cannot serve 5 MiB"
+    );
 
     let m = machine(Profile::X86_64, 1);
     let options = ReplayOptions {
@@ -259,7 +292,11 @@ fn kvmalloc_falls_back_to_vmalloc_when_kmalloc_cannot() {
         ..ReplayOptions::default()
     };
     let mut with_free = t.clone();
-    with_free += &line(0, "kfree", "call_site=kvfree+0x2a/0x40 ptr=ffff888010000000");
+    with_free += &line(
+        0,
+        "kfree",
+        "call_site=kvfree+0x2a/0x40 ptr=ffff888010000000",
+    );
     let r = replay_text(&m, &with_free, &options);
     let k = &r.kvmalloc;
     assert_eq!(
@@ -268,8 +305,16 @@ fn kvmalloc_falls_back_to_vmalloc_when_kmalloc_cannot() {
         "16 KiB by kmalloc, 5 MiB GFP_KERNEL by vmalloc, 5 MiB GFP_ATOMIC not at all"
     );
     assert_eq!(r.replay.kmalloc_failures, 1);
-    assert_eq!(r.vmalloc.peak_bytes, five_mib + 4096, "the area and its guard page");
-    let vmalloc_row = r.caches.iter().find(|row| row.name.starts_with("vmalloc")).unwrap();
+    assert_eq!(
+        r.vmalloc.peak_bytes,
+        five_mib + 4096,
+        "the area and its guard page"
+    );
+    let vmalloc_row = r
+        .caches
+        .iter()
+        .find(|row| row.name.starts_with("vmalloc"))
+        .unwrap();
     assert_eq!((vmalloc_row.hit, vmalloc_row.bytes_alloc), (1, five_mib));
     assert_eq!(r.replay.free_failures, 0);
     assert_eq!(m.mm().vmalloc_nr_pages(), 0, "the kfree was a vfree");

@@ -128,7 +128,9 @@ impl EventName {
     pub const fn is_vmalloc(self) -> bool {
         matches!(
             self,
-            EventName::AllocVmapArea | EventName::FreeVmapAreaNoflush | EventName::PurgeVmapAreaLazy
+            EventName::AllocVmapArea
+                | EventName::FreeVmapAreaNoflush
+                | EventName::PurgeVmapAreaLazy
         )
     }
 

@@ -743,11 +743,13 @@ mod tests {
             for from in 0..=len {
                 for equals in [false, true] {
                     let plain = (from..len)
-                        .find(|&i| {
-                            matches!(bytes[i], b' ' | b'\t') || (equals && bytes[i] == b'=')
-                        })
+                        .find(|&i| matches!(bytes[i], b' ' | b'\t') || (equals && bytes[i] == b'='))
                         .unwrap_or(len);
-                    assert_eq!(find_delimiter(&bytes, from, equals), plain, "{bytes:?} {from}");
+                    assert_eq!(
+                        find_delimiter(&bytes, from, equals),
+                        plain,
+                        "{bytes:?} {from}"
+                    );
                 }
             }
         }

@@ -281,7 +281,10 @@ impl<'m> Replayer<'m> {
                 vend,
                 failed,
             } => {
-                if let Err(e) = self.vmap.alloc(mm, addr, size, align, (vstart, vend), failed) {
+                if let Err(e) = self
+                    .vmap
+                    .alloc(mm, addr, size, align, (vstart, vend), failed)
+                {
                     self.note(ev, &e);
                 }
             }

@@ -10,8 +10,8 @@ use serde::Serialize;
 use super::event::EventName;
 use super::reader::InputStats;
 use super::stats::{
-    fragmentation, AllocRow, Fidelity, KvmallocSummary, MemoryStats, PageSummary,
-    ReplayCounters, Sample, SlabSummary, VmallocSummary, PERF_MIGRATE_TYPES, PERF_ORDERS,
+    fragmentation, AllocRow, Fidelity, KvmallocSummary, MemoryStats, PageSummary, ReplayCounters,
+    Sample, SlabSummary, VmallocSummary, PERF_MIGRATE_TYPES, PERF_ORDERS,
 };
 use crate::{Machine, MachineConfig};
 
