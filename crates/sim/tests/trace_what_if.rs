@@ -320,3 +320,24 @@ fn kvmalloc_falls_back_to_vmalloc_when_kmalloc_cannot() {
     assert_eq!(m.mm().vmalloc_nr_pages(), 0, "the kfree was a vfree");
     assert_eq!(r.check, "ok");
 }
+
+/// Side by side, a replay without kvmalloc and one with it show the same sections on the
+/// same rows.
+#[test]
+fn side_by_side_keeps_sections_aligned_when_one_side_uses_kvmalloc() {
+    let text = slub_trace();
+    let a = replay_text(&machine_with_sizes(None), &text, &ReplayOptions::default());
+    let options = ReplayOptions {
+        kvmalloc_above: Some(4096),
+        ..ReplayOptions::default()
+    };
+    let b = replay_text(&machine_with_sizes(None), &text, &options);
+    let both = kmemlab_sim::trace::side_by_side(&a, &b);
+    let row = both
+        .lines()
+        .find(|l| l.contains("kvmalloc above 4,096 bytes"))
+        .expect("B's kvmalloc section");
+    assert!(row.starts_with("kvmalloc: off"), "{row}");
+    let kmemlab_row = both.lines().find(|l| l.starts_with("kmemlab ")).unwrap();
+    assert!(kmemlab_row.ends_with("| kmemlab"), "{kmemlab_row}");
+}

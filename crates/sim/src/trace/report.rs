@@ -275,6 +275,12 @@ impl Report {
 
     /// perf's two summaries and kmemlab's, one line per entry (for side-by-side output).
     pub fn summary_lines(&self) -> Vec<String> {
+        self.summary_lines_with(self.kvmalloc.above.is_some())
+    }
+
+    /// The summaries, with the kvmalloc section whenever `kvmalloc` (so that two reports
+    /// side by side have the same sections in the same rows).
+    fn summary_lines_with(&self, kvmalloc: bool) -> Vec<String> {
         let mut l = self.slab_summary_lines();
         if self.page.nr_allocs + self.page.nr_frees > 0 {
             l.extend(self.page_summary_lines());
@@ -283,7 +289,7 @@ impl Report {
         if self.has_vmalloc_events() {
             l.extend(self.vmalloc_lines());
         }
-        if self.kvmalloc.above.is_some() {
+        if kvmalloc {
             l.extend(self.kvmalloc_lines());
         }
         l.extend(self.kmemlab_lines());
@@ -344,12 +350,13 @@ impl Report {
 
     fn kvmalloc_lines(&self) -> Vec<String> {
         let k = &self.kvmalloc;
+        let title = match k.above {
+            Some(n) => format!("kvmalloc above {} bytes", group(n)),
+            None => "kvmalloc: off (kmallocs replayed as kmalloc)".to_string(),
+        };
         vec![
             String::new(),
-            format!(
-                "kvmalloc above {} bytes",
-                group(k.above.unwrap_or_default())
-            ),
+            title,
             "========================".to_string(),
             format!(
                 "Served by kmalloc: {}, by vmalloc: {}, failed: {}",
@@ -626,8 +633,9 @@ pub fn table(title: &str, rows: &[AllocRow], top: usize) -> String {
 /// Two reports' summaries side by side, each column headed by its machine.
 pub fn side_by_side(a: &Report, b: &Report) -> String {
     const WIDTH: usize = 64;
-    let left = a.summary_lines();
-    let right = b.summary_lines();
+    let kvmalloc = a.kvmalloc.above.is_some() || b.kvmalloc.above.is_some();
+    let left = a.summary_lines_with(kvmalloc);
+    let right = b.summary_lines_with(kvmalloc);
     let mut s = String::new();
     let _ = writeln!(
         s,
