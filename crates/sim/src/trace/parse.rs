@@ -381,38 +381,47 @@ fn next_token(text: &str) -> Option<(&str, &str)> {
 
 /// `12.345678:` as nanoseconds (a bare integer is taken as nanoseconds already).
 fn timestamp(token: &str) -> Option<u64> {
-    let t = token.strip_suffix(':')?.as_bytes();
-    let dot = t.iter().position(|&b| b == b'.');
-    let (secs, frac) = match dot {
-        Some(d) => (&t[..d], &t[d + 1..]),
-        None => (t, &t[t.len()..]),
-    };
-    if secs.is_empty() || secs.len() > 12 {
+    let (&colon, t) = token.as_bytes().split_last()?;
+    if colon != b':' {
         return None;
     }
+    // Whole seconds, in one pass up to the dot.
+    let mut i = 0;
     let mut value: u64 = 0;
-    for &b in secs {
-        if !b.is_ascii_digit() {
+    while let Some(digit) = t.get(i).and_then(|&b| decimal_digit(b)) {
+        value = value * 10 + digit;
+        i += 1;
+        if i > 12 {
             return None;
         }
-        value = value * 10 + (b - b'0') as u64;
     }
-    if dot.is_none() {
-        return Some(value);
+    if i == 0 {
+        return None;
     }
+    match t.get(i) {
+        None => return Some(value),
+        Some(b'.') => i += 1,
+        Some(_) => return None,
+    }
+    // The fraction: nanoseconds from its first nine digits.
     let mut ns = 0u64;
     let mut digits = 0;
-    for &b in frac {
-        if !b.is_ascii_digit() {
-            return None;
-        }
+    for &b in &t[i..] {
+        let digit = decimal_digit(b)?;
         if digits < 9 {
-            ns = ns * 10 + (b - b'0') as u64;
+            ns = ns * 10 + digit;
             digits += 1;
         }
     }
     ns *= 10u64.pow(9 - digits);
     value.checked_mul(1_000_000_000)?.checked_add(ns)
+}
+
+/// The value of a decimal digit byte.
+#[inline]
+fn decimal_digit(b: u8) -> Option<u64> {
+    let d = b.wrapping_sub(b'0');
+    (d < 10).then_some(d as u64)
 }
 
 /// The latency-format flags column (`irqs-off`, `need-resched`, `hardirq/softirq`,
@@ -675,20 +684,39 @@ fn hex(text: &str) -> Option<u64> {
     }
     let mut value = 0u64;
     for &b in digits {
-        let nibble = match b {
-            b'0'..=b'9' => b - b'0',
-            b'a'..=b'f' => b - b'a' + 10,
-            b'A'..=b'F' => b - b'A' + 10,
-            _ => return None,
-        };
+        let nibble = HEX_DIGIT[b as usize];
+        if nibble == NOT_HEX {
+            return None;
+        }
         value = value << 4 | nibble as u64;
     }
     Some(value)
 }
 
+/// [`HEX_DIGIT`] of a byte that is no hex digit.
+const NOT_HEX: u8 = 0xff;
+
+/// The value of each hex digit byte (either case), [`NOT_HEX`] for the others: one table
+/// load per digit of the pointers and call sites that fill a trace.
+static HEX_DIGIT: [u8; 256] = {
+    let mut table = [NOT_HEX; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        table[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
+
 /// A `%p` pointer: hex (raw or hashed), `(null)` or all zeroes for NULL.
 fn pointer(text: &str) -> Result<u64, &'static str> {
-    if text == "(null)" {
+    if text.as_bytes().first() == Some(&b'(') && text == "(null)" {
         return Ok(0);
     }
     hex(text).ok_or("a pointer is not hex")
