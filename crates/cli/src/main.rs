@@ -14,6 +14,7 @@ mod workload_commands;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use kmemlab_mm::slab::kmalloc::KmallocSizes;
 use kmemlab_mm::slab::{SlabConfig, SlabFlags};
 use kmemlab_mm::Profile;
 use kmemlab_sim::{parse_size, Hole, Machine, MachineConfig};
@@ -62,6 +63,10 @@ struct MachineArgs {
     /// init_on_free=1: zero every object when freed.
     #[arg(long, global = true)]
     init_on_free: bool,
+    /// Other kmalloc size classes, ascending multiples of 8 ending at 8192 (for example
+    /// 8,16,24,32,48,64,128,256,512,1K,2K,4K,8K).
+    #[arg(long, global = true, value_name = "SIZES", value_parser = parse_kmalloc_sizes)]
+    kmalloc_sizes: Option<KmallocSizes>,
 }
 
 impl MachineArgs {
@@ -84,6 +89,7 @@ impl MachineArgs {
                 debug: self.slab_debug.unwrap_or_default(),
                 init_on_alloc: self.init_on_alloc,
                 init_on_free: self.init_on_free,
+                kmalloc_sizes: self.kmalloc_sizes,
                 ..SlabConfig::default()
             },
         }
@@ -101,6 +107,19 @@ fn parse_ram(s: &str) -> Result<u64, String> {
 fn parse_slab_debug(s: &str) -> Result<SlabFlags, String> {
     SlabFlags::parse_slab_debug(s)
         .ok_or_else(|| format!("'{s}' is not slab_debug letters (F, Z, P, U)"))
+}
+
+fn parse_kmalloc_sizes(s: &str) -> Result<KmallocSizes, String> {
+    let sizes = s
+        .split(',')
+        .map(|part| {
+            let part = part.trim();
+            parse_size(part)
+                .map(|n| n as usize)
+                .ok_or_else(|| format!("'{part}' is not a size"))
+        })
+        .collect::<Result<Vec<usize>, String>>()?;
+    KmallocSizes::new(&sizes).map_err(|e| e.to_string())
 }
 
 fn parse_profile(s: &str) -> Result<Profile, String> {

@@ -40,20 +40,33 @@ pub struct ReplayArgs {
     /// Rows of the call-site and cache tables.
     #[arg(long, default_value_t = 20)]
     top: usize,
+    /// Replay kmallocs of more than SIZE bytes as kvmalloc (kmalloc without retrying
+    /// hard, then vmalloc if that fails and the flags allow sleeping).
+    #[arg(long, value_name = "SIZE", value_parser = parse_kvmalloc_above)]
+    kvmalloc_above: Option<u64>,
 }
 
-/// Machine flags alone, for `--compare`.
+/// Machine flags and the replay's own "what if" flags, for `--compare`.
 #[derive(Parser)]
 #[command(name = "--compare", no_binary_name = true)]
 struct CompareFlags {
     #[command(flatten)]
     machine: MachineArgs,
+    /// As `--kvmalloc-above`, for the second replay.
+    #[arg(long, value_name = "SIZE", value_parser = parse_kvmalloc_above)]
+    kvmalloc_above: Option<u64>,
+}
+
+fn parse_kvmalloc_above(s: &str) -> Result<u64, String> {
+    kmemlab_sim::parse_size(s)
+        .ok_or_else(|| format!("'{s}' is not a size (examples: 4096, 16K, 1M)"))
 }
 
 /// Run the subcommand; `Ok(false)` if an allocator invariant was broken at the end.
 pub fn run(machine: &MachineArgs, args: &ReplayArgs) -> Result<bool, String> {
     let options = ReplayOptions {
         replay_pages: !args.no_page_replay,
+        kvmalloc_above: args.kvmalloc_above,
         ..ReplayOptions::default()
     };
     let first = replay_once(machine, args, &options)?;
@@ -73,8 +86,12 @@ pub fn run(machine: &MachineArgs, args: &ReplayArgs) -> Result<bool, String> {
     if args.trace == Path::new("-") {
         return Err("--compare reads the trace twice: give a file, not standard input".into());
     }
-    let second_machine = compare_machine(machine, opts)?;
-    let second = replay_once(&second_machine, args, &options)?;
+    let (second_machine, kvmalloc_above) = compare_machine(machine, opts)?;
+    let second_options = ReplayOptions {
+        kvmalloc_above: kvmalloc_above.or(options.kvmalloc_above),
+        ..options.clone()
+    };
+    let second = replay_once(&second_machine, args, &second_options)?;
     if args.json {
         let both = serde_json::json!({ "a": first, "b": second });
         println!(
@@ -148,16 +165,17 @@ fn progress_bar(length: Option<u64>) -> Option<ProgressBar> {
     Some(bar)
 }
 
-/// The first machine's flags with those given in `opts` changed.
-fn compare_machine(base: &MachineArgs, opts: &str) -> Result<MachineArgs, String> {
+/// The first machine's flags with those given in `opts` changed, and the second
+/// replay's `--kvmalloc-above` if `opts` gives one.
+fn compare_machine(base: &MachineArgs, opts: &str) -> Result<(MachineArgs, Option<u64>), String> {
     let tokens: Vec<&str> = opts.split_whitespace().collect();
     let matches = CompareFlags::command()
         .try_get_matches_from(&tokens)
         .map_err(|e| format!("--compare \"{opts}\": {e}"))?;
     let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
-    let parsed = CompareFlags::from_arg_matches(&matches)
-        .map_err(|e| format!("--compare \"{opts}\": {e}"))?
-        .machine;
+    let flags = CompareFlags::from_arg_matches(&matches)
+        .map_err(|e| format!("--compare \"{opts}\": {e}"))?;
+    let parsed = flags.machine;
     let mut m = base.clone();
     if given("ram") {
         m.ram = parsed.ram;
@@ -189,5 +207,8 @@ fn compare_machine(base: &MachineArgs, opts: &str) -> Result<MachineArgs, String
     if given("init_on_free") {
         m.init_on_free = parsed.init_on_free;
     }
-    Ok(m)
+    if given("kmalloc_sizes") {
+        m.kmalloc_sizes = parsed.kmalloc_sizes;
+    }
+    Ok((m, flags.kvmalloc_above))
 }

@@ -131,3 +131,116 @@ fn standard_input_strict_and_lenient() {
     assert_eq!(v["input"]["malformed_skipped"], 1);
     assert_eq!(v["slab"]["total_freed"], 8);
 }
+
+fn vmalloc_fixture() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../sim/tests/data/vmalloc-6.6-x86_64.trace")
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn vmalloc_events_in_text_and_json() {
+    let trace = vmalloc_fixture();
+    let o = kmemlab(&["--cpus", "2", "replay", &trace], "");
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    for needle in [
+        "SUMMARY (vmalloc)",
+        "kmemlab areas reserved: 4 (failures 0, live at end 2)",
+        "kmemlab purges: 1 (at the trace's purges 1), 2 areas, 1 TLB flushes",
+        "lazy_max_pages: traced 16,384, kmemlab 16,384",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?}:\n{out}");
+    }
+    let o = kmemlab(&["--cpus", "2", "replay", &trace, "--json"], "");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert_eq!(v["vmalloc"]["traced_allocs"], 5);
+    assert_eq!(v["vmalloc"]["traced_purges"], 1);
+    assert_eq!(v["vmalloc"]["peak_bytes"], 8192 + 20480 + 2101248);
+    assert_eq!(v["vmalloc"]["kmemlab_tlb_flushes"], 1);
+}
+
+#[test]
+fn kmalloc_sizes_flag_and_its_errors() {
+    let trace = slub_trace();
+    let sizes = "8,16,24,32,48,64,96,128,192,256,512,1K,2K,4K,8K";
+    let o = kmemlab(
+        &[
+            "--profile",
+            "i386",
+            "--cpus",
+            "1",
+            "replay",
+            &trace,
+            "--kmalloc-sizes",
+            sizes,
+            "--json",
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["kmalloc_sizes"][2], 24);
+    assert_eq!(
+        v["slab"]["total_allocated"], 8_711_688,
+        "the traced numbers stay"
+    );
+    assert!(v["fidelity"]["kmalloc_agreed"].as_u64().unwrap() < 2_211);
+    assert!(v["caches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|row| row["name"] == "kmalloc-24"));
+    for (bad, why) in [
+        ("8,16,4096", "must be KMALLOC_MAX_CACHE_SIZE (8192)"),
+        ("8,12,8192", "multiple of 8"),
+        ("16,8,8192", "must ascend: 8 follows 16"),
+        ("8,16K", "larger than KMALLOC_MAX_CACHE_SIZE"),
+        ("8,lots,8192", "'lots' is not a size"),
+    ] {
+        let o = kmemlab(&["replay", &trace, "--kmalloc-sizes", bad], "");
+        assert_eq!(o.status.code(), Some(2), "{bad}");
+        assert!(text(&o.stderr).contains(why), "{bad}: {}", text(&o.stderr));
+    }
+}
+
+#[test]
+fn kvmalloc_above_and_compare() {
+    let trace = slub_trace();
+    let o = kmemlab(
+        &[
+            "--profile",
+            "i386",
+            "replay",
+            &trace,
+            "--kvmalloc-above",
+            "4K",
+            "--json",
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["kvmalloc"]["above"], 4096);
+    assert!(v["kvmalloc"]["via_kmalloc"].as_u64().unwrap() > 0);
+    assert_eq!(v["kvmalloc"]["via_vmalloc"], 0);
+    let o = kmemlab(
+        &[
+            "--profile",
+            "i386",
+            "replay",
+            &trace,
+            "--compare",
+            "--kmalloc-sizes 8,16,24,32,64,128,256,512,1K,2K,4K,8K --kvmalloc-above 4096",
+        ],
+        "",
+    );
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(out.contains("kmalloc sizes 8,16,24,32,64"), "{out}");
+    assert!(out.contains("kvmalloc above 4,096"), "{out}");
+    let bad = kmemlab(&["replay", &trace, "--kvmalloc-above", "big"], "");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("'big' is not a size"));
+}

@@ -279,6 +279,8 @@ fn vmalloc_events() {
             addr: 18446683600570023936,
             size: 8192,
             align: 1,
+            vstart: 0xffffc90000000000,
+            vend: 0xffffe8ffffffffff,
             failed: false
         }
     );
@@ -287,7 +289,8 @@ fn vmalloc_events() {
         ev.event,
         Event::FreeVmapArea {
             addr: 0xffffc90000005000,
-            nr_lazy: 2
+            nr_lazy: 2,
+            nr_lazy_max: 32768
         }
     );
     let (ev, _) = parse("kworker/1:0-9 [001] ..... 42.2: purge_vmap_area_lazy: start=0xffffc90000005000 end=0xffffc90000009000 num_purged=2");
@@ -299,6 +302,91 @@ fn vmalloc_events() {
             purged: 2
         }
     );
+}
+
+/// The vmalloc tracepoints (Linux 5.11 and later) in the other shapes a trace takes:
+/// `trace-cmd report` (no flags column, TGID, padded event names), 4-character flags
+/// of kernels before the migrate-disable column, i386 addresses, a failed allocation
+/// (5.x/6.6 trace `addr == vend`), and contexts.
+#[test]
+fn vmalloc_events_in_every_variant() {
+    let alloc = |ev: &TraceEvent| match ev.event {
+        Event::AllocVmapArea {
+            addr,
+            size,
+            align,
+            vstart,
+            vend,
+            failed,
+        } => (addr, size, align, vstart, vend, failed),
+        other => panic!("not alloc_vmap_area: {other:?}"),
+    };
+    // trace-cmd report: no flags column, the event name padded.
+    let (ev, _) = parse("     systemd-udevd-233   [003]    12.000400: alloc_vmap_area:      va_start: 18446683600576315392 size=2101248 align=2097152 vstart=0xffffc90000000000 vend=0xffffe8ffffffffff failed=0");
+    assert_eq!(
+        alloc(&ev),
+        (
+            0xffffc90000600000,
+            2101248,
+            2097152,
+            0xffffc90000000000,
+            0xffffe8ffffffffff,
+            false
+        )
+    );
+    assert_eq!((ev.cpu, ev.pid), (3, 233));
+    assert_eq!(ev.ctx, TraceContext::PROCESS);
+    // ftrace with a TGID column and 4 flag characters (5.11 - 5.13).
+    let (ev, _) = parse("   modprobe-412     (    412) [000] .... 3.5: alloc_vmap_area: va_start: 4160749568 size=12288 align=1 vstart=0xf8000000 vend=0xff7fe000 failed=0");
+    assert_eq!(
+        alloc(&ev),
+        (0xf8000000, 12288, 1, 0xf8000000, 0xff7fe000, false)
+    );
+    // A failure: va_start is vend.
+    let (ev, _) = parse("a b:c-7 [001] ..... 1.0: alloc_vmap_area: va_start: 18446718784942112767 size=35184372088832 align=1 vstart=0xffffc90000000000 vend=0xffffe8ffffffffff failed=1");
+    assert!(alloc(&ev).5);
+    // i386 frees and purges, in hard-IRQ and softirq context.
+    let (ev, _) = parse("<idle>-0 [000] d.h. 9.0: free_vmap_area_noflush: va_start=0xf8003000 nr_lazy=3 nr_lazy_max=8192");
+    assert_eq!(ev.ctx.kind, Context::Hardirq);
+    assert_eq!(
+        ev.event,
+        Event::FreeVmapArea {
+            addr: 0xf8003000,
+            nr_lazy: 3,
+            nr_lazy_max: 8192
+        }
+    );
+    let (ev, _) = parse("ksoftirqd/0-9 [000] ..s1. 9.5: purge_vmap_area_lazy: start=0xf8000000 end=0xf8006000 num_purged=2");
+    assert_eq!(ev.ctx.kind, Context::Softirq);
+    assert_eq!(
+        ev.event,
+        Event::PurgeVmapAreas {
+            start: 0xf8000000,
+            end: 0xf8006000,
+            purged: 2
+        }
+    );
+    // Truncated or garbled vmalloc lines are malformed, each field required.
+    let full = "insmod-300 [001] ..... 42.0: alloc_vmap_area: va_start: 18446683600570023936 size=8192 align=1 vstart=0xffffc90000000000 vend=0xffffe8ffffffffff failed=0";
+    let mut p = LineParser::default();
+    for field in [
+        "va_start:",
+        "size=",
+        "align=",
+        "vstart=",
+        "vend=",
+        "failed=",
+    ] {
+        let at = full.find(field).unwrap();
+        assert!(p.parse(1, &full[..at]).is_err(), "cut before {field}");
+    }
+    for bad in [
+        "insmod-300 [001] ..... 42.0: alloc_vmap_area: va_start: 0xzz size=8192 align=1 vstart=0x0 vend=0x1 failed=0",
+        "insmod-300 [001] ..... 42.1: free_vmap_area_noflush: va_start=0xffffc90000005000 nr_lazy=2",
+        "kworker/1:0-9 [001] ..... 42.2: purge_vmap_area_lazy: start=0x5000 end=0x9000",
+    ] {
+        assert!(p.parse(1, bad).is_err(), "{bad:?} should be malformed");
+    }
 }
 
 #[test]
@@ -458,4 +546,16 @@ fn no_panic_on_arbitrary_bytes() {
         x = x.wrapping_add(i);
         let _ = p.parse(i, &line);
     }
+}
+
+#[test]
+fn every_event_name_is_recognised() {
+    for e in EventName::ALL {
+        assert_eq!(EventName::from_name(e.as_str()), Some(e));
+    }
+    assert_eq!(
+        EventName::from_name("mm_page_free_direct"),
+        Some(EventName::MmPageFree)
+    );
+    assert_eq!(EventName::from_name("kmalloc_"), None);
 }

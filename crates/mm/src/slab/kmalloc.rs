@@ -1,7 +1,12 @@
 //! The kmalloc family (`mm/slab_common.c`, `include/linux/slab.h` of Linux 6.6): size
 //! classes 8 … 8192 (with 96 and 192), normal / reclaimable / DMA caches, large
 //! allocations straight from the page allocator up to KMALLOC_MAX_SIZE.
+//!
+//! A machine may boot with other size classes ([`KmallocSizes`], for "what if" replays):
+//! the kernel's `size_index[]` table, which maps requests of up to 192 bytes to a class in
+//! 8-byte steps, then covers every size up to KMALLOC_MAX_CACHE_SIZE.
 
+use core::fmt;
 use core::sync::atomic::Ordering::Relaxed;
 
 use crate::addr::{get_order, VirtAddr, MAX_PAGE_ORDER, PAGE_SHIFT, PAGE_SIZE};
@@ -25,6 +30,141 @@ pub const KMALLOC_MAX_SIZE: usize = PAGE_SIZE << MAX_PAGE_ORDER;
 pub const ZERO_SIZE_PTR: VirtAddr = VirtAddr(16);
 /// Kinds of kmalloc caches (`enum kmalloc_cache_type`).
 pub const NR_KMALLOC_TYPES: usize = 3;
+/// Most size classes a custom kmalloc table may hold.
+pub const KMALLOC_MAX_CLASSES: usize = 32;
+/// Cache slots per type in `kmalloc_caches`: the kernel's indices 0 ..= KMALLOC_SHIFT_HIGH,
+/// or a custom table's classes in order.
+pub(crate) const KMALLOC_SLOTS: usize = KMALLOC_MAX_CLASSES;
+/// Request sizes are mapped to classes in steps of this many bytes (`size_index_elem()`).
+const SIZE_STEP: usize = 8;
+/// Entries of the custom `size_index[]` table: one per 8 bytes up to 8 KiB.
+pub(crate) const SIZE_INDEX_LEN: usize = KMALLOC_MAX_CACHE_SIZE / SIZE_STEP;
+
+const _: () = assert!(KMALLOC_SLOTS > KMALLOC_SHIFT_HIGH);
+
+/// Custom kmalloc size classes, ascending, each a multiple of 8 bytes, the largest
+/// KMALLOC_MAX_CACHE_SIZE (requests above it go to the page allocator, as with the
+/// kernel's classes). Stored inline: `mm` has no `alloc`.
+#[derive(Copy, Clone, PartialEq, Eq)]
+pub struct KmallocSizes {
+    sizes: [u16; KMALLOC_MAX_CLASSES],
+    len: u8,
+}
+
+/// Why a list of kmalloc sizes was refused.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum KmallocSizesError {
+    /// No sizes.
+    Empty,
+    /// More than [`KMALLOC_MAX_CLASSES`].
+    TooMany(usize),
+    /// A size below 8 bytes or not a multiple of 8 (SLUB's objects hold an aligned free
+    /// pointer).
+    NotMultipleOf8(usize),
+    /// A size above KMALLOC_MAX_CACHE_SIZE.
+    TooLarge(usize),
+    /// A size not larger than the one before it.
+    NotAscending(usize, usize),
+    /// The largest size is not KMALLOC_MAX_CACHE_SIZE.
+    DoesNotReachMax(usize),
+}
+
+impl fmt::Display for KmallocSizesError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            KmallocSizesError::Empty => write!(f, "no kmalloc sizes given"),
+            KmallocSizesError::TooMany(n) => {
+                write!(f, "{n} kmalloc sizes: at most {KMALLOC_MAX_CLASSES}")
+            }
+            KmallocSizesError::NotMultipleOf8(s) => {
+                write!(f, "kmalloc size {s}: each size must be at least 8 and a multiple of 8")
+            }
+            KmallocSizesError::TooLarge(s) => write!(
+                f,
+                "kmalloc size {s} is larger than KMALLOC_MAX_CACHE_SIZE ({KMALLOC_MAX_CACHE_SIZE}); larger requests go to the page allocator"
+            ),
+            KmallocSizesError::NotAscending(a, b) => {
+                write!(f, "kmalloc sizes must ascend: {b} follows {a}")
+            }
+            KmallocSizesError::DoesNotReachMax(s) => write!(
+                f,
+                "the largest kmalloc size is {s}: it must be KMALLOC_MAX_CACHE_SIZE ({KMALLOC_MAX_CACHE_SIZE}), above which requests go to the page allocator"
+            ),
+        }
+    }
+}
+
+impl KmallocSizes {
+    /// Validate a list of class sizes.
+    pub fn new(sizes: &[usize]) -> Result<KmallocSizes, KmallocSizesError> {
+        let (&last, _) = sizes.split_last().ok_or(KmallocSizesError::Empty)?;
+        if sizes.len() > KMALLOC_MAX_CLASSES {
+            return Err(KmallocSizesError::TooMany(sizes.len()));
+        }
+        let mut table = KmallocSizes {
+            sizes: [0; KMALLOC_MAX_CLASSES],
+            len: 0,
+        };
+        let mut previous = 0;
+        for &size in sizes {
+            if size < SIZE_STEP || size % SIZE_STEP != 0 {
+                return Err(KmallocSizesError::NotMultipleOf8(size));
+            }
+            if size > KMALLOC_MAX_CACHE_SIZE {
+                return Err(KmallocSizesError::TooLarge(size));
+            }
+            if size <= previous {
+                return Err(KmallocSizesError::NotAscending(previous, size));
+            }
+            previous = size;
+            table.sizes[table.len as usize] = size as u16;
+            table.len += 1;
+        }
+        if last != KMALLOC_MAX_CACHE_SIZE {
+            return Err(KmallocSizesError::DoesNotReachMax(last));
+        }
+        Ok(table)
+    }
+
+    /// The class sizes, ascending.
+    pub fn sizes(&self) -> impl Iterator<Item = usize> + '_ {
+        self.sizes[..self.len as usize].iter().map(|&s| s as usize)
+    }
+
+    /// How many classes.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Always false: a table holds at least KMALLOC_MAX_CACHE_SIZE.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// `size_index[]` for these classes: the class slot of each 8-byte step of request
+    /// size (entry `(size - 1) / 8`), as `setup_kmalloc_cache_index_table()` leaves the
+    /// kernel's table for sizes up to 192.
+    pub(crate) const fn size_index(&self) -> [u8; SIZE_INDEX_LEN] {
+        let mut table = [0u8; SIZE_INDEX_LEN];
+        let mut class = 0;
+        let mut i = 0;
+        while i < SIZE_INDEX_LEN {
+            let request = (i + 1) * SIZE_STEP;
+            while (self.sizes[class] as usize) < request {
+                class += 1;
+            }
+            table[i] = class as u8;
+            i += 1;
+        }
+        table
+    }
+}
+
+impl fmt::Debug for KmallocSizes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.sizes()).finish()
+    }
+}
 
 /// A kmalloc cache type.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -158,10 +298,30 @@ fn kmalloc_name(kind: KmallocType, index: usize) -> &'static str {
     }
 }
 
+/// The prefix of a kmalloc cache type's names.
+fn kmalloc_prefix(kind: KmallocType) -> &'static str {
+    match kind {
+        KmallocType::Normal => "kmalloc-",
+        KmallocType::Reclaim => "kmalloc-rcl-",
+        KmallocType::Dma => "dma-kmalloc-",
+    }
+}
+
 impl SlabGlobals {
     /// Have the kmalloc caches been created (`slab_state >= UP`)?
     pub(crate) fn kmalloc_ready(&self) -> bool {
-        self.kmalloc_caches[0][KMALLOC_SHIFT_HIGH].load(Relaxed) != 0
+        self.kmalloc_caches[0][self.kmalloc_slot(KMALLOC_MAX_CACHE_SIZE)].load(Relaxed) != 0
+    }
+
+    /// The `kmalloc_caches` slot serving `size` bytes (1 ..= KMALLOC_MAX_CACHE_SIZE): the
+    /// kernel's `kmalloc_index()`, or the custom classes' `size_index[]`.
+    #[inline]
+    pub(crate) fn kmalloc_slot(&self, size: usize) -> usize {
+        if self.config.kmalloc_sizes.is_none() {
+            kmalloc_index(size)
+        } else {
+            self.size_index[(size - 1) / SIZE_STEP] as usize
+        }
     }
 }
 
@@ -172,8 +332,12 @@ enum KmallocObject<'a> {
 }
 
 impl<P: Platform> Mm<P> {
-    /// `create_kmalloc_caches()`: each type's classes, 96 after 64 and 192 after 128.
+    /// `create_kmalloc_caches()`: each type's classes, 96 after 64 and 192 after 128 (or
+    /// the custom classes in order).
     pub(crate) fn create_kmalloc_caches(&self) -> Result<(), SlabError> {
+        if let Some(custom) = self.slab.config.kmalloc_sizes {
+            return self.create_custom_kmalloc_caches(&custom);
+        }
         for kind in [KmallocType::Normal, KmallocType::Reclaim, KmallocType::Dma] {
             for i in KMALLOC_SHIFT_LOW..=KMALLOC_SHIFT_HIGH {
                 self.new_kmalloc_cache(kind, i)?;
@@ -188,22 +352,45 @@ impl<P: Platform> Mm<P> {
         Ok(())
     }
 
+    /// Custom classes: slot `i` of each type holds the `i`th size, named as the kernel
+    /// names its classes (`kmalloc-24`, `kmalloc-rcl-24`, `dma-kmalloc-24`; `kmalloc-2k`
+    /// for whole KiB).
+    fn create_custom_kmalloc_caches(&self, sizes: &KmallocSizes) -> Result<(), SlabError> {
+        for kind in [KmallocType::Normal, KmallocType::Reclaim, KmallocType::Dma] {
+            for (slot, size) in sizes.sizes().enumerate() {
+                let mut name = crate::procfs::LineBuf::new();
+                let prefix = kmalloc_prefix(kind);
+                let _ = if size % 1024 == 0 {
+                    fmt::Write::write_fmt(&mut name, format_args!("{prefix}{}k", size / 1024))
+                } else {
+                    fmt::Write::write_fmt(&mut name, format_args!("{prefix}{size}"))
+                };
+                self.create_kmalloc_slot(kind, slot, name.as_str(), size)?;
+            }
+        }
+        Ok(())
+    }
+
     fn new_kmalloc_cache(&self, kind: KmallocType, index: usize) -> Result<(), SlabError> {
+        self.create_kmalloc_slot(kind, index, kmalloc_name(kind, index), kmalloc_size(index))
+    }
+
+    /// Create one kmalloc cache and put it in `kmalloc_caches[kind][slot]`.
+    fn create_kmalloc_slot(
+        &self,
+        kind: KmallocType,
+        slot: usize,
+        name: &str,
+        size: usize,
+    ) -> Result<(), SlabError> {
         let mut flags = SlabFlags::KMALLOC;
         match kind {
             KmallocType::Normal => {}
             KmallocType::Reclaim => flags |= SlabFlags::RECLAIM_ACCOUNT,
             KmallocType::Dma => flags |= SlabFlags::CACHE_DMA,
         }
-        let size = kmalloc_size(index);
-        let r = self.kmem_cache_create(
-            kmalloc_name(kind, index),
-            size,
-            kmalloc_align(size),
-            flags,
-            None,
-        )?;
-        self.slab.kmalloc_caches[kind as usize][index].store(r.0, Relaxed);
+        let r = self.kmem_cache_create(name, size, kmalloc_align(size), flags, None)?;
+        self.slab.kmalloc_caches[kind as usize][slot].store(r.0, Relaxed);
         Ok(())
     }
 
@@ -212,8 +399,9 @@ impl<P: Platform> Mm<P> {
         if size == 0 || size > KMALLOC_MAX_CACHE_SIZE {
             return None;
         }
-        let va = self.slab.kmalloc_caches[KmallocType::of(gfp) as usize][kmalloc_index(size)]
-            .load(Relaxed);
+        let va = self.slab.kmalloc_caches[KmallocType::of(gfp) as usize]
+            [self.slab.kmalloc_slot(size)]
+        .load(Relaxed);
         (va != 0).then_some(KmemCacheRef(va))
     }
 
@@ -587,5 +775,40 @@ mod tests {
             KmallocType::of(Gfp::GFP_KERNEL | Gfp::GFP_DMA | Gfp::__GFP_RECLAIMABLE),
             KmallocType::Dma
         );
+    }
+}
+
+#[cfg(test)]
+mod custom_sizes_tests {
+    use super::*;
+
+    #[test]
+    fn custom_sizes_are_validated() {
+        use KmallocSizesError::*;
+        assert_eq!(KmallocSizes::new(&[]), Err(Empty));
+        assert_eq!(KmallocSizes::new(&[4, 8192]), Err(NotMultipleOf8(4)));
+        assert_eq!(KmallocSizes::new(&[12, 8192]), Err(NotMultipleOf8(12)));
+        assert_eq!(KmallocSizes::new(&[16, 8, 8192]), Err(NotAscending(16, 8)));
+        assert_eq!(KmallocSizes::new(&[8, 8, 8192]), Err(NotAscending(8, 8)));
+        assert_eq!(KmallocSizes::new(&[8, 16384]), Err(TooLarge(16384)));
+        assert_eq!(KmallocSizes::new(&[8, 4096]), Err(DoesNotReachMax(4096)));
+        let mut many = [8192; 33];
+        for (i, s) in many.iter_mut().enumerate().take(32) {
+            *s = (i + 1) * 8;
+        }
+        assert_eq!(KmallocSizes::new(&many), Err(TooMany(33)));
+        assert!(KmallocSizes::new(&[8192]).is_ok());
+    }
+
+    #[test]
+    fn size_index_maps_each_request_to_the_smallest_class_that_holds_it() {
+        let sizes = [24, 40, 1000, 8192];
+        let k = KmallocSizes::new(&sizes).unwrap();
+        let table = k.size_index();
+        for request in 1..=KMALLOC_MAX_CACHE_SIZE {
+            let slot = table[(request - 1) / SIZE_STEP] as usize;
+            let want = sizes.iter().position(|&s| s >= request).unwrap();
+            assert_eq!(slot, want, "request {request}");
+        }
     }
 }

@@ -123,6 +123,8 @@ pub struct SlabConfig {
     pub init_on_alloc: bool,
     /// `init_on_free=1`.
     pub init_on_free: bool,
+    /// Other kmalloc size classes than the kernel's (`None`: 8 … 8192 with 96 and 192).
+    pub kmalloc_sizes: Option<kmalloc::KmallocSizes>,
 }
 
 impl Default for SlabConfig {
@@ -135,6 +137,7 @@ impl Default for SlabConfig {
             freelist_random: true,
             init_on_alloc: false,
             init_on_free: false,
+            kmalloc_sizes: None,
         }
     }
 }
@@ -297,8 +300,9 @@ pub struct SlabGlobals {
     /// The `kmem_cache_node` cache.
     pub(crate) kmem_cache_node: AtomicU64,
     /// `kmalloc_caches[type][index]`.
-    pub(crate) kmalloc_caches:
-        [[AtomicU64; kmalloc::KMALLOC_SHIFT_HIGH + 1]; kmalloc::NR_KMALLOC_TYPES],
+    pub(crate) kmalloc_caches: [[AtomicU64; kmalloc::KMALLOC_SLOTS]; kmalloc::NR_KMALLOC_TYPES],
+    /// `size_index[]` of custom kmalloc sizes (unused with the kernel's classes).
+    pub(crate) size_index: [u8; kmalloc::SIZE_INDEX_LEN],
     /// `slab_caches`, newest first.
     pub(crate) caches: SpinLockIrq<CacheList>,
     /// Call sites seen by owner tracking, indexed by the number stored in a track.
@@ -323,8 +327,12 @@ impl SlabGlobals {
             config,
             kmem_cache: AtomicU64::new(0),
             kmem_cache_node: AtomicU64::new(0),
-            kmalloc_caches: [const { [const { AtomicU64::new(0) }; kmalloc::KMALLOC_SHIFT_HIGH + 1] };
+            kmalloc_caches: [const { [const { AtomicU64::new(0) }; kmalloc::KMALLOC_SLOTS] };
                 kmalloc::NR_KMALLOC_TYPES],
+            size_index: match &config.kmalloc_sizes {
+                Some(sizes) => sizes.size_index(),
+                None => [0; kmalloc::SIZE_INDEX_LEN],
+            },
             caches: SpinLockIrq::new(CacheList {
                 vas: [0; MAX_CACHES],
                 len: 0,

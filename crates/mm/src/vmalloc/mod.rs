@@ -1189,6 +1189,32 @@ impl<P: Platform> Mm<P> {
         Ok(self.vm_area_copy(vm))
     }
 
+    /// A bare `vmap_area` of `size` bytes (whole pages) aligned to `align`, in the vmalloc
+    /// range: the kernel's static `alloc_vmap_area()` on its own, which is what its
+    /// `alloc_vmap_area` tracepoint records. No `vm_struct`, no pages, no mapping; `size` is
+    /// taken as given (a guard page included if the caller counted one). The area is
+    /// flagged `VMAP_RAM`, as the kernel flags its `vm_map_ram` vmap blocks (areas without
+    /// a `vm_struct`), and is given back lazily with [`Mm::vm_unmap_ram`]. For trace replay.
+    pub fn reserve_vmap_area(
+        &self,
+        size: u64,
+        align: u64,
+        gfp: Gfp,
+    ) -> Result<VirtAddr, VmallocError> {
+        if self.in_interrupt() {
+            return Err(self.vmalloc_bug_interrupt(bug_sites::GET_VM_AREA, "alloc_vmap_area"));
+        }
+        let va = self.alloc_vmap_area(
+            size,
+            align.max(1),
+            self.layout.vmalloc_start,
+            self.layout.vmalloc_end,
+            gfp,
+            VMAP_RAM,
+        )?;
+        Ok(VirtAddr(self.vmap_area(va).start()))
+    }
+
     /// `free_vm_area(area)`: give back what `get_vm_area` reserved.
     pub fn free_vm_area_at(&self, addr: VirtAddr) -> Result<(), VmallocError> {
         let vm = self

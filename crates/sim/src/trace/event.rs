@@ -106,10 +106,32 @@ impl EventName {
 
     /// The event called `name`, if the parser knows it.
     pub fn from_name(name: &str) -> Option<EventName> {
-        if name == "mm_page_free_direct" {
-            return Some(EventName::MmPageFree);
-        }
-        EventName::ALL.into_iter().find(|e| e.as_str() == name)
+        // One comparison of lengths per arm, bytes only where the length matches.
+        Some(match name {
+            "kmem_cache_alloc" => EventName::KmemCacheAlloc,
+            "kmem_cache_free" => EventName::KmemCacheFree,
+            "kmalloc" => EventName::Kmalloc,
+            "kfree" => EventName::Kfree,
+            "mm_page_alloc" => EventName::MmPageAlloc,
+            "mm_page_free" | "mm_page_free_direct" => EventName::MmPageFree,
+            "mm_page_free_batched" => EventName::MmPageFreeBatched,
+            "kmalloc_node" => EventName::KmallocNode,
+            "kmem_cache_alloc_node" => EventName::KmemCacheAllocNode,
+            "alloc_vmap_area" => EventName::AllocVmapArea,
+            "free_vmap_area_noflush" => EventName::FreeVmapAreaNoflush,
+            "purge_vmap_area_lazy" => EventName::PurgeVmapAreaLazy,
+            _ => return None,
+        })
+    }
+
+    /// One of the vmalloc tracepoints?
+    pub const fn is_vmalloc(self) -> bool {
+        matches!(
+            self,
+            EventName::AllocVmapArea
+                | EventName::FreeVmapAreaNoflush
+                | EventName::PurgeVmapAreaLazy
+        )
     }
 
     /// Position in [`EventName::ALL`], for per-event counters.
@@ -179,14 +201,18 @@ pub enum Event {
         /// The block's order.
         order: u32,
     },
-    /// `alloc_vmap_area`.
+    /// `alloc_vmap_area` (`include/trace/events/vmalloc.h`, Linux 5.11 and later).
     AllocVmapArea {
-        /// Start of the area.
+        /// Start of the area (`va_start:`, printed in decimal by the kernel's `%lu`).
         addr: u64,
-        /// Bytes.
+        /// Bytes, the guard page included when the caller wanted one.
         size: u64,
         /// Alignment.
         align: u64,
+        /// Start of the window the area had to fit in (`VMALLOC_START`, `MODULES_VADDR`, ...).
+        vstart: u64,
+        /// End of that window.
+        vend: u64,
         /// Whether the allocation failed.
         failed: bool,
     },
@@ -194,8 +220,10 @@ pub enum Event {
     FreeVmapArea {
         /// Start of the area.
         addr: u64,
-        /// Lazily freed pages outstanding.
+        /// Lazily freed pages outstanding, this area's included.
         nr_lazy: u64,
+        /// The traced kernel's `lazy_max_pages()`.
+        nr_lazy_max: u64,
     },
     /// `purge_vmap_area_lazy`.
     PurgeVmapAreas {

@@ -66,11 +66,27 @@ struct Parsed {
 pub struct GfpTable {
     seen: FxHashMap<Box<str>, Parsed>,
     unknown: Vec<(Box<str>, u64)>,
+    /// The last string parsed, when it named only known flags, and its flags: runs of
+    /// lines with the same flags are common, and comparing is cheaper than hashing.
+    last: (String, Gfp),
 }
 
 impl GfpTable {
     /// The flags `text` names; unknown names are counted and contribute no bits.
     pub fn parse(&mut self, text: &str) -> Gfp {
+        if !text.is_empty() && self.last.0 == text {
+            return self.last.1;
+        }
+        let gfp = self.parse_uncached(text);
+        self.last.0.clear();
+        if self.seen.get(text).is_some_and(|p| p.unknown.is_empty()) {
+            self.last.0.push_str(text);
+            self.last.1 = gfp;
+        }
+        gfp
+    }
+
+    fn parse_uncached(&mut self, text: &str) -> Gfp {
         if let Some(p) = self.seen.get(text) {
             let (gfp, ids) = (p.gfp, p.unknown.clone());
             self.count_unknown(&ids);

@@ -1,6 +1,7 @@
 //! A small, fast, deterministic hasher for the replay's maps (pointers, PFNs, call sites):
-//! the multiply-rotate hash rustc uses (FxHash). Not resistant to chosen keys, which a
-//! trace file cannot exploit beyond slowing its own replay.
+//! the multiply-rotate hash rustc uses (FxHash), with rustc-hash 2's final rotation. Not
+//! resistant to chosen keys, which a trace file cannot exploit beyond slowing its own
+//! replay.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -54,9 +55,12 @@ impl Hasher for FxHasher {
         self.add(i as u64);
     }
 
+    /// The multiply moves a key's entropy up, while hashbrown picks buckets with the low
+    /// bits: aligned pointers (multiples of 32 and more) would all land in a few of them.
+    /// Rotating the high bits down (as rustc-hash 2 does) spreads them.
     #[inline]
     fn finish(&self) -> u64 {
-        self.hash
+        self.hash.rotate_left(26)
     }
 }
 

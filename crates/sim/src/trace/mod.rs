@@ -33,6 +33,7 @@ pub mod reader;
 pub mod replay;
 pub mod report;
 pub mod stats;
+pub mod vmap;
 
 pub use event::{CallSite, Event, EventName, SlabAlloc, SlabFree, TraceContext, TraceEvent};
 pub use parse::{Line, LineParser, Symbols};

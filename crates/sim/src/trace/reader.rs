@@ -216,8 +216,24 @@ impl<R: BufRead> TraceReader<R> {
 
 /// Parse one line's bytes (with or without its newline).
 fn classify(parser: &mut LineParser, line_no: u64, bytes: &[u8]) -> Result<Line, &'static str> {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => parser.parse(line_no, text.trim_end_matches(['\n', '\r'])),
-        Err(_) => Err("the line is not UTF-8 text"),
+    let mut end = bytes.len();
+    while end > 0 && matches!(bytes[end - 1], b'\n' | b'\r') {
+        end -= 1;
+    }
+    match as_text(&bytes[..end]) {
+        Some(text) => parser.parse(line_no, text),
+        None => Err("the line is not UTF-8 text"),
+    }
+}
+
+/// A line's bytes as text: ASCII (every line of a kernel trace, bar exotic task names)
+/// checked a word at a time, anything else validated as UTF-8.
+#[inline]
+fn as_text(bytes: &[u8]) -> Option<&str> {
+    if bytes.is_ascii() {
+        // SAFETY: every ASCII byte sequence is valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        std::str::from_utf8(bytes).ok()
     }
 }

@@ -6,7 +6,9 @@ use std::io::BufRead;
 use kmemlab_mm::context::SOFTIRQ_DISABLE_OFFSET;
 use kmemlab_mm::slab::kmalloc::ZERO_SIZE_PTR;
 use kmemlab_mm::slab::{KmemCacheRef, SlabError, SlabFlags};
-use kmemlab_mm::{AllocError, Context, Gfp, IrqFlags, Mm, Pfn, Platform, VirtAddr};
+use kmemlab_mm::util;
+use kmemlab_mm::vmalloc::VmallocError;
+use kmemlab_mm::{AllocError, Context, Gfp, IrqFlags, Mm, Pfn, Platform, VirtAddr, PAGE_SIZE};
 
 use super::event::{CallSite, Event, EventName, SlabAlloc, SlabFree, TraceContext, TraceEvent};
 use super::hash::FxHashMap;
@@ -14,9 +16,10 @@ use super::parse::Symbols;
 use super::reader::{TraceError, TraceReader};
 use super::report::Report;
 use super::stats::{
-    AllocRow, Fidelity, MemoryStats, PageSummary, ReplayCounters, Sample, SizeMismatch,
-    SlabSummary, ZoneOrders, PERF_MIGRATE_TYPES, PERF_ORDERS,
+    AllocRow, Fidelity, KvmallocSummary, MemoryStats, PageSummary, ReplayCounters, Sample,
+    SizeMismatch, SlabSummary, ZoneOrders, PERF_MIGRATE_TYPES, PERF_ORDERS,
 };
+use super::vmap::VmapReplay;
 use crate::{Machine, SimError, SimPlatform};
 
 /// How to replay.
@@ -30,14 +33,18 @@ pub struct ReplayOptions {
     pub sample_every: u64,
     /// Lines between two progress callbacks.
     pub progress_every: u64,
+    /// `--kvmalloc-above SIZE`: `kmalloc` events of more than this many bytes are
+    /// replayed as `kvmalloc` (kmalloc first, vmalloc when that fails and may sleep).
+    pub kvmalloc_above: Option<u64>,
 }
 
 impl Default for ReplayOptions {
     fn default() -> Self {
         ReplayOptions {
             replay_pages: true,
-            sample_every: 64,
+            sample_every: 256,
             progress_every: 1 << 16,
+            kvmalloc_above: None,
         }
     }
 }
@@ -120,6 +127,8 @@ struct LiveObject {
 #[derive(Copy, Clone, PartialEq, Eq)]
 enum ObjectKind {
     Kmalloc,
+    /// A traced `kmalloc` replayed as `kvmalloc` (`--kvmalloc-above`).
+    Kvmalloc,
     Cache(u32),
 }
 
@@ -150,6 +159,8 @@ struct CacheSlot {
 enum RowKey {
     Slab(u64),
     Large(u32),
+    /// `kvmalloc` allocations that fell back to vmalloc.
+    Vmalloc,
 }
 
 /// The most samples kept; past that every other one is dropped and the interval doubles.
@@ -174,6 +185,8 @@ struct Replayer<'m> {
     cache_rows: Vec<AllocRow>,
     slab: SlabSummary,
     page: PageSummary,
+    vmap: VmapReplay,
+    kvmalloc: KvmallocSummary,
     counters: ReplayCounters,
     fidelity: Fidelity,
     mismatches: FxHashMap<(bool, u64, u64, u64), u64>,
@@ -204,7 +217,6 @@ impl<'m> Replayer<'m> {
             machine,
             nr_cpus: machine.config().cpus as u32,
             sample_interval: options.sample_every.max(1),
-            options,
             objects: FxHashMap::default(),
             pages: FxHashMap::default(),
             caches: FxHashMap::default(),
@@ -215,6 +227,11 @@ impl<'m> Replayer<'m> {
             cache_rows: Vec::new(),
             slab: SlabSummary::default(),
             page: PageSummary::default(),
+            vmap: VmapReplay::new(machine.mm()),
+            kvmalloc: KvmallocSummary {
+                above: options.kvmalloc_above,
+                ..KvmallocSummary::default()
+            },
             counters: ReplayCounters::default(),
             fidelity: Fidelity::default(),
             mismatches: FxHashMap::default(),
@@ -225,6 +242,7 @@ impl<'m> Replayer<'m> {
             zone_orders,
             messages: Vec::new(),
             console_lines: 0,
+            options,
         }
     }
 
@@ -256,20 +274,41 @@ impl<'m> Replayer<'m> {
                 gfp,
             } => self.page_alloc(mm, ev, pfn, order, migratetype, gfp),
             Event::PageFree { pfn, order } => self.page_free(mm, pfn, order),
-            Event::AllocVmapArea { .. }
-            | Event::FreeVmapArea { .. }
-            | Event::PurgeVmapAreas { .. } => {}
+            Event::AllocVmapArea {
+                addr,
+                size,
+                align,
+                vstart,
+                vend,
+                failed,
+            } => {
+                if let Err(e) = self
+                    .vmap
+                    .alloc(mm, addr, size, align, (vstart, vend), failed)
+                {
+                    self.note(ev, &e);
+                }
+            }
+            Event::FreeVmapArea {
+                addr, nr_lazy_max, ..
+            } => self.vmap.free(mm, addr, nr_lazy_max),
+            Event::PurgeVmapAreas { purged, .. } => self.vmap.purge(mm, purged),
         }
         self.exit(mm, ev.ctx, saved);
-        if !matches!(
-            ev.name,
-            EventName::AllocVmapArea
-                | EventName::FreeVmapAreaNoflush
-                | EventName::PurgeVmapAreaLazy
-        ) {
-            self.counters.replayed += 1;
+        if ev.name.is_vmalloc() {
+            self.run_kworker(mm);
         }
+        self.counters.replayed += 1;
         self.after_event(mm);
+    }
+
+    /// The CPU's kworker, now that the event's context is left: a lazy-purge drain that
+    /// kmemlab's vmalloc scheduled runs at once (the kernel's `schedule_work()` runs it
+    /// soon after, before the traced workload moves far on).
+    fn run_kworker(&mut self, mm: &Mm<SimPlatform>) {
+        if mm.work_pending() {
+            mm.run_work();
+        }
     }
 
     /// Enter the traced context on top of process context.
@@ -352,9 +391,25 @@ impl<'m> Replayer<'m> {
         }
         self.retire_live_object(mm, a.ptr);
         let size = a.bytes_req as usize;
-        let result = self.with_sleep_retry(a.gfp, |g| mm.kmalloc(size, g));
+        let as_kvmalloc = self
+            .options
+            .kvmalloc_above
+            .is_some_and(|above| a.bytes_req > above);
+        let result = if as_kvmalloc {
+            self.kvmalloc_object(mm, size, a.gfp)
+        } else {
+            self.with_sleep_retry(a.gfp, |g| mm.kmalloc(size, g))
+                .map_err(KvmallocError::Kmalloc)
+        };
         let (addr, cache_row) = match result {
             Ok(addr) if addr.0 <= ZERO_SIZE_PTR.0 => (None, u32::MAX),
+            Ok(addr) if mm.is_vmalloc_addr(addr) => {
+                let bytes = (size as u64).next_multiple_of(PAGE_SIZE as u64);
+                let row = self.vmalloc_row();
+                self.add_to_row(row, a.bytes_req, bytes);
+                self.vmap.add_bytes(bytes + PAGE_SIZE as u64);
+                (Some(addr), row)
+            }
             Ok(addr) => {
                 let ksize = mm.ksize(addr).unwrap_or(0) as u64;
                 self.compare_size(false, a, ksize);
@@ -372,7 +427,11 @@ impl<'m> Replayer<'m> {
             a.ptr,
             LiveObject {
                 addr,
-                kind: ObjectKind::Kmalloc,
+                kind: if as_kvmalloc {
+                    ObjectKind::Kvmalloc
+                } else {
+                    ObjectKind::Kmalloc
+                },
                 site_row,
                 cache_row,
                 traced_bytes: a.bytes_alloc,
@@ -427,6 +486,30 @@ impl<'m> Replayer<'m> {
         self.objects.insert(a.ptr, object);
     }
 
+    /// A traced `kmalloc` as `kvmalloc`, counted by the way it went.
+    fn kvmalloc_object(
+        &mut self,
+        mm: &Mm<SimPlatform>,
+        size: usize,
+        gfp: Gfp,
+    ) -> Result<VirtAddr, KvmallocError> {
+        let result = self.with_sleep_retry(gfp, |g| kvmalloc(mm, size, g));
+        match &result {
+            Ok(addr) if mm.is_vmalloc_addr(*addr) => self.kvmalloc.via_vmalloc += 1,
+            Ok(_) => self.kvmalloc.via_kmalloc += 1,
+            Err(_) => self.kvmalloc.failed += 1,
+        }
+        result
+    }
+
+    /// The cache-table row of the `kvmalloc`s served by vmalloc.
+    fn vmalloc_row(&mut self) -> u32 {
+        match self.row_index.get(&RowKey::Vmalloc) {
+            Some(&row) => row,
+            None => self.new_row(RowKey::Vmalloc, "vmalloc (kvmalloc fallback)".into()),
+        }
+    }
+
     fn add_to_row(&mut self, row: u32, requested: u64, allocated: u64) {
         if let Some(r) = self.cache_rows.get_mut(row as usize) {
             r.hit += 1;
@@ -464,15 +547,29 @@ impl<'m> Replayer<'m> {
             return;
         };
         let result = match obj.kind {
-            ObjectKind::Kmalloc => mm.kfree(addr),
-            ObjectKind::Cache(slot) => {
-                mm.kmem_cache_free(self.cache_slots[slot as usize].handle, addr)
-            }
+            ObjectKind::Kmalloc => mm.kfree(addr).map_err(KvmallocError::Kmalloc),
+            ObjectKind::Kvmalloc => self.kvfree_object(mm, addr),
+            ObjectKind::Cache(slot) => mm
+                .kmem_cache_free(self.cache_slots[slot as usize].handle, addr)
+                .map_err(KvmallocError::Kmalloc),
         };
         if let Err(e) = result {
             self.counters.free_failures += 1;
             self.note_message(format!("free of {addr}: {e}"));
         }
+    }
+
+    /// `kvfree` of a replayed `kvmalloc`, the vmalloc space it held given back.
+    fn kvfree_object(&mut self, mm: &Mm<SimPlatform>, addr: VirtAddr) -> Result<(), KvmallocError> {
+        let area = mm
+            .is_vmalloc_addr(addr)
+            .then(|| mm.find_vm_area(addr).map_or(0, |a| a.size));
+        kvfree(mm, addr)?;
+        if let Some(bytes) = area {
+            self.vmap.sub_bytes(bytes);
+            self.run_kworker(mm);
+        }
+        Ok(())
     }
 
     fn slab_free(&mut self, mm: &Mm<SimPlatform>, ev: &TraceEvent, f: &SlabFree) {
@@ -493,7 +590,8 @@ impl<'m> Replayer<'m> {
             }
         }
         let via_kfree = ev.name == EventName::Kfree;
-        if via_kfree != (obj.kind == ObjectKind::Kmalloc) {
+        let kmalloc_family = matches!(obj.kind, ObjectKind::Kmalloc | ObjectKind::Kvmalloc);
+        if via_kfree != kmalloc_family {
             self.counters.free_kind_mismatch += 1;
         }
         self.free_object(mm, &obj);
@@ -604,6 +702,7 @@ impl<'m> Replayer<'m> {
                 |s| s.name().as_str().to_string(),
             ),
             RowKey::Large(order) => format!("kmalloc-large (order {order})"),
+            RowKey::Vmalloc => "vmalloc".to_string(),
         };
         self.new_row(key, name)
     }
@@ -777,6 +876,7 @@ impl<'m> Replayer<'m> {
         super::stats::sort_by_waste(&mut caches);
         self.fidelity.mismatches = self.sorted_mismatches();
         let memory = self.memory_stats(mm);
+        let vmalloc = self.vmap.finish(mm);
         Report::build(super::report::ReportParts {
             machine: self.machine,
             input: reader.stats().clone(),
@@ -789,6 +889,8 @@ impl<'m> Replayer<'m> {
                 .collect(),
             slab: self.slab,
             page: self.page,
+            vmalloc,
+            kvmalloc: self.kvmalloc,
             callsites,
             caches,
             counters: self.counters,
@@ -875,6 +977,54 @@ fn largest_free_order(mm: &Mm<SimPlatform>, zone: &kmemlab_mm::Zone) -> i8 {
         .map_or(-1, |o| o as i8)
 }
 
+/// Why a replayed `kmalloc` or `kvmalloc` failed: kmalloc's error, or vmalloc's after
+/// kmalloc failed.
+#[derive(Debug)]
+enum KvmallocError {
+    Kmalloc(SlabError),
+    Vmalloc(VmallocError),
+    /// A kvmalloc refusal of neither allocator (bad arguments).
+    Other(util::KvmallocError),
+}
+
+impl std::fmt::Display for KvmallocError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KvmallocError::Kmalloc(e) => e.fmt(f),
+            KvmallocError::Vmalloc(e) => write!(f, "kvmalloc's vmalloc fallback: {e}"),
+            KvmallocError::Other(e) => e.fmt(f),
+        }
+    }
+}
+
+/// `kvmalloc(size, gfp)`: the kernel's own (`Mm::kvmalloc`, `util.rs`), its error
+/// folded into the replay's.
+fn kvmalloc(mm: &Mm<SimPlatform>, size: usize, gfp: Gfp) -> Result<VirtAddr, KvmallocError> {
+    mm.kvmalloc(size, gfp).map_err(KvmallocError::from)
+}
+
+/// `kvfree(addr)`: `vfree` for a vmalloc address, `kfree` otherwise (`is_vmalloc_addr`).
+fn kvfree(mm: &Mm<SimPlatform>, addr: VirtAddr) -> Result<(), KvmallocError> {
+    mm.kvfree(addr).map_err(KvmallocError::from)
+}
+
+impl From<util::KvmallocError> for KvmallocError {
+    /// kmalloc's error when kmalloc had the last word, vmalloc's when the fallback did.
+    fn from(e: util::KvmallocError) -> Self {
+        use util::KvmallocError as K;
+        match e {
+            K::Kmalloc { error, .. } | K::NoFallback { kmalloc: error, .. } => {
+                KvmallocError::Kmalloc(error)
+            }
+            K::Krealloc(error) | K::Kfree(error) => KvmallocError::Kmalloc(error),
+            K::Vmalloc { vmalloc, .. } => KvmallocError::Vmalloc(vmalloc),
+            K::Vrealloc(error) | K::Vfree(error) => KvmallocError::Vmalloc(error),
+            K::TooLarge { size } => KvmallocError::Kmalloc(SlabError::TooLarge(size)),
+            other => KvmallocError::Other(other),
+        }
+    }
+}
+
 /// An allocation error that may be the `might_sleep` refusal.
 trait SleepRefusal {
     fn is_sleep_in_atomic(&self) -> bool;
@@ -883,6 +1033,16 @@ trait SleepRefusal {
 impl SleepRefusal for SlabError {
     fn is_sleep_in_atomic(&self) -> bool {
         matches!(self, SlabError::Alloc(AllocError::SleepInAtomic(_)))
+    }
+}
+
+impl SleepRefusal for KvmallocError {
+    fn is_sleep_in_atomic(&self) -> bool {
+        match self {
+            KvmallocError::Kmalloc(e) => e.is_sleep_in_atomic(),
+            KvmallocError::Vmalloc(e) => matches!(e, VmallocError::SleepInAtomic(_)),
+            KvmallocError::Other(_) => false,
+        }
     }
 }
 

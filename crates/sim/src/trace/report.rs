@@ -10,8 +10,8 @@ use serde::Serialize;
 use super::event::EventName;
 use super::reader::InputStats;
 use super::stats::{
-    fragmentation, AllocRow, Fidelity, MemoryStats, PageSummary, ReplayCounters, Sample,
-    SlabSummary, PERF_MIGRATE_TYPES, PERF_ORDERS,
+    fragmentation, AllocRow, Fidelity, KvmallocSummary, MemoryStats, PageSummary, ReplayCounters,
+    Sample, SlabSummary, VmallocSummary, PERF_MIGRATE_TYPES, PERF_ORDERS,
 };
 use crate::{Machine, MachineConfig};
 
@@ -55,6 +55,8 @@ pub struct SlabDerived {
 pub struct Report {
     /// The machine replayed on.
     pub machine: MachineConfig,
+    /// The machine's kmalloc size classes, if not the kernel's (`--kmalloc-sizes`).
+    pub kmalloc_sizes: Option<Vec<usize>>,
     /// What the input held.
     pub input: InputStats,
     /// Events per tracepoint name.
@@ -69,6 +71,10 @@ pub struct Report {
     pub derived: SlabDerived,
     /// perf's page-allocator summary.
     pub page: PageSummary,
+    /// The vmalloc events: traced, and replayed on kmemlab's vmalloc.
+    pub vmalloc: VmallocSummary,
+    /// `--kvmalloc-above`: how the large kmallocs went.
+    pub kvmalloc: KvmallocSummary,
     /// Per call site (traced numbers), most waste first.
     pub callsites: Vec<AllocRow>,
     /// Per kmemlab cache (requested bytes from the trace, allocated bytes from kmemlab),
@@ -100,6 +106,8 @@ pub(crate) struct ReportParts<'m> {
     pub unknown_gfp_flags: Vec<(String, u64)>,
     pub slab: SlabSummary,
     pub page: PageSummary,
+    pub vmalloc: VmallocSummary,
+    pub kvmalloc: KvmallocSummary,
     pub callsites: Vec<AllocRow>,
     pub caches: Vec<AllocRow>,
     pub counters: ReplayCounters,
@@ -137,6 +145,12 @@ impl Report {
         };
         Report {
             machine: p.machine.config().clone(),
+            kmalloc_sizes: p
+                .machine
+                .config()
+                .slab
+                .kmalloc_sizes
+                .map(|k| k.sizes().collect()),
             events: EventName::ALL
                 .iter()
                 .map(|e| (e.as_str(), p.input.count(*e)))
@@ -147,6 +161,8 @@ impl Report {
             slab: p.slab,
             derived,
             page: p.page,
+            vmalloc: p.vmalloc,
+            kvmalloc: p.kvmalloc,
             callsites: p.callsites,
             caches: p.caches,
             replay: p.counters,
@@ -173,8 +189,19 @@ impl Report {
         } else {
             format!(", slab_debug {debug:?}")
         };
+        let sizes = match &self.kmalloc_sizes {
+            Some(sizes) => {
+                let list: Vec<String> = sizes.iter().map(|s| s.to_string()).collect();
+                format!(", kmalloc sizes {}", list.join(","))
+            }
+            None => String::new(),
+        };
+        let kvmalloc = match self.kvmalloc.above {
+            Some(n) => format!(", kvmalloc above {n}"),
+            None => String::new(),
+        };
         format!(
-            "{}, {} CPU{}, {} RAM, seed {}{debug}",
+            "{}, {} CPU{}, {} RAM, seed {}{debug}{sizes}{kvmalloc}",
             m.profile.name(),
             m.cpus,
             if m.cpus == 1 { "" } else { "s" },
@@ -248,13 +275,96 @@ impl Report {
 
     /// perf's two summaries and kmemlab's, one line per entry (for side-by-side output).
     pub fn summary_lines(&self) -> Vec<String> {
+        self.summary_lines_with(self.kvmalloc.above.is_some())
+    }
+
+    /// The summaries, with the kvmalloc section whenever `kvmalloc` (so that two reports
+    /// side by side have the same sections in the same rows).
+    fn summary_lines_with(&self, kvmalloc: bool) -> Vec<String> {
         let mut l = self.slab_summary_lines();
         if self.page.nr_allocs + self.page.nr_frees > 0 {
             l.extend(self.page_summary_lines());
         }
         l.extend(self.failure_lines());
+        if self.has_vmalloc_events() {
+            l.extend(self.vmalloc_lines());
+        }
+        if kvmalloc {
+            l.extend(self.kvmalloc_lines());
+        }
         l.extend(self.kmemlab_lines());
         l
+    }
+
+    fn has_vmalloc_events(&self) -> bool {
+        EventName::ALL
+            .iter()
+            .any(|e| e.is_vmalloc() && self.input.count(*e) > 0)
+    }
+
+    fn vmalloc_lines(&self) -> Vec<String> {
+        let v = &self.vmalloc;
+        let lazy_max = v
+            .traced_lazy_max_pages
+            .map_or_else(|| "not traced".to_string(), group);
+        vec![
+            String::new(),
+            "SUMMARY (vmalloc)".to_string(),
+            "=================".to_string(),
+            format!(
+                "Areas allocated: {} (traced failures {}, outside the vmalloc range {})",
+                group(v.traced_allocs),
+                group(v.traced_alloc_failures),
+                group(v.outside_vmalloc_range)
+            ),
+            format!(
+                "Areas freed (lazily): {} (from before tracing began {})",
+                group(v.traced_frees),
+                group(v.untracked_frees)
+            ),
+            format!(
+                "Purges in the trace: {} ({} areas)",
+                group(v.traced_purges),
+                group(v.traced_purged_areas)
+            ),
+            format!(
+                "kmemlab areas reserved: {} (failures {}, live at end {})",
+                group(v.reserved),
+                group(v.reserve_failures),
+                group(v.live_at_end)
+            ),
+            format!("Peak vmalloc space: {} KiB", group(v.peak_bytes >> 10)),
+            format!(
+                "kmemlab purges: {} (at the trace's purges {}), {} areas, {} TLB flushes",
+                group(v.kmemlab_purges),
+                group(v.purges_for_traced),
+                group(v.kmemlab_purged_areas),
+                group(v.kmemlab_tlb_flushes)
+            ),
+            format!(
+                "lazy_max_pages: traced {lazy_max}, kmemlab {}",
+                group(v.kmemlab_lazy_max_pages)
+            ),
+        ]
+    }
+
+    fn kvmalloc_lines(&self) -> Vec<String> {
+        let k = &self.kvmalloc;
+        let title = match k.above {
+            Some(n) => format!("kvmalloc above {} bytes", group(n)),
+            None => "kvmalloc: off (kmallocs replayed as kmalloc)".to_string(),
+        };
+        vec![
+            String::new(),
+            title,
+            "========================".to_string(),
+            format!(
+                "Served by kmalloc: {}, by vmalloc: {}, failed: {}",
+                group(k.via_kmalloc),
+                group(k.via_vmalloc),
+                group(k.failed)
+            ),
+        ]
     }
 
     fn slab_summary_lines(&self) -> Vec<String> {
@@ -366,15 +476,11 @@ impl Report {
         let f = &self.fidelity;
         let m = &self.memory;
         let d = &self.derived;
-        let vmalloc = self.input.count(EventName::AllocVmapArea)
-            + self.input.count(EventName::FreeVmapAreaNoflush)
-            + self.input.count(EventName::PurgeVmapAreaLazy);
         let mut l = vec![
             String::new(),
             "kmemlab".to_string(),
             "=======".to_string(),
             format!("Events replayed: {}", group(r.replayed)),
-            format!("vmalloc events (not replayed yet): {}", group(vmalloc)),
             format!(
                 "Softirq / hardirq / NMI events: {} / {} / {}",
                 group(r.in_softirq),
@@ -527,8 +633,9 @@ pub fn table(title: &str, rows: &[AllocRow], top: usize) -> String {
 /// Two reports' summaries side by side, each column headed by its machine.
 pub fn side_by_side(a: &Report, b: &Report) -> String {
     const WIDTH: usize = 64;
-    let left = a.summary_lines();
-    let right = b.summary_lines();
+    let kvmalloc = a.kvmalloc.above.is_some() || b.kvmalloc.above.is_some();
+    let left = a.summary_lines_with(kvmalloc);
+    let right = b.summary_lines_with(kvmalloc);
     let mut s = String::new();
     let _ = writeln!(
         s,

@@ -116,7 +116,7 @@ pub struct PageSummary {
 /// What happened on the replayed machine.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ReplayCounters {
-    /// Events replayed (vmalloc events are not: they are counted in the input stats).
+    /// Events replayed.
     pub replayed: u64,
     /// Events whose CPU was beyond the machine's and wrapped modulo its CPU count.
     pub cpu_wrapped: u64,
@@ -265,4 +265,62 @@ impl MemoryStats {
     pub fn slab_utilisation(&self) -> f64 {
         percent(self.active_objects, self.total_objects)
     }
+}
+
+/// The vmalloc events (`alloc_vmap_area`, `free_vmap_area_noflush`,
+/// `purge_vmap_area_lazy`): what the trace recorded and what kmemlab's vmalloc did with
+/// the same areas.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct VmallocSummary {
+    /// `alloc_vmap_area` events that succeeded in the traced kernel.
+    pub traced_allocs: u64,
+    /// `alloc_vmap_area` events with `failed=1` (not replayed).
+    pub traced_alloc_failures: u64,
+    /// Areas asked for outside the vmalloc range (modules, BPF: a `vstart` at or above
+    /// the kernel image on x86_64), counted and not replayed.
+    pub outside_vmalloc_range: u64,
+    /// `free_vmap_area_noflush` events.
+    pub traced_frees: u64,
+    /// Frees of areas never seen allocated (allocated before tracing began, or outside
+    /// the vmalloc range).
+    pub untracked_frees: u64,
+    /// `purge_vmap_area_lazy` events.
+    pub traced_purges: u64,
+    /// Areas those purges gave back (`num_purged`).
+    pub traced_purged_areas: u64,
+    /// The traced kernel's `lazy_max_pages()` (`nr_lazy_max=`), if a free recorded it.
+    pub traced_lazy_max_pages: Option<u64>,
+    /// kmemlab's `lazy_max_pages()` on the replay machine.
+    pub kmemlab_lazy_max_pages: u64,
+    /// Areas kmemlab reserved for the traced ones.
+    pub reserved: u64,
+    /// Reservations kmemlab failed where the traced kernel succeeded.
+    pub reserve_failures: u64,
+    /// Bytes of vmalloc space held at the peak: the traced areas, and the `kvmalloc`
+    /// allocations that fell back to vmalloc (each with its guard page).
+    pub peak_bytes: u64,
+    /// Traced areas still reserved at the end.
+    pub live_at_end: u64,
+    /// Lazy purges kmemlab ran during the replay (its own, when the lazily freed pages
+    /// passed `lazy_max_pages()`, and those run for the trace's `purge_vmap_area_lazy`).
+    pub kmemlab_purges: u64,
+    /// Of the trace's purges, those that found lazily freed areas waiting in kmemlab.
+    pub purges_for_traced: u64,
+    /// Areas kmemlab's purges gave back.
+    pub kmemlab_purged_areas: u64,
+    /// TLB flushes kmemlab's vmalloc asked for.
+    pub kmemlab_tlb_flushes: u64,
+}
+
+/// `--kvmalloc-above SIZE`: large `kmalloc` events replayed as `kvmalloc`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct KvmallocSummary {
+    /// The threshold: `kmalloc` events of more bytes than this became `kvmalloc`.
+    pub above: Option<u64>,
+    /// Those served by kmalloc.
+    pub via_kmalloc: u64,
+    /// Those that fell back to vmalloc.
+    pub via_vmalloc: u64,
+    /// Those neither could serve.
+    pub failed: u64,
 }
