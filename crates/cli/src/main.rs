@@ -14,6 +14,7 @@ mod workload_commands;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use kmemlab_mm::dma::SwiotlbConfig;
 use kmemlab_mm::slab::kmalloc::KmallocSizes;
 use kmemlab_mm::slab::{SlabConfig, SlabFlags};
 use kmemlab_mm::Profile;
@@ -63,6 +64,14 @@ struct MachineArgs {
     /// init_on_free=1: zero every object when freed.
     #[arg(long, global = true)]
     init_on_free: bool,
+    /// swiotlb=: `force` (a bounce pool whatever the RAM), `noforce` (none), or a number
+    /// of 2 KiB slots; by default x86's rule (a pool only when RAM reaches above 4 GiB).
+    #[arg(long, global = true, value_parser = parse_swiotlb)]
+    swiotlb: Option<SwiotlbConfig>,
+    /// Place the swiotlb pool below this physical address (e.g. 16M, so that a 24-bit
+    /// ISA device can bounce, as arm64 places it below its ZONE_DMA limit).
+    #[arg(long, global = true, value_parser = parse_ram)]
+    swiotlb_below: Option<u64>,
     /// Other kmalloc size classes, ascending multiples of 8 ending at 8192 (for example
     /// 8,16,24,32,48,64,128,256,512,1K,2K,4K,8K).
     #[arg(long, global = true, value_name = "SIZES", value_parser = parse_kmalloc_sizes)]
@@ -96,12 +105,29 @@ impl MachineArgs {
     }
 
     fn boot(&self) -> Result<Machine, String> {
-        Machine::new(self.config()).map_err(|e| e.to_string())
+        let mut swiotlb = self.swiotlb.unwrap_or_default();
+        if let Some(limit) = self.swiotlb_below {
+            swiotlb = swiotlb.below(limit);
+        }
+        Machine::new_with_swiotlb(self.config(), swiotlb).map_err(|e| e.to_string())
     }
 }
 
 fn parse_ram(s: &str) -> Result<u64, String> {
     parse_size(s).ok_or_else(|| format!("'{s}' is not a size (examples: 64M, 1G, 4096)"))
+}
+
+fn parse_swiotlb(s: &str) -> Result<SwiotlbConfig, String> {
+    match s {
+        "force" => Ok(SwiotlbConfig::on()),
+        "noforce" => Ok(SwiotlbConfig::off()),
+        n => n
+            .parse::<u64>()
+            .ok()
+            .filter(|&n| n > 0)
+            .map(SwiotlbConfig::with_slabs)
+            .ok_or_else(|| format!("'{s}' is not force, noforce or a number of slots")),
+    }
 }
 
 fn parse_slab_debug(s: &str) -> Result<SlabFlags, String> {

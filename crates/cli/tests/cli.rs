@@ -446,3 +446,26 @@ fn reclaim_script_fragments_reclaims_and_falls_back() {
     assert_eq!(failed_kmalloc["failed"], true);
     assert_eq!(failed_kmalloc["ok"], true);
 }
+
+#[test]
+fn swiotlb_flags_make_an_isa_device_bounce() {
+    let input = "dev isa mask=24\nb = kmalloc 4096 GFP_KERNEL\n\
+                 d = dma_map_single isa b 4096 DMA_FROM_DEVICE\ndma isa to d 4096 0x77\n\
+                 read b 0 4\ndma_unmap_single isa d 4096 DMA_FROM_DEVICE\nread b 0 4\nkfree b\n";
+    let o = kmemlab(
+        &["--swiotlb", "1024", "--swiotlb-below", "16M", "shell"],
+        Some(input),
+    );
+    let text = stdout(&o);
+    assert!(o.status.success(), "{text}");
+    assert!(text.contains("bounced through swiotlb"), "{text}");
+    // The device wrote the bounce buffer; the data reaches the buffer at unmap.
+    let reads: Vec<&str> = text.lines().filter(|l| l.starts_with("0xffff")).collect();
+    assert!(!reads[0].ends_with(": 77 77 77 77"), "{text}");
+    assert!(reads[1].ends_with(": 77 77 77 77"), "{text}");
+    let bad = kmemlab(&["--swiotlb", "sometimes", "proc", "meminfo"], None);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("is not force, noforce or a number of slots")
+    );
+}
