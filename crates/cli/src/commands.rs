@@ -378,7 +378,7 @@ pub const COMMANDS: &[Command] = &[
     },
     Command {
         name: "fragment",
-        usage: "<zone> <alternate|sparse> <order>",
+        usage: "<zone> <alternate|sparse> [order]",
         help: "pin unmovable pages until the zone has no free block of that order",
         run: wl::fragment_cmd,
     },

@@ -1,6 +1,7 @@
 //! The shell's workload and reclaim commands: `pagecache fill|drop`, `fragment`,
 //! `unfragment` and `kswapd`.
 
+use kmemlab_mm::MAX_PAGE_ORDER;
 use kmemlab_sim::{format_size, fragment, FragmentPattern};
 use serde_json::json;
 
@@ -36,15 +37,16 @@ pub fn pagecache(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     }
 }
 
-/// `fragment <zone> <alternate|sparse> <order>`: pin an unmovable workload in the zone
-/// until no free block of `order` or above is left.
+/// `fragment <zone> <alternate|sparse> [order]`: pin an unmovable workload in the zone
+/// until no free block of `order` (default MAX_PAGE_ORDER, 10) or above is left.
 pub fn fragment_cmd(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
-    let [zone, pattern, order] = args else {
-        return Err("usage: fragment <zone> <alternate|sparse> <order>".into());
+    let (zone, pattern, order) = match args {
+        [zone, pattern] => (zone, pattern, MAX_PAGE_ORDER),
+        [zone, pattern, order] => (zone, pattern, sh.order(order)?),
+        _ => return Err("usage: fragment <zone> <alternate|sparse> [order]".into()),
     };
     let pattern = FragmentPattern::from_name(pattern)
         .ok_or_else(|| format!("'{pattern}' is not a pattern (alternate, sparse)"))?;
-    let order = sh.order(order)?;
     let done = fragment(&sh.machine, *zone, order, pattern).map_err(|e| e.to_string())?;
     let r = done.report.clone();
     let text = format!(
