@@ -127,10 +127,15 @@ pub fn dma_map_sg(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
                 .sg_alloc_table(1, Gfp::GFP_KERNEL)
                 .map_err(|e| format!("sg_alloc_table: {e}"))?;
             let sg = t.sg(0).ok_or("an empty table")?;
-            if let Err(e) = mm.sg_set_buf(sg, addr, size as u32) {
+            let len = u32::try_from(size)
+                .map_err(|_| format!("{size} bytes do not fit one scatterlist entry (u32 length)"));
+            if let Err(e) = len.and_then(|len| {
+                mm.sg_set_buf(sg, addr, len)
+                    .map_err(|e| format!("{e} (not direct-map memory)"))
+            }) {
                 let mut t = t;
                 mm.sg_free_table(&mut t);
-                return Err(format!("sg_set_buf: {e} (not direct-map memory)"));
+                return Err(format!("sg_set_buf: {e}"));
             }
             t
         };
@@ -243,7 +248,14 @@ pub fn dma(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     }
     let d = device(sh, args[0])?;
     let target = sh.number(args[2])?;
-    let len = sh.size(args[3])? as usize;
+    let ram = sh.machine.config().ram;
+    let len = sh.size(args[3])?;
+    if len > ram {
+        return Err(format!(
+            "a transfer of {len} bytes is larger than the machine's RAM ({ram} bytes)"
+        ));
+    }
+    let len = len as usize;
     let segments = match sh.sg_tables.get(&target) {
         Some(m) => sh.kernel(|mm| {
             mm.sg_dma_segments(&m.table)
@@ -255,7 +267,11 @@ pub fn dma(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     let segments = clip(&segments, len);
     if args[1] == "to" {
         let bytes: Vec<u8> = match args.get(4) {
-            Some(b) => vec![sh.number(b)? as u8; len],
+            Some(b) => {
+                let byte = u8::try_from(sh.number(b)?)
+                    .map_err(|_| format!("'{b}' is not a byte (0 ..= 255)"))?;
+                vec![byte; len]
+            }
             None => (0..len).map(|i| i as u8).collect(),
         };
         d.load_buffer(&bytes);

@@ -469,3 +469,21 @@ fn swiotlb_flags_make_an_isa_device_bounce() {
         String::from_utf8_lossy(&bad.stderr).contains("is not force, noforce or a number of slots")
     );
 }
+
+#[test]
+fn tour_on_a_small_machine_says_what_it_measured() {
+    let o = kmemlab(&["--ram", "128M", "--cpus", "1", "tour", "--json"], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    let g = v["claims"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "G")
+        .expect("claim G");
+    assert_eq!(g["holds"], true, "{g}");
+    // 64 MiB would not fit: the claim names the size it measured instead.
+    assert!(g["claim"].as_str().unwrap().contains("not 64M"), "{g}");
+    assert!(v["size_fragmented"]["vmalloc_bytes"].as_u64().unwrap() < 64 << 20);
+    assert_eq!(v["kswapd_failures_after_irq"], 16);
+}

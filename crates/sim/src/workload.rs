@@ -15,7 +15,7 @@
 
 use std::fmt;
 
-use kmemlab_mm::{AllocError, FreeError, Gfp, Mm, Pfn, ZoneType, MAX_PAGE_ORDER};
+use kmemlab_mm::{AllocError, FreeError, Gfp, MigrateType, Mm, Pfn, ZoneType, MAX_PAGE_ORDER};
 
 use crate::machine::{Machine, SimPlatform};
 
@@ -269,14 +269,18 @@ fn pin_block(
     stride: u32,
     pinned: &mut Vec<Pfn>,
 ) -> Result<(), FragmentError> {
-    // A block on the HighAtomic lists is out of GFP_KERNEL's reach; a high-order atomic
-    // request may take it (`rmqueue` tries MIGRATE_HIGHATOMIC first under
-    // ALLOC_HIGHATOMIC), so the workload pins those blocks too.
-    let atomic = (gfp - Gfp::GFP_KERNEL - Gfp::__GFP_NORETRY) | Gfp::GFP_ATOMIC;
-    let page = mm
-        .alloc_pages(gfp, block_order)
-        .or_else(|_| mm.alloc_pages(atomic, block_order))
-        .map_err(FragmentError::Alloc)?;
+    let page = match mm.alloc_pages(gfp, block_order) {
+        Ok(page) => page,
+        // A block on the HighAtomic lists is out of GFP_KERNEL's reach; a high-order
+        // atomic request may take it (`rmqueue` tries MIGRATE_HIGHATOMIC first under
+        // ALLOC_HIGHATOMIC), so the workload pins such a block that way, and only then.
+        Err(_) if only_highatomic_left(mm, zone_type, block_order) => {
+            let atomic = (gfp - Gfp::GFP_KERNEL - Gfp::__GFP_NORETRY) | Gfp::GFP_ATOMIC;
+            mm.alloc_pages(atomic, block_order)
+                .map_err(FragmentError::Alloc)?
+        }
+        Err(e) => return Err(FragmentError::Alloc(e)),
+    };
     let first = mm.page_to_pfn(page);
     let served_by = mm.page_zone(page).zone_type;
     mm.split_page(page, block_order)
@@ -298,6 +302,22 @@ fn pin_block(
             served_by,
         })
     }
+}
+
+/// Are the zone's only free blocks of `order` or above on the HighAtomic lists?
+fn only_highatomic_left(mm: &Mm<SimPlatform>, zone_type: ZoneType, order: u32) -> bool {
+    let Some(zone) = mm.zones().iter().find(|z| z.zone_type == zone_type) else {
+        return false;
+    };
+    let snap = mm.free_area_snapshot(zone);
+    let has = |mt: MigrateType| {
+        (order..=MAX_PAGE_ORDER).any(|o| snap.per_type[mt as usize][o as usize] > 0)
+    };
+    has(MigrateType::HighAtomic)
+        && MigrateType::ALL
+            .into_iter()
+            .filter(|&mt| mt != MigrateType::HighAtomic && mt != MigrateType::Isolate)
+            .all(|mt| !has(mt))
 }
 
 fn free_page(mm: &Mm<SimPlatform>, pfn: Pfn) -> Result<(), FreeError> {

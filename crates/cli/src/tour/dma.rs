@@ -34,10 +34,12 @@ pub fn section(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
             n.profile,
             n.vaddr,
             n.pa,
-            if n.pa != n.naive {
-                format!(", which the device's 32-bit address register holds as {:#x}", n.naive)
-            } else {
-                String::new()
+            match &n.full_refused {
+                Some(e) => format!(
+                    ", beyond the device's address lines ({e}); written into a 32-bit descriptor field (the tour's version of this bug) it becomes {:#x}",
+                    n.naive
+                ),
+                None => String::new(),
             },
             n.outcome,
             if n.buffer_untouched {
@@ -170,6 +172,8 @@ struct Naive {
     vaddr: u64,
     /// `vaddr - PAGE_OFFSET`.
     pa: u64,
+    /// Why the device refused `pa` itself, when it lies beyond its address lines.
+    full_refused: Option<String>,
     /// What the device is given: `pa` cut to its address width.
     naive: u64,
     /// Bytes overwritten in RAM that is not the buffer.
@@ -181,7 +185,8 @@ struct Naive {
 
 impl Naive {
     fn missed(&self) -> bool {
-        self.buffer_untouched && (self.hit_other_ram || self.bus_error)
+        let full_ok = self.pa == self.naive || self.full_refused.is_some();
+        full_ok && self.buffer_untouched && (self.hit_other_ram || self.bus_error)
     }
     fn short(&self) -> String {
         format!(
@@ -197,7 +202,8 @@ impl Naive {
         )
     }
     fn json(&self) -> serde_json::Value {
-        json!({"profile": self.profile.name(), "vaddr": self.vaddr, "pa": self.pa, "naive_bus": self.naive,
+        json!({"profile": self.profile.name(), "vaddr": self.vaddr, "pa": self.pa,
+            "pa_refused": self.full_refused, "naive_bus": self.naive,
             "hit_other_ram": self.hit_other_ram, "bus_error": self.bus_error,
             "buffer_untouched": self.buffer_untouched})
     }
@@ -215,24 +221,30 @@ fn naive_pa(machine: &Machine, nic: &Arc<DmaDevice>) -> Result<Naive, String> {
         .run(|_| machine.read(v, PAGE_SIZE))
         .map_err(|e| e.to_string())?;
     let pa = v.0.wrapping_sub(mm.layout().page_offset);
-    // A 32-bit descriptor field keeps the low 32 bits of what the driver writes.
+    let data = pattern(PAGE_SIZE, 0x5a);
+    nic.load_buffer(&data);
+    // Beyond the device's address lines, the address itself is refused by the bus.
+    let full = (pa > nic.address_mask())
+        .then(|| nic.write_to_memory(machine, pa, PAGE_SIZE).err())
+        .flatten()
+        .map(|e| e.to_string());
+    // The tour's construct for that case: the driver stores the address in a 32-bit
+    // descriptor field, which keeps the low 32 bits.
     let naive = pa & nic.address_mask();
     let ram = mm.platform().ram();
     let mut saved = vec![0u8; PAGE_SIZE];
     let is_ram = ram.read(naive, &mut saved).is_some();
-    let data = pattern(PAGE_SIZE, 0x5a);
-    nic.load_buffer(&data);
     let sent = nic.write_to_memory(machine, naive, PAGE_SIZE);
     let mut landed = vec![0u8; PAGE_SIZE];
     let hit_other_ram = sent.is_ok() && ram.read(naive, &mut landed).is_some() && landed == data;
-    let owner = mm
-        .pfn_to_page(Pfn(naive >> 12))
-        .map(|p| crate::describe::page_info(mm, mm.page_to_pfn(p)))
-        .ok();
     if is_ram {
         ram.write(naive, &saved)
             .ok_or("restoring the overwritten page")?;
     }
+    let owner = mm
+        .pfn_to_page(Pfn(naive >> 12))
+        .map(|p| crate::describe::page_info(mm, mm.page_to_pfn(p)))
+        .ok();
     let after = machine
         .run(|_| machine.read(v, PAGE_SIZE))
         .map_err(|e| e.to_string())?;
@@ -251,6 +263,7 @@ fn naive_pa(machine: &Machine, nic: &Arc<DmaDevice>) -> Result<Naive, String> {
         profile: machine.config().profile,
         vaddr: v.0,
         pa,
+        full_refused: full,
         naive,
         hit_other_ram,
         bus_error: sent.is_err(),

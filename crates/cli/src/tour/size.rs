@@ -80,7 +80,15 @@ pub fn section(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
     ));
     let g_holds = t.claim(
         "G",
-        "size: with no order-10 block free, kmalloc(4M) fails, a 64M vmalloc succeeds and kvmalloc(4M) falls back to vmalloc; kmalloc above KMALLOC_MAX_SIZE is refused outright",
+        format!(
+            "size: with no order-10 block free, kmalloc(4M) fails, a {} vmalloc succeeds{} and kvmalloc(4M) falls back to vmalloc; kmalloc above KMALLOC_MAX_SIZE is refused outright",
+            format_size(big as u64),
+            if big < 64 << 20 {
+                " (not 64M: a quarter of this small machine's free memory)"
+            } else {
+                ""
+            }
+        ),
         format!(
             "largest free order {largest} after pinning {pinned_pages} pages; kmalloc(4M): {}; vmalloc({}): {}; kvmalloc(4M): {}; kmalloc(4M+1): {} with {too_big_calls} page-allocator work",
             ok_or_failed(kmalloc.is_ok()),

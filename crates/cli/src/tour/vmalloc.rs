@@ -239,7 +239,17 @@ fn zones_on_both_profiles(
             {
                 all_high && k_zone != "HighMem"
             }
-            _ => none_high,
+            // No HighMem to be had (x86_64 maps all RAM directly; a small i386 machine
+            // has none): every page, vmalloc's included, comes from the direct map.
+            _ => {
+                none_high
+                    && !v_zones.is_empty()
+                    && k_zone != "HighMem"
+                    && m.mm()
+                        .zones()
+                        .iter()
+                        .all(|z| z.name() != "HighMem" || z.managed_pages == 0)
+            }
         };
         facts.push(
             json!({"profile": profile.name(), "kmalloc_zone": k_zone, "vmalloc_zones": v_zones}),
