@@ -380,7 +380,10 @@ fn node_stats<P: Platform>(mm: &Mm<P>) -> [(&'static str, u64); 6] {
 /// The `vm_event_item` counters kmemlab keeps, in the kernel's order: `pgalloc_*` and
 /// `allocstall_*` for each zone the profile configures (`TEXTS_FOR_ZONES`: x86_64 has
 /// dma, dma32, normal, movable; i386 dma, normal, high, movable), then the reclaim
-/// counters (`pgsteal_*` before `pgscan_*`, as `vmstat_text` lists them).
+/// counters as Linux 6.6's `vmstat_text` lists them: `pgsteal_kswapd`, `pgsteal_direct`,
+/// `pgscan_kswapd`, `pgscan_direct`, then `pgscan_file` and `pgsteal_file` (the file LRU,
+/// which the page cache stands for; the kernel's `pgscan_anon` before `pgscan_file` and
+/// `pgsteal_anon` before `pgsteal_file` are left out, there being no anon memory).
 pub fn vm_events<P: Platform>(
     mm: &Mm<P>,
     f: &mut dyn FnMut(&str, &str, u64) -> fmt::Result,
@@ -410,6 +413,8 @@ pub fn vm_events<P: Platform>(
         ("pgsteal_direct", &e.pgsteal_direct),
         ("pgscan_kswapd", &e.pgscan_kswapd),
         ("pgscan_direct", &e.pgscan_direct),
+        ("pgscan_file", &e.pgscan_file),
+        ("pgsteal_file", &e.pgsteal_file),
         (
             "kswapd_low_wmark_hit_quickly",
             &e.kswapd_low_wmark_hit_quickly,

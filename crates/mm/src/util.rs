@@ -1,5 +1,5 @@
-//! kvmalloc and friends (`mm/util.c`; since Linux 6.12 the allocating half lives in
-//! `mm/slub.c` as `__kvmalloc_node_noprof`, `kvfree` and `kvrealloc_noprof`).
+//! kvmalloc and friends (`mm/util.c` until the allocating half moved to `mm/slub.c` as
+//! `__kvmalloc_node_noprof`, `kvfree` and `kvrealloc_noprof`).
 //!
 //! `kvmalloc` asks kmalloc first, because a physically contiguous block is cheaper to use
 //! and fragments memory less in the long run, and falls back to vmalloc when kmalloc cannot
@@ -7,23 +7,39 @@
 //!
 //! - a request of at most `PAGE_SIZE` is kmalloc's alone: it does not make sense to fall
 //!   back to vmalloc for less than a page, so a failure there is the answer;
-//! - above a page, kmalloc is asked gently (`kmalloc_gfp_adjust`): `__GFP_NOWARN` (there
+//! - above a page, kmalloc is asked gently ([`kmalloc_gfp_adjust`]): `__GFP_NOWARN` (there
 //!   is a fallback, no need to warn), no direct reclaim unless the caller said
 //!   `__GFP_RETRY_MAYFAIL` (it prefers contiguous memory and will wait for it), and no
 //!   `__GFP_NOFAIL` (the vmalloc fallback implements that);
 //! - only then vmalloc, with `VM_ALLOW_HUGE_VMAP` (callers of kvmalloc cannot assume
 //!   anything about the pages behind the pointer, so 2 MiB mappings are fine);
 //! - the fallback needs a caller that may sleep (`gfpflags_allow_blocking`): vmalloc makes
-//!   page tables and takes pages with GFP_KERNEL-like flags. (The newest kernels taught
-//!   vmalloc `GFP_NOWAIT`/`GFP_ATOMIC` and dropped this check, passing
-//!   `VM_ALLOW_HUGE_VMAP` only for blocking callers; kmemlab's vmalloc is 6.6's, which
-//!   cannot, so the check stays, as in Linux 6.12.)
+//!   page tables and takes pages with GFP_KERNEL-like flags;
 //! - more than `INT_MAX` bytes is refused outright, with `WARN_ON_ONCE(!(flags &
 //!   __GFP_NOWARN))`.
 //!
-//! `kvfree` frees either kind by asking `is_vmalloc_addr`; `kvrealloc` (6.12's form,
-//! `kvrealloc(p, size, flags)`) uses `vrealloc` for vmalloc memory and `krealloc` for
-//! kmalloc memory, and when krealloc cannot, allocates with kvmalloc, copies and frees.
+//! # Which kernel
+//!
+//! The pieces follow different kernels, each named here:
+//!
+//! - the steps and their order are `__kvmalloc_node_noprof` of **Linux 6.16**: with the
+//!   blocking check before the `INT_MAX` check, and without the `align` argument that
+//!   6.17 added (`kvmalloc_node_align`; kmemlab's kvmalloc asks for alignment 1);
+//! - the kmalloc flags are [`kmalloc_gfp_adjust`] of **Linux 6.16+** (clear
+//!   `__GFP_DIRECT_RECLAIM`); 6.12–6.15 added `__GFP_NORETRY` instead, and before 6.12
+//!   the same rules were written inline in `kvmalloc_node`;
+//! - the blocking check is kept although **Linux 6.18** dropped it (vmalloc learned
+//!   `GFP_NOWAIT`/`GFP_ATOMIC`, and kvmalloc passes `VM_ALLOW_HUGE_VMAP` only for
+//!   blocking callers): the vmalloc underneath is **Linux 6.6**'s, which cannot;
+//! - `kvrealloc(p, size, flags)` is the form of **Linux 6.12+** (`vrealloc`, then
+//!   `krealloc`, then kvmalloc, copy and free); before 6.12 it took the old size too;
+//! - [`Mm::kvfree_sensitive`] is the kernel's (`memzero_explicit(addr, len)`, then
+//!   `kvfree`) except for a `len` beyond the allocation, which the kernel would clear past
+//!   its end and kmemlab clamps to the allocation and reports.
+//!
+//! `kvfree` frees either kind by asking `is_vmalloc_addr`; `kvrealloc` uses `vrealloc` for
+//! vmalloc memory and `krealloc` for kmalloc memory, and when krealloc cannot, allocates
+//! with kvmalloc, copies and frees.
 //!
 //! Every failure is a [`KvmallocError`] that says which path failed and why. How many
 //! kvmallocs each allocator served is counted in [`KvmallocStats`] ([`Mm::kvmalloc_stats`]).
@@ -96,12 +112,15 @@ pub enum KvmallocError {
         /// kmalloc's error.
         kmalloc: SlabError,
     },
-    /// kmalloc failed (more than KMALLOC_MAX_SIZE, or no memory without direct reclaim),
-    /// and so did the vmalloc fallback. (kmalloc's own error is not kept, so that the
-    /// error stays small enough to return by value.)
+    /// kmalloc failed (more than KMALLOC_MAX_SIZE, or no memory for it with the flags
+    /// [`kmalloc_gfp_adjust`] gave it: without direct reclaim, or with it when the caller
+    /// said `__GFP_RETRY_MAYFAIL`), and so did the vmalloc fallback. (kmalloc's own error
+    /// is not kept, so that the error stays small enough to return by value.)
     Vmalloc {
         /// Bytes asked for.
         size: usize,
+        /// The caller's flags (they decide whether kmalloc could reclaim directly).
+        gfp: Gfp,
         /// vmalloc's error.
         vmalloc: VmallocError,
     },
@@ -114,8 +133,11 @@ pub enum KvmallocError {
     Kfree(SlabError),
     /// `kvfree` of a vmalloc address that `vfree` refused.
     Vfree(VmallocError),
-    /// `kvfree_sensitive` asked to clear more bytes than the allocation has (the kernel
-    /// would overwrite its neighbours); nothing was cleared or freed.
+    /// `kvfree_sensitive` was asked to clear more bytes than the allocation has (the
+    /// kernel's `memzero_explicit(addr, len)` would overwrite what follows it). The
+    /// allocation's own `size` bytes **were** cleared and it **was** freed, so nothing is
+    /// leaked and no secret is left behind; the error (and a `WARNING` line) only reports
+    /// the caller's wrong `len`. Do not free `addr` again.
     SensitiveLen {
         /// The allocation.
         addr: VirtAddr,
@@ -148,9 +170,11 @@ impl fmt::Display for KvmallocError {
                 f,
                 "kvmalloc of {size} bytes: kmalloc failed ({kmalloc}) and {gfp} does not allow blocking, so there is no vmalloc fallback"
             ),
-            KvmallocError::Vmalloc { size, vmalloc } => {
+            KvmallocError::Vmalloc { size, gfp, vmalloc } => {
                 let kmalloc = if *size > KMALLOC_MAX_SIZE {
                     "larger than KMALLOC_MAX_SIZE"
+                } else if kmalloc_gfp_adjust(*gfp, *size).contains(Gfp::__GFP_DIRECT_RECLAIM) {
+                    "no memory for it even with direct reclaim (__GFP_RETRY_MAYFAIL)"
                 } else {
                     "no memory for it without direct reclaim"
                 };
@@ -165,7 +189,7 @@ impl fmt::Display for KvmallocError {
             KvmallocError::Vfree(e) => write!(f, "kvfree: vfree refused: {e}"),
             KvmallocError::SensitiveLen { addr, len, size } => write!(
                 f,
-                "kvfree_sensitive({addr}, {len}): the allocation has {size} bytes; refused"
+                "kvfree_sensitive({addr}, {len}): the allocation has only {size} bytes; cleared those {size} and freed it"
             ),
         }
     }
@@ -214,7 +238,7 @@ impl KvmallocStats {
     }
 }
 
-/// `kmalloc_gfp_adjust()` (`mm/slub.c`, Linux 6.16+): how kvmalloc asks kmalloc for more
+/// `kmalloc_gfp_adjust()` (`mm/slub.c` of Linux 6.16+): how kvmalloc asks kmalloc for more
 /// than a page. `__GFP_NOWARN`, since there is a fallback; no direct reclaim unless the
 /// caller prefers contiguous memory enough to say `__GFP_RETRY_MAYFAIL` (kswapd is still
 /// woken to work in the background); `__GFP_NOFAIL` cleared, as the vmalloc fallback
@@ -464,7 +488,7 @@ impl<P: Platform> Mm<P> {
             node,
             caller,
         )
-        .map_err(|vmalloc| KvmallocError::Vmalloc { size, vmalloc })
+        .map_err(|vmalloc| KvmallocError::Vmalloc { size, gfp, vmalloc })
     }
 
     /// kvmalloc's kmalloc attempt, with `kmalloc_gfp_adjust`ed flags. Above
@@ -526,10 +550,15 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `kvfree_sensitive(addr, len)`: clear `len` bytes (`memzero_explicit`: the copy into
-    /// simulated memory cannot be optimised away), then `kvfree`. `len` beyond the
-    /// allocation is refused rather than clearing its neighbours.
+    /// simulated memory cannot be optimised away), then `kvfree`.
+    ///
+    /// A `len` beyond the allocation (`ksize`, or the vmalloc area without its guard page)
+    /// is the caller's bug: the kernel would clear past the end. kmemlab clears the
+    /// allocation's own bytes, frees it, prints a `WARNING` and returns
+    /// [`KvmallocError::SensitiveLen`]: nothing is leaked and no secret stays behind.
     ///
     /// ```
+    /// use kmemlab_mm::util::KvmallocError;
     /// use kmemlab_mm::{Gfp, PAGE_SIZE};
     /// use kmemlab_sim::{Machine, MachineConfig};
     ///
@@ -537,9 +566,15 @@ impl<P: Platform> Mm<P> {
     /// m.run(|mm| {
     ///     let p = mm.kvmalloc(32, Gfp::GFP_KERNEL).unwrap();
     ///     mm.copy_to_kernel_virt(p, b"secret").unwrap();
-    ///     assert!(mm.kvfree_sensitive(p, 4096).is_err()); // more than the object: refused
     ///     assert_eq!(mm.kvfree_sensitive(p, 6), Ok(()));
+    ///
+    ///     let q = mm.kvmalloc(8 << 20, Gfp::GFP_KERNEL).unwrap(); // vmalloc
+    ///     // More than the area: its 8 MiB are cleared and it is freed all the same.
+    ///     let e = mm.kvfree_sensitive(q, 16 << 20).unwrap_err();
+    ///     assert_eq!(e, KvmallocError::SensitiveLen { addr: q, len: 16 << 20, size: 8 << 20 });
+    ///     assert!(mm.find_vm_area(q).is_none()); // no longer allocated
     /// });
+    /// assert!(m.take_console().iter().any(|l| l.contains("kvfree_sensitive")));
     /// ```
     #[track_caller]
     pub fn kvfree_sensitive(&self, addr: VirtAddr, len: usize) -> Result<(), KvmallocError> {
@@ -547,11 +582,18 @@ impl<P: Platform> Mm<P> {
             return Ok(());
         }
         let size = self.kvmalloc_usable_size(addr)?;
+        self.memzero_kernel(addr, len.min(size));
+        self.kvfree(addr)?;
         if len > size {
+            VmEvents::add(&self.events.warn, 1);
+            self.printk(format_args!(
+                "WARNING: CPU: {} PID: {} at mm/slub.c kvfree_sensitive: len {len} > {size} bytes allocated at {addr}; cleared {size} and freed (the kernel would clear past the end)",
+                self.platform.smp_processor_id(),
+                self.platform.current_pid(),
+            ));
             return Err(KvmallocError::SensitiveLen { addr, len, size });
         }
-        self.memzero_kernel(addr, len);
-        self.kvfree(addr)
+        Ok(())
     }
 
     /// The bytes usable at the start of a kvmalloc allocation: `ksize`, or the vmalloc

@@ -4,7 +4,10 @@
 //! Both ask the registered shrinkers to give pages back, scanning `freeable >> priority`
 //! of each at a priority that rises from [`DEF_PRIORITY`] towards 0. The page cache of
 //! the simulator registers as one, standing in for the file LRU, so its pages count as
-//! `pgscan_*` / `pgsteal_*` as the kernel counts LRU pages.
+//! `pgscan_*` / `pgsteal_*` as the kernel counts LRU pages: by reclaimer
+//! (`pgscan_kswapd`, `pgscan_direct`) and, as file pages, in `pgscan_file` /
+//! `pgsteal_file` too (Linux 6.6 `shrink_inactive_list()`). There is no anon LRU, so no
+//! `pgscan_anon` / `pgsteal_anon`.
 //!
 //! kswapd is a state machine the platform drives ([`Mm::kswapd_pending`] and
 //! [`Mm::kswapd_run`]), as the kernel's `kswapd()` loop would run on a CPU of its own:
@@ -162,7 +165,9 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `shrink_node()`: each shrinker scans `freeable >> priority` of its pages in zones up
-    /// to `reclaim_idx` (at least one), up to what is still `wanted`, counted for `who`.
+    /// to `reclaim_idx` (at least one), up to what is still `wanted`, counted for `who`
+    /// and as file-LRU pages (`PGSCAN_ANON + file` with `file` true: every shrinker here
+    /// stands for the file LRU).
     /// Progress revives a kswapd that gave up on the node ("A successful direct reclaim
     /// run will revive a dormant kswapd": `pgdat->kswapd_failures = 0`).
     fn shrink_node(
@@ -195,6 +200,8 @@ impl<P: Platform> Mm<P> {
         };
         VmEvents::add(pgscan, done.scanned);
         VmEvents::add(pgsteal, done.reclaimed);
+        VmEvents::add(&self.events.pgscan_file, done.scanned);
+        VmEvents::add(&self.events.pgsteal_file, done.reclaimed);
         if done.reclaimed > 0 {
             self.kswapd.failures.store(0, Relaxed);
         }

@@ -44,6 +44,15 @@ events! {
     pgscan_kswapd,
     /// Pages scanned by direct reclaim (`pgscan_direct`).
     pgscan_direct,
+    /// File-LRU pages scanned, by kswapd and direct reclaim alike (`pgscan_file`,
+    /// `__count_vm_events(PGSCAN_ANON + file, nr_scanned)` in `shrink_inactive_list()`).
+    /// The page cache is the only LRU kmemlab models, so this is always
+    /// `pgscan_kswapd + pgscan_direct`; `pgscan_anon` is not kept (there is no anon
+    /// memory).
+    pgscan_file,
+    /// File-LRU pages reclaimed, by kswapd and direct reclaim alike (`pgsteal_file`);
+    /// always `pgsteal_kswapd + pgsteal_direct` here, and no `pgsteal_anon`.
+    pgsteal_file,
     /// kswapd was woken during its short nap after balancing: the low watermark was hit
     /// again quickly (`kswapd_low_wmark_hit_quickly`).
     kswapd_low_wmark_hit_quickly,

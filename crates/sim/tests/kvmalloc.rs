@@ -367,32 +367,104 @@ fn kvfree_of_both_kinds_returns_every_page() {
 }
 
 /// kvfree_sensitive clears the bytes (through the vmalloc mapping too) before freeing.
+/// A `len` past the allocation (the caller's bug) still clears the whole allocation and
+/// frees it, with a WARNING and `SensitiveLen` saying so: no secret left, nothing leaked.
 #[test]
 fn kvfree_sensitive_clears_before_freeing() {
     let m = machine_with(SlabConfig::default());
+    let before = settled_free_pages(&m);
+    m.take_console();
+    let warn0 = m.mm().events().warn.load(Relaxed);
     m.run(|mm| {
         for size in [48, 6 << 20] {
-            let p = mm.kvmalloc(size, Gfp::GFP_KERNEL).unwrap();
-            fill(mm, p, size, 0x77);
-            // Keep a second view of the first page to look at after the free.
-            let pfn = mm.kernel_virt_to_phys(p.0).unwrap() >> 12;
-            let alias = VirtAddr(mm.layout().phys_to_virt(pfn << 12).unwrap() + (p.0 & 0xfff));
-            assert_eq!(
-                mm.kvfree_sensitive(p, size + 4096),
-                Err(KvmallocError::SensitiveLen {
-                    addr: p,
-                    len: size + 4096,
-                    size: if size == 48 { 64 } else { 6 << 20 },
-                })
-            );
-            mm.kvfree_sensitive(p, size).unwrap();
-            let mut seen = vec![0xffu8; size.min(4096 - (p.0 as usize & 0xfff))];
-            mm.copy_from_kernel(alias, &mut seen).unwrap();
-            // Zero but for the free pointer SLUB keeps inside a free object.
-            let nonzero = seen.iter().filter(|&&b| b != 0).count();
-            assert!(nonzero <= 8, "{size}: cleared ({nonzero} bytes are not)");
+            for overlong in [false, true] {
+                let p = mm.kvmalloc(size, Gfp::GFP_KERNEL).unwrap();
+                let usable = if size == 48 { 64 } else { 6 << 20 };
+                fill(mm, p, usable, 0x77);
+                // Keep a second view of the first page, and of the last bytes, to look at
+                // after the free.
+                let alias_of = |va: u64| {
+                    let pfn = mm.kernel_virt_to_phys(va).unwrap() >> 12;
+                    VirtAddr(mm.layout().phys_to_virt(pfn << 12).unwrap() + (va & 0xfff))
+                };
+                let first = alias_of(p.0);
+                let tail = alias_of(p.0 + usable as u64 - 16);
+                if overlong {
+                    assert_eq!(
+                        mm.kvfree_sensitive(p, usable + 4096),
+                        Err(KvmallocError::SensitiveLen {
+                            addr: p,
+                            len: usable + 4096,
+                            size: usable,
+                        })
+                    );
+                    // Freed (for kmalloc, `settled_free_pages` below shows it).
+                    if mm.is_vmalloc_addr(p) {
+                        assert!(mm.find_vm_area(p).is_none(), "{size}: freed");
+                    }
+                } else {
+                    mm.kvfree_sensitive(p, usable).unwrap();
+                }
+                let mut seen = vec![0xffu8; usable.min(4096 - (p.0 as usize & 0xfff))];
+                mm.copy_from_kernel(first, &mut seen).unwrap();
+                // Zero but for the free pointer SLUB keeps inside a free object.
+                let nonzero = seen.iter().filter(|&&b| b != 0).count();
+                assert!(
+                    nonzero <= 8,
+                    "{size}/{overlong}: cleared ({nonzero} bytes are not)"
+                );
+                let mut end = [0xffu8; 16];
+                mm.copy_from_kernel(tail, &mut end).unwrap();
+                assert!(
+                    end.iter().filter(|&&b| b != 0).count() <= 8,
+                    "{size}/{overlong}: the last bytes are cleared: {end:?}"
+                );
+            }
         }
     });
+    let console = m.take_console();
+    let warnings: Vec<_> = console
+        .iter()
+        .filter(|l| l.starts_with("WARNING") && l.contains("kvfree_sensitive"))
+        .collect();
+    assert_eq!(warnings.len(), 2, "{console:?}");
+    assert_eq!(m.mm().events().warn.load(Relaxed), warn0 + 2);
+    assert_eq!(settled_free_pages(&m), before, "nothing leaked");
+}
+
+/// The vmalloc-fallback failure says truly what kmalloc was allowed: without direct
+/// reclaim by default, with it under __GFP_RETRY_MAYFAIL.
+#[test]
+fn vmalloc_failure_says_how_kmalloc_was_asked() {
+    let m = machine();
+    let held = m.run(|mm| {
+        let all = take_every_page(mm);
+        for (gfp, want, not) in [
+            (
+                Gfp::GFP_KERNEL | Gfp::__GFP_NOWARN,
+                "without direct reclaim",
+                "even with",
+            ),
+            (
+                Gfp::GFP_KERNEL | Gfp::__GFP_NOWARN | Gfp::__GFP_RETRY_MAYFAIL,
+                "even with direct reclaim",
+                "without direct reclaim",
+            ),
+        ] {
+            let e = mm.kvmalloc(2 * PAGE_SIZE, gfp).unwrap_err();
+            assert!(matches!(e, KvmallocError::Vmalloc { .. }), "{e}");
+            let text = e.to_string();
+            assert!(text.contains(want) && !text.contains(not), "{gfp}: {text}");
+        }
+        all
+    });
+    m.run(|mm| {
+        for page in held {
+            mm.free_pages(page, 0).unwrap();
+        }
+    });
+    m.take_console();
+    m.mm().check().unwrap();
 }
 
 /// More than INT_MAX bytes is refused: `WARN_ON_ONCE(!(flags & __GFP_NOWARN))` printed

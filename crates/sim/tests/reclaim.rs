@@ -250,6 +250,26 @@ fn atomic_digs_into_the_reserves_nowait_stops_at_min_kernel_reclaims() {
         });
         // Back from the kernel, kswapd had its turn.
         assert_rebalanced(mm, normal);
+        // Every page scanned and stolen, by kswapd or direct reclaim, is a file-LRU page.
+        let v = vmstat(mm);
+        assert!(
+            v["pgsteal_direct"] > 0 && v["pgsteal_kswapd"] > 0,
+            "{profile}: both reclaimed"
+        );
+        assert_eq!(
+            v["pgscan_file"],
+            v["pgscan_kswapd"] + v["pgscan_direct"],
+            "{profile}"
+        );
+        assert_eq!(
+            v["pgsteal_file"],
+            v["pgsteal_kswapd"] + v["pgsteal_direct"],
+            "{profile}"
+        );
+        assert!(
+            !v.contains_key("pgscan_anon") && !v.contains_key("pgsteal_anon"),
+            "{profile}"
+        );
         free_all(&m, held);
         assert!(m.take_console().is_empty(), "{profile}: no splat");
         mm.check().unwrap();
@@ -425,6 +445,8 @@ fn proc_vmstat_has_the_kernels_shape_and_agrees_with_the_counters() {
             "pgsteal_direct",
             "pgscan_kswapd",
             "pgscan_direct",
+            "pgscan_file",
+            "pgsteal_file",
             "kswapd_low_wmark_hit_quickly",
             "kswapd_high_wmark_hit_quickly",
             "pageoutrun",
@@ -480,10 +502,15 @@ fn proc_vmstat_has_the_kernels_shape_and_agrees_with_the_counters() {
         for (name, counter) in [
             ("pgsteal_kswapd", &e.pgsteal_kswapd),
             ("pgscan_kswapd", &e.pgscan_kswapd),
+            ("pgscan_file", &e.pgscan_file),
+            ("pgsteal_file", &e.pgsteal_file),
             ("pageoutrun", &e.pageoutrun),
         ] {
             assert_eq!(v[name], counter.load(Relaxed), "{name}");
         }
+        assert!(v["pgsteal_file"] > 0, "{profile}: kswapd trimmed the cache");
+        assert_eq!(v["pgscan_file"], v["pgscan_kswapd"] + v["pgscan_direct"]);
+        assert_eq!(v["pgsteal_file"], v["pgsteal_kswapd"] + v["pgsteal_direct"]);
         // The shell's `cat` finds it.
         assert!(kmemlab_mm::procfs::FILES.contains(&"vmstat"));
         m.run(|mm| m.page_cache().drop_all(mm));

@@ -420,3 +420,175 @@ fn kmalloc_alignment_survives_slab_debug() {
     });
     m.mm().check().unwrap();
 }
+
+/// Under slab_debug the 8 KiB class is aligned to a page only (red zones shift the objects
+/// off 8 KiB), so an 8 KiB-aligned layout is refused with `AllocError::Alignment` instead
+/// of being served misaligned; what the class does give (a page) still works, and a
+/// large kmalloc (above 8 KiB) is aligned to its own size. Custom kmalloc classes are
+/// checked the same way: a 64-byte, 64-aligned layout served by a 96-byte class would be
+/// 32-aligned.
+#[test]
+fn kmalloc_refuses_an_alignment_its_class_cannot_give() {
+    use kmemlab_mm::slab::kmalloc::KmallocSizes;
+    use kmemlab_mm::slab::{SlabConfig, SlabFlags};
+    let debug = Machine::new(MachineConfig {
+        ram: 64 * MIB,
+        cpus: 1,
+        holes: vec![],
+        slab: SlabConfig {
+            debug: SlabFlags::RED_ZONE | SlabFlags::POISON | SlabFlags::STORE_USER,
+            ..SlabConfig::default()
+        },
+        ..MachineConfig::default()
+    })
+    .unwrap();
+    debug.run(|mm| {
+        let two_pages = Layout::from_size_align(2 * PAGE_SIZE, 2 * PAGE_SIZE).unwrap();
+        for _ in 0..8 {
+            let e = Kmalloc::alloc(mm, two_pages, GFP_KERNEL).unwrap_err();
+            assert_eq!(
+                e,
+                AllocError::Alignment {
+                    allocator: "Kmalloc",
+                    align: 2 * PAGE_SIZE,
+                    max: PAGE_SIZE,
+                }
+            );
+        }
+        // A vector alongside is untouched by the refusals.
+        let mut v = KVec::<[u8; 16], _>::new(mm);
+        v.push([1; 16], GFP_KERNEL).unwrap();
+        let page_aligned = Layout::from_size_align(2 * PAGE_SIZE, PAGE_SIZE).unwrap();
+        let mut live = vec![];
+        for _ in 0..8 {
+            let p = Kmalloc::alloc(mm, page_aligned, GFP_KERNEL).unwrap();
+            assert!(p.0.is_multiple_of(PAGE_SIZE as u64), "{p}");
+            live.push(p);
+        }
+        for p in live {
+            Kmalloc::free(mm, p, page_aligned).unwrap();
+        }
+        // Above the largest class: pages, aligned to the block.
+        let four_pages = Layout::from_size_align(4 * PAGE_SIZE, 4 * PAGE_SIZE).unwrap();
+        let p = Kmalloc::alloc(mm, four_pages, GFP_KERNEL).unwrap();
+        assert!(p.0.is_multiple_of(4 * PAGE_SIZE as u64), "{p}");
+        Kmalloc::free(mm, p, four_pages).unwrap();
+        // KVmalloc may be served by kmalloc: the same check up to a page.
+        let p = KVmalloc::alloc(mm, page_aligned, GFP_KERNEL).unwrap();
+        assert!(p.0.is_multiple_of(PAGE_SIZE as u64), "{p}");
+        KVmalloc::free(mm, p, page_aligned).unwrap();
+        assert_eq!(v.get(0), Some([1; 16]));
+    });
+    debug.mm().check().unwrap();
+
+    let mut sizes: Vec<usize> = vec![8, 16, 32, 48, 96, 192];
+    sizes.extend((8..=13).map(|s| 1 << s));
+    let custom = Machine::new(MachineConfig {
+        ram: 64 * MIB,
+        cpus: 1,
+        holes: vec![],
+        slab: SlabConfig {
+            kmalloc_sizes: Some(KmallocSizes::new(&sizes).unwrap()),
+            ..SlabConfig::default()
+        },
+        ..MachineConfig::default()
+    })
+    .unwrap();
+    custom.run(|mm| {
+        let layout = Layout::from_size_align(64, 64).unwrap();
+        for e in [
+            Kmalloc::alloc(mm, layout, GFP_KERNEL).unwrap_err(),
+            KVmalloc::alloc(mm, layout, GFP_KERNEL).unwrap_err(),
+        ] {
+            assert!(
+                matches!(
+                    e,
+                    AllocError::Alignment {
+                        align: 64,
+                        max: 32,
+                        ..
+                    }
+                ),
+                "{e}"
+            );
+        }
+        // 32 is what the 96-byte class gives.
+        let layout = Layout::from_size_align(64, 32).unwrap();
+        let p = Kmalloc::alloc(mm, layout, GFP_KERNEL).unwrap();
+        assert!(p.0.is_multiple_of(32));
+        Kmalloc::free(mm, p, layout).unwrap();
+    });
+    custom.mm().check().unwrap();
+}
+
+/// kmalloc does not refuse `__GFP_HIGHMEM`: it reports it ("Unexpected gfp ... Fix your
+/// code!", counted as a WARNING, as `kmalloc_fix_flags()` does) and strips it, so a KBox
+/// asked for with it on i386 gets direct-mapped lowmem.
+#[test]
+fn kbox_with_gfp_highmem_gets_lowmem_and_a_report() {
+    let m = Machine::new(MachineConfig {
+        ram: GIB,
+        cpus: 1,
+        profile: Profile::I386,
+        holes: vec![],
+        ..MachineConfig::default()
+    })
+    .unwrap();
+    m.take_console();
+    let warn0 = m
+        .mm()
+        .events()
+        .warn
+        .load(std::sync::atomic::Ordering::Relaxed);
+    m.run(|mm| {
+        // 16 KiB: a large kmalloc, pages at once; then a small one, from a new slab.
+        let big = KBox::<[u32; 4096], _>::new_zeroed(mm, GFP_KERNEL | __GFP_HIGHMEM).unwrap();
+        let small = KBox::new(mm, 5u64, GFP_KERNEL | __GFP_HIGHMEM).unwrap();
+        for addr in [big.addr(), small.addr()] {
+            assert!(!mm.is_vmalloc_addr(addr));
+            let pfn = mm.kernel_virt_to_phys(addr.0).unwrap() >> 12;
+            assert_ne!(
+                mm.zone_of_pfn(pfn).unwrap().zone_type,
+                ZoneType::HighMem,
+                "{addr}"
+            );
+        }
+        assert_eq!(big.get().unwrap()[4095], 0);
+        assert_eq!(small.get(), Ok(5));
+    });
+    let console = m.take_console();
+    assert!(
+        console
+            .iter()
+            .any(|l| l.contains("Unexpected gfp") && l.contains("Fix your code!")),
+        "{console:?}"
+    );
+    assert!(
+        m.mm()
+            .events()
+            .warn
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > warn0
+    );
+    m.mm().check().unwrap();
+}
+
+/// `Iter` stops early on memory freed behind the vector's back, so it does not claim an
+/// exact size: its lower bound is 0, and what it yields may be fewer than `len()`.
+#[test]
+fn iter_makes_no_exact_size_promise() {
+    let m = machine();
+    m.run(|mm| {
+        let mut v = VVec::new(mm);
+        v.extend_from_slice(&[1u16, 2, 3, 4], GFP_KERNEL).unwrap();
+        let mut it = v.iter();
+        assert_eq!(it.size_hint(), (0, Some(4)));
+        assert_eq!(it.next(), Some(1));
+        mm.vfree(v.addr()).unwrap();
+        assert_eq!(it.size_hint(), (0, Some(3)));
+        assert_eq!(it.next(), None);
+        let collected: Vec<u16> = v.iter().collect();
+        assert!(collected.len() < v.len());
+    });
+    m.take_console();
+}

@@ -5,7 +5,7 @@
 use core::alloc::Layout;
 
 use super::{dangling, AllocError, Allocator, Flags};
-use crate::addr::{VirtAddr, PAGE_SIZE};
+use crate::addr::{get_order, VirtAddr, PAGE_SIZE};
 use crate::gfp::Gfp;
 use crate::platform::Platform;
 use crate::slab::kmalloc::{ARCH_KMALLOC_MINALIGN, KMALLOC_MAX_SIZE};
@@ -16,9 +16,13 @@ use crate::Mm;
 ///
 /// Alignment as Rust-for-Linux gets it: the layout is padded to a multiple of its
 /// alignment, and kmalloc aligns a power-of-two size to itself (and any size to its largest
-/// power-of-two divisor), so the padded size brings the alignment with it. (Under slab_debug
-/// kmemlab's 8 KiB class is aligned to a page only: `kmem_cache_create` here accepts no
-/// larger alignment.)
+/// power-of-two divisor), so the padded size usually brings the alignment with it. Not
+/// always in kmemlab: under slab_debug the 8 KiB class is aligned to a page only
+/// (`kmem_cache_create` here accepts no larger alignment, and the red zones shift the
+/// objects off 8 KiB), and custom `kmalloc_sizes` classes are aligned to their own size's
+/// divisor. So the alignment the class's geometry guarantees (slab start, red-zone pad,
+/// object stride) is checked first, and a layout it cannot honour is refused with
+/// [`AllocError::Alignment`] rather than served misaligned.
 ///
 /// ```
 /// use kmemlab_mm::alloc::{flags::GFP_KERNEL, AllocError, KBox};
@@ -54,7 +58,8 @@ pub struct Vmalloc;
 
 /// The kvmalloc allocator: kmalloc first, vmalloc when kmalloc cannot (and the flags allow
 /// blocking). The layout is padded as for [`Kmalloc`]; alignments above a page are
-/// refused, as vmalloc cannot give them.
+/// refused, as vmalloc cannot give them, and so is an alignment the kmalloc class for the
+/// size cannot give (see [`Kmalloc`]), as kvmalloc may well be served by kmalloc.
 ///
 /// ```
 /// use kmemlab_mm::alloc::{flags::GFP_KERNEL, KVBox};
@@ -101,6 +106,55 @@ fn check_align(allocator: &'static str, layout: Layout, max: usize) -> Result<()
     Ok(())
 }
 
+/// The alignment every object kmalloc can return for `size` bytes with `gfp` has, from
+/// the serving cache's geometry: an object is at `slab start + red_left_pad + i * size`,
+/// and a slab starts on a boundary of its own size (at least the minimum order's). Above
+/// the largest class, a large kmalloc's compound block is aligned to its own size.
+fn kmalloc_guaranteed_align<P: Platform>(mm: &Mm<P>, size: usize, gfp: Gfp) -> usize {
+    let Some(s) = mm.kmalloc_slab(size, gfp).and_then(|r| mm.cache(r).ok()) else {
+        return PAGE_SIZE << get_order(size);
+    };
+    let mut bits = (s.size() as usize) | (PAGE_SIZE << s.min().order);
+    if s.red_left_pad() != 0 {
+        bits |= s.red_left_pad() as usize;
+    }
+    1 << bits.trailing_zeros()
+}
+
+/// Refuse a layout whose alignment the kmalloc class for its size cannot give.
+fn check_kmalloc_align<P: Platform>(
+    mm: &Mm<P>,
+    allocator: &'static str,
+    layout: Layout,
+    gfp: Gfp,
+) -> Result<(), AllocError> {
+    if layout.size() == 0 || layout.align() <= ARCH_KMALLOC_MINALIGN {
+        return Ok(());
+    }
+    check_align(
+        allocator,
+        layout,
+        kmalloc_guaranteed_align(mm, layout.size(), gfp),
+    )
+}
+
+/// A misaligned result can only be an object `krealloc` kept in place (a new one is
+/// aligned, as checked before): the caller still owns it at the same address.
+fn check_result_align(
+    allocator: &'static str,
+    layout: Layout,
+    p: VirtAddr,
+) -> Result<VirtAddr, AllocError> {
+    if layout.size() != 0 && !p.0.is_multiple_of(layout.align() as u64) {
+        return Err(AllocError::Alignment {
+            allocator,
+            align: layout.align(),
+            max: 1 << p.0.trailing_zeros(),
+        });
+    }
+    Ok(p)
+}
+
 impl Allocator for Kmalloc {
     const NAME: &'static str = "Kmalloc";
     const MIN_ALIGN: usize = ARCH_KMALLOC_MINALIGN;
@@ -116,13 +170,17 @@ impl Allocator for Kmalloc {
         let layout = layout.pad_to_align();
         check_align(Self::NAME, layout, KMALLOC_MAX_SIZE)?;
         let gfp: Gfp = flags.as_gfp();
-        realloc_with(
+        if layout.size() <= KMALLOC_MAX_SIZE {
+            check_kmalloc_align(mm, Self::NAME, layout, gfp)?;
+        }
+        let p = realloc_with(
             ptr,
             layout,
             old_layout,
             |p, size| mm.krealloc(p, size, gfp).map_err(AllocError::Kmalloc),
             |p| mm.kfree(p).map_err(AllocError::Kmalloc),
-        )
+        )?;
+        check_result_align(Self::NAME, layout, p)
     }
 }
 
@@ -164,12 +222,16 @@ impl Allocator for KVmalloc {
         let layout = layout.pad_to_align();
         check_align(Self::NAME, layout, PAGE_SIZE)?;
         let gfp = flags.as_gfp();
-        realloc_with(
+        if layout.size() <= KMALLOC_MAX_SIZE {
+            check_kmalloc_align(mm, Self::NAME, layout, gfp)?;
+        }
+        let p = realloc_with(
             ptr,
             layout,
             old_layout,
             |p, size| mm.kvrealloc(p, size, gfp).map_err(AllocError::KVmalloc),
             |p| mm.kvfree(p).map_err(AllocError::KVmalloc),
-        )
+        )?;
+        check_result_align(Self::NAME, layout, p)
     }
 }

@@ -444,19 +444,26 @@ impl<T: Pod, A: Allocator, P: Platform> fmt::Debug for Vec<'_, T, A, P> {
 }
 
 /// An iterator over copies of a [`Vec`]'s elements ([`Vec::iter`]). It ends early if the
-/// memory is no longer mapped.
+/// memory is no longer mapped (freed behind the vector's back), so it does not promise
+/// how many elements it yields: its `size_hint` is `(0, Some(remaining))`, and it is not
+/// an `ExactSizeIterator`. [`Vec::len`] is the length; [`Vec::get`] tells a failed read
+/// from the end.
 ///
 /// ```
-/// use kmemlab_mm::alloc::{flags::GFP_KERNEL, KVec};
+/// use kmemlab_mm::alloc::{flags::GFP_KERNEL, VVec};
 /// use kmemlab_sim::{Machine, MachineConfig};
 ///
 /// let m = Machine::new(MachineConfig { ram: 64 << 20, cpus: 1, ..Default::default() }).unwrap();
 /// m.run(|mm| {
-///     let mut v = KVec::new(mm);
+///     let mut v = VVec::new(mm);
 ///     v.extend_from_slice(&[1u8, 2, 3], GFP_KERNEL).unwrap();
 ///     let mut it = v.iter();
 ///     assert_eq!(it.next(), Some(1));
-///     assert_eq!(it.len(), 2);
+///     assert_eq!(it.size_hint(), (0, Some(2)));
+///     // Freed behind the vector's back: the iterator stops short of len().
+///     mm.vfree(v.addr()).unwrap();
+///     assert_eq!(it.next(), None);
+///     assert_eq!((v.len(), v.iter().count()), (3, 0));
 /// });
 /// ```
 pub struct Iter<'v, 'a, T: Pod, A: Allocator, P: Platform> {
@@ -473,13 +480,12 @@ impl<T: Pod, A: Allocator, P: Platform> Iterator for Iter<'_, '_, T, A, P> {
         Some(value)
     }
 
+    /// At most the elements left; possibly none, if the memory is gone.
     fn size_hint(&self) -> (usize, Option<usize>) {
         let left = self.vec.len - self.next.min(self.vec.len);
-        (left, Some(left))
+        (0, Some(left))
     }
 }
-
-impl<T: Pod, A: Allocator, P: Platform> ExactSizeIterator for Iter<'_, '_, T, A, P> {}
 
 impl<'v, 'a, T: Pod, A: Allocator, P: Platform> IntoIterator for &'v Vec<'a, T, A, P> {
     type Item = T;

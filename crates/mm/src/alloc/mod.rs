@@ -155,6 +155,24 @@ impl From<Gfp> for Flags {
 }
 
 /// The flags Rust-for-Linux names (`kernel::alloc::flags`), with the kernel's values.
+/// They combine with `|`, `&` and `!` as GFP flags do.
+///
+/// ```
+/// use kmemlab_mm::alloc::flags::{self, GFP_KERNEL, GFP_NOWAIT, __GFP_NOWARN, __GFP_ZERO};
+/// use kmemlab_mm::alloc::KBox;
+/// use kmemlab_sim::{Machine, MachineConfig};
+///
+/// // GFP_KERNEL is GFP_NOWAIT's kswapd wake-up plus direct reclaim, I/O and FS.
+/// assert!(GFP_KERNEL.contains(GFP_NOWAIT));
+/// assert_eq!((GFP_KERNEL | __GFP_ZERO) & !__GFP_ZERO, GFP_KERNEL);
+/// assert_eq!(flags::GFP_KERNEL_ACCOUNT & GFP_KERNEL, GFP_KERNEL);
+///
+/// let m = Machine::new(MachineConfig { ram: 64 << 20, cpus: 1, ..Default::default() }).unwrap();
+/// m.run(|mm| {
+///     let b = KBox::new(mm, 7u32, GFP_NOWAIT | __GFP_NOWARN).unwrap();
+///     assert_eq!(b.get(), Ok(7));
+/// });
+/// ```
 pub mod flags {
     use super::Flags;
     use crate::gfp::Gfp;
@@ -202,12 +220,26 @@ pub mod flags {
     /// ```
     pub const __GFP_ZERO: Flags = Flags(Gfp::__GFP_ZERO);
 
-    /// Allow HighMem pages (i386 memory above 896 MiB). They have no permanent kernel
-    /// address, so kmalloc refuses the flag (the kernel's "Unexpected gfp ... Fix your
-    /// code!" and a fix-up); vmalloc maps its pages and uses HighMem anyway.
+    /// Allow HighMem pages (i386 memory above 896 MiB). vmalloc maps its pages, so
+    /// [`Vmalloc`](super::Vmalloc) uses HighMem with it. HighMem pages have no permanent
+    /// kernel address, so kmalloc cannot: it does not refuse the flag but reports and
+    /// strips it, as the kernel's `kmalloc_fix_flags()` does (`GFP_SLAB_BUG_MASK`: a
+    /// `WARNING`-counted "Unexpected gfp: ... Fix your code!" line whenever it gets pages
+    /// with it, for a new slab or a large kmalloc), and the memory comes from lowmem.
     ///
     /// ```
-    /// assert_eq!(kmemlab_mm::alloc::flags::__GFP_HIGHMEM.as_gfp().bits(), 0x2);
+    /// use kmemlab_mm::alloc::flags::{GFP_KERNEL, __GFP_HIGHMEM};
+    /// use kmemlab_mm::alloc::KBox;
+    /// use kmemlab_sim::{Machine, MachineConfig};
+    ///
+    /// assert_eq!(__GFP_HIGHMEM.as_gfp().bits(), 0x2);
+    /// let m = Machine::new(MachineConfig { ram: 64 << 20, cpus: 1, ..Default::default() }).unwrap();
+    /// m.run(|mm| {
+    ///     // 16 KiB: a large kmalloc, which takes pages for it at once.
+    ///     let b = KBox::new(mm, [1u8; 16384], GFP_KERNEL | __GFP_HIGHMEM).unwrap();
+    ///     assert!(!mm.is_vmalloc_addr(b.addr())); // direct-mapped memory all the same
+    /// });
+    /// assert!(m.take_console().iter().any(|l| l.contains("Fix your code!")));
     /// ```
     pub const __GFP_HIGHMEM: Flags = Flags(Gfp::__GFP_HIGHMEM);
 
@@ -241,13 +273,14 @@ pub enum AllocError {
     Vmalloc(VmallocError),
     /// kvmalloc / kvrealloc / kvfree failed or refused.
     KVmalloc(KvmallocError),
-    /// An alignment the allocator cannot give.
+    /// An alignment the allocator cannot give (for this size: a kmalloc class's objects
+    /// are aligned as its geometry allows, under slab_debug less than without).
     Alignment {
         /// The allocator.
         allocator: &'static str,
         /// The alignment asked for.
         align: usize,
-        /// The largest it gives.
+        /// The largest it gives (for this size).
         max: usize,
     },
     /// A size that does not fit a `Layout` (more than `isize::MAX` bytes) or a capacity
