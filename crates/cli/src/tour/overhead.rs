@@ -121,11 +121,12 @@ pub fn section(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
         "F",
         "overhead: vmalloc writes a PTE per page, pays one TLB shootdown per purge and a TLB miss per page touched; kmalloc writes no PTE and flushes nothing",
         format!(
-            "kmalloc(64K): {} PTE writes, {} shootdowns{}, {} TLB misses touching 16 pages; vmalloc(64K): {} PTE writes{}, vfree {} shootdowns, purge {} shootdown ({} IPIs), {} TLB misses",
+            "kmalloc(64K): {} PTE writes, {} shootdowns{}, {} TLB miss{} touching 16 pages; vmalloc(64K): {} PTE writes{}, vfree {} shootdowns, purge {} shootdown ({} IPIs), {} TLB misses",
             get("kmalloc(64K)").pte_writes,
             get("kmalloc(64K)").shootdowns,
             time("kmalloc(64K)"),
             touch.kmalloc_misses,
+            if touch.kmalloc_misses == 1 { "" } else { "es" },
             get("vmalloc(64K)").pte_writes,
             time("vmalloc(64K)"),
             get("vfree (lazy)").shootdowns,
