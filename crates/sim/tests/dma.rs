@@ -1301,7 +1301,8 @@ fn huge_swiotlb_slab_counts_boot_with_a_capped_pool_or_none() {
         let console = m.take_console();
         let aligned = slabs & !127;
         assert!(
-            console.iter().any(|l| l == &format!(
+            console.iter().any(|l| l
+                == &format!(
                 "software IO TLB: SWIOTLB bounce buffer size adjusted {aligned} -> {nslabs} slabs"
             )),
             "{console:?}"
