@@ -955,7 +955,9 @@ fn dma_debug_runs_out_of_entries_and_disables_itself() {
         let addrs: Vec<_> = (0..=total)
             .map(|_| mm.dma_map_single(nic.device(), buf, 64, Dir::ToDevice))
             .collect();
-        assert_eq!(mm.dma_stats().mappings_live, total);
+        // Disabled, dma-debug drains its entries: the mappings it no longer tracks are
+        // not left counted as live forever.
+        assert_eq!(mm.dma_stats().mappings_live, 0);
         for a in addrs {
             mm.dma_unmap_single(nic.device(), a, 64, Dir::ToDevice);
         }
@@ -966,6 +968,7 @@ fn dma_debug_runs_out_of_entries_and_disables_itself() {
         ["DMA-API: debugging out of memory - disabling"]
     );
     m.mm().dma_check().unwrap();
+    m.mm().dma_check_idle().unwrap();
 }
 
 // ----- everything comes back --------------------------------------------------------
@@ -1092,13 +1095,495 @@ fn two_cpus_bounce_at_once_and_an_irq_handler_maps_too() {
         let (cpu, dma) = mm
             .dma_alloc_coherent(isa.device(), 512, Gfp::GFP_ATOMIC)
             .unwrap();
+        // dma_free_attrs(): WARN_ON(irqs_disabled()); the free goes on.
         mm.dma_free_coherent(isa.device(), 512, cpu, dma).unwrap();
         mm.kfree(buf).unwrap();
     })
     .unwrap();
-    assert!(m.take_console().is_empty());
+    let console = m.take_console();
+    assert_eq!(console.len(), 1, "{console:?}");
+    assert!(console[0].starts_with("WARNING: CPU: 1 PID: "));
+    assert!(
+        console[0].ends_with(" at kernel/dma/mapping.c dma_free_attrs: WARN_ON(irqs_disabled())")
+    );
     let s = m.mm().dma_stats();
     assert_eq!(s.bounced_maps, 601);
     assert_eq!(s.debug_error_count, 0);
+    m.mm().dma_check_idle().unwrap();
+}
+
+// ----- the reviewer's findings ------------------------------------------------------
+
+/// A device with all 64 address lines: it can overwrite any byte of RAM.
+fn scribble(m: &Machine, addr: u64, len: usize, byte: u8) {
+    let evil = m.add_dma_device("evil", 64).unwrap();
+    evil.load_buffer(&vec![byte; len]);
+    evil.write_to_memory(m, addr, len).unwrap();
+}
+
+#[test]
+fn dma_debug_sync_and_free_reports_with_the_kernels_words() {
+    let m = dma_machine(Profile::X86_64, 64 * MIB, SwiotlbConfig::off());
+    let nic = m.add_dma_device("nic", 32).unwrap();
+    let dev = nic.device();
+    let buf = m.run(|mm| mm.kmalloc(256, Gfp::GFP_KERNEL)).unwrap();
+    let phys = phys_of(m.mm(), buf);
+    m.take_console();
+    let lines = |m: &Machine| -> Vec<String> {
+        m.take_console()
+            .into_iter()
+            .filter(|l| l.starts_with("DMA-API:"))
+            .collect()
+    };
+    // FreeInvalidAddress: unmapping DMA_MAPPING_ERROR.
+    m.run(|mm| mm.dma_unmap_single(dev, DMA_MAPPING_ERROR, 64, Dir::ToDevice));
+    assert_eq!(
+        lines(&m),
+        ["DMA-API: simdma nic: device driver tries to free an invalid DMA memory address"]
+    );
+    // SyncOutsideRange.
+    let a = m.run(|mm| {
+        let a = mm.dma_map_single(dev, buf, 256, Dir::ToDevice);
+        mm.dma_mapping_error(dev, a).unwrap();
+        // A size that wraps the bus: contained in the kernel's arithmetic, and so
+        // outside the allocated range.
+        mm.dma_sync_single_for_device(dev, a, usize::MAX, Dir::ToDevice);
+        a
+    });
+    assert_eq!(lines(&m), [format!("DMA-API: simdma nic: device driver syncs DMA memory outside allocated range [device address=0x{phys:016x}] [allocation size=256 bytes] [sync offset+size={}]", u64::MAX)]);
+    // SyncDifferentDirection alone: mapped to the device, synced for the device as
+    // from it.
+    m.run(|mm| mm.dma_sync_single_for_device(dev, a, 256, Dir::FromDevice));
+    assert_eq!(lines(&m), [format!("DMA-API: simdma nic: device driver syncs DMA memory with different direction [device address=0x{phys:016x}] [size=256 bytes] [mapped with DMA_TO_DEVICE] [synced with DMA_FROM_DEVICE]")]);
+    // SyncWrongWay for the CPU: a device read-only mapping synced for the CPU both ways.
+    m.run(|mm| mm.dma_sync_single_for_cpu(dev, a, 256, Dir::Bidirectional));
+    let l = lines(&m);
+    assert_eq!(l.len(), 2);
+    assert_eq!(l[1], format!("DMA-API: simdma nic: device driver syncs device read-only DMA memory for cpu [device address=0x{phys:016x}] [size=256 bytes] [mapped with DMA_TO_DEVICE] [synced with DMA_BIDIRECTIONAL]"));
+    m.run(|mm| mm.dma_unmap_single(dev, a, 256, Dir::ToDevice));
+    // SyncWrongWay to the device: a device write-only mapping.
+    m.run(|mm| {
+        let a = mm.dma_map_single(dev, buf, 256, Dir::FromDevice);
+        mm.dma_mapping_error(dev, a).unwrap();
+        mm.dma_sync_single_for_device(dev, a, 256, Dir::Bidirectional);
+        mm.dma_unmap_single(dev, a, 256, Dir::FromDevice);
+    });
+    let l = lines(&m);
+    assert_eq!(l.len(), 2);
+    assert_eq!(l[1], format!("DMA-API: simdma nic: device driver syncs device write-only DMA memory to device [device address=0x{phys:016x}] [size=256 bytes] [mapped with DMA_FROM_DEVICE] [synced with DMA_BIDIRECTIONAL]"));
+
+    // A two-entry list: DifferentSgCount on unmap, SyncDifferentSgCount on sync.
+    let (b1, b2) = m.run(|mm| {
+        (
+            mm.kmalloc(512, Gfp::GFP_KERNEL).unwrap(),
+            mm.kmalloc(1024, Gfp::GFP_KERNEL).unwrap(),
+        )
+    });
+    let mut t = m.run(|mm| {
+        let t = mm.sg_alloc_table(2, Gfp::GFP_KERNEL).unwrap();
+        mm.sg_set_buf(t.sg(0).unwrap(), b1, 512).unwrap();
+        mm.sg_set_buf(t.sg(1).unwrap(), b2, 1024).unwrap();
+        t
+    });
+    m.run(|mm| {
+        assert_eq!(mm.dma_map_sg(dev, &t, 2, Dir::ToDevice), 2);
+        mm.dma_sync_sg_for_cpu(dev, &t, 1, Dir::ToDevice);
+    });
+    assert_eq!(lines(&m), ["DMA-API: simdma nic: device driver syncs DMA sg list with different entry count [map count=2] [sync count=1]"]);
+    m.run(|mm| mm.dma_unmap_sg(dev, &t, 3, Dir::ToDevice));
+    assert_eq!(
+        lines(&m),
+        ["DMA-API: simdma nic: device driver frees DMA sg list with different entry count [map count=2] [unmap count=3]"; 2]
+    );
+
+    // DifferentCpuAddress, and a free the page allocator refuses (a tail page): the
+    // buffer stays allocated, tracked by dma-debug and counted, and can be freed right.
+    let (cpu, dma) = m
+        .run(|mm| mm.dma_alloc_coherent(dev, 2 * PAGE_SIZE, Gfp::GFP_KERNEL))
+        .unwrap();
+    let cpu_phys = phys_of(m.mm(), cpu);
+    let wrong = VirtAddr(cpu.0 + PAGE_SIZE as u64);
+    let r = m.run(|mm| mm.dma_free_coherent(dev, 2 * PAGE_SIZE, wrong, dma));
+    assert_eq!(r, Err(DmaError::Inval));
+    assert_eq!(lines(&m), [format!("DMA-API: simdma nic: device driver frees DMA memory with different CPU address [device address=0x{dma:016x}] [size=8192 bytes] [cpu alloc address=0x{cpu_phys:016x}] [cpu free address=0x{:016x}]", cpu_phys + PAGE_SIZE as u64)]);
+    let s = m.mm().dma_stats();
+    assert_eq!((s.coherent_live, s.mappings_live), (1, 1));
+    m.run(|mm| mm.dma_free_coherent(dev, 2 * PAGE_SIZE, cpu, dma))
+        .unwrap();
+    assert!(lines(&m).is_empty());
+
+    let s = m.mm().dma_stats();
+    assert_eq!(s.debug(DmaDebugError::FreeInvalidAddress), 1);
+    assert_eq!(s.debug(DmaDebugError::SyncOutsideRange), 1);
+    assert_eq!(s.debug(DmaDebugError::SyncDifferentDirection), 3);
+    assert_eq!(s.debug(DmaDebugError::SyncWrongWay), 2);
+    assert_eq!(s.debug(DmaDebugError::SyncDifferentSgCount), 1);
+    assert_eq!(s.debug(DmaDebugError::DifferentSgCount), 2);
+    assert_eq!(s.debug(DmaDebugError::DifferentCpuAddress), 1);
+    assert_eq!(s.coherent_live, 0);
+    m.run(|mm| {
+        mm.sg_free_table(&mut t);
+        for b in [buf, b1, b2] {
+            mm.kfree(b).unwrap();
+        }
+    });
+    m.mm().dma_check_idle().unwrap();
+}
+
+#[test]
+fn sync_of_a_range_two_mappings_contain_imperfectly_is_not_allocated() {
+    // __hash_bucket_find(containing_match) is best-fit: two matches and no perfect fit
+    // give NULL.
+    let m = dma_machine(Profile::X86_64, 64 * MIB, SwiotlbConfig::off());
+    let nic = m.add_dma_device("nic", 32).unwrap();
+    let dev = nic.device();
+    m.run(|mm| {
+        let buf = mm.kmalloc(256, Gfp::GFP_KERNEL).unwrap();
+        let a = mm.dma_map_single(dev, buf, 256, Dir::ToDevice);
+        let b = mm.dma_map_single(dev, buf, 128, Dir::ToDevice);
+        mm.dma_mapping_error(dev, a).unwrap();
+        mm.dma_mapping_error(dev, b).unwrap();
+        mm.dma_sync_single_for_device(dev, a, 64, Dir::ToDevice);
+        // A perfect fit is found whatever else matches.
+        mm.dma_sync_single_for_device(dev, a, 128, Dir::ToDevice);
+        mm.dma_unmap_single(dev, b, 128, Dir::ToDevice);
+        mm.dma_unmap_single(dev, a, 256, Dir::ToDevice);
+        mm.kfree(buf).unwrap();
+    });
+    let s = m.mm().dma_stats();
+    assert_eq!(s.debug(DmaDebugError::SyncNotAllocated), 1);
+    assert_eq!(s.debug_error_count, 1);
+    m.mm().dma_check_idle().unwrap();
+}
+
+#[test]
+fn dma_alloc_coherent_does_not_drop_to_a_lower_zone_when_alloc_pages_fails() {
+    // __dma_direct_alloc_pages() retries with GFP_DMA32 / GFP_DMA only when a page came
+    // back beyond the mask, not when alloc_pages failed: one attempt, one warning.
+    for (profile, bits) in [
+        (Profile::X86_64, 64),
+        (Profile::X86_64, 32),
+        (Profile::I386, 32),
+    ] {
+        let m = dma_machine(profile, 64 * MIB, SwiotlbConfig::off());
+        let dev = m.add_dma_device("nic", bits).unwrap();
+        m.take_console();
+        let r = m.run(|mm| mm.dma_alloc_coherent(dev.device(), 1 << 30, Gfp::GFP_KERNEL));
+        assert_eq!(r, Err(DmaError::NoMem));
+        let attempts = m
+            .take_console()
+            .iter()
+            .filter(|l| l.contains("__alloc_pages"))
+            .count();
+        assert_eq!(attempts, 1, "{profile} {bits}-bit");
+        // __GFP_COMP: WARN_ON_ONCE, refused.
+        for _ in 0..2 {
+            let r = m.run(|mm| {
+                mm.dma_alloc_coherent(dev.device(), 4096, Gfp::GFP_KERNEL | Gfp::__GFP_COMP)
+            });
+            assert_eq!(r, Err(DmaError::Inval));
+        }
+        let console = m.take_console();
+        assert_eq!(console.len(), 1, "{console:?}");
+        assert!(console[0]
+            .ends_with("at kernel/dma/mapping.c dma_alloc_attrs: WARN_ON_ONCE(flag & __GFP_COMP)"));
+        m.mm().dma_check_idle().unwrap();
+    }
+}
+
+#[test]
+fn huge_swiotlb_slab_counts_boot_with_a_capped_pool_or_none() {
+    for slabs in [1u64 << 60, u64::MAX] {
+        let m = dma_machine(Profile::X86_64, 64 * MIB, SwiotlbConfig::with_slabs(slabs));
+        let (start, nslabs) = m.mm().swiotlb_pool().expect("a capped pool");
+        assert!(nslabs * IO_TLB_SIZE <= 64 * MIB);
+        assert!(start.0 + nslabs * IO_TLB_SIZE <= 64 * MIB);
+        let console = m.take_console();
+        let aligned = slabs & !127;
+        assert!(
+            console.iter().any(|l| l
+                == &format!(
+                "software IO TLB: SWIOTLB bounce buffer size adjusted {aligned} -> {nslabs} slabs"
+            )),
+            "{console:?}"
+        );
+        m.mm().dma_check_idle().unwrap();
+        // And it works.
+        let isa = m.add_dma_device("isa", 30).unwrap();
+        m.run(|mm| {
+            let buf = mm.kmalloc(64, Gfp::GFP_KERNEL).unwrap();
+            let a = mm.dma_map_single(isa.device(), buf, 64, Dir::ToDevice);
+            mm.dma_mapping_error(isa.device(), a).unwrap();
+            mm.dma_unmap_single(isa.device(), a, 64, Dir::ToDevice);
+            mm.kfree(buf).unwrap();
+        });
+        m.mm().dma_check_idle().unwrap();
+    }
+    // Below 1 MiB nothing fits: halved down to IO_TLB_MIN_SLABS, then no pool, and boot
+    // goes on.
+    let m = dma_machine(
+        Profile::X86_64,
+        64 * MIB,
+        SwiotlbConfig::with_slabs(1 << 60).below(MIB),
+    );
+    assert_eq!(m.mm().swiotlb_pool(), None);
+    let console = m.take_console();
+    assert!(console.iter().any(|l| l
+        .starts_with("software IO TLB: swiotlb_memblock_alloc: Failed to allocate ")
+        && l.ends_with(" bytes tlb structure")));
+    assert!(!console.iter().any(|l| l.contains("Cannot allocate buffer")));
+}
+
+#[test]
+fn mapping_a_size_that_overflows_is_refused() {
+    let m = dma_machine(Profile::X86_64, 64 * MIB, SwiotlbConfig::off());
+    let dev = m.add_dma_device("nic", 64).unwrap();
+    let dev = dev.device();
+    m.run(|mm| mm.dma_set_mask(dev, dma_bit_mask(64))).unwrap();
+    let buf = m.run(|mm| mm.kmalloc(64, Gfp::GFP_KERNEL)).unwrap();
+    m.take_console();
+    for size in [usize::MAX, usize::MAX / 2, (1usize << 30)] {
+        let a = m.run(|mm| mm.dma_map_single(dev, buf, size, Dir::ToDevice));
+        assert_eq!(a, DMA_MAPPING_ERROR, "size {size}");
+        let console = m.take_console();
+        assert!(console[0].contains(&format!("+{size} overflow (mask ffffffffffffffff")));
+    }
+    m.run(|mm| {
+        // Scatterlists: offset + size overflowing is -EINVAL.
+        let pfn = Pfn(phys_of(mm, buf) >> 12);
+        assert_eq!(
+            mm.sg_alloc_table_from_pages(&[pfn], 100, usize::MAX - 50, Gfp::GFP_KERNEL)
+                .err(),
+            Some(DmaError::Inval)
+        );
+        // A pool alignment so large that ALIGN(size, align) overflows.
+        assert!(mm.dma_pool_create("huge", dev, 64, 1 << 63, 0).is_err());
+        mm.kfree(buf).unwrap();
+    });
+    assert_eq!(m.mm().dma_stats().mappings_live, 0);
+    m.mm().dma_check_idle().unwrap();
+}
+
+#[test]
+fn a_device_overwriting_dma_debugs_block_gets_errors_not_panics() {
+    let m = dma_machine(Profile::X86_64, 64 * MIB, SwiotlbConfig::off());
+    let nic = m.add_dma_device("nic", 32).unwrap();
+    let dev = nic.device();
+    let buf = m.run(|mm| mm.kmalloc(256, Gfp::GFP_KERNEL)).unwrap();
+    let a = m.run(|mm| mm.dma_map_single(dev, buf, 256, Dir::ToDevice));
+    let (block, len) = m.mm().dma_debug_block().expect("dma-debug is on");
+    scribble(&m, block.0, len as usize, 0xff);
+    m.take_console();
+    m.run(|mm| {
+        assert!(mm.dma_mapping_error(dev, a).is_ok());
+        let b = mm.dma_map_single(dev, buf, 128, Dir::FromDevice);
+        mm.dma_sync_single_for_cpu(dev, b, 128, Dir::FromDevice);
+        mm.dma_unmap_single(dev, b, 128, Dir::FromDevice);
+        mm.dma_unmap_single(dev, a, 256, Dir::ToDevice);
+        mm.kfree(buf).unwrap();
+    });
+    let console = m.take_console();
+    assert!(
+        console[0].starts_with("DMA-API: debugging: corrupted dma_debug_entry ")
+            && console[0].ends_with(" - disabling"),
+        "{console:?}"
+    );
+    assert!(matches!(
+        m.mm().dma_check(),
+        Err(kmemlab_mm::dma::DmaCheckError::DebugCorrupted { .. })
+    ));
+
+    // A cycle: a bucket's chain leads back to itself.
+    let m = dma_machine(Profile::X86_64, 64 * MIB, SwiotlbConfig::off());
+    let nic = m.add_dma_device("nic", 32).unwrap();
+    let dev = nic.device();
+    let buf = m.run(|mm| mm.kmalloc(256, Gfp::GFP_KERNEL)).unwrap();
+    let a = m.run(|mm| mm.dma_map_single(dev, buf, 256, Dir::ToDevice));
+    let (block, _) = m.mm().dma_debug_block().unwrap();
+    let bucket = (a >> 13) & 1023;
+    // The mapping is entry 0 (the first free one): its link now points at itself.
+    let evil = m.add_dma_device("evil", 64).unwrap();
+    evil.load_buffer(&1u64.to_le_bytes());
+    evil.write_to_memory(&m, block.0 + 8192, 8).unwrap();
+    assert_eq!(
+        m.mm().dma_check(),
+        Err(kmemlab_mm::dma::DmaCheckError::DebugCorrupted {
+            bucket,
+            index: 0,
+            link: 1
+        })
+    );
+    m.run(|mm| {
+        let b = mm.dma_map_single(dev, buf, 64, Dir::ToDevice);
+        assert_ne!(b, DMA_MAPPING_ERROR);
+        mm.dma_unmap_single(dev, b, 64, Dir::ToDevice);
+        mm.dma_unmap_single(dev, a, 256, Dir::ToDevice);
+        mm.kfree(buf).unwrap();
+    });
+    assert!(m
+        .take_console()
+        .iter()
+        .any(|l| l.starts_with("DMA-API: debugging: corrupted dma_debug_entry chain (a cycle)")));
+    assert!(m.mm().dma_check().is_err());
+}
+
+#[test]
+fn a_device_overwriting_the_swiotlb_slot_array_gets_errors_not_panics() {
+    let m = isa_machine(Profile::X86_64);
+    let isa = m.add_dma_device("isa", 24).unwrap();
+    let dev = isa.device();
+    let slots = m
+        .mm()
+        .memblock()
+        .reserved
+        .regions()
+        .iter()
+        .find(|r| r.name == "swiotlb slots")
+        .map(|r| (r.base, r.size))
+        .unwrap();
+    let buf = m.run(|mm| high_kmalloc(mm, 4096));
+    let a = m.run(|mm| {
+        let a = mm.dma_map_single(dev, buf, 4096, Dir::FromDevice);
+        mm.dma_mapping_error(dev, a).unwrap();
+        assert!(mm.is_swiotlb_buffer(PhysAddr(a)));
+        a
+    });
+    scribble(&m, slots.0, slots.1 as usize, 0xff);
+    m.take_console();
+    m.run(|mm| {
+        mm.dma_sync_single_for_cpu(dev, a, 4096, Dir::FromDevice);
+        mm.dma_unmap_single(dev, a, 4096, Dir::FromDevice);
+        // No slot can be trusted: nothing is handed out.
+        let b = mm.dma_map_single(dev, buf, 64, Dir::ToDevice);
+        assert_eq!(b, DMA_MAPPING_ERROR);
+        assert_eq!(mm.dma_mapping_error(dev, b), Err(DmaError::NoMem));
+        mm.kfree(buf).unwrap();
+    });
+    let console = m.take_console();
+    assert!(
+        console
+            .iter()
+            .any(|l| l.starts_with("software IO TLB: slot ") && l.contains("corrupted alloc_size")),
+        "{console:?}"
+    );
+    assert!(console.iter().any(|l| l.contains("swiotlb buffer is full")));
+    assert!(m.mm().dma_check().is_err());
+}
+
+#[test]
+fn bounce_overflow_reports_the_room_left_after_the_offset() {
+    let m = isa_machine(Profile::X86_64);
+    let isa = m.add_dma_device("isa", 24).unwrap();
+    let dev = isa.device();
+    m.run(|mm| {
+        let buf = high_kmalloc(mm, 128);
+        let a = mm.dma_map_single(dev, buf, 100, Dir::Bidirectional);
+        mm.dma_mapping_error(dev, a).unwrap();
+        mm.dma_sync_single_for_cpu(dev, a + 16, 100, Dir::Bidirectional);
+        mm.dma_unmap_single(dev, a, 100, Dir::Bidirectional);
+        mm.kfree(buf).unwrap();
+    });
+    let console = m.take_console();
+    assert!(
+        console.iter().any(|l| l
+            == "simdma isa: Buffer overflow detected. Allocation size: 84. Mapping size: 100."),
+        "{console:?}"
+    );
+}
+
+#[test]
+fn a_failed_dma_map_sg_unwinds_without_copying_bounces_back() {
+    // dma_direct_map_sg() unmaps what it mapped with DMA_ATTR_SKIP_CPU_SYNC.
+    let m = isa_machine(Profile::X86_64);
+    let isa = m.add_dma_device("isa", 24).unwrap();
+    let dev = isa.device();
+    m.run(|mm| {
+        let small = high_kmalloc(mm, 1024);
+        // Too big for any bounce run (a segment is 256 KiB).
+        let big = mm.alloc_pages(Gfp::GFP_KERNEL, 7).unwrap();
+        let big_pfn = mm.page_to_pfn(big);
+        assert!(big_pfn.phys().0 >= 16 * MIB);
+        let t = mm.sg_alloc_table(2, Gfp::GFP_KERNEL).unwrap();
+        mm.sg_set_buf(t.sg(0).unwrap(), small, 1024).unwrap();
+        mm.sg_set_page(t.sg(1).unwrap(), big, 512 << 10, 0).unwrap();
+        let before = mm.dma_stats().bounce_bytes;
+        assert_eq!(mm.dma_map_sg(dev, &t, 2, Dir::FromDevice), 0);
+        assert_eq!(
+            mm.dma_stats().bounce_bytes - before,
+            1024,
+            "copied in, not out"
+        );
+        let mut t = t;
+        mm.sg_free_table(&mut t);
+        mm.__free_pages(big, 7).unwrap();
+        mm.kfree(small).unwrap();
+    });
+    m.take_console();
+    m.mm().dma_check_idle().unwrap();
+}
+
+#[test]
+fn many_mappings_of_a_freed_buffer_are_counted_beyond_the_first_eight() {
+    let m = dma_machine(Profile::X86_64, 64 * MIB, SwiotlbConfig::off());
+    let nic = m.add_dma_device("nic", 32).unwrap();
+    let dev = nic.device();
+    m.run(|mm| {
+        let buf = mm.kmalloc(64, Gfp::GFP_KERNEL).unwrap();
+        let addrs: Vec<_> = (0..10)
+            .map(|_| mm.dma_map_single(dev, buf, 64, Dir::ToDevice))
+            .collect();
+        // A free far from every mapping costs no scan and reports nothing.
+        let other = mm.alloc_pages(Gfp::GFP_KERNEL, 0).unwrap();
+        mm.__free_pages(other, 0).unwrap();
+        mm.kfree(buf).unwrap();
+        for a in addrs {
+            mm.dma_mapping_error(dev, a).unwrap();
+            mm.dma_unmap_single(dev, a, 64, Dir::ToDevice);
+        }
+    });
+    let console = m.take_console();
+    let reports = console
+        .iter()
+        .filter(|l| l.contains("still DMA-mapped"))
+        .count();
+    assert_eq!(reports, 8);
+    assert!(console
+        .iter()
+        .any(|l| l == "DMA-API: 2 more mappings of the freed memory not reported"));
+    let s = m.mm().dma_stats();
+    assert_eq!(s.debug_reports_dropped, 2);
+    assert_eq!(s.debug(DmaDebugError::FreedWhileMapped), 8);
+    m.mm().dma_check_idle().unwrap();
+}
+
+#[test]
+fn two_cpus_unmapping_the_same_bounce_at_once_release_it_once() {
+    let m = isa_machine(Profile::X86_64);
+    let isa = m.add_dma_device("isa", 24).unwrap();
+    let buf = m.run(|mm| high_kmalloc(mm, 4096));
+    for _ in 0..50 {
+        let a = m.run(|mm| {
+            let a = mm.dma_map_single(isa.device(), buf, 4096, Dir::ToDevice);
+            mm.dma_mapping_error(isa.device(), a).unwrap();
+            a
+        });
+        let barrier = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            for cpu in 0..2usize {
+                let (m, isa, barrier) = (&m, &isa, &barrier);
+                s.spawn(move || {
+                    m.on_cpu(cpu, Context::Process, |mm| {
+                        barrier.wait();
+                        mm.dma_unmap_single(isa.device(), a, 4096, Dir::ToDevice);
+                    })
+                    .unwrap();
+                });
+            }
+        });
+        m.mm().dma_check().unwrap();
+        assert_eq!(m.mm().dma_stats().swiotlb_slots_used, 0);
+    }
+    m.run(|mm| mm.kfree(buf)).unwrap();
+    m.take_console();
     m.mm().dma_check_idle().unwrap();
 }

@@ -108,10 +108,12 @@ pub enum DmaDebugError {
     /// Memory given back to the allocator while still mapped (kmemlab's report, in
     /// dma-debug's style; see [`Mm::dma_debug_freeing`]).
     FreedWhileMapped,
+    /// "device driver syncs DMA sg list with different entry count".
+    SyncDifferentSgCount,
 }
 
 /// The number of [`DmaDebugError`] kinds.
-pub const NR_DEBUG_ERRORS: usize = 14;
+pub const NR_DEBUG_ERRORS: usize = 15;
 
 impl DmaDebugError {
     /// Its index in [`super::DmaStats::debug_errors`].
@@ -137,6 +139,17 @@ pub struct DmaDebug {
     nr_entries: AtomicU64,
     state: SpinLockIrq<DebugState>,
     live: AtomicU64,
+    /// Streaming (single and sg) entries live, and the lowest and highest physical byte
+    /// any of them covered since the count was last 0: [`Mm::dma_debug_freeing`] skips
+    /// the scan of the hash when the freed range lies outside.
+    streaming_live: AtomicU64,
+    range_lo: AtomicU64,
+    range_hi: AtomicU64,
+    /// Freed-while-mapped reports not printed (beyond the first few per free).
+    dropped: AtomicU64,
+    /// Set when a walk met a link or field that cannot be dma-debug's own: the block
+    /// was overwritten (by a device, say); dma-debug then disables itself.
+    corrupted: AtomicBool,
     errors: [AtomicU64; NR_DEBUG_ERRORS],
     error_count: AtomicU64,
 }
@@ -154,6 +167,11 @@ impl DmaDebug {
                 min_free: 0,
             }),
             live: AtomicU64::new(0),
+            streaming_live: AtomicU64::new(0),
+            range_lo: AtomicU64::new(u64::MAX),
+            range_hi: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            corrupted: AtomicBool::new(false),
             errors: [const { AtomicU64::new(0) }; NR_DEBUG_ERRORS],
             error_count: AtomicU64::new(0),
         }
@@ -179,7 +197,7 @@ struct Entry {
 
 /// One entry's fields, read out.
 #[derive(Copy, Clone)]
-struct Record {
+pub(crate) struct Record {
     dev_id: u64,
     dev_addr: u64,
     size: u64,
@@ -227,6 +245,24 @@ impl Site {
     }
 }
 
+/// A link or field of dma-debug's block that cannot be its own (the block was
+/// overwritten): what, where, and the value found.
+#[derive(Copy, Clone, Debug)]
+struct Corrupt {
+    what: &'static str,
+    at: u64,
+    value: u64,
+}
+
+/// The predicates `__hash_bucket_find()` takes.
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum Match {
+    /// `exact_match()`: same device, same bus address.
+    Exact,
+    /// `containing_match()`: same device, the entry's range contains the reference's.
+    Containing,
+}
+
 fn hash_fn(dev_addr: u64) -> u64 {
     (dev_addr >> HASH_FN_SHIFT) & (HASH_SIZE - 1)
 }
@@ -267,40 +303,110 @@ impl<P: Platform> Mm<P> {
             let _ = self.__free_pages(page, DEBUG_BLOCK_ORDER);
             return true;
         }
-        // SAFETY: the block was just allocated to dma-debug and is RAM.
-        unsafe {
-            core::ptr::write_bytes(self.dma_phys_ptr(base), 0, PAGE_SIZE << DEBUG_BLOCK_ORDER)
-        };
+        if !self.dma_zero_phys(base, PAGE_SIZE << DEBUG_BLOCK_ORDER) {
+            drop(state);
+            let _ = self.__free_pages(page, DEBUG_BLOCK_ORDER);
+            d.disabled.store(true, Relaxed);
+            return false;
+        }
         d.base_phys.store(base, Release);
         let n = PREALLOC_DMA_DEBUG_ENTRIES;
-        for i in 0..n {
-            let next = if i + 1 < n { i + 2 } else { 0 };
-            self.debug_entry(i).next.store(next, Relaxed);
-        }
-        state.free_head = 1;
-        state.nr_free = n;
-        state.min_free = n;
         d.nr_entries.store(n, Release);
+        self.debug_reset(&mut state);
+        state.min_free = n;
         true
     }
 
-    fn debug_bucket(&self, bucket: u64) -> &AtomicU64 {
-        let phys = self.dma.debug.base_phys.load(Relaxed) + bucket * 8;
-        // SAFETY: the heads fill the block's first two pages, inside RAM reserved for
-        // dma-debug; atomics make shared references sound.
-        unsafe { &*(self.dma_phys_ptr(phys) as *const AtomicU64) }
+    /// Every entry back on the free list, every bucket empty (the lock held): boot, and
+    /// when dma-debug disables itself, so that the mappings it stops tracking do not stay
+    /// counted as live forever.
+    fn debug_reset(&self, state: &mut DebugState) {
+        let d = &self.dma.debug;
+        let n = d.nr_entries.load(Acquire);
+        for b in 0..HASH_SIZE {
+            if let Some(head) = self.debug_bucket(b) {
+                head.store(0, Relaxed);
+            }
+        }
+        for i in 0..n {
+            if let Some(e) = self.debug_entry(i) {
+                let next = if i + 1 < n { i + 2 } else { 0 };
+                e.next.store(next, Relaxed);
+            }
+        }
+        state.free_head = if n > 0 { 1 } else { 0 };
+        state.nr_free = n;
+        d.live.store(0, Relaxed);
+        d.streaming_live.store(0, Relaxed);
+        d.range_lo.store(u64::MAX, Relaxed);
+        d.range_hi.store(0, Relaxed);
     }
 
-    fn debug_entry(&self, i: u64) -> &Entry {
-        let phys = self.dma.debug.base_phys.load(Relaxed) + HEADS_BYTES + i * ENTRY_SIZE;
-        // SAFETY: `i < nr_entries`, inside the block; all fields are atomics.
-        unsafe { &*(self.dma_phys_ptr(phys) as *const Entry) }
+    /// `global_disable = true` with the kernel's message: dma-debug stops tracking, and
+    /// (unless the block was corrupted, which is kept for [`Mm::dma_check`] to report)
+    /// its entries are drained so that `mappings_live` comes back to 0.
+    fn dma_debug_disable(&self, msg: fmt::Arguments<'_>) {
+        let d = &self.dma.debug;
+        if d.disabled.swap(true, Relaxed) {
+            return;
+        }
+        {
+            let mut state = d.state.lock_irqsave(&self.platform);
+            if d.corrupted.load(Relaxed) {
+                d.live.store(0, Relaxed);
+                d.streaming_live.store(0, Relaxed);
+            } else {
+                self.debug_reset(&mut state);
+            }
+        }
+        self.printk(msg);
     }
 
-    fn read_entry(&self, i: u64) -> Record {
-        let e = self.debug_entry(i);
+    /// A walk met something that is not dma-debug's own: report it in dma-debug's style
+    /// (kmemlab's message) and disable dma-debug; the operation is refused.
+    fn dma_debug_corrupted(&self, c: Corrupt) {
+        let d = &self.dma.debug;
+        d.corrupted.store(true, Relaxed);
+        self.dma.counters.warnings.fetch_add(1, Relaxed);
+        self.dma_debug_disable(format_args!(
+            "DMA-API: debugging: corrupted dma_debug_entry {} [index={}] [value={:#x}] - disabling",
+            c.what, c.at, c.value
+        ));
+    }
+
+    /// The head of hash bucket `bucket`, or `None` when there is no block or no such
+    /// bucket.
+    fn debug_bucket(&self, bucket: u64) -> Option<&AtomicU64> {
+        let base = self.dma.debug.base_phys.load(Acquire);
+        if base == 0 || bucket >= HASH_SIZE {
+            return None;
+        }
+        let ptr = self.dma_phys_ptr(base + bucket * 8, 8)?;
+        // SAFETY: the heads fill the block's first pages, in RAM (checked by
+        // `dma_phys_ptr`) that was allocated to dma-debug, 8-byte aligned; atomics make
+        // shared references sound against the DMA layer's own accesses (a device may
+        // still overwrite them: every value read is validated).
+        Some(unsafe { &*(ptr as *const AtomicU64) })
+    }
+
+    /// Entry `i`, or `None` unless `i < nr_entries`. Indices come from links read back
+    /// out of simulated RAM, so each one is checked before a pointer is built.
+    fn debug_entry(&self, i: u64) -> Option<&Entry> {
+        let d = &self.dma.debug;
+        let base = d.base_phys.load(Acquire);
+        if base == 0 || i >= d.nr_entries.load(Acquire) {
+            return None;
+        }
+        let ptr = self.dma_phys_ptr(base + HEADS_BYTES + i * ENTRY_SIZE, ENTRY_SIZE)?;
+        // SAFETY: `i < nr_entries`, so the 128 bytes lie inside the block (and are RAM,
+        // checked by `dma_phys_ptr`), 8-byte aligned; all fields are atomics.
+        Some(unsafe { &*(ptr as *const Entry) })
+    }
+
+    fn read_entry(&self, i: u64) -> Option<Record> {
+        let e = self.debug_entry(i)?;
         let meta = e.meta.load(Relaxed);
-        Record {
+        Some(Record {
             dev_id: e.dev_id.load(Relaxed),
             dev_addr: e.dev_addr.load(Relaxed),
             size: e.size.load(Relaxed),
@@ -310,14 +416,15 @@ impl<P: Platform> Mm<P> {
             map_err: (meta >> 16) & 0xff,
             sg_call_ents: e.sg_call_ents.load(Relaxed),
             sg_mapped_ents: e.sg_mapped_ents.load(Relaxed),
-        }
+        })
     }
 
     fn entry_names(&self, i: u64) -> (Name, Name) {
-        let e = self.debug_entry(i);
         let mut raw = [0u8; 64];
-        for (w, chunk) in e.names.iter().zip(raw.chunks_mut(8)) {
-            chunk.copy_from_slice(&w.load(Relaxed).to_le_bytes());
+        if let Some(e) = self.debug_entry(i) {
+            for (w, chunk) in e.names.iter().zip(raw.chunks_mut(8)) {
+                chunk.copy_from_slice(&w.load(Relaxed).to_le_bytes());
+            }
         }
         let name = |b: &[u8]| {
             let mut n = Name {
@@ -334,21 +441,96 @@ impl<P: Platform> Mm<P> {
         !self.dma_debug_init()
     }
 
+    /// Walk a chain of links starting with `first` (a bucket head or the free list):
+    /// `f(index)` per entry until it returns `false`. Every link is checked against
+    /// `nr_entries` and the walk is capped at `nr_entries` steps, so that a chain a
+    /// device overwrote (a link past the block, a cycle) is reported, not followed.
+    fn walk_chain(
+        &self,
+        what: &'static str,
+        first: u64,
+        mut f: impl FnMut(u64) -> bool,
+    ) -> Result<(), Corrupt> {
+        let n = self.dma.debug.nr_entries.load(Acquire);
+        let (mut next, mut at, mut steps) = (first, u64::MAX, 0u64);
+        while next != 0 {
+            if next > n {
+                return Err(Corrupt {
+                    what,
+                    at,
+                    value: next,
+                });
+            }
+            steps += 1;
+            if steps > n {
+                return Err(Corrupt {
+                    what: "chain (a cycle)",
+                    at,
+                    value: next,
+                });
+            }
+            let i = next - 1;
+            if !f(i) {
+                return Ok(());
+            }
+            at = i;
+            next = self.debug_entry(i).map_or(0, |e| e.next.load(Relaxed));
+        }
+        Ok(())
+    }
+
+    /// The entries of a bucket, in order.
+    fn for_each_in_bucket(&self, bucket: u64, f: impl FnMut(u64) -> bool) -> Result<(), Corrupt> {
+        let head = self.debug_bucket(bucket).map_or(0, |h| h.load(Relaxed));
+        self.walk_chain("hash link", head, f)
+    }
+
     /// `add_dma_entry()`: take a free entry and hash it.
     fn add_dma_entry(&self, dev: &Device, r: Record) {
-        let mut state = self.dma.debug.state.lock_irqsave(&self.platform);
-        if self.dma.debug.disabled.load(Relaxed) {
+        let d = &self.dma.debug;
+        let mut state = d.state.lock_irqsave(&self.platform);
+        if d.disabled.load(Relaxed) {
             return;
         }
         if state.nr_free == 0 {
-            self.dma.debug.disabled.store(true, Relaxed);
             drop(state);
-            self.printk(format_args!("DMA-API: debugging out of memory - disabling"));
+            self.dma_debug_disable(format_args!("DMA-API: debugging out of memory - disabling"));
             return;
         }
-        let i = state.free_head - 1;
-        let e = self.debug_entry(i);
-        state.free_head = e.next.load(Relaxed);
+        // hash_bucket_add(): at the tail, so the oldest mapping is found first. Find the
+        // tail first, so that a corrupted chain costs no entry.
+        let bucket = hash_fn(r.dev_addr);
+        let mut tail = None;
+        if let Err(c) = self.for_each_in_bucket(bucket, |i| {
+            tail = Some(i);
+            true
+        }) {
+            drop(state);
+            self.dma_debug_corrupted(c);
+            return;
+        }
+        let i = state.free_head.wrapping_sub(1);
+        let Some(e) = self.debug_entry(i) else {
+            let c = Corrupt {
+                what: "free list head",
+                at: u64::MAX,
+                value: state.free_head,
+            };
+            drop(state);
+            self.dma_debug_corrupted(c);
+            return;
+        };
+        let next_free = e.next.load(Relaxed);
+        if next_free > d.nr_entries.load(Acquire) {
+            drop(state);
+            self.dma_debug_corrupted(Corrupt {
+                what: "free link",
+                at: i,
+                value: next_free,
+            });
+            return;
+        }
+        state.free_head = next_free;
         state.nr_free -= 1;
         state.min_free = state.min_free.min(state.nr_free);
         e.dev_id.store(r.dev_id, Relaxed);
@@ -371,63 +553,104 @@ impl<P: Platform> Mm<P> {
             b.copy_from_slice(chunk);
             w.store(u64::from_le_bytes(b), Relaxed);
         }
-        // hash_bucket_add(): at the tail, so the oldest mapping is found first.
-        let head = self.debug_bucket(hash_fn(r.dev_addr));
         e.next.store(0, Relaxed);
-        let mut link = head;
-        loop {
-            let next = link.load(Relaxed);
-            if next == 0 {
-                break;
-            }
-            link = &self.debug_entry(next - 1).next;
+        let link = match tail {
+            Some(t) => self.debug_entry(t).map(|t| &t.next),
+            None => self.debug_bucket(bucket),
+        };
+        if let Some(link) = link {
+            link.store(i + 1, Relaxed);
         }
-        link.store(i + 1, Relaxed);
-        self.dma.debug.live.fetch_add(1, Relaxed);
-    }
-
-    /// The entries of a bucket, in order.
-    fn for_each_in_bucket(&self, bucket: u64, mut f: impl FnMut(u64) -> bool) {
-        let mut next = self.debug_bucket(bucket).load(Relaxed);
-        while next != 0 {
-            let i = next - 1;
-            if !f(i) {
-                return;
-            }
-            next = self.debug_entry(i).next.load(Relaxed);
+        d.live.fetch_add(1, Relaxed);
+        if r.kind != DebugType::Coherent {
+            d.streaming_live.fetch_add(1, Relaxed);
+            d.range_lo.fetch_min(r.phys, Relaxed);
+            d.range_hi
+                .fetch_max(r.phys.saturating_add(r.size.max(1)), Relaxed);
         }
     }
 
     /// `hash_bucket_del()` + `dma_entry_free()` (the lock held).
-    fn remove_entry(&self, state: &mut DebugState, i: u64) {
-        let target = i + 1;
-        let r = self.read_entry(i);
-        let mut link = self.debug_bucket(hash_fn(r.dev_addr));
-        loop {
-            let next = link.load(Relaxed);
-            if next == 0 {
-                return;
+    fn remove_entry(&self, state: &mut DebugState, i: u64) -> Result<(), Corrupt> {
+        let d = &self.dma.debug;
+        let Some(r) = self.read_entry(i) else {
+            return Ok(());
+        };
+        let bucket = hash_fn(r.dev_addr);
+        let mut prev = None;
+        let mut found = false;
+        self.for_each_in_bucket(bucket, |j| {
+            if j == i {
+                found = true;
+                return false;
             }
-            if next == target {
-                link.store(self.debug_entry(i).next.load(Relaxed), Relaxed);
-                break;
-            }
-            link = &self.debug_entry(next - 1).next;
+            prev = Some(j);
+            true
+        })?;
+        if !found {
+            return Ok(());
         }
-        self.debug_entry(i).next.store(state.free_head, Relaxed);
-        state.free_head = target;
+        let Some(e) = self.debug_entry(i) else {
+            return Ok(());
+        };
+        let after = e.next.load(Relaxed);
+        let link = match prev {
+            Some(p) => self.debug_entry(p).map(|p| &p.next),
+            None => self.debug_bucket(bucket),
+        };
+        if let Some(link) = link {
+            link.store(after, Relaxed);
+        }
+        e.next.store(state.free_head, Relaxed);
+        state.free_head = i + 1;
         state.nr_free += 1;
-        self.dma.debug.live.fetch_sub(1, Relaxed);
+        let _ = d
+            .live
+            .fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(1)));
+        if r.kind != DebugType::Coherent {
+            let left = d
+                .streaming_live
+                .fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(1)))
+                .map_or(0, |v| v.saturating_sub(1));
+            if left == 0 {
+                d.range_lo.store(u64::MAX, Relaxed);
+                d.range_hi.store(0, Relaxed);
+            }
+        }
+        Ok(())
     }
 
-    /// `bucket_find_exact()`: the entry of this device at this bus address that fits the
-    /// reference best (size, type, direction, sg count); with several matches and no
-    /// perfect fit, none.
-    fn bucket_find_exact(&self, r: &Record) -> Option<u64> {
+    /// `__hash_bucket_find()`: the entry that `matcher` accepts and that fits the
+    /// reference best (size, type, direction, sg count each count one level; a perfect
+    /// fit is returned at once); with several matches and no perfect fit, none. As the
+    /// kernel's comment says, drivers map the same address several times, and best fit
+    /// avoids false positives.
+    fn hash_bucket_find(
+        &self,
+        bucket: u64,
+        r: &Record,
+        matcher: Match,
+    ) -> Result<Option<u64>, Corrupt> {
         let (mut best, mut best_lvl, mut matches) = (None, -1i32, 0);
-        self.for_each_in_bucket(hash_fn(r.dev_addr), |i| {
-            let e = self.read_entry(i);
-            if e.dev_addr != r.dev_addr || e.dev_id != r.dev_id {
+        let mut perfect = None;
+        self.for_each_in_bucket(bucket, |i| {
+            let Some(e) = self.read_entry(i) else {
+                return true;
+            };
+            let accepted = e.dev_id == r.dev_id
+                && match matcher {
+                    Match::Exact => e.dev_addr == r.dev_addr,
+                    // containing_match(): b->dev_addr <= a->dev_addr &&
+                    // b->dev_addr + b->size >= a->dev_addr + a->size, in the kernel's
+                    // wrapping u64 arithmetic (explicitly wrapping here, never a
+                    // panic): a sync whose size wraps past the top is "contained" and
+                    // then reported as outside the allocated range, as the kernel does.
+                    Match::Containing => {
+                        e.dev_addr <= r.dev_addr
+                            && e.dev_addr.wrapping_add(e.size) >= r.dev_addr.wrapping_add(r.size)
+                    }
+                };
+            if !accepted {
                 return true;
             }
             matches += 1;
@@ -436,8 +659,7 @@ impl<P: Platform> Mm<P> {
                 + (e.dir == r.dir) as i32
                 + (e.sg_call_ents == r.sg_call_ents) as i32;
             if lvl == 4 {
-                best = Some(i);
-                matches = 1;
+                perfect = Some(i);
                 return false;
             }
             if lvl > best_lvl {
@@ -445,37 +667,31 @@ impl<P: Platform> Mm<P> {
                 best = Some(i);
             }
             true
-        });
-        if matches == 1 {
-            best
-        } else {
-            None
+        })?;
+        if perfect.is_some() {
+            return Ok(perfect);
         }
+        Ok(if matches == 1 { best } else { None })
     }
 
-    /// `bucket_find_contain()`: an entry of this device that contains the reference range,
-    /// searching back through the buckets below.
-    fn bucket_find_contain(&self, r: &Record) -> Option<u64> {
+    /// `bucket_find_exact()`.
+    fn bucket_find_exact(&self, r: &Record) -> Result<Option<u64>, Corrupt> {
+        self.hash_bucket_find(hash_fn(r.dev_addr), r, Match::Exact)
+    }
+
+    /// `bucket_find_contain()`: `__hash_bucket_find(containing_match)` in the reference's
+    /// bucket, then back through the buckets below (`limit = min(HASH_SIZE,
+    /// (dev_addr >> HASH_FN_SHIFT) + 1)`).
+    fn bucket_find_contain(&self, r: &Record) -> Result<Option<u64>, Corrupt> {
         let mut addr = r.dev_addr;
         let limit = HASH_SIZE.min((r.dev_addr >> HASH_FN_SHIFT) + 1);
         for _ in 0..limit {
-            let mut found = None;
-            self.for_each_in_bucket(hash_fn(addr), |i| {
-                let e = self.read_entry(i);
-                let contains = e.dev_id == r.dev_id
-                    && e.dev_addr <= r.dev_addr
-                    && e.dev_addr + e.size >= r.dev_addr + r.size;
-                if contains {
-                    found = Some(i);
-                }
-                !contains
-            });
-            if found.is_some() {
-                return found;
+            if let Some(i) = self.hash_bucket_find(hash_fn(addr), r, Match::Containing)? {
+                return Ok(Some(i));
             }
             addr = addr.wrapping_sub(1 << HASH_FN_SHIFT);
         }
-        None
+        Ok(None)
     }
 
     /// `err_printk()`: count, then "DMA-API: <driver> <device>: <message>" and WARNING.
@@ -498,11 +714,21 @@ impl<P: Platform> Mm<P> {
         ));
     }
 
-    /// `check_unmap()`: find the mapping and compare; the entry is removed.
-    fn check_unmap(&self, dev: &Device, r: Record) {
+    /// `check_unmap()`: find the mapping and compare; the entry is removed (and
+    /// returned).
+    fn check_unmap(&self, dev: &Device, r: Record) -> Option<Record> {
         let names = (dev.driver(), dev.name());
         let mut state = self.dma.debug.state.lock_irqsave(&self.platform);
-        let Some(i) = self.bucket_find_exact(&r) else {
+        let found = self.bucket_find_exact(&r);
+        let found = match found {
+            Ok(f) => f,
+            Err(c) => {
+                drop(state);
+                self.dma_debug_corrupted(c);
+                return None;
+            }
+        };
+        let Some((i, e)) = found.and_then(|i| Some((i, self.read_entry(i)?))) else {
             drop(state);
             if r.dev_addr == DMA_MAPPING_ERROR {
                 self.err_printk(
@@ -522,11 +748,14 @@ impl<P: Platform> Mm<P> {
                     ),
                 );
             }
-            return;
+            return None;
         };
-        let e = self.read_entry(i);
-        self.remove_entry(&mut state, i);
+        let removed = self.remove_entry(&mut state, i);
         drop(state);
+        if let Err(c) = removed {
+            self.dma_debug_corrupted(c);
+            return None;
+        }
         if r.size != e.size {
             self.err_printk(names, DmaDebugError::DifferentSize, Site::CheckUnmap, format_args!(
                 "device driver frees DMA memory with different size [device address=0x{:016x}] [map size={} bytes] [unmap size={} bytes]",
@@ -562,13 +791,22 @@ impl<P: Platform> Mm<P> {
                 r.dev_addr, r.size, e.kind.name()
             ));
         }
+        Some(e)
     }
 
     /// `check_sync()`.
     fn check_sync(&self, dev: &Device, r: Record, to_cpu: bool) {
         let names = (dev.driver(), dev.name());
         let state = self.dma.debug.state.lock_irqsave(&self.platform);
-        let found = self.bucket_find_contain(&r).map(|i| self.read_entry(i));
+        let found = self.bucket_find_contain(&r);
+        let found = match found {
+            Ok(f) => f.and_then(|i| self.read_entry(i)),
+            Err(c) => {
+                drop(state);
+                self.dma_debug_corrupted(c);
+                return;
+            }
+        };
         drop(state);
         let Some(e) = found else {
             self.err_printk(names, DmaDebugError::SyncNotAllocated, Site::CheckSync, format_args!(
@@ -602,6 +840,16 @@ impl<P: Platform> Mm<P> {
             self.err_printk(names, DmaDebugError::SyncWrongWay, Site::CheckSync, format_args!(
                 "device driver syncs device write-only DMA memory to device [device address=0x{:016x}] [size={} bytes] [mapped with {}] [synced with {}]",
                 r.dev_addr, e.size, e.dir.name(), r.dir.name()
+            ));
+        }
+        // kernel/dma/debug.c check_sync(): if (ref->sg_call_ents && ref->type ==
+        // dma_debug_sg && ref->sg_call_ents != entry->sg_call_ents) err_printk(...
+        // "device driver syncs DMA sg list with different entry count [map count=%d]
+        // [sync count=%d]\n", entry->sg_call_ents, ref->sg_call_ents);
+        if r.sg_call_ents != 0 && r.kind == DebugType::Sg && r.sg_call_ents != e.sg_call_ents {
+            self.err_printk(names, DmaDebugError::SyncDifferentSgCount, Site::CheckSync, format_args!(
+                "device driver syncs DMA sg list with different entry count [map count={}] [sync count={}]",
+                e.sg_call_ents, r.sg_call_ents
             ));
         }
     }
@@ -651,9 +899,11 @@ impl<P: Platform> Mm<P> {
         if self.dma_debug_disabled() {
             return;
         }
-        let _state = self.dma.debug.state.lock_irqsave(&self.platform);
-        self.for_each_in_bucket(hash_fn(addr), |i| {
-            let e = self.debug_entry(i);
+        let state = self.dma.debug.state.lock_irqsave(&self.platform);
+        let walked = self.for_each_in_bucket(hash_fn(addr), |i| {
+            let Some(e) = self.debug_entry(i) else {
+                return true;
+            };
             if e.dev_addr.load(Relaxed) != addr || e.dev_id.load(Relaxed) != dev.id() as u64 {
                 return true;
             }
@@ -665,6 +915,10 @@ impl<P: Platform> Mm<P> {
             }
             true
         });
+        drop(state);
+        if let Err(c) = walked {
+            self.dma_debug_corrupted(c);
+        }
     }
 
     /// `debug_dma_unmap_page()`.
@@ -680,7 +934,7 @@ impl<P: Platform> Mm<P> {
         }
         let mut r = Record::new(dev, DebugType::Single, addr, size);
         r.dir = dir;
-        self.check_unmap(dev, r);
+        let _ = self.check_unmap(dev, r);
     }
 
     /// `debug_dma_sync_single_for_cpu()` / `_for_device()`.
@@ -734,26 +988,72 @@ impl<P: Platform> Mm<P> {
         let mut r = Record::new(dev, DebugType::Sg, seg.0, seg.1);
         r.dir = dir;
         r.sg_call_ents = nents as u64;
-        self.check_unmap(dev, r);
+        let _ = self.check_unmap(dev, r);
     }
 
     /// `get_nr_mapped_entries()`: how many segments `dma_map_sg` mapped for the list whose
-    /// first segment is at `addr`.
+    /// first segment is at `addr`. The reference carries the caller's direction, as the
+    /// kernel's `ref` does (it is built with `.direction = dir` by `debug_dma_unmap_sg`
+    /// and the sync hooks), so that `bucket_find_exact` weighs it.
     pub(crate) fn debug_nr_mapped_entries(
         &self,
         dev: &Device,
         addr: DmaAddr,
         size: usize,
         nents: u32,
+        dir: DmaDataDirection,
     ) -> Option<u32> {
         if self.dma_debug_disabled() {
             return None;
         }
         let mut r = Record::new(dev, DebugType::Sg, addr, size);
+        r.dir = dir;
         r.sg_call_ents = nents as u64;
-        let _state = self.dma.debug.state.lock_irqsave(&self.platform);
-        self.bucket_find_exact(&r)
-            .map(|i| self.read_entry(i).sg_mapped_ents as u32)
+        let state = self.dma.debug.state.lock_irqsave(&self.platform);
+        let found = self.bucket_find_exact(&r);
+        let mapped = match found {
+            Ok(f) => f
+                .and_then(|i| self.read_entry(i))
+                .map(|e| e.sg_mapped_ents as u32),
+            Err(c) => {
+                drop(state);
+                self.dma_debug_corrupted(c);
+                return None;
+            }
+        };
+        drop(state);
+        Some(mapped.unwrap_or(0))
+    }
+
+    /// `debug_dma_sync_sg_for_cpu()` / `_for_device()`: each of the first `nelems`
+    /// segments `(sg_dma_address, sg_dma_len)` checked as `check_sync` checks it, up to
+    /// the count the list was mapped with (`get_nr_mapped_entries` of the first).
+    pub(crate) fn debug_dma_sync_sg(
+        &self,
+        dev: &Device,
+        segments: impl Iterator<Item = (DmaAddr, usize)>,
+        nelems: u32,
+        dir: DmaDataDirection,
+        to_cpu: bool,
+    ) {
+        if self.dma_debug_disabled() {
+            return;
+        }
+        let mut mapped = 0;
+        for (i, (addr, len)) in segments.enumerate() {
+            if i == 0 {
+                mapped = self
+                    .debug_nr_mapped_entries(dev, addr, len, nelems, dir)
+                    .unwrap_or(0);
+            }
+            if i as u32 >= mapped {
+                break;
+            }
+            let mut r = Record::new(dev, DebugType::Sg, addr, len);
+            r.dir = dir;
+            r.sg_call_ents = nelems as u64;
+            self.check_sync(dev, r, to_cpu);
+        }
     }
 
     /// `debug_dma_alloc_coherent()`.
@@ -779,27 +1079,40 @@ impl<P: Platform> Mm<P> {
         size: usize,
         phys: PhysAddr,
         dma: DmaAddr,
-    ) {
+    ) -> Option<Record> {
         if self.dma_debug_disabled() {
-            return;
+            return None;
         }
         let mut r = Record::new(dev, DebugType::Coherent, dma, size);
         r.phys = phys.0;
-        self.check_unmap(dev, r);
+        self.check_unmap(dev, r)
+    }
+
+    /// Put back an entry [`Mm::debug_dma_free_coherent`] removed, when the free did
+    /// not happen after all.
+    pub(crate) fn debug_restore_entry(&self, dev: &Device, r: Record) {
+        if self.dma_debug_disabled() {
+            return;
+        }
+        self.add_dma_entry(dev, r);
     }
 
     /// Memory is going back to an allocator (`kfree`, `__free_pages`, and through them
-    /// `vfree`): report every streaming mapping that still covers part of it. Costs one
-    /// load unless mappings exist.
+    /// `vfree`): report every streaming mapping that still covers part of it. Costs a
+    /// few loads unless a streaming mapping is live and the freed range meets the span
+    /// `[range_lo, range_hi)` of the live ones (a conservative span: it only shrinks back
+    /// when no streaming mapping is left), so that the hash is not scanned with IRQs off
+    /// on every free.
     ///
     /// The kernel has no such check any more (`debug_dma_assert_idle()`, which flagged
     /// a CPU touching a page with an active DMA mapping, went away in 5.9), so the report
     /// is kmemlab's, written in dma-debug's style: "device driver frees memory that is
     /// still DMA-mapped [device address=...] [size=... bytes] [mapped as ...] [mapped
-    /// with ...]".
+    /// with ...]". The first 8 per free are printed; the rest are counted
+    /// ([`super::DmaStats::debug_reports_dropped`]) and summed up in one line.
     #[inline]
     pub fn dma_debug_freeing(&self, phys: PhysAddr, len: u64) {
-        if self.dma.debug.live.load(Relaxed) == 0 {
+        if self.dma.debug.streaming_live.load(Relaxed) == 0 {
             return;
         }
         self.debug_check_freed(phys.0, len);
@@ -808,7 +1121,7 @@ impl<P: Platform> Mm<P> {
     /// [`Mm::dma_debug_freeing`] for a direct-map address (a slab object being freed).
     #[inline]
     pub fn dma_debug_freeing_virt(&self, addr: VirtAddr, len: u64) {
-        if self.dma.debug.live.load(Relaxed) == 0 {
+        if self.dma.debug.streaming_live.load(Relaxed) == 0 {
             return;
         }
         if let Some(phys) = self.layout.virt_to_phys(addr.0) {
@@ -818,31 +1131,52 @@ impl<P: Platform> Mm<P> {
 
     #[cold]
     fn debug_check_freed(&self, start: u64, len: u64) {
-        let end = start + len;
-        if self.dma.debug.disabled.load(Relaxed) {
+        let d = &self.dma.debug;
+        let end = start.saturating_add(len);
+        if d.disabled.load(Relaxed)
+            || end <= d.range_lo.load(Relaxed)
+            || start >= d.range_hi.load(Relaxed)
+        {
             return;
         }
-        let state = self.dma.debug.state.lock_irqsave(&self.platform);
+        let state = d.state.lock_irqsave(&self.platform);
         let mut hits = [0u64; 8];
-        let mut n = 0;
+        let (mut n, mut more) = (0, 0u64);
+        let mut walked = Ok(());
         for bucket in 0..HASH_SIZE {
-            self.for_each_in_bucket(bucket, |i| {
-                let e = self.read_entry(i);
+            walked = self.for_each_in_bucket(bucket, |i| {
+                let Some(e) = self.read_entry(i) else {
+                    return true;
+                };
                 if e.kind != DebugType::Coherent
                     && e.phys < end
-                    && start < e.phys + e.size.max(1)
-                    && n < hits.len()
+                    && start < e.phys.saturating_add(e.size.max(1))
                 {
-                    hits[n] = i;
-                    n += 1;
+                    if n < hits.len() {
+                        hits[n] = i;
+                        n += 1;
+                    } else {
+                        more += 1;
+                    }
                 }
                 true
             });
+            if walked.is_err() {
+                break;
+            }
         }
+        let records: [Option<(Record, Name, Name)>; 8] = core::array::from_fn(|k| {
+            (k < n).then(|| {
+                let (driver, name) = self.entry_names(hits[k]);
+                self.read_entry(hits[k]).map(|e| (e, driver, name))
+            })?
+        });
         drop(state);
-        for &i in &hits[..n] {
-            let e = self.read_entry(i);
-            let (driver, name) = self.entry_names(i);
+        if let Err(c) = walked {
+            self.dma_debug_corrupted(c);
+            return;
+        }
+        for (e, driver, name) in records.iter().flatten() {
             self.err_printk(
                 (driver.as_str(), name.as_str()),
                 DmaDebugError::FreedWhileMapped,
@@ -853,6 +1187,25 @@ impl<P: Platform> Mm<P> {
                 ),
             );
         }
+        if more > 0 {
+            d.dropped.fetch_add(more, Relaxed);
+            self.printk(format_args!(
+                "DMA-API: {more} more mappings of the freed memory not reported"
+            ));
+        }
+    }
+
+    /// Freed-while-mapped reports counted but not printed.
+    pub(crate) fn dma_debug_dropped(&self) -> u64 {
+        self.dma.debug.dropped.load(Relaxed)
+    }
+
+    /// The block dma-debug keeps its hash and entries in (`None` until the first driver
+    /// sets a mask or maps): its physical address and size, for tests that play a device
+    /// scribbling over it.
+    pub fn dma_debug_block(&self) -> Option<(PhysAddr, u64)> {
+        let base = self.dma.debug.base_phys.load(Acquire);
+        (base != 0).then_some((PhysAddr(base), (PAGE_SIZE as u64) << DEBUG_BLOCK_ORDER))
     }
 
     pub(crate) fn dma_debug_live_entries(&self) -> u64 {
@@ -868,7 +1221,8 @@ impl<P: Platform> Mm<P> {
         (out, d.error_count.load(Relaxed))
     }
 
-    /// Entries on the free list and in the hash add up to what was preallocated.
+    /// Entries on the free list and in the hash add up to what was preallocated, and no
+    /// link leads out of the block or round in a cycle.
     pub(crate) fn dma_debug_check(&self) -> Result<(), DmaCheckError> {
         let d = &self.dma.debug;
         let total = d.nr_entries.load(Acquire);
@@ -876,19 +1230,32 @@ impl<P: Platform> Mm<P> {
             return Ok(());
         }
         let state = d.state.lock_irqsave(&self.platform);
+        let corrupt = |bucket: u64, c: Corrupt| DmaCheckError::DebugCorrupted {
+            bucket,
+            index: c.at,
+            link: c.value,
+        };
+        if d.corrupted.load(Relaxed) {
+            return Err(DmaCheckError::DebugCorrupted {
+                bucket: u64::MAX,
+                index: u64::MAX,
+                link: 0,
+            });
+        }
         let mut hashed = 0;
         for bucket in 0..HASH_SIZE {
             self.for_each_in_bucket(bucket, |_| {
                 hashed += 1;
-                hashed <= total
-            });
+                true
+            })
+            .map_err(|c| corrupt(bucket, c))?;
         }
         let mut free = 0;
-        let mut next = state.free_head;
-        while next != 0 && free <= total {
+        self.walk_chain("free link", state.free_head, |_| {
             free += 1;
-            next = self.debug_entry(next - 1).next.load(Relaxed);
-        }
+            true
+        })
+        .map_err(|c| corrupt(u64::MAX, c))?;
         if hashed + free != total || free != state.nr_free || hashed != d.live.load(Relaxed) {
             return Err(DmaCheckError::DebugEntries {
                 hashed,

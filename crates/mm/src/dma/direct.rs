@@ -13,12 +13,16 @@ use crate::platform::Platform;
 use crate::Mm;
 
 impl<P: Platform> Mm<P> {
-    /// `dma_capable()`: can the device drive `[addr, addr + size)`?
+    /// `dma_capable()`: can the device drive `[addr, addr + size)`? The kernel computes
+    /// `end = addr + size - 1` unchecked; a range whose end wraps past the top of the bus
+    /// is refused here rather than taken for a small one (or saturated to a 64-bit mask).
     pub fn dma_capable(&self, dev: &Device, addr: DmaAddr, size: usize) -> bool {
         if addr == DMA_MAPPING_ERROR {
             return false;
         }
-        let end = addr.saturating_add((size as u64).saturating_sub(1));
+        let Some(end) = addr.checked_add((size as u64).saturating_sub(1)) else {
+            return false;
+        };
         end <= dev.streaming_limit()
     }
 
@@ -34,6 +38,29 @@ impl<P: Platform> Mm<P> {
         _dir: DmaDataDirection,
     ) -> DmaAddr {
         let dma_addr = self.phys_to_dma(dev, phys);
+        // kmemlab refuses a buffer that wraps the address space or runs past RAM (the
+        // kernel trusts the driver's size; dma-debug and the copies later compute
+        // `phys + size`), with the kernel's overflow warning.
+        let in_ram = phys
+            .0
+            .checked_add(size as u64)
+            .is_some_and(|end| self.memblock.is_memory(phys.0, end));
+        if !in_ram {
+            self.dma.counters.overflow_refusals.fetch_add(1, Relaxed);
+            self.dev_warn(
+                dev,
+                "kernel/dma/direct.h",
+                "dma_direct_map_page",
+                format_args!(
+                    "DMA addr {}+{} overflow (mask {:x}, bus limit {:x}).",
+                    self.pad(dma_addr),
+                    size,
+                    dev.dma_mask(),
+                    dev.bus_dma_limit()
+                ),
+            );
+            return DMA_MAPPING_ERROR;
+        }
         if self.dma_capable(dev, dma_addr, size) {
             return dma_addr;
         }
@@ -65,9 +92,23 @@ impl<P: Platform> Mm<P> {
         size: usize,
         dir: DmaDataDirection,
     ) {
+        self.dma_direct_unmap_page_attrs(dev, addr, size, dir, false)
+    }
+
+    /// `dma_direct_unmap_page(..., attrs)`: with `skip_cpu_sync`
+    /// (`DMA_ATTR_SKIP_CPU_SYNC`) a bounce buffer is released without being copied back,
+    /// as `dma_direct_map_sg`'s failure path unmaps what it mapped.
+    pub(crate) fn dma_direct_unmap_page_attrs(
+        &self,
+        dev: &Device,
+        addr: DmaAddr,
+        size: usize,
+        dir: DmaDataDirection,
+        skip_cpu_sync: bool,
+    ) {
         let phys = self.dma_to_phys(dev, addr);
         if self.is_swiotlb_buffer(phys) {
-            self.swiotlb_tbl_unmap_single(dev, phys, size, dir);
+            self.swiotlb_tbl_unmap_single(dev, phys, size, dir, skip_cpu_sync);
         }
     }
 
@@ -113,20 +154,26 @@ impl<P: Platform> Mm<P> {
         }
     }
 
-    /// `__dma_direct_alloc_pages()`: pages from the optimal zone; pages beyond the limit
-    /// are given back and the next lower zone tried (GFP_DMA32, then GFP_DMA).
+    /// `__dma_direct_alloc_pages()`: pages from the optimal zone; pages that came back
+    /// beyond the limit (`!dma_coherent_ok`) are given back and the next lower zone tried
+    /// (GFP_DMA32, then GFP_DMA). As in kernel/dma/direct.c, a failed `alloc_pages` is
+    /// not retried in a lower zone: only `if (page && !dma_coherent_ok(dev,
+    /// page_to_phys(page), size))` leads to `goto again`.
     fn dma_direct_alloc_pages(&self, dev: &Device, size: usize, gfp: Gfp) -> Result<u64, DmaError> {
         let (zone, phys_limit) = self.dma_direct_optimal_gfp_mask(dev);
         let mut gfp = gfp | zone;
         let order = get_order(size);
         loop {
-            if let Ok(page) = self.alloc_pages(gfp, order) {
-                let phys = self.page_to_pfn(page).phys().0;
-                if phys + size as u64 - 1 <= phys_limit {
-                    return Ok(phys);
-                }
-                let _ = self.__free_pages(page, order);
+            let page = self.alloc_pages(gfp, order).map_err(|_| DmaError::NoMem)?;
+            let phys = self.page_to_pfn(page).phys().0;
+            // dma_coherent_ok(): phys + size - 1 <= phys_limit.
+            if phys
+                .checked_add((size as u64).saturating_sub(1))
+                .is_some_and(|end| end <= phys_limit)
+            {
+                return Ok(phys);
             }
+            let _ = self.__free_pages(page, order);
             // CONFIG_ZONE_DMA32 exists on x86_64 only.
             let has_dma32 = self.profile() == crate::Profile::X86_64;
             if has_dma32
@@ -142,35 +189,58 @@ impl<P: Platform> Mm<P> {
         }
     }
 
+    /// A `WARN_ON` / `WARN_ON_ONCE` of kernel/dma/mapping.c, in the format the crate
+    /// prints WARNINGs in.
+    fn dma_mapping_warn(&self, func: &str, cond: &str) {
+        self.dma.counters.warnings.fetch_add(1, Relaxed);
+        self.printk(format_args!(
+            "WARNING: CPU: {} PID: {} at kernel/dma/mapping.c {func}: {cond}",
+            self.platform.smp_processor_id(),
+            self.platform.current_pid(),
+        ));
+    }
+
     /// `dma_alloc_coherent()`: `size` bytes of zeroed, physically contiguous memory that
     /// the device reaches under its coherent mask, as (CPU address, bus address).
     /// `dma_alloc_attrs` lets the implementation choose the zone, so zone flags in `gfp`
-    /// are dropped.
+    /// are dropped; `__GFP_COMP` is refused with `if (WARN_ON_ONCE(flag & __GFP_COMP))
+    /// return NULL;` ("DMA allocations can never be turned back into a page pointer").
     pub fn dma_alloc_coherent(
         &self,
         dev: &Device,
         size: usize,
         gfp: Gfp,
     ) -> Result<(VirtAddr, DmaAddr), DmaError> {
-        if size == 0 || gfp.contains(Gfp::__GFP_COMP) {
+        if gfp.contains(Gfp::__GFP_COMP) {
+            if !self.dma.counters.comp_warned.swap(true, Relaxed) {
+                self.dma_mapping_warn("dma_alloc_attrs", "WARN_ON_ONCE(flag & __GFP_COMP)");
+            }
+            return Err(DmaError::Inval);
+        }
+        if size == 0 {
             return Err(DmaError::Inval);
         }
         let gfp = gfp - (Gfp::__GFP_DMA | Gfp::__GFP_DMA32 | Gfp::__GFP_HIGHMEM);
         let phys = self.dma_direct_alloc_pages(dev, size, gfp)?;
+        let order = get_order(size);
         let Some(cpu_addr) = self.layout.phys_to_virt(phys) else {
+            if let Ok(page) = self.pfn_to_page(PhysAddr(phys).pfn()) {
+                let _ = self.__free_pages(page, order);
+            }
             return Err(DmaError::NoMem);
         };
-        let len = PAGE_SIZE << get_order(size);
-        // SAFETY: the pages were just allocated to us, and are RAM.
-        unsafe { core::ptr::write_bytes(self.dma_phys_ptr(phys), 0, len) };
+        self.dma_zero_phys(phys, PAGE_SIZE << order);
         let dma = self.phys_to_dma(dev, PhysAddr(phys));
         self.dma.counters.coherent_live.fetch_add(1, Relaxed);
         self.debug_dma_alloc_coherent(dev, size, dma, PhysAddr(phys));
         Ok((VirtAddr(cpu_addr), dma))
     }
 
-    /// `dma_free_coherent()`: dma-debug checks the free against the allocation, then the
-    /// pages go back to the page allocator.
+    /// `dma_free_coherent()`: `WARN_ON(irqs_disabled())` as `dma_free_attrs` has it (the
+    /// free goes on), dma-debug checks the free against the allocation, then the pages
+    /// go back to the page allocator. If the page allocator refuses them, the buffer is
+    /// still allocated: it stays counted in `coherent_live`, dma-debug's entry is put
+    /// back, and the refusal is printed.
     pub fn dma_free_coherent(
         &self,
         dev: &Device,
@@ -178,14 +248,33 @@ impl<P: Platform> Mm<P> {
         cpu_addr: VirtAddr,
         dma_handle: DmaAddr,
     ) -> Result<(), DmaError> {
+        if self.platform.irqs_disabled() {
+            self.dma_mapping_warn("dma_free_attrs", "WARN_ON(irqs_disabled())");
+        }
         let Some(phys) = self.layout.virt_to_phys(cpu_addr.0) else {
             return Err(DmaError::Inval);
         };
-        self.debug_dma_free_coherent(dev, size, PhysAddr(phys), dma_handle);
         let page = self.virt_to_page(cpu_addr).map_err(|_| DmaError::Inval)?;
-        self.__free_pages(page, get_order(size))
-            .map_err(|_| DmaError::Inval)?;
-        self.dma.counters.coherent_live.fetch_sub(1, Relaxed);
+        let tracked = self.debug_dma_free_coherent(dev, size, PhysAddr(phys), dma_handle);
+        if let Err(e) = self.__free_pages(page, get_order(size)) {
+            if let Some(entry) = tracked {
+                self.debug_restore_entry(dev, entry);
+            }
+            self.dev_printk(
+                dev,
+                format_args!(
+                    "dma_free_coherent: pages at {:#x} (order {}) not freed ({e:?}); still allocated",
+                    phys,
+                    get_order(size)
+                ),
+            );
+            return Err(DmaError::Inval);
+        }
+        let _ = self
+            .dma
+            .counters
+            .coherent_live
+            .fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(1)));
         Ok(())
     }
 }

@@ -324,6 +324,8 @@ pub struct DmaStats {
     pub debug_errors: [u64; debug::NR_DEBUG_ERRORS],
     /// All dma-debug reports (`error_count`).
     pub debug_error_count: u64,
+    /// Freed-while-mapped reports counted but not printed (beyond 8 per free).
+    pub debug_reports_dropped: u64,
     /// Warnings and BUGs printed by the mapping layer itself (vmalloc rejections,
     /// overflows, invalid directions, bounce overflows).
     pub warnings: u64,
@@ -347,6 +349,8 @@ pub(crate) struct DmaCounters {
     swiotlb_full: AtomicU64,
     coherent_live: AtomicU64,
     warnings: AtomicU64,
+    /// `dma_alloc_attrs`'s `WARN_ON_ONCE(flag & __GFP_COMP)` fired.
+    pub(crate) comp_warned: core::sync::atomic::AtomicBool,
 }
 
 /// The DMA layer's globals (`io_tlb_default_mem`, dma-debug's hash and free list).
@@ -371,6 +375,7 @@ impl DmaGlobals {
                 swiotlb_full: AtomicU64::new(0),
                 coherent_live: AtomicU64::new(0),
                 warnings: AtomicU64::new(0),
+                comp_warned: core::sync::atomic::AtomicBool::new(false),
             },
         }
     }
@@ -417,6 +422,16 @@ pub enum DmaCheckError {
         /// Entries preallocated.
         total: u64,
     },
+    /// dma-debug's block was overwritten (by a device, say): a link leads out of the
+    /// block or round in a cycle. dma-debug disabled itself when it met it.
+    DebugCorrupted {
+        /// The bucket whose chain is broken (`u64::MAX`: the free list, or not known).
+        bucket: u64,
+        /// The entry holding the bad link (`u64::MAX`: the head, or not known).
+        index: u64,
+        /// The link found.
+        link: u64,
+    },
 }
 
 impl fmt::Display for DmaCheckError {
@@ -448,6 +463,14 @@ impl fmt::Display for DmaCheckError {
                 f,
                 "dma-debug: {hashed} hashed + {free} free entries != {total} preallocated"
             ),
+            DmaCheckError::DebugCorrupted {
+                bucket,
+                index,
+                link,
+            } => write!(
+                f,
+                "dma-debug: entries corrupted (bucket {bucket:#x}, entry {index:#x}, link {link:#x})"
+            ),
         }
     }
 }
@@ -472,6 +495,7 @@ impl<P: Platform> Mm<P> {
             coherent_live: c.coherent_live.load(Relaxed),
             debug_errors,
             debug_error_count,
+            debug_reports_dropped: self.dma_debug_dropped(),
             warnings: c.warnings.load(Relaxed),
         }
     }
@@ -731,36 +755,63 @@ impl<P: Platform> Mm<P> {
         }
     }
 
-    /// Host pointer of physical address `phys` (inside RAM).
-    pub(crate) fn dma_phys_ptr(&self, phys: u64) -> *mut u8 {
-        // SAFETY: callers check that the range is RAM, which `phys_mem` covers.
-        unsafe { self.platform.phys_mem().add(phys as usize) }
+    /// Host pointer of the `len` bytes of simulated RAM at physical address `phys`, or
+    /// `None` when `[phys, phys + len)` overflows or is not entirely RAM. Callers use it
+    /// for addresses they compute from values read back out of simulated RAM, which any
+    /// bus master may have overwritten, so nothing is trusted here.
+    pub(crate) fn dma_phys_ptr(&self, phys: u64, len: u64) -> Option<*mut u8> {
+        let end = phys.checked_add(len)?;
+        if !self.memblock.is_memory(phys, end) {
+            return None;
+        }
+        let off = usize::try_from(phys).ok()?;
+        // SAFETY: `[phys, end)` is RAM (checked above) and `phys_mem` maps all of RAM, so
+        // the offset stays inside that one allocation.
+        Some(unsafe { self.platform.phys_mem().add(off) })
     }
 
     /// The words at direct-map address `va` (8-byte aligned, inside RAM): how the DMA
     /// layer reads and writes the structures it keeps in kmalloc'd memory.
     pub(crate) fn dma_kernel_words(&self, va: VirtAddr, words: usize) -> Option<&[AtomicU64]> {
         let phys = self.layout.virt_to_phys(va.0)?;
-        let len = (words * 8) as u64;
-        if phys % 8 != 0 || !self.memblock.is_memory(phys, phys + len) {
+        let len = (words as u64).checked_mul(8)?;
+        if phys % 8 != 0 {
             return None;
         }
-        // SAFETY: the range is RAM (checked), 8-byte aligned, and read only as atomics;
-        // callers pass the structures they allocated.
-        Some(unsafe {
-            core::slice::from_raw_parts(self.dma_phys_ptr(phys) as *const AtomicU64, words)
-        })
+        let ptr = self.dma_phys_ptr(phys, len)?;
+        // SAFETY: what is guaranteed: the range is RAM (checked by `dma_phys_ptr`), so the
+        // pointer is valid for `len` bytes for as long as the machine lives, and it is
+        // 8-byte aligned. What is not: exclusivity. The DMA layer only touches these bytes
+        // through the atomics, but the same simulated RAM is also written non-atomically
+        // elsewhere: by a device or the shell's `dma <dev> to <addr>` (`Ram::write`), by
+        // `copy_phys` bounces and by the CPU-side copies of whoever owns the memory. Those
+        // stores can race with these loads, just as a bus master races the CPU on real
+        // hardware, so every value read through these words is validated before it is
+        // used as an index, length or address.
+        Some(unsafe { core::slice::from_raw_parts(ptr as *const AtomicU64, words) })
     }
 
     /// Copy `len` bytes between two physical ranges of RAM (a bounce, or zeroing).
     /// Refuses ranges that are not RAM.
     pub(crate) fn copy_phys(&self, dst: u64, src: u64, len: usize) -> bool {
         let n = len as u64;
-        if !self.memblock.is_memory(dst, dst + n) || !self.memblock.is_memory(src, src + n) {
+        let (Some(d), Some(s)) = (self.dma_phys_ptr(dst, n), self.dma_phys_ptr(src, n)) else {
             return false;
-        }
-        // SAFETY: both ranges are RAM (checked above); `ptr::copy` allows overlap.
-        unsafe { core::ptr::copy(self.dma_phys_ptr(src), self.dma_phys_ptr(dst), len) };
+        };
+        // SAFETY: both ranges are RAM (checked by `dma_phys_ptr`); `ptr::copy` allows
+        // overlap.
+        unsafe { core::ptr::copy(s, d, len) };
+        true
+    }
+
+    /// Fill `len` bytes of RAM at `phys` with zeroes; `false` (nothing written) when the
+    /// range is not RAM.
+    pub(crate) fn dma_zero_phys(&self, phys: u64, len: usize) -> bool {
+        let Some(p) = self.dma_phys_ptr(phys, len as u64) else {
+            return false;
+        };
+        // SAFETY: the range is RAM (checked by `dma_phys_ptr`).
+        unsafe { core::ptr::write_bytes(p, 0, len) };
         true
     }
 }

@@ -7,7 +7,7 @@
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::{Device, DmaAddr, DmaError};
-use crate::addr::{align_up, VirtAddr, PAGE_SIZE};
+use crate::addr::{VirtAddr, PAGE_SIZE};
 use crate::gfp::Gfp;
 use crate::platform::Platform;
 use crate::Mm;
@@ -94,7 +94,17 @@ impl<P: Platform> Mm<P> {
         if !align.is_power_of_two() || size == 0 || size > i32::MAX as usize {
             return Err(DmaError::Inval);
         }
-        let size = align_up((size as u64).max(DMA_BLOCK_SIZE), align);
+        // `size = ALIGN(size, align)` in dma_pool_create(). An alignment so large that
+        // the rounding overflows, or makes a block bigger than the INT_MAX the kernel
+        // bounds `size` by, is refused (kmemlab's check: the kernel's size_t wraps on
+        // 32-bit, and on 64-bit goes on to ask for an absurd coherent allocation).
+        let Some(size) = (size as u64)
+            .max(DMA_BLOCK_SIZE)
+            .checked_next_multiple_of(align)
+            .filter(|&s| s <= i32::MAX as u64)
+        else {
+            return Err(DmaError::Inval);
+        };
         let allocation = size.max(PAGE_SIZE as u64);
         let boundary = match boundary as u64 {
             0 => allocation,
@@ -256,7 +266,7 @@ impl<P: Platform> Mm<P> {
         while rec != 0 {
             let p = self.dma_kernel_words(VirtAddr(rec), PAGE_WORDS)?;
             let (vaddr, base) = (p[1].load(Relaxed), p[2].load(Relaxed));
-            if dma >= base && dma < base + allocation {
+            if dma >= base && dma < base.saturating_add(allocation) {
                 return Some((vaddr, base));
             }
             rec = p[0].load(Relaxed);
@@ -279,7 +289,18 @@ impl<P: Platform> Mm<P> {
         let name = self.pool_name(w);
         let lock = self.pool_lock(w);
         let page = self.pool_find_page(w, dma);
-        let matches = page.is_some_and(|(pv, pd)| vaddr.0.wrapping_sub(pv) == dma - pd);
+        let (size, boundary) = (w[SIZE].load(Relaxed), w[BOUNDARY].load(Relaxed));
+        // DMAPOOL_DEBUG: `(dma - page->dma) != offset` is "bad"; kmemlab also refuses an
+        // offset that is not where `pool_initialise_page` carved a block (a mid-block
+        // address whose CPU and bus offsets agree), with the same `pool_block_err` words.
+        let is_block = |off: u64| {
+            let in_window = if boundary == 0 { off } else { off % boundary };
+            size != 0 && in_window % size == 0 && in_window + size <= boundary.max(size)
+        };
+        let matches = page.is_some_and(|(pv, pd)| {
+            let off = dma - pd;
+            vaddr.0.wrapping_sub(pv) == off && is_block(off)
+        });
         if !matches {
             drop(lock);
             self.dev_printk(

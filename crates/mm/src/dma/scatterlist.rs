@@ -185,7 +185,10 @@ impl<P: Platform> Mm<P> {
         {
             return Err(DmaError::Inval);
         }
-        let npages = (offset + size).div_ceil(PAGE_SIZE) as u64;
+        let Some(end) = offset.checked_add(size) else {
+            return Err(DmaError::Inval);
+        };
+        let npages = end.div_ceil(PAGE_SIZE) as u64;
         let (mut runs, mut left) = (0u32, size as u64);
         let mut run: Option<(Pfn, u64, u64)> = None; // (first pfn, phys start, len)
         for i in 0..npages {
@@ -274,7 +277,10 @@ impl<P: Platform> Mm<P> {
         max_segment: u32,
         gfp: Gfp,
     ) -> Result<SgTable, DmaError> {
-        if (offset + size).div_ceil(PAGE_SIZE) > pages.len() {
+        let Some(end) = offset.checked_add(size) else {
+            return Err(DmaError::Inval);
+        };
+        if end.div_ceil(PAGE_SIZE) > pages.len() {
             return Err(DmaError::Inval);
         }
         let pfn_of = |i: u64| pages.get(i as usize).copied();
@@ -363,9 +369,18 @@ impl<P: Platform> Mm<P> {
                 Err(_) => DMA_MAPPING_ERROR,
             };
             if addr == DMA_MAPPING_ERROR {
+                // dma_direct_map_sg()'s out_unmap: dma_direct_unmap_sg(dev, sgl, i, dir,
+                // attrs | DMA_ATTR_SKIP_CPU_SYNC): nothing is copied back out of the
+                // bounce buffers of a list that was never handed to the device.
                 for j in 0..i {
                     if let Some(s) = table.sg(j).and_then(|sg| self.sg_segment(sg).ok()) {
-                        self.dma_direct_unmap_page(dev, s.dma_address, s.dma_length as usize, dir);
+                        self.dma_direct_unmap_page_attrs(
+                            dev,
+                            s.dma_address,
+                            s.dma_length as usize,
+                            dir,
+                            true,
+                        );
                     }
                 }
                 return Err(DmaError::Io);
@@ -401,8 +416,13 @@ impl<P: Platform> Mm<P> {
         for i in 0..nents.min(table.orig_nents) {
             let Some(s) = segment(i) else { break };
             if i == 0 {
-                mapped =
-                    self.debug_nr_mapped_entries(dev, s.dma_address, s.dma_length as usize, nents);
+                mapped = self.debug_nr_mapped_entries(
+                    dev,
+                    s.dma_address,
+                    s.dma_length as usize,
+                    nents,
+                    dir,
+                );
             }
             if mapped.is_some_and(|m| m != 0 && i >= m) {
                 break;
@@ -439,22 +459,69 @@ impl<P: Platform> Mm<P> {
         self.dma_unmap_sg(dev, table, table.orig_nents, dir)
     }
 
-    /// `dma_sync_sgtable_for_cpu()`: each mapped segment handed back to the CPU.
-    pub fn dma_sync_sgtable_for_cpu(&self, dev: &Device, table: &SgTable, dir: DmaDataDirection) {
-        for (addr, len) in self.sg_dma_segments(table) {
-            self.dma_sync_single_for_cpu(dev, addr, len, dir);
+    /// `dma_sync_sg_for_cpu()`: the first `nelems` entries (what was passed to
+    /// `dma_map_sg`) handed back to the CPU (`dma_direct_sync_sg_for_cpu`), then
+    /// `debug_dma_sync_sg_for_cpu`.
+    pub fn dma_sync_sg_for_cpu(
+        &self,
+        dev: &Device,
+        table: &SgTable,
+        nelems: u32,
+        dir: DmaDataDirection,
+    ) {
+        if !self.valid_direction(dir, "dma_sync_sg_for_cpu") {
+            return;
         }
+        let segs = || self.sg_mapped_segments(table, nelems);
+        for (addr, len) in segs() {
+            self.dma_direct_sync_single_for_cpu(dev, addr, len, dir);
+        }
+        self.debug_dma_sync_sg(dev, segs(), nelems, dir, true);
     }
 
-    /// `dma_sync_sgtable_for_device()`: each mapped segment handed to the device again.
+    /// `dma_sync_sg_for_device()`.
+    pub fn dma_sync_sg_for_device(
+        &self,
+        dev: &Device,
+        table: &SgTable,
+        nelems: u32,
+        dir: DmaDataDirection,
+    ) {
+        if !self.valid_direction(dir, "dma_sync_sg_for_device") {
+            return;
+        }
+        let segs = || self.sg_mapped_segments(table, nelems);
+        for (addr, len) in segs() {
+            self.dma_direct_sync_single_for_device(dev, addr, len, dir);
+        }
+        self.debug_dma_sync_sg(dev, segs(), nelems, dir, false);
+    }
+
+    /// `(sg_dma_address, sg_dma_len)` of the first `nelems` entries.
+    fn sg_mapped_segments<'a>(
+        &'a self,
+        table: &'a SgTable,
+        nelems: u32,
+    ) -> impl Iterator<Item = (DmaAddr, usize)> + 'a {
+        (0..nelems.min(table.orig_nents)).map_while(move |i| {
+            let s = self.sg_segment(table.sg(i)?).ok()?;
+            Some((s.dma_address, s.dma_length as usize))
+        })
+    }
+
+    /// `dma_sync_sgtable_for_cpu()`: `dma_sync_sg_for_cpu(dev, sgt->sgl,
+    /// sgt->orig_nents, dir)`.
+    pub fn dma_sync_sgtable_for_cpu(&self, dev: &Device, table: &SgTable, dir: DmaDataDirection) {
+        self.dma_sync_sg_for_cpu(dev, table, table.orig_nents, dir)
+    }
+
+    /// `dma_sync_sgtable_for_device()`.
     pub fn dma_sync_sgtable_for_device(
         &self,
         dev: &Device,
         table: &SgTable,
         dir: DmaDataDirection,
     ) {
-        for (addr, len) in self.sg_dma_segments(table) {
-            self.dma_sync_single_for_device(dev, addr, len, dir);
-        }
+        self.dma_sync_sg_for_device(dev, table, table.orig_nents, dir)
     }
 }

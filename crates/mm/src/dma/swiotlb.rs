@@ -26,6 +26,8 @@ pub const IO_TLB_SIZE: u64 = 1 << IO_TLB_SHIFT;
 pub const IO_TLB_SEGSIZE: u64 = 128;
 /// The kernel's default pool size (`IO_TLB_DEFAULT_SIZE`, 64 MiB).
 pub const IO_TLB_DEFAULT_SIZE: u64 = 64 << 20;
+/// The smallest pool `swiotlb_init_remap` halves down to (`IO_TLB_MIN_SLABS`, 1 MiB).
+pub const IO_TLB_MIN_SLABS: u64 = (1 << 20) >> IO_TLB_SHIFT;
 /// The memblock label of the bounce buffers.
 pub const SWIOTLB_NAME: &str = "swiotlb";
 /// The memblock label of the slot array.
@@ -43,7 +45,11 @@ pub struct SwiotlbConfig {
     /// `iommu=soft`); `Some(false)`: never (`swiotlb=noforce`).
     pub enabled: Option<bool>,
     /// Slots in the pool (`swiotlb=<nslabs>`, rounded up to a whole segment); 0 means the
-    /// default: 64 MiB, scaled down to 1/64 of RAM on small machines, at least a segment.
+    /// default: the kernel's 64 MiB (`IO_TLB_DEFAULT_SIZE`), scaled down to 1/64 of RAM on
+    /// small machines, at least a segment (the scaling is kmemlab's own default, not the
+    /// kernel's). More slots than the RAM below `limit` can hold are capped to it first
+    /// (kmemlab's own cap, which keeps the pool's byte size in range), then halved as
+    /// `swiotlb_init_remap` halves them until memblock has room.
     pub slabs: u64,
     /// The pool is allocated below this physical address (x86: 4 GiB,
     /// `ARCH_LOW_ADDRESS_LIMIT`; arm64 puts it below its ZONE_DMA limit instead, which is
@@ -95,6 +101,9 @@ impl SwiotlbConfig {
     }
 }
 
+/// Bytes per `struct io_tlb_slot`.
+const SLOT_SIZE: u64 = core::mem::size_of::<IoTlbSlot>() as u64;
+
 /// `struct io_tlb_slot`, in simulated memory.
 #[repr(C)]
 struct IoTlbSlot {
@@ -137,6 +146,7 @@ impl IoTlbMem {
     }
 
     fn end(&self) -> u64 {
+        // nslabs is bounded by RAM at boot, so this cannot overflow.
         self.start + (self.nslabs << IO_TLB_SHIFT)
     }
 }
@@ -163,44 +173,92 @@ const fn is_span_boundary(index: u64, nr: u64, shift: u64, boundary_size: u64) -
 }
 
 impl<P: Platform> Mm<P> {
-    /// `swiotlb_init()` at boot: reserve the pool and its slot array from memblock below
-    /// the configured limit. If memblock has no room the kernel says so and boots without
-    /// a pool; so does this.
+    /// `swiotlb_init()` at boot (`swiotlb_init_remap`): reserve the pool and its slot
+    /// array from memblock below the configured limit. If memblock has no room the pool
+    /// is halved down to `IO_TLB_MIN_SLABS`, as the kernel does; if even that fails, or the
+    /// slot array cannot be allocated, the kernel warns and boots without a pool; so does
+    /// this (never failing boot, and giving the pool back rather than leaking it).
     pub(crate) fn swiotlb_init(&mut self, config: SwiotlbConfig) -> Result<(), BootError> {
         let ram_end = self.memblock.memory.regions().last().map_or(0, |r| r.end());
         let wanted = config.enabled.unwrap_or(ram_end > ARCH_LOW_ADDRESS_LIMIT);
         if !wanted {
             return Ok(());
         }
-        let nslabs = if config.slabs > 0 {
-            align_up(config.slabs, IO_TLB_SEGSIZE)
+        let default_nslabs = if config.slabs > 0 {
+            // setup_io_tlb_npages(): ALIGN(nslabs, IO_TLB_SEGSIZE), saturating here.
+            config
+                .slabs
+                .checked_next_multiple_of(IO_TLB_SEGSIZE)
+                .unwrap_or(!(IO_TLB_SEGSIZE - 1))
         } else {
+            // kmemlab's own default: IO_TLB_DEFAULT_SIZE, scaled to 1/64 of RAM.
             let bytes = IO_TLB_DEFAULT_SIZE.min(self.memblock.memory.total_size() / 64);
-            align_up((bytes >> IO_TLB_SHIFT).max(1), IO_TLB_SEGSIZE)
+            (bytes >> IO_TLB_SHIFT)
+                .max(1)
+                .next_multiple_of(IO_TLB_SEGSIZE)
         };
-        let saved_limit = self.memblock.current_limit;
-        self.memblock.current_limit = saved_limit.min(config.limit);
-        let pool = self
+        // kmemlab's own cap: no more slots than the RAM below the limit could hold, so
+        // that `nslabs << IO_TLB_SHIFT` and the slot array's size cannot wrap (the kernel
+        // computes both unchecked; `swiotlb=2^60` would wrap to 0 bytes).
+        let window = ram_end.min(config.limit);
+        let cap = ((window >> IO_TLB_SHIFT) / IO_TLB_SEGSIZE * IO_TLB_SEGSIZE).max(IO_TLB_SEGSIZE);
+        let mut nslabs = default_nslabs.min(cap);
+        let saved_reserved = self.memblock.reserved.clone();
+        // swiotlb_init_remap(): `while ((tlb = swiotlb_memblock_alloc(nslabs, ...)) ==
+        // NULL) { if (nslabs <= IO_TLB_MIN_SLABS) return; nslabs = ALIGN(nslabs >> 1,
+        // IO_TLB_SEGSIZE); }`
+        let pool = loop {
+            let bytes = align_up(nslabs << IO_TLB_SHIFT, PAGE_SIZE as u64);
+            let saved_limit = self.memblock.current_limit;
+            self.memblock.current_limit = saved_limit.min(config.limit);
+            let pool = self.memblock.alloc(bytes, PAGE_SIZE as u64, SWIOTLB_NAME);
+            self.memblock.current_limit = saved_limit;
+            match pool {
+                Ok(pool) => break pool,
+                Err(_) => {
+                    // swiotlb_memblock_alloc(): pr_warn("%s: Failed to allocate %zu bytes
+                    // tlb structure\n", __func__, bytes), with pr_fmt "software IO TLB: ".
+                    self.printk(format_args!(
+                        "software IO TLB: swiotlb_memblock_alloc: Failed to allocate {bytes} bytes tlb structure"
+                    ));
+                    if nslabs <= IO_TLB_MIN_SLABS {
+                        return Ok(());
+                    }
+                    nslabs = (nslabs >> 1).next_multiple_of(IO_TLB_SEGSIZE);
+                }
+            }
+        };
+        if default_nslabs != nslabs {
+            self.printk(format_args!(
+                "software IO TLB: SWIOTLB bounce buffer size adjusted {default_nslabs} -> {nslabs} slabs"
+            ));
+        }
+        // alloc_size = PAGE_ALIGN(array_size(sizeof(*mem->slots), nslabs)); nslabs is
+        // bounded by RAM here, so the product cannot overflow.
+        let slot_bytes = align_up(nslabs * SLOT_SIZE, PAGE_SIZE as u64);
+        let Ok(slots) = self
             .memblock
-            .alloc(nslabs << IO_TLB_SHIFT, PAGE_SIZE as u64, SWIOTLB_NAME);
-        self.memblock.current_limit = saved_limit;
-        let Ok(pool) = pool else {
-            self.printk(format_args!("software IO TLB: Cannot allocate buffer"));
+            .alloc(slot_bytes, PAGE_SIZE as u64, SWIOTLB_SLOTS_NAME)
+        else {
+            // pr_warn("%s: Failed to allocate %zu bytes align=0x%lx\n", __func__,
+            // alloc_size, PAGE_SIZE); the kernel then boots without a pool (and leaks the
+            // buffer); here the buffer goes back to memblock.
+            self.printk(format_args!(
+                "software IO TLB: swiotlb_init_remap: Failed to allocate {slot_bytes} bytes align={:#x}",
+                PAGE_SIZE
+            ));
+            self.memblock.reserved = saved_reserved;
             return Ok(());
         };
-        let slot_bytes = nslabs * core::mem::size_of::<IoTlbSlot>() as u64;
-        let slots = self.memblock.alloc(
-            align_up(slot_bytes, PAGE_SIZE as u64),
-            PAGE_SIZE as u64,
-            SWIOTLB_SLOTS_NAME,
-        )?;
         let mem = &mut self.dma.swiotlb;
         mem.start = pool.0;
         mem.nslabs = nslabs;
         mem.slots_phys = slots.0;
         // swiotlb_init_io_tlb_pool(): every slot free, runs counted to the segment's end.
         for i in 0..nslabs {
-            let slot = self.io_tlb_slot(i);
+            let Some(slot) = self.io_tlb_slot(i) else {
+                break;
+            };
             slot.list
                 .store((IO_TLB_SEGSIZE - io_tlb_offset(i)) as u16, Relaxed);
             slot.orig_addr.store(INVALID_PHYS_ADDR, Relaxed);
@@ -210,11 +268,31 @@ impl<P: Platform> Mm<P> {
         Ok(())
     }
 
-    fn io_tlb_slot(&self, i: u64) -> &IoTlbSlot {
-        let phys = self.dma.swiotlb.slots_phys + i * core::mem::size_of::<IoTlbSlot>() as u64;
-        // SAFETY: `i < nslabs`, so the slot lies inside the slot array that boot reserved
-        // in RAM; all fields are atomics, so shared references are sound.
-        unsafe { &*(self.dma_phys_ptr(phys) as *const IoTlbSlot) }
+    /// Slot `i` of the slot array, or `None` when `i` is not below `nslabs`. Indices are
+    /// computed from bus addresses and from slot fields read back out of simulated RAM
+    /// (which a device may have overwritten), so every one is checked here before a
+    /// pointer is built.
+    fn io_tlb_slot(&self, i: u64) -> Option<&IoTlbSlot> {
+        let mem = &self.dma.swiotlb;
+        if i >= mem.nslabs {
+            return None;
+        }
+        let phys = mem.slots_phys.checked_add(i.checked_mul(SLOT_SIZE)?)?;
+        let ptr = self.dma_phys_ptr(phys, SLOT_SIZE)?;
+        // SAFETY: the 16 bytes are RAM (checked by `dma_phys_ptr`) and 16-byte aligned
+        // (the array is page aligned); all fields are atomics, so shared references are
+        // sound against the DMA layer's own accesses. A device may still overwrite them
+        // with plain stores; the values are validated wherever they are used.
+        Some(unsafe { &*(ptr as *const IoTlbSlot) })
+    }
+
+    /// `pr_err` for a slot array that a bus master has overwritten (kmemlab's report,
+    /// in swiotlb's style): the operation is refused and counted as a warning.
+    fn swiotlb_corrupted(&self, index: u64, what: &str, value: u64) {
+        self.dma.counters.warnings.fetch_add(1, Relaxed);
+        self.printk(format_args!(
+            "software IO TLB: slot {index}: corrupted {what} {value:#x}, refusing the operation"
+        ));
     }
 
     /// `is_swiotlb_active()`: is there a pool?
@@ -286,7 +364,10 @@ impl<P: Platform> Mm<P> {
             ));
             return None;
         }
-        let size = align_up(mapping_size.max(1) as u64, alloc_align_mask + 1);
+        // A size that cannot be rounded up cannot fit a segment either: "full".
+        let size = (mapping_size.max(1) as u64)
+            .checked_next_multiple_of(alloc_align_mask.saturating_add(1))
+            .unwrap_or(u64::MAX);
         let Some(index) = self.swiotlb_find_slots(dev, orig_addr.0, size, alloc_align_mask) else {
             self.dma.counters.swiotlb_full.fetch_add(1, Relaxed);
             let (used, _) = self.swiotlb_used();
@@ -300,9 +381,10 @@ impl<P: Platform> Mm<P> {
             return None;
         };
         for i in 0..nr_slots(size) {
-            self.io_tlb_slot(index + i)
-                .orig_addr
-                .store(orig_addr.0 + (i << IO_TLB_SHIFT), Relaxed);
+            if let Some(slot) = self.io_tlb_slot(index + i) {
+                slot.orig_addr
+                    .store(orig_addr.0.wrapping_add(i << IO_TLB_SHIFT), Relaxed);
+            }
         }
         let tlb_addr = mem.start + (index << IO_TLB_SHIFT);
         self.swiotlb_bounce(
@@ -339,7 +421,7 @@ impl<P: Platform> Mm<P> {
         let wrap = |i: u64| if i >= mem.nslabs { 0 } else { i };
 
         let mut area = mem.area.lock_irqsave(&self.platform);
-        if nslots > mem.nslabs - area.used {
+        if nslots > IO_TLB_SEGSIZE || nslots > mem.nslabs.saturating_sub(area.used) {
             return None;
         }
         let mut index = area.index;
@@ -354,8 +436,14 @@ impl<P: Platform> Mm<P> {
                 checked += 1;
                 continue;
             }
+            // A run never reaches past its segment; a `list` that says otherwise was
+            // overwritten and is not trusted (that would hand out slots past the pool).
+            let list = self
+                .io_tlb_slot(index)
+                .map_or(0, |s| s.list.load(Relaxed) as u64);
             if !is_span_boundary(index, nslots, nr_slots(tbl_dma_addr), max_slots)
-                && self.io_tlb_slot(index).list.load(Relaxed) as u64 >= nslots
+                && list >= nslots
+                && list <= IO_TLB_SEGSIZE - io_tlb_offset(index)
             {
                 break index;
             }
@@ -363,7 +451,9 @@ impl<P: Platform> Mm<P> {
             checked += stride;
         };
         for i in found..found + nslots {
-            let slot = self.io_tlb_slot(i);
+            let Some(slot) = self.io_tlb_slot(i) else {
+                break;
+            };
             slot.list.store(0, Relaxed);
             slot.alloc_size
                 .store((alloc_size - ((i - found) << IO_TLB_SHIFT)) as u32, Relaxed);
@@ -372,7 +462,9 @@ impl<P: Platform> Mm<P> {
         let mut count = 0;
         let mut i = found;
         while i > 0 && io_tlb_offset(i - 1) != IO_TLB_SEGSIZE - 1 {
-            let slot = self.io_tlb_slot(i - 1);
+            let Some(slot) = self.io_tlb_slot(i - 1) else {
+                break;
+            };
             if slot.list.load(Relaxed) == 0 {
                 break;
             }
@@ -381,60 +473,92 @@ impl<P: Platform> Mm<P> {
             i -= 1;
         }
         area.index = wrap(found + nslots);
-        area.used += nslots;
+        area.used = area.used.saturating_add(nslots).min(mem.nslabs);
         area.hiwater = area.hiwater.max(area.used);
         Some(found)
     }
 
     /// `swiotlb_tbl_unmap_single()`: copy back for `DMA_FROM_DEVICE` /
-    /// `DMA_BIDIRECTIONAL`, then release the slots. An address that is not the start of a
-    /// live bounce mapping is left alone (the kernel would corrupt its slot lists).
+    /// `DMA_BIDIRECTIONAL` (unless `skip_cpu_sync`, `DMA_ATTR_SKIP_CPU_SYNC`), then
+    /// release the slots. An address that is not the start of a
+    /// live bounce mapping is left alone (the kernel would corrupt its slot lists); the
+    /// check is made again under the area lock when the slots are released, so that two
+    /// CPUs unmapping the same address at once release it once.
     pub(crate) fn swiotlb_tbl_unmap_single(
         &self,
         dev: &Device,
         tlb_addr: PhysAddr,
         size: usize,
         dir: DmaDataDirection,
+        skip_cpu_sync: bool,
     ) {
         if !self.is_bounce_mapping_start(tlb_addr.0) {
             return;
         }
-        if dir.device_writes() {
+        // if (!(attrs & DMA_ATTR_SKIP_CPU_SYNC) && (dir == DMA_FROM_DEVICE || dir ==
+        //     DMA_BIDIRECTIONAL)) swiotlb_bounce(dev, tlb_addr, mapping_size, DMA_FROM_DEVICE);
+        if !skip_cpu_sync && dir.device_writes() {
             self.swiotlb_bounce(dev, tlb_addr, size, DmaDataDirection::FromDevice);
         }
         self.swiotlb_release_slots(tlb_addr.0);
     }
 
-    /// Is `tlb_addr` the first byte of a live bounce mapping?
+    /// Is `tlb_addr` the first byte of a live bounce mapping? (Callers that act on the
+    /// answer hold the area lock.)
     fn is_bounce_mapping_start(&self, tlb_addr: u64) -> bool {
         let mem = &self.dma.swiotlb;
         if !self.is_swiotlb_buffer(PhysAddr(tlb_addr)) || tlb_addr & (IO_TLB_SIZE - 1) != 0 {
             return false;
         }
         let index = (tlb_addr - mem.start) >> IO_TLB_SHIFT;
-        let size = self.io_tlb_slot(index).alloc_size.load(Relaxed) as u64;
+        let Some(slot) = self.io_tlb_slot(index) else {
+            return false;
+        };
+        let size = slot.alloc_size.load(Relaxed) as u64;
         if size == 0 {
             return false;
         }
         // A slot in the middle of a mapping has a predecessor holding one slot more.
         index == 0
-            || self.io_tlb_slot(index - 1).alloc_size.load(Relaxed) as u64 != size + IO_TLB_SIZE
+            || self
+                .io_tlb_slot(index - 1)
+                .is_none_or(|p| p.alloc_size.load(Relaxed) as u64 != size + IO_TLB_SIZE)
     }
 
     /// `swiotlb_release_slots()`: free the mapping's slots and rebuild the free-run counts
-    /// before them.
-    fn swiotlb_release_slots(&self, tlb_addr: u64) {
+    /// before them. `false` (nothing released) when `tlb_addr` is not, under the lock,
+    /// the start of a live mapping, or when its slots are corrupted: an `alloc_size` that
+    /// reaches past the mapping's segment (a mapping never spans two, as
+    /// `swiotlb_search_pool_area` allocates within one) is reported and refused.
+    fn swiotlb_release_slots(&self, tlb_addr: u64) -> bool {
         let mem = &self.dma.swiotlb;
-        let index = (tlb_addr - mem.start) >> IO_TLB_SHIFT;
         let mut area = mem.area.lock_irqsave(&self.platform);
-        let nslots = nr_slots(self.io_tlb_slot(index).alloc_size.load(Relaxed) as u64);
-        let mut count = if index + nslots < align_up(index + 1, IO_TLB_SEGSIZE) {
-            self.io_tlb_slot(index + nslots).list.load(Relaxed)
+        if !self.is_bounce_mapping_start(tlb_addr) {
+            return false;
+        }
+        let index = (tlb_addr - mem.start) >> IO_TLB_SHIFT;
+        let Some(first) = self.io_tlb_slot(index) else {
+            return false;
+        };
+        let alloc_size = first.alloc_size.load(Relaxed) as u64;
+        let nslots = nr_slots(alloc_size);
+        let seg_end = (index + 1).next_multiple_of(IO_TLB_SEGSIZE).min(mem.nslabs);
+        if index + nslots > seg_end {
+            drop(area);
+            self.swiotlb_corrupted(index, "alloc_size", alloc_size);
+            return false;
+        }
+        let mut count = if index + nslots < seg_end {
+            self.io_tlb_slot(index + nslots)
+                .map_or(0, |s| s.list.load(Relaxed))
+                .min((seg_end - index - nslots) as u16)
         } else {
             0
         };
         for i in (index..index + nslots).rev() {
-            let slot = self.io_tlb_slot(i);
+            let Some(slot) = self.io_tlb_slot(i) else {
+                continue;
+            };
             count += 1;
             slot.list.store(count, Relaxed);
             slot.orig_addr.store(INVALID_PHYS_ADDR, Relaxed);
@@ -443,7 +567,9 @@ impl<P: Platform> Mm<P> {
         }
         let mut i = index;
         while i > 0 && io_tlb_offset(i - 1) != IO_TLB_SEGSIZE - 1 {
-            let slot = self.io_tlb_slot(i - 1);
+            let Some(slot) = self.io_tlb_slot(i - 1) else {
+                break;
+            };
             if slot.list.load(Relaxed) == 0 {
                 break;
             }
@@ -451,7 +577,8 @@ impl<P: Platform> Mm<P> {
             slot.list.store(count, Relaxed);
             i -= 1;
         }
-        area.used -= nslots;
+        area.used = area.used.saturating_sub(nslots);
+        true
     }
 
     /// `swiotlb_bounce()`: copy between the original buffer and the bounce buffer,
@@ -465,18 +592,29 @@ impl<P: Platform> Mm<P> {
         dir: DmaDataDirection,
     ) {
         let mem = &self.dma.swiotlb;
+        if !self.is_swiotlb_buffer(tlb_addr) {
+            return;
+        }
         let index = (tlb_addr.0 - mem.start) >> IO_TLB_SHIFT;
-        let slot = self.io_tlb_slot(index);
+        let Some(slot) = self.io_tlb_slot(index) else {
+            return;
+        };
         let orig = slot.orig_addr.load(Relaxed);
         let alloc_size = slot.alloc_size.load(Relaxed) as u64;
         if orig == INVALID_PHYS_ADDR {
             return;
         }
+        // swiotlb_bounce() (kernel/dma/swiotlb.c), with no min_align_mask on x86:
+        //     if (tlb_offset > alloc_size) { dev_WARN_ONCE(dev, 1, "Buffer overflow
+        //         detected. Allocation size: %zu. Mapping size: %zu+%u.\n", alloc_size,
+        //         size, tlb_offset); return; }
+        //     orig_addr += tlb_offset; alloc_size -= tlb_offset;
+        //     if (size > alloc_size) { dev_WARN_ONCE(dev, 1, "Buffer overflow detected.
+        //         Allocation size: %zu. Mapping size: %zu.\n", alloc_size, size);
+        //         size = alloc_size; }
         let tlb_offset = tlb_addr.0 & (IO_TLB_SIZE - 1);
-        let orig = orig + tlb_offset;
-        let room = alloc_size.saturating_sub(tlb_offset);
         let mut size = size as u64;
-        if size > room {
+        if tlb_offset > alloc_size {
             self.dev_warn(
                 dev,
                 "kernel/dma/swiotlb.c",
@@ -485,8 +623,26 @@ impl<P: Platform> Mm<P> {
                     "Buffer overflow detected. Allocation size: {alloc_size}. Mapping size: {size}+{tlb_offset}."
                 ),
             );
-            size = room;
+            return;
         }
+        let Some(orig) = orig.checked_add(tlb_offset) else {
+            return;
+        };
+        let alloc_size = alloc_size - tlb_offset;
+        if size > alloc_size {
+            self.dev_warn(
+                dev,
+                "kernel/dma/swiotlb.c",
+                "swiotlb_bounce",
+                format_args!(
+                    "Buffer overflow detected. Allocation size: {alloc_size}. Mapping size: {size}."
+                ),
+            );
+            size = alloc_size;
+        }
+        // kmemlab's own clamp: an `alloc_size` a device overwrote must not carry the copy
+        // past the pool.
+        size = size.min(mem.end() - tlb_addr.0);
         let copied = match dir {
             DmaDataDirection::ToDevice => self.copy_phys(tlb_addr.0, orig, size as usize),
             _ => self.copy_phys(orig, tlb_addr.0, size as usize),
@@ -503,7 +659,9 @@ impl<P: Platform> Mm<P> {
         let mut run = 0u64;
         let mut in_use = 0u64;
         for index in (0..mem.nslabs).rev() {
-            let slot = self.io_tlb_slot(index);
+            let Some(slot) = self.io_tlb_slot(index) else {
+                break;
+            };
             let busy = slot.alloc_size.load(Relaxed) != 0;
             if io_tlb_offset(index) == IO_TLB_SEGSIZE - 1 {
                 run = 0;
