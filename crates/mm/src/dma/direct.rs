@@ -46,20 +46,7 @@ impl<P: Platform> Mm<P> {
             .checked_add(size as u64)
             .is_some_and(|end| self.memblock.is_memory(phys.0, end));
         if !in_ram {
-            self.dma.counters.overflow_refusals.fetch_add(1, Relaxed);
-            self.dev_warn(
-                dev,
-                "kernel/dma/direct.h",
-                "dma_direct_map_page",
-                format_args!(
-                    "DMA addr {}+{} overflow (mask {:x}, bus limit {:x}).",
-                    self.pad(dma_addr),
-                    size,
-                    dev.dma_mask(),
-                    dev.bus_dma_limit()
-                ),
-            );
-            return DMA_MAPPING_ERROR;
+            return self.map_overflow(dev, dma_addr, size);
         }
         if self.dma_capable(dev, dma_addr, size) {
             return dma_addr;
@@ -67,6 +54,11 @@ impl<P: Platform> Mm<P> {
         if self.is_swiotlb_active() {
             return self.swiotlb_map(dev, phys, size);
         }
+        self.map_overflow(dev, dma_addr, size)
+    }
+
+    /// `dma_direct_map_page`'s refusal: the overflow warning, counted; DMA_MAPPING_ERROR.
+    fn map_overflow(&self, dev: &Device, dma_addr: DmaAddr, size: usize) -> DmaAddr {
         self.dma.counters.overflow_refusals.fetch_add(1, Relaxed);
         self.dev_warn(
             dev,
