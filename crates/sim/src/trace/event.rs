@@ -106,20 +106,26 @@ impl EventName {
 
     /// The event called `name`, if the parser knows it.
     pub fn from_name(name: &str) -> Option<EventName> {
+        EventName::from_bytes(name.as_bytes())
+    }
+
+    /// The event called `name` (as bytes), if the parser knows it.
+    #[inline]
+    pub fn from_bytes(name: &[u8]) -> Option<EventName> {
         // One comparison of lengths per arm, bytes only where the length matches.
         Some(match name {
-            "kmem_cache_alloc" => EventName::KmemCacheAlloc,
-            "kmem_cache_free" => EventName::KmemCacheFree,
-            "kmalloc" => EventName::Kmalloc,
-            "kfree" => EventName::Kfree,
-            "mm_page_alloc" => EventName::MmPageAlloc,
-            "mm_page_free" | "mm_page_free_direct" => EventName::MmPageFree,
-            "mm_page_free_batched" => EventName::MmPageFreeBatched,
-            "kmalloc_node" => EventName::KmallocNode,
-            "kmem_cache_alloc_node" => EventName::KmemCacheAllocNode,
-            "alloc_vmap_area" => EventName::AllocVmapArea,
-            "free_vmap_area_noflush" => EventName::FreeVmapAreaNoflush,
-            "purge_vmap_area_lazy" => EventName::PurgeVmapAreaLazy,
+            b"kmem_cache_alloc" => EventName::KmemCacheAlloc,
+            b"kmem_cache_free" => EventName::KmemCacheFree,
+            b"kmalloc" => EventName::Kmalloc,
+            b"kfree" => EventName::Kfree,
+            b"mm_page_alloc" => EventName::MmPageAlloc,
+            b"mm_page_free" | b"mm_page_free_direct" => EventName::MmPageFree,
+            b"mm_page_free_batched" => EventName::MmPageFreeBatched,
+            b"kmalloc_node" => EventName::KmallocNode,
+            b"kmem_cache_alloc_node" => EventName::KmemCacheAllocNode,
+            b"alloc_vmap_area" => EventName::AllocVmapArea,
+            b"free_vmap_area_noflush" => EventName::FreeVmapAreaNoflush,
+            b"purge_vmap_area_lazy" => EventName::PurgeVmapAreaLazy,
             _ => return None,
         })
     }

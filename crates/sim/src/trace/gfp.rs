@@ -66,24 +66,42 @@ struct Parsed {
 pub struct GfpTable {
     seen: FxHashMap<Box<str>, Parsed>,
     unknown: Vec<(Box<str>, u64)>,
-    /// The last string parsed, when it named only known flags, and its flags: runs of
-    /// lines with the same flags are common, and comparing is cheaper than hashing.
-    last: (String, Gfp),
+    /// The last few distinct strings parsed that named only known flags, and their flags:
+    /// a trace has a handful of strings, mostly in runs or alternating, and comparing a
+    /// few is cheaper than hashing.
+    recent: [(Box<str>, Gfp); RECENT],
+    /// The slot of `recent` to replace next.
+    next_slot: usize,
 }
+
+/// Strings kept in [`GfpTable`]'s cache of recent ones.
+const RECENT: usize = 4;
 
 impl GfpTable {
     /// The flags `text` names; unknown names are counted and contribute no bits.
     pub fn parse(&mut self, text: &str) -> Gfp {
-        if !text.is_empty() && self.last.0 == text {
-            return self.last.1;
+        if let Some(gfp) = self.cached(text.as_bytes()) {
+            return gfp;
         }
         let gfp = self.parse_uncached(text);
-        self.last.0.clear();
         if self.seen.get(text).is_some_and(|p| p.unknown.is_empty()) {
-            self.last.0.push_str(text);
-            self.last.1 = gfp;
+            self.recent[self.next_slot] = (text.into(), gfp);
+            self.next_slot = (self.next_slot + 1) % RECENT;
         }
         gfp
+    }
+
+    /// The flags of `text` if it is one of the recent strings that named only known flags
+    /// ([`GfpTable::parse`] of it would change nothing but return these).
+    #[inline]
+    pub fn cached(&self, text: &[u8]) -> Option<Gfp> {
+        if text.is_empty() {
+            return None;
+        }
+        self.recent
+            .iter()
+            .find(|(s, _)| s.as_bytes() == text)
+            .map(|&(_, gfp)| gfp)
     }
 
     fn parse_uncached(&mut self, text: &str) -> Gfp {

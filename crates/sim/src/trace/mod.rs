@@ -19,12 +19,14 @@
 //! assert!(report.to_text(10).contains("SUMMARY (SLAB allocator)"));
 //! ```
 //!
-//! * [`parse`]: one line into a [`TraceEvent`], from the `[CPU]` bracket outward.
+//! * [`parse`]: one line into a [`TraceEvent`], from the `[CPU]` bracket outward (with a
+//!   fast path, `fast.rs`, for the common line shape).
 //! * [`reader`]: a stream of events from any `BufRead`, in bounded memory.
 //! * [`replay`](mod@replay): the events on a [`crate::Machine`].
 //! * [`report`]: the tables, summaries and `/proc` files; [`plot`]: an SVG over time.
 
 pub mod event;
+mod fast;
 pub mod gfp;
 pub mod hash;
 pub mod parse;

@@ -101,6 +101,28 @@ struct Header<'a> {
 impl LineParser {
     /// Parse one line (without its newline). `Err` says why it is malformed.
     pub fn parse(&mut self, line_no: u64, line: &str) -> Result<Line, &'static str> {
+        if let Some(ev) = self.parse_fast(line_no, line.as_bytes()) {
+            return Ok(Line::Event(ev));
+        }
+        self.parse_general(line_no, line)
+    }
+
+    /// Parse one line's bytes (without its newline): the fast path where the line has the
+    /// common shape, else the bytes as text (`Err` if they are not UTF-8) and the general
+    /// parser.
+    pub fn parse_bytes(&mut self, line_no: u64, bytes: &[u8]) -> Result<Line, &'static str> {
+        if let Some(ev) = self.parse_fast(line_no, bytes) {
+            return Ok(Line::Event(ev));
+        }
+        match as_text(bytes) {
+            Some(text) => self.parse_general(line_no, text),
+            None => Err("the line is not UTF-8 text"),
+        }
+    }
+
+    /// The general parser: any order of fields, values of several words, task names with
+    /// brackets, comments and headers, and the reason a malformed line is malformed.
+    pub(super) fn parse_general(&mut self, line_no: u64, line: &str) -> Result<Line, &'static str> {
         let bytes = line.as_bytes();
         let Some(first) = bytes.iter().position(|b| !b.is_ascii_whitespace()) else {
             return Ok(Line::Comment);
@@ -290,7 +312,7 @@ fn split_header(line: &str) -> Result<Header<'_>, &'static str> {
         };
         match right_of_bracket(&line[after..]) {
             Ok((ctx, timestamp_ns, event, body)) => {
-                let pid = task_pid(&line[..open])?;
+                let pid = task_pid(&bytes[..open])?;
                 return Ok(Header {
                     pid,
                     cpu,
@@ -307,7 +329,7 @@ fn split_header(line: &str) -> Result<Header<'_>, &'static str> {
 }
 
 /// `[003]` at `open`: the CPU and the index after the bracket.
-fn cpu_bracket(bytes: &[u8], open: usize) -> Option<(u32, usize)> {
+pub(super) fn cpu_bracket(bytes: &[u8], open: usize) -> Option<(u32, usize)> {
     let mut cpu: u32 = 0;
     let mut i = open + 1;
     while let Some(&b) = bytes.get(i) {
@@ -322,38 +344,45 @@ fn cpu_bracket(bytes: &[u8], open: usize) -> Option<(u32, usize)> {
 }
 
 /// `TASK-PID` with an optional `(TGID)` after it: the pid.
-fn task_pid(text: &str) -> Result<u32, &'static str> {
+pub(super) fn task_pid(text: &[u8]) -> Result<u32, &'static str> {
     let mut text = text.trim_ascii_end();
-    if text.ends_with(')') {
-        if let Some(open) = text.rfind('(') {
+    if text.ends_with(b")") {
+        if let Some(open) = text.iter().rposition(|&b| b == b'(') {
             text = text[..open].trim_ascii_end();
         }
     }
     let dash = text
-        .as_bytes()
         .iter()
         .rposition(|&b| b == b'-')
         .ok_or("no TASK-PID before the [CPU]")?;
     let pid = text[dash + 1..].trim_ascii();
-    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
-        return Err("the pid after TASK- is not a number");
+    const NOT_A_NUMBER: &str = "the pid after TASK- is not a number";
+    if pid.is_empty() {
+        return Err(NOT_A_NUMBER);
     }
-    pid.parse()
-        .map_err(|_| "the pid after TASK- is not a number")
+    let mut value: u32 = 0;
+    for &b in pid {
+        let digit = decimal_digit(b).ok_or(NOT_A_NUMBER)?;
+        value = value
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(digit as u32))
+            .ok_or(NOT_A_NUMBER)?;
+    }
+    Ok(value)
 }
 
 /// Flags (optional), `TIMESTAMP:`, `event:` and the body after the bracket.
 fn right_of_bracket(text: &str) -> Result<(TraceContext, u64, &str, &str), &'static str> {
     let (first, rest) = next_token(text).ok_or("nothing after the [CPU]")?;
-    let (ctx, stamp, rest) = match timestamp(first) {
+    let (ctx, stamp, rest) = match timestamp(first.as_bytes()) {
         Some(ns) => (TraceContext::PROCESS, ns, rest),
         None => {
-            let ctx =
-                flags(first).ok_or("neither a flags column nor a timestamp after the [CPU]")?;
+            let ctx = flags(first.as_bytes())
+                .ok_or("neither a flags column nor a timestamp after the [CPU]")?;
             let (second, rest) = next_token(rest).ok_or("no timestamp")?;
             (
                 ctx,
-                timestamp(second).ok_or("no TIMESTAMP: after the flags")?,
+                timestamp(second.as_bytes()).ok_or("no TIMESTAMP: after the flags")?,
                 rest,
             )
         }
@@ -380,8 +409,9 @@ fn next_token(text: &str) -> Option<(&str, &str)> {
 }
 
 /// `12.345678:` as nanoseconds (a bare integer is taken as nanoseconds already).
-fn timestamp(token: &str) -> Option<u64> {
-    let (&colon, t) = token.as_bytes().split_last()?;
+#[inline]
+pub(super) fn timestamp(token: &[u8]) -> Option<u64> {
+    let (&colon, t) = token.split_last()?;
     if colon != b':' {
         return None;
     }
@@ -405,7 +435,7 @@ fn timestamp(token: &str) -> Option<u64> {
     }
     // The fraction: nanoseconds from its first nine digits.
     let mut ns = 0u64;
-    let mut digits = 0;
+    let mut digits: usize = 0;
     for &b in &t[i..] {
         let digit = decimal_digit(b)?;
         if digits < 9 {
@@ -413,9 +443,23 @@ fn timestamp(token: &str) -> Option<u64> {
             digits += 1;
         }
     }
-    ns *= 10u64.pow(9 - digits);
+    ns *= POW10[9 - digits];
     value.checked_mul(1_000_000_000)?.checked_add(ns)
 }
+
+/// Powers of ten up to a second in nanoseconds.
+pub(super) const POW10: [u64; 10] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+    1_000_000_000,
+];
 
 /// The value of a decimal digit byte.
 #[inline]
@@ -426,8 +470,9 @@ fn decimal_digit(b: u8) -> Option<u64> {
 
 /// The latency-format flags column (`irqs-off`, `need-resched`, `hardirq/softirq`,
 /// `preempt-depth` and, on 5.x and later, `migrate-disable`).
-fn flags(token: &str) -> Option<TraceContext> {
-    let b = token.as_bytes();
+#[inline]
+pub(super) fn flags(token: &[u8]) -> Option<TraceContext> {
+    let b = token;
     if !(3..=6).contains(&b.len()) {
         return None;
     }
@@ -539,6 +584,18 @@ impl Key {
             Key::NrLazyMax => "no nr_lazy_max= (truncated line?)",
             _ => "a field is missing (truncated line?)",
         }
+    }
+}
+
+/// A line's bytes as text: ASCII (every line of a kernel trace, bar exotic task names)
+/// checked a word at a time, anything else validated as UTF-8.
+#[inline]
+fn as_text(bytes: &[u8]) -> Option<&str> {
+    if bytes.is_ascii() {
+        // SAFETY: every ASCII byte sequence is valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        std::str::from_utf8(bytes).ok()
     }
 }
 
@@ -672,6 +729,12 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// [`hex`] for the fast path's tests.
+#[cfg(test)]
+pub(super) fn hex_for_tests(text: &str) -> Option<u64> {
+    hex(text)
+}
+
 /// Hex digits with an optional `0x`.
 fn hex(text: &str) -> Option<u64> {
     let digits = text
@@ -694,11 +757,11 @@ fn hex(text: &str) -> Option<u64> {
 }
 
 /// [`HEX_DIGIT`] of a byte that is no hex digit.
-const NOT_HEX: u8 = 0xff;
+pub(super) const NOT_HEX: u8 = 0xff;
 
 /// The value of each hex digit byte (either case), [`NOT_HEX`] for the others: one table
 /// load per digit of the pointers and call sites that fill a trace.
-static HEX_DIGIT: [u8; 256] = {
+pub(super) static HEX_DIGIT: [u8; 256] = {
     let mut table = [NOT_HEX; 256];
     let mut i = 0;
     while i < 10 {

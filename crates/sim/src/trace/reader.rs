@@ -91,7 +91,31 @@ impl<R: BufRead> TraceReader<R> {
     }
 
     /// The next allocator event, `Ok(None)` at the end of the input.
+    #[inline]
     pub fn next_event(&mut self) -> Result<Option<TraceEvent>, TraceError> {
+        // The common case: a whole line of the common shape in the input's buffer, parsed
+        // where it lies by the parser's fast path.
+        let chunk = self.input.fill_buf().map_err(TraceError::Io)?;
+        if let Some(newline) = memchr::memchr(b'\n', chunk) {
+            if newline < MAX_LINE {
+                let line_no = self.stats.lines + 1;
+                if let Some(ev) = self.parser.parse_fast(line_no, &chunk[..newline]) {
+                    self.input.consume(newline + 1);
+                    self.stats.lines = line_no;
+                    self.stats.bytes += newline as u64 + 1;
+                    self.stats.events += 1;
+                    self.stats.per_event[ev.name.index()] += 1;
+                    return Ok(Some(ev));
+                }
+            }
+        }
+        self.next_event_slow()
+    }
+
+    /// Every other line: comments, headers, unknown events, malformed lines, lines not in
+    /// the input's buffer whole, and the shapes the fast path leaves to the general parser.
+    #[inline(never)]
+    fn next_event_slow(&mut self) -> Result<Option<TraceEvent>, TraceError> {
         loop {
             let parsed = match self.parse_in_place()? {
                 Some(parsed) => parsed,
@@ -121,8 +145,8 @@ impl<R: BufRead> TraceReader<R> {
         }
     }
 
-    /// The common case: a whole line in the input's buffer, parsed where it lies (a
-    /// malformed one is copied out for its report). `None`: read it the slow way.
+    /// A whole line in the input's buffer, parsed where it lies (a malformed one is copied
+    /// out for its report). `None`: read it the slow way.
     fn parse_in_place(&mut self) -> Result<Option<Result<Line, &'static str>>, TraceError> {
         let chunk = self.input.fill_buf().map_err(TraceError::Io)?;
         let Some(newline) = memchr::memchr(b'\n', chunk) else {
@@ -215,25 +239,11 @@ impl<R: BufRead> TraceReader<R> {
 }
 
 /// Parse one line's bytes (with or without its newline).
+#[inline]
 fn classify(parser: &mut LineParser, line_no: u64, bytes: &[u8]) -> Result<Line, &'static str> {
     let mut end = bytes.len();
     while end > 0 && matches!(bytes[end - 1], b'\n' | b'\r') {
         end -= 1;
     }
-    match as_text(&bytes[..end]) {
-        Some(text) => parser.parse(line_no, text),
-        None => Err("the line is not UTF-8 text"),
-    }
-}
-
-/// A line's bytes as text: ASCII (every line of a kernel trace, bar exotic task names)
-/// checked a word at a time, anything else validated as UTF-8.
-#[inline]
-fn as_text(bytes: &[u8]) -> Option<&str> {
-    if bytes.is_ascii() {
-        // SAFETY: every ASCII byte sequence is valid UTF-8.
-        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
-    } else {
-        std::str::from_utf8(bytes).ok()
-    }
+    parser.parse_bytes(line_no, &bytes[..end])
 }

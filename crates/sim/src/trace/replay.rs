@@ -312,7 +312,16 @@ impl<'m> Replayer<'m> {
     }
 
     /// Enter the traced context on top of process context.
+    #[inline]
     fn enter(&mut self, mm: &Mm<SimPlatform>, ctx: TraceContext) -> Option<IrqFlags> {
+        // Most events run in plain process context: nothing to enter or count.
+        if ctx == TraceContext::PROCESS {
+            return None;
+        }
+        self.enter_context(mm, ctx)
+    }
+
+    fn enter_context(&mut self, mm: &Mm<SimPlatform>, ctx: TraceContext) -> Option<IrqFlags> {
         let hard = matches!(ctx.kind, Context::Hardirq | Context::Nmi);
         let saved = (ctx.irqs_off || hard).then(|| mm.platform().local_irq_save());
         if ctx.bh_off {
@@ -338,7 +347,11 @@ impl<'m> Replayer<'m> {
     }
 
     /// Leave what [`Replayer::enter`] entered, in reverse.
+    #[inline]
     fn exit(&mut self, mm: &Mm<SimPlatform>, ctx: TraceContext, saved: Option<IrqFlags>) {
+        if ctx == TraceContext::PROCESS {
+            return;
+        }
         if matches!(ctx.kind, Context::Hardirq | Context::Nmi) {
             mm.exit_context(ctx.kind);
         }
