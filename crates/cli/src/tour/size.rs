@@ -268,7 +268,7 @@ fn ok_or_failed(ok: bool) -> &'static str {
     }
 }
 
-/// The first clause of an allocation error (up to the first ':' after the mode).
+/// The first clause of an allocation error (up to the first "; ").
 fn first_clause(e: &str) -> &str {
     e.split("; ").next().unwrap_or(e)
 }
