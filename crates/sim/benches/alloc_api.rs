@@ -21,6 +21,8 @@
 //!
 //! Run with `cargo bench -p kmemlab-sim --bench alloc_api`.
 
+mod common;
+
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -28,48 +30,10 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use kmemlab_mm::alloc::flags::GFP_KERNEL;
 use kmemlab_mm::alloc::{Allocator, KBox, KVVec, KVec, VVec, Vec as KmVec};
 use kmemlab_mm::Mm;
-use kmemlab_sim::{Machine, MachineConfig, SimPlatform};
+use kmemlab_sim::SimPlatform;
 
-const GIB: u64 = 1 << 30;
 /// Elements pushed per iteration of `vec_push_100k`.
 const PUSHES: u64 = 100_000;
-
-fn machine() -> Machine {
-    Machine::new(MachineConfig {
-        ram: GIB,
-        seed: 11,
-        ..Default::default()
-    })
-    .expect("machine boots")
-}
-
-/// Free pages as a leak would show: after the lazy purge, every slab cache shrunk and the
-/// per-CPU lists drained; page-table pages (which vmalloc keeps) counted as free.
-fn settled_free_pages(m: &Machine) -> u64 {
-    m.run(|mm| {
-        mm.purge_vmap_area_lazy();
-        let mut caches = vec![];
-        mm.for_each_cache(|s| {
-            caches.push(s.handle());
-            None::<()>
-        });
-        for c in caches {
-            mm.kmem_cache_shrink(c).unwrap();
-        }
-        mm.drain_all_pages();
-        mm.zones().iter().map(|z| z.free_pages()).sum::<u64>() + mm.nr_pagetable_pages()
-    })
-}
-
-/// Run `bench` (a kmemlab benchmark on `m`) and check that it left nothing behind.
-fn no_leak(m: &Machine, name: &str, bench: impl FnOnce()) {
-    let before = settled_free_pages(m);
-    bench();
-    let after = settled_free_pages(m);
-    assert_eq!(after, before, "{name}: every page is back");
-    let console = m.take_console();
-    assert!(console.is_empty(), "{name}: {console:?}");
-}
 
 /// 100,000 pushes into a new vector of allocator `A`, then its drop (and the lazy-purge
 /// work, if a `vfree` scheduled it).
@@ -89,18 +53,18 @@ fn push_100k<'a, A: Allocator>(mm: &'a Mm<SimPlatform>, v: KmVec<'a, u64, A, Sim
 fn vec_push_100k(c: &mut Criterion) {
     let mut group = c.benchmark_group("vec_push_100k");
     group.sample_size(20);
-    let m = machine();
-    no_leak(&m, "KVec", || {
+    let m = common::machine(11);
+    common::no_leak(&m, "KVec", || {
         group.bench_function("kmemlab/KVec", |b| {
             m.run(|mm| b.iter(|| push_100k(mm, KVec::<u64, _>::new(mm))))
         });
     });
-    no_leak(&m, "KVVec", || {
+    common::no_leak(&m, "KVVec", || {
         group.bench_function("kmemlab/KVVec", |b| {
             m.run(|mm| b.iter(|| push_100k(mm, KVVec::<u64, _>::new(mm))))
         });
     });
-    no_leak(&m, "VVec", || {
+    common::no_leak(&m, "VVec", || {
         group.bench_function("kmemlab/VVec", |b| {
             m.run(|mm| b.iter(|| push_100k(mm, VVec::<u64, _>::new(mm))))
         });
@@ -120,8 +84,8 @@ fn vec_push_100k(c: &mut Criterion) {
 
 fn box_new_drop(c: &mut Criterion) {
     let mut group = c.benchmark_group("box_new_drop");
-    let m = machine();
-    no_leak(&m, "KBox", || {
+    let m = common::machine(11);
+    common::no_leak(&m, "KBox", || {
         group.bench_function("kmemlab/KBox", |b| {
             m.run(|mm| {
                 b.iter(|| {

@@ -33,17 +33,18 @@
 //!
 //! Run with `cargo bench -p kmemlab-sim --bench kvmalloc`.
 
+mod common;
+
 use std::alloc::Layout;
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use kmemlab_mm::{Gfp, Mm, VirtAddr, ZoneType};
-use kmemlab_sim::{fragment, FragmentPattern, Machine, MachineConfig, SimPlatform};
+use kmemlab_sim::{fragment, FragmentPattern, Machine, SimPlatform};
 
 type Group<'a> = BenchmarkGroup<'a, criterion::measurement::WallTime>;
 
-const GIB: u64 = 1 << 30;
 const KIB: usize = 1 << 10;
 const MIB: usize = 1 << 20;
 /// The sizes of the `fresh` group, with their criterion names.
@@ -53,43 +54,6 @@ const SIZES: [(usize, &str); 4] = [
     (64 * KIB, "64KiB"),
     (MIB, "1MiB"),
 ];
-
-fn machine(seed: u64) -> Machine {
-    Machine::new(MachineConfig {
-        ram: GIB,
-        seed,
-        ..Default::default()
-    })
-    .expect("machine boots")
-}
-
-/// Free pages as a leak would show: after the lazy purge, every slab cache shrunk and the
-/// per-CPU lists drained; page-table pages (which vmalloc keeps) counted as free.
-fn settled_free_pages(m: &Machine) -> u64 {
-    m.run(|mm| {
-        mm.purge_vmap_area_lazy();
-        let mut caches = vec![];
-        mm.for_each_cache(|s| {
-            caches.push(s.handle());
-            None::<()>
-        });
-        for c in caches {
-            mm.kmem_cache_shrink(c).unwrap();
-        }
-        mm.drain_all_pages();
-        mm.zones().iter().map(|z| z.free_pages()).sum::<u64>() + mm.nr_pagetable_pages()
-    })
-}
-
-/// Run `bench` (a kmemlab benchmark on `m`) and check that it left nothing behind.
-fn no_leak(m: &Machine, name: &str, bench: impl FnOnce()) {
-    let before = settled_free_pages(m);
-    bench();
-    let after = settled_free_pages(m);
-    assert_eq!(after, before, "{name}: every page is back");
-    let console = m.take_console();
-    assert!(console.is_empty(), "{name}: {console:?}");
-}
 
 /// `kvfree`, then the drain work if a `vfree` scheduled it.
 #[inline]
@@ -110,7 +74,7 @@ fn vfree(mm: &Mm<SimPlatform>, p: VirtAddr) {
 }
 
 fn bench_kvmalloc(group: &mut Group<'_>, m: &Machine, name: &str, size: usize, vmalloc: bool) {
-    no_leak(m, name, || {
+    common::no_leak(m, name, || {
         group.bench_function(name, |b| {
             m.run(|mm| {
                 b.iter(|| {
@@ -129,7 +93,7 @@ fn bench_kvmalloc(group: &mut Group<'_>, m: &Machine, name: &str, size: usize, v
 }
 
 fn bench_kmalloc(group: &mut Group<'_>, m: &Machine, name: &str, size: usize) {
-    no_leak(m, name, || {
+    common::no_leak(m, name, || {
         group.bench_function(name, |b| {
             m.run(|mm| {
                 b.iter(|| {
@@ -142,7 +106,7 @@ fn bench_kmalloc(group: &mut Group<'_>, m: &Machine, name: &str, size: usize) {
 }
 
 fn bench_vmalloc(group: &mut Group<'_>, m: &Machine, name: &str, size: usize) {
-    no_leak(m, name, || {
+    common::no_leak(m, name, || {
         group.bench_function(name, |b| {
             m.run(|mm| {
                 b.iter(|| {
@@ -171,7 +135,7 @@ fn bench_peer(group: &mut Group<'_>, name: &str, size: usize) {
 
 fn fresh(c: &mut Criterion) {
     let mut group = c.benchmark_group("fresh");
-    let m = machine(1);
+    let m = common::machine(1);
     for (size, label) in SIZES {
         bench_kvmalloc(&mut group, &m, &format!("kvmalloc/{label}"), size, false);
         bench_kmalloc(&mut group, &m, &format!("kmalloc/{label}"), size);
@@ -184,7 +148,7 @@ fn fresh(c: &mut Criterion) {
 /// A machine whose DMA32 and DMA zones have no free block of `order` or above (one page
 /// pinned in every `2^order` block), and the pins, to release afterwards.
 fn fragmented(seed: u64, order: u32) -> (Machine, Vec<kmemlab_sim::Fragmented>) {
-    let m = machine(seed);
+    let m = common::machine(seed);
     let pins = [ZoneType::Dma32, ZoneType::Dma]
         .into_iter()
         .map(|zone| fragment(&m, zone, order, FragmentPattern::Sparse).expect("fragments"))
@@ -200,7 +164,7 @@ fn fragmented(seed: u64, order: u32) -> (Machine, Vec<kmemlab_sim::Fragmented>) 
 fn four_mib(c: &mut Criterion) {
     let mut group = c.benchmark_group("4MiB");
     let size = 4 * MIB;
-    let m = machine(2);
+    let m = common::machine(2);
     bench_kvmalloc(&mut group, &m, "kvmalloc/fresh", size, false);
     bench_vmalloc(&mut group, &m, "vmalloc/fresh", size);
     drop(m);
