@@ -270,10 +270,10 @@ impl<'a> Cursor<'a> {
         Some(value)
     }
 
-    /// Decimal digits (1 to 19, so no overflow: `str::parse` would accept more), ending
-    /// the value.
+    /// The decimal digits at the cursor, at most `max` of them: their value and the index
+    /// after the last; `None` when there are none or more than `max`.
     #[inline]
-    fn decimal(&mut self) -> Option<u64> {
+    fn digits(&self, max: usize) -> Option<(u64, usize)> {
         let b = self.b;
         let start = self.i;
         let mut i = start;
@@ -283,15 +283,20 @@ impl<'a> Cursor<'a> {
             if d >= 10 {
                 break;
             }
-            if i - start == 19 {
+            if i - start == max {
                 return None;
             }
             value = value * 10 + d as u64;
             i += 1;
         }
-        if i == start {
-            return None;
-        }
+        (i != start).then_some((value, i))
+    }
+
+    /// Decimal digits (1 to 19, so no overflow: `str::parse` would accept more), ending
+    /// the value.
+    #[inline]
+    fn decimal(&mut self) -> Option<u64> {
+        let (value, i) = self.digits(19)?;
         self.i = i;
         self.end_of_value()?;
         Some(value)
@@ -381,23 +386,7 @@ impl<'a> Cursor<'a> {
     #[inline]
     fn timestamp(&mut self) -> Option<u64> {
         let b = self.b;
-        let start = self.i;
-        let mut i = start;
-        let mut value: u64 = 0;
-        while let Some(&c) = b.get(i) {
-            let d = c.wrapping_sub(b'0');
-            if d >= 10 {
-                break;
-            }
-            if i - start == 12 {
-                return None;
-            }
-            value = value * 10 + d as u64;
-            i += 1;
-        }
-        if i == start {
-            return None;
-        }
+        let (value, mut i) = self.digits(12)?;
         let ns = match b.get(i)? {
             b':' => {
                 i += 1;
