@@ -717,7 +717,8 @@ impl<P: Platform> Mm<P> {
     /// `check_unmap()`: find the mapping and compare; the entry is removed (and
     /// returned).
     fn check_unmap(&self, dev: &Device, r: Record) -> Option<Record> {
-        let names = (dev.driver(), dev.name());
+        // The names are only needed for a report: not formatted on the hot path.
+        let names = || (dev.driver(), dev.name());
         let mut state = self.dma.debug.state.lock_irqsave(&self.platform);
         let found = self.bucket_find_exact(&r);
         let found = match found {
@@ -732,14 +733,14 @@ impl<P: Platform> Mm<P> {
             drop(state);
             if r.dev_addr == DMA_MAPPING_ERROR {
                 self.err_printk(
-                    names,
+                    names(),
                     DmaDebugError::FreeInvalidAddress,
                     Site::CheckUnmap,
                     format_args!("device driver tries to free an invalid DMA memory address"),
                 );
             } else {
                 self.err_printk(
-                    names,
+                    names(),
                     DmaDebugError::FreeNotAllocated,
                     Site::CheckUnmap,
                     format_args!(
@@ -757,36 +758,36 @@ impl<P: Platform> Mm<P> {
             return None;
         }
         if r.size != e.size {
-            self.err_printk(names, DmaDebugError::DifferentSize, Site::CheckUnmap, format_args!(
+            self.err_printk(names(), DmaDebugError::DifferentSize, Site::CheckUnmap, format_args!(
                 "device driver frees DMA memory with different size [device address=0x{:016x}] [map size={} bytes] [unmap size={} bytes]",
                 r.dev_addr, e.size, r.size
             ));
         }
         if r.kind != e.kind {
-            self.err_printk(names, DmaDebugError::WrongFunction, Site::CheckUnmap, format_args!(
+            self.err_printk(names(), DmaDebugError::WrongFunction, Site::CheckUnmap, format_args!(
                 "device driver frees DMA memory with wrong function [device address=0x{:016x}] [size={} bytes] [mapped as {}] [unmapped as {}]",
                 r.dev_addr, r.size, e.kind.name(), r.kind.name()
             ));
         } else if e.kind == DebugType::Coherent && r.phys != e.phys {
-            self.err_printk(names, DmaDebugError::DifferentCpuAddress, Site::CheckUnmap, format_args!(
+            self.err_printk(names(), DmaDebugError::DifferentCpuAddress, Site::CheckUnmap, format_args!(
                 "device driver frees DMA memory with different CPU address [device address=0x{:016x}] [size={} bytes] [cpu alloc address=0x{:016x}] [cpu free address=0x{:016x}]",
                 r.dev_addr, r.size, e.phys, r.phys
             ));
         }
         if r.sg_call_ents != 0 && r.kind == DebugType::Sg && r.sg_call_ents != e.sg_call_ents {
-            self.err_printk(names, DmaDebugError::DifferentSgCount, Site::CheckUnmap, format_args!(
+            self.err_printk(names(), DmaDebugError::DifferentSgCount, Site::CheckUnmap, format_args!(
                 "device driver frees DMA sg list with different entry count [map count={}] [unmap count={}]",
                 e.sg_call_ents, r.sg_call_ents
             ));
         }
         if r.dir != e.dir {
-            self.err_printk(names, DmaDebugError::DifferentDirection, Site::CheckUnmap, format_args!(
+            self.err_printk(names(), DmaDebugError::DifferentDirection, Site::CheckUnmap, format_args!(
                 "device driver frees DMA memory with different direction [device address=0x{:016x}] [size={} bytes] [mapped with {}] [unmapped with {}]",
                 r.dev_addr, r.size, e.dir.name(), r.dir.name()
             ));
         }
         if e.map_err == MAP_ERR_NOT_CHECKED {
-            self.err_printk(names, DmaDebugError::MapErrorNotChecked, Site::CheckUnmap, format_args!(
+            self.err_printk(names(), DmaDebugError::MapErrorNotChecked, Site::CheckUnmap, format_args!(
                 "device driver failed to check map error[device address=0x{:016x}] [size={} bytes] [mapped as {}]",
                 r.dev_addr, r.size, e.kind.name()
             ));
