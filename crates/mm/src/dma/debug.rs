@@ -1,7 +1,7 @@
 //! `CONFIG_DMA_API_DEBUG` (`kernel/dma/debug.c`): every mapping and coherent allocation
 //! is recorded in a `dma_debug_entry`, hashed by bus address; unmaps, frees and syncs are
 //! checked against the entry, and each violation is reported as `err_printk` does
-//! ("DMA-API: <driver> <device>: ...", then the WARNING line) and counted.
+//! (`DMA-API: <driver> <device>: ...`, then the WARNING line) and counted.
 //!
 //! The entries are preallocated in simulated memory (one block from the page
 //! allocator: two pages of hash-bucket heads, then 960 entries of 128 bytes; the kernel

@@ -1,6 +1,6 @@
 //! The zoned buddy page allocator (`mm/page_alloc.c`, following Linux 6.6).
 //!
-//! * [`zone`]: zones, migrate types, watermarks and free areas.
+//! * `zone`: zones, migrate types, watermarks and free areas.
 //! * [`buddy`]: split, merge and migrate-type fallback under the zone lock.
 //! * [`pcp`]: per-CPU lists for orders 0-3 and pageblock order.
 //! * this module: the allocation and free paths (`__alloc_pages`,

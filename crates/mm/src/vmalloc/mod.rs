@@ -2,12 +2,12 @@
 //! 6.6, with `vrealloc` of 6.13).
 //!
 //! An allocation takes a range of the vmalloc area from the vmap_area allocator
-//! ([`area`]), a `vm_struct` and a page array from kmalloc (or, for a page array larger
+//! (`area.rs`), a `vm_struct` and a page array from kmalloc (or, for a page array larger
 //! than a page, from vmalloc itself), order-0 pages from the page allocator one by one with
-//! `__GFP_HIGHMEM` allowed, and maps them through real page-table entries ([`map`]). A guard
+//! `__GFP_HIGHMEM` allowed, and maps them through real page-table entries (`map.rs`). A guard
 //! page (unmapped) follows every area. Freeing clears the entries at once but flushes no TLB:
 //! the range waits on the purge list until the lazily freed pages exceed
-//! `lazy_max_pages()`, and then one `flush_tlb_kernel_range` covers them all ([`purge`]).
+//! `lazy_max_pages()`, and then one `flush_tlb_kernel_range` covers them all (`purge.rs`).
 //!
 //! Context rules, as the kernel enforces them: vmalloc and `vunmap` from interrupt context
 //! are a kernel BUG (refused here, with the kernel's report); vmalloc in atomic context gets
