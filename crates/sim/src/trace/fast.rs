@@ -195,6 +195,21 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// An optional ` key=value` field: `Some(None)` when the key is not next, `None` when
+    /// it is but its value does not parse.
+    #[inline]
+    fn optional<const N: usize, T>(
+        &mut self,
+        key: &[u8; N],
+        value: impl FnOnce(&mut Self) -> Option<T>,
+    ) -> Option<Option<T>> {
+        if self.key(key) {
+            value(self).map(Some)
+        } else {
+            Some(None)
+        }
+    }
+
     /// `key=` here (the key's bytes include the `=`).
     #[inline]
     fn key<const N: usize>(&mut self, key: &[u8; N]) -> bool {
@@ -629,21 +644,9 @@ impl LineParser {
             return None;
         }
         let gfp = self.gfp_fast(c)?;
-        let node = if c.key(b"node=") {
-            Some(c.node()?)
-        } else {
-            None
-        };
-        let accounted = if c.key(b"accounted=") {
-            Some(c.boolean()?)
-        } else {
-            None
-        };
-        let name = if c.key(b"name=") {
-            Some(c.text()?)
-        } else {
-            None
-        };
+        let node = c.optional(b"node=", Cursor::node)?;
+        let accounted = c.optional(b"accounted=", Cursor::boolean)?;
+        let name = c.optional(b"name=", Cursor::text)?;
         if !c.at_end() {
             return None;
         }
@@ -670,11 +673,7 @@ impl LineParser {
         }
         let site = c.call_site()?;
         let ptr = c.key(b"ptr=").then(|| c.pointer())??;
-        let name = if c.key(b"name=") {
-            Some(c.text()?)
-        } else {
-            None
-        };
+        let name = c.optional(b"name=", Cursor::text)?;
         if !c.at_end() {
             return None;
         }
