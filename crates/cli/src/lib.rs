@@ -1,0 +1,264 @@
+//! `kmemlab`'s front ends as a library: `tour` walks through the allocators on a simulated
+//! machine, `shell` runs kernel memory commands from a script or a prompt, `proc` prints a
+//! `/proc` file of a freshly booted machine, `replay` replays a kernel `kmem` trace. The
+//! `kmemlab` binary is [`main_entry`]; the fuzz targets and tests drive [`shell::Shell`]
+//! in-process.
+
+mod commands;
+mod describe;
+mod dma_commands;
+mod replay;
+pub mod shell;
+mod tour;
+mod vmcommands;
+mod workload_commands;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use kmemlab_mm::dma::SwiotlbConfig;
+use kmemlab_mm::slab::kmalloc::KmallocSizes;
+use kmemlab_mm::slab::{SlabConfig, SlabFlags};
+use kmemlab_mm::Profile;
+use kmemlab_sim::{parse_size, Hole, Machine, MachineConfig};
+
+/// Watch, script, break and measure the Linux kernel's memory allocators.
+#[derive(Parser)]
+#[command(name = "kmemlab", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    machine: MachineArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The shape of the simulated machine.
+#[derive(Args, Clone)]
+pub struct MachineArgs {
+    /// RAM size (16M ..= 256G; K/M/G/T suffixes).
+    #[arg(long, global = true, default_value = "1G", value_parser = parse_ram)]
+    ram: u64,
+    /// Number of CPUs (1 ..= 256).
+    #[arg(long, global = true, default_value_t = 4)]
+    cpus: usize,
+    /// Kernel profile: x86_64 or i386.
+    #[arg(long, global = true, default_value = "x86_64", value_parser = parse_profile)]
+    profile: Profile,
+    /// Seed for every random choice.
+    #[arg(long, global = true, default_value_t = 0)]
+    seed: u64,
+    /// Extra hole in the physical map, START-END (e.g. 256M-260M); repeatable.
+    #[arg(long = "hole", global = true, value_parser = parse_hole)]
+    holes: Vec<Hole>,
+    /// Add the PCI hole from 3 GiB to 4 GiB (RAM above it moves past 4 GiB).
+    #[arg(long, global = true)]
+    pci_hole: bool,
+    /// Leave out the legacy 640 KiB – 1 MiB hole.
+    #[arg(long, global = true)]
+    no_legacy_hole: bool,
+    /// slab_debug for every cache, in the kernel's letters: F sanity checks, Z red zones,
+    /// P poisoning, U owner tracking (`--slab-debug` alone: all four).
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "", value_parser = parse_slab_debug)]
+    slab_debug: Option<SlabFlags>,
+    /// init_on_alloc=1: zero every allocation.
+    #[arg(long, global = true)]
+    init_on_alloc: bool,
+    /// init_on_free=1: zero every object when freed.
+    #[arg(long, global = true)]
+    init_on_free: bool,
+    /// swiotlb=: `force` (a bounce pool whatever the RAM), `noforce` (none), or a number
+    /// of 2 KiB slots; by default x86's rule (a pool only when RAM reaches above 4 GiB).
+    #[arg(long, global = true, value_parser = parse_swiotlb)]
+    swiotlb: Option<SwiotlbConfig>,
+    /// Place the swiotlb pool below this physical address (e.g. 16M, so that a 24-bit
+    /// ISA device can bounce, as arm64 places it below its ZONE_DMA limit).
+    #[arg(long, global = true, value_parser = parse_ram)]
+    swiotlb_below: Option<u64>,
+    /// Other kmalloc size classes, ascending multiples of 8 ending at 8192 (for example
+    /// 8,16,24,32,48,64,128,256,512,1K,2K,4K,8K).
+    #[arg(long, global = true, value_name = "SIZES", value_parser = parse_kmalloc_sizes)]
+    kmalloc_sizes: Option<KmallocSizes>,
+}
+
+impl MachineArgs {
+    /// The machine flags of a default machine (as if none were given).
+    pub fn defaults() -> MachineArgs {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            machine: MachineArgs,
+        }
+        Only::parse_from(["kmemlab"]).machine
+    }
+
+    /// The machine flags parsed from `args` (as typed after `kmemlab`, without a
+    /// subcommand), or clap's error text.
+    pub fn parse_from<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<MachineArgs, String> {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            machine: MachineArgs,
+        }
+        Only::try_parse_from(core::iter::once("kmemlab").chain(args))
+            .map(|o| o.machine)
+            .map_err(|e| e.to_string())
+    }
+
+    fn config(&self) -> MachineConfig {
+        let mut holes = Vec::new();
+        if !self.no_legacy_hole {
+            holes.push(Hole::LEGACY);
+        }
+        if self.pci_hole {
+            holes.push(Hole::PCI);
+        }
+        holes.extend(self.holes.iter().copied());
+        MachineConfig {
+            ram: self.ram,
+            cpus: self.cpus,
+            profile: self.profile,
+            seed: self.seed,
+            holes,
+            slab: SlabConfig {
+                debug: self.slab_debug.unwrap_or_default(),
+                init_on_alloc: self.init_on_alloc,
+                init_on_free: self.init_on_free,
+                kmalloc_sizes: self.kmalloc_sizes,
+                ..SlabConfig::default()
+            },
+        }
+    }
+
+    /// Boot a machine with these flags.
+    pub fn boot(&self) -> Result<Machine, String> {
+        let mut swiotlb = self.swiotlb.unwrap_or_default();
+        if let Some(limit) = self.swiotlb_below {
+            swiotlb = swiotlb.below(limit);
+        }
+        Machine::new_with_swiotlb(self.config(), swiotlb).map_err(|e| e.to_string())
+    }
+}
+
+fn parse_ram(s: &str) -> Result<u64, String> {
+    parse_size(s).ok_or_else(|| format!("'{s}' is not a size (examples: 64M, 1G, 4096)"))
+}
+
+fn parse_swiotlb(s: &str) -> Result<SwiotlbConfig, String> {
+    match s {
+        "force" => Ok(SwiotlbConfig::on()),
+        "noforce" => Ok(SwiotlbConfig::off()),
+        n => n
+            .parse::<u64>()
+            .ok()
+            .filter(|&n| n > 0)
+            .map(SwiotlbConfig::with_slabs)
+            .ok_or_else(|| format!("'{s}' is not force, noforce or a number of slots")),
+    }
+}
+
+fn parse_slab_debug(s: &str) -> Result<SlabFlags, String> {
+    SlabFlags::parse_slab_debug(s)
+        .ok_or_else(|| format!("'{s}' is not slab_debug letters (F, Z, P, U)"))
+}
+
+fn parse_kmalloc_sizes(s: &str) -> Result<KmallocSizes, String> {
+    let sizes = s
+        .split(',')
+        .map(|part| {
+            let part = part.trim();
+            parse_size(part)
+                .map(|n| n as usize)
+                .ok_or_else(|| format!("'{part}' is not a size"))
+        })
+        .collect::<Result<Vec<usize>, String>>()?;
+    KmallocSizes::new(&sizes).map_err(|e| e.to_string())
+}
+
+fn parse_profile(s: &str) -> Result<Profile, String> {
+    Profile::from_name(s).ok_or_else(|| format!("unknown profile '{s}' (x86_64 or i386)"))
+}
+
+fn parse_hole(s: &str) -> Result<Hole, String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("'{s}' is not START-END"))?;
+    let start = parse_ram(a)?;
+    let end = parse_ram(b)?;
+    if end <= start {
+        return Err(format!("hole '{s}' ends before it starts"));
+    }
+    Ok(Hole { start, end })
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Walk through the page allocator, kmalloc and vmalloc on a simulated machine, and
+    /// decide the seven contrasts and three questions from live experiments.
+    Tour {
+        /// Print the same facts as one JSON document, with a `claims` array.
+        #[arg(long)]
+        json: bool,
+        /// Leave out host wall-clock times, so that the output depends only on the seed.
+        #[arg(long)]
+        no_wall_clock: bool,
+    },
+    /// Run commands from SCRIPT, or from standard input.
+    Shell {
+        /// A script: one command per line, '#' comments, '!' for commands expected to fail.
+        script: Option<std::path::PathBuf>,
+        /// One JSON object per command.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a /proc file of a freshly booted machine.
+    Proc {
+        /// buddyinfo, pagetypeinfo, zoneinfo or meminfo.
+        file: String,
+    },
+    /// Replay a kernel kmem trace (ftrace or trace-cmd report text) and report as perf kmem stat.
+    Replay(replay::ReplayArgs),
+}
+
+/// The `kmemlab` command line: parse the arguments, run the subcommand, and turn its
+/// result into the exit status (0 success, 1 a failed expectation, 2 an error).
+pub fn main_entry() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Tour {
+            json,
+            no_wall_clock,
+        } => tour::run(
+            &cli.machine,
+            tour::TourOptions {
+                json: *json,
+                wall_clock: !*no_wall_clock,
+            },
+        ),
+        Command::Shell { script, json } => shell::run(&cli.machine, script.as_deref(), *json),
+        Command::Proc { file } => proc_file(&cli.machine, file),
+        Command::Replay(args) => replay::run(&cli.machine, args),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("kmemlab: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn proc_file(args: &MachineArgs, file: &str) -> Result<bool, String> {
+    let machine = args.boot()?;
+    let mut out = String::new();
+    let found =
+        kmemlab_mm::procfs::render(machine.mm(), file, &mut out).map_err(|e| e.to_string())?;
+    if !found {
+        return Err(format!(
+            "no /proc file '{file}' (have: {})",
+            kmemlab_mm::procfs::FILES.join(", ")
+        ));
+    }
+    print!("{out}");
+    Ok(true)
+}
