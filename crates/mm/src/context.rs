@@ -78,7 +78,7 @@ impl fmt::Display for Context {
 }
 
 /// A CPU's `preempt_count`.
-#[derive(Default)]
+#[derive(Default, zerocopy::FromBytes)]
 #[repr(transparent)]
 pub struct PreemptCount(AtomicU32);
 

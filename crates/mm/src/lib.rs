@@ -24,6 +24,10 @@
 //! ```
 #![no_std]
 #![warn(missing_docs)]
+// Only the named modules that must touch host memory may use `unsafe`: `mem` (the one
+// door to simulated RAM) and `platform` (the contract a platform signs).
+#![deny(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod addr;
 pub mod alloc;
@@ -31,6 +35,7 @@ pub mod arch;
 pub mod context;
 pub mod dma;
 pub mod gfp;
+pub mod mem;
 pub mod memblock;
 pub mod memory_model;
 pub mod mm_init;
@@ -39,6 +44,7 @@ pub mod page_alloc;
 pub mod percpu;
 pub mod platform;
 pub mod procfs;
+pub mod report;
 pub mod slab;
 pub mod sync;
 pub mod util;
@@ -66,6 +72,10 @@ use vmstat::VmEvents;
 /// that boot placed in RAM.
 pub struct Mm<P: Platform> {
     platform: P,
+    /// The one door to RAM.
+    ram: mem::PhysMem,
+    /// Taint, oops counter and panic state.
+    reports: report::Reports,
     layout: Layout,
     seed: u64,
     memblock: Memblock,

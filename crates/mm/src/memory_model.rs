@@ -2,43 +2,58 @@
 //! first to the last PFN of RAM, holes included (`include/asm-generic/memory_model.h`).
 //! `pfn_to_page` and `page_to_pfn` are pointer arithmetic on it, as in the kernel.
 
-use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use crate::addr::Pfn;
+use crate::mem::RamArray;
 use crate::mm_types::{Page, NIL};
 
 /// The `mem_map` array, which lives in simulated RAM (reserved from memblock at boot).
+///
+/// PFNs come from everywhere, including words read back from RAM (list links, compound
+/// heads), so a lookup never trusts one: [`MemMap::get`] answers `None` past the array,
+/// and [`MemMap::page`] answers a scratch descriptor and records the fault, which
+/// [`crate::Mm::take_oopses`] reports as the kernel's page-fault oops on the `vmemmap`
+/// address.
 pub struct MemMap {
-    pages: *const Page,
+    pages: RamArray<Page>,
     /// First PFN described (`ARCH_PFN_OFFSET`).
     pub base_pfn: u64,
     /// Number of descriptors.
     pub len: u64,
+    /// Physical address of the array.
+    phys: u64,
+    /// What a lookup of a PFN outside the array gets: a descriptor in host memory that no
+    /// real frame has, so nothing a corrupted link leads to can reach outside `mem_map`.
+    scratch: Page,
+    /// Lookups outside the array since the last report, and the last PFN asked for.
+    faults: AtomicU64,
+    last_fault_pfn: AtomicU64,
 }
-
-// SAFETY: `MemMap` only hands out shared references to `Page`, whose fields are all
-// atomics; the array lives as long as the `Mm` that owns this map.
-unsafe impl Send for MemMap {}
-// SAFETY: as above.
-unsafe impl Sync for MemMap {}
 
 impl MemMap {
     /// An empty map, before boot has placed the array.
     pub(crate) const fn empty() -> MemMap {
         MemMap {
-            pages: core::ptr::null(),
+            pages: RamArray::empty(),
             base_pfn: 0,
             len: 0,
+            phys: 0,
+            scratch: Page::zeroed(),
+            faults: AtomicU64::new(0),
+            last_fault_pfn: AtomicU64::new(0),
         }
     }
 
-    /// # Safety
-    /// `pages` must point to `len` initialised `Page`s that outlive the map.
-    pub(crate) unsafe fn new(pages: *const Page, base_pfn: u64, len: u64) -> MemMap {
+    /// The map over `pages` (at physical address `phys`), the descriptors of frames
+    /// `base_pfn..base_pfn + len`.
+    pub(crate) fn new(pages: RamArray<Page>, phys: u64, base_pfn: u64) -> MemMap {
         MemMap {
+            len: pages.len(),
+            phys,
             pages,
             base_pfn,
-            len,
+            ..MemMap::empty()
         }
     }
 
@@ -48,27 +63,55 @@ impl MemMap {
         pfn.wrapping_sub(self.base_pfn) < self.len
     }
 
-    /// `pfn_to_page()` for a PFN known to be inside the array.
+    /// `pfn_to_page()`, or `None` for a PFN the array does not describe.
+    #[inline]
+    pub fn get(&self, pfn: u64) -> Option<&Page> {
+        self.pages.get(pfn.wrapping_sub(self.base_pfn))
+    }
+
+    /// `pfn_to_page()` for a PFN believed valid. One outside the array (a corrupted link)
+    /// gets the scratch descriptor and is recorded as a fault for the next report.
     #[inline]
     pub fn page(&self, pfn: u64) -> &Page {
-        assert!(self.contains(pfn), "pfn {pfn:#x} outside mem_map");
-        // SAFETY: `pfn` is inside the array (checked above), which holds `len` initialised
-        // pages for the lifetime of `self`.
-        unsafe { &*self.pages.add((pfn - self.base_pfn) as usize) }
+        match self.get(pfn) {
+            Some(page) => page,
+            None => self.fault(pfn),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn fault(&self, pfn: u64) -> &Page {
+        self.faults.fetch_add(1, Relaxed);
+        self.last_fault_pfn.store(pfn, Relaxed);
+        self.scratch.reset();
+        &self.scratch
+    }
+
+    /// Faults since the last call, with the physical address that the last one would
+    /// have read (`pfn_to_page()` arithmetic, past the array).
+    pub(crate) fn take_faults(&self) -> Option<(u64, u64)> {
+        let n = self.faults.swap(0, Relaxed);
+        let pfn = self.last_fault_pfn.load(Relaxed);
+        let offset = pfn.wrapping_sub(self.base_pfn);
+        let addr = self
+            .phys
+            .wrapping_add(offset.wrapping_mul(core::mem::size_of::<Page>() as u64));
+        (n > 0).then_some((n, addr))
     }
 
     /// `page_to_pfn()` for a page of this array, or `None` for a foreign reference.
     #[inline]
     pub fn pfn_of(&self, page: &Page) -> Option<Pfn> {
-        let offset = (page as *const Page as usize).wrapping_sub(self.pages as usize);
-        let index = offset / core::mem::size_of::<Page>();
-        (offset.is_multiple_of(core::mem::size_of::<Page>()) && (index as u64) < self.len)
-            .then(|| Pfn(self.base_pfn + index as u64))
+        self.pages
+            .index_of(page)
+            .map(|index| Pfn(self.base_pfn + index))
     }
 }
 
 /// The head of an intrusive doubly linked list of pages, linked by PFN through
 /// `Page::next`/`Page::prev` (`struct list_head` on `page->lru`).
+#[derive(zerocopy::FromBytes)]
 pub struct PageList {
     first: AtomicU32,
     last: AtomicU32,

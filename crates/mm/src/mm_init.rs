@@ -5,7 +5,6 @@
 //! (`init_per_zone_wmark_min`).
 
 use core::fmt;
-use core::sync::atomic::AtomicU8;
 
 use crate::addr::{
     align_down, align_up, int_sqrt, PhysAddr, MAX_PAGE_ORDER, PAGEBLOCK_NR_PAGES, PAGE_SHIFT,
@@ -117,8 +116,11 @@ impl<P: Platform> Mm<P> {
         let first_pfn = memblock.memory.regions()[0].base >> PAGE_SHIFT;
         let end_pfn = memblock.memory.regions().last().map_or(0, |r| r.end()) >> PAGE_SHIFT;
         let types = config.profile.zone_types();
+        let ram = crate::mem::PhysMem::new(&platform).ok_or(BootError::BadMemoryMap)?;
         let mut mm = Mm {
             layout: Layout::new(config.profile, end_pfn << PAGE_SHIFT),
+            ram,
+            reports: crate::report::Reports::new(),
             platform,
             seed: config.seed,
             memblock,
@@ -241,18 +243,21 @@ impl<P: Platform> Mm<P> {
             (usemap_phys, nr_blocks),
             (percpu_phys, percpu_bytes),
         ] {
-            // SAFETY: memblock returned a range inside RAM that nothing else uses.
-            unsafe { core::ptr::write_bytes(self.host_ptr(phys), 0, len as usize) };
+            self.ram
+                .fill(phys.0, 0, len)
+                .map_err(|_| BootError::BadMemoryMap)?;
         }
-        // SAFETY: the ranges were just reserved and zeroed; all-zero bytes are valid
-        // `Page`s, pageblock bytes and `PerCpu` areas (atomics and lists of zero are
-        // fixed up below), and RAM outlives `self`.
-        unsafe {
-            self.mem_map = MemMap::new(self.host_ptr(map_phys) as *const Page, 0, end_pfn);
-            self.pageblocks =
-                Pageblocks::new(self.host_ptr(usemap_phys) as *const AtomicU8, 0, nr_blocks);
-            self.percpu = PerCpuAreas::new(self.host_ptr(percpu_phys) as *const u8, nr_cpus);
-        }
+        // Zeroed bytes are valid descriptors, pageblock bytes and per-CPU units (atomics;
+        // the lists are fixed up below).
+        let bad = |_| BootError::BadMemoryMap;
+        self.mem_map = MemMap::new(
+            self.ram.array(map_phys.0, end_pfn).map_err(bad)?,
+            map_phys.0,
+            0,
+        );
+        self.pageblocks =
+            Pageblocks::new(self.ram.array(usemap_phys.0, nr_blocks).map_err(bad)?, 0);
+        self.percpu = PerCpuAreas::new(self.ram.array(percpu_phys.0, nr_cpus as u64).map_err(bad)?);
         for cpu in 0..nr_cpus {
             for pcp in &self.percpu.get(cpu).pcp {
                 for list in &pcp.lists {
@@ -262,12 +267,6 @@ impl<P: Platform> Mm<P> {
             }
         }
         Ok(())
-    }
-
-    /// The host address of a physical address.
-    fn host_ptr(&self, phys: PhysAddr) -> *mut u8 {
-        // SAFETY: callers pass addresses inside RAM, which `phys_mem` covers.
-        unsafe { self.platform.phys_mem().add(phys.0 as usize) }
     }
 
     /// `memmap_init()`: holes and memblock-reserved pages become `PageReserved` (with a

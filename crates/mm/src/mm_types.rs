@@ -32,7 +32,7 @@ const MIGRATETYPE_MASK: u32 = 0xf << MIGRATETYPE_SHIFT;
 
 /// The descriptor of one physical page frame.
 #[repr(C)]
-#[derive(Default)]
+#[derive(Default, zerocopy::FromBytes)]
 pub struct Page {
     flags: AtomicU32,
     /// The order of a free block (buddy or per-CPU list) or of an allocation.
@@ -54,6 +54,20 @@ pub struct Page {
 const _: () = assert!(core::mem::size_of::<Page>() == 40);
 
 impl Page {
+    /// The all-zero descriptor of a page inside a free block.
+    pub const fn zeroed() -> Page {
+        Page {
+            flags: AtomicU32::new(0),
+            private: AtomicU32::new(0),
+            refcount: AtomicU32::new(0),
+            mapcount: AtomicU32::new(0),
+            next: AtomicU32::new(0),
+            prev: AtomicU32::new(0),
+            word: AtomicU64::new(0),
+            slab_cache: AtomicU64::new(0),
+        }
+    }
+
     /// All page flags.
     #[inline]
     pub fn flags(&self) -> u32 {

@@ -7,11 +7,12 @@
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::context::PreemptCount;
+use crate::mem::RamArray;
 use crate::page_alloc::{PerCpuPages, MAX_NR_ZONES};
 
 /// A per-CPU event counter (`vm_event_states`): only its own CPU writes it, so an
 /// increment is a plain load and store; readers sum over the CPUs.
-#[derive(Default)]
+#[derive(Default, zerocopy::FromBytes)]
 #[repr(transparent)]
 pub struct EventCounter(AtomicU64);
 
@@ -30,7 +31,7 @@ impl EventCounter {
 
 /// The hot-path event counters of one CPU.
 #[repr(C)]
-#[derive(Default)]
+#[derive(Default, zerocopy::FromBytes)]
 pub struct PerCpuEvents {
     /// `pgalloc_<zone>`: pages allocated per zone.
     pub pgalloc: [EventCounter; MAX_NR_ZONES],
@@ -40,7 +41,7 @@ pub struct PerCpuEvents {
 
 /// One CPU's private data, cache-line aligned so that CPUs never share a line.
 #[repr(C, align(64))]
-#[derive(Default)]
+#[derive(Default, zerocopy::FromBytes)]
 pub struct PerCpu {
     /// The CPU's `preempt_count`.
     pub preempt_count: PreemptCount,
@@ -65,12 +66,22 @@ const BITMAP_WORDS: usize = PERCPU_DYNAMIC_SIZE / GRANULE / 64;
 
 /// The bytes of one unit: the static part, then the dynamic area.
 pub const fn unit_size() -> usize {
-    core::mem::size_of::<PerCpu>() + PERCPU_DYNAMIC_SIZE
+    core::mem::size_of::<Unit>()
 }
+
+/// One CPU's unit as boot lays it out: the static part, then the dynamic area.
+#[repr(C)]
+#[derive(zerocopy::FromBytes)]
+pub(crate) struct Unit {
+    static_part: PerCpu,
+    dynamic: [AtomicU64; PERCPU_DYNAMIC_SIZE / 8],
+}
+
+const _: () = assert!(unit_size() == core::mem::size_of::<PerCpu>() + PERCPU_DYNAMIC_SIZE);
 
 /// The array of per-CPU units, in simulated RAM.
 pub struct PerCpuAreas {
-    base: *const u8,
+    units: RamArray<Unit>,
     nr_cpus: usize,
     /// Which granules of the dynamic area are taken (same on every CPU).
     map: crate::sync::SpinLockIrq<[u64; BITMAP_WORDS]>,
@@ -85,68 +96,57 @@ pub struct PerCpuPtr {
     pub size: u32,
 }
 
-// SAFETY: `PerCpu` holds only atomics and trylocks; the array outlives `Mm`.
-unsafe impl Send for PerCpuAreas {}
-// SAFETY: as above.
-unsafe impl Sync for PerCpuAreas {}
-
 impl PerCpuAreas {
     /// Before boot has placed the areas.
     pub(crate) const fn empty() -> PerCpuAreas {
         PerCpuAreas {
-            base: core::ptr::null(),
+            units: RamArray::empty(),
             nr_cpus: 0,
             map: crate::sync::SpinLockIrq::new([0; BITMAP_WORDS]),
         }
     }
 
-    /// # Safety
-    /// `base` must point to `nr_cpus` zeroed units of [`unit_size`] bytes, aligned for
-    /// `PerCpu`, that outlive the result.
-    pub(crate) unsafe fn new(base: *const u8, nr_cpus: usize) -> PerCpuAreas {
+    /// The areas over `units`, one per CPU.
+    pub(crate) fn new(units: RamArray<Unit>) -> PerCpuAreas {
         PerCpuAreas {
-            base,
-            nr_cpus,
+            nr_cpus: units.len() as usize,
+            units,
             map: crate::sync::SpinLockIrq::new([0; BITMAP_WORDS]),
         }
     }
 
-    fn unit(&self, cpu: usize) -> *const u8 {
-        assert!(
-            cpu < self.nr_cpus,
-            "cpu {cpu} >= nr_cpu_ids {}",
-            self.nr_cpus
-        );
-        // SAFETY: cpu < nr_cpus, so the offset stays inside the units.
-        unsafe { self.base.add(cpu * unit_size()) }
+    fn unit(&self, cpu: usize) -> &Unit {
+        // A CPU number comes from the platform, never from RAM: one outside the machine is
+        // a broken platform, not a corrupted kernel.
+        self.units
+            .get(cpu as u64)
+            .unwrap_or_else(|| panic!("cpu {cpu} >= nr_cpu_ids {}", self.nr_cpus))
     }
 
     /// `per_cpu_ptr()` of the static part.
     #[inline]
     pub fn get(&self, cpu: usize) -> &PerCpu {
-        // SAFETY: each unit starts with a `PerCpu` (zeroed memory is a valid one, and boot
-        // initialises its lists), aligned since units are multiples of its alignment; the
-        // units live as long as `self`.
-        unsafe { &*(self.unit(cpu) as *const PerCpu) }
+        &self.unit(cpu).static_part
     }
 
-    /// The host address of a dynamic allocation on `cpu`.
-    fn dyn_ptr(&self, cpu: usize, offset: usize) -> *mut u8 {
-        assert!(offset < PERCPU_DYNAMIC_SIZE);
-        // SAFETY: the dynamic area follows the static part inside the unit.
-        unsafe { self.unit(cpu).add(core::mem::size_of::<PerCpu>() + offset) as *mut u8 }
+    /// The words of a dynamic allocation on `cpu`, or `None` if `ptr` does not lie in
+    /// the dynamic area (a pointer read back from RAM may be anything).
+    fn dyn_words(&self, cpu: usize, ptr: PerCpuPtr) -> Option<&[AtomicU64]> {
+        let first = ptr.offset as usize;
+        let end = first.checked_add(ptr.size as usize)?;
+        if !first.is_multiple_of(8) || end > PERCPU_DYNAMIC_SIZE {
+            return None;
+        }
+        self.unit(cpu).dynamic.get(first / 8..end.div_ceil(8))
     }
 
-    /// `per_cpu_ptr()` of a dynamic allocation, as a `T`.
-    ///
-    /// # Safety
-    /// `ptr` must come from [`PerCpuAreas::alloc`] with at least `size_of::<T>()` bytes and
-    /// alignment for `T`, and `T` must be made of atomics and valid when zeroed.
+    /// `per_cpu_ptr()` of a dynamic allocation, as a `T` made of 64-bit atomic words
+    /// (viewed through the door, so any bytes are a valid `T`), or `None` if `ptr` does
+    /// not describe a `T` inside the dynamic area.
     #[inline]
-    pub unsafe fn dyn_get<T>(&self, cpu: usize, ptr: PerCpuPtr) -> &T {
-        assert!(ptr.offset as usize + core::mem::size_of::<T>() <= PERCPU_DYNAMIC_SIZE);
-        // SAFETY: in bounds (checked); validity per the caller's contract.
-        unsafe { &*(self.dyn_ptr(cpu, ptr.offset as usize) as *const T) }
+    pub fn dyn_get<T: zerocopy::FromBytes>(&self, cpu: usize, ptr: PerCpuPtr) -> Option<&T> {
+        let words = self.dyn_words(cpu, ptr)?;
+        crate::mem::view_words(words)
     }
 
     /// `alloc_percpu()`: `size` zeroed bytes at the same offset of every CPU's dynamic
@@ -176,9 +176,9 @@ impl PerCpuAreas {
                 size: size as u32,
             };
             for cpu in 0..self.nr_cpus {
-                // SAFETY: the range was free, lies inside every unit, and no one else
-                // references it yet.
-                unsafe { core::ptr::write_bytes(self.dyn_ptr(cpu, ptr.offset as usize), 0, size) };
+                if let Some(words) = self.dyn_words(cpu, ptr) {
+                    words.iter().for_each(|w| w.store(0, Relaxed));
+                }
             }
             return Some(ptr);
         }

@@ -60,6 +60,7 @@ pub trait Shrinker<P: Platform> {
 /// writes that memory behind the kernel's back. It also promises that at most one host
 /// thread runs as a given CPU at a time ([`Platform::smp_processor_id`]), so that per-CPU
 /// data touched with interrupts disabled is touched by one thread only.
+#[allow(unsafe_code)] // The contract itself: implementing it is the platform's promise.
 pub unsafe trait Platform: Sync + Sized {
     /// Number of possible CPUs (`nr_cpu_ids`).
     fn nr_cpus(&self) -> usize;

@@ -2,7 +2,7 @@
 //! CPU (`spin_lock_irqsave`), and the per-CPU-pages trylock (`pcp_spin_trylock`).
 
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::platform::{IrqFlags, Platform};
 
@@ -64,28 +64,118 @@ impl<T, P: Platform> Drop for SpinLockIrqGuard<'_, T, P> {
     }
 }
 
-/// A bare trylock bit, for data that lives in simulated memory (the per-CPU pages).
-#[derive(Default)]
+/// A bare spinlock word for data that lives in simulated memory (the per-CPU pages, a
+/// slab node's `list_lock`): 0 when free, else the owning CPU plus one, as
+/// `CONFIG_DEBUG_SPINLOCK` keeps `owner_cpu` beside the lock. Since the word is in RAM,
+/// anyone may overwrite it; [`TryLock::lock`] refuses to spin forever on a word that
+/// cannot be taken.
+#[derive(Default, zerocopy::FromBytes)]
 #[repr(transparent)]
-pub struct TryLock(AtomicBool);
+pub struct TryLock(AtomicU32);
 
-impl TryLock {
-    /// Take the lock if it is free (`spin_trylock`).
-    #[inline]
-    pub fn try_lock(&self) -> bool {
-        self.0
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-    }
-    /// Spin until the lock is taken (`spin_lock`).
-    pub fn lock(&self) {
-        while !self.try_lock() {
-            core::hint::spin_loop();
+/// Why [`TryLock::lock`] gave up (`spin_bug()`'s messages in `lib/spinlock_debug.c`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum SpinBug {
+    /// The word holds no CPU of this machine: the lock was overwritten.
+    BadMagic(u32),
+    /// This CPU already holds it and would wait for itself.
+    Recursion,
+    /// Another CPU held it for the whole spin bound.
+    Lockup(u32),
+}
+
+impl SpinBug {
+    /// The kernel's word for it, as in `BUG: spinlock <word> on CPU#n`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SpinBug::BadMagic(_) => "bad magic",
+            SpinBug::Recursion => "recursion",
+            SpinBug::Lockup(_) => "lockup suspected",
         }
     }
+}
+
+/// How many times [`TryLock::lock`] retries before calling it a lockup: far longer than
+/// any critical section of the allocators, far shorter than a person waits.
+pub const SPIN_LIMIT: u32 = 1 << 26;
+
+impl TryLock {
+    /// Take the lock for `cpu` if it is free (`spin_trylock`).
+    #[inline]
+    pub fn try_lock(&self, cpu: usize) -> bool {
+        self.0
+            .compare_exchange(0, cpu as u32 + 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Spin until the lock is taken for `cpu` (`spin_lock`), or say why it never will be:
+    /// an owner that is no CPU of `nr_cpus`, this CPU itself, or one that held it for
+    /// [`SPIN_LIMIT`] tries.
+    pub fn lock(&self, cpu: usize, nr_cpus: usize) -> Result<(), SpinBug> {
+        for _ in 0..SPIN_LIMIT {
+            if self.try_lock(cpu) {
+                return Ok(());
+            }
+            let owner = self.0.load(Ordering::Relaxed);
+            if owner as usize > nr_cpus {
+                return Err(SpinBug::BadMagic(owner));
+            }
+            if owner as usize == cpu + 1 {
+                return Err(SpinBug::Recursion);
+            }
+            core::hint::spin_loop();
+        }
+        Err(SpinBug::Lockup(self.0.load(Ordering::Relaxed)))
+    }
+
+    /// Take the lock whatever it holds, after a reported [`SpinBug`]: the machine has
+    /// panicked, and the operation in flight only needs to finish.
+    pub fn force(&self, cpu: usize) {
+        self.0.store(cpu as u32 + 1, Ordering::Release);
+    }
+
     /// Release the lock (`spin_unlock`).
     #[inline]
     pub fn unlock(&self) {
-        self.0.store(false, Ordering::Release);
+        self.0.store(0, Ordering::Release);
+    }
+
+    /// The raw word (0 free, else owner CPU + 1), for reports.
+    pub fn owner_word(&self) -> u32 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl<P: Platform> crate::Mm<P> {
+    /// `spin_lock()` on a lock word in RAM, with `CONFIG_DEBUG_SPINLOCK`'s checks: a word
+    /// that cannot be taken is reported (`BUG: spinlock … on CPU#n`, then the soft-lockup
+    /// panic, since nothing on a stuck simulated machine would ever release it) and then
+    /// taken by force so that the operation in flight can finish on the halted machine.
+    pub(crate) fn spin_lock(&self, lock: &TryLock, name: &str) {
+        let cpu = self.platform().smp_processor_id();
+        if let Err(bug) = lock.lock(cpu, self.platform().nr_cpus()) {
+            self.spin_bug(lock, name, bug);
+            lock.force(cpu);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn spin_bug(&self, lock: &TryLock, name: &str, bug: SpinBug) {
+        let platform = self.platform();
+        self.printk(format_args!(
+            "BUG: spinlock {} on CPU#{}, {}/{}",
+            bug.name(),
+            platform.smp_processor_id(),
+            platform.current_comm(),
+            platform.current_pid()
+        ));
+        let owner = lock.owner_word();
+        self.printk(format_args!(
+            " lock: {name}, .magic: dead4ead, .owner_cpu: {}",
+            owner as i64 - 1
+        ));
+        self.print_cpu_line();
+        self.soft_lockup(name);
     }
 }

@@ -52,7 +52,7 @@ fn mm_depends_only_on_no_std_crates() {
         .map(str::trim)
         .filter(|n| !n.is_empty() && !n.starts_with('['))
         .collect();
-    assert_eq!(names, ["bitflags", "spin"]);
+    assert_eq!(names, ["bitflags", "spin", "zerocopy"]);
 }
 
 /// Does `text` use `word` as a path of its own (not as the end of `page_alloc::`, nor

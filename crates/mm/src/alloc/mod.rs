@@ -57,6 +57,7 @@
 //! })
 //! .unwrap();
 //! ```
+#![allow(unsafe_code)] // TODO(door): convert this module to crate::mem and drop this.
 
 mod allocator;
 mod kbox;

@@ -22,6 +22,7 @@
 //! `p4d_populate` / `pud_populate` / `pmd_populate_kernel` write `_PAGE_TABLE`, which adds
 //! `_PAGE_USER`; the hardware decides supervisor-only access at the leaf either way, and
 //! every leaf here is `PAGE_KERNEL` (present, writable, global, NX on x86_64).
+#![allow(unsafe_code)] // TODO(door): convert this module to crate::mem and drop this.
 
 use core::sync::atomic::Ordering::Relaxed;
 

@@ -6,6 +6,7 @@
 //! i386 without PAE uses 2-level paging: a PGD and a PTE table of 1024 32-bit entries each
 //! (10 + 10 + 12 bits), with `_PAGE_PSE` making a PGD entry map 4 MiB. Both kernels put
 //! every kernel mapping in one top-level table, `swapper_pg_dir`.
+#![allow(unsafe_code)] // TODO(door): convert this module to crate::mem and drop this.
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 

@@ -12,6 +12,7 @@
 //! When the entries run out, dma-debug disables itself with the kernel's message. Every
 //! error is printed (as with `dma_debug` `show_all_errors`; the kernel's default shows
 //! only the first).
+#![allow(unsafe_code)] // TODO(door): convert this module to crate::mem and drop this.
 
 use core::fmt;
 use core::sync::atomic::{

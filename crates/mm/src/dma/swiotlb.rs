@@ -8,6 +8,7 @@
 //! The slot array (`struct io_tlb_slot`) lives in simulated memory, memblock-allocated
 //! beside the pool as `swiotlb_init_remap` allocates it. One area (one lock) serves all
 //! CPUs: the kernel splits the pool into per-CPU areas only to spread lock contention.
+#![allow(unsafe_code)] // TODO(door): convert this module to crate::mem and drop this.
 
 use core::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering::Relaxed};
 

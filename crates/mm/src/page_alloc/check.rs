@@ -338,7 +338,7 @@ impl<P: Platform> Mm<P> {
         for cpu in 0..self.percpu.nr_cpus() {
             for zone in self.zones.iter() {
                 let pcp = &self.percpu.get(cpu).pcp[zone.idx];
-                pcp.lock.lock();
+                self.spin_lock(&pcp.lock, "pcp->lock");
                 let result = self.check_one_pcp(cpu, zone, pcp);
                 pcp.lock.unlock();
                 result?;

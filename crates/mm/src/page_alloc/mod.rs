@@ -8,6 +8,7 @@
 //!   after the kernel's.
 //! * [`slowpath`]: direct reclaim, retries and the allocation-failure report.
 //! * [`check`]: the invariant checker.
+#![allow(unsafe_code)] // TODO(door): convert this module to crate::mem and drop this.
 
 pub mod buddy;
 pub mod check;
@@ -664,7 +665,7 @@ impl<P: Platform> Mm<P> {
     fn rmqueue_pcplist(&self, zone: &Zone, ac: &AllocContext, flags: AllocFlags) -> Option<u64> {
         let (order, mt) = (ac.order, ac.migratetype);
         let pcp = &self.percpu.get(ac.cpu).pcp[zone.idx];
-        if !pcp.lock.try_lock() {
+        if !pcp.lock.try_lock(ac.cpu) {
             return None;
         }
         pcp.free_factor
@@ -961,7 +962,7 @@ impl<P: Platform> Mm<P> {
         };
         let zone = self.zone_of_pfn(pfn).expect("freed page lies in a zone");
         let pcp = &self.percpu.get(cpu).pcp[zone.idx];
-        if !pcp.lock.try_lock() {
+        if !pcp.lock.try_lock(cpu) {
             return self.free_one_page(pfn, order, mt);
         }
         self.free_unref_page_commit(zone, pcp, pfn, pcp_mt, mt, order);
@@ -1043,7 +1044,7 @@ impl<P: Platform> Mm<P> {
         let percpu = self.percpu.get(cpu);
         for zone in self.zones.iter().filter(|z| z.managed_pages > 0) {
             let pcp = &percpu.pcp[zone.idx];
-            pcp.lock.lock();
+            self.spin_lock(&pcp.lock, "pcp->lock");
             while pcp.count() > 0 {
                 self.free_pcppages_bulk(zone, pcp.count(), pcp, 0);
             }

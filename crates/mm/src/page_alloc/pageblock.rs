@@ -4,46 +4,40 @@
 use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
 use crate::addr::PAGEBLOCK_ORDER;
+use crate::mem::RamArray;
 use crate::page_alloc::MigrateType;
 
 /// The per-pageblock migrate types, in simulated RAM.
 pub struct Pageblocks {
-    flags: *const AtomicU8,
+    flags: RamArray<AtomicU8>,
     base_pfn: u64,
-    len: u64,
+    /// What a PFN outside the map reads and writes (a corrupted PFN): never a real block.
+    scratch: AtomicU8,
 }
-
-// SAFETY: only shared references to atomics are handed out, and the array outlives `Mm`.
-unsafe impl Send for Pageblocks {}
-// SAFETY: as above.
-unsafe impl Sync for Pageblocks {}
 
 impl Pageblocks {
     /// Before boot has placed the array.
     pub(crate) const fn empty() -> Pageblocks {
         Pageblocks {
-            flags: core::ptr::null(),
+            flags: RamArray::empty(),
             base_pfn: 0,
-            len: 0,
+            scratch: AtomicU8::new(0),
         }
     }
 
-    /// # Safety
-    /// `flags` must point to `len` bytes that outlive the returned value.
-    pub(crate) unsafe fn new(flags: *const AtomicU8, base_pfn: u64, len: u64) -> Pageblocks {
+    /// The map over `flags`, one byte per pageblock from `base_pfn`.
+    pub(crate) fn new(flags: RamArray<AtomicU8>, base_pfn: u64) -> Pageblocks {
         Pageblocks {
             flags,
             base_pfn,
-            len,
+            scratch: AtomicU8::new(0),
         }
     }
 
     #[inline]
     fn slot(&self, pfn: u64) -> &AtomicU8 {
-        let index = (pfn - self.base_pfn) >> PAGEBLOCK_ORDER;
-        assert!(index < self.len, "pfn {pfn:#x} outside the pageblock map");
-        // SAFETY: index < len, and the array lives as long as `self`.
-        unsafe { &*self.flags.add(index as usize) }
+        let index = pfn.wrapping_sub(self.base_pfn) >> PAGEBLOCK_ORDER;
+        self.flags.get(index).unwrap_or(&self.scratch)
     }
 
     /// `get_pageblock_migratetype()`.
@@ -60,11 +54,11 @@ impl Pageblocks {
 
     /// Number of pageblocks described.
     pub fn len(&self) -> u64 {
-        self.len
+        self.flags.len()
     }
 
     /// Is the map empty?
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.flags.is_empty()
     }
 }

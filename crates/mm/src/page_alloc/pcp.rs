@@ -48,7 +48,7 @@ pub const fn pindex_to_order(pindex: usize) -> u32 {
 
 /// One CPU's cached pages for one zone (`struct per_cpu_pages`).
 #[repr(C)]
-#[derive(Default)]
+#[derive(Default, zerocopy::FromBytes)]
 pub struct PerCpuPages {
     /// `pcp->lock`.
     pub(crate) lock: TryLock,

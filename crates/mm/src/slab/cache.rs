@@ -1,6 +1,7 @@
 //! `struct kmem_cache`, `kmem_cache_node` and `kmem_cache_cpu`; object layout and slab
 //! order (`calculate_sizes`, `calculate_order`); creating, bootstrapping, shrinking and
 //! destroying caches (`mm/slub.c`, `mm/slab_common.c`).
+#![allow(unsafe_code)] // TODO(door): convert this module to crate::mem and drop this.
 
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
 
@@ -83,7 +84,7 @@ pub struct KmemCacheNode {
 
 /// `struct kmem_cache_cpu`: this CPU's slab and its lockless freelist.
 #[repr(C, align(32))]
-#[derive(Default)]
+#[derive(Default, zerocopy::FromBytes)]
 pub struct KmemCacheCpu {
     /// Next free object (kernel address), 0 for none.
     pub(crate) freelist: AtomicU64,
@@ -428,9 +429,11 @@ impl<P: Platform> Mm<P> {
     /// This CPU's `kmem_cache_cpu` of `s`.
     #[inline]
     pub(crate) fn cpu_slab(&self, s: &KmemCache, cpu: usize) -> &KmemCacheCpu {
-        // SAFETY: `cpu_slab` came from `PerCpuAreas::alloc` with the size and alignment
-        // of `KmemCacheCpu`, which is all atomics and valid zeroed.
-        unsafe { self.percpu.dyn_get(cpu, s.cpu_slab_ptr()) }
+        // TODO(door): a `cpu_slab` offset read back from a corrupted `kmem_cache` lands on
+        // the scratch structure; report it.
+        self.percpu
+            .dyn_get(cpu, s.cpu_slab_ptr())
+            .unwrap_or(&self.slab.scratch_cpu)
     }
 
     /// `kmem_cache_create(name, size, align, flags, ctor)`.

@@ -3,6 +3,7 @@
 //! object's bytes, the last owners, `FIX ...`). Debug caches bypass the per-CPU layer, as
 //! in the kernel since 6.2: every allocation and free takes the node lock and is checked.
 //! An object that fails a check on free is kept out of circulation.
+#![allow(unsafe_code)] // TODO(door): convert this module to crate::mem and drop this.
 
 use core::sync::atomic::Ordering::Relaxed;
 
@@ -588,7 +589,7 @@ impl<P: Platform> Mm<P> {
         loop {
             {
                 let flags = self.platform.local_irq_save();
-                n.list_lock.lock();
+                self.spin_lock(&n.list_lock, "n->list_lock");
                 let mut got = None;
                 while let Some(pfn) = n.partial.first() {
                     if let Some(object) = self.alloc_single(s, pfn, site, orig_size, true) {
@@ -605,7 +606,7 @@ impl<P: Platform> Mm<P> {
             let pfn = self.new_slab(s, gfp)?;
             self.inc_slabs_node(s, pfn);
             let flags = self.platform.local_irq_save();
-            n.list_lock.lock();
+            self.spin_lock(&n.list_lock, "n->list_lock");
             let got = self.alloc_single(s, pfn, site, orig_size, false);
             n.list_lock.unlock();
             self.platform.local_irq_restore(flags);
@@ -626,7 +627,7 @@ impl<P: Platform> Mm<P> {
     ) -> Result<(), SlabError> {
         let n = self.get_node(s);
         let flags = self.platform.local_irq_save();
-        n.list_lock.lock();
+        self.spin_lock(&n.list_lock, "n->list_lock");
         let result = self.free_debug_locked(s, pfn, object, site);
         let discard = result.as_ref().is_ok_and(|d| *d);
         n.list_lock.unlock();

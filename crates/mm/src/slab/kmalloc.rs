@@ -5,6 +5,7 @@
 //! A machine may boot with other size classes ([`KmallocSizes`], for "what if" replays):
 //! the kernel's `size_index[]` table, which maps requests of up to 192 bytes to a class in
 //! 8-byte steps, then covers every size up to KMALLOC_MAX_CACHE_SIZE.
+#![allow(unsafe_code)] // TODO(door): convert this module to crate::mem and drop this.
 
 use core::fmt;
 use core::sync::atomic::Ordering::Relaxed;

@@ -307,6 +307,8 @@ pub struct SlabGlobals {
     pub(crate) caches: SpinLockIrq<CacheList>,
     /// Call sites seen by owner tracking, indexed by the number stored in a track.
     pub(crate) sites: SpinLockIrq<SiteTable>,
+    /// What a corrupted `cpu_slab` offset resolves to: no CPU's real structure.
+    pub(crate) scratch_cpu: cache::KmemCacheCpu,
 }
 
 /// The list of caches.
@@ -341,6 +343,13 @@ impl SlabGlobals {
                 sites: [None; 1024],
                 len: 0,
             }),
+            scratch_cpu: cache::KmemCacheCpu {
+                freelist: AtomicU64::new(0),
+                tid: AtomicU64::new(0),
+                slab: AtomicU64::new(0),
+                partial: AtomicU64::new(0),
+                partial_slabs: AtomicU64::new(0),
+            },
         }
     }
 }

@@ -7,6 +7,7 @@
 //! calls, which sit exactly where the kernel runs with interrupts enabled inside these
 //! paths. Everything between two windows is therefore atomic with respect to interrupts on
 //! this CPU, as `this_cpu_cmpxchg_double` is on x86.
+#![allow(unsafe_code)] // TODO(door): convert this module to crate::mem and drop this.
 
 use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 
@@ -236,7 +237,7 @@ impl<P: Platform> Mm<P> {
     /// The node list lock, with interrupts disabled.
     fn lock_node<'a>(&'a self, n: &'a KmemCacheNode) -> NodeGuard<'a, P> {
         let flags = self.platform.local_irq_save();
-        n.list_lock.lock();
+        self.spin_lock(&n.list_lock, "n->list_lock");
         NodeGuard { mm: self, n, flags }
     }
 

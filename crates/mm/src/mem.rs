@@ -1,0 +1,474 @@
+//! The one door between the kernel core and the RAM it runs in.
+//!
+//! Every byte of simulated RAM that `mm` reads or writes goes through this module: it is
+//! the only code that turns a physical address into a host address. Each access is checked
+//! against the machine's RAM (the firmware map, holes excluded) before a host pointer is
+//! formed, so a corrupted table pointer, freelist word or page-frame number read back from
+//! RAM yields a [`BadAccess`] — which the caller reports as the kernel would (an oops, a
+//! `BUG:`), never a host fault.
+//!
+//! What it offers:
+//! - [`PhysMem`]: checked reads and writes of plain values ([`PhysMem::read`],
+//!   [`PhysMem::write`]), bytes, fills and moves, and typed views ([`PhysMem::view`]) of
+//!   kernel structures made of atomics (`struct page`, slab counters, page-table entries,
+//!   per-CPU areas). A type may be viewed only if every bit pattern is a valid value of it,
+//!   which `zerocopy`'s derived [`FromBytes`] proves at compile time.
+//! - [`RamArray`]: a checked array that boot carves out of RAM (`mem_map`, the pageblock
+//!   flags, the per-CPU units), indexed without a host fault whatever the index.
+//! - Kernel-virtual (direct-map) forms on [`Mm`]: [`Mm::kread`], [`Mm::kwrite`],
+//!   [`Mm::kview`], ... which translate through the linear map first.
+//!
+//! Concurrency follows the [`crate::Platform`] contract: the kernel's locks and per-CPU
+//! rules decide who writes what; typed views are of atomics, so shared references are
+//! sound while others write.
+#![allow(unsafe_code)]
+
+use core::marker::PhantomData;
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8};
+
+pub use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+use crate::platform::{MemoryRegion, Platform};
+use crate::Mm;
+
+/// The most RAM ranges a firmware map may have (e820 tables are far smaller).
+pub const MAX_RAM_REGIONS: usize = 64;
+
+/// Why an access was refused.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum BadAccessKind {
+    /// Some byte of the range is not RAM: a hole, past the end of memory, or a range that
+    /// wraps around the address space.
+    NotRam,
+    /// The address is not aligned for the type viewed there.
+    Misaligned,
+    /// A kernel-virtual address outside the direct map.
+    NotDirectMap,
+}
+
+/// An access the door refused: nothing was read or written.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct BadAccess {
+    /// The address asked for (physical, or kernel-virtual for the `k*` forms).
+    pub addr: u64,
+    /// The length of the access in bytes.
+    pub len: u64,
+    /// Why it was refused.
+    pub kind: BadAccessKind,
+}
+
+impl core::fmt::Display for BadAccess {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let why = match self.kind {
+            BadAccessKind::NotRam => "not RAM",
+            BadAccessKind::Misaligned => "misaligned",
+            BadAccessKind::NotDirectMap => "outside the direct map",
+        };
+        write!(f, "{} bytes at {:#x}: {why}", self.len, self.addr)
+    }
+}
+
+impl core::error::Error for BadAccess {}
+
+/// The machine's RAM as the door sees it: where it lives in the host and which physical
+/// ranges are RAM.
+pub struct PhysMem {
+    base: *mut u8,
+    regions: [(u64, u64); MAX_RAM_REGIONS],
+    nr_regions: usize,
+}
+
+// SAFETY: `PhysMem` holds only the base of memory that the `Platform` contract makes
+// readable and writable from any thread for the platform's lifetime; every access it
+// makes is bounds-checked and of plain bytes or atomics.
+unsafe impl Send for PhysMem {}
+// SAFETY: as above.
+unsafe impl Sync for PhysMem {}
+
+impl PhysMem {
+    /// A door with no RAM behind it (every access refused).
+    pub const fn empty() -> PhysMem {
+        PhysMem {
+            base: core::ptr::null_mut(),
+            regions: [(0, 0); MAX_RAM_REGIONS],
+            nr_regions: 0,
+        }
+    }
+
+    /// The door to `platform`'s RAM, or `None` if its map has more than
+    /// [`MAX_RAM_REGIONS`] ranges or they are unsorted or overlapping.
+    pub fn new<P: Platform>(platform: &P) -> Option<PhysMem> {
+        let map: &[MemoryRegion] = platform.memory_map();
+        if map.len() > MAX_RAM_REGIONS {
+            return None;
+        }
+        let mut door = PhysMem {
+            base: platform.phys_mem(),
+            ..PhysMem::empty()
+        };
+        let mut prev_end = 0;
+        for (slot, r) in door.regions.iter_mut().zip(map) {
+            if r.start.0 < prev_end || r.end.0 < r.start.0 {
+                return None;
+            }
+            prev_end = r.end.0;
+            *slot = (r.start.0, r.end.0);
+        }
+        door.nr_regions = map.len();
+        Some(door)
+    }
+
+    /// Is `[phys, phys + len)` all RAM?
+    #[inline]
+    pub fn is_ram(&self, phys: u64, len: u64) -> bool {
+        let Some(end) = phys.checked_add(len) else {
+            return false;
+        };
+        self.regions[..self.nr_regions]
+            .iter()
+            .any(|&(s, e)| phys >= s && end <= e)
+    }
+
+    /// The host address of `[phys, phys + len)`, once the range is known to be RAM.
+    #[inline]
+    fn host(&self, phys: u64, len: u64) -> Result<*mut u8, BadAccess> {
+        if !self.is_ram(phys, len) {
+            return Err(BadAccess {
+                addr: phys,
+                len,
+                kind: BadAccessKind::NotRam,
+            });
+        }
+        // SAFETY: `[phys, phys + len)` is inside a RAM range of the platform's map, which
+        // the `Platform` contract backs with host memory from `base`; the offset cannot
+        // overflow since the range was just found inside the map.
+        Ok(unsafe { self.base.add(phys as usize) })
+    }
+
+    /// The host address of a `T` at `phys`, checked for RAM and alignment.
+    #[inline]
+    fn host_of<T>(&self, phys: u64) -> Result<*mut u8, BadAccess> {
+        let len = core::mem::size_of::<T>() as u64;
+        if !phys.is_multiple_of(core::mem::align_of::<T>() as u64) {
+            return Err(BadAccess {
+                addr: phys,
+                len,
+                kind: BadAccessKind::Misaligned,
+            });
+        }
+        self.host(phys, len)
+    }
+
+    /// Read a plain value at `phys` (any alignment).
+    #[inline]
+    pub fn read<T: FromBytes>(&self, phys: u64) -> Result<T, BadAccess> {
+        let p = self.host(phys, core::mem::size_of::<T>() as u64)?;
+        // SAFETY: the bytes are RAM (checked by `host`); `T: FromBytes` makes any bytes a
+        // valid `T`; the read is unaligned-safe.
+        Ok(unsafe { core::ptr::read_unaligned(p as *const T) })
+    }
+
+    /// Write a plain value at `phys` (any alignment).
+    #[inline]
+    pub fn write<T: IntoBytes + Immutable>(&self, phys: u64, value: T) -> Result<(), BadAccess> {
+        let p = self.host(phys, core::mem::size_of::<T>() as u64)?;
+        // SAFETY: the bytes are RAM (checked by `host`); `T: IntoBytes` has no padding, so
+        // every byte written is initialised.
+        unsafe { core::ptr::write_unaligned(p as *mut T, value) };
+        Ok(())
+    }
+
+    /// Copy `buf.len()` bytes of RAM at `phys` into `buf`.
+    pub fn read_bytes(&self, phys: u64, buf: &mut [u8]) -> Result<(), BadAccess> {
+        let p = self.host(phys, buf.len() as u64)?;
+        // SAFETY: the source is RAM (checked); `buf` is host memory that cannot overlap
+        // the simulated RAM the kernel hands out by physical address.
+        unsafe { core::ptr::copy(p, buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+
+    /// Copy `bytes` into RAM at `phys`.
+    pub fn write_bytes(&self, phys: u64, bytes: &[u8]) -> Result<(), BadAccess> {
+        let p = self.host(phys, bytes.len() as u64)?;
+        // SAFETY: the destination is RAM (checked); `copy` allows overlap.
+        unsafe { core::ptr::copy(bytes.as_ptr(), p, bytes.len()) };
+        Ok(())
+    }
+
+    /// `memset()`: fill `len` bytes of RAM at `phys` with `byte`.
+    pub fn fill(&self, phys: u64, byte: u8, len: u64) -> Result<(), BadAccess> {
+        let p = self.host(phys, len)?;
+        // SAFETY: the range is RAM (checked).
+        unsafe { core::ptr::write_bytes(p, byte, len as usize) };
+        Ok(())
+    }
+
+    /// `memmove()`: copy `len` bytes from `src` to `dst`, both in RAM; the ranges may
+    /// overlap.
+    pub fn copy(&self, dst: u64, src: u64, len: u64) -> Result<(), BadAccess> {
+        let d = self.host(dst, len)?;
+        let s = self.host(src, len)?;
+        // SAFETY: both ranges are RAM (checked); `copy` allows overlap.
+        unsafe { core::ptr::copy(s, d, len as usize) };
+        Ok(())
+    }
+
+    /// A shared view of the `T` at `phys`: a kernel structure made of atomics (so that
+    /// others may write it while the view lives) whose every bit pattern is valid.
+    #[inline]
+    pub fn view<T: FromBytes>(&self, phys: u64) -> Result<&T, BadAccess> {
+        let p = self.host_of::<T>(phys)?;
+        // SAFETY: RAM and aligned (checked by `host_of`); any bytes are a valid `T`
+        // (`FromBytes`); the memory lives as long as the platform, which outlives `self`.
+        Ok(unsafe { &*(p as *const T) })
+    }
+
+    /// The 64-bit word at `phys` as an atomic (8-byte aligned).
+    #[inline]
+    pub fn atomic_u64(&self, phys: u64) -> Result<&AtomicU64, BadAccess> {
+        self.view(phys)
+    }
+
+    /// The 32-bit word at `phys` as an atomic (4-byte aligned).
+    #[inline]
+    pub fn atomic_u32(&self, phys: u64) -> Result<&AtomicU32, BadAccess> {
+        self.view(phys)
+    }
+
+    /// The byte at `phys` as an atomic.
+    #[inline]
+    pub fn atomic_u8(&self, phys: u64) -> Result<&AtomicU8, BadAccess> {
+        self.view(phys)
+    }
+
+    /// An array of `len` `T`s starting at `phys`, which boot has reserved in RAM (for
+    /// `mem_map`, the pageblock flags, the per-CPU units).
+    pub fn array<T: FromBytes>(&self, phys: u64, len: u64) -> Result<RamArray<T>, BadAccess> {
+        let bytes = len
+            .checked_mul(core::mem::size_of::<T>() as u64)
+            .ok_or(BadAccess {
+                addr: phys,
+                len: u64::MAX,
+                kind: BadAccessKind::NotRam,
+            })?;
+        if !phys.is_multiple_of(core::mem::align_of::<T>() as u64) {
+            return Err(BadAccess {
+                addr: phys,
+                len: bytes,
+                kind: BadAccessKind::Misaligned,
+            });
+        }
+        let p = self.host(phys, bytes)?;
+        Ok(RamArray {
+            base: p as *const T,
+            len,
+            _marker: PhantomData,
+        })
+    }
+}
+
+/// A view of the `T` at the start of `words` (a per-CPU dynamic allocation), if it fits
+/// there and the words are aligned for it.
+pub fn view_words<T: FromBytes>(words: &[AtomicU64]) -> Option<&T> {
+    if core::mem::size_of::<T>() > core::mem::size_of_val(words)
+        || !(words.as_ptr() as usize).is_multiple_of(core::mem::align_of::<T>())
+    {
+        return None;
+    }
+    // SAFETY: the words are live memory at least as large and as aligned as a `T` (checked
+    // above), any bytes are a valid `T` (`FromBytes`), and the view borrows `words`.
+    Some(unsafe { &*(words.as_ptr() as *const T) })
+}
+
+/// An array of kernel structures in RAM, of a type whose every bit pattern is valid.
+/// Indexing is bounds-checked; an index read back from RAM can at worst select `None`.
+pub struct RamArray<T> {
+    base: *const T,
+    len: u64,
+    _marker: PhantomData<T>,
+}
+
+// SAFETY: the elements are `FromBytes` structures of atomics in RAM that the platform
+// keeps valid for its lifetime; sharing references to them across threads is what the
+// kernel's own locking governs.
+unsafe impl<T: Sync> Send for RamArray<T> {}
+// SAFETY: as above.
+unsafe impl<T: Sync> Sync for RamArray<T> {}
+
+impl<T> RamArray<T> {
+    /// An array with no elements (before boot has placed it).
+    pub const fn empty() -> RamArray<T> {
+        RamArray {
+            base: core::ptr::null(),
+            len: 0,
+            _marker: PhantomData,
+        }
+    }
+
+    /// The number of elements.
+    #[inline]
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Has the array no elements?
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Element `index`, or `None` past the end.
+    #[inline]
+    pub fn get(&self, index: u64) -> Option<&T> {
+        if index >= self.len {
+            return None;
+        }
+        // SAFETY: `index < len`, and `PhysMem::array` checked that all `len` elements
+        // are RAM, aligned, and valid for any bytes; RAM outlives the array.
+        Some(unsafe { &*self.base.add(index as usize) })
+    }
+
+    /// The index of `elem` if it is an element of this array (`page_to_pfn()` for a
+    /// `struct page` reference), else `None`.
+    #[inline]
+    pub fn index_of(&self, elem: &T) -> Option<u64> {
+        let size = core::mem::size_of::<T>();
+        let offset = (elem as *const T as usize).wrapping_sub(self.base as usize);
+        let index = (offset / size) as u64;
+        (offset.is_multiple_of(size) && index < self.len).then_some(index)
+    }
+}
+
+/// The direct-map (kernel-virtual) forms of the door's accesses: each translates `va`
+/// through the linear map (`__pa()`) and refuses addresses outside it.
+impl<P: Platform> Mm<P> {
+    /// `__pa()` of `[va, va + len)`, checked to lie in the direct map.
+    #[inline]
+    pub fn direct_map_phys(&self, va: u64, len: u64) -> Result<u64, BadAccess> {
+        let refuse = BadAccess {
+            addr: va,
+            len,
+            kind: BadAccessKind::NotDirectMap,
+        };
+        let phys = self.layout.virt_to_phys(va).ok_or(refuse)?;
+        if len > 1 {
+            let last = va.checked_add(len - 1).ok_or(refuse)?;
+            if self.layout.virt_to_phys(last) != Some(phys + len - 1) {
+                return Err(refuse);
+            }
+        }
+        Ok(phys)
+    }
+
+    /// The door to RAM by physical address.
+    #[inline]
+    pub fn ram(&self) -> &PhysMem {
+        &self.ram
+    }
+
+    /// Read a plain value at direct-map address `va`.
+    #[inline]
+    pub fn kread<T: FromBytes>(&self, va: u64) -> Result<T, BadAccess> {
+        let phys = self.direct_map_phys(va, core::mem::size_of::<T>() as u64)?;
+        self.ram.read(phys)
+    }
+
+    /// Write a plain value at direct-map address `va`.
+    #[inline]
+    pub fn kwrite<T: IntoBytes + Immutable>(&self, va: u64, value: T) -> Result<(), BadAccess> {
+        let phys = self.direct_map_phys(va, core::mem::size_of::<T>() as u64)?;
+        self.ram.write(phys, value)
+    }
+
+    /// Copy bytes out of the direct map at `va`.
+    pub fn kread_bytes(&self, va: u64, buf: &mut [u8]) -> Result<(), BadAccess> {
+        let phys = self.direct_map_phys(va, buf.len() as u64)?;
+        self.ram.read_bytes(phys, buf)
+    }
+
+    /// Copy bytes into the direct map at `va`.
+    pub fn kwrite_bytes(&self, va: u64, bytes: &[u8]) -> Result<(), BadAccess> {
+        let phys = self.direct_map_phys(va, bytes.len() as u64)?;
+        self.ram.write_bytes(phys, bytes)
+    }
+
+    /// `memset()` in the direct map.
+    pub fn kfill(&self, va: u64, byte: u8, len: u64) -> Result<(), BadAccess> {
+        let phys = self.direct_map_phys(va, len)?;
+        self.ram.fill(phys, byte, len)
+    }
+
+    /// `memmove()` within the direct map.
+    pub fn kcopy(&self, dst: u64, src: u64, len: u64) -> Result<(), BadAccess> {
+        let d = self.direct_map_phys(dst, len)?;
+        let s = self.direct_map_phys(src, len)?;
+        self.ram.copy(d, s, len)
+    }
+
+    /// A typed view of the structure at direct-map address `va` (see [`PhysMem::view`]).
+    #[inline]
+    pub fn kview<T: FromBytes>(&self, va: u64) -> Result<&T, BadAccess> {
+        let phys = self.direct_map_phys(va, core::mem::size_of::<T>() as u64)?;
+        self.ram.view(phys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn door(buf: &mut [u8], regions: &[(u64, u64)]) -> PhysMem {
+        let mut d = PhysMem {
+            base: buf.as_mut_ptr(),
+            ..PhysMem::empty()
+        };
+        for (slot, r) in d.regions.iter_mut().zip(regions) {
+            *slot = *r;
+        }
+        d.nr_regions = regions.len();
+        d
+    }
+
+    #[test]
+    fn accesses_inside_ram_work_and_outside_are_refused() {
+        let mut buf = [0u8; 256];
+        let d = door(&mut buf, &[(0, 64), (128, 256)]);
+        d.write::<u64>(8, 0x1122_3344_5566_7788).unwrap();
+        assert_eq!(d.read::<u64>(8), Ok(0x1122_3344_5566_7788));
+        // Straddles the hole at 64..128.
+        assert_eq!(d.read::<u64>(60).unwrap_err().kind, BadAccessKind::NotRam);
+        assert_eq!(d.read::<u8>(100).unwrap_err().kind, BadAccessKind::NotRam);
+        assert_eq!(d.read::<u8>(256).unwrap_err().kind, BadAccessKind::NotRam);
+        assert!(d.read::<u64>(u64::MAX - 3).is_err());
+        assert_eq!(d.fill(128, 0xaa, 128), Ok(()));
+        assert!(d.fill(128, 0xaa, 129).is_err());
+        assert_eq!(
+            d.view::<AtomicU64>(132).unwrap_err().kind,
+            BadAccessKind::Misaligned
+        );
+        assert!(d.array::<AtomicU64>(128, 16).is_ok());
+        assert!(d.array::<AtomicU64>(128, 17).is_err());
+        assert!(d.array::<AtomicU64>(128, u64::MAX).is_err());
+    }
+
+    #[test]
+    fn ram_array_refuses_indices_past_its_end() {
+        let mut buf = [0u64; 8];
+        let bytes = buf.as_mut_ptr() as *mut u8;
+        let d = PhysMem {
+            base: bytes,
+            regions: {
+                let mut r = [(0, 0); MAX_RAM_REGIONS];
+                r[0] = (0, 64);
+                r
+            },
+            nr_regions: 1,
+        };
+        let a = d.array::<AtomicU64>(0, 8).unwrap();
+        assert!(a.get(7).is_some());
+        assert!(a.get(8).is_none());
+        assert!(a.get(u64::MAX).is_none());
+        let third = a.get(3).unwrap();
+        assert_eq!(a.index_of(third), Some(3));
+    }
+}
