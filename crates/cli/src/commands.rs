@@ -919,7 +919,7 @@ fn kmem_cache_alloc(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     sh.kernel(|mm| {
         mm.kmem_cache_alloc_caller(r, gfp, site)
             .map(|a| object_value(mm, a))
-            .map_err(slab_err)
+            .map_err(|e| slab_err_of("kmem_cache_alloc", e))
     })?
 }
 
@@ -930,7 +930,7 @@ fn kmem_cache_free(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     sh.kernel(|mm| {
         mm.kmem_cache_free_caller(r, VirtAddr(p), site)
             .map(|_| Value::None)
-            .map_err(slab_err)
+            .map_err(|e| slab_err_of("kmem_cache_free", e))
     })?
 }
 
@@ -940,8 +940,17 @@ fn kmem_cache_destroy(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     sh.kernel(|mm| {
         mm.kmem_cache_destroy(r)
             .map(|_| Value::None)
-            .map_err(slab_err)
+            .map_err(|e| slab_err_of("kmem_cache_destroy", e))
     })?
+}
+
+/// A slab error of the function `func`: `SlabError::BadArgs` prints itself as
+/// `kmem_cache_create`'s, whichever function refused, so the shell names the right one.
+fn slab_err_of(func: &str, e: kmemlab_mm::slab::SlabError) -> String {
+    match e {
+        kmemlab_mm::slab::SlabError::BadArgs(why) => format!("{func}: {why}"),
+        other => other.to_string(),
+    }
 }
 
 fn kmem_cache_shrink(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {

@@ -98,6 +98,15 @@ pub fn vmap(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     let (page, count) = (sh.number(args[0])?, sh.number(args[1])?);
     let site = sh.call_site();
     sh.kernel(|mm| {
+        // vmap() refuses `count > totalram_pages()` before anything else (mm/vmalloc.c,
+        // Linux 6.6); the shell checks the same before it builds the page array on the
+        // host, which is then at most one entry per page of the machine's RAM.
+        let total = mm.totalram_pages();
+        if count == 0 || count > total {
+            return Err(format!(
+                "vmap: count {count} is outside 1 ..= totalram_pages ({total})"
+            ));
+        }
         let first = mm
             .page_at_struct_address(VirtAddr(page))
             .map(|p| mm.page_to_pfn(p))
