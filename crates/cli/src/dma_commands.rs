@@ -9,6 +9,7 @@ use kmemlab_mm::{Gfp, VirtAddr};
 use kmemlab_sim::DmaDevice;
 use serde_json::json;
 
+use crate::output::addr;
 use crate::shell::{Shell, Value};
 
 /// A scatterlist the shell built and mapped, kept until `dma_unmap_sg`.
@@ -54,7 +55,7 @@ pub fn dev(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
         .map_err(|e| e.to_string())?;
     let dev = d.device();
     Ok(Value::Object(
-        json!({"name": name, "dma_mask": dev.dma_mask(), "coherent_dma_mask": dev.coherent_dma_mask()}),
+        json!({"name": name, "dma_mask": addr(dev.dma_mask()), "coherent_dma_mask": addr(dev.coherent_dma_mask())}),
         format!(
             "device {name}: dma_mask {:#x}, coherent_dma_mask {:#x}",
             dev.dma_mask(),
@@ -76,7 +77,7 @@ pub fn dma_map_single(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
         match mm.dma_mapping_error(d.device(), bus) {
             Ok(()) => {
                 let bounced = mm.is_swiotlb_buffer(kmemlab_mm::PhysAddr(bus));
-                Ok(Value::Number(
+                Ok(Value::Address(
                     bus,
                     if bounced {
                         "bus address (bounced through swiotlb)".into()
@@ -168,7 +169,7 @@ pub fn dma_map_sg(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
             dir,
         },
     );
-    Ok(Value::Number(handle, text))
+    Ok(Value::Address(handle, text))
 }
 
 /// `dma_unmap_sg <sg>`: unmap and free a table from `dma_map_sg`.
@@ -208,7 +209,7 @@ pub fn dma_alloc_coherent(sh: &mut Shell, args: &[&str]) -> Result<Value, String
             .virt_to_page(cpu)
             .map(|p| mm.page_zone(p).name())
             .unwrap_or("?");
-        Ok(Value::Number(
+        Ok(Value::Address(
             cpu.0,
             format!("coherent buffer, dma handle {bus:#x}, zone {zone}"),
         ))

@@ -25,8 +25,10 @@ use crate::MachineArgs;
 pub enum Value {
     /// Nothing to show.
     None,
-    /// A number (an address, a size, a PFN) and what it is.
+    /// A number (a size, a count, a PFN) and what it is.
     Number(u64, String),
+    /// An address (virtual, physical or bus) and what it is: a `"0x…"` string in JSON.
+    Address(u64, String),
     /// Text.
     Text(String),
     /// Named fields, and their text for people.
@@ -166,7 +168,7 @@ impl Shell {
                 words.first().unwrap_or(&"")
             )),
         };
-        if let (Some(name), Ok(Value::Number(n, _))) = (&name, &result) {
+        if let (Some(name), Ok(Value::Number(n, _) | Value::Address(n, _))) = (&name, &result) {
             self.vars.insert(name.clone(), *n);
         }
         Some(Outcome {
@@ -216,7 +218,9 @@ impl Outcome {
                     .unwrap_or_default();
                 match v {
                     Value::None => {}
-                    Value::Number(n, what) => writeln!(out, "{prefix}{n:#x}  ({what})")?,
+                    Value::Number(n, what) | Value::Address(n, what) => {
+                        writeln!(out, "{prefix}{n:#x}  ({what})")?
+                    }
                     Value::Text(t) | Value::Object(_, t) => writeln!(out, "{prefix}{t}")?,
                 }
             }
@@ -236,6 +240,7 @@ impl Outcome {
         let (result, message) = match &self.result {
             Ok(Value::None) => (serde_json::Value::Null, String::new()),
             Ok(Value::Number(n, what)) => (json!(n), what.clone()),
+            Ok(Value::Address(a, what)) => (crate::output::addr(*a), what.clone()),
             Ok(Value::Text(t)) => (serde_json::Value::Null, t.clone()),
             Ok(Value::Object(o, t)) => (o.clone(), t.clone()),
             Err(e) => (serde_json::Value::Null, e.clone()),
