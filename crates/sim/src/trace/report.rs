@@ -681,9 +681,9 @@ mod tests {
 
     #[test]
     fn thousands() {
-        assert_eq!(group(0), "0");
-        assert_eq!(group(999), "999");
-        assert_eq!(group(1000), "1,000");
+        assert_eq!(group(0u64), "0");
+        assert_eq!(group(999u64), "999");
+        assert_eq!(group(1000u64), "1,000");
         assert_eq!(group(1234567u64), "1,234,567");
         assert_eq!(
             group(u128::from(u64::MAX) + 1),
