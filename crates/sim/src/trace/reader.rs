@@ -272,7 +272,7 @@ const TOO_LONG: &str = "the line is longer than 64 KiB";
 
 /// A line as it is shown in a report: UTF-8 text as it is, control characters and bytes
 /// that are not UTF-8 escaped (`\x1b`, `\xff`), trailing blanks and the line ending
-/// dropped, and at most [`SHOWN_BYTES`] bytes followed by `...`, so that a binary
+/// dropped, and at most 300 bytes followed by `...`, so that a binary
 /// file's garbage reaches the terminal neither raw nor whole.
 pub fn escape_line(bytes: &[u8]) -> String {
     let mut out = String::new();
