@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::describe::page_info;
 use crate::dma_commands as dma;
+use crate::output::{addr as addr_json, opt_addr};
 use crate::shell::{Shell, Value};
 use crate::vmcommands as vm;
 use crate::workload_commands as wl;
@@ -448,7 +449,7 @@ fn help(_: &mut Shell, args: &[&str]) -> Result<Value, String> {
 
 fn page_value(mm: &Mm<SimPlatform>, page: &kmemlab_mm::Page) -> Value {
     let info = page_info(mm, mm.page_to_pfn(page));
-    Value::Number(info.struct_page, format!("struct page *: {}", info.line()))
+    Value::Address(info.struct_page, format!("struct page *: {}", info.line()))
 }
 
 fn alloc_pages(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
@@ -493,7 +494,7 @@ fn get_zeroed_page(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
 fn addr_value(mm: &Mm<SimPlatform>, addr: VirtAddr) -> Result<Value, String> {
     let page = mm.virt_to_page(addr).map_err(|e| e.to_string())?;
     let info = page_info(mm, mm.page_to_pfn(page));
-    Ok(Value::Number(addr.0, info.line()))
+    Ok(Value::Address(addr.0, info.line()))
 }
 
 fn free_pages_addr(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
@@ -523,7 +524,7 @@ fn with_page<T>(
 fn page_address(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     want(args, 1, "<page>")?;
     with_page(sh, args[0], |mm, page| match mm.page_address(page) {
-        Some(v) => Ok(Value::Number(v.0, "direct-map address".into())),
+        Some(v) => Ok(Value::Address(v.0, "direct-map address".into())),
         None => Err("HighMem page: no permanent kernel address (kmap it)".to_string()),
     })?
 }
@@ -747,16 +748,16 @@ fn slab_object_info(mm: &Mm<SimPlatform>, addr: VirtAddr) -> Option<Value> {
     let slab_page = mm.struct_page_address(mm.mem_map().page(o.slab_pfn)).0;
     let mut obj = json!({
         "cache": s.name().as_str(),
-        "object": o.object.0,
+        "object": addr_json(o.object.0),
         "offset_in_object": o.offset_in_object,
         "index": o.index,
         "object_size": s.object_size(),
         "size": s.size(),
         "slab_pfn": o.slab_pfn,
-        "slab_page": slab_page,
+        "slab_page": addr_json(slab_page),
         "offset_in_slab": o.offset_in_slab,
         "pfn": page.pfn,
-        "phys": mm.layout().virt_to_phys(addr.0),
+        "phys": opt_addr(mm.layout().virt_to_phys(addr.0)),
         "zone": page.zone,
         "state": if o.free { "free" } else { "allocated" },
     });
@@ -785,13 +786,13 @@ fn slab_object_info(mm: &Mm<SimPlatform>, addr: VirtAddr) -> Option<Value> {
 
 fn object_value(mm: &Mm<SimPlatform>, addr: VirtAddr) -> Value {
     match slab_object_info(mm, addr) {
-        Some(Value::Object(_, text)) => Value::Number(addr.0, text),
+        Some(Value::Object(_, text)) => Value::Address(addr.0, text),
         _ if addr.0 <= 16 => {
-            Value::Number(addr.0, "ZERO_SIZE_PTR: kmalloc(0) returns no memory".into())
+            Value::Address(addr.0, "ZERO_SIZE_PTR: kmalloc(0) returns no memory".into())
         }
         _ => {
             let size = mm.ksize(addr).unwrap_or(0);
-            Value::Number(
+            Value::Address(
                 addr.0,
                 format!("large kmalloc: {size} bytes straight from the page allocator"),
             )
@@ -898,7 +899,7 @@ fn kmem_cache_create(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     sh.kernel(|mm| {
         let r = mm.kmem_cache_create(&name, size as usize, align as usize, flags, None).map_err(slab_err)?;
         let s = mm.cache(r).map_err(slab_err)?;
-        Ok(Value::Number(
+        Ok(Value::Address(
             r.0,
             format!(
                 "struct kmem_cache * {}: objects of {} bytes in {} bytes each, {} per slab of {} page(s)",
@@ -919,7 +920,7 @@ fn kmem_cache_alloc(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     sh.kernel(|mm| {
         mm.kmem_cache_alloc_caller(r, gfp, site)
             .map(|a| object_value(mm, a))
-            .map_err(slab_err)
+            .map_err(|e| slab_err_of("kmem_cache_alloc", e))
     })?
 }
 
@@ -930,7 +931,7 @@ fn kmem_cache_free(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     sh.kernel(|mm| {
         mm.kmem_cache_free_caller(r, VirtAddr(p), site)
             .map(|_| Value::None)
-            .map_err(slab_err)
+            .map_err(|e| slab_err_of("kmem_cache_free", e))
     })?
 }
 
@@ -940,8 +941,17 @@ fn kmem_cache_destroy(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     sh.kernel(|mm| {
         mm.kmem_cache_destroy(r)
             .map(|_| Value::None)
-            .map_err(slab_err)
+            .map_err(|e| slab_err_of("kmem_cache_destroy", e))
     })?
+}
+
+/// A slab error of the function `func`: `SlabError::BadArgs` prints itself as
+/// `kmem_cache_create`'s, whichever function refused, so the shell names the right one.
+fn slab_err_of(func: &str, e: kmemlab_mm::slab::SlabError) -> String {
+    match e {
+        kmemlab_mm::slab::SlabError::BadArgs(why) => format!("{func}: {why}"),
+        other => other.to_string(),
+    }
 }
 
 fn kmem_cache_shrink(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {

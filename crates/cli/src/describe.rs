@@ -8,13 +8,16 @@ use serde::Serialize;
 /// Everything about one page frame and the block it belongs to.
 #[derive(Serialize, Debug, Clone)]
 pub struct PageInfo {
-    /// The `struct page *` of the frame.
+    /// The `struct page *` of the frame (a `"0x…"` string in JSON, as every address).
+    #[serde(serialize_with = "crate::output::hex")]
     pub struct_page: u64,
     /// The frame.
     pub pfn: u64,
     /// Its physical address.
+    #[serde(serialize_with = "crate::output::hex")]
     pub phys: u64,
     /// Its direct-map address (none for HighMem).
+    #[serde(serialize_with = "crate::output::opt_hex")]
     pub virt: Option<u64>,
     /// The zone.
     pub zone: &'static str,

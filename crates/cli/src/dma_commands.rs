@@ -9,6 +9,7 @@ use kmemlab_mm::{Gfp, VirtAddr};
 use kmemlab_sim::DmaDevice;
 use serde_json::json;
 
+use crate::output::addr;
 use crate::shell::{Shell, Value};
 
 /// A scatterlist the shell built and mapped, kept until `dma_unmap_sg`.
@@ -54,7 +55,7 @@ pub fn dev(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
         .map_err(|e| e.to_string())?;
     let dev = d.device();
     Ok(Value::Object(
-        json!({"name": name, "dma_mask": dev.dma_mask(), "coherent_dma_mask": dev.coherent_dma_mask()}),
+        json!({"name": name, "dma_mask": addr(dev.dma_mask()), "coherent_dma_mask": addr(dev.coherent_dma_mask())}),
         format!(
             "device {name}: dma_mask {:#x}, coherent_dma_mask {:#x}",
             dev.dma_mask(),
@@ -76,7 +77,7 @@ pub fn dma_map_single(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
         match mm.dma_mapping_error(d.device(), bus) {
             Ok(()) => {
                 let bounced = mm.is_swiotlb_buffer(kmemlab_mm::PhysAddr(bus));
-                Ok(Value::Number(
+                Ok(Value::Address(
                     bus,
                     if bounced {
                         "bus address (bounced through swiotlb)".into()
@@ -168,7 +169,7 @@ pub fn dma_map_sg(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
             dir,
         },
     );
-    Ok(Value::Number(handle, text))
+    Ok(Value::Address(handle, text))
 }
 
 /// `dma_unmap_sg <sg>`: unmap and free a table from `dma_map_sg`.
@@ -208,7 +209,7 @@ pub fn dma_alloc_coherent(sh: &mut Shell, args: &[&str]) -> Result<Value, String
             .virt_to_page(cpu)
             .map(|p| mm.page_zone(p).name())
             .unwrap_or("?");
-        Ok(Value::Number(
+        Ok(Value::Address(
             cpu.0,
             format!("coherent buffer, dma handle {bus:#x}, zone {zone}"),
         ))
@@ -248,14 +249,7 @@ pub fn dma(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     }
     let d = device(sh, args[0])?;
     let target = sh.number(args[2])?;
-    let ram = sh.machine.config().ram;
-    let len = sh.size(args[3])?;
-    if len > ram {
-        return Err(format!(
-            "a transfer of {len} bytes is larger than the machine's RAM ({ram} bytes)"
-        ));
-    }
-    let len = len as usize;
+    let len = transfer_length(sh, &d, sh.size(args[3])?)?;
     let segments = match sh.sg_tables.get(&target) {
         Some(m) => sh.kernel(|mm| {
             mm.sg_dma_segments(&m.table)
@@ -265,14 +259,16 @@ pub fn dma(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
         None => vec![(target, len)],
     };
     let segments = clip(&segments, len);
+    // The device's buffer holds what the segments take, no more.
+    let moved: usize = segments.iter().map(|&(_, l)| l).sum();
     if args[1] == "to" {
         let bytes: Vec<u8> = match args.get(4) {
             Some(b) => {
                 let byte = u8::try_from(sh.number(b)?)
                     .map_err(|_| format!("'{b}' is not a byte (0 ..= 255)"))?;
-                vec![byte; len]
+                vec![byte; moved]
             }
-            None => (0..len).map(|i| i as u8).collect(),
+            None => (0..moved).map(|i| i as u8).collect(),
         };
         d.load_buffer(&bytes);
         let n = d
@@ -297,6 +293,36 @@ pub fn dma(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
             format!("{n} bytes read by the device: {} ...", head.join(" ")),
         ))
     }
+}
+
+/// The most bytes one `dma` command moves: the device's buffer is host memory, so a
+/// transfer is bounded by this as well as by the machine (64 MiB; split a larger one).
+pub const MAX_DMA_TRANSFER: u64 = 64 << 20;
+
+/// `len` checked against the machine before any buffer is allocated: no more than its
+/// RAM, than the device's address lines can reach, or than [`MAX_DMA_TRANSFER`].
+fn transfer_length(sh: &Shell, d: &DmaDevice, len: u64) -> Result<usize, String> {
+    let ram = sh.machine.config().ram;
+    if len > ram {
+        return Err(format!(
+            "a transfer of {len} bytes is larger than the machine's RAM ({ram} bytes)"
+        ));
+    }
+    // DMA_BIT_MASK(n) + 1 bytes of bus addresses (2^64 for a 64-bit device).
+    let reach = u128::from(d.address_mask()) + 1;
+    if u128::from(len) > reach {
+        return Err(format!(
+            "a transfer of {len} bytes is more than {} address bits can reach ({reach} bytes)",
+            d.mask_bits()
+        ));
+    }
+    if len > MAX_DMA_TRANSFER {
+        return Err(format!(
+            "a transfer of {len} bytes is more than kmemlab moves in one dma command ({} MiB): split it",
+            MAX_DMA_TRANSFER >> 20
+        ));
+    }
+    Ok(len as usize)
 }
 
 /// The first `len` bytes of a segment list.

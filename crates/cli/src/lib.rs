@@ -7,12 +7,14 @@
 mod commands;
 mod describe;
 mod dma_commands;
+mod output;
 mod replay;
 pub mod shell;
 mod tour;
 mod vmcommands;
 mod workload_commands;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -56,9 +58,18 @@ pub struct MachineArgs {
     /// Leave out the legacy 640 KiB – 1 MiB hole.
     #[arg(long, global = true)]
     no_legacy_hole: bool,
-    /// slab_debug for every cache, in the kernel's letters: F sanity checks, Z red zones,
-    /// P poisoning, U owner tracking (`--slab-debug` alone: all four).
-    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "", value_parser = parse_slab_debug)]
+    /// slab_debug for every cache, in the kernel's letters after '=': F sanity checks,
+    /// Z red zones, P poisoning, U owner tracking (`--slab-debug=FZ`; `--slab-debug` alone:
+    /// all four).
+    #[arg(
+        long,
+        global = true,
+        value_name = "LETTERS",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "",
+        value_parser = parse_slab_debug
+    )]
     slab_debug: Option<SlabFlags>,
     /// init_on_alloc=1: zero every allocation.
     #[arg(long, global = true)]
@@ -184,8 +195,11 @@ fn parse_hole(s: &str) -> Result<Hole, String> {
         .ok_or_else(|| format!("'{s}' is not START-END"))?;
     let start = parse_ram(a)?;
     let end = parse_ram(b)?;
-    if end <= start {
+    if end < start {
         return Err(format!("hole '{s}' ends before it starts"));
+    }
+    if end == start {
+        return Err(format!("hole '{s}' is empty"));
     }
     Ok(Hole { start, end })
 }
@@ -212,17 +226,27 @@ enum Command {
     },
     /// Print a /proc file of a freshly booted machine.
     Proc {
-        /// buddyinfo, pagetypeinfo, zoneinfo or meminfo.
+        /// The file.
+        #[arg(help = proc_file_help())]
         file: String,
     },
     /// Replay a kernel kmem trace (ftrace or trace-cmd report text) and report as perf kmem stat.
     Replay(replay::ReplayArgs),
 }
 
+/// `proc FILE`'s help: every file the kernel side can render.
+fn proc_file_help() -> String {
+    format!("One of: {}", kmemlab_mm::procfs::FILES.join(", "))
+}
+
 /// The `kmemlab` command line: parse the arguments, run the subcommand, and turn its
-/// result into the exit status (0 success, 1 a failed expectation, 2 an error).
+/// result into the exit status (0 success, 1 a failed expectation, 2 an error, a failed
+/// write to standard output included).
 pub fn main_entry() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_exit(&e),
+    };
     let result = match &cli.command {
         Command::Tour {
             json,
@@ -241,11 +265,24 @@ pub fn main_entry() -> ExitCode {
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("kmemlab: {e}");
-            ExitCode::from(2)
-        }
+        Err(e) => fail(&e),
     }
+}
+
+/// Print `kmemlab: <error>` on standard error (ignoring a failure there: there is nowhere
+/// left to report it) and return exit status 2.
+fn fail(error: &str) -> ExitCode {
+    let _ = writeln!(std::io::stderr(), "kmemlab: {error}");
+    ExitCode::from(2)
+}
+
+/// clap's help, version or usage error, printed with its own exit status; a failed write
+/// of the help to standard output is an error like any other.
+fn clap_exit(e: &clap::Error) -> ExitCode {
+    if let Err(write) = e.print().and_then(|()| std::io::stdout().flush()) {
+        return fail(&output::write_error(write));
+    }
+    ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
 }
 
 fn proc_file(args: &MachineArgs, file: &str) -> Result<bool, String> {
@@ -259,6 +296,6 @@ fn proc_file(args: &MachineArgs, file: &str) -> Result<bool, String> {
             kmemlab_mm::procfs::FILES.join(", ")
         ));
     }
-    print!("{out}");
+    output::print(&out)?;
     Ok(true)
 }

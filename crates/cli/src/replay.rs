@@ -4,7 +4,7 @@
 //! the two summaries side by side.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::{Path, PathBuf};
 
 use clap::parser::ValueSource;
@@ -77,7 +77,13 @@ pub fn run(machine: &MachineArgs, args: &ReplayArgs) -> Result<bool, String> {
             first.machine_line()
         );
         let doc = plot::svg(&first, &title)?;
-        std::fs::write(svg, doc).map_err(|e| format!("cannot write {}: {e}", svg.display()))?;
+        std::fs::write(svg, doc).map_err(|e| {
+            format!(
+                "cannot write {}: {}",
+                svg.display(),
+                crate::output::io_reason(&e)
+            )
+        })?;
     }
     let Some(opts) = &args.compare else {
         print_report(&first, args)?;
@@ -94,12 +100,10 @@ pub fn run(machine: &MachineArgs, args: &ReplayArgs) -> Result<bool, String> {
     let second = replay_once(&second_machine, args, &second_options)?;
     if args.json {
         let both = serde_json::json!({ "a": first, "b": second });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&both).map_err(|e| e.to_string())?
-        );
+        let text = serde_json::to_string_pretty(&both).map_err(|e| e.to_string())?;
+        crate::output::print(&(text + "\n"))?;
     } else {
-        print!("{}", side_by_side(&first, &second));
+        crate::output::print(&side_by_side(&first, &second))?;
     }
     Ok(first.check == "ok" && second.check == "ok")
 }
@@ -110,10 +114,7 @@ fn print_report(report: &Report, args: &ReplayArgs) -> Result<(), String> {
     } else {
         report.to_text(args.top)
     };
-    let mut out = std::io::stdout().lock();
-    // A closed pipe (`| head`) is not an error worth a message.
-    let _ = out.write_all(text.as_bytes());
-    Ok(())
+    crate::output::print(&text)
 }
 
 /// Boot the machine and replay the whole trace on it.
@@ -145,7 +146,13 @@ fn open(path: &Path) -> Result<(Box<dyn BufRead>, Option<u64>), String> {
             None,
         ));
     }
-    let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let file = File::open(path).map_err(|e| {
+        format!(
+            "cannot open {}: {}",
+            path.display(),
+            crate::output::io_reason(&e)
+        )
+    })?;
     let length = file.metadata().ok().map(|m| m.len());
     Ok((Box::new(BufReader::with_capacity(1 << 16, file)), length))
 }

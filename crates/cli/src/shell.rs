@@ -10,7 +10,7 @@
 //! expectation.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::Path;
 
 use kmemlab_mm::{Context, Gfp, Mm, Platform};
@@ -18,14 +18,17 @@ use kmemlab_sim::{parse_size, Machine, SimPlatform};
 use serde_json::json;
 
 use crate::commands;
+use crate::output::{io_reason, write_error};
 use crate::MachineArgs;
 
 /// What a command returned.
 pub enum Value {
     /// Nothing to show.
     None,
-    /// A number (an address, a size, a PFN) and what it is.
+    /// A number (a size, a count, a PFN) and what it is.
     Number(u64, String),
+    /// An address (virtual, physical or bus) and what it is: a `"0x…"` string in JSON.
+    Address(u64, String),
     /// Text.
     Text(String),
     /// Named fields, and their text for people.
@@ -165,7 +168,7 @@ impl Shell {
                 words.first().unwrap_or(&"")
             )),
         };
-        if let (Some(name), Ok(Value::Number(n, _))) = (&name, &result) {
+        if let (Some(name), Ok(Value::Number(n, _) | Value::Address(n, _))) = (&name, &result) {
             self.vars.insert(name.clone(), *n);
         }
         Some(Outcome {
@@ -215,7 +218,9 @@ impl Outcome {
                     .unwrap_or_default();
                 match v {
                     Value::None => {}
-                    Value::Number(n, what) => writeln!(out, "{prefix}{n:#x}  ({what})")?,
+                    Value::Number(n, what) | Value::Address(n, what) => {
+                        writeln!(out, "{prefix}{n:#x}  ({what})")?
+                    }
                     Value::Text(t) | Value::Object(_, t) => writeln!(out, "{prefix}{t}")?,
                 }
             }
@@ -235,6 +240,7 @@ impl Outcome {
         let (result, message) = match &self.result {
             Ok(Value::None) => (serde_json::Value::Null, String::new()),
             Ok(Value::Number(n, what)) => (json!(n), what.clone()),
+            Ok(Value::Address(a, what)) => (crate::output::addr(*a), what.clone()),
             Ok(Value::Text(t)) => (serde_json::Value::Null, t.clone()),
             Ok(Value::Object(o, t)) => (o.clone(), t.clone()),
             Err(e) => (serde_json::Value::Null, e.clone()),
@@ -263,61 +269,101 @@ fn is_name(s: &str) -> bool {
         && !s.chars().next().is_some_and(|c| c.is_ascii_digit())
 }
 
+/// The longest script line: a longer one stops the script with an error naming its line
+/// (read in bounded steps, so that `kmemlab shell /dev/zero` fails at once instead of
+/// filling the host's memory).
+pub const MAX_SCRIPT_LINE: usize = 64 << 10;
+
+/// A script's lines, each read with a bound of [`MAX_SCRIPT_LINE`] bytes and checked to be
+/// UTF-8 text.
+pub struct ScriptLines<R> {
+    input: R,
+    buf: Vec<u8>,
+    line: usize,
+}
+
+impl<R: BufRead> ScriptLines<R> {
+    /// Lines from `input`.
+    pub fn new(input: R) -> ScriptLines<R> {
+        ScriptLines {
+            input,
+            buf: Vec::new(),
+            line: 0,
+        }
+    }
+
+    /// The next line (without its line ending) and its 1-based number; `None` at the end;
+    /// `Err` for a line that cannot be read, is too long, or is not UTF-8 (`line N: why`).
+    pub fn next_line(&mut self) -> Result<Option<(usize, &str)>, String> {
+        self.buf.clear();
+        let n = Read::take(&mut self.input, MAX_SCRIPT_LINE as u64 + 2)
+            .read_until(b'\n', &mut self.buf)
+            .map_err(|e| format!("line {}: {}", self.line + 1, io_reason(&e)))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.line += 1;
+        if self.buf.last() == Some(&b'\n') {
+            self.buf.pop();
+            if self.buf.last() == Some(&b'\r') {
+                self.buf.pop();
+            }
+        }
+        if self.buf.len() > MAX_SCRIPT_LINE {
+            return Err(format!(
+                "line {}: the line is longer than {} KiB (the limit for a script line)",
+                self.line,
+                MAX_SCRIPT_LINE >> 10
+            ));
+        }
+        match std::str::from_utf8(&self.buf) {
+            Ok(text) => Ok(Some((self.line, text))),
+            Err(e) => Err(format!(
+                "line {}: the line is not UTF-8 text (byte {:#04x} at column {})",
+                self.line,
+                self.buf[e.valid_up_to()],
+                e.valid_up_to() + 1
+            )),
+        }
+    }
+}
+
 /// `kmemlab shell`: returns whether every command met its expectation.
 pub fn run(args: &MachineArgs, script: Option<&Path>, json: bool) -> Result<bool, String> {
     let mut shell = Shell::new(args.boot()?);
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let mut all_ok = true;
-    let mut handle = |shell: &mut Shell,
-                      n: usize,
-                      line: &str,
-                      out: &mut std::io::StdoutLock|
-     -> Result<(), String> {
-        if let Some(outcome) = shell.exec_line(n, line) {
-            all_ok &= outcome.met_expectation();
-            if json {
-                writeln!(out, "{}", outcome.json()).map_err(|e| e.to_string())?;
-            } else {
-                outcome.print_text(out).map_err(|e| e.to_string())?;
-            }
-        }
-        Ok(())
-    };
-    match script {
+    let stdin = std::io::stdin();
+    let (input, interactive): (Box<dyn BufRead>, bool) = match script {
         Some(path) => {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let file = std::fs::File::open(path)
+                .map_err(|e| format!("{}: {}", path.display(), io_reason(&e)))?;
             // The script's name is the call site of what it allocates; one small string,
             // leaked once per run, lives as long as the machine that records it.
             shell.source = Box::leak(path.display().to_string().into_boxed_str());
-            for (i, line) in text.lines().enumerate() {
-                handle(&mut shell, i + 1, line, &mut out)?;
-            }
+            (Box::new(std::io::BufReader::new(file)), false)
         }
-        None => {
-            let stdin = std::io::stdin();
-            let interactive = stdin.is_terminal() && !json;
-            let mut n = 0;
-            loop {
-                if interactive {
-                    write!(out, "kmemlab[cpu{} {}]> ", shell.cpu, shell.ctx)
-                        .map_err(|e| e.to_string())?;
-                    out.flush().map_err(|e| e.to_string())?;
-                }
-                let mut line = String::new();
-                if stdin
-                    .lock()
-                    .read_line(&mut line)
-                    .map_err(|e| e.to_string())?
-                    == 0
-                {
-                    break;
-                }
-                n += 1;
-                handle(&mut shell, n, &line, &mut out)?;
+        None => (Box::new(stdin.lock()), stdin.is_terminal() && !json),
+    };
+    let source = shell.source;
+    let mut lines = ScriptLines::new(input);
+    let mut out = std::io::stdout().lock();
+    let mut all_ok = true;
+    loop {
+        if interactive {
+            write!(out, "kmemlab[cpu{} {}]> ", shell.cpu, shell.ctx).map_err(write_error)?;
+            out.flush().map_err(write_error)?;
+        }
+        let Some((n, line)) = lines.next_line().map_err(|e| format!("{source}: {e}"))? else {
+            break;
+        };
+        if let Some(outcome) = shell.exec_line(n, line) {
+            all_ok &= outcome.met_expectation();
+            if json {
+                writeln!(out, "{}", outcome.json()).map_err(write_error)?;
+            } else {
+                outcome.print_text(&mut out).map_err(write_error)?;
             }
         }
     }
+    out.flush().map_err(write_error)?;
     Ok(all_ok)
 }

@@ -10,6 +10,7 @@ use kmemlab_mm::{Mm, Pfn, VirtAddr, PAGE_SHIFT};
 use kmemlab_sim::{format_size, SimPlatform};
 use serde_json::json;
 
+use crate::output::{addr as addr_json, opt_addr};
 use crate::shell::{Shell, Value};
 
 fn want(args: &[&str], n: usize, usage: &str) -> Result<(), String> {
@@ -98,6 +99,15 @@ pub fn vmap(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     let (page, count) = (sh.number(args[0])?, sh.number(args[1])?);
     let site = sh.call_site();
     sh.kernel(|mm| {
+        // vmap() refuses `count > totalram_pages()` before anything else (mm/vmalloc.c,
+        // Linux 6.6); the shell checks the same before it builds the page array on the
+        // host, which is then at most one entry per page of the machine's RAM.
+        let total = mm.totalram_pages();
+        if count == 0 || count > total {
+            return Err(format!(
+                "vmap: count {count} is outside 1 ..= totalram_pages ({total})"
+            ));
+        }
         let first = mm
             .page_at_struct_address(VirtAddr(page))
             .map(|p| mm.page_to_pfn(p))
@@ -130,7 +140,7 @@ pub fn vmalloc_to_page(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
             .vmalloc_to_page(addr)
             .ok_or_else(|| format!("{addr} is not mapped in the vmalloc area"))?;
         let pfn = mm.page_to_pfn(page);
-        Ok(Value::Number(
+        Ok(Value::Address(
             mm.struct_page_address(page).0,
             format!(
                 "struct page of pfn {:#x} (phys {:#x}, zone {})",
@@ -169,7 +179,7 @@ fn area_value(mm: &Mm<SimPlatform>, addr: VirtAddr) -> Value {
     match mm.find_vm_area(addr) {
         Some(a) => {
             let pfns = area_pfns(mm, &a);
-            Value::Number(
+            Value::Address(
                 addr.0,
                 format!(
                     "{} of virtually contiguous memory, {} pages in {} physical run{}",
@@ -180,7 +190,7 @@ fn area_value(mm: &Mm<SimPlatform>, addr: VirtAddr) -> Value {
                 ),
             )
         }
-        None => Value::Number(addr.0, "vmalloc area".into()),
+        None => Value::Address(addr.0, "vmalloc area".into()),
     }
 }
 
@@ -269,10 +279,10 @@ pub fn vmalloc_info(mm: &Mm<SimPlatform>, addr: VirtAddr) -> Option<Value> {
     );
     let obj = json!({
         "kind": kind,
-        "virt": a.addr.0,
+        "virt": addr_json(a.addr.0),
         "size": a.usable_size(),
-        "end": end,
-        "guard": guard,
+        "end": addr_json(end),
+        "guard": opt_addr(guard),
         "pfns": pfns,
         "phys_runs": runs.len(),
         "runs": runs,
@@ -296,7 +306,7 @@ pub fn kmalloc_extent(mm: &Mm<SimPlatform>, addr: VirtAddr, size: u64) -> serde_
         >> PAGE_SHIFT;
     let pfns: Vec<u64> = (first..=last).collect();
     json!({
-        "virt": addr.0,
+        "virt": addr_json(addr.0),
         "size": size,
         "pfns": pfns,
         "phys_runs": runs(&pfns).len(),
@@ -312,14 +322,16 @@ pub fn walk(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     let steps: Vec<serde_json::Value> = w
         .steps
         .iter()
-        .map(|s| json!({"level": s.level, "table": s.table.0, "index": s.index, "entry": s.entry}))
+        .map(|s| json!({"level": s.level, "table": addr_json(s.table.0), "index": s.index, "entry": addr_json(s.entry)}))
         .collect();
     let result = match &w.result {
-        Ok(t) => json!({"phys": t.phys.0, "page_size": t.page_size, "writable": t.writable}),
+        Ok(t) => {
+            json!({"phys": addr_json(t.phys.0), "page_size": t.page_size, "writable": t.writable})
+        }
         Err(_) => serde_json::Value::Null,
     };
     Ok(Value::Object(
-        json!({"virt": va.0, "steps": steps, "result": result}),
+        json!({"virt": addr_json(va.0), "steps": steps, "result": result}),
         w.to_string(),
     ))
 }
@@ -347,7 +359,10 @@ pub fn read(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
         .map(|(i, row)| format!("{:#x}: {}", va.0 + i as u64 * 16, row.join(" ")))
         .collect::<Vec<_>>()
         .join("\n");
-    Ok(Value::Object(json!({"virt": va.0, "bytes": bytes}), text))
+    Ok(Value::Object(
+        json!({"virt": addr_json(va.0), "bytes": bytes}),
+        text,
+    ))
 }
 
 /// `write <addr> <offset> <bytes>`: bytes (`0x` hex, or text) written through the MMU.
@@ -426,11 +441,11 @@ fn kvmalloc_with(sh: &Shell, size: u64, gfp: kmemlab_mm::Gfp) -> Result<Value, S
             .map_err(|e| e.to_string())?;
         Ok(if mm.is_vmalloc_addr(p) {
             match area_value(mm, p) {
-                Value::Number(a, text) => Value::Number(a, format!("vmalloc fallback: {text}")),
+                Value::Address(a, text) => Value::Address(a, format!("vmalloc fallback: {text}")),
                 other => other,
             }
         } else {
-            Value::Number(p.0, format!("kmalloc: {size} bytes, physically contiguous"))
+            Value::Address(p.0, format!("kmalloc: {size} bytes, physically contiguous"))
         })
     })?
 }

@@ -64,11 +64,11 @@ impl Default for MachineConfig {
 /// Why a machine could not be built or could not run something.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SimError {
-    /// RAM size outside 16 MiB ..= 1 TiB.
+    /// RAM size outside 16 MiB ..= 256 GiB.
     BadRamSize(u64),
     /// CPU count outside 1 ..= 256.
     BadCpuCount(usize),
-    /// The host could not map the RAM.
+    /// The holes were refused, or the host could not map the RAM.
     Ram(RamError),
     /// The kernel failed to boot.
     Boot(BootError),
@@ -94,13 +94,7 @@ impl fmt::Display for SimError {
                 crate::format_size(MAX_RAM)
             ),
             SimError::BadCpuCount(n) => write!(f, "{n} CPUs is outside 1 ..= {MAX_CPUS}"),
-            SimError::Ram(RamError::MapFailed(n, why)) => {
-                write!(
-                    f,
-                    "cannot map {} of simulated RAM: {why}",
-                    crate::format_size(*n)
-                )
-            }
+            SimError::Ram(e) => e.fmt(f),
             SimError::Boot(e) => write!(f, "boot failed: {e}"),
             SimError::NoSuchCpu(c) => write!(f, "no CPU {c}"),
             SimError::CpuBusy(c) => write!(f, "CPU {c} is running another host thread"),
@@ -420,6 +414,8 @@ impl Machine {
         if !(1..=MAX_CPUS).contains(&config.cpus) {
             return Err(SimError::BadCpuCount(config.cpus));
         }
+        // The holes and the span they give the RAM, before the host maps anything.
+        crate::ram::layout(config.ram, &config.holes).map_err(SimError::Ram)?;
         let ram = Ram::new(config.ram, &config.holes).map_err(SimError::Ram)?;
         let platform = SimPlatform {
             id: NEXT_MACHINE_ID.fetch_add(1, Ordering::Relaxed),

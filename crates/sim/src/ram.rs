@@ -5,13 +5,39 @@
 
 use kmemlab_mm::{MemoryRegion, PhysAddr};
 
+/// The highest physical address a machine may reach: its RAM and the holes below the
+/// end of that RAM fit under 512 GiB, twice [`crate::machine::MAX_RAM`]. The kernel's FLATMEM
+/// `mem_map` describes every frame of the span, holes included (40 bytes for each 4 KiB:
+/// 5 GiB of host memory at this limit), so holes are bounded as RAM is.
+pub const MAX_PHYS_SPAN: u64 = 512 << 30;
+
 /// A range of physical addresses with no RAM behind it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Hole {
-    /// First byte.
+    /// First byte (a `"0x…"` string in JSON).
+    #[serde(serialize_with = "hex")]
     pub start: u64,
-    /// One past the last byte.
+    /// One past the last byte (a `"0x…"` string in JSON).
+    #[serde(serialize_with = "hex")]
     pub end: u64,
+}
+
+/// An address as a `"0x…"` string, which JSON readers keep exact (a number above 2^53
+/// they would round).
+fn hex<S: serde::Serializer>(a: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{a:#x}"))
+}
+
+impl core::fmt::Display for Hole {
+    /// `START-END` as sizes, the way `--hole` takes it: `640K-1M`.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{}-{}",
+            crate::format_size(self.start),
+            crate::format_size(self.end)
+        )
+    }
 }
 
 impl Hole {
@@ -33,7 +59,50 @@ impl Hole {
 pub enum RamError {
     /// The host refused the mapping.
     MapFailed(u64, String),
+    /// A hole that ends where it starts, or before.
+    EmptyHole(Hole),
+    /// Two holes share addresses.
+    HolesOverlap(Hole, Hole),
+    /// A hole that ends above [`MAX_PHYS_SPAN`].
+    HoleBeyondLimit(Hole),
+    /// RAM placed around the holes would end above [`MAX_PHYS_SPAN`].
+    SpanTooLarge {
+        /// Bytes of RAM.
+        size: u64,
+        /// Where the RAM would end (past `u64` for absurd sizes).
+        end: u128,
+    },
 }
+
+impl core::fmt::Display for RamError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let limit = crate::format_size(MAX_PHYS_SPAN);
+        match self {
+            RamError::MapFailed(n, why) => write!(
+                f,
+                "cannot map {} of simulated RAM: {why}",
+                crate::format_size(*n)
+            ),
+            RamError::EmptyHole(h) => write!(f, "hole {h} is empty"),
+            RamError::HolesOverlap(a, b) => write!(
+                f,
+                "holes {a} and {b} overlap (the legacy hole 640K-1M is there unless left out, the PCI hole 3G-4G when asked for)"
+            ),
+            RamError::HoleBeyondLimit(h) => write!(
+                f,
+                "hole {h} ends above {limit}, the highest physical address kmemlab simulates"
+            ),
+            RamError::SpanTooLarge { size, end } => write!(
+                f,
+                "{} of RAM placed around the holes would end at {} GiB, above {limit}, the highest physical address kmemlab simulates",
+                crate::format_size(*size),
+                end.div_ceil(1 << 30)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RamError {}
 
 /// The RAM of a machine and its firmware memory map.
 pub struct Ram {
@@ -50,9 +119,11 @@ unsafe impl Sync for Ram {}
 
 impl Ram {
     /// Lay out `size` bytes of RAM from physical address 0, skipping the holes (so the
-    /// machine has exactly `size` bytes of RAM), and map the whole span lazily.
+    /// machine has exactly `size` bytes of RAM), and map the whole span lazily. The holes
+    /// are checked first ([`layout`]): none empty, none overlapping, and everything below
+    /// [`MAX_PHYS_SPAN`].
     pub fn new(size: u64, holes: &[Hole]) -> Result<Ram, RamError> {
-        let map = layout(size, holes);
+        let map = layout(size, holes)?;
         let span = map.last().map_or(0, |r| r.end.0);
         // SAFETY: an anonymous private mapping with no address hint has no preconditions;
         // the result is checked for MAP_FAILED below.
@@ -146,30 +217,54 @@ impl Drop for Ram {
     }
 }
 
-/// Place `size` bytes of RAM from address 0 upward around the holes.
-fn layout(size: u64, holes: &[Hole]) -> Vec<MemoryRegion> {
-    let mut holes: Vec<Hole> = holes.iter().copied().filter(|h| h.end > h.start).collect();
-    holes.sort_by_key(|h| h.start);
+/// Place `size` bytes of RAM from address 0 upward around the holes: the firmware's
+/// memory map. Refused before anything is placed: an empty hole, two holes that overlap,
+/// a hole ending above [`MAX_PHYS_SPAN`], or RAM that would end above it.
+pub fn layout(size: u64, holes: &[Hole]) -> Result<Vec<MemoryRegion>, RamError> {
+    let holes = checked_holes(holes)?;
     let mut map = Vec::new();
     let (mut cursor, mut left) = (0u64, size);
     for hole in holes {
         if left == 0 {
             break;
         }
-        if hole.end <= cursor {
-            continue;
-        }
         if hole.start > cursor {
             let take = left.min(hole.start - cursor);
             map.push(region(cursor, cursor + take));
             left -= take;
         }
-        cursor = cursor.max(hole.end);
+        if left > 0 {
+            cursor = hole.end;
+        }
     }
     if left > 0 {
+        // Holes are sorted and disjoint, and all end at or below MAX_PHYS_SPAN.
+        let end = u128::from(cursor) + u128::from(left);
+        if end > u128::from(MAX_PHYS_SPAN) {
+            return Err(RamError::SpanTooLarge { size, end });
+        }
         map.push(region(cursor, cursor + left));
     }
-    map
+    Ok(map)
+}
+
+/// The holes sorted by address, each checked: not empty, below [`MAX_PHYS_SPAN`], and
+/// sharing no address with another.
+fn checked_holes(holes: &[Hole]) -> Result<Vec<Hole>, RamError> {
+    let mut sorted = holes.to_vec();
+    sorted.sort_by_key(|h| (h.start, h.end));
+    for h in &sorted {
+        if h.end <= h.start {
+            return Err(RamError::EmptyHole(*h));
+        }
+        if h.end > MAX_PHYS_SPAN {
+            return Err(RamError::HoleBeyondLimit(*h));
+        }
+    }
+    if let Some(pair) = sorted.windows(2).find(|w| w[1].start < w[0].end) {
+        return Err(RamError::HolesOverlap(pair[0], pair[1]));
+    }
+    Ok(sorted)
 }
 
 fn region(start: u64, end: u64) -> MemoryRegion {
@@ -185,7 +280,7 @@ mod tests {
 
     #[test]
     fn layout_skips_holes_and_keeps_the_size() {
-        let map = layout(8 << 30, &[Hole::LEGACY, Hole::PCI]);
+        let map = layout(8 << 30, &[Hole::LEGACY, Hole::PCI]).unwrap();
         let total: u64 = map.iter().map(|r| r.end.0 - r.start.0).sum();
         assert_eq!(total, 8 << 30);
         assert_eq!(map[0].end.0, 640 << 10);
@@ -204,5 +299,64 @@ mod tests {
         ram.read(60 << 30, &mut buf).unwrap();
         assert_eq!(&buf, b"kmemlab!");
         assert!(ram.read((64 << 30) - 4, &mut buf).is_none());
+    }
+
+    fn hole(start: u64, end: u64) -> Hole {
+        Hole { start, end }
+    }
+
+    #[test]
+    fn holes_are_checked_before_anything_is_mapped() {
+        const G: u64 = 1 << 30;
+        // --hole 0-2T --ram 32G ends above the limit; --hole 0-2G overlaps the legacy hole.
+        let big = hole(0, 2 << 40);
+        assert_eq!(
+            layout(32 * G, &[Hole::LEGACY, big]),
+            Err(RamError::HoleBeyondLimit(big))
+        );
+        let low = hole(0, 2 * G);
+        assert_eq!(
+            layout(32 * G, &[Hole::LEGACY, low]),
+            Err(RamError::HolesOverlap(low, Hole::LEGACY))
+        );
+        assert!(Ram::new(32 * G, &[big]).is_err());
+        // RAM pushed above the limit by holes that are each within it.
+        let wide = hole(G, 400 * G);
+        assert_eq!(
+            layout(256 * G, &[wide]),
+            Err(RamError::SpanTooLarge {
+                size: 256 * G,
+                end: 655 << 30
+            })
+        );
+        // Exactly at the limit is allowed; one page more is not.
+        let map = layout(256 * G, &[hole(G, 257 * G)]).unwrap();
+        assert_eq!(map.last().unwrap().end.0, MAX_PHYS_SPAN);
+        assert!(layout(256 * G, &[hole(G, 257 * G + 4096)]).is_err());
+        // Empty holes, and a size no machine has, are refused without overflow.
+        assert_eq!(
+            layout(G, &[hole(5 * G, 5 * G)]),
+            Err(RamError::EmptyHole(hole(5 * G, 5 * G)))
+        );
+        assert!(matches!(
+            layout(u64::MAX, &[Hole::LEGACY]),
+            Err(RamError::SpanTooLarge { .. })
+        ));
+        // Holes past the end of RAM, touching holes, and unsorted holes are fine.
+        let map = layout(G, &[Hole::PCI, hole(G, 2 * G), Hole::LEGACY]).unwrap();
+        assert_eq!(map.iter().map(|r| r.end.0 - r.start.0).sum::<u64>(), G);
+        assert!(layout(G, &[hole(G, 2 * G), hole(2 * G, 3 * G)]).is_ok());
+    }
+
+    #[test]
+    fn holes_print_as_the_flag_takes_them() {
+        assert_eq!(Hole::LEGACY.to_string(), "640K-1M");
+        assert_eq!(
+            RamError::HolesOverlap(hole(0, 2 << 40), Hole::LEGACY)
+                .to_string()
+                .split(" (")
+                .next(),
+            Some("holes 0-2T and 640K-1M overlap")
+        );
     }
 }

@@ -559,3 +559,119 @@ fn every_event_name_is_recognised() {
     );
     assert_eq!(EventName::from_name("kmalloc_"), None);
 }
+
+/// A size no allocation can have is malformed, on the fast path and the general one alike:
+/// `-1` wrapped to 2^64-1, anything above 2^57, and a *successful* slab object of 4 GiB
+/// or more. A failed kmalloc of a large size (kvmalloc tries kmalloc first) is a real
+/// event and parses.
+#[test]
+fn absurd_sizes_are_malformed() {
+    let kmalloc = |ptr: &str, req: u64, alloc: u64| {
+        format!("init-1 [000] .N.. 0.17: kmalloc: call_site=c1 ptr={ptr} bytes_req={req} bytes_alloc={alloc} gfp_flags=GFP_KERNEL")
+    };
+    let limit = kmemlab_sim::trace::parse::MAX_TRACED_SIZE;
+    let mut p = LineParser::default();
+    for bad in [
+        kmalloc("c2", u64::MAX, 32),
+        kmalloc("c2", 29, u64::MAX),
+        kmalloc("(null)", limit + 1, 0),
+        kmalloc("c2", 1 << 32, 1 << 32),
+        "init-1 [000] .N.. 0.17: kmem_cache_alloc: call_site=c1 ptr=c2 bytes_req=8 bytes_alloc=5000000000 gfp_flags=GFP_KERNEL".to_string(),
+        "swapper/0-1 [000] ..... 0.5: alloc_vmap_area: va_start=18446683600570023936 size=18446744073709551615 align=4096 vstart=18446683600570023936 vend=18446718784942112768 failed=0".to_string(),
+    ] {
+        let parsed = p.parse(1, &bad);
+        assert!(parsed.is_err(), "{bad:?} parsed as {parsed:?}");
+    }
+    for good in [
+        kmalloc("(null)", 5 << 30, 8 << 30),
+        kmalloc("(null)", limit, 0),
+        kmalloc("c2", 4 << 20, 4 << 20),
+    ] {
+        let (ev, _) = parse(&good);
+        assert!(slab_alloc(&ev).bytes_req >= 4 << 20, "{good:?}");
+    }
+    // Through the reader: strict mode names the line and the reason.
+    let text = format!("{GOOD}{}\n", kmalloc("c2", u64::MAX, 32));
+    let mut r = TraceReader::new(text.as_bytes(), false);
+    assert!(r.next_event().unwrap().is_some());
+    match r.next_event() {
+        Err(e @ TraceError::Malformed { line: 2, .. }) => {
+            assert!(e.to_string().contains("larger than any allocation"), "{e}")
+        }
+        other => panic!("expected line 2 to be malformed: {other:?}"),
+    }
+}
+
+/// A reader of zero bytes that counts what it hands out (`/dev/zero` with a bound, so a
+/// regression fails instead of reading for ever).
+struct Zeros {
+    left: u64,
+    read: u64,
+}
+
+impl std::io::Read for Zeros {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.left as usize);
+        buf[..n].fill(0);
+        self.left -= n as u64;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+/// A line without end: strict mode stops at 64 KiB with the line number, lenient mode
+/// after skipping at most 1 MiB; neither reads on.
+#[test]
+fn a_line_without_end_stops_the_reading() {
+    for lenient in [false, true] {
+        let mut zeros = Zeros {
+            left: 1 << 30,
+            read: 0,
+        };
+        let input = std::io::BufReader::new(&mut zeros);
+        let mut r = TraceReader::new(input, lenient);
+        let e = r.next_event().expect_err("an endless line is an error");
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with("line 1: the line is longer than"),
+            "{shown}"
+        );
+        if lenient {
+            assert!(matches!(e, TraceError::LineTooLong { line: 1 }), "{e:?}");
+        } else {
+            assert!(shown.contains("64 KiB"), "{shown}");
+            // The zeros are shown escaped, and cut.
+            assert!(shown.contains("\\x00\\x00"), "{shown}");
+            assert!(shown.len() < 400, "{} bytes", shown.len());
+        }
+        drop(r);
+        let limit = if lenient {
+            kmemlab_sim::trace::reader::MAX_SKIPPED_LINE + (1 << 17)
+        } else {
+            2 * kmemlab_sim::trace::MAX_LINE as u64
+        };
+        assert!(
+            zeros.read <= limit,
+            "lenient={lenient}: read {} bytes",
+            zeros.read
+        );
+    }
+}
+
+/// Bytes that are not text reach the report escaped, never raw.
+#[test]
+fn malformed_lines_are_shown_escaped() {
+    let line = b"init-1 [000] .N.. 0.17: kmalloc: call_site=c1 \xff\xfe\x01\x1b[31m ptr=\n";
+    let mut r = TraceReader::new(&line[..], false);
+    let shown = r.next_event().expect_err("not UTF-8").to_string();
+    assert!(
+        shown.contains("call_site=c1 \\xff\\xfe\\x01\\x1b[31m ptr="),
+        "{shown}"
+    );
+    assert!(!shown.bytes().any(|b| b == 0x1b || b == 0xff), "{shown:?}");
+    // Text that is UTF-8 stays readable, tabs included.
+    assert_eq!(
+        kmemlab_sim::trace::reader::escape_line("tâche\tx\\y\r\n".as_bytes()),
+        "tâche\tx\\\\y"
+    );
+}

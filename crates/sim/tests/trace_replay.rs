@@ -57,9 +57,9 @@ struct Totals {
     frees: u64,
     kmalloc: u64,
     cache_allocs: u64,
-    requested: u64,
-    allocated: u64,
-    freed: u64,
+    requested: u128,
+    allocated: u128,
+    freed: u128,
     null_frees: u64,
 }
 
@@ -92,15 +92,15 @@ fn totals_from_text(text: &str) -> Totals {
             }
             let req: u64 = field("bytes_req=").parse().unwrap();
             let alloc: u64 = field("bytes_alloc=").parse().unwrap();
-            t.requested += req;
-            t.allocated += alloc;
+            t.requested += u128::from(req);
+            t.allocated += u128::from(alloc);
             live.insert(ptr, alloc);
         } else {
             t.frees += 1;
             if ptr.is_empty() || ptr == "(null)" {
                 t.null_frees += 1;
             } else if let Some(bytes) = live.remove(&ptr) {
-                t.freed += bytes;
+                t.freed += u128::from(bytes);
             }
         }
     }
@@ -455,4 +455,35 @@ fn millions_of_lines_stream_through_in_bounded_memory() {
     assert!(report.samples.len() <= 2048);
     assert_eq!(report.slab.total_freed, report.slab.total_allocated);
     assert_eq!(m.mm().check().map(|_| ()), Ok(()));
+}
+
+/// Traced sizes are summed exactly however large the trace says they were: 2^57-byte
+/// failed kmallocs (the largest the parser accepts) take the totals past `u64`, and a
+/// lenient replay counts a `-1` size as malformed instead of summing it.
+#[test]
+fn totals_do_not_wrap() {
+    let huge = "kmalloc: call_site=c1 ptr=(null) bytes_req=144115188075855872 bytes_alloc=144115188075855872 gfp_flags=GFP_KERNEL";
+    let mut t = String::new();
+    for _ in 0..200 {
+        t += &line(0, "....", huge);
+    }
+    t += &line(0, "....", "kmalloc: call_site=c1 ptr=a0 bytes_req=18446744073709551615 bytes_alloc=32 gfp_flags=GFP_KERNEL");
+    t += &line(
+        0,
+        "....",
+        "kmalloc: call_site=c1 ptr=a1 bytes_req=29 bytes_alloc=32 gfp_flags=GFP_KERNEL",
+    );
+    let m = machine(Profile::X86_64, 1);
+    let mut reader = TraceReader::new(t.as_bytes(), true);
+    let r = replay(&m, &mut reader, &ReplayOptions::default(), &mut |_| {}).expect("replay");
+    assert_eq!(r.input.malformed_skipped, 1);
+    assert_eq!(r.slab.nr_allocs, 201);
+    assert_eq!(r.slab.total_requested, 200 * (1u128 << 57) + 29);
+    assert_eq!(r.slab.total_allocated, 200 * (1u128 << 57) + 32);
+    assert_eq!(r.replay.traced_slab_failures, 200);
+    let site = r.callsites.iter().find(|s| s.name == "0xc1").unwrap();
+    assert_eq!(site.bytes_req, 200 * (1u128 << 57) + 29);
+    assert!(r
+        .to_text(5)
+        .contains("Total bytes requested: 28,823,037,615,171,174,429"));
 }

@@ -178,7 +178,7 @@ fn machine_with_sizes(sizes: Option<&[usize]>) -> Machine {
 }
 
 /// kmemlab's bytes for the trace's kmallocs: the rows of its kmalloc caches.
-fn kmalloc_rows(r: &Report) -> (u64, u64) {
+fn kmalloc_rows(r: &Report) -> (u64, u128) {
     r.caches
         .iter()
         .filter(|row| row.name.starts_with("kmalloc-"))
@@ -199,8 +199,12 @@ fn other_kmalloc_sizes_change_what_the_trace_allocates() {
         8192,
     ];
     let custom_u64: Vec<u64> = custom.iter().map(|&c| c as u64).collect();
-    let expect =
-        |classes: &[u64]| -> u64 { requests.iter().map(|&r| bytes_taken(classes, r)).sum() };
+    let expect = |classes: &[u64]| -> u128 {
+        requests
+            .iter()
+            .map(|&r| u128::from(bytes_taken(classes, r)))
+            .sum()
+    };
 
     let default = replay_text(&machine_with_sizes(None), &text, &ReplayOptions::default());
     let m = machine_with_sizes(Some(&custom));
@@ -315,7 +319,10 @@ fn kvmalloc_falls_back_to_vmalloc_when_kmalloc_cannot() {
         .iter()
         .find(|row| row.name.starts_with("vmalloc"))
         .unwrap();
-    assert_eq!((vmalloc_row.hit, vmalloc_row.bytes_alloc), (1, five_mib));
+    assert_eq!(
+        (vmalloc_row.hit, vmalloc_row.bytes_alloc),
+        (1, u128::from(five_mib))
+    );
     assert_eq!(r.replay.free_failures, 0);
     assert_eq!(m.mm().vmalloc_nr_pages(), 0, "the kfree was a vfree");
     assert_eq!(r.check, "ok");

@@ -7,6 +7,8 @@ use kmemlab_mm::{procfs, Context, Gfp, Mm, Page, VirtAddr, PAGE_SIZE};
 use kmemlab_sim::{format_size, Machine, SimPlatform};
 use serde_json::json;
 
+use crate::output::addr;
+
 use super::Tour;
 use crate::describe::{page_info, zones};
 
@@ -37,7 +39,7 @@ pub(super) fn memory_map(t: &mut Tour, machine: &Machine) {
         "memory_map",
         json!(rows
             .iter()
-            .map(|(k, s, e)| json!({"type": k, "start": s, "end": e}))
+            .map(|(k, s, e)| json!({"type": k, "start": addr(*s), "end": addr(*e)}))
             .collect::<Vec<_>>()),
     );
 }
@@ -74,10 +76,10 @@ pub(super) fn boot_reservations(t: &mut Tour, machine: &Machine) {
         "reserved",
         json!(merged
             .iter()
-            .map(|(n, s, e)| json!({"name": n, "start": s, "end": e}))
+            .map(|(n, s, e)| json!({"name": n, "start": addr(*s), "end": addr(*e)}))
             .collect::<Vec<_>>()),
     );
-    t.fact("mem_map_phys", json!(mm.mem_map_phys().0));
+    t.fact("mem_map_phys", addr(mm.mem_map_phys().0));
     t.fact("struct_page_bytes", json!(std::mem::size_of::<Page>()));
     t.fact("mem_total_kb", json!(meminfo.total * 4));
     let _ = MEM_MAP_NAME;
@@ -321,7 +323,7 @@ pub(super) fn kmalloc_section(t: &mut Tour, machine: &Machine) -> Result<bool, S
     ));
     t.fact(
         "kmalloc_object",
-        json!({"virt": virt, "phys": phys, "page_offset": page_offset}),
+        json!({"virt": addr(virt), "phys": addr(phys), "page_offset": addr(page_offset)}),
     );
     machine
         .run(|mm| mm.kfree(VirtAddr(virt)))

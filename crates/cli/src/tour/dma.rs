@@ -11,6 +11,8 @@ use kmemlab_mm::{Gfp, Pfn, Profile, PAGE_SIZE};
 use kmemlab_sim::{DmaDevice, Machine, MachineConfig};
 use serde_json::json;
 
+use crate::output::addr;
+
 use super::Tour;
 use crate::vmcommands::runs;
 
@@ -65,7 +67,7 @@ pub fn section(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
     );
     t.fact(
         "dma",
-        json!({"kmalloc": {"bus": kmalloc.bus, "phys": kmalloc.phys, "verified": kmalloc.verified, "ok": kmalloc.ok},
+        json!({"kmalloc": {"bus": addr(kmalloc.bus), "phys": addr(kmalloc.phys), "verified": kmalloc.verified, "ok": kmalloc.ok},
             "vmalloc_refused": refused, "refusal": refusal,
             "naive": [here.json(), other.json()], "holds": c_holds}),
     );
@@ -202,8 +204,8 @@ impl Naive {
         )
     }
     fn json(&self) -> serde_json::Value {
-        json!({"profile": self.profile.name(), "vaddr": self.vaddr, "pa": self.pa,
-            "pa_refused": self.full_refused, "naive_bus": self.naive,
+        json!({"profile": self.profile.name(), "vaddr": addr(self.vaddr), "pa": addr(self.pa),
+            "pa_refused": self.full_refused, "naive_bus": addr(self.naive),
             "hit_other_ram": self.hit_other_ram, "bus_error": self.bus_error,
             "buffer_untouched": self.buffer_untouched})
     }
@@ -353,7 +355,7 @@ fn scatterlist(t: &mut Tour, machine: &Machine, nic: &Arc<DmaDevice>) -> Result<
     let holds = mapped as usize == nruns && sent.is_ok() && verified;
     t.fact(
         "dma_sg_vmalloc",
-        json!({"pages": pfns.len(), "runs": nruns, "segments": segments, "verified": verified, "holds": holds}),
+        json!({"pages": pfns.len(), "runs": nruns, "segments": segments.iter().map(|&(a, l)| json!([addr(a), l])).collect::<Vec<_>>(), "verified": verified, "holds": holds}),
     );
     Ok(t.claim(
         "Q1",

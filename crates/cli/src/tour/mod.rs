@@ -129,9 +129,9 @@ pub fn run(args: &MachineArgs, options: TourOptions) -> Result<bool, String> {
         let mut doc = t.facts;
         doc.insert("claims".into(), json!(t.claims));
         doc.insert("all_hold".into(), json!(ok));
-        println!("{}", Value::Object(doc));
+        crate::output::print(&format!("{}\n", Value::Object(doc)))?;
     } else {
-        print!("{}", t.text);
+        crate::output::print(&t.text)?;
     }
     Ok(ok)
 }

@@ -7,6 +7,8 @@ use kmemlab_mm::{Gfp, Mm, Pfn, Profile, VirtAddr};
 use kmemlab_sim::{format_size, Machine, MachineConfig, SimPlatform};
 use serde_json::json;
 
+use crate::output::addr;
+
 use super::Tour;
 use crate::vmcommands::runs;
 use crate::MachineArgs;
@@ -51,8 +53,8 @@ pub fn section(t: &mut Tour, machine: &Machine, args: &MachineArgs) -> Result<bo
         "vmalloc_contrast",
         json!({
             "aged": {"objects": aged.objects, "page_allocs": aged.page_allocs, "pages_held": aged.pages_held},
-            "kmalloc": {"virt": k_addr.0, "pfns": k_pfns, "phys_runs": k_runs},
-            "vmalloc": {"virt": v_addr.0, "pfns": v_pfns, "phys_runs": v_runs},
+            "kmalloc": {"virt": addr(k_addr.0), "pfns": k_pfns, "phys_runs": k_runs},
+            "vmalloc": {"virt": addr(v_addr.0), "pfns": v_pfns, "phys_runs": v_runs},
             "holds": contiguity_holds,
         }),
     );

@@ -647,7 +647,8 @@ impl LineParser {
         let node = c.optional(b"node=", Cursor::node)?;
         let accounted = c.optional(b"accounted=", Cursor::boolean)?;
         let name = c.optional(b"name=", Cursor::text)?;
-        if !c.at_end() {
+        // An absurd size is left to the general parser, which says why it is malformed.
+        if !c.at_end() || super::parse::check_slab_sizes(ptr, bytes_req, bytes_alloc).is_err() {
             return None;
         }
         // The line is accepted: intern and count as the general parser does, in its order.

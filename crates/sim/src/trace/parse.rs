@@ -196,7 +196,7 @@ impl LineParser {
             },
             AllocVmapArea => Event::AllocVmapArea {
                 addr: number(f.need(Key::VaStart)?)?,
-                size: number(f.need(Key::Size)?)?,
+                size: traced_size(number(f.need(Key::Size)?)?)?,
                 align: number(f.need(Key::Align)?)?,
                 vstart: number(f.need(Key::VStart)?)?,
                 vend: number(f.need(Key::VEnd)?)?,
@@ -230,11 +230,15 @@ impl LineParser {
     }
 
     fn slab_alloc(&mut self, f: &Fields<'_>) -> Result<SlabAlloc, &'static str> {
+        let ptr = pointer(f.need(Key::Ptr)?)?;
+        let bytes_req = decimal(f.need(Key::BytesReq)?)?;
+        let bytes_alloc = decimal(f.need(Key::BytesAlloc)?)?;
+        check_slab_sizes(ptr, bytes_req, bytes_alloc)?;
         Ok(SlabAlloc {
             call_site: self.call_site(f.need(Key::CallSite)?)?,
-            ptr: pointer(f.need(Key::Ptr)?)?,
-            bytes_req: decimal(f.need(Key::BytesReq)?)?,
-            bytes_alloc: decimal(f.need(Key::BytesAlloc)?)?,
+            ptr,
+            bytes_req,
+            bytes_alloc,
             gfp: self.gfp.parse(f.need(Key::GfpFlags)?),
             node: f
                 .get(Key::Node)
@@ -802,6 +806,45 @@ fn number(text: &str) -> Result<u64, &'static str> {
 /// `pfn=`: decimal on kernels before 4.x (`%lu`), `0x...` after.
 fn pfn(text: &str) -> Result<u64, &'static str> {
     number(text).map_err(|_| "pfn= is not a number")
+}
+
+/// The largest size a trace line may record: 2^57 bytes, the whole virtual address space
+/// of a 64-bit kernel with 5-level paging, which no allocation, even a failed one, can
+/// exceed. A larger `bytes_req=`, `bytes_alloc=` or vmap area `size=` (such as a wrapped
+/// `-1`) is malformed: counted and reported as such, never summed.
+pub const MAX_TRACED_SIZE: u64 = 1 << 57;
+
+/// The largest size of a *successful* slab allocation: below 4 GiB in every Linux
+/// configuration (a cache's `object_size` is an `unsigned int`, and the largest
+/// `KMALLOC_MAX_SIZE`, `PAGE_SIZE << MAX_ORDER`, is 512 MiB: arm64 with 64 KiB pages).
+/// A failed allocation (`ptr=(null)`) may record a larger request: `kvmalloc()` tries
+/// `kmalloc()` first whatever the size (`mm/util.c`, Linux 6.6).
+pub const MAX_SLAB_OBJECT: u64 = u32::MAX as u64;
+
+/// A slab allocation's sizes checked against [`MAX_TRACED_SIZE`] and, when it succeeded,
+/// [`MAX_SLAB_OBJECT`].
+pub(super) fn check_slab_sizes(
+    ptr: u64,
+    bytes_req: u64,
+    bytes_alloc: u64,
+) -> Result<(), &'static str> {
+    if bytes_req.max(bytes_alloc) > MAX_TRACED_SIZE {
+        return Err("a size is larger than any allocation can be (2^57 bytes)");
+    }
+    if ptr != 0 && bytes_req.max(bytes_alloc) > MAX_SLAB_OBJECT {
+        return Err(
+            "a slab allocation of 4 GiB or more succeeded (no kernel's slab objects reach that)",
+        );
+    }
+    Ok(())
+}
+
+/// A size checked against [`MAX_TRACED_SIZE`].
+fn traced_size(size: u64) -> Result<u64, &'static str> {
+    if size > MAX_TRACED_SIZE {
+        return Err("a size is larger than any allocation can be (2^57 bytes)");
+    }
+    Ok(size)
 }
 
 /// `order=`, at most MAX_PAGE_ORDER plus slack for kernels with larger orders.

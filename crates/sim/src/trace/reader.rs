@@ -1,5 +1,11 @@
 //! Streaming: events from any [`BufRead`], one line at a time, in bounded memory (one
 //! reused line buffer, at most [`MAX_LINE`] bytes, plus the parser's interned strings).
+//!
+//! Line lengths are enforced while reading, never after a whole line is in memory: a
+//! line longer than [`MAX_LINE`] is malformed (strict mode stops at it at once; lenient
+//! mode skips the rest of it), and one longer than [`MAX_SKIPPED_LINE`] stops the
+//! reading in either mode, so that `/dev/zero` or a binary file ends in an error instead
+//! of a read that never finishes.
 
 use std::fmt;
 use std::io::{BufRead, Read};
@@ -8,7 +14,15 @@ use super::event::{EventName, TraceEvent};
 use super::parse::{Line, LineParser};
 
 /// The longest line kept; the rest of a longer line is skipped and the line is malformed.
+/// (A kernel's `kmem` lines are a few hundred bytes: `TP_printk` of the longest event, with
+/// a symbolic call site and a cache name, stays far below this.)
 pub const MAX_LINE: usize = 64 << 10;
+
+/// The longest line lenient mode skips: a longer one is no trace's, and stops the reading.
+pub const MAX_SKIPPED_LINE: u64 = 1 << 20;
+
+/// Bytes of a malformed line's report text, escapes included (the rest is cut, with `...`).
+const SHOWN_BYTES: usize = 300;
 
 /// Why reading a trace stopped.
 #[derive(Debug)]
@@ -19,8 +33,14 @@ pub enum TraceError {
         line: u64,
         /// What is wrong.
         reason: &'static str,
-        /// The line itself (cut at 300 characters).
+        /// The line itself, escaped and cut at 300 bytes ([`escape_line`]).
         text: String,
+    },
+    /// A line longer than [`MAX_SKIPPED_LINE`] (lenient mode; strict mode stops at a line
+    /// longer than [`MAX_LINE`] as a malformed one).
+    LineTooLong {
+        /// 1-based line number.
+        line: u64,
     },
     /// The input could not be read.
     Io(std::io::Error),
@@ -32,6 +52,11 @@ impl fmt::Display for TraceError {
             TraceError::Malformed { line, reason, text } => {
                 write!(f, "line {line}: {reason}:\n  {text}")
             }
+            TraceError::LineTooLong { line } => write!(
+                f,
+                "line {line}: the line is longer than {} MiB: not a text trace",
+                MAX_SKIPPED_LINE >> 20
+            ),
             TraceError::Io(e) => write!(f, "reading the trace: {e}"),
         }
     }
@@ -124,7 +149,7 @@ impl<R: BufRead> TraceReader<R> {
                         return Ok(None);
                     };
                     if too_long {
-                        Err("the line is longer than 64 KiB")
+                        Err(TOO_LONG)
                     } else {
                         classify(&mut self.parser, self.stats.lines, &self.buf)
                     }
@@ -167,7 +192,8 @@ impl<R: BufRead> TraceReader<R> {
         Ok(Some(parsed))
     }
 
-    /// Read one line into `buf`: `None` at the end, `Some(true)` if it was cut.
+    /// Read one line into `buf`: `None` at the end, `Some(true)` if it was cut (in lenient
+    /// mode the rest of it is skipped; strict mode stops at it, so nothing more is read).
     fn read_line(&mut self) -> Result<Option<bool>, TraceError> {
         self.buf.clear();
         if self.buf.capacity() > 4 * MAX_LINE {
@@ -183,35 +209,38 @@ impl<R: BufRead> TraceReader<R> {
         self.stats.lines += 1;
         self.stats.bytes += n as u64;
         let cut = n == MAX_LINE && self.buf.last() != Some(&b'\n');
-        if cut {
-            self.skip_rest_of_line()?;
+        if cut && self.lenient {
+            self.skip_rest_of_line(n as u64)?;
         }
         Ok(Some(cut))
     }
 
-    fn skip_rest_of_line(&mut self) -> Result<(), TraceError> {
+    /// Skip to the end of a line of which `read` bytes were read, up to
+    /// [`MAX_SKIPPED_LINE`] bytes in all.
+    fn skip_rest_of_line(&mut self, mut read: u64) -> Result<(), TraceError> {
         loop {
             let chunk = self.input.fill_buf().map_err(TraceError::Io)?;
             if chunk.is_empty() {
                 return Ok(());
             }
-            if let Some(at) = chunk.iter().position(|&b| b == b'\n') {
-                self.stats.bytes += at as u64 + 1;
-                self.input.consume(at + 1);
+            let newline = memchr::memchr(b'\n', chunk);
+            let take = newline.map_or(chunk.len(), |at| at + 1);
+            if read + take as u64 > MAX_SKIPPED_LINE + 1 {
+                return Err(TraceError::LineTooLong {
+                    line: self.stats.lines,
+                });
+            }
+            read += take as u64;
+            self.stats.bytes += take as u64;
+            self.input.consume(take);
+            if newline.is_some() {
                 return Ok(());
             }
-            let len = chunk.len();
-            self.stats.bytes += len as u64;
-            self.input.consume(len);
         }
     }
 
     fn malformed(&mut self, line: u64, reason: &'static str) -> Result<(), TraceError> {
-        let text: String = String::from_utf8_lossy(&self.buf)
-            .trim_end()
-            .chars()
-            .take(300)
-            .collect();
+        let text = escape_line(&self.buf);
         if !self.lenient {
             return Err(TraceError::Malformed { line, reason, text });
         }
@@ -236,6 +265,35 @@ impl<R: BufRead> TraceReader<R> {
     pub fn buffer_capacity(&self) -> usize {
         self.buf.capacity()
     }
+}
+
+/// The reason given for a line longer than [`MAX_LINE`].
+const TOO_LONG: &str = "the line is longer than 64 KiB";
+
+/// A line as it is shown in a report: UTF-8 text as it is, control characters and bytes
+/// that are not UTF-8 escaped (`\x1b`, `\xff`), trailing blanks and the line ending
+/// dropped, and at most 300 bytes followed by `...`, so that a binary
+/// file's garbage reaches the terminal neither raw nor whole.
+pub fn escape_line(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.trim_ascii_end().utf8_chunks() {
+        let valid = chunk.valid().chars().map(|c| match c {
+            '\\' => "\\\\".to_string(),
+            '\t' => "\t".to_string(),
+            c if c.is_control() && (c as u32) < 0x100 => format!("\\x{:02x}", c as u32),
+            c if c.is_control() => c.escape_unicode().to_string(),
+            c => c.to_string(),
+        });
+        let invalid = chunk.invalid().iter().map(|b| format!("\\x{b:02x}"));
+        for piece in valid.chain(invalid) {
+            if out.len() + piece.len() > SHOWN_BYTES {
+                out.push_str("...");
+                return out;
+            }
+            out.push_str(&piece);
+        }
+    }
+    out
 }
 
 /// Parse one line's bytes (with or without its newline).

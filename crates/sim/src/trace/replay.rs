@@ -368,8 +368,8 @@ impl<'m> Replayer<'m> {
 
     /// perf's accounting of an allocation event; the call-site row.
     fn count_alloc(&mut self, ev: &TraceEvent, a: &SlabAlloc) -> u32 {
-        self.slab.total_requested += a.bytes_req;
-        self.slab.total_allocated += a.bytes_alloc;
+        self.slab.total_requested += u128::from(a.bytes_req);
+        self.slab.total_allocated += u128::from(a.bytes_alloc);
         self.slab.nr_allocs += 1;
         let node_event = matches!(
             ev.name,
@@ -381,8 +381,8 @@ impl<'m> Replayer<'m> {
         let row = self.site_row(a.call_site);
         let r = &mut self.sites[row as usize].1;
         r.hit += 1;
-        r.bytes_req += a.bytes_req;
-        r.bytes_alloc += a.bytes_alloc;
+        r.bytes_req += u128::from(a.bytes_req);
+        r.bytes_alloc += u128::from(a.bytes_alloc);
         row
     }
 
@@ -526,8 +526,8 @@ impl<'m> Replayer<'m> {
     fn add_to_row(&mut self, row: u32, requested: u64, allocated: u64) {
         if let Some(r) = self.cache_rows.get_mut(row as usize) {
             r.hit += 1;
-            r.bytes_req += requested;
-            r.bytes_alloc += allocated;
+            r.bytes_req += u128::from(requested);
+            r.bytes_alloc += u128::from(allocated);
         }
     }
 
@@ -595,7 +595,7 @@ impl<'m> Replayer<'m> {
             self.counters.untracked_frees += 1;
             return;
         };
-        self.slab.total_freed += obj.traced_bytes;
+        self.slab.total_freed += u128::from(obj.traced_bytes);
         if ev.cpu != obj.cpu {
             self.sites[obj.site_row as usize].1.pingpong += 1;
             if let Some(r) = self.cache_rows.get_mut(obj.cache_row as usize) {
@@ -746,7 +746,7 @@ impl<'m> Replayer<'m> {
         migratetype: u32,
         gfp: Gfp,
     ) {
-        let bytes = 4096u64 << order.min(40);
+        let bytes = page_bytes(order);
         self.page.nr_allocs += 1;
         self.page.alloc_bytes += bytes;
         let Some(pfn) = pfn else {
@@ -778,7 +778,7 @@ impl<'m> Replayer<'m> {
     }
 
     fn page_free(&mut self, mm: &Mm<SimPlatform>, pfn: u64, order: u32) {
-        let bytes = 4096u64 << order.min(40);
+        let bytes = page_bytes(order);
         self.page.nr_frees += 1;
         self.page.free_bytes += bytes;
         let Some(live) = self.pages.remove(&pfn) else {
@@ -972,6 +972,11 @@ fn cache_label(key: CacheKey, symbols: &Symbols) -> String {
             format!("{func}-{size}")
         }
     }
+}
+
+/// Bytes of a traced block of `order` (the parser keeps orders at or below 20).
+fn page_bytes(order: u32) -> u128 {
+    4096u128 << order.min(64)
 }
 
 /// Slab and large-kmalloc pages (`SReclaimable + SUnreclaim`).

@@ -33,13 +33,13 @@ pub struct ProcFiles {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct SlabDerived {
     /// `Net total bytes allocated` (absent when perf would not print it).
-    pub net_allocated: Option<u64>,
+    pub net_allocated: Option<u128>,
     /// `Total bytes wasted on internal fragmentation`.
-    pub wasted: u64,
+    pub wasted: u128,
     /// `Internal fragmentation`, percent.
     pub fragmentation_percent: f64,
     /// kmemlab's bytes for the same allocations (`ksize` / cache object size).
-    pub kmemlab_allocated: u64,
+    pub kmemlab_allocated: u128,
     /// kmemlab's internal fragmentation over the allocations it replayed, percent.
     pub kmemlab_fragmentation_percent: f64,
     /// kmalloc `ksize` agreement with `bytes_alloc`, percent.
@@ -395,7 +395,7 @@ impl Report {
 
     fn page_summary_lines(&self) -> Vec<String> {
         let p = &self.page;
-        let row = |label: &str, n: u64, bytes: u64| {
+        let row = |label: &str, n: u64, bytes: u128| {
             format!(
                 "{label:<30}: {:>16}   [ {:>16} KB ]",
                 group(n),
@@ -606,7 +606,7 @@ pub fn table(title: &str, rows: &[AllocRow], top: usize) -> String {
     );
     let _ = writeln!(s, "{DOTTED}");
     for r in rows.iter().take(top) {
-        let hit = r.hit.max(1);
+        let hit = u128::from(r.hit.max(1));
         let _ = writeln!(
             s,
             " {:<34} | {:>9}/{:<5} | {:>9}/{:<5} | {:>8} | {:>9} | {:>6.3}%",
@@ -663,8 +663,8 @@ fn cut(text: &str, width: usize) -> String {
 }
 
 /// A number with thousands separators, as perf's `%'lu` prints in an English locale.
-pub fn group(n: u64) -> String {
-    let digits = n.to_string();
+pub fn group(n: impl Into<u128>) -> String {
+    let digits = n.into().to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
         if i > 0 && (digits.len() - i).is_multiple_of(3) {
@@ -681,9 +681,13 @@ mod tests {
 
     #[test]
     fn thousands() {
-        assert_eq!(group(0), "0");
-        assert_eq!(group(999), "999");
-        assert_eq!(group(1000), "1,000");
-        assert_eq!(group(1234567), "1,234,567");
+        assert_eq!(group(0u64), "0");
+        assert_eq!(group(999u64), "999");
+        assert_eq!(group(1000u64), "1,000");
+        assert_eq!(group(1234567u64), "1,234,567");
+        assert_eq!(
+            group(u128::from(u64::MAX) + 1),
+            "18,446,744,073,709,551,616"
+        );
     }
 }

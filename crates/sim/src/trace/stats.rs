@@ -1,5 +1,9 @@
 //! The numbers a replay collects: `perf kmem stat`'s (from the trace), and kmemlab's own
 //! (from the replayed machine).
+//!
+//! Sums of traced sizes are `u128`: each size the parser accepts is at most
+//! [`super::parse::MAX_TRACED_SIZE`] (2^57), so no trace of fewer than 2^64 lines can
+//! carry them past 2^121, and a total is exact whatever the trace holds.
 
 use serde::Serialize;
 
@@ -7,11 +11,11 @@ use serde::Serialize;
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct SlabSummary {
     /// `Total bytes requested` (`bytes_req` of every slab allocation event).
-    pub total_requested: u64,
+    pub total_requested: u128,
     /// `Total bytes allocated` (`bytes_alloc` of every slab allocation event).
-    pub total_allocated: u64,
+    pub total_allocated: u128,
     /// `Total bytes freed`: `bytes_alloc` of each freed pointer that was seen allocated.
-    pub total_freed: u64,
+    pub total_freed: u128,
     /// Slab allocation events (`kmalloc*`, `kmem_cache_alloc*`), failed ones included.
     pub nr_allocs: u64,
     /// Slab free events (`kfree`, `kmem_cache_free`), NULL frees included.
@@ -23,12 +27,12 @@ pub struct SlabSummary {
 
 impl SlabSummary {
     /// `Net total bytes allocated`, printed by perf only when positive.
-    pub fn net_allocated(&self) -> Option<u64> {
+    pub fn net_allocated(&self) -> Option<u128> {
         (self.total_allocated > self.total_freed).then(|| self.total_allocated - self.total_freed)
     }
 
     /// `Total bytes wasted on internal fragmentation`.
-    pub fn wasted(&self) -> u64 {
+    pub fn wasted(&self) -> u128 {
         self.total_allocated.saturating_sub(self.total_requested)
     }
 
@@ -39,7 +43,7 @@ impl SlabSummary {
 }
 
 /// perf's `fragmentation()`: the share of allocated bytes not requested, in percent.
-pub fn fragmentation(requested: u64, allocated: u64) -> f64 {
+pub fn fragmentation(requested: u128, allocated: u128) -> f64 {
     if allocated == 0 {
         0.0
     } else {
@@ -53,9 +57,9 @@ pub struct AllocRow {
     /// The call site (`0xc104de4f` or `symbol+off/len`) or cache name.
     pub name: String,
     /// Bytes allocated.
-    pub bytes_alloc: u64,
+    pub bytes_alloc: u128,
     /// Bytes requested.
-    pub bytes_req: u64,
+    pub bytes_req: u128,
     /// Allocations.
     pub hit: u64,
     /// Objects freed on another CPU than the one that allocated them.
@@ -64,7 +68,7 @@ pub struct AllocRow {
 
 impl AllocRow {
     /// Bytes allocated but not requested.
-    pub fn waste(&self) -> u64 {
+    pub fn waste(&self) -> u128 {
         self.bytes_alloc.saturating_sub(self.bytes_req)
     }
 
@@ -95,19 +99,19 @@ pub struct PageSummary {
     /// `mm_page_alloc` events.
     pub nr_allocs: u64,
     /// Bytes of them (4 KiB pages).
-    pub alloc_bytes: u64,
+    pub alloc_bytes: u128,
     /// `mm_page_free` / `mm_page_free_batched` events.
     pub nr_frees: u64,
     /// Bytes of them.
-    pub free_bytes: u64,
+    pub free_bytes: u128,
     /// Frees of pages not seen allocated.
     pub nr_nomatch: u64,
     /// Bytes of them.
-    pub nomatch_bytes: u64,
+    pub nomatch_bytes: u128,
     /// Failed allocations (`page=(null)`).
     pub nr_fails: u64,
     /// Bytes of them.
-    pub fail_bytes: u64,
+    pub fail_bytes: u128,
     /// Successful allocations per order and traced migrate type (perf's columns:
     /// Unmovable, Reclaimable, Movable, Reserved, CMA/Isolated).
     pub order_stats: [[u64; PERF_MIGRATE_TYPES]; PERF_ORDERS],
@@ -287,7 +291,7 @@ pub struct VmallocSummary {
     /// `purge_vmap_area_lazy` events.
     pub traced_purges: u64,
     /// Areas those purges gave back (`num_purged`).
-    pub traced_purged_areas: u64,
+    pub traced_purged_areas: u128,
     /// The traced kernel's `lazy_max_pages()` (`nr_lazy_max=`), if a free recorded it.
     pub traced_lazy_max_pages: Option<u64>,
     /// kmemlab's `lazy_max_pages()` on the replay machine.

@@ -138,7 +138,7 @@ impl VmapReplay {
     /// `purge_vmap_area_lazy`: purge kmemlab's lazily freed areas now.
     pub(super) fn purge(&mut self, mm: &Mm<SimPlatform>, purged: u64) {
         self.summary.traced_purges += 1;
-        self.summary.traced_purged_areas += purged;
+        self.summary.traced_purged_areas += u128::from(purged);
         if mm.purge_vmap_area_lazy() {
             self.summary.purges_for_traced += 1;
         }
