@@ -718,3 +718,68 @@ impl Drop for CpuGuard<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Overwrite CPU 0's first `pcp->lock` word (the first word of its `per_cpu_pages`) as a
+    /// stray write would, so that the next `spin_lock` on it finds bad magic and panics.
+    fn corrupt_pcp_lock(m: &Machine) {
+        let pcp = &m.mm().per_cpu(0).pcp[0] as *const _ as u64;
+        let phys = pcp - m.mm().platform().ram().base() as u64;
+        m.mm()
+            .platform()
+            .ram()
+            .write(phys, &[0xff; 4])
+            .expect("RAM");
+    }
+
+    #[test]
+    fn a_panicked_machine_reboots_clean_with_the_same_flags() {
+        let config = MachineConfig {
+            ram: 2 * MIN_RAM,
+            cpus: 2,
+            seed: 9,
+            ..MachineConfig::default()
+        };
+        let mut m = Machine::new(config.clone()).expect("boot");
+        assert!(!m.halted() && m.panic_message().is_none());
+        corrupt_pcp_lock(&m);
+        // The checker takes every pcp->lock.
+        let _ = m.run(|mm| mm.check());
+        assert!(m.halted());
+        assert_eq!(m.take_oopses(), 1, "a panic kills the operation");
+        assert_eq!(m.take_oopses(), 0);
+        let panic = "Kernel panic - not syncing: softlockup: hung tasks";
+        // Known before the console is read, and after.
+        assert_eq!(m.panic_message().as_deref(), Some(panic));
+        let console = m.take_console();
+        assert!(console.iter().any(|l| l == panic), "{console:?}");
+        assert_eq!(m.panic_message().as_deref(), Some(panic));
+        assert!(m.tainted().has(kmemlab_mm::report::taint::SOFTLOCKUP));
+
+        let last_words = m.reboot().expect("reboot");
+        assert_eq!(last_words, ["reboot: Restarting system"]);
+        assert!(!m.halted() && m.panic_message().is_none());
+        assert_eq!(m.tainted().0, 0);
+        assert_eq!(m.config(), &config);
+        assert!(m.take_console().is_empty());
+        assert!(m.run(|mm| mm.check()).is_ok());
+        assert!(!m.halted());
+    }
+
+    #[test]
+    fn reboot_keeps_the_swiotlb_options_and_drops_the_devices() {
+        let config = MachineConfig {
+            ram: 2 * MIN_RAM,
+            cpus: 1,
+            ..MachineConfig::default()
+        };
+        let mut m = Machine::new_with_swiotlb(config, SwiotlbConfig::with_slabs(64)).expect("boot");
+        m.add_dma_device("nic", 32).expect("device");
+        m.reboot().expect("reboot");
+        assert_eq!(m.swiotlb_config(), SwiotlbConfig::with_slabs(64));
+        assert!(m.dma_device("nic").is_none());
+    }
+}
