@@ -293,3 +293,30 @@ fn reboot_keeps_the_machine_flags() {
     // The CPU and context settings start over too.
     assert_eq!(sh.cpu, 0);
 }
+
+#[test]
+fn the_oops_example_expects_its_oops_and_reboots_clean() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/oops.kmem");
+    let o = kmemlab(&["shell", script], "");
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    let at = |line: &str| {
+        lines
+            .iter()
+            .position(|l| *l == line)
+            .unwrap_or_else(|| panic!("no line {line:?} in\n{out}"))
+    };
+    let oops = at("  Oops: 0000 [#1] PREEMPT SMP NOPTI");
+    let notice = at("kmemlab: the kernel oopsed in this command; the machine is tainted (D)");
+    let expected = at("failed as expected: the kernel oopsed (see above)");
+    let restart = at("  reboot: Restarting system");
+    assert!(
+        oops < notice && notice < expected && expected < restart,
+        "{out}"
+    );
+    // Tainted before the reboot, clean after it.
+    assert_eq!(lines[restart - 1], "128", "{out}");
+    assert_eq!(lines[restart + 2], "0", "{out}");
+    assert!(lines[restart + 3].starts_with("ok: "), "{out}");
+}
