@@ -23,6 +23,10 @@ pub struct Command {
     pub usage: &'static str,
     /// One line of help.
     pub help: &'static str,
+    /// Does it change the machine (allocate, free, write, map, set CPU state)? Such
+    /// commands are refused once the machine has panicked; the others only read, and
+    /// still work for a post-mortem.
+    pub mutates: bool,
     /// What it does.
     pub run: Handler,
 }
@@ -33,386 +37,458 @@ pub const COMMANDS: &[Command] = &[
         name: "help",
         usage: "[command]",
         help: "list commands, or describe one",
+        mutates: false,
         run: help,
     },
     Command {
         name: "alloc_pages",
         usage: "<gfp> <order>",
         help: "2^order contiguous pages; returns the struct page *",
+        mutates: true,
         run: alloc_pages,
     },
     Command {
         name: "__free_pages",
         usage: "<page> <order>",
         help: "free pages from alloc_pages",
+        mutates: true,
         run: free_pages_cmd,
     },
     Command {
         name: "__get_free_pages",
         usage: "<gfp> <order>",
         help: "alloc_pages and return the direct-map address",
+        mutates: true,
         run: get_free_pages,
     },
     Command {
         name: "get_zeroed_page",
         usage: "<gfp>",
         help: "one zeroed page; returns its address",
+        mutates: true,
         run: get_zeroed_page,
     },
     Command {
         name: "free_pages",
         usage: "<addr> <order>",
         help: "free by direct-map address (0 is a no-op)",
+        mutates: true,
         run: free_pages_addr,
     },
     Command {
         name: "page_address",
         usage: "<page>",
         help: "direct-map address of a struct page",
+        mutates: false,
         run: page_address,
     },
     Command {
         name: "virt_to_page",
         usage: "<addr>",
         help: "struct page of a direct-map address",
+        mutates: false,
         run: virt_to_page,
     },
     Command {
         name: "page_to_pfn",
         usage: "<page>",
         help: "page frame number of a struct page",
+        mutates: false,
         run: page_to_pfn,
     },
     Command {
         name: "pfn_to_page",
         usage: "<pfn>",
         help: "struct page of a page frame number",
+        mutates: false,
         run: pfn_to_page,
     },
     Command {
         name: "page_zone",
         usage: "<page>",
         help: "the zone of a page",
+        mutates: false,
         run: page_zone,
     },
     Command {
         name: "info",
         usage: "<page|addr>",
         help: "everything about a page or slab object: cache, slab, pfn, phys, zone, state",
+        mutates: false,
         run: info,
     },
     Command {
         name: "kmalloc",
         usage: "<size> <gfp>",
         help: "a kmalloc object; returns its address",
+        mutates: true,
         run: kmalloc,
     },
     Command {
         name: "kzalloc",
         usage: "<size> <gfp>",
         help: "a zeroed kmalloc object",
+        mutates: true,
         run: kzalloc,
     },
     Command {
         name: "kcalloc",
         usage: "<n> <size> <gfp>",
         help: "a zeroed array (overflow checked)",
+        mutates: true,
         run: kcalloc,
     },
     Command {
         name: "krealloc",
         usage: "<addr> <size> <gfp>",
         help: "resize (in place while it fits)",
+        mutates: true,
         run: krealloc,
     },
     Command {
         name: "kfree",
         usage: "<addr>",
         help: "free a kmalloc object (NULL is a no-op)",
+        mutates: true,
         run: kfree,
     },
     Command {
         name: "ksize",
         usage: "<addr>",
         help: "usable size of a kmalloc object",
+        mutates: false,
         run: ksize,
     },
     Command {
         name: "kmem_cache_create",
         usage: "<name> <size> [align] [flags]",
         help: "a cache; flags like SLAB_HWCACHE_ALIGN|SLAB_RED_ZONE",
+        mutates: true,
         run: kmem_cache_create,
     },
     Command {
         name: "kmem_cache_alloc",
         usage: "<cache> <gfp>",
         help: "an object of a cache",
+        mutates: true,
         run: kmem_cache_alloc,
     },
     Command {
         name: "kmem_cache_free",
         usage: "<cache> <addr>",
         help: "free an object to its cache",
+        mutates: true,
         run: kmem_cache_free,
     },
     Command {
         name: "kmem_cache_destroy",
         usage: "<cache>",
         help: "destroy a cache (refused while objects remain)",
+        mutates: true,
         run: kmem_cache_destroy,
     },
     Command {
         name: "kmem_cache_shrink",
         usage: "<cache>",
         help: "give a cache's empty slabs back; returns pages freed",
+        mutates: true,
         run: kmem_cache_shrink,
     },
     Command {
         name: "slab",
         usage: "<cache>",
         help: "a cache's layout, per-CPU and per-node state",
+        mutates: false,
         run: slab_state,
     },
     Command {
         name: "poke",
         usage: "<addr> <offset> <byte>",
         help: "write one byte (corrupt memory on purpose; offset may be negative)",
+        mutates: true,
         run: poke,
     },
     Command {
         name: "dump",
         usage: "<addr> <len>",
         help: "hex dump of kernel memory",
+        mutates: false,
         run: dump,
     },
     Command {
         name: "vmalloc",
         usage: "<size>",
         help: "virtually contiguous memory (GFP_KERNEL); returns its address",
+        mutates: true,
         run: vm::vmalloc,
     },
     Command {
         name: "vzalloc",
         usage: "<size>",
         help: "zeroed vmalloc",
+        mutates: true,
         run: vm::vzalloc,
     },
     Command {
         name: "__vmalloc",
         usage: "<size> <gfp>",
         help: "vmalloc with explicit GFP flags",
+        mutates: true,
         run: vm::vmalloc_gfp,
     },
     Command {
         name: "vmalloc_huge",
         usage: "<size> [gfp]",
         help: "vmalloc with 2 MiB mappings where possible (x86_64)",
+        mutates: true,
         run: vm::vmalloc_huge,
     },
     Command {
         name: "vfree",
         usage: "<addr>",
         help: "free a vmalloc area (deferred from interrupt context)",
+        mutates: true,
         run: vm::vfree,
     },
     Command {
         name: "dev",
         usage: "<name> mask=<bits>",
         help: "plug in a bus-master DMA device whose driver sets that DMA mask",
+        mutates: true,
         run: dma::dev,
     },
     Command {
         name: "dma_map_single",
         usage: "<dev> <addr> <size> <dir>",
         help: "map a direct-map buffer for DMA; returns the bus address",
+        mutates: true,
         run: dma::dma_map_single,
     },
     Command {
         name: "dma_unmap_single",
         usage: "<dev> <dma-addr> <size> <dir>",
         help: "unmap it (swiotlb copies back; dma-debug checks size and direction)",
+        mutates: true,
         run: dma::dma_unmap_single,
     },
     Command {
         name: "dma_map_sg",
         usage: "<dev> <addr> <size> <dir>",
         help: "a scatterlist of the buffer (vmalloc: page by page), mapped; returns its handle",
+        mutates: true,
         run: dma::dma_map_sg,
     },
     Command {
         name: "dma_unmap_sg",
         usage: "<sg>",
         help: "unmap and free a scatterlist from dma_map_sg",
+        mutates: true,
         run: dma::dma_unmap_sg,
     },
     Command {
         name: "dma_alloc_coherent",
         usage: "<dev> <size> [gfp]",
         help: "physically contiguous memory within the coherent mask",
+        mutates: true,
         run: dma::dma_alloc_coherent,
     },
     Command {
         name: "dma_free_coherent",
         usage: "<dev> <size> <cpu-addr> [dma-addr]",
         help: "free it",
+        mutates: true,
         run: dma::dma_free_coherent,
     },
     Command {
         name: "dma",
         usage: "<dev> to|from <dma-addr|sg> <len> [byte]",
         help: "the device writes (to) or reads (from) memory at bus addresses, without the MMU",
+        mutates: true,
         run: dma::dma,
     },
     Command {
         name: "kvmalloc",
         usage: "<size> [gfp]",
         help: "kmalloc, falling back to vmalloc above a page when the flags allow blocking",
+        mutates: true,
         run: vm::kvmalloc,
     },
     Command {
         name: "kvzalloc",
         usage: "<size> [gfp]",
         help: "kvmalloc, zeroed",
+        mutates: true,
         run: vm::kvzalloc,
     },
     Command {
         name: "kvfree",
         usage: "<addr>",
         help: "free kvmalloc memory: vfree or kfree by address",
+        mutates: true,
         run: vm::kvfree,
     },
     Command {
         name: "vmap",
         usage: "<page> <count>",
         help: "map count pages from a struct page into the vmalloc area",
+        mutates: true,
         run: vm::vmap,
     },
     Command {
         name: "vunmap",
         usage: "<addr>",
         help: "unmap a vmap area (the pages stay allocated)",
+        mutates: true,
         run: vm::vunmap,
     },
     Command {
         name: "vmalloc_to_page",
         usage: "<addr>",
         help: "the struct page behind a vmalloc address",
+        mutates: false,
         run: vm::vmalloc_to_page,
     },
     Command {
         name: "purge",
         usage: "",
         help: "vm_unmap_aliases(): purge lazily freed areas now (one TLB flush)",
+        mutates: true,
         run: vm::purge,
     },
     Command {
         name: "walk",
         usage: "<addr>",
         help: "the page-table walk of an address, level by level",
+        mutates: false,
         run: vm::walk,
     },
     Command {
         name: "read",
         usage: "<addr> <offset> <len>",
         help: "read bytes through this CPU's MMU (TLB, then page tables)",
+        mutates: false,
         run: vm::read,
     },
     Command {
         name: "write",
         usage: "<addr> <offset> <0xhex|text>",
         help: "write bytes through this CPU's MMU",
+        mutates: true,
         run: vm::write,
     },
     Command {
         name: "tlb",
         usage: "",
         help: "per-CPU TLB counters and TLB shootdowns",
+        mutates: false,
         run: vm::tlb,
     },
     Command {
         name: "cpu",
         usage: "<n>",
         help: "run the following commands on CPU n",
+        mutates: false,
         run: cpu,
     },
     Command {
         name: "ctx",
         usage: "process|softirq|hardirq|nmi",
         help: "run the following commands in that context",
+        mutates: false,
         run: ctx,
     },
     Command {
         name: "local_irq_disable",
         usage: "",
         help: "disable interrupts on this CPU (until local_irq_enable)",
+        mutates: true,
         run: local_irq_disable,
     },
     Command {
         name: "local_irq_enable",
         usage: "",
         help: "enable interrupts on this CPU",
+        mutates: true,
         run: local_irq_enable,
     },
     Command {
         name: "preempt_disable",
         usage: "",
         help: "raise this CPU's preempt count (as spin_lock does)",
+        mutates: true,
         run: preempt_disable,
     },
     Command {
         name: "preempt_enable",
         usage: "",
         help: "lower this CPU's preempt count",
+        mutates: true,
         run: preempt_enable,
     },
     Command {
         name: "drain_all_pages",
         usage: "",
         help: "return every CPU's per-CPU lists to the buddy lists",
+        mutates: true,
         run: drain_all_pages,
     },
     Command {
         name: "pagecache",
         usage: "fill <size> | drop",
         help: "fill the simulated page cache, or drop it",
+        mutates: true,
         run: wl::pagecache,
     },
     Command {
         name: "fragment",
         usage: "<zone> <alternate|sparse> [order]",
         help: "pin unmovable pages until the zone has no free block of that order",
+        mutates: true,
         run: wl::fragment_cmd,
     },
     Command {
         name: "unfragment",
         usage: "",
         help: "free what the fragment commands pinned",
+        mutates: true,
         run: wl::unfragment,
     },
     Command {
         name: "kswapd",
         usage: "",
         help: "run kswapd now: reclaim until the zones are back at the high watermark",
+        mutates: true,
         run: wl::kswapd,
     },
     Command {
         name: "cat",
         usage: "/proc/<file>",
         help:
-            "print a /proc file (buddyinfo, pagetypeinfo, zoneinfo, meminfo, slabinfo, vmallocinfo)",
+            "print a /proc file (buddyinfo, pagetypeinfo, zoneinfo, meminfo, slabinfo, vmallocinfo, sys/kernel/tainted)",
+        mutates: false,
         run: cat,
     },
     Command {
         name: "vmstat",
         usage: "",
         help: "the event counters",
+        mutates: false,
         run: vmstat,
     },
     Command {
         name: "check",
         usage: "",
         help: "run the invariant checker",
+        mutates: false,
         run: check,
+    },
+    Command {
+        name: "reboot",
+        usage: "",
+        help: "boot a fresh machine with the same flags (after a panic); forgets every name",
+        // It replaces the machine rather than changing it, so a panicked one can reboot.
+        mutates: false,
+        run: reboot,
     },
 ];
 
@@ -432,8 +508,13 @@ fn want(args: &[&str], n: usize, usage: &str) -> Result<(), String> {
 fn help(_: &mut Shell, args: &[&str]) -> Result<Value, String> {
     if let Some(name) = args.first() {
         let c = find(name).ok_or_else(|| format!("no command '{name}'"))?;
+        let after_panic = if c.mutates {
+            "refused once the machine has panicked"
+        } else {
+            "works on a panicked machine too"
+        };
         return Ok(Value::Text(format!(
-            "{} {}\n    {}",
+            "{} {}\n    {}\n    ({after_panic})",
             c.name, c.usage, c.help
         )));
     }
@@ -444,6 +525,7 @@ fn help(_: &mut Shell, args: &[&str]) -> Result<Value, String> {
         text.push_str(&format!("  {:<18} {:<26} {}\n", c.name, c.usage, c.help));
     }
     text.push_str("  name = <command>    keep the result under a name\n  ! <command>         the command is expected to fail\n");
+    text.push_str("a command in which the kernel oopses fails; after a panic only commands that read work (help <command> says), until reboot\n");
     Ok(Value::Text(text.trim_end().to_string()))
 }
 
@@ -664,12 +746,20 @@ fn drain_all_pages(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     Ok(Value::None)
 }
 
+/// The sysctl file `cat` serves besides `procfs::FILES`.
+const TAINTED_FILE: &str = "/proc/sys/kernel/tainted";
+
 fn cat(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     want(args, 1, "/proc/<file>")?;
     let name = args[0];
+    if name == TAINTED_FILE {
+        // `proc_taint()`: the mask as an unsigned decimal.
+        let mask = sh.machine.tainted().0;
+        return Ok(Value::Object(json!(mask), mask.to_string()));
+    }
     if !name.starts_with("/proc/") {
         return Err(format!(
-            "only /proc files can be read (have: /proc/{})",
+            "only /proc files can be read (have: /proc/{}, {TAINTED_FILE})",
             procfs::FILES.join(", /proc/")
         ));
     }
@@ -677,11 +767,16 @@ fn cat(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     let found = procfs::render(sh.machine.mm(), name, &mut out).map_err(|e| e.to_string())?;
     if !found {
         return Err(format!(
-            "{name}: no such file (have: /proc/{})",
+            "{name}: no such file (have: /proc/{}, {TAINTED_FILE})",
             procfs::FILES.join(", /proc/")
         ));
     }
     Ok(Value::Text(out.trim_end().to_string()))
+}
+
+fn reboot(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
+    want(args, 0, "")?;
+    sh.reboot()
 }
 
 fn vmstat(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {

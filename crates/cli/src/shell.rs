@@ -8,13 +8,21 @@
 //! A failure prints `error: line N: <command>: <what and why>` after any kernel messages
 //! and the script goes on; the exit status is 0 only if every command met its
 //! expectation.
+//!
+//! The machine may break. After every command the shell asks the kernel whether it oopsed
+//! ([`kmemlab_sim::Machine::take_oopses`]): a command that oopsed has failed, whatever it
+//! returned, and says so under the kernel's report. After a panic the machine is halted:
+//! commands that would change it are refused (the command table says which), those that
+//! only read still serve a post-mortem, and `reboot` boots a fresh machine with the same
+//! flags.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::Path;
 
+use kmemlab_mm::report::Taint;
 use kmemlab_mm::{Context, Gfp, Mm, Platform};
-use kmemlab_sim::{parse_size, Machine, SimPlatform};
+use kmemlab_sim::{format_size, parse_size, Machine, SimPlatform};
 use serde_json::json;
 
 use crate::commands;
@@ -62,6 +70,9 @@ pub struct Shell {
     pub fragmented: Vec<kmemlab_sim::Fragmented>,
     /// Scatterlists mapped by `dma_map_sg`, by table address, until `dma_unmap_sg`.
     pub sg_tables: BTreeMap<u64, crate::dma_commands::MappedSg>,
+    /// The last console lines of a machine that `reboot` replaced, shown with that
+    /// command's output.
+    last_words: Vec<String>,
 }
 
 impl Shell {
@@ -78,7 +89,27 @@ impl Shell {
             line: 0,
             fragmented: Vec::new(),
             sg_tables: BTreeMap::new(),
+            last_words: Vec::new(),
         }
+    }
+
+    /// `reboot`: a fresh machine with the same flags replaces this one; every name, CPU
+    /// and context setting, pinned fragment and mapped scatterlist of the old one is
+    /// forgotten. The old machine's last console lines (ending with the kernel's
+    /// `reboot: Restarting system`) are shown with the command; it returns the boot
+    /// summary.
+    pub fn reboot(&mut self) -> Result<Value, String> {
+        self.last_words = self
+            .machine
+            .reboot()
+            .map_err(|e| format!("reboot failed: {e}; the old machine stays"))?;
+        self.vars.clear();
+        self.cpu = 0;
+        self.ctx = Context::Process;
+        self.cpus = vec![CpuState::default(); self.machine.config().cpus];
+        self.fragmented.clear();
+        self.sg_tables.clear();
+        Ok(boot_summary(&self.machine))
     }
 
     /// The current script line as a call site (what `%pS` of the caller shows).
@@ -162,13 +193,21 @@ impl Shell {
         };
         let words: Vec<&str> = command.split_whitespace().collect();
         let result = match words.first().and_then(|w| commands::find(w)) {
+            Some(cmd) if cmd.mutates && self.machine.halted() => Err(self.halted_refusal()),
             Some(cmd) => (cmd.run)(self, &words[1..]),
             None => Err(format!(
                 "unknown command '{}' (try: help)",
                 words.first().unwrap_or(&"")
             )),
         };
-        if let (Some(name), Ok(Value::Number(n, _) | Value::Address(n, _))) = (&name, &result) {
+        // Asked before the console is taken: faults recorded without a console (a
+        // `struct page` lookup past mem_map) are printed by this call.
+        let oops = (self.machine.take_oopses() > 0).then(|| self.oops_notice());
+        let mut kernel = std::mem::take(&mut self.last_words);
+        kernel.extend(self.machine.take_console());
+        if let (Some(name), Ok(Value::Number(n, _) | Value::Address(n, _)), None) =
+            (&name, &result, &oops)
+        {
             self.vars.insert(name.clone(), *n);
         }
         Some(Outcome {
@@ -176,10 +215,90 @@ impl Shell {
             command: command.to_string(),
             name,
             expect_fail,
-            kernel: self.machine.take_console(),
+            kernel,
             result,
+            oops,
+            tainted: self.machine.tainted().0,
+            halted: self.machine.halted(),
         })
     }
+
+    /// Why a command that would change the machine is refused after a panic.
+    fn halted_refusal(&self) -> String {
+        format!(
+            "the machine has panicked ({}); 'reboot' boots a fresh one with the same flags",
+            self.panic_message()
+        )
+    }
+
+    fn panic_message(&self) -> String {
+        self.machine
+            .panic_message()
+            .unwrap_or_else(|| "Kernel panic - not syncing".to_string())
+    }
+
+    /// The shell's line under the kernel's report when a command oopsed or panicked.
+    fn oops_notice(&self) -> String {
+        if self.machine.halted() {
+            format!(
+                "kmemlab: the kernel panicked in this command; the machine is halted ({}); \
+                 'reboot' boots a fresh one with the same flags",
+                self.panic_message()
+            )
+        } else {
+            format!(
+                "kmemlab: the kernel oopsed in this command; the machine is tainted ({})",
+                taint_letters(self.machine.tainted())
+            )
+        }
+    }
+
+    /// The interactive prompt: CPU and context, the taint once there is one, or that the
+    /// machine has panicked.
+    pub fn prompt(&self) -> String {
+        if self.machine.halted() {
+            return "kmemlab[panicked]> ".to_string();
+        }
+        let taint = taint_letters(self.machine.tainted());
+        if taint.is_empty() {
+            format!("kmemlab[cpu{} {}]> ", self.cpu, self.ctx)
+        } else {
+            format!("kmemlab[cpu{} {}, tainted {taint}]> ", self.cpu, self.ctx)
+        }
+    }
+}
+
+/// The letters of the taint flags that are set, in `print_tainted()`'s order (`D`, `DW`),
+/// or nothing for an untainted kernel.
+pub fn taint_letters(taint: Taint) -> String {
+    // `print_tainted()` prints a letter or a blank per flag, and `G` for the first flag
+    // when it is clear (no proprietary module): the set flags are the other letters.
+    taint
+        .to_string()
+        .strip_prefix("Tainted: ")
+        .map(|flags| flags.chars().filter(|c| !matches!(c, ' ' | 'G')).collect())
+        .unwrap_or_default()
+}
+
+/// What the shell prints about a machine it has just booted: its flags and its memory as
+/// `/proc/meminfo` counts it.
+pub fn boot_summary(machine: &Machine) -> Value {
+    let c = machine.config();
+    let m = kmemlab_mm::procfs::meminfo_values(machine.mm());
+    let text = format!(
+        "kmemlab: booted {} RAM, {} CPU(s), {}, seed {}: MemTotal {} kB, MemFree {} kB",
+        format_size(c.ram),
+        c.cpus,
+        c.profile.name(),
+        c.seed,
+        m.total * 4,
+        m.free * 4
+    );
+    let obj = json!({
+        "ram": c.ram, "cpus": c.cpus, "profile": c.profile.name(), "seed": c.seed,
+        "mem_total_kb": m.total * 4, "mem_free_kb": m.free * 4,
+    });
+    Value::Object(obj, text)
 }
 
 /// The result of one command line.
@@ -196,12 +315,34 @@ pub struct Outcome {
     pub kernel: Vec<String>,
     /// What it returned.
     pub result: Result<Value, String>,
+    /// The shell's notice if the kernel oopsed or panicked while it ran: the command was
+    /// killed, whatever it returned.
+    pub oops: Option<String>,
+    /// The taint mask after it (`/proc/sys/kernel/tainted`).
+    pub tainted: u32,
+    /// The machine had panicked by its end.
+    pub halted: bool,
 }
 
 impl Outcome {
+    /// Did the command fail: an error, or killed by an oops or a panic?
+    pub fn failed(&self) -> bool {
+        self.failure().is_some()
+    }
+
     /// Did the command do what the script expected?
     pub fn met_expectation(&self) -> bool {
-        self.result.is_err() == self.expect_fail
+        self.failed() == self.expect_fail
+    }
+
+    /// Why it failed: its error, or the oops that killed it.
+    fn failure(&self) -> Option<String> {
+        match (&self.result, &self.oops) {
+            (Err(e), _) => Some(e.clone()),
+            (Ok(_), Some(_)) if self.halted => Some("the kernel panicked (see above)".into()),
+            (Ok(_), Some(_)) => Some("the kernel oopsed (see above)".into()),
+            (Ok(_), None) => None,
+        }
     }
 
     /// Print for people.
@@ -209,35 +350,43 @@ impl Outcome {
         for line in &self.kernel {
             writeln!(out, "  {line}")?;
         }
-        match (&self.result, self.expect_fail) {
-            (Ok(v), false) => {
+        if let Some(notice) = &self.oops {
+            writeln!(out, "{notice}")?;
+        }
+        match (self.failure(), &self.result) {
+            (Some(why), _) if self.expect_fail => writeln!(out, "failed as expected: {why}"),
+            (Some(why), _) => writeln!(out, "error: line {}: {}: {why}", self.line, self.command),
+            (None, _) if self.expect_fail => writeln!(
+                out,
+                "error: line {}: {}: expected to fail, but it succeeded",
+                self.line, self.command
+            ),
+            (None, Ok(v)) => {
                 let prefix = self
                     .name
                     .as_ref()
                     .map(|n| format!("{n} = "))
                     .unwrap_or_default();
                 match v {
-                    Value::None => {}
+                    Value::None => Ok(()),
                     Value::Number(n, what) | Value::Address(n, what) => {
-                        writeln!(out, "{prefix}{n:#x}  ({what})")?
+                        writeln!(out, "{prefix}{n:#x}  ({what})")
                     }
-                    Value::Text(t) | Value::Object(_, t) => writeln!(out, "{prefix}{t}")?,
+                    Value::Text(t) | Value::Object(_, t) => writeln!(out, "{prefix}{t}"),
                 }
             }
-            (Ok(_), true) => writeln!(
-                out,
-                "error: line {}: {}: expected to fail, but it succeeded",
-                self.line, self.command
-            )?,
-            (Err(e), false) => writeln!(out, "error: line {}: {}: {e}", self.line, self.command)?,
-            (Err(e), true) => writeln!(out, "failed as expected: {e}")?,
+            // `failure()` is `Some` for every error.
+            (None, Err(_)) => Ok(()),
         }
-        Ok(())
     }
 
     /// One JSON object.
     pub fn json(&self) -> serde_json::Value {
         let (result, message) = match &self.result {
+            // Killed by an oops: what the function returned never reached its caller.
+            Ok(_) if self.oops.is_some() => {
+                (serde_json::Value::Null, self.failure().unwrap_or_default())
+            }
             Ok(Value::None) => (serde_json::Value::Null, String::new()),
             Ok(Value::Number(n, what)) => (json!(n), what.clone()),
             Ok(Value::Address(a, what)) => (crate::output::addr(*a), what.clone()),
@@ -249,7 +398,11 @@ impl Outcome {
             "line": self.line,
             "command": self.command,
             "ok": self.met_expectation(),
-            "failed": self.result.is_err(),
+            "failed": self.failed(),
+            "oops": self.oops.is_some(),
+            "oops_notice": self.oops,
+            "tainted": self.tainted,
+            "halted": self.halted,
             "expected_failure": self.expect_fail,
             "name": self.name,
             "result": result,
@@ -347,9 +500,14 @@ pub fn run(args: &MachineArgs, script: Option<&Path>, json: bool) -> Result<bool
     let mut lines = ScriptLines::new(input);
     let mut out = std::io::stdout().lock();
     let mut all_ok = true;
+    if interactive {
+        if let Value::Object(_, text) = boot_summary(&shell.machine) {
+            writeln!(out, "{text}").map_err(write_error)?;
+        }
+    }
     loop {
         if interactive {
-            write!(out, "kmemlab[cpu{} {}]> ", shell.cpu, shell.ctx).map_err(write_error)?;
+            write!(out, "{}", shell.prompt()).map_err(write_error)?;
             out.flush().map_err(write_error)?;
         }
         let Some((n, line)) = lines.next_line().map_err(|e| format!("{source}: {e}"))? else {

@@ -17,6 +17,9 @@ use crate::cpu::{self, Cpu};
 use crate::pagecache::PageCache;
 use crate::ram::{Hole, Ram, RamError};
 
+/// How `panic()` begins its line (`kernel/panic.c`).
+const PANIC_PREFIX: &str = "Kernel panic - not syncing: ";
+
 /// The smallest machine: 16 MiB.
 pub const MIN_RAM: u64 = 16 << 20;
 /// The largest machine: 256 GiB (lazily backed; its mem_map alone takes 2 GiB of host memory).
@@ -394,6 +397,10 @@ pub struct Machine {
     last_kswapd: Mutex<KswapdRun>,
     /// The DMA-capable devices on the bus.
     dma_devices: Mutex<Vec<Arc<crate::device::DmaDevice>>>,
+    /// The `swiotlb=` options it was booted with (a reboot boots with them again).
+    swiotlb: SwiotlbConfig,
+    /// The `Kernel panic - not syncing: …` line, once the console has shown one.
+    panic_line: Mutex<Option<String>>,
 }
 
 impl Machine {
@@ -446,6 +453,8 @@ impl Machine {
             page_cache,
             last_kswapd: Mutex::new(KswapdRun::default()),
             dma_devices: Mutex::new(Vec::new()),
+            swiotlb,
+            panic_line: Mutex::new(None),
         })
     }
 
@@ -497,7 +506,82 @@ impl Machine {
 
     /// Kernel messages printed since the last call (the new part of `dmesg`).
     pub fn take_console(&self) -> Vec<String> {
-        std::mem::take(&mut *self.mm.platform().console.lock().expect("console"))
+        let lines = std::mem::take(&mut *self.mm.platform().console.lock().expect("console"));
+        self.remember_panic(&lines);
+        lines
+    }
+
+    /// Keep the first `Kernel panic - not syncing: …` line that passes through the console,
+    /// for [`Machine::panic_message`].
+    fn remember_panic(&self, lines: &[String]) {
+        let mut slot = self.panic_line.lock().expect("panic line");
+        if slot.is_none() {
+            *slot = lines.iter().find(|l| l.starts_with(PANIC_PREFIX)).cloned();
+        }
+    }
+
+    /// Has the kernel panicked (`Kernel panic - not syncing`)? A halted machine keeps its
+    /// state for a post-mortem (reading `/proc`, `check()`, dumps), but nothing more should
+    /// run on it: its CPUs no longer run kworker items or kswapd by themselves, and a
+    /// front end refuses commands that would change it until [`Machine::reboot`].
+    pub fn halted(&self) -> bool {
+        self.mm.halted()
+    }
+
+    /// The panic's line (`Kernel panic - not syncing: …`), if the kernel has panicked and
+    /// printed it (whether or not [`Machine::take_console`] has taken it yet).
+    pub fn panic_message(&self) -> Option<String> {
+        if !self.halted() {
+            return None;
+        }
+        let seen = self.panic_line.lock().expect("panic line").clone();
+        seen.or_else(|| {
+            let console = self.mm.platform().console.lock().expect("console");
+            console
+                .iter()
+                .find(|l| l.starts_with(PANIC_PREFIX))
+                .cloned()
+        })
+    }
+
+    /// Oopses (and panics) since the last call (see [`Mm::take_oopses`]): non-zero means
+    /// the operation just run was killed by the kernel, and its reports are on the
+    /// console. Call it before [`Machine::take_console`]: faults recorded without a
+    /// console are printed by this call.
+    pub fn take_oopses(&self) -> u32 {
+        self.mm.take_oopses()
+    }
+
+    /// The kernel's taint (`/proc/sys/kernel/tainted`; its `Display` is
+    /// `print_tainted()`'s).
+    pub fn tainted(&self) -> kmemlab_mm::report::Taint {
+        self.mm.tainted()
+    }
+
+    /// The `swiotlb=` options the machine was booted with.
+    pub fn swiotlb_config(&self) -> SwiotlbConfig {
+        self.swiotlb
+    }
+
+    /// Reboot: the kernel prints `reboot: Restarting system` (`kernel_restart()` in
+    /// `kernel/reboot.c`, 6.6), and a fresh machine with the same configuration, seed and
+    /// `swiotlb=` options boots in place of this one: untainted, nothing allocated, no
+    /// DMA devices, an empty page cache. Returns the old machine's last console lines
+    /// (what it printed and nobody had taken, ending with the restart line).
+    ///
+    /// The fresh machine is booted before the old one is released, so for that moment
+    /// both are in host memory; if it cannot boot (the host refuses to map its RAM), the
+    /// old machine stays, and the error says why.
+    pub fn reboot(&mut self) -> Result<Vec<String>, SimError> {
+        let fresh = Machine::new_with_swiotlb(self.config.clone(), self.swiotlb)?;
+        // Deferred faults are printed now, so that the last words are complete.
+        self.take_oopses();
+        self.mm
+            .platform()
+            .printk(format_args!("reboot: Restarting system"));
+        let last_words = self.take_console();
+        *self = fresh;
+        Ok(last_words)
     }
 
     /// Run `f` on CPU 0 in process context.
@@ -553,10 +637,12 @@ impl Machine {
         }
         self.mm.enter_context(ctx);
         let result = f(&self.mm);
-        if !nested && self.mm.work_pending() {
+        // A panicked kernel schedules nothing more: its deferred work stays queued.
+        let runs_deferred = !nested && !self.mm.halted();
+        if runs_deferred && self.mm.work_pending() {
             self.run_kworker(cpu, ctx);
         }
-        if !nested && self.mm.kswapd_pending() {
+        if runs_deferred && self.mm.kswapd_pending() {
             self.run_kswapd_on(cpu, ctx);
         }
         drop(guard);
@@ -626,5 +712,70 @@ impl Drop for CpuGuard<'_> {
         if !self.nested {
             state.owner.store(0, Ordering::Release);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Overwrite CPU 0's first `pcp->lock` word (the first word of its `per_cpu_pages`) as a
+    /// stray write would, so that the next `spin_lock` on it finds bad magic and panics.
+    fn corrupt_pcp_lock(m: &Machine) {
+        let pcp = &m.mm().per_cpu(0).pcp[0] as *const _ as u64;
+        let phys = pcp - m.mm().platform().ram().base() as u64;
+        m.mm()
+            .platform()
+            .ram()
+            .write(phys, &[0xff; 4])
+            .expect("RAM");
+    }
+
+    #[test]
+    fn a_panicked_machine_reboots_clean_with_the_same_flags() {
+        let config = MachineConfig {
+            ram: 2 * MIN_RAM,
+            cpus: 2,
+            seed: 9,
+            ..MachineConfig::default()
+        };
+        let mut m = Machine::new(config.clone()).expect("boot");
+        assert!(!m.halted() && m.panic_message().is_none());
+        corrupt_pcp_lock(&m);
+        // The checker takes every pcp->lock.
+        let _ = m.run(|mm| mm.check());
+        assert!(m.halted());
+        assert_eq!(m.take_oopses(), 1, "a panic kills the operation");
+        assert_eq!(m.take_oopses(), 0);
+        let panic = "Kernel panic - not syncing: softlockup: hung tasks";
+        // Known before the console is read, and after.
+        assert_eq!(m.panic_message().as_deref(), Some(panic));
+        let console = m.take_console();
+        assert!(console.iter().any(|l| l == panic), "{console:?}");
+        assert_eq!(m.panic_message().as_deref(), Some(panic));
+        assert!(m.tainted().has(kmemlab_mm::report::taint::SOFTLOCKUP));
+
+        let last_words = m.reboot().expect("reboot");
+        assert_eq!(last_words, ["reboot: Restarting system"]);
+        assert!(!m.halted() && m.panic_message().is_none());
+        assert_eq!(m.tainted().0, 0);
+        assert_eq!(m.config(), &config);
+        assert!(m.take_console().is_empty());
+        assert!(m.run(|mm| mm.check()).is_ok());
+        assert!(!m.halted());
+    }
+
+    #[test]
+    fn reboot_keeps_the_swiotlb_options_and_drops_the_devices() {
+        let config = MachineConfig {
+            ram: 2 * MIN_RAM,
+            cpus: 1,
+            ..MachineConfig::default()
+        };
+        let mut m = Machine::new_with_swiotlb(config, SwiotlbConfig::with_slabs(64)).expect("boot");
+        m.add_dma_device("nic", 32).expect("device");
+        m.reboot().expect("reboot");
+        assert_eq!(m.swiotlb_config(), SwiotlbConfig::with_slabs(64));
+        assert!(m.dma_device("nic").is_none());
     }
 }

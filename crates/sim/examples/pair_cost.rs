@@ -1,0 +1,43 @@
+//! Instruction counts of the two hottest pairs, for callgrind: `kmalloc(64)` + `kfree` and
+//! order-0 `alloc_pages` + `__free_pages`, each `N` times on CPU 0 of a 1 GiB machine.
+//!
+//! Callgrind counts are repeatable whatever else the machine is doing, so the cost of a
+//! change to a fast path can be read exactly: run with two counts and divide the
+//! difference by the difference in pairs.
+//!
+//! ```sh
+//! cargo build --release -p kmemlab-sim --example pair_cost
+//! valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+//!     target/release/examples/pair_cost kmalloc 100000   # then 200000
+//! ```
+
+use std::hint::black_box;
+
+use kmemlab_mm::Gfp;
+use kmemlab_sim::{Machine, MachineConfig};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let which = args.next().unwrap_or_else(|| "kmalloc".into());
+    let n: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let m = Machine::new(MachineConfig {
+        ram: 1 << 30,
+        ..Default::default()
+    })
+    .expect("machine boots");
+    m.run(|mm| match which.as_str() {
+        "kmalloc" => {
+            for _ in 0..n {
+                let p = mm.kmalloc(black_box(64), Gfp::GFP_KERNEL).expect("kmalloc");
+                mm.kfree(black_box(p)).expect("kfree");
+            }
+        }
+        "pages" => {
+            for _ in 0..n {
+                let p = mm.alloc_pages(black_box(Gfp::GFP_KERNEL), 0).expect("alloc");
+                mm.__free_pages(black_box(p), 0).expect("free");
+            }
+        }
+        other => eprintln!("pair_cost: unknown pair '{other}' (kmalloc or pages)"),
+    });
+}
