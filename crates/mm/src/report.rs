@@ -137,7 +137,9 @@ impl<P: Platform> Mm<P> {
     /// `mem_map` from a corrupted link), reported now as the oops they were.
     pub(crate) fn report_deferred_faults(&self) {
         if let Some((_, phys)) = self.mem_map.take_faults() {
-            let va = self.layout.phys_to_virt(phys).unwrap_or(phys);
+            // `pfn_to_page()` is `mem_map + pfn` in the linear map: an address past the
+            // direct map's end is what the faulting load would have used.
+            let va = self.layout.page_offset.wrapping_add(phys);
             self.bad_page_fault(va, false);
         }
     }
