@@ -121,7 +121,7 @@ impl Tour {
         self.decide(
             id,
             claim.into(),
-            format!("not run: {reason}"),
+            format!("does not fit: {reason}"),
             Verdict::DoesNotFit(reason),
         );
     }
