@@ -654,6 +654,9 @@ fn info(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
         return vm::vmalloc_info(sh.machine.mm(), VirtAddr(x))
             .ok_or_else(|| format!("{x:#x} is in the vmalloc area but no live area holds it"));
     }
+    if let Some(v) = sh.kernel(|mm| vm::large_kmalloc_info(mm, VirtAddr(x)))? {
+        return Ok(v);
+    }
     sh.kernel(|mm| {
         let pfn = if let Some(page) = mm.page_at_struct_address(VirtAddr(x)) {
             mm.page_to_pfn(page)

@@ -208,6 +208,12 @@ fn parse_hole(s: &str) -> Result<Hole, String> {
 enum Command {
     /// Walk through the page allocator, kmalloc and vmalloc on a simulated machine, and
     /// decide the seven contrasts and three questions from live experiments.
+    ///
+    /// Each claim ends `held`, `failed`, or `n/a` when its experiment does not fit the
+    /// machine (the claim then says why, from what was measured). The tour always runs to
+    /// the end. Exit status: 0 when every claim that fits held and the invariant checker
+    /// found nothing broken, 1 otherwise (claims that do not fit count neither way); 2
+    /// only when the machine cannot be booted.
     Tour {
         /// Print the same facts as one JSON document, with a `claims` array.
         #[arg(long)]

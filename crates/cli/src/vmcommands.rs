@@ -295,23 +295,83 @@ pub fn vmalloc_info(mm: &Mm<SimPlatform>, addr: VirtAddr) -> Option<Value> {
     Some(Value::Object(obj, text))
 }
 
-/// The physical pages behind a kmalloc object (`virt`, `size`, `pfns`, `phys_runs`,
-/// `zones`), for `info`'s JSON.
+/// The PFN behind each page of `[addr, addr + size)`, found by walking the kernel page
+/// tables page by page (`kernel_translate`, as [`Mm::vm_area_pfns`] does for vmalloc),
+/// or the first address no page table maps.
+pub fn mapped_pfns(mm: &Mm<SimPlatform>, addr: VirtAddr, size: u64) -> Result<Vec<u64>, u64> {
+    let page = 1u64 << PAGE_SHIFT;
+    let first = addr.0 & !(page - 1);
+    let last = addr.0.saturating_add(size.max(1) - 1) & !(page - 1);
+    (0..=(last - first) >> PAGE_SHIFT)
+        .map(|i| {
+            let va = first + (i << PAGE_SHIFT);
+            mm.kernel_translate(va)
+                .map(|m| m.phys.0 >> PAGE_SHIFT)
+                .ok_or(va)
+        })
+        .collect()
+}
+
+/// The physical pages behind a kmalloc object or large kmalloc block (`virt`, `size`,
+/// `pfns`, `phys_runs`, `zones`), each page translated through the page tables, for
+/// `info`'s JSON; with `unmapped` instead of the pages if some address is not mapped.
 pub fn kmalloc_extent(mm: &Mm<SimPlatform>, addr: VirtAddr, size: u64) -> serde_json::Value {
-    let first = mm.layout().virt_to_phys(addr.0).unwrap_or(0) >> PAGE_SHIFT;
-    let last = mm
-        .layout()
-        .virt_to_phys(addr.0 + size.max(1) - 1)
-        .unwrap_or(0)
-        >> PAGE_SHIFT;
-    let pfns: Vec<u64> = (first..=last).collect();
-    json!({
-        "virt": addr_json(addr.0),
-        "size": size,
-        "pfns": pfns,
-        "phys_runs": runs(&pfns).len(),
-        "zones": zones(mm, &pfns),
-    })
+    match mapped_pfns(mm, addr, size) {
+        Ok(pfns) => json!({
+            "virt": addr_json(addr.0),
+            "size": size,
+            "phys_runs": runs(&pfns).len(),
+            "zones": zones(mm, &pfns),
+            "pfns": pfns,
+        }),
+        Err(va) => json!({"virt": addr_json(addr.0), "size": size, "unmapped": addr_json(va)}),
+    }
+}
+
+/// `info` of the start of a large kmalloc block (one above the largest kmalloc cache,
+/// straight from the page allocator): its size and the physical pages behind it, each
+/// page translated through the page tables. `None` if `addr` is not one.
+pub fn large_kmalloc_info(mm: &Mm<SimPlatform>, addr: VirtAddr) -> Option<Value> {
+    if mm.object_info(addr).is_some() || mm.is_vmalloc_addr(addr) {
+        return None;
+    }
+    // ksize() of anything but a slab object or a large kmalloc block start is an error.
+    let size = mm.ksize(addr).ok()? as u64;
+    let extent = kmalloc_extent(mm, addr, size);
+    let pfns: Vec<u64> = extent["pfns"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|p| p.as_u64()).collect())
+        .unwrap_or_default();
+    let block = runs(&pfns);
+    let text = match block.as_slice() {
+        [] => format!(
+            "large kmalloc {:#x}: {} ({size} bytes), not mapped at {}",
+            addr.0,
+            format_size(size),
+            extent["unmapped"].as_str().unwrap_or("?")
+        ),
+        _ => {
+            let zone_text: Vec<String> = zones(mm, &pfns)
+                .iter()
+                .map(|(z, n)| format!("{z} {n}"))
+                .collect();
+            format!(
+                "large kmalloc {:#x}: {} straight from the page allocator, {} pages in {} physical run{} starting at pfn {:#x}, zones: {}",
+                addr.0,
+                format_size(size),
+                pfns.len(),
+                block.len(),
+                if block.len() == 1 { "" } else { "s" },
+                block[0].0,
+                zone_text.join(", ")
+            )
+        }
+    };
+    let mut obj = json!({"kind": "large kmalloc"});
+    if let (Some(o), serde_json::Value::Object(e)) = (obj.as_object_mut(), extent) {
+        o.extend(e);
+    }
+    Some(Value::Object(obj, text))
 }
 
 /// `walk <addr>`: the page-table walk, level by level (the tables only, no TLB).

@@ -7,7 +7,7 @@
 
 use core::fmt;
 
-use crate::addr::{PhysAddr, VirtAddr};
+use crate::addr::{Pfn, PhysAddr, VirtAddr};
 use crate::gfp::Gfp;
 use crate::Mm;
 
@@ -47,6 +47,12 @@ pub trait Shrinker<P: Platform> {
     fn scan_objects_below(&self, mm: &Mm<P>, gfp: Gfp, nr_to_scan: u64, reclaim_idx: usize) -> u64 {
         let _ = reclaim_idx;
         self.scan_objects(mm, gfp, nr_to_scan)
+    }
+    /// Call `f` with each page this shrinker holds as file pages (those it accounts with
+    /// [`Mm::account_page_cache`]), walking its own lists, so that the invariant checker
+    /// ([`Mm::check`]) can count them against the file-page counters. By default, none.
+    fn for_each_file_page(&self, f: &mut dyn FnMut(Pfn)) {
+        let _ = f;
     }
 }
 

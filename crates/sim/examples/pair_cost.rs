@@ -34,7 +34,9 @@ fn main() {
         }
         "pages" => {
             for _ in 0..n {
-                let p = mm.alloc_pages(black_box(Gfp::GFP_KERNEL), 0).expect("alloc");
+                let p = mm
+                    .alloc_pages(black_box(Gfp::GFP_KERNEL), 0)
+                    .expect("alloc");
                 mm.__free_pages(black_box(p), 0).expect("free");
             }
         }

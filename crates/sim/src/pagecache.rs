@@ -189,4 +189,12 @@ impl Shrinker<SimPlatform> for PageCache {
     ) -> u64 {
         self.scan(mm, nr_to_scan, reclaim_idx)
     }
+
+    /// Every page on the LRU lists, zone by zone.
+    fn for_each_file_page(&self, f: &mut dyn FnMut(Pfn)) {
+        let lru = self.lru.lock().expect("page cache lock");
+        for &(_, pfn) in lru.zones.iter().flatten() {
+            f(pfn);
+        }
+    }
 }

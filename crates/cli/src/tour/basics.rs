@@ -3,7 +3,7 @@
 
 use kmemlab_mm::mm_init::MEM_MAP_NAME;
 use kmemlab_mm::slab::SlabFlags;
-use kmemlab_mm::{procfs, Context, Gfp, Mm, Page, VirtAddr, PAGE_SIZE};
+use kmemlab_mm::{procfs, Context, Gfp, Mm, Page, PAGE_SIZE};
 use kmemlab_sim::{format_size, Machine, SimPlatform};
 use serde_json::json;
 
@@ -11,6 +11,7 @@ use crate::output::addr;
 
 use super::Tour;
 use crate::describe::{page_info, zones};
+use crate::vmcommands::{mapped_pfns, runs};
 
 pub(super) fn memory_map(t: &mut Tour, machine: &Machine) {
     t.section("The physical memory map (what the firmware reports, e820)");
@@ -193,26 +194,49 @@ fn describe_block(t: &mut Tour, machine: &Machine, key: &str, pfn: u64, order: u
     t.fact(key, serde_json::to_value(&info).expect("plain data"));
 }
 
-pub(super) fn allocations(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
+/// Print what an allocation of `describe_block` gave, or why it failed (with the
+/// kernel's report); record it as fact `key`. Returns the PFN on success.
+fn show_block(
+    t: &mut Tour,
+    machine: &Machine,
+    key: &str,
+    result: Result<u64, String>,
+    kernel: &[String],
+    order: u32,
+) -> Option<u64> {
+    match result {
+        Ok(pfn) => {
+            describe_block(t, machine, key, pfn, order);
+            Some(pfn)
+        }
+        Err(e) => {
+            for l in kernel.iter().take(2) {
+                t.line(format!("  | {l}"));
+            }
+            t.line(format!("-> failed: {e}"));
+            t.fact(key, json!({"failed": e, "kernel": kernel}));
+            None
+        }
+    }
+}
+
+/// A few page allocations, each described or its failure explained, then everything
+/// freed and the invariant checker run. Nothing here is a claim: the section shows.
+pub(super) fn allocations(t: &mut Tour, machine: &Machine) -> Result<(), String> {
     t.section("An order-10 allocation: alloc_pages(GFP_KERNEL, 10)");
-    let (r, _) = try_alloc(machine, 0, Context::Process, Gfp::GFP_KERNEL, 10)?;
-    let big = r?;
-    describe_block(t, machine, "order10", big, 10);
-    t.line("4 MiB of physically contiguous memory: one free order-10 block, taken whole.");
+    let (r, kernel) = try_alloc(machine, 0, Context::Process, Gfp::GFP_KERNEL, 10)?;
+    let big = show_block(t, machine, "order10", r, &kernel, 10);
+    if big.is_some() {
+        t.line("4 MiB of physically contiguous memory: one free order-10 block, taken whole.");
+    }
     t.line(buddyinfo(machine.mm()));
 
     t.section("The same request with GFP_DMA: alloc_pages(GFP_KERNEL | GFP_DMA, 10)");
-    let (r, _) = try_alloc(
-        machine,
-        0,
-        Context::Process,
-        Gfp::GFP_KERNEL | Gfp::GFP_DMA,
-        10,
-    )?;
-    let dma = r?;
-    describe_block(t, machine, "order10_dma", dma, 10);
+    let gfp = Gfp::GFP_KERNEL | Gfp::GFP_DMA;
+    let (r, kernel) = try_alloc(machine, 0, Context::Process, gfp, 10)?;
+    let dma = show_block(t, machine, "order10_dma", r, &kernel, 10);
     t.line(
-        "gfp_zone(GFP_DMA) = ZONE_DMA: the block comes from below 16 MiB, for ISA-style devices.",
+        "gfp_zone(GFP_DMA) = ZONE_DMA: only blocks from below 16 MiB will do, for ISA-style devices.",
     );
 
     let irq_cpu = super::second_cpu(machine);
@@ -230,29 +254,31 @@ pub(super) fn allocations(t: &mut Tour, machine: &Machine) -> Result<bool, Strin
         Err(e) => t.line(format!("-> refused: {e}")),
         Ok(pfn) => t.line(format!("-> unexpectedly served: pfn {pfn:#x}")),
     }
+    let served = refused.as_ref().ok().copied();
     t.line("alloc_pages(GFP_ATOMIC, 0) never sleeps, and may dip into the reserve below the min watermark:");
-    let (atomic, _) = try_alloc(machine, irq_cpu, Context::Hardirq, Gfp::GFP_ATOMIC, 0)?;
-    let atomic_pfn = atomic?;
-    describe_block(t, machine, "hardirq_atomic", atomic_pfn, 0);
+    let (atomic, kernel) = try_alloc(machine, irq_cpu, Context::Hardirq, Gfp::GFP_ATOMIC, 0)?;
+    let atomic_pfn = show_block(t, machine, "hardirq_atomic", atomic, &kernel, 0);
     t.fact(
         "hardirq_gfp_kernel",
         json!({"refused": refused_ok, "error": refused.err(), "kernel": kernel}),
     );
 
     t.section("Everything back, and the invariant checker");
-    free(machine, big, 10)?;
-    free(machine, dma, 10)?;
-    free(machine, atomic_pfn, 0)?;
-    let report = machine
-        .mm()
-        .check()
-        .map_err(|e| format!("invariant broken: {e}"))?;
+    for (pfn, order) in [(big, 10), (dma, 10), (atomic_pfn, 0), (served, 0)] {
+        if let Some(pfn) = pfn {
+            free(machine, pfn, order)?;
+        }
+    }
+    let Ok(report) = machine.mm().check() else {
+        t.check_invariants(machine, "the page allocations");
+        return Ok(());
+    };
     t.line(format!(
         "check(): ok. {} pages = {} free in buddy lists + {} on per-CPU lists + {} allocated + {} reserved",
         report.total, report.free, report.pcp, report.allocated, report.reserved
     ));
     t.line(format!(
-        "The DMA blocks merged back whole. One order-10 block is still split: GFP_ATOMIC refilled CPU {irq_cpu}'s per-CPU list with a batch of {} pages, and the freed page went back there too:",
+        "{} pages wait on per-CPU lists: an order-0 allocation takes a batch from the buddy lists onto its CPU's list, and freed order-0 pages go back there:",
         report.pcp
     ));
     t.line(buddyinfo(machine.mm()));
@@ -267,12 +293,13 @@ pub(super) fn allocations(t: &mut Tour, machine: &Machine) -> Result<bool, Strin
         "check",
         json!({"total": report.total, "free": report.free, "pcp": report.pcp, "allocated": report.allocated, "reserved": report.reserved}),
     );
-    Ok(refused_ok)
+    Ok(())
 }
 
-/// The kmalloc section: size classes, one physical run, interrupt context, the size
-/// limit, and a double free caught by slab_debug.
-pub(super) fn kmalloc_section(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
+/// The kmalloc section: size classes, the physical pages behind an object, interrupt
+/// context, the size limit, and a double free caught by slab_debug. Nothing here is a
+/// claim: the section shows.
+pub(super) fn kmalloc_section(t: &mut Tour, machine: &Machine) -> Result<(), String> {
     t.section("kmalloc: small objects from the SLUB slab allocator");
     t.line("Requests are rounded up to a size class (kmalloc_index); the difference is waste:");
     t.line(format!(
@@ -281,53 +308,26 @@ pub(super) fn kmalloc_section(t: &mut Tour, machine: &Machine) -> Result<bool, S
     ));
     let mut classes = Vec::new();
     for size in [1usize, 13, 65, 100, 129, 200, 700, 1025, 3000, 5000, 9000] {
-        let (name, object) = machine.run(|mm| -> Result<(String, usize), String> {
-            let p = mm
-                .kmalloc(size, Gfp::GFP_KERNEL)
-                .map_err(|e| e.to_string())?;
-            let object = mm.ksize(p).map_err(|e| e.to_string())?;
-            let name = mm
-                .object_info(p)
-                .and_then(|i| {
-                    mm.cache(i.cache)
-                        .ok()
-                        .map(|c| c.name().as_str().to_string())
-                })
-                .unwrap_or_else(|| "(page allocator)".to_string());
-            mm.kfree(p).map_err(|e| e.to_string())?;
-            Ok((name, object))
-        })?;
-        let waste = object - size;
-        t.line(format!(
-            "{size:>8}  {name:<14} {object:>8} {waste:>7} ({:.0}%)",
-            waste as f64 * 100.0 / object as f64
-        ));
-        classes.push(json!({"request": size, "cache": name, "object": object, "waste": waste}));
+        match size_class(machine, size) {
+            Ok((name, object)) => {
+                let waste = object - size;
+                t.line(format!(
+                    "{size:>8}  {name:<14} {object:>8} {waste:>7} ({:.0}%)",
+                    waste as f64 * 100.0 / object as f64
+                ));
+                classes.push(
+                    json!({"request": size, "cache": name, "object": object, "waste": waste}),
+                );
+            }
+            Err(e) => {
+                t.line(format!("{size:>8}  failed: {e}"));
+                classes.push(json!({"request": size, "failed": e}));
+            }
+        }
     }
     t.line("96 and 192 exist because many objects are just above 64 and 128; above 8 KiB kmalloc takes whole pages.");
     t.fact("kmalloc_classes", json!(classes));
-
-    // One physical run: a kmalloc object is in the direct map.
-    let (virt, phys, page_offset) = machine.run(|mm| -> Result<(u64, u64, u64), String> {
-        let p = mm
-            .kmalloc(3000, Gfp::GFP_KERNEL)
-            .map_err(|e| e.to_string())?;
-        let phys = mm
-            .layout()
-            .virt_to_phys(p.0)
-            .ok_or("not in the direct map")?;
-        Ok((p.0, phys, mm.layout().page_offset))
-    })?;
-    t.line(format!(
-        "kmalloc(3000) = {virt:#x}: physical {phys:#x} = the address - PAGE_OFFSET ({page_offset:#x}); its 3000 bytes are one physical run."
-    ));
-    t.fact(
-        "kmalloc_object",
-        json!({"virt": addr(virt), "phys": addr(phys), "page_offset": addr(page_offset)}),
-    );
-    machine
-        .run(|mm| mm.kfree(VirtAddr(virt)))
-        .map_err(|e| e.to_string())?;
+    kmalloc_object(t, machine);
 
     // Interrupt context.
     let irq_cpu = super::second_cpu(machine);
@@ -357,8 +357,12 @@ pub(super) fn kmalloc_section(t: &mut Tour, machine: &Machine) -> Result<bool, S
     for l in &kernel {
         t.line(format!("  | {l}"));
     }
-    if let Err(e) = &too_big {
-        t.line(format!("-> refused: {e}"));
+    match too_big {
+        Err(e) => t.line(format!("-> refused: {e}")),
+        Ok(p) => {
+            t.line(format!("-> served at {p} (unexpected)"));
+            machine.run(|mm| mm.kfree(p)).map_err(|e| e.to_string())?;
+        }
     }
     t.fact(
         "kmalloc_too_large",
@@ -367,22 +371,29 @@ pub(super) fn kmalloc_section(t: &mut Tour, machine: &Machine) -> Result<bool, S
 
     // A double free, caught by slab_debug on a debug cache.
     t.line("A cache created with slab_debug (F, Z, P, U); one object freed twice:");
-    let (caught, kernel) = double_free(machine)?;
-    for l in kernel.iter().take(12) {
-        t.line(format!("  | {l}"));
+    match double_free(machine) {
+        Ok((caught, kernel)) => {
+            for l in kernel.iter().take(12) {
+                t.line(format!("  | {l}"));
+            }
+            if kernel.len() > 12 {
+                t.line(format!(
+                    "  | ... ({} more lines: the object's bytes, red zones and padding)",
+                    kernel.len() - 12
+                ));
+            }
+            t.line(if caught {
+                "-> the second free is refused; the object stays where it was, out of circulation."
+            } else {
+                "-> not caught"
+            });
+            t.fact("double_free", json!({"caught": caught, "kernel": kernel}));
+        }
+        Err(e) => {
+            t.line(format!("-> the experiment failed: {e}"));
+            t.fact("double_free", json!({"caught": false, "failed": e}));
+        }
     }
-    if kernel.len() > 12 {
-        t.line(format!(
-            "  | ... ({} more lines: the object's bytes, red zones and padding)",
-            kernel.len() - 12
-        ));
-    }
-    t.line(if caught {
-        "-> the second free is refused; the object stays where it was, out of circulation."
-    } else {
-        "-> not caught"
-    });
-    t.fact("double_free", json!({"caught": caught, "kernel": kernel}));
     let mut slabinfo = String::new();
     procfs::slabinfo(machine.mm(), &mut slabinfo).map_err(|e| e.to_string())?;
     t.line("/proc/slabinfo, the kmalloc rows (objects of CPU slabs count as active, as in the kernel):");
@@ -393,7 +404,69 @@ pub(super) fn kmalloc_section(t: &mut Tour, machine: &Machine) -> Result<bool, S
         t.line(l);
     }
     t.fact("slabinfo", json!(slabinfo));
-    Ok(atomic_ok && refused && caught)
+    Ok(())
+}
+
+/// kmalloc(`size`) and free it: the cache that served it and the object size.
+fn size_class(machine: &Machine, size: usize) -> Result<(String, usize), String> {
+    machine.run(|mm| {
+        let p = mm
+            .kmalloc(size, Gfp::GFP_KERNEL)
+            .map_err(|e| e.to_string())?;
+        let object = mm.ksize(p).map_err(|e| e.to_string());
+        let name = mm
+            .object_info(p)
+            .and_then(|i| {
+                mm.cache(i.cache)
+                    .ok()
+                    .map(|c| c.name().as_str().to_string())
+            })
+            .unwrap_or_else(|| "(page allocator)".to_string());
+        mm.kfree(p).map_err(|e| e.to_string())?;
+        Ok((name, object?))
+    })
+}
+
+/// kmalloc(3000): where its bytes are, found by translating each of its pages through
+/// the page tables (the CPU's view), compared with the direct map's arithmetic.
+fn kmalloc_object(t: &mut Tour, machine: &Machine) {
+    const SIZE: usize = 3000;
+    let p = match machine.run(|mm| mm.kmalloc(SIZE, Gfp::GFP_KERNEL)) {
+        Ok(p) => p,
+        Err(e) => {
+            t.line(format!("kmalloc(3000) failed: {e}"));
+            t.fact("kmalloc_object", json!({"failed": e.to_string()}));
+            return;
+        }
+    };
+    let mm = machine.mm();
+    let page_offset = mm.layout().page_offset;
+    let walked = machine.walk(p).result.map(|tr| tr.phys.0);
+    let pfns = mapped_pfns(mm, p, SIZE as u64);
+    let runs = pfns.as_ref().map(|p| runs(p).len()).unwrap_or(0);
+    match (&walked, &pfns) {
+        (Ok(phys), Ok(pfns)) => t.line(format!(
+            "kmalloc(3000) = {p}: the page walk finds physical {phys:#x}{}; its 3000 bytes lie in {} page{} forming {runs} physical run{}.",
+            if phys.wrapping_add(page_offset) == p.0 {
+                format!(" = the address - PAGE_OFFSET ({page_offset:#x}), the direct map")
+            } else {
+                format!(", not the address - PAGE_OFFSET ({page_offset:#x})")
+            },
+            pfns.len(),
+            if pfns.len() == 1 { "" } else { "s" },
+            if runs == 1 { "" } else { "s" },
+        )),
+        (Err(e), _) => t.line(format!("kmalloc(3000) = {p}: the page walk faults: {e:?}")),
+        (_, Err(va)) => t.line(format!("kmalloc(3000) = {p}: no page table maps {va:#x}")),
+    }
+    t.fact(
+        "kmalloc_object",
+        json!({"virt": addr(p.0), "phys": walked.as_ref().ok().map(|&a| addr(a)), "page_offset": addr(page_offset),
+            "pfns": pfns.as_ref().ok(), "phys_runs": runs}),
+    );
+    if let Err(e) = machine.run(|mm| mm.kfree(p)) {
+        t.line(format!("kfree: {e}"));
+    }
 }
 
 fn double_free(machine: &Machine) -> Result<(bool, Vec<String>), String> {

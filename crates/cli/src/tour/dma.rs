@@ -19,8 +19,13 @@ use crate::vmcommands::runs;
 const KMALLOC_SIZE: usize = 4096;
 const VMALLOC_SIZE: usize = 64 << 10;
 
-/// Run the section; `Ok(true)` if claims C and Q1 held.
-pub fn section(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
+const CLAIM_C: &str = "DMA: a device fills a kmalloc buffer through dma_map_single; dma_map_single refuses vmalloc memory, and DMA to __pa() of a vmalloc address misses the buffer";
+const CLAIM_Q1: &str = "can vmalloc memory be used for DMA? Not with dma_map_single; yes through a scatterlist built with vmalloc_to_page, one segment per physically contiguous run";
+/// The claims this section decides.
+pub const CLAIMS: &[(&str, &str)] = &[("C", CLAIM_C), ("Q1", CLAIM_Q1)];
+
+/// Run the section: claims C and Q1.
+pub fn section(t: &mut Tour, machine: &Machine) -> Result<(), String> {
     t.section("C. DMA: what a device can reach");
     let nic = machine
         .add_dma_device("nic", 32)
@@ -52,39 +57,65 @@ pub fn section(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
         ));
     }
     t.line("The refusal is the API keeping a driver from exactly this: a vmalloc address minus PAGE_OFFSET is no physical address at all.");
-    let c_holds = t.claim(
-        "C",
-        "DMA: a device fills a kmalloc buffer through dma_map_single; dma_map_single refuses vmalloc memory, and DMA to __pa() of a vmalloc address misses the buffer",
-        format!(
-            "kmalloc(4K): bus {:#x} = phys, {} bytes verified through the direct map; vmalloc: {}; __pa() DMA: {} / {}",
-            kmalloc.bus,
-            kmalloc.verified,
-            if refused { format!("refused ('{refusal}')") } else { "mapped (unexpected)".into() },
-            here.short(),
-            other.short()
+    let c_holds = match &kmalloc.does_not_fit {
+        Some(reason) => {
+            t.does_not_fit("C", CLAIM_C, reason.clone());
+            false
+        }
+        None => t.claim(
+            "C",
+            CLAIM_C,
+            format!(
+                "kmalloc(4K): {}, {} bytes verified through the direct map; vmalloc: {}; __pa() DMA: {} / {}",
+                kmalloc.route(),
+                kmalloc.verified,
+                if refused { format!("refused ('{refusal}')") } else { "mapped (unexpected)".into() },
+                here.short(),
+                other.short()
+            ),
+            kmalloc.ok && refused && here.missed() && other.missed(),
         ),
-        kmalloc.ok && refused && here.missed() && other.missed(),
-    );
+    };
     t.fact(
         "dma",
-        json!({"kmalloc": {"bus": addr(kmalloc.bus), "phys": addr(kmalloc.phys), "verified": kmalloc.verified, "ok": kmalloc.ok},
+        json!({"kmalloc": {"bus": addr(kmalloc.bus), "phys": addr(kmalloc.phys), "bounced": kmalloc.bounced,
+                "verified": kmalloc.verified, "ok": kmalloc.ok, "does_not_fit": kmalloc.does_not_fit},
             "vmalloc_refused": refused, "refusal": refusal,
             "naive": [here.json(), other.json()], "holds": c_holds}),
     );
-    let q1 = scatterlist(t, machine, &nic)?;
-    machine
-        .mm()
-        .dma_check_idle()
-        .map_err(|e| format!("DMA state not idle: {e}"))?;
-    Ok(c_holds && q1)
+    scatterlist(t, machine, &nic)?;
+    if let Err(e) = machine.mm().dma_check_idle() {
+        t.invariant_broken("the DMA section", format!("DMA state not idle: {e}"));
+    }
+    Ok(())
 }
 
 /// What the kmalloc transfer showed.
 struct KmallocDma {
     bus: u64,
+    /// The buffer's physical address, from a walk of the page tables.
     phys: u64,
+    /// Whether dma_map_single bounced it through swiotlb: the bus address is a swiotlb
+    /// slot, and the pool's bounce counter moved.
+    bounced: bool,
     verified: usize,
     ok: bool,
+    /// Why the transfer cannot be done on this machine at all.
+    does_not_fit: Option<String>,
+}
+
+impl KmallocDma {
+    /// How the device reached the buffer.
+    fn route(&self) -> String {
+        if self.bounced {
+            format!(
+                "phys {:#x} beyond the 32-bit mask, bounced through swiotlb at bus {:#x}",
+                self.phys, self.bus
+            )
+        } else {
+            format!("bus {:#x} = phys", self.bus)
+        }
+    }
 }
 
 /// The bytes a device writes: distinct per offset, so a misplaced byte shows.
@@ -95,7 +126,10 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 }
 
 /// kmalloc a buffer, map it FROM_DEVICE, let the device write it, unmap, and read it back
-/// through the CPU's direct map.
+/// through the CPU's direct map. The device reaches the buffer directly when it lies
+/// within its mask (bus address = physical address), or through a swiotlb bounce buffer
+/// that dma_unmap_single copies back, as `dma_direct_map_page()` does when
+/// `dma_capable()` says no; without a pool, such a buffer cannot be mapped at all.
 fn dma_into_kmalloc(
     t: &mut Tour,
     machine: &Machine,
@@ -106,29 +140,56 @@ fn dma_into_kmalloc(
         .run(|mm| mm.kmalloc(KMALLOC_SIZE, Gfp::GFP_KERNEL))
         .map_err(|e| e.to_string())?;
     let phys = machine
-        .mm()
-        .kernel_virt_to_phys(buf.0)
-        .ok_or("kmalloc memory outside the direct map")?;
+        .walk(buf)
+        .result
+        .map(|tr| tr.phys.0)
+        .map_err(|e| format!("the kmalloc buffer {buf} is not mapped: {e:?}"))?;
+    let bounced_before = machine.mm().dma_stats().bounced_maps;
     let bus =
         machine.run(|mm| mm.dma_map_single(dev, buf, KMALLOC_SIZE, DmaDataDirection::FromDevice));
     let checked = machine.run(|mm| mm.dma_mapping_error(dev, bus)).is_ok();
+    let bounced_maps = machine.mm().dma_stats().bounced_maps - bounced_before;
+    let in_pool = checked
+        && machine
+            .mm()
+            .is_swiotlb_buffer(machine.mm().dma_to_phys(dev, bus));
+    let beyond_mask = phys + KMALLOC_SIZE as u64 - 1 > nic.address_mask();
+    let does_not_fit = (!checked && beyond_mask && !machine.mm().is_swiotlb_active()).then(|| {
+        format!(
+            "the kmalloc buffer is at phys {phys:#x}, beyond the device's 32-bit mask, and this machine has no swiotlb pool to bounce through"
+        )
+    });
     let data = pattern(KMALLOC_SIZE, 7);
     nic.load_buffer(&data);
     let sent = checked && nic.write_to_memory(machine, bus, KMALLOC_SIZE).is_ok();
-    machine.run(|mm| mm.dma_unmap_single(dev, bus, KMALLOC_SIZE, DmaDataDirection::FromDevice));
+    if checked {
+        machine.run(|mm| mm.dma_unmap_single(dev, bus, KMALLOC_SIZE, DmaDataDirection::FromDevice));
+    }
+    machine.take_console();
     let seen = machine
         .run(|_| machine.read(buf, KMALLOC_SIZE))
         .map_err(|e| e.to_string())?;
     let verified = seen.iter().zip(&data).take_while(|(a, b)| a == b).count();
     machine.run(|mm| mm.kfree(buf)).map_err(|e| e.to_string())?;
+    let bounced = in_pool && bounced_maps == 1;
+    let route = if bounced {
+        format!("beyond the device's mask, so it bounces: bus {bus:#x} is a swiotlb slot")
+    } else if checked {
+        format!("bus {bus:#x}")
+    } else {
+        "refused".to_string()
+    };
     t.line(format!(
-        "kmalloc(4K) = {buf}, phys {phys:#x}; dma_map_single(FROM_DEVICE) = bus {bus:#x}; the device writes 4096 bytes; after dma_unmap_single the CPU reads them through the direct map: {verified} of 4096 bytes match."
+        "kmalloc(4K) = {buf}, phys {phys:#x} (page walk); dma_map_single(FROM_DEVICE): {route}; the device writes 4096 bytes; after dma_unmap_single the CPU reads them through the direct map: {verified} of 4096 bytes match."
     ));
+    let direct = !beyond_mask && bus == phys && bounced_maps == 0;
     Ok(KmallocDma {
         bus,
         phys,
+        bounced,
         verified,
-        ok: sent && bus == phys && verified == KMALLOC_SIZE,
+        ok: sent && (direct || (beyond_mask && bounced)) && verified == KMALLOC_SIZE,
+        does_not_fit,
     })
 }
 
@@ -296,7 +357,7 @@ fn other_profile(machine: &Machine) -> Result<Naive, String> {
 /// Q1: a scatterlist of a vmalloc buffer, one entry per physically contiguous run found
 /// with `vmalloc_to_page`, mapped with `dma_map_sg`; the device scatters its data over the
 /// segments and the CPU reads it back through the vmalloc mapping.
-fn scatterlist(t: &mut Tour, machine: &Machine, nic: &Arc<DmaDevice>) -> Result<bool, String> {
+fn scatterlist(t: &mut Tour, machine: &Machine, nic: &Arc<DmaDevice>) -> Result<(), String> {
     let dev = nic.device();
     let dir = DmaDataDirection::FromDevice;
     let v = machine
@@ -320,7 +381,9 @@ fn scatterlist(t: &mut Tour, machine: &Machine, nic: &Arc<DmaDevice>) -> Result<
     nic.load_buffer(&data);
     let sent = nic.write_segments(machine, &segments);
     machine.run(|mm| {
-        mm.dma_unmap_sg(dev, &table, table.nents, dir);
+        if mapped > 0 {
+            mm.dma_unmap_sg(dev, &table, table.nents, dir);
+        }
         mm.sg_free_table(&mut table);
     });
     let seen = machine
@@ -353,18 +416,34 @@ fn scatterlist(t: &mut Tour, machine: &Machine, nic: &Arc<DmaDevice>) -> Result<
         if verified { "every byte matches" } else { "MISMATCH" }
     ));
     let holds = mapped as usize == nruns && sent.is_ok() && verified;
+    // dma_map_sg() maps every entry or none; a page beyond the mask needs a bounce pool.
+    let beyond = pfns
+        .iter()
+        .filter(|&&p| ((p + 1) << 12) - 1 > nic.address_mask())
+        .count();
+    let does_not_fit = (mapped == 0 && beyond > 0 && !machine.mm().is_swiotlb_active())
+        .then(|| {
+            format!(
+                "{beyond} of the vmalloc buffer's pages lie beyond the device's 32-bit mask, and this machine has no swiotlb pool to bounce through"
+            )
+        });
     t.fact(
         "dma_sg_vmalloc",
         json!({"pages": pfns.len(), "runs": nruns, "segments": segments.iter().map(|&(a, l)| json!([addr(a), l])).collect::<Vec<_>>(), "verified": verified, "holds": holds}),
     );
-    Ok(t.claim(
+    if let Some(reason) = does_not_fit {
+        t.does_not_fit("Q1", CLAIM_Q1, reason);
+        return Ok(());
+    }
+    t.claim(
         "Q1",
-        "can vmalloc memory be used for DMA? Not with dma_map_single; yes through a scatterlist built with vmalloc_to_page, one segment per physically contiguous run",
+        CLAIM_Q1,
         format!(
             "vmalloc(64K): {} pages in {nruns} runs -> {mapped} DMA segments; device wrote 64 KiB, CPU read it back: {}",
             pfns.len(),
             if verified { "identical" } else { "different" }
         ),
         holds,
-    ))
+    );
+    Ok(())
 }

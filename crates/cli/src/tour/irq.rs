@@ -1,8 +1,8 @@
 //! Contrast D and question Q3, interrupt context: memory is driven down to the min
 //! watermark, then a hard-IRQ handler asks for memory. GFP_ATOMIC may use the reserves
 //! below min (`ALLOC_MIN_RESERVE | ALLOC_NON_BLOCK`: down to 3/8 of min), GFP_NOWAIT may
-//! not; what may
-//! sleep is refused with the kernel's splat, and vfree is handed to a kworker.
+//! not; what may sleep is refused with the kernel's splat, and vfree is handed to a
+//! kworker.
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -21,8 +21,13 @@ const REQUEST: usize = 8;
 /// At most this many objects are taken before giving up on reaching the slab's end.
 const MAX_OBJECTS: usize = 1 << 16;
 
-/// Run the section; `Ok(true)` if claims D and Q3 held.
-pub fn section(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
+const CLAIM_D: &str = "interrupt context: kmalloc(GFP_ATOMIC) in a hard-IRQ handler succeeds with every zone at its min watermark, where GFP_NOWAIT fails";
+const CLAIM_Q3: &str = "what may run in interrupt context? kmalloc(GFP_ATOMIC); kmalloc(GFP_KERNEL) and vmalloc are refused with the kernel's words, and vfree is deferred";
+/// The claims this section decides.
+pub const CLAIMS: &[(&str, &str)] = &[("D", CLAIM_D), ("Q3", CLAIM_Q3)];
+
+/// Run the section: claims D and Q3.
+pub fn section(t: &mut Tour, machine: &Machine) -> Result<(), String> {
     let cpu = second_cpu(machine);
     t.section(&format!(
         "D. Interrupt context: CPU {cpu} takes a hard IRQ while memory is short"
@@ -33,7 +38,7 @@ pub fn section(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
     let held = fill_to_min(machine)?;
     let (below, zones_text) = zones_below_min(machine.mm());
     t.line(format!(
-        "{} pages taken with GFP_NOWAIT until the page allocator said no; now {zones_text}.",
+        "{} pages taken zone by zone, highest first, with GFP_NOWAIT | __GFP_NOMEMALLOC (no reclaim, no reserves) until the page allocator said no; now {zones_text}.",
         held.iter().map(|&(_, o)| 1u64 << o).sum::<u64>()
     ));
     let reserve_before = machine.mm().events().alloc_reserve.load(Relaxed);
@@ -66,7 +71,7 @@ pub fn section(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
     t.line("GFP_ATOMIC carries __GFP_HIGH (min - min/2) and cannot block (a quarter less again), so the watermark it must clear drops from min to 3/8 of min; GFP_NOWAIT has neither privilege.");
     let d_holds = t.claim(
         "D",
-        "interrupt context: kmalloc(GFP_ATOMIC) in a hard-IRQ handler succeeds with every zone at its min watermark, where GFP_NOWAIT fails",
+        CLAIM_D,
         format!(
             "{zones_text}; GFP_NOWAIT: {} after {} objects; GFP_ATOMIC: {}, {reserve_used} from the reserves",
             short(&nowait),
@@ -98,12 +103,9 @@ pub fn section(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
     ));
     t.fact("kswapd_failures_after_irq", json!(failures));
 
-    let q3 = what_may_sleep(t, machine, cpu, area)?;
-    machine
-        .mm()
-        .check()
-        .map_err(|e| format!("invariant broken: {e}"))?;
-    Ok(d_holds && q3)
+    what_may_sleep(t, machine, cpu, area)?;
+    t.check_invariants(machine, "the interrupt-context section");
+    Ok(())
 }
 
 /// Q3: GFP_KERNEL and vmalloc in the handler are refused with the kernel's words; vfree
@@ -113,7 +115,7 @@ fn what_may_sleep(
     machine: &Machine,
     cpu: usize,
     area: VirtAddr,
-) -> Result<bool, String> {
+) -> Result<(), String> {
     let kernel = in_irq(machine, cpu, |mm| mm.kmalloc(64, Gfp::GFP_KERNEL))?;
     let kernel_splat = machine.take_console();
     let vmalloc = in_irq(machine, cpu, |mm| mm.vmalloc(64 << 10))?;
@@ -156,9 +158,9 @@ fn what_may_sleep(
             "vmalloc": vmalloc.as_ref().err(), "vmalloc_kernel": vmalloc_splat,
             "vfree_deferred": queued, "still_mapped": still_mapped, "freed_after": freed_after}),
     );
-    Ok(t.claim(
+    t.claim(
         "Q3",
-        "what may run in interrupt context? kmalloc(GFP_ATOMIC); kmalloc(GFP_KERNEL) and vmalloc are refused with the kernel's words, and vfree is deferred",
+        CLAIM_Q3,
         format!(
             "GFP_KERNEL: {} ('{k_line}'); vmalloc: {} ('{v_line}'); vfree: {queued} deferred, freed after the handler: {freed_after}",
             short(&kernel),
@@ -171,7 +173,8 @@ fn what_may_sleep(
             && queued == 1
             && still_mapped
             && freed_after,
-    ))
+    );
+    Ok(())
 }
 
 /// Run `f` in a hard-IRQ handler on `cpu`.
@@ -200,15 +203,27 @@ fn short<T>(r: &Result<T, String>) -> &'static str {
     }
 }
 
-/// Take pages with GFP_NOWAIT (no reclaim, no reserves), largest blocks first, and drain
-/// the per-CPU lists between rounds, until nothing more is given. Highest zone first
-/// (HighMem, then the kernel's zones, then ZONE_DMA itself, which lowmem_reserve shields
-/// from the others): every zone is then at its min watermark. Returns the blocks taken,
-/// as (pfn, order).
+/// Take pages without reclaim and without reserves (`GFP_NOWAIT | __GFP_NOMEMALLOC`:
+/// being non-blocking grants `ALLOC_NON_BLOCK` and, above order 0, `ALLOC_HIGHATOMIC`,
+/// which would also set pageblocks aside as a HighAtomic reserve; `__GFP_NOMEMALLOC`
+/// drops both, as `gfp_to_alloc_flags()` of Linux 6.6 does), largest blocks first,
+/// draining the per-CPU lists between rounds, until nothing more is given. Each populated
+/// zone in turn, highest first, is the request's highest zone (`gfp_zone()`), so that
+/// its watermark check adds no `lowmem_reserve`: every zone ends at its min watermark.
+/// Returns the blocks taken, as (pfn, order).
 fn fill_to_min(machine: &Machine) -> Result<Vec<(u64, u32)>, String> {
-    let nowait = Gfp::GFP_NOWAIT | Gfp::__GFP_NOWARN;
+    let nowait = Gfp::GFP_NOWAIT | Gfp::__GFP_NOWARN | Gfp::__GFP_NOMEMALLOC;
+    let mm = machine.mm();
+    let targets: Vec<Gfp> = mm
+        .zones()
+        .iter()
+        .rev()
+        .filter(|z| z.managed_pages > 0)
+        .filter_map(|z| zone_modifier(mm, z.idx))
+        .collect();
     let mut held = Vec::new();
-    for gfp in [nowait | Gfp::__GFP_HIGHMEM, nowait, nowait | Gfp::GFP_DMA] {
+    for modifier in targets {
+        let gfp = nowait | modifier;
         loop {
             let before = held.len();
             machine.run(|mm| {
@@ -228,6 +243,19 @@ fn fill_to_min(machine: &Machine) -> Result<Vec<(u64, u32)>, String> {
     Ok(held)
 }
 
+/// The zone modifier (`__GFP_HIGHMEM`, none, `__GFP_DMA32`, `__GFP_DMA`) whose
+/// `gfp_zone()` is zone `idx` on this machine's profile.
+fn zone_modifier(mm: &Mm<SimPlatform>, idx: usize) -> Option<Gfp> {
+    [
+        Gfp::__GFP_HIGHMEM,
+        Gfp::empty(),
+        Gfp::__GFP_DMA32,
+        Gfp::__GFP_DMA,
+    ]
+    .into_iter()
+    .find(|g| g.gfp_zone().is_ok_and(|zt| mm.zone_index(zt) == idx))
+}
+
 fn release(machine: &Machine, held: Vec<(u64, u32)>) -> Result<(), String> {
     machine.run(|mm| {
         for (pfn, order) in held {
@@ -238,15 +266,25 @@ fn release(machine: &Machine, held: Vec<(u64, u32)>) -> Result<(), String> {
     })
 }
 
-/// Is every populated zone at or below its min watermark (so that an order-0 request
-/// without reserves fails the check `free <= min + lowmem_reserve`)? And a description.
+/// Is every populated zone at or below its min watermark, so that an order-0 request
+/// without reserves fails its check there? The check (`__zone_watermark_ok()`) counts
+/// the free pages less the HighAtomic reserve, which only such requests may not use.
+/// And a description.
 fn zones_below_min(mm: &Mm<SimPlatform>) -> (bool, String) {
     let mut below = true;
     let mut text = Vec::new();
     for z in mm.zones().iter().filter(|z| z.managed_pages > 0) {
         let (free, min) = (z.free_pages(), z.wmark(Watermark::Min));
-        below &= free <= min;
-        text.push(format!("{} {free} free, min {min}", z.name()));
+        let reserved = z.nr_reserved_highatomic();
+        below &= free - free.min(reserved) <= min;
+        text.push(if reserved > 0 {
+            format!(
+                "{} {free} free ({reserved} reserved for high-order atomic requests), min {min}",
+                z.name()
+            )
+        } else {
+            format!("{} {free} free, min {min}", z.name())
+        });
     }
     (below, text.join("; "))
 }

@@ -2,6 +2,17 @@
 //! simulated machine. Every number printed is read from the running kernel, and every
 //! claim the tour makes (the seven contrasts A–G and the three questions Q1–Q3) is
 //! decided from what this run measured; `--json` prints the same as one JSON document.
+//!
+//! Each claim gets one of three verdicts:
+//! - `held`: the experiment ran and measured what the claim says;
+//! - `failed`: the experiment ran (or stopped with an error) and measured something else;
+//! - `n/a`: the experiment does not fit this machine (for example, a machine without a
+//!   ZONE_DMA block large enough); the claim then says why, measured from the machine.
+//!
+//! The tour never stops early: an experiment that fails or does not fit is reported and
+//! the rest still runs. It holds as a whole (`all_hold` in the JSON, exit status 0) when
+//! every claim that fits held and the invariant checker found nothing broken after any
+//! section; otherwise the exit status is 1. Claims that do not fit count neither way.
 
 mod basics;
 mod dma;
@@ -26,13 +37,35 @@ pub struct TourOptions {
     pub wall_clock: bool,
 }
 
+/// What one claim's experiment showed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// It ran and measured what the claim says.
+    Held,
+    /// It ran, or stopped with an error, and measured something else.
+    Failed,
+    /// It does not fit this machine, for the reason given.
+    DoesNotFit(String),
+}
+
 /// One claim of the tour and what this run measured for it.
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct Claim {
     id: &'static str,
     claim: String,
     measured: String,
+    /// `held`, `failed` or `n/a`.
+    verdict: &'static str,
+    /// Why the experiment does not fit this machine (only with `n/a`).
+    reason: Option<String>,
+    /// The verdict is `held`.
     holds: bool,
+}
+
+impl Claim {
+    fn failed(&self) -> bool {
+        self.verdict == "failed"
+    }
 }
 
 /// Collects the tour as text, JSON facts and claims.
@@ -40,6 +73,8 @@ pub(crate) struct Tour {
     text: String,
     facts: Map<String, Value>,
     claims: Vec<Claim>,
+    /// What the invariant checker found broken, after which section.
+    broken: Vec<String>,
     step: usize,
     wall_clock: bool,
 }
@@ -67,23 +102,94 @@ impl Tour {
         measured: impl Into<String>,
         holds: bool,
     ) -> bool {
-        let c = Claim {
+        let verdict = if holds {
+            Verdict::Held
+        } else {
+            Verdict::Failed
+        };
+        self.decide(id, claim.into(), measured.into(), verdict);
+        holds
+    }
+    /// Record a claim whose experiment does not fit this machine, and why.
+    pub(crate) fn does_not_fit(
+        &mut self,
+        id: &'static str,
+        claim: impl Into<String>,
+        reason: impl Into<String>,
+    ) {
+        let reason = reason.into();
+        self.decide(
             id,
-            claim: claim.into(),
-            measured: measured.into(),
-            holds,
+            claim.into(),
+            format!("does not fit: {reason}"),
+            Verdict::DoesNotFit(reason),
+        );
+    }
+    fn decide(&mut self, id: &'static str, claim: String, measured: String, verdict: Verdict) {
+        let (word, reason) = match verdict {
+            Verdict::Held => ("held", None),
+            Verdict::Failed => ("failed", None),
+            Verdict::DoesNotFit(r) => ("n/a", Some(r)),
         };
         self.line(format!(
-            "[{id}] {} -- {}",
-            c.claim,
-            if holds { "held" } else { "DID NOT HOLD" }
+            "[{id}] {claim} -- {}",
+            match (&reason, word) {
+                (Some(r), _) => format!("does not fit: {r}"),
+                (None, "held") => "held".to_string(),
+                _ => "DID NOT HOLD".to_string(),
+            }
         ));
-        self.claims.push(c);
-        holds
+        self.claims.push(Claim {
+            id,
+            claim,
+            measured,
+            verdict: word,
+            reason,
+            holds: word == "held",
+        });
+    }
+    fn decided(&self, id: &str) -> bool {
+        self.claims.iter().any(|c| c.id == id)
+    }
+    /// Run the invariant checker (`check()`, and the DMA API's bookkeeping) after
+    /// `after`; a broken invariant is printed and makes the tour fail, and the tour goes on.
+    pub(crate) fn check_invariants(&mut self, machine: &Machine, after: &str) {
+        let mm = machine.mm();
+        let found = mm
+            .check()
+            .err()
+            .map(|e| e.to_string())
+            .or_else(|| mm.dma_check().err().map(|e| e.to_string()));
+        if let Some(e) = found {
+            self.invariant_broken(after, e);
+        }
+    }
+    /// Record and print a broken invariant found after `after`.
+    pub(crate) fn invariant_broken(&mut self, after: &str, e: String) {
+        self.line(format!("check() after {after}: INVARIANT BROKEN: {e}"));
+        self.broken.push(format!("after {after}: {e}"));
     }
     /// Whether wall-clock times are measured.
     pub(crate) fn wall_clock(&self) -> bool {
         self.wall_clock
+    }
+}
+
+/// Run one section that decides `claims` (id and statement). If it stops with an error,
+/// every claim it had not decided yet fails with that error as what was measured; the
+/// tour goes on with the next section.
+fn run_section(
+    t: &mut Tour,
+    claims: &[(&'static str, &'static str)],
+    section: impl FnOnce(&mut Tour) -> Result<(), String>,
+) {
+    if let Err(e) = section(t) {
+        t.line(format!("The experiment stopped: {e}"));
+        for &(id, claim) in claims {
+            if !t.decided(id) {
+                t.claim(id, claim, format!("the experiment stopped: {e}"), false);
+            }
+        }
     }
 }
 
@@ -93,13 +199,15 @@ pub(crate) fn second_cpu(machine: &Machine) -> usize {
     usize::from(machine.config().cpus > 1)
 }
 
-/// Run the tour; `Ok(true)` if every claim held.
+/// Run the tour and print it; `Ok(true)` if it held (see the module docs), `Err` only
+/// when the machine cannot be booted.
 pub fn run(args: &MachineArgs, options: TourOptions) -> Result<bool, String> {
     let machine = args.boot()?;
     let mut t = Tour {
         text: String::new(),
         facts: Map::new(),
         claims: Vec::new(),
+        broken: Vec::new(),
         step: 0,
         wall_clock: options.wall_clock,
     };
@@ -116,18 +224,23 @@ pub fn run(args: &MachineArgs, options: TourOptions) -> Result<bool, String> {
     basics::boot_reservations(&mut t, &machine);
     basics::zone_table(&mut t, &machine);
     basics::buddy_lists(&mut t, &machine);
-    let mut ok = basics::allocations(&mut t, &machine)?;
-    ok &= basics::kmalloc_section(&mut t, &machine)?;
-    ok &= vmalloc::section(&mut t, &machine, args)?;
-    ok &= dma::section(&mut t, &machine)?;
-    ok &= irq::section(&mut t, &machine)?;
-    ok &= underneath::section(&mut t, &machine)?;
-    ok &= overhead::section(&mut t, &machine)?;
-    ok &= size::section(&mut t, &machine)?;
-    ok &= claims_table(&mut t, &machine);
+    run_section(&mut t, &[], |t| basics::allocations(t, &machine));
+    run_section(&mut t, &[], |t| basics::kmalloc_section(t, &machine));
+    run_section(&mut t, vmalloc::CLAIMS, |t| {
+        vmalloc::section(t, &machine, args)
+    });
+    run_section(&mut t, dma::CLAIMS, |t| dma::section(t, &machine));
+    run_section(&mut t, irq::CLAIMS, |t| irq::section(t, &machine));
+    run_section(&mut t, underneath::CLAIMS, |t| {
+        underneath::section(t, &machine)
+    });
+    run_section(&mut t, overhead::CLAIMS, |t| overhead::section(t, &machine));
+    run_section(&mut t, size::CLAIMS, |t| size::section(t, &machine));
+    let ok = claims_table(&mut t, &machine);
     if options.json {
         let mut doc = t.facts;
         doc.insert("claims".into(), json!(t.claims));
+        doc.insert("invariants_broken".into(), json!(t.broken));
         doc.insert("all_hold".into(), json!(ok));
         crate::output::print(&format!("{}\n", Value::Object(doc)))?;
     } else {
@@ -136,7 +249,8 @@ pub fn run(args: &MachineArgs, options: TourOptions) -> Result<bool, String> {
     Ok(ok)
 }
 
-/// The closing table: every claim, what was measured, and whether it held.
+/// The closing table: every claim, what was measured, and its verdict. Returns whether
+/// the tour held: no claim that fits failed, and no invariant broke.
 fn claims_table(t: &mut Tour, machine: &Machine) -> bool {
     let cfg = machine.config();
     t.section(&format!(
@@ -148,15 +262,30 @@ fn claims_table(t: &mut Tour, machine: &Machine) -> bool {
     ));
     let claims = t.claims.clone();
     for c in &claims {
-        t.line(format!(
-            "{:<3} {:<6} {}",
-            c.id,
-            if c.holds { "held" } else { "FAILED" },
-            c.claim
-        ));
-        t.line(format!("{:<10} measured: {}", "", c.measured));
+        let verdict = match c.verdict {
+            "held" => "held",
+            "n/a" => "n/a",
+            _ => "FAILED",
+        };
+        t.line(format!("{:<3} {:<6} {}", c.id, verdict, c.claim));
+        match &c.reason {
+            Some(r) => t.line(format!("{:<10} does not fit: {r}", "")),
+            None => t.line(format!("{:<10} measured: {}", "", c.measured)),
+        }
     }
     let held = claims.iter().filter(|c| c.holds).count();
-    t.line(format!("{held} of {} claims held.", claims.len()));
-    held == claims.len()
+    let failed = claims.iter().filter(|c| c.failed()).count();
+    let not_fitting = claims.len() - held - failed;
+    t.line(format!(
+        "{held} of {} claims held, {failed} failed, {not_fitting} do not fit this machine.",
+        claims.len()
+    ));
+    if !t.broken.is_empty() {
+        t.line(format!(
+            "The invariant checker found {} broken invariant{}.",
+            t.broken.len(),
+            if t.broken.len() == 1 { "" } else { "s" }
+        ));
+    }
+    failed == 0 && t.broken.is_empty()
 }

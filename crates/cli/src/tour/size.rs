@@ -3,26 +3,82 @@
 //! (order-0 pages) succeeds and kvmalloc falls back to vmalloc; then the hard limits:
 //! KMALLOC_MAX_SIZE for kmalloc, the vmalloc area for vmalloc.
 
+use kmemlab_mm::page_alloc::AllocFlags;
 use kmemlab_mm::slab::kmalloc::KMALLOC_MAX_SIZE;
-use kmemlab_mm::{Gfp, Mm, VirtAddr, MAX_PAGE_ORDER};
+use kmemlab_mm::{Gfp, Mm, VirtAddr, Watermark, ZoneType, MAX_PAGE_ORDER, PAGE_SIZE};
 use kmemlab_sim::{format_size, fragment, FragmentPattern, Fragmented, Machine, SimPlatform};
 use serde_json::json;
 
 use super::Tour;
 use crate::vmcommands::runs;
 
-/// The vmalloc of the experiment: 64 MiB, or a quarter of free memory on a small machine.
-fn vmalloc_size(mm: &Mm<SimPlatform>) -> usize {
-    let free: u64 = mm.zones().iter().map(|z| z.free_pages()).sum::<u64>() * 4096;
-    ((free / 4) & !((1 << 20) - 1)).clamp(1 << 20, 64 << 20) as usize
+/// The flags vmalloc takes its pages with.
+const VMALLOC_GFP: Gfp = Gfp::GFP_KERNEL.union(Gfp::__GFP_HIGHMEM);
+
+/// Order-0 pages that requests of `gfp` may still take: in each zone of their zonelist,
+/// the free pages above what `__zone_watermark_ok()` keeps back from them (the min
+/// watermark, the zone's lowmem reserve against their highest zone, and the HighAtomic
+/// reserve).
+fn spare_pages(mm: &Mm<SimPlatform>, gfp: Gfp) -> u64 {
+    let class = mm.zone_index(gfp.gfp_zone().unwrap_or(ZoneType::Normal));
+    mm.zonelist(class)
+        .map(|z| {
+            let kept =
+                z.wmark(Watermark::Min) + z.lowmem_reserve[class] + z.nr_reserved_highatomic();
+            z.free_pages().saturating_sub(kept)
+        })
+        .sum()
 }
 
-/// Run the section; `Ok(true)` if claims G and Q2 held.
-pub fn section(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
+/// Pages a vmalloc of `bytes` takes: its data pages and, for its page tables, page array
+/// and slab metadata, at most 1/128 more plus 16.
+fn vmalloc_need(bytes: usize) -> u64 {
+    let pages = bytes.div_ceil(PAGE_SIZE) as u64;
+    pages + pages / 128 + 16
+}
+
+/// The vmalloc of the experiment: 64 MiB, or a quarter of what vmalloc may take on a
+/// small machine (at least 1 MiB).
+fn vmalloc_size(spare_pages: u64) -> usize {
+    ((spare_pages * PAGE_SIZE as u64 / 4) & !((1 << 20) - 1)).clamp(1 << 20, 64 << 20) as usize
+}
+
+/// Why no zone can serve kmalloc(KMALLOC_MAX_SIZE) now (an order-10 GFP_KERNEL request:
+/// `__zone_watermark_ok()` at the min watermark of the slow path, which wants a free
+/// block of that order too), or `None` if one can.
+fn order10_refusal(mm: &Mm<SimPlatform>) -> Option<String> {
+    let gfp = Gfp::GFP_KERNEL;
+    let order = MAX_PAGE_ORDER;
+    let class = mm.zone_index(gfp.gfp_zone().unwrap_or(ZoneType::Normal));
+    let flags = AllocFlags::from_gfp(gfp, order);
+    mm.drain_all_pages();
+    let fits = mm.zonelist(class).any(|z| {
+        let min = z.wmark(Watermark::Min);
+        mm.zone_watermark_ok(z, order, min, class, flags, z.free_pages())
+    });
+    (!fits).then(|| {
+        let largest = largest_free_order(mm).map_or("none".into(), |o| o.to_string());
+        format!(
+            "no zone can serve an order-{order} GFP_KERNEL request even with the pinned pages back (largest free order {largest}), so kmalloc(KMALLOC_MAX_SIZE) cannot be shown to succeed"
+        )
+    })
+}
+
+const CLAIM_G: &str = "size: with no order-10 block free, kmalloc(4M) fails, a large vmalloc succeeds and kvmalloc(4M) falls back to vmalloc; kmalloc above KMALLOC_MAX_SIZE is refused outright";
+const CLAIM_Q2: &str = "how big can it be? kmalloc: at most KMALLOC_MAX_SIZE (4 MiB, one order-10 block); vmalloc: as much as free pages and the vmalloc area allow, fragmented or not";
+/// The claims this section decides.
+pub const CLAIMS: &[(&str, &str)] = &[("G", CLAIM_G), ("Q2", CLAIM_Q2)];
+
+/// Run the section: claims G and Q2.
+pub fn section(t: &mut Tour, machine: &Machine) -> Result<(), String> {
     t.section("G. Size: fragmented memory, and the limits");
     let pinned = fragment_all(t, machine)?;
     let largest = largest_free_order(machine.mm());
-    let big = vmalloc_size(machine.mm());
+    let spare = spare_pages(machine.mm(), VMALLOC_GFP);
+    let big = vmalloc_size(spare);
+    let need = vmalloc_need(big) + vmalloc_need(KMALLOC_MAX_SIZE);
+    let g_fits = spare >= need;
+    let big_fits = spare >= vmalloc_need(big);
     let kmalloc = machine.run(|mm| mm.kmalloc(KMALLOC_MAX_SIZE, Gfp::GFP_KERNEL));
     let kmalloc_console = machine.take_console();
     let vmalloc = machine.run(|mm| mm.vmalloc(big));
@@ -78,39 +134,52 @@ pub fn section(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
             Err(e) => format!("refused: {e}"),
         }
     ));
-    let g_holds = t.claim(
-        "G",
-        format!(
-            "size: with no order-10 block free, kmalloc(4M) fails, a {} vmalloc succeeds{} and kvmalloc(4M) falls back to vmalloc; kmalloc above KMALLOC_MAX_SIZE is refused outright",
-            format_size(big as u64),
-            if big < 64 << 20 {
-                " (not 64M: a quarter of this small machine's free memory)"
-            } else {
-                ""
-            }
-        ),
-        format!(
-            "largest free order {largest} after pinning {pinned_pages} pages; kmalloc(4M): {}; vmalloc({}): {}; kvmalloc(4M): {}; kmalloc(4M+1): {} with {too_big_calls} page-allocator work",
-            ok_or_failed(kmalloc.is_ok()),
-            format_size(big as u64),
-            ok_or_failed(vmalloc.is_ok()),
-            if kv_is_vmalloc { "vmalloc" } else { "not vmalloc" },
-            if too_big.is_err() { "refused" } else { "served" },
-            pinned_pages = pinned.iter().map(|f| f.report.pinned_pages).sum::<u64>(),
-            largest = largest.map_or("none".into(), |o| o.to_string()),
-        ),
-        largest.is_none_or(|o| o < MAX_PAGE_ORDER)
-            && kmalloc.is_err()
-            && vmalloc.is_ok()
-            && kv_is_vmalloc
-            && too_big.is_err()
-            && too_big_calls == 0,
+    let g_claim = format!(
+        "size: with no order-10 block free, kmalloc(4M) fails, a {} vmalloc succeeds{} and kvmalloc(4M) falls back to vmalloc; kmalloc above KMALLOC_MAX_SIZE is refused outright",
+        format_size(big as u64),
+        if big < 64 << 20 {
+            " (not 64M: a quarter of what this small machine has free above its watermarks)"
+        } else {
+            ""
+        }
     );
+    let g_holds = if g_fits {
+        t.claim(
+            "G",
+            g_claim,
+            format!(
+                "largest free order {largest} after pinning {pinned_pages} pages; kmalloc(4M): {}; vmalloc({}): {}; kvmalloc(4M): {}; kmalloc(4M+1): {} with {too_big_calls} page-allocator work",
+                ok_or_failed(kmalloc.is_ok()),
+                format_size(big as u64),
+                ok_or_failed(vmalloc.is_ok()),
+                if kv_is_vmalloc { "vmalloc" } else { "not vmalloc" },
+                if too_big.is_err() { "refused" } else { "served" },
+                pinned_pages = pinned.iter().map(|f| f.report.pinned_pages).sum::<u64>(),
+                largest = largest.map_or("none".into(), |o| o.to_string()),
+            ),
+            largest.is_none_or(|o| o < MAX_PAGE_ORDER)
+                && kmalloc.is_err()
+                && vmalloc.is_ok()
+                && kv_is_vmalloc
+                && too_big.is_err()
+                && too_big_calls == 0,
+        )
+    } else {
+        t.does_not_fit(
+            "G",
+            g_claim,
+            format!(
+                "after fragmenting, vmalloc may take {spare} more pages before the watermarks stop it, but vmalloc({}) beside kvmalloc(4M)'s vmalloc fallback needs up to {need}",
+                format_size(big as u64)
+            ),
+        );
+        false
+    };
     t.fact(
         "size_fragmented",
         json!({"largest_free_order": largest, "kmalloc_4m": kmalloc.is_ok(), "vmalloc_bytes": big,
             "vmalloc_ok": vmalloc.is_ok(), "kvmalloc_4m_vmalloc": kv_is_vmalloc,
-            "kmalloc_too_large_refused": too_big.is_err(), "holds": g_holds}),
+            "kmalloc_too_large_refused": too_big.is_err(), "spare_pages": spare, "fits": g_fits, "holds": g_holds}),
     );
     machine.run(|mm| -> Result<(), String> {
         if let Ok(p) = kmalloc {
@@ -127,17 +196,29 @@ pub fn section(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
     for f in pinned {
         f.undo(machine).map_err(|e| e.to_string())?;
     }
-    let q2 = limits(t, machine, vmalloc.is_ok())?;
-    machine
-        .mm()
-        .check()
-        .map_err(|e| format!("invariant broken: {e}"))?;
-    Ok(g_holds && q2)
+    let big_refusal = (!big_fits).then(|| {
+        format!(
+            "after fragmenting, vmalloc may take {spare} more pages before the watermarks stop it, fewer than vmalloc({}) needs ({})",
+            format_size(big as u64),
+            vmalloc_need(big)
+        )
+    });
+    limits(t, machine, vmalloc.is_ok(), big_refusal)?;
+    t.check_invariants(machine, "the size section");
+    Ok(())
 }
 
 /// Q2: with the pinned pages back, kmalloc(KMALLOC_MAX_SIZE) works and one byte more does
 /// not; a vmalloc as large as the whole vmalloc area is refused for want of address space.
-fn limits(t: &mut Tour, machine: &Machine, vmalloc_ok: bool) -> Result<bool, String> {
+/// It does not fit when no zone can serve an order-10 block now, or when the vmalloc on
+/// fragmented memory did not fit (`big_refusal`).
+fn limits(
+    t: &mut Tour,
+    machine: &Machine,
+    vmalloc_ok: bool,
+    big_refusal: Option<String>,
+) -> Result<(), String> {
+    let refusal = order10_refusal(machine.mm()).or(big_refusal);
     let max = machine.run(|mm| mm.kmalloc(KMALLOC_MAX_SIZE, Gfp::GFP_KERNEL));
     let (over, _) = kmalloc_too_big(machine);
     machine.take_console();
@@ -171,7 +252,7 @@ fn limits(t: &mut Tour, machine: &Machine, vmalloc_ok: bool) -> Result<bool, Str
     t.fact(
         "size_limits",
         json!({"kmalloc_max_ok": max.is_ok(), "kmalloc_over_refused": over.is_err(),
-            "vmalloc_total": total, "vmalloc_whole_area_refused": whole_area.is_err(), "holds": holds}),
+            "vmalloc_total": total, "vmalloc_whole_area_refused": whole_area.is_err(), "fits": refusal.is_none(), "holds": holds}),
     );
     machine.run(|mm| -> Result<(), String> {
         if let Ok(p) = max {
@@ -182,9 +263,13 @@ fn limits(t: &mut Tour, machine: &Machine, vmalloc_ok: bool) -> Result<bool, Str
         }
         Ok(())
     })?;
-    Ok(t.claim(
+    if let Some(reason) = refusal {
+        t.does_not_fit("Q2", CLAIM_Q2, reason);
+        return Ok(());
+    }
+    t.claim(
         "Q2",
-        "how big can it be? kmalloc: at most KMALLOC_MAX_SIZE (4 MiB, one order-10 block); vmalloc: as much as free pages and the vmalloc area allow, fragmented or not",
+        CLAIM_Q2,
         format!(
             "kmalloc(4M): {}, kmalloc(4M+1): {}; vmalloc on fragmented memory: {}; vmalloc({}) = the whole area: {}",
             ok_or_failed(max.is_ok()),
@@ -197,7 +282,8 @@ fn limits(t: &mut Tour, machine: &Machine, vmalloc_ok: bool) -> Result<bool, Str
             }
         ),
         holds,
-    ))
+    );
+    Ok(())
 }
 
 /// Fragment every populated zone until no free block of MAX_PAGE_ORDER is left; say what

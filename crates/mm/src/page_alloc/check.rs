@@ -1,13 +1,16 @@
 //! The invariant checker: every free block aligned to its order, on exactly one free list
 //! of the right order, zone and migrate type; per-CPU lists holding what they count;
 //! every page of `mem_map` covered exactly once by a free block, a per-CPU block, an
-//! allocation or a reservation; and per-zone counts that add up to the machine.
+//! allocation or a reservation; per-zone counts that add up to the machine; and the page
+//! cache's own pages, counted, against the file-page counters.
 //!
 //! Call it when no other CPU is inside the allocator (tests do, after every step).
 
 use core::fmt;
 
-use crate::mm_types::{Page, PG_HEAD, PG_PCP, PG_RESERVED, PG_TAIL};
+use crate::mm_types::{
+    Page, PG_BUDDY, PG_HEAD, PG_LARGE_KMALLOC, PG_PCP, PG_RESERVED, PG_SLAB, PG_TAIL,
+};
 use crate::page_alloc::pcp::{pindex_to_order, NR_PCP_LISTS};
 use crate::page_alloc::{MAX_NR_ZONES, MIGRATE_TYPES};
 use crate::platform::Platform;
@@ -100,14 +103,22 @@ pub enum CheckError {
         /// What is wrong.
         what: &'static str,
     },
-    /// The page-cache counters disagree: a node counter with the sum over its zones, or
-    /// a zone's file LRU with the pages allocated in it.
+    /// A node's file-page counter disagrees with the page-cache pages found.
     PageStateMismatch {
-        /// Which counters.
+        /// Which counter.
         what: &'static str,
-        /// What the other side adds up to.
+        /// Page-cache pages found.
         counted: u64,
         /// The counter.
+        recorded: u64,
+    },
+    /// The page-cache pages found in a zone differ from the zone's file LRU counters.
+    ZoneFilePagesMismatch {
+        /// The zone.
+        zone: &'static str,
+        /// Pages the page cache holds in the zone.
+        found: u64,
+        /// `nr_zone_inactive_file + nr_zone_active_file`.
         recorded: u64,
     },
     /// A zone's free + per-CPU + allocated pages differ from its managed pages.
@@ -149,6 +160,10 @@ impl fmt::Display for CheckError {
             CheckError::PageStateMismatch { what, counted, recorded } => write!(
                 f,
                 "{what}: counted {counted} pages, the counter says {recorded}"
+            ),
+            CheckError::ZoneFilePagesMismatch { zone, found, recorded } => write!(
+                f,
+                "zone {zone}: the page cache holds {found} pages here, its file LRU counters say {recorded}"
             ),
             CheckError::ZoneTotalMismatch { zone, counted, managed } => write!(
                 f,
@@ -208,56 +223,89 @@ impl<P: Platform> Mm<P> {
                 });
             }
         }
-        self.check_page_states(&counts)?;
+        self.check_page_states()?;
         self.check_slabs()?;
         Ok(report)
     }
 
-    /// The file LRU counters: each node counter is the sum of its zones' counters,
-    /// `NR_FILE_PAGES` is the file LRU (kmemlab's page cache has no pages off the LRU),
-    /// and a zone's file LRU holds no more pages than are allocated in it.
-    fn check_page_states(&self, counts: &[ZoneCount; MAX_NR_ZONES]) -> Result<(), CheckError> {
+    /// The file-page counters against the page cache's own pages: every page a shrinker
+    /// walks as a file page ([`crate::Shrinker::for_each_file_page`]) must be an
+    /// allocated order-0 page, and the pages found in each zone must be what the zone's
+    /// file LRU counters say, their sum what the node's say (`NR_FILE_PAGES`: kmemlab's
+    /// page cache has no pages off the LRU). The counters are kept by
+    /// [`Mm::account_page_cache`]; the pages are counted here from the cache's lists and
+    /// `mem_map`, so a page added or dropped without its accounting shows.
+    fn check_page_states(&self) -> Result<(), CheckError> {
         use crate::vmstat::{NodeStatItem as N, ZoneStatItem as Z};
-        let mismatch = |what, counted, recorded| {
-            (counted != recorded).then_some(CheckError::PageStateMismatch {
-                what,
-                counted,
-                recorded,
-            })
-        };
-        let inactive = self.global_zone_page_state(Z::NrZoneInactiveFile);
-        let active = self.global_zone_page_state(Z::NrZoneActiveFile);
-        let errors = [
-            mismatch(
-                "nr_inactive_file vs the zones' nr_zone_inactive_file",
-                inactive,
-                self.node_page_state(N::NrInactiveFile),
-            ),
-            mismatch(
-                "nr_active_file vs the zones' nr_zone_active_file",
-                active,
-                self.node_page_state(N::NrActiveFile),
-            ),
-            mismatch(
-                "nr_file_pages vs the file LRU",
-                inactive + active,
-                self.node_page_state(N::NrFilePages),
-            ),
-        ];
-        if let Some(e) = errors.into_iter().flatten().next() {
+        let mut found = [0u64; MAX_NR_ZONES];
+        let mut bad = None;
+        self.platform.for_each_shrinker(&mut |s| {
+            s.for_each_file_page(&mut |pfn| {
+                if bad.is_some() {
+                    return;
+                }
+                match self.file_page_zone(pfn.0) {
+                    Ok(idx) => found[idx] += 1,
+                    Err(e) => bad = Some(e),
+                }
+            });
+        });
+        if let Some(e) = bad {
             return Err(e);
         }
         for zone in self.zones.iter() {
-            let lru = zone.page_state(Z::NrZoneInactiveFile) + zone.page_state(Z::NrZoneActiveFile);
-            if lru > counts[zone.idx].allocated {
+            let recorded =
+                zone.page_state(Z::NrZoneInactiveFile) + zone.page_state(Z::NrZoneActiveFile);
+            if found[zone.idx] != recorded {
+                return Err(CheckError::ZoneFilePagesMismatch {
+                    zone: zone.name(),
+                    found: found[zone.idx],
+                    recorded,
+                });
+            }
+        }
+        let total: u64 = found.iter().sum();
+        let node = [
+            (
+                "page-cache pages found vs nr_inactive_file + nr_active_file",
+                self.node_page_state(N::NrInactiveFile) + self.node_page_state(N::NrActiveFile),
+            ),
+            (
+                "page-cache pages found vs nr_file_pages",
+                self.node_page_state(N::NrFilePages),
+            ),
+        ];
+        for (what, recorded) in node {
+            if total != recorded {
                 return Err(CheckError::PageStateMismatch {
-                    what: "a zone's file LRU vs its allocated pages",
-                    counted: counts[zone.idx].allocated,
-                    recorded: lru,
+                    what,
+                    counted: total,
+                    recorded,
                 });
             }
         }
         Ok(())
+    }
+
+    /// The zone index of a page-cache page, which must be an allocated order-0 page that
+    /// is no slab, large kmalloc or compound page.
+    fn file_page_zone(&self, pfn: u64) -> Result<usize, CheckError> {
+        let bad = |what| CheckError::BadPage { pfn, what };
+        if pfn < self.mem_map.base_pfn || pfn >= self.mem_map.base_pfn + self.mem_map.len {
+            return Err(bad("a page-cache page outside mem_map"));
+        }
+        let zone = self
+            .zone_of_pfn(pfn)
+            .ok_or(bad("a page-cache page outside every zone"))?;
+        let page = self.mem_map.page(pfn);
+        let kinds =
+            PG_RESERVED | PG_BUDDY | PG_PCP | PG_HEAD | PG_TAIL | PG_SLAB | PG_LARGE_KMALLOC;
+        if page.flags() & kinds != 0 || page.order() != 0 || page.refcount() == 0 {
+            return Err(bad(
+                "a page-cache page that is not an allocated order-0 page",
+            ));
+        }
+        Ok(zone.idx)
     }
 
     /// Walk one zone's lists; return the number of blocks listed.
