@@ -373,7 +373,10 @@ impl<P: Platform> Mm<P> {
         let at = table
             .0
             .wrapping_add((index as u64).wrapping_mul(self.paging().entry_size as u64));
-        let va = self.layout.page_offset.wrapping_add(at);
+        let mut va = self.layout.page_offset.wrapping_add(at);
+        if self.paging().entry_size == 4 {
+            va &= 0xffff_ffff;
+        }
         self.bad_page_fault(va, write);
     }
 
@@ -397,9 +400,9 @@ impl<P: Platform> Mm<P> {
                 return Err(PtCorrupt::new(va, level, 0, PtBad::TableNotRam));
             }
         };
-        match decode_entry(mode, level, entry, |phys| {
-            self.ram().is_ram(phys, PAGE_SIZE as u64)
-        }) {
+        let ram_end = (self.mem_map.base_pfn + self.mem_map.len) << crate::addr::PAGE_SHIFT;
+        let is_ram = |phys| self.ram().is_ram(phys, PAGE_SIZE as u64);
+        match decode_entry(mode, level, entry, is_ram, ram_end) {
             Ok(decoded) => Ok(decoded),
             Err(why) => {
                 let bad = PtCorrupt::new(va, level, entry, why);
@@ -418,11 +421,13 @@ impl<P: Platform> Mm<P> {
         let mode = self.paging();
         let name = bad.level_name(mode);
         let at = table.0 + (index * mode.entry_size) as u64;
-        if mode.entry_size == 8 {
+        let line = pgtable_generic_line(name);
+        if line == 0 {
+            // No pte_clear_bad(): only the upper levels have a pXd_ERROR() report.
+        } else if mode.entry_size == 8 {
             // pgtable_64.h: pr_err("%s:%d: bad pmd %p(%016lx)\n", __FILE__, __LINE__, ...).
             self.printk(format_args!(
-                "mm/pgtable-generic.c:{}: bad {} {:016x}({:016x})",
-                pgtable_generic_line(name),
+                "mm/pgtable-generic.c:{line}: bad {} {:016x}({:016x})",
                 LowerName(name),
                 self.layout.page_offset.wrapping_add(at),
                 bad.entry
@@ -430,8 +435,7 @@ impl<P: Platform> Mm<P> {
         } else {
             // pgtable-2level.h: pr_err("%s:%d: bad pgd %08lx\n", ...).
             self.printk(format_args!(
-                "mm/pgtable-generic.c:{}: bad {} {:08x}",
-                pgtable_generic_line(name),
+                "mm/pgtable-generic.c:{line}: bad {} {:08x}",
                 LowerName(name),
                 bad.entry
             ));
@@ -445,13 +449,14 @@ impl<P: Platform> Mm<P> {
     }
 }
 
-/// `mm/pgtable-generic.c` (6.6): the line of `pXd_ERROR()` in `pXd_clear_bad()`.
+/// `mm/pgtable-generic.c` (6.6): the line of `pXd_ERROR()` in `pXd_clear_bad()`, or 0
+/// for the PTE level, which has none.
 const fn pgtable_generic_line(level: &str) -> u32 {
     match level.as_bytes() {
         [b'P', b'G', ..] => 27,
         [b'P', b'U', ..] => 42,
         [b'P', b'M', ..] => 53,
-        _ => 27,
+        _ => 0,
     }
 }
 
@@ -496,7 +501,7 @@ pub enum PtBad {
     BadTableFlags,
     /// A table entry whose frame is not a page of RAM.
     TableFrameNotRam,
-    /// A leaf whose frame is not RAM.
+    /// A leaf whose frame is past the end of memory.
     LeafNotRam,
 }
 
@@ -536,7 +541,7 @@ impl fmt::Display for PtCorrupt {
             PtBad::ReservedBits => "reserved bits set",
             PtBad::BadTableFlags => "not a kernel table entry (pXd_bad)",
             PtBad::TableFrameNotRam => "points to a table outside RAM",
-            PtBad::LeafNotRam => "maps a frame outside RAM",
+            PtBad::LeafNotRam => "maps a frame past the end of memory",
         };
         write!(
             f,
@@ -546,14 +551,16 @@ impl fmt::Display for PtCorrupt {
     }
 }
 
-/// Check and decode `entry` at `level` of `mode` (shared by the kernel's walks and the
-/// simulated MMU): reserved bits first, then a leaf's frame, or a table entry's flags and
-/// frame. `is_ram(phys)` says whether the 4 KiB frame at `phys` is RAM.
+/// Check and decode `entry` at `level` of `mode` as a kernel walk does: reserved bits
+/// first, then a leaf's frame (below `ram_end`, the end of memory: a leaf over a hole, as
+/// the direct map of the ISA range is, is a real mapping), or a table entry's flags and
+/// frame (`is_ram(phys)`: the 4 KiB frame at `phys` is RAM).
 pub fn decode_entry(
     mode: &PagingMode,
     level: usize,
     entry: u64,
     is_ram: impl Fn(u64) -> bool,
+    ram_end: u64,
 ) -> Result<PtEntry, PtBad> {
     if entry & _PAGE_PRESENT == 0 {
         return Ok(PtEntry::None);
@@ -563,7 +570,7 @@ pub fn decode_entry(
     }
     let frame = mode.entry_frame(level, entry);
     if mode.is_leaf(level, entry) {
-        if !is_ram(frame) {
+        if frame >= ram_end {
             return Err(PtBad::LeafNotRam);
         }
         return Ok(PtEntry::Leaf {
