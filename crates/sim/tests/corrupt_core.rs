@@ -415,3 +415,129 @@ fn free_with_any_pfn_and_order_is_an_error() {
         mm.check().expect("allocator intact");
     });
 }
+
+/// Byte offsets of `struct page` fields (see `kmemlab_mm::mm_types::Page`).
+const PAGE_FLAGS: u64 = 0;
+const PAGE_NEXT: u64 = 16;
+const PAGE_PREV: u64 = 20;
+
+fn poke_u32(m: &Machine, phys: u64, value: u32) {
+    ram(m).write(phys, &value.to_le_bytes()).expect("RAM");
+}
+
+/// A per-CPU list whose next page no longer points back: the allocation that pops its
+/// head reports `list_del corruption` as `__list_del_entry_valid_or_report()` does, and
+/// is served all the same; `check()` then finds the list broken.
+#[test]
+fn broken_back_link_on_a_pcp_list_is_list_del_corruption() {
+    let m = machine(64 * MIB, 1, Profile::X86_64, vec![], 3);
+    let (a, b, addr_a, addr_b, bogus) = m.run(|mm| {
+        let a = mm.alloc_pages(Gfp::GFP_KERNEL, 0).expect("a");
+        let b = mm.alloc_pages(Gfp::GFP_KERNEL, 0).expect("b");
+        let (pa, pb) = (mm.page_to_pfn(a).0, mm.page_to_pfn(b).0);
+        let (va, vb) = (mm.struct_page_address(a).0, mm.struct_page_address(b).0);
+        mm.__free_pages(b, 0).expect("free b");
+        mm.__free_pages(a, 0).expect("free a");
+        let bogus = mm.zones().iter().map(|z| z.zone_start_pfn).max().unwrap() + 7;
+        (pa, pb, va, vb, bogus)
+    });
+    let _ = m.take_console();
+    // a is the head of the list, b after it; b's prev should be a.
+    let b_desc = m.run(|mm| struct_page_phys(mm, b));
+    poke_u32(&m, b_desc + PAGE_PREV, bogus as u32);
+    let got = m.run(|mm| {
+        let p = mm
+            .alloc_pages(Gfp::GFP_KERNEL, 0)
+            .map(|p| mm.page_to_pfn(p).0);
+        let check = mm.check();
+        mm.drain_all_pages();
+        (p, check)
+    });
+    let console = m.take_console();
+    let bogus_addr = m.run(|mm| mm.mem_map().struct_page_va(mm.layout().page_offset, bogus));
+    let wanted = format!(
+        "list_del corruption. next->prev should be {addr_a:016x}, but was {bogus_addr:016x}. (next={addr_b:016x})"
+    );
+    assert!(console.contains(&wanted), "{wanted}\n{console:#?}");
+    assert!(
+        console
+            .iter()
+            .any(|l| l.starts_with("WARNING: CPU: 0 PID: ")
+                && l.ends_with("at lib/list_debug.c:62 __list_del_entry_valid_or_report")),
+        "{console:#?}"
+    );
+    assert!(got.0.is_ok(), "the allocation is served from elsewhere");
+    assert_ne!(
+        got.0.unwrap(),
+        a,
+        "the page whose unlink failed is not handed out"
+    );
+    assert!(got.1.is_err(), "check() sees the abandoned list's pages");
+}
+
+/// A cycle on a per-CPU list: `check()` reports it, drain and allocation end.
+#[test]
+fn a_cycle_on_a_pcp_list_ends() {
+    let m = machine(64 * MIB, 1, Profile::I386, vec![], 5);
+    let (a, b) = m.run(|mm| {
+        let a = mm.alloc_pages(Gfp::GFP_KERNEL, 0).expect("a");
+        let b = mm.alloc_pages(Gfp::GFP_KERNEL, 0).expect("b");
+        let (pa, pb) = (mm.page_to_pfn(a).0, mm.page_to_pfn(b).0);
+        mm.__free_pages(b, 0).expect("free b");
+        mm.__free_pages(a, 0).expect("free a");
+        (pa, pb)
+    });
+    // b.next = a, a.prev = b: a -> b -> a -> ...
+    let (da, db) = m.run(|mm| (struct_page_phys(mm, a), struct_page_phys(mm, b)));
+    poke_u32(&m, db + PAGE_NEXT, a as u32);
+    poke_u32(&m, da + PAGE_PREV, b as u32);
+    let check = m.run(|mm| mm.check());
+    assert!(
+        matches!(
+            check,
+            Err(kmemlab_mm::page_alloc::check::CheckError::ListCorrupt { .. })
+        ),
+        "{check:?}"
+    );
+    m.run(|mm| {
+        mm.drain_all_pages();
+        for _ in 0..8 {
+            let _ = mm.alloc_pages(Gfp::GFP_KERNEL, 0);
+        }
+    });
+    let console = m.take_console();
+    assert!(
+        console.iter().any(|l| l.contains("corruption")),
+        "{console:#?}"
+    );
+}
+
+/// Free blocks that lost `PageBuddy`: taking one off its list is `BUG: Bad page state`
+/// (taint `B`), and the allocation goes on with other blocks.
+#[test]
+fn a_listed_block_without_page_buddy_is_a_bad_page() {
+    let m = machine(64 * MIB, 1, Profile::X86_64, vec![], 9);
+    m.run(|mm| mm.drain_all_pages());
+    let heads = m.run(|mm| pick_pages(mm, usize::MAX, |p| p.is_buddy() && p.order() == 10));
+    assert!(!heads.is_empty());
+    for pfn in &heads {
+        let at = m.run(|mm| struct_page_phys(mm, *pfn));
+        poke_u32(&m, at + PAGE_FLAGS, 0);
+    }
+    let _ = m.take_console();
+    let got = m.run(|mm| mm.alloc_pages(Gfp::GFP_KERNEL, 10).is_ok());
+    let console = m.take_console();
+    assert!(
+        console
+            .iter()
+            .any(|l| l.starts_with("BUG: Bad page state in process kmemlab/0  pfn:")),
+        "{console:#?}"
+    );
+    assert!(console.iter().any(
+        |l| l == "page dumped because: free list entry is not a free block of the list's order"
+    ));
+    assert!(m.mm().tainted().has(kmemlab_mm::report::taint::BAD_PAGE));
+    // Smaller blocks are still there for smaller requests.
+    assert!(m.run(|mm| mm.alloc_pages(Gfp::GFP_KERNEL, 3).is_ok()));
+    let _ = got;
+}
