@@ -618,4 +618,68 @@ mod tests {
         assert_eq!(m.level_of_size(2 << 20), Some(2));
         assert_eq!(m.level_of_size(4096), Some(3));
     }
+
+    #[test]
+    fn decode_refuses_what_the_walk_must_not_follow() {
+        let m = &X86_64_4LEVEL;
+        let ram = |phys: u64| phys < 1 << 30;
+        let end = 1 << 30;
+        let table = 0x5000 | _KERNPG_TABLE;
+        assert_eq!(decode_entry(m, 1, 0, ram, end), Ok(PtEntry::None));
+        assert_eq!(
+            decode_entry(m, 1, table, ram, end),
+            Ok(PtEntry::Table(PhysAddr(0x5000)))
+        );
+        // Above MAXPHYADDR, PS in the PGD, low frame bits of a 2 MiB leaf.
+        assert_eq!(
+            decode_entry(m, 2, table | 1 << 47, ram, end),
+            Err(PtBad::ReservedBits)
+        );
+        assert_eq!(
+            decode_entry(m, 0, table | _PAGE_PSE, ram, end),
+            Err(PtBad::ReservedBits)
+        );
+        let leaf = 0x20_0000 | PgProt::kernel(Profile::X86_64).0 | _PAGE_PSE;
+        assert!(matches!(
+            decode_entry(m, 2, leaf, ram, end),
+            Ok(PtEntry::Leaf {
+                size: 0x20_0000,
+                ..
+            })
+        ));
+        assert_eq!(
+            decode_entry(m, 2, leaf | 0x2000, ram, end),
+            Err(PtBad::ReservedBits)
+        );
+        // The PAT bit of a large leaf is not reserved.
+        assert!(decode_entry(m, 2, leaf | 0x1000, ram, end).is_ok());
+        // pXd_bad(): a table entry that is not a kernel table's; frames outside RAM.
+        assert_eq!(
+            decode_entry(m, 1, table | _PAGE_NX, ram, end),
+            Err(PtBad::BadTableFlags)
+        );
+        assert_eq!(
+            decode_entry(m, 1, (1 << 40) | _KERNPG_TABLE, ram, end),
+            Err(PtBad::TableFrameNotRam)
+        );
+        assert_eq!(
+            decode_entry(
+                m,
+                3,
+                (1 << 40) | PgProt::kernel(Profile::X86_64).0,
+                ram,
+                end
+            ),
+            Err(PtBad::LeafNotRam)
+        );
+        // i386: 4 MiB leaves have bits 13..21 reserved, 32-bit entries nothing above.
+        let i = &I386_2LEVEL;
+        let big = 0x40_0000 | 0x163 | _PAGE_PSE;
+        assert!(decode_entry(i, 0, big, ram, end).is_ok());
+        assert_eq!(
+            decode_entry(i, 0, big | 0x20_0000, ram, end),
+            Err(PtBad::ReservedBits)
+        );
+        assert!(decode_entry(i, 1, 0xffff_f163, ram, u64::MAX).is_ok());
+    }
 }
