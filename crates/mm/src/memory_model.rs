@@ -574,8 +574,9 @@ impl<P: Platform> Mm<P> {
             ListCorruption::OutOfMap { entry, link } => {
                 // The kernel would dereference the link: a fault on the descriptor
                 // address, past the end of mem_map.
+                // (The note before it is kmemlab's.)
                 self.printk(format_args!(
-                    "list corruption: {} links to pfn {link:#x}, which has no struct page",
+                    "kmemlab: list entry {} links to pfn {link:#x}, which has no struct page",
                     a(entry)
                 ));
                 let va = self.mem_map.struct_page_va(self.layout.page_offset, link);
@@ -583,8 +584,10 @@ impl<P: Platform> Mm<P> {
                 return;
             }
             ListCorruption::Endless { entry } => {
+                // The kernel would walk it for ever (a soft lockup); kmemlab stops, says
+                // why, and warns as a list check does.
                 self.printk(format_args!(
-                    "list corruption: the list does not end (a cycle through {})",
+                    "kmemlab: list walk stopped: more entries than pages (a cycle through {})",
                     a(entry)
                 ));
                 (62, DEL)

@@ -541,3 +541,45 @@ fn a_listed_block_without_page_buddy_is_a_bad_page() {
     assert!(m.run(|mm| mm.alloc_pages(Gfp::GFP_KERNEL, 3).is_ok()));
     let _ = got;
 }
+
+/// Seeded random damage to many descriptors at once (any field, any bytes) around the
+/// pages just allocated and freed (held, on per-CPU lists, back in the buddy lists), on
+/// both profiles: every run ends.
+#[test]
+fn random_damage_to_many_descriptors_ends() {
+    for seed in 0..24u64 {
+        let profile = if seed % 2 == 0 {
+            Profile::X86_64
+        } else {
+            Profile::I386
+        };
+        let m = machine(64 * MIB, 2, profile, vec![], seed);
+        let touched: Vec<u64> = m.run(|mm| {
+            let pages: Vec<_> = (0..32)
+                .filter_map(|i| {
+                    mm.alloc_pages(Gfp::GFP_KERNEL, i % 4)
+                        .ok()
+                        .map(|p| (p, i % 4))
+                })
+                .collect();
+            let pfns = pages.iter().map(|(p, _)| mm.page_to_pfn(p).0).collect();
+            for (p, order) in pages.into_iter().step_by(2) {
+                let _ = mm.__free_pages(p, order);
+            }
+            pfns
+        });
+        let noise = Fill::Random(0x9e37_79b9_7f4a_7c15u64.wrapping_mul(seed + 1)).bytes(48 * 8);
+        for chunk in noise.chunks(8) {
+            let near = touched[usize::from(chunk[0]) % touched.len()];
+            let pfn = near + u64::from(chunk[1] % 16);
+            let offset = u64::from(chunk[2]) % 36;
+            let at = m.run(|mm| struct_page_phys(mm, pfn)) + offset;
+            corrupt(&m, Writer::Ram, at, &chunk[4..]);
+        }
+        let out = exercise(&m, VirtAddr(0));
+        assert!(
+            out.reported(),
+            "seed {seed}: damage went unnoticed: {out:?}"
+        );
+    }
+}
