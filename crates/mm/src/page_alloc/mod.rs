@@ -1319,7 +1319,18 @@ impl<P: Platform> Mm<P> {
         };
         for (order, lists) in area.free_list.iter().enumerate() {
             for (mt, list) in lists.iter().enumerate() {
-                snap.per_type[mt][order] = list.iter(&self.mem_map).count() as u64;
+                // Bounded by the zone's pages; a broken link ends the count, reported.
+                let mut n = 0;
+                for pfn in list.iter_checked(&self.mem_map, zone.spanned_pages) {
+                    match pfn {
+                        Ok(_) => n += 1,
+                        Err(e) => {
+                            self.report_list_corruption(&e);
+                            break;
+                        }
+                    }
+                }
+                snap.per_type[mt][order] = n;
             }
         }
         snap
