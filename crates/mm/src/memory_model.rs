@@ -4,9 +4,13 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
+use core::fmt;
+
 use crate::addr::Pfn;
 use crate::mem::RamArray;
 use crate::mm_types::{Page, NIL};
+use crate::platform::Platform;
+use crate::Mm;
 
 /// The `mem_map` array, which lives in simulated RAM (reserved from memblock at boot).
 ///
@@ -29,6 +33,8 @@ pub struct MemMap {
     /// Lookups outside the array since the last report, and the last PFN asked for.
     faults: AtomicU64,
     last_fault_pfn: AtomicU64,
+    /// List corruption found by an unchecked list operation, kept for the next report.
+    corruption: spin::Mutex<Option<ListCorruption>>,
 }
 
 impl MemMap {
@@ -42,6 +48,7 @@ impl MemMap {
             scratch: Page::zeroed(),
             faults: AtomicU64::new(0),
             last_fault_pfn: AtomicU64::new(0),
+            corruption: spin::Mutex::new(None),
         }
     }
 
@@ -100,6 +107,31 @@ impl MemMap {
         (n > 0).then_some((n, addr))
     }
 
+    /// Keep `c` (the first since the last report) for [`MemMap::take_corruption`].
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn record_corruption(&self, c: ListCorruption) {
+        let mut slot = self.corruption.lock();
+        if slot.is_none() {
+            *slot = Some(c);
+        }
+    }
+
+    /// The list corruption an unchecked list operation recorded, if any.
+    pub(crate) fn take_corruption(&self) -> Option<ListCorruption> {
+        self.corruption.lock().take()
+    }
+
+    /// The kernel virtual address of the descriptor of `pfn` (`struct page *`, the
+    /// direct-map address of its slot in `mem_map`; computed for any PFN, as the kernel's
+    /// `pfn_to_page()` arithmetic is), given `PAGE_OFFSET`.
+    pub fn struct_page_va(&self, page_offset: u64, pfn: u64) -> u64 {
+        let offset = pfn.wrapping_sub(self.base_pfn);
+        page_offset
+            .wrapping_add(self.phys)
+            .wrapping_add(offset.wrapping_mul(core::mem::size_of::<Page>() as u64))
+    }
+
     /// `page_to_pfn()` for a page of this array, or `None` for a foreign reference.
     #[inline]
     pub fn pfn_of(&self, page: &Page) -> Option<Pfn> {
@@ -109,8 +141,80 @@ impl MemMap {
     }
 }
 
+/// A list link that does not hold: what `__list_del_entry_valid_or_report()` and
+/// `__list_add_valid_or_report()` (`lib/list_debug.c`, 6.6) find with
+/// `CONFIG_DEBUG_LIST`, plus links that leave `mem_map` and lists that do not end. PFNs
+/// are as read; [`NIL_PFN`] stands for the list head.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ListCorruption {
+    /// `list_del corruption. prev->next should be <entry>, but was <was>. (prev=<prev>)`
+    DelPrev {
+        /// The entry being removed.
+        entry: u64,
+        /// Its `prev`.
+        prev: u64,
+        /// What `prev->next` holds.
+        was: u64,
+    },
+    /// `list_del corruption. next->prev should be <entry>, but was <was>. (next=<next>)`
+    DelNext {
+        /// The entry being removed.
+        entry: u64,
+        /// Its `next`.
+        next: u64,
+        /// What `next->prev` holds.
+        was: u64,
+    },
+    /// `list_add corruption. next->prev should be prev (<prev>), but was <was>.
+    /// (next=<next>).`
+    AddNext {
+        /// Where the entry goes after.
+        prev: u64,
+        /// Where it goes before.
+        next: u64,
+        /// What `next->prev` holds.
+        was: u64,
+    },
+    /// `list_add double add: new=<new>, prev=<prev>, next=<next>.`
+    DoubleAdd {
+        /// The entry added.
+        new: u64,
+        /// Its would-be `prev`.
+        prev: u64,
+        /// Its would-be `next`.
+        next: u64,
+    },
+    /// A link (or the entry itself) names a PFN that `mem_map` does not describe.
+    OutOfMap {
+        /// The entry whose link it is.
+        entry: u64,
+        /// The PFN it names.
+        link: u64,
+    },
+    /// The list holds more entries than pages exist: a cycle.
+    Endless {
+        /// The entry at which the walk gave up.
+        entry: u64,
+    },
+}
+
+/// The PFN that [`ListCorruption`] uses for the list head.
+pub const NIL_PFN: u64 = NIL as u64;
+
+#[inline]
+fn link(v: u32) -> u64 {
+    v as u64
+}
+
 /// The head of an intrusive doubly linked list of pages, linked by PFN through
 /// `Page::next`/`Page::prev` (`struct list_head` on `page->lru`).
+///
+/// Both the head and the links may sit in RAM that anyone can overwrite, so the checked
+/// operations ([`PageList::try_remove`], [`PageList::try_push_front`], ...) verify every
+/// link they follow, as `CONFIG_DEBUG_LIST` does, and change nothing when one is wrong.
+/// The unchecked forms keep their old signatures for callers that have no error path:
+/// a broken link makes them do nothing and records a fault that
+/// [`crate::Mm::take_oopses`] reports.
 #[derive(zerocopy::FromBytes)]
 pub struct PageList {
     first: AtomicU32,
@@ -131,7 +235,8 @@ impl PageList {
             last: AtomicU32::new(NIL),
         }
     }
-    /// `INIT_LIST_HEAD()`: make the list empty (for lists found in zeroed memory).
+    /// `INIT_LIST_HEAD()`: make the list empty (for lists found in zeroed memory, and to
+    /// abandon a corrupted list: its pages are lost, never followed again).
     pub fn init(&self) {
         self.first.store(NIL, Relaxed);
         self.last.store(NIL, Relaxed);
@@ -153,76 +258,348 @@ impl PageList {
         let l = self.last.load(Relaxed);
         (l != NIL).then_some(l as u64)
     }
-    /// `list_add()`: insert at the head.
+
+    /// `next->prev` where `next` is a link (NIL: the head's `last`).
     #[inline]
-    pub fn push_front(&self, map: &MemMap, pfn: u64) {
-        let page = map.page(pfn);
-        let old = self.first.load(Relaxed);
-        page.set_prev(NIL);
-        page.set_next(old);
-        if old == NIL {
-            self.last.store(pfn as u32, Relaxed);
-        } else {
-            map.page(old as u64).set_prev(pfn as u32);
-        }
-        self.first.store(pfn as u32, Relaxed);
-    }
-    /// `list_add_tail()`: insert at the tail.
-    #[inline]
-    pub fn push_back(&self, map: &MemMap, pfn: u64) {
-        let page = map.page(pfn);
-        let old = self.last.load(Relaxed);
-        page.set_next(NIL);
-        page.set_prev(old);
-        if old == NIL {
-            self.first.store(pfn as u32, Relaxed);
-        } else {
-            map.page(old as u64).set_next(pfn as u32);
-        }
-        self.last.store(pfn as u32, Relaxed);
-    }
-    /// `list_del()`: unlink a page known to be on this list.
-    #[inline]
-    pub fn remove(&self, map: &MemMap, pfn: u64) {
-        let page = map.page(pfn);
-        let (prev, next) = (page.prev(), page.next());
-        if prev == NIL {
-            self.first.store(next, Relaxed);
-        } else {
-            map.page(prev as u64).set_next(next);
-        }
+    fn prev_of(&self, map: &MemMap, entry: u64, next: u32) -> Result<u32, ListCorruption> {
         if next == NIL {
-            self.last.store(prev, Relaxed);
-        } else {
-            map.page(next as u64).set_prev(prev);
+            return Ok(self.last.load(Relaxed));
+        }
+        map.get(link(next))
+            .map(Page::prev)
+            .ok_or(ListCorruption::OutOfMap {
+                entry,
+                link: link(next),
+            })
+    }
+
+    /// `prev->next` where `prev` is a link (NIL: the head's `first`).
+    #[inline]
+    fn next_of(&self, map: &MemMap, entry: u64, prev: u32) -> Result<u32, ListCorruption> {
+        if prev == NIL {
+            return Ok(self.first.load(Relaxed));
+        }
+        map.get(link(prev))
+            .map(Page::next)
+            .ok_or(ListCorruption::OutOfMap {
+                entry,
+                link: link(prev),
+            })
+    }
+
+    /// `__list_add_valid()` for `pfn` between `prev` and `next`, then the add.
+    #[inline]
+    fn try_add(&self, map: &MemMap, pfn: u64, prev: u32, next: u32) -> Result<(), ListCorruption> {
+        let page = map.get(pfn).ok_or(ListCorruption::OutOfMap {
+            entry: pfn,
+            link: pfn,
+        })?;
+        let was = self.prev_of(map, pfn, next)?;
+        if was != prev {
+            return Err(ListCorruption::AddNext {
+                prev: link(prev),
+                next: link(next),
+                was: link(was),
+            });
+        }
+        let prev_next = self.next_of(map, pfn, prev)?;
+        if prev_next != next {
+            return Err(ListCorruption::DelPrev {
+                entry: link(next),
+                prev: link(prev),
+                was: link(prev_next),
+            });
+        }
+        let new = pfn as u32;
+        if new == prev || new == next {
+            return Err(ListCorruption::DoubleAdd {
+                new: pfn,
+                prev: link(prev),
+                next: link(next),
+            });
+        }
+        page.set_prev(prev);
+        page.set_next(next);
+        match next {
+            NIL => self.last.store(new, Relaxed),
+            n => map.page(link(n)).set_prev(new),
+        }
+        match prev {
+            NIL => self.first.store(new, Relaxed),
+            p => map.page(link(p)).set_next(new),
+        }
+        Ok(())
+    }
+
+    /// `list_add()` with `CONFIG_DEBUG_LIST`: insert at the head, or say which link is
+    /// broken (nothing changed).
+    #[inline]
+    pub fn try_push_front(&self, map: &MemMap, pfn: u64) -> Result<(), ListCorruption> {
+        self.try_add(map, pfn, NIL, self.first.load(Relaxed))
+    }
+
+    /// `list_add_tail()` with `CONFIG_DEBUG_LIST`.
+    #[inline]
+    pub fn try_push_back(&self, map: &MemMap, pfn: u64) -> Result<(), ListCorruption> {
+        self.try_add(map, pfn, self.last.load(Relaxed), NIL)
+    }
+
+    /// `list_del()` with `CONFIG_DEBUG_LIST`: unlink `pfn` after checking that its
+    /// neighbours point back at it (`__list_del_entry_valid_or_report`); nothing changes
+    /// when they do not.
+    #[inline]
+    pub fn try_remove(&self, map: &MemMap, pfn: u64) -> Result<(), ListCorruption> {
+        let page = map.get(pfn).ok_or(ListCorruption::OutOfMap {
+            entry: pfn,
+            link: pfn,
+        })?;
+        let (prev, next) = (page.prev(), page.next());
+        let me = pfn as u32;
+        let was = self.next_of(map, pfn, prev)?;
+        if was != me {
+            return Err(ListCorruption::DelPrev {
+                entry: pfn,
+                prev: link(prev),
+                was: link(was),
+            });
+        }
+        let was = self.prev_of(map, pfn, next)?;
+        if was != me {
+            return Err(ListCorruption::DelNext {
+                entry: pfn,
+                next: link(next),
+                was: link(was),
+            });
+        }
+        match prev {
+            NIL => self.first.store(next, Relaxed),
+            p => map.page(link(p)).set_next(next),
+        }
+        match next {
+            NIL => self.last.store(prev, Relaxed),
+            n => map.page(link(n)).set_prev(prev),
         }
         page.set_next(0);
         page.set_prev(0);
+        Ok(())
     }
-    /// Unlink and return the first page.
+
+    /// Unlink and return the first page, checked.
     #[inline]
-    pub fn pop_front(&self, map: &MemMap) -> Option<u64> {
-        let pfn = self.first()?;
-        self.remove(map, pfn);
-        Some(pfn)
+    pub fn try_pop_front(&self, map: &MemMap) -> Result<Option<u64>, ListCorruption> {
+        let Some(pfn) = self.first() else {
+            return Ok(None);
+        };
+        self.try_remove(map, pfn).map(|()| Some(pfn))
     }
-    /// Unlink and return the last page.
+
+    /// Unlink and return the last page, checked.
     #[inline]
-    pub fn pop_back(&self, map: &MemMap) -> Option<u64> {
-        let pfn = self.last()?;
-        self.remove(map, pfn);
-        Some(pfn)
+    pub fn try_pop_back(&self, map: &MemMap) -> Result<Option<u64>, ListCorruption> {
+        let Some(pfn) = self.last() else {
+            return Ok(None);
+        };
+        self.try_remove(map, pfn).map(|()| Some(pfn))
     }
-    /// Walk the PFNs from first to last.
-    pub fn iter<'a>(&self, map: &'a MemMap) -> impl Iterator<Item = u64> + 'a {
+
+    /// Walk the PFNs from first to last, checking each link (`next` inside `mem_map`,
+    /// pointing back with `prev`) and stopping with [`ListCorruption::Endless`] after
+    /// `limit` entries: the walk always ends.
+    pub fn iter_checked<'a>(
+        &self,
+        map: &'a MemMap,
+        limit: u64,
+    ) -> impl Iterator<Item = Result<u64, ListCorruption>> + 'a {
         let mut cur = self.first.load(Relaxed);
+        let mut prev = NIL;
+        let mut seen = 0u64;
+        let mut done = false;
         core::iter::from_fn(move || {
-            if cur == NIL {
+            if done || cur == NIL {
                 return None;
             }
-            let pfn = cur as u64;
-            cur = map.page(pfn).next();
-            Some(pfn)
+            let pfn = link(cur);
+            let checked = match map.get(pfn) {
+                None => Err(ListCorruption::OutOfMap {
+                    entry: link(prev),
+                    link: pfn,
+                }),
+                Some(page) if page.prev() != prev => Err(ListCorruption::DelNext {
+                    entry: link(prev),
+                    next: pfn,
+                    was: link(page.prev()),
+                }),
+                Some(_) if seen >= limit => Err(ListCorruption::Endless { entry: pfn }),
+                Some(page) => Ok(page.next()),
+            };
+            seen += 1;
+            match checked {
+                Ok(next) => {
+                    prev = cur;
+                    cur = next;
+                    Some(Ok(pfn))
+                }
+                Err(e) => {
+                    done = true;
+                    Some(Err(e))
+                }
+            }
         })
+    }
+
+    /// `list_add()`: insert at the head (see [`PageList::try_push_front`]; a broken link is
+    /// recorded for the next report and nothing is added).
+    #[inline]
+    pub fn push_front(&self, map: &MemMap, pfn: u64) {
+        if let Err(e) = self.try_push_front(map, pfn) {
+            map.record_corruption(e);
+        }
+    }
+    /// `list_add_tail()`: insert at the tail (unchecked form, as [`PageList::push_front`]).
+    #[inline]
+    pub fn push_back(&self, map: &MemMap, pfn: u64) {
+        if let Err(e) = self.try_push_back(map, pfn) {
+            map.record_corruption(e);
+        }
+    }
+    /// `list_del()`: unlink a page known to be on this list (unchecked form: with a broken
+    /// link the list is abandoned, as by [`PageList::pop_front`], and the fault recorded).
+    #[inline]
+    pub fn remove(&self, map: &MemMap, pfn: u64) {
+        if let Err(e) = self.try_remove(map, pfn) {
+            map.record_corruption(e);
+            self.init();
+        }
+    }
+    /// Unlink and return the first page. With a broken link the list is abandoned
+    /// ([`PageList::init`]) so that no caller loops on it, and the fault recorded.
+    #[inline]
+    pub fn pop_front(&self, map: &MemMap) -> Option<u64> {
+        self.try_pop_front(map).unwrap_or_else(|e| {
+            map.record_corruption(e);
+            self.init();
+            None
+        })
+    }
+    /// Unlink and return the last page (as [`PageList::pop_front`]).
+    #[inline]
+    pub fn pop_back(&self, map: &MemMap) -> Option<u64> {
+        self.try_pop_back(map).unwrap_or_else(|e| {
+            map.record_corruption(e);
+            self.init();
+            None
+        })
+    }
+    /// Walk the PFNs from first to last; a broken link or more entries than `mem_map` has
+    /// ends the walk and is recorded.
+    pub fn iter<'a>(&self, map: &'a MemMap) -> impl Iterator<Item = u64> + 'a {
+        self.iter_checked(map, map.len)
+            .map_while(move |r| r.map_err(|e| map.record_corruption(e)).ok())
+    }
+}
+
+/// `%px` of a list entry: the `struct page` address of a PFN, or the list head.
+struct EntryAddr<'a, P: Platform> {
+    mm: &'a Mm<P>,
+    pfn: u64,
+}
+
+impl<P: Platform> fmt::Display for EntryAddr<'_, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.pfn == NIL_PFN {
+            return f.write_str("(list head)");
+        }
+        let va = self
+            .mm
+            .mem_map
+            .struct_page_va(self.mm.layout.page_offset, self.pfn);
+        match self.mm.layout.profile {
+            crate::Profile::X86_64 => write!(f, "{va:016x}"),
+            crate::Profile::I386 => write!(f, "{:08x}", va as u32),
+        }
+    }
+}
+
+impl<P: Platform> Mm<P> {
+    fn entry_addr(&self, pfn: u64) -> EntryAddr<'_, P> {
+        EntryAddr { mm: self, pfn }
+    }
+
+    /// `CHECK_DATA_CORRUPTION()` for a list (`lib/list_debug.c`, 6.6, without
+    /// `CONFIG_BUG_ON_DATA_CORRUPTION`): the message, then a WARN at the check; the list
+    /// operation did nothing. Line numbers are those of the checks in 6.6's file.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn report_list_corruption(&self, c: &ListCorruption) {
+        const ADD: &str = "__list_add_valid_or_report";
+        const DEL: &str = "__list_del_entry_valid_or_report";
+        let a = |pfn| self.entry_addr(pfn);
+        let (line, func) = match *c {
+            ListCorruption::DelPrev { entry, prev, was } => {
+                self.printk(format_args!(
+                    "list_del corruption. prev->next should be {}, but was {}. (prev={})",
+                    a(entry),
+                    a(was),
+                    a(prev)
+                ));
+                (59, DEL)
+            }
+            ListCorruption::DelNext { entry, next, was } => {
+                self.printk(format_args!(
+                    "list_del corruption. next->prev should be {}, but was {}. (next={})",
+                    a(entry),
+                    a(was),
+                    a(next)
+                ));
+                (62, DEL)
+            }
+            ListCorruption::AddNext { prev, next, was } => {
+                self.printk(format_args!(
+                    "list_add corruption. next->prev should be prev ({}), but was {}. (next={}).",
+                    a(prev),
+                    a(was),
+                    a(next)
+                ));
+                (29, ADD)
+            }
+            ListCorruption::DoubleAdd { new, prev, next } => {
+                self.printk(format_args!(
+                    "list_add double add: new={}, prev={}, next={}.",
+                    a(new),
+                    a(prev),
+                    a(next)
+                ));
+                (35, ADD)
+            }
+            ListCorruption::OutOfMap { entry, link } => {
+                // The kernel would dereference the link: a fault on the descriptor
+                // address, past the end of mem_map.
+                // (The note before it is kmemlab's.)
+                self.printk(format_args!(
+                    "kmemlab: list entry {} links to pfn {link:#x}, which has no struct page",
+                    a(entry)
+                ));
+                let va = self.mem_map.struct_page_va(self.layout.page_offset, link);
+                self.bad_page_fault(va, false);
+                return;
+            }
+            ListCorruption::Endless { entry } => {
+                // The kernel would walk it for ever (a soft lockup); kmemlab stops, says
+                // why, and warns as a list check does.
+                self.printk(format_args!(
+                    "kmemlab: list walk stopped: more entries than pages (a cycle through {})",
+                    a(entry)
+                ));
+                (62, DEL)
+            }
+        };
+        self.warn_report("lib/list_debug.c", line, func, format_args!(""));
+    }
+
+    /// Report list corruption that an unchecked list operation recorded.
+    pub(crate) fn report_recorded_list_corruption(&self) {
+        if let Some(c) = self.mem_map.take_corruption() {
+            self.report_list_corruption(&c);
+        }
     }
 }

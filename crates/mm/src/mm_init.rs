@@ -83,6 +83,8 @@ pub enum BootError {
     Slab(crate::slab::SlabError),
     /// The vmalloc area's PUD pages could not be allocated (`preallocate_vmalloc_pages`).
     VmallocPageTables(crate::AllocError),
+    /// Boot metadata memblock handed out is not RAM (a broken memory map).
+    BadAccess(crate::mem::BadAccess),
 }
 
 impl fmt::Display for BootError {
@@ -92,6 +94,7 @@ impl fmt::Display for BootError {
             BootError::Memblock(e) => write!(f, "{e}"),
             BootError::BadMemoryMap => write!(f, "memory map ranges overlap or are not sorted"),
             BootError::NoCpus => write!(f, "the platform has no CPUs"),
+            BootError::BadAccess(e) => write!(f, "boot memory is not RAM: {e}"),
             BootError::Slab(e) => write!(f, "kmem_cache_init: {e}"),
             BootError::VmallocPageTables(e) => {
                 write!(f, "Failed to pre-allocate pud pages for vmalloc area: {e}")
@@ -318,11 +321,11 @@ impl<P: Platform> Mm<P> {
                 while pfn + (1 << order) > end_pfn {
                     order -= 1;
                 }
-                let zone_idx = self
-                    .zones
-                    .iter()
-                    .position(|z| z.spans(pfn))
-                    .expect("RAM is in a zone");
+                let Some(zone_idx) = self.zones.iter().position(|z| z.spans(pfn)) else {
+                    // RAM no zone spans (beyond the profile's limits) is not managed.
+                    pfn += 1 << order;
+                    continue;
+                };
                 let zone = &self.zones[zone_idx];
                 let mut area = zone.free_area.lock_irqsave(&self.platform);
                 let mut buddy = Buddy {
@@ -330,6 +333,7 @@ impl<P: Platform> Mm<P> {
                     blocks: &self.pageblocks,
                     zone,
                     area: &mut area,
+                    report: &*self,
                 };
                 buddy.free_one_page(pfn, order, MigrateType::Movable, Fpi::ToTail);
                 managed[zone_idx] += 1 << order;

@@ -136,6 +136,7 @@ impl<P: Platform> Mm<P> {
     /// Faults that a structure with no console recorded (a `struct page` lookup past
     /// `mem_map` from a corrupted link), reported now as the oops they were.
     pub(crate) fn report_deferred_faults(&self) {
+        self.report_recorded_list_corruption();
         if let Some((_, phys)) = self.mem_map.take_faults() {
             // `pfn_to_page()` is `mem_map + pfn` in the linear map: an address past the
             // direct map's end is what the faulting load would have used.

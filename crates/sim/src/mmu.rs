@@ -47,16 +47,22 @@ pub const X86_PF_PROT: u64 = 1 << 0;
 pub const X86_PF_WRITE: u64 = 1 << 1;
 /// The access came from user mode (`X86_PF_USER`); never set here.
 pub const X86_PF_USER: u64 = 1 << 2;
+/// A reserved bit was set in a paging-structure entry (`X86_PF_RSVD`).
+pub const X86_PF_RSVD: u64 = 1 << 3;
 
 /// Reads page-table entries out of physical memory for the walker.
 pub trait PtMemory {
     /// Entry `index` (of `entry_size` bytes, 4 or 8) of the table at `table`, read with one
     /// atomic load; `None` if that entry is not in RAM.
     fn read_entry(&self, table: PhysAddr, index: usize, entry_size: usize) -> Option<u64>;
+
+    /// Is `phys` below the end of the machine's memory? A leaf that maps a frame past it
+    /// is corrupted, and the walk faults.
+    fn below_ram_end(&self, phys: PhysAddr) -> bool;
 }
 
-/// The kernel's page tables in the machine's RAM, read with the kernel's own accessor
-/// (`Mm::read_pt_entry`) after a bounds check against RAM.
+/// The kernel's page tables in the machine's RAM, read through the kernel's door
+/// (`Mm::peek_pt_entry`: a table that is not a page of RAM is refused, never touched).
 pub struct RamTables<'a> {
     mm: &'a Mm<SimPlatform>,
 }
@@ -70,15 +76,14 @@ impl<'a> RamTables<'a> {
 
 impl PtMemory for RamTables<'_> {
     fn read_entry(&self, table: PhysAddr, index: usize, entry_size: usize) -> Option<u64> {
-        let at = table
-            .0
-            .checked_add((index as u64).checked_mul(entry_size as u64)?)?;
-        let aligned =
-            table.0.is_multiple_of(PAGE_SIZE as u64) && at.is_multiple_of(entry_size as u64);
-        if !aligned || !self.mm.platform().ram().contains(at, entry_size as u64) {
+        if entry_size != self.mm.paging().entry_size {
             return None;
         }
-        Some(self.mm.read_pt_entry(table, index))
+        self.mm.peek_pt_entry(table, index).ok()
+    }
+
+    fn below_ram_end(&self, phys: PhysAddr) -> bool {
+        phys.0 < self.mm.platform().ram().span()
     }
 }
 
@@ -151,6 +156,12 @@ pub enum FaultReason {
         /// The table's physical address.
         table: PhysAddr,
     },
+    /// The entry at this level has bits set that must be zero (above `MAXPHYADDR`, `PS`
+    /// in a PML4E, inside a large page's frame): the CPU's reserved-bit violation.
+    ReservedBits {
+        /// The level's name.
+        level: &'static str,
+    },
     /// The translation points outside RAM (a hole, or past the end).
     NotRam {
         /// The physical address.
@@ -215,6 +226,7 @@ fn reason_text(r: &FaultReason) -> String {
         FaultReason::NonCanonical => "non-canonical address".to_string(),
         FaultReason::NoPageTable => "no page table (CR3 is 0)".to_string(),
         FaultReason::NotPresent { level } => format!("{level} entry not present"),
+        FaultReason::ReservedBits { level } => format!("{level} entry has reserved bits set"),
         FaultReason::ReadOnly => "write to a read-only page".to_string(),
         FaultReason::TableNotRam { level, table } => {
             format!("{level} table at {:#x} is not RAM", table.0)
@@ -268,13 +280,23 @@ fn walk_into(
         if entry & _PAGE_PRESENT == 0 {
             return Err(FaultReason::NotPresent { level: l.name });
         }
+        if mode.reserved_bits(level, entry) != 0 {
+            return Err(FaultReason::ReservedBits { level: l.name });
+        }
         writable &= entry & _PAGE_RW != 0;
         let frame = mode.entry_frame(level, entry);
         if mode.is_leaf(level, entry) {
             let span = l.entry_span();
+            let phys = PhysAddr(frame | (va.0 & (span - 1)));
+            if !mem.below_ram_end(phys) {
+                // A frame past the end of memory: a corrupted leaf. (A leaf over a hole
+                // below the end, as the direct map's ISA range has, is a real mapping;
+                // its accesses are checked page by page.)
+                return Err(FaultReason::NotRam { phys });
+            }
             return Ok(Translation {
                 vaddr: va,
-                phys: PhysAddr(frame | (va.0 & (span - 1))),
+                phys,
                 page_size: span,
                 entry,
                 writable,
@@ -719,8 +741,11 @@ impl PageFault {
         if self.access == Access::Write {
             code |= X86_PF_WRITE;
         }
-        if self.reason == FaultReason::ReadOnly {
-            code |= X86_PF_PROT;
+        match self.reason {
+            FaultReason::ReadOnly => code |= X86_PF_PROT,
+            // The entry was present: a protection fault with the reserved-bit flag.
+            FaultReason::ReservedBits { .. } => code |= X86_PF_PROT | X86_PF_RSVD,
+            _ => {}
         }
         code
     }
@@ -739,10 +764,14 @@ impl PageFault {
         }
     }
 
-    /// "not-present page" or "permissions violation" (`show_fault_oops`).
+    /// "not-present page", "reserved bit violation" or "permissions violation"
+    /// (`show_fault_oops`).
     pub fn error_text(&self) -> &'static str {
-        if self.error_code() & X86_PF_PROT == 0 {
+        let code = self.error_code();
+        if code & X86_PF_PROT == 0 {
             "not-present page"
+        } else if code & X86_PF_RSVD != 0 {
+            "reserved bit violation"
         } else {
             "permissions violation"
         }
@@ -1069,6 +1098,9 @@ mod tests {
             }
             Some(self.entries.borrow().get(&at).copied().unwrap_or(0))
         }
+        fn below_ram_end(&self, phys: PhysAddr) -> bool {
+            phys.0 < self.limit
+        }
     }
 
     const PGD: u64 = 0x1000;
@@ -1145,6 +1177,47 @@ mod tests {
             walk(&mem, i, PhysAddr(PGD), VirtAddr(1 << 32)).result,
             Err(FaultReason::NonCanonical)
         );
+    }
+
+    #[test]
+    fn corrupted_entries_fault_and_are_never_cached() {
+        let mem = FakeMem::new();
+        x86_tables(&mem);
+        let m = &X86_64_4LEVEL;
+        let mmu = Mmu::new(1, Profile::X86_64);
+        let tr = |va| mmu.translate(0, &mem, m, PhysAddr(PGD), VirtAddr(va), Access::Read);
+        // A bit above MAXPHYADDR in the PMD entry.
+        mem.set(
+            0x3000,
+            m.levels[2].index(VA),
+            8,
+            (1 << 47) | 0x4000 | _KERNPG_TABLE,
+        );
+        assert_eq!(tr(VA), Err(FaultReason::ReservedBits { level: "PMD" }));
+        // PS in the top level.
+        mem.set(0x3000, m.levels[2].index(VA), 8, 0x4000 | _KERNPG_TABLE);
+        let pgd_slot = m.levels[0].index(VA);
+        mem.set(PGD, pgd_slot, 8, 0x2000 | _KERNPG_TABLE | _PAGE_PSE);
+        assert_eq!(tr(VA), Err(FaultReason::ReservedBits { level: "PGD" }));
+        // A 2 MiB leaf with a frame bit below its alignment.
+        mem.set(PGD, pgd_slot, 8, 0x2000 | _KERNPG_TABLE);
+        let va2 = VA + (2 << 20);
+        let slot = m.levels[2].index(va2);
+        mem.set(0x3000, slot, 8, 0x4000_0000 | 0x2000 | KERNEL | _PAGE_PSE);
+        assert_eq!(tr(va2), Err(FaultReason::ReservedBits { level: "PMD" }));
+        // A leaf whose frame is past the end of memory.
+        mem.set(0x4000, m.levels[3].index(VA), 8, (1 << 41) | KERNEL);
+        assert!(matches!(tr(VA), Err(FaultReason::NotRam { .. })));
+        assert_eq!(mmu.stats(0).l1_hits + mmu.stats(0).l2_hits, 0);
+        let f = PageFault {
+            vaddr: VirtAddr(VA),
+            access: Access::Read,
+            cpu: 0,
+            reason: FaultReason::ReservedBits { level: "PMD" },
+            addr_bits: 64,
+        };
+        assert_eq!(f.error_code(), X86_PF_PROT | X86_PF_RSVD);
+        assert_eq!(f.error_text(), "reserved bit violation");
     }
 
     #[test]

@@ -22,7 +22,10 @@
 //! `p4d_populate` / `pud_populate` / `pmd_populate_kernel` write `_PAGE_TABLE`, which adds
 //! `_PAGE_USER`; the hardware decides supervisor-only access at the leaf either way, and
 //! every leaf here is `PAGE_KERNEL` (present, writable, global, NX on x86_64).
-#![allow(unsafe_code)] // TODO(door): convert this module to crate::mem and drop this.
+//!
+//! Every table read and write goes through the door ([`crate::mem`]); boot's own tables
+//! come from memblock inside RAM, so a refused access means a broken memory map and
+//! fails boot with [`BootError::BadAccess`].
 
 use core::sync::atomic::Ordering::Relaxed;
 
@@ -276,7 +279,7 @@ impl<P: Platform> Mm<P> {
         let lowmem_end = self.layout.direct_map_end_phys;
         let memory = self.memblock.memory.clone();
         let pgd = self.memblock.alloc(page, page, SWAPPER_PG_DIR_NAME)?;
-        self.zero_phys(pgd.0, page);
+        self.zero_phys(pgd.0, page)?;
         self.pgd = pgd;
 
         // Counting pass: the tables the pieces need below the PGD (pieces come in address
@@ -306,7 +309,7 @@ impl<P: Platform> Mm<P> {
         };
         if tables > 0 {
             let base = self.memblock.alloc(tables * page, page, EARLY_PGT_NAME)?;
-            self.zero_phys(base.0, tables * page);
+            self.zero_phys(base.0, tables * page)?;
             buf.next = base.0;
             buf.end = base.0 + tables * page;
         }
@@ -324,12 +327,19 @@ impl<P: Platform> Mm<P> {
     }
 
     /// Zero `len` bytes of RAM at `phys` (memblock hands out memory as it finds it).
-    fn zero_phys(&self, phys: u64, len: u64) {
-        // SAFETY: memblock just reserved `[phys, phys + len)` inside RAM, which `phys_mem`
-        // covers; nothing else refers to it yet.
-        unsafe {
-            core::ptr::write_bytes(self.platform.phys_mem().add(phys as usize), 0, len as usize)
-        };
+    fn zero_phys(&self, phys: u64, len: u64) -> Result<(), BootError> {
+        self.ram().fill(phys, 0, len).map_err(BootError::BadAccess)
+    }
+
+    /// A table entry read at boot, through the door.
+    fn boot_read_pt_entry(&self, table: PhysAddr, idx: usize) -> Result<u64, BootError> {
+        self.peek_pt_entry(table, idx).map_err(BootError::BadAccess)
+    }
+
+    /// A table entry written at boot, through the door.
+    fn boot_write_pt_entry(&self, table: PhysAddr, idx: usize, e: u64) -> Result<(), BootError> {
+        self.try_write_pt_entry(table, idx, e)
+            .map_err(BootError::BadAccess)
     }
 
     /// `alloc_low_page()`: a zeroed page-table page from the early buffer, or from memblock.
@@ -342,7 +352,7 @@ impl<P: Platform> Mm<P> {
             return Ok(PhysAddr(p));
         }
         let p = self.memblock.alloc(page, page, EARLY_PGT_NAME)?;
-        self.zero_phys(p.0, page);
+        self.zero_phys(p.0, page)?;
         Ok(p)
     }
 
@@ -374,10 +384,10 @@ impl<P: Platform> Mm<P> {
             let mut covered = None;
             while level < leaf {
                 let idx = mode.levels[level].index(va);
-                let e = self.read_pt_entry(table, idx);
+                let e = self.boot_read_pt_entry(table, idx)?;
                 if e & _PAGE_PRESENT == 0 {
                     let t = self.alloc_low_page(buf)?;
-                    self.write_pt_entry(table, idx, t.0 | _KERNPG_TABLE);
+                    self.boot_write_pt_entry(table, idx, t.0 | _KERNPG_TABLE)?;
                     table = t;
                 } else if mode.is_leaf(level, e) {
                     // Already mapped by a larger page: nothing to do for this span.
@@ -393,7 +403,7 @@ impl<P: Platform> Mm<P> {
                 continue;
             }
             let idx = mode.levels[leaf].index(va);
-            let e = self.read_pt_entry(table, idx);
+            let e = self.boot_read_pt_entry(table, idx)?;
             if e & _PAGE_PRESENT != 0 && !mode.is_leaf(leaf, e) {
                 // A table is already there (smaller pages mapped earlier): keep it and
                 // map the rest of this piece below it with 4 KiB pages (`phys_pte_init`
@@ -409,7 +419,7 @@ impl<P: Platform> Mm<P> {
                 } else {
                     0
                 };
-                self.write_pt_entry(table, idx, phys | prot | pse);
+                self.boot_write_pt_entry(table, idx, phys | prot | pse)?;
                 let slot = match size {
                     KIB4 => 0,
                     GIB1 => 2,
@@ -437,12 +447,12 @@ impl<P: Platform> Mm<P> {
         let mut addr = self.layout.vmalloc_start;
         while addr < self.layout.vmalloc_end {
             let idx = top.index(addr);
-            if self.read_pt_entry(self.pgd, idx) & _PAGE_PRESENT == 0 {
+            if self.boot_read_pt_entry(self.pgd, idx)? & _PAGE_PRESENT == 0 {
                 let page = self
                     .alloc_pages(Gfp::GFP_KERNEL | Gfp::__GFP_ZERO, 0)
                     .map_err(BootError::VmallocPageTables)?;
                 let pud = self.page_to_pfn(page).phys();
-                self.write_pt_entry(self.pgd, idx, pud.0 | _KERNPG_TABLE);
+                self.boot_write_pt_entry(self.pgd, idx, pud.0 | _KERNPG_TABLE)?;
                 self.pgtable_pages.fetch_add(1, Relaxed);
             }
             addr = match align_down(addr, span).checked_add(span) {

@@ -5,14 +5,52 @@
 //!
 //! Everything here runs under the zone lock: a [`Buddy`] is built from the locked
 //! [`FreeArea`].
+//!
+//! The list heads are the kernel's (host memory), but the links and every `struct page`
+//! field (flags, order in `private`, migrate type) are in simulated RAM, so each is
+//! checked before use: list operations verify their links (`CONFIG_DEBUG_LIST`), a block
+//! taken from a list must be a buddy of the list's order inside the zone, and an order or
+//! migrate type read from a page must be one that exists. What fails is reported
+//! (`list_del corruption`, `BUG: Bad page state`) and the corrupted list is abandoned
+//! (its blocks are lost to the allocator), so every operation still ends.
 
 use core::sync::atomic::Ordering::Relaxed;
 
 use crate::addr::{MAX_PAGE_ORDER, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER};
-use crate::memory_model::MemMap;
+use crate::memory_model::{ListCorruption, MemMap, PageList};
 use crate::mm_types::PG_BUDDY;
 use crate::page_alloc::pageblock::Pageblocks;
-use crate::page_alloc::{AllocFlags, FreeArea, MigrateType, Zone, MIGRATE_PCPTYPES};
+use crate::page_alloc::{AllocFlags, FreeArea, MigrateType, Zone, MIGRATE_PCPTYPES, MIGRATE_TYPES};
+
+/// Where the allocator reports the corruption it meets (the `Mm`, whose console it is).
+pub(crate) trait CorruptionReport {
+    /// `CHECK_DATA_CORRUPTION()` on a list.
+    fn list_corruption(&self, c: &ListCorruption);
+    /// `bad_page()`: `BUG: Bad page state` for `pfn`, dumped because of `reason`.
+    fn bad_page_state(&self, pfn: u64, reason: &str);
+}
+
+/// `list_add()` of `pfn` to `list` (at the tail with `tail`): a corrupted list is reported,
+/// abandoned and restarted with `pfn` alone.
+pub(crate) fn list_add_or_restart(
+    report: &dyn CorruptionReport,
+    map: &MemMap,
+    list: &PageList,
+    pfn: u64,
+    tail: bool,
+) {
+    let added = if tail {
+        list.try_push_back(map, pfn)
+    } else {
+        list.try_push_front(map, pfn)
+    };
+    if let Err(e) = added {
+        report.list_corruption(&e);
+        list.init();
+        // An empty list accepts any page of mem_map; `pfn` was checked by the caller.
+        let _ = list.try_push_back(map, pfn);
+    }
+}
 
 /// Where a freed block goes on its list (`fpi_t`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -36,6 +74,7 @@ pub struct Buddy<'a> {
     pub(crate) blocks: &'a Pageblocks,
     pub(crate) zone: &'a Zone,
     pub(crate) area: &'a mut FreeArea,
+    pub(crate) report: &'a dyn CorruptionReport,
 }
 
 impl Buddy<'_> {
@@ -46,34 +85,86 @@ impl Buddy<'_> {
         page.set_pcp_migratetype(mt as u32);
         page.set_order(order);
         let list = &self.area.free_list[order as usize][mt as usize];
-        if tail {
-            list.push_back(self.map, pfn);
-        } else {
-            list.push_front(self.map, pfn);
-        }
+        list_add_or_restart(self.report, self.map, list, pfn, tail);
         self.area.nr_free[order as usize] += 1;
         self.zone.nr_free_pages.fetch_add(1 << order, Relaxed);
     }
 
-    /// `del_page_from_free_list()`: take a free block off its list; it becomes a plain
-    /// (blank) page.
-    pub(crate) fn del_from_free_list(&mut self, pfn: u64, order: u32) {
+    /// The migrate type a free block's page records, if it is one that exists.
+    #[inline]
+    fn recorded_migratetype(&self, pfn: u64) -> Option<usize> {
+        let mt = self.map.page(pfn).pcp_migratetype() as usize;
+        if mt < MIGRATE_TYPES {
+            return Some(mt);
+        }
+        self.report
+            .bad_page_state(pfn, "free block with a migrate type that does not exist");
+        None
+    }
+
+    /// `list_del()` of `pfn` from `free_list[order][mt]`; a corrupted list is reported and
+    /// abandoned. Returns whether `pfn` was unlinked.
+    #[inline]
+    fn unlink(&mut self, pfn: u64, order: u32, mt: usize) -> bool {
+        let list = &self.area.free_list[order as usize][mt];
+        match list.try_remove(self.map, pfn) {
+            Ok(()) => true,
+            Err(e) => {
+                self.report.list_corruption(&e);
+                list.init();
+                false
+            }
+        }
+    }
+
+    /// `del_page_from_free_list()`: take a free block off the `mt` list of its order; it
+    /// becomes a plain (blank) page. Returns false (block left alone, list abandoned) when
+    /// the list is corrupted.
+    pub(crate) fn del_from_free_list(&mut self, pfn: u64, order: u32, mt: usize) -> bool {
+        if !self.unlink(pfn, order, mt) {
+            return false;
+        }
         let page = self.map.page(pfn);
-        let mt = page.pcp_migratetype() as usize;
-        self.area.free_list[order as usize][mt].remove(self.map, pfn);
         page.set_flags(0);
         page.set_order(0);
-        self.area.nr_free[order as usize] -= 1;
+        let nr_free = &mut self.area.nr_free[order as usize];
+        *nr_free = nr_free.saturating_sub(1);
         self.zone.nr_free_pages.fetch_sub(1 << order, Relaxed);
+        true
     }
 
     /// `move_to_free_list()`: move a free block to another migrate type's list.
     fn move_to_free_list(&mut self, pfn: u64, order: u32, mt: MigrateType) {
-        let page = self.map.page(pfn);
-        let old = page.pcp_migratetype() as usize;
-        self.area.free_list[order as usize][old].remove(self.map, pfn);
-        page.set_pcp_migratetype(mt as u32);
-        self.area.free_list[order as usize][mt as usize].push_back(self.map, pfn);
+        let Some(old) = self.recorded_migratetype(pfn) else {
+            return;
+        };
+        if !self.unlink(pfn, order, old) {
+            return;
+        }
+        self.map.page(pfn).set_pcp_migratetype(mt as u32);
+        let list = &self.area.free_list[order as usize][mt as usize];
+        list_add_or_restart(self.report, self.map, list, pfn, true);
+    }
+
+    /// Is `pfn`, the first block on the list of `order` and `mt`, really such a free block:
+    /// inside the zone, aligned to its order, `PageBuddy` with that order and migrate type?
+    /// (`page_is_buddy()` and the checks of `check_new_pages()`.) One that is not is
+    /// reported.
+    #[inline]
+    fn listed_block_ok(&self, pfn: u64, order: u32, mt: usize) -> bool {
+        let ok = self.zone.spans(pfn)
+            && pfn.trailing_zeros() >= order
+            && self.zone.spans(pfn + (1 << order) - 1)
+            && self.map.get(pfn).is_some_and(|p| {
+                p.is_buddy() && p.order() == order && p.pcp_migratetype() as usize == mt
+            });
+        if !ok {
+            self.report.bad_page_state(
+                pfn,
+                "free list entry is not a free block of the list's order",
+            );
+        }
+        ok
     }
 
     /// `page_is_buddy()`: is `pfn` the head of a free block of exactly `order` in this zone?
@@ -114,7 +205,12 @@ impl Buddy<'_> {
                     break;
                 }
             }
-            self.del_from_free_list(buddy_pfn, order);
+            let Some(buddy_mt) = self.recorded_migratetype(buddy_pfn) else {
+                break;
+            };
+            if !self.del_from_free_list(buddy_pfn, order, buddy_mt) {
+                break;
+            }
             pfn &= buddy_pfn;
             order += 1;
         }
@@ -145,8 +241,15 @@ impl Buddy<'_> {
     /// lists, split to size.
     pub(crate) fn rmqueue_smallest(&mut self, order: u32, mt: MigrateType) -> Option<u64> {
         for current in order..=MAX_PAGE_ORDER {
-            if let Some(pfn) = self.area.free_list[current as usize][mt as usize].first() {
-                self.del_from_free_list(pfn, current);
+            let list = &self.area.free_list[current as usize][mt as usize];
+            let Some(pfn) = list.first() else {
+                continue;
+            };
+            if !self.listed_block_ok(pfn, current, mt as usize) {
+                list.init();
+                continue;
+            }
+            if self.del_from_free_list(pfn, current, mt as usize) {
                 self.expand(pfn, order, current, mt);
                 return Some(pfn);
             }
@@ -202,9 +305,15 @@ impl Buddy<'_> {
         let Some((current, fallback_mt, can_steal)) = found else {
             return false;
         };
-        let pfn = self.area.free_list[current as usize][fallback_mt as usize]
-            .first()
-            .expect("find_suitable_fallback saw a block");
+        let list = &self.area.free_list[current as usize][fallback_mt as usize];
+        let Some(pfn) = list.first() else {
+            return false;
+        };
+        if !self.listed_block_ok(pfn, current, fallback_mt as usize) {
+            // Abandoned: the caller's next round looks at the other lists.
+            list.init();
+            return true;
+        }
         self.steal_suitable_fallback(pfn, current, start, can_steal);
         true
     }
@@ -240,6 +349,11 @@ impl Buddy<'_> {
             Some(counts) if counts.0 > 0 => counts,
             _ => return self.move_to_free_list(pfn, order, start),
         };
+        // The scan reaches the found block unless a corrupted page before it made it skip;
+        // the block itself must move, or the caller would find it again and again.
+        if self.map.page(pfn).pcp_migratetype() != start as u32 {
+            self.move_to_free_list(pfn, order, start);
+        }
         let alike_pages = if start == MigrateType::Movable {
             movable_pages
         } else if old_block_type == MigrateType::Movable {
@@ -266,8 +380,14 @@ impl Buddy<'_> {
         let mut cur = start;
         while cur < end {
             let page = self.map.page(cur);
+            let order = page.order();
             if page.is_buddy() {
-                let order = page.order();
+                if order > MAX_PAGE_ORDER || cur.trailing_zeros() < order {
+                    self.report
+                        .bad_page_state(cur, "PageBuddy with an order that cannot be");
+                    cur += 1;
+                    continue;
+                }
                 self.move_to_free_list(cur, order, mt);
                 free += 1 << order;
                 cur += 1 << order;
@@ -275,8 +395,11 @@ impl Buddy<'_> {
             }
             // The kernel counts PageLRU/__PageMovable pages, every page of a movable folio;
             // here, every page of a block allocated movable.
-            if page.refcount() > 0 && page.pcp_migratetype() == MigrateType::Movable as u32 {
-                let n = (1u64 << page.order()).min(end - cur);
+            if page.refcount() > 0
+                && page.pcp_migratetype() == MigrateType::Movable as u32
+                && order <= MAX_PAGE_ORDER
+            {
+                let n = (1u64 << order).min(end - cur);
                 movable += n;
                 cur += n;
                 continue;

@@ -40,7 +40,8 @@ pub enum CheckError {
         /// What is wrong.
         what: &'static str,
     },
-    /// A list that does not end (a cycle) or holds more than can exist.
+    /// A list with a broken link (outside `mem_map`, or not pointing back), or one that
+    /// does not end (a cycle) or holds more than can exist.
     ListCorrupt {
         /// The zone.
         zone: &'static str,
@@ -138,7 +139,7 @@ impl fmt::Display for CheckError {
             CheckError::Misaligned { pfn, order } => write!(f, "free block at pfn {pfn:#x} misaligned for order {order}"),
             CheckError::WrongZone { pfn, zone } => write!(f, "free block at pfn {pfn:#x} outside zone {zone}"),
             CheckError::BadListedPage { pfn, what } => write!(f, "listed block at pfn {pfn:#x}: {what}"),
-            CheckError::ListCorrupt { zone, order } => write!(f, "zone {zone} order {order}: free list corrupt (cycle)"),
+            CheckError::ListCorrupt { zone, order } => write!(f, "zone {zone} order {order}: list corrupt (a link outside mem_map, not pointing back, or a cycle)"),
             CheckError::NrFreeMismatch { zone, order, listed, recorded } => write!(
                 f,
                 "zone {zone} order {order}: {listed} blocks listed, nr_free says {recorded}"
@@ -315,16 +316,12 @@ impl<P: Platform> Mm<P> {
         for order in 0..crate::addr::NR_PAGE_ORDERS as u32 {
             let mut listed = 0;
             for mt in 0..MIGRATE_TYPES {
-                for (seen, pfn) in area.free_list[order as usize][mt]
-                    .iter(&self.mem_map)
-                    .enumerate()
-                {
-                    if seen as u64 > zone.spanned_pages {
-                        return Err(CheckError::ListCorrupt {
-                            zone: zone.name(),
-                            order,
-                        });
-                    }
+                let list = &area.free_list[order as usize][mt];
+                for pfn in list.iter_checked(&self.mem_map, zone.spanned_pages) {
+                    let pfn = pfn.map_err(|_| CheckError::ListCorrupt {
+                        zone: zone.name(),
+                        order,
+                    })?;
                     self.check_listed_block(zone, pfn, order, mt)?;
                     listed += 1;
                 }
@@ -404,13 +401,11 @@ impl<P: Platform> Mm<P> {
         let mut counted = 0u64;
         for pindex in 0..NR_PCP_LISTS {
             let order = pindex_to_order(pindex);
-            for (seen, pfn) in pcp.lists[pindex].iter(&self.mem_map).enumerate() {
-                if seen as u64 > zone.spanned_pages {
-                    return Err(CheckError::ListCorrupt {
-                        zone: zone.name(),
-                        order,
-                    });
-                }
+            for pfn in pcp.lists[pindex].iter_checked(&self.mem_map, zone.spanned_pages) {
+                let pfn = pfn.map_err(|_| CheckError::ListCorrupt {
+                    zone: zone.name(),
+                    order,
+                })?;
                 let page = self.mem_map.page(pfn);
                 if page.flags() & PG_PCP == 0 || page.order() != order {
                     return Err(CheckError::BadListedPage {
@@ -474,6 +469,12 @@ impl<P: Platform> Mm<P> {
                 });
             }
             let n = 1u64 << order;
+            if !zone.spans(pfn + n - 1) {
+                return Err(CheckError::BadPage {
+                    pfn,
+                    what: "block head whose order reaches past its zone",
+                });
+            }
             if page.is_buddy() {
                 c.buddy_blocks += 1;
                 c.free += n;

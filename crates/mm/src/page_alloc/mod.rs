@@ -8,7 +8,13 @@
 //!   after the kernel's.
 //! * [`slowpath`]: direct reclaim, retries and the allocation-failure report.
 //! * [`check`]: the invariant checker.
-#![allow(unsafe_code)] // TODO(door): convert this module to crate::mem and drop this.
+//!
+//! Everything the allocator keeps in simulated RAM (`struct page`, the per-CPU lists and
+//! counters, the pageblock flags) is checked where it is read: a PFN taken from a list
+//! must be a block of that list in the zone, a count or factor is used with saturating
+//! arithmetic, a list link must point back. What fails is reported as the kernel reports
+//! it (`list_del corruption`, `BUG: Bad page state`) and the operation goes on without
+//! that block; page contents are written through the door.
 
 pub mod buddy;
 pub mod check;
@@ -32,7 +38,7 @@ use crate::mm_types::{Page, PG_HEAD, PG_PCP, PG_TAIL};
 use crate::platform::Platform;
 use crate::vmstat::VmEvents;
 use crate::Mm;
-use buddy::{Buddy, Fpi};
+use buddy::{list_add_or_restart, Buddy, CorruptionReport, Fpi};
 use pcp::{order_to_pindex, pcp_allowed_order, pindex_to_order, NR_PCP_LISTS};
 
 bitflags::bitflags! {
@@ -685,14 +691,43 @@ impl<P: Platform> Mm<P> {
                 mt,
                 flags,
             );
-            pcp.count.store(pcp.count() + (got << order), Relaxed);
+            pcp.count
+                .store(pcp.count().wrapping_add(got << order), Relaxed);
         }
-        let pfn = list.pop_front(&self.mem_map);
+        let pfn = match list.try_pop_front(&self.mem_map) {
+            Ok(pfn) => pfn,
+            Err(e) => {
+                self.report_list_corruption(&e);
+                list.init();
+                None
+            }
+        };
+        let pfn = pfn.filter(|&pfn| self.pcp_block_ok(zone, pfn, order));
         if pfn.is_some() {
-            pcp.count.store(pcp.count() - (1 << order), Relaxed);
+            pcp.count
+                .store(pcp.count().saturating_sub(1 << order), Relaxed);
         }
         pcp.lock.unlock();
         pfn
+    }
+
+    /// Is `pfn`, taken off a per-CPU list of `order` for `zone`, such a block: inside the
+    /// zone, aligned, marked as on a per-CPU list with that order? One that is not is
+    /// reported (`bad_page()` from `check_new_pages()` / `free_pcppages_bulk()`) and
+    /// dropped.
+    #[inline]
+    fn pcp_block_ok(&self, zone: &Zone, pfn: u64, order: u32) -> bool {
+        let ok = zone.spans(pfn)
+            && pfn.trailing_zeros() >= order
+            && zone.spans(pfn + (1 << order) - 1)
+            && self
+                .mem_map
+                .get(pfn)
+                .is_some_and(|p| p.flags() & PG_PCP != 0 && p.order() == order);
+        if !ok {
+            self.bad_page_state(pfn, "per-CPU list entry is not a block of the list's order");
+        }
+        ok
     }
 
     /// `rmqueue_bulk()`: move up to `count` blocks from the buddy lists to a per-CPU list.
@@ -718,7 +753,7 @@ impl<P: Platform> Mm<P> {
             page.set_flags(PG_PCP);
             page.set_pcp_migratetype(mt as u32);
             page.set_order(order);
-            pcp.lists[pindex].push_back(&self.mem_map, pfn);
+            list_add_or_restart(self, &self.mem_map, &pcp.lists[pindex], pfn, true);
             got += 1;
         }
         got
@@ -772,15 +807,12 @@ impl<P: Platform> Mm<P> {
     /// here is simply physical memory).
     pub(crate) fn clear_pages(&self, pfn: u64, n: u64) {
         let phys = Pfn(pfn).phys().0;
-        // SAFETY: the pages were just taken from the free lists, so they are RAM that
-        // nobody else uses; `phys_mem` covers all RAM (the `Platform` contract).
-        unsafe {
-            core::ptr::write_bytes(
-                self.platform.phys_mem().add(phys as usize),
-                0,
-                (n as usize) * PAGE_SIZE,
-            )
-        };
+        let len = n.saturating_mul(PAGE_SIZE as u64);
+        if let Err(e) = self.ram().fill(phys, 0, len) {
+            // A block over a hole: the kernel's store would fault in the direct map.
+            let va = self.layout.page_offset.wrapping_add(e.addr);
+            self.bad_page_fault(va, true);
+        }
     }
 
     /// `reserve_highatomic_pageblock()`: after a high-order atomic allocation succeeds,
@@ -880,7 +912,7 @@ impl<P: Platform> Mm<P> {
             Some(FreeError::TailPage(Pfn(pfn)))
         } else if page.refcount() == 0 {
             Some(FreeError::AlreadyFree(Pfn(pfn)))
-        } else if page.order() != order {
+        } else if page.order() != order || !self.block_in_one_zone(pfn, order) {
             Some(FreeError::WrongOrder {
                 pfn: Pfn(pfn),
                 freed: order,
@@ -898,10 +930,36 @@ impl<P: Platform> Mm<P> {
         }
     }
 
+    /// Is the block of `2^order` pages at `pfn` aligned to its order and inside one zone?
+    fn block_in_one_zone(&self, pfn: u64, order: u32) -> bool {
+        pfn.trailing_zeros() >= order
+            && self
+                .zone_of_pfn(pfn)
+                .is_some_and(|z| z.spans(pfn + (1 << order) - 1))
+    }
+
     /// `bad_page()`: the kernel's report of a page in a state it should not be in.
     fn bad_page(&self, pfn: u64, err: &FreeError) {
+        self.bad_page_state(pfn, err.reason());
+    }
+
+    /// `bad_page(page, reason)` (`mm/page_alloc.c`, 6.6): `BUG: Bad page state`, the
+    /// `dump_page()` lines, and taint `B`. For a PFN without a descriptor only the first
+    /// line and the reason are printed.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn bad_page_state(&self, pfn: u64, reason: &str) {
         VmEvents::add(&self.events.bug_bad_page, 1);
-        let page = self.mem_map.page(pfn);
+        self.add_taint(crate::report::taint::BAD_PAGE);
+        let Some(page) = self.mem_map.get(pfn) else {
+            self.printk(format_args!(
+                "BUG: Bad page state in process {}  pfn:{:05x}",
+                self.platform.current_comm(),
+                pfn
+            ));
+            self.printk(format_args!("page dumped because: {reason}"));
+            return;
+        };
         self.printk(format_args!(
             "BUG: Bad page state in process {}  pfn:{:05x}",
             self.platform.current_comm(),
@@ -929,7 +987,7 @@ impl<P: Platform> Mm<P> {
                 JoinBar(&flags[..n])
             )),
         }
-        self.printk(format_args!("page dumped because: {}", err.reason()));
+        self.printk(format_args!("page dumped because: {reason}"));
     }
 
     /// Reset the descriptors of an allocation about to be freed (compound tails, owner
@@ -947,7 +1005,9 @@ impl<P: Platform> Mm<P> {
 
     /// `free_one_page()`: straight to the buddy lists under the zone lock.
     fn free_one_page(&self, pfn: u64, order: u32, mt: MigrateType) {
-        let zone = self.zone_of_pfn(pfn).expect("freed page lies in a zone");
+        let Some(zone) = self.zone_of_pfn(pfn) else {
+            return self.bad_page_state(pfn, "freed page lies in no zone");
+        };
         let mut locked = self.zone_lock(zone);
         locked.buddy().free_one_page(pfn, order, mt, Fpi::None);
     }
@@ -960,7 +1020,9 @@ impl<P: Platform> Mm<P> {
             MigrateType::HighAtomic => MigrateType::Movable,
             other => other,
         };
-        let zone = self.zone_of_pfn(pfn).expect("freed page lies in a zone");
+        let Some(zone) = self.zone_of_pfn(pfn) else {
+            return self.bad_page_state(pfn, "freed page lies in no zone");
+        };
         let pcp = &self.percpu.get(cpu).pcp[zone.idx];
         if !pcp.lock.try_lock(cpu) {
             return self.free_one_page(pfn, order, mt);
@@ -984,8 +1046,8 @@ impl<P: Platform> Mm<P> {
         page.set_flags(PG_PCP);
         page.set_pcp_migratetype(block_mt as u32);
         page.set_order(order);
-        pcp.lists[pindex].push_front(&self.mem_map, pfn);
-        let count = pcp.count() + (1 << order);
+        list_add_or_restart(self, &self.mem_map, &pcp.lists[pindex], pfn, false);
+        let count = pcp.count().saturating_add(1 << order);
         pcp.count.store(count, Relaxed);
         let free_high = pcp.free_factor.load(Relaxed) > 0
             && order > 0
@@ -998,7 +1060,8 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `free_pcppages_bulk()`: give `count` pages back to the buddy lists, round-robin over
-    /// the lists starting with `pindex`, coldest (tail) pages first.
+    /// the lists starting with `pindex`, coldest (tail) pages first. The count is read
+    /// from RAM: once every list is empty the walk stops and the count is set to 0.
     fn free_pcppages_bulk(&self, zone: &Zone, count: u32, pcp: &PerCpuPages, pindex: usize) {
         let mut count = count.min(pcp.count()) as i64;
         if count <= 0 {
@@ -1007,16 +1070,19 @@ impl<P: Platform> Mm<P> {
         let mut locked = self.zone_lock(zone);
         let mut buddy = locked.buddy();
         let (mut min_pindex, mut max_pindex) = (0usize, NR_PCP_LISTS - 1);
-        let mut pindex = pindex as isize - 1;
+        let mut pindex = pindex.min(NR_PCP_LISTS - 1) as isize - 1;
         while count > 0 {
-            let list = loop {
+            let found = loop {
+                if min_pindex > max_pindex {
+                    break None;
+                }
                 pindex += 1;
                 if pindex as usize > max_pindex {
                     pindex = min_pindex as isize;
                 }
                 let list = &pcp.lists[pindex as usize];
                 if !list.is_empty() {
-                    break list;
+                    break Some(list);
                 }
                 if pindex as usize == max_pindex {
                     max_pindex = max_pindex.saturating_sub(1);
@@ -1025,15 +1091,30 @@ impl<P: Platform> Mm<P> {
                     min_pindex += 1;
                 }
             };
+            let Some(list) = found else {
+                // Every list is empty although the count said otherwise.
+                pcp.count.store(0, Relaxed);
+                return;
+            };
             let order = pindex_to_order(pindex as usize);
             let nr_pages = 1i64 << order;
             while count > 0 {
-                let Some(pfn) = list.pop_back(&self.mem_map) else {
-                    break;
+                let pfn = match list.try_pop_back(&self.mem_map) {
+                    Ok(Some(pfn)) => pfn,
+                    Ok(None) => break,
+                    Err(e) => {
+                        self.report_list_corruption(&e);
+                        list.init();
+                        break;
+                    }
                 };
-                let mt = MigrateType::from_index(self.mem_map.page(pfn).pcp_migratetype() as usize);
                 count -= nr_pages;
-                pcp.count.store(pcp.count() - nr_pages as u32, Relaxed);
+                pcp.count
+                    .store(pcp.count().saturating_sub(nr_pages as u32), Relaxed);
+                if !self.pcp_block_ok(zone, pfn, order) {
+                    continue;
+                }
+                let mt = MigrateType::from_index(self.mem_map.page(pfn).pcp_migratetype() as usize);
                 buddy.free_one_page(pfn, order, mt, Fpi::None);
             }
         }
@@ -1069,9 +1150,8 @@ impl<P: Platform> Mm<P> {
             return Err(AllocError::HighMemHasNoAddress);
         }
         let page = self.alloc_pages(gfp, order)?;
-        Ok(self
-            .page_address(page)
-            .expect("a page below HighMem is in the direct map"))
+        self.page_address(page)
+            .ok_or(AllocError::HighMemHasNoAddress)
     }
 
     /// `get_zeroed_page()`.
@@ -1088,11 +1168,15 @@ impl<P: Platform> Mm<P> {
         self.__free_pages(page, order)
     }
 
-    /// `page_to_pfn()`.
+    /// `page_to_pfn()`. A descriptor that is not in `mem_map` (the scratch one that a
+    /// lookup past it returned) has no PFN: it gets [`INVALID_PFN`], which no check
+    /// accepts and whose address the door refuses, and the fault is recorded for the
+    /// next report.
     pub fn page_to_pfn(&self, page: &Page) -> Pfn {
-        self.mem_map
-            .pfn_of(page)
-            .expect("struct page from this mem_map")
+        self.mem_map.pfn_of(page).unwrap_or_else(|| {
+            self.mem_map.page(INVALID_PFN.0);
+            INVALID_PFN
+        })
     }
 
     /// `pfn_to_page()`, refusing PFNs that `pfn_valid()` refuses.
@@ -1126,8 +1210,11 @@ impl<P: Platform> Mm<P> {
     /// `page_zone()`.
     pub fn page_zone(&self, page: &Page) -> &Zone {
         let pfn = self.page_to_pfn(page);
-        self.zone_of_pfn(pfn.0)
-            .expect("every valid page lies in a zone")
+        self.zone_of_pfn(pfn.0).unwrap_or_else(|| {
+            // Only a foreign descriptor lies in no zone (its fault is recorded).
+            self.mem_map.page(INVALID_PFN.0);
+            &self.zones[0]
+        })
     }
 
     /// The kernel virtual address of a page's descriptor (what `struct page *` holds):
@@ -1135,8 +1222,15 @@ impl<P: Platform> Mm<P> {
     pub fn struct_page_address(&self, page: &Page) -> VirtAddr {
         let base = self.mem_map_phys();
         let pfn = self.page_to_pfn(page).0;
-        let off = (pfn - self.mem_map.base_pfn) * core::mem::size_of::<Page>() as u64;
-        VirtAddr(self.layout.page_offset + base.0 + off)
+        let off = pfn
+            .wrapping_sub(self.mem_map.base_pfn)
+            .wrapping_mul(core::mem::size_of::<Page>() as u64);
+        VirtAddr(
+            self.layout
+                .page_offset
+                .wrapping_add(base.0)
+                .wrapping_add(off),
+        )
     }
 
     /// The descriptor at a `struct page *` address, if it is one.
@@ -1194,6 +1288,9 @@ impl<P: Platform> Mm<P> {
                 allocated: page.order(),
             });
         }
+        if order > MAX_PAGE_ORDER || !self.block_in_one_zone(pfn.0, order) {
+            return Err(FreeError::OrderTooLarge(order));
+        }
         let mt = page.pcp_migratetype();
         for p in pfn.0..pfn.0 + (1 << order) {
             let sub = self.mem_map.page(p);
@@ -1222,10 +1319,35 @@ impl<P: Platform> Mm<P> {
         };
         for (order, lists) in area.free_list.iter().enumerate() {
             for (mt, list) in lists.iter().enumerate() {
-                snap.per_type[mt][order] = list.iter(&self.mem_map).count() as u64;
+                // Bounded by the zone's pages; a broken link ends the count, reported.
+                let mut n = 0;
+                for pfn in list.iter_checked(&self.mem_map, zone.spanned_pages) {
+                    match pfn {
+                        Ok(_) => n += 1,
+                        Err(e) => {
+                            self.report_list_corruption(&e);
+                            break;
+                        }
+                    }
+                }
+                snap.per_type[mt][order] = n;
             }
         }
         snap
+    }
+}
+
+/// The PFN [`Mm::page_to_pfn`] gives a descriptor that is not in `mem_map`: past any
+/// physical address, so that the door refuses its frame and `pfn_valid()` fails.
+pub const INVALID_PFN: Pfn = Pfn(u64::MAX >> crate::addr::PAGE_SHIFT);
+
+impl<P: Platform> CorruptionReport for Mm<P> {
+    fn list_corruption(&self, c: &crate::memory_model::ListCorruption) {
+        self.report_list_corruption(c);
+    }
+
+    fn bad_page_state(&self, pfn: u64, reason: &str) {
+        Mm::bad_page_state(self, pfn, reason);
     }
 }
 
@@ -1262,6 +1384,7 @@ impl<P: Platform> ZoneLocked<'_, P> {
             blocks: &self.mm.pageblocks,
             zone: self.zone,
             area: &mut self.guard,
+            report: self.mm,
         }
     }
 }

@@ -106,7 +106,7 @@ impl PerCpuPages {
         let factor = self.free_factor.load(Relaxed);
         let scaled = batch.checked_shl(factor).unwrap_or(u32::MAX);
         if scaled < max_nr_free {
-            self.free_factor.store(factor + 1, Relaxed);
+            self.free_factor.store(factor.saturating_add(1), Relaxed);
         }
         scaled.clamp(min_nr_free, max_nr_free.max(min_nr_free))
     }

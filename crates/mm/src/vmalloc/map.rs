@@ -8,12 +8,16 @@
 //! kernel keeps them; each is counted in `NR_PAGETABLE`. Mapping flushes nothing (a
 //! not-present entry is never cached by a TLB); unmapping leaves the flush to the caller
 //! (`*_noflush`), which is what lets vmalloc defer it.
+//!
+//! Every entry a walk follows is read and checked by [`Mm::pt_entry`]: a corrupted entry
+//! (reserved bits, not a kernel table, a frame outside RAM, a table outside RAM) has been
+//! reported as an oops when it returns, and the walk fails or skips it.
 
 use core::sync::atomic::Ordering::Relaxed;
 
 use super::VmallocError;
 use crate::addr::{Pfn, PhysAddr, PAGE_SHIFT};
-use crate::arch::pgtable::{PgProt, _KERNPG_TABLE, _PAGE_PRESENT, _PAGE_PSE};
+use crate::arch::pgtable::{PgProt, PtBad, PtEntry, _KERNPG_TABLE, _PAGE_PRESENT, _PAGE_PSE};
 use crate::gfp::Gfp;
 use crate::platform::Platform;
 use crate::Mm;
@@ -66,28 +70,24 @@ impl<P: Platform> Mm<P> {
         prot: PgProt,
     ) -> Result<(), VmallocError> {
         let mode = self.paging();
+        let corrupt = |_| VmallocError::MapFailed(va);
         let mut table = self.kernel_pgd();
         for level in 0..leaf {
-            let idx = mode.levels[level].index(va);
-            let entry = self.read_pt_entry(table, idx);
-            table = if entry & _PAGE_PRESENT == 0 {
-                self.pte_alloc_kernel(table, idx)?
-            } else if mode.is_leaf(level, entry) {
+            table = match self.pt_entry(table, level, va).map_err(corrupt)? {
+                PtEntry::None => self.pte_alloc_kernel(table, mode.levels[level].index(va))?,
                 // A large mapping is in the way: vmalloc space never has one that is not
                 // its own, and an area's range was unmapped before it was reused.
-                return Err(VmallocError::MapFailed(va));
-            } else {
-                PhysAddr(mode.entry_frame(level, entry))
+                PtEntry::Leaf { .. } => return Err(VmallocError::MapFailed(va)),
+                PtEntry::Table(next) => next,
             };
         }
         let idx = mode.levels[leaf].index(va);
-        let old = self.read_pt_entry(table, idx);
-        if old & _PAGE_PRESENT != 0 {
-            if leaf + 1 < mode.levels.len() && !mode.is_leaf(leaf, old) {
-                // vmap_try_huge_pmd(): pmd_free_pte_page() frees the empty PTE table that
-                // an earlier small mapping left here, then the PMD maps the huge page.
-                self.free_pte_table(table, idx, va, mode.entry_frame(leaf, old))?;
-            } else {
+        match self.pt_entry(table, leaf, va).map_err(corrupt)? {
+            PtEntry::None => {}
+            // vmap_try_huge_pmd(): pmd_free_pte_page() frees the empty PTE table that an
+            // earlier small mapping left here, then the PMD maps the huge page.
+            PtEntry::Table(pte_table) => self.free_pte_table(table, idx, va, pte_table.0)?,
+            PtEntry::Leaf { .. } => {
                 self.printk(format_args!(
                     "WARNING: mm/vmalloc.c vmap_pte_range: !pte_none(ptep_get(pte)) at {va:#x}"
                 ));
@@ -158,19 +158,19 @@ impl<P: Platform> Mm<P> {
                 .checked_add(span)
                 .map_or(end, |n| n.min(end));
             let idx = mode.levels[level].index(va);
-            let entry = self.read_pt_entry(table, idx);
-            if entry & _PAGE_PRESENT != 0 {
-                if mode.is_leaf(level, entry) {
+            match self.pt_entry(table, level, va) {
+                Ok(PtEntry::None) => {}
+                Ok(PtEntry::Leaf { .. }) => {
                     self.write_pt_entry(table, idx, 0);
                     cleared += 1;
-                } else {
-                    cleared += self.unmap_level(
-                        PhysAddr(mode.entry_frame(level, entry)),
-                        level + 1,
-                        va,
-                        next,
-                    );
                 }
+                Ok(PtEntry::Table(child)) => {
+                    cleared += self.unmap_level(child, level + 1, va, next);
+                }
+                // pXd_none_or_clear_bad(): a bad entry (reported) is cleared.
+                Err(bad) if bad.why != PtBad::TableNotRam => self.write_pt_entry(table, idx, 0),
+                // The table itself is not RAM: nothing here can be cleared.
+                Err(_) => return cleared,
             }
             va = next;
         }
@@ -184,37 +184,38 @@ impl<P: Platform> Mm<P> {
             return None;
         }
         let mut table = self.kernel_pgd();
-        for (level, l) in mode.levels.iter().enumerate() {
-            let entry = self.read_pt_entry(table, l.index(va));
-            if entry & _PAGE_PRESENT == 0 {
-                return None;
+        for level in 0..mode.levels.len() {
+            match self.pt_entry(table, level, va).ok()? {
+                PtEntry::None => return None,
+                PtEntry::Leaf { frame, size, entry } => {
+                    return Some(KernelMapping {
+                        phys: PhysAddr(frame.0 + (va & (size - 1))),
+                        page_size: size,
+                        entry,
+                    });
+                }
+                PtEntry::Table(next) => table = next,
             }
-            let frame = mode.entry_frame(level, entry);
-            if mode.is_leaf(level, entry) {
-                let size = l.entry_span();
-                return Some(KernelMapping {
-                    phys: PhysAddr(frame + (va & (size - 1))),
-                    page_size: size,
-                    entry,
-                });
-            }
-            table = PhysAddr(frame);
         }
         None
     }
 
     /// The tables `va`'s walk passes through, top first (for `info`: which page-table
-    /// pages an area uses). Stops at a leaf or a missing entry.
+    /// pages an area uses). Stops at a leaf, a missing entry or a corrupted one (shown,
+    /// then reported by [`Mm::pt_entry`]).
     pub fn kernel_walk_tables(&self, va: u64, f: &mut dyn FnMut(usize, PhysAddr, u64)) {
         let mode = self.paging();
         let mut table = self.kernel_pgd();
         for (level, l) in mode.levels.iter().enumerate() {
-            let entry = self.read_pt_entry(table, l.index(va));
-            f(level, table, entry);
-            if entry & _PAGE_PRESENT == 0 || mode.is_leaf(level, entry) {
+            let Ok(entry) = self.peek_pt_entry(table, l.index(va)) else {
+                let _ = self.pt_entry(table, level, va);
                 return;
+            };
+            f(level, table, entry);
+            match self.pt_entry(table, level, va) {
+                Ok(PtEntry::Table(next)) => table = next,
+                _ => return,
             }
-            table = PhysAddr(mode.entry_frame(level, entry));
         }
     }
 
@@ -243,21 +244,15 @@ impl<P: Platform> Mm<P> {
         let mut tables = 0;
         let mut va = start & !(span - 1);
         while va < end {
-            let entry = self.read_pt_entry(table, l.index(va));
-            if entry & _PAGE_PRESENT != 0 {
-                let frame = mode.entry_frame(level, entry);
-                if mode.is_leaf(level, entry) {
-                    leaf(va, frame, span);
-                } else {
+            match self.pt_entry(table, level, va) {
+                Ok(PtEntry::Leaf { frame, .. }) => leaf(va, frame.0, span),
+                Ok(PtEntry::Table(child)) => {
                     let child_end = va.checked_add(span).map_or(end, |e| e.min(end));
-                    tables += 1 + self.walk_level(
-                        PhysAddr(frame),
-                        level + 1,
-                        va.max(start),
-                        child_end,
-                        leaf,
-                    );
+                    tables += 1 + self.walk_level(child, level + 1, va.max(start), child_end, leaf);
                 }
+                Ok(PtEntry::None) => {}
+                // Reported (an oops): the walk of this table ends there.
+                Err(_) => return tables,
             }
             match va.checked_add(span) {
                 Some(n) => va = n,
