@@ -203,7 +203,9 @@ impl<P: Platform> Mm<P> {
         let page = self.mem_map.get(pfn)?;
         let objects = SlabCounters::unpack(page.word()).objects as u64;
         let order = page.order();
-        let end = off.wrapping_add(size).wrapping_add(s.red_left_pad() as u64);
+        // Object `idx` fills `[idx * size, (idx + 1) * size)` of the slab (its left red
+        // zone first).
+        let end = off.wrapping_add(size);
         (idx.wrapping_mul(size) == off
             && idx < objects
             && order <= crate::addr::MAX_PAGE_ORDER
