@@ -173,7 +173,8 @@ fn kfree_of_an_address_inside_an_object_is_refused() {
                     assert!(
                         console
                             .iter()
-                            .any(|l| l.starts_with("BUG ") && l.contains("): Invalid object pointer")),
+                            .any(|l| l.starts_with("BUG ")
+                                && l.contains("): Invalid object pointer")),
                         "{console:?}"
                     );
                 }
@@ -261,7 +262,8 @@ fn double_kfree_with_slab_debug_f_reports_object_already_free() {
         assert!(
             console
                 .iter()
-                .any(|l| l.starts_with(&format!("BUG {class} (")) && l.ends_with("): Object already free")),
+                .any(|l| l.starts_with(&format!("BUG {class} ("))
+                    && l.ends_with("): Object already free")),
             "{console:?}"
         );
         check(m.mm());

@@ -734,12 +734,10 @@ impl<P: Platform> Mm<P> {
         let c = self.slab_counters(pfn);
         let va = self.object_at(s, pfn, c.freelist);
         let next = self.get_freepointer(s, va)?;
-        let next_idx = self
-            .fl_idx(s, pfn, next)
-            .ok_or(SlabError::Corrupted {
-                addr: va,
-                what: "a new slab's freelist leaves it",
-            })?;
+        let next_idx = self.fl_idx(s, pfn, next).ok_or(SlabError::Corrupted {
+            addr: va,
+            what: "a new slab's freelist leaves it",
+        })?;
         page.set_word(
             crate::slab::slub::SlabCounters {
                 freelist: next_idx,

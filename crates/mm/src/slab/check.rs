@@ -145,7 +145,10 @@ impl<P: Platform> Mm<P> {
                 if seen > n.nr_slabs.load(Relaxed) {
                     return Err(self.check_err(s, cur - 1, "CPU partial list does not end"));
                 }
-                let next = self.mem_map.get(cur - 1).map_or(crate::mm_types::NIL, |p| p.next());
+                let next = self
+                    .mem_map
+                    .get(cur - 1)
+                    .map_or(crate::mm_types::NIL, |p| p.next());
                 cur = if next == crate::mm_types::NIL {
                     0
                 } else {
@@ -208,9 +211,9 @@ impl<P: Platform> Mm<P> {
                     pfn: 0,
                     what: "slab page points at no live cache",
                 })?;
-            let n = self
-                .get_node_quiet(s)
-                .ok_or_else(|| self.check_err(s, 0, "kmem_cache.node is no kmem_cache_node object"))?;
+            let n = self.get_node_quiet(s).ok_or_else(|| {
+                self.check_err(s, 0, "kmem_cache.node is no kmem_cache_node object")
+            })?;
             if n.nr_slabs.load(Relaxed) != slabs || n.total_objects.load(Relaxed) != objects {
                 return Err(self.check_err(s, 0, "node slab or object counts differ from mem_map"));
             }

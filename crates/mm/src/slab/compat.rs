@@ -26,15 +26,10 @@ impl<P: Platform> Mm<P> {
     pub(crate) fn kernel_struct<T>(&self, va: u64) -> &T {
         const { assert!(core::mem::size_of::<T>() <= SCRATCH_BYTES) };
         const { assert!(core::mem::align_of::<T>() <= 64) };
-        let phys = self
-            .layout
-            .virt_to_phys(va)
-            .filter(|&phys| {
-                phys.is_multiple_of(core::mem::align_of::<T>() as u64)
-                    && self
-                        .ram()
-                        .is_ram(phys, core::mem::size_of::<T>() as u64)
-            });
+        let phys = self.layout.virt_to_phys(va).filter(|&phys| {
+            phys.is_multiple_of(core::mem::align_of::<T>() as u64)
+                && self.ram().is_ram(phys, core::mem::size_of::<T>() as u64)
+        });
         match phys {
             // SAFETY: in RAM (checked) and aligned; `T` is one of vmalloc's all-atomics
             // kernel structures, valid for any bit pattern.

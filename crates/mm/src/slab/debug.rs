@@ -372,7 +372,13 @@ impl<P: Platform> Mm<P> {
 
     /// The first (or, with `rev`, last) byte of `[start, start + len)` that is not
     /// `value`, read a chunk at a time through the door; `Err` if some of it is no RAM.
-    fn find_other_byte(&self, start: u64, len: u64, value: u8, rev: bool) -> Result<Option<u64>, ()> {
+    fn find_other_byte(
+        &self,
+        start: u64,
+        len: u64,
+        value: u8,
+        rev: bool,
+    ) -> Result<Option<u64>, ()> {
         const CHUNK: u64 = 256;
         let mut buf = [0u8; CHUNK as usize];
         let chunks = len.div_ceil(CHUNK);
@@ -569,8 +575,10 @@ impl<P: Platform> Mm<P> {
             );
             if let Some(n) = self.get_node_quiet(s) {
                 let delta = max_objects as i64 - c.objects as i64;
-                n.total_objects
-                    .store(n.total_objects.load(Relaxed).wrapping_add(delta as u64), Relaxed);
+                n.total_objects.store(
+                    n.total_objects.load(Relaxed).wrapping_add(delta as u64),
+                    Relaxed,
+                );
             }
             c.objects = max_objects;
             self.mem_map.page(pfn).set_word(c.pack());
@@ -749,10 +757,12 @@ impl<P: Platform> Mm<P> {
         object: u64,
         site: crate::slab::CallSite,
     ) -> Result<bool, SlabError> {
-        let idx = self.object_index(s, pfn, object).ok_or(SlabError::NotSlabObject(
-            crate::VirtAddr(object),
-            "not the start of an object",
-        ))?;
+        let idx = self
+            .object_index(s, pfn, object)
+            .ok_or(SlabError::NotSlabObject(
+                crate::VirtAddr(object),
+                "not the start of an object",
+            ))?;
         if s.flags().contains(SlabFlags::CONSISTENCY_CHECKS) {
             self.check_slab(s, pfn, self.slab_counters(pfn))?;
             if self.on_freelist(s, pfn, object) {

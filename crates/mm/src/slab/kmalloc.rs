@@ -512,7 +512,10 @@ impl<P: Platform> Mm<P> {
                 "inside a large kmalloc block, not at its start",
             ));
         }
-        Ok(KmallocObject::Large(head, self.large_kmalloc_order(head, addr)?))
+        Ok(KmallocObject::Large(
+            head,
+            self.large_kmalloc_order(head, addr)?,
+        ))
     }
 
     /// The order of the large kmalloc block headed by `pfn`, as its `struct page`s record
@@ -541,7 +544,10 @@ impl<P: Platform> Mm<P> {
             "mm/slab_common.c",
             FREE_LARGE_KMALLOC_WARN_LINE,
             "free_large_kmalloc",
-            format_args!("object pointer: {:#x} (order {order} disagrees with the block's pages)", addr.0),
+            format_args!(
+                "object pointer: {:#x} (order {order} disagrees with the block's pages)",
+                addr.0
+            ),
         );
         Err(SlabError::Corrupted {
             addr: self.pfn_struct_address(pfn),

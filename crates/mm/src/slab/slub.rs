@@ -136,7 +136,12 @@ impl<P: Platform> Mm<P> {
     /// `set_freepointer()` (its hardened `BUG_ON(object == fp)` is checked by the free
     /// paths before they get here: [`Mm::naive_double_free`]).
     #[inline]
-    pub(crate) fn set_freepointer(&self, s: &KmemCache, object: u64, fp: u64) -> Result<(), SlabError> {
+    pub(crate) fn set_freepointer(
+        &self,
+        s: &KmemCache,
+        object: u64,
+        fp: u64,
+    ) -> Result<(), SlabError> {
         let at = object.wrapping_add(s.fp_offset() as u64);
         self.store_word(at, Self::encode_fp(s, fp, at))
     }
@@ -308,7 +313,8 @@ impl<P: Platform> Mm<P> {
             self.drop_cpu_slab(c, true);
             return Err(e);
         }
-        self.next_free(s, pfn, object).inspect_err(|_| self.drop_cpu_slab(c, false))
+        self.next_free(s, pfn, object)
+            .inspect_err(|_| self.drop_cpu_slab(c, false))
     }
 
     // ----- slabs -------------------------------------------------------------------
@@ -514,9 +520,12 @@ impl<P: Platform> Mm<P> {
         let objects = SlabCounters::unpack(page.word()).objects as u64;
         let order = page.order().min(crate::addr::MAX_PAGE_ORDER);
         if let Some(n) = self.get_node_quiet(s) {
-            n.nr_slabs.store(n.nr_slabs.load(Relaxed).saturating_sub(1), Relaxed);
-            n.total_objects
-                .store(n.total_objects.load(Relaxed).saturating_sub(objects), Relaxed);
+            n.nr_slabs
+                .store(n.nr_slabs.load(Relaxed).saturating_sub(1), Relaxed);
+            n.total_objects.store(
+                n.total_objects.load(Relaxed).saturating_sub(objects),
+                Relaxed,
+            );
         }
         self.account_slab(s, 1 << order, false);
         if self.slab.config.init_on_free {
@@ -558,7 +567,8 @@ impl<P: Platform> Mm<P> {
         pfn: u64,
         take: bool,
     ) -> Result<u64, SlabError> {
-        self.slab_page_of(s, pfn).inspect_err(|_| self.drop_list(n, &n.partial))?;
+        self.slab_page_of(s, pfn)
+            .inspect_err(|_| self.drop_list(n, &n.partial))?;
         if !self.slab_list_del(s, n, &n.partial, pfn) {
             return Err(SlabError::Corrupted {
                 addr: self.pfn_struct_address(pfn),
@@ -1086,7 +1096,11 @@ impl<P: Platform> Mm<P> {
                 self.unfreeze_partials(s, c);
             }
             None => {
-                self.slab_fault(s.cpu_slab.load(Relaxed), false, "kmem_cache.cpu_slab corrupted");
+                self.slab_fault(
+                    s.cpu_slab.load(Relaxed),
+                    false,
+                    "kmem_cache.cpu_slab corrupted",
+                );
             }
         }
         self.platform.local_irq_restore(flags);
@@ -1097,7 +1111,11 @@ impl<P: Platform> Mm<P> {
     pub(crate) fn flush_all(&self, s: &KmemCache) {
         for cpu in 0..self.platform.nr_cpus() {
             let Some(c) = self.cpu_slab(s, cpu) else {
-                self.slab_fault(s.cpu_slab.load(Relaxed), false, "kmem_cache.cpu_slab corrupted");
+                self.slab_fault(
+                    s.cpu_slab.load(Relaxed),
+                    false,
+                    "kmem_cache.cpu_slab corrupted",
+                );
                 return;
             };
             if c.slab.load(Relaxed) == 0 && c.partial.load(Relaxed) == 0 {
@@ -1127,7 +1145,12 @@ impl<P: Platform> Mm<P> {
             n.nr_partial
                 .store(n.nr_partial.load(Relaxed).saturating_sub(1), Relaxed);
             drop(guard);
-            freed += 1 << self.mem_map.page(pfn).order().min(crate::addr::MAX_PAGE_ORDER);
+            freed += 1
+                << self
+                    .mem_map
+                    .page(pfn)
+                    .order()
+                    .min(crate::addr::MAX_PAGE_ORDER);
             self.discard_slab(s, pfn);
         }
         freed

@@ -184,12 +184,22 @@ impl<P: Platform> Mm<P> {
 
     #[cold]
     #[inline(never)]
-    fn bad_counters(&self, s: &KmemCache, pfn: u64, c: SlabCounters, max: Option<u16>) -> SlabError {
+    fn bad_counters(
+        &self,
+        s: &KmemCache,
+        pfn: u64,
+        c: SlabCounters,
+        max: Option<u16>,
+    ) -> SlabError {
         let max = max.unwrap_or(0);
         if c.objects != max {
             self.slab_err(s, pfn, format_args!("objects {} > max {}", c.objects, max));
         } else if c.inuse > c.objects {
-            self.slab_err(s, pfn, format_args!("inuse {} > max {}", c.inuse, c.objects));
+            self.slab_err(
+                s,
+                pfn,
+                format_args!("inuse {} > max {}", c.inuse, c.objects),
+            );
         } else {
             self.slab_err(s, pfn, format_args!("Freepointer corrupt"));
         }
@@ -209,8 +219,10 @@ impl<P: Platform> Mm<P> {
         if let Some(n) = n {
             // The node counted the objects the slab had when it was made.
             let delta = objects as i64 - c.objects as i64;
-            n.total_objects
-                .store(n.total_objects.load(Relaxed).wrapping_add(delta as u64), Relaxed);
+            n.total_objects.store(
+                n.total_objects.load(Relaxed).wrapping_add(delta as u64),
+                Relaxed,
+            );
         }
         self.mem_map.page(pfn).set_word(
             SlabCounters {
@@ -273,11 +285,14 @@ impl<P: Platform> Mm<P> {
     ) -> bool {
         let entry = self.pfn_struct_address(pfn);
         // The list head's kernel address: inside the node structure.
-        let head = s.node.load(Relaxed).wrapping_add(if core::ptr::eq(list, &n.full) {
-            core::mem::offset_of!(KmemCacheNode, full)
-        } else {
-            core::mem::offset_of!(KmemCacheNode, partial)
-        } as u64);
+        let head = s
+            .node
+            .load(Relaxed)
+            .wrapping_add(if core::ptr::eq(list, &n.full) {
+                core::mem::offset_of!(KmemCacheNode, full)
+            } else {
+                core::mem::offset_of!(KmemCacheNode, partial)
+            } as u64);
         let addr = |p: u32| {
             if p == NIL {
                 head
