@@ -835,7 +835,7 @@ impl<P: Platform> Mm<P> {
     /// `kmem_cache_shrink()`: flush the per-CPU slabs and give every empty slab back to
     /// the page allocator. Returns the pages freed.
     pub fn kmem_cache_shrink(&self, r: KmemCacheRef) -> Result<u64, SlabError> {
-        let s = self.cache(r)?;
+        let s = self.api_cache(r)?;
         self.might_sleep()
             .map_err(|e| SlabError::Alloc(crate::AllocError::SleepInAtomic(e)))?;
         self.flush_all(s);
@@ -844,7 +844,7 @@ impl<P: Platform> Mm<P> {
 
     /// `kmem_cache_destroy()`: refused, with the kernel's report, while objects remain.
     pub fn kmem_cache_destroy(&self, r: KmemCacheRef) -> Result<(), SlabError> {
-        let s = self.cache(r)?;
+        let s = self.api_cache(r)?;
         self.might_sleep()
             .map_err(|e| SlabError::Alloc(crate::AllocError::SleepInAtomic(e)))?;
         if s.flags().contains(SlabFlags::KMALLOC)

@@ -501,6 +501,11 @@ impl<P: Platform> Mm<P> {
         let head = if page.is_tail() { page.word() } else { pfn };
         let hp = self.mem_map.page(head);
         if !hp.test(PG_LARGE_KMALLOC) || hp.refcount() == 0 {
+            if !hp.is_head() {
+                // kfree() of a page that is no slab goes to free_large_kmalloc(), whose
+                // `WARN_ON_ONCE(order == 0)` fires for a page that is no compound block.
+                self.warn_order_zero(addr);
+            }
             return Err(SlabError::NotSlabObject(
                 addr,
                 "not memory that kmalloc returned",
@@ -516,6 +521,23 @@ impl<P: Platform> Mm<P> {
             head,
             self.large_kmalloc_order(head, addr)?,
         ))
+    }
+
+    /// `free_large_kmalloc()`'s `WARN_ON_ONCE(order == 0)` and
+    /// `pr_warn_once("object pointer: 0x%p\n", object)`, once per boot.
+    #[cold]
+    #[inline(never)]
+    fn warn_order_zero(&self, addr: VirtAddr) {
+        if self.slab.large_kmalloc_warned.swap(true, Relaxed) {
+            return;
+        }
+        self.warn_report(
+            "mm/slab_common.c",
+            FREE_LARGE_KMALLOC_WARN_LINE,
+            "free_large_kmalloc",
+            format_args!(""),
+        );
+        self.printk(format_args!("object pointer: {:#x}", addr.0));
     }
 
     /// The order of the large kmalloc block headed by `pfn`, as its `struct page`s record
@@ -694,7 +716,7 @@ impl<P: Platform> Mm<P> {
         size: usize,
         gfp: Gfp,
     ) -> Result<VirtAddr, SlabError> {
-        let s = self.cache(r)?;
+        let s = self.api_cache(r)?;
         if size == 0 || size > s.object_size() as usize {
             return Err(SlabError::BadArgs(
                 "size must be 1 ..= the cache's object size",

@@ -332,6 +332,8 @@ pub struct SlabGlobals {
     /// The constructors, kept in the host: a `kmem_cache` in RAM holds only an index into
     /// this table, so a corrupted cache can never make the host call an arbitrary address.
     pub(crate) ctors: SpinLockIrq<CtorTable>,
+    /// `free_large_kmalloc()`'s `WARN_ON_ONCE` has fired.
+    pub(crate) large_kmalloc_warned: core::sync::atomic::AtomicBool,
 }
 
 /// The host-side constructor table: slot `i` belongs to the cache at kernel address
@@ -377,6 +379,7 @@ impl SlabGlobals {
                 owners: [0; MAX_CACHES],
                 ctors: [None; MAX_CACHES],
             }),
+            large_kmalloc_warned: core::sync::atomic::AtomicBool::new(false),
         }
     }
 }

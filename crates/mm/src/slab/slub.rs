@@ -1210,9 +1210,19 @@ impl<P: Platform> Mm<P> {
         gfp: Gfp,
         caller: crate::slab::CallSite,
     ) -> Result<VirtAddr, SlabError> {
-        let s = self.cache(r)?;
+        let s = self.api_cache(r)?;
         self.slab_alloc(s, gfp, caller, s.object_size())
             .map(VirtAddr)
+    }
+
+    /// The cache a caller names (`struct kmem_cache *s`): the kernel would use whatever
+    /// the pointer leads to, so one that is no live cache is the fault of using it, then
+    /// [`SlabError::BadCache`].
+    pub(crate) fn api_cache(&self, r: KmemCacheRef) -> Result<&KmemCache, SlabError> {
+        self.cache(r).map_err(|e| {
+            self.slab_fault(r.0, false, "not a live kmem_cache");
+            e
+        })
     }
 
     /// The `kmem_cache` and `kmem_cache_node` caches hold the allocator's own structures:
@@ -1276,7 +1286,7 @@ impl<P: Platform> Mm<P> {
         addr: VirtAddr,
         caller: crate::slab::CallSite,
     ) -> Result<(), SlabError> {
-        let s = self.cache(r)?;
+        let s = self.api_cache(r)?;
         let (pfn, page) = self.virt_to_slab(addr).ok_or(SlabError::NotSlabObject(
             addr,
             "not in a slab (kmem_cache_free of non-slab memory)",
