@@ -1219,9 +1219,8 @@ impl<P: Platform> Mm<P> {
     /// the pointer leads to, so one that is no live cache is the fault of using it, then
     /// [`SlabError::BadCache`].
     pub(crate) fn api_cache(&self, r: KmemCacheRef) -> Result<&KmemCache, SlabError> {
-        self.cache(r).map_err(|e| {
+        self.cache(r).inspect_err(|_| {
             self.slab_fault(r.0, false, "not a live kmem_cache");
-            e
         })
     }
 
