@@ -838,7 +838,7 @@ impl<P: Platform> Mm<P> {
         let s = self.api_cache(r)?;
         self.might_sleep()
             .map_err(|e| SlabError::Alloc(crate::AllocError::SleepInAtomic(e)))?;
-        self.flush_all(s);
+        self.flush_all(s)?;
         Ok(self.discard_empty_partials(s, 0))
     }
 
@@ -855,7 +855,7 @@ impl<P: Platform> Mm<P> {
                 "the kmalloc and boot caches are never destroyed",
             ));
         }
-        self.flush_all(s);
+        self.flush_all(s)?;
         self.discard_empty_partials(s, 0);
         let n = self.get_node(s)?;
         let remaining = n

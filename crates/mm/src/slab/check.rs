@@ -142,7 +142,7 @@ impl<P: Platform> Mm<P> {
             while cur != 0 {
                 self.check_slab_page(s, cur - 1, true)?;
                 seen += 1;
-                if seen > n.nr_slabs.load(Relaxed) {
+                if seen > n.nr_slabs.load(Relaxed).min(self.mem_map.len) {
                     return Err(self.check_err(s, cur - 1, "CPU partial list does not end"));
                 }
                 let next = self

@@ -705,7 +705,9 @@ impl<P: Platform> Mm<P> {
     ) -> Result<u64, SlabError> {
         self.check_geometry(s)?;
         let n = self.get_node(s)?;
-        loop {
+        // A new slab whose first object fails its checks is corrupted as soon as it is
+        // made: give up after a few rather than take memory forever.
+        for _ in 0..4 {
             {
                 let _guard = self.lock_node(n);
                 // Each slab tried either gives an object or leaves the partial list, so
@@ -727,6 +729,10 @@ impl<P: Platform> Mm<P> {
                 return Ok(object);
             }
         }
+        Err(SlabError::Corrupted {
+            addr: s.self_va.load(Relaxed),
+            what: "every new slab failed its checks",
+        })
     }
 
     /// `free_to_partial_list()` with `free_debug_processing()`: a free of a debug cache,

@@ -724,7 +724,10 @@ impl<P: Platform> Mm<P> {
                     c.partial.store(0, Relaxed);
                     c.partial_slabs.store(0, Relaxed);
                 })?;
+                // The link is cleared as the slab leaves the chain, so a chain that
+                // loops back (a corrupted link) cannot be walked twice.
                 let next = page.next();
+                page.set_next(crate::mm_types::NIL);
                 c.partial.store(
                     if next == crate::mm_types::NIL {
                         0
@@ -1108,15 +1111,14 @@ impl<P: Platform> Mm<P> {
 
     /// `flush_all()`: every CPU flushes its slab and partial slabs (on that CPU, as the
     /// kernel's IPI-driven work does).
-    pub(crate) fn flush_all(&self, s: &KmemCache) {
+    pub(crate) fn flush_all(&self, s: &KmemCache) -> Result<(), SlabError> {
         for cpu in 0..self.platform.nr_cpus() {
             let Some(c) = self.cpu_slab(s, cpu) else {
-                self.slab_fault(
+                return Err(self.slab_fault(
                     s.cpu_slab.load(Relaxed),
                     false,
                     "kmem_cache.cpu_slab corrupted",
-                );
-                return;
+                ));
             };
             if c.slab.load(Relaxed) == 0 && c.partial.load(Relaxed) == 0 {
                 continue;
@@ -1124,6 +1126,7 @@ impl<P: Platform> Mm<P> {
             self.platform
                 .run_on_cpu(cpu, &mut || self.flush_cpu_slab(s, cpu));
         }
+        Ok(())
     }
 
     /// Free the node's empty partial slabs beyond `keep`; returns the pages freed.
