@@ -311,12 +311,13 @@ fn slab_script_shows_debug_reports() {
     for needle in [
         "kmalloc-128 object",
         "large kmalloc: 131072 bytes",
-        "BUG demo (Not tainted): Left Redzone overwritten",
+        "BUG demo (",
+        "): Left Redzone overwritten",
         "First byte 0x41 instead of 0xcc",
         "FIX demo: Restoring Left Redzone",
         "Objects remaining in demo on __kmem_cache_shutdown()",
         "slab.kmem:18",
-        "naive double free",
+        "kernel BUG at mm/slub.c:",
         "slabinfo - version: 2.1",
     ] {
         assert!(text.contains(needle), "lacks {needle:?}:\n{text}");
@@ -344,8 +345,10 @@ fn ksize_and_info_in_json() {
 #[test]
 fn corrupted_free_pointer_is_reported_not_a_crash() {
     // A non-debug cache: free an object, overwrite its (hardened) free pointer, allocate
-    // twice: the chain is cut with a report instead of being followed.
-    let input = "c = kmem_cache_create plain 64\na = kmem_cache_alloc c GFP_KERNEL\nb = kmem_cache_alloc c GFP_KERNEL\nkmem_cache_free c b\nkmem_cache_free c a\npoke a 32 0xff\npoke a 33 0xff\nx = kmem_cache_alloc c GFP_KERNEL\ny = kmem_cache_alloc c GFP_KERNEL\n! poke 0xffff888000001000 0 1\n";
+    // twice: the first allocation hands out the object, the second follows the corrupted
+    // pointer and takes the kernel's general protection fault (an oops: the command fails)
+    // instead of the host following it.
+    let input = "c = kmem_cache_create plain 64\na = kmem_cache_alloc c GFP_KERNEL\nb = kmem_cache_alloc c GFP_KERNEL\nkmem_cache_free c b\nkmem_cache_free c a\npoke a 32 0xff\npoke a 33 0xff\nx = kmem_cache_alloc c GFP_KERNEL\n! y = kmem_cache_alloc c GFP_KERNEL\nz = kmem_cache_alloc c GFP_KERNEL\n! poke 0xffff888000001000 0 1\n";
     let o = kmemlab(&["shell"], Some(input));
     let text = stdout(&o);
     assert!(
@@ -354,13 +357,11 @@ fn corrupted_free_pointer_is_reported_not_a_crash() {
     );
     assert!(o.status.success(), "{text}");
     assert!(
-        text.contains("BUG plain (Not tainted): Freechain corrupt"),
+        text.contains("general protection fault, probably for non-canonical address")
+            || text.contains("BUG: unable to handle page fault for address"),
         "{text}"
     );
-    assert!(
-        text.contains("FIX plain: Isolate corrupted freechain"),
-        "{text}"
-    );
+    assert!(text.contains("z = 0xffff888"), "{text}");
     assert!(text.contains("boot-reserved kernel memory"), "{text}");
 }
 

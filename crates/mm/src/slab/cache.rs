@@ -1,9 +1,10 @@
 //! `struct kmem_cache`, `kmem_cache_node` and `kmem_cache_cpu`; object layout and slab
 //! order (`calculate_sizes`, `calculate_order`); creating, bootstrapping, shrinking and
 //! destroying caches (`mm/slub.c`, `mm/slab_common.c`).
-#![allow(unsafe_code)] // TODO(door): convert this module to crate::mem and drop this.
 
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+
+use zerocopy::FromZeros;
 
 use crate::addr::{fls, get_order, MAX_PAGE_ORDER, PAGE_ALLOC_COSTLY_ORDER, PAGE_SIZE};
 use crate::gfp::Gfp;
@@ -32,13 +33,19 @@ const MAGIC: u64 = 0x4b4d_454d_4341_4348;
 /// A constructor run on each object when its slab is created.
 pub type Ctor = fn(&mut [u8]);
 
+/// The largest object a cache with a constructor may have: the constructor works on a copy
+/// of the object in the host (`mm` has no heap, so the copy is a stack buffer of this size).
+pub const MAX_CTOR_OBJECT: usize = 8192;
+
 /// A handle to a cache: the kernel address of its `struct kmem_cache`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct KmemCacheRef(pub u64);
 
 /// `struct kmem_cache`, in a `kmem_cache` slab object. Every field is an atomic, as for
-/// `struct page`, so shared references into simulated memory are sound.
+/// `struct page`, so shared references into simulated memory are sound, and every bit
+/// pattern is a value (`FromBytes`): what RAM holds is checked, not trusted.
 #[repr(C, align(64))]
+#[derive(zerocopy::FromBytes)]
 pub struct KmemCache {
     magic: AtomicU64,
     /// This structure's own kernel address.
@@ -51,7 +58,9 @@ pub struct KmemCache {
     pub(crate) random: AtomicU64,
     /// The random freelist sequence (`s->random_seq`), a kmalloc'd u32 array, or 0.
     pub(crate) random_seq: AtomicU64,
-    pub(crate) ctor: AtomicUsize,
+    /// The constructor's slot in the host's table plus one (`SlabGlobals::ctors`), 0 for
+    /// none: never a code address.
+    pub(crate) ctor: AtomicU32,
     pub(crate) flags: AtomicU32,
     pub(crate) size: AtomicU32,
     pub(crate) object_size: AtomicU32,
@@ -73,6 +82,7 @@ pub struct KmemCache {
 
 /// `struct kmem_cache_node`: the node's partial (and, when debugging, full) slabs.
 #[repr(C, align(64))]
+#[derive(zerocopy::FromBytes)]
 pub struct KmemCacheNode {
     pub(crate) list_lock: TryLock,
     pub(crate) nr_partial: AtomicU64,
@@ -205,12 +215,11 @@ impl KmemCache {
     pub fn is_debug(&self) -> bool {
         self.flags().intersects(SlabFlags::DEBUG)
     }
-    /// `s->ctor`.
-    pub fn ctor(&self) -> Option<Ctor> {
-        let raw = self.ctor.load(Relaxed);
-        // SAFETY: `ctor` only ever holds 0 or a value stored from a `Ctor` in
-        // `kmem_cache_open`; this structure is in memory only the kernel writes.
-        (raw != 0).then(|| unsafe { core::mem::transmute::<usize, Ctor>(raw) })
+    /// Has the cache a constructor (`s->ctor != NULL`)? The constructor itself is looked up
+    /// in the host's table ([`Mm::cache_ctor`]).
+    #[inline]
+    pub fn has_ctor(&self) -> bool {
+        self.ctor.load(Relaxed) != 0
     }
     /// GFP flags for this cache's slabs (`s->allocflags`).
     pub fn allocflags(&self) -> Gfp {
@@ -372,68 +381,112 @@ fn cpu_partial_slabs(size: u32, objects: u32, debug: bool) -> u32 {
 }
 
 impl<P: Platform> Mm<P> {
-    /// The cache behind a handle, if it is a live cache.
+    /// The cache behind a handle, if it is a live cache: a `KmemCache` in the direct map
+    /// whose magic and self-address say so.
     #[inline]
     pub fn cache(&self, r: KmemCacheRef) -> Result<&KmemCache, SlabError> {
-        // Any aligned address below the end of RAM is inside the host mapping (holes
-        // included), so reading it is sound; the magic and self-address say if it is a cache.
-        let ram_end = (self.mem_map.base_pfn + self.mem_map.len) << crate::addr::PAGE_SHIFT;
-        let phys = self
-            .layout
-            .virt_to_phys(r.0)
-            .filter(|p| {
-                p.is_multiple_of(64) && p + (core::mem::size_of::<KmemCache>() as u64) <= ram_end
-            })
-            .ok_or(SlabError::BadCache(r.0))?;
-        let s = self.trusted_cache(phys);
+        let s: &KmemCache = self.kview(r.0).map_err(|_| SlabError::BadCache(r.0))?;
         if s.magic.load(Relaxed) != MAGIC || s.self_va.load(Relaxed) != r.0 {
             return Err(SlabError::BadCache(r.0));
         }
         Ok(s)
     }
 
-    /// The cache at physical address `phys`, which the caller knows to hold a
-    /// `KmemCache` (a kmalloc cache, or the `slab_cache` of a slab page).
+    /// `get_node(s, 0)`: the cache's `kmem_cache_node`, a pointer read from RAM. Once boot
+    /// is done it must be an object of the `kmem_cache_node` cache; anything else is the
+    /// fault the kernel would take following it.
     #[inline]
-    pub(crate) fn trusted_cache(&self, phys: u64) -> &KmemCache {
-        // SAFETY: `phys` is below the end of RAM, which the platform's mapping covers, and
-        // 64-byte aligned (callers guarantee it); every bit pattern is a valid
-        // `KmemCache` (all atomics).
-        unsafe { &*(self.platform.phys_mem().add(phys as usize) as *const KmemCache) }
+    pub(crate) fn get_node(&self, s: &KmemCache) -> Result<&KmemCacheNode, SlabError> {
+        let va = s.node.load(Relaxed);
+        match self.node_at(va) {
+            Some(n) => Ok(n),
+            None => Err(self.slab_fault(va, false, "kmem_cache_node pointer corrupted")),
+        }
     }
 
-    /// A reference to a structure of type `T` at kernel address `va` (which the caller
-    /// knows to be one: a `kmem_cache_node` this kernel allocated).
-    pub(crate) fn kernel_struct<T>(&self, va: u64) -> &T {
-        let phys = self
-            .layout
-            .virt_to_phys(va)
-            .expect("kernel structure in the direct map");
-        assert!(
-            (phys as usize).is_multiple_of(core::mem::align_of::<T>())
-                && self
-                    .memblock
-                    .is_memory(phys, phys + core::mem::size_of::<T>() as u64)
-        );
-        // SAFETY: in RAM (checked) and aligned; `T` is one of the all-atomics kernel
-        // structures, valid for any bit pattern.
-        unsafe { &*(self.platform.phys_mem().add(phys as usize) as *const T) }
+    /// [`Mm::get_node`] without a report (for fix-ups made while reporting something else).
+    pub(crate) fn get_node_quiet(&self, s: &KmemCache) -> Option<&KmemCacheNode> {
+        self.node_at(s.node.load(Relaxed))
     }
 
-    /// `get_node(s, 0)`.
-    #[inline]
-    pub(crate) fn get_node(&self, s: &KmemCache) -> &KmemCacheNode {
-        self.kernel_struct(s.node.load(Relaxed))
+    fn node_at(&self, va: u64) -> Option<&KmemCacheNode> {
+        let n = self.kview::<KmemCacheNode>(va).ok()?;
+        let node_cache = self.slab.kmem_cache_node.load(Relaxed);
+        if node_cache == 0 {
+            // Boot: the node caches are still being bootstrapped.
+            return Some(n);
+        }
+        let (pfn, page) = self.virt_to_slab(crate::VirtAddr(va))?;
+        let ns = self.cache(KmemCacheRef(node_cache)).ok()?;
+        (page.slab_cache() == node_cache && self.object_index(ns, pfn, va).is_some()).then_some(n)
     }
 
-    /// This CPU's `kmem_cache_cpu` of `s`.
+    /// `cpu`'s `kmem_cache_cpu` of `s`, if the cache's `cpu_slab` (read from RAM) describes
+    /// one inside the per-CPU areas.
     #[inline]
-    pub(crate) fn cpu_slab(&self, s: &KmemCache, cpu: usize) -> &KmemCacheCpu {
-        // TODO(door): a `cpu_slab` offset read back from a corrupted `kmem_cache` lands on
-        // the scratch structure; report it.
-        self.percpu
-            .dyn_get(cpu, s.cpu_slab_ptr())
-            .unwrap_or(&self.slab.scratch_cpu)
+    pub(crate) fn cpu_slab(&self, s: &KmemCache, cpu: usize) -> Option<&KmemCacheCpu> {
+        let ptr = s.cpu_slab_ptr();
+        if ptr.size as usize != core::mem::size_of::<KmemCacheCpu>() {
+            return None;
+        }
+        self.percpu.dyn_get(cpu, ptr)
+    }
+
+    /// This CPU's `kmem_cache_cpu` of `s` (`this_cpu_ptr(s->cpu_slab)`), or the fault the
+    /// kernel would take through a corrupted `cpu_slab`.
+    #[inline]
+    pub(crate) fn this_cpu_slab(&self, s: &KmemCache) -> Result<&KmemCacheCpu, SlabError> {
+        match self.cpu_slab(s, self.platform.smp_processor_id()) {
+            Some(c) => Ok(c),
+            None => Err(self.slab_fault(
+                s.cpu_slab.load(Relaxed),
+                false,
+                "kmem_cache.cpu_slab corrupted",
+            )),
+        }
+    }
+
+    /// The constructor of `s` from the host's table: `Ok(None)` for none, an error (the
+    /// kernel's fault on a call through a corrupted `s->ctor`) for an index that names no
+    /// slot of this cache.
+    pub(crate) fn cache_ctor(&self, s: &KmemCache) -> Result<Option<Ctor>, SlabError> {
+        let raw = s.ctor.load(Relaxed);
+        if raw == 0 {
+            return Ok(None);
+        }
+        let owner = s.self_va.load(Relaxed);
+        let table = self.slab.ctors.lock_irqsave(&self.platform);
+        let slot = raw as usize - 1;
+        match (table.owners.get(slot), table.ctors.get(slot)) {
+            (Some(&o), Some(&Some(ctor))) if o == owner && owner != 0 => Ok(Some(ctor)),
+            _ => {
+                drop(table);
+                Err(self.slab_fault(raw as u64, false, "kmem_cache.ctor corrupted"))
+            }
+        }
+    }
+
+    /// Give a new cache at `owner` a slot for `ctor`; returns what `s->ctor` stores.
+    fn register_ctor(&self, owner: u64, ctor: Option<Ctor>) -> Result<u32, SlabError> {
+        let Some(ctor) = ctor else { return Ok(0) };
+        let mut table = self.slab.ctors.lock_irqsave(&self.platform);
+        let slot = table
+            .owners
+            .iter()
+            .position(|&o| o == 0)
+            .ok_or(SlabError::TooManyCaches)?;
+        table.owners[slot] = owner;
+        table.ctors[slot] = Some(ctor);
+        Ok(slot as u32 + 1)
+    }
+
+    /// Free the constructor slot of the cache at `owner`, if it has one.
+    fn release_ctor(&self, owner: u64) {
+        let mut table = self.slab.ctors.lock_irqsave(&self.platform);
+        if let Some(slot) = table.owners.iter().position(|&o| o == owner) {
+            table.owners[slot] = 0;
+            table.ctors[slot] = None;
+        }
     }
 
     /// `kmem_cache_create(name, size, align, flags, ctor)`.
@@ -458,6 +511,11 @@ impl<P: Platform> Mm<P> {
         if align > PAGE_SIZE {
             return Err(SlabError::BadArgs("alignment must be at most PAGE_SIZE"));
         }
+        if ctor.is_some() && size > MAX_CTOR_OBJECT {
+            return Err(SlabError::BadArgs(
+                "a cache with a constructor holds objects of at most 8 KiB here",
+            ));
+        }
         if self.slab.caches.lock_irqsave(&self.platform).len >= MAX_CACHES {
             return Err(SlabError::TooManyCaches);
         }
@@ -473,7 +531,10 @@ impl<P: Platform> Mm<P> {
             Gfp::GFP_KERNEL | Gfp::__GFP_ZERO,
             crate::slab::CallSite::caller(),
         )?;
-        let s: &KmemCache = self.kernel_struct(obj.0);
+        let s: &KmemCache = self.kview(obj.0).map_err(|e| SlabError::Corrupted {
+            addr: e.addr,
+            what: "a kmem_cache object outside the direct map",
+        })?;
         match self.kmem_cache_open(
             s,
             obj.0,
@@ -490,6 +551,7 @@ impl<P: Platform> Mm<P> {
             }
             Err(e) => {
                 s.magic.store(0, Relaxed);
+                self.release_ctor(obj.0);
                 let _ = self.cache_free(kmem_cache, obj, crate::slab::CallSite::caller());
                 Err(e)
             }
@@ -569,7 +631,7 @@ impl<P: Platform> Mm<P> {
         s.red_left_pad.store(layout.red_left_pad, Relaxed);
         s.oo.store(layout.oo.pack(), Relaxed);
         s.min.store(layout.min.pack(), Relaxed);
-        s.ctor.store(ctor.map_or(0, |f| f as usize), Relaxed);
+        s.ctor.store(self.register_ctor(va, ctor)?, Relaxed);
         s.refcount.store(1, Relaxed);
         // min_partial = ilog2(size) / 2, clamped to 5 ..= 10 (set_min_partial).
         let min_partial = ((31 - layout.size.leading_zeros()) / 2).clamp(5, 10);
@@ -618,7 +680,9 @@ impl<P: Platform> Mm<P> {
         );
         for cpu in 0..self.platform.nr_cpus() {
             // init_kmem_cache_cpus(): each CPU's tid starts at its own number.
-            self.cpu_slab(s, cpu).tid.store(cpu as u64, Relaxed);
+            if let Some(c) = self.cpu_slab(s, cpu) {
+                c.tid.store(cpu as u64, Relaxed);
+            }
         }
         s.magic.store(MAGIC, Relaxed);
         if let Err(e) = self.init_kmem_cache_node(s, node_source) {
@@ -644,12 +708,14 @@ impl<P: Platform> Mm<P> {
                     .0
             }
         };
-        self.install_node(s, va);
-        Ok(())
+        self.install_node(s, va)
     }
 
-    fn install_node(&self, s: &KmemCache, va: u64) {
-        let n: &KmemCacheNode = self.kernel_struct(va);
+    fn install_node(&self, s: &KmemCache, va: u64) -> Result<(), SlabError> {
+        let n: &KmemCacheNode = self.kview(va).map_err(|e| SlabError::Corrupted {
+            addr: e.addr,
+            what: "a kmem_cache_node object outside the direct map",
+        })?;
         n.list_lock.unlock();
         n.nr_partial.store(0, Relaxed);
         n.nr_slabs.store(0, Relaxed);
@@ -657,6 +723,7 @@ impl<P: Platform> Mm<P> {
         n.partial.init();
         n.full.init();
         s.node.store(va, Relaxed);
+        Ok(())
     }
 
     /// `early_kmem_cache_node_alloc()`: the `kmem_cache_node` cache's own node structure
@@ -666,12 +733,11 @@ impl<P: Platform> Mm<P> {
         let page = self.mem_map.page(pfn);
         let c = self.slab_counters(pfn);
         let va = self.object_at(s, pfn, c.freelist);
-        let next = self.get_freepointer(s, va);
-        let next_idx = if next == 0 {
-            u16::MAX
-        } else {
-            self.object_index(s, pfn, next).expect("in the slab")
-        };
+        let next = self.get_freepointer(s, va)?;
+        let next_idx = self.fl_idx(s, pfn, next).ok_or(SlabError::Corrupted {
+            addr: va,
+            what: "a new slab's freelist leaves it",
+        })?;
         page.set_word(
             crate::slab::slub::SlabCounters {
                 freelist: next_idx,
@@ -683,9 +749,9 @@ impl<P: Platform> Mm<P> {
         if s.is_debug() {
             self.init_object(s, va, crate::slab::debug::SLUB_RED_ACTIVE);
         }
-        self.install_node(s, va);
-        self.inc_slabs_node(s, pfn);
-        let n = self.get_node(s);
+        self.install_node(s, va)?;
+        self.inc_slabs_node(s, pfn)?;
+        let n = self.get_node(s)?;
         n.partial.push_front(&self.mem_map, pfn);
         n.nr_partial.fetch_add(1, Relaxed);
         Ok(())
@@ -696,8 +762,8 @@ impl<P: Platform> Mm<P> {
     /// `kmem_cache` cache (`bootstrap`), then the kmalloc caches are created.
     pub(crate) fn kmem_cache_init(&mut self) -> Result<(), SlabError> {
         // The boot structures live on this stack frame, as the kernel's live in .data.
-        let boot_node_cache: KmemCache = zeroed_cache();
-        let boot_cache: KmemCache = zeroed_cache();
+        let boot_node_cache = KmemCache::new_zeroed();
+        let boot_cache = KmemCache::new_zeroed();
         let flags = SlabFlags::HWCACHE_ALIGN | self.slab.config.debug;
         let node_size = core::mem::size_of::<KmemCacheNode>() as u32;
         self.kmem_cache_open(
@@ -723,11 +789,11 @@ impl<P: Platform> Mm<P> {
         )?;
         let cache_va = self.bootstrap(&boot_cache, &boot_cache)?;
         self.slab.kmem_cache.store(cache_va, Relaxed);
-        let real_cache: &KmemCache = self.kernel_struct(cache_va);
+        let real_cache = self.cache(KmemCacheRef(cache_va))?;
         let node_va = self.bootstrap(&boot_node_cache, real_cache)?;
         self.slab.kmem_cache_node.store(node_va, Relaxed);
-        self.link_cache(self.kernel_struct(cache_va))?;
-        self.link_cache(self.kernel_struct(node_va))?;
+        self.link_cache(self.cache(KmemCacheRef(cache_va))?)?;
+        self.link_cache(self.cache(KmemCacheRef(node_va))?)?;
         self.create_kmalloc_caches()?;
         // Caches made before kmalloc worked get their random sequences now
         // (init_freelist_randomization).
@@ -746,17 +812,22 @@ impl<P: Platform> Mm<P> {
     /// cache, copy it there and point its slabs at the copy. Returns the copy's address.
     fn bootstrap(&self, boot: &KmemCache, from: &KmemCache) -> Result<u64, SlabError> {
         let va = self.slab_alloc_from(from, Gfp::GFP_KERNEL)?;
-        self.fill(va, 0, from.object_size() as usize);
-        let s: &KmemCache = self.kernel_struct(va);
+        self.slab_fill(va, 0, from.object_size() as u64)?;
+        let s: &KmemCache = self.kview(va).map_err(|e| SlabError::Corrupted {
+            addr: e.addr,
+            what: "a kmem_cache object outside the direct map",
+        })?;
+        // The boot CPU's slab goes back to the node lists (its slabs still name the boot
+        // structure); then the structure is copied and every slab is re-pointed.
+        self.flush_cpu_slab(boot, self.platform.smp_processor_id());
         copy_cache(boot, s);
         s.self_va.store(va, Relaxed);
-        // The boot CPU's slab goes back to the node lists; then every slab is re-pointed.
-        self.flush_cpu_slab(s, self.platform.smp_processor_id());
-        let n = self.get_node(s);
+        let n = self.get_node(s)?;
         for list in [&n.partial, &n.full] {
-            for pfn in list.iter(&self.mem_map) {
+            self.walk_node_list(boot, n, list, |pfn| {
                 self.mem_map.page(pfn).set_slab_cache(va);
-            }
+                None::<()>
+            })?;
         }
         Ok(va)
     }
@@ -764,16 +835,16 @@ impl<P: Platform> Mm<P> {
     /// `kmem_cache_shrink()`: flush the per-CPU slabs and give every empty slab back to
     /// the page allocator. Returns the pages freed.
     pub fn kmem_cache_shrink(&self, r: KmemCacheRef) -> Result<u64, SlabError> {
-        let s = self.cache(r)?;
+        let s = self.api_cache(r)?;
         self.might_sleep()
             .map_err(|e| SlabError::Alloc(crate::AllocError::SleepInAtomic(e)))?;
-        self.flush_all(s);
+        self.flush_all(s)?;
         Ok(self.discard_empty_partials(s, 0))
     }
 
     /// `kmem_cache_destroy()`: refused, with the kernel's report, while objects remain.
     pub fn kmem_cache_destroy(&self, r: KmemCacheRef) -> Result<(), SlabError> {
-        let s = self.cache(r)?;
+        let s = self.api_cache(r)?;
         self.might_sleep()
             .map_err(|e| SlabError::Alloc(crate::AllocError::SleepInAtomic(e)))?;
         if s.flags().contains(SlabFlags::KMALLOC)
@@ -784,10 +855,13 @@ impl<P: Platform> Mm<P> {
                 "the kmalloc and boot caches are never destroyed",
             ));
         }
-        self.flush_all(s);
+        self.flush_all(s)?;
         self.discard_empty_partials(s, 0);
-        let n = self.get_node(s);
-        let remaining = n.total_objects.load(Relaxed) - self.free_objects_on_node(s);
+        let n = self.get_node(s)?;
+        let remaining = n
+            .total_objects
+            .load(Relaxed)
+            .saturating_sub(self.count_free_on_node(s)?);
         if n.nr_slabs.load(Relaxed) > 0 {
             self.report_objects_remaining(s, remaining);
             return Err(SlabError::ObjectsRemaining {
@@ -800,7 +874,12 @@ impl<P: Platform> Mm<P> {
         let node = s.node.load(Relaxed);
         let seq = s.random_seq.load(Relaxed);
         s.magic.store(0, Relaxed);
-        self.percpu.free(&self.platform, cpu_slab);
+        self.release_ctor(r.0);
+        // A `cpu_slab` that no longer describes a `kmem_cache_cpu` in the per-CPU areas
+        // was already reported when it was used; its space is not given back.
+        if self.cpu_slab(s, 0).is_some() {
+            self.percpu.free(&self.platform, cpu_slab);
+        }
         let _ = self.cache_free(
             KmemCacheRef(self.slab.kmem_cache_node.load(Relaxed)),
             crate::VirtAddr(node),
@@ -859,12 +938,6 @@ pub(crate) enum NodeSource<'a> {
     Boot(&'a KmemCache),
     /// The `kmem_cache_node` cache.
     NodeCache,
-}
-
-/// A zeroed `KmemCache` (all atomics: zero is a valid value of each).
-fn zeroed_cache() -> KmemCache {
-    // SAFETY: `KmemCache` consists only of atomics, for which all-zero bytes are valid.
-    unsafe { core::mem::zeroed() }
 }
 
 #[cfg(test)]

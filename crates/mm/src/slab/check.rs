@@ -14,7 +14,7 @@ use crate::slab::MAX_CACHES;
 use crate::Mm;
 
 impl<P: Platform> Mm<P> {
-    fn slab_err(&self, s: &KmemCache, pfn: u64, what: &'static str) -> CheckError {
+    fn check_err(&self, s: &KmemCache, pfn: u64, what: &'static str) -> CheckError {
         CheckError::Slab {
             cache: s.name(),
             pfn,
@@ -28,7 +28,7 @@ impl<P: Platform> Mm<P> {
         let (mut cur, mut n) = (head, 0u16);
         while cur != 0 {
             if self.object_index(s, pfn, cur).is_none() {
-                return Err(self.slab_err(
+                return Err(self.check_err(
                     s,
                     pfn,
                     "freelist leaves its slab or points into an object",
@@ -36,28 +36,36 @@ impl<P: Platform> Mm<P> {
             }
             n += 1;
             if n > objects {
-                return Err(self.slab_err(
+                return Err(self.check_err(
                     s,
                     pfn,
                     "freelist longer than the slab (a cycle: double free?)",
                 ));
             }
-            cur = self.get_freepointer(s, cur);
+            cur = match self.kread::<u64>(cur.wrapping_add(s.fp_offset() as u64)) {
+                Ok(raw) => self.decode_fp(s, raw, cur),
+                Err(_) => return Err(self.check_err(s, pfn, "freelist object outside RAM")),
+            };
         }
         Ok(n)
     }
 
     fn check_slab_page(&self, s: &KmemCache, pfn: u64, frozen: bool) -> Result<(), CheckError> {
-        let page = self.mem_map.page(pfn);
-        if page.flags() & PG_SLAB == 0 || page.slab_cache() != s.self_va.load(Relaxed) {
-            return Err(self.slab_err(s, pfn, "listed slab is not a slab of this cache"));
+        let page = self.mem_map.get(pfn);
+        if !page.is_some_and(|page| {
+            page.flags() & PG_SLAB != 0 && page.slab_cache() == s.self_va.load(Relaxed)
+        }) {
+            return Err(self.check_err(s, pfn, "listed slab is not a slab of this cache"));
         }
         let c = self.slab_counters(pfn);
+        if Self::order_objects(s, self.mem_map.page(pfn).order()) != Some(c.objects) {
+            return Err(self.check_err(s, pfn, "object count is not what the slab's order holds"));
+        }
         if c.frozen != frozen {
-            return Err(self.slab_err(s, pfn, "slab frozen state does not match its place"));
+            return Err(self.check_err(s, pfn, "slab frozen state does not match its place"));
         }
         if c.inuse > c.objects {
-            return Err(self.slab_err(s, pfn, "more objects in use than the slab holds"));
+            return Err(self.check_err(s, pfn, "more objects in use than the slab holds"));
         }
         let head = if c.freelist == u16::MAX {
             0
@@ -66,49 +74,81 @@ impl<P: Platform> Mm<P> {
         };
         let free = self.check_freelist(s, pfn, head)?;
         if free != c.objects - c.inuse {
-            return Err(self.slab_err(s, pfn, "freelist length differs from objects - inuse"));
+            return Err(self.check_err(s, pfn, "freelist length differs from objects - inuse"));
         }
         Ok(())
     }
 
+    /// The PFNs of a node list, at most as many as `mem_map` has pages (a longer list
+    /// loops).
+    fn list_pfns<'a>(
+        &'a self,
+        s: &'a KmemCache,
+        list: &'a crate::memory_model::PageList,
+    ) -> impl Iterator<Item = Result<u64, CheckError>> + 'a {
+        let mut steps = 0u64;
+        list.iter(&self.mem_map).map_while(move |pfn| {
+            steps += 1;
+            if steps > self.mem_map.len + 1 {
+                return None;
+            }
+            Some(if steps > self.mem_map.len || !self.mem_map.contains(pfn) {
+                Err(self.check_err(s, pfn, "node list leaves mem_map or does not end"))
+            } else {
+                Ok(pfn)
+            })
+        })
+    }
+
     fn check_cache(&self, s: &KmemCache) -> Result<(), CheckError> {
-        let n = self.get_node(s);
+        if !Self::geometry_ok(s) {
+            return Err(self.check_err(s, 0, "kmem_cache geometry corrupted"));
+        }
+        let n = self
+            .get_node_quiet(s)
+            .ok_or_else(|| self.check_err(s, 0, "kmem_cache.node is no kmem_cache_node object"))?;
         let mut partial = 0;
-        for pfn in n.partial.iter(&self.mem_map) {
+        for pfn in self.list_pfns(s, &n.partial) {
+            let pfn = pfn?;
             self.check_slab_page(s, pfn, false)?;
             let c = self.slab_counters(pfn);
             if c.freelist == u16::MAX && !s.is_debug() {
-                return Err(self.slab_err(s, pfn, "slab on the partial list has no free object"));
+                return Err(self.check_err(s, pfn, "slab on the partial list has no free object"));
             }
             partial += 1;
             if partial > n.nr_slabs.load(Relaxed) {
-                return Err(self.slab_err(s, pfn, "partial list longer than the node's slabs"));
+                return Err(self.check_err(s, pfn, "partial list longer than the node's slabs"));
             }
         }
         if partial != n.nr_partial.load(Relaxed) {
-            return Err(self.slab_err(s, 0, "nr_partial differs from the partial list"));
+            return Err(self.check_err(s, 0, "nr_partial differs from the partial list"));
         }
-        for pfn in n.full.iter(&self.mem_map) {
-            self.check_slab_page(s, pfn, false)?;
+        for pfn in self.list_pfns(s, &n.full) {
+            self.check_slab_page(s, pfn?, false)?;
         }
         for cpu in 0..self.platform.nr_cpus() {
-            let c = self.cpu_slab(s, cpu);
+            let c = self
+                .cpu_slab(s, cpu)
+                .ok_or_else(|| self.check_err(s, 0, "kmem_cache.cpu_slab is no kmem_cache_cpu"))?;
             let slab = c.slab.load(Relaxed);
             if slab != 0 {
                 self.check_slab_page(s, slab - 1, true)?;
                 self.check_freelist(s, slab - 1, c.freelist.load(Relaxed))?;
             } else if c.freelist.load(Relaxed) != 0 {
-                return Err(self.slab_err(s, 0, "CPU freelist without a CPU slab"));
+                return Err(self.check_err(s, 0, "CPU freelist without a CPU slab"));
             }
             let mut cur = c.partial.load(Relaxed);
             let mut seen = 0;
             while cur != 0 {
                 self.check_slab_page(s, cur - 1, true)?;
                 seen += 1;
-                if seen > n.nr_slabs.load(Relaxed) {
-                    return Err(self.slab_err(s, cur - 1, "CPU partial list does not end"));
+                if seen > n.nr_slabs.load(Relaxed).min(self.mem_map.len) {
+                    return Err(self.check_err(s, cur - 1, "CPU partial list does not end"));
                 }
-                let next = self.mem_map.page(cur - 1).next();
+                let next = self
+                    .mem_map
+                    .get(cur - 1)
+                    .map_or(crate::mm_types::NIL, |p| p.next());
                 cur = if next == crate::mm_types::NIL {
                     0
                 } else {
@@ -171,9 +211,11 @@ impl<P: Platform> Mm<P> {
                     pfn: 0,
                     what: "slab page points at no live cache",
                 })?;
-            let n = self.get_node(s);
+            let n = self.get_node_quiet(s).ok_or_else(|| {
+                self.check_err(s, 0, "kmem_cache.node is no kmem_cache_node object")
+            })?;
             if n.nr_slabs.load(Relaxed) != slabs || n.total_objects.load(Relaxed) != objects {
-                return Err(self.slab_err(s, 0, "node slab or object counts differ from mem_map"));
+                return Err(self.check_err(s, 0, "node slab or object counts differ from mem_map"));
             }
         }
         let accounted =

@@ -3,15 +3,18 @@
 //! object's bytes, the last owners, `FIX ...`). Debug caches bypass the per-CPU layer, as
 //! in the kernel since 6.2: every allocation and free takes the node lock and is checked.
 //! An object that fails a check on free is kept out of circulation.
-#![allow(unsafe_code)] // TODO(door): convert this module to crate::mem and drop this.
+//!
+//! The metadata these checks read (red zones, tracks, free pointers, counters) is read
+//! through the door like everything else; reports go through `slab_bug()` /
+//! `slab_err()` / `object_err()` with the kernel's wording and taint (`B`).
 
 use core::sync::atomic::Ordering::Relaxed;
 
 use crate::gfp::Gfp;
 use crate::platform::Platform;
 use crate::procfs::LineBuf;
-use crate::slab::cache::{KmemCache, TRACK_SIZE};
-use crate::slab::slub::SlabCounters;
+use crate::slab::cache::{KmemCache, KmemCacheNode, TRACK_SIZE};
+use crate::slab::slub::{SlabCounters, NO_OBJECT};
 use crate::slab::{CallSite, SlabError, SlabFlags};
 use crate::Mm;
 
@@ -83,7 +86,9 @@ impl<P: Platform> Mm<P> {
     }
 
     fn track_addr(s: &KmemCache, object: u64, item: TrackItem) -> u64 {
-        object + Self::info_end(s) + item as u64 * TRACK_SIZE as u64
+        object
+            .wrapping_add(Self::info_end(s))
+            .wrapping_add(item as u64 * TRACK_SIZE as u64)
     }
 
     /// `set_track()`.
@@ -93,25 +98,33 @@ impl<P: Platform> Mm<P> {
         }
         let at = Self::track_addr(s, object, item);
         let cpu = self.platform.smp_processor_id() as u64;
-        self.write_u64(at, self.site_index(site).0 as u64);
-        self.write_u64(at + 8, cpu | (self.platform.current_pid() as u64) << 32);
-        self.write_u64(at + 16, self.platform.clock_ns());
-        self.write_u64(at + 24, 0);
+        let words = [
+            self.site_index(site).0 as u64,
+            cpu | (self.platform.current_pid() as u64) << 32,
+            self.platform.clock_ns(),
+            0,
+        ];
+        for (i, w) in words.into_iter().enumerate() {
+            if self.store_word(at.wrapping_add(i as u64 * 8), w).is_err() {
+                return;
+            }
+        }
     }
 
-    /// `get_track()`: the recorded owner of an object, if owner tracking is on.
+    /// `get_track()`: the recorded owner of an object, if owner tracking is on (and its
+    /// track can be read).
     pub fn get_track(&self, s: &KmemCache, object: u64, item: TrackItem) -> Option<Track> {
         if !s.flags().contains(SlabFlags::STORE_USER) {
             return None;
         }
         let at = Self::track_addr(s, object, item);
-        let site = self.read_u64(at);
-        let cpu_pid = self.read_u64(at + 8);
+        let site = self.kread::<u64>(at).ok()?;
+        let cpu_pid = self.kread::<u64>(at.wrapping_add(8)).ok()?;
         Some(Track {
             site: u32::try_from(site).ok().and_then(|i| self.site(i)),
             cpu: cpu_pid as u32,
             pid: (cpu_pid >> 32) as u32,
-            when: self.read_u64(at + 16),
+            when: self.kread::<u64>(at.wrapping_add(16)).ok()?,
         })
     }
 
@@ -123,7 +136,9 @@ impl<P: Platform> Mm<P> {
     }
 
     fn orig_size_addr(s: &KmemCache, object: u64) -> u64 {
-        object + Self::info_end(s) + 2 * TRACK_SIZE as u64
+        object
+            .wrapping_add(Self::info_end(s))
+            .wrapping_add(2 * TRACK_SIZE as u64)
     }
 
     /// `get_orig_size()`: the size the caller asked for (the object size when not
@@ -132,20 +147,18 @@ impl<P: Platform> Mm<P> {
         if !Self::slub_debug_orig_size(s) {
             return s.object_size();
         }
-        let at = Self::orig_size_addr(s, object);
-        let mut b = [0u8; 4];
-        for (i, byte) in b.iter_mut().enumerate() {
-            *byte = self.byte(at + i as u64);
-        }
-        u32::from_le_bytes(b).min(s.object_size())
+        self.kread::<u32>(Self::orig_size_addr(s, object))
+            .unwrap_or(u32::MAX)
+            .min(s.object_size())
     }
 
     /// `set_orig_size()`.
     pub(crate) fn set_orig_size(&self, s: &KmemCache, object: u64, orig_size: u32) {
         if Self::slub_debug_orig_size(s) {
             let at = Self::orig_size_addr(s, object);
-            // SAFETY: the four bytes after the tracks belong to this object's metadata.
-            unsafe { core::ptr::write_unaligned(self.va_ptr(at) as *mut u32, orig_size) };
+            if self.kwrite::<u32>(at, orig_size).is_err() {
+                self.slab_fault(at, true, "slab metadata outside RAM");
+            }
         }
     }
 
@@ -153,35 +166,37 @@ impl<P: Platform> Mm<P> {
     /// `POISON_FREE` ending in `POISON_END`; an allocated kmalloc object with a recorded
     /// size is poisoned up to that size and red-zoned after it.
     pub(crate) fn init_object(&self, s: &KmemCache, object: u64, val: u8) {
+        let _ = self.try_init_object(s, object, val);
+    }
+
+    fn try_init_object(&self, s: &KmemCache, object: u64, val: u8) -> Result<(), SlabError> {
         let flags = s.flags();
-        let mut poison_size = s.object_size() as usize;
+        let mut poison_size = s.object_size() as u64;
         if flags.contains(SlabFlags::RED_ZONE) {
-            self.fill(
-                object - s.red_left_pad() as u64,
-                val,
-                s.red_left_pad() as usize,
-            );
+            let pad = s.red_left_pad() as u64;
+            self.slab_fill(object.wrapping_sub(pad), val, pad)?;
             if Self::slub_debug_orig_size(s) && val == SLUB_RED_ACTIVE {
-                poison_size = self.get_orig_size(s, object) as usize;
+                poison_size = self.get_orig_size(s, object) as u64;
             }
         }
         if flags.contains(SlabFlags::OBJECT_POISON) && poison_size > 0 {
-            self.fill(object, POISON_FREE, poison_size - 1);
-            self.fill(object + poison_size as u64 - 1, POISON_END, 1);
+            self.slab_fill(object, POISON_FREE, poison_size - 1)?;
+            self.slab_fill(object.wrapping_add(poison_size - 1), POISON_END, 1)?;
         }
         if flags.contains(SlabFlags::RED_ZONE) {
-            let end = object + poison_size as u64;
-            self.fill(end, val, s.inuse() as usize - poison_size);
+            let end = object.wrapping_add(poison_size);
+            self.slab_fill(end, val, (s.inuse() as u64).saturating_sub(poison_size))?;
         }
+        Ok(())
     }
 
     /// `setup_slab_debug()`: a new slab of a poisoned cache starts as `POISON_INUSE`.
     pub(crate) fn setup_slab_debug(&self, s: &KmemCache, pfn: u64, order: u32) {
         if s.flags().contains(SlabFlags::POISON) {
-            self.fill(
+            let _ = self.slab_fill(
                 self.slab_address(pfn),
                 POISON_INUSE,
-                crate::PAGE_SIZE << order,
+                (crate::PAGE_SIZE as u64) << order.min(crate::MAX_PAGE_ORDER),
             );
         }
     }
@@ -193,42 +208,48 @@ impl<P: Platform> Mm<P> {
         }
     }
 
-    fn byte(&self, va: u64) -> u8 {
-        // SAFETY: inside a slab of this kernel (callers stay within slab geometry).
-        unsafe { *self.va_ptr(va) }
-    }
-
-    /// `slab_bug()`.
-    fn slab_bug(&self, s: &KmemCache, what: core::fmt::Arguments<'_>) {
+    /// `slab_bug()`: the report's banner, `BUG <cache> (<taint>): <what>`.
+    pub(crate) fn slab_bug(&self, s: &KmemCache, what: core::fmt::Arguments<'_>) {
         crate::vmstat::VmEvents::add(&self.events.bug_slab, 1);
         self.printk(format_args!(
             "============================================================================="
         ));
-        self.printk(format_args!("BUG {} (Not tainted): {}", s.name(), what));
+        self.printk(format_args!(
+            "BUG {} ({}): {}",
+            s.name(),
+            self.tainted(),
+            what
+        ));
         self.printk(format_args!(
             "-----------------------------------------------------------------------------"
         ));
         self.printk(format_args!(""));
     }
 
-    /// `print_section()`: a hex dump, 16 bytes a line, with ASCII.
+    /// `print_section()`: a hex dump, 16 bytes a line, with ASCII (up to where memory can
+    /// be read).
     fn print_section(&self, text: &str, addr: u64, len: u64) {
         let len = len.min(256);
         let mut off = 0;
         while off < len {
+            let n = (len - off).min(16) as usize;
+            let mut bytes = [0u8; 16];
+            if self
+                .kread_bytes(addr.wrapping_add(off), &mut bytes[..n])
+                .is_err()
+            {
+                return;
+            }
             let mut line = LineBuf::new();
-            let n = (len - off).min(16);
-            let _ =
-                core::fmt::Write::write_fmt(&mut line, format_args!("{text}{:016x}: ", addr + off));
-            for i in 0..n {
-                let _ = core::fmt::Write::write_fmt(
-                    &mut line,
-                    format_args!("{:02x} ", self.byte(addr + off + i)),
-                );
+            let _ = core::fmt::Write::write_fmt(
+                &mut line,
+                format_args!("{text}{:016x}: ", addr.wrapping_add(off)),
+            );
+            for b in &bytes[..n] {
+                let _ = core::fmt::Write::write_fmt(&mut line, format_args!("{b:02x} "));
             }
             let _ = core::fmt::Write::write_str(&mut line, " ");
-            for i in 0..n {
-                let b = self.byte(addr + off + i);
+            for &b in &bytes[..n] {
                 let c = if b.is_ascii_graphic() || b == b' ' {
                     b as char
                 } else {
@@ -253,6 +274,14 @@ impl<P: Platform> Mm<P> {
         }
     }
 
+    /// `print_tracking()`: the object's last owners, with owner tracking.
+    pub(crate) fn print_tracking(&self, s: &KmemCache, object: u64) {
+        if s.flags().contains(SlabFlags::STORE_USER) {
+            self.print_track("Allocated", self.get_track(s, object, TrackItem::Alloc));
+            self.print_track("Freed", self.get_track(s, object, TrackItem::Free));
+        }
+    }
+
     /// The slab's first free object, by address (0 for none).
     fn slab_freelist_va(&self, pfn: u64) -> u64 {
         let c = self.slab_counters(pfn);
@@ -269,7 +298,7 @@ impl<P: Platform> Mm<P> {
         let page = self.mem_map.page(pfn);
         self.printk(format_args!(
             "Slab {:#x} objects={} used={} fp={:#x} flags={:#x}",
-            self.struct_page_address(page).0,
+            self.pfn_struct_address(pfn),
             c.objects,
             c.inuse,
             self.slab_freelist_va(pfn),
@@ -280,22 +309,18 @@ impl<P: Platform> Mm<P> {
     /// `print_trailer()`: owners, slab, and the object's bytes with its red zones.
     fn print_trailer(&self, s: &KmemCache, pfn: u64, object: u64) {
         let base = self.slab_address(pfn);
-        self.print_track("Allocated", self.get_track(s, object, TrackItem::Alloc));
-        self.print_track("Freed", self.get_track(s, object, TrackItem::Free));
+        self.print_tracking(s, object);
         self.print_slab_info(pfn);
         self.printk(format_args!(
             "Object {:#x} @offset={} fp={:#x}",
             object,
-            object - base,
-            self.get_freepointer(s, object)
+            object.wrapping_sub(base),
+            self.get_freepointer(s, object).unwrap_or(0)
         ));
         self.printk(format_args!(""));
+        let pad = s.red_left_pad() as u64;
         if s.flags().contains(SlabFlags::RED_ZONE) {
-            self.print_section(
-                "Redzone  ",
-                object - s.red_left_pad() as u64,
-                s.red_left_pad() as u64,
-            );
+            self.print_section("Redzone  ", object.wrapping_sub(pad), pad);
         } else if object > base + 16 {
             self.print_section("Bytes b4 ", object - 16, 16);
         }
@@ -303,8 +328,8 @@ impl<P: Platform> Mm<P> {
         if s.flags().contains(SlabFlags::RED_ZONE) {
             self.print_section(
                 "Redzone  ",
-                object + s.object_size() as u64,
-                (s.inuse() - s.object_size()) as u64,
+                object.wrapping_add(s.object_size() as u64),
+                s.inuse().saturating_sub(s.object_size()) as u64,
             );
         }
         let mut off = Self::info_end(s);
@@ -314,9 +339,9 @@ impl<P: Platform> Mm<P> {
                 off += 4;
             }
         }
-        let end = (s.size() - s.red_left_pad()) as u64;
+        let end = s.size().saturating_sub(s.red_left_pad()) as u64;
         if off < end {
-            self.print_section("Padding  ", object + off, end - off);
+            self.print_section("Padding  ", object.wrapping_add(off), end - off);
         }
     }
 
@@ -324,17 +349,54 @@ impl<P: Platform> Mm<P> {
     fn object_err(&self, s: &KmemCache, pfn: u64, object: u64, reason: &str) {
         self.slab_bug(s, format_args!("{reason}"));
         self.print_trailer(s, pfn, object);
+        self.add_taint(crate::report::taint::BAD_PAGE);
+    }
+
+    /// `slab_err()`: a report about a whole slab.
+    pub(crate) fn slab_err(&self, s: &KmemCache, pfn: u64, what: core::fmt::Arguments<'_>) {
+        self.slab_bug(s, what);
+        self.print_slab_info(pfn);
+        self.add_taint(crate::report::taint::BAD_PAGE);
     }
 
     /// `slab_fix()`.
-    fn slab_fix(&self, s: &KmemCache, what: core::fmt::Arguments<'_>) {
+    pub(crate) fn slab_fix(&self, s: &KmemCache, what: core::fmt::Arguments<'_>) {
         self.printk(format_args!("FIX {}: {}", s.name(), what));
     }
 
-    /// The report for `kmem_cache_free`/`kfree` of a pointer that is no object start.
+    /// The report for `kmem_cache_free`/`kfree` of a pointer that is no object start
+    /// (`free_consistency_checks()`).
     pub(crate) fn slab_err_invalid_pointer(&self, s: &KmemCache, pfn: u64, object: u64) {
-        self.slab_bug(s, format_args!("Invalid object pointer {object:#x}"));
-        self.print_slab_info(pfn);
+        self.slab_err(s, pfn, format_args!("Invalid object pointer {object:#x}"));
+    }
+
+    /// The first (or, with `rev`, last) byte of `[start, start + len)` that is not
+    /// `value`, read a chunk at a time through the door; `Err` if some of it is no RAM.
+    fn find_other_byte(
+        &self,
+        start: u64,
+        len: u64,
+        value: u8,
+        rev: bool,
+    ) -> Result<Option<u64>, ()> {
+        const CHUNK: u64 = 256;
+        let mut buf = [0u8; CHUNK as usize];
+        let chunks = len.div_ceil(CHUNK);
+        for k in 0..chunks {
+            let k = if rev { chunks - 1 - k } else { k };
+            let at = start.wrapping_add(k * CHUNK);
+            let n = (len - k * CHUNK).min(CHUNK) as usize;
+            self.kread_bytes(at, &mut buf[..n]).map_err(|_| ())?;
+            let hit = if rev {
+                buf[..n].iter().rposition(|&b| b != value)
+            } else {
+                buf[..n].iter().position(|&b| b != value)
+            };
+            if let Some(i) = hit {
+                return Ok(Some(at + i as u64));
+            }
+        }
+        Ok(None)
     }
 
     /// `check_bytes_and_report()`: `[start, start + len)` must all be `value`; on the
@@ -350,29 +412,35 @@ impl<P: Platform> Mm<P> {
         value: u8,
         len: u64,
     ) -> bool {
-        let Some(fault) = (start..start + len).find(|&a| self.byte(a) != value) else {
-            return true;
+        let fault = match self.find_other_byte(start, len, value, false) {
+            Ok(None) => return true,
+            Ok(Some(fault)) => fault,
+            Err(()) => {
+                self.slab_fault(start, false, "slab metadata outside RAM");
+                return false;
+            }
         };
-        let end = (fault..start + len)
-            .rev()
-            .find(|&a| self.byte(a) != value)
-            .unwrap_or(fault)
-            + 1;
+        let end = match self.find_other_byte(fault, start + len - fault, value, true) {
+            Ok(Some(last)) => last + 1,
+            _ => fault + 1,
+        };
+        let first = self.kread::<u8>(fault).unwrap_or(value);
         self.slab_bug(s, format_args!("{what} overwritten"));
         self.printk(format_args!(
             "{:#x}-{:#x} @offset={}. First byte {:#x} instead of {:#x}",
             fault,
             end - 1,
-            fault - self.slab_address(pfn),
-            self.byte(fault),
+            fault.wrapping_sub(self.slab_address(pfn)),
+            first,
             value
         ));
         self.print_trailer(s, pfn, object);
+        self.add_taint(crate::report::taint::BAD_PAGE);
         self.slab_fix(
             s,
             format_args!("Restoring {what} {fault:#x}-{:#x}={value:#x}", end - 1),
         );
-        self.fill(fault, value, (end - fault) as usize);
+        let _ = self.slab_fill(fault, value, end - fault);
         false
     }
 
@@ -384,27 +452,21 @@ impl<P: Platform> Mm<P> {
     /// `check_object()`: red zones, poison, padding and the free pointer of one object.
     fn check_object(&self, s: &KmemCache, pfn: u64, object: u64, val: u8) -> bool {
         let flags = s.flags();
-        let end = object + s.object_size() as u64;
+        let end = object.wrapping_add(s.object_size() as u64);
+        let right = s.inuse().saturating_sub(s.object_size()) as u64;
         let mut ok = true;
         if flags.contains(SlabFlags::RED_ZONE) {
+            let pad = s.red_left_pad() as u64;
             ok &= self.check_bytes_and_report(
                 s,
                 pfn,
                 object,
                 "Left Redzone",
-                object - s.red_left_pad() as u64,
+                object.wrapping_sub(pad),
                 val,
-                s.red_left_pad() as u64,
+                pad,
             );
-            ok &= self.check_bytes_and_report(
-                s,
-                pfn,
-                object,
-                "Right Redzone",
-                end,
-                val,
-                (s.inuse() - s.object_size()) as u64,
-            );
+            ok &= self.check_bytes_and_report(s, pfn, object, "Right Redzone", end, val, right);
             if Self::slub_debug_orig_size(s) && val == SLUB_RED_ACTIVE {
                 let orig = self.get_orig_size(s, object);
                 if s.object_size() > orig {
@@ -413,13 +475,13 @@ impl<P: Platform> Mm<P> {
                         pfn,
                         object,
                         "kmalloc Redzone",
-                        object + orig as u64,
+                        object.wrapping_add(orig as u64),
                         val,
                         (s.object_size() - orig) as u64,
                     );
                 }
             }
-        } else if flags.contains(SlabFlags::POISON) && s.object_size() < s.inuse() {
+        } else if flags.contains(SlabFlags::POISON) && right > 0 {
             ok &= self.check_bytes_and_report(
                 s,
                 pfn,
@@ -427,12 +489,13 @@ impl<P: Platform> Mm<P> {
                 "Alignment padding",
                 end,
                 POISON_INUSE,
-                (s.inuse() - s.object_size()) as u64,
+                right,
             );
         }
         if flags.contains(SlabFlags::POISON)
             && val != SLUB_RED_ACTIVE
             && flags.contains(SlabFlags::OBJECT_POISON)
+            && s.object_size() > 0
         {
             ok &= self.check_bytes_and_report(
                 s,
@@ -447,114 +510,171 @@ impl<P: Platform> Mm<P> {
                 pfn,
                 object,
                 "End Poison",
-                end - 1,
+                end.wrapping_sub(1),
                 POISON_END,
                 1,
             );
         }
         let fp_outside = s.fp_offset() >= s.inuse();
-        if (fp_outside || val != SLUB_RED_ACTIVE)
-            && !self.check_valid_pointer(s, pfn, self.get_freepointer(s, object))
-        {
-            self.object_err(s, pfn, object, "Freepointer corrupt");
-            self.set_freepointer(s, object, 0);
-            ok = false;
+        if fp_outside || val != SLUB_RED_ACTIVE {
+            let fp = self.get_freepointer(s, object);
+            if fp.map_or(true, |fp| !self.check_valid_pointer(s, pfn, fp)) {
+                self.object_err(s, pfn, object, "Freepointer corrupt");
+                let _ = self.set_freepointer(s, object, 0);
+                ok = false;
+            }
         }
         ok
     }
 
-    /// `on_freelist()`: is `object` on the slab's freelist?
-    fn on_freelist(&self, s: &KmemCache, pfn: u64, object: u64) -> bool {
-        let c = self.slab_counters(pfn);
-        let mut cur = if c.freelist == u16::MAX {
-            0
-        } else {
-            self.object_at(s, pfn, c.freelist)
-        };
-        let mut steps = 0;
-        while cur != 0 && steps <= c.objects {
-            if cur == object {
+    /// `on_freelist()` (Linux 6.6): is `search` on the slab's freelist? The walk also
+    /// checks the chain and the counters, repairing what it finds: a corrupted head
+    /// (`Freepointer corrupt`, `Freelist cleared`), a corrupted link (`Freechain
+    /// corrupt`: cut there), an object count that is not what the order gives (`Wrong
+    /// number of objects`), an in-use count that is not what the walk counted (`Wrong
+    /// object count`).
+    fn on_freelist(&self, s: &KmemCache, pfn: u64, search: u64) -> bool {
+        let mut c = self.slab_counters(pfn);
+        let mut fp = self.fl_va(s, pfn, c.freelist);
+        let mut object = 0;
+        let mut nr = 0u16;
+        while fp != 0 && nr <= c.objects {
+            if fp == search {
                 return true;
             }
-            let next = self.get_freepointer(s, cur);
-            if !self.check_valid_pointer(s, pfn, next) {
-                self.object_err(s, pfn, cur, "Freechain corrupt");
-                self.set_freepointer(s, cur, 0);
-                // The chain now ends at `cur`: the objects behind it are lost, and the
-                // counters must say so (the kernel's "Wrong object count" fix-up).
-                let counted = c.objects.saturating_sub(steps + 1);
-                if c.inuse != counted {
-                    self.slab_bug(
-                        s,
-                        format_args!(
-                            "Wrong object count. Counter is {} but counted were {}",
-                            c.inuse, counted
-                        ),
-                    );
-                    self.print_slab_info(pfn);
-                    self.mem_map.page(pfn).set_word(
-                        SlabCounters {
-                            inuse: counted,
-                            ..c
-                        }
-                        .pack(),
-                    );
-                    self.slab_fix(s, format_args!("Object count adjusted"));
+            if !self.check_valid_pointer(s, pfn, fp) {
+                if object != 0 {
+                    self.object_err(s, pfn, object, "Freechain corrupt");
+                    let _ = self.set_freepointer(s, object, 0);
+                } else {
+                    self.slab_err(s, pfn, format_args!("Freepointer corrupt"));
+                    c.freelist = NO_OBJECT;
+                    c.inuse = c.objects;
+                    self.mem_map.page(pfn).set_word(c.pack());
+                    self.slab_fix(s, format_args!("Freelist cleared"));
+                    return false;
                 }
-                return false;
+                break;
             }
-            cur = next;
-            steps += 1;
+            object = fp;
+            let Ok(next) = self.get_freepointer(s, object) else {
+                break;
+            };
+            fp = next;
+            nr += 1;
         }
-        false
+        let max_objects = Self::order_objects(s, self.mem_map.page(pfn).order()).unwrap_or(0);
+        if c.objects != max_objects {
+            self.slab_err(
+                s,
+                pfn,
+                format_args!(
+                    "Wrong number of objects. Found {} but should be {}",
+                    c.objects, max_objects
+                ),
+            );
+            if let Some(n) = self.get_node_quiet(s) {
+                let delta = max_objects as i64 - c.objects as i64;
+                n.total_objects.store(
+                    n.total_objects.load(Relaxed).wrapping_add(delta as u64),
+                    Relaxed,
+                );
+            }
+            c.objects = max_objects;
+            self.mem_map.page(pfn).set_word(c.pack());
+            self.slab_fix(s, format_args!("Number of objects adjusted"));
+        }
+        let counted = c.objects.saturating_sub(nr);
+        if c.inuse != counted {
+            self.slab_err(
+                s,
+                pfn,
+                format_args!(
+                    "Wrong object count. Counter is {} but counted were {}",
+                    c.inuse, counted
+                ),
+            );
+            c.inuse = counted;
+            self.mem_map.page(pfn).set_word(c.pack());
+            self.slab_fix(s, format_args!("Object count adjusted"));
+        }
+        search == 0
+    }
+
+    /// Take `pfn` off the node list it is on (the partial list, or the full list for a
+    /// full slab) with the list checks; `false` if the list was found corrupt (reported,
+    /// emptied).
+    fn debug_list_del(&self, s: &KmemCache, n: &KmemCacheNode, pfn: u64, partial: bool) -> bool {
+        if partial {
+            let ok = self.slab_list_del(s, n, &n.partial, pfn);
+            if ok {
+                n.nr_partial
+                    .store(n.nr_partial.load(Relaxed).saturating_sub(1), Relaxed);
+            }
+            ok
+        } else {
+            self.slab_list_del(s, n, &n.full, pfn)
+        }
     }
 
     /// Take an object for a debug cache from the slab at `pfn` (node lock held): checked
-    /// and tracked; a slab whose object fails is marked fully used and taken off the list
+    /// and tracked; a slab that fails is marked fully used and moved to the full list
     /// (`alloc_single_from_partial` / `alloc_debug_processing`).
     fn alloc_single(
         &self,
         s: &KmemCache,
+        n: &KmemCacheNode,
         pfn: u64,
         site: crate::slab::CallSite,
         orig_size: u32,
         on_partial: bool,
     ) -> Option<u64> {
-        let n = self.get_node(s);
-        let old = self.slab_counters(pfn);
+        let Ok(old) = self.check_slab(s, pfn, self.slab_counters(pfn)) else {
+            // Reported, and marked fully used by `check_slab`.
+            if !on_partial || self.debug_list_del(s, n, pfn, true) {
+                n.full.push_back(&self.mem_map, pfn);
+            }
+            return None;
+        };
+        if old.freelist == NO_OBJECT {
+            // A full slab on the partial list: nothing to take here.
+            if !on_partial || self.debug_list_del(s, n, pfn, true) {
+                n.full.push_back(&self.mem_map, pfn);
+            }
+            return None;
+        }
         let object = self.object_at(s, pfn, old.freelist);
-        let next = self.get_freepointer(s, object);
+        let next = self.get_freepointer(s, object).ok();
         // `alloc_consistency_checks()`: `check_object` validates (and reports) the
         // object's own free pointer, so it runs first; without the checks a pointer that
-        // leaves the slab still must not be followed.
+        // leaves the slab is reported as the corrupt pointer it is.
+        let next_ok = next.is_some_and(|next| self.check_valid_pointer(s, pfn, next));
         let consistent = if s.flags().contains(SlabFlags::CONSISTENCY_CHECKS) {
-            self.check_object(s, pfn, object, SLUB_RED_INACTIVE)
-                && self.check_valid_pointer(s, pfn, next)
+            self.check_object(s, pfn, object, SLUB_RED_INACTIVE) && next_ok
         } else {
-            self.check_valid_pointer(s, pfn, next)
+            if !next_ok {
+                self.slab_err(s, pfn, format_args!("Freepointer corrupt"));
+            }
+            next_ok
         };
         if !consistent {
             self.slab_fix(s, format_args!("Marking all objects used"));
             self.mem_map.page(pfn).set_word(
                 SlabCounters {
-                    freelist: u16::MAX,
+                    freelist: NO_OBJECT,
                     inuse: old.objects,
                     ..old
                 }
                 .pack(),
             );
-            if on_partial {
-                n.partial.remove(&self.mem_map, pfn);
-                n.nr_partial.fetch_sub(1, Relaxed);
+            if !on_partial || self.debug_list_del(s, n, pfn, true) {
+                n.full.push_back(&self.mem_map, pfn);
             }
-            n.full.push_back(&self.mem_map, pfn);
             return None;
         }
-        let next_idx = if next == 0 {
-            u16::MAX
-        } else {
-            self.object_index(s, pfn, next).unwrap_or(u16::MAX)
-        };
+        let next_idx = next
+            .and_then(|next| self.fl_idx(s, pfn, next))
+            .unwrap_or(NO_OBJECT);
         let new = SlabCounters {
             freelist: next_idx,
             inuse: old.inuse + 1,
@@ -565,11 +685,9 @@ impl<P: Platform> Mm<P> {
         self.set_orig_size(s, object, orig_size);
         self.init_object(s, object, SLUB_RED_ACTIVE);
         if new.inuse == new.objects {
-            if on_partial {
-                n.partial.remove(&self.mem_map, pfn);
-                n.nr_partial.fetch_sub(1, Relaxed);
+            if !on_partial || self.debug_list_del(s, n, pfn, true) {
+                n.full.push_back(&self.mem_map, pfn);
             }
-            n.full.push_back(&self.mem_map, pfn);
         } else if !on_partial {
             n.partial.push_back(&self.mem_map, pfn);
             n.nr_partial.fetch_add(1, Relaxed);
@@ -585,35 +703,36 @@ impl<P: Platform> Mm<P> {
         site: crate::slab::CallSite,
         orig_size: u32,
     ) -> Result<u64, SlabError> {
-        let n = self.get_node(s);
-        loop {
+        self.check_geometry(s)?;
+        let n = self.get_node(s)?;
+        // A new slab whose first object fails its checks is corrupted as soon as it is
+        // made: give up after a few rather than take memory forever.
+        for _ in 0..4 {
             {
-                let flags = self.platform.local_irq_save();
-                self.spin_lock(&n.list_lock, "n->list_lock");
-                let mut got = None;
+                let _guard = self.lock_node(n);
+                // Each slab tried either gives an object or leaves the partial list, so
+                // this ends after at most the list's length.
                 while let Some(pfn) = n.partial.first() {
-                    if let Some(object) = self.alloc_single(s, pfn, site, orig_size, true) {
-                        got = Some(object);
+                    if self.slab_page_of(s, pfn).is_err() {
+                        self.drop_list(n, &n.partial);
                         break;
                     }
-                }
-                n.list_lock.unlock();
-                self.platform.local_irq_restore(flags);
-                if let Some(object) = got {
-                    return Ok(object);
+                    if let Some(object) = self.alloc_single(s, n, pfn, site, orig_size, true) {
+                        return Ok(object);
+                    }
                 }
             }
             let pfn = self.new_slab(s, gfp)?;
-            self.inc_slabs_node(s, pfn);
-            let flags = self.platform.local_irq_save();
-            self.spin_lock(&n.list_lock, "n->list_lock");
-            let got = self.alloc_single(s, pfn, site, orig_size, false);
-            n.list_lock.unlock();
-            self.platform.local_irq_restore(flags);
-            if let Some(object) = got {
+            self.inc_slabs_node(s, pfn)?;
+            let _guard = self.lock_node(n);
+            if let Some(object) = self.alloc_single(s, n, pfn, site, orig_size, false) {
                 return Ok(object);
             }
         }
+        Err(SlabError::Corrupted {
+            addr: s.self_va.load(Relaxed),
+            what: "every new slab failed its checks",
+        })
     }
 
     /// `free_to_partial_list()` with `free_debug_processing()`: a free of a debug cache,
@@ -625,14 +744,12 @@ impl<P: Platform> Mm<P> {
         object: u64,
         site: crate::slab::CallSite,
     ) -> Result<(), SlabError> {
-        let n = self.get_node(s);
-        let flags = self.platform.local_irq_save();
-        self.spin_lock(&n.list_lock, "n->list_lock");
-        let result = self.free_debug_locked(s, pfn, object, site);
-        let discard = result.as_ref().is_ok_and(|d| *d);
-        n.list_lock.unlock();
-        self.platform.local_irq_restore(flags);
-        if discard {
+        self.check_geometry(s)?;
+        let n = self.get_node(s)?;
+        let guard = self.lock_node(n);
+        let result = self.free_debug_locked(s, n, pfn, object, site);
+        drop(guard);
+        if result.as_ref().is_ok_and(|d| *d) {
             self.discard_slab(s, pfn);
         }
         result.map(|_| ())
@@ -641,12 +758,19 @@ impl<P: Platform> Mm<P> {
     fn free_debug_locked(
         &self,
         s: &KmemCache,
+        n: &KmemCacheNode,
         pfn: u64,
         object: u64,
         site: crate::slab::CallSite,
     ) -> Result<bool, SlabError> {
-        let n = self.get_node(s);
+        let idx = self
+            .object_index(s, pfn, object)
+            .ok_or(SlabError::NotSlabObject(
+                crate::VirtAddr(object),
+                "not the start of an object",
+            ))?;
         if s.flags().contains(SlabFlags::CONSISTENCY_CHECKS) {
+            self.check_slab(s, pfn, self.slab_counters(pfn))?;
             if self.on_freelist(s, pfn, object) {
                 self.object_err(s, pfn, object, "Object already free");
                 return Err(SlabError::DebugCheck(
@@ -664,23 +788,16 @@ impl<P: Platform> Mm<P> {
         }
         // Without F, the checks every free gets: the slab's freelist head, or a slab with
         // nothing in use (the hardened `BUG_ON(object == fp)` and the object count check).
-        let c = self.slab_counters(pfn);
-        if c.inuse == 0 || (c.freelist != u16::MAX && self.object_at(s, pfn, c.freelist) == object)
+        let c = self.check_slab(s, pfn, self.slab_counters(pfn))?;
+        if c.inuse == 0 || (c.freelist != NO_OBJECT && self.object_at(s, pfn, c.freelist) == object)
         {
             return Err(self.naive_double_free(s, object));
         }
         self.set_track(s, object, TrackItem::Free, site);
         self.init_object(s, object, SLUB_RED_INACTIVE);
         let old = self.slab_counters(pfn);
-        let prior = if old.freelist == u16::MAX {
-            0
-        } else {
-            self.object_at(s, pfn, old.freelist)
-        };
-        self.set_freepointer(s, object, prior);
-        let idx = self
-            .object_index(s, pfn, object)
-            .expect("checked by the caller");
+        let prior = self.fl_va(s, pfn, old.freelist);
+        self.set_freepointer(s, object, prior)?;
         let new = SlabCounters {
             freelist: idx,
             inuse: old.inuse.saturating_sub(1),
@@ -688,17 +805,16 @@ impl<P: Platform> Mm<P> {
         };
         self.mem_map.page(pfn).set_word(new.pack());
         if prior == 0 {
-            n.full.remove(&self.mem_map, pfn);
-            if new.inuse != 0 {
+            let off_full = self.debug_list_del(s, n, pfn, false);
+            if off_full && new.inuse != 0 {
                 n.partial.push_back(&self.mem_map, pfn);
                 n.nr_partial.fetch_add(1, Relaxed);
             }
         }
         if new.inuse == 0 {
             if n.nr_partial.load(Relaxed) >= s.min_partial() {
-                if prior != 0 {
-                    n.partial.remove(&self.mem_map, pfn);
-                    n.nr_partial.fetch_sub(1, Relaxed);
+                if prior != 0 && !self.debug_list_del(s, n, pfn, true) {
+                    return Ok(false);
                 }
                 return Ok(true);
             }
@@ -720,12 +836,14 @@ impl<P: Platform> Mm<P> {
                 s.name()
             ),
         );
-        let n = self.get_node(s);
         let _ = remaining;
-        for list in [&n.partial, &n.full] {
-            for pfn in list.iter(&self.mem_map) {
-                self.print_slab_info(pfn);
-                self.list_slab_objects(s, pfn);
+        if let Ok(n) = self.get_node(s) {
+            for list in [&n.partial, &n.full] {
+                let _ = self.walk_node_list(s, n, list, |pfn| {
+                    self.print_slab_info(pfn);
+                    self.list_slab_objects(s, pfn);
+                    None::<()>
+                });
             }
         }
         self.printk(format_args!(
@@ -739,11 +857,7 @@ impl<P: Platform> Mm<P> {
     fn list_slab_objects(&self, s: &KmemCache, pfn: u64) {
         let c = self.slab_counters(pfn);
         let mut free = [false; 512];
-        let mut cur = if c.freelist == u16::MAX {
-            0
-        } else {
-            self.object_at(s, pfn, c.freelist)
-        };
+        let mut cur = self.fl_va(s, pfn, c.freelist);
         let mut steps = 0;
         while cur != 0 && steps <= c.objects {
             let Some(i) = self.object_index(s, pfn, cur) else {
@@ -752,7 +866,10 @@ impl<P: Platform> Mm<P> {
             if (i as usize) < free.len() {
                 free[i as usize] = true;
             }
-            cur = self.get_freepointer(s, cur);
+            let Ok(next) = self.get_freepointer(s, cur) else {
+                break;
+            };
+            cur = next;
             steps += 1;
         }
         for idx in 0..c.objects.min(512) {
@@ -761,7 +878,7 @@ impl<P: Platform> Mm<P> {
                 self.printk(format_args!(
                     "Object {:#x} @offset={}",
                     object,
-                    object - self.slab_address(pfn)
+                    object.wrapping_sub(self.slab_address(pfn))
                 ));
                 self.print_track("Allocated", self.get_track(s, object, TrackItem::Alloc));
             }

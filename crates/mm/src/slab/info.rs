@@ -68,7 +68,10 @@ impl<P: Platform> Mm<P> {
         while cur != 0 && n <= 65535 && self.object_index(s, pfn, cur).is_some() {
             found |= cur == target;
             n += 1;
-            cur = self.get_freepointer(s, cur);
+            cur = match self.kread::<u64>(cur.wrapping_add(s.fp_offset() as u64)) {
+                Ok(raw) => self.decode_fp(s, raw, cur),
+                Err(_) => break,
+            };
         }
         (n, found)
     }
@@ -80,7 +83,8 @@ impl<P: Platform> Mm<P> {
         let s = self.cache(r).ok()?;
         let base = self.slab_address(pfn) + s.red_left_pad() as u64;
         let off = addr.0.checked_sub(base)?;
-        let index = (off / s.size() as u64) as u16;
+        let index = off.checked_div(s.size() as u64)?;
+        let index = u16::try_from(index).ok()?;
         let c = self.slab_counters(pfn);
         if index >= c.objects {
             return None;
@@ -92,8 +96,7 @@ impl<P: Platform> Mm<P> {
             self.object_at(s, pfn, c.freelist)
         };
         let mut free = self.chain_len(s, pfn, slab_head, object).1;
-        for cpu in 0..self.platform.nr_cpus() {
-            let cs = self.cpu_slab(s, cpu);
+        for cs in (0..self.platform.nr_cpus()).filter_map(|cpu| self.cpu_slab(s, cpu)) {
             if cs.slab.load(Relaxed) == pfn + 1 {
                 free |= self.chain_len(s, pfn, cs.freelist.load(Relaxed), object).1;
             }
@@ -112,13 +115,21 @@ impl<P: Platform> Mm<P> {
     /// One CPU's state for a cache.
     pub fn cpu_slab_state(&self, r: KmemCacheRef, cpu: usize) -> Result<CpuSlabState, SlabError> {
         let s = self.cache(r)?;
-        let c = self.cpu_slab(s, cpu.min(self.platform.nr_cpus() - 1));
+        let c = self
+            .cpu_slab(s, cpu.min(self.platform.nr_cpus().saturating_sub(1)))
+            .ok_or(SlabError::Corrupted {
+                addr: s.cpu_slab.load(Relaxed),
+                what: "kmem_cache.cpu_slab is no kmem_cache_cpu",
+            })?;
         let slab = c.slab.load(Relaxed);
         let mut partial = 0;
         let mut cur = c.partial.load(Relaxed);
-        while cur != 0 && partial < 1 << 20 {
+        while cur != 0 && partial < self.mem_map.len {
             partial += 1;
-            let next = self.mem_map.page(cur - 1).next();
+            let Some(page) = self.mem_map.get(cur - 1) else {
+                break;
+            };
+            let next = page.next();
             cur = if next == crate::mm_types::NIL {
                 0
             } else {
@@ -140,7 +151,7 @@ impl<P: Platform> Mm<P> {
         let s = self.cache(r)?;
         let (nr_slabs, total_objects) = self.node_counts(s);
         Ok(NodeSlabState {
-            nr_partial: self.get_node(s).nr_partial.load(Relaxed),
+            nr_partial: self.get_node(s)?.nr_partial.load(Relaxed),
             nr_slabs,
             total_objects,
             free_on_partial: self.free_objects_on_node(s),

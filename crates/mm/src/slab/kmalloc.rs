@@ -5,14 +5,16 @@
 //! A machine may boot with other size classes ([`KmallocSizes`], for "what if" replays):
 //! the kernel's `size_index[]` table, which maps requests of up to 192 bytes to a class in
 //! 8-byte steps, then covers every size up to KMALLOC_MAX_CACHE_SIZE.
-#![allow(unsafe_code)] // TODO(door): convert this module to crate::mem and drop this.
+//!
+//! Objects are read and written through the door; the cache a slab page names and the
+//! order a large kmalloc's head page records are checked before they are used.
 
 use core::fmt;
 use core::sync::atomic::Ordering::Relaxed;
 
 use crate::addr::{get_order, VirtAddr, MAX_PAGE_ORDER, PAGE_SHIFT, PAGE_SIZE};
 use crate::gfp::Gfp;
-use crate::mm_types::PG_LARGE_KMALLOC;
+use crate::mm_types::{PG_HEAD, PG_LARGE_KMALLOC};
 use crate::page_alloc::AllocError;
 use crate::platform::Platform;
 use crate::slab::cache::{KmemCache, KmemCacheRef};
@@ -42,6 +44,10 @@ const SIZE_STEP: usize = 8;
 pub(crate) const SIZE_INDEX_LEN: usize = KMALLOC_MAX_CACHE_SIZE / SIZE_STEP;
 
 const _: () = assert!(KMALLOC_SLOTS > KMALLOC_SHIFT_HIGH);
+
+/// The line of `free_large_kmalloc()`'s `WARN_ON_ONCE(order == 0)`: mm/slab_common.c:953
+/// in Linux 6.5 (DepSurf places the function at line 949 in Ubuntu's 6.5 build).
+const FREE_LARGE_KMALLOC_WARN_LINE: u32 = 953;
 
 /// Custom kmalloc size classes, ascending, each a multiple of 8 bytes, the largest
 /// KMALLOC_MAX_CACHE_SIZE (requests above it go to the page allocator, as with the
@@ -425,7 +431,7 @@ impl<P: Platform> Mm<P> {
         let Some(r) = self.kmalloc_slab(size, gfp) else {
             return self.kmalloc_large(size, gfp);
         };
-        let s = self.trusted_cache(r.0 - self.layout.page_offset);
+        let s = self.cache_at(r.0)?;
         let site = caller;
         self.slab_alloc(s, gfp, site, size as u32).map(VirtAddr)
     }
@@ -443,9 +449,15 @@ impl<P: Platform> Mm<P> {
         };
         match self.alloc_pages(gfp | init | Gfp::__GFP_COMP, order) {
             Ok(page) => {
+                let Some(addr) = self.page_address(page) else {
+                    // GFP_KERNEL-style flags never give HighMem; a caller's __GFP_HIGHMEM
+                    // was dropped by kmalloc_fix_flags above.
+                    let _ = self.__free_pages(page, order);
+                    return Err(SlabError::Alloc(AllocError::HighMemHasNoAddress));
+                };
                 page.set(PG_LARGE_KMALLOC);
                 self.slab_pages.unreclaimable.fetch_add(1 << order, Relaxed);
-                Ok(self.page_address(page).expect("kmalloc pages are lowmem"))
+                Ok(addr)
             }
             Err(AllocError::OrderTooLarge(_)) => Err(SlabError::TooLarge(size)),
             Err(e) => Err(e.into()),
@@ -474,16 +486,9 @@ impl<P: Platform> Mm<P> {
 
     fn lookup_kmalloc(&self, addr: VirtAddr) -> Result<KmallocObject<'_>, SlabError> {
         if let Some((pfn, page)) = self.virt_to_slab(addr) {
-            // A slab page's cache is trusted: only the allocator writes `slab_cache`.
-            // (A slab being discarded under us has no cache any more: not a live object.)
-            let phys = page
-                .slab_cache()
-                .checked_sub(self.layout.page_offset)
-                .ok_or(SlabError::NotSlabObject(
-                    addr,
-                    "its slab is being freed (a double free?)",
-                ))?;
-            let s = self.trusted_cache(phys);
+            // `slab->slab_cache` is read from RAM: anything but a live cache is the fault
+            // the kernel would take following it.
+            let s = self.cache_at(page.slab_cache())?;
             return Ok(KmallocObject::Slab(s, pfn));
         }
         let page = self.virt_to_page(addr).map_err(|_| {
@@ -496,6 +501,11 @@ impl<P: Platform> Mm<P> {
         let head = if page.is_tail() { page.word() } else { pfn };
         let hp = self.mem_map.page(head);
         if !hp.test(PG_LARGE_KMALLOC) || hp.refcount() == 0 {
+            if !hp.is_head() {
+                // kfree() of a page that is no slab goes to free_large_kmalloc(), whose
+                // `WARN_ON_ONCE(order == 0)` fires for a page that is no compound block.
+                self.warn_order_zero(addr);
+            }
             return Err(SlabError::NotSlabObject(
                 addr,
                 "not memory that kmalloc returned",
@@ -507,7 +517,64 @@ impl<P: Platform> Mm<P> {
                 "inside a large kmalloc block, not at its start",
             ));
         }
-        Ok(KmallocObject::Large(head, hp.order()))
+        Ok(KmallocObject::Large(
+            head,
+            self.large_kmalloc_order(head, addr)?,
+        ))
+    }
+
+    /// `free_large_kmalloc()`'s `WARN_ON_ONCE(order == 0)` and
+    /// `pr_warn_once("object pointer: 0x%p\n", object)`, once per boot.
+    #[cold]
+    #[inline(never)]
+    fn warn_order_zero(&self, addr: VirtAddr) {
+        if self.slab.large_kmalloc_warned.swap(true, Relaxed) {
+            return;
+        }
+        self.warn_report(
+            "mm/slab_common.c",
+            FREE_LARGE_KMALLOC_WARN_LINE,
+            "free_large_kmalloc",
+            format_args!(""),
+        );
+        self.printk(format_args!("object pointer: {:#x}", addr.0));
+    }
+
+    /// The order of the large kmalloc block headed by `pfn`, as its `struct page`s record
+    /// it: at least 1 (`free_large_kmalloc()`'s `WARN_ON_ONCE(order == 0)`), a compound
+    /// head whose first and last tails point back at it, and the page after the block not
+    /// one of its tails. A head whose order disagrees with its tails (a corrupted `struct
+    /// page`) is reported and the free refused, so that neither the page allocator nor the
+    /// Slab accounting is handed a wrong size.
+    fn large_kmalloc_order(&self, pfn: u64, addr: VirtAddr) -> Result<u32, SlabError> {
+        let hp = self.mem_map.page(pfn);
+        let order = hp.order();
+        let tail_of_head = |p: u64| {
+            self.mem_map
+                .get(p)
+                .is_some_and(|t| t.is_tail() && t.word() == pfn)
+        };
+        let consistent = (1..=MAX_PAGE_ORDER).contains(&order)
+            && hp.test(PG_HEAD)
+            && tail_of_head(pfn + 1)
+            && tail_of_head(pfn + (1 << order) - 1)
+            && !tail_of_head(pfn + (1 << order));
+        if consistent {
+            return Ok(order);
+        }
+        self.warn_report(
+            "mm/slab_common.c",
+            FREE_LARGE_KMALLOC_WARN_LINE,
+            "free_large_kmalloc",
+            format_args!(
+                "object pointer: {:#x} (order {order} disagrees with the block's pages)",
+                addr.0
+            ),
+        );
+        Err(SlabError::Corrupted {
+            addr: self.pfn_struct_address(pfn),
+            what: "large kmalloc head page corrupted",
+        })
     }
 
     /// `kfree(p)`: NULL and ZERO_SIZE_PTR are no-ops; anything kmalloc did not return is
@@ -531,12 +598,21 @@ impl<P: Platform> Mm<P> {
                 let page = self.mem_map.page(pfn);
                 if self.slab.config.init_on_free {
                     // free_pages_prepare(): init_on_free wipes the pages.
-                    self.fill(addr.0, 0, PAGE_SIZE << order);
+                    self.slab_fill(addr.0, 0, (PAGE_SIZE as u64) << order)?;
                 }
+                // The page type goes first, as `free_large_kmalloc()` clears it before
+                // `__free_pages()`; the Slab pages are given back only once the page
+                // allocator has taken the block (a refusal is its `Bad page state`).
                 page.set_flags(page.flags() & !PG_LARGE_KMALLOC);
+                if self.__free_pages(page, order).is_err() {
+                    page.set(PG_LARGE_KMALLOC);
+                    return Err(SlabError::NotSlabObject(
+                        addr,
+                        "large kmalloc block already free",
+                    ));
+                }
                 self.slab_pages.unreclaimable.fetch_sub(1 << order, Relaxed);
-                self.__free_pages(page, order)
-                    .map_err(|_| SlabError::NotSlabObject(addr, "large kmalloc block already free"))
+                Ok(())
             }
         }
     }
@@ -597,31 +673,30 @@ impl<P: Platform> Mm<P> {
         if new_size <= ks {
             if gfp.contains(Gfp::__GFP_ZERO) || self.slab.config.init_on_alloc {
                 if orig_size < new_size {
-                    self.fill(addr.0 + orig_size as u64, 0, new_size - orig_size);
+                    self.slab_fill(addr.0 + orig_size as u64, 0, (new_size - orig_size) as u64)?;
                 } else {
-                    self.fill(addr.0 + new_size as u64, 0, ks - new_size);
+                    self.slab_fill(addr.0 + new_size as u64, 0, (ks - new_size) as u64)?;
                 }
             }
             if let Some(s) = slab_cache.filter(|s| Self::slub_debug_orig_size(s)) {
                 self.set_orig_size(s, addr.0, new_size as u32);
                 if s.flags().contains(SlabFlags::RED_ZONE) && new_size < ks {
-                    self.fill(
+                    self.slab_fill(
                         addr.0 + new_size as u64,
                         crate::slab::debug::SLUB_RED_ACTIVE,
-                        ks - new_size,
-                    );
+                        (ks - new_size) as u64,
+                    )?;
                 }
             }
             return Ok(addr);
         }
         let new = self.kmalloc_caller(new_size, gfp, caller)?;
-        let keep = orig_size.min(ks);
+        let keep = orig_size.min(ks) as u64;
         if keep > 0 {
-            // SAFETY: both ranges are live kmalloc memory of at least `keep` bytes, distinct
-            // objects.
-            unsafe {
-                core::ptr::copy_nonoverlapping(self.va_ptr(addr.0), self.va_ptr(new.0), keep)
-            };
+            if let Err(e) = self.kcopy(new.0, addr.0, keep) {
+                let _ = self.kfree_caller(new, caller);
+                return Err(self.slab_fault(e.addr, false, "krealloc copy outside RAM"));
+            }
         }
         if let Err(e) = self.kfree_caller(addr, caller) {
             // The old object could not be freed (reported): give the new one back and
@@ -641,7 +716,7 @@ impl<P: Platform> Mm<P> {
         size: usize,
         gfp: Gfp,
     ) -> Result<VirtAddr, SlabError> {
-        let s = self.cache(r)?;
+        let s = self.api_cache(r)?;
         if size == 0 || size > s.object_size() as usize {
             return Err(SlabError::BadArgs(
                 "size must be 1 ..= the cache's object size",
@@ -655,7 +730,7 @@ impl<P: Platform> Mm<P> {
     #[track_caller]
     pub fn kfree_sensitive(&self, addr: VirtAddr) -> Result<(), SlabError> {
         let size = self.ksize(addr)?;
-        self.fill(addr.0, 0, size);
+        self.slab_fill(addr.0, 0, size as u64)?;
         self.kfree_caller(addr, CallSite::caller())
     }
 
@@ -664,10 +739,10 @@ impl<P: Platform> Mm<P> {
     pub fn kmemdup(&self, bytes: &[u8], gfp: Gfp) -> Result<VirtAddr, SlabError> {
         let p = self.kmalloc_caller(bytes.len(), gfp, CallSite::caller())?;
         if !bytes.is_empty() {
-            // SAFETY: a fresh object of at least `bytes.len()` bytes.
-            unsafe {
-                core::ptr::copy_nonoverlapping(bytes.as_ptr(), self.va_ptr(p.0), bytes.len())
-            };
+            if let Err(e) = self.kwrite_bytes(p.0, bytes) {
+                let _ = self.kfree(p);
+                return Err(self.slab_fault(e.addr, true, "kmemdup copy outside RAM"));
+            }
         }
         Ok(p)
     }
@@ -676,52 +751,27 @@ impl<P: Platform> Mm<P> {
     #[track_caller]
     pub fn kstrdup(&self, s: &str, gfp: Gfp) -> Result<VirtAddr, SlabError> {
         let p = self.kmalloc_caller(s.len() + 1, gfp, CallSite::caller())?;
-        // SAFETY: a fresh object of `s.len() + 1` bytes.
-        unsafe {
-            core::ptr::copy_nonoverlapping(s.as_ptr(), self.va_ptr(p.0), s.len());
-            *self.va_ptr(p.0 + s.len() as u64) = 0;
+        let copied = self
+            .kwrite_bytes(p.0, s.as_bytes())
+            .and_then(|()| self.kwrite::<u8>(p.0 + s.len() as u64, 0));
+        if let Err(e) = copied {
+            let _ = self.kfree(p);
+            return Err(self.slab_fault(e.addr, true, "kstrdup copy outside RAM"));
         }
         Ok(p)
     }
 
     /// Copy bytes out of kernel memory (any direct-map range of RAM).
     pub fn copy_from_kernel(&self, addr: VirtAddr, buf: &mut [u8]) -> Result<(), crate::FreeError> {
-        let phys = self.direct_map_range(addr, buf.len())?;
-        // SAFETY: the range is RAM (checked); plain bytes.
-        unsafe {
-            core::ptr::copy_nonoverlapping(
-                self.platform.phys_mem().add(phys as usize),
-                buf.as_mut_ptr(),
-                buf.len(),
-            )
-        };
-        Ok(())
+        self.kread_bytes(addr.0, buf)
+            .map_err(|_| crate::FreeError::NotDirectMapped(addr))
     }
 
     /// Copy bytes into kernel memory (any direct-map range of RAM), as a driver or a stray
     /// write would.
     pub fn copy_to_kernel(&self, addr: VirtAddr, bytes: &[u8]) -> Result<(), crate::FreeError> {
-        let phys = self.direct_map_range(addr, bytes.len())?;
-        // SAFETY: the range is RAM (checked); plain bytes.
-        unsafe {
-            core::ptr::copy_nonoverlapping(
-                bytes.as_ptr(),
-                self.platform.phys_mem().add(phys as usize),
-                bytes.len(),
-            )
-        };
-        Ok(())
-    }
-
-    fn direct_map_range(&self, addr: VirtAddr, len: usize) -> Result<u64, crate::FreeError> {
-        let phys = self
-            .layout
-            .virt_to_phys(addr.0)
-            .ok_or(crate::FreeError::NotDirectMapped(addr))?;
-        if !self.memblock.is_memory(phys, phys + len as u64) {
-            return Err(crate::FreeError::NotDirectMapped(addr));
-        }
-        Ok(phys)
+        self.kwrite_bytes(addr.0, bytes)
+            .map_err(|_| crate::FreeError::NotDirectMapped(addr))
     }
 }
 

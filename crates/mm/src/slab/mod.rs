@@ -24,13 +24,26 @@
 //! are objects of the `kmem_cache` and `kmem_cache_node` caches (bootstrapped as the
 //! kernel does), `kmem_cache_cpu` lives in the per-CPU areas, and slab state lives in
 //! `struct page`.
+//!
+//! ## Nothing read back from RAM is trusted
+//!
+//! Every access goes through the door ([`crate::mem`]); every cache pointer, node and
+//! per-CPU pointer, freelist word, counter and list link read from RAM is checked before
+//! it is followed ([`validate`] holds the checks and the reports). What a corrupted value
+//! makes the kernel do is reported as the kernel would report it — `Freepointer corrupt`
+//! and friends with `slab_debug`, a page fault or general protection fault oops without
+//! it, `list_del corruption`, `cache_from_obj`'s warning — and the operation fails; the
+//! corrupted structure is isolated so that the machine can carry on. Constructors live in
+//! a host-side table ([`SlabGlobals`]); RAM holds only their index.
 
 pub mod cache;
 pub mod check;
+mod compat;
 pub mod debug;
 pub mod info;
 pub mod kmalloc;
 pub mod slub;
+mod validate;
 
 use core::fmt;
 use core::sync::atomic::AtomicU64;
@@ -182,6 +195,14 @@ pub enum SlabError {
     NoPerCpuSpace,
     /// Too many caches.
     TooManyCaches,
+    /// Allocator metadata read back from RAM was corrupted: the kernel's report (oops,
+    /// `BUG`, `WARNING`) is on the console and the operation was abandoned.
+    Corrupted {
+        /// The address whose contents were found corrupted (or that the kernel faulted on).
+        addr: u64,
+        /// What was wrong.
+        what: &'static str,
+    },
 }
 
 impl fmt::Display for SlabError {
@@ -205,6 +226,7 @@ impl fmt::Display for SlabError {
             SlabError::DebugCheck(va, why) => write!(f, "{va}: {why} (slab_debug refused the free; the object is kept out of circulation)"),
             SlabError::NoPerCpuSpace => write!(f, "no room left in the per-CPU areas for another cache"),
             SlabError::TooManyCaches => write!(f, "too many slab caches"),
+            SlabError::Corrupted { addr, what } => write!(f, "{addr:#x}: {what} (the kernel's report is on the console)"),
         }
     }
 }
@@ -307,8 +329,18 @@ pub struct SlabGlobals {
     pub(crate) caches: SpinLockIrq<CacheList>,
     /// Call sites seen by owner tracking, indexed by the number stored in a track.
     pub(crate) sites: SpinLockIrq<SiteTable>,
-    /// What a corrupted `cpu_slab` offset resolves to: no CPU's real structure.
-    pub(crate) scratch_cpu: cache::KmemCacheCpu,
+    /// The constructors, kept in the host: a `kmem_cache` in RAM holds only an index into
+    /// this table, so a corrupted cache can never make the host call an arbitrary address.
+    pub(crate) ctors: SpinLockIrq<CtorTable>,
+    /// `free_large_kmalloc()`'s `WARN_ON_ONCE` has fired.
+    pub(crate) large_kmalloc_warned: core::sync::atomic::AtomicBool,
+}
+
+/// The host-side constructor table: slot `i` belongs to the cache at kernel address
+/// `owners[i]` (0: free) and holds its constructor. A `kmem_cache` stores `i + 1`.
+pub struct CtorTable {
+    pub(crate) owners: [u64; MAX_CACHES],
+    pub(crate) ctors: [Option<cache::Ctor>; MAX_CACHES],
 }
 
 /// The list of caches.
@@ -343,13 +375,11 @@ impl SlabGlobals {
                 sites: [None; 1024],
                 len: 0,
             }),
-            scratch_cpu: cache::KmemCacheCpu {
-                freelist: AtomicU64::new(0),
-                tid: AtomicU64::new(0),
-                slab: AtomicU64::new(0),
-                partial: AtomicU64::new(0),
-                partial_slabs: AtomicU64::new(0),
-            },
+            ctors: SpinLockIrq::new(CtorTable {
+                owners: [0; MAX_CACHES],
+                ctors: [None; MAX_CACHES],
+            }),
+            large_kmalloc_warned: core::sync::atomic::AtomicBool::new(false),
         }
     }
 }

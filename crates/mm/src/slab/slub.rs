@@ -7,7 +7,14 @@
 //! calls, which sit exactly where the kernel runs with interrupts enabled inside these
 //! paths. Everything between two windows is therefore atomic with respect to interrupts on
 //! this CPU, as `this_cpu_cmpxchg_double` is on x86.
-#![allow(unsafe_code)] // TODO(door): convert this module to crate::mem and drop this.
+//!
+//! Every byte goes through the door ([`crate::mem`]). What the fast paths check beyond the
+//! kernel is arithmetic on the slab already in hand: the CPU slab's `struct page` names
+//! this cache, and a freelist pointer about to be followed is an object boundary inside
+//! that slab (a range and a multiple-of-size check). A pointer that fails is the fault the
+//! kernel would take following it; the slower paths also check the slab counters
+//! (`check_slab()`), the node list links (`list_del` with `CONFIG_DEBUG_LIST`) and the
+//! per-CPU partial chains (see [`crate::slab::validate`]).
 
 use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 
@@ -15,12 +22,20 @@ use crate::addr::{VirtAddr, PAGE_SIZE};
 use crate::gfp::Gfp;
 use crate::mm_types::{Page, PG_SLAB};
 use crate::platform::Platform;
-use crate::slab::cache::{KmemCache, KmemCacheCpu, KmemCacheNode, KmemCacheRef};
+use crate::slab::cache::{
+    Ctor, KmemCache, KmemCacheCpu, KmemCacheNode, KmemCacheRef, MAX_CTOR_OBJECT, MAX_OBJS_PER_PAGE,
+};
 use crate::slab::SlabError;
 use crate::Mm;
 
 /// No object (a freelist index).
-const NO_OBJECT: u16 = u16::MAX;
+pub(crate) const NO_OBJECT: u16 = u16::MAX;
+
+/// The line of `set_freepointer()`'s `BUG_ON(object == fp)` (naive double-free detection
+/// with `CONFIG_SLAB_FREELIST_HARDENED`): mm/slub.c:440 in Linux 6.5, the nearest release
+/// whose line numbers were at hand (DepSurf places `set_freepointer` at mm/slub.c:435 in
+/// Ubuntu's 6.5 build; the `BUG_ON` is five lines into it).
+const SET_FREEPOINTER_BUG_LINE: u32 = 440;
 
 /// `slab->freelist` and `slab->counters` (`inuse`, `objects`, `frozen`), packed in one
 /// word of `struct page` so that one compare-exchange updates them together.
@@ -44,7 +59,7 @@ impl SlabCounters {
             | (self.objects as u64) << 32
             | (self.frozen as u64) << 48
     }
-    fn unpack(v: u64) -> SlabCounters {
+    pub(crate) fn unpack(v: u64) -> SlabCounters {
         SlabCounters {
             freelist: v as u16,
             inuse: (v >> 16) as u16,
@@ -63,35 +78,33 @@ fn next_tid(tid: u64, nr_cpus: usize) -> u64 {
 impl<P: Platform> Mm<P> {
     // ----- memory and pointers -----------------------------------------------------
 
-    /// Host pointer to a direct-map address.
+    /// Read a word of slab memory through the door; an address outside RAM is the fault
+    /// the kernel would take there.
     #[inline]
-    pub(crate) fn va_ptr(&self, va: u64) -> *mut u8 {
-        let phys = self
-            .layout
-            .virt_to_phys(va)
-            .expect("slab memory is in the direct map");
-        // SAFETY: direct-map addresses map RAM, which `phys_mem` covers.
-        unsafe { self.platform.phys_mem().add(phys as usize) }
+    pub(crate) fn load_word(&self, va: u64) -> Result<u64, SlabError> {
+        match self.kread::<u64>(va) {
+            Ok(v) => Ok(v),
+            Err(_) => Err(self.slab_fault(va, false, "slab memory outside RAM")),
+        }
     }
 
+    /// Write a word of slab memory through the door (see [`Mm::load_word`]).
     #[inline]
-    pub(crate) fn read_u64(&self, va: u64) -> u64 {
-        // SAFETY: `va` is inside a slab this kernel owns (callers compute it from slab
-        // geometry); plain bytes.
-        unsafe { core::ptr::read_unaligned(self.va_ptr(va) as *const u64) }
+    pub(crate) fn store_word(&self, va: u64, v: u64) -> Result<(), SlabError> {
+        match self.kwrite::<u64>(va, v) {
+            Ok(()) => Ok(()),
+            Err(_) => Err(self.slab_fault(va, true, "slab memory outside RAM")),
+        }
     }
 
-    #[inline]
-    pub(crate) fn write_u64(&self, va: u64, v: u64) {
-        // SAFETY: as for `read_u64`.
-        unsafe { core::ptr::write_unaligned(self.va_ptr(va) as *mut u64, v) }
-    }
-
-    /// `memset()` inside a slab.
-    pub(crate) fn fill(&self, va: u64, byte: u8, len: usize) {
-        if len > 0 {
-            // SAFETY: as for `read_u64`; the range lies in one slab.
-            unsafe { core::ptr::write_bytes(self.va_ptr(va), byte, len) }
+    /// `memset()` of slab memory through the door (see [`Mm::load_word`]).
+    pub(crate) fn slab_fill(&self, va: u64, byte: u8, len: u64) -> Result<(), SlabError> {
+        if len == 0 {
+            return Ok(());
+        }
+        match self.kfill(va, byte, len) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.slab_fault(e.addr, true, "slab memory outside RAM")),
         }
     }
 
@@ -106,84 +119,107 @@ impl<P: Platform> Mm<P> {
         }
     }
 
-    /// `get_freepointer()`.
+    /// Decode a free pointer word `raw` read from `object` (for walks that must not report).
     #[inline]
-    pub(crate) fn get_freepointer(&self, s: &KmemCache, object: u64) -> u64 {
-        let at = object + s.fp_offset() as u64;
-        Self::encode_fp(s, self.read_u64(at), at)
+    pub(crate) fn decode_fp(&self, s: &KmemCache, raw: u64, object: u64) -> u64 {
+        Self::encode_fp(s, raw, object.wrapping_add(s.fp_offset() as u64))
     }
 
-    /// The next free object after `object` in the slab at `pfn`, checked: a free pointer
-    /// that does not lead to an object of the same slab (memory corrupted by a stray write)
-    /// is reported, and the chain is cut there (the kernel's "Isolate corrupted
-    /// freechain") instead of being followed.
+    /// `get_freepointer()`: the decoded free pointer stored in `object` (not yet checked:
+    /// it is checked when it is followed).
+    #[inline]
+    pub(crate) fn get_freepointer(&self, s: &KmemCache, object: u64) -> Result<u64, SlabError> {
+        let at = object.wrapping_add(s.fp_offset() as u64);
+        Ok(Self::encode_fp(s, self.load_word(at)?, at))
+    }
+
+    /// `set_freepointer()` (its hardened `BUG_ON(object == fp)` is checked by the free
+    /// paths before they get here: [`Mm::naive_double_free`]).
+    #[inline]
+    pub(crate) fn set_freepointer(
+        &self,
+        s: &KmemCache,
+        object: u64,
+        fp: u64,
+    ) -> Result<(), SlabError> {
+        let at = object.wrapping_add(s.fp_offset() as u64);
+        self.store_word(at, Self::encode_fp(s, fp, at))
+    }
+
+    /// The next free object after `object`, an object of the slab at `pfn` read from a
+    /// freelist: `object` must be an object boundary of the slab before its free pointer
+    /// is read (a range and modulo check on the slab in hand). One that is not is reported
+    /// as the kernel would meet it: `Freepointer corrupt` with `slab_debug`, else the fault
+    /// of following the pointer.
     #[inline(always)]
-    pub(crate) fn next_free(&self, s: &KmemCache, pfn: u64, object: u64) -> u64 {
-        let next = self.get_freepointer(s, object);
-        if next == 0 || self.object_index(s, pfn, next).is_some() {
-            return next;
+    pub(crate) fn next_free(&self, s: &KmemCache, pfn: u64, object: u64) -> Result<u64, SlabError> {
+        if self.object_index(s, pfn, object).is_none() {
+            return Err(self.freelist_corrupt(s, pfn, object));
         }
-        self.freechain_corrupt(s, pfn, object, next)
+        self.get_freepointer(s, object)
     }
 
     #[cold]
     #[inline(never)]
-    fn freechain_corrupt(&self, s: &KmemCache, pfn: u64, object: u64, next: u64) -> u64 {
+    fn freelist_corrupt(&self, s: &KmemCache, pfn: u64, object: u64) -> SlabError {
         crate::vmstat::VmEvents::add(&self.events.bug_slab, 1);
-        self.printk(format_args!(
-            "============================================================================="
-        ));
-        self.printk(format_args!(
-            "BUG {} (Not tainted): Freechain corrupt",
-            s.name()
-        ));
-        self.printk(format_args!(
-            "-----------------------------------------------------------------------------"
-        ));
-        self.printk(format_args!(""));
-        self.printk(format_args!(
-            "Object {object:#x} in the slab at pfn {pfn:#x}: free pointer {next:#x} leads outside the slab's objects"
-        ));
-        self.printk(format_args!(
-            "FIX {}: Isolate corrupted freechain",
-            s.name()
-        ));
-        self.set_freepointer(s, object, 0);
-        0
-    }
-
-    /// `set_freepointer()`.
-    #[inline]
-    pub(crate) fn set_freepointer(&self, s: &KmemCache, object: u64, fp: u64) {
-        let at = object + s.fp_offset() as u64;
-        self.write_u64(at, Self::encode_fp(s, fp, at));
+        if s.is_debug() {
+            self.slab_err(s, pfn, format_args!("Freepointer corrupt"));
+            return SlabError::Corrupted {
+                addr: object,
+                what: "freelist pointer corrupted",
+            };
+        }
+        // get_freepointer() dereferences `object + s->offset`.
+        self.slab_fault(
+            object.wrapping_add(s.fp_offset() as u64),
+            false,
+            "freelist pointer corrupted",
+        )
     }
 
     /// `slab_address()`.
     #[inline]
     pub(crate) fn slab_address(&self, pfn: u64) -> u64 {
-        self.layout.page_offset + (pfn << crate::addr::PAGE_SHIFT)
+        self.layout
+            .page_offset
+            .wrapping_add(pfn << crate::addr::PAGE_SHIFT)
     }
 
     /// The address of object `idx` of the slab at `pfn` (past its left red zone).
     #[inline]
     pub(crate) fn object_at(&self, s: &KmemCache, pfn: u64, idx: u16) -> u64 {
-        self.slab_address(pfn) + s.red_left_pad() as u64 + idx as u64 * s.size() as u64
+        self.slab_address(pfn)
+            .wrapping_add(s.red_left_pad() as u64)
+            .wrapping_add(idx as u64 * s.size() as u64)
     }
 
-    /// `obj_to_index()`; `None` if `va` is not the start of an object of the slab. The
-    /// division is a multiplication by `ceil(2^48 / size)`, exact for every offset and
-    /// size below 2^24 (`reciprocal_divide`).
+    /// `obj_to_index()`; `None` if `va` is not the start of an object of the slab: at an
+    /// object boundary, among the slab's `objects`, and wholly inside the slab's pages
+    /// whatever its counters say. The division is a multiplication by `ceil(2^48 / size)`,
+    /// exact for every offset and size below 2^24 (`reciprocal_divide`).
     #[inline(always)]
     pub(crate) fn object_index(&self, s: &KmemCache, pfn: u64, va: u64) -> Option<u16> {
-        let off = va.checked_sub(self.slab_address(pfn) + s.red_left_pad() as u64)?;
+        let base = self.slab_address(pfn).wrapping_add(s.red_left_pad() as u64);
+        let off = va.checked_sub(base)?;
+        let size = s.size() as u64;
         let recip = s.reciprocal_size.load(Relaxed) as u128;
         let idx = ((off as u128 * recip) >> 48) as u64;
-        let objects = SlabCounters::unpack(self.mem_map.page(pfn).word()).objects as u64;
-        (idx * s.size() as u64 == off && idx < objects).then_some(idx as u16)
+        let page = self.mem_map.get(pfn)?;
+        let objects = SlabCounters::unpack(page.word()).objects as u64;
+        let order = page.order();
+        // Object `idx` fills `[idx * size, (idx + 1) * size)` of the slab (its left red
+        // zone first).
+        let end = off.wrapping_add(size);
+        (idx.wrapping_mul(size) == off
+            && idx < objects
+            && order <= crate::addr::MAX_PAGE_ORDER
+            && end <= (PAGE_SIZE as u64) << order)
+            .then_some(idx as u16)
     }
 
-    fn fl_va(&self, s: &KmemCache, pfn: u64, idx: u16) -> u64 {
+    /// The address of freelist index `idx` (0 for none).
+    pub(crate) fn fl_va(&self, s: &KmemCache, pfn: u64, idx: u16) -> u64 {
         if idx == NO_OBJECT {
             0
         } else {
@@ -191,12 +227,12 @@ impl<P: Platform> Mm<P> {
         }
     }
 
-    fn fl_idx(&self, s: &KmemCache, pfn: u64, va: u64) -> u16 {
+    /// The freelist index of `va` (0: none), if it is an object of the slab.
+    pub(crate) fn fl_idx(&self, s: &KmemCache, pfn: u64, va: u64) -> Option<u16> {
         if va == 0 {
-            NO_OBJECT
+            Some(NO_OBJECT)
         } else {
             self.object_index(s, pfn, va)
-                .expect("freelist objects belong to their slab")
         }
     }
 
@@ -235,7 +271,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// The node list lock, with interrupts disabled.
-    fn lock_node<'a>(&'a self, n: &'a KmemCacheNode) -> NodeGuard<'a, P> {
+    pub(crate) fn lock_node<'a>(&'a self, n: &'a KmemCacheNode) -> NodeGuard<'a, P> {
         let flags = self.platform.local_irq_save();
         self.spin_lock(&n.list_lock, "n->list_lock");
         NodeGuard { mm: self, n, flags }
@@ -247,12 +283,48 @@ impl<P: Platform> Mm<P> {
         self.platform.irq_window(self);
     }
 
+    /// Forget this CPU's slab and its lockless freelist after one of them was found
+    /// corrupted (reported): the objects on that freelist are lost, the slab stays with
+    /// the objects it had, and the next allocation starts afresh.
+    #[cold]
+    fn drop_cpu_slab(&self, c: &KmemCacheCpu, slab_too: bool) {
+        if slab_too {
+            c.slab.store(0, Relaxed);
+        }
+        c.freelist.store(0, Relaxed);
+        c.tid.store(
+            next_tid(c.tid.load(Relaxed), self.platform.nr_cpus()),
+            Relaxed,
+        );
+    }
+
+    /// The next free object of this CPU's freelist (`object`, in the CPU slab at `pfn`),
+    /// with the CPU slab checked to be a slab of `s`; a corruption is reported and the CPU
+    /// state that led to it dropped.
+    #[inline(always)]
+    fn cpu_next_free(
+        &self,
+        s: &KmemCache,
+        c: &KmemCacheCpu,
+        pfn: u64,
+        object: u64,
+    ) -> Result<u64, SlabError> {
+        if let Err(e) = self.slab_page_of(s, pfn) {
+            self.drop_cpu_slab(c, true);
+            return Err(e);
+        }
+        self.next_free(s, pfn, object)
+            .inspect_err(|_| self.drop_cpu_slab(c, false))
+    }
+
     // ----- slabs -------------------------------------------------------------------
 
     /// `allocate_slab()`: pages from the page allocator (the preferred order without
     /// retrying, then the minimum order), made into a slab with its freelist threaded
     /// through the objects, in random order with `CONFIG_SLAB_FREELIST_RANDOM`.
     pub(crate) fn new_slab(&self, s: &KmemCache, gfp: Gfp) -> Result<u64, SlabError> {
+        self.check_geometry(s)?;
+        let ctor = self.cache_ctor(s)?;
         let gfp = self.kmalloc_fix_flags(gfp);
         let flags = (gfp & !(Gfp::__GFP_ZERO | Gfp::__GFP_COMP)) | s.allocflags();
         let mut oo = s.oo();
@@ -277,26 +349,24 @@ impl<P: Platform> Mm<P> {
         let pfn = self.page_to_pfn(page).0;
         page.set(PG_SLAB);
         page.set_slab_cache(s.self_va.load(Relaxed));
-        let objects = (((PAGE_SIZE as u32) << oo.order) / s.size()) as u16;
+        // The geometry was checked above, so the order holds at least one object.
+        let objects = Self::order_objects(s, oo.order).unwrap_or(0);
         self.account_slab(s, 1u64 << oo.order, true);
         self.setup_slab_debug(s, pfn, oo.order);
-        for idx in 0..objects {
-            self.setup_object(s, self.object_at(s, pfn, idx));
-        }
-        let order = self.freelist_order(s, objects);
+        self.setup_objects(s, pfn, objects, ctor);
         let mut prev = None;
         let mut first = NO_OBJECT;
-        for idx in order {
+        for idx in self.freelist_order(s, objects) {
             match prev {
                 None => first = idx,
                 Some(p) => {
-                    self.set_freepointer(s, self.object_at(s, pfn, p), self.object_at(s, pfn, idx))
+                    self.set_freepointer(s, self.object_at(s, pfn, p), self.object_at(s, pfn, idx))?
                 }
             }
             prev = Some(idx);
         }
         if let Some(last) = prev {
-            self.set_freepointer(s, self.object_at(s, pfn, last), 0);
+            self.set_freepointer(s, self.object_at(s, pfn, last), 0)?;
         }
         page.set_word(
             SlabCounters {
@@ -311,14 +381,19 @@ impl<P: Platform> Mm<P> {
     }
 
     /// The order in which a new slab's objects are chained: linear, or (random freelist)
-    /// the cache's random sequence from a random start (`shuffle_freelist`).
+    /// the cache's random sequence from a random start (`shuffle_freelist`). The sequence
+    /// lives in a kmalloc'd array in RAM: one that is no longer a permutation of the
+    /// slab's objects is reported and dropped, and the slab is chained in order.
     fn freelist_order(&self, s: &KmemCache, objects: u16) -> impl Iterator<Item = u16> + '_ {
         let seq = s.random_seq.load(Relaxed);
-        let count = if seq != 0 && objects as u32 == s.oo().objects {
+        let mut count = if seq != 0 && objects as u32 == s.oo().objects {
             objects
         } else {
             0
         };
+        if count > 0 && !self.random_seq_ok(s, seq, count) {
+            count = 0;
+        }
         let start = if count > 1 {
             (self.get_random_u64() % count as u64) as u16
         } else {
@@ -329,43 +404,90 @@ impl<P: Platform> Mm<P> {
                 i
             } else {
                 let pos = (start as u64 + i as u64) % count as u64;
-                self.read_u64(seq + pos * 8) as u16
+                self.kread::<u64>(seq + pos * 8).unwrap_or(i as u64) as u16
             }
         })
+    }
+
+    /// Is the random sequence at `seq` a permutation of `0..count`?
+    fn random_seq_ok(&self, s: &KmemCache, seq: u64, count: u16) -> bool {
+        let mut seen = [0u64; (MAX_OBJS_PER_PAGE as usize).div_ceil(64)];
+        for pos in 0..count as u64 {
+            let idx = match self.kread::<u64>(seq.wrapping_add(pos * 8)) {
+                Ok(v) if v < count as u64 => v as usize,
+                _ => return self.random_seq_corrupt(s, seq),
+            };
+            if seen[idx / 64] & (1 << (idx % 64)) != 0 {
+                return self.random_seq_corrupt(s, seq);
+            }
+            seen[idx / 64] |= 1 << (idx % 64);
+        }
+        true
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn random_seq_corrupt(&self, s: &KmemCache, seq: u64) -> bool {
+        self.slab_bug(
+            s,
+            format_args!("random_seq at {seq:#x} is not a permutation of the slab's objects"),
+        );
+        self.slab_fix(s, format_args!("Freelist randomization dropped"));
+        s.random_seq.store(0, Relaxed);
+        false
     }
 
     /// `init_cache_random_seq()`: a random permutation of a slab's object indices
     /// (`freelist_randomize`, Fisher-Yates), kmalloc'd as the kernel does.
     pub(crate) fn init_cache_random_seq(&self, s: &KmemCache) {
         let count = s.oo().objects as u64;
-        if count < 2 {
+        if count < 2 || count > MAX_OBJS_PER_PAGE as u64 {
             return;
         }
         let Ok(seq) = self.kmalloc_array(count as usize, 8, Gfp::GFP_KERNEL) else {
             return;
         };
-        for i in 0..count {
-            self.write_u64(seq.0 + i * 8, i);
+        let shuffled = (|| -> Result<(), SlabError> {
+            for i in 0..count {
+                self.store_word(seq.0 + i * 8, i)?;
+            }
+            for i in (1..count).rev() {
+                let j = self.get_random_u64() % (i + 1);
+                let (a, b) = (
+                    self.load_word(seq.0 + i * 8)?,
+                    self.load_word(seq.0 + j * 8)?,
+                );
+                self.store_word(seq.0 + i * 8, b)?;
+                self.store_word(seq.0 + j * 8, a)?;
+            }
+            Ok(())
+        })();
+        if shuffled.is_ok() {
+            s.random_seq.store(seq.0, Relaxed);
+        } else {
+            let _ = self.kfree(seq);
         }
-        for i in (1..count).rev() {
-            let j = self.get_random_u64() % (i + 1);
-            let (a, b) = (self.read_u64(seq.0 + i * 8), self.read_u64(seq.0 + j * 8));
-            self.write_u64(seq.0 + i * 8, b);
-            self.write_u64(seq.0 + j * 8, a);
-        }
-        s.random_seq.store(seq.0, Relaxed);
     }
 
-    /// `setup_object()`: debug initialisation, then the constructor.
-    fn setup_object(&self, s: &KmemCache, object: u64) {
-        self.setup_object_debug(s, object);
-        if let Some(ctor) = s.ctor() {
-            // SAFETY: the object lies in a slab just taken from the page allocator, used
-            // by nobody else; `object_size` bytes from `object` are inside it.
-            let bytes = unsafe {
-                core::slice::from_raw_parts_mut(self.va_ptr(object), s.object_size() as usize)
-            };
-            ctor(bytes);
+    /// `setup_object()` on each object of a new slab: debug initialisation, then the
+    /// constructor, which runs on a copy of the object in the host (it is host code: it
+    /// never sees simulated RAM directly).
+    fn setup_objects(&self, s: &KmemCache, pfn: u64, objects: u16, ctor: Option<Ctor>) {
+        let Some(ctor) = ctor else {
+            for idx in 0..objects {
+                self.setup_object_debug(s, self.object_at(s, pfn, idx));
+            }
+            return;
+        };
+        let mut buf = [0u8; MAX_CTOR_OBJECT];
+        let bytes = &mut buf[..(s.object_size() as usize).min(MAX_CTOR_OBJECT)];
+        for idx in 0..objects {
+            let object = self.object_at(s, pfn, idx);
+            self.setup_object_debug(s, object);
+            if self.kread_bytes(object, bytes).is_ok() {
+                ctor(bytes);
+                let _ = self.kwrite_bytes(object, bytes);
+            }
         }
     }
 
@@ -384,40 +506,46 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `inc_slabs_node()`.
-    pub(crate) fn inc_slabs_node(&self, s: &KmemCache, pfn: u64) {
-        let n = self.get_node(s);
+    pub(crate) fn inc_slabs_node(&self, s: &KmemCache, pfn: u64) -> Result<(), SlabError> {
+        let n = self.get_node(s)?;
         n.nr_slabs.fetch_add(1, Relaxed);
         n.total_objects
             .fetch_add(self.slab_counters(pfn).objects as u64, Relaxed);
+        Ok(())
     }
 
     /// `discard_slab()`: give the slab's pages back.
     pub(crate) fn discard_slab(&self, s: &KmemCache, pfn: u64) {
         let page = self.mem_map.page(pfn);
         let objects = SlabCounters::unpack(page.word()).objects as u64;
-        let order = page.order();
-        let n = self.get_node(s);
-        n.nr_slabs.fetch_sub(1, Relaxed);
-        n.total_objects.fetch_sub(objects, Relaxed);
+        let order = page.order().min(crate::addr::MAX_PAGE_ORDER);
+        if let Some(n) = self.get_node_quiet(s) {
+            n.nr_slabs
+                .store(n.nr_slabs.load(Relaxed).saturating_sub(1), Relaxed);
+            n.total_objects.store(
+                n.total_objects.load(Relaxed).saturating_sub(objects),
+                Relaxed,
+            );
+        }
         self.account_slab(s, 1 << order, false);
         if self.slab.config.init_on_free {
             // free_pages_prepare(): with init_on_free the kernel wipes every freed page;
             // the page allocator here leaves that to its users, so a slab's stale free
             // pointers must not reach the next owner of these pages.
-            self.fill(self.slab_address(pfn), 0, PAGE_SIZE << order);
+            let _ = self.slab_fill(self.slab_address(pfn), 0, (PAGE_SIZE as u64) << order);
         }
         page.set_flags(page.flags() & !PG_SLAB);
         page.set_slab_cache(0);
         page.set_word(0);
-        self.__free_pages(page, order)
-            .expect("a slab is a live allocation of its order");
+        // A refusal is the page allocator's `Bad page state` report (already printed).
+        let _ = self.__free_pages(page, order);
     }
 
     /// `get_freelist()`: take the slab's whole freelist for this CPU; the slab stays
     /// frozen only if there was one.
-    fn get_freelist(&self, s: &KmemCache, pfn: u64) -> u64 {
+    fn get_freelist(&self, s: &KmemCache, pfn: u64) -> Result<u64, SlabError> {
         loop {
-            let old = self.slab_counters(pfn);
+            let old = self.check_slab(s, pfn, self.slab_counters(pfn))?;
             let new = SlabCounters {
                 freelist: NO_OBJECT,
                 inuse: old.objects,
@@ -425,18 +553,32 @@ impl<P: Platform> Mm<P> {
                 ..old
             };
             if self.cmpxchg_slab(pfn, old, new) {
-                return self.fl_va(s, pfn, old.freelist);
+                return Ok(self.fl_va(s, pfn, old.freelist));
             }
         }
     }
 
     /// `acquire_slab()` for a slab taken off the node list: frozen, and with `take`, its
     /// freelist taken too. Called with the node lock held.
-    fn acquire_slab(&self, s: &KmemCache, n: &KmemCacheNode, pfn: u64, take: bool) -> u64 {
-        n.partial.remove(&self.mem_map, pfn);
-        n.nr_partial.fetch_sub(1, Relaxed);
+    fn acquire_slab(
+        &self,
+        s: &KmemCache,
+        n: &KmemCacheNode,
+        pfn: u64,
+        take: bool,
+    ) -> Result<u64, SlabError> {
+        self.slab_page_of(s, pfn)
+            .inspect_err(|_| self.drop_list(n, &n.partial))?;
+        if !self.slab_list_del(s, n, &n.partial, pfn) {
+            return Err(SlabError::Corrupted {
+                addr: self.pfn_struct_address(pfn),
+                what: "node partial list corrupted",
+            });
+        }
+        n.nr_partial
+            .store(n.nr_partial.load(Relaxed).saturating_sub(1), Relaxed);
         loop {
-            let old = self.slab_counters(pfn);
+            let old = self.check_slab(s, pfn, self.slab_counters(pfn))?;
             let new = if take {
                 SlabCounters {
                     freelist: NO_OBJECT,
@@ -451,7 +593,7 @@ impl<P: Platform> Mm<P> {
                 }
             };
             if self.cmpxchg_slab(pfn, old, new) {
-                return self.fl_va(s, pfn, old.freelist);
+                return Ok(self.fl_va(s, pfn, old.freelist));
             }
         }
     }
@@ -483,11 +625,11 @@ impl<P: Platform> Mm<P> {
             } else {
                 s.object_size()
             };
-            self.fill(object, 0, zero_size as usize);
+            self.slab_fill(object, 0, zero_size as u64)?;
         } else if self.slab_want_init_on_free(s) {
             // maybe_wipe_obj_freeptr(): the free pointer stored inside the object is the
             // only byte init_on_free left behind.
-            self.write_u64(object + s.fp_offset() as u64, 0);
+            self.store_word(object.wrapping_add(s.fp_offset() as u64), 0)?;
         }
         Ok(object)
     }
@@ -496,7 +638,7 @@ impl<P: Platform> Mm<P> {
     /// objects keep what it wrote) and, but for `__GFP_ZERO`, poisoned caches.
     pub(crate) fn slab_want_init_on_alloc(&self, gfp: Gfp, s: &KmemCache) -> bool {
         if self.slab.config.init_on_alloc {
-            if s.ctor().is_some() {
+            if s.has_ctor() {
                 return false;
             }
             if s.flags().contains(crate::slab::SlabFlags::POISON) {
@@ -510,26 +652,26 @@ impl<P: Platform> Mm<P> {
     /// `slab_want_init_on_free()`: not for caches with a constructor or poisoning.
     pub(crate) fn slab_want_init_on_free(&self, s: &KmemCache) -> bool {
         self.slab.config.init_on_free
-            && s.ctor().is_none()
+            && !s.has_ctor()
             && !s.flags().contains(crate::slab::SlabFlags::POISON)
     }
 
     /// The per-CPU fast path and slow path, without context checks or initialisation.
     pub(crate) fn slab_alloc_from(&self, s: &KmemCache, gfp: Gfp) -> Result<u64, SlabError> {
-        let cpu = self.platform.smp_processor_id();
         let nr_cpus = self.platform.nr_cpus();
-        let c = self.cpu_slab(s, cpu);
+        let c = self.this_cpu_slab(s)?;
         loop {
             let tid = c.tid.load(Relaxed);
             self.irq_window();
             let object = c.freelist.load(Relaxed);
-            if object == 0 || c.slab.load(Relaxed) == 0 {
+            let slab = c.slab.load(Relaxed);
+            if object == 0 || slab == 0 {
                 let flags = self.platform.local_irq_save();
                 let r = self.__slab_alloc(s, gfp, c, flags);
                 self.platform.local_irq_restore(flags);
                 return r;
             }
-            let next = self.next_free(s, c.slab.load(Relaxed) - 1, object);
+            let next = self.cpu_next_free(s, c, slab - 1, object)?;
             self.irq_window();
             if Self::cpu_cmpxchg(c, object, tid, next, next_tid(tid, nr_cpus)) {
                 return Ok(object);
@@ -553,13 +695,20 @@ impl<P: Platform> Mm<P> {
             let slab = c.slab.load(Relaxed);
             if slab != 0 {
                 let pfn = slab - 1;
+                if let Err(e) = self.slab_page_of(s, pfn) {
+                    self.drop_cpu_slab(c, true);
+                    return Err(e);
+                }
                 let mut freelist = c.freelist.load(Relaxed);
                 if freelist == 0 {
-                    freelist = self.get_freelist(s, pfn);
+                    freelist = self
+                        .get_freelist(s, pfn)
+                        .inspect_err(|_| self.drop_cpu_slab(c, true))?;
                 }
                 if freelist != 0 {
                     // load_freelist:
-                    c.freelist.store(self.next_free(s, pfn, freelist), Relaxed);
+                    let next = self.cpu_next_free(s, c, pfn, freelist)?;
+                    c.freelist.store(next, Relaxed);
                     c.tid.store(next_tid(c.tid.load(Relaxed), nr_cpus), Relaxed);
                     return Ok(freelist);
                 }
@@ -571,7 +720,14 @@ impl<P: Platform> Mm<P> {
             let partial = c.partial.load(Relaxed);
             if partial != 0 {
                 let pfn = partial - 1;
-                let next = self.mem_map.page(pfn).next();
+                let page = self.slab_page_of(s, pfn).inspect_err(|_| {
+                    c.partial.store(0, Relaxed);
+                    c.partial_slabs.store(0, Relaxed);
+                })?;
+                // The link is cleared as the slab leaves the chain, so a chain that
+                // loops back (a corrupted link) cannot be walked twice.
+                let next = page.next();
+                page.set_next(crate::mm_types::NIL);
                 c.partial.store(
                     if next == crate::mm_types::NIL {
                         0
@@ -586,7 +742,7 @@ impl<P: Platform> Mm<P> {
                 continue;
             }
             // The node's partial list.
-            if let Some((pfn, freelist)) = self.get_partial(s, c) {
+            if let Some((pfn, freelist)) = self.get_partial(s, c)? {
                 self.load_new_cpu_slab(s, c, pfn, freelist);
                 continue;
             }
@@ -596,7 +752,7 @@ impl<P: Platform> Mm<P> {
             let allocated = self.new_slab(s, gfp);
             let _ = self.platform.local_irq_save();
             let pfn = allocated?;
-            self.inc_slabs_node(s, pfn);
+            self.inc_slabs_node(s, pfn)?;
             let freelist = self.get_freelist_of_new(s, pfn);
             self.load_new_cpu_slab(s, c, pfn, freelist);
         }
@@ -655,27 +811,35 @@ impl<P: Platform> Mm<P> {
 
     /// `get_partial_node()`: the first slab of the node's partial list becomes the CPU
     /// slab (its freelist taken); more go to the CPU's partial list, up to half its limit.
-    fn get_partial(&self, s: &KmemCache, c: &KmemCacheCpu) -> Option<(u64, u64)> {
-        let n = self.get_node(s);
+    fn get_partial(
+        &self,
+        s: &KmemCache,
+        c: &KmemCacheCpu,
+    ) -> Result<Option<(u64, u64)>, SlabError> {
+        let n = self.get_node(s)?;
         if n.nr_partial.load(Relaxed) == 0 {
-            return None;
+            return Ok(None);
         }
         let _guard = self.lock_node(n);
-        let first = n.partial.first()?;
-        let freelist = self.acquire_slab(s, n, first, true);
+        let Some(first) = n.partial.first() else {
+            return Ok(None);
+        };
+        let freelist = self.acquire_slab(s, n, first, true)?;
         let mut taken = 0;
         while taken < s.cpu_partial_slabs() / 2 {
             let Some(pfn) = n.partial.first() else { break };
-            self.acquire_slab(s, n, pfn, false);
+            if self.acquire_slab(s, n, pfn, false).is_err() {
+                break;
+            }
             self.push_cpu_partial(c, pfn);
             taken += 1;
         }
-        Some((first, freelist))
+        Ok(Some((first, freelist)))
     }
 
     fn push_cpu_partial(&self, c: &KmemCacheCpu, pfn: u64) {
         c.partial_slabs
-            .store(c.partial_slabs.load(Relaxed) + 1, Relaxed);
+            .store(c.partial_slabs.load(Relaxed).saturating_add(1), Relaxed);
         let old = c.partial.load(Relaxed);
         self.mem_map.page(pfn).set_next(if old == 0 {
             crate::mm_types::NIL
@@ -685,27 +849,56 @@ impl<P: Platform> Mm<P> {
         c.partial.store(pfn + 1, Relaxed);
     }
 
-    /// `deactivate_slab()`: return a CPU's freelist to its slab and unfreeze it; the slab
-    /// goes to the node's partial list, back to the page allocator if empty and the node
-    /// has enough partial slabs, or onto no list if full.
-    pub(crate) fn deactivate_slab(&self, s: &KmemCache, pfn: u64, freelist: u64) {
+    /// Walk a CPU freelist of the slab at `pfn` from `freelist`: its length and last
+    /// object. A pointer that is not an object of the slab ends it there (reported by
+    /// [`Mm::next_free`]), the chain cut at the last good object; a chain longer than the
+    /// slab (a cycle) is cut at the slab's size.
+    fn walk_cpu_freelist(&self, s: &KmemCache, pfn: u64, freelist: u64) -> (u16, u64) {
+        let objects = SlabCounters::unpack(self.mem_map.page(pfn).word()).objects;
         let (mut count, mut tail) = (0u16, 0u64);
         let mut cur = freelist;
-        while cur != 0 && count < u16::MAX {
-            count += 1;
-            tail = cur;
-            cur = self.next_free(s, pfn, cur);
+        while cur != 0 && count < objects {
+            match self.next_free(s, pfn, cur) {
+                Ok(next) => {
+                    count += 1;
+                    tail = cur;
+                    cur = next;
+                }
+                Err(_) => break,
+            }
         }
-        let n = self.get_node(s);
+        if cur != 0 && tail != 0 {
+            // Isolate the corrupted (or endless) rest of the chain.
+            let _ = self.set_freepointer(s, tail, 0);
+        }
+        (count, tail)
+    }
+
+    /// `deactivate_slab()`: return a CPU's freelist to its slab and unfreeze it; the slab
+    /// goes to the node's partial list, back to the page allocator if empty and the node
+    /// has enough partial slabs, or onto no list if full. A slab that turns out corrupted
+    /// is reported and stays off every list.
+    pub(crate) fn deactivate_slab(&self, s: &KmemCache, pfn: u64, freelist: u64) {
+        if self.slab_page_of(s, pfn).is_err() {
+            return;
+        }
+        let (count, tail) = self.walk_cpu_freelist(s, pfn, freelist);
+        let Ok(n) = self.get_node(s) else { return };
         let guard = self.lock_node(n);
         let new = loop {
-            let old = self.slab_counters(pfn);
-            if tail != 0 {
-                self.set_freepointer(s, tail, self.fl_va(s, pfn, old.freelist));
+            let Ok(old) = self.check_slab(s, pfn, self.slab_counters(pfn)) else {
+                return;
+            };
+            if tail != 0
+                && self
+                    .set_freepointer(s, tail, self.fl_va(s, pfn, old.freelist))
+                    .is_err()
+            {
+                return;
             }
             let new = SlabCounters {
-                freelist: if freelist != 0 {
-                    self.fl_idx(s, pfn, freelist)
+                freelist: if tail != 0 {
+                    self.fl_idx(s, pfn, freelist).unwrap_or(old.freelist)
                 } else {
                     old.freelist
                 },
@@ -726,13 +919,20 @@ impl<P: Platform> Mm<P> {
         }
     }
 
-    /// `__unfreeze_partials()`: the CPU's partial slabs go back to the node.
+    /// `__unfreeze_partials()`: the CPU's partial slabs go back to the node. The chain
+    /// (linked through `struct page`) is followed at most as far as the cache could have
+    /// slabs; a link to anything but a slab of the cache is reported and ends it.
     fn unfreeze_partials(&self, s: &KmemCache, c: &KmemCacheCpu) {
         let mut cur = c.partial.swap(0, Relaxed);
         c.partial_slabs.store(0, Relaxed);
-        while cur != 0 {
+        let mut steps = 0u64;
+        while cur != 0 && steps < self.mem_map.len {
+            steps += 1;
             let pfn = cur - 1;
-            let next = self.mem_map.page(pfn).next();
+            let Ok(page) = self.slab_page_of(s, pfn) else {
+                return;
+            };
+            let next = page.next();
             cur = if next == crate::mm_types::NIL {
                 0
             } else {
@@ -744,15 +944,17 @@ impl<P: Platform> Mm<P> {
 
     /// `put_cpu_partial()`: a slab that a free made partial joins this CPU's partial
     /// list; past the limit, the list is drained to the node first.
-    fn put_cpu_partial(&self, s: &KmemCache, pfn: u64) {
+    fn put_cpu_partial(&self, s: &KmemCache, pfn: u64) -> Result<(), SlabError> {
         let flags = self.platform.local_irq_save();
-        let c = self.cpu_slab(s, self.platform.smp_processor_id());
-        let slabs = c.partial_slabs.load(Relaxed);
-        if slabs >= s.cpu_partial_slabs() as u64 {
-            self.unfreeze_partials(s, c);
-        }
-        self.push_cpu_partial(c, pfn);
+        let r = self.this_cpu_slab(s).map(|c| {
+            let slabs = c.partial_slabs.load(Relaxed);
+            if slabs >= s.cpu_partial_slabs() as u64 {
+                self.unfreeze_partials(s, c);
+            }
+            self.push_cpu_partial(c, pfn);
+        });
         self.platform.local_irq_restore(flags);
+        r
     }
 
     // ----- free --------------------------------------------------------------------
@@ -769,9 +971,8 @@ impl<P: Platform> Mm<P> {
         if s.is_debug() {
             return self.free_to_partial_list(s, pfn, object, site);
         }
-        let cpu = self.platform.smp_processor_id();
         let nr_cpus = self.platform.nr_cpus();
-        let c = self.cpu_slab(s, cpu);
+        let c = self.this_cpu_slab(s)?;
         loop {
             let tid = c.tid.load(Relaxed);
             self.irq_window();
@@ -782,7 +983,7 @@ impl<P: Platform> Mm<P> {
             if freelist == object {
                 return Err(self.naive_double_free(s, object));
             }
-            self.set_freepointer(s, object, freelist);
+            self.set_freepointer(s, object, freelist)?;
             self.irq_window();
             if Self::cpu_cmpxchg(c, freelist, tid, object, next_tid(tid, nr_cpus)) {
                 return Ok(());
@@ -794,24 +995,22 @@ impl<P: Platform> Mm<P> {
     /// The cheap double-free signs: the object heads this CPU's freelist or its slab's, or
     /// its slab has nothing in use.
     fn looks_free(&self, s: &KmemCache, pfn: u64, object: u64) -> bool {
-        let c = self.cpu_slab(s, self.platform.smp_processor_id());
         let counters = self.slab_counters(pfn);
-        (c.slab.load(Relaxed) == pfn + 1 && c.freelist.load(Relaxed) == object)
-            || self.fl_va(s, pfn, counters.freelist) == object
-            || counters.inuse == 0
+        let on_cpu = self
+            .cpu_slab(s, self.platform.smp_processor_id())
+            .is_some_and(|c| c.slab.load(Relaxed) == pfn + 1 && c.freelist.load(Relaxed) == object);
+        on_cpu || self.fl_va(s, pfn, counters.freelist) == object || counters.inuse == 0
     }
 
-    /// The hardened freelist's naive double-free check (`set_freepointer`'s
-    /// `BUG_ON(object == fp)`), reported and refused.
+    /// The hardened freelist's naive double-free check: `set_freepointer()`'s
+    /// `BUG_ON(object == fp)` (`kernel BUG at mm/slub.c`, an oops that kills the caller),
+    /// and the free refused.
     #[cold]
     #[inline(never)]
     pub(crate) fn naive_double_free(&self, s: &KmemCache, object: u64) -> SlabError {
         crate::vmstat::VmEvents::add(&self.events.bug_slab, 1);
-        self.printk(format_args!(
-            "kernel BUG at mm/slub.c: set_freepointer: naive double free detected: {} object {:#x}",
-            s.name(),
-            object
-        ));
+        let _ = s;
+        self.kernel_bug("mm/slub.c", SET_FREEPOINTER_BUG_LINE);
         SlabError::NotSlabObject(
             VirtAddr(object),
             "double free (the object is already free: at the head of a freelist, or its slab has nothing in use)",
@@ -821,17 +1020,21 @@ impl<P: Platform> Mm<P> {
     /// `__slab_free()`: straight onto the slab's freelist with a compare-exchange; the node
     /// lock only when the slab changes lists (full → partial, partial → empty).
     fn __slab_free(&self, s: &KmemCache, pfn: u64, object: u64) -> Result<(), SlabError> {
-        let n = self.get_node(s);
+        let n = self.get_node(s)?;
+        let idx = self.fl_idx(s, pfn, object).ok_or(SlabError::NotSlabObject(
+            VirtAddr(object),
+            "not the start of an object",
+        ))?;
         loop {
-            let old = self.slab_counters(pfn);
+            let old = self.check_slab(s, pfn, self.slab_counters(pfn))?;
             let prior = self.fl_va(s, pfn, old.freelist);
             if prior == object || old.inuse == 0 {
                 return Err(self.naive_double_free(s, object));
             }
-            self.set_freepointer(s, object, prior);
+            self.set_freepointer(s, object, prior)?;
             let mut new = SlabCounters {
-                freelist: self.fl_idx(s, pfn, object),
-                inuse: old.inuse.saturating_sub(1),
+                freelist: idx,
+                inuse: old.inuse - 1,
                 ..old
             };
             let mut guard = None;
@@ -849,14 +1052,20 @@ impl<P: Platform> Mm<P> {
             }
             let Some(g) = guard else {
                 if !old.frozen && new.frozen {
-                    self.put_cpu_partial(s, pfn);
+                    self.put_cpu_partial(s, pfn)?;
                 }
                 return Ok(());
             };
             if new.inuse == 0 && n.nr_partial.load(Relaxed) >= s.min_partial() {
                 if prior != 0 {
-                    n.partial.remove(&self.mem_map, pfn);
-                    n.nr_partial.fetch_sub(1, Relaxed);
+                    if !self.slab_list_del(s, n, &n.partial, pfn) {
+                        return Err(SlabError::Corrupted {
+                            addr: self.pfn_struct_address(pfn),
+                            what: "node partial list corrupted",
+                        });
+                    }
+                    n.nr_partial
+                        .store(n.nr_partial.load(Relaxed).saturating_sub(1), Relaxed);
                 }
                 drop(g);
                 self.discard_slab(s, pfn);
@@ -876,72 +1085,106 @@ impl<P: Platform> Mm<P> {
     /// `flush_cpu_slab()` for `cpu` (which must be the current CPU or idle).
     pub(crate) fn flush_cpu_slab(&self, s: &KmemCache, cpu: usize) {
         let flags = self.platform.local_irq_save();
-        let c = self.cpu_slab(s, cpu);
-        let slab = c.slab.swap(0, Relaxed);
-        let freelist = c.freelist.swap(0, Relaxed);
-        c.tid.store(
-            next_tid(c.tid.load(Relaxed), self.platform.nr_cpus()),
-            Relaxed,
-        );
-        if slab != 0 {
-            self.deactivate_slab(s, slab - 1, freelist);
+        match self.cpu_slab(s, cpu) {
+            Some(c) => {
+                let slab = c.slab.swap(0, Relaxed);
+                let freelist = c.freelist.swap(0, Relaxed);
+                c.tid.store(
+                    next_tid(c.tid.load(Relaxed), self.platform.nr_cpus()),
+                    Relaxed,
+                );
+                if slab != 0 {
+                    self.deactivate_slab(s, slab - 1, freelist);
+                }
+                self.unfreeze_partials(s, c);
+            }
+            None => {
+                self.slab_fault(
+                    s.cpu_slab.load(Relaxed),
+                    false,
+                    "kmem_cache.cpu_slab corrupted",
+                );
+            }
         }
-        self.unfreeze_partials(s, c);
         self.platform.local_irq_restore(flags);
     }
 
     /// `flush_all()`: every CPU flushes its slab and partial slabs (on that CPU, as the
     /// kernel's IPI-driven work does).
-    pub(crate) fn flush_all(&self, s: &KmemCache) {
+    pub(crate) fn flush_all(&self, s: &KmemCache) -> Result<(), SlabError> {
         for cpu in 0..self.platform.nr_cpus() {
-            let c = self.cpu_slab(s, cpu);
+            let Some(c) = self.cpu_slab(s, cpu) else {
+                return Err(self.slab_fault(
+                    s.cpu_slab.load(Relaxed),
+                    false,
+                    "kmem_cache.cpu_slab corrupted",
+                ));
+            };
             if c.slab.load(Relaxed) == 0 && c.partial.load(Relaxed) == 0 {
                 continue;
             }
             self.platform
                 .run_on_cpu(cpu, &mut || self.flush_cpu_slab(s, cpu));
         }
+        Ok(())
     }
 
     /// Free the node's empty partial slabs beyond `keep`; returns the pages freed.
     pub(crate) fn discard_empty_partials(&self, s: &KmemCache, keep: u64) -> u64 {
-        let n = self.get_node(s);
+        let Ok(n) = self.get_node(s) else { return 0 };
         let mut freed = 0;
         loop {
             let guard = self.lock_node(n);
-            let empty = n
-                .partial
-                .iter(&self.mem_map)
-                .find(|&pfn| self.slab_counters(pfn).inuse == 0);
-            let Some(pfn) = empty.filter(|_| n.nr_partial.load(Relaxed) > keep) else {
+            if n.nr_partial.load(Relaxed) <= keep {
                 break;
-            };
-            n.partial.remove(&self.mem_map, pfn);
-            n.nr_partial.fetch_sub(1, Relaxed);
+            }
+            let empty = self.walk_node_list(s, n, &n.partial, |pfn| {
+                (self.slab_counters(pfn).inuse == 0).then_some(pfn)
+            });
+            let Ok(Some(pfn)) = empty else { break };
+            if !self.slab_list_del(s, n, &n.partial, pfn) {
+                break;
+            }
+            n.nr_partial
+                .store(n.nr_partial.load(Relaxed).saturating_sub(1), Relaxed);
             drop(guard);
-            freed += 1 << self.mem_map.page(pfn).order();
+            freed += 1
+                << self
+                    .mem_map
+                    .page(pfn)
+                    .order()
+                    .min(crate::addr::MAX_PAGE_ORDER);
             self.discard_slab(s, pfn);
         }
         freed
     }
 
-    /// The node's slabs and objects (`node_nr_slabs`, `node_nr_objs`).
+    /// The node's slabs and objects (`node_nr_slabs`, `node_nr_objs`); zero for a cache
+    /// whose node pointer is corrupted (reported).
     pub fn node_counts(&self, s: &KmemCache) -> (u64, u64) {
-        let n = self.get_node(s);
-        (n.nr_slabs.load(Relaxed), n.total_objects.load(Relaxed))
+        match self.get_node(s) {
+            Ok(n) => (n.nr_slabs.load(Relaxed), n.total_objects.load(Relaxed)),
+            Err(_) => (0, 0),
+        }
     }
 
-    /// Free objects on the node's partial slabs (`count_partial(n, count_free)`).
+    /// Free objects on the node's partial slabs (`count_partial(n, count_free)`); what
+    /// could be counted before a corruption (reported) stopped the walk.
     pub fn free_objects_on_node(&self, s: &KmemCache) -> u64 {
-        let n = self.get_node(s);
+        self.count_free_on_node(s).unwrap_or(0)
+    }
+
+    /// [`Mm::free_objects_on_node`], failing on a corrupted node or partial list.
+    pub(crate) fn count_free_on_node(&self, s: &KmemCache) -> Result<u64, SlabError> {
+        let n = self.get_node(s)?;
         let _guard = self.lock_node(n);
-        n.partial
-            .iter(&self.mem_map)
-            .map(|pfn| {
-                let c = self.slab_counters(pfn);
-                (c.objects - c.inuse) as u64
-            })
-            .sum()
+        let mut free = 0u64;
+        self.walk_node_list(s, n, &n.partial, |pfn| {
+            let c = self.slab_counters(pfn);
+            free += c.objects.saturating_sub(c.inuse) as u64;
+            None::<()>
+        })?;
+        Ok(free)
     }
 
     // ----- public API --------------------------------------------------------------
@@ -970,9 +1213,18 @@ impl<P: Platform> Mm<P> {
         gfp: Gfp,
         caller: crate::slab::CallSite,
     ) -> Result<VirtAddr, SlabError> {
-        let s = self.cache(r)?;
+        let s = self.api_cache(r)?;
         self.slab_alloc(s, gfp, caller, s.object_size())
             .map(VirtAddr)
+    }
+
+    /// The cache a caller names (`struct kmem_cache *s`): the kernel would use whatever
+    /// the pointer leads to, so one that is no live cache is the fault of using it, then
+    /// [`SlabError::BadCache`].
+    pub(crate) fn api_cache(&self, r: KmemCacheRef) -> Result<&KmemCache, SlabError> {
+        self.cache(r).inspect_err(|_| {
+            self.slab_fault(r.0, false, "not a live kmem_cache");
+        })
     }
 
     /// The `kmem_cache` and `kmem_cache_node` caches hold the allocator's own structures:
@@ -1004,6 +1256,8 @@ impl<P: Platform> Mm<P> {
             return None;
         }
         let page = self.mem_map.page(pfn);
+        // A tail's head PFN is read from RAM: one past `mem_map` is the fault reported at
+        // the next `take_oopses()`, and no slab.
         let head = if page.is_tail() { page.word() } else { pfn };
         let hp = self.mem_map.page(head);
         hp.is_slab().then_some((head, hp))
@@ -1034,26 +1288,49 @@ impl<P: Platform> Mm<P> {
         addr: VirtAddr,
         caller: crate::slab::CallSite,
     ) -> Result<(), SlabError> {
-        let s = self.cache(r)?;
+        let s = self.api_cache(r)?;
         let (pfn, page) = self.virt_to_slab(addr).ok_or(SlabError::NotSlabObject(
             addr,
             "not in a slab (kmem_cache_free of non-slab memory)",
         ))?;
         if page.slab_cache() != r.0 {
-            let actual = self.cache(KmemCacheRef(page.slab_cache()))?.name();
-            self.printk(format_args!(
-                "WARNING: CPU: {} PID: {} at mm/slab.h cache_from_obj: kmem_cache_free: Wrong slab cache. {} but object is from {}",
-                self.platform.smp_processor_id(),
-                self.platform.current_pid(),
-                s.name(),
-                actual
-            ));
-            return Err(SlabError::WrongCache {
-                cache: s.name(),
-                actual,
-            });
+            return Err(self.wrong_cache(s, page.slab_cache(), pfn, addr));
         }
         self.free_object(s, pfn, addr, caller)
+    }
+
+    /// `cache_from_obj()`'s warning for an object freed to a cache it does not belong to
+    /// (`WARN(cachep && cachep != s, "%s: Wrong slab cache. %s but object is from %s\n")`,
+    /// mm/slab.h of Linux 6.5: `cache_from_obj` at line 652, its `WARN` nine lines on), then
+    /// `print_tracking()`. The kernel goes on to free the object to its real cache; here the
+    /// free is refused. A `slab_cache` that is no live cache is the fault of following it.
+    #[cold]
+    #[inline(never)]
+    fn wrong_cache(&self, s: &KmemCache, actual: u64, pfn: u64, addr: VirtAddr) -> SlabError {
+        let actual = match self.cache_at(actual) {
+            Ok(a) => a,
+            Err(e) => return e,
+        };
+        self.warn_report(
+            "mm/slab.h",
+            661,
+            "cache_from_obj",
+            format_args!(
+                "cache_from_obj: Wrong slab cache. {} but object is from {}",
+                s.name(),
+                actual.name()
+            ),
+        );
+        if let Some(object) = self
+            .object_index(actual, pfn, addr.0)
+            .map(|i| self.object_at(actual, pfn, i))
+        {
+            self.print_tracking(actual, object);
+        }
+        SlabError::WrongCache {
+            cache: s.name(),
+            actual: actual.name(),
+        }
     }
 
     /// The checks and the free shared by `kmem_cache_free` and `kfree`.
@@ -1081,7 +1358,7 @@ impl<P: Platform> Mm<P> {
             if self.looks_free(s, pfn, object) {
                 return Err(self.naive_double_free(s, object));
             }
-            self.fill(object, 0, s.object_size() as usize);
+            self.slab_fill(object, 0, s.object_size() as u64)?;
         }
         self.slab_free(s, pfn, object, site)
     }

@@ -1,0 +1,364 @@
+//! Checks of slab metadata read back from RAM, and the kernel's reports when one fails.
+//!
+//! Everything SLUB keeps in RAM may have been overwritten (a stray write, a DMA, a user's
+//! `poke`): the cache a slab page names, a cache's node and per-CPU pointers, a slab's
+//! counters, the links of the node lists and of the per-CPU partial chains. Each is
+//! checked here before it is followed. A check that fails prints what Linux 6.6 prints for
+//! that corruption where it has a check (`check_slab()`'s `slab_err`, lib/list_debug.c's
+//! `list_del corruption`), else the fault the kernel would take on the bad pointer (a
+//! general protection fault for a non-canonical address, a page fault otherwise), and
+//! the operation gives up along its error path. The structure found corrupt is isolated
+//! (a slab is marked fully used and leaves its list, a list is emptied, a per-CPU chain
+//! is dropped) so that the machine can carry on: its objects are lost, as a kernel that
+//! kept running would lose them.
+
+use core::sync::atomic::Ordering::Relaxed;
+
+use crate::addr::{MAX_PAGE_ORDER, PAGE_SIZE};
+use crate::memory_model::PageList;
+use crate::mm_types::{Page, NIL, PG_SLAB};
+use crate::platform::Platform;
+use crate::slab::cache::{KmemCache, KmemCacheNode, MAX_OBJS_PER_PAGE};
+use crate::slab::slub::{SlabCounters, NO_OBJECT};
+use crate::slab::SlabError;
+use crate::Mm;
+
+/// `lib/list_debug.c` of Linux 5.13 (the last numbering at hand): the lines of
+/// `__list_del_entry_valid()`'s `prev->next` and `next->prev` checks.
+const LIST_DEBUG_PREV_LINE: u32 = 51;
+const LIST_DEBUG_NEXT_LINE: u32 = 54;
+
+impl<P: Platform> Mm<P> {
+    /// The fault the kernel takes when it follows the corrupted pointer `addr`: a general
+    /// protection fault for a non-canonical address, a page fault otherwise (an address
+    /// that is not mapped, or — for a pointer into the wrong memory — the first fault its
+    /// garbage leads to). Returns the error the operation gives up with.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn slab_fault(&self, addr: u64, write: bool, what: &'static str) -> SlabError {
+        if self.paging().is_canonical(addr) {
+            self.bad_page_fault(addr, write);
+        } else {
+            self.general_protection_fault(addr);
+        }
+        SlabError::Corrupted { addr, what }
+    }
+
+    /// The live `kmem_cache` at kernel address `va`, a pointer read from RAM (a slab page's
+    /// `slab_cache`, a kmalloc cache slot): its magic and self-address must say so, else
+    /// it is the fault the kernel would take using it.
+    #[inline]
+    pub(crate) fn cache_at(&self, va: u64) -> Result<&KmemCache, SlabError> {
+        match self.cache(crate::slab::KmemCacheRef(va)) {
+            Ok(s) => Ok(s),
+            Err(_) => Err(self.slab_fault(va, false, "not a live kmem_cache")),
+        }
+    }
+
+    /// The objects a slab of `order` holds (`order_objects()`), if the cache's size and
+    /// the order make sense.
+    pub(crate) fn order_objects(s: &KmemCache, order: u32) -> Option<u16> {
+        let size = s.size() as u64;
+        if size == 0 || order > MAX_PAGE_ORDER {
+            return None;
+        }
+        let objects = ((PAGE_SIZE as u64) << order) / size;
+        (objects <= MAX_OBJS_PER_PAGE as u64).then_some(objects as u16)
+    }
+
+    /// Is the cache's object geometry one that `kmem_cache_open()` could have written?
+    /// (Corrupted sizes would send the slab arithmetic anywhere.)
+    pub(crate) fn geometry_ok(s: &KmemCache) -> bool {
+        let (size, object_size, inuse) = (s.size() as u64, s.object_size(), s.inuse());
+        let (oo, min) = (s.oo(), s.min());
+        let fits = |order: u32, objects: u32| {
+            order <= MAX_PAGE_ORDER
+                && objects >= 1
+                && objects as u64 * size <= (PAGE_SIZE as u64) << order
+        };
+        let recip = s.reciprocal_size.load(Relaxed) as u128;
+        size >= 8
+            && size <= (PAGE_SIZE as u64) << MAX_PAGE_ORDER
+            && object_size >= 1
+            && object_size <= inuse
+            && inuse as u64 + s.red_left_pad() as u64 <= size
+            && s.fp_offset() as u64 + 8 <= size
+            && fits(oo.order, oo.objects)
+            && fits(min.order, min.objects)
+            && recip * size as u128 >= 1 << 48
+            && (recip.wrapping_sub(1)) * (size as u128) < 1 << 48
+    }
+
+    /// [`Mm::geometry_ok`], reported when it fails.
+    pub(crate) fn check_geometry(&self, s: &KmemCache) -> Result<(), SlabError> {
+        if Self::geometry_ok(s) {
+            return Ok(());
+        }
+        self.geometry_corrupt(s)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn geometry_corrupt(&self, s: &KmemCache) -> Result<(), SlabError> {
+        self.slab_bug(
+            s,
+            format_args!(
+                "kmem_cache corrupt: size {} object_size {} inuse {} offset {} red_left_pad {} oo {}/{}",
+                s.size(),
+                s.object_size(),
+                s.inuse(),
+                s.fp_offset(),
+                s.red_left_pad(),
+                s.oo().order,
+                s.oo().objects
+            ),
+        );
+        self.add_taint(crate::report::taint::BAD_PAGE);
+        Err(SlabError::Corrupted {
+            addr: s.self_va.load(Relaxed),
+            what: "kmem_cache geometry corrupted",
+        })
+    }
+
+    /// The address `struct page` of `pfn` has (or would have, past `mem_map`), for reports.
+    pub(crate) fn pfn_struct_address(&self, pfn: u64) -> u64 {
+        let off = pfn
+            .wrapping_sub(self.mem_map.base_pfn)
+            .wrapping_mul(core::mem::size_of::<Page>() as u64);
+        self.layout
+            .page_offset
+            .wrapping_add(self.mem_map_phys().0)
+            .wrapping_add(off)
+    }
+
+    /// The slab page `pfn` (a link read from RAM: a per-CPU slab, a list entry) if it is a
+    /// slab of `s`; else the report (`check_slab()`'s "Not a valid slab page", or the fault
+    /// on a `struct page` past `mem_map`).
+    #[inline]
+    pub(crate) fn slab_page_of(&self, s: &KmemCache, pfn: u64) -> Result<&Page, SlabError> {
+        match self.mem_map.get(pfn) {
+            Some(page)
+                if page.flags() & PG_SLAB != 0 && page.slab_cache() == s.self_va.load(Relaxed) =>
+            {
+                Ok(page)
+            }
+            _ => Err(self.not_a_slab_of(s, pfn)),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn not_a_slab_of(&self, s: &KmemCache, pfn: u64) -> SlabError {
+        let addr = self.pfn_struct_address(pfn);
+        if !self.mem_map.contains(pfn) {
+            return self.slab_fault(addr, false, "slab link past mem_map");
+        }
+        self.slab_err(s, pfn, format_args!("Not a valid slab page"));
+        SlabError::Corrupted {
+            addr,
+            what: "link to a page that is not a slab of this cache",
+        }
+    }
+
+    /// `check_slab()`: the slab's counters must be what its order gives (`objects`), no
+    /// more in use than it holds, a freelist head inside it. A slab that fails is reported
+    /// (`slab_err`), isolated (`Marking all objects used`: no free object, nothing to hand
+    /// out) and the error returned.
+    #[inline]
+    pub(crate) fn check_slab(
+        &self,
+        s: &KmemCache,
+        pfn: u64,
+        c: SlabCounters,
+    ) -> Result<SlabCounters, SlabError> {
+        let page = self.mem_map.page(pfn);
+        let max = Self::order_objects(s, page.order());
+        if max == Some(c.objects)
+            && c.inuse <= c.objects
+            && (c.freelist == NO_OBJECT || c.freelist < c.objects)
+        {
+            return Ok(c);
+        }
+        Err(self.bad_counters(s, pfn, c, max))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn bad_counters(
+        &self,
+        s: &KmemCache,
+        pfn: u64,
+        c: SlabCounters,
+        max: Option<u16>,
+    ) -> SlabError {
+        let max = max.unwrap_or(0);
+        if c.objects != max {
+            self.slab_err(s, pfn, format_args!("objects {} > max {}", c.objects, max));
+        } else if c.inuse > c.objects {
+            self.slab_err(
+                s,
+                pfn,
+                format_args!("inuse {} > max {}", c.inuse, c.objects),
+            );
+        } else {
+            self.slab_err(s, pfn, format_args!("Freepointer corrupt"));
+        }
+        self.isolate_slab(s, pfn, c, max);
+        SlabError::Corrupted {
+            addr: self.pfn_struct_address(pfn),
+            what: "slab counters corrupted",
+        }
+    }
+
+    /// `Marking all objects used` (`alloc_debug_processing()`'s `bad:` path): the slab keeps
+    /// the object count its order gives, every object counts as in use, and its freelist is
+    /// dropped, so nothing on it is handed out again.
+    pub(crate) fn isolate_slab(&self, s: &KmemCache, pfn: u64, c: SlabCounters, objects: u16) {
+        self.slab_fix(s, format_args!("Marking all objects used"));
+        let n = self.get_node_quiet(s);
+        if let Some(n) = n {
+            // The node counted the objects the slab had when it was made.
+            let delta = objects as i64 - c.objects as i64;
+            n.total_objects.store(
+                n.total_objects.load(Relaxed).wrapping_add(delta as u64),
+                Relaxed,
+            );
+        }
+        self.mem_map.page(pfn).set_word(
+            SlabCounters {
+                freelist: NO_OBJECT,
+                inuse: objects,
+                objects,
+                frozen: c.frozen,
+            }
+            .pack(),
+        );
+    }
+
+    /// `list_del()` with `CONFIG_DEBUG_LIST` (`__list_del_entry_valid()`): the neighbours
+    /// of `pfn` on `list` must point back at it. If they do not, the kernel's warning is
+    /// printed and nothing is unlinked (as `list_del()` does), and the list — whose links
+    /// can no longer be trusted — is emptied by [`Mm::drop_list`]; `false` is returned.
+    pub(crate) fn slab_list_del(
+        &self,
+        s: &KmemCache,
+        n: &KmemCacheNode,
+        list: &PageList,
+        pfn: u64,
+    ) -> bool {
+        let Some(page) = self.mem_map.get(pfn) else {
+            return self.list_corrupt(s, n, list, pfn, "prev", NIL, NIL);
+        };
+        let (prev, next) = (page.prev(), page.next());
+        let prev_next = if prev == NIL {
+            list.first().map_or(NIL, |f| f as u32)
+        } else {
+            self.mem_map.get(prev as u64).map_or(NIL, |p| p.next())
+        };
+        if prev_next as u64 != pfn {
+            return self.list_corrupt(s, n, list, pfn, "prev", prev, prev_next);
+        }
+        let next_prev = if next == NIL {
+            list.last().map_or(NIL, |l| l as u32)
+        } else {
+            self.mem_map.get(next as u64).map_or(NIL, |p| p.prev())
+        };
+        if next_prev as u64 != pfn {
+            return self.list_corrupt(s, n, list, pfn, "next", next, next_prev);
+        }
+        list.remove(&self.mem_map, pfn);
+        true
+    }
+
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn list_corrupt(
+        &self,
+        s: &KmemCache,
+        n: &KmemCacheNode,
+        list: &PageList,
+        pfn: u64,
+        side: &str,
+        neighbour: u32,
+        was: u32,
+    ) -> bool {
+        let entry = self.pfn_struct_address(pfn);
+        // The list head's kernel address: inside the node structure.
+        let head = s
+            .node
+            .load(Relaxed)
+            .wrapping_add(if core::ptr::eq(list, &n.full) {
+                core::mem::offset_of!(KmemCacheNode, full)
+            } else {
+                core::mem::offset_of!(KmemCacheNode, partial)
+            } as u64);
+        let addr = |p: u32| {
+            if p == NIL {
+                head
+            } else {
+                self.pfn_struct_address(p as u64)
+            }
+        };
+        let (line, back) = if side == "next" {
+            (LIST_DEBUG_NEXT_LINE, "prev")
+        } else {
+            (LIST_DEBUG_PREV_LINE, "next")
+        };
+        self.warn_report(
+            "lib/list_debug.c",
+            line,
+            "__list_del_entry_valid",
+            format_args!(
+                "list_del corruption. {side}->{back} should be {entry:016x}, but was {:016x}. ({side}={:016x})",
+                addr(was),
+                addr(neighbour)
+            ),
+        );
+        self.drop_list(n, list);
+        false
+    }
+
+    /// Empty a node list whose links were found corrupt: its slabs are lost to the
+    /// allocator (still counted as the node's slabs, as they still are).
+    pub(crate) fn drop_list(&self, n: &KmemCacheNode, list: &PageList) {
+        if core::ptr::eq(list, &n.partial) {
+            n.nr_partial.store(0, Relaxed);
+        }
+        list.init();
+    }
+
+    /// Walk a node list (partial or full) of `s`, calling `f` on each slab, at most as many
+    /// as `mem_map` has pages; a link to a page that is no slab of `s` ends the walk with
+    /// the report and an emptied list. Returns what `f` broke with, if anything.
+    pub(crate) fn walk_node_list<T>(
+        &self,
+        s: &KmemCache,
+        n: &KmemCacheNode,
+        list: &PageList,
+        mut f: impl FnMut(u64) -> Option<T>,
+    ) -> Result<Option<T>, SlabError> {
+        let mut cur = list.first();
+        let mut steps = 0u64;
+        while let Some(pfn) = cur {
+            steps += 1;
+            if steps > self.mem_map.len {
+                self.list_corrupt(s, n, list, pfn, "prev", NIL, NIL);
+                return Err(SlabError::Corrupted {
+                    addr: self.pfn_struct_address(pfn),
+                    what: "slab list does not end",
+                });
+            }
+            if let Err(e) = self.slab_page_of(s, pfn) {
+                self.drop_list(n, list);
+                return Err(e);
+            }
+            if let Some(t) = f(pfn) {
+                return Ok(Some(t));
+            }
+            let next = self.mem_map.page(pfn).next();
+            cur = (next != NIL).then_some(next as u64);
+        }
+        Ok(None)
+    }
+}
