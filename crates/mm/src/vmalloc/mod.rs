@@ -1641,12 +1641,18 @@ impl<P: Platform> Mm<P> {
     /// a general protection fault for a non-canonical address, else the page-fault oops.
     pub(crate) fn vmalloc_fault(&self, addr: u64, write: bool) -> Corrupt {
         self.vmalloc.stats.bugs.fetch_add(1, Relaxed);
+        self.kernel_fault(addr, write);
+        Corrupt { addr }
+    }
+
+    /// The oops of a kernel access to `addr` that has no RAM behind it: a general
+    /// protection fault for a non-canonical address (x86_64), else the page fault.
+    pub(crate) fn kernel_fault(&self, addr: u64, write: bool) {
         if self.paging().is_canonical(addr) {
             self.bad_page_fault(addr, write);
         } else {
             self.general_protection_fault(addr);
         }
-        Corrupt { addr }
     }
 
     /// A walk of a vmalloc tree or list that goes round a cycle: the kernel would spin
