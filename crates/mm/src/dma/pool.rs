@@ -71,6 +71,11 @@ impl DmaPool<'_> {
     pub fn device(&self) -> &Device {
         self.dev
     }
+
+    /// The `struct dma_pool *`: where the pool's words are, in kmalloc'd memory.
+    pub fn addr(&self) -> VirtAddr {
+        self.pool
+    }
 }
 
 impl<P: Platform> Mm<P> {
@@ -385,7 +390,7 @@ impl<P: Platform> Mm<P> {
         // address whose CPU and bus offsets agree), with the same `pool_block_err` words.
         let is_block = |off: u64| {
             let in_window = off % boundary;
-            in_window % size == 0 && in_window + size <= boundary
+            in_window.is_multiple_of(size) && in_window + size <= boundary
         };
         let matches = page.is_some_and(|(pv, pd)| {
             let off = dma - pd;

@@ -1392,6 +1392,19 @@ impl<P: Platform> Mm<P> {
         self.checked_vm_area(node, vm).ok()
     }
 
+    /// The `vmap_area` object whose range holds `addr`: a busy area's, else one waiting
+    /// for the purge, else a free block's (for tests and tools that look at the nodes in
+    /// RAM). Nothing is reported: a tree that cannot be walked answers `None`.
+    pub fn vmap_area_at(&self, addr: VirtAddr) -> Option<VirtAddr> {
+        let trees = [&self.vmalloc.busy, &self.vmalloc.purge, &self.vmalloc.free];
+        trees.into_iter().find_map(|tree| {
+            let tree = tree.lock();
+            let o = self.quiet_nodes(&tree);
+            let va = self.find_area_in(&o, tree.root, addr.0).ok()?;
+            (va != 0).then_some(VirtAddr(va))
+        })
+    }
+
     /// The page behind a vmalloc address (`vmalloc_to_page`), by walking the page tables.
     pub fn vmalloc_to_page(&self, addr: VirtAddr) -> Option<&Page> {
         let pfn = self.vmalloc_to_pfn(addr)?;

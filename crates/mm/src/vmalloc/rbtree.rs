@@ -526,14 +526,14 @@ mod tests {
             let nodes = self.nodes.borrow();
             let node = nodes
                 .get((n / 8) as usize)
-                .filter(|_| n % 8 == 0 && n != NIL);
+                .filter(|_| n.is_multiple_of(8) && n != NIL);
             node.map(|node| node[f]).ok_or(Corrupt { addr: n })
         }
         fn set(&self, n: u64, f: usize, v: u64) -> RbResult<()> {
             let mut nodes = self.nodes.borrow_mut();
             let node = nodes
                 .get_mut((n / 8) as usize)
-                .filter(|_| n % 8 == 0 && n != NIL);
+                .filter(|_| n.is_multiple_of(8) && n != NIL);
             node.map(|node| node[f] = v).ok_or(Corrupt { addr: n })
         }
         fn key(&self, n: u64) -> u64 {
