@@ -611,14 +611,19 @@ impl<P: Platform> Mm<P> {
     }
 
     /// Zero `len` bytes at a kernel virtual address (direct map or vmalloc), page by page
-    /// through the kernel's mappings.
+    /// through the kernel's mappings. A live allocation is mapped throughout (its size was
+    /// checked); an address that is not is the page fault `memzero_explicit` would take:
+    /// reported, and the zeroing stops there.
     fn memzero_kernel(&self, addr: VirtAddr, len: usize) {
         const ZEROES: [u8; 512] = [0; 512];
         let mut done = 0;
         while done < len {
             let n = (len - done).min(ZEROES.len());
-            // A live allocation is mapped throughout (its size was checked).
-            let _ = self.copy_to_kernel_virt(VirtAddr(addr.0 + done as u64), &ZEROES[..n]);
+            let at = VirtAddr(addr.0.wrapping_add(done as u64));
+            if let Err(bad) = self.copy_to_kernel_virt(at, &ZEROES[..n]) {
+                self.kernel_fault(bad.0, true);
+                return;
+            }
             done += n;
         }
     }
@@ -695,18 +700,24 @@ impl<P: Platform> Mm<P> {
         self.ksize(p)
     }
 
-    /// Copy `len` bytes between kernel virtual addresses (direct map or vmalloc).
+    /// Copy `len` bytes between kernel virtual addresses (direct map or vmalloc). Both
+    /// are live allocations of at least `len` bytes; an address that is not mapped is the
+    /// page fault `memcpy` would take: reported, and the copy stops there.
     fn copy_kernel(&self, dst: VirtAddr, src: VirtAddr, len: usize) {
         let mut buf = [0u8; 512];
         let mut done = 0;
         while done < len {
             let n = (len - done).min(buf.len());
             let at = done as u64;
-            if self
-                .copy_from_kernel_virt(VirtAddr(src.0 + at), &mut buf[..n])
-                .is_ok()
-            {
-                let _ = self.copy_to_kernel_virt(VirtAddr(dst.0 + at), &buf[..n]);
+            let from = VirtAddr(src.0.wrapping_add(at));
+            if let Err(bad) = self.copy_from_kernel_virt(from, &mut buf[..n]) {
+                self.kernel_fault(bad.0, false);
+                return;
+            }
+            let to = VirtAddr(dst.0.wrapping_add(at));
+            if let Err(bad) = self.copy_to_kernel_virt(to, &buf[..n]) {
+                self.kernel_fault(bad.0, true);
+                return;
             }
             done += n;
         }

@@ -9,7 +9,12 @@
 //! wrapped instead, writing the low 24 bits' worth somewhere else; kmemlab refuses so
 //! that the driver's mistake is visible rather than silent. An address with no RAM behind
 //! it is a master abort ([`BusError::NotRam`]). A transfer is checked in full before any
-//! byte moves.
+//! byte moves, and one that would move more bytes than the machine has RAM is refused
+//! ([`BusError::TooLong`]) before the host allocates anything for it.
+//!
+//! A device writes RAM as it is: aimed at a kernel structure (a `vmap_area`, a slot of the
+//! swiotlb, a dma-debug entry), it overwrites it, as a real bus master would; the kernel
+//! code that reads the structure afterwards checks what it finds.
 //!
 //! ```
 //! use kmemlab_mm::dma::DmaDataDirection::FromDevice;
@@ -31,7 +36,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use kmemlab_mm::dma::{dma_bit_mask, Device, DmaAddr};
 
@@ -59,6 +64,14 @@ pub enum BusError {
         /// Bytes.
         len: u64,
     },
+    /// The transfer moves more bytes than the machine has RAM (one segment may be
+    /// repeated, but no device streams more than all of memory in one go).
+    TooLong {
+        /// Bytes the segments add up to (saturated at `u64::MAX`).
+        len: u64,
+        /// Bytes of RAM.
+        ram: u64,
+    },
     /// The device's buffer holds fewer bytes than the transfer moves out of it.
     BufferTooShort {
         /// Bytes the transfer needs.
@@ -78,6 +91,10 @@ impl fmt::Display for BusError {
             BusError::NotRam { addr, len } => {
                 write!(f, "bus error: master abort, no RAM at {addr:#x}+{len}")
             }
+            BusError::TooLong { len, ram } => write!(
+                f,
+                "bus error: a transfer of {len} bytes is longer than the machine's {ram} bytes of RAM"
+            ),
             BusError::BufferTooShort { need, have } => {
                 write!(
                     f,
@@ -144,14 +161,19 @@ impl DmaDevice {
         dma_bit_mask(self.mask_bits)
     }
 
+    /// The buffer, locked. A lock poisoned by a panic elsewhere still holds plain bytes.
+    fn locked_buffer(&self) -> MutexGuard<'_, Vec<u8>> {
+        self.buffer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Put bytes in the device's buffer (what it received from the outside world).
     pub fn load_buffer(&self, bytes: &[u8]) {
-        *self.buffer.lock().expect("device buffer") = bytes.to_vec();
+        *self.locked_buffer() = bytes.to_vec();
     }
 
     /// A copy of the device's buffer (what it read from memory).
     pub fn buffer(&self) -> Vec<u8> {
-        self.buffer.lock().expect("device buffer").clone()
+        self.locked_buffer().clone()
     }
 
     /// (transfers completed, bytes moved, transfers refused with a bus error).
@@ -179,20 +201,30 @@ impl DmaDevice {
         Ok(())
     }
 
+    /// Check every segment, and that together they move no more than the machine's RAM;
+    /// returns the bytes they add up to.
     fn check_all(
         &self,
         machine: &Machine,
         segments: &[(DmaAddr, usize)],
     ) -> Result<usize, BusError> {
-        let mut total = 0;
+        let ram = machine.mm().platform().ram().size();
+        let mut total = 0u64;
         for &(addr, len) in segments {
-            if let Err(e) = self.check(machine, addr, len) {
+            let checked = self.check(machine, addr, len).and_then(|()| {
+                total = total.saturating_add(len as u64);
+                if total > ram {
+                    return Err(BusError::TooLong { len: total, ram });
+                }
+                Ok(())
+            });
+            if let Err(e) = checked {
                 self.bus_errors.fetch_add(1, Ordering::Relaxed);
                 return Err(e);
             }
-            total += len;
         }
-        Ok(total)
+        // At most the machine's RAM, which the host has mapped: it fits a usize.
+        Ok(total as usize)
     }
 
     /// The device writes its buffer to memory (a `DMA_FROM_DEVICE` transfer) at one bus
@@ -225,7 +257,7 @@ impl DmaDevice {
         segments: &[(DmaAddr, usize)],
     ) -> Result<usize, BusError> {
         let total = self.check_all(machine, segments)?;
-        let buffer = self.buffer.lock().expect("device buffer");
+        let buffer = self.locked_buffer();
         if buffer.len() < total {
             self.bus_errors.fetch_add(1, Ordering::Relaxed);
             return Err(BusError::BufferTooShort {
@@ -236,8 +268,12 @@ impl DmaDevice {
         let ram = machine.mm().platform().ram();
         let mut done = 0;
         for &(addr, len) in segments {
-            ram.write(addr, &buffer[done..done + len])
-                .expect("checked: the segment is RAM");
+            // Checked above: every segment is RAM, and they fit the buffer.
+            let bytes = &buffer[done..done + len];
+            ram.write(addr, bytes).ok_or(BusError::NotRam {
+                addr,
+                len: len as u64,
+            })?;
             done += len;
         }
         self.count(total);
@@ -253,14 +289,18 @@ impl DmaDevice {
     ) -> Result<usize, BusError> {
         let total = self.check_all(machine, segments)?;
         let ram = machine.mm().platform().ram();
+        // No more than the machine's RAM (checked), so the host can hold it.
         let mut data = vec![0; total];
         let mut done = 0;
         for &(addr, len) in segments {
             ram.read(addr, &mut data[done..done + len])
-                .expect("checked: the segment is RAM");
+                .ok_or(BusError::NotRam {
+                    addr,
+                    len: len as u64,
+                })?;
             done += len;
         }
-        *self.buffer.lock().expect("device buffer") = data;
+        *self.locked_buffer() = data;
         self.count(total);
         Ok(total)
     }

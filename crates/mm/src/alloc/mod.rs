@@ -29,8 +29,10 @@
 //! written is initialised) and for which every bit pattern is a valid value (the bytes
 //! read back may have been changed by the machine). `Copy` is not enough: `bool`, `char`,
 //! enums and `&'static T` are `Copy` but not valid for every bit pattern. So the element
-//! type must implement the unsafe marker trait [`Pod`], implemented here for the integer
-//! and floating-point types and for arrays of `Pod` types.
+//! type must be [`Pod`]: `Copy` and zerocopy's [`FromBytes`] + [`IntoBytes`] +
+//! [`Immutable`] (re-exported by [`crate::mem`]), which the compiler proves for a type
+//! that derives them. The integer and floating-point types and arrays of them qualify;
+//! a struct derives the three traits.
 //!
 //! # Errors
 //!
@@ -57,7 +59,6 @@
 //! })
 //! .unwrap();
 //! ```
-#![allow(unsafe_code)] // TODO(door): convert this module to crate::mem and drop this.
 
 mod allocator;
 mod kbox;
@@ -72,6 +73,7 @@ pub use kvec::{Iter, KVVec, KVec, VVec, Vec};
 
 use crate::addr::VirtAddr;
 use crate::gfp::Gfp;
+use crate::mem::{FromBytes, Immutable, IntoBytes};
 use crate::platform::Platform;
 use crate::slab::SlabError;
 use crate::util::KvmallocError;
@@ -451,51 +453,38 @@ pub trait Allocator {
     }
 }
 
-/// Plain old data: a type that can be copied to and from memory as bytes.
-///
-/// # Safety
-///
-/// Implement it only for a type that
-/// - has no padding bytes (all `size_of::<T>()` bytes of a value are initialised), and
-/// - is valid for every bit pattern of its size (bytes read back from the machine, which
-///   anything may have written, always form a valid value),
-///
-/// such as a `#[repr(C)]` struct of `Pod` fields laid out without gaps.
+/// Plain old data: a type that can be copied to and from memory as bytes. It is
+/// zerocopy's three traits together, so the compiler proves it: [`IntoBytes`] (no
+/// padding: every byte written is initialised), [`FromBytes`] (every bit pattern is a
+/// valid value: bytes read back from the machine, which anything may have written, always
+/// form one) and [`Immutable`] (no interior mutability behind the bytes). Every such
+/// `Copy` type is `Pod`; a struct derives the three traits (the derives need the
+/// `zerocopy` crate).
 ///
 /// ```
-/// use kmemlab_mm::alloc::Pod;
+/// use kmemlab_mm::alloc::{flags::GFP_KERNEL, KBox, Pod};
+/// use kmemlab_mm::mem::{FromBytes, Immutable, IntoBytes};
+/// use kmemlab_sim::{Machine, MachineConfig};
 ///
-/// #[derive(Copy, Clone)]
+/// #[derive(Copy, Clone, Debug, PartialEq, FromBytes, IntoBytes, Immutable)]
 /// #[repr(C)]
 /// struct Pair {
 ///     a: u32,
 ///     b: u32,
 /// }
-/// // SAFETY: two u32s, no padding; every bit pattern is a valid Pair.
-/// unsafe impl Pod for Pair {}
+/// fn is_pod<T: Pod>() {}
+/// is_pod::<Pair>();
+/// is_pod::<[u64; 4]>();
+///
+/// let m = Machine::new(MachineConfig { ram: 64 << 20, cpus: 1, ..Default::default() }).unwrap();
+/// m.run(|mm| {
+///     let b = KBox::new(mm, Pair { a: 1, b: 2 }, GFP_KERNEL).unwrap();
+///     assert_eq!(b.get().unwrap(), Pair { a: 1, b: 2 });
+/// });
 /// ```
-pub unsafe trait Pod: Copy + 'static {}
+pub trait Pod: FromBytes + IntoBytes + Immutable + Copy + 'static {}
 
-macro_rules! pod {
-    ($($t:ty),*) => { $(
-        // SAFETY: a primitive number: no padding, every bit pattern valid.
-        unsafe impl Pod for $t {}
-    )* };
-}
-pod!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64);
-
-// SAFETY: an array has no padding between its elements (a size is a multiple of its
-// alignment), and is valid for every bit pattern if its elements are.
-unsafe impl<T: Pod, const N: usize> Pod for [T; N] {}
-
-/// The bytes of a slice of `Pod` values.
-fn bytes_of_slice<T: Pod>(values: &[T]) -> &[u8] {
-    // SAFETY: `T: Pod` has no padding, so every byte of the slice is initialised; the
-    // length is the slice's size in bytes, and u8 has no alignment requirement.
-    unsafe {
-        core::slice::from_raw_parts(values.as_ptr().cast::<u8>(), core::mem::size_of_val(values))
-    }
-}
+impl<T: FromBytes + IntoBytes + Immutable + Copy + 'static> Pod for T {}
 
 /// Write `values` at kernel address `at`.
 fn write_pod<T: Pod, P: Platform>(
@@ -503,27 +492,21 @@ fn write_pod<T: Pod, P: Platform>(
     at: VirtAddr,
     values: &[T],
 ) -> Result<(), AllocError> {
-    mm.copy_to_kernel_virt(at, bytes_of_slice(values))
+    mm.copy_to_kernel_virt(at, values.as_bytes())
         .map_err(AllocError::Unmapped)
 }
 
 /// Read a `T` from kernel address `at`.
 fn read_pod<T: Pod, P: Platform>(mm: &Mm<P>, at: VirtAddr) -> Result<T, AllocError> {
-    let mut value = [zeroed::<T>()];
-    // SAFETY: `T: Pod`: any bytes written through this view leave a valid `T`; the view
-    // covers exactly the value's bytes.
-    let bytes = unsafe {
-        core::slice::from_raw_parts_mut(value.as_mut_ptr().cast::<u8>(), core::mem::size_of::<T>())
-    };
-    mm.copy_from_kernel_virt(at, bytes)
+    let mut value = T::new_zeroed();
+    mm.copy_from_kernel_virt(at, value.as_mut_bytes())
         .map_err(AllocError::Unmapped)?;
-    Ok(value[0])
+    Ok(value)
 }
 
 /// A `T` of zero bytes.
 fn zeroed<T: Pod>() -> T {
-    // SAFETY: `T: Pod` is valid for every bit pattern, all zeroes included.
-    unsafe { core::mem::zeroed() }
+    T::new_zeroed()
 }
 
 /// The address a zero-sized allocation stands at (Rust-for-Linux's

@@ -12,7 +12,10 @@
 //! When the entries run out, dma-debug disables itself with the kernel's message. Every
 //! error is printed (as with `dma_debug` `show_all_errors`; the kernel's default shows
 //! only the first).
-#![allow(unsafe_code)] // TODO(door): convert this module to crate::mem and drop this.
+//!
+//! The block is read and written through the door ([`crate::mem`]): every bucket head
+//! and entry is found by an index that is checked against the block before the access,
+//! and every value read back is validated before it is used.
 
 use core::fmt;
 use core::sync::atomic::{
@@ -181,6 +184,7 @@ impl DmaDebug {
 
 /// `struct dma_debug_entry` in simulated memory: eight words, then the device's names.
 #[repr(C)]
+#[derive(zerocopy::FromBytes)]
 struct Entry {
     /// Next entry on the bucket chain or free list (index + 1; 0 ends it).
     next: AtomicU64,
@@ -382,12 +386,9 @@ impl<P: Platform> Mm<P> {
         if base == 0 || bucket >= HASH_SIZE {
             return None;
         }
-        let ptr = self.dma_phys_ptr(base + bucket * 8, 8)?;
-        // SAFETY: the heads fill the block's first pages, in RAM (checked by
-        // `dma_phys_ptr`) that was allocated to dma-debug, 8-byte aligned; atomics make
-        // shared references sound against the DMA layer's own accesses (a device may
-        // still overwrite them: every value read is validated).
-        Some(unsafe { &*(ptr as *const AtomicU64) })
+        // The heads fill the block's first pages; a device may still overwrite them, so
+        // every value read is validated.
+        self.ram().atomic_u64(base + bucket * 8).ok()
     }
 
     /// Entry `i`, or `None` unless `i < nr_entries`. Indices come from links read back
@@ -398,10 +399,10 @@ impl<P: Platform> Mm<P> {
         if base == 0 || i >= d.nr_entries.load(Acquire) {
             return None;
         }
-        let ptr = self.dma_phys_ptr(base + HEADS_BYTES + i * ENTRY_SIZE, ENTRY_SIZE)?;
-        // SAFETY: `i < nr_entries`, so the 128 bytes lie inside the block (and are RAM,
-        // checked by `dma_phys_ptr`), 8-byte aligned; all fields are atomics.
-        Some(unsafe { &*(ptr as *const Entry) })
+        // `i < nr_entries`, so the 128 bytes lie inside the block.
+        self.ram()
+            .view::<Entry>(base + HEADS_BYTES + i * ENTRY_SIZE)
+            .ok()
     }
 
     fn read_entry(&self, i: u64) -> Option<Record> {

@@ -8,7 +8,11 @@
 //! As in the kernel, mapping calls return [`DMA_MAPPING_ERROR`] on failure and the driver
 //! asks [`Mm::dma_mapping_error`]; everything else returns a `Result`. Nothing panics on a
 //! driver's mistake: it is refused or reported with the kernel's words, and counted.
-#![allow(unsafe_code)] // TODO(door): convert this module to crate::mem and drop this.
+//!
+//! Everything the DMA layer keeps in RAM (the swiotlb slots, the dma-debug block, pools,
+//! scatterlists) is reached through the door ([`crate::mem`]); RAM that any bus master
+//! may have overwritten is validated before a value read from it is used as an index,
+//! length or address.
 
 pub mod debug;
 pub mod direct;
@@ -756,64 +760,25 @@ impl<P: Platform> Mm<P> {
         }
     }
 
-    /// Host pointer of the `len` bytes of simulated RAM at physical address `phys`, or
-    /// `None` when `[phys, phys + len)` overflows or is not entirely RAM. Callers use it
-    /// for addresses they compute from values read back out of simulated RAM, which any
-    /// bus master may have overwritten, so nothing is trusted here.
-    pub(crate) fn dma_phys_ptr(&self, phys: u64, len: u64) -> Option<*mut u8> {
-        let end = phys.checked_add(len)?;
-        if !self.memblock.is_memory(phys, end) {
-            return None;
-        }
-        let off = usize::try_from(phys).ok()?;
-        // SAFETY: `[phys, end)` is RAM (checked above) and `phys_mem` maps all of RAM, so
-        // the offset stays inside that one allocation.
-        Some(unsafe { self.platform.phys_mem().add(off) })
-    }
-
-    /// The words at direct-map address `va` (8-byte aligned, inside RAM): how the DMA
-    /// layer reads and writes the structures it keeps in kmalloc'd memory.
-    pub(crate) fn dma_kernel_words(&self, va: VirtAddr, words: usize) -> Option<&[AtomicU64]> {
-        let phys = self.layout.virt_to_phys(va.0)?;
-        let len = (words as u64).checked_mul(8)?;
-        if phys % 8 != 0 {
-            return None;
-        }
-        let ptr = self.dma_phys_ptr(phys, len)?;
-        // SAFETY: what is guaranteed: the range is RAM (checked by `dma_phys_ptr`), so the
-        // pointer is valid for `len` bytes for as long as the machine lives, and it is
-        // 8-byte aligned. What is not: exclusivity. The DMA layer only touches these bytes
-        // through the atomics, but the same simulated RAM is also written non-atomically
-        // elsewhere: by a device or the shell's `dma <dev> to <addr>` (`Ram::write`), by
-        // `copy_phys` bounces and by the CPU-side copies of whoever owns the memory. Those
-        // stores can race with these loads, just as a bus master races the CPU on real
-        // hardware, so every value read through these words is validated before it is
-        // used as an index, length or address.
-        Some(unsafe { core::slice::from_raw_parts(ptr as *const AtomicU64, words) })
+    /// The `N` words at direct-map address `va` (8-byte aligned, inside RAM): how the DMA
+    /// layer reads and writes the structures it keeps in kmalloc'd memory. The same RAM
+    /// may be written by a device, the shell's `dma <dev> to <addr>` or a bounce at any
+    /// time, as a bus master races the CPU on real hardware, so every value read through
+    /// these words is validated before it is used as an index, length or address.
+    pub(crate) fn dma_kernel_words<const N: usize>(&self, va: VirtAddr) -> Option<&[AtomicU64; N]> {
+        self.kview::<[AtomicU64; N]>(va.0).ok()
     }
 
     /// Copy `len` bytes between two physical ranges of RAM (a bounce, or zeroing).
     /// Refuses ranges that are not RAM.
     pub(crate) fn copy_phys(&self, dst: u64, src: u64, len: usize) -> bool {
-        let n = len as u64;
-        let (Some(d), Some(s)) = (self.dma_phys_ptr(dst, n), self.dma_phys_ptr(src, n)) else {
-            return false;
-        };
-        // SAFETY: both ranges are RAM (checked by `dma_phys_ptr`); `ptr::copy` allows
-        // overlap.
-        unsafe { core::ptr::copy(s, d, len) };
-        true
+        self.ram().copy(dst, src, len as u64).is_ok()
     }
 
     /// Fill `len` bytes of RAM at `phys` with zeroes; `false` (nothing written) when the
     /// range is not RAM.
     pub(crate) fn dma_zero_phys(&self, phys: u64, len: usize) -> bool {
-        let Some(p) = self.dma_phys_ptr(phys, len as u64) else {
-            return false;
-        };
-        // SAFETY: the range is RAM (checked by `dma_phys_ptr`).
-        unsafe { core::ptr::write_bytes(p, 0, len) };
-        true
+        self.ram().fill(phys, 0, len as u64).is_ok()
     }
 }
 

@@ -3,6 +3,12 @@
 //! (`struct dma_pool`) and its page records (`struct dma_page`) are kmalloc'd; a free
 //! block holds its own `struct dma_block` (next free block, bus address), so the free
 //! list costs no memory. The `DMAPOOL_DEBUG` checks on free are on.
+//!
+//! All of it is RAM that a device or a stray write may have changed: the pool's geometry
+//! is checked every time it is read (kmemlab's check, reported and refused), the lock
+//! word is taken with the bounded [`Mm::spin_lock`], a block or page record that cannot
+//! be read is the kernel's page fault, and every list walk stops after as many entries
+//! as the machine's memory could hold (beyond that it is a cycle: a soft lockup).
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -10,6 +16,7 @@ use super::{Device, DmaAddr, DmaError};
 use crate::addr::{VirtAddr, PAGE_SIZE};
 use crate::gfp::Gfp;
 use crate::platform::Platform;
+use crate::sync::TryLock;
 use crate::Mm;
 
 // Words of `struct dma_pool`.
@@ -26,6 +33,10 @@ const NAME: usize = 9; // four words, 31 bytes and a length
 const POOL_WORDS: usize = 13;
 // Words of `struct dma_page`: next page, CPU address, bus address.
 const PAGE_WORDS: usize = 3;
+/// `struct dma_pool` as words.
+type PoolWords = [AtomicU64; POOL_WORDS];
+/// The lock's name in a spinlock report.
+const POOL_LOCK_NAME: &str = "dma_pool.lock";
 /// `sizeof(struct dma_block)`: the smallest block.
 const DMA_BLOCK_SIZE: u64 = 16;
 /// `POOL_POISON_FREED`: what a freed block is filled with.
@@ -60,23 +71,78 @@ impl DmaPool<'_> {
     pub fn device(&self) -> &Device {
         self.dev
     }
+
+    /// The `struct dma_pool *`: where the pool's words are, in kmalloc'd memory.
+    pub fn addr(&self) -> VirtAddr {
+        self.pool
+    }
 }
 
 impl<P: Platform> Mm<P> {
-    fn pool_words(&self, pool: &DmaPool<'_>) -> &[AtomicU64] {
-        self.dma_kernel_words(pool.pool, POOL_WORDS)
-            .expect("a live pool's structure is kmalloc'd memory")
+    /// The pool's words (a kmalloc'd object, so always readable while the pool lives).
+    fn pool_words(&self, pool: &DmaPool<'_>) -> Result<&PoolWords, DmaError> {
+        self.dma_kernel_words::<POOL_WORDS>(pool.pool)
+            .ok_or(DmaError::Inval)
     }
 
-    fn pool_lock<'a>(&'a self, w: &'a [AtomicU64]) -> PoolLock<'a, P> {
-        let flags = self.platform.local_irq_save();
-        while w[LOCK]
-            .compare_exchange(0, 1, core::sync::atomic::Ordering::Acquire, Relaxed)
-            .is_err()
-        {
-            core::hint::spin_loop();
+    /// The pool's geometry as `dma_pool_create` set it: a block of at least
+    /// `sizeof(struct dma_block)` and at most `INT_MAX` bytes, an allocation of
+    /// `max(size, PAGE_SIZE)`, a boundary between the two (a power of two unless it is
+    /// the allocation). Anything else was written behind the pool's back: reported
+    /// (kmemlab's check, in `pool_block_err`'s style) and the operation refused.
+    fn pool_geometry(&self, pool: &DmaPool<'_>, w: &PoolWords) -> Result<Geometry, DmaError> {
+        let g = Geometry {
+            size: w[SIZE].load(Relaxed),
+            allocation: w[ALLOCATION].load(Relaxed),
+            boundary: w[BOUNDARY].load(Relaxed),
+        };
+        let sound = (DMA_BLOCK_SIZE..=i32::MAX as u64).contains(&g.size)
+            && g.allocation == g.size.max(PAGE_SIZE as u64)
+            && (g.size..=g.allocation).contains(&g.boundary)
+            && (g.boundary == g.allocation || g.boundary.is_power_of_two());
+        if sound {
+            return Ok(g);
         }
-        PoolLock { mm: self, w, flags }
+        self.dma.counters.warnings.fetch_add(1, Relaxed);
+        self.dev_printk(
+            pool.dev,
+            format_args!(
+                "dma_pool {}: corrupted pool (size {:#x}, allocation {:#x}, boundary {:#x}), refusing the operation",
+                self.pool_name(w).as_str(),
+                g.size,
+                g.allocation,
+                g.boundary
+            ),
+        );
+        Err(DmaError::Inval)
+    }
+
+    /// `spin_lock_irqsave(&pool->lock)`: the lock word (the low half of its slot) taken
+    /// with the spinlock checks, so that an overwritten word is reported, not spun on.
+    fn pool_lock(&self, pool: &DmaPool<'_>) -> Result<PoolLock<'_, P>, DmaError> {
+        let lock = self
+            .kview::<TryLock>(pool.pool.0 + LOCK as u64 * 8)
+            .map_err(|_| DmaError::Inval)?;
+        let flags = self.platform.local_irq_save();
+        self.spin_lock(lock, POOL_LOCK_NAME);
+        Ok(PoolLock {
+            mm: self,
+            lock,
+            flags,
+        })
+    }
+
+    /// The most blocks of `size` bytes, or allocations of that many bytes, that the
+    /// machine's memory could hold: a list longer than this goes round a cycle.
+    fn pool_list_limit(&self, size: u64) -> u64 {
+        (self.totalram_pages() * PAGE_SIZE as u64) / size.max(1) + 1
+    }
+
+    /// A pool list that never ends: the kernel would spin on it with the pool's lock
+    /// held, and the watchdog reports the soft lockup.
+    fn pool_list_stuck(&self) -> DmaError {
+        self.soft_lockup(POOL_LOCK_NAME);
+        DmaError::Inval
     }
 
     /// `dma_pool_create()`: a pool of `size`-byte blocks aligned to `align` (a power of
@@ -115,7 +181,7 @@ impl<P: Platform> Mm<P> {
             .kzalloc(POOL_WORDS * 8, Gfp::GFP_KERNEL)
             .map_err(|_| DmaError::NoMem)?;
         let pool = DmaPool { pool: addr, dev };
-        let w = self.pool_words(&pool);
+        let w = self.pool_words(&pool)?;
         w[SIZE].store(size, Relaxed);
         w[ALLOCATION].store(allocation, Relaxed);
         w[BOUNDARY].store(boundary, Relaxed);
@@ -123,18 +189,18 @@ impl<P: Platform> Mm<P> {
         let mut raw = [0u8; 32];
         raw[..31].copy_from_slice(&n.bytes);
         raw[31] = n.len;
-        for (k, chunk) in raw.chunks(8).enumerate() {
+        for (word, chunk) in w[NAME..NAME + 4].iter().zip(raw.chunks_exact(8)) {
             let mut b = [0u8; 8];
             b.copy_from_slice(chunk);
-            w[NAME + k].store(u64::from_le_bytes(b), Relaxed);
+            word.store(u64::from_le_bytes(b), Relaxed);
         }
         Ok(pool)
     }
 
-    fn pool_name(&self, w: &[AtomicU64]) -> super::Name {
+    fn pool_name(&self, w: &PoolWords) -> super::Name {
         let mut raw = [0u8; 32];
-        for (k, chunk) in raw.chunks_mut(8).enumerate() {
-            chunk.copy_from_slice(&w[NAME + k].load(Relaxed).to_le_bytes());
+        for (chunk, word) in raw.chunks_exact_mut(8).zip(&w[NAME..NAME + 4]) {
+            chunk.copy_from_slice(&word.load(Relaxed).to_le_bytes());
         }
         let mut n = super::Name {
             bytes: [0; 31],
@@ -144,9 +210,18 @@ impl<P: Platform> Mm<P> {
         n
     }
 
-    /// The pool's counters.
+    /// The pool's counters (as they stand in RAM; all zero if the pool cannot be read).
     pub fn dma_pool_info(&self, pool: &DmaPool<'_>) -> DmaPoolInfo {
-        let w = self.pool_words(pool);
+        let Ok(w) = self.pool_words(pool) else {
+            return DmaPoolInfo {
+                size: 0,
+                allocation: 0,
+                boundary: 0,
+                nr_blocks: 0,
+                nr_active: 0,
+                nr_pages: 0,
+            };
+        };
         DmaPoolInfo {
             size: w[SIZE].load(Relaxed),
             allocation: w[ALLOCATION].load(Relaxed),
@@ -164,76 +239,81 @@ impl<P: Platform> Mm<P> {
         pool: &DmaPool<'_>,
         gfp: Gfp,
     ) -> Result<(VirtAddr, DmaAddr), DmaError> {
-        let w = self.pool_words(pool);
-        let block = match self.pool_block_pop(w) {
+        let w = self.pool_words(pool)?;
+        let g = self.pool_geometry(pool, w)?;
+        let block = match self.pool_block_pop(pool, w)? {
             Some(b) => b,
             None => {
-                let (vaddr, dma) =
-                    self.dma_alloc_coherent(pool.dev, w[ALLOCATION].load(Relaxed) as usize, gfp)?;
+                let (vaddr, dma) = self.dma_alloc_coherent(pool.dev, g.allocation as usize, gfp)?;
                 let Ok(record) = self.kmalloc(PAGE_WORDS * 8, gfp) else {
-                    let _ = self.dma_free_coherent(
-                        pool.dev,
-                        w[ALLOCATION].load(Relaxed) as usize,
-                        vaddr,
-                        dma,
-                    );
+                    let _ = self.dma_free_coherent(pool.dev, g.allocation as usize, vaddr, dma);
                     return Err(DmaError::NoMem);
                 };
-                let _lock = self.pool_lock(w);
-                self.pool_initialise_page(w, record, vaddr, dma);
-                drop(_lock);
-                self.pool_block_pop(w).ok_or(DmaError::NoMem)?
+                let lock = self.pool_lock(pool)?;
+                self.pool_initialise_page(w, &g, record, vaddr, dma);
+                drop(lock);
+                self.pool_block_pop(pool, w)?.ok_or(DmaError::NoMem)?
             }
         };
         if gfp.contains(Gfp::__GFP_ZERO) {
-            let zero = [0u8; 64];
-            let size = w[SIZE].load(Relaxed) as usize;
-            let mut done = 0;
-            while done < size {
-                let n = (size - done).min(zero.len());
-                let _ = self.copy_to_kernel(VirtAddr(block.0 .0 + done as u64), &zero[..n]);
-                done += n;
-            }
+            self.pool_fill(block.0, 0, g.size);
         }
         Ok(block)
     }
 
-    /// `pool_block_pop()`.
-    fn pool_block_pop(&self, w: &[AtomicU64]) -> Option<(VirtAddr, DmaAddr)> {
-        let _lock = self.pool_lock(w);
+    /// Fill a block's `size` bytes with `byte`.
+    fn pool_fill(&self, block: VirtAddr, byte: u8, size: u64) {
+        let chunk = [byte; 64];
+        let mut done = 0;
+        while done < size {
+            let n = (size - done).min(chunk.len() as u64) as usize;
+            let _ = self.copy_to_kernel(VirtAddr(block.0.wrapping_add(done)), &chunk[..n]);
+            done += n as u64;
+        }
+    }
+
+    /// `pool_block_pop()`. A free-list head that cannot be read is the page fault the
+    /// kernel would take reading `block->next_block`.
+    fn pool_block_pop(
+        &self,
+        pool: &DmaPool<'_>,
+        w: &PoolWords,
+    ) -> Result<Option<(VirtAddr, DmaAddr)>, DmaError> {
+        let _lock = self.pool_lock(pool)?;
         let block = w[NEXT_BLOCK].load(Relaxed);
         if block == 0 {
-            return None;
+            return Ok(None);
         }
-        let b = self.dma_kernel_words(VirtAddr(block), 2)?;
+        let Some(b) = self.dma_kernel_words::<2>(VirtAddr(block)) else {
+            self.kernel_fault(block, false);
+            return Err(DmaError::Inval);
+        };
         w[NEXT_BLOCK].store(b[0].load(Relaxed), Relaxed);
         w[NR_ACTIVE].fetch_add(1, Relaxed);
-        Some((VirtAddr(block), b[1].load(Relaxed)))
+        Ok(Some((VirtAddr(block), b[1].load(Relaxed))))
     }
 
     /// `pool_initialise_page()`: carve the allocation into blocks, skipping to the next
     /// boundary where a block would cross it, and put them at the head of the free list.
+    /// The geometry was checked, so this is at most `allocation / size` blocks.
     fn pool_initialise_page(
         &self,
-        w: &[AtomicU64],
+        w: &PoolWords,
+        g: &Geometry,
         record: VirtAddr,
         vaddr: VirtAddr,
         dma: DmaAddr,
     ) {
-        let (size, allocation, boundary) = (
-            w[SIZE].load(Relaxed),
-            w[ALLOCATION].load(Relaxed),
-            w[BOUNDARY].load(Relaxed),
-        );
+        let (size, allocation, boundary) = (g.size, g.allocation, g.boundary);
         let (mut offset, mut next_boundary) = (0u64, boundary);
-        let (mut first, mut last) = (0u64, None::<&[AtomicU64]>);
+        let (mut first, mut last) = (0u64, None::<&[AtomicU64; 2]>);
         while offset + size <= allocation {
             if offset + size > next_boundary {
                 offset = next_boundary;
                 next_boundary += boundary;
                 continue;
             }
-            let Some(b) = self.dma_kernel_words(VirtAddr(vaddr.0 + offset), 2) else {
+            let Some(b) = self.dma_kernel_words::<2>(VirtAddr(vaddr.0 + offset)) else {
                 break;
             };
             b[1].store(dma + offset, Relaxed);
@@ -250,7 +330,7 @@ impl<P: Platform> Mm<P> {
             l[0].store(w[NEXT_BLOCK].load(Relaxed), Relaxed);
             w[NEXT_BLOCK].store(first, Relaxed);
         }
-        if let Some(p) = self.dma_kernel_words(record, PAGE_WORDS) {
+        if let Some(p) = self.dma_kernel_words::<PAGE_WORDS>(record) {
             p[0].store(w[PAGE_LIST].load(Relaxed), Relaxed);
             p[1].store(vaddr.0, Relaxed);
             p[2].store(dma, Relaxed);
@@ -259,19 +339,33 @@ impl<P: Platform> Mm<P> {
         w[NR_PAGES].fetch_add(1, Relaxed);
     }
 
-    /// `pool_find_page()`: the page record whose allocation holds `dma`.
-    fn pool_find_page(&self, w: &[AtomicU64], dma: DmaAddr) -> Option<(u64, u64)> {
-        let allocation = w[ALLOCATION].load(Relaxed);
+    /// `pool_find_page()`: the page record whose allocation holds `dma`. A record that
+    /// cannot be read is the kernel's page fault; a list longer than the machine's memory
+    /// could hold, its soft lockup.
+    fn pool_find_page(
+        &self,
+        w: &PoolWords,
+        g: &Geometry,
+        dma: DmaAddr,
+    ) -> Result<Option<(u64, u64)>, DmaError> {
+        let mut left = self.pool_list_limit(g.allocation);
         let mut rec = w[PAGE_LIST].load(Relaxed);
         while rec != 0 {
-            let p = self.dma_kernel_words(VirtAddr(rec), PAGE_WORDS)?;
+            if left == 0 {
+                return Err(self.pool_list_stuck());
+            }
+            left -= 1;
+            let Some(p) = self.dma_kernel_words::<PAGE_WORDS>(VirtAddr(rec)) else {
+                self.kernel_fault(rec, false);
+                return Err(DmaError::Inval);
+            };
             let (vaddr, base) = (p[1].load(Relaxed), p[2].load(Relaxed));
-            if dma >= base && dma < base.saturating_add(allocation) {
-                return Some((vaddr, base));
+            if dma >= base && dma < base.saturating_add(g.allocation) {
+                return Ok(Some((vaddr, base)));
             }
             rec = p[0].load(Relaxed);
         }
-        None
+        Ok(None)
     }
 
     /// `dma_pool_free()`: give a block back. With `DMAPOOL_DEBUG`'s checks (reported by
@@ -285,17 +379,18 @@ impl<P: Platform> Mm<P> {
         vaddr: VirtAddr,
         dma: DmaAddr,
     ) -> Result<(), DmaError> {
-        let w = self.pool_words(pool);
+        let w = self.pool_words(pool)?;
         let name = self.pool_name(w);
-        let lock = self.pool_lock(w);
-        let page = self.pool_find_page(w, dma);
-        let (size, boundary) = (w[SIZE].load(Relaxed), w[BOUNDARY].load(Relaxed));
+        let g = self.pool_geometry(pool, w)?;
+        let lock = self.pool_lock(pool)?;
+        let page = self.pool_find_page(w, &g, dma)?;
+        let (size, boundary) = (g.size, g.boundary);
         // DMAPOOL_DEBUG: `(dma - page->dma) != offset` is "bad"; kmemlab also refuses an
         // offset that is not where `pool_initialise_page` carved a block (a mid-block
         // address whose CPU and bus offsets agree), with the same `pool_block_err` words.
         let is_block = |off: u64| {
-            let in_window = if boundary == 0 { off } else { off % boundary };
-            size != 0 && in_window % size == 0 && in_window + size <= boundary.max(size)
+            let in_window = off % boundary;
+            in_window.is_multiple_of(size) && in_window + size <= boundary
         };
         let matches = page.is_some_and(|(pv, pd)| {
             let off = dma - pd;
@@ -314,6 +409,7 @@ impl<P: Platform> Mm<P> {
             );
             return Err(DmaError::Inval);
         }
+        let mut left = self.pool_list_limit(size);
         let mut block = w[NEXT_BLOCK].load(Relaxed);
         while block != 0 {
             if block == vaddr.0 {
@@ -328,19 +424,18 @@ impl<P: Platform> Mm<P> {
                 );
                 return Err(DmaError::Inval);
             }
-            block = self
-                .dma_kernel_words(VirtAddr(block), 1)
-                .map_or(0, |b| b[0].load(Relaxed));
+            if left == 0 {
+                return Err(self.pool_list_stuck());
+            }
+            left -= 1;
+            let Some(b) = self.dma_kernel_words::<1>(VirtAddr(block)) else {
+                self.kernel_fault(block, false);
+                return Err(DmaError::Inval);
+            };
+            block = b[0].load(Relaxed);
         }
-        let size = w[SIZE].load(Relaxed) as usize;
-        let poison = [POOL_POISON_FREED; 64];
-        let mut done = 0;
-        while done < size {
-            let n = (size - done).min(poison.len());
-            let _ = self.copy_to_kernel(VirtAddr(vaddr.0 + done as u64), &poison[..n]);
-            done += n;
-        }
-        if let Some(b) = self.dma_kernel_words(vaddr, 2) {
+        self.pool_fill(vaddr, POOL_POISON_FREED, size);
+        if let Some(b) = self.dma_kernel_words::<2>(vaddr) {
             b[0].store(w[NEXT_BLOCK].load(Relaxed), Relaxed);
             b[1].store(dma, Relaxed);
             w[NEXT_BLOCK].store(vaddr.0, Relaxed);
@@ -351,9 +446,12 @@ impl<P: Platform> Mm<P> {
 
     /// `dma_pool_destroy()`: free every allocation and the pool. A pool with blocks still
     /// out is reported ("busy") and, as in the kernel, its coherent memory is leaked
-    /// rather than freed under the driver's feet.
+    /// rather than freed under the driver's feet; so is the memory of a pool whose
+    /// geometry or page list turns out to be corrupted (reported).
     pub fn dma_pool_destroy(&self, pool: DmaPool<'_>) {
-        let w = self.pool_words(&pool);
+        let Ok(w) = self.pool_words(&pool) else {
+            return;
+        };
         let busy = w[NR_ACTIVE].load(Relaxed) != 0;
         if busy {
             let name = self.pool_name(w);
@@ -362,33 +460,55 @@ impl<P: Platform> Mm<P> {
                 format_args!("dma_pool_destroy {} busy", name.as_str()),
             );
         }
-        let allocation = w[ALLOCATION].load(Relaxed) as usize;
+        if let Ok(g) = self.pool_geometry(&pool, w) {
+            self.pool_free_pages(&pool, w, &g, busy);
+        }
+        let _ = self.kfree(pool.pool);
+    }
+
+    /// Free the page records of a pool being destroyed (and, unless `busy`, their
+    /// coherent allocations).
+    fn pool_free_pages(&self, pool: &DmaPool<'_>, w: &PoolWords, g: &Geometry, busy: bool) {
+        let mut left = self.pool_list_limit(g.allocation);
         let mut rec = w[PAGE_LIST].load(Relaxed);
         while rec != 0 {
-            let Some(p) = self.dma_kernel_words(VirtAddr(rec), PAGE_WORDS) else {
-                break;
+            if left == 0 {
+                self.pool_list_stuck();
+                return;
+            }
+            left -= 1;
+            let Some(p) = self.dma_kernel_words::<PAGE_WORDS>(VirtAddr(rec)) else {
+                self.kernel_fault(rec, false);
+                return;
             };
             let (next, vaddr, dma) = (p[0].load(Relaxed), p[1].load(Relaxed), p[2].load(Relaxed));
             if !busy {
-                let _ = self.dma_free_coherent(pool.dev, allocation, VirtAddr(vaddr), dma);
+                let _ =
+                    self.dma_free_coherent(pool.dev, g.allocation as usize, VirtAddr(vaddr), dma);
             }
             let _ = self.kfree(VirtAddr(rec));
             rec = next;
         }
-        let _ = self.kfree(pool.pool);
     }
+}
+
+/// A pool's block size, allocation size and boundary, checked.
+struct Geometry {
+    size: u64,
+    allocation: u64,
+    boundary: u64,
 }
 
 /// The pool's lock, held with local interrupts off (`spin_lock_irqsave(&pool->lock)`).
 struct PoolLock<'a, P: Platform> {
     mm: &'a Mm<P>,
-    w: &'a [AtomicU64],
+    lock: &'a TryLock,
     flags: crate::platform::IrqFlags,
 }
 
 impl<P: Platform> Drop for PoolLock<'_, P> {
     fn drop(&mut self) {
-        self.w[LOCK].store(0, core::sync::atomic::Ordering::Release);
+        self.lock.unlock();
         self.mm.platform.local_irq_restore(self.flags);
     }
 }

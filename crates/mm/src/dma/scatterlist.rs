@@ -45,7 +45,8 @@ pub struct SgEntry(pub VirtAddr);
 impl SgTable {
     /// Entry `i` (`sg_next` applied `i` times), if the table has it.
     pub fn sg(&self, i: u32) -> Option<SgEntry> {
-        (i < self.orig_nents).then(|| SgEntry(VirtAddr(self.sgl.0 + i as u64 * SG_ENTRY_SIZE)))
+        (i < self.orig_nents)
+            .then(|| SgEntry(VirtAddr(self.sgl.0.wrapping_add(i as u64 * SG_ENTRY_SIZE))))
     }
 }
 
@@ -65,8 +66,9 @@ pub struct SgSegment {
 }
 
 impl<P: Platform> Mm<P> {
-    fn sg_words(&self, sg: SgEntry) -> Result<&[AtomicU64], DmaError> {
-        self.dma_kernel_words(sg.0, SG_WORDS).ok_or(DmaError::Inval)
+    fn sg_words(&self, sg: SgEntry) -> Result<&[AtomicU64; SG_WORDS], DmaError> {
+        self.dma_kernel_words::<SG_WORDS>(sg.0)
+            .ok_or(DmaError::Inval)
     }
 
     /// `sg_alloc_table()`: a zeroed table of `nents` entries, the last marked `SG_END`.

@@ -8,7 +8,8 @@
 //! The slot array (`struct io_tlb_slot`) lives in simulated memory, memblock-allocated
 //! beside the pool as `swiotlb_init_remap` allocates it. One area (one lock) serves all
 //! CPUs: the kernel splits the pool into per-CPU areas only to spread lock contention.
-#![allow(unsafe_code)] // TODO(door): convert this module to crate::mem and drop this.
+//! Slots are reached through the door ([`crate::mem`]) by an index checked against the
+//! array, and every field read back is validated where it is used.
 
 use core::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering::Relaxed};
 
@@ -107,6 +108,7 @@ const SLOT_SIZE: u64 = core::mem::size_of::<IoTlbSlot>() as u64;
 
 /// `struct io_tlb_slot`, in simulated memory.
 #[repr(C)]
+#[derive(zerocopy::FromBytes)]
 struct IoTlbSlot {
     /// The original buffer's physical address for this slot.
     orig_addr: AtomicU64,
@@ -279,12 +281,8 @@ impl<P: Platform> Mm<P> {
             return None;
         }
         let phys = mem.slots_phys.checked_add(i.checked_mul(SLOT_SIZE)?)?;
-        let ptr = self.dma_phys_ptr(phys, SLOT_SIZE)?;
-        // SAFETY: the 16 bytes are RAM (checked by `dma_phys_ptr`) and 16-byte aligned
-        // (the array is page aligned); all fields are atomics, so shared references are
-        // sound against the DMA layer's own accesses. A device may still overwrite them
-        // with plain stores; the values are validated wherever they are used.
-        Some(unsafe { &*(ptr as *const IoTlbSlot) })
+        // A device may overwrite the slot; its values are validated wherever they are used.
+        self.ram().view::<IoTlbSlot>(phys).ok()
     }
 
     /// `pr_err` for a slot array that a bus master has overwritten (kmemlab's report,

@@ -4,14 +4,19 @@
 //! busy vmalloc area is mapped page by page to the pages of its array, its guard page is
 //! not, and nothing else in the vmalloc range is mapped; page-table pages add up to
 //! `NR_PAGETABLE`; and `nr_vmalloc_pages` and `vmap_lazy_nr` match the areas.
+//!
+//! The checker reads RAM that may be corrupted: it reports nothing on the console, every
+//! node it follows must be a live-looking object of the `vmap_area` cache, every walk is
+//! bounded by the nodes the trees could hold, and what it finds wrong is returned as a
+//! [`VmallocCheckError`].
 
 use core::fmt;
 use core::sync::atomic::Ordering::Relaxed;
 
-use super::area::VmapTree;
-use super::rbtree::{self, RbOps, RbViolation, NIL};
-use super::{ulong_max, VmFlags, VMAP_RAM};
-use crate::addr::{PAGE_SHIFT, PAGE_SIZE};
+use super::area::{Nodes, VmapArea, VmapTree};
+use super::rbtree::{self, max_height, RbOps, RbViolation, NIL};
+use super::{ulong_max, VmArea, VmFlags, VMAP_RAM};
+use crate::addr::{VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 use crate::platform::Platform;
 use crate::Mm;
 
@@ -46,6 +51,18 @@ pub enum VmallocCheckError {
         /// `NR_PAGETABLE`.
         counted: u64,
     },
+    /// A link that leads to no `vmap_area` object (outside RAM, misaligned, not in the
+    /// `vmap_area` cache).
+    BadNode(u64),
+    /// A list that goes on longer than the tree has nodes (a cycle).
+    ListCycle(&'static str),
+    /// A busy area's page array holds something that is not a `struct page *`.
+    BadPageArray {
+        /// The area.
+        area: u64,
+        /// The index of the entry.
+        index: u64,
+    },
     /// A counter disagrees with the areas.
     Counter {
         /// Which.
@@ -76,6 +93,16 @@ impl fmt::Display for VmallocCheckError {
             VmallocCheckError::StrayMapping(a) => {
                 write!(f, "{a:#x} is mapped but belongs to no busy area")
             }
+            VmallocCheckError::BadNode(a) => {
+                write!(f, "vmap_area link {a:#x} leads to no vmap_area")
+            }
+            VmallocCheckError::ListCycle(t) => {
+                write!(f, "vmalloc {t} list is longer than its tree (a cycle)")
+            }
+            VmallocCheckError::BadPageArray { area, index } => write!(
+                f,
+                "busy vmap area {area:#x}: page array entry {index} is not a struct page"
+            ),
             VmallocCheckError::PageTables { found, counted } => {
                 write!(
                     f,
@@ -100,6 +127,29 @@ struct Span {
     end: u64,
 }
 
+impl From<rbtree::Corrupt> for VmallocCheckError {
+    fn from(c: rbtree::Corrupt) -> Self {
+        VmallocCheckError::BadNode(c.addr)
+    }
+}
+
+/// A bounded walk along one tree's list.
+struct ListWalk {
+    name: &'static str,
+    left: u64,
+    next: u64,
+}
+
+impl ListWalk {
+    fn new(tree: &VmapTree, name: &'static str) -> ListWalk {
+        ListWalk {
+            name,
+            left: tree.walk_limit(),
+            next: tree.first,
+        }
+    }
+}
+
 impl<P: Platform> Mm<P> {
     /// Check vmalloc's trees and accounting; with `page_tables`, also walk every table
     /// under the vmalloc range (slower: use it every so often in long tests).
@@ -120,22 +170,106 @@ impl<P: Platform> Mm<P> {
         Ok(())
     }
 
+    /// The node at `va`, if it is an object of the `vmap_area` cache (a slab page of
+    /// that cache, at an object boundary) that can be read.
+    fn checked_node(&self, va: u64) -> Result<&VmapArea, VmallocCheckError> {
+        let bad = VmallocCheckError::BadNode(va);
+        let (pfn, page) = self.virt_to_slab(VirtAddr(va)).ok_or(bad.clone())?;
+        let cache = self.vmap_area_cachep();
+        if page.slab_cache() != cache.0 {
+            return Err(bad);
+        }
+        let s = self.cache(cache).map_err(|_| bad.clone())?;
+        let base = self.slab_address(pfn) + s.red_left_pad() as u64;
+        let off = va.checked_sub(base).ok_or(bad.clone())?;
+        if !off.is_multiple_of(s.size() as u64) {
+            return Err(bad);
+        }
+        self.peek_vmap_area(va).ok_or(bad)
+    }
+
+    /// The next node of a list walk, or `None` at its end.
+    fn walk_next<'a>(
+        &'a self,
+        walk: &mut ListWalk,
+    ) -> Result<Option<(u64, &'a VmapArea)>, VmallocCheckError> {
+        let va = walk.next;
+        if va == NIL {
+            return Ok(None);
+        }
+        if walk.left == 0 {
+            return Err(VmallocCheckError::ListCycle(walk.name));
+        }
+        walk.left -= 1;
+        let node = self.checked_node(va)?;
+        walk.next = node.list_next();
+        Ok(Some((va, node)))
+    }
+
+    /// Every node of the tree is a `vmap_area` object (checked before the tree is walked
+    /// through the accessors, which only check that a node can be read).
+    fn check_nodes(
+        &self,
+        o: &Nodes<'_, P>,
+        root: u64,
+        limit: u64,
+    ) -> Result<(), VmallocCheckError> {
+        let mut stack = [NIL; 128];
+        let mut depth = 0;
+        let mut seen = 0u64;
+        if root != NIL {
+            stack[0] = root;
+            depth = 1;
+        }
+        // Depth-first, bounded by the node count and a red-black tree's height.
+        let max = (max_height(limit) as usize).min(stack.len());
+        while depth > 0 {
+            depth -= 1;
+            let n = stack[depth];
+            seen += 1;
+            if seen > limit {
+                return Err(VmallocCheckError::Tree(o_name(o), RbViolation::Cycle));
+            }
+            self.checked_node(n)?;
+            for child in [o.left(n)?, o.right(n)?] {
+                if child != NIL {
+                    if depth >= max {
+                        return Err(VmallocCheckError::Tree(
+                            o_name(o),
+                            RbViolation::BlackHeight(n),
+                        ));
+                    }
+                    stack[depth] = child;
+                    depth += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The red-black properties, and the list in in-order order.
     fn check_tree(&self, name: &'static str, tree: &VmapTree) -> Result<(), VmallocCheckError> {
-        let o = self.nodes(tree);
+        let o = self.quiet_nodes(tree);
+        self.check_nodes(&o, tree.root, tree.count + 1)
+            .map_err(|e| match e {
+                VmallocCheckError::Tree(_, v) => VmallocCheckError::Tree(name, v),
+                e => e,
+            })?;
         let n = rbtree::validate(&o, tree.root, tree.count + 1)
             .map_err(|v| VmallocCheckError::Tree(name, v))?;
         if n != tree.count {
             return Err(VmallocCheckError::List(name));
         }
-        let mut in_order = rbtree::first(&o, tree.root);
-        let mut listed = tree.first;
+        let mut in_order = rbtree::first(&o, tree.root)?;
+        let mut walk = ListWalk::new(tree, name);
         let mut prev_end = 0;
         while in_order != NIL {
+            let Some((listed, va)) = self.walk_next(&mut walk)? else {
+                return Err(VmallocCheckError::List(name));
+            };
             if listed != in_order {
                 return Err(VmallocCheckError::List(name));
             }
-            let va = self.vmap_area(in_order);
             if va.start() < prev_end || va.end() <= va.start() {
                 return Err(VmallocCheckError::Coverage {
                     at: va.start(),
@@ -146,10 +280,9 @@ impl<P: Platform> Mm<P> {
             if va.list_next() == NIL && tree.last != in_order {
                 return Err(VmallocCheckError::List(name));
             }
-            listed = va.list_next();
-            in_order = rbtree::next(&o, in_order);
+            in_order = rbtree::next(&o, in_order)?;
         }
-        if listed != NIL {
+        if walk.next != NIL {
             return Err(VmallocCheckError::List(name));
         }
         Ok(())
@@ -157,32 +290,37 @@ impl<P: Platform> Mm<P> {
 
     /// `subtree_max_size` exact at every node; no two free areas touch.
     fn check_free_tree(&self, free: &VmapTree) -> Result<(), VmallocCheckError> {
-        let o = self.nodes(free);
-        self.check_augment(&o, free.root)?;
-        let mut va = free.first;
-        while va != NIL {
-            let next = self.vmap_area(va).list_next();
-            if next != NIL && self.vmap_area(next).start() == self.vmap_area(va).end() {
-                return Err(VmallocCheckError::Unmerged(self.vmap_area(va).end()));
+        let o = self.quiet_nodes(free);
+        self.check_augment(&o, free.root, 0)?;
+        let mut walk = ListWalk::new(free, "free");
+        while let Some((_, va)) = self.walk_next(&mut walk)? {
+            let next = va.list_next();
+            if next != NIL && self.checked_node(next)?.start() == va.end() {
+                return Err(VmallocCheckError::Unmerged(va.end()));
             }
-            va = next;
         }
         Ok(())
     }
 
+    /// The tree was validated first, so the recursion is as deep as a red-black tree
+    /// (and is cut off at that depth regardless).
     fn check_augment(
         &self,
-        o: &super::area::Nodes<'_, P>,
+        o: &Nodes<'_, P>,
         n: u64,
+        depth: u32,
     ) -> Result<u64, VmallocCheckError> {
         if n == NIL {
             return Ok(0);
         }
-        let va = self.vmap_area(n);
+        if depth > max_height(o.max_steps()) {
+            return Err(VmallocCheckError::Tree("free", RbViolation::BlackHeight(n)));
+        }
+        let va = o.va(n)?;
         let max = va
             .size()
-            .max(self.check_augment(o, o.left(n))?)
-            .max(self.check_augment(o, o.right(n))?);
+            .max(self.check_augment(o, o.left(n)?, depth + 1)?)
+            .max(self.check_augment(o, o.right(n)?, depth + 1)?);
         if va.subtree_max_size_or_vm.load(Relaxed) != max {
             return Err(VmallocCheckError::Augment(va.start()));
         }
@@ -196,16 +334,20 @@ impl<P: Platform> Mm<P> {
         busy: &VmapTree,
         purge: &VmapTree,
     ) -> Result<(), VmallocCheckError> {
-        let mut cursors = [free.first, busy.first, purge.first];
+        let mut walks = [
+            ListWalk::new(free, "free"),
+            ListWalk::new(busy, "busy"),
+            ListWalk::new(purge, "purge"),
+        ];
         let mut at = 1;
         loop {
             // The next area of the three lists, lowest start first.
             let mut best: Option<(usize, Span)> = None;
-            for (i, &c) in cursors.iter().enumerate() {
-                if c == NIL {
+            for (i, w) in walks.iter().enumerate() {
+                if w.next == NIL {
                     continue;
                 }
-                let va = self.vmap_area(c);
+                let va = self.checked_node(w.next)?;
                 let span = Span {
                     start: va.start(),
                     end: va.end(),
@@ -220,7 +362,7 @@ impl<P: Platform> Mm<P> {
                 return Err(VmallocCheckError::Coverage { at, what });
             }
             at = span.end;
-            cursors[i] = self.vmap_area(cursors[i]).list_next();
+            self.walk_next(&mut walks[i])?;
         }
         if at != ulong_max(self.profile()) {
             return Err(VmallocCheckError::Coverage {
@@ -231,27 +373,36 @@ impl<P: Platform> Mm<P> {
         Ok(())
     }
 
+    /// The `vm_struct` of a busy area, read without a report.
+    fn peek_vm_area(&self, vm: u64) -> Result<VmArea, VmallocCheckError> {
+        let v = self
+            .kview::<super::VmStruct>(vm)
+            .map_err(|_| VmallocCheckError::BadVm(vm))?;
+        Ok(super::vm_area_of(v, vm, None))
+    }
+
     /// Every busy area has a `vm_struct` that agrees with it (or is a `vm_map_ram` area);
     /// `nr_vmalloc_pages` is the sum of their pages.
     fn check_busy_areas(&self, busy: &VmapTree) -> Result<(), VmallocCheckError> {
-        let mut pages = 0;
-        let mut va = busy.first;
-        while va != NIL {
-            let node = self.vmap_area(va);
+        let mut pages = 0u64;
+        let mut walk = ListWalk::new(busy, "busy");
+        while let Some((_, node)) = self.walk_next(&mut walk)? {
             let vm = node.subtree_max_size_or_vm.load(Relaxed);
             if node.flags.load(Relaxed) & VMAP_RAM == 0 {
                 if vm == 0 {
                     return Err(VmallocCheckError::BadVm(node.start()));
                 }
-                let v = self.vm_area_copy(vm);
-                if v.addr.0 != node.start() || v.size != node.size() {
+                let v = self.peek_vm_area(vm)?;
+                if v.addr.0 != node.start()
+                    || v.size != node.size()
+                    || v.nr_pages > v.usable_size() >> PAGE_SHIFT
+                {
                     return Err(VmallocCheckError::BadVm(node.start()));
                 }
                 if v.flags.contains(VmFlags::VM_ALLOC) {
                     pages += v.nr_pages;
                 }
             }
-            va = node.list_next();
         }
         let counted = self.vmalloc_nr_pages();
         if pages != counted {
@@ -265,12 +416,10 @@ impl<P: Platform> Mm<P> {
     }
 
     fn check_lazy_count(&self, purge: &VmapTree) -> Result<(), VmallocCheckError> {
-        let mut pages = 0;
-        let mut va = purge.first;
-        while va != NIL {
-            let node = self.vmap_area(va);
-            pages += node.size() >> PAGE_SHIFT;
-            va = node.list_next();
+        let mut pages = 0u64;
+        let mut walk = ListWalk::new(purge, "purge");
+        while let Some((_, node)) = self.walk_next(&mut walk)? {
+            pages = pages.wrapping_add(node.size() >> PAGE_SHIFT);
         }
         let counted = self.vmap_lazy_nr();
         if pages != counted {
@@ -285,9 +434,11 @@ impl<P: Platform> Mm<P> {
 
     /// Walk every table under the vmalloc range: each present leaf belongs to a busy area
     /// (not its guard page) and, for vmalloc areas, maps the page its array names; each
-    /// page of a busy vmalloc area is mapped; the tables found are `NR_PAGETABLE`.
+    /// page of a busy vmalloc area is mapped; the tables found are `NR_PAGETABLE`. Runs
+    /// after the other checks, so the trees and `vm_struct`s are known to be sound.
     fn check_vmalloc_mappings(&self, busy: &VmapTree) -> Result<(), VmallocCheckError> {
         let (start, end) = (self.layout.vmalloc_start, self.layout.vmalloc_end);
+        let o = self.quiet_nodes(busy);
         let mut stray = None;
         let mut leaves = 0u64;
         let tables = self.walk_kernel_range(start, end, &mut |va, phys, size| {
@@ -295,40 +446,20 @@ impl<P: Platform> Mm<P> {
             if stray.is_some() {
                 return;
             }
-            let area = self.find_area_containing(busy, va);
-            let ok = area != NIL && {
-                let node = self.vmap_area(area);
-                let vm = node.subtree_max_size_or_vm.load(Relaxed);
-                if node.flags.load(Relaxed) & VMAP_RAM != 0 || vm == 0 {
-                    true
-                } else {
-                    let a = self.vm_area_copy(vm);
-                    let offset = va - a.addr.0;
-                    let in_bounds = offset + size <= a.usable_size();
-                    let matches = !a.flags.contains(VmFlags::VM_ALLOC)
-                        || self
-                            .page_array_get(a.pages.0, offset >> PAGE_SHIFT)
-                            .phys()
-                            .0
-                            == phys;
-                    in_bounds && matches
-                }
-            };
-            if !ok {
-                stray = Some(va);
+            if let Err(e) = self.check_leaf(&o, busy, va, phys, size) {
+                stray = Some(e);
             }
         });
-        if let Some(va) = stray {
-            return Err(VmallocCheckError::StrayMapping(va));
+        if let Some(e) = stray {
+            return Err(e);
         }
         // Every page of every busy vmalloc area is mapped: the leaves add up.
         let mut expected = 0u64;
-        let mut va = busy.first;
-        while va != NIL {
-            let node = self.vmap_area(va);
+        let mut walk = ListWalk::new(busy, "busy");
+        while let Some((_, node)) = self.walk_next(&mut walk)? {
             let vm = node.subtree_max_size_or_vm.load(Relaxed);
             if vm != 0 && node.flags.load(Relaxed) & VMAP_RAM == 0 {
-                let a = self.vm_area_copy(vm);
+                let a = self.peek_vm_area(vm)?;
                 if a.flags.contains(VmFlags::VM_ALLOC)
                     && !a.flags.contains(VmFlags::VM_UNINITIALIZED)
                 {
@@ -339,7 +470,6 @@ impl<P: Platform> Mm<P> {
             } else if node.flags.load(Relaxed) & VMAP_RAM != 0 {
                 expected += node.size() >> PAGE_SHIFT;
             }
-            va = node.list_next();
         }
         if leaves != expected {
             return Err(VmallocCheckError::Counter {
@@ -356,5 +486,56 @@ impl<P: Platform> Mm<P> {
             });
         }
         Ok(())
+    }
+
+    /// One leaf `[va, va + size)` → `phys`: inside a busy area's usable part and, for a
+    /// vmalloc area, the page its array names.
+    fn check_leaf(
+        &self,
+        o: &Nodes<'_, P>,
+        busy: &VmapTree,
+        va: u64,
+        phys: u64,
+        size: u64,
+    ) -> Result<(), VmallocCheckError> {
+        let stray = VmallocCheckError::StrayMapping(va);
+        let area = self.find_area_in(o, busy.root, va)?;
+        if area == NIL {
+            return Err(stray);
+        }
+        let node = o.va(area)?;
+        let vm = node.subtree_max_size_or_vm.load(Relaxed);
+        if node.flags.load(Relaxed) & VMAP_RAM != 0 || vm == 0 {
+            return Ok(());
+        }
+        let a = self.peek_vm_area(vm)?;
+        let Some(offset) = va.checked_sub(a.addr.0) else {
+            return Err(stray);
+        };
+        if offset.saturating_add(size) > a.usable_size() {
+            return Err(stray);
+        }
+        if a.flags.contains(VmFlags::VM_ALLOC) {
+            let index = offset >> PAGE_SHIFT;
+            let pfn =
+                self.page_array_peek(a.pages.0, index)
+                    .ok_or(VmallocCheckError::BadPageArray {
+                        area: a.addr.0,
+                        index,
+                    })?;
+            if pfn.phys().0 != phys {
+                return Err(stray);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The name of the tree `o` walks, for a violation found before the tree's own check.
+fn o_name<P: Platform>(o: &Nodes<'_, P>) -> &'static str {
+    if o.augmented {
+        "free"
+    } else {
+        "busy or purge"
     }
 }

@@ -46,7 +46,7 @@ impl<P: Platform> Mm<P> {
         nr: u64,
         prot: PgProt,
         page_shift: u32,
-        mut page_at: impl FnMut(u64) -> Pfn,
+        mut page_at: impl FnMut(u64) -> Result<Pfn, VmallocError>,
     ) -> Result<(), VmallocError> {
         let step = 1u64 << page_shift;
         let leaf = self
@@ -54,7 +54,7 @@ impl<P: Platform> Mm<P> {
             .level_of_size(step)
             .ok_or(VmallocError::MapFailed(addr))?;
         for i in 0..nr {
-            let pfn = page_at(i);
+            let pfn = page_at(i)?;
             self.map_leaf(addr + i * step, pfn.phys(), leaf, prot)?;
         }
         Ok(())

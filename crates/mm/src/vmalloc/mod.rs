@@ -13,7 +13,13 @@
 //! are a kernel BUG (refused here, with the kernel's report); vmalloc in atomic context gets
 //! the `might_sleep` splat; `vfree` from interrupt context is deferred to a work item that
 //! the machine runs later in process context, and from NMI is a BUG.
-#![allow(unsafe_code)] // TODO(door): convert this module to crate::mem and drop this.
+//!
+//! Every structure vmalloc keeps in RAM (the `vmap_area` nodes, the `vm_struct`s, the page
+//! arrays, the deferred-free list words) is read through the door ([`crate::mem`]) and
+//! checked before use: a pointer that leads nowhere is the kernel's page fault (an oops),
+//! a walk that goes round a cycle is its soft lockup, a `vm_struct` that disagrees with
+//! its area is refused and reported; the operation then fails with
+//! [`VmallocError::Corrupted`] instead of faulting, panicking or hanging the host.
 
 mod area;
 mod check;
@@ -24,12 +30,14 @@ mod rbtree;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 
+use zerocopy::FromBytes;
+
 pub use area::{VmapArea, VMAP_RAM};
 pub use check::VmallocCheckError;
 pub use map::KernelMapping;
 pub use rbtree::RbViolation;
 
-use crate::addr::{align_up, Pfn, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
+use crate::addr::{Pfn, PhysAddr, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 use crate::arch::pgtable::PgProt;
 use crate::arch::Profile;
 use crate::context::SleepInAtomic;
@@ -40,6 +48,7 @@ use crate::platform::Platform;
 use crate::slab::{CallSite, KmemCacheRef, SlabError, SlabFlags};
 use crate::Mm;
 use area::VmapTree;
+use rbtree::Corrupt;
 
 bitflags::bitflags! {
     /// `vm_struct.flags` (`include/linux/vmalloc.h`).
@@ -82,7 +91,7 @@ pub const VMAP_MAX_ALLOC: usize = 64;
 
 /// `struct vm_struct`, allocated with kmalloc. All atomics.
 #[repr(C)]
-#[derive(Default)]
+#[derive(Default, FromBytes)]
 pub struct VmStruct {
     /// `next` (the early `vmlist`; unused after boot).
     next: AtomicU64,
@@ -200,6 +209,10 @@ pub enum VmallocError {
     NoSuchArea(VirtAddr),
     /// An address outside the vmalloc area.
     NotVmalloc(VirtAddr),
+    /// vmalloc's structures in RAM are corrupted at this address: the kernel's report
+    /// (an oops, a list-corruption WARN, a soft lockup, or kmemlab's own check of a
+    /// `vm_struct`) is on the console, and the operation was stopped.
+    Corrupted(u64),
 }
 
 impl fmt::Display for VmallocError {
@@ -248,6 +261,10 @@ impl fmt::Display for VmallocError {
                 write!(f, "Trying to vfree() nonexistent vm area ({va})")
             }
             VmallocError::NotVmalloc(va) => write!(f, "{va} is not a vmalloc address"),
+            VmallocError::Corrupted(at) => write!(
+                f,
+                "vmalloc metadata corrupted at {at:#x} (reported on the console); operation stopped"
+            ),
         }
     }
 }
@@ -255,6 +272,12 @@ impl fmt::Display for VmallocError {
 impl From<SlabError> for VmallocError {
     fn from(e: SlabError) -> Self {
         VmallocError::Slab(e)
+    }
+}
+
+impl From<Corrupt> for VmallocError {
+    fn from(c: Corrupt) -> Self {
+        VmallocError::Corrupted(c.addr)
     }
 }
 
@@ -313,9 +336,9 @@ impl VmallocGlobals {
     pub(crate) const fn new() -> VmallocGlobals {
         VmallocGlobals {
             cachep: AtomicU64::new(0),
-            free: spin::Mutex::new(VmapTree::new(true)),
-            busy: spin::Mutex::new(VmapTree::new(false)),
-            purge: spin::Mutex::new(VmapTree::new(false)),
+            free: spin::Mutex::new(VmapTree::new(true, "free_vmap_area_lock")),
+            busy: spin::Mutex::new(VmapTree::new(false, "vmap_area_lock")),
+            purge: spin::Mutex::new(VmapTree::new(false, "purge_vmap_area_lock")),
             purge_lock: spin::Mutex::new(()),
             lazy_nr: AtomicU64::new(0),
             nr_vmalloc_pages: AtomicU64::new(0),
@@ -352,6 +375,9 @@ pub(crate) mod bug_sites {
     pub const VFREE_ATOMIC: u32 = 2777;
     /// `BUG_ON(in_interrupt())` in `vunmap()`.
     pub const VUNMAP: u32 = 2864;
+    /// `BUG_ON(!page)` in `vfree()`'s loop over the page array (counted from the two
+    /// lines above in a 6.6 copy whose lines agree with both).
+    pub const VFREE_NULL_PAGE: u32 = 2836;
 }
 
 impl<P: Platform> Mm<P> {
@@ -367,11 +393,14 @@ impl<P: Platform> Mm<P> {
         )?;
         self.vmalloc.cachep.store(cache.0, Relaxed);
         let va = self.alloc_vmap_area_object(Gfp::GFP_KERNEL)?;
-        let node = self.vmap_area(va);
-        node.va_start.store(1, Relaxed);
-        node.va_end.store(ulong_max(self.profile()), Relaxed);
-        let mut free = self.vmalloc.free.lock();
-        self.insert_vmap_area(&mut free, va);
+        // A fresh slab object of an empty tree: nothing here can be corrupt yet, and a
+        // failure would have been reported already.
+        if let Ok(node) = self.vmap_area(va) {
+            node.va_start.store(1, Relaxed);
+            node.va_end.store(ulong_max(self.profile()), Relaxed);
+            let mut free = self.vmalloc.free.lock();
+            let _ = self.insert_vmap_area(&mut free, va);
+        }
         Ok(())
     }
 
@@ -390,10 +419,10 @@ impl<P: Platform> Mm<P> {
             .0)
     }
 
-    /// `kmem_cache_free(vmap_area_cachep, va)`.
+    /// `kmem_cache_free(vmap_area_cachep, va)`. An object that is not live (its node was
+    /// freed behind vmalloc's back) is refused and reported by the slab allocator.
     pub(crate) fn free_vmap_area_object(&self, va: u64) {
-        let freed = self.kmem_cache_free(self.vmap_area_cachep(), VirtAddr(va));
-        debug_assert!(freed.is_ok(), "vmap_area objects are always live");
+        let _ = self.kmem_cache_free(self.vmap_area_cachep(), VirtAddr(va));
     }
 
     /// vmalloc's counters.
@@ -591,6 +620,13 @@ impl<P: Platform> Mm<P> {
                 "vmalloc: alignment must be a power of two and the range non-empty",
             ));
         }
+        if start < self.layout.vmalloc_start || end > self.layout.vmalloc_end {
+            // The kernel also serves other ranges (modules); this machine has only the
+            // vmalloc area, and every busy area is checked to lie inside it.
+            return Err(VmallocError::BadArgs(
+                "vmalloc: the range must lie inside the vmalloc area",
+            ));
+        }
         if real_size >> PAGE_SHIFT > self.totalram_pages() {
             self.vmalloc_warn_alloc(
                 gfp,
@@ -637,7 +673,7 @@ impl<P: Platform> Mm<P> {
         caller: CallSite,
     ) -> Result<VirtAddr, VmallocError> {
         let flags = VmFlags::VM_ALLOC | VmFlags::VM_UNINITIALIZED | vm_flags;
-        let vm = self.get_vm_area_node(
+        let area = self.get_vm_area_node(
             real_size,
             align,
             shift,
@@ -648,8 +684,9 @@ impl<P: Platform> Mm<P> {
             caller,
             "__vmalloc_node_range",
         )?;
-        let addr = self.vmalloc_area_node(vm, gfp, prot, shift, caller)?;
-        let v = self.vm_struct(vm);
+        let addr = self.vmalloc_area_node(&area, gfp, prot, shift, caller)?;
+        // clear_vm_uninitialized_flag()
+        let v = self.vm_struct(area.vm)?;
         v.flags
             .fetch_and(!VmFlags::VM_UNINITIALIZED.bits(), Relaxed);
         v.requested_size.store(real_size, Relaxed);
@@ -670,11 +707,24 @@ impl<P: Platform> Mm<P> {
         gfp: Gfp,
         caller: CallSite,
         what: &'static str,
-    ) -> Result<u64, VmallocError> {
+    ) -> Result<NewArea, VmallocError> {
         if self.in_interrupt() {
             return Err(self.vmalloc_bug_interrupt(bug_sites::GET_VM_AREA, what));
         }
-        let mut size = align_up(size, 1 << shift);
+        let guard = if flags.contains(VmFlags::VM_NO_GUARD) {
+            0
+        } else {
+            PAGE_SIZE as u64
+        };
+        // A size that wraps the address space is refused before anything is allocated.
+        let Some(size) = checked_align_up(size, 1 << shift).and_then(|s| s.checked_add(guard))
+        else {
+            self.vmalloc_warn_alloc(
+                gfp,
+                format_args!("vmalloc error: size {size}, vm_struct allocation failed"),
+            );
+            return Err(VmallocError::NoVmapSpace { size });
+        };
         let vm = self
             .kmalloc_caller(
                 core::mem::size_of::<VmStruct>(),
@@ -682,9 +732,6 @@ impl<P: Platform> Mm<P> {
                 caller,
             )?
             .0;
-        if !flags.contains(VmFlags::VM_NO_GUARD) {
-            size += PAGE_SIZE as u64;
-        }
         let va = match self.alloc_vmap_area(size, align, start, end, gfp, 0) {
             Ok(va) => va,
             Err(e) => {
@@ -694,11 +741,7 @@ impl<P: Platform> Mm<P> {
                         gfp,
                         format_args!(
                             "vmalloc error: size {}, vm_struct allocation failed",
-                            size - if flags.contains(VmFlags::VM_NO_GUARD) {
-                                0
-                            } else {
-                                PAGE_SIZE as u64
-                            }
+                            size - guard
                         ),
                     );
                 }
@@ -707,14 +750,19 @@ impl<P: Platform> Mm<P> {
         };
         // setup_vmalloc_vm(), under vmap_area_lock.
         let _busy = self.vmalloc.busy.lock();
-        let node = self.vmap_area(va);
-        let v = self.vm_struct(vm);
-        v.addr.store(node.start(), Relaxed);
-        v.size.store(node.size(), Relaxed);
+        let node = self.vmap_area(va)?;
+        let v = self.vm_struct(vm)?;
+        let addr = node.start();
+        v.addr.store(addr, Relaxed);
+        v.size.store(size, Relaxed);
         v.flags.store(flags.bits(), Relaxed);
         v.caller.store(self.site_index(caller).0 as u64, Relaxed);
         node.subtree_max_size_or_vm.store(vm, Relaxed);
-        Ok(vm)
+        Ok(NewArea {
+            vm,
+            addr,
+            usable: size - guard,
+        })
     }
 
     /// `alloc_vmap_area()`: a busy `vmap_area` of `size` bytes in `[vstart, vend)`.
@@ -735,6 +783,28 @@ impl<P: Platform> Mm<P> {
         self.might_sleep()?;
         let gfp = gfp & GFP_RECLAIM_MASK;
         let va = self.alloc_vmap_area_object(gfp)?;
+        match self.place_vmap_area(va, size, align, vstart, vend, gfp, va_flags) {
+            Ok(()) => Ok(va),
+            Err(e) => {
+                self.free_vmap_area_object(va);
+                Err(e)
+            }
+        }
+    }
+
+    /// The body of `alloc_vmap_area()`: take `[addr, addr + size)` from the free tree
+    /// (purging once if nothing fits), and make `va` the busy area there.
+    #[allow(clippy::too_many_arguments)]
+    fn place_vmap_area(
+        &self,
+        va: u64,
+        size: u64,
+        align: u64,
+        vstart: u64,
+        vend: u64,
+        gfp: Gfp,
+        va_flags: u64,
+    ) -> Result<(), VmallocError> {
         let mut purged = false;
         loop {
             self.preload_vmap_area(gfp);
@@ -745,7 +815,7 @@ impl<P: Platform> Mm<P> {
                 let addr =
                     self.alloc_from_free_tree(&mut free, size, align, vstart, vend, &mut spare);
                 slot.store(spare, Relaxed);
-                addr
+                addr?
             };
             if addr == vend {
                 if !purged {
@@ -759,20 +829,20 @@ impl<P: Platform> Mm<P> {
                         "vmap allocation for size {size} failed: use vmalloc=<size> to increase size"
                     ));
                 }
-                self.free_vmap_area_object(va);
                 return Err(VmallocError::NoVmapSpace { size });
             }
-            let node = self.vmap_area(va);
+            let node = self.vmap_area(va)?;
             node.va_start.store(addr, Relaxed);
             node.va_end.store(addr + size, Relaxed);
             node.subtree_max_size_or_vm.store(0, Relaxed);
             node.flags.store(va_flags, Relaxed);
-            let inserted = self.insert_vmap_area(&mut self.vmalloc.busy.lock(), va);
-            debug_assert!(
-                inserted,
-                "a range just taken from the free tree is not busy"
-            );
-            return Ok(va);
+            // A range just taken from the free tree overlaps a busy area only if the
+            // trees were corrupted; the kernel warns ("vmalloc bug") and leaves the area
+            // out of the tree, which would make it impossible to free: refused here.
+            if !self.insert_vmap_area(&mut self.vmalloc.busy.lock(), va)? {
+                return Err(VmallocError::Corrupted(addr));
+            }
+            return Ok(());
         }
     }
 
@@ -793,15 +863,13 @@ impl<P: Platform> Mm<P> {
     /// `__vmalloc_area_node()`: the page array, the pages, and the mapping.
     fn vmalloc_area_node(
         &self,
-        vm: u64,
+        area: &NewArea,
         gfp: Gfp,
         prot: PgProt,
         page_shift: u32,
         caller: CallSite,
     ) -> Result<VirtAddr, VmallocError> {
-        let v = self.vm_struct(vm);
-        let addr = v.addr.load(Relaxed);
-        let size = v.size.load(Relaxed) - self.guard_size(v);
+        let (vm, addr, size) = (area.vm, area.addr, area.usable);
         let nr_small = size >> PAGE_SHIFT;
         let array_size = nr_small * self.pointer_size();
         let nested_gfp = (gfp & GFP_RECLAIM_MASK) | Gfp::__GFP_ZERO;
@@ -826,9 +894,10 @@ impl<P: Platform> Mm<P> {
                     "vmalloc error: size {size}, failed to allocated page array size {array_size}"
                 ),
             );
-            self.free_vm_area(vm);
+            self.free_vm_area(addr);
             return Err(VmallocError::PageArray { array_size });
         };
+        let v = self.vm_struct(vm)?;
         v.pages.store(pages, Relaxed);
         let order = page_shift - PAGE_SHIFT;
         v.page_order.store(order, Relaxed);
@@ -863,7 +932,7 @@ impl<P: Platform> Mm<P> {
         }
         let step = 1u64 << order;
         let mapped = self.vmap_pages_range(addr, nr_small >> order, prot, page_shift, |i| {
-            self.page_array_get(pages, i * step)
+            Ok(self.page_array_get(pages, i * step)?)
         });
         if let Err(e) = mapped {
             self.vmalloc_warn_alloc(
@@ -944,6 +1013,12 @@ impl<P: Platform> Mm<P> {
     /// (`vfree_atomic`); from NMI it is a BUG; NULL is a no-op.
     #[track_caller]
     pub fn vfree(&self, addr: VirtAddr) -> Result<(), VmallocError> {
+        self.vfree_nested(addr, 0)
+    }
+
+    /// `vfree()` at `depth` levels of page arrays down (`kvfree(vm->pages)` frees a page
+    /// array that was itself vmalloc'd).
+    fn vfree_nested(&self, addr: VirtAddr, depth: u32) -> Result<(), VmallocError> {
         if self.in_interrupt() {
             return self.vfree_atomic(addr);
         }
@@ -951,23 +1026,32 @@ impl<P: Platform> Mm<P> {
         if addr.0 == 0 {
             return Ok(());
         }
-        let Some(vm) = self.remove_vm_area(addr) else {
+        let Some(area) = self.remove_vm_area(addr)? else {
             self.vmalloc_warn(format_args!(
                 "WARNING: mm/vmalloc.c vfree: Trying to vfree() nonexistent vm area ({addr})"
             ));
             return Err(VmallocError::NoSuchArea(addr));
         };
-        self.release_vm_pages(vm);
-        Ok(())
+        self.release_vm_pages(&area, depth)
     }
 
-    /// The second half of `vfree()`: the pages, the page array and the `vm_struct`.
-    fn release_vm_pages(&self, vm: u64) {
-        let v = self.vm_struct(vm);
-        let nr = v.nr_pages.load(Relaxed) as u64;
-        let pages = v.pages.load(Relaxed);
-        for i in 0..nr {
-            let pfn = self.page_array_get(pages, i);
+    /// The second half of `vfree()`: the pages, the page array and the `vm_struct`. The
+    /// array is walked only as far as the (checked) `nr_pages`; an entry that is NULL is
+    /// the kernel's `BUG_ON(!page)`, and one that is no `struct page` of `mem_map` the
+    /// fault the kernel would take on it: either ends the walk with the rest leaked, as
+    /// the kernel's oops would.
+    fn release_vm_pages(&self, area: &VmArea, depth: u32) -> Result<(), VmallocError> {
+        let pages = area.pages.0;
+        for i in 0..area.nr_pages {
+            let word = self.page_array_word(pages, i)?;
+            if word == 0 {
+                self.vmalloc_bug(bug_sites::VFREE_NULL_PAGE);
+                let at = pages.wrapping_add(i * self.pointer_size());
+                return Err(VmallocError::Corrupted(at));
+            }
+            let pfn = self
+                .struct_page_pfn(word)
+                .ok_or_else(|| self.vmalloc_fault(word, false))?;
             // High-order pages of a huge vmalloc were split: free them one by one.
             if let Ok(page) = self.pfn_to_page(pfn) {
                 if self.slab.config.init_on_free {
@@ -977,56 +1061,72 @@ impl<P: Platform> Mm<P> {
                 let _ = self.__free_pages(page, 0);
             }
         }
-        if !VmFlags::from_bits_truncate(v.flags.load(Relaxed)).contains(VmFlags::VM_MAP_PUT_PAGES) {
-            self.vmalloc.nr_vmalloc_pages.fetch_sub(nr, Relaxed);
+        if !area.flags.contains(VmFlags::VM_MAP_PUT_PAGES) {
+            self.vmalloc
+                .nr_vmalloc_pages
+                .fetch_sub(area.nr_pages, Relaxed);
         }
         if pages != 0 {
             // kvfree(vm->pages)
             if self.layout.is_vmalloc_addr(pages) {
-                let _ = self.vfree(VirtAddr(pages));
+                // An array of an array is a page at most; deeper nesting than the largest
+                // machine needs means the pointer was overwritten.
+                if depth >= MAX_PAGE_ARRAY_NESTING {
+                    return Err(self.vm_struct_corrupted(area.vm.0, "pages", pages).into());
+                }
+                let _ = self.vfree_nested(VirtAddr(pages), depth + 1);
             } else {
                 let _ = self.kfree(VirtAddr(pages));
             }
         }
-        let _ = self.kfree(VirtAddr(vm));
+        let _ = self.kfree(area.vm);
+        Ok(())
     }
 
     /// `free_vm_area()`: undo `get_vm_area` (no pages yet).
-    fn free_vm_area(&self, vm: u64) {
-        let addr = self.vm_struct(vm).addr.load(Relaxed);
-        if let Some(vm) = self.remove_vm_area(VirtAddr(addr)) {
-            let _ = self.kfree(VirtAddr(vm));
+    fn free_vm_area(&self, addr: u64) {
+        if let Ok(Some(area)) = self.remove_vm_area(VirtAddr(addr)) {
+            let _ = self.kfree(area.vm);
         }
     }
 
     /// `remove_vm_area()`: unlink the busy area holding `addr`, clear its mapping, and
-    /// queue its range for the lazy purge; returns its `vm_struct`.
-    fn remove_vm_area(&self, addr: VirtAddr) -> Option<u64> {
+    /// queue its range for the lazy purge; returns (a checked copy of) its `vm_struct`,
+    /// or `None` if no busy area with one holds `addr`. The area and its `vm_struct` are
+    /// checked before anything is changed: a corrupted one is reported and left as it is.
+    fn remove_vm_area(&self, addr: VirtAddr) -> Result<Option<VmArea>, VmallocError> {
         if !addr.0.is_multiple_of(PAGE_SIZE as u64) {
             self.vmalloc_warn(format_args!(
                 "WARNING: mm/vmalloc.c remove_vm_area: Trying to vfree() bad address ({addr})"
             ));
-            return None;
+            return Ok(None);
         }
-        let va = {
+        let (va, area) = {
             let mut busy = self.vmalloc.busy.lock();
-            let va = self.find_area_containing(&busy, addr.0);
-            if va == 0 || self.vmap_area(va).flags.load(Relaxed) & VMAP_RAM != 0 {
-                return None;
+            let va = self.find_area_containing(&busy, addr.0)?;
+            if va == 0 {
+                return Ok(None);
             }
-            self.unlink_va(&mut busy, va);
-            va
+            let node = self.vmap_area(va)?;
+            let vm = node.subtree_max_size_or_vm.load(Relaxed);
+            if vm == 0 || node.flags.load(Relaxed) & VMAP_RAM != 0 {
+                return Ok(None);
+            }
+            self.check_busy_range(va, node)?;
+            let area = self.checked_vm_area(node, vm)?;
+            self.unlink_va(&mut busy, va)?;
+            node.subtree_max_size_or_vm.store(0, Relaxed);
+            (va, area)
         };
-        let vm = self.vmap_area(va).subtree_max_size_or_vm.swap(0, Relaxed);
-        self.free_unmap_vmap_area(va);
-        Some(vm)
+        self.free_unmap_vmap_area(va)?;
+        Ok(Some(area))
     }
 
     /// `free_unmap_vmap_area()`: clear the entries now, flush later.
-    fn free_unmap_vmap_area(&self, va: u64) {
-        let node = self.vmap_area(va);
+    fn free_unmap_vmap_area(&self, va: u64) -> Result<(), Corrupt> {
+        let node = self.vmap_area(va)?;
         self.vunmap_range_noflush(node.start(), node.end());
-        self.free_vmap_area_noflush(va);
+        self.free_vmap_area_noflush(va)
     }
 
     /// `vunmap(addr)`: undo `vmap` (the pages stay with their owner). Refused from
@@ -1040,13 +1140,13 @@ impl<P: Platform> Mm<P> {
         if addr.0 == 0 {
             return Ok(());
         }
-        let Some(vm) = self.remove_vm_area(addr) else {
+        let Some(area) = self.remove_vm_area(addr)? else {
             self.vmalloc_warn(format_args!(
                 "WARNING: mm/vmalloc.c vunmap: Trying to vunmap() nonexistent vm area ({addr})"
             ));
             return Err(VmallocError::NoSuchArea(addr));
         };
-        let _ = self.kfree(VirtAddr(vm));
+        let _ = self.kfree(area.vm);
         Ok(())
     }
 
@@ -1069,6 +1169,61 @@ impl<P: Platform> Mm<P> {
         prot: PgProt,
         caller: CallSite,
     ) -> Result<VirtAddr, VmallocError> {
+        self.vmap_count_ok(pages.len() as u64)?;
+        if let Some(bad) = pages.iter().find(|p| !self.pfn_valid(**p)) {
+            return Err(bad_vmap_page(*bad));
+        }
+        self.vmap_with(pages.len() as u64, flags, prot, caller, |i| {
+            pages[i as usize]
+        })
+    }
+
+    /// `vmap` of `count` consecutive pages from `first` (what a caller holding a
+    /// physically contiguous block passes as its page array), without building the array:
+    /// a count that cannot fit the vmalloc area, or that runs past `mem_map`, is refused
+    /// before any work.
+    pub fn vmap_contiguous_caller(
+        &self,
+        first: Pfn,
+        count: u64,
+        flags: VmFlags,
+        prot: PgProt,
+        caller: CallSite,
+    ) -> Result<VirtAddr, VmallocError> {
+        self.vmap_count_ok(count)?;
+        // count <= totalram_pages, so the walk is bounded by the machine's size.
+        let Some(end) = first.0.checked_add(count) else {
+            return Err(bad_vmap_page(Pfn(u64::MAX)));
+        };
+        if let Some(bad) = (first.0..end).find(|&p| !self.pfn_valid(Pfn(p))) {
+            return Err(bad_vmap_page(Pfn(bad)));
+        }
+        self.vmap_with(count, flags, prot, caller, |i| Pfn(first.0 + i))
+    }
+
+    /// `vmap()`'s count checks, before any work: `count > totalram_pages()` is refused
+    /// as the kernel refuses it, and so is a count whose area (with its guard page)
+    /// could never fit the vmalloc range.
+    fn vmap_count_ok(&self, count: u64) -> Result<(), VmallocError> {
+        let area_pages = (self.layout.vmalloc_end - self.layout.vmalloc_start) >> PAGE_SHIFT;
+        if count == 0 || count > self.totalram_pages() || count >= area_pages {
+            return Err(VmallocError::BadArgs(
+                "vmap: count must be 1 ..= totalram_pages and fit the vmalloc area",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The rest of `vmap()`: flags, a `vm_struct` and an area, then the mapping of
+    /// `page_at(0 .. count)`.
+    fn vmap_with(
+        &self,
+        count: u64,
+        flags: VmFlags,
+        prot: PgProt,
+        caller: CallSite,
+        page_at: impl Fn(u64) -> Pfn,
+    ) -> Result<VirtAddr, VmallocError> {
         self.might_sleep()?;
         if flags.intersects(
             VmFlags::VM_FLUSH_RESET_PERMS | VmFlags::VM_NO_GUARD | VmFlags::VM_MAP_PUT_PAGES,
@@ -1080,20 +1235,8 @@ impl<P: Platform> Mm<P> {
                 "vmap: VM_FLUSH_RESET_PERMS, VM_NO_GUARD and VM_MAP_PUT_PAGES are not accepted",
             ));
         }
-        if pages.is_empty() || pages.len() as u64 > self.totalram_pages() {
-            return Err(VmallocError::BadArgs(
-                "vmap: count must be 1 ..= totalram_pages",
-            ));
-        }
-        if let Some(bad) = pages.iter().find(|p| !self.pfn_valid(**p)) {
-            return Err(VmallocError::BadArgs(if bad.0 == 0 {
-                "vmap: NULL page"
-            } else {
-                "vmap: a page outside mem_map"
-            }));
-        }
-        let size = (pages.len() as u64) << PAGE_SHIFT;
-        let vm = self.get_vm_area_node(
+        let size = count << PAGE_SHIFT;
+        let area = self.get_vm_area_node(
             size,
             1,
             PAGE_SHIFT,
@@ -1104,13 +1247,11 @@ impl<P: Platform> Mm<P> {
             caller,
             "vmap",
         )?;
-        let addr = self.vm_struct(vm).addr.load(Relaxed);
+        let addr = area.addr;
         // pgprot_nx(): vmap never maps code.
         let prot =
             PgProt(prot.0 | PgProt::kernel(self.profile()).0 & crate::arch::pgtable::_PAGE_NX);
-        if let Err(e) = self.vmap_pages_range(addr, pages.len() as u64, prot, PAGE_SHIFT, |i| {
-            pages[i as usize]
-        }) {
+        if let Err(e) = self.vmap_pages_range(addr, count, prot, PAGE_SHIFT, |i| Ok(page_at(i))) {
             let _ = self.vunmap(VirtAddr(addr));
             return Err(e);
         }
@@ -1126,6 +1267,7 @@ impl<P: Platform> Mm<P> {
                 "vm_map_ram: needs 1 or more valid pages",
             ));
         }
+        self.vmap_count_ok(pages.len() as u64)?;
         let size = (pages.len() as u64) << PAGE_SHIFT;
         let va = self.alloc_vmap_area(
             size,
@@ -1135,10 +1277,10 @@ impl<P: Platform> Mm<P> {
             Gfp::GFP_KERNEL,
             VMAP_RAM,
         )?;
-        let addr = self.vmap_area(va).start();
+        let addr = self.vmap_area(va)?.start();
         let prot = PgProt::kernel(self.profile());
         if let Err(e) = self.vmap_pages_range(addr, pages.len() as u64, prot, PAGE_SHIFT, |i| {
-            pages[i as usize]
+            Ok(pages[i as usize])
         }) {
             let _ = self.vm_unmap_ram(VirtAddr(addr), pages.len());
             return Err(e);
@@ -1153,30 +1295,36 @@ impl<P: Platform> Mm<P> {
         }
         let va = {
             let mut busy = self.vmalloc.busy.lock();
-            let va = self.find_area_containing(&busy, addr.0);
-            if va == 0 || self.vmap_area(va).flags.load(Relaxed) & VMAP_RAM == 0 {
+            let va = self.find_area_containing(&busy, addr.0)?;
+            let node = if va == 0 {
+                None
+            } else {
+                Some(self.vmap_area(va)?)
+            };
+            let Some(node) = node.filter(|n| n.flags.load(Relaxed) & VMAP_RAM != 0) else {
                 drop(busy);
                 self.vmalloc_warn(format_args!(
                     "WARNING: mm/vmalloc.c vm_unmap_ram: WARN_ON_ONCE(!va)"
                 ));
                 return Err(VmallocError::NoSuchArea(addr));
-            }
-            if self.vmap_area(va).size() != (count as u64) << PAGE_SHIFT {
+            };
+            if (count as u64).checked_shl(PAGE_SHIFT) != Some(node.size()) {
                 return Err(VmallocError::BadArgs(
                     "vm_unmap_ram: count differs from the vm_map_ram",
                 ));
             }
-            self.unlink_va(&mut busy, va);
+            self.check_busy_range(va, node)?;
+            self.unlink_va(&mut busy, va)?;
             va
         };
-        self.free_unmap_vmap_area(va);
+        self.free_unmap_vmap_area(va)?;
         Ok(())
     }
 
     /// `get_vm_area(size, flags)`: reserve a range of the vmalloc area, mapping nothing.
     #[track_caller]
     pub fn get_vm_area(&self, size: usize, flags: VmFlags) -> Result<VmArea, VmallocError> {
-        let vm = self.get_vm_area_node(
+        let area = self.get_vm_area_node(
             size as u64,
             1,
             PAGE_SHIFT,
@@ -1187,7 +1335,7 @@ impl<P: Platform> Mm<P> {
             CallSite::caller(),
             "get_vm_area",
         )?;
-        Ok(self.vm_area_copy(vm))
+        Ok(self.vm_area_copy(area.vm)?)
     }
 
     /// A bare `vmap_area` of `size` bytes (whole pages) aligned to `align`, in the vmalloc
@@ -1213,30 +1361,48 @@ impl<P: Platform> Mm<P> {
             gfp,
             VMAP_RAM,
         )?;
-        Ok(VirtAddr(self.vmap_area(va).start()))
+        Ok(VirtAddr(self.vmap_area(va)?.start()))
     }
 
     /// `free_vm_area(area)`: give back what `get_vm_area` reserved.
     pub fn free_vm_area_at(&self, addr: VirtAddr) -> Result<(), VmallocError> {
-        let vm = self
-            .remove_vm_area(addr)
+        let area = self
+            .remove_vm_area(addr)?
             .ok_or(VmallocError::NoSuchArea(addr))?;
-        let _ = self.kfree(VirtAddr(vm));
+        let _ = self.kfree(area.vm);
         Ok(())
     }
 
     /// `find_vm_area(addr)`: the area holding `addr`, if it is a live vmalloc/vmap area.
+    /// The area and its `vm_struct` are checked against each other (kmemlab's check: the
+    /// kernel trusts them), so that what callers loop over is bounded by a real area;
+    /// corruption is reported and answers `None`.
     pub fn find_vm_area(&self, addr: VirtAddr) -> Option<VmArea> {
         let busy = self.vmalloc.busy.lock();
-        let va = self.find_area_containing(&busy, addr.0);
+        let va = self.find_area_containing(&busy, addr.0).ok()?;
         if va == 0 {
             return None;
         }
-        let vm = self.vmap_area(va).subtree_max_size_or_vm.load(Relaxed);
-        if vm == 0 || self.vmap_area(va).flags.load(Relaxed) & VMAP_RAM != 0 {
+        let node = self.vmap_area(va).ok()?;
+        let vm = node.subtree_max_size_or_vm.load(Relaxed);
+        if vm == 0 || node.flags.load(Relaxed) & VMAP_RAM != 0 {
             return None;
         }
-        Some(self.vm_area_copy(vm))
+        self.check_busy_range(va, node).ok()?;
+        self.checked_vm_area(node, vm).ok()
+    }
+
+    /// The `vmap_area` object whose range holds `addr`: a busy area's, else one waiting
+    /// for the purge, else a free block's (for tests and tools that look at the nodes in
+    /// RAM). Nothing is reported: a tree that cannot be walked answers `None`.
+    pub fn vmap_area_at(&self, addr: VirtAddr) -> Option<VirtAddr> {
+        let trees = [&self.vmalloc.busy, &self.vmalloc.purge, &self.vmalloc.free];
+        trees.into_iter().find_map(|tree| {
+            let tree = tree.lock();
+            let o = self.quiet_nodes(&tree);
+            let va = self.find_area_in(&o, tree.root, addr.0).ok()?;
+            (va != 0).then_some(VirtAddr(va))
+        })
     }
 
     /// The page behind a vmalloc address (`vmalloc_to_page`), by walking the page tables.
@@ -1254,7 +1420,8 @@ impl<P: Platform> Mm<P> {
     }
 
     /// The PFN behind each page of the area at `addr` (its mapped part), by walking the
-    /// page tables; `vmap` areas included.
+    /// page tables; `vmap` areas included. Only the tables that exist are visited, so a
+    /// large reservation with little mapped costs little.
     pub fn vm_area_pfns(
         &self,
         addr: VirtAddr,
@@ -1263,11 +1430,17 @@ impl<P: Platform> Mm<P> {
         let area = self
             .find_vm_area(addr)
             .ok_or(VmallocError::NoSuchArea(addr))?;
-        for i in 0..area.usable_size() >> PAGE_SHIFT {
-            if let Some(m) = self.kernel_translate(area.addr.0 + (i << PAGE_SHIFT)) {
-                f(m.phys.pfn());
+        let (start, end) = (area.addr.0, area.addr.0 + area.usable_size());
+        self.walk_kernel_range(start, end, &mut |va, phys, size| {
+            // A large leaf may start below the area or reach past it.
+            let from = va.max(start);
+            let to = va.saturating_add(size).min(end);
+            let mut at = from;
+            while at < to {
+                f(PhysAddr(phys + (at - va)).pfn());
+                at += PAGE_SIZE as u64;
             }
-        }
+        });
         Ok(area)
     }
 
@@ -1296,14 +1469,17 @@ impl<P: Platform> Mm<P> {
         let size = size as u64;
         if p.0 != 0 && size <= alloced {
             if size < old_size && (self.slab.config.init_on_free || self.want_init_on_alloc(gfp)) {
-                self.vmalloc_fill(p.0 + size, 0, old_size - size);
+                self.vmalloc_fill(p.0 + size, 0, old_size - size)?;
             }
-            self.vm_struct(vm).requested_size.store(size, Relaxed);
+            self.vm_struct(vm)?.requested_size.store(size, Relaxed);
             return Ok(p);
         }
         let n = self.__vmalloc_node(size as usize, 1, gfp, NUMA_NO_NODE, caller)?;
         if p.0 != 0 {
-            self.vmalloc_copy(n.0, p.0, old_size);
+            if let Err(e) = self.vmalloc_copy(n.0, p.0, old_size) {
+                let _ = self.vfree(n);
+                return Err(e.into());
+            }
             self.vfree(p)?;
         }
         Ok(n)
@@ -1315,68 +1491,188 @@ impl<P: Platform> Mm<P> {
 
     /// Call `f` on every busy area in address order, then on every lazily freed area
     /// waiting for the purge (what `/proc/vmallocinfo` shows); stops at the first error.
+    /// The lists are walked as `s_show` walks them, with every node checked: a node that
+    /// cannot be read is the kernel's oops, a cycle its soft lockup, and either ends the
+    /// listing there (`Ok`, with the report on the console).
     pub fn for_each_vmap_area(
         &self,
         f: &mut dyn FnMut(&VmapAreaInfo) -> fmt::Result,
     ) -> fmt::Result {
+        match self.walk_vmap_areas(f) {
+            Ok(result) => result,
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn walk_vmap_areas(
+        &self,
+        f: &mut dyn FnMut(&VmapAreaInfo) -> fmt::Result,
+    ) -> Result<fmt::Result, Corrupt> {
         let busy = self.vmalloc.busy.lock();
         let mut va = busy.first;
+        let mut left = busy.walk_limit();
         while va != 0 {
-            let node = self.vmap_area(va);
+            self.list_step(&mut left, &busy)?;
+            let node = self.vmap_area(va)?;
+            self.check_range(va, node)?;
             let vm = node.subtree_max_size_or_vm.load(Relaxed);
             let vm_map_ram = node.flags.load(Relaxed) & VMAP_RAM != 0;
-            f(&VmapAreaInfo {
+            let vm = if vm != 0 && !vm_map_ram {
+                Some(self.vm_area_copy(vm)?)
+            } else {
+                None
+            };
+            let info = VmapAreaInfo {
                 start: node.start(),
                 end: node.end(),
-                vm: (vm != 0 && !vm_map_ram).then(|| self.vm_area_copy(vm)),
+                vm,
                 vm_map_ram,
-            })?;
+            };
+            if let Err(e) = f(&info) {
+                return Ok(Err(e));
+            }
             va = node.list_next();
         }
         drop(busy);
         let purge = self.vmalloc.purge.lock();
         let mut va = purge.first;
+        let mut left = purge.walk_limit();
         while va != 0 {
-            let node = self.vmap_area(va);
-            f(&VmapAreaInfo {
+            self.list_step(&mut left, &purge)?;
+            let node = self.vmap_area(va)?;
+            self.check_range(va, node)?;
+            let info = VmapAreaInfo {
                 start: node.start(),
                 end: node.end(),
                 vm: None,
                 vm_map_ram: false,
-            })?;
+            };
+            if let Err(e) = f(&info) {
+                return Ok(Err(e));
+            }
             va = node.list_next();
         }
+        Ok(Ok(()))
+    }
+
+    /// One more step along a tree's list: past its walk limit, the list goes round a
+    /// cycle (the kernel's `list_for_each_entry` would never end: a soft lockup).
+    pub(crate) fn list_step(&self, left: &mut u64, tree: &VmapTree) -> Result<(), Corrupt> {
+        if *left == 0 {
+            self.vmalloc_stuck(tree.lock_name);
+            return Err(Corrupt { addr: tree.first });
+        }
+        *left -= 1;
         Ok(())
     }
 
     // ----- helpers ---------------------------------------------------------------
 
-    /// The `vm_struct` at `vm`.
-    pub(crate) fn vm_struct(&self, vm: u64) -> &VmStruct {
-        self.kernel_struct(vm)
+    /// The `vm_struct` at `vm` (a kmalloc object in the direct map): a pointer that
+    /// leads nowhere is the kernel's page fault, reported.
+    pub(crate) fn vm_struct(&self, vm: u64) -> Result<&VmStruct, Corrupt> {
+        self.kview::<VmStruct>(vm)
+            .map_err(|_| self.vmalloc_fault(vm, false))
     }
 
-    fn vm_area_copy(&self, vm: u64) -> VmArea {
-        let v = self.vm_struct(vm);
-        VmArea {
-            addr: VirtAddr(v.addr.load(Relaxed)),
-            size: v.size.load(Relaxed),
-            flags: VmFlags::from_bits_truncate(v.flags.load(Relaxed)),
-            nr_pages: v.nr_pages.load(Relaxed) as u64,
-            page_order: v.page_order.load(Relaxed),
-            pages: VirtAddr(v.pages.load(Relaxed)),
-            requested_size: v.requested_size.load(Relaxed),
-            caller: self.site(v.caller.load(Relaxed) as u32),
-            vm: VirtAddr(vm),
-        }
+    /// A copy of the `vm_struct` at `vm`, as it stands.
+    pub(crate) fn vm_area_copy(&self, vm: u64) -> Result<VmArea, Corrupt> {
+        let v = self.vm_struct(vm)?;
+        Ok(vm_area_of(v, vm, self.site(v.caller.load(Relaxed) as u32)))
     }
 
-    fn guard_size(&self, v: &VmStruct) -> u64 {
-        if VmFlags::from_bits_truncate(v.flags.load(Relaxed)).contains(VmFlags::VM_NO_GUARD) {
-            0
+    /// The `vm_struct` of the busy area `node`, checked against it: the same start and
+    /// size, no more pages than the area holds, a page order vmalloc uses, a requested
+    /// size within the area. (kmemlab's own check: the kernel trusts `va->vm`, and a
+    /// corrupted size or page count would send its callers far past the area.)
+    pub(crate) fn checked_vm_area(&self, node: &VmapArea, vm: u64) -> Result<VmArea, Corrupt> {
+        let a = self.vm_area_copy(vm)?;
+        let usable = a.usable_size();
+        let bad = if a.addr.0 != node.start() {
+            Some(("addr", a.addr.0))
+        } else if a.size != node.size() {
+            Some(("size", a.size))
+        } else if a.nr_pages > usable >> PAGE_SHIFT {
+            Some(("nr_pages", a.nr_pages))
+        } else if a.page_order != 0 && a.page_order != PMD_SHIFT - PAGE_SHIFT {
+            Some(("page_order", a.page_order as u64))
+        } else if a.requested_size > usable {
+            Some(("requested_size", a.requested_size))
         } else {
-            PAGE_SIZE as u64
+            None
+        };
+        match bad {
+            Some((field, value)) => Err(self.vm_struct_corrupted(vm, field, value)),
+            None => Ok(a),
         }
+    }
+
+    /// A busy area must be a non-empty, page-aligned range of the vmalloc area (every
+    /// busy area is made there); anything else is reported as corruption.
+    pub(crate) fn check_busy_range(&self, va: u64, node: &VmapArea) -> Result<(), Corrupt> {
+        let (start, end) = (node.start(), node.end());
+        let page = PAGE_SIZE as u64 - 1;
+        if start < end
+            && start >= self.layout.vmalloc_start
+            && end <= self.layout.vmalloc_end
+            && start & page == 0
+            && end & page == 0
+        {
+            return Ok(());
+        }
+        Err(self.vmap_area_corrupted(va, start, end))
+    }
+
+    /// Any area must be a non-empty range (the free tree spans the whole address space).
+    fn check_range(&self, va: u64, node: &VmapArea) -> Result<(), Corrupt> {
+        if node.start() < node.end() {
+            return Ok(());
+        }
+        Err(self.vmap_area_corrupted(va, node.start(), node.end()))
+    }
+
+    /// kmemlab's report of a `vm_struct` that disagrees with its area (in the style of
+    /// vmalloc's own messages; the kernel has no such check).
+    fn vm_struct_corrupted(&self, vm: u64, field: &str, value: u64) -> Corrupt {
+        self.vmalloc.stats.bugs.fetch_add(1, Relaxed);
+        self.printk(format_args!(
+            "vmalloc: corrupted vm_struct {vm:#018x}: {field} {value:#x} does not match its vmap_area; refusing it"
+        ));
+        Corrupt { addr: vm }
+    }
+
+    /// kmemlab's report of a `vmap_area` whose range is impossible.
+    fn vmap_area_corrupted(&self, va: u64, start: u64, end: u64) -> Corrupt {
+        self.vmalloc.stats.bugs.fetch_add(1, Relaxed);
+        self.printk(format_args!(
+            "vmalloc: corrupted vmap_area {va:#018x}: range 0x{start:x}-0x{end:x} is not a vmalloc area; refusing it"
+        ));
+        Corrupt { addr: va }
+    }
+
+    /// What the CPU does when kernel code dereferences `addr` and it is not mapped RAM:
+    /// a general protection fault for a non-canonical address, else the page-fault oops.
+    pub(crate) fn vmalloc_fault(&self, addr: u64, write: bool) -> Corrupt {
+        self.vmalloc.stats.bugs.fetch_add(1, Relaxed);
+        self.kernel_fault(addr, write);
+        Corrupt { addr }
+    }
+
+    /// The oops of a kernel access to `addr` that has no RAM behind it: a general
+    /// protection fault for a non-canonical address (x86_64), else the page fault.
+    pub(crate) fn kernel_fault(&self, addr: u64, write: bool) {
+        if self.paging().is_canonical(addr) {
+            self.bad_page_fault(addr, write);
+        } else {
+            self.general_protection_fault(addr);
+        }
+    }
+
+    /// A walk of a vmalloc tree or list that goes round a cycle: the kernel would spin
+    /// there for ever holding `lock`, and the watchdog reports the soft lockup.
+    pub(crate) fn vmalloc_stuck(&self, lock: &str) {
+        self.vmalloc.stats.bugs.fetch_add(1, Relaxed);
+        self.soft_lockup(lock);
     }
 
     /// `sizeof(struct page *)` on this profile.
@@ -1401,146 +1697,119 @@ impl<P: Platform> Mm<P> {
         self.kernel_translate(va).map(|m| m.phys.0)
     }
 
-    /// The host pointer of a kernel word at `va` (which must not cross a page).
-    fn kernel_word_ptr(&self, va: u64) -> Option<*mut u8> {
-        let phys = self.kernel_virt_to_phys(va)?;
-        if !self.memblock.is_memory(phys, phys + 8) && !self.memblock.is_memory(phys, phys + 4) {
+    /// Entry `i` of a page array as the raw `struct page *` word; an entry that cannot
+    /// be read is the kernel's page fault, reported.
+    fn page_array_word(&self, pages: u64, i: u64) -> Result<u64, Corrupt> {
+        let at = pages.wrapping_add(i.wrapping_mul(self.pointer_size()));
+        self.read_kernel_word(at)
+            .ok_or_else(|| self.vmalloc_fault(at, false))
+    }
+
+    /// The PFN of a `struct page *`, if it is a descriptor of `mem_map`.
+    fn struct_page_pfn(&self, word: u64) -> Option<Pfn> {
+        self.page_at_struct_address(VirtAddr(word))
+            .and_then(|page| self.mem_map.pfn_of(page))
+    }
+
+    /// Entry `i` of a page array, as a PFN. A word that is no `struct page *` of
+    /// `mem_map` would fault when the kernel dereferenced it: reported so.
+    fn page_array_get(&self, pages: u64, i: u64) -> Result<Pfn, Corrupt> {
+        let word = self.page_array_word(pages, i)?;
+        self.struct_page_pfn(word)
+            .ok_or_else(|| self.vmalloc_fault(word, false))
+    }
+
+    /// Entry `i` of a page array, as a PFN, or `None`; nothing is reported (the checker).
+    pub(crate) fn page_array_peek(&self, pages: u64, i: u64) -> Option<Pfn> {
+        let at = pages.checked_add(i.checked_mul(self.pointer_size())?)?;
+        self.struct_page_pfn(self.read_kernel_word(at)?)
+    }
+
+    /// Store `pfn`'s `struct page *` as entry `i` of a page array (one just allocated).
+    fn page_array_set(&self, pages: u64, i: u64, pfn: Pfn) {
+        let value = self.struct_page_address(self.mem_map.page(pfn.0)).0;
+        self.write_kernel_word(pages + i * self.pointer_size(), value);
+    }
+
+    /// The RAM word (pointer-sized, naturally aligned, so within one page) at kernel
+    /// address `va`, as an atomic of that size.
+    fn kernel_word(&self, va: u64) -> Option<KernelWord<'_>> {
+        if !va.is_multiple_of(self.pointer_size()) {
             return None;
         }
-        // SAFETY: the address is inside RAM (checked), which `phys_mem` covers.
-        Some(unsafe { self.platform.phys_mem().add(phys as usize) })
-    }
-
-    /// Entry `i` of a page array (`struct page *`, pointer-sized), as a PFN.
-    fn page_array_get(&self, pages: u64, i: u64) -> Pfn {
-        let size = self.pointer_size();
-        let Some(ptr) = self.kernel_word_ptr(pages + i * size) else {
-            return Pfn(0);
-        };
-        // SAFETY: a naturally aligned word of RAM; atomics, as other CPUs may read it.
-        let struct_page = unsafe {
-            if size == 8 {
-                (*(ptr as *const AtomicU64)).load(Relaxed)
-            } else {
-                (*(ptr as *const AtomicU32)).load(Relaxed) as u64
-            }
-        };
-        self.page_at_struct_address(VirtAddr(struct_page))
-            .and_then(|page| self.mem_map.pfn_of(page))
-            .unwrap_or(Pfn(0))
-    }
-
-    /// Store `pfn`'s `struct page *` as entry `i` of a page array.
-    fn page_array_set(&self, pages: u64, i: u64, pfn: Pfn) {
-        let size = self.pointer_size();
-        let value = self.struct_page_address(self.mem_map.page(pfn.0)).0;
-        let Some(ptr) = self.kernel_word_ptr(pages + i * size) else {
-            return;
-        };
-        // SAFETY: as in `page_array_get`.
-        unsafe {
-            if size == 8 {
-                (*(ptr as *const AtomicU64)).store(value, Relaxed)
-            } else {
-                (*(ptr as *const AtomicU32)).store(value as u32, Relaxed)
-            }
+        let phys = self.kernel_virt_to_phys(va)?;
+        match self.profile() {
+            Profile::X86_64 => self.ram.atomic_u64(phys).ok().map(KernelWord::Long),
+            Profile::I386 => self.ram.atomic_u32(phys).ok().map(KernelWord::Int),
         }
     }
 
     /// Write a pointer-sized word at kernel address `va` (the `llist_node` that
     /// `vfree_atomic` keeps in the freed memory itself).
     pub(crate) fn write_kernel_word(&self, va: u64, value: u64) -> bool {
-        let Some(ptr) = self.kernel_word_ptr(va) else {
-            return false;
-        };
-        // SAFETY: as in `page_array_get`.
-        unsafe {
-            if self.pointer_size() == 8 {
-                (*(ptr as *const AtomicU64)).store(value, Relaxed)
-            } else {
-                (*(ptr as *const AtomicU32)).store(value as u32, Relaxed)
-            }
+        match self.kernel_word(va) {
+            Some(KernelWord::Long(w)) => w.store(value, Relaxed),
+            Some(KernelWord::Int(w)) => w.store(value as u32, Relaxed),
+            None => return false,
         }
         true
     }
 
     /// Read a pointer-sized word at kernel address `va`.
     pub(crate) fn read_kernel_word(&self, va: u64) -> Option<u64> {
-        let ptr = self.kernel_word_ptr(va)?;
-        // SAFETY: as in `page_array_get`.
-        Some(unsafe {
-            if self.pointer_size() == 8 {
-                (*(ptr as *const AtomicU64)).load(Relaxed)
-            } else {
-                (*(ptr as *const AtomicU32)).load(Relaxed) as u64
-            }
-        })
+        match self.kernel_word(va)? {
+            KernelWord::Long(w) => Some(w.load(Relaxed)),
+            KernelWord::Int(w) => Some(w.load(Relaxed) as u64),
+        }
     }
 
-    /// Copy `len` bytes between vmalloc (or direct-map) addresses, page by page.
-    fn vmalloc_copy(&self, dst: u64, src: u64, len: u64) {
+    /// Copy `len` bytes between vmalloc (or direct-map) addresses, page by page; an
+    /// address that is not mapped is the kernel's page fault, reported, and the copy
+    /// stops there.
+    fn vmalloc_copy(&self, dst: u64, src: u64, len: u64) -> Result<(), Corrupt> {
         let mut buf = [0u8; 256];
         let mut done = 0;
         while done < len {
+            let (from, to) = (src.wrapping_add(done), dst.wrapping_add(done));
             let n = (len - done).min(buf.len() as u64) as usize;
-            let n = n
-                .min(bytes_to_page_end(src + done))
-                .min(bytes_to_page_end(dst + done));
-            if self.kernel_read_bytes(src + done, &mut buf[..n]) {
-                self.kernel_write_bytes(dst + done, &buf[..n]);
+            let n = n.min(bytes_to_page_end(from)).min(bytes_to_page_end(to));
+            if !self.kernel_read_bytes(from, &mut buf[..n]) {
+                return Err(self.vmalloc_fault(from, false));
+            }
+            if !self.kernel_write_bytes(to, &buf[..n]) {
+                return Err(self.vmalloc_fault(to, true));
             }
             done += n as u64;
         }
+        Ok(())
     }
 
-    /// Fill `len` bytes at a vmalloc address with `byte`.
-    fn vmalloc_fill(&self, addr: u64, byte: u8, len: u64) {
+    /// Fill `len` bytes at a vmalloc address with `byte` (stopping, reported, at an
+    /// address that is not mapped).
+    fn vmalloc_fill(&self, addr: u64, byte: u8, len: u64) -> Result<(), Corrupt> {
         let buf = [byte; 256];
         let mut done = 0;
         while done < len {
-            let n =
-                ((len - done).min(buf.len() as u64) as usize).min(bytes_to_page_end(addr + done));
-            self.kernel_write_bytes(addr + done, &buf[..n]);
+            let at = addr.wrapping_add(done);
+            let n = ((len - done).min(buf.len() as u64) as usize).min(bytes_to_page_end(at));
+            if !self.kernel_write_bytes(at, &buf[..n]) {
+                return Err(self.vmalloc_fault(at, true));
+            }
             done += n as u64;
         }
+        Ok(())
     }
 
     /// Read bytes (within one page) at a kernel virtual address.
     fn kernel_read_bytes(&self, va: u64, buf: &mut [u8]) -> bool {
-        let Some(phys) = self.kernel_virt_to_phys(va) else {
-            return false;
-        };
-        if !self.memblock.is_memory(phys, phys + buf.len() as u64) {
-            return false;
-        }
-        // SAFETY: RAM (checked); plain bytes.
-        unsafe {
-            core::ptr::copy_nonoverlapping(
-                self.platform.phys_mem().add(phys as usize),
-                buf.as_mut_ptr(),
-                buf.len(),
-            )
-        };
-        true
+        self.kernel_virt_to_phys(va)
+            .is_some_and(|phys| self.ram.read_bytes(phys, buf).is_ok())
     }
 
     /// Write bytes (within one page) at a kernel virtual address.
     fn kernel_write_bytes(&self, va: u64, bytes: &[u8]) -> bool {
-        let Some(phys) = self.kernel_virt_to_phys(va) else {
-            return false;
-        };
-        if !self.memblock.is_memory(phys, phys + bytes.len() as u64) {
-            return false;
-        }
-        // SAFETY: RAM (checked); plain bytes.
-        unsafe {
-            core::ptr::copy_nonoverlapping(
-                bytes.as_ptr(),
-                self.platform.phys_mem().add(phys as usize),
-                bytes.len(),
-            )
-        };
-        true
+        self.kernel_virt_to_phys(va)
+            .is_some_and(|phys| self.ram.write_bytes(phys, bytes).is_ok())
     }
 
     /// The kernel's BUG report for a vmalloc call in interrupt context.
@@ -1549,18 +1818,10 @@ impl<P: Platform> Mm<P> {
         VmallocError::InInterrupt(what)
     }
 
-    /// `BUG()`'s report: the line, then the oops header.
+    /// `BUG()` in `mm/vmalloc.c`: `kernel BUG at mm/vmalloc.c:<line>!` and the oops.
     pub(crate) fn vmalloc_bug(&self, line: u32) {
         self.vmalloc.stats.bugs.fetch_add(1, Relaxed);
-        self.printk(format_args!("------------[ cut here ]------------"));
-        self.printk(format_args!("kernel BUG at mm/vmalloc.c:{line}!"));
-        self.printk(format_args!("invalid opcode: 0000 [#1] PREEMPT SMP NOPTI"));
-        self.printk(format_args!(
-            "CPU: {} PID: {} Comm: {} Not tainted 6.6.0-kmemlab #1",
-            self.platform.smp_processor_id(),
-            self.platform.current_pid(),
-            self.platform.current_comm()
-        ));
+        self.kernel_bug("mm/vmalloc.c", line);
     }
 
     /// A kernel `WARN` from vmalloc, counted.
@@ -1584,6 +1845,58 @@ impl<P: Platform> Mm<P> {
     }
 }
 
+/// A pointer-sized word of RAM.
+enum KernelWord<'a> {
+    /// x86_64's 8 bytes.
+    Long(&'a AtomicU64),
+    /// i386's 4 bytes.
+    Int(&'a AtomicU32),
+}
+
+/// A `vm_struct` just set up by `__get_vm_area_node`, with what its caller needs (kept
+/// here rather than read back from RAM).
+struct NewArea {
+    /// The `vm_struct`.
+    vm: u64,
+    /// The area's first address.
+    addr: u64,
+    /// Its size without the guard page.
+    usable: u64,
+}
+
+/// How deep `vfree` follows page arrays that were themselves vmalloc'd: an array of N
+/// pages needs 8N bytes, so even 2^40 bytes of RAM need only 3 levels.
+const MAX_PAGE_ARRAY_NESTING: u32 = 4;
+
+/// A copy of `v` (at `vm`), for callers.
+fn vm_area_of(v: &VmStruct, vm: u64, caller: Option<CallSite>) -> VmArea {
+    VmArea {
+        addr: VirtAddr(v.addr.load(Relaxed)),
+        size: v.size.load(Relaxed),
+        flags: VmFlags::from_bits_truncate(v.flags.load(Relaxed)),
+        nr_pages: v.nr_pages.load(Relaxed) as u64,
+        page_order: v.page_order.load(Relaxed),
+        pages: VirtAddr(v.pages.load(Relaxed)),
+        requested_size: v.requested_size.load(Relaxed),
+        caller,
+        vm: VirtAddr(vm),
+    }
+}
+
+/// `ALIGN(x, align)`, or `None` past the top of the address space.
+fn checked_align_up(x: u64, align: u64) -> Option<u64> {
+    Some(x.checked_add(align - 1)? & !(align - 1))
+}
+
+/// Why `vmap` refuses a page.
+fn bad_vmap_page(pfn: Pfn) -> VmallocError {
+    VmallocError::BadArgs(if pfn.0 == 0 {
+        "vmap: NULL page"
+    } else {
+        "vmap: a page outside mem_map"
+    })
+}
+
 impl VmallocError {
     /// Whether a huge-page attempt that failed this way is worth retrying with 4 KiB pages.
     fn retry_with_small_pages(&self) -> bool {
@@ -1594,6 +1907,7 @@ impl VmallocError {
                 | VmallocError::SleepInAtomic(_)
                 | VmallocError::BadArgs(_)
                 | VmallocError::ZeroSize
+                | VmallocError::Corrupted(_)
         )
     }
 }
@@ -1625,7 +1939,9 @@ impl<P: Platform> Mm<P> {
     pub fn copy_from_kernel_virt(&self, va: VirtAddr, buf: &mut [u8]) -> Result<(), VirtAddr> {
         let mut done = 0;
         while done < buf.len() {
-            let at = va.0 + done as u64;
+            let Some(at) = va.0.checked_add(done as u64) else {
+                return Err(va);
+            };
             let n = (buf.len() - done).min(bytes_to_page_end(at));
             if !self.kernel_read_bytes(at, &mut buf[done..done + n]) {
                 return Err(VirtAddr(at));
@@ -1640,7 +1956,9 @@ impl<P: Platform> Mm<P> {
     pub fn copy_to_kernel_virt(&self, va: VirtAddr, bytes: &[u8]) -> Result<(), VirtAddr> {
         let mut done = 0;
         while done < bytes.len() {
-            let at = va.0 + done as u64;
+            let Some(at) = va.0.checked_add(done as u64) else {
+                return Err(va);
+            };
             let n = (bytes.len() - done).min(bytes_to_page_end(at));
             if !self.kernel_write_bytes(at, &bytes[done..done + n]) {
                 return Err(VirtAddr(at));

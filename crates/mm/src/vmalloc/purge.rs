@@ -12,6 +12,7 @@
 use core::sync::atomic::Ordering::Relaxed;
 
 use super::area::VmapTree;
+use super::rbtree::Corrupt;
 use super::{bug_sites, VmallocError};
 use crate::addr::{VirtAddr, PAGE_SHIFT};
 use crate::platform::Platform;
@@ -20,17 +21,18 @@ use crate::Mm;
 impl<P: Platform> Mm<P> {
     /// `free_vmap_area_noflush()`: put `va` on the purge list and count its pages; past
     /// `lazy_max_pages()` schedule the drain work.
-    pub(crate) fn free_vmap_area_noflush(&self, va: u64) {
-        let nr = self.vmap_area(va).size() >> PAGE_SHIFT;
-        let nr_lazy = self.vmalloc.lazy_nr.fetch_add(nr, Relaxed) + nr;
+    pub(crate) fn free_vmap_area_noflush(&self, va: u64) -> Result<(), Corrupt> {
+        let nr = self.vmap_area(va)?.size() >> PAGE_SHIFT;
+        let nr_lazy = self.vmalloc.lazy_nr.fetch_add(nr, Relaxed).wrapping_add(nr);
         {
             let mut purge = self.vmalloc.purge.lock();
-            self.merge_or_add_vmap_area(&mut purge, va);
+            self.merge_or_add_vmap_area(&mut purge, va)?;
         }
         if nr_lazy > self.lazy_max_pages() {
             // schedule_work(&drain_vmap_work)
             self.vmalloc.drain_pending.store(true, Relaxed);
         }
+        Ok(())
     }
 
     /// `purge_vmap_area_lazy()`: purge now, whatever is waiting.
@@ -47,38 +49,45 @@ impl<P: Platform> Mm<P> {
 
     /// `__purge_vmap_area_lazy(start, end)`: take the whole purge list, flush one range
     /// covering it (and `[start, end)`), and merge every area back into the free tree.
-    /// Returns whether anything was purged.
+    /// Returns whether anything was purged (false also when the purge list turned out to
+    /// be corrupted: reported, and what was left of it is abandoned).
     fn __purge_vmap_area_lazy(&self, start: u64, end: u64) -> bool {
-        let (first, last) = {
+        let taken = {
             let mut purge = self.vmalloc.purge.lock();
-            let taken = (purge.first, purge.last);
             // list_replace_init() + an empty root: the areas keep their list links.
-            *purge = VmapTree::new(false);
-            taken
+            core::mem::replace(&mut *purge, VmapTree::new(false, "purge_vmap_area_lock"))
         };
-        if first == 0 {
+        if taken.first == 0 {
             return false;
         }
-        let start = start.min(self.vmap_area(first).start());
-        let end = end.max(self.vmap_area(last).end());
+        self.purge_list(&taken, start, end).is_ok()
+    }
+
+    /// Flush one range covering the areas of `taken` (and `[start, end)`) and merge each
+    /// back into the free tree, walking the list no further than it could reach.
+    fn purge_list(&self, taken: &VmapTree, start: u64, end: u64) -> Result<(), Corrupt> {
+        let start = start.min(self.vmap_area(taken.first)?.start());
+        let end = end.max(self.vmap_area(taken.last)?.end());
         self.platform
             .flush_tlb_kernel_range(VirtAddr(start), VirtAddr(end));
         let stats = &self.vmalloc.stats;
         stats.tlb_flushes.fetch_add(1, Relaxed);
         stats.purges.fetch_add(1, Relaxed);
         let mut free = self.vmalloc.free.lock();
-        let mut va = first;
+        let mut left = taken.walk_limit();
+        let mut va = taken.first;
         while va != 0 {
-            let node = self.vmap_area(va);
+            self.list_step(&mut left, taken)?;
+            let node = self.vmap_area(va)?;
             let next = node.list_next();
             let nr = node.size() >> PAGE_SHIFT;
-            self.merge_or_add_vmap_area(&mut free, va);
+            self.merge_or_add_vmap_area(&mut free, va)?;
             self.vmalloc.lazy_nr.fetch_sub(nr, Relaxed);
             stats.purged_areas.fetch_add(1, Relaxed);
             stats.purged_pages.fetch_add(nr, Relaxed);
             va = next;
         }
-        true
+        Ok(())
     }
 
     /// `vfree_atomic(addr)`: queue the area on this CPU's deferred list (the list node is
@@ -122,9 +131,10 @@ impl<P: Platform> Mm<P> {
 
     /// Areas queued by `vfree` in interrupt context on `cpu`, not yet freed.
     pub fn deferred_vfrees(&self, cpu: usize) -> u64 {
+        let limit = self.vmalloc.busy.lock().walk_limit();
         let mut n = 0;
         let mut node = self.per_cpu(cpu).vfree_deferred.load(Relaxed);
-        while node != 0 && n < 1 << 20 {
+        while node != 0 && n < limit {
             n += 1;
             node = self.read_kernel_word(node).unwrap_or(0);
         }
@@ -136,17 +146,26 @@ impl<P: Platform> Mm<P> {
     /// calls this when the CPU leaves kernel code. Returns how many items ran.
     pub fn run_work(&self) -> u64 {
         let mut ran = 0;
-        // llist_del_all(), then free each in process context.
+        // llist_del_all(), then free each in process context. Only live areas were
+        // queued, so a list longer than the busy areas goes round a cycle: the kworker
+        // would never finish (a soft lockup).
+        let mut left = self.vmalloc.busy.lock().walk_limit();
         let mut node = self.this_cpu().vfree_deferred.swap(0, Relaxed);
         while node != 0 {
+            if left == 0 {
+                self.vmalloc_stuck("vfree_deferred (delayed_vfree_work)");
+                break;
+            }
+            left -= 1;
             let next = self.read_kernel_word(node).unwrap_or(0);
             let _ = self.vfree(VirtAddr(node));
             node = next;
             ran += 1;
         }
         if self.vmalloc.drain_pending.swap(false, Relaxed) {
-            // drain_vmap_area_work(): purge until below the threshold.
-            loop {
+            // drain_vmap_area_work(): purge until below the threshold (each purge takes
+            // the whole list, so a few rounds at most).
+            for _ in 0..DRAIN_ROUNDS {
                 let purged = self.purge_vmap_area_lazy();
                 if !purged || self.vmap_lazy_nr() <= self.lazy_max_pages() {
                     break;
@@ -157,3 +176,6 @@ impl<P: Platform> Mm<P> {
         ran
     }
 }
+
+/// The most purges one drain work item runs.
+const DRAIN_ROUNDS: u32 = 16;
