@@ -23,9 +23,10 @@
 //!   every script in corruption mode.
 //! * `KMEMLAB_FUZZ_ISOLATE=1`: run the scripts in child processes (this test binary), so
 //!   that a host crash (SIGSEGV) or a hang is caught too; the crashing script is minimised
-//!   in child processes and written to `target/script-fuzz/`. `KMEMLAB_FUZZ_TIMEOUT`
-//!   (seconds, default 60) is how long a child may run before it counts as hung. For
-//!   development only: CI runs in-process.
+//!   in child processes and written to `KMEMLAB_FUZZ_OUT` (default
+//!   `target/tmp/script-fuzz/`), at most `KMEMLAB_FUZZ_MAX_FAILURES` (default 10) of them.
+//!   `KMEMLAB_FUZZ_TIMEOUT` (seconds, default 60) is how long a child may run before it
+//!   counts as hung. For development only: CI runs in-process.
 
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -196,8 +197,8 @@ enum Kind {
     Pfn,
     /// A bus address from `dma_map_single` on a device, size, direction.
     Dma(String, u64, &'static str),
-    /// A scatterlist handle.
-    Sg,
+    /// A scatterlist handle, of a size.
+    Sg(u64),
     /// A coherent buffer of a device and size.
     Coherent(String, u64),
 }
@@ -533,12 +534,13 @@ impl Gen {
             }
             39 => {
                 let d = self.device();
-                let len = self.rng.gen_range(0..9000u32);
                 let line = if self.rng.gen_bool(0.5) {
-                    let target = self.arg(|k| matches!(k, Kind::Dma(..) | Kind::Sg));
+                    let target = self.arg(|k| matches!(k, Kind::Dma(..) | Kind::Sg(_)));
+                    let len = self.rng.gen_range(0..9000u32);
                     format!("dma {d} from {target} {len}")
                 } else {
-                    let target = self.target(|k| matches!(k, Kind::Dma(..) | Kind::Sg));
+                    let target = self.target(|k| matches!(k, Kind::Dma(..) | Kind::Sg(_)));
+                    let len = self.write_len(&target, 9000);
                     format!("dma {d} to {target} {len} {}", self.rng.gen::<u8>())
                 };
                 (line, None)
@@ -593,7 +595,7 @@ impl Gen {
             _ if self.corrupt => self.corruption(),
             _ => {
                 let a = self.arg(is_addr);
-                let off = self.rng.gen_range(0..16u32);
+                let off = self.write_len(&a, 16).saturating_sub(1);
                 (format!("poke {a} {off} {}", self.rng.gen::<u8>()), None)
             }
         }
@@ -616,6 +618,19 @@ impl Gen {
             .choose(&mut self.rng)
             .cloned()
             .unwrap_or_else(|| "nothing".into())
+    }
+
+    /// How many bytes to write at a name: up to `most`, and (unless the class
+    /// `overflow` is on) no more than the memory behind the name holds.
+    fn write_len(&mut self, name: &str, most: u64) -> u64 {
+        let limit = match self.kind_of(name) {
+            _ if self.allowed("overflow") => most,
+            Some(Kind::Addr(s) | Kind::Vmalloc(s) | Kind::Sg(s) | Kind::Dma(_, s, _)) => {
+                s.min(most)
+            }
+            _ => 0,
+        };
+        self.rng.gen_range(0..=limit)
     }
 
     fn kind_of(&self, name: &str) -> Option<Kind> {
@@ -702,20 +717,26 @@ impl Gen {
             Some(Kind::Addr(s) | Kind::Vmalloc(s)) if s > 0 && self.rng.gen_ratio(3, 4) => {
                 s.min(1 << 20).to_string()
             }
-            _ => self.size(),
+            // A mapping larger than the buffer lets the device write past it.
+            _ if self.allowed("overflow") => self.size(),
+            Some(Kind::Addr(s) | Kind::Vmalloc(s)) if s > 0 => {
+                self.rng.gen_range(1..=s).to_string()
+            }
+            _ => "1".into(),
         };
         let dir = self.pick(DIRECTIONS);
         if self.rng.gen_bool(0.3) {
-            return (format!("dma_map_sg {d} {a} {size} {dir}"), Some(Kind::Sg));
+            let kind = Kind::Sg(size_of(&size));
+            return (format!("dma_map_sg {d} {a} {size} {dir}"), Some(kind));
         }
         let kind = Kind::Dma(d.clone(), size_of(&size), dir);
         (format!("dma_map_single {d} {a} {size} {dir}"), Some(kind))
     }
 
     fn dma_unmap(&mut self) -> (String, Option<Kind>) {
-        let m = self.arg(|k| matches!(k, Kind::Dma(..) | Kind::Sg));
+        let m = self.arg(|k| matches!(k, Kind::Dma(..) | Kind::Sg(_)));
         match self.kind_of(&m) {
-            Some(Kind::Sg) => (format!("dma_unmap_sg {m}"), None),
+            Some(Kind::Sg(_)) => (format!("dma_unmap_sg {m}"), None),
             Some(Kind::Dma(d, s, dir)) if self.rng.gen_ratio(4, 5) => {
                 (format!("dma_unmap_single {d} {m} {s} {dir}"), None)
             }
@@ -994,6 +1015,9 @@ fn random_scripts_do_not_panic() {
         return;
     }
     let (seed, count, pending) = settings();
+    if let Some(path) = std::env::var_os("KMEMLAB_FUZZ_MINIMISE") {
+        return isolated::minimise_file(Path::new(&path));
+    }
     if std::env::var_os("KMEMLAB_FUZZ_ISOLATE").is_some() {
         return isolated::run_parent(seed, count);
     }
@@ -1143,12 +1167,15 @@ mod isolated {
 
     pub fn run_parent(seed: u64, count: u64) {
         let timeout = Duration::from_secs(env_u64("KMEMLAB_FUZZ_TIMEOUT", 60));
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("script-fuzz");
+        let dir = std::env::var_os("KMEMLAB_FUZZ_OUT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("script-fuzz"));
+        let max_failures = env_u64("KMEMLAB_FUZZ_MAX_FAILURES", 10);
         std::fs::create_dir_all(&dir).expect("the output directory");
         let journal = dir.join("journal.kmem");
         let mut next = 0;
         let mut found = Vec::new();
-        while next < count {
+        while next < count && (found.len() as u64) < max_failures {
             let env = [
                 ("KMEMLAB_FUZZ_SEED", seed.to_string()),
                 ("KMEMLAB_FUZZ_FIRST", next.to_string()),
@@ -1185,6 +1212,34 @@ mod isolated {
             next = index + 1;
         }
         println!("isolated run: {} failing scripts of {count}", found.len());
+    }
+
+    /// `KMEMLAB_FUZZ_MINIMISE=<script>`: minimise a script that fails in a child (crash,
+    /// hang or panic), keeping the way it fails; writes `<script>.min`.
+    pub fn minimise_file(path: &Path) {
+        let timeout = Duration::from_secs(env_u64("KMEMLAB_FUZZ_TIMEOUT", 60));
+        let dir = std::env::temp_dir().join(format!("kmemlab-minimise-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a scratch directory");
+        let text = std::fs::read_to_string(path).expect("the script");
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| !l.starts_with("# "))
+            .map(String::from)
+            .collect();
+        let candidate = dir.join("candidate.kmem");
+        std::fs::write(&candidate, lines.join("\n") + "\n").expect("write the script");
+        let env = [("KMEMLAB_FUZZ_REPLAY", candidate.display().to_string())];
+        let end = child(&env, timeout, &dir.join("candidate.log"));
+        assert_ne!(end, End::Passed, "{} does not fail", path.display());
+        let small = minimise_in_children(&lines, &end, &dir, timeout);
+        let out = path.with_extension("min");
+        std::fs::write(&out, small.join("\n") + "\n").expect("write the result");
+        println!(
+            "{end:?}: {} -> {} lines: {}",
+            lines.len(),
+            small.len(),
+            out.display()
+        );
     }
 
     fn minimise_in_children(
