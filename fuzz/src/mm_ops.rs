@@ -150,7 +150,7 @@ impl Encode for Config {
 /// The tag `derive(Arbitrary)` reads as variant `index` of `count`: it takes a `u32` `x`
 /// and picks `(x * count) >> 32`, so the smallest `x` with that result.
 fn encode_tag(index: u64, count: u64, out: &mut Vec<u8>) {
-    let x = ((index << 32) + count - 1) / count;
+    let x = (index << 32).div_ceil(count);
     (x as u32).encode(out);
 }
 

@@ -73,7 +73,7 @@ fn read_strict(data: &[u8]) {
 /// The machine a trace is replayed on: 64 MiB, 2 CPUs, x86_64 or i386 (chosen by the
 /// input's length, so that both are exercised).
 fn small_machine(data: &[u8]) -> Machine {
-    let profile = if data.len() % 3 == 0 {
+    let profile = if data.len().is_multiple_of(3) {
         Profile::I386
     } else {
         Profile::X86_64
@@ -93,10 +93,10 @@ fn small_machine(data: &[u8]) -> Machine {
 pub fn replay_on_small_machine(data: &[u8]) {
     let machine = small_machine(data);
     let options = ReplayOptions {
-        replay_pages: data.len() % 2 == 0,
+        replay_pages: data.len().is_multiple_of(2),
         sample_every: 16,
         progress_every: 64,
-        kvmalloc_above: (data.len() % 5 == 0).then_some(4096),
+        kvmalloc_above: data.len().is_multiple_of(5).then_some(4096),
     };
     let mut reader = TraceReader::new(data, true);
     if let Ok(report) = replay(&machine, &mut reader, &options, &mut |_| {}) {

@@ -133,13 +133,16 @@ fn mm_ops_encoding_matches_arbitrary() {
     }
 }
 
-/// Known-crashing reproductions wait in `pending/` until their fix lands; this lists
-/// them (run with `--nocapture`) and checks they are not empty files.
+/// Known-crashing reproductions wait in `pending/` (of `fuzz/regressions/<target>/` and
+/// of `crates/cli/tests/regressions/`) until their fix lands; this lists them (run with
+/// `--nocapture`) and checks they are not empty files.
 #[test]
 fn pending_reproductions_are_listed() {
-    for target in ["trace_parse", "shell", "mm_ops"] {
-        let dir = fuzz_dir().join("regressions").join(target).join("pending");
-        for file in files_in(&dir) {
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/regressions/pending");
+    let dirs = ["trace_parse", "shell", "mm_ops"]
+        .map(|t| fuzz_dir().join("regressions").join(t).join("pending"));
+    for dir in dirs.iter().chain([&scripts]) {
+        for file in files_in(dir) {
             let len = std::fs::metadata(&file).map_or(0, |m| m.len());
             assert!(len > 0, "{} is empty", file.display());
             println!("pending: {}", file.display());

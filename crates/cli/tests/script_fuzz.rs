@@ -15,7 +15,7 @@
 //! in `tests/regressions/pending/` (not replayed) until their fix lands.
 //!
 //! Environment:
-//! * `KMEMLAB_FUZZ_SEED` (default 1) and `KMEMLAB_FUZZ_SCRIPTS` (default 3000): which and
+//! * `KMEMLAB_FUZZ_SEED` (default 1) and `KMEMLAB_FUZZ_SCRIPTS` (default 6000): which and
 //!   how many scripts. Script `i` depends only on the seed and `i`.
 //! * `KMEMLAB_FUZZ_PENDING=1`: also generate what is known to crash today (see
 //!   [`PENDING_CLASSES`]); `KMEMLAB_FUZZ_CLASSES=overflow,page-table`: only these
@@ -991,7 +991,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 fn settings() -> (u64, u64, bool) {
     (
         env_u64("KMEMLAB_FUZZ_SEED", 1),
-        env_u64("KMEMLAB_FUZZ_SCRIPTS", 3000),
+        env_u64("KMEMLAB_FUZZ_SCRIPTS", 6000),
         std::env::var_os("KMEMLAB_FUZZ_PENDING").is_some(),
     )
 }
