@@ -120,6 +120,20 @@ impl LineParser {
         }
     }
 
+    /// The fast path alone (`None` where the line is not of the common shape), for the
+    /// fuzz target `trace_parse`, which checks that the general parser agrees with it.
+    #[doc(hidden)]
+    pub fn parse_fast_only(&mut self, line_no: u64, bytes: &[u8]) -> Option<TraceEvent> {
+        self.parse_fast(line_no, bytes)
+    }
+
+    /// The general parser alone, for the fuzz target `trace_parse` (see
+    /// [`LineParser::parse_fast_only`]).
+    #[doc(hidden)]
+    pub fn parse_general_only(&mut self, line_no: u64, line: &str) -> Result<Line, &'static str> {
+        self.parse_general(line_no, line)
+    }
+
     /// The general parser: any order of fields, values of several words, task names with
     /// brackets, comments and headers, and the reason a malformed line is malformed.
     pub(super) fn parse_general(&mut self, line_no: u64, line: &str) -> Result<Line, &'static str> {

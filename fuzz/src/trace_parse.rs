@@ -1,0 +1,109 @@
+//! Fuzz target `trace_parse`: arbitrary bytes as a kernel `kmem` trace.
+//!
+//! 1. Every line goes through the line parser (`LineParser::parse_bytes`), and through the
+//!    fast path and the general parser separately: where the fast path accepts a line, the
+//!    general parser must read the same event and intern the same strings.
+//! 2. The whole input is read by a strict and a lenient `TraceReader`, and what the lenient
+//!    one reads is replayed on a small machine (64 MiB, 2 CPUs); the report is rendered and
+//!    the machine's invariants checked. Neither may panic, whatever the trace says.
+
+use kmemlab_mm::Profile;
+use kmemlab_sim::trace::{replay, Line, LineParser, ReplayOptions, TraceReader};
+use kmemlab_sim::{Hole, Machine, MachineConfig};
+
+/// Inputs longer than this are only parsed, not replayed (libFuzzer's `-max_len` keeps
+/// them far shorter; the bound is for corpus files from elsewhere).
+pub const MAX_REPLAY_BYTES: usize = 64 << 10;
+
+/// The target: parse, then replay.
+pub fn run(data: &[u8]) {
+    parse_lines(data);
+    read_strict(data);
+    if data.len() <= MAX_REPLAY_BYTES {
+        replay_on_small_machine(data);
+    }
+}
+
+/// Each line through the parser, and the fast path checked against the general parser.
+pub fn parse_lines(data: &[u8]) {
+    let mut parser = LineParser::default();
+    for (i, line) in data.split(|&b| b == b'\n').enumerate() {
+        let line_no = i as u64 + 1;
+        let _ = parser.parse_bytes(line_no, line);
+        fast_path_agrees(line_no, line);
+    }
+    let _ = parser.unknown_events();
+}
+
+/// Where the fast path reads a line, the general parser reads the same event from it and
+/// leaves the same interned strings.
+fn fast_path_agrees(line_no: u64, line: &[u8]) {
+    let mut fast = LineParser::default();
+    let Some(quick) = fast.parse_fast_only(line_no, line) else {
+        return;
+    };
+    // The general parser reads text; a line with other bytes is the fast path's alone.
+    let Ok(text) = std::str::from_utf8(line) else {
+        return;
+    };
+    let mut general = LineParser::default();
+    let slow = general.parse_general_only(line_no, text);
+    assert_eq!(
+        slow,
+        Ok(Line::Event(quick)),
+        "the fast path and the general parser disagree on {text:?}"
+    );
+    assert_eq!(
+        fast.symbols.len(),
+        general.symbols.len(),
+        "interned strings differ for {text:?}"
+    );
+    for id in 0..fast.symbols.len() as u32 {
+        assert_eq!(fast.symbols.name(id), general.symbols.name(id), "{text:?}");
+    }
+}
+
+/// A strict reader stops at the first malformed line; until then it must not panic.
+fn read_strict(data: &[u8]) {
+    let mut reader = TraceReader::new(data, false);
+    while let Ok(Some(_)) = reader.next_event() {}
+    let _ = reader.stats();
+}
+
+/// The machine a trace is replayed on: 64 MiB, 2 CPUs, x86_64 or i386 (chosen by the
+/// input's length, so that both are exercised).
+fn small_machine(data: &[u8]) -> Machine {
+    let profile = if data.len().is_multiple_of(3) {
+        Profile::I386
+    } else {
+        Profile::X86_64
+    };
+    Machine::new(MachineConfig {
+        ram: 64 << 20,
+        cpus: 2,
+        profile,
+        seed: 1,
+        holes: vec![Hole::LEGACY],
+        ..MachineConfig::default()
+    })
+    .expect("a 64 MiB machine boots")
+}
+
+/// Replay what a lenient reader reads, render the report, check the machine.
+pub fn replay_on_small_machine(data: &[u8]) {
+    let machine = small_machine(data);
+    let options = ReplayOptions {
+        replay_pages: data.len().is_multiple_of(2),
+        sample_every: 16,
+        progress_every: 64,
+        kvmalloc_above: data.len().is_multiple_of(5).then_some(4096),
+    };
+    let mut reader = TraceReader::new(data, true);
+    if let Ok(report) = replay(&machine, &mut reader, &options, &mut |_| {}) {
+        let _ = report.to_text(10);
+        let _ = report.summary_lines();
+        let _ = report.machine_line();
+    }
+    let _ = machine.take_console();
+    let _ = machine.mm().check();
+}
