@@ -38,7 +38,6 @@
 
 pub mod cache;
 pub mod check;
-mod compat;
 pub mod debug;
 pub mod info;
 pub mod kmalloc;
