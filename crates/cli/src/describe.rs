@@ -84,7 +84,8 @@ pub fn page_info<P: Platform>(mm: &Mm<P>, pfn: Pfn) -> PageInfo {
         state,
         block_pfn: head_pfn,
         order,
-        pages: 1 << order,
+        // The order is read from RAM: a corrupted one says so rather than overflowing.
+        pages: 1u64.checked_shl(order).unwrap_or(0),
         pageblock_migratetype: mm.pageblock_migratetype(pfn).name(),
         flags: flag_names(head.flags()).collect(),
         refcount: head.refcount(),

@@ -445,6 +445,11 @@ fn parse_bytes(arg: &str) -> Result<Vec<u8>, String> {
     let Some(hex) = arg.strip_prefix("0x") else {
         return Ok(arg.as_bytes().to_vec());
     };
+    // Checked as ASCII hex digits first, so that pairs are sliced on byte boundaries that
+    // are also character boundaries.
+    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("'{arg}' is not hex"));
+    }
     if hex.is_empty() || hex.len() % 2 != 0 {
         return Err(format!("'{arg}': hex bytes come in pairs of digits"));
     }

@@ -183,11 +183,13 @@ pub fn slab_info<P: Platform>(mm: &Mm<P>, s: &crate::slab::KmemCache) -> SlabInf
     let (num_slabs, num_objs) = mm.node_counts(s);
     let free = mm.free_objects_on_node(s);
     SlabInfo {
-        active_objs: num_objs - free,
+        // The counts are read from RAM, and a corrupted node may claim more free objects
+        // than it has: shown as 0 active rather than wrapped.
+        active_objs: num_objs.saturating_sub(free),
         num_objs,
         objsize: s.size(),
         objperslab: s.oo().objects,
-        pagesperslab: 1 << s.oo().order,
+        pagesperslab: 1u32.checked_shl(s.oo().order).unwrap_or(0),
         num_slabs,
     }
 }
