@@ -259,32 +259,38 @@ impl PageList {
         (l != NIL).then_some(l as u64)
     }
 
-    /// `next->prev` where `next` is a link (NIL: the head's `last`).
+    /// The neighbour a link names: `None` for the head (NIL), the page otherwise; `Err`
+    /// for a PFN that `mem_map` does not describe.
     #[inline]
-    fn prev_of(&self, map: &MemMap, entry: u64, next: u32) -> Result<u32, ListCorruption> {
-        if next == NIL {
-            return Ok(self.last.load(Relaxed));
+    fn neighbour(map: &MemMap, entry: u64, pfn: u32) -> Result<Option<&Page>, ListCorruption> {
+        if pfn == NIL {
+            return Ok(None);
         }
-        map.get(link(next))
-            .map(Page::prev)
-            .ok_or(ListCorruption::OutOfMap {
+        match map.get(link(pfn)) {
+            Some(page) => Ok(Some(page)),
+            None => Err(ListCorruption::OutOfMap {
                 entry,
-                link: link(next),
-            })
+                link: link(pfn),
+            }),
+        }
     }
 
-    /// `prev->next` where `prev` is a link (NIL: the head's `first`).
+    /// `next->prev` (the head's `last` when `next` is the head).
     #[inline]
-    fn next_of(&self, map: &MemMap, entry: u64, prev: u32) -> Result<u32, ListCorruption> {
-        if prev == NIL {
-            return Ok(self.first.load(Relaxed));
+    fn prev_field<'a>(&'a self, next: Option<&'a Page>) -> &'a AtomicU32 {
+        match next {
+            Some(page) => page.prev_atomic(),
+            None => &self.last,
         }
-        map.get(link(prev))
-            .map(Page::next)
-            .ok_or(ListCorruption::OutOfMap {
-                entry,
-                link: link(prev),
-            })
+    }
+
+    /// `prev->next` (the head's `first` when `prev` is the head).
+    #[inline]
+    fn next_field<'a>(&'a self, prev: Option<&'a Page>) -> &'a AtomicU32 {
+        match prev {
+            Some(page) => page.next_atomic(),
+            None => &self.first,
+        }
     }
 
     /// `__list_add_valid()` for `pfn` between `prev` and `next`, then the add.
@@ -294,7 +300,10 @@ impl PageList {
             entry: pfn,
             link: pfn,
         })?;
-        let was = self.prev_of(map, pfn, next)?;
+        let next_page = Self::neighbour(map, pfn, next)?;
+        let prev_page = Self::neighbour(map, pfn, prev)?;
+        let (next_prev, prev_next) = (self.prev_field(next_page), self.next_field(prev_page));
+        let was = next_prev.load(Relaxed);
         if was != prev {
             return Err(ListCorruption::AddNext {
                 prev: link(prev),
@@ -302,12 +311,12 @@ impl PageList {
                 was: link(was),
             });
         }
-        let prev_next = self.next_of(map, pfn, prev)?;
-        if prev_next != next {
+        let was = prev_next.load(Relaxed);
+        if was != next {
             return Err(ListCorruption::DelPrev {
                 entry: link(next),
                 prev: link(prev),
-                was: link(prev_next),
+                was: link(was),
             });
         }
         let new = pfn as u32;
@@ -320,14 +329,8 @@ impl PageList {
         }
         page.set_prev(prev);
         page.set_next(next);
-        match next {
-            NIL => self.last.store(new, Relaxed),
-            n => map.page(link(n)).set_prev(new),
-        }
-        match prev {
-            NIL => self.first.store(new, Relaxed),
-            p => map.page(link(p)).set_next(new),
-        }
+        next_prev.store(new, Relaxed);
+        prev_next.store(new, Relaxed);
         Ok(())
     }
 
@@ -335,7 +338,35 @@ impl PageList {
     /// broken (nothing changed).
     #[inline]
     pub fn try_push_front(&self, map: &MemMap, pfn: u64) -> Result<(), ListCorruption> {
-        self.try_add(map, pfn, NIL, self.first.load(Relaxed))
+        // The head is `prev`: `prev->next == next` holds by construction, so only
+        // `next->prev` and a double add are checked.
+        let page = map.get(pfn).ok_or(ListCorruption::OutOfMap {
+            entry: pfn,
+            link: pfn,
+        })?;
+        let next = self.first.load(Relaxed);
+        let next_prev = self.prev_field(Self::neighbour(map, pfn, next)?);
+        let was = next_prev.load(Relaxed);
+        if was != NIL {
+            return Err(ListCorruption::AddNext {
+                prev: NIL_PFN,
+                next: link(next),
+                was: link(was),
+            });
+        }
+        let new = pfn as u32;
+        if new == next {
+            return Err(ListCorruption::DoubleAdd {
+                new: pfn,
+                prev: NIL_PFN,
+                next: link(next),
+            });
+        }
+        page.set_prev(NIL);
+        page.set_next(next);
+        next_prev.store(new, Relaxed);
+        self.first.store(new, Relaxed);
+        Ok(())
     }
 
     /// `list_add_tail()` with `CONFIG_DEBUG_LIST`.
@@ -355,7 +386,8 @@ impl PageList {
         })?;
         let (prev, next) = (page.prev(), page.next());
         let me = pfn as u32;
-        let was = self.next_of(map, pfn, prev)?;
+        let prev_next = self.next_field(Self::neighbour(map, pfn, prev)?);
+        let was = prev_next.load(Relaxed);
         if was != me {
             return Err(ListCorruption::DelPrev {
                 entry: pfn,
@@ -363,7 +395,8 @@ impl PageList {
                 was: link(was),
             });
         }
-        let was = self.prev_of(map, pfn, next)?;
+        let next_prev = self.prev_field(Self::neighbour(map, pfn, next)?);
+        let was = next_prev.load(Relaxed);
         if was != me {
             return Err(ListCorruption::DelNext {
                 entry: pfn,
@@ -371,14 +404,8 @@ impl PageList {
                 was: link(was),
             });
         }
-        match prev {
-            NIL => self.first.store(next, Relaxed),
-            p => map.page(link(p)).set_next(next),
-        }
-        match next {
-            NIL => self.last.store(prev, Relaxed),
-            n => map.page(link(n)).set_prev(prev),
-        }
+        prev_next.store(next, Relaxed);
+        next_prev.store(prev, Relaxed);
         page.set_next(0);
         page.set_prev(0);
         Ok(())
@@ -387,10 +414,45 @@ impl PageList {
     /// Unlink and return the first page, checked.
     #[inline]
     pub fn try_pop_front(&self, map: &MemMap) -> Result<Option<u64>, ListCorruption> {
-        let Some(pfn) = self.first() else {
+        Ok(self.try_pop_front_page(map)?.map(|(pfn, _)| pfn))
+    }
+
+    /// [`PageList::try_pop_front`], with the page's descriptor.
+    #[inline]
+    pub fn try_pop_front_page<'a>(
+        &self,
+        map: &'a MemMap,
+    ) -> Result<Option<(u64, &'a Page)>, ListCorruption> {
+        let first = self.first.load(Relaxed);
+        if first == NIL {
             return Ok(None);
-        };
-        self.try_remove(map, pfn).map(|()| Some(pfn))
+        }
+        let pfn = link(first);
+        match map.get(pfn) {
+            // The common case, its `prev` the head (whose `next` is it by construction):
+            // only `next->prev` needs checking.
+            Some(page) if page.prev() == NIL => {
+                let next = page.next();
+                let next_prev = self.prev_field(Self::neighbour(map, pfn, next)?);
+                let was = next_prev.load(Relaxed);
+                if was != first {
+                    return Err(ListCorruption::DelNext {
+                        entry: pfn,
+                        next: link(next),
+                        was: link(was),
+                    });
+                }
+                self.first.store(next, Relaxed);
+                next_prev.store(NIL, Relaxed);
+                page.set_next(0);
+                page.set_prev(0);
+                Ok(Some((pfn, page)))
+            }
+            _ => {
+                self.try_remove(map, pfn)?;
+                Ok(map.get(pfn).map(|page| (pfn, page)))
+            }
+        }
     }
 
     /// Unlink and return the last page, checked.

@@ -159,6 +159,16 @@ impl Page {
     pub(crate) fn prev(&self) -> u32 {
         self.prev.load(Relaxed)
     }
+    /// `lru.next` as an atomic, for the list code.
+    #[inline]
+    pub(crate) fn next_atomic(&self) -> &AtomicU32 {
+        &self.next
+    }
+    /// `lru.prev` as an atomic, for the list code.
+    #[inline]
+    pub(crate) fn prev_atomic(&self) -> &AtomicU32 {
+        &self.prev
+    }
     #[inline]
     pub(crate) fn set_next(&self, pfn: u32) {
         self.next.store(pfn, Relaxed)

@@ -32,6 +32,7 @@ pub(crate) trait CorruptionReport {
 
 /// `list_add()` of `pfn` to `list` (at the tail with `tail`): a corrupted list is reported,
 /// abandoned and restarted with `pfn` alone.
+#[inline]
 pub(crate) fn list_add_or_restart(
     report: &dyn CorruptionReport,
     map: &MemMap,

@@ -694,15 +694,17 @@ impl<P: Platform> Mm<P> {
             pcp.count
                 .store(pcp.count().wrapping_add(got << order), Relaxed);
         }
-        let pfn = match list.try_pop_front(&self.mem_map) {
-            Ok(pfn) => pfn,
+        let popped = match list.try_pop_front_page(&self.mem_map) {
+            Ok(popped) => popped,
             Err(e) => {
                 self.report_list_corruption(&e);
                 list.init();
                 None
             }
         };
-        let pfn = pfn.filter(|&pfn| self.pcp_block_ok(zone, pfn, order));
+        let pfn = popped
+            .filter(|&(pfn, page)| self.pcp_page_ok(zone, pfn, page, order))
+            .map(|(pfn, _)| pfn);
         if pfn.is_some() {
             pcp.count
                 .store(pcp.count().saturating_sub(1 << order), Relaxed);
@@ -717,13 +719,25 @@ impl<P: Platform> Mm<P> {
     /// dropped.
     #[inline]
     fn pcp_block_ok(&self, zone: &Zone, pfn: u64, order: u32) -> bool {
-        let ok = zone.spans(pfn)
-            && pfn.trailing_zeros() >= order
-            && zone.spans(pfn + (1 << order) - 1)
-            && self
-                .mem_map
-                .get(pfn)
-                .is_some_and(|p| p.flags() & PG_PCP != 0 && p.order() == order);
+        match self.mem_map.get(pfn) {
+            Some(page) => self.pcp_page_ok(zone, pfn, page, order),
+            None => {
+                self.bad_page_state(pfn, "per-CPU list entry is not a block of the list's order");
+                false
+            }
+        }
+    }
+
+    /// [`Mm::pcp_block_ok`] with the descriptor of `pfn` in hand.
+    #[inline]
+    fn pcp_page_ok(&self, zone: &Zone, pfn: u64, page: &Page, order: u32) -> bool {
+        let n = 1u64 << order;
+        let offset = pfn.wrapping_sub(zone.zone_start_pfn);
+        let ok = pfn & (n - 1) == 0
+            && offset < zone.spanned_pages
+            && zone.spanned_pages - offset >= n
+            && page.flags() & PG_PCP != 0
+            && page.order() == order;
         if !ok {
             self.bad_page_state(pfn, "per-CPU list entry is not a block of the list's order");
         }
@@ -879,7 +893,7 @@ impl<P: Platform> Mm<P> {
     /// a live allocation of this order is refused with the kernel's bad-page report.
     pub fn __free_pages(&self, page: &Page, order: u32) -> Result<(), FreeError> {
         let pfn = self.mem_map.pfn_of(page).ok_or(FreeError::ForeignPage)?;
-        self.free_pages_check(pfn.0, order)?;
+        let zone = self.free_pages_check(pfn.0, order)?;
         self.dma_debug_freeing(pfn.phys(), (PAGE_SIZE as u64) << order);
         // put_page_testzero(): of two racing frees, only one takes the reference.
         if !page.put_testzero() {
@@ -890,18 +904,20 @@ impl<P: Platform> Mm<P> {
         let cpu = self.platform.smp_processor_id();
         self.free_pages_prepare(pfn.0, order, cpu);
         if pcp_allowed_order(order) {
-            self.free_unref_page(pfn.0, order, cpu);
+            self.free_unref_page(zone, pfn.0, order, cpu);
         } else {
             let mt = self.pageblocks.get(pfn.0);
-            self.free_one_page(pfn.0, order, mt);
+            self.free_one_page(zone, pfn.0, order, mt);
         }
         Ok(())
     }
 
     /// The checks of `free_pages_prepare()` / `free_page_is_bad()`, made before anything
-    /// changes so a refused free leaves memory exactly as it was.
-    fn free_pages_check(&self, pfn: u64, order: u32) -> Result<(), FreeError> {
+    /// changes so a refused free leaves memory exactly as it was; the zone the block lies
+    /// in, whole, when they pass.
+    fn free_pages_check(&self, pfn: u64, order: u32) -> Result<&Zone, FreeError> {
         let page = self.mem_map.page(pfn);
+        let zone = self.zone_of_pfn(pfn);
         let err = if order > MAX_PAGE_ORDER {
             Some(FreeError::OrderTooLarge(order))
         } else if page.is_reserved() {
@@ -912,7 +928,10 @@ impl<P: Platform> Mm<P> {
             Some(FreeError::TailPage(Pfn(pfn)))
         } else if page.refcount() == 0 {
             Some(FreeError::AlreadyFree(Pfn(pfn)))
-        } else if page.order() != order || !self.block_in_one_zone(pfn, order) {
+        } else if page.order() != order
+            || pfn.trailing_zeros() < order
+            || !zone.is_some_and(|z| z.spans(pfn + (1 << order) - 1))
+        {
             Some(FreeError::WrongOrder {
                 pfn: Pfn(pfn),
                 freed: order,
@@ -921,12 +940,14 @@ impl<P: Platform> Mm<P> {
         } else {
             None
         };
-        match err {
-            Some(e) => {
+        match (err, zone) {
+            (None, Some(zone)) => Ok(zone),
+            // A page of mem_map outside every zone (a hole's page that lost PG_reserved).
+            (err, _) => {
+                let e = err.unwrap_or(FreeError::InvalidPfn(Pfn(pfn)));
                 self.bad_page(pfn, &e);
                 Err(e)
             }
-            None => Ok(()),
         }
     }
 
@@ -1003,29 +1024,23 @@ impl<P: Platform> Mm<P> {
         self.percpu.get(cpu).events.pgfree.add(1 << order);
     }
 
-    /// `free_one_page()`: straight to the buddy lists under the zone lock.
-    fn free_one_page(&self, pfn: u64, order: u32, mt: MigrateType) {
-        let Some(zone) = self.zone_of_pfn(pfn) else {
-            return self.bad_page_state(pfn, "freed page lies in no zone");
-        };
+    /// `free_one_page()`: straight to the buddy lists of `zone` under its lock.
+    fn free_one_page(&self, zone: &Zone, pfn: u64, order: u32, mt: MigrateType) {
         let mut locked = self.zone_lock(zone);
         locked.buddy().free_one_page(pfn, order, mt, Fpi::None);
     }
 
     /// `free_unref_page()`: onto this CPU's list, draining a batch once it is too long.
-    fn free_unref_page(&self, pfn: u64, order: u32, cpu: usize) {
+    fn free_unref_page(&self, zone: &Zone, pfn: u64, order: u32, cpu: usize) {
         let mt = self.pageblocks.get(pfn);
         let pcp_mt = match mt {
-            MigrateType::Isolate => return self.free_one_page(pfn, order, mt),
+            MigrateType::Isolate => return self.free_one_page(zone, pfn, order, mt),
             MigrateType::HighAtomic => MigrateType::Movable,
             other => other,
         };
-        let Some(zone) = self.zone_of_pfn(pfn) else {
-            return self.bad_page_state(pfn, "freed page lies in no zone");
-        };
         let pcp = &self.percpu.get(cpu).pcp[zone.idx];
         if !pcp.lock.try_lock(cpu) {
-            return self.free_one_page(pfn, order, mt);
+            return self.free_one_page(zone, pfn, order, mt);
         }
         self.free_unref_page_commit(zone, pcp, pfn, pcp_mt, mt, order);
         pcp.lock.unlock();
