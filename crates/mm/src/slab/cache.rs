@@ -216,7 +216,7 @@ impl KmemCache {
         self.flags().intersects(SlabFlags::DEBUG)
     }
     /// Has the cache a constructor (`s->ctor != NULL`)? The constructor itself is looked up
-    /// in the host's table ([`Mm::cache_ctor`]).
+    /// in the host's table (`Mm::cache_ctor`).
     #[inline]
     pub fn has_ctor(&self) -> bool {
         self.ctor.load(Relaxed) != 0

@@ -14,7 +14,7 @@
 //! that slab (a range and a multiple-of-size check). A pointer that fails is the fault the
 //! kernel would take following it; the slower paths also check the slab counters
 //! (`check_slab()`), the node list links (`list_del` with `CONFIG_DEBUG_LIST`) and the
-//! per-CPU partial chains (see [`crate::slab::validate`]).
+//! per-CPU partial chains (see `slab/validate.rs`).
 
 use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 
