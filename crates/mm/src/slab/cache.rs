@@ -216,7 +216,7 @@ impl KmemCache {
         self.flags().intersects(SlabFlags::DEBUG)
     }
     /// Has the cache a constructor (`s->ctor != NULL`)? The constructor itself is looked up
-    /// in the host's table ([`Mm::cache_ctor`]).
+    /// in the host's table (`Mm::cache_ctor`).
     #[inline]
     pub fn has_ctor(&self) -> bool {
         self.ctor.load(Relaxed) != 0
@@ -385,7 +385,13 @@ impl<P: Platform> Mm<P> {
     /// whose magic and self-address say so.
     #[inline]
     pub fn cache(&self, r: KmemCacheRef) -> Result<&KmemCache, SlabError> {
-        let s: &KmemCache = self.kview(r.0).map_err(|_| SlabError::BadCache(r.0))?;
+        // One `__pa()` of the start: the direct map is linear, and the door checks that the
+        // whole structure is RAM.
+        let phys = self
+            .layout
+            .virt_to_phys(r.0)
+            .ok_or(SlabError::BadCache(r.0))?;
+        let s: &KmemCache = self.ram.view(phys).map_err(|_| SlabError::BadCache(r.0))?;
         if s.magic.load(Relaxed) != MAGIC || s.self_va.load(Relaxed) != r.0 {
             return Err(SlabError::BadCache(r.0));
         }

@@ -29,7 +29,7 @@
 //!
 //! Every access goes through the door ([`crate::mem`]); every cache pointer, node and
 //! per-CPU pointer, freelist word, counter and list link read from RAM is checked before
-//! it is followed ([`validate`] holds the checks and the reports). What a corrupted value
+//! it is followed (`validate.rs` holds the checks and the reports). What a corrupted value
 //! makes the kernel do is reported as the kernel would report it — `Freepointer corrupt`
 //! and friends with `slab_debug`, a page fault or general protection fault oops without
 //! it, `list_del corruption`, `cache_from_obj`'s warning — and the operation fails; the

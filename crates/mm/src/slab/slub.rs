@@ -14,7 +14,7 @@
 //! that slab (a range and a multiple-of-size check). A pointer that fails is the fault the
 //! kernel would take following it; the slower paths also check the slab counters
 //! (`check_slab()`), the node list links (`list_del` with `CONFIG_DEBUG_LIST`) and the
-//! per-CPU partial chains (see [`crate::slab::validate`]).
+//! per-CPU partial chains (see `slab/validate.rs`).
 
 use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 
@@ -80,20 +80,30 @@ impl<P: Platform> Mm<P> {
 
     /// Read a word of slab memory through the door; an address outside RAM is the fault
     /// the kernel would take there.
+    /// (The direct map is linear, so one `__pa()` of the first byte and the door's RAM
+    /// check of the whole word suffice.)
     #[inline]
     pub(crate) fn load_word(&self, va: u64) -> Result<u64, SlabError> {
-        match self.kread::<u64>(va) {
-            Ok(v) => Ok(v),
-            Err(_) => Err(self.slab_fault(va, false, "slab memory outside RAM")),
+        match self
+            .layout
+            .virt_to_phys(va)
+            .map(|phys| self.ram.read::<u64>(phys))
+        {
+            Some(Ok(v)) => Ok(v),
+            _ => Err(self.slab_fault(va, false, "slab memory outside RAM")),
         }
     }
 
     /// Write a word of slab memory through the door (see [`Mm::load_word`]).
     #[inline]
     pub(crate) fn store_word(&self, va: u64, v: u64) -> Result<(), SlabError> {
-        match self.kwrite::<u64>(va, v) {
-            Ok(()) => Ok(()),
-            Err(_) => Err(self.slab_fault(va, true, "slab memory outside RAM")),
+        match self
+            .layout
+            .virt_to_phys(va)
+            .map(|phys| self.ram.write::<u64>(phys, v))
+        {
+            Some(Ok(())) => Ok(()),
+            _ => Err(self.slab_fault(va, true, "slab memory outside RAM")),
         }
     }
 
@@ -200,12 +210,17 @@ impl<P: Platform> Mm<P> {
     /// exact for every offset and size below 2^24 (`reciprocal_divide`).
     #[inline(always)]
     pub(crate) fn object_index(&self, s: &KmemCache, pfn: u64, va: u64) -> Option<u16> {
+        self.object_index_in(s, self.mem_map.get(pfn)?, pfn, va)
+    }
+
+    /// [`Mm::object_index`] with the slab's `struct page` in hand.
+    #[inline(always)]
+    fn object_index_in(&self, s: &KmemCache, page: &Page, pfn: u64, va: u64) -> Option<u16> {
         let base = self.slab_address(pfn).wrapping_add(s.red_left_pad() as u64);
         let off = va.checked_sub(base)?;
         let size = s.size() as u64;
         let recip = s.reciprocal_size.load(Relaxed) as u128;
         let idx = ((off as u128 * recip) >> 48) as u64;
-        let page = self.mem_map.get(pfn)?;
         let objects = SlabCounters::unpack(page.word()).objects as u64;
         let order = page.order();
         // Object `idx` fills `[idx * size, (idx + 1) * size)` of the slab (its left red
@@ -309,11 +324,18 @@ impl<P: Platform> Mm<P> {
         pfn: u64,
         object: u64,
     ) -> Result<u64, SlabError> {
-        if let Err(e) = self.slab_page_of(s, pfn) {
-            self.drop_cpu_slab(c, true);
-            return Err(e);
+        let page = match self.slab_page_of(s, pfn) {
+            Ok(page) => page,
+            Err(e) => {
+                self.drop_cpu_slab(c, true);
+                return Err(e);
+            }
+        };
+        if self.object_index_in(s, page, pfn, object).is_none() {
+            self.drop_cpu_slab(c, false);
+            return Err(self.freelist_corrupt(s, pfn, object));
         }
-        self.next_free(s, pfn, object)
+        self.get_freepointer(s, object)
             .inspect_err(|_| self.drop_cpu_slab(c, false))
     }
 
