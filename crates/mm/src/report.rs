@@ -164,7 +164,6 @@ impl<P: Platform> Mm<P> {
 
     /// `__WARN_printf()` → `__warn()`: the WARNING line naming `file:line` and `func`, the
     /// message (if any), the CPU line; taints `W` and carries on.
-    #[allow(dead_code)] // TODO(door): used as the subsystems convert.
     pub(crate) fn warn_report(&self, file: &str, line: u32, func: &str, msg: fmt::Arguments<'_>) {
         let text = msg.as_str();
         if text != Some("") {
@@ -214,7 +213,6 @@ impl<P: Platform> Mm<P> {
 
     /// `exc_general_protection()` for a non-canonical address: the oops header is the
     /// description itself.
-    #[allow(dead_code)] // TODO(door): used as the subsystems convert.
     pub(crate) fn general_protection_fault(&self, addr: u64) {
         self.oops(
             format_args!("general protection fault, probably for non-canonical address {addr:#x}"),
@@ -224,7 +222,6 @@ impl<P: Platform> Mm<P> {
 
     /// `BUG()` / `BUG_ON()` → `handle_bug()`: `kernel BUG at file:line!`, then the oops
     /// (`invalid opcode`).
-    #[allow(dead_code)] // TODO(door): used as the subsystems convert.
     pub(crate) fn kernel_bug(&self, file: &str, line: u32) {
         self.printk(format_args!("------------[ cut here ]------------"));
         self.printk(format_args!("kernel BUG at {file}:{line}!"));
