@@ -74,6 +74,8 @@ impl core::error::Error for BadAccess {}
 /// ranges are RAM.
 pub struct PhysMem {
     base: *mut u8,
+    /// The largest RAM range, checked first: nearly every access lands in it.
+    main: (u64, u64),
     regions: [(u64, u64); MAX_RAM_REGIONS],
     nr_regions: usize,
 }
@@ -90,6 +92,7 @@ impl PhysMem {
     pub const fn empty() -> PhysMem {
         PhysMem {
             base: core::ptr::null_mut(),
+            main: (0, 0),
             regions: [(0, 0); MAX_RAM_REGIONS],
             nr_regions: 0,
         }
@@ -115,7 +118,16 @@ impl PhysMem {
             *slot = (r.start.0, r.end.0);
         }
         door.nr_regions = map.len();
+        door.main = door.largest_region();
         Some(door)
+    }
+
+    fn largest_region(&self) -> (u64, u64) {
+        self.regions[..self.nr_regions]
+            .iter()
+            .copied()
+            .max_by_key(|&(s, e)| e - s)
+            .unwrap_or((0, 0))
     }
 
     /// Is `[phys, phys + len)` all RAM?
@@ -124,6 +136,12 @@ impl PhysMem {
         let Some(end) = phys.checked_add(len) else {
             return false;
         };
+        let (s, e) = self.main;
+        (phys >= s && end <= e) || self.in_other_region(phys, end)
+    }
+
+    #[cold]
+    fn in_other_region(&self, phys: u64, end: u64) -> bool {
         self.regions[..self.nr_regions]
             .iter()
             .any(|&(s, e)| phys >= s && end <= e)
@@ -426,6 +444,7 @@ mod tests {
             *slot = *r;
         }
         d.nr_regions = regions.len();
+        d.main = d.largest_region();
         d
     }
 
@@ -463,6 +482,7 @@ mod tests {
                 r
             },
             nr_regions: 1,
+            main: (0, 64),
         };
         let a = d.array::<AtomicU64>(0, 8).unwrap();
         assert!(a.get(7).is_some());

@@ -115,12 +115,20 @@ impl PerCpuAreas {
         }
     }
 
+    #[inline]
     fn unit(&self, cpu: usize) -> &Unit {
-        // A CPU number comes from the platform, never from RAM: one outside the machine is
-        // a broken platform, not a corrupted kernel.
-        self.units
-            .get(cpu as u64)
-            .unwrap_or_else(|| panic!("cpu {cpu} >= nr_cpu_ids {}", self.nr_cpus))
+        match self.units.get(cpu as u64) {
+            Some(unit) => unit,
+            None => self.no_such_cpu(cpu),
+        }
+    }
+
+    /// A CPU number comes from the platform, never from RAM: one outside the machine is a
+    /// broken platform (a bug in the embedding), not a corrupted kernel.
+    #[cold]
+    #[inline(never)]
+    fn no_such_cpu(&self, cpu: usize) -> ! {
+        panic!("cpu {cpu} >= nr_cpu_ids {}", self.nr_cpus)
     }
 
     /// `per_cpu_ptr()` of the static part.
@@ -131,6 +139,7 @@ impl PerCpuAreas {
 
     /// The words of a dynamic allocation on `cpu`, or `None` if `ptr` does not lie in
     /// the dynamic area (a pointer read back from RAM may be anything).
+    #[inline]
     fn dyn_words(&self, cpu: usize, ptr: PerCpuPtr) -> Option<&[AtomicU64]> {
         let first = ptr.offset as usize;
         let end = first.checked_add(ptr.size as usize)?;
