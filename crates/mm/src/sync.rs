@@ -173,7 +173,8 @@ impl<P: Platform> crate::Mm<P> {
         let owner = lock.owner_word();
         self.printk(format_args!(
             " lock: {name}, .magic: dead4ead, .owner_cpu: {}",
-            owner as i64 - 1
+            // `owner_cpu` is an `int` in the kernel: the word less one, as it would print.
+            (owner as i32).wrapping_sub(1)
         ));
         self.print_cpu_line();
         self.soft_lockup(name);
