@@ -591,14 +591,7 @@ impl<P: Platform> Mm<P> {
     ) -> Result<u64, SlabError> {
         self.slab_page_of(s, pfn)
             .inspect_err(|_| self.drop_list(n, &n.partial))?;
-        if !self.slab_list_del(s, n, &n.partial, pfn) {
-            return Err(SlabError::Corrupted {
-                addr: self.pfn_struct_address(pfn),
-                what: "node partial list corrupted",
-            });
-        }
-        n.nr_partial
-            .store(n.nr_partial.load(Relaxed).saturating_sub(1), Relaxed);
+        self.remove_partial(s, n, pfn)?;
         loop {
             let old = self.check_slab(s, pfn, self.slab_counters(pfn))?;
             let new = if take {
@@ -1080,14 +1073,7 @@ impl<P: Platform> Mm<P> {
             };
             if new.inuse == 0 && n.nr_partial.load(Relaxed) >= s.min_partial() {
                 if prior != 0 {
-                    if !self.slab_list_del(s, n, &n.partial, pfn) {
-                        return Err(SlabError::Corrupted {
-                            addr: self.pfn_struct_address(pfn),
-                            what: "node partial list corrupted",
-                        });
-                    }
-                    n.nr_partial
-                        .store(n.nr_partial.load(Relaxed).saturating_sub(1), Relaxed);
+                    self.remove_partial(s, n, pfn)?;
                 }
                 drop(g);
                 self.discard_slab(s, pfn);

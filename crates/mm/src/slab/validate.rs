@@ -270,6 +270,25 @@ impl<P: Platform> Mm<P> {
         true
     }
 
+    /// `remove_partial()`: take the slab at `pfn` off the node's partial list (checked as
+    /// [`Mm::slab_list_del`] does) and count it out; a corrupted list is an error.
+    pub(crate) fn remove_partial(
+        &self,
+        s: &KmemCache,
+        n: &KmemCacheNode,
+        pfn: u64,
+    ) -> Result<(), SlabError> {
+        if !self.slab_list_del(s, n, &n.partial, pfn) {
+            return Err(SlabError::Corrupted {
+                addr: self.pfn_struct_address(pfn),
+                what: "node partial list corrupted",
+            });
+        }
+        n.nr_partial
+            .store(n.nr_partial.load(Relaxed).saturating_sub(1), Relaxed);
+        Ok(())
+    }
+
     #[cold]
     #[inline(never)]
     #[allow(clippy::too_many_arguments)]
