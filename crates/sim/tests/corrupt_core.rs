@@ -698,3 +698,29 @@ fn a_pcp_count_beyond_the_zone_is_a_warning_and_drain_ends() {
         assert!(check.is_ok(), "{value:#x}: {check:?}");
     }
 }
+
+/// Runs of bytes over part of a busy `per_cpu_pages`, as the fuzz finding wrote them:
+/// from every 4-byte field on, a word's worth or the rest of the structure, of a small
+/// value (neither a page nor the head) or of all-ones (the head). Whatever field pairs
+/// that leaves (a head with `first` but no `last`, counts the lists do not hold, a lock
+/// word owned by no one), allocating, freeing, draining and `check()` end.
+#[test]
+fn partial_writes_over_a_pcp_end() {
+    let size = pcp_size();
+    for byte in [0x0a_u8, 0xff] {
+        for offset in (0..size).step_by(4) {
+            for len in [4, size - offset] {
+                let m = machine(64 * MIB, 1, Profile::X86_64, vec![], 23);
+                fill_pcp_lists(&m);
+                let (pcp, _, _) = busy_pcp_phys(&m, 0);
+                corrupt(&m, Writer::Ram, pcp + offset, &vec![byte; len as usize]);
+                let _ = exercise(&m, VirtAddr(0));
+            }
+        }
+    }
+}
+
+/// The size of `struct per_cpu_pages`.
+fn pcp_size() -> u64 {
+    std::mem::size_of::<kmemlab_mm::page_alloc::PerCpuPages>() as u64
+}
