@@ -225,6 +225,7 @@ impl KmemCache {
     pub fn allocflags(&self) -> Gfp {
         Gfp::from_bits_retain(self.allocflags.load(Relaxed))
     }
+    #[inline]
     pub(crate) fn cpu_slab_ptr(&self) -> PerCpuPtr {
         let v = self.cpu_slab.load(Relaxed);
         PerCpuPtr {
@@ -767,6 +768,7 @@ impl<P: Platform> Mm<P> {
     /// `kmem_cache` caches are built in static boot structures, moved into objects of the
     /// `kmem_cache` cache (`bootstrap`), then the kmalloc caches are created.
     pub(crate) fn kmem_cache_init(&mut self) -> Result<(), SlabError> {
+        self.slab.tid_step = self.platform.nr_cpus().next_power_of_two() as u64;
         // The boot structures live on this stack frame, as the kernel's live in .data.
         let boot_node_cache = KmemCache::new_zeroed();
         let boot_cache = KmemCache::new_zeroed();

@@ -69,13 +69,14 @@ impl SlabCounters {
     }
 }
 
-/// `next_tid()`: tids of one CPU step by the CPU count rounded up to a power of two.
-#[inline]
-fn next_tid(tid: u64, nr_cpus: usize) -> u64 {
-    tid.wrapping_add(nr_cpus.next_power_of_two() as u64)
-}
-
 impl<P: Platform> Mm<P> {
+    /// `next_tid()`: tids of one CPU step by the CPU count rounded up to a power of two
+    /// (`TID_STEP`, computed once at boot).
+    #[inline]
+    fn next_tid(&self, tid: u64) -> u64 {
+        tid.wrapping_add(self.slab.tid_step)
+    }
+
     // ----- memory and pointers -----------------------------------------------------
 
     /// Read a word of slab memory through the door; an address outside RAM is the fault
@@ -307,10 +308,7 @@ impl<P: Platform> Mm<P> {
             c.slab.store(0, Relaxed);
         }
         c.freelist.store(0, Relaxed);
-        c.tid.store(
-            next_tid(c.tid.load(Relaxed), self.platform.nr_cpus()),
-            Relaxed,
-        );
+        c.tid.store(self.next_tid(c.tid.load(Relaxed)), Relaxed);
     }
 
     /// The next free object of this CPU's freelist (`object`, in the CPU slab at `pfn`),
@@ -673,7 +671,6 @@ impl<P: Platform> Mm<P> {
 
     /// The per-CPU fast path and slow path, without context checks or initialisation.
     pub(crate) fn slab_alloc_from(&self, s: &KmemCache, gfp: Gfp) -> Result<u64, SlabError> {
-        let nr_cpus = self.platform.nr_cpus();
         let c = self.this_cpu_slab(s)?;
         loop {
             let tid = c.tid.load(Relaxed);
@@ -688,7 +685,7 @@ impl<P: Platform> Mm<P> {
             }
             let next = self.cpu_next_free(s, c, slab - 1, object)?;
             self.irq_window();
-            if Self::cpu_cmpxchg(c, object, tid, next, next_tid(tid, nr_cpus)) {
+            if Self::cpu_cmpxchg(c, object, tid, next, self.next_tid(tid)) {
                 return Ok(object);
             }
             // note_cmpxchg_failure(): an interrupt ran an operation in between; redo.
@@ -705,7 +702,6 @@ impl<P: Platform> Mm<P> {
         c: &KmemCacheCpu,
         irq: crate::IrqFlags,
     ) -> Result<u64, SlabError> {
-        let nr_cpus = self.platform.nr_cpus();
         loop {
             let slab = c.slab.load(Relaxed);
             if slab != 0 {
@@ -724,12 +720,12 @@ impl<P: Platform> Mm<P> {
                     // load_freelist:
                     let next = self.cpu_next_free(s, c, pfn, freelist)?;
                     c.freelist.store(next, Relaxed);
-                    c.tid.store(next_tid(c.tid.load(Relaxed), nr_cpus), Relaxed);
+                    c.tid.store(self.next_tid(c.tid.load(Relaxed)), Relaxed);
                     return Ok(freelist);
                 }
                 // The CPU slab is full: it leaves the CPU, on no list.
                 c.slab.store(0, Relaxed);
-                c.tid.store(next_tid(c.tid.load(Relaxed), nr_cpus), Relaxed);
+                c.tid.store(self.next_tid(c.tid.load(Relaxed)), Relaxed);
             }
             // new_slab: the per-CPU partial list first.
             let partial = c.partial.load(Relaxed);
@@ -818,10 +814,7 @@ impl<P: Platform> Mm<P> {
         }
         c.slab.store(pfn + 1, Relaxed);
         c.freelist.store(freelist, Relaxed);
-        c.tid.store(
-            next_tid(c.tid.load(Relaxed), self.platform.nr_cpus()),
-            Relaxed,
-        );
+        c.tid.store(self.next_tid(c.tid.load(Relaxed)), Relaxed);
     }
 
     /// `get_partial_node()`: the first slab of the node's partial list becomes the CPU
@@ -986,7 +979,6 @@ impl<P: Platform> Mm<P> {
         if s.is_debug() {
             return self.free_to_partial_list(s, pfn, object, site);
         }
-        let nr_cpus = self.platform.nr_cpus();
         let c = self.this_cpu_slab(s)?;
         loop {
             let tid = c.tid.load(Relaxed);
@@ -1000,7 +992,7 @@ impl<P: Platform> Mm<P> {
             }
             self.set_freepointer(s, object, freelist)?;
             self.irq_window();
-            if Self::cpu_cmpxchg(c, freelist, tid, object, next_tid(tid, nr_cpus)) {
+            if Self::cpu_cmpxchg(c, freelist, tid, object, self.next_tid(tid)) {
                 return Ok(());
             }
             crate::vmstat::VmEvents::add(&self.events.slab_cmpxchg_redo, 1);
@@ -1097,10 +1089,7 @@ impl<P: Platform> Mm<P> {
             Some(c) => {
                 let slab = c.slab.swap(0, Relaxed);
                 let freelist = c.freelist.swap(0, Relaxed);
-                c.tid.store(
-                    next_tid(c.tid.load(Relaxed), self.platform.nr_cpus()),
-                    Relaxed,
-                );
+                c.tid.store(self.next_tid(c.tid.load(Relaxed)), Relaxed);
                 if slab != 0 {
                     self.deactivate_slab(s, slab - 1, freelist);
                 }
@@ -1260,13 +1249,17 @@ impl<P: Platform> Mm<P> {
         // Every PFN of mem_map may be read (holes are reserved pages), so no memblock
         // search is needed to ask whether it is a slab.
         let pfn = self.layout.virt_to_phys(addr.0)? >> crate::addr::PAGE_SHIFT;
-        if !self.mem_map.contains(pfn) {
-            return None;
+        let page = self.mem_map.get(pfn)?;
+        if page.is_tail() {
+            return self.tail_to_slab(page);
         }
-        let page = self.mem_map.page(pfn);
-        // A tail's head PFN is read from RAM: one past `mem_map` is the fault reported at
-        // the next `take_oopses()`, and no slab.
-        let head = if page.is_tail() { page.word() } else { pfn };
+        page.is_slab().then_some((pfn, page))
+    }
+
+    /// [`Mm::virt_to_slab`] for a tail page: its head PFN is read from RAM, and one past
+    /// `mem_map` is the fault reported at the next `take_oopses()`, and no slab.
+    fn tail_to_slab(&self, tail: &Page) -> Option<(u64, &Page)> {
+        let head = tail.word();
         let hp = self.mem_map.page(head);
         hp.is_slab().then_some((head, hp))
     }
@@ -1304,7 +1297,7 @@ impl<P: Platform> Mm<P> {
         if page.slab_cache() != r.0 {
             return Err(self.wrong_cache(s, page.slab_cache(), pfn, addr));
         }
-        self.free_object(s, pfn, addr, caller)
+        self.free_object(s, pfn, page, addr, caller)
     }
 
     /// `cache_from_obj()`'s warning for an object freed to a cache it does not belong to
@@ -1341,16 +1334,18 @@ impl<P: Platform> Mm<P> {
         }
     }
 
-    /// The checks and the free shared by `kmem_cache_free` and `kfree`.
+    /// The checks and the free shared by `kmem_cache_free` and `kfree`, for an address in
+    /// the slab at `pfn` whose `struct page` is `page`.
     pub(crate) fn free_object(
         &self,
         s: &KmemCache,
         pfn: u64,
+        page: &Page,
         addr: VirtAddr,
         caller: crate::slab::CallSite,
     ) -> Result<(), SlabError> {
         let object = addr.0;
-        if self.object_index(s, pfn, object).is_none() {
+        if self.object_index_in(s, page, pfn, object).is_none() {
             if s.is_debug() {
                 self.slab_err_invalid_pointer(s, pfn, object);
             }
