@@ -443,14 +443,30 @@ impl<P: Platform> Mm<P> {
     /// kernel would take through a corrupted `cpu_slab`.
     #[inline]
     pub(crate) fn this_cpu_slab(&self, s: &KmemCache) -> Result<&KmemCacheCpu, SlabError> {
-        match self.cpu_slab(s, self.platform.smp_processor_id()) {
+        self.cpu_slab_or_fault(s, self.platform.smp_processor_id())
+    }
+
+    /// [`Mm::this_cpu_slab`] when the caller already knows it runs on `cpu`.
+    #[inline]
+    pub(crate) fn cpu_slab_or_fault(
+        &self,
+        s: &KmemCache,
+        cpu: usize,
+    ) -> Result<&KmemCacheCpu, SlabError> {
+        match self.cpu_slab(s, cpu) {
             Some(c) => Ok(c),
-            None => Err(self.slab_fault(
-                s.cpu_slab.load(Relaxed),
-                false,
-                "kmem_cache.cpu_slab corrupted",
-            )),
+            None => Err(self.cpu_slab_corrupt(s)),
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn cpu_slab_corrupt(&self, s: &KmemCache) -> SlabError {
+        self.slab_fault(
+            s.cpu_slab.load(Relaxed),
+            false,
+            "kmem_cache.cpu_slab corrupted",
+        )
     }
 
     /// The constructor of `s` from the host's table: `Ok(None)` for none, an error (the

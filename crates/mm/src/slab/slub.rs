@@ -37,6 +37,18 @@ pub(crate) const NO_OBJECT: u16 = u16::MAX;
 /// Ubuntu's 6.5 build; the `BUG_ON` is five lines into it).
 const SET_FREEPOINTER_BUG_LINE: u32 = 440;
 
+/// Why a CPU freelist's next object could not be read (one byte: the fast paths return it
+/// in registers and report it out of line).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum FreelistFault {
+    /// The CPU slab's `struct page` is no slab of the cache (or lies past `mem_map`).
+    NotASlabOfTheCache,
+    /// The freelist pointer is not an object boundary inside the slab.
+    NotAnObject,
+    /// The object's free pointer word is not RAM in the direct map.
+    NotRam,
+}
+
 /// `slab->freelist` and `slab->counters` (`inuse`, `objects`, `frozen`), packed in one
 /// word of `struct page` so that one compare-exchange updates them together.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -322,19 +334,75 @@ impl<P: Platform> Mm<P> {
         pfn: u64,
         object: u64,
     ) -> Result<u64, SlabError> {
-        let page = match self.slab_page_of(s, pfn) {
-            Ok(page) => page,
-            Err(e) => {
-                self.drop_cpu_slab(c, true);
-                return Err(e);
+        match self.cpu_next_free_checked(s, pfn, object) {
+            Ok(next) => Ok(next),
+            Err(why) => Err(self.cpu_freelist_fault(s, c, pfn, object, why)),
+        }
+    }
+
+    /// The checks of [`Mm::cpu_next_free`] and the read, without reporting: the slab's
+    /// `struct page` names `s`, `object` is an object boundary inside that slab, and its
+    /// free pointer word is RAM in the direct map. The error is one byte, so the fast path
+    /// gets its answer in registers; [`Mm::cpu_freelist_fault`] reports it.
+    #[inline(always)]
+    fn cpu_next_free_checked(
+        &self,
+        s: &KmemCache,
+        pfn: u64,
+        object: u64,
+    ) -> Result<u64, FreelistFault> {
+        let page = match self.mem_map.get(pfn) {
+            Some(page)
+                if page.flags() & PG_SLAB != 0 && page.slab_cache() == s.self_va.load(Relaxed) =>
+            {
+                page
             }
+            _ => return Err(FreelistFault::NotASlabOfTheCache),
         };
         if self.object_index_in(s, page, pfn, object).is_none() {
-            self.drop_cpu_slab(c, false);
-            return Err(self.freelist_corrupt(s, pfn, object));
+            return Err(FreelistFault::NotAnObject);
         }
-        self.get_freepointer(s, object)
-            .inspect_err(|_| self.drop_cpu_slab(c, false))
+        let at = object.wrapping_add(s.fp_offset() as u64);
+        match self
+            .layout
+            .virt_to_phys(at)
+            .map(|phys| self.ram.read::<u64>(phys))
+        {
+            Some(Ok(raw)) => Ok(Self::encode_fp(s, raw, at)),
+            _ => Err(FreelistFault::NotRam),
+        }
+    }
+
+    /// The report for a CPU freelist that [`Mm::cpu_next_free_checked`] refused, and the CPU
+    /// state that led to it dropped: the CPU slab too if it is no slab of `s`.
+    #[cold]
+    #[inline(never)]
+    fn cpu_freelist_fault(
+        &self,
+        s: &KmemCache,
+        c: &KmemCacheCpu,
+        pfn: u64,
+        object: u64,
+        why: FreelistFault,
+    ) -> SlabError {
+        self.drop_cpu_slab(c, why == FreelistFault::NotASlabOfTheCache);
+        match why {
+            FreelistFault::NotASlabOfTheCache => match self.slab_page_of(s, pfn) {
+                Err(e) => e,
+                // Another CPU's write made it a slab of `s` since: report what was seen.
+                Ok(_) => self.slab_fault(
+                    self.pfn_struct_address(pfn),
+                    false,
+                    "link to a page that is not a slab of this cache",
+                ),
+            },
+            FreelistFault::NotAnObject => self.freelist_corrupt(s, pfn, object),
+            FreelistFault::NotRam => self.slab_fault(
+                object.wrapping_add(s.fp_offset() as u64),
+                false,
+                "slab memory outside RAM",
+            ),
+        }
     }
 
     // ----- slabs -------------------------------------------------------------------
@@ -621,14 +689,17 @@ impl<P: Platform> Mm<P> {
         site: crate::slab::CallSite,
         orig_size: u32,
     ) -> Result<u64, SlabError> {
+        // The current CPU, read once: the thread that runs a CPU stays on it, interrupts
+        // included.
+        let cpu = self.platform.smp_processor_id();
         if gfp.allows_blocking() {
-            self.might_sleep()
+            self.might_sleep_on(cpu)
                 .map_err(|e| SlabError::Alloc(crate::AllocError::SleepInAtomic(e)))?;
         }
         let object = if s.is_debug() {
             self.alloc_debug_path(s, gfp, site, orig_size)?
         } else {
-            self.slab_alloc_from(s, gfp)?
+            self.slab_alloc_on(s, gfp, cpu)?
         };
         if self.slab_want_init_on_alloc(gfp, s) {
             // With a kmalloc red zone only the requested bytes are zeroed, so the red zone
@@ -671,7 +742,13 @@ impl<P: Platform> Mm<P> {
 
     /// The per-CPU fast path and slow path, without context checks or initialisation.
     pub(crate) fn slab_alloc_from(&self, s: &KmemCache, gfp: Gfp) -> Result<u64, SlabError> {
-        let c = self.this_cpu_slab(s)?;
+        self.slab_alloc_on(s, gfp, self.platform.smp_processor_id())
+    }
+
+    /// [`Mm::slab_alloc_from`] on `cpu`, the current CPU.
+    #[inline]
+    fn slab_alloc_on(&self, s: &KmemCache, gfp: Gfp, cpu: usize) -> Result<u64, SlabError> {
+        let c = self.cpu_slab_or_fault(s, cpu)?;
         loop {
             let tid = c.tid.load(Relaxed);
             self.irq_window();
