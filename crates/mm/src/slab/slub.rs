@@ -42,11 +42,11 @@ const SET_FREEPOINTER_BUG_LINE: u32 = 440;
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 enum FreelistFault {
     /// The CPU slab's `struct page` is no slab of the cache (or lies past `mem_map`).
-    NotASlabOfTheCache,
+    ForeignSlab,
     /// The freelist pointer is not an object boundary inside the slab.
-    NotAnObject,
+    BadPointer,
     /// The object's free pointer word is not RAM in the direct map.
-    NotRam,
+    OutsideRam,
 }
 
 /// `slab->freelist` and `slab->counters` (`inuse`, `objects`, `frozen`), packed in one
@@ -357,10 +357,10 @@ impl<P: Platform> Mm<P> {
             {
                 page
             }
-            _ => return Err(FreelistFault::NotASlabOfTheCache),
+            _ => return Err(FreelistFault::ForeignSlab),
         };
         if self.object_index_in(s, page, pfn, object).is_none() {
-            return Err(FreelistFault::NotAnObject);
+            return Err(FreelistFault::BadPointer);
         }
         let at = object.wrapping_add(s.fp_offset() as u64);
         match self
@@ -369,7 +369,7 @@ impl<P: Platform> Mm<P> {
             .map(|phys| self.ram.read::<u64>(phys))
         {
             Some(Ok(raw)) => Ok(Self::encode_fp(s, raw, at)),
-            _ => Err(FreelistFault::NotRam),
+            _ => Err(FreelistFault::OutsideRam),
         }
     }
 
@@ -385,9 +385,9 @@ impl<P: Platform> Mm<P> {
         object: u64,
         why: FreelistFault,
     ) -> SlabError {
-        self.drop_cpu_slab(c, why == FreelistFault::NotASlabOfTheCache);
+        self.drop_cpu_slab(c, why == FreelistFault::ForeignSlab);
         match why {
-            FreelistFault::NotASlabOfTheCache => match self.slab_page_of(s, pfn) {
+            FreelistFault::ForeignSlab => match self.slab_page_of(s, pfn) {
                 Err(e) => e,
                 // Another CPU's write made it a slab of `s` since: report what was seen.
                 Ok(_) => self.slab_fault(
@@ -396,8 +396,8 @@ impl<P: Platform> Mm<P> {
                     "link to a page that is not a slab of this cache",
                 ),
             },
-            FreelistFault::NotAnObject => self.freelist_corrupt(s, pfn, object),
-            FreelistFault::NotRam => self.slab_fault(
+            FreelistFault::BadPointer => self.freelist_corrupt(s, pfn, object),
+            FreelistFault::OutsideRam => self.slab_fault(
                 object.wrapping_add(s.fp_offset() as u64),
                 false,
                 "slab memory outside RAM",
