@@ -14,7 +14,7 @@ use core::sync::atomic::Ordering::Relaxed;
 
 use crate::addr::{get_order, VirtAddr, MAX_PAGE_ORDER, PAGE_SHIFT, PAGE_SIZE};
 use crate::gfp::Gfp;
-use crate::mm_types::{PG_HEAD, PG_LARGE_KMALLOC};
+use crate::mm_types::{Page, PG_HEAD, PG_LARGE_KMALLOC};
 use crate::page_alloc::AllocError;
 use crate::platform::Platform;
 use crate::slab::cache::{KmemCache, KmemCacheRef};
@@ -334,7 +334,8 @@ impl SlabGlobals {
 
 /// What `kfree`/`ksize` found at an address.
 enum KmallocObject<'a> {
-    Slab(&'a KmemCache, u64),
+    /// A slab object: its cache, and its slab's PFN and `struct page`.
+    Slab(&'a KmemCache, u64, &'a Page),
     Large(u64, u32),
 }
 
@@ -489,7 +490,7 @@ impl<P: Platform> Mm<P> {
             // `slab->slab_cache` is read from RAM: anything but a live cache is the fault
             // the kernel would take following it.
             let s = self.cache_at(page.slab_cache())?;
-            return Ok(KmallocObject::Slab(s, pfn));
+            return Ok(KmallocObject::Slab(s, pfn, page));
         }
         let page = self.virt_to_page(addr).map_err(|_| {
             SlabError::NotSlabObject(
@@ -590,9 +591,9 @@ impl<P: Platform> Mm<P> {
             return Ok(());
         }
         match self.lookup_kmalloc(addr)? {
-            KmallocObject::Slab(s, pfn) => {
+            KmallocObject::Slab(s, pfn, page) => {
                 self.dma_debug_freeing_virt(addr, s.object_size() as u64);
-                self.free_object(s, pfn, addr, caller)
+                self.free_object(s, pfn, page, addr, caller)
             }
             KmallocObject::Large(pfn, order) => {
                 let page = self.mem_map.page(pfn);
@@ -623,7 +624,7 @@ impl<P: Platform> Mm<P> {
             return Ok(0);
         }
         Ok(match self.lookup_kmalloc(addr)? {
-            KmallocObject::Slab(s, pfn) => {
+            KmallocObject::Slab(s, pfn, _) => {
                 if self.object_index(s, pfn, addr.0).is_none() {
                     return Err(SlabError::NotSlabObject(addr, "not the start of an object"));
                 }
@@ -655,7 +656,7 @@ impl<P: Platform> Mm<P> {
             (None, 0, 0)
         } else {
             match self.lookup_kmalloc(addr)? {
-                KmallocObject::Slab(s, pfn) => {
+                KmallocObject::Slab(s, pfn, _) => {
                     if self.object_index(s, pfn, addr.0).is_none() {
                         return Err(SlabError::NotSlabObject(addr, "not the start of an object"));
                     }

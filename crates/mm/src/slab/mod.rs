@@ -333,6 +333,9 @@ pub struct SlabGlobals {
     pub(crate) ctors: SpinLockIrq<CtorTable>,
     /// `free_large_kmalloc()`'s `WARN_ON_ONCE` has fired.
     pub(crate) large_kmalloc_warned: core::sync::atomic::AtomicBool,
+    /// `TID_STEP`: the CPU count rounded up to a power of two (set by `kmem_cache_init`,
+    /// so the fast paths add a constant as the kernel's `next_tid()` does).
+    pub(crate) tid_step: u64,
 }
 
 /// The host-side constructor table: slot `i` belongs to the cache at kernel address
@@ -379,6 +382,7 @@ impl SlabGlobals {
                 ctors: [None; MAX_CACHES],
             }),
             large_kmalloc_warned: core::sync::atomic::AtomicBool::new(false),
+            tid_step: 1,
         }
     }
 }
