@@ -105,8 +105,14 @@ fn every_function_of_the_data_paths_is_in_its_file() {
             }
         }
     }
-    assert!(checked >= 60, "only {checked} functions found in the data-path tables");
-    assert!(wrong.is_empty(), "not defined where the document says: {wrong:?}");
+    assert!(
+        checked >= 60,
+        "only {checked} functions found in the data-path tables"
+    );
+    assert!(
+        wrong.is_empty(),
+        "not defined where the document says: {wrong:?}"
+    );
 }
 
 /// The words of a module-map line that name a Rust file (`slub.rs`) or a folder (`slab/`).
@@ -150,7 +156,11 @@ fn every_file_of_the_module_map_exists_in_its_crate() {
     let mut checked = 0;
     let mut missing = Vec::new();
     for line in map.lines() {
-        if let Some(header) = line.split_whitespace().next().filter(|w| w.starts_with("crates/")) {
+        if let Some(header) = line
+            .split_whitespace()
+            .next()
+            .filter(|w| w.starts_with("crates/"))
+        {
             src = Some(repo().join(header));
             continue;
         }
@@ -162,8 +172,14 @@ fn every_file_of_the_module_map_exists_in_its_crate() {
             }
         }
     }
-    assert!(checked >= 60, "only {checked} names found in the module map");
-    assert!(missing.is_empty(), "in the module map but not in the crate: {missing:?}");
+    assert!(
+        checked >= 60,
+        "only {checked} names found in the module map"
+    );
+    assert!(
+        missing.is_empty(),
+        "in the module map but not in the crate: {missing:?}"
+    );
 }
 
 #[test]
