@@ -40,8 +40,8 @@ pub const KMALLOC_MAX_CLASSES: usize = 32;
 pub(crate) const KMALLOC_SLOTS: usize = KMALLOC_MAX_CLASSES;
 /// Request sizes are mapped to classes in steps of this many bytes (`size_index_elem()`).
 const SIZE_STEP: usize = 8;
-/// Entries of the custom `size_index[]` table: one per 8 bytes up to 8 KiB.
-pub(crate) const SIZE_INDEX_LEN: usize = KMALLOC_MAX_CACHE_SIZE / SIZE_STEP;
+/// Entries of a `size_index[]` table: one per 8 bytes up to 8 KiB.
+pub const SIZE_INDEX_LEN: usize = KMALLOC_MAX_CACHE_SIZE / SIZE_STEP;
 
 const _: () = assert!(KMALLOC_SLOTS > KMALLOC_SHIFT_HIGH);
 
@@ -213,6 +213,26 @@ pub const fn kmalloc_index(size: usize) -> usize {
     }
 }
 
+/// `size_index[]` for the kernel's classes: the `kmalloc_index()` of every request size in
+/// 8-byte steps up to KMALLOC_MAX_CACHE_SIZE. Linux 6.6's `kmalloc_slab()` looks requests
+/// of up to 192 bytes up in its `size_index[24]` and takes `fls(size - 1)` above; a table
+/// over the whole range gives the same class in one load.
+///
+/// ```
+/// use kmemlab_mm::slab::kmalloc::{default_size_index, kmalloc_index};
+/// let table = default_size_index();
+/// assert!((1..=8192).all(|size| table[(size - 1) / 8] as usize == kmalloc_index(size)));
+/// ```
+pub const fn default_size_index() -> [u8; SIZE_INDEX_LEN] {
+    let mut table = [0u8; SIZE_INDEX_LEN];
+    let mut i = 0;
+    while i < SIZE_INDEX_LEN {
+        table[i] = kmalloc_index((i + 1) * SIZE_STEP) as u8;
+        i += 1;
+    }
+    table
+}
+
 /// The object size of a class (`kmalloc_size()`).
 pub const fn kmalloc_size(index: usize) -> usize {
     match index {
@@ -320,14 +340,14 @@ impl SlabGlobals {
         self.kmalloc_caches[0][self.kmalloc_slot(KMALLOC_MAX_CACHE_SIZE)].load(Relaxed) != 0
     }
 
-    /// The `kmalloc_caches` slot serving `size` bytes (1 ..= KMALLOC_MAX_CACHE_SIZE): the
-    /// kernel's `kmalloc_index()`, or the custom classes' `size_index[]`.
+    /// The `kmalloc_caches` slot serving `size` bytes (1 ..= KMALLOC_MAX_CACHE_SIZE): one
+    /// load from `size_index[]` ([`default_size_index`] for the kernel's classes, the
+    /// custom classes' table otherwise); `kmalloc_index()` for a size past the table.
     #[inline]
     pub(crate) fn kmalloc_slot(&self, size: usize) -> usize {
-        if self.config.kmalloc_sizes.is_none() {
-            kmalloc_index(size)
-        } else {
-            self.size_index[(size - 1) / SIZE_STEP] as usize
+        match self.size_index.get(size.wrapping_sub(1) / SIZE_STEP) {
+            Some(&slot) => slot as usize,
+            None => kmalloc_index(size),
         }
     }
 }

@@ -322,7 +322,7 @@ pub struct SlabGlobals {
     pub(crate) kmem_cache_node: AtomicU64,
     /// `kmalloc_caches[type][index]`.
     pub(crate) kmalloc_caches: [[AtomicU64; kmalloc::KMALLOC_SLOTS]; kmalloc::NR_KMALLOC_TYPES],
-    /// `size_index[]` of custom kmalloc sizes (unused with the kernel's classes).
+    /// `size_index[]`: the kmalloc class of each request size, in 8-byte steps.
     pub(crate) size_index: [u8; kmalloc::SIZE_INDEX_LEN],
     /// `slab_caches`, newest first.
     pub(crate) caches: SpinLockIrq<CacheList>,
@@ -367,7 +367,7 @@ impl SlabGlobals {
                 kmalloc::NR_KMALLOC_TYPES],
             size_index: match &config.kmalloc_sizes {
                 Some(sizes) => sizes.size_index(),
-                None => [0; kmalloc::SIZE_INDEX_LEN],
+                None => kmalloc::default_size_index(),
             },
             caches: SpinLockIrq::new(CacheList {
                 vas: [0; MAX_CACHES],

@@ -1102,7 +1102,9 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `__slab_free()`: straight onto the slab's freelist with a compare-exchange; the node
-    /// lock only when the slab changes lists (full → partial, partial → empty).
+    /// lock only when the slab changes lists (full → partial, partial → empty). Out of
+    /// line: the fast path of `kfree` stays small.
+    #[inline(never)]
     fn __slab_free(&self, s: &KmemCache, pfn: u64, object: u64) -> Result<(), SlabError> {
         let n = self.get_node(s)?;
         let idx = self.fl_idx(s, pfn, object).ok_or(SlabError::NotSlabObject(
