@@ -724,3 +724,46 @@ fn partial_writes_over_a_pcp_end() {
 fn pcp_size() -> u64 {
     std::mem::size_of::<kmemlab_mm::page_alloc::PerCpuPages>() as u64
 }
+
+/// The entry at `at`, as 8 bytes (x86_64).
+fn read_u64(m: &Machine, at: u64) -> u64 {
+    let mut raw = [0u8; 8];
+    ram(m).read(at, &mut raw).expect("RAM");
+    u64::from_le_bytes(raw)
+}
+
+/// Page tables overwritten into a DAG: every entry of a vmalloc area's PUD table names
+/// its PMD table, every entry of that names its PTE table, and every PTE is present.
+/// Each table is a page of RAM, but a walk that follows every path visits 512^3 leaves
+/// for that one PGD entry (and each PGD entry of the vmalloc range may name the PUD
+/// table too): in a sound tree each table has one parent, so a walk that meets more
+/// tables than `mem_map` has pages has gone round shared ones. `check_vmalloc(true)`
+/// (which walks every table under the vmalloc range) reports the damage and ends.
+#[test]
+fn page_tables_made_a_dag_are_walked_in_bounded_time() {
+    let m = boot(Profile::X86_64);
+    let va = m.run(|mm| mm.vmalloc(8 << 10)).expect("vmalloc");
+    let entries = m.run(|mm| walk_entries(mm, va));
+    assert_eq!(entries.len(), 4);
+    // Each level's table filled with its own entry for `va` (PGD: the vmalloc range's
+    // slots only, 64 of them from `va`'s on).
+    for (level, at) in entries.iter().copied().rev() {
+        let entry = read_u64(&m, at).to_le_bytes();
+        let (first, slots) = if level == 0 {
+            (at, 64.min((0x1000 - (at & 0xfff)) / 8))
+        } else {
+            (at & !0xfff, 512)
+        };
+        let bytes: Vec<u8> = (0..slots).flat_map(|_| entry).collect();
+        ram(&m).write(first, &bytes).expect("RAM");
+    }
+    let check = m.run(|mm| mm.check_vmalloc(true));
+    use kmemlab_mm::vmalloc::VmallocCheckError as E;
+    assert!(
+        matches!(check, Err(E::StrayMapping(_) | E::PageTables { .. })),
+        "{check:?}"
+    );
+    let _ = m.run(|mm| mm.vfree(va));
+    let _ = m.mm().take_oopses();
+    let _ = m.take_console();
+}

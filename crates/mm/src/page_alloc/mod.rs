@@ -1181,8 +1181,9 @@ impl<P: Platform> Mm<P> {
 
     /// `drain_pages_zone()` (6.6) for every populated zone (`drain_pages()`): this CPU's
     /// lists back to the buddy lists, in one `free_pcppages_bulk()` of the whole count
-    /// under `pcp->lock`. That call empties every list whatever the count read from RAM
-    /// said (see [`Mm::free_pcppages_bulk`]), so nothing here loops on the count.
+    /// under `pcp->lock`. That call ends whatever the count read from RAM says (see
+    /// [`Mm::free_pcppages_bulk`]), so nothing here loops on the count; a count below what
+    /// the lists hold leaves the rest there, as in 6.6 (`check()` reports the mismatch).
     pub fn drain_pages(&self, cpu: usize) {
         let percpu = self.percpu.get(cpu);
         for zone in self.zones.iter().filter(|z| z.managed_pages > 0) {
