@@ -700,7 +700,10 @@ impl<P: Platform> Mm<P> {
         };
         let end = start.saturating_add(1 << shift);
         self.memblock.memory.regions().iter().any(|r| {
-            let (s, e) = (r.base >> crate::addr::PAGE_SHIFT, r.end() >> crate::addr::PAGE_SHIFT);
+            let (s, e) = (
+                r.base >> crate::addr::PAGE_SHIFT,
+                r.end() >> crate::addr::PAGE_SHIFT,
+            );
             s < end && e > start
         })
     }
@@ -726,4 +729,3 @@ impl<P: Platform> Mm<P> {
             .count() as u64
     }
 }
-

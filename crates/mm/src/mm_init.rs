@@ -7,8 +7,7 @@
 use core::fmt;
 
 use crate::addr::{
-    align_down, align_up, PhysAddr, MAX_PAGE_ORDER, PAGEBLOCK_NR_PAGES, PAGE_SHIFT,
-    PAGE_SIZE,
+    align_down, align_up, PhysAddr, MAX_PAGE_ORDER, PAGEBLOCK_NR_PAGES, PAGE_SHIFT, PAGE_SIZE,
 };
 use crate::arch::{Layout, Profile};
 use crate::memblock::{Memblock, MemblockError};

@@ -443,7 +443,10 @@ impl<P: Platform> Mm<P> {
             self.kswapd.failures.fetch_add(1, Relaxed);
         }
         if boosted {
-            for z in self.zones()[..=top].iter().filter(|z| zone_boosts[z.idx] > 0) {
+            for z in self.zones()[..=top]
+                .iter()
+                .filter(|z| zone_boosts[z.idx] > 0)
+            {
                 // "Increments are under the zone lock"
                 let _lock = z.free_area.lock_irqsave(&self.platform);
                 let now = z.watermark_boost();
