@@ -90,6 +90,12 @@ pub struct Mm<P: Platform> {
     vm: sysctl::VmTunables,
     /// The transparent-hugepage mode (`transparent_hugepage=`).
     thp: sysctl::Thp,
+    /// Boot has finished. Until then `boost_watermark()` does not boost: Linux allocates
+    /// its boot caches (`kmem_cache_init()` in `mm_core_init()`) before the watermarks
+    /// exist (`init_per_zone_wmark_min()` is a postcore initcall), when "high watermark
+    /// may be uninitialised if fragmentation occurs very early in boot so do not boost";
+    /// kmemlab sets the watermarks first.
+    booted: bool,
     totalreserve_pages: u64,
     events: VmEvents,
     /// The node's page counters (`pgdat->vm_stat`).

@@ -132,6 +132,7 @@ impl<P: Platform> Mm<P> {
             zonelists: Default::default(),
             vm: crate::sysctl::VmTunables::defaults(&types),
             thp: config.thp,
+            booted: false,
             totalreserve_pages: 0,
             events: VmEvents::default(),
             node_stat: crate::vmstat::NodeStats::new(),
@@ -162,6 +163,7 @@ impl<P: Platform> Mm<P> {
         mm.kmem_cache_init().map_err(BootError::Slab)?;
         mm.vmalloc_init().map_err(BootError::Slab)?;
         mm.dma_debug_setup(config.dma_debug);
+        mm.booted = true;
         Ok(mm)
     }
 

@@ -1422,7 +1422,11 @@ impl<P: Platform> ZoneLocked<'_, P> {
             zone: self.zone,
             area: &mut self.guard,
             report: self.mm,
-            boost_factor: self.mm.vm.watermark_boost_factor.max(0) as u64,
+            boost_factor: if self.mm.booted {
+                self.mm.vm.watermark_boost_factor.max(0) as u64
+            } else {
+                0
+            },
         }
     }
 }
