@@ -311,14 +311,21 @@ fn lowmem_reserve_ratio_recomputes_the_protection_arrays() {
             assert_eq!(z.protection[j], want, "zone {} protection[{j}]", z.name);
         }
     }
-    assert!(zones[1].protection[2] > 0, "DMA32 keeps back 1/64 of Normal");
+    assert!(
+        zones[1].protection[2] > 0,
+        "DMA32 keeps back 1/64 of Normal"
+    );
     // Below 1 means no reserve for that zone.
     m.sysctl_write("vm.lowmem_reserve_ratio", "0 -5").unwrap();
     assert_eq!(sysctl(&m, "vm.lowmem_reserve_ratio"), "0\t0\t16\t0");
     let zones = zoneinfo(&m);
     assert_eq!(zones[0].protection, vec![0, 0, 0, 0]);
     assert_eq!(zones[1].protection, vec![0, 0, 0, 0]);
-    assert_eq!(zones[2].protection, vec![0, 0, 0, 0], "Normal: Movable is empty");
+    assert_eq!(
+        zones[2].protection,
+        vec![0, 0, 0, 0],
+        "Normal: Movable is empty"
+    );
 }
 
 #[test]
@@ -329,7 +336,12 @@ fn percpu_pagelist_high_fraction_sizes_pcp_high_from_managed_pages() {
         .unwrap();
     for z in populated(&m) {
         let batch = z.pcp_batch[0];
-        assert_eq!(z.pcp_high, vec![(z.managed / 8 / 4).max(batch * 4); 4], "{}", z.name);
+        assert_eq!(
+            z.pcp_high,
+            vec![(z.managed / 8 / 4).max(batch * 4); 4],
+            "{}",
+            z.name
+        );
     }
     m.sysctl_write("vm.percpu_pagelist_high_fraction", "0")
         .unwrap();
@@ -342,8 +354,16 @@ fn bad_writes_are_refused_and_change_nothing() {
     let before = zoneinfo(&m);
     let tunables = m.mm().vm_tunables().clone();
     let cases = [
-        ("vm.no_such_thing", "1", "cannot stat /proc/sys/vm/no_such_thing"),
-        ("kernel.tainted", "1", "cannot stat /proc/sys/kernel/tainted"),
+        (
+            "vm.no_such_thing",
+            "1",
+            "cannot stat /proc/sys/vm/no_such_thing",
+        ),
+        (
+            "kernel.tainted",
+            "1",
+            "cannot stat /proc/sys/kernel/tainted",
+        ),
         ("vm.min_free_kbytes", "lots", "Invalid argument"),
         ("vm.min_free_kbytes", "", "Invalid argument"),
         ("vm.min_free_kbytes", "-1", "Invalid argument"),
@@ -369,7 +389,8 @@ fn bad_writes_are_refused_and_change_nothing() {
     // C's strtoul with base 0, as proc_dointvec reads: hex and octal.
     m.sysctl_write("vm.min_free_kbytes", "0x2000").unwrap();
     assert_eq!(sysctl(&m, "vm.min_free_kbytes"), "8192");
-    m.sysctl_write("/proc/sys/vm/min_free_kbytes", "010").unwrap();
+    m.sysctl_write("/proc/sys/vm/min_free_kbytes", "010")
+        .unwrap();
     assert_eq!(sysctl(&m, "vm.min_free_kbytes"), "8");
 }
 
@@ -511,8 +532,16 @@ fn a_hole_of_whole_sections_is_absent_memory() {
         .into_iter()
         .find(|z| z.name == "DMA32")
         .unwrap();
-    assert_eq!(dma32.spanned, ((4 * GIB) - 16 * MIB) >> 12, "spanned covers the hole");
-    assert_eq!(dma32.present, ((3 * GIB) - 16 * MIB) >> 12, "present does not");
+    assert_eq!(
+        dma32.spanned,
+        ((4 * GIB) - 16 * MIB) >> 12,
+        "spanned covers the hole"
+    );
+    assert_eq!(
+        dma32.present,
+        ((3 * GIB) - 16 * MIB) >> 12,
+        "present does not"
+    );
     // /proc/pagetypeinfo counts the pageblocks of present sections only: 3 GiB - 16 MiB
     // of them, as the real 4 GiB machine in shared/data/proc shows (1528).
     let blocks = block_counts(&cat(&m, "pagetypeinfo"));
@@ -552,7 +581,13 @@ fn i386_sections_are_64_mib() {
     let m = machine(512 * MIB, 1, Profile::I386, vec![Hole::LEGACY], 1);
     assert_eq!(m.mm().pfn_to_section_nr((64 * MIB) >> 12), 1);
     assert_eq!(m.mm().nr_present_sections(), 9);
-    let exact = machine(512 * MIB - (384 << 10), 1, Profile::I386, vec![Hole::LEGACY], 1);
+    let exact = machine(
+        512 * MIB - (384 << 10),
+        1,
+        Profile::I386,
+        vec![Hole::LEGACY],
+        1,
+    );
     assert_eq!(exact.mm().nr_present_sections(), 8);
 }
 
