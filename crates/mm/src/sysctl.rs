@@ -489,11 +489,12 @@ impl<P: Platform> Mm<P> {
         let fraction = self.vm.percpu_pagelist_high_fraction.max(0) as u64;
         for zone in self.zones.iter_mut() {
             let batch = zone_batchsize(zone.managed_pages).max(1);
-            let total_pages = if fraction == 0 {
-                zone.wmark(Watermark::Low)
-            } else {
-                zone.managed_pages / fraction
-            };
+            // 0: the low watermark ("so that if they are full then background reclaim
+            // will not be started prematurely"); else that fraction of the zone.
+            let total_pages = zone
+                .managed_pages
+                .checked_div(fraction)
+                .unwrap_or_else(|| zone.wmark(Watermark::Low));
             zone.pcp_batch = batch;
             zone.pcp_high = zone_highsize(total_pages, batch, nr_cpus);
         }

@@ -350,7 +350,7 @@ fn percpu_pagelist_high_fraction_sizes_pcp_high_from_managed_pages() {
 
 #[test]
 fn bad_writes_are_refused_and_change_nothing() {
-    let mut m = boot(1 * GIB, 2, Thp::Never, &[]);
+    let mut m = boot(GIB, 2, Thp::Never, &[]);
     let before = zoneinfo(&m);
     let tunables = m.mm().vm_tunables().clone();
     let cases = [
@@ -556,7 +556,7 @@ fn a_hole_smaller_than_a_section_stays_reserved_in_a_present_section() {
         start: 256 * MIB,
         end: 260 * MIB,
     };
-    let m = machine(1 * GIB, 1, Profile::X86_64, vec![Hole::LEGACY, hole], 1);
+    let m = machine(GIB, 1, Profile::X86_64, vec![Hole::LEGACY, hole], 1);
     let mm = m.mm();
     assert!(mm.present_section_nr(mm.pfn_to_section_nr((256 * MIB) >> 12)));
     let dma32 = zoneinfo(&m)
