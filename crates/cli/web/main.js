@@ -191,6 +191,7 @@ async function start() {
     $('status').classList.add('error');
     return;
   }
+  const booted = performance.now();
   window.addEventListener('pagehide', () => session.close());
   $('machine').textContent = session.info.summary;
   const app = new App(session);
@@ -212,9 +213,10 @@ async function start() {
   await app.refreshFrames().catch((e) => app.status(`frames: ${e.message}`, true));
   app.listen();
   document.body.dataset.ready = 'true';
-  const ms = Math.round(performance.now() - t0);
+  // performance.now() counts from the navigation's start: the time to interactive.
+  const ms = Math.round(performance.now());
   document.body.dataset.readyMs = String(ms);
-  app.status(`ready in ${ms} ms`);
+  app.status(`ready ${ms} ms after navigation (machine booted in ${Math.round(booted - t0)} ms)`);
 }
 
 start();

@@ -31,6 +31,26 @@ export class MemoryMap {
     this.x0 = 0; // first column and row in view
     this.y0 = 0;
     this.bind();
+    new ResizeObserver(() => this.resize()).observe(canvas.parentElement);
+  }
+
+  /** Match the canvases' pixels to their size on the screen (no scaling blur). */
+  resize() {
+    const wrap = this.canvas.parentElement;
+    const width = Math.max(200, Math.floor(wrap.clientWidth - this.minimap.offsetWidth - 6));
+    const height = Math.max(200, Math.min(640, Math.floor(window.innerHeight - 290)));
+    if (width === this.canvas.width && height === this.canvas.height) return;
+    const whole = this.scale <= this.minScale;
+    this.canvas.width = width;
+    this.canvas.height = height;
+    this.canvas.style.width = `${width}px`;
+    this.canvas.style.height = `${height}px`;
+    this.minimap.height = height;
+    this.minimap.style.height = `${height}px`;
+    if (this.pages === 0) return;
+    if (whole) this.fitWhole();
+    else this.clampView();
+    this.draw();
   }
 
   /** New frames: the planes decoded from `GET …/frames` and the facts of `frames/meta`. */
@@ -58,19 +78,21 @@ export class MemoryMap {
   /** Pages on the map. */
   get pages() { return this.states.length; }
 
-  /** The logical grid: columns a power of two making the whole map roughly as wide as tall. */
+  /** The logical grid and the whole-map scale: of the widths that are multiples of 64
+   *  cells (so that pageblocks line up), the one showing the whole map largest. */
   fitWhole() {
     const n = Math.max(1, this.pages);
-    const aspect = (this.canvas.width - ZONE_STRIP) / this.canvas.height;
-    let cols = 64;
-    while (cols * cols < n * aspect && cols < 8192) cols *= 2;
-    this.cols = cols;
-    const rows = Math.ceil(n / cols);
-    let scale = 1;
-    while (cols * scale > this.canvas.width - ZONE_STRIP || rows * scale > this.canvas.height) scale /= 2;
-    while (cols * scale * 2 <= this.canvas.width - ZONE_STRIP && rows * scale * 2 <= this.canvas.height) scale *= 2;
-    this.minScale = scale;
-    this.scale = scale;
+    const w = this.canvas.width - ZONE_STRIP;
+    const h = this.canvas.height;
+    let best = { scale: 0, cols: 64 };
+    for (let cols = 64; cols <= 16384; cols += 64) {
+      const scale = Math.min(w / cols, h / Math.ceil(n / cols), 32);
+      if (scale > best.scale) best = { scale, cols };
+      if (cols > n) break;
+    }
+    this.cols = best.cols;
+    this.minScale = best.scale;
+    this.scale = best.scale;
     this.x0 = 0;
     this.y0 = 0;
   }
@@ -79,8 +101,9 @@ export class MemoryMap {
 
   /** Zoom by a factor of two around a canvas point. */
   zoom(direction, px = this.canvas.width / 2, py = this.canvas.height / 2) {
-    const next = direction > 0 ? this.scale * 2 : this.scale / 2;
-    if (next < this.minScale || next > 32) return;
+    let next = direction > 0 ? this.scale * 2 : this.scale / 2;
+    if (next < this.minScale) next = this.minScale;
+    if (next > 64 || next === this.scale) return;
     const cx = this.x0 + (px - ZONE_STRIP) / this.scale;
     const cy = this.y0 + py / this.scale;
     this.scale = next;
@@ -165,7 +188,7 @@ export class MemoryMap {
     const g = this.minimap.getContext('2d');
     g.strokeStyle = '#ffd35a';
     g.lineWidth = 2;
-    g.strokeRect(
+    if (this.scale > this.minScale) g.strokeRect(
       ZONE_STRIP + this.x0 * minScale, this.y0 * minScale,
       Math.max(3, (this.canvas.width - ZONE_STRIP) / this.scale * minScale),
       Math.max(3, this.canvas.height / this.scale * minScale),
@@ -262,12 +285,9 @@ export class MemoryMap {
   }
 }
 
-/** The largest power-of-two scale showing the whole grid in w×h pixels. */
+/** The scale showing the whole grid in w×h pixels. */
 function fitScale(map, w, h) {
-  let s = 1;
-  while (map.cols * s > w || map.rows * s > h) s /= 2;
-  while (map.cols * s * 2 <= w && map.rows * s * 2 <= h) s *= 2;
-  return s;
+  return Math.min(w / map.cols, h / Math.max(1, map.rows));
 }
 
 /** Paint the grid at `scale` from (x0, y0) into a canvas through one ImageData. */
@@ -293,41 +313,48 @@ function paint(map, canvas, scale, x0, y0, withCursor) {
   }
 }
 
-/** One cell is `scale` pixels square; cells of 4 pixels or more get a dark edge. */
+/** One cell is `scale` (≥ 1) pixels square; cells of 4 pixels or more get a dark edge. */
 function paintZoomedIn(map, px, w, h, scale, x0, y0) {
   const edge = scale >= 4;
   const dark = rgba(0, 0, 0);
+  const colOf = new Int32Array(w);
+  const edgeCol = new Uint8Array(w);
+  for (let x = ZONE_STRIP; x < w; x++) {
+    colOf[x] = x0 + Math.floor((x - ZONE_STRIP) / scale);
+    edgeCol[x] = edge && Math.floor((x - ZONE_STRIP + 1) / scale) !== Math.floor((x - ZONE_STRIP) / scale) ? 1 : 0;
+  }
   for (let y = 0; y < h; y++) {
     const cy = y0 + Math.floor(y / scale);
     if (cy >= map.rows) break;
-    const rowEdge = edge && (y % scale) === scale - 1;
+    const rowEdge = edge && Math.floor((y + 1) / scale) !== Math.floor(y / scale);
     for (let x = ZONE_STRIP; x < w; x++) {
-      const cx = x0 + Math.floor((x - ZONE_STRIP) / scale);
+      const cx = colOf[x];
       if (cx >= map.cols) break;
       const pfn = cy * map.cols + cx;
       if (pfn >= map.pages) break;
-      px[y * w + x] = rowEdge || (edge && ((x - ZONE_STRIP) % scale) === scale - 1) ? dark : map.colourOf(pfn);
+      px[y * w + x] = rowEdge || edgeCol[x] ? dark : map.colourOf(pfn);
     }
   }
 }
 
-/** One pixel covers k×k cells: it shows the most telling of them (the rarest kind first:
- *  anything allocated beats free, so a single slab page in a sea of free pages shows). */
+/** One pixel covers several cells (scale < 1): it shows the most telling of them (the
+ *  rarest kind first: anything allocated beats free, so one slab page among free pages
+ *  shows). Every cell is looked at once. */
 function paintZoomedOut(map, px, w, h, scale, x0, y0) {
-  const k = Math.round(1 / scale);
   const rank = map.rank || (map.rank = rankOf(map));
+  const span = (i) => [Math.floor(i / scale), Math.floor((i + 1) / scale)];
   for (let y = 0; y < h; y++) {
-    const cy0 = y0 + y * k;
-    if (cy0 >= map.rows) break;
+    const [ya, yb] = span(y);
+    if (y0 + ya >= map.rows) break;
     for (let x = ZONE_STRIP; x < w; x++) {
-      const cx0 = x0 + (x - ZONE_STRIP) * k;
-      if (cx0 >= map.cols) break;
+      const [xa, xb] = span(x - ZONE_STRIP);
+      if (x0 + xa >= map.cols) break;
       let best = -1;
       let bestRank = -1;
-      for (let dy = 0; dy < k; dy++) {
-        const base = (cy0 + dy) * map.cols;
-        for (let dx = 0; dx < k; dx++) {
-          const pfn = base + cx0 + dx;
+      for (let cy = y0 + ya; cy < y0 + yb; cy++) {
+        const base = cy * map.cols;
+        for (let cx = x0 + xa; cx < x0 + xb && cx < map.cols; cx++) {
+          const pfn = base + cx;
           if (pfn >= map.pages) break;
           const r = map.highlight.has(pfn) ? 1000 : rank[map.states[pfn]];
           if (r > bestRank) { bestRank = r; best = pfn; }

@@ -19,7 +19,7 @@ export function stateEntry(code) {
     // Free blocks: darker green for small orders, brighter for large ones.
     const k = order / 10;
     return { kind: 'free', label: `free (buddy, order ${order})`, order,
-      colour: rgba(Math.round(20 + 20 * k), Math.round(70 + 110 * k), Math.round(40 + 40 * k)) };
+      colour: rgba(Math.round(18 + 20 * k), Math.round(50 + 80 * k), Math.round(32 + 34 * k)) };
   }
   const fixed = {
     0x00: ['hole', 'hole (no RAM)', rgba(0, 0, 0)],

@@ -76,7 +76,7 @@ export class VmallocView {
     const kcars = t.area.size <= KMALLOC_MAX
       ? Array.from({ length: Math.min(pages, MAX_CARS) }, (_, i) => h('span', { class: 'car kmalloc', text: String(i) }))
       : [];
-    $('train').replaceChildren(
+    $('train').replaceChildren(h('div', {},
       h('h3', { text: `${t.area.kind} area ${t.area.start}–${t.area.end}, ${size(t.area.size)}${t.area.caller ? ` from ${t.area.caller}` : ''}` }),
       h('p', { id: 'train-runs', 'data-runs': runs.length, 'data-pages': pages,
         text: `${fmt(pages)} pages in ${runs.length} physical run${runs.length === 1 ? '' : 's'} (the server counts ${t.runs.length}); guard ${size(t.area.guard)}` }),
@@ -88,7 +88,7 @@ export class VmallocView {
       h('div', { class: 'train' }, kcars),
       t.area.size <= KMALLOC_MAX ? h('button', { type: 'button', id: 'train-kmalloc',
         onclick: () => this.app.views.console.run(`kmalloc ${t.area.size} GFP_KERNEL`),
-        text: 'allocate a kmalloc block of this size (in the console)' }) : null);
+        text: 'allocate a kmalloc block of this size (in the console)' }) : null));
     if (!keepView) { this.app.map.fitWhole(); }
     this.app.highlight(t.pages.map((p) => ({ pfn: p.pfn, pages: 1 })), { show: false });
   }
