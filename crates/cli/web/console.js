@@ -2,7 +2,7 @@
 // it; history on ↑/↓, Tab completes command names; the frames a line touched are lit on
 // the map; kernel lines go to the dmesg pane (POST …/commands?touched=1, events).
 
-import { h } from './dom.js';
+import { h, linkAddresses } from './dom.js';
 
 const $ = (id) => document.getElementById(id);
 const MAX_OUTPUT_NODES = 2000;
@@ -90,7 +90,7 @@ export class ConsoleView {
 
   print(text, cls) {
     const out = $('console-out');
-    out.append(h('div', { class: cls || null, text }));
+    out.append(h('div', { class: cls || null }, linkAddresses(text, (a) => this.app.walk(a))));
     while (out.childNodes.length > MAX_OUTPUT_NODES) out.firstChild.remove();
     out.scrollTop = out.scrollHeight;
   }

@@ -30,3 +30,20 @@ export function size(bytes) {
   while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
   return `${Number.isInteger(v) ? v : v.toFixed(1)} ${units[i]}`;
 }
+
+const KERNEL_ADDRESS = /0xffff[0-9a-f]{12}\b/g;
+
+/** Text with every kernel virtual address made a button that shows its page-table walk
+ *  (`onAddress(addr)`). */
+export function linkAddresses(text, onAddress) {
+  const parts = [];
+  let last = 0;
+  for (const m of text.matchAll(KERNEL_ADDRESS)) {
+    parts.push(text.slice(last, m.index));
+    const addr = m[0];
+    parts.push(h('button', { type: 'button', class: 'addr', title: `page-table walk of ${addr}`, onclick: () => onAddress(addr), text: addr }));
+    last = m.index + addr.length;
+  }
+  parts.push(text.slice(last));
+  return parts;
+}

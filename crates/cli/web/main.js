@@ -3,6 +3,7 @@
 
 import { Session, commandTable } from './api.js';
 import { decodeFrames } from './frames.js';
+import { linkAddresses } from './dom.js';
 import { MemoryMap } from './map.js';
 import { renderLegend } from './legend.js';
 import { ZonesView } from './zones.js';
@@ -53,15 +54,22 @@ class App {
     document.body.dataset.highlighted = String(set.size);
   }
 
-  /** The `info` facts of a clicked frame, under the map. */
+  /** The `info` facts of a clicked frame, under the map (addresses open their walk). */
   async pickFrame(pfn) {
     const out = $('map-info');
     try {
       const info = await this.session.json(`info/pfn:${pfn}`);
-      out.textContent = `${info.message}\n${JSON.stringify(info.result, null, 1)}`;
+      out.replaceChildren(...linkAddresses(`${info.message}\n${JSON.stringify(info.result, null, 1)}`, (a) => this.walk(a)));
     } catch (e) {
       out.textContent = `pfn 0x${pfn.toString(16)}: ${e.message}`;
     }
+  }
+
+  /** Any address clicked anywhere: its page-table walk in the vmalloc view. */
+  walk(addr) {
+    this.select('vmalloc');
+    document.getElementById('walk-addr').value = addr;
+    return this.views.vmalloc.walk(addr);
   }
 
   /** Fetch and paint the frames (coalescing refreshes that arrive while one runs). */

@@ -17,6 +17,24 @@ const GROUPS = [['cpu', 'CPU slab'], ['cpu_partial', 'per-CPU partial'], ['node_
 
 const OBJECT_STATE = { a: 'allocated', f: 'free', p: 'poison', r: 'redzone' };
 
+const SLOT_COLOURS = { redzone: '#d94040', track: '#8c7a55', padding: '#777777', freeptr: '#c8c8c8' };
+const STATE_COLOURS = { allocated: '#4aa3ff', free: '#3a4a5a', poison: '#b070ff', redzone: '#d94040' };
+
+/** An object slot drawn as its byte layout: red zones, the object (coloured by its
+ *  state), owner tracks, padding. */
+function slotGradient(cache, state) {
+  const layout = cache.layout || [];
+  if (layout.length <= 1 || !cache.size) return null;
+  const stops = [];
+  for (const part of layout) {
+    const colour = part.kind === 'object' ? STATE_COLOURS[state] : SLOT_COLOURS[part.kind] ?? '#555555';
+    const a = (100 * part.offset) / cache.size;
+    const b = (100 * (part.offset + part.len)) / cache.size;
+    stops.push(`${colour} ${a.toFixed(2)}%`, `${colour} ${b.toFixed(2)}%`);
+  }
+  return `width:${Math.min(48, Math.max(14, Math.round(cache.size / 16)))}px;background:linear-gradient(to right, ${stops.join(', ')})`;
+}
+
 /** The Slabs view. */
 export class SlabsView {
   constructor(app) {
@@ -86,7 +104,7 @@ export class SlabsView {
       h('p', { class: 'dim', text: `slot layout: ${layout || 'object only'}; ${c.slab_padding} bytes unused at the end of each slab` }),
       h('p', { class: 'legend' },
         ['allocated', 'free', 'poison', 'redzone', 'padding'].map((k) => h('span', {}, h('i', { class: `sw obj ${k}` }), k === 'poison' ? 'free, poison intact' : k === 'redzone' ? 'red zone / poison damaged' : k))),
-      groups);
+      ...groups);
     this.renderTable();
   }
 
@@ -96,6 +114,7 @@ export class SlabsView {
       const state = OBJECT_STATE[letter] ?? 'free';
       return h('button', {
         type: 'button', class: `obj ${state}`, title: `object ${i}: ${state}`,
+        style: slotGradient(cache, state),
         'aria-label': `${cache.name} slab pfn ${slab.pfn} object ${i} ${state}`,
         'data-index': i,
         onclick: (e) => this.showObject(cache, slab, i, e.currentTarget),
