@@ -22,8 +22,9 @@ export class ZonesView {
 
 /** Free pages of a zone on a gauge with its min / low / high marks. */
 function gauge(z) {
+  // A log scale: the watermarks are a few per mille of a zone, and still readable apart.
   const top = Math.max(z.managed, z.free, z.high, 1);
-  const pct = (v) => `${Math.min(100, (100 * v) / top)}%`;
+  const pct = (v) => `${Math.min(100, (100 * Math.log1p(v)) / Math.log1p(top)).toFixed(2)}%`;
   const state = z.free < z.min ? 'below min' : z.free < z.low ? 'below low' : z.free < z.high ? 'below high' : 'above high';
   return h('div', { class: 'zone', 'data-zone': z.name },
     h('div', { class: 'row' },
@@ -31,6 +32,7 @@ function gauge(z) {
       h('span', { class: 'dim', text: `pfn ${hex(z.start_pfn)}–${hex(z.end_pfn)} · managed ${fmt(z.managed)} pages` }),
       h('span', { text: `free ${fmt(z.free)} (${state}) · min ${fmt(z.min)} · low ${fmt(z.low)} · high ${fmt(z.high)}` })),
     h('div', { class: 'gauge', role: 'meter', 'aria-valuemin': 0, 'aria-valuemax': top, 'aria-valuenow': z.free,
+      title: 'free pages (log scale) against the min, low and high watermarks',
       'aria-label': `Zone ${z.name} free pages ${z.free} of ${top}; watermarks min ${z.min}, low ${z.low}, high ${z.high}` },
     h('div', { class: 'fill', style: `width:${pct(z.free)}` }),
     h('div', { class: 'mark min', style: `left:${pct(z.min)}`, title: 'min' }),
@@ -42,7 +44,11 @@ function gauge(z) {
 function buddy(z) {
   const types = new Set();
   for (const a of z.free_area) for (const t of Object.keys(a.by_migratetype || {})) types.add(t);
-  const rows = [...types];
+  // The kernel's order of migrate types (include/linux/mmzone.h), empty rows left out.
+  const kernelOrder = ['Unmovable', 'Movable', 'Reclaimable', 'HighAtomic', 'CMA', 'Isolate'];
+  const rank = (t) => (kernelOrder.indexOf(t) + 100) % 100;
+  const rows = [...types].sort((a, b) => rank(a) - rank(b))
+    .filter((t) => z.free_area.some((a) => (a.by_migratetype?.[t] ?? 0) > 0));
   const max = Math.max(1, ...z.free_area.map((a) => a.nr_free));
   const scale = (n) => (n <= 0 ? 0 : (100 * Math.log2(1 + n)) / Math.log2(1 + max));
   const header = [h('span', { text: z.name }), ...z.free_area.map((a) => h('span', { text: `o${a.order}` }))];
