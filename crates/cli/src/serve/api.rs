@@ -478,8 +478,8 @@ async fn command(
     Ok(with_generation(generation, Json(v)))
 }
 
-/// The frames behind every address a command named or returned, found with `info`.
-fn touched(m: &mut Machine, outcome: &crate::shell::Outcome) -> Vec<Value> {
+/// The frames behind every address a command named or returned ([`views::frames_of`]).
+fn touched(m: &Machine, outcome: &crate::shell::Outcome) -> Vec<Value> {
     let mut candidates: Vec<u64> = Vec::new();
     if let Ok(crate::shell::Value::Number(n, _) | crate::shell::Value::Address(n, _)) =
         &outcome.result
@@ -490,50 +490,22 @@ fn touched(m: &mut Machine, outcome: &crate::shell::Outcome) -> Vec<Value> {
         if let Some(v) = m.shell.var(word) {
             candidates.push(v);
         } else if let Ok(v) = views::parse_address(word) {
-            if v >= 1 << 32 {
-                candidates.push(v);
-            }
+            candidates.push(v);
         }
     }
     candidates.sort_unstable();
     candidates.dedup();
-    let mut out = Vec::new();
-    for x in candidates.into_iter().take(8) {
-        let Some(o) = views::read_only_command(m, &format!("info {x:#x}")) else {
-            continue;
-        };
-        if o.failed() {
-            continue;
-        }
-        let j = o.json();
-        let r = &j["result"];
-        let what = r["cache"]
-            .as_str()
-            .map(|c| format!("slab {c}"))
-            .or_else(|| r["kind"].as_str().map(str::to_string))
-            .or_else(|| r["state"].as_str().map(str::to_string))
-            .unwrap_or_default();
-        if let Some(runs) = r["runs"].as_array() {
-            for run in runs {
-                let (pfn, pages) = match run {
-                    Value::Array(a) => (a.first().cloned(), a.get(1).cloned()),
-                    _ => (run.get("pfn").cloned(), run.get("pages").cloned()),
-                };
-                out.push(json!({"addr": crate::output::addr(x), "pfn": pfn, "pages": pages, "what": what}));
-            }
-        } else if let (Some(pfn), Some(pages)) = (r["block_pfn"].as_u64(), r["pages"].as_u64()) {
-            out.push(
-                json!({"addr": crate::output::addr(x), "pfn": pfn, "pages": pages, "what": what}),
-            );
-        } else if let Some(pfns) = r["pfns"].as_array() {
-            for p in pfns.iter().filter_map(Value::as_u64) {
-                out.push(
-                    json!({"addr": crate::output::addr(x), "pfn": p, "pages": 1, "what": what}),
-                );
-            }
-        }
-    }
-    out
+    let mm = m.shell.machine.mm();
+    candidates
+        .into_iter()
+        .filter(|&x| x >= 1 << 20)
+        .take(16)
+        .flat_map(|x| {
+            views::frames_of(mm, x).into_iter().map(move |(pfn, pages, what)| {
+                json!({"addr": crate::output::addr(x), "pfn": pfn, "pages": pages, "what": what})
+            })
+        })
+        .collect()
 }
 
 #[derive(Deserialize, Default)]

@@ -67,21 +67,23 @@ pub fn proc_file(m: &mut Machine, file: &str) -> Result<String, ApiError> {
     Ok(message + "\n")
 }
 
-/// `GET …/info/{x}`: the shell's `info`.
+/// `GET …/info/{x}`: the shell's `info`; `pfn:N` describes frame N as `info` does a
+/// `struct page *` (computed directly: the shell's `info` of a page address asks
+/// `ksize()`, which WARNs for a page that is no large kmalloc).
 pub fn info(m: &mut Machine, x: &str) -> Result<Value, ApiError> {
-    let arg = match x.strip_prefix("pfn:") {
-        Some(pfn) => {
-            let pfn = parse_address(pfn)?;
-            let page = m
-                .shell
-                .machine
-                .mm()
-                .pfn_to_page(Pfn(pfn))
-                .map_err(|e| ApiError::bad_request(e.to_string()))?;
-            format!("{:#x}", m.shell.machine.mm().struct_page_address(page).0)
+    if let Some(pfn) = x.strip_prefix("pfn:") {
+        let pfn = parse_address(pfn)?;
+        let mm = m.shell.machine.mm();
+        if mm.mem_map().get(pfn).is_none() || frames::max_pfn(mm) <= pfn {
+            return Err(ApiError::bad_request(format!(
+                "pfn {pfn:#x} has no struct page"
+            )));
         }
-        None => x.to_string(),
-    };
+        let info = crate::describe::page_info(mm, Pfn(pfn));
+        let message = info.line();
+        return Ok(json!({"result": info, "message": message}));
+    }
+    let arg = x.to_string();
     let simple = !arg.is_empty()
         && arg.len() <= 64
         && arg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
@@ -444,6 +446,46 @@ pub fn slab_object(m: &Machine, key: &str, at: u64) -> Result<Value, ApiError> {
     }))
 }
 
+/// The frames behind address `x` as (first PFN, pages, what): a slab object's slab, a
+/// vmalloc address's area (run by run), a `struct page *` or direct-map address's
+/// block. Read-only: nothing here reports to the kernel's console.
+pub fn frames_of(mm: &Mm<SimPlatform>, x: u64) -> Vec<(u64, u64, String)> {
+    let va = VirtAddr(x);
+    if let Some(o) = mm.object_info(va) {
+        let name = mm
+            .cache(o.cache)
+            .map_or(String::new(), |s| format!("slab {}", s.name()));
+        let pages = mm
+            .cache(o.cache)
+            .map_or(1, |s| 1u64 << s.oo().order.min(MAX_PAGE_ORDER));
+        return vec![(o.slab_pfn, pages, name)];
+    }
+    if mm.is_vmalloc_addr(va) {
+        let mut pfns = Vec::new();
+        if mm.vm_area_pfns(va, |p: Pfn| pfns.push(p.0)).is_err() {
+            return Vec::new();
+        }
+        return runs(&pfns)
+            .iter()
+            .filter_map(|r| {
+                Some((
+                    r["pfn"].as_u64()?,
+                    r["pages"].as_u64()?,
+                    "vmalloc".to_string(),
+                ))
+            })
+            .collect();
+    }
+    let page = mm
+        .page_at_struct_address(va)
+        .or_else(|| mm.virt_to_page(va).ok());
+    let Some(page) = page else {
+        return Vec::new();
+    };
+    let info = crate::describe::page_info(mm, mm.page_to_pfn(page));
+    vec![(info.block_pfn, info.pages.max(1), info.state.to_string())]
+}
+
 /// The physically contiguous runs of a PFN list.
 fn runs(pfns: &[u64]) -> Vec<Value> {
     let mut out: Vec<(u64, u64)> = Vec::new();
@@ -494,14 +536,21 @@ fn area_json(mm: &Mm<SimPlatform>, a: &kmemlab_mm::vmalloc::VmapAreaInfo) -> Val
     v
 }
 
+/// Every area as `/proc/vmallocinfo` lists them, copied out first: looking into an
+/// area (its pages) takes the lock the listing holds.
+fn vmap_areas(mm: &Mm<SimPlatform>) -> Vec<kmemlab_mm::vmalloc::VmapAreaInfo> {
+    let mut areas = Vec::new();
+    let _ = mm.for_each_vmap_area(&mut |a| {
+        areas.push(*a);
+        Ok(())
+    });
+    areas
+}
+
 /// `GET …/vmalloc`: the areas in address order, then the lazily freed ones.
 pub fn vmalloc(m: &Machine) -> Value {
     let mm = m.shell.machine.mm();
-    let mut areas = Vec::new();
-    let _ = mm.for_each_vmap_area(&mut |a| {
-        areas.push(area_json(mm, a));
-        Ok(())
-    });
+    let areas: Vec<Value> = vmap_areas(mm).iter().map(|a| area_json(mm, a)).collect();
     let layout = mm.layout();
     json!({
         "start": addr(layout.vmalloc_start), "end": addr(layout.vmalloc_end),
@@ -521,13 +570,10 @@ pub fn vmalloc_area(m: &Machine, at: u64) -> Result<Value, ApiError> {
         pages.push(json!({"index": pfns.len(), "virt": addr(a.addr.0 + pfns.len() as u64 * PAGE_SIZE as u64), "pfn": p.0}));
         pfns.push(p.0);
     });
-    let mut found = None;
-    let _ = mm.for_each_vmap_area(&mut |info| {
-        if info.start == a.addr.0 {
-            found = Some(area_json(mm, info));
-        }
-        Ok(())
-    });
+    let found = vmap_areas(mm)
+        .iter()
+        .find(|info| info.start == a.addr.0)
+        .map(|info| area_json(mm, info));
     let info = crate::vmcommands::vmalloc_info(mm, VirtAddr(at)).map(|v| match v {
         crate::shell::Value::Object(o, text) => json!({"result": o, "message": text}),
         _ => Value::Null,
