@@ -41,5 +41,15 @@ function card(cpu, current) {
       h('span', { text: cpu.irqs_off ? 'irqs off' : 'irqs on' }),
       h('span', { text: `preempt depth ${cpu.preempt_depth}` })),
     h('div', { text: `TLB: L1 hits ${fmt(t.l1_hits)} · L2 hits ${fmt(t.l2_hits)} · misses ${fmt(t.misses)} · hit rate ${hitPct}% · flushed ${fmt(t.entries_flushed)} · full flushes ${fmt(t.full_flushes)} · invlpg ${fmt(t.single_page_flushes)}` }),
-    h('div', { class: 'tlbbar', title: `hit rate ${hitPct}%` }, h('i', { style: `width:${hitPct}%` })));
+    h('div', { class: 'tlbbar', title: `hit rate ${hitPct}%` }, h('i', { style: `width:${hitPct}%` })),
+    occupancy(t.occupancy));
+}
+
+/** TLB occupancy: entries in use of each level's capacity ([used, capacity] pairs). */
+function occupancy(occ) {
+  if (!occ) return null;
+  const names = { l1_4k: 'L1 4K', l1_large: 'L1 2M/4M', l1_1g: 'L1 1G', l2: 'L2 (STLB)' };
+  return h('div', { class: 'occ' }, Object.entries(occ).map(([k, [used, cap]]) => h('span', { class: 'occ-item', title: `${used} of ${cap} entries` },
+    `${names[k] ?? k} ${used}/${cap}`,
+    h('span', { class: 'tlbbar occbar' }, h('i', { style: `width:${cap ? (100 * used) / cap : 0}%` })))));
 }

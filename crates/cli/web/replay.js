@@ -8,10 +8,12 @@ import { fmt, h, size } from './dom.js';
 
 const $ = (id) => document.getElementById(id);
 
+// The replay report's samples (kmemlab_sim::trace): bytes of slab, free memory and the
+// largest free block.
 const SERIES = [
   ['slab_bytes', 'slab memory', '#4aa3ff'],
-  ['free_pages', 'free pages', '#7ee08a'],
-  ['largest_free_order', 'largest free order', '#ffd35a'],
+  ['free_bytes', 'free memory', '#7ee08a'],
+  ['largest_free_bytes', 'largest free block', '#ffd35a'],
 ];
 
 /** The Replay view. */
@@ -150,7 +152,7 @@ export class ReplayView {
       g.stroke();
       g.fillStyle = colour;
       g.font = '11px sans-serif';
-      g.fillText(`${label} (max ${key === 'slab_bytes' ? size(max) : fmt(max)})`, 6 + i * 190, 12);
+      g.fillText(`${label} (max ${size(max)})`, 6 + i * 190, 12);
     });
     g.strokeStyle = '#ffffff';
     g.beginPath();

@@ -110,7 +110,9 @@ export class SlabsView {
 
   /** One slab: a button per object, then its padding. */
   strip(cache, slab) {
-    const objects = [...(slab.objects || '')].map((letter, i) => {
+    // `objects_state` is what the server sends; docs/SERVE_API.md names it `objects`.
+    const letters = typeof slab.objects_state === 'string' ? slab.objects_state : typeof slab.objects === 'string' ? slab.objects : '';
+    const objects = [...letters].map((letter, i) => {
       const state = OBJECT_STATE[letter] ?? 'free';
       return h('button', {
         type: 'button', class: `obj ${state}`, title: `object ${i}: ${state}`,
