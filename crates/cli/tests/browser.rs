@@ -103,14 +103,17 @@ fn explorer_page_in_headless_chromium() {
     }
     let (_server, url) = start_server();
     let screenshots = repo_root().join("target/e2e-screenshots");
-    let status = Command::new("node")
+    let run = Command::new("node")
         .arg("e2e.mjs")
         .arg(&url)
         .current_dir(e2e_dir())
         .env("KMEMLAB_SCREENSHOTS", &screenshots)
         .env("KMEMLAB_CHROMIUM", CHROMIUM)
         .env("KMEMLAB_TRACE", repo_root().join(SAMPLE_TRACE))
-        .status()
+        .output()
         .expect("node runs");
-    assert!(status.success(), "the browser test failed: {status}");
+    // Through the test harness's capture: shown with --nocapture or when the test fails.
+    println!("{}", String::from_utf8_lossy(&run.stdout));
+    println!("{}", String::from_utf8_lossy(&run.stderr));
+    assert!(run.status.success(), "the browser test failed: {}", run.status);
 }
