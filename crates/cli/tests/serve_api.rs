@@ -635,7 +635,7 @@ async fn views_show_what_commands_did() {
         .iter()
         .find(|r| r["name"] == "kmalloc-128")
         .unwrap();
-    let total = row["slabs"].as_u64().unwrap() * 4096 << row["order"].as_u64().unwrap();
+    let total = (row["slabs"].as_u64().unwrap() * 4096) << row["order"].as_u64().unwrap();
     assert_eq!(row["total_bytes"], total);
     assert_eq!(
         row["loss"].as_u64().unwrap(),
@@ -744,7 +744,7 @@ async fn a_halted_machine_refuses_changes_until_reboot() {
         StatusCode::OK
     );
     assert_eq!(get(&r, &format!("{s}/frames")).await.status, StatusCode::OK);
-    assert_eq!(get(&r, &format!("{s}")).await.json()["halted"], true);
+    assert_eq!(get(&r, &s).await.json()["halted"], true);
     post_json(&r, &format!("{s}/tour/A"), &json!({}))
         .await
         .error(StatusCode::CONFLICT);
