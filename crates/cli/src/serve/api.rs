@@ -399,9 +399,8 @@ struct CommandQuery {
     touched: Option<String>,
 }
 
-/// Whether the command on `line` may change the machine (the command table says so;
-/// unknown commands change nothing).
-fn command_mutates(line: &str) -> bool {
+/// The name of the command on `line` (after `!` and `name =`), if any.
+fn command_name(line: &str) -> Option<&str> {
     let line = line.split('#').next().unwrap_or("").trim();
     let line = line.strip_prefix('!').unwrap_or(line).trim();
     let command = match line.split_once('=') {
@@ -416,11 +415,23 @@ fn command_mutates(line: &str) -> bool {
         }
         _ => line,
     };
-    command
-        .split_whitespace()
-        .next()
+    command.split_whitespace().next()
+}
+
+/// What a command may have changed, as the source of its `change` event: `reboot` for a
+/// new machine; `command` for one the command table says changes the machine, one that
+/// fills a TLB (`read`), or one that reported to the console, oopsed or panicked; `None`
+/// for a command that only looked.
+fn change_source(line: &str, outcome: &crate::shell::Outcome) -> Option<&'static str> {
+    let name = command_name(line);
+    if name == Some("reboot") && !outcome.failed() {
+        return Some("reboot");
+    }
+    let mutates = name
         .and_then(crate::commands::find)
-        .is_some_and(|c| c.mutates)
+        .is_some_and(|c| c.mutates);
+    let noticed = outcome.oops.is_some() || outcome.halted || !outcome.kernel.is_empty();
+    (mutates || name == Some("read") || noticed).then_some("command")
 }
 
 async fn command(
@@ -459,8 +470,8 @@ async fn command(
         };
         m.dmesg.extend(outcome.kernel.iter().cloned());
         let object = outcome.json();
-        let generation = if command_mutates(&line) {
-            session.changed("command", json!({"line": n, "console": outcome.kernel}), m)
+        let generation = if let Some(source) = change_source(&line, &outcome) {
+            session.changed(source, json!({"line": n, "console": outcome.kernel}), m)
         } else {
             session.console(&outcome.kernel, m);
             session.generation()

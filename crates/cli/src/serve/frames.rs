@@ -214,7 +214,7 @@ fn classify_pages(mm: &Mm<SimPlatform>, state: &mut [u8], cache: &mut [u8]) {
             state[i] = SLAB;
             cache[i] = caches
                 .get(&page.slab_cache())
-                .map_or(255, |&n| u8::try_from(n + 1).unwrap_or(255).min(255));
+                .map_or(255, |&n| u8::try_from(n + 1).unwrap_or(255));
             1
         } else if flags & PG_LARGE_KMALLOC != 0 {
             state[i] = LARGE_KMALLOC;
@@ -291,7 +291,7 @@ pub fn page_table_frames(mm: &Mm<SimPlatform>) -> Vec<u64> {
                 continue;
             }
             let next = entry & mode.phys_mask;
-            if next % PAGE_SIZE as u64 == 0 {
+            if next.is_multiple_of(PAGE_SIZE as u64) {
                 stack.push((next, level + 1));
             }
         }

@@ -123,7 +123,7 @@ fn index(bytes: &[u8], lenient: bool) -> Result<(u64, Vec<u64>), String> {
     let mut events = 0u64;
     while reader.next_event().map_err(|e| e.to_string())?.is_some() {
         events += 1;
-        if events % CHECKPOINT_EVERY == 0 {
+        if events.is_multiple_of(CHECKPOINT_EVERY) {
             checkpoints.push(reader.stats().bytes);
         }
     }
