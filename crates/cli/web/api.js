@@ -87,10 +87,10 @@ export class Session {
     return this.text(`proc/${file}`);
   }
 
-  /** Server-sent events: `onEvent(type, data)` for hello, change, console and resync. */
+  /** Server-sent events: `onEvent(type, data)` for hello, change, console, resync, gone. */
   events(onEvent) {
     const source = new EventSource(`${this.base}/events`);
-    for (const type of ['hello', 'change', 'console', 'resync']) {
+    for (const type of ['hello', 'change', 'console', 'resync', 'gone']) {
       source.addEventListener(type, (e) => onEvent(type, parse(e.data)));
     }
     return source;

@@ -138,6 +138,8 @@ class App {
         if (data.console?.length) this.views.console.dmesg();
       } else if (type === 'console') {
         this.views.console.dmesg();
+      } else if (type === 'gone') {
+        this.status('this session has ended (deleted or idle too long): reload the page for a new machine', true);
       }
     });
   }

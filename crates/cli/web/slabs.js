@@ -138,7 +138,8 @@ export class SlabsView {
     try {
       const o = await this.app.session.json(`slabs/${encodeURIComponent(cache.name)}/objects/0x${addr.toString(16)}`);
       const track = (t, what) => (t ? `${what} by ${t.caller} on cpu ${t.cpu} pid ${t.pid} at ${t.when}` : `${what}: no track (boot with slab_debug=U)`);
-      out.textContent = `${o.cache} object ${o.index} at ${o.addr}: ${o.state}\n${track(o.alloc, 'allocated')}\n${track(o.free, 'freed')}\n\n${o.hex}`;
+      const freeTrack = o.free_track !== undefined ? o.free_track : typeof o.free === 'object' ? o.free : null;
+      out.textContent = `${o.cache} object ${o.index} at ${o.addr} (slot ${o.slot ?? o.addr}): ${o.state}\n${track(o.alloc, 'allocated')}\n${track(freeTrack, 'freed')}\n\n${o.hex}`;
     } catch (e) {
       out.textContent = `object 0x${addr.toString(16)}: ${e.message}`;
     }

@@ -32,7 +32,7 @@ export class TourView {
       h('details', {}, h('summary', { text: 'what the tour printed' }), h('pre', { class: 'info text' })));
   }
 
-  /** Run one claim's section; returns its verdict. */
+  /** Run one claim's section; returns the ids of every claim the section decided. */
   async run(id) {
     const li = $(`tour-${id}`);
     const verdict = li.querySelector('.verdict');
@@ -42,27 +42,43 @@ export class TourView {
     verdict.textContent = 'running…';
     try {
       const r = await this.app.session.post(`tour/${id}`);
-      const c = r.claim;
-      this.results[id] = c.verdict;
-      verdict.textContent = c.verdict;
-      verdict.className = `verdict ${c.verdict === 'n/a' ? 'na' : c.verdict}`;
-      li.dataset.verdict = c.verdict;
-      li.querySelector('.claim').textContent = c.claim;
-      li.querySelector('.measured').textContent = c.reason ? `measured: ${c.measured} (${c.reason})` : `measured: ${c.measured}`;
-      li.querySelector('.text').textContent = r.text;
+      this.show(r.claim, r.text, null);
+      // The section's experiment decides its other claims too (C and Q1 share one).
+      for (const c of r.section_claims || []) {
+        if (c.id !== id && $(`tour-${c.id}`)) this.show(c, r.text, id);
+      }
       this.app.highlight(r.highlight || [], { show: false });
-      return c.verdict;
+      return (r.section_claims || [r.claim]).map((c) => c.id);
     } catch (e) {
       verdict.textContent = `error: ${e.message}`;
       verdict.className = 'verdict failed';
       li.dataset.verdict = 'error';
-      return 'error';
+      return [id];
     } finally {
       button.disabled = false;
     }
   }
 
+  /** Show a claim's verdict and figures (`via`: the claim whose run decided it). */
+  show(c, text, via) {
+    const li = $(`tour-${c.id}`);
+    const verdict = li.querySelector('.verdict');
+    this.results[c.id] = c.verdict;
+    verdict.textContent = c.verdict;
+    verdict.className = `verdict ${c.verdict === 'n/a' ? 'na' : c.verdict}`;
+    li.dataset.verdict = c.verdict;
+    li.querySelector('.claim').textContent = via ? `${c.claim} (decided by the experiment of step ${via})` : c.claim;
+    li.querySelector('.measured').textContent = c.reason ? `measured: ${c.measured} (${c.reason})` : `measured: ${c.measured}`;
+    li.querySelector('.text').textContent = text;
+  }
+
+  /** Every step in order; a claim an earlier step's experiment already decided is not run
+   *  again (its section would repeat the same experiment on the aged machine). */
   async runAll() {
-    for (const id of CLAIMS) await this.run(id);
+    const decided = new Set();
+    for (const id of CLAIMS) {
+      if (decided.has(id)) continue;
+      for (const d of await this.run(id)) decided.add(d);
+    }
   }
 }

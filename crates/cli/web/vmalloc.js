@@ -134,14 +134,15 @@ export class VmallocView {
       const result = w.result
         ? `→ phys ${w.result.phys} (${size(w.result.page_size)} page, ${w.result.writable ? 'writable' : 'read-only'})`
         : 'the walk ends at a missing or bad entry';
-      const tlb = (w.tlb || []).filter((t) => t.cached).map((t) => `cpu${t.cpu}`);
+      const tlb = (w.tlb || []).filter((t) => t.cached)
+        .map((t) => `cpu${t.cpu}${t.level ? ` (${t.level}${t.frame ? ` → ${t.frame}` : ''})` : ''}`);
       out.replaceChildren(h('div', { class: 'walk', 'data-virt': w.virt },
         h('p', { text: `walk of ${w.virt}` }), levels,
         h('p', { text: result }),
         h('p', { text: `in the TLB of: ${tlb.length ? tlb.join(', ') : 'no CPU'}` }),
         h('pre', { class: 'info', text: w.text })));
       if (w.result) {
-        const pfn = Number(BigInt(w.result.phys) / 4096n);
+        const pfn = w.result.pfn ?? Number(BigInt(w.result.phys) / 4096n);
         this.app.highlight([{ pfn, pages: 1 }], { show: false });
       }
     } catch (e) {
