@@ -115,5 +115,9 @@ fn explorer_page_in_headless_chromium() {
     // Through the test harness's capture: shown with --nocapture or when the test fails.
     println!("{}", String::from_utf8_lossy(&run.stdout));
     println!("{}", String::from_utf8_lossy(&run.stderr));
-    assert!(run.status.success(), "the browser test failed: {}", run.status);
+    assert!(
+        run.status.success(),
+        "the browser test failed: {}",
+        run.status
+    );
 }
