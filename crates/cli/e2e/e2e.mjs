@@ -44,7 +44,12 @@ async function step(name, fn) {
   }
 }
 
+/** A screenshot of the window, the map shown whole (as a visitor first sees it). */
 async function shot(page, name) {
+  await page.evaluate(() => {
+    const map = window.kmemlab.map;
+    if (map.scale > map.minScale) { map.fitWhole(); map.draw(); }
+  });
   await page.screenshot({ path: join(shots, `${name}.png`) });
 }
 

@@ -47,6 +47,7 @@ export class ConsoleView {
     });
     input.addEventListener('keydown', (e) => this.key(e));
     this.dmesg();
+    this.updatePrompt();
   }
 
   async refresh() {}
