@@ -4,7 +4,8 @@
 
 import { cacheColour, migrateColour, rgba, stateEntry, zoneColour } from './palette.js';
 
-const ZONE_STRIP = 6; // pixels at the left of each row: the zone of its first frame
+const ZONE_STRIP = 6;
+const HIGHLIGHT = rgba(255, 211, 90); // pixels at the left of each row: the zone of its first frame
 
 /** The map view: owns the canvas, the minimap and the hover line. */
 export class MemoryMap {
@@ -176,12 +177,13 @@ export class MemoryMap {
     if (this.overlay && this.migrate && this.migrate[pfn] !== 255) {
       c = blend(c, this.migrateColours[this.migrate[pfn]]);
     }
-    if (this.highlight.has(pfn)) c = rgba(255, 211, 90);
+    if (this.highlight.size && this.highlight.has(pfn)) c = HIGHLIGHT;
     return c;
   }
 
   /** Paint the view and the minimap. */
   draw() {
+    const t0 = performance.now();
     paint(this, this.canvas, this.scale, this.x0, this.y0, true);
     const minScale = fitScale(this, this.minimap.width - ZONE_STRIP, this.minimap.height);
     paint(this, this.minimap, minScale, 0, 0, false);
@@ -193,6 +195,7 @@ export class MemoryMap {
       Math.max(3, (this.canvas.width - ZONE_STRIP) / this.scale * minScale),
       Math.max(3, this.canvas.height / this.scale * minScale),
     );
+    this.lastDrawMs = performance.now() - t0;
     this.canvas.dispatchEvent(new CustomEvent('mapdrawn'));
   }
 
@@ -342,6 +345,7 @@ function paintZoomedIn(map, px, w, h, scale, x0, y0) {
  *  shows). Every cell is looked at once. */
 function paintZoomedOut(map, px, w, h, scale, x0, y0) {
   const rank = map.rank || (map.rank = rankOf(map));
+  const lit = map.highlight.size > 0;
   const span = (i) => [Math.floor(i / scale), Math.floor((i + 1) / scale)];
   for (let y = 0; y < h; y++) {
     const [ya, yb] = span(y);
@@ -356,7 +360,7 @@ function paintZoomedOut(map, px, w, h, scale, x0, y0) {
         for (let cx = x0 + xa; cx < x0 + xb && cx < map.cols; cx++) {
           const pfn = base + cx;
           if (pfn >= map.pages) break;
-          const r = map.highlight.has(pfn) ? 1000 : rank[map.states[pfn]];
+          const r = lit && map.highlight.has(pfn) ? 1000 : rank[map.states[pfn]];
           if (r > bestRank) { bestRank = r; best = pfn; }
         }
       }
