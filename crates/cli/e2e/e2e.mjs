@@ -88,6 +88,36 @@ async function cell(page, pfn) {
   }, pfn);
 }
 
+/** In the page: visible, enabled controls whose text contrast is under 4.5:1 (WCAG AA),
+ *  against the first opaque background behind them. */
+function contrastProblems() {
+  const parse = (c) => (c.match(/[\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const s = getComputedStyle(e);
+      if (s.backgroundImage !== 'none') return null;
+      const c = parse(s.backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0.9)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const out = [];
+  for (const el of document.querySelectorAll('button, input, select, summary, label, [role=tab]')) {
+    if (el.disabled || !el.offsetParent || !(el.textContent.trim() || el.value)) continue;
+    const bg = background(el);
+    if (!bg) continue;
+    const fg = parse(getComputedStyle(el).color).slice(0, 3);
+    const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+    const ratio = (a + 0.05) / (b + 0.05);
+    if (ratio < 4.5) out.push(`${el.tagName.toLowerCase()}#${el.id || ''}.${el.className || ''} "${(el.textContent || el.value).trim().slice(0, 30)}": ${ratio.toFixed(2)}`);
+  }
+  return out;
+}
+
 async function main() {
   mkdirSync(shots, { recursive: true });
   const profile = mkdtempSync(join(tmpdir(), 'kmemlab-e2e-'));
@@ -288,6 +318,15 @@ async function main() {
       await page.click('#replay-report');
       await page.waitForFunction(() => /Callsite/.test(document.getElementById('replay-text').textContent));
       await shot(page, 'replay');
+    });
+
+    await step('contrast: every control in every view reads at 4.5:1 or more', async () => {
+      const low = [];
+      for (const name of ['zones', 'slabs', 'vmalloc', 'cpus', 'console', 'tour', 'replay']) {
+        await view(page, name);
+        low.push(...await page.evaluate(contrastProblems));
+      }
+      assert.deepEqual(low, [], 'controls under 4.5:1');
     });
 
     await step('no errors in the page', async () => {
