@@ -255,6 +255,16 @@ async function main() {
       assert.equal(lit, info.outcome.result.pfns.length, 'every frame of the area is lit on the map');
       const lines = await page.$$eval('#overlay line', (l) => l.length);
       assert.ok(lines > 0, 'lines join the cars to the map');
+      // A click on one of its frames on the map names the area and the page's index.
+      const pfn = info.outcome.result.pfns[3];
+      const at = await page.evaluate((p) => {
+        window.kmemlab.map.show(p);
+        const r = window.kmemlab.map.clientRect(p);
+        return { x: r.x + r.size / 2, y: r.y + r.size / 2 };
+      }, pfn);
+      await page.mouse.click(at.x, at.y);
+      await page.waitForFunction((a) => document.getElementById('map-info').textContent.includes(`page 3 (offset 0x3000) of the vmalloc area ${a}`),
+        v.outcome.result);
       await page.click('#train .car[data-pfn]');
       await page.waitForSelector('#walk .lvl');
       const levels = await page.$$eval('#walk .lvl', (l) => l.map((e) => e.dataset.level));

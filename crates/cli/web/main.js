@@ -3,7 +3,7 @@
 
 import { Session, commandTable } from './api.js';
 import { decodeFrames } from './frames.js';
-import { linkAddresses } from './dom.js';
+import { h, linkAddresses } from './dom.js';
 import { MemoryMap } from './map.js';
 import { renderLegend } from './legend.js';
 import { ZonesView } from './zones.js';
@@ -59,10 +59,37 @@ class App {
     const out = $('map-info');
     try {
       const info = await this.session.json(`info/pfn:${pfn}`);
-      out.replaceChildren(...linkAddresses(`${info.message}\n${JSON.stringify(info.result, null, 1)}`, (a) => this.walk(a)));
+      const owner = await this.ownerOf(pfn).catch(() => null);
+      out.replaceChildren(
+        ...(owner ? [owner, '\n'] : []),
+        ...linkAddresses(`${info.message}\n${JSON.stringify(info.result, null, 1)}`, (a) => this.walk(a)));
     } catch (e) {
       out.textContent = `pfn 0x${pfn.toString(16)}: ${e.message}`;
     }
+  }
+
+  /** Who owns a frame, beyond its struct page: the slab cache (from the frames' cache
+   *  plane) or the vmalloc area, page index and caller (searched among the areas). */
+  async ownerOf(pfn) {
+    const state = this.map.states[pfn];
+    if (state === 0x30 && this.map.cache?.[pfn] > 0) {
+      const name = this.map.caches[this.map.cache[pfn] - 1];
+      if (!name) return null;
+      return h('span', {}, 'slab page of cache ', h('button', { type: 'button', class: 'addr',
+        onclick: () => { this.select('slabs'); this.views.slabs.showCache(name); }, text: name }));
+    }
+    if (state !== 0x32) return null;
+    const v = await this.session.json('vmalloc');
+    for (const area of v.areas.filter((a) => a.state === 'busy').slice(0, 256)) {
+      const t = await this.session.json(`vmalloc/${area.start}`);
+      const page = t.pages.find((p) => p.pfn === pfn);
+      if (!page) continue;
+      return h('span', {}, `page ${page.index} (offset 0x${(page.index * 4096).toString(16)}) of the ${area.kind} area `,
+        h('button', { type: 'button', class: 'addr', text: area.start,
+          onclick: () => { this.select('vmalloc'); this.views.vmalloc.showTrain(area.start); } }),
+        area.caller ? ` from ${area.caller}` : '');
+    }
+    return null;
   }
 
   /** Any address clicked anywhere: its page-table walk in the vmalloc view. */
