@@ -2,7 +2,7 @@
 // codes into an ImageData (no per-cell drawing calls), with zoom, pan, a minimap, zone
 // bands, a pageblock migrate-type overlay, hover facts and highlighted frames.
 
-import { cacheColour, migrateColour, rgba, stateEntry, zoneColour } from './palette.js';
+import { cacheColour, css, migrateColour, rgba, stateEntry, zoneColour } from './palette.js';
 
 const ZONE_STRIP = 6;
 const HIGHLIGHT = rgba(255, 211, 90); // pixels at the left of each row: the zone of its first frame
@@ -185,6 +185,7 @@ export class MemoryMap {
   draw() {
     const t0 = performance.now();
     paint(this, this.canvas, this.scale, this.x0, this.y0, true);
+    this.labelZones();
     const minScale = fitScale(this, this.minimap.width - ZONE_STRIP, this.minimap.height);
     paint(this, this.minimap, minScale, 0, 0, false);
     const g = this.minimap.getContext('2d');
@@ -197,6 +198,24 @@ export class MemoryMap {
     );
     this.lastDrawMs = performance.now() - t0;
     this.canvas.dispatchEvent(new CustomEvent('mapdrawn'));
+  }
+
+  /** Each zone's name where its band starts (the zone strip at the left has its colour). */
+  labelZones() {
+    const g = this.canvas.getContext('2d');
+    g.font = '11px sans-serif';
+    let lastY = -20;
+    for (const z of this.zones) {
+      const y = (Math.floor(z.start_pfn / this.cols) - this.y0) * this.scale;
+      if (y < -1 || y >= this.canvas.height) continue;
+      const top = Math.max(0, Math.max(y, lastY + 14));
+      const text = `${z.name} from pfn 0x${z.start_pfn.toString(16)}`;
+      g.fillStyle = 'rgba(0,0,0,0.75)';
+      g.fillRect(ZONE_STRIP + 2, top, g.measureText(text).width + 6, 13);
+      g.fillStyle = css(zoneColour(z.name));
+      g.fillText(text, ZONE_STRIP + 5, top + 10);
+      lastY = top;
+    }
   }
 
   /** The hover line of a frame: pfn, physical address, zone, state. */
