@@ -69,25 +69,28 @@ export class VmallocView {
       text: String(p.index),
     }));
     const pages = t.pages.length;
+    // The area's size counts its guard page: the kmalloc of the same size is of the pages.
+    const bytes = pages * 4096;
     const order = Math.ceil(Math.log2(Math.max(1, pages)));
-    const kmallocText = t.area.size <= KMALLOC_MAX
-      ? `kmalloc(${size(t.area.size)}) would be one block of 2^${order} = ${fmt(1 << order)} contiguous frames: 1 physical run`
-      : `kmalloc cannot serve ${size(t.area.size)} (over KMALLOC_MAX_SIZE, 4 MiB)`;
-    const kcars = t.area.size <= KMALLOC_MAX
+    const kmallocText = bytes <= KMALLOC_MAX
+      ? `kmalloc(${size(bytes)}) would be one block of 2^${order} = ${fmt(1 << order)} contiguous frames: 1 physical run`
+      : `kmalloc cannot serve ${size(bytes)} (over KMALLOC_MAX_SIZE, 4 MiB)`;
+    const kcars = bytes <= KMALLOC_MAX
       ? Array.from({ length: Math.min(pages, MAX_CARS) }, (_, i) => h('span', { class: 'car kmalloc', text: String(i) }))
       : [];
+    // The cars first: the lines to the map leave from their tops and cross nothing else.
     $('train').replaceChildren(h('div', {},
-      h('h3', { text: `${t.area.kind} area ${t.area.start}–${t.area.end}, ${size(t.area.size)}${t.area.caller ? ` from ${t.area.caller}` : ''}` }),
+      h('div', { class: 'train', 'aria-label': 'virtual pages of the area, in order' }, cars),
+      h('h3', { text: `${t.area.kind} area ${t.area.start}–${t.area.end}, ${size(t.area.size)} with its guard page${t.area.caller ? `, from ${t.area.caller}` : ''}` }),
       h('p', { id: 'train-runs', 'data-runs': runs.length, 'data-pages': pages,
         text: `${fmt(pages)} pages in ${runs.length} physical run${runs.length === 1 ? '' : 's'} (the server counts ${t.runs.length}); guard ${size(t.area.guard)}` }),
-      h('div', { class: 'train', 'aria-label': 'virtual pages of the area, in order' }, cars),
       pages > MAX_CARS ? h('p', { class: 'dim', text: `first ${MAX_CARS} of ${fmt(pages)} pages shown; every frame is lit on the map` }) : null,
       h('p', { class: 'dim', text: `runs: ${runs.slice(0, 16).map((r) => (r.pages > 1 ? `0x${r.pfn.toString(16)}+${r.pages}` : `0x${r.pfn.toString(16)}`)).join(', ')}${runs.length > 16 ? ', …' : ''}` }),
       h('h3', { text: 'for contrast' }),
       h('p', { text: kmallocText }),
       h('div', { class: 'train' }, kcars),
-      t.area.size <= KMALLOC_MAX ? h('button', { type: 'button', id: 'train-kmalloc',
-        onclick: () => this.app.views.console.run(`kmalloc ${t.area.size} GFP_KERNEL`),
+      bytes <= KMALLOC_MAX ? h('button', { type: 'button', id: 'train-kmalloc',
+        onclick: () => this.app.views.console.run(`kmalloc ${bytes} GFP_KERNEL`),
         text: 'allocate a kmalloc block of this size (in the console)' }) : null));
     if (!keepView) { this.app.map.fitWhole(); }
     this.app.highlight(t.pages.map((p) => ({ pfn: p.pfn, pages: 1 })), { show: false });
