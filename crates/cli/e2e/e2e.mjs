@@ -200,6 +200,12 @@ async function main() {
       await page.fill('#console-in', 'cat /proc/buddyinfo');
       await page.press('#console-in', 'Enter');
       await page.waitForFunction(() => /Node 0, zone/.test(document.getElementById('console-out').textContent));
+      // A double free: the kernel's splat goes to the dmesg pane, the shell's line to the console.
+      await consoleRun(page, 'kfree a');
+      const twice = await consoleRun(page, '! kfree a');
+      assert.equal(twice.outcome.ok, true, 'the second kfree failed as expected');
+      await page.waitForFunction(() => /kernel BUG at mm\/slub\.c:\d+!/.test(document.getElementById('dmesg').textContent));
+      assert.match(await page.textContent('#console-out'), /failed as expected: .*double free/);
       await shot(page, 'console');
     });
 

@@ -11,7 +11,8 @@ const MAX_OUTPUT_NODES = 2000;
 export function shellText(o) {
   const lines = o.kernel.map((l) => `  ${l}`);
   if (o.oops_notice) lines.push(o.oops_notice);
-  const failure = o.failed ? failureOf(o) : null;
+  // For a failed line, `message` is the shell's failure() text: its error, or the oops.
+  const failure = o.failed ? o.message : null;
   if (failure !== null && o.expected_failure) lines.push(`failed as expected: ${failure}`);
   else if (failure !== null) lines.push(`error: line ${o.line}: ${o.command}: ${failure}`);
   else if (o.expected_failure) lines.push(`error: line ${o.line}: ${o.command}: expected to fail, but it succeeded`);
@@ -22,11 +23,6 @@ export function shellText(o) {
     else if (o.message) lines.push(`${prefix}${o.message}`);
   }
   return lines;
-}
-
-function failureOf(o) {
-  if (!o.oops) return o.message;
-  return o.halted ? 'the kernel panicked (see above)' : 'the kernel oopsed (see above)';
 }
 
 /** The Console view. */
