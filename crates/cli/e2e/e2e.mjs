@@ -316,6 +316,9 @@ async function main() {
         assert.ok(['held', 'n/a'].includes(s.verdict), `claim ${s.id}: ${s.verdict} (${s.measured})`);
         assert.match(s.measured, /^measured: ./, `claim ${s.id} shows its measured figures`);
       }
+      await page.click('#tour-A button.evidence');
+      const lit = await page.evaluate(() => Number(document.body.dataset.highlighted));
+      assert.ok(lit > 0, 'claim A lights its frames');
       await shot(page, 'tour');
       // On the machine the tour aged, a vmalloc area's pages lie scattered: its train.
       // (The server charges an oops that tour step D provokes on purpose to the next

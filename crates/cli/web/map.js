@@ -185,6 +185,7 @@ export class MemoryMap {
   draw() {
     const t0 = performance.now();
     paint(this, this.canvas, this.scale, this.x0, this.y0, true);
+    this.markHighlight();
     this.labelZones();
     const minScale = fitScale(this, this.minimap.width - ZONE_STRIP, this.minimap.height);
     paint(this, this.minimap, minScale, 0, 0, false);
@@ -198,6 +199,22 @@ export class MemoryMap {
     );
     this.lastDrawMs = performance.now() - t0;
     this.canvas.dispatchEvent(new CustomEvent('mapdrawn'));
+  }
+
+  /** When cells are small, ring each lit frame so that a few pages show on a big map. */
+  markHighlight() {
+    if (this.scale >= 4 || this.highlight.size === 0 || this.highlight.size > 4096) return;
+    const g = this.canvas.getContext('2d');
+    g.strokeStyle = '#ffd35a';
+    g.lineWidth = 1;
+    const r = 3;
+    for (const pfn of this.highlight) {
+      const { x, y } = this.cellOf(pfn);
+      const px = ZONE_STRIP + (x - this.x0 + 0.5) * this.scale;
+      const py = (y - this.y0 + 0.5) * this.scale;
+      if (px < ZONE_STRIP || py < 0 || px >= this.canvas.width || py >= this.canvas.height) continue;
+      g.strokeRect(Math.round(px) - r + 0.5, Math.round(py) - r + 0.5, 2 * r, 2 * r);
+    }
   }
 
   /** Each zone's name where its band starts (the zone strip at the left has its colour). */
