@@ -82,9 +82,10 @@ fn frames_of_a_4g_machine(c: &mut Criterion) {
             })
         })
     });
-    c.bench_function("command round trip (ksize, router + session + shell)", |b| {
-        b.iter(|| rt.block_on(run("ksize k1")))
-    });
+    c.bench_function(
+        "command round trip (ksize, router + session + shell)",
+        |b| b.iter(|| rt.block_on(run("ksize k1"))),
+    );
 }
 
 criterion_group! {
