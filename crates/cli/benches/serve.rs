@@ -33,7 +33,8 @@ fn frames_of_a_4g_machine(c: &mut Criterion) {
         let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
         v["id"].as_str().expect("id").to_string()
     });
-    // Some state to classify: slabs, page blocks, a vmalloc area, the page cache.
+    // Some state to classify: slabs, page blocks, a vmalloc area, and 3 GiB of page cache
+    // (order-0 pages one by one: the worst case for the map, no free block to skip).
     let run = |line: &str| {
         let r = r.clone();
         let path = format!("/api/sessions/{id}/commands");
@@ -58,7 +59,7 @@ fn frames_of_a_4g_machine(c: &mut Criterion) {
         }
         run("p = alloc_pages GFP_KERNEL 4").await;
         run("v = vmalloc 1M").await;
-        run("pagecache 64M").await;
+        run("pagecache 3G").await;
     });
     let frames = format!("/api/sessions/{id}/frames");
     c.bench_function("frames of a 4 GiB machine (compute + encode + HTTP)", |b| {
@@ -81,9 +82,10 @@ fn frames_of_a_4g_machine(c: &mut Criterion) {
             })
         })
     });
-    c.bench_function("command round trip (ksize, router + session + shell)", |b| {
-        b.iter(|| rt.block_on(run("ksize k1")))
-    });
+    c.bench_function(
+        "command round trip (ksize, router + session + shell)",
+        |b| b.iter(|| rt.block_on(run("ksize k1"))),
+    );
 }
 
 criterion_group! {

@@ -720,6 +720,34 @@ async fn views_show_what_commands_did() {
 }
 
 #[tokio::test]
+async fn dma_mappings_and_the_swiotlb_pool_show_on_the_map() {
+    let (_, r) = server(config());
+    let id = new_session(&r, json!({"swiotlb": "force"})).await;
+    let s = format!("/api/sessions/{id}");
+    let meta = get(&r, &format!("{s}/frames/meta")).await.json();
+    let pool = meta["swiotlb"]["start_pfn"].as_u64().expect("a pool") as usize;
+    let pool_pages = meta["swiotlb"]["pages"].as_u64().unwrap() as usize;
+    assert!(pool_pages > 0);
+    let map = get(&r, &format!("{s}/frames")).await.body;
+    assert!(map[40 + pool..40 + pool + pool_pages]
+        .iter()
+        .all(|&b| b == 0x40));
+
+    assert_eq!(command(&r, &id, "dev nic mask=64").await["ok"], true);
+    command(&r, &id, "x = kmalloc 8192 GFP_KERNEL").await;
+    let pfn = get(&r, &format!("{s}/info/x")).await.json()["result"]["pfn"]
+        .as_u64()
+        .unwrap() as usize;
+    let mapped = command(&r, &id, "h = dma_map_single nic x 8192 DMA_TO_DEVICE").await;
+    assert_eq!(mapped["ok"], true, "{mapped}");
+    let map = get(&r, &format!("{s}/frames")).await.body;
+    assert_eq!(&map[40 + pfn..40 + pfn + 2], &[0x41, 0x41]);
+    command(&r, &id, "dma_unmap_single nic h 8192 DMA_TO_DEVICE").await;
+    let map = get(&r, &format!("{s}/frames")).await.body;
+    assert_eq!(map[40 + pfn], 0x30);
+}
+
+#[tokio::test]
 async fn a_halted_machine_refuses_changes_until_reboot() {
     let (_, r) = server(config());
     let id = new_session(&r, json!({})).await;

@@ -103,6 +103,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route(
             &format!("{s}/replay"),
             post(replay_load)
+                .layer(axum::middleware::from_fn_with_state(
+                    app.clone(),
+                    one_upload_at_a_time,
+                ))
                 .delete(replay_forget)
                 .layer(DefaultBodyLimit::max(MAX_TRACE)),
         );
@@ -113,6 +117,27 @@ pub fn router(app: Arc<App>) -> Router {
             super::guard::check,
         ))
         .with_state(app)
+}
+
+/// At most [`super::session::UPLOADS`] traces are read at once (each may be 256 MiB in
+/// memory); another gets `429`.
+async fn one_upload_at_a_time(
+    State(app): Shared,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match app.uploads.clone().try_acquire_owned() {
+        Ok(permit) => {
+            let response = next.run(request).await;
+            drop(permit);
+            response
+        }
+        Err(_) => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "other traces are being loaded now; try again when they are done",
+        )
+        .into_response(),
+    }
 }
 
 async fn fallback(method: axum::http::Method, uri: axum::http::Uri) -> Response {
@@ -672,7 +697,7 @@ async fn slab_detail(
     Path((id, cache)): Path<(String, String)>,
     Query(q): Query<SlabQuery>,
 ) -> Result<Response, ApiError> {
-    let detail = q.detail.unwrap_or(64).min(4096);
+    let detail = q.detail.unwrap_or(64).min(1024);
     view(&app, &id, move |m| views::slab_detail(m, &cache, detail)).await
 }
 

@@ -20,6 +20,8 @@ use crate::MachineArgs;
 
 /// The most console lines a session keeps.
 pub const DMESG_LINES: usize = 10_000;
+/// Traces loaded at once, server-wide.
+pub const UPLOADS: usize = 2;
 /// Events buffered per session for slow event streams (then they get `resync`).
 const EVENT_BUFFER: usize = 256;
 
@@ -247,6 +249,8 @@ impl Drop for EventStream {
 pub struct App {
     config: Config,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Permits to load a trace (see [`UPLOADS`]).
+    pub uploads: Arc<tokio::sync::Semaphore>,
 }
 
 impl App {
@@ -255,6 +259,7 @@ impl App {
         Arc::new(App {
             config,
             sessions: Mutex::new(HashMap::new()),
+            uploads: Arc::new(tokio::sync::Semaphore::new(UPLOADS)),
         })
     }
 

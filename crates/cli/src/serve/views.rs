@@ -369,10 +369,19 @@ pub fn slab_detail(m: &Machine, key: &str, detail: usize) -> Result<Value, ApiEr
         });
         if detailed < detail {
             detailed += 1;
+            // A slab no CPU holds is all allocated when full and all free when empty;
+            // only the others need each object's freelist membership looked up.
+            let known = match (c.frozen, c.inuse) {
+                (false, 0) => Some(true),
+                (false, n) if n >= c.objects => Some(false),
+                _ => None,
+            };
             let letters: String = (0..c.objects.min(s.oo().objects as u16))
                 .map(|i| {
                     let object = base + i as u64 * s.size() as u64;
-                    let free = mm.object_info(VirtAddr(object)).is_some_and(|o| o.free);
+                    let free = known.unwrap_or_else(|| {
+                        mm.object_info(VirtAddr(object)).is_some_and(|o| o.free)
+                    });
                     object_letter(mm, s, object, free)
                 })
                 .collect();
