@@ -167,6 +167,13 @@ async function main() {
       await page.mouse.click(box.x + box.width / 3, box.y + box.height / 3);
       await page.waitForFunction(() => document.getElementById('map-info').textContent.length > 0);
       assert.match(await page.textContent('#map-info'), /pfn/);
+      // The pageblock overlay brings the migrate-type plane: hover then names the type.
+      await page.check('#map-overlay');
+      await page.waitForFunction(() => window.kmemlab.map.migrate !== null);
+      await page.mouse.move(box.x + box.width / 3 + 1, box.y + box.height / 3);
+      assert.match(await page.textContent('#map-hover'), /pageblock (Unmovable|Movable|Reclaimable|HighAtomic|Isolate)/);
+      await shot(page, 'map-pageblocks');
+      await page.uncheck('#map-overlay');
     });
 
     await step('console: commands change the map cells of their frames', async () => {

@@ -5,7 +5,7 @@ import { Session, commandTable } from './api.js';
 import { decodeFrames } from './frames.js';
 import { h, linkAddresses } from './dom.js';
 import { MemoryMap } from './map.js';
-import { renderLegend } from './legend.js';
+import { renderLegend, renderMigrateLegend } from './legend.js';
 import { ZonesView } from './zones.js';
 import { SlabsView } from './slabs.js';
 import { VmallocView } from './vmalloc.js';
@@ -193,6 +193,7 @@ function bindMapTools(app) {
   $('map-reset').addEventListener('click', () => { app.map.fitWhole(); app.map.draw(); });
   $('map-overlay').addEventListener('change', (e) => {
     app.map.overlay = e.target.checked;
+    renderMigrateLegend($('mt-legend'), app.meta?.migratetypes || [], app.map.overlay);
     app.refreshFrames();
   });
   $('map-goto').addEventListener('keydown', (e) => {
