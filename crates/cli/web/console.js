@@ -48,8 +48,6 @@ export class ConsoleView {
 
   async refresh() {}
 
-  shown() { $('console-in').focus({ preventScroll: true }); }
-
   /** Run a line in the session, print it as the shell does, light what it touched. */
   async run(line) {
     if (line.trim() && this.history[this.history.length - 1] !== line) this.history.push(line);
