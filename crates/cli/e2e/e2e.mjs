@@ -11,7 +11,7 @@
 // measured and printed, never asserted.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -352,6 +352,12 @@ async function main() {
     });
 
     await step('replay: upload the SLUB trace, scrub to the end, the report', async () => {
+      if (!existsSync(trace)) {
+        // The shared data sits beside the repository on CI (KMEMLAB_E2E=1), maybe not elsewhere.
+        assert.notEqual(process.env.KMEMLAB_E2E, '1', `${trace} is missing`);
+        console.log(`     (skipped: ${trace} is missing)`);
+        return;
+      }
       await view(page, 'replay');
       await page.setInputFiles('#replay-file', trace);
       await page.click('#replay-form button[type=submit]');
