@@ -5,7 +5,7 @@
 //
 // Environment: KMEMLAB_CHROMIUM (default /usr/bin/chromium), KMEMLAB_SCREENSHOTS (a
 // directory for one PNG per view; default ../../../target/e2e-screenshots),
-// KMEMLAB_TRACE (the trace to upload; default the shared SLUB trace).
+// KMEMLAB_TRACE (the trace to upload; default the repository's SLUB trace).
 //
 // No timed assertions: every wait has a generous timeout, and the time to interactive is
 // measured and printed, never asserted.
@@ -25,7 +25,7 @@ if (!url) {
 }
 const executablePath = process.env.KMEMLAB_CHROMIUM || '/usr/bin/chromium';
 const shots = resolve(process.env.KMEMLAB_SCREENSHOTS || join(here, '../../../target/e2e-screenshots'));
-const trace = resolve(process.env.KMEMLAB_TRACE || join(here, '../../../../shared/data/traces/linux-3.5-i386-boot-slub.trace'));
+const trace = resolve(process.env.KMEMLAB_TRACE || join(here, '../../../tests/data/traces/linux-3.5-i386-boot-slub.trace'));
 const WAIT = 120_000; // generous: the CI machine has two cores shared with other work
 
 const results = [];
@@ -353,7 +353,7 @@ async function main() {
 
     await step('replay: upload the SLUB trace, scrub to the end, the report', async () => {
       if (!existsSync(trace)) {
-        // The shared data sits beside the repository on CI (KMEMLAB_E2E=1), maybe not elsewhere.
+        // The trace is in the repository (tests/data); a KMEMLAB_TRACE elsewhere may be missing.
         assert.notEqual(process.env.KMEMLAB_E2E, '1', `${trace} is missing`);
         console.log(`     (skipped: ${trace} is missing)`);
         return;

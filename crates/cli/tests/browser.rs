@@ -13,8 +13,8 @@ use std::process::{Child, Command, Stdio};
 /// The browser the test drives (Debian's package).
 const CHROMIUM: &str = "/usr/bin/chromium";
 
-/// The shared SLUB trace the server offers as a sample, relative to the repository.
-const SAMPLE_TRACE: &str = "../shared/data/traces/linux-3.5-i386-boot-slub.trace";
+/// The SLUB trace the server offers as a sample and the test uploads, in the repository.
+const SAMPLE_TRACE: &str = "tests/data/traces/linux-3.5-i386-boot-slub.trace";
 
 /// A child process killed when the test ends, however it ends.
 struct KillOnDrop(Child);

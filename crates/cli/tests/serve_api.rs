@@ -1050,3 +1050,79 @@ fn the_server_answers_over_tcp() {
     );
     assert!(rebinding.starts_with("HTTP/1.1 403"), "{rebinding}");
 }
+
+/// Hostile values in every path parameter and body: always an answer below 500.
+#[tokio::test]
+async fn hostile_requests_never_get_a_server_error() {
+    let (_, r) = server(config());
+    let id = new_session(&r, json!({})).await;
+    command(&r, &id, "a = kmalloc 100 GFP_KERNEL").await;
+    let long = "f".repeat(5000);
+    let values = [
+        "0",
+        "0xffffffffffffffff",
+        "18446744073709551616",
+        "-1",
+        "..%2F..%2Fetc%2Fpasswd",
+        "%00",
+        "pfn:0xffffffffffffffff",
+        "pfn:",
+        "0x",
+        "kmalloc-128",
+        "a",
+        "%E2%9C%93",
+        long.as_str(),
+    ];
+    let bodies = [
+        json!(null),
+        json!([]),
+        json!({"line": ""}),
+        json!({"line": "#"}),
+        json!({"line": "a = = ="}),
+        json!({"event": -1}),
+        json!({"event": 1e300}),
+        json!({"sample": ""}),
+        json!({"ram": 0}),
+        json!({"ram": "16M", "cpus": 100000}),
+        json!({"holes": ["0-1"]}),
+        json!({"holes": "x"}),
+        json!({"slab_debug": "XYZ"}),
+    ];
+    for (method, path) in ROUTES {
+        if path.ends_with("/events") || *path == "/api/sessions/{id}" && *method == "delete" {
+            continue;
+        }
+        for v in values {
+            let concrete = path
+                .replace("{id}", &id)
+                .replace("{file}", v)
+                .replace("{cache}", v)
+                .replace("{addr}", v)
+                .replace("{x}", v)
+                .replace("{claim}", v);
+            for body in &bodies {
+                let req = request(&method.to_uppercase(), &concrete)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(body.to_string()))
+                    .unwrap();
+                let reply = send(&r, req).await;
+                assert!(
+                    reply.status.as_u16() < 500,
+                    "{method} {concrete} {body}: {} {}",
+                    reply.status,
+                    reply.text()
+                );
+                if *method == "get" {
+                    break; // a GET has no body to vary
+                }
+            }
+        }
+    }
+    let frames = get(
+        &r,
+        &format!("/api/sessions/{id}/frames?from=18446744073709551615&count=18446744073709551615"),
+    )
+    .await;
+    assert_eq!(frames.status, StatusCode::OK);
+    assert_eq!(frames.body.len(), 40);
+}

@@ -245,7 +245,13 @@ impl<P: Platform> Mm<P> {
     /// `might_sleep()`: refuse (and report the kernel's splat) when this CPU may not sleep.
     #[inline]
     pub fn might_sleep(&self) -> Result<(), context::SleepInAtomic> {
-        if self.this_cpu().preempt_count.get() == 0 && !self.platform.irqs_disabled() {
+        self.might_sleep_on(self.platform.smp_processor_id())
+    }
+
+    /// [`Mm::might_sleep`] when the caller already knows it runs on `cpu`.
+    #[inline]
+    pub(crate) fn might_sleep_on(&self, cpu: usize) -> Result<(), context::SleepInAtomic> {
+        if self.percpu.get(cpu).preempt_count.get() == 0 && !self.platform.irqs_disabled() {
             return Ok(());
         }
         Err(self.sleep_in_atomic_splat())

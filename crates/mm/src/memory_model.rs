@@ -456,10 +456,24 @@ impl PageList {
     }
 
     /// Unlink and return the last page, checked.
+    ///
+    /// A head whose `last` is the head itself while `first` names a page is corrupt: the
+    /// kernel's `list_last_entry()` then yields the head, and `list_del()` of it fails
+    /// `prev->next == entry` (`__list_del_entry_valid_or_report()`, 6.6): the head's
+    /// `next` is that page, not the head. Reported the same way, so that a caller which
+    /// chose the list because `list_empty()` (which reads `first`) said no never gets
+    /// `None` from a list it believes non-empty and loops.
     #[inline]
     pub fn try_pop_back(&self, map: &MemMap) -> Result<Option<u64>, ListCorruption> {
         let Some(pfn) = self.last() else {
-            return Ok(None);
+            return match self.first() {
+                None => Ok(None),
+                Some(first) => Err(ListCorruption::DelPrev {
+                    entry: NIL_PFN,
+                    prev: NIL_PFN,
+                    was: first,
+                }),
+            };
         };
         self.try_remove(map, pfn).map(|()| Some(pfn))
     }

@@ -134,7 +134,10 @@ pub fn compute(machine: &Machine, dma: &DmaRanges) -> FrameMap {
     for r in mm.memblock().memory.regions() {
         let from = (r.base.div_ceil(PAGE_SIZE as u64)).min(max);
         let to = ((r.base.saturating_add(r.size)) / PAGE_SIZE as u64).min(max);
-        state[from as usize..to as usize].fill(UNKNOWN);
+        // A region smaller than a page (a hole's edges need not be aligned) holds none.
+        if from < to {
+            state[from as usize..to as usize].fill(UNKNOWN);
+        }
     }
     classify_pages(mm, &mut state, &mut cache);
     for pfn in machine.page_cache().pfns() {

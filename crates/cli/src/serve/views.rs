@@ -123,7 +123,7 @@ pub fn frames_meta(m: &Machine, generation: u64) -> Value {
         None::<()>
     });
     let swiotlb = mm.swiotlb_pool().map(|(start, slots)| {
-        json!({"start_pfn": start.0 / PAGE_SIZE as u64, "pages": slots * 2048 / PAGE_SIZE as u64})
+        json!({"start_pfn": start.0 / PAGE_SIZE as u64, "pages": slots.saturating_mul(2048) / PAGE_SIZE as u64})
     });
     json!({
         "generation": generation,
@@ -206,8 +206,8 @@ fn slab_row(mm: &Mm<SimPlatform>, index: usize, s: &KmemCache) -> Value {
     let slab_bytes = (PAGE_SIZE as u64) << order.min(MAX_PAGE_ORDER);
     // slabinfo.c: `slab_size(s) = s->slabs * (page_size << s->order)`, and the loss
     // `slab_size(s) - s->objects * s->object_size` (objects in use).
-    let total_bytes = i.num_slabs * slab_bytes;
-    let loss = total_bytes.saturating_sub(i.active_objs * s.object_size() as u64);
+    let total_bytes = i.num_slabs.saturating_mul(slab_bytes);
+    let loss = total_bytes.saturating_sub(i.active_objs.saturating_mul(s.object_size() as u64));
     let cpu_slabs = (0..mm.platform().nr_cpus())
         .filter_map(|cpu| mm.cpu_slab_state(s.handle(), cpu).ok())
         .filter(|c| c.slab.is_some())
@@ -289,16 +289,34 @@ fn layout(s: &KmemCache) -> Vec<Value> {
     parts
 }
 
+/// The largest object slot a view reads: a slab of the largest order. A cache whose
+/// sizes (read from RAM) claim more is corrupted, and its objects show as damaged.
+const MAX_SLOT: u64 = (PAGE_SIZE as u64) << MAX_PAGE_ORDER;
+
+/// The bytes of the slot holding `object`, if the cache's sizes are sane and RAM has them.
+fn read_slot(mm: &Mm<SimPlatform>, s: &KmemCache, object: u64) -> Option<Vec<u8>> {
+    let (rlp, size) = (s.red_left_pad() as u64, s.size() as u64);
+    let sane = size <= MAX_SLOT
+        && rlp.saturating_add(s.object_size() as u64) <= size
+        && rlp.saturating_add(s.inuse() as u64) <= size
+        && s.object_size() <= s.inuse();
+    if !sane {
+        return None;
+    }
+    let mut slot = vec![0u8; size as usize];
+    mm.kread_bytes(object.wrapping_sub(rlp), &mut slot).ok()?;
+    Some(slot)
+}
+
 /// The letter of one object: `a` allocated, `f` free, `p` free with its poison intact,
 /// `r` a red zone or poison found damaged.
 fn object_letter(mm: &Mm<SimPlatform>, s: &KmemCache, object: u64, free: bool) -> char {
     let flags = s.flags();
     let rlp = s.red_left_pad() as u64;
     let (size, inuse, osize) = (s.size() as u64, s.inuse() as u64, s.object_size() as u64);
-    let mut slot = vec![0u8; size as usize];
-    if mm.kread_bytes(object.wrapping_sub(rlp), &mut slot).is_err() {
+    let Some(slot) = read_slot(mm, s, object) else {
         return 'r';
-    }
+    };
     if flags.contains(SlabFlags::RED_ZONE) {
         let want = if free {
             SLUB_RED_INACTIVE
@@ -425,9 +443,8 @@ pub fn slab_object(m: &Machine, key: &str, at: u64) -> Result<Value, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("{at:#x} is not an object of {}", s.name())))?;
     let object = o.object.0;
     let slot_start = object.wrapping_sub(s.red_left_pad() as u64);
-    let mut slot = vec![0u8; s.size() as usize];
-    let hex = match mm.kread_bytes(slot_start, &mut slot) {
-        Ok(()) => slot
+    let hex = match read_slot(mm, s, object) {
+        Some(slot) => slot
             .chunks(16)
             .enumerate()
             .map(|(i, c)| {
@@ -436,7 +453,7 @@ pub fn slab_object(m: &Machine, key: &str, at: u64) -> Result<Value, ApiError> {
             })
             .collect::<Vec<_>>()
             .join("\n"),
-        Err(e) => format!("(unreadable: {e})"),
+        None => "(the slot cannot be read: the cache's sizes or its memory are bad)".to_string(),
     };
     let letter = object_letter(mm, s, object, o.free);
     let state = match letter {
@@ -538,7 +555,7 @@ fn area_json(mm: &Mm<SimPlatform>, a: &kmemlab_mm::vmalloc::VmapAreaInfo) -> Val
         v["caller"] = json!(vm.caller.map(|c| c.to_string()));
         v["pages"] = json!(vm.nr_pages);
         v["mapped_pages"] = json!(pfns.len());
-        v["guard"] = json!(vm.size - vm.usable_size());
+        v["guard"] = json!(vm.size.saturating_sub(vm.usable_size()));
         v["phys_runs"] = json!(runs(&pfns).len());
         v["requested_size"] = json!(vm.requested_size);
     }
@@ -576,7 +593,8 @@ pub fn vmalloc_area(m: &Machine, at: u64) -> Result<Value, ApiError> {
     let mut pages = Vec::new();
     let mut pfns = Vec::new();
     let _ = mm.vm_area_pfns(a.addr, |p: Pfn| {
-        pages.push(json!({"index": pfns.len(), "virt": addr(a.addr.0 + pfns.len() as u64 * PAGE_SIZE as u64), "pfn": p.0}));
+        let virt = a.addr.0.wrapping_add(pfns.len() as u64 * PAGE_SIZE as u64);
+        pages.push(json!({"index": pfns.len(), "virt": addr(virt), "pfn": p.0}));
         pfns.push(p.0);
     });
     let found = vmap_areas(mm)

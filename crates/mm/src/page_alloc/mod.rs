@@ -1074,11 +1074,21 @@ impl<P: Platform> Mm<P> {
         }
     }
 
-    /// `free_pcppages_bulk()`: give `count` pages back to the buddy lists, round-robin over
-    /// the lists starting with `pindex`, coldest (tail) pages first. The count is read
-    /// from RAM: once every list is empty the walk stops and the count is set to 0.
+    /// `free_pcppages_bulk()` (6.6): give `count` pages back to the buddy lists,
+    /// round-robin over the lists starting with `pindex` (skipping the empty ones at
+    /// either end, `min_pindex`/`max_pindex`), coldest (tail) pages first.
+    ///
+    /// `pcp->count` is read from RAM and not trusted. 6.6 clamps `count` to it ("Ensure
+    /// proper count is passed which otherwise would stuck in the below
+    /// while (list_empty(list)) loop") and trusts it; here it is also clamped to the
+    /// zone's managed pages (no CPU can cache more), and the walk ends when every list is
+    /// empty, whatever the count said: see [`Mm::pcp_count_corrupt`]. Every round of the
+    /// outer loop either takes a block off a list (`count` falls) or leaves one list empty
+    /// for good (a list that fails its `list_del` check is abandoned, `INIT_LIST_HEAD`, as
+    /// [`crate::memory_model::PageList::pop_back`] does), so it runs at most
+    /// `count + NR_PCP_LISTS` times.
     fn free_pcppages_bulk(&self, zone: &Zone, count: u32, pcp: &PerCpuPages, pindex: usize) {
-        let mut count = count.min(pcp.count()) as i64;
+        let mut count = i64::from(count.min(self.pcp_count_checked(zone, pcp)));
         if count <= 0 {
             return;
         }
@@ -1108,7 +1118,7 @@ impl<P: Platform> Mm<P> {
             };
             let Some(list) = found else {
                 // Every list is empty although the count said otherwise.
-                pcp.count.store(0, Relaxed);
+                self.pcp_count_corrupt(zone, pcp);
                 return;
             };
             let order = pindex_to_order(pindex as usize);
@@ -1116,7 +1126,12 @@ impl<P: Platform> Mm<P> {
             while count > 0 {
                 let pfn = match list.try_pop_back(&self.mem_map) {
                     Ok(Some(pfn)) => pfn,
-                    Ok(None) => break,
+                    Ok(None) => {
+                        // `last` and `first` both the head: nothing to abandon, but
+                        // make sure the list reads as empty from now on.
+                        list.init();
+                        break;
+                    }
                     Err(e) => {
                         self.report_list_corruption(&e);
                         list.init();
@@ -1135,15 +1150,48 @@ impl<P: Platform> Mm<P> {
         }
     }
 
-    /// `drain_pages_zone()` for one CPU: every page on its lists back to the buddy lists.
+    /// `pcp->count`, at most the zone's managed pages: no CPU can cache more, and the
+    /// bound keeps a walk of lists overwritten in RAM short. A larger count is reported
+    /// when the lists run dry before it ([`Mm::pcp_count_corrupt`]).
+    fn pcp_count_checked(&self, zone: &Zone, pcp: &PerCpuPages) -> u32 {
+        pcp.count()
+            .min(zone.managed_pages.min(u64::from(u32::MAX)) as u32)
+    }
+
+    /// A `pcp->count` above what the lists hold, found when they are empty. 6.6 has no
+    /// check here: its `free_pcppages_bulk()` would spin for ever in
+    /// `while (list_empty(list))` with the zone lock held. kmemlab prints the count and a
+    /// WARN naming that function (line 0: there is no kernel line to cite), and sets the
+    /// count to 0, which is what the empty lists hold.
+    #[cold]
+    #[inline(never)]
+    fn pcp_count_corrupt(&self, zone: &Zone, pcp: &PerCpuPages) {
+        self.warn_report(
+            "mm/page_alloc.c",
+            0,
+            "free_pcppages_bulk",
+            format_args!(
+                "pcp->count is {} for zone {}, but its per-CPU lists are empty",
+                pcp.count(),
+                zone.name()
+            ),
+        );
+        pcp.count.store(0, Relaxed);
+    }
+
+    /// `drain_pages_zone()` (6.6) for every populated zone (`drain_pages()`): this CPU's
+    /// lists back to the buddy lists, in one `free_pcppages_bulk()` of the whole count
+    /// under `pcp->lock`. That call empties every list whatever the count read from RAM
+    /// said (see [`Mm::free_pcppages_bulk`]), so nothing here loops on the count.
     pub fn drain_pages(&self, cpu: usize) {
         let percpu = self.percpu.get(cpu);
         for zone in self.zones.iter().filter(|z| z.managed_pages > 0) {
             let pcp = &percpu.pcp[zone.idx];
-            self.spin_lock(&pcp.lock, "pcp->lock");
-            while pcp.count() > 0 {
-                self.free_pcppages_bulk(zone, pcp.count(), pcp, 0);
+            if pcp.count() == 0 {
+                continue;
             }
+            self.spin_lock(&pcp.lock, "pcp->lock");
+            self.free_pcppages_bulk(zone, pcp.count(), pcp, 0);
             pcp.lock.unlock();
         }
     }
