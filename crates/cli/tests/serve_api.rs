@@ -257,7 +257,7 @@ async fn sessions_are_created_listed_and_deleted() {
 #[tokio::test]
 async fn every_route_answers_and_is_in_the_openapi_document() {
     let mut c = config();
-    let trace = std::path::Path::new("../../../shared/data/traces/linux-3.5-i386-boot-slub.trace");
+    let trace = std::path::Path::new("../../tests/data/traces/linux-3.5-i386-boot-slub.trace");
     if trace.exists() {
         c.samples
             .push(kmemlab_cli::serve::Sample::load(trace).expect("sample"));
@@ -828,7 +828,7 @@ async fn a_tour_claim_runs_on_the_sessions_machine() {
 
 #[tokio::test]
 async fn a_trace_replays_seeks_and_reports_as_kmemlab_replay() {
-    let path = std::path::Path::new("../../../shared/data/traces/linux-3.5-i386-boot-slub.trace");
+    let path = std::path::Path::new("../../tests/data/traces/linux-3.5-i386-boot-slub.trace");
     if !path.exists() {
         eprintln!("skipped: {} is missing", path.display());
         return;

@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use kmemlab_sim::trace::{replay, ReplayOptions, Report, TraceReader};
 use kmemlab_sim::Machine;
+use kmemlab_trace::{replay, ReplayOptions, Report, TraceReader};
 use serde_json::{json, Value};
 
 use crate::MachineArgs;
