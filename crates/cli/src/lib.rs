@@ -9,6 +9,7 @@ mod describe;
 mod dma_commands;
 mod output;
 mod replay;
+pub mod serve;
 pub mod shell;
 mod tour;
 mod vmcommands;
@@ -272,6 +273,9 @@ enum Command {
     },
     /// Replay a kernel kmem trace (ftrace or trace-cmd report text) and report as perf kmem stat.
     Replay(replay::ReplayArgs),
+    /// Serve the explorer: a page in the browser with live views of a machine per tab,
+    /// and the HTTP API it uses (docs/SERVE_API.md, GET /api/openapi.json).
+    Serve(serve::ServeArgs),
 }
 
 /// `proc FILE`'s help: every file the kernel side can render.
@@ -301,6 +305,7 @@ pub fn main_entry() -> ExitCode {
         Command::Shell { script, json } => shell::run(&cli.machine, script.as_deref(), *json),
         Command::Proc { file } => proc_file(&cli.machine, file),
         Command::Replay(args) => replay::run(&cli.machine, args),
+        Command::Serve(args) => serve::run(&cli.machine, args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -70,6 +70,9 @@ pub struct Shell {
     pub fragmented: Vec<kmemlab_sim::Fragmented>,
     /// Scatterlists mapped by `dma_map_sg`, by table address, until `dma_unmap_sg`.
     pub sg_tables: BTreeMap<u64, crate::dma_commands::MappedSg>,
+    /// Live single mappings and coherent buffers the shell made, by bus address: the
+    /// physical range each covers (for `serve`'s map).
+    pub dma_mapped: BTreeMap<u64, (u64, u64)>,
     /// The last console lines of a machine that `reboot` replaced, shown with that
     /// command's output.
     last_words: Vec<String>,
@@ -89,8 +92,30 @@ impl Shell {
             line: 0,
             fragmented: Vec::new(),
             sg_tables: BTreeMap::new(),
+            dma_mapped: BTreeMap::new(),
             last_words: Vec::new(),
         }
+    }
+
+    /// The interrupt and preemption state the shell keeps for `cpu` (default for a CPU
+    /// it does not have).
+    pub fn cpu_state(&self, cpu: usize) -> CpuState {
+        self.cpus.get(cpu).copied().unwrap_or_default()
+    }
+
+    /// The physical ranges (start, bytes) of every live DMA mapping and coherent buffer
+    /// the shell made, scatterlist segments included.
+    pub fn dma_ranges(&self) -> Vec<(u64, u64)> {
+        let mut v: Vec<(u64, u64)> = self.dma_mapped.values().copied().collect();
+        for m in self.sg_tables.values() {
+            v.extend(crate::dma_commands::sg_phys_ranges(&self.machine, m));
+        }
+        v
+    }
+
+    /// The number of a name given earlier, if any.
+    pub fn var(&self, name: &str) -> Option<u64> {
+        self.vars.get(name).copied()
     }
 
     /// `reboot`: a fresh machine with the same flags replaces this one; every name, CPU
@@ -109,6 +134,7 @@ impl Shell {
         self.cpus = vec![CpuState::default(); self.machine.config().cpus];
         self.fragmented.clear();
         self.sg_tables.clear();
+        self.dma_mapped.clear();
         Ok(boot_summary(&self.machine))
     }
 
