@@ -176,12 +176,14 @@ pub fn run(machine: &MachineArgs, args: &ServeArgs) -> Result<bool, String> {
                 reaper.expire_idle_at(std::time::Instant::now());
             }
         });
-        axum::serve(listener, router(app))
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
-            .map_err(|e| format!("the server stopped: {e}"))
+        // Ctrl-C ends the server at once: an open event stream (a browser tab) would
+        // keep a graceful shutdown waiting forever.
+        tokio::select! {
+            served = axum::serve(listener, router(app)) => {
+                served.map_err(|e| format!("the server stopped: {e}"))
+            }
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        }
     })?;
     Ok(true)
 }
