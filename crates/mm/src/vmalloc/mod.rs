@@ -23,6 +23,7 @@
 
 mod area;
 mod check;
+pub mod query;
 mod map;
 mod purge;
 mod rbtree;
