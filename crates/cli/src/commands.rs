@@ -469,6 +469,13 @@ pub const COMMANDS: &[Command] = &[
         run: cat,
     },
     Command {
+        name: "kmem",
+        usage: crate::kmem_command::USAGE,
+        help: "what an address is, slab caches, free lists, vmap areas, memory usage (crash's kmem)",
+        mutates: false,
+        run: crate::kmem_command::kmem,
+    },
+    Command {
         name: "vmstat",
         usage: "",
         help: "the event counters",

@@ -7,6 +7,7 @@
 mod commands;
 mod describe;
 mod dma_commands;
+mod kmem_command;
 mod output;
 mod replay;
 pub mod shell;

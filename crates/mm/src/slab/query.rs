@@ -47,6 +47,17 @@ pub struct SlabSummary {
     pub place: SlabPlace,
 }
 
+/// A cache's slabs and objects, as crash's `kmem -s` counts them.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct SlabUsage {
+    /// Slabs (`kmem_cache_node.nr_slabs`).
+    pub slabs: u64,
+    /// Objects in them (`kmem_cache_node.total_objects`).
+    pub total: u64,
+    /// Objects on no freelist.
+    pub allocated: u64,
+}
+
 /// The state of one object.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum ObjectState {
@@ -100,6 +111,15 @@ impl ObjectBits {
     }
     fn get(&self, i: u16) -> bool {
         self.0[i as usize / 64] & (1 << (i % 64)) != 0
+    }
+}
+
+impl FreeSets {
+    /// Free objects among the first `objects`.
+    fn count(&self, objects: u16) -> u64 {
+        (0..objects)
+            .filter(|&i| self.slab.get(i) || self.cpu.get(i))
+            .count() as u64
     }
 }
 
@@ -230,6 +250,47 @@ impl<P: Platform> Mm<P> {
         f: &mut dyn FnMut(&SlabSummary),
     ) -> Result<(), SlabError> {
         let s = self.cache(r)?;
+        self.listed_slabs(s, f)?;
+        if !s.is_debug() {
+            self.unlisted_full_slabs(s, f);
+        }
+        Ok(())
+    }
+
+    /// What crash's `kmem -s` counts for a cache: the node's slabs and objects
+    /// (`nr_slabs`, `total_objects`), and the objects allocated, which are all objects
+    /// less the free ones on every listed slab's freelist and its owning CPU's freelist
+    /// (each walked and checked; full slabs have none).
+    pub fn slab_usage(&self, r: KmemCacheRef) -> Result<SlabUsage, SlabError> {
+        let s = self.cache(r)?;
+        let n = self.get_node_quiet(s).ok_or(SlabError::Corrupted {
+            addr: s.node.load(Relaxed),
+            what: "kmem_cache.node is no kmem_cache_node object",
+        })?;
+        let (slabs, total) = (n.nr_slabs.load(Relaxed), n.total_objects.load(Relaxed));
+        let mut free = 0u64;
+        let mut bad = None;
+        self.listed_slabs(s, &mut |slab| {
+            if bad.is_none() {
+                match self.free_sets(s, slab) {
+                    Ok(sets) => free += sets.count(slab.objects),
+                    Err(e) => bad = Some(e),
+                }
+            }
+        })?;
+        if let Some(e) = bad {
+            return Err(e);
+        }
+        Ok(SlabUsage {
+            slabs,
+            total,
+            allocated: total.saturating_sub(free),
+        })
+    }
+
+    /// The slabs the kernel's lists hold: each CPU's slab and partial list, then the
+    /// node's partial and full lists.
+    fn listed_slabs(&self, s: &KmemCache, f: &mut dyn FnMut(&SlabSummary)) -> Result<(), SlabError> {
         for cpu in 0..self.platform.nr_cpus() {
             self.cpu_slabs(s, cpu, f)?;
         }
@@ -246,9 +307,6 @@ impl<P: Platform> Mm<P> {
                 let slab = self.checked_slab(s, pfn)?;
                 f(&SlabSummary { place, ..slab });
             }
-        }
-        if !s.is_debug() {
-            self.unlisted_full_slabs(s, f);
         }
         Ok(())
     }
