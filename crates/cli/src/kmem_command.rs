@@ -110,14 +110,19 @@ fn struct_page(mm: &Mmp, pfn: u64) -> u64 {
 
 // ----- kmem -s / -S ---------------------------------------------------------------------
 
-const CACHE_HEADER: &str =
-    "CACHE             OBJSIZE  ALLOCATED     TOTAL  SLABS  SSIZE  NAME";
+const CACHE_HEADER: &str = "CACHE             OBJSIZE  ALLOCATED     TOTAL  SLABS  SSIZE  NAME";
 
 /// One `kmem -s` row and its JSON; a cache whose slabs are corrupted says so in the row.
 fn cache_row(mm: &Mmp, r: KmemCacheRef) -> (String, Json) {
     let Ok(s) = mm.cache(r) else {
-        let text = format!("{:<16}  (corrupted: not a live kmem_cache)", format!("{:x}", r.0));
-        return (text, json!({"cache": hex(r.0), "corrupted": "not a live kmem_cache"}));
+        let text = format!(
+            "{:<16}  (corrupted: not a live kmem_cache)",
+            format!("{:x}", r.0)
+        );
+        return (
+            text,
+            json!({"cache": hex(r.0), "corrupted": "not a live kmem_cache"}),
+        );
     };
     match mm.slab_usage(r) {
         Ok(u) => (
@@ -191,11 +196,17 @@ fn slab_block(mm: &Mmp, r: KmemCacheRef, slab: &SlabSummary, only: Option<u16>) 
         });
         objects.push((i, state));
     });
-    let memory = mm.layout().phys_to_virt(slab.pfn << PAGE_SHIFT).unwrap_or(0);
+    let memory = mm
+        .layout()
+        .phys_to_virt(slab.pfn << PAGE_SHIFT)
+        .unwrap_or(0);
     let head = format!("{:x}", struct_page(mm, slab.pfn));
     if let Err(e) = walked {
         let text = format!("{SLAB_HEADER}\n  {head:<16}  {memory:<16x}  (corrupted: {e})");
-        return (text, json!({"slab": hex(struct_page(mm, slab.pfn)), "pfn": slab.pfn, "corrupted": e.to_string()}));
+        return (
+            text,
+            json!({"slab": hex(struct_page(mm, slab.pfn)), "pfn": slab.pfn, "corrupted": e.to_string()}),
+        );
     }
     let free = objects.iter().filter(|(_, s)| s.is_free()).count();
     let mut text = format!(
@@ -268,8 +279,12 @@ fn cache_slabs(mm: &Mmp, r: KmemCacheRef) -> Result<Value, String> {
         }
     };
     for cpu in 0..mm.platform().nr_cpus() {
-        section(&mut text, format!("CPU {cpu} SLAB"), &|p| p == SlabPlace::CpuSlab(cpu));
-        section(&mut text, format!("CPU {cpu} PARTIAL"), &|p| p == SlabPlace::CpuPartial(cpu));
+        section(&mut text, format!("CPU {cpu} SLAB"), &|p| {
+            p == SlabPlace::CpuSlab(cpu)
+        });
+        section(&mut text, format!("CPU {cpu} PARTIAL"), &|p| {
+            p == SlabPlace::CpuPartial(cpu)
+        });
     }
     let node = mm.node_slab_state(r).map_err(|e| e.to_string())?;
     text.push_str(&format!(
@@ -284,7 +299,9 @@ fn cache_slabs(mm: &Mmp, r: KmemCacheRef) -> Result<Value, String> {
             .count()
     ));
     let debug = mm.cache(r).map(|s| s.is_debug()).unwrap_or(false);
-    section(&mut text, "NODE 0 PARTIAL".into(), &|p| p == SlabPlace::NodePartial);
+    section(&mut text, "NODE 0 PARTIAL".into(), &|p| {
+        p == SlabPlace::NodePartial
+    });
     section(&mut text, "NODE 0 FULL".into(), &|p| {
         matches!(p, SlabPlace::NodeFull | SlabPlace::Unlisted)
     });
@@ -333,7 +350,11 @@ fn free_lists(mm: &Mmp) -> Result<Value, String> {
                 "\n{order:>3}  {:>6}  {blocks:>6}  {pages:>6}  {:>7}{}",
                 format!("{}k", 4u64 << order),
                 snap.nr_free[order],
-                if ok { "" } else { "  (differs: the list walk found other blocks)" }
+                if ok {
+                    ""
+                } else {
+                    "  (differs: the list walk found other blocks)"
+                }
             ));
             areas.push(json!({"order": order, "blocks": blocks, "pages": pages, "nr_free": snap.nr_free[order], "verified": ok}));
         }
@@ -355,7 +376,11 @@ fn free_lists(mm: &Mmp) -> Result<Value, String> {
     }
     text.push_str(&format!(
         "\n\nnr_free_pages: {grand_total}  ({})",
-        if all_verified { "verified" } else { "NOT verified: see above" }
+        if all_verified {
+            "verified"
+        } else {
+            "NOT verified: see above"
+        }
     ));
     Ok(Value::Object(
         json!({"zones": zones, "nr_free_pages": grand_total, "verified": all_verified}),
@@ -389,7 +414,11 @@ fn zone_stats(mm: &Mmp) -> Result<Value, String> {
         if z.is_populated() {
             text.push_str("\n  VM_STAT:");
             let items = std::iter::once(("NR_FREE_PAGES".to_string(), z.free_pages()))
-                .chain(ZoneStatItem::ALL.iter().map(|i| (i.name().to_uppercase(), z.page_state(*i))))
+                .chain(
+                    ZoneStatItem::ALL
+                        .iter()
+                        .map(|i| (i.name().to_uppercase(), z.page_state(*i))),
+                )
                 .chain(std::iter::once(("PGALLOC".to_string(), mm.pgalloc(z))));
             for (name, n) in items {
                 text.push_str(&format!("\n  {name:>22}: {n}"));
@@ -399,7 +428,8 @@ fn zone_stats(mm: &Mmp) -> Result<Value, String> {
                 "\n  PCP: batch {} high {}; largest free order {}",
                 z.pcp_batch,
                 z.pcp_high,
-                mm.largest_free_order(z).map_or("none".into(), |o| o.to_string())
+                mm.largest_free_order(z)
+                    .map_or("none".into(), |o| o.to_string())
             ));
         }
         zones.push(json!({"node": 0, "zone": z.idx, "name": z.name(), "size": z.spanned_pages,
@@ -416,11 +446,16 @@ fn usage_line(label: &str, pages: u64, of: Option<(u64, &str)>) -> String {
     let tail = match of {
         None => "         ----".to_string(),
         Some((total, name)) => {
-            let pct = (pages as u128 * 100).checked_div(total as u128).unwrap_or(0);
+            let pct = (pages as u128 * 100)
+                .checked_div(total as u128)
+                .unwrap_or(0);
             format!("  {pct:>3}% of TOTAL {name}")
         }
     };
-    format!("{label:>13}  {pages:>7}  {:>11}{tail}", pages_to_size(pages))
+    format!(
+        "{label:>13}  {pages:>7}  {:>11}{tail}",
+        pages_to_size(pages)
+    )
 }
 
 /// `kmem -i`: crash's memory usage table. kmemlab has no swap, no hugetlbfs, no shmem,
@@ -491,12 +526,18 @@ fn vmap_areas(mm: &Mmp) -> Result<Value, String> {
             a.start,
             a.end,
             a.end - a.start,
-            if kind == "lazily freed" { "  (lazily freed, awaiting purge)" } else { "" }
+            if kind == "lazily freed" {
+                "  (lazily freed, awaiting purge)"
+            } else {
+                ""
+            }
         ));
-        areas.push(json!({"vmap_area": hex(node), "vm_struct": vm.map(hex), "start": hex(a.start),
+        areas.push(
+            json!({"vmap_area": hex(node), "vm_struct": vm.map(hex), "start": hex(a.start),
             "end": hex(a.end), "size": a.end - a.start, "kind": kind,
             "nr_pages": a.vm.map(|v| v.nr_pages),
-            "caller": a.vm.and_then(|v| v.caller).map(|c| c.to_string())}));
+            "caller": a.vm.and_then(|v| v.caller).map(|c| c.to_string())}),
+        );
     }
     Ok(Value::Object(json!({"areas": areas}), text))
 }
@@ -562,7 +603,10 @@ fn describe_address(mm: &Mmp, addr: u64) -> Result<Value, String> {
         let pfn = mm.page_to_pfn(page).0;
         let (mut j, text) = page_descriptor_parts(mm, pfn)?;
         j["kind"] = json!("struct page");
-        return Ok(Value::Object(j, format!("{addr:x}: struct page of pfn {pfn:#x}\n{text}")));
+        return Ok(Value::Object(
+            j,
+            format!("{addr:x}: struct page of pfn {pfn:#x}\n{text}"),
+        ));
     }
     if mm.is_vmalloc_addr(VirtAddr(addr)) {
         return describe_vmalloc(mm, addr);
@@ -594,7 +638,11 @@ fn describe_vmalloc(mm: &Mmp, addr: u64) -> Result<Value, String> {
             json!({"vmap_area": node.map(|v| hex(v.0))}),
             format!(
                 "{addr:x}: vmalloc address in no live vmalloc/vmap area{}",
-                if node.is_some() { " (a free or lazily freed range)" } else { "" }
+                if node.is_some() {
+                    " (a free or lazily freed range)"
+                } else {
+                    ""
+                }
             ),
         );
     };
@@ -637,7 +685,9 @@ fn describe_vmalloc(mm: &Mmp, addr: u64) -> Result<Value, String> {
             "vmalloc (unmapped)",
             addr,
             base,
-            format!("{head}\n{addr:x}: offset {offset:#x} in the area, not mapped by the page tables"),
+            format!(
+                "{head}\n{addr:x}: offset {offset:#x} in the area, not mapped by the page tables"
+            ),
         ),
     }
 }
@@ -646,7 +696,12 @@ fn describe_vmalloc(mm: &Mmp, addr: u64) -> Result<Value, String> {
 fn describe_phys(mm: &Mmp, phys: u64, virt: Option<u64>) -> Result<Value, String> {
     let pfn = phys >> PAGE_SHIFT;
     let shown = virt.unwrap_or(phys);
-    let in_ram = mm.memblock().memory.regions().iter().any(|r| r.base <= phys && phys < r.base + r.size);
+    let in_ram = mm
+        .memblock()
+        .memory
+        .regions()
+        .iter()
+        .any(|r| r.base <= phys && phys < r.base + r.size);
     if !in_ram || !mm.mem_map().contains(pfn) {
         return answer(
             "hole",
@@ -684,7 +739,10 @@ fn describe_phys(mm: &Mmp, phys: u64, virt: Option<u64>) -> Result<Value, String
             j,
             format!(
                 "{shown:x}: reserved page{}{page_text}",
-                region.map_or(" (no memblock reservation: firmware or a hole inside RAM)".to_string(), |r| format!(" (memblock: {})", r.name))
+                region.map_or(
+                    " (no memblock reservation: firmware or a hole inside RAM)".to_string(),
+                    |r| format!(" (memblock: {})", r.name)
+                )
             ),
         );
     }
@@ -692,7 +750,11 @@ fn describe_phys(mm: &Mmp, phys: u64, virt: Option<u64>) -> Result<Value, String
         return describe_free_block(shown, j, &b, page_text);
     }
     let head = if page.is_tail() { page.word() } else { pfn };
-    if mm.mem_map().get(head).is_some_and(|h| h.flags() & PG_LARGE_KMALLOC != 0) {
+    if mm
+        .mem_map()
+        .get(head)
+        .is_some_and(|h| h.flags() & PG_LARGE_KMALLOC != 0)
+    {
         let h = mm.mem_map().page(head);
         let start = mm.layout().phys_to_virt(head << PAGE_SHIFT).unwrap_or(0);
         j["object"] = hex(start);
@@ -706,26 +768,51 @@ fn describe_phys(mm: &Mmp, phys: u64, virt: Option<u64>) -> Result<Value, String
         if let Some(level) = mm.page_table_level(pfn) {
             let name = mm.paging().levels[level].name;
             j["page_table_level"] = json!(name);
-            return answer("page table", shown, j, format!("{shown:x}: a kernel page table page ({name}, level {level}){page_text}"));
+            return answer(
+                "page table",
+                shown,
+                j,
+                format!("{shown:x}: a kernel page table page ({name}, level {level}){page_text}"),
+            );
         }
     }
     let info = page_info(mm, Pfn(pfn));
     j["state"] = json!(info.state);
     j["block_pfn"] = json!(info.block_pfn);
     j["order"] = json!(info.order);
-    answer("page", shown, j, format!("{shown:x}: {}{page_text}", info.line()))
+    answer(
+        "page",
+        shown,
+        j,
+        format!("{shown:x}: {}{page_text}", info.line()),
+    )
 }
 
-fn describe_free_block(shown: u64, mut j: Json, b: &FreeBlock, page_text: String) -> Result<Value, String> {
+fn describe_free_block(
+    shown: u64,
+    mut j: Json,
+    b: &FreeBlock,
+    page_text: String,
+) -> Result<Value, String> {
     j["head_pfn"] = json!(b.head);
     j["order"] = json!(b.order);
     j["migratetype"] = json!(b.migratetype.name());
     j["on_list"] = json!(b.on_list);
     let (kind, list) = match b.list {
-        FreeList::Buddy => ("free buddy block", format!("free_area[{}].free_list[{}]", b.order, b.migratetype.name())),
+        FreeList::Buddy => (
+            "free buddy block",
+            format!("free_area[{}].free_list[{}]", b.order, b.migratetype.name()),
+        ),
         FreeList::PerCpu(cpu) => {
             j["cpu"] = json!(cpu);
-            ("per-cpu list page", format!("CPU {cpu}'s per-CPU list (order {}, {})", b.order, b.migratetype.name()))
+            (
+                "per-cpu list page",
+                format!(
+                    "CPU {cpu}'s per-CPU list (order {}, {})",
+                    b.order,
+                    b.migratetype.name()
+                ),
+            )
         }
     };
     let verdict = if b.on_list {
@@ -791,7 +878,11 @@ fn describe_slab_object(
         o.slab.objects,
         place_name(o.slab.place),
         state_name(o.state),
-        if offset == 0 { String::new() } else { format!(", address is {offset} bytes inside") }
+        if offset == 0 {
+            String::new()
+        } else {
+            format!(", address is {offset} bytes inside")
+        }
     ));
     if let Some(t) = &o.alloc_track {
         text.push_str(&format!("\n  allocated by {}", track_text(t)));

@@ -120,6 +120,11 @@ impl Shell {
         }
     }
 
+    /// The names results were kept under, in order.
+    pub fn var_names(&self) -> impl Iterator<Item = &str> {
+        self.vars.keys().map(String::as_str)
+    }
+
     /// The state of the current CPU.
     pub fn cpu_state_mut(&mut self) -> &mut CpuState {
         &mut self.cpus[self.cpu]
@@ -147,9 +152,10 @@ impl Shell {
             .map_err(|e| e.to_string())
     }
 
-    /// A number: a name given earlier, a number (0x hex or decimal), or a size (4K).
+    /// A number: a name given earlier (`name` or `$name`), a number (0x hex or decimal),
+    /// or a size (4K).
     pub fn number(&self, arg: &str) -> Result<u64, String> {
-        if let Some(v) = self.vars.get(arg) {
+        if let Some(v) = self.vars.get(arg.strip_prefix('$').unwrap_or(arg)) {
             return Ok(*v);
         }
         parse_size(arg)
@@ -187,8 +193,15 @@ impl Shell {
             Some(rest) => (true, rest.trim()),
             None => (false, line),
         };
+        // `name = command` or `$name = command`: the name is kept without its `$`.
         let (name, command) = match line.split_once('=') {
-            Some((n, rest)) if is_name(n.trim()) => (Some(n.trim().to_string()), rest.trim()),
+            Some((n, rest)) if is_name(n.trim().strip_prefix('$').unwrap_or(n.trim())) => {
+                let n = n.trim();
+                (
+                    Some(n.strip_prefix('$').unwrap_or(n).to_string()),
+                    rest.trim(),
+                )
+            }
             _ => (None, line),
         };
         let words: Vec<&str> = command.split_whitespace().collect();
@@ -485,6 +498,9 @@ impl<R: BufRead> ScriptLines<R> {
 pub fn run(args: &MachineArgs, script: Option<&Path>, json: bool) -> Result<bool, String> {
     let mut shell = Shell::new(args.boot()?);
     let stdin = std::io::stdin();
+    if script.is_none() && stdin.is_terminal() && !json {
+        return crate::line_editor::run(&mut shell);
+    }
     let (input, interactive): (Box<dyn BufRead>, bool) = match script {
         Some(path) => {
             let file = std::fs::File::open(path)

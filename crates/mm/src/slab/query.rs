@@ -138,7 +138,10 @@ impl<P: Platform> Mm<P> {
             addr: self.pfn_struct_address(pfn),
             what,
         };
-        let page = self.mem_map.get(pfn).ok_or(corrupt("slab PFN outside mem_map"))?;
+        let page = self
+            .mem_map
+            .get(pfn)
+            .ok_or(corrupt("slab PFN outside mem_map"))?;
         if !page.is_slab() || page.slab_cache() != s.self_va.load(Relaxed) {
             return Err(corrupt("listed page is not a slab of this cache"));
         }
@@ -210,7 +213,9 @@ impl<P: Platform> Mm<P> {
         };
         self.mark_freelist(s, slab.pfn, head, &mut sets.slab)?;
         if let Some(cpu) = sets.owner {
-            let cpu_head = self.cpu_slab(s, cpu).map_or(0, |c| c.freelist.load(Relaxed));
+            let cpu_head = self
+                .cpu_slab(s, cpu)
+                .map_or(0, |c| c.freelist.load(Relaxed));
             self.mark_freelist(s, slab.pfn, cpu_head, &mut sets.cpu)?;
         }
         Ok(sets)
@@ -290,7 +295,11 @@ impl<P: Platform> Mm<P> {
 
     /// The slabs the kernel's lists hold: each CPU's slab and partial list, then the
     /// node's partial and full lists.
-    fn listed_slabs(&self, s: &KmemCache, f: &mut dyn FnMut(&SlabSummary)) -> Result<(), SlabError> {
+    fn listed_slabs(
+        &self,
+        s: &KmemCache,
+        f: &mut dyn FnMut(&SlabSummary),
+    ) -> Result<(), SlabError> {
         for cpu in 0..self.platform.nr_cpus() {
             self.cpu_slabs(s, cpu, f)?;
         }
@@ -298,7 +307,10 @@ impl<P: Platform> Mm<P> {
             addr: s.node.load(Relaxed),
             what: "kmem_cache.node is no kmem_cache_node object",
         })?;
-        for (list, place) in [(&n.partial, SlabPlace::NodePartial), (&n.full, SlabPlace::NodeFull)] {
+        for (list, place) in [
+            (&n.partial, SlabPlace::NodePartial),
+            (&n.full, SlabPlace::NodeFull),
+        ] {
             for pfn in list.iter_checked(&self.mem_map, self.mem_map.len) {
                 let pfn = pfn.map_err(|_| SlabError::Corrupted {
                     addr: s.node.load(Relaxed),
@@ -384,7 +396,12 @@ impl<P: Platform> Mm<P> {
         Some(self.slab_object_in(addr, pfn, page.slab_cache()))
     }
 
-    fn slab_object_in(&self, addr: VirtAddr, pfn: u64, cache: u64) -> Result<SlabObject, SlabError> {
+    fn slab_object_in(
+        &self,
+        addr: VirtAddr,
+        pfn: u64,
+        cache: u64,
+    ) -> Result<SlabObject, SlabError> {
         let r = KmemCacheRef(cache);
         let s = self.cache(r).map_err(|_| SlabError::Corrupted {
             addr: self.pfn_struct_address(pfn),

@@ -23,9 +23,9 @@
 
 mod area;
 mod check;
-pub mod query;
 mod map;
 mod purge;
+pub mod query;
 mod rbtree;
 
 use core::fmt;
