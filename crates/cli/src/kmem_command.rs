@@ -54,9 +54,10 @@ pub fn kmem(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
             let phys = sh.number(phys)?;
             describe_phys(sh.machine.mm(), phys, None)
         }
-        [flag] | [flag, ..] if flag.starts_with('-') && !is_known_flag(flag) => {
+        [flag, ..] if flag.starts_with('-') && !is_known_flag(flag) => {
             Err(format!("invalid option '{flag}'; {}", usage()))
         }
+        [flag, ..] if flag.starts_with('-') => Err(usage()),
         [addr] => {
             let addr = sh.number(addr)?;
             describe_address(sh.machine.mm(), addr)
