@@ -40,7 +40,17 @@ pub fn kmem(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     let usage = || format!("usage: kmem {USAGE}");
     match args {
         ["-s"] => cache_table(sh.machine.mm(), None),
-        ["-s", cache] => cache_table(sh.machine.mm(), Some(cache_arg(sh, cache)?)),
+        ["-s", cache] => match cache_arg(sh, cache) {
+            Ok(r) => cache_table(sh.machine.mm(), Some(r)),
+            // crash's `kmem -s ADDR`: the cache and slab holding an address.
+            Err(e) => match sh.number(cache).ok().and_then(|a| {
+                let found = sh.machine.mm().slab_object(VirtAddr(a))?;
+                Some(describe_slab_object(sh.machine.mm(), a, found))
+            }) {
+                Some(answer) => answer,
+                None => Err(e),
+            },
+        },
         ["-S", cache] => cache_slabs(sh.machine.mm(), cache_arg(sh, cache)?),
         ["-f"] => free_lists(sh.machine.mm()),
         ["-v"] => vmap_areas(sh.machine.mm()),
@@ -667,7 +677,7 @@ fn describe_vmalloc(mm: &Mmp, addr: u64) -> Result<Value, String> {
         );
     }
     match mm.kernel_translate(addr) {
-        Some(m) => {
+        Some(m) if mm.mem_map().contains(m.phys.0 >> PAGE_SHIFT) => {
             let pfn = m.phys.0 >> PAGE_SHIFT;
             let (row, page) = page_row(mm, pfn);
             let mut j = base;
@@ -682,6 +692,12 @@ fn describe_vmalloc(mm: &Mmp, addr: u64) -> Result<Value, String> {
                 format!("{head}\n{addr:x}: offset {offset:#x} in the area, mapped to phys {:x} (pfn {pfn:#x}, {} KiB leaf)\n\n{PAGE_HEADER}\n{row}", m.phys.0, m.page_size >> 10),
             )
         }
+        Some(m) => answer(
+            "vmalloc (outside mem_map)",
+            addr,
+            json!({"phys": hex(m.phys.0), "offset": offset}),
+            format!("{head}\n{addr:x}: offset {offset:#x}, mapped to phys {:x}, a frame outside mem_map", m.phys.0),
+        ),
         None => answer(
             "vmalloc (unmapped)",
             addr,
@@ -750,13 +766,15 @@ fn describe_phys(mm: &Mmp, phys: u64, virt: Option<u64>) -> Result<Value, String
     if let Some(b) = mm.free_block_of(pfn) {
         return describe_free_block(shown, j, &b, page_text);
     }
+    // A tail's head PFN is read from RAM: it must be a large kmalloc head whose block
+    // reaches this page.
     let head = if page.is_tail() { page.word() } else { pfn };
-    if mm
-        .mem_map()
-        .get(head)
-        .is_some_and(|h| h.flags() & PG_LARGE_KMALLOC != 0)
-    {
-        let h = mm.mem_map().page(head);
+    let large = mm.mem_map().get(head).filter(|h| {
+        h.flags() & PG_LARGE_KMALLOC != 0
+            && head <= pfn
+            && pfn - head < 1u64.checked_shl(h.order()).unwrap_or(0)
+    });
+    if let Some(h) = large {
         let start = mm.layout().phys_to_virt(head << PAGE_SHIFT).unwrap_or(0);
         j["object"] = hex(start);
         j["order"] = json!(h.order());

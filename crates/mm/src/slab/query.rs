@@ -146,7 +146,10 @@ impl<P: Platform> Mm<P> {
             return Err(corrupt("listed page is not a slab of this cache"));
         }
         let c = self.slab_counters(pfn);
-        if Self::order_objects(s, page.order()) != Some(c.objects) || c.inuse > c.objects {
+        if Self::order_objects(s, page.order()) != Some(c.objects)
+            || c.inuse > c.objects
+            || c.objects as u32 > MAX_OBJS_PER_PAGE
+        {
             return Err(corrupt("slab counters do not fit the slab's order"));
         }
         Ok(SlabSummary {
