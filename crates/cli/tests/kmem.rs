@@ -417,3 +417,59 @@ fn completion_offers_commands_names_caches_gfp_flags_and_proc_files() {
     // A cursor inside a multi-byte character completes nothing, rather than panicking.
     assert!(complete("kmem é", 6, &names).1.is_empty());
 }
+
+/// The interactive path through a pseudo-terminal (rexpect): a completed `$name`, a
+/// completed command, an edited line, the history recalled with the Up key, and the
+/// history file written at Ctrl-D. The timeout only guards against a hang.
+#[cfg(unix)]
+#[test]
+fn the_interactive_shell_completes_edits_and_keeps_history() {
+    let state = std::env::temp_dir().join(format!("kmemlab-pty-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kmemlab"));
+    cmd.arg("shell")
+        .env("XDG_STATE_HOME", &state)
+        .env("TERM", "xterm");
+    let mut p = rexpect::session::spawn_command(cmd, Some(60_000)).expect("spawn on a pty");
+    let prompt = "kmemlab[cpu0 process]> ";
+    p.exp_string(prompt).expect("the prompt");
+    p.send_line("a = kmalloc 8 GFP_KERNEL").unwrap();
+    p.exp_string("a = 0x").expect("the result");
+    // Keys typed before the prompt may be flushed when the editor enters raw mode.
+    p.exp_string(prompt).expect("the prompt");
+    // `kmem $<Tab>` completes the only name.
+    p.send("kmem $\t").unwrap();
+    p.flush().unwrap();
+    p.send_line("").unwrap();
+    p.exp_string("kmalloc-8").expect("kmem $a");
+    // Keys typed before the prompt may be flushed when the editor enters raw mode.
+    p.exp_string(prompt).expect("the prompt");
+    // A command completed from its prefix.
+    p.send("kmem_cache_cr\t").unwrap();
+    p.flush().unwrap();
+    p.send_line(" thing 32").unwrap();
+    p.exp_string("struct kmem_cache * thing")
+        .expect("the completed command ran");
+    // Keys typed before the prompt may be flushed when the editor enters raw mode.
+    p.exp_string(prompt).expect("the prompt");
+    // "kize $a", then Ctrl-A, Ctrl-F, "s": "ksize $a".
+    p.send("kize $a\x01\x06s").unwrap();
+    p.flush().unwrap();
+    p.send_line("").unwrap();
+    p.exp_string("bytes usable").expect("the edited line ran");
+    // Keys typed before the prompt may be flushed when the editor enters raw mode.
+    p.exp_string(prompt).expect("the prompt");
+    // Up recalls it.
+    p.send("\x1b[A").unwrap();
+    p.flush().unwrap();
+    p.send_line("").unwrap();
+    p.exp_string("bytes usable").expect("the recalled line ran");
+    p.exp_string(prompt).expect("the prompt");
+    p.send_control('d').unwrap();
+    p.exp_eof().expect("Ctrl-D ends the shell");
+    let history = std::fs::read_to_string(state.join("kmemlab/history")).expect("history");
+    assert!(history.contains("a = kmalloc 8 GFP_KERNEL"), "{history}");
+    assert!(history.contains("ksize $a"), "{history}");
+    assert!(history.contains("kmem_cache_create thing 32"), "{history}");
+    let _ = std::fs::remove_dir_all(&state);
+}
