@@ -498,34 +498,27 @@ impl<R: BufRead> ScriptLines<R> {
 pub fn run(args: &MachineArgs, script: Option<&Path>, json: bool) -> Result<bool, String> {
     let mut shell = Shell::new(args.boot()?);
     let stdin = std::io::stdin();
+    // At a terminal (and not asked for JSON): the line editor. Scripts and pipes are
+    // read line by line with the bounds of `ScriptLines`, without a prompt.
     if script.is_none() && stdin.is_terminal() && !json {
         return crate::line_editor::run(&mut shell);
     }
-    let (input, interactive): (Box<dyn BufRead>, bool) = match script {
+    let input: Box<dyn BufRead> = match script {
         Some(path) => {
             let file = std::fs::File::open(path)
                 .map_err(|e| format!("{}: {}", path.display(), io_reason(&e)))?;
             // The script's name is the call site of what it allocates; one small string,
             // leaked once per run, lives as long as the machine that records it.
             shell.source = Box::leak(path.display().to_string().into_boxed_str());
-            (Box::new(std::io::BufReader::new(file)), false)
+            Box::new(std::io::BufReader::new(file))
         }
-        None => (Box::new(stdin.lock()), stdin.is_terminal() && !json),
+        None => Box::new(stdin.lock()),
     };
     let source = shell.source;
     let mut lines = ScriptLines::new(input);
     let mut out = std::io::stdout().lock();
     let mut all_ok = true;
-    if interactive {
-        if let Value::Object(_, text) = boot_summary(&shell.machine) {
-            writeln!(out, "{text}").map_err(write_error)?;
-        }
-    }
     loop {
-        if interactive {
-            write!(out, "{}", shell.prompt()).map_err(write_error)?;
-            out.flush().map_err(write_error)?;
-        }
         let Some((n, line)) = lines.next_line().map_err(|e| format!("{source}: {e}"))? else {
             break;
         };
