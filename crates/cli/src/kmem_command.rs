@@ -855,13 +855,15 @@ fn describe_free_block(
     )
 }
 
-fn track_text(t: &kmemlab_mm::slab::debug::Track) -> String {
+/// One owner track as the kernel's `print_track()` prints it:
+/// `Allocated in <site> age=<ns> cpu=<n> pid=<n>`.
+fn track_text(mm: &Mmp, what: &str, t: &kmemlab_mm::slab::debug::Track) -> String {
     format!(
-        "{} cpu={} pid={} when={}",
+        "{what} in {} age={} cpu={} pid={}",
         t.site.map_or("?".to_string(), |s| s.to_string()),
+        mm.platform().clock_ns().saturating_sub(t.when),
         t.cpu,
-        t.pid,
-        t.when
+        t.pid
     )
 }
 
@@ -904,10 +906,10 @@ fn describe_slab_object(
         }
     ));
     if let Some(t) = &o.alloc_track {
-        text.push_str(&format!("\n  allocated by {}", track_text(t)));
+        text.push_str(&format!("\n  {}", track_text(mm, "Allocated", t)));
     }
     if let Some(t) = &o.free_track {
-        text.push_str(&format!("\n  last freed by {}", track_text(t)));
+        text.push_str(&format!("\n  {}", track_text(mm, "Freed", t)));
     }
     let pfn = mm.layout().virt_to_phys(addr).unwrap_or(0) >> PAGE_SHIFT;
     let (page_line, page_json) = page_row(mm, o.slab.pfn);

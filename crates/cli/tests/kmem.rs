@@ -107,7 +107,18 @@ fn kmem_shows_the_owner_track_when_the_cache_records_one() {
         site.ends_with(":7"),
         "the call site is the script line: {site}"
     );
-    assert!(text(&mut sh, "kmem a").contains("allocated by <stdin>:7"));
+    assert!(text(&mut sh, "kmem a").contains("Allocated in <stdin>:7 age="));
+    assert!(k["free_track"].is_null(), "never freed: no free track");
+    let o = sh.exec_line(9, "kfree a").unwrap();
+    assert!(!o.failed());
+    let freed = exec(&mut sh, "kmem a");
+    assert!(
+        freed["free_track"]["site"]
+            .as_str()
+            .unwrap()
+            .ends_with(":9"),
+        "{freed}"
+    );
 }
 
 #[test]

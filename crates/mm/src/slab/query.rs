@@ -430,8 +430,19 @@ impl<P: Platform> Mm<P> {
             index,
             object: VirtAddr(object),
             state,
-            alloc_track: self.get_track(s, object, TrackItem::Alloc),
-            free_track: self.get_track(s, object, TrackItem::Free),
+            alloc_track: self.recorded_track(s, object, TrackItem::Alloc),
+            free_track: self.recorded_track(s, object, TrackItem::Free),
+        })
+    }
+
+    /// An object's track if it was ever written. A track never written is poison (no
+    /// call site) or the zeroes of a new slab: the kernel's `print_track()` skips a zero
+    /// `addr`; kmemlab stores a call-site index, whose 0 is also a real site, so an
+    /// all-zero track (site 0, CPU 0, pid 0, time 0) counts as never written.
+    fn recorded_track(&self, s: &KmemCache, object: u64, item: TrackItem) -> Option<Track> {
+        self.get_track(s, object, item).filter(|t| {
+            let zero = t.cpu == 0 && t.pid == 0 && t.when == 0 && t.site == self.site(0);
+            t.site.is_some() && !zero
         })
     }
 
