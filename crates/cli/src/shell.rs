@@ -518,10 +518,7 @@ pub fn run(args: &MachineArgs, script: Option<&Path>, json: bool) -> Result<bool
     let mut lines = ScriptLines::new(input);
     let mut out = std::io::stdout().lock();
     let mut all_ok = true;
-    loop {
-        let Some((n, line)) = lines.next_line().map_err(|e| format!("{source}: {e}"))? else {
-            break;
-        };
+    while let Some((n, line)) = lines.next_line().map_err(|e| format!("{source}: {e}"))? {
         if let Some(outcome) = shell.exec_line(n, line) {
             all_ok &= outcome.met_expectation();
             if json {
