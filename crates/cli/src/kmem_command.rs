@@ -300,7 +300,8 @@ fn cache_slabs(mm: &Mmp, r: KmemCacheRef) -> Result<Value, String> {
     let node = mm.node_slab_state(r).map_err(|e| e.to_string())?;
     text.push_str(&format!(
         "\nKMEM_CACHE_NODE   NODE  SLABS  PARTIAL  PER-CPU\n{:<16}  {:>4}  {:>5}  {:>7}  {:>7}",
-        "-",
+        mm.cache_node_address(r)
+            .map_or("-".to_string(), |a| format!("{a:x}")),
         0,
         node.nr_slabs,
         node.nr_partial,
@@ -320,7 +321,8 @@ fn cache_slabs(mm: &Mmp, r: KmemCacheRef) -> Result<Value, String> {
         text.push_str("\n  (SLUB keeps no full list without slab_debug: full slabs above were found in mem_map)");
     }
     let mut obj = json!({"cache": summary, "slabs": json_slabs,
-        "node": {"node": 0, "slabs": node.nr_slabs, "partial": node.nr_partial}});
+        "node": {"node": 0, "kmem_cache_node": mm.cache_node_address(r).map(hex),
+            "slabs": node.nr_slabs, "partial": node.nr_partial}});
     if let Err(e) = walked {
         text.push_str(&format!("\n  (corrupted: {e}; the walk stopped there)"));
         obj["corrupted"] = json!(e.to_string());

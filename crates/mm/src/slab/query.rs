@@ -265,6 +265,12 @@ impl<P: Platform> Mm<P> {
         Ok(())
     }
 
+    /// The kernel address of the cache's `kmem_cache_node` (node 0), if it is one.
+    pub fn cache_node_address(&self, r: KmemCacheRef) -> Option<u64> {
+        let s = self.cache(r).ok()?;
+        self.get_node_quiet(s).map(|_| s.node.load(Relaxed))
+    }
+
     /// What crash's `kmem -s` counts for a cache: the node's slabs and objects
     /// (`nr_slabs`, `total_objects`), and the objects allocated, which are all objects
     /// less the free ones on every listed slab's freelist and its owning CPU's freelist
