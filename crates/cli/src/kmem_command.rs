@@ -31,7 +31,7 @@ use crate::output::addr as hex;
 use crate::shell::{Shell, Value};
 
 /// The usage line of `kmem`, for the command table.
-pub const USAGE: &str = "ADDR | -P PHYS | -s [CACHE] | -S CACHE | -f | -v | -i | -p PFN | -z";
+pub const USAGE: &str = "ADDR | -P PHYS | -s [CACHE|ADDR] | -S CACHE | -f | -v | -i | -p PFN | -z";
 
 type Mmp = Mm<SimPlatform>;
 
@@ -113,6 +113,13 @@ fn pages_to_size(pages: u64) -> String {
 /// `SSIZE`: a slab's bytes as `4k`, `8k`, ….
 fn slab_size(s: &KmemCache) -> String {
     format!("{}k", 4u64 << s.oo().order.min(20))
+}
+
+/// A kernel address zero-padded as crash prints one: 16 digits on a 64-bit kernel, 8 on
+/// a 32-bit one.
+fn kaddr(mm: &Mmp, a: u64) -> String {
+    let width = 2 * mm.paging().entry_size.min(8);
+    format!("{a:0width$x}")
 }
 
 fn struct_page(mm: &Mmp, pfn: u64) -> u64 {
@@ -524,6 +531,7 @@ fn vmap_areas(mm: &Mmp) -> Result<Value, String> {
         infos.push(*a);
         Ok(())
     });
+    let w = kaddr(mm, 0).len();
     for a in &infos {
         let node = mm.vmap_area_at(VirtAddr(a.start)).map_or(0, |v| v.0);
         let vm = a.vm.map(|v| v.vm.0);
@@ -534,10 +542,11 @@ fn vmap_areas(mm: &Mmp) -> Result<Value, String> {
             (None, false) => "lazily freed",
         };
         text.push_str(&format!(
-            "\n{node:016x}  {:<16}  {:016x} - {:016x}  {:>8}{}",
-            vm.map_or(String::new(), |v| format!("{v:016x}")),
-            a.start,
-            a.end,
+            "\n{}  {:<w$}  {} - {}  {:>8}{}",
+            kaddr(mm, node),
+            vm.map_or(String::new(), |v| kaddr(mm, v)),
+            kaddr(mm, a.start),
+            kaddr(mm, a.end),
             a.end - a.start,
             if kind == "lazily freed" {
                 "  (lazily freed, awaiting purge)"
@@ -661,11 +670,11 @@ fn describe_vmalloc(mm: &Mmp, addr: u64) -> Result<Value, String> {
     };
     let offset = addr - area.addr.0;
     let head = format!(
-        "   VMAP_AREA         VM_STRUCT                 ADDRESS RANGE                SIZE\n{:016x}  {:016x}  {:016x} - {:016x}  {:>8}",
-        mm.vmap_area_at(area.addr).map_or(0, |v| v.0),
-        area.vm.0,
-        area.addr.0,
-        area.addr.0 + area.size,
+        "   VMAP_AREA         VM_STRUCT                 ADDRESS RANGE                SIZE\n{}  {}  {} - {}  {:>8}",
+        kaddr(mm, mm.vmap_area_at(area.addr).map_or(0, |v| v.0)),
+        kaddr(mm, area.vm.0),
+        kaddr(mm, area.addr.0),
+        kaddr(mm, area.addr.0 + area.size),
         area.size
     );
     let base = json!({"area": hex(area.addr.0), "size": area.size, "vm_struct": hex(area.vm.0),

@@ -380,7 +380,10 @@ fn a_corrupted_free_pointer_is_answered_as_corrupted_without_an_oops() {
 fn help_cmd_prints_the_usage_from_the_command_table() {
     let mut sh = shell(&[]);
     let h = text(&mut sh, "help kmem");
-    assert!(h.starts_with("kmem ADDR | -P PHYS | -s [CACHE]"), "{h}");
+    assert!(
+        h.starts_with("kmem ADDR | -P PHYS | -s [CACHE|ADDR] | -S CACHE"),
+        "{h}"
+    );
     assert!(h.contains("works on a panicked machine too"));
     assert!(error(&mut sh, "help nosuch").contains("no command 'nosuch'"));
 }
