@@ -8,8 +8,8 @@
 //!    the machine's invariants checked. Neither may panic, whatever the trace says.
 
 use kmemlab_mm::Profile;
-use kmemlab_sim::trace::{replay, Line, LineParser, ReplayOptions, TraceReader};
 use kmemlab_sim::{Hole, Machine, MachineConfig};
+use kmemlab_trace::{replay, Line, LineParser, ReplayOptions, TraceReader};
 
 /// Inputs longer than this are only parsed, not replayed (libFuzzer's `-max_len` keeps
 /// them far shorter; the bound is for corpus files from elsewhere).

@@ -23,6 +23,7 @@ use clap::{Args, Parser, Subcommand};
 use kmemlab_mm::dma::SwiotlbConfig;
 use kmemlab_mm::slab::kmalloc::KmallocSizes;
 use kmemlab_mm::slab::{SlabConfig, SlabFlags};
+use kmemlab_mm::sysctl::Thp;
 use kmemlab_mm::Profile;
 use kmemlab_sim::{parse_size, Hole, Machine, MachineConfig};
 
@@ -91,6 +92,15 @@ pub struct MachineArgs {
     /// 8,16,24,32,48,64,128,256,512,1K,2K,4K,8K).
     #[arg(long, global = true, value_name = "SIZES", value_parser = parse_kmalloc_sizes)]
     kmalloc_sizes: Option<KmallocSizes>,
+    /// transparent_hugepage=: always, madvise or never. When enabled, khugepaged's start
+    /// raises min_free_kbytes (set_recommended_min_free_kbytes).
+    #[arg(long, global = true, default_value = "never", value_parser = parse_thp)]
+    thp: Thp,
+    /// A /proc/sys/vm tunable set after boot, KEY=VALUE (vm.min_free_kbytes=65536,
+    /// vm.watermark_scale_factor, vm.watermark_boost_factor, vm.lowmem_reserve_ratio,
+    /// vm.percpu_pagelist_high_fraction); repeatable, applied in order.
+    #[arg(long = "sysctl", global = true, value_name = "KEY=VALUE", value_parser = parse_sysctl)]
+    sysctls: Vec<(String, String)>,
 }
 
 impl MachineArgs {
@@ -139,6 +149,8 @@ impl MachineArgs {
                 kmalloc_sizes: self.kmalloc_sizes,
                 ..SlabConfig::default()
             },
+            thp: self.thp,
+            sysctls: self.sysctls.clone(),
         }
     }
 
@@ -185,6 +197,28 @@ fn parse_kmalloc_sizes(s: &str) -> Result<KmallocSizes, String> {
         })
         .collect::<Result<Vec<usize>, String>>()?;
     KmallocSizes::new(&sizes).map_err(|e| e.to_string())
+}
+
+fn parse_thp(s: &str) -> Result<Thp, String> {
+    Thp::from_name(s).ok_or_else(|| format!("'{s}' is not always, madvise or never"))
+}
+
+/// `KEY=VALUE` of a known `/proc/sys/vm` tunable (the value is checked at boot by the
+/// kernel's handler).
+fn parse_sysctl(s: &str) -> Result<(String, String), String> {
+    let (key, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not KEY=VALUE"))?;
+    let (key, value) = (key.trim(), value.trim());
+    let known = kmemlab_mm::sysctl::Sysctl::from_key(key).ok_or_else(|| {
+        format!(
+            "unknown sysctl '{key}' (have: {})",
+            kmemlab_mm::sysctl::Sysctl::ALL
+                .map(|s| format!("vm.{}", s.procname()))
+                .join(", ")
+        )
+    })?;
+    Ok((format!("vm.{}", known.procname()), value.to_string()))
 }
 
 fn parse_profile(s: &str) -> Result<Profile, String> {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser};
 use indicatif::{ProgressBar, ProgressStyle};
-use kmemlab_sim::trace::{plot, replay, side_by_side, ReplayOptions, Report, TraceReader};
+use kmemlab_trace::{plot, replay, side_by_side, ReplayOptions, Report, TraceReader};
 
 use crate::MachineArgs;
 

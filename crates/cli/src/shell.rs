@@ -237,7 +237,7 @@ impl Shell {
     }
 
     /// Why a command that would change the machine is refused after a panic.
-    fn halted_refusal(&self) -> String {
+    pub(crate) fn halted_refusal(&self) -> String {
         format!(
             "the machine has panicked ({}); 'reboot' boots a fresh one with the same flags",
             self.panic_message()

@@ -164,3 +164,12 @@ fn decode_mm_ops_input() {
     }
     assert!(input.ops.len() <= mm_ops::MAX_OPS);
 }
+
+/// `KMEMLAB_RUN_MM_OPS=<file>`: run one `mm_ops` input (for a timeout artifact: attach a
+/// debugger or a profiler to this test); without it, runs nothing.
+#[test]
+fn run_one_mm_ops_input() {
+    if let Some(path) = std::env::var_os("KMEMLAB_RUN_MM_OPS") {
+        mm_ops::run(&std::fs::read(path).expect("the input file"));
+    }
+}

@@ -134,7 +134,7 @@ fn standard_input_strict_and_lenient() {
 
 fn vmalloc_fixture() -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../sim/tests/data/vmalloc-6.6-x86_64.trace")
+        .join("../../tests/data/traces/vmalloc-6.6-x86_64.trace")
         .to_string_lossy()
         .into_owned()
 }

@@ -287,6 +287,7 @@ impl PhysMem {
 
 /// A view of the `T` at the start of `words` (a per-CPU dynamic allocation), if it fits
 /// there and the words are aligned for it.
+#[inline]
 pub fn view_words<T: FromBytes>(words: &[AtomicU64]) -> Option<&T> {
     if core::mem::size_of::<T>() > core::mem::size_of_val(words)
         || !(words.as_ptr() as usize).is_multiple_of(core::mem::align_of::<T>())

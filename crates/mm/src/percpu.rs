@@ -152,10 +152,20 @@ impl PerCpuAreas {
     /// `per_cpu_ptr()` of a dynamic allocation, as a `T` made of 64-bit atomic words
     /// (viewed through the door, so any bytes are a valid `T`), or `None` if `ptr` does
     /// not describe a `T` inside the dynamic area.
+    ///
+    /// The checks are three compares on `ptr` alone: the allocation is at least a `T`, it
+    /// starts on a `T` (and word) boundary, and a `T` there ends inside the dynamic area.
     #[inline]
     pub fn dyn_get<T: zerocopy::FromBytes>(&self, cpu: usize, ptr: PerCpuPtr) -> Option<&T> {
-        let words = self.dyn_words(cpu, ptr)?;
-        crate::mem::view_words(words)
+        let size = core::mem::size_of::<T>();
+        let first = ptr.offset as usize;
+        if (ptr.size as usize) < size
+            || !first.is_multiple_of(core::mem::align_of::<T>().max(8))
+            || first > PERCPU_DYNAMIC_SIZE.checked_sub(size)?
+        {
+            return None;
+        }
+        crate::mem::view_words(self.unit(cpu).dynamic.get(first / 8..)?)
     }
 
     /// `alloc_percpu()`: `size` zeroed bytes at the same offset of every CPU's dynamic

@@ -24,7 +24,6 @@ pub mod machine;
 pub mod mmu;
 pub mod pagecache;
 pub mod ram;
-pub mod trace;
 pub mod workload;
 
 pub use device::{BusError, DmaDevice};

@@ -583,3 +583,187 @@ fn random_damage_to_many_descriptors_ends() {
         );
     }
 }
+
+/// Byte offsets in `struct per_cpu_pages` (see `kmemlab_mm::page_alloc::PerCpuPages`):
+/// the lock word, `count`, `high`, `batch`, `free_factor`, then the list heads
+/// (`first`, `last`: 4 bytes each; `u32::MAX` is the head itself).
+const PCP_COUNT: u64 = 4;
+const PCP_LISTS: u64 = 20;
+
+/// The physical address of CPU `cpu`'s `per_cpu_pages` for the zone whose lists hold
+/// pages now, that zone's index and the pages its lists hold.
+fn busy_pcp_phys(m: &Machine, cpu: usize) -> (u64, usize, u32) {
+    let base = ram(m).base() as usize;
+    m.run(|mm| {
+        let pcps = &mm.per_cpu(cpu).pcp;
+        let zone = (0..pcps.len())
+            .find(|&z| pcps[z].count() > 0)
+            .expect("some per-CPU list holds pages");
+        let host = &pcps[zone] as *const _ as usize;
+        ((host - base) as u64, zone, pcps[zone].count())
+    })
+}
+
+/// Free a few pages so that CPU 0's lists hold some.
+fn fill_pcp_lists(m: &Machine) {
+    m.run(|mm| {
+        let pages: Vec<_> = (0..8)
+            .filter_map(|_| mm.alloc_pages(Gfp::GFP_KERNEL, 0).ok())
+            .collect();
+        for p in pages {
+            mm.__free_pages(p, 0).expect("free");
+        }
+    });
+}
+
+/// The fuzz finding `final-hour-timeout-0efe0f2d`: bytes over the per-CPU area leave a
+/// list head whose `first` names a page and whose `last` is the head, and a count of
+/// 0x0a0a0a0a. `list_empty()` (reading `first`) says the list holds pages, taking its
+/// last entry found none, and `free_pcppages_bulk()` went round that list for ever.
+/// Now the drain reports `list_del corruption` (the head's `prev->next` is not the
+/// head), abandons the list, WARNs about the count, and ends with the count at 0.
+#[test]
+fn a_pcp_head_with_first_but_no_last_is_list_del_corruption_and_drain_ends() {
+    let m = machine(64 * MIB, 1, Profile::X86_64, vec![], 13);
+    fill_pcp_lists(&m);
+    let (pcp, zone, held) = busy_pcp_phys(&m, 0);
+    let _ = m.take_console();
+    poke_u32(&m, pcp + PCP_COUNT, 0x0a0a_0a0a);
+    // pindex 1 (order 0, the second migrate type): `first` = 0x0a0a0a0a, `last` = head.
+    poke_u32(&m, pcp + PCP_LISTS + 8, 0x0a0a_0a0a);
+    poke_u32(&m, pcp + PCP_LISTS + 8 + 4, u32::MAX);
+    let count = m.run(|mm| {
+        mm.drain_all_pages();
+        mm.per_cpu(0).pcp[zone].count()
+    });
+    let console = m.take_console();
+    let first_addr = m.run(|mm| {
+        mm.mem_map()
+            .struct_page_va(mm.layout().page_offset, 0x0a0a_0a0a)
+    });
+    let wanted = format!(
+        "list_del corruption. prev->next should be (list head), but was {first_addr:016x}. (prev=(list head))"
+    );
+    assert!(console.contains(&wanted), "{wanted}\n{console:#?}");
+    // The real pages went back to the buddy lists first, each lowering the count.
+    let left = 0x0a0a_0a0a - held;
+    assert!(
+        console
+            .iter()
+            .any(|l| l.starts_with(&format!("pcp->count is {left} for zone "))),
+        "{console:#?}"
+    );
+    assert!(
+        console
+            .iter()
+            .any(|l| l.starts_with("WARNING: CPU: 0 PID: ")
+                && l.ends_with("at mm/page_alloc.c:0 free_pcppages_bulk")),
+        "{console:#?}"
+    );
+    assert_eq!(
+        count, 0,
+        "the drain leaves the count at what the lists hold"
+    );
+    m.run(|mm| {
+        let page = mm
+            .alloc_pages(Gfp::GFP_KERNEL, 0)
+            .expect("allocation goes on");
+        mm.__free_pages(page, 0).expect("free");
+    });
+}
+
+/// Only the count overwritten, with a value beyond anything the zone could cache: the
+/// drain gives back the pages the lists really hold, then WARNs and sets the count to 0;
+/// the allocator's books balance again (`check()`).
+#[test]
+fn a_pcp_count_beyond_the_zone_is_a_warning_and_drain_ends() {
+    for value in [u32::MAX, 0x8000_0000, 0x0a0a_0a0a, 1 << 20] {
+        let m = machine(64 * MIB, 1, Profile::I386, vec![], 17);
+        fill_pcp_lists(&m);
+        let (pcp, zone, held) = busy_pcp_phys(&m, 0);
+        let _ = m.take_console();
+        poke_u32(&m, pcp + PCP_COUNT, value);
+        let (count, check) = m.run(|mm| {
+            mm.drain_all_pages();
+            (mm.per_cpu(0).pcp[zone].count(), mm.check())
+        });
+        let console = m.take_console();
+        assert!(
+            console
+                .iter()
+                .any(|l| l.starts_with(&format!("pcp->count is {} for zone ", value - held))),
+            "{value:#x}: {console:#?}"
+        );
+        assert_eq!(count, 0, "{value:#x}");
+        assert!(check.is_ok(), "{value:#x}: {check:?}");
+    }
+}
+
+/// Runs of bytes over part of a busy `per_cpu_pages`, as the fuzz finding wrote them:
+/// from every 4-byte field on, a word's worth or the rest of the structure, of a small
+/// value (neither a page nor the head) or of all-ones (the head). Whatever field pairs
+/// that leaves (a head with `first` but no `last`, counts the lists do not hold, a lock
+/// word owned by no one), allocating, freeing, draining and `check()` end.
+#[test]
+fn partial_writes_over_a_pcp_end() {
+    let size = pcp_size();
+    for byte in [0x0a_u8, 0xff] {
+        for offset in (0..size).step_by(4) {
+            for len in [4, size - offset] {
+                let m = machine(64 * MIB, 1, Profile::X86_64, vec![], 23);
+                fill_pcp_lists(&m);
+                let (pcp, _, _) = busy_pcp_phys(&m, 0);
+                corrupt(&m, Writer::Ram, pcp + offset, &vec![byte; len as usize]);
+                let _ = exercise(&m, VirtAddr(0));
+            }
+        }
+    }
+}
+
+/// The size of `struct per_cpu_pages`.
+fn pcp_size() -> u64 {
+    std::mem::size_of::<kmemlab_mm::page_alloc::PerCpuPages>() as u64
+}
+
+/// The entry at `at`, as 8 bytes (x86_64).
+fn read_u64(m: &Machine, at: u64) -> u64 {
+    let mut raw = [0u8; 8];
+    ram(m).read(at, &mut raw).expect("RAM");
+    u64::from_le_bytes(raw)
+}
+
+/// Page tables overwritten into a DAG: every entry of a vmalloc area's PUD table names
+/// its PMD table, every entry of that names its PTE table, and every PTE is present.
+/// Each table is a page of RAM, but a walk that follows every path visits 512^3 leaves
+/// for that one PGD entry (and each PGD entry of the vmalloc range may name the PUD
+/// table too): in a sound tree each table has one parent, so a walk that meets more
+/// tables than `mem_map` has pages has gone round shared ones. `check_vmalloc(true)`
+/// (which walks every table under the vmalloc range) reports the damage and ends.
+#[test]
+fn page_tables_made_a_dag_are_walked_in_bounded_time() {
+    let m = boot(Profile::X86_64);
+    let va = m.run(|mm| mm.vmalloc(8 << 10)).expect("vmalloc");
+    let entries = m.run(|mm| walk_entries(mm, va));
+    assert_eq!(entries.len(), 4);
+    // Each level's table filled with its own entry for `va` (PGD: the vmalloc range's
+    // slots only, 64 of them from `va`'s on).
+    for (level, at) in entries.iter().copied().rev() {
+        let entry = read_u64(&m, at).to_le_bytes();
+        let (first, slots) = if level == 0 {
+            (at, 64.min((0x1000 - (at & 0xfff)) / 8))
+        } else {
+            (at & !0xfff, 512)
+        };
+        let bytes: Vec<u8> = (0..slots).flat_map(|_| entry).collect();
+        ram(&m).write(first, &bytes).expect("RAM");
+    }
+    let check = m.run(|mm| mm.check_vmalloc(true));
+    use kmemlab_mm::vmalloc::VmallocCheckError as E;
+    assert!(
+        matches!(check, Err(E::StrayMapping(_) | E::PageTables { .. })),
+        "{check:?}"
+    );
+    let _ = m.run(|mm| mm.vfree(va));
+    let _ = m.mm().take_oopses();
+    let _ = m.take_console();
+}

@@ -83,6 +83,7 @@ fn setup(debug: SlabFlags) -> Setup {
             debug,
             ..SlabConfig::default()
         },
+        ..MachineConfig::default()
     })
     .expect("boots");
     let cache = m

@@ -55,7 +55,11 @@ fn free_every_other(m: &Machine, held: &mut Vec<u64>) -> Vec<u64> {
 
 #[test]
 fn fragmented_dma_zone_cannot_serve_order_1() {
-    let m = small_x86(1);
+    let mut m = small_x86(1);
+    // Without watermark boosting (sysctl.rs tests it): the unmovable fill's fallbacks
+    // would boost DMA's watermarks, and kswapd, with nothing to reclaim, would leave the
+    // boost in place, moving every mark this test counts against.
+    m.sysctl_write("vm.watermark_boost_factor", "0").unwrap();
     let boot = BootState::of(m.mm());
     let dma = zone_idx(m.mm(), ZoneType::Dma);
     let gfp = Gfp::GFP_DMA | Gfp::__GFP_NOWARN;
@@ -299,7 +303,10 @@ fn first_reclaimable_allocation_claims_a_whole_max_order_block() {
 /// (the largest free block), and claims the pageblock only if at least half of it is free
 /// or compatible (`steal_suitable_fallback`).
 fn partial_pageblock_steal(free_pages: u64) -> (MigrateType, u64, u64) {
-    let m = small_x86(1);
+    let mut m = small_x86(1);
+    // Without watermark boosting (sysctl.rs tests it): the movable fill's own fallbacks
+    // would boost DMA32 and stop the fill early, leaving larger free blocks elsewhere.
+    m.sysctl_write("vm.watermark_boost_factor", "0").unwrap();
     let boot = BootState::of(m.mm());
     let gfp = Gfp::GFP_DMA32 | Gfp::__GFP_MOVABLE | Gfp::__GFP_NOWARN;
     let mut held = Vec::new();

@@ -24,6 +24,7 @@ fn machine_with(slab: SlabConfig) -> Machine {
         seed: 5,
         holes: vec![],
         slab,
+        ..MachineConfig::default()
     })
     .expect("boots")
 }

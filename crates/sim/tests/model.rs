@@ -81,7 +81,7 @@ fn read_phys(machine: &Machine, pfn: u64, offset: usize, buf: &mut [u8]) {
 }
 
 /// A failure is spurious when some allowed zone is comfortably above its high watermark
-/// (plus the lowmem reserve and the request) and holds a free block of the order on a
+/// (plus its largest boost, the lowmem reserve and the request) and holds a free block of the order on a
 /// list the request may use (ignoring HighAtomic reserves): the allocator must then have
 /// succeeded.
 fn assert_failure_justified(mm: &Mm<SimPlatform>, profile: Profile, gfp: Gfp, order: u32) {
@@ -107,7 +107,15 @@ fn assert_failure_justified(mm: &Mm<SimPlatform>, profile: Profile, gfp: Gfp, or
         };
         let usable = zone.free_pages().saturating_sub(unusable);
         let has_block = (order as usize..=10).any(|o| (0..3).any(|mt| snap.per_type[mt][o] > 0));
-        let needed = zone.watermark[2] + zone.lowmem_reserve[highest] + (1 << order);
+        // The watermarks may have carried a boost at the failure (boost_watermark(),
+        // 6.6: up to max(pageblock, high * watermark_boost_factor / 10000) in zones of at
+        // least four pageblocks) that kswapd has taken back since.
+        let max_boost = if zone.managed_pages >= 4 * 512 {
+            (zone.watermark[2] * 15_000 / 10_000).max(512)
+        } else {
+            0
+        };
+        let needed = zone.watermark[2] + max_boost + zone.lowmem_reserve[highest] + (1 << order);
         assert!(
             !(has_block && usable > needed),
             "spurious failure: order {order} {gfp:?} but zone {} has {usable} usable free pages \

@@ -23,6 +23,7 @@ fn machine_with(debug: SlabFlags) -> Machine {
             debug,
             ..SlabConfig::default()
         },
+        ..MachineConfig::default()
     })
     .expect("boots")
 }

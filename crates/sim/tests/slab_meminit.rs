@@ -30,6 +30,7 @@ fn machine(init_on_alloc: bool, init_on_free: bool) -> Machine {
             init_on_free,
             ..SlabConfig::default()
         },
+        ..MachineConfig::default()
     })
     .expect("boots")
 }

@@ -590,6 +590,7 @@ fn run(shape: Shape) {
         seed: shape.seed,
         holes: vec![],
         slab: shape.slab,
+        ..MachineConfig::default()
     })
     .expect("boots");
     let name = shape.name;
@@ -774,6 +775,7 @@ fn model_threads_remote_frees() {
         seed: 5,
         holes: vec![],
         slab: SlabConfig::default(),
+        ..MachineConfig::default()
     })
     .unwrap();
     shrink_all_caches(&m);

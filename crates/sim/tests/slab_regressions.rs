@@ -4,7 +4,7 @@
 use std::sync::Barrier;
 
 use kmemlab_mm::slab::{SlabConfig, SlabError, SlabFlags};
-use kmemlab_mm::{Context, Gfp, Profile};
+use kmemlab_mm::{Context, Gfp, Profile, VirtAddr};
 use kmemlab_sim::{Machine, MachineConfig};
 
 fn machine(profile: Profile, ram: u64, cpus: usize, slab: SlabConfig) -> Machine {
@@ -160,4 +160,63 @@ fn too_many_caches_is_refused_without_leaking() {
         before,
         "failed creates leaked memory"
     );
+}
+
+/// A free pointer overwritten inside a free object of a cache without slab_debug (hardened
+/// freelist, as a distribution kernel). The allocation that takes the object hands it out
+/// (its own address is good) and makes the garbage the head of the CPU's lockless freelist;
+/// the next allocation checks that head against the CPU slab in hand (an object boundary
+/// inside it) before reading through it, and fails with the fault the kernel would take
+/// there, an oops. The CPU freelist is dropped and the cache carries on.
+#[test]
+fn a_corrupted_free_pointer_on_the_cpu_freelist_is_an_oops_and_the_cache_carries_on() {
+    let m = machine(Profile::X86_64, 64 << 20, 1, SlabConfig::default());
+    let c = m
+        .run(|mm| mm.kmem_cache_create("fp_fast", 64, 0, SlabFlags::empty(), None))
+        .unwrap();
+    let offset = m.mm().cache(c).unwrap().fp_offset() as u64;
+    let a = m.run(|mm| mm.kmem_cache_alloc(c, Gfp::GFP_KERNEL)).unwrap();
+    let b = m.run(|mm| mm.kmem_cache_alloc(c, Gfp::GFP_KERNEL)).unwrap();
+    // The CPU freelist is now a -> b -> ...
+    m.run(|mm| mm.kmem_cache_free(c, b)).unwrap();
+    m.run(|mm| mm.kmem_cache_free(c, a)).unwrap();
+    m.take_console();
+    assert_eq!(m.take_oopses(), 0);
+    m.mm()
+        .copy_to_kernel(
+            VirtAddr(a.0 + offset),
+            &0x4141_4141_4141_4141u64.to_le_bytes(),
+        )
+        .unwrap();
+    let first = m.run(|mm| mm.kmem_cache_alloc(c, Gfp::GFP_KERNEL)).unwrap();
+    assert_eq!(
+        first, a,
+        "the object whose free pointer was overwritten comes first"
+    );
+    let r = m.run(|mm| mm.kmem_cache_alloc(c, Gfp::GFP_KERNEL));
+    assert!(
+        matches!(
+            r,
+            Err(SlabError::Corrupted {
+                what: "freelist pointer corrupted",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    let console = m.take_console();
+    assert!(
+        console.iter().any(|l| {
+            l.starts_with("BUG: unable to handle page fault for address:")
+                || l.starts_with("general protection fault")
+        }),
+        "{console:#?}"
+    );
+    assert!(m.take_oopses() >= 1, "{console:#?}");
+    // The dropped CPU freelist is not followed again: the cache hands out good objects.
+    let next = m.run(|mm| mm.kmem_cache_alloc(c, Gfp::GFP_KERNEL)).unwrap();
+    assert_ne!(next, a);
+    m.run(|mm| mm.kmem_cache_free(c, next)).unwrap();
+    m.run(|mm| mm.kmem_cache_free(c, a)).unwrap();
+    assert!(m.take_console().is_empty());
 }

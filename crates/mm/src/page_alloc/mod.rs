@@ -514,7 +514,21 @@ impl<P: Platform> Mm<P> {
                 return true;
             }
         }
-        self.zone_watermark_ok(zone, order, mark, highest, flags, free)
+        if self.zone_watermark_ok(zone, order, mark, highest, flags, free) {
+            return true;
+        }
+        // "Ignore watermark boosting for __GFP_HIGH order-0 allocations when checking the
+        // min watermark. The min watermark is the point where boosting is ignored so that
+        // kswapd is woken up when below the low watermark."
+        if order == 0
+            && flags.contains(AllocFlags::MIN_RESERVE)
+            && zone.watermark_boost() > 0
+            && flags.watermark() == Watermark::Min
+        {
+            let unboosted = zone.watermark[Watermark::Min as usize];
+            return self.zone_watermark_ok(zone, order, unboosted, highest, flags, free);
+        }
+        false
     }
 
     fn verdict(&self, zone: &Zone, ac: &AllocContext, flags: AllocFlags) -> ZoneVerdict {
@@ -659,13 +673,21 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `rmqueue()`: per-CPU lists for the orders they cache, else the buddy lists.
+    /// A fallback that boosted the zone's watermarks wakes kswapd on the way out (6.6).
     fn rmqueue(&self, zone: &Zone, ac: &AllocContext, flags: AllocFlags) -> Option<u64> {
+        let mut page = None;
         if pcp_allowed_order(ac.order) {
-            if let Some(pfn) = self.rmqueue_pcplist(zone, ac, flags) {
-                return Some(pfn);
-            }
+            page = self.rmqueue_pcplist(zone, ac, flags);
         }
-        self.rmqueue_buddy(zone, ac.order, ac.migratetype, flags)
+        if page.is_none() {
+            page = self.rmqueue_buddy(zone, ac.order, ac.migratetype, flags);
+        }
+        // "Separate test+clear to avoid unnecessary atomics"
+        if flags.contains(AllocFlags::KSWAPD) && zone.boosted_watermark.load(Relaxed) {
+            zone.boosted_watermark.store(false, Relaxed);
+            self.wakeup_kswapd(zone, Gfp::empty(), 0, zone.idx);
+        }
+        page
     }
 
     /// `rmqueue_pcplist()`: pop from this CPU's list, refilling it with a batch first.
@@ -1075,11 +1097,21 @@ impl<P: Platform> Mm<P> {
         }
     }
 
-    /// `free_pcppages_bulk()`: give `count` pages back to the buddy lists, round-robin over
-    /// the lists starting with `pindex`, coldest (tail) pages first. The count is read
-    /// from RAM: once every list is empty the walk stops and the count is set to 0.
+    /// `free_pcppages_bulk()` (6.6): give `count` pages back to the buddy lists,
+    /// round-robin over the lists starting with `pindex` (skipping the empty ones at
+    /// either end, `min_pindex`/`max_pindex`), coldest (tail) pages first.
+    ///
+    /// `pcp->count` is read from RAM and not trusted. 6.6 clamps `count` to it ("Ensure
+    /// proper count is passed which otherwise would stuck in the below
+    /// while (list_empty(list)) loop") and trusts it; here it is also clamped to the
+    /// zone's managed pages (no CPU can cache more), and the walk ends when every list is
+    /// empty, whatever the count said: see [`Mm::pcp_count_corrupt`]. Every round of the
+    /// outer loop either takes a block off a list (`count` falls) or leaves one list empty
+    /// for good (a list that fails its `list_del` check is abandoned, `INIT_LIST_HEAD`, as
+    /// [`crate::memory_model::PageList::pop_back`] does), so it runs at most
+    /// `count + NR_PCP_LISTS` times.
     fn free_pcppages_bulk(&self, zone: &Zone, count: u32, pcp: &PerCpuPages, pindex: usize) {
-        let mut count = count.min(pcp.count()) as i64;
+        let mut count = i64::from(count.min(self.pcp_count_checked(zone, pcp)));
         if count <= 0 {
             return;
         }
@@ -1109,7 +1141,7 @@ impl<P: Platform> Mm<P> {
             };
             let Some(list) = found else {
                 // Every list is empty although the count said otherwise.
-                pcp.count.store(0, Relaxed);
+                self.pcp_count_corrupt(zone, pcp);
                 return;
             };
             let order = pindex_to_order(pindex as usize);
@@ -1117,7 +1149,12 @@ impl<P: Platform> Mm<P> {
             while count > 0 {
                 let pfn = match list.try_pop_back(&self.mem_map) {
                     Ok(Some(pfn)) => pfn,
-                    Ok(None) => break,
+                    Ok(None) => {
+                        // `last` and `first` both the head: nothing to abandon, but
+                        // make sure the list reads as empty from now on.
+                        list.init();
+                        break;
+                    }
                     Err(e) => {
                         self.report_list_corruption(&e);
                         list.init();
@@ -1136,15 +1173,49 @@ impl<P: Platform> Mm<P> {
         }
     }
 
-    /// `drain_pages_zone()` for one CPU: every page on its lists back to the buddy lists.
+    /// `pcp->count`, at most the zone's managed pages: no CPU can cache more, and the
+    /// bound keeps a walk of lists overwritten in RAM short. A larger count is reported
+    /// when the lists run dry before it ([`Mm::pcp_count_corrupt`]).
+    fn pcp_count_checked(&self, zone: &Zone, pcp: &PerCpuPages) -> u32 {
+        pcp.count()
+            .min(zone.managed_pages.min(u64::from(u32::MAX)) as u32)
+    }
+
+    /// A `pcp->count` above what the lists hold, found when they are empty. 6.6 has no
+    /// check here: its `free_pcppages_bulk()` would spin for ever in
+    /// `while (list_empty(list))` with the zone lock held. kmemlab prints the count and a
+    /// WARN naming that function (line 0: there is no kernel line to cite), and sets the
+    /// count to 0, which is what the empty lists hold.
+    #[cold]
+    #[inline(never)]
+    fn pcp_count_corrupt(&self, zone: &Zone, pcp: &PerCpuPages) {
+        self.warn_report(
+            "mm/page_alloc.c",
+            0,
+            "free_pcppages_bulk",
+            format_args!(
+                "pcp->count is {} for zone {}, but its per-CPU lists are empty",
+                pcp.count(),
+                zone.name()
+            ),
+        );
+        pcp.count.store(0, Relaxed);
+    }
+
+    /// `drain_pages_zone()` (6.6) for every populated zone (`drain_pages()`): this CPU's
+    /// lists back to the buddy lists, in one `free_pcppages_bulk()` of the whole count
+    /// under `pcp->lock`. That call ends whatever the count read from RAM says (see
+    /// [`Mm::free_pcppages_bulk`]), so nothing here loops on the count; a count below what
+    /// the lists hold leaves the rest there, as in 6.6 (`check()` reports the mismatch).
     pub fn drain_pages(&self, cpu: usize) {
         let percpu = self.percpu.get(cpu);
         for zone in self.zones.iter().filter(|z| z.managed_pages > 0) {
             let pcp = &percpu.pcp[zone.idx];
-            self.spin_lock(&pcp.lock, "pcp->lock");
-            while pcp.count() > 0 {
-                self.free_pcppages_bulk(zone, pcp.count(), pcp, 0);
+            if pcp.count() == 0 {
+                continue;
             }
+            self.spin_lock(&pcp.lock, "pcp->lock");
+            self.free_pcppages_bulk(zone, pcp.count(), pcp, 0);
             pcp.lock.unlock();
         }
     }
@@ -1401,6 +1472,11 @@ impl<P: Platform> ZoneLocked<'_, P> {
             zone: self.zone,
             area: &mut self.guard,
             report: self.mm,
+            boost_factor: if self.mm.booted {
+                self.mm.vm.watermark_boost_factor.max(0) as u64
+            } else {
+                0
+            },
         }
     }
 }

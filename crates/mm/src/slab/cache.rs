@@ -225,6 +225,7 @@ impl KmemCache {
     pub fn allocflags(&self) -> Gfp {
         Gfp::from_bits_retain(self.allocflags.load(Relaxed))
     }
+    #[inline]
     pub(crate) fn cpu_slab_ptr(&self) -> PerCpuPtr {
         let v = self.cpu_slab.load(Relaxed);
         PerCpuPtr {
@@ -442,14 +443,30 @@ impl<P: Platform> Mm<P> {
     /// kernel would take through a corrupted `cpu_slab`.
     #[inline]
     pub(crate) fn this_cpu_slab(&self, s: &KmemCache) -> Result<&KmemCacheCpu, SlabError> {
-        match self.cpu_slab(s, self.platform.smp_processor_id()) {
+        self.cpu_slab_or_fault(s, self.platform.smp_processor_id())
+    }
+
+    /// [`Mm::this_cpu_slab`] when the caller already knows it runs on `cpu`.
+    #[inline]
+    pub(crate) fn cpu_slab_or_fault(
+        &self,
+        s: &KmemCache,
+        cpu: usize,
+    ) -> Result<&KmemCacheCpu, SlabError> {
+        match self.cpu_slab(s, cpu) {
             Some(c) => Ok(c),
-            None => Err(self.slab_fault(
-                s.cpu_slab.load(Relaxed),
-                false,
-                "kmem_cache.cpu_slab corrupted",
-            )),
+            None => Err(self.cpu_slab_corrupt(s)),
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn cpu_slab_corrupt(&self, s: &KmemCache) -> SlabError {
+        self.slab_fault(
+            s.cpu_slab.load(Relaxed),
+            false,
+            "kmem_cache.cpu_slab corrupted",
+        )
     }
 
     /// The constructor of `s` from the host's table: `Ok(None)` for none, an error (the
@@ -767,6 +784,7 @@ impl<P: Platform> Mm<P> {
     /// `kmem_cache` caches are built in static boot structures, moved into objects of the
     /// `kmem_cache` cache (`bootstrap`), then the kmalloc caches are created.
     pub(crate) fn kmem_cache_init(&mut self) -> Result<(), SlabError> {
+        self.slab.tid_step = self.platform.nr_cpus().next_power_of_two() as u64;
         // The boot structures live on this stack frame, as the kernel's live in .data.
         let boot_node_cache = KmemCache::new_zeroed();
         let boot_cache = KmemCache::new_zeroed();

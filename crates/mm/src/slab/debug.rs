@@ -736,7 +736,9 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `free_to_partial_list()` with `free_debug_processing()`: a free of a debug cache,
-    /// checked; a refused object stays allocated, out of circulation.
+    /// checked; a refused object stays allocated, out of circulation. Out of line, so the
+    /// fast path of caches without debugging stays small.
+    #[inline(never)]
     pub(crate) fn free_to_partial_list(
         &self,
         s: &KmemCache,

@@ -14,7 +14,7 @@ use core::sync::atomic::Ordering::Relaxed;
 
 use crate::addr::{get_order, VirtAddr, MAX_PAGE_ORDER, PAGE_SHIFT, PAGE_SIZE};
 use crate::gfp::Gfp;
-use crate::mm_types::{PG_HEAD, PG_LARGE_KMALLOC};
+use crate::mm_types::{Page, PG_HEAD, PG_LARGE_KMALLOC};
 use crate::page_alloc::AllocError;
 use crate::platform::Platform;
 use crate::slab::cache::{KmemCache, KmemCacheRef};
@@ -40,8 +40,8 @@ pub const KMALLOC_MAX_CLASSES: usize = 32;
 pub(crate) const KMALLOC_SLOTS: usize = KMALLOC_MAX_CLASSES;
 /// Request sizes are mapped to classes in steps of this many bytes (`size_index_elem()`).
 const SIZE_STEP: usize = 8;
-/// Entries of the custom `size_index[]` table: one per 8 bytes up to 8 KiB.
-pub(crate) const SIZE_INDEX_LEN: usize = KMALLOC_MAX_CACHE_SIZE / SIZE_STEP;
+/// Entries of a `size_index[]` table: one per 8 bytes up to 8 KiB.
+pub const SIZE_INDEX_LEN: usize = KMALLOC_MAX_CACHE_SIZE / SIZE_STEP;
 
 const _: () = assert!(KMALLOC_SLOTS > KMALLOC_SHIFT_HIGH);
 
@@ -213,6 +213,26 @@ pub const fn kmalloc_index(size: usize) -> usize {
     }
 }
 
+/// `size_index[]` for the kernel's classes: the `kmalloc_index()` of every request size in
+/// 8-byte steps up to KMALLOC_MAX_CACHE_SIZE. Linux 6.6's `kmalloc_slab()` looks requests
+/// of up to 192 bytes up in its `size_index[24]` and takes `fls(size - 1)` above; a table
+/// over the whole range gives the same class in one load.
+///
+/// ```
+/// use kmemlab_mm::slab::kmalloc::{default_size_index, kmalloc_index};
+/// let table = default_size_index();
+/// assert!((1..=8192).all(|size| table[(size - 1) / 8] as usize == kmalloc_index(size)));
+/// ```
+pub const fn default_size_index() -> [u8; SIZE_INDEX_LEN] {
+    let mut table = [0u8; SIZE_INDEX_LEN];
+    let mut i = 0;
+    while i < SIZE_INDEX_LEN {
+        table[i] = kmalloc_index((i + 1) * SIZE_STEP) as u8;
+        i += 1;
+    }
+    table
+}
+
 /// The object size of a class (`kmalloc_size()`).
 pub const fn kmalloc_size(index: usize) -> usize {
     match index {
@@ -320,21 +340,22 @@ impl SlabGlobals {
         self.kmalloc_caches[0][self.kmalloc_slot(KMALLOC_MAX_CACHE_SIZE)].load(Relaxed) != 0
     }
 
-    /// The `kmalloc_caches` slot serving `size` bytes (1 ..= KMALLOC_MAX_CACHE_SIZE): the
-    /// kernel's `kmalloc_index()`, or the custom classes' `size_index[]`.
+    /// The `kmalloc_caches` slot serving `size` bytes (1 ..= KMALLOC_MAX_CACHE_SIZE): one
+    /// load from `size_index[]` ([`default_size_index`] for the kernel's classes, the
+    /// custom classes' table otherwise); `kmalloc_index()` for a size past the table.
     #[inline]
     pub(crate) fn kmalloc_slot(&self, size: usize) -> usize {
-        if self.config.kmalloc_sizes.is_none() {
-            kmalloc_index(size)
-        } else {
-            self.size_index[(size - 1) / SIZE_STEP] as usize
+        match self.size_index.get(size.wrapping_sub(1) / SIZE_STEP) {
+            Some(&slot) => slot as usize,
+            None => kmalloc_index(size),
         }
     }
 }
 
 /// What `kfree`/`ksize` found at an address.
 enum KmallocObject<'a> {
-    Slab(&'a KmemCache, u64),
+    /// A slab object: its cache, and its slab's PFN and `struct page`.
+    Slab(&'a KmemCache, u64, &'a Page),
     Large(u64, u32),
 }
 
@@ -489,7 +510,7 @@ impl<P: Platform> Mm<P> {
             // `slab->slab_cache` is read from RAM: anything but a live cache is the fault
             // the kernel would take following it.
             let s = self.cache_at(page.slab_cache())?;
-            return Ok(KmallocObject::Slab(s, pfn));
+            return Ok(KmallocObject::Slab(s, pfn, page));
         }
         let page = self.virt_to_page(addr).map_err(|_| {
             SlabError::NotSlabObject(
@@ -590,9 +611,9 @@ impl<P: Platform> Mm<P> {
             return Ok(());
         }
         match self.lookup_kmalloc(addr)? {
-            KmallocObject::Slab(s, pfn) => {
+            KmallocObject::Slab(s, pfn, page) => {
                 self.dma_debug_freeing_virt(addr, s.object_size() as u64);
-                self.free_object(s, pfn, addr, caller)
+                self.free_object(s, pfn, page, addr, caller)
             }
             KmallocObject::Large(pfn, order) => {
                 let page = self.mem_map.page(pfn);
@@ -623,7 +644,7 @@ impl<P: Platform> Mm<P> {
             return Ok(0);
         }
         Ok(match self.lookup_kmalloc(addr)? {
-            KmallocObject::Slab(s, pfn) => {
+            KmallocObject::Slab(s, pfn, _) => {
                 if self.object_index(s, pfn, addr.0).is_none() {
                     return Err(SlabError::NotSlabObject(addr, "not the start of an object"));
                 }
@@ -655,7 +676,7 @@ impl<P: Platform> Mm<P> {
             (None, 0, 0)
         } else {
             match self.lookup_kmalloc(addr)? {
-                KmallocObject::Slab(s, pfn) => {
+                KmallocObject::Slab(s, pfn, _) => {
                     if self.object_index(s, pfn, addr.0).is_none() {
                         return Err(SlabError::NotSlabObject(addr, "not the start of an object"));
                     }

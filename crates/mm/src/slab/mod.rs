@@ -323,7 +323,7 @@ pub struct SlabGlobals {
     pub(crate) kmem_cache_node: AtomicU64,
     /// `kmalloc_caches[type][index]`.
     pub(crate) kmalloc_caches: [[AtomicU64; kmalloc::KMALLOC_SLOTS]; kmalloc::NR_KMALLOC_TYPES],
-    /// `size_index[]` of custom kmalloc sizes (unused with the kernel's classes).
+    /// `size_index[]`: the kmalloc class of each request size, in 8-byte steps.
     pub(crate) size_index: [u8; kmalloc::SIZE_INDEX_LEN],
     /// `slab_caches`, newest first.
     pub(crate) caches: SpinLockIrq<CacheList>,
@@ -334,6 +334,9 @@ pub struct SlabGlobals {
     pub(crate) ctors: SpinLockIrq<CtorTable>,
     /// `free_large_kmalloc()`'s `WARN_ON_ONCE` has fired.
     pub(crate) large_kmalloc_warned: core::sync::atomic::AtomicBool,
+    /// `TID_STEP`: the CPU count rounded up to a power of two (set by `kmem_cache_init`,
+    /// so the fast paths add a constant as the kernel's `next_tid()` does).
+    pub(crate) tid_step: u64,
 }
 
 /// The host-side constructor table: slot `i` belongs to the cache at kernel address
@@ -365,7 +368,7 @@ impl SlabGlobals {
                 kmalloc::NR_KMALLOC_TYPES],
             size_index: match &config.kmalloc_sizes {
                 Some(sizes) => sizes.size_index(),
-                None => [0; kmalloc::SIZE_INDEX_LEN],
+                None => kmalloc::default_size_index(),
             },
             caches: SpinLockIrq::new(CacheList {
                 vas: [0; MAX_CACHES],
@@ -380,6 +383,7 @@ impl SlabGlobals {
                 ctors: [None; MAX_CACHES],
             }),
             large_kmalloc_warned: core::sync::atomic::AtomicBool::new(false),
+            tid_step: 1,
         }
     }
 }

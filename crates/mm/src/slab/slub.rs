@@ -37,6 +37,18 @@ pub(crate) const NO_OBJECT: u16 = u16::MAX;
 /// Ubuntu's 6.5 build; the `BUG_ON` is five lines into it).
 const SET_FREEPOINTER_BUG_LINE: u32 = 440;
 
+/// Why a CPU freelist's next object could not be read (one byte: the fast paths return it
+/// in registers and report it out of line).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum FreelistFault {
+    /// The CPU slab's `struct page` is no slab of the cache (or lies past `mem_map`).
+    ForeignSlab,
+    /// The freelist pointer is not an object boundary inside the slab.
+    BadPointer,
+    /// The object's free pointer word is not RAM in the direct map.
+    OutsideRam,
+}
+
 /// `slab->freelist` and `slab->counters` (`inuse`, `objects`, `frozen`), packed in one
 /// word of `struct page` so that one compare-exchange updates them together.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -69,13 +81,14 @@ impl SlabCounters {
     }
 }
 
-/// `next_tid()`: tids of one CPU step by the CPU count rounded up to a power of two.
-#[inline]
-fn next_tid(tid: u64, nr_cpus: usize) -> u64 {
-    tid.wrapping_add(nr_cpus.next_power_of_two() as u64)
-}
-
 impl<P: Platform> Mm<P> {
+    /// `next_tid()`: tids of one CPU step by the CPU count rounded up to a power of two
+    /// (`TID_STEP`, computed once at boot).
+    #[inline]
+    fn next_tid(&self, tid: u64) -> u64 {
+        tid.wrapping_add(self.slab.tid_step)
+    }
+
     // ----- memory and pointers -----------------------------------------------------
 
     /// Read a word of slab memory through the door; an address outside RAM is the fault
@@ -307,10 +320,7 @@ impl<P: Platform> Mm<P> {
             c.slab.store(0, Relaxed);
         }
         c.freelist.store(0, Relaxed);
-        c.tid.store(
-            next_tid(c.tid.load(Relaxed), self.platform.nr_cpus()),
-            Relaxed,
-        );
+        c.tid.store(self.next_tid(c.tid.load(Relaxed)), Relaxed);
     }
 
     /// The next free object of this CPU's freelist (`object`, in the CPU slab at `pfn`),
@@ -324,19 +334,75 @@ impl<P: Platform> Mm<P> {
         pfn: u64,
         object: u64,
     ) -> Result<u64, SlabError> {
-        let page = match self.slab_page_of(s, pfn) {
-            Ok(page) => page,
-            Err(e) => {
-                self.drop_cpu_slab(c, true);
-                return Err(e);
+        match self.cpu_next_free_checked(s, pfn, object) {
+            Ok(next) => Ok(next),
+            Err(why) => Err(self.cpu_freelist_fault(s, c, pfn, object, why)),
+        }
+    }
+
+    /// The checks of [`Mm::cpu_next_free`] and the read, without reporting: the slab's
+    /// `struct page` names `s`, `object` is an object boundary inside that slab, and its
+    /// free pointer word is RAM in the direct map. The error is one byte, so the fast path
+    /// gets its answer in registers; [`Mm::cpu_freelist_fault`] reports it.
+    #[inline(always)]
+    fn cpu_next_free_checked(
+        &self,
+        s: &KmemCache,
+        pfn: u64,
+        object: u64,
+    ) -> Result<u64, FreelistFault> {
+        let page = match self.mem_map.get(pfn) {
+            Some(page)
+                if page.flags() & PG_SLAB != 0 && page.slab_cache() == s.self_va.load(Relaxed) =>
+            {
+                page
             }
+            _ => return Err(FreelistFault::ForeignSlab),
         };
         if self.object_index_in(s, page, pfn, object).is_none() {
-            self.drop_cpu_slab(c, false);
-            return Err(self.freelist_corrupt(s, pfn, object));
+            return Err(FreelistFault::BadPointer);
         }
-        self.get_freepointer(s, object)
-            .inspect_err(|_| self.drop_cpu_slab(c, false))
+        let at = object.wrapping_add(s.fp_offset() as u64);
+        match self
+            .layout
+            .virt_to_phys(at)
+            .map(|phys| self.ram.read::<u64>(phys))
+        {
+            Some(Ok(raw)) => Ok(Self::encode_fp(s, raw, at)),
+            _ => Err(FreelistFault::OutsideRam),
+        }
+    }
+
+    /// The report for a CPU freelist that [`Mm::cpu_next_free_checked`] refused, and the CPU
+    /// state that led to it dropped: the CPU slab too if it is no slab of `s`.
+    #[cold]
+    #[inline(never)]
+    fn cpu_freelist_fault(
+        &self,
+        s: &KmemCache,
+        c: &KmemCacheCpu,
+        pfn: u64,
+        object: u64,
+        why: FreelistFault,
+    ) -> SlabError {
+        self.drop_cpu_slab(c, why == FreelistFault::ForeignSlab);
+        match why {
+            FreelistFault::ForeignSlab => match self.slab_page_of(s, pfn) {
+                Err(e) => e,
+                // Another CPU's write made it a slab of `s` since: report what was seen.
+                Ok(_) => self.slab_fault(
+                    self.pfn_struct_address(pfn),
+                    false,
+                    "link to a page that is not a slab of this cache",
+                ),
+            },
+            FreelistFault::BadPointer => self.freelist_corrupt(s, pfn, object),
+            FreelistFault::OutsideRam => self.slab_fault(
+                object.wrapping_add(s.fp_offset() as u64),
+                false,
+                "slab memory outside RAM",
+            ),
+        }
     }
 
     // ----- slabs -------------------------------------------------------------------
@@ -623,14 +689,17 @@ impl<P: Platform> Mm<P> {
         site: crate::slab::CallSite,
         orig_size: u32,
     ) -> Result<u64, SlabError> {
+        // The current CPU, read once: the thread that runs a CPU stays on it, interrupts
+        // included.
+        let cpu = self.platform.smp_processor_id();
         if gfp.allows_blocking() {
-            self.might_sleep()
+            self.might_sleep_on(cpu)
                 .map_err(|e| SlabError::Alloc(crate::AllocError::SleepInAtomic(e)))?;
         }
         let object = if s.is_debug() {
             self.alloc_debug_path(s, gfp, site, orig_size)?
         } else {
-            self.slab_alloc_from(s, gfp)?
+            self.slab_alloc_on(s, gfp, cpu)?
         };
         if self.slab_want_init_on_alloc(gfp, s) {
             // With a kmalloc red zone only the requested bytes are zeroed, so the red zone
@@ -673,8 +742,13 @@ impl<P: Platform> Mm<P> {
 
     /// The per-CPU fast path and slow path, without context checks or initialisation.
     pub(crate) fn slab_alloc_from(&self, s: &KmemCache, gfp: Gfp) -> Result<u64, SlabError> {
-        let nr_cpus = self.platform.nr_cpus();
-        let c = self.this_cpu_slab(s)?;
+        self.slab_alloc_on(s, gfp, self.platform.smp_processor_id())
+    }
+
+    /// [`Mm::slab_alloc_from`] on `cpu`, the current CPU.
+    #[inline]
+    fn slab_alloc_on(&self, s: &KmemCache, gfp: Gfp, cpu: usize) -> Result<u64, SlabError> {
+        let c = self.cpu_slab_or_fault(s, cpu)?;
         loop {
             let tid = c.tid.load(Relaxed);
             self.irq_window();
@@ -688,7 +762,7 @@ impl<P: Platform> Mm<P> {
             }
             let next = self.cpu_next_free(s, c, slab - 1, object)?;
             self.irq_window();
-            if Self::cpu_cmpxchg(c, object, tid, next, next_tid(tid, nr_cpus)) {
+            if Self::cpu_cmpxchg(c, object, tid, next, self.next_tid(tid)) {
                 return Ok(object);
             }
             // note_cmpxchg_failure(): an interrupt ran an operation in between; redo.
@@ -705,7 +779,6 @@ impl<P: Platform> Mm<P> {
         c: &KmemCacheCpu,
         irq: crate::IrqFlags,
     ) -> Result<u64, SlabError> {
-        let nr_cpus = self.platform.nr_cpus();
         loop {
             let slab = c.slab.load(Relaxed);
             if slab != 0 {
@@ -724,12 +797,12 @@ impl<P: Platform> Mm<P> {
                     // load_freelist:
                     let next = self.cpu_next_free(s, c, pfn, freelist)?;
                     c.freelist.store(next, Relaxed);
-                    c.tid.store(next_tid(c.tid.load(Relaxed), nr_cpus), Relaxed);
+                    c.tid.store(self.next_tid(c.tid.load(Relaxed)), Relaxed);
                     return Ok(freelist);
                 }
                 // The CPU slab is full: it leaves the CPU, on no list.
                 c.slab.store(0, Relaxed);
-                c.tid.store(next_tid(c.tid.load(Relaxed), nr_cpus), Relaxed);
+                c.tid.store(self.next_tid(c.tid.load(Relaxed)), Relaxed);
             }
             // new_slab: the per-CPU partial list first.
             let partial = c.partial.load(Relaxed);
@@ -818,10 +891,7 @@ impl<P: Platform> Mm<P> {
         }
         c.slab.store(pfn + 1, Relaxed);
         c.freelist.store(freelist, Relaxed);
-        c.tid.store(
-            next_tid(c.tid.load(Relaxed), self.platform.nr_cpus()),
-            Relaxed,
-        );
+        c.tid.store(self.next_tid(c.tid.load(Relaxed)), Relaxed);
     }
 
     /// `get_partial_node()`: the first slab of the node's partial list becomes the CPU
@@ -986,7 +1056,6 @@ impl<P: Platform> Mm<P> {
         if s.is_debug() {
             return self.free_to_partial_list(s, pfn, object, site);
         }
-        let nr_cpus = self.platform.nr_cpus();
         let c = self.this_cpu_slab(s)?;
         loop {
             let tid = c.tid.load(Relaxed);
@@ -1000,7 +1069,7 @@ impl<P: Platform> Mm<P> {
             }
             self.set_freepointer(s, object, freelist)?;
             self.irq_window();
-            if Self::cpu_cmpxchg(c, freelist, tid, object, next_tid(tid, nr_cpus)) {
+            if Self::cpu_cmpxchg(c, freelist, tid, object, self.next_tid(tid)) {
                 return Ok(());
             }
             crate::vmstat::VmEvents::add(&self.events.slab_cmpxchg_redo, 1);
@@ -1033,7 +1102,9 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `__slab_free()`: straight onto the slab's freelist with a compare-exchange; the node
-    /// lock only when the slab changes lists (full → partial, partial → empty).
+    /// lock only when the slab changes lists (full → partial, partial → empty). Out of
+    /// line: the fast path of `kfree` stays small.
+    #[inline(never)]
     fn __slab_free(&self, s: &KmemCache, pfn: u64, object: u64) -> Result<(), SlabError> {
         let n = self.get_node(s)?;
         let idx = self.fl_idx(s, pfn, object).ok_or(SlabError::NotSlabObject(
@@ -1097,10 +1168,7 @@ impl<P: Platform> Mm<P> {
             Some(c) => {
                 let slab = c.slab.swap(0, Relaxed);
                 let freelist = c.freelist.swap(0, Relaxed);
-                c.tid.store(
-                    next_tid(c.tid.load(Relaxed), self.platform.nr_cpus()),
-                    Relaxed,
-                );
+                c.tid.store(self.next_tid(c.tid.load(Relaxed)), Relaxed);
                 if slab != 0 {
                     self.deactivate_slab(s, slab - 1, freelist);
                 }
@@ -1260,13 +1328,17 @@ impl<P: Platform> Mm<P> {
         // Every PFN of mem_map may be read (holes are reserved pages), so no memblock
         // search is needed to ask whether it is a slab.
         let pfn = self.layout.virt_to_phys(addr.0)? >> crate::addr::PAGE_SHIFT;
-        if !self.mem_map.contains(pfn) {
-            return None;
+        let page = self.mem_map.get(pfn)?;
+        if page.is_tail() {
+            return self.tail_to_slab(page);
         }
-        let page = self.mem_map.page(pfn);
-        // A tail's head PFN is read from RAM: one past `mem_map` is the fault reported at
-        // the next `take_oopses()`, and no slab.
-        let head = if page.is_tail() { page.word() } else { pfn };
+        page.is_slab().then_some((pfn, page))
+    }
+
+    /// [`Mm::virt_to_slab`] for a tail page: its head PFN is read from RAM, and one past
+    /// `mem_map` is the fault reported at the next `take_oopses()`, and no slab.
+    fn tail_to_slab(&self, tail: &Page) -> Option<(u64, &Page)> {
+        let head = tail.word();
         let hp = self.mem_map.page(head);
         hp.is_slab().then_some((head, hp))
     }
@@ -1304,7 +1376,7 @@ impl<P: Platform> Mm<P> {
         if page.slab_cache() != r.0 {
             return Err(self.wrong_cache(s, page.slab_cache(), pfn, addr));
         }
-        self.free_object(s, pfn, addr, caller)
+        self.free_object(s, pfn, page, addr, caller)
     }
 
     /// `cache_from_obj()`'s warning for an object freed to a cache it does not belong to
@@ -1341,16 +1413,18 @@ impl<P: Platform> Mm<P> {
         }
     }
 
-    /// The checks and the free shared by `kmem_cache_free` and `kfree`.
+    /// The checks and the free shared by `kmem_cache_free` and `kfree`, for an address in
+    /// the slab at `pfn` whose `struct page` is `page`.
     pub(crate) fn free_object(
         &self,
         s: &KmemCache,
         pfn: u64,
+        page: &Page,
         addr: VirtAddr,
         caller: crate::slab::CallSite,
     ) -> Result<(), SlabError> {
         let object = addr.0;
-        if self.object_index(s, pfn, object).is_none() {
+        if self.object_index_in(s, page, pfn, object).is_none() {
             if s.is_debug() {
                 self.slab_err_invalid_pointer(s, pfn, object);
             }

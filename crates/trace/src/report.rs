@@ -7,13 +7,13 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use super::event::EventName;
-use super::reader::InputStats;
-use super::stats::{
+use crate::event::EventName;
+use crate::reader::InputStats;
+use crate::stats::{
     fragmentation, AllocRow, Fidelity, KvmallocSummary, MemoryStats, PageSummary, ReplayCounters,
     Sample, SlabSummary, VmallocSummary, PERF_MIGRATE_TYPES, PERF_ORDERS,
 };
-use crate::{Machine, MachineConfig};
+use kmemlab_sim::{Machine, MachineConfig};
 
 /// perf's `graph_dotted_line`, cut at 105 columns as perf prints it.
 const DOTTED: &str = "---------------------------------------------------------------------------------------------------------";
@@ -205,7 +205,7 @@ impl Report {
             m.profile.name(),
             m.cpus,
             if m.cpus == 1 { "" } else { "s" },
-            crate::format_size(m.ram),
+            kmemlab_sim::format_size(m.ram),
             m.seed
         )
     }

@@ -2,16 +2,12 @@
 //! in the kernel's exact format, since the shared traces hold none), other kmalloc size
 //! classes (`SlabConfig::kmalloc_sizes`), and large kmallocs as kvmalloc.
 
-use std::path::PathBuf;
-
 use kmemlab_mm::Profile;
-use kmemlab_sim::trace::{replay, ReplayOptions, Report, TraceReader};
 use kmemlab_sim::{Machine, MachineConfig};
+use kmemlab_trace::{replay, ReplayOptions, Report, TraceReader};
 
 fn fixture(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(name);
+    let path = crate::trace_path(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -128,16 +124,10 @@ fn kmemlab_purges_on_its_own_past_lazy_max_pages() {
     assert_eq!(r.check, "ok");
 }
 
-/// The shared Linux 3.5 SLUB boot trace (beside the repository).
+/// The Linux 3.5 SLUB boot trace (`tests/data/traces`).
 fn slub_trace() -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/traces/linux-3.5-i386-boot-slub.trace");
-    std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "the shared trace {} is needed beside the repository: {e}",
-            path.display()
-        )
-    })
+    let path = crate::trace_path("linux-3.5-i386-boot-slub.trace");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// `bytes_req` of every successful `kmalloc` line, read by splitting on whitespace.
@@ -339,7 +329,7 @@ fn side_by_side_keeps_sections_aligned_when_one_side_uses_kvmalloc() {
         ..ReplayOptions::default()
     };
     let b = replay_text(&machine_with_sizes(None), &text, &options);
-    let both = kmemlab_sim::trace::side_by_side(&a, &b);
+    let both = kmemlab_trace::side_by_side(&a, &b);
     let row = both
         .lines()
         .find(|l| l.contains("kvmalloc above 4,096 bytes"))

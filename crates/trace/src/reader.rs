@@ -10,8 +10,8 @@
 use std::fmt;
 use std::io::{BufRead, Read};
 
-use super::event::{EventName, TraceEvent};
-use super::parse::{Line, LineParser};
+use crate::event::{EventName, TraceEvent};
+use crate::parse::{Line, LineParser};
 
 /// The longest line kept; the rest of a longer line is skipped and the line is malformed.
 /// (A kernel's `kmem` lines are a few hundred bytes: `TP_printk` of the longest event, with

@@ -14,9 +14,9 @@
 
 use kmemlab_mm::{Gfp, Mm, VirtAddr, PAGE_SIZE};
 
-use super::hash::FxHashMap;
-use super::stats::VmallocSummary;
-use crate::SimPlatform;
+use crate::hash::FxHashMap;
+use crate::stats::VmallocSummary;
+use kmemlab_sim::SimPlatform;
 
 /// On x86_64, `__START_KERNEL_map`: windows from here up hold the kernel image, modules
 /// (`MODULES_VADDR` = 0xffffffffa0000000) and BPF programs, not the vmalloc range. On

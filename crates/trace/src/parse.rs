@@ -16,9 +16,9 @@
 
 use kmemlab_mm::Context;
 
-use super::event::{CallSite, Event, EventName, SlabAlloc, SlabFree, TraceContext, TraceEvent};
-use super::gfp::GfpTable;
-use super::hash::FxHashMap;
+use crate::event::{CallSite, Event, EventName, SlabAlloc, SlabFree, TraceContext, TraceEvent};
+use crate::gfp::GfpTable;
+use crate::hash::FxHashMap;
 
 /// Interned strings (symbolic call sites, cache names): each distinct string is stored
 /// once, whatever the trace's length.

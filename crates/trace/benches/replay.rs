@@ -13,17 +13,19 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use kmemlab_sim::trace::{replay, ReplayOptions, TraceReader};
 use kmemlab_sim::{Machine, MachineConfig};
+use kmemlab_trace::{replay, ReplayOptions, TraceReader};
 
 const COPIES: usize = 20;
 
 fn trace_text() -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/traces/linux-3.5-i386-boot-slub.trace");
+    let path = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/data/traces/linux-3.5-i386-boot-slub.trace"
+    ));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "the shared trace {} is needed beside the repository: {e}",
+            "the trace {} (tests/data/traces in the repository): {e}",
             path.display()
         )
     });

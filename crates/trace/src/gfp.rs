@@ -7,7 +7,7 @@
 
 use kmemlab_mm::gfp::Gfp;
 
-use super::hash::FxHashMap;
+use crate::hash::FxHashMap;
 
 /// Names of flags that older kernels had and 6.6 no longer has, with what they mean now.
 /// Those that changed nothing an allocator does (`__GFP_COLD`, `__GFP_NOTRACK`, ...) map

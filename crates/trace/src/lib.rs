@@ -1,9 +1,14 @@
-//! Replaying real kernel traces: parse the text of ftrace and `trace-cmd report` for the
-//! `kmem` and `vmalloc` tracepoints, replay the slab and page events on a simulated
-//! machine, and report as `perf kmem stat` does, with kmemlab's own figures added.
+//! kmemlab's trace layer: parse the text of ftrace and `trace-cmd report` for the `kmem`
+//! and `vmalloc` tracepoints, replay the slab, page and vmalloc events on a simulated
+//! machine ([`kmemlab_sim::Machine`]), and report as `perf kmem stat` does, with kmemlab's
+//! own figures added.
+//!
+//! It sits between the front ends and the machine: `kmemlab` (cli) → `kmemlab_trace` →
+//! `kmemlab_sim` → `kmemlab_mm`. The machine knows nothing of traces; the SVG plot's
+//! dependency (`plotters`) lives here, not in the machine crate.
 //!
 //! ```
-//! use kmemlab_sim::trace::{replay, ReplayOptions, TraceReader};
+//! use kmemlab_trace::{replay, ReplayOptions, TraceReader};
 //! use kmemlab_sim::{Machine, MachineConfig};
 //!
 //! let text = "\
@@ -22,8 +27,9 @@
 //! * [`parse`]: one line into a [`TraceEvent`], from the `[CPU]` bracket outward (with a
 //!   fast path, `fast.rs`, for the common line shape).
 //! * [`reader`]: a stream of events from any `BufRead`, in bounded memory.
-//! * [`replay`](mod@replay): the events on a [`crate::Machine`].
+//! * [`replay`](mod@replay): the events on a [`kmemlab_sim::Machine`].
 //! * [`report`]: the tables, summaries and `/proc` files; [`plot`]: an SVG over time.
+#![warn(missing_docs)]
 
 pub mod event;
 mod fast;

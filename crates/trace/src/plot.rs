@@ -3,8 +3,8 @@
 
 use plotters::prelude::*;
 
-use super::report::Report;
-use super::stats::Sample;
+use crate::report::Report;
+use crate::stats::Sample;
 
 const MIB: f64 = (1u64 << 20) as f64;
 

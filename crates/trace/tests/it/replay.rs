@@ -8,20 +8,12 @@ use std::io::{BufReader, Read};
 use std::path::PathBuf;
 
 use kmemlab_mm::Profile;
-use kmemlab_sim::trace::{plot, replay, side_by_side, ReplayOptions, Report, TraceReader};
 use kmemlab_sim::{Machine, MachineConfig};
+use kmemlab_trace::{plot, replay, side_by_side, ReplayOptions, Report, TraceReader};
 
-/// A shared trace, beside the repository (`../shared/data/traces`); missing is a failure.
+/// A trace of the repository's `tests/data/traces`; missing is a failure.
 fn shared_trace(name: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/traces")
-        .join(name);
-    assert!(
-        path.is_file(),
-        "the shared trace {} is missing: these tests need the project's shared/ folder beside the repository",
-        path.display()
-    );
-    path
+    crate::trace_path(name)
 }
 
 fn machine(profile: Profile, cpus: usize) -> Machine {

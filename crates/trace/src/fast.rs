@@ -18,8 +18,8 @@
 //! the general parser touches them. A test below holds the two parsers to the same answer
 //! on lines built from trace fragments and on mutated trace lines.
 
-use super::event::{CallSite, Event, EventName, SlabAlloc, SlabFree, TraceContext, TraceEvent};
-use super::parse::{cpu_bracket, flags, task_pid, LineParser, HEX_DIGIT, NOT_HEX, POW10};
+use crate::event::{CallSite, Event, EventName, SlabAlloc, SlabFree, TraceContext, TraceEvent};
+use crate::parse::{cpu_bracket, flags, task_pid, LineParser, HEX_DIGIT, NOT_HEX, POW10};
 
 /// A blank: the only delimiters between tokens of a line.
 #[inline]
@@ -708,7 +708,7 @@ impl LineParser {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::parse::Line;
+    use crate::parse::Line;
 
     /// What the general parser makes of a line, and the state it leaves.
     fn both(line: &str) -> (Result<Line, &'static str>, Option<Line>) {
@@ -914,7 +914,7 @@ mod tests {
             let end = text.iter().position(|&b| b == b' ').unwrap_or(text.len());
             let slow = std::str::from_utf8(&text[..end])
                 .ok()
-                .and_then(crate::trace::parse::hex_for_tests);
+                .and_then(crate::parse::hex_for_tests);
             assert_eq!(c.hex(), slow, "{text:?}");
         }
     }

@@ -3,7 +3,7 @@
 //! sites, task names with spaces and colons, malformed and truncated lines.
 
 use kmemlab_mm::{Context, Gfp};
-use kmemlab_sim::trace::{
+use kmemlab_trace::{
     CallSite, Event, EventName, Line, LineParser, TraceContext, TraceError, TraceEvent, TraceReader,
 };
 
@@ -15,14 +15,14 @@ fn parse(line: &str) -> (TraceEvent, LineParser) {
     }
 }
 
-fn slab_alloc(ev: &TraceEvent) -> kmemlab_sim::trace::SlabAlloc {
+fn slab_alloc(ev: &TraceEvent) -> kmemlab_trace::SlabAlloc {
     match ev.event {
         Event::Kmalloc(a) | Event::CacheAlloc(a) => a,
         other => panic!("not an allocation: {other:?}"),
     }
 }
 
-fn slab_free(ev: &TraceEvent) -> kmemlab_sim::trace::SlabFree {
+fn slab_free(ev: &TraceEvent) -> kmemlab_trace::SlabFree {
     match ev.event {
         Event::Kfree(f) | Event::CacheFree(f) => f,
         other => panic!("not a free: {other:?}"),
@@ -473,7 +473,7 @@ fn lenient_reading_skips_and_counts() {
     text.extend_from_slice(GOOD.as_bytes());
     text.extend_from_slice(b"init-1 [000] .N.. 0.17: kmalloc: call_site=c1\n");
     text.extend_from_slice(b"\xff\xfe not utf-8 [000]\n");
-    text.extend_from_slice(&vec![b'x'; kmemlab_sim::trace::MAX_LINE + 100]);
+    text.extend_from_slice(&vec![b'x'; kmemlab_trace::MAX_LINE + 100]);
     text.push(b'\n');
     text.extend_from_slice(GOOD.as_bytes());
     text.extend_from_slice(b"init-1 [000] .N.. 0.17: kfree: call_site=c1 ptr=c3"); // no newline at the end
@@ -492,7 +492,7 @@ fn lenient_reading_skips_and_counts() {
         .as_deref()
         .unwrap()
         .starts_with("line 2: "));
-    assert!(r.buffer_capacity() <= 2 * kmemlab_sim::trace::MAX_LINE);
+    assert!(r.buffer_capacity() <= 2 * kmemlab_trace::MAX_LINE);
 }
 
 #[test]
@@ -569,7 +569,7 @@ fn absurd_sizes_are_malformed() {
     let kmalloc = |ptr: &str, req: u64, alloc: u64| {
         format!("init-1 [000] .N.. 0.17: kmalloc: call_site=c1 ptr={ptr} bytes_req={req} bytes_alloc={alloc} gfp_flags=GFP_KERNEL")
     };
-    let limit = kmemlab_sim::trace::parse::MAX_TRACED_SIZE;
+    let limit = kmemlab_trace::parse::MAX_TRACED_SIZE;
     let mut p = LineParser::default();
     for bad in [
         kmalloc("c2", u64::MAX, 32),
@@ -646,9 +646,9 @@ fn a_line_without_end_stops_the_reading() {
         }
         drop(r);
         let limit = if lenient {
-            kmemlab_sim::trace::reader::MAX_SKIPPED_LINE + (1 << 17)
+            kmemlab_trace::reader::MAX_SKIPPED_LINE + (1 << 17)
         } else {
-            2 * kmemlab_sim::trace::MAX_LINE as u64
+            2 * kmemlab_trace::MAX_LINE as u64
         };
         assert!(
             zeros.read <= limit,
@@ -671,7 +671,7 @@ fn malformed_lines_are_shown_escaped() {
     assert!(!shown.bytes().any(|b| b == 0x1b || b == 0xff), "{shown:?}");
     // Text that is UTF-8 stays readable, tabs included.
     assert_eq!(
-        kmemlab_sim::trace::reader::escape_line("tâche\tx\\y\r\n".as_bytes()),
+        kmemlab_trace::reader::escape_line("tâche\tx\\y\r\n".as_bytes()),
         "tâche\tx\\\\y"
     );
 }

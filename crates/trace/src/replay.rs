@@ -10,17 +10,17 @@ use kmemlab_mm::util;
 use kmemlab_mm::vmalloc::VmallocError;
 use kmemlab_mm::{AllocError, Context, Gfp, IrqFlags, Mm, Pfn, Platform, VirtAddr, PAGE_SIZE};
 
-use super::event::{CallSite, Event, EventName, SlabAlloc, SlabFree, TraceContext, TraceEvent};
-use super::hash::FxHashMap;
-use super::parse::Symbols;
-use super::reader::{TraceError, TraceReader};
-use super::report::Report;
-use super::stats::{
+use crate::event::{CallSite, Event, EventName, SlabAlloc, SlabFree, TraceContext, TraceEvent};
+use crate::hash::FxHashMap;
+use crate::parse::Symbols;
+use crate::reader::{TraceError, TraceReader};
+use crate::report::Report;
+use crate::stats::{
     AllocRow, Fidelity, KvmallocSummary, MemoryStats, PageSummary, ReplayCounters, Sample,
     SizeMismatch, SlabSummary, ZoneOrders, PERF_MIGRATE_TYPES, PERF_ORDERS,
 };
-use super::vmap::VmapReplay;
-use crate::{Machine, SimError, SimPlatform};
+use crate::vmap::VmapReplay;
+use kmemlab_sim::{Machine, SimError, SimPlatform};
 
 /// How to replay.
 #[derive(Clone, Debug, PartialEq, Eq)]

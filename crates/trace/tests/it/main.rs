@@ -1,0 +1,28 @@
+//! The trace crate's integration tests, one binary: the parser on every format variant
+//! ([`parse`]), whole traces replayed end to end ([`replay`]) and the "what if" replays
+//! ([`what_if`]).
+//!
+//! The traces they read live in the repository, `tests/data/traces/`: a missing file is
+//! a failure, never a skip.
+
+use std::path::PathBuf;
+
+mod parse;
+mod replay;
+mod what_if;
+
+/// The path of `name` in the repository's `tests/data/traces/`; a missing file fails the
+/// test that asked for it.
+pub fn trace_path(name: &str) -> PathBuf {
+    let path = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/data/traces/"
+    ))
+    .join(name);
+    assert!(
+        path.is_file(),
+        "the trace {} is missing: it belongs in the repository's tests/data/traces/",
+        path.display()
+    );
+    path
+}
