@@ -477,6 +477,13 @@ pub const COMMANDS: &[Command] = &[
         run: sysctl,
     },
     Command {
+        name: "kmem",
+        usage: crate::kmem_command::USAGE,
+        help: "what an address is, slab caches, free lists, vmap areas, memory usage (crash's kmem)",
+        mutates: false,
+        run: crate::kmem_command::kmem,
+    },
+    Command {
         name: "vmstat",
         usage: "",
         help: "the event counters",
@@ -532,7 +539,7 @@ fn help(_: &mut Shell, args: &[&str]) -> Result<Value, String> {
     for c in COMMANDS {
         text.push_str(&format!("  {:<18} {:<26} {}\n", c.name, c.usage, c.help));
     }
-    text.push_str("  name = <command>    keep the result under a name\n  ! <command>         the command is expected to fail\n");
+    text.push_str("  name = <command>    keep the result under a name (then use it as name or $name)\n  ! <command>         the command is expected to fail\n");
     text.push_str("a command in which the kernel oopses fails; after a panic only commands that read work (help <command> says), until reboot\n");
     Ok(Value::Text(text.trim_end().to_string()))
 }

@@ -7,6 +7,8 @@
 mod commands;
 mod describe;
 mod dma_commands;
+mod kmem_command;
+pub mod line_editor;
 mod output;
 mod replay;
 pub mod serve;

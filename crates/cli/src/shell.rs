@@ -146,6 +146,11 @@ impl Shell {
         }
     }
 
+    /// The names results were kept under, in order.
+    pub fn var_names(&self) -> impl Iterator<Item = &str> {
+        self.vars.keys().map(String::as_str)
+    }
+
     /// The state of the current CPU.
     pub fn cpu_state_mut(&mut self) -> &mut CpuState {
         &mut self.cpus[self.cpu]
@@ -173,9 +178,10 @@ impl Shell {
             .map_err(|e| e.to_string())
     }
 
-    /// A number: a name given earlier, a number (0x hex or decimal), or a size (4K).
+    /// A number: a name given earlier (`name` or `$name`), a number (0x hex or decimal),
+    /// or a size (4K).
     pub fn number(&self, arg: &str) -> Result<u64, String> {
-        if let Some(v) = self.vars.get(arg) {
+        if let Some(v) = self.vars.get(arg.strip_prefix('$').unwrap_or(arg)) {
             return Ok(*v);
         }
         parse_size(arg)
@@ -213,8 +219,15 @@ impl Shell {
             Some(rest) => (true, rest.trim()),
             None => (false, line),
         };
+        // `name = command` or `$name = command`: the name is kept without its `$`.
         let (name, command) = match line.split_once('=') {
-            Some((n, rest)) if is_name(n.trim()) => (Some(n.trim().to_string()), rest.trim()),
+            Some((n, rest)) if is_name(n.trim().strip_prefix('$').unwrap_or(n.trim())) => {
+                let n = n.trim();
+                (
+                    Some(n.strip_prefix('$').unwrap_or(n).to_string()),
+                    rest.trim(),
+                )
+            }
             _ => (None, line),
         };
         let words: Vec<&str> = command.split_whitespace().collect();
@@ -511,34 +524,27 @@ impl<R: BufRead> ScriptLines<R> {
 pub fn run(args: &MachineArgs, script: Option<&Path>, json: bool) -> Result<bool, String> {
     let mut shell = Shell::new(args.boot()?);
     let stdin = std::io::stdin();
-    let (input, interactive): (Box<dyn BufRead>, bool) = match script {
+    // At a terminal (and not asked for JSON): the line editor. Scripts and pipes are
+    // read line by line with the bounds of `ScriptLines`, without a prompt.
+    if script.is_none() && stdin.is_terminal() && !json {
+        return crate::line_editor::run(&mut shell);
+    }
+    let input: Box<dyn BufRead> = match script {
         Some(path) => {
             let file = std::fs::File::open(path)
                 .map_err(|e| format!("{}: {}", path.display(), io_reason(&e)))?;
             // The script's name is the call site of what it allocates; one small string,
             // leaked once per run, lives as long as the machine that records it.
             shell.source = Box::leak(path.display().to_string().into_boxed_str());
-            (Box::new(std::io::BufReader::new(file)), false)
+            Box::new(std::io::BufReader::new(file))
         }
-        None => (Box::new(stdin.lock()), stdin.is_terminal() && !json),
+        None => Box::new(stdin.lock()),
     };
     let source = shell.source;
     let mut lines = ScriptLines::new(input);
     let mut out = std::io::stdout().lock();
     let mut all_ok = true;
-    if interactive {
-        if let Value::Object(_, text) = boot_summary(&shell.machine) {
-            writeln!(out, "{text}").map_err(write_error)?;
-        }
-    }
-    loop {
-        if interactive {
-            write!(out, "{}", shell.prompt()).map_err(write_error)?;
-            out.flush().map_err(write_error)?;
-        }
-        let Some((n, line)) = lines.next_line().map_err(|e| format!("{source}: {e}"))? else {
-            break;
-        };
+    while let Some((n, line)) = lines.next_line().map_err(|e| format!("{source}: {e}"))? {
         if let Some(outcome) = shell.exec_line(n, line) {
             all_ok &= outcome.met_expectation();
             if json {

@@ -20,6 +20,7 @@ pub mod buddy;
 pub mod check;
 pub mod pageblock;
 pub mod pcp;
+pub mod query;
 pub mod slowpath;
 mod zone;
 

@@ -41,6 +41,7 @@ pub mod check;
 pub mod debug;
 pub mod info;
 pub mod kmalloc;
+pub mod query;
 pub mod slub;
 mod validate;
 

@@ -25,6 +25,7 @@ mod area;
 mod check;
 mod map;
 mod purge;
+pub mod query;
 mod rbtree;
 
 use core::fmt;
