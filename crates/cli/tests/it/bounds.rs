@@ -144,7 +144,10 @@ fn long_and_binary_script_lines_stop_with_their_line_number() {
         "{}",
         stderr(&o)
     );
-    assert!(stdout(&o).contains("kmalloc <size> <gfp>"), "line 1 ran first");
+    assert!(
+        stdout(&o).contains("kmalloc <size> <gfp>"),
+        "line 1 ran first"
+    );
     // The same from standard input.
     let o = run(&["shell"], &long, false);
     assert_eq!(o.status.code(), Some(2));
@@ -304,7 +307,11 @@ fn a_bare_slab_debug_keeps_the_subcommand() {
         stderr(&o)
     );
     let o = kmemlab(&["--help"], "");
-    assert!(stdout(&o).contains("--slab-debug[=<LETTERS>]"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("--slab-debug[=<LETTERS>]"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]

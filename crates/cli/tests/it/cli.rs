@@ -167,10 +167,7 @@ fn tour_json_has_the_same_facts() {
 
 #[test]
 fn tour_on_i386_uses_highmem() {
-    let o = kmemlab(
-        &["--profile", "i386", "--ram", "2G", "tour", "--json"],
-        "",
-    );
+    let o = kmemlab(&["--profile", "i386", "--ram", "2G", "tour", "--json"], "");
     assert!(o.status.success());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let zones: Vec<&str> = v["zones"]
@@ -359,10 +356,7 @@ fn the_same_seed_prints_the_same_tour() {
 #[test]
 fn tour_claims_all_hold_on_both_profiles() {
     for profile in ["x86_64", "i386"] {
-        let o = kmemlab(
-            &["--profile", profile, "--ram", "2G", "tour", "--json"],
-            "",
-        );
+        let o = kmemlab(&["--profile", profile, "--ram", "2G", "tour", "--json"], "");
         assert!(
             o.status.success(),
             "{profile}: {}",

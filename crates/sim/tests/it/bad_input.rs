@@ -1,7 +1,6 @@
 //! Callers' mistakes: each is a clear error (with the kernel's report where the kernel
 //! prints one), never a panic, and leaves the allocator exactly as it was.
 
-
 use crate::fixtures::*;
 use kmemlab_mm::gfp::GfpError;
 use kmemlab_mm::page_alloc::check::CheckReport;
@@ -31,7 +30,12 @@ fn bad_page_reported(machine: &Machine, pfn: u64) {
 
 #[test]
 fn order_above_max_is_refused_with_a_warning() {
-    let m = small_x86(2);
+    let m = MachineBuilder::new()
+        .ram(32 * MIB)
+        .cpus(2)
+        .no_holes()
+        .seed(7)
+        .boot();
     let before = counts(m.mm());
     let warns = m
         .mm()
@@ -67,7 +71,12 @@ fn order_above_max_is_refused_with_a_warning() {
 
 #[test]
 fn invalid_gfp_combinations_are_refused() {
-    let m = small_x86(1);
+    let m = MachineBuilder::new()
+        .ram(32 * MIB)
+        .cpus(1)
+        .no_holes()
+        .seed(7)
+        .boot();
     let before = counts(m.mm());
     let zone_bad = [
         Gfp::GFP_KERNEL | Gfp::__GFP_DMA | Gfp::__GFP_HIGHMEM,
@@ -98,7 +107,12 @@ fn invalid_gfp_combinations_are_refused() {
 #[test]
 fn get_free_pages_refuses_highmem() {
     for profile in [Profile::X86_64, Profile::I386] {
-        let m = machine(1200 * MIB, 1, profile, vec![], 0);
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .ram(1200 * MIB)
+            .cpus(1)
+            .no_holes()
+            .boot();
         let before = counts(m.mm());
         for gfp in [
             Gfp::GFP_HIGHUSER,
@@ -120,7 +134,12 @@ fn get_free_pages_refuses_highmem() {
 
 #[test]
 fn double_free_is_reported_and_refused() {
-    let m = small_x86(2);
+    let m = MachineBuilder::new()
+        .ram(32 * MIB)
+        .cpus(2)
+        .no_holes()
+        .seed(7)
+        .boot();
     let boot = BootState::of(m.mm());
     for (order, drain) in [(0, false), (0, true), (3, false), (5, false), (10, true)] {
         let pfn = m.run(|mm| {
@@ -154,7 +173,12 @@ fn double_free_is_reported_and_refused() {
 
 #[test]
 fn wrong_order_and_tail_pages_are_refused() {
-    let m = small_x86(1);
+    let m = MachineBuilder::new()
+        .ram(32 * MIB)
+        .cpus(1)
+        .no_holes()
+        .seed(7)
+        .boot();
     let boot = BootState::of(m.mm());
     let (plain, comp) = m.run(|mm| {
         let plain = mm
@@ -223,13 +247,11 @@ fn wrong_order_and_tail_pages_are_refused() {
 
 #[test]
 fn pfns_outside_ram_holes_and_reserved_pages() {
-    let m = machine(
-        5 * GIB,
-        1,
-        Profile::X86_64,
-        vec![Hole::LEGACY, Hole::PCI],
-        0,
-    );
+    let m = MachineBuilder::new()
+        .ram(5 * GIB)
+        .cpus(1)
+        .holes(vec![Hole::LEGACY, Hole::PCI])
+        .boot();
     let before = counts(m.mm());
     let mm = m.mm();
     let end_pfn = (6 * GIB + MIB) >> 12;
@@ -267,7 +289,11 @@ fn pfns_outside_ram_holes_and_reserved_pages() {
 #[test]
 fn free_pages_needs_a_direct_map_address() {
     for profile in [Profile::X86_64, Profile::I386] {
-        let m = machine(1200 * MIB, 1, profile, vec![Hole::LEGACY], 0);
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .ram(1200 * MIB)
+            .cpus(1)
+            .boot();
         let before = counts(m.mm());
         let layout = *m.mm().layout();
         let not_direct = [
@@ -301,8 +327,18 @@ fn free_pages_needs_a_direct_map_address() {
 
 #[test]
 fn a_page_of_another_machine_is_foreign() {
-    let a = small_x86(1);
-    let b = small_x86(1);
+    let a = MachineBuilder::new()
+        .ram(32 * MIB)
+        .cpus(1)
+        .no_holes()
+        .seed(7)
+        .boot();
+    let b = MachineBuilder::new()
+        .ram(32 * MIB)
+        .cpus(1)
+        .no_holes()
+        .seed(7)
+        .boot();
     let before_b = counts(b.mm());
     let pfn = a.run(|mm| mm.page_to_pfn(mm.alloc_pages(Gfp::GFP_KERNEL, 0).unwrap()));
     let page = a.mm().pfn_to_page(pfn).unwrap();

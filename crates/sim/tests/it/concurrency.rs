@@ -2,13 +2,12 @@
 //! the same time, hand pages to each other (remote frees), take interrupts and drain
 //! each other's per-CPU lists; afterwards every page is accounted for.
 
-
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use crate::fixtures::*;
 use kmemlab_mm::{AllocError, Context, Gfp, Pfn, Profile, PAGE_SIZE};
-use kmemlab_sim::{Hole, Machine};
+use kmemlab_sim::Machine;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -224,13 +223,18 @@ fn run(machine: Machine, threads: usize, ops: usize, max_live: u64) {
 
 #[test]
 fn four_cpus_allocate_and_free_concurrently() {
-    let m = machine(64 * MIB, 4, Profile::X86_64, vec![Hole::LEGACY], 11);
+    let m = MachineBuilder::new().ram(64 * MIB).cpus(4).seed(11).boot();
     // Up to 3000 pages each: the four together approach the watermarks.
     run(m, 4, 25_000, 3000);
 }
 
 #[test]
 fn four_cpus_on_a_larger_machine() {
-    let m = machine(1200 * MIB, 4, Profile::I386, vec![Hole::LEGACY], 12);
+    let m = MachineBuilder::new()
+        .profile(Profile::I386)
+        .ram(1200 * MIB)
+        .cpus(4)
+        .seed(12)
+        .boot();
     run(m, 4, 15_000, 20_000);
 }

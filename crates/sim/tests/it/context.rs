@@ -2,7 +2,6 @@
 //! sleeping, with its splat; atomic ones work everywhere; interrupts nest; a CPU runs
 //! one host thread at a time.
 
-
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Barrier;
 
@@ -15,7 +14,12 @@ const SPLAT: &str =
 
 #[test]
 fn sleeping_allocations_are_refused_in_atomic_contexts() {
-    let m = small_x86(2);
+    let m = MachineBuilder::new()
+        .ram(32 * MIB)
+        .cpus(2)
+        .no_holes()
+        .seed(7)
+        .boot();
     let boot = BootState::of(m.mm());
     // (context, irqs_disabled, preempt_count)
     let cases = [
@@ -67,7 +71,12 @@ fn sleeping_allocations_are_refused_in_atomic_contexts() {
 
 #[test]
 fn preempt_disabled_and_irqs_disabled_refuse_sleeping() {
-    let m = small_x86(1);
+    let m = MachineBuilder::new()
+        .ram(32 * MIB)
+        .cpus(1)
+        .no_holes()
+        .seed(7)
+        .boot();
     let before = m.mm().check().unwrap();
     let r = m.run(|mm| {
         mm.preempt_disable();
@@ -111,7 +120,12 @@ fn preempt_disabled_and_irqs_disabled_refuse_sleeping() {
 
 #[test]
 fn atomic_allocations_work_in_every_context() {
-    let m = small_x86(2);
+    let m = MachineBuilder::new()
+        .ram(32 * MIB)
+        .cpus(2)
+        .no_holes()
+        .seed(7)
+        .boot();
     let boot = BootState::of(m.mm());
     for ctx in [
         Context::Process,
@@ -146,7 +160,12 @@ fn atomic_allocations_work_in_every_context() {
 
 #[test]
 fn interrupts_nest_inside_process_context() {
-    let m = small_x86(2);
+    let m = MachineBuilder::new()
+        .ram(32 * MIB)
+        .cpus(2)
+        .no_holes()
+        .seed(7)
+        .boot();
     let boot = BootState::of(m.mm());
     let m_ref = &m;
     let (outer, inner) = m.run(|mm| {
@@ -205,7 +224,12 @@ fn interrupts_nest_inside_process_context() {
 
 #[test]
 fn a_cpu_runs_one_host_thread_at_a_time() {
-    let m = small_x86(4);
+    let m = MachineBuilder::new()
+        .ram(32 * MIB)
+        .cpus(4)
+        .no_holes()
+        .seed(7)
+        .boot();
     m.mm().drain_all_pages();
     let boot = m.mm().check().unwrap();
     assert_eq!(

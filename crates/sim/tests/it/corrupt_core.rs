@@ -6,47 +6,18 @@
 //! report (an oops, a WARN, `BUG:` on the console) or a clean result, never a host fault
 //! or a Rust panic. A host fault kills this test binary, which fails the run.
 
-
 use crate::fixtures::*;
 use kmemlab_mm::arch::pgtable::PtEntry;
 use kmemlab_mm::{Gfp, Mm, PhysAddr, Profile, VirtAddr};
 use kmemlab_sim::{Machine, SimPlatform};
 
 /// What is written over a structure.
-#[derive(Copy, Clone, Debug)]
-enum Fill {
-    Zeros,
-    Ones,
-    Random(u64),
-}
-
-impl Fill {
-    const ALL: [Fill; 4] = [
-        Fill::Zeros,
-        Fill::Ones,
-        Fill::Random(0x5eed_0001),
-        Fill::Random(0xdead_beef_cafe),
-    ];
-
-    /// `len` bytes of this pattern (xorshift64* for the random ones).
-    fn bytes(self, len: usize) -> Vec<u8> {
-        match self {
-            Fill::Zeros => vec![0; len],
-            Fill::Ones => vec![0xff; len],
-            Fill::Random(seed) => {
-                let mut x = seed | 1;
-                (0..len)
-                    .map(|_| {
-                        x ^= x >> 12;
-                        x ^= x << 25;
-                        x ^= x >> 27;
-                        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8
-                    })
-                    .collect()
-            }
-        }
-    }
-}
+const FILLS: [Fill; 4] = [
+    Fill::Zeros,
+    Fill::Ones,
+    Fill::Random(0x5eed_0001),
+    Fill::Random(0xdead_beef_cafe),
+];
 
 /// How the bytes reach RAM.
 #[derive(Copy, Clone, Debug)]
@@ -141,10 +112,6 @@ fn exercise(m: &Machine, probe: VirtAddr) -> Outcome {
     }
 }
 
-fn boot(profile: Profile) -> Machine {
-    machine(64 * MIB, 2, profile, vec![], 11)
-}
-
 /// The (level, physical address of the entry) of every table entry on `va`'s walk.
 fn walk_entries(mm: &Mm<SimPlatform>, va: VirtAddr) -> Vec<(usize, u64)> {
     let mode = mm.paging();
@@ -162,10 +129,10 @@ fn page_tables_at_every_level() {
     for profile in [Profile::X86_64, Profile::I386] {
         let levels = profile.paging().levels.len();
         for level in 0..levels {
-            for (i, fill) in Fill::ALL.into_iter().enumerate() {
+            for (i, fill) in FILLS.into_iter().enumerate() {
                 for whole_table in [false, true] {
                     let how = if i % 2 == 0 { Writer::Ram } else { Writer::Dma };
-                    let m = boot(profile);
+                    let m = MachineBuilder::small().profile(profile).seed(11).boot();
                     let va = m.run(|mm| mm.vmalloc(16 << 10)).expect("vmalloc");
                     let entries = m.run(|mm| walk_entries(mm, va));
                     assert_eq!(entries.len(), levels, "{profile}: full walk");
@@ -194,7 +161,7 @@ fn page_tables_at_every_level() {
 /// The checked decoder refuses what the hardware would fault on, with a report.
 #[test]
 fn pt_entry_reports_corrupted_entries() {
-    let m = boot(Profile::X86_64);
+    let m = MachineBuilder::small().seed(11).boot();
     let va = m.run(|mm| mm.vmalloc(8 << 10)).expect("vmalloc");
     let entries = m.run(|mm| walk_entries(mm, va));
     let (_, pmd_entry) = entries[2];
@@ -233,7 +200,7 @@ fn pt_entry_reports_corrupted_entries() {
 /// walk to a host address. Now the walk reports a page fault and the machine goes on.
 #[test]
 fn poked_table_entry_is_an_oops_not_a_host_fault() {
-    let m = boot(Profile::X86_64);
+    let m = MachineBuilder::small().seed(11).boot();
     let first = m.run(|mm| mm.vmalloc(8 << 10)).expect("vmalloc");
     let entries = m.run(|mm| walk_entries(mm, first));
     for (level, at) in entries.iter().take(3) {
@@ -284,9 +251,9 @@ fn corrupt_pages(m: &Machine, pfns: &[u64], fill: Fill, how: Writer) {
 #[test]
 fn struct_page_of_buddy_pages() {
     for profile in [Profile::X86_64, Profile::I386] {
-        for (i, fill) in Fill::ALL.into_iter().enumerate() {
+        for (i, fill) in FILLS.into_iter().enumerate() {
             let how = if i % 2 == 0 { Writer::Ram } else { Writer::Dma };
-            let m = boot(profile);
+            let m = MachineBuilder::small().profile(profile).seed(11).boot();
             m.run(|mm| mm.drain_all_pages());
             let pfns = m.run(|mm| pick_pages(mm, 4, |p| p.is_buddy()));
             assert!(!pfns.is_empty());
@@ -304,9 +271,9 @@ fn struct_page_of_buddy_pages() {
 #[test]
 fn struct_page_of_pcp_pages() {
     for profile in [Profile::X86_64, Profile::I386] {
-        for (i, fill) in Fill::ALL.into_iter().enumerate() {
+        for (i, fill) in FILLS.into_iter().enumerate() {
             let how = if i % 2 == 0 { Writer::Ram } else { Writer::Dma };
-            let m = boot(profile);
+            let m = MachineBuilder::small().profile(profile).seed(11).boot();
             m.run(|mm| {
                 let pages: Vec<_> = (0..16)
                     .filter_map(|_| mm.alloc_pages(Gfp::GFP_KERNEL, 0).ok())
@@ -329,9 +296,9 @@ fn struct_page_of_pcp_pages() {
 #[test]
 fn pageblock_flags() {
     for profile in [Profile::X86_64, Profile::I386] {
-        for (i, fill) in Fill::ALL.into_iter().enumerate() {
+        for (i, fill) in FILLS.into_iter().enumerate() {
             let how = if i % 2 == 0 { Writer::Ram } else { Writer::Dma };
-            let m = boot(profile);
+            let m = MachineBuilder::small().profile(profile).seed(11).boot();
             let region = m
                 .mm()
                 .memblock()
@@ -359,10 +326,10 @@ fn pageblock_flags() {
 #[test]
 fn per_cpu_lists_and_lock_words() {
     for profile in [Profile::X86_64, Profile::I386] {
-        for (i, fill) in Fill::ALL.into_iter().enumerate() {
+        for (i, fill) in FILLS.into_iter().enumerate() {
             for cpu in 0..2 {
                 let how = if i % 2 == 0 { Writer::Ram } else { Writer::Dma };
-                let m = boot(profile);
+                let m = MachineBuilder::small().profile(profile).seed(11).boot();
                 m.run(|mm| {
                     let pages: Vec<_> = (0..8)
                         .filter_map(|_| mm.alloc_pages(Gfp::GFP_KERNEL, 0).ok())
@@ -398,7 +365,7 @@ fn per_cpu_lists_and_lock_words() {
 /// error.
 #[test]
 fn free_with_any_pfn_and_order_is_an_error() {
-    let m = boot(Profile::X86_64);
+    let m = MachineBuilder::small().seed(11).boot();
     m.run(|mm| {
         let page = mm.alloc_pages(Gfp::GFP_KERNEL, 2).expect("alloc");
         let pfn = mm.page_to_pfn(page);
@@ -429,7 +396,7 @@ fn poke_u32(m: &Machine, phys: u64, value: u32) {
 /// is served all the same; `check()` then finds the list broken.
 #[test]
 fn broken_back_link_on_a_pcp_list_is_list_del_corruption() {
-    let m = machine(64 * MIB, 1, Profile::X86_64, vec![], 3);
+    let m = MachineBuilder::small().cpus(1).seed(3).boot();
     let (a, b, addr_a, addr_b, bogus) = m.run(|mm| {
         let a = mm.alloc_pages(Gfp::GFP_KERNEL, 0).expect("a");
         let b = mm.alloc_pages(Gfp::GFP_KERNEL, 0).expect("b");
@@ -477,7 +444,11 @@ fn broken_back_link_on_a_pcp_list_is_list_del_corruption() {
 /// A cycle on a per-CPU list: `check()` reports it, drain and allocation end.
 #[test]
 fn a_cycle_on_a_pcp_list_ends() {
-    let m = machine(64 * MIB, 1, Profile::I386, vec![], 5);
+    let m = MachineBuilder::small()
+        .profile(Profile::I386)
+        .cpus(1)
+        .seed(5)
+        .boot();
     let (a, b) = m.run(|mm| {
         let a = mm.alloc_pages(Gfp::GFP_KERNEL, 0).expect("a");
         let b = mm.alloc_pages(Gfp::GFP_KERNEL, 0).expect("b");
@@ -515,7 +486,7 @@ fn a_cycle_on_a_pcp_list_ends() {
 /// (taint `B`), and the allocation goes on with other blocks.
 #[test]
 fn a_listed_block_without_page_buddy_is_a_bad_page() {
-    let m = machine(64 * MIB, 1, Profile::X86_64, vec![], 9);
+    let m = MachineBuilder::small().cpus(1).seed(9).boot();
     m.run(|mm| mm.drain_all_pages());
     let heads = m.run(|mm| pick_pages(mm, usize::MAX, |p| p.is_buddy() && p.order() == 10));
     assert!(!heads.is_empty());
@@ -552,7 +523,7 @@ fn random_damage_to_many_descriptors_ends() {
         } else {
             Profile::I386
         };
-        let m = machine(64 * MIB, 2, profile, vec![], seed);
+        let m = MachineBuilder::small().profile(profile).seed(seed).boot();
         let touched: Vec<u64> = m.run(|mm| {
             let pages: Vec<_> = (0..32)
                 .filter_map(|i| {

@@ -7,16 +7,13 @@
 //! oops or panic on the console) or in a clean result — never a host fault or a Rust
 //! panic. The reproductions of the bugs fixed with this test come after.
 
-
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::fixtures::*;
 use kmemlab_mm::slab::cache::KmemCacheNode;
-use kmemlab_mm::slab::{KmemCache, KmemCacheRef, SlabConfig, SlabError, SlabFlags};
-use kmemlab_mm::{Context, Gfp, Mm, Profile, VirtAddr};
-use kmemlab_sim::{Machine, MachineConfig, SimPlatform};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use kmemlab_mm::slab::{KmemCache, KmemCacheRef, SlabError, SlabFlags};
+use kmemlab_mm::{Context, Gfp, Mm, VirtAddr};
+use kmemlab_sim::{Machine, SimPlatform};
 
 /// `struct kmem_cache` field offsets (`#[repr(C)]`: magic, self_va, cpu_slab, node).
 const KMEM_CACHE_SELF_VA: u64 = 8;
@@ -29,14 +26,7 @@ const PAGE_LINKS: u64 = 16;
 /// Size of `struct kmem_cache_cpu`.
 const KMEM_CACHE_CPU_SIZE: usize = 40;
 
-/// What the corrupted bytes are.
-#[derive(Copy, Clone, Debug)]
-enum Fill {
-    Zeros,
-    Ones,
-    Random(u64),
-}
-
+/// What is written over a structure.
 const FILLS: [Fill; 5] = [
     Fill::Zeros,
     Fill::Ones,
@@ -44,19 +34,6 @@ const FILLS: [Fill; 5] = [
     Fill::Random(2),
     Fill::Random(3),
 ];
-
-impl Fill {
-    fn bytes(self, len: usize) -> Vec<u8> {
-        match self {
-            Fill::Zeros => vec![0; len],
-            Fill::Ones => vec![0xff; len],
-            Fill::Random(seed) => {
-                let mut rng = ChaCha8Rng::seed_from_u64(seed);
-                (0..len).map(|_| rng.gen()).collect()
-            }
-        }
-    }
-}
 
 /// A machine with some slab state worth corrupting: a cache of its own, live and freed
 /// objects of it and of kmalloc-64 (so slabs are partial and free objects hold free
@@ -72,18 +49,7 @@ struct Setup {
 }
 
 fn setup(debug: SlabFlags) -> Setup {
-    let m = Machine::new(MachineConfig {
-        ram: 64 * MIB,
-        cpus: 2,
-        profile: Profile::X86_64,
-        seed: 29,
-        holes: vec![],
-        slab: SlabConfig {
-            debug,
-            ..SlabConfig::default()
-        },
-    })
-    .expect("boots");
+    let m = MachineBuilder::small().seed(29).slab_debug(debug).boot();
     let cache = m
         .run(|mm| mm.kmem_cache_create("victim", 96, 0, SlabFlags::empty(), None))
         .unwrap();

@@ -9,13 +9,12 @@
 //! `subtree_max_size`), or in a clean result — never a Rust panic, a host fault or a
 //! hang, and never an operation that fails with nothing said about why.
 
-
 use crate::fixtures::*;
 use kmemlab_mm::arch::pgtable::PgProt;
 use kmemlab_mm::dma::{DmaDataDirection as Dir, SwiotlbConfig, DMA_MAPPING_ERROR};
 use kmemlab_mm::vmalloc::{VmFlags, VmallocError};
 use kmemlab_mm::{Gfp, Mm, Pfn, Profile, VirtAddr, PAGE_SIZE};
-use kmemlab_sim::{BusError, Hole, Machine, MachineConfig, SimPlatform};
+use kmemlab_sim::{BusError, Machine, SimPlatform};
 
 /// Offsets in `struct vmap_area` (`crates/mm/src/vmalloc/area.rs`).
 mod va {
@@ -60,14 +59,7 @@ mod vm {
     ];
 }
 
-/// What a field is overwritten with.
-#[derive(Copy, Clone, Debug)]
-enum Fill {
-    Zeros,
-    Ones,
-    Random(u64),
-}
-
+/// What is written over a structure.
 const FILLS: [Fill; 5] = [
     Fill::Zeros,
     Fill::Ones,
@@ -75,41 +67,6 @@ const FILLS: [Fill; 5] = [
     Fill::Random(0x2545_f491_4f6c_dd1d),
     Fill::Random(42),
 ];
-
-impl Fill {
-    fn bytes(self, len: usize) -> Vec<u8> {
-        match self {
-            Fill::Zeros => vec![0; len],
-            Fill::Ones => vec![0xff; len],
-            Fill::Random(seed) => {
-                let mut x = seed | 1;
-                (0..len)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        (x >> 24) as u8
-                    })
-                    .collect()
-            }
-        }
-    }
-}
-
-fn machine(profile: Profile) -> Machine {
-    Machine::new_with_swiotlb(
-        MachineConfig {
-            ram: 32 * MIB,
-            cpus: 2,
-            profile,
-            seed: 11,
-            holes: vec![Hole::LEGACY],
-            ..MachineConfig::default()
-        },
-        SwiotlbConfig::with_slabs(128).below(16 * MIB),
-    )
-    .unwrap_or_else(|e| panic!("{profile} boots: {e}"))
-}
 
 /// Overwrite RAM at direct-map address `at` (a kernel structure), as a stray CPU store.
 fn poke(m: &Machine, at: u64, bytes: &[u8]) {
@@ -264,7 +221,13 @@ fn reported(console: &[String]) -> bool {
 
 /// One case: the machine, the world, the corruption, the exercise; then the verdict.
 fn case(profile: Profile, what: &str, corrupt: impl FnOnce(&Machine, &World)) -> Vec<String> {
-    let m = machine(profile);
+    let m = MachineBuilder::new()
+        .profile(profile)
+        .ram(32 * MIB)
+        .cpus(2)
+        .seed(11)
+        .swiotlb(SwiotlbConfig::with_slabs(128).below(16 * MIB))
+        .boot();
     let w = build_world(&m);
     m.take_console();
     corrupt(&m, &w);
@@ -459,7 +422,12 @@ fn freeing_vmap_area_objects_behind_vmallocs_back_is_survived() {
 
 #[test]
 fn vmap_refuses_impossible_counts_before_any_work() {
-    let m = machine(Profile::X86_64);
+    let m = MachineBuilder::new()
+        .ram(32 * MIB)
+        .cpus(2)
+        .seed(11)
+        .swiotlb(SwiotlbConfig::with_slabs(128).below(16 * MIB))
+        .boot();
     m.run(|mm| {
         let prot = PgProt::kernel(mm.profile());
         let site = kmemlab_mm::slab::CallSite::BOOT;
@@ -498,7 +466,12 @@ fn free_pages(mm: &Mm<SimPlatform>) -> u64 {
 fn corrupted_swiotlb_slots_and_dma_debug_entries_are_reported_or_harmless() {
     for fill in FILLS {
         for target in ["swiotlb slots", "dma-debug"] {
-            let m = machine(Profile::X86_64);
+            let m = MachineBuilder::new()
+                .ram(32 * MIB)
+                .cpus(2)
+                .seed(11)
+                .swiotlb(SwiotlbConfig::with_slabs(128).below(16 * MIB))
+                .boot();
             let isa = m.add_dma_device("isa", 24).unwrap();
             let dev = isa.device();
             let buf = m.run(|mm| mm.kmalloc(4096, Gfp::GFP_KERNEL)).unwrap();
@@ -566,7 +539,12 @@ fn corrupted_dma_pools_are_reported_not_spun_on() {
             ("geometry", 40, 24),
             ("lock", 64, 8),
         ] {
-            let m = machine(Profile::X86_64);
+            let m = MachineBuilder::new()
+                .ram(32 * MIB)
+                .cpus(2)
+                .seed(11)
+                .swiotlb(SwiotlbConfig::with_slabs(128).below(16 * MIB))
+                .boot();
             let nic = m.add_dma_device("nic", 32).unwrap();
             let dev = nic.device();
             let failures = m.run(|mm| {
@@ -608,7 +586,12 @@ fn corrupted_dma_pools_are_reported_not_spun_on() {
 /// A device asked to move more than the machine has: refused before the host allocates.
 #[test]
 fn absurd_device_transfers_are_refused_before_any_host_allocation() {
-    let m = machine(Profile::X86_64);
+    let m = MachineBuilder::new()
+        .ram(32 * MIB)
+        .cpus(2)
+        .seed(11)
+        .swiotlb(SwiotlbConfig::with_slabs(128).below(16 * MIB))
+        .boot();
     let dev = m.add_dma_device("greedy", 64).unwrap();
     let ram = m.mm().platform().ram().size();
     let whole = (0x10_0000u64, 8 * MIB as usize);

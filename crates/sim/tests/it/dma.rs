@@ -3,40 +3,26 @@
 //! and exhaustion, coherent memory and pools, and dma-debug's reports, with the kernel's
 //! words; everything given back at the end.
 
-
 use crate::fixtures::*;
 use kmemlab_mm::dma::{
     dma_bit_mask, Device, DmaDataDirection as Dir, DmaDebugError, DmaError, SwiotlbConfig,
     DMA_MAPPING_ERROR, IO_TLB_SIZE,
 };
 use kmemlab_mm::{Context, Gfp, Mm, Pfn, PhysAddr, Profile, VirtAddr, ZoneType, PAGE_SIZE};
-use kmemlab_sim::{BusError, Hole, Machine, MachineConfig, SimPlatform};
+use kmemlab_sim::{BusError, Hole, Machine, SimPlatform};
 
 const PROFILES: [Profile; 2] = [Profile::X86_64, Profile::I386];
-
-fn dma_machine(profile: Profile, ram: u64, swiotlb: SwiotlbConfig) -> Machine {
-    Machine::new_with_swiotlb(
-        MachineConfig {
-            ram,
-            cpus: 2,
-            profile,
-            seed: 3,
-            holes: vec![Hole::LEGACY],
-            ..MachineConfig::default()
-        },
-        swiotlb,
-    )
-    .unwrap_or_else(|e| panic!("{profile} boots: {e}"))
-}
 
 /// A 64 MiB machine whose swiotlb pool (256 slots, 512 KiB) sits below 16 MiB, where
 /// even an ISA device reaches it.
 fn isa_machine(profile: Profile) -> Machine {
-    dma_machine(
-        profile,
-        64 * MIB,
-        SwiotlbConfig::with_slabs(256).below(16 * MIB),
-    )
+    MachineBuilder::new()
+        .profile(profile)
+        .ram(64 * MIB)
+        .cpus(2)
+        .seed(3)
+        .swiotlb(SwiotlbConfig::with_slabs(256).below(16 * MIB))
+        .boot()
 }
 
 /// `kmem_cache_shrink` every cache, so that the slab pages left are the live objects'.
@@ -78,7 +64,13 @@ fn high_kmalloc(mm: &Mm<SimPlatform>, size: usize) -> VirtAddr {
 #[test]
 fn masks_default_to_32_bits_and_unsupported_masks_are_eio() {
     for profile in PROFILES {
-        let m = dma_machine(profile, 64 * MIB, SwiotlbConfig::off());
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .ram(64 * MIB)
+            .cpus(2)
+            .seed(3)
+            .swiotlb(SwiotlbConfig::off())
+            .boot();
         let mm = m.mm();
         let dev = Device::new("simdma", "probe");
         assert_eq!(dev.dma_mask(), dma_bit_mask(32));
@@ -122,7 +114,13 @@ fn masks_default_to_32_bits_and_unsupported_masks_are_eio() {
 #[test]
 fn device_dma_into_kmalloc_buffer_is_read_back_through_the_mmu() {
     for profile in PROFILES {
-        let m = dma_machine(profile, 128 * MIB, SwiotlbConfig::off());
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .ram(128 * MIB)
+            .cpus(2)
+            .seed(3)
+            .swiotlb(SwiotlbConfig::off())
+            .boot();
         let nic = m.add_dma_device("nic", 32).unwrap();
         let data = pattern(1500, 7);
         let buf = m.run(|mm| {
@@ -154,7 +152,13 @@ fn device_dma_into_kmalloc_buffer_is_read_back_through_the_mmu() {
 #[test]
 fn device_reads_what_the_cpu_wrote_to_a_kmalloc_buffer() {
     for profile in PROFILES {
-        let m = dma_machine(profile, 64 * MIB, SwiotlbConfig::off());
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .ram(64 * MIB)
+            .cpus(2)
+            .seed(3)
+            .swiotlb(SwiotlbConfig::off())
+            .boot();
         let disk = m.add_dma_device("disk", 64).unwrap();
         let data = pattern(4096, 1);
         m.run(|mm| {
@@ -176,7 +180,13 @@ fn device_reads_what_the_cpu_wrote_to_a_kmalloc_buffer() {
 #[test]
 fn dma_map_single_of_vmalloc_memory_is_rejected_with_the_kernels_words() {
     for profile in PROFILES {
-        let m = dma_machine(profile, 64 * MIB, SwiotlbConfig::off());
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .ram(64 * MIB)
+            .cpus(2)
+            .seed(3)
+            .swiotlb(SwiotlbConfig::off())
+            .boot();
         let nic = m.add_dma_device("nic", 32).unwrap();
         m.run(|mm| {
             let buf = mm.vmalloc(8192).unwrap();
@@ -212,7 +222,13 @@ fn dma_map_single_of_vmalloc_memory_is_rejected_with_the_kernels_words() {
 #[test]
 fn naive_pa_of_a_vmalloc_address_sends_the_device_to_the_wrong_memory() {
     // i386, 1 GiB: __pa(vmalloc address) = va - PAGE_OFFSET lands in HighMem RAM.
-    let m = dma_machine(Profile::I386, GIB, SwiotlbConfig::off());
+    let m = MachineBuilder::new()
+        .profile(Profile::I386)
+        .ram(GIB)
+        .cpus(2)
+        .seed(3)
+        .swiotlb(SwiotlbConfig::off())
+        .boot();
     let dev = m.add_dma_device("naive", 32).unwrap();
     let data = pattern(4096, 9);
     let (buf, naive, real) = m.run(|mm| {
@@ -246,7 +262,12 @@ fn naive_pa_of_a_vmalloc_address_sends_the_device_to_the_wrong_memory() {
     m.run(|mm| mm.vfree(buf)).unwrap();
 
     // x86_64: the vmalloc area is 71 TiB above the direct map: no RAM answers there.
-    let m = dma_machine(Profile::X86_64, 64 * MIB, SwiotlbConfig::off());
+    let m = MachineBuilder::new()
+        .ram(64 * MIB)
+        .cpus(2)
+        .seed(3)
+        .swiotlb(SwiotlbConfig::off())
+        .boot();
     let dev = m.add_dma_device("naive", 64).unwrap();
     let buf = m.run(|mm| mm.vzalloc(4096)).unwrap();
     let naive = buf.0 - m.mm().layout().page_offset;
@@ -269,7 +290,13 @@ fn naive_pa_of_a_vmalloc_address_sends_the_device_to_the_wrong_memory() {
 fn scatterlist_of_a_vmalloc_buffer_works_byte_for_byte() {
     for profile in PROFILES {
         // On i386 with 1 GiB, vmalloc takes HighMem pages: no direct map behind them.
-        let m = dma_machine(profile, 1 << 30, SwiotlbConfig::off());
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .ram(1 << 30)
+            .cpus(2)
+            .seed(3)
+            .swiotlb(SwiotlbConfig::off())
+            .boot();
         let dev = m.add_dma_device("sg", 32).unwrap();
         let len = 9 * PAGE_SIZE + 1234;
         let from_device = pattern(len, 3);
@@ -325,7 +352,12 @@ fn scatterlist_of_a_vmalloc_buffer_works_byte_for_byte() {
 
 #[test]
 fn adjacent_pages_merge_within_max_seg_size_and_the_segment_boundary() {
-    let m = dma_machine(Profile::X86_64, 64 * MIB, SwiotlbConfig::off());
+    let m = MachineBuilder::new()
+        .ram(64 * MIB)
+        .cpus(2)
+        .seed(3)
+        .swiotlb(SwiotlbConfig::off())
+        .boot();
     let dev = m.add_dma_device("merge", 32).unwrap();
     m.run(|mm| {
         let block = mm.alloc_pages(Gfp::GFP_KERNEL, 5).unwrap();
@@ -448,15 +480,18 @@ fn swiotlb_is_counted_in_memblock_reserved() {
     assert_eq!(pool, 256 * IO_TLB_SIZE);
     assert!(reserved.regions().iter().any(|r| r.name == "swiotlb slots"));
     // The kernel's default on x86: a pool only when RAM extends above 4 GiB (64 MiB).
-    let small = dma_machine(Profile::X86_64, 256 * MIB, SwiotlbConfig::default());
+    let small = MachineBuilder::new()
+        .ram(256 * MIB)
+        .cpus(2)
+        .seed(3)
+        .swiotlb(SwiotlbConfig::default())
+        .boot();
     assert_eq!(small.mm().swiotlb_pool(), None);
-    let big = Machine::new(MachineConfig {
-        ram: 5 * GIB,
-        cpus: 1,
-        holes: vec![Hole::LEGACY, Hole::PCI],
-        ..MachineConfig::default()
-    })
-    .unwrap();
+    let big = MachineBuilder::new()
+        .ram(5 * GIB)
+        .cpus(1)
+        .holes(vec![Hole::LEGACY, Hole::PCI])
+        .boot();
     let (start, nslabs) = big.mm().swiotlb_pool().unwrap();
     assert_eq!(nslabs * IO_TLB_SIZE, 64 * MIB);
     assert!(
@@ -464,14 +499,25 @@ fn swiotlb_is_counted_in_memblock_reserved() {
         "memblock_alloc_low: below 4 GiB"
     );
     // Forced on a small machine, it is scaled down to 1/64 of RAM.
-    let forced = dma_machine(Profile::I386, 64 * MIB, SwiotlbConfig::on());
+    let forced = MachineBuilder::new()
+        .profile(Profile::I386)
+        .ram(64 * MIB)
+        .cpus(2)
+        .seed(3)
+        .swiotlb(SwiotlbConfig::on())
+        .boot();
     assert_eq!(forced.mm().swiotlb_pool().unwrap().1 * IO_TLB_SIZE, MIB);
 }
 
 #[test]
 fn bounce_pool_beyond_the_isa_mask_is_refused_as_swiotlb_overflow() {
     // The x86 default places the pool just below 4 GiB (here: the top of 64 MiB).
-    let m = dma_machine(Profile::X86_64, 64 * MIB, SwiotlbConfig::with_slabs(128));
+    let m = MachineBuilder::new()
+        .ram(64 * MIB)
+        .cpus(2)
+        .seed(3)
+        .swiotlb(SwiotlbConfig::with_slabs(128))
+        .boot();
     let (pool, _) = m.mm().swiotlb_pool().unwrap();
     assert!(pool.0 > 16 * MIB);
     let isa = m.add_dma_device("isa", 24).unwrap();
@@ -496,7 +542,13 @@ fn bounce_pool_beyond_the_isa_mask_is_refused_as_swiotlb_overflow() {
 #[test]
 fn without_swiotlb_a_buffer_beyond_the_mask_is_refused_as_dma_addr_overflow() {
     for profile in PROFILES {
-        let m = dma_machine(profile, 64 * MIB, SwiotlbConfig::off());
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .ram(64 * MIB)
+            .cpus(2)
+            .seed(3)
+            .swiotlb(SwiotlbConfig::off())
+            .boot();
         let isa = m.add_dma_device("isa", 24).unwrap();
         let (buf, phys) = m.run(|mm| {
             let buf = high_kmalloc(mm, 256);
@@ -531,11 +583,13 @@ fn without_swiotlb_a_buffer_beyond_the_mask_is_refused_as_dma_addr_overflow() {
 #[test]
 fn swiotlb_exhaustion_is_a_clear_error_and_every_slot_comes_back() {
     for profile in PROFILES {
-        let m = dma_machine(
-            profile,
-            64 * MIB,
-            SwiotlbConfig::with_slabs(128).below(16 * MIB),
-        );
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .ram(64 * MIB)
+            .cpus(2)
+            .seed(3)
+            .swiotlb(SwiotlbConfig::with_slabs(128).below(16 * MIB))
+            .boot();
         let isa = m.add_dma_device("isa", 24).unwrap();
         m.run(|mm| {
             let bufs: Vec<VirtAddr> = (0..5)
@@ -587,11 +641,12 @@ fn swiotlb_exhaustion_is_a_clear_error_and_every_slot_comes_back() {
 
 #[test]
 fn swiotlb_slots_honour_the_segment_boundary_and_page_alignment() {
-    let m = dma_machine(
-        Profile::X86_64,
-        64 * MIB,
-        SwiotlbConfig::with_slabs(512).below(16 * MIB),
-    );
+    let m = MachineBuilder::new()
+        .ram(64 * MIB)
+        .cpus(2)
+        .seed(3)
+        .swiotlb(SwiotlbConfig::with_slabs(512).below(16 * MIB))
+        .boot();
     let isa = m.add_dma_device("isa", 24).unwrap();
     isa.device().dma_set_seg_boundary(0x7fff).unwrap(); // 32 KiB windows
     m.run(|mm| {
@@ -703,7 +758,13 @@ fn scatterlist_segments_beyond_the_mask_bounce_too() {
 #[test]
 fn coherent_memory_comes_from_the_zone_the_mask_allows_zeroed() {
     for profile in PROFILES {
-        let m = dma_machine(profile, 64 * MIB, SwiotlbConfig::off());
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .ram(64 * MIB)
+            .cpus(2)
+            .seed(3)
+            .swiotlb(SwiotlbConfig::off())
+            .boot();
         let isa = m.add_dma_device("isa", 24).unwrap();
         let pci = m.add_dma_device("pci", 32).unwrap();
         m.run(|mm| {
@@ -742,7 +803,13 @@ fn coherent_memory_comes_from_the_zone_the_mask_allows_zeroed() {
 #[test]
 fn dma_pool_blocks_never_cross_the_boundary_and_bad_frees_are_reported() {
     for profile in PROFILES {
-        let m = dma_machine(profile, 64 * MIB, SwiotlbConfig::off());
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .ram(64 * MIB)
+            .cpus(2)
+            .seed(3)
+            .swiotlb(SwiotlbConfig::off())
+            .boot();
         let dev = m.add_dma_device("usb", 32).unwrap();
         shrink_all_caches(&m);
         let boot = BootState::of(m.mm());
@@ -805,7 +872,12 @@ fn dma_pool_blocks_never_cross_the_boundary_and_bad_frees_are_reported() {
 
 #[test]
 fn destroying_a_busy_pool_is_reported_and_leaks_rather_than_frees() {
-    let m = dma_machine(Profile::X86_64, 64 * MIB, SwiotlbConfig::off());
+    let m = MachineBuilder::new()
+        .ram(64 * MIB)
+        .cpus(2)
+        .seed(3)
+        .swiotlb(SwiotlbConfig::off())
+        .boot();
     let dev = m.add_dma_device("usb", 32).unwrap();
     m.run(|mm| {
         let pool = mm.dma_pool_create("td", dev.device(), 64, 0, 0).unwrap();
@@ -822,7 +894,12 @@ fn destroying_a_busy_pool_is_reported_and_leaks_rather_than_frees() {
 
 #[test]
 fn dma_debug_reports_bad_unmaps_with_the_kernels_words() {
-    let m = dma_machine(Profile::X86_64, 64 * MIB, SwiotlbConfig::off());
+    let m = MachineBuilder::new()
+        .ram(64 * MIB)
+        .cpus(2)
+        .seed(3)
+        .swiotlb(SwiotlbConfig::off())
+        .boot();
     let nic = m.add_dma_device("nic", 32).unwrap();
     let dev = nic.device();
     let buf = m.run(|mm| mm.kmalloc(256, Gfp::GFP_KERNEL)).unwrap();
@@ -897,7 +974,13 @@ fn dma_debug_reports_bad_unmaps_with_the_kernels_words() {
 #[test]
 fn freeing_memory_that_is_still_mapped_is_reported() {
     for profile in PROFILES {
-        let m = dma_machine(profile, 64 * MIB, SwiotlbConfig::off());
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .ram(64 * MIB)
+            .cpus(2)
+            .seed(3)
+            .swiotlb(SwiotlbConfig::off())
+            .boot();
         let nic = m.add_dma_device("nic", 32).unwrap();
         let dev = nic.device();
         m.run(|mm| {
@@ -946,7 +1029,12 @@ fn freeing_memory_that_is_still_mapped_is_reported() {
 
 #[test]
 fn dma_debug_runs_out_of_entries_and_disables_itself() {
-    let m = dma_machine(Profile::X86_64, 64 * MIB, SwiotlbConfig::off());
+    let m = MachineBuilder::new()
+        .ram(64 * MIB)
+        .cpus(2)
+        .seed(3)
+        .swiotlb(SwiotlbConfig::off())
+        .boot();
     let nic = m.add_dma_device("nic", 32).unwrap();
     let total = kmemlab_mm::dma::debug::PREALLOC_DMA_DEBUG_ENTRIES;
     m.run(|mm| {
@@ -1052,11 +1140,12 @@ fn after_unmapping_and_freeing_every_page_and_slot_is_back() {
 
 #[test]
 fn two_cpus_bounce_at_once_and_an_irq_handler_maps_too() {
-    let m = dma_machine(
-        Profile::X86_64,
-        128 * MIB,
-        SwiotlbConfig::with_slabs(512).below(16 * MIB),
-    );
+    let m = MachineBuilder::new()
+        .ram(128 * MIB)
+        .cpus(2)
+        .seed(3)
+        .swiotlb(SwiotlbConfig::with_slabs(512).below(16 * MIB))
+        .boot();
     let isa = m.add_dma_device("isa", 24).unwrap();
     std::thread::scope(|s| {
         for cpu in 0..2usize {
@@ -1122,7 +1211,12 @@ fn scribble(m: &Machine, addr: u64, len: usize, byte: u8) {
 
 #[test]
 fn dma_debug_sync_and_free_reports_with_the_kernels_words() {
-    let m = dma_machine(Profile::X86_64, 64 * MIB, SwiotlbConfig::off());
+    let m = MachineBuilder::new()
+        .ram(64 * MIB)
+        .cpus(2)
+        .seed(3)
+        .swiotlb(SwiotlbConfig::off())
+        .boot();
     let nic = m.add_dma_device("nic", 32).unwrap();
     let dev = nic.device();
     let buf = m.run(|mm| mm.kmalloc(256, Gfp::GFP_KERNEL)).unwrap();
@@ -1233,7 +1327,12 @@ fn dma_debug_sync_and_free_reports_with_the_kernels_words() {
 fn sync_of_a_range_two_mappings_contain_imperfectly_is_not_allocated() {
     // __hash_bucket_find(containing_match) is best-fit: two matches and no perfect fit
     // give NULL.
-    let m = dma_machine(Profile::X86_64, 64 * MIB, SwiotlbConfig::off());
+    let m = MachineBuilder::new()
+        .ram(64 * MIB)
+        .cpus(2)
+        .seed(3)
+        .swiotlb(SwiotlbConfig::off())
+        .boot();
     let nic = m.add_dma_device("nic", 32).unwrap();
     let dev = nic.device();
     m.run(|mm| {
@@ -1264,7 +1363,13 @@ fn dma_alloc_coherent_does_not_drop_to_a_lower_zone_when_alloc_pages_fails() {
         (Profile::X86_64, 32),
         (Profile::I386, 32),
     ] {
-        let m = dma_machine(profile, 64 * MIB, SwiotlbConfig::off());
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .ram(64 * MIB)
+            .cpus(2)
+            .seed(3)
+            .swiotlb(SwiotlbConfig::off())
+            .boot();
         let dev = m.add_dma_device("nic", bits).unwrap();
         m.take_console();
         let r = m.run(|mm| mm.dma_alloc_coherent(dev.device(), 1 << 30, Gfp::GFP_KERNEL));
@@ -1293,7 +1398,12 @@ fn dma_alloc_coherent_does_not_drop_to_a_lower_zone_when_alloc_pages_fails() {
 #[test]
 fn huge_swiotlb_slab_counts_boot_with_a_capped_pool_or_none() {
     for slabs in [1u64 << 60, u64::MAX] {
-        let m = dma_machine(Profile::X86_64, 64 * MIB, SwiotlbConfig::with_slabs(slabs));
+        let m = MachineBuilder::new()
+            .ram(64 * MIB)
+            .cpus(2)
+            .seed(3)
+            .swiotlb(SwiotlbConfig::with_slabs(slabs))
+            .boot();
         let (start, nslabs) = m.mm().swiotlb_pool().expect("a capped pool");
         assert!(nslabs * IO_TLB_SIZE <= 64 * MIB);
         assert!(start.0 + nslabs * IO_TLB_SIZE <= 64 * MIB);
@@ -1320,11 +1430,12 @@ fn huge_swiotlb_slab_counts_boot_with_a_capped_pool_or_none() {
     }
     // Below 1 MiB nothing fits: halved down to IO_TLB_MIN_SLABS, then no pool, and boot
     // goes on.
-    let m = dma_machine(
-        Profile::X86_64,
-        64 * MIB,
-        SwiotlbConfig::with_slabs(1 << 60).below(MIB),
-    );
+    let m = MachineBuilder::new()
+        .ram(64 * MIB)
+        .cpus(2)
+        .seed(3)
+        .swiotlb(SwiotlbConfig::with_slabs(1 << 60).below(MIB))
+        .boot();
     assert_eq!(m.mm().swiotlb_pool(), None);
     let console = m.take_console();
     assert!(console.iter().any(|l| l
@@ -1335,7 +1446,12 @@ fn huge_swiotlb_slab_counts_boot_with_a_capped_pool_or_none() {
 
 #[test]
 fn mapping_a_size_that_overflows_is_refused() {
-    let m = dma_machine(Profile::X86_64, 64 * MIB, SwiotlbConfig::off());
+    let m = MachineBuilder::new()
+        .ram(64 * MIB)
+        .cpus(2)
+        .seed(3)
+        .swiotlb(SwiotlbConfig::off())
+        .boot();
     let dev = m.add_dma_device("nic", 64).unwrap();
     let dev = dev.device();
     m.run(|mm| mm.dma_set_mask(dev, dma_bit_mask(64))).unwrap();
@@ -1365,7 +1481,12 @@ fn mapping_a_size_that_overflows_is_refused() {
 
 #[test]
 fn a_device_overwriting_dma_debugs_block_gets_errors_not_panics() {
-    let m = dma_machine(Profile::X86_64, 64 * MIB, SwiotlbConfig::off());
+    let m = MachineBuilder::new()
+        .ram(64 * MIB)
+        .cpus(2)
+        .seed(3)
+        .swiotlb(SwiotlbConfig::off())
+        .boot();
     let nic = m.add_dma_device("nic", 32).unwrap();
     let dev = nic.device();
     let buf = m.run(|mm| mm.kmalloc(256, Gfp::GFP_KERNEL)).unwrap();
@@ -1393,7 +1514,12 @@ fn a_device_overwriting_dma_debugs_block_gets_errors_not_panics() {
     ));
 
     // A cycle: a bucket's chain leads back to itself.
-    let m = dma_machine(Profile::X86_64, 64 * MIB, SwiotlbConfig::off());
+    let m = MachineBuilder::new()
+        .ram(64 * MIB)
+        .cpus(2)
+        .seed(3)
+        .swiotlb(SwiotlbConfig::off())
+        .boot();
     let nic = m.add_dma_device("nic", 32).unwrap();
     let dev = nic.device();
     let buf = m.run(|mm| mm.kmalloc(256, Gfp::GFP_KERNEL)).unwrap();
@@ -1523,7 +1649,12 @@ fn a_failed_dma_map_sg_unwinds_without_copying_bounces_back() {
 
 #[test]
 fn many_mappings_of_a_freed_buffer_are_counted_beyond_the_first_eight() {
-    let m = dma_machine(Profile::X86_64, 64 * MIB, SwiotlbConfig::off());
+    let m = MachineBuilder::new()
+        .ram(64 * MIB)
+        .cpus(2)
+        .seed(3)
+        .swiotlb(SwiotlbConfig::off())
+        .boot();
     let nic = m.add_dma_device("nic", 32).unwrap();
     let dev = nic.device();
     m.run(|mm| {

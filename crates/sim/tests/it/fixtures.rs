@@ -1,22 +1,21 @@
 //! What the integration tests share: [`MachineBuilder`] for every machine, boot snapshots,
 //! the "everything is free again" assertion, and the repository's test data.
 
-use kmemlab_mm::page_alloc::check::CheckReport;
-use kmemlab_mm::{Gfp, Mm, Pfn, Profile, ZoneType, MAX_PAGE_ORDER};
 use kmemlab_mm::dma::SwiotlbConfig;
+use kmemlab_mm::page_alloc::check::CheckReport;
 use kmemlab_mm::slab::{SlabConfig, SlabFlags};
+use kmemlab_mm::{Gfp, Mm, Pfn, Profile, ZoneType, MAX_PAGE_ORDER};
 use kmemlab_sim::{Hole, Machine, MachineConfig, SimError, SimPlatform};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 pub const MIB: u64 = 1 << 20;
 pub const GIB: u64 = 1 << 30;
 
 /// Every test machine, one setting at a time, from [`MachineConfig::default`] (1 GiB
 /// x86_64, 4 CPUs, seed 0, the legacy 640 KiB–1 MiB hole, default slab options) and the
-/// default `swiotlb=` options (a pool only above 4 GiB, as x86 decides).
-///
-/// ```ignore
-/// let m = MachineBuilder::small().profile(Profile::I386).seed(11).boot();
-/// ```
+/// default `swiotlb=` options (a pool only above 4 GiB, as x86 decides), for example
+/// `MachineBuilder::small().profile(Profile::I386).seed(11).boot()`.
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct MachineBuilder {
@@ -157,6 +156,32 @@ impl BootState {
                 .map(|z| mm.free_area_snapshot(z).nr_free)
                 .collect(),
             report: mm.check().expect("check() passes"),
+        }
+    }
+}
+
+/// What the corruption tests write over a kernel structure: zeros, all-ones, or bytes
+/// from a seeded ChaCha8 stream.
+#[derive(Copy, Clone, Debug)]
+pub enum Fill {
+    /// All bytes 0x00.
+    Zeros,
+    /// All bytes 0xff.
+    Ones,
+    /// Bytes of the ChaCha8 stream of this seed.
+    Random(u64),
+}
+
+impl Fill {
+    /// `len` bytes of this pattern.
+    pub fn bytes(self, len: usize) -> Vec<u8> {
+        match self {
+            Fill::Zeros => vec![0; len],
+            Fill::Ones => vec![0xff; len],
+            Fill::Random(seed) => {
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                (0..len).map(|_| rng.gen()).collect()
+            }
         }
     }
 }

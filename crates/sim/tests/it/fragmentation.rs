@@ -3,7 +3,6 @@
 //! back to it), everything merges back once freed, and unmovable allocations claim
 //! Movable pageblocks by the kernel's rules.
 
-
 use std::collections::HashSet;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -54,7 +53,12 @@ fn free_every_other(m: &Machine, held: &mut Vec<u64>) -> Vec<u64> {
 
 #[test]
 fn fragmented_dma_zone_cannot_serve_order_1() {
-    let m = small_x86(1);
+    let m = MachineBuilder::new()
+        .ram(32 * MIB)
+        .cpus(1)
+        .no_holes()
+        .seed(7)
+        .boot();
     let boot = BootState::of(m.mm());
     let dma = zone_idx(m.mm(), ZoneType::Dma);
     let gfp = Gfp::GFP_DMA | Gfp::__GFP_NOWARN;
@@ -159,7 +163,12 @@ fn fragmented_dma_zone_cannot_serve_order_1() {
 
 #[test]
 fn order_1_falls_back_to_dma_when_dma32_is_fragmented() {
-    let m = small_x86(1);
+    let m = MachineBuilder::new()
+        .ram(32 * MIB)
+        .cpus(1)
+        .no_holes()
+        .seed(7)
+        .boot();
     let boot = BootState::of(m.mm());
     let dma32 = zone_idx(m.mm(), ZoneType::Dma32);
     let gfp = Gfp::GFP_DMA32 | Gfp::__GFP_NOWARN;
@@ -242,7 +251,12 @@ fn pageblock_types(mm: &Mm<SimPlatform>, zt: ZoneType) -> Vec<(u64, MigrateType)
 
 #[test]
 fn first_reclaimable_allocation_claims_a_whole_max_order_block() {
-    let m = small_x86(1);
+    let m = MachineBuilder::new()
+        .ram(32 * MIB)
+        .cpus(1)
+        .no_holes()
+        .seed(7)
+        .boot();
     let boot = BootState::of(m.mm());
     // Boot's slab caches already took Unmovable pageblocks, as a real kernel's do; nothing
     // Reclaimable exists yet, so its lists are empty.
@@ -298,7 +312,12 @@ fn first_reclaimable_allocation_claims_a_whole_max_order_block() {
 /// (the largest free block), and claims the pageblock only if at least half of it is free
 /// or compatible (`steal_suitable_fallback`).
 fn partial_pageblock_steal(free_pages: u64) -> (MigrateType, u64, u64) {
-    let m = small_x86(1);
+    let m = MachineBuilder::new()
+        .ram(32 * MIB)
+        .cpus(1)
+        .no_holes()
+        .seed(7)
+        .boot();
     let boot = BootState::of(m.mm());
     let gfp = Gfp::GFP_DMA32 | Gfp::__GFP_MOVABLE | Gfp::__GFP_NOWARN;
     let mut held = Vec::new();

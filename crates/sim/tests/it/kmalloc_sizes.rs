@@ -2,12 +2,11 @@
 //! equals what Linux 6.x on x86_64 returns (classes 8, 16, 32, 64, 96, 128, 192, 256, 512,
 //! 1k, 2k, 4k, 8k; above 8 KiB `PAGE_SIZE << get_order(size)`; above 4 MiB refused).
 
-
 use crate::fixtures::*;
 use kmemlab_mm::slab::kmalloc::{KMALLOC_MAX_SIZE, ZERO_SIZE_PTR};
-use kmemlab_mm::slab::{SlabConfig, SlabError, SlabFlags};
-use kmemlab_mm::{Gfp, Profile};
-use kmemlab_sim::{Machine, MachineConfig};
+use kmemlab_mm::slab::{SlabError, SlabFlags};
+use kmemlab_mm::Gfp;
+use kmemlab_sim::Machine;
 
 /// What `ksize(kmalloc(size))` is on Linux 6.x x86_64 (SLUB, no debugging): computed
 /// independently of the code under test, from the kernel's class list.
@@ -34,24 +33,12 @@ fn linux_class_name(size: usize) -> String {
     }
 }
 
-fn machine_with(debug: SlabFlags) -> Machine {
-    Machine::new(MachineConfig {
-        ram: 64 * MIB,
-        cpus: 2,
-        profile: Profile::X86_64,
-        seed: 3,
-        holes: vec![],
-        slab: SlabConfig {
-            debug,
-            ..SlabConfig::default()
-        },
-    })
-    .expect("boots")
-}
-
 #[test]
 fn ksize_of_every_size_up_to_8k_matches_linux() {
-    let m = machine_with(SlabFlags::empty());
+    let m = MachineBuilder::small()
+        .seed(3)
+        .slab_debug(SlabFlags::empty())
+        .boot();
     let boot = BootState::of(m.mm());
     m.run(|mm| {
         assert_eq!(mm.kmalloc(0, Gfp::GFP_KERNEL), Ok(ZERO_SIZE_PTR));
@@ -85,7 +72,10 @@ fn ksize_of_every_size_up_to_8k_matches_linux() {
 
 #[test]
 fn reclaimable_and_dma_classes_have_the_same_sizes() {
-    let m = machine_with(SlabFlags::empty());
+    let m = MachineBuilder::small()
+        .seed(3)
+        .slab_debug(SlabFlags::empty())
+        .boot();
     m.run(|mm| {
         for (gfp, prefix) in [
             (Gfp::GFP_KERNEL | Gfp::__GFP_RECLAIMABLE, "kmalloc-rcl-"),
@@ -118,7 +108,10 @@ fn reclaimable_and_dma_classes_have_the_same_sizes() {
 
 #[test]
 fn ksize_above_8k_is_page_size_shifted_by_get_order() {
-    let m = machine_with(SlabFlags::empty());
+    let m = MachineBuilder::small()
+        .seed(3)
+        .slab_debug(SlabFlags::empty())
+        .boot();
     let boot = BootState::of(m.mm());
     let mut sizes: Vec<usize> = vec![
         8193,
@@ -160,7 +153,10 @@ fn ksize_above_8k_is_page_size_shifted_by_get_order() {
 
 #[test]
 fn above_kmalloc_max_size_is_refused_with_the_warning() {
-    let m = machine_with(SlabFlags::empty());
+    let m = MachineBuilder::small()
+        .seed(3)
+        .slab_debug(SlabFlags::empty())
+        .boot();
     m.take_console();
     let warns = || {
         m.mm()
@@ -204,7 +200,10 @@ fn ksize_with_slab_debug_is_the_object_size() {
     // With red zones or poisoning the usable size is exactly the class size (the bytes
     // behind it are the red zone / free pointer).
     for letters in ["FZPU", "Z", "P", "U"] {
-        let m = machine_with(SlabFlags::parse_slab_debug(letters).unwrap());
+        let m = MachineBuilder::small()
+            .seed(3)
+            .slab_debug(SlabFlags::parse_slab_debug(letters).unwrap())
+            .boot();
         m.run(|mm| {
             for size in (1..=8192usize).step_by(13).chain([8, 64, 96, 192, 8192]) {
                 let p = mm.kmalloc(size, Gfp::GFP_KERNEL).unwrap();

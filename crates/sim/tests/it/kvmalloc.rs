@@ -3,33 +3,16 @@
 //! under fragmentation (and its absence for non-blocking flags), kvfree of both kinds with
 //! every page back, and the refusals (more than INT_MAX, an overflowing array).
 
-
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::fixtures::*;
 use kmemlab_mm::slab::kmalloc::{KMALLOC_MAX_SIZE, ZERO_SIZE_PTR};
 use kmemlab_mm::slab::SlabConfig;
 use kmemlab_mm::util::{KvmallocError, INT_MAX};
-use kmemlab_mm::{Context, Gfp, Mm, Profile, VirtAddr, PAGE_SIZE};
-use kmemlab_sim::{Machine, MachineConfig, SimPlatform};
+use kmemlab_mm::{Context, Gfp, Mm, VirtAddr, PAGE_SIZE};
+use kmemlab_sim::{Machine, SimPlatform};
 
 const GARBAGE_BYTE: u8 = 0x9E;
-
-fn machine_with(slab: SlabConfig) -> Machine {
-    Machine::new(MachineConfig {
-        ram: 64 * MIB,
-        cpus: 1,
-        profile: Profile::X86_64,
-        seed: 5,
-        holes: vec![],
-        slab,
-    })
-    .expect("boots")
-}
-
-fn machine() -> Machine {
-    machine_with(SlabConfig::default())
-}
 
 fn fill(mm: &Mm<SimPlatform>, p: VirtAddr, size: usize, byte: u8) {
     mm.copy_to_kernel_virt(p, &vec![byte; size]).unwrap();
@@ -74,11 +57,15 @@ fn test_kvmalloc_sizes_never_show_old_bytes() {
         ("init_on_free", (false, true)),
         ("init_on_alloc+init_on_free", (true, true)),
     ] {
-        let m = machine_with(SlabConfig {
-            init_on_alloc: slab.0,
-            init_on_free: slab.1,
-            ..SlabConfig::default()
-        });
+        let m = MachineBuilder::small()
+            .cpus(1)
+            .seed(5)
+            .slab(SlabConfig {
+                init_on_alloc: slab.0,
+                init_on_free: slab.1,
+                ..SlabConfig::default()
+            })
+            .boot();
         let mut failures = vec![];
         m.run(|mm| {
             // 2^0 … 2^22 from kmalloc (a fresh machine has 4 MiB blocks), 2^23 from vmalloc.
@@ -108,7 +95,7 @@ fn test_kvmalloc_sizes_never_show_old_bytes() {
 /// without init_on_alloc, where a plain kvmalloc shows the garbage left behind.
 #[test]
 fn kvzalloc_and_kvcalloc_zero_every_size() {
-    let m = machine();
+    let m = MachineBuilder::small().cpus(1).seed(5).boot();
     m.run(|mm| {
         for size in (0..=22)
             .map(|i| 1usize << i)
@@ -141,7 +128,7 @@ fn kvzalloc_and_kvcalloc_zero_every_size() {
 /// in place, kmalloc to a bigger class, kmalloc to vmalloc, vmalloc growing and shrinking.
 #[test]
 fn kvrealloc_keeps_the_contents() {
-    let m = machine();
+    let m = MachineBuilder::small().cpus(1).seed(5).boot();
     let before = settled_free_pages(&m);
     m.run(|mm| {
         let sizes = [
@@ -194,7 +181,7 @@ fn kvrealloc_keeps_the_contents() {
 /// A failed kvrealloc leaves the old allocation as it was.
 #[test]
 fn failed_kvrealloc_leaves_the_old_allocation() {
-    let m = machine();
+    let m = MachineBuilder::small().cpus(1).seed(5).boot();
     m.run(|mm| {
         let p = mm.kvmalloc(2 * PAGE_SIZE, Gfp::GFP_KERNEL).unwrap();
         let data = pattern(2 * PAGE_SIZE, 11);
@@ -257,7 +244,7 @@ fn largest_free_order(mm: &Mm<SimPlatform>) -> Option<usize> {
 /// of at most a page never falls back.
 #[test]
 fn fallback_to_vmalloc_under_fragmentation() {
-    let m = machine();
+    let m = MachineBuilder::small().cpus(1).seed(5).boot();
     let before = settled_free_pages(&m);
     let held = m.run(|mm| {
         let all = take_every_page(mm);
@@ -331,7 +318,7 @@ fn fallback_to_vmalloc_under_fragmentation() {
 /// kvfree frees kmalloc and vmalloc memory alike; afterwards every page is back.
 #[test]
 fn kvfree_of_both_kinds_returns_every_page() {
-    let m = machine();
+    let m = MachineBuilder::small().cpus(1).seed(5).boot();
     let before = settled_free_pages(&m);
     m.run(|mm| {
         let mut live = vec![];
@@ -370,7 +357,11 @@ fn kvfree_of_both_kinds_returns_every_page() {
 /// frees it, with a WARNING and `SensitiveLen` saying so: no secret left, nothing leaked.
 #[test]
 fn kvfree_sensitive_clears_before_freeing() {
-    let m = machine_with(SlabConfig::default());
+    let m = MachineBuilder::small()
+        .cpus(1)
+        .seed(5)
+        .slab(SlabConfig::default())
+        .boot();
     let before = settled_free_pages(&m);
     m.take_console();
     let warn0 = m.mm().events().warn.load(Relaxed);
@@ -435,7 +426,7 @@ fn kvfree_sensitive_clears_before_freeing() {
 /// reclaim by default, with it under __GFP_RETRY_MAYFAIL.
 #[test]
 fn vmalloc_failure_says_how_kmalloc_was_asked() {
-    let m = machine();
+    let m = MachineBuilder::small().cpus(1).seed(5).boot();
     let held = m.run(|mm| {
         let all = take_every_page(mm);
         for (gfp, want, not) in [
@@ -470,7 +461,7 @@ fn vmalloc_failure_says_how_kmalloc_was_asked() {
 /// once, counted every time, and silent under __GFP_NOWARN.
 #[test]
 fn more_than_int_max_is_refused() {
-    let m = machine();
+    let m = MachineBuilder::small().cpus(1).seed(5).boot();
     let warn0 = m.mm().events().warn.load(Relaxed);
     m.take_console();
     m.run(|mm| {
@@ -514,7 +505,7 @@ fn more_than_int_max_is_refused() {
 /// kvmalloc_array and kvcalloc refuse a product that overflows, allocating nothing.
 #[test]
 fn kvmalloc_array_overflow_is_refused() {
-    let m = machine();
+    let m = MachineBuilder::small().cpus(1).seed(5).boot();
     m.run(|mm| {
         let failures = mm.kvmalloc_stats().failures.load(Relaxed);
         for (n, size) in [(usize::MAX, 2), (2, usize::MAX), (1 << 33, 1 << 31)] {

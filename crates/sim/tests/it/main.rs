@@ -6,6 +6,7 @@
 //! Run one module with `cargo test -p kmemlab-sim --test it <module>::`.
 
 mod fixtures;
+mod model_driver;
 
 mod bad_input;
 mod concurrency;

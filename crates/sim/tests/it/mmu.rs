@@ -3,8 +3,7 @@
 //! through the MMU, `/proc/meminfo` reports the direct map, unmapped addresses fault with
 //! the kernel's words, and the TLBs hit, miss and get shot down as on x86.
 
-
-use crate::fixtures::{machine, GIB, MIB};
+use crate::fixtures::{MachineBuilder, GIB, MIB};
 use kmemlab_mm::arch::init::{EARLY_PGT_NAME, SWAPPER_PG_DIR_NAME};
 use kmemlab_mm::{Context, Gfp, Platform, Profile, VirtAddr};
 use kmemlab_sim::mmu::{FaultReason, Source};
@@ -63,19 +62,18 @@ fn assert_direct_map(m: &Machine) {
 
 #[test]
 fn x86_64_direct_map_covers_every_page() {
-    let m = machine(
-        GIB + 6 * MIB,
-        2,
-        Profile::X86_64,
-        vec![
+    let m = MachineBuilder::new()
+        .ram(GIB + 6 * MIB)
+        .cpus(2)
+        .holes(vec![
             Hole::LEGACY,
             Hole {
                 start: 256 * MIB,
                 end: 260 * MIB + 12 * 1024,
             },
-        ],
-        1,
-    );
+        ])
+        .seed(1)
+        .boot();
     assert_direct_map(&m);
     // The legacy hole is mapped (the ISA range is), but it is not RAM.
     let va = VirtAddr(m.mm().layout().page_offset + 0xa_0000);
@@ -92,7 +90,12 @@ fn x86_64_direct_map_covers_every_page() {
 
 #[test]
 fn i386_direct_map_covers_lowmem_and_not_highmem() {
-    let m = machine(2 * GIB, 2, Profile::I386, vec![Hole::LEGACY], 1);
+    let m = MachineBuilder::new()
+        .profile(Profile::I386)
+        .ram(2 * GIB)
+        .cpus(2)
+        .seed(1)
+        .boot();
     assert_direct_map(&m);
     let mm = m.mm();
     let l = mm.layout();
@@ -126,7 +129,13 @@ fn direct_map_counts_add_up_and_show_in_meminfo() {
         (Profile::I386, 2 * GIB, vec![Hole::LEGACY]),
         (Profile::I386, 512 * MIB, vec![]),
     ] {
-        let m = machine(ram, 1, profile, holes, 3);
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .ram(ram)
+            .cpus(1)
+            .holes(holes)
+            .seed(3)
+            .boot();
         let mapped: u64 = lowmem_ranges(&m).iter().map(|(s, e)| e - s).sum();
         let counts = m.mm().direct_map_bytes();
         assert_eq!(counts.iter().sum::<u64>(), mapped, "{profile} {ram:#x}");
@@ -165,7 +174,7 @@ fn direct_map_counts_add_up_and_show_in_meminfo() {
 
 #[test]
 fn big_machines_map_with_gigabyte_pages_and_few_tables() {
-    let m = machine(64 * GIB, 1, Profile::X86_64, vec![Hole::LEGACY], 0);
+    let m = MachineBuilder::new().ram(64 * GIB).cpus(1).boot();
     let mm = m.mm();
     assert_eq!(mm.direct_map_bytes()[2], 63 * GIB);
     let tables: u64 = mm
@@ -195,7 +204,12 @@ fn big_machines_map_with_gigabyte_pages_and_few_tables() {
 #[test]
 fn kernel_bytes_read_back_through_the_mmu() {
     for profile in [Profile::X86_64, Profile::I386] {
-        let m = machine(256 * MIB, 2, profile, vec![Hole::LEGACY], 5);
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .ram(256 * MIB)
+            .cpus(2)
+            .seed(5)
+            .boot();
         let va = m.run(|mm| mm.__get_free_pages(Gfp::GFP_KERNEL, 1).unwrap());
         let bytes: Vec<u8> = (0..8192u32).map(|i| (i * 7 + 3) as u8).collect();
         m.mm().copy_to_kernel(va, &bytes).unwrap();
@@ -221,7 +235,7 @@ fn kernel_bytes_read_back_through_the_mmu() {
 
 #[test]
 fn vmalloc_area_faults_with_the_kernels_words() {
-    let m = machine(64 * MIB, 2, Profile::X86_64, vec![Hole::LEGACY], 0);
+    let m = MachineBuilder::new().ram(64 * MIB).cpus(2).boot();
     m.take_console();
     let va = VirtAddr(m.mm().layout().vmalloc_start + 0x5000);
     let e = m.write(va, b"x").unwrap_err();
@@ -263,7 +277,10 @@ fn vmalloc_area_faults_with_the_kernels_words() {
     assert!(m.translate(va).is_err());
     assert!(m.take_console().is_empty());
 
-    let m = machine(64 * MIB, 1, Profile::I386, vec![], 0);
+    let m = MachineBuilder::small()
+        .profile(Profile::I386)
+        .cpus(1)
+        .boot();
     m.take_console();
     let va = VirtAddr(m.mm().layout().vmalloc_start);
     m.read(va, 1).unwrap_err();
@@ -278,7 +295,7 @@ fn vmalloc_area_faults_with_the_kernels_words() {
 
 #[test]
 fn x86_64_preallocates_the_vmalloc_puds() {
-    let m = machine(64 * MIB, 1, Profile::X86_64, vec![], 0);
+    let m = MachineBuilder::small().cpus(1).boot();
     let mm = m.mm();
     assert_eq!(
         mm.nr_pagetable_pages(),
@@ -307,7 +324,7 @@ fn w_table(m: &Machine, va: u64) -> u64 {
 
 #[test]
 fn tlb_misses_then_hits_and_shootdowns_reach_every_cpu() {
-    let m = machine(256 * MIB, 3, Profile::X86_64, vec![Hole::LEGACY], 0);
+    let m = MachineBuilder::new().ram(256 * MIB).cpus(3).boot();
     let va = m.run(|mm| mm.__get_free_pages(Gfp::GFP_KERNEL, 0).unwrap());
     let touch = |cpu: usize| {
         m.on_cpu(cpu, Context::Process, |_| m.translate(va).unwrap().source)
@@ -359,7 +376,7 @@ fn tlb_misses_then_hits_and_shootdowns_reach_every_cpu() {
 
 #[test]
 fn the_l2_tlb_backs_the_l1() {
-    let m = machine(256 * MIB, 1, Profile::X86_64, vec![Hole::LEGACY], 0);
+    let m = MachineBuilder::new().ram(256 * MIB).cpus(1).boot();
     // 4 KiB pages of the first 2 MiB: 16 sets x 4 ways in L1, 1536 entries in L2.
     let po = m.mm().layout().page_offset;
     let set_stride = 16 * PAGE;

@@ -2,13 +2,13 @@
 //! (random orders, GFP flags, CPUs and contexts) on several machine shapes, checked
 //! against a reference model of the live allocations and against the invariant checker.
 
-
 use std::collections::BTreeMap;
 
 use crate::fixtures::*;
+use crate::model_driver::{run_model, Model, Run};
 use kmemlab_mm::{AllocError, Context, Gfp, MigrateType, Mm, Pfn, Profile, ZoneType, PAGE_SIZE};
 use kmemlab_sim::{Hole, Machine, SimPlatform};
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 /// One live allocation in the reference model.
@@ -19,17 +19,6 @@ struct Live {
     zone: ZoneType,
     /// The byte written over the whole allocation.
     tag: u8,
-}
-
-struct Shape {
-    name: &'static str,
-    ram: u64,
-    cpus: usize,
-    profile: Profile,
-    holes: Vec<Hole>,
-    steps: usize,
-    /// Run `check()` every this many steps.
-    check_every: usize,
 }
 
 fn random_order(rng: &mut ChaCha8Rng) -> u32 {
@@ -116,28 +105,65 @@ fn assert_failure_justified(mm: &Mm<SimPlatform>, profile: Profile, gfp: Gfp, or
     }
 }
 
-fn run_model(shape: &Shape, seed: u64) {
-    let machine = machine(
-        shape.ram,
-        shape.cpus,
-        shape.profile,
-        shape.holes.clone(),
-        seed,
-    );
-    let boot = BootState::of(machine.mm());
-    let total_managed = managed(machine.mm());
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut live: BTreeMap<u64, Live> = BTreeMap::new();
-    let mut keys: Vec<u64> = Vec::new();
-    let mut live_pages = 0u64;
-    let mut zone_seen = std::collections::HashMap::<ZoneType, u64>::new();
-    let (mut allocs, mut fails, mut frees, mut zeroed) = (0u64, 0u64, 0u64, 0u64);
-    let mut fill = vec![0u8; PAGE_SIZE << 10];
-    let mut buf = vec![0u8; PAGE_SIZE << 10];
+/// The reference model: the live allocations and the counts of what the run did.
+struct PageModel {
+    /// What boot left (to compare with at the end).
+    boot: BootState,
+    total_managed: u64,
+    /// Live allocations by first PFN.
+    live: BTreeMap<u64, Live>,
+    /// The live allocations' PFNs, to pick one at random.
+    keys: Vec<u64>,
+    live_pages: u64,
+    zone_seen: std::collections::HashMap<ZoneType, u64>,
+    allocs: u64,
+    fails: u64,
+    frees: u64,
+    zeroed: u64,
+    /// Scratch buffers of the largest allocation (order 10).
+    fill: Vec<u8>,
+    buf: Vec<u8>,
+}
 
-    for step in 0..shape.steps {
-        let cpu = rng.gen_range(0..shape.cpus);
-        let util = live_pages as f64 / total_managed as f64;
+impl Model for PageModel {
+    type Params = ();
+
+    fn start(_run: &Run<()>, m: &Machine, _rng: &mut ChaCha8Rng) -> PageModel {
+        PageModel {
+            boot: BootState::of(m.mm()),
+            total_managed: managed(m.mm()),
+            live: BTreeMap::new(),
+            keys: Vec::new(),
+            live_pages: 0,
+            zone_seen: Default::default(),
+            allocs: 0,
+            fails: 0,
+            frees: 0,
+            zeroed: 0,
+            fill: vec![0u8; PAGE_SIZE << 10],
+            buf: vec![0u8; PAGE_SIZE << 10],
+        }
+    }
+
+    /// An allocation (random order, GFP flags, context and API) or the free of a random
+    /// live allocation, each checked against the model.
+    fn step(&mut self, _run: &Run<()>, m: &Machine, rng: &mut ChaCha8Rng, step: usize, cpu: usize) {
+        let profile = m.config().profile;
+        let PageModel {
+            total_managed,
+            live,
+            keys,
+            live_pages,
+            zone_seen,
+            allocs,
+            fails,
+            frees,
+            zeroed,
+            fill,
+            buf,
+            ..
+        } = self;
+        let util = *live_pages as f64 / *total_managed as f64;
         let p_alloc = if util < 0.5 {
             0.65
         } else if util < 0.85 {
@@ -146,15 +172,15 @@ fn run_model(shape: &Shape, seed: u64) {
             0.3
         };
         if keys.is_empty() || rng.gen_bool(p_alloc) {
-            let order = random_order(&mut rng);
-            let gfp = random_gfp(&mut rng);
+            let order = random_order(rng);
+            let gfp = random_gfp(rng);
             let ctx = if !gfp.allows_blocking() && rng.gen_bool(0.3) {
                 [Context::Softirq, Context::Hardirq][rng.gen_range(0..2)]
             } else {
                 Context::Process
             };
             let api = rng.gen_range(0..4);
-            let result: Result<u64, AllocError> = machine
+            let result: Result<u64, AllocError> = m
                 .on_cpu(cpu, ctx, |mm| {
                     if api == 0 && !gfp.contains(Gfp::__GFP_HIGHMEM) {
                         let addr = mm.__get_free_pages(gfp, order)?;
@@ -164,7 +190,7 @@ fn run_model(shape: &Shape, seed: u64) {
                     }
                 })
                 .expect("CPU is free");
-            let console = machine.take_console();
+            let console = m.take_console();
             if std::env::var_os("MODEL_TRACE").is_some() {
                 eprintln!(
                     "{step} cpu{cpu} {ctx:?} alloc {gfp:?} order {order} api {api} -> {result:?}"
@@ -172,9 +198,9 @@ fn run_model(shape: &Shape, seed: u64) {
             }
             match result {
                 Ok(pfn) => {
-                    allocs += 1;
+                    *allocs += 1;
                     let n = 1u64 << order;
-                    let mm = machine.mm();
+                    let mm = m.mm();
                     assert_eq!(
                         pfn & (n - 1),
                         0,
@@ -196,7 +222,7 @@ fn run_model(shape: &Shape, seed: u64) {
                     let page = mm.pfn_to_page(Pfn(pfn)).expect("allocated pfn is valid");
                     let zone = mm.page_zone(page);
                     assert!(
-                        allowed_zones(shape.profile, gfp).contains(&zone.zone_type),
+                        allowed_zones(profile, gfp).contains(&zone.zone_type),
                         "step {step}: {gfp:?} got a page from zone {}",
                         zone.name()
                     );
@@ -221,8 +247,8 @@ fn run_model(shape: &Shape, seed: u64) {
                     );
                     let bytes = (n as usize) * PAGE_SIZE;
                     if gfp.contains(Gfp::__GFP_ZERO) {
-                        zeroed += 1;
-                        read_phys(&machine, pfn, 0, &mut buf[..bytes]);
+                        *zeroed += 1;
+                        read_phys(m, pfn, 0, &mut buf[..bytes]);
                         if let Some(at) = buf[..bytes].iter().position(|&b| b != 0) {
                             panic!("step {step}: __GFP_ZERO block {pfn:#x} order {order} has byte {:#x} at {at}", buf[at]);
                         }
@@ -235,7 +261,7 @@ fn run_model(shape: &Shape, seed: u64) {
                         .expect("RAM");
                     assert!(console.is_empty(), "unexpected console output: {console:?}");
                     *zone_seen.entry(zone.zone_type).or_default() += 1;
-                    live_pages += n;
+                    *live_pages += n;
                     keys.push(pfn);
                     live.insert(
                         pfn,
@@ -248,9 +274,9 @@ fn run_model(shape: &Shape, seed: u64) {
                     );
                 }
                 Err(AllocError::NoMemory(failure)) => {
-                    fails += 1;
+                    *fails += 1;
                     assert_eq!((failure.order, failure.gfp), (order, gfp));
-                    assert_failure_justified(machine.mm(), shape.profile, gfp, order);
+                    assert_failure_justified(m.mm(), profile, gfp, order);
                     let warned = console
                         .iter()
                         .any(|l| l.contains("page allocation failure"));
@@ -263,21 +289,21 @@ fn run_model(shape: &Shape, seed: u64) {
                 Err(e) => panic!("step {step}: unexpected error for {gfp:?} order {order}: {e}"),
             }
         } else {
-            frees += 1;
+            *frees += 1;
             let pfn = keys.swap_remove(rng.gen_range(0..keys.len()));
             let l = live.remove(&pfn).expect("model has it");
             let n = 1u64 << l.order;
-            live_pages -= n;
+            *live_pages -= n;
             let mut head = [0u8; 16];
             for p in pfn..pfn + n {
-                read_phys(&machine, p, 0, &mut head);
+                read_phys(m, p, 0, &mut head);
                 assert!(
-                    head.iter().all(|&b| b == l.tag),
-                    "step {step}: allocation {pfn:#x} order {} ({:?}, {}) was overwritten at pfn {p:#x}",
-                    l.order,
-                    l.gfp,
-                    l.zone
-                );
+                head.iter().all(|&b| b == l.tag),
+                "step {step}: allocation {pfn:#x} order {} ({:?}, {}) was overwritten at pfn {p:#x}",
+                l.order,
+                l.gfp,
+                l.zone
+            );
             }
             let ctx = if rng.gen_bool(0.2) {
                 Context::Hardirq
@@ -291,7 +317,7 @@ fn run_model(shape: &Shape, seed: u64) {
                     l.order, l.gfp
                 );
             }
-            let freed = machine
+            let freed = m
                 .on_cpu(cpu, ctx, |mm| {
                     let page = mm.pfn_to_page(Pfn(pfn)).expect("valid");
                     match mm.page_address(page) {
@@ -306,143 +332,169 @@ fn run_model(shape: &Shape, seed: u64) {
                 "step {step}: free of {pfn:#x} order {}",
                 l.order
             );
-            let console = machine.take_console();
+            let console = m.take_console();
             assert!(console.is_empty(), "unexpected console output: {console:?}");
         }
-        if step % shape.check_every == 0 {
-            let report = machine
-                .mm()
-                .check()
-                .unwrap_or_else(|e| panic!("{}: step {step}: check() failed: {e}", shape.name));
-            assert_eq!(
-                report.allocated,
-                live_pages + boot.report.allocated,
-                "step {step}: allocated pages vs model (plus boot's slab pages)"
-            );
-            assert_eq!(report.free + report.pcp + report.allocated, total_managed);
-        }
     }
-    println!(
+
+    /// `check()` passes and counts the model's pages as allocated.
+    fn check(&mut self, run: &Run<()>, m: &Machine, step: usize) {
+        let PageModel {
+            boot,
+            total_managed,
+            live_pages,
+            ..
+        } = self;
+        let (boot, total_managed, live_pages) = (&*boot, *total_managed, *live_pages);
+
+        let report = m
+            .mm()
+            .check()
+            .unwrap_or_else(|e| panic!("{}: step {step}: check() failed: {e}", run.name));
+        assert_eq!(
+            report.allocated,
+            live_pages + boot.report.allocated,
+            "step {step}: allocated pages vs model (plus boot's slab pages)"
+        );
+        assert_eq!(report.free + report.pcp + report.allocated, total_managed);
+    }
+
+    /// Free what is left on random CPUs; every page is free again, as at boot.
+    fn finish(self, run: &Run<()>, m: &Machine, rng: &mut ChaCha8Rng) {
+        let profile = m.config().profile;
+        let ram = m.config().ram;
+        let cpus = m.config().cpus;
+        let PageModel {
+            boot,
+            mut live,
+            allocs,
+            fails,
+            frees,
+            zeroed,
+            zone_seen,
+            ..
+        } = self;
+        println!(
         "{}: {} steps: {allocs} allocations ({zeroed} zeroed), {fails} failures, {frees} frees, \
          zones used {zone_seen:?}, {} still live",
-        shape.name,
-        shape.steps,
+        run.name,
+        run.steps,
         live.len()
     );
-    assert!(
-        allocs > shape.steps as u64 / 3,
-        "too few allocations succeeded"
-    );
-    assert!(zeroed > 0);
-    let expect_zones: &[ZoneType] =
-        match (shape.profile, shape.ram > 4 * GIB, shape.ram > 896 * MIB) {
+        assert!(
+            allocs > run.steps as u64 / 3,
+            "too few allocations succeeded"
+        );
+        assert!(zeroed > 0);
+        let expect_zones: &[ZoneType] = match (profile, ram > 4 * GIB, ram > 896 * MIB) {
             (Profile::X86_64, true, _) => &[ZoneType::Dma, ZoneType::Dma32, ZoneType::Normal],
             (Profile::X86_64, false, _) => &[ZoneType::Dma, ZoneType::Dma32],
             (Profile::I386, _, true) => &[ZoneType::Dma, ZoneType::Normal, ZoneType::HighMem],
             (Profile::I386, _, false) => &[ZoneType::Dma, ZoneType::Normal],
         };
-    for z in expect_zones {
-        assert!(
-            zone_seen.contains_key(z),
-            "{}: no allocation came from {z}",
-            shape.name
-        );
-    }
+        for z in expect_zones {
+            assert!(
+                zone_seen.contains_key(z),
+                "{}: no allocation came from {z}",
+                run.name
+            );
+        }
 
-    // Free everything that is left, on random CPUs, then everything must be free again.
-    for (pfn, l) in std::mem::take(&mut live) {
-        let cpu = rng.gen_range(0..shape.cpus);
-        machine
-            .on_cpu(cpu, Context::Process, |mm| {
+        // Free everything that is left, on random CPUs, then everything must be free again.
+        for (pfn, l) in std::mem::take(&mut live) {
+            let cpu = rng.gen_range(0..cpus);
+            m.on_cpu(cpu, Context::Process, |mm| {
                 mm.__free_pages(mm.pfn_to_page(Pfn(pfn)).unwrap(), l.order)
             })
             .unwrap()
             .unwrap_or_else(|e| panic!("final free of {pfn:#x}: {e}"));
+        }
+        // HighAtomic pageblocks reserved along the way keep their blocks from merging with
+        // neighbours of other types, as in the kernel, so only the counts must match boot.
+        assert_all_free(m, &boot, false);
+        assert!(m.take_console().is_empty());
     }
-    // HighAtomic pageblocks reserved along the way keep their blocks from merging with
-    // neighbours of other types, as in the kernel, so only the counts must match boot.
-    assert_all_free(&machine, &boot, false);
-    assert!(machine.take_console().is_empty());
 }
 
-fn shape_x86_64_64m() -> Shape {
-    Shape {
-        name: "x86_64 64M legacy hole",
-        ram: 64 * MIB,
-        cpus: 2,
-        profile: Profile::X86_64,
-        holes: vec![Hole::LEGACY],
-        steps: 25_000,
-        check_every: 1,
-    }
+/// A run of the page model: `steps` steps on `machine`, `check()` every `check_every`.
+fn page_run(
+    name: &'static str,
+    machine: MachineBuilder,
+    seed: u64,
+    steps: usize,
+    check_every: usize,
+) {
+    run_model::<PageModel>(&Run {
+        name,
+        machine,
+        seed,
+        steps,
+        check_every,
+        params: (),
+    });
 }
 
 #[test]
 fn model_x86_64_64m_legacy_hole() {
-    run_model(&shape_x86_64_64m(), 1);
+    page_run(
+        "x86_64 64M legacy hole",
+        MachineBuilder::new().ram(64 * MIB).cpus(2),
+        1,
+        25_000,
+        1,
+    );
 }
 
 #[test]
 fn model_x86_64_32m_one_cpu() {
-    run_model(
-        &Shape {
-            name: "x86_64 32M 1 CPU",
-            ram: 32 * MIB,
-            cpus: 1,
-            profile: Profile::X86_64,
-            holes: vec![],
-            steps: 25_000,
-            check_every: 1,
-        },
+    page_run(
+        "x86_64 32M 1 CPU",
+        MachineBuilder::new().ram(32 * MIB).cpus(1).no_holes(),
         2,
+        25_000,
+        1,
     );
 }
 
 #[test]
 fn model_i386_64m() {
-    run_model(
-        &Shape {
-            name: "i386 64M",
-            ram: 64 * MIB,
-            cpus: 2,
-            profile: Profile::I386,
-            holes: vec![Hole::LEGACY],
-            steps: 20_000,
-            check_every: 1,
-        },
+    page_run(
+        "i386 64M",
+        MachineBuilder::new()
+            .profile(Profile::I386)
+            .ram(64 * MIB)
+            .cpus(2),
         3,
+        20_000,
+        1,
     );
 }
 
 #[test]
 fn model_i386_1200m_highmem() {
-    run_model(
-        &Shape {
-            name: "i386 1200M",
-            ram: 1200 * MIB,
-            cpus: 4,
-            profile: Profile::I386,
-            holes: vec![Hole::LEGACY],
-            steps: 15_000,
-            check_every: 1000,
-        },
+    page_run(
+        "i386 1200M",
+        MachineBuilder::new()
+            .profile(Profile::I386)
+            .ram(1200 * MIB)
+            .cpus(4),
         4,
+        15_000,
+        1000,
     );
 }
 
 #[test]
 fn model_x86_64_5g_pci_hole() {
-    run_model(
-        &Shape {
-            name: "x86_64 5G PCI hole",
-            ram: 5 * GIB,
-            cpus: 4,
-            profile: Profile::X86_64,
-            holes: vec![Hole::LEGACY, Hole::PCI],
-            steps: 15_000,
-            check_every: 1000,
-        },
+    page_run(
+        "x86_64 5G PCI hole",
+        MachineBuilder::new()
+            .ram(5 * GIB)
+            .cpus(4)
+            .holes(vec![Hole::LEGACY, Hole::PCI]),
         5,
+        15_000,
+        1000,
     );
 }
 
@@ -506,7 +558,12 @@ fn gfp_zone_table_prefers_the_highest_allowed_zone() {
         ),
     ];
     for (profile, ram, holes, gfp, want) in cases {
-        let m = machine(ram, 1, profile, holes, 0);
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .ram(ram)
+            .cpus(1)
+            .holes(holes)
+            .boot();
         let got = m.run(|mm| {
             let page = mm.alloc_pages(gfp, 0).expect("fresh machine allocates");
             let z = mm.page_zone(page).zone_type;

@@ -2,19 +2,10 @@
 //! `Shrinker::for_each_file_page`) against the file-page counters: a page accounted
 //! without being cached, or cached without being accounted, is caught, on both profiles.
 
+use crate::fixtures::{MachineBuilder, MIB};
 use kmemlab_mm::page_alloc::check::CheckError;
 use kmemlab_mm::{Gfp, Mm, Pfn, Profile, Shrinker};
-use kmemlab_sim::{Machine, MachineConfig, SimPlatform};
-
-fn machine(profile: Profile) -> Machine {
-    Machine::new(MachineConfig {
-        profile,
-        ram: 256 << 20,
-        cpus: 2,
-        ..MachineConfig::default()
-    })
-    .expect("boot")
-}
+use kmemlab_sim::{Machine, SimPlatform};
 
 /// The first page the cache holds.
 fn a_cached_page(machine: &Machine) -> Pfn {
@@ -32,7 +23,11 @@ fn account(mm: &Mm<SimPlatform>, pfn: Pfn, delta: i64) {
 #[test]
 fn pages_and_counters_must_agree() {
     for profile in [Profile::X86_64, Profile::I386] {
-        let machine = machine(profile);
+        let machine = MachineBuilder::new()
+            .profile(profile)
+            .ram(256 * MIB)
+            .cpus(2)
+            .boot();
         let mm = machine.mm();
         let added = machine.run(|mm| machine.page_cache().fill(mm, 300));
         assert_eq!(added, 300, "{profile}");

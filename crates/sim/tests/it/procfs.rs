@@ -40,15 +40,17 @@ fn shape(line: &str) -> Vec<(usize, bool)> {
 
 fn machines() -> Vec<Machine> {
     vec![
-        machine(64 * MIB, 2, Profile::X86_64, vec![Hole::LEGACY], 0),
-        machine(
-            5 * GIB,
-            2,
-            Profile::X86_64,
-            vec![Hole::LEGACY, Hole::PCI],
-            0,
-        ),
-        machine(1200 * MIB, 2, Profile::I386, vec![Hole::LEGACY], 0),
+        MachineBuilder::new().ram(64 * MIB).cpus(2).boot(),
+        MachineBuilder::new()
+            .ram(5 * GIB)
+            .cpus(2)
+            .holes(vec![Hole::LEGACY, Hole::PCI])
+            .boot(),
+        MachineBuilder::new()
+            .profile(Profile::I386)
+            .ram(1200 * MIB)
+            .cpus(2)
+            .boot(),
     ]
 }
 
@@ -98,18 +100,17 @@ fn buddyinfo_has_the_kernels_shape_and_the_allocators_counts() {
             );
         }
         let real = &real;
-            let real_lines: Vec<&str> = real.lines().collect();
-            for line in &lines {
-                let zone = line.split_whitespace().nth(3).unwrap();
-                let want = sample_line_for(&real_lines, zone);
-                assert_eq!(line.len(), want.len(), "\n ours: {line:?}\n real: {want:?}");
-                assert_eq!(
-                    shape(line),
-                    shape(want),
-                    "\n ours: {line:?}\n real: {want:?}"
-                );
-            }
-        
+        let real_lines: Vec<&str> = real.lines().collect();
+        for line in &lines {
+            let zone = line.split_whitespace().nth(3).unwrap();
+            let want = sample_line_for(&real_lines, zone);
+            assert_eq!(line.len(), want.len(), "\n ours: {line:?}\n real: {want:?}");
+            assert_eq!(
+                shape(line),
+                shape(want),
+                "\n ours: {line:?}\n real: {want:?}"
+            );
+        }
     }
 }
 
@@ -217,20 +218,19 @@ fn meminfo_has_the_kernels_shape() {
             assert!(number.len() == 8 || !number.starts_with(' '), "{line:?}");
             assert!(number.trim_start().parse::<u64>().is_ok(), "{line:?}");
             let real = &real;
-                let want = real
-                    .lines()
-                    .find(|l| l.starts_with(label))
-                    .or_else(|| real.lines().find(|l| l.starts_with("MemTotal:")))
-                    .unwrap();
-                // Same width, unless one of the numbers overflows the 8 columns.
-                if line.len() == 27 && want.len() == 27 {
-                    assert_eq!(
-                        shape(line)[1..],
-                        shape(want)[1..],
-                        "\n ours: {line:?}\n real: {want:?}"
-                    );
-                }
-            
+            let want = real
+                .lines()
+                .find(|l| l.starts_with(label))
+                .or_else(|| real.lines().find(|l| l.starts_with("MemTotal:")))
+                .unwrap();
+            // Same width, unless one of the numbers overflows the 8 columns.
+            if line.len() == 27 && want.len() == 27 {
+                assert_eq!(
+                    shape(line)[1..],
+                    shape(want)[1..],
+                    "\n ours: {line:?}\n real: {want:?}"
+                );
+            }
         }
         let labels: Vec<&str> = text.lines().map(|l| l[..16].trim_end()).collect();
         assert_eq!(labels[..3], ["MemTotal:", "MemFree:", "MemAvailable:"]);

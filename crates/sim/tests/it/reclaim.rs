@@ -4,7 +4,6 @@
 //! below them, GFP_NOWAIT failing at min, `/proc/vmstat` agreeing with all of it, and the
 //! `fragment` workload.
 
-
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -12,13 +11,18 @@ use crate::fixtures::*;
 use kmemlab_mm::page_alloc::{FailReason, MAX_NR_ZONES};
 use kmemlab_mm::vmscan::KswapdState;
 use kmemlab_mm::{AllocError, Gfp, Mm, Pfn, Profile, Watermark, ZoneType};
-use kmemlab_sim::{fragment, FragmentPattern, Hole, Machine, SimPlatform};
+use kmemlab_sim::{fragment, FragmentPattern, Machine, SimPlatform};
 
 const PROFILES: [Profile; 2] = [Profile::X86_64, Profile::I386];
 
 /// 1 GiB: on i386 that is DMA, Normal and 128 MiB of HighMem; on x86_64 DMA and DMA32.
 fn gib_machine(profile: Profile) -> Machine {
-    machine(GIB, 2, profile, vec![Hole::LEGACY], 5)
+    MachineBuilder::new()
+        .profile(profile)
+        .ram(GIB)
+        .cpus(2)
+        .seed(5)
+        .boot()
 }
 
 /// `/proc/vmstat` as (name, value) lines, in order.

@@ -2,7 +2,6 @@
 //! may dig below the min watermark, lowmem reserves, and direct reclaim from the page
 //! cache with its retry rules.
 
-
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::fixtures::*;
@@ -103,7 +102,11 @@ fn watermarks_match_the_kernel_formula() {
     // HighMem: min clamp(77920/1024, 32, 128) = 76, t = max(327/4, 77) = 81 -> 76/157/238;
     // DMA: 950 * 3840 / 226099 = 16, t = max(4, 3) -> 16/20/24;
     // lowmem_reserve DMA = (222259/256, 300179/256) = (868, 1172), Normal = 77920/32 = 2435.
-    let m = machine(1200 * MIB, 2, Profile::I386, vec![Hole::LEGACY], 0);
+    let m = MachineBuilder::new()
+        .profile(Profile::I386)
+        .ram(1200 * MIB)
+        .cpus(2)
+        .boot();
     let mm = m.mm();
     let z: Vec<_> = mm
         .zones()
@@ -133,18 +136,32 @@ fn watermarks_match_the_kernel_formula() {
         (5 * GIB, Profile::X86_64, vec![Hole::LEGACY, Hole::PCI]),
         (3 * GIB, Profile::I386, vec![Hole::LEGACY]),
     ] {
-        let m = machine(ram, 2, profile, holes, 0);
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .ram(ram)
+            .cpus(2)
+            .holes(holes)
+            .boot();
         assert_watermarks_follow_the_kernel_formula(m.mm());
     }
     // A tiny machine is clamped to min_free_kbytes = 128.
-    let m = machine(16 * MIB, 1, Profile::X86_64, vec![], 0);
+    let m = MachineBuilder::new()
+        .ram(16 * MIB)
+        .cpus(1)
+        .no_holes()
+        .boot();
     assert!(m.mm().min_free_kbytes() >= 128);
     assert_watermarks_follow_the_kernel_formula(m.mm());
 }
 
 #[test]
 fn atomic_requests_dig_into_the_reserves_nowait_does_not() {
-    let m = small_x86(1);
+    let m = MachineBuilder::new()
+        .ram(32 * MIB)
+        .cpus(1)
+        .no_holes()
+        .seed(7)
+        .boot();
     let boot = BootState::of(m.mm());
     let dma = &m.mm().zones()[zone_idx(m.mm(), ZoneType::Dma)];
     let [min, low, _high] = dma.watermark;
@@ -213,7 +230,12 @@ fn atomic_requests_dig_into_the_reserves_nowait_does_not() {
 
 #[test]
 fn lower_zones_keep_their_lowmem_reserve_from_fallbacks() {
-    let m = small_x86(1);
+    let m = MachineBuilder::new()
+        .ram(32 * MIB)
+        .cpus(1)
+        .no_holes()
+        .seed(7)
+        .boot();
     let boot = BootState::of(m.mm());
     let mm = m.mm();
     let (dma, dma32) = (zone_idx(mm, ZoneType::Dma), zone_idx(mm, ZoneType::Dma32));
@@ -238,7 +260,12 @@ fn lower_zones_keep_their_lowmem_reserve_from_fallbacks() {
 
 #[test]
 fn direct_reclaim_shrinks_the_page_cache() {
-    let m = small_x86(1);
+    let m = MachineBuilder::new()
+        .ram(32 * MIB)
+        .cpus(1)
+        .no_holes()
+        .seed(7)
+        .boot();
     let boot = BootState::of(m.mm());
     let managed = managed(m.mm());
     // All in one call on CPU 0: kswapd, woken by the fill, only runs once it returns.
@@ -329,7 +356,12 @@ fn direct_reclaim_below_min(m: &Machine, managed: u64) -> Vec<(u64, u32)> {
 
 #[test]
 fn costly_orders_give_up_early_unless_told_to_retry() {
-    let m = small_x86(1);
+    let m = MachineBuilder::new()
+        .ram(32 * MIB)
+        .cpus(1)
+        .no_holes()
+        .seed(7)
+        .boot();
     let boot = BootState::of(m.mm());
     let managed = managed(m.mm());
     // All in one call on CPU 0, so that kswapd (woken by the fill) stays out of it.
@@ -379,7 +411,12 @@ fn costly_orders_below_min(m: &Machine, managed: u64) {
 
 #[test]
 fn nofail_dips_into_the_reserves_when_nothing_can_be_reclaimed() {
-    let m = small_x86(1);
+    let m = MachineBuilder::new()
+        .ram(32 * MIB)
+        .cpus(1)
+        .no_holes()
+        .seed(7)
+        .boot();
     let boot = BootState::of(m.mm());
     let mut held = Vec::new();
     // No page cache: GFP_KERNEL fills memory down to min, then fails after retrying.

@@ -2,7 +2,6 @@
 //! limits, KBox/KVBox and KVec/KVVec across KMALLOC_MAX_SIZE, failures that leave a
 //! container as it was, and drop giving every page back.
 
-
 use core::alloc::Layout;
 
 use crate::fixtures::*;
@@ -16,21 +15,10 @@ use kmemlab_mm::util::KvmallocError;
 use kmemlab_mm::vmalloc::VmallocError;
 use kmemlab_mm::Mm;
 use kmemlab_mm::{Context, Profile, ZoneType, PAGE_SIZE};
-use kmemlab_sim::{Machine, MachineConfig, SimPlatform};
+use kmemlab_sim::{Machine, SimPlatform};
 
 /// KMALLOC_MAX_SIZE + 1 bytes.
 type JustTooBig = [u8; KMALLOC_MAX_SIZE + 1];
-
-fn machine() -> Machine {
-    Machine::new(MachineConfig {
-        ram: 64 * MIB,
-        cpus: 1,
-        holes: vec![],
-        seed: 3,
-        ..MachineConfig::default()
-    })
-    .expect("boots")
-}
 
 /// Free pages once the lazy purge has run, every cache is shrunk and the per-CPU lists
 /// are drained, page-table pages counted as free (vmalloc keeps them, as the kernel does);
@@ -46,7 +34,7 @@ fn settled_free_pages(m: &Machine) -> u64 {
 
 #[test]
 fn kbox_of_kmalloc_max_size_plus_one_fails_and_kvbox_succeeds() {
-    let m = machine();
+    let m = MachineBuilder::small().cpus(1).seed(3).boot();
     let before = settled_free_pages(&m);
     m.run(|mm| {
         let e = KBox::<JustTooBig, _>::new_zeroed(mm, GFP_KERNEL).unwrap_err();
@@ -78,7 +66,7 @@ fn kbox_of_kmalloc_max_size_plus_one_fails_and_kvbox_succeeds() {
 
 #[test]
 fn boxes_hold_values_in_kernel_memory() {
-    let m = machine();
+    let m = MachineBuilder::small().cpus(1).seed(3).boot();
     let before = settled_free_pages(&m);
     m.run(|mm| {
         let mut k = KBox::new(mm, [1u64, 2, 3, 4], GFP_KERNEL).unwrap();
@@ -108,7 +96,7 @@ fn boxes_hold_values_in_kernel_memory() {
 
 #[test]
 fn kvec_past_kmalloc_max_size_fails_cleanly_and_kvvec_grows() {
-    let m = machine();
+    let m = MachineBuilder::small().cpus(1).seed(3).boot();
     let before = settled_free_pages(&m);
     m.run(|mm| {
         let elements = KMALLOC_MAX_SIZE / 8; // 4 MiB of u64
@@ -162,7 +150,7 @@ fn kvec_past_kmalloc_max_size_fails_cleanly_and_kvvec_grows() {
 
 #[test]
 fn vectors_of_every_allocator() {
-    let m = machine();
+    let m = MachineBuilder::small().cpus(1).seed(3).boot();
     let before = settled_free_pages(&m);
     m.run(|mm| {
         let mut k = KVec::new(mm);
@@ -226,7 +214,7 @@ fn realloc_keeps_the_contents_and_size_zero_frees<A: Allocator>(mm: &Mm<SimPlatf
 
 #[test]
 fn allocator_alignment_and_sizes() {
-    let m = machine();
+    let m = MachineBuilder::small().cpus(1).seed(3).boot();
     let before = settled_free_pages(&m);
     m.run(|mm| {
         // kmalloc: a power-of-two size is aligned to itself; a padded layout to its align.
@@ -303,7 +291,7 @@ fn allocator_alignment_and_sizes() {
 /// refuses it (its BUG, reported), and the KVVec is left as it was: nothing panics.
 #[test]
 fn interrupt_context_and_memory_freed_behind_the_containers_back() {
-    let m = machine();
+    let m = MachineBuilder::small().cpus(1).seed(3).boot();
     m.on_cpu(0, Context::Hardirq, |mm| {
         let b = KBox::new(mm, 9u8, GFP_ATOMIC).unwrap();
         assert_eq!(b.get(), Ok(9));
@@ -355,14 +343,12 @@ fn interrupt_context_and_memory_freed_behind_the_containers_back() {
 /// mapping; the elements are still reached through the vmalloc mapping.
 #[test]
 fn vvec_in_highmem_on_i386() {
-    let m = Machine::new(MachineConfig {
-        ram: GIB,
-        cpus: 1,
-        profile: Profile::I386,
-        holes: vec![],
-        ..MachineConfig::default()
-    })
-    .unwrap();
+    let m = MachineBuilder::new()
+        .profile(Profile::I386)
+        .ram(GIB)
+        .cpus(1)
+        .no_holes()
+        .boot();
     m.run(|mm| {
         let mut v = VVec::<u32, _>::with_capacity(mm, 1 << 20, GFP_KERNEL | __GFP_HIGHMEM).unwrap();
         v.extend_from_slice(&(0..1 << 20).collect::<Vec<u32>>(), GFP_KERNEL)
@@ -383,18 +369,11 @@ fn vvec_in_highmem_on_i386() {
 /// shift objects off their natural alignment.
 #[test]
 fn kmalloc_alignment_survives_slab_debug() {
-    use kmemlab_mm::slab::{SlabConfig, SlabFlags};
-    let m = Machine::new(MachineConfig {
-        ram: 64 * MIB,
-        cpus: 1,
-        holes: vec![],
-        slab: SlabConfig {
-            debug: SlabFlags::RED_ZONE | SlabFlags::POISON | SlabFlags::STORE_USER,
-            ..SlabConfig::default()
-        },
-        ..MachineConfig::default()
-    })
-    .unwrap();
+    use kmemlab_mm::slab::SlabFlags;
+    let m = MachineBuilder::small()
+        .cpus(1)
+        .slab_debug(SlabFlags::RED_ZONE | SlabFlags::POISON | SlabFlags::STORE_USER)
+        .boot();
     m.run(|mm| {
         for (size, align) in [
             (8, 8),
@@ -430,17 +409,10 @@ fn kmalloc_alignment_survives_slab_debug() {
 fn kmalloc_refuses_an_alignment_its_class_cannot_give() {
     use kmemlab_mm::slab::kmalloc::KmallocSizes;
     use kmemlab_mm::slab::{SlabConfig, SlabFlags};
-    let debug = Machine::new(MachineConfig {
-        ram: 64 * MIB,
-        cpus: 1,
-        holes: vec![],
-        slab: SlabConfig {
-            debug: SlabFlags::RED_ZONE | SlabFlags::POISON | SlabFlags::STORE_USER,
-            ..SlabConfig::default()
-        },
-        ..MachineConfig::default()
-    })
-    .unwrap();
+    let debug = MachineBuilder::small()
+        .cpus(1)
+        .slab_debug(SlabFlags::RED_ZONE | SlabFlags::POISON | SlabFlags::STORE_USER)
+        .boot();
     debug.run(|mm| {
         let two_pages = Layout::from_size_align(2 * PAGE_SIZE, 2 * PAGE_SIZE).unwrap();
         for _ in 0..8 {
@@ -482,17 +454,13 @@ fn kmalloc_refuses_an_alignment_its_class_cannot_give() {
 
     let mut sizes: Vec<usize> = vec![8, 16, 32, 48, 96, 192];
     sizes.extend((8..=13).map(|s| 1 << s));
-    let custom = Machine::new(MachineConfig {
-        ram: 64 * MIB,
-        cpus: 1,
-        holes: vec![],
-        slab: SlabConfig {
+    let custom = MachineBuilder::small()
+        .cpus(1)
+        .slab(SlabConfig {
             kmalloc_sizes: Some(KmallocSizes::new(&sizes).unwrap()),
             ..SlabConfig::default()
-        },
-        ..MachineConfig::default()
-    })
-    .unwrap();
+        })
+        .boot();
     custom.run(|mm| {
         let layout = Layout::from_size_align(64, 64).unwrap();
         for e in [
@@ -525,14 +493,12 @@ fn kmalloc_refuses_an_alignment_its_class_cannot_give() {
 /// asked for with it on i386 gets direct-mapped lowmem.
 #[test]
 fn kbox_with_gfp_highmem_gets_lowmem_and_a_report() {
-    let m = Machine::new(MachineConfig {
-        ram: GIB,
-        cpus: 1,
-        profile: Profile::I386,
-        holes: vec![],
-        ..MachineConfig::default()
-    })
-    .unwrap();
+    let m = MachineBuilder::new()
+        .profile(Profile::I386)
+        .ram(GIB)
+        .cpus(1)
+        .no_holes()
+        .boot();
     m.take_console();
     let warn0 = m
         .mm()
@@ -576,7 +542,7 @@ fn kbox_with_gfp_highmem_gets_lowmem_and_a_report() {
 /// exact size: its lower bound is 0, and what it yields may be fewer than `len()`.
 #[test]
 fn iter_makes_no_exact_size_promise() {
-    let m = machine();
+    let m = MachineBuilder::small().cpus(1).seed(3).boot();
     m.run(|mm| {
         let mut v = VVec::new(mm);
         v.extend_from_slice(&[1u16, 2, 3, 4], GFP_KERNEL).unwrap();

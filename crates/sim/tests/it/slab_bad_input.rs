@@ -3,28 +3,12 @@
 //! cache. Each is a clear error (with the kernel's report where the kernel prints one),
 //! never a panic, and `check()` passes after.
 
-
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::fixtures::*;
-use kmemlab_mm::slab::{KmemCacheRef, SlabConfig, SlabError, SlabFlags};
-use kmemlab_mm::{Gfp, Mm, Profile, VirtAddr};
-use kmemlab_sim::{Machine, MachineConfig, SimPlatform};
-
-fn machine_with(debug: SlabFlags) -> Machine {
-    Machine::new(MachineConfig {
-        ram: 64 * MIB,
-        cpus: 2,
-        profile: Profile::X86_64,
-        seed: 11,
-        holes: vec![],
-        slab: SlabConfig {
-            debug,
-            ..SlabConfig::default()
-        },
-    })
-    .expect("boots")
-}
+use kmemlab_mm::slab::{KmemCacheRef, SlabError, SlabFlags};
+use kmemlab_mm::{Gfp, Mm, VirtAddr};
+use kmemlab_sim::{Machine, SimPlatform};
 
 fn check(mm: &Mm<SimPlatform>) {
     mm.check().unwrap_or_else(|e| panic!("check(): {e}"));
@@ -61,7 +45,10 @@ fn still_works(m: &Machine) {
 
 #[test]
 fn kfree_of_a_stack_address_is_refused() {
-    let m = machine_with(SlabFlags::empty());
+    let m = MachineBuilder::small()
+        .seed(11)
+        .slab_debug(SlabFlags::empty())
+        .boot();
     for addr in [
         0x7ffd_1234_0000u64,
         0x7ffd_1234_5678,
@@ -92,7 +79,10 @@ fn kfree_of_a_stack_address_is_refused() {
 
 #[test]
 fn kfree_of_a_vmalloc_address_is_refused() {
-    let m = machine_with(SlabFlags::empty());
+    let m = MachineBuilder::small()
+        .seed(11)
+        .slab_debug(SlabFlags::empty())
+        .boot();
     for addr in [
         0xffff_c900_0000_1000u64,
         0xffff_c900_0000_0000,
@@ -116,7 +106,10 @@ fn kfree_of_a_vmalloc_address_is_refused() {
 
 #[test]
 fn kfree_of_non_kmalloc_direct_map_memory_is_refused() {
-    let m = machine_with(SlabFlags::empty());
+    let m = MachineBuilder::small()
+        .seed(11)
+        .slab_debug(SlabFlags::empty())
+        .boot();
     // A page from the page allocator, and a free page: neither came from kmalloc.
     let r = m.run(|mm| {
         let page = mm.__get_free_pages(Gfp::GFP_KERNEL, 0).unwrap();
@@ -150,7 +143,7 @@ fn kfree_of_non_kmalloc_direct_map_memory_is_refused() {
 #[test]
 fn kfree_of_an_address_inside_an_object_is_refused() {
     for debug in [SlabFlags::empty(), SlabFlags::DEBUG] {
-        let m = machine_with(debug);
+        let m = MachineBuilder::small().seed(11).slab_debug(debug).boot();
         m.take_console();
         for size in [8usize, 64, 96, 192, 1024, 8192] {
             let p = m.run(|mm| mm.kmalloc(size, Gfp::GFP_KERNEL)).unwrap();
@@ -194,7 +187,10 @@ fn kfree_of_an_address_inside_an_object_is_refused() {
 
 #[test]
 fn double_kfree_is_caught_by_the_naive_check() {
-    let m = machine_with(SlabFlags::empty());
+    let m = MachineBuilder::small()
+        .seed(11)
+        .slab_debug(SlabFlags::empty())
+        .boot();
     m.take_console();
     for size in [8usize, 64, 96, 512, 8192] {
         let before = bugs(&m);
@@ -235,7 +231,10 @@ fn double_kfree_is_caught_by_the_naive_check() {
 
 #[test]
 fn double_kfree_with_slab_debug_f_reports_object_already_free() {
-    let m = machine_with(SlabFlags::parse_slab_debug("F").unwrap());
+    let m = MachineBuilder::small()
+        .seed(11)
+        .slab_debug(SlabFlags::parse_slab_debug("F").unwrap())
+        .boot();
     m.take_console();
     for size in [8usize, 64, 96, 512, 8192] {
         let before = bugs(&m);
@@ -274,7 +273,10 @@ fn double_kfree_with_slab_debug_f_reports_object_already_free() {
 
 #[test]
 fn kmem_cache_free_to_the_wrong_cache_warns_and_refuses() {
-    let m = machine_with(SlabFlags::empty());
+    let m = MachineBuilder::small()
+        .seed(11)
+        .slab_debug(SlabFlags::empty())
+        .boot();
     m.take_console();
     let (a, b) = m.run(|mm| {
         (
@@ -346,7 +348,10 @@ fn kmem_cache_free_to_the_wrong_cache_warns_and_refuses() {
 
 #[test]
 fn bad_kmem_cache_create_arguments_are_refused() {
-    let m = machine_with(SlabFlags::empty());
+    let m = MachineBuilder::small()
+        .seed(11)
+        .slab_debug(SlabFlags::empty())
+        .boot();
     m.run(|mm| {
         for (name, size, align) in [
             ("", 64, 0),

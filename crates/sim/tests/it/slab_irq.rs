@@ -6,7 +6,6 @@
 //! every object kept its contents, `check()` passes, and the fast paths had to redo
 //! (`slab_cmpxchg_redo`), which is the tid protocol at work.
 
-
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
@@ -14,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::fixtures::*;
 use kmemlab_mm::slab::{KmemCacheRef, SlabFlags};
-use kmemlab_mm::{Context, Gfp, Mm, Platform, Profile, VirtAddr};
+use kmemlab_mm::{Context, Gfp, Mm, Platform, VirtAddr};
 use kmemlab_sim::{Machine, SimPlatform};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -271,7 +270,12 @@ fn sweep(m: &Machine, src: Source, cpu: usize, rounds: usize, seed: u64) -> Outc
 }
 
 fn irq_machine(cpus: usize) -> Machine {
-    machine(32 * MIB, cpus, Profile::X86_64, vec![], 21)
+    MachineBuilder::new()
+        .ram(32 * MIB)
+        .cpus(cpus)
+        .no_holes()
+        .seed(21)
+        .boot()
 }
 
 fn run_sweeps(m: &Machine, sources: &[Source], rounds: usize) {

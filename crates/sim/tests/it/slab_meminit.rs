@@ -6,39 +6,31 @@
 //! Not ported: `test_pages` (the page allocator's own init_on_alloc/free: kmemlab's
 //! options are slab options) and the `SLAB_TYPESAFE_BY_RCU` cases (no RCU caches).
 
-
 use crate::fixtures::*;
-use kmemlab_mm::slab::{KmemCacheRef, SlabConfig, SlabFlags};
-use kmemlab_mm::{Gfp, Mm, Profile, VirtAddr};
-use kmemlab_sim::{Machine, MachineConfig, SimPlatform};
+use kmemlab_mm::slab::{KmemCacheRef, SlabFlags};
+use kmemlab_mm::{Gfp, Mm, VirtAddr};
+use kmemlab_sim::{Machine, SimPlatform};
 
 const GARBAGE_INT: u32 = 0x09A7_BA9E;
 const GARBAGE_BYTE: u8 = 0x9E;
 const CTOR_BYTES: usize = 4;
 const CTOR_PATTERN: u32 = 0x4141_4141;
 
-fn machine(init_on_alloc: bool, init_on_free: bool) -> Machine {
-    Machine::new(MachineConfig {
-        ram: 64 * MIB,
-        cpus: 2,
-        profile: Profile::X86_64,
-        seed: 9,
-        holes: vec![],
-        slab: SlabConfig {
-            init_on_alloc,
-            init_on_free,
-            ..SlabConfig::default()
-        },
-    })
-    .expect("boots")
-}
-
 /// The three machines test_meminit is meant for.
 fn init_machines() -> Vec<(&'static str, Machine)> {
     vec![
-        ("init_on_alloc", machine(true, false)),
-        ("init_on_free", machine(false, true)),
-        ("init_on_alloc+init_on_free", machine(true, true)),
+        (
+            "init_on_alloc",
+            MachineBuilder::small().seed(9).init_on(true, false).boot(),
+        ),
+        (
+            "init_on_free",
+            MachineBuilder::small().seed(9).init_on(false, true).boot(),
+        ),
+        (
+            "init_on_alloc+init_on_free",
+            MachineBuilder::small().seed(9).init_on(true, true).boot(),
+        ),
     ]
 }
 
@@ -278,7 +270,7 @@ fn without_init_options_only_gfp_zero_and_ctors_count() {
     // survive reuse (the kernel runs constructors once, when the slab is made), and an
     // object freed dirty comes back dirty (nothing wipes it: that is what the options are
     // for).
-    let m = machine(false, false);
+    let m = MachineBuilder::small().seed(9).init_on(false, false).boot();
     m.run(|mm| {
         for i in 0..10 {
             let size = 8usize << i;
@@ -313,7 +305,7 @@ fn without_init_options_only_gfp_zero_and_ctors_count() {
 
 #[test]
 fn kfree_sensitive_wipes_the_whole_object() {
-    let m = machine(false, false);
+    let m = MachineBuilder::small().seed(9).init_on(false, false).boot();
     m.run(|mm| {
         for size in [8usize, 50, 64, 100, 4000, 8192] {
             let p = mm.kmalloc(size, Gfp::GFP_KERNEL).unwrap();

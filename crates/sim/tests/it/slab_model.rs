@@ -7,7 +7,6 @@
 //! above 64 MiB). At the end, with everything freed, every cache shrunk and the per-CPU
 //! page lists drained, the page allocator's free pages are what they were before.
 
-
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Mutex;
@@ -15,8 +14,8 @@ use std::sync::Mutex;
 use crate::fixtures::*;
 use kmemlab_mm::slab::kmalloc::{KMALLOC_MAX_SIZE, ZERO_SIZE_PTR};
 use kmemlab_mm::slab::{KmemCacheRef, SlabConfig, SlabError, SlabFlags};
-use kmemlab_mm::{Context, Gfp, Mm, Profile, VirtAddr};
-use kmemlab_sim::{Machine, MachineConfig, SimPlatform};
+use kmemlab_mm::{Context, Gfp, Mm, VirtAddr};
+use kmemlab_sim::SimPlatform;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -582,15 +581,13 @@ struct Shape {
 }
 
 fn run(shape: Shape) {
-    let m = Machine::new(MachineConfig {
-        ram: shape.ram,
-        cpus: shape.cpus,
-        profile: Profile::X86_64,
-        seed: shape.seed,
-        holes: vec![],
-        slab: shape.slab,
-    })
-    .expect("boots");
+    let m = MachineBuilder::new()
+        .ram(shape.ram)
+        .cpus(shape.cpus)
+        .no_holes()
+        .seed(shape.seed)
+        .slab(shape.slab)
+        .boot();
     let name = shape.name;
     m.take_console();
     shrink_all_caches(&m);
@@ -766,15 +763,12 @@ fn model_with_slab_debug_fzpu() {
 fn model_threads_remote_frees() {
     const THREADS: usize = 4;
     const OPS: usize = 30_000;
-    let m = Machine::new(MachineConfig {
-        ram: 128 * MIB,
-        cpus: THREADS,
-        profile: Profile::X86_64,
-        seed: 5,
-        holes: vec![],
-        slab: SlabConfig::default(),
-    })
-    .unwrap();
+    let m = MachineBuilder::new()
+        .ram(128 * MIB)
+        .cpus(THREADS)
+        .no_holes()
+        .seed(5)
+        .boot();
     shrink_all_caches(&m);
     let baseline = free_per_zone(m.mm());
     let cache = m

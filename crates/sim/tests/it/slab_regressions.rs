@@ -3,24 +3,17 @@
 
 use std::sync::Barrier;
 
+use crate::fixtures::MachineBuilder;
 use kmemlab_mm::slab::{SlabConfig, SlabError, SlabFlags};
 use kmemlab_mm::{Context, Gfp, Profile};
-use kmemlab_sim::{Machine, MachineConfig};
-
-fn machine(profile: Profile, ram: u64, cpus: usize, slab: SlabConfig) -> Machine {
-    Machine::new(MachineConfig {
-        ram,
-        cpus,
-        profile,
-        slab,
-        ..MachineConfig::default()
-    })
-    .unwrap()
-}
 
 #[test]
 fn highmem_and_dma32_flags_are_fixed_up_not_fatal() {
-    let m = machine(Profile::I386, 1 << 30, 1, SlabConfig::default());
+    let m = MachineBuilder::new()
+        .profile(Profile::I386)
+        .ram(1 << 30)
+        .cpus(1)
+        .boot();
     let c = m
         .run(|mm| mm.kmem_cache_create("hm", 64, 0, SlabFlags::empty(), None))
         .unwrap();
@@ -47,7 +40,7 @@ fn highmem_and_dma32_flags_are_fixed_up_not_fatal() {
 
 #[test]
 fn alignment_is_bounded() {
-    let m = machine(Profile::X86_64, 64 << 20, 1, SlabConfig::default());
+    let m = MachineBuilder::new().ram(64 << 20).cpus(1).boot();
     for align in [1usize << 31, 1 << 32, 8192] {
         let r = m.run(|mm| mm.kmem_cache_create("al", 8, align, SlabFlags::RED_ZONE, None));
         assert!(matches!(r, Err(SlabError::BadArgs(_))), "{align}: {r:?}");
@@ -59,7 +52,7 @@ fn alignment_is_bounded() {
 
 #[test]
 fn two_cpus_shrinking_at_once_do_not_wait_for_each_other() {
-    let m = machine(Profile::X86_64, 64 << 20, 2, SlabConfig::default());
+    let m = MachineBuilder::new().ram(64 << 20).cpus(2).boot();
     let c = m
         .run(|mm| mm.kmem_cache_create("both", 64, 0, SlabFlags::empty(), None))
         .unwrap();
@@ -91,7 +84,11 @@ fn debug_caches_without_f_still_refuse_a_double_free() {
             debug: SlabFlags::parse_slab_debug(letters).unwrap(),
             ..SlabConfig::default()
         };
-        let m = machine(Profile::X86_64, 64 << 20, 1, slab);
+        let m = MachineBuilder::new()
+            .ram(64 << 20)
+            .cpus(1)
+            .slab(slab)
+            .boot();
         let p = m.run(|mm| mm.kmalloc(64, Gfp::GFP_KERNEL)).unwrap();
         m.run(|mm| mm.kfree(p)).unwrap();
         assert!(m.run(|mm| mm.kfree(p)).is_err(), "slab_debug={letters}");
@@ -108,7 +105,11 @@ fn refused_double_free_with_init_on_free_leaks_nothing() {
         init_on_free: true,
         ..SlabConfig::default()
     };
-    let m = machine(Profile::X86_64, 64 << 20, 1, slab);
+    let m = MachineBuilder::new()
+        .ram(64 << 20)
+        .cpus(1)
+        .slab(slab)
+        .boot();
     let c = m
         .run(|mm| mm.kmem_cache_create("iof", 64, 0, SlabFlags::empty(), None))
         .unwrap();
@@ -123,7 +124,7 @@ fn refused_double_free_with_init_on_free_leaks_nothing() {
 
 #[test]
 fn the_allocators_own_caches_cannot_be_used_directly() {
-    let m = machine(Profile::X86_64, 64 << 20, 1, SlabConfig::default());
+    let m = MachineBuilder::new().ram(64 << 20).cpus(1).boot();
     let live = m
         .run(|mm| mm.kmem_cache_create("live", 64, 0, SlabFlags::empty(), None))
         .unwrap();
@@ -139,7 +140,7 @@ fn the_allocators_own_caches_cannot_be_used_directly() {
 
 #[test]
 fn too_many_caches_is_refused_without_leaking() {
-    let m = machine(Profile::X86_64, 256 << 20, 1, SlabConfig::default());
+    let m = MachineBuilder::new().ram(256 << 20).cpus(1).boot();
     let mut made = 0;
     loop {
         let name = format!("c{made}");

@@ -9,33 +9,13 @@
 //! counted in `events().bug_slab`, and `slab_errors` is counted the kunit way from the
 //! console (lines starting with `BUG ` or `FIX `).
 
-
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::fixtures::*;
 use kmemlab_mm::slab::debug::{POISON_END, POISON_FREE, SLUB_RED_ACTIVE};
-use kmemlab_mm::slab::{KmemCacheRef, SlabConfig, SlabError, SlabFlags};
-use kmemlab_mm::{Gfp, Mm, Profile, VirtAddr};
-use kmemlab_sim::{Machine, MachineConfig, SimPlatform};
-
-fn machine_with(debug: SlabFlags) -> Machine {
-    Machine::new(MachineConfig {
-        ram: 64 * MIB,
-        cpus: 2,
-        profile: Profile::X86_64,
-        seed: 5,
-        holes: vec![],
-        slab: SlabConfig {
-            debug,
-            ..SlabConfig::default()
-        },
-    })
-    .expect("boots")
-}
-
-fn plain_machine() -> Machine {
-    machine_with(SlabFlags::empty())
-}
+use kmemlab_mm::slab::{KmemCacheRef, SlabError, SlabFlags};
+use kmemlab_mm::{Gfp, Mm, VirtAddr};
+use kmemlab_sim::{Machine, SimPlatform};
 
 /// `test_kmem_cache_create()`: a cache with the test's flags, plus the sanity checks that
 /// stand in for `validate_slab_cache()`.
@@ -114,7 +94,7 @@ fn alloc_until(m: &Machine, s: KmemCacheRef, want: VirtAddr) -> Vec<VirtAddr> {
 
 #[test]
 fn test_clobber_zone() {
-    let m = plain_machine();
+    let m = MachineBuilder::small().seed(5).boot();
     let s = test_kmem_cache_create(&m, "TestSlub_RZ_alloc", 64, SlabFlags::RED_ZONE);
     let p = m.run(|mm| mm.kmem_cache_alloc(s, Gfp::GFP_KERNEL)).unwrap();
     m.take_console();
@@ -169,7 +149,7 @@ fn test_clobber_zone() {
 fn test_clobber_left_zone() {
     // The same in the left red zone (kmemlab's addition: the kernel's kunit suite only
     // writes right of the object).
-    let m = plain_machine();
+    let m = MachineBuilder::small().seed(5).boot();
     let s = test_kmem_cache_create(&m, "TestSlub_RZ_left", 64, SlabFlags::RED_ZONE);
     let red_left_pad = m.mm().cache(s).unwrap().red_left_pad() as u64;
     assert!(red_left_pad >= 8);
@@ -196,7 +176,7 @@ fn test_clobber_left_zone() {
 
 #[test]
 fn test_next_pointer() {
-    let m = plain_machine();
+    let m = MachineBuilder::small().seed(5).boot();
     let s = test_kmem_cache_create(&m, "TestSlub_next_ptr_free", 64, SlabFlags::POISON);
     let offset = m.mm().cache(s).unwrap().fp_offset() as u64;
     // With poisoning the free pointer lives after the object.
@@ -237,7 +217,7 @@ fn test_next_pointer() {
 #[test]
 fn test_next_pointer_found_on_free() {
     // The same corruption, found by the next free's freelist walk (`on_freelist`).
-    let m = plain_machine();
+    let m = MachineBuilder::small().seed(5).boot();
     let s = test_kmem_cache_create(&m, "TestSlub_next_ptr_walk", 64, SlabFlags::POISON);
     let offset = m.mm().cache(s).unwrap().fp_offset() as u64;
     let objs: Vec<VirtAddr> = (0..4)
@@ -281,7 +261,7 @@ fn test_next_pointer_found_on_free() {
 
 #[test]
 fn test_first_word() {
-    let m = plain_machine();
+    let m = MachineBuilder::small().seed(5).boot();
     let s = test_kmem_cache_create(&m, "TestSlub_1th_word_free", 64, SlabFlags::POISON);
     let p = m.run(|mm| mm.kmem_cache_alloc(s, Gfp::GFP_KERNEL)).unwrap();
     m.run(|mm| mm.kmem_cache_free(s, p)).unwrap();
@@ -327,7 +307,7 @@ fn test_first_word() {
 
 #[test]
 fn test_clobber_50th_byte() {
-    let m = plain_machine();
+    let m = MachineBuilder::small().seed(5).boot();
     let s = test_kmem_cache_create(&m, "TestSlub_50th_word_free", 64, SlabFlags::POISON);
     let p = m.run(|mm| mm.kmem_cache_alloc(s, Gfp::GFP_KERNEL)).unwrap();
     m.run(|mm| mm.kmem_cache_free(s, p)).unwrap();
@@ -356,7 +336,7 @@ fn test_clobber_50th_byte() {
 
 #[test]
 fn test_clobber_redzone_free() {
-    let m = plain_machine();
+    let m = MachineBuilder::small().seed(5).boot();
     let s = test_kmem_cache_create(&m, "TestSlub_RZ_free", 64, SlabFlags::RED_ZONE);
     let p = m.run(|mm| mm.kmem_cache_alloc(s, Gfp::GFP_KERNEL)).unwrap();
     m.run(|mm| mm.kmem_cache_free(s, p)).unwrap();
@@ -388,7 +368,10 @@ fn test_kmalloc_redzone_access() {
     // The kernel: a 32-byte kmalloc cache with owner tracking and red zones remembers the
     // requested size (18) and red-zones bytes 18..32; writing p[18] and p[19] is reported
     // as "kmalloc Redzone overwritten".
-    let m = machine_with(SlabFlags::parse_slab_debug("FZU").unwrap());
+    let m = MachineBuilder::small()
+        .seed(5)
+        .slab_debug(SlabFlags::parse_slab_debug("FZU").unwrap())
+        .boot();
     let p = m.run(|mm| mm.kmalloc(18, Gfp::GFP_KERNEL)).unwrap();
     m.take_console();
     write(&m, p.0 + 18, &[0xab, 0xab]);
@@ -410,7 +393,10 @@ fn test_kmalloc_redzone_access() {
 fn test_kmalloc_redzone_beyond_the_class() {
     // What applies without orig_size tracking: a write past the class size of a kmalloc
     // object (into the slab_debug red zone) is caught on kfree.
-    let m = machine_with(SlabFlags::parse_slab_debug("FZU").unwrap());
+    let m = MachineBuilder::small()
+        .seed(5)
+        .slab_debug(SlabFlags::parse_slab_debug("FZU").unwrap())
+        .boot();
     let p = m.run(|mm| mm.kmalloc(18, Gfp::GFP_KERNEL)).unwrap();
     assert_eq!(m.mm().ksize(p), Ok(32));
     m.take_console();
@@ -435,7 +421,7 @@ fn test_kmalloc_redzone_beyond_the_class() {
 
 #[test]
 fn test_leak_destroy() {
-    let m = plain_machine();
+    let m = MachineBuilder::small().seed(5).boot();
     let s = m
         .run(|mm| mm.kmem_cache_create("TestSlub_leak_destroy", 64, 0, SlabFlags::empty(), None))
         .unwrap();
@@ -477,7 +463,7 @@ fn test_leak_destroy() {
 
 #[test]
 fn test_leak_destroy_with_debug_lists_the_object() {
-    let m = plain_machine();
+    let m = MachineBuilder::small().seed(5).boot();
     let s = test_kmem_cache_create(&m, "TestSlub_leak_dbg", 64, SlabFlags::STORE_USER);
     let p = m.run(|mm| mm.kmem_cache_alloc(s, Gfp::GFP_KERNEL)).unwrap();
     m.take_console();
@@ -510,7 +496,10 @@ fn test_leak_destroy_with_debug_lists_the_object() {
 fn test_krealloc_redzone_zeroing() {
     // The kernel builds a 64-byte kmalloc cache with SLAB_KMALLOC|SLAB_STORE_USER|
     // SLAB_RED_ZONE; here the whole machine gets slab_debug=FZU so kmalloc-64 has them.
-    let m = machine_with(SlabFlags::parse_slab_debug("FZU").unwrap());
+    let m = MachineBuilder::small()
+        .seed(5)
+        .slab_debug(SlabFlags::parse_slab_debug("FZU").unwrap())
+        .boot();
     m.take_console();
     let gfp = Gfp::GFP_KERNEL | Gfp::__GFP_ZERO;
     let p = m.run(|mm| mm.kmalloc(48, Gfp::GFP_KERNEL)).unwrap();
@@ -541,7 +530,7 @@ fn test_krealloc_redzone_zeroing() {
 
 #[test]
 fn krealloc_in_place_with_gfp_zero_zeroes_up_to_ksize() {
-    let m = plain_machine();
+    let m = MachineBuilder::small().seed(5).boot();
     m.run(|mm| {
         for (size, shrink, grow) in [
             (48usize, 20usize, 60usize),
@@ -595,7 +584,10 @@ fn krealloc_in_place_with_gfp_zero_zeroes_up_to_ksize() {
 fn clean_use_of_debug_caches_reports_nothing() {
     // The counterpart of every test above: with all of slab_debug on and no corruption,
     // no BUG is ever printed, objects are poisoned when free and red-zoned when live.
-    let m = machine_with(SlabFlags::DEBUG);
+    let m = MachineBuilder::small()
+        .seed(5)
+        .slab_debug(SlabFlags::DEBUG)
+        .boot();
     m.take_console();
     let s = m
         .run(|mm| mm.kmem_cache_create("TestSlub_clean", 100, 0, SlabFlags::empty(), None))

@@ -14,15 +14,14 @@
 //! allocated) with an exact count of the pages: free pages + page-table pages allocated
 //! since the start + slab pages gained since the start == free pages at the start.
 
-
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::fixtures::{shrink_all_caches, GIB, MIB};
+use crate::fixtures::{shrink_all_caches, MachineBuilder, GIB, MIB};
 use kmemlab_mm::arch::pgtable::PgProt;
 use kmemlab_mm::slab::CallSite;
 use kmemlab_mm::vmalloc::{VmFlags, VmallocError, NUMA_NO_NODE};
 use kmemlab_mm::{Context, Gfp, Mm, Pfn, Profile, VirtAddr, ZoneType, PAGE_SIZE};
-use kmemlab_sim::{Hole, Machine, MachineConfig, SimPlatform};
+use kmemlab_sim::{Hole, Machine, SimPlatform};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -31,26 +30,6 @@ const PROFILES: [Profile; 2] = [Profile::X86_64, Profile::I386];
 /// The kernel's `test_loop_count` is 1,000,000; this many keeps each test well under a
 /// second in the test profile.
 const LOOPS: usize = 2_000;
-
-fn boot(profile: Profile, ram: u64, cpus: usize) -> Machine {
-    Machine::new(MachineConfig {
-        ram,
-        cpus,
-        profile,
-        seed: 0x7e57,
-        ..MachineConfig::default()
-    })
-    .unwrap_or_else(|e| panic!("{profile} {ram:#x} boots: {e}"))
-}
-
-/// 1 GiB x86_64 or 512 MiB i386 (all lowmem, ~496 MiB of vmalloc space), 2 CPUs.
-fn machine(profile: Profile) -> Machine {
-    let ram = match profile {
-        Profile::X86_64 => GIB,
-        Profile::I386 => 512 * MIB,
-    };
-    boot(profile, ram, 2)
-}
 
 /// Page counts at the start of a test, after shrinking every cache.
 struct Baseline {
@@ -169,7 +148,12 @@ fn pages_of(mm: &Mm<SimPlatform>, p: VirtAddr) -> Vec<Pfn> {
 #[test]
 fn fix_size_alloc_test() {
     for profile in PROFILES {
-        let m = machine(profile);
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .all_lowmem()
+            .cpus(2)
+            .seed(0x7e57)
+            .boot();
         let base = baseline(&m);
         m.run(|mm| {
             for i in 0..LOOPS {
@@ -189,7 +173,12 @@ fn fix_size_alloc_test() {
 #[test]
 fn fix_size_alloc_test_use_huge() {
     for profile in PROFILES {
-        let m = machine(profile);
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .all_lowmem()
+            .cpus(2)
+            .seed(0x7e57)
+            .boot();
         let base = baseline(&m);
         m.run(|mm| {
             for i in 0..50 {
@@ -214,7 +203,12 @@ fn fix_size_alloc_test_use_huge() {
 #[test]
 fn full_fit_alloc_test() {
     for profile in PROFILES {
-        let m = machine(profile);
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .all_lowmem()
+            .cpus(2)
+            .seed(0x7e57)
+            .boot();
         let base = baseline(&m);
         let what = format!("{profile} full_fit_alloc_test");
         m.run(|mm| {
@@ -265,7 +259,12 @@ fn full_fit_alloc_test() {
 #[test]
 fn long_busy_list_alloc_test() {
     for profile in PROFILES {
-        let m = machine(profile);
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .all_lowmem()
+            .cpus(2)
+            .seed(0x7e57)
+            .boot();
         let base = baseline(&m);
         m.run(|mm| {
             let ptr_array = mm.vmalloc(8 * 15_000).unwrap();
@@ -296,7 +295,12 @@ fn long_busy_list_alloc_test() {
 #[test]
 fn random_size_alloc_test() {
     for profile in PROFILES {
-        let m = machine(profile);
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .all_lowmem()
+            .cpus(2)
+            .seed(0x7e57)
+            .boot();
         let base = baseline(&m);
         let mut rng = ChaCha8Rng::seed_from_u64(8);
         m.run(|mm| {
@@ -327,7 +331,12 @@ fn thread_align(profile: Profile) -> u64 {
 #[test]
 fn fix_align_alloc_test() {
     for profile in PROFILES {
-        let m = machine(profile);
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .all_lowmem()
+            .cpus(2)
+            .seed(0x7e57)
+            .boot();
         let base = baseline(&m);
         let align = thread_align(profile) << 1;
         m.run(|mm| {
@@ -349,7 +358,12 @@ fn fix_align_alloc_test() {
 #[test]
 fn random_size_align_alloc_test() {
     for profile in PROFILES {
-        let m = machine(profile);
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .all_lowmem()
+            .cpus(2)
+            .seed(0x7e57)
+            .boot();
         let base = baseline(&m);
         let mut rng = ChaCha8Rng::seed_from_u64(32);
         m.run(|mm| {
@@ -381,7 +395,12 @@ fn random_size_align_alloc_test() {
 #[test]
 fn align_shift_alloc_test() {
     for profile in PROFILES {
-        let m = machine(profile);
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .all_lowmem()
+            .cpus(2)
+            .seed(0x7e57)
+            .boot();
         let base = baseline(&m);
         let bits_per_long = match profile {
             Profile::X86_64 => 64,
@@ -434,7 +453,12 @@ fn align_shift_alloc_test() {
 #[test]
 fn vm_map_ram_test() {
     for profile in PROFILES {
-        let m = machine(profile);
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .all_lowmem()
+            .cpus(2)
+            .seed(0x7e57)
+            .boot();
         let base = baseline(&m);
         m.run(|mm| {
             for map_nr_pages in [1usize, 16, 100] {
@@ -495,7 +519,12 @@ fn vm_map_ram_test() {
 #[test]
 fn vrealloc_test() {
     for profile in PROFILES {
-        let m = machine(profile);
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .all_lowmem()
+            .cpus(2)
+            .seed(0x7e57)
+            .boot();
         let base = baseline(&m);
         m.run(|mm| {
             for i in 0..LOOPS / 2 {
@@ -543,7 +572,12 @@ fn vrealloc_test() {
 #[test]
 fn no_block_alloc_test() {
     for profile in PROFILES {
-        let m = machine(profile);
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .all_lowmem()
+            .cpus(2)
+            .seed(0x7e57)
+            .boot();
         let base = baseline(&m);
         let mut rng = ChaCha8Rng::seed_from_u64(2048);
         m.take_console();
@@ -577,7 +611,12 @@ fn no_block_alloc_test() {
 #[test]
 fn vmalloc_from_hardirq_and_nmi_is_a_bug() {
     for profile in PROFILES {
-        let m = machine(profile);
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .all_lowmem()
+            .cpus(2)
+            .seed(0x7e57)
+            .boot();
         let base = baseline(&m);
         m.take_console();
         for ctx in [Context::Hardirq, Context::Nmi] {
@@ -601,7 +640,12 @@ fn vmalloc_from_hardirq_and_nmi_is_a_bug() {
 #[test]
 fn vfree_from_hardirq_is_deferred() {
     for profile in PROFILES {
-        let m = machine(profile);
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .all_lowmem()
+            .cpus(2)
+            .seed(0x7e57)
+            .boot();
         let base = baseline(&m);
         let p = m.run(|mm| mm.vmalloc(5 * PAGE_SIZE).unwrap());
         let bugs = m.mm().vmalloc_stats().bugs.load(Relaxed);
@@ -632,7 +676,12 @@ fn vfree_from_hardirq_is_deferred() {
 #[test]
 fn vfree_from_nmi_and_vunmap_from_hardirq_are_bugs() {
     for profile in PROFILES {
-        let m = machine(profile);
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .all_lowmem()
+            .cpus(2)
+            .seed(0x7e57)
+            .boot();
         let base = baseline(&m);
         let p = m.run(|mm| mm.vmalloc(2 * PAGE_SIZE).unwrap());
         m.take_console();
@@ -663,7 +712,12 @@ fn vfree_from_nmi_and_vunmap_from_hardirq_are_bugs() {
 #[test]
 fn double_vfree_is_reported() {
     for profile in PROFILES {
-        let m = machine(profile);
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .all_lowmem()
+            .cpus(2)
+            .seed(0x7e57)
+            .boot();
         let base = baseline(&m);
         m.take_console();
         m.run(|mm| {
@@ -698,7 +752,12 @@ fn double_vfree_is_reported() {
 #[test]
 fn lazy_purge_flushes_once_and_never_reuses_early() {
     for profile in PROFILES {
-        let m = machine(profile);
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .all_lowmem()
+            .cpus(2)
+            .seed(0x7e57)
+            .boot();
         let base = baseline(&m);
         m.run(|mm| {
             let max = mm.lazy_max_pages();
@@ -763,7 +822,12 @@ fn lazy_purge_flushes_once_and_never_reuses_early() {
 /// through the vmalloc mapping only.
 #[test]
 fn i386_vmalloc_uses_highmem() {
-    let m = boot(Profile::I386, 2 * GIB, 2);
+    let m = MachineBuilder::new()
+        .profile(Profile::I386)
+        .ram(2 * GIB)
+        .cpus(2)
+        .seed(0x7e57)
+        .boot();
     let base = baseline(&m);
     m.run(|mm| {
         let size = 8 << 20;
@@ -795,14 +859,11 @@ fn i386_vmalloc_uses_highmem() {
 /// `__GFP_HIGHMEM`: the pages are lowmem.
 #[test]
 fn vmalloc_32_pages_are_32_bit_addressable() {
-    let m = Machine::new(MachineConfig {
-        ram: 6 * GIB,
-        cpus: 2,
-        profile: Profile::X86_64,
-        holes: vec![Hole::LEGACY, Hole::PCI],
-        ..MachineConfig::default()
-    })
-    .unwrap();
+    let m = MachineBuilder::new()
+        .ram(6 * GIB)
+        .cpus(2)
+        .holes(vec![Hole::LEGACY, Hole::PCI])
+        .boot();
     let base = baseline(&m);
     m.run(|mm| {
         let p = mm.vmalloc_32(16 << 20).unwrap();
@@ -825,7 +886,12 @@ fn vmalloc_32_pages_are_32_bit_addressable() {
     });
     finish(&m, &base, "x86_64 vmalloc_32");
 
-    let m = boot(Profile::I386, 2 * GIB, 2);
+    let m = MachineBuilder::new()
+        .profile(Profile::I386)
+        .ram(2 * GIB)
+        .cpus(2)
+        .seed(0x7e57)
+        .boot();
     let base = baseline(&m);
     m.run(|mm| {
         let p = mm.vmalloc_32(4 << 20).unwrap();
@@ -842,7 +908,7 @@ fn vmalloc_32_pages_are_32_bit_addressable() {
 
 #[test]
 fn vmalloc_huge_uses_pmd_leaves_on_x86_64() {
-    let m = boot(Profile::X86_64, GIB, 2);
+    let m = MachineBuilder::new().ram(GIB).cpus(2).seed(0x7e57).boot();
     let base = baseline(&m);
     m.run(|mm| {
         let p = mm.vmalloc_huge(4 << 20, Gfp::GFP_KERNEL).unwrap();
@@ -880,7 +946,11 @@ fn vmalloc_huge_uses_pmd_leaves_on_x86_64() {
 /// ZONE_DMA, a few small blocks that its lowmem reserve kept from the first pass).
 #[test]
 fn vmalloc_huge_falls_back_to_small_pages_when_fragmented() {
-    let m = boot(Profile::X86_64, 64 * MIB, 1);
+    let m = MachineBuilder::new()
+        .ram(64 * MIB)
+        .cpus(1)
+        .seed(0x7e57)
+        .boot();
     let base = baseline(&m);
     m.run(|mm| {
         let gfp = Gfp::GFP_KERNEL | Gfp::__GFP_NOWARN;
@@ -940,7 +1010,12 @@ fn vmalloc_huge_falls_back_to_small_pages_when_fragmented() {
 /// and see the whole range come back as one free area.
 #[test]
 fn i386_vmalloc_space_exhaustion() {
-    let m = boot(Profile::I386, GIB, 2);
+    let m = MachineBuilder::new()
+        .profile(Profile::I386)
+        .ram(GIB)
+        .cpus(2)
+        .seed(0x7e57)
+        .boot();
     let base = baseline(&m);
     let l = *m.mm().layout();
     let span = l.vmalloc_end - l.vmalloc_start;
@@ -998,7 +1073,11 @@ fn i386_vmalloc_space_exhaustion() {
 /// time; then it comes back whole.
 #[test]
 fn x86_64_vmalloc_space_exhaustion_by_get_vm_area() {
-    let m = boot(Profile::X86_64, 256 * MIB, 2);
+    let m = MachineBuilder::new()
+        .ram(256 * MIB)
+        .cpus(2)
+        .seed(0x7e57)
+        .boot();
     let base = baseline(&m);
     let l = *m.mm().layout();
     let span = l.vmalloc_end - l.vmalloc_start;
@@ -1032,7 +1111,12 @@ fn x86_64_vmalloc_space_exhaustion_by_get_vm_area() {
 #[test]
 fn bad_arguments_fail_cleanly() {
     for profile in PROFILES {
-        let m = machine(profile);
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .all_lowmem()
+            .cpus(2)
+            .seed(0x7e57)
+            .boot();
         let base = baseline(&m);
         m.run(|mm| {
             assert_eq!(mm.vmalloc(0), Err(VmallocError::ZeroSize));
@@ -1069,7 +1153,12 @@ fn bad_arguments_fail_cleanly() {
 #[test]
 fn out_of_pages_gives_everything_back() {
     for profile in PROFILES {
-        let m = boot(profile, 64 * MIB, 2);
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .ram(64 * MIB)
+            .cpus(2)
+            .seed(0x7e57)
+            .boot();
         let base = baseline(&m);
         m.take_console();
         m.run(|mm| {

@@ -11,15 +11,14 @@
 //! counted back exactly: free pages now + page-table pages allocated during the run (they
 //! stay, as in the kernel) + slab pages gained == free pages at the start.
 
-
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::fixtures::{shrink_all_caches, GIB, MIB};
+use crate::fixtures::{shrink_all_caches, MachineBuilder, GIB, MIB};
 use kmemlab_mm::arch::pgtable::PgProt;
 use kmemlab_mm::vmalloc::{VmFlags, VmallocError};
 use kmemlab_mm::{Context, Gfp, Mm, Pfn, Profile, VirtAddr, PAGE_SIZE};
-use kmemlab_sim::{Machine, MachineConfig, SimPlatform};
+use kmemlab_sim::SimPlatform;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -212,14 +211,12 @@ fn free_area(mm: &Mm<SimPlatform>, addr: u64, l: &Live) {
 
 fn run(shape: Shape) {
     let name = shape.name;
-    let m = Machine::new(MachineConfig {
-        ram: shape.ram,
-        cpus: shape.cpus,
-        profile: shape.profile,
-        seed: shape.seed,
-        ..MachineConfig::default()
-    })
-    .expect("boots");
+    let m = MachineBuilder::new()
+        .profile(shape.profile)
+        .ram(shape.ram)
+        .cpus(shape.cpus)
+        .seed(shape.seed)
+        .boot();
     shrink_all_caches(&m);
     let free0 = free_pages(m.mm());
     let pt0 = m.mm().nr_pagetable_pages();
@@ -577,14 +574,12 @@ fn lowest_fit(
 #[test]
 fn lowest_fit_matches_brute_force() {
     for (profile, seed) in [(Profile::X86_64, 11u64), (Profile::I386, 12)] {
-        let m = Machine::new(MachineConfig {
-            ram: 512 * MIB,
-            cpus: 2,
-            profile,
-            seed,
-            ..MachineConfig::default()
-        })
-        .unwrap();
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .ram(512 * MIB)
+            .cpus(2)
+            .seed(seed)
+            .boot();
         let l = *m.mm().layout();
         let win_start = l.vmalloc_start + (16 << 20);
         let win_end = win_start + (64 << 20);

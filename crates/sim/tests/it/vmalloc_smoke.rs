@@ -1,22 +1,16 @@
 //! A quick end-to-end pass over the vmalloc API on both profiles, check() after each step.
 
+use crate::fixtures::{MachineBuilder, MIB};
 use kmemlab_mm::{Gfp, Profile, VirtAddr};
-use kmemlab_sim::{Machine, MachineConfig};
-
-fn machine(profile: Profile) -> Machine {
-    Machine::new(MachineConfig {
-        profile,
-        ram: 256 << 20,
-        cpus: 2,
-        ..MachineConfig::default()
-    })
-    .unwrap()
-}
 
 #[test]
 fn smoke() {
     for profile in [Profile::X86_64, Profile::I386] {
-        let m = machine(profile);
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .ram(256 * MIB)
+            .cpus(2)
+            .boot();
         m.mm().check_vmalloc(true).unwrap();
         let before = m.mm().zones().iter().map(|z| z.free_pages()).sum::<u64>();
         m.run(|mm| {
@@ -74,7 +68,7 @@ fn smoke() {
 /// (both walked by the simulated MMU) holds the same bytes, both ways round.
 #[test]
 fn direct_map_and_vmalloc_alias_the_same_bytes() {
-    let m = machine(Profile::X86_64);
+    let m = MachineBuilder::new().ram(256 * MIB).cpus(2).boot();
     let a = m.run(|mm| mm.vmalloc(4 << 12)).unwrap();
     let pattern: Vec<u8> = (0..4u32 << 12).map(|i| (i * 7 + 3) as u8).collect();
     m.run(|_| m.write(a, &pattern)).unwrap();
