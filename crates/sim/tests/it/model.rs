@@ -416,86 +416,73 @@ impl Model for PageModel {
     }
 }
 
-/// A run of the page model: `steps` steps on `machine`, `check()` every `check_every`.
-fn page_run(
-    name: &'static str,
-    machine: MachineBuilder,
-    seed: u64,
-    steps: usize,
-    check_every: usize,
-) {
+#[test]
+fn model_x86_64_64m_legacy_hole() {
     run_model::<PageModel>(&Run {
-        name,
-        machine,
-        seed,
-        steps,
-        check_every,
+        name: "x86_64 64M legacy hole",
+        machine: MachineBuilder::new().ram(64 * MIB).cpus(2),
+        seed: 1,
+        steps: 25_000,
+        check_every: 1,
         params: (),
     });
 }
 
 #[test]
-fn model_x86_64_64m_legacy_hole() {
-    page_run(
-        "x86_64 64M legacy hole",
-        MachineBuilder::new().ram(64 * MIB).cpus(2),
-        1,
-        25_000,
-        1,
-    );
-}
-
-#[test]
 fn model_x86_64_32m_one_cpu() {
-    page_run(
-        "x86_64 32M 1 CPU",
-        MachineBuilder::new().ram(32 * MIB).cpus(1).no_holes(),
-        2,
-        25_000,
-        1,
-    );
+    run_model::<PageModel>(&Run {
+        name: "x86_64 32M 1 CPU",
+        machine: MachineBuilder::new().ram(32 * MIB).cpus(1).no_holes(),
+        seed: 2,
+        steps: 25_000,
+        check_every: 1,
+        params: (),
+    });
 }
 
 #[test]
 fn model_i386_64m() {
-    page_run(
-        "i386 64M",
-        MachineBuilder::new()
+    run_model::<PageModel>(&Run {
+        name: "i386 64M",
+        machine: MachineBuilder::new()
             .profile(Profile::I386)
             .ram(64 * MIB)
             .cpus(2),
-        3,
-        20_000,
-        1,
-    );
+        seed: 3,
+        steps: 20_000,
+        check_every: 1,
+        params: (),
+    });
 }
 
 #[test]
 fn model_i386_1200m_highmem() {
-    page_run(
-        "i386 1200M",
-        MachineBuilder::new()
+    run_model::<PageModel>(&Run {
+        name: "i386 1200M",
+        machine: MachineBuilder::new()
             .profile(Profile::I386)
             .ram(1200 * MIB)
             .cpus(4),
-        4,
-        15_000,
-        1000,
-    );
+        seed: 4,
+        steps: 15_000,
+        check_every: 1000,
+        params: (),
+    });
 }
 
 #[test]
 fn model_x86_64_5g_pci_hole() {
-    page_run(
-        "x86_64 5G PCI hole",
-        MachineBuilder::new()
+    run_model::<PageModel>(&Run {
+        name: "x86_64 5G PCI hole",
+        machine: MachineBuilder::new()
             .ram(5 * GIB)
             .cpus(4)
             .holes(vec![Hole::LEGACY, Hole::PCI]),
-        5,
-        15_000,
-        1000,
-    );
+        seed: 5,
+        steps: 15_000,
+        check_every: 1000,
+        params: (),
+    });
 }
 
 /// The zone each GFP zone modifier prefers on a fresh machine (plenty of memory: the

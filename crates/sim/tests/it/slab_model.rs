@@ -12,10 +12,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Mutex;
 
 use crate::fixtures::*;
+use crate::model_driver::{run_model, Model as Driven, Run};
 use kmemlab_mm::slab::kmalloc::{KMALLOC_MAX_SIZE, ZERO_SIZE_PTR};
 use kmemlab_mm::slab::{KmemCacheRef, SlabConfig, SlabError, SlabFlags};
 use kmemlab_mm::{Context, Gfp, Mm, VirtAddr};
-use kmemlab_sim::SimPlatform;
+use kmemlab_sim::{Machine, SimPlatform};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -568,109 +569,144 @@ fn free_per_zone(mm: &Mm<SimPlatform>) -> Vec<u64> {
     mm.zones().iter().map(|z| z.free_pages()).collect()
 }
 
-struct Shape {
-    name: &'static str,
-    ram: u64,
-    cpus: usize,
-    steps: usize,
-    check_every: usize,
-    slab: SlabConfig,
-    seed: u64,
+/// A slab model run: the model, what the machine held before it, and its limits.
+struct SlabModel {
+    model: Model,
+    /// Free pages per zone after boot, every cache shrunk.
+    baseline: Vec<u64>,
+    baseline_slab: u64,
+    bugs0: u64,
+    /// Live bytes at most (a quarter of RAM).
+    max_live: usize,
+}
+
+/// What a slab model run must reach.
+struct SlabParams {
     /// Operations (steps that called the allocator) the run must reach.
     min_ops: u64,
 }
 
-fn run(shape: Shape) {
-    let m = MachineBuilder::new()
-        .ram(shape.ram)
-        .cpus(shape.cpus)
-        .no_holes()
-        .seed(shape.seed)
-        .slab(shape.slab)
-        .boot();
-    let name = shape.name;
-    m.take_console();
-    shrink_all_caches(&m);
-    let baseline = free_per_zone(m.mm());
-    let baseline_slab = m.mm().slab_pages().unreclaimable.load(Relaxed)
-        + m.mm().slab_pages().reclaimable.load(Relaxed);
-    let bugs0 = m.mm().events().bug_slab.load(Relaxed);
-    let mut rng = ChaCha8Rng::seed_from_u64(shape.seed);
-    let mut model = Model::default();
-    m.run(|mm| {
-        for _ in 0..3 {
-            create_cache(mm, &mut model, &mut rng);
+impl Driven for SlabModel {
+    type Params = SlabParams;
+
+    /// Three test caches on the booted machine.
+    fn start(_run: &Run<SlabParams>, m: &Machine, rng: &mut ChaCha8Rng) -> SlabModel {
+        m.take_console();
+        shrink_all_caches(m);
+        let baseline = free_per_zone(m.mm());
+        let baseline_slab = m.mm().slab_pages().unreclaimable.load(Relaxed)
+            + m.mm().slab_pages().reclaimable.load(Relaxed);
+        let bugs0 = m.mm().events().bug_slab.load(Relaxed);
+        let mut model = Model::default();
+        m.run(|mm| {
+            for _ in 0..3 {
+                create_cache(mm, &mut model, rng);
+            }
+        });
+        SlabModel {
+            model,
+            baseline,
+            baseline_slab,
+            bugs0,
+            max_live: (m.config().ram / 4) as usize,
         }
-    });
-    let max_live = (shape.ram / 4) as usize;
-    for i in 0..shape.steps {
-        let cpu = rng.gen_range(0..shape.cpus);
+    }
+
+    /// One random operation in a random context.
+    fn step(
+        &mut self,
+        _run: &Run<SlabParams>,
+        m: &Machine,
+        rng: &mut ChaCha8Rng,
+        _step: usize,
+        cpu: usize,
+    ) {
         let ctx = match rng.gen_range(0..20) {
             0 => Context::Hardirq,
             1 => Context::Softirq,
             _ => Context::Process,
         };
-        m.on_cpu(cpu, ctx, |mm| step(mm, &mut model, &mut rng, ctx, max_live))
+        let (model, max_live) = (&mut self.model, self.max_live);
+        m.on_cpu(cpu, ctx, |mm| step(mm, model, rng, ctx, max_live))
             .unwrap();
-        if i % shape.check_every == 0 || i + 1 == shape.steps {
-            m.mm()
-                .check()
-                .unwrap_or_else(|e| panic!("{name}: step {i}: check(): {e}"));
-        }
     }
-    // Free everything, destroy the test caches.
-    let live: Vec<(u64, Obj)> = model.live.iter().map(|(&a, &o)| (a, o)).collect();
-    for (k, (a, o)) in live.into_iter().enumerate() {
-        m.on_cpu(k % shape.cpus, Context::Process, |mm| {
-            verify_obj(mm, VirtAddr(a), o.size, o.tag, o.size, "at the end");
-            match o.kind {
-                Kind::Kmalloc => mm.kfree(VirtAddr(a)).unwrap(),
-                Kind::Cache(i) => mm.kmem_cache_free(model.caches[i].r, VirtAddr(a)).unwrap(),
+
+    /// `check()`: the page allocator's and the slab's invariants.
+    fn check(&mut self, run: &Run<SlabParams>, m: &Machine, step: usize) {
+        let name = run.name;
+        m.mm()
+            .check()
+            .unwrap_or_else(|e| panic!("{name}: step {step}: check(): {e}"));
+    }
+
+    /// Free everything, destroy the test caches: slab and free pages as before the run.
+    fn finish(self, run: &Run<SlabParams>, m: &Machine, _rng: &mut ChaCha8Rng) {
+        let name = run.name;
+        let cpus = m.config().cpus;
+        let SlabModel {
+            model,
+            baseline,
+            baseline_slab,
+            bugs0,
+            ..
+        } = self;
+        // Free everything, destroy the test caches.
+        let live: Vec<(u64, Obj)> = model.live.iter().map(|(&a, &o)| (a, o)).collect();
+        for (k, (a, o)) in live.into_iter().enumerate() {
+            m.on_cpu(k % cpus, Context::Process, |mm| {
+                verify_obj(mm, VirtAddr(a), o.size, o.tag, o.size, "at the end");
+                match o.kind {
+                    Kind::Kmalloc => mm.kfree(VirtAddr(a)).unwrap(),
+                    Kind::Cache(i) => mm.kmem_cache_free(model.caches[i].r, VirtAddr(a)).unwrap(),
+                }
+            })
+            .unwrap();
+        }
+        m.run(|mm| {
+            for c in &model.caches {
+                mm.kmem_cache_destroy(c.r)
+                    .unwrap_or_else(|e| panic!("{name}: destroy {}: {e}", c.name));
             }
-        })
-        .unwrap();
+        });
+        m.mm()
+            .check()
+            .unwrap_or_else(|e| panic!("{name}: check() after freeing all: {e}"));
+        assert_eq!(
+            m.mm().events().bug_slab.load(Relaxed),
+            bugs0,
+            "{name}: a correct workload got a BUG report: {:?}",
+            m.take_console()
+        );
+        shrink_all_caches(m);
+        let slab = m.mm().slab_pages().unreclaimable.load(Relaxed)
+            + m.mm().slab_pages().reclaimable.load(Relaxed);
+        assert_eq!(
+            slab, baseline_slab,
+            "{name}: slab pages not back to the baseline"
+        );
+        assert_eq!(
+            free_per_zone(m.mm()),
+            baseline,
+            "{name}: free pages differ from before the test (ops {:?})",
+            model.ops
+        );
+        let total: u64 = model.ops.values().sum();
+        assert!(
+            total >= run.params.min_ops,
+            "{name}: only {total} operations"
+        );
+        assert!(
+            model.ops.get("krealloc in place").copied().unwrap_or(0) > 0
+                && model.ops.get("krealloc moved").copied().unwrap_or(0) > 0
+                && model.ops.get("kmem_cache_destroy").copied().unwrap_or(0) > 0,
+            "{name}: ops {:?}",
+            model.ops
+        );
+        eprintln!(
+            "{name}: {} steps, {total} operations {:?}, {} failed allocations",
+            run.steps, model.ops, model.failed_allocs
+        );
     }
-    m.run(|mm| {
-        for c in &model.caches {
-            mm.kmem_cache_destroy(c.r)
-                .unwrap_or_else(|e| panic!("{name}: destroy {}: {e}", c.name));
-        }
-    });
-    m.mm()
-        .check()
-        .unwrap_or_else(|e| panic!("{name}: check() after freeing all: {e}"));
-    assert_eq!(
-        m.mm().events().bug_slab.load(Relaxed),
-        bugs0,
-        "{name}: a correct workload got a BUG report: {:?}",
-        m.take_console()
-    );
-    shrink_all_caches(&m);
-    let slab = m.mm().slab_pages().unreclaimable.load(Relaxed)
-        + m.mm().slab_pages().reclaimable.load(Relaxed);
-    assert_eq!(
-        slab, baseline_slab,
-        "{name}: slab pages not back to the baseline"
-    );
-    assert_eq!(
-        free_per_zone(m.mm()),
-        baseline,
-        "{name}: free pages differ from before the test (ops {:?})",
-        model.ops
-    );
-    let total: u64 = model.ops.values().sum();
-    assert!(total >= shape.min_ops, "{name}: only {total} operations");
-    assert!(
-        model.ops.get("krealloc in place").copied().unwrap_or(0) > 0
-            && model.ops.get("krealloc moved").copied().unwrap_or(0) > 0
-            && model.ops.get("kmem_cache_destroy").copied().unwrap_or(0) > 0,
-        "{name}: ops {:?}",
-        model.ops
-    );
-    eprintln!(
-        "{name}: {} steps, {total} operations {:?}, {} failed allocations",
-        shape.steps, model.ops, model.failed_allocs
-    );
 }
 
 // check() after every step costs about 0.2 ms on these machines (it walks every free
@@ -679,81 +715,79 @@ fn run(shape: Shape) {
 
 #[test]
 fn model_32m_4cpus_check_every_step() {
-    run(Shape {
+    run_model::<SlabModel>(&Run {
         name: "32M/4",
-        ram: 32 * MIB,
-        cpus: 4,
+        machine: MachineBuilder::new().ram(32 * MIB).cpus(4).no_holes(),
+        seed: 1,
         steps: 50_000,
         check_every: 1,
-        slab: SlabConfig::default(),
-        seed: 1,
-        min_ops: 40_000,
+        params: SlabParams { min_ops: 40_000 },
     });
 }
 
 #[test]
 fn model_24m_3cpus_check_every_step() {
-    run(Shape {
+    run_model::<SlabModel>(&Run {
         name: "24M/3",
-        ram: 24 * MIB,
-        cpus: 3,
+        machine: MachineBuilder::new().ram(24 * MIB).cpus(3).no_holes(),
+        seed: 6,
         steps: 40_000,
         check_every: 1,
-        slab: SlabConfig::default(),
-        seed: 6,
-        min_ops: 32_000,
+        params: SlabParams { min_ops: 32_000 },
     });
 }
 
 #[test]
 fn model_64m_2cpus_plain_freelists_init_on_free() {
-    run(Shape {
+    run_model::<SlabModel>(&Run {
         name: "64M/2 plain",
-        ram: 64 * MIB,
-        cpus: 2,
+        machine: MachineBuilder::new()
+            .ram(64 * MIB)
+            .cpus(2)
+            .no_holes()
+            .slab(SlabConfig {
+                freelist_hardened: false,
+                freelist_random: false,
+                init_on_alloc: true,
+                init_on_free: true,
+                ..SlabConfig::default()
+            }),
+        seed: 2,
         steps: 30_000,
         check_every: 1,
-        slab: SlabConfig {
-            freelist_hardened: false,
-            freelist_random: false,
-            init_on_alloc: true,
-            init_on_free: true,
-            ..SlabConfig::default()
-        },
-        seed: 2,
-        min_ops: 20_000,
+        params: SlabParams { min_ops: 20_000 },
     });
 }
 
 #[test]
 fn model_512m_16cpus() {
-    run(Shape {
+    run_model::<SlabModel>(&Run {
         name: "512M/16",
-        ram: 512 * MIB,
-        cpus: 16,
+        machine: MachineBuilder::new().ram(512 * MIB).cpus(16).no_holes(),
+        seed: 3,
         steps: 125_000,
         check_every: 1000,
-        slab: SlabConfig::default(),
-        seed: 3,
-        min_ops: 100_000,
+        params: SlabParams { min_ops: 100_000 },
     });
 }
 
 #[test]
 fn model_with_slab_debug_fzpu() {
     // Every operation checked by slab_debug; a correct workload gets no report.
-    run(Shape {
+    run_model::<SlabModel>(&Run {
         name: "48M/3 slab_debug=FZPU",
-        ram: 48 * MIB,
-        cpus: 3,
+        machine: MachineBuilder::new()
+            .ram(48 * MIB)
+            .cpus(3)
+            .no_holes()
+            .slab(SlabConfig {
+                debug: SlabFlags::DEBUG,
+                ..SlabConfig::default()
+            }),
+        seed: 4,
         steps: 20_000,
         check_every: 1,
-        slab: SlabConfig {
-            debug: SlabFlags::DEBUG,
-            ..SlabConfig::default()
-        },
-        seed: 4,
-        min_ops: 15_000,
+        params: SlabParams { min_ops: 15_000 },
     });
 }
 

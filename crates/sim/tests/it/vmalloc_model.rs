@@ -15,10 +15,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::fixtures::{shrink_all_caches, MachineBuilder, GIB, MIB};
+use crate::model_driver::{run_model, Model as Driven, Run};
 use kmemlab_mm::arch::pgtable::PgProt;
 use kmemlab_mm::vmalloc::{VmFlags, VmallocError};
 use kmemlab_mm::{Context, Gfp, Mm, Pfn, Profile, VirtAddr, PAGE_SIZE};
-use kmemlab_sim::SimPlatform;
+use kmemlab_sim::{Machine, SimPlatform};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -142,13 +143,8 @@ fn verify_pattern(mm: &Mm<SimPlatform>, addr: u64, l: &Live) {
     }
 }
 
-struct Shape {
-    name: &'static str,
-    profile: Profile,
-    ram: u64,
-    cpus: usize,
-    seed: u64,
-    steps: u64,
+/// What a vmalloc model run needs beyond the machine.
+struct VmallocParams {
     /// Live pages at most.
     max_live_pages: u64,
     /// Whether the vmalloc space is small enough that allocations must purge on demand.
@@ -209,30 +205,48 @@ fn free_area(mm: &Mm<SimPlatform>, addr: u64, l: &Live) {
     );
 }
 
-fn run(shape: Shape) {
-    let name = shape.name;
-    let m = MachineBuilder::new()
-        .profile(shape.profile)
-        .ram(shape.ram)
-        .cpus(shape.cpus)
-        .seed(shape.seed)
-        .boot();
-    shrink_all_caches(&m);
-    let free0 = free_pages(m.mm());
-    let pt0 = m.mm().nr_pagetable_pages();
-    let slab0 = slab_pages(m.mm());
-    let bugs0 = m.mm().vmalloc_stats().bugs.load(Relaxed);
-    let mut rng = ChaCha8Rng::seed_from_u64(shape.seed);
-    let mut model = Model::default();
-    let prot = PgProt::kernel(shape.profile);
-    let highmem = shape.profile == Profile::I386;
+/// A vmalloc model run: the model and what the machine held before it.
+struct VmallocModel {
+    model: Model,
+    free0: u64,
+    pt0: u64,
+    slab0: u64,
+    bugs0: u64,
+}
 
-    for step in 0..shape.steps {
-        let cpu = rng.gen_range(0..shape.cpus);
+impl Driven for VmallocModel {
+    type Params = VmallocParams;
+
+    fn start(_run: &Run<VmallocParams>, m: &Machine, _rng: &mut ChaCha8Rng) -> VmallocModel {
+        shrink_all_caches(m);
+        VmallocModel {
+            model: Model::default(),
+            free0: free_pages(m.mm()),
+            pt0: m.mm().nr_pagetable_pages(),
+            slab0: slab_pages(m.mm()),
+            bugs0: m.mm().vmalloc_stats().bugs.load(Relaxed),
+        }
+    }
+
+    /// A random allocation or free, the lazy-purge work, then the model against the
+    /// kernel's counts and `check_vmalloc(false)`.
+    fn step(
+        &mut self,
+        run: &Run<VmallocParams>,
+        m: &Machine,
+        rng: &mut ChaCha8Rng,
+        step: usize,
+        cpu: usize,
+    ) {
+        let name = run.name;
+        let profile = m.config().profile;
+        let prot = PgProt::kernel(profile);
+        let highmem = profile == Profile::I386;
+        let model = &mut self.model;
         let purges0 = m.mm().vmalloc_stats().purges.load(Relaxed);
         let roll = rng.gen_range(0..100);
         let pages = rng.gen_range(1..=256u64);
-        let full = model.live_pages + pages > shape.max_live_pages;
+        let full = model.live_pages + pages > run.params.max_live_pages;
         let mut new: Option<(u64, Live)> = None;
         let mut freed: Option<(u64, Live)> = None;
         if (roll < 55 && !full) || model.live.is_empty() {
@@ -381,141 +395,168 @@ fn run(shape: Shape) {
         m.mm()
             .check_vmalloc(false)
             .unwrap_or_else(|e| panic!("{name}: step {step}: check_vmalloc: {e}"));
-        if step % 500 == 499 {
-            m.mm()
-                .check_vmalloc(true)
-                .unwrap_or_else(|e| panic!("{name}: step {step}: check_vmalloc(true): {e}"));
-            m.mm()
-                .check()
-                .unwrap_or_else(|e| panic!("{name}: step {step}: check(): {e}"));
-            let vm_pages: u64 = model
-                .live
-                .values()
-                .filter(|l| matches!(l.kind, Kind::Vmalloc | Kind::Vzalloc))
-                .map(|l| l.pages)
-                .sum();
-            assert_eq!(m.mm().vmalloc_nr_pages(), vm_pages, "{name}: step {step}");
-        }
     }
 
-    // Free everything, purge, shrink, drain: every page comes back.
-    let live: Vec<(u64, Live)> = std::mem::take(&mut model.live).into_iter().collect();
-    m.run(|mm| {
-        for (addr, l) in &live {
-            verify_pattern(mm, *addr, l);
-            free_area(mm, *addr, l);
-            if mm.work_pending() {
-                mm.run_work();
+    /// `check_vmalloc(true)`, `check()` and the count of vmalloc pages.
+    fn check(&mut self, run: &Run<VmallocParams>, m: &Machine, step: usize) {
+        let (name, model) = (run.name, &self.model);
+
+        m.mm()
+            .check_vmalloc(true)
+            .unwrap_or_else(|e| panic!("{name}: step {step}: check_vmalloc(true): {e}"));
+        m.mm()
+            .check()
+            .unwrap_or_else(|e| panic!("{name}: step {step}: check(): {e}"));
+        let vm_pages: u64 = model
+            .live
+            .values()
+            .filter(|l| matches!(l.kind, Kind::Vmalloc | Kind::Vzalloc))
+            .map(|l| l.pages)
+            .sum();
+        assert_eq!(m.mm().vmalloc_nr_pages(), vm_pages, "{name}: step {step}");
+    }
+
+    /// Free everything, purge, shrink, drain: every page comes back.
+    fn finish(self, run: &Run<VmallocParams>, m: &Machine, _rng: &mut ChaCha8Rng) {
+        let name = run.name;
+        let VmallocModel {
+            mut model,
+            free0,
+            pt0,
+            slab0,
+            bugs0,
+        } = self;
+        // Free everything, purge, shrink, drain: every page comes back.
+        let live: Vec<(u64, Live)> = std::mem::take(&mut model.live).into_iter().collect();
+        m.run(|mm| {
+            for (addr, l) in &live {
+                verify_pattern(mm, *addr, l);
+                free_area(mm, *addr, l);
+                if mm.work_pending() {
+                    mm.run_work();
+                }
             }
+            mm.run_work();
+            mm.purge_vmap_area_lazy();
+            assert_eq!(mm.vmap_lazy_nr(), 0);
+            assert_eq!(mm.vmalloc_nr_pages(), 0);
+        });
+        m.mm().check_vmalloc(true).unwrap();
+        m.mm().check().unwrap();
+        assert_eq!(
+            m.mm().vmalloc_stats().bugs.load(Relaxed),
+            bugs0,
+            "{name}: a correct workload got a kernel BUG or WARN: {:?}",
+            m.take_console()
+        );
+        shrink_all_caches(m);
+        let mm = m.mm();
+        let pt = mm.nr_pagetable_pages() - pt0;
+        let slab = slab_pages(mm) as i64 - slab0 as i64;
+        assert_eq!(
+            free_pages(mm) as i64 + pt as i64 + slab,
+            free0 as i64,
+            "{name}: pages lost: free {} now, {free0} at the start, {pt} page-table pages, slab {slab:+}",
+            free_pages(mm)
+        );
+        let total: u64 = model
+            .ops
+            .iter()
+            .filter(|(k, _)| {
+                !matches!(
+                    **k,
+                    "purge" | "purge by an allocation" | "no pages for vmap"
+                )
+            })
+            .map(|(_, v)| v)
+            .sum();
+        for op in [
+            "vmalloc",
+            "vzalloc",
+            "vfree",
+            "vmap",
+            "vunmap",
+            "vm_map_ram",
+            "vm_unmap_ram",
+            "vfree from hardirq",
+            "purge",
+        ] {
+            assert!(
+                model.ops.get(op).copied().unwrap_or(0) > 0,
+                "{name}: no {op}: {:?}",
+                model.ops
+            );
         }
-        mm.run_work();
-        mm.purge_vmap_area_lazy();
-        assert_eq!(mm.vmap_lazy_nr(), 0);
-        assert_eq!(mm.vmalloc_nr_pages(), 0);
-    });
-    m.mm().check_vmalloc(true).unwrap();
-    m.mm().check().unwrap();
-    assert_eq!(
-        m.mm().vmalloc_stats().bugs.load(Relaxed),
-        bugs0,
-        "{name}: a correct workload got a kernel BUG or WARN: {:?}",
-        m.take_console()
-    );
-    shrink_all_caches(&m);
-    let mm = m.mm();
-    let pt = mm.nr_pagetable_pages() - pt0;
-    let slab = slab_pages(mm) as i64 - slab0 as i64;
-    assert_eq!(
-        free_pages(mm) as i64 + pt as i64 + slab,
-        free0 as i64,
-        "{name}: pages lost: free {} now, {free0} at the start, {pt} page-table pages, slab {slab:+}",
-        free_pages(mm)
-    );
-    let total: u64 = model
-        .ops
-        .iter()
-        .filter(|(k, _)| {
-            !matches!(
-                **k,
-                "purge" | "purge by an allocation" | "no pages for vmap"
-            )
-        })
-        .map(|(_, v)| v)
-        .sum();
-    for op in [
-        "vmalloc",
-        "vzalloc",
-        "vfree",
-        "vmap",
-        "vunmap",
-        "vm_map_ram",
-        "vm_unmap_ram",
-        "vfree from hardirq",
-        "purge",
-    ] {
-        assert!(
-            model.ops.get(op).copied().unwrap_or(0) > 0,
-            "{name}: no {op}: {:?}",
+        if run.params.tight {
+            assert!(
+                model.ops.contains_key("purge by an allocation"),
+                "{name}: {:?}",
+                model.ops
+            );
+        }
+        eprintln!(
+            "{name}: {total} operations, {pt} page-table pages: {:?}",
             model.ops
         );
-    }
-    if shape.tight {
         assert!(
-            model.ops.contains_key("purge by an allocation"),
-            "{name}: {:?}",
-            model.ops
+            total >= run.steps as u64 * 9 / 10,
+            "{name}: only {total} operations"
         );
     }
-    eprintln!(
-        "{name}: {total} operations, {pt} page-table pages: {:?}",
-        model.ops
-    );
-    assert!(
-        total >= shape.steps * 9 / 10,
-        "{name}: only {total} operations"
-    );
 }
 
 #[test]
 fn model_x86_64_seed_1() {
-    run(Shape {
+    run_model::<VmallocModel>(&Run {
         name: "x86_64/512M/seed1",
-        profile: Profile::X86_64,
-        ram: 512 * MIB,
-        cpus: 2,
+        machine: MachineBuilder::new()
+            .profile(Profile::X86_64)
+            .ram(512 * MIB)
+            .cpus(2),
         seed: 1,
         steps: 12_500,
-        max_live_pages: 16_384,
-        tight: false,
+        check_every: 500,
+        params: VmallocParams {
+            max_live_pages: 16_384,
+            tight: false,
+        },
     });
 }
 
 #[test]
 fn model_x86_64_seed_2_four_cpus() {
-    run(Shape {
+    run_model::<VmallocModel>(&Run {
         name: "x86_64/1G/4cpu/seed2",
-        profile: Profile::X86_64,
-        ram: GIB,
-        cpus: 4,
+        machine: MachineBuilder::new()
+            .profile(Profile::X86_64)
+            .ram(GIB)
+            .cpus(4),
         seed: 2,
         steps: 12_500,
-        max_live_pages: 32_768,
-        tight: false,
+        check_every: 500,
+        params: VmallocParams {
+            max_live_pages: 32_768,
+            tight: false,
+        },
     });
 }
 
 /// i386 with 512 MiB: all lowmem, ~496 MiB of vmalloc space.
 #[test]
 fn model_i386_seed_3() {
-    run(Shape {
+    run_model::<VmallocModel>(&Run {
         name: "i386/512M/seed3",
-        profile: Profile::I386,
-        ram: 512 * MIB,
-        cpus: 2,
+        machine: MachineBuilder::new()
+            .profile(Profile::I386)
+            .ram(512 * MIB)
+            .cpus(2),
         seed: 3,
         steps: 12_500,
-        max_live_pages: 16_384,
-        tight: false,
+        check_every: 500,
+        params: VmallocParams {
+            max_live_pages: 16_384,
+            tight: false,
+        },
     });
 }
 
@@ -523,15 +564,19 @@ fn model_i386_seed_3() {
 /// live and 64 MiB lazily freed: allocations must purge on demand.
 #[test]
 fn model_i386_highmem_small_vmalloc_space_seed_4() {
-    run(Shape {
+    run_model::<VmallocModel>(&Run {
         name: "i386/1G/seed4",
-        profile: Profile::I386,
-        ram: GIB,
-        cpus: 2,
+        machine: MachineBuilder::new()
+            .profile(Profile::I386)
+            .ram(GIB)
+            .cpus(2),
         seed: 4,
         steps: 12_500,
-        max_live_pages: 16_384,
-        tight: true,
+        check_every: 500,
+        params: VmallocParams {
+            max_live_pages: 16_384,
+            tight: true,
+        },
     });
 }
 
