@@ -500,10 +500,8 @@ pub fn run(args: &MachineArgs, script: Option<&Path>, json: bool) -> Result<bool
     let mut lines = ScriptLines::new(input);
     let mut out = std::io::stdout().lock();
     let mut all_ok = true;
-    if interactive {
-        if let Value::Object(_, text) = boot_summary(&shell.machine) {
-            writeln!(out, "{text}").map_err(write_error)?;
-        }
+    if interactive && let Value::Object(_, text) = boot_summary(&shell.machine) {
+        writeln!(out, "{text}").map_err(write_error)?;
     }
     loop {
         if interactive {

@@ -7,17 +7,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-#[allow(dead_code)]
-#[path = "../../../../fuzz/src/trace_parse.rs"]
-mod trace_parse;
-
-#[allow(dead_code)]
-#[path = "../../../../fuzz/src/shell.rs"]
-mod shell;
-
-#[allow(dead_code)]
-#[path = "../../../../fuzz/src/mm_ops.rs"]
-mod mm_ops;
+use crate::fuzz_targets::{mm_ops, shell, trace_parse};
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")

@@ -6,6 +6,7 @@
 //! Run one module with `cargo test -p kmemlab --test it <module>::`.
 
 mod fixtures;
+mod fuzz_targets;
 
 mod bounds;
 mod cli;

@@ -39,9 +39,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-#[allow(dead_code)]
-#[path = "../../../../fuzz/src/shell.rs"]
-mod shell_target;
+use crate::fuzz_targets::shell as shell_target;
 
 /// Known crash classes of today's code, not generated unless `KMEMLAB_FUZZ_PENDING=1`;
 /// remove an entry when its fix lands (and move its reproduction out of `pending/`).
@@ -299,7 +297,7 @@ impl Gen {
             1 => format!("{:#x}", direct.unwrap_or(phys)),
             2 => format!("{phys:#x}"),
             3 => self.rng.gen_range(0..64u32).to_string(),
-            4 => format!("{:#x}", self.rng.gen::<u64>()),
+            4 => format!("{:#x}", self.rng.r#gen::<u64>()),
             _ => "0xffffffffffffffff".into(),
         }
     }
@@ -527,7 +525,7 @@ impl Gen {
                 } else {
                     let target = self.target(|k| matches!(k, Kind::Dma(..) | Kind::Sg(_)));
                     let len = self.write_len(&target, 9000);
-                    format!("dma {d} to {target} {len} {}", self.rng.gen::<u8>())
+                    format!("dma {d} to {target} {len} {}", self.rng.r#gen::<u8>())
                 };
                 (line, None)
             }
@@ -582,7 +580,7 @@ impl Gen {
             _ => {
                 let a = self.arg(is_addr);
                 let off = self.write_len(&a, 16).saturating_sub(1);
-                (format!("poke {a} {off} {}", self.rng.gen::<u8>()), None)
+                (format!("poke {a} {off} {}", self.rng.r#gen::<u8>()), None)
             }
         }
     }
@@ -822,7 +820,7 @@ impl Gen {
                                 "dma {} to {entry:#x} {} {}",
                                 dev.1,
                                 self.rng.gen_range(1..9),
-                                self.rng.gen::<u8>()
+                                self.rng.r#gen::<u8>()
                             ),
                             None,
                         )
@@ -853,7 +851,7 @@ impl Gen {
                 if self.rng.gen_bool(0.7) {
                     fill
                 } else {
-                    self.rng.gen()
+                    self.rng.r#gen()
                 }
             })
             .map(|b| format!("{b:02x}"))
@@ -891,7 +889,7 @@ impl Gen {
         self.lines.push(dev.0);
         let len = self.rng.gen_range(1..64);
         (
-            format!("dma {} to {at:#x} {len} {}", dev.1, self.rng.gen::<u8>()),
+            format!("dma {} to {at:#x} {len} {}", dev.1, self.rng.r#gen::<u8>()),
             None,
         )
     }
@@ -906,7 +904,7 @@ impl Gen {
         let dev = self.dma64();
         self.lines.push(dev.0);
         (
-            format!("dma {} to {at:#x} {len} {}", dev.1, self.rng.gen::<u8>()),
+            format!("dma {} to {at:#x} {len} {}", dev.1, self.rng.r#gen::<u8>()),
             None,
         )
     }
@@ -1046,7 +1044,7 @@ fn random_scripts_do_not_panic() {
 
 /// Where the child writes each line before running it, so that the parent knows the
 /// script that killed it.
-fn journal_writer(path: Option<&Path>, index: u64) -> impl FnMut(&str) {
+fn journal_writer(path: Option<&Path>, index: u64) -> impl FnMut(&str) + use<> {
     let mut file = path.map(|p| {
         let mut f = std::fs::File::create(p).expect("the journal");
         writeln!(f, "# script {index}").expect("the journal");

@@ -659,10 +659,10 @@ impl<P: Platform> Mm<P> {
 
     /// `rmqueue()`: per-CPU lists for the orders they cache, else the buddy lists.
     fn rmqueue(&self, zone: &Zone, ac: &AllocContext, flags: AllocFlags) -> Option<u64> {
-        if pcp_allowed_order(ac.order) {
-            if let Some(pfn) = self.rmqueue_pcplist(zone, ac, flags) {
-                return Some(pfn);
-            }
+        if pcp_allowed_order(ac.order)
+            && let Some(pfn) = self.rmqueue_pcplist(zone, ac, flags)
+        {
+            return Some(pfn);
         }
         self.rmqueue_buddy(zone, ac.order, ac.migratetype, flags)
     }

@@ -142,7 +142,7 @@ fn worker(
                 Ok(pfn) => {
                     assert_eq!(pfn & ((1 << order) - 1), 0);
                     shared.claim(pfn, order);
-                    let tag = rng.gen::<u64>();
+                    let tag = rng.r#gen::<u64>();
                     shared.write_tag(pfn, order, tag);
                     mine.push((pfn, order, tag));
                     live_pages += 1 << order;

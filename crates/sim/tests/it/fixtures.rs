@@ -180,7 +180,7 @@ impl Fill {
             Fill::Ones => vec![0xff; len],
             Fill::Random(seed) => {
                 let mut rng = ChaCha8Rng::seed_from_u64(seed);
-                (0..len).map(|_| rng.gen()).collect()
+                (0..len).map(|_| rng.r#gen()).collect()
             }
         }
     }

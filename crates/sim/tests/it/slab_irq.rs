@@ -128,7 +128,7 @@ fn handler(
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         if chain > 0 && rng.gen_bool(0.3) {
             let cpu = mm.platform().smp_processor_id();
-            let next = handler(shared.clone(), src, rng.gen(), chain - 1);
+            let next = handler(shared.clone(), src, rng.r#gen(), chain - 1);
             mm.platform().inject_irq(cpu, rng.gen_range(0..2), next);
         }
         let mut model = shared.lock().unwrap();
@@ -204,7 +204,7 @@ fn sweep(m: &Machine, src: Source, cpu: usize, rounds: usize, seed: u64) -> Outc
         }
         let mut n = 0u64;
         loop {
-            let seed = rng.gen();
+            let seed = rng.r#gen();
             let fired = Arc::new(AtomicBool::new(false));
             let inner = handler(shared.clone(), src, seed, 3);
             let f = fired.clone();

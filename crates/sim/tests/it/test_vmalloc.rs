@@ -368,7 +368,7 @@ fn random_size_align_alloc_test() {
         let mut rng = ChaCha8Rng::seed_from_u64(32);
         m.run(|mm| {
             for i in 0..LOOPS {
-                let rnd: u8 = rng.gen();
+                let rnd: u8 = rng.r#gen();
                 let align = 1u64 << (rnd % 23);
                 let size = ((rnd % 10) as usize + 1) * PAGE_SIZE;
                 let p = vmalloc_node(mm, size, align, Gfp::GFP_KERNEL | Gfp::__GFP_ZERO)
@@ -583,7 +583,7 @@ fn no_block_alloc_test() {
         m.take_console();
         m.run(|mm| {
             for _ in 0..200 {
-                let gfp = if rng.gen::<u8>() % 2 == 1 {
+                let gfp = if rng.r#gen::<u8>() % 2 == 1 {
                     Gfp::GFP_ATOMIC
                 } else {
                     Gfp::GFP_NOWAIT

@@ -69,10 +69,10 @@ impl Model {
 
     /// Whether `[start, end)` overlaps anything in `map` (start -> end, non-overlapping).
     fn overlaps(map: &BTreeMap<u64, u64>, start: u64, end: u64) -> Option<(u64, u64)> {
-        if let Some((&s, &e)) = map.range(..end).next_back() {
-            if e > start {
-                return Some((s, e));
-            }
+        if let Some((&s, &e)) = map.range(..end).next_back()
+            && e > start
+        {
+            return Some((s, e));
         }
         None
     }
@@ -251,7 +251,7 @@ impl Driven for VmallocModel {
         let mut freed: Option<(u64, Live)> = None;
         if (roll < 55 && !full) || model.live.is_empty() {
             // Allocate.
-            let pattern = rng.gen::<u8>();
+            let pattern = rng.r#gen::<u8>();
             let highmem_pages = highmem && rng.gen_bool(0.5);
             let which = rng.gen_range(0..10);
             let r = m.on_cpu(cpu, Context::Process, |mm| {
@@ -359,10 +359,8 @@ impl Driven for VmallocModel {
             }
             // Only a purge by the allocation itself (no room: purge and retry) may
             // have handed lazily freed ranges back to it.
-            if !purged_by_op {
-                if let Some((s, e)) = Model::overlaps(&model.lazy, addr, end) {
-                    panic!("{name}: step {step}: new area {addr:#x}..{end:#x} reuses lazily freed {s:#x}..{e:#x} before a purge");
-                }
+            if !purged_by_op && let Some((s, e)) = Model::overlaps(&model.lazy, addr, end) {
+                panic!("{name}: step {step}: new area {addr:#x}..{end:#x} reuses lazily freed {s:#x}..{e:#x} before a purge");
             }
             assert!(m.mm().is_vmalloc_addr(VirtAddr(addr)));
             assert!(end <= m.mm().layout().vmalloc_end);
