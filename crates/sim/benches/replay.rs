@@ -1,5 +1,5 @@
-//! Trace throughput on the shared Linux 3.5 SLUB boot trace (11,540 events), in events
-//! per second:
+//! Trace throughput on the Linux 3.5 SLUB boot trace of `tests/data/traces/` (11,540
+//! events), in events per second:
 //!
 //! * `parse`: lines to events only (`TraceReader` over the text in memory);
 //! * `parse+replay`: parse and replay on a booted 256 MiB x86_64 machine, the report
@@ -20,10 +20,10 @@ const COPIES: usize = 20;
 
 fn trace_text() -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/traces/linux-3.5-i386-boot-slub.trace");
+        .join("../../tests/data/traces/linux-3.5-i386-boot-slub.trace");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "the shared trace {} is needed beside the repository: {e}",
+            "the trace {} (tests/data in the repository) is missing: {e}",
             path.display()
         )
     });

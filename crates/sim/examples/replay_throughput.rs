@@ -1,7 +1,7 @@
 //! The replay benchmark's work without criterion, for profilers that count instructions
 //! (`valgrind --tool=callgrind`), whose figures do not depend on what else the machine
 //! runs: `cargo run --release -p kmemlab-sim --example replay_throughput -- parse|replay [COPIES]`
-//! parses (and replays, on a 256 MiB x86_64 machine) the shared Linux 3.5 SLUB trace
+//! parses (and replays, on a 256 MiB x86_64 machine) the Linux 3.5 SLUB boot trace (`tests/data/traces/`)
 //! repeated COPIES times (default 20, as the benchmark) and prints the events per second.
 
 use std::path::PathBuf;
@@ -15,8 +15,8 @@ fn main() {
     let mode = args.get(1).map_or("replay", |s| s.as_str());
     let copies: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(20);
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/traces/linux-3.5-i386-boot-slub.trace");
-    let text = std::fs::read_to_string(&path).expect("the shared trace beside the repository");
+        .join("../../tests/data/traces/linux-3.5-i386-boot-slub.trace");
+    let text = std::fs::read_to_string(&path).expect("the trace in tests/data of the repository");
     let body: String = text
         .lines()
         .filter(|l| !l.starts_with('#'))
