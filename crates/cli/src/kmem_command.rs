@@ -738,10 +738,10 @@ fn describe_phys(mm: &Mmp, phys: u64, virt: Option<u64>) -> Result<Value, String
             format!("{shown:x}: phys {phys:x} (pfn {pfn:#x}) is a hole: no RAM there"),
         );
     }
-    if let Some(v) = virt.or_else(|| mm.layout().phys_to_virt(phys)) {
-        if let Some(found) = mm.slab_object(VirtAddr(v)) {
-            return describe_slab_object(mm, shown, found);
-        }
+    if let Some(v) = virt.or_else(|| mm.layout().phys_to_virt(phys))
+        && let Some(found) = mm.slab_object(VirtAddr(v))
+    {
+        return describe_slab_object(mm, shown, found);
     }
     let (row, page_json) = page_row(mm, pfn);
     let page_text = format!("\n\n{PAGE_HEADER}\n{row}");
@@ -794,17 +794,18 @@ fn describe_phys(mm: &Mmp, phys: u64, virt: Option<u64>) -> Result<Value, String
             "{shown:x}: large kmalloc block {start:x} of order {} ({} bytes, offset {:#x}), straight from the page allocator{page_text}",
             h.order(), 4096u64 << h.order().min(20), (pfn - head) * 4096 + (phys & 0xfff)));
     }
-    if page.refcount() > 0 && page.order() == 0 {
-        if let Some(level) = mm.page_table_level(pfn) {
-            let name = mm.paging().levels[level].name;
-            j["page_table_level"] = json!(name);
-            return answer(
-                "page table",
-                shown,
-                j,
-                format!("{shown:x}: a kernel page table page ({name}, level {level}){page_text}"),
-            );
-        }
+    if page.refcount() > 0
+        && page.order() == 0
+        && let Some(level) = mm.page_table_level(pfn)
+    {
+        let name = mm.paging().levels[level].name;
+        j["page_table_level"] = json!(name);
+        return answer(
+            "page table",
+            shown,
+            j,
+            format!("{shown:x}: a kernel page table page ({name}, level {level}){page_text}"),
+        );
     }
     let info = page_info(mm, Pfn(pfn));
     j["state"] = json!(info.state);

@@ -490,7 +490,7 @@ impl PageList {
         &self,
         map: &'a MemMap,
         limit: u64,
-    ) -> impl Iterator<Item = Result<u64, ListCorruption>> + 'a {
+    ) -> impl Iterator<Item = Result<u64, ListCorruption>> + 'a + use<'a> {
         let mut cur = self.first.load(Relaxed);
         let mut prev = NIL;
         let mut seen = 0u64;
@@ -573,7 +573,7 @@ impl PageList {
     }
     /// Walk the PFNs from first to last; a broken link or more entries than `mem_map` has
     /// ends the walk and is recorded.
-    pub fn iter<'a>(&self, map: &'a MemMap) -> impl Iterator<Item = u64> + 'a {
+    pub fn iter<'a>(&self, map: &'a MemMap) -> impl Iterator<Item = u64> + 'a + use<'a> {
         self.iter_checked(map, map.len)
             .map_while(move |r| r.map_err(|e| map.record_corruption(e)).ok())
     }

@@ -17,12 +17,12 @@ const LOOPBACK_NAMES: [&str; 4] = ["localhost", "127.0.0.1", "[::1]", "::1"];
 
 /// Split `host[:port]` (IPv6 in brackets) into the name and the port.
 fn split_host(value: &str) -> (String, Option<&str>) {
-    if let Some(rest) = value.strip_prefix('[') {
-        if let Some(end) = rest.find(']') {
-            let name = format!("[{}]", &rest[..end]);
-            let port = rest[end + 1..].strip_prefix(':');
-            return (name.to_ascii_lowercase(), port);
-        }
+    if let Some(rest) = value.strip_prefix('[')
+        && let Some(end) = rest.find(']')
+    {
+        let name = format!("[{}]", &rest[..end]);
+        let port = rest[end + 1..].strip_prefix(':');
+        return (name.to_ascii_lowercase(), port);
     }
     match value.rsplit_once(':') {
         Some((name, port)) => (name.to_ascii_lowercase(), Some(port)),

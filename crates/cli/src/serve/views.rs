@@ -239,10 +239,10 @@ pub fn slabs(m: &Machine) -> Value {
 /// A cache by name or index.
 fn find_cache(mm: &Mm<SimPlatform>, key: &str) -> Result<KmemCacheRef, ApiError> {
     let list = caches(mm);
-    if let Ok(i) = key.parse::<usize>() {
-        if let Some(r) = list.get(i) {
-            return Ok(*r);
-        }
+    if let Ok(i) = key.parse::<usize>()
+        && let Some(r) = list.get(i)
+    {
+        return Ok(*r);
     }
     list.into_iter()
         .find(|&r| mm.cache(r).is_ok_and(|s| s.name().as_str() == key))

@@ -386,10 +386,11 @@ impl<P: Platform> Mm<P> {
             };
             if page.is_slab() && !page.is_tail() && page.slab_cache() == me {
                 let c = self.slab_counters(pfn);
-                if !c.frozen && c.freelist == NO_OBJECT {
-                    if let Ok(slab) = self.checked_slab(s, pfn) {
-                        f(&slab);
-                    }
+                if !c.frozen
+                    && c.freelist == NO_OBJECT
+                    && let Ok(slab) = self.checked_slab(s, pfn)
+                {
+                    f(&slab);
                 }
             }
             pfn += step;
