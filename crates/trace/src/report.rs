@@ -42,10 +42,11 @@ pub struct SlabDerived {
     pub kmemlab_allocated: u128,
     /// kmemlab's internal fragmentation over the allocations it replayed, percent.
     pub kmemlab_fragmentation_percent: f64,
-    /// kmalloc `ksize` agreement with `bytes_alloc`, percent.
-    pub kmalloc_fidelity_percent: f64,
-    /// kmem_cache object size agreement with `bytes_alloc`, percent.
-    pub cache_fidelity_percent: f64,
+    /// kmalloc `ksize` agreement with `bytes_alloc`, percent (`None`: none compared).
+    pub kmalloc_fidelity_percent: Option<f64>,
+    /// Agreement of kmemlab's `s->size` for the traced object size with `bytes_alloc`,
+    /// percent (`None`: none compared).
+    pub cache_fidelity_percent: Option<f64>,
     /// active / total slab objects at the end, percent.
     pub slab_utilisation_percent: f64,
 }
@@ -333,7 +334,10 @@ impl Report {
                 group(v.reserve_failures),
                 group(v.live_at_end)
             ),
-            format!("Peak vmalloc space: {} KiB", group(v.peak_bytes >> 10)),
+            format!(
+                "Peak vmalloc space: {} KiB (kmemlab's areas, guard pages included)",
+                group(v.peak_bytes >> 10)
+            ),
             format!(
                 "kmemlab purges: {} (at the trace's purges {}), {} areas, {} TLB flushes",
                 group(v.kmemlab_purges),
@@ -526,16 +530,16 @@ impl Report {
                 d.kmemlab_fragmentation_percent
             ),
             format!(
-                "kmalloc ksize == bytes_alloc: {}/{} ({:.2}%)",
+                "kmalloc ksize == bytes_alloc: {}/{} ({})",
                 group(f.kmalloc_agreed),
                 group(f.kmalloc_checked),
-                d.kmalloc_fidelity_percent
+                percent_or_na(d.kmalloc_fidelity_percent)
             ),
             format!(
-                "Cache size == bytes_alloc: {}/{} ({:.2}%)",
+                "Cache layout size == bytes_alloc: {}/{} ({})",
                 group(f.cache_agreed),
                 group(f.cache_checked),
-                d.cache_fidelity_percent
+                percent_or_na(d.cache_fidelity_percent)
             ),
         ];
         for mm in f.mismatches.iter().take(8) {
@@ -594,6 +598,11 @@ impl Report {
             self.proc.buddyinfo, self.proc.slabinfo, self.proc.meminfo
         )
     }
+}
+
+/// `12.34%`, or `n/a` when nothing was compared.
+pub fn percent_or_na(p: Option<f64>) -> String {
+    p.map_or_else(|| "n/a".to_string(), |p| format!("{p:.2}%"))
 }
 
 /// A perf-style table (`__print_slab_result`) of the `top` rows.

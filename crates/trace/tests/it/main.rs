@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 
+mod fidelity;
 mod parse;
 mod replay;
 mod what_if;
