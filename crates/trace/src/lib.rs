@@ -31,6 +31,7 @@
 //! * [`report`]: the tables, summaries and `/proc` files; [`plot`]: an SVG over time.
 #![warn(missing_docs)]
 
+pub mod classes;
 pub mod event;
 mod fast;
 pub mod gfp;

@@ -201,6 +201,8 @@ struct Replayer<'m> {
     counters: ReplayCounters,
     fidelity: Fidelity,
     mismatches: FxHashMap<(bool, u64, u64, u64), u64>,
+    /// Compared kmalloc events by (bytes_req, bytes_alloc), for size-class recognition.
+    kmalloc_pairs: FxHashMap<(u64, u64), u64>,
     samples: Vec<Sample>,
     sample_interval: u64,
     since_sample: u64,
@@ -246,6 +248,7 @@ impl<'m> Replayer<'m> {
             counters: ReplayCounters::default(),
             fidelity: Fidelity::default(),
             mismatches: FxHashMap::default(),
+            kmalloc_pairs: FxHashMap::default(),
             samples: Vec::new(),
             since_sample: 0,
             last_timestamp: 0,
@@ -437,6 +440,10 @@ impl<'m> Replayer<'m> {
             Ok(addr) => {
                 let ksize = mm.ksize(addr).unwrap_or(0) as u64;
                 self.compare_size(false, a, ksize);
+                *self
+                    .kmalloc_pairs
+                    .entry((a.bytes_req, a.bytes_alloc))
+                    .or_insert(0) += 1;
                 let row = self.kmalloc_row(mm, size, a.gfp);
                 self.add_to_row(row, a.bytes_req, ksize);
                 (Some(addr), row)
@@ -908,6 +915,13 @@ impl<'m> Replayer<'m> {
         super::stats::sort_by_waste(&mut caches);
         self.fidelity.mismatches = self.sorted_mismatches();
         let memory = self.memory_stats(mm);
+        let mut pairs: Vec<crate::classes::SizePair> = self
+            .kmalloc_pairs
+            .iter()
+            .map(|(&(req, alloc), &n)| (req, alloc, n))
+            .collect();
+        pairs.sort_unstable();
+        let size_class_hint = crate::classes::hint(&pairs, self.fidelity.kmalloc_agreed);
         let vmalloc = self.vmap.finish(mm);
         Report::build(super::report::ReportParts {
             machine: self.machine,
@@ -927,6 +941,7 @@ impl<'m> Replayer<'m> {
             caches,
             counters: self.counters,
             fidelity: self.fidelity,
+            size_class_hint,
             memory,
             samples: self.samples,
             messages: self.messages,

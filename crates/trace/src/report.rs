@@ -7,6 +7,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use crate::classes::SizeClassHint;
 use crate::event::EventName;
 use crate::reader::InputStats;
 use crate::stats::{
@@ -85,6 +86,8 @@ pub struct Report {
     pub replay: ReplayCounters,
     /// kmemlab sizes against the traced kernel's.
     pub fidelity: Fidelity,
+    /// The `--kmalloc-sizes` the trace's own classes call for, when they agree better.
+    pub size_class_hint: Option<SizeClassHint>,
     /// Memory figures.
     pub memory: MemoryStats,
     /// The memory time series.
@@ -113,6 +116,7 @@ pub(crate) struct ReportParts<'m> {
     pub caches: Vec<AllocRow>,
     pub counters: ReplayCounters,
     pub fidelity: Fidelity,
+    pub size_class_hint: Option<SizeClassHint>,
     pub memory: MemoryStats,
     pub samples: Vec<Sample>,
     pub messages: Vec<String>,
@@ -168,6 +172,7 @@ impl Report {
             caches: p.caches,
             replay: p.counters,
             fidelity: p.fidelity,
+            size_class_hint: p.size_class_hint,
             memory: p.memory,
             samples: p.samples,
             messages: p.messages,
@@ -535,13 +540,23 @@ impl Report {
                 group(f.kmalloc_checked),
                 percent_or_na(d.kmalloc_fidelity_percent)
             ),
-            format!(
-                "Cache layout size == bytes_alloc: {}/{} ({})",
-                group(f.cache_agreed),
-                group(f.cache_checked),
-                percent_or_na(d.cache_fidelity_percent)
-            ),
         ];
+        if let Some(h) = &self.size_class_hint {
+            l.push(format!(
+                "  traced sizes are other size classes (smallest {}): {} gives {}/{} ({})",
+                h.sizes.first().copied().unwrap_or(0),
+                h.flag(),
+                group(h.agreed),
+                group(h.checked),
+                percent_or_na(crate::stats::checked_percent(h.agreed, h.checked))
+            ));
+        }
+        l.extend([format!(
+            "Cache layout size == bytes_alloc: {}/{} ({})",
+            group(f.cache_agreed),
+            group(f.cache_checked),
+            percent_or_na(d.cache_fidelity_percent)
+        )]);
         for mm in f.mismatches.iter().take(8) {
             l.push(format!(
                 "  {} of {}: traced {}, kmemlab {} ({}x)",

@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 
+mod classes;
 mod fidelity;
 mod parse;
 mod replay;
