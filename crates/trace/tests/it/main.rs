@@ -10,6 +10,7 @@ use std::path::PathBuf;
 mod classes;
 mod fidelity;
 mod parse;
+mod perf_script;
 mod replay;
 mod what_if;
 
