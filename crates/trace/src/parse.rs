@@ -156,10 +156,14 @@ impl LineParser {
                 return Ok(Line::Lost(n));
             }
         }
-        if first > 0 && is_callchain_frame(&line[first..]) {
-            return Ok(Line::Callchain);
-        }
-        let h = split_header(line)?;
+        let h = match split_header(line) {
+            Ok(h) => h,
+            // Not an event: a frame of a callchain, or malformed.
+            Err(_) if first > 0 && is_callchain_frame(&line[first..]) => {
+                return Ok(Line::Callchain)
+            }
+            Err(why) => return Err(why),
+        };
         let Some(name) = EventName::from_name(without_subsystem(h.event)) else {
             self.count_unknown_event(h.event);
             return Ok(Line::Unknown);
