@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser};
 use indicatif::{ProgressBar, ProgressStyle};
+use kmemlab_trace::kallsyms::Kallsyms;
 use kmemlab_trace::{plot, replay, side_by_side, ReplayOptions, Report, TraceReader};
 
 use crate::MachineArgs;
@@ -44,6 +45,10 @@ pub struct ReplayArgs {
     /// hard, then vmalloc if that fails and the flags allow sleeping).
     #[arg(long, value_name = "SIZE", value_parser = parse_kvmalloc_above)]
     kvmalloc_above: Option<u64>,
+    /// Name raw call-site addresses as function+0xoff from this /proc/kallsyms or
+    /// System.map.
+    #[arg(long, value_name = "FILE")]
+    kallsyms: Option<PathBuf>,
 }
 
 /// Machine flags and the replay's own "what if" flags, for `--compare`.
@@ -67,6 +72,7 @@ pub fn run(machine: &MachineArgs, args: &ReplayArgs) -> Result<bool, String> {
     let options = ReplayOptions {
         replay_pages: !args.no_page_replay,
         kvmalloc_above: args.kvmalloc_above,
+        kallsyms: args.kallsyms.as_deref().map(read_kallsyms).transpose()?,
         ..ReplayOptions::default()
     };
     let first = replay_once(machine, args, &options)?;
@@ -106,6 +112,20 @@ pub fn run(machine: &MachineArgs, args: &ReplayArgs) -> Result<bool, String> {
         crate::output::print(&side_by_side(&first, &second))?;
     }
     Ok(first.check == "ok" && second.check == "ok")
+}
+
+/// `--kallsyms FILE`, read and sorted; a malformed file is an error naming its line.
+fn read_kallsyms(path: &Path) -> Result<std::sync::Arc<Kallsyms>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "cannot read {}: {}",
+            path.display(),
+            crate::output::io_reason(&e)
+        )
+    })?;
+    Kallsyms::parse(&text)
+        .map(std::sync::Arc::new)
+        .map_err(|e| format!("--kallsyms {}: {e}", path.display()))
 }
 
 fn print_report(report: &Report, args: &ReplayArgs) -> Result<(), String> {

@@ -36,6 +36,7 @@ pub mod event;
 mod fast;
 pub mod gfp;
 pub mod hash;
+pub mod kallsyms;
 pub mod parse;
 pub mod plot;
 pub mod reader;

@@ -36,6 +36,8 @@ pub struct ReplayOptions {
     /// `--kvmalloc-above SIZE`: `kmalloc` events of more than this many bytes are
     /// replayed as `kvmalloc` (kmalloc first, vmalloc when that fails and may sleep).
     pub kvmalloc_above: Option<u64>,
+    /// `--kallsyms FILE`: names for raw call-site addresses in the report.
+    pub kallsyms: Option<std::sync::Arc<crate::kallsyms::Kallsyms>>,
 }
 
 impl Default for ReplayOptions {
@@ -45,6 +47,7 @@ impl Default for ReplayOptions {
             sample_every: 256,
             progress_every: 1 << 16,
             kvmalloc_above: None,
+            kallsyms: None,
         }
     }
 }
@@ -906,7 +909,7 @@ impl<'m> Replayer<'m> {
             .sites
             .iter()
             .map(|(site, row)| AllocRow {
-                name: symbols.call_site(*site),
+                name: self.call_site_name(*site, symbols),
                 ..row.clone()
             })
             .collect();
@@ -947,6 +950,17 @@ impl<'m> Replayer<'m> {
             messages: self.messages,
             console_lines: self.console_lines,
         })
+    }
+
+    /// A call site as the report names it: resolved by `--kallsyms` where it is a raw
+    /// address the symbols cover, as traced otherwise.
+    fn call_site_name(&self, site: CallSite, symbols: &Symbols) -> String {
+        if let (CallSite::Addr(addr), Some(k)) = (site, &self.options.kallsyms) {
+            if let Some(name) = k.resolve(addr) {
+                return name;
+            }
+        }
+        symbols.call_site(site)
     }
 
     fn sorted_mismatches(&self) -> Vec<SizeMismatch> {
