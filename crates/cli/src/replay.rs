@@ -11,6 +11,7 @@ use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser};
 use indicatif::{ProgressBar, ProgressStyle};
 use kmemlab_trace::kallsyms::Kallsyms;
+use kmemlab_trace::stats::{parse_slab_sort, sort_by_keys, SlabSortKey};
 use kmemlab_trace::{plot, replay, side_by_side, ReplayOptions, Report, TraceReader};
 
 use crate::MachineArgs;
@@ -38,9 +39,14 @@ pub struct ReplayArgs {
     /// page events counts the traced kernel's slab pages twice otherwise).
     #[arg(long)]
     no_page_replay: bool,
-    /// Rows of the call-site and cache tables.
-    #[arg(long, default_value_t = 20)]
+    /// Rows of the call-site and cache tables (perf kmem's -l/--line).
+    #[arg(long, short = 'l', visible_alias = "line", default_value_t = 20)]
     top: usize,
+    /// Sort the call-site and cache tables by perf kmem's slab keys, greatest first
+    /// (ptr, callsite, bytes, hit, pingpong, frag; for example "frag,hit,bytes");
+    /// default: most bytes wasted first.
+    #[arg(short = 's', long = "sort", value_name = "KEYS", value_parser = parse_sort)]
+    sort: Option<SortKeys>,
     /// Replay kmallocs of more than SIZE bytes as kvmalloc (kmalloc without retrying
     /// hard, then vmalloc if that fails and the flags allow sleeping).
     #[arg(long, value_name = "SIZE", value_parser = parse_kvmalloc_above)]
@@ -60,6 +66,14 @@ struct CompareFlags {
     /// As `--kvmalloc-above`, for the second replay.
     #[arg(long, value_name = "SIZE", value_parser = parse_kvmalloc_above)]
     kvmalloc_above: Option<u64>,
+}
+
+/// `-s KEY,...`, parsed (a newtype: clap reads a bare `Vec` as repeated values).
+#[derive(Clone, Debug)]
+struct SortKeys(Vec<SlabSortKey>);
+
+fn parse_sort(s: &str) -> Result<SortKeys, String> {
+    parse_slab_sort(s).map(SortKeys)
 }
 
 fn parse_kvmalloc_above(s: &str) -> Result<u64, String> {
@@ -129,6 +143,17 @@ fn read_kallsyms(path: &Path) -> Result<std::sync::Arc<Kallsyms>, String> {
 }
 
 fn print_report(report: &Report, args: &ReplayArgs) -> Result<(), String> {
+    let sorted;
+    let report = match &args.sort {
+        Some(SortKeys(keys)) => {
+            let mut r = report.clone();
+            sort_by_keys(&mut r.callsites, keys);
+            sort_by_keys(&mut r.caches, keys);
+            sorted = r;
+            &sorted
+        }
+        None => report,
+    };
     let text = if args.json {
         serde_json::to_string_pretty(report).map_err(|e| e.to_string())? + "\n"
     } else {

@@ -138,3 +138,48 @@ fn perf_script_text_on_standard_input() {
     assert!(out.contains("0 malformed lines skipped"), "{out}");
     assert!(out.contains("sched_setaffinity+0x127"), "{out}");
 }
+
+/// The call-site table's rows: (name, hit, frag percent).
+fn callsite_rows(out: &str) -> Vec<(String, u64, f64)> {
+    out.lines()
+        .skip_while(|l| !l.starts_with(" Callsite"))
+        .skip(2)
+        .take_while(|l| !l.starts_with("---") && !l.starts_with(" ..."))
+        .map(|l| {
+            let cols: Vec<&str> = l.split('|').map(str::trim).collect();
+            (
+                cols[0].to_string(),
+                cols[3].parse().expect("hit"),
+                cols[5].trim_end_matches('%').parse().expect("frag"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn sort_keys_and_line_count_as_perf_kmem() {
+    let trace = repo_trace("linux-3.5-i386-boot-slub.trace");
+    let o = kmemlab(&["replay", &trace, "-s", "hit,bytes", "-l", "5"], "");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let rows = callsite_rows(&text(&o.stdout));
+    assert_eq!(rows.len(), 5);
+    assert!(rows.windows(2).all(|w| w[0].1 >= w[1].1), "{rows:?}");
+    assert_eq!(rows[0].1, 1900, "the busiest call site first");
+
+    let o = kmemlab(&["replay", &trace, "--sort", "frag", "--line", "4"], "");
+    let rows = callsite_rows(&text(&o.stdout));
+    assert_eq!(rows.len(), 4);
+    assert!(rows.windows(2).all(|w| w[0].2 >= w[1].2), "{rows:?}");
+
+    for (keys, needle) in [
+        ("hit,bogus", "unknown sort key 'bogus'"),
+        ("order", "sort key 'order' is a page key"),
+        ("", "unknown sort key ''"),
+    ] {
+        let o = kmemlab(&["replay", &trace, "-s", keys], "");
+        assert!(!o.status.success(), "{keys} accepted");
+        let err = text(&o.stderr);
+        assert!(err.contains(needle), "{keys}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

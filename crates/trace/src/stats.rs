@@ -337,3 +337,67 @@ pub struct KvmallocSummary {
     /// Those neither could serve.
     pub failed: u64,
 }
+
+/// A sort key of `perf kmem stat -s` for the slab tables (tools/perf/builtin-kmem.c,
+/// Linux 6.6: `ptr_cmp`, `callsite_cmp`, `hit_cmp`, `bytes_cmp`, `frag_cmp`,
+/// `pingpong_cmp`; each row that compares greater is printed first).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum SlabSortKey {
+    /// `ptr`: the pointer (the per-pointer table's; all call-site rows tie).
+    Ptr,
+    /// `callsite`: the call site.
+    Callsite,
+    /// `bytes`: bytes allocated.
+    Bytes,
+    /// `hit`: allocations.
+    Hit,
+    /// `pingpong`: frees on another CPU.
+    Pingpong,
+    /// `frag`: internal fragmentation.
+    Frag,
+}
+
+/// perf's page sort keys, recognised to say they need the page tables.
+const PAGE_ONLY_SORT_KEYS: [&str; 4] = ["page", "order", "migtype", "gfp"];
+
+/// `-s KEY,...` for the slab tables; an unknown key is an error naming perf's keys.
+pub fn parse_slab_sort(text: &str) -> Result<Vec<SlabSortKey>, String> {
+    text.split(',')
+        .map(|key| match key.trim() {
+            "ptr" => Ok(SlabSortKey::Ptr),
+            "callsite" => Ok(SlabSortKey::Callsite),
+            "bytes" => Ok(SlabSortKey::Bytes),
+            "hit" => Ok(SlabSortKey::Hit),
+            "pingpong" => Ok(SlabSortKey::Pingpong),
+            "frag" => Ok(SlabSortKey::Frag),
+            k if PAGE_ONLY_SORT_KEYS.contains(&k) => Err(format!(
+                "sort key '{k}' is a page key: the replay prints no per-page tables (slab keys: ptr, callsite, bytes, hit, pingpong, frag)"
+            )),
+            k => Err(format!(
+                "unknown sort key '{k}' (slab keys: ptr, callsite, bytes, hit, pingpong, frag)"
+            )),
+        })
+        .collect()
+}
+
+/// Sort rows by `keys` as perf does, the greater first; rows equal on every key keep
+/// their order.
+pub fn sort_by_keys(rows: &mut [AllocRow], keys: &[SlabSortKey]) {
+    rows.sort_by(|a, b| {
+        keys.iter()
+            .map(|k| compare_on(*k, b, a))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+}
+
+fn compare_on(key: SlabSortKey, a: &AllocRow, b: &AllocRow) -> std::cmp::Ordering {
+    match key {
+        SlabSortKey::Ptr => std::cmp::Ordering::Equal,
+        SlabSortKey::Callsite => a.name.cmp(&b.name),
+        SlabSortKey::Bytes => a.bytes_alloc.cmp(&b.bytes_alloc),
+        SlabSortKey::Hit => a.hit.cmp(&b.hit),
+        SlabSortKey::Pingpong => a.pingpong.cmp(&b.pingpong),
+        SlabSortKey::Frag => a.fragmentation().total_cmp(&b.fragmentation()),
+    }
+}
