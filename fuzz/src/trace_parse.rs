@@ -97,6 +97,7 @@ pub fn replay_on_small_machine(data: &[u8]) {
         sample_every: 16,
         progress_every: 64,
         kvmalloc_above: data.len().is_multiple_of(5).then_some(4096),
+        kallsyms: None,
     };
     let mut reader = TraceReader::new(data, true);
     if let Ok(report) = replay(&machine, &mut reader, &options, &mut |_| {}) {

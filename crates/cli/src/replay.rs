@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser};
 use indicatif::{ProgressBar, ProgressStyle};
+use kmemlab_trace::kallsyms::Kallsyms;
+use kmemlab_trace::stats::{parse_slab_sort, sort_by_keys, SlabSortKey};
 use kmemlab_trace::{plot, replay, side_by_side, ReplayOptions, Report, TraceReader};
 
 use crate::MachineArgs;
@@ -37,13 +39,22 @@ pub struct ReplayArgs {
     /// page events counts the traced kernel's slab pages twice otherwise).
     #[arg(long)]
     no_page_replay: bool,
-    /// Rows of the call-site and cache tables.
-    #[arg(long, default_value_t = 20)]
+    /// Rows of the call-site and cache tables (perf kmem's -l/--line).
+    #[arg(long, short = 'l', visible_alias = "line", default_value_t = 20)]
     top: usize,
+    /// Sort the call-site and cache tables by perf kmem's slab keys, greatest first
+    /// (ptr, callsite, bytes, hit, pingpong, frag; for example "frag,hit,bytes");
+    /// default: most bytes wasted first.
+    #[arg(short = 's', long = "sort", value_name = "KEYS", value_parser = parse_sort)]
+    sort: Option<SortKeys>,
     /// Replay kmallocs of more than SIZE bytes as kvmalloc (kmalloc without retrying
     /// hard, then vmalloc if that fails and the flags allow sleeping).
     #[arg(long, value_name = "SIZE", value_parser = parse_kvmalloc_above)]
     kvmalloc_above: Option<u64>,
+    /// Name raw call-site addresses as function+0xoff from this /proc/kallsyms or
+    /// System.map.
+    #[arg(long, value_name = "FILE")]
+    kallsyms: Option<PathBuf>,
 }
 
 /// Machine flags and the replay's own "what if" flags, for `--compare`.
@@ -57,6 +68,14 @@ struct CompareFlags {
     kvmalloc_above: Option<u64>,
 }
 
+/// `-s KEY,...`, parsed (a newtype: clap reads a bare `Vec` as repeated values).
+#[derive(Clone, Debug)]
+struct SortKeys(Vec<SlabSortKey>);
+
+fn parse_sort(s: &str) -> Result<SortKeys, String> {
+    parse_slab_sort(s).map(SortKeys)
+}
+
 fn parse_kvmalloc_above(s: &str) -> Result<u64, String> {
     kmemlab_sim::parse_size(s)
         .ok_or_else(|| format!("'{s}' is not a size (examples: 4096, 16K, 1M)"))
@@ -67,6 +86,7 @@ pub fn run(machine: &MachineArgs, args: &ReplayArgs) -> Result<bool, String> {
     let options = ReplayOptions {
         replay_pages: !args.no_page_replay,
         kvmalloc_above: args.kvmalloc_above,
+        kallsyms: args.kallsyms.as_deref().map(read_kallsyms).transpose()?,
         ..ReplayOptions::default()
     };
     let first = replay_once(machine, args, &options)?;
@@ -108,7 +128,32 @@ pub fn run(machine: &MachineArgs, args: &ReplayArgs) -> Result<bool, String> {
     Ok(first.check == "ok" && second.check == "ok")
 }
 
+/// `--kallsyms FILE`, read and sorted; a malformed file is an error naming its line.
+fn read_kallsyms(path: &Path) -> Result<std::sync::Arc<Kallsyms>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "cannot read {}: {}",
+            path.display(),
+            crate::output::io_reason(&e)
+        )
+    })?;
+    Kallsyms::parse(&text)
+        .map(std::sync::Arc::new)
+        .map_err(|e| format!("--kallsyms {}: {e}", path.display()))
+}
+
 fn print_report(report: &Report, args: &ReplayArgs) -> Result<(), String> {
+    let sorted;
+    let report = match &args.sort {
+        Some(SortKeys(keys)) => {
+            let mut r = report.clone();
+            sort_by_keys(&mut r.callsites, keys);
+            sort_by_keys(&mut r.caches, keys);
+            sorted = r;
+            &sorted
+        }
+        None => report,
+    };
     let text = if args.json {
         serde_json::to_string_pretty(report).map_err(|e| e.to_string())? + "\n"
     } else {

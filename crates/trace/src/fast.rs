@@ -443,6 +443,14 @@ impl<'a> Cursor<'a> {
     /// `name:` of a known event and the blanks after it.
     #[inline]
     fn event_name(&mut self) -> Option<EventName> {
+        // `perf script` names the subsystem first (`kmem:kmalloc:`), as
+        // `parse::without_subsystem` strips it.
+        let rest = self.b.get(self.i..)?;
+        if rest.starts_with(b"kmem:") {
+            self.i += 5;
+        } else if rest.starts_with(b"vmalloc:") {
+            self.i += 8;
+        }
         // The slab events by their first eight bytes, then any name.
         if let Some(word) = load(self.b, self.i) {
             let known = if word == u64::from_le_bytes(*b"kmalloc:") {

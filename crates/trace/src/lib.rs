@@ -31,10 +31,12 @@
 //! * [`report`]: the tables, summaries and `/proc` files; [`plot`]: an SVG over time.
 #![warn(missing_docs)]
 
+pub mod classes;
 pub mod event;
 mod fast;
 pub mod gfp;
 pub mod hash;
+pub mod kallsyms;
 pub mod parse;
 pub mod plot;
 pub mod reader;

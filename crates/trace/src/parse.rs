@@ -75,6 +75,9 @@ pub enum Line {
     Unknown,
     /// An allocator event.
     Event(TraceEvent),
+    /// An indented callchain frame below an event of `perf script` on data recorded with
+    /// `-g` (`\tffffffff812a3b4c __kmalloc+0x1ac ([kernel.kallsyms])`).
+    Callchain,
 }
 
 /// The parser's long-lived state: interned strings, the GFP strings seen, and counts of
@@ -153,8 +156,15 @@ impl LineParser {
                 return Ok(Line::Lost(n));
             }
         }
-        let h = split_header(line)?;
-        let Some(name) = EventName::from_name(h.event) else {
+        let h = match split_header(line) {
+            Ok(h) => h,
+            // Not an event: a frame of a callchain, or malformed.
+            Err(_) if first > 0 && is_callchain_frame(&line[first..]) => {
+                return Ok(Line::Callchain)
+            }
+            Err(why) => return Err(why),
+        };
+        let Some(name) = EventName::from_name(without_subsystem(h.event)) else {
             self.count_unknown_event(h.event);
             return Ok(Line::Unknown);
         };
@@ -309,6 +319,32 @@ fn is_trace_cmd_header(line: &str) -> bool {
             && (line.ends_with("is empty") || line.contains("data recorded")))
 }
 
+/// `perf script` names a tracepoint with its subsystem (`kmem:kmalloc`,
+/// `vmalloc:alloc_vmap_area`); ftrace and trace-cmd print the bare name.
+pub(super) fn without_subsystem(event: &str) -> &str {
+    event
+        .strip_prefix("kmem:")
+        .or_else(|| event.strip_prefix("vmalloc:"))
+        .unwrap_or(event)
+}
+
+/// A frame of `perf script`'s callchain (tools/perf/util/evsel_fprintf.c,
+/// `sample__fprintf_callchain`): indented, `ADDRESS SYMBOL+0xOFF (DSO)`, the address in
+/// bare hex, the line ending with the DSO's closing parenthesis.
+fn is_callchain_frame(trimmed: &str) -> bool {
+    let mut tokens = trimmed.split_ascii_whitespace();
+    let Some(addr) = tokens.next() else {
+        return false;
+    };
+    let Some(symbol) = tokens.next() else {
+        return false;
+    };
+    let bare_hex = !addr.starts_with("0x") && hex(addr).is_some();
+    // An event line of perf script has the pid after the task name, never a frame's symbol.
+    let pid_like = symbol.bytes().all(|b| b.is_ascii_digit());
+    bare_hex && !pid_like && trimmed.trim_ascii_end().ends_with(')')
+}
+
 /// `CPU:3 [LOST 1234 EVENTS]` (ftrace) or `CPU 3 [LOST 1234 EVENTS]`.
 fn lost_events(line: &str) -> Option<u64> {
     let rest = line.strip_prefix("CPU")?;
@@ -361,8 +397,12 @@ pub(super) fn cpu_bracket(bytes: &[u8], open: usize) -> Option<(u32, usize)> {
     None
 }
 
-/// `TASK-PID` with an optional `(TGID)` after it: the pid.
+/// `TASK-PID` with an optional `(TGID)` after it (ftrace, trace-cmd), or `COMM PID`
+/// (`perf script`, whose task name may hold dashes): the pid.
 pub(super) fn task_pid(text: &[u8]) -> Result<u32, &'static str> {
+    if let Some(pid) = perf_pid(text) {
+        return Ok(pid);
+    }
     let mut text = text.trim_ascii_end();
     if text.ends_with(b")")
         && let Some(open) = text.iter().rposition(|&b| b == b'(')
@@ -387,6 +427,19 @@ pub(super) fn task_pid(text: &[u8]) -> Result<u32, &'static str> {
             .ok_or(NOT_A_NUMBER)?;
     }
     Ok(value)
+}
+
+/// `perf script`'s `COMM PID`: a last word of digits after a blank, a task name before it.
+fn perf_pid(text: &[u8]) -> Option<u32> {
+    let text = text.trim_ascii();
+    let blank = text.iter().rposition(|b| b.is_ascii_whitespace())?;
+    let digits = &text[blank + 1..];
+    if digits.is_empty() || digits.len() > 9 || !digits.iter().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits
+        .iter()
+        .try_fold(0u32, |v, &b| Some(v * 10 + u32::from(b - b'0')))
 }
 
 /// Flags (optional), `TIMESTAMP:`, `event:` and the body after the bracket.

@@ -79,6 +79,9 @@ pub struct InputStats {
     pub comments: u64,
     /// Well-formed lines of other events (counted and skipped).
     pub unknown_events: u64,
+    /// Callchain frames below `perf script` events (recorded with `-g`): counted, not
+    /// replayed.
+    pub callchain_frames: u64,
     /// Events the kernel said it lost (`[LOST n EVENTS]`).
     pub lost_events: u64,
     /// Malformed lines skipped (lenient mode).
@@ -165,6 +168,7 @@ impl<R: BufRead> TraceReader<R> {
                 Ok(Line::Comment) => self.stats.comments += 1,
                 Ok(Line::Unknown) => self.stats.unknown_events += 1,
                 Ok(Line::Lost(n)) => self.stats.lost_events += n,
+                Ok(Line::Callchain) => self.stats.callchain_frames += 1,
                 Err(reason) => self.malformed(line_no, reason)?,
             }
         }

@@ -36,6 +36,8 @@ pub struct ReplayOptions {
     /// `--kvmalloc-above SIZE`: `kmalloc` events of more than this many bytes are
     /// replayed as `kvmalloc` (kmalloc first, vmalloc when that fails and may sleep).
     pub kvmalloc_above: Option<u64>,
+    /// `--kallsyms FILE`: names for raw call-site addresses in the report.
+    pub kallsyms: Option<std::sync::Arc<crate::kallsyms::Kallsyms>>,
 }
 
 impl Default for ReplayOptions {
@@ -45,6 +47,7 @@ impl Default for ReplayOptions {
             sample_every: 256,
             progress_every: 1 << 16,
             kvmalloc_above: None,
+            kallsyms: None,
         }
     }
 }
@@ -147,10 +150,21 @@ enum CacheKey {
     Named(u32, u64),
 }
 
+impl CacheKey {
+    /// The traced `s->size` the key was made from.
+    fn size(self) -> u64 {
+        match self {
+            CacheKey::Site(_, size) | CacheKey::Named(_, size) => size,
+        }
+    }
+}
+
 struct CacheSlot {
     handle: KmemCacheRef,
+    /// kmemlab's `s->size` for the cache.
     size: u64,
-    object_size: u64,
+    /// The traced `s->size` it was made for (caches are shared by it when the table is full).
+    traced_size: u64,
     row: u32,
 }
 
@@ -190,6 +204,8 @@ struct Replayer<'m> {
     counters: ReplayCounters,
     fidelity: Fidelity,
     mismatches: FxHashMap<(bool, u64, u64, u64), u64>,
+    /// Compared kmalloc events by (bytes_req, bytes_alloc), for size-class recognition.
+    kmalloc_pairs: FxHashMap<(u64, u64), u64>,
     samples: Vec<Sample>,
     sample_interval: u64,
     since_sample: u64,
@@ -235,6 +251,7 @@ impl<'m> Replayer<'m> {
             counters: ReplayCounters::default(),
             fidelity: Fidelity::default(),
             mismatches: FxHashMap::default(),
+            kmalloc_pairs: FxHashMap::default(),
             samples: Vec::new(),
             since_sample: 0,
             last_timestamp: 0,
@@ -420,12 +437,16 @@ impl<'m> Replayer<'m> {
                 let bytes = (size as u64).next_multiple_of(PAGE_SIZE as u64);
                 let row = self.vmalloc_row();
                 self.add_to_row(row, a.bytes_req, bytes);
-                self.vmap.add_bytes(bytes + PAGE_SIZE as u64);
+                self.vmap.measure(mm);
                 (Some(addr), row)
             }
             Ok(addr) => {
                 let ksize = mm.ksize(addr).unwrap_or(0) as u64;
                 self.compare_size(false, a, ksize);
+                *self
+                    .kmalloc_pairs
+                    .entry((a.bytes_req, a.bytes_alloc))
+                    .or_insert(0) += 1;
                 let row = self.kmalloc_row(mm, size, a.gfp);
                 self.add_to_row(row, a.bytes_req, ksize);
                 (Some(addr), row)
@@ -574,12 +595,9 @@ impl<'m> Replayer<'m> {
 
     /// `kvfree` of a replayed `kvmalloc`, the vmalloc space it held given back.
     fn kvfree_object(&mut self, mm: &Mm<SimPlatform>, addr: VirtAddr) -> Result<(), KvmallocError> {
-        let area = mm
-            .is_vmalloc_addr(addr)
-            .then(|| mm.find_vm_area(addr).map_or(0, |a| a.size));
+        let vmalloced = mm.is_vmalloc_addr(addr);
         kvfree(mm, addr)?;
-        if let Some(bytes) = area {
-            self.vmap.sub_bytes(bytes);
+        if vmalloced {
             self.run_kworker(mm);
         }
         Ok(())
@@ -611,12 +629,19 @@ impl<'m> Replayer<'m> {
     }
 
     /// The kmemlab cache for a traced `kmem_cache_alloc`, created on first use.
+    ///
+    /// The traced `kmem_cache_alloc` prints `bytes_req=s->object_size` and
+    /// `bytes_alloc=s->size` (`include/trace/events/kmem.h`, Linux 6.6): kmemlab creates
+    /// the cache at the object size and lays it out itself, so that its `s->size`
+    /// (alignment, red zones, tracking under slab_debug) is compared with the traced one,
+    /// not copied from it.
     fn cache_for(&mut self, mm: &Mm<SimPlatform>, a: &SlabAlloc, symbols: &Symbols) -> Option<u32> {
         let size = if a.bytes_alloc > 0 {
             a.bytes_alloc
         } else {
             a.bytes_req.max(1)
         };
+        let object_size = if a.bytes_req > 0 { a.bytes_req } else { size };
         let key = match a.cache_name {
             Some(name) => CacheKey::Named(name, size),
             None => CacheKey::Site(a.call_site, size),
@@ -624,19 +649,23 @@ impl<'m> Replayer<'m> {
         if let Some(&slot) = self.caches.get(&key) {
             return Some(slot);
         }
-        let slot = self.create_cache(mm, key, size, symbols).or_else(|| {
-            // The cache table is full: share a cache of the same object size.
-            let shared = self
-                .cache_slots
-                .iter()
-                .position(|s| s.object_size == size)? as u32;
-            self.counters.shared_cache_fallbacks += 1;
-            Some(shared)
-        })?;
+        let slot = self
+            .create_cache(mm, key, object_size, symbols)
+            .or_else(|| {
+                // The cache table is full: share a cache of the same object size.
+                let shared = self
+                    .cache_slots
+                    .iter()
+                    .position(|s| s.traced_size == size)? as u32;
+                self.counters.shared_cache_fallbacks += 1;
+                Some(shared)
+            })?;
         self.caches.insert(key, slot);
         Some(slot)
     }
 
+    /// Create the cache for `key` (named for the traced `s->size`) at `size`, the traced
+    /// object size.
     fn create_cache(
         &mut self,
         mm: &Mm<SimPlatform>,
@@ -656,7 +685,7 @@ impl<'m> Replayer<'m> {
                 continue;
             }
             match mm.kmem_cache_create(&name, size as usize, 0, SlabFlags::empty(), None) {
-                Ok(handle) => return Some(self.add_cache_slot(mm, handle, &name, size)),
+                Ok(handle) => return Some(self.add_cache_slot(mm, handle, &name, key.size())),
                 Err(SlabError::BadArgs("a cache of that name exists")) => continue,
                 Err(e) => {
                     last_error = Some(e);
@@ -675,15 +704,15 @@ impl<'m> Replayer<'m> {
         mm: &Mm<SimPlatform>,
         handle: KmemCacheRef,
         name: &str,
-        size: u64,
+        traced_size: u64,
     ) -> u32 {
         self.counters.caches_created += 1;
-        let kmemlab_size = mm.cache(handle).map_or(size, |s| s.size() as u64);
+        let kmemlab_size = mm.cache(handle).map_or(traced_size, |s| s.size() as u64);
         let row = self.new_row(RowKey::Slab(handle.0), name.to_string());
         self.cache_slots.push(CacheSlot {
             handle,
             size: kmemlab_size,
-            object_size: size,
+            traced_size,
             row,
         });
         (self.cache_slots.len() - 1) as u32
@@ -880,7 +909,7 @@ impl<'m> Replayer<'m> {
             .sites
             .iter()
             .map(|(site, row)| AllocRow {
-                name: symbols.call_site(*site),
+                name: self.call_site_name(*site, symbols),
                 ..row.clone()
             })
             .collect();
@@ -889,6 +918,13 @@ impl<'m> Replayer<'m> {
         super::stats::sort_by_waste(&mut caches);
         self.fidelity.mismatches = self.sorted_mismatches();
         let memory = self.memory_stats(mm);
+        let mut pairs: Vec<crate::classes::SizePair> = self
+            .kmalloc_pairs
+            .iter()
+            .map(|(&(req, alloc), &n)| (req, alloc, n))
+            .collect();
+        pairs.sort_unstable();
+        let size_class_hint = crate::classes::hint(&pairs, self.fidelity.kmalloc_agreed);
         let vmalloc = self.vmap.finish(mm);
         Report::build(super::report::ReportParts {
             machine: self.machine,
@@ -908,11 +944,23 @@ impl<'m> Replayer<'m> {
             caches,
             counters: self.counters,
             fidelity: self.fidelity,
+            size_class_hint,
             memory,
             samples: self.samples,
             messages: self.messages,
             console_lines: self.console_lines,
         })
+    }
+
+    /// A call site as the report names it: resolved by `--kallsyms` where it is a raw
+    /// address the symbols cover, as traced otherwise.
+    fn call_site_name(&self, site: CallSite, symbols: &Symbols) -> String {
+        if let (CallSite::Addr(addr), Some(k)) = (site, &self.options.kallsyms) {
+            if let Some(name) = k.resolve(addr) {
+                return name;
+            }
+        }
+        symbols.call_site(site)
     }
 
     fn sorted_mismatches(&self) -> Vec<SizeMismatch> {

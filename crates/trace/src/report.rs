@@ -7,6 +7,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use crate::classes::SizeClassHint;
 use crate::event::EventName;
 use crate::reader::InputStats;
 use crate::stats::{
@@ -42,10 +43,11 @@ pub struct SlabDerived {
     pub kmemlab_allocated: u128,
     /// kmemlab's internal fragmentation over the allocations it replayed, percent.
     pub kmemlab_fragmentation_percent: f64,
-    /// kmalloc `ksize` agreement with `bytes_alloc`, percent.
-    pub kmalloc_fidelity_percent: f64,
-    /// kmem_cache object size agreement with `bytes_alloc`, percent.
-    pub cache_fidelity_percent: f64,
+    /// kmalloc `ksize` agreement with `bytes_alloc`, percent (`None`: none compared).
+    pub kmalloc_fidelity_percent: Option<f64>,
+    /// Agreement of kmemlab's `s->size` for the traced object size with `bytes_alloc`,
+    /// percent (`None`: none compared).
+    pub cache_fidelity_percent: Option<f64>,
     /// active / total slab objects at the end, percent.
     pub slab_utilisation_percent: f64,
 }
@@ -84,6 +86,8 @@ pub struct Report {
     pub replay: ReplayCounters,
     /// kmemlab sizes against the traced kernel's.
     pub fidelity: Fidelity,
+    /// The `--kmalloc-sizes` the trace's own classes call for, when they agree better.
+    pub size_class_hint: Option<SizeClassHint>,
     /// Memory figures.
     pub memory: MemoryStats,
     /// The memory time series.
@@ -112,6 +116,7 @@ pub(crate) struct ReportParts<'m> {
     pub caches: Vec<AllocRow>,
     pub counters: ReplayCounters,
     pub fidelity: Fidelity,
+    pub size_class_hint: Option<SizeClassHint>,
     pub memory: MemoryStats,
     pub samples: Vec<Sample>,
     pub messages: Vec<String>,
@@ -167,6 +172,7 @@ impl Report {
             caches: p.caches,
             replay: p.counters,
             fidelity: p.fidelity,
+            size_class_hint: p.size_class_hint,
             memory: p.memory,
             samples: p.samples,
             messages: p.messages,
@@ -333,7 +339,10 @@ impl Report {
                 group(v.reserve_failures),
                 group(v.live_at_end)
             ),
-            format!("Peak vmalloc space: {} KiB", group(v.peak_bytes >> 10)),
+            format!(
+                "Peak vmalloc space: {} KiB (kmemlab's areas, guard pages included)",
+                group(v.peak_bytes >> 10)
+            ),
             format!(
                 "kmemlab purges: {} (at the trace's purges {}), {} areas, {} TLB flushes",
                 group(v.kmemlab_purges),
@@ -526,18 +535,28 @@ impl Report {
                 d.kmemlab_fragmentation_percent
             ),
             format!(
-                "kmalloc ksize == bytes_alloc: {}/{} ({:.2}%)",
+                "kmalloc ksize == bytes_alloc: {}/{} ({})",
                 group(f.kmalloc_agreed),
                 group(f.kmalloc_checked),
-                d.kmalloc_fidelity_percent
-            ),
-            format!(
-                "Cache size == bytes_alloc: {}/{} ({:.2}%)",
-                group(f.cache_agreed),
-                group(f.cache_checked),
-                d.cache_fidelity_percent
+                percent_or_na(d.kmalloc_fidelity_percent)
             ),
         ];
+        if let Some(h) = &self.size_class_hint {
+            l.push(format!(
+                "  traced sizes are other size classes (smallest {}): {} gives {}/{} ({})",
+                h.sizes.first().copied().unwrap_or(0),
+                h.flag(),
+                group(h.agreed),
+                group(h.checked),
+                percent_or_na(crate::stats::checked_percent(h.agreed, h.checked))
+            ));
+        }
+        l.extend([format!(
+            "Cache layout size == bytes_alloc: {}/{} ({})",
+            group(f.cache_agreed),
+            group(f.cache_checked),
+            percent_or_na(d.cache_fidelity_percent)
+        )]);
         for mm in f.mismatches.iter().take(8) {
             l.push(format!(
                 "  {} of {}: traced {}, kmemlab {} ({}x)",
@@ -594,6 +613,11 @@ impl Report {
             self.proc.buddyinfo, self.proc.slabinfo, self.proc.meminfo
         )
     }
+}
+
+/// `12.34%`, or `n/a` when nothing was compared.
+pub fn percent_or_na(p: Option<f64>) -> String {
+    p.map_or_else(|| "n/a".to_string(), |p| format!("{p:.2}%"))
 }
 
 /// A perf-style table (`__print_slab_result`) of the `top` rows.

@@ -177,7 +177,9 @@ pub struct Fidelity {
     pub kmalloc_checked: u64,
     /// Of which equal.
     pub kmalloc_agreed: u64,
-    /// kmem_cache_alloc events compared (the cache's object size against `bytes_alloc`).
+    /// kmem_cache_alloc events compared: `s->size` of the cache kmemlab created for the
+    /// traced `s->object_size` (`bytes_req`), by kmemlab's own layout (alignment, red
+    /// zones and tracking under slab_debug), against the traced `s->size` (`bytes_alloc`).
     pub cache_checked: u64,
     /// Of which equal.
     pub cache_agreed: u64,
@@ -186,14 +188,14 @@ pub struct Fidelity {
 }
 
 impl Fidelity {
-    /// Percentage of kmalloc events that agreed.
-    pub fn kmalloc_percent(&self) -> f64 {
-        percent(self.kmalloc_agreed, self.kmalloc_checked)
+    /// Percentage of kmalloc events that agreed (`None`: none compared).
+    pub fn kmalloc_percent(&self) -> Option<f64> {
+        checked_percent(self.kmalloc_agreed, self.kmalloc_checked)
     }
 
-    /// Percentage of cache events that agreed.
-    pub fn cache_percent(&self) -> f64 {
-        percent(self.cache_agreed, self.cache_checked)
+    /// Percentage of cache events that agreed (`None`: none compared).
+    pub fn cache_percent(&self) -> Option<f64> {
+        checked_percent(self.cache_agreed, self.cache_checked)
     }
 }
 
@@ -210,6 +212,12 @@ pub struct SizeMismatch {
     pub kmemlab: u64,
     /// How many events.
     pub events: u64,
+}
+
+/// `part / whole` in percent, `None` when nothing was compared (a fidelity figure over no
+/// events is no figure: the report prints "n/a").
+pub fn checked_percent(part: u64, whole: u64) -> Option<f64> {
+    (whole > 0).then(|| 100.0 * part as f64 / whole as f64)
 }
 
 /// `part / whole` in percent (100 when nothing was compared).
@@ -300,8 +308,9 @@ pub struct VmallocSummary {
     pub reserved: u64,
     /// Reservations kmemlab failed where the traced kernel succeeded.
     pub reserve_failures: u64,
-    /// Bytes of vmalloc space held at the peak: the traced areas, and the `kvmalloc`
-    /// allocations that fell back to vmalloc (each with its guard page).
+    /// Bytes of vmalloc space kmemlab held at the peak for the replay: its busy vmap areas
+    /// (guard pages included) beyond those busy when the replay began, measured after
+    /// every vmalloc event and every `kvmalloc` that fell back to vmalloc.
     pub peak_bytes: u64,
     /// Traced areas still reserved at the end.
     pub live_at_end: u64,
@@ -327,4 +336,68 @@ pub struct KvmallocSummary {
     pub via_vmalloc: u64,
     /// Those neither could serve.
     pub failed: u64,
+}
+
+/// A sort key of `perf kmem stat -s` for the slab tables (tools/perf/builtin-kmem.c,
+/// Linux 6.6: `ptr_cmp`, `callsite_cmp`, `hit_cmp`, `bytes_cmp`, `frag_cmp`,
+/// `pingpong_cmp`; each row that compares greater is printed first).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum SlabSortKey {
+    /// `ptr`: the pointer (the per-pointer table's; all call-site rows tie).
+    Ptr,
+    /// `callsite`: the call site.
+    Callsite,
+    /// `bytes`: bytes allocated.
+    Bytes,
+    /// `hit`: allocations.
+    Hit,
+    /// `pingpong`: frees on another CPU.
+    Pingpong,
+    /// `frag`: internal fragmentation.
+    Frag,
+}
+
+/// perf's page sort keys, recognised to say they need the page tables.
+const PAGE_ONLY_SORT_KEYS: [&str; 4] = ["page", "order", "migtype", "gfp"];
+
+/// `-s KEY,...` for the slab tables; an unknown key is an error naming perf's keys.
+pub fn parse_slab_sort(text: &str) -> Result<Vec<SlabSortKey>, String> {
+    text.split(',')
+        .map(|key| match key.trim() {
+            "ptr" => Ok(SlabSortKey::Ptr),
+            "callsite" => Ok(SlabSortKey::Callsite),
+            "bytes" => Ok(SlabSortKey::Bytes),
+            "hit" => Ok(SlabSortKey::Hit),
+            "pingpong" => Ok(SlabSortKey::Pingpong),
+            "frag" => Ok(SlabSortKey::Frag),
+            k if PAGE_ONLY_SORT_KEYS.contains(&k) => Err(format!(
+                "sort key '{k}' is a page key: the replay prints no per-page tables (slab keys: ptr, callsite, bytes, hit, pingpong, frag)"
+            )),
+            k => Err(format!(
+                "unknown sort key '{k}' (slab keys: ptr, callsite, bytes, hit, pingpong, frag)"
+            )),
+        })
+        .collect()
+}
+
+/// Sort rows by `keys` as perf does, the greater first; rows equal on every key keep
+/// their order.
+pub fn sort_by_keys(rows: &mut [AllocRow], keys: &[SlabSortKey]) {
+    rows.sort_by(|a, b| {
+        keys.iter()
+            .map(|k| compare_on(*k, b, a))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+}
+
+fn compare_on(key: SlabSortKey, a: &AllocRow, b: &AllocRow) -> std::cmp::Ordering {
+    match key {
+        SlabSortKey::Ptr => std::cmp::Ordering::Equal,
+        SlabSortKey::Callsite => a.name.cmp(&b.name),
+        SlabSortKey::Bytes => a.bytes_alloc.cmp(&b.bytes_alloc),
+        SlabSortKey::Hit => a.hit.cmp(&b.hit),
+        SlabSortKey::Pingpong => a.pingpong.cmp(&b.pingpong),
+        SlabSortKey::Frag => a.fragmentation().total_cmp(&b.fragmentation()),
+    }
 }

@@ -61,7 +61,8 @@ impl Counters {
 /// The vmalloc side of a replay.
 pub(super) struct VmapReplay {
     areas: FxHashMap<u64, LiveArea>,
-    live_bytes: u64,
+    /// kmemlab's busy vmalloc space when the replay began (boot's own areas).
+    busy_at_start: u64,
     at_start: Counters,
     summary: VmallocSummary,
 }
@@ -70,7 +71,7 @@ impl VmapReplay {
     pub(super) fn new(mm: &Mm<SimPlatform>) -> VmapReplay {
         VmapReplay {
             areas: FxHashMap::default(),
-            live_bytes: 0,
+            busy_at_start: busy_vmap_bytes(mm),
             at_start: Counters::read(mm),
             summary: VmallocSummary {
                 kmemlab_lazy_max_pages: mm.lazy_max_pages(),
@@ -107,7 +108,7 @@ impl VmapReplay {
         let kmemlab = match reserved {
             Ok(a) => {
                 self.summary.reserved += 1;
-                self.add_bytes(size);
+                self.measure(mm);
                 Some(a)
             }
             Err(_) => {
@@ -144,15 +145,11 @@ impl VmapReplay {
         }
     }
 
-    /// Bytes of vmalloc space taken (a traced area, or a `kvmalloc` that fell back).
-    pub(super) fn add_bytes(&mut self, bytes: u64) {
-        self.live_bytes += bytes;
-        self.summary.peak_bytes = self.summary.peak_bytes.max(self.live_bytes);
-    }
-
-    /// Bytes of vmalloc space given back.
-    pub(super) fn sub_bytes(&mut self, bytes: u64) {
-        self.live_bytes = self.live_bytes.saturating_sub(bytes);
+    /// After kmemlab's vmalloc space grew (a traced area reserved, or a `kvmalloc` that
+    /// fell back to vmalloc): its busy space beyond boot's, for the peak.
+    pub(super) fn measure(&mut self, mm: &Mm<SimPlatform>) {
+        let held = busy_vmap_bytes(mm).saturating_sub(self.busy_at_start);
+        self.summary.peak_bytes = self.summary.peak_bytes.max(held);
     }
 
     /// A traced area allocated again while live (its free was not traced): free the
@@ -169,9 +166,7 @@ impl VmapReplay {
         };
         // free_vmap_area_noflush(): entries cleared now, the range purged later.
         let pages = (area.size / PAGE_SIZE as u64) as usize;
-        if mm.vm_unmap_ram(a, pages).is_ok() {
-            self.sub_bytes(area.size);
-        }
+        let _ = mm.vm_unmap_ram(a, pages);
     }
 
     /// The summary, with what kmemlab's vmalloc did since the replay began.
@@ -184,4 +179,18 @@ impl VmapReplay {
         s.live_at_end = self.areas.values().filter(|a| a.addr.is_some()).count() as u64;
         self.summary
     }
+}
+
+/// Bytes of kmemlab's busy vmap areas, each from its start to its end (the guard page
+/// included, as the kernel's `va_end` includes it): areas freed lazily and waiting for a
+/// purge are not busy.
+fn busy_vmap_bytes(mm: &Mm<SimPlatform>) -> u64 {
+    let mut bytes = 0u64;
+    let _ = mm.for_each_vmap_area(&mut |area| {
+        if area.vm.is_some() || area.vm_map_ram {
+            bytes += area.end.saturating_sub(area.start);
+        }
+        Ok(())
+    });
+    bytes
 }

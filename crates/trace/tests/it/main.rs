@@ -7,7 +7,10 @@
 
 use std::path::PathBuf;
 
+mod classes;
+mod fidelity;
 mod parse;
+mod perf_script;
 mod replay;
 mod what_if;
 

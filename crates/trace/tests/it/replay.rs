@@ -129,12 +129,32 @@ fn slub_trace_on_a_matching_i386_machine_agrees_with_every_bytes_alloc() {
         "{:?}",
         r.fidelity.mismatches
     );
+    // Caches are laid out by kmemlab from the traced object size: four of the traced
+    // caches had a larger s->size than SLUB's plain layout gives (a constructor or RCU
+    // moving the free pointer out of the object, or an alignment the trace does not say).
+    assert_eq!(r.fidelity.cache_checked, r.events["kmem_cache_alloc"]);
     assert_eq!(
-        r.fidelity.cache_agreed, r.fidelity.cache_checked,
+        r.fidelity.cache_agreed, 5_310,
         "{:?}",
         r.fidelity.mismatches
     );
-    assert_eq!(r.derived.kmalloc_fidelity_percent, 100.0);
+    let cache_mismatches: Vec<_> = r
+        .fidelity
+        .mismatches
+        .iter()
+        .filter(|m| m.event == "kmem_cache_alloc")
+        .map(|m| (m.bytes_req, m.traced, m.kmemlab, m.events))
+        .collect();
+    assert_eq!(
+        cache_mismatches,
+        [
+            (272, 280, 272, 1100),
+            (1292, 1312, 1296, 10),
+            (396, 416, 400, 7),
+            (132, 160, 136, 5)
+        ]
+    );
+    assert_eq!(r.derived.kmalloc_fidelity_percent, Some(100.0));
     let f = &r.replay;
     assert_eq!(
         f.kmalloc_failures + f.cache_alloc_failures + f.free_failures,
@@ -302,7 +322,17 @@ fn odd_frees_are_counted_not_errors() {
     assert_eq!(c.caches_created, 1);
     assert_eq!(c.free_failures, 0);
     assert_eq!(c.live_at_end, 0);
-    assert_eq!(r.fidelity.cache_agreed, 1);
+    // The cache is laid out by kmemlab for the traced object size (200 bytes: 200 on
+    // x86_64 SLUB), not copied from the traced s->size (256): the check can fail.
+    assert_eq!((r.fidelity.cache_checked, r.fidelity.cache_agreed), (1, 0));
+    assert_eq!(
+        r.fidelity
+            .mismatches
+            .iter()
+            .find(|m| m.event == "kmem_cache_alloc")
+            .map(|m| (m.bytes_req, m.traced, m.kmemlab)),
+        Some((200, 256, 200))
+    );
     assert_eq!(m.mm().check().map(|_| ()), Ok(()));
 }
 
