@@ -16,6 +16,7 @@ mod fuzz_corpus;
 mod kmem;
 mod oops;
 mod replay;
+mod replay_perf;
 mod script_fuzz;
 mod serve_api;
 mod sysctl;
