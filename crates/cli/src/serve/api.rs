@@ -789,8 +789,16 @@ async fn tour(
         }
         let run = crate::tour::run_claim(&m.shell.machine, &session.args, &claim)
             .ok_or_else(|| ApiError::bad_request("no such claim"))?;
-        let lines = m.drain_console();
-        let generation = session.changed("tour", json!({"claim": claim, "console": lines}), m);
+        // The experiment's kernel lines (those its text quotes, too) belong to the
+        // session's dmesg; run_claim took its oopses, so the next command starts clean.
+        m.dmesg.extend(run.kernel.iter().cloned());
+        let lines = run.kernel.clone();
+        let oopsed = run.oopses > 0;
+        let generation = session.changed(
+            "tour",
+            json!({"claim": claim, "console": lines, "oopsed": oopsed}),
+            m,
+        );
         let mut marks = Vec::new();
         highlights("", &Value::Object(run.facts.clone()), &mut marks);
         let this = run
@@ -805,6 +813,8 @@ async fn tour(
                 "claim": this, "section_claims": run.claims, "text": run.text,
                 "facts": run.facts, "invariants_broken": run.broken,
                 "highlight": marks, "generation": generation,
+                "console": run.kernel, "oopsed": oopsed, "oopses": run.oopses,
+                "tainted": m.shell.machine.tainted().0,
             }),
         ))
     })
