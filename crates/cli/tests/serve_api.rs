@@ -1101,6 +1101,44 @@ async fn events_report_changes_and_console_lines() {
     assert_eq!(name, "gone");
 }
 
+#[tokio::test]
+async fn change_events_name_the_views_a_command_may_have_changed() {
+    let (_, r) = server(config());
+    let id = new_session(&r, json!({})).await;
+    let resp = r
+        .clone()
+        .oneshot(
+            request("GET", &format!("/api/sessions/{id}/events"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut body = resp.into_body();
+    next_event(&mut body).await; // hello
+    let vmalloc_path = format!("/api/sessions/{id}/vmalloc");
+    let before = get(&r, &vmalloc_path).await.json();
+    command(&r, &id, "a = kmalloc 64 GFP_KERNEL").await;
+    command(&r, &id, "p = alloc_pages GFP_KERNEL 3").await;
+    for _ in 0..2 {
+        let (_, change) = next_event(&mut body).await;
+        let views = change["changed"].as_array().unwrap();
+        assert!(!views.contains(&json!("vmalloc")), "{change}");
+        assert!(views.contains(&json!("frames")) && views.contains(&json!("slabs")));
+    }
+    // What was left out indeed did not change.
+    assert_eq!(get(&r, &vmalloc_path).await.json(), before);
+    command(&r, &id, "local_irq_disable").await;
+    let (_, change) = next_event(&mut body).await;
+    assert_eq!(change["changed"], json!(["cpus"]), "{change}");
+    command(&r, &id, "v = vmalloc 8192").await;
+    let (_, change) = next_event(&mut body).await;
+    assert!(change["changed"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("vmalloc")));
+}
+
 /// Fifty sessions at once, each running a 1,000-command script: every answer correct,
 /// and no session sees another's names or memory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
