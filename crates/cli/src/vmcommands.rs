@@ -5,8 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kmemlab_mm::arch::pgtable::PgProt;
+use kmemlab_mm::mm_types::{PG_HEAD, PG_LARGE_KMALLOC};
 use kmemlab_mm::vmalloc::{VmArea, VmFlags};
-use kmemlab_mm::{Mm, Pfn, VirtAddr, PAGE_SHIFT};
+use kmemlab_mm::{Mm, Pfn, VirtAddr, MAX_PAGE_ORDER, PAGE_SHIFT, PAGE_SIZE};
 use kmemlab_sim::{format_size, SimPlatform};
 use serde_json::json;
 
@@ -335,8 +336,19 @@ pub fn large_kmalloc_info(mm: &Mm<SimPlatform>, addr: VirtAddr) -> Option<Value>
     if mm.object_info(addr).is_some() || mm.is_vmalloc_addr(addr) {
         return None;
     }
-    // ksize() of anything but a slab object or a large kmalloc block start is an error.
-    let size = mm.ksize(addr).ok()? as u64;
+    // Decided from the struct pages alone: ksize() would WARN (free_large_kmalloc()'s
+    // WARN_ON_ONCE) for a page that is no large kmalloc block, and `info` only looks.
+    let order = match large_kmalloc_head(mm, addr)? {
+        Ok(order) => order,
+        Err(corrupt) => {
+            let text = format!("large kmalloc {:#x}: corrupt: {corrupt}", addr.0);
+            return Some(Value::Object(
+                json!({"kind": "large kmalloc", "virt": addr_json(addr.0), "corrupt": corrupt}),
+                text,
+            ));
+        }
+    };
+    let size = (PAGE_SIZE as u64) << order;
     let extent = kmalloc_extent(mm, addr, size);
     let pfns: Vec<u64> = extent["pfns"]
         .as_array()
@@ -372,6 +384,42 @@ pub fn large_kmalloc_info(mm: &Mm<SimPlatform>, addr: VirtAddr) -> Option<Value>
         o.extend(e);
     }
     Some(Value::Object(obj, text))
+}
+
+/// Whether `addr` is the start of a live large kmalloc block, read from its `struct
+/// page`s as `free_large_kmalloc()` (mm/slab_common.c, 6.6) would find them, without
+/// reporting anything: `None` if it is not one (no direct-map address, a page without the
+/// large-kmalloc page type, a free page, or not the block's first byte); `Some(Ok(order))`
+/// for a consistent block; `Some(Err(why))` when the head page carries the type but its
+/// order disagrees with its tail pages (a corrupted `struct page`).
+pub fn large_kmalloc_head(mm: &Mm<SimPlatform>, addr: VirtAddr) -> Option<Result<u32, String>> {
+    let page = mm.virt_to_page(addr).ok()?;
+    let pfn = mm.page_to_pfn(page).0;
+    let head = mm.mem_map().get(pfn)?;
+    if head.is_tail() || !head.test(PG_LARGE_KMALLOC) || head.refcount() == 0 {
+        return None;
+    }
+    if mm.page_address(head).map(|a| a.0) != Some(addr.0) {
+        return None;
+    }
+    let order = head.order();
+    let tail_of_head = |p: u64| {
+        mm.mem_map()
+            .get(p)
+            .is_some_and(|t| t.is_tail() && t.word() == pfn)
+    };
+    let consistent = (1..=MAX_PAGE_ORDER).contains(&order)
+        && head.test(PG_HEAD)
+        && tail_of_head(pfn + 1)
+        && tail_of_head(pfn + (1 << order) - 1)
+        && !tail_of_head(pfn + (1 << order));
+    Some(if consistent {
+        Ok(order)
+    } else {
+        Err(format!(
+            "the head page at pfn {pfn:#x} says order {order}, which disagrees with the block's pages"
+        ))
+    })
 }
 
 /// `walk <addr>`: the page-table walk, level by level (the tables only, no TLB).

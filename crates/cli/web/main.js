@@ -59,7 +59,7 @@ class App {
     const out = $('map-info');
     try {
       const info = await this.session.json(`info/pfn:${pfn}`);
-      const owner = await this.ownerOf(pfn).catch(() => null);
+      const owner = await this.ownerOf(pfn, info.owner).catch(() => null);
       out.replaceChildren(
         ...(owner ? [owner, '\n'] : []),
         ...linkAddresses(`${info.message}\n${JSON.stringify(info.result, null, 1)}`, (a) => this.walk(a)));
@@ -68,15 +68,22 @@ class App {
     }
   }
 
-  /** Who owns a frame, beyond its struct page: the slab cache (from the frames' cache
-   *  plane) or the vmalloc area, page index and caller (searched among the areas). */
-  async ownerOf(pfn) {
+  /** Who owns a frame, beyond its struct page: the slab cache or the vmalloc area, page
+   *  index and caller, from the server's owner facts (`owner` of info/pfn:N); without
+   *  them, from the frames' cache plane or searched among the areas. */
+  async ownerOf(pfn, owner) {
+    if (owner?.kind === 'slab' && owner.cache) return this.cacheLink(owner.cache);
+    if (owner?.kind === 'vmalloc' || owner?.kind === 'vmap') {
+      return h('span', {}, `page ${owner.index} (offset 0x${owner.offset.toString(16)}) of the ${owner.kind} area `,
+        h('button', { type: 'button', class: 'addr', text: owner.area,
+          onclick: () => { this.select('vmalloc'); this.views.vmalloc.showTrain(owner.area); } }),
+        owner.caller ? ` from ${owner.caller}` : '');
+    }
+    if (owner) return null;
     const state = this.map.states[pfn];
     if (state === 0x30 && this.map.cache?.[pfn] > 0) {
       const name = this.map.caches[this.map.cache[pfn] - 1];
-      if (!name) return null;
-      return h('span', {}, 'slab page of cache ', h('button', { type: 'button', class: 'addr',
-        onclick: () => { this.select('slabs'); this.views.slabs.showCache(name); }, text: name }));
+      return name ? this.cacheLink(name) : null;
     }
     if (state !== 0x32) return null;
     const v = await this.session.json('vmalloc');
@@ -90,6 +97,12 @@ class App {
         area.caller ? ` from ${area.caller}` : '');
     }
     return null;
+  }
+
+  /** "slab page of cache NAME", the name opening the cache in the slab view. */
+  cacheLink(name) {
+    return h('span', {}, 'slab page of cache ', h('button', { type: 'button', class: 'addr',
+      onclick: () => { this.select('slabs'); this.views.slabs.showCache(name); }, text: name }));
   }
 
   /** Any address clicked anywhere: its page-table walk in the vmalloc view. */

@@ -21,7 +21,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::frames::{self, FramePlane};
 use super::replay::{LoadOptions, ReplayState, MAX_TRACE};
-use super::session::{EventStream, Machine, Session};
+use super::session::{EventStream, Machine, Session, ALL_VIEWS};
 use super::{views, ApiError, App};
 use crate::shell::{boot_summary, MAX_SCRIPT_LINE};
 use crate::MachineArgs;
@@ -459,6 +459,29 @@ fn change_source(line: &str, outcome: &crate::shell::Outcome) -> Option<&'static
     (mutates || name == Some("read") || noticed).then_some("command")
 }
 
+/// The views a command that changed the machine may have changed, from what the command
+/// does: one that only sets CPU state (interrupts, preemption) changes `cpus`; one of the
+/// page or slab allocator cannot create or free vmalloc areas, so `vmalloc` is left out.
+/// Anything else, a reboot, or a command the kernel reported about (its lines, an oops, a
+/// panic) may have changed every view.
+fn views_changed(line: &str, outcome: &crate::shell::Outcome) -> Vec<&'static str> {
+    let noticed = outcome.oops.is_some() || outcome.halted || !outcome.kernel.is_empty();
+    if noticed {
+        return ALL_VIEWS.to_vec();
+    }
+    match command_name(line).unwrap_or_default() {
+        "local_irq_disable" | "local_irq_enable" | "preempt_disable" | "preempt_enable" => {
+            vec!["cpus"]
+        }
+        "alloc_pages" | "__free_pages" | "__get_free_pages" | "get_zeroed_page" | "free_pages"
+        | "kmalloc" | "kzalloc" | "kcalloc" | "krealloc" | "kfree" | "kmem_cache_alloc"
+        | "kmem_cache_free" | "kmem_cache_shrink" | "drain_all_pages" => {
+            ALL_VIEWS.into_iter().filter(|&v| v != "vmalloc").collect()
+        }
+        _ => ALL_VIEWS.to_vec(),
+    }
+}
+
 async fn command(
     State(app): Shared,
     Path(id): Path<String>,
@@ -496,7 +519,12 @@ async fn command(
         m.dmesg.extend(outcome.kernel.iter().cloned());
         let object = outcome.json();
         let generation = if let Some(source) = change_source(&line, &outcome) {
-            session.changed(source, json!({"line": n, "console": outcome.kernel}), m)
+            let views = views_changed(&line, &outcome);
+            session.changed(
+                source,
+                json!({"line": n, "console": outcome.kernel, "changed": views}),
+                m,
+            )
         } else {
             session.console(&outcome.kernel, m);
             session.generation()
@@ -789,8 +817,16 @@ async fn tour(
         }
         let run = crate::tour::run_claim(&m.shell.machine, &session.args, &claim)
             .ok_or_else(|| ApiError::bad_request("no such claim"))?;
-        let lines = m.drain_console();
-        let generation = session.changed("tour", json!({"claim": claim, "console": lines}), m);
+        // The experiment's kernel lines (those its text quotes, too) belong to the
+        // session's dmesg; run_claim took its oopses, so the next command starts clean.
+        m.dmesg.extend(run.kernel.iter().cloned());
+        let lines = run.kernel.clone();
+        let oopsed = run.oopses > 0;
+        let generation = session.changed(
+            "tour",
+            json!({"claim": claim, "console": lines, "oopsed": oopsed}),
+            m,
+        );
         let mut marks = Vec::new();
         highlights("", &Value::Object(run.facts.clone()), &mut marks);
         let this = run
@@ -805,6 +841,8 @@ async fn tour(
                 "claim": this, "section_claims": run.claims, "text": run.text,
                 "facts": run.facts, "invariants_broken": run.broken,
                 "highlight": marks, "generation": generation,
+                "console": run.kernel, "oopsed": oopsed, "oopses": run.oopses,
+                "tainted": m.shell.machine.tainted().0,
             }),
         ))
     })

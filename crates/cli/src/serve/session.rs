@@ -153,6 +153,9 @@ impl Machine {
     }
 }
 
+/// Every view a `change` event can name.
+pub const ALL_VIEWS: [&str; 6] = ["frames", "zones", "slabs", "vmalloc", "cpus", "proc"];
+
 /// One session.
 pub struct Session {
     /// The id (32 hex digits).
@@ -184,10 +187,8 @@ impl Session {
         if let Value::Object(map) = &mut detail {
             map.insert("generation".into(), json!(generation));
             map.insert("source".into(), json!(source));
-            map.insert(
-                "changed".into(),
-                json!(["frames", "zones", "slabs", "vmalloc", "cpus", "proc"]),
-            );
+            // Unless the caller named the views its change may have touched: all of them.
+            map.entry("changed").or_insert_with(|| json!(ALL_VIEWS));
             map.insert("halted".into(), json!(machine.shell.machine.halted()));
             map.insert("tainted".into(), json!(machine.shell.machine.tainted().0));
             map.insert("dmesg_next".into(), json!(machine.dmesg.next()));

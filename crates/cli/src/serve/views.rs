@@ -5,12 +5,13 @@
 
 use kmemlab_mm::addr::MAX_PAGE_ORDER;
 use kmemlab_mm::arch::pgtable::entry_flag_names;
+use kmemlab_mm::mm_types::{PG_LARGE_KMALLOC, PG_SLAB};
 use kmemlab_mm::slab::cache::TRACK_SIZE;
 use kmemlab_mm::slab::debug::{
     TrackItem, POISON_END, POISON_FREE, SLUB_RED_ACTIVE, SLUB_RED_INACTIVE,
 };
 use kmemlab_mm::slab::{KmemCache, KmemCacheRef, SlabFlags};
-use kmemlab_mm::{MigrateType, Mm, Pfn, Platform, VirtAddr, PAGE_SIZE};
+use kmemlab_mm::{MigrateType, Mm, Page, Pfn, Platform, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 use kmemlab_sim::SimPlatform;
 use serde_json::{json, Value};
 
@@ -81,7 +82,8 @@ pub fn info(m: &mut Machine, x: &str) -> Result<Value, ApiError> {
         }
         let info = crate::describe::page_info(mm, Pfn(pfn));
         let message = info.line();
-        return Ok(json!({"result": info, "message": message}));
+        let owner = frame_owner(mm, pfn);
+        return Ok(json!({"result": info, "message": message, "owner": owner}));
     }
     let arg = x.to_string();
     let simple = !arg.is_empty()
@@ -102,6 +104,147 @@ pub fn info(m: &mut Machine, x: &str) -> Result<Value, ApiError> {
         ));
     }
     Ok(json!({"result": j["result"], "message": j["message"]}))
+}
+
+/// At most this many objects of a slab frame are listed in its owner facts.
+const OWNER_OBJECTS: u64 = 64;
+
+/// Who owns frame `pfn` (which has a `struct page`), beyond its `struct page`: the slab
+/// cache and objects, the large kmalloc block, the vmalloc area and offset, or the page
+/// allocator's block. Read-only and checked: every word read from RAM (the compound
+/// head, `slab->slab_cache`, the order) is validated first, and one that does not check
+/// out gives a `"corrupt"` field saying what is wrong, never a kernel report.
+pub fn frame_owner(mm: &Mm<SimPlatform>, pfn: u64) -> Value {
+    let map = mm.mem_map();
+    let Some(page) = map.get(pfn) else {
+        return Value::Null;
+    };
+    let head_pfn = if page.is_tail() { page.word() } else { pfn };
+    let Some(head) = map
+        .get(head_pfn)
+        .filter(|h| head_pfn <= pfn && !h.is_tail())
+    else {
+        return json!({"kind": "compound page", "head_pfn": head_pfn,
+            "corrupt": format!("the tail page's compound_head {head_pfn:#x} is no head page below pfn {pfn:#x}")});
+    };
+    let flags: Vec<&str> = kmemlab_mm::mm_types::flag_names(head.flags()).collect();
+    let mut owner = if head.test(PG_SLAB) {
+        slab_owner(mm, pfn, head_pfn, head)
+    } else if head.test(PG_LARGE_KMALLOC) {
+        large_kmalloc_owner(mm, pfn, head_pfn)
+    } else if let Some(v) = vmalloc_owner(mm, pfn) {
+        v
+    } else if head.refcount() > 0 && !head.is_reserved() {
+        json!({"kind": "page allocator", "head_pfn": head_pfn})
+    } else {
+        json!({"kind": "none"})
+    };
+    owner["refcount"] = json!(head.refcount());
+    owner["flags"] = json!(flags);
+    owner
+}
+
+/// A slab frame: its cache, and the objects that overlap it (index, address, free or
+/// not, the allocation's call site when owner tracking is on).
+fn slab_owner(mm: &Mm<SimPlatform>, pfn: u64, head_pfn: u64, head: &Page) -> Value {
+    let r = KmemCacheRef(head.slab_cache());
+    let s = match mm.cache(r) {
+        Ok(s) => s,
+        Err(e) => {
+            return json!({"kind": "slab", "slab_pfn": head_pfn,
+                "corrupt": format!("slab_cache {:#x} is no live cache: {e}", head.slab_cache())})
+        }
+    };
+    let (Some(base), Some(frame)) = (
+        mm.page_address(head).map(|a| a.0),
+        mm.page_address(mm.mem_map().page(pfn)).map(|a| a.0),
+    ) else {
+        return json!({"kind": "slab", "cache": s.name().as_str(), "slab_pfn": head_pfn,
+            "corrupt": "the slab has no direct-map address"});
+    };
+    let first_obj = base + s.red_left_pad() as u64;
+    let size = u64::from(s.size()).max(1);
+    let objects = u64::from(s.oo().objects);
+    let first = frame.saturating_sub(first_obj) / size;
+    let last = ((frame + PAGE_SIZE as u64 - 1).saturating_sub(first_obj) / size)
+        .min(objects.saturating_sub(1));
+    let list: Vec<Value> = (first..=last)
+        .take(OWNER_OBJECTS as usize)
+        .filter_map(|i| {
+            let o = mm.object_info(VirtAddr(first_obj + i * size))?;
+            let caller = mm
+                .get_track(s, o.object.0, TrackItem::Alloc)
+                .and_then(|t| t.site)
+                .map(|c| c.to_string());
+            Some(json!({"index": o.index, "addr": addr(o.object.0), "free": o.free, "caller": caller}))
+        })
+        .collect();
+    let mut v = json!({
+        "kind": "slab", "cache": s.name().as_str(), "slab_pfn": head_pfn,
+        "object_size": s.object_size(), "objects_per_slab": objects,
+        "first_index": first, "last_index": last, "objects": list,
+    });
+    if objects == 0 || first > last {
+        v["corrupt"] = json!("the cache's sizes put no object in this frame");
+    }
+    v
+}
+
+/// A frame of a large kmalloc block: the block's start, size and the frame's offset; the
+/// head's order is checked against its tail pages first.
+fn large_kmalloc_owner(mm: &Mm<SimPlatform>, pfn: u64, head_pfn: u64) -> Value {
+    let head = mm.mem_map().page(head_pfn);
+    let Some(start) = mm.page_address(head) else {
+        return json!({"kind": "large kmalloc", "head_pfn": head_pfn,
+            "corrupt": "the block has no direct-map address"});
+    };
+    let offset = (pfn - head_pfn) << PAGE_SHIFT;
+    match crate::vmcommands::large_kmalloc_head(mm, start) {
+        Some(Ok(order)) => json!({"kind": "large kmalloc", "head_pfn": head_pfn,
+            "addr": addr(start.0), "order": order, "size": (PAGE_SIZE as u64) << order,
+            "offset": offset}),
+        Some(Err(why)) => json!({"kind": "large kmalloc", "head_pfn": head_pfn,
+            "addr": addr(start.0), "offset": offset, "corrupt": why}),
+        None => json!({"kind": "large kmalloc", "head_pfn": head_pfn, "addr": addr(start.0),
+            "offset": offset, "corrupt": "the head page carries the large-kmalloc type but is free"}),
+    }
+}
+
+/// The busy vmalloc / vmap area that maps frame `pfn`, its page index, offset and caller
+/// (searched through the areas' page arrays, bounded by the pages they map).
+fn vmalloc_owner(mm: &Mm<SimPlatform>, pfn: u64) -> Option<Value> {
+    let mut areas = Vec::new();
+    let _ = mm.for_each_vmap_area(&mut |a| {
+        if a.vm.is_some() {
+            areas.push(a.start);
+        }
+        Ok(())
+    });
+    for start in areas {
+        let mut index = 0u64;
+        let mut found = None;
+        let Ok(vm) = mm.vm_area_pfns(VirtAddr(start), |p: Pfn| {
+            if p.0 == pfn && found.is_none() {
+                found = Some(index);
+            }
+            index += 1;
+        }) else {
+            continue;
+        };
+        if let Some(i) = found {
+            let kind = if vm.flags.contains(kmemlab_mm::vmalloc::VmFlags::VM_ALLOC) {
+                "vmalloc"
+            } else {
+                "vmap"
+            };
+            return Some(json!({
+                "kind": kind, "area": addr(vm.addr.0), "size": vm.usable_size(),
+                "index": i, "offset": i << PAGE_SHIFT, "addr": addr(vm.addr.0 + (i << PAGE_SHIFT)),
+                "caller": vm.caller.map(|c| c.to_string()),
+            }));
+        }
+    }
+    None
 }
 
 /// `GET …/frames/meta`.

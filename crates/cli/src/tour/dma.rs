@@ -27,10 +27,8 @@ pub const CLAIMS: &[(&str, &str)] = &[("C", CLAIM_C), ("Q1", CLAIM_Q1)];
 /// Run the section: claims C and Q1.
 pub fn section(t: &mut Tour, machine: &Machine) -> Result<(), String> {
     t.section("C. DMA: what a device can reach");
-    let nic = machine
-        .add_dma_device("nic", 32)
-        .map_err(|e| e.to_string())?;
-    t.line("A bus-master device \"nic\" with a 32-bit DMA mask: it reads and writes RAM at bus addresses, without the CPU's MMU (on x86 without an IOMMU, bus address = physical address).");
+    let nic = tour_device(machine)?;
+    t.line(format!("A bus-master device \"{}\" with a 32-bit DMA mask: it reads and writes RAM at bus addresses, without the CPU's MMU (on x86 without an IOMMU, bus address = physical address).", nic.name()));
     let kmalloc = dma_into_kmalloc(t, machine, &nic)?;
     let (refused, refusal) = map_vmalloc(t, machine, &nic)?;
     let here = naive_pa(machine, &nic)?;
@@ -118,6 +116,37 @@ impl KmallocDma {
     }
 }
 
+/// The device the experiment drives: a 32-bit bus master named "nic". The section may
+/// run again on the same machine (a `serve` session runs claims in any order, any number
+/// of times), and a user may have plugged in devices of their own: a "nic" already there
+/// with the same 32 address lines is the same hardware and is used again; otherwise the
+/// first free name of "nic", "nic1", "nic2", … is plugged in.
+fn tour_device(machine: &Machine) -> Result<Arc<DmaDevice>, String> {
+    const BITS: u32 = 32;
+    /// How many names are tried before giving up.
+    const NAMES: u32 = 64;
+    for n in 0..NAMES {
+        let name = if n == 0 {
+            "nic".to_string()
+        } else {
+            format!("nic{n}")
+        };
+        match machine.dma_device(&name) {
+            Some(dev) if dev.mask_bits() == BITS => return Ok(dev),
+            Some(_) => continue,
+            None => {
+                return machine
+                    .add_dma_device(&name, BITS)
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+    Err(format!(
+        "no free name for the tour's DMA device (nic … nic{}: taken by devices of another mask)",
+        NAMES - 1
+    ))
+}
+
 /// The bytes a device writes: distinct per offset, so a misplaced byte shows.
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
@@ -165,7 +194,7 @@ fn dma_into_kmalloc(
     if checked {
         machine.run(|mm| mm.dma_unmap_single(dev, bus, KMALLOC_SIZE, DmaDataDirection::FromDevice));
     }
-    machine.take_console();
+    t.take_console(machine);
     let seen = machine
         .run(|_| machine.read(buf, KMALLOC_SIZE))
         .map_err(|e| e.to_string())?;
@@ -206,7 +235,7 @@ fn map_vmalloc(
     let addr =
         machine.run(|mm| mm.dma_map_single(dev, v, VMALLOC_SIZE, DmaDataDirection::FromDevice));
     let error = machine.run(|mm| mm.dma_mapping_error(dev, addr));
-    let console = machine.take_console();
+    let console = t.take_console(machine);
     machine.run(|mm| mm.vfree(v)).map_err(|e| e.to_string())?;
     t.line(format!("dma_map_single(vmalloc(64K) = {v}):"));
     for l in console.iter().take(2) {

@@ -35,7 +35,7 @@ pub fn section(t: &mut Tour, machine: &Machine) -> Result<(), String> {
     let area = machine
         .run(|mm| mm.vmalloc(64 << 10))
         .map_err(|e| e.to_string())?;
-    let held = fill_to_min(machine)?;
+    let held = fill_to_min(t, machine)?;
     let (below, zones_text) = zones_below_min(machine.mm());
     t.line(format!(
         "{} pages taken zone by zone, highest first, with GFP_NOWAIT | __GFP_NOMEMALLOC (no reclaim, no reserves) until the page allocator said no; now {zones_text}.",
@@ -117,9 +117,9 @@ fn what_may_sleep(
     area: VirtAddr,
 ) -> Result<(), String> {
     let kernel = in_irq(machine, cpu, |mm| mm.kmalloc(64, Gfp::GFP_KERNEL))?;
-    let kernel_splat = machine.take_console();
+    let kernel_splat = t.take_console(machine);
     let vmalloc = in_irq(machine, cpu, |mm| mm.vmalloc(64 << 10))?;
-    let vmalloc_splat = machine.take_console();
+    let vmalloc_splat = t.take_console(machine);
     t.line("kmalloc(64, GFP_KERNEL) in the handler may sleep to reclaim:");
     for l in kernel_splat.iter().take(3) {
         t.line(format!("  | {l}"));
@@ -211,7 +211,7 @@ fn short<T>(r: &Result<T, String>) -> &'static str {
 /// zone in turn, highest first, is the request's highest zone (`gfp_zone()`), so that
 /// its watermark check adds no `lowmem_reserve`: every zone ends at its min watermark.
 /// Returns the blocks taken, as (pfn, order).
-fn fill_to_min(machine: &Machine) -> Result<Vec<(u64, u32)>, String> {
+fn fill_to_min(t: &mut Tour, machine: &Machine) -> Result<Vec<(u64, u32)>, String> {
     let nowait = Gfp::GFP_NOWAIT | Gfp::__GFP_NOWARN | Gfp::__GFP_NOMEMALLOC;
     let mm = machine.mm();
     let targets: Vec<Gfp> = mm
@@ -239,7 +239,7 @@ fn fill_to_min(machine: &Machine) -> Result<Vec<(u64, u32)>, String> {
             }
         }
     }
-    machine.take_console();
+    t.take_console(machine);
     Ok(held)
 }
 

@@ -77,9 +77,19 @@ pub(crate) struct Tour {
     broken: Vec<String>,
     step: usize,
     wall_clock: bool,
+    /// Every console line the experiments took from the machine (to quote or to discard),
+    /// in order: what the kernel printed during the run.
+    kernel: Vec<String>,
 }
 
 impl Tour {
+    /// Take the machine's pending console lines ([`Machine::take_console`]), keeping a
+    /// copy as part of what the kernel printed during the run.
+    pub(crate) fn take_console(&mut self, machine: &Machine) -> Vec<String> {
+        let lines = machine.take_console();
+        self.kernel.extend(lines.iter().cloned());
+        lines
+    }
     pub(crate) fn section(&mut self, title: &str) {
         self.step += 1;
         self.text.push_str(&format!("\n{}. {title}\n", self.step));
@@ -238,6 +248,13 @@ pub struct SectionRun {
     pub facts: Map<String, Value>,
     /// Invariants the checker found broken afterwards.
     pub broken: Vec<String>,
+    /// Every line the kernel printed while the section ran (including those the tour
+    /// quotes in its text), in order, ending with what was still pending afterwards.
+    pub kernel: Vec<String>,
+    /// How many oopses the kernel reported while the section ran
+    /// ([`Machine::take_oopses`]); taken here, so they are not charged to whatever runs
+    /// next on the machine.
+    pub oopses: u32,
 }
 
 /// Run the section of the tour that decides claim `id` on `machine` (booted with
@@ -252,6 +269,7 @@ pub fn run_claim(machine: &Machine, args: &MachineArgs, id: &str) -> Option<Sect
         broken: Vec::new(),
         step: 0,
         wall_clock: false,
+        kernel: Vec::new(),
     };
     let first = claims[0].0;
     run_section(&mut t, claims, |t| match first {
@@ -263,11 +281,17 @@ pub fn run_claim(machine: &Machine, args: &MachineArgs, id: &str) -> Option<Sect
         _ => size::section(t, machine),
     });
     t.check_invariants(machine, "the section");
+    // As the shell does after each command: asked before the console is taken, since
+    // faults recorded without a console are printed by this call.
+    let oopses = machine.take_oopses();
+    t.take_console(machine);
     Some(SectionRun {
         claims: t.claims.iter().map(|c| json!(c)).collect(),
         text: t.text,
         facts: t.facts,
         broken: t.broken,
+        kernel: t.kernel,
+        oopses,
     })
 }
 
@@ -282,6 +306,7 @@ pub fn run(args: &MachineArgs, options: TourOptions) -> Result<bool, String> {
         broken: Vec::new(),
         step: 0,
         wall_clock: options.wall_clock,
+        kernel: Vec::new(),
     };
     let cfg = machine.config();
     t.text.push_str(&format!(

@@ -80,10 +80,10 @@ pub fn section(t: &mut Tour, machine: &Machine) -> Result<(), String> {
     let g_fits = spare >= need;
     let big_fits = spare >= vmalloc_need(big);
     let kmalloc = machine.run(|mm| mm.kmalloc(KMALLOC_MAX_SIZE, Gfp::GFP_KERNEL));
-    let kmalloc_console = machine.take_console();
+    let kmalloc_console = t.take_console(machine);
     let vmalloc = machine.run(|mm| mm.vmalloc(big));
     let kvmalloc = machine.run(|mm| mm.kvmalloc(KMALLOC_MAX_SIZE, Gfp::GFP_KERNEL));
-    machine.take_console();
+    t.take_console(machine);
     let kv_is_vmalloc = kvmalloc
         .as_ref()
         .is_ok_and(|&p| machine.mm().is_vmalloc_addr(p));
@@ -122,7 +122,7 @@ pub fn section(t: &mut Tour, machine: &Machine) -> Result<(), String> {
         }
     ));
     let (too_big, too_big_calls) = kmalloc_too_big(machine);
-    let too_big_console = machine.take_console();
+    let too_big_console = t.take_console(machine);
     t.line("kmalloc(4M + 1) is above KMALLOC_MAX_SIZE:");
     for l in too_big_console.iter().take(2) {
         t.line(format!("  | {l}"));
@@ -221,10 +221,10 @@ fn limits(
     let refusal = order10_refusal(machine.mm()).or(big_refusal);
     let max = machine.run(|mm| mm.kmalloc(KMALLOC_MAX_SIZE, Gfp::GFP_KERNEL));
     let (over, _) = kmalloc_too_big(machine);
-    machine.take_console();
+    t.take_console(machine);
     let total = machine.mm().layout().vmalloc_total() as usize;
     let whole_area = machine.run(|mm| mm.vmalloc(total));
-    let area_console = machine.take_console();
+    let area_console = t.take_console(machine);
     t.line(format!(
         "With the pinned pages given back: kmalloc(4M) {}, kmalloc(4M + 1) {}.",
         match &max {

@@ -319,7 +319,7 @@ fn stale_tlb(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
     machine.run(|mm| mm.vm_unmap_aliases());
     let flushes = machine.tlb_flush_stats().shootdowns - flushes_before;
     let after = read_on(other)?;
-    let kernel = machine.take_console();
+    let kernel = t.take_console(machine);
     let text = |r: &Result<Vec<u8>, String>| match r {
         Ok(b) => format!("\"{}\"", String::from_utf8_lossy(b)),
         Err(e) => format!("fault: {e}"),
@@ -352,7 +352,7 @@ fn guard_page(t: &mut Tour, machine: &Machine) -> Result<bool, String> {
     let last = VirtAddr(v.0 + SIZE as u64 - 1);
     let inside = machine.run(|_| machine.write(last, &[0x5a]));
     let past = machine.run(|_| machine.write(VirtAddr(v.0 + SIZE as u64), &[0x5a]));
-    let kernel = machine.take_console();
+    let kernel = t.take_console(machine);
     machine.run(|mm| mm.vfree(v)).map_err(|e| e.to_string())?;
     t.line(format!("vmalloc(64K) = {v}; a byte written at +0xffff {}; one byte past the end, at +0x10000, the guard page:", if inside.is_ok() { "is fine" } else { "faults (unexpected)" }));
     for l in kernel.iter().take(6) {

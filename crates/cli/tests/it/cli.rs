@@ -619,3 +619,37 @@ fn tour_on_a_small_machine_says_what_it_measured() {
     assert!(v["size_fragmented"]["vmalloc_bytes"].as_u64().unwrap() < 64 << 20);
     assert_eq!(v["kswapd_failures_after_irq"], 16);
 }
+
+/// `info` only looks: of a plain page (its `struct page *` or its direct-map address), a
+/// vmalloc address, a kmalloc object or a large kmalloc block, it never WARNs or taints.
+#[test]
+fn info_never_warns_or_taints() {
+    let script = "p = alloc_pages GFP_KERNEL 0
+info p
+a = page_address p
+info a
+q = alloc_pages GFP_KERNEL 2
+b = page_address q
+info b
+v = vmalloc 65536
+info v
+k = kmalloc 64 GFP_KERNEL
+info k
+l = kmalloc 20000 GFP_KERNEL
+info l
+cat /proc/sys/kernel/tainted
+";
+    let o = kmemlab(&["--ram", "64M", "shell"], Some(script));
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(!out.contains("WARNING"), "{out}");
+    assert!(out.contains("large kmalloc"), "{out}");
+    let mut sh = shell(&["--ram=64M"]);
+    for line in script.lines().filter(|l| !l.starts_with("cat")) {
+        let o = sh.exec_line(1, line).expect("a command");
+        let j = o.json();
+        assert_eq!(j["failed"], false, "{line}: {j}");
+        assert_eq!(j["kernel"], serde_json::json!([]), "{line}: {j}");
+        assert_eq!(sh.machine.tainted().to_string(), "Not tainted", "{line}");
+    }
+}

@@ -826,6 +826,137 @@ async fn a_tour_claim_runs_on_the_sessions_machine() {
     assert_eq!(v["generation"], 1);
 }
 
+/// The owner facts of the frame behind the page `name` (a `struct page *` variable).
+async fn owner_of_page(r: &Router, id: &str, page: &str) -> Value {
+    let pfn = command(r, id, &format!("page_to_pfn {page}")).await["result"].clone();
+    let reply = get(r, &format!("/api/sessions/{id}/info/pfn:{pfn}")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    reply.json()["owner"].clone()
+}
+
+#[tokio::test]
+async fn a_frames_info_names_its_owner() {
+    let (_, r) = server(config());
+    let id = new_session(&r, json!({"slab_debug": "FZPU"})).await;
+    let k = command(&r, &id, "k = kmalloc 64 GFP_KERNEL").await["result"].clone();
+    command(&r, &id, "kp = virt_to_page k").await;
+    let slab = owner_of_page(&r, &id, "kp").await;
+    assert_eq!(slab["kind"], "slab", "{slab}");
+    assert_eq!(slab["cache"], "kmalloc-64", "{slab}");
+    assert!(
+        slab["flags"].as_array().unwrap().contains(&json!("slab")),
+        "{slab}"
+    );
+    let ours = slab["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["addr"] == k)
+        .unwrap_or_else(|| panic!("{k} not among {slab}"))
+        .clone();
+    assert_eq!(ours["free"], false);
+    assert!(ours["caller"].is_string(), "owner tracking is on: {ours}");
+
+    let v = command(&r, &id, "v = vmalloc 16384").await["result"].clone();
+    command(&r, &id, "vp = vmalloc_to_page v").await;
+    let area = owner_of_page(&r, &id, "vp").await;
+    assert_eq!(area["kind"], "vmalloc", "{area}");
+    assert_eq!(area["area"], v, "{area}");
+    assert_eq!(
+        (area["index"].as_u64(), area["offset"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert!(area["refcount"].as_u64().unwrap() > 0);
+
+    let l = command(&r, &id, "l = kmalloc 20000 GFP_KERNEL").await["result"].clone();
+    command(&r, &id, "lp = virt_to_page l").await;
+    let large = owner_of_page(&r, &id, "lp").await;
+    assert_eq!(large["kind"], "large kmalloc", "{large}");
+    assert_eq!((&large["addr"], &large["size"]), (&l, &json!(32768)));
+
+    // A slab page whose slab_cache (offset 32 of struct page) is garbage: "corrupt".
+    command(&r, &id, "write kp 32 0x4141414141414141").await;
+    let bad = owner_of_page(&r, &id, "kp").await;
+    assert_eq!(bad["kind"], "slab", "{bad}");
+    assert!(
+        bad["corrupt"].as_str().unwrap().contains("no live cache"),
+        "{bad}"
+    );
+    let tainted = get(&r, &format!("/api/sessions/{id}")).await.json()["tainted"].clone();
+    assert_eq!(tainted, 0, "looking reports nothing");
+}
+
+/// Run tour claim `claim` on session `id`; its JSON.
+async fn tour_claim(r: &Router, id: &str, claim: &str) -> Value {
+    let reply = post_json(r, &format!("/api/sessions/{id}/tour/{claim}"), &json!({})).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    reply.json()
+}
+
+#[tokio::test]
+async fn claims_sharing_a_section_run_any_number_of_times_in_any_order() {
+    let (_, r) = server(Config::new(
+        MachineArgs::parse_from(["--ram=256M", "--cpus=2"]).unwrap(),
+    ));
+    let id = new_session(&r, json!({})).await;
+    for claim in ["C", "Q1", "C", "Q1", "Q1"] {
+        let v = tour_claim(&r, &id, claim).await;
+        let measured = v["claim"]["measured"].as_str().unwrap();
+        assert!(!measured.contains("stopped"), "{claim}: {measured}");
+        assert_eq!(v["claim"]["verdict"], "held", "{claim}: {}", v["text"]);
+        assert!(v["text"].as_str().unwrap().contains("device \"nic\""));
+    }
+    // A user's own "nic" with another mask stays theirs: the experiment plugs in its own.
+    let other = new_session(&r, json!({})).await;
+    assert_eq!(command(&r, &other, "dev nic mask=24").await["ok"], true);
+    for _ in 0..2 {
+        let v = tour_claim(&r, &other, "Q1").await;
+        assert!(v["text"].as_str().unwrap().contains("device \"nic1\""));
+        assert_eq!(v["claim"]["verdict"], "held", "{}", v["text"]);
+    }
+}
+
+#[tokio::test]
+async fn a_tour_claims_oopses_and_kernel_lines_are_its_own() {
+    let (_, r) = server(Config::new(
+        MachineArgs::parse_from(["--ram=256M", "--cpus=2"]).unwrap(),
+    ));
+    let id = new_session(&r, json!({})).await;
+    let v = tour_claim(&r, &id, "D").await;
+    // The handler's GFP_KERNEL kmalloc and vmalloc are refused with the kernel's splat.
+    assert_eq!(v["oopsed"], true, "{}", v["text"]);
+    assert!(v["oopses"].as_u64().unwrap() > 0);
+    let console: Vec<&str> = v["console"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        console
+            .iter()
+            .any(|l| l.contains("sleeping function called from invalid context")),
+        "{console:?}"
+    );
+    // Every quoted kernel line is in the console, and the console is in dmesg.
+    let dmesg = get(&r, &format!("/api/sessions/{id}/dmesg")).await.json();
+    let logged: Vec<&str> = dmesg["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["text"].as_str().unwrap())
+        .collect();
+    assert!(!console.is_empty());
+    assert!(console.iter().all(|l| logged.contains(l)), "{logged:?}");
+    // The next command is clean: the oops was the experiment's.
+    let next = command(&r, &id, "alloc_pages GFP_KERNEL 2").await;
+    assert_eq!(next["oops"], false, "{next}");
+    assert_eq!(next["kernel"], json!([]), "{next}");
+    // A claim that does not oops says so.
+    let a = tour_claim(&r, &id, "A").await;
+    assert_eq!(a["oopsed"], false, "{}", a["text"]);
+}
+
 #[tokio::test]
 async fn a_trace_replays_seeks_and_reports_as_kmemlab_replay() {
     let path = std::path::Path::new("../../tests/data/traces/linux-3.5-i386-boot-slub.trace");
@@ -968,6 +1099,44 @@ async fn events_report_changes_and_console_lines() {
     .await;
     let (name, _) = next_event(&mut body).await;
     assert_eq!(name, "gone");
+}
+
+#[tokio::test]
+async fn change_events_name_the_views_a_command_may_have_changed() {
+    let (_, r) = server(config());
+    let id = new_session(&r, json!({})).await;
+    let resp = r
+        .clone()
+        .oneshot(
+            request("GET", &format!("/api/sessions/{id}/events"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut body = resp.into_body();
+    next_event(&mut body).await; // hello
+    let vmalloc_path = format!("/api/sessions/{id}/vmalloc");
+    let before = get(&r, &vmalloc_path).await.json();
+    command(&r, &id, "a = kmalloc 64 GFP_KERNEL").await;
+    command(&r, &id, "p = alloc_pages GFP_KERNEL 3").await;
+    for _ in 0..2 {
+        let (_, change) = next_event(&mut body).await;
+        let views = change["changed"].as_array().unwrap();
+        assert!(!views.contains(&json!("vmalloc")), "{change}");
+        assert!(views.contains(&json!("frames")) && views.contains(&json!("slabs")));
+    }
+    // What was left out indeed did not change.
+    assert_eq!(get(&r, &vmalloc_path).await.json(), before);
+    command(&r, &id, "local_irq_disable").await;
+    let (_, change) = next_event(&mut body).await;
+    assert_eq!(change["changed"], json!(["cpus"]), "{change}");
+    command(&r, &id, "v = vmalloc 8192").await;
+    let (_, change) = next_event(&mut body).await;
+    assert!(change["changed"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("vmalloc")));
 }
 
 /// Fifty sessions at once, each running a 1,000-command script: every answer correct,
