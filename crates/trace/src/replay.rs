@@ -955,10 +955,10 @@ impl<'m> Replayer<'m> {
     /// A call site as the report names it: resolved by `--kallsyms` where it is a raw
     /// address the symbols cover, as traced otherwise.
     fn call_site_name(&self, site: CallSite, symbols: &Symbols) -> String {
-        if let (CallSite::Addr(addr), Some(k)) = (site, &self.options.kallsyms) {
-            if let Some(name) = k.resolve(addr) {
-                return name;
-            }
+        if let (CallSite::Addr(addr), Some(k)) = (site, &self.options.kallsyms)
+            && let Some(name) = k.resolve(addr)
+        {
+            return name;
         }
         symbols.call_site(site)
     }
