@@ -639,7 +639,7 @@ l = kmalloc 20000 GFP_KERNEL
 info l
 cat /proc/sys/kernel/tainted
 ";
-    let o = kmemlab(&["--ram", "64M", "shell"], Some(script));
+    let o = kmemlab(&["--ram", "64M", "shell"], script);
     let out = stdout(&o);
     assert!(o.status.success(), "{out}");
     assert!(!out.contains("WARNING"), "{out}");
