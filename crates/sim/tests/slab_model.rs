@@ -589,7 +589,13 @@ fn run(shape: Shape) {
         profile: Profile::X86_64,
         seed: shape.seed,
         holes: vec![],
-        slab: shape.slab,
+        // The model keeps one cache per kmem_cache_create (its own object size, its name
+        // gone when destroyed): the kernel booted with slab_nomerge. With merging, 6.6
+        // widens a merged cache's object_size and shares it (tests/slub_stats.rs).
+        slab: SlabConfig {
+            nomerge: true,
+            ..shape.slab
+        },
     })
     .expect("boots");
     let name = shape.name;
