@@ -10,6 +10,7 @@ mod dma_commands;
 mod output;
 mod replay;
 pub mod shell;
+mod slabinfo_command;
 mod tour;
 mod vmcommands;
 mod workload_commands;
@@ -89,6 +90,13 @@ pub struct MachineArgs {
     /// 8,16,24,32,48,64,128,256,512,1K,2K,4K,8K).
     #[arg(long, global = true, value_name = "SIZES", value_parser = parse_kmalloc_sizes)]
     kmalloc_sizes: Option<KmallocSizes>,
+    /// CONFIG_SLUB_STATS: keep the per-cache, per-CPU SLUB counters
+    /// (/sys/kernel/slab/<cache>/alloc_fastpath and friends, `slabinfo -r`, `-D`).
+    #[arg(long, global = true)]
+    slub_stats: bool,
+    /// slab_nomerge: never merge a new cache into a compatible existing one.
+    #[arg(long, global = true)]
+    slab_nomerge: bool,
 }
 
 impl MachineArgs {
@@ -135,6 +143,8 @@ impl MachineArgs {
                 init_on_alloc: self.init_on_alloc,
                 init_on_free: self.init_on_free,
                 kmalloc_sizes: self.kmalloc_sizes,
+                slub_stats: self.slub_stats,
+                nomerge: self.slab_nomerge,
                 ..SlabConfig::default()
             },
         }
