@@ -434,6 +434,7 @@ impl State {
                 init_on_free: config.init_on_free,
                 ..SlabConfig::default()
             },
+            ..MachineConfig::default()
         })
         .expect("a 64 MiB machine boots");
         let devices = [("isa", 24), ("pci", 32), ("nic", 64)]

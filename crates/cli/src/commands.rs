@@ -464,7 +464,7 @@ pub const COMMANDS: &[Command] = &[
         name: "cat",
         usage: "/proc/<file>",
         help:
-            "print a /proc file (buddyinfo, pagetypeinfo, zoneinfo, meminfo, slabinfo, vmallocinfo, sys/kernel/tainted)",
+            "print a /proc file (buddyinfo, pagetypeinfo, zoneinfo, meminfo, slabinfo, vmallocinfo, sys/kernel/tainted, sys/vm/*) or /sys/kernel/mm/transparent_hugepage/enabled",
         mutates: false,
         run: cat,
     },
@@ -474,6 +474,21 @@ pub const COMMANDS: &[Command] = &[
         help: "tools/mm/slabinfo: caches from /sys/kernel/slab (-r report, -T totals, -L loss, -S size, -A activity, -D activity format, -a aliases)",
         mutates: false,
         run: crate::slabinfo_command::slabinfo,
+    },
+    Command {
+        name: "sysctl",
+        usage: "[-w] [vm.KEY[=VALUE]]",
+        help: "list, read or write the page allocator's /proc/sys/vm tunables (a write recomputes watermarks, reserves, pcp lists)",
+        // Reads serve a post-mortem; a write is refused on a halted machine (below).
+        mutates: false,
+        run: sysctl,
+    },
+    Command {
+        name: "kmem",
+        usage: crate::kmem_command::USAGE,
+        help: "what an address is, slab caches, free lists, vmap areas, memory usage (crash's kmem)",
+        mutates: false,
+        run: crate::kmem_command::kmem,
     },
     Command {
         name: "vmstat",
@@ -531,7 +546,7 @@ fn help(_: &mut Shell, args: &[&str]) -> Result<Value, String> {
     for c in COMMANDS {
         text.push_str(&format!("  {:<18} {:<26} {}\n", c.name, c.usage, c.help));
     }
-    text.push_str("  name = <command>    keep the result under a name\n  ! <command>         the command is expected to fail\n");
+    text.push_str("  name = <command>    keep the result under a name (then use it as name or $name)\n  ! <command>         the command is expected to fail\n");
     text.push_str("a command in which the kernel oopses fails; after a panic only commands that read work (help <command> says), until reboot\n");
     Ok(Value::Text(text.trim_end().to_string()))
 }
@@ -779,7 +794,7 @@ fn cat(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
         }
         return Ok(Value::Text(out.trim_end().to_string()));
     }
-    if !name.starts_with("/proc/") {
+    if !name.starts_with("/proc/") && name != procfs::THP_ENABLED_FILE {
         return Err(format!(
             "only /proc files can be read (have: /proc/{}, {TAINTED_FILE})",
             procfs::FILES.join(", /proc/")
@@ -794,6 +809,65 @@ fn cat(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
         ));
     }
     Ok(Value::Text(out.trim_end().to_string()))
+}
+
+/// `sysctl`: no argument lists every tunable, `KEY` reads one, `KEY=VALUE` (or `-w
+/// KEY=VALUE`) writes one through its kernel handler; the words after `=` make the value
+/// (`vm.lowmem_reserve_ratio=256 256 32 0`). Prints `KEY = VALUE` as procps does.
+fn sysctl(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
+    use kmemlab_mm::sysctl::Sysctl;
+    let args = match args.first() {
+        Some(&"-w") => &args[1..],
+        _ => args,
+    };
+    let Some(first) = args.first() else {
+        let mut obj = serde_json::Map::new();
+        let mut text = Vec::new();
+        for s in Sysctl::ALL {
+            let key = format!("vm.{}", s.procname());
+            let value = sh.machine.sysctl_read(&key)?;
+            text.push(format!("{key} = {value}"));
+            obj.insert(key, json!(value));
+        }
+        return Ok(Value::Object(
+            serde_json::Value::Object(obj),
+            text.join("\n"),
+        ));
+    };
+    let (key, value) = match first.split_once('=') {
+        Some((key, head)) => {
+            let value = core::iter::once(head)
+                .chain(args[1..].iter().copied())
+                .collect::<Vec<_>>()
+                .join(" ");
+            (
+                key,
+                Some(
+                    value
+                        .trim_matches(|c| c == '"' || c == '\'')
+                        .trim()
+                        .to_string(),
+                ),
+            )
+        }
+        None => {
+            want(args, 1, "[-w] [vm.KEY[=VALUE]]")?;
+            (*first, None)
+        }
+    };
+    if let Some(value) = value {
+        if sh.machine.halted() {
+            return Err(sh.halted_refusal());
+        }
+        sh.machine.sysctl_write(key, &value)?;
+    }
+    let value = sh.machine.sysctl_read(key)?;
+    let key =
+        Sysctl::from_key(key).map_or_else(|| key.to_string(), |s| format!("vm.{}", s.procname()));
+    Ok(Value::Object(
+        json!({ "key": key, "value": value }),
+        format!("{key} = {value}"),
+    ))
 }
 
 fn reboot(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {

@@ -72,23 +72,32 @@ pub fn dma_map_single(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     };
     let d = device(sh, name)?;
     let (addr, size, dir) = (VirtAddr(sh.number(addr)?), sh.size(size)?, direction(dir)?);
-    sh.kernel(|mm| {
+    let result = sh.kernel(|mm| {
         let bus = mm.dma_map_single(d.device(), addr, size as usize, dir);
         match mm.dma_mapping_error(d.device(), bus) {
             Ok(()) => {
                 let bounced = mm.is_swiotlb_buffer(kmemlab_mm::PhysAddr(bus));
-                Ok(Value::Address(
-                    bus,
-                    if bounced {
-                        "bus address (bounced through swiotlb)".into()
-                    } else {
-                        "bus address".into()
-                    },
+                let phys = mm.dma_to_phys(d.device(), bus).0;
+                Ok((
+                    phys,
+                    Value::Address(
+                        bus,
+                        if bounced {
+                            "bus address (bounced through swiotlb)".into()
+                        } else {
+                            "bus address".into()
+                        },
+                    ),
                 ))
             }
             Err(e) => Err(format!("DMA_MAPPING_ERROR ({e})")),
         }
-    })?
+    })?;
+    let (phys, value) = result?;
+    if let Value::Address(bus, _) = value {
+        sh.dma_mapped.insert(bus, (phys, size));
+    }
+    Ok(value)
 }
 
 /// `dma_unmap_single <dev> <dma-addr> <size> <dir>`.
@@ -99,6 +108,7 @@ pub fn dma_unmap_single(sh: &mut Shell, args: &[&str]) -> Result<Value, String> 
     let d = device(sh, name)?;
     let (bus, size, dir) = (sh.number(bus)?, sh.size(size)?, direction(dir)?);
     let errors = |mm: &kmemlab_mm::Mm<kmemlab_sim::SimPlatform>| mm.dma_stats().debug_error_count;
+    sh.dma_mapped.remove(&bus);
     sh.kernel(|mm| {
         let before = errors(mm);
         mm.dma_unmap_single(d.device(), bus, size as usize, dir);
@@ -201,19 +211,27 @@ pub fn dma_alloc_coherent(sh: &mut Shell, args: &[&str]) -> Result<Value, String
         Some(g) => sh.gfp(g)?,
         None => Gfp::GFP_KERNEL,
     };
-    sh.kernel(|mm| {
+    let result = sh.kernel(|mm| -> Result<(u64, u64, Value), String> {
         let (cpu, bus) = mm
             .dma_alloc_coherent(d.device(), size as usize, gfp)
             .map_err(|e| format!("dma_alloc_coherent: {e}"))?;
+        let phys = mm.dma_to_phys(d.device(), bus).0;
         let zone = mm
             .virt_to_page(cpu)
             .map(|p| mm.page_zone(p).name())
             .unwrap_or("?");
-        Ok(Value::Address(
-            cpu.0,
-            format!("coherent buffer, dma handle {bus:#x}, zone {zone}"),
+        Ok((
+            bus,
+            phys,
+            Value::Address(
+                cpu.0,
+                format!("coherent buffer, dma handle {bus:#x}, zone {zone}"),
+            ),
         ))
-    })?
+    })?;
+    let (bus, phys, value) = result?;
+    sh.dma_mapped.insert(bus, (phys, size));
+    Ok(value)
 }
 
 /// `dma_free_coherent <dev> <size> <cpu-addr> [dma-addr]` (without the handle, the one
@@ -225,7 +243,7 @@ pub fn dma_free_coherent(sh: &mut Shell, args: &[&str]) -> Result<Value, String>
     let d = device(sh, args[0])?;
     let (size, cpu) = (sh.size(args[1])?, VirtAddr(sh.number(args[2])?));
     let bus = args.get(3).map(|a| sh.number(a)).transpose()?;
-    sh.kernel(|mm| {
+    let result = sh.kernel(|mm| -> Result<u64, String> {
         let bus = match bus {
             Some(b) => b,
             None => mm
@@ -234,9 +252,23 @@ pub fn dma_free_coherent(sh: &mut Shell, args: &[&str]) -> Result<Value, String>
                 .ok_or_else(|| format!("{cpu} is not direct-map memory"))?,
         };
         mm.dma_free_coherent(d.device(), size as usize, cpu, bus)
-            .map(|_| Value::None)
+            .map(|_| bus)
             .map_err(|e| format!("dma_free_coherent: {e}"))
-    })?
+    })?;
+    sh.dma_mapped.remove(&result?);
+    Ok(Value::None)
+}
+
+/// The physical ranges a mapped scatterlist's DMA segments cover.
+pub fn sg_phys_ranges(machine: &kmemlab_sim::Machine, m: &MappedSg) -> Vec<(u64, u64)> {
+    let mm = machine.mm();
+    let Some(d) = machine.dma_device(&m.device) else {
+        return Vec::new();
+    };
+    mm.sg_dma_segments(&m.table)
+        .take(m.mapped as usize)
+        .map(|(bus, len)| (mm.dma_to_phys(d.device(), bus).0, len as u64))
+        .collect()
 }
 
 /// `dma <dev> to|from <dma-addr|sg> <len> [byte]`: the device writes `len` bytes of its

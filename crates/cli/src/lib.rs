@@ -7,8 +7,11 @@
 mod commands;
 mod describe;
 mod dma_commands;
+mod kmem_command;
+pub mod line_editor;
 mod output;
 mod replay;
+pub mod serve;
 pub mod shell;
 mod slabinfo_command;
 mod tour;
@@ -22,6 +25,7 @@ use clap::{Args, Parser, Subcommand};
 use kmemlab_mm::dma::SwiotlbConfig;
 use kmemlab_mm::slab::kmalloc::KmallocSizes;
 use kmemlab_mm::slab::{SlabConfig, SlabFlags};
+use kmemlab_mm::sysctl::Thp;
 use kmemlab_mm::Profile;
 use kmemlab_sim::{parse_size, Hole, Machine, MachineConfig};
 
@@ -97,6 +101,15 @@ pub struct MachineArgs {
     /// slab_nomerge: never merge a new cache into a compatible existing one.
     #[arg(long, global = true)]
     slab_nomerge: bool,
+    /// transparent_hugepage=: always, madvise or never. When enabled, khugepaged's start
+    /// raises min_free_kbytes (set_recommended_min_free_kbytes).
+    #[arg(long, global = true, default_value = "never", value_parser = parse_thp)]
+    thp: Thp,
+    /// A /proc/sys/vm tunable set after boot, KEY=VALUE (vm.min_free_kbytes=65536,
+    /// vm.watermark_scale_factor, vm.watermark_boost_factor, vm.lowmem_reserve_ratio,
+    /// vm.percpu_pagelist_high_fraction); repeatable, applied in order.
+    #[arg(long = "sysctl", global = true, value_name = "KEY=VALUE", value_parser = parse_sysctl)]
+    sysctls: Vec<(String, String)>,
 }
 
 impl MachineArgs {
@@ -147,6 +160,8 @@ impl MachineArgs {
                 nomerge: self.slab_nomerge,
                 ..SlabConfig::default()
             },
+            thp: self.thp,
+            sysctls: self.sysctls.clone(),
         }
     }
 
@@ -193,6 +208,28 @@ fn parse_kmalloc_sizes(s: &str) -> Result<KmallocSizes, String> {
         })
         .collect::<Result<Vec<usize>, String>>()?;
     KmallocSizes::new(&sizes).map_err(|e| e.to_string())
+}
+
+fn parse_thp(s: &str) -> Result<Thp, String> {
+    Thp::from_name(s).ok_or_else(|| format!("'{s}' is not always, madvise or never"))
+}
+
+/// `KEY=VALUE` of a known `/proc/sys/vm` tunable (the value is checked at boot by the
+/// kernel's handler).
+fn parse_sysctl(s: &str) -> Result<(String, String), String> {
+    let (key, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not KEY=VALUE"))?;
+    let (key, value) = (key.trim(), value.trim());
+    let known = kmemlab_mm::sysctl::Sysctl::from_key(key).ok_or_else(|| {
+        format!(
+            "unknown sysctl '{key}' (have: {})",
+            kmemlab_mm::sysctl::Sysctl::ALL
+                .map(|s| format!("vm.{}", s.procname()))
+                .join(", ")
+        )
+    })?;
+    Ok((format!("vm.{}", known.procname()), value.to_string()))
 }
 
 fn parse_profile(s: &str) -> Result<Profile, String> {
@@ -248,6 +285,9 @@ enum Command {
     },
     /// Replay a kernel kmem trace (ftrace or trace-cmd report text) and report as perf kmem stat.
     Replay(replay::ReplayArgs),
+    /// Serve the explorer: a page in the browser with live views of a machine per tab,
+    /// and the HTTP API it uses (docs/SERVE_API.md, GET /api/openapi.json).
+    Serve(serve::ServeArgs),
 }
 
 /// `proc FILE`'s help: every file the kernel side can render.
@@ -277,6 +317,7 @@ pub fn main_entry() -> ExitCode {
         Command::Shell { script, json } => shell::run(&cli.machine, script.as_deref(), *json),
         Command::Proc { file } => proc_file(&cli.machine, file),
         Command::Replay(args) => replay::run(&cli.machine, args),
+        Command::Serve(args) => serve::run(&cli.machine, args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -70,6 +70,9 @@ pub struct Shell {
     pub fragmented: Vec<kmemlab_sim::Fragmented>,
     /// Scatterlists mapped by `dma_map_sg`, by table address, until `dma_unmap_sg`.
     pub sg_tables: BTreeMap<u64, crate::dma_commands::MappedSg>,
+    /// Live single mappings and coherent buffers the shell made, by bus address: the
+    /// physical range each covers (for `serve`'s map).
+    pub dma_mapped: BTreeMap<u64, (u64, u64)>,
     /// The last console lines of a machine that `reboot` replaced, shown with that
     /// command's output.
     last_words: Vec<String>,
@@ -89,8 +92,30 @@ impl Shell {
             line: 0,
             fragmented: Vec::new(),
             sg_tables: BTreeMap::new(),
+            dma_mapped: BTreeMap::new(),
             last_words: Vec::new(),
         }
+    }
+
+    /// The interrupt and preemption state the shell keeps for `cpu` (default for a CPU
+    /// it does not have).
+    pub fn cpu_state(&self, cpu: usize) -> CpuState {
+        self.cpus.get(cpu).copied().unwrap_or_default()
+    }
+
+    /// The physical ranges (start, bytes) of every live DMA mapping and coherent buffer
+    /// the shell made, scatterlist segments included.
+    pub fn dma_ranges(&self) -> Vec<(u64, u64)> {
+        let mut v: Vec<(u64, u64)> = self.dma_mapped.values().copied().collect();
+        for m in self.sg_tables.values() {
+            v.extend(crate::dma_commands::sg_phys_ranges(&self.machine, m));
+        }
+        v
+    }
+
+    /// The number of a name given earlier, if any.
+    pub fn var(&self, name: &str) -> Option<u64> {
+        self.vars.get(name).copied()
     }
 
     /// `reboot`: a fresh machine with the same flags replaces this one; every name, CPU
@@ -109,6 +134,7 @@ impl Shell {
         self.cpus = vec![CpuState::default(); self.machine.config().cpus];
         self.fragmented.clear();
         self.sg_tables.clear();
+        self.dma_mapped.clear();
         Ok(boot_summary(&self.machine))
     }
 
@@ -118,6 +144,11 @@ impl Shell {
             file: self.source,
             line: self.line,
         }
+    }
+
+    /// The names results were kept under, in order.
+    pub fn var_names(&self) -> impl Iterator<Item = &str> {
+        self.vars.keys().map(String::as_str)
     }
 
     /// The state of the current CPU.
@@ -147,9 +178,10 @@ impl Shell {
             .map_err(|e| e.to_string())
     }
 
-    /// A number: a name given earlier, a number (0x hex or decimal), or a size (4K).
+    /// A number: a name given earlier (`name` or `$name`), a number (0x hex or decimal),
+    /// or a size (4K).
     pub fn number(&self, arg: &str) -> Result<u64, String> {
-        if let Some(v) = self.vars.get(arg) {
+        if let Some(v) = self.vars.get(arg.strip_prefix('$').unwrap_or(arg)) {
             return Ok(*v);
         }
         parse_size(arg)
@@ -187,8 +219,15 @@ impl Shell {
             Some(rest) => (true, rest.trim()),
             None => (false, line),
         };
+        // `name = command` or `$name = command`: the name is kept without its `$`.
         let (name, command) = match line.split_once('=') {
-            Some((n, rest)) if is_name(n.trim()) => (Some(n.trim().to_string()), rest.trim()),
+            Some((n, rest)) if is_name(n.trim().strip_prefix('$').unwrap_or(n.trim())) => {
+                let n = n.trim();
+                (
+                    Some(n.strip_prefix('$').unwrap_or(n).to_string()),
+                    rest.trim(),
+                )
+            }
             _ => (None, line),
         };
         let words: Vec<&str> = command.split_whitespace().collect();
@@ -224,7 +263,7 @@ impl Shell {
     }
 
     /// Why a command that would change the machine is refused after a panic.
-    fn halted_refusal(&self) -> String {
+    pub(crate) fn halted_refusal(&self) -> String {
         format!(
             "the machine has panicked ({}); 'reboot' boots a fresh one with the same flags",
             self.panic_message()
@@ -485,34 +524,27 @@ impl<R: BufRead> ScriptLines<R> {
 pub fn run(args: &MachineArgs, script: Option<&Path>, json: bool) -> Result<bool, String> {
     let mut shell = Shell::new(args.boot()?);
     let stdin = std::io::stdin();
-    let (input, interactive): (Box<dyn BufRead>, bool) = match script {
+    // At a terminal (and not asked for JSON): the line editor. Scripts and pipes are
+    // read line by line with the bounds of `ScriptLines`, without a prompt.
+    if script.is_none() && stdin.is_terminal() && !json {
+        return crate::line_editor::run(&mut shell);
+    }
+    let input: Box<dyn BufRead> = match script {
         Some(path) => {
             let file = std::fs::File::open(path)
                 .map_err(|e| format!("{}: {}", path.display(), io_reason(&e)))?;
             // The script's name is the call site of what it allocates; one small string,
             // leaked once per run, lives as long as the machine that records it.
             shell.source = Box::leak(path.display().to_string().into_boxed_str());
-            (Box::new(std::io::BufReader::new(file)), false)
+            Box::new(std::io::BufReader::new(file))
         }
-        None => (Box::new(stdin.lock()), stdin.is_terminal() && !json),
+        None => Box::new(stdin.lock()),
     };
     let source = shell.source;
     let mut lines = ScriptLines::new(input);
     let mut out = std::io::stdout().lock();
     let mut all_ok = true;
-    if interactive {
-        if let Value::Object(_, text) = boot_summary(&shell.machine) {
-            writeln!(out, "{text}").map_err(write_error)?;
-        }
-    }
-    loop {
-        if interactive {
-            write!(out, "{}", shell.prompt()).map_err(write_error)?;
-            out.flush().map_err(write_error)?;
-        }
-        let Some((n, line)) = lines.next_line().map_err(|e| format!("{source}: {e}"))? else {
-            break;
-        };
+    while let Some((n, line)) = lines.next_line().map_err(|e| format!("{source}: {e}"))? {
         if let Some(outcome) = shell.exec_line(n, line) {
             all_ok &= outcome.met_expectation();
             if json {

@@ -244,13 +244,13 @@ fn read_slab_dir(mm: &Mm<SimPlatform>, pattern: &regex::Regex) -> (Vec<SlabDir>,
     }
     let dir_of = |r: KmemCacheRef| caches.iter().find(|c| c.0 == r).map(|c| c.2.clone());
     mm.for_each_alias(|name, r| {
-        if let Some(target) = dir_of(r) {
-            if pattern.is_match(name) {
-                links.push(Alias {
-                    name: name.to_string(),
-                    target,
-                });
-            }
+        if let Some(target) = dir_of(r)
+            && pattern.is_match(name)
+        {
+            links.push(Alias {
+                name: name.to_string(),
+                target,
+            });
         }
     });
     (dirs, links)

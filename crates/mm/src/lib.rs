@@ -19,6 +19,7 @@
 //!   kvmalloc / kvzalloc / kvmalloc_array / kvcalloc / kvrealloc / kvfree / kvfree_sensitive
 //!   alloc::{KBox, VBox, KVBox, KVec, VVec, KVVec}: Rust-for-Linux-style containers
 //!   dma_map_single / dma_map_sg / dma_alloc_coherent / dma_pool_* / dma_stats (dma/)
+//!   sysctl_read / sysctl_write (vm.min_free_kbytes, watermark_*, lowmem_reserve_ratio, ...)
 //!   procfs::{buddyinfo, pagetypeinfo, zoneinfo, meminfo, slabinfo, vmallocinfo, vmstat}
 //!   check()
 //! ```
@@ -47,6 +48,7 @@ pub mod procfs;
 pub mod report;
 pub mod slab;
 pub mod sync;
+pub mod sysctl;
 pub mod util;
 pub mod vmalloc;
 pub mod vmscan;
@@ -84,7 +86,16 @@ pub struct Mm<P: Platform> {
     percpu: PerCpuAreas,
     zones: [Zone; page_alloc::MAX_NR_ZONES],
     zonelists: [page_alloc::ZonelistInfo; page_alloc::MAX_NR_ZONES],
-    min_free_kbytes: u64,
+    /// The `/proc/sys/vm` tunables of the page allocator.
+    vm: sysctl::VmTunables,
+    /// The transparent-hugepage mode (`transparent_hugepage=`).
+    thp: sysctl::Thp,
+    /// Boot has finished. Until then `boost_watermark()` does not boost: Linux allocates
+    /// its boot caches (`kmem_cache_init()` in `mm_core_init()`) before the watermarks
+    /// exist (`init_per_zone_wmark_min()` is a postcore initcall), when "high watermark
+    /// may be uninitialised if fragmentation occurs very early in boot so do not boost";
+    /// kmemlab sets the watermarks first.
+    booted: bool,
     totalreserve_pages: u64,
     events: VmEvents,
     /// The node's page counters (`pgdat->vm_stat`).
@@ -153,9 +164,10 @@ impl<P: Platform> Mm<P> {
         &self.zones
     }
 
-    /// `min_free_kbytes` as computed at boot.
+    /// `min_free_kbytes` in force (computed at boot, raised by khugepaged, or set with
+    /// the `vm.min_free_kbytes` sysctl).
     pub fn min_free_kbytes(&self) -> u64 {
-        self.min_free_kbytes
+        self.vm.min_free_kbytes.max(0) as u64
     }
 
     /// `totalreserve_pages`: high watermarks plus lowmem reserves, not counted as available.

@@ -1,6 +1,11 @@
-//! The FLATMEM memory model: one `mem_map` array of [`Page`] for every frame from the
-//! first to the last PFN of RAM, holes included (`include/asm-generic/memory_model.h`).
-//! `pfn_to_page` and `page_to_pfn` are pointer arithmetic on it, as in the kernel.
+//! The memory model: one `mem_map` array of [`Page`] for every frame from the first to
+//! the last PFN of RAM, holes included, so that `pfn_to_page` and `page_to_pfn` are pointer
+//! arithmetic on it (as FLATMEM and SPARSEMEM_VMEMMAP both make them); and SPARSEMEM's
+//! memory sections (`include/linux/mmzone.h`, `mm/sparse.c`, 6.6): the physical address
+//! space in sections of `2^SECTION_SIZE_BITS` bytes, present when some RAM lies in them
+//! (`memblocks_present()`). A section without RAM is absent memory: [`Mm::pfn_online`] is
+//! false there, so `/proc/pagetypeinfo` does not count its pageblocks; a hole smaller
+//! than a section stays inside a present section as reserved pages.
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
@@ -485,7 +490,7 @@ impl PageList {
         &self,
         map: &'a MemMap,
         limit: u64,
-    ) -> impl Iterator<Item = Result<u64, ListCorruption>> + 'a {
+    ) -> impl Iterator<Item = Result<u64, ListCorruption>> + 'a + use<'a> {
         let mut cur = self.first.load(Relaxed);
         let mut prev = NIL;
         let mut seen = 0u64;
@@ -568,7 +573,7 @@ impl PageList {
     }
     /// Walk the PFNs from first to last; a broken link or more entries than `mem_map` has
     /// ends the walk and is recorded.
-    pub fn iter<'a>(&self, map: &'a MemMap) -> impl Iterator<Item = u64> + 'a {
+    pub fn iter<'a>(&self, map: &'a MemMap) -> impl Iterator<Item = u64> + 'a + use<'a> {
         self.iter_checked(map, map.len)
             .map_while(move |r| r.map_err(|e| map.record_corruption(e)).ok())
     }
@@ -677,5 +682,64 @@ impl<P: Platform> Mm<P> {
         if let Some(c) = self.mem_map.take_corruption() {
             self.report_list_corruption(&c);
         }
+    }
+}
+
+/// `SECTION_SIZE_BITS` (`arch/x86/include/asm/sparsemem.h`, 6.6): 27 (128 MiB) on
+/// x86_64; on i386, 29 with PAE and 26 without (kmemlab's i386 has no PAE).
+pub const fn section_size_bits(profile: crate::arch::Profile) -> u32 {
+    match profile {
+        crate::arch::Profile::X86_64 => 27,
+        crate::arch::Profile::I386 => 26,
+    }
+}
+
+/// `PFN_SECTION_SHIFT`: `SECTION_SIZE_BITS - PAGE_SHIFT`.
+pub const fn pfn_section_shift(profile: crate::arch::Profile) -> u32 {
+    section_size_bits(profile) - crate::addr::PAGE_SHIFT
+}
+
+impl<P: Platform> Mm<P> {
+    /// `pfn_to_section_nr()`: the memory section holding `pfn`.
+    pub fn pfn_to_section_nr(&self, pfn: u64) -> u64 {
+        pfn >> pfn_section_shift(self.profile())
+    }
+
+    /// `present_section_nr()`: does some RAM lie in section `nr` (marked present by
+    /// `memory_present()` for each memblock memory range)?
+    pub fn present_section_nr(&self, nr: u64) -> bool {
+        let shift = pfn_section_shift(self.profile());
+        let Some(start) = nr.checked_shl(shift).filter(|s| s >> shift == nr) else {
+            return false;
+        };
+        let end = start.saturating_add(1 << shift);
+        self.memblock.memory.regions().iter().any(|r| {
+            let (s, e) = (
+                r.base >> crate::addr::PAGE_SHIFT,
+                r.end() >> crate::addr::PAGE_SHIFT,
+            );
+            s < end && e > start
+        })
+    }
+
+    /// Would `pfn_to_online_page()` find a page: is `pfn` described by `mem_map` in a
+    /// present section (every present section is online, and an early section is valid
+    /// over its whole span, holes inside it included)?
+    pub fn pfn_online(&self, pfn: u64) -> bool {
+        self.mem_map.contains(pfn) && self.present_section_nr(self.pfn_to_section_nr(pfn))
+    }
+
+    /// The number of present memory sections.
+    pub fn nr_present_sections(&self) -> u64 {
+        let last = self
+            .memblock
+            .memory
+            .regions()
+            .last()
+            .map_or(0, |r| r.end() >> crate::addr::PAGE_SHIFT);
+        let nr_sections = last.div_ceil(1 << pfn_section_shift(self.profile()));
+        (0..nr_sections)
+            .filter(|&nr| self.present_section_nr(nr))
+            .count() as u64
     }
 }

@@ -7,8 +7,7 @@
 use core::fmt;
 
 use crate::addr::{
-    align_down, align_up, int_sqrt, PhysAddr, MAX_PAGE_ORDER, PAGEBLOCK_NR_PAGES, PAGE_SHIFT,
-    PAGE_SIZE,
+    align_down, align_up, PhysAddr, MAX_PAGE_ORDER, PAGEBLOCK_NR_PAGES, PAGE_SHIFT, PAGE_SIZE,
 };
 use crate::arch::{Layout, Profile};
 use crate::memblock::{Memblock, MemblockError};
@@ -16,8 +15,7 @@ use crate::memory_model::MemMap;
 use crate::mm_types::{Page, PG_RESERVED};
 use crate::page_alloc::buddy::{Buddy, Fpi};
 use crate::page_alloc::pageblock::Pageblocks;
-use crate::page_alloc::pcp::{zone_batchsize, zone_highsize};
-use crate::page_alloc::{MigrateType, Watermark, Zone, ZoneType, MAX_NR_ZONES};
+use crate::page_alloc::{MigrateType, Zone, ZoneType, MAX_NR_ZONES};
 use crate::percpu::PerCpuAreas;
 use crate::platform::Platform;
 use crate::vmstat::VmEvents;
@@ -32,15 +30,6 @@ pub const PERCPU_NAME: &str = "percpu";
 /// The memblock label of the low megabyte that x86 always reserves.
 pub const LOW_1M_NAME: &str = "first 1 MiB (BIOS, real mode)";
 
-/// `sysctl_lowmem_reserve_ratio` by zone type.
-const fn lowmem_reserve_ratio(zt: ZoneType) -> u64 {
-    match zt {
-        ZoneType::Dma | ZoneType::Dma32 => 256,
-        ZoneType::Normal => 32,
-        ZoneType::HighMem | ZoneType::Movable => 0,
-    }
-}
-
 /// What to boot.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct BootConfig {
@@ -54,6 +43,9 @@ pub struct BootConfig {
     pub swiotlb: crate::dma::SwiotlbConfig,
     /// `CONFIG_DMA_API_DEBUG` (on; `dma_debug=off` turns it off).
     pub dma_debug: bool,
+    /// `transparent_hugepage=`: when enabled, khugepaged's start raises `min_free_kbytes`
+    /// (`set_recommended_min_free_kbytes()`).
+    pub thp: crate::sysctl::Thp,
 }
 
 impl Default for BootConfig {
@@ -64,6 +56,7 @@ impl Default for BootConfig {
             slab: crate::slab::SlabConfig::default(),
             swiotlb: crate::dma::SwiotlbConfig::default(),
             dma_debug: true,
+            thp: crate::sysctl::Thp::Never,
         }
     }
 }
@@ -137,7 +130,9 @@ impl<P: Platform> Mm<P> {
                 Zone::new(types[3], 3),
             ],
             zonelists: Default::default(),
-            min_free_kbytes: 0,
+            vm: crate::sysctl::VmTunables::defaults(&types),
+            thp: config.thp,
+            booted: false,
             totalreserve_pages: 0,
             events: VmEvents::default(),
             node_stat: crate::vmstat::NodeStats::new(),
@@ -160,12 +155,15 @@ impl<P: Platform> Mm<P> {
         mm.memblock_free_all();
         mm.build_zonelists();
         mm.init_per_zone_wmark_min();
-        mm.setup_pcp();
+        // hugepage_init() (a subsys_initcall, after init_per_zone_wmark_min's
+        // postcore_initcall) starts khugepaged: start_stop_khugepaged().
+        mm.set_recommended_min_free_kbytes();
         mm.seed_random();
         mm.preallocate_vmalloc_pages()?;
         mm.kmem_cache_init().map_err(BootError::Slab)?;
         mm.vmalloc_init().map_err(BootError::Slab)?;
         mm.dma_debug_setup(config.dma_debug);
+        mm.booted = true;
         Ok(mm)
     }
 
@@ -334,6 +332,7 @@ impl<P: Platform> Mm<P> {
                     zone,
                     area: &mut area,
                     report: &*self,
+                    boost_factor: 0,
                 };
                 buddy.free_one_page(pfn, order, MigrateType::Movable, Fpi::ToTail);
                 managed[zone_idx] += 1 << order;
@@ -361,72 +360,13 @@ impl<P: Platform> Mm<P> {
         }
     }
 
-    /// `init_per_zone_wmark_min()`: `min_free_kbytes`, watermarks, lowmem reserves and
-    /// `totalreserve_pages`, as the kernel computes them.
+    /// `init_per_zone_wmark_min()` (6.6): `min_free_kbytes` from lowmem, then the
+    /// watermarks (with the per-CPU high and batch that follow them), the lowmem reserves
+    /// and `totalreserve_pages` (see [`crate::sysctl`]).
     fn init_per_zone_wmark_min(&mut self) {
-        // nr_free_buffer_pages(): managed pages of the zones up to Normal (watermarks are
-        // still zero at this point).
-        let normal_idx = self.zone_index(ZoneType::Normal);
-        let lowmem_kb = self.zones[..=normal_idx]
-            .iter()
-            .map(|z| z.managed_pages)
-            .sum::<u64>()
-            * (PAGE_SIZE as u64 >> 10);
-        self.min_free_kbytes = int_sqrt(lowmem_kb * 16).clamp(128, 262_144);
+        self.calculate_min_free_kbytes();
         self.setup_per_zone_wmarks();
         self.setup_per_zone_lowmem_reserve();
-        self.totalreserve_pages = self.calculate_totalreserve_pages();
-    }
-
-    /// `__setup_per_zone_wmarks()`.
-    fn setup_per_zone_wmarks(&mut self) {
-        let pages_min = self.min_free_kbytes >> (PAGE_SHIFT - 10);
-        let is_high = |z: &Zone| matches!(z.zone_type, ZoneType::HighMem | ZoneType::Movable);
-        let lowmem_pages: u64 = self
-            .zones
-            .iter()
-            .filter(|z| !is_high(z))
-            .map(|z| z.managed_pages)
-            .sum();
-        for zone in self.zones.iter_mut() {
-            let share = pages_min * zone.managed_pages / lowmem_pages.max(1);
-            let min = if is_high(zone) {
-                (zone.managed_pages / 1024).clamp(32, 128)
-            } else {
-                share
-            };
-            let m = zone.managed_pages;
-            let scale = (m / 10_000) * 10 + ((m % 10_000) * 10) / 10_000;
-            let tmp = (share >> 2).max(scale);
-            zone.watermark[Watermark::Min as usize] = min;
-            zone.watermark[Watermark::Low as usize] = min + tmp;
-            zone.watermark[Watermark::High as usize] = min + 2 * tmp;
-        }
-    }
-
-    /// `setup_per_zone_lowmem_reserve()`: a lower zone keeps back 1/ratio of the managed
-    /// pages of the zones above it from requests that could have used those zones.
-    fn setup_per_zone_lowmem_reserve(&mut self) {
-        for i in 0..MAX_NR_ZONES - 1 {
-            let ratio = lowmem_reserve_ratio(self.zones[i].zone_type);
-            let clear = ratio == 0 || self.zones[i].managed_pages == 0;
-            let mut upper = 0;
-            for j in i + 1..MAX_NR_ZONES {
-                upper += self.zones[j].managed_pages;
-                self.zones[i].lowmem_reserve[j] = if clear { 0 } else { upper / ratio };
-            }
-        }
-    }
-
-    /// `calculate_totalreserve_pages()`.
-    fn calculate_totalreserve_pages(&self) -> u64 {
-        self.zones
-            .iter()
-            .map(|z| {
-                let max_reserve = z.lowmem_reserve[z.idx..].iter().copied().max().unwrap_or(0);
-                (max_reserve + z.wmark(Watermark::High)).min(z.managed_pages)
-            })
-            .sum()
     }
 
     /// Seed each CPU's random generator from the machine's seed.
@@ -437,25 +377,6 @@ impl<P: Platform> Mm<P> {
                 .get(cpu)
                 .random
                 .store(seed, core::sync::atomic::Ordering::Relaxed);
-        }
-    }
-
-    /// `zone_pcp_init()` / `zone_set_pageset_high_and_batch()`.
-    fn setup_pcp(&mut self) {
-        let nr_cpus = self.platform.nr_cpus();
-        for zone in self.zones.iter_mut() {
-            let batch = zone_batchsize(zone.managed_pages).max(1);
-            zone.pcp_batch = batch;
-            zone.pcp_high = zone_highsize(zone.wmark(Watermark::Low), batch, nr_cpus);
-        }
-        for cpu in 0..nr_cpus {
-            for zone in &self.zones {
-                let pcp = &self.percpu.get(cpu).pcp[zone.idx];
-                pcp.batch
-                    .store(zone.pcp_batch, core::sync::atomic::Ordering::Relaxed);
-                pcp.high
-                    .store(zone.pcp_high, core::sync::atomic::Ordering::Relaxed);
-            }
         }
     }
 }

@@ -24,9 +24,25 @@ pub const FILES: &[&str] = &[
     "vmstat",
 ];
 
-/// Render `/proc/<name>`; `Ok(false)` if there is no such file.
+/// The sysfs file of the transparent-hugepage mode (`enabled_show()`).
+pub const THP_ENABLED_FILE: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
+
+/// Render `/proc/<name>` (also `/proc/sys/vm/<tunable>` and [`THP_ENABLED_FILE`]);
+/// `Ok(false)` if there is no such file.
 pub fn render<P: Platform>(mm: &Mm<P>, name: &str, w: &mut dyn Write) -> Result<bool, fmt::Error> {
+    if name == THP_ENABLED_FILE {
+        writeln!(w, "{}", mm.thp().enabled_show())?;
+        return Ok(true);
+    }
     let name = name.trim_start_matches("/proc/");
+    if let Some(tunable) = name.strip_prefix("sys/vm/") {
+        let Some(s) = crate::sysctl::Sysctl::from_procname(tunable) else {
+            return Ok(false);
+        };
+        mm.sysctl_read(s, w)?;
+        w.write_char('\n')?;
+        return Ok(true);
+    }
     match name {
         "buddyinfo" => buddyinfo(mm, w)?,
         "pagetypeinfo" => pagetypeinfo(mm, w)?,
@@ -89,10 +105,14 @@ pub fn pagetypeinfo<P: Platform>(mm: &Mm<P>, w: &mut dyn Write) -> fmt::Result {
     }
     writeln!(w)?;
     for zone in mm.zones().iter().filter(|z| z.is_populated()) {
+        // pagetypeinfo_showblockcount_print(): a pageblock whose page is not online
+        // (`pfn_to_online_page()`: an absent memory section) is not counted.
         let mut count = [0u64; MIGRATE_TYPES];
         let mut pfn = zone.zone_start_pfn;
         while pfn < zone.zone_end_pfn() {
-            count[mm.pageblock_migratetype(crate::addr::Pfn(pfn)) as usize] += 1;
+            if mm.pfn_online(pfn) {
+                count[mm.pageblock_migratetype(crate::addr::Pfn(pfn)) as usize] += 1;
+            }
             pfn = (pfn | (PAGEBLOCK_NR_PAGES - 1)) + 1;
         }
         write!(w, "Node 0, zone {:>8} ", zone.name())?;
@@ -117,8 +137,9 @@ pub fn zoneinfo<P: Platform>(mm: &Mm<P>, w: &mut dyn Write) -> fmt::Result {
         }
         write!(
             w,
-            "\n  pages free     {}\n        boost    0\n        min      {}\n        low      {}\n        high     {}\n        spanned  {}\n        present  {}\n        managed  {}\n        cma      0",
+            "\n  pages free     {}\n        boost    {}\n        min      {}\n        low      {}\n        high     {}\n        spanned  {}\n        present  {}\n        managed  {}\n        cma      0",
             zone.free_pages(),
+            zone.watermark_boost(),
             zone.wmark(Watermark::Min),
             zone.wmark(Watermark::Low),
             zone.wmark(Watermark::High),

@@ -243,11 +243,20 @@ impl<P: Platform> Mm<P> {
             return;
         }
         if self.kswapd_failures() >= MAX_RECLAIM_RETRIES
-            || self.pgdat_balanced(order, highest_zoneidx)
+            || (self.pgdat_balanced(order, highest_zoneidx)
+                && !self.pgdat_watermark_boosted(highest_zoneidx))
         {
             return;
         }
         k.woken.store(true, Relaxed);
+    }
+
+    /// `pgdat_watermark_boosted()`: has a fragmenting fallback boosted the watermarks of a
+    /// managed zone at or below `highest_zoneidx`?
+    fn pgdat_watermark_boosted(&self, highest_zoneidx: usize) -> bool {
+        self.zones()[..=highest_zoneidx.min(MAX_NR_ZONES - 1)]
+            .iter()
+            .any(|z| z.managed_pages > 0 && z.watermark_boost() > 0)
     }
 
     /// `wake_all_kswapds()`: the slow path wakes the kswapd of each node in the zonelist
@@ -364,31 +373,53 @@ impl<P: Platform> Mm<P> {
         })
     }
 
-    /// `balance_pgdat()`: reclaim at rising priority until the node is balanced for
+    /// `balance_pgdat()` (6.6): reclaim at rising priority until the node is balanced for
     /// `order` and `highest_zoneidx`, aiming each round at the sum of the eligible zones'
     /// high watermarks (`kswapd_shrink_node()`). The priority stays when a round scanned
     /// that much and made progress. A high order falls back to order 0 once twice its
     /// size has been reclaimed (`compact_gap()`: compaction's job from there). A pass that
-    /// reclaimed nothing counts as a failure. Returns the order it finished at.
+    /// reclaimed nothing counts as a failure.
+    ///
+    /// Watermark boosts (`boost_watermark()`) make kswapd reclaim their sum even on a
+    /// balanced node, at no higher priority than `DEF_PRIORITY - 2`, and stop when that
+    /// reclaim makes no progress; an unbalanced node drops the boost reclaim and restarts
+    /// as ordinary reclaim. At the end each zone's boost loses what it was at the start.
+    /// Returns the order it finished at.
     fn balance_pgdat(&self, order: u32, highest_zoneidx: usize, run: &mut KswapdRun) -> u32 {
         VmEvents::add(&self.events.pageoutrun, 1);
         run.passes += 1;
+        let top = highest_zoneidx.min(MAX_NR_ZONES - 1);
+        let mut zone_boosts = [0u64; MAX_NR_ZONES];
+        for z in self.zones()[..=top].iter().filter(|z| z.managed_pages > 0) {
+            zone_boosts[z.idx] = z.watermark_boost();
+        }
+        let mut nr_boost_reclaim: u64 = zone_boosts.iter().sum();
+        let boosted = nr_boost_reclaim > 0;
         let mut order = order;
         let mut total = ReclaimStats::default();
         let mut priority = DEF_PRIORITY;
+        let mut balanced_out = false;
         while priority >= 1 {
-            if self.pgdat_balanced(order, highest_zoneidx) {
-                run.stats.add(total);
-                return order; // `goto out`: a balanced node is no failure.
+            let balanced = self.pgdat_balanced(order, highest_zoneidx);
+            if !balanced && nr_boost_reclaim > 0 {
+                // `goto restart`: ordinary reclaim, from the lowest priority again.
+                nr_boost_reclaim = 0;
+                priority = DEF_PRIORITY;
+                continue;
             }
-            let nr_to_reclaim: u64 = self.zones()[..=highest_zoneidx.min(MAX_NR_ZONES - 1)]
+            if nr_boost_reclaim == 0 && balanced {
+                balanced_out = true; // `goto out`: a balanced node is no failure.
+                break;
+            }
+            let mut raise_priority = !(nr_boost_reclaim > 0 && priority == DEF_PRIORITY - 2);
+            let nr_to_reclaim: u64 = self.zones()[..=top]
                 .iter()
                 .filter(|z| z.managed_pages > 0)
                 .map(|z| z.wmark(Watermark::High).max(SWAP_CLUSTER_MAX))
                 .sum();
             let round = self.shrink_node(
                 Gfp::GFP_KERNEL,
-                highest_zoneidx.min(MAX_NR_ZONES - 1),
+                top,
                 priority,
                 nr_to_reclaim,
                 Reclaimer::Kswapd,
@@ -397,13 +428,31 @@ impl<P: Platform> Mm<P> {
             if order > 0 && total.reclaimed >= 2u64 << order {
                 order = 0;
             }
-            let enough_scanned = round.scanned.max(round.reclaimed) >= nr_to_reclaim;
-            if !enough_scanned || round.reclaimed == 0 {
+            if round.scanned.max(round.reclaimed) >= nr_to_reclaim {
+                raise_priority = false;
+            }
+            nr_boost_reclaim -= nr_boost_reclaim.min(round.reclaimed);
+            if nr_boost_reclaim > 0 && round.reclaimed == 0 {
+                break;
+            }
+            if raise_priority || round.reclaimed == 0 {
                 priority -= 1;
             }
         }
-        if total.reclaimed == 0 {
+        if !balanced_out && total.reclaimed == 0 {
             self.kswapd.failures.fetch_add(1, Relaxed);
+        }
+        if boosted {
+            for z in self.zones()[..=top]
+                .iter()
+                .filter(|z| zone_boosts[z.idx] > 0)
+            {
+                // "Increments are under the zone lock"
+                let _lock = z.free_area.lock_irqsave(&self.platform);
+                let now = z.watermark_boost();
+                z.watermark_boost
+                    .store(now - now.min(zone_boosts[z.idx]), Relaxed);
+            }
         }
         run.stats.add(total);
         order

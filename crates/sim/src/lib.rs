@@ -28,7 +28,7 @@ pub mod workload;
 
 pub use device::{BusError, DmaDevice};
 pub use machine::{Machine, MachineConfig, SimError, SimPlatform, MAX_CPUS, MIN_RAM};
-pub use mmu::{PageFault, TlbFlushStats, TlbStats, Translation, Walk};
+pub use mmu::{PageFault, TlbFlushStats, TlbOccupancy, TlbProbe, TlbStats, Translation, Walk};
 pub use pagecache::{FillReport, PageCache};
 pub use ram::Hole;
 pub use workload::{fragment, FragmentError, FragmentPattern, FragmentReport, Fragmented};

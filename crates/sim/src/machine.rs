@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use kmemlab_mm::dma::SwiotlbConfig;
 use kmemlab_mm::platform::Shrinker;
 use kmemlab_mm::slab::SlabConfig;
+use kmemlab_mm::sysctl::{Sysctl, Thp};
 use kmemlab_mm::vmscan::KswapdRun;
 use kmemlab_mm::{
     BootConfig, BootError, Context, IrqFlags, MemoryRegion, Mm, Platform, Profile, VirtAddr,
@@ -44,6 +45,20 @@ pub struct MachineConfig {
     /// The slab allocator's boot options.
     #[serde(skip)]
     pub slab: SlabConfig,
+    /// `transparent_hugepage=` (`never` by default).
+    #[serde(serialize_with = "serialize_thp")]
+    pub thp: Thp,
+    /// `/proc/sys/vm` tunables set once the kernel is up, as `sysctl.conf` sets them:
+    /// (`vm.NAME`, value), in order.
+    pub sysctls: Vec<(String, String)>,
+}
+
+fn serialize_thp<S: serde::Serializer>(t: &Thp, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(match t {
+        Thp::Always => "always",
+        Thp::Madvise => "madvise",
+        Thp::Never => "never",
+    })
 }
 
 fn serialize_profile<S: serde::Serializer>(p: &Profile, s: S) -> Result<S::Ok, S::Error> {
@@ -60,6 +75,8 @@ impl Default for MachineConfig {
             seed: 0,
             holes: vec![Hole::LEGACY],
             slab: SlabConfig::default(),
+            thp: Thp::Never,
+            sysctls: Vec::new(),
         }
     }
 }
@@ -84,6 +101,8 @@ pub enum SimError {
     /// A DMA device could not be added (its name is taken, or the DMA API refused its
     /// mask).
     DmaDevice(String),
+    /// A `/proc/sys/vm` tunable was refused (`sysctl: …`).
+    Sysctl(String),
 }
 
 impl fmt::Display for SimError {
@@ -102,6 +121,7 @@ impl fmt::Display for SimError {
             SimError::NoSuchCpu(c) => write!(f, "no CPU {c}"),
             SimError::CpuBusy(c) => write!(f, "CPU {c} is running another host thread"),
             SimError::DmaDevice(why) => write!(f, "{why}"),
+            SimError::Sysctl(why) => write!(f, "{why}"),
             SimError::IrqsDisabled(c) => {
                 write!(
                     f,
@@ -403,6 +423,22 @@ pub struct Machine {
     panic_line: Mutex<Option<String>>,
 }
 
+/// procps' message for a key with no file under `/proc/sys`.
+fn unknown_sysctl(key: &str) -> String {
+    let path = key
+        .strip_prefix("/proc/sys/")
+        .map_or_else(|| key.replace('.', "/"), str::to_string);
+    format!("sysctl: cannot stat /proc/sys/{path}: No such file or directory")
+}
+
+/// Write `value` to the tunable `key` through its handler; procps' message on failure
+/// (`sysctl: setting key "vm.NAME": Invalid argument (…)`).
+fn sysctl_write(mm: &mut Mm<SimPlatform>, key: &str, value: &str) -> Result<(), String> {
+    let s = Sysctl::from_key(key).ok_or_else(|| unknown_sysctl(key))?;
+    mm.sysctl_write(s, value)
+        .map_err(|e| format!("sysctl: setting key \"vm.{}\": {e}", s.procname()))
+}
+
 impl Machine {
     /// Build the hardware and boot the kernel on it.
     pub fn new(config: MachineConfig) -> Result<Machine, SimError> {
@@ -442,9 +478,13 @@ impl Machine {
             seed: config.seed,
             slab: config.slab,
             swiotlb,
+            thp: config.thp,
             ..BootConfig::default()
         };
-        let mm = Mm::boot(platform, boot).map_err(SimError::Boot)?;
+        let mut mm = Mm::boot(platform, boot).map_err(SimError::Boot)?;
+        for (key, value) in &config.sysctls {
+            sysctl_write(&mut mm, key, value).map_err(SimError::Sysctl)?;
+        }
         let page_cache = Arc::new(PageCache::default());
         mm.platform().register_shrinker(page_cache.clone());
         Ok(Machine {
@@ -487,6 +527,25 @@ impl Machine {
     pub fn dma_device(&self, name: &str) -> Option<Arc<crate::device::DmaDevice>> {
         let devices = self.dma_devices.lock().expect("device list");
         devices.iter().find(|d| d.name() == name).cloned()
+    }
+
+    /// `sysctl KEY=VALUE`: write a `/proc/sys/vm` tunable through its kernel handler
+    /// (which recomputes watermarks, lowmem reserves or per-CPU lists as 6.6 does). The
+    /// error is what procps' `sysctl` prints. A reboot forgets it unless it was a boot
+    /// flag ([`MachineConfig::sysctls`]).
+    pub fn sysctl_write(&mut self, key: &str, value: &str) -> Result<(), String> {
+        sysctl_write(&mut self.mm, key, value)
+    }
+
+    /// `sysctl KEY`: the tunable as `sysctl` prints its value (tabs between the values of
+    /// an array), or procps' error for an unknown key.
+    pub fn sysctl_read(&self, key: &str) -> Result<String, String> {
+        let s = Sysctl::from_key(key).ok_or_else(|| unknown_sysctl(key))?;
+        let mut out = String::new();
+        self.mm
+            .sysctl_read(s, &mut out)
+            .map_err(|e| e.to_string())?;
+        Ok(out)
     }
 
     /// The configuration booted.

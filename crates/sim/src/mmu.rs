@@ -354,6 +354,32 @@ pub struct TlbFlushStats {
     pub pages_invalidated: u64,
 }
 
+/// A TLB entry found by [`Mmu::tlb_probe`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TlbProbe {
+    /// `"L1"` or `"L2"`.
+    pub level: &'static str,
+    /// The physical address of the page it maps (possibly stale).
+    pub frame: u64,
+    /// The page size of the entry.
+    pub page_size: u64,
+    /// Whether it allows writes.
+    pub writable: bool,
+}
+
+/// Valid entries and capacity of one CPU's TLB arrays.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TlbOccupancy {
+    /// L1 for 4 KiB pages.
+    pub l1_4k: (usize, usize),
+    /// L1 for large (2 MiB / 4 MiB) pages.
+    pub l1_large: (usize, usize),
+    /// L1 for 1 GiB pages.
+    pub l1_1g: (usize, usize),
+    /// The shared second-level TLB.
+    pub l2: (usize, usize),
+}
+
 /// One cached translation.
 #[derive(Copy, Clone, Debug)]
 struct TlbEntry {
@@ -442,6 +468,27 @@ impl SetAssoc {
             }
         }
         n
+    }
+
+    /// Look `va` up without making the hit most recent (for views: a look changes nothing).
+    fn peek(&self, va: u64) -> Option<TlbEntry> {
+        self.shifts.iter().find_map(|&shift| {
+            let vpn = va >> shift;
+            let s = (vpn % self.sets as u64) as usize;
+            self.slots[s * self.ways..(s + 1) * self.ways]
+                .iter()
+                .flatten()
+                .find(|e| e.shift == shift && e.vpn == vpn)
+                .copied()
+        })
+    }
+
+    /// Valid entries and capacity.
+    fn occupancy(&self) -> (usize, usize) {
+        (
+            self.slots.iter().filter(|s| s.is_some()).count(),
+            self.slots.len(),
+        )
     }
 
     fn clear(&mut self) -> u64 {
@@ -592,6 +639,35 @@ impl Mmu {
         self.cpus
             .get(cpu)
             .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Whether `cpu`'s TLBs hold a translation of `va`, and where (L1 first, then L2),
+    /// without touching the LRU order or the counters: a look for a view changes nothing.
+    pub fn tlb_probe(&self, cpu: usize, va: VirtAddr) -> Option<TlbProbe> {
+        let tlb = self.tlb(cpu)?;
+        let l1 = [&tlb.l1_4k, &tlb.l1_large, &tlb.l1_1g]
+            .into_iter()
+            .find_map(|a| a.peek(va.0))
+            .map(|e| (e, "L1"));
+        let (e, level) = l1.or_else(|| tlb.l2.peek(va.0).map(|e| (e, "L2")))?;
+        Some(TlbProbe {
+            level,
+            frame: e.frame,
+            page_size: 1u64 << e.shift,
+            writable: e.writable,
+        })
+    }
+
+    /// How full `cpu`'s TLBs are: valid entries and capacity of L1 (4 KiB, large, 1 GiB)
+    /// and L2.
+    pub fn tlb_occupancy(&self, cpu: usize) -> Option<TlbOccupancy> {
+        let tlb = self.tlb(cpu)?;
+        Some(TlbOccupancy {
+            l1_4k: tlb.l1_4k.occupancy(),
+            l1_large: tlb.l1_large.occupancy(),
+            l1_1g: tlb.l1_1g.occupancy(),
+            l2: tlb.l2.occupancy(),
+        })
     }
 
     /// Translate `va` for an `access` by `cpu`: its TLB first, then a walk of the tables

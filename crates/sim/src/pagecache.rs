@@ -132,6 +132,15 @@ impl PageCache {
         self.len() == 0
     }
 
+    /// Every page in the cache, oldest first per zone (for views).
+    pub fn pfns(&self) -> Vec<Pfn> {
+        let lru = self.lru.lock().unwrap_or_else(|e| e.into_inner());
+        lru.zones
+            .iter()
+            .flat_map(|l| l.iter().map(|&(_, pfn)| pfn))
+            .collect()
+    }
+
     /// Drop every page (`echo 1 > /proc/sys/vm/drop_caches`, counted as
     /// `drop_pagecache`). Returns the pages freed.
     pub fn drop_all(&self, mm: &Mm<SimPlatform>) -> u64 {

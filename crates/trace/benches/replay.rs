@@ -1,5 +1,5 @@
-//! Trace throughput on the shared Linux 3.5 SLUB boot trace (11,540 events), in events
-//! per second:
+//! Trace throughput on the Linux 3.5 SLUB boot trace of `tests/data/traces/` (11,540
+//! events), in events per second:
 //!
 //! * `parse`: lines to events only (`TraceReader` over the text in memory);
 //! * `parse+replay`: parse and replay on a booted 256 MiB x86_64 machine, the report

@@ -919,19 +919,18 @@ mod tests {
         }
     }
 
-    /// Every event line of the shared Linux 3.5 traces (where they are beside the
-    /// repository) takes the fast path, and reads as the general parser reads it.
+    /// Every event line of the Linux 3.5 boot traces (`tests/data/traces/`) takes the fast
+    /// path, and reads as the general parser reads it.
     #[test]
     fn shared_traces_take_the_fast_path() {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/traces");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/traces");
         for name in [
             "linux-3.5-i386-boot-slub.trace",
             "linux-3.5-i386-boot-slab.trace",
         ] {
-            let Ok(text) = std::fs::read_to_string(dir.join(name)) else {
-                continue;
-            };
+            let path = dir.join(name);
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("test fixture {} is missing: {e}", path.display()));
             let (mut general, mut fast) = (LineParser::default(), LineParser::default());
             for (i, line) in text.lines().enumerate() {
                 let slow = general.parse_general(i as u64 + 1, line);

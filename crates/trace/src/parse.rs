@@ -364,10 +364,10 @@ pub(super) fn cpu_bracket(bytes: &[u8], open: usize) -> Option<(u32, usize)> {
 /// `TASK-PID` with an optional `(TGID)` after it: the pid.
 pub(super) fn task_pid(text: &[u8]) -> Result<u32, &'static str> {
     let mut text = text.trim_ascii_end();
-    if text.ends_with(b")") {
-        if let Some(open) = text.iter().rposition(|&b| b == b'(') {
-            text = text[..open].trim_ascii_end();
-        }
+    if text.ends_with(b")")
+        && let Some(open) = text.iter().rposition(|&b| b == b'(')
+    {
+        text = text[..open].trim_ascii_end();
     }
     let dash = text
         .iter()

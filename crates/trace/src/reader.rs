@@ -121,17 +121,17 @@ impl<R: BufRead> TraceReader<R> {
         // The common case: a whole line of the common shape in the input's buffer, parsed
         // where it lies by the parser's fast path.
         let chunk = self.input.fill_buf().map_err(TraceError::Io)?;
-        if let Some(newline) = memchr::memchr(b'\n', chunk) {
-            if newline < MAX_LINE {
-                let line_no = self.stats.lines + 1;
-                if let Some(ev) = self.parser.parse_fast(line_no, &chunk[..newline]) {
-                    self.input.consume(newline + 1);
-                    self.stats.lines = line_no;
-                    self.stats.bytes += newline as u64 + 1;
-                    self.stats.events += 1;
-                    self.stats.per_event[ev.name.index()] += 1;
-                    return Ok(Some(ev));
-                }
+        if let Some(newline) = memchr::memchr(b'\n', chunk)
+            && newline < MAX_LINE
+        {
+            let line_no = self.stats.lines + 1;
+            if let Some(ev) = self.parser.parse_fast(line_no, &chunk[..newline]) {
+                self.input.consume(newline + 1);
+                self.stats.lines = line_no;
+                self.stats.bytes += newline as u64 + 1;
+                self.stats.events += 1;
+                self.stats.per_event[ev.name.index()] += 1;
+                return Ok(Some(ev));
             }
         }
         self.next_event_slow()

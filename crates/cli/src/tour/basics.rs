@@ -109,8 +109,13 @@ pub(super) fn zone_table(t: &mut Tour, machine: &Machine) {
             z.protection
         ));
     }
+    let origin = if mm.thp().enabled() {
+        "raised by khugepaged for transparent hugepages (11 pageblocks per zone, at most 5% of lowmem)"
+    } else {
+        "clamp(sqrt(lowmem_kb * 16), 128, 262144), lowmem counted above the high watermarks once khugepaged has started"
+    };
     t.line(format!(
-        "min_free_kbytes = {} = clamp(sqrt(lowmem_kb * 16), 128, 262144), split over the zones by size.",
+        "min_free_kbytes = {} = {origin}, split over the zones by size.",
         mm.min_free_kbytes()
     ));
     let order: Vec<&str> = zs.iter().rev().map(|z| z.name).collect();

@@ -199,6 +199,78 @@ pub(crate) fn second_cpu(machine: &Machine) -> usize {
     usize::from(machine.config().cpus > 1)
 }
 
+/// The claims each section decides, with the section that decides them.
+fn section_of(id: &str) -> Option<&'static [(&'static str, &'static str)]> {
+    [
+        vmalloc::CLAIMS,
+        dma::CLAIMS,
+        irq::CLAIMS,
+        underneath::CLAIMS,
+        overhead::CLAIMS,
+        size::CLAIMS,
+    ]
+    .into_iter()
+    .find(|claims| claims.iter().any(|&(c, _)| c == id))
+}
+
+/// Every claim's id, in the tour's order.
+pub fn claim_ids() -> Vec<&'static str> {
+    [
+        vmalloc::CLAIMS,
+        dma::CLAIMS,
+        irq::CLAIMS,
+        underneath::CLAIMS,
+        overhead::CLAIMS,
+        size::CLAIMS,
+    ]
+    .into_iter()
+    .flat_map(|claims| claims.iter().map(|&(id, _)| id))
+    .collect()
+}
+
+/// What running one section of the tour on a given machine showed.
+pub struct SectionRun {
+    /// Every claim the section decided (as JSON, as in `tour --json`).
+    pub claims: Vec<Value>,
+    /// The section as `kmemlab tour` prints it.
+    pub text: String,
+    /// The section's JSON facts.
+    pub facts: Map<String, Value>,
+    /// Invariants the checker found broken afterwards.
+    pub broken: Vec<String>,
+}
+
+/// Run the section of the tour that decides claim `id` on `machine` (booted with
+/// `args`), with the same code as `kmemlab tour`, without wall-clock times; `None` for
+/// an unknown claim.
+pub fn run_claim(machine: &Machine, args: &MachineArgs, id: &str) -> Option<SectionRun> {
+    let claims = section_of(id)?;
+    let mut t = Tour {
+        text: String::new(),
+        facts: Map::new(),
+        claims: Vec::new(),
+        broken: Vec::new(),
+        step: 0,
+        wall_clock: false,
+    };
+    let first = claims[0].0;
+    run_section(&mut t, claims, |t| match first {
+        "A" => vmalloc::section(t, machine, args),
+        "C" => dma::section(t, machine),
+        "D" => irq::section(t, machine),
+        "E" => underneath::section(t, machine),
+        "F" => overhead::section(t, machine),
+        _ => size::section(t, machine),
+    });
+    t.check_invariants(machine, "the section");
+    Some(SectionRun {
+        claims: t.claims.iter().map(|c| json!(c)).collect(),
+        text: t.text,
+        facts: t.facts,
+        broken: t.broken,
+    })
+}
+
 /// Run the tour and print it; `Ok(true)` if it held (see the module docs), `Err` only
 /// when the machine cannot be booted.
 pub fn run(args: &MachineArgs, options: TourOptions) -> Result<bool, String> {

@@ -76,6 +76,8 @@ pub struct Buddy<'a> {
     pub(crate) zone: &'a Zone,
     pub(crate) area: &'a mut FreeArea,
     pub(crate) report: &'a dyn CorruptionReport,
+    /// `watermark_boost_factor` (0: no boosting).
+    pub(crate) boost_factor: u64,
 }
 
 impl Buddy<'_> {
@@ -315,7 +317,7 @@ impl Buddy<'_> {
             list.init();
             return true;
         }
-        self.steal_suitable_fallback(pfn, current, start, can_steal);
+        self.steal_suitable_fallback(pfn, current, start, can_steal, alloc_flags);
         true
     }
 
@@ -328,6 +330,7 @@ impl Buddy<'_> {
         order: u32,
         start: MigrateType,
         whole_block: bool,
+        alloc_flags: AllocFlags,
     ) {
         let old_block_type = self.blocks.get(pfn);
         if old_block_type == MigrateType::HighAtomic {
@@ -342,6 +345,12 @@ impl Buddy<'_> {
                 .pageblock_steals
                 .fetch_add(1 << (order - PAGEBLOCK_ORDER), Relaxed);
             return self.move_to_free_list(pfn, order, start);
+        }
+        // "Boost watermarks to increase reclaim pressure to reduce the likelihood of
+        // future fallbacks. Wake kswapd now as the node may be balanced overall and kswapd
+        // will not wake naturally."
+        if self.boost_watermark() && alloc_flags.contains(AllocFlags::KSWAPD) {
+            self.zone.boosted_watermark.store(true, Relaxed);
         }
         if !whole_block {
             return self.move_to_free_list(pfn, order, start);
@@ -366,6 +375,26 @@ impl Buddy<'_> {
             self.blocks.set(pfn, start);
             self.zone.pageblock_steals.fetch_add(1, Relaxed);
         }
+    }
+
+    /// `boost_watermark()` (6.6): raise the zone's boost by a pageblock, up to
+    /// `watermark_boost_factor`/10000 of the high watermark (at least a pageblock); not in
+    /// zones under four pageblocks, nor before the high watermark is set.
+    fn boost_watermark(&self) -> bool {
+        if self.boost_factor == 0 || PAGEBLOCK_NR_PAGES * 4 > self.zone.managed_pages {
+            return false;
+        }
+        let high = self.zone.watermark[crate::page_alloc::Watermark::High as usize];
+        let max_boost = crate::sysctl::mult_frac(high, self.boost_factor, 10_000);
+        if max_boost == 0 {
+            return false;
+        }
+        let max_boost = max_boost.max(PAGEBLOCK_NR_PAGES);
+        let boost = self.zone.watermark_boost.load(Relaxed);
+        self.zone
+            .watermark_boost
+            .store((boost + PAGEBLOCK_NR_PAGES).min(max_boost), Relaxed);
+        true
     }
 
     /// `move_freepages_block()`: move every free block inside `pfn`'s pageblock to the `mt`

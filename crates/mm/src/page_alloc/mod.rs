@@ -20,6 +20,7 @@ pub mod buddy;
 pub mod check;
 pub mod pageblock;
 pub mod pcp;
+pub mod query;
 pub mod slowpath;
 mod zone;
 
@@ -513,7 +514,21 @@ impl<P: Platform> Mm<P> {
                 return true;
             }
         }
-        self.zone_watermark_ok(zone, order, mark, highest, flags, free)
+        if self.zone_watermark_ok(zone, order, mark, highest, flags, free) {
+            return true;
+        }
+        // "Ignore watermark boosting for __GFP_HIGH order-0 allocations when checking the
+        // min watermark. The min watermark is the point where boosting is ignored so that
+        // kswapd is woken up when below the low watermark."
+        if order == 0
+            && flags.contains(AllocFlags::MIN_RESERVE)
+            && zone.watermark_boost() > 0
+            && flags.watermark() == Watermark::Min
+        {
+            let unboosted = zone.watermark[Watermark::Min as usize];
+            return self.zone_watermark_ok(zone, order, unboosted, highest, flags, free);
+        }
+        false
     }
 
     fn verdict(&self, zone: &Zone, ac: &AllocContext, flags: AllocFlags) -> ZoneVerdict {
@@ -658,13 +673,21 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `rmqueue()`: per-CPU lists for the orders they cache, else the buddy lists.
+    /// A fallback that boosted the zone's watermarks wakes kswapd on the way out (6.6).
     fn rmqueue(&self, zone: &Zone, ac: &AllocContext, flags: AllocFlags) -> Option<u64> {
+        let mut page = None;
         if pcp_allowed_order(ac.order) {
-            if let Some(pfn) = self.rmqueue_pcplist(zone, ac, flags) {
-                return Some(pfn);
-            }
+            page = self.rmqueue_pcplist(zone, ac, flags);
         }
-        self.rmqueue_buddy(zone, ac.order, ac.migratetype, flags)
+        if page.is_none() {
+            page = self.rmqueue_buddy(zone, ac.order, ac.migratetype, flags);
+        }
+        // "Separate test+clear to avoid unnecessary atomics"
+        if flags.contains(AllocFlags::KSWAPD) && zone.boosted_watermark.load(Relaxed) {
+            zone.boosted_watermark.store(false, Relaxed);
+            self.wakeup_kswapd(zone, Gfp::empty(), 0, zone.idx);
+        }
+        page
     }
 
     /// `rmqueue_pcplist()`: pop from this CPU's list, refilling it with a batch first.
@@ -1181,8 +1204,9 @@ impl<P: Platform> Mm<P> {
 
     /// `drain_pages_zone()` (6.6) for every populated zone (`drain_pages()`): this CPU's
     /// lists back to the buddy lists, in one `free_pcppages_bulk()` of the whole count
-    /// under `pcp->lock`. That call empties every list whatever the count read from RAM
-    /// said (see [`Mm::free_pcppages_bulk`]), so nothing here loops on the count.
+    /// under `pcp->lock`. That call ends whatever the count read from RAM says (see
+    /// [`Mm::free_pcppages_bulk`]), so nothing here loops on the count; a count below what
+    /// the lists hold leaves the rest there, as in 6.6 (`check()` reports the mismatch).
     pub fn drain_pages(&self, cpu: usize) {
         let percpu = self.percpu.get(cpu);
         for zone in self.zones.iter().filter(|z| z.managed_pages > 0) {
@@ -1448,6 +1472,11 @@ impl<P: Platform> ZoneLocked<'_, P> {
             zone: self.zone,
             area: &mut self.guard,
             report: self.mm,
+            boost_factor: if self.mm.booted {
+                self.mm.vm.watermark_boost_factor.max(0) as u64
+            } else {
+                0
+            },
         }
     }
 }

@@ -125,10 +125,11 @@ pub fn zone_batchsize(managed_pages: u64) -> u32 {
     ((1u64 << (63 - n.leading_zeros())) - 1) as u32
 }
 
-/// `zone_highsize()`: the zone's low watermark shared among the CPUs, at least four
+/// `zone_highsize()` (6.6): `total_pages` (the zone's low watermark, or its managed pages
+/// divided by `percpu_pagelist_high_fraction`) shared among the CPUs, at least four
 /// batches.
-pub fn zone_highsize(low_wmark: u64, batch: u32, nr_cpus: usize) -> u32 {
-    let high = low_wmark / nr_cpus.max(1) as u64;
+pub fn zone_highsize(total_pages: u64, batch: u32, nr_cpus: usize) -> u32 {
+    let high = total_pages / nr_cpus.max(1) as u64;
     high.max((batch as u64) << 2).min(u32::MAX as u64) as u32
 }
 

@@ -1,7 +1,7 @@
 //! Zones and their free areas (`include/linux/mmzone.h`).
 
 use core::fmt;
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use crate::addr::NR_PAGE_ORDERS;
 use crate::memory_model::PageList;
@@ -178,8 +178,13 @@ pub struct Zone {
     pub present_pages: u64,
     /// Pages given to the buddy allocator (`managed_pages`).
     pub managed_pages: u64,
-    /// The min / low / high watermarks in pages (`_watermark`).
+    /// The min / low / high watermarks in pages (`_watermark`), without the boost.
     pub watermark: [u64; 3],
+    /// `watermark_boost`: added to every watermark after fragmenting fallbacks
+    /// (`boost_watermark()`), taken back by kswapd. Changed under the zone lock.
+    pub(crate) watermark_boost: AtomicU64,
+    /// `ZONE_BOOSTED_WATERMARK`: boosted since kswapd was last woken for it.
+    pub(crate) boosted_watermark: AtomicBool,
     /// Pages kept back from allocations whose highest zone is higher
     /// (`lowmem_reserve`, shown as `protection:` in zoneinfo).
     pub lowmem_reserve: [u64; MAX_NR_ZONES],
@@ -212,6 +217,8 @@ impl Zone {
             present_pages: 0,
             managed_pages: 0,
             watermark: [0; 3],
+            watermark_boost: AtomicU64::new(0),
+            boosted_watermark: AtomicBool::new(false),
             lowmem_reserve: [0; MAX_NR_ZONES],
             pcp_batch: 0,
             pcp_high: 0,
@@ -256,8 +263,16 @@ impl Zone {
         self.nr_reserved_highatomic.load(Relaxed)
     }
 
-    /// `min_wmark_pages()` / `low_wmark_pages()` / `high_wmark_pages()`.
-    pub const fn wmark(&self, w: Watermark) -> u64 {
-        self.watermark[w as usize]
+    /// `min_wmark_pages()` / `low_wmark_pages()` / `high_wmark_pages()`: the watermark
+    /// plus the boost (`wmark_pages()`, 6.6).
+    #[inline]
+    pub fn wmark(&self, w: Watermark) -> u64 {
+        self.watermark[w as usize] + self.watermark_boost()
+    }
+
+    /// `zone->watermark_boost`.
+    #[inline]
+    pub fn watermark_boost(&self) -> u64 {
+        self.watermark_boost.load(Relaxed)
     }
 }

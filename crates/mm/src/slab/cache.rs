@@ -1012,7 +1012,7 @@ pub(crate) enum NodeSource<'a> {
 mod tests {
     use super::*;
 
-    /// `/proc/slabinfo` of a 128-CPU machine (`shared/data/proc/slabinfo`): objperslab and
+    /// `/proc/slabinfo` of a 128-CPU machine (`tests/data/proc/slabinfo`): objperslab and
     /// pagesperslab of the kmalloc caches.
     #[test]
     fn kmalloc_slab_geometry_matches_the_128_cpu_sample() {

@@ -263,14 +263,14 @@ impl<P: Platform> Mm<P> {
     }
 
     fn print_track(&self, what: &str, t: Option<Track>) {
-        if let Some(t) = t {
-            if let Some(site) = t.site {
-                let age = self.platform.clock_ns().saturating_sub(t.when);
-                self.printk(format_args!(
-                    "{what} in {site} age={age} cpu={} pid={}",
-                    t.cpu, t.pid
-                ));
-            }
+        if let Some(t) = t
+            && let Some(site) = t.site
+        {
+            let age = self.platform.clock_ns().saturating_sub(t.when);
+            self.printk(format_args!(
+                "{what} in {site} age={age} cpu={} pid={}",
+                t.cpu, t.pid
+            ));
         }
     }
 

@@ -713,11 +713,11 @@ impl<P: Platform> Mm<P> {
         }
         let new = self.kmalloc_caller(new_size, gfp, caller)?;
         let keep = orig_size.min(ks) as u64;
-        if keep > 0 {
-            if let Err(e) = self.kcopy(new.0, addr.0, keep) {
-                let _ = self.kfree_caller(new, caller);
-                return Err(self.slab_fault(e.addr, false, "krealloc copy outside RAM"));
-            }
+        if keep > 0
+            && let Err(e) = self.kcopy(new.0, addr.0, keep)
+        {
+            let _ = self.kfree_caller(new, caller);
+            return Err(self.slab_fault(e.addr, false, "krealloc copy outside RAM"));
         }
         if let Err(e) = self.kfree_caller(addr, caller) {
             // The old object could not be freed (reported): give the new one back and
@@ -759,11 +759,11 @@ impl<P: Platform> Mm<P> {
     #[track_caller]
     pub fn kmemdup(&self, bytes: &[u8], gfp: Gfp) -> Result<VirtAddr, SlabError> {
         let p = self.kmalloc_caller(bytes.len(), gfp, CallSite::caller())?;
-        if !bytes.is_empty() {
-            if let Err(e) = self.kwrite_bytes(p.0, bytes) {
-                let _ = self.kfree(p);
-                return Err(self.slab_fault(e.addr, true, "kmemdup copy outside RAM"));
-            }
+        if !bytes.is_empty()
+            && let Err(e) = self.kwrite_bytes(p.0, bytes)
+        {
+            let _ = self.kfree(p);
+            return Err(self.slab_fault(e.addr, true, "kmemdup copy outside RAM"));
         }
         Ok(p)
     }

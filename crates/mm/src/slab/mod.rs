@@ -42,6 +42,7 @@ pub mod debug;
 pub mod info;
 pub mod kmalloc;
 pub mod merge;
+pub mod query;
 pub mod slub;
 pub mod stats;
 pub mod sysfs;

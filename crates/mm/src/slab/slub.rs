@@ -481,7 +481,11 @@ impl<P: Platform> Mm<P> {
     /// the cache's random sequence from a random start (`shuffle_freelist`). The sequence
     /// lives in a kmalloc'd array in RAM: one that is no longer a permutation of the
     /// slab's objects is reported and dropped, and the slab is chained in order.
-    fn freelist_order(&self, s: &KmemCache, objects: u16) -> impl Iterator<Item = u16> + '_ {
+    fn freelist_order(
+        &self,
+        s: &KmemCache,
+        objects: u16,
+    ) -> impl Iterator<Item = u16> + '_ + use<'_, P> {
         let seq = s.random_seq.load(Relaxed);
         let mut count = if seq != 0 && objects as u32 == s.oo().objects {
             objects

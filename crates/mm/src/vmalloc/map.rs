@@ -142,13 +142,24 @@ impl<P: Platform> Mm<P> {
 
     /// `vunmap_range_noflush()`: clear every leaf entry in `[start, end)`; tables stay.
     /// Returns the number of entries cleared. No TLB is flushed.
+    /// Tables are entered at most as many times as `mem_map` has pages, as in
+    /// [`Mm::walk_kernel_range`]: tables shared by overwritten entries cannot make the
+    /// walk follow every path.
     pub(crate) fn vunmap_range_noflush(&self, start: u64, end: u64) -> u64 {
-        let cleared = self.unmap_level(self.kernel_pgd(), 0, start, end);
+        let mut budget = self.mem_map.len;
+        let cleared = self.unmap_level(self.kernel_pgd(), 0, start, end, &mut budget);
         self.vmalloc.stats.pte_cleared.fetch_add(cleared, Relaxed);
         cleared
     }
 
-    fn unmap_level(&self, table: PhysAddr, level: usize, start: u64, end: u64) -> u64 {
+    fn unmap_level(
+        &self,
+        table: PhysAddr,
+        level: usize,
+        start: u64,
+        end: u64,
+        budget: &mut u64,
+    ) -> u64 {
         let mode = self.paging();
         let span = mode.levels[level].entry_span();
         let mut cleared = 0;
@@ -164,8 +175,10 @@ impl<P: Platform> Mm<P> {
                     self.write_pt_entry(table, idx, 0);
                     cleared += 1;
                 }
+                Ok(PtEntry::Table(_)) if *budget == 0 => {}
                 Ok(PtEntry::Table(child)) => {
-                    cleared += self.unmap_level(child, level + 1, va, next);
+                    *budget -= 1;
+                    cleared += self.unmap_level(child, level + 1, va, next, budget);
                 }
                 // pXd_none_or_clear_bad(): a bad entry (reported) is cleared.
                 Err(bad) if bad.why != PtBad::TableNotRam => self.write_pt_entry(table, idx, 0),
@@ -221,13 +234,20 @@ impl<P: Platform> Mm<P> {
 
     /// Count the table pages and present leaf entries under `[start, end)` (for `check()`),
     /// calling `leaf(va, phys_of_page, page_size)` on each leaf.
+    ///
+    /// In a sound tree each table is a page of its own with one parent, so the walk enters
+    /// at most as many tables as `mem_map` has pages. Entries overwritten to share tables
+    /// (every entry of a table naming the same next-level table) would make it follow
+    /// 512^levels paths; once that many tables are entered it descends no further, and
+    /// the count it returns exceeds any true `NR_PAGETABLE` (`check_vmalloc` reports it).
     pub(crate) fn walk_kernel_range(
         &self,
         start: u64,
         end: u64,
         leaf: &mut dyn FnMut(u64, u64, u64),
     ) -> u64 {
-        self.walk_level(self.kernel_pgd(), 0, start, end, leaf)
+        let mut budget = self.mem_map.len;
+        self.walk_level(self.kernel_pgd(), 0, start, end, leaf, &mut budget)
     }
 
     fn walk_level(
@@ -237,6 +257,7 @@ impl<P: Platform> Mm<P> {
         start: u64,
         end: u64,
         leaf: &mut dyn FnMut(u64, u64, u64),
+        budget: &mut u64,
     ) -> u64 {
         let mode = self.paging();
         let l = mode.levels[level];
@@ -246,9 +267,18 @@ impl<P: Platform> Mm<P> {
         while va < end {
             match self.pt_entry(table, level, va) {
                 Ok(PtEntry::Leaf { frame, .. }) => leaf(va, frame.0, span),
+                Ok(PtEntry::Table(_)) if *budget == 0 => tables += 1,
                 Ok(PtEntry::Table(child)) => {
+                    *budget -= 1;
                     let child_end = va.checked_add(span).map_or(end, |e| e.min(end));
-                    tables += 1 + self.walk_level(child, level + 1, va.max(start), child_end, leaf);
+                    tables += 1 + self.walk_level(
+                        child,
+                        level + 1,
+                        va.max(start),
+                        child_end,
+                        leaf,
+                        budget,
+                    );
                 }
                 Ok(PtEntry::None) => {}
                 // Reported (an oops): the walk of this table ends there.

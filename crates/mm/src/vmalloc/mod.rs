@@ -25,6 +25,7 @@ mod area;
 mod check;
 mod map;
 mod purge;
+pub mod query;
 mod rbtree;
 
 use core::fmt;
@@ -853,10 +854,10 @@ impl<P: Platform> Mm<P> {
         if slot.load(Relaxed) != 0 {
             return;
         }
-        if let Ok(va) = self.alloc_vmap_area_object(gfp) {
-            if slot.compare_exchange(0, va, Relaxed, Relaxed).is_err() {
-                self.free_vmap_area_object(va);
-            }
+        if let Ok(va) = self.alloc_vmap_area_object(gfp)
+            && slot.compare_exchange(0, va, Relaxed, Relaxed).is_err()
+        {
+            self.free_vmap_area_object(va);
         }
     }
 

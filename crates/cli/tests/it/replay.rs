@@ -1,0 +1,222 @@
+//! `kmemlab replay` end to end: the Linux 3.5 SLUB boot trace (tests/data), JSON, SVG, --compare, standard
+//! input, strict and lenient parsing.
+
+use crate::fixtures::{kmemlab, test_data};
+
+/// The Linux 3.5 SLUB boot trace (`tests/data/traces/`).
+fn slub_trace() -> String {
+    test_data("traces/linux-3.5-i386-boot-slub.trace")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn replay_prints_perfs_summary_and_full_fidelity_on_a_matching_machine() {
+    let trace = slub_trace();
+    let o = kmemlab(
+        &[
+            "--profile",
+            "i386",
+            "--cpus",
+            "1",
+            "replay",
+            &trace,
+            "--top",
+            "5",
+        ],
+        "",
+    );
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        o.stderr.is_empty(),
+        "no progress bar off a terminal: {}",
+        text(&o.stderr)
+    );
+    for needle in [
+        "SUMMARY (SLAB allocator)",
+        "Total bytes requested: 8,630,767",
+        "Total bytes allocated: 8,711,688",
+        "kmalloc ksize == bytes_alloc: 2,211/2,211 (100.00%)",
+        "Cache size == bytes_alloc: 6,432/6,432 (100.00%)",
+        "check(): ok",
+        "/proc/meminfo",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?}:\n{out}");
+    }
+}
+
+#[test]
+fn replay_json_and_svg() {
+    let trace = slub_trace();
+    let svg = std::env::temp_dir().join(format!("kmemlab-replay-{}.svg", std::process::id()));
+    let svg_arg = svg.to_string_lossy().into_owned();
+    let o = kmemlab(&["replay", &trace, "--json", "--svg", &svg_arg], "");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert_eq!(v["slab"]["total_requested"], 8_630_767);
+    assert_eq!(v["slab"]["nr_allocs"], 8_643);
+    assert_eq!(v["input"]["events"], 11_540);
+    assert_eq!(v["machine"]["profile"], "x86_64");
+    assert_eq!(v["check"], "ok");
+    assert!(v["callsites"].as_array().unwrap().len() > 10);
+    let doc = std::fs::read_to_string(&svg).expect("the SVG was written");
+    let _ = std::fs::remove_file(&svg);
+    assert!(doc.starts_with("<svg") && doc.contains("free memory"));
+}
+
+#[test]
+fn compare_prints_two_machines_side_by_side() {
+    let trace = slub_trace();
+    let o = kmemlab(
+        &[
+            "--profile",
+            "i386",
+            "replay",
+            &trace,
+            "--compare",
+            "--cpus 8 --ram 256M --profile x86_64",
+        ],
+        "",
+    );
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(out.contains("A: i386, 4 CPUs, 1G RAM"), "{out}");
+    assert!(out.contains("B: x86_64, 8 CPUs, 256M RAM"), "{out}");
+    assert_eq!(out.matches("SUMMARY (SLAB allocator)").count(), 2);
+    let bad = kmemlab(&["replay", &trace, "--compare", "--cpus lots"], "");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("--compare"));
+}
+
+#[test]
+fn standard_input_strict_and_lenient() {
+    let input = "init-1 [000] .N.. 0.1: kmalloc: call_site=c1 ptr=c2 bytes_req=8 bytes_alloc=8 gfp_flags=GFP_KERNEL\n\
+                 init-1 [000] .N.. 0.1: kfree: call_site=c1\n\
+                 init-1 [000] .N.. 0.2: kfree: call_site=c1 ptr=c2\n";
+    let strict = kmemlab(&["replay", "-"], input);
+    assert_eq!(strict.status.code(), Some(2));
+    let err = text(&strict.stderr);
+    assert!(
+        err.contains("line 2:") && err.contains("kfree: call_site=c1"),
+        "{err}"
+    );
+    let lenient = kmemlab(&["replay", "-", "--lenient", "--json"], input);
+    assert!(lenient.status.success(), "{}", text(&lenient.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&lenient.stdout).unwrap();
+    assert_eq!(v["input"]["malformed_skipped"], 1);
+    assert_eq!(v["slab"]["total_freed"], 8);
+}
+
+/// The synthetic Linux 6.6 vmalloc trace (`tests/data/traces/`).
+fn vmalloc_fixture() -> String {
+    test_data("traces/vmalloc-6.6-x86_64.trace")
+}
+
+#[test]
+fn vmalloc_events_in_text_and_json() {
+    let trace = vmalloc_fixture();
+    let o = kmemlab(&["--cpus", "2", "replay", &trace], "");
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    for needle in [
+        "SUMMARY (vmalloc)",
+        "kmemlab areas reserved: 4 (failures 0, live at end 2)",
+        "kmemlab purges: 1 (at the trace's purges 1), 2 areas, 1 TLB flushes",
+        "lazy_max_pages: traced 16,384, kmemlab 16,384",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?}:\n{out}");
+    }
+    let o = kmemlab(&["--cpus", "2", "replay", &trace, "--json"], "");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert_eq!(v["vmalloc"]["traced_allocs"], 5);
+    assert_eq!(v["vmalloc"]["traced_purges"], 1);
+    assert_eq!(v["vmalloc"]["peak_bytes"], 8192 + 20480 + 2101248);
+    assert_eq!(v["vmalloc"]["kmemlab_tlb_flushes"], 1);
+}
+
+#[test]
+fn kmalloc_sizes_flag_and_its_errors() {
+    let trace = slub_trace();
+    let sizes = "8,16,24,32,48,64,96,128,192,256,512,1K,2K,4K,8K";
+    let o = kmemlab(
+        &[
+            "--profile",
+            "i386",
+            "--cpus",
+            "1",
+            "replay",
+            &trace,
+            "--kmalloc-sizes",
+            sizes,
+            "--json",
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["kmalloc_sizes"][2], 24);
+    assert_eq!(
+        v["slab"]["total_allocated"], 8_711_688,
+        "the traced numbers stay"
+    );
+    assert!(v["fidelity"]["kmalloc_agreed"].as_u64().unwrap() < 2_211);
+    assert!(v["caches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|row| row["name"] == "kmalloc-24"));
+    for (bad, why) in [
+        ("8,16,4096", "must be KMALLOC_MAX_CACHE_SIZE (8192)"),
+        ("8,12,8192", "multiple of 8"),
+        ("16,8,8192", "must ascend: 8 follows 16"),
+        ("8,16K", "larger than KMALLOC_MAX_CACHE_SIZE"),
+        ("8,lots,8192", "'lots' is not a size"),
+    ] {
+        let o = kmemlab(&["replay", &trace, "--kmalloc-sizes", bad], "");
+        assert_eq!(o.status.code(), Some(2), "{bad}");
+        assert!(text(&o.stderr).contains(why), "{bad}: {}", text(&o.stderr));
+    }
+}
+
+#[test]
+fn kvmalloc_above_and_compare() {
+    let trace = slub_trace();
+    let o = kmemlab(
+        &[
+            "--profile",
+            "i386",
+            "replay",
+            &trace,
+            "--kvmalloc-above",
+            "4K",
+            "--json",
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["kvmalloc"]["above"], 4096);
+    assert!(v["kvmalloc"]["via_kmalloc"].as_u64().unwrap() > 0);
+    assert_eq!(v["kvmalloc"]["via_vmalloc"], 0);
+    let o = kmemlab(
+        &[
+            "--profile",
+            "i386",
+            "replay",
+            &trace,
+            "--compare",
+            "--kmalloc-sizes 8,16,24,32,64,128,256,512,1K,2K,4K,8K --kvmalloc-above 4096",
+        ],
+        "",
+    );
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(out.contains("kmalloc sizes 8,16,24,32,64"), "{out}");
+    assert!(out.contains("kvmalloc above 4,096"), "{out}");
+    let bad = kmemlab(&["replay", &trace, "--kvmalloc-above", "big"], "");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("'big' is not a size"));
+}

@@ -1,0 +1,240 @@
+//! Real concurrency: host threads each running as their own CPU allocate and free at
+//! the same time, hand pages to each other (remote frees), take interrupts and drain
+//! each other's per-CPU lists; afterwards every page is accounted for.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use crate::fixtures::*;
+use kmemlab_mm::{AllocError, Context, Gfp, Pfn, Profile, PAGE_SIZE};
+use kmemlab_sim::Machine;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// (pfn, order, tag)
+type Block = (u64, u32, u64);
+
+struct Shared<'a> {
+    machine: &'a Machine,
+    /// Every live block, to catch a block handed to two owners at once.
+    live: Mutex<BTreeMap<u64, u32>>,
+    /// Blocks handed from one CPU to another, to be freed there.
+    mailbox: Mutex<Vec<Block>>,
+}
+
+impl Shared<'_> {
+    fn claim(&self, pfn: u64, order: u32) {
+        let mut live = self.live.lock().unwrap();
+        if let Some((&prev, &o)) = live.range(..=pfn).next_back() {
+            assert!(
+                prev + (1 << o) <= pfn,
+                "{pfn:#x} order {order} overlaps live {prev:#x} order {o}"
+            );
+        }
+        if let Some((&next, &o)) = live.range(pfn..).next() {
+            assert!(
+                pfn + (1 << order) <= next,
+                "{pfn:#x} order {order} overlaps live {next:#x} order {o}"
+            );
+        }
+        live.insert(pfn, order);
+    }
+
+    fn release(&self, pfn: u64) {
+        self.live
+            .lock()
+            .unwrap()
+            .remove(&pfn)
+            .expect("block is live");
+    }
+
+    fn write_tag(&self, pfn: u64, order: u32, tag: u64) {
+        let ram = self.machine.mm().platform().ram();
+        for p in pfn..pfn + (1 << order) {
+            ram.write(p * PAGE_SIZE as u64, &(tag ^ p).to_le_bytes())
+                .unwrap();
+        }
+    }
+
+    fn check_tag(&self, pfn: u64, order: u32, tag: u64) {
+        let ram = self.machine.mm().platform().ram();
+        let mut buf = [0u8; 8];
+        for p in pfn..pfn + (1 << order) {
+            ram.read(p * PAGE_SIZE as u64, &mut buf).unwrap();
+            assert_eq!(
+                u64::from_le_bytes(buf),
+                tag ^ p,
+                "block {pfn:#x} overwritten at {p:#x}"
+            );
+        }
+    }
+
+    /// Free `block` as `cpu`, in `ctx`.
+    fn free(&self, cpu: usize, ctx: Context, (pfn, order, tag): Block) {
+        self.check_tag(pfn, order, tag);
+        self.release(pfn);
+        let r = self
+            .machine
+            .on_cpu(cpu, ctx, |mm| {
+                mm.__free_pages(mm.pfn_to_page(Pfn(pfn)).unwrap(), order)
+            })
+            .expect("own CPU");
+        assert_eq!(r, Ok(()), "free {pfn:#x} order {order} on CPU {cpu}");
+    }
+}
+
+fn worker(
+    shared: &Shared<'_>,
+    cpu: usize,
+    seed: u64,
+    ops: usize,
+    max_live: u64,
+) -> (Vec<Block>, u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut mine: Vec<Block> = Vec::new();
+    let mut live_pages = 0u64;
+    let mut allocated = 0u64;
+    for _ in 0..ops {
+        let roll = rng.gen_range(0..100);
+        if roll < 2 {
+            // Drain every CPU's lists while the others are running.
+            shared
+                .machine
+                .on_cpu(cpu, Context::Process, |mm| mm.drain_all_pages())
+                .unwrap();
+        } else if roll < 12 {
+            // A remote free: a block another CPU allocated.
+            let block = shared.mailbox.lock().unwrap().pop();
+            if let Some(block) = block {
+                let ctx = if rng.gen_bool(0.3) {
+                    Context::Softirq
+                } else {
+                    Context::Process
+                };
+                shared.free(cpu, ctx, block);
+            }
+        } else if mine.is_empty() || (live_pages < max_live && rng.gen_bool(0.55)) {
+            let order = match rng.gen_range(0..100) {
+                0..=59 => 0,
+                60..=74 => 1,
+                75..=89 => rng.gen_range(2..=3),
+                90..=97 => rng.gen_range(4..=8),
+                _ => 9,
+            };
+            let (gfp, ctx) = match rng.gen_range(0..6) {
+                0 | 1 => (Gfp::GFP_KERNEL, Context::Process),
+                2 => (Gfp::GFP_ATOMIC, Context::Hardirq),
+                3 => (Gfp::GFP_NOWAIT | Gfp::__GFP_COMP, Context::Softirq),
+                4 => (
+                    Gfp::GFP_KERNEL | Gfp::GFP_DMA32 | Gfp::__GFP_ZERO,
+                    Context::Process,
+                ),
+                _ => (Gfp::GFP_HIGHUSER_MOVABLE, Context::Process),
+            };
+            let r = shared
+                .machine
+                .on_cpu(cpu, ctx, |mm| {
+                    mm.alloc_pages(gfp | Gfp::__GFP_NOWARN, order)
+                        .map(|p| mm.page_to_pfn(p).0)
+                })
+                .expect("own CPU");
+            match r {
+                Ok(pfn) => {
+                    assert_eq!(pfn & ((1 << order) - 1), 0);
+                    shared.claim(pfn, order);
+                    let tag = rng.r#gen::<u64>();
+                    shared.write_tag(pfn, order, tag);
+                    mine.push((pfn, order, tag));
+                    live_pages += 1 << order;
+                    allocated += 1;
+                }
+                Err(AllocError::NoMemory(_)) => {}
+                Err(e) => panic!("CPU {cpu}: {gfp:?} order {order}: {e}"),
+            }
+        } else {
+            let block = mine.swap_remove(rng.gen_range(0..mine.len()));
+            live_pages -= 1 << block.1;
+            if rng.gen_bool(0.3) {
+                shared.mailbox.lock().unwrap().push(block);
+            } else {
+                let ctx = if rng.gen_bool(0.2) {
+                    Context::Hardirq
+                } else {
+                    Context::Process
+                };
+                shared.free(cpu, ctx, block);
+            }
+        }
+    }
+    (mine, allocated)
+}
+
+fn run(machine: Machine, threads: usize, ops: usize, max_live: u64) {
+    let boot = BootState::of(machine.mm());
+    let shared = Shared {
+        machine: &machine,
+        live: Mutex::new(BTreeMap::new()),
+        mailbox: Mutex::new(Vec::new()),
+    };
+    let results: Vec<(Vec<Block>, u64)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|cpu| {
+                let shared = &shared;
+                s.spawn(move || worker(shared, cpu, 1000 + cpu as u64, ops, max_live))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("worker"))
+            .collect()
+    });
+    let total_allocs: u64 = results.iter().map(|r| r.1).sum();
+    assert!(
+        total_allocs > (threads * ops / 4) as u64,
+        "{total_allocs} allocations"
+    );
+
+    // Quiescent now: the checker may run, and must account for exactly the live blocks.
+    let report = machine
+        .mm()
+        .check()
+        .unwrap_or_else(|e| panic!("check() after the run: {e}"));
+    let live_pages: u64 = shared
+        .live
+        .lock()
+        .unwrap()
+        .values()
+        .map(|&o| 1u64 << o)
+        .sum();
+    assert_eq!(report.allocated, live_pages + boot.report.allocated);
+
+    let leftovers: Vec<Block> = results
+        .into_iter()
+        .flat_map(|r| r.0)
+        .chain(std::mem::take(&mut *shared.mailbox.lock().unwrap()))
+        .collect();
+    for (i, block) in leftovers.into_iter().enumerate() {
+        shared.free(i % threads, Context::Process, block);
+    }
+    assert!(shared.live.lock().unwrap().is_empty());
+    assert!(machine.take_console().is_empty());
+    assert_all_free(&machine, &boot, false);
+}
+
+#[test]
+fn four_cpus_allocate_and_free_concurrently() {
+    let m = MachineBuilder::new().ram(64 * MIB).cpus(4).seed(11).boot();
+    // Up to 3000 pages each: the four together approach the watermarks.
+    run(m, 4, 25_000, 3000);
+}
+
+#[test]
+fn four_cpus_on_a_larger_machine() {
+    let m = MachineBuilder::new()
+        .profile(Profile::I386)
+        .ram(1200 * MIB)
+        .cpus(4)
+        .seed(12)
+        .boot();
+    run(m, 4, 15_000, 20_000);
+}
