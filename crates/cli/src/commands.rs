@@ -469,6 +469,13 @@ pub const COMMANDS: &[Command] = &[
         run: cat,
     },
     Command {
+        name: "slabinfo",
+        usage: crate::slabinfo_command::USAGE,
+        help: "tools/mm/slabinfo: caches from /sys/kernel/slab (-r report, -T totals, -L loss, -S size, -A activity, -D activity format, -a aliases)",
+        mutates: false,
+        run: crate::slabinfo_command::slabinfo,
+    },
+    Command {
         name: "sysctl",
         usage: "[-w] [vm.KEY[=VALUE]]",
         help: "list, read or write the page allocator's /proc/sys/vm tunables (a write recomputes watermarks, reserves, pcp lists)",
@@ -774,6 +781,18 @@ fn cat(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
         // `proc_taint()`: the mask as an unsigned decimal.
         let mask = sh.machine.tainted().0;
         return Ok(Value::Object(json!(mask), mask.to_string()));
+    }
+    if name.starts_with(kmemlab_mm::slab::sysfs::SYSFS_SLAB_DIR) {
+        let mut out = String::new();
+        let found = sh
+            .machine
+            .mm()
+            .sysfs_slab_render(name, &mut out)
+            .map_err(|e| e.to_string())?;
+        if !found {
+            return Err(format!("{name}: no such file"));
+        }
+        return Ok(Value::Text(out.trim_end().to_string()));
     }
     if !name.starts_with("/proc/") && name != procfs::THP_ENABLED_FILE {
         return Err(format!(

@@ -13,6 +13,7 @@ mod output;
 mod replay;
 pub mod serve;
 pub mod shell;
+mod slabinfo_command;
 mod tour;
 mod vmcommands;
 mod workload_commands;
@@ -93,6 +94,13 @@ pub struct MachineArgs {
     /// 8,16,24,32,48,64,128,256,512,1K,2K,4K,8K).
     #[arg(long, global = true, value_name = "SIZES", value_parser = parse_kmalloc_sizes)]
     kmalloc_sizes: Option<KmallocSizes>,
+    /// CONFIG_SLUB_STATS: keep the per-cache, per-CPU SLUB counters
+    /// (/sys/kernel/slab/<cache>/alloc_fastpath and friends, `slabinfo -r`, `-D`).
+    #[arg(long, global = true)]
+    slub_stats: bool,
+    /// slab_nomerge: never merge a new cache into a compatible existing one.
+    #[arg(long, global = true)]
+    slab_nomerge: bool,
     /// transparent_hugepage=: always, madvise or never. When enabled, khugepaged's start
     /// raises min_free_kbytes (set_recommended_min_free_kbytes).
     #[arg(long, global = true, default_value = "never", value_parser = parse_thp)]
@@ -148,6 +156,8 @@ impl MachineArgs {
                 init_on_alloc: self.init_on_alloc,
                 init_on_free: self.init_on_free,
                 kmalloc_sizes: self.kmalloc_sizes,
+                slub_stats: self.slub_stats,
+                nomerge: self.slab_nomerge,
                 ..SlabConfig::default()
             },
             thp: self.thp,

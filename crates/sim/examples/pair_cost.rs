@@ -10,6 +10,8 @@
 //! valgrind --tool=callgrind --callgrind-out-file=/dev/null \
 //!     target/release/examples/pair_cost kmalloc 100000   # then 200000
 //! ```
+//!
+//! A third argument `stats` boots with SLUB statistics on (`--slub-stats`).
 
 use std::hint::black_box;
 
@@ -20,8 +22,13 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let which = args.next().unwrap_or_else(|| "kmalloc".into());
     let n: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let slub_stats = args.next().as_deref() == Some("stats");
     let m = Machine::new(MachineConfig {
         ram: 1 << 30,
+        slab: kmemlab_mm::slab::SlabConfig {
+            slub_stats,
+            ..Default::default()
+        },
         ..Default::default()
     })
     .expect("machine boots");

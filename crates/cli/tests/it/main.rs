@@ -19,5 +19,6 @@ mod replay;
 mod replay_perf;
 mod script_fuzz;
 mod serve_api;
+mod slabinfo;
 mod sysctl;
 mod tour_grid;

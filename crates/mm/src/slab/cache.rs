@@ -76,6 +76,9 @@ pub struct KmemCache {
     pub(crate) allocflags: AtomicU32,
     /// `ceil(2^48 / size)`: `obj_to_index` by multiplication (`reciprocal_size`).
     pub(crate) reciprocal_size: AtomicU64,
+    /// The SLUB statistics' per-CPU counters (offset and size, as `cpu_slab`), 0 when
+    /// statistics are off (`kmem_cache_cpu.stat[]` under `CONFIG_SLUB_STATS`).
+    pub(crate) stats: AtomicU64,
     name_len: AtomicU8,
     name: [AtomicU8; NAME_LEN],
 }
@@ -225,6 +228,18 @@ impl KmemCache {
     pub fn allocflags(&self) -> Gfp {
         Gfp::from_bits_retain(self.allocflags.load(Relaxed))
     }
+    /// The statistics' per-CPU counters, if the cache has them.
+    pub(crate) fn stats_ptr(&self) -> Option<PerCpuPtr> {
+        let v = self.stats.load(Relaxed);
+        (v >> 32 != 0).then_some(PerCpuPtr {
+            offset: v as u32,
+            size: (v >> 32) as u32,
+        })
+    }
+    pub(crate) fn set_stats_ptr(&self, ptr: Option<PerCpuPtr>) {
+        let v = ptr.map_or(0, |p| p.offset as u64 | ((p.size as u64) << 32));
+        self.stats.store(v, Relaxed);
+    }
     #[inline]
     pub(crate) fn cpu_slab_ptr(&self) -> PerCpuPtr {
         let v = self.cpu_slab.load(Relaxed);
@@ -366,10 +381,15 @@ pub fn calculate_sizes(
 
 /// `set_cpu_partial()`: how many slabs a CPU may keep on its partial list.
 fn cpu_partial_slabs(size: u32, objects: u32, debug: bool) -> u32 {
+    (cpu_partial_objects(size, debug) * 2).div_ceil(objects.max(1))
+}
+
+/// `set_cpu_partial()`'s object count (`s->cpu_partial`, the sysfs `cpu_partial` file).
+pub(crate) fn cpu_partial_objects(size: u32, debug: bool) -> u32 {
     if debug {
         return 0;
     }
-    let nr_objects: u32 = if size as usize >= PAGE_SIZE {
+    if size as usize >= PAGE_SIZE {
         6
     } else if size >= 1024 {
         24
@@ -377,8 +397,7 @@ fn cpu_partial_slabs(size: u32, objects: u32, debug: bool) -> u32 {
         52
     } else {
         120
-    };
-    (nr_objects * 2).div_ceil(objects.max(1))
+    }
 }
 
 impl<P: Platform> Mm<P> {
@@ -548,6 +567,13 @@ impl<P: Platform> Mm<P> {
         self.might_sleep()
             .map_err(|e| SlabError::Alloc(crate::AllocError::SleepInAtomic(e)))?;
         let flags = (flags | self.slab.config.debug) & !SlabFlags::OBJECT_POISON;
+        // kmem_cache_create_usercopy(): a cache that can share an existing one is an
+        // alias of it (usersize is always 0 for caches made here).
+        if let Some(r) =
+            self.kmem_cache_alias(name, size as u32, align as u32, flags, ctor.is_some())
+        {
+            return Ok(r);
+        }
         let kmem_cache = KmemCacheRef(self.slab.kmem_cache.load(Relaxed));
         let obj = self.cache_alloc(
             kmem_cache,
@@ -584,6 +610,7 @@ impl<P: Platform> Mm<P> {
     /// The cache named `name`, if any.
     pub fn find_cache(&self, name: &str) -> Option<KmemCacheRef> {
         self.for_each_cache(|s| (s.name().as_str() == name).then(|| s.handle()))
+            .or_else(|| self.find_alias(name))
     }
 
     /// Call `f` on each cache, newest first, until it returns `Some`.
@@ -707,9 +734,15 @@ impl<P: Platform> Mm<P> {
                 c.tid.store(cpu as u64, Relaxed);
             }
         }
+        s.set_stats_ptr(None);
+        if let Err(e) = self.alloc_cache_stats(s) {
+            self.percpu.free(&self.platform, cpu_slab);
+            return Err(e);
+        }
         s.magic.store(MAGIC, Relaxed);
         if let Err(e) = self.init_kmem_cache_node(s, node_source) {
             self.percpu.free(&self.platform, cpu_slab);
+            self.free_cache_stats(s);
             return Err(e);
         }
         if self.slab.config.freelist_random && self.slab.kmalloc_ready() {
@@ -811,6 +844,11 @@ impl<P: Platform> Mm<P> {
             None,
             NodeSource::Boot(&boot_node_cache),
         )?;
+        // create_boot_cache(): "Exempt from merging for now" (refcount -1).
+        for boot in [&boot_node_cache, &boot_cache] {
+            boot.refcount
+                .store(crate::slab::merge::REFCOUNT_UNMERGEABLE, Relaxed);
+        }
         let cache_va = self.bootstrap(&boot_cache, &boot_cache)?;
         self.slab.kmem_cache.store(cache_va, Relaxed);
         let real_cache = self.cache(KmemCacheRef(cache_va))?;
@@ -879,6 +917,10 @@ impl<P: Platform> Mm<P> {
                 "the kmalloc and boot caches are never destroyed",
             ));
         }
+        // kmem_cache_destroy(): a merged cache lives on while others still use it.
+        if self.kmem_cache_unalias(s, None) {
+            return Ok(());
+        }
         self.flush_all(s)?;
         self.discard_empty_partials(s, 0);
         let n = self.get_node(s)?;
@@ -904,6 +946,7 @@ impl<P: Platform> Mm<P> {
         if self.cpu_slab(s, 0).is_some() {
             self.percpu.free(&self.platform, cpu_slab);
         }
+        self.free_cache_stats(s);
         let _ = self.cache_free(
             KmemCacheRef(self.slab.kmem_cache_node.load(Relaxed)),
             crate::VirtAddr(node),
@@ -946,6 +989,7 @@ fn copy_cache(from: &KmemCache, to: &KmemCache) {
         refcount,
         allocflags,
         reciprocal_size,
+        stats,
         name_len
     );
     for (a, b) in to.name.iter().zip(&from.name) {

@@ -703,6 +703,9 @@ impl<P: Platform> Mm<P> {
         site: crate::slab::CallSite,
         orig_size: u32,
     ) -> Result<u64, SlabError> {
+        // ___slab_alloc(): debug caches never have a CPU slab, so every allocation is a
+        // slow one.
+        self.stat(s, crate::slab::stats::StatItem::AllocSlowpath);
         self.check_geometry(s)?;
         let n = self.get_node(s)?;
         // A new slab whose first object fails its checks is corrupted as soon as it is
@@ -723,6 +726,7 @@ impl<P: Platform> Mm<P> {
                 }
             }
             let pfn = self.new_slab(s, gfp)?;
+            self.stat(s, crate::slab::stats::StatItem::AllocSlab);
             self.inc_slabs_node(s, pfn)?;
             let _guard = self.lock_node(n);
             if let Some(object) = self.alloc_single(s, n, pfn, site, orig_size, false) {
@@ -746,12 +750,15 @@ impl<P: Platform> Mm<P> {
         object: u64,
         site: crate::slab::CallSite,
     ) -> Result<(), SlabError> {
+        // __slab_free() counts the slow path before it hands a debug cache's free here.
+        self.stat(s, crate::slab::stats::StatItem::FreeSlowpath);
         self.check_geometry(s)?;
         let n = self.get_node(s)?;
         let guard = self.lock_node(n);
         let result = self.free_debug_locked(s, n, pfn, object, site);
         drop(guard);
         if result.as_ref().is_ok_and(|d| *d) {
+            self.stat(s, crate::slab::stats::StatItem::FreeSlab);
             self.discard_slab(s, pfn);
         }
         result.map(|_| ())
@@ -811,18 +818,23 @@ impl<P: Platform> Mm<P> {
             if off_full && new.inuse != 0 {
                 n.partial.push_back(&self.mem_map, pfn);
                 n.nr_partial.fetch_add(1, Relaxed);
+                self.stat(s, crate::slab::stats::StatItem::FreeAddPartial);
             }
         }
         if new.inuse == 0 {
             if n.nr_partial.load(Relaxed) >= s.min_partial() {
-                if prior != 0 && !self.debug_list_del(s, n, pfn, true) {
-                    return Ok(false);
+                if prior != 0 {
+                    if !self.debug_list_del(s, n, pfn, true) {
+                        return Ok(false);
+                    }
+                    self.stat(s, crate::slab::stats::StatItem::FreeRemovePartial);
                 }
                 return Ok(true);
             }
             if prior == 0 {
                 n.partial.push_back(&self.mem_map, pfn);
                 n.nr_partial.fetch_add(1, Relaxed);
+                self.stat(s, crate::slab::stats::StatItem::FreeAddPartial);
             }
         }
         Ok(false)

@@ -41,8 +41,11 @@ pub mod check;
 pub mod debug;
 pub mod info;
 pub mod kmalloc;
+pub mod merge;
 pub mod query;
 pub mod slub;
+pub mod stats;
+pub mod sysfs;
 mod validate;
 
 use core::fmt;
@@ -138,6 +141,10 @@ pub struct SlabConfig {
     pub init_on_free: bool,
     /// Other kmalloc size classes than the kernel's (`None`: 8 … 8192 with 96 and 192).
     pub kmalloc_sizes: Option<kmalloc::KmallocSizes>,
+    /// `CONFIG_SLUB_STATS`: per-cache, per-CPU event counters ([`stats`]).
+    pub slub_stats: bool,
+    /// `slab_nomerge`: never merge caches ([`merge`]).
+    pub nomerge: bool,
 }
 
 impl Default for SlabConfig {
@@ -151,6 +158,8 @@ impl Default for SlabConfig {
             init_on_alloc: false,
             init_on_free: false,
             kmalloc_sizes: None,
+            slub_stats: false,
+            nomerge: false,
         }
     }
 }
@@ -332,6 +341,8 @@ pub struct SlabGlobals {
     /// The constructors, kept in the host: a `kmem_cache` in RAM holds only an index into
     /// this table, so a corrupted cache can never make the host call an arbitrary address.
     pub(crate) ctors: SpinLockIrq<CtorTable>,
+    /// Names of merged caches ([`merge`]).
+    pub(crate) aliases: SpinLockIrq<merge::AliasTable>,
     /// `free_large_kmalloc()`'s `WARN_ON_ONCE` has fired.
     pub(crate) large_kmalloc_warned: core::sync::atomic::AtomicBool,
     /// `TID_STEP`: the CPU count rounded up to a power of two (set by `kmem_cache_init`,
@@ -382,6 +393,7 @@ impl SlabGlobals {
                 owners: [0; MAX_CACHES],
                 ctors: [None; MAX_CACHES],
             }),
+            aliases: SpinLockIrq::new(merge::AliasTable::new()),
             large_kmalloc_warned: core::sync::atomic::AtomicBool::new(false),
             tid_step: 1,
         }

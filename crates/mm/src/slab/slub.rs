@@ -25,6 +25,7 @@ use crate::platform::Platform;
 use crate::slab::cache::{
     Ctor, KmemCache, KmemCacheCpu, KmemCacheNode, KmemCacheRef, MAX_CTOR_OBJECT, MAX_OBJS_PER_PAGE,
 };
+use crate::slab::stats::StatItem;
 use crate::slab::SlabError;
 use crate::Mm;
 
@@ -271,12 +272,18 @@ impl<P: Platform> Mm<P> {
 
     /// `slab_update_freelist()`: compare-exchange of (freelist, counters).
     #[inline]
-    fn cmpxchg_slab(&self, pfn: u64, old: SlabCounters, new: SlabCounters) -> bool {
-        self.mem_map
+    /// `slab_update_freelist()`: a failed exchange counts `CMPXCHG_DOUBLE_FAIL`.
+    fn cmpxchg_slab(&self, s: &KmemCache, pfn: u64, old: SlabCounters, new: SlabCounters) -> bool {
+        let ok = self
+            .mem_map
             .page(pfn)
             .word_atomic()
             .compare_exchange(old.pack(), new.pack(), AcqRel, Acquire)
-            .is_ok()
+            .is_ok();
+        if !ok {
+            self.stat(s, StatItem::CmpxchgDoubleFail);
+        }
+        ok
     }
 
     /// `this_cpu_cmpxchg_double(s->cpu_slab->freelist, tid)`: no interrupt can arrive
@@ -431,7 +438,9 @@ impl<P: Platform> Mm<P> {
                 } else {
                     flags & !Gfp::__GFP_COMP
                 };
-                self.alloc_pages(flags, oo.order)?
+                let page = self.alloc_pages(flags, oo.order)?;
+                self.stat(s, StatItem::OrderFallback);
+                page
             }
         };
         let pfn = self.page_to_pfn(page).0;
@@ -644,7 +653,7 @@ impl<P: Platform> Mm<P> {
                 frozen: old.freelist != NO_OBJECT,
                 ..old
             };
-            if self.cmpxchg_slab(pfn, old, new) {
+            if self.cmpxchg_slab(s, pfn, old, new) {
                 return Ok(self.fl_va(s, pfn, old.freelist));
             }
         }
@@ -677,7 +686,7 @@ impl<P: Platform> Mm<P> {
                     ..old
                 }
             };
-            if self.cmpxchg_slab(pfn, old, new) {
+            if self.cmpxchg_slab(s, pfn, old, new) {
                 return Ok(self.fl_va(s, pfn, old.freelist));
             }
         }
@@ -767,10 +776,12 @@ impl<P: Platform> Mm<P> {
             let next = self.cpu_next_free(s, c, slab - 1, object)?;
             self.irq_window();
             if Self::cpu_cmpxchg(c, object, tid, next, self.next_tid(tid)) {
+                self.stat(s, StatItem::AllocFastpath);
                 return Ok(object);
             }
             // note_cmpxchg_failure(): an interrupt ran an operation in between; redo.
             crate::vmstat::VmEvents::add(&self.events.slab_cmpxchg_redo, 1);
+            self.stat(s, StatItem::CmpxchgDoubleCpuFail);
         }
     }
 
@@ -783,6 +794,7 @@ impl<P: Platform> Mm<P> {
         c: &KmemCacheCpu,
         irq: crate::IrqFlags,
     ) -> Result<u64, SlabError> {
+        self.stat(s, StatItem::AllocSlowpath);
         loop {
             let slab = c.slab.load(Relaxed);
             if slab != 0 {
@@ -796,6 +808,14 @@ impl<P: Platform> Mm<P> {
                     freelist = self
                         .get_freelist(s, pfn)
                         .inspect_err(|_| self.drop_cpu_slab(c, true))?;
+                    self.stat(
+                        s,
+                        if freelist == 0 {
+                            StatItem::DeactivateBypass
+                        } else {
+                            StatItem::AllocRefill
+                        },
+                    );
                 }
                 if freelist != 0 {
                     // load_freelist:
@@ -831,6 +851,7 @@ impl<P: Platform> Mm<P> {
                 c.partial_slabs
                     .store(c.partial_slabs.load(Relaxed).saturating_sub(1), Relaxed);
                 c.slab.store(pfn + 1, Relaxed);
+                self.stat(s, StatItem::CpuPartialAlloc);
                 continue;
             }
             // The node's partial list.
@@ -844,6 +865,7 @@ impl<P: Platform> Mm<P> {
             let allocated = self.new_slab(s, gfp);
             let _ = self.platform.local_irq_save();
             let pfn = allocated?;
+            self.stat(s, StatItem::AllocSlab);
             self.inc_slabs_node(s, pfn)?;
             let freelist = self.get_freelist_of_new(s, pfn);
             self.load_new_cpu_slab(s, c, pfn, freelist);
@@ -891,6 +913,7 @@ impl<P: Platform> Mm<P> {
             let old_freelist = c.freelist.load(Relaxed);
             c.slab.store(0, Relaxed);
             c.freelist.store(0, Relaxed);
+            self.stat(s, StatItem::CpuslabFlush);
             self.deactivate_slab(s, old - 1, old_freelist);
         }
         c.slab.store(pfn + 1, Relaxed);
@@ -914,6 +937,7 @@ impl<P: Platform> Mm<P> {
             return Ok(None);
         };
         let freelist = self.acquire_slab(s, n, first, true)?;
+        self.stat(s, StatItem::AllocFromPartial);
         let mut taken = 0;
         while taken < s.cpu_partial_slabs() / 2 {
             let Some(pfn) = n.partial.first() else { break };
@@ -921,6 +945,7 @@ impl<P: Platform> Mm<P> {
                 break;
             }
             self.push_cpu_partial(c, pfn);
+            self.stat(s, StatItem::CpuPartialNode);
             taken += 1;
         }
         Ok(Some((first, freelist)))
@@ -968,13 +993,19 @@ impl<P: Platform> Mm<P> {
     /// has enough partial slabs, or onto no list if full. A slab that turns out corrupted
     /// is reported and stays off every list.
     pub(crate) fn deactivate_slab(&self, s: &KmemCache, pfn: u64, freelist: u64) {
+        self.unfreeze_slab(s, pfn, freelist, false);
+    }
+
+    /// [`Mm::deactivate_slab`], or with `from_cpu_partial` one slab of
+    /// `__unfreeze_partials()`: they differ only in what they count.
+    fn unfreeze_slab(&self, s: &KmemCache, pfn: u64, freelist: u64, from_cpu_partial: bool) {
         if self.slab_page_of(s, pfn).is_err() {
             return;
         }
         let (count, tail) = self.walk_cpu_freelist(s, pfn, freelist);
         let Ok(n) = self.get_node(s) else { return };
         let guard = self.lock_node(n);
-        let new = loop {
+        let (new, remote_frees) = loop {
             let Ok(old) = self.check_slab(s, pfn, self.slab_counters(pfn)) else {
                 return;
             };
@@ -995,16 +1026,36 @@ impl<P: Platform> Mm<P> {
                 frozen: false,
                 ..old
             };
-            if self.cmpxchg_slab(pfn, old, new) {
-                break new;
+            if self.cmpxchg_slab(s, pfn, old, new) {
+                break (new, old.freelist != NO_OBJECT);
             }
+        };
+        // deactivate_slab(): remote frees found on the slab's own freelist send it to the
+        // tail (the list itself is kept in arrival order here).
+        let to_list = if remote_frees && !from_cpu_partial {
+            self.stat(s, StatItem::DeactivateRemoteFrees);
+            StatItem::DeactivateToTail
+        } else {
+            StatItem::DeactivateToHead
         };
         if new.inuse == 0 && n.nr_partial.load(Relaxed) >= s.min_partial() {
             drop(guard);
+            self.stat(s, StatItem::DeactivateEmpty);
             self.discard_slab(s, pfn);
+            self.stat(s, StatItem::FreeSlab);
         } else if new.freelist != NO_OBJECT {
             n.partial.push_back(&self.mem_map, pfn);
             n.nr_partial.fetch_add(1, Relaxed);
+            self.stat(
+                s,
+                if from_cpu_partial {
+                    StatItem::FreeAddPartial
+                } else {
+                    to_list
+                },
+            );
+        } else if !from_cpu_partial {
+            self.stat(s, StatItem::DeactivateFull);
         }
     }
 
@@ -1027,7 +1078,7 @@ impl<P: Platform> Mm<P> {
             } else {
                 next as u64 + 1
             };
-            self.deactivate_slab(s, pfn, 0);
+            self.unfreeze_slab(s, pfn, 0, true);
         }
     }
 
@@ -1039,6 +1090,7 @@ impl<P: Platform> Mm<P> {
             let slabs = c.partial_slabs.load(Relaxed);
             if slabs >= s.cpu_partial_slabs() as u64 {
                 self.unfreeze_partials(s, c);
+                self.stat(s, StatItem::CpuPartialDrain);
             }
             self.push_cpu_partial(c, pfn);
         });
@@ -1074,9 +1126,11 @@ impl<P: Platform> Mm<P> {
             self.set_freepointer(s, object, freelist)?;
             self.irq_window();
             if Self::cpu_cmpxchg(c, freelist, tid, object, self.next_tid(tid)) {
+                self.stat(s, StatItem::FreeFastpath);
                 return Ok(());
             }
             crate::vmstat::VmEvents::add(&self.events.slab_cmpxchg_redo, 1);
+            self.stat(s, StatItem::CmpxchgDoubleCpuFail);
         }
     }
 
@@ -1110,6 +1164,7 @@ impl<P: Platform> Mm<P> {
     /// line: the fast path of `kfree` stays small.
     #[inline(never)]
     fn __slab_free(&self, s: &KmemCache, pfn: u64, object: u64) -> Result<(), SlabError> {
+        self.stat(s, StatItem::FreeSlowpath);
         let n = self.get_node(s)?;
         let idx = self.fl_idx(s, pfn, object).ok_or(SlabError::NotSlabObject(
             VirtAddr(object),
@@ -1137,20 +1192,25 @@ impl<P: Platform> Mm<P> {
                 }
             }
             self.irq_window();
-            if !self.cmpxchg_slab(pfn, old, new) {
+            if !self.cmpxchg_slab(s, pfn, old, new) {
                 continue;
             }
             let Some(g) = guard else {
-                if !old.frozen && new.frozen {
+                if old.frozen {
+                    self.stat(s, StatItem::FreeFrozen);
+                } else if new.frozen {
                     self.put_cpu_partial(s, pfn)?;
+                    self.stat(s, StatItem::CpuPartialFree);
                 }
                 return Ok(());
             };
             if new.inuse == 0 && n.nr_partial.load(Relaxed) >= s.min_partial() {
                 if prior != 0 {
                     self.remove_partial(s, n, pfn)?;
+                    self.stat(s, StatItem::FreeRemovePartial);
                 }
                 drop(g);
+                self.stat(s, StatItem::FreeSlab);
                 self.discard_slab(s, pfn);
                 return Ok(());
             }
@@ -1158,6 +1218,7 @@ impl<P: Platform> Mm<P> {
                 // Full → partial (this cache keeps no per-CPU partial slabs).
                 n.partial.push_back(&self.mem_map, pfn);
                 n.nr_partial.fetch_add(1, Relaxed);
+                self.stat(s, StatItem::FreeAddPartial);
             }
             return Ok(());
         }
@@ -1174,7 +1235,9 @@ impl<P: Platform> Mm<P> {
                 let freelist = c.freelist.swap(0, Relaxed);
                 c.tid.store(self.next_tid(c.tid.load(Relaxed)), Relaxed);
                 if slab != 0 {
+                    // flush_slab()
                     self.deactivate_slab(s, slab - 1, freelist);
+                    self.stat(s, StatItem::CpuslabFlush);
                 }
                 self.unfreeze_partials(s, c);
             }

@@ -32,6 +32,7 @@ mod slab_meminit;
 mod slab_model;
 mod slab_regressions;
 mod slub_kunit;
+mod slub_stats;
 mod sysctl;
 mod test_vmalloc;
 mod vmalloc_model;
