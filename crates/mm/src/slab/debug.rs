@@ -98,8 +98,10 @@ impl<P: Platform> Mm<P> {
         }
         let at = Self::track_addr(s, object, item);
         let cpu = self.platform.smp_processor_id() as u64;
+        // The site word is the site's index + 1: 0 is "no record", as a zero `addr` is
+        // in 6.6's `struct track` (`print_track()` returns early on `!t->addr`).
         let words = [
-            self.site_index(site).0 as u64,
+            u64::from(self.site_index(site).0) + 1,
             cpu | (self.platform.current_pid() as u64) << 32,
             self.platform.clock_ns(),
             0,
@@ -121,7 +123,10 @@ impl<P: Platform> Mm<P> {
         let site = self.kread::<u64>(at).ok()?;
         let cpu_pid = self.kread::<u64>(at.wrapping_add(8)).ok()?;
         Some(Track {
-            site: u32::try_from(site).ok().and_then(|i| self.site(i)),
+            site: site
+                .checked_sub(1)
+                .and_then(|i| u32::try_from(i).ok())
+                .and_then(|i| self.site(i)),
             cpu: cpu_pid as u32,
             pid: (cpu_pid >> 32) as u32,
             when: self.kread::<u64>(at.wrapping_add(16)).ok()?,

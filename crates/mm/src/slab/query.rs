@@ -442,15 +442,11 @@ impl<P: Platform> Mm<P> {
         })
     }
 
-    /// An object's track if it was ever written. A track never written is poison (no
-    /// call site) or the zeroes of a new slab: the kernel's `print_track()` skips a zero
-    /// `addr`; kmemlab stores a call-site index, whose 0 is also a real site, so an
-    /// all-zero track (site 0, CPU 0, pid 0, time 0) counts as never written.
+    /// An object's track if it was ever written. A track never written is poison or the
+    /// zeroes of a new slab: neither names a call site (the site word is the index + 1,
+    /// 0 for none, as the kernel's `print_track()` skips a zero `addr`).
     fn recorded_track(&self, s: &KmemCache, object: u64, item: TrackItem) -> Option<Track> {
-        self.get_track(s, object, item).filter(|t| {
-            let zero = t.cpu == 0 && t.pid == 0 && t.when == 0 && t.site == self.site(0);
-            t.site.is_some() && !zero
-        })
+        self.get_track(s, object, item).filter(|t| t.site.is_some())
     }
 
     /// Where a slab is, from its state: a CPU's (current or partial), on the node's
