@@ -113,6 +113,57 @@ pub struct MachineArgs {
 }
 
 impl MachineArgs {
+    /// Take from `parsed` every flag that `given` names (by its field name), keeping the
+    /// rest of `self`: how `replay --compare` and a `serve` session's options apply a
+    /// few flags over the machine they start from.
+    pub fn overlay(&mut self, parsed: MachineArgs, given: impl Fn(&str) -> bool) {
+        let MachineArgs {
+            ram,
+            cpus,
+            profile,
+            seed,
+            holes,
+            pci_hole,
+            no_legacy_hole,
+            slab_debug,
+            init_on_alloc,
+            init_on_free,
+            swiotlb,
+            swiotlb_below,
+            kmalloc_sizes,
+            slub_stats,
+            slab_nomerge,
+            thp,
+            sysctls,
+        } = parsed;
+        macro_rules! take {
+            ($($field:ident),*) => {
+                $(if given(stringify!($field)) {
+                    self.$field = $field;
+                })*
+            };
+        }
+        take!(
+            ram,
+            cpus,
+            profile,
+            seed,
+            holes,
+            pci_hole,
+            no_legacy_hole,
+            slab_debug,
+            init_on_alloc,
+            init_on_free,
+            swiotlb,
+            swiotlb_below,
+            kmalloc_sizes,
+            slub_stats,
+            slab_nomerge,
+            thp,
+            sysctls
+        );
+    }
+
     /// The machine flags of a default machine (as if none were given).
     pub fn defaults() -> MachineArgs {
         #[derive(Parser)]
@@ -355,4 +406,26 @@ fn proc_file(args: &MachineArgs, file: &str) -> Result<bool, String> {
     }
     output::print(&out)?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only the named flags move; every other one keeps the base machine's value.
+    #[test]
+    fn overlay_takes_only_the_given_flags() {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            machine: MachineArgs,
+        }
+        let parsed =
+            Only::parse_from(["x", "--cpus", "7", "--ram", "2G", "--thp", "always"]).machine;
+        let mut m = MachineArgs::defaults();
+        m.overlay(parsed, |k| k == "cpus" || k == "thp");
+        assert_eq!(m.cpus, 7);
+        assert_eq!(m.thp, Thp::Always);
+        assert_eq!(m.ram, MachineArgs::defaults().ram);
+    }
 }

@@ -229,38 +229,6 @@ fn compare_machine(base: &MachineArgs, opts: &str) -> Result<(MachineArgs, Optio
         .map_err(|e| format!("--compare \"{opts}\": {e}"))?;
     let parsed = flags.machine;
     let mut m = base.clone();
-    if given("ram") {
-        m.ram = parsed.ram;
-    }
-    if given("cpus") {
-        m.cpus = parsed.cpus;
-    }
-    if given("profile") {
-        m.profile = parsed.profile;
-    }
-    if given("seed") {
-        m.seed = parsed.seed;
-    }
-    if given("holes") {
-        m.holes = parsed.holes;
-    }
-    if given("pci_hole") {
-        m.pci_hole = parsed.pci_hole;
-    }
-    if given("no_legacy_hole") {
-        m.no_legacy_hole = parsed.no_legacy_hole;
-    }
-    if given("slab_debug") {
-        m.slab_debug = parsed.slab_debug;
-    }
-    if given("init_on_alloc") {
-        m.init_on_alloc = parsed.init_on_alloc;
-    }
-    if given("init_on_free") {
-        m.init_on_free = parsed.init_on_free;
-    }
-    if given("kmalloc_sizes") {
-        m.kmalloc_sizes = parsed.kmalloc_sizes;
-    }
+    m.overlay(parsed, given);
     Ok((m, flags.kvmalloc_above))
 }

@@ -322,46 +322,11 @@ pub fn machine_args(
         )
     })?;
     let mut m = defaults.clone();
-    let given = |k: &str| body.get(k).is_some_and(|v| !v.is_null());
-    if given("ram") {
-        m.ram = parsed.ram;
-    }
-    if given("cpus") {
-        m.cpus = parsed.cpus;
-    }
-    if given("profile") {
-        m.profile = parsed.profile;
-    }
-    if given("seed") {
-        m.seed = parsed.seed;
-    }
-    if given("holes") {
-        m.holes = parsed.holes;
-    }
-    if given("pci_hole") {
-        m.pci_hole = parsed.pci_hole;
-    }
-    if given("no_legacy_hole") {
-        m.no_legacy_hole = parsed.no_legacy_hole;
-    }
-    if body.contains_key("slab_debug") {
-        m.slab_debug = parsed.slab_debug;
-    }
-    if given("init_on_alloc") {
-        m.init_on_alloc = parsed.init_on_alloc;
-    }
-    if given("init_on_free") {
-        m.init_on_free = parsed.init_on_free;
-    }
-    if given("swiotlb") {
-        m.swiotlb = parsed.swiotlb;
-    }
-    if given("swiotlb_below") {
-        m.swiotlb_below = parsed.swiotlb_below;
-    }
-    if given("kmalloc_sizes") {
-        m.kmalloc_sizes = parsed.kmalloc_sizes;
-    }
+    // `"slab_debug": null` asks for none; any other null keeps the server's default.
+    m.overlay(parsed, |k| match k {
+        "slab_debug" => body.contains_key(k),
+        _ => body.get(k).is_some_and(|v| !v.is_null()),
+    });
     Ok(m)
 }
 
