@@ -6,17 +6,12 @@
 
 mod commands;
 mod describe;
-mod dma_commands;
-mod kmem_command;
 pub mod line_editor;
 mod output;
 mod replay;
 pub mod serve;
 pub mod shell;
-mod slabinfo_command;
 mod tour;
-mod vmcommands;
-mod workload_commands;
 
 use std::io::Write;
 use std::process::ExitCode;

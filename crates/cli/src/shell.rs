@@ -69,7 +69,7 @@ pub struct Shell {
     /// Zones pinned by `fragment`, until `unfragment`.
     pub fragmented: Vec<kmemlab_sim::Fragmented>,
     /// Scatterlists mapped by `dma_map_sg`, by table address, until `dma_unmap_sg`.
-    pub sg_tables: BTreeMap<u64, crate::dma_commands::MappedSg>,
+    pub sg_tables: BTreeMap<u64, crate::commands::dma::MappedSg>,
     /// Live single mappings and coherent buffers the shell made, by bus address: the
     /// physical range each covers (for `serve`'s map).
     pub dma_mapped: BTreeMap<u64, (u64, u64)>,
@@ -108,7 +108,7 @@ impl Shell {
     pub fn dma_ranges(&self) -> Vec<(u64, u64)> {
         let mut v: Vec<(u64, u64)> = self.dma_mapped.values().copied().collect();
         for m in self.sg_tables.values() {
-            v.extend(crate::dma_commands::sg_phys_ranges(&self.machine, m));
+            v.extend(crate::commands::dma::sg_phys_ranges(&self.machine, m));
         }
         v
     }
@@ -233,7 +233,7 @@ impl Shell {
         let words: Vec<&str> = command.split_whitespace().collect();
         let result = match words.first().and_then(|w| commands::find(w)) {
             Some(cmd) if cmd.mutates && self.machine.halted() => Err(self.halted_refusal()),
-            Some(cmd) => (cmd.run)(self, &words[1..]),
+            Some(cmd) => cmd.call(self, &words[1..]),
             None => Err(format!(
                 "unknown command '{}' (try: help)",
                 words.first().unwrap_or(&"")
