@@ -195,6 +195,8 @@ impl fmt::Display for KvmallocError {
     }
 }
 
+impl core::error::Error for KvmallocError {}
+
 /// What kvmalloc has done, for the tour (kmemlab's own counters).
 ///
 /// ```

@@ -307,6 +307,8 @@ impl fmt::Display for AllocFailure {
     }
 }
 
+impl core::error::Error for AllocFailure {}
+
 /// Why `alloc_pages` and friends returned no page.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AllocError {
@@ -339,6 +341,8 @@ impl fmt::Display for AllocError {
         }
     }
 }
+
+impl core::error::Error for AllocError {}
 
 impl From<GfpError> for AllocError {
     fn from(e: GfpError) -> Self {
@@ -414,6 +418,8 @@ impl fmt::Display for FreeError {
         }
     }
 }
+
+impl core::error::Error for FreeError {}
 
 impl<P: Platform> Mm<P> {
     // ----- zones -------------------------------------------------------------------
