@@ -355,9 +355,9 @@ fn a_page_of_another_machine_is_foreign() {
 /// and keep the kernel's words.
 #[test]
 fn each_layers_error_is_a_core_error_with_the_kernels_words() {
-    type Boxed = Box<dyn core::error::Error>;
+    type Call = fn(&Mm<SimPlatform>) -> Result<(), Box<dyn core::error::Error>>;
     let m = MachineBuilder::new().ram(32 * MIB).no_holes().boot();
-    let calls: [(&str, fn(&Mm<SimPlatform>) -> Result<(), Boxed>); 4] = [
+    let calls: [(&str, Call); 4] = [
         ("MAX_PAGE_ORDER", |mm| {
             Ok(mm.alloc_pages(Gfp::GFP_KERNEL, 11).map(|_| ())?)
         }),
