@@ -75,6 +75,8 @@ pub struct Written {
 /// and say what was written. The result is whether the script met every expectation (the
 /// snapshot is written either way: a failing script's machine is worth looking at too).
 pub fn run(args: &MachineArgs, snapshot: &SnapshotArgs) -> Result<bool, String> {
+    // Refuse an unusable DIR before the script's work, not after it.
+    check_target(&snapshot.dir)?;
     let mut shell = Shell::new(args.boot()?);
     shell.host_files = true;
     let ok = match &snapshot.script {
@@ -234,6 +236,28 @@ fn sysfs_name(name: &str) -> Option<String> {
     (!matches!(name.as_str(), "" | "." | "..")).then_some(name)
 }
 
+/// Can a snapshot go to `root`: `Ok(true)` for an empty directory, `Ok(false)` for a
+/// path that does not exist yet, else why not.
+fn check_target(root: &Path) -> Result<bool, String> {
+    let shown = root.display();
+    match std::fs::metadata(root) {
+        Ok(m) if !m.is_dir() => Err(format!("{shown} exists and is not a directory")),
+        Ok(_) => {
+            let mut entries = std::fs::read_dir(root)
+                .map_err(|e| format!("{shown}: cannot read the directory: {}", io_reason(&e)))?;
+            if entries.next().is_some() {
+                return Err(format!(
+                    "{shown} is not empty: a snapshot goes into a new or empty directory"
+                ));
+            }
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        // A path through a file (ENOTDIR), or one the user may not look into.
+        Err(e) => Err(format!("cannot create {shown}: {}", io_reason(&e))),
+    }
+}
+
 /// The directory being written, and what has been written to it.
 struct Tree {
     root: PathBuf,
@@ -243,27 +267,9 @@ struct Tree {
 impl Tree {
     /// Make `root` (and its parents), or take it if it is an empty directory.
     fn create(root: &Path) -> Result<Tree, String> {
-        let shown = root.display();
-        match std::fs::metadata(root) {
-            Ok(m) if !m.is_dir() => {
-                return Err(format!("{shown} exists and is not a directory"));
-            }
-            Ok(_) => {
-                let mut entries = std::fs::read_dir(root).map_err(|e| {
-                    format!("{shown}: cannot read the directory: {}", io_reason(&e))
-                })?;
-                if entries.next().is_some() {
-                    return Err(format!(
-                        "{shown} is not empty: a snapshot goes into a new or empty directory"
-                    ));
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(root)
-                    .map_err(|e| format!("cannot create {shown}: {}", io_reason(&e)))?;
-            }
-            // A path through a file (ENOTDIR), or one the user may not look into.
-            Err(e) => return Err(format!("cannot create {shown}: {}", io_reason(&e))),
+        if !check_target(root)? {
+            std::fs::create_dir_all(root)
+                .map_err(|e| format!("cannot create {}: {}", root.display(), io_reason(&e)))?;
         }
         Ok(Tree {
             root: root.to_path_buf(),

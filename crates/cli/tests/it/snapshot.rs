@@ -202,6 +202,54 @@ fn bad_directories_are_clear_errors() {
     );
 }
 
+/// Names no directory entry can have are left out and reported as sysfs reports a
+/// duplicate; the rest of the tree is written.
+#[test]
+fn unusable_names_are_skipped_with_the_kernels_words() {
+    let mut sh = shell(&[]);
+    exec(&mut sh, "kmem_cache_create . 50 0 SLAB_RED_ZONE");
+    exec(&mut sh, "kmem_cache_create .. 50");
+    let dir = scratch("names");
+    let (json, text) = exec(&mut sh, &format!("snapshot {}", dir.display()));
+    assert_eq!(
+        json["skipped"],
+        serde_json::json!([
+            "sysfs: cannot create duplicate filename '/kernel/slab/.'",
+            "sysfs: cannot create duplicate filename '/kernel/slab/..'"
+        ]),
+        "{text}"
+    );
+    assert!(text.contains("\n  skipped: sysfs: cannot create duplicate filename"));
+    // `..`'s directory is there under its unique id, only its name's link is not.
+    assert_eq!(
+        read(&dir.join("sys/kernel/slab/:0000056/object_size")),
+        "50\n"
+    );
+    assert!(dir.join("proc/slabinfo").is_file());
+}
+
+/// `kmemlab snapshot` checks DIR before it runs the script.
+#[test]
+fn the_subcommand_checks_dir_before_the_script() {
+    let dir = scratch("busy");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("old"), "").unwrap();
+    let script = scratch("busy.kmem");
+    std::fs::write(&script, "kmalloc 64 GFP_KERNEL\n").unwrap();
+    let o = kmemlab(
+        &[
+            "snapshot",
+            &dir.display().to_string(),
+            "--script",
+            &script.display().to_string(),
+        ],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("is not empty"), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "", "the script did not run");
+}
+
 /// Where the shell runs for someone else (the explorer's console, the fuzzers) it may not
 /// write to the host.
 #[test]
