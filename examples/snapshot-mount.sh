@@ -7,8 +7,8 @@
 # `unshare -rm` gives the command its own user and mount namespaces, so the bind mounts
 # below need no root and vanish when it exits. Each file the snapshot has is mounted over
 # the host's file of the same path (only where the host has one: procfs has no new names);
-# /sys/kernel/slab is replaced as a whole. Everything else under /proc and /sys (/proc/stat,
-# /proc/self, ...) stays the host's.
+# /sys/kernel/slab is replaced as a whole (where the host has it: a kernel with SLUB).
+# Everything else under /proc and /sys (/proc/stat, /proc/self, ...) stays the host's.
 set -eu
 if [ $# -lt 2 ]; then
     echo "usage: unshare -rm sh $0 SNAPSHOT-DIR COMMAND [ARG...]" >&2
@@ -32,5 +32,9 @@ for f in "$snap"/proc/* "$snap"/proc/sys/vm/* "$snap"/proc/sys/kernel/*; do
 done
 mount_file "$snap/sys/kernel/mm/transparent_hugepage/enabled" \
     /sys/kernel/mm/transparent_hugepage/enabled
-mount --bind "$snap/sys/kernel/slab" /sys/kernel/slab
+if [ -d /sys/kernel/slab ]; then
+    mount --bind "$snap/sys/kernel/slab" /sys/kernel/slab
+else
+    echo "$0: no /sys/kernel/slab here to mount the slab tree over; /proc only" >&2
+fi
 exec "$@"
