@@ -19,6 +19,13 @@ pub(super) const COMMANDS: &[Command] = &[
         run: cat,
     },
     Command {
+        name: "snapshot",
+        usage: crate::snapshot::USAGE,
+        help: "write the /proc and /sys/kernel/slab files to a new directory on the host, for procps and the kernel's tools (kmemlab shell only)",
+        mutates: false,
+        run: crate::snapshot::snapshot_command,
+    },
+    Command {
         name: "sysctl",
         usage: "[-w] [vm.KEY[=VALUE...]]",
         help: "list, read or write the page allocator's /proc/sys/vm tunables (a write recomputes watermarks, reserves, pcp lists)",
