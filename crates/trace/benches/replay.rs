@@ -1,41 +1,29 @@
-//! Trace throughput on the Linux 3.5 SLUB boot trace of `tests/data/traces/` (11,540
-//! events), in events per second:
+//! Trace throughput in events per second:
 //!
-//! * `parse`: lines to events only (`TraceReader` over the text in memory);
-//! * `parse+replay`: parse and replay on a booted 256 MiB x86_64 machine, the report
-//!   (tables, `/proc` files and the final `check()`) included; the boot is not timed.
+//! * `parse`: the Linux 3.5 SLUB boot trace of `tests/data/traces/` (11,540 events)
+//!   repeated 20 times, lines to events only (`TraceReader` over the text in memory);
+//! * `parse+replay/shared/RAM`: that text parsed and replayed on a booted x86_64 machine of
+//!   256 MiB (the benchmark's old figure), 1 GiB, 24 GiB and 256 GiB, the report (tables,
+//!   `/proc` files and the final `check()`) included; the boot is not timed;
+//! * `parse/modern`, `parse+replay/modern/1G`: 200,000 events of the generated
+//!   Linux 6.18-format trace (`kmemlab_trace::synth`: symbolic call sites, `name=`,
+//!   `node=`, `accounted=`), generated once before timing.
 //!
-//! Both run over the trace's events repeated 20 times (230,800 events: a pointer seen
-//! again while live frees kmemlab's earlier object first), so per-run costs are spread
-//! as over a long trace.
+//! A pointer seen again while live frees kmemlab's earlier object first, so per-run costs
+//! are spread as over a long trace. The 256 GiB machine costs the host about 2.7 GB
+//! (its `mem_map`, 40 bytes for every 4 KiB, is written at boot: `MAP_NORESERVE` RAM is
+//! backed only where written); set `KMEMLAB_BENCH_NO_256G=1` to leave it out on a host
+//! without that much free memory.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use kmemlab_sim::{Machine, MachineConfig};
+use kmemlab_trace::synth::{self, SynthOptions};
 use kmemlab_trace::{replay, ReplayOptions, TraceReader};
 
 const COPIES: usize = 20;
-
-fn trace_text() -> Vec<u8> {
-    let path = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/data/traces/linux-3.5-i386-boot-slub.trace"
-    ));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "the trace {} (tests/data/traces in the repository): {e}",
-            path.display()
-        )
-    });
-    let body: String = text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .flat_map(|l| [l, "\n"])
-        .collect();
-    body.repeat(COPIES).into_bytes()
-}
+const MODERN_EVENTS: u64 = 200_000;
 
 fn count_events(text: &[u8]) -> u64 {
     let mut reader = TraceReader::new(text, false);
@@ -46,27 +34,26 @@ fn count_events(text: &[u8]) -> u64 {
     n
 }
 
-fn machine() -> Machine {
+fn machine(ram: u64) -> Machine {
     Machine::new(MachineConfig {
-        ram: 256 << 20,
+        ram,
         ..MachineConfig::default()
     })
     .expect("boot")
 }
 
-fn benches(c: &mut Criterion) {
-    let text = trace_text();
-    let events = count_events(&text);
+/// Parse and replay `text` on a fresh machine of `ram` bytes (booted outside the timing).
+fn bench_replay(c: &mut Criterion, name: &str, text: &[u8], ram: u64) {
+    let events = count_events(text);
     let mut g = c.benchmark_group("trace");
     g.throughput(Throughput::Elements(events));
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(10));
-    g.bench_function("parse", |b| b.iter(|| count_events(&text)));
-    g.bench_function("parse+replay", |b| {
+    g.bench_function(name, |b| {
         b.iter_batched(
-            machine,
+            || machine(ram),
             |m| {
-                let mut reader = TraceReader::new(&text[..], false);
+                let mut reader = TraceReader::new(text, false);
                 let report = replay(&m, &mut reader, &ReplayOptions::default(), &mut |_| {})
                     .expect("replay");
                 (report, m)
@@ -75,6 +62,39 @@ fn benches(c: &mut Criterion) {
         )
     });
     g.finish();
+}
+
+fn bench_parse(c: &mut Criterion, name: &str, text: &[u8]) {
+    let events = count_events(text);
+    let mut g = c.benchmark_group("trace");
+    g.throughput(Throughput::Elements(events));
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(10));
+    g.bench_function(name, |b| b.iter(|| count_events(text)));
+    g.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    let shared = synth::shared_trace_repeated(COPIES).unwrap_or_else(|e| {
+        panic!(
+            "the trace linux-3.5-i386-boot-slub.trace (tests/data/traces in the repository): {e}"
+        )
+    });
+    bench_parse(c, "parse", &shared);
+    bench_replay(c, "parse+replay", &shared, 256 << 20);
+    let mut sizes = vec![("1G", 1u64 << 30), ("24G", 24 << 30)];
+    if std::env::var_os("KMEMLAB_BENCH_NO_256G").is_none() {
+        sizes.push(("256G", 256 << 30));
+    }
+    for (label, ram) in sizes {
+        bench_replay(c, &format!("parse+replay/shared/{label}"), &shared, ram);
+    }
+    let modern = synth::modern_trace(&SynthOptions {
+        events: MODERN_EVENTS,
+        ..SynthOptions::default()
+    });
+    bench_parse(c, "parse/modern", &modern);
+    bench_replay(c, "parse+replay/modern/1G", &modern, 1 << 30);
 }
 
 criterion_group!(trace, benches);

@@ -1,36 +1,49 @@
 //! The replay benchmark's work without criterion, for profilers that count instructions
 //! (`valgrind --tool=callgrind`), whose figures do not depend on what else the machine
-//! runs: `cargo run --release -p kmemlab-trace --example replay_throughput -- parse|replay [COPIES]`
-//! parses (and replays, on a 256 MiB x86_64 machine) the shared Linux 3.5 SLUB trace
-//! repeated COPIES times (default 20, as the benchmark) and prints the events per second.
+//! runs:
+//!
+//! ```text
+//! cargo run --release -p kmemlab-trace --example replay_throughput -- MODE [COPIES] [RAM] [TRACE]
+//! ```
+//!
+//! * `MODE`: `parse` (lines to events only) or `replay` (parse and replay);
+//! * `COPIES`: how many times the trace's events are repeated (default 20, as the
+//!   benchmark);
+//! * `RAM`: the x86_64 machine's memory, `256M`, `1G`, `24G`, `256G` (default 256M);
+//! * `TRACE`: `shared` (default), the Linux 3.5 SLUB boot trace of `tests/data/traces/`,
+//!   or `modern`, the 6.18-format trace of `kmemlab_trace::synth` (symbolic call sites,
+//!   `name=`, `node=`, `accounted=`), 100,000 events per copy, from seed 1.
+//!
+//! It prints the events per second, the boot time, the time of one `Mm::check()` (the
+//! report ends with one: a walk of all of `mem_map`, so a per-replay cost that grows with
+//! the RAM) and the process's peak resident set (`VmHWM`), which must stay bounded by
+//! what the machine's size explains.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
-use kmemlab_sim::{Machine, MachineConfig};
-use kmemlab_trace::{replay, ReplayOptions, TraceReader};
+use kmemlab_sim::{parse_size, Machine, MachineConfig};
+use kmemlab_trace::{replay, synth, ReplayOptions, TraceReader};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let mode = args.get(1).map_or("replay", |s| s.as_str());
     let copies: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(20);
-    let path = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/data/traces/linux-3.5-i386-boot-slub.trace"
-    ));
-    let text =
-        std::fs::read_to_string(&path).expect("the trace in tests/data/traces of the repository");
-    let body: String = text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .flat_map(|l| [l, "\n"])
-        .collect();
-    let text = body.repeat(copies).into_bytes();
+    let ram = args.get(3).and_then(|s| parse_size(s)).unwrap_or(256 << 20);
+    let kind = args.get(4).map_or("shared", |s| s.as_str());
+    let text = match kind {
+        "modern" => synth::modern_trace(&synth::SynthOptions {
+            events: 100_000 * copies as u64,
+            ..synth::SynthOptions::default()
+        }),
+        _ => synth::shared_trace_repeated(copies).expect("the trace in tests/data/traces"),
+    };
+    let boot = Instant::now();
     let machine = Machine::new(MachineConfig {
-        ram: 256 << 20,
+        ram,
         ..MachineConfig::default()
     })
     .expect("boot");
+    let boot_secs = boot.elapsed().as_secs_f64();
     let start = Instant::now();
     let events = match mode {
         "parse" => {
@@ -54,8 +67,29 @@ fn main() {
         }
     };
     let secs = start.elapsed().as_secs_f64();
+    // The report ends with a full `check()`, which walks all of mem_map: timed again
+    // here, alone, to tell the per-event cost from that per-replay one.
+    let check = Instant::now();
+    let checked = machine.mm().check().is_ok();
+    let check_secs = check.elapsed().as_secs_f64();
     println!(
-        "{mode}: {events} events in {secs:.3} s: {:.2} M events/s",
-        events as f64 / secs / 1e6
+        "{mode} {kind} x{copies} on {}: {events} events in {secs:.3} s: {:.2} M events/s \
+         (boot {boot_secs:.3} s, check() {check_secs:.3} s {}, peak RSS {})",
+        kmemlab_sim::format_size(ram),
+        events as f64 / secs / 1e6,
+        if checked { "ok" } else { "FAILED" },
+        peak_rss()
     );
+}
+
+/// `VmHWM` of `/proc/self/status`: the peak resident set, as the kernel words it.
+fn peak_rss() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l["VmHWM:".len()..].trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".to_string())
 }

@@ -646,6 +646,8 @@ impl LineParser {
         }
         let site = c.call_site()?;
         let ptr = c.key(b"ptr=").then(|| c.pointer())??;
+        // 6.18's kmem_cache_alloc prints `name=` here; older kernels' patches at the end.
+        let early_name = c.optional(b"name=", Cursor::text)?;
         let bytes_req = c.key(b"bytes_req=").then(|| c.decimal())??;
         let bytes_alloc = c.key(b"bytes_alloc=").then(|| c.decimal())??;
         if !c.key(b"gfp_flags=") {
@@ -654,7 +656,10 @@ impl LineParser {
         let gfp = self.gfp_fast(c)?;
         let node = c.optional(b"node=", Cursor::node)?;
         let accounted = c.optional(b"accounted=", Cursor::boolean)?;
-        let name = c.optional(b"name=", Cursor::text)?;
+        let name = match early_name {
+            Some(name) => Some(name),
+            None => c.optional(b"name=", Cursor::text)?,
+        };
         // An absurd size is left to the general parser, which says why it is malformed.
         if !c.at_end() || super::parse::check_slab_sizes(ptr, bytes_req, bytes_alloc).is_err() {
             return None;
@@ -783,6 +788,7 @@ mod tests {
         "CPU-5 [001] d.h. 3.5: kmalloc: call_site=c1 ptr=c2 bytes_req=1 bytes_alloc=8 gfp_flags=GFP_ATOMIC",
         "t\u{e9}che-5 [001] d.h. 3.5: kmalloc: call_site=c1 ptr=c2 bytes_req=1 bytes_alloc=8 gfp_flags=GFP_ATOMIC",
         "insmod-300 [001] ..... 42.0: alloc_vmap_area: va_start: 18446683600570023936 size=8192 align=1 vstart=0xffffc90000000000 vend=0xffffe8ffffffffff failed=0",
+        "     kworker/u8:2-118     [003] ..... 5001.000200: kmem_cache_alloc: call_site=__d_alloc+0x2d/0x1f0 ptr=ffff888000000000 name=dentry bytes_req=192 bytes_alloc=192 gfp_flags=GFP_KERNEL node=-1 accounted=true",
     ];
 
     /// The fast path reads the common shapes, and reads them as the general parser does.

@@ -29,6 +29,7 @@
 //! * [`reader`]: a stream of events from any `BufRead`, in bounded memory.
 //! * [`replay`](mod@replay): the events on a [`kmemlab_sim::Machine`].
 //! * [`report`]: the tables, summaries and `/proc` files; [`plot`]: an SVG over time.
+//! * [`synth`]: traces for benchmarks (the shared trace repeated, a generated 6.18 one).
 #![warn(missing_docs)]
 
 pub mod classes;
@@ -43,6 +44,7 @@ pub mod reader;
 pub mod replay;
 pub mod report;
 pub mod stats;
+pub mod synth;
 pub mod vmap;
 
 pub use event::{CallSite, Event, EventName, SlabAlloc, SlabFree, TraceContext, TraceEvent};

@@ -1034,10 +1034,13 @@ fn slab_pages(mm: &Mm<SimPlatform>) -> u64 {
     p.reclaimable.load(Relaxed) + p.unreclaimable.load(Relaxed)
 }
 
-/// The highest order with a free block in `zone` (-1: none).
+/// The highest order with a free block in `zone` (-1: none), from the zone's `nr_free`
+/// counters (`Mm::free_area_counts`): O(orders) whatever the machine's RAM, where a walk
+/// of the free lists grows with it.
 fn largest_free_order(mm: &Mm<SimPlatform>, zone: &kmemlab_mm::Zone) -> i8 {
-    let snap = mm.free_area_snapshot(zone);
-    snap.nr_free
+    let counts = mm.free_area_counts(zone);
+    counts
+        .nr_free
         .iter()
         .rposition(|&n| n > 0)
         .map_or(-1, |o| o as i8)

@@ -90,6 +90,7 @@ impl Buddy<'_> {
         let list = &self.area.free_list[order as usize][mt as usize];
         list_add_or_restart(self.report, self.map, list, pfn, tail);
         self.area.nr_free[order as usize] += 1;
+        self.area.nr_free_type[order as usize][mt as usize] += 1;
         self.zone.nr_free_pages.fetch_add(1 << order, Relaxed);
     }
 
@@ -132,6 +133,8 @@ impl Buddy<'_> {
         page.set_order(0);
         let nr_free = &mut self.area.nr_free[order as usize];
         *nr_free = nr_free.saturating_sub(1);
+        let nr_free_type = &mut self.area.nr_free_type[order as usize][mt];
+        *nr_free_type = nr_free_type.saturating_sub(1);
         self.zone.nr_free_pages.fetch_sub(1 << order, Relaxed);
         true
     }
@@ -147,6 +150,9 @@ impl Buddy<'_> {
         self.map.page(pfn).set_pcp_migratetype(mt as u32);
         let list = &self.area.free_list[order as usize][mt as usize];
         list_add_or_restart(self.report, self.map, list, pfn, true);
+        let counts = &mut self.area.nr_free_type[order as usize];
+        counts[old] = counts[old].saturating_sub(1);
+        counts[mt as usize] += 1;
     }
 
     /// Is `pfn`, the first block on the list of `order` and `mt`, really such a free block:

@@ -59,6 +59,20 @@ pub enum CheckError {
         /// `nr_free`.
         recorded: u64,
     },
+    /// kmemlab's per-migrate-type count of an order (`FreeArea::nr_free_type`) disagrees
+    /// with that type's list.
+    NrFreeTypeMismatch {
+        /// The zone.
+        zone: &'static str,
+        /// The order.
+        order: u32,
+        /// The migrate type's name.
+        migratetype: &'static str,
+        /// Blocks found on the list.
+        listed: u64,
+        /// The counter.
+        recorded: u64,
+    },
     /// `NR_FREE_PAGES` disagrees with the free blocks.
     FreePagesMismatch {
         /// The zone.
@@ -143,6 +157,10 @@ impl fmt::Display for CheckError {
             CheckError::NrFreeMismatch { zone, order, listed, recorded } => write!(
                 f,
                 "zone {zone} order {order}: {listed} blocks listed, nr_free says {recorded}"
+            ),
+            CheckError::NrFreeTypeMismatch { zone, order, migratetype, listed, recorded } => write!(
+                f,
+                "zone {zone} order {order} type {migratetype}: {listed} blocks listed, the per-type count says {recorded}"
             ),
             CheckError::FreePagesMismatch { zone, counted, recorded } => write!(
                 f,
@@ -317,7 +335,8 @@ impl<P: Platform> Mm<P> {
         let (mut blocks, mut pages) = (0, 0);
         for order in 0..crate::addr::NR_PAGE_ORDERS as u32 {
             let mut listed = 0;
-            for mt in 0..MIGRATE_TYPES {
+            let mut listed_per_type = [0; MIGRATE_TYPES];
+            for (mt, listed_type) in listed_per_type.iter_mut().enumerate() {
                 let list = &area.free_list[order as usize][mt];
                 for pfn in list.iter_checked(&self.mem_map, zone.spanned_pages) {
                     let pfn = pfn.map_err(|_| CheckError::ListCorrupt {
@@ -325,8 +344,9 @@ impl<P: Platform> Mm<P> {
                         order,
                     })?;
                     self.check_listed_block(zone, pfn, order, mt)?;
-                    listed += 1;
+                    *listed_type += 1;
                 }
+                listed += *listed_type;
             }
             if listed != area.nr_free[order as usize] {
                 return Err(CheckError::NrFreeMismatch {
@@ -336,6 +356,7 @@ impl<P: Platform> Mm<P> {
                     recorded: area.nr_free[order as usize],
                 });
             }
+            check_per_type_counts(zone, order, &listed_per_type, &area.nr_free_type)?;
             blocks += listed;
             pages += listed << order;
         }
@@ -517,5 +538,63 @@ impl<P: Platform> Mm<P> {
             }
         }
         Ok(())
+    }
+}
+
+/// The per-migrate-type counters of one order (`FreeArea::nr_free_type`) against the blocks
+/// found on each type's list.
+fn check_per_type_counts(
+    zone: &crate::page_alloc::Zone,
+    order: u32,
+    listed: &[u64; MIGRATE_TYPES],
+    recorded: &[[u64; MIGRATE_TYPES]; crate::addr::NR_PAGE_ORDERS],
+) -> Result<(), CheckError> {
+    let recorded = &recorded[order as usize];
+    match (0..MIGRATE_TYPES).find(|&mt| listed[mt] != recorded[mt]) {
+        Some(mt) => Err(CheckError::NrFreeTypeMismatch {
+            zone: zone.name(),
+            order,
+            migratetype: crate::page_alloc::MigrateType::ALL[mt].name(),
+            listed: listed[mt],
+            recorded: recorded[mt],
+        }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::page_alloc::{MigrateType, Zone, ZoneType};
+    extern crate std;
+    use std::string::ToString;
+
+    /// A per-type counter that disagrees with its list is reported with the type's name,
+    /// even where the order's total agrees (a block counted under the wrong type).
+    #[test]
+    fn per_type_counts_are_held_to_the_lists() {
+        let zone = Zone::new(ZoneType::Normal, 2);
+        let mut recorded = [[0u64; MIGRATE_TYPES]; crate::addr::NR_PAGE_ORDERS];
+        recorded[3][MigrateType::Movable as usize] = 2;
+        let mut listed = [0u64; MIGRATE_TYPES];
+        listed[MigrateType::Movable as usize] = 2;
+        assert_eq!(check_per_type_counts(&zone, 3, &listed, &recorded), Ok(()));
+        listed[MigrateType::Movable as usize] = 1;
+        listed[MigrateType::Unmovable as usize] = 1;
+        let err = check_per_type_counts(&zone, 3, &listed, &recorded).unwrap_err();
+        assert_eq!(
+            err,
+            CheckError::NrFreeTypeMismatch {
+                zone: "Normal",
+                order: 3,
+                migratetype: "Unmovable",
+                listed: 1,
+                recorded: 0,
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "zone Normal order 3 type Unmovable: 1 blocks listed, the per-type count says 0"
+        );
     }
 }

@@ -1403,7 +1403,27 @@ impl<P: Platform> Mm<P> {
             .largest_free_order()
     }
 
-    /// Free blocks per order and migrate type of one zone, under its lock (for `/proc`).
+    /// Free blocks per order and migrate type of one zone, from the allocator's counters
+    /// (`nr_free` and kmemlab's per-type [`FreeArea::nr_free_type`]) under the zone lock:
+    /// O(orders × migrate types) whatever the zone's size, for samples taken often (the
+    /// replay's memory time series). [`Mm::check`] holds the counters to the lists.
+    pub fn free_area_counts(&self, zone: &Zone) -> FreeAreaSnapshot {
+        let area = zone.free_area.lock_irqsave(&self.platform);
+        let mut snap = FreeAreaSnapshot {
+            nr_free: area.nr_free,
+            per_type: [[0; crate::addr::NR_PAGE_ORDERS]; MIGRATE_TYPES],
+        };
+        for (order, counts) in area.nr_free_type.iter().enumerate() {
+            for (mt, &n) in counts.iter().enumerate() {
+                snap.per_type[mt][order] = n;
+            }
+        }
+        snap
+    }
+
+    /// Free blocks per order and migrate type of one zone, under its lock (for `/proc`):
+    /// the per-type counts by walking the lists, as 6.6's `pagetypeinfo_showfree_print()`
+    /// does, so O(free blocks); [`Mm::free_area_counts`] reads counters instead.
     pub fn free_area_snapshot(&self, zone: &Zone) -> FreeAreaSnapshot {
         let area = zone.free_area.lock_irqsave(&self.platform);
         let mut snap = FreeAreaSnapshot {

@@ -146,6 +146,11 @@ pub struct FreeArea {
     pub free_list: [[PageList; MIGRATE_TYPES]; NR_PAGE_ORDERS],
     /// `free_area[order].nr_free`: blocks of each order.
     pub nr_free: [u64; NR_PAGE_ORDERS],
+    /// Blocks of each order on each migrate type's list: kmemlab's own counter (6.6 keeps
+    /// only `nr_free` per order and walks the lists for `/proc/pagetypeinfo`), kept as
+    /// `nr_free` is, so that a sample of the free area reads counters whatever the RAM.
+    /// `Mm::check` holds it to the lists.
+    pub nr_free_type: [[u64; MIGRATE_TYPES]; NR_PAGE_ORDERS],
 }
 
 impl FreeArea {
@@ -153,6 +158,7 @@ impl FreeArea {
         FreeArea {
             free_list: [const { [const { PageList::new() }; MIGRATE_TYPES] }; NR_PAGE_ORDERS],
             nr_free: [0; NR_PAGE_ORDERS],
+            nr_free_type: [[0; MIGRATE_TYPES]; NR_PAGE_ORDERS],
         }
     }
 

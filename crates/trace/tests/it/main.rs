@@ -1,6 +1,6 @@
 //! The trace crate's integration tests, one binary: the parser on every format variant
 //! ([`parse`]), whole traces replayed end to end ([`replay`]) and the "what if" replays
-//! ([`what_if`]).
+//! ([`what_if`]), the replay's samples from the allocator's counters ([`replay_cost`]).
 //!
 //! The traces they read live in the repository, `tests/data/traces/`: a missing file is
 //! a failure, never a skip.
@@ -12,6 +12,7 @@ mod fidelity;
 mod parse;
 mod perf_script;
 mod replay;
+mod replay_cost;
 mod what_if;
 
 /// The path of `name` in the repository's `tests/data/traces/`; a missing file fails the
