@@ -258,3 +258,15 @@ fn accounted_kmalloc_uses_kmalloc_cg() {
     exec(&mut sh, "kfree p");
     exec(&mut sh, "kfree q");
 }
+
+/// `--nokmem` (`cgroup.memory=nokmem`): no `kmalloc-cg-*` caches; `GFP_KERNEL_ACCOUNT`
+/// requests are served by `kmalloc-*`.
+#[test]
+fn nokmem_has_no_kmalloc_cg() {
+    let mut sh = shell(&["--nokmem"]);
+    let (_, text) = exec(&mut sh, "cat /proc/slabinfo");
+    assert!(!text.contains("kmalloc-cg-"), "{text}");
+    exec(&mut sh, "p = kmalloc 100 GFP_KERNEL_ACCOUNT");
+    let (info, _) = exec(&mut sh, "info p");
+    assert_eq!(info["cache"], "kmalloc-128", "{info}");
+}
