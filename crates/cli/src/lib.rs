@@ -98,6 +98,10 @@ pub struct MachineArgs {
     /// slab_nomerge: never merge a new cache into a compatible existing one.
     #[arg(long, global = true)]
     slab_nomerge: bool,
+    /// cgroup.memory=nokmem: no memory-cgroup kernel-memory accounting, so no kmalloc-cg-*
+    /// caches; GFP_KERNEL_ACCOUNT requests are served by kmalloc-* (as before Linux 5.14).
+    #[arg(long, global = true)]
+    nokmem: bool,
     /// transparent_hugepage=: always, madvise or never. When enabled, khugepaged's start
     /// raises min_free_kbytes (set_recommended_min_free_kbytes).
     #[arg(long, global = true, default_value = "never", value_parser = parse_thp)]
@@ -130,6 +134,7 @@ impl MachineArgs {
             kmalloc_sizes,
             slub_stats,
             slab_nomerge,
+            nokmem,
             thp,
             sysctls,
         } = parsed;
@@ -156,6 +161,7 @@ impl MachineArgs {
             kmalloc_sizes,
             slub_stats,
             slab_nomerge,
+            nokmem,
             thp,
             sysctls
         );
@@ -206,6 +212,7 @@ impl MachineArgs {
                 kmalloc_sizes: self.kmalloc_sizes,
                 slub_stats: self.slub_stats,
                 nomerge: self.slab_nomerge,
+                memcg_kmem: !self.nokmem,
                 ..SlabConfig::default()
             },
             thp: self.thp,

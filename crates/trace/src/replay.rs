@@ -421,14 +421,15 @@ impl<'m> Replayer<'m> {
         }
         self.retire_live_object(mm, a.ptr);
         let size = a.bytes_req as usize;
+        let gfp = kmalloc_gfp(a);
         let as_kvmalloc = self
             .options
             .kvmalloc_above
             .is_some_and(|above| a.bytes_req > above);
         let result = if as_kvmalloc {
-            self.kvmalloc_object(mm, size, a.gfp)
+            self.kvmalloc_object(mm, size, gfp)
         } else {
-            self.with_sleep_retry(a.gfp, |g| mm.kmalloc(size, g))
+            self.with_sleep_retry(gfp, |g| mm.kmalloc(size, g))
                 .map_err(KvmallocError::Kmalloc)
         };
         let (addr, cache_row) = match result {
@@ -447,7 +448,7 @@ impl<'m> Replayer<'m> {
                     .kmalloc_pairs
                     .entry((a.bytes_req, a.bytes_alloc))
                     .or_insert(0) += 1;
-                let row = self.kmalloc_row(mm, size, a.gfp);
+                let row = self.kmalloc_row(mm, size, gfp);
                 self.add_to_row(row, a.bytes_req, ksize);
                 (Some(addr), row)
             }
@@ -1063,6 +1064,18 @@ impl std::fmt::Display for KvmallocError {
             KvmallocError::Vmalloc(e) => write!(f, "kvmalloc's vmalloc fallback: {e}"),
             KvmallocError::Other(e) => e.fmt(f),
         }
+    }
+}
+
+/// The flags a traced kmalloc is replayed with: the traced ones, and `__GFP_ACCOUNT` when
+/// the line says `accounted=true` (Linux 6.6's `kmalloc` tracepoint prints it for a
+/// `__GFP_ACCOUNT` request), so that `kmalloc_type()` serves it from `kmalloc-cg-*` as
+/// the traced kernel did, whatever the flags string kept.
+fn kmalloc_gfp(a: &SlabAlloc) -> Gfp {
+    if a.accounted == Some(true) {
+        a.gfp | Gfp::__GFP_ACCOUNT
+    } else {
+        a.gfp
     }
 }
 

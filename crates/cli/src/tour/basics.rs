@@ -306,22 +306,30 @@ pub(super) fn allocations(t: &mut Tour, machine: &Machine) -> Result<(), String>
 /// claim: the section shows.
 pub(super) fn kmalloc_section(t: &mut Tour, machine: &Machine) -> Result<(), String> {
     t.section("kmalloc: small objects from the SLUB slab allocator");
-    t.line("Requests are rounded up to a size class (kmalloc_index); the difference is waste:");
+    t.line("Requests are rounded up to a size class (kmalloc_index); the difference is waste.");
+    t.line(
+        "kmalloc_type() picks the cache family: GFP_KERNEL_ACCOUNT (__GFP_ACCOUNT, charged to the",
+    );
+    t.line("caller's memory cgroup: file tables, pipes, sockets) is served by kmalloc-cg-*:");
     t.line(format!(
-        "{:>8}  {:<14} {:>8} {:>8}",
-        "request", "cache", "object", "waste"
+        "{:>8}  {:<14} {:<18} {:>8} {:>8}",
+        "request", "cache", "GFP_KERNEL_ACCOUNT", "object", "waste"
     ));
     let mut classes = Vec::new();
     for size in [1usize, 13, 65, 100, 129, 200, 700, 1025, 3000, 5000, 9000] {
-        match size_class(machine, size) {
-            Ok((name, object)) => {
+        let served = size_class(machine, size, Gfp::GFP_KERNEL).and_then(|(name, object)| {
+            size_class(machine, size, Gfp::GFP_KERNEL_ACCOUNT).map(|(cg, _)| (name, cg, object))
+        });
+        match served {
+            Ok((name, accounted, object)) => {
                 let waste = object - size;
                 t.line(format!(
-                    "{size:>8}  {name:<14} {object:>8} {waste:>7} ({:.0}%)",
+                    "{size:>8}  {name:<14} {accounted:<18} {object:>8} {waste:>7} ({:.0}%)",
                     waste as f64 * 100.0 / object as f64
                 ));
                 classes.push(
-                    json!({"request": size, "cache": name, "object": object, "waste": waste}),
+                    json!({"request": size, "cache": name, "accounted_cache": accounted,
+                    "object": object, "waste": waste}),
                 );
             }
             Err(e) => {
@@ -402,22 +410,19 @@ pub(super) fn kmalloc_section(t: &mut Tour, machine: &Machine) -> Result<(), Str
     let mut slabinfo = String::new();
     procfs::slabinfo(machine.mm(), &mut slabinfo).map_err(|e| e.to_string())?;
     t.line("/proc/slabinfo, the kmalloc rows (objects of CPU slabs count as active, as in the kernel):");
-    for l in slabinfo
-        .lines()
-        .filter(|l| l.starts_with("kmalloc-") && !l.starts_with("kmalloc-rcl"))
-    {
+    for l in slabinfo.lines().filter(|l| {
+        l.starts_with("kmalloc-") && !l.starts_with("kmalloc-rcl") && !l.starts_with("kmalloc-cg")
+    }) {
         t.line(l);
     }
     t.fact("slabinfo", json!(slabinfo));
     Ok(())
 }
 
-/// kmalloc(`size`) and free it: the cache that served it and the object size.
-fn size_class(machine: &Machine, size: usize) -> Result<(String, usize), String> {
+/// kmalloc(`size`, `gfp`) and free it: the cache that served it and the object size.
+fn size_class(machine: &Machine, size: usize, gfp: Gfp) -> Result<(String, usize), String> {
     machine.run(|mm| {
-        let p = mm
-            .kmalloc(size, Gfp::GFP_KERNEL)
-            .map_err(|e| e.to_string())?;
+        let p = mm.kmalloc(size, gfp).map_err(|e| e.to_string())?;
         let object = mm.ksize(p).map_err(|e| e.to_string());
         let name = mm
             .object_info(p)

@@ -144,6 +144,16 @@ fn tour_json_has_the_same_facts() {
     assert_eq!(class(65), ("kmalloc-96".to_string(), 96));
     assert_eq!(class(129), ("kmalloc-192".to_string(), 192));
     assert_eq!(class(9000), ("(page allocator)".to_string(), 16384));
+    // GFP_KERNEL_ACCOUNT: the same class of the kmalloc-cg-* family (kmalloc_type()).
+    let accounted = |req: u64| {
+        classes.iter().find(|c| c["request"] == req).unwrap()["accounted_cache"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(accounted(65), "kmalloc-cg-96");
+    assert_eq!(accounted(3000), "kmalloc-cg-4k");
+    assert_eq!(accounted(9000), "(page allocator)");
     // The simulated MMU's walk and the kernel's page-table walk find the same page.
     let o = &v["kmalloc_object"];
     assert_eq!(

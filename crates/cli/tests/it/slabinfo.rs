@@ -234,3 +234,39 @@ fn bad_input_is_a_clear_error() {
     let (_, text) = exec(&mut sh, "slabinfo no_cache_has_this_name");
     assert_eq!(text, "");
 }
+
+/// `kmalloc <size> GFP_KERNEL_ACCOUNT` in the shell is served by `kmalloc-cg-*`
+/// (`kmalloc_type()`), which `/proc/slabinfo`, `/sys/kernel/slab` and `slabinfo` show
+/// beside `kmalloc-*`; `SLAB_ACCOUNT` is accepted by `kmem_cache_create`.
+#[test]
+fn accounted_kmalloc_uses_kmalloc_cg() {
+    let mut sh = shell(&[]);
+    let before = proc_row(&mut sh, "kmalloc-cg-128").0;
+    exec(&mut sh, "p = kmalloc 100 GFP_KERNEL_ACCOUNT");
+    let (info, _) = exec(&mut sh, "info p");
+    assert_eq!(info["cache"], "kmalloc-cg-128", "{info}");
+    exec(&mut sh, "q = kmalloc 100 GFP_KERNEL");
+    let (info, _) = exec(&mut sh, "info q");
+    assert_eq!(info["cache"], "kmalloc-128", "{info}");
+    let (row, _, pages) = proc_row(&mut sh, "kmalloc-cg-128");
+    assert!(row >= before.max(1), "an active kmalloc-cg-128 object");
+    assert_eq!(pages, 1);
+    assert_eq!(sys_number(&mut sh, "kmalloc-cg-128", "object_size"), 128);
+    let (json, _) = exec(&mut sh, "slabinfo");
+    assert!(json.to_string().contains("kmalloc-cg-128"), "{json}");
+    exec(&mut sh, "kmem_cache_create acct 200 0 SLAB_ACCOUNT");
+    exec(&mut sh, "kfree p");
+    exec(&mut sh, "kfree q");
+}
+
+/// `--nokmem` (`cgroup.memory=nokmem`): no `kmalloc-cg-*` caches; `GFP_KERNEL_ACCOUNT`
+/// requests are served by `kmalloc-*`.
+#[test]
+fn nokmem_has_no_kmalloc_cg() {
+    let mut sh = shell(&["--nokmem"]);
+    let (_, text) = exec(&mut sh, "cat /proc/slabinfo");
+    assert!(!text.contains("kmalloc-cg-"), "{text}");
+    exec(&mut sh, "p = kmalloc 100 GFP_KERNEL_ACCOUNT");
+    let (info, _) = exec(&mut sh, "info p");
+    assert_eq!(info["cache"], "kmalloc-128", "{info}");
+}

@@ -30,6 +30,48 @@ pub const CACHE_LINE: u32 = 64;
 /// Marks a live `kmem_cache` ("KMEMCACH").
 const MAGIC: u64 = 0x4b4d_454d_4341_4348;
 
+/// `nr_node_ids`: the simulated machine has one memory node.
+pub const NR_NODE_IDS: u32 = 1;
+
+/// `offsetof(struct kmem_cache, node)` in Linux 6.6 (`include/linux/slub_def.h`) on
+/// x86_64, configured as distributions build it: SLUB (not SLUB_TINY), SLUB_CPU_PARTIAL,
+/// SYSFS, SLAB_FREELIST_HARDENED, NUMA, SLAB_FREELIST_RANDOM, HARDENED_USERCOPY;
+/// KASAN_GENERIC and DEBUG_KOBJECT_RELEASE off. Field by field (offset field size):
+///
+/// ```text
+///   0 cpu_slab 8             8 flags 4 (+4 pad)       16 min_partial 8
+///  24 size 4                28 object_size 4          32 reciprocal_size 8 (u32 m; u8 sh1, sh2; +2 pad)
+///  40 offset 4              44 cpu_partial 4          48 cpu_partial_slabs 4
+///  52 oo 4                  56 min 4                  60 allocflags 4
+///  64 refcount 4 (+4 pad)   72 ctor 8                 80 inuse 4
+///  84 align 4               88 red_left_pad 4 (+4)    96 name 8
+/// 104 list 16              120 kobj 64 (name 8, entry 16, parent, kset, ktype, sd 8 each,
+///                              kref 4, state bits 4)
+/// 184 random 8             192 remote_node_defrag_ratio 4 (+4 pad)
+/// 200 random_seq 8         208 useroffset 4          212 usersize 4
+/// 216 node[]
+/// ```
+///
+/// kmemlab's slab structures are laid out as on x86_64 in every profile.
+pub const KMEM_CACHE_NODE_OFFSET: u32 = 216;
+
+/// `sizeof(struct kmem_cache_node)` of SLUB in Linux 6.6 (`mm/slab.h`) with
+/// SLUB_DEBUG and no spinlock debugging: list_lock 4 (+4 pad), nr_partial 8, partial 16,
+/// nr_slabs 8, total_objects 8, full 16.
+pub const KMEM_CACHE_NODE_SIZE: u32 = 64;
+
+/// The object size `kmem_cache_init()` (Linux 6.6) gives the `kmem_cache` cache:
+/// `offsetof(struct kmem_cache, node) + nr_node_ids * sizeof(struct kmem_cache_node *)`
+/// (224 bytes on one node, 256 with `SLAB_HWCACHE_ALIGN`).
+pub const fn kmem_cache_object_size(nr_node_ids: u32) -> u32 {
+    KMEM_CACHE_NODE_OFFSET + nr_node_ids * PTR
+}
+
+// kmemlab's own structures live in those objects, so they must fit.
+const _: () =
+    assert!(core::mem::size_of::<KmemCache>() as u32 <= kmem_cache_object_size(NR_NODE_IDS));
+const _: () = assert!(core::mem::size_of::<KmemCacheNode>() as u32 <= KMEM_CACHE_NODE_SIZE);
+
 /// A constructor run on each object when its slab is created.
 pub type Ctor = fn(&mut [u8]);
 
@@ -815,30 +857,30 @@ impl<P: Platform> Mm<P> {
 
     /// Boot the slab allocator (`kmem_cache_init`): the `kmem_cache_node` and
     /// `kmem_cache` caches are built in static boot structures, moved into objects of the
-    /// `kmem_cache` cache (`bootstrap`), then the kmalloc caches are created.
+    /// `kmem_cache` cache (`bootstrap`), then the kmalloc caches are created. Both boot
+    /// caches have the kernel's object sizes ([`KMEM_CACHE_NODE_SIZE`],
+    /// [`kmem_cache_object_size`]), so their slabinfo rows are a 6.6 kernel's.
     pub(crate) fn kmem_cache_init(&mut self) -> Result<(), SlabError> {
         self.slab.tid_step = self.platform.nr_cpus().next_power_of_two() as u64;
         // The boot structures live on this stack frame, as the kernel's live in .data.
         let boot_node_cache = KmemCache::new_zeroed();
         let boot_cache = KmemCache::new_zeroed();
         let flags = SlabFlags::HWCACHE_ALIGN | self.slab.config.debug;
-        let node_size = core::mem::size_of::<KmemCacheNode>() as u32;
         self.kmem_cache_open(
             &boot_node_cache,
             0,
             "kmem_cache_node",
-            node_size,
+            KMEM_CACHE_NODE_SIZE,
             0,
             flags,
             None,
             NodeSource::Early,
         )?;
-        let cache_size = core::mem::size_of::<KmemCache>() as u32;
         self.kmem_cache_open(
             &boot_cache,
             0,
             "kmem_cache",
-            cache_size,
+            kmem_cache_object_size(NR_NODE_IDS),
             0,
             flags,
             None,

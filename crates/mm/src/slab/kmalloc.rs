@@ -1,6 +1,7 @@
 //! The kmalloc family (`mm/slab_common.c`, `include/linux/slab.h` of Linux 6.6): size
-//! classes 8 … 8192 (with 96 and 192), normal / reclaimable / DMA caches, large
-//! allocations straight from the page allocator up to KMALLOC_MAX_SIZE.
+//! classes 8 … 8192 (with 96 and 192), normal / reclaimable / DMA / memcg-accounted
+//! (`kmalloc-cg-*`) caches, large allocations straight from the page allocator up to
+//! KMALLOC_MAX_SIZE.
 //!
 //! A machine may boot with other size classes ([`KmallocSizes`], for "what if" replays):
 //! the kernel's `size_index[]` table, which maps requests of up to 192 bytes to a class in
@@ -31,8 +32,10 @@ pub const KMALLOC_MAX_CACHE_SIZE: usize = 1 << KMALLOC_SHIFT_HIGH;
 pub const KMALLOC_MAX_SIZE: usize = PAGE_SIZE << MAX_PAGE_ORDER;
 /// `ZERO_SIZE_PTR`: what `kmalloc(0)` returns.
 pub const ZERO_SIZE_PTR: VirtAddr = VirtAddr(16);
-/// Kinds of kmalloc caches (`enum kmalloc_cache_type`).
-pub const NR_KMALLOC_TYPES: usize = 3;
+/// Kinds of kmalloc caches (`NR_KMALLOC_TYPES` of Linux 6.6 built as distributions build
+/// it: `CONFIG_ZONE_DMA` and `CONFIG_MEMCG_KMEM` on, `CONFIG_SLUB_TINY` and
+/// `CONFIG_RANDOM_KMALLOC_CACHES` off).
+pub const NR_KMALLOC_TYPES: usize = 4;
 /// Most size classes a custom kmalloc table may hold.
 pub const KMALLOC_MAX_CLASSES: usize = 32;
 /// Cache slots per type in `kmalloc_caches`: the kernel's indices 0 ..= KMALLOC_SHIFT_HIGH,
@@ -175,27 +178,67 @@ impl fmt::Debug for KmallocSizes {
     }
 }
 
-/// A kmalloc cache type.
+/// A kmalloc cache type (`enum kmalloc_cache_type`, Linux 6.6, in its order with
+/// `CONFIG_ZONE_DMA` and `CONFIG_MEMCG_KMEM`: the order `create_kmalloc_caches()` makes
+/// them in).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum KmallocType {
-    /// `kmalloc-*`.
+    /// `kmalloc-*` (`KMALLOC_NORMAL`): only unaccounted objects.
     Normal = 0,
-    /// `kmalloc-rcl-*`, for `__GFP_RECLAIMABLE`.
+    /// `kmalloc-rcl-*` (`KMALLOC_RECLAIM`), for `__GFP_RECLAIMABLE`.
     Reclaim = 1,
-    /// `dma-kmalloc-*`, for `GFP_DMA`.
+    /// `dma-kmalloc-*` (`KMALLOC_DMA`), for `GFP_DMA`.
     Dma = 2,
+    /// `kmalloc-cg-*` (`KMALLOC_CGROUP`), for `__GFP_ACCOUNT` (`GFP_KERNEL_ACCOUNT`):
+    /// accounted, unreclaimable, non-DMA objects; the caches carry `SLAB_ACCOUNT`.
+    Cgroup = 3,
 }
 
+/// `KMALLOC_NOT_NORMAL_BITS`: flags that take a request out of `KMALLOC_NORMAL`.
+const KMALLOC_NOT_NORMAL_BITS: Gfp = Gfp::__GFP_RECLAIMABLE
+    .union(Gfp::__GFP_DMA)
+    .union(Gfp::__GFP_ACCOUNT);
+
 impl KmallocType {
-    /// `kmalloc_type()`.
+    /// Every type, in `enum kmalloc_cache_type` order.
+    pub const ALL: [KmallocType; NR_KMALLOC_TYPES] = [
+        KmallocType::Normal,
+        KmallocType::Reclaim,
+        KmallocType::Dma,
+        KmallocType::Cgroup,
+    ];
+
+    /// `kmalloc_type()` (Linux 6.6, `include/linux/slab.h`): `KMALLOC_NORMAL` unless one
+    /// of `KMALLOC_NOT_NORMAL_BITS` is set; then, in decreasing priority, `__GFP_DMA`,
+    /// `__GFP_RECLAIMABLE`, `__GFP_ACCOUNT`.
+    ///
+    /// ```
+    /// use kmemlab_mm::gfp::Gfp;
+    /// use kmemlab_mm::slab::kmalloc::KmallocType;
+    /// assert_eq!(KmallocType::of(Gfp::GFP_KERNEL_ACCOUNT), KmallocType::Cgroup);
+    /// let both = Gfp::GFP_KERNEL_ACCOUNT | Gfp::__GFP_RECLAIMABLE;
+    /// assert_eq!(KmallocType::of(both), KmallocType::Reclaim);
+    /// ```
     #[inline]
     pub fn of(gfp: Gfp) -> KmallocType {
-        if !gfp.intersects(Gfp::__GFP_DMA | Gfp::__GFP_RECLAIMABLE) {
+        if !gfp.intersects(KMALLOC_NOT_NORMAL_BITS) {
             KmallocType::Normal
         } else if gfp.contains(Gfp::__GFP_DMA) {
             KmallocType::Dma
-        } else {
+        } else if gfp.contains(Gfp::__GFP_RECLAIMABLE) {
             KmallocType::Reclaim
+        } else {
+            KmallocType::Cgroup
+        }
+    }
+
+    /// The cache flags `new_kmalloc_cache()` adds for this type.
+    fn cache_flags(self) -> SlabFlags {
+        match self {
+            KmallocType::Normal => SlabFlags::empty(),
+            KmallocType::Reclaim => SlabFlags::RECLAIM_ACCOUNT,
+            KmallocType::Dma => SlabFlags::CACHE_DMA,
+            KmallocType::Cgroup => SlabFlags::ACCOUNT,
         }
     }
 }
@@ -270,69 +313,30 @@ pub const fn kmalloc_align(size: usize) -> usize {
     }
 }
 
-/// The cache name of a class (`kmalloc_info[]`): `kmalloc-8` … `kmalloc-8k`.
-fn kmalloc_name(kind: KmallocType, index: usize) -> &'static str {
-    const NORMAL: [&str; 14] = [
-        "",
-        "kmalloc-96",
-        "kmalloc-192",
-        "kmalloc-8",
-        "kmalloc-16",
-        "kmalloc-32",
-        "kmalloc-64",
-        "kmalloc-128",
-        "kmalloc-256",
-        "kmalloc-512",
-        "kmalloc-1k",
-        "kmalloc-2k",
-        "kmalloc-4k",
-        "kmalloc-8k",
-    ];
-    const RCL: [&str; 14] = [
-        "",
-        "kmalloc-rcl-96",
-        "kmalloc-rcl-192",
-        "kmalloc-rcl-8",
-        "kmalloc-rcl-16",
-        "kmalloc-rcl-32",
-        "kmalloc-rcl-64",
-        "kmalloc-rcl-128",
-        "kmalloc-rcl-256",
-        "kmalloc-rcl-512",
-        "kmalloc-rcl-1k",
-        "kmalloc-rcl-2k",
-        "kmalloc-rcl-4k",
-        "kmalloc-rcl-8k",
-    ];
-    const DMA: [&str; 14] = [
-        "",
-        "dma-kmalloc-96",
-        "dma-kmalloc-192",
-        "dma-kmalloc-8",
-        "dma-kmalloc-16",
-        "dma-kmalloc-32",
-        "dma-kmalloc-64",
-        "dma-kmalloc-128",
-        "dma-kmalloc-256",
-        "dma-kmalloc-512",
-        "dma-kmalloc-1k",
-        "dma-kmalloc-2k",
-        "dma-kmalloc-4k",
-        "dma-kmalloc-8k",
-    ];
-    match kind {
-        KmallocType::Normal => NORMAL[index],
-        KmallocType::Reclaim => RCL[index],
-        KmallocType::Dma => DMA[index],
-    }
+/// The short size of each class index as `kmalloc_info[]` spells it (`INIT_KMALLOC_INFO`):
+/// index 1 is 96, 2 is 192, n ≥ 3 is 2^n, whole KiB as `1k` … `8k`.
+const SHORT_SIZES: [&str; 14] = [
+    "", "96", "192", "8", "16", "32", "64", "128", "256", "512", "1k", "2k", "4k", "8k",
+];
+
+/// The cache name of a class (`kmalloc_info[idx].name[type]`): `kmalloc-8` … `kmalloc-8k`,
+/// `kmalloc-rcl-*`, `dma-kmalloc-*`, `kmalloc-cg-*`.
+fn kmalloc_name(kind: KmallocType, index: usize) -> crate::procfs::LineBuf {
+    let mut name = crate::procfs::LineBuf::new();
+    let _ = fmt::Write::write_fmt(
+        &mut name,
+        format_args!("{}{}", kmalloc_prefix(kind), SHORT_SIZES[index]),
+    );
+    name
 }
 
-/// The prefix of a kmalloc cache type's names.
+/// The prefix of a kmalloc cache type's names (`KMALLOC_*_NAME` in `mm/slab_common.c`).
 fn kmalloc_prefix(kind: KmallocType) -> &'static str {
     match kind {
         KmallocType::Normal => "kmalloc-",
         KmallocType::Reclaim => "kmalloc-rcl-",
         KmallocType::Dma => "dma-kmalloc-",
+        KmallocType::Cgroup => "kmalloc-cg-",
     }
 }
 
@@ -363,12 +367,12 @@ enum KmallocObject<'a> {
 
 impl<P: Platform> Mm<P> {
     /// `create_kmalloc_caches()`: each type's classes, 96 after 64 and 192 after 128 (or
-    /// the custom classes in order).
+    /// the custom classes in order), the types in `enum kmalloc_cache_type` order.
     pub(crate) fn create_kmalloc_caches(&self) -> Result<(), SlabError> {
         if let Some(custom) = self.slab.config.kmalloc_sizes {
             return self.create_custom_kmalloc_caches(&custom);
         }
-        for kind in [KmallocType::Normal, KmallocType::Reclaim, KmallocType::Dma] {
+        for kind in KmallocType::ALL {
             for i in KMALLOC_SHIFT_LOW..=KMALLOC_SHIFT_HIGH {
                 self.new_kmalloc_cache(kind, i)?;
                 if i == 6 {
@@ -383,10 +387,10 @@ impl<P: Platform> Mm<P> {
     }
 
     /// Custom classes: slot `i` of each type holds the `i`th size, named as the kernel
-    /// names its classes (`kmalloc-24`, `kmalloc-rcl-24`, `dma-kmalloc-24`; `kmalloc-2k`
-    /// for whole KiB).
+    /// names its classes (`kmalloc-24`, `kmalloc-rcl-24`, `dma-kmalloc-24`,
+    /// `kmalloc-cg-24`; `kmalloc-2k` for whole KiB).
     fn create_custom_kmalloc_caches(&self, sizes: &KmallocSizes) -> Result<(), SlabError> {
-        for kind in [KmallocType::Normal, KmallocType::Reclaim, KmallocType::Dma] {
+        for kind in KmallocType::ALL {
             for (slot, size) in sizes.sizes().enumerate() {
                 let mut name = crate::procfs::LineBuf::new();
                 let prefix = kmalloc_prefix(kind);
@@ -401,11 +405,15 @@ impl<P: Platform> Mm<P> {
         Ok(())
     }
 
+    /// `new_kmalloc_cache()`.
     fn new_kmalloc_cache(&self, kind: KmallocType, index: usize) -> Result<(), SlabError> {
-        self.create_kmalloc_slot(kind, index, kmalloc_name(kind, index), kmalloc_size(index))
+        let name = kmalloc_name(kind, index);
+        self.create_kmalloc_slot(kind, index, name.as_str(), kmalloc_size(index))
     }
 
-    /// Create one kmalloc cache and put it in `kmalloc_caches[kind][slot]`.
+    /// Create one kmalloc cache and put it in `kmalloc_caches[kind][slot]`. With memcg
+    /// kmem accounting off (`cgroup.memory=nokmem`: `mem_cgroup_kmem_disabled()`), the
+    /// `KMALLOC_CGROUP` slot is the `KMALLOC_NORMAL` cache and no `kmalloc-cg-*` exists.
     fn create_kmalloc_slot(
         &self,
         kind: KmallocType,
@@ -413,14 +421,15 @@ impl<P: Platform> Mm<P> {
         name: &str,
         size: usize,
     ) -> Result<(), SlabError> {
-        let mut flags = SlabFlags::KMALLOC;
-        match kind {
-            KmallocType::Normal => {}
-            KmallocType::Reclaim => flags |= SlabFlags::RECLAIM_ACCOUNT,
-            KmallocType::Dma => flags |= SlabFlags::CACHE_DMA,
+        let types = &self.slab.kmalloc_caches;
+        if kind == KmallocType::Cgroup && !self.slab.config.memcg_kmem {
+            let normal = types[KmallocType::Normal as usize][slot].load(Relaxed);
+            types[kind as usize][slot].store(normal, Relaxed);
+            return Ok(());
         }
+        let flags = SlabFlags::KMALLOC | kind.cache_flags();
         let r = self.kmem_cache_create(name, size, kmalloc_align(size), flags, None)?;
-        self.slab.kmalloc_caches[kind as usize][slot].store(r.0, Relaxed);
+        types[kind as usize][slot].store(r.0, Relaxed);
         Ok(())
     }
 
@@ -849,6 +858,36 @@ mod tests {
             KmallocType::of(Gfp::GFP_KERNEL | Gfp::GFP_DMA | Gfp::__GFP_RECLAIMABLE),
             KmallocType::Dma
         );
+        assert_eq!(
+            KmallocType::of(Gfp::GFP_KERNEL_ACCOUNT),
+            KmallocType::Cgroup
+        );
+        assert_eq!(
+            KmallocType::of(Gfp::GFP_KERNEL_ACCOUNT | Gfp::GFP_DMA),
+            KmallocType::Dma
+        );
+        assert_eq!(
+            KmallocType::of(Gfp::GFP_ATOMIC | Gfp::__GFP_ACCOUNT),
+            KmallocType::Cgroup
+        );
+    }
+
+    #[test]
+    fn names_follow_kmalloc_info() {
+        assert_eq!(
+            kmalloc_name(KmallocType::Cgroup, 1).as_str(),
+            "kmalloc-cg-96"
+        );
+        assert_eq!(
+            kmalloc_name(KmallocType::Cgroup, 13).as_str(),
+            "kmalloc-cg-8k"
+        );
+        assert_eq!(kmalloc_name(KmallocType::Dma, 3).as_str(), "dma-kmalloc-8");
+        assert_eq!(
+            kmalloc_name(KmallocType::Reclaim, 10).as_str(),
+            "kmalloc-rcl-1k"
+        );
+        assert_eq!(kmalloc_name(KmallocType::Normal, 2).as_str(), "kmalloc-192");
     }
 }
 

@@ -22,10 +22,12 @@ pub const SLAB_NEVER_MERGE: SlabFlags = SlabFlags::RED_ZONE
     .union(SlabFlags::POISON)
     .union(SlabFlags::STORE_USER);
 
-/// `SLAB_MERGE_SAME`: flags two caches must agree on to merge.
+/// `SLAB_MERGE_SAME`: flags two caches must agree on to merge (Linux 6.6:
+/// `SLAB_RECLAIM_ACCOUNT | SLAB_CACHE_DMA | SLAB_CACHE_DMA32 | SLAB_ACCOUNT`).
 pub const SLAB_MERGE_SAME: SlabFlags = SlabFlags::RECLAIM_ACCOUNT
     .union(SlabFlags::CACHE_DMA)
-    .union(SlabFlags::CACHE_DMA32);
+    .union(SlabFlags::CACHE_DMA32)
+    .union(SlabFlags::ACCOUNT);
 
 /// `refcount` of a cache exempt from merging (`create_boot_cache()` sets -1).
 pub(crate) const REFCOUNT_UNMERGEABLE: u32 = u32::MAX;
@@ -67,8 +69,8 @@ impl<P: Platform> Mm<P> {
     /// user-copy region, or a cache exempt since boot. The kmalloc caches have a user-copy
     /// region (`create_kmalloc_cache()` gives them `usersize = size`), so with
     /// `CONFIG_HARDENED_USERCOPY`, as distribution kernels build, they are never merged
-    /// into (a real 6.6 `/proc/slabinfo` lists `vmap_area` beside `kmalloc-64`, both 64
-    /// bytes).
+    /// into (the real `/proc/slabinfo` of `tests/data` lists `vmap_area` beside
+    /// `kmalloc-64`, both 64 bytes on that kernel).
     pub fn slab_unmergeable(&self, s: &KmemCache) -> bool {
         self.slab.config.nomerge
             || s.flags().intersects(SLAB_NEVER_MERGE)

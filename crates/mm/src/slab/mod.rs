@@ -79,6 +79,10 @@ bitflags::bitflags! {
         const STORE_USER = 0x0001_0000;
         /// Reclaimable objects: slabs counted as SReclaimable (`SLAB_RECLAIM_ACCOUNT`).
         const RECLAIM_ACCOUNT = 0x0002_0000;
+        /// Objects charged to the allocating task's memory cgroup (`SLAB_ACCOUNT`, Linux
+        /// 6.6 with `CONFIG_MEMCG_KMEM`): the `kmalloc-cg-*` caches and caches created
+        /// with it; caches merge only with caches that agree on it (`SLAB_MERGE_SAME`).
+        const ACCOUNT = 0x0400_0000;
         /// Internal: poison applies (no constructor) (`__OBJECT_POISON`).
         const OBJECT_POISON = 0x8000_0000;
     }
@@ -145,11 +149,18 @@ pub struct SlabConfig {
     pub slub_stats: bool,
     /// `slab_nomerge`: never merge caches ([`merge`]).
     pub nomerge: bool,
+    /// Memory-cgroup kernel memory accounting (`CONFIG_MEMCG_KMEM`, on unless booted with
+    /// `cgroup.memory=nokmem`): the `kmalloc-cg-*` caches serve `__GFP_ACCOUNT`
+    /// requests. Off, those requests go to `kmalloc-*` and no `kmalloc-cg-*` cache exists
+    /// (`new_kmalloc_cache()` under `mem_cgroup_kmem_disabled()`), as on kernels before
+    /// 5.14.
+    pub memcg_kmem: bool,
 }
 
 impl Default for SlabConfig {
     /// As a distribution kernel: hardened and randomised freelists, no debugging, no
-    /// initialisation on free, initialisation on allocation off.
+    /// initialisation on free, initialisation on allocation off, memcg kmem accounting
+    /// on.
     fn default() -> Self {
         SlabConfig {
             debug: SlabFlags::empty(),
@@ -160,6 +171,7 @@ impl Default for SlabConfig {
             kmalloc_sizes: None,
             slub_stats: false,
             nomerge: false,
+            memcg_kmem: true,
         }
     }
 }

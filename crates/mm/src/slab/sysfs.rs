@@ -67,8 +67,8 @@ enum SlabObjects {
 
 impl<P: Platform> Mm<P> {
     /// `create_unique_id()`: `:` then the flags that keep caches apart (`d` DMA, `D`
-    /// DMA32, `a` reclaimable, `F` sanity checks; `A` (accounted) has no flag here), `-`
-    /// if any, and the object size with metadata on seven digits.
+    /// DMA32, `a` reclaimable, `F` sanity checks, `A` accounted), `-` if any, and the
+    /// object size with metadata on seven digits.
     pub fn slab_unique_id(&self, s: &KmemCache) -> CacheName {
         let flags = s.flags();
         let mut id = crate::procfs::LineBuf::new();
@@ -78,6 +78,7 @@ impl<P: Platform> Mm<P> {
             (SlabFlags::CACHE_DMA32, 'D'),
             (SlabFlags::RECLAIM_ACCOUNT, 'a'),
             (SlabFlags::CONSISTENCY_CHECKS, 'F'),
+            (SlabFlags::ACCOUNT, 'A'),
         ];
         let mut any = false;
         for (flag, letter) in letters {

@@ -9,6 +9,7 @@ mod fixtures;
 mod model_driver;
 
 mod bad_input;
+mod boot_caches;
 mod concurrency;
 mod context;
 mod corrupt_core;

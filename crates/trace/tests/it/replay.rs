@@ -509,3 +509,34 @@ fn totals_do_not_wrap() {
         .to_text(5)
         .contains("Total bytes requested: 28,823,037,615,171,174,429"));
 }
+
+/// Linux 6.6 prints `accounted=true` on a `__GFP_ACCOUNT` kmalloc; such requests replay on
+/// `kmalloc-cg-*`, as `kmalloc_type()` serves them, and the others on `kmalloc-*`.
+#[test]
+fn accounted_kmallocs_replay_on_kmalloc_cg() {
+    let mut t = String::new();
+    let alloc = |ptr: &str, gfp: &str, accounted: &str| {
+        line(
+            0,
+            "....",
+            &format!(
+                "kmalloc: call_site=c1 ptr={ptr} bytes_req=100 bytes_alloc=128 gfp_flags={gfp} node=-1 accounted={accounted}"
+            ),
+        )
+    };
+    t += &alloc("a0", "GFP_KERNEL_ACCOUNT", "true");
+    t += &alloc("a1", "GFP_KERNEL_ACCOUNT|__GFP_ZERO", "true");
+    // The flag string without the bit: `accounted=true` still says the request had it.
+    t += &alloc("a2", "GFP_KERNEL", "true");
+    t += &alloc("a3", "GFP_KERNEL", "false");
+    t += &alloc("a4", "GFP_KERNEL_ACCOUNT|__GFP_RECLAIMABLE", "true");
+    let m = machine(Profile::X86_64, 2);
+    let r = replay_text(&m, &t, &ReplayOptions::default());
+    let hits = |name: &str| r.caches.iter().find(|c| c.name == name).map(|c| c.hit);
+    assert_eq!(hits("kmalloc-cg-128"), Some(3));
+    assert_eq!(hits("kmalloc-128"), Some(1));
+    assert_eq!(hits("kmalloc-rcl-128"), Some(1));
+    assert_eq!(r.fidelity.kmalloc_agreed, 5);
+    assert!(r.proc.slabinfo.contains("kmalloc-cg-128"));
+    assert_eq!(m.mm().check().map(|_| ()), Ok(()));
+}

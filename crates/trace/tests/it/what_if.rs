@@ -221,6 +221,7 @@ fn other_kmalloc_sizes_change_what_the_trace_allocates() {
         "kmalloc-24",
         "kmalloc-rcl-24",
         "dma-kmalloc-24",
+        "kmalloc-cg-24",
         "kmalloc-768",
         "kmalloc-8k",
     ] {
