@@ -25,13 +25,14 @@ pub struct Frame {
     pub symbol: u32,
 }
 
-/// The most frames kept of one chain (perf's own default `kernel.perf_event_max_stack`
-/// is 127); deeper frames are counted in [`crate::InputStats::callchain_frames`] and
-/// dropped.
-pub const MAX_FRAMES: usize = 128;
+/// The most frames kept of one chain (half the default `kernel.perf_event_max_stack`,
+/// 127: allocation stacks are far shorter); a deeper chain is cut here and counted in
+/// [`crate::InputStats::callchains_cut`]. With [`MAX_CHAINS`] it bounds the chains'
+/// memory to a few tens of MiB whatever the trace.
+pub const MAX_FRAMES: usize = 64;
 
 /// The most distinct chains kept; events with further new chains keep none.
-pub const MAX_CHAINS: usize = 1 << 16;
+pub const MAX_CHAINS: usize = 1 << 14;
 
 /// Distinct chains, each stored once.
 #[derive(Default)]

@@ -15,7 +15,7 @@ use crate::stats::{AllocRow, Stack};
 use kmemlab_mm::Gfp;
 
 /// The most rows of one table (pointers or pages); further ones are counted, not kept.
-pub const MAX_ROWS: usize = 1 << 20;
+pub const MAX_ROWS: usize = 1 << 18;
 
 /// The most (call site, chain) pairs counted.
 const MAX_SITE_CHAINS: usize = 1 << 18;

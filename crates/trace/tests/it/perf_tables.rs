@@ -313,3 +313,22 @@ fn per_pointer_rows_add_up_to_the_summary_on_a_real_trace() {
     assert!(r.callsites.iter().all(|c| c.stacks.is_empty()));
     assert!(r.tables.page_callers.is_empty());
 }
+
+#[test]
+fn a_chain_deeper_than_the_limit_is_cut_and_counted() {
+    use kmemlab_trace::callchain::MAX_FRAMES;
+    let mut text = PERF_SCRIPT_G.lines().next().unwrap_or_default().to_string();
+    text.push('\n');
+    for i in 0..MAX_FRAMES + 6 {
+        text.push_str(&format!(
+            "\tffffffff8100{i:04x} f{i}+0x1 ([kernel.kallsyms])\n"
+        ));
+    }
+    let r = run(&text, TableOptions::default());
+    assert_eq!(r.input.callchain_frames, MAX_FRAMES as u64 + 6);
+    assert_eq!(r.input.callchains_cut, 1);
+    let stacks = &r.callsites[0].stacks;
+    assert_eq!(stacks.len(), 1);
+    assert_eq!(stacks[0].frames.len(), MAX_FRAMES);
+    assert_eq!(stacks[0].frames[0], "ffffffff81000000 f0+0x1");
+}
