@@ -98,10 +98,23 @@ pub fn replay_on_small_machine(data: &[u8]) {
         progress_every: 64,
         kvmalloc_above: data.len().is_multiple_of(5).then_some(4096),
         kallsyms: None,
+        tables: kmemlab_trace::tables::TableOptions {
+            by_pointer: data.len().is_multiple_of(3),
+            pages: data.len().is_multiple_of(3),
+            live_pages: data.len().is_multiple_of(6),
+        },
     };
     let mut reader = TraceReader::new(data, true);
     if let Ok(report) = replay(&machine, &mut reader, &options, &mut |_| {}) {
         let _ = report.to_text(10);
+        let _ = report.to_text_with(&kmemlab_trace::TextOptions {
+            caller: true,
+            alloc: true,
+            page: true,
+            lines: 10,
+            slab_sort: None,
+            page_sort: None,
+        });
         let _ = report.summary_lines();
         let _ = report.machine_line();
     }

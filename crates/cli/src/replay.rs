@@ -11,8 +11,12 @@ use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser};
 use indicatif::{ProgressBar, ProgressStyle};
 use kmemlab_trace::kallsyms::Kallsyms;
-use kmemlab_trace::stats::{parse_slab_sort, sort_by_keys, SlabSortKey};
-use kmemlab_trace::{plot, replay, side_by_side, ReplayOptions, Report, TraceReader};
+use kmemlab_trace::stats::{
+    parse_page_sort, parse_slab_sort, sort_by_keys, sort_pages_by_keys, PageSortKey, SlabSortKey,
+    DEFAULT_PAGE_SORT, DEFAULT_SLAB_SORT,
+};
+use kmemlab_trace::tables::TableOptions;
+use kmemlab_trace::{plot, replay, side_by_side, ReplayOptions, Report, TextOptions, TraceReader};
 
 use crate::MachineArgs;
 
@@ -42,11 +46,27 @@ pub struct ReplayArgs {
     /// Rows of the call-site and cache tables (perf kmem's -l/--line).
     #[arg(long, short = 'l', visible_alias = "line", default_value_t = 20)]
     top: usize,
-    /// Sort the call-site and cache tables by perf kmem's slab keys, greatest first
-    /// (ptr, callsite, bytes, hit, pingpong, frag; for example "frag,hit,bytes");
-    /// default: most bytes wasted first.
-    #[arg(short = 's', long = "sort", value_name = "KEYS", value_parser = parse_sort)]
-    sort: Option<SortKeys>,
+    /// Sort the tables by perf kmem's keys, greatest first: slab keys (ptr, callsite,
+    /// bytes, hit, pingpong, frag; for example "frag,hit,bytes"), or with --page the
+    /// page tables' keys (page, callsite, hit, bytes, order, migtype, gfp). Default:
+    /// perf's (frag,hit,bytes / bytes,hit) with --caller or --alloc, else most bytes
+    /// wasted first.
+    #[arg(short = 's', long = "sort", value_name = "KEYS")]
+    sort: Option<String>,
+    /// perf kmem's per-call-site table, with each call site's commonest callchains when
+    /// the trace has them (perf script -g); with --page, the page table per call site.
+    #[arg(long)]
+    caller: bool,
+    /// perf kmem's per-pointer table ("Alloc Ptr"); with --page, the per-page table.
+    #[arg(long)]
+    alloc: bool,
+    /// perf kmem --page: the page allocator's tables (with --caller and/or --alloc).
+    #[arg(long)]
+    page: bool,
+    /// perf kmem --page --live: the page tables and order counts hold the pages still
+    /// allocated at the end of the trace.
+    #[arg(long, requires = "page")]
+    live: bool,
     /// Replay kmallocs of more than SIZE bytes as kvmalloc (kmalloc without retrying
     /// hard, then vmalloc if that fails and the flags allow sleeping).
     #[arg(long, value_name = "SIZE", value_parser = parse_kvmalloc_above)]
@@ -68,12 +88,19 @@ struct CompareFlags {
     kvmalloc_above: Option<u64>,
 }
 
-/// `-s KEY,...`, parsed (a newtype: clap reads a bare `Vec` as repeated values).
-#[derive(Clone, Debug)]
-struct SortKeys(Vec<SlabSortKey>);
+/// `-s` parsed: the slab tables' keys, the page tables' keys.
+type Sorts = (Option<Vec<SlabSortKey>>, Option<Vec<PageSortKey>>);
 
-fn parse_sort(s: &str) -> Result<SortKeys, String> {
-    parse_slab_sort(s).map(SortKeys)
+/// `-s KEY,...`: slab keys, or page keys with `--page` (perf's `parse_sort_opt`).
+fn sort_keys(args: &ReplayArgs) -> Result<Sorts, String> {
+    let Some(text) = &args.sort else {
+        return Ok((None, None));
+    };
+    if args.page {
+        Ok((None, Some(parse_page_sort(text)?)))
+    } else {
+        Ok((Some(parse_slab_sort(text)?), None))
+    }
 }
 
 fn parse_kvmalloc_above(s: &str) -> Result<u64, String> {
@@ -83,7 +110,13 @@ fn parse_kvmalloc_above(s: &str) -> Result<u64, String> {
 
 /// Run the subcommand; `Ok(false)` if an allocator invariant was broken at the end.
 pub fn run(machine: &MachineArgs, args: &ReplayArgs) -> Result<bool, String> {
+    sort_keys(args)?;
     let options = ReplayOptions {
+        tables: TableOptions {
+            by_pointer: args.alloc,
+            pages: args.page,
+            live_pages: args.live,
+        },
         replay_pages: !args.no_page_replay,
         kvmalloc_above: args.kvmalloc_above,
         kallsyms: args.kallsyms.as_deref().map(read_kallsyms).transpose()?,
@@ -143,23 +176,47 @@ fn read_kallsyms(path: &Path) -> Result<std::sync::Arc<Kallsyms>, String> {
 }
 
 fn print_report(report: &Report, args: &ReplayArgs) -> Result<(), String> {
+    let (slab_sort, page_sort) = sort_keys(args)?;
     let sorted;
-    let report = match &args.sort {
-        Some(SortKeys(keys)) => {
-            let mut r = report.clone();
-            sort_by_keys(&mut r.callsites, keys);
-            sort_by_keys(&mut r.caches, keys);
-            sorted = r;
-            &sorted
-        }
-        None => report,
+    let report = if slab_sort.is_some() || page_sort.is_some() || args.json {
+        let mut r = report.clone();
+        sort_tables(&mut r, args, slab_sort.as_deref(), page_sort.as_deref());
+        sorted = r;
+        &sorted
+    } else {
+        report
     };
     let text = if args.json {
         serde_json::to_string_pretty(report).map_err(|e| e.to_string())? + "\n"
     } else {
-        report.to_text(args.top)
+        report.to_text_with(&TextOptions {
+            caller: args.caller,
+            alloc: args.alloc,
+            page: args.page,
+            lines: args.top,
+            slab_sort,
+            page_sort,
+        })
     };
     crate::output::print(&text)
+}
+
+/// The report's tables in the order the text prints them (for `--json` too).
+fn sort_tables(
+    r: &mut Report,
+    args: &ReplayArgs,
+    slab: Option<&[SlabSortKey]>,
+    page: Option<&[PageSortKey]>,
+) {
+    let perf_order = args.caller || args.alloc;
+    if let Some(keys) = slab.or(perf_order.then_some(&DEFAULT_SLAB_SORT[..])) {
+        sort_by_keys(&mut r.callsites, keys);
+        sort_by_keys(&mut r.caches, keys);
+    }
+    sort_by_keys(&mut r.tables.pointers, slab.unwrap_or(&DEFAULT_SLAB_SORT));
+    let page = page.unwrap_or(&DEFAULT_PAGE_SORT);
+    sort_pages_by_keys(&mut r.tables.page_callers, page);
+    sort_pages_by_keys(&mut r.tables.page_allocs, page);
 }
 
 /// Boot the machine and replay the whole trace on it.

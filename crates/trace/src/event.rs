@@ -259,4 +259,7 @@ pub struct TraceEvent {
     pub name: EventName,
     /// What happened.
     pub event: Event,
+    /// The callchain `perf script` printed below the line (recorded with `-g`), an id in
+    /// the reader's [`crate::callchain::Callchains`]; `None` without one.
+    pub chain: Option<u32>,
 }

@@ -566,6 +566,7 @@ impl LineParser {
             timestamp_ns,
             name,
             event,
+            chain: None,
         })
     }
 

@@ -26,12 +26,14 @@
 //!
 //! * [`parse`]: one line into a [`TraceEvent`], from the `[CPU]` bracket outward (with a
 //!   fast path, `fast.rs`, for the common line shape).
-//! * [`reader`]: a stream of events from any `BufRead`, in bounded memory.
+//! * [`reader`]: a stream of events from any `BufRead`, in bounded memory, each with the
+//!   [`callchain`] `perf script` printed below it.
 //! * [`replay`](mod@replay): the events on a [`kmemlab_sim::Machine`].
 //! * [`report`]: the tables, summaries and `/proc` files; [`plot`]: an SVG over time.
 //! * [`synth`]: traces for benchmarks (the shared trace repeated, a generated 6.18 one).
 #![warn(missing_docs)]
 
+pub mod callchain;
 pub mod classes;
 pub mod event;
 mod fast;
@@ -45,10 +47,11 @@ pub mod replay;
 pub mod report;
 pub mod stats;
 pub mod synth;
+pub mod tables;
 pub mod vmap;
 
 pub use event::{CallSite, Event, EventName, SlabAlloc, SlabFree, TraceContext, TraceEvent};
 pub use parse::{Line, LineParser, Symbols};
 pub use reader::{InputStats, TraceError, TraceReader, MAX_LINE};
 pub use replay::{replay, ReplayError, ReplayOptions};
-pub use report::{side_by_side, Report};
+pub use report::{side_by_side, Report, TextOptions};

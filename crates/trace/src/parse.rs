@@ -16,6 +16,7 @@
 
 use kmemlab_mm::Context;
 
+use crate::callchain::{parse_frame, Frame, FrameLine};
 use crate::event::{CallSite, Event, EventName, SlabAlloc, SlabFree, TraceContext, TraceEvent};
 use crate::gfp::GfpTable;
 use crate::hash::FxHashMap;
@@ -77,7 +78,7 @@ pub enum Line {
     Event(TraceEvent),
     /// An indented callchain frame below an event of `perf script` on data recorded with
     /// `-g` (`\tffffffff812a3b4c __kmalloc+0x1ac ([kernel.kallsyms])`).
-    Callchain,
+    Callchain(Frame),
 }
 
 /// The parser's long-lived state: interned strings, the GFP strings seen, and counts of
@@ -159,9 +160,7 @@ impl LineParser {
         let h = match split_header(line) {
             Ok(h) => h,
             // Not an event: a frame of a callchain, or malformed.
-            Err(_) if first > 0 && is_callchain_frame(&line[first..]) => {
-                return Ok(Line::Callchain)
-            }
+            Err(why) if first > 0 => return self.frame(&line[first..], why),
             Err(why) => return Err(why),
         };
         let Some(name) = EventName::from_name(without_subsystem(h.event)) else {
@@ -179,7 +178,21 @@ impl LineParser {
             timestamp_ns: h.timestamp_ns,
             name,
             event,
+            chain: None,
         }))
+    }
+
+    /// An indented line that is no event: a callchain frame, a malformed one, or a line
+    /// malformed for `why`.
+    fn frame(&mut self, trimmed: &str, why: &'static str) -> Result<Line, &'static str> {
+        match parse_frame(trimmed) {
+            FrameLine::Frame(addr, symbol) => Ok(Line::Callchain(Frame {
+                addr,
+                symbol: self.symbols.intern(&symbol),
+            })),
+            FrameLine::Malformed(reason) => Err(reason),
+            FrameLine::NotAFrame => Err(why),
+        }
     }
 
     fn count_unknown_event(&mut self, name: &str) {
@@ -326,23 +339,6 @@ pub(super) fn without_subsystem(event: &str) -> &str {
         .strip_prefix("kmem:")
         .or_else(|| event.strip_prefix("vmalloc:"))
         .unwrap_or(event)
-}
-
-/// A frame of `perf script`'s callchain (tools/perf/util/evsel_fprintf.c,
-/// `sample__fprintf_callchain`): indented, `ADDRESS SYMBOL+0xOFF (DSO)`, the address in
-/// bare hex, the line ending with the DSO's closing parenthesis.
-fn is_callchain_frame(trimmed: &str) -> bool {
-    let mut tokens = trimmed.split_ascii_whitespace();
-    let Some(addr) = tokens.next() else {
-        return false;
-    };
-    let Some(symbol) = tokens.next() else {
-        return false;
-    };
-    let bare_hex = !addr.starts_with("0x") && hex(addr).is_some();
-    // An event line of perf script has the pid after the task name, never a frame's symbol.
-    let pid_like = symbol.bytes().all(|b| b.is_ascii_digit());
-    bare_hex && !pid_like && trimmed.trim_ascii_end().ends_with(')')
 }
 
 /// `CPU:3 [LOST 1234 EVENTS]` (ftrace) or `CPU 3 [LOST 1234 EVENTS]`.

@@ -10,6 +10,7 @@
 use std::fmt;
 use std::io::{BufRead, Read};
 
+use crate::callchain::{Callchains, Frame, MAX_FRAMES};
 use crate::event::{EventName, TraceEvent};
 use crate::parse::{Line, LineParser};
 
@@ -79,9 +80,13 @@ pub struct InputStats {
     pub comments: u64,
     /// Well-formed lines of other events (counted and skipped).
     pub unknown_events: u64,
-    /// Callchain frames below `perf script` events (recorded with `-g`): counted, not
-    /// replayed.
+    /// Callchain frames below `perf script` events (recorded with `-g`): each event's
+    /// frames make its chain ([`TraceEvent::chain`]); frames below other events are
+    /// counted and dropped.
     pub callchain_frames: u64,
+    /// Events whose chain was not kept: deeper than [`crate::callchain::MAX_FRAMES`]
+    /// (cut there), or new when [`crate::callchain::MAX_CHAINS`] were held (dropped).
+    pub callchains_cut: u64,
     /// Events the kernel said it lost (`[LOST n EVENTS]`).
     pub lost_events: u64,
     /// Malformed lines skipped (lenient mode).
@@ -97,13 +102,39 @@ impl InputStats {
     }
 }
 
+/// What the callchain frames read now belong to.
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum FrameOwner {
+    /// No line above them yet: a frame here is malformed.
+    Nothing,
+    /// The event held back in `pending`.
+    Pending,
+    /// A line of another event: its frames are counted and dropped.
+    Other,
+}
+
 /// Reads allocator events from a trace.
+///
+/// An event is handed out once the line after it is read, so that the callchain frames
+/// `perf script -g` prints below it come with it ([`TraceEvent::chain`]).
 pub struct TraceReader<R> {
     input: R,
     buf: Vec<u8>,
     lenient: bool,
     parser: LineParser,
     stats: InputStats,
+    /// The event read last, held back until its frames are read.
+    pending: Option<TraceEvent>,
+    /// The frames read below it.
+    frames: Vec<Frame>,
+    /// Whose frames the next frame lines are.
+    owner: FrameOwner,
+    /// Whether the pending event's chain was cut at [`MAX_FRAMES`] (counted once).
+    chain_cut: bool,
+    /// The distinct chains.
+    chains: Callchains,
+    /// An error met while reading past the pending event, reported after it.
+    deferred_error: Option<TraceError>,
 }
 
 impl<R: BufRead> TraceReader<R> {
@@ -115,12 +146,87 @@ impl<R: BufRead> TraceReader<R> {
             lenient,
             parser: LineParser::default(),
             stats: InputStats::default(),
+            pending: None,
+            frames: Vec::new(),
+            owner: FrameOwner::Nothing,
+            chain_cut: false,
+            chains: Callchains::default(),
+            deferred_error: None,
         }
     }
 
-    /// The next allocator event, `Ok(None)` at the end of the input.
+    /// The next allocator event with its callchain, `Ok(None)` at the end of the input.
     #[inline]
     pub fn next_event(&mut self) -> Result<Option<TraceEvent>, TraceError> {
+        if let Some(e) = self.deferred_error.take() {
+            return Err(e);
+        }
+        loop {
+            let next = match self.next_line_event() {
+                Ok(next) => next,
+                // The event above the bad line is handed out first, the error next time.
+                Err(e) if self.pending.is_some() => {
+                    self.deferred_error = Some(e);
+                    None
+                }
+                Err(e) => return Err(e),
+            };
+            let done = self.pending.take().map(|mut ev| {
+                ev.chain = self.finish_chain();
+                ev
+            });
+            if next.is_some() {
+                self.owner = FrameOwner::Pending;
+            }
+            self.pending = next;
+            if done.is_some() || self.pending.is_none() {
+                return Ok(done);
+            }
+        }
+    }
+
+    /// The chain of the frames read below the pending event, interned.
+    fn finish_chain(&mut self) -> Option<u32> {
+        if self.frames.is_empty() {
+            return None;
+        }
+        let id = self.chains.intern(&self.frames);
+        let was_cut = std::mem::take(&mut self.chain_cut);
+        if id.is_none() && !was_cut {
+            self.stats.callchains_cut += 1;
+        }
+        self.frames.clear();
+        id
+    }
+
+    /// A frame line: kept for the pending event, dropped below another event's line,
+    /// malformed above every event line.
+    fn frame(&mut self, line_no: u64, frame: Frame) -> Result<(), TraceError> {
+        self.stats.callchain_frames += 1;
+        match self.owner {
+            FrameOwner::Pending if self.frames.len() < MAX_FRAMES => self.frames.push(frame),
+            FrameOwner::Pending => {
+                if !self.chain_cut {
+                    self.stats.callchains_cut += 1;
+                    self.chain_cut = true;
+                }
+            }
+            FrameOwner::Other => {}
+            FrameOwner::Nothing => {
+                self.malformed(line_no, "a callchain frame with no event line above it")?
+            }
+        }
+        Ok(())
+    }
+
+    /// The chains the events' [`TraceEvent::chain`] ids name.
+    pub fn chains(&self) -> &Callchains {
+        &self.chains
+    }
+
+    /// The next event line, its frames not yet read.
+    #[inline]
+    fn next_line_event(&mut self) -> Result<Option<TraceEvent>, TraceError> {
         // The common case: a whole line of the common shape in the input's buffer, parsed
         // where it lies by the parser's fast path.
         let chunk = self.input.fill_buf().map_err(TraceError::Io)?;
@@ -166,9 +272,12 @@ impl<R: BufRead> TraceReader<R> {
                     return Ok(Some(ev));
                 }
                 Ok(Line::Comment) => self.stats.comments += 1,
-                Ok(Line::Unknown) => self.stats.unknown_events += 1,
+                Ok(Line::Unknown) => {
+                    self.stats.unknown_events += 1;
+                    self.owner = FrameOwner::Other;
+                }
                 Ok(Line::Lost(n)) => self.stats.lost_events += n,
-                Ok(Line::Callchain) => self.stats.callchain_frames += 1,
+                Ok(Line::Callchain(frame)) => self.frame(line_no, frame)?,
                 Err(reason) => self.malformed(line_no, reason)?,
             }
         }
@@ -186,7 +295,8 @@ impl<R: BufRead> TraceReader<R> {
         }
         let line_no = self.stats.lines + 1;
         let parsed = classify(&mut self.parser, line_no, &chunk[..newline + 1]);
-        if parsed.is_err() {
+        // A malformed line, or a frame that may be one, is kept for its report.
+        if matches!(parsed, Err(_) | Ok(Line::Callchain(_))) {
             self.buf.clear();
             self.buf.extend_from_slice(&chunk[..newline + 1]);
         }

@@ -10,6 +10,7 @@ use kmemlab_mm::util;
 use kmemlab_mm::vmalloc::VmallocError;
 use kmemlab_mm::{AllocError, Context, Gfp, IrqFlags, Mm, Pfn, Platform, VirtAddr, PAGE_SIZE};
 
+use crate::callchain::Callchains;
 use crate::event::{CallSite, Event, EventName, SlabAlloc, SlabFree, TraceContext, TraceEvent};
 use crate::hash::FxHashMap;
 use crate::parse::Symbols;
@@ -19,6 +20,7 @@ use crate::stats::{
     AllocRow, Fidelity, KvmallocSummary, MemoryStats, PageSummary, ReplayCounters, Sample,
     SizeMismatch, SlabSummary, ZoneOrders, PERF_MIGRATE_TYPES, PERF_ORDERS,
 };
+use crate::tables::{PerfTables, TableOptions};
 use crate::vmap::VmapReplay;
 use kmemlab_sim::{Machine, SimError, SimPlatform};
 
@@ -38,6 +40,8 @@ pub struct ReplayOptions {
     pub kvmalloc_above: Option<u64>,
     /// `--kallsyms FILE`: names for raw call-site addresses in the report.
     pub kallsyms: Option<std::sync::Arc<crate::kallsyms::Kallsyms>>,
+    /// perf's per-pointer and page tables to collect (`--alloc`, `--page`, `--live`).
+    pub tables: TableOptions,
 }
 
 impl Default for ReplayOptions {
@@ -48,6 +52,7 @@ impl Default for ReplayOptions {
             progress_every: 1 << 16,
             kvmalloc_above: None,
             kallsyms: None,
+            tables: TableOptions::default(),
         }
     }
 }
@@ -94,7 +99,7 @@ pub fn replay<R: BufRead>(
         let run = machine.on_cpu(cpu, Context::Process, |mm| {
             let mut ev = first;
             loop {
-                replayer.apply(mm, &ev, &reader.parser().symbols);
+                replayer.apply(mm, &ev, &reader.parser().symbols, reader.chains());
                 if reader.stats().lines >= next_progress {
                     progress(reader.stats());
                     next_progress = reader.stats().lines + options.progress_every.max(1);
@@ -214,6 +219,8 @@ struct Replayer<'m> {
     zone_orders: Vec<ZoneOrders>,
     messages: Vec<String>,
     console_lines: u64,
+    /// perf's further tables (`--alloc`, `--page`) and the call sites' callchains.
+    tables: PerfTables,
 }
 
 impl<'m> Replayer<'m> {
@@ -259,6 +266,7 @@ impl<'m> Replayer<'m> {
             zone_orders,
             messages: Vec::new(),
             console_lines: 0,
+            tables: PerfTables::new(options.tables),
             options,
         }
     }
@@ -269,7 +277,13 @@ impl<'m> Replayer<'m> {
     }
 
     /// Replay one event; the caller runs as the event's CPU in process context.
-    fn apply(&mut self, mm: &Mm<SimPlatform>, ev: &TraceEvent, symbols: &Symbols) {
+    fn apply(
+        &mut self,
+        mm: &Mm<SimPlatform>,
+        ev: &TraceEvent,
+        symbols: &Symbols,
+        chains: &Callchains,
+    ) {
         if ev.cpu >= self.nr_cpus {
             self.counters.cpu_wrapped += 1;
         }
@@ -289,8 +303,17 @@ impl<'m> Replayer<'m> {
                 order,
                 migratetype,
                 gfp,
-            } => self.page_alloc(mm, ev, pfn, order, migratetype, gfp),
-            Event::PageFree { pfn, order } => self.page_free(mm, pfn, order),
+            } => {
+                if let Some(pfn) = pfn {
+                    let at = (pfn, order, migratetype);
+                    self.tables.page_alloc(at, gfp, ev.chain, chains, symbols);
+                }
+                self.page_alloc(mm, ev, pfn, order, migratetype, gfp)
+            }
+            Event::PageFree { pfn, order } => {
+                self.live_page_freed(pfn, order);
+                self.page_free(mm, pfn, order)
+            }
             Event::AllocVmapArea {
                 addr,
                 size,
@@ -396,6 +419,9 @@ impl<'m> Replayer<'m> {
             self.slab.nr_cross_allocs += 1;
         }
         let row = self.site_row(a.call_site);
+        let bytes = (a.bytes_req, a.bytes_alloc);
+        self.tables
+            .slab_alloc(row, a.call_site, a.ptr, bytes, ev.chain);
         let r = &mut self.sites[row as usize].1;
         r.hit += 1;
         r.bytes_req += u128::from(a.bytes_req);
@@ -616,6 +642,7 @@ impl<'m> Replayer<'m> {
         };
         self.slab.total_freed += u128::from(obj.traced_bytes);
         if ev.cpu != obj.cpu {
+            self.tables.slab_pingpong(f.ptr);
             self.sites[obj.site_row as usize].1.pingpong += 1;
             if let Some(r) = self.cache_rows.get_mut(obj.cache_row as usize) {
                 r.pingpong += 1;
@@ -807,6 +834,17 @@ impl<'m> Replayer<'m> {
         self.pages.insert(pfn, LivePages { pfn: kpfn, order });
     }
 
+    /// `--live`: perf's order table counts the pages still allocated, so a free takes
+    /// its allocation's count back (`evsel__process_page_free_event`).
+    fn live_page_freed(&mut self, pfn: u64, order: u32) {
+        if let Some((order, mt)) = self.tables.page_free(pfn, order) {
+            let o = (order as usize).min(PERF_ORDERS - 1);
+            let m = (mt as usize).min(PERF_MIGRATE_TYPES - 1);
+            let n = &mut self.page.order_stats[o][m];
+            *n = n.saturating_sub(1);
+        }
+    }
+
     fn page_free(&mut self, mm: &Mm<SimPlatform>, pfn: u64, order: u32) {
         let bytes = page_bytes(order);
         self.page.nr_frees += 1;
@@ -914,6 +952,13 @@ impl<'m> Replayer<'m> {
                 ..row.clone()
             })
             .collect();
+        let tables = std::mem::take(&mut self.tables).finish(
+            &|site| self.call_site_name(site, symbols),
+            &mut callsites,
+            reader.chains(),
+            symbols,
+            self.options.kallsyms.as_deref(),
+        );
         super::stats::sort_by_waste(&mut callsites);
         let mut caches = std::mem::take(&mut self.cache_rows);
         super::stats::sort_by_waste(&mut caches);
@@ -943,6 +988,7 @@ impl<'m> Replayer<'m> {
             kvmalloc: self.kvmalloc,
             callsites,
             caches,
+            tables,
             counters: self.counters,
             fidelity: self.fidelity,
             size_class_hint,

@@ -14,6 +14,11 @@ use crate::stats::{
     fragmentation, AllocRow, Fidelity, KvmallocSummary, MemoryStats, PageSummary, ReplayCounters,
     Sample, SlabSummary, VmallocSummary, PERF_MIGRATE_TYPES, PERF_ORDERS,
 };
+use crate::stats::{
+    sort_by_keys, sort_pages_by_keys, PageSortKey, SlabSortKey, DEFAULT_PAGE_SORT,
+    DEFAULT_SLAB_SORT,
+};
+use crate::tables::{compact_gfp, human_gfp, Tables};
 use kmemlab_sim::{Machine, MachineConfig};
 
 /// perf's `graph_dotted_line`, cut at 105 columns as perf prints it.
@@ -82,6 +87,8 @@ pub struct Report {
     /// Per kmemlab cache (requested bytes from the trace, allocated bytes from kmemlab),
     /// most waste first.
     pub caches: Vec<AllocRow>,
+    /// perf's per-pointer and page tables (`--alloc`, `--page`), when collected.
+    pub tables: Tables,
     /// What happened on the machine.
     pub replay: ReplayCounters,
     /// kmemlab sizes against the traced kernel's.
@@ -114,6 +121,7 @@ pub(crate) struct ReportParts<'m> {
     pub kvmalloc: KvmallocSummary,
     pub callsites: Vec<AllocRow>,
     pub caches: Vec<AllocRow>,
+    pub tables: Tables,
     pub counters: ReplayCounters,
     pub fidelity: Fidelity,
     pub size_class_hint: Option<SizeClassHint>,
@@ -170,6 +178,7 @@ impl Report {
             kvmalloc: p.kvmalloc,
             callsites: p.callsites,
             caches: p.caches,
+            tables: p.tables,
             replay: p.counters,
             fidelity: p.fidelity,
             size_class_hint: p.size_class_hint,
@@ -218,11 +227,24 @@ impl Report {
 
     /// The whole report as text; the tables show the `top` rows with the most waste.
     pub fn to_text(&self, top: usize) -> String {
+        self.to_text_with(&TextOptions {
+            lines: top,
+            ..TextOptions::default()
+        })
+    }
+
+    /// The whole report as text, with the tables `options` choose.
+    pub fn to_text_with(&self, options: &TextOptions) -> String {
+        let top = options.lines;
         let mut out = String::new();
         let _ = writeln!(out, "kmemlab replay on {}", self.machine_line());
         out.push_str(&self.input_text());
         out.push('\n');
-        out.push_str(&table("Callsite", &self.callsites, top));
+        if options.caller || options.alloc {
+            out.push_str(&self.perf_tables_text(options));
+        } else {
+            out.push_str(&table("Callsite", &self.callsites, top));
+        }
         out.push('\n');
         out.push_str(&table("Cache (kmemlab)", &self.caches, top));
         for line in self.summary_lines() {
@@ -232,6 +254,129 @@ impl Report {
         out.push_str(&self.messages_text());
         out.push_str(&self.proc_text());
         out
+    }
+
+    /// `--caller` / `--alloc`: perf's slab tables (`print_slab_result`), the call sites'
+    /// callchains, and with `--page` perf's page tables (`print_page_result`).
+    fn perf_tables_text(&self, o: &TextOptions) -> String {
+        let keys = o.slab_sort.as_deref().unwrap_or(&DEFAULT_SLAB_SORT);
+        let mut s = String::new();
+        if o.caller {
+            let mut rows = self.callsites.clone();
+            sort_by_keys(&mut rows, keys);
+            s.push_str(&table("Callsite", &rows, o.lines));
+            s.push_str(&callchains_text(&rows, o.lines));
+        }
+        if o.alloc {
+            let mut rows = self.tables.pointers.clone();
+            sort_by_keys(&mut rows, keys);
+            s.push_str(&table("Alloc Ptr", &rows, o.lines));
+        }
+        if self.tables.rows_dropped > 0 {
+            let _ = writeln!(
+                s,
+                "(rows not kept beyond {} pointers or pages: {})",
+                group(crate::tables::MAX_ROWS as u64),
+                group(self.tables.rows_dropped)
+            );
+        }
+        if o.page {
+            s.push_str(&self.page_tables_text(o));
+        }
+        s
+    }
+
+    /// perf's `print_gfp_flags`, `__print_page_caller_result`, `__print_page_alloc_result`.
+    fn page_tables_text(&self, o: &TextOptions) -> String {
+        let t = &self.tables;
+        let keys = o.page_sort.as_deref().unwrap_or(&DEFAULT_PAGE_SORT);
+        let live = if t.live_pages { "Live" } else { "Total" };
+        let mut gfps: Vec<u32> = t
+            .page_callers
+            .iter()
+            .chain(&t.page_allocs)
+            .map(|r| r.gfp)
+            .collect();
+        gfps.sort_unstable();
+        gfps.dedup();
+        let compact: Vec<(u32, String)> = gfps.iter().map(|&g| (g, compact_gfp(g))).collect();
+        let max_gfp_len = compact.iter().map(|(_, c)| c.len()).max().unwrap_or(0);
+        let gfp_len = max_gfp_len.max("GFP flags".len());
+        let short = |g: u32| {
+            compact
+                .iter()
+                .find(|(f, _)| *f == g)
+                .map_or(String::new(), |(_, c)| c.clone())
+        };
+        let mut s = String::from("#\n# GFP flags\n# ---------\n");
+        for (g, c) in &compact {
+            let _ = writeln!(s, "# {g:08x}: {c:>max_gfp_len$}: {}", human_gfp(*g));
+        }
+        let dotted = DOTTED;
+        if o.caller {
+            let mut rows = t.page_callers.clone();
+            sort_pages_by_keys(&mut rows, keys);
+            let _ = writeln!(s, "\n{dotted}");
+            let _ = writeln!(
+                s,
+                " {live:>5} alloc (KB) | Hits      | Order | Mig.type | {:<gfp_len$} | Callsite",
+                "GFP flags"
+            );
+            let _ = writeln!(s, "{dotted}");
+            for r in rows.iter().take(o.lines) {
+                let _ = writeln!(
+                    s,
+                    " {:>16} | {:>9} | {:>5} | {:>8} | {:<gfp_len$} | {}",
+                    group(r.alloc_bytes / 1024),
+                    group(r.nr_alloc),
+                    r.order,
+                    migrate_type_str(r.migtype),
+                    short(r.gfp),
+                    r.callsite
+                );
+            }
+            if rows.len() > o.lines {
+                let _ = writeln!(
+                    s,
+                    " ...              | ...       | ...   | ...      | {:<gfp_len$} | ...",
+                    "..."
+                );
+            }
+            let _ = writeln!(s, "{dotted}");
+        }
+        if o.alloc {
+            let mut rows = t.page_allocs.clone();
+            sort_pages_by_keys(&mut rows, keys);
+            let _ = writeln!(s, "\n{dotted}");
+            let _ = writeln!(
+                s,
+                " {:<16} | {live:>5} alloc (KB) | Hits      | Order | Mig.type | {:<gfp_len$} | Callsite",
+                "PFN", "GFP flags"
+            );
+            let _ = writeln!(s, "{dotted}");
+            for r in rows.iter().take(o.lines) {
+                let _ = writeln!(
+                    s,
+                    " {:>16} | {:>16} | {:>9} | {:>5} | {:>8} | {:<gfp_len$} | {}",
+                    r.page.unwrap_or(0),
+                    group(r.alloc_bytes / 1024),
+                    group(r.nr_alloc),
+                    r.order,
+                    migrate_type_str(r.migtype),
+                    short(r.gfp),
+                    r.callsite
+                );
+            }
+            if rows.len() > o.lines {
+                let _ = writeln!(
+                    s,
+                    " ...              | ...              | ...       | ...   | ...      | {:<gfp_len$} | ...",
+                    "..."
+                );
+            }
+            let _ = writeln!(s, "{dotted}");
+        }
+        s
     }
 
     fn input_text(&self) -> String {
@@ -613,6 +758,76 @@ impl Report {
             self.proc.buddyinfo, self.proc.slabinfo, self.proc.meminfo
         )
     }
+}
+
+/// Which of perf's tables the text report prints, and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TextOptions {
+    /// `--caller`: perf's per-call-site slab table, with the call sites' callchains (and
+    /// with `page`, the per-call-site page table).
+    pub caller: bool,
+    /// `--alloc`: perf's per-pointer slab table (and with `page`, the per-page table).
+    pub alloc: bool,
+    /// `--page`: the page tables too.
+    pub page: bool,
+    /// `-l N`: rows per table.
+    pub lines: usize,
+    /// `-s` for the slab tables (default perf's `frag,hit,bytes`).
+    pub slab_sort: Option<Vec<SlabSortKey>>,
+    /// `-s` with `--page`, for the page tables (default perf's `bytes,hit`).
+    pub page_sort: Option<Vec<PageSortKey>>,
+}
+
+impl Default for TextOptions {
+    /// Without `--caller` or `--alloc`: the call-site and cache tables, 20 rows each.
+    fn default() -> Self {
+        TextOptions {
+            caller: false,
+            alloc: false,
+            page: false,
+            lines: 20,
+            slab_sort: None,
+            page_sort: None,
+        }
+    }
+}
+
+/// perf's `migrate_type_str[]`.
+fn migrate_type_str(migtype: u32) -> &'static str {
+    const NAMES: [&str; 6] = [
+        "UNMOVABL", "RECLAIM", "MOVABLE", "RESERVED", "CMA/ISLT", "UNKNOWN",
+    ];
+    NAMES[(migtype as usize).min(NAMES.len() - 1)]
+}
+
+/// The callchains of the first `top` call sites (recorded with `perf record -g`): for
+/// each, its commonest stacks, innermost frame first, as `perf script` prints them.
+pub fn callchains_text(rows: &[AllocRow], top: usize) -> String {
+    let with_stacks: Vec<&AllocRow> = rows
+        .iter()
+        .take(top)
+        .filter(|r| !r.stacks.is_empty())
+        .collect();
+    if with_stacks.is_empty() {
+        return String::new();
+    }
+    let mut s =
+        String::from("\nCallchains of the call sites above (perf script -g), commonest first:\n");
+    for r in with_stacks {
+        for stack in &r.stacks {
+            let _ = writeln!(
+                s,
+                " {}: {} of {} allocations",
+                r.name,
+                group(stack.hits),
+                group(r.hit)
+            );
+            for frame in &stack.frames {
+                let _ = writeln!(s, "\t{frame}");
+            }
+        }
+    }
+    s
 }
 
 /// `12.34%`, or `n/a` when nothing was compared.

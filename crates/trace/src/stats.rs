@@ -51,11 +51,18 @@ pub fn fragmentation(requested: u128, allocated: u128) -> f64 {
     }
 }
 
-/// One row of a per-call-site or per-cache table (perf's `alloc_stat`).
+/// One row of a per-call-site, per-pointer or per-cache table (perf's `alloc_stat`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct AllocRow {
-    /// The call site (`0xc104de4f` or `symbol+off/len`) or cache name.
+    /// The call site (`0xc104de4f` or `symbol+off/len`), pointer (`0xffff...`) or cache
+    /// name.
     pub name: String,
+    /// The pointer, in the per-pointer table (0 elsewhere).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub ptr: u64,
+    /// The call site of the pointer's last allocation, in the per-pointer table.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub site: String,
     /// Bytes allocated.
     pub bytes_alloc: u128,
     /// Bytes requested.
@@ -64,6 +71,22 @@ pub struct AllocRow {
     pub hit: u64,
     /// Objects freed on another CPU than the one that allocated them.
     pub pingpong: u64,
+    /// The commonest callchains of a call site's allocations (`perf script -g`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stacks: Vec<Stack>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// One callchain of a call site's allocations and how many had it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Stack {
+    /// Allocations with this chain.
+    pub hits: u64,
+    /// The frames, innermost first, as `perf script` printed them (`ADDRESS SYMBOL`).
+    pub frames: Vec<String>,
 }
 
 impl AllocRow {
@@ -343,7 +366,7 @@ pub struct KvmallocSummary {
 /// `pingpong_cmp`; each row that compares greater is printed first).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum SlabSortKey {
-    /// `ptr`: the pointer (the per-pointer table's; all call-site rows tie).
+    /// `ptr`: the pointer (the per-pointer table's; call-site rows tie).
     Ptr,
     /// `callsite`: the call site.
     Callsite,
@@ -357,10 +380,13 @@ pub enum SlabSortKey {
     Frag,
 }
 
-/// perf's page sort keys, recognised to say they need the page tables.
-const PAGE_ONLY_SORT_KEYS: [&str; 4] = ["page", "order", "migtype", "gfp"];
+/// perf's slab sort keys, in `slab_sorts[]` order.
+const SLAB_KEYS: &str = "ptr, callsite, bytes, hit, pingpong, frag";
+/// perf's page sort keys, in `page_sorts[]` order.
+const PAGE_KEYS: &str = "page, callsite, hit, bytes, order, migtype, gfp";
 
-/// `-s KEY,...` for the slab tables; an unknown key is an error naming perf's keys.
+/// `-s KEY,...` for the slab tables; an unknown key is an error in perf's words
+/// (`setup_slab_sorting`: "Unknown slab --sort key: '%s'") naming the slab keys.
 pub fn parse_slab_sort(text: &str) -> Result<Vec<SlabSortKey>, String> {
     text.split(',')
         .map(|key| match key.trim() {
@@ -370,14 +396,95 @@ pub fn parse_slab_sort(text: &str) -> Result<Vec<SlabSortKey>, String> {
             "hit" => Ok(SlabSortKey::Hit),
             "pingpong" => Ok(SlabSortKey::Pingpong),
             "frag" => Ok(SlabSortKey::Frag),
-            k if PAGE_ONLY_SORT_KEYS.contains(&k) => Err(format!(
-                "sort key '{k}' is a page key: the replay prints no per-page tables (slab keys: ptr, callsite, bytes, hit, pingpong, frag)"
+            k if parse_page_key(k).is_some() => Err(format!(
+                "Unknown slab --sort key: '{k}': a page key, for the --page tables (slab keys: {SLAB_KEYS})"
             )),
             k => Err(format!(
-                "unknown sort key '{k}' (slab keys: ptr, callsite, bytes, hit, pingpong, frag)"
+                "Unknown slab --sort key: '{k}' (slab keys: {SLAB_KEYS})"
             )),
         })
         .collect()
+}
+
+/// A sort key of `perf kmem stat --page -s` (`page_cmp`, `page_callsite_cmp`,
+/// `page_hit_cmp`, `page_bytes_cmp`, `page_order_cmp`, `migrate_type_cmp`,
+/// `gfp_flags_cmp`, Linux 6.6).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum PageSortKey {
+    /// `page`: the page frame number.
+    Page,
+    /// `callsite`: the call site's address.
+    Callsite,
+    /// `hit`: allocations.
+    Hit,
+    /// `bytes`: bytes allocated.
+    Bytes,
+    /// `order`: the order.
+    Order,
+    /// `migtype`: the migrate type.
+    Migtype,
+    /// `gfp`: the GFP flags.
+    Gfp,
+}
+
+fn parse_page_key(key: &str) -> Option<PageSortKey> {
+    Some(match key {
+        "page" => PageSortKey::Page,
+        "callsite" => PageSortKey::Callsite,
+        "hit" => PageSortKey::Hit,
+        "bytes" => PageSortKey::Bytes,
+        "order" => PageSortKey::Order,
+        "migtype" => PageSortKey::Migtype,
+        "gfp" => PageSortKey::Gfp,
+        _ => return None,
+    })
+}
+
+/// `-s KEY,...` for the page tables (`--page`); an unknown key is an error in perf's
+/// words ("Unknown page --sort key: '%s'") naming the page keys.
+pub fn parse_page_sort(text: &str) -> Result<Vec<PageSortKey>, String> {
+    text.split(',')
+        .map(|key| {
+            let k = key.trim();
+            parse_page_key(k)
+                .ok_or_else(|| format!("Unknown page --sort key: '{k}' (page keys: {PAGE_KEYS})"))
+        })
+        .collect()
+}
+
+/// perf's default page sort, `bytes,hit`.
+pub const DEFAULT_PAGE_SORT: [PageSortKey; 2] = [PageSortKey::Bytes, PageSortKey::Hit];
+/// perf's default slab sort, `frag,hit,bytes`.
+pub const DEFAULT_SLAB_SORT: [SlabSortKey; 3] =
+    [SlabSortKey::Frag, SlabSortKey::Hit, SlabSortKey::Bytes];
+
+/// Sort page rows by `keys` as perf does, the greater first.
+pub fn sort_pages_by_keys(rows: &mut [crate::tables::PageRow], keys: &[PageSortKey]) {
+    rows.sort_by(|a, b| {
+        keys.iter()
+            .map(|k| compare_pages_on(*k, b, a))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+}
+
+fn compare_pages_on(
+    key: PageSortKey,
+    a: &crate::tables::PageRow,
+    b: &crate::tables::PageRow,
+) -> std::cmp::Ordering {
+    match key {
+        PageSortKey::Page => a.page.cmp(&b.page),
+        PageSortKey::Callsite => a
+            .callsite_addr
+            .cmp(&b.callsite_addr)
+            .then_with(|| a.callsite.cmp(&b.callsite)),
+        PageSortKey::Hit => a.nr_alloc.cmp(&b.nr_alloc),
+        PageSortKey::Bytes => a.alloc_bytes.cmp(&b.alloc_bytes),
+        PageSortKey::Order => a.order.cmp(&b.order),
+        PageSortKey::Migtype => a.migtype.cmp(&b.migtype),
+        PageSortKey::Gfp => a.gfp.cmp(&b.gfp),
+    }
 }
 
 /// Sort rows by `keys` as perf does, the greater first; rows equal on every key keep
@@ -391,10 +498,20 @@ pub fn sort_by_keys(rows: &mut [AllocRow], keys: &[SlabSortKey]) {
     });
 }
 
+/// The call site a row is of: its own name in the call-site table, its last call site
+/// in the per-pointer table.
+fn row_site(row: &AllocRow) -> &str {
+    if row.site.is_empty() {
+        &row.name
+    } else {
+        &row.site
+    }
+}
+
 fn compare_on(key: SlabSortKey, a: &AllocRow, b: &AllocRow) -> std::cmp::Ordering {
     match key {
-        SlabSortKey::Ptr => std::cmp::Ordering::Equal,
-        SlabSortKey::Callsite => a.name.cmp(&b.name),
+        SlabSortKey::Ptr => a.ptr.cmp(&b.ptr),
+        SlabSortKey::Callsite => row_site(a).cmp(row_site(b)),
         SlabSortKey::Bytes => a.bytes_alloc.cmp(&b.bytes_alloc),
         SlabSortKey::Hit => a.hit.cmp(&b.hit),
         SlabSortKey::Pingpong => a.pingpong.cmp(&b.pingpong),

@@ -172,9 +172,9 @@ fn sort_keys_and_line_count_as_perf_kmem() {
     assert!(rows.windows(2).all(|w| w[0].2 >= w[1].2), "{rows:?}");
 
     for (keys, needle) in [
-        ("hit,bogus", "unknown sort key 'bogus'"),
-        ("order", "sort key 'order' is a page key"),
-        ("", "unknown sort key ''"),
+        ("hit,bogus", "Unknown slab --sort key: 'bogus'"),
+        ("order", "Unknown slab --sort key: 'order': a page key"),
+        ("", "Unknown slab --sort key: ''"),
     ] {
         let o = kmemlab(&["replay", &trace, "-s", keys], "");
         assert!(!o.status.success(), "{keys} accepted");
@@ -182,4 +182,111 @@ fn sort_keys_and_line_count_as_perf_kmem() {
         assert!(err.contains(needle), "{keys}: {err}");
         assert!(!err.contains("panicked"), "{err}");
     }
+}
+
+/// `perf script` of `perf record -g -e 'kmem:*'`: two kmallocs with callchains, a page
+/// allocation whose call site is below `__alloc_pages`, and one page freed.
+const PERF_SCRIPT_G: &str = "\
+            perf   100 [000]    10.000001: kmem:kmalloc: call_site=sched_setaffinity+0x127 ptr=0xffff888100001000 bytes_req=30 bytes_alloc=32 gfp_flags=GFP_KERNEL node=-1 accounted=false
+\tffffffff812a3b4c __kmalloc+0x1ac ([kernel.kallsyms])
+\tffffffff810d1f17 sched_setaffinity+0x127 ([kernel.kallsyms])
+
+            perf   100 [001]    10.000002: kmem:kmalloc: call_site=do_sys_open+0x20 ptr=0xffff888100002000 bytes_req=64 bytes_alloc=64 gfp_flags=GFP_KERNEL node=-1 accounted=false
+\tffffffff812a3b4c __kmalloc+0x1ac ([kernel.kallsyms])
+\tffffffff81111020 do_sys_open+0x20 ([kernel.kallsyms])
+
+     kworker/0:1    20 [000]    10.000006: kmem:mm_page_alloc: page=0xffffea0000040000 pfn=0x1000 order=0 migratetype=0 gfp_flags=GFP_KERNEL
+\tffffffff81200100 __alloc_pages+0x100 ([kernel.kallsyms])
+\tffffffff81300030 pte_alloc_one+0x30 ([kernel.kallsyms])
+
+     kworker/0:1    20 [000]    10.000007: kmem:mm_page_alloc: page=0xffffea0000080000 pfn=0x2000 order=2 migratetype=1 gfp_flags=GFP_KERNEL|__GFP_RECLAIMABLE
+\tffffffff81200100 __alloc_pages+0x100 ([kernel.kallsyms])
+\tffffffff81400040 new_slab+0x40 ([kernel.kallsyms])
+
+     kworker/0:1    20 [000]    10.000008: kmem:mm_page_free: page=0xffffea0000040000 pfn=0x1000 order=0
+";
+
+#[test]
+fn caller_alloc_and_page_tables_from_perf_script_with_callchains() {
+    let o = kmemlab(&["replay", "-", "--caller", "--alloc"], PERF_SCRIPT_G);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    for needle in [
+        " Callsite                           | Total_alloc/Per",
+        " Alloc Ptr                          | Total_alloc/Per",
+        " 0xffff888100002000                 |        64/64    |",
+        "Callchains of the call sites above (perf script -g), commonest first:\n sched_setaffinity+0x127: 1 of 1 allocations\n\tffffffff812a3b4c __kmalloc+0x1ac\n",
+    ] {
+        assert!(out.contains(needle), "{needle:?} in\n{out}");
+    }
+    // No --page: no page tables (the page summary is printed as before).
+    assert!(!out.contains("# GFP flags"), "{out}");
+
+    let o = kmemlab(
+        &[
+            "replay", "-", "--page", "--caller", "--alloc", "-s", "order",
+        ],
+        PERF_SCRIPT_G,
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    let callers = out
+        .find(" Total alloc (KB) | Hits")
+        .expect("page caller table");
+    let new_slab = out[callers..].find("| new_slab").expect("new_slab row");
+    let pte = out[callers..]
+        .find("| pte_alloc_one")
+        .expect("pte_alloc_one row");
+    assert!(new_slab < pte, "-s order puts order 2 first:\n{out}");
+    assert!(out.contains(" RECLAIM | K|RC "), "{out}");
+
+    let o = kmemlab(
+        &["replay", "-", "--page", "--live", "--caller", "--alloc"],
+        PERF_SCRIPT_G,
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(out.contains("  Live alloc (KB) | Hits"), "{out}");
+    assert!(out.contains("| new_slab"), "{out}");
+    assert!(
+        !out.contains("| pte_alloc_one"),
+        "the freed page is not live:\n{out}"
+    );
+}
+
+#[test]
+fn page_sort_keys_and_live_need_page() {
+    for (args, needle) in [
+        (
+            vec!["replay", "-", "--page", "-s", "frag"],
+            "Unknown page --sort key: 'frag'",
+        ),
+        (vec!["replay", "-", "--live"], "--page"),
+    ] {
+        // Refused before the trace is read: no input, so no write to a closed pipe.
+        let o = kmemlab(&args, "");
+        assert!(!o.status.success(), "{args:?} accepted");
+        let err = text(&o.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn a_malformed_callchain_line_is_a_clear_error() {
+    let bad = PERF_SCRIPT_G.replace(
+        "\tffffffff81111020 do_sys_open+0x20 ([kernel.kallsyms])",
+        "\tffffffff81111020 do_sys_open+0x20",
+    );
+    let o = kmemlab(&["replay", "-"], &bad);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("line 7: a callchain frame must read ADDRESS SYMBOL (DSO)"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    let o = kmemlab(&["replay", "-", "--lenient"], &bad);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("1 malformed lines skipped"));
 }

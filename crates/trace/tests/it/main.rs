@@ -11,6 +11,7 @@ mod classes;
 mod fidelity;
 mod parse;
 mod perf_script;
+mod perf_tables;
 mod replay;
 mod replay_cost;
 mod what_if;

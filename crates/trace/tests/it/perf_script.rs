@@ -29,7 +29,7 @@ fn perf_script_lines_parse_as_their_events() {
     for (i, line) in PERF_SCRIPT.lines().enumerate() {
         match parser.parse(i as u64 + 1, line) {
             Ok(Line::Event(ev)) => names.push((ev.name, ev.pid, ev.cpu)),
-            Ok(Line::Callchain) => frames += 1,
+            Ok(Line::Callchain(_)) => frames += 1,
             Ok(_) => {}
             Err(why) => panic!("line {} {line:?}: {why}", i + 1),
         }
