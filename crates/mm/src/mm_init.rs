@@ -180,12 +180,15 @@ impl<P: Platform> Mm<P> {
             }
             prev_end = region.end.0;
             let start = align_up(region.start.0.max(PAGE_SIZE as u64), PAGE_SIZE as u64);
-            let end = align_down(region.end.0.min(profile.max_phys()), PAGE_SIZE as u64);
-            if region.end.0 > profile.max_phys() {
+            let limit = profile
+                .max_phys()
+                .min(crate::memory_model::max_section_phys(profile));
+            let end = align_down(region.end.0.min(limit), PAGE_SIZE as u64);
+            if region.end.0 > limit {
                 platform.printk(format_args!(
                     "WARNING: {} MiB of RAM above {} MiB ignored: the {} profile cannot address it",
-                    (region.end.0 - region.start.0.max(profile.max_phys())) >> 20,
-                    profile.max_phys() >> 20,
+                    (region.end.0 - region.start.0.max(limit)) >> 20,
+                    limit >> 20,
                     profile
                 ));
             }
@@ -232,10 +235,23 @@ impl<P: Platform> Mm<P> {
 
     /// Carve `mem_map`, the pageblock flags and the per-CPU areas out of RAM, zeroed as
     /// `memblock_alloc` returns them.
+    ///
+    /// `mem_map` is SPARSEMEM's (`sparse_init()` → `sparse_init_nid()`, 6.6): one buffer
+    /// of `section_map_size()` for each present section (`sparse_buffer_init()`, aligned
+    /// to it), whose descriptors are laid out section after section; absent sections get
+    /// none.
     fn alloc_boot_metadata(&mut self, end_pfn: u64) -> Result<(), BootError> {
         let page_size = PAGE_SIZE as u64;
-        let map_bytes = end_pfn * core::mem::size_of::<Page>() as u64;
-        let map_phys = self.memblock.alloc(map_bytes, page_size, MEM_MAP_NAME)?;
+        let profile = self.layout.profile;
+        let shift = crate::memory_model::pfn_section_shift(profile);
+        let nr_present =
+            crate::memory_model::memblock_sections(&self.memblock.memory, shift).count() as u64;
+        let nr_pages = nr_present << shift;
+        let map_bytes = nr_pages * core::mem::size_of::<Page>() as u64;
+        let (map_size, map_align) = crate::memory_model::section_map_size(profile);
+        let map_phys = self
+            .memblock
+            .alloc(nr_present * map_size, map_align, MEM_MAP_NAME)?;
         let nr_blocks = end_pfn.div_ceil(PAGEBLOCK_NR_PAGES);
         let usemap_phys = self.memblock.alloc(nr_blocks, page_size, USEMAP_NAME)?;
         let nr_cpus = self.platform.nr_cpus();
@@ -254,10 +270,12 @@ impl<P: Platform> Mm<P> {
         // the lists are fixed up below).
         let bad = |_| BootError::BadMemoryMap;
         self.mem_map = MemMap::new(
-            self.ram.array(map_phys.0, end_pfn).map_err(bad)?,
+            self.ram.array(map_phys.0, nr_pages).map_err(bad)?,
             map_phys.0,
-            0,
-        );
+            shift,
+            crate::memory_model::memblock_sections(&self.memblock.memory, shift),
+        )
+        .ok_or(BootError::BadMemoryMap)?;
         self.pageblocks =
             Pageblocks::new(self.ram.array(usemap_phys.0, nr_blocks).map_err(bad)?, 0);
         self.percpu = PerCpuAreas::new(self.ram.array(percpu_phys.0, nr_cpus as u64).map_err(bad)?);
@@ -274,14 +292,17 @@ impl<P: Platform> Mm<P> {
 
     /// `memmap_init()`: holes and memblock-reserved pages become `PageReserved` (with a
     /// reference, as `reserve_bootmem_region` leaves them); every pageblock starts Movable.
-    /// All other descriptors stay zero: the state of a page inside a free block.
+    /// All other descriptors stay zero: the state of a page inside a free block. Holes
+    /// are initialised only where they have descriptors (`init_unavailable_range()` skips
+    /// absent sections), up to the end of the last present section (6.6's
+    /// `round_up(end_pfn, PAGES_PER_SECTION)`).
     fn memmap_init(&mut self, end_pfn: u64) {
         let mut pfn = 0;
         for r in self.memblock.memory.regions() {
             self.mark_reserved(pfn, r.base >> PAGE_SHIFT);
             pfn = r.end() >> PAGE_SHIFT;
         }
-        self.mark_reserved(pfn, end_pfn);
+        self.mark_reserved(pfn, self.mem_map.len.max(end_pfn));
         for r in self.memblock.reserved.regions() {
             let start = r.base >> PAGE_SHIFT;
             let end = (r.end() >> PAGE_SHIFT).min(end_pfn);
@@ -293,11 +314,18 @@ impl<P: Platform> Mm<P> {
         }
     }
 
+    /// Mark the pages of `start..end` that have descriptors reserved, stepping over
+    /// absent sections.
     fn mark_reserved(&self, start: u64, end: u64) {
-        for pfn in start..end {
-            let page = self.mem_map.page(pfn);
-            page.set_flags(PG_RESERVED);
-            page.set_refcount(1);
+        let mut pfn = start;
+        while let Some(next) = self.mem_map.next_present_pfn(pfn).filter(|&p| p < end) {
+            let mut pfn_in = next;
+            while let Some(page) = self.mem_map.get(pfn_in).filter(|_| pfn_in < end) {
+                page.set_flags(PG_RESERVED);
+                page.set_refcount(1);
+                pfn_in += 1;
+            }
+            pfn = pfn_in;
         }
     }
 

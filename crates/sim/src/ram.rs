@@ -6,9 +6,10 @@
 use kmemlab_mm::{MemoryRegion, PhysAddr};
 
 /// The highest physical address a machine may reach: its RAM and the holes below the
-/// end of that RAM fit under 512 GiB, twice [`crate::machine::MAX_RAM`]. The kernel's FLATMEM
-/// `mem_map` describes every frame of the span, holes included (40 bytes for each 4 KiB:
-/// 5 GiB of host memory at this limit), so holes are bounded as RAM is.
+/// end of that RAM fit under 512 GiB, twice [`crate::machine::MAX_RAM`], which is also
+/// where the kernel's section table ends (`kmemlab_mm::memory_model::MAX_MEM_SECTIONS`).
+/// Only sections with RAM get `struct page`s, so a hole of whole sections costs no host
+/// memory.
 pub const MAX_PHYS_SPAN: u64 = 512 << 30;
 
 /// A range of physical addresses with no RAM behind it.

@@ -609,6 +609,12 @@ fn page_descriptor(mm: &Mmp, pfn: u64) -> Result<Value, String> {
 }
 
 fn page_descriptor_parts(mm: &Mmp, pfn: u64) -> Result<(Json, String), String> {
+    if !mm.mem_map().contains(pfn) && pfn < mm.mem_map().base_pfn + mm.mem_map().len {
+        return Err(format!(
+            "kmem: pfn {pfn:#x} is outside mem_map: memory section {} is absent (no RAM)",
+            mm.pfn_to_section_nr(pfn)
+        ));
+    }
     if !mm.mem_map().contains(pfn) {
         return Err(format!(
             "kmem: pfn {pfn:#x} is outside mem_map (pfns {:#x}..{:#x})",

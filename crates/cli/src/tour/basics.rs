@@ -62,11 +62,12 @@ pub(super) fn boot_reservations(t: &mut Tour, machine: &Machine) {
             format_size(end - start)
         ));
     }
-    let pages = mm.mem_map().len;
+    let pages = mm.mem_map().nr_pages();
     let meminfo = procfs::meminfo_values(mm);
     t.line(format!(
-        "mem_map holds {pages} struct pages of {} bytes each (Linux: 64): {:.2}% of RAM.",
+        "mem_map holds {pages} struct pages of {} bytes each (Linux: 64), for the {} present memory sections: {:.2}% of RAM.",
         std::mem::size_of::<Page>(),
+        mm.nr_present_sections(),
         (pages * std::mem::size_of::<Page>() as u64) as f64 * 100.0 / machine.config().ram as f64
     ));
     t.line(format!(

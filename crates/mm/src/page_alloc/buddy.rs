@@ -46,11 +46,24 @@ pub(crate) fn list_add_or_restart(
         list.try_push_front(map, pfn)
     };
     if let Err(e) = added {
-        report.list_corruption(&e);
-        list.init();
-        // An empty list accepts any page of mem_map; `pfn` was checked by the caller.
-        let _ = list.try_push_back(map, pfn);
+        restart_list(report, map, list, pfn, &e);
     }
+}
+
+/// The slow path of [`list_add_or_restart`], out of line so that the add stays small.
+#[cold]
+#[inline(never)]
+fn restart_list(
+    report: &dyn CorruptionReport,
+    map: &MemMap,
+    list: &PageList,
+    pfn: u64,
+    e: &ListCorruption,
+) {
+    report.list_corruption(e);
+    list.init();
+    // An empty list accepts any page of mem_map; `pfn` was checked by the caller.
+    let _ = list.try_push_back(map, pfn);
 }
 
 /// Where a freed block goes on its list (`fpi_t`).

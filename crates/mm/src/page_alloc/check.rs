@@ -312,7 +312,7 @@ impl<P: Platform> Mm<P> {
     /// is no slab, large kmalloc or compound page.
     fn file_page_zone(&self, pfn: u64) -> Result<usize, CheckError> {
         let bad = |what| CheckError::BadPage { pfn, what };
-        if pfn < self.mem_map.base_pfn || pfn >= self.mem_map.base_pfn + self.mem_map.len {
+        if !self.mem_map.contains(pfn) {
             return Err(bad("a page-cache page outside mem_map"));
         }
         let zone = self
@@ -460,12 +460,26 @@ impl<P: Platform> Mm<P> {
     /// reservation, or a blank page inside one.
     fn check_mem_map(&self) -> Result<(CheckReport, [ZoneCount; MAX_NR_ZONES]), CheckError> {
         let mut report = CheckReport {
-            total: self.mem_map.len,
+            total: self.mem_map.nr_pages(),
             ..CheckReport::default()
         };
         let mut counts = [ZoneCount::default(); MAX_NR_ZONES];
-        let mut pfn = self.mem_map.base_pfn;
-        let end = self.mem_map.base_pfn + self.mem_map.len;
+        for (start, end) in self.mem_map.present_ranges() {
+            self.check_section(start, end, &mut report, &mut counts)?;
+        }
+        Ok((report, counts))
+    }
+
+    /// [`Mm::check_mem_map`] over one present section, `start..end` (no block crosses
+    /// a section: `MAX_PAGE_ORDER` blocks are smaller and aligned).
+    fn check_section(
+        &self,
+        start: u64,
+        end: u64,
+        report: &mut CheckReport,
+        counts: &mut [ZoneCount; MAX_NR_ZONES],
+    ) -> Result<(), CheckError> {
+        let mut pfn = start;
         while pfn < end {
             let page = self.mem_map.page(pfn);
             if page.is_reserved() {
@@ -517,7 +531,7 @@ impl<P: Platform> Mm<P> {
             self.check_tails(pfn, n, page)?;
             pfn += n;
         }
-        Ok((report, counts))
+        Ok(())
     }
 
     /// The pages after a block head: blank, or compound tails pointing at the head.

@@ -1313,40 +1313,21 @@ impl<P: Platform> Mm<P> {
     /// The kernel virtual address of a page's descriptor (what `struct page *` holds):
     /// `mem_map` lives in the direct map.
     pub fn struct_page_address(&self, page: &Page) -> VirtAddr {
-        let base = self.mem_map_phys();
         let pfn = self.page_to_pfn(page).0;
-        let off = pfn
-            .wrapping_sub(self.mem_map.base_pfn)
-            .wrapping_mul(core::mem::size_of::<Page>() as u64);
-        VirtAddr(
-            self.layout
-                .page_offset
-                .wrapping_add(base.0)
-                .wrapping_add(off),
-        )
+        VirtAddr(self.mem_map.struct_page_va(self.layout.page_offset, pfn))
     }
 
     /// The descriptor at a `struct page *` address, if it is one.
     pub fn page_at_struct_address(&self, addr: VirtAddr) -> Option<&Page> {
-        let size = core::mem::size_of::<Page>() as u64;
-        let off = addr
-            .0
-            .checked_sub(self.layout.page_offset + self.mem_map_phys().0)?;
-        if off % size != 0 || off / size >= self.mem_map.len {
-            return None;
-        }
-        Some(self.mem_map.page(self.mem_map.base_pfn + off / size))
+        let pfn = self
+            .mem_map
+            .pfn_at_struct_va(self.layout.page_offset, addr.0)?;
+        self.mem_map.get(pfn)
     }
 
     /// Where boot placed `mem_map` in physical memory.
     pub fn mem_map_phys(&self) -> PhysAddr {
-        self.memblock
-            .reserved
-            .regions()
-            .iter()
-            .find(|r| r.name == crate::mm_init::MEM_MAP_NAME)
-            .map(|r| PhysAddr(r.base))
-            .unwrap_or_default()
+        PhysAddr(self.mem_map.phys())
     }
 
     /// Pages allocated from a zone (`pgalloc_<zone>`, summed over the CPUs).

@@ -174,7 +174,11 @@ impl<P: Platform> Mm<P> {
         let mut pfn = self.mem_map.base_pfn;
         let end = pfn + self.mem_map.len;
         while pfn < end {
-            let page = self.mem_map.page(pfn);
+            let Some(page) = self.mem_map.get(pfn) else {
+                // An absent section: no descriptors.
+                pfn = self.mem_map.next_present_pfn(pfn).unwrap_or(end);
+                continue;
+            };
             if page.refcount() == 0 || page.is_reserved() {
                 pfn += 1;
                 continue;

@@ -378,7 +378,11 @@ impl<P: Platform> Mm<P> {
         let mut pfn = self.mem_map.base_pfn;
         let end = pfn + self.mem_map.len;
         while pfn < end {
-            let page = self.mem_map.page(pfn);
+            let Some(page) = self.mem_map.get(pfn) else {
+                // An absent section: no descriptors.
+                pfn = self.mem_map.next_present_pfn(pfn).unwrap_or(end);
+                continue;
+            };
             let step = if page.is_slab() && !page.is_tail() {
                 1u64 << page.order().min(crate::addr::MAX_PAGE_ORDER)
             } else {

@@ -122,13 +122,7 @@ impl<P: Platform> Mm<P> {
 
     /// The address `struct page` of `pfn` has (or would have, past `mem_map`), for reports.
     pub(crate) fn pfn_struct_address(&self, pfn: u64) -> u64 {
-        let off = pfn
-            .wrapping_sub(self.mem_map.base_pfn)
-            .wrapping_mul(core::mem::size_of::<Page>() as u64);
-        self.layout
-            .page_offset
-            .wrapping_add(self.mem_map_phys().0)
-            .wrapping_add(off)
+        self.mem_map.struct_page_va(self.layout.page_offset, pfn)
     }
 
     /// The slab page `pfn` (a link read from RAM: a per-CPU slab, a list entry) if it is a
