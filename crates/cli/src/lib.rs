@@ -24,6 +24,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use kmemlab_mm::dma::SwiotlbConfig;
 use kmemlab_mm::slab::kmalloc::KmallocSizes;
+use kmemlab_mm::slab::sheaf::SlabPercpu;
 use kmemlab_mm::slab::{SlabConfig, SlabFlags};
 use kmemlab_mm::sysctl::Thp;
 use kmemlab_mm::Profile;
@@ -101,6 +102,11 @@ pub struct MachineArgs {
     /// slab_nomerge: never merge a new cache into a compatible existing one.
     #[arg(long, global = true)]
     slab_nomerge: bool,
+    /// The slab allocator's per-CPU layer: `cpu-slab` (the per-CPU slab and its lockless
+    /// freelist, Linux 6.6) or `sheaves` (per-CPU object arrays and per-node barns, Linux
+    /// 6.18 opt-in, 7.0 for every cache).
+    #[arg(long, global = true, default_value = "cpu-slab", value_parser = parse_slab_percpu)]
+    slab_percpu: SlabPercpu,
     /// transparent_hugepage=: always, madvise or never. When enabled, khugepaged's start
     /// raises min_free_kbytes (set_recommended_min_free_kbytes).
     #[arg(long, global = true, default_value = "never", value_parser = parse_thp)]
@@ -133,6 +139,7 @@ impl MachineArgs {
             kmalloc_sizes,
             slub_stats,
             slab_nomerge,
+            slab_percpu,
             thp,
             sysctls,
         } = parsed;
@@ -159,6 +166,7 @@ impl MachineArgs {
             kmalloc_sizes,
             slub_stats,
             slab_nomerge,
+            slab_percpu,
             thp,
             sysctls
         );
@@ -209,6 +217,7 @@ impl MachineArgs {
                 kmalloc_sizes: self.kmalloc_sizes,
                 slub_stats: self.slub_stats,
                 nomerge: self.slab_nomerge,
+                percpu: self.slab_percpu,
                 ..SlabConfig::default()
             },
             thp: self.thp,
@@ -224,6 +233,11 @@ impl MachineArgs {
         }
         Machine::new_with_swiotlb(self.config(), swiotlb).map_err(|e| e.to_string())
     }
+}
+
+fn parse_slab_percpu(s: &str) -> Result<SlabPercpu, String> {
+    SlabPercpu::parse(s)
+        .ok_or_else(|| format!("'{s}' is not a per-CPU layer (cpu-slab or sheaves)"))
 }
 
 fn parse_ram(s: &str) -> Result<u64, String> {

@@ -26,6 +26,7 @@ mod procfs;
 mod reclaim;
 mod reserves;
 mod rust_alloc;
+mod sheaves;
 mod slab_bad_input;
 mod slab_irq;
 mod slab_meminit;
