@@ -457,8 +457,9 @@ impl<P: Platform> Mm<P> {
 
     /// `alloc_from_pcs()`: an object from this CPU's main sheaf; `Ok(None)` sends the
     /// caller to the slab paths (lock held by the interrupted task, or no full sheaf to
-    /// be had without blocking).
-    #[inline(always)]
+    /// be had without blocking). Out of line, so that the CPU-slab fast path it sits
+    /// beside keeps its registers.
+    #[inline(never)]
     pub(crate) fn alloc_from_pcs(
         &self,
         s: &KmemCache,
@@ -503,8 +504,9 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `free_to_pcs()`: put `object` (already checked to be an object of `s`) on this
-    /// CPU's main sheaf; `Ok(false)` sends the caller to the slab paths.
-    #[inline(always)]
+    /// CPU's main sheaf; `Ok(false)` sends the caller to the slab paths. Out of line, as
+    /// [`Mm::alloc_from_pcs`].
+    #[inline(never)]
     pub(crate) fn free_to_pcs(&self, s: &KmemCache, object: u64) -> Result<bool, SlabError> {
         let Some(pcs) = self.pcs(s, self.platform.smp_processor_id()) else {
             return Err(self.pcs_corrupt(s));
