@@ -21,6 +21,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use kmemlab_mm::dma::SwiotlbConfig;
 use kmemlab_mm::slab::kmalloc::KmallocSizes;
+use kmemlab_mm::slab::sheaf::SlabPercpu;
 use kmemlab_mm::slab::{SlabConfig, SlabFlags};
 use kmemlab_mm::sysctl::Thp;
 use kmemlab_mm::Profile;
@@ -102,6 +103,11 @@ pub struct MachineArgs {
     /// caches; GFP_KERNEL_ACCOUNT requests are served by kmalloc-* (as before Linux 5.14).
     #[arg(long, global = true)]
     nokmem: bool,
+    /// The slab allocator's per-CPU layer: `cpu-slab` (the per-CPU slab and its lockless
+    /// freelist, Linux 6.6) or `sheaves` (per-CPU object arrays and per-node barns, Linux
+    /// 6.18 opt-in, 7.0 for every cache).
+    #[arg(long, global = true, default_value = "cpu-slab", value_parser = parse_slab_percpu)]
+    slab_percpu: SlabPercpu,
     /// transparent_hugepage=: always, madvise or never. When enabled, khugepaged's start
     /// raises min_free_kbytes (set_recommended_min_free_kbytes).
     #[arg(long, global = true, default_value = "never", value_parser = parse_thp)]
@@ -135,6 +141,7 @@ impl MachineArgs {
             slub_stats,
             slab_nomerge,
             nokmem,
+            slab_percpu,
             thp,
             sysctls,
         } = parsed;
@@ -162,6 +169,7 @@ impl MachineArgs {
             slub_stats,
             slab_nomerge,
             nokmem,
+            slab_percpu,
             thp,
             sysctls
         );
@@ -213,6 +221,7 @@ impl MachineArgs {
                 slub_stats: self.slub_stats,
                 nomerge: self.slab_nomerge,
                 memcg_kmem: !self.nokmem,
+                percpu: self.slab_percpu,
                 ..SlabConfig::default()
             },
             thp: self.thp,
@@ -228,6 +237,11 @@ impl MachineArgs {
         }
         Machine::new_with_swiotlb(self.config(), swiotlb).map_err(|e| e.to_string())
     }
+}
+
+fn parse_slab_percpu(s: &str) -> Result<SlabPercpu, String> {
+    SlabPercpu::parse(s)
+        .ok_or_else(|| format!("'{s}' is not a per-CPU layer (cpu-slab or sheaves)"))
 }
 
 fn parse_ram(s: &str) -> Result<u64, String> {

@@ -260,7 +260,9 @@ impl PhysMem {
     }
 
     /// An array of `len` `T`s starting at `phys`, which boot has reserved in RAM (for
-    /// `mem_map`, the pageblock flags, the per-CPU units).
+    /// `mem_map`, the pageblock flags, the per-CPU units), or that a fast path checks in
+    /// one go (a slab sheaf).
+    #[inline]
     pub fn array<T: FromBytes>(&self, phys: u64, len: u64) -> Result<RamArray<T>, BadAccess> {
         let bytes = len
             .checked_mul(core::mem::size_of::<T>() as u64)

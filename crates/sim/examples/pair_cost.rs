@@ -11,7 +11,8 @@
 //!     target/release/examples/pair_cost kmalloc 100000   # then 200000
 //! ```
 //!
-//! A third argument `stats` boots with SLUB statistics on (`--slub-stats`).
+//! Further arguments: `stats` boots with SLUB statistics on (`--slub-stats`), `sheaves`
+//! with the per-CPU sheaves (`--slab-percpu sheaves`).
 
 use std::hint::black_box;
 
@@ -22,11 +23,18 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let which = args.next().unwrap_or_else(|| "kmalloc".into());
     let n: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(100_000);
-    let slub_stats = args.next().as_deref() == Some("stats");
+    let rest: Vec<String> = args.collect();
+    let slub_stats = rest.iter().any(|a| a == "stats");
+    let percpu = if rest.iter().any(|a| a == "sheaves") {
+        kmemlab_mm::slab::sheaf::SlabPercpu::Sheaves
+    } else {
+        kmemlab_mm::slab::sheaf::SlabPercpu::CpuSlab
+    };
     let m = Machine::new(MachineConfig {
         ram: 1 << 30,
         slab: kmemlab_mm::slab::SlabConfig {
             slub_stats,
+            percpu,
             ..Default::default()
         },
         ..Default::default()

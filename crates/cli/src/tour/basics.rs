@@ -417,6 +417,7 @@ pub(super) fn kmalloc_section(t: &mut Tour, machine: &Machine) -> Result<(), Str
         t.line(l);
     }
     t.fact("slabinfo", json!(slabinfo));
+    super::percpu::percpu_comparison(t, machine);
     Ok(())
 }
 

@@ -18,6 +18,7 @@ mod basics;
 mod dma;
 mod irq;
 mod overhead;
+mod percpu;
 mod size;
 mod underneath;
 mod vmalloc;

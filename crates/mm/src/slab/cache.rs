@@ -121,6 +121,10 @@ pub struct KmemCache {
     /// The SLUB statistics' per-CPU counters (offset and size, as `cpu_slab`), 0 when
     /// statistics are off (`kmem_cache_cpu.stat[]` under `CONFIG_SLUB_STATS`).
     pub(crate) stats: AtomicU64,
+    /// `s->cpu_sheaves` (offset and size in the per-CPU areas, as `cpu_slab`), 0 for none.
+    pub(crate) cpu_sheaves: AtomicU64,
+    /// `s->sheaf_capacity`: 0 when the cache has no sheaves.
+    pub(crate) sheaf_capacity: AtomicU32,
     name_len: AtomicU8,
     name: [AtomicU8; NAME_LEN],
 }
@@ -135,6 +139,8 @@ pub struct KmemCacheNode {
     pub(crate) full: PageList,
     pub(crate) nr_slabs: AtomicU64,
     pub(crate) total_objects: AtomicU64,
+    /// `n->barn` (Linux 6.18): the kmalloc'd `node_barn` of a cache with sheaves, or 0.
+    pub(crate) barn: AtomicU64,
 }
 
 /// `struct kmem_cache_cpu`: this CPU's slab and its lockless freelist.
@@ -790,6 +796,12 @@ impl<P: Platform> Mm<P> {
         if self.slab.config.freelist_random && self.slab.kmalloc_ready() {
             self.init_cache_random_seq(s);
         }
+        if self.slab.kmalloc_ready() {
+            // Sheaves are kmalloc'd: caches made before kmalloc works get theirs in
+            // kmem_cache_init() (7.0's bootstrap_kmalloc_sheaves()). A cache whose
+            // sheaves cannot be had runs without them (the kernel fails the creation).
+            let _ = self.init_cache_sheaves(s);
+        }
         Ok(())
     }
 
@@ -820,6 +832,7 @@ impl<P: Platform> Mm<P> {
         n.total_objects.store(0, Relaxed);
         n.partial.init();
         n.full.init();
+        n.barn.store(0, Relaxed);
         s.node.store(va, Relaxed);
         Ok(())
     }
@@ -909,6 +922,7 @@ impl<P: Platform> Mm<P> {
                 None::<()>
             });
         }
+        self.for_each_cache(|s| self.init_cache_sheaves(s).err());
         Ok(())
     }
 
@@ -942,6 +956,9 @@ impl<P: Platform> Mm<P> {
         let s = self.api_cache(r)?;
         self.might_sleep()
             .map_err(|e| SlabError::Alloc(crate::AllocError::SleepInAtomic(e)))?;
+        // The barn first (6.18 shrinks it after flush_all()): its objects then leave the
+        // CPU slabs with everything else.
+        self.barn_shrink(s);
         self.flush_all(s)?;
         Ok(self.discard_empty_partials(s, 0))
     }
@@ -963,6 +980,7 @@ impl<P: Platform> Mm<P> {
         if self.kmem_cache_unalias(s, None) {
             return Ok(());
         }
+        self.barn_shrink(s);
         self.flush_all(s)?;
         self.discard_empty_partials(s, 0);
         let n = self.get_node(s)?;
@@ -978,6 +996,7 @@ impl<P: Platform> Mm<P> {
             });
         }
         self.unlink_cache(r.0);
+        self.pcs_destroy(s);
         let cpu_slab = s.cpu_slab_ptr();
         let node = s.node.load(Relaxed);
         let seq = s.random_seq.load(Relaxed);
@@ -1032,6 +1051,8 @@ fn copy_cache(from: &KmemCache, to: &KmemCache) {
         allocflags,
         reciprocal_size,
         stats,
+        cpu_sheaves,
+        sheaf_capacity,
         name_len
     );
     for (a, b) in to.name.iter().zip(&from.name) {

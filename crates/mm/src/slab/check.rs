@@ -156,7 +156,24 @@ impl<P: Platform> Mm<P> {
                 };
             }
         }
-        Ok(())
+        self.check_cache_sheaves(s)
+    }
+
+    /// The sheaves ([`crate::slab::sheaf`]): every sheaf and barn link checks out, and
+    /// every object in a sheaf is an object of the cache whose slab counts it in use (it
+    /// is free for the cache, allocated for its slab) and is on no slab freelist's head.
+    fn check_cache_sheaves(&self, s: &KmemCache) -> Result<(), CheckError> {
+        self.for_each_sheaf_object(s, |_, object| {
+            let pfn = self
+                .sheaf_object_slab(s, object)
+                .ok_or("object in a sheaf is no object of the cache")?;
+            let c = self.slab_counters(pfn);
+            if c.inuse == 0 || self.fl_va(s, pfn, c.freelist) == object {
+                return Err("object in a sheaf is free in its slab too");
+            }
+            Ok(())
+        })
+        .map_err(|what| self.check_err(s, 0, what))
     }
 
     /// Check every cache, then count slab pages in `mem_map` against the node counters

@@ -5,6 +5,8 @@
 //! * [`slub`]: the allocation and free paths.
 //! * [`kmalloc`]: the kmalloc family and its size classes.
 //! * [`debug`]: `slab_debug`: sanity checks, red zones, poisoning, owner tracking.
+//! * [`sheaf`]: the per-CPU sheaves and per-node barns of Linux 6.18/7.0, selectable at
+//!   boot instead of the classic design below.
 //!
 //! ## Which per-CPU design
 //!
@@ -43,6 +45,7 @@ pub mod info;
 pub mod kmalloc;
 pub mod merge;
 pub mod query;
+pub mod sheaf;
 pub mod slub;
 pub mod stats;
 pub mod sysfs;
@@ -155,6 +158,8 @@ pub struct SlabConfig {
     /// (`new_kmalloc_cache()` under `mem_cgroup_kmem_disabled()`), as on kernels before
     /// 5.14.
     pub memcg_kmem: bool,
+    /// The per-CPU layer: the CPU slab (6.6) or sheaves (6.18/7.0, [`sheaf`]).
+    pub percpu: sheaf::SlabPercpu,
 }
 
 impl Default for SlabConfig {
@@ -172,6 +177,7 @@ impl Default for SlabConfig {
             slub_stats: false,
             nomerge: false,
             memcg_kmem: true,
+            percpu: sheaf::SlabPercpu::CpuSlab,
         }
     }
 }
@@ -362,6 +368,8 @@ pub struct SlabGlobals {
     /// `TID_STEP`: the CPU count rounded up to a power of two (set by `kmem_cache_init`,
     /// so the fast paths add a constant as the kernel's `next_tid()` does).
     pub(crate) tid_step: u64,
+    /// `local_trylock()` failures of the sheaves (interrupts that found them locked).
+    pub(crate) pcs_trylock_fail: AtomicU64,
 }
 
 /// The host-side constructor table: slot `i` belongs to the cache at kernel address
@@ -410,6 +418,7 @@ impl SlabGlobals {
             aliases: SpinLockIrq::new(merge::AliasTable::new()),
             large_kmalloc_warned: core::sync::atomic::AtomicBool::new(false),
             tid_step: 1,
+            pcs_trylock_fail: AtomicU64::new(0),
         }
     }
 }

@@ -229,7 +229,13 @@ impl<P: Platform> Mm<P> {
 
     /// [`Mm::object_index`] with the slab's `struct page` in hand.
     #[inline(always)]
-    fn object_index_in(&self, s: &KmemCache, page: &Page, pfn: u64, va: u64) -> Option<u16> {
+    pub(crate) fn object_index_in(
+        &self,
+        s: &KmemCache,
+        page: &Page,
+        pfn: u64,
+        va: u64,
+    ) -> Option<u16> {
         let base = self.slab_address(pfn).wrapping_add(s.red_left_pad() as u64);
         let off = va.checked_sub(base)?;
         let size = s.size() as u64;
@@ -711,6 +717,12 @@ impl<P: Platform> Mm<P> {
         }
         let object = if s.is_debug() {
             self.alloc_debug_path(s, gfp, site, orig_size)?
+        } else if s.sheaf_capacity() != 0 {
+            // slab_alloc_node() of 6.18: the sheaves first.
+            match self.alloc_from_pcs(s, gfp, cpu)? {
+                Some(object) => object,
+                None => self.slab_alloc_on(s, gfp, cpu)?,
+            }
         } else {
             self.slab_alloc_on(s, gfp, cpu)?
         };
@@ -759,8 +771,13 @@ impl<P: Platform> Mm<P> {
     }
 
     /// [`Mm::slab_alloc_from`] on `cpu`, the current CPU.
-    #[inline]
-    fn slab_alloc_on(&self, s: &KmemCache, gfp: Gfp, cpu: usize) -> Result<u64, SlabError> {
+    #[inline(always)]
+    pub(crate) fn slab_alloc_on(
+        &self,
+        s: &KmemCache,
+        gfp: Gfp,
+        cpu: usize,
+    ) -> Result<u64, SlabError> {
         let c = self.cpu_slab_or_fault(s, cpu)?;
         loop {
             let tid = c.tid.load(Relaxed);
@@ -1100,8 +1117,8 @@ impl<P: Platform> Mm<P> {
 
     // ----- free --------------------------------------------------------------------
 
-    /// `do_slab_free()`: to the CPU freelist if the object is in this CPU's slab, else
-    /// `__slab_free`.
+    /// `slab_free()`: the debug path, else the sheaves (if the cache has them), else
+    /// [`Mm::do_slab_free`].
     pub(crate) fn slab_free(
         &self,
         s: &KmemCache,
@@ -1112,6 +1129,22 @@ impl<P: Platform> Mm<P> {
         if s.is_debug() {
             return self.free_to_partial_list(s, pfn, object, site);
         }
+        // slab_free() of 6.18: the sheaves first.
+        if s.sheaf_capacity() != 0 && self.free_to_pcs(s, object)? {
+            return Ok(());
+        }
+        self.do_slab_free(s, pfn, object)
+    }
+
+    /// `do_slab_free()`: to the CPU freelist if the object is in this CPU's slab, else
+    /// `__slab_free`.
+    #[inline(always)]
+    pub(crate) fn do_slab_free(
+        &self,
+        s: &KmemCache,
+        pfn: u64,
+        object: u64,
+    ) -> Result<(), SlabError> {
         let c = self.this_cpu_slab(s)?;
         loop {
             let tid = c.tid.load(Relaxed);
@@ -1263,11 +1296,14 @@ impl<P: Platform> Mm<P> {
                     "kmem_cache.cpu_slab corrupted",
                 ));
             };
-            if c.slab.load(Relaxed) == 0 && c.partial.load(Relaxed) == 0 {
+            if c.slab.load(Relaxed) == 0 && c.partial.load(Relaxed) == 0 && !self.pcs_used(s, cpu) {
                 continue;
             }
-            self.platform
-                .run_on_cpu(cpu, &mut || self.flush_cpu_slab(s, cpu));
+            // flush_cpu_slab() of 6.18: the sheaves, then the CPU slab.
+            self.platform.run_on_cpu(cpu, &mut || {
+                self.pcs_flush_all(s);
+                self.flush_cpu_slab(s, cpu)
+            });
         }
         Ok(())
     }

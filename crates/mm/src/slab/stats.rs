@@ -18,16 +18,22 @@ use crate::slab::SlabError;
 use crate::Mm;
 
 /// `NR_SLUB_STAT_ITEMS`.
-pub const NR_SLUB_STAT_ITEMS: usize = 26;
+pub const NR_SLUB_STAT_ITEMS: usize = 36;
 
-/// `enum stat_item` (Linux 6.6), in the kernel's order.
+/// `enum stat_item` (Linux 6.6, with the sheaf items of Linux 6.18: `ALLOC_PCS`, `FREE_PCS`
+/// and `SHEAF_FLUSH` … `BARN_PUT_FAIL`; the RCU and prefill items are not kept), in the
+/// kernel's order.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum StatItem {
+    /// Allocation from percpu sheaf.
+    AllocPcs,
     /// Allocation from cpu slab.
     AllocFastpath,
     /// Allocation by getting a new cpu slab.
     AllocSlowpath,
+    /// Free to percpu sheaf.
+    FreePcs,
     /// Free to cpu slab.
     FreeFastpath,
     /// Freeing not to cpu slab.
@@ -76,13 +82,31 @@ pub enum StatItem {
     CpuPartialNode,
     /// Drain cpu partial to node partial.
     CpuPartialDrain,
+    /// Objects flushed from a sheaf.
+    SheafFlush,
+    /// Objects refilled to a sheaf.
+    SheafRefill,
+    /// Allocation of an empty sheaf.
+    SheafAlloc,
+    /// Freeing of an empty sheaf.
+    SheafFree,
+    /// Got full sheaf from barn.
+    BarnGet,
+    /// Failed to get full sheaf from barn.
+    BarnGetFail,
+    /// Put full sheaf to barn.
+    BarnPut,
+    /// Failed to put full sheaf to barn.
+    BarnPutFail,
 }
 
 impl StatItem {
     /// Every item, in `enum stat_item` order.
     pub const ALL: [StatItem; NR_SLUB_STAT_ITEMS] = [
+        StatItem::AllocPcs,
         StatItem::AllocFastpath,
         StatItem::AllocSlowpath,
+        StatItem::FreePcs,
         StatItem::FreeFastpath,
         StatItem::FreeSlowpath,
         StatItem::FreeFrozen,
@@ -107,11 +131,29 @@ impl StatItem {
         StatItem::CpuPartialFree,
         StatItem::CpuPartialNode,
         StatItem::CpuPartialDrain,
+        StatItem::SheafFlush,
+        StatItem::SheafRefill,
+        StatItem::SheafAlloc,
+        StatItem::SheafFree,
+        StatItem::BarnGet,
+        StatItem::BarnGetFail,
+        StatItem::BarnPut,
+        StatItem::BarnPutFail,
     ];
 
     /// The sysfs file name (`STAT_ATTR(ALLOC_FASTPATH, alloc_fastpath)` and friends).
     pub fn file_name(self) -> &'static str {
         match self {
+            StatItem::AllocPcs => "alloc_cpu_sheaf",
+            StatItem::FreePcs => "free_cpu_sheaf",
+            StatItem::SheafFlush => "sheaf_flush",
+            StatItem::SheafRefill => "sheaf_refill",
+            StatItem::SheafAlloc => "sheaf_alloc",
+            StatItem::SheafFree => "sheaf_free",
+            StatItem::BarnGet => "barn_get",
+            StatItem::BarnGetFail => "barn_get_fail",
+            StatItem::BarnPut => "barn_put",
+            StatItem::BarnPutFail => "barn_put_fail",
             StatItem::AllocFastpath => "alloc_fastpath",
             StatItem::AllocSlowpath => "alloc_slowpath",
             StatItem::FreeFastpath => "free_fastpath",
@@ -160,6 +202,18 @@ impl<P: Platform> Mm<P> {
     pub(crate) fn stat(&self, s: &KmemCache, item: StatItem) {
         if self.slab.config.slub_stats {
             self.stat_inc(s, item);
+        }
+    }
+
+    /// `stat_add()`: count `n` of `item` for `s` on this CPU, when statistics are on.
+    #[inline(always)]
+    pub(crate) fn stat_add(&self, s: &KmemCache, item: StatItem, n: u64) {
+        if self.slab.config.slub_stats && n != 0 {
+            let cpu = self.platform.smp_processor_id();
+            if let Some(st) = self.stats_of(s, cpu) {
+                let counter = &st.stat[item as usize];
+                counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
+            }
         }
     }
 

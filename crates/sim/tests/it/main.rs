@@ -29,6 +29,7 @@ mod reclaim;
 mod reserves;
 mod rust_alloc;
 mod sections;
+mod sheaves;
 mod slab_bad_input;
 mod slab_irq;
 mod slab_meminit;
