@@ -9,6 +9,7 @@ mod fixtures;
 mod model_driver;
 
 mod bad_input;
+mod bulk;
 mod concurrency;
 mod context;
 mod corrupt_core;
