@@ -13,7 +13,7 @@
 //!   (the Rust containers' growth path that the bulk page allocator serves).
 //!
 //! Counting instructions instead of time: with `KMEMLAB_BENCH_OP=<op>` and
-//! `KMEMLAB_BENCH_ITERS=<n>` set, the binary boots a 64 MiB machine, runs `<op>` `n` times
+//! `KMEMLAB_BENCH_ITERS=<n>` set, the binary boots the same 1 GiB machine, runs `<op>` `n` times
 //! and exits without criterion, so that `valgrind --tool=callgrind` of two runs (n and 0)
 //! gives the instructions per operation. The ops are those of [`OPS`].
 //!
@@ -29,7 +29,7 @@ use kmemlab_mm::alloc::flags::GFP_KERNEL;
 use kmemlab_mm::alloc::VVec;
 use kmemlab_mm::slab::{KmemCacheRef, SlabFlags};
 use kmemlab_mm::{Gfp, Mm, Page, VirtAddr};
-use kmemlab_sim::{Machine, MachineConfig, SimPlatform};
+use kmemlab_sim::{Machine, SimPlatform};
 
 /// One measured operation on a machine with a 256-byte cache.
 type Op = fn(&Mm<SimPlatform>, KmemCacheRef);
@@ -179,18 +179,13 @@ fn benches(c: &mut Criterion) {
     m.run(|mm| mm.kmem_cache_destroy(r).unwrap());
 }
 
-/// The instruction-count mode: `op` `iters` times on a 64 MiB machine, after one warm-up.
+/// The instruction-count mode: `op` `iters` times on the benchmarks' 1 GiB machine, after
+/// one warm-up.
 fn count_only(op: &str, iters: u64) {
     let Some(&(_, f)) = OPS.iter().find(|(name, _)| *name == op) else {
         panic!("unknown op {op}; known: {:?}", OPS.map(|(n, _)| n));
     };
-    let m = Machine::new(MachineConfig {
-        ram: 64 << 20,
-        cpus: 2,
-        seed: 3,
-        ..Default::default()
-    })
-    .expect("machine boots");
+    let m = common::machine(3);
     let r = cache(&m);
     m.run(|mm| {
         f(mm, r);
