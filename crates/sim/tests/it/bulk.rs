@@ -402,3 +402,64 @@ fn page_bulk_gives_what_there_is_when_memory_runs_out() {
     assert_all_free(&m, &boot, false);
     check(m.mm());
 }
+
+#[test]
+fn bulk_free_wipes_with_init_on_free_and_bulk_alloc_wipes_the_free_pointer() {
+    let m = MachineBuilder::small()
+        .seed(12)
+        .slab_debug(SlabFlags::empty())
+        .init_on(false, true)
+        .boot();
+    let r = m
+        .run(|mm| mm.kmem_cache_create("bulk-iof", 200, 0, SlabFlags::empty(), None))
+        .unwrap();
+    m.run(|mm| {
+        let mut objs = vec![VirtAddr(0); 50];
+        mm.kmem_cache_alloc_bulk(r, Gfp::GFP_KERNEL, &mut objs)
+            .unwrap();
+        for &p in &objs {
+            mm.copy_to_kernel(p, &[0x5a; 200]).unwrap();
+        }
+        mm.kmem_cache_free_bulk(r, &mut objs).unwrap();
+        // The same objects come back (LIFO): every byte zero, the free pointer included.
+        mm.kmem_cache_alloc_bulk(r, Gfp::GFP_KERNEL, &mut objs)
+            .unwrap();
+        for &p in &objs {
+            let mut buf = [0xffu8; 200];
+            mm.copy_from_kernel(p, &mut buf).unwrap();
+            assert_eq!(buf, [0; 200], "{p} not wiped");
+        }
+        mm.kmem_cache_free_bulk(r, &mut objs).unwrap();
+        mm.kmem_cache_destroy(r).unwrap();
+    });
+    check(m.mm());
+}
+
+/// kvmalloc counts on each CPU in its own per-CPU area; the statistics sum them.
+#[test]
+fn kvmalloc_counters_are_per_cpu_and_summed() {
+    let m = MachineBuilder::small().seed(13).boot();
+    let before = m.mm().kvmalloc_stats();
+    std::thread::scope(|s| {
+        for cpu in 0..2 {
+            let m = &m;
+            s.spawn(move || {
+                m.on_cpu(cpu, kmemlab_mm::Context::Process, |mm| {
+                    for _ in 0..100 {
+                        let p = mm.kvmalloc(64, Gfp::GFP_KERNEL).unwrap();
+                        mm.kvfree(p).unwrap();
+                    }
+                    // kmalloc serves 1 MiB on a fresh machine (an order-8 block).
+                    let big = mm
+                        .kvmalloc(1 << 20, Gfp::GFP_NOWAIT | Gfp::__GFP_NOWARN)
+                        .unwrap();
+                    mm.kvfree(big).unwrap();
+                })
+                .unwrap()
+            });
+        }
+    });
+    let after = m.mm().kvmalloc_stats();
+    assert_eq!(after.kmalloc, before.kmalloc + 202);
+    assert_eq!(after.failures, before.failures);
+}
