@@ -1,22 +1,19 @@
 //! `kmemlab`'s front ends as a library: `tour` walks through the allocators on a simulated
 //! machine, `shell` runs kernel memory commands from a script or a prompt, `proc` prints a
-//! `/proc` file of a freshly booted machine, `replay` replays a kernel `kmem` trace. The
-//! `kmemlab` binary is [`main_entry`]; the fuzz targets and tests drive [`shell::Shell`]
-//! in-process.
+//! `/proc` file of a freshly booted machine, `snapshot` writes a machine's `/proc` and
+//! `/sys/kernel/slab` files to a directory for real tools, `replay` replays a kernel `kmem`
+//! trace. The `kmemlab` binary is [`main_entry`]; the fuzz targets and tests drive
+//! [`shell::Shell`] in-process.
 
 mod commands;
 mod describe;
-mod dma_commands;
-mod kmem_command;
 pub mod line_editor;
 mod output;
 mod replay;
 pub mod serve;
 pub mod shell;
-mod slabinfo_command;
+mod snapshot;
 mod tour;
-mod vmcommands;
-mod workload_commands;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -334,6 +331,10 @@ enum Command {
         #[arg(help = proc_file_help())]
         file: String,
     },
+    /// Write the machine's /proc and /sys/kernel/slab files to DIR, laid out like the real
+    /// ones (DIR/proc/slabinfo, DIR/sys/kernel/slab/...), for procps and the kernel's tools
+    /// to read when bind-mounted over /proc and /sys (docs/SHELL.md).
+    Snapshot(snapshot::SnapshotArgs),
     /// Replay a kernel kmem trace (ftrace or trace-cmd report text) and report as perf kmem stat.
     Replay(replay::ReplayArgs),
     /// Serve the explorer: a page in the browser with live views of a machine per tab,
@@ -367,6 +368,7 @@ pub fn main_entry() -> ExitCode {
         ),
         Command::Shell { script, json } => shell::run(&cli.machine, script.as_deref(), *json),
         Command::Proc { file } => proc_file(&cli.machine, file),
+        Command::Snapshot(args) => snapshot::run(&cli.machine, args),
         Command::Replay(args) => replay::run(&cli.machine, args),
         Command::Serve(args) => serve::run(&cli.machine, args),
     };

@@ -18,7 +18,7 @@ use rustyline::history::DefaultHistory;
 use rustyline::validate::Validator;
 use rustyline::{CompletionType, Config, Editor, Helper};
 
-use crate::commands::COMMANDS;
+use crate::commands;
 use crate::output::write_error;
 use crate::shell::{boot_summary, Shell, Value, MAX_SCRIPT_LINE};
 
@@ -84,7 +84,7 @@ pub fn complete(line: &str, pos: usize, names: &CompletionNames) -> (usize, Vec<
     let word = &line[start..pos];
     let after_bar = line[..start].ends_with('|');
     let mut out: Vec<String> = if is_command_position(line, start) {
-        COMMANDS.iter().map(|c| c.name.to_string()).collect()
+        commands::all().map(|c| c.name.to_string()).collect()
     } else if let Some(var) = word.strip_prefix('$') {
         names
             .vars

@@ -69,13 +69,16 @@ pub struct Shell {
     /// Zones pinned by `fragment`, until `unfragment`.
     pub fragmented: Vec<kmemlab_sim::Fragmented>,
     /// Scatterlists mapped by `dma_map_sg`, by table address, until `dma_unmap_sg`.
-    pub sg_tables: BTreeMap<u64, crate::dma_commands::MappedSg>,
+    pub sg_tables: BTreeMap<u64, crate::commands::dma::MappedSg>,
     /// Live single mappings and coherent buffers the shell made, by bus address: the
     /// physical range each covers (for `serve`'s map).
     pub dma_mapped: BTreeMap<u64, (u64, u64)>,
     /// The last console lines of a machine that `reboot` replaced, shown with that
     /// command's output.
     last_words: Vec<String>,
+    /// May commands write to the host's file system (`snapshot`)? Only `kmemlab shell`
+    /// and `kmemlab snapshot` set it; the explorer's console and the fuzzers leave it off.
+    pub host_files: bool,
 }
 
 impl Shell {
@@ -94,6 +97,7 @@ impl Shell {
             sg_tables: BTreeMap::new(),
             dma_mapped: BTreeMap::new(),
             last_words: Vec::new(),
+            host_files: false,
         }
     }
 
@@ -108,7 +112,7 @@ impl Shell {
     pub fn dma_ranges(&self) -> Vec<(u64, u64)> {
         let mut v: Vec<(u64, u64)> = self.dma_mapped.values().copied().collect();
         for m in self.sg_tables.values() {
-            v.extend(crate::dma_commands::sg_phys_ranges(&self.machine, m));
+            v.extend(crate::commands::dma::sg_phys_ranges(&self.machine, m));
         }
         v
     }
@@ -233,7 +237,7 @@ impl Shell {
         let words: Vec<&str> = command.split_whitespace().collect();
         let result = match words.first().and_then(|w| commands::find(w)) {
             Some(cmd) if cmd.mutates && self.machine.halted() => Err(self.halted_refusal()),
-            Some(cmd) => (cmd.run)(self, &words[1..]),
+            Some(cmd) => cmd.call(self, &words[1..]),
             None => Err(format!(
                 "unknown command '{}' (try: help)",
                 words.first().unwrap_or(&"")
@@ -523,23 +527,32 @@ impl<R: BufRead> ScriptLines<R> {
 /// `kmemlab shell`: returns whether every command met its expectation.
 pub fn run(args: &MachineArgs, script: Option<&Path>, json: bool) -> Result<bool, String> {
     let mut shell = Shell::new(args.boot()?);
+    shell.host_files = true;
     let stdin = std::io::stdin();
     // At a terminal (and not asked for JSON): the line editor. Scripts and pipes are
     // read line by line with the bounds of `ScriptLines`, without a prompt.
     if script.is_none() && stdin.is_terminal() && !json {
         return crate::line_editor::run(&mut shell);
     }
-    let input: Box<dyn BufRead> = match script {
-        Some(path) => {
-            let file = std::fs::File::open(path)
-                .map_err(|e| format!("{}: {}", path.display(), io_reason(&e)))?;
-            // The script's name is the call site of what it allocates; one small string,
-            // leaked once per run, lives as long as the machine that records it.
-            shell.source = Box::leak(path.display().to_string().into_boxed_str());
-            Box::new(std::io::BufReader::new(file))
-        }
-        None => Box::new(stdin.lock()),
-    };
+    match script {
+        Some(path) => run_script(&mut shell, path, json),
+        None => run_lines(&mut shell, stdin.lock(), json),
+    }
+}
+
+/// Run the script at `path` on `shell`, printing each command's outcome; returns whether
+/// every command met its expectation.
+pub(crate) fn run_script(shell: &mut Shell, path: &Path, json: bool) -> Result<bool, String> {
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("{}: {}", path.display(), io_reason(&e)))?;
+    // The script's name is the call site of what it allocates; one small string,
+    // leaked once per run, lives as long as the machine that records it.
+    shell.source = Box::leak(path.display().to_string().into_boxed_str());
+    run_lines(shell, std::io::BufReader::new(file), json)
+}
+
+/// Run every line of `input` on `shell`, printing each command's outcome.
+fn run_lines(shell: &mut Shell, input: impl BufRead, json: bool) -> Result<bool, String> {
     let source = shell.source;
     let mut lines = ScriptLines::new(input);
     let mut out = std::io::stdout().lock();

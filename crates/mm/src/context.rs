@@ -157,6 +157,8 @@ impl fmt::Display for SleepInAtomic {
     }
 }
 
+impl core::error::Error for SleepInAtomic {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

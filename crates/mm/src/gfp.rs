@@ -161,6 +161,8 @@ impl fmt::Display for GfpError {
     }
 }
 
+impl core::error::Error for GfpError {}
+
 impl Gfp {
     fn zone_bits(self) -> u32 {
         self.bits() & GFP_ZONEMASK

@@ -68,6 +68,8 @@ impl fmt::Display for MemblockError {
     }
 }
 
+impl core::error::Error for MemblockError {}
+
 impl MemblockType {
     const fn new() -> Self {
         MemblockType {

@@ -96,6 +96,8 @@ impl fmt::Display for BootError {
     }
 }
 
+impl core::error::Error for BootError {}
+
 impl From<MemblockError> for BootError {
     fn from(e: MemblockError) -> Self {
         BootError::Memblock(e)

@@ -175,6 +175,8 @@ impl fmt::Display for SysctlError {
     }
 }
 
+impl core::error::Error for SysctlError {}
+
 /// The tunables' values (the kernel's globals in `mm/page_alloc.c`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VmTunables {

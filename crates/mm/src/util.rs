@@ -196,6 +196,8 @@ impl fmt::Display for KvmallocError {
     }
 }
 
+impl core::error::Error for KvmallocError {}
+
 /// What kvmalloc has done, for the tour (kmemlab's own counters), summed over the CPUs.
 ///
 /// Each CPU counts in its own per-CPU area ([`KvmallocEvents`]): a kvmalloc writes no

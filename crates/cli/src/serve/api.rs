@@ -245,8 +245,7 @@ async fn limits(State(app): Shared) -> Json<Value> {
 }
 
 async fn command_table() -> Json<Value> {
-    let rows: Vec<Value> = crate::commands::COMMANDS
-        .iter()
+    let rows: Vec<Value> = crate::commands::all()
         .map(|c| json!({"name": c.name, "usage": c.usage, "help": c.help, "mutates": c.mutates}))
         .collect();
     Json(json!(rows))

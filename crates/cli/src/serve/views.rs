@@ -199,7 +199,7 @@ fn large_kmalloc_owner(mm: &Mm<SimPlatform>, pfn: u64, head_pfn: u64) -> Value {
             "corrupt": "the block has no direct-map address"});
     };
     let offset = (pfn - head_pfn) << PAGE_SHIFT;
-    match crate::vmcommands::large_kmalloc_head(mm, start) {
+    match crate::commands::vmalloc::large_kmalloc_head(mm, start) {
         Some(Ok(order)) => json!({"kind": "large kmalloc", "head_pfn": head_pfn,
             "addr": addr(start.0), "order": order, "size": (PAGE_SIZE as u64) << order,
             "offset": offset}),
@@ -744,7 +744,7 @@ pub fn vmalloc_area(m: &Machine, at: u64) -> Result<Value, ApiError> {
         .iter()
         .find(|info| info.start == a.addr.0)
         .map(|info| area_json(mm, info));
-    let info = crate::vmcommands::vmalloc_info(mm, VirtAddr(at)).map(|v| match v {
+    let info = crate::commands::vmalloc::vmalloc_info(mm, VirtAddr(at)).map(|v| match v {
         crate::shell::Value::Object(o, text) => json!({"result": o, "message": text}),
         _ => Value::Null,
     });

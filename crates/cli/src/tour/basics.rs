@@ -10,8 +10,8 @@ use serde_json::json;
 use crate::output::addr;
 
 use super::Tour;
+use crate::commands::vmalloc::{mapped_pfns, runs};
 use crate::describe::{page_info, zones};
-use crate::vmcommands::{mapped_pfns, runs};
 
 pub(super) fn memory_map(t: &mut Tour, machine: &Machine) {
     t.section("The physical memory map (what the firmware reports, e820)");

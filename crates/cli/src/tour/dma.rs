@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::output::addr;
 
 use super::Tour;
-use crate::vmcommands::runs;
+use crate::commands::vmalloc::runs;
 
 const KMALLOC_SIZE: usize = 4096;
 const VMALLOC_SIZE: usize = 64 << 10;

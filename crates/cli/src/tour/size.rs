@@ -10,7 +10,7 @@ use kmemlab_sim::{format_size, fragment, FragmentPattern, Fragmented, Machine, S
 use serde_json::json;
 
 use super::Tour;
-use crate::vmcommands::runs;
+use crate::commands::vmalloc::runs;
 
 /// The flags vmalloc takes its pages with.
 const VMALLOC_GFP: Gfp = Gfp::GFP_KERNEL.union(Gfp::__GFP_HIGHMEM);

@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::output::addr;
 
 use super::Tour;
-use crate::vmcommands::{mapped_pfns, runs};
+use crate::commands::vmalloc::{mapped_pfns, runs};
 use crate::MachineArgs;
 
 const SIZE: usize = 64 << 10;

@@ -20,5 +20,6 @@ mod replay_perf;
 mod script_fuzz;
 mod serve_api;
 mod slabinfo;
+mod snapshot;
 mod sysctl;
 mod tour_grid;

@@ -1,7 +1,7 @@
 //! A random-script fuzzer for `kmemlab shell`, run by `cargo test`.
 //!
 //! Scripts are generated line by line over the whole shell vocabulary (the command table in
-//! `src/commands.rs`), each line run at once in-process so that the next can use what it
+//! `src/commands/`), each line run at once in-process so that the next can use what it
 //! returned (names of pages, objects, caches, devices, mappings). A third of the scripts
 //! corrupt memory on purpose: `poke`, `write` through the MMU and device DMA into objects,
 //! past their ends, into their `struct page`, their slab's `struct page`, their

@@ -119,7 +119,7 @@ fn sysctl_refuses_bad_input_with_procps_messages() {
         ),
         (
             "sysctl vm.min_free_kbytes vm.watermark_scale_factor",
-            "expected 1 argument",
+            "one KEY to read",
         ),
     ] {
         let j = exec(&mut sh, line);

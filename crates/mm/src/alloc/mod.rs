@@ -323,6 +323,8 @@ impl fmt::Display for AllocError {
     }
 }
 
+impl core::error::Error for AllocError {}
+
 /// A kernel allocator, as Rust-for-Linux's `kernel::alloc::Allocator`: `alloc`, `realloc`
 /// and `free` of memory described by a [`core::alloc::Layout`], every call fallible and
 /// given [`Flags`].

@@ -551,6 +551,8 @@ impl fmt::Display for PtCorrupt {
     }
 }
 
+impl core::error::Error for PtCorrupt {}
+
 /// Check and decode `entry` at `level` of `mode` as a kernel walk does: reserved bits
 /// first, then a leaf's frame (below `ram_end`, the end of memory: a leaf over a hole, as
 /// the direct map of the ISA range is, is a real mapping), or a table entry's flags and

@@ -155,6 +155,8 @@ impl fmt::Display for DmaError {
     }
 }
 
+impl core::error::Error for DmaError {}
+
 /// A short name kept inline (no allocator): truncated to 31 bytes at a character boundary.
 #[derive(Copy, Clone)]
 struct Name {
@@ -479,6 +481,8 @@ impl fmt::Display for DmaCheckError {
         }
     }
 }
+
+impl core::error::Error for DmaCheckError {}
 
 impl<P: Platform> Mm<P> {
     /// The DMA layer's counters and swiotlb occupancy.

@@ -174,6 +174,8 @@ impl fmt::Display for CheckError {
     }
 }
 
+impl core::error::Error for CheckError {}
+
 /// What the checker counted, in pages.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct CheckReport {

@@ -308,6 +308,8 @@ impl fmt::Display for AllocFailure {
     }
 }
 
+impl core::error::Error for AllocFailure {}
+
 /// Why `alloc_pages` and friends returned no page.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AllocError {
@@ -340,6 +342,8 @@ impl fmt::Display for AllocError {
         }
     }
 }
+
+impl core::error::Error for AllocError {}
 
 impl From<GfpError> for AllocError {
     fn from(e: GfpError) -> Self {
@@ -415,6 +419,8 @@ impl fmt::Display for FreeError {
         }
     }
 }
+
+impl core::error::Error for FreeError {}
 
 impl<P: Platform> Mm<P> {
     // ----- zones -------------------------------------------------------------------

@@ -101,6 +101,8 @@ impl fmt::Display for KmallocSizesError {
     }
 }
 
+impl core::error::Error for KmallocSizesError {}
+
 impl KmallocSizes {
     /// Validate a list of class sizes.
     pub fn new(sizes: &[usize]) -> Result<KmallocSizes, KmallocSizesError> {

@@ -241,6 +241,8 @@ impl fmt::Display for SlabError {
     }
 }
 
+impl core::error::Error for SlabError {}
+
 impl From<AllocError> for SlabError {
     fn from(e: AllocError) -> Self {
         SlabError::Alloc(e)

@@ -120,6 +120,8 @@ impl fmt::Display for VmallocCheckError {
     }
 }
 
+impl core::error::Error for VmallocCheckError {}
+
 /// One area as the checker sees it.
 #[derive(Copy, Clone)]
 struct Span {

@@ -270,6 +270,8 @@ impl fmt::Display for VmallocError {
     }
 }
 
+impl core::error::Error for VmallocError {}
+
 impl From<SlabError> for VmallocError {
     fn from(e: SlabError) -> Self {
         VmallocError::Slab(e)

@@ -350,3 +350,27 @@ fn a_page_of_another_machine_is_foreign() {
     assert_eq!(a.run(|mm| mm.__free_pages(page, 0)), Ok(()));
     a.mm().check().unwrap();
 }
+
+/// Each layer's error is a `core::error::Error`, so a caller can `?` it into a boxed error
+/// and keep the kernel's words.
+#[test]
+fn each_layers_error_is_a_core_error_with_the_kernels_words() {
+    type Call = fn(&Mm<SimPlatform>) -> Result<(), Box<dyn core::error::Error>>;
+    let m = MachineBuilder::new().ram(32 * MIB).no_holes().boot();
+    let calls: [(&str, Call); 4] = [
+        ("MAX_PAGE_ORDER", |mm| {
+            Ok(mm.alloc_pages(Gfp::GFP_KERNEL, 11).map(|_| ())?)
+        }),
+        ("not a direct-map address", |mm| {
+            Ok(mm.free_pages(VirtAddr(0x1000), 0)?)
+        }),
+        ("vmalloc of 0 bytes", |mm| Ok(mm.vmalloc(0).map(|_| ())?)),
+        ("does not allow blocking", |mm| {
+            Ok(mm.kvmalloc(8 << 20, Gfp::GFP_NOWAIT).map(|_| ())?)
+        }),
+    ];
+    for (words, call) in calls {
+        let e = m.run(call).expect_err(words);
+        assert!(e.to_string().contains(words), "{e}");
+    }
+}

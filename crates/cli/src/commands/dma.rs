@@ -9,8 +9,69 @@ use kmemlab_mm::{Gfp, VirtAddr};
 use kmemlab_sim::DmaDevice;
 use serde_json::json;
 
+use super::Command;
 use crate::output::addr;
 use crate::shell::{Shell, Value};
+
+/// This module's shell commands.
+pub(super) const COMMANDS: &[Command] = &[
+    Command {
+        name: "dev",
+        usage: "<name> mask=<bits>",
+        help: "plug in a bus-master DMA device whose driver sets that DMA mask",
+        mutates: true,
+        run: dev,
+    },
+    Command {
+        name: "dma_map_single",
+        usage: "<dev> <addr> <size> <dir>",
+        help: "map a direct-map buffer for DMA; returns the bus address",
+        mutates: true,
+        run: dma_map_single,
+    },
+    Command {
+        name: "dma_unmap_single",
+        usage: "<dev> <dma-addr> <size> <dir>",
+        help: "unmap it (swiotlb copies back; dma-debug checks size and direction)",
+        mutates: true,
+        run: dma_unmap_single,
+    },
+    Command {
+        name: "dma_map_sg",
+        usage: "<dev> <addr> <size> <dir>",
+        help: "a scatterlist of the buffer (vmalloc: page by page), mapped; returns its handle",
+        mutates: true,
+        run: dma_map_sg,
+    },
+    Command {
+        name: "dma_unmap_sg",
+        usage: "<sg>",
+        help: "unmap and free a scatterlist from dma_map_sg",
+        mutates: true,
+        run: dma_unmap_sg,
+    },
+    Command {
+        name: "dma_alloc_coherent",
+        usage: "<dev> <size> [gfp]",
+        help: "physically contiguous memory within the coherent mask",
+        mutates: true,
+        run: dma_alloc_coherent,
+    },
+    Command {
+        name: "dma_free_coherent",
+        usage: "<dev> <size> <cpu-addr> [dma-addr]",
+        help: "free it",
+        mutates: true,
+        run: dma_free_coherent,
+    },
+    Command {
+        name: "dma",
+        usage: "<dev> to|from <dma-addr|sg> <len> [byte]",
+        help: "the device writes (to) or reads (from) memory at bus addresses, without the MMU",
+        mutates: true,
+        run: dma,
+    },
+];
 
 /// A scatterlist the shell built and mapped, kept until `dma_unmap_sg`.
 pub struct MappedSg {
@@ -202,9 +263,6 @@ pub fn dma_unmap_sg(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
 
 /// `dma_alloc_coherent <dev> <size> [gfp]`: the CPU address; the bus address is printed.
 pub fn dma_alloc_coherent(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
-    if !(2..=3).contains(&args.len()) {
-        return Err("usage: dma_alloc_coherent <dev> <size> [gfp]".into());
-    }
     let d = device(sh, args[0])?;
     let size = sh.size(args[1])?;
     let gfp = match args.get(2) {
@@ -237,9 +295,6 @@ pub fn dma_alloc_coherent(sh: &mut Shell, args: &[&str]) -> Result<Value, String
 /// `dma_free_coherent <dev> <size> <cpu-addr> [dma-addr]` (without the handle, the one
 /// dma-direct gave: the buffer's physical address).
 pub fn dma_free_coherent(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
-    if !(3..=4).contains(&args.len()) {
-        return Err("usage: dma_free_coherent <dev> <size> <cpu-addr> [dma-addr]".into());
-    }
     let d = device(sh, args[0])?;
     let (size, cpu) = (sh.size(args[1])?, VirtAddr(sh.number(args[2])?));
     let bus = args.get(3).map(|a| sh.number(a)).transpose()?;
@@ -276,7 +331,7 @@ pub fn sg_phys_ranges(machine: &kmemlab_sim::Machine, m: &MappedSg) -> Vec<(u64,
 /// reads `len` bytes from memory (`from`), at a bus address or over a mapped
 /// scatterlist's segments. No MMU: bus addresses go straight to RAM.
 pub fn dma(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
-    if !(4..=5).contains(&args.len()) || !matches!(args[1], "to" | "from") {
+    if !matches!(args[1], "to" | "from") {
         return Err("usage: dma <dev> to|from <dma-addr|sg> <len> [byte]".into());
     }
     let d = device(sh, args[0])?;

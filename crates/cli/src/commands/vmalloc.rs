@@ -11,16 +11,125 @@ use kmemlab_mm::{Mm, Pfn, VirtAddr, MAX_PAGE_ORDER, PAGE_SHIFT, PAGE_SIZE};
 use kmemlab_sim::{format_size, SimPlatform};
 use serde_json::json;
 
+use super::Command;
 use crate::output::{addr as addr_json, opt_addr};
 use crate::shell::{Shell, Value};
 
-fn want(args: &[&str], n: usize, usage: &str) -> Result<(), String> {
-    if args.len() == n {
-        Ok(())
-    } else {
-        Err(format!("usage: {usage}"))
-    }
-}
+/// This module's shell commands.
+pub(super) const COMMANDS: &[Command] = &[
+    Command {
+        name: "vmalloc",
+        usage: "<size>",
+        help: "virtually contiguous memory (GFP_KERNEL); returns its address",
+        mutates: true,
+        run: vmalloc,
+    },
+    Command {
+        name: "vzalloc",
+        usage: "<size>",
+        help: "zeroed vmalloc",
+        mutates: true,
+        run: vzalloc,
+    },
+    Command {
+        name: "__vmalloc",
+        usage: "<size> <gfp>",
+        help: "vmalloc with explicit GFP flags",
+        mutates: true,
+        run: vmalloc_gfp,
+    },
+    Command {
+        name: "vmalloc_huge",
+        usage: "<size> [gfp]",
+        help: "vmalloc with 2 MiB mappings where possible (x86_64)",
+        mutates: true,
+        run: vmalloc_huge,
+    },
+    Command {
+        name: "vfree",
+        usage: "<addr>",
+        help: "free a vmalloc area (deferred from interrupt context)",
+        mutates: true,
+        run: vfree,
+    },
+    Command {
+        name: "kvmalloc",
+        usage: "<size> [gfp]",
+        help: "kmalloc, falling back to vmalloc above a page when the flags allow blocking",
+        mutates: true,
+        run: kvmalloc,
+    },
+    Command {
+        name: "kvzalloc",
+        usage: "<size> [gfp]",
+        help: "kvmalloc, zeroed",
+        mutates: true,
+        run: kvzalloc,
+    },
+    Command {
+        name: "kvfree",
+        usage: "<addr>",
+        help: "free kvmalloc memory: vfree or kfree by address",
+        mutates: true,
+        run: kvfree,
+    },
+    Command {
+        name: "vmap",
+        usage: "<page> <count>",
+        help: "map count pages from a struct page into the vmalloc area",
+        mutates: true,
+        run: vmap,
+    },
+    Command {
+        name: "vunmap",
+        usage: "<addr>",
+        help: "unmap a vmap area (the pages stay allocated)",
+        mutates: true,
+        run: vunmap,
+    },
+    Command {
+        name: "vmalloc_to_page",
+        usage: "<addr>",
+        help: "the struct page behind a vmalloc address",
+        mutates: false,
+        run: vmalloc_to_page,
+    },
+    Command {
+        name: "purge",
+        usage: "",
+        help: "vm_unmap_aliases(): purge lazily freed areas now (one TLB flush)",
+        mutates: true,
+        run: purge,
+    },
+    Command {
+        name: "walk",
+        usage: "<addr>",
+        help: "the page-table walk of an address, level by level",
+        mutates: false,
+        run: walk,
+    },
+    Command {
+        name: "read",
+        usage: "<addr> <offset> <len>",
+        help: "read bytes through this CPU's MMU (TLB, then page tables)",
+        mutates: false,
+        run: read,
+    },
+    Command {
+        name: "write",
+        usage: "<addr> <offset> <0xhex|text>",
+        help: "write bytes through this CPU's MMU",
+        mutates: true,
+        run: write,
+    },
+    Command {
+        name: "tlb",
+        usage: "",
+        help: "per-CPU TLB counters and TLB shootdowns",
+        mutates: false,
+        run: tlb,
+    },
+];
 
 /// `__vmalloc(size, gfp)` as the shell runs it: on the shell's CPU and context, recording
 /// the script line as the caller.
@@ -35,28 +144,22 @@ fn vmalloc_with(sh: &Shell, size: u64, gfp: kmemlab_mm::Gfp) -> Result<Value, St
 
 /// `vmalloc <size>`.
 pub fn vmalloc(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
-    want(args, 1, "vmalloc <size>")?;
     vmalloc_with(sh, sh.size(args[0])?, kmemlab_mm::Gfp::GFP_KERNEL)
 }
 
 /// `vzalloc <size>`.
 pub fn vzalloc(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
-    want(args, 1, "vzalloc <size>")?;
     let gfp = kmemlab_mm::Gfp::GFP_KERNEL | kmemlab_mm::Gfp::__GFP_ZERO;
     vmalloc_with(sh, sh.size(args[0])?, gfp)
 }
 
 /// `__vmalloc <size> <gfp>`.
 pub fn vmalloc_gfp(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
-    want(args, 2, "__vmalloc <size> <gfp>")?;
     vmalloc_with(sh, sh.size(args[0])?, sh.gfp(args[1])?)
 }
 
 /// `vmalloc_huge <size> [gfp]`.
 pub fn vmalloc_huge(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
-    if args.is_empty() || args.len() > 2 {
-        return Err("usage: vmalloc_huge <size> [gfp]".into());
-    }
     let size = sh.size(args[0])?;
     let gfp = match args.get(1) {
         Some(g) => sh.gfp(g)?,
@@ -72,7 +175,6 @@ pub fn vmalloc_huge(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
 
 /// `vfree <addr>`.
 pub fn vfree(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
-    want(args, 1, "vfree <addr>")?;
     let addr = VirtAddr(sh.number(args[0])?);
     sh.kernel(|mm| {
         let deferred_before =
@@ -96,7 +198,6 @@ pub fn vfree(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
 /// `vmap <page> <count>`: map `count` pages starting at a struct page (an `alloc_pages`
 /// result of order ≥ log2(count), or any run of allocated pages).
 pub fn vmap(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
-    want(args, 2, "vmap <page> <count>")?;
     let (page, count) = (sh.number(args[0])?, sh.number(args[1])?);
     let site = sh.call_site();
     sh.kernel(|mm| {
@@ -123,7 +224,6 @@ pub fn vmap(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
 
 /// `vunmap <addr>`.
 pub fn vunmap(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
-    want(args, 1, "vunmap <addr>")?;
     let addr = VirtAddr(sh.number(args[0])?);
     sh.kernel(|mm| {
         mm.vunmap(addr)
@@ -134,7 +234,6 @@ pub fn vunmap(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
 
 /// `vmalloc_to_page <addr>`.
 pub fn vmalloc_to_page(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
-    want(args, 1, "vmalloc_to_page <addr>")?;
     let addr = VirtAddr(sh.number(args[0])?);
     sh.kernel(|mm| {
         let page = mm
@@ -154,8 +253,7 @@ pub fn vmalloc_to_page(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
 }
 
 /// `purge`: `vm_unmap_aliases()`, the lazy purge now.
-pub fn purge(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
-    want(args, 0, "purge")?;
+pub fn purge(sh: &mut Shell, _: &[&str]) -> Result<Value, String> {
     sh.kernel(|mm| {
         let pages = mm.vmap_lazy_nr();
         let flushes = mm
@@ -424,7 +522,6 @@ pub fn large_kmalloc_head(mm: &Mm<SimPlatform>, addr: VirtAddr) -> Option<Result
 
 /// `walk <addr>`: the page-table walk, level by level (the tables only, no TLB).
 pub fn walk(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
-    want(args, 1, "walk <addr>")?;
     let va = VirtAddr(sh.number(args[0])?);
     let w = sh.machine.walk(va);
     let steps: Vec<serde_json::Value> = w
@@ -446,7 +543,6 @@ pub fn walk(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
 
 /// `read <addr> <offset> <len>`: bytes read through this CPU's MMU (TLB, then tables).
 pub fn read(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
-    want(args, 3, "read <addr> <offset> <len>")?;
     let (base, off, len) = (
         sh.number(args[0])?,
         sh.number(args[1])?,
@@ -475,7 +571,6 @@ pub fn read(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
 
 /// `write <addr> <offset> <bytes>`: bytes (`0x` hex, or text) written through the MMU.
 pub fn write(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
-    want(args, 3, "write <addr> <offset> <0xhex|text>")?;
     let (base, off) = (sh.number(args[0])?, sh.number(args[1])?);
     let bytes = parse_bytes(args[2])?;
     let va = VirtAddr(base.wrapping_add(off));
@@ -508,8 +603,7 @@ fn parse_bytes(arg: &str) -> Result<Vec<u8>, String> {
 }
 
 /// `tlb`: each CPU's TLB counters and the machine's shootdowns.
-pub fn tlb(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
-    want(args, 0, "tlb")?;
+pub fn tlb(sh: &mut Shell, _: &[&str]) -> Result<Value, String> {
     let m = &sh.machine;
     let mut lines = vec![format!(
         "{:<4} {:>10} {:>10} {:>10} {:>10} {:>12} {:>12}",
@@ -565,18 +659,15 @@ fn kvmalloc_with(sh: &Shell, size: u64, gfp: kmemlab_mm::Gfp) -> Result<Value, S
 
 /// `kvmalloc <size> [gfp]`.
 pub fn kvmalloc(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
-    kv_args(sh, args, "kvmalloc", kmemlab_mm::Gfp::empty())
+    kv_args(sh, args, kmemlab_mm::Gfp::empty())
 }
 
 /// `kvzalloc <size> [gfp]`.
 pub fn kvzalloc(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
-    kv_args(sh, args, "kvzalloc", kmemlab_mm::Gfp::__GFP_ZERO)
+    kv_args(sh, args, kmemlab_mm::Gfp::__GFP_ZERO)
 }
 
-fn kv_args(sh: &Shell, args: &[&str], name: &str, extra: kmemlab_mm::Gfp) -> Result<Value, String> {
-    if args.is_empty() || args.len() > 2 {
-        return Err(format!("usage: {name} <size> [gfp]"));
-    }
+fn kv_args(sh: &Shell, args: &[&str], extra: kmemlab_mm::Gfp) -> Result<Value, String> {
     let gfp = match args.get(1) {
         Some(g) => sh.gfp(g)?,
         None => kmemlab_mm::Gfp::GFP_KERNEL,
@@ -586,7 +677,6 @@ fn kv_args(sh: &Shell, args: &[&str], name: &str, extra: kmemlab_mm::Gfp) -> Res
 
 /// `kvfree <addr>`: vfree or kfree, as `is_vmalloc_addr` says.
 pub fn kvfree(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
-    want(args, 1, "kvfree <addr>")?;
     let addr = VirtAddr(sh.number(args[0])?);
     sh.kernel(|mm| {
         let how = if mm.is_vmalloc_addr(addr) {

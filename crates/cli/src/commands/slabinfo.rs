@@ -15,10 +15,22 @@ use kmemlab_mm::{Mm, PAGE_SIZE};
 use kmemlab_sim::SimPlatform;
 use serde_json::json;
 
+use super::Command;
 use crate::shell::{Shell, Value};
 
+/// This module's shell commands.
+pub(super) const COMMANDS: &[Command] = &[
+    Command {
+        name: "slabinfo",
+        usage: USAGE,
+        help: "tools/mm/slabinfo: caches from /sys/kernel/slab (-r report, -T totals, -L loss, -S size, -A activity, -D activity format, -a aliases)",
+        mutates: false,
+        run: slabinfo,
+    },
+];
+
 /// The usage line.
-pub const USAGE: &str = "[-aADeBfilLPrSTUz1] [-N lines] [slab-regexp]";
+pub const USAGE: &str = "[-aADeBfilLPrSTUz1...] [-N lines] [slab-regexp]";
 
 /// The options `main()` of slabinfo.c takes that this command has.
 #[derive(Default)]

@@ -26,9 +26,19 @@ use kmemlab_mm::{procfs, Mm, Pfn, Platform, VirtAddr, PAGE_SHIFT};
 use kmemlab_sim::SimPlatform;
 use serde_json::{json, Value as Json};
 
+use super::Command;
 use crate::describe::page_info;
 use crate::output::addr as hex;
 use crate::shell::{Shell, Value};
+
+/// This module's shell commands.
+pub(super) const COMMANDS: &[Command] = &[Command {
+    name: "kmem",
+    usage: USAGE,
+    help: "what an address is, slab caches, free lists, vmap areas, memory usage (crash's kmem)",
+    mutates: false,
+    run: kmem,
+}];
 
 /// The usage line of `kmem`, for the command table.
 pub const USAGE: &str = "ADDR | -P PHYS | -s [CACHE|ADDR] | -S CACHE | -f | -v | -i | -p PFN | -z";

@@ -5,7 +5,40 @@ use kmemlab_mm::MAX_PAGE_ORDER;
 use kmemlab_sim::{format_size, fragment, FragmentPattern};
 use serde_json::json;
 
+use super::Command;
 use crate::shell::{Shell, Value};
+
+/// This module's shell commands.
+pub(super) const COMMANDS: &[Command] = &[
+    Command {
+        name: "pagecache",
+        usage: "fill <size> | drop",
+        help: "fill the simulated page cache, or drop it",
+        mutates: true,
+        run: pagecache,
+    },
+    Command {
+        name: "fragment",
+        usage: "<zone> <alternate|sparse> [order]",
+        help: "pin unmovable pages until the zone has no free block of that order",
+        mutates: true,
+        run: fragment_cmd,
+    },
+    Command {
+        name: "unfragment",
+        usage: "",
+        help: "free what the fragment commands pinned",
+        mutates: true,
+        run: unfragment,
+    },
+    Command {
+        name: "kswapd",
+        usage: "",
+        help: "run kswapd now: reclaim until the zones are back at the high watermark",
+        mutates: true,
+        run: kswapd,
+    },
+];
 
 /// `pagecache fill <size>` reads "file data" into the page cache until the size is
 /// cached or memory reaches the min watermark; `pagecache drop` is `drop_caches`.
