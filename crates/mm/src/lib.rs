@@ -114,7 +114,7 @@ pub struct Mm<P: Platform> {
     /// vmalloc's trees, lists and counters.
     vmalloc: vmalloc::VmallocGlobals,
     /// kvmalloc's counters.
-    kvmalloc: util::KvmallocStats,
+    kvmalloc: util::KvmallocState,
     /// swiotlb, dma-debug and the DMA counters.
     dma: dma::DmaGlobals,
 }

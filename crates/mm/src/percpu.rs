@@ -37,6 +37,8 @@ pub struct PerCpuEvents {
     pub pgalloc: [EventCounter; MAX_NR_ZONES],
     /// `pgfree`: pages freed.
     pub pgfree: EventCounter,
+    /// kvmalloc's counters (kmemlab's own; see [`crate::util::KvmallocStats`]).
+    pub kvmalloc: crate::util::KvmallocEvents,
 }
 
 /// One CPU's private data, cache-line aligned so that CPUs never share a line.

@@ -45,11 +45,12 @@
 //! kvmallocs each allocator served is counted in [`KvmallocStats`] ([`Mm::kvmalloc_stats`]).
 
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use crate::addr::{VirtAddr, PAGE_SIZE};
 use crate::arch::pgtable::PgProt;
 use crate::gfp::Gfp;
+use crate::percpu::EventCounter;
 use crate::platform::Platform;
 use crate::slab::kmalloc::{KMALLOC_MAX_SIZE, ZERO_SIZE_PTR};
 use crate::slab::{CallSite, SlabError};
@@ -197,44 +198,57 @@ impl fmt::Display for KvmallocError {
 
 impl core::error::Error for KvmallocError {}
 
-/// What kvmalloc has done, for the tour (kmemlab's own counters).
+/// What kvmalloc has done, for the tour (kmemlab's own counters), summed over the CPUs.
+///
+/// Each CPU counts in its own per-CPU area ([`KvmallocEvents`]): a kvmalloc writes no
+/// cache line that another CPU writes, as the kernel's per-CPU `vm_event_states` do.
 ///
 /// ```
 /// use kmemlab_mm::{Gfp, PAGE_SIZE};
 /// use kmemlab_sim::{Machine, MachineConfig};
 ///
 /// let m = Machine::new(MachineConfig { ram: 64 << 20, cpus: 1, ..Default::default() }).unwrap();
-/// use core::sync::atomic::Ordering::Relaxed;
 /// m.run(|mm| {
 ///     assert!(mm.kvmalloc(8 << 20, Gfp::GFP_NOWAIT).is_err()); // may not fall back
-///     assert_eq!(mm.kvmalloc_stats().no_fallback.load(Relaxed), 1);
-///     assert_eq!(mm.kvmalloc_stats().failures.load(Relaxed), 1);
+///     assert_eq!(mm.kvmalloc_stats().no_fallback, 1);
+///     assert_eq!(mm.kvmalloc_stats().failures, 1);
 /// });
 /// ```
-#[derive(Default)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct KvmallocStats {
     /// kvmallocs that kmalloc served.
-    pub kmalloc: AtomicU64,
+    pub kmalloc: u64,
     /// kvmallocs that fell back to vmalloc and got memory there.
-    pub vmalloc: AtomicU64,
+    pub vmalloc: u64,
     /// kvmallocs that failed (every [`KvmallocError`] of an allocation).
-    pub failures: AtomicU64,
+    pub failures: u64,
     /// Failures with no vmalloc fallback because the flags do not allow blocking.
-    pub no_fallback: AtomicU64,
+    pub no_fallback: u64,
     /// Requests above `INT_MAX` refused.
-    pub too_large: AtomicU64,
-    /// `WARN_ON_ONCE` has fired (it prints once per boot).
+    pub too_large: u64,
+}
+
+/// One CPU's kvmalloc counters, in its per-CPU area: only that CPU writes them.
+#[repr(C)]
+#[derive(Default, zerocopy::FromBytes)]
+pub struct KvmallocEvents {
+    kmalloc: EventCounter,
+    vmalloc: EventCounter,
+    failures: EventCounter,
+    no_fallback: EventCounter,
+    too_large: EventCounter,
+}
+
+/// kvmalloc's shared state: whether the `WARN_ON_ONCE` for a request above `INT_MAX` has
+/// fired (it prints once per boot). The counters are per CPU ([`KvmallocEvents`]).
+#[derive(Default)]
+pub(crate) struct KvmallocState {
     warned_too_large: AtomicBool,
 }
 
-impl KvmallocStats {
-    pub(crate) const fn new() -> KvmallocStats {
-        KvmallocStats {
-            kmalloc: AtomicU64::new(0),
-            vmalloc: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-            no_fallback: AtomicU64::new(0),
-            too_large: AtomicU64::new(0),
+impl KvmallocState {
+    pub(crate) const fn new() -> KvmallocState {
+        KvmallocState {
             warned_too_large: AtomicBool::new(false),
         }
     }
@@ -279,14 +293,29 @@ impl<P: Platform> Mm<P> {
     ///     let a = mm.kvmalloc(100, Gfp::GFP_KERNEL).unwrap();
     ///     let b = mm.kvmalloc(8 << 20, Gfp::GFP_KERNEL).unwrap();
     ///     let stats = mm.kvmalloc_stats();
-    ///     assert_eq!(stats.kmalloc.load(core::sync::atomic::Ordering::Relaxed), 1);
-    ///     assert_eq!(stats.vmalloc.load(core::sync::atomic::Ordering::Relaxed), 1);
+    ///     assert_eq!(stats.kmalloc, 1);
+    ///     assert_eq!(stats.vmalloc, 1);
     ///     mm.kvfree(a).unwrap();
     ///     mm.kvfree(b).unwrap();
     /// });
     /// ```
-    pub fn kvmalloc_stats(&self) -> &KvmallocStats {
-        &self.kvmalloc
+    pub fn kvmalloc_stats(&self) -> KvmallocStats {
+        let mut sum = KvmallocStats::default();
+        for cpu in 0..self.platform.nr_cpus() {
+            let e = &self.percpu.get(cpu).events.kvmalloc;
+            sum.kmalloc += e.kmalloc.get();
+            sum.vmalloc += e.vmalloc.get();
+            sum.failures += e.failures.get();
+            sum.no_fallback += e.no_fallback.get();
+            sum.too_large += e.too_large.get();
+        }
+        sum
+    }
+
+    /// This CPU's kvmalloc counters.
+    #[inline]
+    fn kvmalloc_events(&self) -> &KvmallocEvents {
+        &self.this_cpu().events.kvmalloc
     }
 
     /// `kvmalloc_node(size, gfp, node)`: kmalloc, or vmalloc if kmalloc cannot (see the
@@ -438,12 +467,12 @@ impl<P: Platform> Mm<P> {
         caller: CallSite,
     ) -> Result<VirtAddr, KvmallocError> {
         let result = self.kvmalloc_try(size, gfp, node, caller);
-        let stats = &self.kvmalloc;
+        let events = self.kvmalloc_events();
         match &result {
-            Ok(addr) if self.is_vmalloc_addr(*addr) => stats.vmalloc.fetch_add(1, Relaxed),
-            Ok(_) => stats.kmalloc.fetch_add(1, Relaxed),
-            Err(_) => stats.failures.fetch_add(1, Relaxed),
-        };
+            Ok(addr) if self.is_vmalloc_addr(*addr) => events.vmalloc.add(1),
+            Ok(_) => events.kmalloc.add(1),
+            Err(_) => events.failures.add(1),
+        }
         result
     }
 
@@ -471,7 +500,7 @@ impl<P: Platform> Mm<P> {
         }
         // Non-sleeping allocations are not supported by vmalloc.
         if !gfp.allows_blocking() {
-            self.kvmalloc.no_fallback.fetch_add(1, Relaxed);
+            self.kvmalloc_events().no_fallback.add(1);
             return Err(KvmallocError::NoFallback { size, gfp, kmalloc });
         }
         // Don't even allow crazy sizes.
@@ -512,7 +541,7 @@ impl<P: Platform> Mm<P> {
     /// `WARN_ON_ONCE(!(flags & __GFP_NOWARN))` for a request above INT_MAX: counted every
     /// time, printed once per boot.
     fn kvmalloc_warn_too_large(&self, size: usize, gfp: Gfp) {
-        self.kvmalloc.too_large.fetch_add(1, Relaxed);
+        self.kvmalloc_events().too_large.add(1);
         if gfp.contains(Gfp::__GFP_NOWARN) || self.kvmalloc.warned_too_large.swap(true, Relaxed) {
             return;
         }

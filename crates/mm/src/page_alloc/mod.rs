@@ -17,6 +17,7 @@
 //! that block; page contents are written through the door.
 
 pub mod buddy;
+mod bulk;
 pub mod check;
 pub mod pageblock;
 pub mod pcp;
@@ -570,7 +571,11 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `prepare_alloc_pages()`: validate the request and build its context.
-    fn prepare_alloc_pages(&self, gfp: Gfp, order: u32) -> Result<AllocContext, AllocError> {
+    pub(crate) fn prepare_alloc_pages(
+        &self,
+        gfp: Gfp,
+        order: u32,
+    ) -> Result<AllocContext, AllocError> {
         if order > MAX_PAGE_ORDER {
             VmEvents::add(&self.events.warn, 1);
             if !gfp.contains(Gfp::__GFP_NOWARN) {
@@ -698,13 +703,27 @@ impl<P: Platform> Mm<P> {
 
     /// `rmqueue_pcplist()`: pop from this CPU's list, refilling it with a batch first.
     fn rmqueue_pcplist(&self, zone: &Zone, ac: &AllocContext, flags: AllocFlags) -> Option<u64> {
-        let (order, mt) = (ac.order, ac.migratetype);
         let pcp = &self.percpu.get(ac.cpu).pcp[zone.idx];
         if !pcp.lock.try_lock(ac.cpu) {
             return None;
         }
         pcp.free_factor
             .store(pcp.free_factor.load(Relaxed) >> 1, Relaxed);
+        let pfn = self.__rmqueue_pcplist(zone, ac.order, ac.migratetype, flags, pcp);
+        pcp.lock.unlock();
+        pfn
+    }
+
+    /// `__rmqueue_pcplist()`: pop a block of `order` from the per-CPU list of `mt`, which
+    /// the caller has locked, refilling the list with a batch first when it is empty.
+    pub(crate) fn __rmqueue_pcplist(
+        &self,
+        zone: &Zone,
+        order: u32,
+        mt: MigrateType,
+        flags: AllocFlags,
+        pcp: &PerCpuPages,
+    ) -> Option<u64> {
         let list = &pcp.lists[order_to_pindex(mt as usize, order)];
         if list.is_empty() {
             let mut batch = pcp.batch();
@@ -738,7 +757,6 @@ impl<P: Platform> Mm<P> {
             pcp.count
                 .store(pcp.count().saturating_sub(1 << order), Relaxed);
         }
-        pcp.lock.unlock();
         pfn
     }
 

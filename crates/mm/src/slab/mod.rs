@@ -38,6 +38,7 @@
 //! corrupted structure is isolated so that the machine can carry on. Constructors live in
 //! a host-side table ([`SlabGlobals`]); RAM holds only their index.
 
+mod bulk;
 pub mod cache;
 pub mod check;
 pub mod debug;

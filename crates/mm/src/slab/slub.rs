@@ -86,7 +86,7 @@ impl<P: Platform> Mm<P> {
     /// `next_tid()`: tids of one CPU step by the CPU count rounded up to a power of two
     /// (`TID_STEP`, computed once at boot).
     #[inline]
-    fn next_tid(&self, tid: u64) -> u64 {
+    pub(crate) fn next_tid(&self, tid: u64) -> u64 {
         tid.wrapping_add(self.slab.tid_step)
     }
 
@@ -296,7 +296,7 @@ impl<P: Platform> Mm<P> {
     /// inside it (the machine delivers them only at `irq_window`), and only this CPU's
     /// thread touches this `kmem_cache_cpu`, so it is a compare and two stores.
     #[inline]
-    fn cpu_cmpxchg(
+    pub(crate) fn cpu_cmpxchg(
         c: &KmemCacheCpu,
         freelist: u64,
         tid: u64,
@@ -340,7 +340,7 @@ impl<P: Platform> Mm<P> {
     /// with the CPU slab checked to be a slab of `s`; a corruption is reported and the CPU
     /// state that led to it dropped.
     #[inline(always)]
-    fn cpu_next_free(
+    pub(crate) fn cpu_next_free(
         &self,
         s: &KmemCache,
         c: &KmemCacheCpu,
@@ -804,7 +804,7 @@ impl<P: Platform> Mm<P> {
 
     /// `___slab_alloc()`, entered with interrupts disabled (`irq` is the state to give
     /// back while a new slab is allocated).
-    fn __slab_alloc(
+    pub(crate) fn __slab_alloc(
         &self,
         s: &KmemCache,
         gfp: Gfp,
@@ -1169,7 +1169,7 @@ impl<P: Platform> Mm<P> {
 
     /// The cheap double-free signs: the object heads this CPU's freelist or its slab's, or
     /// its slab has nothing in use.
-    fn looks_free(&self, s: &KmemCache, pfn: u64, object: u64) -> bool {
+    pub(crate) fn looks_free(&self, s: &KmemCache, pfn: u64, object: u64) -> bool {
         let counters = self.slab_counters(pfn);
         let on_cpu = self
             .cpu_slab(s, self.platform.smp_processor_id())
@@ -1197,22 +1197,36 @@ impl<P: Platform> Mm<P> {
     /// line: the fast path of `kfree` stays small.
     #[inline(never)]
     fn __slab_free(&self, s: &KmemCache, pfn: u64, object: u64) -> Result<(), SlabError> {
+        self.__slab_free_list(s, pfn, object, object, 1)
+    }
+
+    /// `__slab_free(s, slab, head, tail, cnt)`: [`Mm::__slab_free`] of a detached freelist
+    /// of `cnt` objects of the slab at `pfn`, chained from `head` to `tail` (whose free
+    /// pointer this sets), as `kmem_cache_free_bulk` gives it.
+    pub(crate) fn __slab_free_list(
+        &self,
+        s: &KmemCache,
+        pfn: u64,
+        head: u64,
+        tail: u64,
+        cnt: u16,
+    ) -> Result<(), SlabError> {
         self.stat(s, StatItem::FreeSlowpath);
         let n = self.get_node(s)?;
-        let idx = self.fl_idx(s, pfn, object).ok_or(SlabError::NotSlabObject(
-            VirtAddr(object),
+        let idx = self.fl_idx(s, pfn, head).ok_or(SlabError::NotSlabObject(
+            VirtAddr(head),
             "not the start of an object",
         ))?;
         loop {
             let old = self.check_slab(s, pfn, self.slab_counters(pfn))?;
             let prior = self.fl_va(s, pfn, old.freelist);
-            if prior == object || old.inuse == 0 {
-                return Err(self.naive_double_free(s, object));
+            if prior == tail || prior == head || old.inuse < cnt.max(1) {
+                return Err(self.naive_double_free(s, head));
             }
-            self.set_freepointer(s, object, prior)?;
+            self.set_freepointer(s, tail, prior)?;
             let mut new = SlabCounters {
                 freelist: idx,
-                inuse: old.inuse - 1,
+                inuse: old.inuse - cnt,
                 ..old
             };
             let mut guard = None;
@@ -1408,7 +1422,7 @@ impl<P: Platform> Mm<P> {
 
     /// The `kmem_cache` and `kmem_cache_node` caches hold the allocator's own structures:
     /// only `kmem_cache_create` and `kmem_cache_destroy` allocate and free their objects.
-    fn refuse_boot_cache(&self, r: KmemCacheRef) -> Result<(), SlabError> {
+    pub(crate) fn refuse_boot_cache(&self, r: KmemCacheRef) -> Result<(), SlabError> {
         if r.0 == self.slab.kmem_cache.load(Relaxed)
             || r.0 == self.slab.kmem_cache_node.load(Relaxed)
         {
@@ -1489,7 +1503,13 @@ impl<P: Platform> Mm<P> {
     /// free is refused. A `slab_cache` that is no live cache is the fault of following it.
     #[cold]
     #[inline(never)]
-    fn wrong_cache(&self, s: &KmemCache, actual: u64, pfn: u64, addr: VirtAddr) -> SlabError {
+    pub(crate) fn wrong_cache(
+        &self,
+        s: &KmemCache,
+        actual: u64,
+        pfn: u64,
+        addr: VirtAddr,
+    ) -> SlabError {
         let actual = match self.cache_at(actual) {
             Ok(a) => a,
             Err(e) => return e,

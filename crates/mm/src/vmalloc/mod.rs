@@ -999,17 +999,13 @@ impl<P: Platform> Mm<P> {
         (nr, last_error)
     }
 
-    /// `alloc_pages_bulk_array()`: up to `n` order-0 pages, each handed to `store(i, pfn)`;
-    /// returns how many were had. (The kernel takes the per-CPU list lock once for the
-    /// batch; here each page goes through the ordinary order-0 path.)
+    /// `alloc_pages_bulk_array_node()`: up to `n` order-0 pages from the bulk allocator (one
+    /// per-CPU list lock for the batch: `page_alloc/bulk.rs`), each handed to
+    /// `store(i, pfn)`; returns how many were had.
     fn alloc_pages_bulk(&self, gfp: Gfp, n: u64, mut store: impl FnMut(u64, Pfn)) -> u64 {
-        for i in 0..n {
-            match self.alloc_pages(gfp | Gfp::__GFP_NOWARN, 0) {
-                Ok(page) => store(i, self.page_to_pfn(page)),
-                Err(_) => return i,
-            }
-        }
-        n
+        self.alloc_pages_bulk_fn(gfp | Gfp::__GFP_NOWARN, n as usize, |i, pfn| {
+            store(i as u64, Pfn(pfn))
+        }) as u64
     }
 
     /// `vfree(addr)`: free a vmalloc allocation. From interrupt context it is deferred

@@ -271,15 +271,16 @@ fn fallback_to_vmalloc_under_fragmentation() {
             "fragmented: largest free order {largest:?}"
         );
         let stats = mm.kvmalloc_stats();
-        let (k0, v0) = (stats.kmalloc.load(Relaxed), stats.vmalloc.load(Relaxed));
+        let (k0, v0) = (stats.kmalloc, stats.vmalloc);
 
         // kmalloc alone cannot: no order-10 block.
         let gentle = Gfp::GFP_KERNEL | Gfp::__GFP_NOWARN | Gfp::__GFP_NORETRY;
         assert!(mm.kmalloc(4 << 20, gentle).is_err());
         let p = mm.kvmalloc(4 << 20, Gfp::GFP_KERNEL).unwrap();
         assert!(mm.is_vmalloc_addr(p), "fell back to vmalloc: {p}");
-        assert_eq!(stats.vmalloc.load(Relaxed), v0 + 1);
-        assert_eq!(stats.kmalloc.load(Relaxed), k0);
+        let stats = mm.kvmalloc_stats();
+        assert_eq!(stats.vmalloc, v0 + 1);
+        assert_eq!(stats.kmalloc, k0);
         let area = mm.find_vm_area(p).unwrap();
         assert_eq!(area.nr_pages, 1024);
         assert_eq!(area.page_order, 0, "no order-9 pages for a huge mapping");
@@ -293,7 +294,7 @@ fn fallback_to_vmalloc_under_fragmentation() {
             let e = mm.kvmalloc(4 << 20, gfp).unwrap_err();
             assert!(matches!(e, KvmallocError::NoFallback { .. }), "{gfp}: {e}");
         }
-        assert_eq!(stats.no_fallback.load(Relaxed), 2);
+        assert_eq!(mm.kvmalloc_stats().no_fallback, 2);
         mm.kvfree(p).unwrap();
         held
     });
@@ -475,7 +476,7 @@ fn more_than_int_max_is_refused() {
             mm.kvmalloc(INT_MAX + 1, Gfp::GFP_KERNEL | Gfp::__GFP_NOWARN),
             Err(KvmallocError::TooLarge { size: INT_MAX + 1 })
         );
-        assert_eq!(mm.kvmalloc_stats().too_large.load(Relaxed), 4);
+        assert_eq!(mm.kvmalloc_stats().too_large, 4);
         // Non-blocking flags fail on the fallback rule first, as in the kernel.
         assert!(matches!(
             mm.kvmalloc(INT_MAX + 1, Gfp::GFP_NOWAIT),
@@ -507,13 +508,13 @@ fn more_than_int_max_is_refused() {
 fn kvmalloc_array_overflow_is_refused() {
     let m = MachineBuilder::small().cpus(1).seed(5).boot();
     m.run(|mm| {
-        let failures = mm.kvmalloc_stats().failures.load(Relaxed);
+        let failures = mm.kvmalloc_stats().failures;
         for (n, size) in [(usize::MAX, 2), (2, usize::MAX), (1 << 33, 1 << 31)] {
             let want = Err(KvmallocError::Overflow { n, size });
             assert_eq!(mm.kvmalloc_array(n, size, Gfp::GFP_KERNEL), want);
             assert_eq!(mm.kvcalloc(n, size, Gfp::GFP_KERNEL), want);
         }
-        assert_eq!(mm.kvmalloc_stats().failures.load(Relaxed), failures);
+        assert_eq!(mm.kvmalloc_stats().failures, failures);
         // A product that fits is an ordinary kvmalloc.
         let p = mm
             .kvmalloc_array(1 << 10, 1 << 13, Gfp::GFP_KERNEL)

@@ -10,6 +10,7 @@ mod model_driver;
 
 mod bad_input;
 mod boot_caches;
+mod bulk;
 mod concurrency;
 mod context;
 mod corrupt_core;
