@@ -13,6 +13,8 @@ fn main() {
         Ok(c) => println!("{when}: {c:?}"),
         Err(e) => println!("{when}: census failed: {e}"),
     };
+    // The first print allocates stdout's buffer: before the first census, not between.
+    println!("kmemlab-mm as this program's global allocator");
     census("before");
     let work = Workload::FULL;
     let out = work.run();

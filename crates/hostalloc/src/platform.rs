@@ -58,11 +58,12 @@ pub struct HostConfig {
 }
 
 impl HostConfig {
-    /// 1 GiB of RAM, a 64 GiB vmalloc window, 8 CPUs, seed 0, messages echoed.
+    /// 1 GiB of RAM, a 16 GiB vmalloc window (vmalloc picks the lowest free addresses, so
+    /// the areas of 1 GiB of RAM stay far below it), 8 CPUs, seed 0, messages echoed.
     pub const fn new() -> HostConfig {
         HostConfig {
             ram_bytes: 1 << 30,
-            vmalloc_window: 64 << 30,
+            vmalloc_window: 16 << 30,
             cpus: 8,
             seed: 0,
             echo_console: true,

@@ -1,9 +1,10 @@
 //! The workload benchmark every `workload_*` bench binary runs under its own
 //! `#[global_allocator]` (a global allocator is per binary, so each allocator gets one).
 //!
-//! `cargo bench -p kmemlab-hostalloc` times it with criterion. With `KMEMLAB_ONESHOT=1`
-//! in the environment a binary runs the workload once and exits instead, for
-//! `valgrind --tool=callgrind` instruction counts (see docs/EMBEDDING.md).
+//! `cargo bench -p kmemlab-hostalloc` times it with criterion. With `KMEMLAB_ONESHOT=N`
+//! in the environment a binary runs the workload once, its sizes divided by `N`, and
+//! exits instead, for `valgrind --tool=callgrind` instruction counts (see
+//! docs/EMBEDDING.md).
 
 use criterion::Criterion;
 use kmemlab_hostalloc::workload::Workload;
@@ -11,7 +12,17 @@ use kmemlab_hostalloc::workload::Workload;
 /// Run the benchmark (or one checked pass) for the allocator called `name`.
 pub fn main(name: &str) {
     let work = Workload::FULL;
-    if std::env::var_os("KMEMLAB_ONESHOT").is_some() {
+    if let Some(n) = std::env::var_os("KMEMLAB_ONESHOT") {
+        let divisor = n
+            .to_str()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1u64)
+            .max(1);
+        let work = Workload {
+            map_entries: work.map_entries / divisor,
+            json_records: work.json_records / divisor,
+            ..work
+        };
         let out = work.run();
         assert!(work.check(&out), "{name}: wrong answer {out:?}");
         println!("{name}: workload done, {} JSON bytes", out.json_bytes);
