@@ -426,6 +426,16 @@ impl<P: Platform> Mm<P> {
         self.ram.copy(d, s, len)
     }
 
+    /// The host address of the direct-map range `[va, va + len)`, checked as every access
+    /// is (direct map, then RAM). For a platform whose RAM is the program's own memory (a
+    /// host allocator built on `mm`, see `crates/hostalloc`), which hands the memory to
+    /// its callers. Forming the pointer is safe; whoever dereferences it answers for that.
+    #[inline]
+    pub fn direct_map_host_ptr(&self, va: u64, len: u64) -> Result<*mut u8, BadAccess> {
+        let phys = self.direct_map_phys(va, len)?;
+        self.ram.host(phys, len)
+    }
+
     /// A typed view of the structure at direct-map address `va` (see [`PhysMem::view`]).
     #[inline]
     pub fn kview<T: FromBytes>(&self, va: u64) -> Result<&T, BadAccess> {

@@ -627,12 +627,13 @@ impl<P: Platform> Mm<P> {
         let objects = SlabCounters::unpack(page.word()).objects as u64;
         let order = page.order().min(crate::addr::MAX_PAGE_ORDER);
         if let Some(n) = self.get_node_quiet(s) {
-            n.nr_slabs
-                .store(n.nr_slabs.load(Relaxed).saturating_sub(1), Relaxed);
-            n.total_objects.store(
-                n.total_objects.load(Relaxed).saturating_sub(objects),
-                Relaxed,
-            );
+            // `dec_slabs_node()`: atomic, as `inc_slabs_node()` on another CPU runs
+            // without `list_lock` (a load and a store here lost its increments).
+            let dec = |c: &core::sync::atomic::AtomicU64, by: u64| {
+                let _ = c.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(by)));
+            };
+            dec(&n.nr_slabs, 1);
+            dec(&n.total_objects, objects);
         }
         self.account_slab(s, 1 << order, false);
         if self.slab.config.init_on_free {
