@@ -580,10 +580,8 @@ impl<P: Platform> Mm<P> {
             );
             if let Some(n) = self.get_node_quiet(s) {
                 let delta = max_objects as i64 - c.objects as i64;
-                n.total_objects.store(
-                    n.total_objects.load(Relaxed).wrapping_add(delta as u64),
-                    Relaxed,
-                );
+                // One atomic add: inc_slabs_node() on another CPU may change it too.
+                n.total_objects.fetch_add(delta as u64, Relaxed);
             }
             c.objects = max_objects;
             self.mem_map.page(pfn).set_word(c.pack());

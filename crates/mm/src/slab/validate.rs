@@ -213,10 +213,8 @@ impl<P: Platform> Mm<P> {
         if let Some(n) = n {
             // The node counted the objects the slab had when it was made.
             let delta = objects as i64 - c.objects as i64;
-            n.total_objects.store(
-                n.total_objects.load(Relaxed).wrapping_add(delta as u64),
-                Relaxed,
-            );
+            // One atomic add: inc_slabs_node() on another CPU may change it too.
+            n.total_objects.fetch_add(delta as u64, Relaxed);
         }
         self.mem_map.page(pfn).set_word(
             SlabCounters {
