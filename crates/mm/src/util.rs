@@ -45,7 +45,7 @@
 //! kvmallocs each allocator served is counted in [`KvmallocStats`] ([`Mm::kvmalloc_stats`]).
 
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::addr::{VirtAddr, PAGE_SIZE};
 use crate::arch::pgtable::PgProt;
@@ -223,8 +223,6 @@ pub struct KvmallocStats {
     pub no_fallback: AtomicU64,
     /// Requests above `INT_MAX` refused.
     pub too_large: AtomicU64,
-    /// `WARN_ON_ONCE` has fired (it prints once per boot).
-    warned_too_large: AtomicBool,
 }
 
 impl KvmallocStats {
@@ -235,7 +233,6 @@ impl KvmallocStats {
             failures: AtomicU64::new(0),
             no_fallback: AtomicU64::new(0),
             too_large: AtomicU64::new(0),
-            warned_too_large: AtomicBool::new(false),
         }
     }
 }
@@ -476,7 +473,7 @@ impl<P: Platform> Mm<P> {
         }
         // Don't even allow crazy sizes.
         if size > INT_MAX {
-            self.kvmalloc_warn_too_large(size, gfp);
+            self.kvmalloc_warn_too_large(gfp);
             return Err(KvmallocError::TooLarge { size });
         }
         self.__vmalloc_node_range(
@@ -511,17 +508,20 @@ impl<P: Platform> Mm<P> {
 
     /// `WARN_ON_ONCE(!(flags & __GFP_NOWARN))` for a request above INT_MAX: counted every
     /// time, printed once per boot.
-    fn kvmalloc_warn_too_large(&self, size: usize, gfp: Gfp) {
+    fn kvmalloc_warn_too_large(&self, gfp: Gfp) {
         self.kvmalloc.too_large.fetch_add(1, Relaxed);
-        if gfp.contains(Gfp::__GFP_NOWARN) || self.kvmalloc.warned_too_large.swap(true, Relaxed) {
-            return;
+        // 6.6 `kvmalloc_node()`: `if (unlikely(size > INT_MAX)) {
+        // WARN_ON_ONCE(!(flags & __GFP_NOWARN)); return NULL; }`.
+        const SITE: crate::report::KernelSite = crate::report::KernelSite {
+            file: "mm/util.c",
+            line: 632,
+            func: "kvmalloc_node",
+        };
+        // Counted in the WARN event only when printed.
+        if !gfp.contains(Gfp::__GFP_NOWARN) && self.warn_once_first(&SITE) {
+            VmEvents::add(&self.events.warn, 1);
+            self.warn_at(&SITE, format_args!(""));
         }
-        VmEvents::add(&self.events.warn, 1);
-        self.printk(format_args!(
-            "WARNING: CPU: {} PID: {} at mm/slub.c __kvmalloc_node_noprof: WARN_ON_ONCE(!(flags & __GFP_NOWARN)): size {size} > INT_MAX",
-            self.platform.smp_processor_id(),
-            self.platform.current_pid(),
-        ));
     }
 
     /// `kvfree(addr)`: `vfree` for a vmalloc address, else `kfree` (NULL and ZERO_SIZE_PTR
@@ -586,13 +586,16 @@ impl<P: Platform> Mm<P> {
         let size = self.kvmalloc_usable_size(addr)?;
         self.memzero_kernel(addr, len.min(size));
         self.kvfree(addr)?;
-        if len > size {
+        // kmemlab-only: 6.6 `kvfree_sensitive()` (mm/util.c) has no such check.
+        const SITE: crate::report::KernelSite = crate::report::KernelSite {
+            file: "mm/util.c",
+            line: 0,
+            func: "kvfree_sensitive",
+        };
+        if crate::report::warn!(self, len > size, SITE,
+            "len {len} > {size} bytes allocated at {addr}; cleared {size} and freed (the kernel would clear past the end)")
+        {
             VmEvents::add(&self.events.warn, 1);
-            self.printk(format_args!(
-                "WARNING: CPU: {} PID: {} at mm/slub.c kvfree_sensitive: len {len} > {size} bytes allocated at {addr}; cleared {size} and freed (the kernel would clear past the end)",
-                self.platform.smp_processor_id(),
-                self.platform.current_pid(),
-            ));
             return Err(KvmallocError::SensitiveLen { addr, len, size });
         }
         Ok(())
