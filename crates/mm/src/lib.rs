@@ -113,8 +113,6 @@ pub struct Mm<P: Platform> {
     direct_map: [u64; 3],
     /// vmalloc's trees, lists and counters.
     vmalloc: vmalloc::VmallocGlobals,
-    /// kvmalloc's counters.
-    kvmalloc: util::KvmallocState,
     /// swiotlb, dma-debug and the DMA counters.
     dma: dma::DmaGlobals,
 }

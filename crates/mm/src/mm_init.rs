@@ -145,7 +145,6 @@ impl<P: Platform> Mm<P> {
             pgtable_pages: core::sync::atomic::AtomicU64::new(0),
             direct_map: [0; 3],
             vmalloc: crate::vmalloc::VmallocGlobals::new(),
-            kvmalloc: crate::util::KvmallocState::new(),
             dma: crate::dma::DmaGlobals::new(),
         };
         mm.memblock.current_limit = mm.layout.direct_map_end_phys;

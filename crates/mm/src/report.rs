@@ -14,9 +14,15 @@
 //!
 //! None of these is a Rust panic: each returns to its caller, which stops what it was
 //! doing along its ordinary error path.
+//!
+//! Checks are written with the kernel's macros, which evaluate to their condition:
+//! [`warn_on!`](crate::report::warn_on), [`warn_on_once!`](crate::report::warn_on_once),
+//! [`warn!`](crate::report::warn) and [`bug!`](crate::report::bug) (`BUG_ON`). Each names the kernel line it mirrors with a
+//! [`KernelSite`]; the `*_once` forms keep one flag per site and machine, as
+//! `WARN_ON_ONCE`'s `BUGFLAG_ONCE` / `__section(".data.once")` bool does per boot.
 
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use crate::platform::Platform;
 use crate::Mm;
@@ -83,15 +89,52 @@ impl fmt::Display for Taint {
     }
 }
 
+/// The kernel source line a check mirrors: what `__FILE__`, `__LINE__` and the `%pS` of
+/// the WARN's address name (Linux 6.6). `line: 0` marks a kmemlab-only check, one the
+/// kernel does not make.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct KernelSite {
+    /// The kernel source file, as the kernel prints it (`mm/page_alloc.c`).
+    pub file: &'static str,
+    /// Its line in Linux 6.6, or 0 for a kmemlab-only check.
+    pub line: u32,
+    /// The function the WARN is in (`%pS`, without the offset).
+    pub func: &'static str,
+}
+
+impl KernelSite {
+    /// A key for the per-site once flag: FNV-1a over file, line and function.
+    const fn key(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let parts = [self.file.as_bytes(), self.func.as_bytes()];
+        let mut p = 0;
+        while p < parts.len() {
+            let bytes = parts[p];
+            let mut i = 0;
+            while i < bytes.len() {
+                h = (h ^ bytes[i] as u64).wrapping_mul(0x0100_0000_01b3);
+                i += 1;
+            }
+            p += 1;
+        }
+        (h ^ self.line as u64).wrapping_mul(0x0100_0000_01b3) | 1
+    }
+}
+
+/// How many `*_ONCE` sites a machine remembers; past that a once-site warns every time
+/// (more output, never less).
+const ONCE_SITES: usize = 64;
+
 /// The kernel's record of what has gone wrong (`tainted_mask`, `die_counter`, the
 /// panic state), kept in the host, not in simulated RAM, so corruption cannot forge it.
-#[derive(Default)]
 pub struct Reports {
     taint: AtomicU32,
     die_counter: AtomicU32,
     /// Oopses since the front end last asked.
     pending_oopses: AtomicU32,
     halted: AtomicBool,
+    /// The `*_ONCE` sites that have fired ([`KernelSite::key`]; 0 is a free slot).
+    once_done: [AtomicU64; ONCE_SITES],
 }
 
 impl Reports {
@@ -102,7 +145,14 @@ impl Reports {
             die_counter: AtomicU32::new(0),
             pending_oopses: AtomicU32::new(0),
             halted: AtomicBool::new(false),
+            once_done: [const { AtomicU64::new(0) }; ONCE_SITES],
         }
+    }
+}
+
+impl Default for Reports {
+    fn default() -> Reports {
+        Reports::new()
     }
 }
 
@@ -162,11 +212,14 @@ impl<P: Platform> Mm<P> {
         ));
     }
 
-    /// `__WARN_printf()` → `__warn()`: the WARNING line naming `file:line` and `func`, the
-    /// message (if any), the CPU line; taints `W` and carries on.
+    /// `__WARN_printf()` → `__warn()` as x86 prints it (`report_bug()`, Linux 6.6):
+    /// `------------[ cut here ]------------`, the message (if any), `WARNING: CPU: %d PID:
+    /// %d at %s:%d %pS` (the function without its offset), `Modules linked in:`
+    /// (`print_modules()`, none here), the CPU line (`show_regs()`, tainted as before this
+    /// WARN), `---[ end trace 0000000000000000 ]---`; then taints `W` and carries on.
     pub(crate) fn warn_report(&self, file: &str, line: u32, func: &str, msg: fmt::Arguments<'_>) {
-        let text = msg.as_str();
-        if text != Some("") {
+        self.printk(format_args!("------------[ cut here ]------------"));
+        if msg.as_str() != Some("") {
             self.printk(msg);
         }
         self.printk(format_args!(
@@ -174,9 +227,36 @@ impl<P: Platform> Mm<P> {
             self.platform.smp_processor_id(),
             self.platform.current_pid(),
         ));
+        self.printk(format_args!("Modules linked in:"));
         self.print_cpu_line();
         self.printk(format_args!("---[ end trace 0000000000000000 ]---"));
         self.add_taint(taint::WARN);
+    }
+
+    /// [`Mm::warn_report`] for `site`: the body of [`warn_on!`] and [`warn!`].
+    #[doc(hidden)]
+    pub(crate) fn warn_at(&self, site: &KernelSite, msg: fmt::Arguments<'_>) {
+        self.warn_report(site.file, site.line, site.func, msg);
+    }
+
+    /// `BUGFLAG_ONCE`: `true` the first time `site` fires on this machine, `false` after.
+    #[doc(hidden)]
+    pub(crate) fn warn_once_first(&self, site: &KernelSite) -> bool {
+        let key = site.key();
+        for slot in &self.reports.once_done {
+            match slot.compare_exchange(0, key, Relaxed, Relaxed) {
+                Ok(_) => return true,
+                Err(k) if k == key => return false,
+                Err(_) => {}
+            }
+        }
+        true
+    }
+
+    /// [`bug!`]'s body: `kernel BUG at file:line!` and the oops.
+    #[doc(hidden)]
+    pub(crate) fn bug_at(&self, site: &KernelSite) {
+        self.kernel_bug(site.file, site.line);
     }
 
     /// `__die_header()` and `oops_end()`: `headline: 0000 [#n] PREEMPT SMP NOPTI`, the CPU
@@ -254,6 +334,60 @@ impl<P: Platform> Mm<P> {
         self.panic(format_args!("softlockup: hung tasks"));
     }
 }
+
+/// `WARN_ON(cond)` / `WARN(cond, fmt, …)` of `include/asm-generic/bug.h` (6.6): when
+/// `cond` holds, the WARN report for `site` ([`KernelSite`]) with the message, if given;
+/// evaluates to `cond`.
+macro_rules! warn_on {
+    ($mm:expr, $cond:expr, $site:expr $(,)?) => {
+        $crate::report::warn_on!($mm, $cond, $site, "")
+    };
+    ($mm:expr, $cond:expr, $site:expr, $($fmt:tt)+) => {{
+        let hit: bool = $cond;
+        if hit {
+            $mm.warn_at(&$site, format_args!($($fmt)+));
+        }
+        hit
+    }};
+}
+
+/// `WARN(cond, fmt, …)`: [`warn_on!`] with its message required.
+macro_rules! warn_ {
+    ($mm:expr, $cond:expr, $site:expr, $($fmt:tt)+) => {
+        $crate::report::warn_on!($mm, $cond, $site, $($fmt)+)
+    };
+}
+
+/// `WARN_ON_ONCE(cond)` (and, with a message, `WARN_ONCE(cond, fmt, …)`): as [`warn_on!`], printed the
+/// first time `site` fires on this machine only; evaluates to `cond` every time.
+macro_rules! warn_on_once {
+    ($mm:expr, $cond:expr, $site:expr $(,)?) => {
+        $crate::report::warn_on_once!($mm, $cond, $site, "")
+    };
+    ($mm:expr, $cond:expr, $site:expr, $($fmt:tt)+) => {{
+        let hit: bool = $cond;
+        if hit && $mm.warn_once_first(&$site) {
+            $mm.warn_at(&$site, format_args!($($fmt)+));
+        }
+        hit
+    }};
+}
+
+/// `BUG_ON(cond)`: when `cond` holds, `kernel BUG at file:line!` for `site` and the oops
+/// (taint `D`, the operation is killed); evaluates to `cond` so the caller can return
+/// along its error path.
+macro_rules! bug {
+    ($mm:expr, $cond:expr, $site:expr $(,)?) => {{
+        let hit: bool = $cond;
+        if hit {
+            $mm.bug_at(&$site);
+        }
+        hit
+    }};
+}
+
+// `warn` alone would clash with the `#[warn]` attribute.
+pub(crate) use {bug, warn_ as warn, warn_on, warn_on_once};
 
 #[cfg(test)]
 mod tests {

@@ -45,7 +45,6 @@
 //! kvmallocs each allocator served is counted in [`KvmallocStats`] ([`Mm::kvmalloc_stats`]).
 
 use core::fmt;
-use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use crate::addr::{VirtAddr, PAGE_SIZE};
 use crate::arch::pgtable::PgProt;
@@ -237,21 +236,6 @@ pub struct KvmallocEvents {
     failures: EventCounter,
     no_fallback: EventCounter,
     too_large: EventCounter,
-}
-
-/// kvmalloc's shared state: whether the `WARN_ON_ONCE` for a request above `INT_MAX` has
-/// fired (it prints once per boot). The counters are per CPU ([`KvmallocEvents`]).
-#[derive(Default)]
-pub(crate) struct KvmallocState {
-    warned_too_large: AtomicBool,
-}
-
-impl KvmallocState {
-    pub(crate) const fn new() -> KvmallocState {
-        KvmallocState {
-            warned_too_large: AtomicBool::new(false),
-        }
-    }
 }
 
 /// `kmalloc_gfp_adjust()` (`mm/slub.c` of Linux 6.16+): how kvmalloc asks kmalloc for more
@@ -505,7 +489,7 @@ impl<P: Platform> Mm<P> {
         }
         // Don't even allow crazy sizes.
         if size > INT_MAX {
-            self.kvmalloc_warn_too_large(size, gfp);
+            self.kvmalloc_warn_too_large(gfp);
             return Err(KvmallocError::TooLarge { size });
         }
         self.__vmalloc_node_range(
@@ -540,17 +524,20 @@ impl<P: Platform> Mm<P> {
 
     /// `WARN_ON_ONCE(!(flags & __GFP_NOWARN))` for a request above INT_MAX: counted every
     /// time, printed once per boot.
-    fn kvmalloc_warn_too_large(&self, size: usize, gfp: Gfp) {
+    fn kvmalloc_warn_too_large(&self, gfp: Gfp) {
         self.kvmalloc_events().too_large.add(1);
-        if gfp.contains(Gfp::__GFP_NOWARN) || self.kvmalloc.warned_too_large.swap(true, Relaxed) {
-            return;
+        // 6.6 `kvmalloc_node()`: `if (unlikely(size > INT_MAX)) {
+        // WARN_ON_ONCE(!(flags & __GFP_NOWARN)); return NULL; }`.
+        const SITE: crate::report::KernelSite = crate::report::KernelSite {
+            file: "mm/util.c",
+            line: 632,
+            func: "kvmalloc_node",
+        };
+        // Counted in the WARN event only when printed.
+        if !gfp.contains(Gfp::__GFP_NOWARN) && self.warn_once_first(&SITE) {
+            VmEvents::add(&self.events.warn, 1);
+            self.warn_at(&SITE, format_args!(""));
         }
-        VmEvents::add(&self.events.warn, 1);
-        self.printk(format_args!(
-            "WARNING: CPU: {} PID: {} at mm/slub.c __kvmalloc_node_noprof: WARN_ON_ONCE(!(flags & __GFP_NOWARN)): size {size} > INT_MAX",
-            self.platform.smp_processor_id(),
-            self.platform.current_pid(),
-        ));
     }
 
     /// `kvfree(addr)`: `vfree` for a vmalloc address, else `kfree` (NULL and ZERO_SIZE_PTR
@@ -615,13 +602,16 @@ impl<P: Platform> Mm<P> {
         let size = self.kvmalloc_usable_size(addr)?;
         self.memzero_kernel(addr, len.min(size));
         self.kvfree(addr)?;
-        if len > size {
+        // kmemlab-only: 6.6 `kvfree_sensitive()` (mm/util.c) has no such check.
+        const SITE: crate::report::KernelSite = crate::report::KernelSite {
+            file: "mm/util.c",
+            line: 0,
+            func: "kvfree_sensitive",
+        };
+        if crate::report::warn!(self, len > size, SITE,
+            "len {len} > {size} bytes allocated at {addr}; cleared {size} and freed (the kernel would clear past the end)")
+        {
             VmEvents::add(&self.events.warn, 1);
-            self.printk(format_args!(
-                "WARNING: CPU: {} PID: {} at mm/slub.c kvfree_sensitive: len {len} > {size} bytes allocated at {addr}; cleared {size} and freed (the kernel would clear past the end)",
-                self.platform.smp_processor_id(),
-                self.platform.current_pid(),
-            ));
             return Err(KvmallocError::SensitiveLen { addr, len, size });
         }
         Ok(())

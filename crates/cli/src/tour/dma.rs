@@ -229,6 +229,7 @@ fn map_vmalloc(
     nic: &Arc<DmaDevice>,
 ) -> Result<(bool, String), String> {
     let dev = nic.device();
+    let rejections = machine.mm().dma_stats().vmalloc_rejections;
     let v = machine
         .run(|mm| mm.vmalloc(VMALLOC_SIZE))
         .map_err(|e| e.to_string())?;
@@ -238,7 +239,8 @@ fn map_vmalloc(
     let console = t.take_console(machine);
     machine.run(|mm| mm.vfree(v)).map_err(|e| e.to_string())?;
     t.line(format!("dma_map_single(vmalloc(64K) = {v}):"));
-    for l in console.iter().take(2) {
+    // The cut line, the message and the WARNING line (dev_WARN_ONCE: the first time only).
+    for l in console.iter().take(3) {
         t.line(format!("  | {l}"));
     }
     let refused = addr == DMA_MAPPING_ERROR && error.is_err();
@@ -255,7 +257,9 @@ fn map_vmalloc(
         .find(|l| l.contains("rejecting DMA map of vmalloc memory"))
         .cloned()
         .unwrap_or_default();
-    Ok((refused && !line.is_empty(), line))
+    // dev_WARN_ONCE prints once per boot: a repeat is known by the rejection count.
+    let counted = machine.mm().dma_stats().vmalloc_rejections == rejections + 1;
+    Ok((refused && counted, line))
 }
 
 /// Where DMA to `__pa()` of a vmalloc address went.

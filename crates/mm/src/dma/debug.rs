@@ -230,24 +230,51 @@ impl Record {
     }
 }
 
-/// Where an error is reported from, for the WARNING line.
-#[derive(Copy, Clone)]
-enum Site {
-    CheckUnmap,
-    CheckSync,
-    MapSingle,
-    Freed,
-}
+/// The `err_printk()` lines of 6.6 `kernel/dma/debug.c`: each is a `WARN(1, "DMA-API: %s
+/// %s: " fmt, …)` at its own line, named here by the function it is in.
+mod site {
+    use crate::report::KernelSite;
 
-impl Site {
-    const fn func(self) -> &'static str {
-        match self {
-            Site::CheckUnmap => "check_unmap",
-            Site::CheckSync => "check_sync",
-            Site::MapSingle => "debug_dma_map_single",
-            Site::Freed => "debug_dma_check_freed",
+    const fn at(line: u32, func: &'static str) -> KernelSite {
+        KernelSite {
+            file: "kernel/dma/debug.c",
+            line,
+            func,
         }
     }
+
+    /// `check_unmap()`: "tries to free an invalid DMA memory address".
+    pub(super) const FREE_INVALID_ADDRESS: KernelSite = at(977, "check_unmap");
+    /// `check_unmap()`: "tries to free DMA memory it has not allocated".
+    pub(super) const FREE_NOT_ALLOCATED: KernelSite = at(981, "check_unmap");
+    /// `check_unmap()`: "frees DMA memory with different size".
+    pub(super) const DIFFERENT_SIZE: KernelSite = at(991, "check_unmap");
+    /// `check_unmap()`: "frees DMA memory with wrong function".
+    pub(super) const WRONG_FUNCTION: KernelSite = at(999, "check_unmap");
+    /// `check_unmap()`: "frees DMA memory with different CPU address".
+    pub(super) const DIFFERENT_CPU_ADDRESS: KernelSite = at(1007, "check_unmap");
+    /// `check_unmap()`: "frees DMA sg list with different entry count".
+    pub(super) const DIFFERENT_SG_COUNT: KernelSite = at(1019, "check_unmap");
+    /// `check_unmap()`: "frees DMA memory with different direction".
+    pub(super) const DIFFERENT_DIRECTION: KernelSite = at(1030, "check_unmap");
+    /// `check_unmap()`: "failed to check map error".
+    pub(super) const MAP_ERROR_NOT_CHECKED: KernelSite = at(1045, "check_unmap");
+    /// `check_sync()`: "tries to sync DMA memory it has not allocated".
+    pub(super) const SYNC_NOT_ALLOCATED: KernelSite = at(1107, "check_sync");
+    /// `check_sync()`: "syncs DMA memory outside allocated range".
+    pub(super) const SYNC_OUTSIDE_RANGE: KernelSite = at(1115, "check_sync");
+    /// `check_sync()`: "syncs DMA memory with different direction".
+    pub(super) const SYNC_DIFFERENT_DIRECTION: KernelSite = at(1128, "check_sync");
+    /// `check_sync()`: "syncs device read-only DMA memory for cpu".
+    pub(super) const SYNC_READ_ONLY_FOR_CPU: KernelSite = at(1139, "check_sync");
+    /// `check_sync()`: "syncs device write-only DMA memory to device".
+    pub(super) const SYNC_WRITE_ONLY_TO_DEVICE: KernelSite = at(1149, "check_sync");
+    /// `check_sync()`: "syncs DMA sg list with different entry count".
+    pub(super) const SYNC_DIFFERENT_SG_COUNT: KernelSite = at(1159, "check_sync");
+    /// `debug_dma_map_single()`: "maps memory from invalid area".
+    pub(super) const MAP_INVALID_AREA: KernelSite = at(1202, "debug_dma_map_single");
+    /// kmemlab-only: "frees memory that is still DMA-mapped" (6.6 has no such check).
+    pub(super) const FREED_WHILE_MAPPED: KernelSite = at(0, "debug_dma_check_freed");
 }
 
 /// A link or field of dma-debug's block that cannot be its own (the block was
@@ -696,24 +723,27 @@ impl<P: Platform> Mm<P> {
         Ok(None)
     }
 
-    /// `err_printk()`: count, then "DMA-API: <driver> <device>: <message>" and WARNING.
+    /// `err_printk()` (6.6): count, then `WARN(1, "DMA-API: %s %s: " fmt, …)` at `site`
+    /// (the message line, then the WARNING report; taints `W`).
     fn err_printk(
         &self,
         names: (&str, &str),
         kind: DmaDebugError,
-        site: Site,
+        site: crate::report::KernelSite,
         msg: fmt::Arguments<'_>,
     ) {
         let d = &self.dma.debug;
         d.error_count.fetch_add(1, Relaxed);
         d.errors[kind.index()].fetch_add(1, Relaxed);
-        self.printk(format_args!("DMA-API: {} {}: {}", names.0, names.1, msg));
-        self.printk(format_args!(
-            "WARNING: CPU: {} PID: {} at kernel/dma/debug.c {}",
-            self.platform.smp_processor_id(),
-            self.platform.current_pid(),
-            site.func()
-        ));
+        crate::report::warn!(
+            self,
+            true,
+            site,
+            "DMA-API: {} {}: {}",
+            names.0,
+            names.1,
+            msg
+        );
     }
 
     /// `check_unmap()`: find the mapping and compare; the entry is removed (and
@@ -737,14 +767,14 @@ impl<P: Platform> Mm<P> {
                 self.err_printk(
                     names(),
                     DmaDebugError::FreeInvalidAddress,
-                    Site::CheckUnmap,
+                    site::FREE_INVALID_ADDRESS,
                     format_args!("device driver tries to free an invalid DMA memory address"),
                 );
             } else {
                 self.err_printk(
                     names(),
                     DmaDebugError::FreeNotAllocated,
-                    Site::CheckUnmap,
+                    site::FREE_NOT_ALLOCATED,
                     format_args!(
                         "device driver tries to free DMA memory it has not allocated [device address=0x{:016x}] [size={} bytes]",
                         r.dev_addr, r.size
@@ -760,36 +790,36 @@ impl<P: Platform> Mm<P> {
             return None;
         }
         if r.size != e.size {
-            self.err_printk(names(), DmaDebugError::DifferentSize, Site::CheckUnmap, format_args!(
+            self.err_printk(names(), DmaDebugError::DifferentSize, site::DIFFERENT_SIZE, format_args!(
                 "device driver frees DMA memory with different size [device address=0x{:016x}] [map size={} bytes] [unmap size={} bytes]",
                 r.dev_addr, e.size, r.size
             ));
         }
         if r.kind != e.kind {
-            self.err_printk(names(), DmaDebugError::WrongFunction, Site::CheckUnmap, format_args!(
+            self.err_printk(names(), DmaDebugError::WrongFunction, site::WRONG_FUNCTION, format_args!(
                 "device driver frees DMA memory with wrong function [device address=0x{:016x}] [size={} bytes] [mapped as {}] [unmapped as {}]",
                 r.dev_addr, r.size, e.kind.name(), r.kind.name()
             ));
         } else if e.kind == DebugType::Coherent && r.phys != e.phys {
-            self.err_printk(names(), DmaDebugError::DifferentCpuAddress, Site::CheckUnmap, format_args!(
+            self.err_printk(names(), DmaDebugError::DifferentCpuAddress, site::DIFFERENT_CPU_ADDRESS, format_args!(
                 "device driver frees DMA memory with different CPU address [device address=0x{:016x}] [size={} bytes] [cpu alloc address=0x{:016x}] [cpu free address=0x{:016x}]",
                 r.dev_addr, r.size, e.phys, r.phys
             ));
         }
         if r.sg_call_ents != 0 && r.kind == DebugType::Sg && r.sg_call_ents != e.sg_call_ents {
-            self.err_printk(names(), DmaDebugError::DifferentSgCount, Site::CheckUnmap, format_args!(
+            self.err_printk(names(), DmaDebugError::DifferentSgCount, site::DIFFERENT_SG_COUNT, format_args!(
                 "device driver frees DMA sg list with different entry count [map count={}] [unmap count={}]",
                 e.sg_call_ents, r.sg_call_ents
             ));
         }
         if r.dir != e.dir {
-            self.err_printk(names(), DmaDebugError::DifferentDirection, Site::CheckUnmap, format_args!(
+            self.err_printk(names(), DmaDebugError::DifferentDirection, site::DIFFERENT_DIRECTION, format_args!(
                 "device driver frees DMA memory with different direction [device address=0x{:016x}] [size={} bytes] [mapped with {}] [unmapped with {}]",
                 r.dev_addr, r.size, e.dir.name(), r.dir.name()
             ));
         }
         if e.map_err == MAP_ERR_NOT_CHECKED {
-            self.err_printk(names(), DmaDebugError::MapErrorNotChecked, Site::CheckUnmap, format_args!(
+            self.err_printk(names(), DmaDebugError::MapErrorNotChecked, site::MAP_ERROR_NOT_CHECKED, format_args!(
                 "device driver failed to check map error[device address=0x{:016x}] [size={} bytes] [mapped as {}]",
                 r.dev_addr, r.size, e.kind.name()
             ));
@@ -812,14 +842,14 @@ impl<P: Platform> Mm<P> {
         };
         drop(state);
         let Some(e) = found else {
-            self.err_printk(names, DmaDebugError::SyncNotAllocated, Site::CheckSync, format_args!(
+            self.err_printk(names, DmaDebugError::SyncNotAllocated, site::SYNC_NOT_ALLOCATED, format_args!(
                 "device driver tries to sync DMA memory it has not allocated [device address=0x{:016x}] [size={} bytes]",
                 r.dev_addr, r.size
             ));
             return;
         };
         if r.size > e.size {
-            self.err_printk(names, DmaDebugError::SyncOutsideRange, Site::CheckSync, format_args!(
+            self.err_printk(names, DmaDebugError::SyncOutsideRange, site::SYNC_OUTSIDE_RANGE, format_args!(
                 "device driver syncs DMA memory outside allocated range [device address=0x{:016x}] [allocation size={} bytes] [sync offset+size={}]",
                 e.dev_addr, e.size, r.size
             ));
@@ -828,19 +858,19 @@ impl<P: Platform> Mm<P> {
             return;
         }
         if r.dir != e.dir {
-            self.err_printk(names, DmaDebugError::SyncDifferentDirection, Site::CheckSync, format_args!(
+            self.err_printk(names, DmaDebugError::SyncDifferentDirection, site::SYNC_DIFFERENT_DIRECTION, format_args!(
                 "device driver syncs DMA memory with different direction [device address=0x{:016x}] [size={} bytes] [mapped with {}] [synced with {}]",
                 r.dev_addr, e.size, e.dir.name(), r.dir.name()
             ));
         }
         if to_cpu && e.dir != DmaDataDirection::FromDevice && r.dir != DmaDataDirection::ToDevice {
-            self.err_printk(names, DmaDebugError::SyncWrongWay, Site::CheckSync, format_args!(
+            self.err_printk(names, DmaDebugError::SyncWrongWay, site::SYNC_READ_ONLY_FOR_CPU, format_args!(
                 "device driver syncs device read-only DMA memory for cpu [device address=0x{:016x}] [size={} bytes] [mapped with {}] [synced with {}]",
                 r.dev_addr, e.size, e.dir.name(), r.dir.name()
             ));
         }
         if !to_cpu && e.dir != DmaDataDirection::ToDevice && r.dir != DmaDataDirection::FromDevice {
-            self.err_printk(names, DmaDebugError::SyncWrongWay, Site::CheckSync, format_args!(
+            self.err_printk(names, DmaDebugError::SyncWrongWay, site::SYNC_WRITE_ONLY_TO_DEVICE, format_args!(
                 "device driver syncs device write-only DMA memory to device [device address=0x{:016x}] [size={} bytes] [mapped with {}] [synced with {}]",
                 r.dev_addr, e.size, e.dir.name(), r.dir.name()
             ));
@@ -850,7 +880,7 @@ impl<P: Platform> Mm<P> {
         // "device driver syncs DMA sg list with different entry count [map count=%d]
         // [sync count=%d]\n", entry->sg_call_ents, ref->sg_call_ents);
         if r.sg_call_ents != 0 && r.kind == DebugType::Sg && r.sg_call_ents != e.sg_call_ents {
-            self.err_printk(names, DmaDebugError::SyncDifferentSgCount, Site::CheckSync, format_args!(
+            self.err_printk(names, DmaDebugError::SyncDifferentSgCount, site::SYNC_DIFFERENT_SG_COUNT, format_args!(
                 "device driver syncs DMA sg list with different entry count [map count={}] [sync count={}]",
                 e.sg_call_ents, r.sg_call_ents
             ));
@@ -869,7 +899,7 @@ impl<P: Platform> Mm<P> {
             self.err_printk(
                 (dev.driver(), dev.name()),
                 DmaDebugError::MapInvalidArea,
-                Site::MapSingle,
+                site::MAP_INVALID_AREA,
                 format_args!(
                     "device driver maps memory from invalid area [addr={:#x}] [len={len}]",
                     addr.0
@@ -1183,7 +1213,7 @@ impl<P: Platform> Mm<P> {
             self.err_printk(
                 (driver.as_str(), name.as_str()),
                 DmaDebugError::FreedWhileMapped,
-                Site::Freed,
+                site::FREED_WHILE_MAPPED,
                 format_args!(
                     "device driver frees memory that is still DMA-mapped [device address=0x{:016x}] [size={} bytes] [mapped as {}] [mapped with {}]",
                     e.dev_addr, e.size, e.kind.name(), e.dir.name()

@@ -10,6 +10,7 @@ use super::{min_not_zero, Device, DmaAddr, DmaDataDirection, DmaError, DMA_MAPPI
 use crate::addr::{get_order, PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::gfp::Gfp;
 use crate::platform::Platform;
+use crate::report::KernelSite as KS;
 use crate::Mm;
 
 impl<P: Platform> Mm<P> {
@@ -60,10 +61,15 @@ impl<P: Platform> Mm<P> {
     /// `dma_direct_map_page`'s refusal: the overflow warning, counted; DMA_MAPPING_ERROR.
     fn map_overflow(&self, dev: &Device, dma_addr: DmaAddr, size: usize) -> DmaAddr {
         self.dma.counters.overflow_refusals.fetch_add(1, Relaxed);
+        // 6.6 `dma_direct_map_page()`: `dev_WARN_ONCE(dev, 1, "DMA addr %pad+%zu overflow …")`.
+        const SITE: KS = KS {
+            file: "kernel/dma/direct.h",
+            line: 104,
+            func: "dma_direct_map_page",
+        };
         self.dev_warn(
             dev,
-            "kernel/dma/direct.h",
-            "dma_direct_map_page",
+            SITE,
             format_args!(
                 "DMA addr {}+{} overflow (mask {:x}, bus limit {:x}).",
                 self.pad(dma_addr),
@@ -181,16 +187,18 @@ impl<P: Platform> Mm<P> {
         }
     }
 
-    /// A `WARN_ON` / `WARN_ON_ONCE` of kernel/dma/mapping.c, in the format the crate
-    /// prints WARNINGs in.
-    fn dma_mapping_warn(&self, func: &str, cond: &str) {
-        self.dma.counters.warnings.fetch_add(1, Relaxed);
-        self.printk(format_args!(
-            "WARNING: CPU: {} PID: {} at kernel/dma/mapping.c {func}: {cond}",
-            self.platform.smp_processor_id(),
-            self.platform.current_pid(),
-        ));
-    }
+    /// 6.6 `dma_alloc_attrs()`: `if (WARN_ON_ONCE(flag & __GFP_COMP)) return NULL;`.
+    const ALLOC_GFP_COMP: KS = KS {
+        file: "kernel/dma/mapping.c",
+        line: 510,
+        func: "dma_alloc_attrs",
+    };
+    /// 6.6 `dma_free_attrs()`: `WARN_ON(irqs_disabled());`.
+    const FREE_IRQS_DISABLED: KS = KS {
+        file: "kernel/dma/mapping.c",
+        line: 545,
+        func: "dma_free_attrs",
+    };
 
     /// `dma_alloc_coherent()`: `size` bytes of zeroed, physically contiguous memory that
     /// the device reaches under its coherent mask, as (CPU address, bus address).
@@ -204,8 +212,9 @@ impl<P: Platform> Mm<P> {
         gfp: Gfp,
     ) -> Result<(VirtAddr, DmaAddr), DmaError> {
         if gfp.contains(Gfp::__GFP_COMP) {
-            if !self.dma.counters.comp_warned.swap(true, Relaxed) {
-                self.dma_mapping_warn("dma_alloc_attrs", "WARN_ON_ONCE(flag & __GFP_COMP)");
+            if self.warn_once_first(&Self::ALLOC_GFP_COMP) {
+                self.dma.counters.warnings.fetch_add(1, Relaxed);
+                self.warn_at(&Self::ALLOC_GFP_COMP, format_args!(""));
             }
             return Err(DmaError::Inval);
         }
@@ -240,8 +249,12 @@ impl<P: Platform> Mm<P> {
         cpu_addr: VirtAddr,
         dma_handle: DmaAddr,
     ) -> Result<(), DmaError> {
-        if self.platform.irqs_disabled() {
-            self.dma_mapping_warn("dma_free_attrs", "WARN_ON(irqs_disabled())");
+        if crate::report::warn_on!(
+            self,
+            self.platform.irqs_disabled(),
+            Self::FREE_IRQS_DISABLED
+        ) {
+            self.dma.counters.warnings.fetch_add(1, Relaxed);
         }
         let Some(phys) = self.layout.virt_to_phys(cpu_addr.0) else {
             return Err(DmaError::Inval);

@@ -27,6 +27,7 @@ use crate::addr::{PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::arch::Profile;
 use crate::mm_types::Page;
 use crate::platform::Platform;
+use crate::report::KernelSite as KS;
 use crate::Mm;
 
 pub use debug::DmaDebugError;
@@ -356,8 +357,6 @@ pub(crate) struct DmaCounters {
     swiotlb_full: AtomicU64,
     coherent_live: AtomicU64,
     warnings: AtomicU64,
-    /// `dma_alloc_attrs`'s `WARN_ON_ONCE(flag & __GFP_COMP)` fired.
-    pub(crate) comp_warned: core::sync::atomic::AtomicBool,
 }
 
 /// The DMA layer's globals (`io_tlb_default_mem`, dma-debug's hash and free list).
@@ -382,7 +381,6 @@ impl DmaGlobals {
                 swiotlb_full: AtomicU64::new(0),
                 coherent_live: AtomicU64::new(0),
                 warnings: AtomicU64::new(0),
-                comp_warned: core::sync::atomic::AtomicBool::new(false),
             },
         }
     }
@@ -618,10 +616,15 @@ impl<P: Platform> Mm<P> {
     ) -> DmaAddr {
         if self.is_vmalloc_addr(ptr) {
             self.dma.counters.vmalloc_rejections.fetch_add(1, Relaxed);
+            // 6.6 `dma_map_single_attrs()`: `dev_WARN_ONCE(dev, is_vmalloc_addr(ptr), …)`.
+            const SITE: KS = KS {
+                file: "include/linux/dma-mapping.h",
+                line: 332,
+                func: "dma_map_single_attrs",
+            };
             self.dev_warn(
                 dev,
-                "include/linux/dma-mapping.h",
-                "dma_map_single_attrs",
+                SITE,
                 format_args!("rejecting DMA map of vmalloc memory"),
             );
             return DMA_MAPPING_ERROR;
@@ -722,30 +725,45 @@ impl<P: Platform> Mm<P> {
         self.debug_dma_sync_single(dev, addr, size, dir, false);
     }
 
-    /// `BUG_ON(!valid_dma_direction(dir))`: reported and refused.
-    fn valid_direction(&self, dir: DmaDataDirection, func: &str) -> bool {
-        if dir.is_valid() {
-            return true;
+    /// `BUG_ON(!valid_dma_direction(dir))` at the top of 6.6 kernel/dma/mapping.c's `func`:
+    /// `kernel BUG at kernel/dma/mapping.c:NNN!` and the oops; refused.
+    fn valid_direction(&self, dir: DmaDataDirection, func: &'static str) -> bool {
+        let line = match func {
+            "dma_map_page_attrs" => 154,
+            "dma_unmap_page_attrs" => 176,
+            "__dma_map_sg_attrs" => 192,
+            "dma_unmap_sg_attrs" => 289,
+            "dma_sync_single_for_cpu" => 337,
+            "dma_sync_single_for_device" => 351,
+            "dma_sync_sg_for_cpu" => 365,
+            "dma_sync_sg_for_device" => 379,
+            _ => 0,
+        };
+        let site = KS {
+            file: "kernel/dma/mapping.c",
+            line,
+            func,
+        };
+        if crate::report::bug!(self, !dir.is_valid(), site) {
+            self.dma.counters.warnings.fetch_add(1, Relaxed);
+            return false;
         }
-        self.dma.counters.warnings.fetch_add(1, Relaxed);
-        self.printk(format_args!(
-            "kernel BUG at include/linux/dma-mapping.h: {func}: BUG_ON(!valid_dma_direction(dir))"
-        ));
-        false
+        true
     }
 
     // ----- messages ----------------------------------------------------------------
 
-    /// `dev_WARN_ONCE(dev, 1, fmt)`: "<driver> <device>: <message>" and the WARNING line.
-    /// (The kernel prints it once per call site; every occurrence is printed here.)
-    pub(crate) fn dev_warn(&self, dev: &Device, file: &str, func: &str, msg: fmt::Arguments<'_>) {
-        self.dma.counters.warnings.fetch_add(1, Relaxed);
-        self.printk(format_args!("{} {}: {}", dev.driver(), dev.name(), msg));
-        self.printk(format_args!(
-            "WARNING: CPU: {} PID: {} at {file} {func}",
-            self.platform.smp_processor_id(),
-            self.platform.current_pid(),
-        ));
+    /// `dev_WARN_ONCE(dev, 1, fmt)` (`include/linux/dev_printk.h`, 6.6): `WARN_ONCE(1,
+    /// "%s %s: " fmt, dev_driver_string(dev), dev_name(dev))` at `site`, printed the first
+    /// time that site fires on this machine (and counted in `warnings` then).
+    pub(crate) fn dev_warn(&self, dev: &Device, site: KS, msg: fmt::Arguments<'_>) {
+        if self.warn_once_first(&site) {
+            self.dma.counters.warnings.fetch_add(1, Relaxed);
+            self.warn_at(
+                &site,
+                format_args!("{} {}: {}", dev.driver(), dev.name(), msg),
+            );
+        }
     }
 
     /// `dev_warn()` / `dev_err()`: one "<driver> <device>: <message>" line.

@@ -354,7 +354,9 @@ impl<P: Platform> Mm<P> {
         nents: u32,
         dir: DmaDataDirection,
     ) -> Result<u32, DmaError> {
-        if !self.valid_direction(dir, "dma_map_sg_attrs") || nents == 0 || nents > table.orig_nents
+        if !self.valid_direction(dir, "__dma_map_sg_attrs")
+            || nents == 0
+            || nents > table.orig_nents
         {
             return Err(DmaError::Inval);
         }

@@ -17,6 +17,7 @@ use super::{Device, DmaAddr, DmaCheckError, DmaDataDirection, DMA_MAPPING_ERROR}
 use crate::addr::{align_up, PhysAddr, PAGE_SIZE};
 use crate::mm_init::BootError;
 use crate::platform::Platform;
+use crate::report::KernelSite as KS;
 use crate::sync::SpinLockIrq;
 use crate::Mm;
 
@@ -327,10 +328,15 @@ impl<P: Platform> Mm<P> {
         if !self.dma_capable(dev, dma_addr, size) {
             self.swiotlb_release_slots(tlb_addr);
             self.dma.counters.overflow_refusals.fetch_add(1, Relaxed);
+            // 6.6 `swiotlb_map()`: `dev_WARN_ONCE(dev, 1, "swiotlb addr %pad+%zu overflow …")`.
+            const SITE: KS = KS {
+                file: "kernel/dma/swiotlb.c",
+                line: 1511,
+                func: "swiotlb_map",
+            };
             self.dev_warn(
                 dev,
-                "kernel/dma/swiotlb.c",
-                "swiotlb_map",
+                SITE,
                 format_args!(
                     "swiotlb addr {}+{} overflow (mask {:x}, bus limit {:x}).",
                     self.pad(dma_addr),
@@ -614,10 +620,15 @@ impl<P: Platform> Mm<P> {
         let tlb_offset = tlb_addr.0 & (IO_TLB_SIZE - 1);
         let mut size = size as u64;
         if tlb_offset > alloc_size {
+            // 6.6 `swiotlb_bounce()`: `if (tlb_offset > alloc_size) dev_WARN_ONCE(dev, 1, …)`.
+            const SITE: KS = KS {
+                file: "kernel/dma/swiotlb.c",
+                line: 882,
+                func: "swiotlb_bounce",
+            };
             self.dev_warn(
                 dev,
-                "kernel/dma/swiotlb.c",
-                "swiotlb_bounce",
+                SITE,
                 format_args!(
                     "Buffer overflow detected. Allocation size: {alloc_size}. Mapping size: {size}+{tlb_offset}."
                 ),
@@ -629,10 +640,15 @@ impl<P: Platform> Mm<P> {
         };
         let alloc_size = alloc_size - tlb_offset;
         if size > alloc_size {
+            // 6.6 `swiotlb_bounce()`: `if (size > alloc_size) dev_WARN_ONCE(dev, 1, …)`.
+            const SITE: KS = KS {
+                file: "kernel/dma/swiotlb.c",
+                line: 892,
+                func: "swiotlb_bounce",
+            };
             self.dev_warn(
                 dev,
-                "kernel/dma/swiotlb.c",
-                "swiotlb_bounce",
+                SITE,
                 format_args!(
                     "Buffer overflow detected. Allocation size: {alloc_size}. Mapping size: {size}."
                 ),

@@ -578,15 +578,14 @@ impl<P: Platform> Mm<P> {
     ) -> Result<AllocContext, AllocError> {
         if order > MAX_PAGE_ORDER {
             VmEvents::add(&self.events.warn, 1);
-            if !gfp.contains(Gfp::__GFP_NOWARN) {
-                self.printk(format_args!(
-                    "WARNING: CPU: {} PID: {} at mm/page_alloc.c __alloc_pages: order:{} > MAX_ORDER:{}",
-                    self.platform.smp_processor_id(),
-                    self.platform.current_pid(),
-                    order,
-                    MAX_PAGE_ORDER
-                ));
-            }
+            // 6.6 `__alloc_pages()`: `WARN_ON_ONCE_GFP(order > MAX_ORDER, gfp)`, once per
+            // boot and never for __GFP_NOWARN.
+            const SITE: crate::report::KernelSite = crate::report::KernelSite {
+                file: "mm/page_alloc.c",
+                line: 4410,
+                func: "__alloc_pages",
+            };
+            crate::report::warn_on_once!(self, !gfp.contains(Gfp::__GFP_NOWARN), SITE);
             return Err(AllocError::OrderTooLarge(order));
         }
         let zone_type = gfp

@@ -964,6 +964,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `kmem_cache_destroy()`: refused, with the kernel's report, while objects remain.
+    #[track_caller]
     pub fn kmem_cache_destroy(&self, r: KmemCacheRef) -> Result<(), SlabError> {
         let s = self.api_cache(r)?;
         self.might_sleep()
@@ -989,7 +990,7 @@ impl<P: Platform> Mm<P> {
             .load(Relaxed)
             .saturating_sub(self.count_free_on_node(s)?);
         if n.nr_slabs.load(Relaxed) > 0 {
-            self.report_objects_remaining(s, remaining);
+            self.report_objects_remaining(s, remaining, crate::slab::CallSite::caller());
             return Err(SlabError::ObjectsRemaining {
                 name: s.name(),
                 objects: remaining,

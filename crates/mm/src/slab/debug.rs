@@ -845,7 +845,7 @@ impl<P: Platform> Mm<P> {
 
     /// The report of `kmem_cache_destroy` on a cache with objects left
     /// (`list_slab_objects` in `__kmem_cache_shutdown`).
-    pub(crate) fn report_objects_remaining(&self, s: &KmemCache, remaining: u64) {
+    pub(crate) fn report_objects_remaining(&self, s: &KmemCache, remaining: u64, caller: CallSite) {
         self.slab_bug(
             s,
             format_args!(
@@ -863,12 +863,20 @@ impl<P: Platform> Mm<P> {
                 });
             }
         }
-        self.printk(format_args!(
-            "WARNING: CPU: {} PID: {} at mm/slab_common.c kmem_cache_destroy: kmem_cache_destroy {}: Slab cache still has objects",
-            self.platform.smp_processor_id(),
-            self.platform.current_pid(),
+        // 6.6 `kmem_cache_destroy()`: `WARN(err, "%s %s: Slab cache still has objects when
+        // called from %pS", __func__, s->name, (void *)_RET_IP_)`.
+        const SITE: crate::report::KernelSite = crate::report::KernelSite {
+            file: "mm/slab_common.c",
+            line: 498,
+            func: "kmem_cache_destroy",
+        };
+        crate::report::warn!(
+            self,
+            true,
+            SITE,
+            "kmem_cache_destroy {}: Slab cache still has objects when called from {caller}",
             s.name()
-        ));
+        );
     }
 
     fn list_slab_objects(&self, s: &KmemCache, pfn: u64) {

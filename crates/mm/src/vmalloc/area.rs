@@ -278,13 +278,22 @@ impl<P: Platform> Mm<P> {
                 cur = o.right(cur)?;
             } else {
                 self.vmalloc.stats.bugs.fetch_add(1, Relaxed);
-                self.printk(format_args!(
-                    "WARNING: vmalloc bug: 0x{:x}-0x{:x} overlaps with 0x{:x}-0x{:x}",
+                // 6.6 `find_va_links()`: `WARN(1, "vmalloc bug: 0x%lx-0x%lx overlaps with …")`.
+                const SITE: crate::report::KernelSite = crate::report::KernelSite {
+                    file: "mm/vmalloc.c",
+                    line: 895,
+                    func: "find_va_links",
+                };
+                crate::report::warn!(
+                    self,
+                    true,
+                    SITE,
+                    "vmalloc bug: 0x{:x}-0x{:x} overlaps with 0x{:x}-0x{:x}",
                     start,
                     end,
                     t.start(),
                     t.end()
-                ));
+                );
                 return Ok(None);
             }
         }

@@ -608,9 +608,13 @@ impl<P: Platform> Mm<P> {
     ) -> Result<VirtAddr, VmallocError> {
         let real_size = size as u64;
         if real_size == 0 {
-            self.vmalloc_warn(format_args!(
-                "WARNING: mm/vmalloc.c __vmalloc_node_range: WARN_ON_ONCE(!size)"
-            ));
+            // 6.6 `__vmalloc_node_range()`: `if (WARN_ON_ONCE(!size)) return NULL;`
+            const SITE: crate::report::KernelSite = crate::report::KernelSite {
+                file: "mm/vmalloc.c",
+                line: 3256,
+                func: "__vmalloc_node_range",
+            };
+            self.vmalloc_warn_once(SITE);
             return Err(VmallocError::ZeroSize);
         }
         if node != NUMA_NO_NODE && node != 0 {
@@ -1026,9 +1030,16 @@ impl<P: Platform> Mm<P> {
             return Ok(());
         }
         let Some(area) = self.remove_vm_area(addr)? else {
-            self.vmalloc_warn(format_args!(
-                "WARNING: mm/vmalloc.c vfree: Trying to vfree() nonexistent vm area ({addr})"
-            ));
+            // 6.6 `vfree()`: `if (unlikely(!vm)) { WARN(1, KERN_ERR "Trying to vfree() …`
+            const SITE: crate::report::KernelSite = crate::report::KernelSite {
+                file: "mm/vmalloc.c",
+                line: 2843,
+                func: "vfree",
+            };
+            self.vmalloc_warn(
+                SITE,
+                format_args!("Trying to vfree() nonexistent vm area ({addr})"),
+            );
             return Err(VmallocError::NoSuchArea(addr));
         };
         self.release_vm_pages(&area, depth)
@@ -1095,9 +1106,13 @@ impl<P: Platform> Mm<P> {
     /// checked before anything is changed: a corrupted one is reported and left as it is.
     fn remove_vm_area(&self, addr: VirtAddr) -> Result<Option<VmArea>, VmallocError> {
         if !addr.0.is_multiple_of(PAGE_SIZE as u64) {
-            self.vmalloc_warn(format_args!(
-                "WARNING: mm/vmalloc.c remove_vm_area: Trying to vfree() bad address ({addr})"
-            ));
+            // 6.6 `remove_vm_area()`: `if (WARN(!PAGE_ALIGNED(addr), "Trying to vfree() bad address …`
+            const SITE: crate::report::KernelSite = crate::report::KernelSite {
+                file: "mm/vmalloc.c",
+                line: 2708,
+                func: "remove_vm_area",
+            };
+            self.vmalloc_warn(SITE, format_args!("Trying to vfree() bad address ({addr})"));
             return Ok(None);
         }
         let (va, area) = {
@@ -1140,9 +1155,16 @@ impl<P: Platform> Mm<P> {
             return Ok(());
         }
         let Some(area) = self.remove_vm_area(addr)? else {
-            self.vmalloc_warn(format_args!(
-                "WARNING: mm/vmalloc.c vunmap: Trying to vunmap() nonexistent vm area ({addr})"
-            ));
+            // 6.6 `vunmap()`: `if (unlikely(!vm)) { WARN(1, KERN_ERR "Trying to vunmap() …`
+            const SITE: crate::report::KernelSite = crate::report::KernelSite {
+                file: "mm/vmalloc.c",
+                line: 2888,
+                func: "vunmap",
+            };
+            self.vmalloc_warn(
+                SITE,
+                format_args!("Trying to vunmap() nonexistent vm area ({addr})"),
+            );
             return Err(VmallocError::NoSuchArea(addr));
         };
         let _ = self.kfree(area.vm);
@@ -1227,9 +1249,25 @@ impl<P: Platform> Mm<P> {
         if flags.intersects(
             VmFlags::VM_FLUSH_RESET_PERMS | VmFlags::VM_NO_GUARD | VmFlags::VM_MAP_PUT_PAGES,
         ) {
-            self.vmalloc_warn(format_args!(
-                "WARNING: mm/vmalloc.c vmap: unsupported flags {flags:?}"
-            ));
+            // 6.6 `vmap()`: `if (WARN_ON_ONCE(flags & VM_FLUSH_RESET_PERMS)) return NULL;`
+            // then the same for VM_NO_GUARD; refusing VM_MAP_PUT_PAGES is kmemlab's (line 0).
+            let line = if flags.contains(VmFlags::VM_FLUSH_RESET_PERMS) {
+                2920
+            } else if flags.contains(VmFlags::VM_NO_GUARD) {
+                2927
+            } else {
+                0
+            };
+            let site = crate::report::KernelSite {
+                file: "mm/vmalloc.c",
+                line,
+                func: "vmap",
+            };
+            if line == 0 {
+                self.vmalloc_warn(site, format_args!("unsupported flags {flags:?}"));
+            } else {
+                self.vmalloc_warn_once(site);
+            }
             return Err(VmallocError::BadArgs(
                 "vmap: VM_FLUSH_RESET_PERMS, VM_NO_GUARD and VM_MAP_PUT_PAGES are not accepted",
             ));
@@ -1302,9 +1340,13 @@ impl<P: Platform> Mm<P> {
             };
             let Some(node) = node.filter(|n| n.flags.load(Relaxed) & VMAP_RAM != 0) else {
                 drop(busy);
-                self.vmalloc_warn(format_args!(
-                    "WARNING: mm/vmalloc.c vm_unmap_ram: WARN_ON_ONCE(!va)"
-                ));
+                // 6.6 `vm_unmap_ram()`: `if (WARN_ON_ONCE(!va)) return;`
+                const SITE: crate::report::KernelSite = crate::report::KernelSite {
+                    file: "mm/vmalloc.c",
+                    line: 2376,
+                    func: "vm_unmap_ram",
+                };
+                self.vmalloc_warn_once(SITE);
                 return Err(VmallocError::NoSuchArea(addr));
             };
             if (count as u64).checked_shl(PAGE_SHIFT) != Some(node.size()) {
@@ -1456,9 +1498,16 @@ impl<P: Platform> Mm<P> {
         let mut vm = 0;
         if p.0 != 0 {
             let Some(area) = self.find_vm_area(p).filter(|a| a.addr == p) else {
-                self.vmalloc_warn(format_args!(
-                    "WARNING: mm/vmalloc.c vrealloc: Trying to vrealloc() nonexistent vm area ({p})"
-                ));
+                // kmemlab-only: 6.6 has no `vrealloc()` (its 6.12 `WARN(1, "Trying to vrealloc() …")`).
+                const SITE: crate::report::KernelSite = crate::report::KernelSite {
+                    file: "mm/vmalloc.c",
+                    line: 0,
+                    func: "vrealloc",
+                };
+                self.vmalloc_warn(
+                    SITE,
+                    format_args!("Trying to vrealloc() nonexistent vm area ({p})"),
+                );
                 return Err(VmallocError::NoSuchArea(p));
             };
             vm = area.vm.0;
@@ -1824,10 +1873,17 @@ impl<P: Platform> Mm<P> {
     }
 
     /// A kernel `WARN` from vmalloc, counted.
-    fn vmalloc_warn(&self, args: fmt::Arguments<'_>) {
+    fn vmalloc_warn(&self, site: crate::report::KernelSite, args: fmt::Arguments<'_>) {
         self.vmalloc.stats.bugs.fetch_add(1, Relaxed);
         crate::vmstat::VmEvents::add(&self.events.warn, 1);
-        self.printk(args);
+        crate::report::warn!(self, true, site, "{args}");
+    }
+
+    /// A `WARN_ON_ONCE` of mm/vmalloc.c at `site`: counted every time, printed once.
+    fn vmalloc_warn_once(&self, site: crate::report::KernelSite) {
+        self.vmalloc.stats.bugs.fetch_add(1, Relaxed);
+        crate::vmstat::VmEvents::add(&self.events.warn, 1);
+        crate::report::warn_on_once!(self, true, site);
     }
 
     /// `warn_alloc(gfp, NULL, fmt, ...)`: the allocation-failure line, unless `__GFP_NOWARN`.

@@ -103,9 +103,18 @@ impl<P: Platform> Mm<P> {
         // The kernel writes into the area without looking; an address that is not a live
         // mapping would be a wild write, so it is refused instead.
         if self.find_vm_area(addr).is_none_or(|a| a.addr != addr) {
-            self.printk(format_args!(
-                "WARNING: mm/vmalloc.c vfree_atomic: Trying to vfree() nonexistent vm area ({addr})"
-            ));
+            // kmemlab-only: 6.6 `vfree_atomic()` writes into the area without looking.
+            const SITE: crate::report::KernelSite = crate::report::KernelSite {
+                file: "mm/vmalloc.c",
+                line: 0,
+                func: "vfree_atomic",
+            };
+            crate::report::warn!(
+                self,
+                true,
+                SITE,
+                "Trying to vfree() nonexistent vm area ({addr})"
+            );
             return Err(VmallocError::NoSuchArea(addr));
         }
         let head = &self.this_cpu().vfree_deferred;

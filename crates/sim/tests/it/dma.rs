@@ -207,10 +207,17 @@ fn dma_map_single_of_vmalloc_memory_is_rejected_with_the_kernels_words() {
         });
         let console = m.take_console();
         assert_eq!(
-            console[0],
-            "simdma nic: rejecting DMA map of vmalloc memory"
+            console,
+            warn_lines(
+                0,
+                100,
+                "kmemlab/0",
+                "Not tainted",
+                Some("simdma nic: rejecting DMA map of vmalloc memory"),
+                "include/linux/dma-mapping.h:332 dma_map_single_attrs"
+            ),
+            "{console:#?}"
         );
-        assert!(console[1].starts_with("WARNING: CPU: 0 PID: 100 at include/linux/dma-mapping.h"));
         let stats = m.mm().dma_stats();
         assert_eq!(
             (stats.vmalloc_rejections, stats.maps, stats.mappings_live),
@@ -534,8 +541,19 @@ fn bounce_pool_beyond_the_isa_mask_is_refused_as_swiotlb_overflow() {
         "simdma isa: swiotlb addr 0x{:016x}+512 overflow (mask ffffff, bus limit 0).",
         pool.0
     );
-    assert_eq!(console[0], expected);
-    assert!(console[1].contains("at kernel/dma/swiotlb.c swiotlb_map"));
+    // dev_WARN_ONCE at 6.6 kernel/dma/swiotlb.c:1511, as __warn() prints it.
+    assert_eq!(
+        console,
+        warn_lines(
+            0,
+            100,
+            "kmemlab/0",
+            "Not tainted",
+            Some(&expected),
+            "kernel/dma/swiotlb.c:1511 swiotlb_map"
+        ),
+        "{console:#?}"
+    );
     m.mm().dma_check().unwrap();
 }
 
@@ -558,11 +576,20 @@ fn without_swiotlb_a_buffer_beyond_the_mask_is_refused_as_dma_addr_overflow() {
         });
         let digits = if profile == Profile::X86_64 { 16 } else { 8 };
         let console = m.take_console();
+        let msg = format!(
+            "simdma isa: DMA addr 0x{phys:0digits$x}+256 overflow (mask ffffff, bus limit 0)."
+        );
         assert_eq!(
-            console[0],
-            format!(
-                "simdma isa: DMA addr 0x{phys:0digits$x}+256 overflow (mask ffffff, bus limit 0)."
-            )
+            console,
+            warn_lines(
+                0,
+                100,
+                "kmemlab/0",
+                "Not tainted",
+                Some(&msg),
+                "kernel/dma/direct.h:104 dma_direct_map_page"
+            ),
+            "{console:#?}"
         );
         assert_eq!(m.mm().dma_stats().overflow_refusals, 1);
         // A driver that hands the device the physical address anyway: its 24 address
@@ -904,31 +931,43 @@ fn dma_debug_reports_bad_unmaps_with_the_kernels_words() {
     let dev = nic.device();
     let buf = m.run(|mm| mm.kmalloc(256, Gfp::GFP_KERNEL)).unwrap();
     let phys = phys_of(m.mm(), buf);
+    // Line n of what was printed (line 0 of each WARN is its cut line, 1 its message).
     let line = |n: usize| m.take_console().get(n).cloned().unwrap_or_default();
     m.run(|mm| {
         // Never mapped.
         mm.dma_unmap_single(dev, 0x123000, 64, Dir::ToDevice);
     });
-    assert_eq!(line(0), "DMA-API: simdma nic: device driver tries to free DMA memory it has not allocated [device address=0x0000000000123000] [size=64 bytes]");
+    assert_eq!(line(1), "DMA-API: simdma nic: device driver tries to free DMA memory it has not allocated [device address=0x0000000000123000] [size=64 bytes]");
     m.run(|mm| {
         let a = mm.dma_map_single(dev, buf, 256, Dir::FromDevice);
         mm.dma_mapping_error(dev, a).unwrap();
         mm.dma_unmap_single(dev, a, 128, Dir::FromDevice);
     });
-    assert_eq!(line(0), format!("DMA-API: simdma nic: device driver frees DMA memory with different size [device address=0x{phys:016x}] [map size=256 bytes] [unmap size=128 bytes]"));
+    assert_eq!(line(1), format!("DMA-API: simdma nic: device driver frees DMA memory with different size [device address=0x{phys:016x}] [map size=256 bytes] [unmap size=128 bytes]"));
     m.run(|mm| {
         let a = mm.dma_map_single(dev, buf, 256, Dir::FromDevice);
         mm.dma_mapping_error(dev, a).unwrap();
         mm.dma_unmap_single(dev, a, 256, Dir::ToDevice);
     });
-    assert_eq!(line(0), format!("DMA-API: simdma nic: device driver frees DMA memory with different direction [device address=0x{phys:016x}] [size=256 bytes] [mapped with DMA_FROM_DEVICE] [unmapped with DMA_TO_DEVICE]"));
+    assert_eq!(line(1), format!("DMA-API: simdma nic: device driver frees DMA memory with different direction [device address=0x{phys:016x}] [size=256 bytes] [mapped with DMA_FROM_DEVICE] [unmapped with DMA_TO_DEVICE]"));
     m.run(|mm| {
         let a = mm.dma_map_single(dev, buf, 256, Dir::ToDevice);
         mm.dma_unmap_single(dev, a, 256, Dir::ToDevice);
     });
     let console = m.take_console();
-    assert_eq!(console[0], format!("DMA-API: simdma nic: device driver failed to check map error[device address=0x{phys:016x}] [size=256 bytes] [mapped as single]"));
-    assert!(console[1].starts_with("WARNING: CPU: 0 PID: 100 at kernel/dma/debug.c check_unmap"));
+    let msg = format!("DMA-API: simdma nic: device driver failed to check map error[device address=0x{phys:016x}] [size=256 bytes] [mapped as single]");
+    // WARN(1, …) at 6.6 kernel/dma/debug.c:1045; tainted W by the WARNs before it.
+    assert_eq!(
+        console,
+        warn_lines(
+            0,
+            100,
+            "kmemlab/0",
+            TAINTED_W,
+            Some(&msg),
+            "kernel/dma/debug.c:1045 check_unmap"
+        )
+    );
     m.run(|mm| {
         let (cpu, dma) = mm.dma_alloc_coherent(dev, 4096, Gfp::GFP_KERNEL).unwrap();
         mm.dma_unmap_single(dev, dma, 4096, Dir::Bidirectional);
@@ -936,25 +975,49 @@ fn dma_debug_reports_bad_unmaps_with_the_kernels_words() {
         mm.free_pages(cpu, 0).unwrap();
     });
     let console = m.take_console();
-    assert!(console[0]
+    assert_eq!(console.len(), 12, "two WARNs: {console:#?}");
+    assert!(console[1]
         .contains("device driver frees DMA memory with wrong function [device address=0x"));
-    assert!(console[0].ends_with("[size=4096 bytes] [mapped as coherent] [unmapped as single]"));
-    assert_eq!(console[2], "DMA-API: simdma nic: device driver tries to sync DMA memory it has not allocated [device address=0x0000000000777000] [size=16 bytes]");
+    assert!(console[1].ends_with("[size=4096 bytes] [mapped as coherent] [unmapped as single]"));
+    assert_eq!(
+        console[2],
+        "WARNING: CPU: 0 PID: 100 at kernel/dma/debug.c:999 check_unmap"
+    );
+    assert_eq!(console[7], "DMA-API: simdma nic: device driver tries to sync DMA memory it has not allocated [device address=0x0000000000777000] [size=16 bytes]");
+    assert_eq!(
+        console[8],
+        "WARNING: CPU: 0 PID: 100 at kernel/dma/debug.c:1107 check_sync"
+    );
     // An address outside the direct map (and not vmalloc): dma-debug's "invalid area".
     let bogus = VirtAddr(m.mm().layout().page_offset - 0x1000);
     let a = m.run(|mm| mm.dma_map_single(dev, bogus, 16, Dir::ToDevice));
     assert_eq!(a, DMA_MAPPING_ERROR);
     assert_eq!(
-        line(0),
+        line(1),
         format!(
             "DMA-API: simdma nic: device driver maps memory from invalid area [addr={:#x}] [len=16]",
             bogus.0
         )
     );
-    // DMA_NONE is a BUG in the kernel: refused here.
+    // DMA_NONE is a BUG in the kernel (6.6 kernel/dma/mapping.c:154, BUG_ON in
+    // dma_map_page_attrs): the oops, and the mapping refused.
+    let oopses = m.mm().oops_count();
     let a = m.run(|mm| mm.dma_map_single(dev, buf, 16, Dir::None));
     assert_eq!(a, DMA_MAPPING_ERROR);
-    assert!(line(0).starts_with("kernel BUG at include/linux/dma-mapping.h: dma_map_page_attrs"));
+    let console = m.take_console();
+    assert_eq!(
+        console[..2],
+        [
+            "------------[ cut here ]------------",
+            "kernel BUG at kernel/dma/mapping.c:154!"
+        ],
+        "{console:#?}"
+    );
+    assert!(
+        console[2].starts_with("invalid opcode: 0000 [#"),
+        "{console:#?}"
+    );
+    assert_eq!(m.mm().oops_count(), oopses + 1);
 
     let s = m.mm().dma_stats();
     assert_eq!(s.debug(DmaDebugError::FreeNotAllocated), 1);
@@ -1188,12 +1251,23 @@ fn two_cpus_bounce_at_once_and_an_irq_handler_maps_too() {
         mm.kfree(buf).unwrap();
     })
     .unwrap();
+    // 6.6 kernel/dma/mapping.c:545, WARN_ON(irqs_disabled()), from the interrupted task.
     let console = m.take_console();
-    assert_eq!(console.len(), 1, "{console:?}");
-    assert!(console[0].starts_with("WARNING: CPU: 1 PID: "));
     assert!(
-        console[0].ends_with(" at kernel/dma/mapping.c dma_free_attrs: WARN_ON(irqs_disabled())")
+        console.len() > 3 && console[3].starts_with("CPU: 1 PID: "),
+        "{console:#?}"
     );
+    let words: Vec<&str> = console[3].split_whitespace().collect();
+    let (pid, comm) = (words[3].parse().unwrap(), words[5]);
+    let expected = warn_lines(
+        1,
+        pid,
+        comm,
+        "Not tainted",
+        None,
+        "kernel/dma/mapping.c:545 dma_free_attrs",
+    );
+    assert_eq!(console, expected);
     let s = m.mm().dma_stats();
     assert_eq!(s.bounced_maps, 601);
     assert_eq!(s.debug_error_count, 0);
@@ -1387,10 +1461,20 @@ fn dma_alloc_coherent_does_not_drop_to_a_lower_zone_when_alloc_pages_fails() {
             });
             assert_eq!(r, Err(DmaError::Inval));
         }
+        // Printed once (6.6 kernel/dma/mapping.c:510); tainted W by __alloc_pages' WARN.
         let console = m.take_console();
-        assert_eq!(console.len(), 1, "{console:?}");
-        assert!(console[0]
-            .ends_with("at kernel/dma/mapping.c dma_alloc_attrs: WARN_ON_ONCE(flag & __GFP_COMP)"));
+        assert_eq!(
+            console,
+            warn_lines(
+                0,
+                100,
+                "kmemlab/0",
+                TAINTED_W,
+                None,
+                "kernel/dma/mapping.c:510 dma_alloc_attrs"
+            ),
+            "{console:#?}"
+        );
         m.mm().dma_check_idle().unwrap();
     }
 }
@@ -1457,12 +1541,30 @@ fn mapping_a_size_that_overflows_is_refused() {
     m.run(|mm| mm.dma_set_mask(dev, dma_bit_mask(64))).unwrap();
     let buf = m.run(|mm| mm.kmalloc(64, Gfp::GFP_KERNEL)).unwrap();
     m.take_console();
-    for size in [usize::MAX, usize::MAX / 2, (1usize << 30)] {
+    for (i, size) in [usize::MAX, usize::MAX / 2, (1usize << 30)]
+        .into_iter()
+        .enumerate()
+    {
         let a = m.run(|mm| mm.dma_map_single(dev, buf, size, Dir::ToDevice));
         assert_eq!(a, DMA_MAPPING_ERROR, "size {size}");
         let console = m.take_console();
-        assert!(console[0].contains(&format!("+{size} overflow (mask ffffffffffffffff")));
+        if i > 0 {
+            // dev_WARN_ONCE: printed for the first size only.
+            assert!(console.is_empty(), "{console:#?}");
+            continue;
+        }
+        assert!(console[1].contains(&format!("+{size} overflow (mask ffffffffffffffff")));
+        let expected = warn_lines(
+            0,
+            100,
+            "kmemlab/0",
+            "Not tainted",
+            Some(&console[1]),
+            "kernel/dma/direct.h:104 dma_direct_map_page",
+        );
+        assert_eq!(console, expected);
     }
+    assert_eq!(m.mm().dma_stats().overflow_refusals, 3);
     m.run(|mm| {
         // Scatterlists: offset + size overflowing is -EINVAL.
         let pfn = Pfn(phys_of(mm, buf) >> 12);

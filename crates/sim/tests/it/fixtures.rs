@@ -347,3 +347,30 @@ pub fn shrink_all_caches(m: &Machine) {
     }
     m.mm().drain_all_pages();
 }
+
+/// The console lines of one WARN as 6.6's `report_bug()` → `__warn()` prints them on x86:
+/// the cut line, the message (if any), `WARNING: CPU: <cpu> PID: <pid> at <at>` (`at` is
+/// `file:line func`), `Modules linked in:`, the CPU line with the taint as it stood before
+/// this WARN (`Not tainted`, or the `Tainted: …` letters), and the end marker.
+pub fn warn_lines(
+    cpu: usize,
+    pid: u32,
+    comm: &str,
+    taint: &str,
+    msg: Option<&str>,
+    at: &str,
+) -> Vec<String> {
+    let mut lines = vec!["------------[ cut here ]------------".to_string()];
+    lines.extend(msg.map(str::to_string));
+    lines.push(format!("WARNING: CPU: {cpu} PID: {pid} at {at}"));
+    lines.push("Modules linked in:".to_string());
+    lines.push(format!(
+        "CPU: {cpu} PID: {pid} Comm: {comm} {taint} {}",
+        kmemlab_mm::report::KERNEL_RELEASE
+    ));
+    lines.push("---[ end trace 0000000000000000 ]---".to_string());
+    lines
+}
+
+/// `print_tainted()` with only `W` set: what the CPU line shows after the first WARN.
+pub const TAINTED_W: &str = "Tainted: G        W         ";
