@@ -57,9 +57,12 @@ pub fn render<P: Platform>(mm: &Mm<P>, name: &str, w: &mut dyn Write) -> Result<
 }
 
 /// `/proc/buddyinfo` (`frag_show_print`): free blocks per order, populated zones only.
+/// As 6.6's `frag_show_print()` prints `zone->free_area[order].nr_free`, it reads the
+/// counters ([`Mm::free_area_counts`]), not the lists: O(orders) whatever the zone's size
+/// ([`Mm::check`] holds the counters to the lists).
 pub fn buddyinfo<P: Platform>(mm: &Mm<P>, w: &mut dyn Write) -> fmt::Result {
     for zone in mm.zones().iter().filter(|z| z.is_populated()) {
-        let snap = mm.free_area_snapshot(zone);
+        let snap = mm.free_area_counts(zone);
         write!(w, "Node 0, zone {:>8} ", zone.name())?;
         for n in snap.nr_free {
             write!(w, "{n:>6} ")?;

@@ -8,12 +8,14 @@
 
 use core::fmt;
 
+use crate::mem::RamArray;
 use crate::mm_types::{
     Page, PG_BUDDY, PG_HEAD, PG_LARGE_KMALLOC, PG_PCP, PG_RESERVED, PG_SLAB, PG_TAIL,
 };
 use crate::page_alloc::pcp::{pindex_to_order, NR_PCP_LISTS};
 use crate::page_alloc::{MAX_NR_ZONES, MIGRATE_TYPES};
 use crate::platform::Platform;
+use crate::slab::check::SlabTally;
 use crate::Mm;
 
 /// A broken invariant.
@@ -217,6 +219,19 @@ struct ZoneCount {
     allocated: u64,
 }
 
+/// What the one walk of `mem_map` gathers: the page counts, and the slab pages for
+/// [`Mm::check_slabs`] (one walk serves both checkers).
+struct MemMapWalk {
+    report: CheckReport,
+    counts: [ZoneCount; MAX_NR_ZONES],
+    slabs: SlabTally,
+}
+
+/// Pages per run of the `mem_map` walk: a `MAX_PAGE_ORDER` block's, so that no block
+/// (at most that order, aligned to its order, which the walk checks) crosses a run, and
+/// no run crosses a memory section.
+const RUN_PAGES: u64 = 1 << crate::addr::MAX_PAGE_ORDER;
+
 impl<P: Platform> Mm<P> {
     /// Verify every invariant of the page allocator; see the module docs.
     pub fn check(&self) -> Result<CheckReport, CheckError> {
@@ -225,7 +240,8 @@ impl<P: Platform> Mm<P> {
             listed_blocks[zone.idx] = self.check_free_lists(zone)?;
         }
         self.check_pcp_lists()?;
-        let (report, counts) = self.check_mem_map()?;
+        let walk = self.check_mem_map()?;
+        let (report, counts) = (walk.report, walk.counts);
         for zone in self.zones.iter() {
             let c = counts[zone.idx];
             if c.buddy_blocks != listed_blocks[zone.idx] {
@@ -245,7 +261,7 @@ impl<P: Platform> Mm<P> {
             }
         }
         self.check_page_states()?;
-        self.check_slabs()?;
+        self.check_slabs(&walk.slabs)?;
         Ok(report)
     }
 
@@ -457,31 +473,72 @@ impl<P: Platform> Mm<P> {
     }
 
     /// One pass over `mem_map`: every page is the head of exactly one block or
-    /// reservation, or a blank page inside one.
-    fn check_mem_map(&self) -> Result<(CheckReport, [ZoneCount; MAX_NR_ZONES]), CheckError> {
-        let mut report = CheckReport {
-            total: self.mem_map.nr_pages(),
-            ..CheckReport::default()
+    /// reservation, or a blank page inside one. The slab pages are counted on the way.
+    fn check_mem_map(&self) -> Result<MemMapWalk, CheckError> {
+        let mut walk = MemMapWalk {
+            report: CheckReport {
+                total: self.mem_map.nr_pages(),
+                ..CheckReport::default()
+            },
+            counts: [ZoneCount::default(); MAX_NR_ZONES],
+            slabs: SlabTally::default(),
         };
-        let mut counts = [ZoneCount::default(); MAX_NR_ZONES];
+        // Present sections only: an absent one has no descriptors.
         for (start, end) in self.mem_map.present_ranges() {
-            self.check_section(start, end, &mut report, &mut counts)?;
+            self.check_pfn_range(start, end, &mut walk)?;
         }
-        Ok((report, counts))
+        Ok(walk)
     }
 
-    /// [`Mm::check_mem_map`] over one present section, `start..end` (no block crosses
-    /// a section: `MAX_PAGE_ORDER` blocks are smaller and aligned).
-    fn check_section(
+    /// [`Mm::check_mem_map`] over the PFNs `start..end`, run by run.
+    fn check_pfn_range(
         &self,
         start: u64,
         end: u64,
-        report: &mut CheckReport,
-        counts: &mut [ZoneCount; MAX_NR_ZONES],
+        walk: &mut MemMapWalk,
     ) -> Result<(), CheckError> {
-        let mut pfn = start;
-        while pfn < end {
-            let page = self.mem_map.page(pfn);
+        let mut run = start;
+        while run < end {
+            let run_end = ((run | (RUN_PAGES - 1)) + 1).min(end);
+            let pages = self.run_view(run, run_end).ok_or(CheckError::BadPage {
+                pfn: run,
+                what: "mem_map descriptors not addressable",
+            })?;
+            self.check_run(run, &pages, walk)?;
+            run = run_end;
+        }
+        Ok(())
+    }
+
+    /// The descriptors of the PFNs `start..end` (inside one run) as one array, so that
+    /// the walk reads them with one bounds check against a length it holds, instead of a
+    /// `pfn_to_page()` per page. Taken through the door ([`Mm::ram`]) at the address
+    /// `pfn_to_page()` gives, and held to `mem_map`: its first and last elements must be
+    /// the descriptors [`crate::memory_model::MemMap::get`] gives (the descriptors of a
+    /// run are contiguous, in a flat `mem_map` as in each SPARSEMEM section).
+    fn run_view(&self, start: u64, end: u64) -> Option<RamArray<Page>> {
+        let n = end.checked_sub(start).filter(|&n| n > 0)?;
+        let first = self.mem_map.get(start)?;
+        let last = self.mem_map.get(end - 1)?;
+        let va = self.mem_map.struct_page_va(self.layout.page_offset, start);
+        let bytes = n.checked_mul(core::mem::size_of::<Page>() as u64)?;
+        let phys = self.direct_map_phys(va, bytes).ok()?;
+        let view = self.ram().array::<Page>(phys, n).ok()?;
+        let same = core::ptr::eq(view.get(0)?, first) && core::ptr::eq(view.get(n - 1)?, last);
+        same.then_some(view)
+    }
+
+    /// The pages of one run, `start..start + pages.len()`: each a reservation or the head
+    /// of a block whose pages all lie in the run.
+    fn check_run(
+        &self,
+        start: u64,
+        pages: &RamArray<Page>,
+        walk: &mut MemMapWalk,
+    ) -> Result<(), CheckError> {
+        let mut i = 0u64;
+        while let Some(page) = pages.get(i) {
+            let pfn = start + i;
             if page.is_reserved() {
                 if page.flags() != PG_RESERVED {
                     return Err(CheckError::BadPage {
@@ -489,70 +546,106 @@ impl<P: Platform> Mm<P> {
                         what: "reserved page with other flags",
                     });
                 }
-                report.reserved += 1;
-                pfn += 1;
+                walk.report.reserved += 1;
+                i += 1;
                 continue;
             }
-            let zone = self.zone_of_pfn(pfn).ok_or(CheckError::BadPage {
-                pfn,
-                what: "unreserved page outside every zone",
-            })?;
-            let c = &mut counts[zone.idx];
-            let order = page.order();
-            if order > crate::addr::MAX_PAGE_ORDER || pfn & ((1 << order) - 1) != 0 {
-                return Err(CheckError::BadPage {
-                    pfn,
-                    what: "block head with a bad or misaligned order",
-                });
-            }
-            let n = 1u64 << order;
-            if !zone.spans(pfn + n - 1) {
+            let n = self.check_block_head(pfn, page, walk)?;
+            if i + n > pages.len() {
+                // Aligned and at most `MAX_PAGE_ORDER`, so only past the end of mem_map.
                 return Err(CheckError::BadPage {
                     pfn,
                     what: "block head whose order reaches past its zone",
                 });
             }
-            if page.is_buddy() {
-                c.buddy_blocks += 1;
-                c.free += n;
-                report.free += n;
-            } else if page.flags() & PG_PCP != 0 {
-                c.pcp += n;
-                report.pcp += n;
-            } else if page.refcount() > 0 {
-                c.allocated += n;
-                report.allocated += n;
-            } else {
-                return Err(CheckError::BadPage {
-                    pfn,
-                    what: "blank page not inside any free block or allocation",
-                });
-            }
-            self.check_tails(pfn, n, page)?;
-            pfn += n;
+            check_tails(pfn, page, pages, i + 1, i + n)?;
+            i += n;
         }
         Ok(())
     }
 
-    /// The pages after a block head: blank, or compound tails pointing at the head.
-    fn check_tails(&self, head: u64, n: u64, page: &Page) -> Result<(), CheckError> {
-        let compound = page.flags() & PG_HEAD != 0;
-        for pfn in head + 1..head + n {
-            let tail = self.mem_map.page(pfn);
-            let ok = if compound {
-                tail.flags() == PG_TAIL && tail.word() == head && tail.refcount() == 0
-            } else {
-                tail.is_blank()
-            };
-            if !ok {
-                return Err(CheckError::BadPage {
-                    pfn,
-                    what: "page inside a block is not a blank (or compound tail) page",
-                });
+    /// An unreserved page at the head of a block: its order, zone and state; counted in
+    /// `walk`. Returns the block's size in pages.
+    fn check_block_head(
+        &self,
+        pfn: u64,
+        page: &Page,
+        walk: &mut MemMapWalk,
+    ) -> Result<u64, CheckError> {
+        let zone = self.zone_of_pfn(pfn).ok_or(CheckError::BadPage {
+            pfn,
+            what: "unreserved page outside every zone",
+        })?;
+        let c = &mut walk.counts[zone.idx];
+        let order = page.order();
+        if order > crate::addr::MAX_PAGE_ORDER || pfn & ((1 << order) - 1) != 0 {
+            return Err(CheckError::BadPage {
+                pfn,
+                what: "block head with a bad or misaligned order",
+            });
+        }
+        let n = 1u64 << order;
+        if !zone.spans(pfn + n - 1) {
+            return Err(CheckError::BadPage {
+                pfn,
+                what: "block head whose order reaches past its zone",
+            });
+        }
+        let report = &mut walk.report;
+        if page.is_buddy() {
+            c.buddy_blocks += 1;
+            c.free += n;
+            report.free += n;
+        } else if page.flags() & PG_PCP != 0 {
+            c.pcp += n;
+            report.pcp += n;
+        } else if page.refcount() > 0 {
+            c.allocated += n;
+            report.allocated += n;
+        } else {
+            return Err(CheckError::BadPage {
+                pfn,
+                what: "blank page not inside any free block or allocation",
+            });
+        }
+        if page.refcount() > 0 {
+            walk.slabs.count(self, pfn, page, n);
+        }
+        Ok(n)
+    }
+}
+
+/// The pages after a block head (`pages[from..to]` of its run, the head at PFN `head`):
+/// blank, or compound tails pointing at the head. One loop per kind, each a load of the
+/// words and a branch out.
+fn check_tails(
+    head: u64,
+    page: &Page,
+    pages: &RamArray<Page>,
+    from: u64,
+    to: u64,
+) -> Result<(), CheckError> {
+    let bad = |i: u64| CheckError::BadPage {
+        pfn: head + (i - from) + 1,
+        what: "page inside a block is not a blank (or compound tail) page",
+    };
+    if page.flags() & PG_HEAD != 0 {
+        for i in from..to {
+            let tail = pages.get(i).ok_or_else(|| bad(i))?;
+            let wrong = (tail.flags() ^ PG_TAIL) | tail.refcount();
+            if wrong != 0 || tail.word() != head {
+                return Err(bad(i));
             }
         }
-        Ok(())
+    } else {
+        for i in from..to {
+            let tail = pages.get(i).ok_or_else(|| bad(i))?;
+            if !tail.is_blank() {
+                return Err(bad(i));
+            }
+        }
     }
+    Ok(())
 }
 
 /// The per-migrate-type counters of one order (`FreeArea::nr_free_type`) against the blocks

@@ -6,12 +6,64 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
-use crate::mm_types::{PG_LARGE_KMALLOC, PG_SLAB};
+use crate::mm_types::{Page, PG_LARGE_KMALLOC, PG_SLAB};
 use crate::page_alloc::check::CheckError;
 use crate::platform::Platform;
 use crate::slab::cache::KmemCache;
 use crate::slab::MAX_CACHES;
 use crate::Mm;
+
+/// The slab and large kmalloc pages found in `mem_map`, counted by the page allocator's
+/// walk ([`Mm::check`] walks `mem_map` once for both checkers) for [`Mm::check_slabs`].
+#[derive(Clone, Copy)]
+pub(crate) struct SlabTally {
+    /// Per cache seen (by its kernel address): slabs and their objects.
+    per_cache: [(u64, u64, u64); MAX_CACHES],
+    used: usize,
+    slab_pages: u64,
+    large_pages: u64,
+    /// The first slab of a cache past [`MAX_CACHES`] different ones.
+    unknown: Option<u64>,
+}
+
+impl Default for SlabTally {
+    fn default() -> SlabTally {
+        SlabTally {
+            per_cache: [(0, 0, 0); MAX_CACHES],
+            used: 0,
+            slab_pages: 0,
+            large_pages: 0,
+            unknown: None,
+        }
+    }
+}
+
+impl SlabTally {
+    /// Count the allocated block of `pages` pages whose head `page` is at `pfn`.
+    pub(crate) fn count<P: Platform>(&mut self, mm: &Mm<P>, pfn: u64, page: &Page, pages: u64) {
+        if page.flags() & PG_SLAB != 0 {
+            self.slab_pages += pages;
+            let va = page.slab_cache();
+            let used = self.used;
+            let slot = match self.per_cache[..used].iter().position(|e| e.0 == va) {
+                Some(i) => i,
+                None if used < MAX_CACHES => {
+                    self.used += 1;
+                    self.per_cache[used].0 = va;
+                    used
+                }
+                None => {
+                    self.unknown.get_or_insert(pfn);
+                    return;
+                }
+            };
+            self.per_cache[slot].1 += 1;
+            self.per_cache[slot].2 += mm.slab_counters(pfn).objects as u64;
+        } else if page.flags() & PG_LARGE_KMALLOC != 0 {
+            self.large_pages += pages;
+        }
+    }
+}
 
 impl<P: Platform> Mm<P> {
     fn check_err(&self, s: &KmemCache, pfn: u64, what: &'static str) -> CheckError {
@@ -176,56 +228,23 @@ impl<P: Platform> Mm<P> {
         .map_err(|what| self.check_err(s, 0, what))
     }
 
-    /// Check every cache, then count slab pages in `mem_map` against the node counters
-    /// and the Slab lines of `/proc/meminfo`.
-    pub(crate) fn check_slabs(&self) -> Result<(), CheckError> {
+    /// Check every cache, then hold the slab pages counted in `mem_map` (`tally`) to the
+    /// node counters and the Slab lines of `/proc/meminfo`.
+    pub(crate) fn check_slabs(&self, tally: &SlabTally) -> Result<(), CheckError> {
         if self.slab.kmem_cache.load(Relaxed) == 0 {
             return Ok(());
         }
         if let Some(e) = self.for_each_cache(|s| self.check_cache(s).err()) {
             return Err(e);
         }
-        let mut per_cache = [(0u64, 0u64, 0u64); MAX_CACHES];
-        let mut used = 0;
-        let (mut slab_pages, mut large_pages) = (0u64, 0u64);
-        let mut pfn = self.mem_map.base_pfn;
-        let end = pfn + self.mem_map.len;
-        while pfn < end {
-            let Some(page) = self.mem_map.get(pfn) else {
-                // An absent section: no descriptors.
-                pfn = self.mem_map.next_present_pfn(pfn).unwrap_or(end);
-                continue;
-            };
-            if page.refcount() == 0 || page.is_reserved() {
-                pfn += 1;
-                continue;
-            }
-            let pages = 1u64 << page.order();
-            if page.flags() & PG_SLAB != 0 {
-                slab_pages += pages;
-                let va = page.slab_cache();
-                let slot = match per_cache[..used].iter().position(|e| e.0 == va) {
-                    Some(i) => i,
-                    None if used < MAX_CACHES => {
-                        used += 1;
-                        per_cache[used - 1].0 = va;
-                        used - 1
-                    }
-                    None => {
-                        return Err(CheckError::BadPage {
-                            pfn,
-                            what: "slab of an unknown cache",
-                        })
-                    }
-                };
-                per_cache[slot].1 += 1;
-                per_cache[slot].2 += self.slab_counters(pfn).objects as u64;
-            } else if page.flags() & PG_LARGE_KMALLOC != 0 {
-                large_pages += pages;
-            }
-            pfn += pages;
+        if let Some(pfn) = tally.unknown {
+            return Err(CheckError::BadPage {
+                pfn,
+                what: "slab of an unknown cache",
+            });
         }
-        for &(va, slabs, objects) in &per_cache[..used] {
+        let (slab_pages, large_pages) = (tally.slab_pages, tally.large_pages);
+        for &(va, slabs, objects) in &tally.per_cache[..tally.used] {
             let s = self
                 .cache(crate::slab::KmemCacheRef(va))
                 .map_err(|_| CheckError::BadPage {

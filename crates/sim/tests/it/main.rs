@@ -11,6 +11,7 @@ mod model_driver;
 mod bad_input;
 mod boot_caches;
 mod bulk;
+mod check_walk;
 mod concurrency;
 mod context;
 mod corrupt_core;
