@@ -492,12 +492,24 @@ impl PageList {
     /// broken (nothing changed).
     #[inline]
     pub fn try_push_front(&self, map: &MemMap, pfn: u64) -> Result<(), ListCorruption> {
-        // The head is `prev`: `prev->next == next` holds by construction, so only
-        // `next->prev` and a double add are checked.
         let page = map.get(pfn).ok_or(ListCorruption::OutOfMap {
             entry: pfn,
             link: pfn,
         })?;
+        self.try_push_front_page(map, pfn, page)
+    }
+
+    /// [`PageList::try_push_front`] with the descriptor of `pfn` in hand (the caller
+    /// looked it up in `map`, as the kernel's `list_add()` gets the `struct page`).
+    #[inline]
+    pub fn try_push_front_page(
+        &self,
+        map: &MemMap,
+        pfn: u64,
+        page: &Page,
+    ) -> Result<(), ListCorruption> {
+        // The head is `prev`: `prev->next == next` holds by construction, so only
+        // `next->prev` and a double add are checked.
         let next = self.first.load(Relaxed);
         let next_prev = self.prev_field(Self::neighbour(map, pfn, next)?);
         let was = next_prev.load(Relaxed);

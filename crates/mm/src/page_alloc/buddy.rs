@@ -46,14 +46,15 @@ pub(crate) fn list_add_or_restart(
         list.try_push_front(map, pfn)
     };
     if let Err(e) = added {
-        restart_list(report, map, list, pfn, &e);
+        list_restart(report, map, list, pfn, &e);
     }
 }
 
-/// The slow path of [`list_add_or_restart`], out of line so that the add stays small.
+/// The slow path of [`list_add_or_restart`], out of line so that the add stays small:
+/// report the corruption `e`, abandon `list` and restart it with `pfn` alone.
 #[cold]
 #[inline(never)]
-fn restart_list(
+pub(crate) fn list_restart(
     report: &dyn CorruptionReport,
     map: &MemMap,
     list: &PageList,

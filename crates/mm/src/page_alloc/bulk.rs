@@ -193,7 +193,8 @@ impl<P: Platform> Mm<P> {
                 nr_populated += 1;
                 continue;
             }
-            let Some(pfn) = self.__rmqueue_pcplist(zone, 0, ac.migratetype, flags, pcp) else {
+            let Some((pfn, page)) = self.__rmqueue_pcplist(zone, 0, ac.migratetype, flags, pcp)
+            else {
                 // Try and allocate at least one page.
                 if nr_account == 0 {
                     pcp.lock.unlock();
@@ -202,7 +203,7 @@ impl<P: Platform> Mm<P> {
                 break;
             };
             nr_account += 1;
-            self.prep_new_page(pfn, &ac);
+            self.prep_new_page(pfn, page, &ac);
             sink.put(nr_populated, pfn);
             nr_populated += 1;
         }

@@ -40,7 +40,7 @@ use crate::mm_types::{Page, PG_HEAD, PG_PCP, PG_TAIL};
 use crate::platform::Platform;
 use crate::vmstat::VmEvents;
 use crate::Mm;
-use buddy::{list_add_or_restart, Buddy, CorruptionReport, Fpi};
+use buddy::{list_add_or_restart, list_restart, Buddy, CorruptionReport, Fpi};
 use pcp::{order_to_pindex, pcp_allowed_order, pindex_to_order, NR_PCP_LISTS};
 
 bitflags::bitflags! {
@@ -563,11 +563,10 @@ impl<P: Platform> Mm<P> {
         let mut verdicts = [None; MAX_NR_ZONES];
         let mut flags = AllocFlags::WMARK_LOW;
         flags |= self.alloc_flags_nofragment(&ac);
-        let pfn = match self.get_page_from_freelist(&ac, flags, &mut verdicts) {
-            Some(pfn) => pfn,
-            None => self.alloc_pages_slowpath(&ac, verdicts)?,
-        };
-        Ok(self.mem_map.page(pfn))
+        match self.get_page_from_freelist_page(&ac, flags, &mut verdicts) {
+            Some((_, page)) => Ok(page),
+            None => Ok(self.mem_map.page(self.alloc_pages_slowpath(&ac, verdicts)?)),
+        }
     }
 
     /// `prepare_alloc_pages()`: validate the request and build its context.
@@ -624,9 +623,22 @@ impl<P: Platform> Mm<P> {
     pub(crate) fn get_page_from_freelist(
         &self,
         ac: &AllocContext,
-        mut flags: AllocFlags,
+        flags: AllocFlags,
         verdicts: &mut [Option<ZoneVerdict>; MAX_NR_ZONES],
     ) -> Option<u64> {
+        self.get_page_from_freelist_page(ac, flags, verdicts)
+            .map(|(pfn, _)| pfn)
+    }
+
+    /// [`Mm::get_page_from_freelist`] answering the block's first PFN with its descriptor
+    /// (what the kernel's `struct page *` carries), so the fast path looks it up once.
+    #[inline]
+    fn get_page_from_freelist_page(
+        &self,
+        ac: &AllocContext,
+        mut flags: AllocFlags,
+        verdicts: &mut [Option<ZoneVerdict>; MAX_NR_ZONES],
+    ) -> Option<(u64, &Page)> {
         let preferred = self.zonelists[ac.highest_zoneidx].preferred?;
         loop {
             for zone in self.zonelist(ac.highest_zoneidx) {
@@ -638,7 +650,7 @@ impl<P: Platform> Mm<P> {
                     }
                 }
                 let dips = self.needs_reserves(zone, ac, flags);
-                if let Some(pfn) = self.rmqueue(zone, ac, flags) {
+                if let Some((pfn, page)) = self.rmqueue(zone, ac, flags) {
                     let events = &self.percpu.get(ac.cpu).events;
                     events.pgalloc[zone.idx].add(1 << ac.order);
                     if zone.idx != preferred {
@@ -647,11 +659,11 @@ impl<P: Platform> Mm<P> {
                     if dips {
                         VmEvents::add(&self.events.alloc_reserve, 1);
                     }
-                    self.prep_new_page(pfn, ac);
+                    self.prep_new_page(pfn, page, ac);
                     if flags.contains(AllocFlags::HIGHATOMIC) {
                         self.reserve_highatomic_pageblock(zone, pfn);
                     }
-                    return Some(pfn);
+                    return Some((pfn, page));
                 }
                 verdicts[zone.idx] = Some(self.verdict(zone, ac, flags));
             }
@@ -684,13 +696,16 @@ impl<P: Platform> Mm<P> {
 
     /// `rmqueue()`: per-CPU lists for the orders they cache, else the buddy lists.
     /// A fallback that boosted the zone's watermarks wakes kswapd on the way out (6.6).
-    fn rmqueue(&self, zone: &Zone, ac: &AllocContext, flags: AllocFlags) -> Option<u64> {
+    /// Answers the block's first PFN and its descriptor.
+    fn rmqueue(&self, zone: &Zone, ac: &AllocContext, flags: AllocFlags) -> Option<(u64, &Page)> {
         let mut page = None;
         if pcp_allowed_order(ac.order) {
             page = self.rmqueue_pcplist(zone, ac, flags);
         }
         if page.is_none() {
-            page = self.rmqueue_buddy(zone, ac.order, ac.migratetype, flags);
+            page = self
+                .rmqueue_buddy(zone, ac.order, ac.migratetype, flags)
+                .map(|pfn| (pfn, self.mem_map.page(pfn)));
         }
         // "Separate test+clear to avoid unnecessary atomics"
         if flags.contains(AllocFlags::KSWAPD) && zone.boosted_watermark.load(Relaxed) {
@@ -701,20 +716,26 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `rmqueue_pcplist()`: pop from this CPU's list, refilling it with a batch first.
-    fn rmqueue_pcplist(&self, zone: &Zone, ac: &AllocContext, flags: AllocFlags) -> Option<u64> {
+    fn rmqueue_pcplist(
+        &self,
+        zone: &Zone,
+        ac: &AllocContext,
+        flags: AllocFlags,
+    ) -> Option<(u64, &Page)> {
         let pcp = &self.percpu.get(ac.cpu).pcp[zone.idx];
         if !pcp.lock.try_lock(ac.cpu) {
             return None;
         }
         pcp.free_factor
             .store(pcp.free_factor.load(Relaxed) >> 1, Relaxed);
-        let pfn = self.__rmqueue_pcplist(zone, ac.order, ac.migratetype, flags, pcp);
+        let popped = self.__rmqueue_pcplist(zone, ac.order, ac.migratetype, flags, pcp);
         pcp.lock.unlock();
-        pfn
+        popped
     }
 
     /// `__rmqueue_pcplist()`: pop a block of `order` from the per-CPU list of `mt`, which
-    /// the caller has locked, refilling the list with a batch first when it is empty.
+    /// the caller has locked, refilling the list with a batch first when it is empty; answers
+    /// its first PFN and descriptor.
     pub(crate) fn __rmqueue_pcplist(
         &self,
         zone: &Zone,
@@ -722,7 +743,7 @@ impl<P: Platform> Mm<P> {
         mt: MigrateType,
         flags: AllocFlags,
         pcp: &PerCpuPages,
-    ) -> Option<u64> {
+    ) -> Option<(u64, &Page)> {
         let list = &pcp.lists[order_to_pindex(mt as usize, order)];
         if list.is_empty() {
             let mut batch = pcp.batch();
@@ -749,14 +770,12 @@ impl<P: Platform> Mm<P> {
                 None
             }
         };
-        let pfn = popped
-            .filter(|&(pfn, page)| self.pcp_page_ok(zone, pfn, page, order))
-            .map(|(pfn, _)| pfn);
-        if pfn.is_some() {
+        let popped = popped.filter(|&(pfn, page)| self.pcp_page_ok(zone, pfn, page, order));
+        if popped.is_some() {
             pcp.count
                 .store(pcp.count().saturating_sub(1 << order), Relaxed);
         }
-        pfn
+        popped
     }
 
     /// Is `pfn`, taken off a per-CPU list of `order` for `zone`, such a block: inside the
@@ -843,9 +862,10 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `prep_new_page()`: the block becomes an allocation: refcount 1, zeroed for
-    /// `__GFP_ZERO`, head and tails marked for `__GFP_COMP`.
-    fn prep_new_page(&self, pfn: u64, ac: &AllocContext) {
-        let page = self.mem_map.page(pfn);
+    /// `__GFP_ZERO`, head and tails marked for `__GFP_COMP`. `page` is the descriptor of
+    /// `pfn`.
+    #[inline]
+    pub(crate) fn prep_new_page(&self, pfn: u64, page: &Page, ac: &AllocContext) {
         page.set_flags(0);
         page.set_pcp_migratetype(ac.migratetype as u32);
         page.set_order(ac.order);
@@ -939,7 +959,7 @@ impl<P: Platform> Mm<P> {
     /// a live allocation of this order is refused with the kernel's bad-page report.
     pub fn __free_pages(&self, page: &Page, order: u32) -> Result<(), FreeError> {
         let pfn = self.mem_map.pfn_of(page).ok_or(FreeError::ForeignPage)?;
-        let zone = self.free_pages_check(pfn.0, order)?;
+        let zone = self.free_pages_check(pfn.0, page, order)?;
         self.dma_debug_freeing(pfn.phys(), (PAGE_SIZE as u64) << order);
         // put_page_testzero(): of two racing frees, only one takes the reference.
         if !page.put_testzero() {
@@ -948,9 +968,9 @@ impl<P: Platform> Mm<P> {
             return Err(e);
         }
         let cpu = self.platform.smp_processor_id();
-        self.free_pages_prepare(pfn.0, order, cpu);
+        self.free_pages_prepare(pfn.0, page, order, cpu);
         if pcp_allowed_order(order) {
-            self.free_unref_page(zone, pfn.0, order, cpu);
+            self.free_unref_page(zone, pfn.0, page, order, cpu);
         } else {
             let mt = self.pageblocks.get(pfn.0);
             self.free_one_page(zone, pfn.0, order, mt);
@@ -960,9 +980,10 @@ impl<P: Platform> Mm<P> {
 
     /// The checks of `free_pages_prepare()` / `free_page_is_bad()`, made before anything
     /// changes so a refused free leaves memory exactly as it was; the zone the block lies
-    /// in, whole, when they pass.
-    fn free_pages_check(&self, pfn: u64, order: u32) -> Result<&Zone, FreeError> {
-        let page = self.mem_map.page(pfn);
+    /// in, whole, when they pass. `page` is the descriptor of `pfn` (the caller has it, as
+    /// the kernel passes `struct page *`).
+    #[inline]
+    fn free_pages_check(&self, pfn: u64, page: &Page, order: u32) -> Result<&Zone, FreeError> {
         let zone = self.zone_of_pfn(pfn);
         let err = if order > MAX_PAGE_ORDER {
             Some(FreeError::OrderTooLarge(order))
@@ -1058,9 +1079,9 @@ impl<P: Platform> Mm<P> {
     }
 
     /// Reset the descriptors of an allocation about to be freed (compound tails, owner
-    /// state), as `free_pages_prepare()` does.
-    fn free_pages_prepare(&self, pfn: u64, order: u32, cpu: usize) {
-        let page = self.mem_map.page(pfn);
+    /// state), as `free_pages_prepare()` does; `page` is the descriptor of `pfn`.
+    #[inline]
+    fn free_pages_prepare(&self, pfn: u64, page: &Page, order: u32, cpu: usize) {
         if page.is_head() {
             for tail in pfn + 1..pfn + (1 << order) {
                 self.mem_map.page(tail).reset();
@@ -1076,8 +1097,10 @@ impl<P: Platform> Mm<P> {
         locked.buddy().free_one_page(pfn, order, mt, Fpi::None);
     }
 
-    /// `free_unref_page()`: onto this CPU's list, draining a batch once it is too long.
-    fn free_unref_page(&self, zone: &Zone, pfn: u64, order: u32, cpu: usize) {
+    /// `free_unref_page()`: onto this CPU's list, draining a batch once it is too long;
+    /// `page` is the descriptor of `pfn`.
+    #[inline]
+    fn free_unref_page(&self, zone: &Zone, pfn: u64, page: &Page, order: u32, cpu: usize) {
         let mt = self.pageblocks.get(pfn);
         let pcp_mt = match mt {
             MigrateType::Isolate => return self.free_one_page(zone, pfn, order, mt),
@@ -1088,26 +1111,29 @@ impl<P: Platform> Mm<P> {
         if !pcp.lock.try_lock(cpu) {
             return self.free_one_page(zone, pfn, order, mt);
         }
-        self.free_unref_page_commit(zone, pcp, pfn, pcp_mt, mt, order);
+        self.free_unref_page_commit(zone, pcp, (pfn, page), pcp_mt, mt, order);
         pcp.lock.unlock();
     }
 
-    /// `free_unref_page_commit()`.
+    /// `free_unref_page_commit()` for `pfn` and its descriptor.
+    #[inline]
     fn free_unref_page_commit(
         &self,
         zone: &Zone,
         pcp: &PerCpuPages,
-        pfn: u64,
+        (pfn, page): (u64, &Page),
         pcp_mt: MigrateType,
         block_mt: MigrateType,
         order: u32,
     ) {
         let pindex = order_to_pindex(pcp_mt as usize, order);
-        let page = self.mem_map.page(pfn);
         page.set_flags(PG_PCP);
         page.set_pcp_migratetype(block_mt as u32);
         page.set_order(order);
-        list_add_or_restart(self, &self.mem_map, &pcp.lists[pindex], pfn, false);
+        let list = &pcp.lists[pindex];
+        if let Err(e) = list.try_push_front_page(&self.mem_map, pfn, page) {
+            list_restart(self, &self.mem_map, list, pfn, &e);
+        }
         let count = pcp.count().saturating_add(1 << order);
         pcp.count.store(count, Relaxed);
         let free_high = pcp.free_factor.load(Relaxed) > 0
