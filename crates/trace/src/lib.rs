@@ -25,7 +25,7 @@
 //! ```
 //!
 //! * [`parse`]: one line into a [`TraceEvent`], from the `[CPU]` bracket outward (with a
-//!   fast path, `fast.rs`, for the common line shape).
+//!   fast path, `fast/`, for the common line shape).
 //! * [`reader`]: a stream of events from any `BufRead`, in bounded memory, each with the
 //!   [`callchain`] `perf script` printed below it.
 //! * [`replay`](mod@replay): the events on a [`kmemlab_sim::Machine`].
