@@ -312,69 +312,29 @@ impl Report {
         for (g, c) in &compact {
             let _ = writeln!(s, "# {g:08x}: {c:>max_gfp_len$}: {}", human_gfp(*g));
         }
-        let dotted = DOTTED;
         if o.caller {
-            let mut rows = t.page_callers.clone();
-            sort_pages_by_keys(&mut rows, keys);
-            let _ = writeln!(s, "\n{dotted}");
-            let _ = writeln!(
-                s,
-                " {live:>5} alloc (KB) | Hits      | Order | Mig.type | {:<gfp_len$} | Callsite",
-                "GFP flags"
+            page_table(
+                &mut s,
+                &t.page_callers,
+                keys,
+                o.lines,
+                live,
+                gfp_len,
+                &short,
+                false,
             );
-            let _ = writeln!(s, "{dotted}");
-            for r in rows.iter().take(o.lines) {
-                let _ = writeln!(
-                    s,
-                    " {:>16} | {:>9} | {:>5} | {:>8} | {:<gfp_len$} | {}",
-                    group(r.alloc_bytes / 1024),
-                    group(r.nr_alloc),
-                    r.order,
-                    migrate_type_str(r.migtype),
-                    short(r.gfp),
-                    r.callsite
-                );
-            }
-            if rows.len() > o.lines {
-                let _ = writeln!(
-                    s,
-                    " ...              | ...       | ...   | ...      | {:<gfp_len$} | ...",
-                    "..."
-                );
-            }
-            let _ = writeln!(s, "{dotted}");
         }
         if o.alloc {
-            let mut rows = t.page_allocs.clone();
-            sort_pages_by_keys(&mut rows, keys);
-            let _ = writeln!(s, "\n{dotted}");
-            let _ = writeln!(
-                s,
-                " {:<16} | {live:>5} alloc (KB) | Hits      | Order | Mig.type | {:<gfp_len$} | Callsite",
-                "PFN", "GFP flags"
+            page_table(
+                &mut s,
+                &t.page_allocs,
+                keys,
+                o.lines,
+                live,
+                gfp_len,
+                &short,
+                true,
             );
-            let _ = writeln!(s, "{dotted}");
-            for r in rows.iter().take(o.lines) {
-                let _ = writeln!(
-                    s,
-                    " {:>16} | {:>16} | {:>9} | {:>5} | {:>8} | {:<gfp_len$} | {}",
-                    r.page.unwrap_or(0),
-                    group(r.alloc_bytes / 1024),
-                    group(r.nr_alloc),
-                    r.order,
-                    migrate_type_str(r.migtype),
-                    short(r.gfp),
-                    r.callsite
-                );
-            }
-            if rows.len() > o.lines {
-                let _ = writeln!(
-                    s,
-                    " ...              | ...              | ...       | ...   | ...      | {:<gfp_len$} | ...",
-                    "..."
-                );
-            }
-            let _ = writeln!(s, "{dotted}");
         }
         s
     }
@@ -912,6 +872,61 @@ pub fn group(n: impl Into<u128>) -> String {
         out.push(c);
     }
     out
+}
+
+/// One of perf's page tables (`__print_page_caller_result` / `__print_page_alloc_result`):
+/// rows sorted by `keys`, at most `lines` of them, with a leading PFN column for the
+/// per-page table.
+#[allow(clippy::too_many_arguments)]
+fn page_table(
+    s: &mut String,
+    rows: &[crate::tables::PageRow],
+    keys: &[PageSortKey],
+    lines: usize,
+    live: &str,
+    gfp_len: usize,
+    short: &dyn Fn(u32) -> String,
+    with_pfn: bool,
+) {
+    let mut rows = rows.to_vec();
+    sort_pages_by_keys(&mut rows, keys);
+    let (head, more) = if with_pfn {
+        (format!(" {:<16} |", "PFN"), " ...              |")
+    } else {
+        (String::new(), "")
+    };
+    let _ = writeln!(s, "\n{DOTTED}");
+    let _ = writeln!(
+        s,
+        "{head} {live:>5} alloc (KB) | Hits      | Order | Mig.type | {:<gfp_len$} | Callsite",
+        "GFP flags"
+    );
+    let _ = writeln!(s, "{DOTTED}");
+    for r in rows.iter().take(lines) {
+        let pfn = if with_pfn {
+            format!(" {:>16} |", r.page.unwrap_or(0))
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            s,
+            "{pfn} {:>16} | {:>9} | {:>5} | {:>8} | {:<gfp_len$} | {}",
+            group(r.alloc_bytes / 1024),
+            group(r.nr_alloc),
+            r.order,
+            migrate_type_str(r.migtype),
+            short(r.gfp),
+            r.callsite
+        );
+    }
+    if rows.len() > lines {
+        let _ = writeln!(
+            s,
+            "{more} ...              | ...       | ...   | ...      | {:<gfp_len$} | ...",
+            "..."
+        );
+    }
+    let _ = writeln!(s, "{DOTTED}");
 }
 
 #[cfg(test)]
