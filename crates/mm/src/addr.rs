@@ -42,6 +42,67 @@ impl Pfn {
     pub const fn phys(self) -> PhysAddr {
         PhysAddr(self.0 << PAGE_SHIFT)
     }
+
+    /// The frame number as a plain integer, for printing and for words stored in RAM.
+    pub const fn raw(self) -> u64 {
+        self.0
+    }
+
+    /// Is this frame the first of a naturally aligned block of `2^order` pages?
+    pub const fn is_aligned(self, order: u32) -> bool {
+        self.0 & ((1 << order) - 1) == 0
+    }
+
+    /// The first frame of the `2^order`-page block holding this one (`ALIGN_DOWN`).
+    pub const fn align_down(self, order: u32) -> Pfn {
+        Pfn(self.0 & !((1 << order) - 1))
+    }
+
+    /// The buddy of the `2^order` block starting here (`__find_buddy_pfn`).
+    pub const fn buddy(self, order: u32) -> Pfn {
+        Pfn(self.0 ^ (1 << order))
+    }
+
+    /// The frames from `self` up to, not including, `end`.
+    pub fn range_to(self, end: Pfn) -> impl DoubleEndedIterator<Item = Pfn> + Clone {
+        (self.0..end.0).map(Pfn)
+    }
+
+    /// `self + n`, or `None` on overflow.
+    pub const fn checked_add(self, n: u64) -> Option<Pfn> {
+        match self.0.checked_add(n) {
+            Some(v) => Some(Pfn(v)),
+            None => None,
+        }
+    }
+}
+
+impl core::ops::Add<u64> for Pfn {
+    type Output = Pfn;
+    fn add(self, n: u64) -> Pfn {
+        Pfn(self.0 + n)
+    }
+}
+
+impl core::ops::AddAssign<u64> for Pfn {
+    fn add_assign(&mut self, n: u64) {
+        self.0 += n;
+    }
+}
+
+impl core::ops::Sub<u64> for Pfn {
+    type Output = Pfn;
+    fn sub(self, n: u64) -> Pfn {
+        Pfn(self.0 - n)
+    }
+}
+
+/// The number of frames between two frame numbers.
+impl core::ops::Sub<Pfn> for Pfn {
+    type Output = u64;
+    fn sub(self, other: Pfn) -> u64 {
+        self.0 - other.0
+    }
 }
 
 impl fmt::Debug for PhysAddr {
