@@ -34,6 +34,7 @@ pub mod addr;
 pub mod alloc;
 pub mod arch;
 pub mod context;
+pub mod debugobjects;
 pub mod dma;
 pub mod gfp;
 pub mod mem;
@@ -115,6 +116,8 @@ pub struct Mm<P: Platform> {
     vmalloc: vmalloc::VmallocGlobals,
     /// swiotlb, dma-debug and the DMA counters.
     dma: dma::DmaGlobals,
+    /// The checks run on every free, registered at boot (`debug_check_no_obj_freed`).
+    debugobjects: debugobjects::DebugObjects<P>,
 }
 
 /// Pages in slabs and large kmallocs (`NR_SLAB_RECLAIMABLE_B`, `NR_SLAB_UNRECLAIMABLE_B`).
