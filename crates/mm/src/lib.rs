@@ -37,6 +37,7 @@ pub mod context;
 pub mod debugobjects;
 pub mod dma;
 pub mod gfp;
+pub mod maccess;
 pub mod mem;
 pub mod memblock;
 pub mod memory_model;

@@ -594,7 +594,7 @@ impl<P: Platform> Mm<P> {
 
     /// `virt_addr_valid()`: a direct-map address of a valid page.
     pub fn virt_addr_valid(&self, addr: VirtAddr) -> bool {
-        self.layout
+        self.layout()
             .virt_to_phys(addr.0)
             .is_some_and(|phys| self.pfn_valid(PhysAddr(phys).pfn()))
     }

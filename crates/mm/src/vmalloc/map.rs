@@ -129,7 +129,7 @@ impl<P: Platform> Mm<P> {
             return Err(VmallocError::MapFailed(va));
         }
         self.write_pt_entry(pmd_table, idx, 0);
-        self.platform
+        self.platform()
             .flush_tlb_kernel_range(crate::VirtAddr(va), crate::VirtAddr(va + (1 << PAGE_SHIFT)));
         let page = self
             .pfn_to_page(PhysAddr(pte_table).pfn())

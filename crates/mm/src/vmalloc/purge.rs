@@ -68,7 +68,7 @@ impl<P: Platform> Mm<P> {
     fn purge_list(&self, taken: &VmapTree, start: u64, end: u64) -> Result<(), Corrupt> {
         let start = start.min(self.vmap_area(taken.first)?.start());
         let end = end.max(self.vmap_area(taken.last)?.end());
-        self.platform
+        self.platform()
             .flush_tlb_kernel_range(VirtAddr(start), VirtAddr(end));
         let stats = &self.vmalloc.stats;
         stats.tlb_flushes.fetch_add(1, Relaxed);
