@@ -48,7 +48,6 @@ pub mod procfs;
 pub mod report;
 pub mod slab;
 pub mod sync;
-pub mod sysctl;
 pub mod util;
 pub mod vmalloc;
 pub mod vmscan;
@@ -60,6 +59,7 @@ pub use context::Context;
 pub use gfp::Gfp;
 pub use mm_init::{BootConfig, BootError};
 pub use mm_types::Page;
+pub use page_alloc::sysctl;
 pub use page_alloc::{AllocError, FreeError, MigrateType, Watermark, Zone, ZoneType};
 pub use platform::{IrqFlags, MemoryRegion, Platform, Shrinker};
 

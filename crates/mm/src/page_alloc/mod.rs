@@ -23,6 +23,7 @@ pub mod pageblock;
 pub mod pcp;
 pub mod query;
 pub mod slowpath;
+pub mod sysctl;
 mod zone;
 
 use core::fmt;
