@@ -535,7 +535,7 @@ impl<P: Platform> Mm<P> {
         };
         // Counted in the WARN event only when printed.
         if !gfp.contains(Gfp::__GFP_NOWARN) && self.warn_once_first(&SITE) {
-            VmEvents::add(&self.events.warn, 1);
+            VmEvents::add(&self.events().warn, 1);
             self.warn_at(&SITE, format_args!(""));
         }
     }
@@ -611,7 +611,7 @@ impl<P: Platform> Mm<P> {
         if crate::report::warn!(self, len > size, SITE,
             "len {len} > {size} bytes allocated at {addr}; cleared {size} and freed (the kernel would clear past the end)")
         {
-            VmEvents::add(&self.events.warn, 1);
+            VmEvents::add(&self.events().warn, 1);
             return Err(KvmallocError::SensitiveLen { addr, len, size });
         }
         Ok(())

@@ -1731,11 +1731,6 @@ impl<P: Platform> Mm<P> {
         }
     }
 
-    /// `totalram_pages()`.
-    pub fn totalram_pages(&self) -> u64 {
-        self.zones.iter().map(|z| z.managed_pages).sum()
-    }
-
     /// The physical address behind a kernel virtual address: the direct map, or a walk of
     /// the page tables for anything else (how kernel code reaches vmalloc memory).
     pub fn kernel_virt_to_phys(&self, va: u64) -> Option<u64> {
@@ -1875,14 +1870,14 @@ impl<P: Platform> Mm<P> {
     /// A kernel `WARN` from vmalloc, counted.
     fn vmalloc_warn(&self, site: crate::report::KernelSite, args: fmt::Arguments<'_>) {
         self.vmalloc.stats.bugs.fetch_add(1, Relaxed);
-        crate::vmstat::VmEvents::add(&self.events.warn, 1);
+        crate::vmstat::VmEvents::add(&self.events().warn, 1);
         crate::report::warn!(self, true, site, "{args}");
     }
 
     /// A `WARN_ON_ONCE` of mm/vmalloc.c at `site`: counted every time, printed once.
     fn vmalloc_warn_once(&self, site: crate::report::KernelSite) {
         self.vmalloc.stats.bugs.fetch_add(1, Relaxed);
-        crate::vmstat::VmEvents::add(&self.events.warn, 1);
+        crate::vmstat::VmEvents::add(&self.events().warn, 1);
         crate::report::warn_on_once!(self, true, site);
     }
 
