@@ -510,7 +510,7 @@ impl<P: Platform> Mm<P> {
     /// The DMA layer's invariants: every swiotlb slot's free-run count agrees with the
     /// slots after it, `used` counts the slots in use, and dma-debug's entries are each
     /// either hashed or free.
-    pub fn dma_check(&self) -> Result<(), DmaCheckError> {
+    pub(crate) fn dma_check(&self) -> Result<(), DmaCheckError> {
         self.swiotlb_check()?;
         self.dma_debug_check()
     }

@@ -155,7 +155,7 @@ impl ListWalk {
 impl<P: Platform> Mm<P> {
     /// Check vmalloc's trees and accounting; with `page_tables`, also walk every table
     /// under the vmalloc range (slower: use it every so often in long tests).
-    pub fn check_vmalloc(&self, page_tables: bool) -> Result<(), VmallocCheckError> {
+    pub(crate) fn check_vmalloc(&self, page_tables: bool) -> Result<(), VmallocCheckError> {
         let free = self.vmalloc.free.lock();
         let busy = self.vmalloc.busy.lock();
         let purge = self.vmalloc.purge.lock();

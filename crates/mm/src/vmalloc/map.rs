@@ -111,7 +111,7 @@ impl<P: Platform> Mm<P> {
             .map_err(VmallocError::PageTable)?;
         let phys = self.page_to_pfn(page).phys();
         self.write_pt_entry(table, idx, phys.0 | _KERNPG_TABLE);
-        self.pgtable_pages.fetch_add(1, Relaxed);
+        self.inc_pgtable_pages();
         Ok(phys)
     }
 
@@ -136,7 +136,7 @@ impl<P: Platform> Mm<P> {
             .map_err(|_| VmallocError::MapFailed(va))?;
         self.__free_pages(page, 0)
             .map_err(|_| VmallocError::MapFailed(va))?;
-        self.pgtable_pages.fetch_sub(1, Relaxed);
+        self.dec_pgtable_pages();
         Ok(())
     }
 
@@ -239,8 +239,13 @@ impl<P: Platform> Mm<P> {
     /// at most as many tables as `mem_map` has pages. Entries overwritten to share tables
     /// (every entry of a table naming the same next-level table) would make it follow
     /// 512^levels paths; once that many tables are entered it descends no further, and
+<<<<<<< HEAD
     /// the count it returns exceeds any true `NR_PAGETABLE` (`check_vmalloc` reports it).
     pub(in crate::vmalloc) fn walk_kernel_range(
+=======
+    /// the count it returns exceeds any true `NR_PAGETABLE` (`Mm::check` reports it).
+    pub(crate) fn walk_kernel_range(
+>>>>>>> state-pa
         &self,
         start: u64,
         end: u64,

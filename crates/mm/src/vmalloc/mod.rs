@@ -1744,11 +1744,6 @@ impl<P: Platform> Mm<P> {
         }
     }
 
-    /// `totalram_pages()`.
-    pub fn totalram_pages(&self) -> u64 {
-        self.zones.iter().map(|z| z.managed_pages).sum()
-    }
-
     /// The physical address behind a kernel virtual address: the direct map, or a walk of
     /// the page tables for anything else (how kernel code reaches vmalloc memory).
     pub fn kernel_virt_to_phys(&self, va: u64) -> Option<u64> {
