@@ -64,7 +64,7 @@ pub use mm_init::{BootConfig, BootError};
 pub use mm_types::Page;
 pub use page_alloc::sysctl;
 pub use page_alloc::{AllocError, FreeError, MigrateType, Watermark, Zone, ZoneType};
-pub use platform::{IrqFlags, MemoryRegion, Platform, Shrinker};
+pub use platform::{Hardware, IrqFlags, KernelHooks, MemoryRegion, Platform, Shrinker};
 
 use memblock::Memblock;
 use memory_model::MemMap;
