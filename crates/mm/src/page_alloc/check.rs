@@ -8,6 +8,7 @@
 
 use core::fmt;
 
+use crate::addr::Pfn;
 use crate::mem::RamArray;
 use crate::mm_types::{
     Page, PG_BUDDY, PG_HEAD, PG_LARGE_KMALLOC, PG_PCP, PG_RESERVED, PG_SLAB, PG_TAIL,
@@ -24,21 +25,21 @@ pub enum CheckError {
     /// A free block whose PFN is not a multiple of its size.
     Misaligned {
         /// First PFN of the block.
-        pfn: u64,
+        pfn: Pfn,
         /// Its order.
         order: u32,
     },
     /// A listed block that is not entirely inside the zone of its list.
     WrongZone {
         /// First PFN.
-        pfn: u64,
+        pfn: Pfn,
         /// The zone whose list holds it.
         zone: &'static str,
     },
     /// A listed block whose page state disagrees with its list.
     BadListedPage {
         /// First PFN.
-        pfn: u64,
+        pfn: Pfn,
         /// What is wrong.
         what: &'static str,
     },
@@ -98,7 +99,7 @@ pub enum CheckError {
     /// A page in `mem_map` in a state no invariant allows.
     BadPage {
         /// The PFN.
-        pfn: u64,
+        pfn: Pfn,
         /// What is wrong.
         what: &'static str,
     },
@@ -115,8 +116,8 @@ pub enum CheckError {
     Slab {
         /// The cache.
         cache: crate::slab::CacheName,
-        /// The slab's PFN (0 when not about one slab).
-        pfn: u64,
+        /// The slab's PFN, `None` when not about one slab (printed as 0).
+        pfn: Option<Pfn>,
         /// What is wrong.
         what: &'static str,
     },
@@ -152,9 +153,9 @@ pub enum CheckError {
 impl fmt::Display for CheckError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CheckError::Misaligned { pfn, order } => write!(f, "free block at pfn {pfn:#x} misaligned for order {order}"),
-            CheckError::WrongZone { pfn, zone } => write!(f, "free block at pfn {pfn:#x} outside zone {zone}"),
-            CheckError::BadListedPage { pfn, what } => write!(f, "listed block at pfn {pfn:#x}: {what}"),
+            CheckError::Misaligned { pfn, order } => write!(f, "free block at pfn {pfn} misaligned for order {order}"),
+            CheckError::WrongZone { pfn, zone } => write!(f, "free block at pfn {pfn} outside zone {zone}"),
+            CheckError::BadListedPage { pfn, what } => write!(f, "listed block at pfn {pfn}: {what}"),
             CheckError::ListCorrupt { zone, order } => write!(f, "zone {zone} order {order}: list corrupt (a link outside mem_map, not pointing back, or a cycle)"),
             CheckError::NrFreeMismatch { zone, order, listed, recorded } => write!(
                 f,
@@ -172,12 +173,12 @@ impl fmt::Display for CheckError {
                 f,
                 "cpu {cpu} zone {zone}: {counted} pages on per-CPU lists, count says {recorded}"
             ),
-            CheckError::BadPage { pfn, what } => write!(f, "pfn {pfn:#x}: {what}"),
+            CheckError::BadPage { pfn, what } => write!(f, "pfn {pfn}: {what}"),
             CheckError::UnlistedBuddy { zone, in_mem_map, on_lists } => write!(
                 f,
                 "zone {zone}: {in_mem_map} buddy heads in mem_map but {on_lists} blocks on free lists"
             ),
-            CheckError::Slab { cache, pfn, what } => write!(f, "slab cache {cache}, slab pfn {pfn:#x}: {what}"),
+            CheckError::Slab { cache, pfn, what } => write!(f, "slab cache {cache}, slab pfn {:#x}: {what}", pfn.map_or(0, Pfn::raw)),
             CheckError::PageStateMismatch { what, counted, recorded } => write!(
                 f,
                 "{what}: counted {counted} pages, the counter says {recorded}"
@@ -281,7 +282,7 @@ impl<P: Platform> Mm<P> {
                 if bad.is_some() {
                     return;
                 }
-                match self.file_page_zone(pfn.0) {
+                match self.file_page_zone(pfn) {
                     Ok(idx) => found[idx] += 1,
                     Err(e) => bad = Some(e),
                 }
@@ -326,7 +327,7 @@ impl<P: Platform> Mm<P> {
 
     /// The zone index of a page-cache page, which must be an allocated order-0 page that
     /// is no slab, large kmalloc or compound page.
-    fn file_page_zone(&self, pfn: u64) -> Result<usize, CheckError> {
+    fn file_page_zone(&self, pfn: Pfn) -> Result<usize, CheckError> {
         let bad = |what| CheckError::BadPage { pfn, what };
         if !self.mem_map.contains(pfn) {
             return Err(bad("a page-cache page outside mem_map"));
@@ -389,14 +390,14 @@ impl<P: Platform> Mm<P> {
     fn check_listed_block(
         &self,
         zone: &crate::page_alloc::Zone,
-        pfn: u64,
+        pfn: Pfn,
         order: u32,
         mt: usize,
     ) -> Result<(), CheckError> {
-        if pfn & ((1 << order) - 1) != 0 {
+        if !pfn.is_aligned(order) {
             return Err(CheckError::Misaligned { pfn, order });
         }
-        if !zone.spans(pfn) || !zone.spans(pfn + (1 << order) - 1) {
+        if !zone.spans(pfn) || !zone.spans(pfn + ((1 << order) - 1)) {
             return Err(CheckError::WrongZone {
                 pfn,
                 zone: zone.name(),
@@ -452,7 +453,7 @@ impl<P: Platform> Mm<P> {
                         what: "on a per-CPU list but not marked as such, or of another order",
                     });
                 }
-                if !zone.spans(pfn) || pfn & ((1 << order) - 1) != 0 {
+                if !zone.spans(pfn) || !pfn.is_aligned(order) {
                     return Err(CheckError::WrongZone {
                         pfn,
                         zone: zone.name(),
@@ -493,13 +494,13 @@ impl<P: Platform> Mm<P> {
     /// [`Mm::check_mem_map`] over the PFNs `start..end`, run by run.
     fn check_pfn_range(
         &self,
-        start: u64,
-        end: u64,
+        start: Pfn,
+        end: Pfn,
         walk: &mut MemMapWalk,
     ) -> Result<(), CheckError> {
         let mut run = start;
         while run < end {
-            let run_end = ((run | (RUN_PAGES - 1)) + 1).min(end);
+            let run_end = Pfn((run.raw() | (RUN_PAGES - 1)) + 1).min(end);
             let pages = self.run_view(run, run_end).ok_or(CheckError::BadPage {
                 pfn: run,
                 what: "mem_map descriptors not addressable",
@@ -516,8 +517,8 @@ impl<P: Platform> Mm<P> {
     /// `pfn_to_page()` gives, and held to `mem_map`: its first and last elements must be
     /// the descriptors [`crate::memory_model::MemMap::get`] gives (the descriptors of a
     /// run are contiguous, in a flat `mem_map` as in each SPARSEMEM section).
-    fn run_view(&self, start: u64, end: u64) -> Option<RamArray<Page>> {
-        let n = end.checked_sub(start).filter(|&n| n > 0)?;
+    fn run_view(&self, start: Pfn, end: Pfn) -> Option<RamArray<Page>> {
+        let n = end.raw().checked_sub(start.raw()).filter(|&n| n > 0)?;
         let first = self.mem_map.get(start)?;
         let last = self.mem_map.get(end - 1)?;
         let va = self.mem_map.struct_page_va(self.layout.page_offset, start);
@@ -532,7 +533,7 @@ impl<P: Platform> Mm<P> {
     /// of a block whose pages all lie in the run.
     fn check_run(
         &self,
-        start: u64,
+        start: Pfn,
         pages: &RamArray<Page>,
         walk: &mut MemMapWalk,
     ) -> Result<(), CheckError> {
@@ -568,7 +569,7 @@ impl<P: Platform> Mm<P> {
     /// `walk`. Returns the block's size in pages.
     fn check_block_head(
         &self,
-        pfn: u64,
+        pfn: Pfn,
         page: &Page,
         walk: &mut MemMapWalk,
     ) -> Result<u64, CheckError> {
@@ -578,14 +579,14 @@ impl<P: Platform> Mm<P> {
         })?;
         let c = &mut walk.counts[zone.idx];
         let order = page.order();
-        if order > crate::addr::MAX_PAGE_ORDER || pfn & ((1 << order) - 1) != 0 {
+        if order > crate::addr::MAX_PAGE_ORDER || !pfn.is_aligned(order) {
             return Err(CheckError::BadPage {
                 pfn,
                 what: "block head with a bad or misaligned order",
             });
         }
         let n = 1u64 << order;
-        if !zone.spans(pfn + n - 1) {
+        if !zone.spans(pfn + (n - 1)) {
             return Err(CheckError::BadPage {
                 pfn,
                 what: "block head whose order reaches past its zone",
@@ -619,7 +620,7 @@ impl<P: Platform> Mm<P> {
 /// blank, or compound tails pointing at the head. One loop per kind, each a load of the
 /// words and a branch out.
 fn check_tails(
-    head: u64,
+    head: Pfn,
     page: &Page,
     pages: &RamArray<Page>,
     from: u64,
@@ -633,7 +634,7 @@ fn check_tails(
         for i in from..to {
             let tail = pages.get(i).ok_or_else(|| bad(i))?;
             let wrong = (tail.flags() ^ PG_TAIL) | tail.refcount();
-            if wrong != 0 || tail.word() != head {
+            if wrong != 0 || tail.word() != head.raw() {
                 return Err(bad(i));
             }
         }

@@ -427,7 +427,7 @@ impl<P: Platform> Mm<P> {
 
     /// `page_zone()` by PFN.
     #[inline]
-    pub fn zone_of_pfn(&self, pfn: u64) -> Option<&Zone> {
+    pub fn zone_of_pfn(&self, pfn: Pfn) -> Option<&Zone> {
         self.zones.iter().find(|z| z.spans(pfn))
     }
 
@@ -625,7 +625,7 @@ impl<P: Platform> Mm<P> {
         ac: &AllocContext,
         flags: AllocFlags,
         verdicts: &mut [Option<ZoneVerdict>; MAX_NR_ZONES],
-    ) -> Option<u64> {
+    ) -> Option<Pfn> {
         self.get_page_from_freelist_page(ac, flags, verdicts)
             .map(|(pfn, _)| pfn)
     }
@@ -638,7 +638,7 @@ impl<P: Platform> Mm<P> {
         ac: &AllocContext,
         mut flags: AllocFlags,
         verdicts: &mut [Option<ZoneVerdict>; MAX_NR_ZONES],
-    ) -> Option<(u64, &Page)> {
+    ) -> Option<(Pfn, &Page)> {
         let preferred = self.zonelists[ac.highest_zoneidx].preferred?;
         loop {
             for zone in self.zonelist(ac.highest_zoneidx) {
@@ -697,7 +697,7 @@ impl<P: Platform> Mm<P> {
     /// `rmqueue()`: per-CPU lists for the orders they cache, else the buddy lists.
     /// A fallback that boosted the zone's watermarks wakes kswapd on the way out (6.6).
     /// Answers the block's first PFN and its descriptor.
-    fn rmqueue(&self, zone: &Zone, ac: &AllocContext, flags: AllocFlags) -> Option<(u64, &Page)> {
+    fn rmqueue(&self, zone: &Zone, ac: &AllocContext, flags: AllocFlags) -> Option<(Pfn, &Page)> {
         let mut page = None;
         if pcp_allowed_order(ac.order) {
             page = self.rmqueue_pcplist(zone, ac, flags);
@@ -721,7 +721,7 @@ impl<P: Platform> Mm<P> {
         zone: &Zone,
         ac: &AllocContext,
         flags: AllocFlags,
-    ) -> Option<(u64, &Page)> {
+    ) -> Option<(Pfn, &Page)> {
         let pcp = &self.percpu.get(ac.cpu).pcp[zone.idx];
         if !pcp.lock.try_lock(ac.cpu) {
             return None;
@@ -743,7 +743,7 @@ impl<P: Platform> Mm<P> {
         mt: MigrateType,
         flags: AllocFlags,
         pcp: &PerCpuPages,
-    ) -> Option<(u64, &Page)> {
+    ) -> Option<(Pfn, &Page)> {
         let list = &pcp.lists[order_to_pindex(mt as usize, order)];
         if list.is_empty() {
             let mut batch = pcp.batch();
@@ -783,7 +783,7 @@ impl<P: Platform> Mm<P> {
     /// reported (`bad_page()` from `check_new_pages()` / `free_pcppages_bulk()`) and
     /// dropped.
     #[inline]
-    fn pcp_block_ok(&self, zone: &Zone, pfn: u64, order: u32) -> bool {
+    fn pcp_block_ok(&self, zone: &Zone, pfn: Pfn, order: u32) -> bool {
         match self.mem_map.get(pfn) {
             Some(page) => self.pcp_page_ok(zone, pfn, page, order),
             None => {
@@ -795,10 +795,10 @@ impl<P: Platform> Mm<P> {
 
     /// [`Mm::pcp_block_ok`] with the descriptor of `pfn` in hand.
     #[inline]
-    fn pcp_page_ok(&self, zone: &Zone, pfn: u64, page: &Page, order: u32) -> bool {
+    fn pcp_page_ok(&self, zone: &Zone, pfn: Pfn, page: &Page, order: u32) -> bool {
         let n = 1u64 << order;
-        let offset = pfn.wrapping_sub(zone.zone_start_pfn);
-        let ok = pfn & (n - 1) == 0
+        let offset = pfn.raw().wrapping_sub(zone.zone_start_pfn.raw());
+        let ok = pfn.is_aligned(order)
             && offset < zone.spanned_pages
             && zone.spanned_pages - offset >= n
             && page.flags() & PG_PCP != 0
@@ -845,7 +845,7 @@ impl<P: Platform> Mm<P> {
         order: u32,
         mt: MigrateType,
         flags: AllocFlags,
-    ) -> Option<u64> {
+    ) -> Option<Pfn> {
         let mut locked = self.zone_lock(zone);
         let mut buddy = locked.buddy();
         let mut pfn = None;
@@ -865,7 +865,7 @@ impl<P: Platform> Mm<P> {
     /// `__GFP_ZERO`, head and tails marked for `__GFP_COMP`. `page` is the descriptor of
     /// `pfn`.
     #[inline]
-    pub(crate) fn prep_new_page(&self, pfn: u64, page: &Page, ac: &AllocContext) {
+    pub(crate) fn prep_new_page(&self, pfn: Pfn, page: &Page, ac: &AllocContext) {
         page.set_flags(0);
         page.set_pcp_migratetype(ac.migratetype as u32);
         page.set_order(ac.order);
@@ -875,18 +875,18 @@ impl<P: Platform> Mm<P> {
         }
         if ac.gfp.contains(Gfp::__GFP_COMP) && ac.order > 0 {
             page.set(PG_HEAD);
-            for tail in pfn + 1..pfn + (1 << ac.order) {
+            for tail in (pfn + 1).range_to(pfn + (1 << ac.order)) {
                 let t = self.mem_map.page(tail);
                 t.set_flags(PG_TAIL);
-                t.set_word(pfn);
+                t.set_word(pfn.raw());
             }
         }
     }
 
     /// `clear_highpage()` over `n` pages (through a temporary mapping for HighMem, which
     /// here is simply physical memory).
-    pub(crate) fn clear_pages(&self, pfn: u64, n: u64) {
-        let phys = Pfn(pfn).phys().0;
+    pub(crate) fn clear_pages(&self, pfn: Pfn, n: u64) {
+        let phys = pfn.phys().0;
         let len = n.saturating_mul(PAGE_SIZE as u64);
         if let Err(e) = self.ram().fill(phys, 0, len) {
             // A block over a hole: the kernel's store would fault in the direct map.
@@ -897,7 +897,7 @@ impl<P: Platform> Mm<P> {
 
     /// `reserve_highatomic_pageblock()`: after a high-order atomic allocation succeeds,
     /// keep its pageblock for such allocations (up to 1% of the zone).
-    fn reserve_highatomic_pageblock(&self, zone: &Zone, pfn: u64) {
+    fn reserve_highatomic_pageblock(&self, zone: &Zone, pfn: Pfn) {
         let max_managed = zone.managed_pages / 100 + crate::addr::PAGEBLOCK_NR_PAGES;
         if zone.nr_reserved_highatomic() >= max_managed {
             return;
@@ -959,21 +959,21 @@ impl<P: Platform> Mm<P> {
     /// a live allocation of this order is refused with the kernel's bad-page report.
     pub fn __free_pages(&self, page: &Page, order: u32) -> Result<(), FreeError> {
         let pfn = self.mem_map.pfn_of(page).ok_or(FreeError::ForeignPage)?;
-        let zone = self.free_pages_check(pfn.0, page, order)?;
+        let zone = self.free_pages_check(pfn, page, order)?;
         self.dma_debug_freeing(pfn.phys(), (PAGE_SIZE as u64) << order);
         // put_page_testzero(): of two racing frees, only one takes the reference.
         if !page.put_testzero() {
             let e = FreeError::AlreadyFree(pfn);
-            self.bad_page(pfn.0, &e);
+            self.bad_page(pfn, &e);
             return Err(e);
         }
         let cpu = self.platform.smp_processor_id();
-        self.free_pages_prepare(pfn.0, page, order, cpu);
+        self.free_pages_prepare(pfn, page, order, cpu);
         if pcp_allowed_order(order) {
-            self.free_unref_page(zone, pfn.0, page, order, cpu);
+            self.free_unref_page(zone, pfn, page, order, cpu);
         } else {
-            let mt = self.pageblocks.get(pfn.0);
-            self.free_one_page(zone, pfn.0, order, mt);
+            let mt = self.pageblocks.get(pfn);
+            self.free_one_page(zone, pfn, order, mt);
         }
         Ok(())
     }
@@ -983,24 +983,24 @@ impl<P: Platform> Mm<P> {
     /// in, whole, when they pass. `page` is the descriptor of `pfn` (the caller has it, as
     /// the kernel passes `struct page *`).
     #[inline]
-    fn free_pages_check(&self, pfn: u64, page: &Page, order: u32) -> Result<&Zone, FreeError> {
+    fn free_pages_check(&self, pfn: Pfn, page: &Page, order: u32) -> Result<&Zone, FreeError> {
         let zone = self.zone_of_pfn(pfn);
         let err = if order > MAX_PAGE_ORDER {
             Some(FreeError::OrderTooLarge(order))
         } else if page.is_reserved() {
-            Some(FreeError::Reserved(Pfn(pfn)))
+            Some(FreeError::Reserved(pfn))
         } else if page.is_slab() {
-            Some(FreeError::SlabPage(Pfn(pfn)))
+            Some(FreeError::SlabPage(pfn))
         } else if page.is_tail() {
-            Some(FreeError::TailPage(Pfn(pfn)))
+            Some(FreeError::TailPage(pfn))
         } else if page.refcount() == 0 {
-            Some(FreeError::AlreadyFree(Pfn(pfn)))
+            Some(FreeError::AlreadyFree(pfn))
         } else if page.order() != order
-            || pfn.trailing_zeros() < order
-            || !zone.is_some_and(|z| z.spans(pfn + (1 << order) - 1))
+            || !pfn.is_aligned(order)
+            || !zone.is_some_and(|z| z.spans(pfn + ((1 << order) - 1)))
         {
             Some(FreeError::WrongOrder {
-                pfn: Pfn(pfn),
+                pfn,
                 freed: order,
                 allocated: page.order(),
             })
@@ -1011,7 +1011,7 @@ impl<P: Platform> Mm<P> {
             (None, Some(zone)) => Ok(zone),
             // A page of mem_map outside every zone (a hole's page that lost PG_reserved).
             (err, _) => {
-                let e = err.unwrap_or(FreeError::InvalidPfn(Pfn(pfn)));
+                let e = err.unwrap_or(FreeError::InvalidPfn(pfn));
                 self.bad_page(pfn, &e);
                 Err(e)
             }
@@ -1019,15 +1019,15 @@ impl<P: Platform> Mm<P> {
     }
 
     /// Is the block of `2^order` pages at `pfn` aligned to its order and inside one zone?
-    fn block_in_one_zone(&self, pfn: u64, order: u32) -> bool {
-        pfn.trailing_zeros() >= order
+    fn block_in_one_zone(&self, pfn: Pfn, order: u32) -> bool {
+        pfn.is_aligned(order)
             && self
                 .zone_of_pfn(pfn)
-                .is_some_and(|z| z.spans(pfn + (1 << order) - 1))
+                .is_some_and(|z| z.spans(pfn + ((1 << order) - 1)))
     }
 
     /// `bad_page()`: the kernel's report of a page in a state it should not be in.
-    fn bad_page(&self, pfn: u64, err: &FreeError) {
+    fn bad_page(&self, pfn: Pfn, err: &FreeError) {
         self.bad_page_state(pfn, err.reason());
     }
 
@@ -1036,14 +1036,14 @@ impl<P: Platform> Mm<P> {
     /// line and the reason are printed.
     #[cold]
     #[inline(never)]
-    pub(crate) fn bad_page_state(&self, pfn: u64, reason: &str) {
+    pub(crate) fn bad_page_state(&self, pfn: Pfn, reason: &str) {
         VmEvents::add(&self.events.bug_bad_page, 1);
         self.add_taint(crate::report::taint::BAD_PAGE);
         let Some(page) = self.mem_map.get(pfn) else {
             self.printk(format_args!(
                 "BUG: Bad page state in process {}  pfn:{:05x}",
                 self.platform.current_comm(),
-                pfn
+                pfn.raw()
             ));
             self.printk(format_args!("page dumped because: {reason}"));
             return;
@@ -1051,14 +1051,14 @@ impl<P: Platform> Mm<P> {
         self.printk(format_args!(
             "BUG: Bad page state in process {}  pfn:{:05x}",
             self.platform.current_comm(),
-            pfn
+            pfn.raw()
         ));
         self.printk(format_args!(
             "page:{:#018x} refcount:{} mapcount:{} mapping:0000000000000000 index:0x0 pfn:{:#x}",
             self.struct_page_address(page).0,
             page.refcount(),
             page.mapcount(),
-            pfn
+            pfn.raw()
         ));
         let mut names = crate::mm_types::flag_names(page.flags());
         let mut flags: [&str; 6] = [""; 6];
@@ -1081,9 +1081,9 @@ impl<P: Platform> Mm<P> {
     /// Reset the descriptors of an allocation about to be freed (compound tails, owner
     /// state), as `free_pages_prepare()` does; `page` is the descriptor of `pfn`.
     #[inline]
-    fn free_pages_prepare(&self, pfn: u64, page: &Page, order: u32, cpu: usize) {
+    fn free_pages_prepare(&self, pfn: Pfn, page: &Page, order: u32, cpu: usize) {
         if page.is_head() {
-            for tail in pfn + 1..pfn + (1 << order) {
+            for tail in (pfn + 1).range_to(pfn + (1 << order)) {
                 self.mem_map.page(tail).reset();
             }
         }
@@ -1092,7 +1092,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `free_one_page()`: straight to the buddy lists of `zone` under its lock.
-    fn free_one_page(&self, zone: &Zone, pfn: u64, order: u32, mt: MigrateType) {
+    fn free_one_page(&self, zone: &Zone, pfn: Pfn, order: u32, mt: MigrateType) {
         let mut locked = self.zone_lock(zone);
         locked.buddy().free_one_page(pfn, order, mt, Fpi::None);
     }
@@ -1100,7 +1100,7 @@ impl<P: Platform> Mm<P> {
     /// `free_unref_page()`: onto this CPU's list, draining a batch once it is too long;
     /// `page` is the descriptor of `pfn`.
     #[inline]
-    fn free_unref_page(&self, zone: &Zone, pfn: u64, page: &Page, order: u32, cpu: usize) {
+    fn free_unref_page(&self, zone: &Zone, pfn: Pfn, page: &Page, order: u32, cpu: usize) {
         let mt = self.pageblocks.get(pfn);
         let pcp_mt = match mt {
             MigrateType::Isolate => return self.free_one_page(zone, pfn, order, mt),
@@ -1121,7 +1121,7 @@ impl<P: Platform> Mm<P> {
         &self,
         zone: &Zone,
         pcp: &PerCpuPages,
-        (pfn, page): (u64, &Page),
+        (pfn, page): (Pfn, &Page),
         pcp_mt: MigrateType,
         block_mt: MigrateType,
         order: u32,
@@ -1310,7 +1310,7 @@ impl<P: Platform> Mm<P> {
     /// next report.
     pub fn page_to_pfn(&self, page: &Page) -> Pfn {
         self.mem_map.pfn_of(page).unwrap_or_else(|| {
-            self.mem_map.page(INVALID_PFN.0);
+            self.mem_map.page(INVALID_PFN);
             INVALID_PFN
         })
     }
@@ -1320,12 +1320,12 @@ impl<P: Platform> Mm<P> {
         if !self.pfn_valid(pfn) {
             return Err(FreeError::InvalidPfn(pfn));
         }
-        Ok(self.mem_map.page(pfn.0))
+        Ok(self.mem_map.page(pfn))
     }
 
     /// `pfn_valid()`: described by `mem_map` and backed by RAM.
     pub fn pfn_valid(&self, pfn: Pfn) -> bool {
-        self.mem_map.contains(pfn.0) && self.memblock.is_memory(pfn.phys().0, pfn.phys().0 + 1)
+        self.mem_map.contains(pfn) && self.memblock.is_memory(pfn.phys().0, pfn.phys().0 + 1)
     }
 
     /// `page_address()`: the direct-map address, or `None` for a HighMem page.
@@ -1346,9 +1346,9 @@ impl<P: Platform> Mm<P> {
     /// `page_zone()`.
     pub fn page_zone(&self, page: &Page) -> &Zone {
         let pfn = self.page_to_pfn(page);
-        self.zone_of_pfn(pfn.0).unwrap_or_else(|| {
+        self.zone_of_pfn(pfn).unwrap_or_else(|| {
             // Only a foreign descriptor lies in no zone (its fault is recorded).
-            self.mem_map.page(INVALID_PFN.0);
+            self.mem_map.page(INVALID_PFN);
             &self.zones[0]
         })
     }
@@ -1356,7 +1356,7 @@ impl<P: Platform> Mm<P> {
     /// The kernel virtual address of a page's descriptor (what `struct page *` holds):
     /// `mem_map` lives in the direct map.
     pub fn struct_page_address(&self, page: &Page) -> VirtAddr {
-        let pfn = self.page_to_pfn(page).0;
+        let pfn = self.page_to_pfn(page);
         VirtAddr(self.mem_map.struct_page_va(self.layout.page_offset, pfn))
     }
 
@@ -1385,7 +1385,7 @@ impl<P: Platform> Mm<P> {
 
     /// The migrate type of the pageblock holding `pfn`.
     pub fn pageblock_migratetype(&self, pfn: Pfn) -> MigrateType {
-        self.pageblocks.get(pfn.0)
+        self.pageblocks.get(pfn)
     }
 
     /// `split_page(page, order)`: a non-compound allocation of 2^order pages becomes 2^order
@@ -1405,11 +1405,11 @@ impl<P: Platform> Mm<P> {
                 allocated: page.order(),
             });
         }
-        if order > MAX_PAGE_ORDER || !self.block_in_one_zone(pfn.0, order) {
+        if order > MAX_PAGE_ORDER || !self.block_in_one_zone(pfn, order) {
             return Err(FreeError::OrderTooLarge(order));
         }
         let mt = page.pcp_migratetype();
-        for p in pfn.0..pfn.0 + (1 << order) {
+        for p in pfn.range_to(pfn + (1 << order)) {
             let sub = self.mem_map.page(p);
             sub.set_flags(0);
             sub.set_order(0);
@@ -1483,7 +1483,7 @@ impl<P: Platform> CorruptionReport for Mm<P> {
         self.report_list_corruption(c);
     }
 
-    fn bad_page_state(&self, pfn: u64, reason: &str) {
+    fn bad_page_state(&self, pfn: Pfn, reason: &str) {
         Mm::bad_page_state(self, pfn, reason);
     }
 }

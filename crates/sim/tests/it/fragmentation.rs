@@ -23,7 +23,7 @@ fn free(m: &Machine, pfn: u64, order: u32) {
 }
 
 fn zone_of(mm: &Mm<SimPlatform>, pfn: u64) -> ZoneType {
-    mm.zone_of_pfn(pfn).expect("pfn in a zone").zone_type
+    mm.zone_of_pfn(Pfn(pfn)).expect("pfn in a zone").zone_type
 }
 
 /// Free the even page of every pair whose odd buddy is also held, so that no freed page
@@ -246,10 +246,11 @@ fn order_1_falls_back_to_dma_when_dma32_is_fragmented() {
 
 fn pageblock_types(mm: &Mm<SimPlatform>, zt: ZoneType) -> Vec<(u64, MigrateType)> {
     let zone = &mm.zones()[zone_idx(mm, zt)];
-    let start = zone.zone_start_pfn & !(PAGEBLOCK - 1);
-    (start..zone.zone_end_pfn())
+    let start = zone.zone_start_pfn.align_down(PAGEBLOCK.trailing_zeros());
+    start
+        .range_to(zone.zone_end_pfn())
         .step_by(PAGEBLOCK as usize)
-        .map(|pfn| (pfn, mm.pageblock_migratetype(Pfn(pfn))))
+        .map(|pfn| (pfn.raw(), mm.pageblock_migratetype(pfn)))
         .collect()
 }
 

@@ -84,9 +84,11 @@ fn assert_failure_justified(mm: &Mm<SimPlatform>, profile: Profile, gfp: Gfp, or
         // without reserve access also counts every HighAtomic pageblock as unusable
         // (`nr_reserved_highatomic`, an over-estimate the kernel makes on purpose).
         let highatomic_free: u64 = (0..=10).map(|o| snap.per_type[3][o] << o).sum();
-        let reserved_blocks = (zone.zone_start_pfn..zone.zone_end_pfn())
+        let reserved_blocks = zone
+            .zone_start_pfn
+            .range_to(zone.zone_end_pfn())
             .step_by(512)
-            .filter(|&pfn| mm.pageblock_migratetype(Pfn(pfn)) == MigrateType::HighAtomic)
+            .filter(|&pfn| mm.pageblock_migratetype(pfn) == MigrateType::HighAtomic)
             .count() as u64;
         let unusable = if gfp.allows_blocking() {
             highatomic_free.max(reserved_blocks * 512)
@@ -234,7 +236,10 @@ impl Model for PageModel {
                         "step {step}: {gfp:?} got a page from zone {}",
                         zone.name()
                     );
-                    assert!(zone.spans(pfn + n - 1), "block crosses the end of its zone");
+                    assert!(
+                        zone.spans(Pfn(pfn + n - 1)),
+                        "block crosses the end of its zone"
+                    );
                     assert_eq!(page.refcount(), 1);
                     assert_eq!(page.order(), order);
                     let compound = gfp.contains(Gfp::__GFP_COMP) && order > 0;
