@@ -60,7 +60,7 @@ pub use context::Context;
 pub use gfp::Gfp;
 pub use mm_init::{BootConfig, BootError};
 pub use mm_types::Page;
-pub use page_alloc::{AllocError, FreeError, MigrateType, Watermark, Zone, ZoneType};
+pub use page_alloc::{FreeError, MigrateType, PageAllocError, Watermark, Zone, ZoneType};
 pub use platform::{IrqFlags, MemoryRegion, Platform, Shrinker};
 
 use memblock::Memblock;

@@ -75,7 +75,7 @@ pub enum BootError {
     /// The slab allocator could not start.
     Slab(crate::slab::SlabError),
     /// The vmalloc area's PUD pages could not be allocated (`preallocate_vmalloc_pages`).
-    VmallocPageTables(crate::AllocError),
+    VmallocPageTables(crate::PageAllocError),
     /// Boot metadata memblock handed out is not RAM (a broken memory map).
     BadAccess(crate::mem::BadAccess),
 }

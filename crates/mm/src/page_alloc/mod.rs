@@ -312,7 +312,7 @@ impl core::error::Error for AllocFailure {}
 
 /// Why `alloc_pages` and friends returned no page.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AllocError {
+pub enum PageAllocError {
     /// `order > MAX_PAGE_ORDER`.
     OrderTooLarge(u32),
     /// The GFP flags are invalid.
@@ -325,29 +325,29 @@ pub enum AllocError {
     NoMemory(AllocFailure),
 }
 
-impl fmt::Display for AllocError {
+impl fmt::Display for PageAllocError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AllocError::OrderTooLarge(o) => write!(
+            PageAllocError::OrderTooLarge(o) => write!(
                 f,
                 "order {o} is larger than MAX_PAGE_ORDER ({MAX_PAGE_ORDER}): WARN_ON_ONCE in __alloc_pages"
             ),
-            AllocError::BadGfp(e) => e.fmt(f),
-            AllocError::SleepInAtomic(s) => s.fmt(f),
-            AllocError::HighMemHasNoAddress => write!(
+            PageAllocError::BadGfp(e) => e.fmt(f),
+            PageAllocError::SleepInAtomic(s) => s.fmt(f),
+            PageAllocError::HighMemHasNoAddress => write!(
                 f,
                 "__get_free_pages with __GFP_HIGHMEM: a HighMem page has no kernel address (VM_BUG_ON)"
             ),
-            AllocError::NoMemory(failure) => failure.fmt(f),
+            PageAllocError::NoMemory(failure) => failure.fmt(f),
         }
     }
 }
 
-impl core::error::Error for AllocError {}
+impl core::error::Error for PageAllocError {}
 
-impl From<GfpError> for AllocError {
+impl From<GfpError> for PageAllocError {
     fn from(e: GfpError) -> Self {
-        AllocError::BadGfp(e)
+        PageAllocError::BadGfp(e)
     }
 }
 
@@ -558,7 +558,7 @@ impl<P: Platform> Mm<P> {
 
     /// `alloc_pages(gfp, order)`: 2^order physically contiguous pages. Returns the first
     /// page's descriptor (`struct page *`), or an error saying what failed and why.
-    pub fn alloc_pages(&self, gfp: Gfp, order: u32) -> Result<&Page, AllocError> {
+    pub fn alloc_pages(&self, gfp: Gfp, order: u32) -> Result<&Page, PageAllocError> {
         let ac = self.prepare_alloc_pages(gfp, order)?;
         let mut verdicts = [None; MAX_NR_ZONES];
         let mut flags = AllocFlags::WMARK_LOW;
@@ -574,7 +574,7 @@ impl<P: Platform> Mm<P> {
         &self,
         gfp: Gfp,
         order: u32,
-    ) -> Result<AllocContext, AllocError> {
+    ) -> Result<AllocContext, PageAllocError> {
         if order > MAX_PAGE_ORDER {
             VmEvents::add(&self.events.warn, 1);
             // 6.6 `__alloc_pages()`: `WARN_ON_ONCE_GFP(order > MAX_ORDER, gfp)`, once per
@@ -585,7 +585,7 @@ impl<P: Platform> Mm<P> {
                 func: "__alloc_pages",
             };
             crate::report::warn_on_once!(self, !gfp.contains(Gfp::__GFP_NOWARN), SITE);
-            return Err(AllocError::OrderTooLarge(order));
+            return Err(PageAllocError::OrderTooLarge(order));
         }
         let zone_type = gfp
             .gfp_zone()
@@ -594,7 +594,7 @@ impl<P: Platform> Mm<P> {
             .migratetype()
             .inspect_err(|_| VmEvents::add(&self.events.warn, 1))?;
         if gfp.allows_blocking() {
-            self.might_sleep().map_err(AllocError::SleepInAtomic)?;
+            self.might_sleep().map_err(PageAllocError::SleepInAtomic)?;
         }
         Ok(AllocContext {
             gfp,
@@ -1281,17 +1281,17 @@ impl<P: Platform> Mm<P> {
     // ----- the rest of the API -----------------------------------------------------
 
     /// `__get_free_pages()`: `alloc_pages` and return the direct-map address.
-    pub fn __get_free_pages(&self, gfp: Gfp, order: u32) -> Result<VirtAddr, AllocError> {
+    pub fn __get_free_pages(&self, gfp: Gfp, order: u32) -> Result<VirtAddr, PageAllocError> {
         if gfp.contains(Gfp::__GFP_HIGHMEM) {
-            return Err(AllocError::HighMemHasNoAddress);
+            return Err(PageAllocError::HighMemHasNoAddress);
         }
         let page = self.alloc_pages(gfp, order)?;
         self.page_address(page)
-            .ok_or(AllocError::HighMemHasNoAddress)
+            .ok_or(PageAllocError::HighMemHasNoAddress)
     }
 
     /// `get_zeroed_page()`.
-    pub fn get_zeroed_page(&self, gfp: Gfp) -> Result<VirtAddr, AllocError> {
+    pub fn get_zeroed_page(&self, gfp: Gfp) -> Result<VirtAddr, PageAllocError> {
         self.__get_free_pages(gfp | Gfp::__GFP_ZERO, 0)
     }
 

@@ -89,7 +89,7 @@ impl<P: Platform> Mm<P> {
         if gfp.allows_blocking() {
             // slab_pre_alloc_hook(): might_alloc().
             self.might_sleep_on(cpu)
-                .map_err(|e| SlabError::Alloc(crate::AllocError::SleepInAtomic(e)))?;
+                .map_err(|e| SlabError::Alloc(crate::PageAllocError::SleepInAtomic(e)))?;
         }
         let taken = if s.is_debug() {
             self.alloc_bulk_one_by_one(s, gfp, p, caller)

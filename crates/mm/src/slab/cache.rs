@@ -695,7 +695,7 @@ impl<P: Platform> Mm<P> {
             return Err(SlabError::BadArgs("a cache of that name exists"));
         }
         self.might_sleep()
-            .map_err(|e| SlabError::Alloc(crate::AllocError::SleepInAtomic(e)))?;
+            .map_err(|e| SlabError::Alloc(crate::PageAllocError::SleepInAtomic(e)))?;
         let flags = (flags | self.slab.config.debug) & !SlabFlags::OBJECT_POISON;
         // kmem_cache_create_usercopy(): a cache that can share an existing one is an
         // alias of it (usersize is always 0 for caches made here).
@@ -1037,7 +1037,7 @@ impl<P: Platform> Mm<P> {
     pub fn kmem_cache_shrink(&self, r: KmemCacheRef) -> Result<u64, SlabError> {
         let s = self.api_cache(r)?;
         self.might_sleep()
-            .map_err(|e| SlabError::Alloc(crate::AllocError::SleepInAtomic(e)))?;
+            .map_err(|e| SlabError::Alloc(crate::PageAllocError::SleepInAtomic(e)))?;
         // The barn first (6.18 shrinks it after flush_all()): its objects then leave the
         // CPU slabs with everything else.
         self.barn_shrink(s);
@@ -1050,7 +1050,7 @@ impl<P: Platform> Mm<P> {
     pub fn kmem_cache_destroy(&self, r: KmemCacheRef) -> Result<(), SlabError> {
         let s = self.api_cache(r)?;
         self.might_sleep()
-            .map_err(|e| SlabError::Alloc(crate::AllocError::SleepInAtomic(e)))?;
+            .map_err(|e| SlabError::Alloc(crate::PageAllocError::SleepInAtomic(e)))?;
         if s.flags().contains(SlabFlags::KMALLOC)
             || r.0 == self.slab.kmem_cache.load(Relaxed)
             || r.0 == self.slab.kmem_cache_node.load(Relaxed)

@@ -16,7 +16,7 @@ use core::sync::atomic::Ordering::Relaxed;
 use crate::addr::{get_order, Pfn, VirtAddr, MAX_PAGE_ORDER, PAGE_SHIFT, PAGE_SIZE};
 use crate::gfp::Gfp;
 use crate::mm_types::{Page, PG_HEAD, PG_LARGE_KMALLOC};
-use crate::page_alloc::AllocError;
+use crate::page_alloc::PageAllocError;
 use crate::platform::Platform;
 use crate::slab::cache::{KmemCache, KmemCacheRef};
 use crate::slab::{CallSite, SlabError, SlabFlags, SlabGlobals};
@@ -485,13 +485,13 @@ impl<P: Platform> Mm<P> {
                     // GFP_KERNEL-style flags never give HighMem; a caller's __GFP_HIGHMEM
                     // was dropped by kmalloc_fix_flags above.
                     let _ = self.__free_pages(page, order);
-                    return Err(SlabError::Alloc(AllocError::HighMemHasNoAddress));
+                    return Err(SlabError::Alloc(PageAllocError::HighMemHasNoAddress));
                 };
                 page.set(PG_LARGE_KMALLOC);
                 self.slab_pages.unreclaimable.fetch_add(1 << order, Relaxed);
                 Ok(addr)
             }
-            Err(AllocError::OrderTooLarge(_)) => Err(SlabError::TooLarge(size)),
+            Err(PageAllocError::OrderTooLarge(_)) => Err(SlabError::TooLarge(size)),
             Err(e) => Err(e.into()),
         }
     }

@@ -713,7 +713,7 @@ impl<P: Platform> Mm<P> {
         let cpu = self.platform.smp_processor_id();
         if gfp.allows_blocking() {
             self.might_sleep_on(cpu)
-                .map_err(|e| SlabError::Alloc(crate::AllocError::SleepInAtomic(e)))?;
+                .map_err(|e| SlabError::Alloc(crate::PageAllocError::SleepInAtomic(e)))?;
         }
         let object = if s.is_debug() {
             self.alloc_debug_path(s, gfp, site, orig_size)?

@@ -44,7 +44,7 @@ use crate::arch::Profile;
 use crate::context::SleepInAtomic;
 use crate::gfp::Gfp;
 use crate::mm_types::Page;
-use crate::page_alloc::AllocError;
+use crate::page_alloc::PageAllocError;
 use crate::platform::Platform;
 use crate::slab::{CallSite, KmemCacheRef, SlabError, SlabFlags};
 use crate::Mm;
@@ -200,10 +200,10 @@ pub enum VmallocError {
         /// Pages needed.
         wanted: u64,
         /// The page allocator's last error.
-        error: AllocError,
+        error: PageAllocError,
     },
     /// A page-table page could not be allocated.
-    PageTable(AllocError),
+    PageTable(PageAllocError),
     /// The mapping could not be made at this address.
     MapFailed(u64),
     /// Not the address of a live vmalloc/vmap area (`Trying to vfree() nonexistent vm area`).
@@ -934,7 +934,7 @@ impl<P: Platform> Mm<P> {
             return Err(VmallocError::Pages {
                 allocated: nr,
                 wanted: nr_small,
-                error: last_error.unwrap_or(AllocError::OrderTooLarge(order)),
+                error: last_error.unwrap_or(PageAllocError::OrderTooLarge(order)),
             });
         }
         let step = 1u64 << order;
@@ -965,7 +965,7 @@ impl<P: Platform> Mm<P> {
         order: u32,
         nr_pages: u64,
         pages: u64,
-    ) -> (u64, Option<AllocError>) {
+    ) -> (u64, Option<PageAllocError>) {
         let mut nr = 0;
         let mut last_error = None;
         if order == 0 {

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use crate::fixtures::*;
 use crate::model_driver::{run_model, Model, Run};
-use kmemlab_mm::{AllocError, Context, Gfp, MigrateType, Mm, Pfn, Profile, ZoneType, PAGE_SIZE};
+use kmemlab_mm::{
+    Context, Gfp, MigrateType, Mm, PageAllocError, Pfn, Profile, ZoneType, PAGE_SIZE,
+};
 use kmemlab_sim::{Hole, Machine, SimPlatform};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -190,7 +192,7 @@ impl Model for PageModel {
                 Context::Process
             };
             let api = rng.gen_range(0..4);
-            let result: Result<u64, AllocError> = m
+            let result: Result<u64, PageAllocError> = m
                 .on_cpu(cpu, ctx, |mm| {
                     if api == 0 && !gfp.contains(Gfp::__GFP_HIGHMEM) {
                         let addr = mm.__get_free_pages(gfp, order)?;
@@ -286,7 +288,7 @@ impl Model for PageModel {
                         },
                     );
                 }
-                Err(AllocError::NoMemory(failure)) => {
+                Err(PageAllocError::NoMemory(failure)) => {
                     *fails += 1;
                     assert_eq!((failure.order, failure.gfp), (order, gfp));
                     assert_failure_justified(m.mm(), profile, gfp, order);
