@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Barrier;
 
 use crate::fixtures::*;
-use kmemlab_mm::{Context, Gfp, PageAllocError, Platform};
+use kmemlab_mm::{Context, Gfp, Hardware, PageAllocError};
 use kmemlab_sim::SimError;
 
 const SPLAT: &str =
