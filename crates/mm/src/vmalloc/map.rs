@@ -239,13 +239,8 @@ impl<P: Platform> Mm<P> {
     /// at most as many tables as `mem_map` has pages. Entries overwritten to share tables
     /// (every entry of a table naming the same next-level table) would make it follow
     /// 512^levels paths; once that many tables are entered it descends no further, and
-<<<<<<< HEAD
-    /// the count it returns exceeds any true `NR_PAGETABLE` (`check_vmalloc` reports it).
-    pub(in crate::vmalloc) fn walk_kernel_range(
-=======
     /// the count it returns exceeds any true `NR_PAGETABLE` (`Mm::check` reports it).
-    pub(crate) fn walk_kernel_range(
->>>>>>> state-pa
+    pub(in crate::vmalloc) fn walk_kernel_range(
         &self,
         start: u64,
         end: u64,
