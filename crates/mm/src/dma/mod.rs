@@ -13,6 +13,39 @@
 //! scatterlists) is reached through the door ([`crate::mem`]); RAM that any bus master
 //! may have overwritten is validated before a value read from it is used as an index,
 //! length or address.
+//!
+//! # What each file mirrors (Linux 6.6)
+//!
+//! - `mod.rs`: the mapping API and the masks (`kernel/dma/mapping.c`:
+//!   `dma_map_page_attrs`, `dma_unmap_page_attrs`, `dma_sync_single_for_*`,
+//!   `dma_set_mask`, `dma_supported`); `device.rs`: the DMA fields of `struct device`.
+//! - [`direct`]: dma-direct (`kernel/dma/direct.c`, `direct.h`): bus address = physical
+//!   address, coherent memory from the page allocator.
+//! - [`swiotlb`]: bounce buffers (`kernel/dma/swiotlb.c`), its pool reserved from
+//!   memblock at boot.
+//! - [`debug`]: `CONFIG_DMA_API_DEBUG` (`kernel/dma/debug.c`), one file per kind of check.
+//! - [`scatterlist`] (`lib/scatterlist.c`, `kernel/dma/mapping.c`'s `dma_map_sg_attrs`),
+//!   [`pool`] (`mm/dmapool.c`); `check.rs`: the counters and the checker (kmemlab's).
+//!
+//! # Where to start reading
+//!
+//! [`Mm::dma_map_single`] / [`Mm::dma_map_page`] here, then `dma_direct_map_page`
+//! ([`direct`]), which bounces through `swiotlb_map` ([`swiotlb`]) when the device's mask
+//! does not reach the buffer; dma-debug records the mapping (`debug/map.rs`) and checks
+//! the unmap against it (`debug/unmap.rs`).
+//!
+//! # Locks
+//!
+//! No DMA lock is taken while another is held:
+//!
+//! - a DMA pool's lock (a lock word in RAM, `spin_lock_irqsave(&pool->lock)`) is dropped
+//!   around `dma_alloc_coherent` and `dma_free_coherent`, which reach the page allocator;
+//! - swiotlb's area lock (`io_tlb_area.lock`: `SpinLockIrq<IoTlbArea>`) covers the slot
+//!   bookkeeping (search, release, counts); the bounce copies run without it;
+//! - dma-debug's lock (`SpinLockIrq<DebugState>`, one for the hash and the free list
+//!   where the kernel has `dma_entry_hash[].lock` per bucket and `free_entries_lock`) is
+//!   dropped before dma-debug allocates or frees its block or prints a report. Its free
+//!   hook runs from `__free_pages` and `kfree` before they take a lock of their own.
 
 mod check;
 pub mod debug;

@@ -20,6 +20,40 @@
 //! a walk that goes round a cycle is its soft lockup, a `vm_struct` that disagrees with
 //! its area is refused and reported; the operation then fails with
 //! [`VmallocError::Corrupted`] instead of faulting, panicking or hanging the host.
+//!
+//! # Where to start reading
+//!
+//! `api.rs` holds the API: `vmalloc()` and its family lead to `__vmalloc_node_range()`
+//! in `node.rs` (the area-node allocation): `get_vm_area_node()` takes a range with
+//! `alloc_vmap_area()` (the lowest fit in the free tree: `area.rs`, over the augmented
+//! red-black tree of `rbtree.rs`) and a `vm_struct`, then `vmalloc_area_node()` fills
+//! the page array and maps it (`map.rs`). `vfree()` (`api.rs`) takes the area out with
+//! `remove_vm_area()` and frees its pages with `release_vm_pages()` (`node.rs`); the
+//! range waits for the lazy purge (`purge.rs`). `helpers.rs` reads `vm_struct`s, page
+//! arrays and kernel words back from RAM and makes vmalloc's reports; `check.rs` is the
+//! checker and `query.rs` answers page-table questions for tools.
+//!
+//! # Locks
+//!
+//! The four of 6.6's `mm/vmalloc.c` (before 6.9 split the trees per node), in
+//! [`VmallocGlobals`], outer to inner:
+//!
+//! 1. `vmap_purge_lock` (`purge_lock`; a mutex in the kernel): one purge at a time
+//!    (`purge_vmap_area_lazy`). Under it the purge takes `purge_vmap_area_lock` just to
+//!    detach the list, flushes the TLB with no spinlock held, then takes
+//!    `free_vmap_area_lock` to merge the areas back.
+//! 2. `free_vmap_area_lock` (`free`): the free tree. Taken alone by `alloc_vmap_area`,
+//!    whose spare node for a split is preloaded before (`preload_vmap_area`), or under
+//!    `vmap_purge_lock`.
+//! 3. `vmap_area_lock` (`busy`): the busy tree. Taken alone; under it
+//!    `setup_vmalloc_vm` records the caller in the slab's call-site table (a leaf).
+//! 4. `purge_vmap_area_lock` (`purge`): the purge list; taken alone and briefly.
+//!
+//! The checker takes `free`, `busy` and `purge` together, in that order; no other path
+//! holds two of the three. No vmalloc spinlock is held while vmalloc allocates (kmalloc,
+//! the page allocator): the spare node for a split is preloaded. Merging in a tree frees
+//! the merged `vmap_area` objects to their slab cache under that tree's lock, as the
+//! kernel does: the slab's locks are below vmalloc's.
 
 mod api;
 mod area;

@@ -16,6 +16,13 @@
 //! The block is read and written through the door ([`crate::mem`]): every bucket head
 //! and entry is found by an index that is checked against the block before the access,
 //! and every value read back is validated before it is used.
+//!
+//! By kind of check: `map.rs` records mappings and coherent allocations
+//! (`debug_dma_map_page`, start there), `unmap.rs` checks unmaps and frees against them
+//! (`check_unmap`), `sync.rs` checks syncs (`check_sync`), `freed.rs` is kmemlab's
+//! freed-while-mapped check (the free hook), and `hash.rs` keeps the entries and their
+//! hash in RAM. This file holds the state, boot and lazy setup, disabling, and the
+//! `err_printk` report. Locks: one, `DmaDebug::state`, a leaf (see [`super`]).
 
 mod freed;
 mod hash;
