@@ -7,7 +7,9 @@ use core::fmt;
 use core::sync::atomic::Ordering::Relaxed;
 
 use super::rbtree::Corrupt;
-use super::{bug_sites, VmArea, VmFlags, VmallocError, VmapAreaInfo, NUMA_NO_NODE, VMAP_RAM};
+use super::{
+    bug_sites, VmArea, VmFlags, VmallocError, VmapAreaInfo, NUMA_NO_NODE, VMAP_BARE, VMAP_RAM,
+};
 use crate::addr::{Pfn, PhysAddr, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 use crate::arch::pgtable::PgProt;
 use crate::gfp::Gfp;
@@ -384,8 +386,9 @@ impl<P: Platform> Mm<P> {
     /// range: the kernel's static `alloc_vmap_area()` on its own, which is what its
     /// `alloc_vmap_area` tracepoint records. No `vm_struct`, no pages, no mapping; `size` is
     /// taken as given (a guard page included if the caller counted one). The area is
-    /// flagged `VMAP_RAM`, as the kernel flags its `vm_map_ram` vmap blocks (areas without
-    /// a `vm_struct`), and is given back lazily with [`Mm::vm_unmap_ram`]. For trace replay.
+    /// flagged `VMAP_RAM` (and kmemlab's `VMAP_BARE`: nothing is mapped), as the kernel
+    /// flags its `vm_map_ram` vmap blocks (areas without a `vm_struct`), and is given back
+    /// lazily with [`Mm::vm_unmap_ram`]. For trace replay.
     pub fn reserve_vmap_area(
         &self,
         size: u64,
@@ -401,7 +404,7 @@ impl<P: Platform> Mm<P> {
             self.layout().vmalloc_start,
             self.layout().vmalloc_end,
             gfp,
-            VMAP_RAM,
+            VMAP_RAM | VMAP_BARE,
         )?;
         Ok(VirtAddr(self.vmap_area(va)?.start()))
     }

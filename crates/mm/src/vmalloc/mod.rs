@@ -70,7 +70,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use zerocopy::FromBytes;
 
-pub use area::{VmapArea, VMAP_RAM};
+pub use area::{VmapArea, VMAP_BARE, VMAP_RAM};
 pub use check::VmallocCheckError;
 pub use map::KernelMapping;
 pub use rbtree::RbViolation;
