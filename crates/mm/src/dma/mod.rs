@@ -13,15 +13,50 @@
 //! scatterlists) is reached through the door ([`crate::mem`]); RAM that any bus master
 //! may have overwritten is validated before a value read from it is used as an index,
 //! length or address.
+//!
+//! # What each file mirrors (Linux 6.6)
+//!
+//! - `mod.rs`: the mapping API and the masks (`kernel/dma/mapping.c`:
+//!   `dma_map_page_attrs`, `dma_unmap_page_attrs`, `dma_sync_single_for_*`,
+//!   `dma_set_mask`, `dma_supported`); `device.rs`: the DMA fields of `struct device`.
+//! - [`direct`]: dma-direct (`kernel/dma/direct.c`, `direct.h`): bus address = physical
+//!   address, coherent memory from the page allocator.
+//! - [`swiotlb`]: bounce buffers (`kernel/dma/swiotlb.c`), its pool reserved from
+//!   memblock at boot.
+//! - [`debug`]: `CONFIG_DMA_API_DEBUG` (`kernel/dma/debug.c`), one file per kind of check.
+//! - [`scatterlist`] (`lib/scatterlist.c`, `kernel/dma/mapping.c`'s `dma_map_sg_attrs`),
+//!   [`pool`] (`mm/dmapool.c`); `check.rs`: the counters and the checker (kmemlab's).
+//!
+//! # Where to start reading
+//!
+//! [`Mm::dma_map_single`] / [`Mm::dma_map_page`] here, then `dma_direct_map_page`
+//! ([`direct`]), which bounces through `swiotlb_map` ([`swiotlb`]) when the device's mask
+//! does not reach the buffer; dma-debug records the mapping (`debug/map.rs`) and checks
+//! the unmap against it (`debug/unmap.rs`).
+//!
+//! # Locks
+//!
+//! No DMA lock is taken while another is held:
+//!
+//! - a DMA pool's lock (a lock word in RAM, `spin_lock_irqsave(&pool->lock)`) is dropped
+//!   around `dma_alloc_coherent` and `dma_free_coherent`, which reach the page allocator;
+//! - swiotlb's area lock (`io_tlb_area.lock`: `SpinLockIrq<IoTlbArea>`) covers the slot
+//!   bookkeeping (search, release, counts); the bounce copies run without it;
+//! - dma-debug's lock (`SpinLockIrq<DebugState>`, one for the hash and the free list
+//!   where the kernel has `dma_entry_hash[].lock` per bucket and `free_entries_lock`) is
+//!   dropped before dma-debug allocates or frees its block or prints a report. Its free
+//!   hook runs from `__free_pages` and `kfree` before they take a lock of their own.
 
+mod check;
 pub mod debug;
+mod device;
 pub mod direct;
 pub mod pool;
 pub mod scatterlist;
 pub mod swiotlb;
 
 use core::fmt;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::addr::{PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::arch::Profile;
@@ -30,7 +65,10 @@ use crate::platform::Platform;
 use crate::report::KernelSite as KS;
 use crate::Mm;
 
+pub use check::{DmaCheckError, DmaStats};
 pub use debug::DmaDebugError;
+pub use device::Device;
+use device::{min_not_zero, Name};
 pub use pool::DmaPool;
 pub use scatterlist::{SgEntry, SgTable};
 pub use swiotlb::{SwiotlbConfig, IO_TLB_SEGSIZE, IO_TLB_SHIFT, IO_TLB_SIZE};
@@ -158,194 +196,6 @@ impl fmt::Display for DmaError {
 
 impl core::error::Error for DmaError {}
 
-/// A short name kept inline (no allocator): truncated to 31 bytes at a character boundary.
-#[derive(Copy, Clone)]
-struct Name {
-    bytes: [u8; 31],
-    len: u8,
-}
-
-impl Name {
-    fn new(s: &str) -> Name {
-        let mut len = s.len().min(31);
-        while !s.is_char_boundary(len) {
-            len -= 1;
-        }
-        let mut bytes = [0; 31];
-        bytes[..len].copy_from_slice(&s.as_bytes()[..len]);
-        Name {
-            bytes,
-            len: len as u8,
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        core::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("?")
-    }
-}
-
-static NEXT_DEVICE_ID: AtomicU32 = AtomicU32::new(1);
-
-/// The DMA part of `struct device`: the driver and device names its messages carry, the
-/// streaming and coherent masks, `bus_dma_limit` and the `dma_parms` limits.
-pub struct Device {
-    id: u32,
-    driver: Name,
-    name: Name,
-    dma_mask: AtomicU64,
-    coherent_dma_mask: AtomicU64,
-    bus_dma_limit: AtomicU64,
-    max_segment_size: AtomicU32,
-    segment_boundary_mask: AtomicU64,
-}
-
-impl Device {
-    /// A device bound to `driver`, named `name` (`dev_driver_string`, `dev_name`), with
-    /// the 32-bit default masks a PCI device starts with.
-    pub fn new(driver: &str, name: &str) -> Device {
-        Device {
-            id: NEXT_DEVICE_ID.fetch_add(1, Relaxed),
-            driver: Name::new(driver),
-            name: Name::new(name),
-            dma_mask: AtomicU64::new(dma_bit_mask(32)),
-            coherent_dma_mask: AtomicU64::new(dma_bit_mask(32)),
-            bus_dma_limit: AtomicU64::new(0),
-            max_segment_size: AtomicU32::new(DEFAULT_MAX_SEG_SIZE),
-            segment_boundary_mask: AtomicU64::new(DEFAULT_SEG_BOUNDARY),
-        }
-    }
-
-    /// A number that tells devices apart in dma-debug's entries (the `struct device *`).
-    pub fn id(&self) -> u32 {
-        self.id
-    }
-
-    /// `dev_driver_string()`.
-    pub fn driver(&self) -> &str {
-        self.driver.as_str()
-    }
-
-    /// `dev_name()`.
-    pub fn name(&self) -> &str {
-        self.name.as_str()
-    }
-
-    /// `*dev->dma_mask`: the streaming mask.
-    pub fn dma_mask(&self) -> u64 {
-        self.dma_mask.load(Relaxed)
-    }
-
-    /// `dev->coherent_dma_mask`.
-    pub fn coherent_dma_mask(&self) -> u64 {
-        self.coherent_dma_mask.load(Relaxed)
-    }
-
-    /// `dev->bus_dma_limit` (0: no limit beyond the masks).
-    pub fn bus_dma_limit(&self) -> u64 {
-        self.bus_dma_limit.load(Relaxed)
-    }
-
-    /// Set `bus_dma_limit`, as a bus (or firmware's `dma-ranges`) would.
-    pub fn set_bus_dma_limit(&self, limit: u64) {
-        self.bus_dma_limit.store(limit, Relaxed)
-    }
-
-    /// `dma_get_max_seg_size()`.
-    pub fn dma_get_max_seg_size(&self) -> u32 {
-        self.max_segment_size.load(Relaxed)
-    }
-
-    /// `dma_set_max_seg_size()`.
-    pub fn dma_set_max_seg_size(&self, size: u32) {
-        self.max_segment_size.store(size, Relaxed)
-    }
-
-    /// `dma_get_seg_boundary()`: a mask; no segment may cross a multiple of mask + 1.
-    pub fn dma_get_seg_boundary(&self) -> u64 {
-        self.segment_boundary_mask.load(Relaxed)
-    }
-
-    /// `dma_set_seg_boundary()`; the mask must be one less than a power of two.
-    pub fn dma_set_seg_boundary(&self, mask: u64) -> Result<(), DmaError> {
-        if mask.wrapping_add(1) & mask != 0 {
-            return Err(DmaError::Inval);
-        }
-        self.segment_boundary_mask.store(mask, Relaxed);
-        Ok(())
-    }
-
-    /// `min_not_zero(*dev->dma_mask, dev->bus_dma_limit)`: the highest bus address a
-    /// streaming mapping may reach.
-    fn streaming_limit(&self) -> u64 {
-        min_not_zero(self.dma_mask(), self.bus_dma_limit())
-    }
-}
-
-impl fmt::Debug for Device {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {} (dma_mask {:#x}, coherent {:#x})",
-            self.driver(),
-            self.name(),
-            self.dma_mask(),
-            self.coherent_dma_mask()
-        )
-    }
-}
-
-fn min_not_zero(a: u64, b: u64) -> u64 {
-    match (a, b) {
-        (0, b) => b,
-        (a, 0) => a,
-        (a, b) => a.min(b),
-    }
-}
-
-/// What the DMA layer has done, as [`Mm::dma_stats`] reports it.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
-pub struct DmaStats {
-    /// Streaming mappings (single and scatterlist segments) and coherent buffers live, as
-    /// dma-debug tracks them.
-    pub mappings_live: u64,
-    /// Streaming mappings made (single, page, and each scatterlist segment).
-    pub maps: u64,
-    /// Streaming mappings that bounced through swiotlb.
-    pub bounced_maps: u64,
-    /// Bytes copied to or from bounce buffers.
-    pub bounce_bytes: u64,
-    /// swiotlb slots in use.
-    pub swiotlb_slots_used: u64,
-    /// swiotlb slots in the pool (0: no pool).
-    pub swiotlb_slots_total: u64,
-    /// The most slots ever in use at once.
-    pub swiotlb_slots_hiwater: u64,
-    /// `dma_map_single` calls refused because the buffer was vmalloc memory.
-    pub vmalloc_rejections: u64,
-    /// Mappings refused because the buffer was beyond the mask and could not bounce.
-    pub overflow_refusals: u64,
-    /// Bounces refused because swiotlb had no room ("swiotlb buffer is full").
-    pub swiotlb_full: u64,
-    /// Coherent allocations live.
-    pub coherent_live: u64,
-    /// dma-debug reports, by kind ([`DmaDebugError::index`]).
-    pub debug_errors: [u64; debug::NR_DEBUG_ERRORS],
-    /// All dma-debug reports (`error_count`).
-    pub debug_error_count: u64,
-    /// Freed-while-mapped reports counted but not printed (beyond 8 per free).
-    pub debug_reports_dropped: u64,
-    /// Warnings and BUGs printed by the mapping layer itself (vmalloc rejections,
-    /// overflows, invalid directions, bounce overflows).
-    pub warnings: u64,
-}
-
-impl DmaStats {
-    /// dma-debug reports of one kind.
-    pub fn debug(&self, kind: DmaDebugError) -> u64 {
-        self.debug_errors[kind.index()]
-    }
-}
-
 /// Counters, kept in the kernel's `.data`.
 #[derive(Default)]
 pub(in crate::dma) struct DmaCounters {
@@ -392,144 +242,7 @@ impl Default for DmaGlobals {
     }
 }
 
-/// Why [`Mm::dma_check`] failed.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum DmaCheckError {
-    /// A slot's free-run count disagrees with the slots after it.
-    SwiotlbList {
-        /// The slot.
-        index: u64,
-        /// What it holds.
-        found: u64,
-        /// What the slots after it say.
-        expected: u64,
-    },
-    /// The area's `used` disagrees with the slots in use.
-    SwiotlbUsed {
-        /// The counter.
-        counted: u64,
-        /// Slots whose `list` is 0.
-        found: u64,
-    },
-    /// Something is still mapped or allocated ([`Mm::dma_check_idle`]).
-    Busy {
-        /// swiotlb slots in use.
-        slots_used: u64,
-        /// Mappings and coherent buffers dma-debug still tracks.
-        mappings_live: u64,
-    },
-    /// dma-debug's free list and hash do not add up to the preallocated entries.
-    DebugEntries {
-        /// Entries in the hash.
-        hashed: u64,
-        /// Entries on the free list.
-        free: u64,
-        /// Entries preallocated.
-        total: u64,
-    },
-    /// dma-debug's block was overwritten (by a device, say): a link leads out of the
-    /// block or round in a cycle. dma-debug disabled itself when it met it.
-    DebugCorrupted {
-        /// The bucket whose chain is broken (`u64::MAX`: the free list, or not known).
-        bucket: u64,
-        /// The entry holding the bad link (`u64::MAX`: the head, or not known).
-        index: u64,
-        /// The link found.
-        link: u64,
-    },
-}
-
-impl fmt::Display for DmaCheckError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DmaCheckError::SwiotlbList {
-                index,
-                found,
-                expected,
-            } => write!(
-                f,
-                "swiotlb slot {index}: list {found}, the slots after it say {expected}"
-            ),
-            DmaCheckError::Busy {
-                slots_used,
-                mappings_live,
-            } => write!(
-                f,
-                "{slots_used} swiotlb slots in use, {mappings_live} mappings live"
-            ),
-            DmaCheckError::SwiotlbUsed { counted, found } => {
-                write!(f, "swiotlb used {counted}, but {found} slots are in use")
-            }
-            DmaCheckError::DebugEntries {
-                hashed,
-                free,
-                total,
-            } => write!(
-                f,
-                "dma-debug: {hashed} hashed + {free} free entries != {total} preallocated"
-            ),
-            DmaCheckError::DebugCorrupted {
-                bucket,
-                index,
-                link,
-            } => write!(
-                f,
-                "dma-debug: entries corrupted (bucket {bucket:#x}, entry {index:#x}, link {link:#x})"
-            ),
-        }
-    }
-}
-
-impl core::error::Error for DmaCheckError {}
-
 impl<P: Platform> Mm<P> {
-    /// The DMA layer's counters and swiotlb occupancy.
-    pub fn dma_stats(&self) -> DmaStats {
-        let c = &self.dma.counters;
-        let (used, hiwater) = self.swiotlb_used();
-        let (debug_errors, debug_error_count) = self.dma_debug_error_counts();
-        DmaStats {
-            mappings_live: self.dma_debug_live_entries(),
-            maps: c.maps.load(Relaxed),
-            bounced_maps: c.bounced_maps.load(Relaxed),
-            bounce_bytes: c.bounce_bytes.load(Relaxed),
-            swiotlb_slots_used: used,
-            swiotlb_slots_total: self.dma.swiotlb.nslabs,
-            swiotlb_slots_hiwater: hiwater,
-            vmalloc_rejections: c.vmalloc_rejections.load(Relaxed),
-            overflow_refusals: c.overflow_refusals.load(Relaxed),
-            swiotlb_full: c.swiotlb_full.load(Relaxed),
-            coherent_live: c.coherent_live.load(Relaxed),
-            debug_errors,
-            debug_error_count,
-            debug_reports_dropped: self.dma_debug_dropped(),
-            warnings: c.warnings.load(Relaxed),
-        }
-    }
-
-    /// The DMA layer's invariants: every swiotlb slot's free-run count agrees with the
-    /// slots after it, `used` counts the slots in use, and dma-debug's entries are each
-    /// either hashed or free.
-    pub(crate) fn dma_check(&self) -> Result<(), DmaCheckError> {
-        self.swiotlb_check()?;
-        self.dma_debug_check()
-    }
-
-    /// [`Mm::dma_check`], and nothing mapped: every swiotlb slot is free and dma-debug
-    /// tracks no mapping (for after a driver unmapped and freed everything).
-    pub fn dma_check_idle(&self) -> Result<(), DmaCheckError> {
-        self.dma_check()?;
-        let (slots_used, _) = self.swiotlb_used();
-        let mappings_live = self.dma_debug_live_entries();
-        if slots_used != 0 || mappings_live != 0 {
-            return Err(DmaCheckError::Busy {
-                slots_used,
-                mappings_live,
-            });
-        }
-        Ok(())
-    }
-
     // ----- masks (kernel/dma/mapping.c) ------------------------------------------
 
     /// `dma_supported()` → `dma_direct_supported()`: any mask of 32 bits or more, and any
