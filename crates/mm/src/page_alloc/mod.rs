@@ -498,7 +498,13 @@ impl<P: Platform> Mm<P> {
 
     /// `calculate_node_totalpages()` (`mm/mm_init.c`) for zone `idx`: where it starts, the
     /// pages it spans (holes included) and the pages present.
-    pub(crate) fn init_zone_span(&mut self, idx: usize, start_pfn: u64, spanned: u64, present: u64) {
+    pub(crate) fn init_zone_span(
+        &mut self,
+        idx: usize,
+        start_pfn: u64,
+        spanned: u64,
+        present: u64,
+    ) {
         let zone = &mut self.page_alloc.zones[idx];
         zone.zone_start_pfn = start_pfn;
         zone.spanned_pages = spanned;
@@ -510,9 +516,10 @@ impl<P: Platform> Mm<P> {
     pub(crate) fn init_pageblocks(&mut self, blocks: pageblock::Pageblocks) {
         self.page_alloc.pageblocks = blocks;
         for block in 0..self.page_alloc.pageblocks.len() {
-            self.page_alloc
-                .pageblocks
-                .set(block * crate::addr::PAGEBLOCK_NR_PAGES, MigrateType::Movable);
+            self.page_alloc.pageblocks.set(
+                block * crate::addr::PAGEBLOCK_NR_PAGES,
+                MigrateType::Movable,
+            );
         }
     }
 
