@@ -1,0 +1,293 @@
+//! [`SimPlatform`]: the simulated hardware under the kernel (`Hardware`: CPUs, interrupt
+//! flags, RAM, TLB flushes through the MMU, a virtual clock, the console, IPIs) and the
+//! simulated kernel around `mm` (`KernelHooks`: a task per CPU, the shrinker list, and
+//! interrupts injected at the n-th interrupt window). Start at the `Hardware` impl.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use kmemlab_mm::platform::Shrinker;
+use kmemlab_mm::{Context, Hardware, IrqFlags, KernelHooks, MemoryRegion, Mm, VirtAddr};
+
+use crate::cpu::{self, Cpu};
+use crate::ram::Ram;
+
+/// A shrinker the machine can call from any thread.
+pub type SharedShrinker = Arc<dyn Shrinker<SimPlatform> + Send + Sync>;
+
+/// The hardware the kernel runs on.
+pub struct SimPlatform {
+    pub(super) id: u64,
+    pub(super) ram: Ram,
+    pub(super) cpus: Vec<Cpu>,
+    pub(super) clock: AtomicU64,
+    pub(super) tlb_flushes: AtomicU64,
+    pub(super) mmu: crate::mmu::Mmu,
+    pub(super) console: Mutex<Vec<String>>,
+    pub(super) shrinkers: RwLock<Vec<SharedShrinker>>,
+    pub(super) injector: Mutex<Option<IrqInjector>>,
+    pub(super) irq_armed: std::sync::atomic::AtomicBool,
+    pub(super) irq_windows: AtomicU64,
+}
+
+/// A hard-IRQ handler the machine delivers at the n-th interrupt window of a CPU.
+pub type IrqHandler = Box<dyn FnOnce(&Mm<SimPlatform>) + Send>;
+
+pub(super) struct IrqInjector {
+    cpu: usize,
+    countdown: u64,
+    handler: IrqHandler,
+}
+
+pub(super) static NEXT_MACHINE_ID: AtomicU64 = AtomicU64::new(1);
+
+impl SimPlatform {
+    /// The RAM.
+    pub fn ram(&self) -> &Ram {
+        &self.ram
+    }
+
+    /// Range flushes requested by the kernel so far.
+    pub fn tlb_flushes(&self) -> u64 {
+        self.tlb_flushes.load(Ordering::Relaxed)
+    }
+
+    /// The MMU: every CPU's TLB, and the shootdown and fault counters.
+    pub fn mmu(&self) -> &crate::mmu::Mmu {
+        &self.mmu
+    }
+
+    #[inline]
+    fn cpu(&self) -> &Cpu {
+        &self.cpus[self.smp_processor_id()]
+    }
+
+    /// Register a shrinker (`register_shrinker`).
+    pub fn register_shrinker(&self, shrinker: SharedShrinker) {
+        self.shrinkers
+            .write()
+            .expect("shrinker list")
+            .push(shrinker);
+    }
+
+    /// Deliver `handler` as a hard interrupt on `cpu` at the `n`-th interrupt window
+    /// (counting from 0) that CPU passes inside the allocators. One-shot.
+    pub fn inject_irq(&self, cpu: usize, n: u64, handler: IrqHandler) {
+        *self.injector.lock().expect("injector") = Some(IrqInjector {
+            cpu,
+            countdown: n,
+            handler,
+        });
+        self.irq_armed.store(true, Ordering::Relaxed);
+    }
+
+    /// Withdraw an injected interrupt that has not fired.
+    pub fn cancel_irq(&self) {
+        *self.injector.lock().expect("injector") = None;
+        self.irq_armed.store(false, Ordering::Relaxed);
+    }
+
+    /// Is an injected interrupt still waiting for its window?
+    pub fn irq_pending(&self) -> bool {
+        self.injector.lock().expect("injector").is_some()
+    }
+
+    /// Interrupt windows passed while an interrupt was armed (on all CPUs).
+    pub fn irq_windows(&self) -> u64 {
+        self.irq_windows.load(Ordering::Relaxed)
+    }
+
+    /// An armed interrupt's window: count it, and deliver the interrupt when its turn
+    /// comes.
+    fn deliver_irq(&self, mm: &Mm<SimPlatform>) {
+        self.irq_windows.fetch_add(1, Ordering::Relaxed);
+        let cpu = self.smp_processor_id();
+        if self.irqs_disabled() {
+            return;
+        }
+        let handler = {
+            let mut slot = self.injector.lock().expect("injector");
+            match slot.as_mut() {
+                Some(inj) if inj.cpu == cpu && inj.countdown > 0 => {
+                    inj.countdown -= 1;
+                    None
+                }
+                Some(inj) if inj.cpu == cpu => slot.take().map(|inj| inj.handler),
+                _ => None,
+            }
+        };
+        if let Some(handler) = handler {
+            // The hardware enters the handler with interrupts disabled, in hard-IRQ context.
+            let state = &self.cpus[cpu];
+            let was = state.irqs_enabled.swap(false, Ordering::Relaxed);
+            mm.enter_context(Context::Hardirq);
+            handler(mm);
+            mm.exit_context(Context::Hardirq);
+            state.irqs_enabled.store(was, Ordering::Relaxed);
+        }
+        self.irq_armed.store(
+            self.injector.lock().expect("injector").is_some(),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Advance the virtual clock (it never reads the host's time, so that runs repeat).
+    pub fn tick(&self, ns: u64) {
+        self.clock.fetch_add(ns, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: `phys_mem` is the base of `ram`'s mapping, which covers every range of
+// `memory_map` and lives as long as the platform; nothing but the kernel (and the
+// simulator's own devices, through the same addresses) writes it. `Machine::on_cpu`
+// lets at most one host thread run as a CPU at a time.
+unsafe impl Hardware for SimPlatform {
+    fn nr_cpus(&self) -> usize {
+        self.cpus.len()
+    }
+
+    #[inline]
+    fn smp_processor_id(&self) -> usize {
+        // A thread that has not claimed a CPU is the boot CPU (boot, and single-threaded
+        // inspection between commands).
+        cpu::current_cpu(self.id).unwrap_or(0)
+    }
+
+    #[inline]
+    fn local_irq_save(&self) -> IrqFlags {
+        // Only the CPU's own thread writes its flag: a load and a store, like pushf; cli.
+        let flag = &self.cpu().irqs_enabled;
+        let were_enabled = flag.load(Ordering::Relaxed);
+        flag.store(false, Ordering::Relaxed);
+        IrqFlags { were_enabled }
+    }
+
+    #[inline]
+    fn local_irq_restore(&self, flags: IrqFlags) {
+        self.cpu()
+            .irqs_enabled
+            .store(flags.were_enabled, Ordering::Relaxed);
+    }
+
+    #[inline]
+    fn irqs_disabled(&self) -> bool {
+        !self.cpu().irqs_enabled.load(Ordering::Relaxed)
+    }
+
+    fn memory_map(&self) -> &[MemoryRegion] {
+        self.ram.map()
+    }
+
+    fn phys_mem(&self) -> *mut u8 {
+        self.ram.base()
+    }
+
+    fn flush_tlb_kernel_range(&self, start: VirtAddr, end: VirtAddr) {
+        self.tlb_flushes.fetch_add(1, Ordering::Relaxed);
+        self.mmu.flush_tlb_kernel_range(start.0, end.0);
+    }
+
+    fn clock_ns(&self) -> u64 {
+        self.clock.load(Ordering::Relaxed)
+    }
+
+    fn printk(&self, args: fmt::Arguments<'_>) {
+        self.console.lock().expect("console").push(args.to_string());
+    }
+
+    fn run_on_cpu(&self, cpu: usize, f: &mut dyn FnMut()) {
+        if self.smp_processor_id() == cpu && cpu::current_cpu(self.id).is_some() {
+            return f();
+        }
+        // An IPI. The target is run as soon as it is idle, or as soon as its thread is
+        // itself parked waiting for an IPI (so two CPUs flushing each other cannot wait for
+        // ever); while waiting, this CPU is parked the same way.
+        let state = &self.cpus[cpu];
+        let token = cpu::thread_token();
+        if state.owner.load(Ordering::Relaxed) == token {
+            let previous = cpu::set_current((self.id, cpu));
+            f();
+            cpu::set_current(previous);
+            return;
+        }
+        let me = cpu::current_cpu(self.id).map(|c| &self.cpus[c]);
+        if let Some(me) = me {
+            me.ipi_state.store(cpu::IPI_PARKED, Ordering::Release);
+        }
+        let claimed_idle = loop {
+            if state
+                .owner
+                .compare_exchange(0, token, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                break true;
+            }
+            if state
+                .ipi_state
+                .compare_exchange(
+                    cpu::IPI_PARKED,
+                    cpu::IPI_BORROWED,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                break false;
+            }
+            std::thread::yield_now();
+        };
+        let previous = cpu::set_current((self.id, cpu));
+        f();
+        cpu::set_current(previous);
+        if claimed_idle {
+            state.owner.store(0, Ordering::Release);
+        } else {
+            state.ipi_state.store(cpu::IPI_PARKED, Ordering::Release);
+        }
+        if let Some(me) = me {
+            // Leave the parked state only when no other waiter is running as this CPU.
+            while me
+                .ipi_state
+                .compare_exchange(
+                    cpu::IPI_PARKED,
+                    cpu::IPI_RUNNING,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+            {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+/// The simulated kernel around `mm`: one task per CPU (pid 100 + cpu, the CPU's `comm`),
+/// the registered shrinkers, and the interrupts armed with [`SimPlatform::inject_irq`].
+impl KernelHooks for SimPlatform {
+    fn current_pid(&self) -> u32 {
+        100 + self.smp_processor_id() as u32
+    }
+
+    fn current_comm(&self) -> &str {
+        &self.cpu().comm
+    }
+
+    #[inline]
+    fn irq_window(&self, mm: &Mm<Self>) {
+        // The common case, nothing armed, costs one relaxed load.
+        if !self.irq_armed.load(Ordering::Relaxed) {
+            return;
+        }
+        self.deliver_irq(mm);
+    }
+
+    fn for_each_shrinker(&self, f: &mut dyn FnMut(&dyn Shrinker<Self>)) {
+        // Copy the list so no lock is held while shrinkers free memory.
+        let list: Vec<SharedShrinker> = self.shrinkers.read().expect("shrinker list").clone();
+        for s in &list {
+            f(s.as_ref());
+        }
+    }
+}
