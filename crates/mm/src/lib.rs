@@ -102,8 +102,8 @@ pub struct Mm<P: Platform> {
     node_stat: vmstat::NodeStats,
     /// The node's kswapd (`pgdat->kswapd*`).
     kswapd: vmscan::Kswapd,
+    /// The slab allocator's caches, tables and page counts.
     slab: slab::SlabGlobals,
-    slab_pages: SlabPages,
     /// The kernel's top-level page table (`swapper_pg_dir`, `init_mm.pgd`).
     pgd: PhysAddr,
     /// Page-table pages taken from the page allocator (`NR_PAGETABLE`).
@@ -115,15 +115,6 @@ pub struct Mm<P: Platform> {
     vmalloc: vmalloc::VmallocGlobals,
     /// swiotlb, dma-debug and the DMA counters.
     dma: dma::DmaGlobals,
-}
-
-/// Pages in slabs and large kmallocs (`NR_SLAB_RECLAIMABLE_B`, `NR_SLAB_UNRECLAIMABLE_B`).
-#[derive(Default)]
-pub struct SlabPages {
-    /// SReclaimable.
-    pub reclaimable: core::sync::atomic::AtomicU64,
-    /// SUnreclaim.
-    pub unreclaimable: core::sync::atomic::AtomicU64,
 }
 
 impl<P: Platform> Mm<P> {
@@ -171,16 +162,6 @@ impl<P: Platform> Mm<P> {
     /// `totalreserve_pages`: high watermarks plus lowmem reserves, not counted as available.
     pub fn totalreserve_pages(&self) -> u64 {
         self.totalreserve_pages
-    }
-
-    /// The slab allocator's configuration.
-    pub fn slab_config(&self) -> &slab::SlabConfig {
-        &self.slab.config
-    }
-
-    /// Pages held by slabs and large kmallocs.
-    pub fn slab_pages(&self) -> &SlabPages {
-        &self.slab_pages
     }
 
     /// `get_random_u64()`: from this CPU's generator, seeded from the machine's seed

@@ -140,7 +140,6 @@ impl<P: Platform> Mm<P> {
             node_stat: crate::vmstat::NodeStats::new(),
             kswapd: crate::vmscan::Kswapd::new(),
             slab: crate::slab::SlabGlobals::new(config.slab),
-            slab_pages: crate::SlabPages::default(),
             pgd: PhysAddr(0),
             pgtable_pages: core::sync::atomic::AtomicU64::new(0),
             direct_map: [0; 3],

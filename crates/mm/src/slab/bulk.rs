@@ -411,7 +411,7 @@ impl<P: Platform> Mm<P> {
                 self.stat(s, StatItem::FreeFastpath);
                 return Ok(());
             }
-            crate::vmstat::VmEvents::add(&self.events.slab_cmpxchg_redo, 1);
+            crate::vmstat::VmEvents::add(&self.events().slab_cmpxchg_redo, 1);
             self.stat(s, StatItem::CmpxchgDoubleCpuFail);
         }
     }

@@ -459,7 +459,10 @@ impl<P: Platform> Mm<P> {
             .layout
             .virt_to_phys(r.0)
             .ok_or(SlabError::BadCache(r.0))?;
-        let s: &KmemCache = self.ram.view(phys).map_err(|_| SlabError::BadCache(r.0))?;
+        let s: &KmemCache = self
+            .ram()
+            .view(phys)
+            .map_err(|_| SlabError::BadCache(r.0))?;
         if s.magic.load(Relaxed) != MAGIC || s.self_va.load(Relaxed) != r.0 {
             return Err(SlabError::BadCache(r.0));
         }
@@ -503,7 +506,7 @@ impl<P: Platform> Mm<P> {
         if ptr.size as usize != core::mem::size_of::<KmemCacheCpu>() {
             return None;
         }
-        self.percpu.dyn_get(cpu, ptr)
+        self.percpu_areas().dyn_get(cpu, ptr)
     }
 
     /// This CPU's `kmem_cache_cpu` of `s` (`this_cpu_ptr(s->cpu_slab)`), or the fault the
@@ -784,12 +787,12 @@ impl<P: Platform> Mm<P> {
         }
         s.set_stats_ptr(None);
         if let Err(e) = self.alloc_cache_stats(s) {
-            self.percpu.free(&self.platform, cpu_slab);
+            self.percpu_areas().free(self.platform(), cpu_slab);
             return Err(e);
         }
         s.magic.store(MAGIC, Relaxed);
         if let Err(e) = self.init_kmem_cache_node(s, node_source) {
-            self.percpu.free(&self.platform, cpu_slab);
+            self.percpu_areas().free(self.platform(), cpu_slab);
             self.free_cache_stats(s);
             return Err(e);
         }
@@ -1006,7 +1009,7 @@ impl<P: Platform> Mm<P> {
         // A `cpu_slab` that no longer describes a `kmem_cache_cpu` in the per-CPU areas
         // was already reported when it was used; its space is not given back.
         if self.cpu_slab(s, 0).is_some() {
-            self.percpu.free(&self.platform, cpu_slab);
+            self.percpu_areas().free(self.platform(), cpu_slab);
         }
         self.free_cache_stats(s);
         let _ = self.cache_free(

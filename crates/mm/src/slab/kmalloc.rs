@@ -488,7 +488,7 @@ impl<P: Platform> Mm<P> {
                     return Err(SlabError::Alloc(AllocError::HighMemHasNoAddress));
                 };
                 page.set(PG_LARGE_KMALLOC);
-                self.slab_pages.unreclaimable.fetch_add(1 << order, Relaxed);
+                self.slab.pages.unreclaimable.fetch_add(1 << order, Relaxed);
                 Ok(addr)
             }
             Err(AllocError::OrderTooLarge(_)) => Err(SlabError::TooLarge(size)),
@@ -643,7 +643,7 @@ impl<P: Platform> Mm<P> {
                         "large kmalloc block already free",
                     ));
                 }
-                self.slab_pages.unreclaimable.fetch_sub(1 << order, Relaxed);
+                self.slab.pages.unreclaimable.fetch_sub(1 << order, Relaxed);
                 Ok(())
             }
         }

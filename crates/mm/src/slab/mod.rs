@@ -54,6 +54,7 @@ mod validate;
 
 use core::fmt;
 use core::sync::atomic::AtomicU64;
+use core::sync::atomic::Ordering::Relaxed;
 
 pub use cache::{KmemCache, KmemCacheRef};
 
@@ -346,56 +347,63 @@ impl fmt::Display for CallSite {
 /// `slub.c` statics).
 pub struct SlabGlobals {
     /// The configuration.
-    pub config: SlabConfig,
+    pub(in crate::slab) config: SlabConfig,
+    /// Pages held by slabs and large kmallocs.
+    pub(in crate::slab) pages: SlabPages,
     /// The `kmem_cache` cache.
-    pub(crate) kmem_cache: AtomicU64,
+    pub(in crate::slab) kmem_cache: AtomicU64,
     /// The `kmem_cache_node` cache.
-    pub(crate) kmem_cache_node: AtomicU64,
+    pub(in crate::slab) kmem_cache_node: AtomicU64,
     /// `kmalloc_caches[type][index]`.
-    pub(crate) kmalloc_caches: [[AtomicU64; kmalloc::KMALLOC_SLOTS]; kmalloc::NR_KMALLOC_TYPES],
+    pub(in crate::slab) kmalloc_caches:
+        [[AtomicU64; kmalloc::KMALLOC_SLOTS]; kmalloc::NR_KMALLOC_TYPES],
     /// `size_index[]`: the kmalloc class of each request size, in 8-byte steps.
-    pub(crate) size_index: [u8; kmalloc::SIZE_INDEX_LEN],
+    pub(in crate::slab) size_index: [u8; kmalloc::SIZE_INDEX_LEN],
     /// `slab_caches`, newest first.
-    pub(crate) caches: SpinLockIrq<CacheList>,
+    pub(in crate::slab) caches: SpinLockIrq<CacheList>,
     /// Call sites seen by owner tracking, indexed by the number stored in a track.
-    pub(crate) sites: SpinLockIrq<SiteTable>,
+    pub(in crate::slab) sites: SpinLockIrq<SiteTable>,
     /// The constructors, kept in the host: a `kmem_cache` in RAM holds only an index into
     /// this table, so a corrupted cache can never make the host call an arbitrary address.
-    pub(crate) ctors: SpinLockIrq<CtorTable>,
+    pub(in crate::slab) ctors: SpinLockIrq<CtorTable>,
     /// Names of merged caches ([`merge`]).
-    pub(crate) aliases: SpinLockIrq<merge::AliasTable>,
+    pub(in crate::slab) aliases: SpinLockIrq<merge::AliasTable>,
     /// `free_large_kmalloc()`'s `WARN_ON_ONCE` has fired.
-    pub(crate) large_kmalloc_warned: core::sync::atomic::AtomicBool,
+    pub(in crate::slab) large_kmalloc_warned: core::sync::atomic::AtomicBool,
     /// `TID_STEP`: the CPU count rounded up to a power of two (set by `kmem_cache_init`,
     /// so the fast paths add a constant as the kernel's `next_tid()` does).
-    pub(crate) tid_step: u64,
+    pub(in crate::slab) tid_step: u64,
     /// `local_trylock()` failures of the sheaves (interrupts that found them locked).
-    pub(crate) pcs_trylock_fail: AtomicU64,
+    pub(in crate::slab) pcs_trylock_fail: AtomicU64,
 }
 
 /// The host-side constructor table: slot `i` belongs to the cache at kernel address
 /// `owners[i]` (0: free) and holds its constructor. A `kmem_cache` stores `i + 1`.
 pub struct CtorTable {
-    pub(crate) owners: [u64; MAX_CACHES],
-    pub(crate) ctors: [Option<cache::Ctor>; MAX_CACHES],
+    pub(in crate::slab) owners: [u64; MAX_CACHES],
+    pub(in crate::slab) ctors: [Option<cache::Ctor>; MAX_CACHES],
 }
 
 /// The list of caches.
 pub struct CacheList {
-    pub(crate) vas: [u64; MAX_CACHES],
-    pub(crate) len: usize,
+    pub(in crate::slab) vas: [u64; MAX_CACHES],
+    pub(in crate::slab) len: usize,
 }
 
 /// Interned call sites.
 pub struct SiteTable {
-    pub(crate) sites: [Option<CallSite>; 1024],
-    pub(crate) len: usize,
+    pub(in crate::slab) sites: [Option<CallSite>; 1024],
+    pub(in crate::slab) len: usize,
 }
 
 impl SlabGlobals {
     pub(crate) const fn new(config: SlabConfig) -> SlabGlobals {
         SlabGlobals {
             config,
+            pages: SlabPages {
+                reclaimable: AtomicU64::new(0),
+                unreclaimable: AtomicU64::new(0),
+            },
             kmem_cache: AtomicU64::new(0),
             kmem_cache_node: AtomicU64::new(0),
             kmalloc_caches: [const { [const { AtomicU64::new(0) }; kmalloc::KMALLOC_SLOTS] };
@@ -421,5 +429,43 @@ impl SlabGlobals {
             tid_step: 1,
             pcs_trylock_fail: AtomicU64::new(0),
         }
+    }
+}
+
+/// Pages in slabs and large kmallocs (`NR_SLAB_RECLAIMABLE_B`, `NR_SLAB_UNRECLAIMABLE_B`
+/// of the node's `vm_stat`, counted in pages).
+pub struct SlabPages {
+    /// SReclaimable.
+    pub(in crate::slab) reclaimable: AtomicU64,
+    /// SUnreclaim.
+    pub(in crate::slab) unreclaimable: AtomicU64,
+}
+
+impl SlabPages {
+    /// SReclaimable: pages of slabs of `SLAB_RECLAIM_ACCOUNT` caches.
+    pub fn reclaimable(&self) -> u64 {
+        self.reclaimable.load(Relaxed)
+    }
+
+    /// SUnreclaim: pages of the other slabs and of large kmallocs.
+    pub fn unreclaimable(&self) -> u64 {
+        self.unreclaimable.load(Relaxed)
+    }
+
+    /// Slab: both.
+    pub fn total(&self) -> u64 {
+        self.reclaimable() + self.unreclaimable()
+    }
+}
+
+impl<P: crate::Platform> crate::Mm<P> {
+    /// The slab allocator's configuration.
+    pub fn slab_config(&self) -> &SlabConfig {
+        &self.slab.config
+    }
+
+    /// Pages held by slabs and large kmallocs.
+    pub fn slab_pages(&self) -> &SlabPages {
+        &self.slab.pages
     }
 }

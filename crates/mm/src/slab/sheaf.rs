@@ -341,7 +341,7 @@ impl<P: Platform> Mm<P> {
         if ptr.size as usize != core::mem::size_of::<SlubPercpuSheaves>() {
             return None;
         }
-        self.percpu.dyn_get(cpu, ptr)
+        self.percpu_areas().dyn_get(cpu, ptr)
     }
 
     #[cold]
@@ -360,7 +360,7 @@ impl<P: Platform> Mm<P> {
     fn sheaf(&self, s: &KmemCache, va: u64) -> Option<&SheafHeader> {
         // One `__pa()` of the start: the direct map is linear, and the door checks that
         // the whole header is RAM.
-        let h: &SheafHeader = self.ram.view(self.layout.virt_to_phys(va)?).ok()?;
+        let h: &SheafHeader = self.ram().view(self.layout().virt_to_phys(va)?).ok()?;
         let cap = s.sheaf_capacity();
         (h.cache.load(Relaxed) == s.self_va.load(Relaxed) && h.capacity() == cap && h.size() <= cap)
             .then_some(h)
@@ -391,7 +391,7 @@ impl<P: Platform> Mm<P> {
     #[cold]
     #[inline(never)]
     fn sheaf_corrupt(&self, va: u64) -> SlabError {
-        crate::vmstat::VmEvents::add(&self.events.bug_slab, 1);
+        crate::vmstat::VmEvents::add(&self.events().bug_slab, 1);
         self.slab_fault(va, false, "slab sheaf pointer corrupted")
     }
 
@@ -414,7 +414,7 @@ impl<P: Platform> Mm<P> {
     #[cold]
     #[inline(never)]
     fn sheaf_object_corrupt(&self, object: u64) -> SlabError {
-        crate::vmstat::VmEvents::add(&self.events.bug_slab, 1);
+        crate::vmstat::VmEvents::add(&self.events().bug_slab, 1);
         self.slab_fault(object, true, "slab sheaf object corrupted")
     }
 
@@ -425,7 +425,7 @@ impl<P: Platform> Mm<P> {
     #[inline(always)]
     fn sheaf_view(&self, s: &KmemCache, va: u64) -> Option<SheafView> {
         let cap = s.sheaf_capacity();
-        let phys = self.layout.virt_to_phys(va)?;
+        let phys = self.layout().virt_to_phys(va)?;
         let words = self
             .ram
             .array::<AtomicU64>(phys, HEADER_WORDS + cap as u64)
@@ -844,7 +844,7 @@ impl<P: Platform> Mm<P> {
         match self.sheaf_object_slab(s, object) {
             Some(pfn) => self.do_slab_free(s, pfn, object),
             None => {
-                crate::vmstat::VmEvents::add(&self.events.bug_slab, 1);
+                crate::vmstat::VmEvents::add(&self.events().bug_slab, 1);
                 Err(self.slab_fault(object, true, "slab sheaf object corrupted"))
             }
         }
@@ -1107,7 +1107,7 @@ impl<P: Platform> Mm<P> {
             core::mem::size_of::<NodeBarn>(),
             Gfp::GFP_KERNEL | Gfp::__GFP_ZERO,
         )?;
-        let ptr = match self.percpu.alloc(
+        let ptr = match self.percpu_areas().alloc(
             &self.platform,
             core::mem::size_of::<SlubPercpuSheaves>(),
             core::mem::align_of::<SlubPercpuSheaves>(),
@@ -1156,7 +1156,8 @@ impl<P: Platform> Mm<P> {
             }
         }
         if self.pcs(s, 0).is_some() {
-            self.percpu.free(&self.platform, s.cpu_sheaves_ptr());
+            self.percpu_areas()
+                .free(self.platform(), s.cpu_sheaves_ptr());
         }
         if let Some(n) = self.get_node_quiet(s) {
             let va = n.barn.swap(0, Relaxed);

@@ -101,7 +101,7 @@ impl<P: Platform> Mm<P> {
         match self
             .layout
             .virt_to_phys(va)
-            .map(|phys| self.ram.read::<u64>(phys))
+            .map(|phys| self.ram().read::<u64>(phys))
         {
             Some(Ok(v)) => Ok(v),
             _ => Err(self.slab_fault(va, false, "slab memory outside RAM")),
@@ -114,7 +114,7 @@ impl<P: Platform> Mm<P> {
         match self
             .layout
             .virt_to_phys(va)
-            .map(|phys| self.ram.write::<u64>(phys, v))
+            .map(|phys| self.ram().write::<u64>(phys, v))
         {
             Some(Ok(())) => Ok(()),
             _ => Err(self.slab_fault(va, true, "slab memory outside RAM")),
@@ -186,7 +186,7 @@ impl<P: Platform> Mm<P> {
     #[cold]
     #[inline(never)]
     fn freelist_corrupt(&self, s: &KmemCache, pfn: u64, object: u64) -> SlabError {
-        crate::vmstat::VmEvents::add(&self.events.bug_slab, 1);
+        crate::vmstat::VmEvents::add(&self.events().bug_slab, 1);
         if s.is_debug() {
             self.slab_err(s, pfn, format_args!("Freepointer corrupt"));
             return SlabError::Corrupted {
@@ -379,7 +379,7 @@ impl<P: Platform> Mm<P> {
         match self
             .layout
             .virt_to_phys(at)
-            .map(|phys| self.ram.read::<u64>(phys))
+            .map(|phys| self.ram().read::<u64>(phys))
         {
             Some(Ok(raw)) => Ok(Self::encode_fp(s, raw, at)),
             _ => Err(FreelistFault::OutsideRam),
@@ -601,9 +601,9 @@ impl<P: Platform> Mm<P> {
     /// NR_SLAB_RECLAIMABLE_B / NR_SLAB_UNRECLAIMABLE_B, in pages.
     pub(crate) fn account_slab(&self, s: &KmemCache, pages: u64, add: bool) {
         let counter = if s.flags().contains(crate::slab::SlabFlags::RECLAIM_ACCOUNT) {
-            &self.slab_pages.reclaimable
+            &self.slab.pages.reclaimable
         } else {
-            &self.slab_pages.unreclaimable
+            &self.slab.pages.unreclaimable
         };
         if add {
             counter.fetch_add(pages, Relaxed);
@@ -798,7 +798,7 @@ impl<P: Platform> Mm<P> {
                 return Ok(object);
             }
             // note_cmpxchg_failure(): an interrupt ran an operation in between; redo.
-            crate::vmstat::VmEvents::add(&self.events.slab_cmpxchg_redo, 1);
+            crate::vmstat::VmEvents::add(&self.events().slab_cmpxchg_redo, 1);
             self.stat(s, StatItem::CmpxchgDoubleCpuFail);
         }
     }
@@ -898,7 +898,7 @@ impl<P: Platform> Mm<P> {
             return gfp;
         }
         let fixed = gfp & !bad;
-        crate::vmstat::VmEvents::add(&self.events.warn, 1);
+        crate::vmstat::VmEvents::add(&self.events().warn, 1);
         self.printk(format_args!(
             "Unexpected gfp: {:?}. Fixing up to gfp: {:?}. Fix your code!",
             gfp & bad,
@@ -1163,7 +1163,7 @@ impl<P: Platform> Mm<P> {
                 self.stat(s, StatItem::FreeFastpath);
                 return Ok(());
             }
-            crate::vmstat::VmEvents::add(&self.events.slab_cmpxchg_redo, 1);
+            crate::vmstat::VmEvents::add(&self.events().slab_cmpxchg_redo, 1);
             self.stat(s, StatItem::CmpxchgDoubleCpuFail);
         }
     }
@@ -1184,7 +1184,7 @@ impl<P: Platform> Mm<P> {
     #[cold]
     #[inline(never)]
     pub(crate) fn naive_double_free(&self, s: &KmemCache, object: u64) -> SlabError {
-        crate::vmstat::VmEvents::add(&self.events.bug_slab, 1);
+        crate::vmstat::VmEvents::add(&self.events().bug_slab, 1);
         let _ = s;
         self.kernel_bug("mm/slub.c", SET_FREEPOINTER_BUG_LINE);
         SlabError::NotSlabObject(
@@ -1445,7 +1445,7 @@ impl<P: Platform> Mm<P> {
     pub fn virt_to_slab(&self, addr: VirtAddr) -> Option<(u64, &Page)> {
         // Every PFN of mem_map may be read (holes are reserved pages), so no memblock
         // search is needed to ask whether it is a slab.
-        let pfn = self.layout.virt_to_phys(addr.0)? >> crate::addr::PAGE_SHIFT;
+        let pfn = self.layout().virt_to_phys(addr.0)? >> crate::addr::PAGE_SHIFT;
         let page = self.mem_map.get(pfn)?;
         if page.is_tail() {
             return self.tail_to_slab(page);

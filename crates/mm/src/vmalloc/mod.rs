@@ -911,7 +911,7 @@ impl<P: Platform> Mm<P> {
         // init_on_alloc is the page allocator's in the kernel (post_alloc_hook); here the
         // option is the slab's, so vmalloc applies it to its pages itself, as large kmalloc
         // does.
-        let init = if self.slab.config.init_on_alloc {
+        let init = if self.slab_config().init_on_alloc {
             Gfp::__GFP_ZERO
         } else {
             Gfp::empty()
@@ -1064,7 +1064,7 @@ impl<P: Platform> Mm<P> {
                 .ok_or_else(|| self.vmalloc_fault(word, false))?;
             // High-order pages of a huge vmalloc were split: free them one by one.
             if let Ok(page) = self.pfn_to_page(pfn) {
-                if self.slab.config.init_on_free {
+                if self.slab_config().init_on_free {
                     // free_pages_prepare()'s init_on_free, applied here as for init_on_alloc.
                     self.clear_pages(pfn.0, 1);
                 }
@@ -1516,7 +1516,8 @@ impl<P: Platform> Mm<P> {
         }
         let size = size as u64;
         if p.0 != 0 && size <= alloced {
-            if size < old_size && (self.slab.config.init_on_free || self.want_init_on_alloc(gfp)) {
+            if size < old_size && (self.slab_config().init_on_free || self.want_init_on_alloc(gfp))
+            {
                 self.vmalloc_fill(p.0 + size, 0, old_size - size)?;
             }
             self.vm_struct(vm)?.requested_size.store(size, Relaxed);
@@ -1534,7 +1535,7 @@ impl<P: Platform> Mm<P> {
     }
 
     fn want_init_on_alloc(&self, gfp: Gfp) -> bool {
-        self.slab.config.init_on_alloc || gfp.contains(Gfp::__GFP_ZERO)
+        self.slab_config().init_on_alloc || gfp.contains(Gfp::__GFP_ZERO)
     }
 
     /// Call `f` on every busy area in address order, then on every lazily freed area
