@@ -1,4 +1,15 @@
-//! The SLUB slab allocator (`mm/slub.c`, `mm/slab_common.c`, `mm/slab.h` of Linux 6.6).
+//! The SLUB slab allocator (`mm/slub.c`, `mm/slab_common.c`, `mm/slab.h` of Linux 6.6;
+//! the sheaves of 6.18/7.0 as a boot option).
+//!
+//! ## Where to start reading
+//!
+//! `kmalloc()` in [`kmalloc`] picks a size class and calls `slab_alloc()` in [`slub`]: the
+//! lockless fast path on this CPU's slab, then `__slab_alloc()` (CPU partial slabs, the
+//! node's partial list under `list_lock`, `new_slab()` from the page allocator). `kfree()`
+//! finds the slab's `struct page` and calls `do_slab_free()` (fast path on the CPU slab,
+//! else `__slab_free()` on the slab's own freelist). [`cache`] builds `struct kmem_cache`
+//! (`kmem_cache_create()`, `calculate_sizes()`, the boot caches of `kmem_cache_init()`);
+//! the state of the whole allocator is [`SlabGlobals`], below.
 //!
 //! * [`cache`]: `struct kmem_cache` and friends, object layout (`calculate_sizes`), slab
 //!   order (`calculate_order`), creation, bootstrap, shrink and destroy.
@@ -7,6 +18,30 @@
 //! * [`debug`]: `slab_debug`: sanity checks, red zones, poisoning, owner tracking.
 //! * [`sheaf`]: the per-CPU sheaves and per-node barns of Linux 6.18/7.0, selectable at
 //!   boot instead of the classic design below.
+//! * `bulk`, [`merge`], [`stats`] (`CONFIG_SLUB_STATS`), [`sysfs`], [`info`] and [`query`]
+//!   (views for tools), [`check`] (the invariant checker), `validate` (checks of what is
+//!   read back from RAM, and their reports).
+//!
+//! ## Lock order
+//!
+//! The kernel's (head of `mm/slub.c`, 6.6) is `slab_mutex` > `node->list_lock` >
+//! `cpu_slab->lock` > `slab_lock(slab)` > `object_map_lock`. Here:
+//!
+//! 1. The CPU slab needs no lock: the machine delivers interrupts only at `irq_window()`,
+//!    so the (freelist, tid) protocol of the fast paths is what keeps an interrupt that
+//!    allocates on the same CPU out; a slab's freelist and counters change together with
+//!    one compare-exchange (`slab_update_freelist()`), so there is no `slab_lock`.
+//! 2. `s->cpu_sheaves->lock` (sheaves; a `local_trylock()`: an interrupt that finds it
+//!    held goes to the slab) > `barn->lock`. Sheaves are refilled and flushed to slabs
+//!    with the local lock dropped, as 6.18 does.
+//! 3. `n->list_lock` (interrupts disabled) is never held across a call to the page
+//!    allocator: new slabs are allocated and empty ones discarded with no node lock held.
+//! 4. Leaves, taken under any of the above and taking nothing, each a spinlock with
+//!    interrupts disabled held for a few loads and stores: the cache list (the kernel's
+//!    `slab_mutex` guards it, held across a whole `kmem_cache_create()`; here the list is
+//!    locked only to read or link), the constructor table, the call-site table of owner
+//!    tracking (also taken under vmalloc's `vmap_area_lock`) and the alias table of merged
+//!    caches.
 //!
 //! ## Which per-CPU design
 //!
