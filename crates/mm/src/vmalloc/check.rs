@@ -155,7 +155,7 @@ impl ListWalk {
 impl<P: Platform> Mm<P> {
     /// Check vmalloc's trees and accounting; with `page_tables`, also walk every table
     /// under the vmalloc range (slower: use it every so often in long tests).
-    pub fn check_vmalloc(&self, page_tables: bool) -> Result<(), VmallocCheckError> {
+    pub(crate) fn check_vmalloc(&self, page_tables: bool) -> Result<(), VmallocCheckError> {
         let free = self.vmalloc.free.lock();
         let busy = self.vmalloc.busy.lock();
         let purge = self.vmalloc.purge.lock();
@@ -439,7 +439,7 @@ impl<P: Platform> Mm<P> {
     /// page of a busy vmalloc area is mapped; the tables found are `NR_PAGETABLE`. Runs
     /// after the other checks, so the trees and `vm_struct`s are known to be sound.
     fn check_vmalloc_mappings(&self, busy: &VmapTree) -> Result<(), VmallocCheckError> {
-        let (start, end) = (self.layout.vmalloc_start, self.layout.vmalloc_end);
+        let (start, end) = (self.layout().vmalloc_start, self.layout().vmalloc_end);
         let o = self.quiet_nodes(busy);
         let mut stray = None;
         let mut leaves = 0u64;
