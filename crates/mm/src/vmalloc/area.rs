@@ -48,6 +48,11 @@ pub struct VmapArea {
 /// `VMAP_RAM`: the area was made by `vm_map_ram` and has no `vm_struct`.
 pub const VMAP_RAM: u64 = 0x1;
 
+/// kmemlab's own flag, outside the kernel's `VMAP_FLAGS_MASK` (0x3): a bare area reserved
+/// by [`Mm::reserve_vmap_area`](crate::Mm::reserve_vmap_area) for trace replay, which has
+/// neither pages nor a mapping (it is also `VMAP_RAM`, so it is given back as one).
+pub const VMAP_BARE: u64 = 0x100;
+
 impl VmapArea {
     /// `va_size()`; 0 for a node whose end lies below its start (only corruption makes
     /// one, and an empty block is never chosen).

@@ -33,7 +33,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use zerocopy::FromBytes;
 
-pub use area::{VmapArea, VMAP_RAM};
+pub use area::{VmapArea, VMAP_BARE, VMAP_RAM};
 pub use check::VmallocCheckError;
 pub use map::KernelMapping;
 pub use rbtree::RbViolation;
@@ -1383,7 +1383,7 @@ impl<P: Platform> Mm<P> {
     /// range: the kernel's static `alloc_vmap_area()` on its own, which is what its
     /// `alloc_vmap_area` tracepoint records. No `vm_struct`, no pages, no mapping; `size` is
     /// taken as given (a guard page included if the caller counted one). The area is
-    /// flagged `VMAP_RAM`, as the kernel flags its `vm_map_ram` vmap blocks (areas without
+    /// flagged `VMAP_RAM` (and kmemlab's `VMAP_BARE`: nothing is mapped), as the kernel flags its `vm_map_ram` vmap blocks (areas without
     /// a `vm_struct`), and is given back lazily with [`Mm::vm_unmap_ram`]. For trace replay.
     pub fn reserve_vmap_area(
         &self,
@@ -1400,7 +1400,7 @@ impl<P: Platform> Mm<P> {
             self.layout().vmalloc_start,
             self.layout().vmalloc_end,
             gfp,
-            VMAP_RAM,
+            VMAP_RAM | VMAP_BARE,
         )?;
         Ok(VirtAddr(self.vmap_area(va)?.start()))
     }
