@@ -39,17 +39,17 @@ pub struct PageInfo {
 
 /// The head of the block that holds `pfn`: the frame itself or the nearest aligned head
 /// below it whose block reaches `pfn`.
-fn block_head<P: Platform>(mm: &Mm<P>, pfn: u64) -> (u64, &Page) {
+fn block_head<P: Platform>(mm: &Mm<P>, pfn: Pfn) -> (Pfn, &Page) {
     let page = mm.mem_map().page(pfn);
     if !page.is_tail() && (page.is_reserved() || page.refcount() > 0 || page.flags() != 0) {
         return (pfn, page);
     }
     if page.is_tail() {
-        let head = page.word();
+        let head = Pfn(page.word());
         return (head, mm.mem_map().page(head));
     }
     for order in 1..=MAX_PAGE_ORDER {
-        let head = pfn & !((1u64 << order) - 1);
+        let head = pfn.align_down(order);
         let hp = mm.mem_map().page(head);
         let is_head = hp.is_buddy() || hp.flags() & PG_PCP != 0 || hp.refcount() > 0;
         if is_head && hp.order() >= order && !hp.is_reserved() {
@@ -61,7 +61,7 @@ fn block_head<P: Platform>(mm: &Mm<P>, pfn: u64) -> (u64, &Page) {
 
 /// Describe the frame `pfn` (which must be valid).
 pub fn page_info<P: Platform>(mm: &Mm<P>, pfn: Pfn) -> PageInfo {
-    let (head_pfn, head) = block_head(mm, pfn.0);
+    let (head_pfn, head) = block_head(mm, pfn);
     let state = if head.is_reserved() {
         "reserved"
     } else if head.is_buddy() {
@@ -74,15 +74,15 @@ pub fn page_info<P: Platform>(mm: &Mm<P>, pfn: Pfn) -> PageInfo {
         "unknown"
     };
     let order = if head.is_reserved() { 0 } else { head.order() };
-    let page = mm.mem_map().page(pfn.0);
+    let page = mm.mem_map().page(pfn);
     PageInfo {
         struct_page: mm.struct_page_address(page).0,
-        pfn: pfn.0,
+        pfn: pfn.raw(),
         phys: pfn.phys().0,
         virt: mm.page_address(page).map(|v| v.0),
-        zone: mm.zone_of_pfn(pfn.0).map_or("none", |z| z.name()),
+        zone: mm.zone_of_pfn(pfn).map_or("none", |z| z.name()),
         state,
-        block_pfn: head_pfn,
+        block_pfn: head_pfn.raw(),
         order,
         // The order is read from RAM: a corrupted one says so rather than overflowing.
         pages: 1u64.checked_shl(order).unwrap_or(0),
@@ -149,8 +149,8 @@ pub fn zones<P: Platform>(mm: &Mm<P>) -> Vec<ZoneInfo> {
         .filter(|z| z.is_populated())
         .map(|z| ZoneInfo {
             name: z.name(),
-            start_pfn: z.zone_start_pfn,
-            end_pfn: z.zone_end_pfn(),
+            start_pfn: z.zone_start_pfn.raw(),
+            end_pfn: z.zone_end_pfn().raw(),
             spanned: z.spanned_pages,
             present: z.present_pages,
             managed: z.managed_pages,

@@ -17,6 +17,7 @@
 
 use core::fmt;
 
+use crate::addr::Pfn;
 use crate::dma::DmaCheckError;
 use crate::page_alloc::check::CheckReport;
 use crate::platform::Platform;
@@ -29,7 +30,8 @@ impl<P: Platform> Mm<P> {
     /// the module docs); returns what the page allocator's walk counted.
     pub fn check(&self) -> Result<CheckReport, CheckError> {
         let mut slabs = SlabTally::default();
-        let report = self.check_page_alloc(|pfn, page, pages| slabs.count(self, pfn, page, pages))?;
+        let report =
+            self.check_page_alloc(|pfn, page, pages| slabs.count(self, pfn, page, pages))?;
         self.check_slabs(&slabs)?;
         self.check_vmalloc(true).map_err(CheckError::Vmalloc)?;
         self.dma_check().map_err(CheckError::Dma)?;
@@ -43,21 +45,21 @@ pub enum CheckError {
     /// A free block whose PFN is not a multiple of its size.
     Misaligned {
         /// First PFN of the block.
-        pfn: u64,
+        pfn: Pfn,
         /// Its order.
         order: u32,
     },
     /// A listed block that is not entirely inside the zone of its list.
     WrongZone {
         /// First PFN.
-        pfn: u64,
+        pfn: Pfn,
         /// The zone whose list holds it.
         zone: &'static str,
     },
     /// A listed block whose page state disagrees with its list.
     BadListedPage {
         /// First PFN.
-        pfn: u64,
+        pfn: Pfn,
         /// What is wrong.
         what: &'static str,
     },
@@ -117,7 +119,7 @@ pub enum CheckError {
     /// A page in `mem_map` in a state no invariant allows.
     BadPage {
         /// The PFN.
-        pfn: u64,
+        pfn: Pfn,
         /// What is wrong.
         what: &'static str,
     },
@@ -134,8 +136,8 @@ pub enum CheckError {
     Slab {
         /// The cache.
         cache: crate::slab::CacheName,
-        /// The slab's PFN (0 when not about one slab).
-        pfn: u64,
+        /// The slab's PFN, `None` when not about one slab (printed as 0).
+        pfn: Option<Pfn>,
         /// What is wrong.
         what: &'static str,
     },
@@ -175,9 +177,9 @@ pub enum CheckError {
 impl fmt::Display for CheckError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CheckError::Misaligned { pfn, order } => write!(f, "free block at pfn {pfn:#x} misaligned for order {order}"),
-            CheckError::WrongZone { pfn, zone } => write!(f, "free block at pfn {pfn:#x} outside zone {zone}"),
-            CheckError::BadListedPage { pfn, what } => write!(f, "listed block at pfn {pfn:#x}: {what}"),
+            CheckError::Misaligned { pfn, order } => write!(f, "free block at pfn {pfn} misaligned for order {order}"),
+            CheckError::WrongZone { pfn, zone } => write!(f, "free block at pfn {pfn} outside zone {zone}"),
+            CheckError::BadListedPage { pfn, what } => write!(f, "listed block at pfn {pfn}: {what}"),
             CheckError::ListCorrupt { zone, order } => write!(f, "zone {zone} order {order}: list corrupt (a link outside mem_map, not pointing back, or a cycle)"),
             CheckError::NrFreeMismatch { zone, order, listed, recorded } => write!(
                 f,
@@ -195,12 +197,12 @@ impl fmt::Display for CheckError {
                 f,
                 "cpu {cpu} zone {zone}: {counted} pages on per-CPU lists, count says {recorded}"
             ),
-            CheckError::BadPage { pfn, what } => write!(f, "pfn {pfn:#x}: {what}"),
+            CheckError::BadPage { pfn, what } => write!(f, "pfn {pfn}: {what}"),
             CheckError::UnlistedBuddy { zone, in_mem_map, on_lists } => write!(
                 f,
                 "zone {zone}: {in_mem_map} buddy heads in mem_map but {on_lists} blocks on free lists"
             ),
-            CheckError::Slab { cache, pfn, what } => write!(f, "slab cache {cache}, slab pfn {pfn:#x}: {what}"),
+            CheckError::Slab { cache, pfn, what } => write!(f, "slab cache {cache}, slab pfn {:#x}: {what}", pfn.map_or(0, Pfn::raw)),
             CheckError::Vmalloc(e) => write!(f, "{e}"),
             CheckError::Dma(e) => write!(f, "{e}"),
             CheckError::PageStateMismatch { what, counted, recorded } => write!(

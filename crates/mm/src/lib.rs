@@ -63,7 +63,7 @@ pub use gfp::Gfp;
 pub use mm_init::{BootConfig, BootError};
 pub use mm_types::Page;
 pub use page_alloc::sysctl;
-pub use page_alloc::{AllocError, FreeError, MigrateType, Watermark, Zone, ZoneType};
+pub use page_alloc::{FreeError, MigrateType, PageAllocError, Watermark, Zone, ZoneType};
 pub use platform::{Hardware, IrqFlags, KernelHooks, MemoryRegion, Platform, Shrinker};
 
 use memblock::Memblock;

@@ -39,7 +39,7 @@ pub struct MemMap {
     /// The descriptors, present section after present section (`PAGES_PER_SECTION` each).
     pages: RamArray<Page>,
     /// First PFN of the span (0: SPARSEMEM numbers PFNs from the start of memory).
-    pub base_pfn: u64,
+    pub base_pfn: Pfn,
     /// PFNs in the span, `base_pfn..base_pfn + len`: up to the end of the last present
     /// section. Only the present sections of the span have descriptors
     /// ([`MemMap::nr_pages`]); [`MemMap::present_ranges`] lists them.
@@ -72,7 +72,7 @@ impl MemMap {
     pub(crate) const fn empty() -> MemMap {
         MemMap {
             pages: RamArray::empty(),
-            base_pfn: 0,
+            base_pfn: Pfn(0),
             len: 0,
             shift: 0,
             index_delta: [u64::MAX; MAX_MEM_SECTIONS as usize],
@@ -133,30 +133,30 @@ impl MemMap {
 
     /// Is `pfn` described (in a present section)?
     #[inline]
-    pub fn contains(&self, pfn: u64) -> bool {
+    pub fn contains(&self, pfn: Pfn) -> bool {
         self.get(pfn).is_some()
     }
 
     /// The index of `pfn`'s descriptor, or `None` when its section is absent.
     #[inline]
-    fn index(&self, pfn: u64) -> Option<u64> {
-        let delta = *self.index_delta.get((pfn >> self.shift) as usize)?;
-        Some(pfn.wrapping_sub(delta)).filter(|&i| i < self.pages.len())
+    fn index(&self, pfn: Pfn) -> Option<u64> {
+        let delta = *self.index_delta.get((pfn.0 >> self.shift) as usize)?;
+        Some(pfn.0.wrapping_sub(delta)).filter(|&i| i < self.pages.len())
     }
 
     /// `pfn_to_page()`, or `None` for a PFN without a descriptor (`pfn_valid()` false).
     #[inline]
-    pub fn get(&self, pfn: u64) -> Option<&Page> {
-        let delta = *self.index_delta.get((pfn >> self.shift) as usize)?;
+    pub fn get(&self, pfn: Pfn) -> Option<&Page> {
+        let delta = *self.index_delta.get((pfn.0 >> self.shift) as usize)?;
         // An absent section's delta makes an index past the array, which
         // `RamArray::get` refuses.
-        self.pages.get(pfn.wrapping_sub(delta))
+        self.pages.get(pfn.0.wrapping_sub(delta))
     }
 
     /// `pfn_to_page()` for a PFN believed valid. One without a descriptor (a corrupted
     /// link) gets the scratch descriptor and is recorded as a fault for the next report.
     #[inline]
-    pub fn page(&self, pfn: u64) -> &Page {
+    pub fn page(&self, pfn: Pfn) -> &Page {
         match self.get(pfn) {
             Some(page) => page,
             None => self.fault(pfn),
@@ -165,9 +165,9 @@ impl MemMap {
 
     #[cold]
     #[inline(never)]
-    fn fault(&self, pfn: u64) -> &Page {
+    fn fault(&self, pfn: Pfn) -> &Page {
         self.faults.fetch_add(1, Relaxed);
-        self.last_fault_pfn.store(pfn, Relaxed);
+        self.last_fault_pfn.store(pfn.raw(), Relaxed);
         self.scratch.reset();
         &self.scratch
     }
@@ -186,24 +186,24 @@ impl MemMap {
     pub fn present_section(&self, nr: u64) -> bool {
         nr.checked_shl(self.shift)
             .filter(|start| start >> self.shift == nr)
-            .is_some_and(|start| self.contains(start))
+            .is_some_and(|start| self.contains(Pfn(start)))
     }
 
     /// The PFN ranges that have descriptors, one per present section in ascending order
     /// (`for_each_present_section_nr()`).
-    pub fn present_ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+    pub fn present_ranges(&self) -> impl Iterator<Item = (Pfn, Pfn)> + '_ {
         let size = 1u64 << self.shift;
         self.pfn_delta[..self.nr_present as usize]
             .iter()
             .enumerate()
             .map(move |(dense, &delta)| {
-                let start = ((dense as u64) << self.shift) + delta;
+                let start = Pfn(((dense as u64) << self.shift) + delta);
                 (start, start + size)
             })
     }
 
     /// The first PFN at or after `pfn` that has a descriptor, if any.
-    pub fn next_present_pfn(&self, pfn: u64) -> Option<u64> {
+    pub fn next_present_pfn(&self, pfn: Pfn) -> Option<Pfn> {
         if self.contains(pfn) {
             return Some(pfn);
         }
@@ -220,11 +220,11 @@ impl MemMap {
     /// Where the descriptor of `pfn` is, counted in descriptors from the start of the
     /// array: its index when it has one, else an index past the array (the slot
     /// `pfn_to_page()` arithmetic would reach, which is no descriptor's).
-    fn slot(&self, pfn: u64) -> u64 {
+    fn slot(&self, pfn: Pfn) -> u64 {
         match self.index(pfn) {
             Some(index) => index,
-            None if pfn < self.len => self.pages.len() + pfn,
-            None => pfn.max(self.pages.len() + self.len),
+            None if pfn.0 < self.len => self.pages.len() + pfn.0,
+            None => pfn.0.max(self.pages.len() + self.len),
         }
     }
 
@@ -232,7 +232,7 @@ impl MemMap {
     /// have read (`pfn_to_page()` arithmetic, past the array).
     pub(crate) fn take_faults(&self) -> Option<(u64, u64)> {
         let n = self.faults.swap(0, Relaxed);
-        let pfn = self.last_fault_pfn.load(Relaxed);
+        let pfn = Pfn(self.last_fault_pfn.load(Relaxed));
         let addr = self.phys.wrapping_add(
             self.slot(pfn)
                 .wrapping_mul(core::mem::size_of::<Page>() as u64),
@@ -259,7 +259,7 @@ impl MemMap {
     /// direct-map address of its slot; computed for any PFN, as the kernel's
     /// `pfn_to_page()` arithmetic is: past the array for one without a descriptor), given
     /// `PAGE_OFFSET`.
-    pub fn struct_page_va(&self, page_offset: u64, pfn: u64) -> u64 {
+    pub fn struct_page_va(&self, page_offset: u64, pfn: Pfn) -> u64 {
         page_offset.wrapping_add(self.phys).wrapping_add(
             self.slot(pfn)
                 .wrapping_mul(core::mem::size_of::<Page>() as u64),
@@ -267,7 +267,7 @@ impl MemMap {
     }
 
     /// The PFN whose descriptor is at kernel virtual address `va`, if one is.
-    pub fn pfn_at_struct_va(&self, page_offset: u64, va: u64) -> Option<u64> {
+    pub fn pfn_at_struct_va(&self, page_offset: u64, va: u64) -> Option<Pfn> {
         let size = core::mem::size_of::<Page>() as u64;
         let off = va.checked_sub(page_offset.wrapping_add(self.phys))?;
         if off % size != 0 {
@@ -278,11 +278,11 @@ impl MemMap {
 
     /// The PFN of descriptor `index`, if the array has one.
     #[inline]
-    fn pfn_of_index(&self, index: u64) -> Option<u64> {
+    fn pfn_of_index(&self, index: u64) -> Option<Pfn> {
         if index >= self.pages.len() {
             return None;
         }
-        Some(index + self.pfn_delta[(index >> self.shift) as usize])
+        Some(Pfn(index + self.pfn_delta[(index >> self.shift) as usize]))
     }
 
     /// `page_to_pfn()` for a page of this array, or `None` for a foreign reference.
@@ -291,7 +291,6 @@ impl MemMap {
         self.pages
             .index_of(page)
             .and_then(|index| self.pfn_of_index(index))
-            .map(Pfn)
     }
 }
 
@@ -304,60 +303,61 @@ pub enum ListCorruption {
     /// `list_del corruption. prev->next should be <entry>, but was <was>. (prev=<prev>)`
     DelPrev {
         /// The entry being removed.
-        entry: u64,
+        entry: Pfn,
         /// Its `prev`.
-        prev: u64,
+        prev: Pfn,
         /// What `prev->next` holds.
-        was: u64,
+        was: Pfn,
     },
     /// `list_del corruption. next->prev should be <entry>, but was <was>. (next=<next>)`
     DelNext {
         /// The entry being removed.
-        entry: u64,
+        entry: Pfn,
         /// Its `next`.
-        next: u64,
+        next: Pfn,
         /// What `next->prev` holds.
-        was: u64,
+        was: Pfn,
     },
     /// `list_add corruption. next->prev should be prev (<prev>), but was <was>.
     /// (next=<next>).`
     AddNext {
         /// Where the entry goes after.
-        prev: u64,
+        prev: Pfn,
         /// Where it goes before.
-        next: u64,
+        next: Pfn,
         /// What `next->prev` holds.
-        was: u64,
+        was: Pfn,
     },
     /// `list_add double add: new=<new>, prev=<prev>, next=<next>.`
     DoubleAdd {
         /// The entry added.
-        new: u64,
+        new: Pfn,
         /// Its would-be `prev`.
-        prev: u64,
+        prev: Pfn,
         /// Its would-be `next`.
-        next: u64,
+        next: Pfn,
     },
     /// A link (or the entry itself) names a PFN that `mem_map` does not describe.
     OutOfMap {
         /// The entry whose link it is.
-        entry: u64,
+        entry: Pfn,
         /// The PFN it names.
-        link: u64,
+        link: Pfn,
     },
     /// The list holds more entries than pages exist: a cycle.
     Endless {
         /// The entry at which the walk gave up.
-        entry: u64,
+        entry: Pfn,
     },
 }
 
 /// The PFN that [`ListCorruption`] uses for the list head.
-pub const NIL_PFN: u64 = NIL as u64;
+pub const NIL_PFN: Pfn = Pfn(NIL as u64);
 
+/// The PFN a list link word names (or [`NIL_PFN`] for the head).
 #[inline]
-fn link(v: u32) -> u64 {
-    v as u64
+fn link(v: u32) -> Pfn {
+    Pfn(v as u64)
 }
 
 /// The head of an intrusive doubly linked list of pages, linked by PFN through
@@ -402,21 +402,21 @@ impl PageList {
     }
     /// The first PFN, if any.
     #[inline]
-    pub fn first(&self) -> Option<u64> {
+    pub fn first(&self) -> Option<Pfn> {
         let f = self.first.load(Relaxed);
-        (f != NIL).then_some(f as u64)
+        (f != NIL).then_some(link(f))
     }
     /// The last PFN, if any.
     #[inline]
-    pub fn last(&self) -> Option<u64> {
+    pub fn last(&self) -> Option<Pfn> {
         let l = self.last.load(Relaxed);
-        (l != NIL).then_some(l as u64)
+        (l != NIL).then_some(link(l))
     }
 
     /// The neighbour a link names: `None` for the head (NIL), the page otherwise; `Err`
     /// for a PFN that `mem_map` does not describe.
     #[inline]
-    fn neighbour(map: &MemMap, entry: u64, pfn: u32) -> Result<Option<&Page>, ListCorruption> {
+    fn neighbour(map: &MemMap, entry: Pfn, pfn: u32) -> Result<Option<&Page>, ListCorruption> {
         if pfn == NIL {
             return Ok(None);
         }
@@ -449,7 +449,7 @@ impl PageList {
 
     /// `__list_add_valid()` for `pfn` between `prev` and `next`, then the add.
     #[inline]
-    fn try_add(&self, map: &MemMap, pfn: u64, prev: u32, next: u32) -> Result<(), ListCorruption> {
+    fn try_add(&self, map: &MemMap, pfn: Pfn, prev: u32, next: u32) -> Result<(), ListCorruption> {
         let page = map.get(pfn).ok_or(ListCorruption::OutOfMap {
             entry: pfn,
             link: pfn,
@@ -473,7 +473,7 @@ impl PageList {
                 was: link(was),
             });
         }
-        let new = pfn as u32;
+        let new = pfn.0 as u32;
         if new == prev || new == next {
             return Err(ListCorruption::DoubleAdd {
                 new: pfn,
@@ -491,7 +491,7 @@ impl PageList {
     /// `list_add()` with `CONFIG_DEBUG_LIST`: insert at the head, or say which link is
     /// broken (nothing changed).
     #[inline]
-    pub fn try_push_front(&self, map: &MemMap, pfn: u64) -> Result<(), ListCorruption> {
+    pub fn try_push_front(&self, map: &MemMap, pfn: Pfn) -> Result<(), ListCorruption> {
         let page = map.get(pfn).ok_or(ListCorruption::OutOfMap {
             entry: pfn,
             link: pfn,
@@ -505,7 +505,7 @@ impl PageList {
     pub fn try_push_front_page(
         &self,
         map: &MemMap,
-        pfn: u64,
+        pfn: Pfn,
         page: &Page,
     ) -> Result<(), ListCorruption> {
         // The head is `prev`: `prev->next == next` holds by construction, so only
@@ -520,7 +520,7 @@ impl PageList {
                 was: link(was),
             });
         }
-        let new = pfn as u32;
+        let new = pfn.0 as u32;
         if new == next {
             return Err(ListCorruption::DoubleAdd {
                 new: pfn,
@@ -537,7 +537,7 @@ impl PageList {
 
     /// `list_add_tail()` with `CONFIG_DEBUG_LIST`.
     #[inline]
-    pub fn try_push_back(&self, map: &MemMap, pfn: u64) -> Result<(), ListCorruption> {
+    pub fn try_push_back(&self, map: &MemMap, pfn: Pfn) -> Result<(), ListCorruption> {
         self.try_add(map, pfn, self.last.load(Relaxed), NIL)
     }
 
@@ -545,13 +545,13 @@ impl PageList {
     /// neighbours point back at it (`__list_del_entry_valid_or_report`); nothing changes
     /// when they do not.
     #[inline]
-    pub fn try_remove(&self, map: &MemMap, pfn: u64) -> Result<(), ListCorruption> {
+    pub fn try_remove(&self, map: &MemMap, pfn: Pfn) -> Result<(), ListCorruption> {
         let page = map.get(pfn).ok_or(ListCorruption::OutOfMap {
             entry: pfn,
             link: pfn,
         })?;
         let (prev, next) = (page.prev(), page.next());
-        let me = pfn as u32;
+        let me = pfn.0 as u32;
         let prev_next = self.next_field(Self::neighbour(map, pfn, prev)?);
         let was = prev_next.load(Relaxed);
         if was != me {
@@ -579,7 +579,7 @@ impl PageList {
 
     /// Unlink and return the first page, checked.
     #[inline]
-    pub fn try_pop_front(&self, map: &MemMap) -> Result<Option<u64>, ListCorruption> {
+    pub fn try_pop_front(&self, map: &MemMap) -> Result<Option<Pfn>, ListCorruption> {
         Ok(self.try_pop_front_page(map)?.map(|(pfn, _)| pfn))
     }
 
@@ -588,7 +588,7 @@ impl PageList {
     pub fn try_pop_front_page<'a>(
         &self,
         map: &'a MemMap,
-    ) -> Result<Option<(u64, &'a Page)>, ListCorruption> {
+    ) -> Result<Option<(Pfn, &'a Page)>, ListCorruption> {
         let first = self.first.load(Relaxed);
         if first == NIL {
             return Ok(None);
@@ -630,7 +630,7 @@ impl PageList {
     /// chose the list because `list_empty()` (which reads `first`) said no never gets
     /// `None` from a list it believes non-empty and loops.
     #[inline]
-    pub fn try_pop_back(&self, map: &MemMap) -> Result<Option<u64>, ListCorruption> {
+    pub fn try_pop_back(&self, map: &MemMap) -> Result<Option<Pfn>, ListCorruption> {
         let Some(pfn) = self.last() else {
             return match self.first() {
                 None => Ok(None),
@@ -651,7 +651,7 @@ impl PageList {
         &self,
         map: &'a MemMap,
         limit: u64,
-    ) -> impl Iterator<Item = Result<u64, ListCorruption>> + 'a + use<'a> {
+    ) -> impl Iterator<Item = Result<Pfn, ListCorruption>> + 'a + use<'a> {
         let mut cur = self.first.load(Relaxed);
         let mut prev = NIL;
         let mut seen = 0u64;
@@ -692,14 +692,14 @@ impl PageList {
     /// `list_add()`: insert at the head (see [`PageList::try_push_front`]; a broken link is
     /// recorded for the next report and nothing is added).
     #[inline]
-    pub fn push_front(&self, map: &MemMap, pfn: u64) {
+    pub fn push_front(&self, map: &MemMap, pfn: Pfn) {
         if let Err(e) = self.try_push_front(map, pfn) {
             map.record_corruption(e);
         }
     }
     /// `list_add_tail()`: insert at the tail (unchecked form, as [`PageList::push_front`]).
     #[inline]
-    pub fn push_back(&self, map: &MemMap, pfn: u64) {
+    pub fn push_back(&self, map: &MemMap, pfn: Pfn) {
         if let Err(e) = self.try_push_back(map, pfn) {
             map.record_corruption(e);
         }
@@ -707,7 +707,7 @@ impl PageList {
     /// `list_del()`: unlink a page known to be on this list (unchecked form: with a broken
     /// link the list is abandoned, as by [`PageList::pop_front`], and the fault recorded).
     #[inline]
-    pub fn remove(&self, map: &MemMap, pfn: u64) {
+    pub fn remove(&self, map: &MemMap, pfn: Pfn) {
         if let Err(e) = self.try_remove(map, pfn) {
             map.record_corruption(e);
             self.init();
@@ -716,7 +716,7 @@ impl PageList {
     /// Unlink and return the first page. With a broken link the list is abandoned
     /// ([`PageList::init`]) so that no caller loops on it, and the fault recorded.
     #[inline]
-    pub fn pop_front(&self, map: &MemMap) -> Option<u64> {
+    pub fn pop_front(&self, map: &MemMap) -> Option<Pfn> {
         self.try_pop_front(map).unwrap_or_else(|e| {
             map.record_corruption(e);
             self.init();
@@ -725,7 +725,7 @@ impl PageList {
     }
     /// Unlink and return the last page (as [`PageList::pop_front`]).
     #[inline]
-    pub fn pop_back(&self, map: &MemMap) -> Option<u64> {
+    pub fn pop_back(&self, map: &MemMap) -> Option<Pfn> {
         self.try_pop_back(map).unwrap_or_else(|e| {
             map.record_corruption(e);
             self.init();
@@ -734,7 +734,7 @@ impl PageList {
     }
     /// Walk the PFNs from first to last; a broken link or more entries than `mem_map` has
     /// ends the walk and is recorded.
-    pub fn iter<'a>(&self, map: &'a MemMap) -> impl Iterator<Item = u64> + 'a + use<'a> {
+    pub fn iter<'a>(&self, map: &'a MemMap) -> impl Iterator<Item = Pfn> + 'a + use<'a> {
         self.iter_checked(map, map.len)
             .map_while(move |r| r.map_err(|e| map.record_corruption(e)).ok())
     }
@@ -743,7 +743,7 @@ impl PageList {
 /// `%px` of a list entry: the `struct page` address of a PFN, or the list head.
 struct EntryAddr<'a, P: Platform> {
     mm: &'a Mm<P>,
-    pfn: u64,
+    pfn: Pfn,
 }
 
 impl<P: Platform> fmt::Display for EntryAddr<'_, P> {
@@ -763,7 +763,7 @@ impl<P: Platform> fmt::Display for EntryAddr<'_, P> {
 }
 
 impl<P: Platform> Mm<P> {
-    fn entry_addr(&self, pfn: u64) -> EntryAddr<'_, P> {
+    fn entry_addr(&self, pfn: Pfn) -> EntryAddr<'_, P> {
         EntryAddr { mm: self, pfn }
     }
 
@@ -818,8 +818,9 @@ impl<P: Platform> Mm<P> {
                 // address, past the end of mem_map.
                 // (The note before it is kmemlab's.)
                 self.printk(format_args!(
-                    "kmemlab: list entry {} links to pfn {link:#x}, which has no struct page",
-                    a(entry)
+                    "kmemlab: list entry {} links to pfn {:#x}, which has no struct page",
+                    a(entry),
+                    link.raw()
                 ));
                 let va = self.mem_map.struct_page_va(self.layout.page_offset, link);
                 self.bad_page_fault(va, false);
@@ -888,8 +889,8 @@ pub const fn max_section_phys(profile: crate::arch::Profile) -> u64 {
 
 impl<P: Platform> Mm<P> {
     /// `pfn_to_section_nr()`: the memory section holding `pfn`.
-    pub fn pfn_to_section_nr(&self, pfn: u64) -> u64 {
-        pfn >> pfn_section_shift(self.profile())
+    pub fn pfn_to_section_nr(&self, pfn: Pfn) -> u64 {
+        pfn.0 >> pfn_section_shift(self.profile())
     }
 
     /// `present_section_nr()`: does some RAM lie in section `nr` (marked present by
@@ -901,7 +902,7 @@ impl<P: Platform> Mm<P> {
     /// Would `pfn_to_online_page()` find a page: is `pfn` in a present section (every
     /// present section is online, and an early section is valid over its whole span,
     /// holes inside it included)?
-    pub fn pfn_online(&self, pfn: u64) -> bool {
+    pub fn pfn_online(&self, pfn: Pfn) -> bool {
         self.mem_map.contains(pfn)
     }
 

@@ -7,7 +7,7 @@
 use core::fmt;
 
 use crate::addr::{
-    align_down, align_up, MAX_PAGE_ORDER, PAGEBLOCK_NR_PAGES, PAGE_SHIFT, PAGE_SIZE,
+    align_down, align_up, Pfn, PhysAddr, MAX_PAGE_ORDER, PAGEBLOCK_NR_PAGES, PAGE_SIZE,
 };
 use crate::arch::{Layout, Profile};
 use crate::memblock::{Memblock, MemblockError};
@@ -72,7 +72,7 @@ pub enum BootError {
     /// The slab allocator could not start.
     Slab(crate::slab::SlabError),
     /// The vmalloc area's PUD pages could not be allocated (`preallocate_vmalloc_pages`).
-    VmallocPageTables(crate::AllocError),
+    VmallocPageTables(crate::PageAllocError),
     /// Boot metadata memblock handed out is not RAM (a broken memory map).
     BadAccess(crate::mem::BadAccess),
 }
@@ -108,12 +108,12 @@ impl<P: Platform> Mm<P> {
             return Err(BootError::NoCpus);
         }
         let memblock = Self::memblock_setup(&platform, config.profile)?;
-        let first_pfn = memblock.memory.regions()[0].base >> PAGE_SHIFT;
-        let end_pfn = memblock.memory.regions().last().map_or(0, |r| r.end()) >> PAGE_SHIFT;
+        let first_pfn = PhysAddr(memblock.memory.regions()[0].base).pfn();
+        let end_pfn = PhysAddr(memblock.memory.regions().last().map_or(0, |r| r.end())).pfn();
         let types = config.profile.zone_types();
         let ram = crate::mem::PhysMem::new(&platform).ok_or(BootError::BadMemoryMap)?;
         let mut mm = Mm {
-            layout: Layout::new(config.profile, end_pfn << PAGE_SHIFT),
+            layout: Layout::new(config.profile, end_pfn.phys().0),
             ram,
             reports: crate::report::Reports::new(),
             platform,
@@ -187,12 +187,12 @@ impl<P: Platform> Mm<P> {
 
     /// `zone_sizes_init()` / `free_area_init()`: each zone spans the RAM inside its
     /// profile limits; holes count in spanned but not in present.
-    fn zone_sizes_init(&mut self, first_pfn: u64, end_pfn: u64) {
+    fn zone_sizes_init(&mut self, first_pfn: Pfn, end_pfn: Pfn) {
         let types = self.layout.profile.zone_types();
         for (idx, zone_type) in types.into_iter().enumerate() {
             let (lo, hi) = self.layout.profile.zone_limits(zone_type);
-            let start = (lo >> PAGE_SHIFT).max(first_pfn);
-            let end = (hi >> PAGE_SHIFT).min(end_pfn);
+            let start = PhysAddr(lo).pfn().max(first_pfn);
+            let end = PhysAddr(hi).pfn().min(end_pfn);
             if end <= start {
                 continue;
             }
@@ -202,9 +202,9 @@ impl<P: Platform> Mm<P> {
                 .regions()
                 .iter()
                 .map(|r| {
-                    let s = (r.base >> PAGE_SHIFT).max(start);
-                    let e = (r.end() >> PAGE_SHIFT).min(end);
-                    e.saturating_sub(s)
+                    let s = PhysAddr(r.base).pfn().max(start);
+                    let e = PhysAddr(r.end()).pfn().min(end);
+                    e.raw().saturating_sub(s.raw())
                 })
                 .sum();
             if present == 0 {
@@ -221,7 +221,7 @@ impl<P: Platform> Mm<P> {
     /// of `section_map_size()` for each present section (`sparse_buffer_init()`, aligned
     /// to it), whose descriptors are laid out section after section; absent sections get
     /// none.
-    fn alloc_boot_metadata(&mut self, end_pfn: u64) -> Result<(), BootError> {
+    fn alloc_boot_metadata(&mut self, end_pfn: Pfn) -> Result<(), BootError> {
         let page_size = PAGE_SIZE as u64;
         let profile = self.layout.profile;
         let shift = crate::memory_model::pfn_section_shift(profile);
@@ -233,7 +233,7 @@ impl<P: Platform> Mm<P> {
         let map_phys = self
             .memblock
             .alloc(nr_present * map_size, map_align, MEM_MAP_NAME)?;
-        let nr_blocks = end_pfn.div_ceil(PAGEBLOCK_NR_PAGES);
+        let nr_blocks = end_pfn.raw().div_ceil(PAGEBLOCK_NR_PAGES);
         let usemap_phys = self.memblock.alloc(nr_blocks, page_size, USEMAP_NAME)?;
         let nr_cpus = self.platform.nr_cpus();
         let percpu_bytes = (nr_cpus * crate::percpu::unit_size()) as u64;
@@ -257,7 +257,10 @@ impl<P: Platform> Mm<P> {
             crate::memory_model::memblock_sections(&self.memblock.memory, shift),
         )
         .ok_or(BootError::BadMemoryMap)?;
-        let pageblocks = Pageblocks::new(self.ram.array(usemap_phys.0, nr_blocks).map_err(bad)?, 0);
+        let pageblocks = Pageblocks::new(
+            self.ram.array(usemap_phys.0, nr_blocks).map_err(bad)?,
+            Pfn(0),
+        );
         self.init_pageblocks(pageblocks);
         self.percpu = PerCpuAreas::new(self.ram.array(percpu_phys.0, nr_cpus as u64).map_err(bad)?);
         for cpu in 0..nr_cpus {
@@ -278,23 +281,23 @@ impl<P: Platform> Mm<P> {
     /// are initialised only where they have descriptors (`init_unavailable_range()` skips
     /// absent sections), up to the end of the last present section (6.6's
     /// `round_up(end_pfn, PAGES_PER_SECTION)`).
-    fn memmap_init(&mut self, end_pfn: u64) {
-        let mut pfn = 0;
+    fn memmap_init(&mut self, end_pfn: Pfn) {
+        let mut pfn = Pfn(0);
         for r in self.memblock.memory.regions() {
-            self.mark_reserved(pfn, r.base >> PAGE_SHIFT);
-            pfn = r.end() >> PAGE_SHIFT;
+            self.mark_reserved(pfn, PhysAddr(r.base).pfn());
+            pfn = PhysAddr(r.end()).pfn();
         }
-        self.mark_reserved(pfn, self.mem_map.len.max(end_pfn));
+        self.mark_reserved(pfn, Pfn(self.mem_map.len).max(end_pfn));
         for r in self.memblock.reserved.regions() {
-            let start = r.base >> PAGE_SHIFT;
-            let end = (r.end() >> PAGE_SHIFT).min(end_pfn);
+            let start = PhysAddr(r.base).pfn();
+            let end = PhysAddr(r.end()).pfn().min(end_pfn);
             self.mark_reserved(start, end);
         }
     }
 
     /// Mark the pages of `start..end` that have descriptors reserved, stepping over
     /// absent sections.
-    fn mark_reserved(&self, start: u64, end: u64) {
+    fn mark_reserved(&self, start: Pfn, end: Pfn) {
         let mut pfn = start;
         while let Some(next) = self.mem_map.next_present_pfn(pfn).filter(|&p| p < end) {
             let mut pfn_in = next;
@@ -319,10 +322,10 @@ impl<P: Platform> Mm<P> {
             }
         });
         for &(start, end) in &ranges[..n] {
-            let mut pfn = align_up(start, PAGE_SIZE as u64) >> PAGE_SHIFT;
-            let end_pfn = end >> PAGE_SHIFT;
+            let mut pfn = PhysAddr(align_up(start, PAGE_SIZE as u64)).pfn();
+            let end_pfn = PhysAddr(end).pfn();
             while pfn < end_pfn {
-                let mut order = MAX_PAGE_ORDER.min(pfn.trailing_zeros());
+                let mut order = MAX_PAGE_ORDER.min(pfn.raw().trailing_zeros());
                 while pfn + (1 << order) > end_pfn {
                     order -= 1;
                 }

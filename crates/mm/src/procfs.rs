@@ -114,9 +114,9 @@ pub fn pagetypeinfo<P: Platform>(mm: &Mm<P>, w: &mut dyn Write) -> fmt::Result {
         let mut pfn = zone.zone_start_pfn;
         while pfn < zone.zone_end_pfn() {
             if mm.pfn_online(pfn) {
-                count[mm.pageblock_migratetype(crate::addr::Pfn(pfn)) as usize] += 1;
+                count[mm.pageblock_migratetype(pfn) as usize] += 1;
             }
-            pfn = (pfn | (PAGEBLOCK_NR_PAGES - 1)) + 1;
+            pfn = pfn.align_down(crate::addr::PAGEBLOCK_ORDER) + PAGEBLOCK_NR_PAGES;
         }
         write!(w, "Node 0, zone {:>8} ", zone.name())?;
         for c in count {

@@ -15,7 +15,7 @@
 
 use std::fmt;
 
-use kmemlab_mm::{AllocError, FreeError, Gfp, MigrateType, Mm, Pfn, ZoneType, MAX_PAGE_ORDER};
+use kmemlab_mm::{FreeError, Gfp, MigrateType, Mm, PageAllocError, Pfn, ZoneType, MAX_PAGE_ORDER};
 
 use crate::machine::{Machine, SimPlatform};
 
@@ -93,7 +93,7 @@ pub enum FragmentError {
     BadOrder(u32),
     /// An allocation failed before the zone was fragmented; everything pinned so far was
     /// released again.
-    Alloc(AllocError),
+    Alloc(PageAllocError),
     /// The zone was too low on free memory for a block of `order` (below its watermark),
     /// so the allocator served it from the lower zone `served_by`; everything pinned so
     /// far was released again.

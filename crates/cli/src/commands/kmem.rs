@@ -133,7 +133,7 @@ fn kaddr(mm: &Mmp, a: u64) -> String {
 }
 
 fn struct_page(mm: &Mmp, pfn: u64) -> u64 {
-    mm.struct_page_address(mm.mem_map().page(pfn)).0
+    mm.struct_page_address(mm.mem_map().page(Pfn(pfn))).0
 }
 
 // ----- kmem -s / -S ---------------------------------------------------------------------
@@ -224,16 +224,13 @@ fn slab_block(mm: &Mmp, r: KmemCacheRef, slab: &SlabSummary, only: Option<u16>) 
         });
         objects.push((i, state));
     });
-    let memory = mm
-        .layout()
-        .phys_to_virt(slab.pfn << PAGE_SHIFT)
-        .unwrap_or(0);
-    let head = format!("{:x}", struct_page(mm, slab.pfn));
+    let memory = mm.layout().phys_to_virt(slab.pfn.phys().0).unwrap_or(0);
+    let head = format!("{:x}", struct_page(mm, slab.pfn.raw()));
     if let Err(e) = walked {
         let text = format!("{SLAB_HEADER}\n  {head:<16}  {memory:<16x}  (corrupted: {e})");
         return (
             text,
-            json!({"slab": hex(struct_page(mm, slab.pfn)), "pfn": slab.pfn, "corrupted": e.to_string()}),
+            json!({"slab": hex(struct_page(mm, slab.pfn.raw())), "pfn": slab.pfn.raw(), "corrupted": e.to_string()}),
         );
     }
     let free = objects.iter().filter(|(_, s)| s.is_free()).count();
@@ -253,7 +250,7 @@ fn slab_block(mm: &Mmp, r: KmemCacheRef, slab: &SlabSummary, only: Option<u16>) 
         .filter(|(i, _)| only.is_none_or(|o| o == *i))
         .map(|(i, s)| json!({"index": i, "state": state_name(*s), "cpu": cpu_of(*s)}))
         .collect();
-    let j = json!({"slab": hex(struct_page(mm, slab.pfn)), "memory": hex(memory), "pfn": slab.pfn,
+    let j = json!({"slab": hex(struct_page(mm, slab.pfn.raw())), "memory": hex(memory), "pfn": slab.pfn.raw(),
         "node": 0, "total": slab.objects, "allocated": slab.objects as usize - free, "free": free,
         "place": place_name(slab.place), "objects": json_objects});
     (text, j)
@@ -364,9 +361,9 @@ fn free_lists(mm: &Mmp) -> Result<Value, String> {
             z.name(),
             z.spanned_pages,
             z.free_pages(),
-            struct_page(mm, z.zone_start_pfn),
-            z.zone_start_pfn << PAGE_SHIFT,
-            z.zone_start_pfn
+            struct_page(mm, z.zone_start_pfn.raw()),
+            z.zone_start_pfn.phys().0,
+            z.zone_start_pfn.raw()
         ));
         let mut areas = Vec::new();
         let mut pages_total = 0;
@@ -401,7 +398,7 @@ fn free_lists(mm: &Mmp) -> Result<Value, String> {
             }
         ));
         zones.push(json!({"zone": z.name(), "index": z.idx, "size": z.spanned_pages, "free": z.free_pages(),
-            "start_paddr": hex(z.zone_start_pfn << PAGE_SHIFT), "start_mapnr": z.zone_start_pfn,
+            "start_paddr": hex(z.zone_start_pfn.phys().0), "start_mapnr": z.zone_start_pfn.raw(),
             "areas": areas, "walked_pages": pages_total, "verified": ok}));
     }
     text.push_str(&format!(
@@ -466,7 +463,7 @@ fn zone_stats(mm: &Mmp) -> Result<Value, String> {
             "present": z.present_pages, "managed": z.managed_pages,
             "min": z.wmark(Watermark::Min), "low": z.wmark(Watermark::Low), "high": z.wmark(Watermark::High),
             "protection": z.lowmem_reserve.to_vec(), "vm_stat": stats,
-            "start_pfn": z.zone_start_pfn}));
+            "start_pfn": z.zone_start_pfn.raw()}));
     }
     Ok(Value::Object(json!({"zones": zones}), text))
 }
@@ -582,7 +579,7 @@ const PAGE_HEADER: &str = "      PAGE        PHYSICAL      MAPPING       INDEX C
 /// `mapping` or `index` of a file page: MAPPING shows the cache of a slab page (the
 /// union's `slab_cache`, as crash shows it) and 0 otherwise; INDEX is 0.
 fn page_row(mm: &Mmp, pfn: u64) -> (String, Json) {
-    let page = mm.mem_map().page(pfn);
+    let page = mm.mem_map().page(Pfn(pfn));
     let mapping = if page.is_slab() { page.slab_cache() } else { 0 };
     let names: Vec<&str> = flag_names(page.flags()).collect();
     let sp = struct_page(mm, pfn);
@@ -609,17 +606,17 @@ fn page_descriptor(mm: &Mmp, pfn: u64) -> Result<Value, String> {
 }
 
 fn page_descriptor_parts(mm: &Mmp, pfn: u64) -> Result<(Json, String), String> {
-    if !mm.mem_map().contains(pfn) && pfn < mm.mem_map().base_pfn + mm.mem_map().len {
+    if !mm.mem_map().contains(Pfn(pfn)) && pfn < (mm.mem_map().base_pfn + mm.mem_map().len).raw() {
         return Err(format!(
             "kmem: pfn {pfn:#x} is outside mem_map: memory section {} is absent (no RAM)",
-            mm.pfn_to_section_nr(pfn)
+            mm.pfn_to_section_nr(Pfn(pfn))
         ));
     }
-    if !mm.mem_map().contains(pfn) {
+    if !mm.mem_map().contains(Pfn(pfn)) {
         return Err(format!(
             "kmem: pfn {pfn:#x} is outside mem_map (pfns {:#x}..{:#x})",
-            mm.mem_map().base_pfn,
-            mm.mem_map().base_pfn + mm.mem_map().len
+            mm.mem_map().base_pfn.raw(),
+            (mm.mem_map().base_pfn + mm.mem_map().len).raw()
         ));
     }
     let (line, j) = page_row(mm, pfn);
@@ -652,7 +649,7 @@ fn describe_address(mm: &Mmp, addr: u64) -> Result<Value, String> {
     if let Some(phys) = mm.layout().virt_to_phys(addr) {
         return describe_phys(mm, phys, Some(addr));
     }
-    if addr < (mm.mem_map().base_pfn + mm.mem_map().len) << PAGE_SHIFT {
+    if addr < (mm.mem_map().base_pfn + mm.mem_map().len).phys().0 {
         return describe_phys(mm, addr, None);
     }
     Err(format!(
@@ -704,7 +701,7 @@ fn describe_vmalloc(mm: &Mmp, addr: u64) -> Result<Value, String> {
         );
     }
     match mm.kernel_translate(addr) {
-        Some(m) if mm.mem_map().contains(m.phys.0 >> PAGE_SHIFT) => {
+        Some(m) if mm.mem_map().contains(m.phys.pfn()) => {
             let pfn = m.phys.0 >> PAGE_SHIFT;
             let (row, page) = page_row(mm, pfn);
             let mut j = base;
@@ -746,7 +743,7 @@ fn describe_phys(mm: &Mmp, phys: u64, virt: Option<u64>) -> Result<Value, String
         .regions()
         .iter()
         .any(|r| r.base <= phys && phys < r.base + r.size);
-    if !in_ram || !mm.mem_map().contains(pfn) {
+    if !in_ram || !mm.mem_map().contains(Pfn(pfn)) {
         return answer(
             "hole",
             shown,
@@ -762,7 +759,7 @@ fn describe_phys(mm: &Mmp, phys: u64, virt: Option<u64>) -> Result<Value, String
     let (row, page_json) = page_row(mm, pfn);
     let page_text = format!("\n\n{PAGE_HEADER}\n{row}");
     let mut j = json!({"phys": hex(phys), "pfn": pfn, "page": page_json});
-    let page = mm.mem_map().page(pfn);
+    let page = mm.mem_map().page(Pfn(pfn));
     if page.is_reserved() {
         let region = mm
             .memblock()
@@ -790,13 +787,13 @@ fn describe_phys(mm: &Mmp, phys: u64, virt: Option<u64>) -> Result<Value, String
             ),
         );
     }
-    if let Some(b) = mm.free_block_of(pfn) {
+    if let Some(b) = mm.free_block_of(Pfn(pfn)) {
         return describe_free_block(shown, j, &b, page_text);
     }
     // A tail's head PFN is read from RAM: it must be a large kmalloc head whose block
     // reaches this page.
     let head = if page.is_tail() { page.word() } else { pfn };
-    let large = mm.mem_map().get(head).filter(|h| {
+    let large = mm.mem_map().get(Pfn(head)).filter(|h| {
         h.flags() & PG_LARGE_KMALLOC != 0
             && head <= pfn
             && pfn - head < 1u64.checked_shl(h.order()).unwrap_or(0)
@@ -841,7 +838,7 @@ fn describe_free_block(
     b: &FreeBlock,
     page_text: String,
 ) -> Result<Value, String> {
-    j["head_pfn"] = json!(b.head);
+    j["head_pfn"] = json!(b.head.raw());
     j["order"] = json!(b.order);
     j["migratetype"] = json!(b.migratetype.name());
     j["on_list"] = json!(b.on_list);
@@ -874,7 +871,7 @@ fn describe_free_block(
         j,
         format!(
             "{shown:x}: in a {kind} at head pfn {:#x}, order {} ({} page{}), {}; {verdict}{page_text}",
-            b.head,
+            b.head.raw(),
             b.order,
             1u64 << b.order,
             if b.order == 0 { "" } else { "s" },
@@ -940,7 +937,7 @@ fn describe_slab_object(
         text.push_str(&format!("\n  {}", track_text(mm, "Freed", t)));
     }
     let pfn = mm.layout().virt_to_phys(addr).unwrap_or(0) >> PAGE_SHIFT;
-    let (page_line, page_json) = page_row(mm, o.slab.pfn);
+    let (page_line, page_json) = page_row(mm, o.slab.pfn.raw());
     text.push_str(&format!("\n\n{PAGE_HEADER}\n{page_line}"));
     let track = |t: &Option<kmemlab_mm::slab::debug::Track>| {
         t.map(|t| json!({"site": t.site.map(|s| s.to_string()), "cpu": t.cpu, "pid": t.pid, "when": t.when}))

@@ -111,7 +111,7 @@ pub(super) fn slab_object_info(mm: &Mm<SimPlatform>, addr: VirtAddr) -> Option<V
         "index": o.index,
         "object_size": s.object_size(),
         "size": s.size(),
-        "slab_pfn": o.slab_pfn,
+        "slab_pfn": o.slab_pfn.raw(),
         "slab_page": addr_json(slab_page),
         "offset_in_slab": o.offset_in_slab,
         "pfn": page.pfn,
@@ -128,7 +128,7 @@ pub(super) fn slab_object_info(mm: &Mm<SimPlatform>, addr: VirtAddr) -> Option<V
         s.name(),
         o.object.0,
         o.index,
-        o.slab_pfn,
+        o.slab_pfn.raw(),
         slab_page,
         o.offset_in_slab,
         if o.free { "free" } else { "allocated" },
@@ -334,13 +334,13 @@ fn slab_state(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
         if c.slab.is_some() || c.partial_slabs > 0 {
             text.push_str(&format!(
                 "  cpu {cpu}: slab {} with {} objects on its lockless freelist, {} partial slab(s), tid {}\n",
-                c.slab.map_or("none".to_string(), |p| format!("pfn {p:#x}")),
+                c.slab.map_or("none".to_string(), |p| format!("pfn {:#x}", p.raw())),
                 c.freelist_objects,
                 c.partial_slabs,
                 c.tid
             ));
         }
-        cpus.push(json!({"cpu": cpu, "slab": c.slab, "freelist_objects": c.freelist_objects, "partial_slabs": c.partial_slabs, "tid": c.tid}));
+        cpus.push(json!({"cpu": cpu, "slab": c.slab.map(Pfn::raw), "freelist_objects": c.freelist_objects, "partial_slabs": c.partial_slabs, "tid": c.tid}));
     }
     text.push_str(&format!(
         "  node 0: {} slab(s), {} objects, {} partial slab(s) with {} free objects",

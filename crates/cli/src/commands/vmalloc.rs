@@ -492,7 +492,7 @@ pub fn large_kmalloc_info(mm: &Mm<SimPlatform>, addr: VirtAddr) -> Option<Value>
 /// order disagrees with its tail pages (a corrupted `struct page`).
 pub fn large_kmalloc_head(mm: &Mm<SimPlatform>, addr: VirtAddr) -> Option<Result<u32, String>> {
     let page = mm.virt_to_page(addr).ok()?;
-    let pfn = mm.page_to_pfn(page).0;
+    let pfn = mm.page_to_pfn(page);
     let head = mm.mem_map().get(pfn)?;
     if head.is_tail() || !head.test(PG_LARGE_KMALLOC) || head.refcount() == 0 {
         return None;
@@ -501,21 +501,22 @@ pub fn large_kmalloc_head(mm: &Mm<SimPlatform>, addr: VirtAddr) -> Option<Result
         return None;
     }
     let order = head.order();
-    let tail_of_head = |p: u64| {
+    let tail_of_head = |p: Pfn| {
         mm.mem_map()
             .get(p)
-            .is_some_and(|t| t.is_tail() && t.word() == pfn)
+            .is_some_and(|t| t.is_tail() && t.word() == pfn.raw())
     };
     let consistent = (1..=MAX_PAGE_ORDER).contains(&order)
         && head.test(PG_HEAD)
         && tail_of_head(pfn + 1)
-        && tail_of_head(pfn + (1 << order) - 1)
+        && tail_of_head(pfn + ((1 << order) - 1))
         && !tail_of_head(pfn + (1 << order));
     Some(if consistent {
         Ok(order)
     } else {
         Err(format!(
-            "the head page at pfn {pfn:#x} says order {order}, which disagrees with the block's pages"
+            "the head page at pfn {:#x} says order {order}, which disagrees with the block's pages",
+            pfn.raw()
         ))
     })
 }

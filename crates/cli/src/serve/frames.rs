@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use kmemlab_mm::addr::{MAX_PAGE_ORDER, PAGEBLOCK_NR_PAGES};
 use kmemlab_mm::arch::pgtable::{_PAGE_PRESENT, _PAGE_PSE};
 use kmemlab_mm::mm_types::{PG_BUDDY, PG_LARGE_KMALLOC, PG_PCP, PG_RESERVED, PG_SLAB, PG_TAIL};
-use kmemlab_mm::{Mm, Pfn, PAGE_SIZE};
+use kmemlab_mm::{Mm, Pfn, PhysAddr, PAGE_SIZE};
 use kmemlab_sim::{Machine, SimPlatform};
 
 /// No RAM at this PFN.
@@ -141,18 +141,18 @@ pub fn compute(machine: &Machine, dma: &DmaRanges) -> FrameMap {
     }
     classify_pages(mm, &mut state, &mut cache);
     for pfn in machine.page_cache().pfns() {
-        mark(&mut state, pfn.0, 1, PAGE_CACHE);
+        mark(&mut state, pfn, 1, PAGE_CACHE);
     }
     mark_vmalloc(mm, &mut state);
     mark_page_tables(mm, &mut state);
     for &(phys, len) in dma {
         let first = phys / PAGE_SIZE as u64;
         let last = phys.saturating_add(len.max(1) - 1) / PAGE_SIZE as u64;
-        mark(&mut state, first, last - first + 1, DMA_MAPPED);
+        mark(&mut state, Pfn(first), last - first + 1, DMA_MAPPED);
     }
     if let Some((start, slots)) = mm.swiotlb_pool() {
         let pages = slots.saturating_mul(IO_TLB_SIZE) / PAGE_SIZE as u64;
-        mark(&mut state, start.0 / PAGE_SIZE as u64, pages, SWIOTLB);
+        mark(&mut state, start.pfn(), pages, SWIOTLB);
     }
     FrameMap {
         max_pfn: max,
@@ -162,9 +162,9 @@ pub fn compute(machine: &Machine, dma: &DmaRanges) -> FrameMap {
 }
 
 /// Set `pages` frames from `pfn` to `code`, but never a hole (no RAM stays no RAM).
-fn mark(state: &mut [u8], pfn: u64, pages: u64, code: u8) {
+fn mark(state: &mut [u8], pfn: Pfn, pages: u64, code: u8) {
     let len = state.len() as u64;
-    let (from, to) = (pfn.min(len), pfn.saturating_add(pages).min(len));
+    let (from, to) = (pfn.raw().min(len), pfn.raw().saturating_add(pages).min(len));
     for s in &mut state[from as usize..to as usize] {
         if *s != HOLE {
             *s = code;
@@ -177,10 +177,14 @@ fn mark(state: &mut [u8], pfn: u64, pages: u64, code: u8) {
 fn classify_pages(mm: &Mm<SimPlatform>, state: &mut [u8], cache: &mut [u8]) {
     let caches = cache_indexes(mm);
     let map = mm.mem_map();
-    let end = map.base_pfn.saturating_add(map.len).min(state.len() as u64);
+    let end = Pfn(map
+        .base_pfn
+        .raw()
+        .saturating_add(map.len)
+        .min(state.len() as u64));
     let mut pfn = map.base_pfn;
     while pfn < end {
-        let i = pfn as usize;
+        let i = pfn.raw() as usize;
         let Some(page) = map.get(pfn) else {
             pfn += 1;
             continue;
@@ -208,7 +212,7 @@ fn classify_pages(mm: &Mm<SimPlatform>, state: &mut [u8], cache: &mut [u8]) {
             block
         } else if flags & PG_TAIL != 0 {
             let head = page.word();
-            if head < pfn && (head as usize) < state.len() {
+            if head < pfn.raw() && (head as usize) < state.len() {
                 state[i] = state[head as usize];
                 cache[i] = cache[head as usize];
             }
@@ -229,8 +233,8 @@ fn classify_pages(mm: &Mm<SimPlatform>, state: &mut [u8], cache: &mut [u8]) {
             while n < block && pfn + n < end {
                 match map.get(pfn + n) {
                     Some(p) if p.flags() == 0 && p.refcount() == 0 => {
-                        if state[(pfn + n) as usize] != HOLE {
-                            state[(pfn + n) as usize] = ALLOCATED;
+                        if state[(pfn + n).raw() as usize] != HOLE {
+                            state[(pfn + n).raw() as usize] = ALLOCATED;
                         }
                         n += 1;
                     }
@@ -256,7 +260,7 @@ fn mark_vmalloc(mm: &Mm<SimPlatform>, state: &mut [u8]) {
     });
     for start in starts {
         let _ = mm.vm_area_pfns(kmemlab_mm::VirtAddr(start), |pfn: Pfn| {
-            mark(state, pfn.0, 1, VMALLOC);
+            mark(state, pfn, 1, VMALLOC);
         });
     }
 }
@@ -270,7 +274,7 @@ fn mark_page_tables(mm: &Mm<SimPlatform>, state: &mut [u8]) {
 }
 
 /// The PFNs of the kernel's page-table pages.
-pub fn page_table_frames(mm: &Mm<SimPlatform>) -> Vec<u64> {
+pub fn page_table_frames(mm: &Mm<SimPlatform>) -> Vec<Pfn> {
     let mode = mm.paging();
     let mut seen = std::collections::HashSet::new();
     let mut stack = vec![(mm.kernel_pgd().0, 0usize)];
@@ -299,7 +303,7 @@ pub fn page_table_frames(mm: &Mm<SimPlatform>) -> Vec<u64> {
             }
         }
     }
-    seen.into_iter().map(|t| t / PAGE_SIZE as u64).collect()
+    seen.into_iter().map(|t| PhysAddr(t).pfn()).collect()
 }
 
 /// The migrate type plane: each frame's pageblock type (`255` for a hole).

@@ -75,7 +75,7 @@ pub fn info(m: &mut Machine, x: &str) -> Result<Value, ApiError> {
     if let Some(pfn) = x.strip_prefix("pfn:") {
         let pfn = parse_address(pfn)?;
         let mm = m.shell.machine.mm();
-        if mm.mem_map().get(pfn).is_none() || frames::max_pfn(mm) <= pfn {
+        if mm.mem_map().get(Pfn(pfn)).is_none() || frames::max_pfn(mm) <= pfn {
             return Err(ApiError::bad_request(format!(
                 "pfn {pfn:#x} has no struct page"
             )));
@@ -116,12 +116,12 @@ const OWNER_OBJECTS: u64 = 64;
 /// out gives a `"corrupt"` field saying what is wrong, never a kernel report.
 pub fn frame_owner(mm: &Mm<SimPlatform>, pfn: u64) -> Value {
     let map = mm.mem_map();
-    let Some(page) = map.get(pfn) else {
+    let Some(page) = map.get(Pfn(pfn)) else {
         return Value::Null;
     };
     let head_pfn = if page.is_tail() { page.word() } else { pfn };
     let Some(head) = map
-        .get(head_pfn)
+        .get(Pfn(head_pfn))
         .filter(|h| head_pfn <= pfn && !h.is_tail())
     else {
         return json!({"kind": "compound page", "head_pfn": head_pfn,
@@ -157,7 +157,7 @@ fn slab_owner(mm: &Mm<SimPlatform>, pfn: u64, head_pfn: u64, head: &Page) -> Val
     };
     let (Some(base), Some(frame)) = (
         mm.page_address(head).map(|a| a.0),
-        mm.page_address(mm.mem_map().page(pfn)).map(|a| a.0),
+        mm.page_address(mm.mem_map().page(Pfn(pfn))).map(|a| a.0),
     ) else {
         return json!({"kind": "slab", "cache": s.name().as_str(), "slab_pfn": head_pfn,
             "corrupt": "the slab has no direct-map address"});
@@ -193,7 +193,7 @@ fn slab_owner(mm: &Mm<SimPlatform>, pfn: u64, head_pfn: u64, head: &Page) -> Val
 /// A frame of a large kmalloc block: the block's start, size and the frame's offset; the
 /// head's order is checked against its tail pages first.
 fn large_kmalloc_owner(mm: &Mm<SimPlatform>, pfn: u64, head_pfn: u64) -> Value {
-    let head = mm.mem_map().page(head_pfn);
+    let head = mm.mem_map().page(Pfn(head_pfn));
     let Some(start) = mm.page_address(head) else {
         return json!({"kind": "large kmalloc", "head_pfn": head_pfn,
             "corrupt": "the block has no direct-map address"});
@@ -254,7 +254,7 @@ pub fn frames_meta(m: &Machine, generation: u64) -> Value {
         .zones()
         .iter()
         .filter(|z| z.is_populated())
-        .map(|z| json!({"name": z.name(), "start_pfn": z.zone_start_pfn, "end_pfn": z.zone_end_pfn()}))
+        .map(|z| json!({"name": z.name(), "start_pfn": z.zone_start_pfn.raw(), "end_pfn": z.zone_end_pfn().raw()}))
         .collect();
     let states: Vec<Value> = frames::state_names()
         .into_iter()
@@ -502,19 +502,22 @@ pub fn slab_detail(m: &Machine, key: &str, detail: usize) -> Result<Value, ApiEr
         .cache(r)
         .map_err(|e| ApiError::not_found(e.to_string()))?;
     let cpu_slabs: Vec<(usize, u64)> = (0..mm.platform().nr_cpus())
-        .filter_map(|cpu| Some((cpu, mm.cpu_slab_state(r, cpu).ok()?.slab?)))
+        .filter_map(|cpu| Some((cpu, mm.cpu_slab_state(r, cpu).ok()?.slab?.raw())))
         .collect();
     let mut groups = json!({"cpu": [], "cpu_partial": [], "node_partial": [], "full": []});
     let map = mm.mem_map();
     let mut detailed = 0;
     let slab_pages = 1u64 << s.oo().order.min(MAX_PAGE_ORDER);
-    for pfn in map.base_pfn..map.base_pfn + map.len {
+    for pfn in map.base_pfn.range_to(map.base_pfn + map.len) {
         let Some(page) = map.get(pfn) else { continue };
         if !page.is_slab() || page.is_tail() || page.slab_cache() != r.0 {
             continue;
         }
         let c = mm.slab_counters(pfn);
-        let cpu = cpu_slabs.iter().find(|&&(_, p)| p == pfn).map(|&(c, _)| c);
+        let cpu = cpu_slabs
+            .iter()
+            .find(|&&(_, p)| p == pfn.raw())
+            .map(|&(c, _)| c);
         let group = match (cpu, c.frozen, c.inuse >= c.objects) {
             (Some(_), _, _) => "cpu",
             (None, true, _) => "cpu_partial",
@@ -525,7 +528,7 @@ pub fn slab_detail(m: &Machine, key: &str, detail: usize) -> Result<Value, ApiEr
             .page_address(page)
             .map_or(0, |v| v.0 + s.red_left_pad() as u64);
         let mut slab = json!({
-            "pfn": pfn, "addr": addr(base.saturating_sub(s.red_left_pad() as u64)),
+            "pfn": pfn.raw(), "addr": addr(base.saturating_sub(s.red_left_pad() as u64)),
             "pages": slab_pages, "inuse": c.inuse, "objects": c.objects, "cpu": cpu,
         });
         if detailed < detail {
@@ -607,7 +610,7 @@ pub fn slab_object(m: &Machine, key: &str, at: u64) -> Result<Value, ApiError> {
     };
     Ok(json!({
         "cache": s.name().as_str(), "addr": addr(object), "slot": addr(slot_start),
-        "index": o.index, "slab_pfn": o.slab_pfn, "state": state, "free": o.free,
+        "index": o.index, "slab_pfn": o.slab_pfn.raw(), "state": state, "free": o.free,
         "alloc": track_json(mm, s, object, TrackItem::Alloc),
         "free_track": track_json(mm, s, object, TrackItem::Free),
         "layout": layout(s),
@@ -627,7 +630,7 @@ pub fn frames_of(mm: &Mm<SimPlatform>, x: u64) -> Vec<(u64, u64, String)> {
         let pages = mm
             .cache(o.cache)
             .map_or(1, |s| 1u64 << s.oo().order.min(MAX_PAGE_ORDER));
-        return vec![(o.slab_pfn, pages, name)];
+        return vec![(o.slab_pfn.raw(), pages, name)];
     }
     if mm.is_vmalloc_addr(va) {
         let mut pfns = Vec::new();

@@ -410,7 +410,7 @@ impl<P: Platform> Mm<P> {
                 return Err(PtCorrupt::new(va, level, 0, PtBad::TableNotRam));
             }
         };
-        let ram_end = (self.mem_map.base_pfn + self.mem_map.len) << crate::addr::PAGE_SHIFT;
+        let ram_end = (self.mem_map.base_pfn + self.mem_map.len).phys().0;
         let is_ram = |phys| self.ram().is_ram(phys, PAGE_SIZE as u64);
         match decode_entry(mode, level, entry, is_ram, ram_end) {
             Ok(decoded) => Ok(decoded),

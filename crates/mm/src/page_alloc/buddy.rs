@@ -16,7 +16,7 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
-use crate::addr::{MAX_PAGE_ORDER, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER};
+use crate::addr::{Pfn, MAX_PAGE_ORDER, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER};
 use crate::memory_model::{ListCorruption, MemMap, PageList};
 use crate::mm_types::PG_BUDDY;
 use crate::page_alloc::pageblock::Pageblocks;
@@ -27,7 +27,7 @@ pub(crate) trait CorruptionReport {
     /// `CHECK_DATA_CORRUPTION()` on a list.
     fn list_corruption(&self, c: &ListCorruption);
     /// `bad_page()`: `BUG: Bad page state` for `pfn`, dumped because of `reason`.
-    fn bad_page_state(&self, pfn: u64, reason: &str);
+    fn bad_page_state(&self, pfn: Pfn, reason: &str);
 }
 
 /// `list_add()` of `pfn` to `list` (at the tail with `tail`): a corrupted list is reported,
@@ -37,7 +37,7 @@ pub(crate) fn list_add_or_restart(
     report: &dyn CorruptionReport,
     map: &MemMap,
     list: &PageList,
-    pfn: u64,
+    pfn: Pfn,
     tail: bool,
 ) {
     let added = if tail {
@@ -58,7 +58,7 @@ pub(crate) fn list_restart(
     report: &dyn CorruptionReport,
     map: &MemMap,
     list: &PageList,
-    pfn: u64,
+    pfn: Pfn,
     e: &ListCorruption,
 ) {
     report.list_corruption(e);
@@ -96,7 +96,7 @@ pub struct Buddy<'a> {
 
 impl Buddy<'_> {
     /// `__add_to_free_list()`: make `pfn` a free block of `order` on the `mt` list.
-    pub(crate) fn add_to_free_list(&mut self, pfn: u64, order: u32, mt: MigrateType, tail: bool) {
+    pub(crate) fn add_to_free_list(&mut self, pfn: Pfn, order: u32, mt: MigrateType, tail: bool) {
         let page = self.map.page(pfn);
         page.set_flags(PG_BUDDY);
         page.set_pcp_migratetype(mt as u32);
@@ -110,7 +110,7 @@ impl Buddy<'_> {
 
     /// The migrate type a free block's page records, if it is one that exists.
     #[inline]
-    fn recorded_migratetype(&self, pfn: u64) -> Option<usize> {
+    fn recorded_migratetype(&self, pfn: Pfn) -> Option<usize> {
         let mt = self.map.page(pfn).pcp_migratetype() as usize;
         if mt < MIGRATE_TYPES {
             return Some(mt);
@@ -123,7 +123,7 @@ impl Buddy<'_> {
     /// `list_del()` of `pfn` from `free_list[order][mt]`; a corrupted list is reported and
     /// abandoned. Returns whether `pfn` was unlinked.
     #[inline]
-    fn unlink(&mut self, pfn: u64, order: u32, mt: usize) -> bool {
+    fn unlink(&mut self, pfn: Pfn, order: u32, mt: usize) -> bool {
         let list = &self.area.free_list[order as usize][mt];
         match list.try_remove(self.map, pfn) {
             Ok(()) => true,
@@ -138,7 +138,7 @@ impl Buddy<'_> {
     /// `del_page_from_free_list()`: take a free block off the `mt` list of its order; it
     /// becomes a plain (blank) page. Returns false (block left alone, list abandoned) when
     /// the list is corrupted.
-    pub(crate) fn del_from_free_list(&mut self, pfn: u64, order: u32, mt: usize) -> bool {
+    pub(crate) fn del_from_free_list(&mut self, pfn: Pfn, order: u32, mt: usize) -> bool {
         if !self.unlink(pfn, order, mt) {
             return false;
         }
@@ -154,7 +154,7 @@ impl Buddy<'_> {
     }
 
     /// `move_to_free_list()`: move a free block to another migrate type's list.
-    fn move_to_free_list(&mut self, pfn: u64, order: u32, mt: MigrateType) {
+    fn move_to_free_list(&mut self, pfn: Pfn, order: u32, mt: MigrateType) {
         let Some(old) = self.recorded_migratetype(pfn) else {
             return;
         };
@@ -174,10 +174,10 @@ impl Buddy<'_> {
     /// (`page_is_buddy()` and the checks of `check_new_pages()`.) One that is not is
     /// reported.
     #[inline]
-    fn listed_block_ok(&self, pfn: u64, order: u32, mt: usize) -> bool {
+    fn listed_block_ok(&self, pfn: Pfn, order: u32, mt: usize) -> bool {
         let ok = self.zone.spans(pfn)
-            && pfn.trailing_zeros() >= order
-            && self.zone.spans(pfn + (1 << order) - 1)
+            && pfn.is_aligned(order)
+            && self.zone.spans(pfn + ((1 << order) - 1))
             && self.map.get(pfn).is_some_and(|p| {
                 p.is_buddy() && p.order() == order && p.pcp_migratetype() as usize == mt
             });
@@ -192,7 +192,7 @@ impl Buddy<'_> {
 
     /// `page_is_buddy()`: is `pfn` the head of a free block of exactly `order` in this zone?
     #[inline]
-    fn is_buddy(&self, pfn: u64, order: u32) -> bool {
+    fn is_buddy(&self, pfn: Pfn, order: u32) -> bool {
         if !self.map.contains(pfn) || !self.zone.spans(pfn) {
             return false;
         }
@@ -204,7 +204,7 @@ impl Buddy<'_> {
     /// buddy is free and of the same order, in O(order) steps from page state alone.
     pub(crate) fn free_one_page(
         &mut self,
-        mut pfn: u64,
+        mut pfn: Pfn,
         mut order: u32,
         mt: MigrateType,
         fpi: Fpi,
@@ -217,7 +217,7 @@ impl Buddy<'_> {
         head.set_order(0);
         let mut buddy_pfn = pfn;
         while order < MAX_PAGE_ORDER {
-            buddy_pfn = pfn ^ (1 << order);
+            buddy_pfn = pfn.buddy(order);
             if !self.is_buddy(buddy_pfn, order) {
                 break;
             }
@@ -234,7 +234,7 @@ impl Buddy<'_> {
             if !self.del_from_free_list(buddy_pfn, order, buddy_mt) {
                 break;
             }
-            pfn &= buddy_pfn;
+            pfn = pfn.min(buddy_pfn);
             order += 1;
         }
         let to_tail = fpi == Fpi::ToTail || self.buddy_merge_likely(pfn, buddy_pfn, order);
@@ -243,17 +243,17 @@ impl Buddy<'_> {
 
     /// `buddy_merge_likely()`: if the buddy one order up is free, this block will probably
     /// merge soon, so queue it at the tail where it stays free longer.
-    fn buddy_merge_likely(&self, pfn: u64, buddy_pfn: u64, order: u32) -> bool {
+    fn buddy_merge_likely(&self, pfn: Pfn, buddy_pfn: Pfn, order: u32) -> bool {
         if order >= MAX_PAGE_ORDER - 1 {
             return false;
         }
-        let higher = buddy_pfn & pfn;
-        self.is_buddy(higher ^ (1 << (order + 1)), order + 1)
+        let higher = buddy_pfn.min(pfn);
+        self.is_buddy(higher.buddy(order + 1), order + 1)
     }
 
     /// `expand()`: split a block of order `high` down to `low`, putting the upper halves
     /// back on the `mt` free lists.
-    fn expand(&mut self, pfn: u64, low: u32, mut high: u32, mt: MigrateType) {
+    fn expand(&mut self, pfn: Pfn, low: u32, mut high: u32, mt: MigrateType) {
         while high > low {
             high -= 1;
             self.add_to_free_list(pfn + (1 << high), high, mt, false);
@@ -262,7 +262,7 @@ impl Buddy<'_> {
 
     /// `__rmqueue_smallest()`: the smallest free block of at least `order` on the `mt`
     /// lists, split to size.
-    pub(crate) fn rmqueue_smallest(&mut self, order: u32, mt: MigrateType) -> Option<u64> {
+    pub(crate) fn rmqueue_smallest(&mut self, order: u32, mt: MigrateType) -> Option<Pfn> {
         for current in order..=MAX_PAGE_ORDER {
             let list = &self.area.free_list[current as usize][mt as usize];
             let Some(pfn) = list.first() else {
@@ -346,7 +346,7 @@ impl Buddy<'_> {
     /// half of it is free or already of a compatible type.
     fn steal_suitable_fallback(
         &mut self,
-        pfn: u64,
+        pfn: Pfn,
         order: u32,
         start: MigrateType,
         whole_block: bool,
@@ -420,8 +420,8 @@ impl Buddy<'_> {
     /// `move_freepages_block()`: move every free block inside `pfn`'s pageblock to the `mt`
     /// lists; return (free pages moved, movable pages in use), or `None` when the pageblock
     /// crosses the zone boundary.
-    pub(crate) fn move_freepages_block(&mut self, pfn: u64, mt: MigrateType) -> Option<(u64, u64)> {
-        let start = pfn & !(PAGEBLOCK_NR_PAGES - 1);
+    pub(crate) fn move_freepages_block(&mut self, pfn: Pfn, mt: MigrateType) -> Option<(u64, u64)> {
+        let start = pfn.align_down(PAGEBLOCK_ORDER);
         let end = start + PAGEBLOCK_NR_PAGES;
         if !self.zone.spans(start) || !self.zone.spans(end - 1) {
             return None;
@@ -432,7 +432,7 @@ impl Buddy<'_> {
             let page = self.map.page(cur);
             let order = page.order();
             if page.is_buddy() {
-                if order > MAX_PAGE_ORDER || cur.trailing_zeros() < order {
+                if order > MAX_PAGE_ORDER || !cur.is_aligned(order) {
                     self.report
                         .bad_page_state(cur, "PageBuddy with an order that cannot be");
                     cur += 1;
@@ -465,7 +465,7 @@ impl Buddy<'_> {
         order: u32,
         mt: MigrateType,
         alloc_flags: AllocFlags,
-    ) -> Option<u64> {
+    ) -> Option<Pfn> {
         loop {
             if let Some(pfn) = self.rmqueue_smallest(order, mt) {
                 return Some(pfn);

@@ -16,6 +16,7 @@
 //! `pgalloc_<zone>` events, counted once for the batch as `__count_zid_vm_events(PGALLOC,
 //! zone_idx(zone), nr_account)` does.
 
+use crate::addr::Pfn;
 use crate::gfp::Gfp;
 use crate::memory_model::PageList;
 use crate::mm_types::Page;
@@ -31,7 +32,7 @@ trait PageSink {
     /// Is slot `i` already populated (`page_array[i] != NULL`)? A list has no slots.
     fn populated(&self, i: usize) -> bool;
     /// Put the page at `pfn` in slot `i` (or on the list).
-    fn put(&mut self, i: usize, pfn: u64);
+    fn put(&mut self, i: usize, pfn: Pfn);
 }
 
 /// `page_array`: a slice of optional pages.
@@ -44,7 +45,7 @@ impl<P: Platform> PageSink for ArraySink<'_, '_, P> {
     fn populated(&self, i: usize) -> bool {
         self.array.get(i).is_some_and(|slot| slot.is_some())
     }
-    fn put(&mut self, i: usize, pfn: u64) {
+    fn put(&mut self, i: usize, pfn: Pfn) {
         if let Some(slot) = self.array.get_mut(i) {
             *slot = Some(self.mm.mem_map.page(pfn));
         }
@@ -61,19 +62,19 @@ impl<P: Platform> PageSink for ListSink<'_, P> {
     fn populated(&self, _: usize) -> bool {
         false
     }
-    fn put(&mut self, _: usize, pfn: u64) {
+    fn put(&mut self, _: usize, pfn: Pfn) {
         list_add_or_restart(self.mm, &self.mm.mem_map, self.list, pfn, false);
     }
 }
 
 /// A callback for each page, by slot (no slot is populated beforehand).
-struct FnSink<F: FnMut(usize, u64)>(F);
+struct FnSink<F: FnMut(usize, Pfn)>(F);
 
-impl<F: FnMut(usize, u64)> PageSink for FnSink<F> {
+impl<F: FnMut(usize, Pfn)> PageSink for FnSink<F> {
     fn populated(&self, _: usize) -> bool {
         false
     }
-    fn put(&mut self, i: usize, pfn: u64) {
+    fn put(&mut self, i: usize, pfn: Pfn) {
         (self.0)(i, pfn)
     }
 }
@@ -148,7 +149,7 @@ impl<P: Platform> Mm<P> {
         &self,
         gfp: Gfp,
         nr_pages: usize,
-        store: impl FnMut(usize, u64),
+        store: impl FnMut(usize, Pfn),
     ) -> usize {
         self.__alloc_pages_bulk(gfp, nr_pages, &mut FnSink(store))
     }
@@ -225,7 +226,7 @@ impl<P: Platform> Mm<P> {
     ) -> usize {
         match self.alloc_pages(gfp, 0) {
             Ok(page) => {
-                let pfn = self.page_to_pfn(page).0;
+                let pfn = self.page_to_pfn(page);
                 sink.put(nr_populated, pfn);
                 nr_populated + 1
             }

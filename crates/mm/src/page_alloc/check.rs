@@ -6,6 +6,8 @@
 //!
 //! Call it when no other CPU is inside the allocator (tests do, after every step).
 
+use crate::addr::Pfn;
+use crate::check::CheckError;
 use crate::mem::RamArray;
 use crate::mm_types::{
     Page, PG_BUDDY, PG_HEAD, PG_LARGE_KMALLOC, PG_PCP, PG_RESERVED, PG_SLAB, PG_TAIL,
@@ -13,7 +15,6 @@ use crate::mm_types::{
 use crate::page_alloc::pcp::{pindex_to_order, NR_PCP_LISTS};
 use crate::page_alloc::{MAX_NR_ZONES, MIGRATE_TYPES};
 use crate::platform::Platform;
-use crate::check::CheckError;
 use crate::Mm;
 
 /// What the checker counted, in pages.
@@ -59,7 +60,7 @@ impl<P: Platform> Mm<P> {
     /// Run by [`Mm::check`] (`crates/mm/src/check.rs`).
     pub(crate) fn check_page_alloc(
         &self,
-        on_allocated: impl FnMut(u64, &Page, u64),
+        on_allocated: impl FnMut(Pfn, &Page, u64),
     ) -> Result<CheckReport, CheckError> {
         let mut listed_blocks = [0u64; MAX_NR_ZONES];
         for zone in self.page_alloc.zones.iter() {
@@ -106,7 +107,7 @@ impl<P: Platform> Mm<P> {
                 if bad.is_some() {
                     return;
                 }
-                match self.file_page_zone(pfn.0) {
+                match self.file_page_zone(pfn) {
                     Ok(idx) => found[idx] += 1,
                     Err(e) => bad = Some(e),
                 }
@@ -151,7 +152,7 @@ impl<P: Platform> Mm<P> {
 
     /// The zone index of a page-cache page, which must be an allocated order-0 page that
     /// is no slab, large kmalloc or compound page.
-    fn file_page_zone(&self, pfn: u64) -> Result<usize, CheckError> {
+    fn file_page_zone(&self, pfn: Pfn) -> Result<usize, CheckError> {
         let bad = |what| CheckError::BadPage { pfn, what };
         if !self.mem_map.contains(pfn) {
             return Err(bad("a page-cache page outside mem_map"));
@@ -214,14 +215,14 @@ impl<P: Platform> Mm<P> {
     fn check_listed_block(
         &self,
         zone: &crate::page_alloc::Zone,
-        pfn: u64,
+        pfn: Pfn,
         order: u32,
         mt: usize,
     ) -> Result<(), CheckError> {
-        if pfn & ((1 << order) - 1) != 0 {
+        if !pfn.is_aligned(order) {
             return Err(CheckError::Misaligned { pfn, order });
         }
-        if !zone.spans(pfn) || !zone.spans(pfn + (1 << order) - 1) {
+        if !zone.spans(pfn) || !zone.spans(pfn + ((1 << order) - 1)) {
             return Err(CheckError::WrongZone {
                 pfn,
                 zone: zone.name(),
@@ -277,7 +278,7 @@ impl<P: Platform> Mm<P> {
                         what: "on a per-CPU list but not marked as such, or of another order",
                     });
                 }
-                if !zone.spans(pfn) || pfn & ((1 << order) - 1) != 0 {
+                if !zone.spans(pfn) || !pfn.is_aligned(order) {
                     return Err(CheckError::WrongZone {
                         pfn,
                         zone: zone.name(),
@@ -299,7 +300,7 @@ impl<P: Platform> Mm<P> {
 
     /// One pass over `mem_map`: every page is the head of exactly one block or
     /// reservation, or a blank page inside one. Allocated blocks go to `on_allocated`.
-    fn check_mem_map<F: FnMut(u64, &Page, u64)>(
+    fn check_mem_map<F: FnMut(Pfn, &Page, u64)>(
         &self,
         on_allocated: F,
     ) -> Result<MemMapWalk<F>, CheckError> {
@@ -319,15 +320,15 @@ impl<P: Platform> Mm<P> {
     }
 
     /// [`Mm::check_mem_map`] over the PFNs `start..end`, run by run.
-    fn check_pfn_range<F: FnMut(u64, &Page, u64)>(
+    fn check_pfn_range<F: FnMut(Pfn, &Page, u64)>(
         &self,
-        start: u64,
-        end: u64,
+        start: Pfn,
+        end: Pfn,
         walk: &mut MemMapWalk<F>,
     ) -> Result<(), CheckError> {
         let mut run = start;
         while run < end {
-            let run_end = ((run | (RUN_PAGES - 1)) + 1).min(end);
+            let run_end = Pfn((run.raw() | (RUN_PAGES - 1)) + 1).min(end);
             let pages = self.run_view(run, run_end).ok_or(CheckError::BadPage {
                 pfn: run,
                 what: "mem_map descriptors not addressable",
@@ -344,8 +345,8 @@ impl<P: Platform> Mm<P> {
     /// `pfn_to_page()` gives, and held to `mem_map`: its first and last elements must be
     /// the descriptors [`crate::memory_model::MemMap::get`] gives (the descriptors of a
     /// run are contiguous, in a flat `mem_map` as in each SPARSEMEM section).
-    fn run_view(&self, start: u64, end: u64) -> Option<RamArray<Page>> {
-        let n = end.checked_sub(start).filter(|&n| n > 0)?;
+    fn run_view(&self, start: Pfn, end: Pfn) -> Option<RamArray<Page>> {
+        let n = end.raw().checked_sub(start.raw()).filter(|&n| n > 0)?;
         let first = self.mem_map.get(start)?;
         let last = self.mem_map.get(end - 1)?;
         let va = self.mem_map.struct_page_va(self.layout.page_offset, start);
@@ -358,9 +359,9 @@ impl<P: Platform> Mm<P> {
 
     /// The pages of one run, `start..start + pages.len()`: each a reservation or the head
     /// of a block whose pages all lie in the run.
-    fn check_run<F: FnMut(u64, &Page, u64)>(
+    fn check_run<F: FnMut(Pfn, &Page, u64)>(
         &self,
-        start: u64,
+        start: Pfn,
         pages: &RamArray<Page>,
         walk: &mut MemMapWalk<F>,
     ) -> Result<(), CheckError> {
@@ -394,9 +395,9 @@ impl<P: Platform> Mm<P> {
 
     /// An unreserved page at the head of a block: its order, zone and state; counted in
     /// `walk`. Returns the block's size in pages.
-    fn check_block_head<F: FnMut(u64, &Page, u64)>(
+    fn check_block_head<F: FnMut(Pfn, &Page, u64)>(
         &self,
-        pfn: u64,
+        pfn: Pfn,
         page: &Page,
         walk: &mut MemMapWalk<F>,
     ) -> Result<u64, CheckError> {
@@ -406,14 +407,14 @@ impl<P: Platform> Mm<P> {
         })?;
         let c = &mut walk.counts[zone.idx];
         let order = page.order();
-        if order > crate::addr::MAX_PAGE_ORDER || pfn & ((1 << order) - 1) != 0 {
+        if order > crate::addr::MAX_PAGE_ORDER || !pfn.is_aligned(order) {
             return Err(CheckError::BadPage {
                 pfn,
                 what: "block head with a bad or misaligned order",
             });
         }
         let n = 1u64 << order;
-        if !zone.spans(pfn + n - 1) {
+        if !zone.spans(pfn + (n - 1)) {
             return Err(CheckError::BadPage {
                 pfn,
                 what: "block head whose order reaches past its zone",
@@ -447,7 +448,7 @@ impl<P: Platform> Mm<P> {
 /// blank, or compound tails pointing at the head. One loop per kind, each a load of the
 /// words and a branch out.
 fn check_tails(
-    head: u64,
+    head: Pfn,
     page: &Page,
     pages: &RamArray<Page>,
     from: u64,
@@ -461,7 +462,7 @@ fn check_tails(
         for i in from..to {
             let tail = pages.get(i).ok_or_else(|| bad(i))?;
             let wrong = (tail.flags() ^ PG_TAIL) | tail.refcount();
-            if wrong != 0 || tail.word() != head {
+            if wrong != 0 || tail.word() != head.raw() {
                 return Err(bad(i));
             }
         }

@@ -313,7 +313,7 @@ impl core::error::Error for AllocFailure {}
 
 /// Why `alloc_pages` and friends returned no page.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AllocError {
+pub enum PageAllocError {
     /// `order > MAX_PAGE_ORDER`.
     OrderTooLarge(u32),
     /// The GFP flags are invalid.
@@ -326,29 +326,29 @@ pub enum AllocError {
     NoMemory(AllocFailure),
 }
 
-impl fmt::Display for AllocError {
+impl fmt::Display for PageAllocError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AllocError::OrderTooLarge(o) => write!(
+            PageAllocError::OrderTooLarge(o) => write!(
                 f,
                 "order {o} is larger than MAX_PAGE_ORDER ({MAX_PAGE_ORDER}): WARN_ON_ONCE in __alloc_pages"
             ),
-            AllocError::BadGfp(e) => e.fmt(f),
-            AllocError::SleepInAtomic(s) => s.fmt(f),
-            AllocError::HighMemHasNoAddress => write!(
+            PageAllocError::BadGfp(e) => e.fmt(f),
+            PageAllocError::SleepInAtomic(s) => s.fmt(f),
+            PageAllocError::HighMemHasNoAddress => write!(
                 f,
                 "__get_free_pages with __GFP_HIGHMEM: a HighMem page has no kernel address (VM_BUG_ON)"
             ),
-            AllocError::NoMemory(failure) => failure.fmt(f),
+            PageAllocError::NoMemory(failure) => failure.fmt(f),
         }
     }
 }
 
-impl core::error::Error for AllocError {}
+impl core::error::Error for PageAllocError {}
 
-impl From<GfpError> for AllocError {
+impl From<GfpError> for PageAllocError {
     fn from(e: GfpError) -> Self {
-        AllocError::BadGfp(e)
+        PageAllocError::BadGfp(e)
     }
 }
 
@@ -492,13 +492,19 @@ impl<P: Platform> Mm<P> {
     }
 
     /// The index of the zone that spans `pfn`, if any.
-    pub(crate) fn zone_idx_of(&self, pfn: u64) -> Option<usize> {
+    pub(crate) fn zone_idx_of(&self, pfn: Pfn) -> Option<usize> {
         self.page_alloc.zones.iter().position(|z| z.spans(pfn))
     }
 
     /// `calculate_node_totalpages()` (`mm/mm_init.c`) for zone `idx`: where it starts, the
     /// pages it spans (holes included) and the pages present.
-    pub(crate) fn init_zone_span(&mut self, idx: usize, start_pfn: u64, spanned: u64, present: u64) {
+    pub(crate) fn init_zone_span(
+        &mut self,
+        idx: usize,
+        start_pfn: Pfn,
+        spanned: u64,
+        present: u64,
+    ) {
         let zone = &mut self.page_alloc.zones[idx];
         zone.zone_start_pfn = start_pfn;
         zone.spanned_pages = spanned;
@@ -510,9 +516,10 @@ impl<P: Platform> Mm<P> {
     pub(crate) fn init_pageblocks(&mut self, blocks: pageblock::Pageblocks) {
         self.page_alloc.pageblocks = blocks;
         for block in 0..self.page_alloc.pageblocks.len() {
-            self.page_alloc
-                .pageblocks
-                .set(block * crate::addr::PAGEBLOCK_NR_PAGES, MigrateType::Movable);
+            self.page_alloc.pageblocks.set(
+                Pfn(block * crate::addr::PAGEBLOCK_NR_PAGES),
+                MigrateType::Movable,
+            );
         }
     }
 
@@ -520,7 +527,7 @@ impl<P: Platform> Mm<P> {
     /// `order` goes to its zone's free lists at the tail and counts as managed
     /// (`atomic_long_add(nr_pages, &page_zone(page)->managed_pages)`). RAM that no zone
     /// spans (beyond the profile's limits) is not managed; returns whether it was.
-    pub(crate) fn free_pages_core(&mut self, pfn: u64, order: u32) -> bool {
+    pub(crate) fn free_pages_core(&mut self, pfn: Pfn, order: u32) -> bool {
         let Some(zone_idx) = self.zone_idx_of(pfn) else {
             return false;
         };
@@ -578,7 +585,7 @@ impl<P: Platform> Mm<P> {
 
     /// `page_zone()` by PFN.
     #[inline]
-    pub fn zone_of_pfn(&self, pfn: u64) -> Option<&Zone> {
+    pub fn zone_of_pfn(&self, pfn: Pfn) -> Option<&Zone> {
         self.page_alloc.zones.iter().find(|z| z.spans(pfn))
     }
 
@@ -709,7 +716,7 @@ impl<P: Platform> Mm<P> {
 
     /// `alloc_pages(gfp, order)`: 2^order physically contiguous pages. Returns the first
     /// page's descriptor (`struct page *`), or an error saying what failed and why.
-    pub fn alloc_pages(&self, gfp: Gfp, order: u32) -> Result<&Page, AllocError> {
+    pub fn alloc_pages(&self, gfp: Gfp, order: u32) -> Result<&Page, PageAllocError> {
         let ac = self.prepare_alloc_pages(gfp, order)?;
         let mut verdicts = [None; MAX_NR_ZONES];
         let mut flags = AllocFlags::WMARK_LOW;
@@ -725,7 +732,7 @@ impl<P: Platform> Mm<P> {
         &self,
         gfp: Gfp,
         order: u32,
-    ) -> Result<AllocContext, AllocError> {
+    ) -> Result<AllocContext, PageAllocError> {
         if order > MAX_PAGE_ORDER {
             VmEvents::add(&self.events().warn, 1);
             // 6.6 `__alloc_pages()`: `WARN_ON_ONCE_GFP(order > MAX_ORDER, gfp)`, once per
@@ -736,7 +743,7 @@ impl<P: Platform> Mm<P> {
                 func: "__alloc_pages",
             };
             crate::report::warn_on_once!(self, !gfp.contains(Gfp::__GFP_NOWARN), SITE);
-            return Err(AllocError::OrderTooLarge(order));
+            return Err(PageAllocError::OrderTooLarge(order));
         }
         let zone_type = gfp
             .gfp_zone()
@@ -745,7 +752,7 @@ impl<P: Platform> Mm<P> {
             .migratetype()
             .inspect_err(|_| VmEvents::add(&self.events().warn, 1))?;
         if gfp.allows_blocking() {
-            self.might_sleep().map_err(AllocError::SleepInAtomic)?;
+            self.might_sleep().map_err(PageAllocError::SleepInAtomic)?;
         }
         Ok(AllocContext {
             gfp,
@@ -776,7 +783,7 @@ impl<P: Platform> Mm<P> {
         ac: &AllocContext,
         flags: AllocFlags,
         verdicts: &mut [Option<ZoneVerdict>; MAX_NR_ZONES],
-    ) -> Option<u64> {
+    ) -> Option<Pfn> {
         self.get_page_from_freelist_page(ac, flags, verdicts)
             .map(|(pfn, _)| pfn)
     }
@@ -789,7 +796,7 @@ impl<P: Platform> Mm<P> {
         ac: &AllocContext,
         mut flags: AllocFlags,
         verdicts: &mut [Option<ZoneVerdict>; MAX_NR_ZONES],
-    ) -> Option<(u64, &Page)> {
+    ) -> Option<(Pfn, &Page)> {
         let preferred = self.page_alloc.zonelists[ac.highest_zoneidx].preferred?;
         loop {
             for zone in self.zonelist(ac.highest_zoneidx) {
@@ -848,7 +855,7 @@ impl<P: Platform> Mm<P> {
     /// `rmqueue()`: per-CPU lists for the orders they cache, else the buddy lists.
     /// A fallback that boosted the zone's watermarks wakes kswapd on the way out (6.6).
     /// Answers the block's first PFN and its descriptor.
-    fn rmqueue(&self, zone: &Zone, ac: &AllocContext, flags: AllocFlags) -> Option<(u64, &Page)> {
+    fn rmqueue(&self, zone: &Zone, ac: &AllocContext, flags: AllocFlags) -> Option<(Pfn, &Page)> {
         let mut page = None;
         if pcp_allowed_order(ac.order) {
             page = self.rmqueue_pcplist(zone, ac, flags);
@@ -872,7 +879,7 @@ impl<P: Platform> Mm<P> {
         zone: &Zone,
         ac: &AllocContext,
         flags: AllocFlags,
-    ) -> Option<(u64, &Page)> {
+    ) -> Option<(Pfn, &Page)> {
         let pcp = &self.percpu.get(ac.cpu).pcp[zone.idx];
         if !pcp.lock.try_lock(ac.cpu) {
             return None;
@@ -894,7 +901,7 @@ impl<P: Platform> Mm<P> {
         mt: MigrateType,
         flags: AllocFlags,
         pcp: &PerCpuPages,
-    ) -> Option<(u64, &Page)> {
+    ) -> Option<(Pfn, &Page)> {
         let list = &pcp.lists[order_to_pindex(mt as usize, order)];
         if list.is_empty() {
             let mut batch = pcp.batch();
@@ -934,7 +941,7 @@ impl<P: Platform> Mm<P> {
     /// reported (`bad_page()` from `check_new_pages()` / `free_pcppages_bulk()`) and
     /// dropped.
     #[inline]
-    fn pcp_block_ok(&self, zone: &Zone, pfn: u64, order: u32) -> bool {
+    fn pcp_block_ok(&self, zone: &Zone, pfn: Pfn, order: u32) -> bool {
         match self.mem_map.get(pfn) {
             Some(page) => self.pcp_page_ok(zone, pfn, page, order),
             None => {
@@ -946,10 +953,10 @@ impl<P: Platform> Mm<P> {
 
     /// [`Mm::pcp_block_ok`] with the descriptor of `pfn` in hand.
     #[inline]
-    fn pcp_page_ok(&self, zone: &Zone, pfn: u64, page: &Page, order: u32) -> bool {
+    fn pcp_page_ok(&self, zone: &Zone, pfn: Pfn, page: &Page, order: u32) -> bool {
         let n = 1u64 << order;
-        let offset = pfn.wrapping_sub(zone.zone_start_pfn);
-        let ok = pfn & (n - 1) == 0
+        let offset = pfn.raw().wrapping_sub(zone.zone_start_pfn.raw());
+        let ok = pfn.is_aligned(order)
             && offset < zone.spanned_pages
             && zone.spanned_pages - offset >= n
             && page.flags() & PG_PCP != 0
@@ -996,7 +1003,7 @@ impl<P: Platform> Mm<P> {
         order: u32,
         mt: MigrateType,
         flags: AllocFlags,
-    ) -> Option<u64> {
+    ) -> Option<Pfn> {
         let mut locked = self.zone_lock(zone);
         let mut buddy = locked.buddy();
         let mut pfn = None;
@@ -1016,7 +1023,7 @@ impl<P: Platform> Mm<P> {
     /// `__GFP_ZERO`, head and tails marked for `__GFP_COMP`. `page` is the descriptor of
     /// `pfn`.
     #[inline]
-    pub(crate) fn prep_new_page(&self, pfn: u64, page: &Page, ac: &AllocContext) {
+    pub(crate) fn prep_new_page(&self, pfn: Pfn, page: &Page, ac: &AllocContext) {
         page.set_flags(0);
         page.set_pcp_migratetype(ac.migratetype as u32);
         page.set_order(ac.order);
@@ -1026,18 +1033,18 @@ impl<P: Platform> Mm<P> {
         }
         if ac.gfp.contains(Gfp::__GFP_COMP) && ac.order > 0 {
             page.set(PG_HEAD);
-            for tail in pfn + 1..pfn + (1 << ac.order) {
+            for tail in (pfn + 1).range_to(pfn + (1 << ac.order)) {
                 let t = self.mem_map.page(tail);
                 t.set_flags(PG_TAIL);
-                t.set_word(pfn);
+                t.set_word(pfn.raw());
             }
         }
     }
 
     /// `clear_highpage()` over `n` pages (through a temporary mapping for HighMem, which
     /// here is simply physical memory).
-    pub(crate) fn clear_pages(&self, pfn: u64, n: u64) {
-        let phys = Pfn(pfn).phys().0;
+    pub(crate) fn clear_pages(&self, pfn: Pfn, n: u64) {
+        let phys = pfn.phys().0;
         let len = n.saturating_mul(PAGE_SIZE as u64);
         if let Err(e) = self.ram().fill(phys, 0, len) {
             // A block over a hole: the kernel's store would fault in the direct map.
@@ -1048,7 +1055,7 @@ impl<P: Platform> Mm<P> {
 
     /// `reserve_highatomic_pageblock()`: after a high-order atomic allocation succeeds,
     /// keep its pageblock for such allocations (up to 1% of the zone).
-    fn reserve_highatomic_pageblock(&self, zone: &Zone, pfn: u64) {
+    fn reserve_highatomic_pageblock(&self, zone: &Zone, pfn: Pfn) {
         let max_managed = zone.managed_pages / 100 + crate::addr::PAGEBLOCK_NR_PAGES;
         if zone.nr_reserved_highatomic() >= max_managed {
             return;
@@ -1110,21 +1117,21 @@ impl<P: Platform> Mm<P> {
     /// a live allocation of this order is refused with the kernel's bad-page report.
     pub fn __free_pages(&self, page: &Page, order: u32) -> Result<(), FreeError> {
         let pfn = self.mem_map.pfn_of(page).ok_or(FreeError::ForeignPage)?;
-        let zone = self.free_pages_check(pfn.0, page, order)?;
+        let zone = self.free_pages_check(pfn, page, order)?;
         self.debug_check_no_obj_freed(pfn.phys(), (PAGE_SIZE as u64) << order);
         // put_page_testzero(): of two racing frees, only one takes the reference.
         if !page.put_testzero() {
             let e = FreeError::AlreadyFree(pfn);
-            self.bad_page(pfn.0, &e);
+            self.bad_page(pfn, &e);
             return Err(e);
         }
         let cpu = self.platform.smp_processor_id();
-        self.free_pages_prepare(pfn.0, page, order, cpu);
+        self.free_pages_prepare(pfn, page, order, cpu);
         if pcp_allowed_order(order) {
-            self.free_unref_page(zone, pfn.0, page, order, cpu);
+            self.free_unref_page(zone, pfn, page, order, cpu);
         } else {
-            let mt = self.page_alloc.pageblocks.get(pfn.0);
-            self.free_one_page(zone, pfn.0, order, mt);
+            let mt = self.page_alloc.pageblocks.get(pfn);
+            self.free_one_page(zone, pfn, order, mt);
         }
         Ok(())
     }
@@ -1134,24 +1141,24 @@ impl<P: Platform> Mm<P> {
     /// in, whole, when they pass. `page` is the descriptor of `pfn` (the caller has it, as
     /// the kernel passes `struct page *`).
     #[inline]
-    fn free_pages_check(&self, pfn: u64, page: &Page, order: u32) -> Result<&Zone, FreeError> {
+    fn free_pages_check(&self, pfn: Pfn, page: &Page, order: u32) -> Result<&Zone, FreeError> {
         let zone = self.zone_of_pfn(pfn);
         let err = if order > MAX_PAGE_ORDER {
             Some(FreeError::OrderTooLarge(order))
         } else if page.is_reserved() {
-            Some(FreeError::Reserved(Pfn(pfn)))
+            Some(FreeError::Reserved(pfn))
         } else if page.is_slab() {
-            Some(FreeError::SlabPage(Pfn(pfn)))
+            Some(FreeError::SlabPage(pfn))
         } else if page.is_tail() {
-            Some(FreeError::TailPage(Pfn(pfn)))
+            Some(FreeError::TailPage(pfn))
         } else if page.refcount() == 0 {
-            Some(FreeError::AlreadyFree(Pfn(pfn)))
+            Some(FreeError::AlreadyFree(pfn))
         } else if page.order() != order
-            || pfn.trailing_zeros() < order
-            || !zone.is_some_and(|z| z.spans(pfn + (1 << order) - 1))
+            || !pfn.is_aligned(order)
+            || !zone.is_some_and(|z| z.spans(pfn + ((1 << order) - 1)))
         {
             Some(FreeError::WrongOrder {
-                pfn: Pfn(pfn),
+                pfn,
                 freed: order,
                 allocated: page.order(),
             })
@@ -1162,7 +1169,7 @@ impl<P: Platform> Mm<P> {
             (None, Some(zone)) => Ok(zone),
             // A page of mem_map outside every zone (a hole's page that lost PG_reserved).
             (err, _) => {
-                let e = err.unwrap_or(FreeError::InvalidPfn(Pfn(pfn)));
+                let e = err.unwrap_or(FreeError::InvalidPfn(pfn));
                 self.bad_page(pfn, &e);
                 Err(e)
             }
@@ -1170,15 +1177,15 @@ impl<P: Platform> Mm<P> {
     }
 
     /// Is the block of `2^order` pages at `pfn` aligned to its order and inside one zone?
-    fn block_in_one_zone(&self, pfn: u64, order: u32) -> bool {
-        pfn.trailing_zeros() >= order
+    fn block_in_one_zone(&self, pfn: Pfn, order: u32) -> bool {
+        pfn.is_aligned(order)
             && self
                 .zone_of_pfn(pfn)
-                .is_some_and(|z| z.spans(pfn + (1 << order) - 1))
+                .is_some_and(|z| z.spans(pfn + ((1 << order) - 1)))
     }
 
     /// `bad_page()`: the kernel's report of a page in a state it should not be in.
-    fn bad_page(&self, pfn: u64, err: &FreeError) {
+    fn bad_page(&self, pfn: Pfn, err: &FreeError) {
         self.bad_page_state(pfn, err.reason());
     }
 
@@ -1187,14 +1194,14 @@ impl<P: Platform> Mm<P> {
     /// line and the reason are printed.
     #[cold]
     #[inline(never)]
-    pub(crate) fn bad_page_state(&self, pfn: u64, reason: &str) {
+    pub(crate) fn bad_page_state(&self, pfn: Pfn, reason: &str) {
         VmEvents::add(&self.events().bug_bad_page, 1);
         self.add_taint(crate::report::taint::BAD_PAGE);
         let Some(page) = self.mem_map.get(pfn) else {
             self.printk(format_args!(
                 "BUG: Bad page state in process {}  pfn:{:05x}",
                 self.platform.current_comm(),
-                pfn
+                pfn.raw()
             ));
             self.printk(format_args!("page dumped because: {reason}"));
             return;
@@ -1202,14 +1209,14 @@ impl<P: Platform> Mm<P> {
         self.printk(format_args!(
             "BUG: Bad page state in process {}  pfn:{:05x}",
             self.platform.current_comm(),
-            pfn
+            pfn.raw()
         ));
         self.printk(format_args!(
             "page:{:#018x} refcount:{} mapcount:{} mapping:0000000000000000 index:0x0 pfn:{:#x}",
             self.struct_page_address(page).0,
             page.refcount(),
             page.mapcount(),
-            pfn
+            pfn.raw()
         ));
         let mut names = crate::mm_types::flag_names(page.flags());
         let mut flags: [&str; 6] = [""; 6];
@@ -1232,9 +1239,9 @@ impl<P: Platform> Mm<P> {
     /// Reset the descriptors of an allocation about to be freed (compound tails, owner
     /// state), as `free_pages_prepare()` does; `page` is the descriptor of `pfn`.
     #[inline]
-    fn free_pages_prepare(&self, pfn: u64, page: &Page, order: u32, cpu: usize) {
+    fn free_pages_prepare(&self, pfn: Pfn, page: &Page, order: u32, cpu: usize) {
         if page.is_head() {
-            for tail in pfn + 1..pfn + (1 << order) {
+            for tail in (pfn + 1).range_to(pfn + (1 << order)) {
                 self.mem_map.page(tail).reset();
             }
         }
@@ -1243,7 +1250,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `free_one_page()`: straight to the buddy lists of `zone` under its lock.
-    fn free_one_page(&self, zone: &Zone, pfn: u64, order: u32, mt: MigrateType) {
+    fn free_one_page(&self, zone: &Zone, pfn: Pfn, order: u32, mt: MigrateType) {
         let mut locked = self.zone_lock(zone);
         locked.buddy().free_one_page(pfn, order, mt, Fpi::None);
     }
@@ -1251,7 +1258,7 @@ impl<P: Platform> Mm<P> {
     /// `free_unref_page()`: onto this CPU's list, draining a batch once it is too long;
     /// `page` is the descriptor of `pfn`.
     #[inline]
-    fn free_unref_page(&self, zone: &Zone, pfn: u64, page: &Page, order: u32, cpu: usize) {
+    fn free_unref_page(&self, zone: &Zone, pfn: Pfn, page: &Page, order: u32, cpu: usize) {
         let mt = self.page_alloc.pageblocks.get(pfn);
         let pcp_mt = match mt {
             MigrateType::Isolate => return self.free_one_page(zone, pfn, order, mt),
@@ -1272,7 +1279,7 @@ impl<P: Platform> Mm<P> {
         &self,
         zone: &Zone,
         pcp: &PerCpuPages,
-        (pfn, page): (u64, &Page),
+        (pfn, page): (Pfn, &Page),
         pcp_mt: MigrateType,
         block_mt: MigrateType,
         order: u32,
@@ -1432,17 +1439,17 @@ impl<P: Platform> Mm<P> {
     // ----- the rest of the API -----------------------------------------------------
 
     /// `__get_free_pages()`: `alloc_pages` and return the direct-map address.
-    pub fn __get_free_pages(&self, gfp: Gfp, order: u32) -> Result<VirtAddr, AllocError> {
+    pub fn __get_free_pages(&self, gfp: Gfp, order: u32) -> Result<VirtAddr, PageAllocError> {
         if gfp.contains(Gfp::__GFP_HIGHMEM) {
-            return Err(AllocError::HighMemHasNoAddress);
+            return Err(PageAllocError::HighMemHasNoAddress);
         }
         let page = self.alloc_pages(gfp, order)?;
         self.page_address(page)
-            .ok_or(AllocError::HighMemHasNoAddress)
+            .ok_or(PageAllocError::HighMemHasNoAddress)
     }
 
     /// `get_zeroed_page()`.
-    pub fn get_zeroed_page(&self, gfp: Gfp) -> Result<VirtAddr, AllocError> {
+    pub fn get_zeroed_page(&self, gfp: Gfp) -> Result<VirtAddr, PageAllocError> {
         self.__get_free_pages(gfp | Gfp::__GFP_ZERO, 0)
     }
 
@@ -1461,7 +1468,7 @@ impl<P: Platform> Mm<P> {
     /// next report.
     pub fn page_to_pfn(&self, page: &Page) -> Pfn {
         self.mem_map.pfn_of(page).unwrap_or_else(|| {
-            self.mem_map.page(INVALID_PFN.0);
+            self.mem_map.page(INVALID_PFN);
             INVALID_PFN
         })
     }
@@ -1471,12 +1478,12 @@ impl<P: Platform> Mm<P> {
         if !self.pfn_valid(pfn) {
             return Err(FreeError::InvalidPfn(pfn));
         }
-        Ok(self.mem_map.page(pfn.0))
+        Ok(self.mem_map.page(pfn))
     }
 
     /// `pfn_valid()`: described by `mem_map` and backed by RAM.
     pub fn pfn_valid(&self, pfn: Pfn) -> bool {
-        self.mem_map.contains(pfn.0) && self.memblock.is_memory(pfn.phys().0, pfn.phys().0 + 1)
+        self.mem_map.contains(pfn) && self.memblock.is_memory(pfn.phys().0, pfn.phys().0 + 1)
     }
 
     /// `page_address()`: the direct-map address, or `None` for a HighMem page.
@@ -1497,9 +1504,9 @@ impl<P: Platform> Mm<P> {
     /// `page_zone()`.
     pub fn page_zone(&self, page: &Page) -> &Zone {
         let pfn = self.page_to_pfn(page);
-        self.zone_of_pfn(pfn.0).unwrap_or_else(|| {
+        self.zone_of_pfn(pfn).unwrap_or_else(|| {
             // Only a foreign descriptor lies in no zone (its fault is recorded).
-            self.mem_map.page(INVALID_PFN.0);
+            self.mem_map.page(INVALID_PFN);
             &self.page_alloc.zones[0]
         })
     }
@@ -1507,7 +1514,7 @@ impl<P: Platform> Mm<P> {
     /// The kernel virtual address of a page's descriptor (what `struct page *` holds):
     /// `mem_map` lives in the direct map.
     pub fn struct_page_address(&self, page: &Page) -> VirtAddr {
-        let pfn = self.page_to_pfn(page).0;
+        let pfn = self.page_to_pfn(page);
         VirtAddr(self.mem_map.struct_page_va(self.layout.page_offset, pfn))
     }
 
@@ -1536,7 +1543,7 @@ impl<P: Platform> Mm<P> {
 
     /// The migrate type of the pageblock holding `pfn`.
     pub fn pageblock_migratetype(&self, pfn: Pfn) -> MigrateType {
-        self.page_alloc.pageblocks.get(pfn.0)
+        self.page_alloc.pageblocks.get(pfn)
     }
 
     /// `split_page(page, order)`: a non-compound allocation of 2^order pages becomes 2^order
@@ -1556,11 +1563,11 @@ impl<P: Platform> Mm<P> {
                 allocated: page.order(),
             });
         }
-        if order > MAX_PAGE_ORDER || !self.block_in_one_zone(pfn.0, order) {
+        if order > MAX_PAGE_ORDER || !self.block_in_one_zone(pfn, order) {
             return Err(FreeError::OrderTooLarge(order));
         }
         let mt = page.pcp_migratetype();
-        for p in pfn.0..pfn.0 + (1 << order) {
+        for p in pfn.range_to(pfn + (1 << order)) {
             let sub = self.mem_map.page(p);
             sub.set_flags(0);
             sub.set_order(0);
@@ -1634,7 +1641,7 @@ impl<P: Platform> CorruptionReport for Mm<P> {
         self.report_list_corruption(c);
     }
 
-    fn bad_page_state(&self, pfn: u64, reason: &str) {
+    fn bad_page_state(&self, pfn: Pfn, reason: &str) {
         Mm::bad_page_state(self, pfn, reason);
     }
 }

@@ -3,14 +3,14 @@
 
 use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
-use crate::addr::PAGEBLOCK_ORDER;
+use crate::addr::{Pfn, PAGEBLOCK_ORDER};
 use crate::mem::RamArray;
 use crate::page_alloc::MigrateType;
 
 /// The per-pageblock migrate types, in simulated RAM.
 pub struct Pageblocks {
     flags: RamArray<AtomicU8>,
-    base_pfn: u64,
+    base_pfn: Pfn,
     /// What a PFN outside the map reads and writes (a corrupted PFN): never a real block.
     scratch: AtomicU8,
 }
@@ -20,13 +20,13 @@ impl Pageblocks {
     pub(crate) const fn empty() -> Pageblocks {
         Pageblocks {
             flags: RamArray::empty(),
-            base_pfn: 0,
+            base_pfn: Pfn(0),
             scratch: AtomicU8::new(0),
         }
     }
 
     /// The map over `flags`, one byte per pageblock from `base_pfn`.
-    pub(crate) fn new(flags: RamArray<AtomicU8>, base_pfn: u64) -> Pageblocks {
+    pub(crate) fn new(flags: RamArray<AtomicU8>, base_pfn: Pfn) -> Pageblocks {
         Pageblocks {
             flags,
             base_pfn,
@@ -35,20 +35,20 @@ impl Pageblocks {
     }
 
     #[inline]
-    fn slot(&self, pfn: u64) -> &AtomicU8 {
-        let index = pfn.wrapping_sub(self.base_pfn) >> PAGEBLOCK_ORDER;
+    fn slot(&self, pfn: Pfn) -> &AtomicU8 {
+        let index = pfn.raw().wrapping_sub(self.base_pfn.raw()) >> PAGEBLOCK_ORDER;
         self.flags.get(index).unwrap_or(&self.scratch)
     }
 
     /// `get_pageblock_migratetype()`.
     #[inline]
-    pub fn get(&self, pfn: u64) -> MigrateType {
+    pub fn get(&self, pfn: Pfn) -> MigrateType {
         MigrateType::from_index(self.slot(pfn).load(Relaxed) as usize)
     }
 
     /// `set_pageblock_migratetype()`.
     #[inline]
-    pub fn set(&self, pfn: u64, mt: MigrateType) {
+    pub fn set(&self, pfn: Pfn, mt: MigrateType) {
         self.slot(pfn).store(mt as u8, Relaxed)
     }
 

@@ -5,7 +5,7 @@
 //! answer says whether the block was found on the list its marks name, walking that list
 //! bounded by the zone's pages. Nothing is changed and nothing is reported.
 
-use crate::addr::MAX_PAGE_ORDER;
+use crate::addr::{Pfn, MAX_PAGE_ORDER};
 use crate::mm_types::PG_PCP;
 use crate::page_alloc::pcp::{pindex_to_order, NR_PCP_LISTS};
 use crate::page_alloc::{MigrateType, Zone, MIGRATE_TYPES};
@@ -25,7 +25,7 @@ pub enum FreeList {
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct FreeBlock {
     /// The block's first PFN.
-    pub head: u64,
+    pub head: Pfn,
     /// Its order.
     pub order: u32,
     /// The migrate type of the list it was found on; the pageblock's when it was found
@@ -42,10 +42,10 @@ impl<P: Platform> Mm<P> {
     /// The free block (buddy or per-CPU list) that holds `pfn`, if `struct page` marks
     /// one: the aligned head at each order whose mark and order cover `pfn`, then checked
     /// against the lists.
-    pub fn free_block_of(&self, pfn: u64) -> Option<FreeBlock> {
+    pub fn free_block_of(&self, pfn: Pfn) -> Option<FreeBlock> {
         let zone = self.zone_of_pfn(pfn)?;
         (0..=MAX_PAGE_ORDER).find_map(|order| {
-            let head = pfn & !((1u64 << order) - 1);
+            let head = pfn.align_down(order);
             let page = self.mem_map.get(head)?;
             if page.order() != order || page.is_tail() {
                 return None;
@@ -60,7 +60,7 @@ impl<P: Platform> Mm<P> {
         })
     }
 
-    fn find_on_buddy_lists(&self, zone: &Zone, head: u64, order: u32) -> FreeBlock {
+    fn find_on_buddy_lists(&self, zone: &Zone, head: Pfn, order: u32) -> FreeBlock {
         let area = zone.free_area.lock_irqsave(&self.platform);
         let found = (0..MIGRATE_TYPES).find(|&mt| {
             area.free_list[order as usize][mt]
@@ -71,20 +71,18 @@ impl<P: Platform> Mm<P> {
         FreeBlock {
             head,
             order,
-            migratetype: found.map_or_else(
-                || self.pageblock_migratetype(crate::Pfn(head)),
-                MigrateType::from_index,
-            ),
+            migratetype: found
+                .map_or_else(|| self.pageblock_migratetype(head), MigrateType::from_index),
             list: FreeList::Buddy,
             on_list: found.is_some(),
         }
     }
 
-    fn find_on_pcp_lists(&self, zone: &Zone, head: u64, order: u32) -> FreeBlock {
+    fn find_on_pcp_lists(&self, zone: &Zone, head: Pfn, order: u32) -> FreeBlock {
         let mut block = FreeBlock {
             head,
             order,
-            migratetype: self.pageblock_migratetype(crate::Pfn(head)),
+            migratetype: self.pageblock_migratetype(head),
             list: FreeList::PerCpu(0),
             on_list: false,
         };

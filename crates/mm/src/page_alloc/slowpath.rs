@@ -7,10 +7,10 @@
 //! progress, so the kernel's retry rules end the loop as they would with nothing left to
 //! reclaim.
 
-use crate::addr::PAGE_ALLOC_COSTLY_ORDER;
+use crate::addr::{Pfn, PAGE_ALLOC_COSTLY_ORDER};
 use crate::gfp::Gfp;
 use crate::page_alloc::{
-    AllocContext, AllocError, AllocFailure, AllocFlags, FailReason, MigrateType, ZoneVerdict,
+    AllocContext, AllocFailure, AllocFlags, FailReason, MigrateType, PageAllocError, ZoneVerdict,
     MAX_NR_ZONES,
 };
 use crate::platform::Platform;
@@ -29,7 +29,7 @@ impl<P: Platform> Mm<P> {
         &self,
         ac: &AllocContext,
         mut verdicts: [Option<ZoneVerdict>; MAX_NR_ZONES],
-    ) -> Result<u64, AllocError> {
+    ) -> Result<Pfn, PageAllocError> {
         let gfp = ac.gfp;
         let can_direct_reclaim = gfp.allows_blocking();
         let costly_order = ac.order > PAGE_ALLOC_COSTLY_ORDER;
@@ -98,7 +98,7 @@ impl<P: Platform> Mm<P> {
         ac: &AllocContext,
         alloc_flags: AllocFlags,
         verdicts: &mut [Option<ZoneVerdict>; MAX_NR_ZONES],
-    ) -> (Option<u64>, u64) {
+    ) -> (Option<Pfn>, u64) {
         let progress = self.try_to_free_pages(ac.gfp, ac.order);
         if progress == 0 {
             return (None, 0);
@@ -173,7 +173,7 @@ impl<P: Platform> Mm<P> {
         reason: FailReason,
         zones: [Option<ZoneVerdict>; MAX_NR_ZONES],
         reclaimed: u64,
-    ) -> AllocError {
+    ) -> PageAllocError {
         VmEvents::add(&self.events().alloc_fail, 1);
         let failure = AllocFailure {
             gfp: ac.gfp,
@@ -189,7 +189,7 @@ impl<P: Platform> Mm<P> {
         if !ac.gfp.contains(Gfp::__GFP_NOWARN) {
             self.warn_alloc(ac);
         }
-        AllocError::NoMemory(failure)
+        PageAllocError::NoMemory(failure)
     }
 
     /// `warn_alloc()`: the first line the kernel prints, then `show_free_areas()` for the

@@ -3,7 +3,7 @@
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
-use crate::addr::NR_PAGE_ORDERS;
+use crate::addr::{Pfn, NR_PAGE_ORDERS};
 use crate::memory_model::PageList;
 use crate::sync::SpinLockIrq;
 
@@ -177,7 +177,7 @@ pub struct Zone {
     /// Its index in the node (`zone_idx()`).
     pub idx: usize,
     /// First PFN spanned (`zone_start_pfn`).
-    pub zone_start_pfn: u64,
+    pub zone_start_pfn: Pfn,
     /// PFNs from the first to the last, holes included (`spanned_pages`).
     pub spanned_pages: u64,
     /// Pages of RAM in the span (`present_pages`).
@@ -218,7 +218,7 @@ impl Zone {
         Zone {
             zone_type,
             idx,
-            zone_start_pfn: 0,
+            zone_start_pfn: Pfn(0),
             spanned_pages: 0,
             present_pages: 0,
             managed_pages: 0,
@@ -247,14 +247,14 @@ impl Zone {
     }
 
     /// `zone_end_pfn()`.
-    pub const fn zone_end_pfn(&self) -> u64 {
-        self.zone_start_pfn + self.spanned_pages
+    pub const fn zone_end_pfn(&self) -> Pfn {
+        Pfn(self.zone_start_pfn.raw() + self.spanned_pages)
     }
 
     /// Does the zone span `pfn`?
     #[inline]
-    pub const fn spans(&self, pfn: u64) -> bool {
-        pfn.wrapping_sub(self.zone_start_pfn) < self.spanned_pages
+    pub const fn spans(&self, pfn: Pfn) -> bool {
+        pfn.raw().wrapping_sub(self.zone_start_pfn.raw()) < self.spanned_pages
     }
 
     /// `zone_page_state(zone, NR_FREE_PAGES)`.

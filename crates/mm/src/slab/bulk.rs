@@ -31,7 +31,7 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
-use crate::addr::VirtAddr;
+use crate::addr::{Pfn, VirtAddr};
 use crate::gfp::Gfp;
 use crate::mm_types::Page;
 use crate::platform::Platform;
@@ -89,7 +89,7 @@ impl<P: Platform> Mm<P> {
         if gfp.allows_blocking() {
             // slab_pre_alloc_hook(): might_alloc().
             self.might_sleep_on(cpu)
-                .map_err(|e| SlabError::Alloc(crate::AllocError::SleepInAtomic(e)))?;
+                .map_err(|e| SlabError::Alloc(crate::PageAllocError::SleepInAtomic(e)))?;
         }
         let taken = if s.is_debug() {
             self.alloc_bulk_one_by_one(s, gfp, p, caller)
@@ -124,8 +124,8 @@ impl<P: Platform> Mm<P> {
         let flags = self.platform.local_irq_save();
         for (i, slot) in p.iter_mut().enumerate() {
             let object = c.freelist.load(Relaxed);
-            let slab = c.slab.load(Relaxed);
-            if object == 0 || slab == 0 {
+            let slab = c.slab_pfn();
+            let Some(slab) = slab.filter(|_| object != 0) else {
                 // ___slab_alloc() may enable interrupts while it allocates a slab, so the
                 // objects taken so far are accounted for by a tid step first.
                 c.tid.store(self.next_tid(c.tid.load(Relaxed)), Relaxed);
@@ -137,8 +137,8 @@ impl<P: Platform> Mm<P> {
                     }
                 }
                 continue;
-            }
-            match self.cpu_next_free(s, c, slab - 1, object) {
+            };
+            match self.cpu_next_free(s, c, slab, object) {
                 Ok(next) => c.freelist.store(next, Relaxed),
                 Err(e) => {
                     self.platform.local_irq_restore(flags);
@@ -294,7 +294,7 @@ impl<P: Platform> Mm<P> {
     fn free_slab_objects(
         &self,
         s: &KmemCache,
-        pfn: u64,
+        pfn: Pfn,
         page: &Page,
         objects: &mut [VirtAddr],
         caller: CallSite,
@@ -348,7 +348,7 @@ impl<P: Platform> Mm<P> {
     fn bulk_checked_objects(
         &self,
         s: &KmemCache,
-        pfn: u64,
+        pfn: Pfn,
         objects: &mut [VirtAddr],
         refused: &mut impl FnMut(Result<(), SlabError>),
     ) -> usize {
@@ -389,7 +389,7 @@ impl<P: Platform> Mm<P> {
     fn slab_free_detached(
         &self,
         s: &KmemCache,
-        pfn: u64,
+        pfn: Pfn,
         head: u64,
         tail: u64,
         cnt: u16,
@@ -398,7 +398,7 @@ impl<P: Platform> Mm<P> {
         loop {
             let tid = c.tid.load(Relaxed);
             self.irq_window();
-            if c.slab.load(Relaxed) != pfn + 1 {
+            if !c.is_cpu_slab(pfn) {
                 return self.__slab_free_list(s, pfn, head, tail, cnt);
             }
             let freelist = c.freelist.load(Relaxed);

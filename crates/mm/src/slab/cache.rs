@@ -6,7 +6,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 
 use zerocopy::FromZeros;
 
-use crate::addr::{fls, get_order, MAX_PAGE_ORDER, PAGE_ALLOC_COSTLY_ORDER, PAGE_SIZE};
+use crate::addr::{fls, get_order, Pfn, MAX_PAGE_ORDER, PAGE_ALLOC_COSTLY_ORDER, PAGE_SIZE};
 use crate::gfp::Gfp;
 use crate::memory_model::PageList;
 use crate::percpu::PerCpuPtr;
@@ -157,6 +157,88 @@ pub struct KmemCacheCpu {
     pub(crate) partial: AtomicU64,
     /// Slabs on the per-CPU partial list (`slab->slabs` of its first slab, in Linux).
     pub(crate) partial_slabs: AtomicU64,
+}
+
+impl KmemCacheCpu {
+    /// The CPU slab, if any (`c->slab`; the word in RAM holds its PFN + 1, 0 for none).
+    #[inline]
+    pub(crate) fn slab_pfn(&self) -> Option<Pfn> {
+        decode_pfn(self.slab.load(Relaxed))
+    }
+
+    /// Install `pfn` as the CPU slab, or none.
+    #[inline]
+    pub(crate) fn set_slab_pfn(&self, pfn: Option<Pfn>) {
+        self.slab.store(encode_pfn(pfn), Relaxed)
+    }
+
+    /// Take the CPU slab away, answering the one it had.
+    #[inline]
+    pub(crate) fn take_slab_pfn(&self) -> Option<Pfn> {
+        decode_pfn(self.slab.swap(0, Relaxed))
+    }
+
+    /// Is `pfn` this CPU's slab?
+    #[inline]
+    pub(crate) fn is_cpu_slab(&self, pfn: Pfn) -> bool {
+        self.slab.load(Relaxed) == encode_pfn(Some(pfn))
+    }
+
+    /// The first per-CPU partial slab, if any (`c->partial`).
+    #[inline]
+    pub(crate) fn partial_pfn(&self) -> Option<Pfn> {
+        decode_pfn(self.partial.load(Relaxed))
+    }
+
+    /// Make `pfn` (or none) the first per-CPU partial slab.
+    #[inline]
+    pub(crate) fn set_partial_pfn(&self, pfn: Option<Pfn>) {
+        self.partial.store(encode_pfn(pfn), Relaxed)
+    }
+
+    /// Take the per-CPU partial chain away, answering its first slab.
+    #[inline]
+    pub(crate) fn take_partial_pfn(&self) -> Option<Pfn> {
+        decode_pfn(self.partial.swap(0, Relaxed))
+    }
+}
+
+/// The RAM word of an optional slab PFN in [`KmemCacheCpu`]: PFN + 1, 0 for none.
+#[inline]
+const fn encode_pfn(pfn: Option<Pfn>) -> u64 {
+    match pfn {
+        Some(pfn) => pfn.raw().wrapping_add(1),
+        None => 0,
+    }
+}
+
+/// The slab PFN a [`KmemCacheCpu`] word names, `None` for 0.
+#[inline]
+const fn decode_pfn(word: u64) -> Option<Pfn> {
+    match word.checked_sub(1) {
+        Some(raw) => Some(Pfn(raw)),
+        None => None,
+    }
+}
+
+/// The slab a `page.next` link of the per-CPU partial chain names, `None` at its end
+/// ([`crate::mm_types::NIL`]).
+#[inline]
+pub(crate) const fn partial_chain_next(link: u32) -> Option<Pfn> {
+    if link == crate::mm_types::NIL {
+        None
+    } else {
+        Some(Pfn(link as u64))
+    }
+}
+
+/// The `page.next` word that chains to `next` on the per-CPU partial chain.
+#[inline]
+pub(crate) const fn partial_chain_link(next: Option<Pfn>) -> u32 {
+    match next {
+        Some(pfn) => pfn.raw() as u32,
+        None => crate::mm_types::NIL,
+    }
 }
 
 /// `oo_make()` / `oo_order()` / `oo_objects()`.
@@ -616,7 +698,7 @@ impl<P: Platform> Mm<P> {
             return Err(SlabError::BadArgs("a cache of that name exists"));
         }
         self.might_sleep()
-            .map_err(|e| SlabError::Alloc(crate::AllocError::SleepInAtomic(e)))?;
+            .map_err(|e| SlabError::Alloc(crate::PageAllocError::SleepInAtomic(e)))?;
         let flags = (flags | self.slab.config.debug) & !SlabFlags::OBJECT_POISON;
         // kmem_cache_create_usercopy(): a cache that can share an existing one is an
         // alias of it (usersize is always 0 for caches made here).
@@ -958,7 +1040,7 @@ impl<P: Platform> Mm<P> {
     pub fn kmem_cache_shrink(&self, r: KmemCacheRef) -> Result<u64, SlabError> {
         let s = self.api_cache(r)?;
         self.might_sleep()
-            .map_err(|e| SlabError::Alloc(crate::AllocError::SleepInAtomic(e)))?;
+            .map_err(|e| SlabError::Alloc(crate::PageAllocError::SleepInAtomic(e)))?;
         // The barn first (6.18 shrinks it after flush_all()): its objects then leave the
         // CPU slabs with everything else.
         self.barn_shrink(s);
@@ -971,7 +1053,7 @@ impl<P: Platform> Mm<P> {
     pub fn kmem_cache_destroy(&self, r: KmemCacheRef) -> Result<(), SlabError> {
         let s = self.api_cache(r)?;
         self.might_sleep()
-            .map_err(|e| SlabError::Alloc(crate::AllocError::SleepInAtomic(e)))?;
+            .map_err(|e| SlabError::Alloc(crate::PageAllocError::SleepInAtomic(e)))?;
         if s.flags().contains(SlabFlags::KMALLOC)
             || r.0 == self.slab.kmem_cache.load(Relaxed)
             || r.0 == self.slab.kmem_cache_node.load(Relaxed)

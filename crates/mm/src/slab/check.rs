@@ -6,8 +6,9 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
-use crate::mm_types::{Page, PG_LARGE_KMALLOC, PG_SLAB};
+use crate::addr::Pfn;
 use crate::check::CheckError;
+use crate::mm_types::{Page, PG_LARGE_KMALLOC, PG_SLAB};
 use crate::platform::Platform;
 use crate::slab::cache::KmemCache;
 use crate::slab::MAX_CACHES;
@@ -23,7 +24,7 @@ pub(crate) struct SlabTally {
     slab_pages: u64,
     large_pages: u64,
     /// The first slab of a cache past [`MAX_CACHES`] different ones.
-    unknown: Option<u64>,
+    unknown: Option<Pfn>,
 }
 
 impl Default for SlabTally {
@@ -40,7 +41,7 @@ impl Default for SlabTally {
 
 impl SlabTally {
     /// Count the allocated block of `pages` pages whose head `page` is at `pfn`.
-    pub(crate) fn count<P: Platform>(&mut self, mm: &Mm<P>, pfn: u64, page: &Page, pages: u64) {
+    pub(crate) fn count<P: Platform>(&mut self, mm: &Mm<P>, pfn: Pfn, page: &Page, pages: u64) {
         if page.flags() & PG_SLAB != 0 {
             self.slab_pages += pages;
             let va = page.slab_cache();
@@ -66,7 +67,7 @@ impl SlabTally {
 }
 
 impl<P: Platform> Mm<P> {
-    fn check_err(&self, s: &KmemCache, pfn: u64, what: &'static str) -> CheckError {
+    fn check_err(&self, s: &KmemCache, pfn: Option<Pfn>, what: &'static str) -> CheckError {
         CheckError::Slab {
             cache: s.name(),
             pfn,
@@ -75,14 +76,14 @@ impl<P: Platform> Mm<P> {
     }
 
     /// Walk a freelist starting at `head` inside the slab at `pfn`; return its length.
-    fn check_freelist(&self, s: &KmemCache, pfn: u64, head: u64) -> Result<u16, CheckError> {
+    fn check_freelist(&self, s: &KmemCache, pfn: Pfn, head: u64) -> Result<u16, CheckError> {
         let objects = self.slab_counters(pfn).objects;
         let (mut cur, mut n) = (head, 0u16);
         while cur != 0 {
             if self.object_index(s, pfn, cur).is_none() {
                 return Err(self.check_err(
                     s,
-                    pfn,
+                    Some(pfn),
                     "freelist leaves its slab or points into an object",
                 ));
             }
@@ -90,34 +91,38 @@ impl<P: Platform> Mm<P> {
             if n > objects {
                 return Err(self.check_err(
                     s,
-                    pfn,
+                    Some(pfn),
                     "freelist longer than the slab (a cycle: double free?)",
                 ));
             }
             cur = match self.kread::<u64>(cur.wrapping_add(s.fp_offset() as u64)) {
                 Ok(raw) => self.decode_fp(s, raw, cur),
-                Err(_) => return Err(self.check_err(s, pfn, "freelist object outside RAM")),
+                Err(_) => return Err(self.check_err(s, Some(pfn), "freelist object outside RAM")),
             };
         }
         Ok(n)
     }
 
-    fn check_slab_page(&self, s: &KmemCache, pfn: u64, frozen: bool) -> Result<(), CheckError> {
+    fn check_slab_page(&self, s: &KmemCache, pfn: Pfn, frozen: bool) -> Result<(), CheckError> {
         let page = self.mem_map.get(pfn);
         if !page.is_some_and(|page| {
             page.flags() & PG_SLAB != 0 && page.slab_cache() == s.self_va.load(Relaxed)
         }) {
-            return Err(self.check_err(s, pfn, "listed slab is not a slab of this cache"));
+            return Err(self.check_err(s, Some(pfn), "listed slab is not a slab of this cache"));
         }
         let c = self.slab_counters(pfn);
         if Self::order_objects(s, self.mem_map.page(pfn).order()) != Some(c.objects) {
-            return Err(self.check_err(s, pfn, "object count is not what the slab's order holds"));
+            return Err(self.check_err(
+                s,
+                Some(pfn),
+                "object count is not what the slab's order holds",
+            ));
         }
         if c.frozen != frozen {
-            return Err(self.check_err(s, pfn, "slab frozen state does not match its place"));
+            return Err(self.check_err(s, Some(pfn), "slab frozen state does not match its place"));
         }
         if c.inuse > c.objects {
-            return Err(self.check_err(s, pfn, "more objects in use than the slab holds"));
+            return Err(self.check_err(s, Some(pfn), "more objects in use than the slab holds"));
         }
         let head = if c.freelist == u16::MAX {
             0
@@ -126,7 +131,11 @@ impl<P: Platform> Mm<P> {
         };
         let free = self.check_freelist(s, pfn, head)?;
         if free != c.objects - c.inuse {
-            return Err(self.check_err(s, pfn, "freelist length differs from objects - inuse"));
+            return Err(self.check_err(
+                s,
+                Some(pfn),
+                "freelist length differs from objects - inuse",
+            ));
         }
         Ok(())
     }
@@ -137,7 +146,7 @@ impl<P: Platform> Mm<P> {
         &'a self,
         s: &'a KmemCache,
         list: &'a crate::memory_model::PageList,
-    ) -> impl Iterator<Item = Result<u64, CheckError>> + 'a {
+    ) -> impl Iterator<Item = Result<Pfn, CheckError>> + 'a {
         let mut steps = 0u64;
         list.iter(&self.mem_map).map_while(move |pfn| {
             steps += 1;
@@ -145,7 +154,7 @@ impl<P: Platform> Mm<P> {
                 return None;
             }
             Some(if steps > self.mem_map.len || !self.mem_map.contains(pfn) {
-                Err(self.check_err(s, pfn, "node list leaves mem_map or does not end"))
+                Err(self.check_err(s, Some(pfn), "node list leaves mem_map or does not end"))
             } else {
                 Ok(pfn)
             })
@@ -154,58 +163,61 @@ impl<P: Platform> Mm<P> {
 
     fn check_cache(&self, s: &KmemCache) -> Result<(), CheckError> {
         if !Self::geometry_ok(s) {
-            return Err(self.check_err(s, 0, "kmem_cache geometry corrupted"));
+            return Err(self.check_err(s, None, "kmem_cache geometry corrupted"));
         }
-        let n = self
-            .get_node_quiet(s)
-            .ok_or_else(|| self.check_err(s, 0, "kmem_cache.node is no kmem_cache_node object"))?;
+        let n = self.get_node_quiet(s).ok_or_else(|| {
+            self.check_err(s, None, "kmem_cache.node is no kmem_cache_node object")
+        })?;
         let mut partial = 0;
         for pfn in self.list_pfns(s, &n.partial) {
             let pfn = pfn?;
             self.check_slab_page(s, pfn, false)?;
             let c = self.slab_counters(pfn);
             if c.freelist == u16::MAX && !s.is_debug() {
-                return Err(self.check_err(s, pfn, "slab on the partial list has no free object"));
+                return Err(self.check_err(
+                    s,
+                    Some(pfn),
+                    "slab on the partial list has no free object",
+                ));
             }
             partial += 1;
             if partial > n.nr_slabs.load(Relaxed) {
-                return Err(self.check_err(s, pfn, "partial list longer than the node's slabs"));
+                return Err(self.check_err(
+                    s,
+                    Some(pfn),
+                    "partial list longer than the node's slabs",
+                ));
             }
         }
         if partial != n.nr_partial.load(Relaxed) {
-            return Err(self.check_err(s, 0, "nr_partial differs from the partial list"));
+            return Err(self.check_err(s, None, "nr_partial differs from the partial list"));
         }
         for pfn in self.list_pfns(s, &n.full) {
             self.check_slab_page(s, pfn?, false)?;
         }
         for cpu in 0..self.platform.nr_cpus() {
-            let c = self
-                .cpu_slab(s, cpu)
-                .ok_or_else(|| self.check_err(s, 0, "kmem_cache.cpu_slab is no kmem_cache_cpu"))?;
-            let slab = c.slab.load(Relaxed);
-            if slab != 0 {
-                self.check_slab_page(s, slab - 1, true)?;
-                self.check_freelist(s, slab - 1, c.freelist.load(Relaxed))?;
+            let c = self.cpu_slab(s, cpu).ok_or_else(|| {
+                self.check_err(s, None, "kmem_cache.cpu_slab is no kmem_cache_cpu")
+            })?;
+            if let Some(slab) = c.slab_pfn() {
+                self.check_slab_page(s, slab, true)?;
+                self.check_freelist(s, slab, c.freelist.load(Relaxed))?;
             } else if c.freelist.load(Relaxed) != 0 {
-                return Err(self.check_err(s, 0, "CPU freelist without a CPU slab"));
+                return Err(self.check_err(s, None, "CPU freelist without a CPU slab"));
             }
-            let mut cur = c.partial.load(Relaxed);
+            let mut cur = c.partial_pfn();
             let mut seen = 0;
-            while cur != 0 {
-                self.check_slab_page(s, cur - 1, true)?;
+            while let Some(pfn) = cur {
+                self.check_slab_page(s, pfn, true)?;
                 seen += 1;
                 if seen > n.nr_slabs.load(Relaxed).min(self.mem_map.len) {
-                    return Err(self.check_err(s, cur - 1, "CPU partial list does not end"));
+                    return Err(self.check_err(s, Some(pfn), "CPU partial list does not end"));
                 }
                 let next = self
                     .mem_map
-                    .get(cur - 1)
+                    .get(pfn)
                     .map_or(crate::mm_types::NIL, |p| p.next());
-                cur = if next == crate::mm_types::NIL {
-                    0
-                } else {
-                    next as u64 + 1
-                };
+                cur = crate::slab::cache::partial_chain_next(next);
             }
         }
         self.check_cache_sheaves(s)
@@ -225,7 +237,7 @@ impl<P: Platform> Mm<P> {
             }
             Ok(())
         })
-        .map_err(|what| self.check_err(s, 0, what))
+        .map_err(|what| self.check_err(s, None, what))
     }
 
     /// Check every cache, then hold the slab pages counted in `mem_map` (`tally`) to the
@@ -248,21 +260,25 @@ impl<P: Platform> Mm<P> {
             let s = self
                 .cache(crate::slab::KmemCacheRef(va))
                 .map_err(|_| CheckError::BadPage {
-                    pfn: 0,
+                    pfn: Pfn(0),
                     what: "slab page points at no live cache",
                 })?;
             let n = self.get_node_quiet(s).ok_or_else(|| {
-                self.check_err(s, 0, "kmem_cache.node is no kmem_cache_node object")
+                self.check_err(s, None, "kmem_cache.node is no kmem_cache_node object")
             })?;
             if n.nr_slabs.load(Relaxed) != slabs || n.total_objects.load(Relaxed) != objects {
-                return Err(self.check_err(s, 0, "node slab or object counts differ from mem_map"));
+                return Err(self.check_err(
+                    s,
+                    None,
+                    "node slab or object counts differ from mem_map",
+                ));
             }
         }
         let accounted =
             self.slab.pages.reclaimable.load(Relaxed) + self.slab.pages.unreclaimable.load(Relaxed);
         if accounted != slab_pages + large_pages {
             return Err(CheckError::BadPage {
-                pfn: 0,
+                pfn: Pfn(0),
                 what: "Slab pages in meminfo differ from slab and large kmalloc pages in mem_map",
             });
         }

@@ -10,6 +10,7 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
+use crate::addr::Pfn;
 use crate::gfp::Gfp;
 use crate::platform::Platform;
 use crate::procfs::LineBuf;
@@ -196,7 +197,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `setup_slab_debug()`: a new slab of a poisoned cache starts as `POISON_INUSE`.
-    pub(crate) fn setup_slab_debug(&self, s: &KmemCache, pfn: u64, order: u32) {
+    pub(crate) fn setup_slab_debug(&self, s: &KmemCache, pfn: Pfn, order: u32) {
         if s.flags().contains(SlabFlags::POISON) {
             let _ = self.slab_fill(
                 self.slab_address(pfn),
@@ -288,7 +289,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// The slab's first free object, by address (0 for none).
-    fn slab_freelist_va(&self, pfn: u64) -> u64 {
+    fn slab_freelist_va(&self, pfn: Pfn) -> u64 {
         let c = self.slab_counters(pfn);
         let cache = crate::slab::KmemCacheRef(self.mem_map.page(pfn).slab_cache());
         match self.cache(cache) {
@@ -298,7 +299,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `print_slab_info()`.
-    fn print_slab_info(&self, pfn: u64) {
+    fn print_slab_info(&self, pfn: Pfn) {
         let c = self.slab_counters(pfn);
         let page = self.mem_map.page(pfn);
         self.printk(format_args!(
@@ -312,7 +313,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `print_trailer()`: owners, slab, and the object's bytes with its red zones.
-    fn print_trailer(&self, s: &KmemCache, pfn: u64, object: u64) {
+    fn print_trailer(&self, s: &KmemCache, pfn: Pfn, object: u64) {
         let base = self.slab_address(pfn);
         self.print_tracking(s, object);
         self.print_slab_info(pfn);
@@ -351,14 +352,14 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `object_err()`.
-    fn object_err(&self, s: &KmemCache, pfn: u64, object: u64, reason: &str) {
+    fn object_err(&self, s: &KmemCache, pfn: Pfn, object: u64, reason: &str) {
         self.slab_bug(s, format_args!("{reason}"));
         self.print_trailer(s, pfn, object);
         self.add_taint(crate::report::taint::BAD_PAGE);
     }
 
     /// `slab_err()`: a report about a whole slab.
-    pub(crate) fn slab_err(&self, s: &KmemCache, pfn: u64, what: core::fmt::Arguments<'_>) {
+    pub(crate) fn slab_err(&self, s: &KmemCache, pfn: Pfn, what: core::fmt::Arguments<'_>) {
         self.slab_bug(s, what);
         self.print_slab_info(pfn);
         self.add_taint(crate::report::taint::BAD_PAGE);
@@ -371,7 +372,7 @@ impl<P: Platform> Mm<P> {
 
     /// The report for `kmem_cache_free`/`kfree` of a pointer that is no object start
     /// (`free_consistency_checks()`).
-    pub(crate) fn slab_err_invalid_pointer(&self, s: &KmemCache, pfn: u64, object: u64) {
+    pub(crate) fn slab_err_invalid_pointer(&self, s: &KmemCache, pfn: Pfn, object: u64) {
         self.slab_err(s, pfn, format_args!("Invalid object pointer {object:#x}"));
     }
 
@@ -410,7 +411,7 @@ impl<P: Platform> Mm<P> {
     fn check_bytes_and_report(
         &self,
         s: &KmemCache,
-        pfn: u64,
+        pfn: Pfn,
         object: u64,
         what: &str,
         start: u64,
@@ -450,12 +451,12 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `check_valid_pointer()`: 0, or the start of an object of the slab.
-    fn check_valid_pointer(&self, s: &KmemCache, pfn: u64, ptr: u64) -> bool {
+    fn check_valid_pointer(&self, s: &KmemCache, pfn: Pfn, ptr: u64) -> bool {
         ptr == 0 || self.object_index(s, pfn, ptr).is_some()
     }
 
     /// `check_object()`: red zones, poison, padding and the free pointer of one object.
-    fn check_object(&self, s: &KmemCache, pfn: u64, object: u64, val: u8) -> bool {
+    fn check_object(&self, s: &KmemCache, pfn: Pfn, object: u64, val: u8) -> bool {
         let flags = s.flags();
         let end = object.wrapping_add(s.object_size() as u64);
         let right = s.inuse().saturating_sub(s.object_size()) as u64;
@@ -538,7 +539,7 @@ impl<P: Platform> Mm<P> {
     /// corrupt`: cut there), an object count that is not what the order gives (`Wrong
     /// number of objects`), an in-use count that is not what the walk counted (`Wrong
     /// object count`).
-    fn on_freelist(&self, s: &KmemCache, pfn: u64, search: u64) -> bool {
+    fn on_freelist(&self, s: &KmemCache, pfn: Pfn, search: u64) -> bool {
         let mut c = self.slab_counters(pfn);
         let mut fp = self.fl_va(s, pfn, c.freelist);
         let mut object = 0;
@@ -607,7 +608,7 @@ impl<P: Platform> Mm<P> {
     /// Take `pfn` off the node list it is on (the partial list, or the full list for a
     /// full slab) with the list checks; `false` if the list was found corrupt (reported,
     /// emptied).
-    fn debug_list_del(&self, s: &KmemCache, n: &KmemCacheNode, pfn: u64, partial: bool) -> bool {
+    fn debug_list_del(&self, s: &KmemCache, n: &KmemCacheNode, pfn: Pfn, partial: bool) -> bool {
         if partial {
             let ok = self.slab_list_del(s, n, &n.partial, pfn);
             if ok {
@@ -627,7 +628,7 @@ impl<P: Platform> Mm<P> {
         &self,
         s: &KmemCache,
         n: &KmemCacheNode,
-        pfn: u64,
+        pfn: Pfn,
         site: crate::slab::CallSite,
         orig_size: u32,
         on_partial: bool,
@@ -749,7 +750,7 @@ impl<P: Platform> Mm<P> {
     pub(crate) fn free_to_partial_list(
         &self,
         s: &KmemCache,
-        pfn: u64,
+        pfn: Pfn,
         object: u64,
         site: crate::slab::CallSite,
     ) -> Result<(), SlabError> {
@@ -771,7 +772,7 @@ impl<P: Platform> Mm<P> {
         &self,
         s: &KmemCache,
         n: &KmemCacheNode,
-        pfn: u64,
+        pfn: Pfn,
         object: u64,
         site: crate::slab::CallSite,
     ) -> Result<bool, SlabError> {
@@ -879,7 +880,7 @@ impl<P: Platform> Mm<P> {
         );
     }
 
-    fn list_slab_objects(&self, s: &KmemCache, pfn: u64) {
+    fn list_slab_objects(&self, s: &KmemCache, pfn: Pfn) {
         let c = self.slab_counters(pfn);
         let mut free = [false; 512];
         let mut cur = self.fl_va(s, pfn, c.freelist);

@@ -3,7 +3,7 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
-use crate::addr::VirtAddr;
+use crate::addr::{Pfn, VirtAddr};
 use crate::platform::Platform;
 use crate::slab::cache::KmemCacheRef;
 use crate::slab::SlabError;
@@ -15,7 +15,7 @@ pub struct ObjectInfo {
     /// The cache.
     pub cache: KmemCacheRef,
     /// PFN of the slab's first page.
-    pub slab_pfn: u64,
+    pub slab_pfn: Pfn,
     /// Index of the object in its slab.
     pub index: u16,
     /// Start of the object.
@@ -32,7 +32,7 @@ pub struct ObjectInfo {
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct CpuSlabState {
     /// The CPU slab's PFN.
-    pub slab: Option<u64>,
+    pub slab: Option<Pfn>,
     /// Objects on the CPU's lockless freelist.
     pub freelist_objects: u64,
     /// Slabs on the CPU's partial list.
@@ -60,7 +60,7 @@ impl<P: Platform> Mm<P> {
     fn chain_len(
         &self,
         s: &crate::slab::KmemCache,
-        pfn: u64,
+        pfn: Pfn,
         mut cur: u64,
         target: u64,
     ) -> (u64, bool) {
@@ -97,7 +97,7 @@ impl<P: Platform> Mm<P> {
         };
         let mut free = self.chain_len(s, pfn, slab_head, object).1;
         for cs in (0..self.platform.nr_cpus()).filter_map(|cpu| self.cpu_slab(s, cpu)) {
-            if cs.slab.load(Relaxed) == pfn + 1 {
+            if cs.is_cpu_slab(pfn) {
                 free |= self.chain_len(s, pfn, cs.freelist.load(Relaxed), object).1;
             }
         }
@@ -121,24 +121,19 @@ impl<P: Platform> Mm<P> {
                 addr: s.cpu_slab.load(Relaxed),
                 what: "kmem_cache.cpu_slab is no kmem_cache_cpu",
             })?;
-        let slab = c.slab.load(Relaxed);
+        let slab = c.slab_pfn();
         let mut partial = 0;
-        let mut cur = c.partial.load(Relaxed);
-        while cur != 0 && partial < self.mem_map.len {
+        let mut cur = c.partial_pfn();
+        while let Some(pfn) = cur.filter(|_| partial < self.mem_map.len) {
             partial += 1;
-            let Some(page) = self.mem_map.get(cur - 1) else {
+            let Some(page) = self.mem_map.get(pfn) else {
                 break;
             };
-            let next = page.next();
-            cur = if next == crate::mm_types::NIL {
-                0
-            } else {
-                next as u64 + 1
-            };
+            cur = crate::slab::cache::partial_chain_next(page.next());
         }
         Ok(CpuSlabState {
-            slab: (slab != 0).then(|| slab - 1),
-            freelist_objects: slab.checked_sub(1).map_or(0, |pfn| {
+            slab,
+            freelist_objects: slab.map_or(0, |pfn| {
                 self.chain_len(s, pfn, c.freelist.load(Relaxed), 0).0
             }),
             partial_slabs: partial,

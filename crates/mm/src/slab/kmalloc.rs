@@ -13,10 +13,10 @@
 use core::fmt;
 use core::sync::atomic::Ordering::Relaxed;
 
-use crate::addr::{get_order, VirtAddr, MAX_PAGE_ORDER, PAGE_SHIFT, PAGE_SIZE};
+use crate::addr::{get_order, Pfn, VirtAddr, MAX_PAGE_ORDER, PAGE_SHIFT, PAGE_SIZE};
 use crate::gfp::Gfp;
 use crate::mm_types::{Page, PG_HEAD, PG_LARGE_KMALLOC};
-use crate::page_alloc::AllocError;
+use crate::page_alloc::PageAllocError;
 use crate::platform::Platform;
 use crate::slab::cache::{KmemCache, KmemCacheRef};
 use crate::slab::{CallSite, SlabError, SlabFlags, SlabGlobals};
@@ -361,8 +361,8 @@ impl SlabGlobals {
 /// What `kfree`/`ksize` found at an address.
 enum KmallocObject<'a> {
     /// A slab object: its cache, and its slab's PFN and `struct page`.
-    Slab(&'a KmemCache, u64, &'a Page),
-    Large(u64, u32),
+    Slab(&'a KmemCache, Pfn, &'a Page),
+    Large(Pfn, u32),
 }
 
 impl<P: Platform> Mm<P> {
@@ -485,13 +485,13 @@ impl<P: Platform> Mm<P> {
                     // GFP_KERNEL-style flags never give HighMem; a caller's __GFP_HIGHMEM
                     // was dropped by kmalloc_fix_flags above.
                     let _ = self.__free_pages(page, order);
-                    return Err(SlabError::Alloc(AllocError::HighMemHasNoAddress));
+                    return Err(SlabError::Alloc(PageAllocError::HighMemHasNoAddress));
                 };
                 page.set(PG_LARGE_KMALLOC);
                 self.slab.pages.unreclaimable.fetch_add(1 << order, Relaxed);
                 Ok(addr)
             }
-            Err(AllocError::OrderTooLarge(_)) => Err(SlabError::TooLarge(size)),
+            Err(PageAllocError::OrderTooLarge(_)) => Err(SlabError::TooLarge(size)),
             Err(e) => Err(e.into()),
         }
     }
@@ -529,8 +529,12 @@ impl<P: Platform> Mm<P> {
                 "not a direct-map address (a vmalloc or stack address?)",
             )
         })?;
-        let pfn = self.page_to_pfn(page).0;
-        let head = if page.is_tail() { page.word() } else { pfn };
+        let pfn = self.page_to_pfn(page);
+        let head = if page.is_tail() {
+            Pfn(page.word())
+        } else {
+            pfn
+        };
         let hp = self.mem_map.page(head);
         if !hp.test(PG_LARGE_KMALLOC) || hp.refcount() == 0 {
             if !hp.is_head() {
@@ -578,18 +582,18 @@ impl<P: Platform> Mm<P> {
     /// one of its tails. A head whose order disagrees with its tails (a corrupted `struct
     /// page`) is reported and the free refused, so that neither the page allocator nor the
     /// Slab accounting is handed a wrong size.
-    fn large_kmalloc_order(&self, pfn: u64, addr: VirtAddr) -> Result<u32, SlabError> {
+    fn large_kmalloc_order(&self, pfn: Pfn, addr: VirtAddr) -> Result<u32, SlabError> {
         let hp = self.mem_map.page(pfn);
         let order = hp.order();
-        let tail_of_head = |p: u64| {
+        let tail_of_head = |p: Pfn| {
             self.mem_map
                 .get(p)
-                .is_some_and(|t| t.is_tail() && t.word() == pfn)
+                .is_some_and(|t| t.is_tail() && t.word() == pfn.raw())
         };
         let consistent = (1..=MAX_PAGE_ORDER).contains(&order)
             && hp.test(PG_HEAD)
             && tail_of_head(pfn + 1)
-            && tail_of_head(pfn + (1 << order) - 1)
+            && tail_of_head(pfn + ((1 << order) - 1))
             && !tail_of_head(pfn + (1 << order));
         if consistent {
             return Ok(order);

@@ -94,7 +94,7 @@ use core::sync::atomic::Ordering::Relaxed;
 pub use cache::{KmemCache, KmemCacheRef};
 
 use crate::addr::VirtAddr;
-use crate::page_alloc::AllocError;
+use crate::page_alloc::PageAllocError;
 use crate::sync::SpinLockIrq;
 
 bitflags::bitflags! {
@@ -223,7 +223,7 @@ impl Default for SlabConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SlabError {
     /// The page allocator could not give a slab.
-    Alloc(AllocError),
+    Alloc(PageAllocError),
     /// `kmalloc` larger than KMALLOC_MAX_SIZE.
     TooLarge(usize),
     /// `kcalloc`/`kmalloc_array` whose size overflows.
@@ -297,8 +297,8 @@ impl fmt::Display for SlabError {
 
 impl core::error::Error for SlabError {}
 
-impl From<AllocError> for SlabError {
-    fn from(e: AllocError) -> Self {
+impl From<PageAllocError> for SlabError {
+    fn from(e: PageAllocError) -> Self {
         SlabError::Alloc(e)
     }
 }

@@ -9,8 +9,7 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
-use crate::addr::VirtAddr;
-use crate::mm_types::NIL;
+use crate::addr::{Pfn, VirtAddr};
 use crate::platform::Platform;
 use crate::slab::cache::{KmemCache, KmemCacheRef, MAX_OBJS_PER_PAGE};
 use crate::slab::debug::{Track, TrackItem};
@@ -38,7 +37,7 @@ pub enum SlabPlace {
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct SlabSummary {
     /// PFN of the slab's first page.
-    pub pfn: u64,
+    pub pfn: Pfn,
     /// Objects in the slab (`slab->objects`).
     pub objects: u16,
     /// Objects handed out, CPU freelist included (`slab->inuse`).
@@ -133,7 +132,7 @@ struct FreeSets {
 
 impl<P: Platform> Mm<P> {
     /// The slab at `pfn`, checked to be a slab of `s` whose counters fit its order.
-    fn checked_slab(&self, s: &KmemCache, pfn: u64) -> Result<SlabSummary, SlabError> {
+    fn checked_slab(&self, s: &KmemCache, pfn: Pfn) -> Result<SlabSummary, SlabError> {
         let corrupt = |what| SlabError::Corrupted {
             addr: self.pfn_struct_address(pfn),
             what,
@@ -165,7 +164,7 @@ impl<P: Platform> Mm<P> {
     fn mark_freelist(
         &self,
         s: &KmemCache,
-        pfn: u64,
+        pfn: Pfn,
         head: u64,
         bits: &mut ObjectBits,
     ) -> Result<(), SlabError> {
@@ -195,11 +194,9 @@ impl<P: Platform> Mm<P> {
     }
 
     /// The CPU whose current slab is `pfn`, if any.
-    fn cpu_owning_slab(&self, s: &KmemCache, pfn: u64) -> Option<usize> {
-        (0..self.platform.nr_cpus()).find(|&cpu| {
-            self.cpu_slab(s, cpu)
-                .is_some_and(|c| c.slab.load(Relaxed) == pfn + 1)
-        })
+    fn cpu_owning_slab(&self, s: &KmemCache, pfn: Pfn) -> Option<usize> {
+        (0..self.platform.nr_cpus())
+            .find(|&cpu| self.cpu_slab(s, cpu).is_some_and(|c| c.is_cpu_slab(pfn)))
     }
 
     fn free_sets(&self, s: &KmemCache, slab: &SlabSummary) -> Result<FreeSets, SlabError> {
@@ -230,7 +227,7 @@ impl<P: Platform> Mm<P> {
     pub fn for_each_object_in_slab(
         &self,
         r: KmemCacheRef,
-        pfn: u64,
+        pfn: Pfn,
         f: &mut dyn FnMut(u16, VirtAddr, ObjectState),
     ) -> Result<SlabSummary, SlabError> {
         let s = self.cache(r)?;
@@ -343,16 +340,16 @@ impl<P: Platform> Mm<P> {
             addr: s.cpu_slab.load(Relaxed),
             what: "kmem_cache.cpu_slab is no kmem_cache_cpu",
         })?;
-        if let Some(pfn) = c.slab.load(Relaxed).checked_sub(1) {
+        if let Some(pfn) = c.slab_pfn() {
             let slab = self.checked_slab(s, pfn)?;
             f(&SlabSummary {
                 place: SlabPlace::CpuSlab(cpu),
                 ..slab
             });
         }
-        let mut cur = c.partial.load(Relaxed);
+        let mut cur = c.partial_pfn();
         let mut steps = 0;
-        while let Some(pfn) = cur.checked_sub(1) {
+        while let Some(pfn) = cur {
             steps += 1;
             if steps > self.mem_map.len {
                 return Err(SlabError::Corrupted {
@@ -365,8 +362,7 @@ impl<P: Platform> Mm<P> {
                 place: SlabPlace::CpuPartial(cpu),
                 ..slab
             });
-            let next = self.mem_map.page(pfn).next();
-            cur = if next == NIL { 0 } else { next as u64 + 1 };
+            cur = crate::slab::cache::partial_chain_next(self.mem_map.page(pfn).next());
         }
         Ok(())
     }
@@ -413,7 +409,7 @@ impl<P: Platform> Mm<P> {
     fn slab_object_in(
         &self,
         addr: VirtAddr,
-        pfn: u64,
+        pfn: Pfn,
         cache: u64,
     ) -> Result<SlabObject, SlabError> {
         let r = KmemCacheRef(cache);

@@ -74,7 +74,7 @@ use crate::slab::cache::KmemCache;
 use crate::slab::stats::StatItem;
 use crate::slab::{SlabError, SlabFlags};
 use crate::sync::TryLock;
-use crate::{Mm, VirtAddr};
+use crate::{Mm, Pfn, VirtAddr};
 
 /// The per-CPU layer a machine boots with (`--slab-percpu`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
@@ -403,7 +403,7 @@ impl<P: Platform> Mm<P> {
 
     /// The slab of `object` if it is an object boundary in a slab of `s`.
     #[inline(always)]
-    pub(crate) fn sheaf_object_slab(&self, s: &KmemCache, object: u64) -> Option<u64> {
+    pub(crate) fn sheaf_object_slab(&self, s: &KmemCache, object: u64) -> Option<Pfn> {
         let (pfn, page) = self.virt_to_slab(VirtAddr(object))?;
         (page.slab_cache() == s.self_va.load(Relaxed)
             && self.object_index_in(s, page, pfn, object).is_some())

@@ -18,12 +18,13 @@
 
 use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 
-use crate::addr::{VirtAddr, PAGE_SIZE};
+use crate::addr::{Pfn, VirtAddr, PAGE_SIZE};
 use crate::gfp::Gfp;
 use crate::mm_types::{Page, PG_SLAB};
 use crate::platform::Platform;
 use crate::slab::cache::{
-    Ctor, KmemCache, KmemCacheCpu, KmemCacheNode, KmemCacheRef, MAX_CTOR_OBJECT, MAX_OBJS_PER_PAGE,
+    partial_chain_link, partial_chain_next, Ctor, KmemCache, KmemCacheCpu, KmemCacheNode,
+    KmemCacheRef, MAX_CTOR_OBJECT, MAX_OBJS_PER_PAGE,
 };
 use crate::slab::stats::StatItem;
 use crate::slab::SlabError;
@@ -176,7 +177,7 @@ impl<P: Platform> Mm<P> {
     /// as the kernel would meet it: `Freepointer corrupt` with `slab_debug`, else the fault
     /// of following the pointer.
     #[inline(always)]
-    pub(crate) fn next_free(&self, s: &KmemCache, pfn: u64, object: u64) -> Result<u64, SlabError> {
+    pub(crate) fn next_free(&self, s: &KmemCache, pfn: Pfn, object: u64) -> Result<u64, SlabError> {
         if self.object_index(s, pfn, object).is_none() {
             return Err(self.freelist_corrupt(s, pfn, object));
         }
@@ -185,7 +186,7 @@ impl<P: Platform> Mm<P> {
 
     #[cold]
     #[inline(never)]
-    fn freelist_corrupt(&self, s: &KmemCache, pfn: u64, object: u64) -> SlabError {
+    fn freelist_corrupt(&self, s: &KmemCache, pfn: Pfn, object: u64) -> SlabError {
         crate::vmstat::VmEvents::add(&self.events().bug_slab, 1);
         if s.is_debug() {
             self.slab_err(s, pfn, format_args!("Freepointer corrupt"));
@@ -204,15 +205,13 @@ impl<P: Platform> Mm<P> {
 
     /// `slab_address()`.
     #[inline]
-    pub(crate) fn slab_address(&self, pfn: u64) -> u64 {
-        self.layout
-            .page_offset
-            .wrapping_add(pfn << crate::addr::PAGE_SHIFT)
+    pub(crate) fn slab_address(&self, pfn: Pfn) -> u64 {
+        self.layout.page_offset.wrapping_add(pfn.phys().0)
     }
 
     /// The address of object `idx` of the slab at `pfn` (past its left red zone).
     #[inline]
-    pub(crate) fn object_at(&self, s: &KmemCache, pfn: u64, idx: u16) -> u64 {
+    pub(crate) fn object_at(&self, s: &KmemCache, pfn: Pfn, idx: u16) -> u64 {
         self.slab_address(pfn)
             .wrapping_add(s.red_left_pad() as u64)
             .wrapping_add(idx as u64 * s.size() as u64)
@@ -223,7 +222,7 @@ impl<P: Platform> Mm<P> {
     /// whatever its counters say. The division is a multiplication by `ceil(2^48 / size)`,
     /// exact for every offset and size below 2^24 (`reciprocal_divide`).
     #[inline(always)]
-    pub(crate) fn object_index(&self, s: &KmemCache, pfn: u64, va: u64) -> Option<u16> {
+    pub(crate) fn object_index(&self, s: &KmemCache, pfn: Pfn, va: u64) -> Option<u16> {
         self.object_index_in(s, self.mem_map.get(pfn)?, pfn, va)
     }
 
@@ -233,7 +232,7 @@ impl<P: Platform> Mm<P> {
         &self,
         s: &KmemCache,
         page: &Page,
-        pfn: u64,
+        pfn: Pfn,
         va: u64,
     ) -> Option<u16> {
         let base = self.slab_address(pfn).wrapping_add(s.red_left_pad() as u64);
@@ -254,7 +253,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// The address of freelist index `idx` (0 for none).
-    pub(crate) fn fl_va(&self, s: &KmemCache, pfn: u64, idx: u16) -> u64 {
+    pub(crate) fn fl_va(&self, s: &KmemCache, pfn: Pfn, idx: u16) -> u64 {
         if idx == NO_OBJECT {
             0
         } else {
@@ -263,7 +262,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// The freelist index of `va` (0: none), if it is an object of the slab.
-    pub(crate) fn fl_idx(&self, s: &KmemCache, pfn: u64, va: u64) -> Option<u16> {
+    pub(crate) fn fl_idx(&self, s: &KmemCache, pfn: Pfn, va: u64) -> Option<u16> {
         if va == 0 {
             Some(NO_OBJECT)
         } else {
@@ -272,14 +271,14 @@ impl<P: Platform> Mm<P> {
     }
 
     /// The slab state of the slab at `pfn`.
-    pub fn slab_counters(&self, pfn: u64) -> SlabCounters {
+    pub fn slab_counters(&self, pfn: Pfn) -> SlabCounters {
         SlabCounters::unpack(self.mem_map.page(pfn).word())
     }
 
     /// `slab_update_freelist()`: compare-exchange of (freelist, counters).
     #[inline]
     /// `slab_update_freelist()`: a failed exchange counts `CMPXCHG_DOUBLE_FAIL`.
-    fn cmpxchg_slab(&self, s: &KmemCache, pfn: u64, old: SlabCounters, new: SlabCounters) -> bool {
+    fn cmpxchg_slab(&self, s: &KmemCache, pfn: Pfn, old: SlabCounters, new: SlabCounters) -> bool {
         let ok = self
             .mem_map
             .page(pfn)
@@ -330,7 +329,7 @@ impl<P: Platform> Mm<P> {
     #[cold]
     fn drop_cpu_slab(&self, c: &KmemCacheCpu, slab_too: bool) {
         if slab_too {
-            c.slab.store(0, Relaxed);
+            c.set_slab_pfn(None);
         }
         c.freelist.store(0, Relaxed);
         c.tid.store(self.next_tid(c.tid.load(Relaxed)), Relaxed);
@@ -344,7 +343,7 @@ impl<P: Platform> Mm<P> {
         &self,
         s: &KmemCache,
         c: &KmemCacheCpu,
-        pfn: u64,
+        pfn: Pfn,
         object: u64,
     ) -> Result<u64, SlabError> {
         match self.cpu_next_free_checked(s, pfn, object) {
@@ -361,7 +360,7 @@ impl<P: Platform> Mm<P> {
     fn cpu_next_free_checked(
         &self,
         s: &KmemCache,
-        pfn: u64,
+        pfn: Pfn,
         object: u64,
     ) -> Result<u64, FreelistFault> {
         let page = match self.mem_map.get(pfn) {
@@ -394,7 +393,7 @@ impl<P: Platform> Mm<P> {
         &self,
         s: &KmemCache,
         c: &KmemCacheCpu,
-        pfn: u64,
+        pfn: Pfn,
         object: u64,
         why: FreelistFault,
     ) -> SlabError {
@@ -423,7 +422,7 @@ impl<P: Platform> Mm<P> {
     /// `allocate_slab()`: pages from the page allocator (the preferred order without
     /// retrying, then the minimum order), made into a slab with its freelist threaded
     /// through the objects, in random order with `CONFIG_SLAB_FREELIST_RANDOM`.
-    pub(crate) fn new_slab(&self, s: &KmemCache, gfp: Gfp) -> Result<u64, SlabError> {
+    pub(crate) fn new_slab(&self, s: &KmemCache, gfp: Gfp) -> Result<Pfn, SlabError> {
         self.check_geometry(s)?;
         let ctor = self.cache_ctor(s)?;
         let gfp = self.kmalloc_fix_flags(gfp);
@@ -449,7 +448,7 @@ impl<P: Platform> Mm<P> {
                 page
             }
         };
-        let pfn = self.page_to_pfn(page).0;
+        let pfn = self.page_to_pfn(page);
         page.set(PG_SLAB);
         page.set_slab_cache(s.self_va.load(Relaxed));
         // The geometry was checked above, so the order holds at least one object.
@@ -579,7 +578,7 @@ impl<P: Platform> Mm<P> {
     /// `setup_object()` on each object of a new slab: debug initialisation, then the
     /// constructor, which runs on a copy of the object in the host (it is host code: it
     /// never sees simulated RAM directly).
-    fn setup_objects(&self, s: &KmemCache, pfn: u64, objects: u16, ctor: Option<Ctor>) {
+    fn setup_objects(&self, s: &KmemCache, pfn: Pfn, objects: u16, ctor: Option<Ctor>) {
         let Some(ctor) = ctor else {
             for idx in 0..objects {
                 self.setup_object_debug(s, self.object_at(s, pfn, idx));
@@ -613,7 +612,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `inc_slabs_node()`.
-    pub(crate) fn inc_slabs_node(&self, s: &KmemCache, pfn: u64) -> Result<(), SlabError> {
+    pub(crate) fn inc_slabs_node(&self, s: &KmemCache, pfn: Pfn) -> Result<(), SlabError> {
         let n = self.get_node(s)?;
         n.nr_slabs.fetch_add(1, Relaxed);
         n.total_objects
@@ -622,7 +621,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `discard_slab()`: give the slab's pages back.
-    pub(crate) fn discard_slab(&self, s: &KmemCache, pfn: u64) {
+    pub(crate) fn discard_slab(&self, s: &KmemCache, pfn: Pfn) {
         let page = self.mem_map.page(pfn);
         let objects = SlabCounters::unpack(page.word()).objects as u64;
         let order = page.order().min(crate::addr::MAX_PAGE_ORDER);
@@ -651,7 +650,7 @@ impl<P: Platform> Mm<P> {
 
     /// `get_freelist()`: take the slab's whole freelist for this CPU; the slab stays
     /// frozen only if there was one.
-    fn get_freelist(&self, s: &KmemCache, pfn: u64) -> Result<u64, SlabError> {
+    fn get_freelist(&self, s: &KmemCache, pfn: Pfn) -> Result<u64, SlabError> {
         loop {
             let old = self.check_slab(s, pfn, self.slab_counters(pfn))?;
             let new = SlabCounters {
@@ -672,7 +671,7 @@ impl<P: Platform> Mm<P> {
         &self,
         s: &KmemCache,
         n: &KmemCacheNode,
-        pfn: u64,
+        pfn: Pfn,
         take: bool,
     ) -> Result<u64, SlabError> {
         self.slab_page_of(s, pfn)
@@ -714,7 +713,7 @@ impl<P: Platform> Mm<P> {
         let cpu = self.platform.smp_processor_id();
         if gfp.allows_blocking() {
             self.might_sleep_on(cpu)
-                .map_err(|e| SlabError::Alloc(crate::AllocError::SleepInAtomic(e)))?;
+                .map_err(|e| SlabError::Alloc(crate::PageAllocError::SleepInAtomic(e)))?;
         }
         let object = if s.is_debug() {
             self.alloc_debug_path(s, gfp, site, orig_size)?
@@ -784,14 +783,14 @@ impl<P: Platform> Mm<P> {
             let tid = c.tid.load(Relaxed);
             self.irq_window();
             let object = c.freelist.load(Relaxed);
-            let slab = c.slab.load(Relaxed);
-            if object == 0 || slab == 0 {
+            let slab = c.slab_pfn();
+            let Some(slab) = slab.filter(|_| object != 0) else {
                 let flags = self.platform.local_irq_save();
                 let r = self.__slab_alloc(s, gfp, c, flags);
                 self.platform.local_irq_restore(flags);
                 return r;
-            }
-            let next = self.cpu_next_free(s, c, slab - 1, object)?;
+            };
+            let next = self.cpu_next_free(s, c, slab, object)?;
             self.irq_window();
             if Self::cpu_cmpxchg(c, object, tid, next, self.next_tid(tid)) {
                 self.stat(s, StatItem::AllocFastpath);
@@ -814,9 +813,7 @@ impl<P: Platform> Mm<P> {
     ) -> Result<u64, SlabError> {
         self.stat(s, StatItem::AllocSlowpath);
         loop {
-            let slab = c.slab.load(Relaxed);
-            if slab != 0 {
-                let pfn = slab - 1;
+            if let Some(pfn) = c.slab_pfn() {
                 if let Err(e) = self.slab_page_of(s, pfn) {
                     self.drop_cpu_slab(c, true);
                     return Err(e);
@@ -843,32 +840,23 @@ impl<P: Platform> Mm<P> {
                     return Ok(freelist);
                 }
                 // The CPU slab is full: it leaves the CPU, on no list.
-                c.slab.store(0, Relaxed);
+                c.set_slab_pfn(None);
                 c.tid.store(self.next_tid(c.tid.load(Relaxed)), Relaxed);
             }
             // new_slab: the per-CPU partial list first.
-            let partial = c.partial.load(Relaxed);
-            if partial != 0 {
-                let pfn = partial - 1;
+            if let Some(pfn) = c.partial_pfn() {
                 let page = self.slab_page_of(s, pfn).inspect_err(|_| {
-                    c.partial.store(0, Relaxed);
+                    c.set_partial_pfn(None);
                     c.partial_slabs.store(0, Relaxed);
                 })?;
                 // The link is cleared as the slab leaves the chain, so a chain that
                 // loops back (a corrupted link) cannot be walked twice.
                 let next = page.next();
                 page.set_next(crate::mm_types::NIL);
-                c.partial.store(
-                    if next == crate::mm_types::NIL {
-                        0
-                    } else {
-                        next as u64 + 1
-                    },
-                    Relaxed,
-                );
+                c.set_partial_pfn(partial_chain_next(next));
                 c.partial_slabs
                     .store(c.partial_slabs.load(Relaxed).saturating_sub(1), Relaxed);
-                c.slab.store(pfn + 1, Relaxed);
+                c.set_slab_pfn(Some(pfn));
                 self.stat(s, StatItem::CpuPartialAlloc);
                 continue;
             }
@@ -908,7 +896,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// A new slab becomes a CPU slab: all its objects go to the CPU.
-    fn get_freelist_of_new(&self, s: &KmemCache, pfn: u64) -> u64 {
+    fn get_freelist_of_new(&self, s: &KmemCache, pfn: Pfn) -> u64 {
         let page = self.mem_map.page(pfn);
         let old = SlabCounters::unpack(page.word());
         page.set_word(
@@ -925,16 +913,15 @@ impl<P: Platform> Mm<P> {
 
     /// `retry_load_slab`: install a frozen slab and its freelist as this CPU's slab; if an
     /// interrupt installed another one meanwhile, that one is deactivated first.
-    fn load_new_cpu_slab(&self, s: &KmemCache, c: &KmemCacheCpu, pfn: u64, freelist: u64) {
-        let old = c.slab.load(Relaxed);
-        if old != 0 {
+    fn load_new_cpu_slab(&self, s: &KmemCache, c: &KmemCacheCpu, pfn: Pfn, freelist: u64) {
+        if let Some(old) = c.slab_pfn() {
             let old_freelist = c.freelist.load(Relaxed);
-            c.slab.store(0, Relaxed);
+            c.set_slab_pfn(None);
             c.freelist.store(0, Relaxed);
             self.stat(s, StatItem::CpuslabFlush);
-            self.deactivate_slab(s, old - 1, old_freelist);
+            self.deactivate_slab(s, old, old_freelist);
         }
-        c.slab.store(pfn + 1, Relaxed);
+        c.set_slab_pfn(Some(pfn));
         c.freelist.store(freelist, Relaxed);
         c.tid.store(self.next_tid(c.tid.load(Relaxed)), Relaxed);
     }
@@ -945,7 +932,7 @@ impl<P: Platform> Mm<P> {
         &self,
         s: &KmemCache,
         c: &KmemCacheCpu,
-    ) -> Result<Option<(u64, u64)>, SlabError> {
+    ) -> Result<Option<(Pfn, u64)>, SlabError> {
         let n = self.get_node(s)?;
         if n.nr_partial.load(Relaxed) == 0 {
             return Ok(None);
@@ -969,23 +956,19 @@ impl<P: Platform> Mm<P> {
         Ok(Some((first, freelist)))
     }
 
-    fn push_cpu_partial(&self, c: &KmemCacheCpu, pfn: u64) {
+    fn push_cpu_partial(&self, c: &KmemCacheCpu, pfn: Pfn) {
         c.partial_slabs
             .store(c.partial_slabs.load(Relaxed).saturating_add(1), Relaxed);
-        let old = c.partial.load(Relaxed);
-        self.mem_map.page(pfn).set_next(if old == 0 {
-            crate::mm_types::NIL
-        } else {
-            (old - 1) as u32
-        });
-        c.partial.store(pfn + 1, Relaxed);
+        let old = c.partial_pfn();
+        self.mem_map.page(pfn).set_next(partial_chain_link(old));
+        c.set_partial_pfn(Some(pfn));
     }
 
     /// Walk a CPU freelist of the slab at `pfn` from `freelist`: its length and last
     /// object. A pointer that is not an object of the slab ends it there (reported by
     /// [`Mm::next_free`]), the chain cut at the last good object; a chain longer than the
     /// slab (a cycle) is cut at the slab's size.
-    fn walk_cpu_freelist(&self, s: &KmemCache, pfn: u64, freelist: u64) -> (u16, u64) {
+    fn walk_cpu_freelist(&self, s: &KmemCache, pfn: Pfn, freelist: u64) -> (u16, u64) {
         let objects = SlabCounters::unpack(self.mem_map.page(pfn).word()).objects;
         let (mut count, mut tail) = (0u16, 0u64);
         let mut cur = freelist;
@@ -1010,13 +993,13 @@ impl<P: Platform> Mm<P> {
     /// goes to the node's partial list, back to the page allocator if empty and the node
     /// has enough partial slabs, or onto no list if full. A slab that turns out corrupted
     /// is reported and stays off every list.
-    pub(crate) fn deactivate_slab(&self, s: &KmemCache, pfn: u64, freelist: u64) {
+    pub(crate) fn deactivate_slab(&self, s: &KmemCache, pfn: Pfn, freelist: u64) {
         self.unfreeze_slab(s, pfn, freelist, false);
     }
 
     /// [`Mm::deactivate_slab`], or with `from_cpu_partial` one slab of
     /// `__unfreeze_partials()`: they differ only in what they count.
-    fn unfreeze_slab(&self, s: &KmemCache, pfn: u64, freelist: u64, from_cpu_partial: bool) {
+    fn unfreeze_slab(&self, s: &KmemCache, pfn: Pfn, freelist: u64, from_cpu_partial: bool) {
         if self.slab_page_of(s, pfn).is_err() {
             return;
         }
@@ -1081,28 +1064,22 @@ impl<P: Platform> Mm<P> {
     /// (linked through `struct page`) is followed at most as far as the cache could have
     /// slabs; a link to anything but a slab of the cache is reported and ends it.
     fn unfreeze_partials(&self, s: &KmemCache, c: &KmemCacheCpu) {
-        let mut cur = c.partial.swap(0, Relaxed);
+        let mut cur = c.take_partial_pfn();
         c.partial_slabs.store(0, Relaxed);
         let mut steps = 0u64;
-        while cur != 0 && steps < self.mem_map.len {
+        while let Some(pfn) = cur.filter(|_| steps < self.mem_map.len) {
             steps += 1;
-            let pfn = cur - 1;
             let Ok(page) = self.slab_page_of(s, pfn) else {
                 return;
             };
-            let next = page.next();
-            cur = if next == crate::mm_types::NIL {
-                0
-            } else {
-                next as u64 + 1
-            };
+            cur = partial_chain_next(page.next());
             self.unfreeze_slab(s, pfn, 0, true);
         }
     }
 
     /// `put_cpu_partial()`: a slab that a free made partial joins this CPU's partial
     /// list; past the limit, the list is drained to the node first.
-    fn put_cpu_partial(&self, s: &KmemCache, pfn: u64) -> Result<(), SlabError> {
+    fn put_cpu_partial(&self, s: &KmemCache, pfn: Pfn) -> Result<(), SlabError> {
         let flags = self.platform.local_irq_save();
         let r = self.this_cpu_slab(s).map(|c| {
             let slabs = c.partial_slabs.load(Relaxed);
@@ -1123,7 +1100,7 @@ impl<P: Platform> Mm<P> {
     pub(crate) fn slab_free(
         &self,
         s: &KmemCache,
-        pfn: u64,
+        pfn: Pfn,
         object: u64,
         site: crate::slab::CallSite,
     ) -> Result<(), SlabError> {
@@ -1143,14 +1120,14 @@ impl<P: Platform> Mm<P> {
     pub(crate) fn do_slab_free(
         &self,
         s: &KmemCache,
-        pfn: u64,
+        pfn: Pfn,
         object: u64,
     ) -> Result<(), SlabError> {
         let c = self.this_cpu_slab(s)?;
         loop {
             let tid = c.tid.load(Relaxed);
             self.irq_window();
-            if c.slab.load(Relaxed) != pfn + 1 {
+            if !c.is_cpu_slab(pfn) {
                 return self.__slab_free(s, pfn, object);
             }
             let freelist = c.freelist.load(Relaxed);
@@ -1170,11 +1147,11 @@ impl<P: Platform> Mm<P> {
 
     /// The cheap double-free signs: the object heads this CPU's freelist or its slab's, or
     /// its slab has nothing in use.
-    pub(crate) fn looks_free(&self, s: &KmemCache, pfn: u64, object: u64) -> bool {
+    pub(crate) fn looks_free(&self, s: &KmemCache, pfn: Pfn, object: u64) -> bool {
         let counters = self.slab_counters(pfn);
         let on_cpu = self
             .cpu_slab(s, self.platform.smp_processor_id())
-            .is_some_and(|c| c.slab.load(Relaxed) == pfn + 1 && c.freelist.load(Relaxed) == object);
+            .is_some_and(|c| c.is_cpu_slab(pfn) && c.freelist.load(Relaxed) == object);
         on_cpu || self.fl_va(s, pfn, counters.freelist) == object || counters.inuse == 0
     }
 
@@ -1197,7 +1174,7 @@ impl<P: Platform> Mm<P> {
     /// lock only when the slab changes lists (full → partial, partial → empty). Out of
     /// line: the fast path of `kfree` stays small.
     #[inline(never)]
-    fn __slab_free(&self, s: &KmemCache, pfn: u64, object: u64) -> Result<(), SlabError> {
+    fn __slab_free(&self, s: &KmemCache, pfn: Pfn, object: u64) -> Result<(), SlabError> {
         self.__slab_free_list(s, pfn, object, object, 1)
     }
 
@@ -1207,7 +1184,7 @@ impl<P: Platform> Mm<P> {
     pub(crate) fn __slab_free_list(
         &self,
         s: &KmemCache,
-        pfn: u64,
+        pfn: Pfn,
         head: u64,
         tail: u64,
         cnt: u16,
@@ -1279,12 +1256,12 @@ impl<P: Platform> Mm<P> {
         let flags = self.platform.local_irq_save();
         match self.cpu_slab(s, cpu) {
             Some(c) => {
-                let slab = c.slab.swap(0, Relaxed);
+                let slab = c.take_slab_pfn();
                 let freelist = c.freelist.swap(0, Relaxed);
                 c.tid.store(self.next_tid(c.tid.load(Relaxed)), Relaxed);
-                if slab != 0 {
+                if let Some(slab) = slab {
                     // flush_slab()
-                    self.deactivate_slab(s, slab - 1, freelist);
+                    self.deactivate_slab(s, slab, freelist);
                     self.stat(s, StatItem::CpuslabFlush);
                 }
                 self.unfreeze_partials(s, c);
@@ -1311,7 +1288,7 @@ impl<P: Platform> Mm<P> {
                     "kmem_cache.cpu_slab corrupted",
                 ));
             };
-            if c.slab.load(Relaxed) == 0 && c.partial.load(Relaxed) == 0 && !self.pcs_used(s, cpu) {
+            if c.slab_pfn().is_none() && c.partial_pfn().is_none() && !self.pcs_used(s, cpu) {
                 continue;
             }
             // flush_cpu_slab() of 6.18: the sheaves, then the CPU slab.
@@ -1442,10 +1419,10 @@ impl<P: Platform> Mm<P> {
 
     /// The slab page (head) holding a direct-map address, if it is a slab.
     #[inline]
-    pub fn virt_to_slab(&self, addr: VirtAddr) -> Option<(u64, &Page)> {
+    pub fn virt_to_slab(&self, addr: VirtAddr) -> Option<(Pfn, &Page)> {
         // Every PFN of mem_map may be read (holes are reserved pages), so no memblock
         // search is needed to ask whether it is a slab.
-        let pfn = self.layout().virt_to_phys(addr.0)? >> crate::addr::PAGE_SHIFT;
+        let pfn = crate::addr::PhysAddr(self.layout().virt_to_phys(addr.0)?).pfn();
         let page = self.mem_map.get(pfn)?;
         if page.is_tail() {
             return self.tail_to_slab(page);
@@ -1455,8 +1432,8 @@ impl<P: Platform> Mm<P> {
 
     /// [`Mm::virt_to_slab`] for a tail page: its head PFN is read from RAM, and one past
     /// `mem_map` is the fault reported at the next `take_oopses()`, and no slab.
-    fn tail_to_slab(&self, tail: &Page) -> Option<(u64, &Page)> {
-        let head = tail.word();
+    fn tail_to_slab(&self, tail: &Page) -> Option<(Pfn, &Page)> {
+        let head = Pfn(tail.word());
         let hp = self.mem_map.page(head);
         hp.is_slab().then_some((head, hp))
     }
@@ -1508,7 +1485,7 @@ impl<P: Platform> Mm<P> {
         &self,
         s: &KmemCache,
         actual: u64,
-        pfn: u64,
+        pfn: Pfn,
         addr: VirtAddr,
     ) -> SlabError {
         let actual = match self.cache_at(actual) {
@@ -1542,7 +1519,7 @@ impl<P: Platform> Mm<P> {
     pub(crate) fn free_object(
         &self,
         s: &KmemCache,
-        pfn: u64,
+        pfn: Pfn,
         page: &Page,
         addr: VirtAddr,
         caller: crate::slab::CallSite,

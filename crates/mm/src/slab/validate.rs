@@ -14,7 +14,7 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
-use crate::addr::{MAX_PAGE_ORDER, PAGE_SIZE};
+use crate::addr::{Pfn, MAX_PAGE_ORDER, PAGE_SIZE};
 use crate::memory_model::PageList;
 use crate::mm_types::{Page, NIL, PG_SLAB};
 use crate::platform::Platform;
@@ -121,7 +121,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// The address `struct page` of `pfn` has (or would have, past `mem_map`), for reports.
-    pub(crate) fn pfn_struct_address(&self, pfn: u64) -> u64 {
+    pub(crate) fn pfn_struct_address(&self, pfn: Pfn) -> u64 {
         self.mem_map.struct_page_va(self.layout().page_offset, pfn)
     }
 
@@ -129,7 +129,7 @@ impl<P: Platform> Mm<P> {
     /// slab of `s`; else the report (`check_slab()`'s "Not a valid slab page", or the fault
     /// on a `struct page` past `mem_map`).
     #[inline]
-    pub(crate) fn slab_page_of(&self, s: &KmemCache, pfn: u64) -> Result<&Page, SlabError> {
+    pub(crate) fn slab_page_of(&self, s: &KmemCache, pfn: Pfn) -> Result<&Page, SlabError> {
         match self.mem_map.get(pfn) {
             Some(page)
                 if page.flags() & PG_SLAB != 0 && page.slab_cache() == s.self_va.load(Relaxed) =>
@@ -142,7 +142,7 @@ impl<P: Platform> Mm<P> {
 
     #[cold]
     #[inline(never)]
-    fn not_a_slab_of(&self, s: &KmemCache, pfn: u64) -> SlabError {
+    fn not_a_slab_of(&self, s: &KmemCache, pfn: Pfn) -> SlabError {
         let addr = self.pfn_struct_address(pfn);
         if !self.mem_map.contains(pfn) {
             return self.slab_fault(addr, false, "slab link past mem_map");
@@ -162,7 +162,7 @@ impl<P: Platform> Mm<P> {
     pub(crate) fn check_slab(
         &self,
         s: &KmemCache,
-        pfn: u64,
+        pfn: Pfn,
         c: SlabCounters,
     ) -> Result<SlabCounters, SlabError> {
         let page = self.mem_map.page(pfn);
@@ -181,7 +181,7 @@ impl<P: Platform> Mm<P> {
     fn bad_counters(
         &self,
         s: &KmemCache,
-        pfn: u64,
+        pfn: Pfn,
         c: SlabCounters,
         max: Option<u16>,
     ) -> SlabError {
@@ -207,7 +207,7 @@ impl<P: Platform> Mm<P> {
     /// `Marking all objects used` (`alloc_debug_processing()`'s `bad:` path): the slab keeps
     /// the object count its order gives, every object counts as in use, and its freelist is
     /// dropped, so nothing on it is handed out again.
-    pub(crate) fn isolate_slab(&self, s: &KmemCache, pfn: u64, c: SlabCounters, objects: u16) {
+    pub(crate) fn isolate_slab(&self, s: &KmemCache, pfn: Pfn, c: SlabCounters, objects: u16) {
         self.slab_fix(s, format_args!("Marking all objects used"));
         let n = self.get_node_quiet(s);
         if let Some(n) = n {
@@ -236,26 +236,26 @@ impl<P: Platform> Mm<P> {
         s: &KmemCache,
         n: &KmemCacheNode,
         list: &PageList,
-        pfn: u64,
+        pfn: Pfn,
     ) -> bool {
         let Some(page) = self.mem_map.get(pfn) else {
             return self.list_corrupt(s, n, list, pfn, "prev", NIL, NIL);
         };
         let (prev, next) = (page.prev(), page.next());
         let prev_next = if prev == NIL {
-            list.first().map_or(NIL, |f| f as u32)
+            list.first().map_or(NIL, |f| f.raw() as u32)
         } else {
-            self.mem_map.get(prev as u64).map_or(NIL, |p| p.next())
+            self.mem_map.get(Pfn(prev as u64)).map_or(NIL, |p| p.next())
         };
-        if prev_next as u64 != pfn {
+        if prev_next as u64 != pfn.raw() {
             return self.list_corrupt(s, n, list, pfn, "prev", prev, prev_next);
         }
         let next_prev = if next == NIL {
-            list.last().map_or(NIL, |l| l as u32)
+            list.last().map_or(NIL, |l| l.raw() as u32)
         } else {
-            self.mem_map.get(next as u64).map_or(NIL, |p| p.prev())
+            self.mem_map.get(Pfn(next as u64)).map_or(NIL, |p| p.prev())
         };
-        if next_prev as u64 != pfn {
+        if next_prev as u64 != pfn.raw() {
             return self.list_corrupt(s, n, list, pfn, "next", next, next_prev);
         }
         list.remove(&self.mem_map, pfn);
@@ -268,7 +268,7 @@ impl<P: Platform> Mm<P> {
         &self,
         s: &KmemCache,
         n: &KmemCacheNode,
-        pfn: u64,
+        pfn: Pfn,
     ) -> Result<(), SlabError> {
         if !self.slab_list_del(s, n, &n.partial, pfn) {
             return Err(SlabError::Corrupted {
@@ -289,7 +289,7 @@ impl<P: Platform> Mm<P> {
         s: &KmemCache,
         n: &KmemCacheNode,
         list: &PageList,
-        pfn: u64,
+        pfn: Pfn,
         side: &str,
         neighbour: u32,
         was: u32,
@@ -308,7 +308,7 @@ impl<P: Platform> Mm<P> {
             if p == NIL {
                 head
             } else {
-                self.pfn_struct_address(p as u64)
+                self.pfn_struct_address(Pfn(p as u64))
             }
         };
         let (line, back) = if side == "next" {
@@ -347,7 +347,7 @@ impl<P: Platform> Mm<P> {
         s: &KmemCache,
         n: &KmemCacheNode,
         list: &PageList,
-        mut f: impl FnMut(u64) -> Option<T>,
+        mut f: impl FnMut(Pfn) -> Option<T>,
     ) -> Result<Option<T>, SlabError> {
         let mut cur = list.first();
         let mut steps = 0u64;
@@ -368,7 +368,7 @@ impl<P: Platform> Mm<P> {
                 return Ok(Some(t));
             }
             let next = self.mem_map.page(pfn).next();
-            cur = (next != NIL).then_some(next as u64);
+            cur = (next != NIL).then_some(Pfn(next as u64));
         }
         Ok(None)
     }

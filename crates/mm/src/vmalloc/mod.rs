@@ -44,7 +44,7 @@ use crate::arch::Profile;
 use crate::context::SleepInAtomic;
 use crate::gfp::Gfp;
 use crate::mm_types::Page;
-use crate::page_alloc::AllocError;
+use crate::page_alloc::PageAllocError;
 use crate::platform::Platform;
 use crate::slab::{CallSite, KmemCacheRef, SlabError, SlabFlags};
 use crate::Mm;
@@ -200,10 +200,10 @@ pub enum VmallocError {
         /// Pages needed.
         wanted: u64,
         /// The page allocator's last error.
-        error: AllocError,
+        error: PageAllocError,
     },
     /// A page-table page could not be allocated.
-    PageTable(AllocError),
+    PageTable(PageAllocError),
     /// The mapping could not be made at this address.
     MapFailed(u64),
     /// Not the address of a live vmalloc/vmap area (`Trying to vfree() nonexistent vm area`).
@@ -934,7 +934,7 @@ impl<P: Platform> Mm<P> {
             return Err(VmallocError::Pages {
                 allocated: nr,
                 wanted: nr_small,
-                error: last_error.unwrap_or(AllocError::OrderTooLarge(order)),
+                error: last_error.unwrap_or(PageAllocError::OrderTooLarge(order)),
             });
         }
         let step = 1u64 << order;
@@ -965,7 +965,7 @@ impl<P: Platform> Mm<P> {
         order: u32,
         nr_pages: u64,
         pages: u64,
-    ) -> (u64, Option<AllocError>) {
+    ) -> (u64, Option<PageAllocError>) {
         let mut nr = 0;
         let mut last_error = None;
         if order == 0 {
@@ -990,7 +990,7 @@ impl<P: Platform> Mm<P> {
                         break;
                     }
                     for i in 0..1u64 << order {
-                        self.page_array_set(pages, nr + i, Pfn(pfn.0 + i));
+                        self.page_array_set(pages, nr + i, pfn + i);
                     }
                     nr += 1 << order;
                 }
@@ -1008,7 +1008,7 @@ impl<P: Platform> Mm<P> {
     /// `store(i, pfn)`; returns how many were had.
     fn alloc_pages_bulk(&self, gfp: Gfp, n: u64, mut store: impl FnMut(u64, Pfn)) -> u64 {
         self.alloc_pages_bulk_fn(gfp | Gfp::__GFP_NOWARN, n as usize, |i, pfn| {
-            store(i as u64, Pfn(pfn))
+            store(i as u64, pfn)
         }) as u64
     }
 
@@ -1066,7 +1066,7 @@ impl<P: Platform> Mm<P> {
             if let Ok(page) = self.pfn_to_page(pfn) {
                 if self.slab_config().init_on_free {
                     // free_pages_prepare()'s init_on_free, applied here as for init_on_alloc.
-                    self.clear_pages(pfn.0, 1);
+                    self.clear_pages(pfn, 1);
                 }
                 let _ = self.__free_pages(page, 0);
             }
@@ -1783,7 +1783,7 @@ impl<P: Platform> Mm<P> {
 
     /// Store `pfn`'s `struct page *` as entry `i` of a page array (one just allocated).
     fn page_array_set(&self, pages: u64, i: u64, pfn: Pfn) {
-        let value = self.struct_page_address(self.mem_map().page(pfn.0)).0;
+        let value = self.struct_page_address(self.mem_map().page(pfn)).0;
         self.write_kernel_word(pages + i * self.pointer_size(), value);
     }
 

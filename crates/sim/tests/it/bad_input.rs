@@ -4,7 +4,7 @@
 use crate::fixtures::*;
 use kmemlab_mm::gfp::GfpError;
 use kmemlab_mm::page_alloc::check::CheckReport;
-use kmemlab_mm::{AllocError, FreeError, Gfp, Mm, Pfn, Profile, VirtAddr};
+use kmemlab_mm::{FreeError, Gfp, Mm, PageAllocError, Pfn, Profile, VirtAddr};
 use kmemlab_sim::{Hole, Machine, SimPlatform};
 
 fn counts(mm: &Mm<SimPlatform>) -> (CheckReport, Vec<u64>) {
@@ -44,7 +44,7 @@ fn order_above_max_is_refused_with_a_warning() {
         .load(std::sync::atomic::Ordering::Relaxed);
     for order in [11, 12, 31, u32::MAX] {
         let r = m.run(|mm| mm.alloc_pages(Gfp::GFP_KERNEL, order).map(|_| ()));
-        assert_eq!(r, Err(AllocError::OrderTooLarge(order)));
+        assert_eq!(r, Err(PageAllocError::OrderTooLarge(order)));
         // 6.6 __alloc_pages(): WARN_ON_ONCE_GFP(order > MAX_ORDER, gfp) at
         // mm/page_alloc.c:4410: the first time only, then silently refused.
         let console = m.take_console();
@@ -66,10 +66,10 @@ fn order_above_max_is_refused_with_a_warning() {
             mm.alloc_pages(Gfp::GFP_KERNEL | Gfp::__GFP_NOWARN, order)
                 .map(|_| ())
         });
-        assert_eq!(r, Err(AllocError::OrderTooLarge(order)));
+        assert_eq!(r, Err(PageAllocError::OrderTooLarge(order)));
         assert!(m.take_console().is_empty());
         let r = m.run(|mm| mm.__get_free_pages(Gfp::GFP_ATOMIC | Gfp::__GFP_NOWARN, order));
-        assert_eq!(r, Err(AllocError::OrderTooLarge(order)));
+        assert_eq!(r, Err(PageAllocError::OrderTooLarge(order)));
     }
     assert_eq!(
         m.mm()
@@ -101,7 +101,7 @@ fn invalid_gfp_combinations_are_refused() {
             let r = m.run(|mm| mm.alloc_pages(gfp, order).map(|_| ()));
             assert_eq!(
                 r,
-                Err(AllocError::BadGfp(GfpError::BadZoneCombination(gfp))),
+                Err(PageAllocError::BadGfp(GfpError::BadZoneCombination(gfp))),
                 "{gfp:?}"
             );
             let msg = r.unwrap_err().to_string();
@@ -110,9 +110,15 @@ fn invalid_gfp_combinations_are_refused() {
     }
     let mt_bad = Gfp::GFP_KERNEL | Gfp::__GFP_MOVABLE | Gfp::__GFP_RECLAIMABLE;
     let r = m.run(|mm| mm.alloc_pages(mt_bad, 0).map(|_| ()));
-    assert_eq!(r, Err(AllocError::BadGfp(GfpError::BadMigrateType(mt_bad))));
+    assert_eq!(
+        r,
+        Err(PageAllocError::BadGfp(GfpError::BadMigrateType(mt_bad)))
+    );
     let r = m.run(|mm| mm.__get_free_pages(mt_bad, 1));
-    assert_eq!(r, Err(AllocError::BadGfp(GfpError::BadMigrateType(mt_bad))));
+    assert_eq!(
+        r,
+        Err(PageAllocError::BadGfp(GfpError::BadMigrateType(mt_bad)))
+    );
     assert_eq!(counts(m.mm()), before);
 }
 
@@ -133,11 +139,11 @@ fn get_free_pages_refuses_highmem() {
         ] {
             assert_eq!(
                 m.run(|mm| mm.__get_free_pages(gfp, 0)),
-                Err(AllocError::HighMemHasNoAddress)
+                Err(PageAllocError::HighMemHasNoAddress)
             );
             assert_eq!(
                 m.run(|mm| mm.get_zeroed_page(gfp)),
-                Err(AllocError::HighMemHasNoAddress)
+                Err(PageAllocError::HighMemHasNoAddress)
             );
         }
         assert_eq!(counts(m.mm()), before, "{profile}");

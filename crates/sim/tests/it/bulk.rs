@@ -363,7 +363,7 @@ fn page_bulk_fills_only_the_empty_slots() {
         );
         let mut n = 0;
         while let Ok(Some(pfn)) = list.try_pop_front(mm.mem_map()) {
-            let va = VirtAddr(mm.layout().page_offset + (pfn << 12));
+            let va = VirtAddr(mm.layout().page_offset + pfn.phys().0);
             let mut buf = vec![0xffu8; 4096];
             mm.copy_from_kernel(va, &mut buf).unwrap();
             assert!(buf.iter().all(|&b| b == 0));

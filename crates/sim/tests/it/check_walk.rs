@@ -3,19 +3,20 @@
 //! inside a free block is found, with its PFN, wherever the block lies.
 
 use crate::fixtures::*;
-use kmemlab_mm::{Mm, Profile};
+use kmemlab_mm::{Mm, Pfn, Profile};
 use kmemlab_sim::SimPlatform;
 
 /// The physical address of `pfn`'s descriptor.
-fn struct_page_phys(mm: &Mm<SimPlatform>, pfn: u64) -> u64 {
+fn struct_page_phys(mm: &Mm<SimPlatform>, pfn: Pfn) -> u64 {
     mm.mem_map_phys().0
         + (pfn - mm.mem_map().base_pfn) * std::mem::size_of::<kmemlab_mm::Page>() as u64
 }
 
 /// Free blocks of order 1 and more: (head PFN, order), in PFN order.
-fn free_blocks(mm: &Mm<SimPlatform>) -> Vec<(u64, u32)> {
+fn free_blocks(mm: &Mm<SimPlatform>) -> Vec<(Pfn, u32)> {
     let map = mm.mem_map();
-    (map.base_pfn..map.base_pfn + map.len)
+    map.base_pfn
+        .range_to(map.base_pfn + map.len)
         .filter_map(|pfn| {
             let page = map.get(pfn)?;
             (page.is_buddy() && page.order() > 0).then_some((pfn, page.order()))
@@ -36,7 +37,7 @@ fn a_written_tail_of_any_free_block_is_found() {
         let largest = *blocks.iter().max_by_key(|b| b.1).expect("free blocks");
         let picks = [blocks[0], *blocks.last().unwrap(), largest];
         for (head, order) in picks {
-            let tail = head + (1 << order) - 1;
+            let tail = head + ((1 << order) - 1);
             let word = m.run(|mm| struct_page_phys(mm, tail)) + 24;
             let ram = m.mm().platform().ram();
             ram.write(word, &1u64.to_le_bytes())
@@ -44,10 +45,8 @@ fn a_written_tail_of_any_free_block_is_found() {
             let err = m.run(|mm| mm.check()).expect_err("a written tail is found");
             assert_eq!(
                 err.to_string(),
-                format!(
-                    "pfn {tail:#x}: page inside a block is not a blank (or compound tail) page"
-                ),
-                "{profile}: block {head:#x} order {order}"
+                format!("pfn {tail}: page inside a block is not a blank (or compound tail) page"),
+                "{profile}: block {head} order {order}"
             );
             ram.write(word, &0u64.to_le_bytes())
                 .expect("mem_map is RAM");

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use crate::fixtures::*;
-use kmemlab_mm::{AllocError, Context, Gfp, Pfn, Profile, PAGE_SIZE};
+use kmemlab_mm::{Context, Gfp, PageAllocError, Pfn, Profile, PAGE_SIZE};
 use kmemlab_sim::Machine;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -148,7 +148,7 @@ fn worker(
                     live_pages += 1 << order;
                     allocated += 1;
                 }
-                Err(AllocError::NoMemory(_)) => {}
+                Err(PageAllocError::NoMemory(_)) => {}
                 Err(e) => panic!("CPU {cpu}: {gfp:?} order {order}: {e}"),
             }
         } else {

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Barrier;
 
 use crate::fixtures::*;
-use kmemlab_mm::{AllocError, Context, Gfp, Hardware};
+use kmemlab_mm::{Context, Gfp, Hardware, PageAllocError};
 use kmemlab_sim::SimError;
 
 const SPLAT: &str =
@@ -37,7 +37,7 @@ fn sleeping_allocations_are_refused_in_atomic_contexts() {
             let r = m
                 .on_cpu(1, ctx, |mm| mm.alloc_pages(gfp, 0).map(|_| ()))
                 .unwrap();
-            let Err(AllocError::SleepInAtomic(bug)) = r else {
+            let Err(PageAllocError::SleepInAtomic(bug)) = r else {
                 panic!("{ctx} {gfp:?}: {r:?}");
             };
             assert!(bug.in_atomic);
@@ -63,7 +63,7 @@ fn sleeping_allocations_are_refused_in_atomic_contexts() {
         let r = m
             .on_cpu(0, ctx, |mm| mm.__get_free_pages(Gfp::GFP_KERNEL, 2))
             .unwrap();
-        assert!(matches!(r, Err(AllocError::SleepInAtomic(_))));
+        assert!(matches!(r, Err(PageAllocError::SleepInAtomic(_))));
         m.take_console();
     }
     assert_all_free(&m, &boot, true);
@@ -84,7 +84,7 @@ fn preempt_disabled_and_irqs_disabled_refuse_sleeping() {
         mm.preempt_enable();
         r
     });
-    let Err(AllocError::SleepInAtomic(bug)) = r else {
+    let Err(PageAllocError::SleepInAtomic(bug)) = r else {
         panic!("{r:?}")
     };
     assert!(bug.in_atomic && !bug.irqs_disabled);
@@ -100,7 +100,7 @@ fn preempt_disabled_and_irqs_disabled_refuse_sleeping() {
         mm.platform().local_irq_restore(flags);
         r
     });
-    let Err(AllocError::SleepInAtomic(bug)) = r else {
+    let Err(PageAllocError::SleepInAtomic(bug)) = r else {
         panic!("{r:?}")
     };
     assert!(!bug.in_atomic && bug.irqs_disabled);
@@ -146,7 +146,7 @@ fn atomic_allocations_work_in_every_context() {
                         mm.__free_pages(page, order).unwrap();
                         let addr = mm.__get_free_pages(gfp, order)?;
                         mm.free_pages(addr, order).unwrap();
-                        Ok::<_, AllocError>(())
+                        Ok::<_, PageAllocError>(())
                     })
                     .unwrap();
                 assert_eq!(ok, Ok(()), "{ctx} {gfp:?} order {order}");
@@ -180,7 +180,7 @@ fn interrupts_nest_inside_process_context() {
                 // A sleeping allocation is refused here...
                 assert!(matches!(
                     irq.alloc_pages(Gfp::GFP_KERNEL, 0),
-                    Err(AllocError::SleepInAtomic(_))
+                    Err(PageAllocError::SleepInAtomic(_))
                 ));
                 // ...an interrupt cannot nest while interrupts are disabled...
                 assert_eq!(

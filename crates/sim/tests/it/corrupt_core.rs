@@ -8,7 +8,7 @@
 
 use crate::fixtures::*;
 use kmemlab_mm::arch::pgtable::PtEntry;
-use kmemlab_mm::{Gfp, Mm, PhysAddr, Profile, VirtAddr};
+use kmemlab_mm::{Gfp, Mm, Pfn, PhysAddr, Profile, VirtAddr};
 use kmemlab_sim::{Machine, SimPlatform};
 
 /// What is written over a structure.
@@ -212,7 +212,7 @@ fn poked_table_entry_is_an_oops_not_a_host_fault() {
     assert!(m.mm().take_oopses() > 0);
 }
 
-fn struct_page_phys(mm: &Mm<SimPlatform>, pfn: u64) -> u64 {
+fn struct_page_phys(mm: &Mm<SimPlatform>, pfn: Pfn) -> u64 {
     mm.mem_map_phys().0
         + (pfn - mm.mem_map().base_pfn) * std::mem::size_of::<kmemlab_mm::Page>() as u64
 }
@@ -222,10 +222,12 @@ fn pick_pages(
     mm: &Mm<SimPlatform>,
     n: usize,
     pick: impl Fn(&kmemlab_mm::Page) -> bool,
-) -> Vec<u64> {
+) -> Vec<Pfn> {
     let mut out = Vec::new();
     for zone in mm.zones().iter().filter(|z| z.managed_pages > 0) {
-        let found = (zone.zone_start_pfn..zone.zone_end_pfn())
+        let found = zone
+            .zone_start_pfn
+            .range_to(zone.zone_end_pfn())
             .filter(|&pfn| mm.mem_map().get(pfn).is_some_and(&pick))
             .take(n);
         out.extend(found);
@@ -235,7 +237,7 @@ fn pick_pages(
 
 /// Overwrite the descriptors `pfns` with `fill`, whole or only the list links, the order
 /// (`private`) and the flags word.
-fn corrupt_pages(m: &Machine, pfns: &[u64], fill: Fill, how: Writer) {
+fn corrupt_pages(m: &Machine, pfns: &[Pfn], fill: Fill, how: Writer) {
     for (i, &pfn) in pfns.iter().enumerate() {
         let at = m.run(|mm| struct_page_phys(mm, pfn));
         let (offset, len) = match i % 4 {
@@ -372,7 +374,11 @@ fn free_with_any_pfn_and_order_is_an_error() {
         for order in [1, 3, 11, 64, u32::MAX] {
             assert!(mm.__free_pages(page, order).is_err(), "order {order}");
         }
-        for bad in [u64::MAX, 1 << 40, mm.mem_map().base_pfn + mm.mem_map().len] {
+        for bad in [
+            u64::MAX,
+            1 << 40,
+            (mm.mem_map().base_pfn + mm.mem_map().len).raw(),
+        ] {
             assert!(mm.pfn_to_page(kmemlab_mm::Pfn(bad)).is_err());
         }
         assert!(mm.split_page(page, 40).is_err());
@@ -400,7 +406,7 @@ fn broken_back_link_on_a_pcp_list_is_list_del_corruption() {
     let (a, b, addr_a, addr_b, bogus) = m.run(|mm| {
         let a = mm.alloc_pages(Gfp::GFP_KERNEL, 0).expect("a");
         let b = mm.alloc_pages(Gfp::GFP_KERNEL, 0).expect("b");
-        let (pa, pb) = (mm.page_to_pfn(a).0, mm.page_to_pfn(b).0);
+        let (pa, pb) = (mm.page_to_pfn(a), mm.page_to_pfn(b));
         let (va, vb) = (mm.struct_page_address(a).0, mm.struct_page_address(b).0);
         mm.__free_pages(b, 0).expect("free b");
         mm.__free_pages(a, 0).expect("free a");
@@ -410,11 +416,11 @@ fn broken_back_link_on_a_pcp_list_is_list_del_corruption() {
     let _ = m.take_console();
     // a is the head of the list, b after it; b's prev should be a.
     let b_desc = m.run(|mm| struct_page_phys(mm, b));
-    poke_u32(&m, b_desc + PAGE_PREV, bogus as u32);
+    poke_u32(&m, b_desc + PAGE_PREV, bogus.raw() as u32);
     let got = m.run(|mm| {
         let p = mm
             .alloc_pages(Gfp::GFP_KERNEL, 0)
-            .map(|p| mm.page_to_pfn(p).0);
+            .map(|p| mm.page_to_pfn(p));
         let check = mm.check();
         mm.drain_all_pages();
         (p, check)
@@ -452,15 +458,15 @@ fn a_cycle_on_a_pcp_list_ends() {
     let (a, b) = m.run(|mm| {
         let a = mm.alloc_pages(Gfp::GFP_KERNEL, 0).expect("a");
         let b = mm.alloc_pages(Gfp::GFP_KERNEL, 0).expect("b");
-        let (pa, pb) = (mm.page_to_pfn(a).0, mm.page_to_pfn(b).0);
+        let (pa, pb) = (mm.page_to_pfn(a), mm.page_to_pfn(b));
         mm.__free_pages(b, 0).expect("free b");
         mm.__free_pages(a, 0).expect("free a");
         (pa, pb)
     });
     // b.next = a, a.prev = b: a -> b -> a -> ...
     let (da, db) = m.run(|mm| (struct_page_phys(mm, a), struct_page_phys(mm, b)));
-    poke_u32(&m, db + PAGE_NEXT, a as u32);
-    poke_u32(&m, da + PAGE_PREV, b as u32);
+    poke_u32(&m, db + PAGE_NEXT, a.raw() as u32);
+    poke_u32(&m, da + PAGE_PREV, b.raw() as u32);
     let check = m.run(|mm| mm.check());
     assert!(
         matches!(
@@ -524,7 +530,7 @@ fn random_damage_to_many_descriptors_ends() {
             Profile::I386
         };
         let m = MachineBuilder::small().profile(profile).seed(seed).boot();
-        let touched: Vec<u64> = m.run(|mm| {
+        let touched: Vec<Pfn> = m.run(|mm| {
             let pages: Vec<_> = (0..32)
                 .filter_map(|i| {
                     mm.alloc_pages(Gfp::GFP_KERNEL, i % 4)
@@ -532,7 +538,7 @@ fn random_damage_to_many_descriptors_ends() {
                         .map(|p| (p, i % 4))
                 })
                 .collect();
-            let pfns = pages.iter().map(|(p, _)| mm.page_to_pfn(p).0).collect();
+            let pfns = pages.iter().map(|(p, _)| mm.page_to_pfn(p)).collect();
             for (p, order) in pages.into_iter().step_by(2) {
                 let _ = mm.__free_pages(p, order);
             }
@@ -615,7 +621,7 @@ fn a_pcp_head_with_first_but_no_last_is_list_del_corruption_and_drain_ends() {
     let console = m.take_console();
     let first_addr = m.run(|mm| {
         mm.mem_map()
-            .struct_page_va(mm.layout().page_offset, 0x0a0a_0a0a)
+            .struct_page_va(mm.layout().page_offset, Pfn(0x0a0a_0a0a))
     });
     let wanted = format!(
         "list_del corruption. prev->next should be (list head), but was {first_addr:016x}. (prev=(list head))"
@@ -752,7 +758,10 @@ fn page_tables_made_a_dag_are_walked_in_bounded_time() {
     use kmemlab_mm::check::CheckError::Vmalloc;
     use kmemlab_mm::vmalloc::VmallocCheckError as E;
     assert!(
-        matches!(check, Err(Vmalloc(E::StrayMapping(_) | E::PageTables { .. }))),
+        matches!(
+            check,
+            Err(Vmalloc(E::StrayMapping(_) | E::PageTables { .. }))
+        ),
         "{check:?}"
     );
     let _ = m.run(|mm| mm.vfree(va));

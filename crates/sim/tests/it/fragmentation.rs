@@ -8,12 +8,12 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use crate::fixtures::*;
 use kmemlab_mm::page_alloc::FailReason;
-use kmemlab_mm::{AllocError, Gfp, MigrateType, Mm, Pfn, ZoneType};
+use kmemlab_mm::{Gfp, MigrateType, Mm, PageAllocError, Pfn, ZoneType};
 use kmemlab_sim::{Machine, SimPlatform};
 
 const PAGEBLOCK: u64 = 512;
 
-fn alloc(m: &Machine, gfp: Gfp, order: u32) -> Result<u64, AllocError> {
+fn alloc(m: &Machine, gfp: Gfp, order: u32) -> Result<u64, PageAllocError> {
     m.run(|mm| mm.alloc_pages(gfp, order).map(|p| mm.page_to_pfn(p).0))
 }
 
@@ -23,7 +23,7 @@ fn free(m: &Machine, pfn: u64, order: u32) {
 }
 
 fn zone_of(mm: &Mm<SimPlatform>, pfn: u64) -> ZoneType {
-    mm.zone_of_pfn(pfn).expect("pfn in a zone").zone_type
+    mm.zone_of_pfn(Pfn(pfn)).expect("pfn in a zone").zone_type
 }
 
 /// Free the even page of every pair whose odd buddy is also held, so that no freed page
@@ -78,7 +78,7 @@ fn fragmented_dma_zone_cannot_serve_order_1() {
             Err(e) => break e,
         }
     };
-    assert!(matches!(err, AllocError::NoMemory(_)), "{err}");
+    assert!(matches!(err, PageAllocError::NoMemory(_)), "{err}");
     let zone = &m.mm().zones()[dma];
     assert!(held.len() as u64 >= zone.managed_pages - zone.watermark[0] - 1);
 
@@ -126,7 +126,7 @@ fn fragmented_dma_zone_cannot_serve_order_1() {
         ),
     ] {
         match alloc(&m, gfp, 1) {
-            Err(AllocError::NoMemory(f)) => {
+            Err(PageAllocError::NoMemory(f)) => {
                 assert_eq!(f.reason, reason, "{gfp:?}");
                 assert_eq!(f.preferred, Some(ZoneType::Dma));
                 let v = f.zones[dma].expect("DMA verdict");
@@ -246,10 +246,11 @@ fn order_1_falls_back_to_dma_when_dma32_is_fragmented() {
 
 fn pageblock_types(mm: &Mm<SimPlatform>, zt: ZoneType) -> Vec<(u64, MigrateType)> {
     let zone = &mm.zones()[zone_idx(mm, zt)];
-    let start = zone.zone_start_pfn & !(PAGEBLOCK - 1);
-    (start..zone.zone_end_pfn())
+    let start = zone.zone_start_pfn.align_down(PAGEBLOCK.trailing_zeros());
+    start
+        .range_to(zone.zone_end_pfn())
         .step_by(PAGEBLOCK as usize)
-        .map(|pfn| (pfn, mm.pageblock_migratetype(Pfn(pfn))))
+        .map(|pfn| (pfn.raw(), mm.pageblock_migratetype(pfn)))
         .collect()
 }
 

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use crate::fixtures::*;
 use crate::model_driver::{run_model, Model, Run};
-use kmemlab_mm::{AllocError, Context, Gfp, MigrateType, Mm, Pfn, Profile, ZoneType, PAGE_SIZE};
+use kmemlab_mm::{
+    Context, Gfp, MigrateType, Mm, PageAllocError, Pfn, Profile, ZoneType, PAGE_SIZE,
+};
 use kmemlab_sim::{Hole, Machine, SimPlatform};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -84,9 +86,11 @@ fn assert_failure_justified(mm: &Mm<SimPlatform>, profile: Profile, gfp: Gfp, or
         // without reserve access also counts every HighAtomic pageblock as unusable
         // (`nr_reserved_highatomic`, an over-estimate the kernel makes on purpose).
         let highatomic_free: u64 = (0..=10).map(|o| snap.per_type[3][o] << o).sum();
-        let reserved_blocks = (zone.zone_start_pfn..zone.zone_end_pfn())
+        let reserved_blocks = zone
+            .zone_start_pfn
+            .range_to(zone.zone_end_pfn())
             .step_by(512)
-            .filter(|&pfn| mm.pageblock_migratetype(Pfn(pfn)) == MigrateType::HighAtomic)
+            .filter(|&pfn| mm.pageblock_migratetype(pfn) == MigrateType::HighAtomic)
             .count() as u64;
         let unusable = if gfp.allows_blocking() {
             highatomic_free.max(reserved_blocks * 512)
@@ -188,7 +192,7 @@ impl Model for PageModel {
                 Context::Process
             };
             let api = rng.gen_range(0..4);
-            let result: Result<u64, AllocError> = m
+            let result: Result<u64, PageAllocError> = m
                 .on_cpu(cpu, ctx, |mm| {
                     if api == 0 && !gfp.contains(Gfp::__GFP_HIGHMEM) {
                         let addr = mm.__get_free_pages(gfp, order)?;
@@ -234,7 +238,10 @@ impl Model for PageModel {
                         "step {step}: {gfp:?} got a page from zone {}",
                         zone.name()
                     );
-                    assert!(zone.spans(pfn + n - 1), "block crosses the end of its zone");
+                    assert!(
+                        zone.spans(Pfn(pfn + n - 1)),
+                        "block crosses the end of its zone"
+                    );
                     assert_eq!(page.refcount(), 1);
                     assert_eq!(page.order(), order);
                     let compound = gfp.contains(Gfp::__GFP_COMP) && order > 0;
@@ -281,7 +288,7 @@ impl Model for PageModel {
                         },
                     );
                 }
-                Err(AllocError::NoMemory(failure)) => {
+                Err(PageAllocError::NoMemory(failure)) => {
                     *fails += 1;
                     assert_eq!((failure.order, failure.gfp), (order, gfp));
                     assert_failure_justified(m.mm(), profile, gfp, order);

@@ -147,8 +147,8 @@ fn pagetypeinfo_has_the_kernels_shape() {
                 .sum();
             // Every pageblock of the span, except those in absent memory sections (128 MiB
             // on x86_64, 64 MiB on i386 without PAE, with no RAM in them).
-            let first = zone.zone_start_pfn / 512;
-            let last = (zone.zone_end_pfn() - 1) / 512;
+            let first = zone.zone_start_pfn.raw() / 512;
+            let last = (zone.zone_end_pfn().raw() - 1) / 512;
             let section_pages: u64 = if mm.profile() == Profile::X86_64 {
                 1 << 15
             } else {
@@ -163,7 +163,7 @@ fn pagetypeinfo_has_the_kernels_shape() {
                     .any(|r| r.base >> 12 < start + section_pages && r.end() >> 12 > start)
             };
             let want = (first..=last)
-                .filter(|&b| present((b * 512).max(zone.zone_start_pfn)))
+                .filter(|&b| present((b * 512).max(zone.zone_start_pfn.raw())))
                 .count() as u64;
             assert_eq!(blocks, want, "{blocks_line}");
         }

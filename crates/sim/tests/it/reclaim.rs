@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use crate::fixtures::*;
 use kmemlab_mm::page_alloc::{FailReason, MAX_NR_ZONES};
 use kmemlab_mm::vmscan::KswapdState;
-use kmemlab_mm::{AllocError, Gfp, Mm, Pfn, Profile, Watermark, ZoneType};
+use kmemlab_mm::{Gfp, Mm, PageAllocError, Pfn, Profile, Watermark, ZoneType};
 use kmemlab_sim::{fragment, FragmentPattern, Machine, SimPlatform};
 
 const PROFILES: [Profile; 2] = [Profile::X86_64, Profile::I386];
@@ -186,7 +186,7 @@ fn atomic_digs_into_the_reserves_nowait_stops_at_min_kernel_reclaims() {
                     Err(e) => break e,
                 }
             };
-            let AllocError::NoMemory(f) = &err else { panic!("{err}") };
+            let PageAllocError::NoMemory(f) = &err else { panic!("{err}") };
             assert_eq!(f.reason, FailReason::CannotReclaim);
             assert!(err.to_string().contains("no access to the reserves below it"), "{err}");
             assert_eq!(events.alloc_reserve.load(Relaxed), reserve0, "{profile}: NOWAIT used no reserve");
@@ -209,7 +209,7 @@ fn atomic_digs_into_the_reserves_nowait_stops_at_min_kernel_reclaims() {
             let dipped = (held.len() - before) as u64;
             assert!(dipped > 0, "{profile}: GFP_ATOMIC got reserve pages");
             assert_eq!(events.alloc_reserve.load(Relaxed) - reserve0, dipped, "{profile}");
-            let AllocError::NoMemory(f) = &err else { panic!("{err}") };
+            let PageAllocError::NoMemory(f) = &err else { panic!("{err}") };
             assert_eq!(f.reason, FailReason::CannotReclaim);
             let text = err.to_string();
             let top = &mm.zones()[f.preferred.map(|z| mm.zone_index(z)).unwrap()];

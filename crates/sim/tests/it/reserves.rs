@@ -7,10 +7,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use crate::fixtures::*;
 use kmemlab_mm::addr::int_sqrt;
 use kmemlab_mm::page_alloc::FailReason;
-use kmemlab_mm::{AllocError, Context, Gfp, Mm, Pfn, Profile, Watermark, ZoneType};
+use kmemlab_mm::{Context, Gfp, Mm, PageAllocError, Pfn, Profile, Watermark, ZoneType};
 use kmemlab_sim::{Hole, Machine, SimPlatform};
 
-fn alloc(m: &Machine, gfp: Gfp, order: u32) -> Result<u64, AllocError> {
+fn alloc(m: &Machine, gfp: Gfp, order: u32) -> Result<u64, PageAllocError> {
     m.run(|mm| mm.alloc_pages(gfp, order).map(|p| mm.page_to_pfn(p).0))
 }
 
@@ -22,7 +22,7 @@ fn free_all(m: &Machine, held: &mut Vec<(u64, u32)>) {
 }
 
 /// Allocate order-0 pages with `gfp` until it fails; returns the failure.
-fn drain_with(m: &Machine, gfp: Gfp, held: &mut Vec<(u64, u32)>) -> AllocError {
+fn drain_with(m: &Machine, gfp: Gfp, held: &mut Vec<(u64, u32)>) -> PageAllocError {
     loop {
         match alloc(m, gfp | Gfp::__GFP_NOWARN, 0) {
             Ok(pfn) => held.push((pfn, 0)),
@@ -189,7 +189,7 @@ fn atomic_requests_dig_into_the_reserves_nowait_does_not() {
 
     // GFP_NOWAIT: no reserves; stops exactly at the min watermark (the slow path's mark).
     let e = drain_with(&m, Gfp::GFP_NOWAIT | Gfp::GFP_DMA, &mut held);
-    let AllocError::NoMemory(f) = e else {
+    let PageAllocError::NoMemory(f) = e else {
         panic!("{e}")
     };
     assert_eq!(f.reason, FailReason::CannotReclaim);
@@ -231,7 +231,7 @@ fn atomic_requests_dig_into_the_reserves_nowait_does_not() {
                 .map(|_| ())
         })
         .unwrap();
-    assert!(matches!(r, Err(AllocError::NoMemory(_))));
+    assert!(matches!(r, Err(PageAllocError::NoMemory(_))));
     // GFP_NOWAIT still fails, and so would anything else short of the reserves.
     assert!(alloc(&m, Gfp::GFP_NOWAIT | Gfp::GFP_DMA | Gfp::__GFP_NOWARN, 0).is_err());
 
@@ -342,7 +342,7 @@ fn direct_reclaim_below_min(m: &Machine, managed: u64) -> Vec<(u64, u32)> {
         nowait_ok < 200,
         "NOWAIT only reaches down to min: {nowait_ok}"
     );
-    let AllocError::NoMemory(f) = err else {
+    let PageAllocError::NoMemory(f) = err else {
         panic!("{err}")
     };
     assert_eq!((f.reason, f.reclaimed), (FailReason::CannotReclaim, 0));
@@ -400,7 +400,7 @@ fn costly_orders_below_min(m: &Machine, managed: u64) {
     let cache = m.page_cache().len();
 
     let try_order = |gfp: Gfp| match alloc(m, gfp | Gfp::__GFP_NOWARN, 10) {
-        Err(AllocError::NoMemory(f)) => Some(f),
+        Err(PageAllocError::NoMemory(f)) => Some(f),
         Ok(pfn) => {
             m.run(|mm| mm.__free_pages(mm.pfn_to_page(Pfn(pfn)).unwrap(), 10))
                 .unwrap();
@@ -446,7 +446,7 @@ fn nofail_dips_into_the_reserves_when_nothing_can_be_reclaimed() {
     let mut held = Vec::new();
     // No page cache: GFP_KERNEL fills memory down to min, then fails after retrying.
     let e = drain_with(&m, Gfp::GFP_KERNEL, &mut held);
-    let AllocError::NoMemory(f) = e else {
+    let PageAllocError::NoMemory(f) = e else {
         panic!("{e}")
     };
     assert_eq!(f.reason, FailReason::ReclaimExhausted);

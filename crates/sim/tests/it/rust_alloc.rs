@@ -355,7 +355,7 @@ fn vvec_in_highmem_on_i386() {
             .unwrap();
         let mut zones = std::collections::BTreeSet::new();
         mm.vm_area_pfns(v.addr(), |pfn| {
-            zones.insert(mm.zone_of_pfn(pfn.0).unwrap().zone_type);
+            zones.insert(mm.zone_of_pfn(pfn).unwrap().zone_type);
         })
         .unwrap();
         assert!(zones.contains(&ZoneType::HighMem), "{zones:?}");
@@ -511,7 +511,7 @@ fn kbox_with_gfp_highmem_gets_lowmem_and_a_report() {
         let small = KBox::new(mm, 5u64, GFP_KERNEL | __GFP_HIGHMEM).unwrap();
         for addr in [big.addr(), small.addr()] {
             assert!(!mm.is_vmalloc_addr(addr));
-            let pfn = mm.kernel_virt_to_phys(addr.0).unwrap() >> 12;
+            let pfn = kmemlab_mm::PhysAddr(mm.kernel_virt_to_phys(addr.0).unwrap()).pfn();
             assert_ne!(
                 mm.zone_of_pfn(pfn).unwrap().zone_type,
                 ZoneType::HighMem,

@@ -57,18 +57,18 @@ fn struct_pages_only_for_present_sections() {
         33 * 2 * MIB,
         "section_map_size() per present section"
     );
-    let hole_pfn = (3 * GIB) >> 12;
+    let hole_pfn = Pfn((3 * GIB) >> 12);
     assert!(!mm.present_section_nr(mm.pfn_to_section_nr(hole_pfn)));
     assert!(map.get(hole_pfn).is_none());
-    assert!(!mm.pfn_valid(Pfn(hole_pfn)));
-    assert!(mm.pfn_to_page(Pfn(hole_pfn)).is_err());
+    assert!(!mm.pfn_valid(hole_pfn));
+    assert!(mm.pfn_to_page(hole_pfn).is_err());
     // Descriptors on both sides of the hole are distinct and map back to their PFNs.
     for pfn in [
         ((2 * GIB) >> 12) - 1,
         (4 * GIB) >> 12,
         ((6 * GIB) >> 12) + 1,
     ] {
-        let page = map.get(pfn).expect("a present section");
+        let page = map.get(Pfn(pfn)).expect("a present section");
         assert_eq!(mm.page_to_pfn(page), Pfn(pfn));
         let va = mm.struct_page_address(page);
         assert_eq!(
@@ -89,7 +89,7 @@ fn struct_pages_only_for_present_sections() {
 fn a_lookup_in_an_absent_section_is_a_fault_not_a_descriptor() {
     let m = holey();
     let mm = m.mm();
-    let hole_pfn = (3 * GIB) >> 12;
+    let hole_pfn = Pfn((3 * GIB) >> 12);
     let scratch = mm.mem_map().page(hole_pfn);
     assert_eq!(mm.mem_map().pfn_of(scratch), None, "the scratch descriptor");
     assert_eq!(

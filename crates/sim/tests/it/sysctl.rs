@@ -519,7 +519,7 @@ fn a_hole_of_whole_sections_is_absent_memory() {
         .seed(1)
         .boot();
     let mm = m.mm();
-    let section = |gib: u64| mm.pfn_to_section_nr((gib << 30) >> 12);
+    let section = |gib: u64| mm.pfn_to_section_nr(Pfn((gib << 30) >> 12));
     assert_eq!(section(1), 8, "128 MiB sections");
     assert!(mm.present_section_nr(section(3) - 1));
     for nr in section(3)..section(4) {
@@ -562,7 +562,7 @@ fn a_hole_smaller_than_a_section_stays_reserved_in_a_present_section() {
         .seed(1)
         .boot();
     let mm = m.mm();
-    assert!(mm.present_section_nr(mm.pfn_to_section_nr((256 * MIB) >> 12)));
+    assert!(mm.present_section_nr(mm.pfn_to_section_nr(Pfn((256 * MIB) >> 12))));
     let dma32 = zoneinfo(&m)
         .into_iter()
         .find(|z| z.name == "DMA32")
@@ -589,7 +589,7 @@ fn i386_sections_are_64_mib() {
         .holes(vec![Hole::LEGACY])
         .seed(1)
         .boot();
-    assert_eq!(m.mm().pfn_to_section_nr((64 * MIB) >> 12), 1);
+    assert_eq!(m.mm().pfn_to_section_nr(Pfn((64 * MIB) >> 12)), 1);
     assert_eq!(m.mm().nr_present_sections(), 9);
     let exact = MachineBuilder::new()
         .ram(512 * MIB - (384 << 10))

@@ -6,7 +6,7 @@ use kmemlab_mm::slab::kmalloc::ZERO_SIZE_PTR;
 use kmemlab_mm::slab::{KmemCacheRef, SlabError, SlabFlags};
 use kmemlab_mm::util;
 use kmemlab_mm::vmalloc::VmallocError;
-use kmemlab_mm::{AllocError, Gfp, Mm, VirtAddr, PAGE_SIZE};
+use kmemlab_mm::{Gfp, Mm, PageAllocError, VirtAddr, PAGE_SIZE};
 
 use crate::event::{CallSite, EventName, SlabAlloc, SlabFree, TraceEvent};
 use crate::parse::Symbols;
@@ -496,7 +496,7 @@ pub(super) trait SleepRefusal {
 
 impl SleepRefusal for SlabError {
     fn is_sleep_in_atomic(&self) -> bool {
-        matches!(self, SlabError::Alloc(AllocError::SleepInAtomic(_)))
+        matches!(self, SlabError::Alloc(PageAllocError::SleepInAtomic(_)))
     }
 }
 
@@ -510,8 +510,8 @@ impl SleepRefusal for KvmallocError {
     }
 }
 
-impl SleepRefusal for AllocError {
+impl SleepRefusal for PageAllocError {
     fn is_sleep_in_atomic(&self) -> bool {
-        matches!(self, AllocError::SleepInAtomic(_))
+        matches!(self, PageAllocError::SleepInAtomic(_))
     }
 }
