@@ -3,21 +3,28 @@
 //!
 //! ## Where to start reading
 //!
-//! `kmalloc()` in [`kmalloc`] picks a size class and calls `slab_alloc()` in [`slub`]: the
-//! lockless fast path on this CPU's slab, then `__slab_alloc()` (CPU partial slabs, the
-//! node's partial list under `list_lock`, `new_slab()` from the page allocator). `kfree()`
-//! finds the slab's `struct page` and calls `do_slab_free()` (fast path on the CPU slab,
-//! else `__slab_free()` on the slab's own freelist). [`cache`] builds `struct kmem_cache`
-//! (`kmem_cache_create()`, `calculate_sizes()`, the boot caches of `kmem_cache_init()`);
-//! the state of the whole allocator is [`SlabGlobals`], below.
+//! `kmalloc()` (`kmalloc/api.rs`) picks a size class ([`kmalloc`]) and calls
+//! `slab_alloc()` (`slub/alloc.rs`): the lockless fast path on this CPU's slab, then
+//! `__slab_alloc()`: CPU partial slabs and the node's partial list under `list_lock`
+//! (`slub/partial.rs`), else `new_slab()` from the page allocator (`slub/new_slab.rs`).
+//! `kfree()` finds the slab's `struct page` and calls `do_slab_free()` (`slub/free.rs`:
+//! the fast path on the CPU slab, else `__slab_free()` on the slab's own freelist).
+//! [`cache`] builds `struct kmem_cache` (`cache/create.rs`: `kmem_cache_create()`;
+//! `cache/geometry.rs`: `calculate_sizes()`, `calculate_order()`; `cache/boot.rs`: the
+//! boot caches of `kmem_cache_init()`); the state of the whole allocator is
+//! [`SlabGlobals`], below.
 //!
-//! * [`cache`]: `struct kmem_cache` and friends, object layout (`calculate_sizes`), slab
-//!   order (`calculate_order`), creation, bootstrap, shrink and destroy.
-//! * [`slub`]: the allocation and free paths.
-//! * [`kmalloc`]: the kmalloc family and its size classes.
-//! * [`debug`]: `slab_debug`: sanity checks, red zones, poisoning, owner tracking.
+//! * [`cache`]: `struct kmem_cache` and friends, lookups, geometry, creation, bootstrap,
+//!   shrink and destroy.
+//! * [`slub`]: the allocation and free paths (`mod.rs`: free pointers, slab counters and
+//!   the compare-exchanges; `alloc.rs`, `partial.rs`, `free.rs`, `new_slab.rs`; `api.rs`:
+//!   `kmem_cache_alloc()` / `kmem_cache_free()`).
+//! * [`kmalloc`]: size classes and types (`mod.rs`); the kmalloc family (`api.rs`).
+//! * [`debug`]: `slab_debug`: owner tracking and object init (`mod.rs`), the checks
+//!   (`check.rs`), the reports (`report.rs`), the debug caches' paths (`process.rs`).
 //! * [`sheaf`]: the per-CPU sheaves and per-node barns of Linux 6.18/7.0, selectable at
-//!   boot instead of the classic design below.
+//!   boot instead of the classic design below (`pcs.rs`, `refill.rs`, `barn.rs`,
+//!   `setup.rs`).
 //! * `bulk`, [`merge`], [`stats`] (`CONFIG_SLUB_STATS`), [`sysfs`], [`info`] and [`query`]
 //!   (views for tools), [`check`] (the invariant checker), `validate` (checks of what is
 //!   read back from RAM, and their reports).

@@ -1,6 +1,9 @@
 //! `struct kmem_cache`, `kmem_cache_node` and `kmem_cache_cpu`; object layout and slab
 //! order (`calculate_sizes`, `calculate_order`); creating, bootstrapping, shrinking and
 //! destroying caches (`mm/slub.c`, `mm/slab_common.c`).
+//!
+//! Files: `mod.rs` (the structures and lookups), `geometry.rs` (order and layout),
+//! `create.rs` (create, shrink, destroy), `boot.rs` (the boot caches).
 
 mod boot;
 mod create;

@@ -4,6 +4,10 @@
 //! in the kernel since 6.2: every allocation and free takes the node lock and is checked.
 //! An object that fails a check on free is kept out of circulation.
 //!
+//! Files: `mod.rs` (owner tracking, object init), `check.rs` (red zones, poison,
+//! freelists, list links), `report.rs` (`slab_bug()` and friends), `process.rs` (the debug
+//! caches' allocation and free paths).
+//!
 //! The metadata these checks read (red zones, tracks, free pointers, counters) is read
 //! through the door like everything else; reports go through `slab_bug()` /
 //! `slab_err()` / `object_err()` with the kernel's wording and taint (`B`).

@@ -3,6 +3,9 @@
 //! (`kmalloc-cg-*`) caches, large allocations straight from the page allocator up to
 //! KMALLOC_MAX_SIZE.
 //!
+//! Files: `mod.rs` (size classes, types, the kmalloc caches' creation), `api.rs`
+//! (`kmalloc()`, `kfree()`, `krealloc()`, `ksize()`, large kmallocs).
+//!
 //! A machine may boot with other size classes ([`KmallocSizes`], for "what if" replays):
 //! the kernel's `size_index[]` table, which maps requests of up to 192 bytes to a class in
 //! 8-byte steps, then covers every size up to KMALLOC_MAX_CACHE_SIZE.

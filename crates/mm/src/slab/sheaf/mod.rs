@@ -2,6 +2,10 @@
 //! Linux 6.18, "slab: add opt-in caching layer of percpu sheaves", and of Linux 7.0, where
 //! every cache got them).
 //!
+//! Files: `mod.rs` (the structures, views of a sheaf), `pcs.rs` (the per-CPU paths),
+//! `refill.rs` (refill and flush), `barn.rs` (the node's barn), `setup.rs` (setup,
+//! teardown, what the sheaves hold).
+//!
 //! Selected at boot with [`SlabPercpu::Sheaves`] (`--slab-percpu sheaves`); the default
 //! stays the classic per-CPU slab ([`SlabPercpu::CpuSlab`], `mm/slub.c` of 6.6).
 //!

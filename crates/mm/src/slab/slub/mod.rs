@@ -3,6 +3,11 @@
 //! slabs, remote frees with compare-exchange on the slab's (freelist, counters), and
 //! flushing.
 //!
+//! Files: `mod.rs` (free pointers, slab counters, the compare-exchanges, `NodeGuard`),
+//! `alloc.rs` (fast and slow allocation paths), `partial.rs` (partial lists, flushing),
+//! `free.rs` (free paths), `new_slab.rs` (`new_slab()`, `discard_slab()`), `api.rs`
+//! (`kmem_cache_alloc()`, `kmem_cache_free()`).
+//!
 //! Interrupts: the simulated machine delivers an interrupt only at
 //! [`crate::KernelHooks::irq_window`] calls, which sit exactly where the kernel runs with
 //! interrupts enabled inside these paths. Everything between two windows is therefore atomic with respect to interrupts on
