@@ -210,7 +210,7 @@ impl Kmemlab {
                 vmalloc_pages: mm.vmalloc_nr_pages(),
                 slab_objects: slab_objects - preloaded.min(slab_objects),
                 preloaded_vmap_areas: preloaded,
-                slab_pages: slab.reclaimable.load(Relaxed) + slab.unreclaimable.load(Relaxed),
+                slab_pages: slab.total(),
             })
         })
         .map_err(|e| e.to_string())?

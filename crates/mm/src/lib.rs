@@ -96,23 +96,14 @@ pub struct Mm<P: Platform> {
     vmscan: vmscan::Vmscan,
     /// The kernel's page tables and direct map (`arch`).
     arch: arch::ArchMm,
+    /// The slab allocator's caches, tables and page counts.
     slab: slab::SlabGlobals,
-    slab_pages: SlabPages,
     /// vmalloc's trees, lists and counters.
     vmalloc: vmalloc::VmallocGlobals,
     /// swiotlb, dma-debug and the DMA counters.
     dma: dma::DmaGlobals,
     /// The checks run on every free, registered at boot (`debug_check_no_obj_freed`).
     debugobjects: debugobjects::DebugObjects<P>,
-}
-
-/// Pages in slabs and large kmallocs (`NR_SLAB_RECLAIMABLE_B`, `NR_SLAB_UNRECLAIMABLE_B`).
-#[derive(Default)]
-pub struct SlabPages {
-    /// SReclaimable.
-    pub reclaimable: core::sync::atomic::AtomicU64,
-    /// SUnreclaim.
-    pub unreclaimable: core::sync::atomic::AtomicU64,
 }
 
 impl<P: Platform> Mm<P> {
@@ -144,16 +135,6 @@ impl<P: Platform> Mm<P> {
     /// The `mem_map` array.
     pub fn mem_map(&self) -> &MemMap {
         &self.mem_map
-    }
-
-    /// The slab allocator's configuration.
-    pub fn slab_config(&self) -> &slab::SlabConfig {
-        &self.slab.config
-    }
-
-    /// Pages held by slabs and large kmallocs.
-    pub fn slab_pages(&self) -> &SlabPages {
-        &self.slab_pages
     }
 
     /// `get_random_u64()`: from this CPU's generator, seeded from the machine's seed

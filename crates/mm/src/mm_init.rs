@@ -126,7 +126,6 @@ impl<P: Platform> Mm<P> {
             vmscan: crate::vmscan::Vmscan::new(),
             arch: crate::arch::ArchMm::new(),
             slab: crate::slab::SlabGlobals::new(config.slab),
-            slab_pages: crate::SlabPages::default(),
             vmalloc: crate::vmalloc::VmallocGlobals::new(),
             dma: crate::dma::DmaGlobals::new(),
             debugobjects: crate::debugobjects::DebugObjects::new(),

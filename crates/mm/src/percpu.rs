@@ -233,3 +233,13 @@ impl PerCpuAreas {
         self.nr_cpus
     }
 }
+
+impl<P: crate::Platform> crate::Mm<P> {
+    /// The per-CPU areas with their dynamic allocator (`pcpu_alloc()`, `free_percpu()`,
+    /// `per_cpu_ptr()`), for the subsystems that keep per-CPU structures (the slab's
+    /// `kmem_cache_cpu` and sheaves).
+    #[inline]
+    pub(crate) fn percpu_areas(&self) -> &PerCpuAreas {
+        &self.percpu
+    }
+}

@@ -288,14 +288,8 @@ pub fn meminfo_values<P: Platform>(mm: &Mm<P>) -> MemInfo {
     let active_file = mm.node_page_state(NodeStatItem::NrActiveFile);
     let inactive_file = mm.node_page_state(NodeStatItem::NrInactiveFile);
     let wmark_low: u64 = zones.iter().map(|z| z.wmark(Watermark::Low)).sum();
-    let sreclaimable = mm
-        .slab_pages()
-        .reclaimable
-        .load(core::sync::atomic::Ordering::Relaxed);
-    let sunreclaim = mm
-        .slab_pages()
-        .unreclaimable
-        .load(core::sync::atomic::Ordering::Relaxed);
+    let sreclaimable = mm.slab_pages().reclaimable();
+    let sunreclaim = mm.slab_pages().unreclaimable();
     // si_mem_available(): free less the reserves, plus the file LRU and reclaimable slab
     // less what kswapd would keep (half of each, at most the low watermarks).
     let mut available = free as i64 - mm.totalreserve_pages() as i64;
@@ -386,15 +380,8 @@ fn node_stats<P: Platform>(mm: &Mm<P>) -> [(&'static str, u64); 6] {
             NodeStatItem::NrActiveFile.name(),
             mm.node_page_state(NodeStatItem::NrActiveFile),
         ),
-        (
-            "nr_slab_reclaimable",
-            slab.reclaimable.load(core::sync::atomic::Ordering::Relaxed),
-        ),
-        (
-            "nr_slab_unreclaimable",
-            slab.unreclaimable
-                .load(core::sync::atomic::Ordering::Relaxed),
-        ),
+        ("nr_slab_reclaimable", slab.reclaimable()),
+        ("nr_slab_unreclaimable", slab.unreclaimable()),
         (
             NodeStatItem::NrFilePages.name(),
             mm.node_page_state(NodeStatItem::NrFilePages),

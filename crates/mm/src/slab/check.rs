@@ -275,7 +275,7 @@ impl<P: Platform> Mm<P> {
             }
         }
         let accounted =
-            self.slab_pages.reclaimable.load(Relaxed) + self.slab_pages.unreclaimable.load(Relaxed);
+            self.slab.pages.reclaimable.load(Relaxed) + self.slab.pages.unreclaimable.load(Relaxed);
         if accounted != slab_pages + large_pages {
             return Err(CheckError::BadPage {
                 pfn: Pfn(0),

@@ -1,12 +1,54 @@
-//! The SLUB slab allocator (`mm/slub.c`, `mm/slab_common.c`, `mm/slab.h` of Linux 6.6).
+//! The SLUB slab allocator (`mm/slub.c`, `mm/slab_common.c`, `mm/slab.h` of Linux 6.6;
+//! the sheaves of 6.18/7.0 as a boot option).
 //!
-//! * [`cache`]: `struct kmem_cache` and friends, object layout (`calculate_sizes`), slab
-//!   order (`calculate_order`), creation, bootstrap, shrink and destroy.
-//! * [`slub`]: the allocation and free paths.
-//! * [`kmalloc`]: the kmalloc family and its size classes.
-//! * [`debug`]: `slab_debug`: sanity checks, red zones, poisoning, owner tracking.
+//! ## Where to start reading
+//!
+//! `kmalloc()` (`kmalloc/api.rs`) picks a size class ([`kmalloc`]) and calls
+//! `slab_alloc()` (`slub/alloc.rs`): the lockless fast path on this CPU's slab, then
+//! `__slab_alloc()`: CPU partial slabs and the node's partial list under `list_lock`
+//! (`slub/partial.rs`), else `new_slab()` from the page allocator (`slub/new_slab.rs`).
+//! `kfree()` finds the slab's `struct page` and calls `do_slab_free()` (`slub/free.rs`:
+//! the fast path on the CPU slab, else `__slab_free()` on the slab's own freelist).
+//! [`cache`] builds `struct kmem_cache` (`cache/create.rs`: `kmem_cache_create()`;
+//! `cache/geometry.rs`: `calculate_sizes()`, `calculate_order()`; `cache/boot.rs`: the
+//! boot caches of `kmem_cache_init()`); the state of the whole allocator is
+//! [`SlabGlobals`], below.
+//!
+//! * [`cache`]: `struct kmem_cache` and friends, lookups, geometry, creation, bootstrap,
+//!   shrink and destroy.
+//! * [`slub`]: the allocation and free paths (`mod.rs`: free pointers, slab counters and
+//!   the compare-exchanges; `alloc.rs`, `partial.rs`, `free.rs`, `new_slab.rs`; `api.rs`:
+//!   `kmem_cache_alloc()` / `kmem_cache_free()`).
+//! * [`kmalloc`]: size classes and types (`mod.rs`); the kmalloc family (`api.rs`).
+//! * [`debug`]: `slab_debug`: owner tracking and object init (`mod.rs`), the checks
+//!   (`check.rs`), the reports (`report.rs`), the debug caches' paths (`process.rs`).
 //! * [`sheaf`]: the per-CPU sheaves and per-node barns of Linux 6.18/7.0, selectable at
-//!   boot instead of the classic design below.
+//!   boot instead of the classic design below (`pcs.rs`, `refill.rs`, `barn.rs`,
+//!   `setup.rs`).
+//! * `bulk`, [`merge`], [`stats`] (`CONFIG_SLUB_STATS`), [`sysfs`], [`info`] and [`query`]
+//!   (views for tools), [`check`] (the invariant checker), `validate` (checks of what is
+//!   read back from RAM, and their reports).
+//!
+//! ## Lock order
+//!
+//! The kernel's (head of `mm/slub.c`, 6.6) is `slab_mutex` > `node->list_lock` >
+//! `cpu_slab->lock` > `slab_lock(slab)` > `object_map_lock`. Here:
+//!
+//! 1. The CPU slab needs no lock: the machine delivers interrupts only at `irq_window()`,
+//!    so the (freelist, tid) protocol of the fast paths is what keeps an interrupt that
+//!    allocates on the same CPU out; a slab's freelist and counters change together with
+//!    one compare-exchange (`slab_update_freelist()`), so there is no `slab_lock`.
+//! 2. `s->cpu_sheaves->lock` (sheaves; a `local_trylock()`: an interrupt that finds it
+//!    held goes to the slab) > `barn->lock`. Sheaves are refilled and flushed to slabs
+//!    with the local lock dropped, as 6.18 does.
+//! 3. `n->list_lock` (interrupts disabled) is never held across a call to the page
+//!    allocator: new slabs are allocated and empty ones discarded with no node lock held.
+//! 4. Leaves, taken under any of the above and taking nothing, each a spinlock with
+//!    interrupts disabled held for a few loads and stores: the cache list (the kernel's
+//!    `slab_mutex` guards it, held across a whole `kmem_cache_create()`; here the list is
+//!    locked only to read or link), the constructor table, the call-site table of owner
+//!    tracking (also taken under vmalloc's `vmap_area_lock`) and the alias table of merged
+//!    caches.
 //!
 //! ## Which per-CPU design
 //!
@@ -54,6 +96,7 @@ mod validate;
 
 use core::fmt;
 use core::sync::atomic::AtomicU64;
+use core::sync::atomic::Ordering::Relaxed;
 
 pub use cache::{KmemCache, KmemCacheRef};
 
@@ -346,56 +389,63 @@ impl fmt::Display for CallSite {
 /// `slub.c` statics).
 pub struct SlabGlobals {
     /// The configuration.
-    pub config: SlabConfig,
+    pub(in crate::slab) config: SlabConfig,
+    /// Pages held by slabs and large kmallocs.
+    pub(in crate::slab) pages: SlabPages,
     /// The `kmem_cache` cache.
-    pub(crate) kmem_cache: AtomicU64,
+    pub(in crate::slab) kmem_cache: AtomicU64,
     /// The `kmem_cache_node` cache.
-    pub(crate) kmem_cache_node: AtomicU64,
+    pub(in crate::slab) kmem_cache_node: AtomicU64,
     /// `kmalloc_caches[type][index]`.
-    pub(crate) kmalloc_caches: [[AtomicU64; kmalloc::KMALLOC_SLOTS]; kmalloc::NR_KMALLOC_TYPES],
+    pub(in crate::slab) kmalloc_caches:
+        [[AtomicU64; kmalloc::KMALLOC_SLOTS]; kmalloc::NR_KMALLOC_TYPES],
     /// `size_index[]`: the kmalloc class of each request size, in 8-byte steps.
-    pub(crate) size_index: [u8; kmalloc::SIZE_INDEX_LEN],
+    pub(in crate::slab) size_index: [u8; kmalloc::SIZE_INDEX_LEN],
     /// `slab_caches`, newest first.
-    pub(crate) caches: SpinLockIrq<CacheList>,
+    pub(in crate::slab) caches: SpinLockIrq<CacheList>,
     /// Call sites seen by owner tracking, indexed by the number stored in a track.
-    pub(crate) sites: SpinLockIrq<SiteTable>,
+    pub(in crate::slab) sites: SpinLockIrq<SiteTable>,
     /// The constructors, kept in the host: a `kmem_cache` in RAM holds only an index into
     /// this table, so a corrupted cache can never make the host call an arbitrary address.
-    pub(crate) ctors: SpinLockIrq<CtorTable>,
+    pub(in crate::slab) ctors: SpinLockIrq<CtorTable>,
     /// Names of merged caches ([`merge`]).
-    pub(crate) aliases: SpinLockIrq<merge::AliasTable>,
+    pub(in crate::slab) aliases: SpinLockIrq<merge::AliasTable>,
     /// `free_large_kmalloc()`'s `WARN_ON_ONCE` has fired.
-    pub(crate) large_kmalloc_warned: core::sync::atomic::AtomicBool,
+    pub(in crate::slab) large_kmalloc_warned: core::sync::atomic::AtomicBool,
     /// `TID_STEP`: the CPU count rounded up to a power of two (set by `kmem_cache_init`,
     /// so the fast paths add a constant as the kernel's `next_tid()` does).
-    pub(crate) tid_step: u64,
+    pub(in crate::slab) tid_step: u64,
     /// `local_trylock()` failures of the sheaves (interrupts that found them locked).
-    pub(crate) pcs_trylock_fail: AtomicU64,
+    pub(in crate::slab) pcs_trylock_fail: AtomicU64,
 }
 
 /// The host-side constructor table: slot `i` belongs to the cache at kernel address
 /// `owners[i]` (0: free) and holds its constructor. A `kmem_cache` stores `i + 1`.
 pub struct CtorTable {
-    pub(crate) owners: [u64; MAX_CACHES],
-    pub(crate) ctors: [Option<cache::Ctor>; MAX_CACHES],
+    pub(in crate::slab) owners: [u64; MAX_CACHES],
+    pub(in crate::slab) ctors: [Option<cache::Ctor>; MAX_CACHES],
 }
 
 /// The list of caches.
 pub struct CacheList {
-    pub(crate) vas: [u64; MAX_CACHES],
-    pub(crate) len: usize,
+    pub(in crate::slab) vas: [u64; MAX_CACHES],
+    pub(in crate::slab) len: usize,
 }
 
 /// Interned call sites.
 pub struct SiteTable {
-    pub(crate) sites: [Option<CallSite>; 1024],
-    pub(crate) len: usize,
+    pub(in crate::slab) sites: [Option<CallSite>; 1024],
+    pub(in crate::slab) len: usize,
 }
 
 impl SlabGlobals {
     pub(crate) const fn new(config: SlabConfig) -> SlabGlobals {
         SlabGlobals {
             config,
+            pages: SlabPages {
+                reclaimable: AtomicU64::new(0),
+                unreclaimable: AtomicU64::new(0),
+            },
             kmem_cache: AtomicU64::new(0),
             kmem_cache_node: AtomicU64::new(0),
             kmalloc_caches: [const { [const { AtomicU64::new(0) }; kmalloc::KMALLOC_SLOTS] };
@@ -421,5 +471,43 @@ impl SlabGlobals {
             tid_step: 1,
             pcs_trylock_fail: AtomicU64::new(0),
         }
+    }
+}
+
+/// Pages in slabs and large kmallocs (`NR_SLAB_RECLAIMABLE_B`, `NR_SLAB_UNRECLAIMABLE_B`
+/// of the node's `vm_stat`, counted in pages).
+pub struct SlabPages {
+    /// SReclaimable.
+    pub(in crate::slab) reclaimable: AtomicU64,
+    /// SUnreclaim.
+    pub(in crate::slab) unreclaimable: AtomicU64,
+}
+
+impl SlabPages {
+    /// SReclaimable: pages of slabs of `SLAB_RECLAIM_ACCOUNT` caches.
+    pub fn reclaimable(&self) -> u64 {
+        self.reclaimable.load(Relaxed)
+    }
+
+    /// SUnreclaim: pages of the other slabs and of large kmallocs.
+    pub fn unreclaimable(&self) -> u64 {
+        self.unreclaimable.load(Relaxed)
+    }
+
+    /// Slab: both.
+    pub fn total(&self) -> u64 {
+        self.reclaimable() + self.unreclaimable()
+    }
+}
+
+impl<P: crate::Platform> crate::Mm<P> {
+    /// The slab allocator's configuration.
+    pub fn slab_config(&self) -> &SlabConfig {
+        &self.slab.config
+    }
+
+    /// Pages held by slabs and large kmallocs.
+    pub fn slab_pages(&self) -> &SlabPages {
+        &self.slab.pages
     }
 }

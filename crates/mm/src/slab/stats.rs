@@ -234,7 +234,7 @@ impl<P: Platform> Mm<P> {
         if ptr.size as usize != core::mem::size_of::<SlubStats>() {
             return None;
         }
-        self.percpu.dyn_get(cpu, ptr)
+        self.percpu_areas().dyn_get(cpu, ptr)
     }
 
     /// Give a new cache its counters (with statistics on): zeroed per-CPU memory.
@@ -258,7 +258,7 @@ impl<P: Platform> Mm<P> {
     pub(crate) fn free_cache_stats(&self, s: &KmemCache) {
         if let Some(ptr) = s.stats_ptr() {
             if self.stats_of(s, 0).is_some() {
-                self.percpu.free(&self.platform, ptr);
+                self.percpu_areas().free(self.platform(), ptr);
             }
             s.set_stats_ptr(None);
         }

@@ -122,7 +122,7 @@ impl<P: Platform> Mm<P> {
 
     /// The address `struct page` of `pfn` has (or would have, past `mem_map`), for reports.
     pub(crate) fn pfn_struct_address(&self, pfn: Pfn) -> u64 {
-        self.mem_map.struct_page_va(self.layout.page_offset, pfn)
+        self.mem_map.struct_page_va(self.layout().page_offset, pfn)
     }
 
     /// The slab page `pfn` (a link read from RAM: a per-CPU slab, a list entry) if it is a

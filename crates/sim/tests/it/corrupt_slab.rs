@@ -7,8 +7,6 @@
 //! oops or panic on the console) or in a clean result — never a host fault or a Rust
 //! panic. The reproductions of the bugs fixed with this test come after.
 
-use std::sync::atomic::Ordering::Relaxed;
-
 use crate::fixtures::*;
 use kmemlab_mm::slab::cache::KmemCacheNode;
 use kmemlab_mm::slab::{KmemCache, KmemCacheRef, SlabError, SlabFlags};
@@ -555,7 +553,7 @@ fn a_corrupted_constructor_index_never_calls_host_code() {
 fn kfree_of_a_large_kmalloc_with_a_corrupted_order_is_refused() {
     let m = plain_machine();
     let a = m.run(|mm| mm.kmalloc(20_000, Gfp::GFP_KERNEL)).unwrap();
-    let slab_before = m.mm().slab_pages().unreclaimable.load(Relaxed);
+    let slab_before = m.mm().slab_pages().unreclaimable();
     let page = struct_page_of(m.mm(), a);
     for order in [0u32, 1, 5, 40] {
         m.run(|mm| write(mm, page + 4, &order.to_le_bytes()));
@@ -564,7 +562,7 @@ fn kfree_of_a_large_kmalloc_with_a_corrupted_order_is_refused() {
             matches!(r, Err(SlabError::Corrupted { .. })),
             "order {order}: {r:?}"
         );
-        assert_eq!(m.mm().slab_pages().unreclaimable.load(Relaxed), slab_before);
+        assert_eq!(m.mm().slab_pages().unreclaimable(), slab_before);
         let console = m.take_console();
         assert!(
             console.iter().any(|l| l.contains("object pointer"))
@@ -577,10 +575,7 @@ fn kfree_of_a_large_kmalloc_with_a_corrupted_order_is_refused() {
     // With the order restored, the block is freed and its pages leave the Slab count.
     m.run(|mm| write(mm, page + 4, &3u32.to_le_bytes()));
     m.run(|mm| mm.kfree(a)).unwrap();
-    assert_eq!(
-        m.mm().slab_pages().unreclaimable.load(Relaxed),
-        slab_before - 8
-    );
+    assert_eq!(m.mm().slab_pages().unreclaimable(), slab_before - 8);
     m.mm().check().unwrap();
 }
 

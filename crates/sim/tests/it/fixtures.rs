@@ -8,7 +8,6 @@ use kmemlab_mm::{Gfp, Mm, Pfn, Profile, ZoneType, MAX_PAGE_ORDER};
 use kmemlab_sim::{Hole, Machine, MachineConfig, SimError, SimPlatform};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::sync::atomic::Ordering;
 
 pub const MIB: u64 = 1 << 20;
 pub const GIB: u64 = 1 << 30;
@@ -330,10 +329,7 @@ pub fn shrink_all_caches(m: &Machine) {
         caches.push(s.handle());
         None::<()>
     });
-    let slab_pages = || {
-        m.mm().slab_pages().unreclaimable.load(Ordering::Relaxed)
-            + m.mm().slab_pages().reclaimable.load(Ordering::Relaxed)
-    };
+    let slab_pages = || m.mm().slab_pages().total();
     for _ in 0..4 {
         let before = slab_pages();
         m.run(|mm| {

@@ -243,13 +243,7 @@ fn assert_all_free_but_slabs(m: &Machine, boot: &BootState) {
     let mm = m.mm();
     mm.drain_all_pages();
     let report = mm.check().unwrap_or_else(|e| panic!("check(): {e}"));
-    let slab_pages = mm
-        .slab_pages()
-        .unreclaimable
-        .load(std::sync::atomic::Ordering::Relaxed)
-        + mm.slab_pages()
-            .reclaimable
-            .load(std::sync::atomic::Ordering::Relaxed);
+    let slab_pages = mm.slab_pages().total();
     let free: u64 = mm.zones().iter().map(|z| z.free_pages()).sum();
     let boot_free: u64 = boot.free.iter().sum();
     assert!(

@@ -292,7 +292,7 @@ pub(crate) fn run_sweeps_counting(m: &Machine, sources: &[Source], rounds: usize
     shrink_all_caches(m);
     let objects0 = active_objects(m);
     let baseline = total_free(m.mm());
-    let slab_pages0 = m.mm().slab_pages().unreclaimable.load(Relaxed);
+    let slab_pages0 = m.mm().slab_pages().unreclaimable();
     let mut total_redo = 0;
     for (i, &src) in sources.iter().enumerate() {
         let cpu = i % m.config().cpus;
@@ -326,7 +326,7 @@ pub(crate) fn run_sweeps_counting(m: &Machine, sources: &[Source], rounds: usize
         return total_redo;
     }
     assert_eq!(
-        m.mm().slab_pages().unreclaimable.load(Relaxed),
+        m.mm().slab_pages().unreclaimable(),
         slab_pages0,
         "slab pages still held: objects were lost"
     );

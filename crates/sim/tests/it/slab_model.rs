@@ -596,8 +596,7 @@ impl Driven for SlabModel {
         m.take_console();
         shrink_all_caches(m);
         let baseline = free_per_zone(m.mm());
-        let baseline_slab = m.mm().slab_pages().unreclaimable.load(Relaxed)
-            + m.mm().slab_pages().reclaimable.load(Relaxed);
+        let baseline_slab = m.mm().slab_pages().total();
         let bugs0 = m.mm().events().bug_slab.load(Relaxed);
         let baseline_objects = active_objects(m);
         let mut model = Model::default();
@@ -688,8 +687,7 @@ impl Driven for SlabModel {
             baseline_objects,
             "{name}: objects in use differ from after boot"
         );
-        let slab = m.mm().slab_pages().unreclaimable.load(Relaxed)
-            + m.mm().slab_pages().reclaimable.load(Relaxed);
+        let slab = m.mm().slab_pages().total();
         // With sheaves, long-lived sheaves may sit in other slabs than at the start:
         // the objects are compared above, the pages only with CPU slabs.
         if !runs_sheaves(m) {

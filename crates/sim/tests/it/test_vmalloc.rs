@@ -39,7 +39,7 @@ struct Baseline {
 }
 
 fn slab_pages(mm: &Mm<SimPlatform>) -> u64 {
-    mm.slab_pages().unreclaimable.load(Relaxed) + mm.slab_pages().reclaimable.load(Relaxed)
+    mm.slab_pages().total()
 }
 
 fn free_pages(mm: &Mm<SimPlatform>) -> u64 {

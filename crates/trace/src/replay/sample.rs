@@ -195,9 +195,7 @@ impl Replayer<'_> {
 
 /// Slab and large-kmalloc pages (`SReclaimable + SUnreclaim`).
 pub(super) fn slab_pages(mm: &Mm<SimPlatform>) -> u64 {
-    use std::sync::atomic::Ordering::Relaxed;
-    let p = mm.slab_pages();
-    p.reclaimable.load(Relaxed) + p.unreclaimable.load(Relaxed)
+    mm.slab_pages().total()
 }
 
 /// The highest order with a free block in `zone` (-1: none), from the zone's `nr_free`

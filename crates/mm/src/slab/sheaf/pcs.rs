@@ -1,0 +1,351 @@
+//! The per-CPU sheaves' paths (`mm/slub.c` of Linux 6.18): `alloc_from_pcs()` and
+//! `free_to_pcs()` under the `local_trylock`, and replacing a main sheaf that ran empty or
+//! full (`__pcs_replace_empty_main()`, `__pcs_replace_full_main()`,
+//! `__pcs_install_empty_sheaf()`).
+
+use crate::gfp::Gfp;
+use crate::platform::Platform;
+use crate::slab::cache::KmemCache;
+use crate::slab::sheaf::pcs_trylock;
+use crate::slab::sheaf::NodeBarn;
+use crate::slab::sheaf::PcsGuard;
+use crate::slab::sheaf::ReplaceFull;
+use crate::slab::sheaf::SheafView;
+use crate::slab::sheaf::SlubPercpuSheaves;
+use crate::slab::sheaf::HEADER_WORDS;
+use crate::slab::sheaf::WORD_CACHE;
+use crate::slab::sheaf::WORD_CAPACITY;
+use crate::slab::sheaf::WORD_SIZE;
+use crate::slab::stats::StatItem;
+use crate::slab::SlabError;
+use crate::Mm;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+impl<P: Platform> Mm<P> {
+    /// The sheaf at `va` as one checked view of RAM, its header naming `s` and its
+    /// capacity and its size no larger: the fast paths' [`Mm::sheaf`].
+    #[inline(always)]
+    fn sheaf_view(&self, s: &KmemCache, va: u64) -> Option<SheafView> {
+        let cap = s.sheaf_capacity();
+        let phys = self.layout().virt_to_phys(va)?;
+        let words = self
+            .ram
+            .array::<AtomicU64>(phys, HEADER_WORDS + cap as u64)
+            .ok()?;
+        let mut view = SheafView { words, size: 0 };
+        let size = view.word(WORD_SIZE);
+        if view.word(WORD_CACHE) != s.self_va.load(Relaxed)
+            || view.word(WORD_CAPACITY) != cap as u64
+            || size > cap as u64
+        {
+            return None;
+        }
+        view.size = size as u32;
+        Some(view)
+    }
+
+    /// This CPU's main sheaf, or the report of a corrupted one (dropped).
+    #[inline(always)]
+    fn main_view(&self, s: &KmemCache, pcs: &SlubPercpuSheaves) -> Result<SheafView, SlabError> {
+        let va = pcs.main.load(Relaxed);
+        match self.sheaf_view(s, va) {
+            Some(v) => Ok(v),
+            None => {
+                pcs.main.store(0, Relaxed);
+                Err(self.sheaf_corrupt(va))
+            }
+        }
+    }
+
+    /// `alloc_from_pcs()`: an object from this CPU's main sheaf; `Ok(None)` sends the
+    /// caller to the slab paths (lock held by the interrupted task, or no full sheaf to
+    /// be had without blocking). Out of line, so that the CPU-slab fast path it sits
+    /// beside keeps its registers.
+    #[inline(never)]
+    pub(crate) fn alloc_from_pcs(
+        &self,
+        s: &KmemCache,
+        gfp: Gfp,
+        cpu: usize,
+    ) -> Result<Option<u64>, SlabError> {
+        let Some(pcs) = self.pcs(s, cpu) else {
+            return Err(self.pcs_corrupt(s));
+        };
+        self.irq_window();
+        let Some(mut guard) = pcs_trylock(pcs) else {
+            self.slab.pcs_trylock_fail.fetch_add(1, Relaxed);
+            return Ok(None);
+        };
+        // local_trylock() leaves interrupts enabled.
+        self.irq_window();
+        if pcs.main.load(Relaxed) == 0 {
+            // Dropped after a reported corruption: this CPU runs without sheaves.
+            return Ok(None);
+        }
+        let mut main = self.main_view(s, pcs)?;
+        if main.size == 0 {
+            let Some(g) = self.__pcs_replace_empty_main(s, pcs, guard, gfp)? else {
+                return Ok(None);
+            };
+            guard = g;
+            main = self.main_view(s, pcs)?;
+            if main.size == 0 {
+                return Err(self.sheaf_corrupt(pcs.main.swap(0, Relaxed)));
+            }
+        }
+        let size = main.size - 1;
+        let object = main.object(size);
+        if self.sheaf_object_slab(s, object).is_none() {
+            main.set_size(0);
+            return Err(self.sheaf_object_corrupt(object));
+        }
+        main.set_size(size);
+        drop(guard);
+        self.stat(s, StatItem::AllocPcs);
+        Ok(Some(object))
+    }
+
+    /// `free_to_pcs()`: put `object` (already checked to be an object of `s`) on this
+    /// CPU's main sheaf; `Ok(false)` sends the caller to the slab paths. Out of line, as
+    /// [`Mm::alloc_from_pcs`].
+    #[inline(never)]
+    pub(crate) fn free_to_pcs(&self, s: &KmemCache, object: u64) -> Result<bool, SlabError> {
+        let Some(pcs) = self.pcs(s, self.platform.smp_processor_id()) else {
+            return Err(self.pcs_corrupt(s));
+        };
+        self.irq_window();
+        let Some(mut guard) = pcs_trylock(pcs) else {
+            self.slab.pcs_trylock_fail.fetch_add(1, Relaxed);
+            return Ok(false);
+        };
+        self.irq_window();
+        let cap = s.sheaf_capacity();
+        if pcs.main.load(Relaxed) == 0 {
+            return Ok(false);
+        }
+        let mut main = self.main_view(s, pcs)?;
+        if main.size == cap {
+            let Some(g) = self.__pcs_replace_full_main(s, pcs, guard)? else {
+                return Ok(false);
+            };
+            guard = g;
+            main = self.main_view(s, pcs)?;
+            if main.size == cap {
+                return Err(self.sheaf_corrupt(pcs.main.swap(0, Relaxed)));
+            }
+        }
+        let size = main.size;
+        main.set_object(size, object);
+        main.set_size(size + 1);
+        drop(guard);
+        self.stat(s, StatItem::FreePcs);
+        Ok(true)
+    }
+
+    // ----- replacing the main sheaf ---------------------------------------------------
+
+    /// `__pcs_replace_empty_main()`: called with the lock held and an empty main sheaf;
+    /// returns the lock held and a main sheaf with objects, or `None` with the lock
+    /// released (the caller falls back to the slab).
+    fn __pcs_replace_empty_main<'a>(
+        &self,
+        s: &KmemCache,
+        pcs: &'a SlubPercpuSheaves,
+        guard: PcsGuard<'a>,
+        gfp: Gfp,
+    ) -> Result<Option<PcsGuard<'a>>, SlabError> {
+        let spare = pcs.spare.load(Relaxed);
+        if spare != 0 {
+            let Some(h) = self.sheaf_checked(s, spare) else {
+                pcs.spare.store(0, Relaxed);
+                return Err(self.sheaf_corrupt(spare));
+            };
+            if h.size() > 0 {
+                pcs.spare.store(pcs.main.load(Relaxed), Relaxed);
+                pcs.main.store(spare, Relaxed);
+                return Ok(Some(guard));
+            }
+        }
+        let barn = self.get_barn(s)?;
+        if let Some(full) = self.barn_replace_empty_sheaf(s, barn, pcs.main.load(Relaxed)) {
+            self.stat(s, StatItem::BarnGet);
+            pcs.main.store(full, Relaxed);
+            return Ok(Some(guard));
+        }
+        self.stat(s, StatItem::BarnGetFail);
+        let can_alloc = gfp.allows_blocking();
+        let mut empty = 0;
+        if can_alloc {
+            empty = pcs.spare.swap(0, Relaxed);
+            if empty == 0 {
+                empty = self.barn_get_empty_sheaf(s, barn).unwrap_or(0);
+            }
+        }
+        drop(guard);
+        if !can_alloc {
+            return Ok(None);
+        }
+        // The lock is released: an interrupt may come and use the sheaves.
+        self.irq_window();
+        let full = if empty != 0 {
+            if self.refill_sheaf(s, empty, gfp).is_ok() {
+                empty
+            } else {
+                // "we must be very low on memory so don't bother with the barn"
+                self.free_empty_sheaf(s, empty);
+                0
+            }
+        } else {
+            self.alloc_full_sheaf(s, gfp).unwrap_or(0)
+        };
+        if full == 0 {
+            return Ok(None);
+        }
+        let Some(guard) = pcs_trylock(pcs) else {
+            self.barn_put_full_sheaf(barn, s, full);
+            return Ok(None);
+        };
+        // Whatever an interrupt did meanwhile: the barn takes what does not fit.
+        let main = pcs.main.load(Relaxed);
+        let main_size = self.sheaf(s, main).map(|h| h.size());
+        if main_size == Some(0) {
+            self.barn_put_empty_sheaf(barn, s, main);
+            pcs.main.store(full, Relaxed);
+            return Ok(Some(guard));
+        }
+        let spare = pcs.spare.load(Relaxed);
+        if spare == 0 {
+            pcs.spare.store(full, Relaxed);
+            return Ok(Some(guard));
+        }
+        if self.sheaf(s, spare).map(|h| h.size()) == Some(0) {
+            self.barn_put_empty_sheaf(barn, s, spare);
+            pcs.spare.store(full, Relaxed);
+            return Ok(Some(guard));
+        }
+        self.barn_put_full_sheaf(barn, s, full);
+        self.stat(s, StatItem::BarnPut);
+        Ok(Some(guard))
+    }
+
+    /// `__pcs_replace_full_main()`: called with the lock held and a full main sheaf;
+    /// returns the lock held and a main sheaf with room, or `None` with the lock released.
+    fn __pcs_replace_full_main<'a>(
+        &self,
+        s: &KmemCache,
+        pcs: &'a SlubPercpuSheaves,
+        guard: PcsGuard<'a>,
+    ) -> Result<Option<PcsGuard<'a>>, SlabError> {
+        let cap = s.sheaf_capacity();
+        let barn = self.get_barn(s)?;
+        let mut guard = guard;
+        // `goto restart` follows a flush of the main sheaf; bounded anyway.
+        for _ in 0..4 {
+            let spare = pcs.spare.load(Relaxed);
+            let mut put_fail = false;
+            let mut flushed_spare = None;
+            if spare == 0 {
+                if let Some(empty) = self.barn_get_empty_sheaf(s, barn) {
+                    pcs.spare.store(pcs.main.load(Relaxed), Relaxed);
+                    pcs.main.store(empty, Relaxed);
+                    return Ok(Some(guard));
+                }
+            } else {
+                let Some(h) = self.sheaf_checked(s, spare) else {
+                    pcs.spare.store(0, Relaxed);
+                    return Err(self.sheaf_corrupt(spare));
+                };
+                if h.size() < cap {
+                    pcs.spare.store(pcs.main.load(Relaxed), Relaxed);
+                    pcs.main.store(spare, Relaxed);
+                    return Ok(Some(guard));
+                }
+                match self.barn_replace_full_sheaf(s, barn, pcs.main.load(Relaxed)) {
+                    Ok(empty) => {
+                        self.stat(s, StatItem::BarnPut);
+                        pcs.main.store(empty, Relaxed);
+                        return Ok(Some(guard));
+                    }
+                    Err(ReplaceFull::TooManyFull) => {
+                        // The spare exists and is full: it is flushed and becomes the
+                        // empty sheaf.
+                        self.stat(s, StatItem::BarnPutFail);
+                        pcs.spare.store(0, Relaxed);
+                        flushed_spare = Some(spare);
+                    }
+                    Err(ReplaceFull::NoEmpty) => put_fail = true,
+                }
+            }
+            drop(guard);
+            // The lock is released: an interrupt may come and use the sheaves.
+            self.irq_window();
+            let empty = match flushed_spare {
+                Some(spare) => {
+                    self.sheaf_flush_unused(s, spare);
+                    Some(spare)
+                }
+                None => self.alloc_empty_sheaf(s, Gfp::GFP_NOWAIT),
+            };
+            let Some(empty) = empty else {
+                if put_fail {
+                    self.stat(s, StatItem::BarnPutFail);
+                }
+                if !self.sheaf_flush_main(s, pcs) {
+                    return Ok(None);
+                }
+                let Some(g) = pcs_trylock(pcs) else {
+                    return Ok(None);
+                };
+                guard = g;
+                // Flushed, so empty now, unless an interrupt filled it again.
+                let main = pcs.main.load(Relaxed);
+                match self.sheaf(s, main) {
+                    Some(h) if h.size() == cap => continue,
+                    Some(_) => return Ok(Some(guard)),
+                    None => {
+                        pcs.main.store(0, Relaxed);
+                        return Err(self.sheaf_corrupt(main));
+                    }
+                }
+            };
+            // got_empty:
+            let Some(g) = pcs_trylock(pcs) else {
+                self.barn_put_empty_sheaf(barn, s, empty);
+                return Ok(None);
+            };
+            self.__pcs_install_empty_sheaf(s, pcs, barn, empty);
+            return Ok(Some(g));
+        }
+        drop(guard);
+        Ok(None)
+    }
+
+    /// `__pcs_install_empty_sheaf()`: with the lock held again, `empty` becomes the main
+    /// sheaf, whatever an interrupt did while the lock was released.
+    fn __pcs_install_empty_sheaf(
+        &self,
+        s: &KmemCache,
+        pcs: &SlubPercpuSheaves,
+        barn: &NodeBarn,
+        empty: u64,
+    ) {
+        let cap = s.sheaf_capacity();
+        let main = pcs.main.load(Relaxed);
+        let spare = pcs.spare.load(Relaxed);
+        let size_of = |va| self.sheaf(s, va).map_or(cap, |h| h.size());
+        if spare == 0 {
+            pcs.spare.store(main, Relaxed);
+            pcs.main.store(empty, Relaxed);
+        } else if size_of(main) < cap {
+            self.barn_put_empty_sheaf(barn, s, empty);
+        } else if size_of(spare) < cap {
+            pcs.main.store(spare, Relaxed);
+            pcs.spare.store(main, Relaxed);
+            self.barn_put_empty_sheaf(barn, s, empty);
+        } else {
+            self.barn_put_full_sheaf(barn, s, main);
+            self.stat(s, StatItem::BarnPut);
+            pcs.main.store(empty, Relaxed);
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! The allocation paths (`mm/slub.c` of Linux 6.6): `slab_alloc_node()`'s lockless fast
+//! path on this CPU's slab, then `___slab_alloc()`: the CPU slab's freelist, a new CPU slab.
+
+use crate::addr::Pfn;
+use crate::gfp::Gfp;
+use crate::platform::Platform;
+use crate::slab::cache::{partial_chain_next, KmemCache, KmemCacheCpu};
+use crate::slab::slub::SlabCounters;
+use crate::slab::slub::NO_OBJECT;
+use crate::slab::stats::StatItem;
+use crate::slab::SlabError;
+use crate::Mm;
+use core::sync::atomic::Ordering::Relaxed;
+
+impl<P: Platform> Mm<P> {
+    /// `slab_alloc_node()`: the lockless fast path, else `__slab_alloc`.
+    pub(crate) fn slab_alloc(
+        &self,
+        s: &KmemCache,
+        gfp: Gfp,
+        site: crate::slab::CallSite,
+        orig_size: u32,
+    ) -> Result<u64, SlabError> {
+        // The current CPU, read once: the thread that runs a CPU stays on it, interrupts
+        // included.
+        let cpu = self.platform.smp_processor_id();
+        if gfp.allows_blocking() {
+            self.might_sleep_on(cpu)
+                .map_err(|e| SlabError::Alloc(crate::PageAllocError::SleepInAtomic(e)))?;
+        }
+        let object = if s.is_debug() {
+            self.alloc_debug_path(s, gfp, site, orig_size)?
+        } else if s.sheaf_capacity() != 0 {
+            // slab_alloc_node() of 6.18: the sheaves first.
+            match self.alloc_from_pcs(s, gfp, cpu)? {
+                Some(object) => object,
+                None => self.slab_alloc_on(s, gfp, cpu)?,
+            }
+        } else {
+            self.slab_alloc_on(s, gfp, cpu)?
+        };
+        if self.slab_want_init_on_alloc(gfp, s) {
+            // With a kmalloc red zone only the requested bytes are zeroed, so the red zone
+            // after them stays intact (slab_post_alloc_hook's `zero_size`).
+            let zero_size = if Self::slub_debug_orig_size(s) {
+                orig_size
+            } else {
+                s.object_size()
+            };
+            self.slab_fill(object, 0, zero_size as u64)?;
+        } else if self.slab_want_init_on_free(s) {
+            // maybe_wipe_obj_freeptr(): the free pointer stored inside the object is the
+            // only byte init_on_free left behind.
+            self.store_word(object.wrapping_add(s.fp_offset() as u64), 0)?;
+        }
+        Ok(object)
+    }
+
+    /// `slab_want_init_on_alloc()`: init_on_alloc skips caches with a constructor (their
+    /// objects keep what it wrote) and, but for `__GFP_ZERO`, poisoned caches.
+    pub(crate) fn slab_want_init_on_alloc(&self, gfp: Gfp, s: &KmemCache) -> bool {
+        if self.slab.config.init_on_alloc {
+            if s.has_ctor() {
+                return false;
+            }
+            if s.flags().contains(crate::slab::SlabFlags::POISON) {
+                return gfp.contains(Gfp::__GFP_ZERO);
+            }
+            return true;
+        }
+        gfp.contains(Gfp::__GFP_ZERO)
+    }
+
+    /// `slab_want_init_on_free()`: not for caches with a constructor or poisoning.
+    pub(crate) fn slab_want_init_on_free(&self, s: &KmemCache) -> bool {
+        self.slab.config.init_on_free
+            && !s.has_ctor()
+            && !s.flags().contains(crate::slab::SlabFlags::POISON)
+    }
+
+    /// The per-CPU fast path and slow path, without context checks or initialisation.
+    pub(crate) fn slab_alloc_from(&self, s: &KmemCache, gfp: Gfp) -> Result<u64, SlabError> {
+        self.slab_alloc_on(s, gfp, self.platform.smp_processor_id())
+    }
+
+    /// [`Mm::slab_alloc_from`] on `cpu`, the current CPU.
+    #[inline(always)]
+    pub(crate) fn slab_alloc_on(
+        &self,
+        s: &KmemCache,
+        gfp: Gfp,
+        cpu: usize,
+    ) -> Result<u64, SlabError> {
+        let c = self.cpu_slab_or_fault(s, cpu)?;
+        loop {
+            let tid = c.tid.load(Relaxed);
+            self.irq_window();
+            let object = c.freelist.load(Relaxed);
+            let slab = c.slab_pfn();
+            let Some(slab) = slab.filter(|_| object != 0) else {
+                let flags = self.platform.local_irq_save();
+                let r = self.__slab_alloc(s, gfp, c, flags);
+                self.platform.local_irq_restore(flags);
+                return r;
+            };
+            let next = self.cpu_next_free(s, c, slab, object)?;
+            self.irq_window();
+            if Self::cpu_cmpxchg(c, object, tid, next, self.next_tid(tid)) {
+                self.stat(s, StatItem::AllocFastpath);
+                return Ok(object);
+            }
+            // note_cmpxchg_failure(): an interrupt ran an operation in between; redo.
+            crate::vmstat::VmEvents::add(&self.events().slab_cmpxchg_redo, 1);
+            self.stat(s, StatItem::CmpxchgDoubleCpuFail);
+        }
+    }
+
+    /// `___slab_alloc()`, entered with interrupts disabled (`irq` is the state to give
+    /// back while a new slab is allocated).
+    pub(crate) fn __slab_alloc(
+        &self,
+        s: &KmemCache,
+        gfp: Gfp,
+        c: &KmemCacheCpu,
+        irq: crate::IrqFlags,
+    ) -> Result<u64, SlabError> {
+        self.stat(s, StatItem::AllocSlowpath);
+        loop {
+            if let Some(pfn) = c.slab_pfn() {
+                if let Err(e) = self.slab_page_of(s, pfn) {
+                    self.drop_cpu_slab(c, true);
+                    return Err(e);
+                }
+                let mut freelist = c.freelist.load(Relaxed);
+                if freelist == 0 {
+                    freelist = self
+                        .get_freelist(s, pfn)
+                        .inspect_err(|_| self.drop_cpu_slab(c, true))?;
+                    self.stat(
+                        s,
+                        if freelist == 0 {
+                            StatItem::DeactivateBypass
+                        } else {
+                            StatItem::AllocRefill
+                        },
+                    );
+                }
+                if freelist != 0 {
+                    // load_freelist:
+                    let next = self.cpu_next_free(s, c, pfn, freelist)?;
+                    c.freelist.store(next, Relaxed);
+                    c.tid.store(self.next_tid(c.tid.load(Relaxed)), Relaxed);
+                    return Ok(freelist);
+                }
+                // The CPU slab is full: it leaves the CPU, on no list.
+                c.set_slab_pfn(None);
+                c.tid.store(self.next_tid(c.tid.load(Relaxed)), Relaxed);
+            }
+            // new_slab: the per-CPU partial list first.
+            if let Some(pfn) = c.partial_pfn() {
+                let page = self.slab_page_of(s, pfn).inspect_err(|_| {
+                    c.set_partial_pfn(None);
+                    c.partial_slabs.store(0, Relaxed);
+                })?;
+                // The link is cleared as the slab leaves the chain, so a chain that
+                // loops back (a corrupted link) cannot be walked twice.
+                let next = page.next();
+                page.set_next(crate::mm_types::NIL);
+                c.set_partial_pfn(partial_chain_next(next));
+                c.partial_slabs
+                    .store(c.partial_slabs.load(Relaxed).saturating_sub(1), Relaxed);
+                c.set_slab_pfn(Some(pfn));
+                self.stat(s, StatItem::CpuPartialAlloc);
+                continue;
+            }
+            // The node's partial list.
+            if let Some((pfn, freelist)) = self.get_partial(s, c)? {
+                self.load_new_cpu_slab(s, c, pfn, freelist);
+                continue;
+            }
+            // A new slab, allocated with interrupts enabled as the kernel does.
+            self.platform.local_irq_restore(irq);
+            self.irq_window();
+            let allocated = self.new_slab(s, gfp);
+            let _ = self.platform.local_irq_save();
+            let pfn = allocated?;
+            self.stat(s, StatItem::AllocSlab);
+            self.inc_slabs_node(s, pfn)?;
+            let freelist = self.get_freelist_of_new(s, pfn);
+            self.load_new_cpu_slab(s, c, pfn, freelist);
+        }
+    }
+
+    /// `kmalloc_fix_flags()`: slab memory must be directly mapped, so `GFP_SLAB_BUG_MASK`
+    /// bits are reported and dropped.
+    pub(crate) fn kmalloc_fix_flags(&self, gfp: Gfp) -> Gfp {
+        let bad = Gfp::__GFP_DMA32 | Gfp::__GFP_HIGHMEM;
+        if !gfp.intersects(bad) {
+            return gfp;
+        }
+        let fixed = gfp & !bad;
+        crate::vmstat::VmEvents::add(&self.events().warn, 1);
+        self.printk(format_args!(
+            "Unexpected gfp: {:?}. Fixing up to gfp: {:?}. Fix your code!",
+            gfp & bad,
+            fixed
+        ));
+        fixed
+    }
+
+    /// A new slab becomes a CPU slab: all its objects go to the CPU.
+    fn get_freelist_of_new(&self, s: &KmemCache, pfn: Pfn) -> u64 {
+        let page = self.mem_map.page(pfn);
+        let old = SlabCounters::unpack(page.word());
+        page.set_word(
+            SlabCounters {
+                freelist: NO_OBJECT,
+                inuse: old.objects,
+                frozen: true,
+                ..old
+            }
+            .pack(),
+        );
+        self.fl_va(s, pfn, old.freelist)
+    }
+
+    /// `retry_load_slab`: install a frozen slab and its freelist as this CPU's slab; if an
+    /// interrupt installed another one meanwhile, that one is deactivated first.
+    fn load_new_cpu_slab(&self, s: &KmemCache, c: &KmemCacheCpu, pfn: Pfn, freelist: u64) {
+        if let Some(old) = c.slab_pfn() {
+            let old_freelist = c.freelist.load(Relaxed);
+            c.set_slab_pfn(None);
+            c.freelist.store(0, Relaxed);
+            self.stat(s, StatItem::CpuslabFlush);
+            self.deactivate_slab(s, old, old_freelist);
+        }
+        c.set_slab_pfn(Some(pfn));
+        c.freelist.store(freelist, Relaxed);
+        c.tid.store(self.next_tid(c.tid.load(Relaxed)), Relaxed);
+    }
+}

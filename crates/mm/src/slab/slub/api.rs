@@ -1,0 +1,200 @@
+//! The cache API over the paths (`mm/slub.c` of Linux 6.6): `kmem_cache_alloc()`,
+//! `kmem_cache_free()`, `virt_to_slab()`, and the checks a free makes before it reaches the
+//! slab (`cache_from_obj()`'s wrong-cache report, `init_on_free`).
+
+use crate::addr::{Pfn, VirtAddr};
+use crate::gfp::Gfp;
+use crate::mm_types::Page;
+use crate::platform::Platform;
+use crate::slab::cache::{KmemCache, KmemCacheRef};
+use crate::slab::SlabError;
+use crate::Mm;
+use core::sync::atomic::Ordering::Relaxed;
+
+impl<P: Platform> Mm<P> {
+    /// `kmem_cache_alloc(cache, gfp)`.
+    #[track_caller]
+    pub fn kmem_cache_alloc(&self, r: KmemCacheRef, gfp: Gfp) -> Result<VirtAddr, SlabError> {
+        self.kmem_cache_alloc_caller(r, gfp, crate::slab::CallSite::caller())
+    }
+
+    /// `kmem_cache_alloc` recording `caller` as the owner.
+    pub fn kmem_cache_alloc_caller(
+        &self,
+        r: KmemCacheRef,
+        gfp: Gfp,
+        caller: crate::slab::CallSite,
+    ) -> Result<VirtAddr, SlabError> {
+        self.refuse_boot_cache(r)?;
+        self.cache_alloc(r, gfp, caller)
+    }
+
+    /// Allocate from any cache, the allocator's own included.
+    pub(crate) fn cache_alloc(
+        &self,
+        r: KmemCacheRef,
+        gfp: Gfp,
+        caller: crate::slab::CallSite,
+    ) -> Result<VirtAddr, SlabError> {
+        let s = self.api_cache(r)?;
+        self.slab_alloc(s, gfp, caller, s.object_size())
+            .map(VirtAddr)
+    }
+
+    /// The cache a caller names (`struct kmem_cache *s`): the kernel would use whatever
+    /// the pointer leads to, so one that is no live cache is the fault of using it, then
+    /// [`SlabError::BadCache`].
+    pub(crate) fn api_cache(&self, r: KmemCacheRef) -> Result<&KmemCache, SlabError> {
+        self.cache(r).inspect_err(|_| {
+            self.slab_fault(r.0, false, "not a live kmem_cache");
+        })
+    }
+
+    /// The `kmem_cache` and `kmem_cache_node` caches hold the allocator's own structures:
+    /// only `kmem_cache_create` and `kmem_cache_destroy` allocate and free their objects.
+    pub(crate) fn refuse_boot_cache(&self, r: KmemCacheRef) -> Result<(), SlabError> {
+        if r.0 == self.slab.kmem_cache.load(Relaxed)
+            || r.0 == self.slab.kmem_cache_node.load(Relaxed)
+        {
+            return Err(SlabError::BadArgs(
+                "the kmem_cache and kmem_cache_node caches hold the allocator's own structures",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `kmem_cache_zalloc(cache, gfp)`.
+    #[track_caller]
+    pub fn kmem_cache_zalloc(&self, r: KmemCacheRef, gfp: Gfp) -> Result<VirtAddr, SlabError> {
+        self.kmem_cache_alloc(r, gfp | Gfp::__GFP_ZERO)
+    }
+
+    /// The slab page (head) holding a direct-map address, if it is a slab.
+    #[inline]
+    pub fn virt_to_slab(&self, addr: VirtAddr) -> Option<(Pfn, &Page)> {
+        // Every PFN of mem_map may be read (holes are reserved pages), so no memblock
+        // search is needed to ask whether it is a slab.
+        let pfn = crate::addr::PhysAddr(self.layout().virt_to_phys(addr.0)?).pfn();
+        let page = self.mem_map.get(pfn)?;
+        if page.is_tail() {
+            return self.tail_to_slab(page);
+        }
+        page.is_slab().then_some((pfn, page))
+    }
+
+    /// [`Mm::virt_to_slab`] for a tail page: its head PFN is read from RAM, and one past
+    /// `mem_map` is the fault reported at the next `take_oopses()`, and no slab.
+    fn tail_to_slab(&self, tail: &Page) -> Option<(Pfn, &Page)> {
+        let head = Pfn(tail.word());
+        let hp = self.mem_map.page(head);
+        hp.is_slab().then_some((head, hp))
+    }
+
+    /// `kmem_cache_free(cache, object)`: refused with a clear error (and, with slab_debug,
+    /// the kernel's report) for objects that are not live objects of `cache`.
+    #[track_caller]
+    pub fn kmem_cache_free(&self, r: KmemCacheRef, addr: VirtAddr) -> Result<(), SlabError> {
+        self.kmem_cache_free_caller(r, addr, crate::slab::CallSite::caller())
+    }
+
+    /// `kmem_cache_free` recording `caller` as the freer.
+    pub fn kmem_cache_free_caller(
+        &self,
+        r: KmemCacheRef,
+        addr: VirtAddr,
+        caller: crate::slab::CallSite,
+    ) -> Result<(), SlabError> {
+        self.refuse_boot_cache(r)?;
+        self.cache_free(r, addr, caller)
+    }
+
+    /// Free to any cache, the allocator's own included.
+    pub(crate) fn cache_free(
+        &self,
+        r: KmemCacheRef,
+        addr: VirtAddr,
+        caller: crate::slab::CallSite,
+    ) -> Result<(), SlabError> {
+        let s = self.api_cache(r)?;
+        let (pfn, page) = self.virt_to_slab(addr).ok_or(SlabError::NotSlabObject(
+            addr,
+            "not in a slab (kmem_cache_free of non-slab memory)",
+        ))?;
+        if page.slab_cache() != r.0 {
+            return Err(self.wrong_cache(s, page.slab_cache(), pfn, addr));
+        }
+        self.free_object(s, pfn, page, addr, caller)
+    }
+
+    /// `cache_from_obj()`'s warning for an object freed to a cache it does not belong to
+    /// (`WARN(cachep && cachep != s, "%s: Wrong slab cache. %s but object is from %s\n")`,
+    /// mm/slab.h of Linux 6.5: `cache_from_obj` at line 652, its `WARN` nine lines on), then
+    /// `print_tracking()`. The kernel goes on to free the object to its real cache; here the
+    /// free is refused. A `slab_cache` that is no live cache is the fault of following it.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn wrong_cache(
+        &self,
+        s: &KmemCache,
+        actual: u64,
+        pfn: Pfn,
+        addr: VirtAddr,
+    ) -> SlabError {
+        let actual = match self.cache_at(actual) {
+            Ok(a) => a,
+            Err(e) => return e,
+        };
+        self.warn_report(
+            "mm/slab.h",
+            661,
+            "cache_from_obj",
+            format_args!(
+                "cache_from_obj: Wrong slab cache. {} but object is from {}",
+                s.name(),
+                actual.name()
+            ),
+        );
+        if let Some(object) = self
+            .object_index(actual, pfn, addr.0)
+            .map(|i| self.object_at(actual, pfn, i))
+        {
+            self.print_tracking(actual, object);
+        }
+        SlabError::WrongCache {
+            cache: s.name(),
+            actual: actual.name(),
+        }
+    }
+
+    /// The checks and the free shared by `kmem_cache_free` and `kfree`, for an address in
+    /// the slab at `pfn` whose `struct page` is `page`.
+    pub(crate) fn free_object(
+        &self,
+        s: &KmemCache,
+        pfn: Pfn,
+        page: &Page,
+        addr: VirtAddr,
+        caller: crate::slab::CallSite,
+    ) -> Result<(), SlabError> {
+        let object = addr.0;
+        if self.object_index_in(s, page, pfn, object).is_none() {
+            if s.is_debug() {
+                self.slab_err_invalid_pointer(s, pfn, object);
+            }
+            return Err(SlabError::NotSlabObject(
+                addr,
+                "not the start of an object (a pointer into the middle of one?)",
+            ));
+        }
+        let site = caller;
+        if self.slab_want_init_on_free(s) {
+            // Wipe only what is really being freed: a double free must not cut the
+            // freelist the object is already on.
+            if self.looks_free(s, pfn, object) {
+                return Err(self.naive_double_free(s, object));
+            }
+            self.slab_fill(object, 0, s.object_size() as u64)?;
+        }
+        self.slab_free(s, pfn, object, site)
+    }
+}

@@ -1,0 +1,169 @@
+//! The free paths (`mm/slub.c` of Linux 6.6): `do_slab_free()`'s fast path onto this
+//! CPU's freelist, else `__slab_free()`: a compare-exchange on the slab's (freelist,
+//! counters), the slab moved between lists or discarded.
+
+use crate::addr::{Pfn, VirtAddr};
+use crate::platform::Platform;
+use crate::slab::cache::KmemCache;
+use crate::slab::slub::SlabCounters;
+use crate::slab::slub::SET_FREEPOINTER_BUG_LINE;
+use crate::slab::stats::StatItem;
+use crate::slab::SlabError;
+use crate::Mm;
+use core::sync::atomic::Ordering::Relaxed;
+
+impl<P: Platform> Mm<P> {
+    /// `slab_free()`: the debug path, else the sheaves (if the cache has them), else
+    /// [`Mm::do_slab_free`].
+    pub(crate) fn slab_free(
+        &self,
+        s: &KmemCache,
+        pfn: Pfn,
+        object: u64,
+        site: crate::slab::CallSite,
+    ) -> Result<(), SlabError> {
+        if s.is_debug() {
+            return self.free_to_partial_list(s, pfn, object, site);
+        }
+        // slab_free() of 6.18: the sheaves first.
+        if s.sheaf_capacity() != 0 && self.free_to_pcs(s, object)? {
+            return Ok(());
+        }
+        self.do_slab_free(s, pfn, object)
+    }
+
+    /// `do_slab_free()`: to the CPU freelist if the object is in this CPU's slab, else
+    /// `__slab_free`.
+    #[inline(always)]
+    pub(crate) fn do_slab_free(
+        &self,
+        s: &KmemCache,
+        pfn: Pfn,
+        object: u64,
+    ) -> Result<(), SlabError> {
+        let c = self.this_cpu_slab(s)?;
+        loop {
+            let tid = c.tid.load(Relaxed);
+            self.irq_window();
+            if !c.is_cpu_slab(pfn) {
+                return self.__slab_free(s, pfn, object);
+            }
+            let freelist = c.freelist.load(Relaxed);
+            if freelist == object {
+                return Err(self.naive_double_free(s, object));
+            }
+            self.set_freepointer(s, object, freelist)?;
+            self.irq_window();
+            if Self::cpu_cmpxchg(c, freelist, tid, object, self.next_tid(tid)) {
+                self.stat(s, StatItem::FreeFastpath);
+                return Ok(());
+            }
+            crate::vmstat::VmEvents::add(&self.events().slab_cmpxchg_redo, 1);
+            self.stat(s, StatItem::CmpxchgDoubleCpuFail);
+        }
+    }
+
+    /// The cheap double-free signs: the object heads this CPU's freelist or its slab's, or
+    /// its slab has nothing in use.
+    pub(crate) fn looks_free(&self, s: &KmemCache, pfn: Pfn, object: u64) -> bool {
+        let counters = self.slab_counters(pfn);
+        let on_cpu = self
+            .cpu_slab(s, self.platform.smp_processor_id())
+            .is_some_and(|c| c.is_cpu_slab(pfn) && c.freelist.load(Relaxed) == object);
+        on_cpu || self.fl_va(s, pfn, counters.freelist) == object || counters.inuse == 0
+    }
+
+    /// The hardened freelist's naive double-free check: `set_freepointer()`'s
+    /// `BUG_ON(object == fp)` (`kernel BUG at mm/slub.c`, an oops that kills the caller),
+    /// and the free refused.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn naive_double_free(&self, s: &KmemCache, object: u64) -> SlabError {
+        crate::vmstat::VmEvents::add(&self.events().bug_slab, 1);
+        let _ = s;
+        self.kernel_bug("mm/slub.c", SET_FREEPOINTER_BUG_LINE);
+        SlabError::NotSlabObject(
+            VirtAddr(object),
+            "double free (the object is already free: at the head of a freelist, or its slab has nothing in use)",
+        )
+    }
+
+    /// `__slab_free()`: straight onto the slab's freelist with a compare-exchange; the node
+    /// lock only when the slab changes lists (full → partial, partial → empty). Out of
+    /// line: the fast path of `kfree` stays small.
+    #[inline(never)]
+    fn __slab_free(&self, s: &KmemCache, pfn: Pfn, object: u64) -> Result<(), SlabError> {
+        self.__slab_free_list(s, pfn, object, object, 1)
+    }
+
+    /// `__slab_free(s, slab, head, tail, cnt)`: [`Mm::__slab_free`] of a detached freelist
+    /// of `cnt` objects of the slab at `pfn`, chained from `head` to `tail` (whose free
+    /// pointer this sets), as `kmem_cache_free_bulk` gives it.
+    pub(crate) fn __slab_free_list(
+        &self,
+        s: &KmemCache,
+        pfn: Pfn,
+        head: u64,
+        tail: u64,
+        cnt: u16,
+    ) -> Result<(), SlabError> {
+        self.stat(s, StatItem::FreeSlowpath);
+        let n = self.get_node(s)?;
+        let idx = self.fl_idx(s, pfn, head).ok_or(SlabError::NotSlabObject(
+            VirtAddr(head),
+            "not the start of an object",
+        ))?;
+        loop {
+            let old = self.check_slab(s, pfn, self.slab_counters(pfn))?;
+            let prior = self.fl_va(s, pfn, old.freelist);
+            if prior == tail || prior == head || old.inuse < cnt.max(1) {
+                return Err(self.naive_double_free(s, head));
+            }
+            self.set_freepointer(s, tail, prior)?;
+            let mut new = SlabCounters {
+                freelist: idx,
+                inuse: old.inuse - cnt,
+                ..old
+            };
+            let mut guard = None;
+            if (new.inuse == 0 || prior == 0) && !old.frozen {
+                if prior == 0 && s.cpu_partial_slabs() > 0 {
+                    // A full slab becomes partial: it goes to this CPU's partial list.
+                    new.frozen = true;
+                } else {
+                    guard = Some(self.lock_node(n));
+                }
+            }
+            self.irq_window();
+            if !self.cmpxchg_slab(s, pfn, old, new) {
+                continue;
+            }
+            let Some(g) = guard else {
+                if old.frozen {
+                    self.stat(s, StatItem::FreeFrozen);
+                } else if new.frozen {
+                    self.put_cpu_partial(s, pfn)?;
+                    self.stat(s, StatItem::CpuPartialFree);
+                }
+                return Ok(());
+            };
+            if new.inuse == 0 && n.nr_partial.load(Relaxed) >= s.min_partial() {
+                if prior != 0 {
+                    self.remove_partial(s, n, pfn)?;
+                    self.stat(s, StatItem::FreeRemovePartial);
+                }
+                drop(g);
+                self.stat(s, StatItem::FreeSlab);
+                self.discard_slab(s, pfn);
+                return Ok(());
+            }
+            if prior == 0 {
+                // Full → partial (this cache keeps no per-CPU partial slabs).
+                n.partial.push_back(&self.mem_map, pfn);
+                n.nr_partial.fetch_add(1, Relaxed);
+                self.stat(s, StatItem::FreeAddPartial);
+            }
+            return Ok(());
+        }
+    }
+}
