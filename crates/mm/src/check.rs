@@ -29,7 +29,8 @@ impl<P: Platform> Mm<P> {
     /// the module docs); returns what the page allocator's walk counted.
     pub fn check(&self) -> Result<CheckReport, CheckError> {
         let mut slabs = SlabTally::default();
-        let report = self.check_page_alloc(|pfn, page, pages| slabs.count(self, pfn, page, pages))?;
+        let report =
+            self.check_page_alloc(|pfn, page, pages| slabs.count(self, pfn, page, pages))?;
         self.check_slabs(&slabs)?;
         self.check_vmalloc(true).map_err(CheckError::Vmalloc)?;
         self.dma_check().map_err(CheckError::Dma)?;

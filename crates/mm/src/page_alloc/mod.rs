@@ -450,11 +450,21 @@ pub struct PageAlloc {
     booted: bool,
     /// High watermarks plus lowmem reserves, not counted as available.
     totalreserve_pages: u64,
+    /// `init_on_alloc=1` (the `init_on_alloc` static key of `mm/page_alloc.c`).
+    init_on_alloc: bool,
+    /// `init_on_free=1` (the `init_on_free` static key of `mm/page_alloc.c`).
+    init_on_free: bool,
 }
 
 impl PageAlloc {
-    /// Empty zones of the profile's types, default tunables, no pageblocks yet.
-    pub(crate) fn new(types: &[ZoneType; MAX_NR_ZONES], thp: sysctl::Thp) -> PageAlloc {
+    /// Empty zones of the profile's types, default tunables, no pageblocks yet; `init` is
+    /// `(init_on_alloc, init_on_free)` from the command line (`early_init_on_alloc()`,
+    /// `early_init_on_free()`).
+    pub(crate) fn new(
+        types: &[ZoneType; MAX_NR_ZONES],
+        thp: sysctl::Thp,
+        init: (bool, bool),
+    ) -> PageAlloc {
         PageAlloc {
             zones: core::array::from_fn(|i| Zone::new(types[i], i)),
             zonelists: Default::default(),
@@ -463,6 +473,8 @@ impl PageAlloc {
             thp,
             booted: false,
             totalreserve_pages: 0,
+            init_on_alloc: init.0,
+            init_on_free: init.1,
         }
     }
 }
@@ -498,7 +510,13 @@ impl<P: Platform> Mm<P> {
 
     /// `calculate_node_totalpages()` (`mm/mm_init.c`) for zone `idx`: where it starts, the
     /// pages it spans (holes included) and the pages present.
-    pub(crate) fn init_zone_span(&mut self, idx: usize, start_pfn: u64, spanned: u64, present: u64) {
+    pub(crate) fn init_zone_span(
+        &mut self,
+        idx: usize,
+        start_pfn: u64,
+        spanned: u64,
+        present: u64,
+    ) {
         let zone = &mut self.page_alloc.zones[idx];
         zone.zone_start_pfn = start_pfn;
         zone.spanned_pages = spanned;
@@ -510,9 +528,10 @@ impl<P: Platform> Mm<P> {
     pub(crate) fn init_pageblocks(&mut self, blocks: pageblock::Pageblocks) {
         self.page_alloc.pageblocks = blocks;
         for block in 0..self.page_alloc.pageblocks.len() {
-            self.page_alloc
-                .pageblocks
-                .set(block * crate::addr::PAGEBLOCK_NR_PAGES, MigrateType::Movable);
+            self.page_alloc.pageblocks.set(
+                block * crate::addr::PAGEBLOCK_NR_PAGES,
+                MigrateType::Movable,
+            );
         }
     }
 
@@ -535,6 +554,11 @@ impl<P: Platform> Mm<P> {
                 report: &*self,
                 boost_factor: 0,
             };
+            // __free_pages_ok() -> free_pages_prepare(): init_on_free wipes boot memory
+            // too, so that every free page is zero and post_alloc_hook() may skip it.
+            if self.want_init_on_free() {
+                self.kernel_init_pages(pfn, 1 << order);
+            }
             buddy.free_one_page(pfn, order, MigrateType::Movable, Fpi::ToTail);
         }
         self.page_alloc.zones[zone_idx].managed_pages += 1 << order;
@@ -1012,18 +1036,11 @@ impl<P: Platform> Mm<P> {
         pfn
     }
 
-    /// `prep_new_page()`: the block becomes an allocation: refcount 1, zeroed for
-    /// `__GFP_ZERO`, head and tails marked for `__GFP_COMP`. `page` is the descriptor of
-    /// `pfn`.
+    /// `prep_new_page()`: the block becomes an allocation ([`Mm::post_alloc_hook`]), head
+    /// and tails marked for `__GFP_COMP`. `page` is the descriptor of `pfn`.
     #[inline]
     pub(crate) fn prep_new_page(&self, pfn: u64, page: &Page, ac: &AllocContext) {
-        page.set_flags(0);
-        page.set_pcp_migratetype(ac.migratetype as u32);
-        page.set_order(ac.order);
-        page.set_refcount(1);
-        if ac.gfp.contains(Gfp::__GFP_ZERO) {
-            self.clear_pages(pfn, 1 << ac.order);
-        }
+        self.post_alloc_hook(pfn, page, ac);
         if ac.gfp.contains(Gfp::__GFP_COMP) && ac.order > 0 {
             page.set(PG_HEAD);
             for tail in pfn + 1..pfn + (1 << ac.order) {
@@ -1032,6 +1049,41 @@ impl<P: Platform> Mm<P> {
                 t.set_word(pfn);
             }
         }
+    }
+
+    /// `post_alloc_hook()` (6.6): refcount 1, and the pages zeroed when
+    /// `!want_init_on_free() && want_init_on_alloc(gfp) && !should_skip_init(gfp)`: with
+    /// `init_on_free` the pages were wiped when freed, so even `__GFP_ZERO` skips them.
+    /// `should_skip_init()` is false without hardware tag-based KASAN, as here. This is
+    /// the one place `init_on_alloc` applies to pages: slabs, large kmallocs and vmalloc
+    /// pages all come through it.
+    #[inline]
+    fn post_alloc_hook(&self, pfn: u64, page: &Page, ac: &AllocContext) {
+        page.set_flags(0);
+        page.set_pcp_migratetype(ac.migratetype as u32);
+        page.set_order(ac.order);
+        page.set_refcount(1);
+        if !self.want_init_on_free() && self.want_init_on_alloc(ac.gfp) {
+            self.kernel_init_pages(pfn, 1 << ac.order);
+        }
+    }
+
+    /// `want_init_on_alloc()` (`include/linux/mm.h`, 6.6): `init_on_alloc=1`, or the
+    /// caller asked for `__GFP_ZERO`.
+    #[inline]
+    pub(crate) fn want_init_on_alloc(&self, gfp: Gfp) -> bool {
+        self.page_alloc.init_on_alloc || gfp.contains(Gfp::__GFP_ZERO)
+    }
+
+    /// `want_init_on_free()` (`include/linux/mm.h`, 6.6): `init_on_free=1`.
+    #[inline]
+    pub(crate) fn want_init_on_free(&self) -> bool {
+        self.page_alloc.init_on_free
+    }
+
+    /// `kernel_init_pages()` (6.6): `clear_highpage_kasan_tagged()` on each of `n` pages.
+    fn kernel_init_pages(&self, pfn: u64, n: u64) {
+        self.clear_pages(pfn, n);
     }
 
     /// `clear_highpage()` over `n` pages (through a temporary mapping for HighMem, which
@@ -1230,7 +1282,10 @@ impl<P: Platform> Mm<P> {
     }
 
     /// Reset the descriptors of an allocation about to be freed (compound tails, owner
-    /// state), as `free_pages_prepare()` does; `page` is the descriptor of `pfn`.
+    /// state), as `free_pages_prepare()` does; `page` is the descriptor of `pfn`. With
+    /// `init_on_free` the pages are wiped here (6.6: `init = want_init_on_free()`, then
+    /// `kernel_init_pages(page, 1 << order)`): the one place it applies to pages, for
+    /// slabs, large kmallocs and vmalloc pages alike.
     #[inline]
     fn free_pages_prepare(&self, pfn: u64, page: &Page, order: u32, cpu: usize) {
         if page.is_head() {
@@ -1239,6 +1294,9 @@ impl<P: Platform> Mm<P> {
             }
         }
         page.reset();
+        if self.want_init_on_free() {
+            self.kernel_init_pages(pfn, 1 << order);
+        }
         self.percpu.get(cpu).events.pgfree.add(1 << order);
     }
 

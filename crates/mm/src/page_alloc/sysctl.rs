@@ -473,7 +473,8 @@ impl<P: Platform> Mm<P> {
     /// `calculate_totalreserve_pages()`: per zone, its largest lowmem reserve plus its high
     /// watermark, at most its managed pages.
     pub(crate) fn calculate_totalreserve_pages(&self) -> u64 {
-        self.page_alloc.zones
+        self.page_alloc
+            .zones
             .iter()
             .map(|z| {
                 let max_reserve = z.lowmem_reserve[z.idx..].iter().copied().max().unwrap_or(0);

@@ -48,6 +48,11 @@ pub struct VmapArea {
 /// `VMAP_RAM`: the area was made by `vm_map_ram` and has no `vm_struct`.
 pub const VMAP_RAM: u64 = 0x1;
 
+/// kmemlab's own flag beside `VMAP_RAM`: the area was only reserved
+/// ([`crate::Mm::reserve_vmap_area`], for trace replay) and has no pages mapped, so the
+/// checker expects none (6.6 uses bits 0-1 for `VMAP_RAM` and `VMAP_BLOCK`).
+pub const VMAP_RESERVED: u64 = 0x4;
+
 impl VmapArea {
     /// `va_size()`; 0 for a node whose end lies below its start (only corruption makes
     /// one, and an empty block is never chosen).

@@ -469,7 +469,8 @@ impl<P: Platform> Mm<P> {
                 } else if a.flags.contains(VmFlags::VM_MAP) {
                     expected += a.usable_size() / PAGE_SIZE as u64;
                 }
-            } else if node.flags.load(Relaxed) & VMAP_RAM != 0 {
+            } else if node.flags.load(Relaxed) & (VMAP_RAM | super::area::VMAP_RESERVED) == VMAP_RAM
+            {
                 expected += node.size() >> PAGE_SHIFT;
             }
         }

@@ -908,16 +908,9 @@ impl<P: Platform> Mm<P> {
         v.pages.store(pages, Relaxed);
         let order = page_shift - PAGE_SHIFT;
         v.page_order.store(order, Relaxed);
-        // init_on_alloc is the page allocator's in the kernel (post_alloc_hook); here the
-        // option is the slab's, so vmalloc applies it to its pages itself, as large kmalloc
-        // does.
-        let init = if self.slab.config.init_on_alloc {
-            Gfp::__GFP_ZERO
-        } else {
-            Gfp::empty()
-        };
+        // init_on_alloc: the page allocator's post_alloc_hook().
         let (nr, last_error) =
-            self.vm_area_alloc_pages(gfp | init | Gfp::__GFP_NOWARN, order, nr_small, pages);
+            self.vm_area_alloc_pages(gfp | Gfp::__GFP_NOWARN, order, nr_small, pages);
         v.nr_pages.store(nr as u32, Relaxed);
         self.vmalloc.nr_vmalloc_pages.fetch_add(nr, Relaxed);
         if nr != nr_small {
@@ -1064,10 +1057,7 @@ impl<P: Platform> Mm<P> {
                 .ok_or_else(|| self.vmalloc_fault(word, false))?;
             // High-order pages of a huge vmalloc were split: free them one by one.
             if let Ok(page) = self.pfn_to_page(pfn) {
-                if self.slab.config.init_on_free {
-                    // free_pages_prepare()'s init_on_free, applied here as for init_on_alloc.
-                    self.clear_pages(pfn.0, 1);
-                }
+                // init_on_free: the page allocator's free_pages_prepare().
                 let _ = self.__free_pages(page, 0);
             }
         }
@@ -1400,7 +1390,7 @@ impl<P: Platform> Mm<P> {
             self.layout.vmalloc_start,
             self.layout.vmalloc_end,
             gfp,
-            VMAP_RAM,
+            VMAP_RAM | area::VMAP_RESERVED,
         )?;
         Ok(VirtAddr(self.vmap_area(va)?.start()))
     }
@@ -1516,7 +1506,7 @@ impl<P: Platform> Mm<P> {
         }
         let size = size as u64;
         if p.0 != 0 && size <= alloced {
-            if size < old_size && (self.slab.config.init_on_free || self.want_init_on_alloc(gfp)) {
+            if size < old_size && (self.want_init_on_free() || self.want_init_on_alloc(gfp)) {
                 self.vmalloc_fill(p.0 + size, 0, old_size - size)?;
             }
             self.vm_struct(vm)?.requested_size.store(size, Relaxed);
@@ -1531,10 +1521,6 @@ impl<P: Platform> Mm<P> {
             self.vfree(p)?;
         }
         Ok(n)
-    }
-
-    fn want_init_on_alloc(&self, gfp: Gfp) -> bool {
-        self.slab.config.init_on_alloc || gfp.contains(Gfp::__GFP_ZERO)
     }
 
     /// Call `f` on every busy area in address order, then on every lazily freed area

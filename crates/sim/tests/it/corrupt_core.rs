@@ -752,7 +752,10 @@ fn page_tables_made_a_dag_are_walked_in_bounded_time() {
     use kmemlab_mm::check::CheckError::Vmalloc;
     use kmemlab_mm::vmalloc::VmallocCheckError as E;
     assert!(
-        matches!(check, Err(Vmalloc(E::StrayMapping(_) | E::PageTables { .. }))),
+        matches!(
+            check,
+            Err(Vmalloc(E::StrayMapping(_) | E::PageTables { .. }))
+        ),
         "{check:?}"
     );
     let _ = m.run(|mm| mm.vfree(va));

@@ -84,8 +84,7 @@ fn finish(m: &Machine, base: &Baseline, what: &str) {
 
 fn check(m: &Machine, what: &str) {
     let mm = m.mm();
-    mm.check()
-        .unwrap_or_else(|e| panic!("{what}: check: {e}"));
+    mm.check().unwrap_or_else(|e| panic!("{what}: check: {e}"));
     mm.check()
         .unwrap_or_else(|e| panic!("{what}: check(): {e}"));
 }

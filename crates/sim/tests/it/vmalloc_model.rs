@@ -726,8 +726,7 @@ fn lowest_fit_matches_brute_force() {
                         lazy.clear();
                     }
                 }
-                mm.check()
-                    .unwrap_or_else(|e| panic!("step {step}: {e}"));
+                mm.check().unwrap_or_else(|e| panic!("step {step}: {e}"));
             }
             for &s in live.keys() {
                 mm.vfree(VirtAddr(s)).unwrap();
