@@ -35,8 +35,10 @@ pub mod alloc;
 pub mod arch;
 pub mod check;
 pub mod context;
+pub mod debugobjects;
 pub mod dma;
 pub mod gfp;
+pub mod maccess;
 pub mod mem;
 pub mod memblock;
 pub mod memory_model;
@@ -62,7 +64,7 @@ pub use mm_init::{BootConfig, BootError};
 pub use mm_types::Page;
 pub use page_alloc::sysctl;
 pub use page_alloc::{AllocError, FreeError, MigrateType, Watermark, Zone, ZoneType};
-pub use platform::{IrqFlags, MemoryRegion, Platform, Shrinker};
+pub use platform::{Hardware, IrqFlags, KernelHooks, MemoryRegion, Platform, Shrinker};
 
 use memblock::Memblock;
 use memory_model::MemMap;
@@ -100,6 +102,8 @@ pub struct Mm<P: Platform> {
     vmalloc: vmalloc::VmallocGlobals,
     /// swiotlb, dma-debug and the DMA counters.
     dma: dma::DmaGlobals,
+    /// The checks run on every free, registered at boot (`debug_check_no_obj_freed`).
+    debugobjects: debugobjects::DebugObjects<P>,
 }
 
 /// Pages in slabs and large kmallocs (`NR_SLAB_RECLAIMABLE_B`, `NR_SLAB_UNRECLAIMABLE_B`).

@@ -133,6 +133,7 @@ impl<P: Platform> Mm<P> {
             slab_pages: crate::SlabPages::default(),
             vmalloc: crate::vmalloc::VmallocGlobals::new(),
             dma: crate::dma::DmaGlobals::new(),
+            debugobjects: crate::debugobjects::DebugObjects::new(),
         };
         mm.memblock.current_limit = mm.layout.direct_map_end_phys;
         mm.zone_sizes_init(first_pfn, end_pfn);

@@ -285,8 +285,8 @@ impl<P: Platform> Mm<P> {
     /// ```
     pub fn kvmalloc_stats(&self) -> KvmallocStats {
         let mut sum = KvmallocStats::default();
-        for cpu in 0..self.platform.nr_cpus() {
-            let e = &self.percpu.get(cpu).events.kvmalloc;
+        for cpu in 0..self.platform().nr_cpus() {
+            let e = &self.per_cpu(cpu).events.kvmalloc;
             sum.kmalloc += e.kmalloc.get();
             sum.vmalloc += e.vmalloc.get();
             sum.failures += e.failures.get();
@@ -495,8 +495,8 @@ impl<P: Platform> Mm<P> {
         self.__vmalloc_node_range(
             size,
             1,
-            self.layout.vmalloc_start,
-            self.layout.vmalloc_end,
+            self.layout().vmalloc_start,
+            self.layout().vmalloc_end,
             gfp,
             PgProt::kernel(self.profile()),
             VmFlags::VM_ALLOW_HUGE_VMAP,

@@ -1163,7 +1163,7 @@ impl<P: Platform> Mm<P> {
     pub fn __free_pages(&self, page: &Page, order: u32) -> Result<(), FreeError> {
         let pfn = self.mem_map.pfn_of(page).ok_or(FreeError::ForeignPage)?;
         let zone = self.free_pages_check(pfn.0, page, order)?;
-        self.dma_debug_freeing(pfn.phys(), (PAGE_SIZE as u64) << order);
+        self.debug_check_no_obj_freed(pfn.phys(), (PAGE_SIZE as u64) << order);
         // put_page_testzero(): of two racing frees, only one takes the reference.
         if !page.put_testzero() {
             let e = FreeError::AlreadyFree(pfn);

@@ -3,9 +3,9 @@
 //! slabs, remote frees with compare-exchange on the slab's (freelist, counters), and
 //! flushing.
 //!
-//! Interrupts: the simulated machine delivers an interrupt only at [`Platform::irq_window`]
-//! calls, which sit exactly where the kernel runs with interrupts enabled inside these
-//! paths. Everything between two windows is therefore atomic with respect to interrupts on
+//! Interrupts: the simulated machine delivers an interrupt only at
+//! [`crate::KernelHooks::irq_window`] calls, which sit exactly where the kernel runs with
+//! interrupts enabled inside these paths. Everything between two windows is therefore atomic with respect to interrupts on
 //! this CPU, as `this_cpu_cmpxchg_double` is on x86.
 //!
 //! Every byte goes through the door ([`crate::mem`]). What the fast paths check beyond the

@@ -1754,6 +1754,35 @@ fn a_failed_dma_map_sg_unwinds_without_copying_bounces_back() {
 }
 
 #[test]
+fn dma_debug_checks_page_frees_through_the_free_hook_it_registered_at_boot() {
+    let m = MachineBuilder::small()
+        .seed(3)
+        .swiotlb(SwiotlbConfig::off())
+        .boot();
+    // dma-debug is the one user of debug_check_no_obj_freed's hooks.
+    assert_eq!(m.mm().nr_free_hooks(), 1);
+    let nic = m.add_dma_device("nic", 32).unwrap();
+    let dev = nic.device();
+    m.run(|mm| {
+        let page = mm.alloc_pages(Gfp::GFP_KERNEL, 1).unwrap();
+        let a = mm.dma_map_page(dev, page, PAGE_SIZE, 256, Dir::ToDevice);
+        mm.dma_mapping_error(dev, a).unwrap();
+        // __free_pages() -> debug_check_no_obj_freed() -> dma-debug's hook.
+        mm.__free_pages(page, 1).unwrap();
+        mm.dma_unmap_page(dev, a, 256, Dir::ToDevice);
+    });
+    let reports: Vec<_> = m
+        .take_console()
+        .into_iter()
+        .filter(|l| l.contains("still DMA-mapped"))
+        .collect();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert!(reports[0].ends_with("[size=256 bytes] [mapped as single] [mapped with DMA_TO_DEVICE]"));
+    let s = m.mm().dma_stats();
+    assert_eq!(s.debug(DmaDebugError::FreedWhileMapped), 1);
+}
+
+#[test]
 fn many_mappings_of_a_freed_buffer_are_counted_beyond_the_first_eight() {
     let m = MachineBuilder::new()
         .ram(64 * MIB)
