@@ -121,7 +121,11 @@ impl<P: Platform> Mm<P> {
             memblock,
             mem_map: MemMap::empty(),
             percpu: PerCpuAreas::empty(),
-            page_alloc: crate::page_alloc::PageAlloc::new(&types, config.thp),
+            page_alloc: crate::page_alloc::PageAlloc::new(
+                &types,
+                config.thp,
+                (config.slab.init_on_alloc, config.slab.init_on_free),
+            ),
             vmstat: crate::vmstat::VmStat::new(),
             vmscan: crate::vmscan::Vmscan::new(),
             arch: crate::arch::ArchMm::new(),

@@ -520,8 +520,7 @@ impl<P: Platform> Mm<P> {
         }
         let size = size as u64;
         if p.0 != 0 && size <= alloced {
-            if size < old_size && (self.slab_config().init_on_free || self.want_init_on_alloc(gfp))
-            {
+            if size < old_size && (self.want_init_on_free() || self.want_init_on_alloc(gfp)) {
                 self.vmalloc_fill(p.0 + size, 0, old_size - size)?;
             }
             self.vm_struct(vm)?.requested_size.store(size, Relaxed);
@@ -536,10 +535,6 @@ impl<P: Platform> Mm<P> {
             self.vfree(p)?;
         }
         Ok(n)
-    }
-
-    pub(super) fn want_init_on_alloc(&self, gfp: Gfp) -> bool {
-        self.slab_config().init_on_alloc || gfp.contains(Gfp::__GFP_ZERO)
     }
 
     /// Call `f` on every busy area in address order, then on every lazily freed area

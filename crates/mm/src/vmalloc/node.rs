@@ -380,16 +380,9 @@ impl<P: Platform> Mm<P> {
         v.pages.store(pages, Relaxed);
         let order = page_shift - PAGE_SHIFT;
         v.page_order.store(order, Relaxed);
-        // init_on_alloc is the page allocator's in the kernel (post_alloc_hook); here the
-        // option is the slab's, so vmalloc applies it to its pages itself, as large kmalloc
-        // does.
-        let init = if self.slab_config().init_on_alloc {
-            Gfp::__GFP_ZERO
-        } else {
-            Gfp::empty()
-        };
+        // init_on_alloc: the page allocator's post_alloc_hook().
         let (nr, last_error) =
-            self.vm_area_alloc_pages(gfp | init | Gfp::__GFP_NOWARN, order, nr_small, pages);
+            self.vm_area_alloc_pages(gfp | Gfp::__GFP_NOWARN, order, nr_small, pages);
         v.nr_pages.store(nr as u32, Relaxed);
         self.vmalloc.nr_vmalloc_pages.fetch_add(nr, Relaxed);
         if nr != nr_small {
@@ -508,10 +501,7 @@ impl<P: Platform> Mm<P> {
                 .ok_or_else(|| self.vmalloc_fault(word, false))?;
             // High-order pages of a huge vmalloc were split: free them one by one.
             if let Ok(page) = self.pfn_to_page(pfn) {
-                if self.slab_config().init_on_free {
-                    // free_pages_prepare()'s init_on_free, applied here as for init_on_alloc.
-                    self.clear_pages(pfn, 1);
-                }
+                // init_on_free: the page allocator's free_pages_prepare().
                 let _ = self.__free_pages(page, 0);
             }
         }

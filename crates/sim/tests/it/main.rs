@@ -25,6 +25,7 @@ mod layers;
 mod mmu;
 mod model;
 mod page_cache_check;
+mod page_meminit;
 mod procfs;
 mod real_machine;
 mod reclaim;

@@ -3,8 +3,8 @@
 //! caches with a constructor keep what the constructor wrote (the kernel skips both
 //! initialisations for them); `__GFP_ZERO` always zeroes.
 //!
-//! Not ported: `test_pages` (the page allocator's own init_on_alloc/free: kmemlab's
-//! options are slab options) and the `SLAB_TYPESAFE_BY_RCU` cases (no RCU caches).
+//! `test_pages` (the page allocator's own init_on_alloc/free) is in `page_meminit.rs`.
+//! Not ported: the `SLAB_TYPESAFE_BY_RCU` cases (no RCU caches).
 
 use crate::fixtures::*;
 use kmemlab_mm::slab::{KmemCacheRef, SlabFlags};

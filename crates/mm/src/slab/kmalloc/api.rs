@@ -58,14 +58,8 @@ impl<P: Platform> Mm<P> {
     fn kmalloc_large(&self, size: usize, gfp: Gfp) -> Result<VirtAddr, SlabError> {
         let gfp = self.kmalloc_fix_flags(gfp);
         let order = get_order(size);
-        // init_on_alloc covers the page allocator in the kernel (post_alloc_hook); here
-        // the option is the slab's, so large kmalloc applies it itself.
-        let init = if self.slab.config.init_on_alloc {
-            Gfp::__GFP_ZERO
-        } else {
-            Gfp::empty()
-        };
-        match self.alloc_pages(gfp | init | Gfp::__GFP_COMP, order) {
+        // init_on_alloc: the page allocator's post_alloc_hook().
+        match self.alloc_pages(gfp | Gfp::__GFP_COMP, order) {
             Ok(page) => {
                 let Some(addr) = self.page_address(page) else {
                     // GFP_KERNEL-style flags never give HighMem; a caller's __GFP_HIGHMEM
@@ -218,10 +212,7 @@ impl<P: Platform> Mm<P> {
             }
             KmallocObject::Large(pfn, order) => {
                 let page = self.mem_map.page(pfn);
-                if self.slab.config.init_on_free {
-                    // free_pages_prepare(): init_on_free wipes the pages.
-                    self.slab_fill(addr.0, 0, (PAGE_SIZE as u64) << order)?;
-                }
+                // init_on_free: the page allocator's free_pages_prepare().
                 // The page type goes first, as `free_large_kmalloc()` clears it before
                 // `__free_pages()`; the Slab pages are given back only once the page
                 // allocator has taken the block (a refusal is its `Bad page state`).

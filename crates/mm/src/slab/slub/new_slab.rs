@@ -2,7 +2,7 @@
 //! objects (randomised, hardened pointers), accounting, `discard_slab()`, and taking a slab's
 //! freelist (`get_freelist()`, `acquire_slab()`) (`mm/slub.c` of Linux 6.6).
 
-use crate::addr::{Pfn, PAGE_SIZE};
+use crate::addr::Pfn;
 use crate::gfp::Gfp;
 use crate::mm_types::PG_SLAB;
 use crate::platform::Platform;
@@ -231,12 +231,7 @@ impl<P: Platform> Mm<P> {
             dec(&n.total_objects, objects);
         }
         self.account_slab(s, 1 << order, false);
-        if self.slab.config.init_on_free {
-            // free_pages_prepare(): with init_on_free the kernel wipes every freed page;
-            // the page allocator here leaves that to its users, so a slab's stale free
-            // pointers must not reach the next owner of these pages.
-            let _ = self.slab_fill(self.slab_address(pfn), 0, (PAGE_SIZE as u64) << order);
-        }
+        // init_on_free: the page allocator's free_pages_prepare() wipes the pages.
         page.set_flags(page.flags() & !PG_SLAB);
         page.set_slab_cache(0);
         page.set_word(0);

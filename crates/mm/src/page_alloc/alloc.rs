@@ -1,0 +1,445 @@
+//! The allocation path (`mm/page_alloc.c`, 6.6): `alloc_pages` → `prepare_alloc_pages`
+//! → `get_page_from_freelist` (each zone of the zonelist against its watermark) →
+//! `rmqueue` (this CPU's list, `rmqueue_pcplist` / `rmqueue_bulk`, or the buddy lists,
+//! `rmqueue_buddy`) → `prep_new_page` / `post_alloc_hook` (refcount, `init_on_alloc`,
+//! compound pages); the HighAtomic reserve. The slow path is `slowpath.rs`.
+
+use core::sync::atomic::Ordering::Relaxed;
+
+use crate::addr::{Pfn, MAX_PAGE_ORDER, PAGE_SIZE};
+use crate::gfp::Gfp;
+use crate::mm_types::{Page, PG_HEAD, PG_PCP, PG_TAIL};
+use crate::platform::Platform;
+use crate::vmstat::VmEvents;
+use crate::Mm;
+
+use super::buddy::list_add_or_restart;
+use super::pcp::{order_to_pindex, pcp_allowed_order};
+use super::*;
+
+impl<P: Platform> Mm<P> {
+    /// `alloc_pages(gfp, order)`: 2^order physically contiguous pages. Returns the first
+    /// page's descriptor (`struct page *`), or an error saying what failed and why.
+    pub fn alloc_pages(&self, gfp: Gfp, order: u32) -> Result<&Page, PageAllocError> {
+        let ac = self.prepare_alloc_pages(gfp, order)?;
+        let mut verdicts = [None; MAX_NR_ZONES];
+        let mut flags = AllocFlags::WMARK_LOW;
+        flags |= self.alloc_flags_nofragment(&ac);
+        match self.get_page_from_freelist_page(&ac, flags, &mut verdicts) {
+            Some((_, page)) => Ok(page),
+            None => Ok(self.mem_map.page(self.alloc_pages_slowpath(&ac, verdicts)?)),
+        }
+    }
+
+    /// `prepare_alloc_pages()`: validate the request and build its context.
+    pub(crate) fn prepare_alloc_pages(
+        &self,
+        gfp: Gfp,
+        order: u32,
+    ) -> Result<AllocContext, PageAllocError> {
+        if order > MAX_PAGE_ORDER {
+            VmEvents::add(&self.events().warn, 1);
+            // 6.6 `__alloc_pages()`: `WARN_ON_ONCE_GFP(order > MAX_ORDER, gfp)`, once per
+            // boot and never for __GFP_NOWARN.
+            const SITE: crate::report::KernelSite = crate::report::KernelSite {
+                file: "mm/page_alloc.c",
+                line: 4410,
+                func: "__alloc_pages",
+            };
+            crate::report::warn_on_once!(self, !gfp.contains(Gfp::__GFP_NOWARN), SITE);
+            return Err(PageAllocError::OrderTooLarge(order));
+        }
+        let zone_type = gfp
+            .gfp_zone()
+            .inspect_err(|_| VmEvents::add(&self.events().warn, 1))?;
+        let migratetype = gfp
+            .migratetype()
+            .inspect_err(|_| VmEvents::add(&self.events().warn, 1))?;
+        if gfp.allows_blocking() {
+            self.might_sleep().map_err(PageAllocError::SleepInAtomic)?;
+        }
+        Ok(AllocContext {
+            gfp,
+            order,
+            highest_zoneidx: self.zone_index(zone_type),
+            migratetype,
+            cpu: self.platform.smp_processor_id(),
+        })
+    }
+
+    /// `alloc_flags_nofragment()`: when the preferred zone is Normal and DMA32 exists,
+    /// first try without splitting foreign pageblocks below pageblock order.
+    fn alloc_flags_nofragment(&self, ac: &AllocContext) -> AllocFlags {
+        let mut flags = AllocFlags::empty();
+        if ac.gfp.contains(Gfp::__GFP_KSWAPD_RECLAIM) {
+            flags |= AllocFlags::KSWAPD;
+        }
+        if self.page_alloc.zonelists[ac.highest_zoneidx].nofragment {
+            flags |= AllocFlags::NOFRAGMENT;
+        }
+        flags
+    }
+
+    /// `get_page_from_freelist()`: walk the zonelist, take the first zone whose watermark
+    /// allows the request and that has a block.
+    pub(crate) fn get_page_from_freelist(
+        &self,
+        ac: &AllocContext,
+        flags: AllocFlags,
+        verdicts: &mut [Option<ZoneVerdict>; MAX_NR_ZONES],
+    ) -> Option<Pfn> {
+        self.get_page_from_freelist_page(ac, flags, verdicts)
+            .map(|(pfn, _)| pfn)
+    }
+
+    /// [`Mm::get_page_from_freelist`] answering the block's first PFN with its descriptor
+    /// (what the kernel's `struct page *` carries), so the fast path looks it up once.
+    #[inline]
+    fn get_page_from_freelist_page(
+        &self,
+        ac: &AllocContext,
+        mut flags: AllocFlags,
+        verdicts: &mut [Option<ZoneVerdict>; MAX_NR_ZONES],
+    ) -> Option<(Pfn, &Page)> {
+        let preferred = self.page_alloc.zonelists[ac.highest_zoneidx].preferred?;
+        loop {
+            for zone in self.zonelist(ac.highest_zoneidx) {
+                if !flags.contains(AllocFlags::NO_WATERMARKS) {
+                    let mark = zone.wmark(flags.watermark());
+                    if !self.zone_watermark_fast(zone, ac.order, mark, ac.highest_zoneidx, flags) {
+                        verdicts[zone.idx] = Some(self.verdict(zone, ac, flags));
+                        continue;
+                    }
+                }
+                let dips = self.needs_reserves(zone, ac, flags);
+                if let Some((pfn, page)) = self.rmqueue(zone, ac, flags) {
+                    let events = &self.percpu.get(ac.cpu).events;
+                    events.pgalloc[zone.idx].add(1 << ac.order);
+                    if zone.idx != preferred {
+                        VmEvents::add(&self.events().zone_fallback, 1);
+                    }
+                    if dips {
+                        VmEvents::add(&self.events().alloc_reserve, 1);
+                    }
+                    self.prep_new_page(pfn, page, ac);
+                    if flags.contains(AllocFlags::HIGHATOMIC) {
+                        self.reserve_highatomic_pageblock(zone, pfn);
+                    }
+                    return Some((pfn, page));
+                }
+                verdicts[zone.idx] = Some(self.verdict(zone, ac, flags));
+            }
+            if flags.contains(AllocFlags::NOFRAGMENT) {
+                flags.remove(AllocFlags::NOFRAGMENT);
+                continue;
+            }
+            return None;
+        }
+    }
+
+    /// Would `zone` refuse this request without the reserves its flags grant below the
+    /// watermark (`ALLOC_MIN_RESERVE`, `ALLOC_NON_BLOCK`, `ALLOC_OOM`)? An allocation
+    /// that passes only thanks to them is what `alloc_reserve` counts.
+    fn needs_reserves(&self, zone: &Zone, ac: &AllocContext, flags: AllocFlags) -> bool {
+        let dig = AllocFlags::MIN_RESERVE | AllocFlags::NON_BLOCK | AllocFlags::OOM;
+        if !flags.intersects(dig) || flags.contains(AllocFlags::NO_WATERMARKS) {
+            return false;
+        }
+        let mark = zone.wmark(flags.watermark());
+        !self.zone_watermark_ok(
+            zone,
+            ac.order,
+            mark,
+            ac.highest_zoneidx,
+            flags - dig,
+            zone.free_pages(),
+        )
+    }
+
+    /// `rmqueue()`: per-CPU lists for the orders they cache, else the buddy lists.
+    /// A fallback that boosted the zone's watermarks wakes kswapd on the way out (6.6).
+    /// Answers the block's first PFN and its descriptor.
+    fn rmqueue(&self, zone: &Zone, ac: &AllocContext, flags: AllocFlags) -> Option<(Pfn, &Page)> {
+        let mut page = None;
+        if pcp_allowed_order(ac.order) {
+            page = self.rmqueue_pcplist(zone, ac, flags);
+        }
+        if page.is_none() {
+            page = self
+                .rmqueue_buddy(zone, ac.order, ac.migratetype, flags)
+                .map(|pfn| (pfn, self.mem_map.page(pfn)));
+        }
+        // "Separate test+clear to avoid unnecessary atomics"
+        if flags.contains(AllocFlags::KSWAPD) && zone.boosted_watermark.load(Relaxed) {
+            zone.boosted_watermark.store(false, Relaxed);
+            self.wakeup_kswapd(zone, Gfp::empty(), 0, zone.idx);
+        }
+        page
+    }
+
+    /// `rmqueue_pcplist()`: pop from this CPU's list, refilling it with a batch first.
+    fn rmqueue_pcplist(
+        &self,
+        zone: &Zone,
+        ac: &AllocContext,
+        flags: AllocFlags,
+    ) -> Option<(Pfn, &Page)> {
+        let pcp = &self.percpu.get(ac.cpu).pcp[zone.idx];
+        if !pcp.lock.try_lock(ac.cpu) {
+            return None;
+        }
+        pcp.free_factor
+            .store(pcp.free_factor.load(Relaxed) >> 1, Relaxed);
+        let popped = self.__rmqueue_pcplist(zone, ac.order, ac.migratetype, flags, pcp);
+        pcp.lock.unlock();
+        popped
+    }
+
+    /// `__rmqueue_pcplist()`: pop a block of `order` from the per-CPU list of `mt`, which
+    /// the caller has locked, refilling the list with a batch first when it is empty; answers
+    /// its first PFN and descriptor.
+    pub(crate) fn __rmqueue_pcplist(
+        &self,
+        zone: &Zone,
+        order: u32,
+        mt: MigrateType,
+        flags: AllocFlags,
+        pcp: &PerCpuPages,
+    ) -> Option<(Pfn, &Page)> {
+        let list = &pcp.lists[order_to_pindex(mt as usize, order)];
+        if list.is_empty() {
+            let mut batch = pcp.batch();
+            if batch > 1 {
+                batch = (batch >> order).max(2);
+            }
+            let got = self.rmqueue_bulk(
+                zone,
+                order,
+                batch,
+                pcp,
+                order_to_pindex(mt as usize, order),
+                mt,
+                flags,
+            );
+            pcp.count
+                .store(pcp.count().wrapping_add(got << order), Relaxed);
+        }
+        let popped = match list.try_pop_front_page(&self.mem_map) {
+            Ok(popped) => popped,
+            Err(e) => {
+                self.report_list_corruption(&e);
+                list.init();
+                None
+            }
+        };
+        let popped = popped.filter(|&(pfn, page)| self.pcp_page_ok(zone, pfn, page, order));
+        if popped.is_some() {
+            pcp.count
+                .store(pcp.count().saturating_sub(1 << order), Relaxed);
+        }
+        popped
+    }
+
+    /// Is `pfn`, taken off a per-CPU list of `order` for `zone`, such a block: inside the
+    /// zone, aligned, marked as on a per-CPU list with that order? One that is not is
+    /// reported (`bad_page()` from `check_new_pages()` / `free_pcppages_bulk()`) and
+    /// dropped.
+    #[inline]
+    pub(super) fn pcp_block_ok(&self, zone: &Zone, pfn: Pfn, order: u32) -> bool {
+        match self.mem_map.get(pfn) {
+            Some(page) => self.pcp_page_ok(zone, pfn, page, order),
+            None => {
+                self.bad_page_state(pfn, "per-CPU list entry is not a block of the list's order");
+                false
+            }
+        }
+    }
+
+    /// [`Mm::pcp_block_ok`] with the descriptor of `pfn` in hand.
+    #[inline]
+    fn pcp_page_ok(&self, zone: &Zone, pfn: Pfn, page: &Page, order: u32) -> bool {
+        let n = 1u64 << order;
+        let offset = pfn.raw().wrapping_sub(zone.zone_start_pfn.raw());
+        let ok = pfn.is_aligned(order)
+            && offset < zone.spanned_pages
+            && zone.spanned_pages - offset >= n
+            && page.flags() & PG_PCP != 0
+            && page.order() == order;
+        if !ok {
+            self.bad_page_state(pfn, "per-CPU list entry is not a block of the list's order");
+        }
+        ok
+    }
+
+    /// `rmqueue_bulk()`: move up to `count` blocks from the buddy lists to a per-CPU list.
+    #[allow(clippy::too_many_arguments)]
+    fn rmqueue_bulk(
+        &self,
+        zone: &Zone,
+        order: u32,
+        count: u32,
+        pcp: &PerCpuPages,
+        pindex: usize,
+        mt: MigrateType,
+        flags: AllocFlags,
+    ) -> u32 {
+        let mut locked = self.zone_lock(zone);
+        let mut buddy = locked.buddy();
+        let mut got = 0;
+        while got < count {
+            let Some(pfn) = buddy.rmqueue(order, mt, flags) else {
+                break;
+            };
+            let page = self.mem_map.page(pfn);
+            page.set_flags(PG_PCP);
+            page.set_pcp_migratetype(mt as u32);
+            page.set_order(order);
+            list_add_or_restart(self, &self.mem_map, &pcp.lists[pindex], pfn, true);
+            got += 1;
+        }
+        got
+    }
+
+    /// `rmqueue_buddy()`: one block straight from the buddy lists, under the zone lock.
+    fn rmqueue_buddy(
+        &self,
+        zone: &Zone,
+        order: u32,
+        mt: MigrateType,
+        flags: AllocFlags,
+    ) -> Option<Pfn> {
+        let mut locked = self.zone_lock(zone);
+        let mut buddy = locked.buddy();
+        let mut pfn = None;
+        if flags.contains(AllocFlags::HIGHATOMIC) {
+            pfn = buddy.rmqueue_smallest(order, MigrateType::HighAtomic);
+        }
+        if pfn.is_none() {
+            pfn = buddy.rmqueue(order, mt, flags);
+        }
+        if pfn.is_none() && flags.contains(AllocFlags::OOM) {
+            pfn = buddy.rmqueue_smallest(order, MigrateType::HighAtomic);
+        }
+        pfn
+    }
+
+    /// `prep_new_page()`: the block becomes an allocation ([`Mm::post_alloc_hook`]), head
+    /// and tails marked for `__GFP_COMP`. `page` is the descriptor of `pfn`.
+    #[inline]
+    pub(crate) fn prep_new_page(&self, pfn: Pfn, page: &Page, ac: &AllocContext) {
+        self.post_alloc_hook(pfn, page, ac);
+        if ac.gfp.contains(Gfp::__GFP_COMP) && ac.order > 0 {
+            page.set(PG_HEAD);
+            for tail in (pfn + 1).range_to(pfn + (1 << ac.order)) {
+                let t = self.mem_map.page(tail);
+                t.set_flags(PG_TAIL);
+                t.set_word(pfn.raw());
+            }
+        }
+    }
+
+    /// `post_alloc_hook()` (6.6): refcount 1, and the pages zeroed when
+    /// `!want_init_on_free() && want_init_on_alloc(gfp) && !should_skip_init(gfp)`: with
+    /// `init_on_free` the pages were wiped when freed, so even `__GFP_ZERO` skips them.
+    /// `should_skip_init()` is false without hardware tag-based KASAN, as here. This is
+    /// the one place `init_on_alloc` applies to pages: slabs, large kmallocs and vmalloc
+    /// pages all come through it.
+    #[inline]
+    fn post_alloc_hook(&self, pfn: Pfn, page: &Page, ac: &AllocContext) {
+        page.set_flags(0);
+        page.set_pcp_migratetype(ac.migratetype as u32);
+        page.set_order(ac.order);
+        page.set_refcount(1);
+        if !self.want_init_on_free() && self.want_init_on_alloc(ac.gfp) {
+            self.kernel_init_pages(pfn, 1 << ac.order);
+        }
+    }
+
+    /// `want_init_on_alloc()` (`include/linux/mm.h`, 6.6): `init_on_alloc=1`, or the
+    /// caller asked for `__GFP_ZERO`.
+    #[inline]
+    pub(crate) fn want_init_on_alloc(&self, gfp: Gfp) -> bool {
+        self.page_alloc.init_on_alloc || gfp.contains(Gfp::__GFP_ZERO)
+    }
+
+    /// `want_init_on_free()` (`include/linux/mm.h`, 6.6): `init_on_free=1`.
+    #[inline]
+    pub(crate) fn want_init_on_free(&self) -> bool {
+        self.page_alloc.init_on_free
+    }
+
+    /// `kernel_init_pages()` (6.6): `clear_highpage_kasan_tagged()` on each of `n` pages.
+    pub(super) fn kernel_init_pages(&self, pfn: Pfn, n: u64) {
+        self.clear_pages(pfn, n);
+    }
+
+    /// `clear_highpage()` over `n` pages (through a temporary mapping for HighMem, which
+    /// here is simply physical memory).
+    pub(crate) fn clear_pages(&self, pfn: Pfn, n: u64) {
+        let phys = pfn.phys().0;
+        let len = n.saturating_mul(PAGE_SIZE as u64);
+        if let Err(e) = self.ram().fill(phys, 0, len) {
+            // A block over a hole: the kernel's store would fault in the direct map.
+            let va = self.layout.page_offset.wrapping_add(e.addr);
+            self.bad_page_fault(va, true);
+        }
+    }
+
+    /// `reserve_highatomic_pageblock()`: after a high-order atomic allocation succeeds,
+    /// keep its pageblock for such allocations (up to 1% of the zone).
+    fn reserve_highatomic_pageblock(&self, zone: &Zone, pfn: Pfn) {
+        let max_managed = zone.managed_pages / 100 + crate::addr::PAGEBLOCK_NR_PAGES;
+        if zone.nr_reserved_highatomic() >= max_managed {
+            return;
+        }
+        let mut locked = self.zone_lock(zone);
+        if zone.nr_reserved_highatomic() >= max_managed {
+            return;
+        }
+        let mt = self.page_alloc.pageblocks.get(pfn);
+        if (mt as usize) >= MIGRATE_PCPTYPES {
+            return;
+        }
+        let mut buddy = locked.buddy();
+        if buddy
+            .move_freepages_block(pfn, MigrateType::HighAtomic)
+            .is_some()
+        {
+            self.page_alloc.pageblocks.set(pfn, MigrateType::HighAtomic);
+            zone.nr_reserved_highatomic
+                .fetch_add(crate::addr::PAGEBLOCK_NR_PAGES, Relaxed);
+        }
+    }
+
+    /// `unreserve_highatomic_pageblock()`: give HighAtomic pageblocks back to the request's
+    /// type; with `force`, all of them. Returns whether any was released.
+    pub(crate) fn unreserve_highatomic_pageblock(&self, ac: &AllocContext, force: bool) -> bool {
+        let mut released = false;
+        for zone in self.zonelist(ac.highest_zoneidx) {
+            let mut locked = self.zone_lock(zone);
+            if !force && zone.nr_reserved_highatomic() <= crate::addr::PAGEBLOCK_NR_PAGES {
+                continue;
+            }
+            let Some(pfn) = (0..=MAX_PAGE_ORDER).find_map(|o| {
+                locked.guard.free_list[o as usize][MigrateType::HighAtomic as usize].first()
+            }) else {
+                continue;
+            };
+            if self.page_alloc.pageblocks.get(pfn) == MigrateType::HighAtomic {
+                let left = zone
+                    .nr_reserved_highatomic()
+                    .saturating_sub(crate::addr::PAGEBLOCK_NR_PAGES);
+                zone.nr_reserved_highatomic.store(left, Relaxed);
+            }
+            self.page_alloc.pageblocks.set(pfn, ac.migratetype);
+            let mut buddy = locked.buddy();
+            if buddy.move_freepages_block(pfn, ac.migratetype).is_some() {
+                released = true;
+                if !force {
+                    break;
+                }
+            }
+        }
+        released
+    }
+}

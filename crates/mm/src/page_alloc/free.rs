@@ -1,0 +1,364 @@
+//! The free path (`mm/page_alloc.c`, 6.6): `__free_pages` → `free_pages_check` (the
+//! kernel's `BUG: Bad page state`) → `free_pages_prepare` (descriptors reset,
+//! `init_on_free`) → this CPU's list (`free_unref_page`, `free_unref_page_commit`,
+//! `free_pcppages_bulk`) or the buddy lists (`free_one_page`); draining the per-CPU lists.
+
+use core::fmt;
+
+use core::sync::atomic::Ordering::Relaxed;
+
+use crate::addr::{Pfn, MAX_PAGE_ORDER, PAGE_SIZE};
+use crate::mm_types::{Page, PG_PCP};
+use crate::platform::Platform;
+use crate::vmstat::VmEvents;
+use crate::Mm;
+
+use super::buddy::{list_restart, Fpi};
+use super::pcp::{order_to_pindex, pcp_allowed_order, pindex_to_order, NR_PCP_LISTS};
+use super::*;
+
+impl<P: Platform> Mm<P> {
+    /// `__free_pages(page, order)`: give back an allocation. A page that is not the head of
+    /// a live allocation of this order is refused with the kernel's bad-page report.
+    pub fn __free_pages(&self, page: &Page, order: u32) -> Result<(), FreeError> {
+        let pfn = self.mem_map.pfn_of(page).ok_or(FreeError::ForeignPage)?;
+        let zone = self.free_pages_check(pfn, page, order)?;
+        self.debug_check_no_obj_freed(pfn.phys(), (PAGE_SIZE as u64) << order);
+        // put_page_testzero(): of two racing frees, only one takes the reference.
+        if !page.put_testzero() {
+            let e = FreeError::AlreadyFree(pfn);
+            self.bad_page(pfn, &e);
+            return Err(e);
+        }
+        let cpu = self.platform.smp_processor_id();
+        self.free_pages_prepare(pfn, page, order, cpu);
+        if pcp_allowed_order(order) {
+            self.free_unref_page(zone, pfn, page, order, cpu);
+        } else {
+            let mt = self.page_alloc.pageblocks.get(pfn);
+            self.free_one_page(zone, pfn, order, mt);
+        }
+        Ok(())
+    }
+
+    /// The checks of `free_pages_prepare()` / `free_page_is_bad()`, made before anything
+    /// changes so a refused free leaves memory exactly as it was; the zone the block lies
+    /// in, whole, when they pass. `page` is the descriptor of `pfn` (the caller has it, as
+    /// the kernel passes `struct page *`).
+    #[inline]
+    fn free_pages_check(&self, pfn: Pfn, page: &Page, order: u32) -> Result<&Zone, FreeError> {
+        let zone = self.zone_of_pfn(pfn);
+        let err = if order > MAX_PAGE_ORDER {
+            Some(FreeError::OrderTooLarge(order))
+        } else if page.is_reserved() {
+            Some(FreeError::Reserved(pfn))
+        } else if page.is_slab() {
+            Some(FreeError::SlabPage(pfn))
+        } else if page.is_tail() {
+            Some(FreeError::TailPage(pfn))
+        } else if page.refcount() == 0 {
+            Some(FreeError::AlreadyFree(pfn))
+        } else if page.order() != order
+            || !pfn.is_aligned(order)
+            || !zone.is_some_and(|z| z.spans(pfn + ((1 << order) - 1)))
+        {
+            Some(FreeError::WrongOrder {
+                pfn,
+                freed: order,
+                allocated: page.order(),
+            })
+        } else {
+            None
+        };
+        match (err, zone) {
+            (None, Some(zone)) => Ok(zone),
+            // A page of mem_map outside every zone (a hole's page that lost PG_reserved).
+            (err, _) => {
+                let e = err.unwrap_or(FreeError::InvalidPfn(pfn));
+                self.bad_page(pfn, &e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Is the block of `2^order` pages at `pfn` aligned to its order and inside one zone?
+    pub(super) fn block_in_one_zone(&self, pfn: Pfn, order: u32) -> bool {
+        pfn.is_aligned(order)
+            && self
+                .zone_of_pfn(pfn)
+                .is_some_and(|z| z.spans(pfn + ((1 << order) - 1)))
+    }
+
+    /// `bad_page()`: the kernel's report of a page in a state it should not be in.
+    fn bad_page(&self, pfn: Pfn, err: &FreeError) {
+        self.bad_page_state(pfn, err.reason());
+    }
+
+    /// `bad_page(page, reason)` (`mm/page_alloc.c`, 6.6): `BUG: Bad page state`, the
+    /// `dump_page()` lines, and taint `B`. For a PFN without a descriptor only the first
+    /// line and the reason are printed.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn bad_page_state(&self, pfn: Pfn, reason: &str) {
+        VmEvents::add(&self.events().bug_bad_page, 1);
+        self.add_taint(crate::report::taint::BAD_PAGE);
+        let Some(page) = self.mem_map.get(pfn) else {
+            self.printk(format_args!(
+                "BUG: Bad page state in process {}  pfn:{:05x}",
+                self.platform.current_comm(),
+                pfn.raw()
+            ));
+            self.printk(format_args!("page dumped because: {reason}"));
+            return;
+        };
+        self.printk(format_args!(
+            "BUG: Bad page state in process {}  pfn:{:05x}",
+            self.platform.current_comm(),
+            pfn.raw()
+        ));
+        self.printk(format_args!(
+            "page:{:#018x} refcount:{} mapcount:{} mapping:0000000000000000 index:0x0 pfn:{:#x}",
+            self.struct_page_address(page).0,
+            page.refcount(),
+            page.mapcount(),
+            pfn.raw()
+        ));
+        let mut names = crate::mm_types::flag_names(page.flags());
+        let mut flags: [&str; 6] = [""; 6];
+        let mut n = 0;
+        for (slot, name) in flags.iter_mut().zip(&mut names) {
+            *slot = name;
+            n += 1;
+        }
+        match n {
+            0 => self.printk(format_args!("flags: {:#x}()", page.flags() & 0xff)),
+            _ => self.printk(format_args!(
+                "flags: {:#x}({})",
+                page.flags() & 0xff,
+                JoinBar(&flags[..n])
+            )),
+        }
+        self.printk(format_args!("page dumped because: {reason}"));
+    }
+
+    /// Reset the descriptors of an allocation about to be freed (compound tails, owner
+    /// state), as `free_pages_prepare()` does; `page` is the descriptor of `pfn`. With
+    /// `init_on_free` the pages are wiped here (6.6: `init = want_init_on_free()`, then
+    /// `kernel_init_pages(page, 1 << order)`): the one place it applies to pages, for
+    /// slabs, large kmallocs and vmalloc pages alike.
+    #[inline]
+    fn free_pages_prepare(&self, pfn: Pfn, page: &Page, order: u32, cpu: usize) {
+        if page.is_head() {
+            for tail in (pfn + 1).range_to(pfn + (1 << order)) {
+                self.mem_map.page(tail).reset();
+            }
+        }
+        page.reset();
+        if self.want_init_on_free() {
+            self.kernel_init_pages(pfn, 1 << order);
+        }
+        self.percpu.get(cpu).events.pgfree.add(1 << order);
+    }
+
+    /// `free_one_page()`: straight to the buddy lists of `zone` under its lock.
+    fn free_one_page(&self, zone: &Zone, pfn: Pfn, order: u32, mt: MigrateType) {
+        let mut locked = self.zone_lock(zone);
+        locked.buddy().free_one_page(pfn, order, mt, Fpi::None);
+    }
+
+    /// `free_unref_page()`: onto this CPU's list, draining a batch once it is too long;
+    /// `page` is the descriptor of `pfn`.
+    #[inline]
+    fn free_unref_page(&self, zone: &Zone, pfn: Pfn, page: &Page, order: u32, cpu: usize) {
+        let mt = self.page_alloc.pageblocks.get(pfn);
+        let pcp_mt = match mt {
+            MigrateType::Isolate => return self.free_one_page(zone, pfn, order, mt),
+            MigrateType::HighAtomic => MigrateType::Movable,
+            other => other,
+        };
+        let pcp = &self.percpu.get(cpu).pcp[zone.idx];
+        if !pcp.lock.try_lock(cpu) {
+            return self.free_one_page(zone, pfn, order, mt);
+        }
+        self.free_unref_page_commit(zone, pcp, (pfn, page), pcp_mt, mt, order);
+        pcp.lock.unlock();
+    }
+
+    /// `free_unref_page_commit()` for `pfn` and its descriptor.
+    #[inline]
+    fn free_unref_page_commit(
+        &self,
+        zone: &Zone,
+        pcp: &PerCpuPages,
+        (pfn, page): (Pfn, &Page),
+        pcp_mt: MigrateType,
+        block_mt: MigrateType,
+        order: u32,
+    ) {
+        let pindex = order_to_pindex(pcp_mt as usize, order);
+        page.set_flags(PG_PCP);
+        page.set_pcp_migratetype(block_mt as u32);
+        page.set_order(order);
+        let list = &pcp.lists[pindex];
+        if let Err(e) = list.try_push_front_page(&self.mem_map, pfn, page) {
+            list_restart(self, &self.mem_map, list, pfn, &e);
+        }
+        let count = pcp.count().saturating_add(1 << order);
+        pcp.count.store(count, Relaxed);
+        let free_high = pcp.free_factor.load(Relaxed) > 0
+            && order > 0
+            && order <= crate::addr::PAGE_ALLOC_COSTLY_ORDER;
+        let high = pcp.nr_pcp_high(free_high);
+        if count >= high {
+            let n = pcp.nr_pcp_free(high, pcp.batch(), free_high);
+            self.free_pcppages_bulk(zone, n, pcp, pindex);
+        }
+    }
+
+    /// `free_pcppages_bulk()` (6.6): give `count` pages back to the buddy lists,
+    /// round-robin over the lists starting with `pindex` (skipping the empty ones at
+    /// either end, `min_pindex`/`max_pindex`), coldest (tail) pages first.
+    ///
+    /// `pcp->count` is read from RAM and not trusted. 6.6 clamps `count` to it ("Ensure
+    /// proper count is passed which otherwise would stuck in the below
+    /// while (list_empty(list)) loop") and trusts it; here it is also clamped to the
+    /// zone's managed pages (no CPU can cache more), and the walk ends when every list is
+    /// empty, whatever the count said: see [`Mm::pcp_count_corrupt`]. Every round of the
+    /// outer loop either takes a block off a list (`count` falls) or leaves one list empty
+    /// for good (a list that fails its `list_del` check is abandoned, `INIT_LIST_HEAD`, as
+    /// [`crate::memory_model::PageList::pop_back`] does), so it runs at most
+    /// `count + NR_PCP_LISTS` times.
+    fn free_pcppages_bulk(&self, zone: &Zone, count: u32, pcp: &PerCpuPages, pindex: usize) {
+        let mut count = i64::from(count.min(self.pcp_count_checked(zone, pcp)));
+        if count <= 0 {
+            return;
+        }
+        let mut locked = self.zone_lock(zone);
+        let mut buddy = locked.buddy();
+        let (mut min_pindex, mut max_pindex) = (0usize, NR_PCP_LISTS - 1);
+        let mut pindex = pindex.min(NR_PCP_LISTS - 1) as isize - 1;
+        while count > 0 {
+            let found = loop {
+                if min_pindex > max_pindex {
+                    break None;
+                }
+                pindex += 1;
+                if pindex as usize > max_pindex {
+                    pindex = min_pindex as isize;
+                }
+                let list = &pcp.lists[pindex as usize];
+                if !list.is_empty() {
+                    break Some(list);
+                }
+                if pindex as usize == max_pindex {
+                    max_pindex = max_pindex.saturating_sub(1);
+                }
+                if pindex as usize == min_pindex {
+                    min_pindex += 1;
+                }
+            };
+            let Some(list) = found else {
+                // Every list is empty although the count said otherwise.
+                self.pcp_count_corrupt(zone, pcp);
+                return;
+            };
+            let order = pindex_to_order(pindex as usize);
+            let nr_pages = 1i64 << order;
+            while count > 0 {
+                let pfn = match list.try_pop_back(&self.mem_map) {
+                    Ok(Some(pfn)) => pfn,
+                    Ok(None) => {
+                        // `last` and `first` both the head: nothing to abandon, but
+                        // make sure the list reads as empty from now on.
+                        list.init();
+                        break;
+                    }
+                    Err(e) => {
+                        self.report_list_corruption(&e);
+                        list.init();
+                        break;
+                    }
+                };
+                count -= nr_pages;
+                pcp.count
+                    .store(pcp.count().saturating_sub(nr_pages as u32), Relaxed);
+                if !self.pcp_block_ok(zone, pfn, order) {
+                    continue;
+                }
+                let mt = MigrateType::from_index(self.mem_map.page(pfn).pcp_migratetype() as usize);
+                buddy.free_one_page(pfn, order, mt, Fpi::None);
+            }
+        }
+    }
+
+    /// `pcp->count`, at most the zone's managed pages: no CPU can cache more, and the
+    /// bound keeps a walk of lists overwritten in RAM short. A larger count is reported
+    /// when the lists run dry before it ([`Mm::pcp_count_corrupt`]).
+    fn pcp_count_checked(&self, zone: &Zone, pcp: &PerCpuPages) -> u32 {
+        pcp.count()
+            .min(zone.managed_pages.min(u64::from(u32::MAX)) as u32)
+    }
+
+    /// A `pcp->count` above what the lists hold, found when they are empty. 6.6 has no
+    /// check here: its `free_pcppages_bulk()` would spin for ever in
+    /// `while (list_empty(list))` with the zone lock held. kmemlab prints the count and a
+    /// WARN naming that function (line 0: there is no kernel line to cite), and sets the
+    /// count to 0, which is what the empty lists hold.
+    #[cold]
+    #[inline(never)]
+    fn pcp_count_corrupt(&self, zone: &Zone, pcp: &PerCpuPages) {
+        self.warn_report(
+            "mm/page_alloc.c",
+            0,
+            "free_pcppages_bulk",
+            format_args!(
+                "pcp->count is {} for zone {}, but its per-CPU lists are empty",
+                pcp.count(),
+                zone.name()
+            ),
+        );
+        pcp.count.store(0, Relaxed);
+    }
+
+    /// `drain_pages_zone()` (6.6) for every populated zone (`drain_pages()`): this CPU's
+    /// lists back to the buddy lists, in one `free_pcppages_bulk()` of the whole count
+    /// under `pcp->lock`. That call ends whatever the count read from RAM says (see
+    /// [`Mm::free_pcppages_bulk`]), so nothing here loops on the count; a count below what
+    /// the lists hold leaves the rest there, as in 6.6 (`check()` reports the mismatch).
+    pub fn drain_pages(&self, cpu: usize) {
+        let percpu = self.percpu.get(cpu);
+        for zone in self.page_alloc.zones.iter().filter(|z| z.managed_pages > 0) {
+            let pcp = &percpu.pcp[zone.idx];
+            if pcp.count() == 0 {
+                continue;
+            }
+            self.spin_lock(&pcp.lock, "pcp->lock");
+            self.free_pcppages_bulk(zone, pcp.count(), pcp, 0);
+            pcp.lock.unlock();
+        }
+    }
+
+    /// `drain_all_pages()`: drain every CPU's lists (the slow path does this before
+    /// retrying, since freed pages may be sitting on other CPUs' lists).
+    pub fn drain_all_pages(&self) {
+        VmEvents::add(&self.events().drain_all_pages, 1);
+        for cpu in 0..self.percpu.nr_cpus() {
+            self.drain_pages(cpu);
+        }
+    }
+}
+
+/// Formats names joined by `|`.
+struct JoinBar<'a>(&'a [&'a str]);
+
+impl fmt::Display for JoinBar<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, name) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("|")?;
+            }
+            f.write_str(name)?;
+        }
+        Ok(())
+    }
+}
