@@ -6,7 +6,10 @@
 //! cargo run --release -p kmemlab-trace --example replay_throughput -- MODE [COPIES] [RAM] [TRACE]
 //! ```
 //!
-//! * `MODE`: `parse` (lines to events only) or `replay` (parse and replay);
+//! * `MODE`: `parse` (lines to events only), `replay` (parse and replay, the parsing on a
+//!   second thread where the host has two CPUs: `ParseThread::Auto`), `replay1` (the
+//!   same on one thread: `ParseThread::Never`), or `none` (the trace made and the machine
+//!   booted, nothing read: the part of a callgrind count that is neither);
 //! * `COPIES`: how many times the trace's events are repeated (default 20, as the
 //!   benchmark);
 //! * `RAM`: the x86_64 machine's memory, `256M`, `1G`, `24G`, `256G` (default 256M);
@@ -22,7 +25,7 @@
 use std::time::Instant;
 
 use kmemlab_sim::{parse_size, Machine, MachineConfig};
-use kmemlab_trace::{replay, synth, ReplayOptions, TraceReader};
+use kmemlab_trace::{replay, synth, ParseThread, ReplayOptions, TraceReader};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -46,6 +49,7 @@ fn main() {
     let boot_secs = boot.elapsed().as_secs_f64();
     let start = Instant::now();
     let events = match mode {
+        "none" => 0,
         "parse" => {
             let mut reader = TraceReader::new(&text[..], false);
             let mut n = 0u64;
@@ -55,14 +59,16 @@ fn main() {
             n
         }
         _ => {
+            let options = ReplayOptions {
+                parse_thread: if mode == "replay1" {
+                    ParseThread::Never
+                } else {
+                    ParseThread::Auto
+                },
+                ..ReplayOptions::default()
+            };
             let mut reader = TraceReader::new(&text[..], false);
-            let report = replay(
-                &machine,
-                &mut reader,
-                &ReplayOptions::default(),
-                &mut |_| {},
-            )
-            .expect("replay");
+            let report = replay(&machine, &mut reader, &options, &mut |_| {}).expect("replay");
             report.input.events
         }
     };

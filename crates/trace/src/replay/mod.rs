@@ -8,10 +8,13 @@
 //! Where to start reading: [`replay`] below, then `Replayer::apply` (one event, dispatched
 //! by kind): `slab.rs` for the slab and kmalloc events, `pages.rs` for the page events,
 //! `crate::vmap` for vmalloc, `context.rs` for the context an event runs in, and
-//! `sample.rs` for the memory time series and the final [`Report`].
+//! `sample.rs` for the memory time series and the final [`Report`], `pipeline.rs` for
+//! where the events come from (the reader, or a second thread parsing ahead).
 //!
 //! Lock order: the replay holds no lock of its own; each event takes the machine's locks
-//! through `kmemlab_mm`'s API (see that crate's subsystems), one event at a time.
+//! through `kmemlab_mm`'s API (see that crate's subsystems), one event at a time. The
+//! parse thread (`pipeline.rs`) touches only the reader and the channel, never the
+//! machine.
 
 mod context;
 mod pages;
