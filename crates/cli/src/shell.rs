@@ -21,7 +21,7 @@ use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::Path;
 
 use kmemlab_mm::report::Taint;
-use kmemlab_mm::{Context, Gfp, Mm, Platform};
+use kmemlab_mm::{Context, Gfp, Hardware, Mm};
 use kmemlab_sim::{format_size, parse_size, Machine, SimPlatform};
 use serde_json::json;
 

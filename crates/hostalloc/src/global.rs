@@ -33,7 +33,7 @@ use core::sync::atomic::Ordering::Relaxed;
 use kmemlab_mm::mm_init::BootError;
 use kmemlab_mm::slab::kmalloc::{ARCH_KMALLOC_MINALIGN, KMALLOC_MAX_CACHE_SIZE, KMALLOC_MAX_SIZE};
 use kmemlab_mm::slab::KmemCacheRef;
-use kmemlab_mm::{BootConfig, Gfp, Mm, Platform, VirtAddr, PAGE_SIZE};
+use kmemlab_mm::{BootConfig, Gfp, Hardware, Mm, VirtAddr, PAGE_SIZE};
 
 use crate::platform::{HostConfig, HostPlatform, HostPlatformError};
 

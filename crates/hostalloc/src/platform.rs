@@ -18,7 +18,9 @@ use core::fmt;
 use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize};
 
-use kmemlab_mm::{IrqFlags, MemoryRegion, PhysAddr, Platform, VirtAddr, MAX_PAGE_ORDER, PAGE_SIZE};
+use kmemlab_mm::{
+    Hardware, IrqFlags, KernelHooks, MemoryRegion, PhysAddr, VirtAddr, MAX_PAGE_ORDER, PAGE_SIZE,
+};
 
 use crate::sys::{self, HostError};
 
@@ -380,11 +382,19 @@ impl fmt::Write for LineBuf {
     }
 }
 
+/// No tasks, no shrinkers and no injected interrupts: the defaults, but for the name in
+/// kernel messages, which says whose allocator printed them.
+impl KernelHooks for HostPlatform {
+    fn current_comm(&self) -> &str {
+        "hostalloc"
+    }
+}
+
 // SAFETY: `phys_mem` is the base of a shared mapping of the RAM file covering every byte
 // of `memory_map` (one range, `[0, ram_bytes)`) for as long as the platform lives, and
 // nothing but the kernel writes it, except through the vmalloc window aliases the kernel
 // itself handed out. `claim_cpu` and `run_on_cpu` let at most one thread run as a CPU.
-unsafe impl Platform for HostPlatform {
+unsafe impl Hardware for HostPlatform {
     fn nr_cpus(&self) -> usize {
         self.nr_cpus
     }
@@ -444,10 +454,6 @@ unsafe impl Platform for HostPlatform {
         let _ = fmt::Write::write_fmt(&mut line, args);
         line.bytes[line.len] = b'\n';
         sys::write_stderr(&line.bytes[..=line.len]);
-    }
-
-    fn current_comm(&self) -> &str {
-        "hostalloc"
     }
 
     fn run_on_cpu(&self, cpu: usize, f: &mut dyn FnMut()) {

@@ -33,9 +33,12 @@
 pub mod addr;
 pub mod alloc;
 pub mod arch;
+pub mod check;
 pub mod context;
+pub mod debugobjects;
 pub mod dma;
 pub mod gfp;
+pub mod maccess;
 pub mod mem;
 pub mod memblock;
 pub mod memory_model;
@@ -48,7 +51,6 @@ pub mod procfs;
 pub mod report;
 pub mod slab;
 pub mod sync;
-pub mod sysctl;
 pub mod util;
 pub mod vmalloc;
 pub mod vmscan;
@@ -60,12 +62,12 @@ pub use context::Context;
 pub use gfp::Gfp;
 pub use mm_init::{BootConfig, BootError};
 pub use mm_types::Page;
+pub use page_alloc::sysctl;
 pub use page_alloc::{AllocError, FreeError, MigrateType, Watermark, Zone, ZoneType};
-pub use platform::{IrqFlags, MemoryRegion, Platform, Shrinker};
+pub use platform::{Hardware, IrqFlags, KernelHooks, MemoryRegion, Platform, Shrinker};
 
 use memblock::Memblock;
 use memory_model::MemMap;
-use page_alloc::pageblock::Pageblocks;
 use percpu::{PerCpu, PerCpuAreas};
 use vmstat::VmEvents;
 
@@ -80,41 +82,28 @@ pub struct Mm<P: Platform> {
     reports: report::Reports,
     layout: Layout,
     seed: u64,
+    /// The boot allocator's final state (`memblock`).
     memblock: Memblock,
+    /// `mem_map`: the page descriptors, placed in RAM at boot (`memory_model`).
     mem_map: MemMap,
-    pageblocks: Pageblocks,
+    /// The per-CPU areas, placed in RAM at boot (`percpu`).
     percpu: PerCpuAreas,
-    zones: [Zone; page_alloc::MAX_NR_ZONES],
-    zonelists: [page_alloc::ZonelistInfo; page_alloc::MAX_NR_ZONES],
-    /// The `/proc/sys/vm` tunables of the page allocator.
-    vm: sysctl::VmTunables,
-    /// The transparent-hugepage mode (`transparent_hugepage=`).
-    thp: sysctl::Thp,
-    /// Boot has finished. Until then `boost_watermark()` does not boost: Linux allocates
-    /// its boot caches (`kmem_cache_init()` in `mm_core_init()`) before the watermarks
-    /// exist (`init_per_zone_wmark_min()` is a postcore initcall), when "high watermark
-    /// may be uninitialised if fragmentation occurs very early in boot so do not boost";
-    /// kmemlab sets the watermarks first.
-    booted: bool,
-    totalreserve_pages: u64,
-    events: VmEvents,
-    /// The node's page counters (`pgdat->vm_stat`).
-    node_stat: vmstat::NodeStats,
-    /// The node's kswapd (`pgdat->kswapd*`).
-    kswapd: vmscan::Kswapd,
+    /// The page allocator: zones, pageblocks, tunables (`page_alloc`).
+    page_alloc: page_alloc::PageAlloc,
+    /// Event and page-state counters (`vmstat`).
+    vmstat: vmstat::VmStat,
+    /// Reclaim: the node's kswapd (`vmscan`).
+    vmscan: vmscan::Vmscan,
+    /// The kernel's page tables and direct map (`arch`).
+    arch: arch::ArchMm,
     slab: slab::SlabGlobals,
     slab_pages: SlabPages,
-    /// The kernel's top-level page table (`swapper_pg_dir`, `init_mm.pgd`).
-    pgd: PhysAddr,
-    /// Page-table pages taken from the page allocator (`NR_PAGETABLE`).
-    pgtable_pages: core::sync::atomic::AtomicU64,
-    /// Direct-map bytes mapped by 4 KiB pages, by large pages (2 MiB on x86_64, 4 MiB on
-    /// i386), and by 1 GiB pages (`direct_pages_count`).
-    direct_map: [u64; 3],
     /// vmalloc's trees, lists and counters.
     vmalloc: vmalloc::VmallocGlobals,
     /// swiotlb, dma-debug and the DMA counters.
     dma: dma::DmaGlobals,
+    /// The checks run on every free, registered at boot (`debug_check_no_obj_freed`).
+    debugobjects: debugobjects::DebugObjects<P>,
 }
 
 /// Pages in slabs and large kmallocs (`NR_SLAB_RECLAIMABLE_B`, `NR_SLAB_UNRECLAIMABLE_B`).
@@ -157,22 +146,6 @@ impl<P: Platform> Mm<P> {
         &self.mem_map
     }
 
-    /// The zones of the node, lowest first (all four, populated or not).
-    pub fn zones(&self) -> &[Zone] {
-        &self.zones
-    }
-
-    /// `min_free_kbytes` in force (computed at boot, raised by khugepaged, or set with
-    /// the `vm.min_free_kbytes` sysctl).
-    pub fn min_free_kbytes(&self) -> u64 {
-        self.vm.min_free_kbytes.max(0) as u64
-    }
-
-    /// `totalreserve_pages`: high watermarks plus lowmem reserves, not counted as available.
-    pub fn totalreserve_pages(&self) -> u64 {
-        self.totalreserve_pages
-    }
-
     /// The slab allocator's configuration.
     pub fn slab_config(&self) -> &slab::SlabConfig {
         &self.slab.config
@@ -195,11 +168,6 @@ impl<P: Platform> Mm<P> {
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
-    }
-
-    /// Global event counters.
-    pub fn events(&self) -> &VmEvents {
-        &self.events
     }
 
     /// The per-CPU area of `cpu`.
@@ -279,7 +247,7 @@ impl<P: Platform> Mm<P> {
             preempt_count: pc.get(),
             cpu: self.platform.smp_processor_id(),
         };
-        VmEvents::add(&self.events.bug_sleep_in_atomic, 1);
+        VmEvents::add(&self.events().bug_sleep_in_atomic, 1);
         let (file, line) = context::MIGHT_ALLOC_SITE;
         self.printk(format_args!(
             "BUG: sleeping function called from invalid context at {file}:{line}"

@@ -5,6 +5,8 @@
 use core::fmt;
 
 use crate::addr::{align_down, align_up, PhysAddr};
+use crate::platform::Platform;
+use crate::Mm;
 
 /// Regions per array (`INIT_MEMBLOCK_REGIONS`).
 pub const MEMBLOCK_REGIONS: usize = 128;
@@ -229,6 +231,43 @@ impl Memblock {
             .any(|r| r.base <= base && end <= r.end())
     }
 
+    /// `memblock_end_of_DRAM()`: one past the last byte of RAM.
+    pub fn end_of_dram(&self) -> u64 {
+        self.memory.regions().last().map_or(0, |r| r.end())
+    }
+
+    /// `memblock_phys_mem_size()`: the bytes of RAM registered.
+    pub fn phys_mem_size(&self) -> u64 {
+        self.memory.total_size()
+    }
+
+    /// `memblock_phys_free()`: give `[base, base + size)` back (drop it from `reserved`,
+    /// splitting a region it cuts through).
+    pub fn phys_free(&mut self, base: u64, size: u64) -> Result<(), MemblockError> {
+        let end = base.saturating_add(size);
+        let old = core::mem::replace(&mut self.reserved, MemblockType::new());
+        for r in old.regions() {
+            if r.end() <= base || end <= r.base {
+                self.reserved.insert(*r)?;
+                continue;
+            }
+            if r.base < base {
+                self.reserved.insert(MemblockRegion {
+                    size: base - r.base,
+                    ..*r
+                })?;
+            }
+            if end < r.end() {
+                self.reserved.insert(MemblockRegion {
+                    base: end,
+                    size: r.end() - end,
+                    ..*r
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     /// Is the byte at `addr` reserved?
     pub fn is_reserved(&self, addr: u64) -> bool {
         self.reserved.overlaps(addr, addr + 1)
@@ -252,6 +291,34 @@ impl Memblock {
                 f(cursor, mem.end());
             }
         }
+    }
+}
+
+impl<P: Platform> Mm<P> {
+    /// `memblock_alloc_try_nid(size, align, 0, max_addr, NUMA_NO_NODE)` at boot: as
+    /// [`Memblock::alloc`], below `max_addr` as well as `current_limit` (swiotlb's pool
+    /// below its limit, `memblock_alloc_low()`).
+    pub(crate) fn memblock_alloc_below(
+        &mut self,
+        size: u64,
+        align: u64,
+        max_addr: u64,
+        name: &'static str,
+    ) -> Result<PhysAddr, MemblockError> {
+        let saved_limit = self.memblock.current_limit;
+        self.memblock.current_limit = saved_limit.min(max_addr);
+        let allocated = self.memblock.alloc(size, align, name);
+        self.memblock.current_limit = saved_limit;
+        allocated
+    }
+
+    /// `memblock_phys_free()` at boot: give back what [`Mm::memblock_alloc_below`] took.
+    pub(crate) fn memblock_phys_free(
+        &mut self,
+        base: PhysAddr,
+        size: u64,
+    ) -> Result<(), MemblockError> {
+        self.memblock.phys_free(base.0, size)
     }
 }
 
@@ -283,6 +350,20 @@ mod tests {
         assert_eq!(free, [(0x100000, 0x3ffd000), (0x4000000, 0x7fff000)]);
         let err = mb.alloc(0x10000000, 0x1000, "huge").unwrap_err();
         assert!(matches!(err, MemblockError::NoSpace { .. }));
+    }
+
+    #[test]
+    fn phys_free_gives_back_a_range_and_splits_what_it_cuts() {
+        let mut mb = Memblock::new();
+        mb.add(0, 0x1000000).unwrap();
+        mb.reserve(0x1000, 0x4000, "x").unwrap();
+        let before = mb.reserved.regions().to_vec();
+        let a = mb.alloc(0x2000, 0x1000, "a").unwrap();
+        mb.phys_free(a.0, 0x2000).unwrap();
+        assert_eq!(mb.reserved.regions(), &before[..]);
+        mb.phys_free(0x2000, 0x1000).unwrap();
+        assert_eq!(mb.reserved.total_size(), 0x3000);
+        assert!(mb.is_reserved(0x1fff) && !mb.is_reserved(0x2000) && mb.is_reserved(0x3000));
     }
 
     #[test]

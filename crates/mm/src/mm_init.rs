@@ -7,18 +7,15 @@
 use core::fmt;
 
 use crate::addr::{
-    align_down, align_up, PhysAddr, MAX_PAGE_ORDER, PAGEBLOCK_NR_PAGES, PAGE_SHIFT, PAGE_SIZE,
+    align_down, align_up, MAX_PAGE_ORDER, PAGEBLOCK_NR_PAGES, PAGE_SHIFT, PAGE_SIZE,
 };
 use crate::arch::{Layout, Profile};
 use crate::memblock::{Memblock, MemblockError};
 use crate::memory_model::MemMap;
 use crate::mm_types::{Page, PG_RESERVED};
-use crate::page_alloc::buddy::{Buddy, Fpi};
 use crate::page_alloc::pageblock::Pageblocks;
-use crate::page_alloc::{MigrateType, Zone, ZoneType, MAX_NR_ZONES};
 use crate::percpu::PerCpuAreas;
 use crate::platform::Platform;
-use crate::vmstat::VmEvents;
 use crate::Mm;
 
 /// The memblock label of the `struct page` array.
@@ -123,29 +120,16 @@ impl<P: Platform> Mm<P> {
             seed: config.seed,
             memblock,
             mem_map: MemMap::empty(),
-            pageblocks: Pageblocks::empty(),
             percpu: PerCpuAreas::empty(),
-            zones: [
-                Zone::new(types[0], 0),
-                Zone::new(types[1], 1),
-                Zone::new(types[2], 2),
-                Zone::new(types[3], 3),
-            ],
-            zonelists: Default::default(),
-            vm: crate::sysctl::VmTunables::defaults(&types),
-            thp: config.thp,
-            booted: false,
-            totalreserve_pages: 0,
-            events: VmEvents::default(),
-            node_stat: crate::vmstat::NodeStats::new(),
-            kswapd: crate::vmscan::Kswapd::new(),
+            page_alloc: crate::page_alloc::PageAlloc::new(&types, config.thp),
+            vmstat: crate::vmstat::VmStat::new(),
+            vmscan: crate::vmscan::Vmscan::new(),
+            arch: crate::arch::ArchMm::new(),
             slab: crate::slab::SlabGlobals::new(config.slab),
             slab_pages: crate::SlabPages::default(),
-            pgd: PhysAddr(0),
-            pgtable_pages: core::sync::atomic::AtomicU64::new(0),
-            direct_map: [0; 3],
             vmalloc: crate::vmalloc::VmallocGlobals::new(),
             dma: crate::dma::DmaGlobals::new(),
+            debugobjects: crate::debugobjects::DebugObjects::new(),
         };
         mm.memblock.current_limit = mm.layout.direct_map_end_phys;
         mm.zone_sizes_init(first_pfn, end_pfn);
@@ -164,7 +148,7 @@ impl<P: Platform> Mm<P> {
         mm.kmem_cache_init().map_err(BootError::Slab)?;
         mm.vmalloc_init().map_err(BootError::Slab)?;
         mm.dma_debug_setup(config.dma_debug);
-        mm.booted = true;
+        mm.page_alloc_booted();
         Ok(mm)
     }
 
@@ -205,8 +189,9 @@ impl<P: Platform> Mm<P> {
     /// `zone_sizes_init()` / `free_area_init()`: each zone spans the RAM inside its
     /// profile limits; holes count in spanned but not in present.
     fn zone_sizes_init(&mut self, first_pfn: u64, end_pfn: u64) {
-        for zone in self.zones.iter_mut() {
-            let (lo, hi) = self.layout.profile.zone_limits(zone.zone_type);
+        let types = self.layout.profile.zone_types();
+        for (idx, zone_type) in types.into_iter().enumerate() {
+            let (lo, hi) = self.layout.profile.zone_limits(zone_type);
             let start = (lo >> PAGE_SHIFT).max(first_pfn);
             let end = (hi >> PAGE_SHIFT).min(end_pfn);
             if end <= start {
@@ -226,9 +211,7 @@ impl<P: Platform> Mm<P> {
             if present == 0 {
                 continue;
             }
-            zone.zone_start_pfn = start;
-            zone.spanned_pages = end - start;
-            zone.present_pages = present;
+            self.init_zone_span(idx, start, end - start, present);
         }
     }
 
@@ -277,8 +260,8 @@ impl<P: Platform> Mm<P> {
             crate::memory_model::memblock_sections(&self.memblock.memory, shift),
         )
         .ok_or(BootError::BadMemoryMap)?;
-        self.pageblocks =
-            Pageblocks::new(self.ram.array(usemap_phys.0, nr_blocks).map_err(bad)?, 0);
+        let pageblocks = Pageblocks::new(self.ram.array(usemap_phys.0, nr_blocks).map_err(bad)?, 0);
+        self.init_pageblocks(pageblocks);
         self.percpu = PerCpuAreas::new(self.ram.array(percpu_phys.0, nr_cpus as u64).map_err(bad)?);
         for cpu in 0..nr_cpus {
             for pcp in &self.percpu.get(cpu).pcp {
@@ -292,7 +275,8 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `memmap_init()`: holes and memblock-reserved pages become `PageReserved` (with a
-    /// reference, as `reserve_bootmem_region` leaves them); every pageblock starts Movable.
+    /// reference, as `reserve_bootmem_region` leaves them); every pageblock started Movable
+    /// when boot installed the flags ([`Mm::init_pageblocks`]).
     /// All other descriptors stay zero: the state of a page inside a free block. Holes
     /// are initialised only where they have descriptors (`init_unavailable_range()` skips
     /// absent sections), up to the end of the last present section (6.6's
@@ -308,10 +292,6 @@ impl<P: Platform> Mm<P> {
             let start = r.base >> PAGE_SHIFT;
             let end = (r.end() >> PAGE_SHIFT).min(end_pfn);
             self.mark_reserved(start, end);
-        }
-        for block in 0..self.pageblocks.len() {
-            self.pageblocks
-                .set(block * PAGEBLOCK_NR_PAGES, MigrateType::Movable);
         }
     }
 
@@ -341,7 +321,6 @@ impl<P: Platform> Mm<P> {
                 n += 1;
             }
         });
-        let mut managed = [0u64; MAX_NR_ZONES];
         for &(start, end) in &ranges[..n] {
             let mut pfn = align_up(start, PAGE_SIZE as u64) >> PAGE_SHIFT;
             let end_pfn = end >> PAGE_SHIFT;
@@ -350,54 +329,10 @@ impl<P: Platform> Mm<P> {
                 while pfn + (1 << order) > end_pfn {
                     order -= 1;
                 }
-                let Some(zone_idx) = self.zones.iter().position(|z| z.spans(pfn)) else {
-                    // RAM no zone spans (beyond the profile's limits) is not managed.
-                    pfn += 1 << order;
-                    continue;
-                };
-                let zone = &self.zones[zone_idx];
-                let mut area = zone.free_area.lock_irqsave(&self.platform);
-                let mut buddy = Buddy {
-                    map: &self.mem_map,
-                    blocks: &self.pageblocks,
-                    zone,
-                    area: &mut area,
-                    report: &*self,
-                    boost_factor: 0,
-                };
-                buddy.free_one_page(pfn, order, MigrateType::Movable, Fpi::ToTail);
-                managed[zone_idx] += 1 << order;
+                self.free_pages_core(pfn, order);
                 pfn += 1 << order;
             }
         }
-        for (zone, m) in self.zones.iter_mut().zip(managed) {
-            zone.managed_pages = m;
-        }
-    }
-
-    /// `build_zonelists()`: the preferred zone and the NOFRAGMENT decision for each
-    /// highest zone index, fixed once the zones are populated.
-    fn build_zonelists(&mut self) {
-        let dma32_populated = self
-            .zones
-            .iter()
-            .any(|z| z.zone_type == ZoneType::Dma32 && z.managed_pages > 0);
-        for highest in 0..MAX_NR_ZONES {
-            let preferred = self.zonelist(highest).next().map(|z| (z.idx, z.zone_type));
-            self.zonelists[highest] = crate::page_alloc::ZonelistInfo {
-                preferred: preferred.map(|p| p.0),
-                nofragment: dma32_populated && preferred.is_some_and(|p| p.1 == ZoneType::Normal),
-            };
-        }
-    }
-
-    /// `init_per_zone_wmark_min()` (6.6): `min_free_kbytes` from lowmem, then the
-    /// watermarks (with the per-CPU high and batch that follow them), the lowmem reserves
-    /// and `totalreserve_pages` (see [`crate::sysctl`]).
-    fn init_per_zone_wmark_min(&mut self) {
-        self.calculate_min_free_kbytes();
-        self.setup_per_zone_wmarks();
-        self.setup_per_zone_lowmem_reserve();
     }
 
     /// Seed each CPU's random generator from the machine's seed.

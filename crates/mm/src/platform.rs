@@ -1,9 +1,16 @@
-//! The one boundary between the kernel core and the hardware it runs on.
+//! The one boundary between the kernel core and what it runs on, in two traits.
 //!
-//! Everything `mm` needs from a machine goes through [`Platform`]: which CPU is running,
-//! interrupt save/restore, where physical memory is, TLB flushes, a clock and a console.
-//! The simulator implements it with simulated CPUs and RAM; a bare-metal kernel would
-//! implement it with `cli`/`sti`, CR3 and `invlpg`.
+//! - [`Hardware`] is the machine: which CPU is running, interrupt save/restore, where
+//!   physical memory is, TLB flushes, a clock, a console and cross-CPU calls. It is an
+//!   `unsafe` trait because its contract is about memory (see its `# Safety`). The simulator
+//!   implements it with simulated CPUs and RAM; a bare-metal kernel would implement it with
+//!   `cli`/`sti`, CR3 and `invlpg`.
+//! - [`KernelHooks`] is the rest of the kernel around `mm`: the running task (`current`),
+//!   the shrinker list, and the point where an interrupt may arrive. Every hook has a
+//!   default, so an embedder with no tasks and no shrinkers writes an empty `impl`.
+//!
+//! [`Platform`] is the pair, implemented for every type that implements both; `Mm<P>` and
+//! everything in `mm` is generic over `P: Platform`.
 
 use core::fmt;
 
@@ -11,7 +18,7 @@ use crate::addr::{Pfn, PhysAddr, VirtAddr};
 use crate::gfp::Gfp;
 use crate::Mm;
 
-/// The interrupt state saved by [`Platform::local_irq_save`] (`unsigned long flags`).
+/// The interrupt state saved by [`Hardware::local_irq_save`] (`unsigned long flags`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct IrqFlags {
     /// Whether interrupts were enabled before the save.
@@ -60,21 +67,21 @@ pub trait Shrinker<P: Platform> {
 ///
 /// # Safety
 ///
-/// An implementation promises that [`Platform::phys_mem`] points to host memory that is
+/// An implementation promises that [`Hardware::phys_mem`] points to host memory that is
 /// readable and writable for every byte of every [`MemoryRegion`] in
-/// [`Platform::memory_map`], for as long as the platform lives, and that nothing else
+/// [`Hardware::memory_map`], for as long as the platform lives, and that nothing else
 /// writes that memory behind the kernel's back. It also promises that at most one host
-/// thread runs as a given CPU at a time ([`Platform::smp_processor_id`]), so that per-CPU
+/// thread runs as a given CPU at a time ([`Hardware::smp_processor_id`]), so that per-CPU
 /// data touched with interrupts disabled is touched by one thread only.
 #[allow(unsafe_code)] // The contract itself: implementing it is the platform's promise.
-pub unsafe trait Platform: Sync + Sized {
+pub unsafe trait Hardware: Sync + Sized {
     /// Number of possible CPUs (`nr_cpu_ids`).
     fn nr_cpus(&self) -> usize;
     /// The CPU the caller runs on (`smp_processor_id()`).
     fn smp_processor_id(&self) -> usize;
     /// Disable interrupts on this CPU and return the previous state (`local_irq_save`).
     fn local_irq_save(&self) -> IrqFlags;
-    /// Restore the state saved by [`Platform::local_irq_save`] (`local_irq_restore`).
+    /// Restore the state saved by [`Hardware::local_irq_save`] (`local_irq_restore`).
     fn local_irq_restore(&self, flags: IrqFlags);
     /// Are interrupts disabled on this CPU? (`irqs_disabled()`)
     fn irqs_disabled(&self) -> bool;
@@ -87,8 +94,20 @@ pub unsafe trait Platform: Sync + Sized {
     fn flush_tlb_kernel_range(&self, start: VirtAddr, end: VirtAddr);
     /// A monotonic clock in nanoseconds (`local_clock()`).
     fn clock_ns(&self) -> u64;
-    /// Print one kernel message line (`printk`).
+    /// Print one kernel message line on the console (`printk`).
     fn printk(&self, args: fmt::Arguments<'_>);
+    /// Run `f` as CPU `cpu` (`smp_call_function_single`, waiting for it); a platform with
+    /// one CPU per caller just calls it.
+    fn run_on_cpu(&self, cpu: usize, f: &mut dyn FnMut()) {
+        let _ = cpu;
+        f()
+    }
+}
+
+/// What `mm` asks of the rest of the kernel: the running task, the shrinker list and the
+/// points where an interrupt may arrive. Each hook has a default that suits a kernel with
+/// no tasks, no shrinkers and no interrupts to inject.
+pub trait KernelHooks {
     /// The running task's pid, for kernel messages.
     fn current_pid(&self) -> u32 {
         0
@@ -97,20 +116,26 @@ pub unsafe trait Platform: Sync + Sized {
     fn current_comm(&self) -> &str {
         "swapper"
     }
+    /// Call `f` on each registered shrinker (the `shrinker_list`).
+    fn for_each_shrinker(&self, f: &mut dyn FnMut(&dyn Shrinker<Self>))
+    where
+        Self: Platform,
+    {
+        let _ = f;
+    }
     /// A point inside the allocators where the kernel runs with interrupts enabled (unless
     /// the caller itself disabled them): the platform may deliver an interrupt here (run a
     /// handler in hard-IRQ context) if this CPU's interrupts are enabled.
-    fn irq_window(&self, mm: &Mm<Self>) {
+    fn irq_window(&self, mm: &Mm<Self>)
+    where
+        Self: Platform,
+    {
         let _ = mm;
     }
-    /// Run `f` as CPU `cpu` (`smp_call_function_single`, waiting for it); a platform with
-    /// one CPU per caller just calls it.
-    fn run_on_cpu(&self, cpu: usize, f: &mut dyn FnMut()) {
-        let _ = cpu;
-        f()
-    }
-    /// Call `f` on each registered shrinker (the `shrinker_list`).
-    fn for_each_shrinker(&self, f: &mut dyn FnMut(&dyn Shrinker<Self>)) {
-        let _ = f;
-    }
 }
+
+/// Everything `mm` needs from what it runs on: the [`Hardware`] and the [`KernelHooks`].
+/// Implemented for every type that implements both; implement those two instead.
+pub trait Platform: Hardware + KernelHooks {}
+
+impl<T: Hardware + KernelHooks> Platform for T {}

@@ -285,8 +285,8 @@ impl<P: Platform> Mm<P> {
     /// ```
     pub fn kvmalloc_stats(&self) -> KvmallocStats {
         let mut sum = KvmallocStats::default();
-        for cpu in 0..self.platform.nr_cpus() {
-            let e = &self.percpu.get(cpu).events.kvmalloc;
+        for cpu in 0..self.platform().nr_cpus() {
+            let e = &self.per_cpu(cpu).events.kvmalloc;
             sum.kmalloc += e.kmalloc.get();
             sum.vmalloc += e.vmalloc.get();
             sum.failures += e.failures.get();
@@ -495,8 +495,8 @@ impl<P: Platform> Mm<P> {
         self.__vmalloc_node_range(
             size,
             1,
-            self.layout.vmalloc_start,
-            self.layout.vmalloc_end,
+            self.layout().vmalloc_start,
+            self.layout().vmalloc_end,
             gfp,
             PgProt::kernel(self.profile()),
             VmFlags::VM_ALLOW_HUGE_VMAP,
@@ -535,7 +535,7 @@ impl<P: Platform> Mm<P> {
         };
         // Counted in the WARN event only when printed.
         if !gfp.contains(Gfp::__GFP_NOWARN) && self.warn_once_first(&SITE) {
-            VmEvents::add(&self.events.warn, 1);
+            VmEvents::add(&self.events().warn, 1);
             self.warn_at(&SITE, format_args!(""));
         }
     }
@@ -611,7 +611,7 @@ impl<P: Platform> Mm<P> {
         if crate::report::warn!(self, len > size, SITE,
             "len {len} > {size} bytes allocated at {addr}; cleared {size} and freed (the kernel would clear past the end)")
         {
-            VmEvents::add(&self.events.warn, 1);
+            VmEvents::add(&self.events().warn, 1);
             return Err(KvmallocError::SensitiveLen { addr, len, size });
         }
         Ok(())

@@ -132,6 +132,20 @@ pub struct KswapdRun {
     pub balanced: bool,
 }
 
+/// vmscan's state: the node's kswapd (`pgdat->kswapd*`). Private to `vmscan`.
+pub struct Vmscan {
+    kswapd: Kswapd,
+}
+
+impl Vmscan {
+    /// kswapd asleep, as after boot.
+    pub(crate) const fn new() -> Vmscan {
+        Vmscan {
+            kswapd: Kswapd::new(),
+        }
+    }
+}
+
 impl<P: Platform> Mm<P> {
     // ----- direct reclaim ----------------------------------------------------------
 
@@ -142,7 +156,7 @@ impl<P: Platform> Mm<P> {
         let reclaim_idx = gfp
             .gfp_zone()
             .map_or(MAX_NR_ZONES - 1, |z| self.zone_index(z));
-        VmEvents::add(&self.events.allocstall[reclaim_idx], 1);
+        VmEvents::add(&self.events().allocstall[reclaim_idx], 1);
         let nr_to_reclaim = if order > PAGE_ALLOC_COSTLY_ORDER {
             SWAP_CLUSTER_MAX
         } else {
@@ -195,15 +209,15 @@ impl<P: Platform> Mm<P> {
             });
         });
         let (pgscan, pgsteal) = match who {
-            Reclaimer::Kswapd => (&self.events.pgscan_kswapd, &self.events.pgsteal_kswapd),
-            Reclaimer::Direct => (&self.events.pgscan_direct, &self.events.pgsteal_direct),
+            Reclaimer::Kswapd => (&self.events().pgscan_kswapd, &self.events().pgsteal_kswapd),
+            Reclaimer::Direct => (&self.events().pgscan_direct, &self.events().pgsteal_direct),
         };
         VmEvents::add(pgscan, done.scanned);
         VmEvents::add(pgsteal, done.reclaimed);
-        VmEvents::add(&self.events.pgscan_file, done.scanned);
-        VmEvents::add(&self.events.pgsteal_file, done.reclaimed);
+        VmEvents::add(&self.events().pgscan_file, done.scanned);
+        VmEvents::add(&self.events().pgsteal_file, done.reclaimed);
         if done.reclaimed > 0 {
-            self.kswapd.failures.store(0, Relaxed);
+            self.vmscan.kswapd.failures.store(0, Relaxed);
         }
         done
     }
@@ -233,7 +247,7 @@ impl<P: Platform> Mm<P> {
         if zone.managed_pages == 0 {
             return;
         }
-        let k = &self.kswapd;
+        let k = &self.vmscan.kswapd;
         let _ = k.highest_zoneidx.fetch_update(Relaxed, Relaxed, |cur| {
             (cur == MAX_NR_ZONES || cur < highest_zoneidx).then_some(highest_zoneidx)
         });
@@ -270,12 +284,12 @@ impl<P: Platform> Mm<P> {
     /// Does kswapd have something to do: woken, or its nap is waiting to end?
     #[inline]
     pub fn kswapd_pending(&self) -> bool {
-        self.kswapd.woken.load(Relaxed) || self.kswapd.state.load(Relaxed) == NAPPING
+        self.vmscan.kswapd.woken.load(Relaxed) || self.vmscan.kswapd.state.load(Relaxed) == NAPPING
     }
 
     /// Where kswapd is.
     pub fn kswapd_state(&self) -> KswapdState {
-        match self.kswapd.state.load(Relaxed) {
+        match self.vmscan.kswapd.state.load(Relaxed) {
             ASLEEP => KswapdState::Asleep,
             NAPPING => KswapdState::Napping,
             _ => KswapdState::Running,
@@ -284,7 +298,7 @@ impl<P: Platform> Mm<P> {
 
     /// `pgdat->kswapd_failures`.
     pub fn kswapd_failures(&self) -> u32 {
-        self.kswapd.failures.load(Relaxed)
+        self.vmscan.kswapd.failures.load(Relaxed)
     }
 
     // ----- kswapd: the thread ------------------------------------------------------
@@ -295,7 +309,7 @@ impl<P: Platform> Mm<P> {
     /// pending, the end-of-nap check. Must run in process context (the platform calls it
     /// when a CPU leaves kernel code). Returns at once if another CPU is running it.
     pub fn kswapd_run(&self) -> KswapdRun {
-        let k = &self.kswapd;
+        let k = &self.vmscan.kswapd;
         let Ok(prev) = k
             .state
             .fetch_update(Relaxed, Relaxed, |s| (s != RUNNING).then_some(RUNNING))
@@ -316,11 +330,11 @@ impl<P: Platform> Mm<P> {
                 k.state.store(ASLEEP, Relaxed);
                 return run;
             }
-            VmEvents::add(&self.events.kswapd_high_wmark_hit_quickly, 1);
+            VmEvents::add(&self.events().kswapd_high_wmark_hit_quickly, 1);
         } else if prev == NAPPING {
             // Woken before the nap's timeout (`remaining` != 0): keep the request that
             // slept prematurely if it asked for more.
-            VmEvents::add(&self.events.kswapd_low_wmark_hit_quickly, 1);
+            VmEvents::add(&self.events().kswapd_low_wmark_hit_quickly, 1);
             k.order.fetch_max(sleep_order, Relaxed);
         }
         for _ in 0..KSWAPD_MAX_PASSES {
@@ -335,7 +349,7 @@ impl<P: Platform> Mm<P> {
                 k.sleep_zoneidx.store(highest_zoneidx, Relaxed);
                 break;
             }
-            VmEvents::add(&self.events.kswapd_high_wmark_hit_quickly, 1);
+            VmEvents::add(&self.events().kswapd_high_wmark_hit_quickly, 1);
             k.sleep_order.store(reclaim_order, Relaxed);
             k.sleep_zoneidx.store(highest_zoneidx, Relaxed);
         }
@@ -386,7 +400,7 @@ impl<P: Platform> Mm<P> {
     /// as ordinary reclaim. At the end each zone's boost loses what it was at the start.
     /// Returns the order it finished at.
     fn balance_pgdat(&self, order: u32, highest_zoneidx: usize, run: &mut KswapdRun) -> u32 {
-        VmEvents::add(&self.events.pageoutrun, 1);
+        VmEvents::add(&self.events().pageoutrun, 1);
         run.passes += 1;
         let top = highest_zoneidx.min(MAX_NR_ZONES - 1);
         let mut zone_boosts = [0u64; MAX_NR_ZONES];
@@ -440,7 +454,7 @@ impl<P: Platform> Mm<P> {
             }
         }
         if !balanced_out && total.reclaimed == 0 {
-            self.kswapd.failures.fetch_add(1, Relaxed);
+            self.vmscan.kswapd.failures.fetch_add(1, Relaxed);
         }
         if boosted {
             for z in self.zones()[..=top]

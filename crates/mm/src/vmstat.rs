@@ -198,7 +198,31 @@ impl Zone {
     }
 }
 
+/// vmstat's state: the global event counters (`vm_event_states`, summed) and the node's
+/// page counters (`pgdat->vm_stat`). Private to `vmstat`; read and counted through
+/// [`Mm::events`], [`Mm::mod_node_page_state`] and [`Mm::node_page_state`].
+pub struct VmStat {
+    events: VmEvents,
+    node_stat: NodeStats,
+}
+
+impl VmStat {
+    /// All counters zero.
+    pub(crate) fn new() -> VmStat {
+        VmStat {
+            events: VmEvents::default(),
+            node_stat: NodeStats::new(),
+        }
+    }
+}
+
 impl<P: Platform> Mm<P> {
+    /// Global event counters (`count_vm_event()` adds to them with [`VmEvents::add`]).
+    #[inline]
+    pub fn events(&self) -> &VmEvents {
+        &self.vmstat.events
+    }
+
     /// `mod_zone_page_state(zone, item, delta)`.
     pub fn mod_zone_page_state(&self, zone: &Zone, item: ZoneStatItem, delta: i64) {
         zone.vm_stat.add(item as usize, delta);
@@ -206,12 +230,12 @@ impl<P: Platform> Mm<P> {
 
     /// `mod_node_page_state(pgdat, item, delta)` (one node).
     pub fn mod_node_page_state(&self, item: NodeStatItem, delta: i64) {
-        self.node_stat.add(item as usize, delta);
+        self.vmstat.node_stat.add(item as usize, delta);
     }
 
     /// `node_page_state(pgdat, item)`.
     pub fn node_page_state(&self, item: NodeStatItem) -> u64 {
-        self.node_stat.get(item as usize)
+        self.vmstat.node_stat.get(item as usize)
     }
 
     /// `global_zone_page_state(item)`: summed over the zones.

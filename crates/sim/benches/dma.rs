@@ -30,7 +30,7 @@
 //!   Peer: `copy_from_slice` of 64 KiB.
 //!
 //! Every iteration unmaps what it maps; after each kmemlab benchmark no mapping is live,
-//! every swiotlb slot is free, `dma_check()` passes, the console is empty and the device's
+//! every swiotlb slot is free, `check()` passes, the console is empty and the device's
 //! bytes are found in the buffer. Each kmemlab timing loop runs inside one `Machine::run`
 //! closure; the machine boots with a fixed seed.
 //!
@@ -87,7 +87,7 @@ fn check_after(s: &Setup, name: &str, buf: VirtAddr, want: &[u8]) {
     let stats = mm.dma_stats();
     assert_eq!(stats.mappings_live, 0, "{name}: mappings left");
     assert_eq!(stats.swiotlb_slots_used, 0, "{name}: swiotlb slots left");
-    mm.dma_check().unwrap();
+    mm.check().unwrap();
     let console = s.m.take_console();
     assert!(console.is_empty(), "{name}: {console:?}");
     let mut seen = vec![0; want.len()];

@@ -1,5 +1,6 @@
 //! The simulated machine: RAM, CPUs, execution contexts, a console, and the kernel
-//! booted on them. [`SimPlatform`] is what the kernel sees through the `Platform` trait.
+//! booted on them. [`SimPlatform`] is what the kernel sees through the `Hardware` and
+//! `KernelHooks` traits.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,7 +12,8 @@ use kmemlab_mm::slab::SlabConfig;
 use kmemlab_mm::sysctl::{Sysctl, Thp};
 use kmemlab_mm::vmscan::KswapdRun;
 use kmemlab_mm::{
-    BootConfig, BootError, Context, IrqFlags, MemoryRegion, Mm, Platform, Profile, VirtAddr,
+    BootConfig, BootError, Context, Hardware, IrqFlags, KernelHooks, MemoryRegion, Mm, Profile,
+    VirtAddr,
 };
 
 use crate::cpu::{self, Cpu};
@@ -263,7 +265,7 @@ impl SimPlatform {
 // `memory_map` and lives as long as the platform; nothing but the kernel (and the
 // simulator's own devices, through the same addresses) writes it. `Machine::on_cpu`
 // lets at most one host thread run as a CPU at a time.
-unsafe impl Platform for SimPlatform {
+unsafe impl Hardware for SimPlatform {
     fn nr_cpus(&self) -> usize {
         self.cpus.len()
     }
@@ -317,22 +319,6 @@ unsafe impl Platform for SimPlatform {
         self.console.lock().expect("console").push(args.to_string());
     }
 
-    fn current_pid(&self) -> u32 {
-        100 + self.smp_processor_id() as u32
-    }
-
-    fn current_comm(&self) -> &str {
-        &self.cpu().comm
-    }
-
-    #[inline]
-    fn irq_window(&self, mm: &Mm<Self>) {
-        // The common case, nothing armed, costs one relaxed load.
-        if !self.irq_armed.load(Ordering::Relaxed) {
-            return;
-        }
-        self.deliver_irq(mm);
-    }
     fn run_on_cpu(&self, cpu: usize, f: &mut dyn FnMut()) {
         if self.smp_processor_id() == cpu && cpu::current_cpu(self.id).is_some() {
             return f();
@@ -397,6 +383,27 @@ unsafe impl Platform for SimPlatform {
                 std::thread::yield_now();
             }
         }
+    }
+}
+
+/// The simulated kernel around `mm`: one task per CPU (pid 100 + cpu, the CPU's `comm`),
+/// the registered shrinkers, and the interrupts armed with [`SimPlatform::inject_irq`].
+impl KernelHooks for SimPlatform {
+    fn current_pid(&self) -> u32 {
+        100 + self.smp_processor_id() as u32
+    }
+
+    fn current_comm(&self) -> &str {
+        &self.cpu().comm
+    }
+
+    #[inline]
+    fn irq_window(&self, mm: &Mm<Self>) {
+        // The common case, nothing armed, costs one relaxed load.
+        if !self.irq_armed.load(Ordering::Relaxed) {
+            return;
+        }
+        self.deliver_irq(mm);
     }
 
     fn for_each_shrinker(&self, f: &mut dyn FnMut(&dyn Shrinker<Self>)) {

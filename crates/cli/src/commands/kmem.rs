@@ -22,7 +22,7 @@ use kmemlab_mm::page_alloc::query::{FreeBlock, FreeList};
 use kmemlab_mm::slab::query::{ObjectState, SlabObject, SlabPlace, SlabSummary};
 use kmemlab_mm::slab::{KmemCache, KmemCacheRef};
 use kmemlab_mm::vmalloc::VmFlags;
-use kmemlab_mm::{procfs, Mm, Pfn, Platform, VirtAddr, PAGE_SHIFT};
+use kmemlab_mm::{procfs, Hardware, Mm, Pfn, VirtAddr, PAGE_SHIFT};
 use kmemlab_sim::SimPlatform;
 use serde_json::{json, Value as Json};
 

@@ -178,9 +178,9 @@ pub fn vfree(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     let addr = VirtAddr(sh.number(args[0])?);
     sh.kernel(|mm| {
         let deferred_before =
-            mm.deferred_vfrees(kmemlab_mm::Platform::smp_processor_id(mm.platform()));
+            mm.deferred_vfrees(kmemlab_mm::Hardware::smp_processor_id(mm.platform()));
         mm.vfree(addr).map_err(|e| e.to_string())?;
-        if mm.deferred_vfrees(kmemlab_mm::Platform::smp_processor_id(mm.platform()))
+        if mm.deferred_vfrees(kmemlab_mm::Hardware::smp_processor_id(mm.platform()))
             > deferred_before
         {
             return Ok(Value::Text(

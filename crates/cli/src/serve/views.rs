@@ -11,7 +11,7 @@ use kmemlab_mm::slab::debug::{
     TrackItem, POISON_END, POISON_FREE, SLUB_RED_ACTIVE, SLUB_RED_INACTIVE,
 };
 use kmemlab_mm::slab::{KmemCache, KmemCacheRef, SlabFlags};
-use kmemlab_mm::{MigrateType, Mm, Page, Pfn, Platform, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
+use kmemlab_mm::{Hardware, MigrateType, Mm, Page, Pfn, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 use kmemlab_sim::SimPlatform;
 use serde_json::{json, Value};
 

@@ -162,15 +162,11 @@ impl Tour {
     fn decided(&self, id: &str) -> bool {
         self.claims.iter().any(|c| c.id == id)
     }
-    /// Run the invariant checker (`check()`, and the DMA API's bookkeeping) after
-    /// `after`; a broken invariant is printed and makes the tour fail, and the tour goes on.
+    /// Run the invariant checker (`check()`: every subsystem's) after `after`; a broken
+    /// invariant is printed and makes the tour fail, and the tour goes on.
     pub(crate) fn check_invariants(&mut self, machine: &Machine, after: &str) {
         let mm = machine.mm();
-        let found = mm
-            .check()
-            .err()
-            .map(|e| e.to_string())
-            .or_else(|| mm.dma_check().err().map(|e| e.to_string()));
+        let found = mm.check().err().map(|e| e.to_string());
         if let Some(e) = found {
             self.invariant_broken(after, e);
         }

@@ -280,7 +280,7 @@ impl<P: Platform> Mm<P> {
         let memory = self.memblock.memory.clone();
         let pgd = self.memblock.alloc(page, page, SWAPPER_PG_DIR_NAME)?;
         self.zero_phys(pgd.0, page)?;
-        self.pgd = pgd;
+        self.arch.pgd = pgd;
 
         // Counting pass: the tables the pieces need below the PGD (pieces come in address
         // order, so a table is needed again only by the pieces right after it).
@@ -322,7 +322,7 @@ impl<P: Platform> Mm<P> {
             }
         });
         result?;
-        self.direct_map = counts;
+        self.arch.direct_map = counts;
         Ok(())
     }
 
@@ -378,7 +378,7 @@ impl<P: Platform> Mm<P> {
         let mut size = piece.page_size;
         while phys < piece.end {
             let va = po + phys;
-            let mut table = self.pgd;
+            let mut table = self.arch.pgd;
             let mut level = 0;
             // Down to the leaf level, making tables on the way.
             let mut covered = None;
@@ -447,13 +447,13 @@ impl<P: Platform> Mm<P> {
         let mut addr = self.layout.vmalloc_start;
         while addr < self.layout.vmalloc_end {
             let idx = top.index(addr);
-            if self.boot_read_pt_entry(self.pgd, idx)? & _PAGE_PRESENT == 0 {
+            if self.boot_read_pt_entry(self.arch.pgd, idx)? & _PAGE_PRESENT == 0 {
                 let page = self
                     .alloc_pages(Gfp::GFP_KERNEL | Gfp::__GFP_ZERO, 0)
                     .map_err(BootError::VmallocPageTables)?;
                 let pud = self.page_to_pfn(page).phys();
-                self.boot_write_pt_entry(self.pgd, idx, pud.0 | _KERNPG_TABLE)?;
-                self.pgtable_pages.fetch_add(1, Relaxed);
+                self.boot_write_pt_entry(self.arch.pgd, idx, pud.0 | _KERNPG_TABLE)?;
+                self.arch.pgtable_pages.fetch_add(1, Relaxed);
             }
             addr = match align_down(addr, span).checked_add(span) {
                 Some(next) => next,

@@ -8,6 +8,32 @@ use crate::page_alloc::ZoneType;
 pub mod init;
 pub mod pgtable;
 
+/// The architecture's memory state: the kernel's top-level page table, the page-table
+/// pages taken from the page allocator, and how the direct map is mapped. Private to
+/// `arch`; read through [`crate::Mm::kernel_pgd`], [`crate::Mm::nr_pagetable_pages`] and
+/// [`crate::Mm::direct_map_bytes`], counted through [`crate::Mm::inc_pgtable_pages`] and
+/// [`crate::Mm::dec_pgtable_pages`].
+pub struct ArchMm {
+    /// The kernel's top-level page table (`swapper_pg_dir`, `init_mm.pgd`).
+    pgd: crate::PhysAddr,
+    /// Page-table pages taken from the page allocator (`NR_PAGETABLE`).
+    pgtable_pages: core::sync::atomic::AtomicU64,
+    /// Direct-map bytes mapped by 4 KiB pages, by large pages (2 MiB on x86_64, 4 MiB on
+    /// i386), and by 1 GiB pages (`direct_pages_count`).
+    direct_map: [u64; 3],
+}
+
+impl ArchMm {
+    /// No page tables yet: `init_mem_mapping()` builds them.
+    pub(crate) const fn new() -> ArchMm {
+        ArchMm {
+            pgd: crate::PhysAddr(0),
+            pgtable_pages: core::sync::atomic::AtomicU64::new(0),
+            direct_map: [0; 3],
+        }
+    }
+}
+
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
 

@@ -279,7 +279,7 @@ pub fn entry_flag_names(entry: u64) -> impl Iterator<Item = &'static str> {
 impl<P: Platform> Mm<P> {
     /// The physical address of `swapper_pg_dir`, the table CR3 points to on every CPU.
     pub fn kernel_pgd(&self) -> PhysAddr {
-        self.pgd
+        self.arch.pgd
     }
 
     /// The paging format of this kernel.
@@ -289,12 +289,22 @@ impl<P: Platform> Mm<P> {
 
     /// Page-table pages the kernel took from the page allocator (`NR_PAGETABLE`).
     pub fn nr_pagetable_pages(&self) -> u64 {
-        self.pgtable_pages.load(Relaxed)
+        self.arch.pgtable_pages.load(Relaxed)
+    }
+
+    /// A page-table page was taken from the page allocator (`NR_PAGETABLE` +1).
+    pub(crate) fn inc_pgtable_pages(&self) {
+        self.arch.pgtable_pages.fetch_add(1, Relaxed);
+    }
+
+    /// A page-table page went back to the page allocator (`NR_PAGETABLE` -1).
+    pub(crate) fn dec_pgtable_pages(&self) {
+        self.arch.pgtable_pages.fetch_sub(1, Relaxed);
     }
 
     /// Direct-map bytes mapped with 4 KiB pages, large pages (2 MiB / 4 MiB) and 1 GiB pages.
     pub fn direct_map_bytes(&self) -> [u64; 3] {
-        self.direct_map
+        self.arch.direct_map
     }
 
     /// The physical address of entry `index` of the table at `table`, if `table` is page

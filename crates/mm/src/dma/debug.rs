@@ -110,7 +110,7 @@ pub enum DmaDebugError {
     /// "device driver maps memory from invalid area".
     MapInvalidArea,
     /// Memory given back to the allocator while still mapped (kmemlab's report, in
-    /// dma-debug's style; see [`Mm::dma_debug_freeing`]).
+    /// dma-debug's style; see `dma_debug_freeing`).
     FreedWhileMapped,
     /// "device driver syncs DMA sg list with different entry count".
     SyncDifferentSgCount,
@@ -127,7 +127,7 @@ impl DmaDebugError {
 }
 
 /// The free list and its counts.
-pub(crate) struct DebugState {
+pub(in crate::dma) struct DebugState {
     free_head: u64,
     nr_free: u64,
     min_free: u64,
@@ -144,7 +144,7 @@ pub struct DmaDebug {
     state: SpinLockIrq<DebugState>,
     live: AtomicU64,
     /// Streaming (single and sg) entries live, and the lowest and highest physical byte
-    /// any of them covered since the count was last 0: [`Mm::dma_debug_freeing`] skips
+    /// any of them covered since the count was last 0: `dma_debug_freeing` skips
     /// the scan of the hash when the freed range lies outside.
     streaming_live: AtomicU64,
     range_lo: AtomicU64,
@@ -159,7 +159,7 @@ pub struct DmaDebug {
 }
 
 impl DmaDebug {
-    pub(crate) const fn new() -> DmaDebug {
+    pub(in crate::dma) const fn new() -> DmaDebug {
         DmaDebug {
             enabled: false,
             disabled: AtomicBool::new(false),
@@ -202,7 +202,7 @@ struct Entry {
 
 /// One entry's fields, read out.
 #[derive(Copy, Clone)]
-pub(crate) struct Record {
+pub(in crate::dma) struct Record {
     dev_id: u64,
     dev_addr: u64,
     size: u64,
@@ -300,9 +300,14 @@ fn hash_fn(dev_addr: u64) -> u64 {
 }
 
 impl<P: Platform> Mm<P> {
-    /// Boot: is `CONFIG_DMA_API_DEBUG` on?
+    /// Boot: is `CONFIG_DMA_API_DEBUG` on? When it is, the free check is registered as a free hook, as the kernel's
+    /// `dma_debug_init()` (a `core_initcall`) sets dma-debug up at boot.
     pub(crate) fn dma_debug_setup(&mut self, enabled: bool) {
         self.dma.debug.enabled = enabled;
+        if enabled {
+            // The registry is empty at this point of boot: it cannot be full.
+            let _ = self.register_free_hook(Self::dma_debug_freeing);
+        }
     }
 
     /// `dma_debug_init()`: preallocate the hash and the entries, once (the first driver
@@ -315,7 +320,8 @@ impl<P: Platform> Mm<P> {
         if d.nr_entries.load(Acquire) != 0 {
             return true;
         }
-        let may_sleep = self.this_cpu().preempt_count.get() == 0 && !self.platform.irqs_disabled();
+        let may_sleep =
+            self.this_cpu().preempt_count.get() == 0 && !self.platform().irqs_disabled();
         let gfp = if may_sleep {
             Gfp::GFP_KERNEL
         } else {
@@ -329,7 +335,7 @@ impl<P: Platform> Mm<P> {
             return false;
         };
         let base = self.page_to_pfn(page).phys().0;
-        let mut state = d.state.lock_irqsave(&self.platform);
+        let mut state = d.state.lock_irqsave(self.platform());
         if d.nr_entries.load(Acquire) != 0 {
             drop(state);
             let _ = self.__free_pages(page, DEBUG_BLOCK_ORDER);
@@ -383,7 +389,7 @@ impl<P: Platform> Mm<P> {
             return;
         }
         {
-            let mut state = d.state.lock_irqsave(&self.platform);
+            let mut state = d.state.lock_irqsave(self.platform());
             if d.corrupted.load(Relaxed) {
                 d.live.store(0, Relaxed);
                 d.streaming_live.store(0, Relaxed);
@@ -517,7 +523,7 @@ impl<P: Platform> Mm<P> {
     /// `add_dma_entry()`: take a free entry and hash it.
     fn add_dma_entry(&self, dev: &Device, r: Record) {
         let d = &self.dma.debug;
-        let mut state = d.state.lock_irqsave(&self.platform);
+        let mut state = d.state.lock_irqsave(self.platform());
         if d.disabled.load(Relaxed) {
             return;
         }
@@ -751,7 +757,7 @@ impl<P: Platform> Mm<P> {
     fn check_unmap(&self, dev: &Device, r: Record) -> Option<Record> {
         // The names are only needed for a report: not formatted on the hot path.
         let names = || (dev.driver(), dev.name());
-        let mut state = self.dma.debug.state.lock_irqsave(&self.platform);
+        let mut state = self.dma.debug.state.lock_irqsave(self.platform());
         let found = self.bucket_find_exact(&r);
         let found = match found {
             Ok(f) => f,
@@ -830,7 +836,7 @@ impl<P: Platform> Mm<P> {
     /// `check_sync()`.
     fn check_sync(&self, dev: &Device, r: Record, to_cpu: bool) {
         let names = (dev.driver(), dev.name());
-        let state = self.dma.debug.state.lock_irqsave(&self.platform);
+        let state = self.dma.debug.state.lock_irqsave(self.platform());
         let found = self.bucket_find_contain(&r);
         let found = match found {
             Ok(f) => f.and_then(|i| self.read_entry(i)),
@@ -891,7 +897,7 @@ impl<P: Platform> Mm<P> {
 
     /// `debug_dma_map_single()`: an address outside the direct map is reported. (vmalloc
     /// addresses never get here: `dma_map_single_attrs` refuses them first.)
-    pub(crate) fn debug_dma_map_single(&self, dev: &Device, addr: VirtAddr, len: usize) {
+    pub(in crate::dma) fn debug_dma_map_single(&self, dev: &Device, addr: VirtAddr, len: usize) {
         if self.dma_debug_disabled() {
             return;
         }
@@ -909,7 +915,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `debug_dma_map_page()`.
-    pub(crate) fn debug_dma_map_page(
+    pub(in crate::dma) fn debug_dma_map_page(
         &self,
         dev: &Device,
         phys: PhysAddr,
@@ -928,11 +934,11 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `debug_dma_mapping_error()`: mark the first unchecked entry at `addr` checked.
-    pub(crate) fn debug_dma_mapping_error(&self, dev: &Device, addr: DmaAddr) {
+    pub(in crate::dma) fn debug_dma_mapping_error(&self, dev: &Device, addr: DmaAddr) {
         if self.dma_debug_disabled() {
             return;
         }
-        let state = self.dma.debug.state.lock_irqsave(&self.platform);
+        let state = self.dma.debug.state.lock_irqsave(self.platform());
         let walked = self.for_each_in_bucket(hash_fn(addr), |i| {
             let Some(e) = self.debug_entry(i) else {
                 return true;
@@ -955,7 +961,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `debug_dma_unmap_page()`.
-    pub(crate) fn debug_dma_unmap_page(
+    pub(in crate::dma) fn debug_dma_unmap_page(
         &self,
         dev: &Device,
         addr: DmaAddr,
@@ -971,7 +977,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `debug_dma_sync_single_for_cpu()` / `_for_device()`.
-    pub(crate) fn debug_dma_sync_single(
+    pub(in crate::dma) fn debug_dma_sync_single(
         &self,
         dev: &Device,
         addr: DmaAddr,
@@ -988,7 +994,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `debug_dma_map_sg()` for one mapped segment.
-    pub(crate) fn debug_dma_map_sg_segment(
+    pub(in crate::dma) fn debug_dma_map_sg_segment(
         &self,
         dev: &Device,
         seg: (PhysAddr, DmaAddr, usize),
@@ -1008,7 +1014,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `debug_dma_unmap_sg()` for one segment.
-    pub(crate) fn debug_dma_unmap_sg_segment(
+    pub(in crate::dma) fn debug_dma_unmap_sg_segment(
         &self,
         dev: &Device,
         seg: (DmaAddr, usize),
@@ -1028,7 +1034,7 @@ impl<P: Platform> Mm<P> {
     /// first segment is at `addr`. The reference carries the caller's direction, as the
     /// kernel's `ref` does (it is built with `.direction = dir` by `debug_dma_unmap_sg`
     /// and the sync hooks), so that `bucket_find_exact` weighs it.
-    pub(crate) fn debug_nr_mapped_entries(
+    pub(in crate::dma) fn debug_nr_mapped_entries(
         &self,
         dev: &Device,
         addr: DmaAddr,
@@ -1042,7 +1048,7 @@ impl<P: Platform> Mm<P> {
         let mut r = Record::new(dev, DebugType::Sg, addr, size);
         r.dir = dir;
         r.sg_call_ents = nents as u64;
-        let state = self.dma.debug.state.lock_irqsave(&self.platform);
+        let state = self.dma.debug.state.lock_irqsave(self.platform());
         let found = self.bucket_find_exact(&r);
         let mapped = match found {
             Ok(f) => f
@@ -1061,7 +1067,7 @@ impl<P: Platform> Mm<P> {
     /// `debug_dma_sync_sg_for_cpu()` / `_for_device()`: each of the first `nelems`
     /// segments `(sg_dma_address, sg_dma_len)` checked as `check_sync` checks it, up to
     /// the count the list was mapped with (`get_nr_mapped_entries` of the first).
-    pub(crate) fn debug_dma_sync_sg(
+    pub(in crate::dma) fn debug_dma_sync_sg(
         &self,
         dev: &Device,
         segments: impl Iterator<Item = (DmaAddr, usize)>,
@@ -1090,7 +1096,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `debug_dma_alloc_coherent()`.
-    pub(crate) fn debug_dma_alloc_coherent(
+    pub(in crate::dma) fn debug_dma_alloc_coherent(
         &self,
         dev: &Device,
         size: usize,
@@ -1106,7 +1112,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `debug_dma_free_coherent()`.
-    pub(crate) fn debug_dma_free_coherent(
+    pub(in crate::dma) fn debug_dma_free_coherent(
         &self,
         dev: &Device,
         size: usize,
@@ -1123,15 +1129,16 @@ impl<P: Platform> Mm<P> {
 
     /// Put back an entry [`Mm::debug_dma_free_coherent`] removed, when the free did
     /// not happen after all.
-    pub(crate) fn debug_restore_entry(&self, dev: &Device, r: Record) {
+    pub(in crate::dma) fn debug_restore_entry(&self, dev: &Device, r: Record) {
         if self.dma_debug_disabled() {
             return;
         }
         self.add_dma_entry(dev, r);
     }
 
-    /// Memory is going back to an allocator (`kfree`, `__free_pages`, and through them
-    /// `vfree`): report every streaming mapping that still covers part of it. Costs a
+    /// The free hook dma-debug registers at boot ([`crate::debugobjects`]): memory is
+    /// going back to an allocator (`kfree`, `__free_pages`, and through them `vfree`):
+    /// report every streaming mapping that still covers part of it. Costs a
     /// few loads unless a streaming mapping is live and the freed range meets the span
     /// `[range_lo, range_hi)` of the live ones (a conservative span: it only shrinks back
     /// when no streaming mapping is left), so that the hash is not scanned with IRQs off
@@ -1143,23 +1150,11 @@ impl<P: Platform> Mm<P> {
     /// still DMA-mapped [device address=...] [size=... bytes] [mapped as ...] [mapped
     /// with ...]". The first 8 per free are printed; the rest are counted
     /// ([`super::DmaStats::debug_reports_dropped`]) and summed up in one line.
-    #[inline]
-    pub fn dma_debug_freeing(&self, phys: PhysAddr, len: u64) {
-        if self.dma.debug.streaming_live.load(Relaxed) == 0 {
+    fn dma_debug_freeing(mm: &Mm<P>, phys: PhysAddr, len: u64) {
+        if mm.dma.debug.streaming_live.load(Relaxed) == 0 {
             return;
         }
-        self.debug_check_freed(phys.0, len);
-    }
-
-    /// [`Mm::dma_debug_freeing`] for a direct-map address (a slab object being freed).
-    #[inline]
-    pub fn dma_debug_freeing_virt(&self, addr: VirtAddr, len: u64) {
-        if self.dma.debug.streaming_live.load(Relaxed) == 0 {
-            return;
-        }
-        if let Some(phys) = self.layout.virt_to_phys(addr.0) {
-            self.debug_check_freed(phys, len);
-        }
+        mm.debug_check_freed(phys.0, len);
     }
 
     #[cold]
@@ -1172,7 +1167,7 @@ impl<P: Platform> Mm<P> {
         {
             return;
         }
-        let state = d.state.lock_irqsave(&self.platform);
+        let state = d.state.lock_irqsave(self.platform());
         let mut hits = [0u64; 8];
         let (mut n, mut more) = (0, 0u64);
         let mut walked = Ok(());
@@ -1229,7 +1224,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// Freed-while-mapped reports counted but not printed.
-    pub(crate) fn dma_debug_dropped(&self) -> u64 {
+    pub(in crate::dma) fn dma_debug_dropped(&self) -> u64 {
         self.dma.debug.dropped.load(Relaxed)
     }
 
@@ -1241,11 +1236,11 @@ impl<P: Platform> Mm<P> {
         (base != 0).then_some((PhysAddr(base), (PAGE_SIZE as u64) << DEBUG_BLOCK_ORDER))
     }
 
-    pub(crate) fn dma_debug_live_entries(&self) -> u64 {
+    pub(in crate::dma) fn dma_debug_live_entries(&self) -> u64 {
         self.dma.debug.live.load(Relaxed)
     }
 
-    pub(crate) fn dma_debug_error_counts(&self) -> ([u64; NR_DEBUG_ERRORS], u64) {
+    pub(in crate::dma) fn dma_debug_error_counts(&self) -> ([u64; NR_DEBUG_ERRORS], u64) {
         let d = &self.dma.debug;
         let mut out = [0; NR_DEBUG_ERRORS];
         for (o, c) in out.iter_mut().zip(&d.errors) {
@@ -1256,13 +1251,13 @@ impl<P: Platform> Mm<P> {
 
     /// Entries on the free list and in the hash add up to what was preallocated, and no
     /// link leads out of the block or round in a cycle.
-    pub(crate) fn dma_debug_check(&self) -> Result<(), DmaCheckError> {
+    pub(in crate::dma) fn dma_debug_check(&self) -> Result<(), DmaCheckError> {
         let d = &self.dma.debug;
         let total = d.nr_entries.load(Acquire);
         if total == 0 {
             return Ok(());
         }
-        let state = d.state.lock_irqsave(&self.platform);
+        let state = d.state.lock_irqsave(self.platform());
         let corrupt = |bucket: u64, c: Corrupt| DmaCheckError::DebugCorrupted {
             bucket,
             index: c.at,

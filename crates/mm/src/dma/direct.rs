@@ -31,7 +31,7 @@ impl<P: Platform> Mm<P> {
     /// swiotlb bounce buffer, else the kernel's overflow warning and
     /// [`DMA_MAPPING_ERROR`]. The direction only matters to non-coherent architectures
     /// (`arch_sync_dma_for_device`); x86 is cache-coherent.
-    pub(crate) fn dma_direct_map_page(
+    pub(in crate::dma) fn dma_direct_map_page(
         &self,
         dev: &Device,
         phys: PhysAddr,
@@ -45,7 +45,7 @@ impl<P: Platform> Mm<P> {
         let in_ram = phys
             .0
             .checked_add(size as u64)
-            .is_some_and(|end| self.memblock.is_memory(phys.0, end));
+            .is_some_and(|end| self.memblock().is_memory(phys.0, end));
         if !in_ram {
             return self.map_overflow(dev, dma_addr, size);
         }
@@ -83,7 +83,7 @@ impl<P: Platform> Mm<P> {
 
     /// `dma_direct_unmap_page()`: release (and copy back) a bounce buffer; a direct
     /// mapping needs nothing on a cache-coherent x86.
-    pub(crate) fn dma_direct_unmap_page(
+    pub(in crate::dma) fn dma_direct_unmap_page(
         &self,
         dev: &Device,
         addr: DmaAddr,
@@ -96,7 +96,7 @@ impl<P: Platform> Mm<P> {
     /// `dma_direct_unmap_page(..., attrs)`: with `skip_cpu_sync`
     /// (`DMA_ATTR_SKIP_CPU_SYNC`) a bounce buffer is released without being copied back,
     /// as `dma_direct_map_sg`'s failure path unmaps what it mapped.
-    pub(crate) fn dma_direct_unmap_page_attrs(
+    pub(in crate::dma) fn dma_direct_unmap_page_attrs(
         &self,
         dev: &Device,
         addr: DmaAddr,
@@ -111,7 +111,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `dma_direct_sync_single_for_cpu()`.
-    pub(crate) fn dma_direct_sync_single_for_cpu(
+    pub(in crate::dma) fn dma_direct_sync_single_for_cpu(
         &self,
         dev: &Device,
         addr: DmaAddr,
@@ -125,7 +125,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `dma_direct_sync_single_for_device()`.
-    pub(crate) fn dma_direct_sync_single_for_device(
+    pub(in crate::dma) fn dma_direct_sync_single_for_device(
         &self,
         dev: &Device,
         addr: DmaAddr,
@@ -224,7 +224,7 @@ impl<P: Platform> Mm<P> {
         let gfp = gfp - (Gfp::__GFP_DMA | Gfp::__GFP_DMA32 | Gfp::__GFP_HIGHMEM);
         let phys = self.dma_direct_alloc_pages(dev, size, gfp)?;
         let order = get_order(size);
-        let Some(cpu_addr) = self.layout.phys_to_virt(phys) else {
+        let Some(cpu_addr) = self.layout().phys_to_virt(phys) else {
             if let Ok(page) = self.pfn_to_page(PhysAddr(phys).pfn()) {
                 let _ = self.__free_pages(page, order);
             }
@@ -251,12 +251,12 @@ impl<P: Platform> Mm<P> {
     ) -> Result<(), DmaError> {
         if crate::report::warn_on!(
             self,
-            self.platform.irqs_disabled(),
+            self.platform().irqs_disabled(),
             Self::FREE_IRQS_DISABLED
         ) {
             self.dma.counters.warnings.fetch_add(1, Relaxed);
         }
-        let Some(phys) = self.layout.virt_to_phys(cpu_addr.0) else {
+        let Some(phys) = self.layout().virt_to_phys(cpu_addr.0) else {
             return Err(DmaError::Inval);
         };
         let page = self.virt_to_page(cpu_addr).map_err(|_| DmaError::Inval)?;

@@ -348,7 +348,7 @@ impl DmaStats {
 
 /// Counters, kept in the kernel's `.data`.
 #[derive(Default)]
-pub(crate) struct DmaCounters {
+pub(in crate::dma) struct DmaCounters {
     maps: AtomicU64,
     bounced_maps: AtomicU64,
     bounce_bytes: AtomicU64,
@@ -361,9 +361,9 @@ pub(crate) struct DmaCounters {
 
 /// The DMA layer's globals (`io_tlb_default_mem`, dma-debug's hash and free list).
 pub struct DmaGlobals {
-    pub(crate) swiotlb: swiotlb::IoTlbMem,
-    pub(crate) debug: debug::DmaDebug,
-    pub(crate) counters: DmaCounters,
+    swiotlb: swiotlb::IoTlbMem,
+    debug: debug::DmaDebug,
+    counters: DmaCounters,
 }
 
 impl DmaGlobals {
@@ -510,7 +510,7 @@ impl<P: Platform> Mm<P> {
     /// The DMA layer's invariants: every swiotlb slot's free-run count agrees with the
     /// slots after it, `used` counts the slots in use, and dma-debug's entries are each
     /// either hashed or free.
-    pub fn dma_check(&self) -> Result<(), DmaCheckError> {
+    pub(crate) fn dma_check(&self) -> Result<(), DmaCheckError> {
         self.swiotlb_check()?;
         self.dma_debug_check()
     }
@@ -539,8 +539,7 @@ impl<P: Platform> Mm<P> {
         if mask >= dma_bit_mask(32) {
             return true;
         }
-        let end_pfn =
-            self.memblock.memory.regions().last().map_or(0, |r| r.end()) >> crate::addr::PAGE_SHIFT;
+        let end_pfn = self.memblock().end_of_dram() >> crate::addr::PAGE_SHIFT;
         let min_mask = (end_pfn.saturating_sub(1) << crate::addr::PAGE_SHIFT).min(ZONE_DMA_LIMIT);
         mask >= min_mask
     }
@@ -595,7 +594,7 @@ impl<P: Platform> Mm<P> {
 
     /// `virt_addr_valid()`: a direct-map address of a valid page.
     pub fn virt_addr_valid(&self, addr: VirtAddr) -> bool {
-        self.layout
+        self.layout()
             .virt_to_phys(addr.0)
             .is_some_and(|phys| self.pfn_valid(PhysAddr(phys).pfn()))
     }
@@ -630,7 +629,7 @@ impl<P: Platform> Mm<P> {
             return DMA_MAPPING_ERROR;
         }
         self.debug_dma_map_single(dev, ptr, size);
-        let Some(phys) = self.layout.virt_to_phys(ptr.0) else {
+        let Some(phys) = self.layout().virt_to_phys(ptr.0) else {
             return DMA_MAPPING_ERROR;
         };
         let Ok(page) = self.pfn_to_page(PhysAddr(phys).pfn()) else {
@@ -756,7 +755,7 @@ impl<P: Platform> Mm<P> {
     /// `dev_WARN_ONCE(dev, 1, fmt)` (`include/linux/dev_printk.h`, 6.6): `WARN_ONCE(1,
     /// "%s %s: " fmt, dev_driver_string(dev), dev_name(dev))` at `site`, printed the first
     /// time that site fires on this machine (and counted in `warnings` then).
-    pub(crate) fn dev_warn(&self, dev: &Device, site: KS, msg: fmt::Arguments<'_>) {
+    pub(in crate::dma) fn dev_warn(&self, dev: &Device, site: KS, msg: fmt::Arguments<'_>) {
         if self.warn_once_first(&site) {
             self.dma.counters.warnings.fetch_add(1, Relaxed);
             self.warn_at(
@@ -767,12 +766,12 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `dev_warn()` / `dev_err()`: one "<driver> <device>: <message>" line.
-    pub(crate) fn dev_printk(&self, dev: &Device, msg: fmt::Arguments<'_>) {
+    pub(in crate::dma) fn dev_printk(&self, dev: &Device, msg: fmt::Arguments<'_>) {
         self.printk(format_args!("{} {}: {}", dev.driver(), dev.name(), msg));
     }
 
     /// `%pad`: a `dma_addr_t` as 0x and all its hex digits (16 on x86_64, 8 on i386).
-    pub(crate) fn pad(&self, addr: DmaAddr) -> Pad {
+    pub(in crate::dma) fn pad(&self, addr: DmaAddr) -> Pad {
         Pad {
             addr,
             digits: match self.profile() {
@@ -787,19 +786,22 @@ impl<P: Platform> Mm<P> {
     /// may be written by a device, the shell's `dma <dev> to <addr>` or a bounce at any
     /// time, as a bus master races the CPU on real hardware, so every value read through
     /// these words is validated before it is used as an index, length or address.
-    pub(crate) fn dma_kernel_words<const N: usize>(&self, va: VirtAddr) -> Option<&[AtomicU64; N]> {
+    pub(in crate::dma) fn dma_kernel_words<const N: usize>(
+        &self,
+        va: VirtAddr,
+    ) -> Option<&[AtomicU64; N]> {
         self.kview::<[AtomicU64; N]>(va.0).ok()
     }
 
     /// Copy `len` bytes between two physical ranges of RAM (a bounce, or zeroing).
     /// Refuses ranges that are not RAM.
-    pub(crate) fn copy_phys(&self, dst: u64, src: u64, len: usize) -> bool {
+    pub(in crate::dma) fn copy_phys(&self, dst: u64, src: u64, len: usize) -> bool {
         self.ram().copy(dst, src, len as u64).is_ok()
     }
 
     /// Fill `len` bytes of RAM at `phys` with zeroes; `false` (nothing written) when the
     /// range is not RAM.
-    pub(crate) fn dma_zero_phys(&self, phys: u64, len: usize) -> bool {
+    pub(in crate::dma) fn dma_zero_phys(&self, phys: u64, len: usize) -> bool {
         self.ram().fill(phys, 0, len as u64).is_ok()
     }
 }
@@ -808,7 +810,7 @@ impl<P: Platform> Mm<P> {
 pub const ZONE_DMA_LIMIT: u64 = dma_bit_mask(24);
 
 /// A bus address printed as `%pad` does.
-pub(crate) struct Pad {
+pub(in crate::dma) struct Pad {
     addr: DmaAddr,
     digits: usize,
 }

@@ -123,7 +123,7 @@ impl<P: Platform> Mm<P> {
         let lock = self
             .kview::<TryLock>(pool.pool.0 + LOCK as u64 * 8)
             .map_err(|_| DmaError::Inval)?;
-        let flags = self.platform.local_irq_save();
+        let flags = self.platform().local_irq_save();
         self.spin_lock(lock, POOL_LOCK_NAME);
         Ok(PoolLock {
             mm: self,
@@ -509,6 +509,6 @@ struct PoolLock<'a, P: Platform> {
 impl<P: Platform> Drop for PoolLock<'_, P> {
     fn drop(&mut self) {
         self.lock.unlock();
-        self.mm.platform.local_irq_restore(self.flags);
+        self.mm.platform().local_irq_restore(self.flags);
     }
 }

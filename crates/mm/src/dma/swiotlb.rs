@@ -121,7 +121,7 @@ struct IoTlbSlot {
 }
 
 /// `struct io_tlb_area`: the next-fit cursor and the slots in use.
-pub(crate) struct IoTlbArea {
+pub(in crate::dma) struct IoTlbArea {
     index: u64,
     used: u64,
     hiwater: u64,
@@ -129,14 +129,14 @@ pub(crate) struct IoTlbArea {
 
 /// `struct io_tlb_mem` / `io_tlb_pool` of the default pool.
 pub struct IoTlbMem {
-    pub(crate) start: u64,
-    pub(crate) nslabs: u64,
+    pub(in crate::dma) start: u64,
+    pub(in crate::dma) nslabs: u64,
     slots_phys: u64,
     area: SpinLockIrq<IoTlbArea>,
 }
 
 impl IoTlbMem {
-    pub(crate) const fn new() -> IoTlbMem {
+    pub(in crate::dma) const fn new() -> IoTlbMem {
         IoTlbMem {
             start: 0,
             nslabs: 0,
@@ -183,7 +183,7 @@ impl<P: Platform> Mm<P> {
     /// slot array cannot be allocated, the kernel warns and boots without a pool; so does
     /// this (never failing boot, and giving the pool back rather than leaking it).
     pub(crate) fn swiotlb_init(&mut self, config: SwiotlbConfig) -> Result<(), BootError> {
-        let ram_end = self.memblock.memory.regions().last().map_or(0, |r| r.end());
+        let ram_end = self.memblock().end_of_dram();
         let wanted = config.enabled.unwrap_or(ram_end > ARCH_LOW_ADDRESS_LIMIT);
         if !wanted {
             return Ok(());
@@ -196,7 +196,7 @@ impl<P: Platform> Mm<P> {
                 .unwrap_or(!(IO_TLB_SEGSIZE - 1))
         } else {
             // kmemlab's own default: IO_TLB_DEFAULT_SIZE, scaled to 1/64 of RAM.
-            let bytes = IO_TLB_DEFAULT_SIZE.min(self.memblock.memory.total_size() / 64);
+            let bytes = IO_TLB_DEFAULT_SIZE.min(self.memblock().phys_mem_size() / 64);
             (bytes >> IO_TLB_SHIFT)
                 .max(1)
                 .next_multiple_of(IO_TLB_SEGSIZE)
@@ -207,18 +207,15 @@ impl<P: Platform> Mm<P> {
         let window = ram_end.min(config.limit);
         let cap = ((window >> IO_TLB_SHIFT) / IO_TLB_SEGSIZE * IO_TLB_SEGSIZE).max(IO_TLB_SEGSIZE);
         let mut nslabs = default_nslabs.min(cap);
-        let saved_reserved = self.memblock.reserved.clone();
         // swiotlb_init_remap(): `while ((tlb = swiotlb_memblock_alloc(nslabs, ...)) ==
         // NULL) { if (nslabs <= IO_TLB_MIN_SLABS) return; nslabs = ALIGN(nslabs >> 1,
         // IO_TLB_SEGSIZE); }`
-        let pool = loop {
+        let (pool, pool_bytes) = loop {
             let bytes = align_up(nslabs << IO_TLB_SHIFT, PAGE_SIZE as u64);
-            let saved_limit = self.memblock.current_limit;
-            self.memblock.current_limit = saved_limit.min(config.limit);
-            let pool = self.memblock.alloc(bytes, PAGE_SIZE as u64, SWIOTLB_NAME);
-            self.memblock.current_limit = saved_limit;
+            let pool =
+                self.memblock_alloc_below(bytes, PAGE_SIZE as u64, config.limit, SWIOTLB_NAME);
             match pool {
-                Ok(pool) => break pool,
+                Ok(pool) => break (pool, bytes),
                 Err(_) => {
                     // swiotlb_memblock_alloc(): pr_warn("%s: Failed to allocate %zu bytes
                     // tlb structure\n", __func__, bytes), with pr_fmt "software IO TLB: ".
@@ -240,9 +237,8 @@ impl<P: Platform> Mm<P> {
         // alloc_size = PAGE_ALIGN(array_size(sizeof(*mem->slots), nslabs)); nslabs is
         // bounded by RAM here, so the product cannot overflow.
         let slot_bytes = align_up(nslabs * SLOT_SIZE, PAGE_SIZE as u64);
-        let Ok(slots) = self
-            .memblock
-            .alloc(slot_bytes, PAGE_SIZE as u64, SWIOTLB_SLOTS_NAME)
+        let Ok(slots) =
+            self.memblock_alloc_below(slot_bytes, PAGE_SIZE as u64, u64::MAX, SWIOTLB_SLOTS_NAME)
         else {
             // pr_warn("%s: Failed to allocate %zu bytes align=0x%lx\n", __func__,
             // alloc_size, PAGE_SIZE); the kernel then boots without a pool (and leaks the
@@ -251,7 +247,7 @@ impl<P: Platform> Mm<P> {
                 "software IO TLB: swiotlb_init_remap: Failed to allocate {slot_bytes} bytes align={:#x}",
                 PAGE_SIZE
             ));
-            self.memblock.reserved = saved_reserved;
+            let _ = self.memblock_phys_free(pool, pool_bytes);
             return Ok(());
         };
         let mem = &mut self.dma.swiotlb;
@@ -313,14 +309,14 @@ impl<P: Platform> Mm<P> {
     }
 
     /// (slots in use, most ever in use).
-    pub(crate) fn swiotlb_used(&self) -> (u64, u64) {
-        let area = self.dma.swiotlb.area.lock_irqsave(&self.platform);
+    pub(in crate::dma) fn swiotlb_used(&self) -> (u64, u64) {
+        let area = self.dma.swiotlb.area.lock_irqsave(self.platform());
         (area.used, area.hiwater)
     }
 
     /// `swiotlb_map()`: bounce `[phys, phys + size)` and make sure the device reaches the
     /// bounce buffer.
-    pub(crate) fn swiotlb_map(&self, dev: &Device, phys: PhysAddr, size: usize) -> DmaAddr {
+    pub(in crate::dma) fn swiotlb_map(&self, dev: &Device, phys: PhysAddr, size: usize) -> DmaAddr {
         let Some(tlb_addr) = self.swiotlb_tbl_map_single(dev, phys, size, 0) else {
             return DMA_MAPPING_ERROR;
         };
@@ -355,7 +351,7 @@ impl<P: Platform> Mm<P> {
     /// and copy the buffer in. The copy is made whatever the direction, as the kernel has
     /// done since 5.19 (so that a device's partial write cannot expose the bounce
     /// buffer's old contents).
-    pub(crate) fn swiotlb_tbl_map_single(
+    pub(in crate::dma) fn swiotlb_tbl_map_single(
         &self,
         dev: &Device,
         orig_addr: PhysAddr,
@@ -425,7 +421,7 @@ impl<P: Platform> Mm<P> {
         let stride = get_max_slots(align_mask);
         let wrap = |i: u64| if i >= mem.nslabs { 0 } else { i };
 
-        let mut area = mem.area.lock_irqsave(&self.platform);
+        let mut area = mem.area.lock_irqsave(self.platform());
         if nslots > IO_TLB_SEGSIZE || nslots > mem.nslabs.saturating_sub(area.used) {
             return None;
         }
@@ -489,7 +485,7 @@ impl<P: Platform> Mm<P> {
     /// live bounce mapping is left alone (the kernel would corrupt its slot lists); the
     /// check is made again under the area lock when the slots are released, so that two
     /// CPUs unmapping the same address at once release it once.
-    pub(crate) fn swiotlb_tbl_unmap_single(
+    pub(in crate::dma) fn swiotlb_tbl_unmap_single(
         &self,
         dev: &Device,
         tlb_addr: PhysAddr,
@@ -537,7 +533,7 @@ impl<P: Platform> Mm<P> {
     /// `swiotlb_search_pool_area` allocates within one) is reported and refused.
     fn swiotlb_release_slots(&self, tlb_addr: u64) -> bool {
         let mem = &self.dma.swiotlb;
-        let mut area = mem.area.lock_irqsave(&self.platform);
+        let mut area = mem.area.lock_irqsave(self.platform());
         if !self.is_bounce_mapping_start(tlb_addr) {
             return false;
         }
@@ -589,7 +585,7 @@ impl<P: Platform> Mm<P> {
     /// `swiotlb_bounce()`: copy between the original buffer and the bounce buffer,
     /// `ToDevice` into the bounce buffer, `FromDevice` out of it; never past the mapping
     /// ("Buffer overflow detected").
-    pub(crate) fn swiotlb_bounce(
+    pub(in crate::dma) fn swiotlb_bounce(
         &self,
         dev: &Device,
         tlb_addr: PhysAddr,
@@ -668,9 +664,9 @@ impl<P: Platform> Mm<P> {
     }
 
     /// Recompute every slot's free-run count from the slots after it, and `used`.
-    pub(crate) fn swiotlb_check(&self) -> Result<(), DmaCheckError> {
+    pub(in crate::dma) fn swiotlb_check(&self) -> Result<(), DmaCheckError> {
         let mem = &self.dma.swiotlb;
-        let area = mem.area.lock_irqsave(&self.platform);
+        let area = mem.area.lock_irqsave(self.platform());
         let mut run = 0u64;
         let mut in_use = 0u64;
         for index in (0..mem.nslabs).rev() {

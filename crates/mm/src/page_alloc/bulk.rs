@@ -209,8 +209,8 @@ impl<P: Platform> Mm<P> {
         }
         pcp.lock.unlock();
         self.percpu.get(ac.cpu).events.pgalloc[zone.idx].add(nr_account);
-        if self.zonelists[ac.highest_zoneidx].preferred != Some(zone.idx) {
-            VmEvents::add(&self.events.zone_fallback, nr_account);
+        if self.page_alloc.zonelists[ac.highest_zoneidx].preferred != Some(zone.idx) {
+            VmEvents::add(&self.events().zone_fallback, nr_account);
         }
         nr_populated
     }

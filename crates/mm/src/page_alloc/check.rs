@@ -6,8 +6,6 @@
 //!
 //! Call it when no other CPU is inside the allocator (tests do, after every step).
 
-use core::fmt;
-
 use crate::mem::{PhysMem, RamArray};
 use crate::mm_types::{
     Page, PG_BUDDY, PG_HEAD, PG_LARGE_KMALLOC, PG_PCP, PG_RESERVED, PG_SLAB, PG_TAIL,
@@ -15,186 +13,8 @@ use crate::mm_types::{
 use crate::page_alloc::pcp::{pindex_to_order, NR_PCP_LISTS};
 use crate::page_alloc::{MAX_NR_ZONES, MIGRATE_TYPES};
 use crate::platform::Platform;
-use crate::slab::check::SlabTally;
+use crate::check::CheckError;
 use crate::Mm;
-
-/// A broken invariant.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CheckError {
-    /// A free block whose PFN is not a multiple of its size.
-    Misaligned {
-        /// First PFN of the block.
-        pfn: u64,
-        /// Its order.
-        order: u32,
-    },
-    /// A listed block that is not entirely inside the zone of its list.
-    WrongZone {
-        /// First PFN.
-        pfn: u64,
-        /// The zone whose list holds it.
-        zone: &'static str,
-    },
-    /// A listed block whose page state disagrees with its list.
-    BadListedPage {
-        /// First PFN.
-        pfn: u64,
-        /// What is wrong.
-        what: &'static str,
-    },
-    /// A list with a broken link (outside `mem_map`, or not pointing back), or one that
-    /// does not end (a cycle) or holds more than can exist.
-    ListCorrupt {
-        /// The zone.
-        zone: &'static str,
-        /// The order.
-        order: u32,
-    },
-    /// `nr_free` of an order disagrees with the lists.
-    NrFreeMismatch {
-        /// The zone.
-        zone: &'static str,
-        /// The order.
-        order: u32,
-        /// Blocks found on the lists.
-        listed: u64,
-        /// `nr_free`.
-        recorded: u64,
-    },
-    /// kmemlab's per-migrate-type count of an order (`FreeArea::nr_free_type`) disagrees
-    /// with that type's list.
-    NrFreeTypeMismatch {
-        /// The zone.
-        zone: &'static str,
-        /// The order.
-        order: u32,
-        /// The migrate type's name.
-        migratetype: &'static str,
-        /// Blocks found on the list.
-        listed: u64,
-        /// The counter.
-        recorded: u64,
-    },
-    /// `NR_FREE_PAGES` disagrees with the free blocks.
-    FreePagesMismatch {
-        /// The zone.
-        zone: &'static str,
-        /// Pages in free blocks.
-        counted: u64,
-        /// `NR_FREE_PAGES`.
-        recorded: u64,
-    },
-    /// A per-CPU list's count disagrees with its lists.
-    PcpCountMismatch {
-        /// The CPU.
-        cpu: usize,
-        /// The zone.
-        zone: &'static str,
-        /// Pages on the lists.
-        counted: u64,
-        /// `pcp->count`.
-        recorded: u64,
-    },
-    /// A page in `mem_map` in a state no invariant allows.
-    BadPage {
-        /// The PFN.
-        pfn: u64,
-        /// What is wrong.
-        what: &'static str,
-    },
-    /// Buddy heads found in `mem_map` that are on no free list (or the reverse).
-    UnlistedBuddy {
-        /// The zone.
-        zone: &'static str,
-        /// Buddy heads in `mem_map`.
-        in_mem_map: u64,
-        /// Blocks on the lists.
-        on_lists: u64,
-    },
-    /// A slab allocator invariant.
-    Slab {
-        /// The cache.
-        cache: crate::slab::CacheName,
-        /// The slab's PFN (0 when not about one slab).
-        pfn: u64,
-        /// What is wrong.
-        what: &'static str,
-    },
-    /// A node's file-page counter disagrees with the page-cache pages found.
-    PageStateMismatch {
-        /// Which counter.
-        what: &'static str,
-        /// Page-cache pages found.
-        counted: u64,
-        /// The counter.
-        recorded: u64,
-    },
-    /// The page-cache pages found in a zone differ from the zone's file LRU counters.
-    ZoneFilePagesMismatch {
-        /// The zone.
-        zone: &'static str,
-        /// Pages the page cache holds in the zone.
-        found: u64,
-        /// `nr_zone_inactive_file + nr_zone_active_file`.
-        recorded: u64,
-    },
-    /// A zone's free + per-CPU + allocated pages differ from its managed pages.
-    ZoneTotalMismatch {
-        /// The zone.
-        zone: &'static str,
-        /// Free + per-CPU + allocated.
-        counted: u64,
-        /// `managed_pages`.
-        managed: u64,
-    },
-}
-
-impl fmt::Display for CheckError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CheckError::Misaligned { pfn, order } => write!(f, "free block at pfn {pfn:#x} misaligned for order {order}"),
-            CheckError::WrongZone { pfn, zone } => write!(f, "free block at pfn {pfn:#x} outside zone {zone}"),
-            CheckError::BadListedPage { pfn, what } => write!(f, "listed block at pfn {pfn:#x}: {what}"),
-            CheckError::ListCorrupt { zone, order } => write!(f, "zone {zone} order {order}: list corrupt (a link outside mem_map, not pointing back, or a cycle)"),
-            CheckError::NrFreeMismatch { zone, order, listed, recorded } => write!(
-                f,
-                "zone {zone} order {order}: {listed} blocks listed, nr_free says {recorded}"
-            ),
-            CheckError::NrFreeTypeMismatch { zone, order, migratetype, listed, recorded } => write!(
-                f,
-                "zone {zone} order {order} type {migratetype}: {listed} blocks listed, the per-type count says {recorded}"
-            ),
-            CheckError::FreePagesMismatch { zone, counted, recorded } => write!(
-                f,
-                "zone {zone}: {counted} pages in free blocks, NR_FREE_PAGES says {recorded}"
-            ),
-            CheckError::PcpCountMismatch { cpu, zone, counted, recorded } => write!(
-                f,
-                "cpu {cpu} zone {zone}: {counted} pages on per-CPU lists, count says {recorded}"
-            ),
-            CheckError::BadPage { pfn, what } => write!(f, "pfn {pfn:#x}: {what}"),
-            CheckError::UnlistedBuddy { zone, in_mem_map, on_lists } => write!(
-                f,
-                "zone {zone}: {in_mem_map} buddy heads in mem_map but {on_lists} blocks on free lists"
-            ),
-            CheckError::Slab { cache, pfn, what } => write!(f, "slab cache {cache}, slab pfn {pfn:#x}: {what}"),
-            CheckError::PageStateMismatch { what, counted, recorded } => write!(
-                f,
-                "{what}: counted {counted} pages, the counter says {recorded}"
-            ),
-            CheckError::ZoneFilePagesMismatch { zone, found, recorded } => write!(
-                f,
-                "zone {zone}: the page cache holds {found} pages here, its file LRU counters say {recorded}"
-            ),
-            CheckError::ZoneTotalMismatch { zone, counted, managed } => write!(
-                f,
-                "zone {zone}: free + per-CPU + allocated = {counted} pages, managed = {managed}"
-            ),
-        }
-    }
-}
-
-impl core::error::Error for CheckError {}
 
 /// What the checker counted, in pages.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
@@ -219,12 +39,13 @@ struct ZoneCount {
     allocated: u64,
 }
 
-/// What the one walk of `mem_map` gathers: the page counts, and the slab pages for
-/// [`Mm::check_slabs`] (one walk serves both checkers).
-struct MemMapWalk {
+/// What the one walk of `mem_map` gathers: the page counts; and each allocated block is
+/// handed to `on_allocated` (the whole-machine checker counts the slab pages with it, so
+/// that one walk serves both the page allocator's checker and the slab's).
+struct MemMapWalk<F> {
     report: CheckReport,
     counts: [ZoneCount; MAX_NR_ZONES],
-    slabs: SlabTally,
+    on_allocated: F,
 }
 
 /// Pages per run of the `mem_map` walk: a `MAX_PAGE_ORDER` block's, so that no block
@@ -233,16 +54,21 @@ struct MemMapWalk {
 const RUN_PAGES: u64 = 1 << crate::addr::MAX_PAGE_ORDER;
 
 impl<P: Platform> Mm<P> {
-    /// Verify every invariant of the page allocator; see the module docs.
-    pub fn check(&self) -> Result<CheckReport, CheckError> {
+    /// Verify every invariant of the page allocator (see the module docs), handing each
+    /// allocated block met in the walk of `mem_map` to `on_allocated(pfn, head, pages)`.
+    /// Run by [`Mm::check`] (`crates/mm/src/check.rs`).
+    pub(crate) fn check_page_alloc(
+        &self,
+        on_allocated: impl FnMut(u64, &Page, u64),
+    ) -> Result<CheckReport, CheckError> {
         let mut listed_blocks = [0u64; MAX_NR_ZONES];
-        for zone in self.zones.iter() {
+        for zone in self.page_alloc.zones.iter() {
             listed_blocks[zone.idx] = self.check_free_lists(zone)?;
         }
         self.check_pcp_lists()?;
-        let walk = self.check_mem_map()?;
+        let walk = self.check_mem_map(on_allocated)?;
         let (report, counts) = (walk.report, walk.counts);
-        for zone in self.zones.iter() {
+        for zone in self.page_alloc.zones.iter() {
             let c = counts[zone.idx];
             if c.buddy_blocks != listed_blocks[zone.idx] {
                 return Err(CheckError::UnlistedBuddy {
@@ -261,7 +87,6 @@ impl<P: Platform> Mm<P> {
             }
         }
         self.check_page_states()?;
-        self.check_slabs(&walk.slabs)?;
         Ok(report)
     }
 
@@ -290,7 +115,7 @@ impl<P: Platform> Mm<P> {
         if let Some(e) = bad {
             return Err(e);
         }
-        for zone in self.zones.iter() {
+        for zone in self.page_alloc.zones.iter() {
             let recorded =
                 zone.page_state(Z::NrZoneInactiveFile) + zone.page_state(Z::NrZoneActiveFile);
             if found[zone.idx] != recorded {
@@ -420,7 +245,7 @@ impl<P: Platform> Mm<P> {
 
     fn check_pcp_lists(&self) -> Result<(), CheckError> {
         for cpu in 0..self.percpu.nr_cpus() {
-            for zone in self.zones.iter() {
+            for zone in self.page_alloc.zones.iter() {
                 let pcp = &self.percpu.get(cpu).pcp[zone.idx];
                 self.spin_lock(&pcp.lock, "pcp->lock");
                 let result = self.check_one_pcp(cpu, zone, pcp);
@@ -473,15 +298,18 @@ impl<P: Platform> Mm<P> {
     }
 
     /// One pass over `mem_map`: every page is the head of exactly one block or
-    /// reservation, or a blank page inside one. The slab pages are counted on the way.
-    fn check_mem_map(&self) -> Result<MemMapWalk, CheckError> {
+    /// reservation, or a blank page inside one. Allocated blocks go to `on_allocated`.
+    fn check_mem_map<F: FnMut(u64, &Page, u64)>(
+        &self,
+        on_allocated: F,
+    ) -> Result<MemMapWalk<F>, CheckError> {
         let mut walk = MemMapWalk {
             report: CheckReport {
                 total: self.mem_map.nr_pages(),
                 ..CheckReport::default()
             },
             counts: [ZoneCount::default(); MAX_NR_ZONES],
-            slabs: SlabTally::default(),
+            on_allocated,
         };
         // Present sections only: an absent one has no descriptors.
         for (start, end) in self.mem_map.present_ranges() {
@@ -491,11 +319,11 @@ impl<P: Platform> Mm<P> {
     }
 
     /// [`Mm::check_mem_map`] over the PFNs `start..end`, run by run.
-    fn check_pfn_range(
+    fn check_pfn_range<F: FnMut(u64, &Page, u64)>(
         &self,
         start: u64,
         end: u64,
-        walk: &mut MemMapWalk,
+        walk: &mut MemMapWalk<F>,
     ) -> Result<(), CheckError> {
         let mut run = start;
         while run < end {
@@ -531,12 +359,12 @@ impl<P: Platform> Mm<P> {
 
     /// The pages of one run, `start..start + pages.len()`: each a reservation or the head
     /// of a block whose pages all lie in the run.
-    fn check_run(
+    fn check_run<F: FnMut(u64, &Page, u64)>(
         &self,
         start: u64,
         pages: &RamArray<Page>,
         phys: u64,
-        walk: &mut MemMapWalk,
+        walk: &mut MemMapWalk<F>,
     ) -> Result<(), CheckError> {
         let mut i = 0u64;
         while let Some(page) = pages.get(i) {
@@ -574,11 +402,11 @@ impl<P: Platform> Mm<P> {
 
     /// An unreserved page at the head of a block: its order, zone and state; counted in
     /// `walk`. Returns the block's size in pages.
-    fn check_block_head(
+    fn check_block_head<F: FnMut(u64, &Page, u64)>(
         &self,
         pfn: u64,
         page: &Page,
-        walk: &mut MemMapWalk,
+        walk: &mut MemMapWalk<F>,
     ) -> Result<u64, CheckError> {
         let zone = self.zone_of_pfn(pfn).ok_or(CheckError::BadPage {
             pfn,
@@ -617,7 +445,7 @@ impl<P: Platform> Mm<P> {
             });
         }
         if page.refcount() > 0 {
-            walk.slabs.count(self, pfn, page, n);
+            (walk.on_allocated)(pfn, page, n);
         }
         Ok(n)
     }

@@ -23,6 +23,7 @@ pub mod pageblock;
 pub mod pcp;
 pub mod query;
 pub mod slowpath;
+pub mod sysctl;
 mod zone;
 
 use core::fmt;
@@ -422,13 +423,163 @@ impl fmt::Display for FreeError {
 
 impl core::error::Error for FreeError {}
 
+/// The page allocator's state (what `mm/page_alloc.c` keeps in `contig_page_data` and its
+/// own globals, Linux 6.6): the node's zones and their precomputed zonelists, the
+/// pageblock flags (`pageblock_flags`, placed in RAM at boot), the `/proc/sys/vm`
+/// tunables and `totalreserve_pages`. Its fields are private to `page_alloc`; the rest of
+/// the kernel reaches them through named functions of [`Mm`] ([`Mm::zones`],
+/// [`Mm::vm_tunables`], [`Mm::totalreserve_pages`], ...).
+pub struct PageAlloc {
+    /// `pgdat->node_zones`, lowest first (all four, populated or not).
+    zones: [Zone; MAX_NR_ZONES],
+    /// What `build_zonelists()` precomputed for each `highest_zoneidx`.
+    zonelists: [ZonelistInfo; MAX_NR_ZONES],
+    /// The migrate type of each pageblock (`pageblock_flags`).
+    pageblocks: pageblock::Pageblocks,
+    /// The `/proc/sys/vm` tunables of the page allocator.
+    vm: sysctl::VmTunables,
+    /// The transparent-hugepage mode (`transparent_hugepage=`, `mm/huge_memory.c`): kept
+    /// here because khugepaged's `set_recommended_min_free_kbytes()` moves
+    /// `min_free_kbytes`.
+    thp: sysctl::Thp,
+    /// Boot has finished. Until then `boost_watermark()` does not boost: Linux allocates
+    /// its boot caches (`kmem_cache_init()` in `mm_core_init()`) before the watermarks
+    /// exist (`init_per_zone_wmark_min()` is a postcore initcall), when "high watermark
+    /// may be uninitialised if fragmentation occurs very early in boot so do not boost";
+    /// kmemlab sets the watermarks first.
+    booted: bool,
+    /// High watermarks plus lowmem reserves, not counted as available.
+    totalreserve_pages: u64,
+}
+
+impl PageAlloc {
+    /// Empty zones of the profile's types, default tunables, no pageblocks yet.
+    pub(crate) fn new(types: &[ZoneType; MAX_NR_ZONES], thp: sysctl::Thp) -> PageAlloc {
+        PageAlloc {
+            zones: core::array::from_fn(|i| Zone::new(types[i], i)),
+            zonelists: Default::default(),
+            pageblocks: pageblock::Pageblocks::empty(),
+            vm: sysctl::VmTunables::defaults(types),
+            thp,
+            booted: false,
+            totalreserve_pages: 0,
+        }
+    }
+}
+
+/// Boot's reaches into the page allocator (`mm/mm_init.c` calls into `mm/page_alloc.c`).
+impl<P: Platform> Mm<P> {
+    /// The zones of the node, lowest first (all four, populated or not).
+    #[inline]
+    pub fn zones(&self) -> &[Zone] {
+        &self.page_alloc.zones
+    }
+
+    /// `min_free_kbytes` in force (computed at boot, raised by khugepaged, or set with
+    /// the `vm.min_free_kbytes` sysctl).
+    pub fn min_free_kbytes(&self) -> u64 {
+        self.page_alloc.vm.min_free_kbytes.max(0) as u64
+    }
+
+    /// `totalreserve_pages`: high watermarks plus lowmem reserves, not counted as available.
+    pub fn totalreserve_pages(&self) -> u64 {
+        self.page_alloc.totalreserve_pages
+    }
+
+    /// `totalram_pages()`: the pages the buddy allocator manages, over all zones.
+    pub fn totalram_pages(&self) -> u64 {
+        self.zones().iter().map(|z| z.managed_pages).sum()
+    }
+
+    /// The index of the zone that spans `pfn`, if any.
+    pub(crate) fn zone_idx_of(&self, pfn: u64) -> Option<usize> {
+        self.page_alloc.zones.iter().position(|z| z.spans(pfn))
+    }
+
+    /// `calculate_node_totalpages()` (`mm/mm_init.c`) for zone `idx`: where it starts, the
+    /// pages it spans (holes included) and the pages present.
+    pub(crate) fn init_zone_span(&mut self, idx: usize, start_pfn: u64, spanned: u64, present: u64) {
+        let zone = &mut self.page_alloc.zones[idx];
+        zone.zone_start_pfn = start_pfn;
+        zone.spanned_pages = spanned;
+        zone.present_pages = present;
+    }
+
+    /// Install the pageblock flags boot carved out of RAM (`setup_usemap()`), every
+    /// pageblock Movable as `memmap_init_range()` leaves it.
+    pub(crate) fn init_pageblocks(&mut self, blocks: pageblock::Pageblocks) {
+        self.page_alloc.pageblocks = blocks;
+        for block in 0..self.page_alloc.pageblocks.len() {
+            self.page_alloc
+                .pageblocks
+                .set(block * crate::addr::PAGEBLOCK_NR_PAGES, MigrateType::Movable);
+        }
+    }
+
+    /// `__free_pages_core()` at boot (`memblock_free_pages()`): the block `pfn` of
+    /// `order` goes to its zone's free lists at the tail and counts as managed
+    /// (`atomic_long_add(nr_pages, &page_zone(page)->managed_pages)`). RAM that no zone
+    /// spans (beyond the profile's limits) is not managed; returns whether it was.
+    pub(crate) fn free_pages_core(&mut self, pfn: u64, order: u32) -> bool {
+        let Some(zone_idx) = self.zone_idx_of(pfn) else {
+            return false;
+        };
+        {
+            let zone = &self.page_alloc.zones[zone_idx];
+            let mut area = zone.free_area.lock_irqsave(&self.platform);
+            let mut buddy = Buddy {
+                map: &self.mem_map,
+                blocks: &self.page_alloc.pageblocks,
+                zone,
+                area: &mut area,
+                report: &*self,
+                boost_factor: 0,
+            };
+            buddy.free_one_page(pfn, order, MigrateType::Movable, Fpi::ToTail);
+        }
+        self.page_alloc.zones[zone_idx].managed_pages += 1 << order;
+        true
+    }
+
+    /// `build_zonelists()`: the preferred zone and the NOFRAGMENT decision for each
+    /// highest zone index, fixed once the zones are populated.
+    pub(crate) fn build_zonelists(&mut self) {
+        let dma32_populated = self
+            .zones()
+            .iter()
+            .any(|z| z.zone_type == ZoneType::Dma32 && z.managed_pages > 0);
+        for highest in 0..MAX_NR_ZONES {
+            let preferred = self.zonelist(highest).next().map(|z| (z.idx, z.zone_type));
+            self.page_alloc.zonelists[highest] = ZonelistInfo {
+                preferred: preferred.map(|p| p.0),
+                nofragment: dma32_populated && preferred.is_some_and(|p| p.1 == ZoneType::Normal),
+            };
+        }
+    }
+
+    /// `init_per_zone_wmark_min()` (6.6): `min_free_kbytes` from lowmem, then the
+    /// watermarks (with the per-CPU high and batch that follow them), the lowmem reserves
+    /// and `totalreserve_pages` (see [`sysctl`]).
+    pub(crate) fn init_per_zone_wmark_min(&mut self) {
+        self.calculate_min_free_kbytes();
+        self.setup_per_zone_wmarks();
+        self.setup_per_zone_lowmem_reserve();
+    }
+
+    /// The end of boot (`system_state = SYSTEM_RUNNING` as far as the page allocator
+    /// cares): watermark boosting may start.
+    pub(crate) fn page_alloc_booted(&mut self) {
+        self.page_alloc.booted = true;
+    }
+}
+
 impl<P: Platform> Mm<P> {
     // ----- zones -------------------------------------------------------------------
 
     /// `page_zone()` by PFN.
     #[inline]
     pub fn zone_of_pfn(&self, pfn: u64) -> Option<&Zone> {
-        self.zones.iter().find(|z| z.spans(pfn))
+        self.page_alloc.zones.iter().find(|z| z.spans(pfn))
     }
 
     /// The index of the zone that a GFP zone type means on this profile: a zone the profile
@@ -447,7 +598,7 @@ impl<P: Platform> Mm<P> {
 
     /// The zonelist for `highest_zoneidx`: populated zones at or below it, highest first.
     pub fn zonelist(&self, highest_zoneidx: usize) -> impl Iterator<Item = &Zone> {
-        self.zones[..=highest_zoneidx]
+        self.page_alloc.zones[..=highest_zoneidx]
             .iter()
             .rev()
             .filter(|z| z.managed_pages > 0)
@@ -576,7 +727,7 @@ impl<P: Platform> Mm<P> {
         order: u32,
     ) -> Result<AllocContext, AllocError> {
         if order > MAX_PAGE_ORDER {
-            VmEvents::add(&self.events.warn, 1);
+            VmEvents::add(&self.events().warn, 1);
             // 6.6 `__alloc_pages()`: `WARN_ON_ONCE_GFP(order > MAX_ORDER, gfp)`, once per
             // boot and never for __GFP_NOWARN.
             const SITE: crate::report::KernelSite = crate::report::KernelSite {
@@ -589,10 +740,10 @@ impl<P: Platform> Mm<P> {
         }
         let zone_type = gfp
             .gfp_zone()
-            .inspect_err(|_| VmEvents::add(&self.events.warn, 1))?;
+            .inspect_err(|_| VmEvents::add(&self.events().warn, 1))?;
         let migratetype = gfp
             .migratetype()
-            .inspect_err(|_| VmEvents::add(&self.events.warn, 1))?;
+            .inspect_err(|_| VmEvents::add(&self.events().warn, 1))?;
         if gfp.allows_blocking() {
             self.might_sleep().map_err(AllocError::SleepInAtomic)?;
         }
@@ -612,7 +763,7 @@ impl<P: Platform> Mm<P> {
         if ac.gfp.contains(Gfp::__GFP_KSWAPD_RECLAIM) {
             flags |= AllocFlags::KSWAPD;
         }
-        if self.zonelists[ac.highest_zoneidx].nofragment {
+        if self.page_alloc.zonelists[ac.highest_zoneidx].nofragment {
             flags |= AllocFlags::NOFRAGMENT;
         }
         flags
@@ -639,7 +790,7 @@ impl<P: Platform> Mm<P> {
         mut flags: AllocFlags,
         verdicts: &mut [Option<ZoneVerdict>; MAX_NR_ZONES],
     ) -> Option<(u64, &Page)> {
-        let preferred = self.zonelists[ac.highest_zoneidx].preferred?;
+        let preferred = self.page_alloc.zonelists[ac.highest_zoneidx].preferred?;
         loop {
             for zone in self.zonelist(ac.highest_zoneidx) {
                 if !flags.contains(AllocFlags::NO_WATERMARKS) {
@@ -654,10 +805,10 @@ impl<P: Platform> Mm<P> {
                     let events = &self.percpu.get(ac.cpu).events;
                     events.pgalloc[zone.idx].add(1 << ac.order);
                     if zone.idx != preferred {
-                        VmEvents::add(&self.events.zone_fallback, 1);
+                        VmEvents::add(&self.events().zone_fallback, 1);
                     }
                     if dips {
-                        VmEvents::add(&self.events.alloc_reserve, 1);
+                        VmEvents::add(&self.events().alloc_reserve, 1);
                     }
                     self.prep_new_page(pfn, page, ac);
                     if flags.contains(AllocFlags::HIGHATOMIC) {
@@ -906,7 +1057,7 @@ impl<P: Platform> Mm<P> {
         if zone.nr_reserved_highatomic() >= max_managed {
             return;
         }
-        let mt = self.pageblocks.get(pfn);
+        let mt = self.page_alloc.pageblocks.get(pfn);
         if (mt as usize) >= MIGRATE_PCPTYPES {
             return;
         }
@@ -915,7 +1066,7 @@ impl<P: Platform> Mm<P> {
             .move_freepages_block(pfn, MigrateType::HighAtomic)
             .is_some()
         {
-            self.pageblocks.set(pfn, MigrateType::HighAtomic);
+            self.page_alloc.pageblocks.set(pfn, MigrateType::HighAtomic);
             zone.nr_reserved_highatomic
                 .fetch_add(crate::addr::PAGEBLOCK_NR_PAGES, Relaxed);
         }
@@ -935,13 +1086,13 @@ impl<P: Platform> Mm<P> {
             }) else {
                 continue;
             };
-            if self.pageblocks.get(pfn) == MigrateType::HighAtomic {
+            if self.page_alloc.pageblocks.get(pfn) == MigrateType::HighAtomic {
                 let left = zone
                     .nr_reserved_highatomic()
                     .saturating_sub(crate::addr::PAGEBLOCK_NR_PAGES);
                 zone.nr_reserved_highatomic.store(left, Relaxed);
             }
-            self.pageblocks.set(pfn, ac.migratetype);
+            self.page_alloc.pageblocks.set(pfn, ac.migratetype);
             let mut buddy = locked.buddy();
             if buddy.move_freepages_block(pfn, ac.migratetype).is_some() {
                 released = true;
@@ -960,7 +1111,7 @@ impl<P: Platform> Mm<P> {
     pub fn __free_pages(&self, page: &Page, order: u32) -> Result<(), FreeError> {
         let pfn = self.mem_map.pfn_of(page).ok_or(FreeError::ForeignPage)?;
         let zone = self.free_pages_check(pfn.0, page, order)?;
-        self.dma_debug_freeing(pfn.phys(), (PAGE_SIZE as u64) << order);
+        self.debug_check_no_obj_freed(pfn.phys(), (PAGE_SIZE as u64) << order);
         // put_page_testzero(): of two racing frees, only one takes the reference.
         if !page.put_testzero() {
             let e = FreeError::AlreadyFree(pfn);
@@ -972,7 +1123,7 @@ impl<P: Platform> Mm<P> {
         if pcp_allowed_order(order) {
             self.free_unref_page(zone, pfn.0, page, order, cpu);
         } else {
-            let mt = self.pageblocks.get(pfn.0);
+            let mt = self.page_alloc.pageblocks.get(pfn.0);
             self.free_one_page(zone, pfn.0, order, mt);
         }
         Ok(())
@@ -1037,7 +1188,7 @@ impl<P: Platform> Mm<P> {
     #[cold]
     #[inline(never)]
     pub(crate) fn bad_page_state(&self, pfn: u64, reason: &str) {
-        VmEvents::add(&self.events.bug_bad_page, 1);
+        VmEvents::add(&self.events().bug_bad_page, 1);
         self.add_taint(crate::report::taint::BAD_PAGE);
         let Some(page) = self.mem_map.get(pfn) else {
             self.printk(format_args!(
@@ -1101,7 +1252,7 @@ impl<P: Platform> Mm<P> {
     /// `page` is the descriptor of `pfn`.
     #[inline]
     fn free_unref_page(&self, zone: &Zone, pfn: u64, page: &Page, order: u32, cpu: usize) {
-        let mt = self.pageblocks.get(pfn);
+        let mt = self.page_alloc.pageblocks.get(pfn);
         let pcp_mt = match mt {
             MigrateType::Isolate => return self.free_one_page(zone, pfn, order, mt),
             MigrateType::HighAtomic => MigrateType::Movable,
@@ -1258,7 +1409,7 @@ impl<P: Platform> Mm<P> {
     /// the lists hold leaves the rest there, as in 6.6 (`check()` reports the mismatch).
     pub fn drain_pages(&self, cpu: usize) {
         let percpu = self.percpu.get(cpu);
-        for zone in self.zones.iter().filter(|z| z.managed_pages > 0) {
+        for zone in self.page_alloc.zones.iter().filter(|z| z.managed_pages > 0) {
             let pcp = &percpu.pcp[zone.idx];
             if pcp.count() == 0 {
                 continue;
@@ -1272,7 +1423,7 @@ impl<P: Platform> Mm<P> {
     /// `drain_all_pages()`: drain every CPU's lists (the slow path does this before
     /// retrying, since freed pages may be sitting on other CPUs' lists).
     pub fn drain_all_pages(&self) {
-        VmEvents::add(&self.events.drain_all_pages, 1);
+        VmEvents::add(&self.events().drain_all_pages, 1);
         for cpu in 0..self.percpu.nr_cpus() {
             self.drain_pages(cpu);
         }
@@ -1349,7 +1500,7 @@ impl<P: Platform> Mm<P> {
         self.zone_of_pfn(pfn.0).unwrap_or_else(|| {
             // Only a foreign descriptor lies in no zone (its fault is recorded).
             self.mem_map.page(INVALID_PFN.0);
-            &self.zones[0]
+            &self.page_alloc.zones[0]
         })
     }
 
@@ -1385,7 +1536,7 @@ impl<P: Platform> Mm<P> {
 
     /// The migrate type of the pageblock holding `pfn`.
     pub fn pageblock_migratetype(&self, pfn: Pfn) -> MigrateType {
-        self.pageblocks.get(pfn.0)
+        self.page_alloc.pageblocks.get(pfn.0)
     }
 
     /// `split_page(page, order)`: a non-compound allocation of 2^order pages becomes 2^order
@@ -1518,12 +1669,12 @@ impl<P: Platform> ZoneLocked<'_, P> {
     fn buddy(&mut self) -> Buddy<'_> {
         Buddy {
             map: &self.mm.mem_map,
-            blocks: &self.mm.pageblocks,
+            blocks: &self.mm.page_alloc.pageblocks,
             zone: self.zone,
             area: &mut self.guard,
             report: self.mm,
-            boost_factor: if self.mm.booted {
-                self.mm.vm.watermark_boost_factor.max(0) as u64
+            boost_factor: if self.mm.page_alloc.booted {
+                self.mm.page_alloc.vm.watermark_boost_factor.max(0) as u64
             } else {
                 0
             },

@@ -174,7 +174,7 @@ impl<P: Platform> Mm<P> {
         zones: [Option<ZoneVerdict>; MAX_NR_ZONES],
         reclaimed: u64,
     ) -> AllocError {
-        VmEvents::add(&self.events.alloc_fail, 1);
+        VmEvents::add(&self.events().alloc_fail, 1);
         let failure = AllocFailure {
             gfp: ac.gfp,
             order: ac.order,
@@ -208,7 +208,7 @@ impl<P: Platform> Mm<P> {
             self.platform.current_comm()
         ));
         self.printk(format_args!("Mem-Info:"));
-        for zone in self.zones[..=ac.highest_zoneidx]
+        for zone in self.page_alloc.zones[..=ac.highest_zoneidx]
             .iter()
             .filter(|z| z.is_populated())
         {

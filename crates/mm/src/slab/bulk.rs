@@ -302,7 +302,7 @@ impl<P: Platform> Mm<P> {
     ) -> Result<(), SlabError> {
         if kfree {
             for object in objects.iter() {
-                self.dma_debug_freeing_virt(*object, s.object_size() as u64);
+                self.debug_check_no_obj_freed_virt(*object, s.object_size() as u64);
             }
         }
         let mut result = Ok(());
@@ -411,7 +411,7 @@ impl<P: Platform> Mm<P> {
                 self.stat(s, StatItem::FreeFastpath);
                 return Ok(());
             }
-            crate::vmstat::VmEvents::add(&self.events.slab_cmpxchg_redo, 1);
+            crate::vmstat::VmEvents::add(&self.events().slab_cmpxchg_redo, 1);
             self.stat(s, StatItem::CmpxchgDoubleCpuFail);
         }
     }

@@ -7,7 +7,7 @@
 use core::sync::atomic::Ordering::Relaxed;
 
 use crate::mm_types::{Page, PG_LARGE_KMALLOC, PG_SLAB};
-use crate::page_alloc::check::CheckError;
+use crate::check::CheckError;
 use crate::platform::Platform;
 use crate::slab::cache::KmemCache;
 use crate::slab::MAX_CACHES;

@@ -215,7 +215,7 @@ impl<P: Platform> Mm<P> {
 
     /// `slab_bug()`: the report's banner, `BUG <cache> (<taint>): <what>`.
     pub(crate) fn slab_bug(&self, s: &KmemCache, what: core::fmt::Arguments<'_>) {
-        crate::vmstat::VmEvents::add(&self.events.bug_slab, 1);
+        crate::vmstat::VmEvents::add(&self.events().bug_slab, 1);
         self.printk(format_args!(
             "============================================================================="
         ));

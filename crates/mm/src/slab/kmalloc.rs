@@ -623,7 +623,7 @@ impl<P: Platform> Mm<P> {
         }
         match self.lookup_kmalloc(addr)? {
             KmallocObject::Slab(s, pfn, page) => {
-                self.dma_debug_freeing_virt(addr, s.object_size() as u64);
+                self.debug_check_no_obj_freed_virt(addr, s.object_size() as u64);
                 self.free_object(s, pfn, page, addr, caller)
             }
             KmallocObject::Large(pfn, order) => {

@@ -391,7 +391,7 @@ impl<P: Platform> Mm<P> {
     #[cold]
     #[inline(never)]
     fn sheaf_corrupt(&self, va: u64) -> SlabError {
-        crate::vmstat::VmEvents::add(&self.events.bug_slab, 1);
+        crate::vmstat::VmEvents::add(&self.events().bug_slab, 1);
         self.slab_fault(va, false, "slab sheaf pointer corrupted")
     }
 
@@ -414,7 +414,7 @@ impl<P: Platform> Mm<P> {
     #[cold]
     #[inline(never)]
     fn sheaf_object_corrupt(&self, object: u64) -> SlabError {
-        crate::vmstat::VmEvents::add(&self.events.bug_slab, 1);
+        crate::vmstat::VmEvents::add(&self.events().bug_slab, 1);
         self.slab_fault(object, true, "slab sheaf object corrupted")
     }
 
@@ -844,7 +844,7 @@ impl<P: Platform> Mm<P> {
         match self.sheaf_object_slab(s, object) {
             Some(pfn) => self.do_slab_free(s, pfn, object),
             None => {
-                crate::vmstat::VmEvents::add(&self.events.bug_slab, 1);
+                crate::vmstat::VmEvents::add(&self.events().bug_slab, 1);
                 Err(self.slab_fault(object, true, "slab sheaf object corrupted"))
             }
         }

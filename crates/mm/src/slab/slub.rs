@@ -3,9 +3,9 @@
 //! slabs, remote frees with compare-exchange on the slab's (freelist, counters), and
 //! flushing.
 //!
-//! Interrupts: the simulated machine delivers an interrupt only at [`Platform::irq_window`]
-//! calls, which sit exactly where the kernel runs with interrupts enabled inside these
-//! paths. Everything between two windows is therefore atomic with respect to interrupts on
+//! Interrupts: the simulated machine delivers an interrupt only at
+//! [`crate::KernelHooks::irq_window`] calls, which sit exactly where the kernel runs with
+//! interrupts enabled inside these paths. Everything between two windows is therefore atomic with respect to interrupts on
 //! this CPU, as `this_cpu_cmpxchg_double` is on x86.
 //!
 //! Every byte goes through the door ([`crate::mem`]). What the fast paths check beyond the
@@ -186,7 +186,7 @@ impl<P: Platform> Mm<P> {
     #[cold]
     #[inline(never)]
     fn freelist_corrupt(&self, s: &KmemCache, pfn: u64, object: u64) -> SlabError {
-        crate::vmstat::VmEvents::add(&self.events.bug_slab, 1);
+        crate::vmstat::VmEvents::add(&self.events().bug_slab, 1);
         if s.is_debug() {
             self.slab_err(s, pfn, format_args!("Freepointer corrupt"));
             return SlabError::Corrupted {
@@ -798,7 +798,7 @@ impl<P: Platform> Mm<P> {
                 return Ok(object);
             }
             // note_cmpxchg_failure(): an interrupt ran an operation in between; redo.
-            crate::vmstat::VmEvents::add(&self.events.slab_cmpxchg_redo, 1);
+            crate::vmstat::VmEvents::add(&self.events().slab_cmpxchg_redo, 1);
             self.stat(s, StatItem::CmpxchgDoubleCpuFail);
         }
     }
@@ -898,7 +898,7 @@ impl<P: Platform> Mm<P> {
             return gfp;
         }
         let fixed = gfp & !bad;
-        crate::vmstat::VmEvents::add(&self.events.warn, 1);
+        crate::vmstat::VmEvents::add(&self.events().warn, 1);
         self.printk(format_args!(
             "Unexpected gfp: {:?}. Fixing up to gfp: {:?}. Fix your code!",
             gfp & bad,
@@ -1163,7 +1163,7 @@ impl<P: Platform> Mm<P> {
                 self.stat(s, StatItem::FreeFastpath);
                 return Ok(());
             }
-            crate::vmstat::VmEvents::add(&self.events.slab_cmpxchg_redo, 1);
+            crate::vmstat::VmEvents::add(&self.events().slab_cmpxchg_redo, 1);
             self.stat(s, StatItem::CmpxchgDoubleCpuFail);
         }
     }
@@ -1184,7 +1184,7 @@ impl<P: Platform> Mm<P> {
     #[cold]
     #[inline(never)]
     pub(crate) fn naive_double_free(&self, s: &KmemCache, object: u64) -> SlabError {
-        crate::vmstat::VmEvents::add(&self.events.bug_slab, 1);
+        crate::vmstat::VmEvents::add(&self.events().bug_slab, 1);
         let _ = s;
         self.kernel_bug("mm/slub.c", SET_FREEPOINTER_BUG_LINE);
         SlabError::NotSlabObject(

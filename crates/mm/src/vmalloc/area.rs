@@ -48,6 +48,11 @@ pub struct VmapArea {
 /// `VMAP_RAM`: the area was made by `vm_map_ram` and has no `vm_struct`.
 pub const VMAP_RAM: u64 = 0x1;
 
+/// kmemlab's own flag, outside the kernel's `VMAP_FLAGS_MASK` (0x3): a bare area reserved
+/// by [`Mm::reserve_vmap_area`](crate::Mm::reserve_vmap_area) for trace replay, which has
+/// neither pages nor a mapping (it is also `VMAP_RAM`, so it is given back as one).
+pub const VMAP_BARE: u64 = 0x100;
+
 impl VmapArea {
     /// `va_size()`; 0 for a node whose end lies below its start (only corruption makes
     /// one, and an empty block is never chosen).
@@ -65,11 +70,11 @@ impl VmapArea {
         self.va_end.load(Relaxed)
     }
     /// The next area on its list.
-    pub(crate) fn list_next(&self) -> u64 {
+    pub(in crate::vmalloc) fn list_next(&self) -> u64 {
         self.list_next.load(Relaxed)
     }
     /// The previous area on its list.
-    pub(crate) fn list_prev(&self) -> u64 {
+    pub(in crate::vmalloc) fn list_prev(&self) -> u64 {
         self.list_prev.load(Relaxed)
     }
 }
@@ -79,22 +84,22 @@ impl VmapArea {
 #[derive(Debug, Default)]
 pub struct VmapTree {
     /// The root node.
-    pub(crate) root: u64,
+    pub(in crate::vmalloc) root: u64,
     /// The lowest area.
-    pub(crate) first: u64,
+    pub(in crate::vmalloc) first: u64,
     /// The highest area.
-    pub(crate) last: u64,
+    pub(in crate::vmalloc) last: u64,
     /// Areas in the tree.
-    pub(crate) count: u64,
+    pub(in crate::vmalloc) count: u64,
     /// Whether nodes carry `subtree_max_size` (the free tree only).
-    pub(crate) augmented: bool,
+    pub(in crate::vmalloc) augmented: bool,
     /// The tree's lock, named in a soft-lockup report.
-    pub(crate) lock_name: &'static str,
+    pub(in crate::vmalloc) lock_name: &'static str,
 }
 
 impl VmapTree {
     /// An empty tree under the lock `lock_name`.
-    pub(crate) const fn new(augmented: bool, lock_name: &'static str) -> VmapTree {
+    pub(in crate::vmalloc) const fn new(augmented: bool, lock_name: &'static str) -> VmapTree {
         VmapTree {
             root: NIL,
             first: NIL,
@@ -108,15 +113,15 @@ impl VmapTree {
     /// The most nodes a walk of this tree may visit: twice the areas counted in it plus
     /// slack, so an operation caught between its link and its count never trips it, while
     /// a cycle is caught after a bounded number of steps.
-    pub(crate) fn walk_limit(&self) -> u64 {
+    pub(in crate::vmalloc) fn walk_limit(&self) -> u64 {
         self.count.saturating_mul(2).saturating_add(16)
     }
 }
 
 /// The node accessors for one tree, resolving node addresses in the direct map.
-pub(crate) struct Nodes<'a, P: Platform> {
-    pub(crate) mm: &'a Mm<P>,
-    pub(crate) augmented: bool,
+pub(in crate::vmalloc) struct Nodes<'a, P: Platform> {
+    pub(in crate::vmalloc) mm: &'a Mm<P>,
+    pub(in crate::vmalloc) augmented: bool,
     /// Nodes a walk may visit ([`VmapTree::walk_limit`]).
     limit: u64,
     /// The lock a stuck walk holds.
@@ -128,7 +133,7 @@ pub(crate) struct Nodes<'a, P: Platform> {
 impl<P: Platform> Nodes<'_, P> {
     /// The `vmap_area` at `va`, checked.
     #[inline]
-    pub(crate) fn va(&self, va: u64) -> RbResult<&VmapArea> {
+    pub(in crate::vmalloc) fn va(&self, va: u64) -> RbResult<&VmapArea> {
         if self.quiet {
             self.mm.peek_vmap_area(va).ok_or(Corrupt { addr: va })
         } else {
@@ -136,7 +141,7 @@ impl<P: Platform> Nodes<'_, P> {
         }
     }
 
-    pub(crate) fn subtree_max(&self, n: u64) -> RbResult<u64> {
+    pub(in crate::vmalloc) fn subtree_max(&self, n: u64) -> RbResult<u64> {
         if n == NIL {
             Ok(0)
         } else {
@@ -224,7 +229,7 @@ impl<P: Platform> Mm<P> {
     /// the structure. Anything else is what the kernel would fault on: reported as that
     /// fault (an oops), and the operation stops.
     #[inline]
-    pub(crate) fn vmap_area(&self, va: u64) -> RbResult<&VmapArea> {
+    pub(in crate::vmalloc) fn vmap_area(&self, va: u64) -> RbResult<&VmapArea> {
         match self.kview::<VmapArea>(va) {
             Ok(node) => Ok(node),
             Err(_) => Err(self.vmalloc_fault(va, false)),
@@ -232,11 +237,11 @@ impl<P: Platform> Mm<P> {
     }
 
     /// The `vmap_area` at `va` if it can be read, reporting nothing (for the checker).
-    pub(crate) fn peek_vmap_area(&self, va: u64) -> Option<&VmapArea> {
+    pub(in crate::vmalloc) fn peek_vmap_area(&self, va: u64) -> Option<&VmapArea> {
         self.kview::<VmapArea>(va).ok()
     }
 
-    pub(crate) fn nodes(&self, tree: &VmapTree) -> Nodes<'_, P> {
+    pub(in crate::vmalloc) fn nodes(&self, tree: &VmapTree) -> Nodes<'_, P> {
         Nodes {
             mm: self,
             augmented: tree.augmented,
@@ -247,7 +252,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// The checker's accessors: nothing is reported, failures are returned.
-    pub(crate) fn quiet_nodes(&self, tree: &VmapTree) -> Nodes<'_, P> {
+    pub(in crate::vmalloc) fn quiet_nodes(&self, tree: &VmapTree) -> Nodes<'_, P> {
         Nodes {
             quiet: true,
             ..self.nodes(tree)
@@ -384,7 +389,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `__unlink_va()`: take `va` out of the tree and the list.
-    pub(crate) fn unlink_va(&self, tree: &mut VmapTree, va: u64) -> RbResult<()> {
+    pub(in crate::vmalloc) fn unlink_va(&self, tree: &mut VmapTree, va: u64) -> RbResult<()> {
         let o = self.nodes(tree);
         rbtree::erase(&o, va, &mut tree.root)?;
         tree.count = tree.count.saturating_sub(1);
@@ -439,7 +444,11 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `insert_vmap_area()`: add `va` to a tree without merging; false if it overlaps.
-    pub(crate) fn insert_vmap_area(&self, tree: &mut VmapTree, va: u64) -> RbResult<bool> {
+    pub(in crate::vmalloc) fn insert_vmap_area(
+        &self,
+        tree: &mut VmapTree,
+        va: u64,
+    ) -> RbResult<bool> {
         let node = self.vmap_area(va)?;
         match self.find_va_links(tree, node.start(), node.end())? {
             Some((parent, left)) => {
@@ -453,7 +462,7 @@ impl<P: Platform> Mm<P> {
     /// `merge_or_add_vmap_area()`: give `[va)` back to a tree of free space, merged with
     /// the neighbours it touches (whose `vmap_area` objects are freed). Returns the area
     /// that now holds the space, or `None` if it overlapped (a bug, already reported).
-    pub(crate) fn merge_or_add_vmap_area(
+    pub(in crate::vmalloc) fn merge_or_add_vmap_area(
         &self,
         tree: &mut VmapTree,
         va: u64,
@@ -563,7 +572,7 @@ impl<P: Platform> Mm<P> {
     /// address first, within `[vstart, vend)`. `spare` is a preloaded `vmap_area` for the
     /// case where a block splits in two (`ne_fit_preload_node`); it is taken (set to 0)
     /// if used. Returns `vend` when nothing fits, as the kernel does.
-    pub(crate) fn alloc_from_free_tree(
+    pub(in crate::vmalloc) fn alloc_from_free_tree(
         &self,
         tree: &mut VmapTree,
         size: u64,
@@ -646,12 +655,21 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `__find_vmap_area()`: the area of `tree` that contains `addr`.
-    pub(crate) fn find_area_containing(&self, tree: &VmapTree, addr: u64) -> RbResult<u64> {
+    pub(in crate::vmalloc) fn find_area_containing(
+        &self,
+        tree: &VmapTree,
+        addr: u64,
+    ) -> RbResult<u64> {
         self.find_area_in(&self.nodes(tree), tree.root, addr)
     }
 
     /// `__find_vmap_area()` through the given accessors.
-    pub(crate) fn find_area_in(&self, o: &Nodes<'_, P>, root: u64, addr: u64) -> RbResult<u64> {
+    pub(in crate::vmalloc) fn find_area_in(
+        &self,
+        o: &Nodes<'_, P>,
+        root: u64,
+        addr: u64,
+    ) -> RbResult<u64> {
         let mut steps = Steps::new(o);
         let mut cur = root;
         while cur != NIL {

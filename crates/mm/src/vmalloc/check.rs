@@ -15,7 +15,7 @@ use core::sync::atomic::Ordering::Relaxed;
 
 use super::area::{Nodes, VmapArea, VmapTree};
 use super::rbtree::{self, max_height, RbOps, RbViolation, NIL};
-use super::{ulong_max, VmArea, VmFlags, VMAP_RAM};
+use super::{ulong_max, VmArea, VmFlags, VMAP_BARE, VMAP_RAM};
 use crate::addr::{VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 use crate::platform::Platform;
 use crate::Mm;
@@ -155,7 +155,7 @@ impl ListWalk {
 impl<P: Platform> Mm<P> {
     /// Check vmalloc's trees and accounting; with `page_tables`, also walk every table
     /// under the vmalloc range (slower: use it every so often in long tests).
-    pub fn check_vmalloc(&self, page_tables: bool) -> Result<(), VmallocCheckError> {
+    pub(crate) fn check_vmalloc(&self, page_tables: bool) -> Result<(), VmallocCheckError> {
         let free = self.vmalloc.free.lock();
         let busy = self.vmalloc.busy.lock();
         let purge = self.vmalloc.purge.lock();
@@ -439,7 +439,7 @@ impl<P: Platform> Mm<P> {
     /// page of a busy vmalloc area is mapped; the tables found are `NR_PAGETABLE`. Runs
     /// after the other checks, so the trees and `vm_struct`s are known to be sound.
     fn check_vmalloc_mappings(&self, busy: &VmapTree) -> Result<(), VmallocCheckError> {
-        let (start, end) = (self.layout.vmalloc_start, self.layout.vmalloc_end);
+        let (start, end) = (self.layout().vmalloc_start, self.layout().vmalloc_end);
         let o = self.quiet_nodes(busy);
         let mut stray = None;
         let mut leaves = 0u64;
@@ -469,7 +469,8 @@ impl<P: Platform> Mm<P> {
                 } else if a.flags.contains(VmFlags::VM_MAP) {
                     expected += a.usable_size() / PAGE_SIZE as u64;
                 }
-            } else if node.flags.load(Relaxed) & VMAP_RAM != 0 {
+            } else if node.flags.load(Relaxed) & (VMAP_RAM | VMAP_BARE) == VMAP_RAM {
+                // A replay's bare area (`VMAP_BARE`) maps nothing.
                 expected += node.size() >> PAGE_SHIFT;
             }
         }
@@ -507,6 +508,9 @@ impl<P: Platform> Mm<P> {
         }
         let node = o.va(area)?;
         let vm = node.subtree_max_size_or_vm.load(Relaxed);
+        if node.flags.load(Relaxed) & VMAP_BARE != 0 {
+            return Err(stray);
+        }
         if node.flags.load(Relaxed) & VMAP_RAM != 0 || vm == 0 {
             return Ok(());
         }

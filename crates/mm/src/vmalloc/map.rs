@@ -40,7 +40,7 @@ impl<P: Platform> Mm<P> {
     /// `vmap_pages_range_noflush()`: map `[addr, addr + n << page_shift)` to the pages
     /// `page_at(i)` gives (each the first PFN of a 2^(page_shift - 12) block), with leaves
     /// of `1 << page_shift` bytes.
-    pub(crate) fn vmap_pages_range(
+    pub(in crate::vmalloc) fn vmap_pages_range(
         &self,
         addr: u64,
         nr: u64,
@@ -111,7 +111,7 @@ impl<P: Platform> Mm<P> {
             .map_err(VmallocError::PageTable)?;
         let phys = self.page_to_pfn(page).phys();
         self.write_pt_entry(table, idx, phys.0 | _KERNPG_TABLE);
-        self.pgtable_pages.fetch_add(1, Relaxed);
+        self.inc_pgtable_pages();
         Ok(phys)
     }
 
@@ -129,14 +129,14 @@ impl<P: Platform> Mm<P> {
             return Err(VmallocError::MapFailed(va));
         }
         self.write_pt_entry(pmd_table, idx, 0);
-        self.platform
+        self.platform()
             .flush_tlb_kernel_range(crate::VirtAddr(va), crate::VirtAddr(va + (1 << PAGE_SHIFT)));
         let page = self
             .pfn_to_page(PhysAddr(pte_table).pfn())
             .map_err(|_| VmallocError::MapFailed(va))?;
         self.__free_pages(page, 0)
             .map_err(|_| VmallocError::MapFailed(va))?;
-        self.pgtable_pages.fetch_sub(1, Relaxed);
+        self.dec_pgtable_pages();
         Ok(())
     }
 
@@ -145,8 +145,8 @@ impl<P: Platform> Mm<P> {
     /// Tables are entered at most as many times as `mem_map` has pages, as in
     /// [`Mm::walk_kernel_range`]: tables shared by overwritten entries cannot make the
     /// walk follow every path.
-    pub(crate) fn vunmap_range_noflush(&self, start: u64, end: u64) -> u64 {
-        let mut budget = self.mem_map.len;
+    pub(in crate::vmalloc) fn vunmap_range_noflush(&self, start: u64, end: u64) -> u64 {
+        let mut budget = self.mem_map().len;
         let cleared = self.unmap_level(self.kernel_pgd(), 0, start, end, &mut budget);
         self.vmalloc.stats.pte_cleared.fetch_add(cleared, Relaxed);
         cleared
@@ -239,14 +239,14 @@ impl<P: Platform> Mm<P> {
     /// at most as many tables as `mem_map` has pages. Entries overwritten to share tables
     /// (every entry of a table naming the same next-level table) would make it follow
     /// 512^levels paths; once that many tables are entered it descends no further, and
-    /// the count it returns exceeds any true `NR_PAGETABLE` (`check_vmalloc` reports it).
-    pub(crate) fn walk_kernel_range(
+    /// the count it returns exceeds any true `NR_PAGETABLE` (`Mm::check` reports it).
+    pub(in crate::vmalloc) fn walk_kernel_range(
         &self,
         start: u64,
         end: u64,
         leaf: &mut dyn FnMut(u64, u64, u64),
     ) -> u64 {
-        let mut budget = self.mem_map.len;
+        let mut budget = self.mem_map().len;
         self.walk_level(self.kernel_pgd(), 0, start, end, leaf, &mut budget)
     }
 

@@ -33,7 +33,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use zerocopy::FromBytes;
 
-pub use area::{VmapArea, VMAP_RAM};
+pub use area::{VmapArea, VMAP_BARE, VMAP_RAM};
 pub use check::VmallocCheckError;
 pub use map::KernelMapping;
 pub use rbtree::RbViolation;
@@ -316,23 +316,23 @@ pub struct VmallocStats {
 /// vmalloc's global state (the statics of `mm/vmalloc.c`).
 pub struct VmallocGlobals {
     /// `vmap_area_cachep`.
-    pub(crate) cachep: AtomicU64,
+    cachep: AtomicU64,
     /// `free_vmap_area_root` / `free_vmap_area_list` under `free_vmap_area_lock`.
-    pub(crate) free: spin::Mutex<VmapTree>,
+    free: spin::Mutex<VmapTree>,
     /// `vmap_area_root` / `vmap_area_list` under `vmap_area_lock`.
-    pub(crate) busy: spin::Mutex<VmapTree>,
+    busy: spin::Mutex<VmapTree>,
     /// `purge_vmap_area_root` / `purge_vmap_area_list` under `purge_vmap_area_lock`.
-    pub(crate) purge: spin::Mutex<VmapTree>,
+    purge: spin::Mutex<VmapTree>,
     /// `vmap_purge_lock`: one purge at a time.
-    pub(crate) purge_lock: spin::Mutex<()>,
+    purge_lock: spin::Mutex<()>,
     /// `vmap_lazy_nr`: pages of freed areas waiting for the purge.
-    pub(crate) lazy_nr: AtomicU64,
+    lazy_nr: AtomicU64,
     /// `nr_vmalloc_pages`: pages that vmalloc allocated (VmallocUsed).
-    pub(crate) nr_vmalloc_pages: AtomicU64,
+    nr_vmalloc_pages: AtomicU64,
     /// `drain_vmap_work` is scheduled.
-    pub(crate) drain_pending: AtomicBool,
+    drain_pending: AtomicBool,
     /// Counters.
-    pub stats: VmallocStats,
+    stats: VmallocStats,
 }
 
 impl VmallocGlobals {
@@ -371,7 +371,7 @@ const fn ulong_max(profile: Profile) -> u64 {
 
 /// The kernel's own lines for the BUGs vmalloc enforces (`mm/vmalloc.c` of v6.6; vunmap's
 /// line is confirmed by a 6.8-rc2 oops, the others derived from a 6.6.y copy).
-pub(crate) mod bug_sites {
+pub(in crate::vmalloc) mod bug_sites {
     /// `BUG_ON(in_interrupt())` in `__get_vm_area_node()`.
     pub const GET_VM_AREA: u32 = 2579;
     /// `BUG_ON(in_nmi())` in `vfree_atomic()`.
@@ -412,7 +412,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// A zeroed `vmap_area` object.
-    pub(crate) fn alloc_vmap_area_object(&self, gfp: Gfp) -> Result<u64, SlabError> {
+    pub(in crate::vmalloc) fn alloc_vmap_area_object(&self, gfp: Gfp) -> Result<u64, SlabError> {
         Ok(self
             .kmem_cache_alloc_caller(
                 self.vmap_area_cachep(),
@@ -424,7 +424,7 @@ impl<P: Platform> Mm<P> {
 
     /// `kmem_cache_free(vmap_area_cachep, va)`. An object that is not live (its node was
     /// freed behind vmalloc's back) is refused and reported by the slab allocator.
-    pub(crate) fn free_vmap_area_object(&self, va: u64) {
+    pub(in crate::vmalloc) fn free_vmap_area_object(&self, va: u64) {
         let _ = self.kmem_cache_free(self.vmap_area_cachep(), VirtAddr(va));
     }
 
@@ -445,12 +445,12 @@ impl<P: Platform> Mm<P> {
 
     /// `lazy_max_pages()`: fls(nr_cpus) × 32 MiB worth of pages.
     pub fn lazy_max_pages(&self) -> u64 {
-        crate::addr::fls(self.platform.nr_cpus() as u64) as u64 * ((32 << 20) / PAGE_SIZE as u64)
+        crate::addr::fls(self.platform().nr_cpus() as u64) as u64 * ((32 << 20) / PAGE_SIZE as u64)
     }
 
     /// `is_vmalloc_addr()`.
     pub fn is_vmalloc_addr(&self, addr: VirtAddr) -> bool {
-        self.layout.is_vmalloc_addr(addr.0)
+        self.layout().is_vmalloc_addr(addr.0)
     }
 
     // ----- the API ---------------------------------------------------------------
@@ -479,8 +479,8 @@ impl<P: Platform> Mm<P> {
         self.__vmalloc_node_range(
             size,
             PAGE_SIZE as u64, // SHMLBA on x86
-            self.layout.vmalloc_start,
-            self.layout.vmalloc_end,
+            self.layout().vmalloc_start,
+            self.layout().vmalloc_end,
             Gfp::GFP_KERNEL | Gfp::__GFP_ZERO,
             PgProt::kernel(self.profile()),
             VmFlags::VM_USERMAP,
@@ -539,8 +539,8 @@ impl<P: Platform> Mm<P> {
         self.__vmalloc_node_range(
             size,
             1,
-            self.layout.vmalloc_start,
-            self.layout.vmalloc_end,
+            self.layout().vmalloc_start,
+            self.layout().vmalloc_end,
             gfp,
             PgProt::kernel(self.profile()),
             VmFlags::VM_ALLOW_HUGE_VMAP,
@@ -550,7 +550,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `__vmalloc_node()`.
-    pub(crate) fn __vmalloc_node(
+    pub(in crate::vmalloc) fn __vmalloc_node(
         &self,
         size: usize,
         align: u64,
@@ -561,8 +561,8 @@ impl<P: Platform> Mm<P> {
         self.__vmalloc_node_range(
             size,
             align,
-            self.layout.vmalloc_start,
-            self.layout.vmalloc_end,
+            self.layout().vmalloc_start,
+            self.layout().vmalloc_end,
             gfp,
             PgProt::kernel(self.profile()),
             VmFlags::empty(),
@@ -627,7 +627,7 @@ impl<P: Platform> Mm<P> {
                 "vmalloc: alignment must be a power of two and the range non-empty",
             ));
         }
-        if start < self.layout.vmalloc_start || end > self.layout.vmalloc_end {
+        if start < self.layout().vmalloc_start || end > self.layout().vmalloc_end {
             // The kernel also serves other ranges (modules); this machine has only the
             // vmalloc area, and every busy area is checked to lie inside it.
             return Err(VmallocError::BadArgs(
@@ -773,7 +773,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `alloc_vmap_area()`: a busy `vmap_area` of `size` bytes in `[vstart, vend)`.
-    pub(crate) fn alloc_vmap_area(
+    pub(in crate::vmalloc) fn alloc_vmap_area(
         &self,
         size: u64,
         align: u64,
@@ -911,7 +911,7 @@ impl<P: Platform> Mm<P> {
         // init_on_alloc is the page allocator's in the kernel (post_alloc_hook); here the
         // option is the slab's, so vmalloc applies it to its pages itself, as large kmalloc
         // does.
-        let init = if self.slab.config.init_on_alloc {
+        let init = if self.slab_config().init_on_alloc {
             Gfp::__GFP_ZERO
         } else {
             Gfp::empty()
@@ -1064,7 +1064,7 @@ impl<P: Platform> Mm<P> {
                 .ok_or_else(|| self.vmalloc_fault(word, false))?;
             // High-order pages of a huge vmalloc were split: free them one by one.
             if let Ok(page) = self.pfn_to_page(pfn) {
-                if self.slab.config.init_on_free {
+                if self.slab_config().init_on_free {
                     // free_pages_prepare()'s init_on_free, applied here as for init_on_alloc.
                     self.clear_pages(pfn.0, 1);
                 }
@@ -1078,7 +1078,7 @@ impl<P: Platform> Mm<P> {
         }
         if pages != 0 {
             // kvfree(vm->pages)
-            if self.layout.is_vmalloc_addr(pages) {
+            if self.layout().is_vmalloc_addr(pages) {
                 // An array of an array is a page at most; deeper nesting than the largest
                 // machine needs means the pointer was overwritten.
                 if depth >= MAX_PAGE_ARRAY_NESTING {
@@ -1226,7 +1226,7 @@ impl<P: Platform> Mm<P> {
     /// as the kernel refuses it, and so is a count whose area (with its guard page)
     /// could never fit the vmalloc range.
     fn vmap_count_ok(&self, count: u64) -> Result<(), VmallocError> {
-        let area_pages = (self.layout.vmalloc_end - self.layout.vmalloc_start) >> PAGE_SHIFT;
+        let area_pages = (self.layout().vmalloc_end - self.layout().vmalloc_start) >> PAGE_SHIFT;
         if count == 0 || count > self.totalram_pages() || count >= area_pages {
             return Err(VmallocError::BadArgs(
                 "vmap: count must be 1 ..= totalram_pages and fit the vmalloc area",
@@ -1278,8 +1278,8 @@ impl<P: Platform> Mm<P> {
             1,
             PAGE_SHIFT,
             flags,
-            self.layout.vmalloc_start,
-            self.layout.vmalloc_end,
+            self.layout().vmalloc_start,
+            self.layout().vmalloc_end,
             Gfp::GFP_KERNEL,
             caller,
             "vmap",
@@ -1309,8 +1309,8 @@ impl<P: Platform> Mm<P> {
         let va = self.alloc_vmap_area(
             size,
             PAGE_SIZE as u64,
-            self.layout.vmalloc_start,
-            self.layout.vmalloc_end,
+            self.layout().vmalloc_start,
+            self.layout().vmalloc_end,
             Gfp::GFP_KERNEL,
             VMAP_RAM,
         )?;
@@ -1370,8 +1370,8 @@ impl<P: Platform> Mm<P> {
             1,
             PAGE_SHIFT,
             flags,
-            self.layout.vmalloc_start,
-            self.layout.vmalloc_end,
+            self.layout().vmalloc_start,
+            self.layout().vmalloc_end,
             Gfp::GFP_KERNEL,
             CallSite::caller(),
             "get_vm_area",
@@ -1383,7 +1383,7 @@ impl<P: Platform> Mm<P> {
     /// range: the kernel's static `alloc_vmap_area()` on its own, which is what its
     /// `alloc_vmap_area` tracepoint records. No `vm_struct`, no pages, no mapping; `size` is
     /// taken as given (a guard page included if the caller counted one). The area is
-    /// flagged `VMAP_RAM`, as the kernel flags its `vm_map_ram` vmap blocks (areas without
+    /// flagged `VMAP_RAM` (and kmemlab's `VMAP_BARE`: nothing is mapped), as the kernel flags its `vm_map_ram` vmap blocks (areas without
     /// a `vm_struct`), and is given back lazily with [`Mm::vm_unmap_ram`]. For trace replay.
     pub fn reserve_vmap_area(
         &self,
@@ -1397,10 +1397,10 @@ impl<P: Platform> Mm<P> {
         let va = self.alloc_vmap_area(
             size,
             align.max(1),
-            self.layout.vmalloc_start,
-            self.layout.vmalloc_end,
+            self.layout().vmalloc_start,
+            self.layout().vmalloc_end,
             gfp,
-            VMAP_RAM,
+            VMAP_RAM | VMAP_BARE,
         )?;
         Ok(VirtAddr(self.vmap_area(va)?.start()))
     }
@@ -1516,7 +1516,8 @@ impl<P: Platform> Mm<P> {
         }
         let size = size as u64;
         if p.0 != 0 && size <= alloced {
-            if size < old_size && (self.slab.config.init_on_free || self.want_init_on_alloc(gfp)) {
+            if size < old_size && (self.slab_config().init_on_free || self.want_init_on_alloc(gfp))
+            {
                 self.vmalloc_fill(p.0 + size, 0, old_size - size)?;
             }
             self.vm_struct(vm)?.requested_size.store(size, Relaxed);
@@ -1534,7 +1535,7 @@ impl<P: Platform> Mm<P> {
     }
 
     fn want_init_on_alloc(&self, gfp: Gfp) -> bool {
-        self.slab.config.init_on_alloc || gfp.contains(Gfp::__GFP_ZERO)
+        self.slab_config().init_on_alloc || gfp.contains(Gfp::__GFP_ZERO)
     }
 
     /// Call `f` on every busy area in address order, then on every lazily freed area
@@ -1605,7 +1606,11 @@ impl<P: Platform> Mm<P> {
 
     /// One more step along a tree's list: past its walk limit, the list goes round a
     /// cycle (the kernel's `list_for_each_entry` would never end: a soft lockup).
-    pub(crate) fn list_step(&self, left: &mut u64, tree: &VmapTree) -> Result<(), Corrupt> {
+    pub(in crate::vmalloc) fn list_step(
+        &self,
+        left: &mut u64,
+        tree: &VmapTree,
+    ) -> Result<(), Corrupt> {
         if *left == 0 {
             self.vmalloc_stuck(tree.lock_name);
             return Err(Corrupt { addr: tree.first });
@@ -1618,13 +1623,13 @@ impl<P: Platform> Mm<P> {
 
     /// The `vm_struct` at `vm` (a kmalloc object in the direct map): a pointer that
     /// leads nowhere is the kernel's page fault, reported.
-    pub(crate) fn vm_struct(&self, vm: u64) -> Result<&VmStruct, Corrupt> {
+    pub(in crate::vmalloc) fn vm_struct(&self, vm: u64) -> Result<&VmStruct, Corrupt> {
         self.kview::<VmStruct>(vm)
             .map_err(|_| self.vmalloc_fault(vm, false))
     }
 
     /// A copy of the `vm_struct` at `vm`, as it stands.
-    pub(crate) fn vm_area_copy(&self, vm: u64) -> Result<VmArea, Corrupt> {
+    pub(in crate::vmalloc) fn vm_area_copy(&self, vm: u64) -> Result<VmArea, Corrupt> {
         let v = self.vm_struct(vm)?;
         Ok(vm_area_of(v, vm, self.site(v.caller.load(Relaxed) as u32)))
     }
@@ -1633,7 +1638,11 @@ impl<P: Platform> Mm<P> {
     /// size, no more pages than the area holds, a page order vmalloc uses, a requested
     /// size within the area. (kmemlab's own check: the kernel trusts `va->vm`, and a
     /// corrupted size or page count would send its callers far past the area.)
-    pub(crate) fn checked_vm_area(&self, node: &VmapArea, vm: u64) -> Result<VmArea, Corrupt> {
+    pub(in crate::vmalloc) fn checked_vm_area(
+        &self,
+        node: &VmapArea,
+        vm: u64,
+    ) -> Result<VmArea, Corrupt> {
         let a = self.vm_area_copy(vm)?;
         let usable = a.usable_size();
         let bad = if a.addr.0 != node.start() {
@@ -1657,12 +1666,16 @@ impl<P: Platform> Mm<P> {
 
     /// A busy area must be a non-empty, page-aligned range of the vmalloc area (every
     /// busy area is made there); anything else is reported as corruption.
-    pub(crate) fn check_busy_range(&self, va: u64, node: &VmapArea) -> Result<(), Corrupt> {
+    pub(in crate::vmalloc) fn check_busy_range(
+        &self,
+        va: u64,
+        node: &VmapArea,
+    ) -> Result<(), Corrupt> {
         let (start, end) = (node.start(), node.end());
         let page = PAGE_SIZE as u64 - 1;
         if start < end
-            && start >= self.layout.vmalloc_start
-            && end <= self.layout.vmalloc_end
+            && start >= self.layout().vmalloc_start
+            && end <= self.layout().vmalloc_end
             && start & page == 0
             && end & page == 0
         {
@@ -1700,7 +1713,7 @@ impl<P: Platform> Mm<P> {
 
     /// What the CPU does when kernel code dereferences `addr` and it is not mapped RAM:
     /// a general protection fault for a non-canonical address, else the page-fault oops.
-    pub(crate) fn vmalloc_fault(&self, addr: u64, write: bool) -> Corrupt {
+    pub(in crate::vmalloc) fn vmalloc_fault(&self, addr: u64, write: bool) -> Corrupt {
         self.vmalloc.stats.bugs.fetch_add(1, Relaxed);
         self.kernel_fault(addr, write);
         Corrupt { addr }
@@ -1718,7 +1731,7 @@ impl<P: Platform> Mm<P> {
 
     /// A walk of a vmalloc tree or list that goes round a cycle: the kernel would spin
     /// there for ever holding `lock`, and the watchdog reports the soft lockup.
-    pub(crate) fn vmalloc_stuck(&self, lock: &str) {
+    pub(in crate::vmalloc) fn vmalloc_stuck(&self, lock: &str) {
         self.vmalloc.stats.bugs.fetch_add(1, Relaxed);
         self.soft_lockup(lock);
     }
@@ -1731,15 +1744,10 @@ impl<P: Platform> Mm<P> {
         }
     }
 
-    /// `totalram_pages()`.
-    pub fn totalram_pages(&self) -> u64 {
-        self.zones.iter().map(|z| z.managed_pages).sum()
-    }
-
     /// The physical address behind a kernel virtual address: the direct map, or a walk of
     /// the page tables for anything else (how kernel code reaches vmalloc memory).
     pub fn kernel_virt_to_phys(&self, va: u64) -> Option<u64> {
-        if let Some(phys) = self.layout.virt_to_phys(va) {
+        if let Some(phys) = self.layout().virt_to_phys(va) {
             return Some(phys);
         }
         self.kernel_translate(va).map(|m| m.phys.0)
@@ -1756,7 +1764,7 @@ impl<P: Platform> Mm<P> {
     /// The PFN of a `struct page *`, if it is a descriptor of `mem_map`.
     fn struct_page_pfn(&self, word: u64) -> Option<Pfn> {
         self.page_at_struct_address(VirtAddr(word))
-            .and_then(|page| self.mem_map.pfn_of(page))
+            .and_then(|page| self.mem_map().pfn_of(page))
     }
 
     /// Entry `i` of a page array, as a PFN. A word that is no `struct page *` of
@@ -1768,14 +1776,14 @@ impl<P: Platform> Mm<P> {
     }
 
     /// Entry `i` of a page array, as a PFN, or `None`; nothing is reported (the checker).
-    pub(crate) fn page_array_peek(&self, pages: u64, i: u64) -> Option<Pfn> {
+    pub(in crate::vmalloc) fn page_array_peek(&self, pages: u64, i: u64) -> Option<Pfn> {
         let at = pages.checked_add(i.checked_mul(self.pointer_size())?)?;
         self.struct_page_pfn(self.read_kernel_word(at)?)
     }
 
     /// Store `pfn`'s `struct page *` as entry `i` of a page array (one just allocated).
     fn page_array_set(&self, pages: u64, i: u64, pfn: Pfn) {
-        let value = self.struct_page_address(self.mem_map.page(pfn.0)).0;
+        let value = self.struct_page_address(self.mem_map().page(pfn.0)).0;
         self.write_kernel_word(pages + i * self.pointer_size(), value);
     }
 
@@ -1787,14 +1795,14 @@ impl<P: Platform> Mm<P> {
         }
         let phys = self.kernel_virt_to_phys(va)?;
         match self.profile() {
-            Profile::X86_64 => self.ram.atomic_u64(phys).ok().map(KernelWord::Long),
-            Profile::I386 => self.ram.atomic_u32(phys).ok().map(KernelWord::Int),
+            Profile::X86_64 => self.ram().atomic_u64(phys).ok().map(KernelWord::Long),
+            Profile::I386 => self.ram().atomic_u32(phys).ok().map(KernelWord::Int),
         }
     }
 
     /// Write a pointer-sized word at kernel address `va` (the `llist_node` that
     /// `vfree_atomic` keeps in the freed memory itself).
-    pub(crate) fn write_kernel_word(&self, va: u64, value: u64) -> bool {
+    pub(in crate::vmalloc) fn write_kernel_word(&self, va: u64, value: u64) -> bool {
         match self.kernel_word(va) {
             Some(KernelWord::Long(w)) => w.store(value, Relaxed),
             Some(KernelWord::Int(w)) => w.store(value as u32, Relaxed),
@@ -1804,7 +1812,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// Read a pointer-sized word at kernel address `va`.
-    pub(crate) fn read_kernel_word(&self, va: u64) -> Option<u64> {
+    pub(in crate::vmalloc) fn read_kernel_word(&self, va: u64) -> Option<u64> {
         match self.kernel_word(va)? {
             KernelWord::Long(w) => Some(w.load(Relaxed)),
             KernelWord::Int(w) => Some(w.load(Relaxed) as u64),
@@ -1851,13 +1859,13 @@ impl<P: Platform> Mm<P> {
     /// Read bytes (within one page) at a kernel virtual address.
     fn kernel_read_bytes(&self, va: u64, buf: &mut [u8]) -> bool {
         self.kernel_virt_to_phys(va)
-            .is_some_and(|phys| self.ram.read_bytes(phys, buf).is_ok())
+            .is_some_and(|phys| self.ram().read_bytes(phys, buf).is_ok())
     }
 
     /// Write bytes (within one page) at a kernel virtual address.
     fn kernel_write_bytes(&self, va: u64, bytes: &[u8]) -> bool {
         self.kernel_virt_to_phys(va)
-            .is_some_and(|phys| self.ram.write_bytes(phys, bytes).is_ok())
+            .is_some_and(|phys| self.ram().write_bytes(phys, bytes).is_ok())
     }
 
     /// The kernel's BUG report for a vmalloc call in interrupt context.
@@ -1867,7 +1875,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `BUG()` in `mm/vmalloc.c`: `kernel BUG at mm/vmalloc.c:<line>!` and the oops.
-    pub(crate) fn vmalloc_bug(&self, line: u32) {
+    pub(in crate::vmalloc) fn vmalloc_bug(&self, line: u32) {
         self.vmalloc.stats.bugs.fetch_add(1, Relaxed);
         self.kernel_bug("mm/vmalloc.c", line);
     }
@@ -1875,14 +1883,14 @@ impl<P: Platform> Mm<P> {
     /// A kernel `WARN` from vmalloc, counted.
     fn vmalloc_warn(&self, site: crate::report::KernelSite, args: fmt::Arguments<'_>) {
         self.vmalloc.stats.bugs.fetch_add(1, Relaxed);
-        crate::vmstat::VmEvents::add(&self.events.warn, 1);
+        crate::vmstat::VmEvents::add(&self.events().warn, 1);
         crate::report::warn!(self, true, site, "{args}");
     }
 
     /// A `WARN_ON_ONCE` of mm/vmalloc.c at `site`: counted every time, printed once.
     fn vmalloc_warn_once(&self, site: crate::report::KernelSite) {
         self.vmalloc.stats.bugs.fetch_add(1, Relaxed);
-        crate::vmstat::VmEvents::add(&self.events.warn, 1);
+        crate::vmstat::VmEvents::add(&self.events().warn, 1);
         crate::report::warn_on_once!(self, true, site);
     }
 
@@ -1893,7 +1901,7 @@ impl<P: Platform> Mm<P> {
         }
         self.printk(format_args!(
             "{}: {}, mode:{:?}, nodemask=(null),cpuset=/,mems_allowed=0",
-            self.platform.current_comm(),
+            self.platform().current_comm(),
             args,
             gfp
         ));
@@ -1982,44 +1990,4 @@ pub const GFP_RECLAIM_MASK: Gfp = Gfp::__GFP_RECLAIM
 
 fn bytes_to_page_end(va: u64) -> usize {
     PAGE_SIZE - (va as usize & (PAGE_SIZE - 1))
-}
-
-// ----- kernel-virtual copies, for tests and tools ------------------------------------
-
-impl<P: Platform> Mm<P> {
-    /// Copy bytes out of kernel virtual memory at `va`: the direct map, or any address the
-    /// kernel page tables map (vmalloc, `vmap` and `vm_map_ram` areas, HighMem pages
-    /// included), page by page as the CPU would reach them. Fails with the first address
-    /// that is not mapped to RAM, having copied the bytes before it.
-    pub fn copy_from_kernel_virt(&self, va: VirtAddr, buf: &mut [u8]) -> Result<(), VirtAddr> {
-        let mut done = 0;
-        while done < buf.len() {
-            let Some(at) = va.0.checked_add(done as u64) else {
-                return Err(va);
-            };
-            let n = (buf.len() - done).min(bytes_to_page_end(at));
-            if !self.kernel_read_bytes(at, &mut buf[done..done + n]) {
-                return Err(VirtAddr(at));
-            }
-            done += n;
-        }
-        Ok(())
-    }
-
-    /// Copy bytes into kernel virtual memory at `va`, as [`Mm::copy_from_kernel_virt`]
-    /// reads it.
-    pub fn copy_to_kernel_virt(&self, va: VirtAddr, bytes: &[u8]) -> Result<(), VirtAddr> {
-        let mut done = 0;
-        while done < bytes.len() {
-            let Some(at) = va.0.checked_add(done as u64) else {
-                return Err(va);
-            };
-            let n = (bytes.len() - done).min(bytes_to_page_end(at));
-            if !self.kernel_write_bytes(at, &bytes[done..done + n]) {
-                return Err(VirtAddr(at));
-            }
-            done += n;
-        }
-        Ok(())
-    }
 }

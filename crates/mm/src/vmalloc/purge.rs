@@ -21,7 +21,7 @@ use crate::Mm;
 impl<P: Platform> Mm<P> {
     /// `free_vmap_area_noflush()`: put `va` on the purge list and count its pages; past
     /// `lazy_max_pages()` schedule the drain work.
-    pub(crate) fn free_vmap_area_noflush(&self, va: u64) -> Result<(), Corrupt> {
+    pub(in crate::vmalloc) fn free_vmap_area_noflush(&self, va: u64) -> Result<(), Corrupt> {
         let nr = self.vmap_area(va)?.size() >> PAGE_SHIFT;
         let nr_lazy = self.vmalloc.lazy_nr.fetch_add(nr, Relaxed).wrapping_add(nr);
         {
@@ -68,7 +68,7 @@ impl<P: Platform> Mm<P> {
     fn purge_list(&self, taken: &VmapTree, start: u64, end: u64) -> Result<(), Corrupt> {
         let start = start.min(self.vmap_area(taken.first)?.start());
         let end = end.max(self.vmap_area(taken.last)?.end());
-        self.platform
+        self.platform()
             .flush_tlb_kernel_range(VirtAddr(start), VirtAddr(end));
         let stats = &self.vmalloc.stats;
         stats.tlb_flushes.fetch_add(1, Relaxed);
@@ -92,7 +92,7 @@ impl<P: Platform> Mm<P> {
 
     /// `vfree_atomic(addr)`: queue the area on this CPU's deferred list (the list node is
     /// the area's own first word) for the work item to free in process context.
-    pub(crate) fn vfree_atomic(&self, addr: VirtAddr) -> Result<(), VmallocError> {
+    pub(in crate::vmalloc) fn vfree_atomic(&self, addr: VirtAddr) -> Result<(), VmallocError> {
         if self.this_cpu().preempt_count.in_nmi() {
             self.vmalloc_bug(bug_sites::VFREE_ATOMIC);
             return Err(VmallocError::InNmi("vfree_atomic"));

@@ -28,7 +28,7 @@ impl<P: Platform> Mm<P> {
         if level + 1 >= mode.levels.len() {
             return None;
         }
-        let ram_end = (self.mem_map.base_pfn + self.mem_map.len) << PAGE_SHIFT;
+        let ram_end = (self.mem_map().base_pfn + self.mem_map().len) << PAGE_SHIFT;
         let is_ram = |phys| self.ram().is_ram(phys, PAGE_SIZE as u64);
         (0..l.entries()).find_map(|index| {
             let entry = self.peek_pt_entry(table, index).ok()?;

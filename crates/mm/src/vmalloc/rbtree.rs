@@ -16,23 +16,23 @@
 //! [`Corrupt`].
 
 /// The NULL node.
-pub(crate) const NIL: u64 = 0;
+pub(in crate::vmalloc) const NIL: u64 = 0;
 /// The colour bit of `__rb_parent_color` (`RB_BLACK`).
 const BLACK: u64 = 1;
 
 /// A node or link that is not what the tree needs (a pointer outside RAM, a cycle): it
 /// has been reported, and the operation that met it stops here.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Corrupt {
+pub(in crate::vmalloc) struct Corrupt {
     /// The address that could not be used.
-    pub(crate) addr: u64,
+    pub(in crate::vmalloc) addr: u64,
 }
 
 /// What the tree operations return.
-pub(crate) type RbResult<T> = Result<T, Corrupt>;
+pub(in crate::vmalloc) type RbResult<T> = Result<T, Corrupt>;
 
 /// Access to the nodes of one tree.
-pub(crate) trait RbOps {
+pub(in crate::vmalloc) trait RbOps {
     /// `__rb_parent_color` of `n`.
     fn parent_color(&self, n: u64) -> RbResult<u64>;
     /// Set `__rb_parent_color` of `n`.
@@ -57,13 +57,13 @@ pub(crate) trait RbOps {
 }
 
 /// A step counter for one walk.
-pub(crate) struct Steps {
+pub(in crate::vmalloc) struct Steps {
     left: u64,
 }
 
 impl Steps {
     /// A counter allowing [`RbOps::max_steps`] steps.
-    pub(crate) fn new(o: &impl RbOps) -> Steps {
+    pub(in crate::vmalloc) fn new(o: &impl RbOps) -> Steps {
         Steps {
             left: o.max_steps(),
         }
@@ -71,7 +71,7 @@ impl Steps {
 
     /// Count one more step at node `n`; past the limit, the walk is stuck.
     #[inline]
-    pub(crate) fn take(&mut self, o: &impl RbOps, n: u64) -> RbResult<()> {
+    pub(in crate::vmalloc) fn take(&mut self, o: &impl RbOps, n: u64) -> RbResult<()> {
         if self.left == 0 {
             return Err(o.stuck(n));
         }
@@ -81,7 +81,7 @@ impl Steps {
 }
 
 /// `rb_parent()`.
-pub(crate) fn parent(o: &impl RbOps, n: u64) -> RbResult<u64> {
+pub(in crate::vmalloc) fn parent(o: &impl RbOps, n: u64) -> RbResult<u64> {
     Ok(o.parent_color(n)? & !BLACK)
 }
 
@@ -90,7 +90,7 @@ fn is_black(o: &impl RbOps, n: u64) -> RbResult<bool> {
 }
 
 /// Whether `n` is red (NULL leaves are black).
-pub(crate) fn is_red(o: &impl RbOps, n: u64) -> RbResult<bool> {
+pub(in crate::vmalloc) fn is_red(o: &impl RbOps, n: u64) -> RbResult<bool> {
     Ok(!is_black(o, n)?)
 }
 
@@ -160,7 +160,7 @@ fn rotate_right(o: &impl RbOps, x: u64, root: &mut u64) -> RbResult<()> {
 
 /// `rb_link_node()` + `rb_insert_augmented()`: hang `node` (red) under `parent` on the
 /// given side, bring the augmented values of its ancestors up to date, and rebalance.
-pub(crate) fn insert(
+pub(in crate::vmalloc) fn insert(
     o: &impl RbOps,
     node: u64,
     parent_node: u64,
@@ -184,7 +184,7 @@ pub(crate) fn insert(
 
 /// `augment_propagate`: recompute from `n` up, stopping where nothing changes (each node
 /// above was exact before the change below it).
-pub(crate) fn propagate(o: &impl RbOps, mut n: u64) -> RbResult<()> {
+pub(in crate::vmalloc) fn propagate(o: &impl RbOps, mut n: u64) -> RbResult<()> {
     let mut steps = Steps::new(o);
     while n != NIL {
         steps.take(o, n)?;
@@ -262,7 +262,7 @@ fn insert_fixup(o: &impl RbOps, mut z: u64, root: &mut u64) -> RbResult<()> {
 }
 
 /// `rb_erase_augmented()`: unlink `z`, bring the augmented values up to date, rebalance.
-pub(crate) fn erase(o: &impl RbOps, z: u64, root: &mut u64) -> RbResult<()> {
+pub(in crate::vmalloc) fn erase(o: &impl RbOps, z: u64, root: &mut u64) -> RbResult<()> {
     let (zl, zr) = (o.left(z)?, o.right(z)?);
     let (x, x_parent, removed_black);
     if zl == NIL || zr == NIL {
@@ -382,7 +382,7 @@ fn copy_colour(o: &impl RbOps, to: u64, from: u64) -> RbResult<()> {
 }
 
 /// `rb_first()`.
-pub(crate) fn first(o: &impl RbOps, root: u64) -> RbResult<u64> {
+pub(in crate::vmalloc) fn first(o: &impl RbOps, root: u64) -> RbResult<u64> {
     let mut n = root;
     if n == NIL {
         return Ok(NIL);
@@ -399,7 +399,7 @@ pub(crate) fn first(o: &impl RbOps, root: u64) -> RbResult<u64> {
 }
 
 /// `rb_next()`: the in-order successor.
-pub(crate) fn next(o: &impl RbOps, n: u64) -> RbResult<u64> {
+pub(in crate::vmalloc) fn next(o: &impl RbOps, n: u64) -> RbResult<u64> {
     let r = o.right(n)?;
     if r != NIL {
         return first(o, r);
@@ -442,7 +442,11 @@ impl From<Corrupt> for RbViolation {
 /// most `limit` nodes are visited, and no path deeper than a red-black tree of `limit`
 /// nodes can be (2 log2(limit + 1)) is followed, so a corrupted tree cannot send the
 /// check round a cycle or down a chain deep enough to exhaust the host's stack.
-pub(crate) fn validate(o: &impl RbOps, root: u64, limit: u64) -> Result<u64, RbViolation> {
+pub(in crate::vmalloc) fn validate(
+    o: &impl RbOps,
+    root: u64,
+    limit: u64,
+) -> Result<u64, RbViolation> {
     if root == NIL {
         return Ok(0);
     }
@@ -462,7 +466,7 @@ pub(crate) fn validate(o: &impl RbOps, root: u64, limit: u64) -> Result<u64, RbV
 }
 
 /// The height a red-black tree of `n` nodes cannot exceed: 2 log2(n + 1), rounded up.
-pub(crate) fn max_height(n: u64) -> u32 {
+pub(in crate::vmalloc) fn max_height(n: u64) -> u32 {
     2 * (64 - n.saturating_add(1).leading_zeros()) + 1
 }
 

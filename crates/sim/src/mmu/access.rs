@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use kmemlab_mm::{PhysAddr, Platform, Profile, VirtAddr, PAGE_SIZE};
+use kmemlab_mm::{Hardware, KernelHooks, PhysAddr, Profile, VirtAddr, PAGE_SIZE};
 
 use super::fault::{oops_lines, PageFault};
 use super::tlb::{Access, Mmu, TlbFlushStats, TlbStats};

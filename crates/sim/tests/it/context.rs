@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Barrier;
 
 use crate::fixtures::*;
-use kmemlab_mm::{AllocError, Context, Gfp, Platform};
+use kmemlab_mm::{AllocError, Context, Gfp, Hardware};
 use kmemlab_sim::SimError;
 
 const SPLAT: &str =

@@ -465,7 +465,7 @@ fn a_cycle_on_a_pcp_list_ends() {
     assert!(
         matches!(
             check,
-            Err(kmemlab_mm::page_alloc::check::CheckError::ListCorrupt { .. })
+            Err(kmemlab_mm::check::CheckError::ListCorrupt { .. })
         ),
         "{check:?}"
     );
@@ -725,7 +725,7 @@ fn read_u64(m: &Machine, at: u64) -> u64 {
 /// Each table is a page of RAM, but a walk that follows every path visits 512^3 leaves
 /// for that one PGD entry (and each PGD entry of the vmalloc range may name the PUD
 /// table too): in a sound tree each table has one parent, so a walk that meets more
-/// tables than `mem_map` has pages has gone round shared ones. `check_vmalloc(true)`
+/// tables than `mem_map` has pages has gone round shared ones. `check()`
 /// (which walks every table under the vmalloc range) reports the damage and ends.
 #[test]
 fn page_tables_made_a_dag_are_walked_in_bounded_time() {
@@ -748,10 +748,11 @@ fn page_tables_made_a_dag_are_walked_in_bounded_time() {
         let bytes: Vec<u8> = (0..slots).flat_map(|_| entry).collect();
         ram(&m).write(first, &bytes).expect("RAM");
     }
-    let check = m.run(|mm| mm.check_vmalloc(true));
+    let check = m.run(|mm| mm.check());
+    use kmemlab_mm::check::CheckError::Vmalloc;
     use kmemlab_mm::vmalloc::VmallocCheckError as E;
     assert!(
-        matches!(check, Err(E::StrayMapping(_) | E::PageTables { .. })),
+        matches!(check, Err(Vmalloc(E::StrayMapping(_) | E::PageTables { .. }))),
         "{check:?}"
     );
     let _ = m.run(|mm| mm.vfree(va));

@@ -119,7 +119,7 @@ fn build_world(m: &Machine) -> World {
                 PgProt::kernel(mm.profile()),
             )
             .unwrap();
-        assert!(mm.check_vmalloc(true).is_ok());
+        assert!(mm.check().is_ok());
         World {
             areas,
             lazy,
@@ -188,7 +188,7 @@ fn exercise(m: &Machine, w: &World) -> Outcome {
             Ok(p) => note("vfree again", mm.vfree(p).map_err(|e| e.to_string())),
             Err(e) => note("vmalloc again", Err(e.to_string())),
         }
-        out.check = mm.check_vmalloc(true).err().map(|e| e.to_string());
+        out.check = mm.check().err().map(|e| e.to_string());
         if out.check.is_none() {
             out.check = mm.check().err().map(|e| e.to_string());
         }
@@ -504,11 +504,11 @@ fn corrupted_swiotlb_slots_and_dma_debug_entries_are_reported_or_harmless() {
                         mm.dma_unmap_single(dev, b, size, Dir::Bidirectional);
                     }
                 }
-                let _ = mm.dma_check();
+                let _ = mm.check();
                 let _ = mm.dma_stats();
             });
             let console = m.take_console();
-            let check = m.mm().dma_check();
+            let check = m.mm().check();
             let dma_reports = ["corrupted", "DMA-API", "swiotlb", "software IO TLB"];
             assert!(
                 check.is_ok()

@@ -353,7 +353,7 @@ fn scatterlist_of_a_vmalloc_buffer_works_byte_for_byte() {
         });
         assert!(m.take_console().is_empty());
         assert_eq!(m.mm().dma_stats().mappings_live, 0);
-        m.mm().dma_check().unwrap();
+        m.mm().check().unwrap();
     }
 }
 
@@ -470,7 +470,7 @@ fn isa_device_and_a_buffer_above_16m_bounce_through_swiotlb() {
         assert_eq!((stats.bounced_maps, stats.swiotlb_slots_used), (2, 0));
         assert_eq!(stats.swiotlb_slots_hiwater, 2);
         assert!(m.take_console().is_empty());
-        m.mm().dma_check().unwrap();
+        m.mm().check().unwrap();
     }
 }
 
@@ -554,7 +554,7 @@ fn bounce_pool_beyond_the_isa_mask_is_refused_as_swiotlb_overflow() {
         ),
         "{console:#?}"
     );
-    m.mm().dma_check().unwrap();
+    m.mm().check().unwrap();
 }
 
 #[test]
@@ -662,7 +662,7 @@ fn swiotlb_exhaustion_is_a_clear_error_and_every_slot_comes_back() {
             ),
             (2, 0, 0)
         );
-        m.mm().dma_check().unwrap();
+        m.mm().check().unwrap();
     }
 }
 
@@ -702,7 +702,7 @@ fn swiotlb_slots_honour_the_segment_boundary_and_page_alignment() {
                 let (a, s) = live.remove(0);
                 mm.dma_unmap_single(isa.device(), a, s, Dir::Bidirectional);
             }
-            mm.dma_check().unwrap();
+            mm.check().unwrap();
         }
         for (a, s) in live {
             mm.dma_unmap_single(isa.device(), a, s, Dir::Bidirectional);
@@ -1031,7 +1031,7 @@ fn dma_debug_reports_bad_unmaps_with_the_kernels_words() {
     assert_eq!(s.warnings, 1, "the DMA_NONE BUG");
     assert_eq!(s.mappings_live, 0);
     m.run(|mm| mm.kfree(buf)).unwrap();
-    m.mm().dma_check().unwrap();
+    m.mm().check().unwrap();
 }
 
 #[test]
@@ -1117,7 +1117,7 @@ fn dma_debug_runs_out_of_entries_and_disables_itself() {
         m.take_console(),
         ["DMA-API: debugging out of memory - disabling"]
     );
-    m.mm().dma_check().unwrap();
+    m.mm().check().unwrap();
     m.mm().dma_check_idle().unwrap();
 }
 
@@ -1168,7 +1168,7 @@ fn after_unmapping_and_freeing_every_page_and_slot_is_back() {
                 s.mappings_live,
                 3 + t.nents as u64 + 1 + mm.dma_pool_info(&pool).nr_pages
             );
-            mm.dma_check().unwrap();
+            mm.check().unwrap();
 
             for (cpu, dma) in blocks {
                 mm.dma_pool_free(&pool, cpu, dma).unwrap();
@@ -1611,8 +1611,10 @@ fn a_device_overwriting_dma_debugs_block_gets_errors_not_panics() {
         "{console:?}"
     );
     assert!(matches!(
-        m.mm().dma_check(),
-        Err(kmemlab_mm::dma::DmaCheckError::DebugCorrupted { .. })
+        m.mm().check(),
+        Err(kmemlab_mm::check::CheckError::Dma(
+            kmemlab_mm::dma::DmaCheckError::DebugCorrupted { .. }
+        ))
     ));
 
     // A cycle: a bucket's chain leads back to itself.
@@ -1633,12 +1635,14 @@ fn a_device_overwriting_dma_debugs_block_gets_errors_not_panics() {
     evil.load_buffer(&1u64.to_le_bytes());
     evil.write_to_memory(&m, block.0 + 8192, 8).unwrap();
     assert_eq!(
-        m.mm().dma_check(),
-        Err(kmemlab_mm::dma::DmaCheckError::DebugCorrupted {
-            bucket,
-            index: 0,
-            link: 1
-        })
+        m.mm().check().map(|_| ()),
+        Err(kmemlab_mm::check::CheckError::Dma(
+            kmemlab_mm::dma::DmaCheckError::DebugCorrupted {
+                bucket,
+                index: 0,
+                link: 1
+            }
+        ))
     );
     m.run(|mm| {
         let b = mm.dma_map_single(dev, buf, 64, Dir::ToDevice);
@@ -1651,7 +1655,7 @@ fn a_device_overwriting_dma_debugs_block_gets_errors_not_panics() {
         .take_console()
         .iter()
         .any(|l| l.starts_with("DMA-API: debugging: corrupted dma_debug_entry chain (a cycle)")));
-    assert!(m.mm().dma_check().is_err());
+    assert!(m.mm().check().is_err());
 }
 
 #[test]
@@ -1694,7 +1698,7 @@ fn a_device_overwriting_the_swiotlb_slot_array_gets_errors_not_panics() {
         "{console:?}"
     );
     assert!(console.iter().any(|l| l.contains("swiotlb buffer is full")));
-    assert!(m.mm().dma_check().is_err());
+    assert!(m.mm().check().is_err());
 }
 
 #[test]
@@ -1747,6 +1751,35 @@ fn a_failed_dma_map_sg_unwinds_without_copying_bounces_back() {
     });
     m.take_console();
     m.mm().dma_check_idle().unwrap();
+}
+
+#[test]
+fn dma_debug_checks_page_frees_through_the_free_hook_it_registered_at_boot() {
+    let m = MachineBuilder::small()
+        .seed(3)
+        .swiotlb(SwiotlbConfig::off())
+        .boot();
+    // dma-debug is the one user of debug_check_no_obj_freed's hooks.
+    assert_eq!(m.mm().nr_free_hooks(), 1);
+    let nic = m.add_dma_device("nic", 32).unwrap();
+    let dev = nic.device();
+    m.run(|mm| {
+        let page = mm.alloc_pages(Gfp::GFP_KERNEL, 1).unwrap();
+        let a = mm.dma_map_page(dev, page, PAGE_SIZE, 256, Dir::ToDevice);
+        mm.dma_mapping_error(dev, a).unwrap();
+        // __free_pages() -> debug_check_no_obj_freed() -> dma-debug's hook.
+        mm.__free_pages(page, 1).unwrap();
+        mm.dma_unmap_page(dev, a, 256, Dir::ToDevice);
+    });
+    let reports: Vec<_> = m
+        .take_console()
+        .into_iter()
+        .filter(|l| l.contains("still DMA-mapped"))
+        .collect();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert!(reports[0].ends_with("[size=256 bytes] [mapped as single] [mapped with DMA_TO_DEVICE]"));
+    let s = m.mm().dma_stats();
+    assert_eq!(s.debug(DmaDebugError::FreedWhileMapped), 1);
 }
 
 #[test]
@@ -1812,7 +1845,7 @@ fn two_cpus_unmapping_the_same_bounce_at_once_release_it_once() {
                 });
             }
         });
-        m.mm().dma_check().unwrap();
+        m.mm().check().unwrap();
         assert_eq!(m.mm().dma_stats().swiotlb_slots_used, 0);
     }
     m.run(|mm| mm.kfree(buf)).unwrap();

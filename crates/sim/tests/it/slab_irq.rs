@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::fixtures::*;
 use kmemlab_mm::slab::{KmemCacheRef, SlabFlags};
-use kmemlab_mm::{Context, Gfp, Mm, Platform, VirtAddr};
+use kmemlab_mm::{Context, Gfp, Hardware, Mm, VirtAddr};
 use kmemlab_sim::{Machine, SimPlatform};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -10,7 +10,7 @@
 //! ([`Mm::copy_to_kernel_virt`] / [`Mm::copy_from_kernel_virt`]), which reach HighMem
 //! pages too; the simulator's MMU is not used.
 //!
-//! Every test ends with `check_vmalloc(true)` and `check()`, and (where it frees what it
+//! Every test ends with `check()`, and (where it frees what it
 //! allocated) with an exact count of the pages: free pages + page-table pages allocated
 //! since the start + slab pages gained since the start == free pages at the start.
 
@@ -84,8 +84,8 @@ fn finish(m: &Machine, base: &Baseline, what: &str) {
 
 fn check(m: &Machine, what: &str) {
     let mm = m.mm();
-    mm.check_vmalloc(true)
-        .unwrap_or_else(|e| panic!("{what}: check_vmalloc: {e}"));
+    mm.check()
+        .unwrap_or_else(|e| panic!("{what}: check: {e}"));
     mm.check()
         .unwrap_or_else(|e| panic!("{what}: check(): {e}"));
 }
@@ -161,7 +161,7 @@ fn fix_size_alloc_test() {
                 poke(mm, p, 0);
                 vfree(mm, p);
                 if i % 64 == 0 {
-                    mm.check_vmalloc(false).unwrap();
+                    mm.check().unwrap();
                 }
             }
         });
@@ -188,7 +188,7 @@ fn fix_size_alloc_test_use_huge() {
                 assert_eq!(order, if profile == Profile::X86_64 { 9 } else { 0 });
                 vfree(mm, p);
                 if i % 8 == 0 {
-                    mm.check_vmalloc(true).unwrap();
+                    mm.check().unwrap();
                 }
             }
         });
@@ -222,7 +222,7 @@ fn full_fit_alloc_test() {
                 ptr.push(mm.vmalloc(PAGE_SIZE).unwrap());
                 junk.push(mm.vmalloc(PAGE_SIZE).unwrap());
             }
-            mm.check_vmalloc(true).unwrap();
+            mm.check().unwrap();
             for &j in &junk {
                 vfree(mm, j);
             }
@@ -233,7 +233,7 @@ fn full_fit_alloc_test() {
             // 2-page hole between two live areas.
             mm.purge_vmap_area_lazy();
             assert_eq!(mm.vmap_lazy_nr(), 0);
-            mm.check_vmalloc(true).unwrap();
+            mm.check().unwrap();
             junk.sort_unstable();
             for (i, &hole) in junk.iter().enumerate().take(LOOPS) {
                 let tmp = mm.vmalloc(PAGE_SIZE).unwrap();
@@ -243,7 +243,7 @@ fn full_fit_alloc_test() {
                 poke(mm, tmp, 1);
                 vfree(mm, tmp);
                 if i % 64 == 0 {
-                    mm.check_vmalloc(false).unwrap();
+                    mm.check().unwrap();
                 }
             }
             for p in ptr {
@@ -271,7 +271,7 @@ fn long_busy_list_alloc_test() {
             let ptr: Vec<VirtAddr> = (0..15_000)
                 .map(|_| mm.vmalloc(PAGE_SIZE).unwrap())
                 .collect();
-            mm.check_vmalloc(true).unwrap();
+            mm.check().unwrap();
             for i in 0..LOOPS {
                 let p1 = mm.vmalloc(100 * PAGE_SIZE).unwrap();
                 let p2 = mm.vmalloc(PAGE_SIZE).unwrap();
@@ -280,7 +280,7 @@ fn long_busy_list_alloc_test() {
                 vfree(mm, p1);
                 vfree(mm, p2);
                 if i % 256 == 0 {
-                    mm.check_vmalloc(false).unwrap();
+                    mm.check().unwrap();
                 }
             }
             for p in ptr {
@@ -312,7 +312,7 @@ fn random_size_alloc_test() {
                 poke(mm, VirtAddr(p.0 + (n * PAGE_SIZE) as u64 - 1), 1);
                 vfree(mm, p);
                 if i % 64 == 0 {
-                    mm.check_vmalloc(false).unwrap();
+                    mm.check().unwrap();
                 }
             }
         });
@@ -347,7 +347,7 @@ fn fix_align_alloc_test() {
                 assert_eq!(peek(mm, VirtAddr(p.0 + 4 * PAGE_SIZE as u64)), 0);
                 vfree(mm, p);
                 if i % 64 == 0 {
-                    mm.check_vmalloc(false).unwrap();
+                    mm.check().unwrap();
                 }
             }
         });
@@ -377,7 +377,7 @@ fn random_size_align_alloc_test() {
                 assert_eq!(peek(mm, VirtAddr(p.0 + size as u64 - 1)), 0);
                 vfree(mm, p);
                 if i % 64 == 0 {
-                    mm.check_vmalloc(false).unwrap();
+                    mm.check().unwrap();
                 }
             }
         });
@@ -433,7 +433,7 @@ fn align_shift_alloc_test() {
                         failed.push(i);
                     }
                 }
-                mm.check_vmalloc(false).unwrap();
+                mm.check().unwrap();
             }
         });
         // x86_64: VMALLOC_START is 2^40-aligned and the range is 32 TiB, so 2^45 is the
@@ -484,7 +484,7 @@ fn vm_map_ram_test() {
                     mm.copy_from_kernel(alias, &mut b).unwrap();
                     assert_eq!(b[0], b'a');
                     if i % 64 == 0 {
-                        mm.check_vmalloc(true).unwrap();
+                        mm.check().unwrap();
                     }
                 }
                 for i in 0..LOOPS / 4 {
@@ -500,7 +500,7 @@ fn vm_map_ram_test() {
                         mm.run_work();
                     }
                     if i % 64 == 0 {
-                        mm.check_vmalloc(true).unwrap();
+                        mm.check().unwrap();
                     }
                 }
                 // vunmap leaves the pages with their owner.
@@ -554,7 +554,7 @@ fn vrealloc_test() {
                 assert_eq!(peek(mm, q), b'a');
                 vfree(mm, q);
                 if i % 64 == 0 {
-                    mm.check_vmalloc(false).unwrap();
+                    mm.check().unwrap();
                 }
             }
             // Size 0 frees.
@@ -595,7 +595,7 @@ fn no_block_alloc_test() {
                     matches!(r, Err(VmallocError::SleepInAtomic(_))),
                     "{gfp:?}: {r:?}"
                 );
-                mm.check_vmalloc(false).unwrap();
+                mm.check().unwrap();
             }
         });
         assert!(console_has(
@@ -655,7 +655,7 @@ fn vfree_from_hardirq_is_deferred() {
             assert!(mm.work_pending());
             // Still a live area until the work runs.
             assert!(mm.find_vm_area(p).is_some());
-            mm.check_vmalloc(true).unwrap();
+            mm.check().unwrap();
         })
         .unwrap();
         assert_eq!(m.mm().vmalloc_stats().deferred_frees.load(Relaxed), 1);
@@ -778,7 +778,7 @@ fn lazy_purge_flushes_once_and_never_reuses_early() {
                     "drain scheduled past the limit only"
                 );
                 if i % 32 == 0 {
-                    mm.check_vmalloc(true).unwrap();
+                    mm.check().unwrap();
                 }
             }
             assert!(mm.vmap_lazy_nr() > max);
@@ -804,7 +804,7 @@ fn lazy_purge_flushes_once_and_never_reuses_early() {
             );
             assert_eq!(mm.vmalloc_stats().tlb_flushes.load(Relaxed) - stat0, 1);
             assert_eq!(mm.vmalloc_stats().purges.load(Relaxed) - purges0, 1);
-            mm.check_vmalloc(true).unwrap();
+            mm.check().unwrap();
             // Now the space is free again: the lowest fit is the first freed area.
             let lowest = freed.iter().map(|f| f.0).min().unwrap();
             let again = mm.vmalloc(64 * PAGE_SIZE).unwrap();
@@ -847,7 +847,7 @@ fn i386_vmalloc_uses_highmem() {
             mm.platform().ram().read(pfn.phys().0 + 7, &mut b).unwrap();
             assert_eq!(b[0], i as u8);
         }
-        mm.check_vmalloc(true).unwrap();
+        mm.check().unwrap();
         vfree(mm, p);
     });
     finish(&m, &base, "i386 HighMem vmalloc");
@@ -880,7 +880,7 @@ fn vmalloc_32_pages_are_32_bit_addressable() {
         for pfn in pages_of(mm, q) {
             assert!(pfn.phys().0 >= 4 * GIB);
         }
-        mm.check_vmalloc(true).unwrap();
+        mm.check().unwrap();
         vfree(mm, p);
         vfree(mm, q);
     });
@@ -928,7 +928,7 @@ fn vmalloc_huge_uses_pmd_leaves_on_x86_64() {
         }
         poke(mm, VirtAddr(p.0 + (3 << 20) + 5), 0x5a);
         assert_eq!(peek(mm, VirtAddr(p.0 + (3 << 20) + 5)), 0x5a);
-        mm.check_vmalloc(true).unwrap();
+        mm.check().unwrap();
         vfree(mm, p);
         // A size below 2 MiB uses small pages.
         let s = mm.vmalloc_huge(1 << 20, Gfp::GFP_KERNEL).unwrap();
@@ -994,7 +994,7 @@ fn vmalloc_huge_falls_back_to_small_pages_when_fragmented() {
             4096
         );
         poke(mm, VirtAddr(p.0 + (4 << 20) - 1), 1);
-        mm.check_vmalloc(true).unwrap();
+        mm.check().unwrap();
         vfree(mm, p);
         for pfn in kept {
             mm.__free_pages(mm.pfn_to_page(pfn).unwrap(), 0).unwrap();
@@ -1032,7 +1032,7 @@ fn i386_vmalloc_space_exhaustion() {
                 Err(e) => break e,
             }
             if areas.len() % 16 == 0 {
-                mm.check_vmalloc(false).unwrap();
+                mm.check().unwrap();
             }
         };
         let per = (1 << 20) + PAGE_SIZE as u64;
@@ -1046,7 +1046,7 @@ fn i386_vmalloc_space_exhaustion() {
             span / per,
             "areas of {per:#x} in {span:#x}"
         );
-        mm.check_vmalloc(true).unwrap();
+        mm.check().unwrap();
         // Something small still fits in the tail.
         let tail = span % per;
         if tail >= 2 * PAGE_SIZE as u64 {
@@ -1093,7 +1093,7 @@ fn x86_64_vmalloc_space_exhaustion_by_get_vm_area() {
         assert!(matches!(err, VmallocError::NoVmapSpace { .. }), "{err:?}");
         assert_eq!(areas.len() as u64, span / ((1 << 40) + PAGE_SIZE as u64));
         assert!(mm.vmalloc(PAGE_SIZE).is_ok_and(|p| mm.vfree(p).is_ok()));
-        mm.check_vmalloc(true).unwrap();
+        mm.check().unwrap();
         for a in areas {
             mm.free_vm_area_at(a).unwrap();
         }
@@ -1167,11 +1167,11 @@ fn out_of_pages_gives_everything_back() {
             let size = mm.totalram_pages() as usize * PAGE_SIZE;
             let r = mm.vmalloc(size);
             assert!(matches!(r, Err(VmallocError::Pages { .. })), "{r:?}");
-            mm.check_vmalloc(true).unwrap();
+            mm.check().unwrap();
             assert_eq!(mm.vmalloc_nr_pages(), 0);
             let r = mm.vmalloc_huge(size, Gfp::GFP_KERNEL | Gfp::__GFP_NOWARN);
             assert!(r.is_err(), "{r:?}");
-            mm.check_vmalloc(true).unwrap();
+            mm.check().unwrap();
             // And the machine is fine afterwards.
             let p = mm.vmalloc(8 << 20).unwrap();
             vfree(mm, p);

@@ -6,7 +6,7 @@
 //! Each new area gets a pattern (one 8-byte tag per page, written through the kernel's
 //! page tables), verified when the area is freed. After every step: no two live areas
 //! overlap, no new area overlaps a lazily freed range unless a purge ran in that step,
-//! and `check_vmalloc(false)` passes; every 500 steps `check_vmalloc(true)` and `check()`.
+//! and `check()` passes; every 500 steps `check()`.
 //! At the end everything is freed and purged and the caches are shrunk, and every page is
 //! counted back exactly: free pages now + page-table pages allocated during the run (they
 //! stay, as in the kernel) + slab pages gained == free pages at the start.
@@ -229,7 +229,7 @@ impl Driven for VmallocModel {
     }
 
     /// A random allocation or free, the lazy-purge work, then the model against the
-    /// kernel's counts and `check_vmalloc(false)`.
+    /// kernel's counts and `check()`.
     fn step(
         &mut self,
         run: &Run<VmallocParams>,
@@ -391,17 +391,17 @@ impl Driven for VmallocModel {
             );
         }
         m.mm()
-            .check_vmalloc(false)
-            .unwrap_or_else(|e| panic!("{name}: step {step}: check_vmalloc: {e}"));
+            .check()
+            .unwrap_or_else(|e| panic!("{name}: step {step}: check: {e}"));
     }
 
-    /// `check_vmalloc(true)`, `check()` and the count of vmalloc pages.
+    /// `check()`, `check()` and the count of vmalloc pages.
     fn check(&mut self, run: &Run<VmallocParams>, m: &Machine, step: usize) {
         let (name, model) = (run.name, &self.model);
 
         m.mm()
-            .check_vmalloc(true)
-            .unwrap_or_else(|e| panic!("{name}: step {step}: check_vmalloc(true): {e}"));
+            .check()
+            .unwrap_or_else(|e| panic!("{name}: step {step}: check: {e}"));
         m.mm()
             .check()
             .unwrap_or_else(|e| panic!("{name}: step {step}: check(): {e}"));
@@ -439,7 +439,7 @@ impl Driven for VmallocModel {
             assert_eq!(mm.vmap_lazy_nr(), 0);
             assert_eq!(mm.vmalloc_nr_pages(), 0);
         });
-        m.mm().check_vmalloc(true).unwrap();
+        m.mm().check().unwrap();
         m.mm().check().unwrap();
         assert_eq!(
             m.mm().vmalloc_stats().bugs.load(Relaxed),
@@ -726,7 +726,7 @@ fn lowest_fit_matches_brute_force() {
                         lazy.clear();
                     }
                 }
-                mm.check_vmalloc(false)
+                mm.check()
                     .unwrap_or_else(|e| panic!("step {step}: {e}"));
             }
             for &s in live.keys() {
@@ -734,7 +734,7 @@ fn lowest_fit_matches_brute_force() {
             }
             mm.purge_vmap_area_lazy();
         });
-        m.mm().check_vmalloc(true).unwrap();
+        m.mm().check().unwrap();
         m.mm().check().unwrap();
         eprintln!(
             "{profile}: fits {} / after a purge {} / none {}",

@@ -11,12 +11,12 @@ fn smoke() {
             .ram(256 * MIB)
             .cpus(2)
             .boot();
-        m.mm().check_vmalloc(true).unwrap();
+        m.mm().check().unwrap();
         let before = m.mm().zones().iter().map(|z| z.free_pages()).sum::<u64>();
         m.run(|mm| {
             let a = mm.vmalloc(64 << 10).unwrap();
             assert!(mm.is_vmalloc_addr(a));
-            mm.check_vmalloc(true).unwrap();
+            mm.check().unwrap();
             let area = mm.find_vm_area(a).unwrap();
             assert_eq!(area.nr_pages, 16);
             assert_eq!(area.size, 17 << 12);
@@ -24,21 +24,21 @@ fn smoke() {
             mm.vm_area_pfns(a, |p| pfns.push(p)).unwrap();
             assert_eq!(pfns.len(), 16);
             let b = mm.vzalloc(3 << 20).unwrap();
-            mm.check_vmalloc(true).unwrap();
+            mm.check().unwrap();
             let h = mm.vmalloc_huge(4 << 20, Gfp::GFP_KERNEL).unwrap();
-            mm.check_vmalloc(true).unwrap();
+            mm.check().unwrap();
             eprintln!(
                 "{profile}: a={a} b={b} h={h} pt={}",
                 mm.nr_pagetable_pages()
             );
             mm.vfree(a).unwrap();
-            mm.check_vmalloc(true).unwrap();
+            mm.check().unwrap();
             assert!(mm.vfree(a).is_err());
             mm.vfree(b).unwrap();
             mm.vfree(h).unwrap();
-            mm.check_vmalloc(true).unwrap();
+            mm.check().unwrap();
             mm.purge_vmap_area_lazy();
-            mm.check_vmalloc(true).unwrap();
+            mm.check().unwrap();
             let mut addrs = vec![];
             for i in 1..200usize {
                 addrs.push(mm.vmalloc(i * 4096 + 1).unwrap());
@@ -46,13 +46,13 @@ fn smoke() {
                     let x = addrs.swap_remove(i % addrs.len());
                     mm.vfree(x).unwrap();
                 }
-                mm.check_vmalloc(i % 20 == 0).unwrap();
+                mm.check().unwrap();
             }
             for x in addrs {
                 mm.vfree(x).unwrap();
             }
             mm.purge_vmap_area_lazy();
-            mm.check_vmalloc(true).unwrap();
+            mm.check().unwrap();
             assert_eq!(mm.vfree(VirtAddr(0)), Ok(()));
         });
         m.mm().check().unwrap();
@@ -105,5 +105,5 @@ fn direct_map_and_vmalloc_alias_the_same_bytes() {
     );
     m.run(|mm| mm.vunmap(v)).unwrap();
     m.run(|mm| mm.vfree(a)).unwrap();
-    m.mm().check_vmalloc(true).unwrap();
+    m.mm().check().unwrap();
 }

@@ -3,7 +3,7 @@
 
 use super::Replayer;
 use kmemlab_mm::context::SOFTIRQ_DISABLE_OFFSET;
-use kmemlab_mm::{Context, IrqFlags, Mm, Platform};
+use kmemlab_mm::{Context, Hardware, IrqFlags, Mm};
 
 use crate::event::TraceContext;
 use kmemlab_sim::SimPlatform;

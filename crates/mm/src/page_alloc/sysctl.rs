@@ -272,18 +272,18 @@ fn parse_scalar(s: Sysctl, value: &str) -> Result<i32, SysctlError> {
 impl<P: Platform> Mm<P> {
     /// The `/proc/sys/vm` tunables in force.
     pub fn vm_tunables(&self) -> &VmTunables {
-        &self.vm
+        &self.page_alloc.vm
     }
 
     /// The transparent-hugepage mode booted.
     pub fn thp(&self) -> Thp {
-        self.thp
+        self.page_alloc.thp
     }
 
     /// Read a tunable as `proc_dointvec()` prints it: the values separated by tabs
     /// (no newline).
     pub fn sysctl_read(&self, s: Sysctl, w: &mut dyn Write) -> fmt::Result {
-        let v = &self.vm;
+        let v = &self.page_alloc.vm;
         let one = match s {
             Sysctl::MinFreeKbytes => v.min_free_kbytes,
             Sysctl::WatermarkBoostFactor => v.watermark_boost_factor,
@@ -309,17 +309,17 @@ impl<P: Platform> Mm<P> {
             Sysctl::MinFreeKbytes => {
                 // min_free_kbytes_sysctl_handler()
                 let v = parse_scalar(s, value)?;
-                self.vm.min_free_kbytes = v;
-                self.vm.user_min_free_kbytes = v;
+                self.page_alloc.vm.min_free_kbytes = v;
+                self.page_alloc.vm.user_min_free_kbytes = v;
                 self.setup_per_zone_wmarks();
             }
             Sysctl::WatermarkBoostFactor => {
                 // proc_dointvec_minmax() alone: boost_watermark() reads it next time.
-                self.vm.watermark_boost_factor = parse_scalar(s, value)?;
+                self.page_alloc.vm.watermark_boost_factor = parse_scalar(s, value)?;
             }
             Sysctl::WatermarkScaleFactor => {
                 // watermark_scale_factor_sysctl_handler()
-                self.vm.watermark_scale_factor = parse_scalar(s, value)?;
+                self.page_alloc.vm.watermark_scale_factor = parse_scalar(s, value)?;
                 self.setup_per_zone_wmarks();
             }
             Sysctl::PercpuPagelistHighFraction => {
@@ -328,15 +328,15 @@ impl<P: Platform> Mm<P> {
                 if v != 0 && v < MIN_PERCPU_PAGELIST_HIGH_FRACTION {
                     return Err(SysctlError::FractionTooSmall);
                 }
-                if v != self.vm.percpu_pagelist_high_fraction {
-                    self.vm.percpu_pagelist_high_fraction = v;
+                if v != self.page_alloc.vm.percpu_pagelist_high_fraction {
+                    self.page_alloc.vm.percpu_pagelist_high_fraction = v;
                     self.zone_pcp_update_all();
                 }
             }
             Sysctl::LowmemReserveRatio => {
                 // lowmem_reserve_ratio_sysctl_handler(): the values given replace the
                 // first ratios; any below 1 becomes 0.
-                let mut ratios = self.vm.lowmem_reserve_ratio;
+                let mut ratios = self.page_alloc.vm.lowmem_reserve_ratio;
                 let mut n = 0;
                 for word in value.split_whitespace() {
                     let slot = ratios.get_mut(n).ok_or(SysctlError::TooManyValues)?;
@@ -351,7 +351,7 @@ impl<P: Platform> Mm<P> {
                         *r = 0;
                     }
                 }
-                self.vm.lowmem_reserve_ratio = ratios;
+                self.page_alloc.vm.lowmem_reserve_ratio = ratios;
                 self.setup_per_zone_lowmem_reserve();
             }
         }
@@ -362,7 +362,7 @@ impl<P: Platform> Mm<P> {
     /// pages above the high watermark of each zone up to Normal.
     pub fn nr_free_buffer_pages(&self) -> u64 {
         let normal_idx = self.zone_index(ZoneType::Normal);
-        self.zones[..=normal_idx]
+        self.page_alloc.zones[..=normal_idx]
             .iter()
             .map(|z| z.managed_pages.saturating_sub(z.wmark(Watermark::High)))
             .sum()
@@ -373,12 +373,12 @@ impl<P: Platform> Mm<P> {
     pub(crate) fn calculate_min_free_kbytes(&mut self) {
         let lowmem_kbytes = self.nr_free_buffer_pages() * (PAGE_SIZE as u64 >> 10);
         let new = int_sqrt(lowmem_kbytes * 16).min(i32::MAX as u64) as i32;
-        if new > self.vm.user_min_free_kbytes {
-            self.vm.min_free_kbytes = new.clamp(128, 262_144);
+        if new > self.page_alloc.vm.user_min_free_kbytes {
+            self.page_alloc.vm.min_free_kbytes = new.clamp(128, 262_144);
         } else {
             self.printk(format_args!(
                 "min_free_kbytes is not updated to {new} because user defined value {} is preferred",
-                self.vm.user_min_free_kbytes
+                self.page_alloc.vm.user_min_free_kbytes
             ));
         }
     }
@@ -389,10 +389,10 @@ impl<P: Platform> Mm<P> {
     /// (`nr_free_buffer_pages() / 20`), and only ever raising `min_free_kbytes`; with THP
     /// off, `calculate_min_free_kbytes()` again. Then `setup_per_zone_wmarks()`.
     pub(crate) fn set_recommended_min_free_kbytes(&mut self) {
-        if self.thp.enabled() {
+        if self.page_alloc.thp.enabled() {
             let normal_idx = self.zone_index(ZoneType::Normal);
             let nr_zones = self
-                .zones
+                .zones()
                 .iter()
                 .filter(|z| z.is_populated() && z.idx <= normal_idx)
                 .count() as u64;
@@ -401,14 +401,14 @@ impl<P: Platform> Mm<P> {
                 PAGEBLOCK_NR_PAGES * nr_zones * (MIGRATE_PCPTYPES * MIGRATE_PCPTYPES) as u64;
             recommended_min = recommended_min.min(self.nr_free_buffer_pages() / 20);
             recommended_min <<= PAGE_SHIFT - 10;
-            if recommended_min > self.vm.min_free_kbytes as u64 {
-                if self.vm.user_min_free_kbytes >= 0 {
+            if recommended_min > self.page_alloc.vm.min_free_kbytes as u64 {
+                if self.page_alloc.vm.user_min_free_kbytes >= 0 {
                     self.printk(format_args!(
                         "khugepaged: raising min_free_kbytes from {} to {recommended_min} to help transparent hugepage allocations",
-                        self.vm.min_free_kbytes
+                        self.page_alloc.vm.min_free_kbytes
                     ));
                 }
-                self.vm.min_free_kbytes = recommended_min.min(i32::MAX as u64) as i32;
+                self.page_alloc.vm.min_free_kbytes = recommended_min.min(i32::MAX as u64) as i32;
             }
         } else {
             self.calculate_min_free_kbytes();
@@ -420,7 +420,7 @@ impl<P: Platform> Mm<P> {
     /// high and batch (`zone_pcp_update()`), since they follow the low watermark.
     pub(crate) fn setup_per_zone_wmarks(&mut self) {
         self.setup_per_zone_wmarks_only();
-        self.totalreserve_pages = self.calculate_totalreserve_pages();
+        self.page_alloc.totalreserve_pages = self.calculate_totalreserve_pages();
         self.zone_pcp_update_all();
     }
 
@@ -429,15 +429,15 @@ impl<P: Platform> Mm<P> {
     /// by a quarter of the share or `watermark_scale_factor`/10000 of the zone, whichever
     /// is more. Clears every boost.
     fn setup_per_zone_wmarks_only(&mut self) {
-        let pages_min = self.vm.min_free_kbytes.max(0) as u64 >> (PAGE_SHIFT - 10);
-        let scale_factor = self.vm.watermark_scale_factor.max(0) as u64;
+        let pages_min = self.page_alloc.vm.min_free_kbytes.max(0) as u64 >> (PAGE_SHIFT - 10);
+        let scale_factor = self.page_alloc.vm.watermark_scale_factor.max(0) as u64;
         let lowmem_pages: u64 = self
-            .zones
+            .zones()
             .iter()
             .filter(|z| !is_high_or_movable(z))
             .map(|z| z.managed_pages)
             .sum();
-        for zone in self.zones.iter_mut() {
+        for zone in self.page_alloc.zones.iter_mut() {
             let managed = zone.managed_pages;
             let share = (pages_min * managed).checked_div(lowmem_pages).unwrap_or(0);
             let min = if is_high_or_movable(zone) {
@@ -459,21 +459,21 @@ impl<P: Platform> Mm<P> {
     /// `calculate_totalreserve_pages()`.
     pub(crate) fn setup_per_zone_lowmem_reserve(&mut self) {
         for i in 0..MAX_NR_ZONES - 1 {
-            let ratio = self.vm.lowmem_reserve_ratio[i].max(0) as u64;
-            let clear = ratio == 0 || self.zones[i].managed_pages == 0;
+            let ratio = self.page_alloc.vm.lowmem_reserve_ratio[i].max(0) as u64;
+            let clear = ratio == 0 || self.page_alloc.zones[i].managed_pages == 0;
             let mut upper = 0;
             for j in i + 1..MAX_NR_ZONES {
-                upper += self.zones[j].managed_pages;
-                self.zones[i].lowmem_reserve[j] = if clear { 0 } else { upper / ratio };
+                upper += self.page_alloc.zones[j].managed_pages;
+                self.page_alloc.zones[i].lowmem_reserve[j] = if clear { 0 } else { upper / ratio };
             }
         }
-        self.totalreserve_pages = self.calculate_totalreserve_pages();
+        self.page_alloc.totalreserve_pages = self.calculate_totalreserve_pages();
     }
 
     /// `calculate_totalreserve_pages()`: per zone, its largest lowmem reserve plus its high
     /// watermark, at most its managed pages.
     pub(crate) fn calculate_totalreserve_pages(&self) -> u64 {
-        self.zones
+        self.page_alloc.zones
             .iter()
             .map(|z| {
                 let max_reserve = z.lowmem_reserve[z.idx..].iter().copied().max().unwrap_or(0);
@@ -488,8 +488,8 @@ impl<P: Platform> Mm<P> {
     /// over the CPUs; stored into every CPU's `per_cpu_pages`.
     pub(crate) fn zone_pcp_update_all(&mut self) {
         let nr_cpus = self.platform.nr_cpus();
-        let fraction = self.vm.percpu_pagelist_high_fraction.max(0) as u64;
-        for zone in self.zones.iter_mut() {
+        let fraction = self.page_alloc.vm.percpu_pagelist_high_fraction.max(0) as u64;
+        for zone in self.page_alloc.zones.iter_mut() {
             let batch = zone_batchsize(zone.managed_pages).max(1);
             // 0: the low watermark ("so that if they are full then background reclaim
             // will not be started prematurely"); else that fraction of the zone.
@@ -501,7 +501,7 @@ impl<P: Platform> Mm<P> {
             zone.pcp_high = zone_highsize(total_pages, batch, nr_cpus);
         }
         for cpu in 0..nr_cpus {
-            for zone in &self.zones {
+            for zone in &self.page_alloc.zones {
                 let pcp = &self.percpu.get(cpu).pcp[zone.idx];
                 pcp.batch
                     .store(zone.pcp_batch, core::sync::atomic::Ordering::Relaxed);
