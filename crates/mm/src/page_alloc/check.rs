@@ -6,6 +6,7 @@
 //!
 //! Call it when no other CPU is inside the allocator (tests do, after every step).
 
+use crate::check::CheckError;
 use crate::mem::{PhysMem, RamArray};
 use crate::mm_types::{
     Page, PG_BUDDY, PG_HEAD, PG_LARGE_KMALLOC, PG_PCP, PG_RESERVED, PG_SLAB, PG_TAIL,
@@ -13,7 +14,6 @@ use crate::mm_types::{
 use crate::page_alloc::pcp::{pindex_to_order, NR_PCP_LISTS};
 use crate::page_alloc::{MAX_NR_ZONES, MIGRATE_TYPES};
 use crate::platform::Platform;
-use crate::check::CheckError;
 use crate::Mm;
 
 /// What the checker counted, in pages.
