@@ -103,6 +103,12 @@ pub fn replay_on_small_machine(data: &[u8]) {
             pages: data.len().is_multiple_of(3),
             live_pages: data.len().is_multiple_of(6),
         },
+        // Both ways of reading: a second parse thread, or the replaying thread alone.
+        parse_thread: if data.len().is_multiple_of(4) {
+            kmemlab_trace::ParseThread::Always
+        } else {
+            kmemlab_trace::ParseThread::Never
+        },
     };
     let mut reader = TraceReader::new(data, true);
     if let Ok(report) = replay(&machine, &mut reader, &options, &mut |_| {}) {

@@ -241,7 +241,7 @@ fn replay_once(
 }
 
 /// The trace as a buffered reader, and its length when it is a file.
-fn open(path: &Path) -> Result<(Box<dyn BufRead>, Option<u64>), String> {
+fn open(path: &Path) -> Result<(Box<dyn BufRead + Send>, Option<u64>), String> {
     if path == Path::new("-") {
         return Ok((
             Box::new(BufReader::with_capacity(1 << 16, std::io::stdin())),

@@ -221,6 +221,42 @@ impl PhysMem {
         Ok(())
     }
 
+    /// `memset(0)` of `len` bytes at `phys`, writing only the 4 KiB pieces that hold a
+    /// non-zero byte: the same bytes afterwards as [`PhysMem::fill`] with 0, but memory
+    /// that is zero already (the simulator's lazily backed RAM, never written) is only
+    /// read, so its host pages are neither written nor backed. Boot clears `mem_map` so.
+    pub fn zero(&self, phys: u64, len: u64) -> Result<(), BadAccess> {
+        let p = self.host(phys, len)?;
+        let mut done = 0usize;
+        while done < len as usize {
+            let n = ZERO_CHUNK.min(len as usize - done);
+            // SAFETY: `done + n <= len`, inside the range checked above.
+            let piece = unsafe { p.add(done) };
+            if !chunk_is_zero(piece, n) {
+                // SAFETY: as above: RAM (checked).
+                unsafe { core::ptr::write_bytes(piece, 0, n) };
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Are all `len` bytes at `phys` zero? (Read as [`PhysMem::read_bytes`] reads, a
+    /// 4 KiB piece at a time: the checker's test for runs of blank `struct page`s.)
+    pub fn is_zero(&self, phys: u64, len: u64) -> Result<bool, BadAccess> {
+        let p = self.host(phys, len)?;
+        let mut done = 0usize;
+        while done < len as usize {
+            let n = ZERO_CHUNK.min(len as usize - done);
+            // SAFETY: `done + n <= len`, inside the range checked above.
+            if !chunk_is_zero(unsafe { p.add(done) }, n) {
+                return Ok(false);
+            }
+            done += n;
+        }
+        Ok(true)
+    }
+
     /// `memmove()`: copy `len` bytes from `src` to `dst`, both in RAM; the ranges may
     /// overlap.
     pub fn copy(&self, dst: u64, src: u64, len: u64) -> Result<(), BadAccess> {
@@ -285,6 +321,28 @@ impl PhysMem {
             _marker: PhantomData,
         })
     }
+}
+
+/// The piece [`PhysMem::zero`] and [`PhysMem::is_zero`] test at a time: a host page.
+const ZERO_CHUNK: usize = 4096;
+
+/// Are the `n <= ZERO_CHUNK` bytes at host address `p`, inside RAM and 8-byte aligned
+/// or not, all zero? A plain read of the words, as [`PhysMem::read_bytes`]' copy reads
+/// them, ORed together (which the compiler vectorises).
+#[inline]
+fn chunk_is_zero(p: *const u8, n: usize) -> bool {
+    let words = n / 8;
+    let mut acc = 0u64;
+    for i in 0..words {
+        // SAFETY: the caller passes `n` bytes of RAM at `p` (checked by `host`), and
+        // `8 * i + 8 <= n`; unaligned reads are allowed.
+        acc |= unsafe { core::ptr::read_unaligned((p as *const u64).add(i)) };
+    }
+    for i in words * 8..n {
+        // SAFETY: `i < n`, inside the same checked range.
+        acc |= u64::from(unsafe { *p.add(i) });
+    }
+    acc == 0
 }
 
 /// A view of the `T` at the start of `words` (a per-CPU dynamic allocation), if it fits
@@ -459,6 +517,31 @@ mod tests {
         d.nr_regions = regions.len();
         d.main = d.largest_region();
         d
+    }
+
+    /// `zero` leaves the bytes `fill(.., 0, ..)` leaves, and `is_zero` sees any non-zero
+    /// byte wherever it lies: in a word, in the bytes after the last whole word, in any
+    /// 4 KiB piece; both refuse ranges that are not all RAM.
+    #[test]
+    fn zero_and_is_zero_see_every_byte() {
+        let mut buf = [0u8; 3 * ZERO_CHUNK + 64];
+        let len = buf.len() as u64;
+        let d = door(&mut buf, &[(0, len - 32)]);
+        let span = len - 32 - 3;
+        assert_eq!(d.is_zero(3, span), Ok(true));
+        for at in [3, 4, 10, 4095, 4096, 8191, 9000, span + 2] {
+            d.write::<u8>(at, 0x40).unwrap();
+            assert_eq!(d.is_zero(3, span), Ok(false), "a byte at {at}");
+            assert_eq!(d.is_zero(at + 1, span + 2 - at), Ok(true), "after {at}");
+            d.zero(3, span).unwrap();
+            assert_eq!(d.read::<u8>(at), Ok(0));
+            assert_eq!(d.is_zero(3, span), Ok(true));
+        }
+        d.fill(0, 0x11, 3).unwrap();
+        d.zero(3, span).unwrap();
+        assert_eq!(d.read::<u8>(2), Ok(0x11), "outside the range: untouched");
+        assert_eq!(d.is_zero(0, len).unwrap_err().kind, BadAccessKind::NotRam);
+        assert_eq!(d.zero(0, len).unwrap_err().kind, BadAccessKind::NotRam);
     }
 
     #[test]

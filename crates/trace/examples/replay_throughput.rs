@@ -6,7 +6,10 @@
 //! cargo run --release -p kmemlab-trace --example replay_throughput -- MODE [COPIES] [RAM] [TRACE]
 //! ```
 //!
-//! * `MODE`: `parse` (lines to events only) or `replay` (parse and replay);
+//! * `MODE`: `parse` (lines to events only), `replay` (parse and replay, the parsing on a
+//!   second thread where the host has two CPUs: `ParseThread::Auto`), `replay1` (the
+//!   same on one thread: `ParseThread::Never`), or `none` (the trace made and the machine
+//!   booted, nothing read: the part of a callgrind count that is neither);
 //! * `COPIES`: how many times the trace's events are repeated (default 20, as the
 //!   benchmark);
 //! * `RAM`: the x86_64 machine's memory, `256M`, `1G`, `24G`, `256G` (default 256M);
@@ -14,7 +17,8 @@
 //!   or `modern`, the 6.18-format trace of `kmemlab_trace::synth` (symbolic call sites,
 //!   `name=`, `node=`, `accounted=`), 100,000 events per copy, from seed 1.
 //!
-//! It prints the events per second, the boot time, the time of one `Mm::check()` (the
+//! It prints the events per second, the CPU time of the replaying thread and of the whole
+//! process (both threads) over the same span, the boot time, the time of one `Mm::check()` (the
 //! report ends with one: a walk of all of `mem_map`, so a per-replay cost that grows with
 //! the RAM) and the process's peak resident set (`VmHWM`), which must stay bounded by
 //! what the machine's size explains.
@@ -22,7 +26,7 @@
 use std::time::Instant;
 
 use kmemlab_sim::{parse_size, Machine, MachineConfig};
-use kmemlab_trace::{replay, synth, ReplayOptions, TraceReader};
+use kmemlab_trace::{replay, synth, ParseThread, ReplayOptions, TraceReader};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -45,7 +49,9 @@ fn main() {
     .expect("boot");
     let boot_secs = boot.elapsed().as_secs_f64();
     let start = Instant::now();
+    let (thread_cpu, process_cpu) = (thread_cpu_ns(), process_cpu_ticks());
     let events = match mode {
+        "none" => 0,
         "parse" => {
             let mut reader = TraceReader::new(&text[..], false);
             let mut n = 0u64;
@@ -55,18 +61,22 @@ fn main() {
             n
         }
         _ => {
+            let options = ReplayOptions {
+                parse_thread: if mode == "replay1" {
+                    ParseThread::Never
+                } else {
+                    ParseThread::Auto
+                },
+                ..ReplayOptions::default()
+            };
             let mut reader = TraceReader::new(&text[..], false);
-            let report = replay(
-                &machine,
-                &mut reader,
-                &ReplayOptions::default(),
-                &mut |_| {},
-            )
-            .expect("replay");
+            let report = replay(&machine, &mut reader, &options, &mut |_| {}).expect("replay");
             report.input.events
         }
     };
     let secs = start.elapsed().as_secs_f64();
+    let thread_cpu = (thread_cpu_ns() - thread_cpu) as f64 / 1e9;
+    let process_cpu = (process_cpu_ticks() - process_cpu) as f64 / 100.0;
     // The report ends with a full `check()`, which walks all of mem_map: timed again
     // here, alone, to tell the per-event cost from that per-replay one.
     let check = Instant::now();
@@ -74,12 +84,36 @@ fn main() {
     let check_secs = check.elapsed().as_secs_f64();
     println!(
         "{mode} {kind} x{copies} on {}: {events} events in {secs:.3} s: {:.2} M events/s \
-         (boot {boot_secs:.3} s, check() {check_secs:.3} s {}, peak RSS {})",
+         (CPU: this thread {thread_cpu:.3} s, the process {process_cpu:.2} s; \
+         boot {boot_secs:.3} s, check() {check_secs:.3} s {}, peak RSS {})",
         kmemlab_sim::format_size(ram),
         events as f64 / secs / 1e6,
         if checked { "ok" } else { "FAILED" },
         peak_rss()
     );
+}
+
+/// CPU time of the calling thread in ns: the first field of `/proc/thread-self/schedstat`
+/// (0 where there is none).
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU time of the whole process, every thread's, ended ones included, in clock ticks
+/// (`utime + stime` of `/proc/self/stat`, 100 a second on Linux; 0 where there is none).
+fn process_cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command's closing parenthesis; utime and stime are the 14th
+    // and 15th of the line, the 12th and 13th after it.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    rest.split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum()
 }
 
 /// `VmHWM` of `/proc/self/status`: the peak resident set, as the kernel words it.

@@ -53,5 +53,5 @@ pub mod vmap;
 pub use event::{CallSite, Event, EventName, SlabAlloc, SlabFree, TraceContext, TraceEvent};
 pub use parse::{Line, LineParser, Symbols};
 pub use reader::{InputStats, TraceError, TraceReader, MAX_LINE};
-pub use replay::{replay, ReplayError, ReplayOptions};
+pub use replay::{replay, ParseThread, ReplayError, ReplayOptions};
 pub use report::{side_by_side, Report, TextOptions};

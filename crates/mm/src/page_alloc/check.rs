@@ -8,7 +8,7 @@
 
 use crate::addr::Pfn;
 use crate::check::CheckError;
-use crate::mem::RamArray;
+use crate::mem::{PhysMem, RamArray};
 use crate::mm_types::{
     Page, PG_BUDDY, PG_HEAD, PG_LARGE_KMALLOC, PG_PCP, PG_RESERVED, PG_SLAB, PG_TAIL,
 };
@@ -329,11 +329,11 @@ impl<P: Platform> Mm<P> {
         let mut run = start;
         while run < end {
             let run_end = Pfn((run.raw() | (RUN_PAGES - 1)) + 1).min(end);
-            let pages = self.run_view(run, run_end).ok_or(CheckError::BadPage {
+            let (pages, phys) = self.run_view(run, run_end).ok_or(CheckError::BadPage {
                 pfn: run,
                 what: "mem_map descriptors not addressable",
             })?;
-            self.check_run(run, &pages, walk)?;
+            self.check_run(run, &pages, phys, walk)?;
             run = run_end;
         }
         Ok(())
@@ -344,8 +344,9 @@ impl<P: Platform> Mm<P> {
     /// `pfn_to_page()` per page. Taken through the door ([`Mm::ram`]) at the address
     /// `pfn_to_page()` gives, and held to `mem_map`: its first and last elements must be
     /// the descriptors [`crate::memory_model::MemMap::get`] gives (the descriptors of a
-    /// run are contiguous, in a flat `mem_map` as in each SPARSEMEM section).
-    fn run_view(&self, start: Pfn, end: Pfn) -> Option<RamArray<Page>> {
+    /// run are contiguous, in a flat `mem_map` as in each SPARSEMEM section). With it,
+    /// the physical address of its first descriptor.
+    fn run_view(&self, start: Pfn, end: Pfn) -> Option<(RamArray<Page>, u64)> {
         let n = end.raw().checked_sub(start.raw()).filter(|&n| n > 0)?;
         let first = self.mem_map.get(start)?;
         let last = self.mem_map.get(end - 1)?;
@@ -354,7 +355,7 @@ impl<P: Platform> Mm<P> {
         let phys = self.direct_map_phys(va, bytes).ok()?;
         let view = self.ram().array::<Page>(phys, n).ok()?;
         let same = core::ptr::eq(view.get(0)?, first) && core::ptr::eq(view.get(n - 1)?, last);
-        same.then_some(view)
+        same.then_some((view, phys))
     }
 
     /// The pages of one run, `start..start + pages.len()`: each a reservation or the head
@@ -363,6 +364,7 @@ impl<P: Platform> Mm<P> {
         &self,
         start: Pfn,
         pages: &RamArray<Page>,
+        phys: u64,
         walk: &mut MemMapWalk<F>,
     ) -> Result<(), CheckError> {
         let mut i = 0u64;
@@ -387,7 +389,13 @@ impl<P: Platform> Mm<P> {
                     what: "block head whose order reaches past its zone",
                 });
             }
-            check_tails(pfn, page, pages, i + 1, i + n)?;
+            let tails = Tails {
+                head: pfn,
+                from: i + 1,
+                to: i + n,
+                phys: phys + (i + 1) * core::mem::size_of::<Page>() as u64,
+            };
+            check_tails(self.ram(), page, pages, tails)?;
             i += n;
         }
         Ok(())
@@ -444,16 +452,31 @@ impl<P: Platform> Mm<P> {
     }
 }
 
-/// The pages after a block head (`pages[from..to]` of its run, the head at PFN `head`):
-/// blank, or compound tails pointing at the head. One loop per kind, each a load of the
-/// words and a branch out.
-fn check_tails(
+/// The pages after a block head: `pages[from..to]` of its run, the head at PFN `head`,
+/// their descriptors at physical address `phys`.
+struct Tails {
     head: Pfn,
-    page: &Page,
-    pages: &RamArray<Page>,
     from: u64,
     to: u64,
+    phys: u64,
+}
+
+/// The pages after a block head: blank, or compound tails pointing at the head. One loop
+/// per kind, each a load of the words and a branch out; blank pages whose descriptors are
+/// all zero bytes (a free block's, as boot and every free leave them) are passed in one
+/// test of the bytes ([`PhysMem::is_zero`]), the loop finding the page at fault otherwise.
+fn check_tails(
+    ram: &PhysMem,
+    page: &Page,
+    pages: &RamArray<Page>,
+    tails: Tails,
 ) -> Result<(), CheckError> {
+    let Tails {
+        head,
+        from,
+        to,
+        phys,
+    } = tails;
     let bad = |i: u64| CheckError::BadPage {
         pfn: head + (i - from) + 1,
         what: "page inside a block is not a blank (or compound tail) page",
@@ -467,6 +490,10 @@ fn check_tails(
             }
         }
     } else {
+        let bytes = (to - from) * core::mem::size_of::<Page>() as u64;
+        if to > from && pages.get(to - 1).is_some() && ram.is_zero(phys, bytes) == Ok(true) {
+            return Ok(());
+        }
         for i in from..to {
             let tail = pages.get(i).ok_or_else(|| bad(i))?;
             if !tail.is_blank() {

@@ -8,13 +8,17 @@
 //! Where to start reading: [`replay`] below, then `Replayer::apply` (one event, dispatched
 //! by kind): `slab.rs` for the slab and kmalloc events, `pages.rs` for the page events,
 //! `crate::vmap` for vmalloc, `context.rs` for the context an event runs in, and
-//! `sample.rs` for the memory time series and the final [`Report`].
+//! `sample.rs` for the memory time series and the final [`Report`], `pipeline.rs` for
+//! where the events come from (the reader, or a second thread parsing ahead).
 //!
 //! Lock order: the replay holds no lock of its own; each event takes the machine's locks
-//! through `kmemlab_mm`'s API (see that crate's subsystems), one event at a time.
+//! through `kmemlab_mm`'s API (see that crate's subsystems), one event at a time. The
+//! parse thread (`pipeline.rs`) touches only the reader and the channel, never the
+//! machine.
 
 mod context;
 mod pages;
+mod pipeline;
 mod sample;
 mod slab;
 
@@ -55,6 +59,32 @@ pub struct ReplayOptions {
     pub kallsyms: Option<std::sync::Arc<crate::kallsyms::Kallsyms>>,
     /// perf's per-pointer and page tables to collect (`--alloc`, `--page`, `--live`).
     pub tables: TableOptions,
+    /// Whether the lines are parsed on a second host thread while this one replays.
+    pub parse_thread: ParseThread,
+}
+
+/// Whether a replay parses on a second host thread ([`ReplayOptions::parse_thread`]).
+/// The report is the same either way; only the time differs.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum ParseThread {
+    /// Where the host has more than one CPU (`std::thread::available_parallelism`).
+    #[default]
+    Auto,
+    /// Always (also on one CPU, where it only adds the hand-over's cost).
+    Always,
+    /// Never: parse and replay in turn on the calling thread.
+    Never,
+}
+
+impl ParseThread {
+    /// Whether to start the parse thread on this host.
+    pub fn wanted(self) -> bool {
+        match self {
+            ParseThread::Auto => std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
+            ParseThread::Always => true,
+            ParseThread::Never => false,
+        }
+    }
 }
 
 impl Default for ReplayOptions {
@@ -66,6 +96,7 @@ impl Default for ReplayOptions {
             kvmalloc_above: None,
             kallsyms: None,
             tables: TableOptions::default(),
+            parse_thread: ParseThread::default(),
         }
     }
 }
@@ -98,26 +129,86 @@ impl From<TraceError> for ReplayError {
 
 /// Replay every event of `reader` on `machine` and report; `progress` is called with the
 /// input counts every [`ReplayOptions::progress_every`] lines.
-pub fn replay<R: BufRead>(
+///
+/// The lines are parsed on a second host thread while this one replays, where
+/// [`ReplayOptions::parse_thread`] allows it (`pipeline.rs`); the report is the same
+/// either way.
+pub fn replay<R: BufRead + Send>(
     machine: &Machine,
     reader: &mut TraceReader<R>,
     options: &ReplayOptions,
     progress: &mut dyn FnMut(&super::InputStats),
 ) -> Result<Report, ReplayError> {
     let mut replayer = Replayer::new(machine, options.clone());
-    let mut next_progress = options.progress_every.max(1);
-    let mut pending = reader.next_event()?;
+    if options.parse_thread.wanted() {
+        replay_pipelined(machine, &mut replayer, reader, options, progress)?;
+    } else {
+        let mut source = pipeline::Direct::new(reader, options.progress_every);
+        replay_events(machine, &mut replayer, &mut source, progress)?;
+    }
+    progress(reader.stats());
+    Ok(replayer.finish(reader))
+}
+
+/// The replay with the parsing on a second thread; on one thread if the host refuses
+/// to start one.
+fn replay_pipelined<R: BufRead + Send>(
+    machine: &Machine,
+    replayer: &mut Replayer<'_>,
+    reader: &mut TraceReader<R>,
+    options: &ReplayOptions,
+    progress: &mut dyn FnMut(&super::InputStats),
+) -> Result<(), ReplayError> {
+    use std::sync::mpsc::sync_channel;
+    let (batches_tx, batches_rx) = sync_channel(pipeline::BATCHES_IN_FLIGHT);
+    let (spare_tx, spare_rx) = sync_channel(pipeline::BATCHES_IN_FLIGHT);
+    let every = options.progress_every;
+    let parsed = std::thread::scope(|scope| {
+        let parser = std::thread::Builder::new()
+            .name("kmemlab-parse".into())
+            .spawn_scoped(scope, || {
+                pipeline::parse_thread(&mut *reader, batches_tx, spare_rx, every)
+            });
+        let Ok(parser) = parser else {
+            return None;
+        };
+        let mut source = pipeline::Received::new(batches_rx, spare_tx);
+        let result = replay_events(machine, replayer, &mut source, progress);
+        // The parse thread stops at its next batch once the channel is closed.
+        drop(source);
+        if let Err(panic) = parser.join() {
+            std::panic::resume_unwind(panic);
+        }
+        Some(result)
+    });
+    match parsed {
+        Some(result) => result,
+        None => {
+            let mut source = pipeline::Direct::new(reader, options.progress_every);
+            replay_events(machine, replayer, &mut source, progress)
+        }
+    }
+}
+
+/// Apply every event of `source` in order, each run of events of one machine CPU inside
+/// one [`Machine::on_cpu`].
+fn replay_events(
+    machine: &Machine,
+    replayer: &mut Replayer<'_>,
+    source: &mut impl pipeline::EventSource,
+    progress: &mut dyn FnMut(&super::InputStats),
+) -> Result<(), ReplayError> {
+    let mut pending = source.next_event()?;
     while let Some(first) = pending.take() {
         let cpu = replayer.cpu_for(first.cpu);
         let run = machine.on_cpu(cpu, Context::Process, |mm| {
             let mut ev = first;
             loop {
-                replayer.apply(mm, &ev, &reader.parser().symbols, reader.chains());
-                if reader.stats().lines >= next_progress {
-                    progress(reader.stats());
-                    next_progress = reader.stats().lines + options.progress_every.max(1);
+                replayer.apply(mm, &ev, source.symbols(), source.chains());
+                if let Some(stats) = source.progress_due() {
+                    progress(stats);
                 }
-                match reader.next_event()? {
+                match source.next_event()? {
                     Some(next) if replayer.cpu_for(next.cpu) == cpu => ev = next,
                     other => return Ok::<_, TraceError>(other),
                 }
@@ -125,8 +216,7 @@ pub fn replay<R: BufRead>(
         });
         pending = run.map_err(ReplayError::Machine)??;
     }
-    progress(reader.stats());
-    Ok(replayer.finish(reader))
+    Ok(())
 }
 
 /// A traced slab object and what kmemlab made of it.

@@ -12,6 +12,7 @@ mod fidelity;
 mod parse;
 mod perf_script;
 mod perf_tables;
+mod pipeline;
 mod replay;
 mod replay_cost;
 mod what_if;

@@ -1,0 +1,156 @@
+//! The replay with its parsing on a second thread (`ParseThread::Always`) against the
+//! replay on one (`ParseThread::Never`): the same report to the byte, the same progress
+//! calls, the same errors with the same line numbers, on traces long enough to cross many
+//! of the parse thread's batches, with new strings and callchains arriving in each.
+
+use std::fmt::Write as _;
+use std::io::BufReader;
+
+use kmemlab_sim::{Machine, MachineConfig};
+use kmemlab_trace::synth::{self, SynthOptions};
+use kmemlab_trace::tables::TableOptions;
+use kmemlab_trace::{replay, ParseThread, ReplayOptions, Report, TraceReader};
+
+/// What one replay produced: the report (or the error's text), the machine's check, and
+/// the input counts at each progress call.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    report: Result<String, String>,
+    text: Option<String>,
+    progress: Vec<(u64, u64, u64)>,
+    check: bool,
+}
+
+fn run(text: &[u8], lenient: bool, options: &ReplayOptions, parse: ParseThread) -> Outcome {
+    let machine = Machine::new(MachineConfig {
+        cpus: 2,
+        ..MachineConfig::default()
+    })
+    .expect("boot");
+    let options = ReplayOptions {
+        parse_thread: parse,
+        ..options.clone()
+    };
+    let mut reader = TraceReader::new(BufReader::with_capacity(4096, text), lenient);
+    let mut progress = Vec::new();
+    let result = replay(&machine, &mut reader, &options, &mut |s| {
+        progress.push((s.lines, s.bytes, s.events))
+    });
+    let check = machine.mm().check().is_ok();
+    Outcome {
+        text: result.as_ref().ok().map(|r: &Report| r.to_text(50)),
+        report: result.map(|r| format!("{r:?}")).map_err(|e| e.to_string()),
+        progress,
+        check,
+    }
+}
+
+/// Both ways, held to one answer; returns it.
+fn same_both_ways(text: &[u8], lenient: bool, options: &ReplayOptions) -> Outcome {
+    let one = run(text, lenient, options, ParseThread::Never);
+    let two = run(text, lenient, options, ParseThread::Always);
+    assert_eq!(one, two);
+    one
+}
+
+fn small_progress() -> ReplayOptions {
+    ReplayOptions {
+        progress_every: 997,
+        ..ReplayOptions::default()
+    }
+}
+
+#[test]
+fn the_shared_trace_replays_the_same_on_two_threads() {
+    let text = synth::shared_trace_repeated(3).expect("the shared trace");
+    let out = same_both_ways(&text, false, &small_progress());
+    assert!(out.report.is_ok() && out.check);
+    // Every 997 lines, and once at the end.
+    assert!(out.progress.len() > 30, "{} calls", out.progress.len());
+}
+
+#[test]
+fn the_modern_trace_replays_the_same_on_two_threads() {
+    let text = synth::modern_trace(&SynthOptions {
+        events: 20_000,
+        ..SynthOptions::default()
+    });
+    let out = same_both_ways(&text, false, &small_progress());
+    assert!(out.text.expect("a report").contains("dentry"));
+}
+
+/// A `perf script -g` trace in which every event brings a new call-site string and a new
+/// chain, so that each batch carries both to the replaying thread, with every table on.
+#[test]
+fn new_strings_and_chains_reach_the_replay_in_every_batch() {
+    let mut text = String::new();
+    for i in 0..6_000u64 {
+        let pfn = 0x1000 + 2 * i;
+        let ts = 10.0 + i as f64 * 1e-6;
+        let _ = writeln!(
+            text,
+            "     kworker/0:1    20 [00{}] {ts:12.6}: kmem:mm_page_alloc: page=0xffffea0000040000 \
+             pfn={pfn:#x} order=0 migratetype=0 gfp_flags=GFP_KERNEL\n\
+             \tffffffff81200100 __alloc_pages+0x100 ([kernel.kallsyms])\n\
+             \tffffffff8130{:04x} caller_{i}+0x30 ([kernel.kallsyms])\n",
+            i % 2,
+            i % 0x10000,
+        );
+        let _ = writeln!(
+            text,
+            "            perf 24970 [000] {ts:12.6}: kmem:kmalloc: call_site=site_{}+0x1/0x20 \
+             ptr={:#x} bytes_req=32 bytes_alloc=32 gfp_flags=GFP_KERNEL node=-1 accounted=false",
+            i % 3000,
+            0xffff888100000000u64 + 64 * (i % 500),
+        );
+    }
+    let options = ReplayOptions {
+        tables: TableOptions {
+            by_pointer: true,
+            pages: true,
+            live_pages: true,
+        },
+        ..small_progress()
+    };
+    let out = same_both_ways(text.as_bytes(), false, &options);
+    let report = out.report.expect("a report");
+    // The page call sites come from the chains (perf's `find_callsite`).
+    assert!(report.contains("\"caller_5999\""), "{report}");
+}
+
+/// A malformed line deep in the trace: strict mode stops at it with its line number after
+/// replaying every event above it, both ways; lenient mode skips and counts it.
+#[test]
+fn errors_come_after_the_events_before_them_with_their_line_numbers() {
+    let mut text = synth::shared_trace_repeated(1).expect("the shared trace");
+    let lines_before = 5_000;
+    let at = text
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'\n')
+        .nth(lines_before - 1)
+        .map(|(i, _)| i + 1)
+        .expect("5,000 lines");
+    text.splice(
+        at..at,
+        b"  init-1 [000] .N.. 0.1: kmalloc: call_site=zz ptr=\n".to_vec(),
+    );
+    let strict = same_both_ways(&text, false, &small_progress());
+    let err = strict.report.expect_err("strict mode stops");
+    assert!(
+        err.starts_with(&format!("line {}:", lines_before + 1)),
+        "{err}"
+    );
+    assert!(strict.check);
+    let lenient = same_both_ways(&text, true, &small_progress());
+    assert!(lenient
+        .report
+        .expect("lenient mode goes on")
+        .contains("malformed_skipped: 1"));
+}
+
+#[test]
+fn an_empty_trace_replays_the_same_on_two_threads() {
+    let out = same_both_ways(b"", false, &ReplayOptions::default());
+    assert_eq!(out.progress, [(0, 0, 0)]);
+}
