@@ -48,7 +48,7 @@ pub mod slowpath;
 pub mod sysctl;
 mod zone;
 
-pub use error::{PageAllocError, AllocFailure, FailReason, FreeError, ZoneVerdict};
+pub use error::{AllocFailure, FailReason, FreeError, PageAllocError, ZoneVerdict};
 pub use pcp::PerCpuPages;
 pub use zone::{
     FreeArea, MigrateType, Watermark, Zone, ZoneType, MAX_NR_ZONES, MIGRATE_PCPTYPES, MIGRATE_TYPES,
