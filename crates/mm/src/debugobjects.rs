@@ -26,12 +26,30 @@ use crate::Mm;
 /// (through `crate::report` or `printk`) and must not free memory itself.
 pub type FreeHook<P> = fn(&Mm<P>, PhysAddr, u64);
 
+/// Whether a hook has anything to look at now (dma-debug: a streaming mapping is live).
+/// Asked first, so that a free costs one load when no hook is armed, as the kernel's
+/// `debug_check_no_obj_freed()` costs nothing while `debug_objects_enabled` is off.
+pub type FreeHookArmed<P> = fn(&Mm<P>) -> bool;
+
+/// One registered hook: its gate and its check.
+struct Registered<P: Platform> {
+    armed: FreeHookArmed<P>,
+    check: FreeHook<P>,
+}
+
+impl<P: Platform> Clone for Registered<P> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<P: Platform> Copy for Registered<P> {}
+
 /// How many free hooks boot may register.
 pub const MAX_FREE_HOOKS: usize = 4;
 
 /// The registry: the hooks, in the order they were registered.
 pub struct DebugObjects<P: Platform> {
-    hooks: [Option<FreeHook<P>>; MAX_FREE_HOOKS],
+    hooks: [Option<Registered<P>>; MAX_FREE_HOOKS],
 }
 
 impl<P: Platform> DebugObjects<P> {
@@ -43,7 +61,7 @@ impl<P: Platform> DebugObjects<P> {
     }
 
     /// The hooks registered.
-    fn registered(&self) -> impl Iterator<Item = FreeHook<P>> + '_ {
+    fn registered(&self) -> impl Iterator<Item = Registered<P>> + '_ {
         self.hooks.iter().map_while(|hook| *hook)
     }
 }
@@ -61,15 +79,20 @@ impl core::fmt::Display for FreeHooksFull {
 impl core::error::Error for FreeHooksFull {}
 
 impl<P: Platform> Mm<P> {
-    /// Register `hook` to run on every free (boot only: it takes `&mut Mm`).
-    pub(crate) fn register_free_hook(&mut self, hook: FreeHook<P>) -> Result<(), FreeHooksFull> {
+    /// Register `hook` to run on every free while `armed` says it has something to check
+    /// (boot only: it takes `&mut Mm`).
+    pub(crate) fn register_free_hook(
+        &mut self,
+        armed: FreeHookArmed<P>,
+        hook: FreeHook<P>,
+    ) -> Result<(), FreeHooksFull> {
         let slot = self
             .debugobjects
             .hooks
             .iter_mut()
             .find(|slot| slot.is_none())
             .ok_or(FreeHooksFull)?;
-        *slot = Some(hook);
+        *slot = Some(Registered { armed, check: hook });
         Ok(())
     }
 
@@ -84,7 +107,9 @@ impl<P: Platform> Mm<P> {
     #[inline]
     pub fn debug_check_no_obj_freed(&self, phys: PhysAddr, size: u64) {
         for hook in self.debugobjects.registered() {
-            hook(self, phys, size);
+            if (hook.armed)(self) {
+                (hook.check)(self, phys, size);
+            }
         }
     }
 
@@ -92,9 +117,17 @@ impl<P: Platform> Mm<P> {
     /// freed); an address outside the direct map is not checked.
     #[inline]
     pub fn debug_check_no_obj_freed_virt(&self, addr: VirtAddr, size: u64) {
-        if self.debugobjects.hooks[0].is_none() {
-            return;
+        // The common case inline: no hook, or one that is not armed.
+        match self.debugobjects.hooks {
+            [None, ..] => {}
+            [Some(hook), None, ..] if !(hook.armed)(self) => {}
+            _ => self.debug_check_no_obj_freed_virt_slow(addr, size),
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn debug_check_no_obj_freed_virt_slow(&self, addr: VirtAddr, size: u64) {
         if let Some(phys) = self.layout().virt_to_phys(addr.0) {
             self.debug_check_no_obj_freed(PhysAddr(phys), size);
         }

@@ -26,10 +26,12 @@ impl<P: Platform> Mm<P> {
     /// with ...]". The first 8 per free are printed; the rest are counted
     /// ([`crate::dma::DmaStats::debug_reports_dropped`]) and summed up in one line.
     pub(super) fn dma_debug_freeing(mm: &Mm<P>, phys: PhysAddr, len: u64) {
-        if mm.dma.debug.streaming_live.load(Relaxed) == 0 {
-            return;
-        }
         mm.debug_check_freed(phys.0, len);
+    }
+
+    /// The free hook's gate: only a live streaming mapping can be freed while mapped.
+    pub(super) fn dma_debug_armed(mm: &Mm<P>) -> bool {
+        mm.dma.debug.streaming_live.load(Relaxed) != 0
     }
 
     #[cold]

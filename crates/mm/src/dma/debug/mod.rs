@@ -319,7 +319,7 @@ impl<P: Platform> Mm<P> {
         self.dma.debug.enabled = enabled;
         if enabled {
             // The registry is empty at this point of boot: it cannot be full.
-            let _ = self.register_free_hook(Self::dma_debug_freeing);
+            let _ = self.register_free_hook(Self::dma_debug_armed, Self::dma_debug_freeing);
         }
     }
 
