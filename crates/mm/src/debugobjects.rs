@@ -106,6 +106,17 @@ impl<P: Platform> Mm<P> {
     /// so the range is given by physical address): every registered hook looks at it.
     #[inline]
     pub fn debug_check_no_obj_freed(&self, phys: PhysAddr, size: u64) {
+        // The common case inline: no hook, or one that is not armed.
+        match self.debugobjects.hooks {
+            [None, ..] => {}
+            [Some(hook), None, ..] if !(hook.armed)(self) => {}
+            _ => self.debug_check_no_obj_freed_slow(phys, size),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn debug_check_no_obj_freed_slow(&self, phys: PhysAddr, size: u64) {
         for hook in self.debugobjects.registered() {
             if (hook.armed)(self) {
                 (hook.check)(self, phys, size);
@@ -129,7 +140,7 @@ impl<P: Platform> Mm<P> {
     #[inline(never)]
     fn debug_check_no_obj_freed_virt_slow(&self, addr: VirtAddr, size: u64) {
         if let Some(phys) = self.layout().virt_to_phys(addr.0) {
-            self.debug_check_no_obj_freed(PhysAddr(phys), size);
+            self.debug_check_no_obj_freed_slow(PhysAddr(phys), size);
         }
     }
 }
