@@ -37,6 +37,14 @@ impl<P: Platform> Mm<P> {
         self.dma_check().map_err(CheckError::Dma)?;
         Ok(report)
     }
+
+    /// The cheap part of [`Mm::check`] for vmalloc: its trees, lists, `vm_struct`s and
+    /// counters, without the two whole-machine walks (`mem_map` and the page tables under
+    /// the vmalloc range). For tests that check after every step and run the full
+    /// [`Mm::check`] every so often.
+    pub fn check_vmalloc_trees(&self) -> Result<(), CheckError> {
+        self.check_vmalloc(false).map_err(CheckError::Vmalloc)
+    }
 }
 
 /// A broken invariant, found by one of the subsystems' checkers.

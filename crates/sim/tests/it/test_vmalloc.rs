@@ -160,7 +160,7 @@ fn fix_size_alloc_test() {
                 poke(mm, p, 0);
                 vfree(mm, p);
                 if i % 64 == 0 {
-                    mm.check().unwrap();
+                    mm.check_vmalloc_trees().unwrap();
                 }
             }
         });
@@ -242,7 +242,7 @@ fn full_fit_alloc_test() {
                 poke(mm, tmp, 1);
                 vfree(mm, tmp);
                 if i % 64 == 0 {
-                    mm.check().unwrap();
+                    mm.check_vmalloc_trees().unwrap();
                 }
             }
             for p in ptr {
@@ -279,7 +279,7 @@ fn long_busy_list_alloc_test() {
                 vfree(mm, p1);
                 vfree(mm, p2);
                 if i % 256 == 0 {
-                    mm.check().unwrap();
+                    mm.check_vmalloc_trees().unwrap();
                 }
             }
             for p in ptr {
@@ -311,7 +311,7 @@ fn random_size_alloc_test() {
                 poke(mm, VirtAddr(p.0 + (n * PAGE_SIZE) as u64 - 1), 1);
                 vfree(mm, p);
                 if i % 64 == 0 {
-                    mm.check().unwrap();
+                    mm.check_vmalloc_trees().unwrap();
                 }
             }
         });
@@ -346,7 +346,7 @@ fn fix_align_alloc_test() {
                 assert_eq!(peek(mm, VirtAddr(p.0 + 4 * PAGE_SIZE as u64)), 0);
                 vfree(mm, p);
                 if i % 64 == 0 {
-                    mm.check().unwrap();
+                    mm.check_vmalloc_trees().unwrap();
                 }
             }
         });
@@ -376,7 +376,7 @@ fn random_size_align_alloc_test() {
                 assert_eq!(peek(mm, VirtAddr(p.0 + size as u64 - 1)), 0);
                 vfree(mm, p);
                 if i % 64 == 0 {
-                    mm.check().unwrap();
+                    mm.check_vmalloc_trees().unwrap();
                 }
             }
         });
@@ -432,7 +432,7 @@ fn align_shift_alloc_test() {
                         failed.push(i);
                     }
                 }
-                mm.check().unwrap();
+                mm.check_vmalloc_trees().unwrap();
             }
         });
         // x86_64: VMALLOC_START is 2^40-aligned and the range is 32 TiB, so 2^45 is the
@@ -553,7 +553,7 @@ fn vrealloc_test() {
                 assert_eq!(peek(mm, q), b'a');
                 vfree(mm, q);
                 if i % 64 == 0 {
-                    mm.check().unwrap();
+                    mm.check_vmalloc_trees().unwrap();
                 }
             }
             // Size 0 frees.
@@ -594,7 +594,7 @@ fn no_block_alloc_test() {
                     matches!(r, Err(VmallocError::SleepInAtomic(_))),
                     "{gfp:?}: {r:?}"
                 );
-                mm.check().unwrap();
+                mm.check_vmalloc_trees().unwrap();
             }
         });
         assert!(console_has(
@@ -1031,7 +1031,7 @@ fn i386_vmalloc_space_exhaustion() {
                 Err(e) => break e,
             }
             if areas.len() % 16 == 0 {
-                mm.check().unwrap();
+                mm.check_vmalloc_trees().unwrap();
             }
         };
         let per = (1 << 20) + PAGE_SIZE as u64;

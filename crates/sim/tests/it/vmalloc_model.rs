@@ -6,7 +6,7 @@
 //! Each new area gets a pattern (one 8-byte tag per page, written through the kernel's
 //! page tables), verified when the area is freed. After every step: no two live areas
 //! overlap, no new area overlaps a lazily freed range unless a purge ran in that step,
-//! and `check()` passes; every 500 steps `check()`.
+//! and `check_vmalloc_trees()` passes; every 500 steps `check()`.
 //! At the end everything is freed and purged and the caches are shrunk, and every page is
 //! counted back exactly: free pages now + page-table pages allocated during the run (they
 //! stay, as in the kernel) + slab pages gained == free pages at the start.
@@ -229,7 +229,7 @@ impl Driven for VmallocModel {
     }
 
     /// A random allocation or free, the lazy-purge work, then the model against the
-    /// kernel's counts and `check()`.
+    /// kernel's counts and `check_vmalloc_trees()`.
     fn step(
         &mut self,
         run: &Run<VmallocParams>,
@@ -391,11 +391,11 @@ impl Driven for VmallocModel {
             );
         }
         m.mm()
-            .check()
+            .check_vmalloc_trees()
             .unwrap_or_else(|e| panic!("{name}: step {step}: check: {e}"));
     }
 
-    /// `check()`, `check()` and the count of vmalloc pages.
+    /// The full `check()` and the count of vmalloc pages.
     fn check(&mut self, run: &Run<VmallocParams>, m: &Machine, step: usize) {
         let (name, model) = (run.name, &self.model);
 
@@ -726,7 +726,8 @@ fn lowest_fit_matches_brute_force() {
                         lazy.clear();
                     }
                 }
-                mm.check().unwrap_or_else(|e| panic!("step {step}: {e}"));
+                mm.check_vmalloc_trees()
+                    .unwrap_or_else(|e| panic!("step {step}: {e}"));
             }
             for &s in live.keys() {
                 mm.vfree(VirtAddr(s)).unwrap();
