@@ -641,7 +641,7 @@ impl State {
                 bytes,
                 len,
             } => {
-                let regions = self.machine.mm().memblock().reserved.regions();
+                let regions = self.machine.mm().memblock().reserved().regions();
                 if regions.is_empty() {
                     return;
                 }

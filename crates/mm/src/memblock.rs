@@ -117,15 +117,35 @@ impl MemblockType {
 #[derive(Clone)]
 pub struct Memblock {
     /// Usable RAM.
-    pub memory: MemblockType,
+    memory: MemblockType,
     /// Ranges taken before the buddy allocator starts.
-    pub reserved: MemblockType,
+    reserved: MemblockType,
     /// Allocations stay below this address (`memblock.current_limit`): the end of the
     /// direct map.
-    pub current_limit: u64,
+    current_limit: u64,
 }
 
 impl Memblock {
+    /// Usable RAM (`memblock.memory`).
+    pub fn memory(&self) -> &MemblockType {
+        &self.memory
+    }
+
+    /// Ranges taken before the buddy allocator starts (`memblock.reserved`).
+    pub fn reserved(&self) -> &MemblockType {
+        &self.reserved
+    }
+
+    /// The allocation limit (`memblock.current_limit`).
+    pub fn current_limit(&self) -> u64 {
+        self.current_limit
+    }
+
+    /// `memblock_set_current_limit()`: allocations stay below `limit` from now on.
+    pub fn set_current_limit(&mut self, limit: u64) {
+        self.current_limit = limit;
+    }
+
     /// An empty memblock with no limit.
     pub const fn new() -> Memblock {
         Memblock {

@@ -108,8 +108,8 @@ impl<P: Platform> Mm<P> {
             return Err(BootError::NoCpus);
         }
         let memblock = Self::memblock_setup(&platform, config.profile)?;
-        let first_pfn = PhysAddr(memblock.memory.regions()[0].base).pfn();
-        let end_pfn = PhysAddr(memblock.memory.regions().last().map_or(0, |r| r.end())).pfn();
+        let first_pfn = PhysAddr(memblock.memory().regions()[0].base).pfn();
+        let end_pfn = PhysAddr(memblock.memory().regions().last().map_or(0, |r| r.end())).pfn();
         let types = config.profile.zone_types();
         let ram = crate::mem::PhysMem::new(&platform).ok_or(BootError::BadMemoryMap)?;
         let mut mm = Mm {
@@ -134,7 +134,7 @@ impl<P: Platform> Mm<P> {
             dma: crate::dma::DmaGlobals::new(),
             debugobjects: crate::debugobjects::DebugObjects::new(),
         };
-        mm.memblock.current_limit = mm.layout.direct_map_end_phys;
+        mm.memblock.set_current_limit(mm.layout.direct_map_end_phys);
         mm.zone_sizes_init(first_pfn, end_pfn);
         mm.alloc_boot_metadata(end_pfn)?;
         mm.init_mem_mapping()?;
@@ -182,7 +182,7 @@ impl<P: Platform> Mm<P> {
                 mb.add(start, end - start)?;
             }
         }
-        if mb.memory.regions().is_empty() {
+        if mb.memory().regions().is_empty() {
             return Err(BootError::NoMemory);
         }
         mb.reserve(0, 1 << 20, LOW_1M_NAME)?;
@@ -202,7 +202,7 @@ impl<P: Platform> Mm<P> {
             }
             let present: u64 = self
                 .memblock
-                .memory
+                .memory()
                 .regions()
                 .iter()
                 .map(|r| {
@@ -230,7 +230,7 @@ impl<P: Platform> Mm<P> {
         let profile = self.layout.profile;
         let shift = crate::memory_model::pfn_section_shift(profile);
         let nr_present =
-            crate::memory_model::memblock_sections(&self.memblock.memory, shift).count() as u64;
+            crate::memory_model::memblock_sections(self.memblock.memory(), shift).count() as u64;
         let nr_pages = nr_present << shift;
         let map_bytes = nr_pages * core::mem::size_of::<Page>() as u64;
         let (map_size, map_align) = crate::memory_model::section_map_size(profile);
@@ -260,7 +260,7 @@ impl<P: Platform> Mm<P> {
             self.ram.array(map_phys.0, nr_pages).map_err(bad)?,
             map_phys.0,
             shift,
-            crate::memory_model::memblock_sections(&self.memblock.memory, shift),
+            crate::memory_model::memblock_sections(self.memblock.memory(), shift),
         )
         .ok_or(BootError::BadMemoryMap)?;
         let pageblocks = Pageblocks::new(
@@ -289,12 +289,12 @@ impl<P: Platform> Mm<P> {
     /// `round_up(end_pfn, PAGES_PER_SECTION)`).
     fn memmap_init(&mut self, end_pfn: Pfn) {
         let mut pfn = Pfn(0);
-        for r in self.memblock.memory.regions() {
+        for r in self.memblock.memory().regions() {
             self.mark_reserved(pfn, PhysAddr(r.base).pfn());
             pfn = PhysAddr(r.end()).pfn();
         }
         self.mark_reserved(pfn, Pfn(self.mem_map.len).max(end_pfn));
-        for r in self.memblock.reserved.regions() {
+        for r in self.memblock.reserved().regions() {
             let start = PhysAddr(r.base).pfn();
             let end = PhysAddr(r.end()).pfn().min(end_pfn);
             self.mark_reserved(start, end);

@@ -298,7 +298,7 @@ pub fn meminfo_values<P: Platform>(mm: &Mm<P>) -> MemInfo {
     available += (sreclaimable - (sreclaimable / 2).min(wmark_low)) as i64;
     let percpu_bytes: u64 = mm
         .memblock()
-        .reserved
+        .reserved()
         .regions()
         .iter()
         .filter(|r| r.name == PERCPU_NAME)

@@ -76,7 +76,7 @@ fn refuse_metadata(mm: &Mm<SimPlatform>, at: VirtAddr) -> Result<(), String> {
         .ok_or_else(|| format!("{at} is not a direct-map address"))?;
     if let Some(r) = mm
         .memblock()
-        .reserved
+        .reserved()
         .regions()
         .iter()
         .find(|r| r.base <= phys && phys < r.end())

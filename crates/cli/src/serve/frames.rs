@@ -91,7 +91,7 @@ pub fn state_names() -> Vec<(u8, String)> {
 pub fn max_pfn(mm: &Mm<SimPlatform>) -> u64 {
     let ram_end = mm
         .memblock()
-        .memory
+        .memory()
         .regions()
         .iter()
         .map(|r| r.base.saturating_add(r.size))
@@ -131,7 +131,7 @@ pub fn compute(machine: &Machine, dma: &DmaRanges) -> FrameMap {
     let max = max_pfn(mm);
     let mut state = vec![HOLE; max as usize];
     let mut cache = vec![0u8; max as usize];
-    for r in mm.memblock().memory.regions() {
+    for r in mm.memblock().memory().regions() {
         let from = (r.base.div_ceil(PAGE_SIZE as u64)).min(max);
         let to = ((r.base.saturating_add(r.size)) / PAGE_SIZE as u64).min(max);
         // A region smaller than a page (a hole's edges need not be aligned) holds none.

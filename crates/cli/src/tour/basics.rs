@@ -49,7 +49,7 @@ pub(super) fn boot_reservations(t: &mut Tour, machine: &Machine) {
     t.section("What boot took before the buddy allocator started (memblock)");
     let mm = machine.mm();
     let mut merged: Vec<(&str, u64, u64)> = Vec::new();
-    for r in mm.memblock().reserved.regions() {
+    for r in mm.memblock().reserved().regions() {
         match merged.last_mut() {
             Some(last) if last.0 == r.name && last.2 == r.base => last.2 = r.end(),
             _ => merged.push((r.name, r.base, r.end())),

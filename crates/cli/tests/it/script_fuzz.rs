@@ -876,7 +876,7 @@ impl Gen {
             .machine
             .mm()
             .memblock()
-            .reserved
+            .reserved()
             .regions()
             .iter()
             .map(|r| (r.base, r.size))

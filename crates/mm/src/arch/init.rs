@@ -277,7 +277,7 @@ impl<P: Platform> Mm<P> {
         let page = PAGE_SIZE as u64;
         let profile = self.layout.profile;
         let lowmem_end = self.layout.direct_map_end_phys;
-        let memory = self.memblock.memory.clone();
+        let memory = self.memblock.memory().clone();
         let pgd = self.memblock.alloc(page, page, SWAPPER_PG_DIR_NAME)?;
         self.zero_phys(pgd.0, page)?;
         self.arch.pgd = pgd;

@@ -304,7 +304,7 @@ fn pageblock_flags() {
             let region = m
                 .mm()
                 .memblock()
-                .reserved
+                .reserved()
                 .regions()
                 .iter()
                 .find(|r| r.name == kmemlab_mm::mm_init::USEMAP_NAME)

@@ -129,7 +129,7 @@ fn cpu_slab_of(mm: &Mm<SimPlatform>, cache: u64, cpu: u64) -> u64 {
     let ptr = read_u64(mm, cache + KMEM_CACHE_CPU_SLAB);
     let percpu = mm
         .memblock()
-        .reserved
+        .reserved()
         .regions()
         .iter()
         .find(|r| r.name == kmemlab_mm::mm_init::PERCPU_NAME)

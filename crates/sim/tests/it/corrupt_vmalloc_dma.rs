@@ -482,7 +482,7 @@ fn corrupted_swiotlb_slots_and_dma_debug_entries_are_reported_or_harmless() {
             let (base, len) = if target == "swiotlb slots" {
                 m.mm()
                     .memblock()
-                    .reserved
+                    .reserved()
                     .regions()
                     .iter()
                     .find(|r| r.name == "swiotlb slots")

@@ -477,7 +477,7 @@ fn isa_device_and_a_buffer_above_16m_bounce_through_swiotlb() {
 #[test]
 fn swiotlb_is_counted_in_memblock_reserved() {
     let m = isa_machine(Profile::X86_64);
-    let reserved = &m.mm().memblock().reserved;
+    let reserved = m.mm().memblock().reserved();
     let pool: u64 = reserved
         .regions()
         .iter()
@@ -1666,7 +1666,7 @@ fn a_device_overwriting_the_swiotlb_slot_array_gets_errors_not_panics() {
     let slots = m
         .mm()
         .memblock()
-        .reserved
+        .reserved()
         .regions()
         .iter()
         .find(|r| r.name == "swiotlb slots")

@@ -17,7 +17,7 @@ fn lowmem_ranges(m: &Machine) -> Vec<(u64, u64)> {
     let mm = m.mm();
     let end = mm.layout().direct_map_end_phys;
     let mut v = vec![(0, MIB.min(end))];
-    for r in mm.memblock().memory.regions() {
+    for r in mm.memblock().memory().regions() {
         let (s, e) = (r.base.max(MIB), r.end().min(end));
         if s < e {
             v.push((s, e));
@@ -179,7 +179,7 @@ fn big_machines_map_with_gigabyte_pages_and_few_tables() {
     assert_eq!(mm.direct_map_bytes()[2], 63 * GIB);
     let tables: u64 = mm
         .memblock()
-        .reserved
+        .reserved()
         .regions()
         .iter()
         .filter(|r| r.name == EARLY_PGT_NAME || r.name == SWAPPER_PG_DIR_NAME)

@@ -157,7 +157,7 @@ fn pagetypeinfo_has_the_kernels_shape() {
             let present = |pfn: u64| {
                 let start = pfn / section_pages * section_pages;
                 mm.memblock()
-                    .memory
+                    .memory()
                     .regions()
                     .iter()
                     .any(|r| r.base >> 12 < start + section_pages && r.end() >> 12 > start)
@@ -272,7 +272,7 @@ fn memtotal_is_ram_minus_what_boot_reserved() {
         // Pages of memblock-reserved regions that lie in RAM (the first MiB, mem_map, the
         // pageblock flags, the per-CPU areas), and page 0 that boot trims.
         let mut reserved_in_ram = 0u64;
-        for r in mm.memblock().reserved.regions() {
+        for r in mm.memblock().reserved().regions() {
             for region in ram.map() {
                 let s = r.base.max(region.start.0) >> 12;
                 let e = (r.base + r.size).div_ceil(4096).min(region.end.0 >> 12);

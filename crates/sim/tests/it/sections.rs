@@ -46,7 +46,7 @@ fn struct_pages_only_for_present_sections() {
     );
     let reserved = mm
         .memblock()
-        .reserved
+        .reserved()
         .regions()
         .iter()
         .filter(|r| r.name == kmemlab_mm::mm_init::MEM_MAP_NAME)

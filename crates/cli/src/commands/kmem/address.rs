@@ -183,7 +183,7 @@ pub(super) fn describe_phys(mm: &Mmp, phys: u64, virt: Option<u64>) -> Result<Va
     let shown = virt.unwrap_or(phys);
     let in_ram = mm
         .memblock()
-        .memory
+        .memory()
         .regions()
         .iter()
         .any(|r| r.base <= phys && phys < r.base + r.size);
@@ -207,7 +207,7 @@ pub(super) fn describe_phys(mm: &Mmp, phys: u64, virt: Option<u64>) -> Result<Va
     if page.is_reserved() {
         let region = mm
             .memblock()
-            .reserved
+            .reserved()
             .regions()
             .iter()
             .find(|r| r.base <= phys && phys < r.base + r.size);
