@@ -91,15 +91,10 @@ fn large_kmalloc_pages_are_wiped_on_free_with_init_on_free() {
         let pfn = m.mm().page_to_pfn(m.mm().virt_to_page(p).unwrap());
         m.run(|mm| fill_with_garbage(mm, p, size));
         m.run(|mm| mm.kfree(p)).unwrap();
-        for i in 0..size.div_ceil(PAGE_SIZE) as u64 {
-            let left = nonzero_bytes_in_frame(&m, pfn + i);
-            assert_eq!(
-                left == 0,
-                wiped,
-                "init_on_free={free}: page {i} kept {left} bytes"
-            );
-        }
-        m.mm().check().unwrap();
+        let pfns: Vec<Pfn> = (0..size.div_ceil(PAGE_SIZE) as u64)
+            .map(|i| pfn + i)
+            .collect();
+        assert_frames_wiped(&m, &pfns, wiped, free);
     }
 }
 
@@ -119,15 +114,7 @@ fn vmalloc_pages_are_wiped_on_free_with_init_on_free() {
             .collect();
         m.run(|mm| fill_with_garbage(mm, p, size));
         m.run(|mm| mm.vfree(p)).unwrap();
-        for (i, &pfn) in pfns.iter().enumerate() {
-            let left = nonzero_bytes_in_frame(&m, pfn);
-            assert_eq!(
-                left == 0,
-                wiped,
-                "init_on_free={free}: page {i} kept {left} bytes"
-            );
-        }
-        m.mm().check().unwrap();
+        assert_frames_wiped(&m, &pfns, wiped, free);
     }
 }
 
@@ -162,4 +149,17 @@ fn large_kmalloc_and_vmalloc_pages_come_zeroed_with_init_on_alloc() {
         }
         m.mm().check().unwrap();
     }
+}
+
+/// Each of `pfns` holds only zero bytes (`wiped`) or not, then the machine checks out.
+fn assert_frames_wiped(m: &Machine, pfns: &[Pfn], wiped: bool, init_on_free: bool) {
+    for (i, &pfn) in pfns.iter().enumerate() {
+        let left = nonzero_bytes_in_frame(m, pfn);
+        assert_eq!(
+            left == 0,
+            wiped,
+            "init_on_free={init_on_free}: page {i} kept {left} bytes"
+        );
+    }
+    m.mm().check().unwrap();
 }
