@@ -13,43 +13,45 @@
 //! `CONFIG_DMA_API_DEBUG` is on.
 //!
 //! No `alloc`: the hooks are a fixed array, written only at boot (`&mut Mm`), read
-//! without a lock on every free. No locks.
+//! without a lock on every free. Beside them is one word of "armed" bits, one per hook,
+//! which each hook's owner sets while it has something to look at (dma-debug: while a
+//! streaming mapping is live) and clears when it has not. A free reads that word inline
+//! and, while it is 0, goes no further: the cost of the kernel's `debug_objects_enabled`
+//! test in `debug_check_no_obj_freed()`. No locks: an owner flips its bit under its own.
 //!
 //! Start reading at [`Mm::debug_check_no_obj_freed`].
+
+use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 use crate::addr::{PhysAddr, VirtAddr};
 use crate::platform::Platform;
 use crate::Mm;
 
-/// A check run on every range given back to the page allocator or the slab: the
-/// physical address of its first byte and its length in bytes. It reports what it finds
-/// (through `crate::report` or `printk`) and must not free memory itself.
+/// A check run on every range given back to the page allocator or the slab while its
+/// hook is armed: the physical address of its first byte and its length in bytes. It
+/// reports what it finds (through `crate::report` or `printk`) and must not free memory
+/// itself.
 pub type FreeHook<P> = fn(&Mm<P>, PhysAddr, u64);
 
-/// Whether a hook has anything to look at now (dma-debug: a streaming mapping is live).
-/// Asked first, so that a free costs one load when no hook is armed, as the kernel's
-/// `debug_check_no_obj_freed()` costs nothing while `debug_objects_enabled` is off.
-pub type FreeHookArmed<P> = fn(&Mm<P>) -> bool;
-
-/// One registered hook: its gate and its check.
-struct Registered<P: Platform> {
-    armed: FreeHookArmed<P>,
-    check: FreeHook<P>,
-}
-
-impl<P: Platform> Clone for Registered<P> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<P: Platform> Copy for Registered<P> {}
-
-/// How many free hooks boot may register.
+/// How many free hooks boot may register (one armed bit each).
 pub const MAX_FREE_HOOKS: usize = 4;
 
-/// The registry: the hooks, in the order they were registered.
+/// A registered hook, as [`Mm::register_free_hook`] names it to its owner: the owner
+/// arms and disarms it with [`Mm::arm_free_hook`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct FreeHookId(u8);
+
+impl FreeHookId {
+    fn bit(self) -> u32 {
+        1 << self.0
+    }
+}
+
+/// The registry: the hooks, in the order they were registered, and which are armed.
 pub struct DebugObjects<P: Platform> {
-    hooks: [Option<Registered<P>>; MAX_FREE_HOOKS],
+    hooks: [Option<FreeHook<P>>; MAX_FREE_HOOKS],
+    /// Bit `i` set: hook `i` has something to check now.
+    armed: AtomicU32,
 }
 
 impl<P: Platform> DebugObjects<P> {
@@ -57,12 +59,8 @@ impl<P: Platform> DebugObjects<P> {
     pub(crate) const fn new() -> DebugObjects<P> {
         DebugObjects {
             hooks: [None; MAX_FREE_HOOKS],
+            armed: AtomicU32::new(0),
         }
-    }
-
-    /// The hooks registered.
-    fn registered(&self) -> impl Iterator<Item = Registered<P>> + '_ {
-        self.hooks.iter().map_while(|hook| *hook)
     }
 }
 
@@ -79,48 +77,47 @@ impl core::fmt::Display for FreeHooksFull {
 impl core::error::Error for FreeHooksFull {}
 
 impl<P: Platform> Mm<P> {
-    /// Register `hook` to run on every free while `armed` says it has something to check
-    /// (boot only: it takes `&mut Mm`).
+    /// Register `hook` (boot only: it takes `&mut Mm`). It runs on no free until its
+    /// owner arms it with [`Mm::arm_free_hook`].
     pub(crate) fn register_free_hook(
         &mut self,
-        armed: FreeHookArmed<P>,
         hook: FreeHook<P>,
-    ) -> Result<(), FreeHooksFull> {
-        let slot = self
-            .debugobjects
-            .hooks
-            .iter_mut()
-            .find(|slot| slot.is_none())
-            .ok_or(FreeHooksFull)?;
-        *slot = Some(Registered { armed, check: hook });
-        Ok(())
+    ) -> Result<FreeHookId, FreeHooksFull> {
+        let hooks = &mut self.debugobjects.hooks;
+        let slot = hooks.iter().position(Option::is_none).ok_or(FreeHooksFull)?;
+        hooks[slot] = Some(hook);
+        Ok(FreeHookId(slot as u8))
+    }
+
+    /// Arm (`true`) or disarm `id`: while armed, it runs on every free. Its owner calls
+    /// this under its own lock, where what the hook looks at comes and goes.
+    pub(crate) fn arm_free_hook(&self, id: FreeHookId, armed: bool) {
+        let word = &self.debugobjects.armed;
+        if armed {
+            word.fetch_or(id.bit(), Relaxed);
+        } else {
+            word.fetch_and(!id.bit(), Relaxed);
+        }
     }
 
     /// How many free hooks boot registered.
     pub fn nr_free_hooks(&self) -> usize {
-        self.debugobjects.registered().count()
+        self.debugobjects.hooks.iter().flatten().count()
+    }
+
+    /// How many free hooks are armed now.
+    pub fn nr_free_hooks_armed(&self) -> u32 {
+        self.debugobjects.armed.load(Relaxed).count_ones()
     }
 
     /// `debug_check_no_obj_freed(address, size)` for `size` bytes at physical address
     /// `phys` (the page allocator's free path: HighMem pages have no kernel address,
-    /// so the range is given by physical address): every registered hook looks at it.
+    /// so the range is given by physical address): every armed hook looks at it.
     #[inline]
     pub fn debug_check_no_obj_freed(&self, phys: PhysAddr, size: u64) {
-        // The common case inline: no hook, or one that is not armed.
-        match self.debugobjects.hooks {
-            [None, ..] => {}
-            [Some(hook), None, ..] if !(hook.armed)(self) => {}
-            _ => self.debug_check_no_obj_freed_slow(phys, size),
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn debug_check_no_obj_freed_slow(&self, phys: PhysAddr, size: u64) {
-        for hook in self.debugobjects.registered() {
-            if (hook.armed)(self) {
-                (hook.check)(self, phys, size);
-            }
+        let armed = self.debugobjects.armed.load(Relaxed);
+        if armed != 0 {
+            self.run_free_hooks(armed, phys, size);
         }
     }
 
@@ -128,19 +125,29 @@ impl<P: Platform> Mm<P> {
     /// freed); an address outside the direct map is not checked.
     #[inline]
     pub fn debug_check_no_obj_freed_virt(&self, addr: VirtAddr, size: u64) {
-        // The common case inline: no hook, or one that is not armed.
-        match self.debugobjects.hooks {
-            [None, ..] => {}
-            [Some(hook), None, ..] if !(hook.armed)(self) => {}
-            _ => self.debug_check_no_obj_freed_virt_slow(addr, size),
+        let armed = self.debugobjects.armed.load(Relaxed);
+        if armed != 0 {
+            self.run_free_hooks_virt(armed, addr, size);
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn debug_check_no_obj_freed_virt_slow(&self, addr: VirtAddr, size: u64) {
+    fn run_free_hooks(&self, armed: u32, phys: PhysAddr, size: u64) {
+        for (i, hook) in self.debugobjects.hooks.iter().enumerate() {
+            if let Some(check) = hook
+                && armed & (1 << i) != 0
+            {
+                check(self, phys, size);
+            }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn run_free_hooks_virt(&self, armed: u32, addr: VirtAddr, size: u64) {
         if let Some(phys) = self.layout().virt_to_phys(addr.0) {
-            self.debug_check_no_obj_freed_slow(PhysAddr(phys), size);
+            self.run_free_hooks(armed, PhysAddr(phys), size);
         }
     }
 }

@@ -1765,11 +1765,15 @@ fn dma_debug_checks_page_frees_through_the_free_hook_it_registered_at_boot() {
     let dev = nic.device();
     m.run(|mm| {
         let page = mm.alloc_pages(Gfp::GFP_KERNEL, 1).unwrap();
+        // Armed only while a streaming mapping is live: a free with none costs one load.
+        assert_eq!(mm.nr_free_hooks_armed(), 0);
         let a = mm.dma_map_page(dev, page, PAGE_SIZE, 256, Dir::ToDevice);
         mm.dma_mapping_error(dev, a).unwrap();
+        assert_eq!(mm.nr_free_hooks_armed(), 1);
         // __free_pages() -> debug_check_no_obj_freed() -> dma-debug's hook.
         mm.__free_pages(page, 1).unwrap();
         mm.dma_unmap_page(dev, a, 256, Dir::ToDevice);
+        assert_eq!(mm.nr_free_hooks_armed(), 0);
     });
     let reports: Vec<_> = m
         .take_console()

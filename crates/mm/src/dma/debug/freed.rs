@@ -29,9 +29,16 @@ impl<P: Platform> Mm<P> {
         mm.debug_check_freed(phys.0, len);
     }
 
-    /// The free hook's gate: only a live streaming mapping can be freed while mapped.
-    pub(super) fn dma_debug_armed(mm: &Mm<P>) -> bool {
-        mm.dma.debug.streaming_live.load(Relaxed) != 0
+    /// The last streaming entry is gone (the lock held): nothing can be freed while
+    /// mapped, so the free hook is disarmed and the range forgotten.
+    pub(super) fn no_streaming_left(&self) {
+        let d = &self.dma.debug;
+        d.streaming_live.store(0, Relaxed);
+        if let Some(hook) = d.free_hook {
+            self.arm_free_hook(hook, false);
+        }
+        d.range_lo.store(u64::MAX, Relaxed);
+        d.range_hi.store(0, Relaxed);
     }
 
     #[cold]

@@ -199,7 +199,11 @@ impl<P: Platform> Mm<P> {
         }
         d.live.fetch_add(1, Relaxed);
         if r.kind != DebugType::Coherent {
-            d.streaming_live.fetch_add(1, Relaxed);
+            if d.streaming_live.fetch_add(1, Relaxed) == 0
+                && let Some(hook) = d.free_hook
+            {
+                self.arm_free_hook(hook, true);
+            }
             d.range_lo.fetch_min(r.phys, Relaxed);
             d.range_hi
                 .fetch_max(r.phys.saturating_add(r.size.max(1)), Relaxed);
@@ -249,8 +253,7 @@ impl<P: Platform> Mm<P> {
                 .fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(1)))
                 .map_or(0, |v| v.saturating_sub(1));
             if left == 0 {
-                d.range_lo.store(u64::MAX, Relaxed);
-                d.range_hi.store(0, Relaxed);
+                self.no_streaming_left();
             }
         }
         Ok(())

@@ -37,6 +37,7 @@ use core::sync::atomic::{
 
 use super::{Device, DmaAddr, DmaCheckError, DmaDataDirection, Name, DMA_MAPPING_ERROR};
 use crate::addr::{PhysAddr, PAGE_SIZE};
+use crate::debugobjects::FreeHookId;
 use crate::gfp::Gfp;
 use crate::platform::Platform;
 use crate::sync::SpinLockIrq;
@@ -160,6 +161,8 @@ pub struct DmaDebug {
     /// any of them covered since the count was last 0: `dma_debug_freeing` skips
     /// the scan of the hash when the freed range lies outside.
     streaming_live: AtomicU64,
+    /// The free hook boot registered; armed while `streaming_live` is not 0.
+    free_hook: Option<FreeHookId>,
     range_lo: AtomicU64,
     range_hi: AtomicU64,
     /// Freed-while-mapped reports not printed (beyond the first few per free).
@@ -185,6 +188,7 @@ impl DmaDebug {
             }),
             live: AtomicU64::new(0),
             streaming_live: AtomicU64::new(0),
+            free_hook: None,
             range_lo: AtomicU64::new(u64::MAX),
             range_hi: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -319,7 +323,7 @@ impl<P: Platform> Mm<P> {
         self.dma.debug.enabled = enabled;
         if enabled {
             // The registry is empty at this point of boot: it cannot be full.
-            let _ = self.register_free_hook(Self::dma_debug_armed, Self::dma_debug_freeing);
+            self.dma.debug.free_hook = self.register_free_hook(Self::dma_debug_freeing).ok();
         }
     }
 
@@ -388,9 +392,7 @@ impl<P: Platform> Mm<P> {
         state.free_head = if n > 0 { 1 } else { 0 };
         state.nr_free = n;
         d.live.store(0, Relaxed);
-        d.streaming_live.store(0, Relaxed);
-        d.range_lo.store(u64::MAX, Relaxed);
-        d.range_hi.store(0, Relaxed);
+        self.no_streaming_left();
     }
 
     /// `global_disable = true` with the kernel's message: dma-debug stops tracking, and
@@ -405,7 +407,7 @@ impl<P: Platform> Mm<P> {
             let mut state = d.state.lock_irqsave(self.platform());
             if d.corrupted.load(Relaxed) {
                 d.live.store(0, Relaxed);
-                d.streaming_live.store(0, Relaxed);
+                self.no_streaming_left();
             } else {
                 self.debug_reset(&mut state);
             }
