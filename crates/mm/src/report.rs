@@ -300,6 +300,17 @@ impl<P: Platform> Mm<P> {
         );
     }
 
+    /// The oops of a kernel access to `addr` that has no RAM behind it, as the CPU
+    /// raises it (6.6 `arch/x86/mm/fault.c`, `arch/x86/kernel/traps.c`): a general
+    /// protection fault for a non-canonical address (x86_64), else the page fault.
+    pub(crate) fn kernel_fault(&self, addr: u64, write: bool) {
+        if self.paging().is_canonical(addr) {
+            self.bad_page_fault(addr, write);
+        } else {
+            self.general_protection_fault(addr);
+        }
+    }
+
     /// `BUG()` / `BUG_ON()` → `handle_bug()`: `kernel BUG at file:line!`, then the oops
     /// (`invalid opcode`).
     pub(crate) fn kernel_bug(&self, file: &str, line: u32) {

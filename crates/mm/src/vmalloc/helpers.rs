@@ -127,16 +127,6 @@ impl<P: Platform> Mm<P> {
         Corrupt { addr }
     }
 
-    /// The oops of a kernel access to `addr` that has no RAM behind it: a general
-    /// protection fault for a non-canonical address (x86_64), else the page fault.
-    pub(crate) fn kernel_fault(&self, addr: u64, write: bool) {
-        if self.paging().is_canonical(addr) {
-            self.bad_page_fault(addr, write);
-        } else {
-            self.general_protection_fault(addr);
-        }
-    }
-
     /// A walk of a vmalloc tree or list that goes round a cycle: the kernel would spin
     /// there for ever holding `lock`, and the watchdog reports the soft lockup.
     pub(in crate::vmalloc) fn vmalloc_stuck(&self, lock: &str) {
