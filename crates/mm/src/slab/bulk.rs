@@ -43,6 +43,10 @@ use crate::Mm;
 /// How many foreign objects `build_detached_freelist()` looks past (`lookahead = 3`).
 const LOOKAHEAD: usize = 3;
 
+/// How many pointers of a bulk free to sheaves are compared with each other for
+/// duplicates at a time (a sorted copy of that many on the stack).
+const DUP_WINDOW: usize = 256;
+
 impl<P: Platform> Mm<P> {
     /// `kmem_cache_alloc_bulk(cache, gfp, size, p)`: fill all of `p` with objects of the
     /// cache, or none. Returns `p.len()`; on failure every object taken is freed again, `p`
@@ -93,6 +97,8 @@ impl<P: Platform> Mm<P> {
         }
         let taken = if s.is_debug() {
             self.alloc_bulk_one_by_one(s, gfp, p, caller)
+        } else if s.sheaf_capacity() != 0 {
+            return self.alloc_bulk_with_sheaves(s, gfp, p, cpu);
         } else {
             self.__kmem_cache_alloc_bulk(s, gfp, p, cpu).and_then(|()| {
                 self.bulk_post_alloc_init(s, gfp, p)
@@ -108,6 +114,42 @@ impl<P: Platform> Mm<P> {
                 Err(e)
             }
         }
+    }
+
+    /// `kmem_cache_alloc_bulk_noprof()` of Linux 6.18 for a cache with sheaves: what
+    /// `alloc_from_pcs_bulk()` can give, the rest from `__kmem_cache_alloc_bulk()`, then
+    /// `slab_post_alloc_hook()` over the whole batch. On failure everything taken goes
+    /// straight back to the slabs ("if we ran out of memory, don't bother with freeing
+    /// back to the percpu sheaves, we have bigger problems"), `p` is zeroed and the error
+    /// is returned (the kernel returns 0).
+    fn alloc_bulk_with_sheaves(
+        &self,
+        s: &KmemCache,
+        gfp: Gfp,
+        p: &mut [VirtAddr],
+        cpu: usize,
+    ) -> Result<usize, SlabError> {
+        let from_pcs = self.alloc_from_pcs_bulk(s, p, cpu);
+        let i = from_pcs.allocated;
+        let mut failed = from_pcs.error;
+        if failed.is_none() && i < p.len() {
+            if let Err((j, e)) = self.__kmem_cache_alloc_bulk(s, gfp, &mut p[i..], cpu) {
+                // __kmem_cache_alloc_bulk()'s error: label frees what it took.
+                let _ = self.__kmem_cache_free_bulk(s, &mut p[i..i + j]);
+                failed = Some(e);
+            }
+        }
+        if let Some(e) = failed {
+            let _ = self.__kmem_cache_free_bulk(s, &mut p[..i]);
+            p.fill(VirtAddr(0));
+            return Err(e);
+        }
+        if let Err(e) = self.bulk_post_alloc_init(s, gfp, p) {
+            let _ = self.__kmem_cache_free_bulk(s, p);
+            p.fill(VirtAddr(0));
+            return Err(e);
+        }
+        Ok(p.len())
     }
 
     /// `__kmem_cache_alloc_bulk()` for a cache without debugging: the CPU freelist drained
@@ -222,6 +264,11 @@ impl<P: Platform> Mm<P> {
         p: &mut [VirtAddr],
         caller: CallSite,
     ) -> Result<(), SlabError> {
+        // "freeing to sheaves is so incompatible with the detached freelist so once we go
+        // that way, we have to do everything differently" (6.18; never for kfree_bulk).
+        if let Some(s) = s.filter(|s| s.sheaf_capacity() != 0 && !s.is_debug()) {
+            return self.free_bulk_to_sheaves(s, p);
+        }
         let mut result = Ok(());
         let mut size = p.len();
         while size > 0 {
@@ -243,7 +290,7 @@ impl<P: Platform> Mm<P> {
         p: &mut [VirtAddr],
         caller: CallSite,
     ) -> (usize, Result<(), SlabError>) {
-        let mut size = p.len() - 1;
+        let size = p.len() - 1;
         let object = p[size];
         let Some((pfn, page)) = self.virt_to_slab(object) else {
             let freed = match s {
@@ -269,8 +316,17 @@ impl<P: Platform> Mm<P> {
                 Err(e) => return (size, Err(e)),
             },
         };
-        // Gather the slab's objects at the end of the array: p[same..] (`same` counts
-        // down as they are found; the element they displace moves to where they were).
+        let same = self.gather_slab_objects(p, pfn);
+        let freed = self.free_slab_objects(cache, pfn, page, &mut p[same..], caller, s.is_none());
+        (same, freed)
+    }
+
+    /// `build_detached_freelist()`'s search: the objects of the slab at `pfn` found before
+    /// three others are met, gathered at the end of `p` (whose last object is in that
+    /// slab, and stays last); returns where they start. The element each displaces moves
+    /// to where it was, as in the kernel.
+    fn gather_slab_objects(&self, p: &mut [VirtAddr], pfn: Pfn) -> usize {
+        let mut size = p.len() - 1;
         let mut same = size;
         let mut lookahead = LOOKAHEAD;
         while size > 0 {
@@ -285,8 +341,133 @@ impl<P: Platform> Mm<P> {
                 break;
             }
         }
-        let freed = self.free_slab_objects(cache, pfn, page, &mut p[same..], caller, s.is_none());
-        (same, freed)
+        same
+    }
+
+    /// `__kmem_cache_free_bulk()` (Linux 6.18): objects of `s` that passed the free hooks
+    /// already (from the caller's array after `free_to_pcs_bulk()`'s checks, or taken by
+    /// this bulk allocation) back to their slabs, one detached freelist per slab, without
+    /// the hooks. Each is still confirmed to be an object of `s` before it is linked.
+    pub(crate) fn __kmem_cache_free_bulk(
+        &self,
+        s: &KmemCache,
+        p: &mut [VirtAddr],
+    ) -> Result<(), SlabError> {
+        let mut result = Ok(());
+        let mut size = p.len();
+        // Each round frees or drops at least the last object.
+        while size > 0 {
+            let object = p[size - 1];
+            let Some(pfn) = self.sheaf_object_slab(s, object.0) else {
+                size -= 1;
+                crate::vmstat::VmEvents::add(&self.events().bug_slab, 1);
+                let e = self.slab_fault(object.0, true, "slab object corrupted");
+                result = result.and(Err(e));
+                continue;
+            };
+            let same = self.gather_slab_objects(&mut p[..size], pfn);
+            let freed = self.free_detached_list(s, pfn, &p[same..size], false);
+            result = result.and(freed);
+            size = same;
+        }
+        result
+    }
+
+    /// `kmem_cache_free_bulk()` of Linux 6.18 for a cache with sheaves: the
+    /// `slab_free_hook()` loop of `free_to_pcs_bulk()` (each pointer checked as the single
+    /// free checks it; a refused one is reported and replaced by the array's last,
+    /// `p[i] = p[--size]`), duplicates refused, `init_on_free`'s wipe, then
+    /// `free_to_pcs_bulk()`. The first refusal or corruption is the error.
+    fn free_bulk_to_sheaves(&self, s: &KmemCache, p: &mut [VirtAddr]) -> Result<(), SlabError> {
+        let mut result = Ok(());
+        let mut size = p.len();
+        let mut i = 0;
+        while i < size {
+            match self.bulk_free_hook_check(s, p[i]) {
+                Ok(()) => i += 1,
+                Err(e) => {
+                    result = result.and(Err(e));
+                    size -= 1;
+                    p[i] = p[size];
+                }
+            }
+        }
+        let size = self.refuse_duplicates(s, &mut p[..size], &mut result);
+        let objects = &mut p[..size];
+        if self.slab_want_init_on_free(s) {
+            for object in objects.iter() {
+                let wiped = self.slab_fill(object.0, 0, s.object_size() as u64);
+                result = result.and(wiped);
+            }
+        }
+        let freed = self.free_to_pcs_bulk(s, objects);
+        result.and(freed)
+    }
+
+    /// The checks the single free makes of one pointer given to `kmem_cache_free_bulk(s,
+    /// ...)`: a slab object, of `s` (else `cache_from_obj()`'s report), the start of an
+    /// object, not free already by the cheap signs.
+    fn bulk_free_hook_check(&self, s: &KmemCache, object: VirtAddr) -> Result<(), SlabError> {
+        let Some((pfn, page)) = self.virt_to_slab(object) else {
+            return Err(SlabError::NotSlabObject(
+                object,
+                "not in a slab (kmem_cache_free_bulk of non-slab memory)",
+            ));
+        };
+        if page.slab_cache() != s.self_va.load(Relaxed) {
+            return Err(self.wrong_cache(s, page.slab_cache(), pfn, object));
+        }
+        if self.object_index_in(s, page, pfn, object.0).is_none() {
+            return Err(SlabError::NotSlabObject(
+                object,
+                "not the start of an object (a pointer into the middle of one?)",
+            ));
+        }
+        if self.looks_free(s, pfn, object.0) {
+            return Err(self.naive_double_free(s, object.0));
+        }
+        Ok(())
+    }
+
+    /// Objects named twice in `objects` (checked `DUP_WINDOW` at a time, in a sorted
+    /// copy on the stack): each later copy is refused with the hardened freelist's report
+    /// and removed, the order of the rest kept. Returns how many are left.
+    fn refuse_duplicates(
+        &self,
+        s: &KmemCache,
+        objects: &mut [VirtAddr],
+        result: &mut Result<(), SlabError>,
+    ) -> usize {
+        let mut kept = 0;
+        let mut start = 0;
+        while start < objects.len() {
+            let end = (start + DUP_WINDOW).min(objects.len());
+            let mut sorted = [0u64; DUP_WINDOW];
+            let window = &mut sorted[..end - start];
+            for (w, o) in window.iter_mut().zip(&objects[start..end]) {
+                *w = o.0;
+            }
+            window.sort_unstable();
+            let has_dup = window.windows(2).any(|w| w[0] == w[1]);
+            // seen[k]: the object whose first place in `window` is k was met already.
+            let mut seen = [false; DUP_WINDOW];
+            for i in start..end {
+                let object = objects[i];
+                let twice = has_dup && {
+                    let k = window.partition_point(|&w| w < object.0);
+                    core::mem::replace(&mut seen[k], true)
+                };
+                if twice {
+                    let e = self.naive_double_free(s, object.0);
+                    *result = core::mem::replace(result, Ok(())).and(Err(e));
+                    continue;
+                }
+                objects[kept] = object;
+                kept += 1;
+            }
+            start = end;
+        }
+        kept
     }
 
     /// Free `objects`, all in the slab at `pfn` of `s`: checked as the single free checks
@@ -321,24 +502,33 @@ impl<P: Platform> Mm<P> {
         }
         let valid = self.bulk_checked_objects(s, pfn, objects, &mut keep);
         let objects = &objects[..valid];
-        let (Some(&head), Some(&tail)) = (objects.first(), objects.last()) else {
-            return result;
-        };
         let init = self.slab_want_init_on_free(s);
-        let chained = || -> Result<(), SlabError> {
-            for (i, object) in objects.iter().enumerate() {
-                if init {
-                    self.slab_fill(object.0, 0, s.object_size() as u64)?;
-                }
-                if let Some(next) = objects.get(i + 1) {
-                    self.set_freepointer(s, object.0, next.0)?;
-                }
-            }
-            // At most the slab's objects, each once: below MAX_OBJS_PER_PAGE.
-            self.slab_free_detached(s, pfn, head.0, tail.0, objects.len() as u16)
-        };
-        keep(chained());
+        keep(self.free_detached_list(s, pfn, objects, init));
         result
+    }
+
+    /// Link `objects` (distinct objects of the slab at `pfn`, checked) into one detached
+    /// freelist, each wiped first with `init`, and give it back with `do_slab_free()`.
+    fn free_detached_list(
+        &self,
+        s: &KmemCache,
+        pfn: Pfn,
+        objects: &[VirtAddr],
+        init: bool,
+    ) -> Result<(), SlabError> {
+        let (Some(&head), Some(&tail)) = (objects.first(), objects.last()) else {
+            return Ok(());
+        };
+        for (i, object) in objects.iter().enumerate() {
+            if init {
+                self.slab_fill(object.0, 0, s.object_size() as u64)?;
+            }
+            if let Some(next) = objects.get(i + 1) {
+                self.set_freepointer(s, object.0, next.0)?;
+            }
+        }
+        // At most the slab's objects, each once: below MAX_OBJS_PER_PAGE.
+        self.slab_free_detached(s, pfn, head.0, tail.0, objects.len() as u16)
     }
 
     /// The checks of the single free for each object of one slab (`object_index`, the

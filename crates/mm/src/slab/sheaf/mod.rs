@@ -3,6 +3,7 @@
 //! every cache got them).
 //!
 //! Files: `mod.rs` (the structures, views of a sheaf), `pcs.rs` (the per-CPU paths),
+//! `bulk.rs` (the bulk interface's sheaf paths),
 //! `refill.rs` (refill and flush), `barn.rs` (the node's barn), `setup.rs` (setup,
 //! teardown, what the sheaves hold).
 //!
@@ -70,6 +71,7 @@
 //! against their slabs.
 
 mod barn;
+mod bulk;
 mod pcs;
 mod refill;
 mod setup;
