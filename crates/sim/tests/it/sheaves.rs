@@ -414,3 +414,233 @@ fn slabinfo_and_check_count_sheaf_objects_once() {
     });
     m.mm().check().unwrap();
 }
+
+/// Run `f` on CPU 0 in process context.
+fn on0<R>(m: &Machine, f: impl FnOnce(&Mm<SimPlatform>) -> R) -> R {
+    m.on_cpu(0, Context::Process, f).unwrap()
+}
+
+/// CPU 0's main sheaf size, spare size, and the barn's full and empty sheaves.
+fn pcs_state(m: &Machine, r: KmemCacheRef) -> (u32, Option<u32>, u32, u32) {
+    let info = m.mm().sheaves_info(r).unwrap();
+    (info.cpus[0].0, info.cpus[0].1, info.barn_full, info.barn_empty)
+}
+
+#[test]
+fn bulk_alloc_drains_the_main_sheaf_first_in_the_kernels_order() {
+    let m = sheaves_machine(2, true);
+    let r = on0(&m, |mm| {
+        mm.kmem_cache_create("sheaf_bulk", 100, 0, SlabFlags::empty(), None)
+    })
+    .unwrap();
+    let cap = m.mm().sheaves_info(r).unwrap().capacity;
+    // One whole sheaf handed out one at a time: the main sheaf is empty again, and
+    // three frees put a, b, c on it in that order.
+    let objs: Vec<VirtAddr> = on0(&m, |mm| {
+        (0..cap)
+            .map(|_| mm.kmem_cache_alloc(r, Gfp::GFP_KERNEL).unwrap())
+            .collect()
+    });
+    assert_eq!(pcs_state(&m, r).0, 0);
+    let (a, b, c) = (objs[0], objs[1], objs[2]);
+    on0(&m, |mm| {
+        for p in [a, b, c] {
+            mm.kmem_cache_free(r, p).unwrap();
+        }
+    });
+    assert_eq!(pcs_state(&m, r).0, 3);
+    let (pcs0, fast0, slow0) = on0(&m, |mm| {
+        (
+            stat(mm, r, StatItem::AllocPcs),
+            stat(mm, r, StatItem::AllocFastpath),
+            stat(mm, r, StatItem::AllocSlowpath),
+        )
+    });
+    // alloc_from_pcs_bulk(): memcpy(p, main->objects + main->size - 2, 2).
+    let two = on0(&m, |mm| {
+        let mut two = [VirtAddr(0); 2];
+        assert_eq!(mm.kmem_cache_alloc_bulk(r, Gfp::GFP_KERNEL, &mut two), Ok(2));
+        two
+    });
+    assert_eq!(two, [b, c], "the top of the main sheaf, in slot order");
+    assert_eq!(pcs_state(&m, r).0, 1);
+    on0(&m, |mm| {
+        assert_eq!(stat(mm, r, StatItem::AllocPcs), pcs0 + 2);
+        assert_eq!(stat(mm, r, StatItem::AllocFastpath), fast0, "no slab touched");
+        assert_eq!(stat(mm, r, StatItem::AllocSlowpath), slow0);
+    });
+    // Three more: a from the main sheaf; no spare and no full sheaf in the barn
+    // (BARN_GET_FAIL), so the other two come from the CPU slab.
+    let (spare, full) = (pcs_state(&m, r).1, pcs_state(&m, r).2);
+    assert_eq!((spare, full), (None, 0));
+    let three = on0(&m, |mm| {
+        let fail0 = stat(mm, r, StatItem::BarnGetFail);
+        let mut three = [VirtAddr(0); 3];
+        assert_eq!(mm.kmem_cache_alloc_bulk(r, Gfp::GFP_KERNEL, &mut three), Ok(3));
+        assert_eq!(stat(mm, r, StatItem::AllocPcs), pcs0 + 3);
+        assert_eq!(stat(mm, r, StatItem::BarnGetFail), fail0 + 1);
+        assert_eq!(
+            stat(mm, r, StatItem::AllocFastpath) + stat(mm, r, StatItem::AllocSlowpath),
+            fast0 + slow0 + 2
+        );
+        // No sheaf was refilled for a bulk allocation.
+        assert_eq!(stat(mm, r, StatItem::SheafRefill), cap as u64);
+        three
+    });
+    assert_eq!(three[0], a);
+    assert!(!objs.contains(&three[1]) && !objs.contains(&three[2]));
+    assert_eq!(pcs_state(&m, r).0, 0);
+    m.mm().check().unwrap();
+    on0(&m, |mm| {
+        let mut all: Vec<VirtAddr> = objs[3..].to_vec();
+        all.extend_from_slice(&two);
+        all.extend_from_slice(&three);
+        mm.kmem_cache_free_bulk(r, &mut all).unwrap();
+        mm.kmem_cache_destroy(r).unwrap();
+    });
+    m.mm().check().unwrap();
+}
+
+#[test]
+fn bulk_alloc_spans_main_spare_and_barn_then_falls_back_to_the_slab() {
+    let m = sheaves_machine(2, true);
+    let r = on0(&m, |mm| {
+        mm.kmem_cache_create("sheaf_span", 200, 0, SlabFlags::empty(), None)
+    })
+    .unwrap();
+    let cap = m.mm().sheaves_info(r).unwrap().capacity;
+    // Allocated and freed one at a time: the frees fill the main sheaf, the spare and
+    // full sheaves in the barn.
+    let n = cap as usize * 4 + cap as usize / 2;
+    on0(&m, |mm| {
+        let objs: Vec<VirtAddr> = (0..n)
+            .map(|_| mm.kmem_cache_alloc(r, Gfp::GFP_KERNEL).unwrap())
+            .collect();
+        for p in objs {
+            mm.kmem_cache_free(r, p).unwrap();
+        }
+    });
+    let (main, spare, full, empty0) = pcs_state(&m, r);
+    let spare = spare.expect("a spare sheaf");
+    assert!(main > 0 && spare > 0 && full >= 1, "{:?}", pcs_state(&m, r));
+    let in_sheaves = (main + spare + full * cap) as usize;
+    m.mm().check().unwrap();
+    let objs = on0(&m, |mm| {
+        let before: Vec<u64> = [
+            StatItem::AllocPcs,
+            StatItem::BarnGet,
+            StatItem::BarnGetFail,
+            StatItem::AllocFastpath,
+            StatItem::AllocSlowpath,
+        ]
+        .iter()
+        .map(|&i| stat(mm, r, i))
+        .collect();
+        let mut objs = vec![VirtAddr(0); in_sheaves + 7];
+        assert_eq!(
+            mm.kmem_cache_alloc_bulk(r, Gfp::GFP_KERNEL, &mut objs),
+            Ok(objs.len())
+        );
+        assert_eq!(stat(mm, r, StatItem::AllocPcs) - before[0], in_sheaves as u64);
+        assert_eq!(stat(mm, r, StatItem::BarnGet) - before[1], full as u64);
+        assert_eq!(stat(mm, r, StatItem::BarnGetFail) - before[2], 1);
+        assert_eq!(
+            stat(mm, r, StatItem::AllocFastpath) + stat(mm, r, StatItem::AllocSlowpath)
+                - before[3]
+                - before[4],
+            7,
+            "the rest from the CPU slab"
+        );
+        let unique: std::collections::HashSet<_> = objs.iter().collect();
+        assert_eq!(unique.len(), objs.len(), "an object handed out twice");
+        objs
+    });
+    // Every sheaf is empty now; each full one taken from the barn left an empty one.
+    let full0 = full;
+    let (main, spare, full, empty) = pcs_state(&m, r);
+    assert_eq!((main, spare, full), (0, Some(0), 0));
+    assert_eq!(empty, empty0 + full0);
+    m.mm().check().unwrap();
+    on0(&m, |mm| {
+        let mut objs = objs;
+        mm.kmem_cache_free_bulk(r, &mut objs).unwrap();
+        mm.kmem_cache_destroy(r).unwrap();
+    });
+    m.mm().check().unwrap();
+}
+
+#[test]
+fn bulk_free_fills_the_sheaves_and_exchanges_full_ones_at_the_barn() {
+    let m = sheaves_machine(2, true);
+    let r = on0(&m, |mm| {
+        mm.kmem_cache_create("sheaf_bfree", 64, 0, SlabFlags::empty(), None)
+    })
+    .unwrap();
+    let cap = m.mm().sheaves_info(r).unwrap().capacity as usize;
+    // Fill the barn with full sheaves, then take them all back in one bulk: the barn
+    // keeps the empty sheaves they came in.
+    let n = cap * 5;
+    let objs = on0(&m, |mm| {
+        let objs: Vec<VirtAddr> = (0..n)
+            .map(|_| mm.kmem_cache_alloc(r, Gfp::GFP_KERNEL).unwrap())
+            .collect();
+        for &p in &objs {
+            mm.kmem_cache_free(r, p).unwrap();
+        }
+        let held = mm.sheaves_info(r).unwrap().objects as usize;
+        let mut objs = vec![VirtAddr(0); held];
+        mm.kmem_cache_alloc_bulk(r, Gfp::GFP_KERNEL, &mut objs)
+            .unwrap();
+        // And more than the sheaves can take back, from the slab (BARN_GET_FAIL).
+        let mut extra = vec![VirtAddr(0); 2 * cap + 5];
+        mm.kmem_cache_alloc_bulk(r, Gfp::GFP_KERNEL, &mut extra)
+            .unwrap();
+        objs.extend_from_slice(&extra);
+        objs
+    });
+    let (main, spare, full, empties) = pcs_state(&m, r);
+    assert_eq!((main, spare, full), (0, Some(0), 0));
+    assert!(empties >= 2, "{:?}", pcs_state(&m, r));
+    m.mm().check().unwrap();
+    // The bulk free: main and spare fill (the spare swapped in), then each full main
+    // goes to the barn for an empty one (BARN_PUT) until the barn has none left
+    // (BARN_PUT_FAIL), and the rest goes to the slabs.
+    on0(&m, |mm| {
+        let items = [
+            StatItem::FreePcs,
+            StatItem::BarnPut,
+            StatItem::BarnPutFail,
+            StatItem::FreeFastpath,
+            StatItem::FreeSlowpath,
+        ];
+        let before: Vec<u64> = items.iter().map(|&i| stat(mm, r, i)).collect();
+        let mut all = objs.clone();
+        mm.kmem_cache_free_bulk(r, &mut all).unwrap();
+        let d: Vec<u64> = items
+            .iter()
+            .zip(&before)
+            .map(|(&i, b)| stat(mm, r, i) - b)
+            .collect();
+        let placed = 2 * cap + empties as usize * cap;
+        let expect_pcs = placed.min(objs.len());
+        assert!(objs.len() > placed, "the test must overflow the sheaves");
+        assert_eq!(d[0], expect_pcs as u64, "FREE_PCS");
+        assert_eq!(d[1], empties as u64, "BARN_PUT");
+        assert_eq!(d[2], 1, "BARN_PUT_FAIL");
+        assert!(d[3] + d[4] >= 1, "the rest to the slabs");
+        let info = mm.sheaves_info(r).unwrap();
+        assert_eq!(info.objects as usize, expect_pcs, "{info:?}");
+        // The main sheaf holds the last objects placed, in array order
+        // (memcpy(main->objects + main->size, p, batch)): a bulk allocation of as many
+        // gets them back in that order.
+        let top = info.cpus[0].0 as usize;
+        let mut back = vec![VirtAddr(0); top];
+        mm.kmem_cache_alloc_bulk(r, Gfp::GFP_KERNEL, &mut back)
+            .unwrap();
+        assert_eq!(back[..], all[placed - top..placed]);
+        mm.kmem_cache_free_bulk(r, &mut back).unwrap();
+    });
+    m.mm().check().unwrap();
+    on0(&m, |mm| mm.kmem_cache_destroy(r)).unwrap();
+    m.mm().check().unwrap();
+}
