@@ -182,7 +182,11 @@ fn bulk_alloc_initialises_as_the_single_path() {
 
 #[test]
 fn bulk_alloc_is_all_or_nothing() {
-    let m = plain();
+    bulk_all_or_nothing(plain());
+    bulk_all_or_nothing(plain_with(SlabPercpu::Sheaves));
+}
+
+fn bulk_all_or_nothing(m: Machine) {
     m.take_console();
     let r = m
         .run(|mm| mm.kmem_cache_create("bulk-2k", 2048, 0, SlabFlags::empty(), None))
@@ -424,10 +428,17 @@ fn page_bulk_gives_what_there_is_when_memory_runs_out() {
 
 #[test]
 fn bulk_free_wipes_with_init_on_free_and_bulk_alloc_wipes_the_free_pointer() {
+    for percpu in [SlabPercpu::CpuSlab, SlabPercpu::Sheaves] {
+        bulk_init_on_free(percpu);
+    }
+}
+
+fn bulk_init_on_free(percpu: SlabPercpu) {
     let m = MachineBuilder::small()
         .seed(12)
         .slab_debug(SlabFlags::empty())
         .init_on(false, true)
+        .slab_percpu(percpu)
         .boot();
     let r = m
         .run(|mm| mm.kmem_cache_create("bulk-iof", 200, 0, SlabFlags::empty(), None))
