@@ -644,3 +644,47 @@ fn bulk_free_fills_the_sheaves_and_exchanges_full_ones_at_the_barn() {
     on0(&m, |mm| mm.kmem_cache_destroy(r)).unwrap();
     m.mm().check().unwrap();
 }
+
+#[test]
+fn a_corrupted_sheaf_fails_a_bulk_allocation_and_is_not_followed() {
+    let m = sheaves_machine(1, false);
+    let r = m
+        .run(|mm| mm.kmem_cache_create("sheaf_bulk_bad", 128, 0, SlabFlags::empty(), None))
+        .unwrap();
+    m.take_console();
+    // Four objects on the main sheaf; the second from the top becomes a wild pointer.
+    let objs: Vec<VirtAddr> = m.run(|mm| {
+        let objs: Vec<VirtAddr> = (0..4)
+            .map(|_| mm.kmem_cache_alloc(r, Gfp::GFP_KERNEL).unwrap())
+            .collect();
+        for &p in &objs {
+            mm.kmem_cache_free(r, p).unwrap();
+        }
+        objs
+    });
+    let info = m.mm().sheaves_info(r).unwrap();
+    let size = info.cpus[0].0 as u64;
+    assert!(size >= 4);
+    let slot = info.mains[0] + 40 + 8 * (size - 2);
+    m.run(|mm| mm.kwrite::<u64>(slot, 0xdead_0000_0000_beef).unwrap());
+    let (e, arr) = m.run(|mm| {
+        let mut arr = [VirtAddr(0); 8];
+        (mm.kmem_cache_alloc_bulk(r, Gfp::GFP_KERNEL, &mut arr), arr)
+    });
+    assert!(e.is_err(), "a wild pointer was handed out: {arr:?}");
+    assert!(arr.iter().all(|&p| p == VirtAddr(0)), "nothing is handed out");
+    assert_eq!(m.mm().take_oopses(), 1);
+    let console = m.take_console().join("\n");
+    assert!(console.contains("general protection fault"), "{console}");
+    // The objects it took before the bad one went back to their slab: the machine
+    // carries on, and a bulk free through the sheaves works.
+    m.run(|mm| {
+        let mut more = [VirtAddr(0); 8];
+        mm.kmem_cache_alloc_bulk(r, Gfp::GFP_KERNEL, &mut more)
+            .unwrap();
+        assert!(!more.contains(&VirtAddr(0xdead_0000_0000_beef)));
+        mm.kmem_cache_free_bulk(r, &mut more).unwrap();
+    });
+    assert!(objs.len() == 4);
+    assert_eq!(m.mm().take_oopses(), 0);
+}
