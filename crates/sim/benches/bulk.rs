@@ -6,7 +6,9 @@
 //! Groups (criterion ids are `group/function`; the throughput is in objects or pages, so
 //! criterion prints the time per object as well):
 //!
-//! * `kmem_cache_bulk_<n>` for n = 16 and 128, on a 256-byte cache: `single` and `bulk`.
+//! * `kmem_cache_bulk_<n>` for n = 16 and 128, on a 256-byte cache: `single` and `bulk`;
+//!   `kmem_cache_bulk_<n>_sheaves` the same on a machine booted with `--slab-percpu
+//!   sheaves` (Linux 6.18's per-CPU sheaves: `alloc_from_pcs_bulk`, `free_to_pcs_bulk`).
 //! * `page_bulk_<n>` for n = 16 and 128: `single` and `bulk`.
 //! * `vmalloc_1MiB`: `vmalloc` + `vfree` (the lazy purge run when `vfree` schedules it),
 //!   and `VVec_grow`: a `VVec<u64>` grown by doubling from 4 KiB to 1 MiB, then dropped
@@ -15,7 +17,8 @@
 //! Counting instructions instead of time: with `KMEMLAB_BENCH_OP=<op>` and
 //! `KMEMLAB_BENCH_ITERS=<n>` set, the binary boots the same 1 GiB machine, runs `<op>` `n` times
 //! and exits without criterion, so that `valgrind --tool=callgrind` of two runs (n and 0)
-//! gives the instructions per operation. The ops are those of [`OPS`].
+//! gives the instructions per operation. The ops are those of [`OPS`];
+//! `KMEMLAB_BENCH_PERCPU=sheaves` boots that machine with sheaves.
 //!
 //! Run with `cargo bench -p kmemlab-sim --bench bulk`.
 
@@ -27,9 +30,10 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput};
 use kmemlab_mm::alloc::flags::GFP_KERNEL;
 use kmemlab_mm::alloc::VVec;
-use kmemlab_mm::slab::{KmemCacheRef, SlabFlags};
+use kmemlab_mm::slab::sheaf::SlabPercpu;
+use kmemlab_mm::slab::{KmemCacheRef, SlabConfig, SlabFlags};
 use kmemlab_mm::{Gfp, Mm, Page, VirtAddr};
-use kmemlab_sim::{Machine, SimPlatform};
+use kmemlab_sim::{Machine, MachineConfig, SimPlatform};
 
 /// One measured operation on a machine with a 256-byte cache.
 type Op = fn(&Mm<SimPlatform>, KmemCacheRef);
@@ -134,6 +138,23 @@ fn vvec_grow_1mib(mm: &Mm<SimPlatform>, _: KmemCacheRef) {
     }
 }
 
+/// The benchmarks' 1 GiB machine (seed 3) with the given per-CPU slab layer.
+fn machine(percpu: SlabPercpu) -> Machine {
+    if percpu == SlabPercpu::CpuSlab {
+        return common::machine(3);
+    }
+    Machine::new(MachineConfig {
+        ram: common::GIB,
+        seed: 3,
+        slab: SlabConfig {
+            percpu,
+            ..SlabConfig::default()
+        },
+        ..Default::default()
+    })
+    .expect("machine boots")
+}
+
 fn cache(m: &Machine) -> KmemCacheRef {
     m.run(|mm| {
         mm.kmem_cache_create("bench-256", 256, 0, SlabFlags::empty(), None)
@@ -162,7 +183,7 @@ fn pair_group(
 }
 
 fn benches(c: &mut Criterion) {
-    let m = common::machine(3);
+    let m = machine(SlabPercpu::CpuSlab);
     let r = cache(&m);
     pair_group(c, &m, r, "kmem_cache_bulk_16", OPS[4].1, OPS[5].1, 16);
     pair_group(c, &m, r, "kmem_cache_bulk_128", OPS[6].1, OPS[7].1, 128);
@@ -177,6 +198,11 @@ fn benches(c: &mut Criterion) {
     });
     group.finish();
     m.run(|mm| mm.kmem_cache_destroy(r).unwrap());
+    let m = machine(SlabPercpu::Sheaves);
+    let r = cache(&m);
+    pair_group(c, &m, r, "kmem_cache_bulk_16_sheaves", OPS[4].1, OPS[5].1, 16);
+    pair_group(c, &m, r, "kmem_cache_bulk_128_sheaves", OPS[6].1, OPS[7].1, 128);
+    m.run(|mm| mm.kmem_cache_destroy(r).unwrap());
 }
 
 /// The instruction-count mode: `op` `iters` times on the benchmarks' 1 GiB machine, after
@@ -185,7 +211,11 @@ fn count_only(op: &str, iters: u64) {
     let Some(&(_, f)) = OPS.iter().find(|(name, _)| *name == op) else {
         panic!("unknown op {op}; known: {:?}", OPS.map(|(n, _)| n));
     };
-    let m = common::machine(3);
+    let percpu = std::env::var("KMEMLAB_BENCH_PERCPU")
+        .ok()
+        .and_then(|p| SlabPercpu::parse(&p))
+        .unwrap_or_default();
+    let m = machine(percpu);
     let r = cache(&m);
     m.run(|mm| {
         f(mm, r);

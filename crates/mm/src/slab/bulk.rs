@@ -132,12 +132,15 @@ impl<P: Platform> Mm<P> {
         let from_pcs = self.alloc_from_pcs_bulk(s, p, cpu);
         let i = from_pcs.allocated;
         let mut failed = from_pcs.error;
-        if failed.is_none() && i < p.len() {
-            if let Err((j, e)) = self.__kmem_cache_alloc_bulk(s, gfp, &mut p[i..], cpu) {
-                // __kmem_cache_alloc_bulk()'s error: label frees what it took.
-                let _ = self.__kmem_cache_free_bulk(s, &mut p[i..i + j]);
-                failed = Some(e);
-            }
+        let rest = if failed.is_none() && i < p.len() {
+            self.__kmem_cache_alloc_bulk(s, gfp, &mut p[i..], cpu)
+        } else {
+            Ok(())
+        };
+        if let Err((j, e)) = rest {
+            // __kmem_cache_alloc_bulk()'s error: label frees what it took.
+            let _ = self.__kmem_cache_free_bulk(s, &mut p[i..i + j]);
+            failed = Some(e);
         }
         if let Some(e) = failed {
             let _ = self.__kmem_cache_free_bulk(s, &mut p[..i]);
