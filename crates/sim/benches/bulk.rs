@@ -200,8 +200,24 @@ fn benches(c: &mut Criterion) {
     m.run(|mm| mm.kmem_cache_destroy(r).unwrap());
     let m = machine(SlabPercpu::Sheaves);
     let r = cache(&m);
-    pair_group(c, &m, r, "kmem_cache_bulk_16_sheaves", OPS[4].1, OPS[5].1, 16);
-    pair_group(c, &m, r, "kmem_cache_bulk_128_sheaves", OPS[6].1, OPS[7].1, 128);
+    pair_group(
+        c,
+        &m,
+        r,
+        "kmem_cache_bulk_16_sheaves",
+        OPS[4].1,
+        OPS[5].1,
+        16,
+    );
+    pair_group(
+        c,
+        &m,
+        r,
+        "kmem_cache_bulk_128_sheaves",
+        OPS[6].1,
+        OPS[7].1,
+        128,
+    );
     m.run(|mm| mm.kmem_cache_destroy(r).unwrap());
 }
 

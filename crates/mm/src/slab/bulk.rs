@@ -47,6 +47,9 @@ const LOOKAHEAD: usize = 3;
 /// duplicates at a time (a sorted copy of that many on the stack).
 const DUP_WINDOW: usize = 256;
 
+/// The window for short arrays (a smaller copy to set up).
+const SMALL_DUP_WINDOW: usize = 32;
+
 impl<P: Platform> Mm<P> {
     /// `kmem_cache_alloc_bulk(cache, gfp, size, p)`: fill all of `p` with objects of the
     /// cache, or none. Returns `p.len()`; on failure every object taken is freed again, `p`
@@ -432,9 +435,9 @@ impl<P: Platform> Mm<P> {
         Ok(())
     }
 
-    /// Objects named twice in `objects` (checked `DUP_WINDOW` at a time, in a sorted
-    /// copy on the stack): each later copy is refused with the hardened freelist's report
-    /// and removed, the order of the rest kept. Returns how many are left.
+    /// Objects named twice in `objects` (compared `DUP_WINDOW` at a time, through a
+    /// sorted copy on the stack): each later copy is refused with the hardened freelist's
+    /// report and removed, the order of the rest kept. Returns how many are left.
     fn refuse_duplicates(
         &self,
         s: &KmemCache,
@@ -445,30 +448,48 @@ impl<P: Platform> Mm<P> {
         let mut start = 0;
         while start < objects.len() {
             let end = (start + DUP_WINDOW).min(objects.len());
-            let mut sorted = [0u64; DUP_WINDOW];
-            let window = &mut sorted[..end - start];
-            for (w, o) in window.iter_mut().zip(&objects[start..end]) {
-                *w = o.0;
-            }
-            window.sort_unstable();
-            let has_dup = window.windows(2).any(|w| w[0] == w[1]);
-            // seen[k]: the object whose first place in `window` is k was met already.
-            let mut seen = [false; DUP_WINDOW];
-            for i in start..end {
-                let object = objects[i];
-                let twice = has_dup && {
-                    let k = window.partition_point(|&w| w < object.0);
-                    core::mem::replace(&mut seen[k], true)
-                };
-                if twice {
-                    let e = self.naive_double_free(s, object.0);
-                    *result = core::mem::replace(result, Ok(())).and(Err(e));
-                    continue;
-                }
-                objects[kept] = object;
-                kept += 1;
-            }
+            kept = if end - start <= SMALL_DUP_WINDOW {
+                self.refuse_duplicates_in::<SMALL_DUP_WINDOW>(s, objects, start..end, kept, result)
+            } else {
+                self.refuse_duplicates_in::<DUP_WINDOW>(s, objects, start..end, kept, result)
+            };
             start = end;
+        }
+        kept
+    }
+
+    /// [`Mm::refuse_duplicates`] for the window `range` (at most `N` objects): its objects
+    /// but the later copies moved down to `objects[kept..]`; returns the new `kept`.
+    fn refuse_duplicates_in<const N: usize>(
+        &self,
+        s: &KmemCache,
+        objects: &mut [VirtAddr],
+        range: core::ops::Range<usize>,
+        mut kept: usize,
+        result: &mut Result<(), SlabError>,
+    ) -> usize {
+        let mut sorted = [0u64; N];
+        let window = &mut sorted[..range.len()];
+        for (w, o) in window.iter_mut().zip(&objects[range.clone()]) {
+            *w = o.0;
+        }
+        window.sort_unstable();
+        let has_dup = window.windows(2).any(|w| w[0] == w[1]);
+        // seen[k]: the object whose first place in `window` is k was met already.
+        let mut seen = [false; N];
+        for i in range {
+            let object = objects[i];
+            let twice = has_dup && {
+                let k = window.partition_point(|&w| w < object.0);
+                core::mem::replace(&mut seen[k], true)
+            };
+            if twice {
+                let e = self.naive_double_free(s, object.0);
+                *result = core::mem::replace(result, Ok(())).and(Err(e));
+                continue;
+            }
+            objects[kept] = object;
+            kept += 1;
         }
         kept
     }

@@ -423,7 +423,12 @@ fn on0<R>(m: &Machine, f: impl FnOnce(&Mm<SimPlatform>) -> R) -> R {
 /// CPU 0's main sheaf size, spare size, and the barn's full and empty sheaves.
 fn pcs_state(m: &Machine, r: KmemCacheRef) -> (u32, Option<u32>, u32, u32) {
     let info = m.mm().sheaves_info(r).unwrap();
-    (info.cpus[0].0, info.cpus[0].1, info.barn_full, info.barn_empty)
+    (
+        info.cpus[0].0,
+        info.cpus[0].1,
+        info.barn_full,
+        info.barn_empty,
+    )
 }
 
 #[test]
@@ -459,14 +464,21 @@ fn bulk_alloc_drains_the_main_sheaf_first_in_the_kernels_order() {
     // alloc_from_pcs_bulk(): memcpy(p, main->objects + main->size - 2, 2).
     let two = on0(&m, |mm| {
         let mut two = [VirtAddr(0); 2];
-        assert_eq!(mm.kmem_cache_alloc_bulk(r, Gfp::GFP_KERNEL, &mut two), Ok(2));
+        assert_eq!(
+            mm.kmem_cache_alloc_bulk(r, Gfp::GFP_KERNEL, &mut two),
+            Ok(2)
+        );
         two
     });
     assert_eq!(two, [b, c], "the top of the main sheaf, in slot order");
     assert_eq!(pcs_state(&m, r).0, 1);
     on0(&m, |mm| {
         assert_eq!(stat(mm, r, StatItem::AllocPcs), pcs0 + 2);
-        assert_eq!(stat(mm, r, StatItem::AllocFastpath), fast0, "no slab touched");
+        assert_eq!(
+            stat(mm, r, StatItem::AllocFastpath),
+            fast0,
+            "no slab touched"
+        );
         assert_eq!(stat(mm, r, StatItem::AllocSlowpath), slow0);
     });
     // Three more: a from the main sheaf; no spare and no full sheaf in the barn
@@ -476,7 +488,10 @@ fn bulk_alloc_drains_the_main_sheaf_first_in_the_kernels_order() {
     let three = on0(&m, |mm| {
         let fail0 = stat(mm, r, StatItem::BarnGetFail);
         let mut three = [VirtAddr(0); 3];
-        assert_eq!(mm.kmem_cache_alloc_bulk(r, Gfp::GFP_KERNEL, &mut three), Ok(3));
+        assert_eq!(
+            mm.kmem_cache_alloc_bulk(r, Gfp::GFP_KERNEL, &mut three),
+            Ok(3)
+        );
         assert_eq!(stat(mm, r, StatItem::AllocPcs), pcs0 + 3);
         assert_eq!(stat(mm, r, StatItem::BarnGetFail), fail0 + 1);
         assert_eq!(
@@ -541,7 +556,10 @@ fn bulk_alloc_spans_main_spare_and_barn_then_falls_back_to_the_slab() {
             mm.kmem_cache_alloc_bulk(r, Gfp::GFP_KERNEL, &mut objs),
             Ok(objs.len())
         );
-        assert_eq!(stat(mm, r, StatItem::AllocPcs) - before[0], in_sheaves as u64);
+        assert_eq!(
+            stat(mm, r, StatItem::AllocPcs) - before[0],
+            in_sheaves as u64
+        );
         assert_eq!(stat(mm, r, StatItem::BarnGet) - before[1], full as u64);
         assert_eq!(stat(mm, r, StatItem::BarnGetFail) - before[2], 1);
         assert_eq!(
@@ -672,7 +690,10 @@ fn a_corrupted_sheaf_fails_a_bulk_allocation_and_is_not_followed() {
         (mm.kmem_cache_alloc_bulk(r, Gfp::GFP_KERNEL, &mut arr), arr)
     });
     assert!(e.is_err(), "a wild pointer was handed out: {arr:?}");
-    assert!(arr.iter().all(|&p| p == VirtAddr(0)), "nothing is handed out");
+    assert!(
+        arr.iter().all(|&p| p == VirtAddr(0)),
+        "nothing is handed out"
+    );
     assert_eq!(m.mm().take_oopses(), 1);
     let console = m.take_console().join("\n");
     assert!(console.contains("general protection fault"), "{console}");

@@ -46,7 +46,11 @@ impl<P: Platform> Mm<P> {
 
     /// This CPU's main sheaf, or the report of a corrupted one (dropped).
     #[inline(always)]
-    pub(super) fn main_view(&self, s: &KmemCache, pcs: &SlubPercpuSheaves) -> Result<SheafView, SlabError> {
+    pub(super) fn main_view(
+        &self,
+        s: &KmemCache,
+        pcs: &SlubPercpuSheaves,
+    ) -> Result<SheafView, SlabError> {
         let va = pcs.main.load(Relaxed);
         match self.sheaf_view(s, va) {
             Some(v) => Ok(v),
