@@ -25,6 +25,17 @@
 //! pointer is reported and left out; the others are freed, and the first error is returned.
 //! `init_on_free` wipes each object, as `slab_free_freelist_hook()` does.
 //!
+//! With per-CPU sheaves ([`crate::slab::sheaf`], `--slab-percpu sheaves`) both follow
+//! Linux 6.18 instead: `kmem_cache_alloc_bulk_noprof()` takes what `alloc_from_pcs_bulk()`
+//! can give, then `__kmem_cache_alloc_bulk()` the rest (on failure everything goes
+//! straight back to the slabs through `__kmem_cache_free_bulk()`), and
+//! `kmem_cache_free_bulk()` of a cache with sheaves runs `free_to_pcs_bulk()`: the same
+//! per-pointer checks and reports as above (a refused pointer replaced by the array's
+//! last, as its `slab_free_hook()` loop does; duplicates compared 256 at a time), the
+//! `init_on_free` wipe, then the sheaves and, for what they cannot take,
+//! `__kmem_cache_free_bulk()` (detached freelists without the hooks). `kfree_bulk()` never
+//! uses sheaves (its cache is NULL), as in 6.18.
+//!
 //! Tracing: Linux 6.6 emits no `kmem_cache_alloc` / `kmem_cache_free` event per object on
 //! the bulk paths (only the single entry points call `trace_kmem_cache_alloc` and
 //! `trace_kmem_cache_free`); kmemlab's slab paths emit none either.

@@ -29,7 +29,8 @@
 //!   (`barn_get_empty_sheaf`, `barn_put_empty_sheaf`, `barn_put_full_sheaf`,
 //!   `barn_replace_empty_sheaf`, `barn_replace_full_sheaf`, `barn_shrink`), `refill_sheaf()`,
 //!   `alloc_full_sheaf()`, `sheaf_flush_main()` (batches of `PCS_BATCH_MAX`),
-//!   `sheaf_flush_unused()`, `pcs_flush_all()` from `flush_cpu_slab()`, `pcs_destroy()`.
+//!   `sheaf_flush_unused()`, `pcs_flush_all()` from `flush_cpu_slab()`, `pcs_destroy()`;
+//!   for the bulk calls, `alloc_from_pcs_bulk()` and `free_to_pcs_bulk()`.
 //! * Behind the sheaves sits the 6.6 per-CPU slab of [`crate::slab::slub`], as it did in
 //!   6.18: a refill is `__kmem_cache_alloc_bulk()`, here that many allocations through the
 //!   CPU slab (all or nothing, as the bulk call), and a flush is `__kmem_cache_free_bulk()`,
