@@ -383,7 +383,19 @@ impl<P: Platform> Mm<P> {
                 continue;
             };
             let same = self.gather_slab_objects(&mut p[..size], pfn);
-            let freed = self.free_detached_list(s, pfn, &p[same..size], false);
+            // A pointer named twice more than DUP_WINDOW apart must not be linked twice.
+            let group = &mut p[same..size];
+            group.sort_unstable();
+            let mut kept = 0;
+            for i in 0..group.len() {
+                if kept > 0 && group[kept - 1] == group[i] {
+                    result = result.and(Err(self.naive_double_free(s, group[i].0)));
+                    continue;
+                }
+                group[kept] = group[i];
+                kept += 1;
+            }
+            let freed = self.free_detached_list(s, pfn, &group[..kept], false);
             result = result.and(freed);
             size = same;
         }

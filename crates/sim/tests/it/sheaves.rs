@@ -709,3 +709,48 @@ fn a_corrupted_sheaf_fails_a_bulk_allocation_and_is_not_followed() {
     assert!(objs.len() == 4);
     assert_eq!(m.mm().take_oopses(), 0);
 }
+
+#[test]
+fn a_duplicate_in_a_long_bulk_free_is_reported_and_the_rest_freed() {
+    let m = sheaves_machine(1, true);
+    let r = m
+        .run(|mm| mm.kmem_cache_create("sheaf_bulk_dup", 64, 0, SlabFlags::empty(), None))
+        .unwrap();
+    m.take_console();
+    let bugs = || {
+        m.mm()
+            .events()
+            .bug_slab
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = bugs();
+    let result = m.run(|mm| {
+        let mut objs = vec![VirtAddr(0); 300];
+        mm.kmem_cache_alloc_bulk(r, Gfp::GFP_KERNEL, &mut objs)
+            .unwrap();
+        // Named twice, 197 apart, in the sorted window of 256.
+        objs.insert(200, objs[3]);
+        mm.kmem_cache_free_bulk(r, &mut objs)
+    });
+    assert!(result.is_err(), "{result:?}");
+    assert_eq!(bugs(), before + 1);
+    let console = m.take_console();
+    assert!(
+        console
+            .iter()
+            .any(|l| l.starts_with("kernel BUG at mm/slub.c:")),
+        "{console:?}"
+    );
+    m.mm().check().unwrap();
+    // Nothing was freed twice: 400 objects now are 400 distinct ones.
+    m.run(|mm| {
+        let mut objs = vec![VirtAddr(0); 400];
+        mm.kmem_cache_alloc_bulk(r, Gfp::GFP_KERNEL, &mut objs)
+            .unwrap();
+        let unique: std::collections::HashSet<_> = objs.iter().collect();
+        assert_eq!(unique.len(), 400);
+        mm.kmem_cache_free_bulk(r, &mut objs).unwrap();
+        mm.kmem_cache_destroy(r).unwrap();
+    });
+    m.mm().check().unwrap();
+}
