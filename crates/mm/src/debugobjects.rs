@@ -84,7 +84,10 @@ impl<P: Platform> Mm<P> {
         hook: FreeHook<P>,
     ) -> Result<FreeHookId, FreeHooksFull> {
         let hooks = &mut self.debugobjects.hooks;
-        let slot = hooks.iter().position(Option::is_none).ok_or(FreeHooksFull)?;
+        let slot = hooks
+            .iter()
+            .position(Option::is_none)
+            .ok_or(FreeHooksFull)?;
         hooks[slot] = Some(hook);
         Ok(FreeHookId(slot as u8))
     }

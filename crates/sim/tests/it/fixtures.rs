@@ -107,10 +107,11 @@ impl MachineBuilder {
         self
     }
 
-    /// `init_on_alloc=` and `init_on_free=`, the other slab options as they are.
+    /// `init_on_alloc=` and `init_on_free=` (the page allocator's boot options, which
+    /// the slab follows).
     pub fn init_on(mut self, alloc: bool, free: bool) -> MachineBuilder {
-        self.config.slab.init_on_alloc = alloc;
-        self.config.slab.init_on_free = free;
+        self.config.init_on_alloc = alloc;
+        self.config.init_on_free = free;
         self
     }
 
