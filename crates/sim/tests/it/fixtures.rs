@@ -262,11 +262,11 @@ pub fn allowed_zones(profile: Profile, gfp: Gfp) -> Vec<ZoneType> {
 }
 
 /// Free pages (in buddy blocks) inside `[start, start + n)`, from page state.
-pub fn free_pages_in(mm: &Mm<SimPlatform>, start: u64, n: u64) -> u64 {
+pub fn free_pages_in(mm: &Mm<SimPlatform>, start: Pfn, n: u64) -> u64 {
     let mut pfn = start;
     let mut free = 0;
     while pfn < start + n {
-        match mm.pfn_to_page(Pfn(pfn)) {
+        match mm.pfn_to_page(pfn) {
             Ok(page) if page.is_buddy() => {
                 let len = 1u64 << page.order();
                 free += len.min(start + n - pfn);
