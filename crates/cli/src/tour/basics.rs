@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::output::addr;
 
 use super::Tour;
-use crate::commands::vmalloc::{mapped_pfns, runs};
+use crate::commands::vmalloc::{mapped_pfns, raw_pfns, runs};
 use crate::describe::{page_info, zones};
 
 pub(super) fn memory_map(t: &mut Tour, machine: &Machine) {
@@ -473,7 +473,7 @@ fn kmalloc_object(t: &mut Tour, machine: &Machine) {
     t.fact(
         "kmalloc_object",
         json!({"virt": addr(p.0), "phys": walked.as_ref().ok().map(|&a| addr(a)), "page_offset": addr(page_offset),
-            "pfns": pfns.as_ref().ok(), "phys_runs": runs}),
+            "pfns": pfns.as_ref().ok().map(|p| raw_pfns(p)), "phys_runs": runs}),
     );
     if let Err(e) = machine.run(|mm| mm.kfree(p)) {
         t.line(format!("kfree: {e}"));
