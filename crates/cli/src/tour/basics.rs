@@ -166,6 +166,7 @@ fn try_alloc(
     Ok((r, machine.take_console()))
 }
 
+/// `__free_pages()` of the `2^order` block at `pfn`.
 fn free(machine: &Machine, pfn: Pfn, order: u32) -> Result<(), String> {
     machine.run(|mm| {
         let page = mm.pfn_to_page(pfn).map_err(|e| e.to_string())?;
