@@ -32,6 +32,7 @@ pub struct Pfn(pub u64);
 
 impl PhysAddr {
     /// The frame that holds this address (`PHYS_PFN`).
+    #[inline]
     pub const fn pfn(self) -> Pfn {
         Pfn(self.0 >> PAGE_SHIFT)
     }
@@ -39,36 +40,43 @@ impl PhysAddr {
 
 impl Pfn {
     /// The physical address of the first byte of this frame (`PFN_PHYS`).
+    #[inline]
     pub const fn phys(self) -> PhysAddr {
         PhysAddr(self.0 << PAGE_SHIFT)
     }
 
     /// The frame number as a plain integer, for printing and for words stored in RAM.
+    #[inline]
     pub const fn raw(self) -> u64 {
         self.0
     }
 
     /// Is this frame the first of a naturally aligned block of `2^order` pages?
+    #[inline]
     pub const fn is_aligned(self, order: u32) -> bool {
         self.0 & ((1 << order) - 1) == 0
     }
 
     /// The first frame of the `2^order`-page block holding this one (`ALIGN_DOWN`).
+    #[inline]
     pub const fn align_down(self, order: u32) -> Pfn {
         Pfn(self.0 & !((1 << order) - 1))
     }
 
     /// The buddy of the `2^order` block starting here (`__find_buddy_pfn`).
+    #[inline]
     pub const fn buddy(self, order: u32) -> Pfn {
         Pfn(self.0 ^ (1 << order))
     }
 
     /// The frames from `self` up to, not including, `end`.
+    #[inline]
     pub fn range_to(self, end: Pfn) -> impl DoubleEndedIterator<Item = Pfn> + Clone {
         (self.0..end.0).map(Pfn)
     }
 
     /// `self + n`, or `None` on overflow.
+    #[inline]
     pub const fn checked_add(self, n: u64) -> Option<Pfn> {
         match self.0.checked_add(n) {
             Some(v) => Some(Pfn(v)),
@@ -79,12 +87,14 @@ impl Pfn {
 
 impl core::ops::Add<u64> for Pfn {
     type Output = Pfn;
+    #[inline]
     fn add(self, n: u64) -> Pfn {
         Pfn(self.0 + n)
     }
 }
 
 impl core::ops::AddAssign<u64> for Pfn {
+    #[inline]
     fn add_assign(&mut self, n: u64) {
         self.0 += n;
     }
@@ -92,6 +102,7 @@ impl core::ops::AddAssign<u64> for Pfn {
 
 impl core::ops::Sub<u64> for Pfn {
     type Output = Pfn;
+    #[inline]
     fn sub(self, n: u64) -> Pfn {
         Pfn(self.0 - n)
     }
@@ -100,37 +111,44 @@ impl core::ops::Sub<u64> for Pfn {
 /// The number of frames between two frame numbers.
 impl core::ops::Sub<Pfn> for Pfn {
     type Output = u64;
+    #[inline]
     fn sub(self, other: Pfn) -> u64 {
         self.0 - other.0
     }
 }
 
 impl fmt::Debug for PhysAddr {
+    #[inline]
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:#x}", self.0)
     }
 }
 impl fmt::Display for PhysAddr {
+    #[inline]
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:#x}", self.0)
     }
 }
 impl fmt::Debug for VirtAddr {
+    #[inline]
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:#x}", self.0)
     }
 }
 impl fmt::Display for VirtAddr {
+    #[inline]
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:#x}", self.0)
     }
 }
 impl fmt::Debug for Pfn {
+    #[inline]
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:#x}", self.0)
     }
 }
 impl fmt::Display for Pfn {
+    #[inline]
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:#x}", self.0)
     }
@@ -181,6 +199,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[inline]
     fn get_order_matches_kernel() {
         assert_eq!(get_order(1), 0);
         assert_eq!(get_order(4096), 0);
@@ -192,6 +211,7 @@ mod tests {
     }
 
     #[test]
+    #[inline]
     fn int_sqrt_is_floor() {
         for x in [
             0u64,
@@ -212,6 +232,7 @@ mod tests {
     }
 
     #[test]
+    #[inline]
     fn fls_and_align() {
         assert_eq!(fls(0), 0);
         assert_eq!(fls(1), 1);

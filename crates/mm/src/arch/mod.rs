@@ -186,6 +186,7 @@ impl Layout {
     }
 
     /// `__pa()`: the physical address behind a direct-map address.
+    #[inline]
     pub const fn virt_to_phys(&self, virt: u64) -> Option<u64> {
         let off = virt.wrapping_sub(self.page_offset);
         if virt >= self.page_offset && off < self.direct_map_end_phys {

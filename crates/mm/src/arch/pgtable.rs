@@ -15,11 +15,11 @@
 //! frame that is not RAM.
 
 use core::fmt;
-use core::sync::atomic::Ordering::Relaxed;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use super::Profile;
 use crate::addr::{PhysAddr, PAGE_SIZE};
-use crate::mem::BadAccess;
+use crate::mem::{BadAccess, RamArray};
 use crate::platform::Platform;
 use crate::Mm;
 
@@ -89,6 +89,7 @@ pub struct Level {
 
 impl Level {
     /// Bytes one entry covers.
+    #[inline]
     pub const fn entry_span(&self) -> u64 {
         1 << self.shift
     }
@@ -99,6 +100,7 @@ impl Level {
     }
 
     /// The index of `va`'s entry in a table of this level.
+    #[inline]
     pub const fn index(&self, va: u64) -> usize {
         ((va >> self.shift) & ((1 << self.bits) - 1)) as usize
     }
@@ -329,6 +331,21 @@ impl<P: Platform> Mm<P> {
         } else {
             Ok(u64::from(self.ram().atomic_u32(at)?.load(Relaxed)))
         }
+    }
+
+    /// The whole table at `table`, checked once, for a walker that scans it entry by
+    /// entry: `None` if it is not a page of RAM (the walker then reads the entry with
+    /// [`Mm::pt_entry`], which reports it).
+    pub(crate) fn pt_table(&self, table: PhysAddr) -> Option<PtTable> {
+        if !table.0.is_multiple_of(PAGE_SIZE as u64) {
+            return None;
+        }
+        let ram = self.ram();
+        Some(if self.paging().entry_size == 8 {
+            PtTable::Wide(ram.array(table.0, PAGE_SIZE as u64 / 8).ok()?)
+        } else {
+            PtTable::Narrow(ram.array(table.0, PAGE_SIZE as u64 / 4).ok()?)
+        })
     }
 
     /// Entry `index` of the table at `table`. A table that is not RAM (a corrupted entry
@@ -562,6 +579,27 @@ impl fmt::Display for PtCorrupt {
 }
 
 impl core::error::Error for PtCorrupt {}
+
+/// A page-table page seen as its entries ([`Mm::pt_table`]): 512 64-bit or 1024 32-bit
+/// words, each read with one atomic load (`READ_ONCE`), as the MMU reads them.
+pub(crate) enum PtTable {
+    /// 64-bit entries (x86_64, PAE).
+    Wide(RamArray<AtomicU64>),
+    /// 32-bit entries (i386 2-level).
+    Narrow(RamArray<AtomicU32>),
+}
+
+impl PtTable {
+    /// Is entry `index` present (`_PAGE_PRESENT`)? An index past the table is not.
+    #[inline]
+    pub(crate) fn is_present(&self, index: usize) -> bool {
+        let entry = match self {
+            PtTable::Wide(t) => t.get(index as u64).map(|e| e.load(Relaxed)),
+            PtTable::Narrow(t) => t.get(index as u64).map(|e| u64::from(e.load(Relaxed))),
+        };
+        entry.is_some_and(|e| e & _PAGE_PRESENT != 0)
+    }
+}
 
 /// Check and decode `entry` at `level` of `mode` as a kernel walk does: reserved bits
 /// first, then a leaf's frame (below `ram_end`, the end of memory: a leaf over a hole, as

@@ -264,8 +264,15 @@ impl<P: Platform> Mm<P> {
         let span = l.entry_span();
         let mut tables = 0;
         let mut va = start & !(span - 1);
+        // Empty entries are skipped with one load each; the others are decoded and
+        // checked by `pt_entry`, which also reports a table that is not RAM.
+        let entries = self.pt_table(table);
         while va < end {
-            match self.pt_entry(table, level, va) {
+            let entry = match &entries {
+                Some(t) if !t.is_present(l.index(va)) => Ok(PtEntry::None),
+                _ => self.pt_entry(table, level, va),
+            };
+            match entry {
                 Ok(PtEntry::Leaf { frame, .. }) => leaf(va, frame.0, span),
                 Ok(PtEntry::Table(_)) if *budget == 0 => tables += 1,
                 Ok(PtEntry::Table(child)) => {
