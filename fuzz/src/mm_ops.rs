@@ -431,9 +431,9 @@ impl State {
             holes: vec![Hole::LEGACY],
             slab: SlabConfig {
                 debug,
-                init_on_free: config.init_on_free,
                 ..SlabConfig::default()
             },
+            init_on_free: config.init_on_free,
             ..MachineConfig::default()
         })
         .expect("a 64 MiB machine boots");

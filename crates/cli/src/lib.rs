@@ -215,8 +215,6 @@ impl MachineArgs {
             holes,
             slab: SlabConfig {
                 debug: self.slab_debug.unwrap_or_default(),
-                init_on_alloc: self.init_on_alloc,
-                init_on_free: self.init_on_free,
                 kmalloc_sizes: self.kmalloc_sizes,
                 slub_stats: self.slub_stats,
                 nomerge: self.slab_nomerge,
@@ -224,6 +222,8 @@ impl MachineArgs {
                 percpu: self.slab_percpu,
                 ..SlabConfig::default()
             },
+            init_on_alloc: self.init_on_alloc,
+            init_on_free: self.init_on_free,
             thp: self.thp,
             sysctls: self.sysctls.clone(),
         }

@@ -34,8 +34,16 @@ pub struct BootConfig {
     pub profile: Profile,
     /// The seed for every random choice the kernel makes.
     pub seed: u64,
-    /// The slab allocator's options (`slab_debug=`, hardening, init_on_alloc/free).
+    /// The slab allocator's options (`slab_debug=`, hardening, size classes, per-CPU
+    /// layer).
     pub slab: crate::slab::SlabConfig,
+    /// `init_on_alloc=1` (the early param of `mm/mm_init.c`, `early_init_on_alloc()`):
+    /// page and slab allocations come zeroed. Off by default, as without
+    /// `CONFIG_INIT_ON_ALLOC_DEFAULT_ON`.
+    pub init_on_alloc: bool,
+    /// `init_on_free=1` (`early_init_on_free()`): pages and slab objects are wiped when
+    /// freed. Off by default, as without `CONFIG_INIT_ON_FREE_DEFAULT_ON`.
+    pub init_on_free: bool,
     /// The swiotlb bounce-buffer pool (`swiotlb=`).
     pub swiotlb: crate::dma::SwiotlbConfig,
     /// `CONFIG_DMA_API_DEBUG` (on; `dma_debug=off` turns it off).
@@ -51,6 +59,8 @@ impl Default for BootConfig {
             profile: Profile::X86_64,
             seed: 0,
             slab: crate::slab::SlabConfig::default(),
+            init_on_alloc: false,
+            init_on_free: false,
             swiotlb: crate::dma::SwiotlbConfig::default(),
             dma_debug: true,
             thp: crate::sysctl::Thp::Never,
@@ -121,11 +131,7 @@ impl<P: Platform> Mm<P> {
             memblock,
             mem_map: MemMap::empty(),
             percpu: PerCpuAreas::empty(),
-            page_alloc: crate::page_alloc::PageAlloc::new(
-                &types,
-                config.thp,
-                (config.slab.init_on_alloc, config.slab.init_on_free),
-            ),
+            page_alloc: crate::page_alloc::PageAlloc::new(&types, config.thp),
             vmstat: crate::vmstat::VmStat::new(),
             vmscan: crate::vmscan::Vmscan::new(),
             arch: crate::arch::ArchMm::new(),
@@ -140,6 +146,9 @@ impl<P: Platform> Mm<P> {
         mm.init_mem_mapping()?;
         mm.swiotlb_init(config.swiotlb)?;
         mm.memmap_init(end_pfn);
+        // mm_core_init() (6.6): mem_debugging_and_hardening_init() before mem_init()
+        // hands memblock's pages to the buddy allocator.
+        mm.mem_debugging_and_hardening_init(&config);
         mm.memblock_free_all();
         mm.build_zonelists();
         mm.init_per_zone_wmark_min();
@@ -153,6 +162,18 @@ impl<P: Platform> Mm<P> {
         mm.dma_debug_setup(config.dma_debug);
         mm.page_alloc_booted();
         Ok(mm)
+    }
+
+    /// `mem_debugging_and_hardening_init()` (`mm/mm_init.c`, 6.6): turn the early params
+    /// `init_on_alloc=` / `init_on_free=` into the page allocator's static keys. Of what
+    /// 6.6 decides here only these two apply: kmemlab has no `CONFIG_PAGE_POISONING`
+    /// (which would override both, "mem auto-init: CONFIG_PAGE_POISONING is on, will
+    /// take precedence over init_on_alloc and init_on_free"), no KMSAN and no
+    /// `debug_pagealloc`, and checks every page as `check_pages_enabled` would. With both
+    /// on, both keys are on and nothing is printed: `init_on_free` wins only in
+    /// `post_alloc_hook()`, which skips the zeroing of pages wiped when they were freed.
+    fn mem_debugging_and_hardening_init(&mut self, config: &BootConfig) {
+        self.set_init_on_keys(config.init_on_alloc, config.init_on_free);
     }
 
     /// e820 → memblock: add the platform's RAM within the profile's reach, drop page 0

@@ -68,16 +68,17 @@ fn locked_heap(bytes: usize) -> LockedHeap<32> {
     heap
 }
 
-/// Whether the page at `pfn` (allocated during [`fragment`]'s fill) stays allocated: one
-/// page at a pseudo-random offset in each pageblock, except in every
-/// `FREE_BLOCK_STRIDE`-th pageblock, which is freed whole.
-fn pinned(pfn: u64) -> bool {
-    let block = pfn / PAGEBLOCK_PAGES;
+/// Whether frame number `frame` (allocated during [`fragment`]'s fill) stays allocated:
+/// one page at a pseudo-random offset in each pageblock, except in every
+/// `FREE_BLOCK_STRIDE`-th pageblock, which is freed whole. A plain number because the
+/// same rule picks kmemlab's PFNs ([`kmemlab_mm::Pfn::raw`]) and the peer's frames.
+fn pinned(frame: u64) -> bool {
+    let block = frame / PAGEBLOCK_PAGES;
     if block & (FREE_BLOCK_STRIDE - 1) == 0 {
         return false;
     }
     let offset = block.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 55; // 0..512
-    pfn % PAGEBLOCK_PAGES == offset
+    frame % PAGEBLOCK_PAGES == offset
 }
 
 /// Fragment memory, the same way for kmemlab and the peer.
@@ -99,7 +100,7 @@ fn fragment(mm: &kmemlab_mm::Mm<kmemlab_sim::SimPlatform>) {
     let total = pages.len();
     let mut kept = 0usize;
     for page in pages {
-        if pinned(mm.page_to_pfn(page).0) {
+        if pinned(mm.page_to_pfn(page).raw()) {
             kept += 1;
         } else {
             mm.__free_pages(page, 0).expect("free");

@@ -191,7 +191,9 @@ pub enum Event {
     CacheFree(SlabFree),
     /// `mm_page_alloc`.
     PageAlloc {
-        /// The page frame number, `None` when the allocation failed (`page=(null)`).
+        /// The traced machine's page frame number, `None` when the allocation failed
+        /// (`page=(null)`). A plain `u64`, not [`kmemlab_mm::Pfn`]: it names a frame of
+        /// the traced kernel, never one of the replaying machine.
         pfn: Option<u64>,
         /// The block's order.
         order: u32,
@@ -202,7 +204,7 @@ pub enum Event {
     },
     /// `mm_page_free` (order as traced) or `mm_page_free_batched` (order 0).
     PageFree {
-        /// The page frame number.
+        /// The traced machine's page frame number (a plain `u64`, as in `PageAlloc`).
         pfn: u64,
         /// The block's order.
         order: u32,

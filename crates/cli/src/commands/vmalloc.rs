@@ -293,15 +293,15 @@ fn area_value(mm: &Mm<SimPlatform>, addr: VirtAddr) -> Value {
     }
 }
 
-fn area_pfns(mm: &Mm<SimPlatform>, a: &VmArea) -> Vec<u64> {
+fn area_pfns(mm: &Mm<SimPlatform>, a: &VmArea) -> Vec<Pfn> {
     let mut pfns = Vec::new();
-    let _ = mm.vm_area_pfns(a.addr, |p| pfns.push(p.0));
+    let _ = mm.vm_area_pfns(a.addr, |p| pfns.push(p));
     pfns
 }
 
 /// Physically contiguous runs of PFNs, in order: `(first, length)`.
-pub fn runs(pfns: &[u64]) -> Vec<(u64, u64)> {
-    let mut out: Vec<(u64, u64)> = Vec::new();
+pub fn runs(pfns: &[Pfn]) -> Vec<(Pfn, u64)> {
+    let mut out: Vec<(Pfn, u64)> = Vec::new();
     for &p in pfns {
         match out.last_mut() {
             Some((first, len)) if *first + *len == p => *len += 1,
@@ -311,11 +311,16 @@ pub fn runs(pfns: &[u64]) -> Vec<(u64, u64)> {
     out
 }
 
+/// PFNs as the plain numbers JSON output shows.
+pub fn raw_pfns(pfns: &[Pfn]) -> Vec<u64> {
+    pfns.iter().map(|p| p.raw()).collect()
+}
+
 /// Pages per zone.
-fn zones(mm: &Mm<SimPlatform>, pfns: &[u64]) -> BTreeMap<&'static str, u64> {
+fn zones(mm: &Mm<SimPlatform>, pfns: &[Pfn]) -> BTreeMap<&'static str, u64> {
     let mut z = BTreeMap::new();
     for &p in pfns {
-        if let Ok(page) = mm.pfn_to_page(Pfn(p)) {
+        if let Ok(page) = mm.pfn_to_page(p) {
             *z.entry(mm.page_zone(page).name()).or_insert(0) += 1;
         }
     }
@@ -354,9 +359,9 @@ pub fn vmalloc_info(mm: &Mm<SimPlatform>, addr: VirtAddr) -> Option<Value> {
         .take(8)
         .map(|(p, n)| {
             if *n == 1 {
-                format!("{p:#x}")
+                format!("{:#x}", p.raw())
             } else {
-                format!("{p:#x}+{n}")
+                format!("{:#x}+{n}", p.raw())
             }
         })
         .collect();
@@ -382,9 +387,9 @@ pub fn vmalloc_info(mm: &Mm<SimPlatform>, addr: VirtAddr) -> Option<Value> {
         "size": a.usable_size(),
         "end": addr_json(end),
         "guard": opt_addr(guard),
-        "pfns": pfns,
+        "pfns": raw_pfns(&pfns),
         "phys_runs": runs.len(),
-        "runs": runs,
+        "runs": runs.iter().map(|&(p, n)| (p.raw(), n)).collect::<Vec<_>>(),
         "zones": zones,
         "page_tables": tables.len(),
         "leaf_size": leaf_size,
@@ -397,16 +402,14 @@ pub fn vmalloc_info(mm: &Mm<SimPlatform>, addr: VirtAddr) -> Option<Value> {
 /// The PFN behind each page of `[addr, addr + size)`, found by walking the kernel page
 /// tables page by page (`kernel_translate`, as [`Mm::vm_area_pfns`] does for vmalloc),
 /// or the first address no page table maps.
-pub fn mapped_pfns(mm: &Mm<SimPlatform>, addr: VirtAddr, size: u64) -> Result<Vec<u64>, u64> {
+pub fn mapped_pfns(mm: &Mm<SimPlatform>, addr: VirtAddr, size: u64) -> Result<Vec<Pfn>, u64> {
     let page = 1u64 << PAGE_SHIFT;
     let first = addr.0 & !(page - 1);
     let last = addr.0.saturating_add(size.max(1) - 1) & !(page - 1);
     (0..=(last - first) >> PAGE_SHIFT)
         .map(|i| {
             let va = first + (i << PAGE_SHIFT);
-            mm.kernel_translate(va)
-                .map(|m| m.phys.0 >> PAGE_SHIFT)
-                .ok_or(va)
+            mm.kernel_translate(va).map(|m| m.phys.pfn()).ok_or(va)
         })
         .collect()
 }
@@ -421,7 +424,7 @@ pub fn kmalloc_extent(mm: &Mm<SimPlatform>, addr: VirtAddr, size: u64) -> serde_
             "size": size,
             "phys_runs": runs(&pfns).len(),
             "zones": zones(mm, &pfns),
-            "pfns": pfns,
+            "pfns": raw_pfns(&pfns),
         }),
         Err(va) => json!({"virt": addr_json(addr.0), "size": size, "unmapped": addr_json(va)}),
     }
@@ -448,9 +451,9 @@ pub fn large_kmalloc_info(mm: &Mm<SimPlatform>, addr: VirtAddr) -> Option<Value>
     };
     let size = (PAGE_SIZE as u64) << order;
     let extent = kmalloc_extent(mm, addr, size);
-    let pfns: Vec<u64> = extent["pfns"]
+    let pfns: Vec<Pfn> = extent["pfns"]
         .as_array()
-        .map(|a| a.iter().filter_map(|p| p.as_u64()).collect())
+        .map(|a| a.iter().filter_map(|p| p.as_u64().map(Pfn)).collect())
         .unwrap_or_default();
     let block = runs(&pfns);
     let text = match block.as_slice() {
@@ -472,7 +475,7 @@ pub fn large_kmalloc_info(mm: &Mm<SimPlatform>, addr: VirtAddr) -> Option<Value>
                 pfns.len(),
                 block.len(),
                 if block.len() == 1 { "" } else { "s" },
-                block[0].0,
+                block[0].0.raw(),
                 zone_text.join(", ")
             )
         }

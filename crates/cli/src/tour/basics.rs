@@ -3,14 +3,14 @@
 
 use kmemlab_mm::mm_init::MEM_MAP_NAME;
 use kmemlab_mm::slab::SlabFlags;
-use kmemlab_mm::{procfs, Context, Gfp, Mm, Page, PAGE_SIZE};
+use kmemlab_mm::{procfs, Context, Gfp, Mm, Page, Pfn, PAGE_SIZE};
 use kmemlab_sim::{format_size, Machine, SimPlatform};
 use serde_json::json;
 
 use crate::output::addr;
 
 use super::Tour;
-use crate::commands::vmalloc::{mapped_pfns, runs};
+use crate::commands::vmalloc::{mapped_pfns, raw_pfns, runs};
 use crate::describe::{page_info, zones};
 
 pub(super) fn memory_map(t: &mut Tour, machine: &Machine) {
@@ -155,34 +155,34 @@ fn try_alloc(
     ctx: Context,
     gfp: Gfp,
     order: u32,
-) -> Result<(Result<u64, String>, Vec<String>), String> {
+) -> Result<(Result<Pfn, String>, Vec<String>), String> {
     let r = machine
         .on_cpu(cpu, ctx, |mm| {
             mm.alloc_pages(gfp, order)
-                .map(|p| mm.page_to_pfn(p).0)
+                .map(|p| mm.page_to_pfn(p))
                 .map_err(|e| e.to_string())
         })
         .map_err(|e| e.to_string())?;
     Ok((r, machine.take_console()))
 }
 
-fn free(machine: &Machine, pfn: u64, order: u32) -> Result<(), String> {
+/// `__free_pages()` of the `2^order` block at `pfn`.
+fn free(machine: &Machine, pfn: Pfn, order: u32) -> Result<(), String> {
     machine.run(|mm| {
-        let page = mm
-            .pfn_to_page(kmemlab_mm::Pfn(pfn))
-            .map_err(|e| e.to_string())?;
+        let page = mm.pfn_to_page(pfn).map_err(|e| e.to_string())?;
         mm.__free_pages(page, order).map_err(|e| e.to_string())
     })
 }
 
-fn describe_block(t: &mut Tour, machine: &Machine, key: &str, pfn: u64, order: u32) {
-    let info = page_info(machine.mm(), kmemlab_mm::Pfn(pfn));
+fn describe_block(t: &mut Tour, machine: &Machine, key: &str, pfn: Pfn, order: u32) {
+    let info = page_info(machine.mm(), pfn);
     let bytes = (PAGE_SIZE as u64) << order;
     let range = match order {
-        0 => format!("pfn {pfn:#x} (1 page, 4K), phys {:#x}", info.phys),
+        0 => format!("pfn {:#x} (1 page, 4K), phys {:#x}", pfn.raw(), info.phys),
         _ => format!(
-            "pfn {pfn:#x}..{:#x} ({} pages, {}), phys {:#x}..{:#x}",
-            pfn + (1 << order) - 1,
+            "pfn {:#x}..{:#x} ({} pages, {}), phys {:#x}..{:#x}",
+            pfn.raw(),
+            (pfn + (1 << order) - 1).raw(),
             1u64 << order,
             format_size(bytes),
             info.phys,
@@ -206,10 +206,10 @@ fn show_block(
     t: &mut Tour,
     machine: &Machine,
     key: &str,
-    result: Result<u64, String>,
+    result: Result<Pfn, String>,
     kernel: &[String],
     order: u32,
-) -> Option<u64> {
+) -> Option<Pfn> {
     match result {
         Ok(pfn) => {
             describe_block(t, machine, key, pfn, order);
@@ -258,7 +258,7 @@ pub(super) fn allocations(t: &mut Tour, machine: &Machine) -> Result<(), String>
     t.line("(the kernel prints this splat and carries on into a bug; kmemlab refuses the allocation and counts it)");
     match &refused {
         Err(e) => t.line(format!("-> refused: {e}")),
-        Ok(pfn) => t.line(format!("-> unexpectedly served: pfn {pfn:#x}")),
+        Ok(pfn) => t.line(format!("-> unexpectedly served: pfn {:#x}", pfn.raw())),
     }
     let served = refused.as_ref().ok().copied();
     t.line("alloc_pages(GFP_ATOMIC, 0) never sleeps, and may dip into the reserve below the min watermark:");
@@ -474,7 +474,7 @@ fn kmalloc_object(t: &mut Tour, machine: &Machine) {
     t.fact(
         "kmalloc_object",
         json!({"virt": addr(p.0), "phys": walked.as_ref().ok().map(|&a| addr(a)), "page_offset": addr(page_offset),
-            "pfns": pfns.as_ref().ok(), "phys_runs": runs}),
+            "pfns": pfns.as_ref().ok().map(|p| raw_pfns(p)), "phys_runs": runs}),
     );
     if let Err(e) = machine.run(|mm| mm.kfree(p)) {
         t.line(format!("kfree: {e}"));

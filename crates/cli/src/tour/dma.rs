@@ -399,7 +399,7 @@ fn scatterlist(t: &mut Tour, machine: &Machine, nic: &Arc<DmaDevice>) -> Result<
     let mut pfns = Vec::new();
     machine
         .mm()
-        .vm_area_pfns(v, |p| pfns.push(p.0))
+        .vm_area_pfns(v, |p| pfns.push(p))
         .map_err(|e| e.to_string())?;
     let mut table = machine
         .run(|mm| mm.sg_alloc_table_from_vmalloc(dev, v, VMALLOC_SIZE, Gfp::GFP_KERNEL))
@@ -452,7 +452,7 @@ fn scatterlist(t: &mut Tour, machine: &Machine, nic: &Arc<DmaDevice>) -> Result<
     // dma_map_sg() maps every entry or none; a page beyond the mask needs a bounce pool.
     let beyond = pfns
         .iter()
-        .filter(|&&p| ((p + 1) << 12) - 1 > nic.address_mask())
+        .filter(|&&p| (p + 1).phys().0 - 1 > nic.address_mask())
         .count();
     let does_not_fit = (mapped == 0 && beyond > 0 && !machine.mm().is_swiotlb_active())
         .then(|| {

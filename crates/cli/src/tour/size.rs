@@ -100,7 +100,7 @@ pub fn section(t: &mut Tour, machine: &Machine) -> Result<(), String> {
     let vmalloc_text = match &vmalloc {
         Ok(v) => {
             let mut pfns = Vec::new();
-            let _ = machine.mm().vm_area_pfns(*v, |p| pfns.push(p.0));
+            let _ = machine.mm().vm_area_pfns(*v, |p| pfns.push(p));
             format!(
                 "{v}: {} pages in {} physical runs",
                 pfns.len(),

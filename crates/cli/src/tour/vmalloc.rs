@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::output::addr;
 
 use super::Tour;
-use crate::commands::vmalloc::{mapped_pfns, runs};
+use crate::commands::vmalloc::{mapped_pfns, raw_pfns, runs};
 use crate::MachineArgs;
 
 const SIZE: usize = 64 << 10;
@@ -71,8 +71,8 @@ pub fn section(t: &mut Tour, machine: &Machine, args: &MachineArgs) -> Result<()
         "vmalloc_contrast",
         json!({
             "aged": {"objects": aged.objects, "page_allocs": aged.page_allocs, "pages_held": aged.pages_held},
-            "kmalloc": {"virt": addr(k_addr.0), "pfns": k_pfns, "phys_runs": k_runs},
-            "vmalloc": {"virt": addr(v_addr.0), "pfns": v_pfns, "phys_runs": v_runs},
+            "kmalloc": {"virt": addr(k_addr.0), "pfns": raw_pfns(&k_pfns), "phys_runs": k_runs},
+            "vmalloc": {"virt": addr(v_addr.0), "pfns": raw_pfns(&v_pfns), "phys_runs": v_runs},
             "holds": contiguity_holds,
         }),
     );
@@ -84,10 +84,10 @@ pub fn section(t: &mut Tour, machine: &Machine, args: &MachineArgs) -> Result<()
 
 /// The zone vmalloc's pages came from and its managed pages, when it manages fewer than
 /// `SMALL_ZONE_PAGES` (as the few pages of RAM above 4 GiB on a machine without a PCI hole).
-fn small_vmalloc_zone(machine: &Machine, v_pfns: &[u64]) -> Option<(&'static str, u64)> {
+fn small_vmalloc_zone(machine: &Machine, v_pfns: &[Pfn]) -> Option<(&'static str, u64)> {
     const SMALL_ZONE_PAGES: u64 = 1024;
     let mm = machine.mm();
-    let page = mm.pfn_to_page(Pfn(*v_pfns.first()?)).ok()?;
+    let page = mm.pfn_to_page(*v_pfns.first()?).ok()?;
     let zone = mm.page_zone(page);
     (zone.managed_pages < SMALL_ZONE_PAGES).then_some((zone.name(), zone.managed_pages))
 }
@@ -170,7 +170,7 @@ fn age(machine: &Machine, steps: u64) -> Result<Aged, String> {
 }
 
 /// The same 64 KiB through kmalloc and through vmalloc: their PFNs, page by page.
-fn contrast(machine: &Machine) -> Result<(Vec<u64>, Vec<u64>, VirtAddr, VirtAddr), String> {
+fn contrast(machine: &Machine) -> Result<(Vec<Pfn>, Vec<Pfn>, VirtAddr, VirtAddr), String> {
     machine.run(|mm| {
         let k = mm
             .kmalloc(SIZE, Gfp::GFP_KERNEL)
@@ -180,7 +180,7 @@ fn contrast(machine: &Machine) -> Result<(Vec<u64>, Vec<u64>, VirtAddr, VirtAddr
             .map_err(|va| format!("kmalloc memory: no page table maps {va:#x}"))?;
         let v = mm.vmalloc(SIZE).map_err(|e| e.to_string())?;
         let mut v_pfns = Vec::new();
-        mm.vm_area_pfns(v, |p| v_pfns.push(p.0))
+        mm.vm_area_pfns(v, |p| v_pfns.push(p))
             .map_err(|e| e.to_string())?;
         mm.kfree(k).map_err(|e| e.to_string())?;
         mm.vfree(v).map_err(|e| e.to_string())?;
@@ -190,7 +190,7 @@ fn contrast(machine: &Machine) -> Result<(Vec<u64>, Vec<u64>, VirtAddr, VirtAddr
 
 /// The two trains: virtual pages as one train of cars; below, where each car sits in
 /// physical memory (a run of adjacent frames is one coupled train, a gap breaks it).
-fn draw_train(t: &mut Tour, what: &str, pfns: &[u64]) {
+fn draw_train(t: &mut Tour, what: &str, pfns: &[Pfn]) {
     let cars: String = (0..pfns.len())
         .map(|i| format!("[{i:>2}]"))
         .collect::<Vec<_>>()
@@ -200,16 +200,16 @@ fn draw_train(t: &mut Tour, what: &str, pfns: &[u64]) {
     for (i, p) in pfns.iter().enumerate() {
         let coupled = i > 0 && pfns[i - 1] + 1 == *p;
         phys.push_str(if i == 0 || coupled { "" } else { " " });
-        phys.push_str(&format!("[{:>2}]", p % 100));
+        phys.push_str(&format!("[{:>2}]", p.raw() % 100));
     }
     t.line(format!("  {:<8} physical {phys}", ""));
     let list: Vec<String> = runs(pfns)
         .iter()
         .map(|(p, n)| {
             if *n == 1 {
-                format!("{p:#x}")
+                format!("{:#x}", p.raw())
             } else {
-                format!("{p:#x}..{:#x}", p + n - 1)
+                format!("{:#x}..{:#x}", p.raw(), (*p + (n - 1)).raw())
             }
         })
         .collect();

@@ -360,7 +360,15 @@ impl<P: Platform> Mm<P> {
     /// caller asked for `__GFP_ZERO`.
     #[inline]
     pub(crate) fn want_init_on_alloc(&self, gfp: Gfp) -> bool {
-        self.page_alloc.init_on_alloc || gfp.contains(Gfp::__GFP_ZERO)
+        self.init_on_alloc_enabled() || gfp.contains(Gfp::__GFP_ZERO)
+    }
+
+    /// The `init_on_alloc` static key alone (6.6:
+    /// `static_branch_maybe(CONFIG_INIT_ON_ALLOC_DEFAULT_ON, &init_on_alloc)`), as the
+    /// slab's `slab_want_init_on_alloc()` reads it before it looks at the GFP flags.
+    #[inline]
+    pub(crate) fn init_on_alloc_enabled(&self) -> bool {
+        self.page_alloc.init_on_alloc
     }
 
     /// `want_init_on_free()` (`include/linux/mm.h`, 6.6): `init_on_free=1`.

@@ -189,21 +189,19 @@ pub struct PageAlloc {
     booted: bool,
     /// High watermarks plus lowmem reserves, not counted as available.
     totalreserve_pages: u64,
-    /// `init_on_alloc=1` (the `init_on_alloc` static key of `mm/page_alloc.c`).
+    /// The `init_on_alloc` static key (defined in `mm/page_alloc.c`, set by boot's
+    /// `mem_debugging_and_hardening_init()`); the slab reads it too
+    /// ([`Mm::init_on_alloc_enabled`]).
     init_on_alloc: bool,
-    /// `init_on_free=1` (the `init_on_free` static key of `mm/page_alloc.c`).
+    /// The `init_on_free` static key (same places; [`Mm::want_init_on_free`]).
     init_on_free: bool,
 }
 
 impl PageAlloc {
-    /// Empty zones of the profile's types, default tunables, no pageblocks yet; `init` is
-    /// `(init_on_alloc, init_on_free)` from the command line (`early_init_on_alloc()`,
-    /// `early_init_on_free()`).
-    pub(crate) fn new(
-        types: &[ZoneType; MAX_NR_ZONES],
-        thp: sysctl::Thp,
-        init: (bool, bool),
-    ) -> PageAlloc {
+    /// Empty zones of the profile's types, default tunables, no pageblocks yet, the
+    /// `init_on_alloc` / `init_on_free` keys off until boot sets them
+    /// ([`Mm::set_init_on_keys`]).
+    pub(crate) fn new(types: &[ZoneType; MAX_NR_ZONES], thp: sysctl::Thp) -> PageAlloc {
         PageAlloc {
             zones: core::array::from_fn(|i| Zone::new(types[i], i)),
             zonelists: Default::default(),
@@ -212,8 +210,8 @@ impl PageAlloc {
             thp,
             booted: false,
             totalreserve_pages: 0,
-            init_on_alloc: init.0,
-            init_on_free: init.1,
+            init_on_alloc: false,
+            init_on_free: false,
         }
     }
 }
@@ -329,6 +327,14 @@ impl<P: Platform> Mm<P> {
         self.calculate_min_free_kbytes();
         self.setup_per_zone_wmarks();
         self.setup_per_zone_lowmem_reserve();
+    }
+
+    /// `static_branch_enable()` / `static_branch_disable()` of the `init_on_alloc` and
+    /// `init_on_free` keys, as boot's `mem_debugging_and_hardening_init()` decides them
+    /// (before `memblock_free_all()`, so that `init_on_free` wipes boot memory too).
+    pub(crate) fn set_init_on_keys(&mut self, init_on_alloc: bool, init_on_free: bool) {
+        self.page_alloc.init_on_alloc = init_on_alloc;
+        self.page_alloc.init_on_free = init_on_free;
     }
 
     /// The end of boot (`system_state = SYSTEM_RUNNING` as far as the page allocator

@@ -186,10 +186,6 @@ pub struct SlabConfig {
     pub freelist_hardened: bool,
     /// `CONFIG_SLAB_FREELIST_RANDOM`: each new slab's freelist in random order.
     pub freelist_random: bool,
-    /// `init_on_alloc=1`.
-    pub init_on_alloc: bool,
-    /// `init_on_free=1`.
-    pub init_on_free: bool,
     /// Other kmalloc size classes than the kernel's (`None`: 8 … 8192 with 96 and 192).
     pub kmalloc_sizes: Option<kmalloc::KmallocSizes>,
     /// `CONFIG_SLUB_STATS`: per-cache, per-CPU event counters ([`stats`]).
@@ -207,16 +203,14 @@ pub struct SlabConfig {
 }
 
 impl Default for SlabConfig {
-    /// As a distribution kernel: hardened and randomised freelists, no debugging, no
-    /// initialisation on free, initialisation on allocation off, memcg kmem accounting
-    /// on.
+    /// As a distribution kernel: hardened and randomised freelists, no debugging, memcg
+    /// kmem accounting on. (`init_on_alloc=` / `init_on_free=` are the page allocator's,
+    /// in [`crate::BootConfig`].)
     fn default() -> Self {
         SlabConfig {
             debug: SlabFlags::empty(),
             freelist_hardened: true,
             freelist_random: true,
-            init_on_alloc: false,
-            init_on_free: false,
             kmalloc_sizes: None,
             slub_stats: false,
             nomerge: false,

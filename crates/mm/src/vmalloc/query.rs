@@ -6,7 +6,7 @@
 //! walkers that use it report it), so the question never oopses. It visits each table
 //! once from `swapper_pg_dir` down, at most 2^bits entries per table.
 
-use crate::addr::{PhysAddr, PAGE_SHIFT, PAGE_SIZE};
+use crate::addr::{Pfn, PhysAddr, PAGE_SIZE};
 use crate::arch::pgtable::{decode_entry, PtEntry};
 use crate::platform::Platform;
 use crate::Mm;
@@ -15,12 +15,12 @@ impl<P: Platform> Mm<P> {
     /// The level (0 = the top, `swapper_pg_dir`) of the kernel page table in frame `pfn`,
     /// if `pfn` holds one; `paging().levels[level].name` names it (`PGD`, `PUD`, `PMD`,
     /// `PTE`).
-    pub fn page_table_level(&self, pfn: u64) -> Option<usize> {
+    pub fn page_table_level(&self, pfn: Pfn) -> Option<usize> {
         self.find_table(self.kernel_pgd(), 0, pfn)
     }
 
-    fn find_table(&self, table: PhysAddr, level: usize, pfn: u64) -> Option<usize> {
-        if table.0 >> PAGE_SHIFT == pfn {
+    fn find_table(&self, table: PhysAddr, level: usize, pfn: Pfn) -> Option<usize> {
+        if table.pfn() == pfn {
             return Some(level);
         }
         let mode = self.paging();

@@ -28,6 +28,12 @@ pub struct MachineConfig {
     /// The slab allocator's boot options.
     #[serde(skip)]
     pub slab: SlabConfig,
+    /// `init_on_alloc=1`: pages and slab objects come zeroed ([`kmemlab_mm::BootConfig`]).
+    #[serde(skip)]
+    pub init_on_alloc: bool,
+    /// `init_on_free=1`: pages and slab objects are wiped when freed.
+    #[serde(skip)]
+    pub init_on_free: bool,
     /// `transparent_hugepage=` (`never` by default).
     #[serde(serialize_with = "serialize_thp")]
     pub thp: Thp,
@@ -58,6 +64,8 @@ impl Default for MachineConfig {
             seed: 0,
             holes: vec![Hole::LEGACY],
             slab: SlabConfig::default(),
+            init_on_alloc: false,
+            init_on_free: false,
             thp: Thp::Never,
             sysctls: Vec::new(),
         }

@@ -105,6 +105,8 @@ impl Machine {
             profile: config.profile,
             seed: config.seed,
             slab: config.slab,
+            init_on_alloc: config.init_on_alloc,
+            init_on_free: config.init_on_free,
             swiotlb,
             thp: config.thp,
             ..BootConfig::default()

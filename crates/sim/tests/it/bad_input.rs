@@ -13,9 +13,12 @@ fn counts(mm: &Mm<SimPlatform>) -> (CheckReport, Vec<u64>) {
     (report, free)
 }
 
-fn bad_page_reported(machine: &Machine, pfn: u64) {
+fn bad_page_reported(machine: &Machine, pfn: Pfn) {
     let console = machine.take_console();
-    let wanted = format!("BUG: Bad page state in process kmemlab/0  pfn:{pfn:05x}");
+    let wanted = format!(
+        "BUG: Bad page state in process kmemlab/0  pfn:{:05x}",
+        pfn.raw()
+    );
     assert!(
         console.first().is_some_and(|l| *l == wanted),
         "expected {wanted:?}, console: {console:?}"
@@ -163,7 +166,7 @@ fn double_free_is_reported_and_refused() {
         let pfn = m.run(|mm| {
             let page = mm.alloc_pages(Gfp::GFP_KERNEL, order).unwrap();
             mm.__free_pages(page, order).unwrap();
-            mm.page_to_pfn(page).0
+            mm.page_to_pfn(page)
         });
         if drain {
             m.mm().drain_all_pages();
@@ -174,8 +177,8 @@ fn double_free_is_reported_and_refused() {
             .events()
             .bug_bad_page
             .load(std::sync::atomic::Ordering::Relaxed);
-        let r = m.run(|mm| mm.__free_pages(mm.pfn_to_page(Pfn(pfn)).unwrap(), order));
-        assert_eq!(r, Err(FreeError::AlreadyFree(Pfn(pfn))), "order {order}");
+        let r = m.run(|mm| mm.__free_pages(mm.pfn_to_page(pfn).unwrap(), order));
+        assert_eq!(r, Err(FreeError::AlreadyFree(pfn)), "order {order}");
         bad_page_reported(&m, pfn);
         assert_eq!(
             m.mm()
@@ -199,27 +202,22 @@ fn wrong_order_and_tail_pages_are_refused() {
         .boot();
     let boot = BootState::of(m.mm());
     let (plain, comp) = m.run(|mm| {
-        let plain = mm
-            .page_to_pfn(mm.alloc_pages(Gfp::GFP_KERNEL, 2).unwrap())
-            .0;
-        let comp = mm
-            .page_to_pfn(
-                mm.alloc_pages(Gfp::GFP_KERNEL | Gfp::__GFP_COMP, 3)
-                    .unwrap(),
-            )
-            .0;
+        let plain = mm.page_to_pfn(mm.alloc_pages(Gfp::GFP_KERNEL, 2).unwrap());
+        let comp = mm.page_to_pfn(
+            mm.alloc_pages(Gfp::GFP_KERNEL | Gfp::__GFP_COMP, 3)
+                .unwrap(),
+        );
         (plain, comp)
     });
     let before = counts(m.mm());
-    let free = |pfn: u64, order: u32| {
-        m.run(|mm| mm.__free_pages(mm.pfn_to_page(Pfn(pfn)).unwrap(), order))
-    };
+    let free =
+        |pfn: Pfn, order: u32| m.run(|mm| mm.__free_pages(mm.pfn_to_page(pfn).unwrap(), order));
 
     for wrong in [0, 1, 3, 10] {
         assert_eq!(
             free(plain, wrong),
             Err(FreeError::WrongOrder {
-                pfn: Pfn(plain),
+                pfn: plain,
                 freed: wrong,
                 allocated: 2
             })
@@ -229,22 +227,19 @@ fn wrong_order_and_tail_pages_are_refused() {
     assert_eq!(free(plain, 11), Err(FreeError::OrderTooLarge(11)));
     bad_page_reported(&m, plain);
     // A page inside a plain (non-compound) allocation is not the head of anything.
-    assert_eq!(
-        free(plain + 1, 0),
-        Err(FreeError::AlreadyFree(Pfn(plain + 1)))
-    );
+    assert_eq!(free(plain + 1, 0), Err(FreeError::AlreadyFree(plain + 1)));
     bad_page_reported(&m, plain + 1);
     // Tails of a compound page.
     for tail in [comp + 1, comp + 7] {
-        assert_eq!(free(tail, 0), Err(FreeError::TailPage(Pfn(tail))));
+        assert_eq!(free(tail, 0), Err(FreeError::TailPage(tail)));
         bad_page_reported(&m, tail);
-        assert_eq!(free(tail, 3), Err(FreeError::TailPage(Pfn(tail))));
+        assert_eq!(free(tail, 3), Err(FreeError::TailPage(tail)));
         bad_page_reported(&m, tail);
     }
     assert_eq!(
         free(comp, 2),
         Err(FreeError::WrongOrder {
-            pfn: Pfn(comp),
+            pfn: comp,
             freed: 2,
             allocated: 3
         })
@@ -281,21 +276,23 @@ fn pfns_outside_ram_holes_and_reserved_pages() {
         end_pfn + 1,           // past the end of RAM
         1 << 40,               // far beyond
         u64::MAX,
-    ] {
-        assert!(!mm.pfn_valid(Pfn(pfn)), "{pfn:#x}");
+    ]
+    .map(Pfn)
+    {
+        assert!(!mm.pfn_valid(pfn), "{:#x}", pfn.raw());
         assert_eq!(
-            mm.pfn_to_page(Pfn(pfn)).map(|_| ()),
-            Err(FreeError::InvalidPfn(Pfn(pfn)))
+            mm.pfn_to_page(pfn).map(|_| ()),
+            Err(FreeError::InvalidPfn(pfn))
         );
     }
     // Valid but reserved: the first MiB, and mem_map itself.
-    let mem_map_pfn = mm.mem_map_phys().pfn().0;
-    for pfn in [0x1, 0x10, 0x9f, mem_map_pfn, mem_map_pfn + 5] {
-        let page = mm.pfn_to_page(Pfn(pfn)).unwrap();
-        assert!(page.is_reserved(), "{pfn:#x}");
+    let mem_map_pfn = mm.mem_map_phys().pfn();
+    for pfn in [Pfn(0x1), Pfn(0x10), Pfn(0x9f), mem_map_pfn, mem_map_pfn + 5] {
+        let page = mm.pfn_to_page(pfn).unwrap();
+        assert!(page.is_reserved(), "{:#x}", pfn.raw());
         assert_eq!(
             m.run(|mm| mm.__free_pages(page, 0)),
-            Err(FreeError::Reserved(Pfn(pfn)))
+            Err(FreeError::Reserved(pfn))
         );
         bad_page_reported(&m, pfn);
     }

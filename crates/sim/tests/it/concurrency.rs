@@ -6,41 +6,45 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use crate::fixtures::*;
-use kmemlab_mm::{Context, Gfp, PageAllocError, Pfn, Profile, PAGE_SIZE};
+use kmemlab_mm::{Context, Gfp, PageAllocError, Pfn, Profile};
 use kmemlab_sim::Machine;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// (pfn, order, tag)
-type Block = (u64, u32, u64);
+type Block = (Pfn, u32, u64);
 
 struct Shared<'a> {
     machine: &'a Machine,
     /// Every live block, to catch a block handed to two owners at once.
-    live: Mutex<BTreeMap<u64, u32>>,
+    live: Mutex<BTreeMap<Pfn, u32>>,
     /// Blocks handed from one CPU to another, to be freed there.
     mailbox: Mutex<Vec<Block>>,
 }
 
 impl Shared<'_> {
-    fn claim(&self, pfn: u64, order: u32) {
+    fn claim(&self, pfn: Pfn, order: u32) {
         let mut live = self.live.lock().unwrap();
         if let Some((&prev, &o)) = live.range(..=pfn).next_back() {
             assert!(
                 prev + (1 << o) <= pfn,
-                "{pfn:#x} order {order} overlaps live {prev:#x} order {o}"
+                "{:#x} order {order} overlaps live {:#x} order {o}",
+                pfn.raw(),
+                prev.raw()
             );
         }
         if let Some((&next, &o)) = live.range(pfn..).next() {
             assert!(
                 pfn + (1 << order) <= next,
-                "{pfn:#x} order {order} overlaps live {next:#x} order {o}"
+                "{:#x} order {order} overlaps live {:#x} order {o}",
+                pfn.raw(),
+                next.raw()
             );
         }
         live.insert(pfn, order);
     }
 
-    fn release(&self, pfn: u64) {
+    fn release(&self, pfn: Pfn) {
         self.live
             .lock()
             .unwrap()
@@ -48,23 +52,25 @@ impl Shared<'_> {
             .expect("block is live");
     }
 
-    fn write_tag(&self, pfn: u64, order: u32, tag: u64) {
+    fn write_tag(&self, pfn: Pfn, order: u32, tag: u64) {
         let ram = self.machine.mm().platform().ram();
-        for p in pfn..pfn + (1 << order) {
-            ram.write(p * PAGE_SIZE as u64, &(tag ^ p).to_le_bytes())
+        for p in pfn.range_to(pfn + (1 << order)) {
+            ram.write(p.phys().0, &(tag ^ p.raw()).to_le_bytes())
                 .unwrap();
         }
     }
 
-    fn check_tag(&self, pfn: u64, order: u32, tag: u64) {
+    fn check_tag(&self, pfn: Pfn, order: u32, tag: u64) {
         let ram = self.machine.mm().platform().ram();
         let mut buf = [0u8; 8];
-        for p in pfn..pfn + (1 << order) {
-            ram.read(p * PAGE_SIZE as u64, &mut buf).unwrap();
+        for p in pfn.range_to(pfn + (1 << order)) {
+            ram.read(p.phys().0, &mut buf).unwrap();
             assert_eq!(
                 u64::from_le_bytes(buf),
-                tag ^ p,
-                "block {pfn:#x} overwritten at {p:#x}"
+                tag ^ p.raw(),
+                "block {:#x} overwritten at {:#x}",
+                pfn.raw(),
+                p.raw()
             );
         }
     }
@@ -76,10 +82,15 @@ impl Shared<'_> {
         let r = self
             .machine
             .on_cpu(cpu, ctx, |mm| {
-                mm.__free_pages(mm.pfn_to_page(Pfn(pfn)).unwrap(), order)
+                mm.__free_pages(mm.pfn_to_page(pfn).unwrap(), order)
             })
             .expect("own CPU");
-        assert_eq!(r, Ok(()), "free {pfn:#x} order {order} on CPU {cpu}");
+        assert_eq!(
+            r,
+            Ok(()),
+            "free {:#x} order {order} on CPU {cpu}",
+            pfn.raw()
+        );
     }
 }
 
@@ -135,12 +146,12 @@ fn worker(
                 .machine
                 .on_cpu(cpu, ctx, |mm| {
                     mm.alloc_pages(gfp | Gfp::__GFP_NOWARN, order)
-                        .map(|p| mm.page_to_pfn(p).0)
+                        .map(|p| mm.page_to_pfn(p))
                 })
                 .expect("own CPU");
             match r {
                 Ok(pfn) => {
-                    assert_eq!(pfn & ((1 << order) - 1), 0);
+                    assert!(pfn.is_aligned(order));
                     shared.claim(pfn, order);
                     let tag = rng.r#gen::<u64>();
                     shared.write_tag(pfn, order, tag);

@@ -107,10 +107,11 @@ impl MachineBuilder {
         self
     }
 
-    /// `init_on_alloc=` and `init_on_free=`, the other slab options as they are.
+    /// `init_on_alloc=` and `init_on_free=` (the page allocator's boot options, which
+    /// the slab follows).
     pub fn init_on(mut self, alloc: bool, free: bool) -> MachineBuilder {
-        self.config.slab.init_on_alloc = alloc;
-        self.config.slab.init_on_free = free;
+        self.config.init_on_alloc = alloc;
+        self.config.init_on_free = free;
         self
     }
 
@@ -261,11 +262,11 @@ pub fn allowed_zones(profile: Profile, gfp: Gfp) -> Vec<ZoneType> {
 }
 
 /// Free pages (in buddy blocks) inside `[start, start + n)`, from page state.
-pub fn free_pages_in(mm: &Mm<SimPlatform>, start: u64, n: u64) -> u64 {
+pub fn free_pages_in(mm: &Mm<SimPlatform>, start: Pfn, n: u64) -> u64 {
     let mut pfn = start;
     let mut free = 0;
     while pfn < start + n {
-        match mm.pfn_to_page(Pfn(pfn)) {
+        match mm.pfn_to_page(pfn) {
             Ok(page) if page.is_buddy() => {
                 let len = 1u64 << page.order();
                 free += len.min(start + n - pfn);

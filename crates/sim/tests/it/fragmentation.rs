@@ -13,39 +13,40 @@ use kmemlab_sim::{Machine, SimPlatform};
 
 const PAGEBLOCK: u64 = 512;
 
-fn alloc(m: &Machine, gfp: Gfp, order: u32) -> Result<u64, PageAllocError> {
-    m.run(|mm| mm.alloc_pages(gfp, order).map(|p| mm.page_to_pfn(p).0))
+fn alloc(m: &Machine, gfp: Gfp, order: u32) -> Result<Pfn, PageAllocError> {
+    m.run(|mm| mm.alloc_pages(gfp, order).map(|p| mm.page_to_pfn(p)))
 }
 
-fn free(m: &Machine, pfn: u64, order: u32) {
-    m.run(|mm| mm.__free_pages(mm.pfn_to_page(Pfn(pfn)).unwrap(), order))
-        .unwrap_or_else(|e| panic!("free {pfn:#x}: {e}"));
+fn free(m: &Machine, pfn: Pfn, order: u32) {
+    m.run(|mm| mm.__free_pages(mm.pfn_to_page(pfn).unwrap(), order))
+        .unwrap_or_else(|e| panic!("free {:#x}: {e}", pfn.raw()));
 }
 
-fn zone_of(mm: &Mm<SimPlatform>, pfn: u64) -> ZoneType {
-    mm.zone_of_pfn(Pfn(pfn)).expect("pfn in a zone").zone_type
+fn zone_of(mm: &Mm<SimPlatform>, pfn: Pfn) -> ZoneType {
+    mm.zone_of_pfn(pfn).expect("pfn in a zone").zone_type
 }
 
 /// Free the even page of every pair whose odd buddy is also held, so that no freed page
 /// can merge; returns the freed PFNs (they are removed from `held`).
-fn free_every_other(m: &Machine, held: &mut Vec<u64>) -> Vec<u64> {
-    let set: HashSet<u64> = held.iter().copied().collect();
-    let freed: Vec<u64> = held
+fn free_every_other(m: &Machine, held: &mut Vec<Pfn>) -> Vec<Pfn> {
+    let set: HashSet<Pfn> = held.iter().copied().collect();
+    let freed: Vec<Pfn> = held
         .iter()
         .copied()
-        .filter(|p| p % 2 == 0 && set.contains(&(p + 1)))
+        .filter(|&p| p.is_aligned(1) && set.contains(&(p + 1)))
         .collect();
     for &p in &freed {
         free(m, p, 0);
     }
-    let freed_set: HashSet<u64> = freed.iter().copied().collect();
+    let freed_set: HashSet<Pfn> = freed.iter().copied().collect();
     held.retain(|p| !freed_set.contains(p));
     m.mm().drain_all_pages();
     for &p in &freed {
-        let page = m.mm().pfn_to_page(Pfn(p)).unwrap();
+        let page = m.mm().pfn_to_page(p).unwrap();
         assert!(
             page.is_buddy() && page.order() == 0,
-            "freed {p:#x} merged or vanished"
+            "freed {:#x} merged or vanished",
+            p.raw()
         );
     }
     freed
@@ -87,12 +88,13 @@ fn fragmented_dma_zone_cannot_serve_order_1() {
 
     // What is left of order >= 1 in DMA sits in the part boot kept below the watermark;
     // use it up. None of it may contain a page freed above: those cannot merge.
-    let freed_set: HashSet<u64> = freed.iter().copied().collect();
+    let freed_set: HashSet<Pfn> = freed.iter().copied().collect();
     let mut pairs = Vec::new();
     while let Ok(pfn) = alloc(&m, gfp, 1) {
         assert!(
             !freed_set.contains(&pfn) && !freed_set.contains(&(pfn + 1)),
-            "order-1 block {pfn:#x} made of isolated freed pages"
+            "order-1 block {:#x} made of isolated freed pages",
+            pfn.raw()
         );
         pairs.push(pfn);
     }
@@ -188,7 +190,7 @@ fn order_1_falls_back_to_dma_when_dma32_is_fragmented() {
         held.push(pfn);
     }
     let freed = free_every_other(&m, &mut held);
-    let freed_set: HashSet<u64> = freed.iter().copied().collect();
+    let freed_set: HashSet<Pfn> = freed.iter().copied().collect();
 
     // Use up DMA32's remaining order >= 1 blocks; the first order-1 request DMA32 cannot
     // serve falls back to DMA.
@@ -244,13 +246,13 @@ fn order_1_falls_back_to_dma_when_dma32_is_fragmented() {
     assert!(boot.buddyinfo[dma32][10] > 0);
 }
 
-fn pageblock_types(mm: &Mm<SimPlatform>, zt: ZoneType) -> Vec<(u64, MigrateType)> {
+fn pageblock_types(mm: &Mm<SimPlatform>, zt: ZoneType) -> Vec<(Pfn, MigrateType)> {
     let zone = &mm.zones()[zone_idx(mm, zt)];
     let start = zone.zone_start_pfn.align_down(PAGEBLOCK.trailing_zeros());
     start
         .range_to(zone.zone_end_pfn())
         .step_by(PAGEBLOCK as usize)
-        .map(|pfn| (pfn.raw(), mm.pageblock_migratetype(pfn)))
+        .map(|pfn| (pfn, mm.pageblock_migratetype(pfn)))
         .collect()
 }
 
@@ -291,8 +293,8 @@ fn first_reclaimable_allocation_claims_a_whole_max_order_block() {
     let gfp = Gfp::GFP_KERNEL | Gfp::__GFP_RECLAIMABLE;
     let pfn = alloc(&m, gfp, 0).unwrap();
     assert_eq!(zone_of(m.mm(), pfn), ZoneType::Dma32);
-    let block = pfn & !1023;
-    let changed: Vec<u64> = pageblock_types(m.mm(), ZoneType::Dma32)
+    let block = pfn.align_down(10);
+    let changed: Vec<Pfn> = pageblock_types(m.mm(), ZoneType::Dma32)
         .into_iter()
         .filter(|&(_, t)| t == mt)
         .map(|(p, _)| p)
@@ -307,7 +309,7 @@ fn first_reclaimable_allocation_claims_a_whole_max_order_block() {
     assert_eq!(on_list, 1023, "the split remainder moved with the block");
     free(&m, pfn, 0);
     // The claim survives the free, as in the kernel.
-    assert_eq!(m.mm().pageblock_migratetype(Pfn(pfn)), mt);
+    assert_eq!(m.mm().pageblock_migratetype(pfn), mt);
     free(&m, mv, 0);
     assert_all_free(&m, &boot, true);
 }
@@ -316,7 +318,7 @@ fn first_reclaimable_allocation_claims_a_whole_max_order_block() {
 /// pageblock of DMA32, then make one unmovable allocation: it steals from that pageblock
 /// (the largest free block), and claims the pageblock only if at least half of it is free
 /// or compatible (`steal_suitable_fallback`).
-fn partial_pageblock_steal(free_pages: u64) -> (MigrateType, u64, u64) {
+fn partial_pageblock_steal(free_pages: u64) -> (MigrateType, Pfn, Pfn) {
     let mut m = MachineBuilder::new()
         .ram(32 * MIB)
         .cpus(1)
@@ -337,22 +339,20 @@ fn partial_pageblock_steal(free_pages: u64) -> (MigrateType, u64, u64) {
         }
         held.push(pfn);
     }
-    let set: HashSet<u64> = held.iter().copied().collect();
+    let set: HashSet<Pfn> = held.iter().copied().collect();
     let block = pageblock_types(m.mm(), ZoneType::Dma32)
         .into_iter()
         .map(|(p, _)| p)
-        .find(|&p| (p..p + PAGEBLOCK).all(|q| set.contains(&q)))
+        .find(|&p| p.range_to(p + PAGEBLOCK).all(|q| set.contains(&q)))
         .expect("a fully allocated pageblock");
-    for pfn in block..block + free_pages {
+    let freed = block..block + free_pages;
+    for pfn in block.range_to(freed.end) {
         free(&m, pfn, 0);
     }
     m.mm().drain_all_pages();
-    held.retain(|&p| !(block..block + free_pages).contains(&p));
+    held.retain(|p| !freed.contains(p));
     assert_eq!(free_pages_in(m.mm(), block, PAGEBLOCK), free_pages);
-    assert_eq!(
-        m.mm().pageblock_migratetype(Pfn(block)),
-        MigrateType::Movable
-    );
+    assert_eq!(m.mm().pageblock_migratetype(block), MigrateType::Movable);
     let z32 = zone_idx(m.mm(), ZoneType::Dma32);
     let snap = m.mm().free_area_snapshot(&m.mm().zones()[z32]);
     assert!(snap.per_type[MigrateType::Unmovable as usize]
@@ -361,10 +361,12 @@ fn partial_pageblock_steal(free_pages: u64) -> (MigrateType, u64, u64) {
 
     let pfn = alloc(&m, Gfp::GFP_KERNEL, 0).unwrap();
     assert!(
-        (block..block + free_pages).contains(&pfn),
-        "stole {pfn:#x}, not from the pageblock at {block:#x} with the largest free block"
+        freed.contains(&pfn),
+        "stole {:#x}, not from the pageblock at {:#x} with the largest free block",
+        pfn.raw(),
+        block.raw()
     );
-    let mt = m.mm().pageblock_migratetype(Pfn(block));
+    let mt = m.mm().pageblock_migratetype(block);
     // Whether or not the pageblock was claimed, its free pages moved to Unmovable.
     let snap = m.mm().free_area_snapshot(&m.mm().zones()[z32]);
     let unmovable_free: u64 = (0..=10)

@@ -52,7 +52,7 @@ fn settled_free_pages(m: &Machine) -> u64 {
 /// allocated again and found zeroed, on the three machines test_meminit is meant for.
 #[test]
 fn test_kvmalloc_sizes_never_show_old_bytes() {
-    for (name, slab) in [
+    for (name, (alloc, free)) in [
         ("init_on_alloc", (true, false)),
         ("init_on_free", (false, true)),
         ("init_on_alloc+init_on_free", (true, true)),
@@ -60,11 +60,7 @@ fn test_kvmalloc_sizes_never_show_old_bytes() {
         let m = MachineBuilder::small()
             .cpus(1)
             .seed(5)
-            .slab(SlabConfig {
-                init_on_alloc: slab.0,
-                init_on_free: slab.1,
-                ..SlabConfig::default()
-            })
+            .init_on(alloc, free)
             .boot();
         let mut failures = vec![];
         m.run(|mm| {

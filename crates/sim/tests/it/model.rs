@@ -61,13 +61,13 @@ fn random_gfp(rng: &mut ChaCha8Rng) -> Gfp {
     gfp
 }
 
-fn read_phys(machine: &Machine, pfn: u64, offset: usize, buf: &mut [u8]) {
+fn read_phys(machine: &Machine, pfn: Pfn, offset: usize, buf: &mut [u8]) {
     machine
         .mm()
         .platform()
         .ram()
-        .read((pfn << 12) + offset as u64, buf)
-        .unwrap_or_else(|| panic!("pfn {pfn:#x} is RAM"));
+        .read(pfn.phys().0 + offset as u64, buf)
+        .unwrap_or_else(|| panic!("pfn {:#x} is RAM", pfn.raw()));
 }
 
 /// A failure is spurious when some allowed zone is comfortably above its high watermark
@@ -123,9 +123,9 @@ struct PageModel {
     boot: BootState,
     total_managed: u64,
     /// Live allocations by first PFN.
-    live: BTreeMap<u64, Live>,
+    live: BTreeMap<Pfn, Live>,
     /// The live allocations' PFNs, to pick one at random.
-    keys: Vec<u64>,
+    keys: Vec<Pfn>,
     live_pages: u64,
     zone_seen: std::collections::HashMap<ZoneType, u64>,
     allocs: u64,
@@ -192,13 +192,13 @@ impl Model for PageModel {
                 Context::Process
             };
             let api = rng.gen_range(0..4);
-            let result: Result<u64, PageAllocError> = m
+            let result: Result<Pfn, PageAllocError> = m
                 .on_cpu(cpu, ctx, |mm| {
                     if api == 0 && !gfp.contains(Gfp::__GFP_HIGHMEM) {
                         let addr = mm.__get_free_pages(gfp, order)?;
-                        Ok(mm.page_to_pfn(mm.virt_to_page(addr).expect("direct map")).0)
+                        Ok(mm.page_to_pfn(mm.virt_to_page(addr).expect("direct map")))
                     } else {
-                        mm.alloc_pages(gfp, order).map(|p| mm.page_to_pfn(p).0)
+                        mm.alloc_pages(gfp, order).map(|p| mm.page_to_pfn(p))
                     }
                 })
                 .expect("CPU is free");
@@ -213,25 +213,29 @@ impl Model for PageModel {
                     *allocs += 1;
                     let n = 1u64 << order;
                     let mm = m.mm();
-                    assert_eq!(
-                        pfn & (n - 1),
-                        0,
-                        "pfn {pfn:#x} not aligned to order {order}"
+                    assert!(
+                        pfn.is_aligned(order),
+                        "pfn {:#x} not aligned to order {order}",
+                        pfn.raw()
                     );
                     if let Some((&prev, l)) = live.range(..=pfn).next_back() {
                         assert!(
                             prev + (1 << l.order) <= pfn,
-                            "step {step}: {pfn:#x}+{n} overlaps live {prev:#x} order {}",
+                            "step {step}: {:#x}+{n} overlaps live {:#x} order {}",
+                            pfn.raw(),
+                            prev.raw(),
                             l.order
                         );
                     }
                     if let Some((&next, _)) = live.range(pfn..).next() {
                         assert!(
                             pfn + n <= next,
-                            "step {step}: {pfn:#x}+{n} overlaps live {next:#x}"
+                            "step {step}: {:#x}+{n} overlaps live {:#x}",
+                            pfn.raw(),
+                            next.raw()
                         );
                     }
-                    let page = mm.pfn_to_page(Pfn(pfn)).expect("allocated pfn is valid");
+                    let page = mm.pfn_to_page(pfn).expect("allocated pfn is valid");
                     let zone = mm.page_zone(page);
                     assert!(
                         allowed_zones(profile, gfp).contains(&zone.zone_type),
@@ -239,7 +243,7 @@ impl Model for PageModel {
                         zone.name()
                     );
                     assert!(
-                        zone.spans(Pfn(pfn + n - 1)),
+                        zone.spans(pfn + (n - 1)),
                         "block crosses the end of its zone"
                     );
                     assert_eq!(page.refcount(), 1);
@@ -250,8 +254,8 @@ impl Model for PageModel {
                         compound,
                         "head flag for {gfp:?} order {order}"
                     );
-                    for p in pfn + 1..pfn + n {
-                        let tail = mm.pfn_to_page(Pfn(p)).expect("valid");
+                    for p in (pfn + 1).range_to(pfn + n) {
+                        let tail = mm.pfn_to_page(p).expect("valid");
                         assert!(!tail.is_reserved() && !tail.is_buddy());
                         assert_eq!(tail.is_tail(), compound);
                     }
@@ -265,14 +269,14 @@ impl Model for PageModel {
                         *zeroed += 1;
                         read_phys(m, pfn, 0, &mut buf[..bytes]);
                         if let Some(at) = buf[..bytes].iter().position(|&b| b != 0) {
-                            panic!("step {step}: __GFP_ZERO block {pfn:#x} order {order} has byte {:#x} at {at}", buf[at]);
+                            panic!("step {step}: __GFP_ZERO block {:#x} order {order} has byte {:#x} at {at}", pfn.raw(), buf[at]);
                         }
                     }
                     let tag = rng.gen_range(1..=255u8);
                     fill[..bytes].fill(tag);
                     mm.platform()
                         .ram()
-                        .write(pfn << 12, &fill[..bytes])
+                        .write(pfn.phys().0, &fill[..bytes])
                         .expect("RAM");
                     assert!(console.is_empty(), "unexpected console output: {console:?}");
                     *zone_seen.entry(zone.zone_type).or_default() += 1;
@@ -310,14 +314,16 @@ impl Model for PageModel {
             let n = 1u64 << l.order;
             *live_pages -= n;
             let mut head = [0u8; 16];
-            for p in pfn..pfn + n {
+            for p in pfn.range_to(pfn + n) {
                 read_phys(m, p, 0, &mut head);
                 assert!(
                 head.iter().all(|&b| b == l.tag),
-                "step {step}: allocation {pfn:#x} order {} ({:?}, {}) was overwritten at pfn {p:#x}",
+                "step {step}: allocation {:#x} order {} ({:?}, {}) was overwritten at pfn {:#x}",
+                pfn.raw(),
                 l.order,
                 l.gfp,
-                l.zone
+                l.zone,
+                p.raw()
             );
             }
             let ctx = if rng.gen_bool(0.2) {
@@ -328,13 +334,15 @@ impl Model for PageModel {
             let by_address = rng.gen_bool(0.3);
             if std::env::var_os("MODEL_TRACE").is_some() {
                 eprintln!(
-                    "{step} cpu{cpu} {ctx:?} free {pfn:#x} order {} {:?}",
-                    l.order, l.gfp
+                    "{step} cpu{cpu} {ctx:?} free {:#x} order {} {:?}",
+                    pfn.raw(),
+                    l.order,
+                    l.gfp
                 );
             }
             let freed = m
                 .on_cpu(cpu, ctx, |mm| {
-                    let page = mm.pfn_to_page(Pfn(pfn)).expect("valid");
+                    let page = mm.pfn_to_page(pfn).expect("valid");
                     match mm.page_address(page) {
                         Some(addr) if by_address => mm.free_pages(addr, l.order),
                         _ => mm.__free_pages(page, l.order),
@@ -344,7 +352,8 @@ impl Model for PageModel {
             assert_eq!(
                 freed,
                 Ok(()),
-                "step {step}: free of {pfn:#x} order {}",
+                "step {step}: free of {:#x} order {}",
+                pfn.raw(),
                 l.order
             );
             let console = m.take_console();
@@ -419,10 +428,10 @@ impl Model for PageModel {
         for (pfn, l) in std::mem::take(&mut live) {
             let cpu = rng.gen_range(0..cpus);
             m.on_cpu(cpu, Context::Process, |mm| {
-                mm.__free_pages(mm.pfn_to_page(Pfn(pfn)).unwrap(), l.order)
+                mm.__free_pages(mm.pfn_to_page(pfn).unwrap(), l.order)
             })
             .unwrap()
-            .unwrap_or_else(|e| panic!("final free of {pfn:#x}: {e}"));
+            .unwrap_or_else(|e| panic!("final free of {:#x}: {e}", pfn.raw()));
         }
         // HighAtomic pageblocks reserved along the way keep their blocks from merging with
         // neighbours of other types, as in the kernel, so only the counts must match boot.

@@ -151,6 +151,48 @@ fn large_kmalloc_and_vmalloc_pages_come_zeroed_with_init_on_alloc() {
     }
 }
 
+/// With both options on, init_on_free wins for pages: `post_alloc_hook()` (6.6) zeroes
+/// only when `!want_init_on_free() && want_init_on_alloc(gfp)`, trusting that the free
+/// wiped the page. A stray write into a free page (as a device's DMA after unmapping)
+/// therefore shows in the next allocation of that page with both on or with init_on_free
+/// alone, even under `__GFP_ZERO`, and is zeroed with init_on_alloc alone.
+#[test]
+fn init_on_free_wins_over_init_on_alloc_for_pages() {
+    for (alloc, free, zeroed) in [
+        (true, true, false),
+        (false, true, false),
+        (true, false, true),
+    ] {
+        let m = machine(alloc, free);
+        for gfp in [Gfp::GFP_KERNEL, Gfp::GFP_KERNEL | Gfp::__GFP_ZERO] {
+            let pfn = m
+                .run(|mm| mm.alloc_pages(gfp, 0).map(|p| mm.page_to_pfn(p)))
+                .unwrap();
+            m.run(|mm| mm.__free_pages(mm.pfn_to_page(pfn)?, 0))
+                .unwrap();
+            m.mm()
+                .platform()
+                .ram()
+                .write(pfn.phys().0, &[GARBAGE_BYTE; 64])
+                .expect("a frame of RAM");
+            // The per-CPU list is LIFO: the page just freed comes back first.
+            let again = m
+                .run(|mm| mm.alloc_pages(gfp, 0).map(|p| mm.page_to_pfn(p)))
+                .unwrap();
+            assert_eq!(again, pfn, "the same page back");
+            let left = nonzero_bytes_in_frame(&m, pfn);
+            assert_eq!(
+                left == 0,
+                zeroed,
+                "init_on_alloc={alloc} init_on_free={free} {gfp:?}: {left} stray bytes left"
+            );
+            m.run(|mm| mm.__free_pages(mm.pfn_to_page(again)?, 0))
+                .unwrap();
+        }
+        m.mm().check().unwrap();
+    }
+}
+
 /// Each of `pfns` holds only zero bytes (`wiped`) or not, then the machine checks out.
 fn assert_frames_wiped(m: &Machine, pfns: &[Pfn], wiped: bool, init_on_free: bool) {
     for (i, &pfn) in pfns.iter().enumerate() {

@@ -2,7 +2,7 @@
 //! kernel output saved in `tests/data/proc/`, and values that agree with the allocator.
 
 use crate::fixtures::*;
-use kmemlab_mm::{procfs, Gfp, Mm, Profile, ZoneType};
+use kmemlab_mm::{procfs, Gfp, Mm, Pfn, PhysAddr, Profile, ZoneType};
 use kmemlab_sim::{Hole, Machine, SimPlatform};
 
 fn render(mm: &Mm<SimPlatform>, name: &str) -> String {
@@ -154,16 +154,15 @@ fn pagetypeinfo_has_the_kernels_shape() {
             } else {
                 1 << 14
             };
-            let present = |pfn: u64| {
-                let start = pfn / section_pages * section_pages;
-                mm.memblock()
-                    .memory()
-                    .regions()
-                    .iter()
-                    .any(|r| r.base >> 12 < start + section_pages && r.end() >> 12 > start)
+            let present = |pfn: Pfn| {
+                let start = Pfn(pfn.raw() / section_pages * section_pages);
+                mm.memblock().memory().regions().iter().any(|r| {
+                    PhysAddr(r.base).pfn() < start + section_pages
+                        && PhysAddr(r.end()).pfn() > start
+                })
             };
             let want = (first..=last)
-                .filter(|&b| present((b * 512).max(zone.zone_start_pfn.raw())))
+                .filter(|&b| present(Pfn(b * 512).max(zone.zone_start_pfn)))
                 .count() as u64;
             assert_eq!(blocks, want, "{blocks_line}");
         }
@@ -308,14 +307,11 @@ fn memtotal_is_ram_minus_what_boot_reserved() {
 
         // MemFree follows allocations (order 4 bypasses the per-CPU lists).
         let free_before = meminfo_kb(&text, "MemFree:");
-        let pfn = m.run(|mm| {
-            mm.page_to_pfn(mm.alloc_pages(Gfp::GFP_KERNEL, 4).unwrap())
-                .0
-        });
+        let pfn = m.run(|mm| mm.page_to_pfn(mm.alloc_pages(Gfp::GFP_KERNEL, 4).unwrap()));
         let text = render(mm, "meminfo");
         assert_eq!(meminfo_kb(&text, "MemFree:"), free_before - 64);
         assert_eq!(meminfo_kb(&text, "MemTotal:"), total);
-        m.run(|mm| mm.__free_pages(mm.pfn_to_page(kmemlab_mm::Pfn(pfn)).unwrap(), 4))
+        m.run(|mm| mm.__free_pages(mm.pfn_to_page(pfn).unwrap(), 4))
             .unwrap();
 
         if mm.profile() == Profile::I386 {

@@ -799,11 +799,10 @@ fn model_64m_2cpus_plain_freelists_init_on_free() {
             .slab(SlabConfig {
                 freelist_hardened: false,
                 freelist_random: false,
-                init_on_alloc: true,
-                init_on_free: true,
                 nomerge: true,
                 ..SlabConfig::default()
-            }),
+            })
+            .init_on(true, true),
         seed: 2,
         steps: 30_000,
         check_every: 1,

@@ -101,14 +101,10 @@ fn debug_caches_without_f_still_refuse_a_double_free() {
 
 #[test]
 fn refused_double_free_with_init_on_free_leaks_nothing() {
-    let slab = SlabConfig {
-        init_on_free: true,
-        ..SlabConfig::default()
-    };
     let m = MachineBuilder::new()
         .ram(64 << 20)
         .cpus(1)
-        .slab(slab)
+        .init_on(false, true)
         .boot();
     let c = m
         .run(|mm| mm.kmem_cache_create("iof", 64, 0, SlabFlags::empty(), None))

@@ -243,9 +243,13 @@ enum ObjectKind {
     Cache(u32),
 }
 
-/// A traced page block and kmemlab's.
+/// kmemlab's block standing in for a live traced one (the map [`Replayer::pages`] is
+/// keyed by the traced PFN, a frame of the traced machine kept as a plain `u64`).
 struct LivePages {
-    pfn: Option<u64>,
+    /// The block this machine allocated for it (`None`: not replayed, or the allocation
+    /// failed). Traced PFNs never reach this machine's `mm`: the replay allocates its
+    /// own block and frees that one.
+    pfn: Option<kmemlab_mm::Pfn>,
     order: u32,
 }
 
@@ -298,6 +302,7 @@ struct Replayer<'m> {
     options: ReplayOptions,
     nr_cpus: u32,
     objects: FxHashMap<u64, LiveObject>,
+    /// Live traced page blocks by traced PFN.
     pages: FxHashMap<u64, LivePages>,
     caches: FxHashMap<CacheKey, u32>,
     cache_slots: Vec<CacheSlot>,

@@ -1,12 +1,15 @@
 //! The page events: `mm_page_alloc` and `mm_page_free` replayed on the buddy allocator.
 
 use super::{LivePages, Replayer};
-use kmemlab_mm::{Gfp, Mm, Pfn};
+use kmemlab_mm::{Gfp, Mm};
 
 use crate::event::TraceEvent;
 use crate::stats::{PERF_MIGRATE_TYPES, PERF_ORDERS};
 use kmemlab_sim::SimPlatform;
 
+/// The page events. `pfn` arguments are the traced machine's frame numbers (plain `u64`
+/// keys of [`Replayer::pages`]); the replaying machine's own blocks are the [`kmemlab_mm::Pfn`]s
+/// in [`LivePages`], the only frames handed to its `mm`.
 impl Replayer<'_> {
     pub(super) fn page_alloc(
         &mut self,
@@ -34,7 +37,7 @@ impl Replayer<'_> {
         }
         let kpfn = if self.options.replay_pages {
             match self.with_sleep_retry(gfp, |g| mm.alloc_pages(g, order)) {
-                Ok(page) => Some(mm.page_to_pfn(page).0),
+                Ok(page) => Some(mm.page_to_pfn(page)),
                 Err(e) => {
                     self.counters.page_alloc_failures += 1;
                     self.note(ev, &e);
@@ -83,11 +86,15 @@ impl Replayer<'_> {
             return;
         };
         let result = mm
-            .pfn_to_page(Pfn(kpfn))
+            .pfn_to_page(kpfn)
             .and_then(|page| mm.__free_pages(page, live.order));
         if let Err(e) = result {
             self.counters.free_failures += 1;
-            self.note_message(format!("__free_pages(pfn {kpfn:#x}, {}): {e}", live.order));
+            self.note_message(format!(
+                "__free_pages(pfn {:#x}, {}): {e}",
+                kpfn.raw(),
+                live.order
+            ));
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use kmemlab_mm::mm_types::{flag_names, PG_LARGE_KMALLOC};
 use kmemlab_mm::page_alloc::query::{FreeBlock, FreeList};
-use kmemlab_mm::{Pfn, VirtAddr, PAGE_SHIFT};
+use kmemlab_mm::{Pfn, PhysAddr, VirtAddr};
 use serde_json::{json, Value as Json};
 
 use super::slabs::describe_slab_object;
@@ -22,14 +22,14 @@ pub(super) const PAGE_HEADER: &str =
 /// crash's `kmem -p` row of one page and its JSON. kmemlab's `struct page` has no
 /// `mapping` or `index` of a file page: MAPPING shows the cache of a slab page (the
 /// union's `slab_cache`, as crash shows it) and 0 otherwise; INDEX is 0.
-pub(super) fn page_row(mm: &Mmp, pfn: u64) -> (String, Json) {
-    let page = mm.mem_map().page(Pfn(pfn));
+pub(super) fn page_row(mm: &Mmp, pfn: Pfn) -> (String, Json) {
+    let page = mm.mem_map().page(pfn);
     let mapping = if page.is_slab() { page.slab_cache() } else { 0 };
     let names: Vec<&str> = flag_names(page.flags()).collect();
     let sp = struct_page(mm, pfn);
+    let phys = pfn.phys().0;
     let line = format!(
-        "{sp:x}  {:>8x} {mapping:>16x} {:>8} {:>2} {:x} {}",
-        pfn << PAGE_SHIFT,
+        "{sp:x}  {phys:>8x} {mapping:>16x} {:>8} {:>2} {:x} {}",
         0,
         page.refcount(),
         page.flags(),
@@ -37,34 +37,37 @@ pub(super) fn page_row(mm: &Mmp, pfn: u64) -> (String, Json) {
     )
     .trim_end()
     .to_string();
-    let j = json!({"page": hex(sp), "pfn": pfn, "physical": hex(pfn << PAGE_SHIFT), "mapping": hex(mapping),
+    let j = json!({"page": hex(sp), "pfn": pfn.raw(), "physical": hex(phys), "mapping": hex(mapping),
         "index": 0, "count": page.refcount(), "flags": page.flags(), "flag_names": names,
         "order": page.order(), "mapcount": page.mapcount()});
     (line, j)
 }
 
 /// `kmem -p PFN`.
-pub(super) fn page_descriptor(mm: &Mmp, pfn: u64) -> Result<Value, String> {
+pub(super) fn page_descriptor(mm: &Mmp, pfn: Pfn) -> Result<Value, String> {
     let (j, text) = page_descriptor_parts(mm, pfn)?;
     Ok(Value::Object(j, text))
 }
 
-fn page_descriptor_parts(mm: &Mmp, pfn: u64) -> Result<(Json, String), String> {
-    if !mm.mem_map().contains(Pfn(pfn)) && pfn < (mm.mem_map().base_pfn + mm.mem_map().len).raw() {
+fn page_descriptor_parts(mm: &Mmp, pfn: Pfn) -> Result<(Json, String), String> {
+    let end = mm.mem_map().base_pfn + mm.mem_map().len;
+    if !mm.mem_map().contains(pfn) && pfn < end {
         return Err(format!(
-            "kmem: pfn {pfn:#x} is outside mem_map: memory section {} is absent (no RAM)",
-            mm.pfn_to_section_nr(Pfn(pfn))
+            "kmem: pfn {:#x} is outside mem_map: memory section {} is absent (no RAM)",
+            pfn.raw(),
+            mm.pfn_to_section_nr(pfn)
         ));
     }
-    if !mm.mem_map().contains(Pfn(pfn)) {
+    if !mm.mem_map().contains(pfn) {
         return Err(format!(
-            "kmem: pfn {pfn:#x} is outside mem_map (pfns {:#x}..{:#x})",
+            "kmem: pfn {:#x} is outside mem_map (pfns {:#x}..{:#x})",
+            pfn.raw(),
             mm.mem_map().base_pfn.raw(),
-            (mm.mem_map().base_pfn + mm.mem_map().len).raw()
+            end.raw()
         ));
     }
     let (line, j) = page_row(mm, pfn);
-    let info = page_info(mm, Pfn(pfn));
+    let info = page_info(mm, pfn);
     let text = format!("{PAGE_HEADER}\n{line}\n  {}", info.line());
     let mut j = j;
     j["zone"] = json!(info.zone);
@@ -79,12 +82,12 @@ fn page_descriptor_parts(mm: &Mmp, pfn: u64) -> Result<(Json, String), String> {
 /// physical address of this machine.
 pub(super) fn describe_address(mm: &Mmp, addr: u64) -> Result<Value, String> {
     if let Some(page) = mm.page_at_struct_address(VirtAddr(addr)) {
-        let pfn = mm.page_to_pfn(page).0;
+        let pfn = mm.page_to_pfn(page);
         let (mut j, text) = page_descriptor_parts(mm, pfn)?;
         j["kind"] = json!("struct page");
         return Ok(Value::Object(
             j,
-            format!("{addr:x}: struct page of pfn {pfn:#x}\n{text}"),
+            format!("{addr:x}: struct page of pfn {:#x}\n{text}", pfn.raw()),
         ));
     }
     if mm.is_vmalloc_addr(VirtAddr(addr)) {
@@ -146,18 +149,18 @@ fn describe_vmalloc(mm: &Mmp, addr: u64) -> Result<Value, String> {
     }
     match mm.kernel_translate(addr) {
         Some(m) if mm.mem_map().contains(m.phys.pfn()) => {
-            let pfn = m.phys.0 >> PAGE_SHIFT;
+            let pfn = m.phys.pfn();
             let (row, page) = page_row(mm, pfn);
             let mut j = base;
             j["phys"] = hex(m.phys.0);
-            j["pfn"] = json!(pfn);
+            j["pfn"] = json!(pfn.raw());
             j["page_size"] = json!(m.page_size);
             j["page"] = page;
             answer(
                 "vmalloc",
                 addr,
                 j,
-                format!("{head}\n{addr:x}: offset {offset:#x} in the area, mapped to phys {:x} (pfn {pfn:#x}, {} KiB leaf)\n\n{PAGE_HEADER}\n{row}", m.phys.0, m.page_size >> 10),
+                format!("{head}\n{addr:x}: offset {offset:#x} in the area, mapped to phys {:x} (pfn {:#x}, {} KiB leaf)\n\n{PAGE_HEADER}\n{row}", m.phys.0, pfn.raw(), m.page_size >> 10),
             )
         }
         Some(m) => answer(
@@ -179,7 +182,7 @@ fn describe_vmalloc(mm: &Mmp, addr: u64) -> Result<Value, String> {
 
 /// A physical address (and the direct-map address it was reached by, if any).
 pub(super) fn describe_phys(mm: &Mmp, phys: u64, virt: Option<u64>) -> Result<Value, String> {
-    let pfn = phys >> PAGE_SHIFT;
+    let pfn = PhysAddr(phys).pfn();
     let shown = virt.unwrap_or(phys);
     let in_ram = mm
         .memblock()
@@ -187,12 +190,15 @@ pub(super) fn describe_phys(mm: &Mmp, phys: u64, virt: Option<u64>) -> Result<Va
         .regions()
         .iter()
         .any(|r| r.base <= phys && phys < r.base + r.size);
-    if !in_ram || !mm.mem_map().contains(Pfn(pfn)) {
+    if !in_ram || !mm.mem_map().contains(pfn) {
         return answer(
             "hole",
             shown,
-            json!({"phys": hex(phys), "pfn": pfn}),
-            format!("{shown:x}: phys {phys:x} (pfn {pfn:#x}) is a hole: no RAM there"),
+            json!({"phys": hex(phys), "pfn": pfn.raw()}),
+            format!(
+                "{shown:x}: phys {phys:x} (pfn {:#x}) is a hole: no RAM there",
+                pfn.raw()
+            ),
         );
     }
     if let Some(v) = virt.or_else(|| mm.layout().phys_to_virt(phys))
@@ -202,8 +208,8 @@ pub(super) fn describe_phys(mm: &Mmp, phys: u64, virt: Option<u64>) -> Result<Va
     }
     let (row, page_json) = page_row(mm, pfn);
     let page_text = format!("\n\n{PAGE_HEADER}\n{row}");
-    let mut j = json!({"phys": hex(phys), "pfn": pfn, "page": page_json});
-    let page = mm.mem_map().page(Pfn(pfn));
+    let mut j = json!({"phys": hex(phys), "pfn": pfn.raw(), "page": page_json});
+    let page = mm.mem_map().page(pfn);
     if page.is_reserved() {
         let region = mm
             .memblock()
@@ -231,19 +237,23 @@ pub(super) fn describe_phys(mm: &Mmp, phys: u64, virt: Option<u64>) -> Result<Va
             ),
         );
     }
-    if let Some(b) = mm.free_block_of(Pfn(pfn)) {
+    if let Some(b) = mm.free_block_of(pfn) {
         return describe_free_block(shown, j, &b, page_text);
     }
     // A tail's head PFN is read from RAM: it must be a large kmalloc head whose block
     // reaches this page.
-    let head = if page.is_tail() { page.word() } else { pfn };
-    let large = mm.mem_map().get(Pfn(head)).filter(|h| {
+    let head = if page.is_tail() {
+        Pfn(page.word())
+    } else {
+        pfn
+    };
+    let large = mm.mem_map().get(head).filter(|h| {
         h.flags() & PG_LARGE_KMALLOC != 0
             && head <= pfn
             && pfn - head < 1u64.checked_shl(h.order()).unwrap_or(0)
     });
     if let Some(h) = large {
-        let start = mm.layout().phys_to_virt(head << PAGE_SHIFT).unwrap_or(0);
+        let start = mm.layout().phys_to_virt(head.phys().0).unwrap_or(0);
         j["object"] = hex(start);
         j["order"] = json!(h.order());
         j["size"] = json!(4096u64 << h.order().min(20));
@@ -264,7 +274,7 @@ pub(super) fn describe_phys(mm: &Mmp, phys: u64, virt: Option<u64>) -> Result<Va
             format!("{shown:x}: a kernel page table page ({name}, level {level}){page_text}"),
         );
     }
-    let info = page_info(mm, Pfn(pfn));
+    let info = page_info(mm, pfn);
     j["state"] = json!(info.state);
     j["block_pfn"] = json!(info.block_pfn);
     j["order"] = json!(info.order);

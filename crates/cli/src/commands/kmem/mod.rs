@@ -74,7 +74,7 @@ pub fn kmem(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
         ["-i"] => usage_table(sh.machine.mm()),
         ["-z"] => zone_stats(sh.machine.mm()),
         ["-p", pfn] => {
-            let pfn = sh.number(pfn)?;
+            let pfn = Pfn(sh.number(pfn)?);
             page_descriptor(sh.machine.mm(), pfn)
         }
         ["-P", phys] => {
@@ -139,8 +139,8 @@ fn kaddr(mm: &Mmp, a: u64) -> String {
     format!("{a:0width$x}")
 }
 
-fn struct_page(mm: &Mmp, pfn: u64) -> u64 {
-    mm.struct_page_address(mm.mem_map().page(Pfn(pfn))).0
+fn struct_page(mm: &Mmp, pfn: Pfn) -> u64 {
+    mm.struct_page_address(mm.mem_map().page(pfn)).0
 }
 
 // ----- kmem -f / -z / -i ----------------------------------------------------------------
@@ -160,7 +160,7 @@ fn free_lists(mm: &Mmp) -> Result<Value, String> {
             z.name(),
             z.spanned_pages,
             z.free_pages(),
-            struct_page(mm, z.zone_start_pfn.raw()),
+            struct_page(mm, z.zone_start_pfn),
             z.zone_start_pfn.phys().0,
             z.zone_start_pfn.raw()
         ));

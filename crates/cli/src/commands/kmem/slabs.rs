@@ -102,12 +102,12 @@ fn slab_block(mm: &Mmp, r: KmemCacheRef, slab: &SlabSummary, only: Option<u16>) 
         objects.push((i, state));
     });
     let memory = mm.layout().phys_to_virt(slab.pfn.phys().0).unwrap_or(0);
-    let head = format!("{:x}", struct_page(mm, slab.pfn.raw()));
+    let head = format!("{:x}", struct_page(mm, slab.pfn));
     if let Err(e) = walked {
         let text = format!("{SLAB_HEADER}\n  {head:<16}  {memory:<16x}  (corrupted: {e})");
         return (
             text,
-            json!({"slab": hex(struct_page(mm, slab.pfn.raw())), "pfn": slab.pfn.raw(), "corrupted": e.to_string()}),
+            json!({"slab": hex(struct_page(mm, slab.pfn)), "pfn": slab.pfn.raw(), "corrupted": e.to_string()}),
         );
     }
     let free = objects.iter().filter(|(_, s)| s.is_free()).count();
@@ -127,7 +127,7 @@ fn slab_block(mm: &Mmp, r: KmemCacheRef, slab: &SlabSummary, only: Option<u16>) 
         .filter(|(i, _)| only.is_none_or(|o| o == *i))
         .map(|(i, s)| json!({"index": i, "state": state_name(*s), "cpu": cpu_of(*s)}))
         .collect();
-    let j = json!({"slab": hex(struct_page(mm, slab.pfn.raw())), "memory": hex(memory), "pfn": slab.pfn.raw(),
+    let j = json!({"slab": hex(struct_page(mm, slab.pfn)), "memory": hex(memory), "pfn": slab.pfn.raw(),
         "node": 0, "total": slab.objects, "allocated": slab.objects as usize - free, "free": free,
         "place": place_name(slab.place), "objects": json_objects});
     (text, j)
@@ -278,7 +278,7 @@ pub(super) fn describe_slab_object(
         text.push_str(&format!("\n  {}", track_text(mm, "Freed", t)));
     }
     let pfn = mm.layout().virt_to_phys(addr).unwrap_or(0) >> PAGE_SHIFT;
-    let (page_line, page_json) = page_row(mm, o.slab.pfn.raw());
+    let (page_line, page_json) = page_row(mm, o.slab.pfn);
     text.push_str(&format!("\n\n{PAGE_HEADER}\n{page_line}"));
     let track = |t: &Option<kmemlab_mm::slab::debug::Track>| {
         t.map(|t| json!({"site": t.site.map(|s| s.to_string()), "cpu": t.cpu, "pid": t.pid, "when": t.when}))

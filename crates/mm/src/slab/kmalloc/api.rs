@@ -249,7 +249,8 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `krealloc(p, new_size, gfp)`: in place while the object is big enough (zeroing the
-    /// spare bytes with `__GFP_ZERO`, and keeping the kmalloc red zone exact), else a new
+    /// spare bytes when `want_init_on_alloc(gfp)`: `__GFP_ZERO` or `init_on_alloc=1`, and
+    /// keeping the kmalloc red zone exact), else a new
     /// object with the old contents; size 0 frees.
     #[track_caller]
     pub fn krealloc(
@@ -284,7 +285,7 @@ impl<P: Platform> Mm<P> {
             }
         };
         if new_size <= ks {
-            if gfp.contains(Gfp::__GFP_ZERO) || self.slab.config.init_on_alloc {
+            if self.want_init_on_alloc(gfp) {
                 if orig_size < new_size {
                     self.slab_fill(addr.0 + orig_size as u64, 0, (new_size - orig_size) as u64)?;
                 } else {

@@ -56,10 +56,11 @@ impl<P: Platform> Mm<P> {
         Ok(object)
     }
 
-    /// `slab_want_init_on_alloc()`: init_on_alloc skips caches with a constructor (their
-    /// objects keep what it wrote) and, but for `__GFP_ZERO`, poisoned caches.
+    /// `slab_want_init_on_alloc()` (`mm/slab.h`, 6.6): the page allocator's
+    /// `init_on_alloc` key, except for caches with a constructor (their objects keep what
+    /// it wrote) and, but for `__GFP_ZERO`, poisoned caches.
     pub(crate) fn slab_want_init_on_alloc(&self, gfp: Gfp, s: &KmemCache) -> bool {
-        if self.slab.config.init_on_alloc {
+        if self.init_on_alloc_enabled() {
             if s.has_ctor() {
                 return false;
             }
@@ -71,9 +72,10 @@ impl<P: Platform> Mm<P> {
         gfp.contains(Gfp::__GFP_ZERO)
     }
 
-    /// `slab_want_init_on_free()`: not for caches with a constructor or poisoning.
+    /// `slab_want_init_on_free()` (`mm/slab.h`, 6.6): the page allocator's `init_on_free`
+    /// key, but not for caches with a constructor or poisoning.
     pub(crate) fn slab_want_init_on_free(&self, s: &KmemCache) -> bool {
-        self.slab.config.init_on_free
+        self.want_init_on_free()
             && !s.has_ctor()
             && !s.flags().contains(crate::slab::SlabFlags::POISON)
     }
