@@ -16,7 +16,7 @@
 use core::sync::atomic::Ordering::Relaxed;
 
 use super::VmallocError;
-use crate::addr::{Pfn, PhysAddr, PAGE_SHIFT};
+use crate::addr::{Pfn, PhysAddr, PAGE_SHIFT, PAGE_SIZE};
 use crate::arch::pgtable::{PgProt, PtBad, PtEntry, _KERNPG_TABLE, _PAGE_PRESENT, _PAGE_PSE};
 use crate::gfp::Gfp;
 use crate::platform::Platform;
@@ -264,8 +264,13 @@ impl<P: Platform> Mm<P> {
         let span = l.entry_span();
         let mut tables = 0;
         let mut va = start & !(span - 1);
-        // Empty entries are skipped with one load each; the others are decoded and
+        // A table with no entry at all (most of the PUD tables preallocated for the
+        // vmalloc range) is passed over with one vectorised test of the page; in the
+        // others empty entries are skipped with one load each, and the rest decoded and
         // checked by `pt_entry`, which also reports a table that is not RAM.
+        if self.ram().is_zero(table.0, PAGE_SIZE as u64) == Ok(true) {
+            return 0;
+        }
         let entries = self.pt_table(table);
         while va < end {
             let entry = match &entries {
