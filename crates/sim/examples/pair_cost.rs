@@ -12,7 +12,8 @@
 //! ```
 //!
 //! Further arguments: `stats` boots with SLUB statistics on (`--slub-stats`), `sheaves`
-//! with the per-CPU sheaves (`--slab-percpu sheaves`).
+//! with the per-CPU sheaves (`--slab-percpu sheaves`), `order=N` makes the page pair one
+//! of order N.
 
 use std::hint::black_box;
 
@@ -25,6 +26,11 @@ fn main() {
     let n: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(100_000);
     let rest: Vec<String> = args.collect();
     let slub_stats = rest.iter().any(|a| a == "stats");
+    // `order=N`: the page pair at order N (default 0).
+    let order = rest
+        .iter()
+        .find_map(|a| a.strip_prefix("order=")?.parse().ok())
+        .unwrap_or(0u32);
     let percpu = if rest.iter().any(|a| a == "sheaves") {
         kmemlab_mm::slab::sheaf::SlabPercpu::Sheaves
     } else {
@@ -50,9 +56,9 @@ fn main() {
         "pages" => {
             for _ in 0..n {
                 let p = mm
-                    .alloc_pages(black_box(Gfp::GFP_KERNEL), 0)
+                    .alloc_pages(black_box(Gfp::GFP_KERNEL), order)
                     .expect("alloc");
-                mm.__free_pages(black_box(p), 0).expect("free");
+                mm.__free_pages(black_box(p), order).expect("free");
             }
         }
         other => eprintln!("pair_cost: unknown pair '{other}' (kmalloc or pages)"),
