@@ -129,25 +129,9 @@ impl<P: Platform> Mm<P> {
         s: &KmemCache,
         pcs: &SlubPercpuSheaves,
     ) -> Result<Option<SheafView>, SlabError> {
-        let spare = pcs.spare.load(Relaxed);
-        if spare != 0 {
-            let Some(h) = self.sheaf_checked(s, spare) else {
-                pcs.spare.store(0, Relaxed);
-                return Err(self.sheaf_corrupt(spare));
-            };
-            if h.size() > 0 {
-                pcs.spare.store(pcs.main.load(Relaxed), Relaxed);
-                pcs.main.store(spare, Relaxed);
-                return self.main_view(s, pcs).map(Some);
-            }
-        }
-        let barn = self.get_barn(s)?;
-        let Some(full) = self.barn_replace_empty_sheaf(s, barn, pcs.main.load(Relaxed)) else {
-            self.stat(s, StatItem::BarnGetFail);
+        if !self.pcs_swap_in_full(s, pcs)? {
             return Ok(None);
-        };
-        self.stat(s, StatItem::BarnGet);
-        pcs.main.store(full, Relaxed);
+        }
         let main = self.main_view(s, pcs)?;
         if main.size == 0 {
             // A "full" sheaf with nothing in it: the barn list was corrupted.

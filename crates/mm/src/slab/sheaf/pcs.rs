@@ -148,6 +148,38 @@ impl<P: Platform> Mm<P> {
 
     // ----- replacing the main sheaf ---------------------------------------------------
 
+    /// The first two ways of replacing an empty main sheaf, with the lock held, shared by
+    /// `__pcs_replace_empty_main()` and `alloc_from_pcs_bulk()` (6.18): swap in the spare
+    /// if it has objects (`swap(pcs->main, pcs->spare)`), else exchange the empty main for
+    /// a full sheaf of the barn (`barn_replace_empty_sheaf()`, `BARN_GET`). `false`
+    /// (`BARN_GET_FAIL`) when neither had one.
+    pub(super) fn pcs_swap_in_full(
+        &self,
+        s: &KmemCache,
+        pcs: &SlubPercpuSheaves,
+    ) -> Result<bool, SlabError> {
+        let spare = pcs.spare.load(Relaxed);
+        if spare != 0 {
+            let Some(h) = self.sheaf_checked(s, spare) else {
+                pcs.spare.store(0, Relaxed);
+                return Err(self.sheaf_corrupt(spare));
+            };
+            if h.size() > 0 {
+                pcs.spare.store(pcs.main.load(Relaxed), Relaxed);
+                pcs.main.store(spare, Relaxed);
+                return Ok(true);
+            }
+        }
+        let barn = self.get_barn(s)?;
+        let Some(full) = self.barn_replace_empty_sheaf(s, barn, pcs.main.load(Relaxed)) else {
+            self.stat(s, StatItem::BarnGetFail);
+            return Ok(false);
+        };
+        self.stat(s, StatItem::BarnGet);
+        pcs.main.store(full, Relaxed);
+        Ok(true)
+    }
+
     /// `__pcs_replace_empty_main()`: called with the lock held and an empty main sheaf;
     /// returns the lock held and a main sheaf with objects, or `None` with the lock
     /// released (the caller falls back to the slab).
@@ -158,25 +190,10 @@ impl<P: Platform> Mm<P> {
         guard: PcsGuard<'a>,
         gfp: Gfp,
     ) -> Result<Option<PcsGuard<'a>>, SlabError> {
-        let spare = pcs.spare.load(Relaxed);
-        if spare != 0 {
-            let Some(h) = self.sheaf_checked(s, spare) else {
-                pcs.spare.store(0, Relaxed);
-                return Err(self.sheaf_corrupt(spare));
-            };
-            if h.size() > 0 {
-                pcs.spare.store(pcs.main.load(Relaxed), Relaxed);
-                pcs.main.store(spare, Relaxed);
-                return Ok(Some(guard));
-            }
-        }
-        let barn = self.get_barn(s)?;
-        if let Some(full) = self.barn_replace_empty_sheaf(s, barn, pcs.main.load(Relaxed)) {
-            self.stat(s, StatItem::BarnGet);
-            pcs.main.store(full, Relaxed);
+        if self.pcs_swap_in_full(s, pcs)? {
             return Ok(Some(guard));
         }
-        self.stat(s, StatItem::BarnGetFail);
+        let barn = self.get_barn(s)?;
         let can_alloc = gfp.allows_blocking();
         let mut empty = 0;
         if can_alloc {
