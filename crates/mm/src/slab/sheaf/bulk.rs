@@ -22,7 +22,6 @@
 
 use crate::platform::Platform;
 use crate::slab::cache::KmemCache;
-use crate::slab::sheaf::pcs_trylock;
 use crate::slab::sheaf::SheafView;
 use crate::slab::sheaf::SlubPercpuSheaves;
 use crate::slab::stats::StatItem;
@@ -84,17 +83,9 @@ impl<P: Platform> Mm<P> {
         pcs: &SlubPercpuSheaves,
         p: &mut [VirtAddr],
     ) -> Result<usize, (usize, SlabError)> {
-        self.irq_window();
-        let Some(guard) = pcs_trylock(pcs) else {
-            self.slab.pcs_trylock_fail.fetch_add(1, Relaxed);
+        let Some(guard) = self.pcs_lock_main(pcs) else {
             return Ok(0);
         };
-        // local_trylock() leaves interrupts enabled.
-        self.irq_window();
-        if pcs.main.load(Relaxed) == 0 {
-            // Dropped after a reported corruption: this CPU runs without sheaves.
-            return Ok(0);
-        }
         let mut main = self.main_view(s, pcs).map_err(|e| (0, e))?;
         if main.size == 0 {
             match self.pcs_bulk_swap_in_full(s, pcs).map_err(|e| (0, e))? {
@@ -186,15 +177,9 @@ impl<P: Platform> Mm<P> {
         pcs: &SlubPercpuSheaves,
         objects: &[VirtAddr],
     ) -> Result<usize, SlabError> {
-        self.irq_window();
-        let Some(guard) = pcs_trylock(pcs) else {
-            self.slab.pcs_trylock_fail.fetch_add(1, Relaxed);
+        let Some(guard) = self.pcs_lock_main(pcs) else {
             return Ok(0);
         };
-        self.irq_window();
-        if pcs.main.load(Relaxed) == 0 {
-            return Ok(0);
-        }
         let cap = s.sheaf_capacity();
         let mut main = self.main_view(s, pcs)?;
         if main.size >= cap {

@@ -75,17 +75,9 @@ impl<P: Platform> Mm<P> {
         let Some(pcs) = self.pcs(s, cpu) else {
             return Err(self.pcs_corrupt(s));
         };
-        self.irq_window();
-        let Some(mut guard) = pcs_trylock(pcs) else {
-            self.slab.pcs_trylock_fail.fetch_add(1, Relaxed);
+        let Some(mut guard) = self.pcs_lock_main(pcs) else {
             return Ok(None);
         };
-        // local_trylock() leaves interrupts enabled.
-        self.irq_window();
-        if pcs.main.load(Relaxed) == 0 {
-            // Dropped after a reported corruption: this CPU runs without sheaves.
-            return Ok(None);
-        }
         let mut main = self.main_view(s, pcs)?;
         if main.size == 0 {
             let Some(g) = self.__pcs_replace_empty_main(s, pcs, guard, gfp)? else {
@@ -117,16 +109,10 @@ impl<P: Platform> Mm<P> {
         let Some(pcs) = self.pcs(s, self.platform.smp_processor_id()) else {
             return Err(self.pcs_corrupt(s));
         };
-        self.irq_window();
-        let Some(mut guard) = pcs_trylock(pcs) else {
-            self.slab.pcs_trylock_fail.fetch_add(1, Relaxed);
+        let Some(mut guard) = self.pcs_lock_main(pcs) else {
             return Ok(false);
         };
-        self.irq_window();
         let cap = s.sheaf_capacity();
-        if pcs.main.load(Relaxed) == 0 {
-            return Ok(false);
-        }
         let mut main = self.main_view(s, pcs)?;
         if main.size == cap {
             let Some(g) = self.__pcs_replace_full_main(s, pcs, guard)? else {
@@ -144,6 +130,21 @@ impl<P: Platform> Mm<P> {
         drop(guard);
         self.stat(s, StatItem::FreePcs);
         Ok(true)
+    }
+
+    /// `local_trylock(&s->cpu_sheaves->lock)` on a fast path, with the interrupt windows
+    /// before it and after it (the trylock leaves interrupts enabled): the guard, or
+    /// `None` when the lock is held (counted) or this CPU's main sheaf was dropped after
+    /// a reported corruption (it then runs without sheaves).
+    #[inline(always)]
+    pub(super) fn pcs_lock_main<'a>(&self, pcs: &'a SlubPercpuSheaves) -> Option<PcsGuard<'a>> {
+        self.irq_window();
+        let Some(guard) = pcs_trylock(pcs) else {
+            self.slab.pcs_trylock_fail.fetch_add(1, Relaxed);
+            return None;
+        };
+        self.irq_window();
+        (pcs.main.load(Relaxed) != 0).then_some(guard)
     }
 
     // ----- replacing the main sheaf ---------------------------------------------------
