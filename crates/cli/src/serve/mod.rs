@@ -114,6 +114,13 @@ fn is_loopback(addr: &SocketAddr) -> bool {
     addr.ip().is_loopback()
 }
 
+/// The stack of the runtime's threads, which boot sessions' machines (`spawn_blocking`):
+/// the main thread's 8 MiB rather than tokio's 2 MiB. Booting a machine moves `Mm` (about
+/// 130 KB, with its section table and kmalloc caches) through a few frames: measured on
+/// 2026-12-05, a release build needs between 512 KiB and 2 MiB of stack for it and a
+/// debug build between 2 and 4 MiB, so 2 MiB overflowed in a debug build.
+const SESSION_STACK: usize = 8 << 20;
+
 /// Run `kmemlab serve` until interrupted.
 pub fn run(machine: &MachineArgs, args: &ServeArgs) -> Result<bool, String> {
     let samples = args
@@ -133,6 +140,7 @@ pub fn run(machine: &MachineArgs, args: &ServeArgs) -> Result<bool, String> {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(SESSION_STACK)
         .build()
         .map_err(|e| format!("cannot start the server's runtime: {e}"))?;
     runtime.block_on(async {
