@@ -575,7 +575,7 @@ impl<P: Platform> Mm<P> {
             }
         }
         // At most the slab's objects, each once: below MAX_OBJS_PER_PAGE.
-        self.slab_free_detached(s, pfn, head.0, tail.0, objects.len() as u16)
+        self.do_slab_free(s, pfn, head.0, tail.0, objects.len() as u16)
     }
 
     /// The checks of the single free for each object of one slab (`object_index`, the
@@ -619,37 +619,5 @@ impl<P: Platform> Mm<P> {
             kept += 1;
         }
         kept
-    }
-
-    /// `do_slab_free()` of a detached freelist `head` ..= `tail` of `cnt` objects: onto the
-    /// CPU freelist with one exchange if the slab is this CPU's, else `__slab_free()`.
-    fn slab_free_detached(
-        &self,
-        s: &KmemCache,
-        pfn: Pfn,
-        head: u64,
-        tail: u64,
-        cnt: u16,
-    ) -> Result<(), SlabError> {
-        let c = self.this_cpu_slab(s)?;
-        loop {
-            let tid = c.tid.load(Relaxed);
-            self.irq_window();
-            if !c.is_cpu_slab(pfn) {
-                return self.__slab_free_list(s, pfn, head, tail, cnt);
-            }
-            let freelist = c.freelist.load(Relaxed);
-            if freelist == tail || freelist == head {
-                return Err(self.naive_double_free(s, tail));
-            }
-            self.set_freepointer(s, tail, freelist)?;
-            self.irq_window();
-            if Self::cpu_cmpxchg(c, freelist, tid, head, self.next_tid(tid)) {
-                self.stat(s, StatItem::FreeFastpath);
-                return Ok(());
-            }
-            crate::vmstat::VmEvents::add(&self.events().slab_cmpxchg_redo, 1);
-            self.stat(s, StatItem::CmpxchgDoubleCpuFail);
-        }
     }
 }

@@ -50,7 +50,7 @@ impl<P: Platform> Mm<P> {
             return;
         };
         if self.object_index_in(k, page, pfn, va).is_some() {
-            let _ = self.do_slab_free(k, pfn, va);
+            let _ = self.do_slab_free(k, pfn, va, va, 1);
             self.stat(s, StatItem::SheafFree);
         }
     }
@@ -109,7 +109,7 @@ impl<P: Platform> Mm<P> {
     /// is an object of `s`.
     fn free_to_slab(&self, s: &KmemCache, object: u64) -> Result<(), SlabError> {
         match self.sheaf_object_slab(s, object) {
-            Some(pfn) => self.do_slab_free(s, pfn, object),
+            Some(pfn) => self.do_slab_free(s, pfn, object, object, 1),
             None => {
                 crate::vmstat::VmEvents::add(&self.events().bug_slab, 1);
                 Err(self.slab_fault(object, true, "slab sheaf object corrupted"))

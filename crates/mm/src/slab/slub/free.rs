@@ -29,32 +29,36 @@ impl<P: Platform> Mm<P> {
         if s.sheaf_capacity() != 0 && self.free_to_pcs(s, object)? {
             return Ok(());
         }
-        self.do_slab_free(s, pfn, object)
+        self.do_slab_free(s, pfn, object, object, 1)
     }
 
-    /// `do_slab_free()`: to the CPU freelist if the object is in this CPU's slab, else
-    /// `__slab_free`.
+    /// `do_slab_free(s, slab, head, tail, cnt)`: the `cnt` objects chained from `head` to
+    /// `tail` (one object: `head == tail`, `cnt == 1`; a detached freelist from
+    /// `kmem_cache_free_bulk`) onto the CPU freelist with one exchange if the slab is this
+    /// CPU's, else `__slab_free`.
     #[inline(always)]
     pub(crate) fn do_slab_free(
         &self,
         s: &KmemCache,
         pfn: Pfn,
-        object: u64,
+        head: u64,
+        tail: u64,
+        cnt: u16,
     ) -> Result<(), SlabError> {
         let c = self.this_cpu_slab(s)?;
         loop {
             let tid = c.tid.load(Relaxed);
             self.irq_window();
             if !c.is_cpu_slab(pfn) {
-                return self.__slab_free(s, pfn, object);
+                return self.__slab_free_list(s, pfn, head, tail, cnt);
             }
             let freelist = c.freelist.load(Relaxed);
-            if freelist == object {
-                return Err(self.naive_double_free(s, object));
+            if freelist == tail || freelist == head {
+                return Err(self.naive_double_free(s, tail));
             }
-            self.set_freepointer(s, object, freelist)?;
+            self.set_freepointer(s, tail, freelist)?;
             self.irq_window();
-            if Self::cpu_cmpxchg(c, freelist, tid, object, self.next_tid(tid)) {
+            if Self::cpu_cmpxchg(c, freelist, tid, head, self.next_tid(tid)) {
                 self.stat(s, StatItem::FreeFastpath);
                 return Ok(());
             }
