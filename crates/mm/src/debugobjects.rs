@@ -9,7 +9,7 @@
 //! and the page allocator and the slab call [`Mm::debug_check_no_obj_freed`] (or
 //! [`Mm::debug_check_no_obj_freed_virt`]) without naming it, so the arrows keep pointing
 //! down. The one user today is dma-debug ("device driver frees memory that is still
-//! DMA-mapped", `crates/mm/src/dma/debug.rs`), registered by `dma_debug_setup` when
+//! DMA-mapped", `crates/mm/src/dma/debug/freed.rs`), registered by `dma_debug_setup` when
 //! `CONFIG_DMA_API_DEBUG` is on.
 //!
 //! No `alloc`: the hooks are a fixed array, written only at boot (`&mut Mm`), read
