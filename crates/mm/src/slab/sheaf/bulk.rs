@@ -22,6 +22,7 @@
 
 use crate::platform::Platform;
 use crate::slab::cache::KmemCache;
+use crate::slab::sheaf::pcs::FullMainSwap;
 use crate::slab::sheaf::SheafView;
 use crate::slab::sheaf::SlubPercpuSheaves;
 use crate::slab::stats::StatItem;
@@ -210,35 +211,17 @@ impl<P: Platform> Mm<P> {
         s: &KmemCache,
         pcs: &SlubPercpuSheaves,
     ) -> Result<Option<SheafView>, SlabError> {
-        let cap = s.sheaf_capacity();
         let barn = self.get_barn(s)?;
-        let spare = pcs.spare.load(Relaxed);
-        if spare == 0 {
-            let Some(empty) = self.barn_get_empty_sheaf(s, barn) else {
+        match self.pcs_swap_in_empty(s, pcs, barn)? {
+            FullMainSwap::Done => {}
+            FullMainSwap::NoEmpty => return Ok(None),
+            FullMainSwap::SpareFull(..) => {
+                self.stat(s, StatItem::BarnPutFail);
                 return Ok(None);
-            };
-            pcs.spare.store(pcs.main.load(Relaxed), Relaxed);
-            pcs.main.store(empty, Relaxed);
-        } else {
-            let Some(h) = self.sheaf_checked(s, spare) else {
-                pcs.spare.store(0, Relaxed);
-                return Err(self.sheaf_corrupt(spare));
-            };
-            if h.size() < cap {
-                pcs.spare.store(pcs.main.load(Relaxed), Relaxed);
-                pcs.main.store(spare, Relaxed);
-            } else {
-                let Ok(empty) = self.barn_replace_full_sheaf(s, barn, pcs.main.load(Relaxed))
-                else {
-                    self.stat(s, StatItem::BarnPutFail);
-                    return Ok(None);
-                };
-                self.stat(s, StatItem::BarnPut);
-                pcs.main.store(empty, Relaxed);
             }
         }
         let main = self.main_view(s, pcs)?;
-        if main.size >= cap {
+        if main.size >= s.sheaf_capacity() {
             // An "empty" sheaf with no room: the barn list was corrupted.
             return Err(self.sheaf_corrupt(pcs.main.swap(0, Relaxed)));
         }

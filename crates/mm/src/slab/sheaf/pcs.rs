@@ -250,6 +250,46 @@ impl<P: Platform> Mm<P> {
         Ok(Some(guard))
     }
 
+    /// The exchanges for a full main sheaf with the lock held, shared by
+    /// `__pcs_replace_full_main()` and `free_to_pcs_bulk()` (6.18): an empty barn sheaf
+    /// when there is no spare (the main becoming the spare), the spare if it has room
+    /// (`swap`), else the barn takes the full main for an empty one
+    /// (`barn_replace_full_sheaf()`, `BARN_PUT`). On failure, what the caller falls back
+    /// from; the failure's statistics are the caller's.
+    pub(super) fn pcs_swap_in_empty(
+        &self,
+        s: &KmemCache,
+        pcs: &SlubPercpuSheaves,
+        barn: &NodeBarn,
+    ) -> Result<FullMainSwap, SlabError> {
+        let spare = pcs.spare.load(Relaxed);
+        if spare == 0 {
+            let Some(empty) = self.barn_get_empty_sheaf(s, barn) else {
+                return Ok(FullMainSwap::NoEmpty);
+            };
+            pcs.spare.store(pcs.main.load(Relaxed), Relaxed);
+            pcs.main.store(empty, Relaxed);
+            return Ok(FullMainSwap::Done);
+        }
+        let Some(h) = self.sheaf_checked(s, spare) else {
+            pcs.spare.store(0, Relaxed);
+            return Err(self.sheaf_corrupt(spare));
+        };
+        if h.size() < s.sheaf_capacity() {
+            pcs.spare.store(pcs.main.load(Relaxed), Relaxed);
+            pcs.main.store(spare, Relaxed);
+            return Ok(FullMainSwap::Done);
+        }
+        match self.barn_replace_full_sheaf(s, barn, pcs.main.load(Relaxed)) {
+            Ok(empty) => {
+                self.stat(s, StatItem::BarnPut);
+                pcs.main.store(empty, Relaxed);
+                Ok(FullMainSwap::Done)
+            }
+            Err(why) => Ok(FullMainSwap::SpareFull(why, spare)),
+        }
+    }
+
     /// `__pcs_replace_full_main()`: called with the lock held and a full main sheaf;
     /// returns the lock held and a main sheaf with room, or `None` with the lock released.
     fn __pcs_replace_full_main<'a>(
@@ -263,40 +303,19 @@ impl<P: Platform> Mm<P> {
         let mut guard = guard;
         // `goto restart` follows a flush of the main sheaf; bounded anyway.
         for _ in 0..4 {
-            let spare = pcs.spare.load(Relaxed);
             let mut put_fail = false;
             let mut flushed_spare = None;
-            if spare == 0 {
-                if let Some(empty) = self.barn_get_empty_sheaf(s, barn) {
-                    pcs.spare.store(pcs.main.load(Relaxed), Relaxed);
-                    pcs.main.store(empty, Relaxed);
-                    return Ok(Some(guard));
-                }
-            } else {
-                let Some(h) = self.sheaf_checked(s, spare) else {
+            match self.pcs_swap_in_empty(s, pcs, barn)? {
+                FullMainSwap::Done => return Ok(Some(guard)),
+                FullMainSwap::NoEmpty => {}
+                FullMainSwap::SpareFull(ReplaceFull::TooManyFull, spare) => {
+                    // The spare exists and is full: it is flushed and becomes the empty
+                    // sheaf.
+                    self.stat(s, StatItem::BarnPutFail);
                     pcs.spare.store(0, Relaxed);
-                    return Err(self.sheaf_corrupt(spare));
-                };
-                if h.size() < cap {
-                    pcs.spare.store(pcs.main.load(Relaxed), Relaxed);
-                    pcs.main.store(spare, Relaxed);
-                    return Ok(Some(guard));
+                    flushed_spare = Some(spare);
                 }
-                match self.barn_replace_full_sheaf(s, barn, pcs.main.load(Relaxed)) {
-                    Ok(empty) => {
-                        self.stat(s, StatItem::BarnPut);
-                        pcs.main.store(empty, Relaxed);
-                        return Ok(Some(guard));
-                    }
-                    Err(ReplaceFull::TooManyFull) => {
-                        // The spare exists and is full: it is flushed and becomes the
-                        // empty sheaf.
-                        self.stat(s, StatItem::BarnPutFail);
-                        pcs.spare.store(0, Relaxed);
-                        flushed_spare = Some(spare);
-                    }
-                    Err(ReplaceFull::NoEmpty) => put_fail = true,
-                }
+                FullMainSwap::SpareFull(ReplaceFull::NoEmpty, _) => put_fail = true,
             }
             drop(guard);
             // The lock is released: an interrupt may come and use the sheaves.
@@ -370,4 +389,14 @@ impl<P: Platform> Mm<P> {
             pcs.main.store(empty, Relaxed);
         }
     }
+}
+
+/// What [`Mm::pcs_swap_in_empty`] did with a full main sheaf.
+pub(super) enum FullMainSwap {
+    /// The main sheaf has room now.
+    Done,
+    /// No spare, and the barn had no empty sheaf.
+    NoEmpty,
+    /// The spare (this one) is full too, and the barn refused the exchange for this reason.
+    SpareFull(ReplaceFull, u64),
 }
