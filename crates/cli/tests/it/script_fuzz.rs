@@ -27,6 +27,10 @@
 //!   `target/tmp/script-fuzz/`), at most `KMEMLAB_FUZZ_MAX_FAILURES` (default 10) of them.
 //!   `KMEMLAB_FUZZ_TIMEOUT` (seconds, default 60) is how long a child may run before it
 //!   counts as hung. For development only: CI runs in-process.
+//!
+//! By default the scripts are shared among one worker per host CPU, each a child process
+//! (this test binary with `KMEMLAB_FUZZ_WORKER=1` and its `KMEMLAB_FUZZ_FIRST` /
+//! `KMEMLAB_FUZZ_SCRIPTS` share) running its share in-process, one script after another.
 
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -990,6 +994,95 @@ fn minimise_in_process(lines: &[String], panic: &str) -> Vec<String> {
     )
 }
 
+/// Generate and run script `index`; its panic and lines if it panicked (a panic while
+/// booting its machine has no lines).
+fn run_one(
+    seed: u64,
+    index: u64,
+    pending: bool,
+    journal: &mut dyn FnMut(&str),
+) -> Result<(), (String, Vec<String>)> {
+    let generator = catching(|| Gen::new(seed, index, pending))
+        .map_err(|panic| (format!("boot panicked: {panic}"), Vec::new()))?;
+    generator.run(journal).map(drop)
+}
+
+/// The report of a script that panicked, with the script minimised in-process.
+fn failure_report(seed: u64, index: u64, panic: &str, lines: &[String]) -> String {
+    if lines.is_empty() {
+        return format!("script {index}: {panic}");
+    }
+    let small = minimise_in_process(lines, panic);
+    format!(
+        "seed {seed} script {index} panicked: {panic}\n--- script ({} lines) ---\n{}\n--- minimised ({} lines) ---\n{}\n",
+        lines.len(),
+        lines.join("\n"),
+        small.len(),
+        small.join("\n")
+    )
+}
+
+/// Run the scripts of `range` in-process, one after the other; the failures' reports.
+fn run_in_process(seed: u64, range: std::ops::Range<u64>, pending: bool) -> Vec<String> {
+    range
+        .filter_map(|index| {
+            let (panic, lines) = run_one(seed, index, pending, &mut |_| {}).err()?;
+            Some(failure_report(seed, index, &panic, &lines))
+        })
+        .collect()
+}
+
+/// Run the scripts of `range` in one child process per host CPU (this test binary, each
+/// given a contiguous share and `KMEMLAB_FUZZ_WORKER`), or in-process on a one-CPU host;
+/// the failures' reports. Processes rather than threads: booting a machine reads its
+/// blank `mem_map` before writing it (`PhysMem::zero`), and each first write to such a
+/// host page is a copy-on-write of the zero page whose TLB flush interrupts every other
+/// CPU running the same process — with two threads that doubled the fuzzer's time.
+fn run_in_workers(seed: u64, range: std::ops::Range<u64>, pending: bool) -> Vec<String> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let count = range.end - range.start;
+    if workers == 1 || count < 2 * workers {
+        return run_in_process(seed, range, pending);
+    }
+    let exe = std::env::current_exe().expect("the test binary");
+    let children: Vec<_> = (0..workers)
+        .map(|k| {
+            let first = range.start + count * k / workers;
+            let next = range.start + count * (k + 1) / workers;
+            std::process::Command::new(&exe)
+                .args([
+                    "--exact",
+                    "script_fuzz::random_scripts_do_not_panic",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env("KMEMLAB_FUZZ_WORKER", "1")
+                .env("KMEMLAB_FUZZ_SEED", seed.to_string())
+                .env("KMEMLAB_FUZZ_FIRST", first.to_string())
+                .env("KMEMLAB_FUZZ_SCRIPTS", (next - first).to_string())
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("a fuzzer worker")
+        })
+        .collect();
+    children
+        .into_iter()
+        .filter_map(|child| {
+            let out = child.wait_with_output().expect("a fuzzer worker");
+            (!out.status.success()).then(|| {
+                format!(
+                    "a worker failed ({}):\n{}{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+        })
+        .collect()
+}
+
 #[test]
 fn random_scripts_do_not_panic() {
     if let Some(path) = std::env::var_os("KMEMLAB_FUZZ_REPLAY") {
@@ -1008,32 +1101,24 @@ fn random_scripts_do_not_panic() {
     let first = env_u64("KMEMLAB_FUZZ_FIRST", 0);
     let journal_path = std::env::var_os("KMEMLAB_FUZZ_JOURNAL").map(PathBuf::from);
     println!("script fuzzer: seed {seed} (KMEMLAB_FUZZ_SEED), scripts {first}..{} (KMEMLAB_FUZZ_SCRIPTS), pending classes {}", first + count, if pending { "on" } else { "off" });
-    let mut failures = Vec::new();
-    for index in first..first + count {
-        let mut journal = journal_writer(journal_path.as_deref(), index);
-        let generator = match catching(|| Gen::new(seed, index, pending)) {
-            Ok(g) => g,
-            Err(panic) => {
-                failures.push(format!("script {index}: boot panicked: {panic}"));
-                continue;
+    let failures = match journal_path {
+        Some(path) => {
+            // A child of the isolated mode: one thread; the first panic ends the process
+            // and the parent minimises the journal.
+            for index in first..first + count {
+                let mut journal = journal_writer(&path, index);
+                if let Err(panic) = run_one(seed, index, pending, &mut journal) {
+                    println!("script {index} panicked: {}", panic.0);
+                    std::process::exit(101);
+                }
             }
-        };
-        if let Err((panic, lines)) = generator.run(&mut journal) {
-            if journal_path.is_some() {
-                // A child of the isolated mode: the parent minimises the journal.
-                println!("script {index} panicked: {panic}");
-                std::process::exit(101);
-            }
-            let small = minimise_in_process(&lines, &panic);
-            failures.push(format!(
-                "seed {seed} script {index} panicked: {panic}\n--- script ({} lines) ---\n{}\n--- minimised ({} lines) ---\n{}\n",
-                lines.len(),
-                lines.join("\n"),
-                small.len(),
-                small.join("\n")
-            ));
+            Vec::new()
         }
-    }
+        None if std::env::var_os("KMEMLAB_FUZZ_WORKER").is_some() => {
+            run_in_process(seed, first..first + count, pending)
+        }
+        None => run_in_workers(seed, first..first + count, pending),
+    };
     assert!(
         failures.is_empty(),
         "{} of {count} scripts panicked (seed {seed}):\n{}",
@@ -1044,17 +1129,12 @@ fn random_scripts_do_not_panic() {
 
 /// Where the child writes each line before running it, so that the parent knows the
 /// script that killed it.
-fn journal_writer(path: Option<&Path>, index: u64) -> impl FnMut(&str) + use<> {
-    let mut file = path.map(|p| {
-        let mut f = std::fs::File::create(p).expect("the journal");
-        writeln!(f, "# script {index}").expect("the journal");
-        f
-    });
+fn journal_writer(path: &Path, index: u64) -> impl FnMut(&str) + use<> {
+    let mut file = std::fs::File::create(path).expect("the journal");
+    writeln!(file, "# script {index}").expect("the journal");
     move |line: &str| {
-        if let Some(f) = file.as_mut() {
-            writeln!(f, "{line}").expect("the journal");
-            f.flush().expect("the journal");
-        }
+        writeln!(file, "{line}").expect("the journal");
+        file.flush().expect("the journal");
     }
 }
 

@@ -38,7 +38,10 @@ pub const MAX_CPUS: usize = 256;
 
 /// A booted machine.
 pub struct Machine {
-    mm: Mm<SimPlatform>,
+    /// On the heap: `Mm` is about 130 KB of inline tables (no `alloc` in the core), and a
+    /// `Machine` moved by value through unoptimised frames would cost that much stack at
+    /// each move.
+    mm: Box<Mm<SimPlatform>>,
     config: MachineConfig,
     page_cache: Arc<PageCache>,
     /// What kswapd did the last time a CPU ran it.
@@ -111,7 +114,7 @@ impl Machine {
             thp: config.thp,
             ..BootConfig::default()
         };
-        let mut mm = Mm::boot(platform, boot).map_err(SimError::Boot)?;
+        let mut mm = Box::new(Mm::boot(platform, boot).map_err(SimError::Boot)?);
         for (key, value) in &config.sysctls {
             sysctl_write(&mut mm, key, value).map_err(SimError::Sysctl)?;
         }
