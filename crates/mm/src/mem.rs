@@ -445,6 +445,29 @@ impl<P: Platform> Mm<P> {
         &self.ram
     }
 
+    /// `memset(0)` of `len` bytes of boot memory at `phys`, most of which was never
+    /// written: the whole pages inside the range go to the platform to discard
+    /// ([`crate::Hardware::discard_ram`]: they then read as zero and cost the host
+    /// nothing), the edges, and everything if the platform cannot, to [`PhysMem::zero`],
+    /// which writes only what is not zero already. Only while booting, when nothing else
+    /// touches the range.
+    pub(crate) fn zero_boot_ram(&self, phys: u64, len: u64) -> Result<(), BadAccess> {
+        let page = crate::addr::PAGE_SIZE as u64;
+        let end = phys.saturating_add(len);
+        let first = phys.div_ceil(page).saturating_mul(page);
+        let last = end / page * page;
+        if first < last
+            && self.ram.is_ram(first, last - first)
+            && self
+                .platform
+                .discard_ram(crate::addr::PhysAddr(first), last - first)
+        {
+            self.ram.zero(phys, first - phys)?;
+            return self.ram.zero(last, end - last);
+        }
+        self.ram.zero(phys, len)
+    }
+
     /// Read a plain value at direct-map address `va`.
     #[inline]
     pub fn kread<T: FromBytes>(&self, va: u64) -> Result<T, BadAccess> {

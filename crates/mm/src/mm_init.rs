@@ -268,10 +268,9 @@ impl<P: Platform> Mm<P> {
             (usemap_phys, nr_blocks),
             (percpu_phys, percpu_bytes),
         ] {
-            // Written only where not zero already: the host backs what is written, and
-            // a large machine's mem_map is mostly never touched.
-            self.ram
-                .zero(phys.0, len)
+            // Discarded or written only where not zero already: the host backs what is
+            // written, and a large machine's mem_map is mostly never touched.
+            self.zero_boot_ram(phys.0, len)
                 .map_err(|_| BootError::BadMemoryMap)?;
         }
         // Zeroed bytes are valid descriptors, pageblock bytes and per-CPU units (atomics;

@@ -89,6 +89,16 @@ pub unsafe trait Hardware: Sync + Sized {
     fn memory_map(&self) -> &[MemoryRegion];
     /// Host address of physical address 0: physical address `p` lives at `phys_mem() + p`.
     fn phys_mem(&self) -> *mut u8;
+    /// Make the `len` bytes of RAM at `start` (both multiples of `PAGE_SIZE`) read as zero
+    /// without the host keeping memory for them, if the platform can: the simulator hands
+    /// its host pages back (`madvise(MADV_DONTNEED)` on its anonymous mapping), which
+    /// leaves them as a fresh machine's RAM is. Called only at boot, when no other CPU
+    /// touches the range. `false`: nothing was done, and the kernel writes the zeroes
+    /// itself. By default the platform cannot.
+    fn discard_ram(&self, start: PhysAddr, len: u64) -> bool {
+        let _ = (start, len);
+        false
+    }
     /// Invalidate kernel translations of `[start, end)` in every CPU's TLB
     /// (`flush_tlb_kernel_range`).
     fn flush_tlb_kernel_range(&self, start: VirtAddr, end: VirtAddr);

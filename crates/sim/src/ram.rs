@@ -178,6 +178,29 @@ impl Ram {
             .any(|r| r.start.0 <= addr && addr.saturating_add(len) <= r.end.0)
     }
 
+    /// Hand the host pages of `[addr, addr + len)` back to the host
+    /// (`madvise(MADV_DONTNEED)`): afterwards they read as zero and are backed again only
+    /// when written, as never-touched RAM is. `false`, and nothing done, if the range is
+    /// not all RAM or not aligned to the host's page size, or the host refuses.
+    pub fn discard(&self, addr: u64, len: u64) -> bool {
+        // SAFETY: sysconf has no preconditions.
+        let host_page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        let aligned = |x: u64| host_page > 0 && x.is_multiple_of(host_page as u64);
+        if len == 0 || !aligned(addr) || !aligned(len) || !self.contains(addr, len) {
+            return false;
+        }
+        // SAFETY: the range is whole host pages inside this private anonymous mapping
+        // (checked above), so MADV_DONTNEED only replaces their contents with zeroes; the
+        // kernel side calls this at boot, when no other thread uses the range.
+        unsafe {
+            libc::madvise(
+                self.base.add(addr as usize).cast(),
+                len as usize,
+                libc::MADV_DONTNEED,
+            ) == 0
+        }
+    }
+
     /// Copy bytes out of physical memory; `None` if the range is not all RAM.
     pub fn read(&self, addr: u64, buf: &mut [u8]) -> Option<()> {
         if !self.contains(addr, buf.len() as u64) {
@@ -300,6 +323,30 @@ mod tests {
         ram.read(60 << 30, &mut buf).unwrap();
         assert_eq!(&buf, b"kmemlab!");
         assert!(ram.read((64 << 30) - 4, &mut buf).is_none());
+    }
+
+    #[test]
+    fn discarded_pages_read_as_zero_and_only_whole_ram_pages_are_discarded() {
+        let ram = Ram::new(16 << 20, &[Hole::LEGACY]).unwrap();
+        let page = 4096;
+        for at in [2 << 20, (2 << 20) + page] {
+            ram.write(at, b"kmemlab!").unwrap();
+        }
+        assert!(ram.discard(2 << 20, page));
+        let mut buf = [1u8; 8];
+        ram.read(2 << 20, &mut buf).unwrap();
+        assert_eq!(buf, [0; 8], "the discarded page reads as zero");
+        ram.read((2 << 20) + page, &mut buf).unwrap();
+        assert_eq!(&buf, b"kmemlab!", "the next page is kept");
+        // Refused, and nothing done: unaligned, empty, over the legacy hole, past the end.
+        assert!(!ram.discard((2 << 20) + page + 8, page));
+        assert!(!ram.discard((2 << 20) + page, 100));
+        assert!(!ram.discard(2 << 20, 0));
+        assert!(!ram.discard(636 << 10, 8 * page));
+        assert!(!ram.discard(ram.span(), page));
+        assert!(!ram.discard(ram.span() - page, 2 * page));
+        ram.read((2 << 20) + page, &mut buf).unwrap();
+        assert_eq!(&buf, b"kmemlab!");
     }
 
     fn hole(start: u64, end: u64) -> Hole {

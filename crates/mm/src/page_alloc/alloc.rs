@@ -8,7 +8,7 @@ use core::sync::atomic::Ordering::Relaxed;
 
 use crate::addr::{Pfn, MAX_PAGE_ORDER, PAGE_SIZE};
 use crate::gfp::Gfp;
-use crate::mem::{BadAccess, PhysMem};
+use crate::mem::BadAccess;
 use crate::mm_types::{Page, PG_HEAD, PG_PCP, PG_TAIL};
 use crate::platform::Platform;
 use crate::vmstat::VmEvents;
@@ -385,20 +385,20 @@ impl<P: Platform> Mm<P> {
     /// `clear_highpage()` over `n` pages (through a temporary mapping for HighMem, which
     /// here is simply physical memory).
     pub(crate) fn clear_pages(&self, pfn: Pfn, n: u64) {
-        self.clear_pages_by(pfn, n, |ram, phys, len| ram.fill(phys, 0, len));
+        self.clear_pages_by(pfn, n, |phys, len| self.ram().fill(phys, 0, len));
     }
 
-    /// [`Mm::clear_pages`] with `clear` doing the `memset(0)` of RAM: a plain fill, or
-    /// [`PhysMem::zero`], which writes only what is not zero already.
+    /// [`Mm::clear_pages`] with `clear(phys, len)` doing the `memset(0)` of RAM: a plain
+    /// fill, or at boot [`Mm::zero_boot_ram`], which writes only what is not zero already.
     pub(super) fn clear_pages_by(
         &self,
         pfn: Pfn,
         n: u64,
-        clear: fn(&PhysMem, u64, u64) -> Result<(), BadAccess>,
+        clear: impl FnOnce(u64, u64) -> Result<(), BadAccess>,
     ) {
         let phys = pfn.phys().0;
         let len = n.saturating_mul(PAGE_SIZE as u64);
-        if let Err(e) = clear(self.ram(), phys, len) {
+        if let Err(e) = clear(phys, len) {
             // A block over a hole: the kernel's store would fault in the direct map.
             let va = self.layout.page_offset.wrapping_add(e.addr);
             self.bad_page_fault(va, true);

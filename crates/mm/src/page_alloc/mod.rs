@@ -56,7 +56,6 @@ pub use zone::{
 
 use crate::addr::{Pfn, MAX_PAGE_ORDER};
 use crate::gfp::Gfp;
-use crate::mem::PhysMem;
 use crate::platform::Platform;
 use crate::Mm;
 use buddy::{Buddy, CorruptionReport, Fpi};
@@ -293,10 +292,11 @@ impl<P: Platform> Mm<P> {
             };
             // __free_pages_ok() -> free_pages_prepare(): init_on_free wipes boot memory
             // too, so that every free page is zero and post_alloc_hook() may skip it.
-            // The same bytes as kernel_init_pages(), written only where RAM is not zero
-            // already: most boot memory was never written, and stays unbacked on the host.
+            // The same bytes as kernel_init_pages(), discarded or written only where RAM is
+            // not zero already: most boot memory was never written, and stays unbacked on
+            // the host.
             if self.want_init_on_free() {
-                self.clear_pages_by(pfn, 1 << order, PhysMem::zero);
+                self.clear_pages_by(pfn, 1 << order, |phys, len| self.zero_boot_ram(phys, len));
             }
             buddy.free_one_page(pfn, order, MigrateType::Movable, Fpi::ToTail);
         }

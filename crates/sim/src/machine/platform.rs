@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use kmemlab_mm::platform::Shrinker;
-use kmemlab_mm::{Context, Hardware, IrqFlags, KernelHooks, MemoryRegion, Mm, VirtAddr};
+use kmemlab_mm::{Context, Hardware, IrqFlags, KernelHooks, MemoryRegion, Mm, PhysAddr, VirtAddr};
 
 use crate::cpu::{self, Cpu};
 use crate::ram::Ram;
@@ -181,6 +181,10 @@ unsafe impl Hardware for SimPlatform {
 
     fn phys_mem(&self) -> *mut u8 {
         self.ram.base()
+    }
+
+    fn discard_ram(&self, start: PhysAddr, len: u64) -> bool {
+        self.ram.discard(start.0, len)
     }
 
     fn flush_tlb_kernel_range(&self, start: VirtAddr, end: VirtAddr) {
