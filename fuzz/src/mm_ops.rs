@@ -683,7 +683,7 @@ impl State {
                 ][ctx as usize % 4];
             }
             Op::Check {} => {
-                let _ = self.machine.mm().check();
+                let _ = self.machine.check();
             }
             Op::Purge {} => {
                 self.kernel(|mm| mm.vm_unmap_aliases());
@@ -983,8 +983,8 @@ impl State {
 
     /// After the sequence: the invariant checker and every `/proc` file.
     fn finish(&self) {
+        let _ = self.machine.check();
         let mm = self.machine.mm();
-        let _ = mm.check();
         for file in kmemlab_mm::procfs::FILES {
             let mut out = String::new();
             let _ = kmemlab_mm::procfs::render(mm, file, &mut out);

@@ -125,5 +125,5 @@ pub fn replay_on_small_machine(data: &[u8]) {
         let _ = report.machine_line();
     }
     let _ = machine.take_console();
-    let _ = machine.mm().check();
+    let _ = machine.check();
 }

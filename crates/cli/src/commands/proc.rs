@@ -182,7 +182,6 @@ fn vmstat(sh: &mut Shell, _: &[&str]) -> Result<Value, String> {
 fn check(sh: &mut Shell, _: &[&str]) -> Result<Value, String> {
     let r = sh
         .machine
-        .mm()
         .check()
         .map_err(|e| format!("invariant broken: {e}"))?;
     let text = format!(

@@ -275,7 +275,7 @@ pub(super) fn allocations(t: &mut Tour, machine: &Machine) -> Result<(), String>
             free(machine, pfn, order)?;
         }
     }
-    let Ok(report) = machine.mm().check() else {
+    let Ok(report) = machine.check() else {
         t.check_invariants(machine, "the page allocations");
         return Ok(());
     };

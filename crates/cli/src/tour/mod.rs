@@ -165,8 +165,7 @@ impl Tour {
     /// Run the invariant checker (`check()`: every subsystem's) after `after`; a broken
     /// invariant is printed and makes the tour fail, and the tour goes on.
     pub(crate) fn check_invariants(&mut self, machine: &Machine, after: &str) {
-        let mm = machine.mm();
-        let found = mm.check().err().map(|e| e.to_string());
+        let found = machine.check().err().map(|e| e.to_string());
         if let Some(e) = found {
             self.invariant_broken(after, e);
         }

@@ -10,7 +10,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use kmemlab_mm::check::CheckError;
 use kmemlab_mm::dma::SwiotlbConfig;
+use kmemlab_mm::page_alloc::check::CheckReport;
 use kmemlab_mm::sysctl::Sysctl;
 use kmemlab_mm::vmscan::KswapdRun;
 use kmemlab_mm::{BootConfig, Context, Hardware, Mm};
@@ -189,6 +191,14 @@ impl Machine {
     /// The kernel, for inspection from the boot CPU (reading `/proc`, `check()`).
     pub fn mm(&self) -> &Mm<SimPlatform> {
         &self.mm
+    }
+
+    /// [`Mm::check`]: every subsystem's invariants, from the boot CPU. A plain method of
+    /// the machine, so that every front end runs the simulator's one optimised copy of
+    /// the checker (a crate calling the generic `Mm::check` itself builds its own, at
+    /// that crate's optimisation level: the cli's tests build unoptimised).
+    pub fn check(&self) -> Result<CheckReport, CheckError> {
+        self.mm.check()
     }
 
     /// The simulated page cache.
