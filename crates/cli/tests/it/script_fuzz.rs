@@ -1034,10 +1034,11 @@ fn run_in_process(seed: u64, range: std::ops::Range<u64>, pending: bool) -> Vec<
 
 /// Run the scripts of `range` in one child process per host CPU (this test binary, each
 /// given a contiguous share and `KMEMLAB_FUZZ_WORKER`), or in-process on a one-CPU host;
-/// the failures' reports. Processes rather than threads: booting a machine reads its
-/// blank `mem_map` before writing it (`PhysMem::zero`), and each first write to such a
-/// host page is a copy-on-write of the zero page whose TLB flush interrupts every other
-/// CPU running the same process — with two threads that doubled the fuzzer's time.
+/// the failures' reports. Processes rather than threads: in one process, the host's TLB
+/// flushes for each machine's memory (a copy-on-write of a zero page, an unmap)
+/// interrupt every other CPU running that process. Measured when boot still read its
+/// blank `mem_map` before writing it, two threads took longer than one; two processes,
+/// half as long. A worker that dies of a signal also fails the test with its status.
 fn run_in_workers(seed: u64, range: std::ops::Range<u64>, pending: bool) -> Vec<String> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
     let count = range.end - range.start;
