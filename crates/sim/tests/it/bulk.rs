@@ -251,13 +251,7 @@ fn double_free_within_a_bulk_array(m: Machine) {
             "{result:?}"
         );
         assert_eq!(bugs(&m), before + 1, "dup at {dup_at}");
-        let console = m.take_console();
-        assert!(
-            console
-                .iter()
-                .any(|l| l.starts_with("kernel BUG at mm/slub.c:")),
-            "{console:?}"
-        );
+        take_console_expecting(&m, "kernel BUG at mm/slub.c:");
         check(m.mm());
     }
     // An object freed before, in a bulk array. (With sheaves, an object freed to a sheaf

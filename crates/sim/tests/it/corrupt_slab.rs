@@ -594,13 +594,7 @@ fn disagreeing_partial_list_links_are_list_del_corruption() {
     write(mm, page + PAGE_LINKS + 4, &(first + 1).to_le_bytes());
     let mut errors = Vec::new();
     workload(&s, 1, &mut errors);
-    let console = s.m.take_console();
-    assert!(
-        console
-            .iter()
-            .any(|l| l.starts_with("list_del corruption. prev->next should be ")),
-        "{console:?}"
-    );
+    let console = take_console_expecting(&s.m, "list_del corruption. prev->next should be ");
     assert!(console
         .iter()
         .any(|l| l.starts_with("WARNING") && l.contains("lib/list_debug.c")));

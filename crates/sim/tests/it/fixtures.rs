@@ -345,6 +345,17 @@ pub fn shrink_all_caches(m: &Machine) {
     m.mm().drain_all_pages();
 }
 
+/// The console lines printed since the last look, after asserting that one of them
+/// starts with `prefix` (the report the test expects: `kernel BUG at mm/slub.c:`, …).
+pub fn take_console_expecting(m: &Machine, prefix: &str) -> Vec<String> {
+    let console = m.take_console();
+    assert!(
+        console.iter().any(|l| l.starts_with(prefix)),
+        "no console line starts with {prefix:?}: {console:?}"
+    );
+    console
+}
+
 /// The console lines of one WARN as 6.6's `report_bug()` → `__warn()` prints them on x86:
 /// the cut line, the message (if any), `WARNING: CPU: <cpu> PID: <pid> at <at>` (`at` is
 /// `file:line func`), `Modules linked in:`, the CPU line with the taint as it stood before

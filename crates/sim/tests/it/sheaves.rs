@@ -734,13 +734,7 @@ fn a_duplicate_in_a_long_bulk_free_is_reported_and_the_rest_freed() {
     });
     assert!(result.is_err(), "{result:?}");
     assert_eq!(bugs(), before + 1);
-    let console = m.take_console();
-    assert!(
-        console
-            .iter()
-            .any(|l| l.starts_with("kernel BUG at mm/slub.c:")),
-        "{console:?}"
-    );
+    take_console_expecting(&m, "kernel BUG at mm/slub.c:");
     m.mm().check().unwrap();
     // Nothing was freed twice: 400 objects now are 400 distinct ones.
     m.run(|mm| {

@@ -204,13 +204,7 @@ fn double_kfree_is_caught_by_the_naive_check() {
             "second kfree of kmalloc({size}): {second:?}"
         );
         assert_eq!(bugs(&m), before + 1, "size {size}");
-        let console = m.take_console();
-        assert!(
-            console
-                .iter()
-                .any(|l| l.starts_with("kernel BUG at mm/slub.c:")),
-            "{console:?}"
-        );
+        take_console_expecting(&m, "kernel BUG at mm/slub.c:");
         check(m.mm());
     }
     // The same with kmem_cache_free on a cache of its own.
