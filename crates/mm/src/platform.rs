@@ -99,6 +99,20 @@ pub unsafe trait Hardware: Sync + Sized {
         let _ = (start, len);
         false
     }
+    /// Mark in `map` the pages of RAM from `start` (a multiple of `PAGE_SIZE`) that are
+    /// known to read as zero without being read: bit `i % 64` of `map[i / 64]` for the
+    /// page at `start + i * PAGE_SIZE`, a clear bit saying only "not known". Returns how
+    /// many pages the map answers for (at most `64 * map.len()`). The simulator answers
+    /// from the host's page tables: a host page of its anonymous mapping that is neither
+    /// present nor swapped out was never written since boot discarded it
+    /// ([`Hardware::discard_ram`]), so it holds zeroes. Asked only by the checker's walk
+    /// of `mem_map` ([`crate::Mm::check`]), when no CPU writes RAM, so the answer holds for
+    /// the walk; it lets the walk pass the never-written descriptors of free blocks
+    /// without the host backing them. By default the platform knows nothing: 0.
+    fn known_zero_ram(&self, start: PhysAddr, map: &mut [u64]) -> u64 {
+        let _ = (start, map);
+        0
+    }
     /// Invalidate kernel translations of `[start, end)` in every CPU's TLB
     /// (`flush_tlb_kernel_range`).
     fn flush_tlb_kernel_range(&self, start: VirtAddr, end: VirtAddr);

@@ -3,7 +3,19 @@
 //! the simulated machine first writes it. A 64 GiB machine costs the host only what its
 //! kernel touches.
 
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::OnceLock;
+
 use kmemlab_mm::{MemoryRegion, PhysAddr};
+
+/// The simulated machine's page size, the unit of [`Ram::known_zero`]'s map.
+const PAGE: u64 = kmemlab_mm::PAGE_SIZE as u64;
+/// A `/proc/self/pagemap` entry's "page present" bit (Linux's `PM_PRESENT`,
+/// `fs/proc/task_mmu.c`).
+const PM_PRESENT: u64 = 1 << 63;
+/// A `/proc/self/pagemap` entry's "swapped out" bit (`PM_SWAP`).
+const PM_SWAP: u64 = 1 << 62;
 
 /// The highest physical address a machine may reach: its RAM and the holes below the
 /// end of that RAM fit under 512 GiB, twice [`crate::machine::MAX_RAM`], which is also
@@ -110,6 +122,9 @@ pub struct Ram {
     base: *mut u8,
     span: u64,
     map: Vec<MemoryRegion>,
+    /// `/proc/self/pagemap`, opened at the first [`Ram::known_zero`]; `None` where the
+    /// host has none (or refuses it).
+    pagemap: OnceLock<Option<File>>,
 }
 
 // SAFETY: `Ram` is a plain block of host memory; who may touch which bytes when is the
@@ -148,6 +163,7 @@ impl Ram {
             base: base as *mut u8,
             span,
             map,
+            pagemap: OnceLock::new(),
         })
     }
 
@@ -183,9 +199,8 @@ impl Ram {
     /// when written, as never-touched RAM is. `false`, and nothing done, if the range is
     /// not all RAM or not aligned to the host's page size, or the host refuses.
     pub fn discard(&self, addr: u64, len: u64) -> bool {
-        // SAFETY: sysconf has no preconditions.
-        let host_page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        let aligned = |x: u64| host_page > 0 && x.is_multiple_of(host_page as u64);
+        let host_page = host_page_size();
+        let aligned = |x: u64| host_page > 0 && x.is_multiple_of(host_page);
         if len == 0 || !aligned(addr) || !aligned(len) || !self.contains(addr, len) {
             return false;
         }
@@ -199,6 +214,58 @@ impl Ram {
                 libc::MADV_DONTNEED,
             ) == 0
         }
+    }
+
+    /// Mark in `map` the pages from `addr` that read as zero because the host has never
+    /// backed them: bit `i % 64` of `map[i / 64]` for the page at `addr + i * PAGE`, set
+    /// when its host page is neither present nor swapped out in the host's page tables
+    /// (`/proc/self/pagemap`). A page of this private anonymous mapping is in that state
+    /// until first touched, and again after [`Ram::discard`]. A page that was only read is
+    /// present (the host maps its zero page), so it is not marked: a clear bit says only
+    /// "not known". Returns how many pages the map covers, up to the end of `addr`'s RAM
+    /// range; 0 if `addr` is not page-aligned RAM or the host gives no page map.
+    pub fn known_zero(&self, addr: u64, map: &mut [u64]) -> u64 {
+        let host_page = host_page_size();
+        let Some(range) = self
+            .map
+            .iter()
+            .find(|r| r.start.0 <= addr && addr < r.end.0)
+        else {
+            return 0;
+        };
+        let pages = ((range.end.0 - addr) / PAGE).min(64 * map.len() as u64);
+        if pages == 0
+            || !addr.is_multiple_of(PAGE)
+            || host_page == 0
+            || !host_page.is_multiple_of(PAGE)
+        {
+            return 0;
+        }
+        let Some(pagemap) = self
+            .pagemap
+            .get_or_init(|| File::open("/proc/self/pagemap").ok())
+        else {
+            return 0;
+        };
+        let host_index = |i: u64| (self.base as u64 + addr + i * PAGE) / host_page;
+        let first = host_index(0);
+        let mut entries = vec![0u8; ((host_index(pages - 1) - first + 1) * 8) as usize];
+        if pagemap.read_exact_at(&mut entries, first * 8).is_err() {
+            return 0;
+        }
+        let entry = |i: u64| {
+            let at = ((host_index(i) - first) * 8) as usize;
+            entries[at..at + 8]
+                .try_into()
+                .map_or(PM_PRESENT, u64::from_ne_bytes)
+        };
+        map.fill(0);
+        for i in 0..pages {
+            if entry(i) & (PM_PRESENT | PM_SWAP) == 0 {
+                map[(i / 64) as usize] |= 1 << (i % 64);
+            }
+        }
+        pages
     }
 
     /// Copy bytes out of physical memory; `None` if the range is not all RAM.
@@ -239,6 +306,13 @@ impl Drop for Ram {
         // SAFETY: `base`/`span` are exactly the mapping made in `new`, unmapped once.
         unsafe { libc::munmap(self.base as *mut libc::c_void, self.span as usize) };
     }
+}
+
+/// The host's page size in bytes (0 if it will not say).
+fn host_page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).unwrap_or(0)
 }
 
 /// Place `size` bytes of RAM from address 0 upward around the holes: the firmware's
@@ -347,6 +421,46 @@ mod tests {
         assert!(!ram.discard(ram.span() - page, 2 * page));
         ram.read((2 << 20) + page, &mut buf).unwrap();
         assert_eq!(&buf, b"kmemlab!");
+    }
+
+    #[test]
+    fn never_written_pages_are_known_zero_until_touched_and_again_after_discard() {
+        let ram = Ram::new(16 << 20, &[Hole::LEGACY]).unwrap();
+        let at = 2 << 20;
+        let mut map = [0u64; 2];
+        assert_eq!(
+            ram.known_zero(at, &mut map),
+            128,
+            "a map of two words: 128 pages"
+        );
+        assert_eq!(
+            map,
+            [u64::MAX; 2],
+            "a fresh machine's RAM is all known zero"
+        );
+        ram.write(at + 3 * PAGE + 100, b"kmemlab!").unwrap();
+        let mut buf = [0u8; 8];
+        ram.read(at + 70 * PAGE, &mut buf).unwrap();
+        ram.known_zero(at, &mut map);
+        assert_eq!(map[0], !(1 << 3), "the written page is not");
+        assert_eq!(
+            map[1],
+            !(1 << 6),
+            "nor the page only read: the host's zero page"
+        );
+        assert!(ram.discard(at + 3 * PAGE, PAGE));
+        ram.known_zero(at, &mut map);
+        assert_eq!(map[0], u64::MAX, "a discarded page is known zero again");
+        // The answer stops at the end of the RAM range, and needs aligned RAM.
+        let last = ram.span() - 2 * PAGE;
+        assert_eq!(ram.known_zero(last, &mut map), 2);
+        assert_eq!(map, [0b11, 0]);
+        assert_eq!(ram.known_zero(at + 8, &mut map), 0, "not page-aligned");
+        assert_eq!(
+            ram.known_zero(640 << 10, &mut map),
+            0,
+            "inside the legacy hole"
+        );
     }
 
     fn hole(start: u64, end: u64) -> Hole {

@@ -8,7 +8,7 @@
 
 use crate::addr::Pfn;
 use crate::check::CheckError;
-use crate::mem::{PhysMem, RamArray};
+use crate::mem::RamArray;
 use crate::mm_types::{
     Page, PG_BUDDY, PG_HEAD, PG_LARGE_KMALLOC, PG_PCP, PG_RESERVED, PG_SLAB, PG_TAIL,
 };
@@ -47,6 +47,46 @@ struct MemMapWalk<F> {
     report: CheckReport,
     counts: [ZoneCount; MAX_NR_ZONES],
     on_allocated: F,
+    known_zero: KnownZero,
+}
+
+/// Words of the [`KnownZero`] window: 4,096 pages of `mem_map`, the descriptors of 64K
+/// pages (256 MiB of RAM), in one question to the platform.
+const KNOWN_ZERO_WORDS: usize = 64;
+
+/// The pages of RAM the platform knows to read as zero ([`Hardware::known_zero_ram`]),
+/// asked for a window at a time as the walk of `mem_map` moves up through RAM: the
+/// descriptors of free blocks' tails, which nothing wrote since boot, are passed without
+/// being read (on a 256 GiB machine they are 4 GiB of zeroes).
+///
+/// [`Hardware::known_zero_ram`]: crate::Hardware::known_zero_ram
+struct KnownZero {
+    /// Physical address of the window's first page.
+    start: u64,
+    /// Pages the platform answered for (0: none yet, or it cannot tell).
+    pages: u64,
+    map: [u64; KNOWN_ZERO_WORDS],
+}
+
+impl KnownZero {
+    const EMPTY: KnownZero = KnownZero {
+        start: 0,
+        pages: 0,
+        map: [0; KNOWN_ZERO_WORDS],
+    };
+
+    /// Whether the page at `phys` (page-aligned) is known to read as zero, asking the
+    /// platform for the window from it when it lies outside the one held.
+    fn page<H: crate::Hardware>(&mut self, hw: &H, phys: u64) -> bool {
+        let page = crate::addr::PAGE_SIZE as u64;
+        let index = |w: &KnownZero| phys.wrapping_sub(w.start) / page;
+        if phys < self.start || index(self) >= self.pages {
+            self.start = phys;
+            self.pages = hw.known_zero_ram(crate::addr::PhysAddr(phys), &mut self.map);
+        }
+        let i = index(self);
+        i < self.pages && self.map[(i / 64) as usize] & (1 << (i % 64)) != 0
+    }
 }
 
 /// Pages per run of the `mem_map` walk: a `MAX_PAGE_ORDER` block's, so that no block
@@ -311,6 +351,7 @@ impl<P: Platform> Mm<P> {
             },
             counts: [ZoneCount::default(); MAX_NR_ZONES],
             on_allocated,
+            known_zero: KnownZero::EMPTY,
         };
         // Present sections only: an absent one has no descriptors.
         for (start, end) in self.mem_map.present_ranges() {
@@ -395,7 +436,8 @@ impl<P: Platform> Mm<P> {
                 to: i + n,
                 phys: phys + (i + 1) * core::mem::size_of::<Page>() as u64,
             };
-            check_tails(self.ram(), page, pages, tails)?;
+            let zero = |phys: u64, len: u64| self.reads_as_zero(&mut walk.known_zero, phys, len);
+            check_tails(zero, page, pages, tails)?;
             i += n;
         }
         Ok(())
@@ -450,6 +492,25 @@ impl<P: Platform> Mm<P> {
         }
         Ok(n)
     }
+
+    /// Are the `len` bytes of RAM at `phys` all zero? Whole pages the platform knows to
+    /// be zero are passed without being read; the rest is read, a page at a time
+    /// ([`crate::mem::PhysMem::is_zero`]).
+    fn reads_as_zero(&self, known: &mut KnownZero, phys: u64, len: u64) -> bool {
+        let page = crate::addr::PAGE_SIZE as u64;
+        let end = phys.saturating_add(len);
+        let mut at = phys;
+        while at < end {
+            let piece_end = ((at / page + 1) * page).min(end);
+            let whole = at.is_multiple_of(page) && piece_end - at == page;
+            let known_zero = whole && known.page(&self.platform, at);
+            if !known_zero && self.ram().is_zero(at, piece_end - at) != Ok(true) {
+                return false;
+            }
+            at = piece_end;
+        }
+        true
+    }
 }
 
 /// The pages after a block head: `pages[from..to]` of its run, the head at PFN `head`,
@@ -464,9 +525,10 @@ struct Tails {
 /// The pages after a block head: blank, or compound tails pointing at the head. One loop
 /// per kind, each a load of the words and a branch out; blank pages whose descriptors are
 /// all zero bytes (a free block's, as boot and every free leave them) are passed in one
-/// test of the bytes ([`PhysMem::is_zero`]), the loop finding the page at fault otherwise.
+/// test of the bytes, `reads_as_zero(phys, len)`, the loop finding the page at fault
+/// otherwise.
 fn check_tails(
-    ram: &PhysMem,
+    reads_as_zero: impl FnOnce(u64, u64) -> bool,
     page: &Page,
     pages: &RamArray<Page>,
     tails: Tails,
@@ -491,7 +553,7 @@ fn check_tails(
         }
     } else {
         let bytes = (to - from) * core::mem::size_of::<Page>() as u64;
-        if to > from && pages.get(to - 1).is_some() && ram.is_zero(phys, bytes) == Ok(true) {
+        if to > from && pages.get(to - 1).is_some() && reads_as_zero(phys, bytes) {
             return Ok(());
         }
         for i in from..to {

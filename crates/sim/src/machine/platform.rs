@@ -187,6 +187,10 @@ unsafe impl Hardware for SimPlatform {
         self.ram.discard(start.0, len)
     }
 
+    fn known_zero_ram(&self, start: PhysAddr, map: &mut [u64]) -> u64 {
+        self.ram.known_zero(start.0, map)
+    }
+
     fn flush_tlb_kernel_range(&self, start: VirtAddr, end: VirtAddr) {
         self.tlb_flushes.fetch_add(1, Ordering::Relaxed);
         self.mmu.flush_tlb_kernel_range(start.0, end.0);

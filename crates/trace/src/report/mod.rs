@@ -148,7 +148,7 @@ impl Report {
             let _ = kmemlab_mm::procfs::render(mm, name, &mut s);
             s
         };
-        let check = match mm.check() {
+        let check = match p.machine.check() {
             Ok(_) => "ok".to_string(),
             Err(e) => e.to_string(),
         };
