@@ -354,7 +354,7 @@ impl<'a> Cursor<'a> {
         Some(name)
     }
 
-    /// `call_site=`: an address, or a symbol (a word that is not hex) kept as text.
+    /// `call_site=`: an address, or a symbol (a word that is not hex), its bytes.
     #[inline]
     pub(super) fn call_site(&mut self) -> Option<Site<'a>> {
         let start = self.i;
@@ -363,18 +363,12 @@ impl<'a> Cursor<'a> {
         }
         self.i = start;
         let word = self.word()?;
-        Some(Site::Symbol(std::str::from_utf8(word).ok()?))
-    }
-
-    /// A word as text (GFP strings, cache names).
-    #[inline]
-    pub(super) fn text(&mut self) -> Option<&'a str> {
-        std::str::from_utf8(self.word()?).ok()
+        Some(Site::Symbol(word))
     }
 }
 
-/// A call site before it is interned.
+/// A call site as read, before it is interned.
 pub(super) enum Site<'a> {
     Addr(u64),
-    Symbol(&'a str),
+    Symbol(&'a [u8]),
 }

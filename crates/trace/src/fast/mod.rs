@@ -163,10 +163,10 @@ impl LineParser {
         if !c.key(b"call_site=") {
             return None;
         }
-        let site = c.call_site()?;
+        let site = self.site_text(c.call_site()?)?;
         let ptr = c.key(b"ptr=").then(|| c.pointer())??;
         // 6.18's kmem_cache_alloc prints `name=` here; older kernels' patches at the end.
-        let early_name = c.optional(b"name=", Cursor::text)?;
+        let early_name = c.optional(b"name=", Cursor::word)?;
         let bytes_req = c.key(b"bytes_req=").then(|| c.decimal())??;
         let bytes_alloc = c.key(b"bytes_alloc=").then(|| c.decimal())??;
         if !c.key(b"gfp_flags=") {
@@ -177,7 +177,11 @@ impl LineParser {
         let accounted = c.optional(b"accounted=", Cursor::boolean)?;
         let name = match early_name {
             Some(name) => Some(name),
-            None => c.optional(b"name=", Cursor::text)?,
+            None => c.optional(b"name=", Cursor::word)?,
+        };
+        let name = match name {
+            Some(n) => Some(self.text(n)?),
+            None => None,
         };
         // An absurd size is left to the general parser, which says why it is malformed.
         if !c.at_end() || super::parse::check_slab_sizes(ptr, bytes_req, bytes_alloc).is_err() {
@@ -195,7 +199,7 @@ impl LineParser {
             },
             node,
             accounted,
-            cache_name: name.map(|n| self.symbols.intern(n)),
+            cache_name: name.map(|n| self.intern_text(n)),
         })
     }
 
@@ -204,16 +208,20 @@ impl LineParser {
         if !c.key(b"call_site=") {
             return None;
         }
-        let site = c.call_site()?;
+        let site = self.site_text(c.call_site()?)?;
         let ptr = c.key(b"ptr=").then(|| c.pointer())??;
-        let name = c.optional(b"name=", Cursor::text)?;
+        let name = c.optional(b"name=", Cursor::word)?;
+        let name = match name {
+            Some(n) => Some(self.text(n)?),
+            None => None,
+        };
         if !c.at_end() {
             return None;
         }
         Some(SlabFree {
             call_site: self.intern_site(site),
             ptr,
-            cache_name: name.map(|n| self.symbols.intern(n)),
+            cache_name: name.map(|n| self.intern_text(n)),
         })
     }
 
@@ -228,11 +236,55 @@ impl LineParser {
         }
     }
 
+    /// A call site with its symbol as [`LineParser::text`] takes it; `None` (give up)
+    /// for a symbol that is not UTF-8.
     #[inline]
-    fn intern_site(&mut self, site: Site<'_>) -> CallSite {
+    fn site_text<'a>(&self, site: Site<'a>) -> Option<SiteText<'a>> {
         match site {
-            Site::Addr(a) => CallSite::Addr(a),
-            Site::Symbol(s) => CallSite::Symbol(self.symbols.intern(s)),
+            Site::Addr(a) => Some(SiteText::Addr(a)),
+            Site::Symbol(bytes) => self.text(bytes).map(SiteText::Symbol),
         }
     }
+
+    /// A string to intern once the line is accepted: the id of one met before (found by
+    /// its bytes, with no side effect), or new text, checked to be UTF-8 (`None`, so the
+    /// fast path gives up, if it is not).
+    #[inline]
+    fn text<'a>(&self, bytes: &'a [u8]) -> Option<Text<'a>> {
+        match self.symbols.find(bytes) {
+            Some(id) => Some(Text::Known(id)),
+            None => std::str::from_utf8(bytes).ok().map(Text::New),
+        }
+    }
+
+    #[inline]
+    fn intern_text(&mut self, text: Text<'_>) -> u32 {
+        match text {
+            Text::Known(id) => id,
+            Text::New(s) => self.symbols.intern(s),
+        }
+    }
+
+    #[inline]
+    fn intern_site(&mut self, site: SiteText<'_>) -> CallSite {
+        match site {
+            SiteText::Addr(a) => CallSite::Addr(a),
+            SiteText::Symbol(text) => CallSite::Symbol(self.intern_text(text)),
+        }
+    }
+}
+
+/// A string of the line, resolved before the line is accepted ([`LineParser::text`]).
+enum Text<'a> {
+    /// Interned already, with this id.
+    Known(u32),
+    /// Not yet interned: interning adds it (or finds it, if the line's call site was
+    /// the same new string).
+    New(&'a str),
+}
+
+/// A call site, its symbol resolved ([`LineParser::site_text`]).
+enum SiteText<'a> {
+    Addr(u64),
+    Symbol(Text<'a>),
 }

@@ -47,20 +47,28 @@ use crate::hash::FxHashMap;
 /// once, whatever the trace's length.
 #[derive(Default)]
 pub struct Symbols {
-    ids: FxHashMap<Box<str>, u32>,
+    /// Keyed by the strings' bytes, so that the fast path finds a string it met before
+    /// without checking its bytes are UTF-8 again ([`Symbols::find`]).
+    ids: FxHashMap<Box<[u8]>, u32>,
     names: Vec<Box<str>>,
 }
 
 impl Symbols {
     /// The id of `name`, adding it if new.
     pub fn intern(&mut self, name: &str) -> u32 {
-        if let Some(&id) = self.ids.get(name) {
+        if let Some(id) = self.find(name.as_bytes()) {
             return id;
         }
         let id = self.names.len() as u32;
         self.names.push(name.into());
-        self.ids.insert(name.into(), id);
+        self.ids.insert(name.as_bytes().into(), id);
         id
+    }
+
+    /// The id of the string whose bytes are `bytes`, if it is held (then they are UTF-8).
+    #[inline]
+    pub fn find(&self, bytes: &[u8]) -> Option<u32> {
+        self.ids.get(bytes).copied()
     }
 
     /// The string behind an id.
