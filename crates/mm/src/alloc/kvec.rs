@@ -5,6 +5,8 @@ use core::alloc::Layout;
 use core::fmt;
 use core::marker::PhantomData;
 
+use zerocopy::IntoBytes;
+
 use super::{
     dangling, read_pod, write_pod, zeroed, AllocError, Allocator, Flags, KVmalloc, Kmalloc, Pod,
     Vmalloc,
@@ -41,6 +43,13 @@ pub struct Vec<'a, T: Pod, A: Allocator, P: Platform> {
     addr: VirtAddr,
     len: usize,
     cap: usize,
+    /// The buffer's physical address while all of it lies in the direct map (kmalloc
+    /// memory, and kvmalloc's while kmalloc serves it): found once per allocation, as a
+    /// kernel `Vec` holds a pointer, so that an element is reached without translating its
+    /// address again. The direct map is a fixed linear mapping, so this is where every
+    /// translation of the buffer's addresses would land. `None` for vmalloc memory,
+    /// reached page by page through the page tables.
+    direct: Option<u64>,
     _owns: PhantomData<(T, A)>,
 }
 
@@ -113,6 +122,7 @@ impl<'a, T: Pod, A: Allocator, P: Platform> Vec<'a, T, A, P> {
             addr: dangling(Layout::new::<T>()),
             len: 0,
             cap: if Self::IS_ZST { usize::MAX } else { 0 },
+            direct: None,
             _owns: PhantomData,
         }
     }
@@ -221,10 +231,17 @@ impl<'a, T: Pod, A: Allocator, P: Platform> Vec<'a, T, A, P> {
     ///     assert_eq!(v.reserve(usize::MAX, GFP_KERNEL), Err(AllocError::CapacityOverflow));
     /// });
     /// ```
+    #[inline]
     pub fn reserve(&mut self, additional: usize, flags: Flags) -> Result<(), AllocError> {
         if self.cap - self.len >= additional {
             return Ok(());
         }
+        self.grow(additional, flags)
+    }
+
+    /// [`Vec::reserve`] when the buffer is too small: one `realloc` to the new capacity.
+    #[inline(never)]
+    fn grow(&mut self, additional: usize, flags: Flags) -> Result<(), AllocError> {
         let needed = self
             .len
             .checked_add(additional)
@@ -235,6 +252,7 @@ impl<'a, T: Pod, A: Allocator, P: Platform> Vec<'a, T, A, P> {
         let ptr = (self.cap != 0).then_some(self.addr);
         self.addr = A::realloc(self.mm, ptr, layout, old, flags)?;
         self.cap = new_cap;
+        self.direct = direct_map_phys(self.mm, self.addr, layout.size() as u64);
         Ok(())
     }
 
@@ -251,6 +269,7 @@ impl<'a, T: Pod, A: Allocator, P: Platform> Vec<'a, T, A, P> {
     ///     assert_eq!(v.pop(), Some([1; 3]));
     /// });
     /// ```
+    #[inline]
     pub fn push(&mut self, value: T, flags: Flags) -> Result<(), AllocError> {
         self.extend_from_slice(core::slice::from_ref(&value), flags)
     }
@@ -269,9 +288,10 @@ impl<'a, T: Pod, A: Allocator, P: Platform> Vec<'a, T, A, P> {
     ///     assert_eq!(v.iter().collect::<Vec<u8>>(), b"hello world");
     /// });
     /// ```
+    #[inline]
     pub fn extend_from_slice(&mut self, values: &[T], flags: Flags) -> Result<(), AllocError> {
         self.reserve(values.len(), flags)?;
-        write_pod(self.mm, self.element_addr(self.len), values)?;
+        self.write_at(self.len, values)?;
         self.len += values.len();
         Ok(())
     }
@@ -320,7 +340,7 @@ impl<'a, T: Pod, A: Allocator, P: Platform> Vec<'a, T, A, P> {
         if Self::IS_ZST {
             return Some(zeroed());
         }
-        read_pod(self.mm, self.element_addr(index)).ok()
+        self.read_at(index)
     }
 
     /// Replace element `index`.
@@ -345,11 +365,7 @@ impl<'a, T: Pod, A: Allocator, P: Platform> Vec<'a, T, A, P> {
                 len: self.len,
             });
         }
-        write_pod(
-            self.mm,
-            self.element_addr(index),
-            core::slice::from_ref(&value),
-        )
+        self.write_at(index, core::slice::from_ref(&value))
     }
 
     /// Shorten the vector to `len` elements (no effect if it is not longer); the buffer is
@@ -416,6 +432,44 @@ impl<'a, T: Pod, A: Allocator, P: Platform> Vec<'a, T, A, P> {
     fn element_addr(&self, index: usize) -> VirtAddr {
         VirtAddr(self.addr.0 + (index * core::mem::size_of::<T>()) as u64)
     }
+
+    /// Copy `values` in from element `index` on (inside the buffer): straight into RAM
+    /// while the buffer is direct-mapped, else through the kernel's mappings.
+    #[inline]
+    fn write_at(&self, index: usize, values: &[T]) -> Result<(), AllocError> {
+        let Some(phys) = self.direct else {
+            return write_pod(self.mm, self.element_addr(index), values);
+        };
+        let at = phys + (index * core::mem::size_of::<T>()) as u64;
+        let written = match values {
+            [one] => self.mm.ram().write(at, *one),
+            _ => self.mm.ram().write_bytes(at, values.as_bytes()),
+        };
+        written.map_err(|_| AllocError::Unmapped(self.element_addr(index)))
+    }
+
+    /// A copy of element `index` (inside the buffer), read as [`Vec::write_at`] writes.
+    #[inline]
+    fn read_at(&self, index: usize) -> Option<T> {
+        match self.direct {
+            Some(phys) => {
+                let at = phys + (index * core::mem::size_of::<T>()) as u64;
+                self.mm.ram().read(at).ok()
+            }
+            None => read_pod(self.mm, self.element_addr(index)).ok(),
+        }
+    }
+}
+
+/// The physical address of the `bytes` at `addr` if they all lie in the direct map and in
+/// RAM ([`Vec::direct`]).
+fn direct_map_phys<P: Platform>(mm: &Mm<P>, addr: VirtAddr, bytes: u64) -> Option<u64> {
+    let last = addr.0.checked_add(bytes.checked_sub(1)?)?;
+    let (start, end) = (
+        mm.layout().virt_to_phys(addr.0)?,
+        mm.layout().virt_to_phys(last)?,
+    );
+    (end - start == bytes - 1 && mm.ram().is_ram(start, bytes)).then_some(start)
 }
 
 impl<T: Pod, A: Allocator, P: Platform> Drop for Vec<'_, T, A, P> {

@@ -14,7 +14,7 @@ use kmemlab_mm::slab::SlabError;
 use kmemlab_mm::util::KvmallocError;
 use kmemlab_mm::vmalloc::VmallocError;
 use kmemlab_mm::Mm;
-use kmemlab_mm::{Context, Profile, ZoneType, PAGE_SIZE};
+use kmemlab_mm::{Context, Profile, VirtAddr, ZoneType, PAGE_SIZE};
 use kmemlab_sim::{Machine, SimPlatform};
 
 /// KMALLOC_MAX_SIZE + 1 bytes.
@@ -556,4 +556,54 @@ fn iter_makes_no_exact_size_promise() {
         assert!(collected.len() < v.len());
     });
     m.take_console();
+}
+
+/// A vector's elements are where the kernel's mappings put them: each read back through
+/// `copy_from_kernel_virt` at its own address, after growths that move the buffer, a
+/// `set`, and a KVVec's move from the direct map (kmalloc, its physical address held) to
+/// vmalloc (reached through the page tables).
+#[test]
+fn vector_elements_are_where_the_kernel_mappings_say() {
+    let m = MachineBuilder::small().cpus(1).seed(5).boot();
+    m.run(|mm| {
+        let at = |v: VirtAddr, i: usize| {
+            let mut bytes = [0u8; 8];
+            mm.copy_from_kernel_virt(VirtAddr(v.0 + 8 * i as u64), &mut bytes)
+                .expect("mapped");
+            u64::from_le_bytes(bytes)
+        };
+        let mut k = KVec::<u64, _>::new(mm);
+        let mut moved = 0;
+        for i in 0..5000u64 {
+            let before = k.addr();
+            k.push(i * 3 + 1, GFP_KERNEL).unwrap();
+            moved += usize::from(k.addr() != before);
+        }
+        assert!(moved > 5, "the buffer moved {moved} times");
+        k.set(17, 99).unwrap();
+        for i in 0..5000 {
+            let want = if i == 17 { 99 } else { i as u64 * 3 + 1 };
+            assert_eq!(
+                (at(k.addr(), i), k.get(i)),
+                (want, Some(want)),
+                "element {i}"
+            );
+        }
+        let elements = KMALLOC_MAX_SIZE / 8;
+        let mut kv = KVVec::<u64, _>::with_capacity(mm, elements, GFP_KERNEL).unwrap();
+        kv.extend_from_slice(&vec![5; elements], GFP_KERNEL)
+            .unwrap();
+        assert!(!mm.is_vmalloc_addr(kv.addr()));
+        kv.push(6, GFP_KERNEL).unwrap();
+        assert!(mm.is_vmalloc_addr(kv.addr()));
+        kv.set(3, 7).unwrap();
+        for (i, want) in [(0, 5), (3, 7), (elements - 1, 5), (elements, 6)] {
+            assert_eq!(
+                (at(kv.addr(), i), kv.get(i)),
+                (want, Some(want)),
+                "element {i}"
+            );
+        }
+        mm.check().unwrap();
+    });
 }
