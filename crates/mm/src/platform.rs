@@ -103,9 +103,10 @@ pub unsafe trait Hardware: Sync + Sized {
     /// known to read as zero without being read: bit `i % 64` of `map[i / 64]` for the
     /// page at `start + i * PAGE_SIZE`, a clear bit saying only "not known". Returns how
     /// many pages the map answers for (at most `64 * map.len()`). The simulator answers
-    /// from the host's page tables: a host page of its anonymous mapping that is neither
-    /// present nor swapped out was never written since boot discarded it
-    /// ([`Hardware::discard_ram`]), so it holds zeroes. Asked only by the checker's walk
+    /// from the host's page tables: a host page of its private anonymous mapping that is
+    /// neither present nor swapped out was not written since the mapping was made or boot
+    /// discarded it ([`Hardware::discard_ram`]), so it holds zeroes. (Only such a mapping
+    /// may answer so: a shared or file-backed one keeps its bytes elsewhere.) Asked only by the checker's walk
     /// of `mem_map` ([`crate::Mm::check`]), when no CPU writes RAM, so the answer holds for
     /// the walk; it lets the walk pass the never-written descriptors of free blocks
     /// without the host backing them. By default the platform knows nothing: 0.

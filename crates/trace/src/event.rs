@@ -248,10 +248,11 @@ pub enum Event {
 ///
 /// Aligned to 16 bytes (its size, 112, is unchanged): an event is moved several times
 /// between the parser and the replay (`Option`, `Result`, the batches of the parse
-/// thread), 16 bytes at a time, and at 8-byte alignment a `Result<Option<TraceEvent>>`
-/// placed the event 4 bytes off those chunks, so that each copy read across two earlier
-/// stores, which the CPU cannot forward. Replay of the modern trace x30: 0.60-0.70 s ->
-/// 0.57-0.68 s; of the shared trace x120: 0.200-0.208 -> 0.166-0.199 s.
+/// thread), 16 bytes at a time. perf showed those copies stalling in the parse thread:
+/// a copy of the event's fields from 4 bytes into it loaded 16 bytes across two earlier
+/// 16-byte stores, which the CPU cannot forward to the load. At 16-byte alignment the
+/// compiler's copies line up with each other. Replay of the modern trace x30:
+/// 0.60-0.70 s -> 0.57-0.68 s; of the shared trace x120: 0.200-0.208 -> 0.166-0.199 s.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 #[repr(align(16))]
 pub struct TraceEvent {

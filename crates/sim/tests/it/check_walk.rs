@@ -6,10 +6,12 @@ use crate::fixtures::*;
 use kmemlab_mm::{Mm, Pfn, Profile};
 use kmemlab_sim::SimPlatform;
 
-/// The physical address of `pfn`'s descriptor.
+/// The physical address of `pfn`'s descriptor: where the host holds it, less the host
+/// address of physical 0 (so it is right for a sparse `mem_map` too, whose sections need
+/// not lie one after another).
 fn struct_page_phys(mm: &Mm<SimPlatform>, pfn: Pfn) -> u64 {
-    mm.mem_map_phys().0
-        + (pfn - mm.mem_map().base_pfn) * std::mem::size_of::<kmemlab_mm::Page>() as u64
+    let page = mm.mem_map().get(pfn).expect("a descriptor");
+    page as *const kmemlab_mm::Page as u64 - mm.platform().ram().base() as u64
 }
 
 /// Free blocks of order 1 and more: (head PFN, order), in PFN order.
@@ -31,7 +33,11 @@ fn free_block_heads(mm: &Mm<SimPlatform>) -> Vec<(Pfn, u32)> {
     let map = mm.mem_map();
     let (mut pfn, end, mut blocks) = (map.base_pfn, map.base_pfn + map.len, Vec::new());
     while pfn < end {
-        let page = map.get(pfn).expect("a descriptor");
+        // A PFN in a hole of a sparse mem_map has no descriptor.
+        let Some(page) = map.get(pfn) else {
+            pfn += 1;
+            continue;
+        };
         if page.is_buddy() {
             blocks.push((pfn, page.order()));
             pfn += 1 << page.order();
@@ -106,4 +112,47 @@ fn the_walk_leaves_never_written_descriptors_unbacked() {
     m.run(|mm| mm.check())
         .expect("a fresh machine checks clean");
     assert_eq!(unbacked(), before, "check() backed none of them");
+}
+
+/// On machines whose `mem_map` spans many of the checker's windows of known-zero pages
+/// (8 GiB x86_64 and 3 GiB i386, with the legacy and PCI holes, so RAM in several
+/// ranges): a word written into the first, a middle or the last tail page of free blocks
+/// spread over all of RAM is found, each time, at its PFN.
+#[test]
+fn a_written_tail_is_found_in_every_window_of_a_big_machine() {
+    for (profile, ram) in [(Profile::X86_64, 8u64 << 30), (Profile::I386, 3 << 30)] {
+        let m = MachineBuilder::new()
+            .profile(profile)
+            .ram(ram)
+            .cpus(1)
+            .holes(vec![kmemlab_sim::Hole::LEGACY, kmemlab_sim::Hole::PCI])
+            .seed(7)
+            .boot();
+        m.run(|mm| mm.drain_all_pages());
+        let blocks = m.run(free_block_heads);
+        let step = (blocks.len() / 12).max(1);
+        let mut tried = 0;
+        for &(head, order) in blocks.iter().step_by(step).filter(|b| b.1 >= 6) {
+            let last = (1u64 << order) - 1;
+            for tail in [head + 1, head + last / 2, head + last] {
+                let word = m.run(|mm| struct_page_phys(mm, tail)) + 24;
+                let ram = m.mm().platform().ram();
+                ram.write(word, &1u64.to_le_bytes())
+                    .expect("mem_map is RAM");
+                let err = m.run(|mm| mm.check()).expect_err("a written tail is found");
+                assert_eq!(
+                    err.to_string(),
+                    format!(
+                        "pfn {tail}: page inside a block is not a blank (or compound tail) page"
+                    ),
+                    "{profile}: block {head} order {order}"
+                );
+                ram.write(word, &0u64.to_le_bytes())
+                    .expect("mem_map is RAM");
+                tried += 1;
+            }
+        }
+        assert!(tried >= 30, "{profile}: {tried} tails tried");
+        m.run(|mm| mm.check()).expect("clean again");
+    }
 }

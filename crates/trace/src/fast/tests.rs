@@ -242,3 +242,76 @@ fn shared_traces_take_the_fast_path() {
         assert_eq!(fast.gfp.distinct_strings(), general.gfp.distinct_strings());
     }
 }
+
+/// One long-lived parser with its fast path against one that only has the general
+/// parser, over many lines whose call sites and cache names repeat (some of them not
+/// UTF-8): the fast path finds strings it met before by their bytes (`Text::Known`), and
+/// every line, every interned id and every GFP count still comes out the same.
+#[test]
+fn a_long_lived_fast_path_agrees_with_the_general_parser() {
+    let sites: [&[u8]; 5] = [
+        b"alloc_inode+0x5c/0xb0",
+        b"c104de4f",
+        b"d\xffx+0x1/0x2",
+        b"__d_alloc+0x2d/0x1f0",
+        b"alloc_inode+0x5c/0xb0x",
+    ];
+    let names: [&[u8]; 4] = [b"dentry", b"ext4\xfe_inode", b"alloc_inode+0x5c/0xb0", b"d"];
+    let (mut fast, mut general) = (LineParser::default(), LineParser::default());
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut known = 0;
+    for n in 1..=20_000u64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let site = sites[(x % 5) as usize];
+        let name = names[(x >> 8) as usize % 4];
+        let mut line = b"bash-9 [000] ..... 9.9: ".to_vec();
+        match (x >> 16) % 3 {
+            0 => {
+                line.extend_from_slice(b"kmem_cache_free: call_site=");
+                line.extend_from_slice(site);
+                line.extend_from_slice(b" ptr=0000000012345678 name=");
+                line.extend_from_slice(name);
+            }
+            1 => {
+                line.extend_from_slice(b"kfree: call_site=");
+                line.extend_from_slice(site);
+                line.extend_from_slice(b" ptr=ffff888003f0e000");
+            }
+            _ => {
+                line.extend_from_slice(b"kmem_cache_alloc: call_site=");
+                line.extend_from_slice(site);
+                line.extend_from_slice(b" ptr=ffff888000000000 name=");
+                line.extend_from_slice(name);
+                line.extend_from_slice(b" bytes_req=192 bytes_alloc=192 gfp_flags=GFP_KERNEL");
+            }
+        }
+        let seen = (
+            fast.symbols.find(site).is_some(),
+            fast.symbols.find(name).is_some(),
+        );
+        let quick = fast.parse_bytes(n, &line);
+        let slow = match crate::parse::as_text(&line) {
+            Some(text) => general.parse_general(n, text),
+            None => Err("the line is not UTF-8 text"),
+        };
+        assert_eq!(
+            quick,
+            slow,
+            "line {n}: {:?}",
+            String::from_utf8_lossy(&line)
+        );
+        known += usize::from(seen.0 || seen.1);
+    }
+    assert!(known > 10_000, "{known} lines met a known string");
+    assert_eq!(fast.symbols.len(), general.symbols.len());
+    for id in 0..fast.symbols.len() as u32 {
+        assert_eq!(fast.symbols.name(id), general.symbols.name(id));
+    }
+    let (a, b): (Vec<_>, Vec<_>) = (
+        fast.gfp.unknown_counts().collect(),
+        general.gfp.unknown_counts().collect(),
+    );
+    assert_eq!(a, b);
+}

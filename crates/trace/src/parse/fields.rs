@@ -87,7 +87,7 @@ impl Key {
 /// A line's bytes as text: ASCII (every line of a kernel trace, bar exotic task names)
 /// checked a word at a time, anything else validated as UTF-8.
 #[inline]
-pub(super) fn as_text(bytes: &[u8]) -> Option<&str> {
+pub(crate) fn as_text(bytes: &[u8]) -> Option<&str> {
     if bytes.is_ascii() {
         // SAFETY: every ASCII byte sequence is valid UTF-8.
         Some(unsafe { std::str::from_utf8_unchecked(bytes) })

@@ -35,7 +35,8 @@ pub(crate) use values::hex_for_tests;
 pub(crate) use values::{check_slab_sizes, HEX_DIGIT, NOT_HEX};
 pub use values::{MAX_SLAB_OBJECT, MAX_TRACED_SIZE};
 
-use fields::{as_text, Fields};
+pub(crate) use fields::as_text;
+use fields::Fields;
 use header::{is_trace_cmd_header, lost_events, split_header};
 
 use crate::callchain::{parse_frame, Frame, FrameLine};
