@@ -24,13 +24,23 @@ pub fn run(data: &[u8]) {
     }
 }
 
-/// Each line through the parser, and the fast path checked against the general parser.
+/// Each line through the parser, and the fast path checked against the general parser:
+/// line by line with fresh parsers, and over the whole input with long-lived ones, where
+/// the fast path finds strings met on earlier lines by their bytes.
 pub fn parse_lines(data: &[u8]) {
     let mut parser = LineParser::default();
+    let (mut both, mut general) = (LineParser::default(), LineParser::default());
     for (i, line) in data.split(|&b| b == b'\n').enumerate() {
         let line_no = i as u64 + 1;
         let _ = parser.parse_bytes(line_no, line);
         fast_path_agrees(line_no, line);
+        // Only text lines: the general parser cannot read others, and a line the fast
+        // path alone read would leave the two parsers' strings apart.
+        if let Ok(text) = std::str::from_utf8(line) {
+            let quick = both.parse_bytes(line_no, line);
+            let slow = general.parse_general_only(line_no, text);
+            assert_eq!(quick, slow, "long-lived parsers disagree on {text:?}");
+        }
     }
     let _ = parser.unknown_events();
 }

@@ -276,7 +276,9 @@ impl<R: BufRead> TraceReader<R> {
                     self.stats.unknown_events += 1;
                     self.owner = FrameOwner::Other;
                 }
-                Ok(Line::Lost(n)) => self.stats.lost_events += n,
+                Ok(Line::Lost(n)) => {
+                    self.stats.lost_events = self.stats.lost_events.saturating_add(n)
+                }
                 Ok(Line::Callchain(frame)) => self.frame(line_no, frame)?,
                 Err(reason) => self.malformed(line_no, reason)?,
             }

@@ -202,6 +202,17 @@ fn trace_cmd_report_lines() {
     assert_eq!(p.parse(1, "CPU:2 [LOST 1234 EVENTS]"), Ok(Line::Lost(1234)));
 }
 
+/// Lost-event counts as large as a `u64` holds, twice: the reader's total stays at the
+/// largest count rather than overflowing (the fuzzer's `attempt to add with overflow`).
+#[test]
+fn lost_events_add_up_without_overflow() {
+    let max = u64::MAX;
+    let text = format!("CPU:0 [LOST {max} EVENTS]\nCPU:1 [LOST {max} EVENTS]\n");
+    let mut reader = TraceReader::new(text.as_bytes(), false);
+    assert!(matches!(reader.next_event(), Ok(None)));
+    assert_eq!(reader.stats().lost_events, u64::MAX);
+}
+
 #[test]
 fn page_events_old_and_new() {
     let (ev, _) = parse("bash-1 [000] .... 1.0: mm_page_alloc: page=f6b3c0a0 pfn=12345 order=2 migratetype=0 gfp_flags=GFP_KERNEL|GFP_COMP");
