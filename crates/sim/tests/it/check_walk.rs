@@ -1,10 +1,11 @@
 //! `Mm::check()`'s one walk of `mem_map` (run by run, the page allocator's and the slab
-//! checker's counts together) still reads every descriptor: a stray write to any page
-//! inside a free block is found, with its PFN, wherever the block lies.
+//! checker's counts together) reads every descriptor but those the platform knows were
+//! never written: a stray write to any page inside a free block is found, with its PFN,
+//! wherever the block lies, and the never-written ones stay unbacked.
 
 use crate::fixtures::*;
 use kmemlab_mm::{Mm, Pfn, Profile};
-use kmemlab_sim::SimPlatform;
+use kmemlab_sim::{Machine, SimPlatform};
 
 /// The physical address of `pfn`'s descriptor: where the host holds it, less the host
 /// address of physical 0 (so it is right for a sparse `mem_map` too, whose sections need
@@ -14,21 +15,9 @@ fn struct_page_phys(mm: &Mm<SimPlatform>, pfn: Pfn) -> u64 {
     page as *const kmemlab_mm::Page as u64 - mm.platform().ram().base() as u64
 }
 
-/// Free blocks of order 1 and more: (head PFN, order), in PFN order.
-fn free_blocks(mm: &Mm<SimPlatform>) -> Vec<(Pfn, u32)> {
-    let map = mm.mem_map();
-    map.base_pfn
-        .range_to(map.base_pfn + map.len)
-        .filter_map(|pfn| {
-            let page = map.get(pfn)?;
-            (page.is_buddy() && page.order() > 0).then_some((pfn, page.order()))
-        })
-        .collect()
-}
-
-/// [`free_blocks`], reading only the descriptors of block heads: over a free block it
-/// steps to the next block, leaving the tails unread (a read would have the host back
-/// them with its zero page).
+/// Free blocks: (head PFN, order), in PFN order, reading only the descriptors of block
+/// heads: over a free block it steps to the next block, leaving the tails unread (a read
+/// would have the host back them with its zero page).
 fn free_block_heads(mm: &Mm<SimPlatform>) -> Vec<(Pfn, u32)> {
     let map = mm.mem_map();
     let (mut pfn, end, mut blocks) = (map.base_pfn, map.base_pfn + map.len, Vec::new());
@@ -48,6 +37,22 @@ fn free_block_heads(mm: &Mm<SimPlatform>) -> Vec<(Pfn, u32)> {
     blocks
 }
 
+/// Write a word into `tail`'s descriptor: `check()` must name that page; then restore it.
+fn assert_written_tail_is_found(m: &Machine, tail: Pfn, what: &str) {
+    let word = m.run(|mm| struct_page_phys(mm, tail)) + 24;
+    let ram = m.mm().platform().ram();
+    ram.write(word, &1u64.to_le_bytes())
+        .expect("mem_map is RAM");
+    let err = m.run(|mm| mm.check()).expect_err("a written tail is found");
+    assert_eq!(
+        err.to_string(),
+        format!("pfn {tail}: page inside a block is not a blank (or compound tail) page"),
+        "{what}"
+    );
+    ram.write(word, &0u64.to_le_bytes())
+        .expect("mem_map is RAM");
+}
+
 /// The first, the last and the largest free block each get one tail page's `word`
 /// overwritten: `check()` names that page, and is clean again once it is restored.
 #[test]
@@ -57,23 +62,20 @@ fn a_written_tail_of_any_free_block_is_found() {
         m.run(|mm| mm.drain_all_pages());
         m.run(|mm| mm.check())
             .expect("a fresh machine checks clean");
-        let blocks = m.run(free_blocks);
+        let blocks: Vec<_> = m
+            .run(free_block_heads)
+            .into_iter()
+            .filter(|b| b.1 > 0)
+            .collect();
         let largest = *blocks.iter().max_by_key(|b| b.1).expect("free blocks");
         let picks = [blocks[0], *blocks.last().unwrap(), largest];
         for (head, order) in picks {
             let tail = head + ((1 << order) - 1);
-            let word = m.run(|mm| struct_page_phys(mm, tail)) + 24;
-            let ram = m.mm().platform().ram();
-            ram.write(word, &1u64.to_le_bytes())
-                .expect("mem_map is RAM");
-            let err = m.run(|mm| mm.check()).expect_err("a written tail is found");
-            assert_eq!(
-                err.to_string(),
-                format!("pfn {tail}: page inside a block is not a blank (or compound tail) page"),
-                "{profile}: block {head} order {order}"
+            assert_written_tail_is_found(
+                &m,
+                tail,
+                &format!("{profile}: block {head} order {order}"),
             );
-            ram.write(word, &0u64.to_le_bytes())
-                .expect("mem_map is RAM");
             m.run(|mm| mm.check()).expect("clean again");
         }
     }
@@ -135,20 +137,8 @@ fn a_written_tail_is_found_in_every_window_of_a_big_machine() {
         for &(head, order) in blocks.iter().step_by(step).filter(|b| b.1 >= 6) {
             let last = (1u64 << order) - 1;
             for tail in [head + 1, head + last / 2, head + last] {
-                let word = m.run(|mm| struct_page_phys(mm, tail)) + 24;
-                let ram = m.mm().platform().ram();
-                ram.write(word, &1u64.to_le_bytes())
-                    .expect("mem_map is RAM");
-                let err = m.run(|mm| mm.check()).expect_err("a written tail is found");
-                assert_eq!(
-                    err.to_string(),
-                    format!(
-                        "pfn {tail}: page inside a block is not a blank (or compound tail) page"
-                    ),
-                    "{profile}: block {head} order {order}"
-                );
-                ram.write(word, &0u64.to_le_bytes())
-                    .expect("mem_map is RAM");
+                let what = format!("{profile}: block {head} order {order}");
+                assert_written_tail_is_found(&m, tail, &what);
                 tried += 1;
             }
         }
