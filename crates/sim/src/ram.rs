@@ -224,8 +224,8 @@ impl Ram {
         }
     }
 
-    /// Mark in `map` the pages from `addr` that read as zero because the host has never
-    /// backed them: bit `i % 64` of `map[i / 64]` for the page at `addr + i * PAGE`, set
+    /// Mark in `map` the pages from `addr` that read as zero because the host does not
+    /// back them: bit `i % 64` of `map[i / 64]` for the page at `addr + i * PAGE`, set
     /// when its host page is neither present nor swapped out in the host's page tables
     /// (`/proc/self/pagemap`). A page of this private anonymous mapping is in that state
     /// until first touched, and again after [`Ram::discard`]. A page that was only read is
