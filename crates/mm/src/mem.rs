@@ -321,6 +321,87 @@ impl PhysMem {
             _marker: PhantomData,
         })
     }
+
+    /// The `len` bytes of RAM at `phys`, checked once, for a kernel buffer held by
+    /// pointer (a Rust-for-Linux `Vec`'s): plain values are then written and read at
+    /// offsets inside it with one bounds test each.
+    #[inline]
+    pub fn window(&self, phys: u64, len: u64) -> Result<RamWindow<'_>, BadAccess> {
+        let p = self.host(phys, len)?;
+        Ok(RamWindow {
+            base: p,
+            phys,
+            len,
+            _ram: PhantomData,
+        })
+    }
+}
+
+/// Bytes of RAM checked once ([`PhysMem::window`]); every access is tested against its
+/// length, so an offset can at worst be refused.
+#[derive(Clone, Copy, Debug)]
+pub struct RamWindow<'r> {
+    base: *mut u8,
+    phys: u64,
+    len: u64,
+    _ram: PhantomData<&'r PhysMem>,
+}
+
+// SAFETY: as `PhysMem`'s: the window holds only the host address of RAM the platform keeps
+// readable and writable for its lifetime, and makes only checked accesses of plain bytes.
+unsafe impl Send for RamWindow<'_> {}
+// SAFETY: as above.
+unsafe impl Sync for RamWindow<'_> {}
+
+impl RamWindow<'_> {
+    /// The physical address of the window's first byte.
+    pub fn phys(&self) -> u64 {
+        self.phys
+    }
+
+    /// The host address of the `size` bytes at `offset`, if they lie inside the window.
+    #[inline]
+    fn at(&self, offset: u64, size: u64) -> Result<*mut u8, BadAccess> {
+        if offset.checked_add(size).is_none_or(|end| end > self.len) {
+            return Err(BadAccess {
+                addr: self.phys.wrapping_add(offset),
+                len: size,
+                kind: BadAccessKind::NotRam,
+            });
+        }
+        // SAFETY: `offset + size <= len` (checked above), inside the RAM the window was
+        // checked to cover when it was made.
+        Ok(unsafe { self.base.add(offset as usize) })
+    }
+
+    /// Write a plain value at `offset` (any alignment).
+    #[inline]
+    pub fn write<T: IntoBytes + Immutable>(&self, offset: u64, value: T) -> Result<(), BadAccess> {
+        let p = self.at(offset, core::mem::size_of::<T>() as u64)?;
+        // SAFETY: the bytes are inside the window's RAM (checked by `at`); `T: IntoBytes`
+        // has no padding, so every byte written is initialised.
+        unsafe { core::ptr::write_unaligned(p as *mut T, value) };
+        Ok(())
+    }
+
+    /// Copy `bytes` in at `offset`.
+    #[inline]
+    pub fn write_bytes(&self, offset: u64, bytes: &[u8]) -> Result<(), BadAccess> {
+        let p = self.at(offset, bytes.len() as u64)?;
+        // SAFETY: the destination is inside the window's RAM (checked by `at`); `bytes`
+        // is host memory, and `copy` allows overlap anyway.
+        unsafe { core::ptr::copy(bytes.as_ptr(), p, bytes.len()) };
+        Ok(())
+    }
+
+    /// Read a plain value at `offset` (any alignment).
+    #[inline]
+    pub fn read<T: FromBytes>(&self, offset: u64) -> Result<T, BadAccess> {
+        let p = self.at(offset, core::mem::size_of::<T>() as u64)?;
+        // SAFETY: the bytes are inside the window's RAM (checked by `at`); `T: FromBytes`
+        // makes any bytes a valid `T`; the read is unaligned-safe.
+        Ok(unsafe { core::ptr::read_unaligned(p as *const T) })
+    }
 }
 
 /// The piece [`PhysMem::zero`] and [`PhysMem::is_zero`] test at a time: a host page.
@@ -540,6 +621,30 @@ mod tests {
         d.nr_regions = regions.len();
         d.main = d.largest_region();
         d
+    }
+
+    /// A window is made only over RAM, and refuses every access not wholly inside it
+    /// (offsets near `u64::MAX` included) while the ones inside land where the door's own
+    /// accesses do.
+    #[test]
+    fn a_window_reaches_only_its_own_bytes() {
+        let mut buf = [0u8; 256];
+        let d = door(&mut buf, &[(0, 200)]);
+        assert!(d.window(100, 101).is_err(), "past the end of RAM");
+        let w = d.window(64, 64).unwrap();
+        assert_eq!(w.phys(), 64);
+        w.write(0, 0x1122_3344_5566_7788u64).unwrap();
+        w.write(56, 7u64).unwrap();
+        w.write_bytes(60, &[9, 9, 9, 9]).unwrap();
+        assert_eq!(d.read::<u64>(64), Ok(0x1122_3344_5566_7788));
+        assert_eq!(w.read::<u32>(56), Ok(7));
+        assert_eq!(d.read::<u32>(124), Ok(0x0909_0909));
+        for offset in [57, 64, u64::MAX - 3, u64::MAX] {
+            assert!(w.write(offset, 1u64).is_err(), "offset {offset}");
+            assert!(w.read::<u64>(offset).is_err(), "offset {offset}");
+        }
+        assert!(w.write_bytes(61, &[1, 2, 3, 4]).is_err());
+        assert_eq!(d.read::<u64>(128), Ok(0), "nothing written past the window");
     }
 
     /// `zero` leaves the bytes `fill(.., 0, ..)` leaves, and `is_zero` sees any non-zero

@@ -12,6 +12,7 @@ use super::{
     Vmalloc,
 };
 use crate::addr::VirtAddr;
+use crate::mem::RamWindow;
 use crate::platform::Platform;
 use crate::Mm;
 
@@ -43,13 +44,13 @@ pub struct Vec<'a, T: Pod, A: Allocator, P: Platform> {
     addr: VirtAddr,
     len: usize,
     cap: usize,
-    /// The buffer's physical address while all of it lies in the direct map (kmalloc
-    /// memory, and kvmalloc's while kmalloc serves it): found once per allocation, as a
+    /// The buffer's RAM while all of it lies in the direct map (kmalloc memory, and
+    /// kvmalloc's while kmalloc serves it): found and checked once per allocation, as a
     /// kernel `Vec` holds a pointer, so that an element is reached without translating its
     /// address again. The direct map is a fixed linear mapping, so this is where every
     /// translation of the buffer's addresses would land. `None` for vmalloc memory,
     /// reached page by page through the page tables.
-    direct: Option<u64>,
+    direct: Option<RamWindow<'a>>,
     _owns: PhantomData<(T, A)>,
 }
 
@@ -252,7 +253,7 @@ impl<'a, T: Pod, A: Allocator, P: Platform> Vec<'a, T, A, P> {
         let ptr = (self.cap != 0).then_some(self.addr);
         self.addr = A::realloc(self.mm, ptr, layout, old, flags)?;
         self.cap = new_cap;
-        self.direct = direct_map_phys(self.mm, self.addr, layout.size() as u64);
+        self.direct = direct_map_window(self.mm, self.addr, layout.size() as u64);
         Ok(())
     }
 
@@ -437,13 +438,13 @@ impl<'a, T: Pod, A: Allocator, P: Platform> Vec<'a, T, A, P> {
     /// while the buffer is direct-mapped, else through the kernel's mappings.
     #[inline]
     fn write_at(&self, index: usize, values: &[T]) -> Result<(), AllocError> {
-        let Some(phys) = self.direct else {
+        let Some(window) = self.direct else {
             return write_pod(self.mm, self.element_addr(index), values);
         };
-        let at = phys + (index * core::mem::size_of::<T>()) as u64;
+        let at = (index * core::mem::size_of::<T>()) as u64;
         let written = match values {
-            [one] => self.mm.ram().write(at, *one),
-            _ => self.mm.ram().write_bytes(at, values.as_bytes()),
+            [one] => window.write(at, *one),
+            _ => window.write_bytes(at, values.as_bytes()),
         };
         written.map_err(|_| AllocError::Unmapped(self.element_addr(index)))
     }
@@ -452,24 +453,24 @@ impl<'a, T: Pod, A: Allocator, P: Platform> Vec<'a, T, A, P> {
     #[inline]
     fn read_at(&self, index: usize) -> Option<T> {
         match self.direct {
-            Some(phys) => {
-                let at = phys + (index * core::mem::size_of::<T>()) as u64;
-                self.mm.ram().read(at).ok()
-            }
+            Some(window) => window.read((index * core::mem::size_of::<T>()) as u64).ok(),
             None => read_pod(self.mm, self.element_addr(index)).ok(),
         }
     }
 }
 
-/// The physical address of the `bytes` at `addr` if they all lie in the direct map and in
-/// RAM ([`Vec::direct`]).
-fn direct_map_phys<P: Platform>(mm: &Mm<P>, addr: VirtAddr, bytes: u64) -> Option<u64> {
+/// The RAM of the `bytes` at `addr` if they all lie in the direct map and in RAM
+/// ([`Vec::direct`]).
+fn direct_map_window<P: Platform>(mm: &Mm<P>, addr: VirtAddr, bytes: u64) -> Option<RamWindow<'_>> {
     let last = addr.0.checked_add(bytes.checked_sub(1)?)?;
     let (start, end) = (
         mm.layout().virt_to_phys(addr.0)?,
         mm.layout().virt_to_phys(last)?,
     );
-    (end - start == bytes - 1 && mm.ram().is_ram(start, bytes)).then_some(start)
+    if end - start != bytes - 1 {
+        return None;
+    }
+    mm.ram().window(start, bytes).ok()
 }
 
 impl<T: Pod, A: Allocator, P: Platform> Drop for Vec<'_, T, A, P> {
