@@ -15,6 +15,8 @@
 //!   which `zerocopy`'s derived [`FromBytes`] proves at compile time.
 //! - [`RamArray`]: a checked array that boot carves out of RAM (`mem_map`, the pageblock
 //!   flags, the per-CPU units), indexed without a host fault whatever the index.
+//! - [`RamWindow`]: bytes of RAM checked once, for a buffer held by pointer (a Rust-style
+//!   `Vec`'s), then read and written at offsets with one length test each.
 //! - Kernel-virtual (direct-map) forms on [`Mm`]: [`Mm::kread`], [`Mm::kwrite`],
 //!   [`Mm::kview`], ... which translate through the linear map first.
 //!
@@ -99,8 +101,10 @@ impl PhysMem {
     }
 
     /// The door to `platform`'s RAM, or `None` if its map has more than
-    /// [`MAX_RAM_REGIONS`] ranges or they are unsorted or overlapping.
-    pub fn new<P: Platform>(platform: &P) -> Option<PhysMem> {
+    /// [`MAX_RAM_REGIONS`] ranges or they are unsorted or overlapping. Only `Mm` makes
+    /// one, for the platform it owns: the door does not borrow the platform, so one made
+    /// elsewhere could outlive the RAM it points into.
+    pub(crate) fn new<P: Platform>(platform: &P) -> Option<PhysMem> {
         let map: &[MemoryRegion] = platform.memory_map();
         if map.len() > MAX_RAM_REGIONS {
             return None;
@@ -339,7 +343,7 @@ impl PhysMem {
 
 /// Bytes of RAM checked once ([`PhysMem::window`]); every access is tested against its
 /// length, so an offset can at worst be refused.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct RamWindow<'r> {
     base: *mut u8,
     phys: u64,
@@ -352,6 +356,13 @@ pub struct RamWindow<'r> {
 unsafe impl Send for RamWindow<'_> {}
 // SAFETY: as above.
 unsafe impl Sync for RamWindow<'_> {}
+
+/// The window's physical range (its host address stays out of printed output).
+impl core::fmt::Debug for RamWindow<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "RamWindow({:#x}, {} bytes)", self.phys, self.len)
+    }
+}
 
 impl RamWindow<'_> {
     /// The physical address of the window's first byte.
