@@ -273,6 +273,13 @@ impl Ram {
         pages
     }
 
+    /// Whether [`Ram::known_zero`] can tell anything on this host (Linux gives a process
+    /// its page map; a host without one, or a sandbox that hides it, makes every answer
+    /// "not known", and the checker reads what it would have skipped).
+    pub fn knows_unbacked_pages(&self) -> bool {
+        self.pagemap().is_some()
+    }
+
     /// `/proc/self/pagemap` for [`Ram::known_zero`], opened once; `None` in another
     /// process than the one that opened it (a child forked without `exec` shares the
     /// mapping's pages copy-on-write, and the file would show the parent's tables).
@@ -474,6 +481,15 @@ mod tests {
             map
         };
         let mut map = [0u64; 2];
+        if !ram.knows_unbacked_pages() {
+            assert_eq!(
+                ram.known_zero(at, &mut map),
+                0,
+                "no page map: nothing known"
+            );
+            eprintln!("no usable /proc/self/pagemap on this host: the rest is not tested");
+            return;
+        }
         assert_eq!(ram.known_zero(at, &mut map), 128, "two words: 128 pages");
         assert_eq!(
             map,

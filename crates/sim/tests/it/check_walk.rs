@@ -99,6 +99,10 @@ fn the_walk_leaves_never_written_descriptors_unbacked() {
         .next_multiple_of(page);
     let end = m.run(|mm| struct_page_phys(mm, head + (1 << order))) / page * page;
     let ram = m.mm().platform().ram();
+    if !ram.knows_unbacked_pages() {
+        eprintln!("no usable /proc/self/pagemap on this host: the walk reads every page");
+        return;
+    }
     let unbacked = || {
         let mut map = [0u64; 4];
         let pages = ram.known_zero(first, &mut map).min((end - first) / page);
