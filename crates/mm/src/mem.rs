@@ -332,8 +332,13 @@ impl PhysMem {
     #[inline]
     pub fn window(&self, phys: u64, len: u64) -> Result<RamWindow<'_>, BadAccess> {
         let p = self.host(phys, len)?;
+        let base = core::ptr::NonNull::new(p).ok_or(BadAccess {
+            addr: phys,
+            len,
+            kind: BadAccessKind::NotRam,
+        })?;
         Ok(RamWindow {
-            base: p,
+            base,
             phys,
             len,
             _ram: PhantomData,
@@ -345,7 +350,8 @@ impl PhysMem {
 /// length, so an offset can at worst be refused.
 #[derive(Clone, Copy)]
 pub struct RamWindow<'r> {
-    base: *mut u8,
+    /// Never null, so that an `Option<RamWindow>` needs no separate tag.
+    base: core::ptr::NonNull<u8>,
     phys: u64,
     len: u64,
     _ram: PhantomData<&'r PhysMem>,
@@ -382,7 +388,7 @@ impl RamWindow<'_> {
         }
         // SAFETY: `offset + size <= len` (checked above), inside the RAM the window was
         // checked to cover when it was made.
-        Ok(unsafe { self.base.add(offset as usize) })
+        Ok(unsafe { self.base.as_ptr().add(offset as usize) })
     }
 
     /// Write a plain value at `offset` (any alignment).
