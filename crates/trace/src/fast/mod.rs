@@ -55,8 +55,8 @@ impl LineParser {
     /// [`LineParser::parse_fast`] writing the event into `out`, where its reader keeps it:
     /// an event built on the stack and copied from there cost more than the rest of the
     /// hand-over (the copy loads 16 bytes at a time what was just stored a field at a
-    /// time, which the CPU cannot forward from its store buffer). `out` is left as it was
-    /// on `None`.
+    /// time, which the CPU cannot forward from its store buffer). On `None`, `out` may
+    /// hold part of an event: the caller reads the line again the general way.
     #[inline]
     pub(crate) fn parse_fast_into(
         &mut self,
@@ -92,25 +92,23 @@ impl LineParser {
         // EVENT:
         let name = c.event_name()?;
         let pid = pid_fast(&b[..open]).or_else(|| task_pid(&b[..open]).ok())?;
-        let event = self.body_fast(name, &mut c)?;
-        *out = TraceEvent {
-            line: line_no,
-            cpu,
-            pid,
-            ctx,
-            timestamp_ns,
-            name,
-            event,
-            chain: None,
-        };
+        self.body_fast(name, &mut c, &mut out.event)?;
+        out.line = line_no;
+        out.cpu = cpu;
+        out.pid = pid;
+        out.ctx = ctx;
+        out.timestamp_ns = timestamp_ns;
+        out.name = name;
+        out.chain = None;
         Some(())
     }
 
-    /// The event's fields in the kernel's order, then the end of the line.
+    /// The event's fields in the kernel's order, then the end of the line, written into
+    /// `out` (which may be left changed on `None`).
     #[inline]
-    fn body_fast(&mut self, name: EventName, c: &mut Cursor<'_>) -> Option<Event> {
+    fn body_fast(&mut self, name: EventName, c: &mut Cursor<'_>, out: &mut Event) -> Option<()> {
         use EventName::*;
-        let event = match name {
+        *out = match name {
             Kmalloc | KmallocNode => Event::Kmalloc(self.slab_alloc_fast(c)?),
             KmemCacheAlloc | KmemCacheAllocNode => Event::CacheAlloc(self.slab_alloc_fast(c)?),
             Kfree => Event::Kfree(self.slab_free_fast(c)?),
@@ -173,7 +171,7 @@ impl LineParser {
             }
             AllocVmapArea | FreeVmapAreaNoflush | PurgeVmapAreaLazy => return None,
         };
-        Some(event)
+        Some(())
     }
 
     #[inline]
