@@ -75,7 +75,9 @@ fn main() {
             let slot = &mut slots[rng.below(LIVE)];
             let size = rng.size();
             mm.kfree(black_box(*slot)).expect("kfree");
-            *slot = mm.kmalloc(black_box(size), Gfp::GFP_KERNEL).expect("kmalloc");
+            *slot = mm
+                .kmalloc(black_box(size), Gfp::GFP_KERNEL)
+                .expect("kmalloc");
         }
     });
     m.run(|mm| {
