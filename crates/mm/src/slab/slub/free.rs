@@ -112,7 +112,6 @@ impl<P: Platform> Mm<P> {
         cnt: u16,
     ) -> Result<(), SlabError> {
         self.stat(s, StatItem::FreeSlowpath);
-        let n = self.get_node(s)?;
         let idx = self.fl_idx(s, pfn, head).ok_or(SlabError::NotSlabObject(
             VirtAddr(head),
             "not the start of an object",
@@ -123,26 +122,29 @@ impl<P: Platform> Mm<P> {
             if prior == tail || prior == head || old.inuse < cnt.max(1) {
                 return Err(self.naive_double_free(s, head));
             }
-            self.set_freepointer(s, tail, prior)?;
             let mut new = SlabCounters {
                 freelist: idx,
                 inuse: old.inuse - cnt,
                 ..old
             };
-            let mut guard = None;
+            // The node (its pointer read from RAM and checked) only when the slab changes
+            // lists, as `__slab_free()` calls `get_node()` only there.
+            let mut locked = None;
             if (new.inuse == 0 || prior == 0) && !old.frozen {
                 if prior == 0 && s.cpu_partial_slabs() > 0 {
                     // A full slab becomes partial: it goes to this CPU's partial list.
                     new.frozen = true;
                 } else {
-                    guard = Some(self.lock_node(n));
+                    let n = self.get_node(s)?;
+                    locked = Some((n, self.lock_node(n)));
                 }
             }
+            self.set_freepointer(s, tail, prior)?;
             self.irq_window();
             if !self.cmpxchg_slab(s, pfn, old, new) {
                 continue;
             }
-            let Some(g) = guard else {
+            let Some((n, g)) = locked else {
                 if old.frozen {
                     self.stat(s, StatItem::FreeFrozen);
                 } else if new.frozen {
