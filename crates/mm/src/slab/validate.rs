@@ -165,7 +165,18 @@ impl<P: Platform> Mm<P> {
         pfn: Pfn,
         c: SlabCounters,
     ) -> Result<SlabCounters, SlabError> {
-        let page = self.mem_map.page(pfn);
+        self.check_slab_in(s, self.mem_map.page(pfn), pfn, c)
+    }
+
+    /// [`Mm::check_slab`] with the slab's `struct page` in hand.
+    #[inline]
+    pub(crate) fn check_slab_in(
+        &self,
+        s: &KmemCache,
+        page: &Page,
+        pfn: Pfn,
+        c: SlabCounters,
+    ) -> Result<SlabCounters, SlabError> {
         let max = Self::order_objects(s, page.order());
         if max == Some(c.objects)
             && c.inuse <= c.objects

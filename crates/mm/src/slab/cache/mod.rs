@@ -435,7 +435,8 @@ impl<P: Platform> Mm<P> {
         }
         let (pfn, page) = self.virt_to_slab(crate::VirtAddr(va))?;
         let ns = self.cache(KmemCacheRef(node_cache)).ok()?;
-        (page.slab_cache() == node_cache && self.object_index(ns, pfn, va).is_some()).then_some(n)
+        (page.slab_cache() == node_cache && self.object_index_in(ns, page, pfn, va).is_some())
+            .then_some(n)
     }
 
     /// `cpu`'s `kmem_cache_cpu` of `s`, if the cache's `cpu_slab` (read from RAM) describes

@@ -3,6 +3,7 @@
 
 use crate::addr::Pfn;
 use crate::gfp::Gfp;
+use crate::mm_types::Page;
 use crate::platform::Platform;
 use crate::slab::cache::{partial_chain_next, KmemCache, KmemCacheCpu};
 use crate::slab::slub::SlabCounters;
@@ -127,16 +128,26 @@ impl<P: Platform> Mm<P> {
         irq: crate::IrqFlags,
     ) -> Result<u64, SlabError> {
         self.stat(s, StatItem::AllocSlowpath);
+        // A slab just made the CPU slab, whose `struct page` was checked to be a slab of
+        // `s` on the way (taken off a partial list): the loop's check of the CPU slab
+        // need not look it up again while it is still the CPU slab.
+        let mut checked: Option<(Pfn, &Page)> = None;
         loop {
             if let Some(pfn) = c.slab_pfn() {
-                if let Err(e) = self.slab_page_of(s, pfn) {
-                    self.drop_cpu_slab(c, true);
-                    return Err(e);
-                }
+                let page = match checked.take() {
+                    Some((known, page)) if known == pfn => page,
+                    _ => match self.slab_page_of(s, pfn) {
+                        Ok(page) => page,
+                        Err(e) => {
+                            self.drop_cpu_slab(c, true);
+                            return Err(e);
+                        }
+                    },
+                };
                 let mut freelist = c.freelist.load(Relaxed);
                 if freelist == 0 {
                     freelist = self
-                        .get_freelist(s, pfn)
+                        .get_freelist(s, pfn, page)
                         .inspect_err(|_| self.drop_cpu_slab(c, true))?;
                     self.stat(
                         s,
@@ -148,8 +159,10 @@ impl<P: Platform> Mm<P> {
                     );
                 }
                 if freelist != 0 {
-                    // load_freelist:
-                    let next = self.cpu_next_free(s, c, pfn, freelist)?;
+                    // load_freelist: the slab was checked above, so only the object is.
+                    let next = self
+                        .next_free_in(s, page, pfn, freelist)
+                        .inspect_err(|_| self.drop_cpu_slab(c, false))?;
                     c.freelist.store(next, Relaxed);
                     c.tid.store(self.next_tid(c.tid.load(Relaxed)), Relaxed);
                     return Ok(freelist);
@@ -173,11 +186,13 @@ impl<P: Platform> Mm<P> {
                     .store(c.partial_slabs.load(Relaxed).saturating_sub(1), Relaxed);
                 c.set_slab_pfn(Some(pfn));
                 self.stat(s, StatItem::CpuPartialAlloc);
+                checked = Some((pfn, page));
                 continue;
             }
             // The node's partial list.
-            if let Some((pfn, freelist)) = self.get_partial(s, c)? {
+            if let Some((pfn, page, freelist)) = self.get_partial(s, c)? {
                 self.load_new_cpu_slab(s, c, pfn, freelist);
+                checked = Some((pfn, page));
                 continue;
             }
             // A new slab, allocated with interrupts enabled as the kernel does.

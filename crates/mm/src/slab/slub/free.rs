@@ -112,12 +112,16 @@ impl<P: Platform> Mm<P> {
         cnt: u16,
     ) -> Result<(), SlabError> {
         self.stat(s, StatItem::FreeSlowpath);
-        let idx = self.fl_idx(s, pfn, head).ok_or(SlabError::NotSlabObject(
-            VirtAddr(head),
-            "not the start of an object",
-        ))?;
+        // The slab's `struct page`, looked up once for the whole free.
+        let page = self.mem_map.page(pfn);
+        let idx = self
+            .fl_idx_in(s, page, pfn, head)
+            .ok_or(SlabError::NotSlabObject(
+                VirtAddr(head),
+                "not the start of an object",
+            ))?;
         loop {
-            let old = self.check_slab(s, pfn, self.slab_counters(pfn))?;
+            let old = self.check_slab_in(s, page, pfn, SlabCounters::unpack(page.word()))?;
             let prior = self.fl_va(s, pfn, old.freelist);
             if prior == tail || prior == head || old.inuse < cnt.max(1) {
                 return Err(self.naive_double_free(s, head));
@@ -141,14 +145,14 @@ impl<P: Platform> Mm<P> {
             }
             self.set_freepointer(s, tail, prior)?;
             self.irq_window();
-            if !self.cmpxchg_slab(s, pfn, old, new) {
+            if !self.cmpxchg_slab(s, page, old, new) {
                 continue;
             }
             let Some((n, g)) = locked else {
                 if old.frozen {
                     self.stat(s, StatItem::FreeFrozen);
                 } else if new.frozen {
-                    self.put_cpu_partial(s, pfn)?;
+                    self.put_cpu_partial(s, pfn, page)?;
                     self.stat(s, StatItem::CpuPartialFree);
                 }
                 return Ok(());

@@ -191,6 +191,21 @@ impl<P: Platform> Mm<P> {
         self.get_freepointer(s, object)
     }
 
+    /// [`Mm::next_free`] with the slab's `struct page` in hand.
+    #[inline(always)]
+    pub(crate) fn next_free_in(
+        &self,
+        s: &KmemCache,
+        page: &Page,
+        pfn: Pfn,
+        object: u64,
+    ) -> Result<u64, SlabError> {
+        if self.object_index_in(s, page, pfn, object).is_none() {
+            return Err(self.freelist_corrupt(s, pfn, object));
+        }
+        self.get_freepointer(s, object)
+    }
+
     #[cold]
     #[inline(never)]
     fn freelist_corrupt(&self, s: &KmemCache, pfn: Pfn, object: u64) -> SlabError {
@@ -277,18 +292,32 @@ impl<P: Platform> Mm<P> {
         }
     }
 
+    /// [`Mm::fl_idx`] with the slab's `struct page` in hand.
+    #[inline]
+    pub(crate) fn fl_idx_in(&self, s: &KmemCache, page: &Page, pfn: Pfn, va: u64) -> Option<u16> {
+        if va == 0 {
+            Some(NO_OBJECT)
+        } else {
+            self.object_index_in(s, page, pfn, va)
+        }
+    }
+
     /// The slab state of the slab at `pfn`.
     pub fn slab_counters(&self, pfn: Pfn) -> SlabCounters {
         SlabCounters::unpack(self.mem_map.page(pfn).word())
     }
 
-    /// `slab_update_freelist()`: compare-exchange of (freelist, counters).
+    /// `slab_update_freelist()`: compare-exchange of the (freelist, counters) of the slab
+    /// whose `struct page` is `page`; a failed exchange counts `CMPXCHG_DOUBLE_FAIL`.
     #[inline]
-    /// `slab_update_freelist()`: a failed exchange counts `CMPXCHG_DOUBLE_FAIL`.
-    fn cmpxchg_slab(&self, s: &KmemCache, pfn: Pfn, old: SlabCounters, new: SlabCounters) -> bool {
-        let ok = self
-            .mem_map
-            .page(pfn)
+    fn cmpxchg_slab(
+        &self,
+        s: &KmemCache,
+        page: &Page,
+        old: SlabCounters,
+        new: SlabCounters,
+    ) -> bool {
+        let ok = page
             .word_atomic()
             .compare_exchange(old.pack(), new.pack(), AcqRel, Acquire)
             .is_ok();

@@ -4,7 +4,7 @@
 
 use crate::addr::Pfn;
 use crate::gfp::Gfp;
-use crate::mm_types::PG_SLAB;
+use crate::mm_types::{Page, PG_SLAB};
 use crate::platform::Platform;
 use crate::slab::cache::{Ctor, KmemCache, KmemCacheNode, MAX_CTOR_OBJECT, MAX_OBJS_PER_PAGE};
 use crate::slab::slub::SlabCounters;
@@ -239,37 +239,44 @@ impl<P: Platform> Mm<P> {
         let _ = self.__free_pages(page, order);
     }
 
-    /// `get_freelist()`: take the slab's whole freelist for this CPU; the slab stays
-    /// frozen only if there was one.
-    pub(super) fn get_freelist(&self, s: &KmemCache, pfn: Pfn) -> Result<u64, SlabError> {
+    /// `get_freelist()`: take the whole freelist of the slab at `pfn` (its `struct page`
+    /// is `page`) for this CPU; the slab stays frozen only if there was one.
+    pub(super) fn get_freelist(
+        &self,
+        s: &KmemCache,
+        pfn: Pfn,
+        page: &Page,
+    ) -> Result<u64, SlabError> {
         loop {
-            let old = self.check_slab(s, pfn, self.slab_counters(pfn))?;
+            let old = self.check_slab_in(s, page, pfn, SlabCounters::unpack(page.word()))?;
             let new = SlabCounters {
                 freelist: NO_OBJECT,
                 inuse: old.objects,
                 frozen: old.freelist != NO_OBJECT,
                 ..old
             };
-            if self.cmpxchg_slab(s, pfn, old, new) {
+            if self.cmpxchg_slab(s, page, old, new) {
                 return Ok(self.fl_va(s, pfn, old.freelist));
             }
         }
     }
 
     /// `acquire_slab()` for a slab taken off the node list: frozen, and with `take`, its
-    /// freelist taken too. Called with the node lock held.
+    /// freelist taken too. Called with the node lock held. Answers the slab's `struct
+    /// page` (checked to be a slab of `s`) and the freelist taken (0 for none).
     pub(super) fn acquire_slab(
         &self,
         s: &KmemCache,
         n: &KmemCacheNode,
         pfn: Pfn,
         take: bool,
-    ) -> Result<u64, SlabError> {
-        self.slab_page_of(s, pfn)
+    ) -> Result<(&Page, u64), SlabError> {
+        let page = self
+            .slab_page_of(s, pfn)
             .inspect_err(|_| self.drop_list(n, &n.partial))?;
         self.remove_partial(s, n, pfn)?;
         loop {
-            let old = self.check_slab(s, pfn, self.slab_counters(pfn))?;
+            let old = self.check_slab_in(s, page, pfn, SlabCounters::unpack(page.word()))?;
             let new = if take {
                 SlabCounters {
                     freelist: NO_OBJECT,
@@ -283,8 +290,8 @@ impl<P: Platform> Mm<P> {
                     ..old
                 }
             };
-            if self.cmpxchg_slab(s, pfn, old, new) {
-                return Ok(self.fl_va(s, pfn, old.freelist));
+            if self.cmpxchg_slab(s, page, old, new) {
+                return Ok((page, self.fl_va(s, pfn, old.freelist)));
             }
         }
     }

@@ -4,8 +4,11 @@
 //! emptied partial slabs discarded).
 
 use crate::addr::Pfn;
+use crate::mm_types::Page;
 use crate::platform::Platform;
-use crate::slab::cache::{partial_chain_link, partial_chain_next, KmemCache, KmemCacheCpu};
+use crate::slab::cache::{
+    partial_chain_link, partial_chain_next, KmemCache, KmemCacheCpu, KmemCacheNode,
+};
 use crate::slab::slub::SlabCounters;
 use crate::slab::slub::NO_OBJECT;
 use crate::slab::stats::StatItem;
@@ -20,7 +23,7 @@ impl<P: Platform> Mm<P> {
         &self,
         s: &KmemCache,
         c: &KmemCacheCpu,
-    ) -> Result<Option<(Pfn, u64)>, SlabError> {
+    ) -> Result<Option<(Pfn, &Page, u64)>, SlabError> {
         let n = self.get_node(s)?;
         if n.nr_partial.load(Relaxed) == 0 {
             return Ok(None);
@@ -29,26 +32,28 @@ impl<P: Platform> Mm<P> {
         let Some(first) = n.partial.first() else {
             return Ok(None);
         };
-        let freelist = self.acquire_slab(s, n, first, true)?;
+        let (page, freelist) = self.acquire_slab(s, n, first, true)?;
         self.stat(s, StatItem::AllocFromPartial);
         let mut taken = 0;
         while taken < s.cpu_partial_slabs() / 2 {
             let Some(pfn) = n.partial.first() else { break };
-            if self.acquire_slab(s, n, pfn, false).is_err() {
+            let Ok((more, _)) = self.acquire_slab(s, n, pfn, false) else {
                 break;
-            }
-            self.push_cpu_partial(c, pfn);
+            };
+            Self::push_cpu_partial(c, pfn, more);
             self.stat(s, StatItem::CpuPartialNode);
             taken += 1;
         }
-        Ok(Some((first, freelist)))
+        Ok(Some((first, page, freelist)))
     }
 
-    fn push_cpu_partial(&self, c: &KmemCacheCpu, pfn: Pfn) {
+    /// The slab at `pfn` (its `struct page` is `page`) becomes the first per-CPU partial
+    /// slab.
+    fn push_cpu_partial(c: &KmemCacheCpu, pfn: Pfn, page: &Page) {
         c.partial_slabs
             .store(c.partial_slabs.load(Relaxed).saturating_add(1), Relaxed);
         let old = c.partial_pfn();
-        self.mem_map.page(pfn).set_next(partial_chain_link(old));
+        page.set_next(partial_chain_link(old));
         c.set_partial_pfn(Some(pfn));
     }
 
@@ -82,32 +87,54 @@ impl<P: Platform> Mm<P> {
     /// has enough partial slabs, or onto no list if full. A slab that turns out corrupted
     /// is reported and stays off every list.
     pub(crate) fn deactivate_slab(&self, s: &KmemCache, pfn: Pfn, freelist: u64) {
-        self.unfreeze_slab(s, pfn, freelist, false);
-    }
-
-    /// [`Mm::deactivate_slab`], or with `from_cpu_partial` one slab of
-    /// `__unfreeze_partials()`: they differ only in what they count.
-    fn unfreeze_slab(&self, s: &KmemCache, pfn: Pfn, freelist: u64, from_cpu_partial: bool) {
-        if self.slab_page_of(s, pfn).is_err() {
+        let Ok(page) = self.slab_page_of(s, pfn) else {
             return;
-        }
+        };
         let (count, tail) = self.walk_cpu_freelist(s, pfn, freelist);
         let Ok(n) = self.get_node(s) else { return };
         let guard = self.lock_node(n);
+        let cpu_freelist = CpuFreelist {
+            head: freelist,
+            count,
+            tail,
+        };
+        if self.unfreeze_locked(s, n, pfn, page, cpu_freelist, false) {
+            drop(guard);
+            self.discard_unfrozen(s, pfn);
+        }
+    }
+
+    /// The unfreezing shared by [`Mm::deactivate_slab`] and `__unfreeze_partials()` (with
+    /// `from_cpu_partial`; they differ only in what they count), under the node lock:
+    /// `freelist` goes back to the slab of `page` (checked to be a slab of `s`), which
+    /// is unfrozen and put on the node's partial list if it has free objects. Returns
+    /// whether the slab is empty and must be discarded ([`Mm::discard_unfrozen`]) once the
+    /// lock is dropped.
+    fn unfreeze_locked(
+        &self,
+        s: &KmemCache,
+        n: &KmemCacheNode,
+        pfn: Pfn,
+        page: &Page,
+        freelist: CpuFreelist,
+        from_cpu_partial: bool,
+    ) -> bool {
+        let CpuFreelist { head, count, tail } = freelist;
         let (new, remote_frees) = loop {
-            let Ok(old) = self.check_slab(s, pfn, self.slab_counters(pfn)) else {
-                return;
+            let Ok(old) = self.check_slab_in(s, page, pfn, SlabCounters::unpack(page.word()))
+            else {
+                return false;
             };
             if tail != 0
                 && self
                     .set_freepointer(s, tail, self.fl_va(s, pfn, old.freelist))
                     .is_err()
             {
-                return;
+                return false;
             }
             let new = SlabCounters {
                 freelist: if tail != 0 {
-                    self.fl_idx(s, pfn, freelist).unwrap_or(old.freelist)
+                    self.fl_idx_in(s, page, pfn, head).unwrap_or(old.freelist)
                 } else {
                     old.freelist
                 },
@@ -115,7 +142,7 @@ impl<P: Platform> Mm<P> {
                 frozen: false,
                 ..old
             };
-            if self.cmpxchg_slab(s, pfn, old, new) {
+            if self.cmpxchg_slab(s, page, old, new) {
                 break (new, old.freelist != NO_OBJECT);
             }
         };
@@ -128,11 +155,9 @@ impl<P: Platform> Mm<P> {
             StatItem::DeactivateToHead
         };
         if new.inuse == 0 && n.nr_partial.load(Relaxed) >= s.min_partial() {
-            drop(guard);
-            self.stat(s, StatItem::DeactivateEmpty);
-            self.discard_slab(s, pfn);
-            self.stat(s, StatItem::FreeSlab);
-        } else if new.freelist != NO_OBJECT {
+            return true;
+        }
+        if new.freelist != NO_OBJECT {
             n.partial.push_back(&self.mem_map, pfn);
             n.nr_partial.fetch_add(1, Relaxed);
             self.stat(
@@ -146,6 +171,15 @@ impl<P: Platform> Mm<P> {
         } else if !from_cpu_partial {
             self.stat(s, StatItem::DeactivateFull);
         }
+        false
+    }
+
+    /// An empty slab that [`Mm::unfreeze_locked`] took off the CPU goes back to the page
+    /// allocator (called without the node lock, as the kernel discards).
+    fn discard_unfrozen(&self, s: &KmemCache, pfn: Pfn) {
+        self.stat(s, StatItem::DeactivateEmpty);
+        self.discard_slab(s, pfn);
+        self.stat(s, StatItem::FreeSlab);
     }
 
     /// `__unfreeze_partials()`: the CPU's partial slabs go back to the node. The chain
@@ -161,13 +195,24 @@ impl<P: Platform> Mm<P> {
                 return;
             };
             cur = partial_chain_next(page.next());
-            self.unfreeze_slab(s, pfn, 0, true);
+            let Ok(n) = self.get_node(s) else { continue };
+            let guard = self.lock_node(n);
+            if self.unfreeze_locked(s, n, pfn, page, CpuFreelist::NONE, true) {
+                drop(guard);
+                self.discard_unfrozen(s, pfn);
+            }
         }
     }
 
-    /// `put_cpu_partial()`: a slab that a free made partial joins this CPU's partial
-    /// list; past the limit, the list is drained to the node first.
-    pub(super) fn put_cpu_partial(&self, s: &KmemCache, pfn: Pfn) -> Result<(), SlabError> {
+    /// `put_cpu_partial()`: a slab that a free made partial (its `struct page` is `page`)
+    /// joins this CPU's partial list; past the limit, the list is drained to the node
+    /// first.
+    pub(super) fn put_cpu_partial(
+        &self,
+        s: &KmemCache,
+        pfn: Pfn,
+        page: &Page,
+    ) -> Result<(), SlabError> {
         let flags = self.platform.local_irq_save();
         let r = self.this_cpu_slab(s).map(|c| {
             let slabs = c.partial_slabs.load(Relaxed);
@@ -175,11 +220,29 @@ impl<P: Platform> Mm<P> {
                 self.unfreeze_partials(s, c);
                 self.stat(s, StatItem::CpuPartialDrain);
             }
-            self.push_cpu_partial(c, pfn);
+            Self::push_cpu_partial(c, pfn, page);
         });
         self.platform.local_irq_restore(flags);
         r
     }
+}
+
+/// A CPU freelist given back to its slab: its first and last objects (0 for none) and
+/// its length, as [`Mm::walk_cpu_freelist`] measured it.
+#[derive(Copy, Clone)]
+struct CpuFreelist {
+    head: u64,
+    count: u16,
+    tail: u64,
+}
+
+impl CpuFreelist {
+    /// No freelist (a per-CPU partial slab's objects are all on its own freelist).
+    const NONE: CpuFreelist = CpuFreelist {
+        head: 0,
+        count: 0,
+        tail: 0,
+    };
 }
 
 impl<P: Platform> Mm<P> {
