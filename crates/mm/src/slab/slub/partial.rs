@@ -182,12 +182,17 @@ impl<P: Platform> Mm<P> {
         self.stat(s, StatItem::FreeSlab);
     }
 
-    /// `__unfreeze_partials()`: the CPU's partial slabs go back to the node. The chain
-    /// (linked through `struct page`) is followed at most as far as the cache could have
-    /// slabs; a link to anything but a slab of the cache is reported and ends it.
+    /// `__unfreeze_partials()`: the CPU's partial slabs go back to the node, under one
+    /// hold of the node lock as in the kernel (dropped only to discard an empty slab).
+    /// The chain (linked through `struct page`) is followed at most as far as the cache
+    /// could have slabs; a link to anything but a slab of the cache is reported and ends
+    /// it. Out of line: [`Mm::put_cpu_partial`] needs it only when its list is full.
+    #[inline(never)]
     fn unfreeze_partials(&self, s: &KmemCache, c: &KmemCacheCpu) {
         let mut cur = c.take_partial_pfn();
         c.partial_slabs.store(0, Relaxed);
+        let mut node = None;
+        let mut guard = None;
         let mut steps = 0u64;
         while let Some(pfn) = cur.filter(|_| steps < self.mem_map.len) {
             steps += 1;
@@ -195,10 +200,20 @@ impl<P: Platform> Mm<P> {
                 return;
             };
             cur = partial_chain_next(page.next());
-            let Ok(n) = self.get_node(s) else { continue };
-            let guard = self.lock_node(n);
+            // The node pointer is read from RAM and checked once for the chain.
+            let n = match node {
+                Some(n) => n,
+                None => {
+                    let Ok(n) = self.get_node(s) else { return };
+                    node = Some(n);
+                    n
+                }
+            };
+            if guard.is_none() {
+                guard = Some(self.lock_node(n));
+            }
             if self.unfreeze_locked(s, n, pfn, page, CpuFreelist::NONE, true) {
-                drop(guard);
+                drop(guard.take());
                 self.discard_unfrozen(s, pfn);
             }
         }
