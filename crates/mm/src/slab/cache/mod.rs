@@ -344,10 +344,12 @@ impl KmemCache {
         OrderObjects::unpack(self.min.load(Relaxed))
     }
     /// `s->min_partial`.
+    #[inline]
     pub fn min_partial(&self) -> u64 {
         self.min_partial.load(Relaxed) as u64
     }
     /// `s->cpu_partial_slabs`.
+    #[inline]
     pub fn cpu_partial_slabs(&self) -> u32 {
         self.cpu_partial_slabs.load(Relaxed)
     }
