@@ -14,6 +14,10 @@ use crate::slab::SlabError;
 use crate::Mm;
 use core::sync::atomic::Ordering::Relaxed;
 
+/// Words of the small bitmap of [`Mm::random_seq_ok`]: 1024 objects, more than an
+/// order-0 slab of the smallest (8-byte) objects holds.
+const SMALL_SEQ_WORDS: usize = 16;
+
 impl<P: Platform> Mm<P> {
     /// `allocate_slab()`: pages from the page allocator (the preferred order without
     /// retrying, then the minimum order), made into a slab with its freelist threaded
@@ -111,9 +115,20 @@ impl<P: Platform> Mm<P> {
         })
     }
 
-    /// Is the random sequence at `seq` a permutation of `0..count`?
+    /// Is the random sequence at `seq` a permutation of `0..count`? The bitmap of the
+    /// indices seen is on the stack, as small as `count` allows: zeroing the largest
+    /// (4 KiB, for `MAX_OBJS_PER_PAGE`) on every new slab cost more than the walk.
     fn random_seq_ok(&self, s: &KmemCache, seq: u64, count: u16) -> bool {
-        let mut seen = [0u64; (MAX_OBJS_PER_PAGE as usize).div_ceil(64)];
+        if count as usize <= SMALL_SEQ_WORDS * 64 {
+            self.random_seq_ok_in::<SMALL_SEQ_WORDS>(s, seq, count)
+        } else {
+            self.random_seq_ok_in::<{ (MAX_OBJS_PER_PAGE as usize).div_ceil(64) }>(s, seq, count)
+        }
+    }
+
+    /// [`Mm::random_seq_ok`] with a bitmap of `WORDS` words (at least `count` bits).
+    fn random_seq_ok_in<const WORDS: usize>(&self, s: &KmemCache, seq: u64, count: u16) -> bool {
+        let mut seen = [0u64; WORDS];
         for pos in 0..count as u64 {
             let idx = match self.kread::<u64>(seq.wrapping_add(pos * 8)) {
                 Ok(v) if v < count as u64 => v as usize,
