@@ -121,7 +121,8 @@ impl<P: Platform> Mm<P> {
                 "not the start of an object",
             ))?;
         loop {
-            let old = self.check_slab_in(s, page, pfn, SlabCounters::unpack(page.word()))?;
+            let raw = page.word();
+            let old = self.check_slab_in(s, page, pfn, SlabCounters::unpack(raw))?;
             let prior = self.fl_va(s, pfn, old.freelist);
             if prior == tail || prior == head || old.inuse < cnt.max(1) {
                 return Err(self.naive_double_free(s, head));
@@ -145,7 +146,7 @@ impl<P: Platform> Mm<P> {
             }
             self.set_freepointer(s, tail, prior)?;
             self.irq_window();
-            if !self.cmpxchg_slab(s, page, old, new) {
+            if !self.cmpxchg_slab(s, page, raw, new) {
                 continue;
             }
             let Some((n, g)) = locked else {

@@ -308,18 +308,15 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `slab_update_freelist()`: compare-exchange of the (freelist, counters) of the slab
-    /// whose `struct page` is `page`; a failed exchange counts `CMPXCHG_DOUBLE_FAIL`.
+    /// whose `struct page` is `page`, against `old`, the word exactly as it was read (as
+    /// the kernel compares against the `counters` it read: a word re-packed from its
+    /// fields would differ in bits no field covers, and never match); a failed exchange
+    /// counts `CMPXCHG_DOUBLE_FAIL`.
     #[inline]
-    fn cmpxchg_slab(
-        &self,
-        s: &KmemCache,
-        page: &Page,
-        old: SlabCounters,
-        new: SlabCounters,
-    ) -> bool {
+    fn cmpxchg_slab(&self, s: &KmemCache, page: &Page, old: u64, new: SlabCounters) -> bool {
         let ok = page
             .word_atomic()
-            .compare_exchange(old.pack(), new.pack(), AcqRel, Acquire)
+            .compare_exchange(old, new.pack(), AcqRel, Acquire)
             .is_ok();
         if !ok {
             self.stat(s, StatItem::CmpxchgDoubleFail);

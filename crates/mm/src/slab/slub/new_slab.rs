@@ -263,14 +263,15 @@ impl<P: Platform> Mm<P> {
         page: &Page,
     ) -> Result<u64, SlabError> {
         loop {
-            let old = self.check_slab_in(s, page, pfn, SlabCounters::unpack(page.word()))?;
+            let raw = page.word();
+            let old = self.check_slab_in(s, page, pfn, SlabCounters::unpack(raw))?;
             let new = SlabCounters {
                 freelist: NO_OBJECT,
                 inuse: old.objects,
                 frozen: old.freelist != NO_OBJECT,
                 ..old
             };
-            if self.cmpxchg_slab(s, page, old, new) {
+            if self.cmpxchg_slab(s, page, raw, new) {
                 return Ok(self.fl_va(s, pfn, old.freelist));
             }
         }
@@ -291,7 +292,8 @@ impl<P: Platform> Mm<P> {
             .inspect_err(|_| self.drop_list(n, &n.partial))?;
         self.remove_partial(s, n, pfn)?;
         loop {
-            let old = self.check_slab_in(s, page, pfn, SlabCounters::unpack(page.word()))?;
+            let raw = page.word();
+            let old = self.check_slab_in(s, page, pfn, SlabCounters::unpack(raw))?;
             let new = if take {
                 SlabCounters {
                     freelist: NO_OBJECT,
@@ -305,7 +307,7 @@ impl<P: Platform> Mm<P> {
                     ..old
                 }
             };
-            if self.cmpxchg_slab(s, page, old, new) {
+            if self.cmpxchg_slab(s, page, raw, new) {
                 return Ok((page, self.fl_va(s, pfn, old.freelist)));
             }
         }

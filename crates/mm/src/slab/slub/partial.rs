@@ -121,8 +121,8 @@ impl<P: Platform> Mm<P> {
     ) -> bool {
         let CpuFreelist { head, count, tail } = freelist;
         let (new, remote_frees) = loop {
-            let Ok(old) = self.check_slab_in(s, page, pfn, SlabCounters::unpack(page.word()))
-            else {
+            let raw = page.word();
+            let Ok(old) = self.check_slab_in(s, page, pfn, SlabCounters::unpack(raw)) else {
                 return false;
             };
             if tail != 0
@@ -142,7 +142,7 @@ impl<P: Platform> Mm<P> {
                 frozen: false,
                 ..old
             };
-            if self.cmpxchg_slab(s, page, old, new) {
+            if self.cmpxchg_slab(s, page, raw, new) {
                 break (new, old.freelist != NO_OBJECT);
             }
         };
