@@ -15,7 +15,7 @@
 use core::sync::atomic::Ordering::Relaxed;
 
 use crate::addr::{Pfn, MAX_PAGE_ORDER, PAGE_SIZE};
-use crate::memory_model::PageList;
+use crate::memory_model::{ListCorruption, PageList};
 use crate::mm_types::{Page, NIL, PG_SLAB};
 use crate::platform::Platform;
 use crate::slab::cache::{KmemCache, KmemCacheNode, MAX_OBJS_PER_PAGE};
@@ -242,6 +242,9 @@ impl<P: Platform> Mm<P> {
     /// of `pfn` on `list` must point back at it. If they do not, the kernel's warning is
     /// printed and nothing is unlinked (as `list_del()` does), and the list — whose links
     /// can no longer be trusted — is emptied by [`Mm::drop_list`]; `false` is returned.
+    /// [`PageList::try_remove`] makes exactly those checks (the entry and its neighbours
+    /// described by `mem_map`, `prev->next` and `next->prev` pointing back at it) before
+    /// it unlinks anything, so the links are read and checked once.
     pub(crate) fn slab_list_del(
         &self,
         s: &KmemCache,
@@ -249,28 +252,41 @@ impl<P: Platform> Mm<P> {
         list: &PageList,
         pfn: Pfn,
     ) -> bool {
-        let Some(page) = self.mem_map.get(pfn) else {
-            return self.list_corrupt(s, n, list, pfn, "prev", NIL, NIL);
-        };
-        let (prev, next) = (page.prev(), page.next());
-        let prev_next = if prev == NIL {
-            list.first().map_or(NIL, |f| f.raw() as u32)
-        } else {
-            self.mem_map.get(Pfn(prev as u64)).map_or(NIL, |p| p.next())
-        };
-        if prev_next as u64 != pfn.raw() {
-            return self.list_corrupt(s, n, list, pfn, "prev", prev, prev_next);
+        match list.try_remove(&self.mem_map, pfn) {
+            Ok(()) => true,
+            Err(e) => self.list_del_corrupt(s, n, list, pfn, e),
         }
-        let next_prev = if next == NIL {
-            list.last().map_or(NIL, |l| l.raw() as u32)
-        } else {
-            self.mem_map.get(Pfn(next as u64)).map_or(NIL, |p| p.prev())
+    }
+
+    /// The report of a [`PageList::try_remove`] refusal in [`Mm::slab_list_del`]: which
+    /// side's link was wrong, the neighbour it named and what that neighbour held (a
+    /// neighbour `mem_map` does not describe holds nothing that points back).
+    #[cold]
+    #[inline(never)]
+    fn list_del_corrupt(
+        &self,
+        s: &KmemCache,
+        n: &KmemCacheNode,
+        list: &PageList,
+        pfn: Pfn,
+        e: ListCorruption,
+    ) -> bool {
+        let raw = |p: Pfn| p.raw() as u32;
+        let (side, neighbour, was) = match e {
+            ListCorruption::DelPrev { prev, was, .. } => ("prev", raw(prev), raw(was)),
+            ListCorruption::DelNext { next, was, .. } => ("next", raw(next), raw(was)),
+            // The entry itself is past mem_map.
+            ListCorruption::OutOfMap { link, .. } if link == pfn => ("prev", NIL, NIL),
+            // A neighbour past mem_map: `prev` is checked first.
+            ListCorruption::OutOfMap { link, .. } => {
+                let prev = self.mem_map.get(pfn).map_or(NIL, |p| p.prev());
+                let side = if raw(link) == prev { "prev" } else { "next" };
+                (side, raw(link), NIL)
+            }
+            // Not a refusal of a removal.
+            _ => ("prev", NIL, NIL),
         };
-        if next_prev as u64 != pfn.raw() {
-            return self.list_corrupt(s, n, list, pfn, "next", next, next_prev);
-        }
-        list.remove(&self.mem_map, pfn);
-        true
+        self.list_corrupt(s, n, list, pfn, side, neighbour, was)
     }
 
     /// `remove_partial()`: take the slab at `pfn` off the node's partial list (checked as
