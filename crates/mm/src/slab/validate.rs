@@ -28,6 +28,21 @@ use crate::Mm;
 const LIST_DEBUG_PREV_LINE: u32 = 51;
 const LIST_DEBUG_NEXT_LINE: u32 = 54;
 
+/// Is `Mm::order_objects(s, order) == Some(objects)` for a cache of `size`-byte objects,
+/// that is `objects == (PAGE_SIZE << order) / size` (and a count a slab can hold)? Asked
+/// without the division, which the slow paths would otherwise make on every slab they
+/// touch: `objects * size <= PAGE_SIZE << order < (objects + 1) * size` (no overflow:
+/// both products are below 2^49).
+#[inline]
+fn order_holds(size: u32, order: u32, objects: u16) -> bool {
+    let (size, objects) = (size as u64, objects as u64);
+    if size == 0 || order > MAX_PAGE_ORDER || objects > MAX_OBJS_PER_PAGE as u64 {
+        return false;
+    }
+    let span = (PAGE_SIZE as u64) << order;
+    objects * size <= span && span < (objects + 1) * size
+}
+
 impl<P: Platform> Mm<P> {
     /// The fault the kernel takes when it follows the corrupted pointer `addr`: a general
     /// protection fault for a non-canonical address, a page fault otherwise (an address
@@ -177,14 +192,14 @@ impl<P: Platform> Mm<P> {
         pfn: Pfn,
         c: SlabCounters,
     ) -> Result<SlabCounters, SlabError> {
-        let max = Self::order_objects(s, page.order());
-        if max == Some(c.objects)
+        let order = page.order();
+        if order_holds(s.size(), order, c.objects)
             && c.inuse <= c.objects
             && (c.freelist == NO_OBJECT || c.freelist < c.objects)
         {
             return Ok(c);
         }
-        Err(self.bad_counters(s, pfn, c, max))
+        Err(self.bad_counters(s, pfn, c, Self::order_objects(s, order)))
     }
 
     #[cold]
@@ -398,5 +413,41 @@ impl<P: Platform> Mm<P> {
             cur = (next != NIL).then_some(Pfn(next as u64));
         }
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `order_holds` answers as `order_objects`' division does, for every object size a
+    /// slab can have at every order, and counts around the right one.
+    #[test]
+    fn order_holds_agrees_with_the_division() {
+        for order in 0..=MAX_PAGE_ORDER + 1 {
+            for size in (0..=1u32 << 14).chain([1 << 20, 1 << 22, (1 << 22) + 1, u32::MAX]) {
+                let max = (size != 0 && order <= MAX_PAGE_ORDER)
+                    .then(|| ((PAGE_SIZE as u64) << order) / size as u64)
+                    .filter(|&m| m <= MAX_OBJS_PER_PAGE as u64);
+                let around = max.unwrap_or(0);
+                for objects in [
+                    0,
+                    1,
+                    around.saturating_sub(1),
+                    around,
+                    around + 1,
+                    32767,
+                    32768,
+                    65535,
+                ] {
+                    let objects = objects.min(u16::MAX as u64) as u16;
+                    assert_eq!(
+                        order_holds(size, order, objects),
+                        max == Some(objects as u64),
+                        "size {size} order {order} objects {objects}"
+                    );
+                }
+            }
+        }
     }
 }
