@@ -168,6 +168,11 @@ impl<P: Platform> Mm<P> {
 
     /// The checks and the free shared by `kmem_cache_free` and `kfree`, for an address in
     /// the slab at `pfn` whose `struct page` is `page`.
+    ///
+    /// Inline in its callers for the common case: a cache without debugging or sheaves
+    /// and no `init_on_free`, which goes straight to `do_slab_free()`; the rest is
+    /// [`Mm::free_object_full`], out of line.
+    #[inline(always)]
     pub(crate) fn free_object(
         &self,
         s: &KmemCache,
@@ -178,15 +183,38 @@ impl<P: Platform> Mm<P> {
     ) -> Result<(), SlabError> {
         let object = addr.0;
         if self.object_index_in(s, page, pfn, object).is_none() {
-            if s.is_debug() {
-                self.slab_err_invalid_pointer(s, pfn, object);
-            }
-            return Err(SlabError::NotSlabObject(
-                addr,
-                "not the start of an object (a pointer into the middle of one?)",
-            ));
+            return Err(self.not_an_object(s, pfn, addr));
         }
-        let site = caller;
+        if s.is_debug() || s.sheaf_capacity() != 0 || self.want_init_on_free() {
+            return self.free_object_full(s, pfn, object, caller);
+        }
+        self.do_slab_free(s, pfn, object, object, 1)
+    }
+
+    /// [`Mm::free_object`]'s refusal of an address that is no object boundary (with
+    /// slab_debug, `free_consistency_checks()`'s "Invalid object pointer" report first).
+    #[cold]
+    #[inline(never)]
+    fn not_an_object(&self, s: &KmemCache, pfn: Pfn, addr: VirtAddr) -> SlabError {
+        if s.is_debug() {
+            self.slab_err_invalid_pointer(s, pfn, addr.0);
+        }
+        SlabError::NotSlabObject(
+            addr,
+            "not the start of an object (a pointer into the middle of one?)",
+        )
+    }
+
+    /// [`Mm::free_object`] past its object check, for every cache: `init_on_free`'s wipe
+    /// (`slab_free_hook()`), then [`Mm::slab_free`].
+    #[inline(never)]
+    fn free_object_full(
+        &self,
+        s: &KmemCache,
+        pfn: Pfn,
+        object: u64,
+        site: crate::slab::CallSite,
+    ) -> Result<(), SlabError> {
         if self.slab_want_init_on_free(s) {
             // Wipe only what is really being freed: a double free must not cut the
             // freelist the object is already on.
