@@ -4,7 +4,7 @@
 
 use crate::addr::{Pfn, VirtAddr};
 use crate::gfp::Gfp;
-use crate::mm_types::Page;
+use crate::mm_types::{Page, PG_SLAB, PG_TAIL};
 use crate::platform::Platform;
 use crate::slab::cache::{KmemCache, KmemCacheRef};
 use crate::slab::SlabError;
@@ -76,14 +76,19 @@ impl<P: Platform> Mm<P> {
         // search is needed to ask whether it is a slab.
         let pfn = crate::addr::PhysAddr(self.layout().virt_to_phys(addr.0)?).pfn();
         let page = self.mem_map.get(pfn)?;
-        if page.is_tail() {
+        // One read of the flags answers both questions (`virt_to_folio()` then
+        // `folio_test_slab()`).
+        let flags = page.flags();
+        if flags & PG_TAIL != 0 {
             return self.tail_to_slab(page);
         }
-        page.is_slab().then_some((pfn, page))
+        (flags & PG_SLAB != 0).then_some((pfn, page))
     }
 
     /// [`Mm::virt_to_slab`] for a tail page: its head PFN is read from RAM, and one past
-    /// `mem_map` is the fault reported at the next `take_oopses()`, and no slab.
+    /// `mem_map` is the fault reported at the next `take_oopses()`, and no slab. Out of
+    /// line: slab objects are never in tail pages.
+    #[inline(never)]
     fn tail_to_slab(&self, tail: &Page) -> Option<(Pfn, &Page)> {
         let head = Pfn(tail.word());
         let hp = self.mem_map.page(head);
