@@ -8,7 +8,7 @@ use core::fmt;
 use core::sync::atomic::Ordering::Relaxed;
 
 use crate::addr::{Pfn, MAX_PAGE_ORDER, PAGE_SIZE};
-use crate::mm_types::{Page, PG_PCP};
+use crate::mm_types::{Page, PG_PCP, PG_RESERVED, PG_SLAB, PG_TAIL};
 use crate::platform::Platform;
 use crate::vmstat::VmEvents;
 use crate::Mm;
@@ -48,13 +48,15 @@ impl<P: Platform> Mm<P> {
     #[inline]
     fn free_pages_check(&self, pfn: Pfn, page: &Page, order: u32) -> Result<&Zone, FreeError> {
         let zone = self.zone_of_pfn(pfn);
+        // One read of the flags, as free_page_is_bad() tests `page->flags` once.
+        let flags = page.flags();
         let err = if order > MAX_PAGE_ORDER {
             Some(FreeError::OrderTooLarge(order))
-        } else if page.is_reserved() {
+        } else if flags & PG_RESERVED != 0 {
             Some(FreeError::Reserved(pfn))
-        } else if page.is_slab() {
+        } else if flags & PG_SLAB != 0 {
             Some(FreeError::SlabPage(pfn))
-        } else if page.is_tail() {
+        } else if flags & PG_TAIL != 0 {
             Some(FreeError::TailPage(pfn))
         } else if page.refcount() == 0 {
             Some(FreeError::AlreadyFree(pfn))
