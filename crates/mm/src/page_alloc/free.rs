@@ -9,6 +9,7 @@ use core::sync::atomic::Ordering::Relaxed;
 
 use crate::addr::{Pfn, MAX_PAGE_ORDER, PAGE_SIZE};
 use crate::mm_types::{Page, PG_PCP, PG_RESERVED, PG_SLAB, PG_TAIL};
+use crate::percpu::PerCpu;
 use crate::platform::Platform;
 use crate::vmstat::VmEvents;
 use crate::Mm;
@@ -30,10 +31,12 @@ impl<P: Platform> Mm<P> {
             self.bad_page(pfn, &e);
             return Err(e);
         }
+        // The current CPU and its per-CPU area, looked up once for both steps.
         let cpu = self.platform.smp_processor_id();
-        self.free_pages_prepare(pfn, page, order, cpu);
+        let this_cpu = self.percpu.get(cpu);
+        self.free_pages_prepare(pfn, page, order, this_cpu);
         if pcp_allowed_order(order) {
-            self.free_unref_page(zone, pfn, page, order, cpu);
+            self.free_unref_page(zone, pfn, page, order, (cpu, this_cpu));
         } else {
             let mt = self.page_alloc.pageblocks.get(pfn);
             self.free_one_page(zone, pfn, order, mt);
@@ -149,7 +152,7 @@ impl<P: Platform> Mm<P> {
     /// `kernel_init_pages(page, 1 << order)`): the one place it applies to pages, for
     /// slabs, large kmallocs and vmalloc pages alike.
     #[inline]
-    fn free_pages_prepare(&self, pfn: Pfn, page: &Page, order: u32, cpu: usize) {
+    fn free_pages_prepare(&self, pfn: Pfn, page: &Page, order: u32, this_cpu: &PerCpu) {
         if page.is_head() {
             for tail in (pfn + 1).range_to(pfn + (1 << order)) {
                 self.mem_map.page(tail).reset();
@@ -159,7 +162,7 @@ impl<P: Platform> Mm<P> {
         if self.want_init_on_free() {
             self.kernel_init_pages(pfn, 1 << order);
         }
-        self.percpu.get(cpu).events.pgfree.add(1 << order);
+        this_cpu.events.pgfree.add(1 << order);
     }
 
     /// `free_one_page()`: straight to the buddy lists of `zone` under its lock.
@@ -169,16 +172,23 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `free_unref_page()`: onto this CPU's list, draining a batch once it is too long;
-    /// `page` is the descriptor of `pfn`.
+    /// `page` is the descriptor of `pfn`, `this_cpu` the current CPU and its area.
     #[inline]
-    fn free_unref_page(&self, zone: &Zone, pfn: Pfn, page: &Page, order: u32, cpu: usize) {
+    fn free_unref_page(
+        &self,
+        zone: &Zone,
+        pfn: Pfn,
+        page: &Page,
+        order: u32,
+        (cpu, this_cpu): (usize, &PerCpu),
+    ) {
         let mt = self.page_alloc.pageblocks.get(pfn);
         let pcp_mt = match mt {
             MigrateType::Isolate => return self.free_one_page(zone, pfn, order, mt),
             MigrateType::HighAtomic => MigrateType::Movable,
             other => other,
         };
-        let pcp = &self.percpu.get(cpu).pcp[zone.idx];
+        let pcp = &this_cpu.pcp[zone.idx];
         if !pcp.lock.try_lock(cpu) {
             return self.free_one_page(zone, pfn, order, mt);
         }
