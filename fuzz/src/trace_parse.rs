@@ -3,8 +3,8 @@
 //! 1. Every line goes through the line parser (`LineParser::parse_bytes`), and through the
 //!    fast path and the general parser separately: where the fast path accepts a line, the
 //!    general parser must read the same event and intern the same strings.
-//! 2. The whole input is read by a strict and a lenient `TraceReader`, and what the lenient
-//!    one reads is replayed on a small machine (64 MiB, 2 CPUs); the report is rendered and
+//! 2. The whole input is read by a strict and a lenient `TraceReader`, one event at a time
+//!    and in batches, which must agree, and what the lenient one reads is replayed on a small machine (64 MiB, 2 CPUs); the report is rendered and
 //!    the machine's invariants checked. Neither may panic, whatever the trace says.
 
 use kmemlab_mm::Profile;
@@ -18,7 +18,7 @@ pub const MAX_REPLAY_BYTES: usize = 64 << 10;
 /// The target: parse, then replay.
 pub fn run(data: &[u8]) {
     parse_lines(data);
-    read_strict(data);
+    read_both_ways(data);
     if data.len() <= MAX_REPLAY_BYTES {
         replay_on_small_machine(data);
     }
@@ -73,11 +73,38 @@ fn fast_path_agrees(line_no: u64, line: &[u8]) {
     }
 }
 
-/// A strict reader stops at the first malformed line; until then it must not panic.
-fn read_strict(data: &[u8]) {
-    let mut reader = TraceReader::new(data, false);
-    while let Ok(Some(_)) = reader.next_event() {}
-    let _ = reader.stats();
+/// A strict and a lenient reader, one event at a time and in batches (of a size chosen
+/// by the input's length): neither may panic, and both ways hand out the same events with
+/// the same counts and stop at the same error (a strict reader at the first malformed
+/// line).
+fn read_both_ways(data: &[u8]) {
+    for lenient in [false, true] {
+        let mut one = TraceReader::new(data, lenient);
+        let mut single = Vec::new();
+        let single_end = loop {
+            match one.next_event() {
+                Ok(Some(ev)) => single.push((ev, one.stats().clone())),
+                Ok(None) => break None,
+                Err(e) => break Some(e.to_string()),
+            }
+        };
+        let mut many = TraceReader::new(data, lenient);
+        let (mut batched, mut batch) = (Vec::new(), Vec::new());
+        let max = data.len() % 5 + 1;
+        let batched_end = loop {
+            let mut stats = Vec::new();
+            let read = many.read_batch(&mut batch, max, |_, s| stats.push(s.clone()));
+            batched.extend(batch.iter().copied().zip(stats));
+            match read {
+                Err(e) => break Some(e.to_string()),
+                Ok(()) if batch.is_empty() => break None,
+                Ok(()) => {}
+            }
+        };
+        assert!(single == batched, "events read in batches of {max} differ");
+        assert_eq!(single_end, batched_end);
+        assert_eq!(one.stats(), many.stats());
+    }
 }
 
 /// The machine a trace is replayed on: 64 MiB, 2 CPUs, x86_64 or i386 (chosen by the

@@ -6,10 +6,11 @@
 //! cargo run --release -p kmemlab-trace --example replay_throughput -- MODE [COPIES] [RAM] [TRACE]
 //! ```
 //!
-//! * `MODE`: `parse` (lines to events only), `replay` (parse and replay, the parsing on a
-//!   second thread where the host has two CPUs: `ParseThread::Auto`), `replay1` (the
-//!   same on one thread: `ParseThread::Never`), or `none` (the trace made and the machine
-//!   booted, nothing read: the part of a callgrind count that is neither);
+//! * `MODE`: `parse` (lines to events only, in batches as the parse thread reads them),
+//!   `replay` (parse and replay, the parsing on a second thread where the host has two
+//!   CPUs: `ParseThread::Auto`), `replay1` (the same on one thread: `ParseThread::Never`),
+//!   or `none` (the trace made and the machine booted, nothing read: the part of a
+//!   callgrind count that is neither);
 //! * `COPIES`: how many times the trace's events are repeated (default 20, as the
 //!   benchmark);
 //! * `RAM`: the x86_64 machine's memory, `256M`, `1G`, `24G`, `256G` (default 256M);
@@ -53,12 +54,18 @@ fn main() {
     let events = match mode {
         "none" => 0,
         "parse" => {
+            // In batches, as the replay's parse thread reads.
             let mut reader = TraceReader::new(&text[..], false);
-            let mut n = 0u64;
-            while reader.next_event().expect("parses").is_some() {
-                n += 1;
+            let (mut batch, mut n) = (Vec::new(), 0u64);
+            loop {
+                reader
+                    .read_batch(&mut batch, 1024, |_, _| {})
+                    .expect("parses");
+                if batch.is_empty() {
+                    break n;
+                }
+                n += batch.len() as u64;
             }
-            n
         }
         _ => {
             let options = ReplayOptions {

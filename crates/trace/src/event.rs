@@ -274,3 +274,18 @@ pub struct TraceEvent {
     /// the reader's [`crate::callchain::Callchains`]; `None` without one.
     pub chain: Option<u32>,
 }
+
+impl TraceEvent {
+    /// A slot's content before an event is read into it (the batches of
+    /// `TraceReader::read_batch` are filled in place).
+    pub(crate) const PLACEHOLDER: TraceEvent = TraceEvent {
+        line: 0,
+        cpu: 0,
+        pid: 0,
+        ctx: TraceContext::PROCESS,
+        timestamp_ns: 0,
+        name: EventName::MmPageFree,
+        event: Event::PageFree { pfn: 0, order: 0 },
+        chain: None,
+    };
+}

@@ -156,32 +156,81 @@ impl<R: BufRead> TraceReader<R> {
     }
 
     /// The next allocator event with its callchain, `Ok(None)` at the end of the input.
-    #[inline]
+    ///
+    /// One event at a time; [`TraceReader::read_batch`] reads many for less.
     pub fn next_event(&mut self) -> Result<Option<TraceEvent>, TraceError> {
+        let mut one = [TraceEvent::PLACEHOLDER];
+        let read = self.fill(&mut one, |_, _| {})?;
+        Ok((read == 1).then_some(one[0]))
+    }
+
+    /// Reads up to `max` (at least one) events with their callchains into `out`, which
+    /// it resizes to them: fewer than `max` only where the input ends or where an error
+    /// was met (the events above the error come first, the error on the next call), none
+    /// at the end. `handed_out(i, stats)` is called as `out[i]` is complete, with the
+    /// counts read by then: an event is complete once the line after its frames is read.
+    ///
+    /// The events are parsed where they are kept, so that nothing is copied once it is
+    /// read; `out` is best reused from one batch to the next.
+    pub fn read_batch(
+        &mut self,
+        out: &mut Vec<TraceEvent>,
+        max: usize,
+        handed_out: impl FnMut(usize, &InputStats),
+    ) -> Result<(), TraceError> {
+        out.resize(max.max(1), TraceEvent::PLACEHOLDER);
+        let result = self.fill(out, handed_out);
+        out.truncate(*result.as_ref().unwrap_or(&0));
+        result.map(|_| ())
+    }
+
+    /// [`TraceReader::read_batch`] into the slots of `out`: how many were filled.
+    fn fill(
+        &mut self,
+        out: &mut [TraceEvent],
+        mut handed_out: impl FnMut(usize, &InputStats),
+    ) -> Result<usize, TraceError> {
         if let Some(e) = self.deferred_error.take() {
             return Err(e);
         }
+        // `out[..read]` are read; the last of them is the pending one, whose frames may
+        // still follow.
+        let mut read = 0;
+        if let Some(first) = out.first_mut()
+            && let Some(pending) = self.pending.take()
+        {
+            *first = pending;
+            read = 1;
+        }
+        // The event read after a full `out` waits in `pending` for the next call.
+        let mut spill = None;
         loop {
-            let next = match self.next_line_event() {
+            let slot = match out.get_mut(read) {
+                Some(slot) => slot,
+                None => spill.insert(TraceEvent::PLACEHOLDER),
+            };
+            let next = match self.read_into(slot) {
                 Ok(next) => next,
-                // The event above the bad line is handed out first, the error next time.
-                Err(e) if self.pending.is_some() => {
+                // The events above the bad line are handed out first, the error next time.
+                Err(e) if read > 0 => {
                     self.deferred_error = Some(e);
-                    None
+                    false
                 }
                 Err(e) => return Err(e),
             };
-            let done = self.pending.take().map(|mut ev| {
-                ev.chain = self.finish_chain();
-                ev
-            });
-            if next.is_some() {
-                self.owner = FrameOwner::Pending;
+            if read > 0 {
+                out[read - 1].chain = self.finish_chain();
+                handed_out(read - 1, &self.stats);
             }
-            self.pending = next;
-            if done.is_some() || self.pending.is_none() {
-                return Ok(done);
+            if !next {
+                return Ok(read);
             }
+            self.owner = FrameOwner::Pending;
+            if let Some(ev) = spill {
+                self.pending = Some(ev);
+                return Ok(read);
+            }
+            read += 1;
         }
     }
 
@@ -224,9 +273,10 @@ impl<R: BufRead> TraceReader<R> {
         &self.chains
     }
 
-    /// The next event line, its frames not yet read.
+    /// Reads lines up to the next event line, parsed into `slot`: `false` at the end of
+    /// the input. The event's frames are not yet read.
     #[inline]
-    fn next_line_event(&mut self) -> Result<Option<TraceEvent>, TraceError> {
+    fn read_into(&mut self, slot: &mut TraceEvent) -> Result<bool, TraceError> {
         // The common case: a whole line of the common shape in the input's buffer, parsed
         // where it lies by the parser's fast path.
         let chunk = self.input.fill_buf().map_err(TraceError::Io)?;
@@ -234,16 +284,26 @@ impl<R: BufRead> TraceReader<R> {
             && newline < MAX_LINE
         {
             let line_no = self.stats.lines + 1;
-            if let Some(ev) = self.parser.parse_fast(line_no, &chunk[..newline]) {
+            if self
+                .parser
+                .parse_fast_into(line_no, &chunk[..newline], slot)
+                .is_some()
+            {
                 self.input.consume(newline + 1);
                 self.stats.lines = line_no;
                 self.stats.bytes += newline as u64 + 1;
                 self.stats.events += 1;
-                self.stats.per_event[ev.name.index()] += 1;
-                return Ok(Some(ev));
+                self.stats.per_event[slot.name.index()] += 1;
+                return Ok(true);
             }
         }
-        self.next_event_slow()
+        match self.next_event_slow()? {
+            Some(ev) => {
+                *slot = ev;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// Every other line: comments, headers, unknown events, malformed lines, lines not in

@@ -198,25 +198,40 @@ fn replay_events(
     source: &mut impl pipeline::EventSource,
     progress: &mut dyn FnMut(&super::InputStats),
 ) -> Result<(), ReplayError> {
-    let mut pending = source.next_event()?;
-    while let Some(first) = pending.take() {
-        let cpu = replayer.cpu_for(first.cpu);
-        let run = machine.on_cpu(cpu, Context::Process, |mm| {
-            let mut ev = first;
-            loop {
-                replayer.apply(mm, &ev, source.symbols(), source.chains());
-                if let Some(stats) = source.progress_due() {
-                    progress(stats);
-                }
-                match source.next_event()? {
-                    Some(next) if replayer.cpu_for(next.cpu) == cpu => ev = next,
-                    other => return Ok::<_, TraceError>(other),
-                }
-            }
-        });
-        pending = run.map_err(ReplayError::Machine)??;
+    if !source.next_batch()? {
+        return Ok(());
     }
-    Ok(())
+    // The next event of the batch, and the batch's next progress point.
+    let (mut next, mut point) = (0, 0);
+    loop {
+        let Some(first) = source.events().get(next) else {
+            return Ok(());
+        };
+        let cpu = replayer.cpu_for(first.cpu);
+        // The events of one CPU run inside one `on_cpu`, across batches: leaving it runs
+        // the CPU's deferred work.
+        let run = machine.on_cpu(cpu, Context::Process, |mm| loop {
+            let events = source.events();
+            while let Some(ev) = events.get(next) {
+                if replayer.cpu_for(ev.cpu) != cpu {
+                    return Ok(());
+                }
+                replayer.apply(mm, ev, source.symbols(), source.chains());
+                if let Some((at, stats)) = source.progress().get(point)
+                    && *at == next
+                {
+                    progress(stats);
+                    point += 1;
+                }
+                next += 1;
+            }
+            if !source.next_batch()? {
+                return Ok::<_, TraceError>(());
+            }
+            (next, point) = (0, 0);
+        });
+        run.map_err(ReplayError::Machine)??;
+    }
 }
 
 /// A traced slab object and what kmemlab made of it.

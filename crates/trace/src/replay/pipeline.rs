@@ -2,7 +2,12 @@
 //! ([`Direct`]), or a second host thread that parses while this one replays
 //! ([`parse_thread`] sending to [`Received`]).
 //!
-//! Parsing is the larger half of a replay's cost (about 1,900 instructions per event of
+//! Either way the events come in batches of [`BATCH_EVENTS`], parsed in place into the
+//! batch's vector (`TraceReader::read_batch`) and replayed from it by reference, so that
+//! an event is never copied between the two: perf found both threads stalled on copies
+//! of just-built 112-byte events, which the CPU could not forward from its store buffer.
+//!
+//! Parsing is the larger half of a replay's cost (about 1,800 instructions per event of
 //! the shared trace, against about 1,100 for the replay), and the two halves share
 //! nothing but the events, the interned strings ([`Symbols`]) and the callchains
 //! ([`Callchains`]) the events name. So the parse thread reads [`BATCH_EVENTS`] events at
@@ -17,7 +22,6 @@
 //! It mirrors no kernel code: the kernel's tracing ring buffer has a reader (`perf`,
 //! `trace-cmd`) on its own thread for the same reason.
 
-use std::collections::VecDeque;
 use std::io::BufRead;
 use std::sync::mpsc::{Receiver, SyncSender};
 
@@ -33,23 +37,28 @@ pub(super) const BATCH_EVENTS: usize = 1024;
 /// Batches queued between the threads at most (the memory bound: a few hundred KiB).
 pub(super) const BATCHES_IN_FLIGHT: usize = 4;
 
-/// Events for the replay loop, in input order.
+/// Events for the replay loop, in input order, a batch at a time.
 pub(super) trait EventSource {
-    /// The next event, `Ok(None)` at the end of the input.
-    fn next_event(&mut self) -> Result<Option<TraceEvent>, TraceError>;
+    /// Moves on to the next batch: `Ok(false)` at the end of the input. An error comes
+    /// after the batches of the events above it.
+    fn next_batch(&mut self) -> Result<bool, TraceError>;
+    /// The batch's events.
+    fn events(&self) -> &[TraceEvent];
+    /// The batch's progress points: (index in [`EventSource::events`], the input counts
+    /// to report once that event is replayed), in index order.
+    fn progress(&self) -> &[(usize, InputStats)];
     /// The strings the events' ids name.
     fn symbols(&self) -> &Symbols;
     /// The callchains the events' ids name.
     fn chains(&self) -> &Callchains;
-    /// The input counts to report after the event last returned, when reading it passed
-    /// a progress point (every `progress_every` lines).
-    fn progress_due(&mut self) -> Option<&InputStats>;
 }
 
 /// The reader on the replaying thread itself.
 pub(super) struct Direct<'r, R> {
     reader: &'r mut TraceReader<R>,
-    progress: ProgressPoints,
+    points: ProgressPoints,
+    events: Vec<TraceEvent>,
+    progress: Vec<(usize, InputStats)>,
 }
 
 impl<'r, R: BufRead> Direct<'r, R> {
@@ -57,15 +66,32 @@ impl<'r, R: BufRead> Direct<'r, R> {
     pub(super) fn new(reader: &'r mut TraceReader<R>, every: u64) -> Self {
         Direct {
             reader,
-            progress: ProgressPoints::new(every),
+            points: ProgressPoints::new(every),
+            events: Vec::with_capacity(BATCH_EVENTS),
+            progress: Vec::new(),
         }
     }
 }
 
 impl<R: BufRead> EventSource for Direct<'_, R> {
-    #[inline]
-    fn next_event(&mut self) -> Result<Option<TraceEvent>, TraceError> {
-        self.reader.next_event()
+    fn next_batch(&mut self) -> Result<bool, TraceError> {
+        self.progress.clear();
+        let (points, progress) = (&mut self.points, &mut self.progress);
+        self.reader
+            .read_batch(&mut self.events, BATCH_EVENTS, |i, stats| {
+                if points.passed(stats.lines) {
+                    progress.push((i, stats.clone()));
+                }
+            })?;
+        Ok(!self.events.is_empty())
+    }
+
+    fn events(&self) -> &[TraceEvent] {
+        &self.events
+    }
+
+    fn progress(&self) -> &[(usize, InputStats)] {
+        &self.progress
     }
 
     fn symbols(&self) -> &Symbols {
@@ -74,12 +100,6 @@ impl<R: BufRead> EventSource for Direct<'_, R> {
 
     fn chains(&self) -> &Callchains {
         self.reader.chains()
-    }
-
-    #[inline]
-    fn progress_due(&mut self) -> Option<&InputStats> {
-        let stats = self.reader.stats();
-        self.progress.passed(stats.lines).then_some(stats)
     }
 }
 
@@ -134,30 +154,18 @@ pub(super) fn parse_thread<R: BufRead>(
         let mut events = spare
             .try_recv()
             .unwrap_or_else(|_| Vec::with_capacity(BATCH_EVENTS));
-        events.clear();
         let mut batch_progress = Vec::new();
-        let mut error = None;
-        let mut ended = false;
-        while events.len() < BATCH_EVENTS {
-            match reader.next_event() {
-                Ok(Some(ev)) => {
-                    events.push(ev);
-                    let stats = reader.stats();
-                    if progress.passed(stats.lines) {
-                        batch_progress.push((events.len() - 1, stats.clone()));
-                    }
-                }
-                Ok(None) => {
-                    ended = true;
-                    break;
-                }
-                Err(e) => {
-                    error = Some(e);
-                    ended = true;
-                    break;
-                }
+        let read = reader.read_batch(&mut events, BATCH_EVENTS, |i, stats| {
+            if progress.passed(stats.lines) {
+                batch_progress.push((i, stats.clone()));
             }
-        }
+        });
+        // The last batch is empty: the input ended, or an error stopped the reading (an
+        // error below events comes with the next batch, after them).
+        let (ended, error) = match read {
+            Ok(()) => (events.is_empty(), None),
+            Err(e) => (true, Some(e)),
+        };
         let symbols = &reader.parser().symbols;
         let new_symbols = (symbols_sent..symbols.len())
             .map(|id| Box::from(symbols.name(id as u32)))
@@ -185,12 +193,10 @@ pub(super) fn parse_thread<R: BufRead>(
 pub(super) struct Received {
     batches: Receiver<Batch>,
     spare: SyncSender<Vec<TraceEvent>>,
-    /// The batch being replayed and the index of its next event.
+    /// The batch being replayed, and its progress points.
     events: Vec<TraceEvent>,
-    next: usize,
-    progress: VecDeque<(usize, InputStats)>,
-    /// The counts of the progress point passed last, kept for `progress_due`'s answer.
-    due: Option<InputStats>,
+    progress: Vec<(usize, InputStats)>,
+    /// The error that follows the batch.
     error: Option<TraceError>,
     symbols: Symbols,
     chains: Callchains,
@@ -204,9 +210,7 @@ impl Received {
             batches,
             spare,
             events: Vec::new(),
-            next: 0,
-            progress: VecDeque::new(),
-            due: None,
+            progress: Vec::new(),
             error: None,
             symbols: Symbols::default(),
             chains: Callchains::default(),
@@ -218,7 +222,6 @@ impl Received {
         let used = std::mem::replace(&mut self.events, batch.events);
         // A full `spare` channel (or a parse thread gone) just drops the vector.
         let _ = self.spare.try_send(used);
-        self.next = 0;
         for name in batch.symbols.iter() {
             let id = self.symbols.intern(name);
             debug_assert_eq!(id as usize + 1, self.symbols.len());
@@ -227,29 +230,34 @@ impl Received {
             let id = self.chains.intern(chain);
             debug_assert_eq!(id.map(|id| id as usize + 1), Some(self.chains.len()));
         }
-        self.progress.clear();
-        self.progress.extend(batch.progress);
+        self.progress = batch.progress;
         self.error = batch.error;
     }
 }
 
 impl EventSource for Received {
-    #[inline]
-    fn next_event(&mut self) -> Result<Option<TraceEvent>, TraceError> {
+    fn next_batch(&mut self) -> Result<bool, TraceError> {
         loop {
-            if let Some(&ev) = self.events.get(self.next) {
-                self.next += 1;
-                return Ok(Some(ev));
-            }
             if let Some(e) = self.error.take() {
                 return Err(e);
             }
             match self.batches.recv() {
                 Ok(batch) => self.load(batch),
                 // The parse thread is done (or died: the caller's join says which).
-                Err(_) => return Ok(None),
+                Err(_) => return Ok(false),
+            }
+            if !self.events.is_empty() {
+                return Ok(true);
             }
         }
+    }
+
+    fn events(&self) -> &[TraceEvent] {
+        &self.events
+    }
+
+    fn progress(&self) -> &[(usize, InputStats)] {
+        &self.progress
     }
 
     fn symbols(&self) -> &Symbols {
@@ -258,15 +266,5 @@ impl EventSource for Received {
 
     fn chains(&self) -> &Callchains {
         &self.chains
-    }
-
-    #[inline]
-    fn progress_due(&mut self) -> Option<&InputStats> {
-        let last = self.next.checked_sub(1)?;
-        if self.progress.front().map(|&(at, _)| at) != Some(last) {
-            return None;
-        }
-        self.due = self.progress.pop_front().map(|(_, stats)| stats);
-        self.due.as_ref()
     }
 }

@@ -9,7 +9,9 @@ use std::io::BufReader;
 use kmemlab_sim::{Machine, MachineConfig};
 use kmemlab_trace::synth::{self, SynthOptions};
 use kmemlab_trace::tables::TableOptions;
-use kmemlab_trace::{replay, ParseThread, ReplayOptions, Report, TraceReader};
+use kmemlab_trace::{
+    replay, InputStats, ParseThread, ReplayOptions, Report, TraceEvent, TraceReader,
+};
 
 /// What one replay produced: the report (or the error's text), the machine's check, and
 /// the input counts at each progress call.
@@ -79,12 +81,11 @@ fn the_modern_trace_replays_the_same_on_two_threads() {
     assert!(out.text.expect("a report").contains("dentry"));
 }
 
-/// A `perf script -g` trace in which every event brings a new call-site string and a new
-/// chain, so that each batch carries both to the replaying thread, with every table on.
-#[test]
-fn new_strings_and_chains_reach_the_replay_in_every_batch() {
+/// A `perf script -g` trace of `n` page allocations and kmallocs in which every event
+/// brings a new call-site string and a new chain.
+fn new_strings_and_chains(n: u64) -> String {
     let mut text = String::new();
-    for i in 0..6_000u64 {
+    for i in 0..n {
         let pfn = 0x1000 + 2 * i;
         let ts = 10.0 + i as f64 * 1e-6;
         let _ = writeln!(
@@ -104,6 +105,14 @@ fn new_strings_and_chains_reach_the_replay_in_every_batch() {
             0xffff888100000000u64 + 64 * (i % 500),
         );
     }
+    text
+}
+
+/// The trace above, so that each batch carries strings and chains to the replaying
+/// thread, with every table on.
+#[test]
+fn new_strings_and_chains_reach_the_replay_in_every_batch() {
+    let text = new_strings_and_chains(6_000);
     let options = ReplayOptions {
         tables: TableOptions {
             by_pointer: true,
@@ -153,4 +162,85 @@ fn errors_come_after_the_events_before_them_with_their_line_numbers() {
 fn an_empty_trace_replays_the_same_on_two_threads() {
     let out = same_both_ways(b"", false, &ReplayOptions::default());
     assert_eq!(out.progress, [(0, 0, 0)]);
+}
+
+/// What a reader handed out: each event with the input counts (lines, bytes, events,
+/// frames) when it was handed out, then how the reading ended.
+type Reading = (Vec<(TraceEvent, [u64; 4])>, Option<String>);
+
+fn counts(stats: &InputStats) -> [u64; 4] {
+    [
+        stats.lines,
+        stats.bytes,
+        stats.events,
+        stats.callchain_frames,
+    ]
+}
+
+fn one_at_a_time(text: &[u8], lenient: bool) -> Reading {
+    let mut reader = TraceReader::new(BufReader::with_capacity(4096, text), lenient);
+    let mut events = Vec::new();
+    loop {
+        match reader.next_event() {
+            Ok(Some(ev)) => events.push((ev, counts(reader.stats()))),
+            Ok(None) => return (events, None),
+            Err(e) => return (events, Some(e.to_string())),
+        }
+    }
+}
+
+fn in_batches(text: &[u8], lenient: bool, max: usize) -> Reading {
+    let mut reader = TraceReader::new(BufReader::with_capacity(4096, text), lenient);
+    let (mut events, mut batch) = (Vec::new(), Vec::new());
+    loop {
+        let mut at = Vec::new();
+        let read = reader.read_batch(&mut batch, max, |i, stats| at.push((i, counts(stats))));
+        assert!(batch.len() <= max);
+        // Each event is handed out once, in order, with the counts of its moment.
+        assert_eq!(
+            at.iter().map(|&(i, _)| i).collect::<Vec<_>>(),
+            (0..batch.len()).collect::<Vec<_>>()
+        );
+        events.extend(batch.iter().zip(&at).map(|(&ev, &(_, c))| (ev, c)));
+        match read {
+            Err(e) => {
+                assert!(batch.is_empty(), "an error comes after the events above it");
+                return (events, Some(e.to_string()));
+            }
+            Ok(()) if batch.is_empty() => return (events, None),
+            Ok(()) => {}
+        }
+    }
+}
+
+/// `TraceReader::read_batch`, which both ways of replaying use, hands out what
+/// `next_event` does, event by event with the same callchains and the same counts at each
+/// event, and stops at the same error, whatever the batch's size: on callchains, on the
+/// shared trace with a malformed line in strict and lenient mode, and on a trace that ends
+/// in the middle of a line.
+#[test]
+fn batches_read_what_one_event_at_a_time_reads() {
+    let mut broken = synth::shared_trace_repeated(1).expect("the shared trace");
+    broken.splice(
+        100_000..100_000,
+        b"\n  init-1 [000] .N.. 0.1: kmalloc: call_site=zz ptr=\n".to_vec(),
+    );
+    let mut cut = new_strings_and_chains(300).into_bytes();
+    cut.truncate(cut.len() - 40);
+    let texts = [new_strings_and_chains(300).into_bytes(), broken, cut];
+    for (t, text) in texts.iter().enumerate() {
+        for lenient in [false, true] {
+            let one = one_at_a_time(text, lenient);
+            assert!(one.0.len() > 300, "text {t}: {} events", one.0.len());
+            // The malformed and the cut line stop strict reading, not lenient.
+            assert_eq!(one.1.is_some(), t > 0 && !lenient, "text {t}: {:?}", one.1);
+            for max in [1, 2, 3, 7, 1024] {
+                let batched = in_batches(text, lenient, max);
+                assert!(
+                    batched == one,
+                    "text {t}, lenient {lenient}, batches of {max}"
+                );
+            }
+        }
+    }
 }
