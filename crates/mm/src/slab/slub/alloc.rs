@@ -16,7 +16,7 @@ impl<P: Platform> Mm<P> {
     /// `slab_alloc_node()`: the lockless fast path, else `__slab_alloc`.
     ///
     /// Inline in its callers (`kmalloc`, `kmem_cache_alloc`) for the common case: a cache
-    /// without debugging or sheaves, and nothing to initialise (neither `init_on_alloc`,
+    /// without debugging, and nothing to initialise (neither `init_on_alloc`,
     /// `init_on_free` nor `__GFP_ZERO`); the rest is [`Mm::slab_alloc_full`], out of line.
     /// The result then reaches the caller in registers, not through a large `Result` in
     /// memory.
@@ -35,8 +35,14 @@ impl<P: Platform> Mm<P> {
             self.might_sleep_on(cpu)
                 .map_err(|e| SlabError::Alloc(crate::PageAllocError::SleepInAtomic(e)))?;
         }
-        if s.is_debug() || s.sheaf_capacity() != 0 || self.slab_may_init(gfp) {
+        if s.is_debug() || self.slab_may_init(gfp) {
             return self.slab_alloc_full(s, gfp, site, orig_size, cpu);
+        }
+        // slab_alloc_node() of 6.18: the sheaves first.
+        if s.sheaf_capacity() != 0
+            && let Some(object) = self.alloc_from_pcs(s, gfp, cpu)?
+        {
+            return Ok(object);
         }
         self.slab_alloc_on(s, gfp, cpu)
     }

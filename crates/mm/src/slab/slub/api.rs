@@ -174,9 +174,9 @@ impl<P: Platform> Mm<P> {
     /// The checks and the free shared by `kmem_cache_free` and `kfree`, for an address in
     /// the slab at `pfn` whose `struct page` is `page`.
     ///
-    /// Inline in its callers for the common case: a cache without debugging or sheaves
-    /// and no `init_on_free`, which goes straight to `do_slab_free()`; the rest is
-    /// [`Mm::free_object_full`], out of line.
+    /// Inline in its callers for the common case: a cache without debugging and no
+    /// `init_on_free`, which goes to the sheaves (if the cache has them), then
+    /// `do_slab_free()`; the rest is [`Mm::free_object_full`], out of line.
     #[inline(always)]
     pub(crate) fn free_object(
         &self,
@@ -190,8 +190,12 @@ impl<P: Platform> Mm<P> {
         if self.object_index_in(s, page, pfn, object).is_none() {
             return Err(self.not_an_object(s, pfn, addr));
         }
-        if s.is_debug() || s.sheaf_capacity() != 0 || self.want_init_on_free() {
+        if s.is_debug() || self.want_init_on_free() {
             return self.free_object_full(s, pfn, object, caller);
+        }
+        // slab_free() of 6.18: the sheaves first.
+        if s.sheaf_capacity() != 0 && self.free_to_pcs(s, object)? {
+            return Ok(());
         }
         self.do_slab_free(s, pfn, object, object, 1)
     }
