@@ -209,11 +209,13 @@ impl<P: Platform> Mm<P> {
         if addr.0 <= ZERO_SIZE_PTR.0 {
             return Ok(());
         }
+        // The current CPU, read once (the thread that runs a CPU stays on it).
+        let cpu = self.platform.smp_processor_id();
         // lookup_kmalloc()'s slab half, inline: the slab object fast path of kfree().
         if let Some((pfn, page)) = self.virt_to_slab(addr) {
             let s = self.cache_at(page.slab_cache())?;
             self.debug_check_no_obj_freed_virt(addr, s.object_size() as u64);
-            return self.free_object(s, pfn, page, addr, caller);
+            return self.free_object(s, pfn, page, addr, caller, cpu);
         }
         self.kfree_large(addr)
     }

@@ -120,6 +120,8 @@ impl<P: Platform> Mm<P> {
         addr: VirtAddr,
         caller: crate::slab::CallSite,
     ) -> Result<(), SlabError> {
+        // The current CPU, read once (the thread that runs a CPU stays on it).
+        let cpu = self.platform.smp_processor_id();
         let s = self.api_cache(r)?;
         let (pfn, page) = self.virt_to_slab(addr).ok_or(SlabError::NotSlabObject(
             addr,
@@ -128,7 +130,7 @@ impl<P: Platform> Mm<P> {
         if page.slab_cache() != r.0 {
             return Err(self.wrong_cache(s, page.slab_cache(), pfn, addr));
         }
-        self.free_object(s, pfn, page, addr, caller)
+        self.free_object(s, pfn, page, addr, caller, cpu)
     }
 
     /// `cache_from_obj()`'s warning for an object freed to a cache it does not belong to
@@ -172,7 +174,8 @@ impl<P: Platform> Mm<P> {
     }
 
     /// The checks and the free shared by `kmem_cache_free` and `kfree`, for an address in
-    /// the slab at `pfn` whose `struct page` is `page`.
+    /// the slab at `pfn` whose `struct page` is `page`, on `cpu`, the current CPU (read by
+    /// the caller at its top, where the thread-local read stays inline).
     ///
     /// Inline in its callers for the common case: a cache without debugging and no
     /// `init_on_free`, which goes to the sheaves (if the cache has them), then
@@ -185,6 +188,7 @@ impl<P: Platform> Mm<P> {
         page: &Page,
         addr: VirtAddr,
         caller: crate::slab::CallSite,
+        cpu: usize,
     ) -> Result<(), SlabError> {
         let object = addr.0;
         if self.object_index_in(s, page, pfn, object).is_none() {
@@ -194,10 +198,10 @@ impl<P: Platform> Mm<P> {
             return self.free_object_full(s, pfn, object, caller);
         }
         // slab_free() of 6.18: the sheaves first.
-        if s.sheaf_capacity() != 0 && self.free_to_pcs(s, object)? {
+        if s.sheaf_capacity() != 0 && self.free_to_pcs(s, object, cpu)? {
             return Ok(());
         }
-        self.do_slab_free(s, pfn, object, object, 1)
+        self.do_slab_free_on(s, pfn, (object, object, 1), cpu)
     }
 
     /// [`Mm::free_object`]'s refusal of an address that is no object boundary (with
