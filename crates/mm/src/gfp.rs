@@ -92,6 +92,23 @@ bitflags::bitflags! {
 /// The zone-modifier bits (`GFP_ZONEMASK`).
 const GFP_ZONEMASK: u32 = 0x0f;
 
+/// `GFP_ZONE_TABLE` (`include/linux/gfp_types.h`/`gfp.h`, 6.6), indexed by the zone bits
+/// (`__GFP_DMA` 0x1, `__GFP_HIGHMEM` 0x2, `__GFP_DMA32` 0x4, `__GFP_MOVABLE` 0x8): the
+/// zone, or `None` for the combinations of `GFP_ZONE_BAD`.
+const GFP_ZONE_TABLE: [Option<ZoneType>; 16] = {
+    use ZoneType::*;
+    let mut table = [None; 16];
+    table[0] = Some(Normal);
+    table[0x1] = Some(Dma);
+    table[0x2] = Some(HighMem);
+    table[0x4] = Some(Dma32);
+    table[0x8] = Some(Normal);
+    table[0x8 | 0x1] = Some(Dma);
+    table[0x8 | 0x2] = Some(Movable);
+    table[0x8 | 0x4] = Some(Dma32);
+    table
+};
+
 /// The names `%pGg` prints, in the kernel's order (`__def_gfpflag_names` in
 /// `include/trace/events/mmflags.h`): composite sets first, so that 0xcc0 prints as
 /// `GFP_KERNEL` rather than as its parts.
@@ -174,23 +191,13 @@ impl Gfp {
     }
 
     /// `gfp_zone()`: the highest zone this allocation may use, from the kernel's
-    /// `GFP_ZONE_TABLE`; the combinations in `GFP_ZONE_BAD` are refused.
+    /// `GFP_ZONE_TABLE`; the combinations in `GFP_ZONE_BAD` are refused. One load from
+    /// the table, as the kernel's one shift of its packed word.
+    #[inline]
     pub fn gfp_zone(self) -> Result<ZoneType, GfpError> {
-        use ZoneType::*;
-        const DMA: u32 = 0x1;
-        const HIGHMEM: u32 = 0x2;
-        const DMA32: u32 = 0x4;
-        const MOVABLE: u32 = 0x8;
-        match self.zone_bits() {
-            0 => Ok(Normal),
-            DMA => Ok(Dma),
-            HIGHMEM => Ok(HighMem),
-            DMA32 => Ok(Dma32),
-            MOVABLE => Ok(Normal),
-            x if x == MOVABLE | DMA => Ok(Dma),
-            x if x == MOVABLE | HIGHMEM => Ok(Movable),
-            x if x == MOVABLE | DMA32 => Ok(Dma32),
-            _ => Err(GfpError::BadZoneCombination(self)),
+        match GFP_ZONE_TABLE[self.zone_bits() as usize & GFP_ZONEMASK as usize] {
+            Some(zone) => Ok(zone),
+            None => Err(GfpError::BadZoneCombination(self)),
         }
     }
 

@@ -319,8 +319,20 @@ impl PhysMem {
             });
         }
         let p = self.host(phys, bytes)?;
+        // A null host address (a door without RAM) can only hold an empty array.
+        let base = match core::ptr::NonNull::new(p as *mut T) {
+            Some(base) => base,
+            None if len == 0 => return Ok(RamArray::empty()),
+            None => {
+                return Err(BadAccess {
+                    addr: phys,
+                    len: bytes,
+                    kind: BadAccessKind::NotRam,
+                })
+            }
+        };
         Ok(RamArray {
-            base: p as *const T,
+            base,
             len,
             _marker: PhantomData,
         })
@@ -460,7 +472,8 @@ pub fn view_words<T: FromBytes>(words: &[AtomicU64]) -> Option<&T> {
 /// An array of kernel structures in RAM, of a type whose every bit pattern is valid.
 /// Indexing is bounds-checked; an index read back from RAM can at worst select `None`.
 pub struct RamArray<T> {
-    base: *const T,
+    /// Never null (dangling when empty), so `get`'s `Option<&T>` needs no null test.
+    base: core::ptr::NonNull<T>,
     len: u64,
     _marker: PhantomData<T>,
 }
@@ -476,7 +489,7 @@ impl<T> RamArray<T> {
     /// An array with no elements (before boot has placed it).
     pub const fn empty() -> RamArray<T> {
         RamArray {
-            base: core::ptr::null(),
+            base: core::ptr::NonNull::dangling(),
             len: 0,
             _marker: PhantomData,
         }
@@ -502,7 +515,7 @@ impl<T> RamArray<T> {
         }
         // SAFETY: `index < len`, and `PhysMem::array` checked that all `len` elements
         // are RAM, aligned, and valid for any bytes; RAM outlives the array.
-        Some(unsafe { &*self.base.add(index as usize) })
+        Some(unsafe { self.base.add(index as usize).as_ref() })
     }
 
     /// The index of `elem` if it is an element of this array (`page_to_pfn()` for a
@@ -510,7 +523,7 @@ impl<T> RamArray<T> {
     #[inline]
     pub fn index_of(&self, elem: &T) -> Option<u64> {
         let size = core::mem::size_of::<T>();
-        let offset = (elem as *const T as usize).wrapping_sub(self.base as usize);
+        let offset = (elem as *const T as usize).wrapping_sub(self.base.as_ptr() as usize);
         let index = (offset / size) as u64;
         (offset.is_multiple_of(size) && index < self.len).then_some(index)
     }

@@ -117,7 +117,7 @@ impl PerCpuAreas {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn unit(&self, cpu: usize) -> &Unit {
         match self.units.get(cpu as u64) {
             Some(unit) => unit,
@@ -157,7 +157,7 @@ impl PerCpuAreas {
     ///
     /// The checks are three compares on `ptr` alone: the allocation is at least a `T`, it
     /// starts on a `T` (and word) boundary, and a `T` there ends inside the dynamic area.
-    #[inline]
+    #[inline(always)]
     pub fn dyn_get<T: zerocopy::FromBytes>(&self, cpu: usize, ptr: PerCpuPtr) -> Option<&T> {
         let size = core::mem::size_of::<T>();
         let first = ptr.offset as usize;

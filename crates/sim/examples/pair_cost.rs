@@ -1,5 +1,7 @@
-//! Instruction counts of the two hottest pairs, for callgrind: `kmalloc(64)` + `kfree` and
-//! order-0 `alloc_pages` + `__free_pages`, each `N` times on CPU 0 of a 1 GiB machine.
+//! Instruction counts of the hottest pairs, for callgrind: `kmalloc(64)` + `kfree`
+//! (`kmalloc`), order-0 `alloc_pages` + `__free_pages` (`pages`) and `kmem_cache_alloc` +
+//! `kmem_cache_free` on a 256-byte cache (`cache256`, the `kmem_cache_256` bench), each `N`
+//! times on CPU 0 of a 1 GiB machine.
 //!
 //! Callgrind counts are repeatable whatever else the machine is doing, so the cost of a
 //! change to a fast path can be read exactly: run with two counts and divide the
@@ -17,6 +19,7 @@
 
 use std::hint::black_box;
 
+use kmemlab_mm::slab::SlabFlags;
 use kmemlab_mm::Gfp;
 use kmemlab_sim::{Machine, MachineConfig};
 
@@ -61,6 +64,20 @@ fn main() {
                 mm.__free_pages(black_box(p), order).expect("free");
             }
         }
-        other => eprintln!("pair_cost: unknown pair '{other}' (kmalloc or pages)"),
+        "cache256" => {
+            // As the `kmem_cache_256` bench: kmem_cache_create("bench-256", 256, 0, 0, NULL).
+            let r = mm
+                .kmem_cache_create("bench-256", 256, 0, SlabFlags::empty(), None)
+                .expect("kmem_cache_create");
+            for _ in 0..n {
+                let p = mm
+                    .kmem_cache_alloc(black_box(r), Gfp::GFP_KERNEL)
+                    .expect("kmem_cache_alloc");
+                mm.kmem_cache_free(black_box(r), black_box(p))
+                    .expect("kmem_cache_free");
+            }
+            mm.kmem_cache_destroy(r).expect("kmem_cache_destroy");
+        }
+        other => eprintln!("pair_cost: unknown pair '{other}' (kmalloc, pages or cache256)"),
     });
 }

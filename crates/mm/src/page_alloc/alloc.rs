@@ -56,15 +56,18 @@ impl<P: Platform> Mm<P> {
         let migratetype = gfp
             .migratetype()
             .inspect_err(|_| VmEvents::add(&self.events().warn, 1))?;
+        // The current CPU, read once: the thread that runs a CPU stays on it.
+        let cpu = self.platform.smp_processor_id();
         if gfp.allows_blocking() {
-            self.might_sleep().map_err(PageAllocError::SleepInAtomic)?;
+            self.might_sleep_on(cpu)
+                .map_err(PageAllocError::SleepInAtomic)?;
         }
         Ok(AllocContext {
             gfp,
             order,
             highest_zoneidx: self.zone_index(zone_type),
             migratetype,
-            cpu: self.platform.smp_processor_id(),
+            cpu,
         })
     }
 

@@ -8,7 +8,8 @@ use core::fmt;
 use core::sync::atomic::Ordering::Relaxed;
 
 use crate::addr::{Pfn, MAX_PAGE_ORDER, PAGE_SIZE};
-use crate::mm_types::{Page, PG_PCP};
+use crate::mm_types::{Page, PG_PCP, PG_RESERVED, PG_SLAB, PG_TAIL};
+use crate::percpu::PerCpu;
 use crate::platform::Platform;
 use crate::vmstat::VmEvents;
 use crate::Mm;
@@ -30,10 +31,12 @@ impl<P: Platform> Mm<P> {
             self.bad_page(pfn, &e);
             return Err(e);
         }
+        // The current CPU and its per-CPU area, looked up once for both steps.
         let cpu = self.platform.smp_processor_id();
-        self.free_pages_prepare(pfn, page, order, cpu);
+        let this_cpu = self.percpu.get(cpu);
+        self.free_pages_prepare(pfn, page, order, this_cpu);
         if pcp_allowed_order(order) {
-            self.free_unref_page(zone, pfn, page, order, cpu);
+            self.free_unref_page(zone, pfn, page, order, (cpu, this_cpu));
         } else {
             let mt = self.page_alloc.pageblocks.get(pfn);
             self.free_one_page(zone, pfn, order, mt);
@@ -48,13 +51,15 @@ impl<P: Platform> Mm<P> {
     #[inline]
     fn free_pages_check(&self, pfn: Pfn, page: &Page, order: u32) -> Result<&Zone, FreeError> {
         let zone = self.zone_of_pfn(pfn);
+        // One read of the flags, as free_page_is_bad() tests `page->flags` once.
+        let flags = page.flags();
         let err = if order > MAX_PAGE_ORDER {
             Some(FreeError::OrderTooLarge(order))
-        } else if page.is_reserved() {
+        } else if flags & PG_RESERVED != 0 {
             Some(FreeError::Reserved(pfn))
-        } else if page.is_slab() {
+        } else if flags & PG_SLAB != 0 {
             Some(FreeError::SlabPage(pfn))
-        } else if page.is_tail() {
+        } else if flags & PG_TAIL != 0 {
             Some(FreeError::TailPage(pfn))
         } else if page.refcount() == 0 {
             Some(FreeError::AlreadyFree(pfn))
@@ -147,7 +152,7 @@ impl<P: Platform> Mm<P> {
     /// `kernel_init_pages(page, 1 << order)`): the one place it applies to pages, for
     /// slabs, large kmallocs and vmalloc pages alike.
     #[inline]
-    fn free_pages_prepare(&self, pfn: Pfn, page: &Page, order: u32, cpu: usize) {
+    fn free_pages_prepare(&self, pfn: Pfn, page: &Page, order: u32, this_cpu: &PerCpu) {
         if page.is_head() {
             for tail in (pfn + 1).range_to(pfn + (1 << order)) {
                 self.mem_map.page(tail).reset();
@@ -157,7 +162,7 @@ impl<P: Platform> Mm<P> {
         if self.want_init_on_free() {
             self.kernel_init_pages(pfn, 1 << order);
         }
-        self.percpu.get(cpu).events.pgfree.add(1 << order);
+        this_cpu.events.pgfree.add(1 << order);
     }
 
     /// `free_one_page()`: straight to the buddy lists of `zone` under its lock.
@@ -167,16 +172,23 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `free_unref_page()`: onto this CPU's list, draining a batch once it is too long;
-    /// `page` is the descriptor of `pfn`.
+    /// `page` is the descriptor of `pfn`, `this_cpu` the current CPU and its area.
     #[inline]
-    fn free_unref_page(&self, zone: &Zone, pfn: Pfn, page: &Page, order: u32, cpu: usize) {
+    fn free_unref_page(
+        &self,
+        zone: &Zone,
+        pfn: Pfn,
+        page: &Page,
+        order: u32,
+        (cpu, this_cpu): (usize, &PerCpu),
+    ) {
         let mt = self.page_alloc.pageblocks.get(pfn);
         let pcp_mt = match mt {
             MigrateType::Isolate => return self.free_one_page(zone, pfn, order, mt),
             MigrateType::HighAtomic => MigrateType::Movable,
             other => other,
         };
-        let pcp = &self.percpu.get(cpu).pcp[zone.idx];
+        let pcp = &this_cpu.pcp[zone.idx];
         if !pcp.lock.try_lock(cpu) {
             return self.free_one_page(zone, pfn, order, mt);
         }

@@ -543,7 +543,14 @@ impl<P: Platform> Mm<P> {
             // free_debug_processing() checks each object of the list; the debug path here
             // does it object by object.
             for object in objects.iter() {
-                keep(self.free_object(s, pfn, page, *object, caller));
+                keep(self.free_object(
+                    s,
+                    pfn,
+                    page,
+                    *object,
+                    caller,
+                    self.platform.smp_processor_id(),
+                ));
             }
             return result;
         }

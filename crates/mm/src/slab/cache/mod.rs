@@ -443,7 +443,7 @@ impl<P: Platform> Mm<P> {
 
     /// `cpu`'s `kmem_cache_cpu` of `s`, if the cache's `cpu_slab` (read from RAM) describes
     /// one inside the per-CPU areas.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn cpu_slab(&self, s: &KmemCache, cpu: usize) -> Option<&KmemCacheCpu> {
         let ptr = s.cpu_slab_ptr();
         if ptr.size as usize != core::mem::size_of::<KmemCacheCpu>() {
@@ -454,13 +454,14 @@ impl<P: Platform> Mm<P> {
 
     /// This CPU's `kmem_cache_cpu` of `s` (`this_cpu_ptr(s->cpu_slab)`), or the fault the
     /// kernel would take through a corrupted `cpu_slab`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn this_cpu_slab(&self, s: &KmemCache) -> Result<&KmemCacheCpu, SlabError> {
         self.cpu_slab_or_fault(s, self.platform.smp_processor_id())
     }
 
-    /// [`Mm::this_cpu_slab`] when the caller already knows it runs on `cpu`.
-    #[inline]
+    /// [`Mm::this_cpu_slab`] when the caller already knows it runs on `cpu`. Always inline:
+    /// out of line, its `Result` would come back through memory on every fast path.
+    #[inline(always)]
     pub(crate) fn cpu_slab_or_fault(
         &self,
         s: &KmemCache,

@@ -101,8 +101,15 @@ impl<P: Platform> Mm<P> {
             // `slab->slab_cache` is read from RAM: anything but a live cache is the fault
             // the kernel would take following it.
             let s = self.cache_at(page.slab_cache())?;
-            return Ok(KmallocObject::Slab(s, pfn, page));
+            return Ok(KmallocObject::Slab(s, pfn));
         }
+        let (_, order) = self.lookup_large(addr)?;
+        Ok(KmallocObject::Large(order))
+    }
+
+    /// [`Mm::lookup_kmalloc`] for an address that is no slab object: the head PFN and
+    /// order of the large kmalloc block it starts, else why it is no kmalloc memory.
+    fn lookup_large(&self, addr: VirtAddr) -> Result<(Pfn, u32), SlabError> {
         let page = self.virt_to_page(addr).map_err(|_| {
             SlabError::NotSlabObject(
                 addr,
@@ -133,10 +140,7 @@ impl<P: Platform> Mm<P> {
                 "inside a large kmalloc block, not at its start",
             ));
         }
-        Ok(KmallocObject::Large(
-            head,
-            self.large_kmalloc_order(head, addr)?,
-        ))
+        Ok((head, self.large_kmalloc_order(head, addr)?))
     }
 
     /// `free_large_kmalloc()`'s `WARN_ON_ONCE(order == 0)` and
@@ -205,29 +209,37 @@ impl<P: Platform> Mm<P> {
         if addr.0 <= ZERO_SIZE_PTR.0 {
             return Ok(());
         }
-        match self.lookup_kmalloc(addr)? {
-            KmallocObject::Slab(s, pfn, page) => {
-                self.debug_check_no_obj_freed_virt(addr, s.object_size() as u64);
-                self.free_object(s, pfn, page, addr, caller)
-            }
-            KmallocObject::Large(pfn, order) => {
-                let page = self.mem_map.page(pfn);
-                // init_on_free: the page allocator's free_pages_prepare().
-                // The page type goes first, as `free_large_kmalloc()` clears it before
-                // `__free_pages()`; the Slab pages are given back only once the page
-                // allocator has taken the block (a refusal is its `Bad page state`).
-                page.set_flags(page.flags() & !PG_LARGE_KMALLOC);
-                if self.__free_pages(page, order).is_err() {
-                    page.set(PG_LARGE_KMALLOC);
-                    return Err(SlabError::NotSlabObject(
-                        addr,
-                        "large kmalloc block already free",
-                    ));
-                }
-                self.slab.pages.unreclaimable.fetch_sub(1 << order, Relaxed);
-                Ok(())
-            }
+        // The current CPU, read once (the thread that runs a CPU stays on it).
+        let cpu = self.platform.smp_processor_id();
+        // lookup_kmalloc()'s slab half, inline: the slab object fast path of kfree().
+        if let Some((pfn, page)) = self.virt_to_slab(addr) {
+            let s = self.cache_at(page.slab_cache())?;
+            self.debug_check_no_obj_freed_virt(addr, s.object_size() as u64);
+            return self.free_object(s, pfn, page, addr, caller, cpu);
         }
+        self.kfree_large(addr)
+    }
+
+    /// [`Mm::kfree`] of an address that is no slab object: `free_large_kmalloc()`, or the
+    /// refusal [`Mm::lookup_large`] gives. Out of line, away from the slab fast path.
+    #[inline(never)]
+    fn kfree_large(&self, addr: VirtAddr) -> Result<(), SlabError> {
+        let (pfn, order) = self.lookup_large(addr)?;
+        let page = self.mem_map.page(pfn);
+        // init_on_free: the page allocator's free_pages_prepare().
+        // The page type goes first, as `free_large_kmalloc()` clears it before
+        // `__free_pages()`; the Slab pages are given back only once the page
+        // allocator has taken the block (a refusal is its `Bad page state`).
+        page.set_flags(page.flags() & !PG_LARGE_KMALLOC);
+        if self.__free_pages(page, order).is_err() {
+            page.set(PG_LARGE_KMALLOC);
+            return Err(SlabError::NotSlabObject(
+                addr,
+                "large kmalloc block already free",
+            ));
+        }
+        self.slab.pages.unreclaimable.fetch_sub(1 << order, Relaxed);
+        Ok(())
     }
 
     /// `ksize()`: the usable size of a kmalloc'd object.
@@ -236,7 +248,7 @@ impl<P: Platform> Mm<P> {
             return Ok(0);
         }
         Ok(match self.lookup_kmalloc(addr)? {
-            KmallocObject::Slab(s, pfn, _) => {
+            KmallocObject::Slab(s, pfn) => {
                 if self.object_index(s, pfn, addr.0).is_none() {
                     return Err(SlabError::NotSlabObject(addr, "not the start of an object"));
                 }
@@ -244,7 +256,7 @@ impl<P: Platform> Mm<P> {
                 self.set_orig_size(s, addr.0, s.object_size());
                 slab_ksize(s)
             }
-            KmallocObject::Large(_, order) => PAGE_SIZE << order,
+            KmallocObject::Large(order) => PAGE_SIZE << order,
         })
     }
 
@@ -269,7 +281,7 @@ impl<P: Platform> Mm<P> {
             (None, 0, 0)
         } else {
             match self.lookup_kmalloc(addr)? {
-                KmallocObject::Slab(s, pfn, _) => {
+                KmallocObject::Slab(s, pfn) => {
                     if self.object_index(s, pfn, addr.0).is_none() {
                         return Err(SlabError::NotSlabObject(addr, "not the start of an object"));
                     }
@@ -281,7 +293,7 @@ impl<P: Platform> Mm<P> {
                     };
                     (Some(s), orig, ks)
                 }
-                KmallocObject::Large(_, order) => (None, PAGE_SIZE << order, PAGE_SIZE << order),
+                KmallocObject::Large(order) => (None, PAGE_SIZE << order, PAGE_SIZE << order),
             }
         };
         if new_size <= ks {

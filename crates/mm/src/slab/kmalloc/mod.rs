@@ -20,7 +20,6 @@ use core::sync::atomic::Ordering::Relaxed;
 
 use crate::addr::{Pfn, VirtAddr, MAX_PAGE_ORDER, PAGE_SHIFT, PAGE_SIZE};
 use crate::gfp::Gfp;
-use crate::mm_types::Page;
 use crate::platform::Platform;
 use crate::slab::cache::KmemCache;
 use crate::slab::{SlabError, SlabFlags, SlabGlobals};
@@ -362,11 +361,12 @@ impl SlabGlobals {
     }
 }
 
-/// What `kfree`/`ksize` found at an address.
+/// What `ksize`/`krealloc` found at an address.
 enum KmallocObject<'a> {
-    /// A slab object: its cache, and its slab's PFN and `struct page`.
-    Slab(&'a KmemCache, Pfn, &'a Page),
-    Large(Pfn, u32),
+    /// A slab object: its cache, and its slab's PFN.
+    Slab(&'a KmemCache, Pfn),
+    /// A large kmalloc block of this order.
+    Large(u32),
 }
 
 impl<P: Platform> Mm<P> {

@@ -288,6 +288,7 @@ impl KmemCache {
         self.sheaf_capacity.load(Relaxed)
     }
 
+    #[inline]
     fn cpu_sheaves_ptr(&self) -> PerCpuPtr {
         let v = self.cpu_sheaves.load(Relaxed);
         PerCpuPtr {

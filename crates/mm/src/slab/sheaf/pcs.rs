@@ -101,12 +101,17 @@ impl<P: Platform> Mm<P> {
         Ok(Some(object))
     }
 
-    /// `free_to_pcs()`: put `object` (already checked to be an object of `s`) on this
-    /// CPU's main sheaf; `Ok(false)` sends the caller to the slab paths. Out of line, as
-    /// [`Mm::alloc_from_pcs`].
+    /// `free_to_pcs()`: put `object` (already checked to be an object of `s`) on the main
+    /// sheaf of `cpu`, the current CPU; `Ok(false)` sends the caller to the slab paths.
+    /// Out of line, as [`Mm::alloc_from_pcs`].
     #[inline(never)]
-    pub(crate) fn free_to_pcs(&self, s: &KmemCache, object: u64) -> Result<bool, SlabError> {
-        let Some(pcs) = self.pcs(s, self.platform.smp_processor_id()) else {
+    pub(crate) fn free_to_pcs(
+        &self,
+        s: &KmemCache,
+        object: u64,
+        cpu: usize,
+    ) -> Result<bool, SlabError> {
+        let Some(pcs) = self.pcs(s, cpu) else {
             return Err(self.pcs_corrupt(s));
         };
         let Some(mut guard) = self.pcs_lock_main(pcs) else {

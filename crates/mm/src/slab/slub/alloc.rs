@@ -15,6 +15,13 @@ use core::sync::atomic::Ordering::Relaxed;
 
 impl<P: Platform> Mm<P> {
     /// `slab_alloc_node()`: the lockless fast path, else `__slab_alloc`.
+    ///
+    /// Inline in its callers (`kmalloc`, `kmem_cache_alloc`) for the common case: a cache
+    /// without debugging, and nothing to initialise (neither `init_on_alloc`,
+    /// `init_on_free` nor `__GFP_ZERO`); the rest is [`Mm::slab_alloc_full`], out of line.
+    /// The result then reaches the caller in registers, not through a large `Result` in
+    /// memory.
+    #[inline(always)]
     pub(crate) fn slab_alloc(
         &self,
         s: &KmemCache,
@@ -29,6 +36,37 @@ impl<P: Platform> Mm<P> {
             self.might_sleep_on(cpu)
                 .map_err(|e| SlabError::Alloc(crate::PageAllocError::SleepInAtomic(e)))?;
         }
+        if s.is_debug() || self.slab_may_init(gfp) {
+            return self.slab_alloc_full(s, gfp, site, orig_size, cpu);
+        }
+        // slab_alloc_node() of 6.18: the sheaves first.
+        if s.sheaf_capacity() != 0
+            && let Some(object) = self.alloc_from_pcs(s, gfp, cpu)?
+        {
+            return Ok(object);
+        }
+        self.slab_alloc_on(s, gfp, cpu)
+    }
+
+    /// Might [`Mm::slab_want_init_on_alloc`] or [`Mm::slab_want_init_on_free`] be true
+    /// for an allocation with `gfp` (whatever the cache)?
+    #[inline(always)]
+    fn slab_may_init(&self, gfp: Gfp) -> bool {
+        self.init_on_alloc_enabled() || self.want_init_on_free() || gfp.contains(Gfp::__GFP_ZERO)
+    }
+
+    /// [`Mm::slab_alloc`] after its context check, for every cache and flag: the debug
+    /// path, the sheaves (6.18), the per-CPU slab, then `slab_post_alloc_hook()`'s
+    /// initialisation.
+    #[inline(never)]
+    fn slab_alloc_full(
+        &self,
+        s: &KmemCache,
+        gfp: Gfp,
+        site: crate::slab::CallSite,
+        orig_size: u32,
+        cpu: usize,
+    ) -> Result<u64, SlabError> {
         let object = if s.is_debug() {
             self.alloc_debug_path(s, gfp, site, orig_size)?
         } else if s.sheaf_capacity() != 0 {

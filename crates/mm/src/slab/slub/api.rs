@@ -4,7 +4,7 @@
 
 use crate::addr::{Pfn, VirtAddr};
 use crate::gfp::Gfp;
-use crate::mm_types::Page;
+use crate::mm_types::{Page, PG_SLAB, PG_TAIL};
 use crate::platform::Platform;
 use crate::slab::cache::{KmemCache, KmemCacheRef};
 use crate::slab::SlabError;
@@ -76,14 +76,19 @@ impl<P: Platform> Mm<P> {
         // search is needed to ask whether it is a slab.
         let pfn = crate::addr::PhysAddr(self.layout().virt_to_phys(addr.0)?).pfn();
         let page = self.mem_map.get(pfn)?;
-        if page.is_tail() {
+        // One read of the flags answers both questions (`virt_to_folio()` then
+        // `folio_test_slab()`).
+        let flags = page.flags();
+        if flags & PG_TAIL != 0 {
             return self.tail_to_slab(page);
         }
-        page.is_slab().then_some((pfn, page))
+        (flags & PG_SLAB != 0).then_some((pfn, page))
     }
 
     /// [`Mm::virt_to_slab`] for a tail page: its head PFN is read from RAM, and one past
-    /// `mem_map` is the fault reported at the next `take_oopses()`, and no slab.
+    /// `mem_map` is the fault reported at the next `take_oopses()`, and no slab. Out of
+    /// line: slab objects are never in tail pages.
+    #[inline(never)]
     fn tail_to_slab(&self, tail: &Page) -> Option<(Pfn, &Page)> {
         let head = Pfn(tail.word());
         let hp = self.mem_map.page(head);
@@ -115,6 +120,8 @@ impl<P: Platform> Mm<P> {
         addr: VirtAddr,
         caller: crate::slab::CallSite,
     ) -> Result<(), SlabError> {
+        // The current CPU, read once (the thread that runs a CPU stays on it).
+        let cpu = self.platform.smp_processor_id();
         let s = self.api_cache(r)?;
         let (pfn, page) = self.virt_to_slab(addr).ok_or(SlabError::NotSlabObject(
             addr,
@@ -123,7 +130,7 @@ impl<P: Platform> Mm<P> {
         if page.slab_cache() != r.0 {
             return Err(self.wrong_cache(s, page.slab_cache(), pfn, addr));
         }
-        self.free_object(s, pfn, page, addr, caller)
+        self.free_object(s, pfn, page, addr, caller, cpu)
     }
 
     /// `cache_from_obj()`'s warning for an object freed to a cache it does not belong to
@@ -167,7 +174,13 @@ impl<P: Platform> Mm<P> {
     }
 
     /// The checks and the free shared by `kmem_cache_free` and `kfree`, for an address in
-    /// the slab at `pfn` whose `struct page` is `page`.
+    /// the slab at `pfn` whose `struct page` is `page`, on `cpu`, the current CPU (read by
+    /// the caller at its top, where the thread-local read stays inline).
+    ///
+    /// Inline in its callers for the common case: a cache without debugging and no
+    /// `init_on_free`, which goes to the sheaves (if the cache has them), then
+    /// `do_slab_free()`; the rest is [`Mm::free_object_full`], out of line.
+    #[inline(always)]
     pub(crate) fn free_object(
         &self,
         s: &KmemCache,
@@ -175,18 +188,46 @@ impl<P: Platform> Mm<P> {
         page: &Page,
         addr: VirtAddr,
         caller: crate::slab::CallSite,
+        cpu: usize,
     ) -> Result<(), SlabError> {
         let object = addr.0;
         if self.object_index_in(s, page, pfn, object).is_none() {
-            if s.is_debug() {
-                self.slab_err_invalid_pointer(s, pfn, object);
-            }
-            return Err(SlabError::NotSlabObject(
-                addr,
-                "not the start of an object (a pointer into the middle of one?)",
-            ));
+            return Err(self.not_an_object(s, pfn, addr));
         }
-        let site = caller;
+        if s.is_debug() || self.want_init_on_free() {
+            return self.free_object_full(s, pfn, object, caller);
+        }
+        // slab_free() of 6.18: the sheaves first.
+        if s.sheaf_capacity() != 0 && self.free_to_pcs(s, object, cpu)? {
+            return Ok(());
+        }
+        self.do_slab_free_on(s, pfn, (object, object, 1), cpu)
+    }
+
+    /// [`Mm::free_object`]'s refusal of an address that is no object boundary (with
+    /// slab_debug, `free_consistency_checks()`'s "Invalid object pointer" report first).
+    #[cold]
+    #[inline(never)]
+    fn not_an_object(&self, s: &KmemCache, pfn: Pfn, addr: VirtAddr) -> SlabError {
+        if s.is_debug() {
+            self.slab_err_invalid_pointer(s, pfn, addr.0);
+        }
+        SlabError::NotSlabObject(
+            addr,
+            "not the start of an object (a pointer into the middle of one?)",
+        )
+    }
+
+    /// [`Mm::free_object`] past its object check, for every cache: `init_on_free`'s wipe
+    /// (`slab_free_hook()`), then [`Mm::slab_free`].
+    #[inline(never)]
+    fn free_object_full(
+        &self,
+        s: &KmemCache,
+        pfn: Pfn,
+        object: u64,
+        site: crate::slab::CallSite,
+    ) -> Result<(), SlabError> {
         if self.slab_want_init_on_free(s) {
             // Wipe only what is really being freed: a double free must not cut the
             // freelist the object is already on.

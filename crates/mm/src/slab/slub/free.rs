@@ -26,7 +26,9 @@ impl<P: Platform> Mm<P> {
             return self.free_to_partial_list(s, pfn, object, site);
         }
         // slab_free() of 6.18: the sheaves first.
-        if s.sheaf_capacity() != 0 && self.free_to_pcs(s, object)? {
+        if s.sheaf_capacity() != 0
+            && self.free_to_pcs(s, object, self.platform.smp_processor_id())?
+        {
             return Ok(());
         }
         self.do_slab_free(s, pfn, object, object, 1)
@@ -45,7 +47,20 @@ impl<P: Platform> Mm<P> {
         tail: u64,
         cnt: u16,
     ) -> Result<(), SlabError> {
-        let c = self.this_cpu_slab(s)?;
+        self.do_slab_free_on(s, pfn, (head, tail, cnt), self.platform.smp_processor_id())
+    }
+
+    /// [`Mm::do_slab_free`] of `(head, tail, cnt)` on `cpu`, the current CPU (read once by
+    /// the caller).
+    #[inline(always)]
+    pub(crate) fn do_slab_free_on(
+        &self,
+        s: &KmemCache,
+        pfn: Pfn,
+        (head, tail, cnt): (u64, u64, u16),
+        cpu: usize,
+    ) -> Result<(), SlabError> {
+        let c = self.cpu_slab_or_fault(s, cpu)?;
         loop {
             let tid = c.tid.load(Relaxed);
             self.irq_window();
