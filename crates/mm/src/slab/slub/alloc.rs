@@ -171,8 +171,10 @@ impl<P: Platform> Mm<P> {
         // need not look it up again while it is still the CPU slab.
         let mut checked: Option<(Pfn, &Page)> = None;
         loop {
+            // Only for the pass right after it was set.
+            let just_checked = checked.take();
             if let Some(pfn) = c.slab_pfn() {
-                let page = match checked.take() {
+                let page = match just_checked {
                     Some((known, page)) if known == pfn => page,
                     _ => match self.slab_page_of(s, pfn) {
                         Ok(page) => page,
