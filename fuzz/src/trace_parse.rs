@@ -3,9 +3,10 @@
 //! 1. Every line goes through the line parser (`LineParser::parse_bytes`), and through the
 //!    fast path and the general parser separately: where the fast path accepts a line, the
 //!    general parser must read the same event and intern the same strings.
-//! 2. The whole input is read by a strict and a lenient `TraceReader`, one event at a time
-//!    and in batches, which must agree, and what the lenient one reads is replayed on a small machine (64 MiB, 2 CPUs); the report is rendered and
-//!    the machine's invariants checked. Neither may panic, whatever the trace says.
+//! 2. The whole input is read by a strict and a lenient `TraceReader`, one event at a
+//!    time and in batches, which must agree, and what the lenient one reads is replayed
+//!    on a small machine (64 MiB, 2 CPUs); the report is rendered and the machine's
+//!    invariants checked. Neither may panic, whatever the trace says.
 
 use kmemlab_mm::Profile;
 use kmemlab_sim::{Hole, Machine, MachineConfig};
@@ -90,11 +91,15 @@ fn read_both_ways(data: &[u8]) {
         };
         let mut many = TraceReader::new(data, lenient);
         let (mut batched, mut batch) = (Vec::new(), Vec::new());
-        let max = data.len() % 5 + 1;
+        let max = [1, 2, 3, 5, 1024][data.len() % 5];
         let batched_end = loop {
             let mut stats = Vec::new();
-            let read = many.read_batch(&mut batch, max, |_, s| stats.push(s.clone()));
-            batched.extend(batch.iter().copied().zip(stats));
+            let read = many.read_batch(&mut batch, max, |i, s| stats.push((i, s.clone())));
+            assert!(batch.len() <= max);
+            // Each event of the batch is handed out once, in order.
+            let order: Vec<usize> = stats.iter().map(|&(i, _)| i).collect();
+            assert_eq!(order, (0..batch.len()).collect::<Vec<_>>());
+            batched.extend(batch.iter().copied().zip(stats.into_iter().map(|(_, s)| s)));
             match read {
                 Err(e) => break Some(e.to_string()),
                 Ok(()) if batch.is_empty() => break None,

@@ -7,10 +7,11 @@
 //! ```
 //!
 //! * `MODE`: `parse` (lines to events only, in batches as the parse thread reads them),
-//!   `replay` (parse and replay, the parsing on a second thread where the host has two
-//!   CPUs: `ParseThread::Auto`), `replay1` (the same on one thread: `ParseThread::Never`),
-//!   or `none` (the trace made and the machine booted, nothing read: the part of a
-//!   callgrind count that is neither);
+//!   `parse1` (the same one event at a time, `TraceReader::next_event`), `replay` (parse
+//!   and replay, the parsing on a second thread where the host has two CPUs:
+//!   `ParseThread::Auto`), `replay1` (the same on one thread: `ParseThread::Never`), or
+//!   `none` (the trace made and the machine booted, nothing read: the part of a callgrind
+//!   count that is neither);
 //! * `COPIES`: how many times the trace's events are repeated (default 20, as the
 //!   benchmark);
 //! * `RAM`: the x86_64 machine's memory, `256M`, `1G`, `24G`, `256G` (default 256M);
@@ -66,6 +67,15 @@ fn main() {
                 }
                 n += batch.len() as u64;
             }
+        }
+        "parse1" => {
+            // One event at a time (`next_event`, as the explorer's replay reads).
+            let mut reader = TraceReader::new(&text[..], false);
+            let mut n = 0u64;
+            while reader.next_event().expect("parses").is_some() {
+                n += 1;
+            }
+            n
         }
         _ => {
             let options = ReplayOptions {

@@ -171,7 +171,8 @@ impl<R: BufRead> TraceReader<R> {
     /// counts read by then: an event is complete once the line after its frames is read.
     ///
     /// The events are parsed where they are kept, so that nothing is copied once it is
-    /// read; `out` is best reused from one batch to the next.
+    /// read: `out` is first resized to `max` slots, and is best reused from one batch to
+    /// the next.
     pub fn read_batch(
         &mut self,
         out: &mut Vec<TraceEvent>,
@@ -279,7 +280,7 @@ impl<R: BufRead> TraceReader<R> {
     fn read_into(&mut self, slot: &mut TraceEvent) -> Result<bool, TraceError> {
         // The common case: a whole line of the common shape in the input's buffer, parsed
         // where it lies by the parser's fast path.
-        let chunk = self.input.fill_buf().map_err(TraceError::Io)?;
+        let chunk = fill_buf(&mut self.input)?;
         if let Some(newline) = memchr::memchr(b'\n', chunk)
             && newline < MAX_LINE
         {
@@ -348,7 +349,7 @@ impl<R: BufRead> TraceReader<R> {
     /// A whole line in the input's buffer, parsed where it lies (a malformed one is copied
     /// out for its report). `None`: read it the slow way.
     fn parse_in_place(&mut self) -> Result<Option<Result<Line, &'static str>>, TraceError> {
-        let chunk = self.input.fill_buf().map_err(TraceError::Io)?;
+        let chunk = fill_buf(&mut self.input)?;
         let Some(newline) = memchr::memchr(b'\n', chunk) else {
             return Ok(None);
         };
@@ -395,7 +396,7 @@ impl<R: BufRead> TraceReader<R> {
     /// [`MAX_SKIPPED_LINE`] bytes in all.
     fn skip_rest_of_line(&mut self, mut read: u64) -> Result<(), TraceError> {
         loop {
-            let chunk = self.input.fill_buf().map_err(TraceError::Io)?;
+            let chunk = fill_buf(&mut self.input)?;
             if chunk.is_empty() {
                 return Ok(());
             }
@@ -441,6 +442,23 @@ impl<R: BufRead> TraceReader<R> {
     pub fn buffer_capacity(&self) -> usize {
         self.buf.capacity()
     }
+}
+
+/// The input's buffered bytes (`BufRead::fill_buf`), read again where a signal
+/// interrupted the read, as `read_until` does.
+fn fill_buf<R: BufRead>(input: &mut R) -> Result<&[u8], TraceError> {
+    let at_end = loop {
+        match input.fill_buf() {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(TraceError::Io(e)),
+            Ok(buffered) => break buffered.is_empty(),
+        }
+    };
+    if at_end {
+        return Ok(&[]);
+    }
+    // Filled now: this call only hands the buffer out.
+    input.fill_buf().map_err(TraceError::Io)
 }
 
 /// The reason given for a line longer than [`MAX_LINE`].

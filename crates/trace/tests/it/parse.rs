@@ -686,3 +686,41 @@ fn malformed_lines_are_shown_escaped() {
         "tâche\tx\\\\y"
     );
 }
+
+/// A read that a signal interrupts (`EINTR`) is read again, as `read_until` does, instead
+/// of ending the trace with an I/O error.
+#[test]
+fn interrupted_reads_are_retried() {
+    /// Bytes in chunks of 7, every other read interrupted.
+    struct Interrupting<'a> {
+        bytes: &'a [u8],
+        interrupt: bool,
+    }
+    impl std::io::Read for Interrupting<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.interrupt = !self.interrupt;
+            if self.interrupt {
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            let n = buf.len().min(7).min(self.bytes.len());
+            buf[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            Ok(n)
+        }
+    }
+    let text = kmemlab_trace::synth::shared_trace_repeated(1).expect("the shared trace");
+    let input = std::io::BufReader::with_capacity(
+        64,
+        Interrupting {
+            bytes: &text,
+            interrupt: false,
+        },
+    );
+    let mut r = TraceReader::new(input, false);
+    let mut events = 0;
+    while r.next_event().expect("no I/O error").is_some() {
+        events += 1;
+    }
+    assert_eq!(events, 11_540);
+    assert_eq!(r.stats().bytes, text.len() as u64);
+}

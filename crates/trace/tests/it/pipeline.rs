@@ -244,3 +244,49 @@ fn batches_read_what_one_event_at_a_time_reads() {
         }
     }
 }
+
+/// The counts at each hand-out, pinned on a small hand-written `perf script -g` trace:
+/// an event is handed out once the next event line is read, with its own frames as its
+/// chain, past a blank line, an unknown event whose frame is dropped, and a lost-events
+/// line; the last one at the end of the input. The same one at a time and in batches.
+#[test]
+fn each_event_is_handed_out_with_the_counts_of_its_moment() {
+    let text = "\
+            perf 24970 [000]  3442.427504: kmem:kmalloc: call_site=a+0x1 ptr=0xffff888100000040 bytes_req=32 bytes_alloc=32 gfp_flags=GFP_KERNEL
+\tffffffff812a3b4c __kmalloc+0x1ac ([kernel.kallsyms])
+\tffffffff810d1f17 sched_setaffinity+0x127 ([kernel.kallsyms])
+
+            perf 24970 [000]  3442.428100: sched:sched_switch: prev_comm=perf prev_pid=24970
+\tffffffff810d1f17 schedule+0x27 ([kernel.kallsyms])
+CPU:1 [LOST 5 EVENTS]
+            perf 24970 [000]  3442.428200: kmem:kfree: call_site=b+0x2 ptr=0xffff888100000040
+# the end
+";
+    // (lines, bytes of the lines read, events, frames) at each hand-out.
+    let line_end = |n: usize| {
+        text.split_inclusive('\n')
+            .take(n)
+            .map(str::len)
+            .sum::<usize>() as u64
+    };
+    let expected = [(8, line_end(8), 2, 3), (9, line_end(9), 2, 3)];
+    let one = one_at_a_time(text.as_bytes(), false);
+    let batched = in_batches(text.as_bytes(), false, 2);
+    assert!(one == batched);
+    let (events, end) = one;
+    assert_eq!(end, None);
+    let counts: Vec<_> = events
+        .iter()
+        .map(|(_, c)| (c[0], c[1], c[2], c[3]))
+        .collect();
+    assert_eq!(counts, expected);
+    // The kmalloc's chain is its own two frames; the kfree has none.
+    let mut reader = TraceReader::new(text.as_bytes(), false);
+    let first = reader.next_event().unwrap().expect("the kmalloc");
+    let second = reader.next_event().unwrap().expect("the kfree");
+    let chain = reader.chains().get(first.chain.expect("a chain"));
+    assert_eq!(chain.len(), 2);
+    assert_eq!(second.chain, None);
+    assert_eq!(reader.stats().lost_events, 5);
+    assert_eq!(reader.stats().unknown_events, 1);
+}
