@@ -160,7 +160,11 @@ impl<P: Platform> Mm<P> {
                 }
             }
             self.set_freepointer(s, tail, prior)?;
-            self.irq_window();
+            // An interrupt may come before the exchange, but not under the node lock
+            // (`spin_lock_irqsave`).
+            if locked.is_none() {
+                self.irq_window();
+            }
             if !self.cmpxchg_slab(s, page, raw, new) {
                 continue;
             }

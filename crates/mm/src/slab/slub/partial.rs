@@ -34,8 +34,9 @@ impl<P: Platform> Mm<P> {
         };
         let (page, freelist) = self.acquire_slab(s, n, first, true)?;
         self.stat(s, StatItem::AllocFromPartial);
+        let limit = s.cpu_partial_slabs();
         let mut taken = 0;
-        while taken < s.cpu_partial_slabs() / 2 {
+        while limit > 0 && taken < limit / 2 {
             let Some(pfn) = n.partial.first() else { break };
             let Ok((more, _)) = self.acquire_slab(s, n, pfn, false) else {
                 break;
@@ -182,15 +183,28 @@ impl<P: Platform> Mm<P> {
         self.stat(s, StatItem::FreeSlab);
     }
 
-    /// `__unfreeze_partials()`: the CPU's partial slabs go back to the node, under one
-    /// hold of the node lock as in the kernel (dropped only to discard an empty slab).
-    /// The chain (linked through `struct page`) is followed at most as far as the cache
-    /// could have slabs; a link to anything but a slab of the cache is reported and ends
-    /// it. Out of line: [`Mm::put_cpu_partial`] needs it only when its list is full.
-    #[inline(never)]
+    /// `unfreeze_partials()`: the CPU's partial slabs go back to the node.
     fn unfreeze_partials(&self, s: &KmemCache, c: &KmemCacheCpu) {
-        let mut cur = c.take_partial_pfn();
+        let chain = Self::take_cpu_partials(c);
+        self.__unfreeze_partials(s, chain);
+    }
+
+    /// The CPU's partial slabs taken off it: the first of the chain.
+    fn take_cpu_partials(c: &KmemCacheCpu) -> Option<Pfn> {
+        let first = c.take_partial_pfn();
         c.partial_slabs.store(0, Relaxed);
+        first
+    }
+
+    /// `__unfreeze_partials()`: the partial slabs of a chain taken off a CPU go back to
+    /// the node, under one hold of the node lock as in the kernel (dropped only to
+    /// discard an empty slab). The chain (linked through `struct page`) is followed at
+    /// most as far as the cache could have slabs; a link to anything but a slab of the
+    /// cache is reported and ends it. Out of line: [`Mm::put_cpu_partial`] needs it only
+    /// when its list is full.
+    #[inline(never)]
+    fn __unfreeze_partials(&self, s: &KmemCache, first: Option<Pfn>) {
+        let mut cur = first;
         let mut node = None;
         let mut guard = None;
         let mut steps = 0u64;
@@ -220,8 +234,9 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `put_cpu_partial()`: a slab that a free made partial (its `struct page` is `page`)
-    /// joins this CPU's partial list; past the limit, the list is drained to the node
-    /// first.
+    /// joins this CPU's partial list; a full list is taken off first and drained to the
+    /// node once interrupts are enabled again ("Postpone the actual unfreezing outside of
+    /// the critical section", Linux 6.6).
     pub(super) fn put_cpu_partial(
         &self,
         s: &KmemCache,
@@ -231,14 +246,21 @@ impl<P: Platform> Mm<P> {
         let flags = self.platform.local_irq_save();
         let r = self.this_cpu_slab(s).map(|c| {
             let slabs = c.partial_slabs.load(Relaxed);
-            if slabs >= s.cpu_partial_slabs() as u64 {
-                self.unfreeze_partials(s, c);
-                self.stat(s, StatItem::CpuPartialDrain);
-            }
+            let full = slabs >= s.cpu_partial_slabs() as u64;
+            let to_unfreeze = if full {
+                Self::take_cpu_partials(c)
+            } else {
+                None
+            };
             Self::push_cpu_partial(c, pfn, page);
+            to_unfreeze
         });
         self.platform.local_irq_restore(flags);
-        r
+        if let Some(first) = r? {
+            self.__unfreeze_partials(s, Some(first));
+            self.stat(s, StatItem::CpuPartialDrain);
+        }
+        Ok(())
     }
 }
 
