@@ -275,3 +275,48 @@ fn slab_nomerge_keeps_every_cache_apart() {
         assert_eq!(mm.sysfs_slab_dir(s).as_str(), "nm_a");
     });
 }
+
+/// `get_partial_node()` (Linux 6.6) takes the first slab of the node's partial list for
+/// the CPU, then more onto the CPU's partial list until it has taken more than half the
+/// CPU's limit (`partial_slabs > s->cpu_partial_slabs / 2`): one past the half.
+#[test]
+fn a_cpu_takes_one_past_half_its_partial_limit_from_the_node() {
+    let m = stats_machine();
+    m.run(|mm| {
+        let r = mm
+            .kmem_cache_create("partials", 256, 0, SlabFlags::empty(), None)
+            .unwrap();
+        let dir = "/sys/kernel/slab/partials";
+        let number = |file: &str| -> u64 {
+            let text = sysfs(mm, &format!("{dir}/{file}")).expect(file);
+            text.split_whitespace().next().unwrap().parse().unwrap()
+        };
+        let per_slab = number("objs_per_slab");
+        // slub_set_cpu_partial(): DIV_ROUND_UP(cpu_partial * 2, objects per slab).
+        let limit = (number("cpu_partial") * 2).div_ceil(per_slab);
+        assert!(limit >= 2, "limit {limit}");
+        // Fill 4 * limit slabs, free one object of each (each becomes partial), and
+        // send every partial slab to the node.
+        let slabs = 4 * limit;
+        let objects: Vec<_> = (0..slabs * per_slab)
+            .map(|_| mm.kmem_cache_alloc(r, Gfp::GFP_KERNEL).unwrap())
+            .collect();
+        for chunk in objects.chunks(per_slab as usize) {
+            mm.kmem_cache_free(r, chunk[0]).unwrap();
+        }
+        mm.kmem_cache_shrink(r).unwrap();
+        assert!(number("partial") >= limit + 2, "{} on the node", number("partial"));
+        let before = stat(mm, r, StatItem::CpuPartialNode);
+        let from_partial = stat(mm, r, StatItem::AllocFromPartial);
+        let p = mm.kmem_cache_alloc(r, Gfp::GFP_KERNEL).unwrap();
+        assert_eq!(stat(mm, r, StatItem::AllocFromPartial) - from_partial, 1);
+        assert_eq!(stat(mm, r, StatItem::CpuPartialNode) - before, limit / 2 + 1);
+        mm.kmem_cache_free(r, p).unwrap();
+        for chunk in objects.chunks(per_slab as usize) {
+            for &o in &chunk[1..] {
+                mm.kmem_cache_free(r, o).unwrap();
+            }
+        }
+        mm.kmem_cache_destroy(r).unwrap();
+    });
+}

@@ -18,7 +18,10 @@ use core::sync::atomic::Ordering::Relaxed;
 
 impl<P: Platform> Mm<P> {
     /// `get_partial_node()`: the first slab of the node's partial list becomes the CPU
-    /// slab (its freelist taken); more go to the CPU's partial list, up to half its limit.
+    /// slab (its freelist taken); more go to the CPU's partial list until more than half
+    /// its limit have gone (Linux 6.6 stops at `partial_slabs > s->cpu_partial_slabs / 2`,
+    /// so it takes one past the half; none where the cache keeps no per-CPU partial
+    /// slabs, `kmem_cache_has_cpu_partial()`).
     pub(super) fn get_partial(
         &self,
         s: &KmemCache,
@@ -36,7 +39,7 @@ impl<P: Platform> Mm<P> {
         self.stat(s, StatItem::AllocFromPartial);
         let limit = s.cpu_partial_slabs();
         let mut taken = 0;
-        while limit > 0 && taken < limit / 2 {
+        while limit > 0 && taken <= limit / 2 {
             let Some(pfn) = n.partial.first() else { break };
             let Ok((more, _)) = self.acquire_slab(s, n, pfn, false) else {
                 break;
