@@ -305,12 +305,19 @@ fn a_cpu_takes_one_past_half_its_partial_limit_from_the_node() {
             mm.kmem_cache_free(r, chunk[0]).unwrap();
         }
         mm.kmem_cache_shrink(r).unwrap();
-        assert!(number("partial") >= limit + 2, "{} on the node", number("partial"));
+        assert!(
+            number("partial") >= limit + 2,
+            "{} on the node",
+            number("partial")
+        );
         let before = stat(mm, r, StatItem::CpuPartialNode);
         let from_partial = stat(mm, r, StatItem::AllocFromPartial);
         let p = mm.kmem_cache_alloc(r, Gfp::GFP_KERNEL).unwrap();
         assert_eq!(stat(mm, r, StatItem::AllocFromPartial) - from_partial, 1);
-        assert_eq!(stat(mm, r, StatItem::CpuPartialNode) - before, limit / 2 + 1);
+        assert_eq!(
+            stat(mm, r, StatItem::CpuPartialNode) - before,
+            limit / 2 + 1
+        );
         mm.kmem_cache_free(r, p).unwrap();
         for chunk in objects.chunks(per_slab as usize) {
             for &o in &chunk[1..] {
