@@ -635,3 +635,52 @@ fn stray_high_bits_in_a_slab_counters_word_do_not_hang_the_slow_paths() {
     });
     m.mm().check().expect("check() passes");
 }
+
+/// A loop in a CPU's chain of partial slabs (a slab's link pointed back at the slab
+/// before it): draining the chain meets a slab it already unfroze, and stops there with
+/// the kernel's `VM_BUG_ON(!old.frozen)` in `__unfreeze_partials()`, instead of putting
+/// the slabs on the node's list again and again.
+#[test]
+fn a_loop_in_a_cpu_partial_chain_stops_at_the_unfrozen_slab() {
+    let m = plain_machine();
+    let cache = m
+        .run(|mm| mm.kmem_cache_create("loop", 96, 0, SlabFlags::empty(), None))
+        .unwrap();
+    // Three slabs' worth of objects: the first two slabs are full, the third the CPU's.
+    let (objects, per_slab) = m.run(|mm| {
+        let first = mm.kmem_cache_alloc(cache, Gfp::GFP_KERNEL).unwrap();
+        let page = struct_page_of(mm, first);
+        let mut objects = vec![first];
+        while struct_page_of(mm, *objects.last().unwrap()) == page {
+            objects.push(mm.kmem_cache_alloc(cache, Gfp::GFP_KERNEL).unwrap());
+        }
+        let per_slab = objects.len() - 1;
+        for _ in 0..per_slab {
+            objects.push(mm.kmem_cache_alloc(cache, Gfp::GFP_KERNEL).unwrap());
+        }
+        (objects, per_slab)
+    });
+    let (s0, s1) = (objects[0], objects[per_slab]);
+    m.take_console();
+    m.run(|mm| {
+        // Full -> partial: each joins this CPU's chain, S1 -> S0; then S0 links back to S1.
+        mm.kmem_cache_free(cache, s0).unwrap();
+        mm.kmem_cache_free(cache, s1).unwrap();
+        let pfn1 = mm.page_to_pfn(mm.virt_to_page(s1).unwrap()).raw();
+        write(
+            mm,
+            struct_page_of(mm, s0) + PAGE_LINKS,
+            &(pfn1 as u32).to_le_bytes(),
+        );
+        let _ = mm.kmem_cache_shrink(cache);
+    });
+    let console = m.take_console().join("\n");
+    assert!(
+        console.contains("kernel BUG at mm/slub.c:2626!"),
+        "{console}"
+    );
+    assert!(m.mm().take_oopses() > 0);
+    // The node's list holds each slab once: its count agrees with it.
+    let check = m.mm().check();
+    assert!(check.is_ok(), "{check:?}");
+}

@@ -16,6 +16,9 @@ use crate::slab::SlabError;
 use crate::Mm;
 use core::sync::atomic::Ordering::Relaxed;
 
+/// `VM_BUG_ON(!old.frozen)` in `__unfreeze_partials()`: mm/slub.c:2626 in Linux 6.6.63.
+const UNFREEZE_PARTIALS_BUG_LINE: u32 = 2626;
+
 impl<P: Platform> Mm<P> {
     /// `get_partial_node()`: the first slab of the node's partial list becomes the CPU
     /// slab (its freelist taken); more go to the CPU's partial list until more than half
@@ -216,6 +219,13 @@ impl<P: Platform> Mm<P> {
             let Ok(page) = self.slab_page_of(s, pfn) else {
                 return;
             };
+            if !SlabCounters::unpack(page.word()).frozen {
+                // VM_BUG_ON(!old.frozen): a slab on a CPU's chain is frozen; one that is
+                // not was met before on this chain (a loop) or never was a CPU's.
+                drop(guard.take());
+                self.kernel_bug("mm/slub.c", UNFREEZE_PARTIALS_BUG_LINE);
+                return;
+            }
             cur = partial_chain_next(page.next());
             // The node pointer is read from RAM and checked once for the chain.
             let n = match node {
