@@ -212,8 +212,19 @@ impl<P: Platform> Mm<P> {
         max: Option<u16>,
     ) -> SlabError {
         let max = max.unwrap_or(0);
-        if c.objects != max {
+        if c.objects > max {
+            // check_slab() (Linux 6.6).
             self.slab_err(s, pfn, format_args!("objects {} > max {}", c.objects, max));
+        } else if c.objects < max {
+            // Fewer than the slab's order holds: on_freelist()'s wording (6.6).
+            self.slab_err(
+                s,
+                pfn,
+                format_args!(
+                    "Wrong number of objects. Found {} but should be {}",
+                    c.objects, max
+                ),
+            );
         } else if c.inuse > c.objects {
             self.slab_err(
                 s,

@@ -644,9 +644,10 @@ fn stray_high_bits_in_a_slab_counters_word_do_not_hang_the_slow_paths() {
 fn a_loop_in_a_cpu_partial_chain_stops_at_the_unfrozen_slab() {
     let m = plain_machine();
     let cache = m
-        .run(|mm| mm.kmem_cache_create("loop", 96, 0, SlabFlags::empty(), None))
+        .run(|mm| mm.kmem_cache_create("loop", 200, 0, SlabFlags::empty(), None))
         .unwrap();
-    // Three slabs' worth of objects: the first two slabs are full, the third the CPU's.
+    // Three slabs' worth of objects: the first two slabs are full, the third the CPU's
+    // (200 bytes: a cache of its own, merged with no kmalloc cache).
     let (objects, per_slab) = m.run(|mm| {
         let first = mm.kmem_cache_alloc(cache, Gfp::GFP_KERNEL).unwrap();
         let page = struct_page_of(mm, first);
@@ -683,4 +684,55 @@ fn a_loop_in_a_cpu_partial_chain_stops_at_the_unfrozen_slab() {
     // The node's list holds each slab once: its count agrees with it.
     let check = m.mm().check();
     assert!(check.is_ok(), "{check:?}");
+}
+
+/// A slab's object count read from its `struct page` below what its order holds is
+/// reported in `on_freelist()`'s words, one above in `check_slab()`'s (Linux 6.6), and
+/// the slab is taken out of use either way.
+#[test]
+fn a_wrong_object_count_is_reported_in_the_kernel_words_for_its_direction() {
+    for delta in [-1i64, 1] {
+        let m = plain_machine();
+        let cache = m
+            .run(|mm| mm.kmem_cache_create("count", 200, 0, SlabFlags::empty(), None))
+            .unwrap();
+        // A full slab (the first) and the CPU's (the second). 200 bytes: no kmalloc cache
+        // is close enough to merge with (`find_mergeable()`), so the first slab is new.
+        let objects = m.run(|mm| {
+            let first = mm.kmem_cache_alloc(cache, Gfp::GFP_KERNEL).unwrap();
+            let page = struct_page_of(mm, first);
+            let mut objects = vec![first];
+            while struct_page_of(mm, *objects.last().unwrap()) == page {
+                objects.push(mm.kmem_cache_alloc(cache, Gfp::GFP_KERNEL).unwrap());
+            }
+            objects
+        });
+        let per_slab = (objects.len() - 1) as i64;
+        m.take_console();
+        let result = m.run(|mm| {
+            let word_at = struct_page_of(mm, objects[0]) + 24;
+            let word = read_u64(mm, word_at);
+            let count = (word >> 32) & 0xffff;
+            assert_eq!(count as i64, per_slab);
+            let wrong = (per_slab + delta) as u64;
+            write(
+                mm,
+                word_at,
+                &((word & !(0xffff << 32)) | wrong << 32).to_le_bytes(),
+            );
+            mm.kmem_cache_free(cache, objects[0])
+        });
+        assert!(result.is_err());
+        let console = m.take_console().join("\n");
+        let expected = if delta < 0 {
+            format!(
+                "Wrong number of objects. Found {} but should be {per_slab}",
+                per_slab - 1
+            )
+        } else {
+            format!("objects {} > max {per_slab}", per_slab + 1)
+        };
+        assert!(console.contains(&expected), "{console}");
+        assert!(console.contains("Marking all objects used"), "{console}");
+    }
 }
