@@ -26,6 +26,7 @@ use crate::Mm;
 
 mod page_list;
 pub use page_list::{ListCorruption, PageList, NIL_PFN};
+pub(crate) use page_list::{LIST_DEL_NEXT_PREV_LINE, LIST_DEL_PREV_NEXT_LINE};
 
 /// The most memory sections the section table describes: 4096, so 512 GiB of physical
 /// address space with x86_64's 128 MiB sections (the simulator's limit); RAM above it is

@@ -480,6 +480,12 @@ impl<P: Platform> fmt::Display for EntryAddr<'_, P> {
     }
 }
 
+/// The line of `CHECK_DATA_CORRUPTION(prev->next != entry, …)` in
+/// `__list_del_entry_valid_or_report()`, `lib/list_debug.c` of Linux 6.6.63.
+pub(crate) const LIST_DEL_PREV_NEXT_LINE: u32 = 62;
+/// The line of `CHECK_DATA_CORRUPTION(next->prev != entry, …)` there.
+pub(crate) const LIST_DEL_NEXT_PREV_LINE: u32 = 65;
+
 impl<P: Platform> Mm<P> {
     fn entry_addr(&self, pfn: Pfn) -> EntryAddr<'_, P> {
         EntryAddr { mm: self, pfn }
@@ -487,7 +493,8 @@ impl<P: Platform> Mm<P> {
 
     /// `CHECK_DATA_CORRUPTION()` for a list (`lib/list_debug.c`, 6.6, without
     /// `CONFIG_BUG_ON_DATA_CORRUPTION`): the message, then a WARN at the check; the list
-    /// operation did nothing. Line numbers are those of the checks in 6.6's file.
+    /// operation did nothing. Line numbers are those of the checks in 6.6.63's file
+    /// ([`LIST_DEL_PREV_NEXT_LINE`], [`LIST_DEL_NEXT_PREV_LINE`]).
     #[cold]
     #[inline(never)]
     pub(crate) fn report_list_corruption(&self, c: &ListCorruption) {
@@ -502,7 +509,7 @@ impl<P: Platform> Mm<P> {
                     a(was),
                     a(prev)
                 ));
-                (59, DEL)
+                (LIST_DEL_PREV_NEXT_LINE, DEL)
             }
             ListCorruption::DelNext { entry, next, was } => {
                 self.printk(format_args!(
@@ -511,7 +518,7 @@ impl<P: Platform> Mm<P> {
                     a(was),
                     a(next)
                 ));
-                (62, DEL)
+                (LIST_DEL_NEXT_PREV_LINE, DEL)
             }
             ListCorruption::AddNext { prev, next, was } => {
                 self.printk(format_args!(
@@ -551,7 +558,7 @@ impl<P: Platform> Mm<P> {
                     "kmemlab: list walk stopped: more entries than pages (a cycle through {})",
                     a(entry)
                 ));
-                (62, DEL)
+                (LIST_DEL_PREV_NEXT_LINE, DEL)
             }
         };
         self.warn_report("lib/list_debug.c", line, func, format_args!(""));

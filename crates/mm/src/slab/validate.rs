@@ -23,11 +23,6 @@ use crate::slab::slub::{SlabCounters, NO_OBJECT};
 use crate::slab::SlabError;
 use crate::Mm;
 
-/// `lib/list_debug.c` of Linux 5.13 (the last numbering at hand): the lines of
-/// `__list_del_entry_valid()`'s `prev->next` and `next->prev` checks.
-const LIST_DEBUG_PREV_LINE: u32 = 51;
-const LIST_DEBUG_NEXT_LINE: u32 = 54;
-
 /// Is `Mm::order_objects(s, order) == Some(objects)` for a cache of `size`-byte objects,
 /// that is `objects == (PAGE_SIZE << order) / size` (and a count a slab can hold)? Asked
 /// without the division, which the slow paths would otherwise make on every slab they
@@ -264,10 +259,11 @@ impl<P: Platform> Mm<P> {
         );
     }
 
-    /// `list_del()` with `CONFIG_DEBUG_LIST` (`__list_del_entry_valid()`): the neighbours
-    /// of `pfn` on `list` must point back at it. If they do not, the kernel's warning is
-    /// printed and nothing is unlinked (as `list_del()` does), and the list — whose links
-    /// can no longer be trusted — is emptied by [`Mm::drop_list`]; `false` is returned.
+    /// `list_del()` with `CONFIG_DEBUG_LIST` (`__list_del_entry_valid_or_report()`): the
+    /// neighbours of `pfn` on `list` must point back at it. If they do not, the kernel's
+    /// warning is printed and nothing is unlinked (as `list_del()` does), and the list —
+    /// whose links can no longer be trusted — is emptied by [`Mm::drop_list`]; `false`
+    /// is returned.
     /// [`PageList::try_remove`] makes exactly those checks (the entry and its neighbours
     /// described by `mem_map`, `prev->next` and `next->prev` pointing back at it) before
     /// it unlinks anything, so the links are read and checked once.
@@ -365,14 +361,14 @@ impl<P: Platform> Mm<P> {
             }
         };
         let (line, back) = if side == "next" {
-            (LIST_DEBUG_NEXT_LINE, "prev")
+            (crate::memory_model::LIST_DEL_NEXT_PREV_LINE, "prev")
         } else {
-            (LIST_DEBUG_PREV_LINE, "next")
+            (crate::memory_model::LIST_DEL_PREV_NEXT_LINE, "next")
         };
         self.warn_report(
             "lib/list_debug.c",
             line,
-            "__list_del_entry_valid",
+            "__list_del_entry_valid_or_report",
             format_args!(
                 "list_del corruption. {side}->{back} should be {entry:016x}, but was {:016x}. ({side}={:016x})",
                 addr(was),

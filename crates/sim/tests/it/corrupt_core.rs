@@ -435,7 +435,7 @@ fn broken_back_link_on_a_pcp_list_is_list_del_corruption() {
         console
             .iter()
             .any(|l| l.starts_with("WARNING: CPU: 0 PID: ")
-                && l.ends_with("at lib/list_debug.c:62 __list_del_entry_valid_or_report")),
+                && l.ends_with("at lib/list_debug.c:65 __list_del_entry_valid_or_report")),
         "{console:#?}"
     );
     assert!(got.0.is_ok(), "the allocation is served from elsewhere");
