@@ -211,17 +211,17 @@ enum FitType {
 /// `lib/list_debug.c` of 6.6 (`__list_add_valid_or_report`,
 /// `__list_del_entry_valid_or_report`): the line of each `CHECK_DATA_CORRUPTION`, which
 /// (without `CONFIG_BUG_ON_DATA_CORRUPTION`) is a `WARN` and skips the list operation.
-/// The add check at line 29 is confirmed by a 6.9 report; the others follow the file's
-/// layout from there.
+/// The add checks are at these lines in 6.6.63's file (line 29 is also confirmed by a
+/// 6.9 report).
 mod list_debug {
     /// `prev->next != next` in `__list_add_valid_or_report`.
     pub const ADD_PREV_NEXT: u32 = 32;
     /// `new == prev || new == next`.
     pub const ADD_DOUBLE: u32 = 35;
-    /// `prev->next != entry` in `__list_del_entry_valid_or_report`.
-    pub const DEL_PREV_NEXT: u32 = 62;
-    /// `next->prev != entry`.
-    pub const DEL_NEXT_PREV: u32 = 65;
+    /// The two checks of `__list_del_entry_valid_or_report`, as the page lists have them.
+    pub(crate) use crate::memory_model::{
+        LIST_DEL_NEXT_PREV_LINE as DEL_NEXT_PREV, LIST_DEL_PREV_NEXT_LINE as DEL_PREV_NEXT,
+    };
 }
 
 impl<P: Platform> Mm<P> {
