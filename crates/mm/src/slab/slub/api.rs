@@ -193,9 +193,9 @@ impl<P: Platform> Mm<P> {
         cpu: usize,
     ) -> Result<(), SlabError> {
         let object = addr.0;
-        if self.object_index_in(s, page, pfn, object).is_none() {
+        let Some(idx) = self.object_index_in(s, page, pfn, object) else {
             return Err(self.not_an_object(s, pfn, addr));
-        }
+        };
         if s.is_debug() || self.want_init_on_free() {
             return self.free_object_full(s, pfn, object, caller);
         }
@@ -203,7 +203,13 @@ impl<P: Platform> Mm<P> {
         if s.sheaf_capacity() != 0 && self.free_to_pcs(s, object, cpu)? {
             return Ok(());
         }
-        self.do_slab_free_on(s, pfn, (object, object, 1), cpu)
+        let head = crate::slab::slub::FreeHead {
+            pfn,
+            page,
+            object,
+            idx,
+        };
+        self.do_slab_free_on(s, head, (object, 1), cpu)
     }
 
     /// [`Mm::free_object`]'s refusal of an address that is no object boundary (with

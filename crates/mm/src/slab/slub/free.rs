@@ -3,6 +3,7 @@
 //! counters), the slab moved between lists or discarded.
 
 use crate::addr::{Pfn, VirtAddr};
+use crate::mm_types::Page;
 use crate::platform::Platform;
 use crate::slab::cache::KmemCache;
 use crate::slab::slub::SlabCounters;
@@ -11,6 +12,20 @@ use crate::slab::stats::StatItem;
 use crate::slab::SlabError;
 use crate::Mm;
 use core::sync::atomic::Ordering::Relaxed;
+
+/// The first object of a free, as its checks found it: the slab it belongs to, the slab's
+/// `struct page` and the object's index in it.
+#[derive(Clone, Copy)]
+pub(crate) struct FreeHead<'a> {
+    /// The slab's first PFN.
+    pub(crate) pfn: Pfn,
+    /// The slab's `struct page`.
+    pub(crate) page: &'a Page,
+    /// The object's address.
+    pub(crate) object: u64,
+    /// The object's index in the slab.
+    pub(crate) idx: u16,
+}
 
 impl<P: Platform> Mm<P> {
     /// `slab_free()`: the debug path, else the sheaves (if the cache has them), else
@@ -37,7 +52,7 @@ impl<P: Platform> Mm<P> {
     /// `do_slab_free(s, slab, head, tail, cnt)`: the `cnt` objects chained from `head` to
     /// `tail` (one object: `head == tail`, `cnt == 1`; a detached freelist from
     /// `kmem_cache_free_bulk`) onto the CPU freelist with one exchange if the slab is this
-    /// CPU's, else `__slab_free`.
+    /// CPU's, else `__slab_free`. `head` must be an object of the slab at `pfn`.
     #[inline(always)]
     pub(crate) fn do_slab_free(
         &self,
@@ -47,33 +62,53 @@ impl<P: Platform> Mm<P> {
         tail: u64,
         cnt: u16,
     ) -> Result<(), SlabError> {
-        self.do_slab_free_on(s, pfn, (head, tail, cnt), self.platform.smp_processor_id())
+        let page = self.mem_map.page(pfn);
+        let idx = self
+            .fl_idx_in(s, page, pfn, head)
+            .ok_or(SlabError::NotSlabObject(
+                VirtAddr(head),
+                "not the start of an object",
+            ))?;
+        let head = FreeHead {
+            pfn,
+            page,
+            object: head,
+            idx,
+        };
+        self.do_slab_free_on(s, head, (tail, cnt), self.platform.smp_processor_id())
     }
 
-    /// [`Mm::do_slab_free`] of `(head, tail, cnt)` on `cpu`, the current CPU (read once by
-    /// the caller).
+    /// [`Mm::do_slab_free`] of the chain from `head` to `tail`, of `cnt` objects, on `cpu`,
+    /// the current CPU (read once by the caller), with the slab's `struct page` and the
+    /// head's index in hand (the caller's check of the object found both).
     #[inline(always)]
     pub(crate) fn do_slab_free_on(
         &self,
         s: &KmemCache,
-        pfn: Pfn,
-        (head, tail, cnt): (u64, u64, u16),
+        head: FreeHead<'_>,
+        (tail, cnt): (u64, u16),
         cpu: usize,
     ) -> Result<(), SlabError> {
         let c = self.cpu_slab_or_fault(s, cpu)?;
         loop {
             let tid = c.tid.load(Relaxed);
             self.irq_window();
-            if !c.is_cpu_slab(pfn) {
-                return self.__slab_free_list(s, pfn, head, tail, cnt);
+            if !c.is_cpu_slab(head.pfn) {
+                return self.__slab_free(
+                    s,
+                    head.pfn,
+                    head.page,
+                    (head.object, head.idx),
+                    (tail, cnt),
+                );
             }
             let freelist = c.freelist.load(Relaxed);
-            if freelist == tail || freelist == head {
+            if freelist == tail || freelist == head.object {
                 return Err(self.naive_double_free(s, tail));
             }
             self.set_freepointer(s, tail, freelist)?;
             self.irq_window();
-            if Self::cpu_cmpxchg(c, freelist, tid, head, self.next_tid(tid)) {
+            if Self::cpu_cmpxchg(c, freelist, tid, head.object, self.next_tid(tid)) {
                 self.stat(s, StatItem::FreeFastpath);
                 return Ok(());
             }
@@ -107,34 +142,23 @@ impl<P: Platform> Mm<P> {
         )
     }
 
-    /// `__slab_free()`: straight onto the slab's freelist with a compare-exchange; the node
-    /// lock only when the slab changes lists (full → partial, partial → empty). Out of
-    /// line: the fast path of `kfree` stays small.
+    /// `__slab_free(s, slab, head, tail, cnt)`: straight onto the slab's freelist with a
+    /// compare-exchange; the node lock only when the slab changes lists (full → partial,
+    /// partial → empty). The chain of `cnt` objects runs from `head` to `tail` (whose free
+    /// pointer this sets): one object, or a detached freelist as `kmem_cache_free_bulk`
+    /// gives it; `idx` is `head`'s index in the slab and `page` the slab's `struct page`,
+    /// as the caller's checks found them (passed as scalars, in registers). Out of line:
+    /// the fast path of `kfree` stays small.
     #[inline(never)]
-    fn __slab_free(&self, s: &KmemCache, pfn: Pfn, object: u64) -> Result<(), SlabError> {
-        self.__slab_free_list(s, pfn, object, object, 1)
-    }
-
-    /// `__slab_free(s, slab, head, tail, cnt)`: [`Mm::__slab_free`] of a detached freelist
-    /// of `cnt` objects of the slab at `pfn`, chained from `head` to `tail` (whose free
-    /// pointer this sets), as `kmem_cache_free_bulk` gives it.
-    pub(crate) fn __slab_free_list(
+    fn __slab_free(
         &self,
         s: &KmemCache,
         pfn: Pfn,
-        head: u64,
-        tail: u64,
-        cnt: u16,
+        page: &Page,
+        (head, idx): (u64, u16),
+        (tail, cnt): (u64, u16),
     ) -> Result<(), SlabError> {
         self.stat(s, StatItem::FreeSlowpath);
-        // The slab's `struct page`, looked up once for the whole free.
-        let page = self.mem_map.page(pfn);
-        let idx = self
-            .fl_idx_in(s, page, pfn, head)
-            .ok_or(SlabError::NotSlabObject(
-                VirtAddr(head),
-                "not the start of an object",
-            ))?;
         loop {
             let raw = page.word();
             let old = self.check_slab_in(s, page, pfn, SlabCounters::unpack(raw))?;

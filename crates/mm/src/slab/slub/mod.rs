@@ -27,6 +27,8 @@ mod free;
 mod new_slab;
 mod partial;
 
+pub(crate) use free::FreeHead;
+
 use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 
 use crate::addr::{Pfn, PAGE_SIZE};
