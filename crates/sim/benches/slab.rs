@@ -18,6 +18,9 @@
 //! (`mimalloc::MiMalloc`), both called through `GlobalAlloc::alloc`/`dealloc` with an
 //! 8-byte-aligned layout of the same size (neither is installed as the global allocator).
 //!
+//! kmemlab runs twice in each group: `kmemlab` with Linux 6.6's per-CPU slab (the
+//! default), `kmemlab/sheaves` with Linux 6.18's per-CPU sheaves (`--slab-percpu sheaves`).
+//!
 //! Each kmemlab timing loop runs inside one `Machine::run` closure, so claiming CPU 0 is
 //! not part of what is measured.
 //!
@@ -28,7 +31,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
-use kmemlab_mm::slab::SlabFlags;
+use kmemlab_mm::slab::sheaf::SlabPercpu;
+use kmemlab_mm::slab::{SlabConfig, SlabFlags};
 use kmemlab_mm::{Gfp, VirtAddr};
 use kmemlab_sim::{Machine, MachineConfig};
 use mimalloc::MiMalloc;
@@ -44,13 +48,25 @@ const MAX_SIZE: usize = 8192;
 /// Seed of the churn's random numbers.
 const SEED: u64 = 0x2545_f491_4f6c_dd1d;
 
-fn machine(ram: u64) -> Machine {
+/// A machine whose caches keep per-CPU objects in `percpu`'s way: 6.6's CPU slab (the
+/// default) or 6.18's sheaves (`--slab-percpu sheaves`).
+fn machine_with(ram: u64, percpu: SlabPercpu) -> Machine {
     Machine::new(MachineConfig {
         ram,
+        slab: SlabConfig {
+            percpu,
+            ..Default::default()
+        },
         ..Default::default()
     })
     .expect("machine boots")
 }
+
+/// The kmemlab functions of each group: the default CPU slab, and the sheaves.
+const PERCPU: [(&str, SlabPercpu); 2] = [
+    ("kmemlab", SlabPercpu::CpuSlab),
+    ("kmemlab/sheaves", SlabPercpu::Sheaves),
+];
 
 /// A malloc-like layout for the host peers: `size` bytes, 8-byte aligned.
 fn layout(size: usize) -> Layout {
@@ -105,15 +121,17 @@ fn peers_pair(group: &mut Group<'_>, size: usize) {
 
 fn kmalloc64_hot(c: &mut Criterion) {
     let mut group = c.benchmark_group("kmalloc64_hot");
-    let m = machine(GIB);
-    group.bench_function("kmemlab", |b| {
-        m.run(|mm| {
-            b.iter(|| {
-                let p = mm.kmalloc(black_box(64), Gfp::GFP_KERNEL).unwrap();
-                mm.kfree(black_box(p)).unwrap();
+    for (name, percpu) in PERCPU {
+        let m = machine_with(GIB, percpu);
+        group.bench_function(name, |b| {
+            m.run(|mm| {
+                b.iter(|| {
+                    let p = mm.kmalloc(black_box(64), Gfp::GFP_KERNEL).unwrap();
+                    mm.kfree(black_box(p)).unwrap();
+                })
             })
-        })
-    });
+        });
+    }
     peers_pair(&mut group, 64);
     group.finish();
 }
@@ -151,18 +169,17 @@ fn churn_peer<A: GlobalAlloc>(group: &mut Group<'_>, name: &str, a: &A) {
     }
 }
 
-fn kmalloc_random_churn(c: &mut Criterion) {
-    let mut group = c.benchmark_group("kmalloc_random_churn");
-    let m = machine(GIB);
-    // Set up once, outside the routine: criterion calls it for the warm-up and for every
-    // sample, and the same live set carries on through all of them.
+/// The churn on kmemlab's `kmalloc`/`kfree` on `m`: the live set is set up once, outside
+/// the routine (criterion calls it for the warm-up and for every sample, and the same live
+/// set carries on through all of them), and freed at the end.
+fn churn_kmemlab(group: &mut Group<'_>, name: &str, m: &Machine) {
     let mut rng = XorShift(SEED);
     let mut slots: Vec<VirtAddr> = m.run(|mm| {
         (0..LIVE)
             .map(|_| mm.kmalloc(rng.size(), Gfp::GFP_KERNEL).unwrap())
             .collect()
     });
-    group.bench_function("kmemlab", |b| {
+    group.bench_function(name, |b| {
         m.run(|mm| {
             b.iter(|| {
                 let slot = &mut slots[rng.below(LIVE)];
@@ -177,6 +194,13 @@ fn kmalloc_random_churn(c: &mut Criterion) {
             mm.kfree(p).unwrap();
         }
     });
+}
+
+fn kmalloc_random_churn(c: &mut Criterion) {
+    let mut group = c.benchmark_group("kmalloc_random_churn");
+    for (name, percpu) in PERCPU {
+        churn_kmemlab(&mut group, name, &machine_with(GIB, percpu));
+    }
     churn_peer(&mut group, "peer/system", &System);
     churn_peer(&mut group, "peer/mimalloc", &MiMalloc);
     group.finish();
@@ -184,20 +208,22 @@ fn kmalloc_random_churn(c: &mut Criterion) {
 
 fn kmem_cache_256(c: &mut Criterion) {
     let mut group = c.benchmark_group("kmem_cache_256");
-    let m = machine(GIB);
-    let r = m.run(|mm| {
-        mm.kmem_cache_create("bench-256", 256, 0, SlabFlags::empty(), None)
-            .unwrap()
-    });
-    group.bench_function("kmemlab", |b| {
-        m.run(|mm| {
-            b.iter(|| {
-                let p = mm.kmem_cache_alloc(black_box(r), Gfp::GFP_KERNEL).unwrap();
-                mm.kmem_cache_free(black_box(r), black_box(p)).unwrap();
+    for (name, percpu) in PERCPU {
+        let m = machine_with(GIB, percpu);
+        let r = m.run(|mm| {
+            mm.kmem_cache_create("bench-256", 256, 0, SlabFlags::empty(), None)
+                .unwrap()
+        });
+        group.bench_function(name, |b| {
+            m.run(|mm| {
+                b.iter(|| {
+                    let p = mm.kmem_cache_alloc(black_box(r), Gfp::GFP_KERNEL).unwrap();
+                    mm.kmem_cache_free(black_box(r), black_box(p)).unwrap();
+                })
             })
-        })
-    });
-    m.run(|mm| mm.kmem_cache_destroy(r).unwrap());
+        });
+        m.run(|mm| mm.kmem_cache_destroy(r).unwrap());
+    }
     peers_pair(&mut group, 256);
     group.finish();
 }

@@ -14,6 +14,8 @@
 //! valgrind --tool=callgrind --callgrind-out-file=/tmp/ch.cg.1 \
 //!     /tmp/churn-dbg/release/examples/churn_cost 100000   # then 200000 into /tmp/ch.cg.2
 //! ```
+//!
+//! `churn_cost N sheaves` runs the same loop with the per-CPU sheaves of Linux 6.18.
 
 use std::hint::black_box;
 
@@ -59,8 +61,18 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(100_000);
+    // `sheaves` as the second argument: the per-CPU sheaves (`--slab-percpu sheaves`).
+    let percpu = if std::env::args().nth(2).as_deref() == Some("sheaves") {
+        kmemlab_mm::slab::sheaf::SlabPercpu::Sheaves
+    } else {
+        kmemlab_mm::slab::sheaf::SlabPercpu::CpuSlab
+    };
     let m = Machine::new(MachineConfig {
         ram: 1 << 30,
+        slab: kmemlab_mm::slab::SlabConfig {
+            percpu,
+            ..Default::default()
+        },
         ..Default::default()
     })
     .expect("machine boots");
