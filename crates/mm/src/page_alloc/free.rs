@@ -166,6 +166,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `free_one_page()`: straight to the buddy lists of `zone` under its lock.
+    #[inline(never)]
     fn free_one_page(&self, zone: &Zone, pfn: Pfn, order: u32, mt: MigrateType) {
         let mut locked = self.zone_lock(zone);
         locked.buddy().free_one_page(pfn, order, mt, Fpi::None);
@@ -208,8 +209,7 @@ impl<P: Platform> Mm<P> {
         order: u32,
     ) {
         let pindex = order_to_pindex(pcp_mt as usize, order);
-        page.set_flags(PG_PCP);
-        page.set_pcp_migratetype(block_mt as u32);
+        page.set_flags_mt(PG_PCP, block_mt as u32);
         page.set_order(order);
         let list = &pcp.lists[pindex];
         if let Err(e) = list.try_push_front_page(&self.mem_map, pfn, page) {
@@ -240,6 +240,7 @@ impl<P: Platform> Mm<P> {
     /// for good (a list that fails its `list_del` check is abandoned, `INIT_LIST_HEAD`, as
     /// [`crate::memory_model::PageList::pop_back`] does), so it runs at most
     /// `count + NR_PCP_LISTS` times.
+    #[inline(never)]
     fn free_pcppages_bulk(&self, zone: &Zone, count: u32, pcp: &PerCpuPages, pindex: usize) {
         let mut count = i64::from(count.min(self.pcp_count_checked(zone, pcp)));
         if count <= 0 {

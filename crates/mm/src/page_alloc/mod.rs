@@ -425,7 +425,8 @@ impl<P: Platform> Mm<P> {
         })
     }
 
-    /// `zone_watermark_fast()`: the order-0 shortcut, then the full check.
+    /// `zone_watermark_fast()`: the order-0 shortcut, then the full check
+    /// ([`Mm::zone_watermark_fast_full`], out of line).
     #[inline]
     fn zone_watermark_fast(
         &self,
@@ -443,6 +444,19 @@ impl<P: Platform> Mm<P> {
                 return true;
             }
         }
+        self.zone_watermark_fast_full(zone, (order, mark, highest, flags), free)
+    }
+
+    /// The rest of `zone_watermark_fast()` once the order-0 shortcut has not decided:
+    /// `__zone_watermark_ok()` on `free` pages, and for `__GFP_HIGH` order-0 requests
+    /// at the min watermark, the same without the boost.
+    #[inline(never)]
+    fn zone_watermark_fast_full(
+        &self,
+        zone: &Zone,
+        (order, mark, highest, flags): (u32, u64, usize, AllocFlags),
+        free: u64,
+    ) -> bool {
         if self.zone_watermark_ok(zone, order, mark, highest, flags, free) {
             return true;
         }
@@ -460,6 +474,9 @@ impl<P: Platform> Mm<P> {
         false
     }
 
+    /// Why `zone` could not serve the request: its watermark, free pages and largest
+    /// free block, for the allocation-failure report.
+    #[inline(never)]
     fn verdict(&self, zone: &Zone, ac: &AllocContext, flags: AllocFlags) -> ZoneVerdict {
         let pages = |n: u64| n.min(u32::MAX as u64) as u32;
         ZoneVerdict {
