@@ -47,43 +47,60 @@ impl<P: Platform> Mm<P> {
     /// The checks of `free_pages_prepare()` / `free_page_is_bad()`, made before anything
     /// changes so a refused free leaves memory exactly as it was; the zone the block lies
     /// in, whole, when they pass. `page` is the descriptor of `pfn` (the caller has it, as
-    /// the kernel passes `struct page *`).
+    /// the kernel passes `struct page *`). The words are read once each, as
+    /// free_page_is_bad() tests `page->flags` once; which check failed is worked out
+    /// only when one did ([`Mm::free_pages_refused`]).
     #[inline]
     fn free_pages_check(&self, pfn: Pfn, page: &Page, order: u32) -> Result<&Zone, FreeError> {
         let zone = self.zone_of_pfn(pfn);
-        // One read of the flags, as free_page_is_bad() tests `page->flags` once.
-        let flags = page.flags();
-        let err = if order > MAX_PAGE_ORDER {
-            Some(FreeError::OrderTooLarge(order))
-        } else if flags & PG_RESERVED != 0 {
-            Some(FreeError::Reserved(pfn))
-        } else if flags & PG_SLAB != 0 {
-            Some(FreeError::SlabPage(pfn))
-        } else if flags & PG_TAIL != 0 {
-            Some(FreeError::TailPage(pfn))
-        } else if page.refcount() == 0 {
-            Some(FreeError::AlreadyFree(pfn))
-        } else if page.order() != order
-            || !pfn.is_aligned(order)
-            || !zone.is_some_and(|z| z.spans(pfn + ((1 << order) - 1)))
+        let (flags, refcount, allocated) = (page.flags(), page.refcount(), page.order());
+        if order <= MAX_PAGE_ORDER
+            && flags & (PG_RESERVED | PG_SLAB | PG_TAIL) == 0
+            && refcount != 0
+            && allocated == order
+            && pfn.is_aligned(order)
+            && let Some(zone) = zone
+            && zone.spans(pfn + ((1 << order) - 1))
         {
-            Some(FreeError::WrongOrder {
+            return Ok(zone);
+        }
+        Err(self.free_pages_refused(pfn, order, flags, refcount, allocated))
+    }
+
+    /// Why [`Mm::free_pages_check`] refused the free of `pfn` at `order`, given the
+    /// page's flags, refcount and order as it read them: the first failing check in
+    /// `free_page_is_bad()`'s order, reported with `bad_page()`.
+    #[cold]
+    #[inline(never)]
+    fn free_pages_refused(
+        &self,
+        pfn: Pfn,
+        order: u32,
+        flags: u32,
+        refcount: u32,
+        allocated: u32,
+    ) -> FreeError {
+        let err = if order > MAX_PAGE_ORDER {
+            FreeError::OrderTooLarge(order)
+        } else if flags & PG_RESERVED != 0 {
+            FreeError::Reserved(pfn)
+        } else if flags & PG_SLAB != 0 {
+            FreeError::SlabPage(pfn)
+        } else if flags & PG_TAIL != 0 {
+            FreeError::TailPage(pfn)
+        } else if refcount == 0 {
+            FreeError::AlreadyFree(pfn)
+        } else {
+            // The recorded order differs, the block is misaligned, or it does not lie
+            // wholly in one zone (a page of mem_map outside every zone included).
+            FreeError::WrongOrder {
                 pfn,
                 freed: order,
-                allocated: page.order(),
-            })
-        } else {
-            None
-        };
-        match (err, zone) {
-            (None, Some(zone)) => Ok(zone),
-            // A page of mem_map outside every zone (a hole's page that lost PG_reserved).
-            (err, _) => {
-                let e = err.unwrap_or(FreeError::InvalidPfn(pfn));
-                self.bad_page(pfn, &e);
-                Err(e)
+                allocated,
             }
-        }
+        };
+        self.bad_page(pfn, &err);
+        err
     }
 
     /// Is the block of `2^order` pages at `pfn` aligned to its order and inside one zone?

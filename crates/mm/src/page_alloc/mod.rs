@@ -356,14 +356,13 @@ impl<P: Platform> Mm<P> {
     /// The index of the zone that a GFP zone type means on this profile: a zone the profile
     /// does not configure means ZONE_NORMAL, as `OPT_ZONE_DMA32` and `OPT_ZONE_HIGHMEM` do
     /// (so `GFP_DMA32` on i386 may use Normal, and `__GFP_HIGHMEM` on x86_64 means Normal).
+    #[inline]
     pub fn zone_index(&self, zt: ZoneType) -> usize {
-        let types = self.profile().zone_types();
-        match types.iter().position(|&t| t == zt) {
-            Some(i) => i,
-            None => types
-                .iter()
-                .position(|&t| t == ZoneType::Normal)
-                .unwrap_or(0),
+        const X86_64: [usize; NR_ZONE_TYPES] = zone_indices(crate::arch::Profile::X86_64);
+        const I386: [usize; NR_ZONE_TYPES] = zone_indices(crate::arch::Profile::I386);
+        match self.profile() {
+            crate::arch::Profile::X86_64 => X86_64[zt as usize],
+            crate::arch::Profile::I386 => I386[zt as usize],
         }
     }
 
@@ -494,6 +493,47 @@ impl<P: Platform> Mm<P> {
     }
 }
 
+/// The kinds of zone ([`ZoneType`]'s variants).
+const NR_ZONE_TYPES: usize = 5;
+
+/// [`Mm::zone_index`] of each [`ZoneType`] on `profile`, worked out at compile time: the
+/// type's place among the profile's zones, or ZONE_NORMAL's for a type it does not
+/// configure (or 0 without a Normal zone).
+const fn zone_indices(profile: crate::arch::Profile) -> [usize; NR_ZONE_TYPES] {
+    const fn place(types: &[ZoneType; MAX_NR_ZONES], zt: ZoneType) -> Option<usize> {
+        let mut i = 0;
+        while i < MAX_NR_ZONES {
+            if types[i] as usize == zt as usize {
+                return Some(i);
+            }
+            i += 1;
+        }
+        None
+    }
+    const ALL: [ZoneType; NR_ZONE_TYPES] = [
+        ZoneType::Dma,
+        ZoneType::Dma32,
+        ZoneType::Normal,
+        ZoneType::HighMem,
+        ZoneType::Movable,
+    ];
+    let types = profile.zone_types();
+    let normal = match place(&types, ZoneType::Normal) {
+        Some(i) => i,
+        None => 0,
+    };
+    let mut table = [0; NR_ZONE_TYPES];
+    let mut t = 0;
+    while t < NR_ZONE_TYPES {
+        table[ALL[t] as usize] = match place(&types, ALL[t]) {
+            Some(i) => i,
+            None => normal,
+        };
+        t += 1;
+    }
+    table
+}
+
 /// The PFN [`Mm::page_to_pfn`] gives a descriptor that is not in `mem_map`: past any
 /// physical address, so that the door refuses its frame and `pfn_valid()` fails.
 pub const INVALID_PFN: Pfn = Pfn(u64::MAX >> crate::addr::PAGE_SHIFT);
@@ -548,5 +588,20 @@ impl<P: Platform> ZoneLocked<'_, P> {
                 0
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A zone type the profile does not configure means ZONE_NORMAL (`OPT_ZONE_DMA32`,
+    /// `OPT_ZONE_HIGHMEM`): DMA32 on i386 and HighMem on x86_64 map to Normal's index.
+    #[test]
+    fn zone_indices_follow_the_profiles() {
+        use crate::arch::Profile;
+        // Dma, Dma32, Normal, HighMem, Movable.
+        assert_eq!(zone_indices(Profile::X86_64), [0, 1, 2, 2, 3]);
+        assert_eq!(zone_indices(Profile::I386), [0, 1, 1, 2, 3]);
     }
 }
