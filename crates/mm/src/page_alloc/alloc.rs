@@ -26,8 +26,8 @@ impl<P: Platform> Mm<P> {
     /// `__alloc_pages()` (6.6): `prepare_alloc_pages()`, then `get_page_from_freelist()`
     /// with the low watermark, then the slow path. The first zone of the zonelist (the
     /// preferred zone, which serves nearly every request) is tried here, in line
-    /// ([`Mm::zone_alloc`]); the rest of the zonelist, the pass without ALLOC_NOFRAGMENT
-    /// and the slow path follow out of line ([`Mm::alloc_pages_rest`]), in
+    /// (`Mm::zone_alloc`); the rest of the zonelist, the pass without ALLOC_NOFRAGMENT
+    /// and the slow path follow out of line (`Mm::alloc_pages_rest`), in
     /// `get_page_from_freelist()`'s order.
     pub fn alloc_pages(&self, gfp: Gfp, order: u32) -> Result<&Page, PageAllocError> {
         let (ac, this_cpu) = self.prepare_alloc_pages_on(gfp, order)?;
