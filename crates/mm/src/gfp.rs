@@ -201,16 +201,19 @@ impl Gfp {
         }
     }
 
-    /// `gfp_migratetype()`: the migrate type of pages allocated with these flags.
+    /// `gfp_migratetype()`: the migrate type of pages allocated with these flags, the
+    /// kernel's shift of the two bits (`(gfp & GFP_MOVABLE_MASK) >> GFP_MOVABLE_SHIFT`:
+    /// `__GFP_MOVABLE` gives Movable, `__GFP_RECLAIMABLE` Reclaimable); both together
+    /// are refused (6.6 has `VM_WARN_ON` for them).
+    #[inline]
     pub fn migratetype(self) -> Result<MigrateType, GfpError> {
-        match (
-            self.contains(Gfp::__GFP_MOVABLE),
-            self.contains(Gfp::__GFP_RECLAIMABLE),
-        ) {
-            (false, false) => Ok(MigrateType::Unmovable),
-            (true, false) => Ok(MigrateType::Movable),
-            (false, true) => Ok(MigrateType::Reclaimable),
-            (true, true) => Err(GfpError::BadMigrateType(self)),
+        const SHIFT: u32 = Gfp::__GFP_MOVABLE.bits().trailing_zeros();
+        const _: () = assert!(Gfp::__GFP_RECLAIMABLE.bits() == Gfp::__GFP_MOVABLE.bits() << 1);
+        const _: () = assert!(MigrateType::Reclaimable as usize == 2);
+        match (self.bits() >> SHIFT) & 3 {
+            3 => Err(GfpError::BadMigrateType(self)),
+            // Unmovable, Movable, Reclaimable: the enum's first three values.
+            mt => Ok(MigrateType::from_index(mt as usize)),
         }
     }
 
@@ -344,5 +347,24 @@ mod tests {
         assert!((Gfp::__GFP_MOVABLE | Gfp::__GFP_RECLAIMABLE)
             .migratetype()
             .is_err());
+    }
+
+    /// `gfp_migratetype()` of the common sets, whatever the other bits.
+    #[test]
+    fn migrate_types_of_the_common_sets() {
+        assert_eq!(Gfp::GFP_KERNEL.migratetype(), Ok(MigrateType::Unmovable));
+        assert_eq!(Gfp::GFP_ATOMIC.migratetype(), Ok(MigrateType::Unmovable));
+        assert_eq!(
+            Gfp::GFP_HIGHUSER_MOVABLE.migratetype(),
+            Ok(MigrateType::Movable)
+        );
+        assert_eq!(
+            (Gfp::GFP_KERNEL | Gfp::__GFP_RECLAIMABLE).migratetype(),
+            Ok(MigrateType::Reclaimable)
+        );
+        assert_eq!(
+            Gfp::from_bits_retain(!Gfp::__GFP_RECLAIMABLE.bits()).migratetype(),
+            Ok(MigrateType::Movable)
+        );
     }
 }

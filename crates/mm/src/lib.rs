@@ -210,7 +210,13 @@ impl<P: Platform> Mm<P> {
     /// [`Mm::might_sleep`] when the caller already knows it runs on `cpu`.
     #[inline]
     pub(crate) fn might_sleep_on(&self, cpu: usize) -> Result<(), context::SleepInAtomic> {
-        if self.percpu.get(cpu).preempt_count.get() == 0 && !self.platform.irqs_disabled() {
+        self.might_sleep_in(self.percpu.get(cpu))
+    }
+
+    /// [`Mm::might_sleep_on`] with the current CPU's area in hand.
+    #[inline]
+    pub(crate) fn might_sleep_in(&self, this_cpu: &PerCpu) -> Result<(), context::SleepInAtomic> {
+        if this_cpu.preempt_count.get() == 0 && !self.platform.irqs_disabled() {
             return Ok(());
         }
         Err(self.sleep_in_atomic_splat())

@@ -151,6 +151,12 @@ impl Page {
     pub(crate) fn set_pcp_migratetype(&self, mt: u32) {
         self.set_flags((self.flags() & !MIGRATETYPE_MASK) | (mt << MIGRATETYPE_SHIFT))
     }
+    /// `flags` with the migrate type `mt` in its field: what [`Page::set_flags`] then
+    /// [`Page::set_pcp_migratetype`] leave, in one store.
+    #[inline]
+    pub(crate) fn set_flags_mt(&self, flags: u32, mt: u32) {
+        self.set_flags((flags & !MIGRATETYPE_MASK) | (mt << MIGRATETYPE_SHIFT))
+    }
     #[inline]
     pub(crate) fn next(&self) -> u32 {
         self.next.load(Relaxed)

@@ -10,6 +10,7 @@ use crate::addr::{Pfn, MAX_PAGE_ORDER, PAGE_SIZE};
 use crate::gfp::Gfp;
 use crate::mem::BadAccess;
 use crate::mm_types::{Page, PG_HEAD, PG_PCP, PG_TAIL};
+use crate::percpu::PerCpu;
 use crate::platform::Platform;
 use crate::vmstat::VmEvents;
 use crate::Mm;
@@ -21,14 +22,44 @@ use super::*;
 impl<P: Platform> Mm<P> {
     /// `alloc_pages(gfp, order)`: 2^order physically contiguous pages. Returns the first
     /// page's descriptor (`struct page *`), or an error saying what failed and why.
+    ///
+    /// `__alloc_pages()` (6.6): `prepare_alloc_pages()`, then `get_page_from_freelist()`
+    /// with the low watermark, then the slow path. The first zone of the zonelist (the
+    /// preferred zone, which serves nearly every request) is tried here, in line
+    /// (`Mm::zone_alloc`); the rest of the zonelist, the pass without ALLOC_NOFRAGMENT
+    /// and the slow path follow out of line (`Mm::alloc_pages_rest`), in
+    /// `get_page_from_freelist()`'s order.
     pub fn alloc_pages(&self, gfp: Gfp, order: u32) -> Result<&Page, PageAllocError> {
-        let ac = self.prepare_alloc_pages(gfp, order)?;
-        let mut verdicts = [None; MAX_NR_ZONES];
-        let mut flags = AllocFlags::WMARK_LOW;
-        flags |= self.alloc_flags_nofragment(&ac);
-        match self.get_page_from_freelist_page(&ac, flags, &mut verdicts) {
+        let (ac, this_cpu) = self.prepare_alloc_pages_on(gfp, order)?;
+        let flags = AllocFlags::WMARK_LOW | self.alloc_flags_nofragment(&ac);
+        // `build_zonelists()` made `preferred` the first zone of this zonelist.
+        let Some(preferred) = self.page_alloc.zonelists[ac.highest_zoneidx].preferred else {
+            return self.alloc_pages_rest(&ac, flags, None);
+        };
+        let zone = &self.page_alloc.zones[preferred];
+        match self.zone_alloc(zone, &ac, flags, (preferred, this_cpu)) {
             Some((_, page)) => Ok(page),
-            None => Ok(self.mem_map.page(self.alloc_pages_slowpath(&ac, verdicts)?)),
+            None => self.alloc_pages_rest(&ac, flags, Some(zone)),
+        }
+    }
+
+    /// What [`Mm::alloc_pages`] does once the first zone of the zonelist (`tried`, if it
+    /// had one) could not serve the request: that zone's verdict, the rest of
+    /// `get_page_from_freelist()` and the slow path.
+    #[inline(never)]
+    fn alloc_pages_rest(
+        &self,
+        ac: &AllocContext,
+        flags: AllocFlags,
+        tried: Option<&Zone>,
+    ) -> Result<&Page, PageAllocError> {
+        let mut verdicts = [None; MAX_NR_ZONES];
+        if let Some(zone) = tried {
+            verdicts[zone.idx] = Some(self.verdict(zone, ac, flags));
+        }
+        match self.get_page_from_freelist_page(ac, flags, &mut verdicts, tried.is_some()) {
+            Some((_, page)) => Ok(page),
+            None => Ok(self.mem_map.page(self.alloc_pages_slowpath(ac, verdicts)?)),
         }
     }
 
@@ -38,17 +69,19 @@ impl<P: Platform> Mm<P> {
         gfp: Gfp,
         order: u32,
     ) -> Result<AllocContext, PageAllocError> {
+        self.prepare_alloc_pages_on(gfp, order).map(|(ac, _)| ac)
+    }
+
+    /// [`Mm::prepare_alloc_pages`], answering with the context the current CPU's area,
+    /// looked up once for the whole allocation.
+    #[inline(always)]
+    fn prepare_alloc_pages_on(
+        &self,
+        gfp: Gfp,
+        order: u32,
+    ) -> Result<(AllocContext, &PerCpu), PageAllocError> {
         if order > MAX_PAGE_ORDER {
-            VmEvents::add(&self.events().warn, 1);
-            // 6.6 `__alloc_pages()`: `WARN_ON_ONCE_GFP(order > MAX_ORDER, gfp)`, once per
-            // boot and never for __GFP_NOWARN.
-            const SITE: crate::report::KernelSite = crate::report::KernelSite {
-                file: "mm/page_alloc.c",
-                line: 4410,
-                func: "__alloc_pages",
-            };
-            crate::report::warn_on_once!(self, !gfp.contains(Gfp::__GFP_NOWARN), SITE);
-            return Err(PageAllocError::OrderTooLarge(order));
+            return Err(self.order_too_large(gfp, order));
         }
         let zone_type = gfp
             .gfp_zone()
@@ -58,21 +91,39 @@ impl<P: Platform> Mm<P> {
             .inspect_err(|_| VmEvents::add(&self.events().warn, 1))?;
         // The current CPU, read once: the thread that runs a CPU stays on it.
         let cpu = self.platform.smp_processor_id();
+        let this_cpu = self.percpu.get(cpu);
         if gfp.allows_blocking() {
-            self.might_sleep_on(cpu)
+            self.might_sleep_in(this_cpu)
                 .map_err(PageAllocError::SleepInAtomic)?;
         }
-        Ok(AllocContext {
+        let ac = AllocContext {
             gfp,
             order,
             highest_zoneidx: self.zone_index(zone_type),
             migratetype,
             cpu,
-        })
+        };
+        Ok((ac, this_cpu))
+    }
+
+    /// 6.6 `__alloc_pages()`: `WARN_ON_ONCE_GFP(order > MAX_ORDER, gfp)`, once per boot
+    /// and never for __GFP_NOWARN; the request fails.
+    #[cold]
+    #[inline(never)]
+    fn order_too_large(&self, gfp: Gfp, order: u32) -> PageAllocError {
+        VmEvents::add(&self.events().warn, 1);
+        const SITE: crate::report::KernelSite = crate::report::KernelSite {
+            file: "mm/page_alloc.c",
+            line: 4410,
+            func: "__alloc_pages",
+        };
+        crate::report::warn_on_once!(self, !gfp.contains(Gfp::__GFP_NOWARN), SITE);
+        PageAllocError::OrderTooLarge(order)
     }
 
     /// `alloc_flags_nofragment()`: when the preferred zone is Normal and DMA32 exists,
     /// first try without splitting foreign pageblocks below pageblock order.
+    #[inline]
     fn alloc_flags_nofragment(&self, ac: &AllocContext) -> AllocFlags {
         let mut flags = AllocFlags::empty();
         if ac.gfp.contains(Gfp::__GFP_KSWAPD_RECLAIM) {
@@ -92,53 +143,75 @@ impl<P: Platform> Mm<P> {
         flags: AllocFlags,
         verdicts: &mut [Option<ZoneVerdict>; MAX_NR_ZONES],
     ) -> Option<Pfn> {
-        self.get_page_from_freelist_page(ac, flags, verdicts)
+        self.get_page_from_freelist_page(ac, flags, verdicts, false)
             .map(|(pfn, _)| pfn)
     }
 
     /// [`Mm::get_page_from_freelist`] answering the block's first PFN with its descriptor
-    /// (what the kernel's `struct page *` carries), so the fast path looks it up once.
-    #[inline]
+    /// (what the kernel's `struct page *` carries). With `tried_first`, the first zone of
+    /// the first pass was tried already ([`Mm::alloc_pages`]) and its verdict recorded:
+    /// the walk starts at the second.
     fn get_page_from_freelist_page(
         &self,
         ac: &AllocContext,
         mut flags: AllocFlags,
         verdicts: &mut [Option<ZoneVerdict>; MAX_NR_ZONES],
+        tried_first: bool,
     ) -> Option<(Pfn, &Page)> {
         let preferred = self.page_alloc.zonelists[ac.highest_zoneidx].preferred?;
+        let this_cpu = self.percpu.get(ac.cpu);
+        let mut skip = usize::from(tried_first);
         loop {
-            for zone in self.zonelist(ac.highest_zoneidx) {
-                if !flags.contains(AllocFlags::NO_WATERMARKS) {
-                    let mark = zone.wmark(flags.watermark());
-                    if !self.zone_watermark_fast(zone, ac.order, mark, ac.highest_zoneidx, flags) {
-                        verdicts[zone.idx] = Some(self.verdict(zone, ac, flags));
-                        continue;
-                    }
-                }
-                let dips = self.needs_reserves(zone, ac, flags);
-                if let Some((pfn, page)) = self.rmqueue(zone, ac, flags) {
-                    let events = &self.percpu.get(ac.cpu).events;
-                    events.pgalloc[zone.idx].add(1 << ac.order);
-                    if zone.idx != preferred {
-                        VmEvents::add(&self.events().zone_fallback, 1);
-                    }
-                    if dips {
-                        VmEvents::add(&self.events().alloc_reserve, 1);
-                    }
-                    self.prep_new_page(pfn, page, ac);
-                    if flags.contains(AllocFlags::HIGHATOMIC) {
-                        self.reserve_highatomic_pageblock(zone, pfn);
-                    }
-                    return Some((pfn, page));
+            for zone in self.zonelist(ac.highest_zoneidx).skip(skip) {
+                if let Some(found) = self.zone_alloc(zone, ac, flags, (preferred, this_cpu)) {
+                    return Some(found);
                 }
                 verdicts[zone.idx] = Some(self.verdict(zone, ac, flags));
             }
+            skip = 0;
             if flags.contains(AllocFlags::NOFRAGMENT) {
                 flags.remove(AllocFlags::NOFRAGMENT);
                 continue;
             }
             return None;
         }
+    }
+
+    /// One zone of `get_page_from_freelist()`'s walk: its watermark (unless
+    /// ALLOC_NO_WATERMARKS), `rmqueue()`, then the counters and `prep_new_page()`.
+    /// `None`: the zone cannot serve the request, and the caller records why and goes on
+    /// to the next. `preferred` is the zonelist's first zone, `this_cpu` the current CPU's
+    /// area.
+    #[inline(always)]
+    fn zone_alloc(
+        &self,
+        zone: &Zone,
+        ac: &AllocContext,
+        flags: AllocFlags,
+        (preferred, this_cpu): (usize, &PerCpu),
+    ) -> Option<(Pfn, &Page)> {
+        if !flags.contains(AllocFlags::NO_WATERMARKS) {
+            let mark = zone.wmark(flags.watermark());
+            if !self.zone_watermark_fast(zone, ac.order, mark, ac.highest_zoneidx, flags) {
+                return None;
+            }
+        }
+        let dips = self.needs_reserves(zone, ac, flags);
+        // The zone's index, read once for its per-CPU lists and counters.
+        let idx = zone.idx;
+        let (pfn, page) = self.rmqueue(zone, ac, flags, &this_cpu.pcp[idx])?;
+        this_cpu.events.pgalloc[idx].add(1 << ac.order);
+        if idx != preferred {
+            VmEvents::add(&self.events().zone_fallback, 1);
+        }
+        if dips {
+            VmEvents::add(&self.events().alloc_reserve, 1);
+        }
+        self.prep_new_page(pfn, page, ac);
+        if flags.contains(AllocFlags::HIGHATOMIC) {
+            self.reserve_highatomic_pageblock(zone, pfn);
+        }
+        Some((pfn, page))
     }
 
     /// Would `zone` refuse this request without the reserves its flags grant below the
@@ -162,33 +235,48 @@ impl<P: Platform> Mm<P> {
 
     /// `rmqueue()`: per-CPU lists for the orders they cache, else the buddy lists.
     /// A fallback that boosted the zone's watermarks wakes kswapd on the way out (6.6).
-    /// Answers the block's first PFN and its descriptor.
-    fn rmqueue(&self, zone: &Zone, ac: &AllocContext, flags: AllocFlags) -> Option<(Pfn, &Page)> {
+    /// Answers the block's first PFN and its descriptor. `pcp` is the current CPU's lists
+    /// for `zone`.
+    #[inline(always)]
+    fn rmqueue(
+        &self,
+        zone: &Zone,
+        ac: &AllocContext,
+        flags: AllocFlags,
+        pcp: &PerCpuPages,
+    ) -> Option<(Pfn, &Page)> {
         let mut page = None;
         if pcp_allowed_order(ac.order) {
-            page = self.rmqueue_pcplist(zone, ac, flags);
+            page = self.rmqueue_pcplist(zone, ac, flags, pcp);
         }
         if page.is_none() {
-            page = self
-                .rmqueue_buddy(zone, ac.order, ac.migratetype, flags)
-                .map(|pfn| (pfn, self.mem_map.page(pfn)));
+            page = self.rmqueue_buddy_page(zone, ac.order, ac.migratetype, flags);
         }
         // "Separate test+clear to avoid unnecessary atomics"
         if flags.contains(AllocFlags::KSWAPD) && zone.boosted_watermark.load(Relaxed) {
-            zone.boosted_watermark.store(false, Relaxed);
-            self.wakeup_kswapd(zone, Gfp::empty(), 0, zone.idx);
+            self.rmqueue_wake_kswapd(zone);
         }
         page
     }
 
+    /// The end of `rmqueue()` when the zone's watermark was boosted: clear
+    /// ZONE_BOOSTED_WATERMARK and wake kswapd.
+    #[cold]
+    #[inline(never)]
+    fn rmqueue_wake_kswapd(&self, zone: &Zone) {
+        zone.boosted_watermark.store(false, Relaxed);
+        self.wakeup_kswapd(zone, Gfp::empty(), 0, zone.idx);
+    }
+
     /// `rmqueue_pcplist()`: pop from this CPU's list, refilling it with a batch first.
+    #[inline(always)]
     fn rmqueue_pcplist(
         &self,
         zone: &Zone,
         ac: &AllocContext,
         flags: AllocFlags,
+        pcp: &PerCpuPages,
     ) -> Option<(Pfn, &Page)> {
-        let pcp = &self.percpu.get(ac.cpu).pcp[zone.idx];
         if !pcp.lock.try_lock(ac.cpu) {
             return None;
         }
@@ -202,6 +290,7 @@ impl<P: Platform> Mm<P> {
     /// `__rmqueue_pcplist()`: pop a block of `order` from the per-CPU list of `mt`, which
     /// the caller has locked, refilling the list with a batch first when it is empty; answers
     /// its first PFN and descriptor.
+    #[inline]
     pub(crate) fn __rmqueue_pcplist(
         &self,
         zone: &Zone,
@@ -210,23 +299,10 @@ impl<P: Platform> Mm<P> {
         flags: AllocFlags,
         pcp: &PerCpuPages,
     ) -> Option<(Pfn, &Page)> {
-        let list = &pcp.lists[order_to_pindex(mt as usize, order)];
+        let pindex = order_to_pindex(mt as usize, order);
+        let list = &pcp.lists[pindex];
         if list.is_empty() {
-            let mut batch = pcp.batch();
-            if batch > 1 {
-                batch = (batch >> order).max(2);
-            }
-            let got = self.rmqueue_bulk(
-                zone,
-                order,
-                batch,
-                pcp,
-                order_to_pindex(mt as usize, order),
-                mt,
-                flags,
-            );
-            pcp.count
-                .store(pcp.count().wrapping_add(got << order), Relaxed);
+            self.pcp_refill(zone, order, mt, flags, (pcp, pindex));
         }
         let popped = match list.try_pop_front_page(&self.mem_map) {
             Ok(popped) => popped,
@@ -242,6 +318,26 @@ impl<P: Platform> Mm<P> {
                 .store(pcp.count().saturating_sub(1 << order), Relaxed);
         }
         popped
+    }
+
+    /// The refill of `__rmqueue_pcplist()`: a batch (scaled down for the order, at least
+    /// two blocks) from the buddy lists onto the empty list `pindex` of `pcp`, counted.
+    #[inline(never)]
+    fn pcp_refill(
+        &self,
+        zone: &Zone,
+        order: u32,
+        mt: MigrateType,
+        flags: AllocFlags,
+        (pcp, pindex): (&PerCpuPages, usize),
+    ) {
+        let mut batch = pcp.batch();
+        if batch > 1 {
+            batch = (batch >> order).max(2);
+        }
+        let got = self.rmqueue_bulk(zone, order, batch, pcp, pindex, mt, flags);
+        pcp.count
+            .store(pcp.count().wrapping_add(got << order), Relaxed);
     }
 
     /// Is `pfn`, taken off a per-CPU list of `order` for `zone`, such a block: inside the
@@ -295,13 +391,25 @@ impl<P: Platform> Mm<P> {
                 break;
             };
             let page = self.mem_map.page(pfn);
-            page.set_flags(PG_PCP);
-            page.set_pcp_migratetype(mt as u32);
+            page.set_flags_mt(PG_PCP, mt as u32);
             page.set_order(order);
             list_add_or_restart(self, &self.mem_map, &pcp.lists[pindex], pfn, true);
             got += 1;
         }
         got
+    }
+
+    /// [`Mm::rmqueue_buddy`] answering the block's descriptor with its PFN.
+    #[inline(never)]
+    fn rmqueue_buddy_page(
+        &self,
+        zone: &Zone,
+        order: u32,
+        mt: MigrateType,
+        flags: AllocFlags,
+    ) -> Option<(Pfn, &Page)> {
+        self.rmqueue_buddy(zone, order, mt, flags)
+            .map(|pfn| (pfn, self.mem_map.page(pfn)))
     }
 
     /// `rmqueue_buddy()`: one block straight from the buddy lists, under the zone lock.
@@ -350,8 +458,7 @@ impl<P: Platform> Mm<P> {
     /// pages all come through it.
     #[inline]
     fn post_alloc_hook(&self, pfn: Pfn, page: &Page, ac: &AllocContext) {
-        page.set_flags(0);
-        page.set_pcp_migratetype(ac.migratetype as u32);
+        page.set_flags_mt(0, ac.migratetype as u32);
         page.set_order(ac.order);
         page.set_refcount(1);
         if !self.want_init_on_free() && self.want_init_on_alloc(ac.gfp) {

@@ -47,43 +47,60 @@ impl<P: Platform> Mm<P> {
     /// The checks of `free_pages_prepare()` / `free_page_is_bad()`, made before anything
     /// changes so a refused free leaves memory exactly as it was; the zone the block lies
     /// in, whole, when they pass. `page` is the descriptor of `pfn` (the caller has it, as
-    /// the kernel passes `struct page *`).
+    /// the kernel passes `struct page *`). The words are read once each, as
+    /// free_page_is_bad() tests `page->flags` once; which check failed is worked out
+    /// only when one did ([`Mm::free_pages_refused`]).
     #[inline]
     fn free_pages_check(&self, pfn: Pfn, page: &Page, order: u32) -> Result<&Zone, FreeError> {
         let zone = self.zone_of_pfn(pfn);
-        // One read of the flags, as free_page_is_bad() tests `page->flags` once.
-        let flags = page.flags();
-        let err = if order > MAX_PAGE_ORDER {
-            Some(FreeError::OrderTooLarge(order))
-        } else if flags & PG_RESERVED != 0 {
-            Some(FreeError::Reserved(pfn))
-        } else if flags & PG_SLAB != 0 {
-            Some(FreeError::SlabPage(pfn))
-        } else if flags & PG_TAIL != 0 {
-            Some(FreeError::TailPage(pfn))
-        } else if page.refcount() == 0 {
-            Some(FreeError::AlreadyFree(pfn))
-        } else if page.order() != order
-            || !pfn.is_aligned(order)
-            || !zone.is_some_and(|z| z.spans(pfn + ((1 << order) - 1)))
+        let (flags, refcount, allocated) = (page.flags(), page.refcount(), page.order());
+        if order <= MAX_PAGE_ORDER
+            && flags & (PG_RESERVED | PG_SLAB | PG_TAIL) == 0
+            && refcount != 0
+            && allocated == order
+            && pfn.is_aligned(order)
+            && let Some(zone) = zone
+            && zone.spans(pfn + ((1 << order) - 1))
         {
-            Some(FreeError::WrongOrder {
+            return Ok(zone);
+        }
+        Err(self.free_pages_refused(pfn, order, flags, refcount, allocated))
+    }
+
+    /// Why [`Mm::free_pages_check`] refused the free of `pfn` at `order`, given the
+    /// page's flags, refcount and order as it read them: the first failing check in
+    /// `free_page_is_bad()`'s order, reported with `bad_page()`.
+    #[cold]
+    #[inline(never)]
+    fn free_pages_refused(
+        &self,
+        pfn: Pfn,
+        order: u32,
+        flags: u32,
+        refcount: u32,
+        allocated: u32,
+    ) -> FreeError {
+        let err = if order > MAX_PAGE_ORDER {
+            FreeError::OrderTooLarge(order)
+        } else if flags & PG_RESERVED != 0 {
+            FreeError::Reserved(pfn)
+        } else if flags & PG_SLAB != 0 {
+            FreeError::SlabPage(pfn)
+        } else if flags & PG_TAIL != 0 {
+            FreeError::TailPage(pfn)
+        } else if refcount == 0 {
+            FreeError::AlreadyFree(pfn)
+        } else {
+            // The recorded order differs, the block is misaligned, or it does not lie
+            // wholly in one zone (a page of mem_map outside every zone included).
+            FreeError::WrongOrder {
                 pfn,
                 freed: order,
-                allocated: page.order(),
-            })
-        } else {
-            None
-        };
-        match (err, zone) {
-            (None, Some(zone)) => Ok(zone),
-            // A page of mem_map outside every zone (a hole's page that lost PG_reserved).
-            (err, _) => {
-                let e = err.unwrap_or(FreeError::InvalidPfn(pfn));
-                self.bad_page(pfn, &e);
-                Err(e)
+                allocated,
             }
-        }
+        };
+        self.bad_page(pfn, &err);
+        err
     }
 
     /// Is the block of `2^order` pages at `pfn` aligned to its order and inside one zone?
@@ -166,6 +183,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `free_one_page()`: straight to the buddy lists of `zone` under its lock.
+    #[inline(never)]
     fn free_one_page(&self, zone: &Zone, pfn: Pfn, order: u32, mt: MigrateType) {
         let mut locked = self.zone_lock(zone);
         locked.buddy().free_one_page(pfn, order, mt, Fpi::None);
@@ -208,8 +226,7 @@ impl<P: Platform> Mm<P> {
         order: u32,
     ) {
         let pindex = order_to_pindex(pcp_mt as usize, order);
-        page.set_flags(PG_PCP);
-        page.set_pcp_migratetype(block_mt as u32);
+        page.set_flags_mt(PG_PCP, block_mt as u32);
         page.set_order(order);
         let list = &pcp.lists[pindex];
         if let Err(e) = list.try_push_front_page(&self.mem_map, pfn, page) {
@@ -240,6 +257,7 @@ impl<P: Platform> Mm<P> {
     /// for good (a list that fails its `list_del` check is abandoned, `INIT_LIST_HEAD`, as
     /// [`crate::memory_model::PageList::pop_back`] does), so it runs at most
     /// `count + NR_PCP_LISTS` times.
+    #[inline(never)]
     fn free_pcppages_bulk(&self, zone: &Zone, count: u32, pcp: &PerCpuPages, pindex: usize) {
         let mut count = i64::from(count.min(self.pcp_count_checked(zone, pcp)));
         if count <= 0 {

@@ -356,14 +356,13 @@ impl<P: Platform> Mm<P> {
     /// The index of the zone that a GFP zone type means on this profile: a zone the profile
     /// does not configure means ZONE_NORMAL, as `OPT_ZONE_DMA32` and `OPT_ZONE_HIGHMEM` do
     /// (so `GFP_DMA32` on i386 may use Normal, and `__GFP_HIGHMEM` on x86_64 means Normal).
+    #[inline]
     pub fn zone_index(&self, zt: ZoneType) -> usize {
-        let types = self.profile().zone_types();
-        match types.iter().position(|&t| t == zt) {
-            Some(i) => i,
-            None => types
-                .iter()
-                .position(|&t| t == ZoneType::Normal)
-                .unwrap_or(0),
+        const X86_64: [usize; NR_ZONE_TYPES] = zone_indices(crate::arch::Profile::X86_64);
+        const I386: [usize; NR_ZONE_TYPES] = zone_indices(crate::arch::Profile::I386);
+        match self.profile() {
+            crate::arch::Profile::X86_64 => X86_64[zt as usize],
+            crate::arch::Profile::I386 => I386[zt as usize],
         }
     }
 
@@ -425,7 +424,8 @@ impl<P: Platform> Mm<P> {
         })
     }
 
-    /// `zone_watermark_fast()`: the order-0 shortcut, then the full check.
+    /// `zone_watermark_fast()`: the order-0 shortcut, then the full check
+    /// ([`Mm::zone_watermark_fast_full`], out of line).
     #[inline]
     fn zone_watermark_fast(
         &self,
@@ -443,6 +443,19 @@ impl<P: Platform> Mm<P> {
                 return true;
             }
         }
+        self.zone_watermark_fast_full(zone, (order, mark, highest, flags), free)
+    }
+
+    /// The rest of `zone_watermark_fast()` once the order-0 shortcut has not decided:
+    /// `__zone_watermark_ok()` on `free` pages, and for `__GFP_HIGH` order-0 requests
+    /// at the min watermark, the same without the boost.
+    #[inline(never)]
+    fn zone_watermark_fast_full(
+        &self,
+        zone: &Zone,
+        (order, mark, highest, flags): (u32, u64, usize, AllocFlags),
+        free: u64,
+    ) -> bool {
         if self.zone_watermark_ok(zone, order, mark, highest, flags, free) {
             return true;
         }
@@ -460,6 +473,9 @@ impl<P: Platform> Mm<P> {
         false
     }
 
+    /// Why `zone` could not serve the request: its watermark, free pages and largest
+    /// free block, for the allocation-failure report.
+    #[inline(never)]
     fn verdict(&self, zone: &Zone, ac: &AllocContext, flags: AllocFlags) -> ZoneVerdict {
         let pages = |n: u64| n.min(u32::MAX as u64) as u32;
         ZoneVerdict {
@@ -475,6 +491,47 @@ impl<P: Platform> Mm<P> {
             reserve: pages(zone.lowmem_reserve[ac.highest_zoneidx]),
         }
     }
+}
+
+/// The kinds of zone ([`ZoneType`]'s variants).
+const NR_ZONE_TYPES: usize = 5;
+
+/// [`Mm::zone_index`] of each [`ZoneType`] on `profile`, worked out at compile time: the
+/// type's place among the profile's zones, or ZONE_NORMAL's for a type it does not
+/// configure (or 0 without a Normal zone).
+const fn zone_indices(profile: crate::arch::Profile) -> [usize; NR_ZONE_TYPES] {
+    const fn place(types: &[ZoneType; MAX_NR_ZONES], zt: ZoneType) -> Option<usize> {
+        let mut i = 0;
+        while i < MAX_NR_ZONES {
+            if types[i] as usize == zt as usize {
+                return Some(i);
+            }
+            i += 1;
+        }
+        None
+    }
+    const ALL: [ZoneType; NR_ZONE_TYPES] = [
+        ZoneType::Dma,
+        ZoneType::Dma32,
+        ZoneType::Normal,
+        ZoneType::HighMem,
+        ZoneType::Movable,
+    ];
+    let types = profile.zone_types();
+    let normal = match place(&types, ZoneType::Normal) {
+        Some(i) => i,
+        None => 0,
+    };
+    let mut table = [0; NR_ZONE_TYPES];
+    let mut t = 0;
+    while t < NR_ZONE_TYPES {
+        table[ALL[t] as usize] = match place(&types, ALL[t]) {
+            Some(i) => i,
+            None => normal,
+        };
+        t += 1;
+    }
+    table
 }
 
 /// The PFN [`Mm::page_to_pfn`] gives a descriptor that is not in `mem_map`: past any
@@ -531,5 +588,20 @@ impl<P: Platform> ZoneLocked<'_, P> {
                 0
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A zone type the profile does not configure means ZONE_NORMAL (`OPT_ZONE_DMA32`,
+    /// `OPT_ZONE_HIGHMEM`): DMA32 on i386 and HighMem on x86_64 map to Normal's index.
+    #[test]
+    fn zone_indices_follow_the_profiles() {
+        use crate::arch::Profile;
+        // Dma, Dma32, Normal, HighMem, Movable.
+        assert_eq!(zone_indices(Profile::X86_64), [0, 1, 2, 2, 3]);
+        assert_eq!(zone_indices(Profile::I386), [0, 1, 1, 2, 3]);
     }
 }
