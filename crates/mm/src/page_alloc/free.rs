@@ -69,7 +69,7 @@ impl<P: Platform> Mm<P> {
         {
             Some(FreeError::WrongOrder {
                 pfn,
-                freed: order,
+                freed: order as u8,
                 allocated: page.order(),
             })
         } else {
