@@ -169,8 +169,6 @@ impl<P: Platform> Mm<P> {
     /// Count the failure, keep its report as the last failure ([`Mm::last_alloc_failure`])
     /// and print `warn_alloc()`'s report unless `__GFP_NOWARN`; the error carries the
     /// report's summary.
-    #[cold]
-    #[inline(never)]
     fn fail(
         &self,
         ac: &AllocContext,
