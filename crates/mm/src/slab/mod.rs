@@ -278,9 +278,10 @@ const _: () = assert!(core::mem::size_of::<Result<VirtAddr, SlabError>>() <= 16)
 const _: () = assert!(core::mem::size_of::<Result<u64, SlabError>>() <= 16);
 const _: () = assert!(core::mem::size_of::<Result<(), SlabError>>() <= 16);
 
-/// The words of [`SlabError::WrongCache`] and [`SlabError::ObjectsRemaining`] name caches
-/// by reference; printed on their own they give the kernel's words with the cache's
-/// address (the tools print names: [`Mm::slab_error_text`](crate::Mm::slab_error_text)).
+/// [`SlabError::WrongCache`] and [`SlabError::ObjectsRemaining`] refer to caches by
+/// reference: printed on their own they give the kernel's words without the names (the
+/// real cache's address instead); [`Mm::slab_error_text`](crate::Mm::slab_error_text)
+/// names them as the kernel's warning does.
 impl fmt::Display for SlabError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.fmt_with_names(f, None)
@@ -297,17 +298,28 @@ impl SlabError {
     ) -> fmt::Result {
         match self {
             SlabError::Alloc(e) => fmt::Display::fmt(e, f),
-            SlabError::TooLarge(n) => write!(f, "kmalloc of {n} bytes is larger than KMALLOC_MAX_SIZE ({} bytes)", kmalloc::KMALLOC_MAX_SIZE),
-            SlabError::Overflow(o) => write!(f, "{} x {} bytes overflows (kmalloc_array returns NULL)", o.n(), o.size()),
+            SlabError::TooLarge(n) => write!(
+                f,
+                "kmalloc of {n} bytes is larger than KMALLOC_MAX_SIZE ({} bytes)",
+                kmalloc::KMALLOC_MAX_SIZE
+            ),
+            SlabError::Overflow(o) => write!(
+                f,
+                "{} x {} bytes overflows (kmalloc_array returns NULL)",
+                o.n(),
+                o.size()
+            ),
             SlabError::BadCache(va) => write!(f, "{va:#x} is not a live kmem_cache"),
             SlabError::BadArgs(why) => write!(f, "kmem_cache_create: {why}"),
             SlabError::ObjectsRemaining { objects } => {
-                write!(f, "kmem_cache_destroy ")?;
-                match names {
-                    Some((cache, _)) => write!(f, "{cache}")?,
-                    None => write!(f, "(the cache given)")?,
+                write!(f, "kmem_cache_destroy")?;
+                if let Some((cache, _)) = names {
+                    write!(f, " {cache}")?;
                 }
-                write!(f, ": Slab cache still has objects ({objects} remaining); the cache is kept")
+                write!(
+                    f,
+                    ": Slab cache still has objects ({objects} remaining); the cache is kept"
+                )
             }
             SlabError::NotSlabObject(va, why) => write!(f, "{va}: {why}"),
             SlabError::WrongCache { actual } => match names {
@@ -317,14 +329,22 @@ impl SlabError {
                 ),
                 None => write!(
                     f,
-                    "cache_from_obj: Wrong slab cache. The cache given but object is from the kmem_cache at {:#x}",
+                    "cache_from_obj: Wrong slab cache: the object is from the kmem_cache at {:#x}",
                     actual.0
                 ),
             },
-            SlabError::DebugCheck(va, why) => write!(f, "{va}: {why} (slab_debug refused the free; the object is kept out of circulation)"),
-            SlabError::NoPerCpuSpace => write!(f, "no room left in the per-CPU areas for another cache"),
+            SlabError::DebugCheck(va, why) => write!(
+                f,
+                "{va}: {why} (slab_debug refused the free; the object is kept out of circulation)"
+            ),
+            SlabError::NoPerCpuSpace => {
+                write!(f, "no room left in the per-CPU areas for another cache")
+            }
             SlabError::TooManyCaches => write!(f, "too many slab caches"),
-            SlabError::Corrupted { addr, what } => write!(f, "{addr:#x}: {what} (the kernel's report is on the console)"),
+            SlabError::Corrupted { addr, what } => write!(
+                f,
+                "{addr:#x}: {what} (the kernel's report is on the console)"
+            ),
         }
     }
 }
@@ -741,6 +761,21 @@ mod tests {
         assert_eq!(
             SlabError::BadArgs(Reason::AlignNotPowerOfTwo).to_string(),
             "kmem_cache_create: alignment must be a power of two"
+        );
+    }
+
+    #[test]
+    fn cache_errors_alone_print_without_names() {
+        let e = SlabError::WrongCache {
+            actual: KmemCacheRef(0xffff_8880_0105_f700),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cache_from_obj: Wrong slab cache: the object is from the kmem_cache at 0xffff88800105f700"
+        );
+        assert_eq!(
+            SlabError::ObjectsRemaining { objects: 3 }.to_string(),
+            "kmem_cache_destroy: Slab cache still has objects (3 remaining); the cache is kept"
         );
     }
 
