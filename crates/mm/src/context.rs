@@ -133,7 +133,7 @@ impl PreemptCount {
 /// A rule about context that a caller broke: `might_sleep()` in atomic context.
 ///
 /// 12 bytes (the CPU as a `u32`, as the kernel's `int cpu`), so that it travels inside
-/// the allocators' errors and their `Result`s still fit in two registers.
+/// the allocators' errors and their `Result`s stay within 16 bytes.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct SleepInAtomic {
     /// `in_atomic()` at the time.

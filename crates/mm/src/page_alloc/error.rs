@@ -191,8 +191,8 @@ impl core::error::Error for AllocFailure {}
 /// why the allocator gave up, in 8 bytes. The kernel's `alloc_pages()` returns NULL and
 /// `warn_alloc()` puts the detail on the console; here the detail (each zone's verdict,
 /// what reclaim got back) is the page allocator's record of its last failure
-/// ([`Mm::last_alloc_failure`](crate::Mm::last_alloc_failure)), so that the error, and `Result<&Page, PageAllocError>`,
-/// come back in registers.
+/// ([`Mm::last_alloc_failure`](crate::Mm::last_alloc_failure)), so that the error, and
+/// `Result<&Page, PageAllocError>`, stay small ([`PageAllocError`]).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct AllocFailureSummary {
     /// The flags.
@@ -219,10 +219,12 @@ impl fmt::Display for AllocFailureSummary {
 
 /// Why `alloc_pages` and friends returned no page.
 ///
-/// At most 16 bytes, with its tag in the first byte and every variant's data after it:
-/// `Result<&Page, PageAllocError>` is then 16 bytes too (the page in the second word, a
-/// tag value the error never uses meaning `Ok`), and the Rust ABI returns it in two
-/// registers rather than through memory on every `alloc_pages()`.
+/// 12 bytes, with its tag in the first byte and every variant's data after it:
+/// `Result<&Page, PageAllocError>` is then 16 bytes (the page in the second word, a tag
+/// value the error never uses meaning `Ok`), where it was 88 with the whole failure report
+/// inside. rustc 1.95's Rust ABI still returns it through memory the caller provides:
+/// only a two-scalar layout (a `Result` whose error is one 8-byte integer) comes back in
+/// rax:rdx. What the size buys is 16 bytes written and read per call, not 88.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum PageAllocError {
     /// `order > MAX_PAGE_ORDER`.
@@ -266,8 +268,8 @@ impl From<GfpError> for PageAllocError {
 
 /// Why a free was refused (each also reported as the kernel's `BUG: Bad page state`).
 ///
-/// 16 bytes (tag first, a PFN or address in the second word), so that `__free_pages()`'s
-/// `Result<(), FreeError>` comes back in registers.
+/// 16 bytes (tag first, a PFN or address in the second word), and so is `__free_pages()`'s
+/// `Result<(), FreeError>` (it was 24).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum FreeError {
     /// The PFN is not RAM described by `mem_map` (`pfn_valid()` fails).
@@ -339,8 +341,8 @@ impl fmt::Display for FreeError {
 
 impl core::error::Error for FreeError {}
 
-// The hot API's results fit in two registers (the Rust ABI returns up to 16 bytes in
-// rax:rdx; more goes through memory the caller provides).
+// The hot API's results stay at 16 bytes or less (see PageAllocError: written and read
+// through memory all the same, by rustc 1.95).
 const _: () = assert!(core::mem::size_of::<AllocFailureSummary>() <= 8);
 const _: () = assert!(core::mem::size_of::<PageAllocError>() <= 16);
 const _: () = assert!(core::mem::size_of::<Result<&crate::Page, PageAllocError>>() <= 16);

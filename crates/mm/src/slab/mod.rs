@@ -225,12 +225,16 @@ impl Default for SlabConfig {
 /// At most 16 bytes, with the tag in the first byte and every variant's data after it
 /// (at most one 8-byte word, in the second half): `Result<VirtAddr, SlabError>`,
 /// `Result<u64, SlabError>` and `Result<(), SlabError>` are then 16 bytes too (the value
-/// in the second word, a tag value no error uses meaning `Ok`), and the Rust ABI returns
-/// them in two registers rather than through memory on every `kmalloc()`, `kfree()`,
-/// `kmem_cache_alloc()` and `kmem_cache_free()`. So the words are a one-byte [`Reason`],
-/// the caches are named by reference (the tools print their names:
-/// [`Mm::slab_error_text`](crate::Mm::slab_error_text)), and a failed page allocation leaves its per-zone report in
+/// in the second word, a tag value no error uses meaning `Ok`), where they were 88 bytes
+/// for every `kmalloc()`, `kfree()`, `kmem_cache_alloc()` and `kmem_cache_free()`. So the
+/// words are a one-byte [`Reason`], the caches are named by reference (the tools print
+/// their names: [`Mm::slab_error_text`](crate::Mm::slab_error_text)), and a failed page
+/// allocation leaves its per-zone report in
 /// [`Mm::last_alloc_failure`](crate::Mm::last_alloc_failure).
+///
+/// rustc 1.95's Rust ABI still returns such a `Result` through memory the caller
+/// provides: only a two-scalar layout (a `Result` whose error is one 8-byte integer) comes
+/// back in rax:rdx. What the size buys is 16 bytes written and read per call, not 88.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum SlabError {
     /// The page allocator could not give a slab.
