@@ -243,6 +243,10 @@ impl Shell {
                 words.first().unwrap_or(&"")
             )),
         };
+        // A failed allocation's error carries its summary; the page allocator keeps the
+        // rest of the report (each zone's verdict), which the shell shows in its place.
+        let result =
+            result.map_err(|e| self.machine.mm().with_alloc_failure_detail(&e).to_string());
         // Asked before the console is taken: faults recorded without a console (a
         // `struct page` lookup past mem_map) are printed by this call.
         let oops = (self.machine.take_oopses() > 0).then(|| self.oops_notice());

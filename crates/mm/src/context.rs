@@ -131,7 +131,10 @@ impl PreemptCount {
 }
 
 /// A rule about context that a caller broke: `might_sleep()` in atomic context.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// 12 bytes (the CPU as a `u32`, as the kernel's `int cpu`), so that it travels inside
+/// the allocators' errors and their `Result`s stay within 16 bytes.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct SleepInAtomic {
     /// `in_atomic()` at the time.
     pub in_atomic: bool,
@@ -140,8 +143,10 @@ pub struct SleepInAtomic {
     /// The raw `preempt_count`.
     pub preempt_count: u32,
     /// The CPU.
-    pub cpu: usize,
+    pub cpu: u32,
 }
+
+const _: () = assert!(core::mem::size_of::<SleepInAtomic>() == 12);
 
 impl fmt::Display for SleepInAtomic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -232,7 +232,7 @@ impl<P: Platform> Mm<P> {
             in_atomic: pc.in_atomic(),
             irqs_disabled,
             preempt_count: pc.get(),
-            cpu: self.platform.smp_processor_id(),
+            cpu: self.platform.smp_processor_id() as u32,
         };
         VmEvents::add(&self.events().bug_sleep_in_atomic, 1);
         let (file, line) = context::MIGHT_ALLOC_SITE;

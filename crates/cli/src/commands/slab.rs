@@ -268,7 +268,7 @@ fn kmem_cache_alloc(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     sh.kernel(|mm| {
         mm.kmem_cache_alloc_caller(r, gfp, site)
             .map(|a| object_value(mm, a))
-            .map_err(|e| slab_err_of("kmem_cache_alloc", e))
+            .map_err(|e| slab_err_of(mm, "kmem_cache_alloc", r, e))
     })?
 }
 
@@ -278,7 +278,7 @@ fn kmem_cache_free(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     sh.kernel(|mm| {
         mm.kmem_cache_free_caller(r, VirtAddr(p), site)
             .map(|_| Value::None)
-            .map_err(|e| slab_err_of("kmem_cache_free", e))
+            .map_err(|e| slab_err_of(mm, "kmem_cache_free", r, e))
     })?
 }
 
@@ -287,16 +287,22 @@ fn kmem_cache_destroy(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     sh.kernel(|mm| {
         mm.kmem_cache_destroy(r)
             .map(|_| Value::None)
-            .map_err(|e| slab_err_of("kmem_cache_destroy", e))
+            .map_err(|e| slab_err_of(mm, "kmem_cache_destroy", r, e))
     })?
 }
 
-/// A slab error of the function `func`: `SlabError::BadArgs` prints itself as
-/// `kmem_cache_create`'s, whichever function refused, so the shell names the right one.
-fn slab_err_of(func: &str, e: kmemlab_mm::slab::SlabError) -> String {
+/// A slab error of the function `func`, given the cache `cache`: `SlabError::BadArgs`
+/// prints itself as `kmem_cache_create`'s, whichever function refused, so the shell names
+/// the right one; the caches a refused free or destroy names are named.
+fn slab_err_of(
+    mm: &Mm<SimPlatform>,
+    func: &str,
+    cache: kmemlab_mm::slab::KmemCacheRef,
+    e: kmemlab_mm::slab::SlabError,
+) -> String {
     match e {
         kmemlab_mm::slab::SlabError::BadArgs(why) => format!("{func}: {why}"),
-        other => other.to_string(),
+        other => mm.slab_error_text(cache, other).to_string(),
     }
 }
 

@@ -160,7 +160,7 @@ fn try_alloc(
         .on_cpu(cpu, ctx, |mm| {
             mm.alloc_pages(gfp, order)
                 .map(|p| mm.page_to_pfn(p))
-                .map_err(|e| e.to_string())
+                .map_err(|e| super::explain(mm, e))
         })
         .map_err(|e| e.to_string())?;
     Ok((r, machine.take_console()))
@@ -356,13 +356,13 @@ pub(super) fn kmalloc_section(t: &mut Tour, machine: &Machine) -> Result<(), Str
         "In hard-IRQ context on CPU {irq_cpu}, kmalloc(256, GFP_ATOMIC): {}",
         match &atomic {
             Ok(p) => format!("{p}, from CPU {irq_cpu}'s own slab, no lock taken"),
-            Err(e) => format!("failed: {e}"),
+            Err(e) => format!("failed: {}", super::explain(machine.mm(), e)),
         }
     ));
     t.fact("hardirq_kmalloc_atomic", json!({"ok": atomic_ok}));
 
     // The size limit.
-    let too_big = machine.run(|mm| mm.kmalloc((4 << 20) + 1, Gfp::GFP_KERNEL));
+    let too_big = super::run_text(machine, |mm| mm.kmalloc((4 << 20) + 1, Gfp::GFP_KERNEL));
     let kernel = machine.take_console();
     let refused = too_big.is_err();
     t.line(
@@ -424,7 +424,7 @@ pub(super) fn kmalloc_section(t: &mut Tour, machine: &Machine) -> Result<(), Str
 /// kmalloc(`size`, `gfp`) and free it: the cache that served it and the object size.
 fn size_class(machine: &Machine, size: usize, gfp: Gfp) -> Result<(String, usize), String> {
     machine.run(|mm| {
-        let p = mm.kmalloc(size, gfp).map_err(|e| e.to_string())?;
+        let p = mm.kmalloc(size, gfp).map_err(|e| super::explain(mm, e))?;
         let object = mm.ksize(p).map_err(|e| e.to_string());
         let name = mm
             .object_info(p)
@@ -443,7 +443,7 @@ fn size_class(machine: &Machine, size: usize, gfp: Gfp) -> Result<(String, usize
 /// the page tables (the CPU's view), compared with the direct map's arithmetic.
 fn kmalloc_object(t: &mut Tour, machine: &Machine) {
     const SIZE: usize = 3000;
-    let p = match machine.run(|mm| mm.kmalloc(SIZE, Gfp::GFP_KERNEL)) {
+    let p = match super::run_text(machine, |mm| mm.kmalloc(SIZE, Gfp::GFP_KERNEL)) {
         Ok(p) => p,
         Err(e) => {
             t.line(format!("kmalloc(3000) failed: {e}"));
@@ -487,10 +487,10 @@ fn double_free(machine: &Machine) -> Result<(bool, Vec<String>), String> {
             let flags = SlabFlags::DEBUG;
             let c = mm
                 .kmem_cache_create("tour_debug", 64, 0, flags, None)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| super::explain(mm, e))?;
             let o = mm
                 .kmem_cache_alloc(c, Gfp::GFP_KERNEL)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| super::explain(mm, e))?;
             mm.kmem_cache_free(c, o).map_err(|e| e.to_string())?;
             let caught = mm.kmem_cache_free(c, o).is_err();
             mm.kmem_cache_destroy(c).map_err(|e| e.to_string())?;

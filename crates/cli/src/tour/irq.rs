@@ -49,12 +49,12 @@ pub fn section(t: &mut Tour, machine: &Machine) -> Result<(), String> {
                 match mm.kmalloc(REQUEST, Gfp::GFP_NOWAIT | Gfp::__GFP_NOWARN) {
                     Ok(p) if taken.len() < MAX_OBJECTS => taken.push(p),
                     Ok(p) => break Ok(p),
-                    Err(e) => break Err(e.to_string()),
+                    Err(e) => break Err(super::explain(mm, e)),
                 }
             };
             let atomic = mm
                 .kmalloc(REQUEST, Gfp::GFP_ATOMIC)
-                .map_err(|e| e.to_string());
+                .map_err(|e| super::explain(mm, e));
             (taken, nowait, atomic)
         })
         .map_err(|e| e.to_string())?;
@@ -184,7 +184,9 @@ fn in_irq<T, E: ToString>(
     f: impl FnOnce(&Mm<SimPlatform>) -> Result<T, E>,
 ) -> Result<Result<T, String>, String> {
     machine
-        .on_cpu(cpu, Context::Hardirq, |mm| f(mm).map_err(|e| e.to_string()))
+        .on_cpu(cpu, Context::Hardirq, |mm| {
+            f(mm).map_err(|e| super::explain(mm, e.to_string()))
+        })
         .map_err(|e| e.to_string())
 }
 

@@ -181,15 +181,34 @@ impl Tour {
     }
 }
 
-/// Run one section that decides `claims` (id and statement). If it stops with an error,
-/// every claim it had not decided yet fails with that error as what was measured; the
-/// tour goes on with the next section.
+/// An error's message as the tour prints it: a failed allocation's summary completed
+/// with the page allocator's report of it ([`kmemlab_mm::Mm::with_alloc_failure_detail`]:
+/// each zone's verdict). Call it right after the failure, on the machine that failed.
+pub(crate) fn explain(
+    mm: &kmemlab_mm::Mm<kmemlab_sim::SimPlatform>,
+    e: impl std::fmt::Display,
+) -> String {
+    mm.with_alloc_failure_detail(&e.to_string()).to_string()
+}
+
+/// Run `f` on `machine` (as [`Machine::run`]), its error as [`explain`] gives it.
+pub(crate) fn run_text<T, E: std::fmt::Display>(
+    machine: &Machine,
+    f: impl FnOnce(&kmemlab_mm::Mm<kmemlab_sim::SimPlatform>) -> Result<T, E>,
+) -> Result<T, String> {
+    machine.run(|mm| f(mm).map_err(|e| explain(mm, e)))
+}
+
+/// Run one section on `machine` that decides `claims` (id and statement). If it stops
+/// with an error, every claim it had not decided yet fails with that error as what was
+/// measured; the tour goes on with the next section.
 fn run_section(
     t: &mut Tour,
+    machine: &Machine,
     claims: &[(&'static str, &'static str)],
     section: impl FnOnce(&mut Tour) -> Result<(), String>,
 ) {
-    if let Err(e) = section(t) {
+    if let Err(e) = section(t).map_err(|e| explain(machine.mm(), e)) {
         t.line(format!("The experiment stopped: {e}"));
         for &(id, claim) in claims {
             if !t.decided(id) {
@@ -268,7 +287,7 @@ pub fn run_claim(machine: &Machine, args: &MachineArgs, id: &str) -> Option<Sect
         kernel: Vec::new(),
     };
     let first = claims[0].0;
-    run_section(&mut t, claims, |t| match first {
+    run_section(&mut t, machine, claims, |t| match first {
         "A" => vmalloc::section(t, machine, args),
         "C" => dma::section(t, machine),
         "D" => irq::section(t, machine),
@@ -317,18 +336,24 @@ pub fn run(args: &MachineArgs, options: TourOptions) -> Result<bool, String> {
     basics::boot_reservations(&mut t, &machine);
     basics::zone_table(&mut t, &machine);
     basics::buddy_lists(&mut t, &machine);
-    run_section(&mut t, &[], |t| basics::allocations(t, &machine));
-    run_section(&mut t, &[], |t| basics::kmalloc_section(t, &machine));
-    run_section(&mut t, vmalloc::CLAIMS, |t| {
+    run_section(&mut t, &machine, &[], |t| basics::allocations(t, &machine));
+    run_section(&mut t, &machine, &[], |t| {
+        basics::kmalloc_section(t, &machine)
+    });
+    run_section(&mut t, &machine, vmalloc::CLAIMS, |t| {
         vmalloc::section(t, &machine, args)
     });
-    run_section(&mut t, dma::CLAIMS, |t| dma::section(t, &machine));
-    run_section(&mut t, irq::CLAIMS, |t| irq::section(t, &machine));
-    run_section(&mut t, underneath::CLAIMS, |t| {
+    run_section(&mut t, &machine, dma::CLAIMS, |t| dma::section(t, &machine));
+    run_section(&mut t, &machine, irq::CLAIMS, |t| irq::section(t, &machine));
+    run_section(&mut t, &machine, underneath::CLAIMS, |t| {
         underneath::section(t, &machine)
     });
-    run_section(&mut t, overhead::CLAIMS, |t| overhead::section(t, &machine));
-    run_section(&mut t, size::CLAIMS, |t| size::section(t, &machine));
+    run_section(&mut t, &machine, overhead::CLAIMS, |t| {
+        overhead::section(t, &machine)
+    });
+    run_section(&mut t, &machine, size::CLAIMS, |t| {
+        size::section(t, &machine)
+    });
     let ok = claims_table(&mut t, &machine);
     if options.json {
         let mut doc = t.facts;

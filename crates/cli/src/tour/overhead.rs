@@ -186,8 +186,13 @@ fn timed_ops(machine: &Machine) -> Result<Vec<f64>, String> {
         let per_op = |start: Instant, n: usize| start.elapsed().as_nanos() as f64 / n as f64;
         let start = Instant::now();
         let ks = batch(
-            || mm.kmalloc(SIZE, Gfp::GFP_KERNEL).map_err(|e| e.to_string()),
-            |p| drop(mm.kfree(p)),
+            || {
+                mm.kmalloc(SIZE, Gfp::GFP_KERNEL)
+                    .map_err(|e| super::explain(mm, e))
+            },
+            |p| {
+                let _ = mm.kfree(p);
+            },
         )?;
         let kmalloc = per_op(start, BATCH);
         let start = Instant::now();
@@ -197,7 +202,7 @@ fn timed_ops(machine: &Machine) -> Result<Vec<f64>, String> {
         let kfree = per_op(start, BATCH);
         let start = Instant::now();
         let vs = batch(
-            || mm.vmalloc(SIZE).map_err(|e| e.to_string()),
+            || mm.vmalloc(SIZE).map_err(|e| super::explain(mm, e)),
             |p| drop(mm.vfree(p)),
         )?;
         let vmalloc = per_op(start, BATCH);

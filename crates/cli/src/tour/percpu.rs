@@ -54,7 +54,10 @@ fn measure(like: &MachineConfig, percpu: SlabPercpu) -> Result<Hits, String> {
         for _ in 0..ROUNDS {
             let mut objs = Vec::with_capacity(BURST);
             for _ in 0..BURST {
-                objs.push(mm.kmalloc(64, Gfp::GFP_KERNEL).map_err(|e| e.to_string())?);
+                objs.push(
+                    mm.kmalloc(64, Gfp::GFP_KERNEL)
+                        .map_err(|e| super::explain(mm, e))?,
+                );
             }
             for p in objs {
                 mm.kfree(p).map_err(|e| e.to_string())?;

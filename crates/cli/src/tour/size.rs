@@ -79,10 +79,16 @@ pub fn section(t: &mut Tour, machine: &Machine) -> Result<(), String> {
     let need = vmalloc_need(big) + vmalloc_need(KMALLOC_MAX_SIZE);
     let g_fits = spare >= need;
     let big_fits = spare >= vmalloc_need(big);
-    let kmalloc = machine.run(|mm| mm.kmalloc(KMALLOC_MAX_SIZE, Gfp::GFP_KERNEL));
+    let kmalloc = machine.run(|mm| {
+        mm.kmalloc(KMALLOC_MAX_SIZE, Gfp::GFP_KERNEL)
+            .map_err(|e| super::explain(mm, e))
+    });
     let kmalloc_console = t.take_console(machine);
-    let vmalloc = machine.run(|mm| mm.vmalloc(big));
-    let kvmalloc = machine.run(|mm| mm.kvmalloc(KMALLOC_MAX_SIZE, Gfp::GFP_KERNEL));
+    let vmalloc = machine.run(|mm| mm.vmalloc(big).map_err(|e| super::explain(mm, e)));
+    let kvmalloc = machine.run(|mm| {
+        mm.kvmalloc(KMALLOC_MAX_SIZE, Gfp::GFP_KERNEL)
+            .map_err(|e| super::explain(mm, e))
+    });
     t.take_console(machine);
     let kv_is_vmalloc = kvmalloc
         .as_ref()
@@ -91,7 +97,7 @@ pub fn section(t: &mut Tour, machine: &Machine) -> Result<(), String> {
         "kmalloc(4M) needs one free order-10 block: {}",
         match &kmalloc {
             Ok(p) => format!("served at {p} (unexpected)"),
-            Err(e) => format!("failed: {}", first_clause(&e.to_string())),
+            Err(e) => format!("failed: {}", first_clause(e)),
         }
     ));
     for l in kmalloc_console.iter().take(1) {
@@ -219,11 +225,14 @@ fn limits(
     big_refusal: Option<String>,
 ) -> Result<(), String> {
     let refusal = order10_refusal(machine.mm()).or(big_refusal);
-    let max = machine.run(|mm| mm.kmalloc(KMALLOC_MAX_SIZE, Gfp::GFP_KERNEL));
+    let max = machine.run(|mm| {
+        mm.kmalloc(KMALLOC_MAX_SIZE, Gfp::GFP_KERNEL)
+            .map_err(|e| super::explain(mm, e))
+    });
     let (over, _) = kmalloc_too_big(machine);
     t.take_console(machine);
     let total = machine.mm().layout().vmalloc_total() as usize;
-    let whole_area = machine.run(|mm| mm.vmalloc(total));
+    let whole_area = machine.run(|mm| mm.vmalloc(total).map_err(|e| super::explain(mm, e)));
     let area_console = t.take_console(machine);
     t.line(format!(
         "With the pinned pages given back: kmalloc(4M) {}, kmalloc(4M + 1) {}.",
@@ -331,7 +340,7 @@ fn kmalloc_too_big(machine: &Machine) -> (Result<VirtAddr, String>, u64) {
         let before = work(mm);
         let r = mm
             .kmalloc(KMALLOC_MAX_SIZE + 1, Gfp::GFP_KERNEL)
-            .map_err(|e| e.to_string());
+            .map_err(|e| super::explain(mm, e));
         (r, work(mm) - before)
     })
 }

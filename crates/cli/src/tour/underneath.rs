@@ -115,7 +115,7 @@ fn kmalloc_side(machine: &Machine) -> Result<(Counts, u64), String> {
             match mm.kmalloc(OBJECT_SIZE, Gfp::GFP_KERNEL) {
                 Ok(p) => objects.push(p),
                 Err(e) => {
-                    failure = Some(e.to_string());
+                    failure = Some(super::explain(mm, e));
                     break;
                 }
             }

@@ -124,6 +124,11 @@ impl<P: Platform> Mm<P> {
     /// vmalloc does this so that each small page can be treated on its own).
     pub fn split_page(&self, page: &Page, order: u32) -> Result<(), FreeError> {
         let pfn = self.mem_map.pfn_of(page).ok_or(FreeError::ForeignPage)?;
+        // Before the order is compared with the page's: a larger one is no order the
+        // allocation could have had (and [`FreeError::WrongOrder`] keeps it in a byte).
+        if order > MAX_PAGE_ORDER {
+            return Err(FreeError::OrderTooLarge(order));
+        }
         if page.is_head()
             || page.is_tail()
             || page.is_slab()
@@ -132,11 +137,11 @@ impl<P: Platform> Mm<P> {
         {
             return Err(FreeError::WrongOrder {
                 pfn,
-                freed: order,
+                freed: order as u8,
                 allocated: page.order(),
             });
         }
-        if order > MAX_PAGE_ORDER || !self.block_in_one_zone(pfn, order) {
+        if !self.block_in_one_zone(pfn, order) {
             return Err(FreeError::OrderTooLarge(order));
         }
         let mt = page.pcp_migratetype();

@@ -130,7 +130,10 @@ impl FailReason {
     }
 }
 
-/// A page allocation that failed for lack of memory (what `warn_alloc` reports).
+/// A page allocation that failed for lack of memory, with every zone's verdict (the
+/// facts `warn_alloc()` reports). Too big to travel in the error (88 bytes): the error
+/// carries its [`AllocFailureSummary`], and the slow path that built it keeps it as the
+/// page allocator's record of its last failure, [`Mm::last_alloc_failure`](crate::Mm::last_alloc_failure).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct AllocFailure {
     /// The flags.
@@ -147,15 +150,22 @@ pub struct AllocFailure {
     pub reclaimed: u64,
 }
 
+impl AllocFailure {
+    /// What the error of this failure carries: flags, order and reason.
+    pub fn summary(&self) -> AllocFailureSummary {
+        AllocFailureSummary {
+            gfp: self.gfp,
+            // Failures are of orders up to MAX_PAGE_ORDER (larger ones are refused first).
+            order: self.order as u8,
+            reason: self.reason,
+        }
+    }
+}
+
+/// The summary, then each zone's verdict, highest zone first, and what reclaim got back.
 impl fmt::Display for AllocFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "page allocation failure: order:{}, mode:{:?}: {}",
-            self.order,
-            self.gfp,
-            self.reason.describe()
-        )?;
+        self.summary().fmt(f)?;
         for v in self.zones.iter().flatten().rev() {
             write!(f, "; {}: free {} pages, {}", v.zone, v.free, v)?;
             match v.largest_order.map(u32::from) {
@@ -177,8 +187,45 @@ impl fmt::Display for AllocFailure {
 
 impl core::error::Error for AllocFailure {}
 
+/// What [`PageAllocError::NoMemory`] says of a failed allocation: the flags, the order and
+/// why the allocator gave up, in 8 bytes. The kernel's `alloc_pages()` returns NULL and
+/// `warn_alloc()` puts the detail on the console; here the detail (each zone's verdict,
+/// what reclaim got back) is the page allocator's record of its last failure
+/// ([`Mm::last_alloc_failure`](crate::Mm::last_alloc_failure)), so that the error, and
+/// `Result<&Page, PageAllocError>`, stay small ([`PageAllocError`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct AllocFailureSummary {
+    /// The flags.
+    pub gfp: Gfp,
+    /// The order (at most MAX_PAGE_ORDER).
+    pub order: u8,
+    /// Why allocation stopped.
+    pub reason: FailReason,
+}
+
+/// The first part of the [`AllocFailure`] report: `page allocation failure: order:N,
+/// mode:0x...(...): ` and why.
+impl fmt::Display for AllocFailureSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "page allocation failure: order:{}, mode:{:?}: {}",
+            self.order,
+            self.gfp,
+            self.reason.describe()
+        )
+    }
+}
+
 /// Why `alloc_pages` and friends returned no page.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// 12 bytes, with its tag in the first byte and every variant's data after it:
+/// `Result<&Page, PageAllocError>` is then 16 bytes (the page in the second word, a tag
+/// value the error never uses meaning `Ok`), where it was 88 with the whole failure report
+/// inside. rustc 1.95's Rust ABI still returns it through memory the caller provides:
+/// only a two-scalar layout (a `Result` whose error is one 8-byte integer) comes back in
+/// rax:rdx. What the size buys is 16 bytes written and read per call, not 88.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum PageAllocError {
     /// `order > MAX_PAGE_ORDER`.
     OrderTooLarge(u32),
@@ -188,8 +235,9 @@ pub enum PageAllocError {
     SleepInAtomic(SleepInAtomic),
     /// `__get_free_pages` with `__GFP_HIGHMEM`: a HighMem page has no permanent address.
     HighMemHasNoAddress,
-    /// Out of memory (or too fragmented) for this request.
-    NoMemory(AllocFailure),
+    /// Out of memory (or too fragmented) for this request. The zones' verdicts are in
+    /// [`Mm::last_alloc_failure`](crate::Mm::last_alloc_failure).
+    NoMemory(AllocFailureSummary),
 }
 
 impl fmt::Display for PageAllocError {
@@ -205,7 +253,7 @@ impl fmt::Display for PageAllocError {
                 f,
                 "__get_free_pages with __GFP_HIGHMEM: a HighMem page has no kernel address (VM_BUG_ON)"
             ),
-            PageAllocError::NoMemory(failure) => failure.fmt(f),
+            PageAllocError::NoMemory(summary) => summary.fmt(f),
         }
     }
 }
@@ -219,7 +267,10 @@ impl From<GfpError> for PageAllocError {
 }
 
 /// Why a free was refused (each also reported as the kernel's `BUG: Bad page state`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// 16 bytes (tag first, a PFN or address in the second word), and so is `__free_pages()`'s
+/// `Result<(), FreeError>` (it was 24).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum FreeError {
     /// The PFN is not RAM described by `mem_map` (`pfn_valid()` fails).
     InvalidPfn(Pfn),
@@ -237,8 +288,9 @@ pub enum FreeError {
     WrongOrder {
         /// The page.
         pfn: Pfn,
-        /// The order passed to the free.
-        freed: u32,
+        /// The order passed to the free (at most MAX_PAGE_ORDER: a larger one is
+        /// [`FreeError::OrderTooLarge`]).
+        freed: u8,
         /// The order it was allocated with.
         allocated: u32,
     },
@@ -288,3 +340,29 @@ impl fmt::Display for FreeError {
 }
 
 impl core::error::Error for FreeError {}
+
+// The hot API's results stay at 16 bytes or less (see PageAllocError: written and read
+// through memory all the same, by rustc 1.95).
+const _: () = assert!(core::mem::size_of::<AllocFailureSummary>() <= 8);
+const _: () = assert!(core::mem::size_of::<PageAllocError>() <= 16);
+const _: () = assert!(core::mem::size_of::<Result<&crate::Page, PageAllocError>>() <= 16);
+const _: () = assert!(core::mem::size_of::<Result<(), PageAllocError>>() <= 16);
+const _: () = assert!(core::mem::size_of::<Result<(), FreeError>>() <= 16);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The results of `alloc_pages()` and `__free_pages()` are 16 bytes: the error's tag
+    /// byte leaves room for `Ok` (a tag value no error uses), the page in the second word.
+    #[test]
+    fn results_use_the_tag_niche() {
+        use core::mem::size_of;
+        assert_eq!(size_of::<AllocFailureSummary>(), 8);
+        assert_eq!(size_of::<PageAllocError>(), 12);
+        assert_eq!(size_of::<Result<&crate::Page, PageAllocError>>(), 16);
+        assert_eq!(size_of::<Result<(), PageAllocError>>(), 12);
+        assert_eq!(size_of::<FreeError>(), 16);
+        assert_eq!(size_of::<Result<(), FreeError>>(), 16);
+    }
+}

@@ -95,7 +95,7 @@ impl<P: Platform> Mm<P> {
             // wholly in one zone (a page of mem_map outside every zone included).
             FreeError::WrongOrder {
                 pfn,
-                freed: order,
+                freed: order as u8,
                 allocated,
             }
         };

@@ -48,7 +48,9 @@ pub mod slowpath;
 pub mod sysctl;
 mod zone;
 
-pub use error::{AllocFailure, FailReason, FreeError, PageAllocError, ZoneVerdict};
+pub use error::{
+    AllocFailure, AllocFailureSummary, FailReason, FreeError, PageAllocError, ZoneVerdict,
+};
 pub use pcp::PerCpuPages;
 pub use zone::{
     FreeArea, MigrateType, Watermark, Zone, ZoneType, MAX_NR_ZONES, MIGRATE_PCPTYPES, MIGRATE_TYPES,
@@ -194,6 +196,10 @@ pub struct PageAlloc {
     init_on_alloc: bool,
     /// The `init_on_free` static key (same places; [`Mm::want_init_on_free`]).
     init_on_free: bool,
+    /// The report of the last allocation that failed for lack of memory, kept by the slow
+    /// path when it gives up ([`Mm::last_alloc_failure`]); taken only on failure and
+    /// by readers, never on a path that succeeds.
+    last_failure: crate::sync::SpinLockIrq<Option<AllocFailure>>,
 }
 
 impl PageAlloc {
@@ -211,6 +217,7 @@ impl PageAlloc {
             totalreserve_pages: 0,
             init_on_alloc: false,
             init_on_free: false,
+            last_failure: crate::sync::SpinLockIrq::new(None),
         }
     }
 }

@@ -10,8 +10,8 @@
 use crate::addr::{Pfn, PAGE_ALLOC_COSTLY_ORDER};
 use crate::gfp::Gfp;
 use crate::page_alloc::{
-    AllocContext, AllocFailure, AllocFlags, FailReason, MigrateType, PageAllocError, ZoneVerdict,
-    MAX_NR_ZONES,
+    AllocContext, AllocFailure, AllocFailureSummary, AllocFlags, FailReason, MigrateType,
+    PageAllocError, ZoneVerdict, MAX_NR_ZONES,
 };
 use crate::platform::Platform;
 use crate::vmstat::VmEvents;
@@ -166,7 +166,9 @@ impl<P: Platform> Mm<P> {
         })
     }
 
-    /// Count the failure and print `warn_alloc()`'s report unless `__GFP_NOWARN`.
+    /// Count the failure, keep its report as the last failure ([`Mm::last_alloc_failure`])
+    /// and print `warn_alloc()`'s report unless `__GFP_NOWARN`; the error carries the
+    /// report's summary.
     fn fail(
         &self,
         ac: &AllocContext,
@@ -186,10 +188,38 @@ impl<P: Platform> Mm<P> {
             zones,
             reclaimed,
         };
+        *self.page_alloc.last_failure.lock_irqsave(&self.platform) = Some(failure);
         if !ac.gfp.contains(Gfp::__GFP_NOWARN) {
             self.warn_alloc(ac);
         }
-        PageAllocError::NoMemory(failure)
+        PageAllocError::NoMemory(failure.summary())
+    }
+
+    /// The report of the last page allocation on this machine that failed for lack of
+    /// memory (on any CPU): the flags, order and reason its error carries
+    /// ([`PageAllocError::NoMemory`]), each zone's last verdict and the pages reclaimed on
+    /// the way — what Linux 6.6's `warn_alloc()` shows on the console rather than in the
+    /// NULL that `alloc_pages()` returns. `None` until an allocation has failed.
+    ///
+    /// Read it right after the failure: a later failure (another CPU's, or an interrupt's
+    /// on this CPU) replaces it.
+    pub fn last_alloc_failure(&self) -> Option<AllocFailure> {
+        *self.page_alloc.last_failure.lock_irqsave(&self.platform)
+    }
+
+    /// An error's message with the detail of the failure it reports put back: where the
+    /// message carries the summary of the last allocation failure
+    /// ([`Mm::last_alloc_failure`], as [`PageAllocError::NoMemory`] prints it), the whole
+    /// report takes its place — each zone's verdict and what reclaim got back, the words
+    /// the error itself printed when it carried the report. Any other message is as it
+    /// was. For the tools that show errors to people (the shell, the tour, trace replay).
+    pub fn with_alloc_failure_detail<'a>(&self, message: &'a str) -> AllocFailureText<'a> {
+        let last = self.last_alloc_failure();
+        let at = last.and_then(|f| summary_in(message, &f.summary()));
+        AllocFailureText {
+            message,
+            detail: at.zip(last),
+        }
     }
 
     /// `warn_alloc()`: the first line the kernel prints, then `show_free_areas()` for the
@@ -239,5 +269,56 @@ impl<P: Platform> Mm<P> {
         }
         let _ = core::fmt::Write::write_fmt(&mut line, format_args!("= {total_kb}kB"));
         self.printk(format_args!("{}", line.as_str()));
+    }
+}
+
+/// Where `message` carries `summary` as its text: the byte range.
+fn summary_in(message: &str, summary: &AllocFailureSummary) -> Option<(usize, usize)> {
+    const START: &str = "page allocation failure: order:";
+    message.match_indices(START).find_map(|(at, _)| {
+        let mut rest = TextCursor {
+            rest: &message[at..],
+            matches: true,
+        };
+        let _ = core::fmt::Write::write_fmt(&mut rest, format_args!("{summary}"));
+        rest.matches.then(|| (at, message.len() - rest.rest.len()))
+    })
+}
+
+/// A `fmt::Write` that compares what is written with the text ahead of it.
+struct TextCursor<'a> {
+    rest: &'a str,
+    matches: bool,
+}
+
+impl core::fmt::Write for TextCursor<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        match self.rest.strip_prefix(s) {
+            Some(rest) if self.matches => self.rest = rest,
+            _ => self.matches = false,
+        }
+        Ok(())
+    }
+}
+
+/// An error's message with the report of the allocation failure it summarises
+/// ([`Mm::with_alloc_failure_detail`]).
+pub struct AllocFailureText<'a> {
+    message: &'a str,
+    /// Where the summary is in the message, and the report that replaces it.
+    detail: Option<((usize, usize), AllocFailure)>,
+}
+
+impl core::fmt::Display for AllocFailureText<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match &self.detail {
+            Some(((start, end), failure)) => write!(
+                f,
+                "{}{failure}{}",
+                &self.message[..*start],
+                &self.message[*end..]
+            ),
+            None => f.write_str(self.message),
+        }
     }
 }

@@ -315,7 +315,7 @@ impl<P: Platform> Mm<P> {
                 None => self.kfree_caller(object, caller),
                 Some(_) => Err(SlabError::NotSlabObject(
                     object,
-                    "not in a slab (kmem_cache_free_bulk of non-slab memory)",
+                    crate::slab::Reason::NotInSlabBulkFree,
                 )),
             };
             return (size, freed);
@@ -378,7 +378,7 @@ impl<P: Platform> Mm<P> {
             let Some(pfn) = self.sheaf_object_slab(s, object.0) else {
                 size -= 1;
                 crate::vmstat::VmEvents::add(&self.events().bug_slab, 1);
-                let e = self.slab_fault(object.0, true, "slab object corrupted");
+                let e = self.slab_fault(object.0, true, crate::slab::Reason::SlabObjectCorrupted);
                 result = result.and(Err(e));
                 continue;
             };
@@ -440,7 +440,7 @@ impl<P: Platform> Mm<P> {
         let Some((pfn, page)) = self.virt_to_slab(object) else {
             return Err(SlabError::NotSlabObject(
                 object,
-                "not in a slab (kmem_cache_free_bulk of non-slab memory)",
+                crate::slab::Reason::NotInSlabBulkFree,
             ));
         };
         if page.slab_cache() != s.self_va.load(Relaxed) {
@@ -449,7 +449,7 @@ impl<P: Platform> Mm<P> {
         if self.object_index_in(s, page, pfn, object.0).is_none() {
             return Err(SlabError::NotSlabObject(
                 object,
-                "not the start of an object (a pointer into the middle of one?)",
+                crate::slab::Reason::IntoObject,
             ));
         }
         if self.looks_free(s, pfn, object.0) {
@@ -605,7 +605,7 @@ impl<P: Platform> Mm<P> {
                 }
                 refused(Err(SlabError::NotSlabObject(
                     object,
-                    "not the start of an object (a pointer into the middle of one?)",
+                    crate::slab::Reason::IntoObject,
                 )));
                 continue;
             }

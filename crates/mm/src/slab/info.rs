@@ -119,7 +119,7 @@ impl<P: Platform> Mm<P> {
             .cpu_slab(s, cpu.min(self.platform.nr_cpus().saturating_sub(1)))
             .ok_or(SlabError::Corrupted {
                 addr: s.cpu_slab.load(Relaxed),
-                what: "kmem_cache.cpu_slab is no kmem_cache_cpu",
+                what: crate::slab::Reason::CpuSlabNotKmemCacheCpu,
             })?;
         let slab = c.slab_pfn();
         let mut partial = 0;

@@ -221,41 +221,48 @@ impl Default for SlabConfig {
 }
 
 /// Why a slab operation failed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// At most 16 bytes, with the tag in the first byte and every variant's data after it
+/// (at most one 8-byte word, in the second half): `Result<VirtAddr, SlabError>`,
+/// `Result<u64, SlabError>` and `Result<(), SlabError>` are then 16 bytes too (the value
+/// in the second word, a tag value no error uses meaning `Ok`), where they were 88 bytes
+/// for every `kmalloc()`, `kfree()`, `kmem_cache_alloc()` and `kmem_cache_free()`. So the
+/// words are a one-byte [`Reason`], the caches are named by reference (the tools print
+/// their names: [`Mm::slab_error_text`](crate::Mm::slab_error_text)), and a failed page
+/// allocation leaves its per-zone report in
+/// [`Mm::last_alloc_failure`](crate::Mm::last_alloc_failure).
+///
+/// rustc 1.95's Rust ABI still returns such a `Result` through memory the caller
+/// provides: only a two-scalar layout (a `Result` whose error is one 8-byte integer) comes
+/// back in rax:rdx. What the size buys is 16 bytes written and read per call, not 88.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum SlabError {
     /// The page allocator could not give a slab.
     Alloc(PageAllocError),
     /// `kmalloc` larger than KMALLOC_MAX_SIZE.
     TooLarge(usize),
     /// `kcalloc`/`kmalloc_array` whose size overflows.
-    Overflow {
-        /// Elements.
-        n: usize,
-        /// Element size.
-        size: usize,
-    },
+    Overflow(ArrayOverflow),
     /// A cache argument that is not a live cache.
     BadCache(u64),
     /// A bad `kmem_cache_create` argument.
-    BadArgs(&'static str),
+    BadArgs(Reason),
     /// The cache still has objects (`kmem_cache_destroy` refuses, as the kernel does).
+    /// The cache is the one the call was given (it is kept).
     ObjectsRemaining {
-        /// The cache.
-        name: CacheName,
         /// Objects still allocated.
         objects: u64,
     },
     /// A pointer that is no slab object or large kmalloc.
-    NotSlabObject(VirtAddr, &'static str),
-    /// An object freed to a cache it does not belong to.
+    NotSlabObject(VirtAddr, Reason),
+    /// An object freed to a cache it does not belong to (the cache named by the caller is
+    /// the one the call was given).
     WrongCache {
-        /// The cache named by the caller.
-        cache: CacheName,
         /// The object's real cache.
-        actual: CacheName,
+        actual: KmemCacheRef,
     },
     /// A free that the debug checks refused (the report went to the console).
-    DebugCheck(VirtAddr, &'static str),
+    DebugCheck(VirtAddr, Reason),
     /// The per-CPU area has no room for another cache.
     NoPerCpuSpace,
     /// Too many caches.
@@ -266,32 +273,82 @@ pub enum SlabError {
         /// The address whose contents were found corrupted (or that the kernel faulted on).
         addr: u64,
         /// What was wrong.
-        what: &'static str,
+        what: Reason,
     },
 }
 
+const _: () = assert!(core::mem::size_of::<SlabError>() <= 16);
+const _: () = assert!(core::mem::size_of::<Result<VirtAddr, SlabError>>() <= 16);
+const _: () = assert!(core::mem::size_of::<Result<u64, SlabError>>() <= 16);
+const _: () = assert!(core::mem::size_of::<Result<(), SlabError>>() <= 16);
+
+/// [`SlabError::WrongCache`] and [`SlabError::ObjectsRemaining`] refer to caches by
+/// reference: printed on their own they give the kernel's words without the names (the
+/// real cache's address instead); [`Mm::slab_error_text`](crate::Mm::slab_error_text)
+/// names them as the kernel's warning does.
 impl fmt::Display for SlabError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_with_names(f, None)
+    }
+}
+
+impl SlabError {
+    /// The message, with the caches named `names` (the cache the call was given, the
+    /// cache the error names) where it names caches.
+    fn fmt_with_names(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        names: Option<(CacheName, CacheName)>,
+    ) -> fmt::Result {
         match self {
-            SlabError::Alloc(e) => e.fmt(f),
-            SlabError::TooLarge(n) => write!(f, "kmalloc of {n} bytes is larger than KMALLOC_MAX_SIZE ({} bytes)", kmalloc::KMALLOC_MAX_SIZE),
-            SlabError::Overflow { n, size } => write!(f, "{n} x {size} bytes overflows (kmalloc_array returns NULL)"),
+            SlabError::Alloc(e) => fmt::Display::fmt(e, f),
+            SlabError::TooLarge(n) => write!(
+                f,
+                "kmalloc of {n} bytes is larger than KMALLOC_MAX_SIZE ({} bytes)",
+                kmalloc::KMALLOC_MAX_SIZE
+            ),
+            SlabError::Overflow(o) => write!(
+                f,
+                "{} x {} bytes overflows (kmalloc_array returns NULL)",
+                o.n(),
+                o.size()
+            ),
             SlabError::BadCache(va) => write!(f, "{va:#x} is not a live kmem_cache"),
             SlabError::BadArgs(why) => write!(f, "kmem_cache_create: {why}"),
-            SlabError::ObjectsRemaining { name, objects } => write!(
-                f,
-                "kmem_cache_destroy {}: Slab cache still has objects ({objects} remaining); the cache is kept",
-                name
-            ),
+            SlabError::ObjectsRemaining { objects } => {
+                write!(f, "kmem_cache_destroy")?;
+                if let Some((cache, _)) = names {
+                    write!(f, " {cache}")?;
+                }
+                write!(
+                    f,
+                    ": Slab cache still has objects ({objects} remaining); the cache is kept"
+                )
+            }
             SlabError::NotSlabObject(va, why) => write!(f, "{va}: {why}"),
-            SlabError::WrongCache { cache, actual } => write!(
+            SlabError::WrongCache { actual } => match names {
+                Some((cache, actual)) => write!(
+                    f,
+                    "cache_from_obj: Wrong slab cache. {cache} but object is from {actual}"
+                ),
+                None => write!(
+                    f,
+                    "cache_from_obj: Wrong slab cache: the object is from the kmem_cache at {:#x}",
+                    actual.0
+                ),
+            },
+            SlabError::DebugCheck(va, why) => write!(
                 f,
-                "cache_from_obj: Wrong slab cache. {cache} but object is from {actual}"
+                "{va}: {why} (slab_debug refused the free; the object is kept out of circulation)"
             ),
-            SlabError::DebugCheck(va, why) => write!(f, "{va}: {why} (slab_debug refused the free; the object is kept out of circulation)"),
-            SlabError::NoPerCpuSpace => write!(f, "no room left in the per-CPU areas for another cache"),
+            SlabError::NoPerCpuSpace => {
+                write!(f, "no room left in the per-CPU areas for another cache")
+            }
             SlabError::TooManyCaches => write!(f, "too many slab caches"),
-            SlabError::Corrupted { addr, what } => write!(f, "{addr:#x}: {what} (the kernel's report is on the console)"),
+            SlabError::Corrupted { addr, what } => write!(
+                f,
+                "{addr:#x}: {what} (the kernel's report is on the console)"
+            ),
         }
     }
 }
@@ -301,6 +358,154 @@ impl core::error::Error for SlabError {}
 impl From<PageAllocError> for SlabError {
     fn from(e: PageAllocError) -> Self {
         SlabError::Alloc(e)
+    }
+}
+
+/// The operands of a `kmalloc_array()` / `kcalloc()` whose product overflows, in 15
+/// bytes of alignment 1 (the element count whole, the element size in 56 bits: sizes of
+/// 64 PiB and more are kept as 2^56 - 1), so that [`SlabError`] stays 16 bytes.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct ArrayOverflow {
+    /// The element size, little-endian, saturated at 2^56 - 1.
+    size: [u8; 7],
+    /// The element count, little-endian.
+    n: [u8; 8],
+}
+
+impl ArrayOverflow {
+    /// `n` elements of `size` bytes.
+    pub fn new(n: usize, size: usize) -> ArrayOverflow {
+        let size = (size as u64).min((1 << 56) - 1).to_le_bytes();
+        ArrayOverflow {
+            size: [
+                size[0], size[1], size[2], size[3], size[4], size[5], size[6],
+            ],
+            n: (n as u64).to_le_bytes(),
+        }
+    }
+
+    /// The element count.
+    pub fn n(&self) -> u64 {
+        u64::from_le_bytes(self.n)
+    }
+
+    /// The element size (saturated at 2^56 - 1).
+    pub fn size(&self) -> u64 {
+        let s = self.size;
+        u64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], 0])
+    }
+}
+
+/// Defines [`Reason`]: each variant's words are its doc comment.
+macro_rules! slab_reasons {
+    ($($(#[$group:meta])* $name:ident => $text:literal,)*) => {
+        /// The words of a slab error ([`SlabError::BadArgs`], `NotSlabObject`,
+        /// `DebugCheck`, `Corrupted`): one byte where a `&'static str` is sixteen, so that
+        /// a [`SlabError`] with an address and its reason is 16 bytes.
+        #[derive(Copy, Clone, PartialEq, Eq)]
+        pub enum Reason {
+            $($(#[$group])* #[doc = $text] $name,)*
+        }
+
+        impl Reason {
+            /// The words.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Reason::$name => $text,)*
+                }
+            }
+        }
+    };
+}
+
+slab_reasons! {
+    // kmem_cache_create() and the cache calls' arguments.
+    NoName => "a cache needs a name",
+    ObjectSizeOutOfRange => "object size must be 1 ..= 4 MiB",
+    AlignNotPowerOfTwo => "alignment must be a power of two",
+    AlignAbovePageSize => "alignment must be at most PAGE_SIZE",
+    CtorObjectTooLarge => "a cache with a constructor holds objects of at most 8 KiB here",
+    NameExists => "a cache of that name exists",
+    NoOrderFits => "no slab order can hold the object",
+    PermanentCache => "the kmalloc and boot caches are never destroyed",
+    AllocatorOwnCache => "the kmem_cache and kmem_cache_node caches hold the allocator's own structures",
+    SizeBeyondObject => "size must be 1 ..= the cache's object size",
+    // Pointers that are no object to free.
+    NotInSlabCacheFree => "not in a slab (kmem_cache_free of non-slab memory)",
+    NotInSlabBulkFree => "not in a slab (kmem_cache_free_bulk of non-slab memory)",
+    IntoObject => "not the start of an object (a pointer into the middle of one?)",
+    NotObjectStart => "not the start of an object",
+    NotDirectMap => "not a direct-map address (a vmalloc or stack address?)",
+    NotKmallocMemory => "not memory that kmalloc returned",
+    IntoLargeKmalloc => "inside a large kmalloc block, not at its start",
+    LargeKmallocAlreadyFree => "large kmalloc block already free",
+    DoubleFree => "double free (the object is already free: at the head of a freelist, or its slab has nothing in use)",
+    // slab_debug's refusals.
+    ObjectAlreadyFree => "Object already free",
+    CorruptedWhileAllocated => "object corrupted while allocated",
+    // Metadata read back from RAM.
+    NewSlabsFailedChecks => "every new slab failed its checks",
+    KmemCacheOutsideDirectMap => "a kmem_cache object outside the direct map",
+    KmemCacheNodeOutsideDirectMap => "a kmem_cache_node object outside the direct map",
+    NewSlabFreelistLeaves => "a new slab's freelist leaves it",
+    SheafOutsideDirectMap => "a sheaf outside the direct map",
+    CpuSlabNotKmemCacheCpu => "kmem_cache.cpu_slab is no kmem_cache_cpu",
+    NodeNotKmemCacheNode => "kmem_cache.node is no kmem_cache_node object",
+    FreelistPointerCorrupted => "freelist pointer corrupted",
+    FreelistLeavesSlab => "freelist pointer leaves its slab (Freepointer corrupt)",
+    FreelistCycle => "freelist visits an object twice (a cycle: double free?)",
+    FreeObjectOutsideRam => "free object outside RAM",
+    NodeSlabListLinks => "node slab list links corrupted",
+    CpuPartialListUnended => "CPU partial list does not end",
+    SlabCacheNotLive => "slab page's slab_cache is no live kmem_cache",
+    SlabPfnOutsideMemMap => "slab PFN outside mem_map",
+    ListedPageNotSlab => "listed page is not a slab of this cache",
+    SlabCountersMisfit => "slab counters do not fit the slab's order",
+    GeometryCorrupted => "kmem_cache geometry corrupted",
+    LinkToForeignPage => "link to a page that is not a slab of this cache",
+    SlabCountersCorrupted => "slab counters corrupted",
+    NodePartialListCorrupted => "node partial list corrupted",
+    SlabListUnended => "slab list does not end",
+    LargeKmallocHeadCorrupted => "large kmalloc head page corrupted",
+    SlabObjectCorrupted => "slab object corrupted",
+    CpuSlabCorrupted => "kmem_cache.cpu_slab corrupted",
+    NodePointerCorrupted => "kmem_cache_node pointer corrupted",
+    CtorCorrupted => "kmem_cache.ctor corrupted",
+    SlabMetadataOutsideRam => "slab metadata outside RAM",
+    KreallocCopyOutsideRam => "krealloc copy outside RAM",
+    KmemdupCopyOutsideRam => "kmemdup copy outside RAM",
+    KstrdupCopyOutsideRam => "kstrdup copy outside RAM",
+    BarnCorrupted => "kmem_cache_node.barn corrupted",
+    CpuSheavesCorrupted => "kmem_cache.cpu_sheaves corrupted",
+    SheafPointerCorrupted => "slab sheaf pointer corrupted",
+    SheafObjectCorrupted => "slab sheaf object corrupted",
+    SlabMemoryOutsideRam => "slab memory outside RAM",
+    NotLiveKmemCache => "not a live kmem_cache",
+    SlabLinkPastMemMap => "slab link past mem_map",
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The words, quoted, as the `&'static str` it replaces printed.
+impl fmt::Debug for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+/// A [`SlabError`] with the caches it refers to named ([`Mm::slab_error_text`](crate::Mm::slab_error_text)).
+pub struct SlabErrorText {
+    error: SlabError,
+    names: Option<(CacheName, CacheName)>,
+}
+
+impl fmt::Display for SlabErrorText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.error.fmt_with_names(f, self.names)
     }
 }
 
@@ -503,5 +708,90 @@ impl<P: crate::Platform> crate::Mm<P> {
     /// Pages held by slabs and large kmallocs.
     pub fn slab_pages(&self) -> &SlabPages {
         &self.slab.pages
+    }
+
+    /// The message of `error`, from a call that was given the cache `cache`, with the
+    /// caches named as the kernel's warning names them: [`SlabError::WrongCache`] (`Wrong
+    /// slab cache. <cache> but object is from <actual>`) and
+    /// [`SlabError::ObjectsRemaining`] (`kmem_cache_destroy <cache>: ...`) carry no names
+    /// (16 bytes leave no room for them). Any other error prints as it does on its own.
+    pub fn slab_error_text(&self, cache: KmemCacheRef, error: SlabError) -> SlabErrorText {
+        let name = |r: KmemCacheRef| {
+            self.cache(r)
+                .map(|s| s.name())
+                .unwrap_or_else(|_| CacheName::new("?"))
+        };
+        let names = match error {
+            SlabError::WrongCache { actual } => Some((name(cache), name(actual))),
+            SlabError::ObjectsRemaining { .. } => Some((name(cache), name(cache))),
+            _ => None,
+        };
+        SlabErrorText { error, names }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    extern crate std;
+    use std::format;
+    use std::string::ToString;
+
+    #[test]
+    fn array_overflow_keeps_its_operands() {
+        let o = ArrayOverflow::new(usize::MAX / 2, 3);
+        assert_eq!((o.n(), o.size()), (u64::MAX / 2, 3));
+        let o = ArrayOverflow::new(1 << 40, (1 << 56) - 1);
+        assert_eq!((o.n(), o.size()), (1 << 40, (1 << 56) - 1));
+        // Element sizes of 64 PiB and more saturate.
+        assert_eq!(ArrayOverflow::new(2, usize::MAX).size(), (1 << 56) - 1);
+        assert_eq!(
+            SlabError::Overflow(ArrayOverflow::new(4294967296, 4294967296)).to_string(),
+            "4294967296 x 4294967296 bytes overflows (kmalloc_array returns NULL)"
+        );
+    }
+
+    #[test]
+    fn reasons_print_their_words() {
+        let e = SlabError::NotSlabObject(VirtAddr(0x1234), Reason::NotDirectMap);
+        assert_eq!(
+            e.to_string(),
+            "0x1234: not a direct-map address (a vmalloc or stack address?)"
+        );
+        assert_eq!(
+            format!("{:?}", Reason::NameExists),
+            "\"a cache of that name exists\""
+        );
+        assert_eq!(
+            SlabError::BadArgs(Reason::AlignNotPowerOfTwo).to_string(),
+            "kmem_cache_create: alignment must be a power of two"
+        );
+    }
+
+    #[test]
+    fn cache_errors_alone_print_without_names() {
+        let e = SlabError::WrongCache {
+            actual: KmemCacheRef(0xffff_8880_0105_f700),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cache_from_obj: Wrong slab cache: the object is from the kmem_cache at 0xffff88800105f700"
+        );
+        assert_eq!(
+            SlabError::ObjectsRemaining { objects: 3 }.to_string(),
+            "kmem_cache_destroy: Slab cache still has objects (3 remaining); the cache is kept"
+        );
+    }
+
+    /// Each hot result is 16 bytes: the error's tag byte leaves room for `Ok` (a tag
+    /// value no error uses), with the value in the second word.
+    #[test]
+    fn results_use_the_tag_niche() {
+        use core::mem::size_of;
+        assert_eq!(size_of::<SlabError>(), 16);
+        assert_eq!(size_of::<Result<VirtAddr, SlabError>>(), 16);
+        assert_eq!(size_of::<Result<u64, SlabError>>(), 16);
+        assert_eq!(size_of::<Result<(), SlabError>>(), 16);
+        assert_eq!(size_of::<Result<KmemCacheRef, SlabError>>(), 16);
     }
 }

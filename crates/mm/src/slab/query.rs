@@ -140,16 +140,16 @@ impl<P: Platform> Mm<P> {
         let page = self
             .mem_map
             .get(pfn)
-            .ok_or(corrupt("slab PFN outside mem_map"))?;
+            .ok_or(corrupt(crate::slab::Reason::SlabPfnOutsideMemMap))?;
         if !page.is_slab() || page.slab_cache() != s.self_va.load(Relaxed) {
-            return Err(corrupt("listed page is not a slab of this cache"));
+            return Err(corrupt(crate::slab::Reason::ListedPageNotSlab));
         }
         let c = self.slab_counters(pfn);
         if Self::order_objects(s, page.order()) != Some(c.objects)
             || c.inuse > c.objects
             || c.objects as u32 > MAX_OBJS_PER_PAGE
         {
-            return Err(corrupt("slab counters do not fit the slab's order"));
+            return Err(corrupt(crate::slab::Reason::SlabCountersMisfit));
         }
         Ok(SlabSummary {
             pfn,
@@ -173,20 +173,20 @@ impl<P: Platform> Mm<P> {
             let Some(i) = self.object_index(s, pfn, cur) else {
                 return Err(SlabError::Corrupted {
                     addr: cur,
-                    what: "freelist pointer leaves its slab (Freepointer corrupt)",
+                    what: crate::slab::Reason::FreelistLeavesSlab,
                 });
             };
             if !bits.set(i) {
                 return Err(SlabError::Corrupted {
                     addr: cur,
-                    what: "freelist visits an object twice (a cycle: double free?)",
+                    what: crate::slab::Reason::FreelistCycle,
                 });
             }
             let raw = self
                 .kread::<u64>(cur.wrapping_add(s.fp_offset() as u64))
                 .map_err(|_| SlabError::Corrupted {
                     addr: cur,
-                    what: "free object outside RAM",
+                    what: crate::slab::Reason::FreeObjectOutsideRam,
                 })?;
             cur = self.decode_fp(s, raw, cur);
         }
@@ -276,7 +276,7 @@ impl<P: Platform> Mm<P> {
         let s = self.cache(r)?;
         let n = self.get_node_quiet(s).ok_or(SlabError::Corrupted {
             addr: s.node.load(Relaxed),
-            what: "kmem_cache.node is no kmem_cache_node object",
+            what: crate::slab::Reason::NodeNotKmemCacheNode,
         })?;
         let (slabs, total) = (n.nr_slabs.load(Relaxed), n.total_objects.load(Relaxed));
         let mut free = 0u64;
@@ -311,7 +311,7 @@ impl<P: Platform> Mm<P> {
         }
         let n = self.get_node_quiet(s).ok_or(SlabError::Corrupted {
             addr: s.node.load(Relaxed),
-            what: "kmem_cache.node is no kmem_cache_node object",
+            what: crate::slab::Reason::NodeNotKmemCacheNode,
         })?;
         for (list, place) in [
             (&n.partial, SlabPlace::NodePartial),
@@ -320,7 +320,7 @@ impl<P: Platform> Mm<P> {
             for pfn in list.iter_checked(&self.mem_map, self.mem_map.len) {
                 let pfn = pfn.map_err(|_| SlabError::Corrupted {
                     addr: s.node.load(Relaxed),
-                    what: "node slab list links corrupted",
+                    what: crate::slab::Reason::NodeSlabListLinks,
                 })?;
                 let slab = self.checked_slab(s, pfn)?;
                 f(&SlabSummary { place, ..slab });
@@ -338,7 +338,7 @@ impl<P: Platform> Mm<P> {
     ) -> Result<(), SlabError> {
         let c = self.cpu_slab(s, cpu).ok_or(SlabError::Corrupted {
             addr: s.cpu_slab.load(Relaxed),
-            what: "kmem_cache.cpu_slab is no kmem_cache_cpu",
+            what: crate::slab::Reason::CpuSlabNotKmemCacheCpu,
         })?;
         if let Some(pfn) = c.slab_pfn() {
             let slab = self.checked_slab(s, pfn)?;
@@ -354,7 +354,7 @@ impl<P: Platform> Mm<P> {
             if steps > self.mem_map.len {
                 return Err(SlabError::Corrupted {
                     addr: self.pfn_struct_address(pfn),
-                    what: "CPU partial list does not end",
+                    what: crate::slab::Reason::CpuPartialListUnended,
                 });
             }
             let slab = self.checked_slab(s, pfn)?;
@@ -415,7 +415,7 @@ impl<P: Platform> Mm<P> {
         let r = KmemCacheRef(cache);
         let s = self.cache(r).map_err(|_| SlabError::Corrupted {
             addr: self.pfn_struct_address(pfn),
-            what: "slab page's slab_cache is no live kmem_cache",
+            what: crate::slab::Reason::SlabCacheNotLive,
         })?;
         let slab = self.checked_slab(s, pfn)?;
         let base = self.slab_address(pfn) + s.red_left_pad() as u64;

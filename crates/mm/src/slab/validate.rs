@@ -45,7 +45,12 @@ impl<P: Platform> Mm<P> {
     /// garbage leads to). Returns the error the operation gives up with.
     #[cold]
     #[inline(never)]
-    pub(crate) fn slab_fault(&self, addr: u64, write: bool, what: &'static str) -> SlabError {
+    pub(crate) fn slab_fault(
+        &self,
+        addr: u64,
+        write: bool,
+        what: crate::slab::Reason,
+    ) -> SlabError {
         if self.paging().is_canonical(addr) {
             self.bad_page_fault(addr, write);
         } else {
@@ -61,7 +66,7 @@ impl<P: Platform> Mm<P> {
     pub(crate) fn cache_at(&self, va: u64) -> Result<&KmemCache, SlabError> {
         match self.cache(crate::slab::KmemCacheRef(va)) {
             Ok(s) => Ok(s),
-            Err(_) => Err(self.slab_fault(va, false, "not a live kmem_cache")),
+            Err(_) => Err(self.slab_fault(va, false, crate::slab::Reason::NotLiveKmemCache)),
         }
     }
 
@@ -126,7 +131,7 @@ impl<P: Platform> Mm<P> {
         self.add_taint(crate::report::taint::BAD_PAGE);
         Err(SlabError::Corrupted {
             addr: s.self_va.load(Relaxed),
-            what: "kmem_cache geometry corrupted",
+            what: crate::slab::Reason::GeometryCorrupted,
         })
     }
 
@@ -155,12 +160,12 @@ impl<P: Platform> Mm<P> {
     fn not_a_slab_of(&self, s: &KmemCache, pfn: Pfn) -> SlabError {
         let addr = self.pfn_struct_address(pfn);
         if !self.mem_map.contains(pfn) {
-            return self.slab_fault(addr, false, "slab link past mem_map");
+            return self.slab_fault(addr, false, crate::slab::Reason::SlabLinkPastMemMap);
         }
         self.slab_err(s, pfn, format_args!("Not a valid slab page"));
         SlabError::Corrupted {
             addr,
-            what: "link to a page that is not a slab of this cache",
+            what: crate::slab::Reason::LinkToForeignPage,
         }
     }
 
@@ -232,7 +237,7 @@ impl<P: Platform> Mm<P> {
         self.isolate_slab(s, pfn, c, max);
         SlabError::Corrupted {
             addr: self.pfn_struct_address(pfn),
-            what: "slab counters corrupted",
+            what: crate::slab::Reason::SlabCountersCorrupted,
         }
     }
 
@@ -322,7 +327,7 @@ impl<P: Platform> Mm<P> {
         if !self.slab_list_del(s, n, &n.partial, pfn) {
             return Err(SlabError::Corrupted {
                 addr: self.pfn_struct_address(pfn),
-                what: "node partial list corrupted",
+                what: crate::slab::Reason::NodePartialListCorrupted,
             });
         }
         n.nr_partial
@@ -406,7 +411,7 @@ impl<P: Platform> Mm<P> {
                 self.list_corrupt(s, n, list, pfn, "prev", NIL, NIL);
                 return Err(SlabError::Corrupted {
                     addr: self.pfn_struct_address(pfn),
-                    what: "slab list does not end",
+                    what: crate::slab::Reason::SlabListUnended,
                 });
             }
             if let Err(e) = self.slab_page_of(s, pfn) {

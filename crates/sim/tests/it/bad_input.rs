@@ -218,7 +218,7 @@ fn wrong_order_and_tail_pages_are_refused() {
             free(plain, wrong),
             Err(FreeError::WrongOrder {
                 pfn: plain,
-                freed: wrong,
+                freed: wrong as u8,
                 allocated: 2
             })
         );

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use crate::fixtures::*;
 use kmemlab_mm::page_alloc::FailReason;
+use kmemlab_mm::slab::SlabError;
 use kmemlab_mm::{Gfp, MigrateType, Mm, PageAllocError, Pfn, ZoneType};
 use kmemlab_sim::{Machine, SimPlatform};
 
@@ -128,7 +129,9 @@ fn fragmented_dma_zone_cannot_serve_order_1() {
         ),
     ] {
         match alloc(&m, gfp, 1) {
-            Err(PageAllocError::NoMemory(f)) => {
+            Err(PageAllocError::NoMemory(summary)) => {
+                let f = m.mm().last_alloc_failure().expect("the failure's report");
+                assert_eq!(f.summary(), summary);
                 assert_eq!(f.reason, reason, "{gfp:?}");
                 assert_eq!(f.preferred, Some(ZoneType::Dma));
                 let v = f.zones[dma].expect("DMA verdict");
@@ -395,4 +398,80 @@ fn unmovable_steal_claims_a_pageblock_only_when_half_is_free() {
     // 200 free: the block stays Movable; only its free pages were taken over.
     assert_eq!(partial_pageblock_steal(200).0, MigrateType::Movable);
     assert_eq!(partial_pageblock_steal(255).0, MigrateType::Movable);
+}
+
+/// The detail of a failed allocation (each zone's verdict, why the allocator gave up,
+/// what reclaim got back) is what it was when it travelled inside the error: the page
+/// allocator keeps it as its record of the last failure ([`Mm::last_alloc_failure`]), read
+/// here after a page allocation and a kmalloc failed on an exhausted ZONE_DMA. The
+/// expected texts are the errors' own words before the detail left them (kmemlab at
+/// b875329); Linux 6.6's `warn_alloc()` prints the same facts on the console.
+#[test]
+fn the_detail_of_a_failed_allocation_is_kept_with_its_words() {
+    const PAGES: &str = "page allocation failure: order:0, mode:0x2001(GFP_DMA|__GFP_NOWARN): \
+        the request may not sleep, so no direct reclaim was tried; DMA: free 255 pages, \
+        watermark min 572 (no access to the reserves below it) + lowmem_reserve 0, \
+        largest free block order 7";
+    const KMALLOC: &str = "page allocation failure: order:0, \
+        mode:0x2cc1(GFP_KERNEL|GFP_DMA|__GFP_NOWARN): reclaim made no progress after \
+        MAX_RECLAIM_RETRIES (16) rounds, and nothing can be OOM-killed; DMA: free 255 pages, \
+        watermark min 572 (no access to the reserves below it) + lowmem_reserve 0, \
+        largest free block order 7";
+    let m = MachineBuilder::new()
+        .ram(64 << 20)
+        .cpus(1)
+        .no_holes()
+        .seed(7)
+        .boot();
+    assert_eq!(m.mm().last_alloc_failure(), None);
+    let gfp = Gfp::GFP_DMA | Gfp::__GFP_NOWARN;
+    let mut held = Vec::new();
+    let err = loop {
+        match alloc(&m, gfp, 0) {
+            Ok(pfn) => held.push(pfn),
+            Err(e) => break e,
+        }
+    };
+    let PageAllocError::NoMemory(summary) = err else {
+        panic!("{err}")
+    };
+    let failure = m.mm().last_alloc_failure().expect("the failure's report");
+    assert_eq!(failure.summary(), summary);
+    assert_eq!(failure.to_string(), PAGES);
+    // The error says the first part; the record the rest.
+    let said = err.to_string();
+    assert!(
+        PAGES.starts_with(&said) && said.len() < PAGES.len(),
+        "{said}"
+    );
+    assert_eq!(m.mm().with_alloc_failure_detail(&said).to_string(), PAGES);
+    // Wherever a message carries the summary, the detail goes in its place.
+    let wrapped = format!("kvmalloc: kmalloc failed ({said}) and no fallback");
+    assert_eq!(
+        m.mm().with_alloc_failure_detail(&wrapped).to_string(),
+        format!("kvmalloc: kmalloc failed ({PAGES}) and no fallback")
+    );
+
+    // A kmalloc that needs a new slab from the exhausted zone: the slab's page
+    // allocation fails after reclaim, and the record is that failure's.
+    let err = m
+        .run(|mm| mm.kmalloc(100, Gfp::GFP_KERNEL | Gfp::GFP_DMA | Gfp::__GFP_NOWARN))
+        .unwrap_err();
+    let SlabError::Alloc(PageAllocError::NoMemory(summary)) = err else {
+        panic!("{err}")
+    };
+    let failure = m.mm().last_alloc_failure().expect("the failure's report");
+    assert_eq!(failure.summary(), summary);
+    assert_eq!(failure.to_string(), KMALLOC);
+    assert_eq!(
+        m.mm()
+            .with_alloc_failure_detail(&err.to_string())
+            .to_string(),
+        KMALLOC
+    );
+    // An older summary is not completed with a newer failure's report.
+    assert_eq!(m.mm().with_alloc_failure_detail(&said).to_string(), said);
+    for pfn in held {
+        free(&m, pfn, 0);
+    }
 }

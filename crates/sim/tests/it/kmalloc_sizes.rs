@@ -4,7 +4,7 @@
 
 use crate::fixtures::*;
 use kmemlab_mm::slab::kmalloc::{KMALLOC_MAX_SIZE, ZERO_SIZE_PTR};
-use kmemlab_mm::slab::{SlabError, SlabFlags};
+use kmemlab_mm::slab::{ArrayOverflow, SlabError, SlabFlags};
 use kmemlab_mm::Gfp;
 use kmemlab_sim::Machine;
 
@@ -188,10 +188,7 @@ fn above_kmalloc_max_size_is_refused_with_the_warning() {
     m.run(|mm| {
         assert_eq!(
             mm.kmalloc_array(usize::MAX / 2, 3, Gfp::GFP_KERNEL),
-            Err(SlabError::Overflow {
-                n: usize::MAX / 2,
-                size: 3
-            })
+            Err(SlabError::Overflow(ArrayOverflow::new(usize::MAX / 2, 3)))
         );
         assert!(matches!(
             mm.kcalloc(1 << 40, 1 << 40, Gfp::GFP_KERNEL),

@@ -294,7 +294,7 @@ impl Model for PageModel {
                 }
                 Err(PageAllocError::NoMemory(failure)) => {
                     *fails += 1;
-                    assert_eq!((failure.order, failure.gfp), (order, gfp));
+                    assert_eq!((u32::from(failure.order), failure.gfp), (order, gfp));
                     assert_failure_justified(m.mm(), profile, gfp, order);
                     let warned = console
                         .iter()

@@ -186,9 +186,10 @@ fn atomic_digs_into_the_reserves_nowait_stops_at_min_kernel_reclaims() {
                     Err(e) => break e,
                 }
             };
-            let PageAllocError::NoMemory(f) = &err else { panic!("{err}") };
-            assert_eq!(f.reason, FailReason::CannotReclaim);
-            assert!(err.to_string().contains("no access to the reserves below it"), "{err}");
+            let PageAllocError::NoMemory(summary) = &err else { panic!("{err}") };
+            let f = mm.last_alloc_failure().expect("the failure's report");
+            assert_eq!((f.summary(), f.reason), (*summary, FailReason::CannotReclaim));
+            assert!(f.to_string().contains("no access to the reserves below it"), "{f}");
             assert_eq!(events.alloc_reserve.load(Relaxed), reserve0, "{profile}: NOWAIT used no reserve");
             assert_eq!(events.pgsteal_direct.load(Relaxed), steal0);
             assert_eq!(m.page_cache().len(), cache0);
@@ -209,9 +210,10 @@ fn atomic_digs_into_the_reserves_nowait_stops_at_min_kernel_reclaims() {
             let dipped = (held.len() - before) as u64;
             assert!(dipped > 0, "{profile}: GFP_ATOMIC got reserve pages");
             assert_eq!(events.alloc_reserve.load(Relaxed) - reserve0, dipped, "{profile}");
-            let PageAllocError::NoMemory(f) = &err else { panic!("{err}") };
-            assert_eq!(f.reason, FailReason::CannotReclaim);
-            let text = err.to_string();
+            let PageAllocError::NoMemory(summary) = &err else { panic!("{err}") };
+            let f = mm.last_alloc_failure().expect("the failure's report");
+            assert_eq!((f.summary(), f.reason), (*summary, FailReason::CannotReclaim));
+            let text = f.to_string();
             let top = &mm.zones()[f.preferred.map(|z| mm.zone_index(z)).unwrap()];
             for want in [
                 top.name(),

@@ -189,9 +189,11 @@ fn atomic_requests_dig_into_the_reserves_nowait_does_not() {
 
     // GFP_NOWAIT: no reserves; stops exactly at the min watermark (the slow path's mark).
     let e = drain_with(&m, Gfp::GFP_NOWAIT | Gfp::GFP_DMA, &mut held);
-    let PageAllocError::NoMemory(f) = e else {
+    let PageAllocError::NoMemory(summary) = e else {
         panic!("{e}")
     };
+    let f = m.mm().last_alloc_failure().expect("the failure's report");
+    assert_eq!(f.summary(), summary);
     assert_eq!(f.reason, FailReason::CannotReclaim);
     assert_eq!(dma.free_pages(), min);
     assert!(min < low);
@@ -342,9 +344,11 @@ fn direct_reclaim_below_min(m: &Machine, managed: u64) -> Vec<(u64, u32)> {
         nowait_ok < 200,
         "NOWAIT only reaches down to min: {nowait_ok}"
     );
-    let PageAllocError::NoMemory(f) = err else {
+    let PageAllocError::NoMemory(summary) = err else {
         panic!("{err}")
     };
+    let f = m.mm().last_alloc_failure().expect("the failure's report");
+    assert_eq!(f.summary(), summary);
     assert_eq!((f.reason, f.reclaimed), (FailReason::CannotReclaim, 0));
     assert_eq!(m.mm().events().allocstall_total(), stall);
     assert_eq!(event(m.mm(), |e| &e.pgsteal_direct), steal);
@@ -400,7 +404,11 @@ fn costly_orders_below_min(m: &Machine, managed: u64) {
     let cache = m.page_cache().len();
 
     let try_order = |gfp: Gfp| match alloc(m, gfp | Gfp::__GFP_NOWARN, 10) {
-        Err(PageAllocError::NoMemory(f)) => Some(f),
+        Err(PageAllocError::NoMemory(summary)) => {
+            let f = m.mm().last_alloc_failure().expect("the failure's report");
+            assert_eq!(f.summary(), summary);
+            Some(f)
+        }
         Ok(pfn) => {
             m.run(|mm| mm.__free_pages(mm.pfn_to_page(Pfn(pfn)).unwrap(), 10))
                 .unwrap();
@@ -446,9 +454,11 @@ fn nofail_dips_into_the_reserves_when_nothing_can_be_reclaimed() {
     let mut held = Vec::new();
     // No page cache: GFP_KERNEL fills memory down to min, then fails after retrying.
     let e = drain_with(&m, Gfp::GFP_KERNEL, &mut held);
-    let PageAllocError::NoMemory(f) = e else {
+    let PageAllocError::NoMemory(summary) = e else {
         panic!("{e}")
     };
+    let f = m.mm().last_alloc_failure().expect("the failure's report");
+    assert_eq!(f.summary(), summary);
     assert_eq!(f.reason, FailReason::ReclaimExhausted);
     for z in m.mm().zones().iter().filter(|z| z.managed_pages > 0) {
         assert!(

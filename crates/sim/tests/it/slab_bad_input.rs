@@ -6,7 +6,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::fixtures::*;
-use kmemlab_mm::slab::{KmemCacheRef, SlabError, SlabFlags};
+use kmemlab_mm::slab::{KmemCacheRef, Reason, SlabError, SlabFlags};
 use kmemlab_mm::{Gfp, Mm, VirtAddr};
 use kmemlab_sim::{Machine, SimPlatform};
 
@@ -242,7 +242,7 @@ fn double_kfree_with_slab_debug_f_reports_object_already_free() {
         });
         assert_eq!(first, Ok(()));
         assert!(
-            matches!(second, Err(SlabError::DebugCheck(a, "Object already free")) if a == p),
+            matches!(second, Err(SlabError::DebugCheck(a, Reason::ObjectAlreadyFree)) if a == p),
             "size {size}: {second:?}"
         );
         assert!(bugs(&m) > before);
@@ -286,9 +286,12 @@ fn kmem_cache_free_to_the_wrong_cache_warns_and_refuses() {
     m.run(|mm| mm.copy_to_kernel(p, &[0x77; 64]).unwrap());
     let r = m.run(|mm| mm.kmem_cache_free(b, p));
     match r {
-        Err(SlabError::WrongCache { cache, actual }) => {
-            assert_eq!(cache.as_str(), "cache_b");
-            assert_eq!(actual.as_str(), "cache_a");
+        Err(e @ SlabError::WrongCache { actual }) => {
+            assert_eq!(actual, a);
+            assert_eq!(
+                m.mm().slab_error_text(b, e).to_string(),
+                "cache_from_obj: Wrong slab cache. cache_b but object is from cache_a"
+            );
         }
         other => panic!("kmem_cache_free to the wrong cache: {other:?}"),
     }

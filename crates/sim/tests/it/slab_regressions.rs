@@ -4,7 +4,7 @@
 use std::sync::Barrier;
 
 use crate::fixtures::MachineBuilder;
-use kmemlab_mm::slab::{SlabConfig, SlabError, SlabFlags};
+use kmemlab_mm::slab::{Reason, SlabConfig, SlabError, SlabFlags};
 use kmemlab_mm::{Context, Gfp, Profile, VirtAddr};
 
 #[test]
@@ -195,7 +195,7 @@ fn a_corrupted_free_pointer_on_the_cpu_freelist_is_an_oops_and_the_cache_carries
         matches!(
             r,
             Err(SlabError::Corrupted {
-                what: "freelist pointer corrupted",
+                what: Reason::FreelistPointerCorrupted,
                 ..
             })
         ),

@@ -430,8 +430,12 @@ fn test_leak_destroy() {
     let before = bugs(&m);
     let r = m.run(|mm| mm.kmem_cache_destroy(s));
     assert!(
-        matches!(&r, Err(SlabError::ObjectsRemaining { name, objects: 1 }) if name.as_str() == "TestSlub_leak_destroy"),
+        matches!(&r, Err(SlabError::ObjectsRemaining { objects: 1 })),
         "{r:?}"
+    );
+    assert_eq!(
+        m.mm().slab_error_text(s, r.unwrap_err()).to_string(),
+        "kmem_cache_destroy TestSlub_leak_destroy: Slab cache still has objects (1 remaining); the cache is kept"
     );
     let console = m.take_console();
     assert!(

@@ -449,7 +449,7 @@ impl<'m> Replayer<'m> {
                     .vmap
                     .alloc(mm, addr, size, align, (vstart, vend), failed)
                 {
-                    self.note(ev, &e);
+                    self.note(mm, ev, &e);
                 }
             }
             Event::FreeVmapArea {

@@ -40,7 +40,7 @@ impl Replayer<'_> {
                 Ok(page) => Some(mm.page_to_pfn(page)),
                 Err(e) => {
                     self.counters.page_alloc_failures += 1;
-                    self.note(ev, &e);
+                    self.note(mm, ev, &e);
                     None
                 }
             }

@@ -14,7 +14,16 @@ use crate::stats::{AllocRow, MemoryStats, Sample, SizeMismatch, ZoneOrders};
 use kmemlab_sim::SimPlatform;
 
 impl Replayer<'_> {
-    pub(super) fn note(&mut self, ev: &TraceEvent, e: &dyn std::fmt::Display) {
+    /// Note an operation's error: a failed allocation's summary completed with the page
+    /// allocator's report of it ([`Mm::with_alloc_failure_detail`]).
+    pub(super) fn note(
+        &mut self,
+        mm: &Mm<SimPlatform>,
+        ev: &TraceEvent,
+        e: &dyn std::fmt::Display,
+    ) {
+        let e = e.to_string();
+        let e = mm.with_alloc_failure_detail(&e);
         self.note_message(format!("line {}: {}: {e}", ev.line, ev.name.as_str()));
     }
 

@@ -3,7 +3,7 @@
 
 use super::{CacheKey, CacheSlot, LiveObject, ObjectKind, Replayer, RowKey, NAME_TRIES};
 use kmemlab_mm::slab::kmalloc::ZERO_SIZE_PTR;
-use kmemlab_mm::slab::{KmemCacheRef, SlabError, SlabFlags};
+use kmemlab_mm::slab::{KmemCacheRef, Reason, SlabError, SlabFlags};
 use kmemlab_mm::util;
 use kmemlab_mm::vmalloc::VmallocError;
 use kmemlab_mm::{Gfp, Mm, PageAllocError, VirtAddr, PAGE_SIZE};
@@ -88,7 +88,7 @@ impl Replayer<'_> {
             }
             Err(e) => {
                 self.counters.kmalloc_failures += 1;
-                self.note(ev, &e);
+                self.note(mm, ev, &e);
                 (None, u32::MAX)
             }
         };
@@ -146,7 +146,7 @@ impl Replayer<'_> {
                     }
                     Err(e) => {
                         self.counters.cache_alloc_failures += 1;
-                        self.note(ev, &e);
+                        self.note(mm, ev, &e);
                     }
                 }
             }
@@ -216,11 +216,13 @@ impl Replayer<'_> {
             return;
         };
         let result = match obj.kind {
-            ObjectKind::Kmalloc => mm.kfree(addr).map_err(KvmallocError::Kmalloc),
-            ObjectKind::Kvmalloc => self.kvfree_object(mm, addr),
-            ObjectKind::Cache(slot) => mm
-                .kmem_cache_free(self.cache_slots[slot as usize].handle, addr)
-                .map_err(KvmallocError::Kmalloc),
+            ObjectKind::Kmalloc => mm.kfree(addr).map_err(|e| e.to_string()),
+            ObjectKind::Kvmalloc => self.kvfree_object(mm, addr).map_err(|e| e.to_string()),
+            ObjectKind::Cache(slot) => {
+                let cache = self.cache_slots[slot as usize].handle;
+                mm.kmem_cache_free(cache, addr)
+                    .map_err(|e| mm.slab_error_text(cache, e).to_string())
+            }
         };
         if let Err(e) = result {
             self.counters.free_failures += 1;
@@ -331,7 +333,7 @@ impl Replayer<'_> {
             }
             match mm.kmem_cache_create(&name, size as usize, 0, SlabFlags::empty(), None) {
                 Ok(handle) => return Some(self.add_cache_slot(mm, handle, &name, key.size())),
-                Err(SlabError::BadArgs("a cache of that name exists")) => continue,
+                Err(SlabError::BadArgs(Reason::NameExists)) => continue,
                 Err(e) => {
                     last_error = Some(e);
                     break;
@@ -339,6 +341,8 @@ impl Replayer<'_> {
             }
         }
         if let Some(e) = last_error {
+            let e = e.to_string();
+            let e = mm.with_alloc_failure_detail(&e);
             self.note_message(format!("kmem_cache_create({base}, {size}): {e}"));
         }
         None

@@ -40,7 +40,7 @@ impl<P: Platform> Mm<P> {
     fn install_node(&self, s: &KmemCache, va: u64) -> Result<(), SlabError> {
         let n: &KmemCacheNode = self.kview(va).map_err(|e| SlabError::Corrupted {
             addr: e.addr,
-            what: "a kmem_cache_node object outside the direct map",
+            what: crate::slab::Reason::KmemCacheNodeOutsideDirectMap,
         })?;
         n.list_lock.unlock();
         n.nr_partial.store(0, Relaxed);
@@ -63,7 +63,7 @@ impl<P: Platform> Mm<P> {
         let next = self.get_freepointer(s, va)?;
         let next_idx = self.fl_idx(s, pfn, next).ok_or(SlabError::Corrupted {
             addr: va,
-            what: "a new slab's freelist leaves it",
+            what: crate::slab::Reason::NewSlabFreelistLeaves,
         })?;
         page.set_word(
             crate::slab::slub::SlabCounters {
@@ -149,7 +149,7 @@ impl<P: Platform> Mm<P> {
         self.slab_fill(va, 0, from.object_size() as u64)?;
         let s: &KmemCache = self.kview(va).map_err(|e| SlabError::Corrupted {
             addr: e.addr,
-            what: "a kmem_cache object outside the direct map",
+            what: crate::slab::Reason::KmemCacheOutsideDirectMap,
         })?;
         // The boot CPU's slab goes back to the node lists (its slabs still name the boot
         // structure); then the structure is copied and every slab is re-pointed.

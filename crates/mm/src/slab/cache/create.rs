@@ -32,27 +32,27 @@ impl<P: Platform> Mm<P> {
         ctor: Option<Ctor>,
     ) -> Result<KmemCacheRef, SlabError> {
         if name.is_empty() {
-            return Err(SlabError::BadArgs("a cache needs a name"));
+            return Err(SlabError::BadArgs(crate::slab::Reason::NoName));
         }
         if size == 0 || size > (PAGE_SIZE << MAX_PAGE_ORDER) {
-            return Err(SlabError::BadArgs("object size must be 1 ..= 4 MiB"));
+            return Err(SlabError::BadArgs(
+                crate::slab::Reason::ObjectSizeOutOfRange,
+            ));
         }
         if align != 0 && !align.is_power_of_two() {
-            return Err(SlabError::BadArgs("alignment must be a power of two"));
+            return Err(SlabError::BadArgs(crate::slab::Reason::AlignNotPowerOfTwo));
         }
         if align > PAGE_SIZE {
-            return Err(SlabError::BadArgs("alignment must be at most PAGE_SIZE"));
+            return Err(SlabError::BadArgs(crate::slab::Reason::AlignAbovePageSize));
         }
         if ctor.is_some() && size > MAX_CTOR_OBJECT {
-            return Err(SlabError::BadArgs(
-                "a cache with a constructor holds objects of at most 8 KiB here",
-            ));
+            return Err(SlabError::BadArgs(crate::slab::Reason::CtorObjectTooLarge));
         }
         if self.slab.caches.lock_irqsave(&self.platform).len >= MAX_CACHES {
             return Err(SlabError::TooManyCaches);
         }
         if self.find_cache(name).is_some() {
-            return Err(SlabError::BadArgs("a cache of that name exists"));
+            return Err(SlabError::BadArgs(crate::slab::Reason::NameExists));
         }
         self.might_sleep()
             .map_err(|e| SlabError::Alloc(crate::PageAllocError::SleepInAtomic(e)))?;
@@ -72,7 +72,7 @@ impl<P: Platform> Mm<P> {
         )?;
         let s: &KmemCache = self.kview(obj.0).map_err(|e| SlabError::Corrupted {
             addr: e.addr,
-            what: "a kmem_cache object outside the direct map",
+            what: crate::slab::Reason::KmemCacheOutsideDirectMap,
         })?;
         match self.kmem_cache_open(
             s,
@@ -157,7 +157,7 @@ impl<P: Platform> Mm<P> {
             ctor.is_some(),
             self.platform.nr_cpus(),
         )
-        .ok_or(SlabError::BadArgs("no slab order can hold the object"))?;
+        .ok_or(SlabError::BadArgs(crate::slab::Reason::NoOrderFits))?;
         s.self_va.store(va, Relaxed);
         s.set_name(name);
         s.flags.store(layout.flags.bits(), Relaxed);
@@ -272,9 +272,7 @@ impl<P: Platform> Mm<P> {
             || r.0 == self.slab.kmem_cache.load(Relaxed)
             || r.0 == self.slab.kmem_cache_node.load(Relaxed)
         {
-            return Err(SlabError::BadArgs(
-                "the kmalloc and boot caches are never destroyed",
-            ));
+            return Err(SlabError::BadArgs(crate::slab::Reason::PermanentCache));
         }
         // kmem_cache_destroy(): a merged cache lives on while others still use it.
         if self.kmem_cache_unalias(s, None) {
@@ -290,10 +288,7 @@ impl<P: Platform> Mm<P> {
             .saturating_sub(self.count_free_on_node(s)?);
         if n.nr_slabs.load(Relaxed) > 0 {
             self.report_objects_remaining(s, remaining, crate::slab::CallSite::caller());
-            return Err(SlabError::ObjectsRemaining {
-                name: s.name(),
-                objects: remaining,
-            });
+            return Err(SlabError::ObjectsRemaining { objects: remaining });
         }
         self.unlink_cache(r.0);
         self.pcs_destroy(s);

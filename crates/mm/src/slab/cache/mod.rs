@@ -419,7 +419,7 @@ impl<P: Platform> Mm<P> {
         let va = s.node.load(Relaxed);
         match self.node_at(va) {
             Some(n) => Ok(n),
-            None => Err(self.slab_fault(va, false, "kmem_cache_node pointer corrupted")),
+            None => Err(self.slab_fault(va, false, crate::slab::Reason::NodePointerCorrupted)),
         }
     }
 
@@ -479,7 +479,7 @@ impl<P: Platform> Mm<P> {
         self.slab_fault(
             s.cpu_slab.load(Relaxed),
             false,
-            "kmem_cache.cpu_slab corrupted",
+            crate::slab::Reason::CpuSlabCorrupted,
         )
     }
 
@@ -498,7 +498,7 @@ impl<P: Platform> Mm<P> {
             (Some(&o), Some(&Some(ctor))) if o == owner && owner != 0 => Ok(Some(ctor)),
             _ => {
                 drop(table);
-                Err(self.slab_fault(raw as u64, false, "kmem_cache.ctor corrupted"))
+                Err(self.slab_fault(raw as u64, false, crate::slab::Reason::CtorCorrupted))
             }
         }
     }

@@ -61,7 +61,7 @@ impl<P: Platform> Mm<P> {
             Ok(None) => return true,
             Ok(Some(fault)) => fault,
             Err(()) => {
-                self.slab_fault(start, false, "slab metadata outside RAM");
+                self.slab_fault(start, false, crate::slab::Reason::SlabMetadataOutsideRam);
                 return false;
             }
         };

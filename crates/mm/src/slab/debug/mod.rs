@@ -166,7 +166,7 @@ impl<P: Platform> Mm<P> {
         if Self::slub_debug_orig_size(s) {
             let at = Self::orig_size_addr(s, object);
             if self.kwrite::<u32>(at, orig_size).is_err() {
-                self.slab_fault(at, true, "slab metadata outside RAM");
+                self.slab_fault(at, true, crate::slab::Reason::SlabMetadataOutsideRam);
             }
         }
     }

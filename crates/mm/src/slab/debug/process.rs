@@ -133,7 +133,7 @@ impl<P: Platform> Mm<P> {
         }
         Err(SlabError::Corrupted {
             addr: s.self_va.load(Relaxed),
-            what: "every new slab failed its checks",
+            what: crate::slab::Reason::NewSlabsFailedChecks,
         })
     }
 
@@ -174,7 +174,7 @@ impl<P: Platform> Mm<P> {
             .object_index(s, pfn, object)
             .ok_or(SlabError::NotSlabObject(
                 crate::VirtAddr(object),
-                "not the start of an object",
+                crate::slab::Reason::NotObjectStart,
             ))?;
         if s.flags().contains(SlabFlags::CONSISTENCY_CHECKS) {
             self.check_slab(s, pfn, self.slab_counters(pfn))?;
@@ -182,14 +182,14 @@ impl<P: Platform> Mm<P> {
                 self.object_err(s, pfn, object, "Object already free");
                 return Err(SlabError::DebugCheck(
                     crate::VirtAddr(object),
-                    "Object already free",
+                    crate::slab::Reason::ObjectAlreadyFree,
                 ));
             }
             if !self.check_object(s, pfn, object, SLUB_RED_ACTIVE) {
                 self.slab_fix(s, format_args!("Object at {object:#x} not freed"));
                 return Err(SlabError::DebugCheck(
                     crate::VirtAddr(object),
-                    "object corrupted while allocated",
+                    crate::slab::Reason::CorruptedWhileAllocated,
                 ));
             }
         }

@@ -85,14 +85,22 @@ impl<P: Platform> Mm<P> {
     /// `kmalloc_array()`: `n * size` bytes, refusing a product that overflows.
     #[track_caller]
     pub fn kmalloc_array(&self, n: usize, size: usize, gfp: Gfp) -> Result<VirtAddr, SlabError> {
-        let bytes = n.checked_mul(size).ok_or(SlabError::Overflow { n, size })?;
+        let bytes =
+            n.checked_mul(size)
+                .ok_or(SlabError::Overflow(crate::slab::ArrayOverflow::new(
+                    n, size,
+                )))?;
         self.kmalloc_caller(bytes, gfp, CallSite::caller())
     }
 
     /// `kcalloc()`.
     #[track_caller]
     pub fn kcalloc(&self, n: usize, size: usize, gfp: Gfp) -> Result<VirtAddr, SlabError> {
-        let bytes = n.checked_mul(size).ok_or(SlabError::Overflow { n, size })?;
+        let bytes =
+            n.checked_mul(size)
+                .ok_or(SlabError::Overflow(crate::slab::ArrayOverflow::new(
+                    n, size,
+                )))?;
         self.kmalloc_caller(bytes, gfp | Gfp::__GFP_ZERO, CallSite::caller())
     }
 
@@ -110,12 +118,9 @@ impl<P: Platform> Mm<P> {
     /// [`Mm::lookup_kmalloc`] for an address that is no slab object: the head PFN and
     /// order of the large kmalloc block it starts, else why it is no kmalloc memory.
     fn lookup_large(&self, addr: VirtAddr) -> Result<(Pfn, u32), SlabError> {
-        let page = self.virt_to_page(addr).map_err(|_| {
-            SlabError::NotSlabObject(
-                addr,
-                "not a direct-map address (a vmalloc or stack address?)",
-            )
-        })?;
+        let page = self
+            .virt_to_page(addr)
+            .map_err(|_| SlabError::NotSlabObject(addr, crate::slab::Reason::NotDirectMap))?;
         let pfn = self.page_to_pfn(page);
         let head = if page.is_tail() {
             Pfn(page.word())
@@ -131,13 +136,13 @@ impl<P: Platform> Mm<P> {
             }
             return Err(SlabError::NotSlabObject(
                 addr,
-                "not memory that kmalloc returned",
+                crate::slab::Reason::NotKmallocMemory,
             ));
         }
         if self.slab_address(head) != addr.0 {
             return Err(SlabError::NotSlabObject(
                 addr,
-                "inside a large kmalloc block, not at its start",
+                crate::slab::Reason::IntoLargeKmalloc,
             ));
         }
         Ok((head, self.large_kmalloc_order(head, addr)?))
@@ -193,7 +198,7 @@ impl<P: Platform> Mm<P> {
         );
         Err(SlabError::Corrupted {
             addr: self.pfn_struct_address(pfn),
-            what: "large kmalloc head page corrupted",
+            what: crate::slab::Reason::LargeKmallocHeadCorrupted,
         })
     }
 
@@ -235,7 +240,7 @@ impl<P: Platform> Mm<P> {
             page.set(PG_LARGE_KMALLOC);
             return Err(SlabError::NotSlabObject(
                 addr,
-                "large kmalloc block already free",
+                crate::slab::Reason::LargeKmallocAlreadyFree,
             ));
         }
         self.slab.pages.unreclaimable.fetch_sub(1 << order, Relaxed);
@@ -250,7 +255,10 @@ impl<P: Platform> Mm<P> {
         Ok(match self.lookup_kmalloc(addr)? {
             KmallocObject::Slab(s, pfn) => {
                 if self.object_index(s, pfn, addr.0).is_none() {
-                    return Err(SlabError::NotSlabObject(addr, "not the start of an object"));
+                    return Err(SlabError::NotSlabObject(
+                        addr,
+                        crate::slab::Reason::NotObjectStart,
+                    ));
                 }
                 // skip_orig_size_check(): the caller may now use the whole object.
                 self.set_orig_size(s, addr.0, s.object_size());
@@ -283,7 +291,10 @@ impl<P: Platform> Mm<P> {
             match self.lookup_kmalloc(addr)? {
                 KmallocObject::Slab(s, pfn) => {
                     if self.object_index(s, pfn, addr.0).is_none() {
-                        return Err(SlabError::NotSlabObject(addr, "not the start of an object"));
+                        return Err(SlabError::NotSlabObject(
+                            addr,
+                            crate::slab::Reason::NotObjectStart,
+                        ));
                     }
                     let ks = slab_ksize(s);
                     let orig = if Self::slub_debug_orig_size(s) {
@@ -322,7 +333,11 @@ impl<P: Platform> Mm<P> {
             && let Err(e) = self.kcopy(new.0, addr.0, keep)
         {
             let _ = self.kfree_caller(new, caller);
-            return Err(self.slab_fault(e.addr, false, "krealloc copy outside RAM"));
+            return Err(self.slab_fault(
+                e.addr,
+                false,
+                crate::slab::Reason::KreallocCopyOutsideRam,
+            ));
         }
         if let Err(e) = self.kfree_caller(addr, caller) {
             // The old object could not be freed (reported): give the new one back and
@@ -344,9 +359,7 @@ impl<P: Platform> Mm<P> {
     ) -> Result<VirtAddr, SlabError> {
         let s = self.api_cache(r)?;
         if size == 0 || size > s.object_size() as usize {
-            return Err(SlabError::BadArgs(
-                "size must be 1 ..= the cache's object size",
-            ));
+            return Err(SlabError::BadArgs(crate::slab::Reason::SizeBeyondObject));
         }
         self.slab_alloc(s, gfp, CallSite::caller(), size as u32)
             .map(VirtAddr)
@@ -368,7 +381,7 @@ impl<P: Platform> Mm<P> {
             && let Err(e) = self.kwrite_bytes(p.0, bytes)
         {
             let _ = self.kfree(p);
-            return Err(self.slab_fault(e.addr, true, "kmemdup copy outside RAM"));
+            return Err(self.slab_fault(e.addr, true, crate::slab::Reason::KmemdupCopyOutsideRam));
         }
         Ok(p)
     }
@@ -382,7 +395,7 @@ impl<P: Platform> Mm<P> {
             .and_then(|()| self.kwrite::<u8>(p.0 + s.len() as u64, 0));
         if let Err(e) = copied {
             let _ = self.kfree(p);
-            return Err(self.slab_fault(e.addr, true, "kstrdup copy outside RAM"));
+            return Err(self.slab_fault(e.addr, true, crate::slab::Reason::KstrdupCopyOutsideRam));
         }
         Ok(p)
     }

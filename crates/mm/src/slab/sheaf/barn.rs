@@ -19,7 +19,7 @@ impl<P: Platform> Mm<P> {
         let va = n.barn.load(Relaxed);
         match self.kview::<NodeBarn>(va) {
             Ok(b) if self.is_kmalloc_object(va, core::mem::size_of::<NodeBarn>() as u64) => Ok(b),
-            _ => Err(self.slab_fault(va, false, "kmem_cache_node.barn corrupted")),
+            _ => Err(self.slab_fault(va, false, crate::slab::Reason::BarnCorrupted)),
         }
     }
 

@@ -362,7 +362,7 @@ impl<P: Platform> Mm<P> {
         self.slab_fault(
             s.cpu_sheaves.load(Relaxed),
             false,
-            "kmem_cache.cpu_sheaves corrupted",
+            crate::slab::Reason::CpuSheavesCorrupted,
         )
     }
 
@@ -404,7 +404,7 @@ impl<P: Platform> Mm<P> {
     #[inline(never)]
     fn sheaf_corrupt(&self, va: u64) -> SlabError {
         crate::vmstat::VmEvents::add(&self.events().bug_slab, 1);
-        self.slab_fault(va, false, "slab sheaf pointer corrupted")
+        self.slab_fault(va, false, crate::slab::Reason::SheafPointerCorrupted)
     }
 
     /// The address of slot `i` of the sheaf at `va`.
@@ -427,6 +427,6 @@ impl<P: Platform> Mm<P> {
     #[inline(never)]
     fn sheaf_object_corrupt(&self, object: u64) -> SlabError {
         crate::vmstat::VmEvents::add(&self.events().bug_slab, 1);
-        self.slab_fault(object, true, "slab sheaf object corrupted")
+        self.slab_fault(object, true, crate::slab::Reason::SheafObjectCorrupted)
     }
 }

@@ -33,7 +33,7 @@ impl<P: Platform> Mm<P> {
         self.slab_fill(va, 0, SHEAF_HEADER)?;
         let h: &SheafHeader = self.kview(va).map_err(|e| SlabError::Corrupted {
             addr: e.addr,
-            what: "a sheaf outside the direct map",
+            what: crate::slab::Reason::SheafOutsideDirectMap,
         })?;
         h.cache.store(s.self_va.load(Relaxed), Relaxed);
         h.capacity.store(s.sheaf_capacity() as u64, Relaxed);
@@ -112,7 +112,7 @@ impl<P: Platform> Mm<P> {
             Some(pfn) => self.do_slab_free(s, pfn, object, object, 1),
             None => {
                 crate::vmstat::VmEvents::add(&self.events().bug_slab, 1);
-                Err(self.slab_fault(object, true, "slab sheaf object corrupted"))
+                Err(self.slab_fault(object, true, crate::slab::Reason::SheafObjectCorrupted))
             }
         }
     }

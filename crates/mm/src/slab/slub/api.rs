@@ -46,7 +46,7 @@ impl<P: Platform> Mm<P> {
     /// [`SlabError::BadCache`].
     pub(crate) fn api_cache(&self, r: KmemCacheRef) -> Result<&KmemCache, SlabError> {
         self.cache(r).inspect_err(|_| {
-            self.slab_fault(r.0, false, "not a live kmem_cache");
+            self.slab_fault(r.0, false, crate::slab::Reason::NotLiveKmemCache);
         })
     }
 
@@ -56,9 +56,7 @@ impl<P: Platform> Mm<P> {
         if r.0 == self.slab.kmem_cache.load(Relaxed)
             || r.0 == self.slab.kmem_cache_node.load(Relaxed)
         {
-            return Err(SlabError::BadArgs(
-                "the kmem_cache and kmem_cache_node caches hold the allocator's own structures",
-            ));
+            return Err(SlabError::BadArgs(crate::slab::Reason::AllocatorOwnCache));
         }
         Ok(())
     }
@@ -127,7 +125,7 @@ impl<P: Platform> Mm<P> {
         let s = self.api_cache(r)?;
         let (pfn, page) = self.virt_to_slab(addr).ok_or(SlabError::NotSlabObject(
             addr,
-            "not in a slab (kmem_cache_free of non-slab memory)",
+            crate::slab::Reason::NotInSlabCacheFree,
         ))?;
         if page.slab_cache() != r.0 {
             return Err(self.wrong_cache(s, page.slab_cache(), pfn, addr));
@@ -170,8 +168,7 @@ impl<P: Platform> Mm<P> {
             self.print_tracking(actual, object);
         }
         SlabError::WrongCache {
-            cache: s.name(),
-            actual: actual.name(),
+            actual: KmemCacheRef(actual.self_va.load(Relaxed)),
         }
     }
 
@@ -220,10 +217,7 @@ impl<P: Platform> Mm<P> {
         if s.is_debug() {
             self.slab_err_invalid_pointer(s, pfn, addr.0);
         }
-        SlabError::NotSlabObject(
-            addr,
-            "not the start of an object (a pointer into the middle of one?)",
-        )
+        SlabError::NotSlabObject(addr, crate::slab::Reason::IntoObject)
     }
 
     /// [`Mm::free_object`] past its object check, for every cache: `init_on_free`'s wipe

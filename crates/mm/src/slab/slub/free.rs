@@ -67,7 +67,7 @@ impl<P: Platform> Mm<P> {
             .fl_idx_in(s, page, pfn, head)
             .ok_or(SlabError::NotSlabObject(
                 VirtAddr(head),
-                "not the start of an object",
+                crate::slab::Reason::NotObjectStart,
             ))?;
         let head = FreeHead {
             pfn,
@@ -136,10 +136,7 @@ impl<P: Platform> Mm<P> {
         crate::vmstat::VmEvents::add(&self.events().bug_slab, 1);
         let _ = s;
         self.kernel_bug("mm/slub.c", SET_FREEPOINTER_BUG_LINE);
-        SlabError::NotSlabObject(
-            VirtAddr(object),
-            "double free (the object is already free: at the head of a freelist, or its slab has nothing in use)",
-        )
+        SlabError::NotSlabObject(VirtAddr(object), crate::slab::Reason::DoubleFree)
     }
 
     /// `__slab_free(s, slab, head, tail, cnt)`: straight onto the slab's freelist with a

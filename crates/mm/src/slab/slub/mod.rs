@@ -114,7 +114,7 @@ impl<P: Platform> Mm<P> {
             .map(|phys| self.ram().read::<u64>(phys))
         {
             Some(Ok(v)) => Ok(v),
-            _ => Err(self.slab_fault(va, false, "slab memory outside RAM")),
+            _ => Err(self.slab_fault(va, false, crate::slab::Reason::SlabMemoryOutsideRam)),
         }
     }
 
@@ -127,7 +127,7 @@ impl<P: Platform> Mm<P> {
             .map(|phys| self.ram().write::<u64>(phys, v))
         {
             Some(Ok(())) => Ok(()),
-            _ => Err(self.slab_fault(va, true, "slab memory outside RAM")),
+            _ => Err(self.slab_fault(va, true, crate::slab::Reason::SlabMemoryOutsideRam)),
         }
     }
 
@@ -138,7 +138,7 @@ impl<P: Platform> Mm<P> {
         }
         match self.kfill(va, byte, len) {
             Ok(()) => Ok(()),
-            Err(e) => Err(self.slab_fault(e.addr, true, "slab memory outside RAM")),
+            Err(e) => Err(self.slab_fault(e.addr, true, crate::slab::Reason::SlabMemoryOutsideRam)),
         }
     }
 
@@ -216,14 +216,14 @@ impl<P: Platform> Mm<P> {
             self.slab_err(s, pfn, format_args!("Freepointer corrupt"));
             return SlabError::Corrupted {
                 addr: object,
-                what: "freelist pointer corrupted",
+                what: crate::slab::Reason::FreelistPointerCorrupted,
             };
         }
         // get_freepointer() dereferences `object + s->offset`.
         self.slab_fault(
             object.wrapping_add(s.fp_offset() as u64),
             false,
-            "freelist pointer corrupted",
+            crate::slab::Reason::FreelistPointerCorrupted,
         )
     }
 
@@ -440,14 +440,14 @@ impl<P: Platform> Mm<P> {
                 Ok(_) => self.slab_fault(
                     self.pfn_struct_address(pfn),
                     false,
-                    "link to a page that is not a slab of this cache",
+                    crate::slab::Reason::LinkToForeignPage,
                 ),
             },
             FreelistFault::BadPointer => self.freelist_corrupt(s, pfn, object),
             FreelistFault::OutsideRam => self.slab_fault(
                 object.wrapping_add(s.fp_offset() as u64),
                 false,
-                "slab memory outside RAM",
+                crate::slab::Reason::SlabMemoryOutsideRam,
             ),
         }
     }

@@ -317,7 +317,7 @@ impl<P: Platform> Mm<P> {
                 self.slab_fault(
                     s.cpu_slab.load(Relaxed),
                     false,
-                    "kmem_cache.cpu_slab corrupted",
+                    crate::slab::Reason::CpuSlabCorrupted,
                 );
             }
         }
@@ -332,7 +332,7 @@ impl<P: Platform> Mm<P> {
                 return Err(self.slab_fault(
                     s.cpu_slab.load(Relaxed),
                     false,
-                    "kmem_cache.cpu_slab corrupted",
+                    crate::slab::Reason::CpuSlabCorrupted,
                 ));
             };
             if c.slab_pfn().is_none() && c.partial_pfn().is_none() && !self.pcs_used(s, cpu) {
