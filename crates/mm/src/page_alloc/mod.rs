@@ -108,8 +108,8 @@ impl AllocFlags {
         }
     }
 
-    /// `gfp_to_alloc_flags()`: the slow path's flags, min watermark plus the reserve access
-    /// the GFP flags grant.
+    /// `gfp_to_alloc_flags()` (6.6): the slow path's flags, min watermark plus the reserve
+    /// access the GFP flags grant.
     pub fn from_gfp(gfp: Gfp, order: u32) -> AllocFlags {
         let mut flags = AllocFlags::CPUSET;
         if gfp.contains(Gfp::__GFP_HIGH) {
@@ -125,7 +125,11 @@ impl AllocFlags {
                     flags |= AllocFlags::HIGHATOMIC;
                 }
             }
-            flags.remove(AllocFlags::CPUSET);
+            // "Ignore cpuset mems for non-blocking __GFP_HIGH (probably GFP_ATOMIC) rather
+            // than fail" (6.6): only with ALLOC_MIN_RESERVE; GFP_NOWAIT keeps ALLOC_CPUSET.
+            if flags.contains(AllocFlags::MIN_RESERVE) {
+                flags.remove(AllocFlags::CPUSET);
+            }
         }
         flags
     }
@@ -610,5 +614,27 @@ mod tests {
         // Dma, Dma32, Normal, HighMem, Movable.
         assert_eq!(zone_indices(Profile::X86_64), [0, 1, 2, 2, 3]);
         assert_eq!(zone_indices(Profile::I386), [0, 1, 1, 2, 3]);
+    }
+
+    /// 6.6 `gfp_to_alloc_flags()` drops ALLOC_CPUSET only for a non-blocking request
+    /// with `__GFP_HIGH` (ALLOC_MIN_RESERVE): GFP_ATOMIC ignores cpusets, GFP_NOWAIT and
+    /// GFP_KERNEL keep them.
+    #[test]
+    fn gfp_to_alloc_flags_drops_cpuset_only_for_nonblocking_high() {
+        let cpuset = |gfp: Gfp| AllocFlags::from_gfp(gfp, 0).contains(AllocFlags::CPUSET);
+        assert!(!cpuset(Gfp::GFP_ATOMIC));
+        assert!(!cpuset(Gfp::__GFP_HIGH));
+        assert!(cpuset(Gfp::GFP_NOWAIT));
+        assert!(cpuset(Gfp::GFP_NOWAIT | Gfp::__GFP_NOMEMALLOC));
+        assert!(cpuset(Gfp::empty()));
+        assert!(cpuset(Gfp::GFP_KERNEL));
+        assert!(cpuset(Gfp::GFP_KERNEL | Gfp::__GFP_HIGH));
+        assert_eq!(
+            AllocFlags::from_gfp(Gfp::GFP_NOWAIT, 3),
+            AllocFlags::CPUSET
+                | AllocFlags::KSWAPD
+                | AllocFlags::NON_BLOCK
+                | AllocFlags::HIGHATOMIC
+        );
     }
 }

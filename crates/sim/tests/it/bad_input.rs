@@ -389,3 +389,152 @@ fn each_layers_error_is_a_core_error_with_the_kernels_words() {
         assert!(e.to_string().contains(words), "{e}");
     }
 }
+
+/// `free_pages_check()` tests the descriptor's words in one go and works out which check
+/// failed only when one did: over every combination of bad fields (flag bits, refcount,
+/// recorded order, freed order, alignment, a page outside every zone, a block that runs
+/// past its zone's end), the error and the `page dumped because:` line are those of the
+/// first failing check in `free_page_is_bad()`'s order, exactly as the checks one by one
+/// gave them before (order > MAX_PAGE_ORDER, PG_reserved, PG_slab, PG_tail, refcount 0,
+/// then the order, alignment and zone), and only a block that passes them all is freed.
+#[test]
+fn free_check_reports_the_first_failing_check_of_every_combination() {
+    use kmemlab_mm::mm_types::{PG_HEAD, PG_PCP, PG_RESERVED, PG_SLAB, PG_TAIL};
+    const FLAGS: [u32; 11] = [
+        0,
+        PG_RESERVED,
+        PG_SLAB,
+        PG_TAIL,
+        PG_RESERVED | PG_SLAB,
+        PG_RESERVED | PG_TAIL,
+        PG_SLAB | PG_TAIL,
+        PG_RESERVED | PG_SLAB | PG_TAIL,
+        PG_HEAD,
+        PG_PCP,
+        u32::MAX,
+    ];
+    // The words of `struct page` the check reads (flags, private: the order, refcount)
+    // overwritten; answers what they held.
+    let poke = |m: &Machine, pfn: Pfn, words: [u32; 3]| {
+        let at = m.run(|mm| {
+            mm.mem_map_phys().0
+                + (pfn - mm.mem_map().base_pfn) * std::mem::size_of::<kmemlab_mm::Page>() as u64
+        });
+        let mut bytes = [0u8; 12];
+        let ram = m.mm().platform().ram();
+        ram.read(at, &mut bytes).expect("RAM");
+        let old =
+            [0, 1, 2].map(|i| u32::from_le_bytes(bytes[i * 4..i * 4 + 4].try_into().unwrap()));
+        for (i, w) in words.iter().enumerate() {
+            bytes[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
+        }
+        ram.write(at, &bytes).expect("RAM");
+        old
+    };
+    // 64 MiB and three pages: the last zone ends three pages past an aligned boundary.
+    let m = MachineBuilder::new()
+        .ram(64 * MIB + 3 * 4096)
+        .cpus(1)
+        .no_holes()
+        .seed(5)
+        .boot();
+    let (outside, zone_end) = m.run(|mm| {
+        let base = mm.mem_map().base_pfn;
+        let outside = (0..mm.mem_map().len)
+            .map(|i| base + i)
+            .find(|&p| mm.zone_of_pfn(p).is_none());
+        let end = mm.zones().iter().map(|z| z.zone_end_pfn()).max().unwrap();
+        (outside, end)
+    });
+    assert_eq!(zone_end.raw() % 4, 3, "the last zone's end is not aligned");
+    let _ = m.take_console();
+    let mut refused = 0;
+    for flags in FLAGS {
+        for refcount in [0, 1, u32::MAX] {
+            for recorded in [0, 1, 2, 3, 11, u32::MAX] {
+                for freed in [0, 1, 2, 3, 11, 64, u32::MAX] {
+                    // The head of an allocation of order 3, a page inside it (misaligned
+                    // for orders above 0), a page outside every zone, and the last aligned
+                    // block of order 2 or more in the last zone, which runs past its end.
+                    for target in 0..4 {
+                        let head = m.run(|mm| {
+                            mm.page_to_pfn(mm.alloc_pages(Gfp::GFP_KERNEL, 3).expect("alloc"))
+                        });
+                        let (pfn, aligned, in_zone) = match target {
+                            0 => (head, true, true),
+                            1 => (head + 1, freed == 0, true),
+                            2 => match outside {
+                                Some(p) => (p, p.is_aligned(freed.min(63)), false),
+                                None => continue,
+                            },
+                            _ => {
+                                let p = Pfn(zone_end.raw() & !3);
+                                (p, p.is_aligned(freed.min(63)), freed < 2)
+                            }
+                        };
+                        let wanted = if freed > kmemlab_mm::MAX_PAGE_ORDER {
+                            Err(FreeError::OrderTooLarge(freed))
+                        } else if flags & PG_RESERVED != 0 {
+                            Err(FreeError::Reserved(pfn))
+                        } else if flags & PG_SLAB != 0 {
+                            Err(FreeError::SlabPage(pfn))
+                        } else if flags & PG_TAIL != 0 {
+                            Err(FreeError::TailPage(pfn))
+                        } else if refcount == 0 {
+                            Err(FreeError::AlreadyFree(pfn))
+                        } else if recorded != freed || !aligned || !in_zone {
+                            Err(FreeError::WrongOrder {
+                                pfn,
+                                freed,
+                                allocated: recorded,
+                            })
+                        } else if refcount != 1 {
+                            // The checks pass; put_page_testzero() does not take the page's
+                            // last reference.
+                            Err(FreeError::AlreadyFree(pfn))
+                        } else {
+                            Ok(())
+                        };
+                        if wanted.is_ok() && target >= 2 {
+                            // Not a page of ours: freeing it for real is a double free.
+                            m.run(|mm| mm.__free_pages(mm.pfn_to_page(head).unwrap(), 3))
+                                .expect("the block frees at its order");
+                            continue;
+                        }
+                        let old = poke(&m, pfn, [flags, recorded, refcount]);
+                        let got =
+                            m.run(|mm| mm.__free_pages(mm.mem_map().get(pfn).unwrap(), freed));
+                        let case = format!(
+                            "flags {flags:#x} refcount {refcount} recorded {recorded} freed {freed} target {target}"
+                        );
+                        assert_eq!(got, wanted, "{case}");
+                        let console = m.take_console();
+                        match got {
+                            Err(e) => {
+                                refused += 1;
+                                let because = format!("page dumped because: {}", e.reason());
+                                assert_eq!(
+                                    console
+                                        .iter()
+                                        .filter(|l| l.starts_with("BUG: Bad page state"))
+                                        .count(),
+                                    1,
+                                    "{case}: {console:?}"
+                                );
+                                assert!(console.contains(&because), "{case}: {console:?}");
+                                poke(&m, pfn, old);
+                                m.run(|mm| {
+                                    mm.__free_pages(mm.pfn_to_page(head).unwrap(), 3)
+                                        .expect("the block frees at its order")
+                                });
+                            }
+                            Ok(()) => assert!(console.is_empty(), "{case}: {console:?}"),
+                        }
+                        assert!(m.take_console().is_empty(), "{case}");
+                    }
+                }
+            }
+        }
+    }
+    assert!(refused > 2000, "{refused} refused frees");
+}
