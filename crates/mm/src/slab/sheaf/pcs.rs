@@ -65,6 +65,13 @@ impl<P: Platform> Mm<P> {
     /// caller to the slab paths (lock held by the interrupted task, or no full sheaf to
     /// be had without blocking). Out of line, so that the CPU-slab fast path it sits
     /// beside keeps its registers.
+    ///
+    /// The common case, a main sheaf that checks out, has objects and whose last object
+    /// checks out, is done here: the `likely(pcs->main->size)` branch of 6.18's
+    /// `alloc_from_pcs()`. Everything else (a corrupted sheaf or object, an empty main
+    /// sheaf) is [`Mm::alloc_from_pcs_slow`], out of line, which looks at the same words
+    /// again with the lock still held (no interrupt window in between), so it finds what
+    /// this path found.
     #[inline(never)]
     pub(crate) fn alloc_from_pcs(
         &self,
@@ -75,9 +82,38 @@ impl<P: Platform> Mm<P> {
         let Some(pcs) = self.pcs(s, cpu) else {
             return Err(self.pcs_corrupt(s));
         };
-        let Some(mut guard) = self.pcs_lock_main(pcs) else {
+        let Some(guard) = self.pcs_lock_main(pcs) else {
             return Ok(None);
         };
+        if let Some(mut main) = self.sheaf_view(s, pcs.main.load(Relaxed))
+            && main.size != 0
+        {
+            let size = main.size - 1;
+            let object = main.object(size);
+            if self.sheaf_object_slab(s, object).is_some() {
+                main.set_size(size);
+                drop(guard);
+                self.stat(s, StatItem::AllocPcs);
+                return Ok(Some(object));
+            }
+        }
+        self.alloc_from_pcs_slow(s, pcs, guard, gfp)
+    }
+
+    /// The rest of 6.18's `alloc_from_pcs()` with the lock held, for what
+    /// [`Mm::alloc_from_pcs`] did not finish: a corrupted main sheaf (reported, dropped),
+    /// an empty one (`__pcs_replace_empty_main()`), a corrupted object (reported, the
+    /// sheaf emptied).
+    #[cold]
+    #[inline(never)]
+    fn alloc_from_pcs_slow<'a>(
+        &self,
+        s: &KmemCache,
+        pcs: &'a SlubPercpuSheaves,
+        guard: PcsGuard<'a>,
+        gfp: Gfp,
+    ) -> Result<Option<u64>, SlabError> {
+        let mut guard = guard;
         let mut main = self.main_view(s, pcs)?;
         if main.size == 0 {
             let Some(g) = self.__pcs_replace_empty_main(s, pcs, guard, gfp)? else {
@@ -104,6 +140,11 @@ impl<P: Platform> Mm<P> {
     /// `free_to_pcs()`: put `object` (already checked to be an object of `s`) on the main
     /// sheaf of `cpu`, the current CPU; `Ok(false)` sends the caller to the slab paths.
     /// Out of line, as [`Mm::alloc_from_pcs`].
+    ///
+    /// The common case, a main sheaf that checks out and has room, is done here (6.18's
+    /// `free_to_pcs()` when `pcs->main->size != s->sheaf_capacity`); a corrupted or full
+    /// main sheaf is [`Mm::free_to_pcs_slow`], out of line, which reads the same words
+    /// again with the lock still held.
     #[inline(never)]
     pub(crate) fn free_to_pcs(
         &self,
@@ -114,9 +155,35 @@ impl<P: Platform> Mm<P> {
         let Some(pcs) = self.pcs(s, cpu) else {
             return Err(self.pcs_corrupt(s));
         };
-        let Some(mut guard) = self.pcs_lock_main(pcs) else {
+        let Some(guard) = self.pcs_lock_main(pcs) else {
             return Ok(false);
         };
+        if let Some(mut main) = self.sheaf_view(s, pcs.main.load(Relaxed))
+            && main.size != s.sheaf_capacity()
+        {
+            let size = main.size;
+            main.set_object(size, object);
+            main.set_size(size + 1);
+            drop(guard);
+            self.stat(s, StatItem::FreePcs);
+            return Ok(true);
+        }
+        self.free_to_pcs_slow(s, object, pcs, guard)
+    }
+
+    /// The rest of 6.18's `free_to_pcs()` with the lock held, for what
+    /// [`Mm::free_to_pcs`] did not finish: a corrupted main sheaf (reported, dropped) or a
+    /// full one (`__pcs_replace_full_main()`).
+    #[cold]
+    #[inline(never)]
+    fn free_to_pcs_slow<'a>(
+        &self,
+        s: &KmemCache,
+        object: u64,
+        pcs: &'a SlubPercpuSheaves,
+        guard: PcsGuard<'a>,
+    ) -> Result<bool, SlabError> {
+        let mut guard = guard;
         let cap = s.sheaf_capacity();
         let mut main = self.main_view(s, pcs)?;
         if main.size == cap {
