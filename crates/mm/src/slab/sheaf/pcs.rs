@@ -22,11 +22,11 @@ use crate::Mm;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 impl<P: Platform> Mm<P> {
-    /// The sheaf at `va` as one checked view of RAM, its header naming `s` and its
-    /// capacity and its size no larger: the fast paths' [`Mm::sheaf`].
+    /// The sheaf at `va` as one checked view of RAM, its header naming `s` and `cap`
+    /// (`s->sheaf_capacity`, read once by the caller) and its size no larger: the fast
+    /// paths' [`Mm::sheaf`].
     #[inline(always)]
-    fn sheaf_view(&self, s: &KmemCache, va: u64) -> Option<SheafView> {
-        let cap = s.sheaf_capacity();
+    fn sheaf_view(&self, s: &KmemCache, cap: u32, va: u64) -> Option<SheafView> {
         let phys = self.layout().virt_to_phys(va)?;
         let words = self
             .ram
@@ -52,7 +52,7 @@ impl<P: Platform> Mm<P> {
         pcs: &SlubPercpuSheaves,
     ) -> Result<SheafView, SlabError> {
         let va = pcs.main.load(Relaxed);
-        match self.sheaf_view(s, va) {
+        match self.sheaf_view(s, s.sheaf_capacity(), va) {
             Some(v) => Ok(v),
             None => {
                 pcs.main.store(0, Relaxed);
@@ -82,10 +82,10 @@ impl<P: Platform> Mm<P> {
         let Some(pcs) = self.pcs(s, cpu) else {
             return Err(self.pcs_corrupt(s));
         };
-        let Some(guard) = self.pcs_lock_main(pcs) else {
+        let Some((guard, main)) = self.pcs_lock_main(pcs) else {
             return Ok(None);
         };
-        if let Some(mut main) = self.sheaf_view(s, pcs.main.load(Relaxed))
+        if let Some(mut main) = self.sheaf_view(s, s.sheaf_capacity(), main)
             && main.size != 0
         {
             let size = main.size - 1;
@@ -155,10 +155,10 @@ impl<P: Platform> Mm<P> {
         let Some(pcs) = self.pcs(s, cpu) else {
             return Err(self.pcs_corrupt(s));
         };
-        let Some(guard) = self.pcs_lock_main(pcs) else {
+        let Some((guard, main)) = self.pcs_lock_main(pcs) else {
             return Ok(false);
         };
-        if let Some(mut main) = self.sheaf_view(s, pcs.main.load(Relaxed))
+        if let Some(mut main) = self.sheaf_view(s, s.sheaf_capacity(), main)
             && main.size != s.sheaf_capacity()
         {
             let size = main.size;
@@ -205,18 +205,23 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `local_trylock(&s->cpu_sheaves->lock)` on a fast path, with the interrupt windows
-    /// before it and after it (the trylock leaves interrupts enabled): the guard, or
-    /// `None` when the lock is held (counted) or this CPU's main sheaf was dropped after
-    /// a reported corruption (it then runs without sheaves).
+    /// before it and after it (the trylock leaves interrupts enabled): the guard and
+    /// `pcs->main` as read under it, or `None` when the lock is held (counted) or this
+    /// CPU's main sheaf was dropped after a reported corruption (it then runs without
+    /// sheaves).
     #[inline(always)]
-    pub(super) fn pcs_lock_main<'a>(&self, pcs: &'a SlubPercpuSheaves) -> Option<PcsGuard<'a>> {
+    pub(super) fn pcs_lock_main<'a>(
+        &self,
+        pcs: &'a SlubPercpuSheaves,
+    ) -> Option<(PcsGuard<'a>, u64)> {
         self.irq_window();
         let Some(guard) = pcs_trylock(pcs) else {
             self.slab.pcs_trylock_fail.fetch_add(1, Relaxed);
             return None;
         };
         self.irq_window();
-        (pcs.main.load(Relaxed) != 0).then_some(guard)
+        let main = pcs.main.load(Relaxed);
+        (main != 0).then_some((guard, main))
     }
 
     // ----- replacing the main sheaf ---------------------------------------------------
