@@ -61,10 +61,10 @@ impl<P: Platform> Mm<P> {
         }
     }
 
-    /// `alloc_from_pcs()`: an object from this CPU's main sheaf; `Ok(None)` sends the
+    /// `alloc_from_pcs()`: an object from this CPU's main sheaf; `Ok(0)` sends the
     /// caller to the slab paths (lock held by the interrupted task, or no full sheaf to
-    /// be had without blocking). Out of line, so that the CPU-slab fast path it sits
-    /// beside keeps its registers.
+    /// be had without blocking), as the kernel's `NULL` does (no object is at address 0).
+    /// Out of line, so that the CPU-slab fast path it sits beside keeps its registers.
     ///
     /// The common case, a main sheaf that checks out, has objects and whose last object
     /// checks out, is done here: the `likely(pcs->main->size)` branch of 6.18's
@@ -78,12 +78,12 @@ impl<P: Platform> Mm<P> {
         s: &KmemCache,
         gfp: Gfp,
         cpu: usize,
-    ) -> Result<Option<u64>, SlabError> {
+    ) -> Result<u64, SlabError> {
         let Some(pcs) = self.pcs(s, cpu) else {
             return Err(self.pcs_corrupt(s));
         };
         let Some((guard, main)) = self.pcs_lock_main(pcs) else {
-            return Ok(None);
+            return Ok(0);
         };
         if let Some(mut main) = self.sheaf_view(s, s.sheaf_capacity(), main)
             && main.size != 0
@@ -94,7 +94,7 @@ impl<P: Platform> Mm<P> {
                 main.set_size(size);
                 drop(guard);
                 self.stat(s, StatItem::AllocPcs);
-                return Ok(Some(object));
+                return Ok(object);
             }
         }
         self.alloc_from_pcs_slow(s, pcs, guard, gfp)
@@ -112,12 +112,12 @@ impl<P: Platform> Mm<P> {
         pcs: &'a SlubPercpuSheaves,
         guard: PcsGuard<'a>,
         gfp: Gfp,
-    ) -> Result<Option<u64>, SlabError> {
+    ) -> Result<u64, SlabError> {
         let mut guard = guard;
         let mut main = self.main_view(s, pcs)?;
         if main.size == 0 {
             let Some(g) = self.__pcs_replace_empty_main(s, pcs, guard, gfp)? else {
-                return Ok(None);
+                return Ok(0);
             };
             guard = g;
             main = self.main_view(s, pcs)?;
@@ -134,7 +134,7 @@ impl<P: Platform> Mm<P> {
         main.set_size(size);
         drop(guard);
         self.stat(s, StatItem::AllocPcs);
-        Ok(Some(object))
+        Ok(object)
     }
 
     /// `free_to_pcs()`: put `object` (already checked to be an object of `s`) on the main
