@@ -84,7 +84,7 @@ impl<P: Platform> Mm<P> {
         pcs: &SlubPercpuSheaves,
         p: &mut [VirtAddr],
     ) -> Result<usize, (usize, SlabError)> {
-        let Some(guard) = self.pcs_lock_main(pcs) else {
+        let Some((guard, _)) = self.pcs_lock_main(pcs) else {
             return Ok(0);
         };
         let mut main = self.main_view(s, pcs).map_err(|e| (0, e))?;
@@ -178,7 +178,7 @@ impl<P: Platform> Mm<P> {
         pcs: &SlubPercpuSheaves,
         objects: &[VirtAddr],
     ) -> Result<usize, SlabError> {
-        let Some(guard) = self.pcs_lock_main(pcs) else {
+        let Some((guard, _)) = self.pcs_lock_main(pcs) else {
             return Ok(0);
         };
         let cap = s.sheaf_capacity();

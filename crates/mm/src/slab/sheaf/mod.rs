@@ -345,14 +345,27 @@ impl<P: Platform> Mm<P> {
         SHEAF_HEADER + s.sheaf_capacity() as u64 * 8
     }
 
-    /// This CPU's (or `cpu`'s) `slub_percpu_sheaves`, if `s->cpu_sheaves` describes one
-    /// inside the per-CPU areas.
+    /// This CPU's (or `cpu`'s) `slub_percpu_sheaves` (`this_cpu_ptr(s->cpu_sheaves)` in
+    /// 6.18), if `s->cpu_sheaves` describes one inside the per-CPU areas: its size that of
+    /// the structure, its offset aligned to it and the whole structure inside the dynamic
+    /// area, tested at once on the word as read (one mask and one compare, as the size
+    /// and the area are powers of two).
     #[inline(always)]
     fn pcs(&self, s: &KmemCache, cpu: usize) -> Option<&SlubPercpuSheaves> {
-        let ptr = s.cpu_sheaves_ptr();
-        if ptr.size as usize != core::mem::size_of::<SlubPercpuSheaves>() {
+        const SIZE: u64 = core::mem::size_of::<SlubPercpuSheaves>() as u64;
+        const ALIGN: u64 = core::mem::align_of::<SlubPercpuSheaves>() as u64;
+        const AREA: u64 = crate::percpu::PERCPU_DYNAMIC_SIZE as u64;
+        const _: () = assert!(SIZE == ALIGN && AREA.is_power_of_two() && ALIGN < AREA);
+        // The offset bits an aligned structure inside the area may have.
+        const OFFSET_BITS: u64 = (AREA - 1) & !(ALIGN - 1);
+        let v = s.cpu_sheaves.load(Relaxed);
+        if v & !OFFSET_BITS != SIZE << 32 {
             return None;
         }
+        let ptr = PerCpuPtr {
+            offset: (v & OFFSET_BITS) as u32,
+            size: SIZE as u32,
+        };
         self.percpu_areas().dyn_get(cpu, ptr)
     }
 

@@ -22,11 +22,11 @@ use crate::Mm;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 impl<P: Platform> Mm<P> {
-    /// The sheaf at `va` as one checked view of RAM, its header naming `s` and its
-    /// capacity and its size no larger: the fast paths' [`Mm::sheaf`].
+    /// The sheaf at `va` as one checked view of RAM, its header naming `s` and `cap`
+    /// (`s->sheaf_capacity`, read once by the caller) and its size no larger: the fast
+    /// paths' [`Mm::sheaf`].
     #[inline(always)]
-    fn sheaf_view(&self, s: &KmemCache, va: u64) -> Option<SheafView> {
-        let cap = s.sheaf_capacity();
+    fn sheaf_view(&self, s: &KmemCache, cap: u32, va: u64) -> Option<SheafView> {
         let phys = self.layout().virt_to_phys(va)?;
         let words = self
             .ram
@@ -52,7 +52,7 @@ impl<P: Platform> Mm<P> {
         pcs: &SlubPercpuSheaves,
     ) -> Result<SheafView, SlabError> {
         let va = pcs.main.load(Relaxed);
-        match self.sheaf_view(s, va) {
+        match self.sheaf_view(s, s.sheaf_capacity(), va) {
             Some(v) => Ok(v),
             None => {
                 pcs.main.store(0, Relaxed);
@@ -61,27 +61,63 @@ impl<P: Platform> Mm<P> {
         }
     }
 
-    /// `alloc_from_pcs()`: an object from this CPU's main sheaf; `Ok(None)` sends the
+    /// `alloc_from_pcs()`: an object from this CPU's main sheaf; `Ok(0)` sends the
     /// caller to the slab paths (lock held by the interrupted task, or no full sheaf to
-    /// be had without blocking). Out of line, so that the CPU-slab fast path it sits
-    /// beside keeps its registers.
+    /// be had without blocking), as the kernel's `NULL` does (no object is at address 0).
+    /// Out of line, so that the CPU-slab fast path it sits beside keeps its registers.
+    ///
+    /// The common case, a main sheaf that checks out, has objects and whose last object
+    /// checks out, is done here: the `likely(pcs->main->size)` branch of 6.18's
+    /// `alloc_from_pcs()`. Everything else (a corrupted sheaf or object, an empty main
+    /// sheaf) is [`Mm::alloc_from_pcs_slow`], out of line, which looks at the same words
+    /// again with the lock still held (no interrupt window in between), so it finds what
+    /// this path found.
     #[inline(never)]
     pub(crate) fn alloc_from_pcs(
         &self,
         s: &KmemCache,
         gfp: Gfp,
         cpu: usize,
-    ) -> Result<Option<u64>, SlabError> {
+    ) -> Result<u64, SlabError> {
         let Some(pcs) = self.pcs(s, cpu) else {
             return Err(self.pcs_corrupt(s));
         };
-        let Some(mut guard) = self.pcs_lock_main(pcs) else {
-            return Ok(None);
+        let Some((guard, main)) = self.pcs_lock_main(pcs) else {
+            return Ok(0);
         };
+        if let Some(mut main) = self.sheaf_view(s, s.sheaf_capacity(), main)
+            && main.size != 0
+        {
+            let size = main.size - 1;
+            let object = main.object(size);
+            if self.sheaf_object_slab(s, object).is_some() {
+                main.set_size(size);
+                drop(guard);
+                self.stat(s, StatItem::AllocPcs);
+                return Ok(object);
+            }
+        }
+        self.alloc_from_pcs_slow(s, pcs, guard, gfp)
+    }
+
+    /// The rest of 6.18's `alloc_from_pcs()` with the lock held, for what
+    /// [`Mm::alloc_from_pcs`] did not finish: a corrupted main sheaf (reported, dropped),
+    /// an empty one (`__pcs_replace_empty_main()`), a corrupted object (reported, the
+    /// sheaf emptied).
+    #[cold]
+    #[inline(never)]
+    fn alloc_from_pcs_slow<'a>(
+        &self,
+        s: &KmemCache,
+        pcs: &'a SlubPercpuSheaves,
+        guard: PcsGuard<'a>,
+        gfp: Gfp,
+    ) -> Result<u64, SlabError> {
+        let mut guard = guard;
         let mut main = self.main_view(s, pcs)?;
         if main.size == 0 {
             let Some(g) = self.__pcs_replace_empty_main(s, pcs, guard, gfp)? else {
-                return Ok(None);
+                return Ok(0);
             };
             guard = g;
             main = self.main_view(s, pcs)?;
@@ -98,12 +134,17 @@ impl<P: Platform> Mm<P> {
         main.set_size(size);
         drop(guard);
         self.stat(s, StatItem::AllocPcs);
-        Ok(Some(object))
+        Ok(object)
     }
 
     /// `free_to_pcs()`: put `object` (already checked to be an object of `s`) on the main
     /// sheaf of `cpu`, the current CPU; `Ok(false)` sends the caller to the slab paths.
     /// Out of line, as [`Mm::alloc_from_pcs`].
+    ///
+    /// The common case, a main sheaf that checks out and has room, is done here (6.18's
+    /// `free_to_pcs()` when `pcs->main->size != s->sheaf_capacity`); a corrupted or full
+    /// main sheaf is [`Mm::free_to_pcs_slow`], out of line, which reads the same words
+    /// again with the lock still held.
     #[inline(never)]
     pub(crate) fn free_to_pcs(
         &self,
@@ -114,9 +155,35 @@ impl<P: Platform> Mm<P> {
         let Some(pcs) = self.pcs(s, cpu) else {
             return Err(self.pcs_corrupt(s));
         };
-        let Some(mut guard) = self.pcs_lock_main(pcs) else {
+        let Some((guard, main)) = self.pcs_lock_main(pcs) else {
             return Ok(false);
         };
+        if let Some(mut main) = self.sheaf_view(s, s.sheaf_capacity(), main)
+            && main.size != s.sheaf_capacity()
+        {
+            let size = main.size;
+            main.set_object(size, object);
+            main.set_size(size + 1);
+            drop(guard);
+            self.stat(s, StatItem::FreePcs);
+            return Ok(true);
+        }
+        self.free_to_pcs_slow(s, object, pcs, guard)
+    }
+
+    /// The rest of 6.18's `free_to_pcs()` with the lock held, for what
+    /// [`Mm::free_to_pcs`] did not finish: a corrupted main sheaf (reported, dropped) or a
+    /// full one (`__pcs_replace_full_main()`).
+    #[cold]
+    #[inline(never)]
+    fn free_to_pcs_slow<'a>(
+        &self,
+        s: &KmemCache,
+        object: u64,
+        pcs: &'a SlubPercpuSheaves,
+        guard: PcsGuard<'a>,
+    ) -> Result<bool, SlabError> {
+        let mut guard = guard;
         let cap = s.sheaf_capacity();
         let mut main = self.main_view(s, pcs)?;
         if main.size == cap {
@@ -138,18 +205,23 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `local_trylock(&s->cpu_sheaves->lock)` on a fast path, with the interrupt windows
-    /// before it and after it (the trylock leaves interrupts enabled): the guard, or
-    /// `None` when the lock is held (counted) or this CPU's main sheaf was dropped after
-    /// a reported corruption (it then runs without sheaves).
+    /// before it and after it (the trylock leaves interrupts enabled): the guard and
+    /// `pcs->main` as read under it, or `None` when the lock is held (counted) or this
+    /// CPU's main sheaf was dropped after a reported corruption (it then runs without
+    /// sheaves).
     #[inline(always)]
-    pub(super) fn pcs_lock_main<'a>(&self, pcs: &'a SlubPercpuSheaves) -> Option<PcsGuard<'a>> {
+    pub(super) fn pcs_lock_main<'a>(
+        &self,
+        pcs: &'a SlubPercpuSheaves,
+    ) -> Option<(PcsGuard<'a>, u64)> {
         self.irq_window();
         let Some(guard) = pcs_trylock(pcs) else {
             self.slab.pcs_trylock_fail.fetch_add(1, Relaxed);
             return None;
         };
         self.irq_window();
-        (pcs.main.load(Relaxed) != 0).then_some(guard)
+        let main = pcs.main.load(Relaxed);
+        (main != 0).then_some((guard, main))
     }
 
     // ----- replacing the main sheaf ---------------------------------------------------

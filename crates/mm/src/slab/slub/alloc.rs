@@ -39,11 +39,12 @@ impl<P: Platform> Mm<P> {
         if s.is_debug() || self.slab_may_init(gfp) {
             return self.slab_alloc_full(s, gfp, site, orig_size, cpu);
         }
-        // slab_alloc_node() of 6.18: the sheaves first.
-        if s.sheaf_capacity() != 0
-            && let Some(object) = self.alloc_from_pcs(s, gfp, cpu)?
-        {
-            return Ok(object);
+        // slab_alloc_node() of 6.18: the sheaves first (0: fall back to the slab).
+        if s.sheaf_capacity() != 0 {
+            let object = self.alloc_from_pcs(s, gfp, cpu)?;
+            if object != 0 {
+                return Ok(object);
+            }
         }
         self.slab_alloc_on(s, gfp, cpu)
     }
@@ -72,8 +73,8 @@ impl<P: Platform> Mm<P> {
         } else if s.sheaf_capacity() != 0 {
             // slab_alloc_node() of 6.18: the sheaves first.
             match self.alloc_from_pcs(s, gfp, cpu)? {
-                Some(object) => object,
-                None => self.slab_alloc_on(s, gfp, cpu)?,
+                0 => self.slab_alloc_on(s, gfp, cpu)?,
+                object => object,
             }
         } else {
             self.slab_alloc_on(s, gfp, cpu)?
