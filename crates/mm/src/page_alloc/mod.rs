@@ -505,7 +505,13 @@ impl<P: Platform> Mm<P> {
 }
 
 /// The kinds of zone ([`ZoneType`]'s variants).
-const NR_ZONE_TYPES: usize = 5;
+const NR_ZONE_TYPES: usize = ZoneType::Movable as usize + 1;
+
+// The tables indexed by `ZoneType as usize` are NR_ZONE_TYPES long: this match stops the
+// build when a variant is added, until the count and `zone_indices()` know it.
+const _: () = match ZoneType::Dma {
+    ZoneType::Dma | ZoneType::Dma32 | ZoneType::Normal | ZoneType::HighMem | ZoneType::Movable => {}
+};
 
 /// [`Mm::zone_index`] of each [`ZoneType`] on `profile`, worked out at compile time: the
 /// type's place among the profile's zones, or ZONE_NORMAL's for a type it does not
