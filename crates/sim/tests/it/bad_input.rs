@@ -485,7 +485,9 @@ fn free_check_reports_the_first_failing_check_of_every_combination() {
                         } else if recorded != freed || !aligned || !in_zone {
                             Err(FreeError::WrongOrder {
                                 pfn,
-                                freed,
+                                // At most MAX_PAGE_ORDER here (a larger one is refused
+                                // first, above).
+                                freed: freed as u8,
                                 allocated: recorded,
                             })
                         } else if refcount != 1 {
