@@ -80,8 +80,8 @@ impl<P: Platform> Mm<P> {
         gfp: Gfp,
         order: u32,
     ) -> Result<(AllocContext, &PerCpu), PageAllocError> {
-        if order > MAX_PAGE_ORDER {
-            return Err(self.order_too_large(gfp, order));
+        if order > 1 {
+            self.high_order_checks(gfp, order)?;
         }
         let zone_type = gfp
             .gfp_zone()
@@ -104,6 +104,22 @@ impl<P: Platform> Mm<P> {
             cpu,
         };
         Ok((ac, this_cpu))
+    }
+
+    /// The checks only a request above order 1 can meet, out of the order-0 path:
+    /// [`Mm::order_too_large`], then `rmqueue()`'s `__GFP_NOFAIL` warning, made here once
+    /// per request rather than once per zone tried (it warns once per boot; a request that
+    /// kmemlab then refuses for its flags or context, which 6.6 would serve, has printed
+    /// it too).
+    #[inline(never)]
+    fn high_order_checks(&self, gfp: Gfp, order: u32) -> Result<(), PageAllocError> {
+        if order > MAX_PAGE_ORDER {
+            return Err(self.order_too_large(gfp, order));
+        }
+        if gfp.contains(Gfp::__GFP_NOFAIL) {
+            self.rmqueue_nofail_order_warn();
+        }
+        Ok(())
     }
 
     /// 6.6 `__alloc_pages()`: `WARN_ON_ONCE_GFP(order > MAX_ORDER, gfp)`, once per boot
@@ -257,6 +273,21 @@ impl<P: Platform> Mm<P> {
             self.rmqueue_wake_kswapd(zone);
         }
         page
+    }
+
+    /// `rmqueue()`'s `WARN_ON_ONCE((gfp_flags & __GFP_NOFAIL) && (order > 1))` (6.6.63,
+    /// mm/page_alloc.c:2784), for a request that has both: once per boot; the allocation
+    /// goes on.
+    #[cold]
+    #[inline(never)]
+    fn rmqueue_nofail_order_warn(&self) {
+        VmEvents::add(&self.events().warn, 1);
+        const SITE: crate::report::KernelSite = crate::report::KernelSite {
+            file: "mm/page_alloc.c",
+            line: 2784,
+            func: "rmqueue",
+        };
+        crate::report::warn_on_once!(self, true, SITE);
     }
 
     /// The end of `rmqueue()` when the zone's watermark was boosted: clear

@@ -84,6 +84,45 @@ fn order_above_max_is_refused_with_a_warning() {
     assert_eq!(counts(m.mm()), before);
 }
 
+/// 6.6 `rmqueue()`: `WARN_ON_ONCE((gfp_flags & __GFP_NOFAIL) && (order > 1))` at
+/// mm/page_alloc.c:2784 (6.6.63): the first such request prints it, later ones do not,
+/// and every one is served; order 1 with `__GFP_NOFAIL` and order 2 without are quiet.
+#[test]
+fn nofail_above_order_one_warns_once_and_is_served() {
+    let m = MachineBuilder::new()
+        .ram(32 * MIB)
+        .cpus(1)
+        .no_holes()
+        .seed(7)
+        .boot();
+    let alloc_free = |gfp: Gfp, order: u32| {
+        m.run(|mm| {
+            let page = mm.alloc_pages(gfp, order).expect("served");
+            mm.__free_pages(page, order).expect("freed");
+        })
+    };
+    alloc_free(Gfp::GFP_KERNEL | Gfp::__GFP_NOFAIL, 1);
+    alloc_free(Gfp::GFP_KERNEL, 2);
+    assert!(m.take_console().is_empty());
+    alloc_free(Gfp::GFP_KERNEL | Gfp::__GFP_NOFAIL, 2);
+    assert_eq!(
+        m.take_console(),
+        warn_lines(
+            0,
+            100,
+            "kmemlab/0",
+            "Not tainted",
+            None,
+            "mm/page_alloc.c:2784 rmqueue",
+        )
+    );
+    for order in [2, 3, 10] {
+        alloc_free(Gfp::GFP_KERNEL | Gfp::__GFP_NOFAIL, order);
+    }
+    assert!(m.take_console().is_empty());
+    m.mm().check().expect("check() passes");
+}
+
 #[test]
 fn invalid_gfp_combinations_are_refused() {
     let m = MachineBuilder::new()
