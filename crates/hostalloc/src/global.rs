@@ -35,7 +35,7 @@ use kmemlab_mm::slab::kmalloc::{ARCH_KMALLOC_MINALIGN, KMALLOC_MAX_CACHE_SIZE, K
 use kmemlab_mm::slab::KmemCacheRef;
 use kmemlab_mm::{BootConfig, Gfp, Hardware, Mm, VirtAddr, PAGE_SIZE};
 
-use crate::platform::{HostConfig, HostPlatform, HostPlatformError};
+use crate::platform::{HostConfig, HostPlatform, HostPlatformError, MAX_HOST_CPUS};
 
 /// Why the kernel under a [`Kmemlab`] is not running.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,37 +57,46 @@ impl core::fmt::Display for BootFailure {
 
 impl std::error::Error for BootFailure {}
 
-/// Which allocator served requests, and frees that went wrong (counted by [`Kmemlab`]).
-#[derive(Default, Debug)]
-pub struct PathCounters {
-    /// Requests (and `krealloc`s) served by kmalloc's slab caches.
-    pub slab: AtomicU64,
-    /// Requests (and `krealloc`s) served by the page allocator (large kmalloc).
-    pub pages: AtomicU64,
-    /// Requests served by vmalloc.
-    pub vmalloc: AtomicU64,
-    /// `realloc`s done by `krealloc`.
-    pub krealloc: AtomicU64,
-    /// Requests refused (null returned).
-    pub refused: AtomicU64,
-    /// Frees the kernel refused, or of pointers that were not ours.
-    pub bad_frees: AtomicU64,
+/// The paths [`Kmemlab`] counts (the fields of [`PathCounts`]).
+#[derive(Copy, Clone)]
+enum Path {
+    Slab,
+    Pages,
+    Vmalloc,
+    Krealloc,
+    Refused,
+    BadFrees,
 }
 
-/// A snapshot of [`PathCounters`].
+const NR_PATHS: usize = 6;
+
+/// One CPU's counts of [`Path`]s, alone on its cache line. Only the thread holding the
+/// CPU's claim writes them (a load and a store, as the kernel's per-CPU counters are
+/// `this_cpu_inc`), so threads on different CPUs never write one line.
+#[repr(align(64))]
+struct CpuPathCounters([AtomicU64; NR_PATHS]);
+
+impl CpuPathCounters {
+    const fn new() -> CpuPathCounters {
+        CpuPathCounters([const { AtomicU64::new(0) }; NR_PATHS])
+    }
+}
+
+/// Which allocator served requests so far, and frees that went wrong (counted by
+/// [`Kmemlab`] per CPU and summed by [`Kmemlab::counts`]).
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct PathCounts {
-    /// See [`PathCounters::slab`].
+    /// Requests (and `krealloc`s) served by kmalloc's slab caches.
     pub slab: u64,
-    /// See [`PathCounters::pages`].
+    /// Requests (and `krealloc`s) served by the page allocator (large kmalloc).
     pub pages: u64,
-    /// See [`PathCounters::vmalloc`].
+    /// Requests served by vmalloc.
     pub vmalloc: u64,
-    /// See [`PathCounters::krealloc`].
+    /// `realloc`s done by `krealloc`.
     pub krealloc: u64,
-    /// See [`PathCounters::refused`].
+    /// Requests refused (null returned).
     pub refused: u64,
-    /// See [`PathCounters::bad_frees`].
+    /// Frees the kernel refused, or of pointers that were not ours.
     pub bad_frees: u64,
 }
 
@@ -127,7 +136,7 @@ pub struct Census {
 pub struct Kmemlab {
     config: HostConfig,
     mm: spin::Once<Result<Mm<HostPlatform>, BootFailure>>,
-    counters: PathCounters,
+    counters: [CpuPathCounters; MAX_HOST_CPUS],
 }
 
 impl Kmemlab {
@@ -136,40 +145,55 @@ impl Kmemlab {
         Kmemlab {
             config,
             mm: spin::Once::new(),
-            counters: PathCounters {
-                slab: AtomicU64::new(0),
-                pages: AtomicU64::new(0),
-                vmalloc: AtomicU64::new(0),
-                krealloc: AtomicU64::new(0),
-                refused: AtomicU64::new(0),
-                bad_frees: AtomicU64::new(0),
-            },
+            counters: [const { CpuPathCounters::new() }; MAX_HOST_CPUS],
         }
     }
 
     /// The kernel, booted now if it was not (once: other threads wait for the first).
     /// Boot allocates nothing on the Rust heap, so it may run inside the first `alloc`.
-    pub fn kernel(&self) -> Result<&Mm<HostPlatform>, &BootFailure> {
+    ///
+    /// Private: a caller must hold a CPU claim to call into the kernel (the platform's
+    /// promise to the kernel, [`kmemlab_mm::Hardware`]); [`Kmemlab::with_cpu`] is the
+    /// public way in.
+    fn kernel(&self) -> Result<&Mm<HostPlatform>, &BootFailure> {
         self.mm.call_once(|| boot(&self.config)).as_ref()
     }
 
-    /// Run `f` on the kernel as a CPU this thread claims for the call.
+    /// Run `f` on the kernel as a CPU this thread claims for the call (the kernel is
+    /// booted first if it was not). Another thread that calls into the kernel must claim
+    /// a CPU of its own: one that does not is stopped with a panic rather than run as a
+    /// second CPU 0.
     pub fn with_cpu<R>(&self, f: impl FnOnce(&Mm<HostPlatform>) -> R) -> Result<R, &BootFailure> {
         let mm = self.kernel()?;
         let _claim = mm.platform().claim_cpu();
         Ok(f(mm))
     }
 
-    /// How requests were served so far.
+    /// How requests were served so far: every CPU's counts, summed.
     pub fn counts(&self) -> PathCounts {
-        let c = &self.counters;
+        let total = |path: Path| -> u64 {
+            self.counters
+                .iter()
+                .map(|c| c.0[path as usize].load(Relaxed))
+                .sum()
+        };
         PathCounts {
-            slab: c.slab.load(Relaxed),
-            pages: c.pages.load(Relaxed),
-            vmalloc: c.vmalloc.load(Relaxed),
-            krealloc: c.krealloc.load(Relaxed),
-            refused: c.refused.load(Relaxed),
-            bad_frees: c.bad_frees.load(Relaxed),
+            slab: total(Path::Slab),
+            pages: total(Path::Pages),
+            vmalloc: total(Path::Vmalloc),
+            krealloc: total(Path::Krealloc),
+            refused: total(Path::Refused),
+            bad_frees: total(Path::BadFrees),
+        }
+    }
+
+    /// Count one request of `path` on `cpu`, the CPU this thread claimed (a plain
+    /// increment: nobody else writes that CPU's counters).
+    #[inline]
+    fn count(&self, cpu: usize, path: Path) {
+        if let Some(c) = self.counters.get(cpu) {
+            let counter = &c.0[path as usize];
+            counter.store(counter.load(Relaxed).wrapping_add(1), Relaxed);
         }
     }
 
@@ -222,25 +246,34 @@ impl Kmemlab {
         let Ok(mm) = self.kernel() else {
             return core::ptr::null_mut();
         };
-        let _claim = mm.platform().claim_cpu();
+        let claim = mm.platform().claim_cpu();
+        let cpu = claim.cpu();
         let p = match kmalloc_request(layout) {
-            Some(size) => self.kmalloc_host(mm, size, zeroed),
-            None if layout.align() <= PAGE_SIZE => self.vmalloc_host(mm, layout.size(), zeroed),
+            Some(size) => self.kmalloc_host(mm, cpu, size, zeroed),
+            None if layout.align() <= PAGE_SIZE => {
+                self.vmalloc_host(mm, cpu, layout.size(), zeroed)
+            }
             None => core::ptr::null_mut(),
         };
         if p.is_null() || !(p as usize).is_multiple_of(layout.align()) {
             // A misaligned object would break the contract: never handed out.
             if !p.is_null() {
-                self.release(mm, p);
+                self.release(mm, cpu, p);
             }
-            self.counters.refused.fetch_add(1, Relaxed);
+            self.count(cpu, Path::Refused);
             return core::ptr::null_mut();
         }
         p
     }
 
     /// `kmalloc`/`kzalloc` of `size`, as a host pointer.
-    fn kmalloc_host(&self, mm: &Mm<HostPlatform>, size: usize, zeroed: bool) -> *mut u8 {
+    fn kmalloc_host(
+        &self,
+        mm: &Mm<HostPlatform>,
+        cpu: usize,
+        size: usize,
+        zeroed: bool,
+    ) -> *mut u8 {
         let gfp = if zeroed {
             Gfp::GFP_KERNEL | Gfp::__GFP_ZERO
         } else {
@@ -249,22 +282,28 @@ impl Kmemlab {
         let Ok(va) = mm.kmalloc(size, gfp) else {
             return core::ptr::null_mut();
         };
-        self.count_kmalloc(size);
+        self.count_kmalloc(cpu, size);
         direct_map_host(mm, va, size)
     }
 
     /// Count a kmalloc of `size` under the allocator that serves it.
-    fn count_kmalloc(&self, size: usize) {
-        let counter = if size <= KMALLOC_MAX_CACHE_SIZE {
-            &self.counters.slab
+    fn count_kmalloc(&self, cpu: usize, size: usize) {
+        let path = if size <= KMALLOC_MAX_CACHE_SIZE {
+            Path::Slab
         } else {
-            &self.counters.pages
+            Path::Pages
         };
-        counter.fetch_add(1, Relaxed);
+        self.count(cpu, path);
     }
 
     /// `vmalloc`/`vzalloc` of `size`, mapped into the host window.
-    fn vmalloc_host(&self, mm: &Mm<HostPlatform>, size: usize, zeroed: bool) -> *mut u8 {
+    fn vmalloc_host(
+        &self,
+        mm: &Mm<HostPlatform>,
+        cpu: usize,
+        size: usize,
+        zeroed: bool,
+    ) -> *mut u8 {
         let area = if zeroed {
             mm.vzalloc(size)
         } else {
@@ -275,7 +314,7 @@ impl Kmemlab {
         };
         match alias_area(mm, va, size) {
             Some(p) => {
-                self.counters.vmalloc.fetch_add(1, Relaxed);
+                self.count(cpu, Path::Vmalloc);
                 p
             }
             None => {
@@ -285,8 +324,9 @@ impl Kmemlab {
         }
     }
 
-    /// Free what `allocate` returned at host address `p` (claimed CPU held).
-    fn release(&self, mm: &Mm<HostPlatform>, p: *mut u8) {
+    /// Free what `allocate` returned at host address `p` (this thread holds the claim on
+    /// `cpu`).
+    fn release(&self, mm: &Mm<HostPlatform>, cpu: usize, p: *mut u8) {
         let platform = mm.platform();
         let addr = p as usize;
         let freed = if let Some(phys) = platform.host_to_phys(addr) {
@@ -298,7 +338,7 @@ impl Kmemlab {
             false
         };
         if !freed {
-            self.counters.bad_frees.fetch_add(1, Relaxed);
+            self.count(cpu, Path::BadFrees);
         }
     }
 
@@ -309,19 +349,20 @@ impl Kmemlab {
         let phys = platform.host_to_phys(p as usize)?;
         let new_layout = Layout::from_size_align(new_size, layout.align()).ok()?;
         let size = kmalloc_request(new_layout)?;
-        let _claim = platform.claim_cpu();
+        let claim = platform.claim_cpu();
+        let cpu = claim.cpu();
         let va = mm.layout().page_offset + phys;
         let new = mm.krealloc(VirtAddr(va), size, Gfp::GFP_KERNEL).ok()?;
-        self.counters.krealloc.fetch_add(1, Relaxed);
-        self.count_kmalloc(size);
+        self.count(cpu, Path::Krealloc);
+        self.count_kmalloc(cpu, size);
         let q = direct_map_host(mm, new, size);
         if (q as usize).is_multiple_of(layout.align()) {
             return Some(q);
         }
         // Never expected (krealloc keeps kmalloc's alignment); refuse rather than break
         // the contract. The old object is gone, so this must not return None.
-        self.release(mm, q);
-        self.counters.refused.fetch_add(1, Relaxed);
+        self.release(mm, cpu, q);
+        self.count(cpu, Path::Refused);
         Some(core::ptr::null_mut())
     }
 }
@@ -333,7 +374,9 @@ fn boot(config: &HostConfig) -> Result<Mm<HostPlatform>, BootFailure> {
         seed: config.seed,
         ..BootConfig::default()
     };
-    Mm::boot(platform, boot).map_err(BootFailure::Boot)
+    let mm = Mm::boot(platform, boot).map_err(BootFailure::Boot)?;
+    mm.platform().finish_boot();
+    Ok(mm)
 }
 
 /// The kmalloc size that serves `layout` with its alignment, or `None` when kmalloc
@@ -444,8 +487,8 @@ unsafe impl GlobalAlloc for Kmemlab {
 
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
         if let Ok(mm) = self.kernel() {
-            let _claim = mm.platform().claim_cpu();
-            self.release(mm, ptr);
+            let claim = mm.platform().claim_cpu();
+            self.release(mm, claim.cpu(), ptr);
         }
     }
 

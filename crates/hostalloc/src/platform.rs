@@ -107,7 +107,10 @@ impl fmt::Display for HostPlatformError {
 
 impl std::error::Error for HostPlatformError {}
 
-/// One CPU slot.
+/// One CPU slot, alone on its cache line: the claiming thread writes `owner` and
+/// `irqs_enabled` on every call, and a neighbour's slot on the same line would make two
+/// CPUs' threads write one line.
+#[repr(align(64))]
 struct CpuSlot {
     /// A thread runs as this CPU.
     owner: AtomicBool,
@@ -191,6 +194,8 @@ pub struct HostPlatform {
     nr_cpus: usize,
     cpus: [CpuSlot; MAX_HOST_CPUS],
     next_hint: AtomicUsize,
+    /// Boot is over: from now on every thread that calls into the kernel holds a claim.
+    booted: AtomicBool,
     echo_console: AtomicBool,
     printk_lines: AtomicU64,
     tlb_flushes: AtomicU64,
@@ -219,6 +224,7 @@ impl HostPlatform {
             nr_cpus: config.cpus,
             cpus: [const { CpuSlot::new() }; MAX_HOST_CPUS],
             next_hint: AtomicUsize::new(0),
+            booted: AtomicBool::new(false),
             echo_console: AtomicBool::new(config.echo_console),
             printk_lines: AtomicU64::new(0),
             tlb_flushes: AtomicU64::new(0),
@@ -314,12 +320,30 @@ impl HostPlatform {
     #[inline]
     fn current(&self) -> usize {
         let cpu = CURRENT_CPU.get();
-        // A thread holding no claim is the boot CPU: boot, before the platform is shared.
         if cpu < self.nr_cpus {
             cpu
         } else {
-            0
+            self.unclaimed()
         }
+    }
+
+    /// A thread holding no claim is the boot CPU while boot runs, before the platform is
+    /// shared. After boot it would be a second thread running as CPU 0 beside the one
+    /// that claimed it, breaking the promise this platform makes to the kernel
+    /// ([`Hardware`]'s safety contract): such a thread is stopped here instead (a thread
+    /// spawned inside [`crate::Kmemlab::with_cpu`] that calls the kernel itself, say).
+    #[cold]
+    #[inline(never)]
+    fn unclaimed(&self) -> usize {
+        if self.booted.load(Acquire) {
+            panic!("a thread that holds no CPU claim called into the booted kernel: enter it through Kmemlab::with_cpu (or HostPlatform::claim_cpu)");
+        }
+        0
+    }
+
+    /// Boot is over: from now on a thread must claim a CPU to call into the kernel.
+    pub(crate) fn finish_boot(&self) {
+        self.booted.store(true, Release);
     }
 
     fn borrow_cpu(&self, cpu: usize) -> bool {

@@ -22,13 +22,15 @@ fn kernel(cpus: usize) -> Kmemlab {
 /// The kernel address behind a host pointer `allocate` returned: the direct map for
 /// kmalloc'd memory, `VMALLOC_START` plus the window offset for vmalloc'd.
 fn kernel_va(k: &Kmemlab, p: *mut u8) -> VirtAddr {
-    let mm = k.kernel().expect("booted");
-    let platform = mm.platform();
-    if let Some(phys) = platform.host_to_phys(p as usize) {
-        return VirtAddr(mm.layout().page_offset + phys);
-    }
-    let offset = platform.window_offset(p as usize).expect("ours");
-    VirtAddr(mm.layout().vmalloc_start + offset)
+    k.with_cpu(|mm| {
+        let platform = mm.platform();
+        if let Some(phys) = platform.host_to_phys(p as usize) {
+            return VirtAddr(mm.layout().page_offset + phys);
+        }
+        let offset = platform.window_offset(p as usize).expect("ours");
+        VirtAddr(mm.layout().vmalloc_start + offset)
+    })
+    .expect("booted")
 }
 
 /// Free what `allocate` gave.

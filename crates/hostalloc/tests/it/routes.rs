@@ -13,10 +13,10 @@ fn small_sizes_come_from_kmalloc_slabs() {
     let layout = Layout::from_size_align(24, 8).unwrap();
     let p = k.allocate(layout, false);
     assert!(!p.is_null());
-    let mm = k.kernel().unwrap();
+    let va = kernel_va(&k, p);
     // kmalloc(24) is an object of the kmalloc-32 cache.
-    assert_eq!(k.with_cpu(|mm| mm.ksize(kernel_va(&k, p))).unwrap(), Ok(32));
-    assert!(mm.slab_object(kernel_va(&k, p)).is_some());
+    assert_eq!(k.with_cpu(|mm| mm.ksize(va)).unwrap(), Ok(32));
+    assert!(k.with_cpu(|mm| mm.slab_object(va).is_some()).unwrap());
     assert_eq!(k.counts().slab, 1);
     free(&k, p, layout);
     assert_eq!(k.counts().bad_frees, 0);
@@ -27,10 +27,15 @@ fn sizes_above_8k_are_compound_blocks_of_the_page_allocator() {
     let k = kernel(1);
     let layout = Layout::from_size_align(64 << 10, 8).unwrap();
     let p = k.allocate(layout, false);
-    let mm = k.kernel().unwrap();
-    let page = mm.virt_to_page(kernel_va(&k, p)).unwrap();
-    assert!(page.is_head() && page.test(PG_LARGE_KMALLOC));
-    assert_eq!(page.order(), 4);
+    let va = kernel_va(&k, p);
+    let (head, large, order) = k
+        .with_cpu(|mm| {
+            let page = mm.virt_to_page(va).unwrap();
+            (page.is_head(), page.test(PG_LARGE_KMALLOC), page.order())
+        })
+        .unwrap();
+    assert!(head && large);
+    assert_eq!(order, 4);
     assert_eq!(k.counts().pages, 1);
     free(&k, p, layout);
 }
@@ -44,8 +49,7 @@ fn sizes_above_4m_are_vmalloc_areas_the_host_and_the_kernel_both_see() {
     assert!(!p.is_null());
     assert_eq!(k.counts().vmalloc, 1);
     let va = kernel_va(&k, p);
-    let mm = k.kernel().unwrap();
-    assert!(mm.is_vmalloc_addr(va));
+    assert!(k.with_cpu(|mm| mm.is_vmalloc_addr(va)).unwrap());
     // SAFETY: `p` is `6 MiB` of memory we own.
     let host = unsafe { std::slice::from_raw_parts_mut(p, layout.size()) };
     for (i, b) in host.iter_mut().enumerate() {
@@ -54,12 +58,14 @@ fn sizes_above_4m_are_vmalloc_areas_the_host_and_the_kernel_both_see() {
     // The kernel reads the same bytes through its page tables.
     for offset in [0usize, 4095, 4096, 1 << 20, (6 << 20) - 1] {
         let mut byte = [0u8];
-        mm.copy_from_kernel_virt(VirtAddr(va.0 + offset as u64), &mut byte)
+        k.with_cpu(|mm| mm.copy_from_kernel_virt(VirtAddr(va.0 + offset as u64), &mut byte))
+            .unwrap()
             .unwrap();
         assert_eq!(byte[0], (offset % 251) as u8, "offset {offset}");
     }
     // And the host sees what the kernel writes.
-    mm.copy_to_kernel_virt(VirtAddr(va.0 + 5000), b"kernel")
+    k.with_cpu(|mm| mm.copy_to_kernel_virt(VirtAddr(va.0 + 5000), b"kernel"))
+        .unwrap()
         .unwrap();
     assert_eq!(&host[5000..5006], b"kernel");
     free(&k, p, layout);
@@ -146,7 +152,7 @@ fn a_platform_that_cannot_be_built_is_an_error_and_null_not_a_crash() {
         ..HostConfig::new()
     });
     assert!(matches!(
-        k.kernel(),
+        k.with_cpu(|_| ()),
         Err(BootFailure::Platform(HostPlatformError::BadRamSize(_)))
     ));
     assert!(k.allocate(Layout::new::<u64>(), false).is_null());

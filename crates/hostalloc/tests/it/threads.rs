@@ -44,5 +44,29 @@ fn six_threads_on_two_cpus_allocate_check_and_give_everything_back() {
     });
     let counts = k.counts();
     assert_eq!((counts.refused, counts.bad_frees), (0, 0));
+    // Counted per CPU, summed: every request of the six threads is there once.
+    assert_eq!(counts.slab + counts.pages + counts.vmalloc, 6 * 6_000);
     assert_eq!(held(&k.census().unwrap()), held(&before));
+}
+
+#[test]
+fn a_thread_without_a_cpu_claim_is_stopped_not_run_as_a_second_cpu_0() {
+    let k = kernel(2);
+    let stopped = k
+        .with_cpu(|mm| {
+            // This thread holds a CPU; the one it spawns holds none and calls the kernel
+            // through the shared `&Mm`: it would run as CPU 0 beside CPU 0's owner.
+            std::thread::scope(|s| {
+                s.spawn(|| mm.kmalloc(64, kmemlab_mm::Gfp::GFP_KERNEL))
+                    .join()
+                    .is_err()
+            })
+        })
+        .unwrap();
+    assert!(stopped, "an unclaimed thread ran inside the booted kernel");
+    // The kernel is untouched: this thread's own calls still work.
+    let p = k.allocate(Layout::new::<[u64; 4]>(), false);
+    assert!(!p.is_null());
+    free(&k, p, Layout::new::<[u64; 4]>());
+    assert!(k.with_cpu(|mm| mm.check().is_ok()).unwrap());
 }
