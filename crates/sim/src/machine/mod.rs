@@ -188,7 +188,11 @@ impl Machine {
         &self.config
     }
 
-    /// The kernel, for inspection from the boot CPU (reading `/proc`, `check()`).
+    /// The kernel, for inspection from the boot CPU (reading `/proc`, `check()`). A
+    /// thread that runs as no CPU is taken for CPU 0: calling into the kernel that way
+    /// while another thread runs as CPU 0 stops the caller with a panic (two threads on
+    /// one CPU would break the platform's promise to the kernel); enter it through
+    /// [`Machine::on_cpu`] then.
     pub fn mm(&self) -> &Mm<SimPlatform> {
         &self.mm
     }

@@ -43,6 +43,21 @@ pub(super) struct IrqInjector {
 pub(super) static NEXT_MACHINE_ID: AtomicU64 = AtomicU64::new(1);
 
 impl SimPlatform {
+    /// The CPU of a thread that has claimed none: the boot CPU, for boot and for
+    /// single-threaded inspection between commands ([`crate::Machine::mm`]). While
+    /// another thread runs as CPU 0 that would be two threads on one CPU, which breaks
+    /// the promise this platform makes to the kernel ([`kmemlab_mm::Hardware`]'s safety
+    /// contract): the caller is stopped here instead (it must enter the kernel through
+    /// [`crate::Machine::on_cpu`]).
+    #[cold]
+    #[inline(never)]
+    fn unclaimed_cpu(&self) -> usize {
+        if self.cpus[0].owner.load(Ordering::Acquire) != 0 {
+            panic!("a thread that runs as no CPU called into the kernel while CPU 0 runs on another thread: enter it through Machine::on_cpu");
+        }
+        0
+    }
+
     /// The RAM.
     pub fn ram(&self) -> &Ram {
         &self.ram
@@ -149,9 +164,10 @@ unsafe impl Hardware for SimPlatform {
 
     #[inline]
     fn smp_processor_id(&self) -> usize {
-        // A thread that has not claimed a CPU is the boot CPU (boot, and single-threaded
-        // inspection between commands).
-        cpu::current_cpu(self.id).unwrap_or(0)
+        match cpu::current_cpu(self.id) {
+            Some(cpu) => cpu,
+            None => self.unclaimed_cpu(),
+        }
     }
 
     #[inline]

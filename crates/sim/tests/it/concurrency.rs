@@ -249,3 +249,22 @@ fn four_cpus_on_a_larger_machine() {
         .boot();
     run(m, 4, 15_000, 20_000);
 }
+
+#[test]
+fn a_thread_running_as_no_cpu_is_stopped_while_cpu_0_runs_elsewhere() {
+    let m = MachineBuilder::new().ram(64 * MIB).cpus(2).seed(13).boot();
+    let stopped = m
+        .on_cpu(0, Context::Process, |mm| {
+            // This thread runs as CPU 0; one that claims no CPU would be a second CPU 0.
+            std::thread::scope(|s| {
+                s.spawn(|| m.mm().kmalloc(64, Gfp::GFP_KERNEL))
+                    .join()
+                    .is_err()
+            }) && mm.kmalloc(64, Gfp::GFP_KERNEL).is_ok()
+        })
+        .unwrap();
+    assert!(stopped, "a second thread ran as CPU 0");
+    // With CPU 0 idle, the boot CPU's inspection from an unclaimed thread still works.
+    assert!(m.mm().kmalloc(64, Gfp::GFP_KERNEL).is_ok());
+    assert!(m.check().is_ok());
+}
