@@ -14,9 +14,11 @@
 //! * `kmem_cache_256`: one `kmem_cache_alloc` + `kmem_cache_free` pair on a 256-byte
 //!   cache created with `kmem_cache_create("bench-256", 256, 0, 0, NULL)`.
 //!
-//! Peers in every group: the host's system allocator (`std::alloc::System`) and mimalloc
-//! (`mimalloc::MiMalloc`), both called through `GlobalAlloc::alloc`/`dealloc` with an
-//! 8-byte-aligned layout of the same size (neither is installed as the global allocator).
+//! Peers in every group: the host's system allocator (`std::alloc::System`), mimalloc
+//! (`mimalloc::MiMalloc`) and talc (`talc::Talck`, a `no_std` allocator, over a 256 MiB
+//! arena of host memory it alone uses), each called through `GlobalAlloc::alloc`/`dealloc`
+//! with an 8-byte-aligned layout of the same size (none is installed as the global
+//! allocator).
 //!
 //! kmemlab runs twice in each group: `kmemlab` with Linux 6.6's per-CPU slab (the
 //! default), `kmemlab/sheaves` with Linux 6.18's per-CPU sheaves (`--slab-percpu sheaves`).
@@ -36,6 +38,7 @@ use kmemlab_mm::slab::{SlabConfig, SlabFlags};
 use kmemlab_mm::{Gfp, VirtAddr};
 use kmemlab_sim::{Machine, MachineConfig};
 use mimalloc::MiMalloc;
+use talc::{ErrOnOom, Span, Talc, Talck};
 
 type Group<'a> = BenchmarkGroup<'a, criterion::measurement::WallTime>;
 
@@ -99,7 +102,26 @@ impl XorShift {
     }
 }
 
-/// One pair of host-allocator peers (`System`, `MiMalloc`) doing `alloc(size)` +
+/// Bytes of talc's arena: the churn's 10,000 live objects of up to 8 KiB with room to
+/// spare. The host commits its pages as talc touches them.
+const TALC_ARENA: usize = 256 << 20;
+
+/// A talc allocator over an arena of its own, as a `no_std` kernel would set it up over
+/// a region of memory it owns (the arena is leaked: it lives as long as the bench).
+fn talc_peer() -> Talck<spin::Mutex<()>, ErrOnOom> {
+    let arena: &'static mut [u8] = Box::leak(vec![0u8; TALC_ARENA].into_boxed_slice());
+    let talck = Talc::new(ErrOnOom).lock::<spin::Mutex<()>>();
+    // SAFETY: the arena is valid, writable memory that nothing else uses, for ever.
+    unsafe {
+        talck
+            .lock()
+            .claim(Span::from_base_size(arena.as_mut_ptr(), arena.len()))
+    }
+    .expect("talc takes its arena");
+    talck
+}
+
+/// The host-allocator peers (`System`, `MiMalloc`, talc) each doing `alloc(size)` +
 /// `dealloc` in a loop.
 fn peers_pair(group: &mut Group<'_>, size: usize) {
     fn pair<A: GlobalAlloc>(group: &mut Group<'_>, name: &str, a: &A, size: usize) {
@@ -117,6 +139,7 @@ fn peers_pair(group: &mut Group<'_>, size: usize) {
     }
     pair(group, "peer/system", &System, size);
     pair(group, "peer/mimalloc", &MiMalloc, size);
+    pair(group, "peer/talc", &talc_peer(), size);
 }
 
 fn kmalloc64_hot(c: &mut Criterion) {
@@ -203,6 +226,7 @@ fn kmalloc_random_churn(c: &mut Criterion) {
     }
     churn_peer(&mut group, "peer/system", &System);
     churn_peer(&mut group, "peer/mimalloc", &MiMalloc);
+    churn_peer(&mut group, "peer/talc", &talc_peer());
     group.finish();
 }
 
