@@ -286,3 +286,17 @@ fn replay_on_sheaves_checks_ok_and_sizes_as_the_cpu_slab() {
         slab_bytes(&cpu_slab)
     );
 }
+
+/// docs/REPLAY.md's dump of `kmemlab replay --help` is the binary's, byte for byte.
+#[test]
+fn replay_md_shows_the_real_help() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/REPLAY.md"))
+        .expect("docs/REPLAY.md");
+    let (_, after) = doc
+        .split_once("$ kmemlab replay --help\n")
+        .expect("REPLAY.md shows the help");
+    let (dump, _) = after.split_once("```").expect("the dump's fence");
+    let o = kmemlab(&["replay", "--help"], "");
+    assert!(o.status.success());
+    assert_eq!(dump, text(&o.stdout));
+}
