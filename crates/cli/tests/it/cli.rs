@@ -684,3 +684,32 @@ fn a_never_freed_object_has_no_free_track_in_the_report() {
     assert!(out.contains("Allocated in <stdin>:1"), "{out}");
     assert!(!out.contains("Freed in"), "{out}");
 }
+
+/// docs/SHELL.md's list of the machine flags "for every subcommand" names every flag
+/// `kmemlab proc --help` has (proc takes machine flags only).
+#[test]
+fn shell_md_lists_every_machine_flag() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/SHELL.md"))
+        .expect("docs/SHELL.md");
+    let (_, after) = doc
+        .split_once("# machine flags, for every subcommand:\n")
+        .expect("SHELL.md lists the machine flags");
+    let (list, _) = after.split_once("```").expect("the list's fence");
+    let named: Vec<&str> = list
+        .split(|c: char| c.is_whitespace() || c == '[' || c == '=')
+        .filter(|w| w.starts_with("--"))
+        .collect();
+    let o = kmemlab(&["proc", "--help"], "");
+    let help = stdout(&o);
+    let flags: Vec<&str> = help
+        .lines()
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("--")))
+        .map(|w| w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()))
+        .map(|w| w.split('[').next().unwrap_or(w))
+        .filter(|w| *w != "--help")
+        .collect();
+    assert!(flags.len() >= 19, "{help}");
+    for flag in flags {
+        assert!(named.contains(&flag), "SHELL.md does not name {flag}");
+    }
+}

@@ -1,7 +1,7 @@
 //! The `kmemlab` crate's integration tests, one binary: the binary end to end (cli, bounds,
-//! oops, replay, tour_grid), the fuzz targets' corpus and the random-script fuzzer, each a
-//! module named as its file. What they share (running the binary, test data) is in
-//! `fixtures`.
+//! oops, replay, tour_grid, slab_percpu), the fuzz targets' corpus and the random-script
+//! fuzzer, each a module named as its file. What they share (running the binary, test
+//! data) is in `fixtures`.
 //!
 //! Run one module with `cargo test -p kmemlab --test it <module>::`.
 
@@ -19,6 +19,7 @@ mod replay;
 mod replay_perf;
 mod script_fuzz;
 mod serve_api;
+mod slab_percpu;
 mod slabinfo;
 mod snapshot;
 mod sysctl;

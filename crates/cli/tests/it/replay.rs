@@ -220,3 +220,83 @@ fn kvmalloc_above_and_compare() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(text(&bad.stderr).contains("'big' is not a size"));
 }
+
+/// The SLUB boot trace on a matching machine with Linux 6.18's sheaves: the replay ends
+/// with `check(): ok` and its report has every section. What the trace says (its totals)
+/// and what kmemlab allocated for it (each request's ksize, its cache's object size) are
+/// the CPU slab's: the per-CPU layer decides where a freed object waits, not which cache
+/// or size class serves a request. Slab memory differs: the sheaves are kmalloc'd and the
+/// objects they hold count as allocated by their slabs.
+#[test]
+fn replay_on_sheaves_checks_ok_and_sizes_as_the_cpu_slab() {
+    let trace = slub_trace();
+    let machine = ["--profile", "i386", "--cpus", "1"];
+    let run = |percpu: &str, json: bool| {
+        let mut args = machine.to_vec();
+        args.extend(["--slab-percpu", percpu, "replay", &trace]);
+        if json {
+            args.push("--json");
+        }
+        let o = kmemlab(&args, "");
+        assert!(o.status.success(), "{percpu}: {}", text(&o.stderr));
+        o.stdout
+    };
+    let out = text(&run("sheaves", false));
+    for needle in [
+        "kmemlab replay on i386, 1 CPU, 1G RAM, seed 0",
+        " Callsite                           | Total_alloc/Per",
+        " Cache (kmemlab)                    | Total_alloc/Per",
+        "SUMMARY (SLAB allocator)",
+        "Total bytes requested: 8,630,767",
+        "Total bytes allocated: 8,711,688",
+        "Allocation failures",
+        "  kmalloc 0, kmem_cache_alloc 0, alloc_pages 0",
+        "kmalloc ksize == bytes_alloc: 2,211/2,211 (100.00%)",
+        "Cache layout size == bytes_alloc: 5,310/6,432 (82.56%)",
+        "Slab memory at end:",
+        "/proc/buddyinfo",
+        "/proc/slabinfo",
+        "/proc/meminfo",
+        "check(): ok",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?}:\n{out}");
+    }
+    let json = |percpu| -> serde_json::Value {
+        serde_json::from_slice(&run(percpu, true)).expect("one JSON object")
+    };
+    let (sheaves, cpu_slab) = (json("sheaves"), json("cpu-slab"));
+    assert_eq!(sheaves["check"], "ok");
+    for figure in ["slab", "fidelity", "input", "events"] {
+        assert_eq!(sheaves[figure], cpu_slab[figure], "{figure}");
+    }
+    assert_eq!(
+        sheaves["derived"]["kmemlab_allocated"],
+        cpu_slab["derived"]["kmemlab_allocated"]
+    );
+    assert_eq!(
+        sheaves["replay"]["live_at_end"],
+        cpu_slab["replay"]["live_at_end"]
+    );
+    assert_eq!(sheaves["replay"]["free_failures"], 0);
+    let slab_bytes = |v: &serde_json::Value| v["memory"]["final_slab_bytes"].as_u64().unwrap();
+    assert!(
+        slab_bytes(&sheaves) > slab_bytes(&cpu_slab),
+        "sheaves {} bytes, CPU slab {}",
+        slab_bytes(&sheaves),
+        slab_bytes(&cpu_slab)
+    );
+}
+
+/// docs/REPLAY.md's dump of `kmemlab replay --help` is the binary's, byte for byte.
+#[test]
+fn replay_md_shows_the_real_help() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/REPLAY.md"))
+        .expect("docs/REPLAY.md");
+    let (_, after) = doc
+        .split_once("$ kmemlab replay --help\n")
+        .expect("REPLAY.md shows the help");
+    let (dump, _) = after.split_once("```").expect("the dump's fence");
+    let o = kmemlab(&["replay", "--help"], "");
+    assert!(o.status.success());
+    assert_eq!(dump, text(&o.stdout));
+}

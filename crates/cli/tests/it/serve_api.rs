@@ -123,8 +123,13 @@ async fn command(r: &Router, id: &str, line: &str) -> Value {
 
 /// `kmemlab FLAGS shell [--json]` with `script` on standard input.
 fn shell_output(script: &str, json: bool) -> String {
+    shell_output_with(&[], script, json)
+}
+
+/// `kmemlab FLAGS EXTRA shell [--json]` with `script` on standard input.
+fn shell_output_with(extra: &[&str], script: &str, json: bool) -> String {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kmemlab"));
-    cmd.args(FLAGS).arg("shell");
+    cmd.args(FLAGS).args(extra).arg("shell");
     if json {
         cmd.arg("--json");
     }
@@ -250,6 +255,93 @@ async fn sessions_are_created_listed_and_deleted() {
     .await;
     assert_eq!(empty.status, StatusCode::CREATED);
     assert_eq!(empty.json()["machine"]["ram"], 64 << 20);
+}
+
+/// `slab_percpu` picks the slab allocator's per-CPU layer as `--slab-percpu` does: a
+/// session's /proc/slabinfo is the shell's with the same flag, and a back-to-back double
+/// free, which the CPU slab's free path catches (6.6 `set_freepointer()`'s naive check),
+/// goes through 6.18's `free_to_pcs()`, which has no such check.
+#[tokio::test]
+async fn slab_percpu_picks_the_per_cpu_layer() {
+    let (_, r) = server(config());
+    let sheaves = new_session(&r, json!({"slab_percpu": "sheaves"})).await;
+    let cpu_slab = new_session(&r, json!({"slab_percpu": "cpu-slab"})).await;
+    let default = new_session(&r, json!({"slab_percpu": null})).await;
+    let slabinfo = |id: String| {
+        let r = r.clone();
+        async move {
+            let reply = get(&r, &format!("/api/sessions/{id}/proc/slabinfo")).await;
+            assert_eq!(reply.status, StatusCode::OK);
+            reply.text()
+        }
+    };
+    let (with_sheaves, with_cpu_slab, with_default) = (
+        slabinfo(sheaves.clone()).await,
+        slabinfo(cpu_slab.clone()).await,
+        slabinfo(default).await,
+    );
+    let cat = "cat /proc/slabinfo\n";
+    assert_eq!(
+        with_sheaves,
+        shell_output_with(&["--slab-percpu=sheaves"], cat, false)
+    );
+    assert_eq!(
+        with_cpu_slab,
+        shell_output_with(&["--slab-percpu=cpu-slab"], cat, false)
+    );
+    assert_eq!(
+        with_default, with_cpu_slab,
+        "null keeps the server's default"
+    );
+    // The sheaves and barns are kmalloc'd at boot and the sheaves hold objects, which
+    // their slabs count as allocated: the kmalloc rows differ.
+    assert_ne!(with_sheaves, with_cpu_slab);
+
+    for (id, caught) in [(&sheaves, false), (&cpu_slab, true)] {
+        command(&r, id, "r = kmalloc 300 GFP_KERNEL").await;
+        command(&r, id, "kfree r").await;
+        let v = command(&r, id, "kfree r").await;
+        assert_eq!(v["failed"], caught, "{v}");
+        assert_eq!(v["oops"], caught, "{v}");
+    }
+
+    let e = post_json(&r, "/api/sessions", &json!({"slab_percpu": "magazines"}))
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    assert!(
+        e.contains("'magazines' is not a per-CPU layer (cpu-slab or sheaves)"),
+        "{e}"
+    );
+    let e = post_json(&r, "/api/sessions", &json!({"slab_percpu": true}))
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    assert_eq!(e, "'slab_percpu' must be a string or a number");
+
+    // The options the server names when it refuses one are the OpenAPI document's.
+    let e = post_json(&r, "/api/sessions", &json!({"bogus": 1}))
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    let mut named: Vec<&str> = e
+        .split_once("(have: ")
+        .and_then(|(_, list)| list.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("no list of options in {e:?}"))
+        .split(", ")
+        .collect();
+    let doc: Value = get(&r, "/api/openapi.json").await.json();
+    let options = &doc["components"]["schemas"]["MachineOptions"]["properties"];
+    let mut documented: Vec<&str> = options
+        .as_object()
+        .expect("MachineOptions")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    named.sort();
+    documented.sort();
+    assert_eq!(named, documented);
+    assert_eq!(
+        options["slab_percpu"]["enum"],
+        json!(["cpu-slab", "sheaves"])
+    );
 }
 
 /// Every route answers (never the router's own 404 or 405) and appears in the OpenAPI

@@ -393,3 +393,110 @@ fn procps_tools_read_the_snapshot() {
     );
     assert_eq!(sys, ":0000192\n21\n");
 }
+
+/// The rows of a /proc/slabinfo (version 2.1) by its header's columns: every row must have
+/// them all, numbers where the header names a number. `(name, [active_objs, num_objs,
+/// objsize, objperslab, pagesperslab, active_slabs, num_slabs])`.
+fn parse_slabinfo(text: &str) -> Vec<(String, [u64; 7])> {
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("slabinfo - version: 2.1"), "{text}");
+    let header = lines.next().expect("the header");
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>(),
+        [
+            "#",
+            "name",
+            "<active_objs>",
+            "<num_objs>",
+            "<objsize>",
+            "<objperslab>",
+            "<pagesperslab>",
+            ":",
+            "tunables",
+            "<limit>",
+            "<batchcount>",
+            "<sharedfactor>",
+            ":",
+            "slabdata",
+            "<active_slabs>",
+            "<num_slabs>",
+            "<sharedavail>"
+        ]
+    );
+    lines
+        .map(|line| {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(w.len(), 16, "{line}");
+            assert_eq!(
+                (w[6], w[7], w[11], w[12]),
+                (":", "tunables", ":", "slabdata")
+            );
+            let n = |i: usize| -> u64 {
+                w[i].parse()
+                    .unwrap_or_else(|_| panic!("column {i} of {line:?}"))
+            };
+            for i in [8, 9, 10, 15] {
+                n(i);
+            }
+            (
+                w[0].to_string(),
+                [n(1), n(2), n(3), n(4), n(5), n(13), n(14)],
+            )
+        })
+        .collect()
+}
+
+/// `kmemlab --slab-percpu sheaves snapshot`: its /proc/slabinfo parses as the default's
+/// does, with the same caches in the same order and the same geometry (the per-CPU layer
+/// does not lay out slabs), counts that are the machine's own, and slabtop reads it.
+#[test]
+fn a_sheaves_snapshot_parses_as_the_default() {
+    let script = scratch("percpu-workload.kmem");
+    std::fs::write(&script, workload().join("\n")).unwrap();
+    let mut tables = Vec::new();
+    for percpu in ["cpu-slab", "sheaves"] {
+        let flags = ["--ram", "512M", "--seed", "7", "--slab-percpu", percpu];
+        let dir = scratch(&format!("percpu-{percpu}"));
+        let mut args: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
+        args.extend(["snapshot".into(), dir.display().to_string()]);
+        args.extend(["--script".into(), script.display().to_string()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = kmemlab(&args, "");
+        assert_eq!(o.status.code(), Some(0), "{percpu}: {}", stderr(&o));
+        let rows = parse_slabinfo(&read(&dir.join("proc/slabinfo")));
+        for (name, c) in &rows {
+            assert!(c[0] <= c[1] && c[5] <= c[6], "{percpu} {name}: {c:?}");
+            assert_eq!(c[1], c[3] * c[6], "{percpu} {name}: {c:?}");
+        }
+        // The same machine and workload in-process: the kernel side's own counts.
+        let mut sh = shell(&flags);
+        for line in workload() {
+            exec(&mut sh, &line);
+        }
+        let counts: Vec<(String, [u64; 5])> = rows
+            .iter()
+            .map(|(n, c)| (n.clone(), [c[0], c[1], c[2], c[3], c[6]]))
+            .collect();
+        assert_eq!(counts, slab_counts(&sh), "{percpu}");
+        let top = with_snapshot(&dir, &["slabtop", "-o"]);
+        let (active, total) = rows
+            .iter()
+            .fold((0, 0), |(a, t), (_, c)| (a + c[0], t + c[1]));
+        assert!(
+            top.contains(&format!(
+                "Active / Total Objects (% used)    : {active} / {total} "
+            )),
+            "{percpu}: {top}"
+        );
+        tables.push(rows);
+    }
+    let geometry = |rows: &[(String, [u64; 7])]| -> Vec<(String, [u64; 3])> {
+        rows.iter()
+            .map(|(n, c)| (n.clone(), [c[2], c[3], c[4]]))
+            .collect()
+    };
+    assert_eq!(geometry(&tables[0]), geometry(&tables[1]));
+    // The sheaves (kmalloc'd, holding objects their slabs count as allocated) change the
+    // counts: the two tables are not the same.
+    assert_ne!(tables[0], tables[1]);
+}

@@ -2,9 +2,12 @@
 //! CPUs, with and without the PCI hole. On every machine the tour runs to the end and
 //! exits 0, and every claim either held or says why its experiment does not fit.
 //!
-//! The full grid (2 profiles x 7 sizes x 6 CPU counts x 2 hole settings) takes minutes;
-//! this runs a covering subset: every size on every profile and hole setting once, the
-//! CPU count rotating, plus machines where claims once failed or the tour aborted.
+//! The full grid (2 profiles x 7 sizes x 6 CPU counts x 2 hole settings x 2 per-CPU slab
+//! layers) takes minutes; this runs a covering subset: every size on every profile and
+//! hole setting once with the CPU slab (Linux 6.6, the default), every size on every
+//! profile once more with the sheaves (Linux 6.18, `--slab-percpu sheaves`; the hole
+//! setting alternating), the CPU count rotating throughout, plus machines where claims
+//! once failed or the tour aborted.
 
 use std::process::Command;
 use std::sync::Mutex;
@@ -24,7 +27,8 @@ const REGRESSIONS: [&[&str]; 6] = [
 ];
 
 /// The subset: for each profile and hole setting, every RAM size once, with the CPU
-/// count rotating so that every count meets several sizes.
+/// count rotating so that every count meets several sizes; then for each profile every
+/// RAM size once with the sheaves, the hole setting alternating.
 fn machines() -> Vec<Vec<String>> {
     let mut out = Vec::new();
     let mut turn = 0;
@@ -39,6 +43,18 @@ fn machines() -> Vec<Vec<String>> {
                 }
                 out.push(flags.iter().map(|s| s.to_string()).collect());
             }
+        }
+    }
+    for profile in ["x86_64", "i386"] {
+        for (i, ram) in RAMS.iter().enumerate() {
+            let cpus = CPUS[turn % CPUS.len()];
+            turn += 1;
+            let mut flags = vec!["--profile", profile, "--ram", ram, "--cpus", cpus];
+            flags.extend(["--slab-percpu", "sheaves"]);
+            if i % 2 == 1 {
+                flags.push("--pci-hole");
+            }
+            out.push(flags.iter().map(|s| s.to_string()).collect());
         }
     }
     out.extend(
@@ -90,6 +106,21 @@ fn problems(flags: &[String]) -> Vec<String> {
     for fact in ["vmalloc_stale_tlb", "vmalloc_guard_page"] {
         if v[fact]["holds"] != true {
             found.push(format!("{fact}: {}", v[fact]));
+        }
+    }
+    // The per-CPU comparison names this machine's layer and measured both.
+    let layer = if flags.iter().any(|f| f == "sheaves") {
+        "sheaves"
+    } else {
+        "cpu-slab"
+    };
+    let percpu = &v["slab_percpu"];
+    if percpu["this_machine"] != layer {
+        found.push(format!("slab_percpu names another layer: {percpu}"));
+    }
+    for side in ["cpu-slab", "sheaves"] {
+        if percpu[side]["allocs"].as_u64().is_none_or(|n| n == 0) {
+            found.push(format!("slab_percpu.{side} measured nothing: {percpu}"));
         }
     }
     if v["invariants_broken"]

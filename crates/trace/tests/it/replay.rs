@@ -1,12 +1,13 @@
 //! Traces replayed end to end on simulated machines: the two shared Linux 3.5 boot traces
-//! (totals checked against numbers computed here from the text), contexts, page events,
-//! the odd cases (frees before tracing, NULL, reused pointers), and a stream of millions
-//! of lines in bounded memory.
+//! (totals checked against numbers computed here from the text; on both per-CPU slab
+//! layers), contexts, page events, the odd cases (frees before tracing, NULL, reused
+//! pointers), and a stream of millions of lines in bounded memory.
 
 use std::collections::HashMap;
 use std::io::{BufReader, Read};
 use std::path::PathBuf;
 
+use kmemlab_mm::slab::sheaf::SlabPercpu;
 use kmemlab_mm::Profile;
 use kmemlab_sim::{Machine, MachineConfig};
 use kmemlab_trace::{plot, replay, side_by_side, ReplayOptions, Report, TraceReader};
@@ -204,6 +205,71 @@ fn slab_trace_replays_on_the_default_machine_and_shows_where_sizes_differ() {
         .iter()
         .any(|m| m.event == "kmalloc" && m.bytes_req == 6 && m.traced == 32 && m.kmemlab == 8));
     assert_eq!(r.replay.kmalloc_failures + r.replay.cache_alloc_failures, 0);
+}
+
+/// A machine with the slab allocator's per-CPU layer `percpu` (`--slab-percpu`).
+fn machine_with(profile: Profile, cpus: usize, percpu: SlabPercpu) -> Machine {
+    let mut config = MachineConfig {
+        profile,
+        cpus,
+        ..MachineConfig::default()
+    };
+    config.slab.percpu = percpu;
+    Machine::new(config).expect("boot")
+}
+
+/// Both shared traces on machines with Linux 6.18's sheaves: the checker finds nothing,
+/// the totals are the text's, and every figure of what the trace did and of what kmemlab
+/// served it (the cache and size class of each request, so each ksize; the contexts;
+/// failures: none) is the CPU slab's, because the per-CPU layer decides only where a
+/// freed object waits until it is allocated again.
+#[test]
+fn both_traces_replay_on_sheaves_as_on_the_cpu_slab() {
+    for (name, profile, cpus) in [
+        ("linux-3.5-i386-boot-slub.trace", Profile::I386, 1),
+        ("linux-3.5-i386-boot-slab.trace", Profile::X86_64, 4),
+    ] {
+        let text = std::fs::read_to_string(shared_trace(name)).unwrap();
+        let m = machine_with(profile, cpus, SlabPercpu::Sheaves);
+        assert_eq!(m.mm().slab_percpu(), SlabPercpu::Sheaves);
+        let sheaves = replay_file(&m, name);
+        assert_eq!(m.mm().check().map(|_| ()), Ok(()), "{name}");
+        assert_eq!(sheaves.check, "ok", "{name}");
+        assert_eq!(
+            totals_from_report(&sheaves),
+            totals_from_text(&text),
+            "{name}"
+        );
+        let cpu_slab = replay_file(&machine_with(profile, cpus, SlabPercpu::CpuSlab), name);
+        assert_eq!(sheaves.fidelity, cpu_slab.fidelity, "{name}");
+        assert_eq!(sheaves.replay, cpu_slab.replay, "{name}");
+        assert_eq!(
+            sheaves.derived.kmemlab_allocated, cpu_slab.derived.kmemlab_allocated,
+            "{name}"
+        );
+        assert_eq!(
+            sheaves.replay.kmalloc_failures
+                + sheaves.replay.cache_alloc_failures
+                + sheaves.replay.free_failures,
+            0,
+            "{name}"
+        );
+        let report = sheaves.to_text(10);
+        for needle in [
+            "SUMMARY (SLAB allocator)",
+            " Callsite                           | Total_alloc/Per",
+            "Slab memory at end:",
+            "/proc/slabinfo",
+            "/proc/buddyinfo",
+            "MemTotal:",
+            "check(): ok",
+        ] {
+            assert!(
+                report.contains(needle),
+                "{name}: the report lacks {needle:?}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -42,7 +42,8 @@ pub fn machine_args(
     for (key, v) in body {
         let flag = format!("--{}", key.replace('_', "-"));
         match key.as_str() {
-            "ram" | "cpus" | "profile" | "seed" | "swiotlb" | "swiotlb_below" | "kmalloc_sizes" => {
+            "ram" | "cpus" | "profile" | "seed" | "swiotlb" | "swiotlb_below" | "kmalloc_sizes"
+            | "slab_percpu" => {
                 if !v.is_null() {
                     argv.push(format!("{flag}={}", text(key, v)?));
                 }
@@ -68,7 +69,7 @@ pub fn machine_args(
             }
             other => {
                 return Err(ApiError::bad_request(format!(
-                    "unknown machine option '{}' (have: ram, cpus, profile, seed, holes, pci_hole, no_legacy_hole, slab_debug, init_on_alloc, init_on_free, swiotlb, swiotlb_below, kmalloc_sizes)",
+                    "unknown machine option '{}' (have: ram, cpus, profile, seed, holes, pci_hole, no_legacy_hole, slab_debug, init_on_alloc, init_on_free, swiotlb, swiotlb_below, kmalloc_sizes, slab_percpu)",
                     other.chars().take(64).collect::<String>()
                 )))
             }
