@@ -214,8 +214,13 @@ impl Kmemlab {
                 }
                 None::<()>
             });
-            for &r in &caches[..n] {
-                mm.kmem_cache_shrink(r).map_err(|e| e.to_string())?;
+            // Twice: with 6.18's sheaves, shrinking one cache frees its empty sheaves,
+            // which are objects of another (kmalloc) cache that may have been shrunk
+            // already; the second round gives those back too.
+            for _ in 0..2 {
+                for &r in &caches[..n] {
+                    mm.kmem_cache_shrink(r).map_err(|e| e.to_string())?;
+                }
             }
             mm.drain_all_pages();
             let report = mm.check().map_err(|e| e.to_string())?;
@@ -372,6 +377,10 @@ fn boot(config: &HostConfig) -> Result<Mm<HostPlatform>, BootFailure> {
     let platform = HostPlatform::new(config).map_err(BootFailure::Platform)?;
     let boot = BootConfig {
         seed: config.seed,
+        slab: kmemlab_mm::slab::SlabConfig {
+            percpu: config.slab_percpu,
+            ..Default::default()
+        },
         ..BootConfig::default()
     };
     let mm = Mm::boot(platform, boot).map_err(BootFailure::Boot)?;

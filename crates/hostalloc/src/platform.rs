@@ -23,6 +23,7 @@ use kmemlab_mm::{
 };
 
 use crate::sys::{self, HostError};
+use kmemlab_mm::slab::sheaf::SlabPercpu;
 
 /// The most CPUs a host platform may have.
 pub const MAX_HOST_CPUS: usize = 64;
@@ -57,11 +58,15 @@ pub struct HostConfig {
     pub seed: u64,
     /// Echo kernel messages (`printk`) to standard error.
     pub echo_console: bool,
+    /// The slab allocator's per-CPU layer: Linux 6.6's CPU slab (the default) or 6.18's
+    /// sheaves (`--slab-percpu` of the simulator).
+    pub slab_percpu: SlabPercpu,
 }
 
 impl HostConfig {
     /// 1 GiB of RAM, a 16 GiB vmalloc window (vmalloc picks the lowest free addresses, so
-    /// the areas of 1 GiB of RAM stay far below it), 8 CPUs, seed 0, messages echoed.
+    /// the areas of 1 GiB of RAM stay far below it), 8 CPUs, seed 0, messages echoed, the
+    /// CPU slab.
     pub const fn new() -> HostConfig {
         HostConfig {
             ram_bytes: 1 << 30,
@@ -69,6 +74,7 @@ impl HostConfig {
             cpus: 8,
             seed: 0,
             echo_console: true,
+            slab_percpu: SlabPercpu::CpuSlab,
         }
     }
 }

@@ -266,6 +266,13 @@ fn replay_on_sheaves_checks_ok_and_sizes_as_the_cpu_slab() {
     };
     let (sheaves, cpu_slab) = (json("sheaves"), json("cpu-slab"));
     assert_eq!(sheaves["check"], "ok");
+    // The report names the layer when it is not the default, in text and in JSON; the
+    // default's header and `machine` object are as they always were.
+    assert!(out.starts_with("kmemlab replay on i386, 1 CPU, 1G RAM, seed 0, slab-percpu sheaves\n"));
+    assert_eq!(sheaves["machine"]["slab_percpu"], "sheaves");
+    assert!(cpu_slab["machine"].get("slab_percpu").is_none());
+    assert!(text(&run("cpu-slab", false))
+        .starts_with("kmemlab replay on i386, 1 CPU, 1G RAM, seed 0\n"));
     for figure in ["slab", "fidelity", "input", "events"] {
         assert_eq!(sheaves[figure], cpu_slab[figure], "{figure}");
     }

@@ -25,8 +25,14 @@ pub struct MachineConfig {
     pub seed: u64,
     /// Holes in the physical address map (RAM is placed around them).
     pub holes: Vec<Hole>,
-    /// The slab allocator's boot options.
-    #[serde(skip)]
+    /// The slab allocator's boot options. In JSON only the per-CPU layer, as
+    /// `"slab_percpu": "sheaves"`, and only when it is not the default (so the default's
+    /// JSON is as it always was).
+    #[serde(
+        rename = "slab_percpu",
+        serialize_with = "serialize_slab_percpu",
+        skip_serializing_if = "percpu_is_default"
+    )]
     pub slab: SlabConfig,
     /// `init_on_alloc=1`: pages and slab objects come zeroed ([`kmemlab_mm::BootConfig`]).
     #[serde(skip)]
@@ -48,6 +54,14 @@ fn serialize_thp<S: serde::Serializer>(t: &Thp, s: S) -> Result<S::Ok, S::Error>
         Thp::Madvise => "madvise",
         Thp::Never => "never",
     })
+}
+
+fn serialize_slab_percpu<S: serde::Serializer>(c: &SlabConfig, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(c.percpu.name())
+}
+
+fn percpu_is_default(c: &SlabConfig) -> bool {
+    c.percpu == kmemlab_mm::slab::sheaf::SlabPercpu::default()
 }
 
 fn serialize_profile<S: serde::Serializer>(p: &Profile, s: S) -> Result<S::Ok, S::Error> {

@@ -204,7 +204,8 @@ impl Report {
         }
     }
 
-    /// The machine in one line: `x86_64, 4 CPUs, 1G RAM, seed 0`.
+    /// The machine in one line: `x86_64, 4 CPUs, 1G RAM, seed 0`, then what differs from
+    /// the defaults (`slab_debug`, kmalloc sizes, kvmalloc threshold, the sheaves).
     pub fn machine_line(&self) -> String {
         let m = &self.machine;
         let debug = m.slab.debug;
@@ -224,8 +225,14 @@ impl Report {
             Some(n) => format!(", kvmalloc above {n}"),
             None => String::new(),
         };
+        // The per-CPU layer, named when it is not the default (so that the two sides of
+        // a `--compare "--slab-percpu sheaves"` can be told apart).
+        let percpu = match m.slab.percpu {
+            kmemlab_mm::slab::sheaf::SlabPercpu::CpuSlab => "",
+            kmemlab_mm::slab::sheaf::SlabPercpu::Sheaves => ", slab-percpu sheaves",
+        };
         format!(
-            "{}, {} CPU{}, {} RAM, seed {}{debug}{sizes}{kvmalloc}",
+            "{}, {} CPU{}, {} RAM, seed {}{debug}{sizes}{kvmalloc}{percpu}",
             m.profile.name(),
             m.cpus,
             if m.cpus == 1 { "" } else { "s" },

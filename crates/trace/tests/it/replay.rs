@@ -241,6 +241,11 @@ fn both_traces_replay_on_sheaves_as_on_the_cpu_slab() {
             "{name}"
         );
         let cpu_slab = replay_file(&machine_with(profile, cpus, SlabPercpu::CpuSlab), name);
+        // The header names the layer when it is not the default, so the two sides of a
+        // `--compare` can be told apart; the default's header is as it always was.
+        assert!(sheaves.machine_line().ends_with(", slab-percpu sheaves"));
+        assert!(!cpu_slab.machine_line().contains("percpu"));
+        assert_eq!(sheaves.machine.slab.percpu, SlabPercpu::Sheaves);
         assert_eq!(sheaves.fidelity, cpu_slab.fidelity, "{name}");
         assert_eq!(sheaves.replay, cpu_slab.replay, "{name}");
         assert_eq!(
