@@ -13,10 +13,6 @@ pub const MAX_PAGE_ORDER: u32 = 10;
 pub const NR_PAGE_ORDERS: usize = MAX_PAGE_ORDER as usize + 1;
 /// Orders above this are "costly": they are not retried as hard (`PAGE_ALLOC_COSTLY_ORDER`).
 pub const PAGE_ALLOC_COSTLY_ORDER: u32 = 3;
-/// The order of a pageblock, the unit that carries a migrate type (`pageblock_order`).
-pub const PAGEBLOCK_ORDER: u32 = 9;
-/// Pages in one pageblock (`pageblock_nr_pages`).
-pub const PAGEBLOCK_NR_PAGES: u64 = 1 << PAGEBLOCK_ORDER;
 
 /// A physical address.
 #[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

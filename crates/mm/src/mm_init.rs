@@ -6,9 +6,7 @@
 
 use core::fmt;
 
-use crate::addr::{
-    align_down, align_up, Pfn, PhysAddr, MAX_PAGE_ORDER, PAGEBLOCK_NR_PAGES, PAGE_SIZE,
-};
+use crate::addr::{align_down, align_up, Pfn, PhysAddr, MAX_PAGE_ORDER, PAGE_SIZE};
 use crate::arch::{Layout, Profile};
 use crate::memblock::{Memblock, MemblockError};
 use crate::memory_model::MemMap;
@@ -131,7 +129,11 @@ impl<P: Platform> Mm<P> {
             memblock,
             mem_map: MemMap::empty(),
             percpu: PerCpuAreas::empty(),
-            page_alloc: crate::page_alloc::PageAlloc::new(&types, config.thp),
+            page_alloc: crate::page_alloc::PageAlloc::new(
+                &types,
+                config.profile.pageblock_order(),
+                config.thp,
+            ),
             vmstat: crate::vmstat::VmStat::new(),
             vmscan: crate::vmscan::Vmscan::new(),
             arch: crate::arch::ArchMm::new(),
@@ -258,7 +260,8 @@ impl<P: Platform> Mm<P> {
         let map_phys = self
             .memblock
             .alloc(nr_present * map_size, map_align, MEM_MAP_NAME)?;
-        let nr_blocks = end_pfn.raw().div_ceil(PAGEBLOCK_NR_PAGES);
+        let pageblock_order = profile.pageblock_order();
+        let nr_blocks = end_pfn.raw().div_ceil(profile.pageblock_nr_pages());
         let usemap_phys = self.memblock.alloc(nr_blocks, page_size, USEMAP_NAME)?;
         let nr_cpus = self.platform.nr_cpus();
         let percpu_bytes = (nr_cpus * crate::percpu::unit_size()) as u64;
@@ -286,6 +289,7 @@ impl<P: Platform> Mm<P> {
         let pageblocks = Pageblocks::new(
             self.ram.array(usemap_phys.0, nr_blocks).map_err(bad)?,
             Pfn(0),
+            pageblock_order,
         );
         self.init_pageblocks(pageblocks);
         self.percpu = PerCpuAreas::new(self.ram.array(percpu_phys.0, nr_cpus as u64).map_err(bad)?);

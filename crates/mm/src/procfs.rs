@@ -5,7 +5,7 @@
 
 use core::fmt::{self, Write};
 
-use crate::addr::{MAX_PAGE_ORDER, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, PAGE_SHIFT};
+use crate::addr::{MAX_PAGE_ORDER, PAGE_SHIFT};
 use crate::mm_init::PERCPU_NAME;
 use crate::page_alloc::slowpath::MAX_RECLAIM_RETRIES;
 use crate::page_alloc::{MigrateType, Watermark, MIGRATE_TYPES};
@@ -74,8 +74,10 @@ pub fn buddyinfo<P: Platform>(mm: &Mm<P>, w: &mut dyn Write) -> fmt::Result {
 
 /// `/proc/pagetypeinfo`: free blocks per migrate type and order, then pageblocks per type.
 pub fn pagetypeinfo<P: Platform>(mm: &Mm<P>, w: &mut dyn Write) -> fmt::Result {
-    writeln!(w, "Page block order: {PAGEBLOCK_ORDER}")?;
-    writeln!(w, "Pages per block:  {PAGEBLOCK_NR_PAGES}")?;
+    // pagetypeinfo_show() (mm/vmstat.c, 6.6): "Page block order: %d\n",
+    // "Pages per block:  %lu\n" (two spaces), the profile's pageblock_order.
+    writeln!(w, "Page block order: {}", mm.pageblock_order())?;
+    writeln!(w, "Pages per block:  {}", mm.pageblock_nr_pages())?;
     writeln!(w)?;
     write!(w, "{:<43} ", "Free pages count per migrate type at order")?;
     for order in 0..=MAX_PAGE_ORDER {
@@ -116,7 +118,7 @@ pub fn pagetypeinfo<P: Platform>(mm: &Mm<P>, w: &mut dyn Write) -> fmt::Result {
             if mm.pfn_online(pfn) {
                 count[mm.pageblock_migratetype(pfn) as usize] += 1;
             }
-            pfn = pfn.align_down(crate::addr::PAGEBLOCK_ORDER) + PAGEBLOCK_NR_PAGES;
+            pfn = pfn.align_down(mm.pageblock_order()) + mm.pageblock_nr_pages();
         }
         write!(w, "Node 0, zone {:>8} ", zone.name())?;
         for c in count {

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use kmemlab_mm::addr::{MAX_PAGE_ORDER, PAGEBLOCK_NR_PAGES};
+use kmemlab_mm::addr::MAX_PAGE_ORDER;
 use kmemlab_mm::arch::pgtable::{_PAGE_PRESENT, _PAGE_PSE};
 use kmemlab_mm::mm_types::{PG_BUDDY, PG_LARGE_KMALLOC, PG_PCP, PG_RESERVED, PG_SLAB, PG_TAIL};
 use kmemlab_mm::{Mm, Pfn, PhysAddr, PAGE_SIZE};
@@ -309,9 +309,10 @@ pub fn page_table_frames(mm: &Mm<SimPlatform>) -> Vec<Pfn> {
 /// The migrate type plane: each frame's pageblock type (`255` for a hole).
 pub fn migratetypes(mm: &Mm<SimPlatform>, state: &[u8]) -> Vec<u8> {
     let mut out = vec![255u8; state.len()];
+    let pageblock_nr_pages = mm.pageblock_nr_pages();
     let mut pfn = 0u64;
     while (pfn as usize) < out.len() {
-        let end = ((pfn | (PAGEBLOCK_NR_PAGES - 1)) + 1).min(out.len() as u64);
+        let end = ((pfn | (pageblock_nr_pages - 1)) + 1).min(out.len() as u64);
         let mt = mm.pageblock_migratetype(Pfn(pfn)) as u8;
         for p in pfn..end {
             if state[p as usize] != HOLE {

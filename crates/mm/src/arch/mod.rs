@@ -3,6 +3,7 @@
 
 use core::fmt;
 
+use crate::addr::{MAX_PAGE_ORDER, PAGE_SHIFT};
 use crate::page_alloc::ZoneType;
 
 pub mod init;
@@ -114,6 +115,44 @@ impl Profile {
         }
     }
 
+    /// `PMD_SHIFT`: log2 of the bytes one entry of the level above the PTE tables maps.
+    /// x86_64: 21 (`arch/x86/include/asm/pgtable_64_types.h`). 2-level i386 folds the PMD
+    /// into the PGD (`pgtable_types.h` includes `asm-generic/pgtable-nopmd.h` without
+    /// `CONFIG_X86_PAE`, where `PMD_SHIFT` is `PUD_SHIFT`, then `P4D_SHIFT`, then
+    /// `PGDIR_SHIFT`), and `pgtable-2level_types.h` has `PGDIR_SHIFT` 22: one entry maps
+    /// 4 MiB. Read from the profile's [`Profile::paging`] levels (Linux 6.6.63).
+    pub const fn pmd_shift(self) -> u32 {
+        let levels = self.paging().levels;
+        levels[levels.len() - 2].shift
+    }
+
+    /// `HUGETLB_PAGE_ORDER`: `HPAGE_SHIFT - PAGE_SHIFT` with `HPAGE_SHIFT = PMD_SHIFT`
+    /// (`arch/x86/include/asm/page_types.h`, 6.6.63): 9 on x86_64 (2 MiB), 10 on 2-level
+    /// i386 (4 MiB).
+    pub const fn hugetlb_page_order(self) -> u32 {
+        self.pmd_shift() - PAGE_SHIFT
+    }
+
+    /// `pageblock_order`, the order of the block that carries one migrate type
+    /// (`include/linux/pageblock-flags.h`, 6.6.63): with `CONFIG_HUGETLB_PAGE`
+    /// `min(HUGETLB_PAGE_ORDER, MAX_ORDER)`, without it `MAX_ORDER` (x86 has no
+    /// `CONFIG_HUGETLB_PAGE_SIZE_VARIABLE`). x86_64: min(9, 10) = 9, 512 pages (2 MiB);
+    /// i386 without PAE: min(10, 10) = 10 either way, 1024 pages (4 MiB). Fixed when the
+    /// kernel is built, so a property of the profile.
+    pub const fn pageblock_order(self) -> u32 {
+        let hugetlb = self.hugetlb_page_order();
+        if hugetlb < MAX_PAGE_ORDER {
+            hugetlb
+        } else {
+            MAX_PAGE_ORDER
+        }
+    }
+
+    /// `pageblock_nr_pages`: pages in one pageblock, `1 << pageblock_order`.
+    pub const fn pageblock_nr_pages(self) -> u64 {
+        1 << self.pageblock_order()
+    }
+
     /// `PAGE_OFFSET`: where the direct map of physical address 0 starts.
     pub const fn page_offset(self) -> u64 {
         match self {
@@ -223,6 +262,18 @@ mod tests {
         assert_eq!(l.vmalloc_end, 0xff7f_e000);
         assert_eq!(l.phys_to_virt(0x1000), Some(0xc000_1000));
         assert_eq!(l.phys_to_virt(900 * MIB), None);
+    }
+
+    #[test]
+    fn pageblock_order_follows_the_huge_page_size() {
+        // pageblock-flags.h: min(HUGETLB_PAGE_ORDER, MAX_ORDER); HPAGE_SHIFT = PMD_SHIFT.
+        assert_eq!(Profile::X86_64.pmd_shift(), 21);
+        assert_eq!(Profile::X86_64.pageblock_order(), 9);
+        assert_eq!(Profile::X86_64.pageblock_nr_pages(), 512);
+        // Non-PAE i386: the PMD is folded, PMD_SHIFT = PGDIR_SHIFT = 22.
+        assert_eq!(Profile::I386.pmd_shift(), 22);
+        assert_eq!(Profile::I386.pageblock_order(), 10);
+        assert_eq!(Profile::I386.pageblock_nr_pages(), 1024);
     }
 
     #[test]

@@ -262,7 +262,7 @@ impl<P: Platform> Mm<P> {
         pcp: &PerCpuPages,
     ) -> Option<(Pfn, &Page)> {
         let mut page = None;
-        if pcp_allowed_order(ac.order) {
+        if pcp_allowed_order(ac.order, self.pageblock_order()) {
             page = self.rmqueue_pcplist(zone, ac, flags, pcp);
         }
         if page.is_none() {
@@ -549,7 +549,7 @@ impl<P: Platform> Mm<P> {
     /// `reserve_highatomic_pageblock()`: after a high-order atomic allocation succeeds,
     /// keep its pageblock for such allocations (up to 1% of the zone).
     fn reserve_highatomic_pageblock(&self, zone: &Zone, pfn: Pfn) {
-        let max_managed = zone.managed_pages / 100 + crate::addr::PAGEBLOCK_NR_PAGES;
+        let max_managed = zone.managed_pages / 100 + self.pageblock_nr_pages();
         if zone.nr_reserved_highatomic() >= max_managed {
             return;
         }
@@ -568,7 +568,7 @@ impl<P: Platform> Mm<P> {
         {
             self.page_alloc.pageblocks.set(pfn, MigrateType::HighAtomic);
             zone.nr_reserved_highatomic
-                .fetch_add(crate::addr::PAGEBLOCK_NR_PAGES, Relaxed);
+                .fetch_add(self.pageblock_nr_pages(), Relaxed);
         }
     }
 
@@ -578,7 +578,7 @@ impl<P: Platform> Mm<P> {
         let mut released = false;
         for zone in self.zonelist(ac.highest_zoneidx) {
             let mut locked = self.zone_lock(zone);
-            if !force && zone.nr_reserved_highatomic() <= crate::addr::PAGEBLOCK_NR_PAGES {
+            if !force && zone.nr_reserved_highatomic() <= self.pageblock_nr_pages() {
                 continue;
             }
             let Some(pfn) = (0..=MAX_PAGE_ORDER).find_map(|o| {
@@ -589,7 +589,7 @@ impl<P: Platform> Mm<P> {
             if self.page_alloc.pageblocks.get(pfn) == MigrateType::HighAtomic {
                 let left = zone
                     .nr_reserved_highatomic()
-                    .saturating_sub(crate::addr::PAGEBLOCK_NR_PAGES);
+                    .saturating_sub(self.pageblock_nr_pages());
                 zone.nr_reserved_highatomic.store(left, Relaxed);
             }
             self.page_alloc.pageblocks.set(pfn, ac.migratetype);

@@ -16,7 +16,7 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
-use crate::addr::{Pfn, MAX_PAGE_ORDER, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER};
+use crate::addr::{Pfn, MAX_PAGE_ORDER};
 use crate::memory_model::{ListCorruption, MemMap, PageList};
 use crate::mm_types::PG_BUDDY;
 use crate::page_alloc::pageblock::Pageblocks;
@@ -221,8 +221,9 @@ impl Buddy<'_> {
             if !self.is_buddy(buddy_pfn, order) {
                 break;
             }
-            // Above pageblock order, Isolate and HighAtomic blocks never merge with others.
-            if order >= PAGEBLOCK_ORDER {
+            // Above pageblock order, Isolate and HighAtomic blocks never merge with others
+            // (never on i386, whose pageblock order is MAX_PAGE_ORDER).
+            if order >= self.blocks.order() {
                 let buddy_mt = self.blocks.get(buddy_pfn);
                 if buddy_mt != mt && (!is_mergeable(mt) || !is_mergeable(buddy_mt)) {
                     break;
@@ -293,7 +294,7 @@ impl Buddy<'_> {
         FALLBACKS[start as usize]
             .iter()
             .find(|&&mt| !self.area.free_list[order as usize][mt as usize].is_empty())
-            .map(|&mt| (mt, can_steal_fallback(order, start)))
+            .map(|&mt| (mt, can_steal_fallback(order, start, self.blocks.order())))
     }
 
     /// `__rmqueue_fallback()`: when `start`'s own lists are empty, take a block from another
@@ -305,8 +306,9 @@ impl Buddy<'_> {
         start: MigrateType,
         alloc_flags: AllocFlags,
     ) -> bool {
-        let min_order = if order < PAGEBLOCK_ORDER && alloc_flags.contains(AllocFlags::NOFRAGMENT) {
-            PAGEBLOCK_ORDER
+        let pageblock_order = self.blocks.order();
+        let min_order = if order < pageblock_order && alloc_flags.contains(AllocFlags::NOFRAGMENT) {
+            pageblock_order
         } else {
             order
         };
@@ -356,14 +358,15 @@ impl Buddy<'_> {
         if old_block_type == MigrateType::HighAtomic {
             return self.move_to_free_list(pfn, order, start);
         }
-        if order >= PAGEBLOCK_ORDER {
+        let (pageblock_order, pageblock_nr_pages) = (self.blocks.order(), self.blocks.nr_pages());
+        if order >= pageblock_order {
             // change_pageblock_range(): the block covers whole pageblocks.
-            for i in 0..(1u64 << (order - PAGEBLOCK_ORDER)) {
-                self.blocks.set(pfn + i * PAGEBLOCK_NR_PAGES, start);
+            for i in 0..(1u64 << (order - pageblock_order)) {
+                self.blocks.set(pfn + i * pageblock_nr_pages, start);
             }
             self.zone
                 .pageblock_steals
-                .fetch_add(1 << (order - PAGEBLOCK_ORDER), Relaxed);
+                .fetch_add(1 << (order - pageblock_order), Relaxed);
             return self.move_to_free_list(pfn, order, start);
         }
         // "Boost watermarks to increase reclaim pressure to reduce the likelihood of
@@ -387,11 +390,12 @@ impl Buddy<'_> {
         let alike_pages = if start == MigrateType::Movable {
             movable_pages
         } else if old_block_type == MigrateType::Movable {
-            PAGEBLOCK_NR_PAGES - (free_pages + movable_pages)
+            pageblock_nr_pages - (free_pages + movable_pages)
         } else {
             0
         };
-        if free_pages + alike_pages >= PAGEBLOCK_NR_PAGES / 2 {
+        // "free_pages + alike_pages >= (1 << (pageblock_order-1))": half a pageblock.
+        if free_pages + alike_pages >= pageblock_nr_pages / 2 {
             self.blocks.set(pfn, start);
             self.zone.pageblock_steals.fetch_add(1, Relaxed);
         }
@@ -401,7 +405,8 @@ impl Buddy<'_> {
     /// `watermark_boost_factor`/10000 of the high watermark (at least a pageblock); not in
     /// zones under four pageblocks, nor before the high watermark is set.
     fn boost_watermark(&self) -> bool {
-        if self.boost_factor == 0 || PAGEBLOCK_NR_PAGES * 4 > self.zone.managed_pages {
+        let pageblock_nr_pages = self.blocks.nr_pages();
+        if self.boost_factor == 0 || pageblock_nr_pages * 4 > self.zone.managed_pages {
             return false;
         }
         let high = self.zone.watermark[crate::page_alloc::Watermark::High as usize];
@@ -409,11 +414,11 @@ impl Buddy<'_> {
         if max_boost == 0 {
             return false;
         }
-        let max_boost = max_boost.max(PAGEBLOCK_NR_PAGES);
+        let max_boost = max_boost.max(pageblock_nr_pages);
         let boost = self.zone.watermark_boost.load(Relaxed);
         self.zone
             .watermark_boost
-            .store((boost + PAGEBLOCK_NR_PAGES).min(max_boost), Relaxed);
+            .store((boost + pageblock_nr_pages).min(max_boost), Relaxed);
         true
     }
 
@@ -421,8 +426,8 @@ impl Buddy<'_> {
     /// lists; return (free pages moved, movable pages in use), or `None` when the pageblock
     /// crosses the zone boundary.
     pub(crate) fn move_freepages_block(&mut self, pfn: Pfn, mt: MigrateType) -> Option<(u64, u64)> {
-        let start = pfn.align_down(PAGEBLOCK_ORDER);
-        let end = start + PAGEBLOCK_NR_PAGES;
+        let start = self.blocks.start_pfn(pfn);
+        let end = start + self.blocks.nr_pages();
         if !self.zone.spans(start) || !self.zone.spans(end - 1) {
             return None;
         }
@@ -484,8 +489,10 @@ const fn is_mergeable(mt: MigrateType) -> bool {
 
 /// `can_steal_fallback()`: may a request of `order` and type `start` claim a whole
 /// pageblock of another type? Large requests always; unmovable and reclaimable ones always,
-/// to keep them together; movable ones only from half a pageblock up.
-const fn can_steal_fallback(order: u32, start: MigrateType) -> bool {
-    order >= PAGEBLOCK_ORDER / 2
+/// to keep them together; movable ones only from `pageblock_order / 2` up (order 4 on
+/// x86_64, 5 on i386). 6.6 tests `order >= pageblock_order` first, implied by the second
+/// test; `page_group_by_mobility_disabled` is not modelled.
+const fn can_steal_fallback(order: u32, start: MigrateType, pageblock_order: u32) -> bool {
+    order >= pageblock_order / 2
         || matches!(start, MigrateType::Reclaimable | MigrateType::Unmovable)
 }

@@ -313,7 +313,7 @@ impl<P: Platform> Mm<P> {
     ) -> Result<(), CheckError> {
         let mut counted = 0u64;
         for pindex in 0..NR_PCP_LISTS {
-            let order = pindex_to_order(pindex);
+            let order = pindex_to_order(pindex, self.pageblock_order());
             for pfn in pcp.lists[pindex].iter_checked(&self.mem_map, zone.spanned_pages) {
                 let pfn = pfn.map_err(|_| CheckError::ListCorrupt {
                     zone: zone.name(),

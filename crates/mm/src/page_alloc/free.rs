@@ -35,7 +35,7 @@ impl<P: Platform> Mm<P> {
         let cpu = self.platform.smp_processor_id();
         let this_cpu = self.percpu.get(cpu);
         self.free_pages_prepare(pfn, page, order, this_cpu);
-        if pcp_allowed_order(order) {
+        if pcp_allowed_order(order, self.pageblock_order()) {
             self.free_unref_page(zone, pfn, page, order, (cpu, this_cpu));
         } else {
             let mt = self.page_alloc.pageblocks.get(pfn);
@@ -292,7 +292,7 @@ impl<P: Platform> Mm<P> {
                 self.pcp_count_corrupt(zone, pcp);
                 return;
             };
-            let order = pindex_to_order(pindex as usize);
+            let order = pindex_to_order(pindex as usize, self.pageblock_order());
             let nr_pages = 1i64 << order;
             while count > 0 {
                 let pfn = match list.try_pop_back(&self.mem_map) {

@@ -178,7 +178,8 @@ pub struct PageAlloc {
     zones: [Zone; MAX_NR_ZONES],
     /// What `build_zonelists()` precomputed for each `highest_zoneidx`.
     zonelists: [ZonelistInfo; MAX_NR_ZONES],
-    /// The migrate type of each pageblock (`pageblock_flags`).
+    /// The migrate type of each pageblock (`pageblock_flags`), and the profile's
+    /// `pageblock_order`.
     pageblocks: pageblock::Pageblocks,
     /// The `/proc/sys/vm` tunables of the page allocator.
     vm: sysctl::VmTunables,
@@ -209,12 +210,16 @@ pub struct PageAlloc {
 impl PageAlloc {
     /// Empty zones of the profile's types, default tunables, no pageblocks yet, the
     /// `init_on_alloc` / `init_on_free` keys off until boot sets them
-    /// ([`Mm::set_init_on_keys`]).
-    pub(crate) fn new(types: &[ZoneType; MAX_NR_ZONES], thp: sysctl::Thp) -> PageAlloc {
+    /// ([`Mm::set_init_on_keys`]). `pageblock_order` is the profile's ([`crate::arch::Profile::pageblock_order`]).
+    pub(crate) fn new(
+        types: &[ZoneType; MAX_NR_ZONES],
+        pageblock_order: u32,
+        thp: sysctl::Thp,
+    ) -> PageAlloc {
         PageAlloc {
             zones: core::array::from_fn(|i| Zone::new(types[i], i)),
             zonelists: Default::default(),
-            pageblocks: pageblock::Pageblocks::empty(),
+            pageblocks: pageblock::Pageblocks::empty(pageblock_order),
             vm: sysctl::VmTunables::defaults(types),
             thp,
             booted: false,
@@ -238,6 +243,19 @@ impl<P: Platform> Mm<P> {
     /// the `vm.min_free_kbytes` sysctl).
     pub fn min_free_kbytes(&self) -> u64 {
         self.page_alloc.vm.min_free_kbytes.max(0) as u64
+    }
+
+    /// `pageblock_order`: the order of the blocks that carry a migrate type, the profile's
+    /// ([`crate::arch::Profile::pageblock_order`]: 9 on x86_64, 10 on i386).
+    #[inline]
+    pub fn pageblock_order(&self) -> u32 {
+        self.page_alloc.pageblocks.order()
+    }
+
+    /// `pageblock_nr_pages`: pages in one pageblock (512 on x86_64, 1024 on i386).
+    #[inline]
+    pub fn pageblock_nr_pages(&self) -> u64 {
+        self.page_alloc.pageblocks.nr_pages()
     }
 
     /// `totalreserve_pages`: high watermarks plus lowmem reserves, not counted as available.
@@ -274,11 +292,9 @@ impl<P: Platform> Mm<P> {
     /// pageblock Movable as `memmap_init_range()` leaves it.
     pub(crate) fn init_pageblocks(&mut self, blocks: pageblock::Pageblocks) {
         self.page_alloc.pageblocks = blocks;
-        for block in 0..self.page_alloc.pageblocks.len() {
-            self.page_alloc.pageblocks.set(
-                Pfn(block * crate::addr::PAGEBLOCK_NR_PAGES),
-                MigrateType::Movable,
-            );
+        let blocks = &self.page_alloc.pageblocks;
+        for block in 0..blocks.len() {
+            blocks.set(Pfn(block << blocks.order()), MigrateType::Movable);
         }
     }
 

@@ -9,7 +9,7 @@
 
 use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
-use crate::addr::{PAGEBLOCK_ORDER, PAGE_ALLOC_COSTLY_ORDER};
+use crate::addr::PAGE_ALLOC_COSTLY_ORDER;
 use crate::memory_model::PageList;
 use crate::page_alloc::MIGRATE_PCPTYPES;
 use crate::sync::TryLock;
@@ -20,13 +20,16 @@ pub const NR_LOWORDER_PCP_LISTS: usize = MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_O
 /// All lists: the low orders plus one for pageblock-order (THP) blocks (`NR_PCP_LISTS`).
 pub const NR_PCP_LISTS: usize = NR_LOWORDER_PCP_LISTS + 1;
 
-/// `pcp_allowed_order()`: which orders go through the per-CPU lists.
+/// `pcp_allowed_order()`: which orders go through the per-CPU lists: up to
+/// `PAGE_ALLOC_COSTLY_ORDER`, and `pageblock_order` (the profile's: THP-sized blocks, 9 on
+/// x86_64, 10 on i386; kmemlab's kernels have `CONFIG_TRANSPARENT_HUGEPAGE`).
 #[inline]
-pub const fn pcp_allowed_order(order: u32) -> bool {
-    order <= PAGE_ALLOC_COSTLY_ORDER || order == PAGEBLOCK_ORDER
+pub const fn pcp_allowed_order(order: u32, pageblock_order: u32) -> bool {
+    order <= PAGE_ALLOC_COSTLY_ORDER || order == pageblock_order
 }
 
-/// `order_to_pindex()`.
+/// `order_to_pindex()`: an order above `PAGE_ALLOC_COSTLY_ORDER` can only be
+/// `pageblock_order` ([`pcp_allowed_order`]), whose list is the last.
 #[inline]
 pub const fn order_to_pindex(mt: usize, order: u32) -> usize {
     if order > PAGE_ALLOC_COSTLY_ORDER {
@@ -36,11 +39,11 @@ pub const fn order_to_pindex(mt: usize, order: u32) -> usize {
     }
 }
 
-/// `pindex_to_order()`.
+/// `pindex_to_order()`: the last list holds blocks of `pageblock_order`.
 #[inline]
-pub const fn pindex_to_order(pindex: usize) -> u32 {
+pub const fn pindex_to_order(pindex: usize, pageblock_order: u32) -> u32 {
     if pindex == NR_LOWORDER_PCP_LISTS {
-        PAGEBLOCK_ORDER
+        pageblock_order
     } else {
         (pindex / MIGRATE_PCPTYPES) as u32
     }
@@ -136,6 +139,7 @@ pub fn zone_highsize(total_pages: u64, batch: u32, nr_cpus: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arch::Profile;
 
     #[test]
     fn batch_matches_kernel_examples() {
@@ -148,15 +152,28 @@ mod tests {
 
     #[test]
     fn pindex_round_trip() {
-        for order in 0..=PAGE_ALLOC_COSTLY_ORDER {
-            for mt in 0..MIGRATE_PCPTYPES {
-                assert_eq!(pindex_to_order(order_to_pindex(mt, order)), order);
+        for profile in [Profile::X86_64, Profile::I386] {
+            let pageblock_order = profile.pageblock_order();
+            for order in 0..=PAGE_ALLOC_COSTLY_ORDER {
+                for mt in 0..MIGRATE_PCPTYPES {
+                    let pindex = order_to_pindex(mt, order);
+                    assert_eq!(pindex_to_order(pindex, pageblock_order), order);
+                }
             }
+            let thp = order_to_pindex(1, pageblock_order);
+            assert_eq!(thp, NR_PCP_LISTS - 1);
+            assert_eq!(pindex_to_order(thp, pageblock_order), pageblock_order);
         }
-        assert_eq!(
-            pindex_to_order(order_to_pindex(1, PAGEBLOCK_ORDER)),
-            PAGEBLOCK_ORDER
-        );
-        assert!(pcp_allowed_order(3) && pcp_allowed_order(9) && !pcp_allowed_order(4));
+    }
+
+    #[test]
+    fn the_thp_list_takes_the_profiles_pageblock_order() {
+        // 6.6 pcp_allowed_order(): order <= PAGE_ALLOC_COSTLY_ORDER or == pageblock_order.
+        let x86_64 = Profile::X86_64.pageblock_order();
+        assert!(pcp_allowed_order(3, x86_64) && pcp_allowed_order(9, x86_64));
+        assert!(!pcp_allowed_order(4, x86_64) && !pcp_allowed_order(10, x86_64));
+        let i386 = Profile::I386.pageblock_order();
+        assert!(pcp_allowed_order(3, i386) && pcp_allowed_order(10, i386));
+        assert!(!pcp_allowed_order(4, i386) && !pcp_allowed_order(9, i386));
     }
 }

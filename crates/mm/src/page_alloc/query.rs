@@ -88,7 +88,10 @@ impl<P: Platform> Mm<P> {
         };
         for cpu in 0..self.platform.nr_cpus() {
             let pcp = &self.percpu.get(cpu).pcp[zone.idx];
-            for pindex in (0..NR_PCP_LISTS).filter(|&i| pindex_to_order(i) == order) {
+            let pageblock_order = self.pageblock_order();
+            for pindex in
+                (0..NR_PCP_LISTS).filter(|&i| pindex_to_order(i, pageblock_order) == order)
+            {
                 let on = pcp.lists[pindex]
                     .iter_checked(&self.mem_map, zone.spanned_pages)
                     .map_while(Result::ok)

@@ -20,7 +20,7 @@
 
 use core::fmt::{self, Write};
 
-use crate::addr::{int_sqrt, PAGEBLOCK_NR_PAGES, PAGE_SHIFT, PAGE_SIZE};
+use crate::addr::{int_sqrt, PAGE_SHIFT, PAGE_SIZE};
 use crate::page_alloc::pcp::{zone_batchsize, zone_highsize};
 use crate::page_alloc::{Watermark, Zone, ZoneType, MAX_NR_ZONES, MIGRATE_PCPTYPES};
 use crate::platform::Platform;
@@ -396,9 +396,10 @@ impl<P: Platform> Mm<P> {
                 .iter()
                 .filter(|z| z.is_populated() && z.idx <= normal_idx)
                 .count() as u64;
-            let mut recommended_min = PAGEBLOCK_NR_PAGES * nr_zones * 2;
+            let pageblock_nr_pages = self.pageblock_nr_pages();
+            let mut recommended_min = pageblock_nr_pages * nr_zones * 2;
             recommended_min +=
-                PAGEBLOCK_NR_PAGES * nr_zones * (MIGRATE_PCPTYPES * MIGRATE_PCPTYPES) as u64;
+                pageblock_nr_pages * nr_zones * (MIGRATE_PCPTYPES * MIGRATE_PCPTYPES) as u64;
             recommended_min = recommended_min.min(self.nr_free_buffer_pages() / 20);
             recommended_min <<= PAGE_SHIFT - 10;
             if recommended_min > self.page_alloc.vm.min_free_kbytes as u64 {

@@ -9,10 +9,15 @@ use std::sync::atomic::Ordering::Relaxed;
 use crate::fixtures::*;
 use kmemlab_mm::page_alloc::FailReason;
 use kmemlab_mm::slab::SlabError;
-use kmemlab_mm::{Gfp, MigrateType, Mm, PageAllocError, Pfn, ZoneType};
+use kmemlab_mm::{Gfp, MigrateType, Mm, PageAllocError, Pfn, Profile, ZoneType};
 use kmemlab_sim::{Machine, SimPlatform};
 
+/// x86_64's `pageblock_nr_pages` (the tests below boot x86_64 unless they say i386).
 const PAGEBLOCK: u64 = 512;
+/// i386's without PAE: `pageblock_order` is `min(HUGETLB_PAGE_ORDER, MAX_ORDER)`
+/// (`include/linux/pageblock-flags.h`, 6.6.63) with `HUGETLB_PAGE_ORDER` = `PMD_SHIFT -
+/// PAGE_SHIFT` and the folded PMD's `PMD_SHIFT` = `PGDIR_SHIFT` = 22: order 10.
+const I386_PAGEBLOCK: u64 = 1024;
 
 fn alloc(m: &Machine, gfp: Gfp, order: u32) -> Result<Pfn, PageAllocError> {
     m.run(|mm| mm.alloc_pages(gfp, order).map(|p| mm.page_to_pfn(p)))
@@ -250,13 +255,31 @@ fn order_1_falls_back_to_dma_when_dma32_is_fragmented() {
 }
 
 fn pageblock_types(mm: &Mm<SimPlatform>, zt: ZoneType) -> Vec<(Pfn, MigrateType)> {
+    pageblock_types_of(mm, zt, PAGEBLOCK)
+}
+
+/// The migrate type of every `pageblock`-page block of zone `zt`.
+fn pageblock_types_of(
+    mm: &Mm<SimPlatform>,
+    zt: ZoneType,
+    pageblock: u64,
+) -> Vec<(Pfn, MigrateType)> {
     let zone = &mm.zones()[zone_idx(mm, zt)];
-    let start = zone.zone_start_pfn.align_down(PAGEBLOCK.trailing_zeros());
+    let start = zone.zone_start_pfn.align_down(pageblock.trailing_zeros());
     start
         .range_to(zone.zone_end_pfn())
-        .step_by(PAGEBLOCK as usize)
+        .step_by(pageblock as usize)
         .map(|pfn| (pfn, mm.pageblock_migratetype(pfn)))
         .collect()
+}
+
+/// Pageblocks claimed by another migrate type so far, over all zones.
+fn pageblock_steals(m: &Machine) -> u64 {
+    m.mm()
+        .zones()
+        .iter()
+        .map(|z| z.pageblock_steals.load(Relaxed))
+        .sum()
 }
 
 #[test]
@@ -317,12 +340,71 @@ fn first_reclaimable_allocation_claims_a_whole_max_order_block() {
     assert_all_free(&m, &boot, true);
 }
 
+/// On i386 without PAE a pageblock is an order-10 block (1024 pages, 4 MiB): the first
+/// reclaimable page, taking the largest Movable block by `__rmqueue_fallback()`, changes the
+/// type of one pageblock, not two (`change_pageblock_range()` over
+/// `1 << (current_order - pageblock_order)` blocks).
+#[test]
+fn i386_first_reclaimable_allocation_claims_one_1024_page_pageblock() {
+    let m = MachineBuilder::new()
+        .profile(Profile::I386)
+        .ram(32 * MIB)
+        .cpus(1)
+        .no_holes()
+        .seed(7)
+        .boot();
+    assert_eq!(m.mm().pageblock_nr_pages(), I386_PAGEBLOCK);
+    let boot = BootState::of(m.mm());
+    let before = pageblock_types_of(m.mm(), ZoneType::Normal, I386_PAGEBLOCK);
+    assert!(before.iter().all(|&(_, mt)| mt != MigrateType::Reclaimable));
+    let steals_before = pageblock_steals(&m);
+
+    let mt = MigrateType::Reclaimable;
+    let pfn = alloc(&m, Gfp::GFP_KERNEL | Gfp::__GFP_RECLAIMABLE, 0).unwrap();
+    assert_eq!(zone_of(m.mm(), pfn), ZoneType::Normal);
+    let block = pfn.align_down(10);
+    let changed: Vec<Pfn> = pageblock_types_of(m.mm(), ZoneType::Normal, I386_PAGEBLOCK)
+        .into_iter()
+        .filter(|&(_, t)| t == mt)
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(changed, vec![block]);
+    assert_eq!(
+        pageblock_steals(&m) - steals_before,
+        1,
+        "one pageblock claimed"
+    );
+    // Both halves of the order-10 block are the one pageblock, and nothing beyond it.
+    assert_eq!(m.mm().pageblock_migratetype(block + 512), mt);
+    assert_ne!(m.mm().pageblock_migratetype(block + I386_PAGEBLOCK), mt);
+    let snap = m
+        .mm()
+        .free_area_snapshot(&m.mm().zones()[zone_idx(m.mm(), ZoneType::Normal)]);
+    let on_list: u64 = (0..=10).map(|o| snap.per_type[mt as usize][o] << o).sum();
+    assert_eq!(on_list, 1023, "the split remainder moved with the block");
+    free(&m, pfn, 0);
+    assert_eq!(m.mm().pageblock_migratetype(pfn), mt);
+    assert_all_free(&m, &boot, true);
+}
+
 /// Leave exactly `free_pages` free pages at the start of one fully allocated Movable
-/// pageblock of DMA32, then make one unmovable allocation: it steals from that pageblock
-/// (the largest free block), and claims the pageblock only if at least half of it is free
-/// or compatible (`steal_suitable_fallback`).
+/// pageblock of DMA32 (x86_64) or Normal (i386), then make one unmovable allocation: it
+/// steals from that pageblock (the largest free block), and claims the pageblock only if at
+/// least half of it is free or compatible (`steal_suitable_fallback`).
 fn partial_pageblock_steal(free_pages: u64) -> (MigrateType, Pfn, Pfn) {
+    partial_pageblock_steal_on(Profile::X86_64, free_pages)
+}
+
+/// [`partial_pageblock_steal`] on `profile`.
+fn partial_pageblock_steal_on(profile: Profile, free_pages: u64) -> (MigrateType, Pfn, Pfn) {
+    // The zone below Normal's fallback (DMA32 on x86_64; i386's GFP_KERNEL zone is
+    // Normal, falling back to DMA), and the profile's pageblock.
+    let (zt, pageblock, fill_gfp) = match profile {
+        Profile::X86_64 => (ZoneType::Dma32, PAGEBLOCK, Gfp::GFP_DMA32),
+        Profile::I386 => (ZoneType::Normal, I386_PAGEBLOCK, Gfp::GFP_KERNEL),
+    };
     let mut m = MachineBuilder::new()
+        .profile(profile)
         .ram(32 * MIB)
         .cpus(1)
         .no_holes()
@@ -332,7 +414,7 @@ fn partial_pageblock_steal(free_pages: u64) -> (MigrateType, Pfn, Pfn) {
     // would boost DMA32 and stop the fill early, leaving larger free blocks elsewhere.
     m.sysctl_write("vm.watermark_boost_factor", "0").unwrap();
     let boot = BootState::of(m.mm());
-    let gfp = Gfp::GFP_DMA32 | Gfp::__GFP_MOVABLE | Gfp::__GFP_NOWARN;
+    let gfp = fill_gfp | Gfp::__GFP_MOVABLE | Gfp::__GFP_NOWARN;
     let mut held = Vec::new();
     loop {
         let pfn = alloc(&m, gfp, 0).expect("DMA still has room");
@@ -343,10 +425,10 @@ fn partial_pageblock_steal(free_pages: u64) -> (MigrateType, Pfn, Pfn) {
         held.push(pfn);
     }
     let set: HashSet<Pfn> = held.iter().copied().collect();
-    let block = pageblock_types(m.mm(), ZoneType::Dma32)
+    let block = pageblock_types_of(m.mm(), zt, pageblock)
         .into_iter()
         .map(|(p, _)| p)
-        .find(|&p| p.range_to(p + PAGEBLOCK).all(|q| set.contains(&q)))
+        .find(|&p| p.range_to(p + pageblock).all(|q| set.contains(&q)))
         .expect("a fully allocated pageblock");
     let freed = block..block + free_pages;
     for pfn in block.range_to(freed.end) {
@@ -354,9 +436,9 @@ fn partial_pageblock_steal(free_pages: u64) -> (MigrateType, Pfn, Pfn) {
     }
     m.mm().drain_all_pages();
     held.retain(|p| !freed.contains(p));
-    assert_eq!(free_pages_in(m.mm(), block, PAGEBLOCK), free_pages);
+    assert_eq!(free_pages_in(m.mm(), block, pageblock), free_pages);
     assert_eq!(m.mm().pageblock_migratetype(block), MigrateType::Movable);
-    let z32 = zone_idx(m.mm(), ZoneType::Dma32);
+    let z32 = zone_idx(m.mm(), zt);
     let snap = m.mm().free_area_snapshot(&m.mm().zones()[z32]);
     assert!(snap.per_type[MigrateType::Unmovable as usize]
         .iter()
@@ -376,7 +458,7 @@ fn partial_pageblock_steal(free_pages: u64) -> (MigrateType, Pfn, Pfn) {
         .map(|o| snap.per_type[MigrateType::Unmovable as usize][o] << o)
         .sum();
     assert_eq!(unmovable_free, free_pages - 1);
-    let others: usize = pageblock_types(m.mm(), ZoneType::Dma32)
+    let others: usize = pageblock_types_of(m.mm(), zt, pageblock)
         .iter()
         .filter(|&&(p, t)| p != block && t != MigrateType::Movable)
         .count();
@@ -398,6 +480,29 @@ fn unmovable_steal_claims_a_pageblock_only_when_half_is_free() {
     // 200 free: the block stays Movable; only its free pages were taken over.
     assert_eq!(partial_pageblock_steal(200).0, MigrateType::Movable);
     assert_eq!(partial_pageblock_steal(255).0, MigrateType::Movable);
+}
+
+/// The same rule on i386, whose pageblock is 1024 pages: "free_pages + alike_pages >=
+/// (1 << (pageblock_order-1))" (6.6 `steal_suitable_fallback()`) asks for 512 free pages,
+/// so 300 and 511, enough for a 512-page pageblock, no longer claim it.
+#[test]
+fn i386_unmovable_steal_claims_a_pageblock_only_when_512_of_1024_are_free() {
+    assert_eq!(
+        partial_pageblock_steal_on(Profile::I386, 600).0,
+        MigrateType::Unmovable
+    );
+    assert_eq!(
+        partial_pageblock_steal_on(Profile::I386, 512).0,
+        MigrateType::Unmovable
+    );
+    assert_eq!(
+        partial_pageblock_steal_on(Profile::I386, 511).0,
+        MigrateType::Movable
+    );
+    assert_eq!(
+        partial_pageblock_steal_on(Profile::I386, 300).0,
+        MigrateType::Movable
+    );
 }
 
 /// The detail of a failed allocation (each zone's verdict, why the allocator gave up,

@@ -11,6 +11,7 @@ use kmemlab_mm::sysctl::Thp;
 use kmemlab_mm::{procfs, Gfp, Pfn, Profile};
 use kmemlab_sim::{Hole, Machine, MachineConfig, SimError};
 
+/// x86_64's `pageblock_nr_pages` (the tests below boot x86_64 unless they say i386).
 const PAGEBLOCK: u64 = 512;
 
 fn boot(ram: u64, cpus: usize, thp: Thp, sysctls: &[(&str, &str)]) -> Machine {
@@ -436,6 +437,11 @@ fn boot_sysctls_apply_after_thp_and_survive_reboot() {
 /// movable, then freeing all but the first page of each block), so that no free block
 /// of pageblock order is left and the next unmovable fallback must steal part of one.
 fn pin_every_pageblock(m: &Machine) -> Vec<u64> {
+    pin_every_pageblock_of(m, PAGEBLOCK)
+}
+
+/// [`pin_every_pageblock`] with pageblocks of `pageblock` pages.
+fn pin_every_pageblock_of(m: &Machine, pageblock: u64) -> Vec<u64> {
     let gfp = Gfp::__GFP_MOVABLE | Gfp::__GFP_NOWARN;
     let mut held = Vec::new();
     while let Ok(pfn) = m.run(|mm| mm.alloc_pages(gfp, 0).map(|p| mm.page_to_pfn(p).0)) {
@@ -445,11 +451,11 @@ fn pin_every_pageblock(m: &Machine) -> Vec<u64> {
     let mut kept = Vec::new();
     let mut last_block = u64::MAX;
     for pfn in held {
-        if pfn / PAGEBLOCK == last_block {
+        if pfn / pageblock == last_block {
             m.run(|mm| mm.__free_pages(mm.pfn_to_page(Pfn(pfn)).unwrap(), 0))
                 .unwrap();
         } else {
-            last_block = pfn / PAGEBLOCK;
+            last_block = pfn / pageblock;
             kept.push(pfn);
         }
     }
@@ -468,6 +474,58 @@ fn unmovable_until_boosted(m: &Machine, limit: usize) -> Option<usize> {
         }
     }
     None
+}
+
+/// `boost_watermark()` (6.6) leaves alone a zone smaller than four pageblocks
+/// ("(pageblock_nr_pages * 4) > zone_managed_pages(zone)"). A 64 MiB machine's DMA zone
+/// manages under 4,096 pages: more than four x86_64 pageblocks of 512 pages, fewer than
+/// four of i386's 1024 (pageblock-flags.h: `min(HUGETLB_PAGE_ORDER, MAX_ORDER)`, 10 with
+/// the folded PMD's `PMD_SHIFT` of 22). Unmovable DMA allocations that must fall back
+/// into Movable pageblocks boost DMA on x86_64 and never on i386.
+#[test]
+fn dma_fallbacks_boost_x86_64_but_not_i386_whose_dma_is_under_four_pageblocks() {
+    for (profile, pageblock, boosts) in [
+        (Profile::X86_64, PAGEBLOCK, true),
+        (Profile::I386, 1024, false),
+    ] {
+        let m = Machine::new(MachineConfig {
+            ram: 64 * MIB,
+            cpus: 1,
+            profile,
+            ..MachineConfig::default()
+        })
+        .unwrap_or_else(|e| panic!("boot: {e}"));
+        assert_eq!(m.mm().pageblock_nr_pages(), pageblock);
+        let dma = &m.mm().zones()[0];
+        assert!(dma.managed_pages >= 4 * PAGEBLOCK && dma.managed_pages < 4 * 1024);
+        // A movable page held in every 512 pages: in every pageblock of either size, so
+        // that a fallback steals part of a pageblock (and boost_watermark() is asked).
+        pin_every_pageblock_of(&m, PAGEBLOCK);
+        let unmovable_free = |m: &Machine| -> u64 {
+            let snap = m.mm().free_area_snapshot(&m.mm().zones()[0]);
+            (0..=10)
+                .map(|o| snap.per_type[kmemlab_mm::MigrateType::Unmovable as usize][o] << o)
+                .sum()
+        };
+        assert_eq!(
+            unmovable_free(&m),
+            0,
+            "{profile}: DMA has only Movable free pages"
+        );
+        let gfp = Gfp::GFP_DMA | Gfp::__GFP_NOWARN;
+        let served = (0..64)
+            .filter(|_| m.run(|mm| mm.alloc_pages(gfp, 0).map(|_| ())).is_ok())
+            .count();
+        assert!(served > 0, "{profile}: no DMA page");
+        // The fallback happened: free pages moved to DMA's Unmovable lists.
+        assert!(unmovable_free(&m) > 0, "{profile}: no fallback");
+        let boost = m.mm().zones()[0].watermark_boost();
+        if boosts {
+            assert!(boost >= pageblock, "{profile}: DMA boost {boost}");
+        } else {
+            assert_eq!(boost, 0, "{profile}: DMA boosted");
+        }
+    }
 }
 
 #[test]

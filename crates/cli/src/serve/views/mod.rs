@@ -279,7 +279,7 @@ pub fn frames_meta(m: &Machine, generation: u64) -> Value {
         "generation": generation,
         "page_size": PAGE_SIZE,
         "max_pfn": frames::max_pfn(mm),
-        "pageblock_order": kmemlab_mm::addr::PAGEBLOCK_ORDER,
+        "pageblock_order": mm.pageblock_order(),
         "zones": zones,
         "migratetypes": MigrateType::ALL.iter().map(|t| t.name()).collect::<Vec<_>>(),
         "states": states,
