@@ -283,8 +283,15 @@ pub(super) fn allocations(t: &mut Tour, machine: &Machine) -> Result<(), String>
         "check(): ok. {} pages = {} free in buddy lists + {} on per-CPU lists + {} allocated + {} reserved",
         report.total, report.free, report.pcp, report.allocated, report.reserved
     ));
+    // 6.6 keeps pageblock-order blocks per CPU too (the THP list, `pcp_allowed_order`):
+    // on i386, whose pageblocks are order 10, the order-10 requests above use it.
+    let thp_list = if machine.mm().pageblock_order() == 10 {
+        "; order 10 is i386's pageblock order, whose blocks 6.6 keeps per CPU too (the THP list), so the order-10 allocations and frees above left blocks there"
+    } else {
+        ""
+    };
     t.line(format!(
-        "{} pages wait on per-CPU lists: an order-0 allocation takes a batch from the buddy lists onto its CPU's list, and freed order-0 pages go back there:",
+        "{} pages wait on per-CPU lists: an order-0 allocation takes a batch from the buddy lists onto its CPU's list, and freed order-0 pages go back there{thp_list}:",
         report.pcp
     ));
     t.line(buddyinfo(machine.mm()));
