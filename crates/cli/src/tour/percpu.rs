@@ -22,6 +22,30 @@ struct Hits {
     frees: u64,
     alloc_hits: u64,
     free_hits: u64,
+    /// kmalloc-64 has slab_debug flags (`kmem_cache_debug()`): its objects bypass the
+    /// per-CPU layer.
+    debug: bool,
+    /// kmalloc-64 has sheaves (`s->sheaf_capacity` is not 0).
+    sheaves: bool,
+}
+
+impl Hits {
+    /// Why the per-CPU layer `percpu` served nothing, when slab_debug is the reason: the
+    /// kernel's own rule, for the tour's line.
+    fn debug_reason(&self, percpu: SlabPercpu) -> Option<&'static str> {
+        if !self.debug || self.alloc_hits + self.free_hits != 0 {
+            return None;
+        }
+        match percpu {
+            SlabPercpu::CpuSlab => Some(
+                "kmalloc-64 has slab_debug: every allocation and free takes the debug path, as 6.6's ___slab_alloc() and __slab_free() send it",
+            ),
+            SlabPercpu::Sheaves if !self.sheaves => Some(
+                "kmalloc-64 has slab_debug, and 6.18's do_kmem_cache_create() gives a cache with debug flags no sheaves",
+            ),
+            SlabPercpu::Sheaves => None,
+        }
+    }
 }
 
 /// Boot a 32 MiB machine like `like` with the per-CPU layer `percpu` and statistics on,
@@ -41,6 +65,8 @@ fn measure(like: &MachineConfig, percpu: SlabPercpu) -> Result<Hits, String> {
         let r = mm
             .kmalloc_slab(64, Gfp::GFP_KERNEL)
             .ok_or("no kmalloc-64 cache")?;
+        let debug = mm.cache(r).map_err(|e| e.to_string())?.is_debug();
+        let sheaves = mm.sheaves_info(r).is_some();
         let count = |item| mm.slub_stat(r, item).ok().flatten().unwrap_or(0);
         let before: Vec<u64> = [
             StatItem::AllocFastpath,
@@ -79,6 +105,8 @@ fn measure(like: &MachineConfig, percpu: SlabPercpu) -> Result<Hits, String> {
             frees: (ROUNDS * BURST) as u64,
             alloc_hits: count(alloc_item) - b_alloc,
             free_hits: count(free_item) - b_free,
+            debug,
+            sheaves,
         })
     })
 }
@@ -97,17 +125,20 @@ pub(super) fn percpu_comparison(t: &mut Tour, machine: &Machine) {
     for (p, r) in &results {
         match r {
             Ok(h) => {
-                parts.push(format!(
+                let mut part = format!(
                     "{} {:.0}% of allocations and {:.0}% of frees",
                     p.name(),
                     percent(h.alloc_hits, h.allocs),
                     percent(h.free_hits, h.frees)
-                ));
-                facts.insert(
-                    p.name().into(),
-                    json!({"allocs": h.allocs, "frees": h.frees,
-                           "alloc_hits": h.alloc_hits, "free_hits": h.free_hits}),
                 );
+                let mut fact = json!({"allocs": h.allocs, "frees": h.frees,
+                                      "alloc_hits": h.alloc_hits, "free_hits": h.free_hits});
+                if let Some(why) = h.debug_reason(*p) {
+                    part.push_str(&format!(" ({why})"));
+                    fact["why_none"] = json!(why);
+                }
+                parts.push(part);
+                facts.insert(p.name().into(), fact);
             }
             Err(e) => {
                 parts.push(format!("{} failed: {e}", p.name()));
@@ -122,4 +153,31 @@ pub(super) fn percpu_comparison(t: &mut Tour, machine: &Machine) {
     ));
     facts.insert("this_machine".into(), json!(this.name()));
     t.fact("slab_percpu", serde_json::Value::Object(facts));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kmemlab_mm::slab::SlabFlags;
+
+    /// With slab_debug neither layer serves anything, and the line says why; without it
+    /// both serve and nothing is added.
+    #[test]
+    fn slab_debug_explains_why_no_layer_serves() {
+        let mut like = MachineConfig::default();
+        like.slab.debug = SlabFlags::DEBUG;
+        for p in [SlabPercpu::CpuSlab, SlabPercpu::Sheaves] {
+            let h = measure(&like, p).unwrap();
+            assert_eq!((h.alloc_hits, h.free_hits), (0, 0));
+            assert!(h.debug && !h.sheaves);
+            let why = h.debug_reason(p).expect("a reason");
+            assert!(why.starts_with("kmalloc-64 has slab_debug"), "{why}");
+        }
+        let plain = MachineConfig::default();
+        for p in [SlabPercpu::CpuSlab, SlabPercpu::Sheaves] {
+            let h = measure(&plain, p).unwrap();
+            assert!(h.alloc_hits > 0 && !h.debug);
+            assert_eq!(h.debug_reason(p), None);
+        }
+    }
 }

@@ -29,11 +29,14 @@
 //! Linux 6.18 instead: `kmem_cache_alloc_bulk_noprof()` takes what `alloc_from_pcs_bulk()`
 //! can give, then `__kmem_cache_alloc_bulk()` the rest (on failure everything goes
 //! straight back to the slabs through `__kmem_cache_free_bulk()`), and
-//! `kmem_cache_free_bulk()` of a cache with sheaves runs `free_to_pcs_bulk()`: the same
-//! per-pointer checks and reports as above (a refused pointer replaced by the array's
-//! last, as its `slab_free_hook()` loop does; duplicates compared 256 at a time), the
-//! `init_on_free` wipe, then the sheaves and, for what they cannot take,
-//! `__kmem_cache_free_bulk()` (detached freelists without the hooks). `kfree_bulk()` never
+//! `kmem_cache_free_bulk()` of a cache with sheaves runs `free_to_pcs_bulk()`: the checks
+//! and reports of the single free to the sheaves (not a slab object, the wrong cache, not
+//! the start of an object; a refused pointer replaced by the array's last, as its
+//! `slab_free_hook()` loop does), the `init_on_free` wipe, then the sheaves and, for what
+//! they cannot take, `__kmem_cache_free_bulk()` (detached freelists without the hooks).
+//! Like 6.18's `free_to_pcs()` and `free_to_pcs_bulk()`, it does not look for double
+//! frees: an object named twice, or freed already, goes into the sheaves again (the
+//! checker, [`Mm::check`], reports an object twice in the sheaves). `kfree_bulk()` never
 //! uses sheaves (its cache is NULL), as in 6.18.
 //!
 //! Tracing: Linux 6.6 emits no `kmem_cache_alloc` / `kmem_cache_free` event per object on
@@ -53,13 +56,6 @@ use crate::Mm;
 
 /// How many foreign objects `build_detached_freelist()` looks past (`lookahead = 3`).
 const LOOKAHEAD: usize = 3;
-
-/// How many pointers of a bulk free to sheaves are compared with each other for
-/// duplicates at a time (a sorted copy of that many on the stack).
-const DUP_WINDOW: usize = 256;
-
-/// The window for short arrays (a smaller copy to set up).
-const SMALL_DUP_WINDOW: usize = 32;
 
 impl<P: Platform> Mm<P> {
     /// `kmem_cache_alloc_bulk(cache, gfp, size, p)`: fill all of `p` with objects of the
@@ -172,7 +168,7 @@ impl<P: Platform> Mm<P> {
     /// `__kmem_cache_alloc_bulk()` for a cache without debugging: the CPU freelist drained
     /// with interrupts disabled, `___slab_alloc()` when it is empty. On failure, how many
     /// objects were taken (they are in `p[..taken]`) and why.
-    fn __kmem_cache_alloc_bulk(
+    pub(crate) fn __kmem_cache_alloc_bulk(
         &self,
         s: &KmemCache,
         gfp: Gfp,
@@ -370,6 +366,28 @@ impl<P: Platform> Mm<P> {
         s: &KmemCache,
         p: &mut [VirtAddr],
     ) -> Result<(), SlabError> {
+        self.free_bulk_without_hooks(s, p, crate::slab::Reason::SlabObjectCorrupted)
+    }
+
+    /// [`Mm::__kmem_cache_free_bulk`] of objects taken from a sheaf (`sheaf_flush_unused()`,
+    /// `sheaf_flush_main()`): one that is no object of `s` is reported as the corrupted
+    /// sheaf object it is.
+    pub(crate) fn __kmem_cache_free_bulk_from_sheaf(
+        &self,
+        s: &KmemCache,
+        p: &mut [VirtAddr],
+    ) -> Result<(), SlabError> {
+        self.free_bulk_without_hooks(s, p, crate::slab::Reason::SheafObjectCorrupted)
+    }
+
+    /// The loop of `__kmem_cache_free_bulk()`; `corrupted` names what a pointer that is no
+    /// object of `s` is reported as.
+    fn free_bulk_without_hooks(
+        &self,
+        s: &KmemCache,
+        p: &mut [VirtAddr],
+        corrupted: crate::slab::Reason,
+    ) -> Result<(), SlabError> {
         let mut result = Ok(());
         let mut size = p.len();
         // Each round frees or drops at least the last object.
@@ -378,12 +396,15 @@ impl<P: Platform> Mm<P> {
             let Some(pfn) = self.sheaf_object_slab(s, object.0) else {
                 size -= 1;
                 crate::vmstat::VmEvents::add(&self.events().bug_slab, 1);
-                let e = self.slab_fault(object.0, true, crate::slab::Reason::SlabObjectCorrupted);
+                let e = self.slab_fault(object.0, true, corrupted);
                 result = result.and(Err(e));
                 continue;
             };
             let same = self.gather_slab_objects(&mut p[..size], pfn);
-            // A pointer named twice more than DUP_WINDOW apart must not be linked twice.
+            // An object named twice in one detached freelist must not be linked twice (a
+            // cycle in the slab's freelist): sorted, every copy meets its twin and is
+            // refused with the hardened freelist's `BUG_ON(object == fp)` report, which
+            // the kernel gives for copies that end up next to each other.
             let group = &mut p[same..size];
             group.sort_unstable();
             let mut kept = 0;
@@ -404,15 +425,22 @@ impl<P: Platform> Mm<P> {
 
     /// `kmem_cache_free_bulk()` of Linux 6.18 for a cache with sheaves: the
     /// `slab_free_hook()` loop of `free_to_pcs_bulk()` (each pointer checked as the single
-    /// free checks it; a refused one is reported and replaced by the array's last,
-    /// `p[i] = p[--size]`), duplicates refused, `init_on_free`'s wipe, then
-    /// `free_to_pcs_bulk()`. The first refusal or corruption is the error.
+    /// free to the sheaves checks it; a refused one is reported and replaced by the
+    /// array's last, `p[i] = p[--size]`), `init_on_free`'s wipe, then `free_to_pcs_bulk()`.
+    /// The first refusal or corruption is the error.
+    ///
+    /// As in 6.18, nothing here looks for an object named twice, or freed already: like
+    /// `free_to_pcs()` for a single free, `free_to_pcs_bulk()` copies the pointers into
+    /// the main sheaf as they are, and such an object is then twice in the sheaves (the
+    /// checker reports it). Only what goes on to the slabs (`__kmem_cache_free_bulk()`)
+    /// is refused when it would be linked twice.
     fn free_bulk_to_sheaves(&self, s: &KmemCache, p: &mut [VirtAddr]) -> Result<(), SlabError> {
         let mut result = Ok(());
         let mut size = p.len();
+        let init = self.slab_want_init_on_free(s);
         let mut i = 0;
         while i < size {
-            match self.bulk_free_hook_check(s, p[i]) {
+            match self.bulk_free_hook_check(s, p[i], init) {
                 Ok(()) => i += 1,
                 Err(e) => {
                     result = result.and(Err(e));
@@ -421,9 +449,8 @@ impl<P: Platform> Mm<P> {
                 }
             }
         }
-        let size = self.refuse_duplicates(s, &mut p[..size], &mut result);
         let objects = &mut p[..size];
-        if self.slab_want_init_on_free(s) {
+        if init {
             for object in objects.iter() {
                 let wiped = self.slab_fill(object.0, 0, s.object_size() as u64);
                 result = result.and(wiped);
@@ -433,10 +460,17 @@ impl<P: Platform> Mm<P> {
         result.and(freed)
     }
 
-    /// The checks the single free makes of one pointer given to `kmem_cache_free_bulk(s,
-    /// ...)`: a slab object, of `s` (else `cache_from_obj()`'s report), the start of an
-    /// object, not free already by the cheap signs.
-    fn bulk_free_hook_check(&self, s: &KmemCache, object: VirtAddr) -> Result<(), SlabError> {
+    /// The checks the single free to the sheaves makes of one pointer given to
+    /// `kmem_cache_free_bulk(s, ...)`: a slab object, of `s` (else `cache_from_obj()`'s
+    /// report), the start of an object; with `init` (`init_on_free`'s wipe to come), not
+    /// free already by the cheap signs, as [`Mm::free_object`] refuses to wipe a free
+    /// object (that would cut the freelist it is on).
+    fn bulk_free_hook_check(
+        &self,
+        s: &KmemCache,
+        object: VirtAddr,
+        init: bool,
+    ) -> Result<(), SlabError> {
         let Some((pfn, page)) = self.virt_to_slab(object) else {
             return Err(SlabError::NotSlabObject(
                 object,
@@ -452,69 +486,10 @@ impl<P: Platform> Mm<P> {
                 crate::slab::Reason::IntoObject,
             ));
         }
-        if self.looks_free(s, pfn, object.0) {
+        if init && self.looks_free(s, pfn, object.0) {
             return Err(self.naive_double_free(s, object.0));
         }
         Ok(())
-    }
-
-    /// Objects named twice in `objects` (compared `DUP_WINDOW` at a time, through a
-    /// sorted copy on the stack): each later copy is refused with the hardened freelist's
-    /// report and removed, the order of the rest kept. Returns how many are left.
-    fn refuse_duplicates(
-        &self,
-        s: &KmemCache,
-        objects: &mut [VirtAddr],
-        result: &mut Result<(), SlabError>,
-    ) -> usize {
-        let mut kept = 0;
-        let mut start = 0;
-        while start < objects.len() {
-            let end = (start + DUP_WINDOW).min(objects.len());
-            kept = if end - start <= SMALL_DUP_WINDOW {
-                self.refuse_duplicates_in::<SMALL_DUP_WINDOW>(s, objects, start..end, kept, result)
-            } else {
-                self.refuse_duplicates_in::<DUP_WINDOW>(s, objects, start..end, kept, result)
-            };
-            start = end;
-        }
-        kept
-    }
-
-    /// [`Mm::refuse_duplicates`] for the window `range` (at most `N` objects): its objects
-    /// but the later copies moved down to `objects[kept..]`; returns the new `kept`.
-    fn refuse_duplicates_in<const N: usize>(
-        &self,
-        s: &KmemCache,
-        objects: &mut [VirtAddr],
-        range: core::ops::Range<usize>,
-        mut kept: usize,
-        result: &mut Result<(), SlabError>,
-    ) -> usize {
-        let mut sorted = [0u64; N];
-        let window = &mut sorted[..range.len()];
-        for (w, o) in window.iter_mut().zip(&objects[range.clone()]) {
-            *w = o.0;
-        }
-        window.sort_unstable();
-        let has_dup = window.windows(2).any(|w| w[0] == w[1]);
-        // seen[k]: the object whose first place in `window` is k was met already.
-        let mut seen = [false; N];
-        for i in range {
-            let object = objects[i];
-            let twice = has_dup && {
-                let k = window.partition_point(|&w| w < object.0);
-                core::mem::replace(&mut seen[k], true)
-            };
-            if twice {
-                let e = self.naive_double_free(s, object.0);
-                *result = core::mem::replace(result, Ok(())).and(Err(e));
-                continue;
-            }
-            objects[kept] = object;
-            kept += 1;
-        }
-        kept
     }
 
     /// Free `objects`, all in the slab at `pfn` of `s`: checked as the single free checks

@@ -14,6 +14,13 @@ use crate::slab::cache::KmemCache;
 use crate::slab::MAX_CACHES;
 use crate::Mm;
 
+/// Objects of the sheaves the checker sorts and compares per round (8 KiB of stack).
+const SHEAF_CHECK_CHUNK: usize = 1024;
+
+/// The checker's words for an object found twice in the sheaves.
+const TWICE_IN_SHEAVES: &str =
+    "object in the sheaves twice (a double free: 6.18's free_to_pcs() does not check)";
+
 /// The slab and large kmalloc pages found in `mem_map`, counted by the page allocator's
 /// walk ([`Mm::check`] walks `mem_map` once for both checkers) for [`Mm::check_slabs`].
 #[derive(Clone, Copy)]
@@ -223,21 +230,161 @@ impl<P: Platform> Mm<P> {
         self.check_cache_sheaves(s)
     }
 
-    /// The sheaves ([`crate::slab::sheaf`]): every sheaf and barn link checks out, and
-    /// every object in a sheaf is an object of the cache whose slab counts it in use (it
-    /// is free for the cache, allocated for its slab) and is on no slab freelist's head.
+    /// The sheaves ([`crate::slab::sheaf`]): every sheaf and barn link checks out; every
+    /// object in a sheaf is an object of the cache whose slab counts it in use (it is free
+    /// for the cache, allocated for its slab); no object is in the sheaves twice (every
+    /// CPU's main and spare and the barn's sheaves together: 6.18's `free_to_pcs()` and
+    /// `free_to_pcs_bulk()` take a double free without a word, so this is where it shows);
+    /// and none is on a freelist of its slab too (the slab's, or the lockless one of the
+    /// CPU that has it).
+    ///
+    /// The objects are compared [`SHEAF_CHECK_CHUNK`] at a time through a sorted array on
+    /// the stack: each round sorts one chunk, looks up every later object in it and walks
+    /// the freelists of the chunk's slabs once. The sheaves hold a few thousand objects
+    /// at most, so one to a few rounds.
     fn check_cache_sheaves(&self, s: &KmemCache) -> Result<(), CheckError> {
-        self.for_each_sheaf_object(s, |_, object| {
-            let pfn = self
-                .sheaf_object_slab(s, object)
-                .ok_or("object in a sheaf is no object of the cache")?;
-            let c = self.slab_counters(pfn);
-            if c.inuse == 0 || self.fl_va(s, pfn, c.freelist) == object {
-                return Err("object in a sheaf is free in its slab too");
+        if s.sheaf_capacity() == 0 {
+            return Ok(());
+        }
+        let mut chunk = [0u64; SHEAF_CHECK_CHUNK];
+        let mut start = 0u64;
+        loop {
+            let end = start + SHEAF_CHECK_CHUNK as u64;
+            let (mut seen, mut len, mut sorted) = (0u64, 0usize, false);
+            let mut at = None;
+            let walked = self.for_each_sheaf_object(s, |_, object| {
+                let index = seen;
+                seen += 1;
+                if start == 0 {
+                    self.check_sheaf_object(s, object, &mut at)?;
+                }
+                if index < start {
+                    return Ok(());
+                }
+                if index < end {
+                    chunk[len] = object;
+                    len += 1;
+                    return Ok(());
+                }
+                if !sorted {
+                    sorted = true;
+                    self.sort_sheaf_chunk(&mut chunk[..len], &mut at)?;
+                }
+                if chunk[..len].binary_search(&object).is_ok() {
+                    at = self
+                        .virt_to_slab(crate::VirtAddr(object))
+                        .map(|(pfn, _)| pfn);
+                    return Err(TWICE_IN_SHEAVES);
+                }
+                Ok(())
+            });
+            walked.map_err(|what| self.check_err(s, at, what))?;
+            if !sorted {
+                self.sort_sheaf_chunk(&mut chunk[..len], &mut at)
+                    .map_err(|what| self.check_err(s, at, what))?;
             }
-            Ok(())
-        })
-        .map_err(|what| self.check_err(s, None, what))
+            self.check_sheaf_chunk_not_free(s, &chunk[..len])?;
+            if seen <= end {
+                return Ok(());
+            }
+            start = end;
+        }
+    }
+
+    /// One object read from a sheaf: an object of `s` in a slab that has objects in use.
+    /// `at` gets its slab for the report.
+    fn check_sheaf_object(
+        &self,
+        s: &KmemCache,
+        object: u64,
+        at: &mut Option<Pfn>,
+    ) -> Result<(), &'static str> {
+        let pfn = self
+            .sheaf_object_slab(s, object)
+            .ok_or("object in a sheaf is no object of the cache")?;
+        *at = Some(pfn);
+        if self.slab_counters(pfn).inuse == 0 {
+            return Err("object in a sheaf is in a slab with nothing in use");
+        }
+        Ok(())
+    }
+
+    /// Sort a chunk of sheaf objects; an object in it twice is an error (`at` gets its
+    /// slab).
+    fn sort_sheaf_chunk(
+        &self,
+        chunk: &mut [u64],
+        at: &mut Option<Pfn>,
+    ) -> Result<(), &'static str> {
+        chunk.sort_unstable();
+        match chunk.windows(2).find(|w| w[0] == w[1]) {
+            Some(w) => {
+                *at = self.virt_to_slab(crate::VirtAddr(w[0])).map(|(pfn, _)| pfn);
+                Err(TWICE_IN_SHEAVES)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// No object of `chunk` (sorted, objects of `s`) is on a freelist of its slab: the
+    /// slab's own, or the lockless freelist of a CPU whose CPU slab it is. Each slab's
+    /// freelists are walked once (the chunk is sorted, so a slab's objects are together),
+    /// each walk at most as long as the slab has objects.
+    fn check_sheaf_chunk_not_free(&self, s: &KmemCache, chunk: &[u64]) -> Result<(), CheckError> {
+        let mut last = None;
+        for &object in chunk {
+            let Some(pfn) = self.sheaf_object_slab(s, object) else {
+                continue;
+            };
+            if last == Some(pfn) {
+                continue;
+            }
+            last = Some(pfn);
+            let c = self.slab_counters(pfn);
+            let head = if c.freelist == u16::MAX {
+                0
+            } else {
+                self.object_at(s, pfn, c.freelist)
+            };
+            let mut free = self.free_objects_in(s, pfn, head, chunk);
+            for cpu in 0..self.platform.nr_cpus() {
+                if let Some(cs) = self
+                    .cpu_slab(s, cpu)
+                    .filter(|cs| cs.slab_pfn() == Some(pfn))
+                {
+                    free = free || self.free_objects_in(s, pfn, cs.freelist.load(Relaxed), chunk);
+                }
+            }
+            if free {
+                return Err(self.check_err(
+                    s,
+                    Some(pfn),
+                    "object in a sheaf is free on its slab's freelist too (double free?)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Does the freelist from `head` in the slab at `pfn` hold an object of `sorted`? The
+    /// walk stops at the slab's object count or at a link that leaves the slab (the
+    /// freelist checks report those).
+    fn free_objects_in(&self, s: &KmemCache, pfn: Pfn, head: u64, sorted: &[u64]) -> bool {
+        let objects = self.slab_counters(pfn).objects;
+        let mut cur = head;
+        for _ in 0..objects {
+            if cur == 0 || self.object_index(s, pfn, cur).is_none() {
+                return false;
+            }
+            if sorted.binary_search(&cur).is_ok() {
+                return true;
+            }
+            cur = match self.kread::<u64>(cur.wrapping_add(s.fp_offset() as u64)) {
+                Ok(raw) => self.decode_fp(s, raw, cur),
+                Err(_) => return false,
+            };
+        }
+        false
     }
 
     /// Check every cache, then hold the slab pages counted in `mem_map` (`tally`) to the

@@ -614,7 +614,8 @@ pub struct SlabGlobals {
     /// `TID_STEP`: the CPU count rounded up to a power of two (set by `kmem_cache_init`,
     /// so the fast paths add a constant as the kernel's `next_tid()` does).
     pub(in crate::slab) tid_step: u64,
-    /// `local_trylock()` failures of the sheaves (interrupts that found them locked).
+    /// `local_trylock()` failures of the sheaves of caches destroyed since boot (the live
+    /// ones count per CPU, in their `slub_percpu_sheaves`).
     pub(in crate::slab) pcs_trylock_fail: AtomicU64,
 }
 

@@ -711,7 +711,12 @@ fn a_corrupted_sheaf_fails_a_bulk_allocation_and_is_not_followed() {
 }
 
 #[test]
-fn a_duplicate_in_a_long_bulk_free_is_reported_and_the_rest_freed() {
+fn a_duplicate_in_a_long_bulk_free_goes_into_the_sheaves_as_in_6_18() {
+    // 6.18's free_to_pcs_bulk() copies the array into the main sheaf without looking for
+    // duplicates (as free_to_pcs() for a single free). With one CPU and an empty barn, the
+    // first 123 (the capacity) go into the main sheaf and the rest, the second copy among
+    // them, to the slabs (`no_empty`: __kmem_cache_free_bulk()): the object is in a sheaf
+    // and free on its slab, which the checker reports.
     let m = sheaves_machine(1, true);
     let r = m
         .run(|mm| mm.kmem_cache_create("sheaf_bulk_dup", 64, 0, SlabFlags::empty(), None))
@@ -724,27 +729,217 @@ fn a_duplicate_in_a_long_bulk_free_is_reported_and_the_rest_freed() {
             .load(std::sync::atomic::Ordering::Relaxed)
     };
     let before = bugs();
-    let result = m.run(|mm| {
+    let (result, twice) = m.run(|mm| {
         let mut objs = vec![VirtAddr(0); 300];
         mm.kmem_cache_alloc_bulk(r, Gfp::GFP_KERNEL, &mut objs)
             .unwrap();
-        // Named twice, 197 apart, in the sorted window of 256.
+        // Named twice, 197 apart.
         objs.insert(200, objs[3]);
-        mm.kmem_cache_free_bulk(r, &mut objs)
+        let twice = objs[3];
+        (mm.kmem_cache_free_bulk(r, &mut objs), twice)
     });
-    assert!(result.is_err(), "{result:?}");
-    assert_eq!(bugs(), before + 1);
-    take_console_expecting(&m, "kernel BUG at mm/slub.c:");
-    m.mm().check().unwrap();
-    // Nothing was freed twice: 400 objects now are 400 distinct ones.
-    m.run(|mm| {
+    assert_eq!(result, Ok(()));
+    assert_eq!(bugs(), before, "no report when it is freed");
+    assert!(m.take_console().is_empty());
+    assert_eq!(m.mm().sheaves_info(r).unwrap().objects, 123);
+    let e = m.mm().check().unwrap_err().to_string();
+    assert!(
+        e.contains("sheaf_bulk_dup") && e.contains("free on its slab's freelist too"),
+        "{e}"
+    );
+    // It is handed out twice (from the sheaf and from its slab), as 6.18's would.
+    let got = m.run(|mm| {
         let mut objs = vec![VirtAddr(0); 400];
         mm.kmem_cache_alloc_bulk(r, Gfp::GFP_KERNEL, &mut objs)
             .unwrap();
-        let unique: std::collections::HashSet<_> = objs.iter().collect();
-        assert_eq!(unique.len(), 400);
-        mm.kmem_cache_free_bulk(r, &mut objs).unwrap();
+        objs
+    });
+    assert_eq!(got.iter().filter(|&&p| p == twice).count(), 2);
+    // Freed once (the other copy forgotten), the machine is consistent again.
+    let mut once: Vec<VirtAddr> = got.iter().copied().filter(|&p| p != twice).collect();
+    once.push(twice);
+    m.run(|mm| {
+        mm.kmem_cache_free_bulk(r, &mut once).unwrap();
         mm.kmem_cache_destroy(r).unwrap();
     });
+    m.mm().check().unwrap();
+}
+
+/// `kfree(r); kfree(r)` of a 300-byte kmalloc on a machine with sheaves.
+#[test]
+fn a_double_free_into_the_sheaves_succeeds_as_in_6_18_and_check_reports_it() {
+    let m = sheaves_machine(1, false);
+    m.take_console();
+    let (x, r) = m.run(|mm| {
+        let x = mm.kmalloc(300, Gfp::GFP_KERNEL).unwrap();
+        let r = mm.kmalloc(300, Gfp::GFP_KERNEL).unwrap();
+        (x, r)
+    });
+    m.mm().check().unwrap();
+    // free_to_pcs() has no double-free check: both frees land in the main sheaf.
+    m.run(|mm| {
+        mm.kfree(r).unwrap();
+        mm.kfree(r).unwrap();
+    });
+    assert!(m.take_console().is_empty());
+    let e = m.mm().check().unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("kmalloc-512") && text.contains("in the sheaves twice"),
+        "{text}"
+    );
+    // 6.18's alloc_from_pcs() hands the object out twice: two callers share it.
+    let (a, b) = m.run(|mm| {
+        (
+            mm.kmalloc(300, Gfp::GFP_KERNEL).unwrap(),
+            mm.kmalloc(300, Gfp::GFP_KERNEL).unwrap(),
+        )
+    });
+    assert_eq!((a, b), (r, r));
+    // Out of the sheaves again, the state is consistent (one allocation, used twice).
+    m.mm().check().unwrap();
+    m.run(|mm| {
+        mm.kfree(a).unwrap();
+        mm.kfree(x).unwrap();
+    });
+    m.mm().check().unwrap();
+}
+
+/// An object given back to its slab (a shrink flushes the sheaves), then freed again: it
+/// is in the main sheaf and on its slab's freelist, not at the head.
+#[test]
+fn check_reports_an_object_in_a_sheaf_and_on_its_slabs_freelist() {
+    let m = sheaves_machine(1, false);
+    let r = m
+        .run(|mm| mm.kmem_cache_create("sheaf_and_slab", 64, 0, SlabFlags::empty(), None))
+        .unwrap();
+    let mut objs: Vec<VirtAddr> = m.run(|mm| {
+        (0..200)
+            .map(|_| mm.kmem_cache_alloc(r, Gfp::GFP_KERNEL).unwrap())
+            .collect()
+    });
+    // Six objects of one slab, the highest address freed first.
+    let slab_of = |p: VirtAddr| p.0 >> 12;
+    let first = objs[100];
+    let mut same: Vec<VirtAddr> = objs
+        .iter()
+        .copied()
+        .filter(|&p| slab_of(p) == slab_of(first))
+        .collect();
+    same.sort();
+    let freed: Vec<VirtAddr> = same.iter().rev().take(6).copied().collect();
+    assert_eq!(freed.len(), 6);
+    let victim = freed[0];
+    objs.retain(|p| !freed.contains(p));
+    m.run(|mm| {
+        for &p in &freed {
+            mm.kmem_cache_free(r, p).unwrap();
+        }
+        mm.kmem_cache_shrink(r).unwrap();
+    });
+    m.mm().check().unwrap();
+    assert_eq!(m.mm().sheaves_info(r).unwrap().objects, 0);
+    // The double free goes into the sheaf without a word (free_to_pcs()).
+    m.run(|mm| mm.kmem_cache_free(r, victim)).unwrap();
+    let e = m.mm().check().unwrap_err().to_string();
+    assert!(
+        e.contains("sheaf_and_slab") && e.contains("free on its slab's freelist too"),
+        "{e}"
+    );
+}
+
+/// 6.18's `refill_sheaf()` is one `__kmem_cache_alloc_bulk()` (the CPU freelist drained
+/// with interrupts off), and `sheaf_flush_unused()` / `sheaf_flush_main()` are
+/// `__kmem_cache_free_bulk()` (one `do_slab_free()` per detached freelist, that is per
+/// slab): not a single allocation or free per object.
+#[test]
+fn refill_and_flush_go_through_the_bulk_functions() {
+    let m = sheaves_machine(1, true);
+    let r = m
+        .run(|mm| mm.kmem_cache_create("sheaf_bulk_fill", 64, 0, SlabFlags::empty(), None))
+        .unwrap();
+    let cap = m.mm().sheaves_info(r).unwrap().capacity as u64;
+    let platform = m.mm().platform();
+    platform.inject_irq(0, u64::MAX, Box::new(|_| panic!("must not fire")));
+    let w = platform.irq_windows();
+    // The first allocation refills an empty sheaf: whole, with interrupts off (the single
+    // allocation path would pass two interrupt windows per object).
+    let first = m.run(|mm| mm.kmem_cache_alloc(r, Gfp::GFP_KERNEL)).unwrap();
+    let windows = platform.irq_windows() - w;
+    platform.cancel_irq();
+    assert!(
+        windows < cap,
+        "{windows} interrupt windows for a refill of {cap}"
+    );
+    let objs: Vec<VirtAddr> = m.run(|mm| {
+        assert_eq!(stat(mm, r, StatItem::SheafRefill), cap);
+        // Each object off the CPU freelist (ALLOC_FASTPATH) or from ___slab_alloc().
+        assert_eq!(
+            stat(mm, r, StatItem::AllocFastpath) + stat(mm, r, StatItem::AllocSlowpath),
+            cap
+        );
+        (1..cap)
+            .map(|_| mm.kmem_cache_alloc(r, Gfp::GFP_KERNEL).unwrap())
+            .chain([first])
+            .collect()
+    });
+    let mut slabs: Vec<u64> = objs.iter().map(|p| p.0 >> 12).collect();
+    slabs.sort();
+    slabs.dedup();
+    m.run(|mm| {
+        for &p in &objs {
+            mm.kmem_cache_free(r, p).unwrap();
+        }
+        let frees = |mm: &Mm<SimPlatform>| {
+            stat(mm, r, StatItem::FreeFastpath) + stat(mm, r, StatItem::FreeSlowpath)
+        };
+        let before = frees(mm);
+        mm.kmem_cache_shrink(r).unwrap();
+        assert_eq!(stat(mm, r, StatItem::SheafFlush), cap);
+        // One free per detached freelist: sheaf_flush_main() takes the main sheaf out in
+        // batches of PCS_BATCH_MAX (32), each freed as one detached freelist per slab.
+        let paths = frees(mm) - before;
+        let batches = cap.div_ceil(32);
+        assert!(
+            paths <= batches + slabs.len() as u64,
+            "{paths} frees for {cap} objects of {} slabs",
+            slabs.len()
+        );
+        mm.kmem_cache_destroy(r).unwrap();
+    });
+    m.mm().check().unwrap();
+}
+
+/// The `local_trylock()` failures are counted per CPU in each cache's
+/// `slub_percpu_sheaves`; a cache's count outlives it (`pcs_destroy()` folds it in).
+#[test]
+fn trylock_failures_are_counted_per_cpu_and_kept_after_destroy() {
+    let m = sheaves_machine(1, false);
+    let r = m
+        .run(|mm| mm.kmem_cache_create("sheaf_trylock", 64, 0, SlabFlags::empty(), None))
+        .unwrap();
+    let p = m.run(|mm| mm.kmem_cache_alloc(r, Gfp::GFP_KERNEL)).unwrap();
+    let fails0 = m.mm().sheaves_trylock_failures();
+    // The second window of kmem_cache_alloc() is inside the local_trylock: the
+    // interrupt's own allocation finds the sheaves locked and takes the slab path.
+    let got = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let slot = got.clone();
+    m.mm().platform().inject_irq(
+        0,
+        1,
+        Box::new(move |mm| {
+            *slot.lock().unwrap() = Some(mm.kmem_cache_alloc(r, Gfp::GFP_ATOMIC).unwrap());
+        }),
+    );
+    let q = m.run(|mm| mm.kmem_cache_alloc(r, Gfp::GFP_KERNEL)).unwrap();
+    let in_irq = got.lock().unwrap().take().expect("the interrupt ran");
+    assert_eq!(m.mm().sheaves_trylock_failures(), fails0 + 1);
+    m.run(|mm| {
+        for o in [p, q, in_irq] {
+            mm.kmem_cache_free(r, o).unwrap();
+        }
+        mm.kmem_cache_destroy(r).unwrap();
+    });
+    assert_eq!(m.mm().sheaves_trylock_failures(), fails0 + 1);
     m.mm().check().unwrap();
 }

@@ -32,10 +32,12 @@
 //!   `sheaf_flush_unused()`, `pcs_flush_all()` from `flush_cpu_slab()`, `pcs_destroy()`;
 //!   for the bulk calls, `alloc_from_pcs_bulk()` and `free_to_pcs_bulk()`.
 //! * Behind the sheaves sits the 6.6 per-CPU slab of [`crate::slab::slub`], as it did in
-//!   6.18: a refill is `__kmem_cache_alloc_bulk()`, here that many allocations through the
-//!   CPU slab (all or nothing, as the bulk call), and a flush is `__kmem_cache_free_bulk()`,
-//!   here that many frees through `do_slab_free()`. (7.0 removed the CPU slab and refills
-//!   from the partial lists directly; that part is not followed.)
+//!   6.18: `refill_sheaf()` is `__kmem_cache_alloc_bulk()` (the CPU freelist drained with
+//!   interrupts off, `___slab_alloc()` when it runs dry; all or nothing), and
+//!   `sheaf_flush_unused()` / `sheaf_flush_main()` are `__kmem_cache_free_bulk()` (one
+//!   detached freelist per slab), both of [`crate::slab::bulk`], through a host array of
+//!   up to 128 objects at a time. (7.0 removed the CPU slab and refills from the partial
+//!   lists directly; that part is not followed.)
 //!
 //! ## `local_trylock` and interrupts
 //!
@@ -67,9 +69,12 @@
 //! and the operation falls back or fails with [`SlabError::Corrupted`].
 //!
 //! Objects in sheaves are allocated as far as their slabs are concerned (`inuse` counts
-//! them), so `/proc/slabinfo`'s active objects include them, as the kernel's do; the
-//! checker counts them as free objects of the cache and checks they are not counted twice
-//! against their slabs.
+//! them), so `/proc/slabinfo`'s active objects include them, as the kernel's do. Like
+//! 6.18's, the sheaves' free paths (`free_to_pcs()`, `free_to_pcs_bulk()`) do not look for
+//! double frees: `kfree(r); kfree(r)` puts `r` in the main sheaf twice, and two later
+//! allocations both get it. The checker ([`Mm::check`]) reports what that leaves: an
+//! object twice in the sheaves (every CPU's main and spare and the barn together), or in a
+//! sheaf and free on its slab's freelist too.
 
 mod barn;
 mod bulk;
@@ -155,10 +160,6 @@ impl SheafHeader {
         self.size.load(Relaxed) as u32
     }
     #[inline]
-    fn set_size(&self, size: u32) {
-        self.size.store(size as u64, Relaxed);
-    }
-    #[inline]
     fn capacity(&self) -> u32 {
         self.capacity.load(Relaxed) as u32
     }
@@ -214,7 +215,9 @@ pub struct SlubPercpuSheaves {
     main: AtomicU64,
     /// `spare`: empty or full, or 0.
     spare: AtomicU64,
-    _pad: AtomicU64,
+    /// kmemlab's own: `local_trylock()` failures on this CPU (an interrupt that found the
+    /// lock held), a plain per-CPU increment as `this_cpu_inc()` of an event counter.
+    trylock_fail: AtomicU64,
 }
 
 /// `struct node_barn`, kmalloc'd.
@@ -318,9 +321,22 @@ impl<P: Platform> Mm<P> {
     }
 
     /// Interrupts that found this CPU's sheaves locked and fell back to the slab paths
-    /// (`local_trylock()` failures), since boot.
+    /// (`local_trylock()` failures), since boot: the per-CPU counters of every live
+    /// cache with sheaves, and those of the caches destroyed (folded in by
+    /// `pcs_destroy()`).
     pub fn sheaves_trylock_failures(&self) -> u64 {
-        self.slab.pcs_trylock_fail.load(Relaxed)
+        let mut live = 0u64;
+        self.for_each_cache(|s| {
+            if s.sheaf_capacity() != 0 {
+                for cpu in 0..self.platform.nr_cpus() {
+                    if let Some(pcs) = self.pcs(s, cpu) {
+                        live = live.wrapping_add(pcs.trylock_fail.load(Relaxed));
+                    }
+                }
+            }
+            None::<()>
+        });
+        self.slab.pcs_trylock_fail.load(Relaxed).wrapping_add(live)
     }
 
     /// `calculate_sheaf_capacity()` of Linux 7.0 for `s` (0: no sheaves).

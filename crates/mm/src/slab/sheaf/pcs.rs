@@ -26,7 +26,7 @@ impl<P: Platform> Mm<P> {
     /// (`s->sheaf_capacity`, read once by the caller) and its size no larger: the fast
     /// paths' [`Mm::sheaf`].
     #[inline(always)]
-    fn sheaf_view(&self, s: &KmemCache, cap: u32, va: u64) -> Option<SheafView> {
+    pub(super) fn sheaf_view(&self, s: &KmemCache, cap: u32, va: u64) -> Option<SheafView> {
         let phys = self.layout().virt_to_phys(va)?;
         let words = self
             .ram
@@ -216,7 +216,10 @@ impl<P: Platform> Mm<P> {
     ) -> Option<(PcsGuard<'a>, u64)> {
         self.irq_window();
         let Some(guard) = pcs_trylock(pcs) else {
-            self.slab.pcs_trylock_fail.fetch_add(1, Relaxed);
+            // Per CPU, a plain increment: only this CPU writes it (the fallback must not
+            // cost a locked instruction on a shared counter).
+            let n = pcs.trylock_fail.load(Relaxed);
+            pcs.trylock_fail.store(n.wrapping_add(1), Relaxed);
             return None;
         };
         self.irq_window();
@@ -275,7 +278,10 @@ impl<P: Platform> Mm<P> {
         let can_alloc = gfp.allows_blocking();
         let mut empty = 0;
         if can_alloc {
-            empty = pcs.spare.swap(0, Relaxed);
+            // `empty = pcs->spare; pcs->spare = NULL;`: a plain load and store, as the
+            // lock is held and only this CPU touches its sheaves.
+            empty = pcs.spare.load(Relaxed);
+            pcs.spare.store(0, Relaxed);
             if empty == 0 {
                 empty = self.barn_get_empty_sheaf(s, barn).unwrap_or(0);
             }

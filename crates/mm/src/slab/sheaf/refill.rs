@@ -7,13 +7,20 @@ use crate::platform::Platform;
 use crate::slab::cache::KmemCache;
 use crate::slab::sheaf::pcs_trylock;
 use crate::slab::sheaf::SheafHeader;
+use crate::slab::sheaf::SheafView;
 use crate::slab::sheaf::SlubPercpuSheaves;
 use crate::slab::sheaf::PCS_BATCH_MAX;
 use crate::slab::sheaf::SHEAF_HEADER;
 use crate::slab::stats::StatItem;
 use crate::slab::SlabError;
 use crate::{Mm, VirtAddr};
+use core::ops::Range;
 use core::sync::atomic::Ordering::Relaxed;
+
+/// Objects moved between a sheaf and the bulk functions per call, through a host array on
+/// the stack: one call for every capacity 7.0's `calculate_sheaf_capacity()` gives with the
+/// default kmalloc sizes (at most 123, a sheaf in `kmalloc-1k`), more for larger ones.
+const SHEAF_BULK_BATCH: usize = 128;
 
 impl<P: Platform> Mm<P> {
     /// `alloc_empty_sheaf()`: a zeroed sheaf from the kmalloc cache of its size (through
@@ -55,44 +62,55 @@ impl<P: Platform> Mm<P> {
         }
     }
 
-    /// `refill_sheaf()`: fill the sheaf at `va` to capacity from the slabs, all or nothing
-    /// (`__kmem_cache_alloc_bulk()` frees what it got when it fails).
+    /// `refill_sheaf()`: fill the sheaf at `va` to capacity from the slabs with
+    /// `__kmem_cache_alloc_bulk()`, all or nothing (on failure what was taken goes back
+    /// through `__kmem_cache_free_bulk()` and the sheaf is as it was), one `SHEAF_REFILL`
+    /// per object added.
     pub(super) fn refill_sheaf(&self, s: &KmemCache, va: u64, gfp: Gfp) -> Result<(), SlabError> {
-        let h = self
-            .sheaf_checked(s, va)
-            .ok_or_else(|| self.sheaf_corrupt(va))?;
+        if self.sheaf_checked(s, va).is_none() {
+            return Err(self.sheaf_corrupt(va));
+        }
         let cap = s.sheaf_capacity();
-        let start = h.size();
+        let Some(mut sheaf) = self.sheaf_view(s, cap, va) else {
+            return Err(self.sheaf_corrupt(va));
+        };
+        let start = sheaf.size;
+        if start == cap {
+            return Ok(());
+        }
         let cpu = self.platform.smp_processor_id();
+        let mut objects = [VirtAddr(0); SHEAF_BULK_BATCH];
         let mut filled = start;
-        let mut failure = None;
         while filled < cap {
-            match self.slab_alloc_on(s, gfp, cpu) {
-                Ok(object) => {
-                    if let Err(e) = self.store_word(Self::slot(va, filled), object) {
-                        let _ = self.free_to_slab(s, object);
-                        failure = Some(e);
-                        break;
-                    }
-                    filled += 1;
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
+            let n = ((cap - filled) as usize).min(SHEAF_BULK_BATCH);
+            if let Err((taken, e)) = self.__kmem_cache_alloc_bulk(s, gfp, &mut objects[..n], cpu) {
+                let _ = self.__kmem_cache_free_bulk(s, &mut objects[..taken]);
+                self.sheaf_free_slots(s, &sheaf, start..filled);
+                return Err(e);
             }
-        }
-        if let Some(e) = failure {
-            for i in start..filled {
-                if let Ok(object) = self.load_word(Self::slot(va, i)) {
-                    let _ = self.free_to_slab(s, object);
-                }
+            for (i, object) in objects[..n].iter().enumerate() {
+                sheaf.set_object(filled + i as u32, object.0);
             }
-            return Err(e);
+            filled += n as u32;
         }
-        h.set_size(filled);
-        self.stat_add(s, StatItem::SheafRefill, (filled - start) as u64);
+        sheaf.set_size(cap);
+        self.stat_add(s, StatItem::SheafRefill, (cap - start) as u64);
         Ok(())
+    }
+
+    /// The objects in `slots` of `sheaf` back to their slabs (`__kmem_cache_free_bulk()`),
+    /// a host batch at a time; the sheaf's size is the caller's.
+    fn sheaf_free_slots(&self, s: &KmemCache, sheaf: &SheafView, slots: Range<u32>) {
+        let mut objects = [VirtAddr(0); SHEAF_BULK_BATCH];
+        let mut i = slots.start;
+        while i < slots.end {
+            let n = ((slots.end - i) as usize).min(SHEAF_BULK_BATCH);
+            for (k, slot) in objects[..n].iter_mut().enumerate() {
+                *slot = VirtAddr(sheaf.object(i + k as u32));
+            }
+            let _ = self.__kmem_cache_free_bulk_from_sheaf(s, &mut objects[..n]);
+            i += n as u32;
+        }
     }
 
     /// `alloc_full_sheaf()`.
@@ -105,39 +123,25 @@ impl<P: Platform> Mm<P> {
         Some(va)
     }
 
-    /// One object back to its slab (`__kmem_cache_free_bulk()` of one), after checking it
-    /// is an object of `s`.
-    fn free_to_slab(&self, s: &KmemCache, object: u64) -> Result<(), SlabError> {
-        match self.sheaf_object_slab(s, object) {
-            Some(pfn) => self.do_slab_free(s, pfn, object, object, 1),
-            None => {
-                crate::vmstat::VmEvents::add(&self.events().bug_slab, 1);
-                Err(self.slab_fault(object, true, crate::slab::Reason::SheafObjectCorrupted))
-            }
-        }
-    }
-
-    /// `sheaf_flush_unused()`: every object of a sheaf no CPU uses back to the slabs.
+    /// `sheaf_flush_unused()`: every object of a sheaf no CPU uses back to the slabs with
+    /// `__kmem_cache_free_bulk()`, counted as `SHEAF_FLUSH`.
     pub(super) fn sheaf_flush_unused(&self, s: &KmemCache, va: u64) {
-        let Some(h) = self.sheaf(s, va) else {
+        let Some(mut sheaf) = self.sheaf_view(s, s.sheaf_capacity(), va) else {
             self.sheaf_corrupt(va);
             return;
         };
-        let size = h.size();
-        for i in 0..size {
-            match self.load_word(Self::slot(va, i)) {
-                Ok(object) => {
-                    let _ = self.free_to_slab(s, object);
-                }
-                Err(_) => break,
-            }
+        let size = sheaf.size;
+        if size == 0 {
+            return;
         }
-        h.set_size(0);
         self.stat_add(s, StatItem::SheafFlush, size as u64);
+        self.sheaf_free_slots(s, &sheaf, 0..size);
+        sheaf.set_size(0);
     }
 
     /// `sheaf_flush_main()`: empty this CPU's main sheaf in batches of `PCS_BATCH_MAX`,
-    /// moved out under the lock and freed without it. True if anything was flushed.
+    /// copied out under the lock and given to `__kmem_cache_free_bulk()` without it. True
+    /// if anything was flushed.
     pub(super) fn sheaf_flush_main(&self, s: &KmemCache, pcs: &SlubPercpuSheaves) -> bool {
         let mut flushed = false;
         let rounds = s.sheaf_capacity() as usize / PCS_BATCH_MAX + 2;
@@ -145,26 +149,20 @@ impl<P: Platform> Mm<P> {
             let Some(guard) = pcs_trylock(pcs) else {
                 return flushed;
             };
-            let main_va = pcs.main.load(Relaxed);
-            let Some(main) = self.sheaf(s, main_va) else {
-                pcs.main.store(0, Relaxed);
+            let Ok(mut main) = self.main_view(s, pcs) else {
+                // Reported and dropped by main_view().
                 drop(guard);
-                self.sheaf_corrupt(main_va);
                 return flushed;
             };
-            let size = main.size();
+            let size = main.size;
             let batch = (size as usize).min(PCS_BATCH_MAX) as u32;
-            let mut objects = [0u64; PCS_BATCH_MAX];
+            let mut objects = [VirtAddr(0); PCS_BATCH_MAX];
             for (i, slot) in objects.iter_mut().enumerate().take(batch as usize) {
-                *slot = self
-                    .load_word(Self::slot(main_va, size - batch + i as u32))
-                    .unwrap_or(0);
+                *slot = VirtAddr(main.object(size - batch + i as u32));
             }
             main.set_size(size - batch);
             drop(guard);
-            for &object in &objects[..batch as usize] {
-                let _ = self.free_to_slab(s, object);
-            }
+            let _ = self.__kmem_cache_free_bulk_from_sheaf(s, &mut objects[..batch as usize]);
             self.stat_add(s, StatItem::SheafFlush, batch as u64);
             flushed = true;
             if size == batch {
@@ -200,7 +198,9 @@ impl<P: Platform> Mm<P> {
         let Some(guard) = pcs_trylock(pcs) else {
             return;
         };
-        let spare = pcs.spare.swap(0, Relaxed);
+        // `spare = pcs->spare; pcs->spare = NULL;` under the lock: plain load and store.
+        let spare = pcs.spare.load(Relaxed);
+        pcs.spare.store(0, Relaxed);
         drop(guard);
         if spare != 0 {
             if self.sheaf_checked(s, spare).is_some() {

@@ -76,6 +76,10 @@ impl<P: Platform> Mm<P> {
         }
         for cpu in 0..self.platform.nr_cpus() {
             let Some(pcs) = self.pcs(s, cpu) else { break };
+            // The dying cache's trylock failures stay counted (`sheaves_trylock_failures`);
+            // cache destruction is rare, the shared counter is written only here.
+            let fails = pcs.trylock_fail.swap(0, Relaxed);
+            self.slab.pcs_trylock_fail.fetch_add(fails, Relaxed);
             for slot in [&pcs.main, &pcs.spare] {
                 let va = slot.swap(0, Relaxed);
                 if va != 0 && self.sheaf_checked(s, va).is_some() {
