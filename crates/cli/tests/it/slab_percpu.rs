@@ -172,22 +172,30 @@ fn every_example_is_run_on_sheaves() {
 
 /// `examples/slab.kmem`: its back-to-back double free is caught by 6.6's free path
 /// (`set_freepointer()`'s naive check, a BUG) but not by 6.18's `free_to_pcs()`, which
-/// puts the object in the main sheaf a second time: on sheaves that one expectation fails,
-/// and nothing else does; without its `!` the script runs clean. Every other report of
-/// the script (the `demo` cache has debug flags, so no sheaves) is as on the CPU slab.
+/// puts the object in the main sheaf a second time: on sheaves that expectation fails,
+/// and the script's closing `check` finds the object twice in the sheaves; nothing else
+/// differs, and without its `!` the check is the only error. Every other report of the
+/// script (the `demo` cache has debug flags, so no sheaves) is as on the CPU slab.
 #[test]
 fn slab_example_on_sheaves_misses_only_the_naive_double_free() {
     let script = example("slab.kmem");
     let double_free = line_of(&script, "! kfree r");
     let demo_alloc = line_of(&script, "o = kmem_cache_alloc c GFP_KERNEL");
+    let check = line_of(&script, "check");
+    let check_error =
+        format!("error: line {check}: check: invariant broken: slab cache kmalloc-512, slab pfn ");
+    let twice = "object in the sheaves twice (a double free: 6.18's free_to_pcs() does not check)";
     let (code, text) = run_example("slab.kmem", &[], &[]);
     assert_eq!(code, Some(1), "{text}");
     let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 2, "{text}");
     assert_eq!(
-        errors,
-        [format!(
-            "error: line {double_free}: kfree r: expected to fail, but it succeeded"
-        )],
+        errors[0],
+        format!("error: line {double_free}: kfree r: expected to fail, but it succeeded"),
+        "{text}"
+    );
+    assert!(
+        errors[1].starts_with(&check_error) && errors[1].ends_with(twice),
         "{text}"
     );
     assert!(!text.contains("kernel BUG at mm/slub.c:"), "{text}");
@@ -224,8 +232,13 @@ fn slab_example_on_sheaves_misses_only_the_naive_double_free() {
         .collect();
     let o = kmemlab(&["--slab-percpu", "sheaves", "shell"], &edited);
     let clean = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{clean}");
-    assert!(!clean.contains("error: line"), "{clean}");
+    assert_eq!(o.status.code(), Some(1), "{clean}");
+    let errors: Vec<&str> = clean.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "{clean}");
+    assert!(
+        errors[0].starts_with(&check_error) && errors[0].ends_with(twice),
+        "{clean}"
+    );
     for needle in &needles[..needles.len() - 1] {
         assert!(
             clean.contains(needle.as_str()),
