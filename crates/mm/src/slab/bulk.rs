@@ -49,7 +49,7 @@ use crate::addr::{Pfn, VirtAddr};
 use crate::gfp::Gfp;
 use crate::mm_types::Page;
 use crate::platform::Platform;
-use crate::slab::cache::{KmemCache, KmemCacheRef};
+use crate::slab::cache::{KmemCache, KmemCacheRef, MAX_OBJS_PER_PAGE};
 use crate::slab::stats::StatItem;
 use crate::slab::{CallSite, SlabError};
 use crate::Mm;
@@ -401,21 +401,9 @@ impl<P: Platform> Mm<P> {
                 continue;
             };
             let same = self.gather_slab_objects(&mut p[..size], pfn);
-            // An object named twice in one detached freelist must not be linked twice (a
-            // cycle in the slab's freelist): sorted, every copy meets its twin and is
-            // refused with the hardened freelist's `BUG_ON(object == fp)` report, which
-            // the kernel gives for copies that end up next to each other.
             let group = &mut p[same..size];
-            group.sort_unstable();
-            let mut kept = 0;
-            for i in 0..group.len() {
-                if kept > 0 && group[kept - 1] == group[i] {
-                    result = result.and(Err(self.naive_double_free(s, group[i].0)));
-                    continue;
-                }
-                group[kept] = group[i];
-                kept += 1;
-            }
+            let kept =
+                self.distinct_objects(s, pfn, group, |e| result = result.and(Err(e)), corrupted);
             let freed = self.free_detached_list(s, pfn, &group[..kept], false);
             result = result.and(freed);
             size = same;
@@ -562,8 +550,8 @@ impl<P: Platform> Mm<P> {
 
     /// The checks of the single free for each object of one slab (`object_index`, the
     /// double-free signs) and, since the array may name an object twice, duplicates; the
-    /// objects that pass are moved to the front of `objects`, sorted, and counted. Each
-    /// refusal is reported and handed to `refused`.
+    /// objects that pass are moved to the front of `objects`, in their order, and counted.
+    /// Each refusal is reported and handed to `refused`.
     fn bulk_checked_objects(
         &self,
         s: &KmemCache,
@@ -588,15 +576,57 @@ impl<P: Platform> Mm<P> {
             valid += 1;
         }
         let objects = &mut objects[..valid];
-        objects.sort_unstable();
+        let distinct = self.distinct_objects(
+            s,
+            pfn,
+            objects,
+            |e| refused(Err(e)),
+            crate::slab::Reason::IntoObject,
+        );
         let mut kept = 0;
-        for i in 0..objects.len() {
+        for i in 0..distinct {
             let object = objects[i];
-            let twice = kept > 0 && objects[kept - 1] == object;
-            if twice || self.looks_free(s, pfn, object.0) {
+            if self.looks_free(s, pfn, object.0) {
                 refused(Err(self.naive_double_free(s, object.0)));
                 continue;
             }
+            objects[kept] = object;
+            kept += 1;
+        }
+        kept
+    }
+
+    /// The first copy of each object of `objects` (all in the slab at `pfn` of `s`), kept
+    /// in their order at the front; returns how many. `build_detached_freelist()` links
+    /// the objects in the order it finds them, so that order is kept. An object named
+    /// again must not be linked twice (a cycle in the slab's freelist): each later copy is
+    /// refused with the hardened freelist's `BUG_ON(object == fp)` report, which the kernel
+    /// gives for copies that meet next to each other (it would link the others into a
+    /// cycle). A pointer that is no object boundary of the slab is reported as `what`.
+    fn distinct_objects(
+        &self,
+        s: &KmemCache,
+        pfn: Pfn,
+        objects: &mut [VirtAddr],
+        mut refused: impl FnMut(SlabError),
+        what: crate::slab::Reason,
+    ) -> usize {
+        // One bit per object index: the slab holds at most MAX_OBJS_PER_PAGE objects.
+        let mut seen = [0u64; (MAX_OBJS_PER_PAGE as usize).div_ceil(64)];
+        let mut kept = 0;
+        for i in 0..objects.len() {
+            let object = objects[i];
+            let Some(idx) = self.object_index(s, pfn, object.0) else {
+                crate::vmstat::VmEvents::add(&self.events().bug_slab, 1);
+                refused(self.slab_fault(object.0, true, what));
+                continue;
+            };
+            let (word, bit) = (idx as usize / 64, 1u64 << (idx % 64));
+            if seen[word] & bit != 0 {
+                refused(self.naive_double_free(s, object.0));
+                continue;
+            }
+            seen[word] |= bit;
             objects[kept] = object;
             kept += 1;
         }

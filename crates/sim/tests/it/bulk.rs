@@ -536,3 +536,34 @@ fn kvmalloc_counters_are_per_cpu_and_summed() {
     assert_eq!(after.kmalloc, before.kmalloc + 202);
     assert_eq!(after.failures, before.failures);
 }
+
+/// `build_detached_freelist()` (6.6) links the objects of one slab in the order it finds
+/// them, scanning the array from its end: the last element is the list's tail and each
+/// one found before it becomes the new head. Freed onto the CPU slab, they come back in
+/// that order: for `[z, x, y]` (all of one slab), `z`, `x`, `y`.
+#[test]
+fn a_bulk_free_links_one_slabs_objects_in_the_kernels_order() {
+    let m = plain();
+    m.run(|mm| {
+        let r = mm
+            .kmem_cache_create("bulk-order", 64, 0, SlabFlags::empty(), None)
+            .unwrap();
+        let mut objs = [VirtAddr(0); 3];
+        assert_eq!(mm.kmem_cache_alloc_bulk(r, Gfp::GFP_KERNEL, &mut objs), Ok(3));
+        let slab = |v: VirtAddr| mm.virt_to_page(v).map(|p| p as *const Page);
+        assert!(objs.iter().all(|&o| slab(o) == slab(objs[0])), "one slab");
+        objs.sort();
+        let [x, y, z] = objs;
+        let mut freed = [z, x, y];
+        mm.kmem_cache_free_bulk(r, &mut freed).unwrap();
+        let again: Vec<VirtAddr> = (0..3)
+            .map(|_| mm.kmem_cache_alloc(r, Gfp::GFP_KERNEL).unwrap())
+            .collect();
+        assert_eq!(again, [z, x, y]);
+        for o in again {
+            mm.kmem_cache_free(r, o).unwrap();
+        }
+        mm.kmem_cache_destroy(r).unwrap();
+        check(mm);
+    });
+}
