@@ -611,8 +611,14 @@ impl<P: Platform> Mm<P> {
         mut refused: impl FnMut(SlabError),
         what: crate::slab::Reason,
     ) -> usize {
-        // One bit per object index: the slab holds at most MAX_OBJS_PER_PAGE objects.
-        let mut seen = [0u64; (MAX_OBJS_PER_PAGE as usize).div_ceil(64)];
+        // A short list (most are one object) is searched; a long one gets one bit per
+        // object index (the slab holds at most MAX_OBJS_PER_PAGE objects).
+        const SEARCHED: usize = 16;
+        let mut seen = if objects.len() > SEARCHED {
+            Some([0u64; (MAX_OBJS_PER_PAGE as usize).div_ceil(64)])
+        } else {
+            None
+        };
         let mut kept = 0;
         for i in 0..objects.len() {
             let object = objects[i];
@@ -621,12 +627,19 @@ impl<P: Platform> Mm<P> {
                 refused(self.slab_fault(object.0, true, what));
                 continue;
             };
-            let (word, bit) = (idx as usize / 64, 1u64 << (idx % 64));
-            if seen[word] & bit != 0 {
+            let twice = match &mut seen {
+                Some(seen) => {
+                    let (word, bit) = (idx as usize / 64, 1u64 << (idx % 64));
+                    let twice = seen[word] & bit != 0;
+                    seen[word] |= bit;
+                    twice
+                }
+                None => objects[..kept].contains(&object),
+            };
+            if twice {
                 refused(self.naive_double_free(s, object.0));
                 continue;
             }
-            seen[word] |= bit;
             objects[kept] = object;
             kept += 1;
         }

@@ -549,7 +549,10 @@ fn a_bulk_free_links_one_slabs_objects_in_the_kernels_order() {
             .kmem_cache_create("bulk-order", 64, 0, SlabFlags::empty(), None)
             .unwrap();
         let mut objs = [VirtAddr(0); 3];
-        assert_eq!(mm.kmem_cache_alloc_bulk(r, Gfp::GFP_KERNEL, &mut objs), Ok(3));
+        assert_eq!(
+            mm.kmem_cache_alloc_bulk(r, Gfp::GFP_KERNEL, &mut objs),
+            Ok(3)
+        );
         let slab = |v: VirtAddr| mm.virt_to_page(v).map(|p| p as *const Page);
         assert!(objs.iter().all(|&o| slab(o) == slab(objs[0])), "one slab");
         objs.sort();
