@@ -219,7 +219,7 @@ impl PageList {
 
     /// [`PageList::try_push_front`] with the descriptor of `pfn` in hand (the caller
     /// looked it up in `map`, as the kernel's `list_add()` gets the `struct page`).
-    #[inline]
+    #[inline(always)]
     pub fn try_push_front_page(
         &self,
         map: &MemMap,
@@ -302,7 +302,7 @@ impl PageList {
     }
 
     /// [`PageList::try_pop_front`], with the page's descriptor.
-    #[inline]
+    #[inline(always)]
     pub fn try_pop_front_page<'a>(
         &self,
         map: &'a MemMap,

@@ -29,7 +29,33 @@ impl<P: Platform> Mm<P> {
     /// (`Mm::zone_alloc`); the rest of the zonelist, the pass without ALLOC_NOFRAGMENT
     /// and the slow path follow out of line (`Mm::alloc_pages_rest`), in
     /// `get_page_from_freelist()`'s order.
+    #[inline]
     pub fn alloc_pages(&self, gfp: Gfp, order: u32) -> Result<&Page, PageAllocError> {
+        // The same path twice, once with the order a constant 0: nearly every request is
+        // of order 0, and its copy has no shifts, order tests or list-index arithmetic
+        // left to do at run time.
+        if order == 0 {
+            self.alloc_pages_0(gfp)
+        } else {
+            self.alloc_pages_n(gfp, order)
+        }
+    }
+
+    /// [`Mm::alloc_pages`] of order 0.
+    #[inline(never)]
+    fn alloc_pages_0(&self, gfp: Gfp) -> Result<&Page, PageAllocError> {
+        self.alloc_pages_order(gfp, 0)
+    }
+
+    /// [`Mm::alloc_pages`] of any order.
+    #[inline(never)]
+    fn alloc_pages_n(&self, gfp: Gfp, order: u32) -> Result<&Page, PageAllocError> {
+        self.alloc_pages_order(gfp, order)
+    }
+
+    /// The body of [`Mm::alloc_pages`], in line in both of its copies.
+    #[inline(always)]
+    fn alloc_pages_order(&self, gfp: Gfp, order: u32) -> Result<&Page, PageAllocError> {
         let (ac, this_cpu) = self.prepare_alloc_pages_on(gfp, order)?;
         let flags = AllocFlags::WMARK_LOW | self.alloc_flags_nofragment(&ac);
         // `build_zonelists()` made `preferred` the first zone of this zonelist.
@@ -321,7 +347,7 @@ impl<P: Platform> Mm<P> {
     /// `__rmqueue_pcplist()`: pop a block of `order` from the per-CPU list of `mt`, which
     /// the caller has locked, refilling the list with a batch first when it is empty; answers
     /// its first PFN and descriptor.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn __rmqueue_pcplist(
         &self,
         zone: &Zone,
@@ -387,7 +413,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// [`Mm::pcp_block_ok`] with the descriptor of `pfn` in hand.
-    #[inline]
+    #[inline(always)]
     fn pcp_page_ok(&self, zone: &Zone, pfn: Pfn, page: &Page, order: u32) -> bool {
         let n = 1u64 << order;
         let offset = pfn.raw().wrapping_sub(zone.zone_start_pfn.raw());
@@ -468,7 +494,7 @@ impl<P: Platform> Mm<P> {
 
     /// `prep_new_page()`: the block becomes an allocation ([`Mm::post_alloc_hook`]), head
     /// and tails marked for `__GFP_COMP`. `page` is the descriptor of `pfn`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn prep_new_page(&self, pfn: Pfn, page: &Page, ac: &AllocContext) {
         self.post_alloc_hook(pfn, page, ac);
         if ac.gfp.contains(Gfp::__GFP_COMP) && ac.order > 0 {
@@ -487,7 +513,7 @@ impl<P: Platform> Mm<P> {
     /// `should_skip_init()` is false without hardware tag-based KASAN, as here. This is
     /// the one place `init_on_alloc` applies to pages: slabs, large kmallocs and vmalloc
     /// pages all come through it.
-    #[inline]
+    #[inline(always)]
     fn post_alloc_hook(&self, pfn: Pfn, page: &Page, ac: &AllocContext) {
         page.set_flags_mt(0, ac.migratetype as u32);
         page.set_order(ac.order);

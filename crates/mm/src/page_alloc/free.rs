@@ -21,7 +21,31 @@ use super::*;
 impl<P: Platform> Mm<P> {
     /// `__free_pages(page, order)`: give back an allocation. A page that is not the head of
     /// a live allocation of this order is refused with the kernel's bad-page report.
+    #[inline]
     pub fn __free_pages(&self, page: &Page, order: u32) -> Result<(), FreeError> {
+        // As `alloc_pages`: the order-0 free, nearly every one, with its order a constant.
+        if order == 0 {
+            self.__free_pages_0(page)
+        } else {
+            self.__free_pages_n(page, order)
+        }
+    }
+
+    /// [`Mm::__free_pages`] of order 0.
+    #[inline(never)]
+    fn __free_pages_0(&self, page: &Page) -> Result<(), FreeError> {
+        self.__free_pages_order(page, 0)
+    }
+
+    /// [`Mm::__free_pages`] of any order.
+    #[inline(never)]
+    fn __free_pages_n(&self, page: &Page, order: u32) -> Result<(), FreeError> {
+        self.__free_pages_order(page, order)
+    }
+
+    /// The body of [`Mm::__free_pages`], in line in both of its copies.
+    #[inline(always)]
+    fn __free_pages_order(&self, page: &Page, order: u32) -> Result<(), FreeError> {
         let pfn = self.mem_map.pfn_of(page).ok_or(FreeError::ForeignPage)?;
         let zone = self.free_pages_check(pfn, page, order)?;
         self.debug_check_no_obj_freed(pfn.phys(), (PAGE_SIZE as u64) << order);
@@ -50,7 +74,7 @@ impl<P: Platform> Mm<P> {
     /// the kernel passes `struct page *`). The words are read once each, as
     /// free_page_is_bad() tests `page->flags` once; which check failed is worked out
     /// only when one did ([`Mm::free_pages_refused`]).
-    #[inline]
+    #[inline(always)]
     fn free_pages_check(&self, pfn: Pfn, page: &Page, order: u32) -> Result<&Zone, FreeError> {
         let zone = self.zone_of_pfn(pfn);
         let (flags, refcount, allocated) = (page.flags(), page.refcount(), page.order());
@@ -168,7 +192,7 @@ impl<P: Platform> Mm<P> {
     /// `init_on_free` the pages are wiped here (6.6: `init = want_init_on_free()`, then
     /// `kernel_init_pages(page, 1 << order)`): the one place it applies to pages, for
     /// slabs, large kmallocs and vmalloc pages alike.
-    #[inline]
+    #[inline(always)]
     fn free_pages_prepare(&self, pfn: Pfn, page: &Page, order: u32, this_cpu: &PerCpu) {
         if page.is_head() {
             for tail in (pfn + 1).range_to(pfn + (1 << order)) {
@@ -191,7 +215,7 @@ impl<P: Platform> Mm<P> {
 
     /// `free_unref_page()`: onto this CPU's list, draining a batch once it is too long;
     /// `page` is the descriptor of `pfn`, `this_cpu` the current CPU and its area.
-    #[inline]
+    #[inline(always)]
     fn free_unref_page(
         &self,
         zone: &Zone,
@@ -215,7 +239,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `free_unref_page_commit()` for `pfn` and its descriptor.
-    #[inline]
+    #[inline(always)]
     fn free_unref_page_commit(
         &self,
         zone: &Zone,
