@@ -133,7 +133,7 @@ impl PageList {
 
     /// The neighbour a link names: `None` for the head (NIL), the page otherwise; `Err`
     /// for a PFN that `mem_map` does not describe.
-    #[inline]
+    #[inline(always)]
     fn neighbour(map: &MemMap, entry: Pfn, pfn: u32) -> Result<Option<&Page>, ListCorruption> {
         if pfn == NIL {
             return Ok(None);
