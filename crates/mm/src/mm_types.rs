@@ -217,6 +217,14 @@ impl Page {
         self.set_word(0);
         self.set_slab_cache(0);
     }
+    /// Clear what an owner keeps in the descriptor (a compound head's PFN, a slab's
+    /// freelist and cache): [`Page::reset`] but for the flags, order, refcount and list
+    /// links, which the free path sets itself.
+    #[inline]
+    pub(crate) fn reset_owner(&self) {
+        self.set_word(0);
+        self.set_slab_cache(0);
+    }
     /// Is the page in the all-zero state of a page inside a block (free or allocated)?
     #[inline]
     pub(crate) fn is_blank(&self) -> bool {

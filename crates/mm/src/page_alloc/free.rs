@@ -8,7 +8,7 @@ use core::fmt;
 use core::sync::atomic::Ordering::Relaxed;
 
 use crate::addr::{Pfn, MAX_PAGE_ORDER, PAGE_SIZE};
-use crate::mm_types::{Page, PG_PCP, PG_RESERVED, PG_SLAB, PG_TAIL};
+use crate::mm_types::{Page, PG_HEAD, PG_PCP, PG_RESERVED, PG_SLAB, PG_TAIL};
 use crate::percpu::PerCpu;
 use crate::platform::Platform;
 use crate::vmstat::VmEvents;
@@ -47,7 +47,8 @@ impl<P: Platform> Mm<P> {
     #[inline(always)]
     fn __free_pages_order(&self, page: &Page, order: u32) -> Result<(), FreeError> {
         let pfn = self.mem_map.pfn_of(page).ok_or(FreeError::ForeignPage)?;
-        let zone = self.free_pages_check(pfn, page, order)?;
+        let (zone_idx, flags) = self.free_pages_check(pfn, page, order)?;
+        let zone = &self.page_alloc.zones[zone_idx];
         self.debug_check_no_obj_freed(pfn.phys(), (PAGE_SIZE as u64) << order);
         // put_page_testzero(): of two racing frees, only one takes the reference.
         if !page.put_testzero() {
@@ -58,35 +59,44 @@ impl<P: Platform> Mm<P> {
         // The current CPU and its per-CPU area, looked up once for both steps.
         let cpu = self.platform.smp_processor_id();
         let this_cpu = self.percpu.get(cpu);
-        self.free_pages_prepare(pfn, page, order, this_cpu);
+        self.free_pages_prepare(pfn, (page, flags), order, this_cpu);
         if pcp_allowed_order(order) {
-            self.free_unref_page(zone, pfn, page, order, (cpu, this_cpu));
+            let pcp = &this_cpu.pcp[zone_idx];
+            self.free_unref_page(zone, pfn, page, order, (cpu, pcp));
         } else {
             let mt = self.page_alloc.pageblocks.get(pfn);
-            self.free_one_page(zone, pfn, order, mt);
+            self.free_one_page(zone, (pfn, page), order, mt);
         }
         Ok(())
     }
 
     /// The checks of `free_pages_prepare()` / `free_page_is_bad()`, made before anything
-    /// changes so a refused free leaves memory exactly as it was; the zone the block lies
-    /// in, whole, when they pass. `page` is the descriptor of `pfn` (the caller has it, as
-    /// the kernel passes `struct page *`). The words are read once each, as
-    /// free_page_is_bad() tests `page->flags` once; which check failed is worked out
-    /// only when one did ([`Mm::free_pages_refused`]).
+    /// changes so a refused free leaves memory exactly as it was; the index of the zone the
+    /// block lies in, whole, and the page's flags as read, when they pass. `page` is the descriptor of
+    /// `pfn` (the caller has it, as the kernel passes `struct page *`). The words are read
+    /// once each, as free_page_is_bad() tests `page->flags` once; which check failed is
+    /// worked out only when one did ([`Mm::free_pages_refused`]).
     #[inline(always)]
-    fn free_pages_check(&self, pfn: Pfn, page: &Page, order: u32) -> Result<&Zone, FreeError> {
-        let zone = self.zone_of_pfn(pfn);
+    fn free_pages_check(
+        &self,
+        pfn: Pfn,
+        page: &Page,
+        order: u32,
+    ) -> Result<(usize, u32), FreeError> {
+        // The zone as its index in `zones`: a constant on each way out of the search, so
+        // that the per-CPU lists are indexed with it unchecked.
+        let zone = self.page_alloc.zones.iter().position(|z| z.spans(pfn));
         let (flags, refcount, allocated) = (page.flags(), page.refcount(), page.order());
         if order <= MAX_PAGE_ORDER
             && flags & (PG_RESERVED | PG_SLAB | PG_TAIL) == 0
             && refcount != 0
             && allocated == order
             && pfn.is_aligned(order)
-            && let Some(zone) = zone
-            && zone.spans(pfn + ((1 << order) - 1))
+            && let Some(idx) = zone
+            // Its first page is in the zone: so is the whole of an order-0 block.
+            && (order == 0 || self.page_alloc.zones[idx].spans(pfn + ((1 << order) - 1)))
         {
-            return Ok(zone);
+            return Ok((idx, flags));
         }
         Err(self.free_pages_refused(pfn, order, flags, refcount, allocated))
     }
@@ -188,33 +198,45 @@ impl<P: Platform> Mm<P> {
     }
 
     /// Reset the descriptors of an allocation about to be freed (compound tails, owner
-    /// state), as `free_pages_prepare()` does; `page` is the descriptor of `pfn`. With
-    /// `init_on_free` the pages are wiped here (6.6: `init = want_init_on_free()`, then
-    /// `kernel_init_pages(page, 1 << order)`): the one place it applies to pages, for
-    /// slabs, large kmallocs and vmalloc pages alike.
+    /// state), as `free_pages_prepare()` does; `page` is the descriptor of `pfn`, `flags`
+    /// its flags as [`Mm::free_pages_check`] read them. The head's flags, order and list
+    /// links are left to where it goes: the per-CPU list sets them
+    /// ([`Mm::free_unref_page_commit`]), [`Mm::free_one_page`] clears them (its refcount
+    /// is 0 already, from `put_page_testzero()`). With `init_on_free` the pages are wiped
+    /// here (6.6: `init = want_init_on_free()`, then `kernel_init_pages(page, 1 <<
+    /// order)`): the one place it applies to pages, for slabs, large kmallocs and vmalloc
+    /// pages alike.
     #[inline(always)]
-    fn free_pages_prepare(&self, pfn: Pfn, page: &Page, order: u32, this_cpu: &PerCpu) {
-        if page.is_head() {
+    fn free_pages_prepare(
+        &self,
+        pfn: Pfn,
+        (page, flags): (&Page, u32),
+        order: u32,
+        this_cpu: &PerCpu,
+    ) {
+        if flags & PG_HEAD != 0 {
             for tail in (pfn + 1).range_to(pfn + (1 << order)) {
                 self.mem_map.page(tail).reset();
             }
         }
-        page.reset();
+        page.reset_owner();
         if self.want_init_on_free() {
             self.kernel_init_pages(pfn, 1 << order);
         }
         this_cpu.events.pgfree.add(1 << order);
     }
 
-    /// `free_one_page()`: straight to the buddy lists of `zone` under its lock.
+    /// `free_one_page()`: straight to the buddy lists of `zone` under its lock; `page` is
+    /// the descriptor of `pfn`, which becomes the all-zero descriptor of a free page first.
     #[inline(never)]
-    fn free_one_page(&self, zone: &Zone, pfn: Pfn, order: u32, mt: MigrateType) {
+    fn free_one_page(&self, zone: &Zone, (pfn, page): (Pfn, &Page), order: u32, mt: MigrateType) {
+        page.reset();
         let mut locked = self.zone_lock(zone);
         locked.buddy().free_one_page(pfn, order, mt, Fpi::None);
     }
 
     /// `free_unref_page()`: onto this CPU's list, draining a batch once it is too long;
-    /// `page` is the descriptor of `pfn`, `this_cpu` the current CPU and its area.
+    /// `page` is the descriptor of `pfn`, `pcp` the current CPU's lists for `zone`.
     #[inline(always)]
     fn free_unref_page(
         &self,
@@ -222,17 +244,21 @@ impl<P: Platform> Mm<P> {
         pfn: Pfn,
         page: &Page,
         order: u32,
-        (cpu, this_cpu): (usize, &PerCpu),
+        (cpu, pcp): (usize, &PerCpuPages),
     ) {
-        let mt = self.page_alloc.pageblocks.get(pfn);
-        let pcp_mt = match mt {
-            MigrateType::Isolate => return self.free_one_page(zone, pfn, order, mt),
-            MigrateType::HighAtomic => MigrateType::Movable,
-            other => other,
+        // The pageblock's type as its byte in the map: one test for the per-CPU types.
+        let raw = self.page_alloc.pageblocks.get_raw(pfn);
+        let mt = MigrateType::from_index(raw as usize);
+        let pcp_mt = if (raw as usize) < MIGRATE_PCPTYPES {
+            mt
+        } else {
+            match mt {
+                MigrateType::Isolate => return self.free_one_page(zone, (pfn, page), order, mt),
+                _ => MigrateType::Movable,
+            }
         };
-        let pcp = &this_cpu.pcp[zone.idx];
         if !pcp.lock.try_lock(cpu) {
-            return self.free_one_page(zone, pfn, order, mt);
+            return self.free_one_page(zone, (pfn, page), order, mt);
         }
         self.free_unref_page_commit(zone, pcp, (pfn, page), pcp_mt, mt, order);
         pcp.lock.unlock();
