@@ -8,7 +8,7 @@ use core::fmt;
 use core::sync::atomic::Ordering::Relaxed;
 
 use crate::addr::{Pfn, MAX_PAGE_ORDER, PAGE_SIZE};
-use crate::mm_types::{Page, PG_HEAD, PG_PCP, PG_RESERVED, PG_SLAB, PG_TAIL};
+use crate::mm_types::{Page, PG_BUDDY, PG_HEAD, PG_PCP, PG_RESERVED, PG_SLAB, PG_TAIL};
 use crate::percpu::PerCpu;
 use crate::platform::Platform;
 use crate::vmstat::VmEvents;
@@ -48,14 +48,82 @@ impl<P: Platform> Mm<P> {
     fn __free_pages_order(&self, page: &Page, order: u32) -> Result<(), FreeError> {
         let pfn = self.mem_map.pfn_of(page).ok_or(FreeError::ForeignPage)?;
         let (zone_idx, flags) = self.free_pages_check(pfn, page, order)?;
+        // put_page_testzero(), for the reference that is the only one (1 -> 0); any other
+        // count goes out of line.
+        if !page.put_testzero() {
+            return self.__free_pages_not_only_ref(zone_idx, pfn, (page, flags), order);
+        }
+        self.free_the_page(zone_idx, pfn, (page, flags), order);
+        Ok(())
+    }
+
+    /// 6.6 `__free_pages()` when the reference dropped was not the only one (the checks of
+    /// [`Mm::free_pages_check`] passed; `flags` are the page's as they read them, before
+    /// the reference is dropped, as the kernel reads `PageHead()`): `put_page_testzero()`
+    /// drops it, and if that was the last after all (another holder let go meanwhile) the
+    /// block is freed; otherwise the page stays with the other holders, and a block that is
+    /// not a compound head gives back all but its first page, `while (order-- > 0)
+    /// free_the_page(page + (1 << order), order)` (mm/page_alloc.c:4514, 6.6.63): the
+    /// last holder's `put_page()` frees that page alone, so its recorded order becomes 0.
+    /// A count of 0 (the page was freed meanwhile) is the bad page it always was.
+    #[cold]
+    #[inline(never)]
+    fn __free_pages_not_only_ref(
+        &self,
+        zone_idx: usize,
+        pfn: Pfn,
+        (page, flags): (&Page, u32),
+        order: u32,
+    ) -> Result<(), FreeError> {
+        match page.put_ref() {
+            None => {
+                let e = FreeError::AlreadyFree(pfn);
+                self.bad_page(pfn, &e);
+                Err(e)
+            }
+            Some(0) => {
+                self.free_the_page(zone_idx, pfn, (page, flags), order);
+                Ok(())
+            }
+            Some(_) => {
+                if flags & PG_HEAD == 0 && order > 0 {
+                    for part in (0..order).rev() {
+                        self.free_tail_part(zone_idx, pfn + (1 << part), part);
+                    }
+                    page.set_order(0);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// `free_the_page(page + (1 << order), order)` for a part of a non-compound block
+    /// whose first page keeps a reference: the part's first page must read as a page
+    /// inside an allocated block (`free_page_is_bad()`: no reference, none of the flags
+    /// checked at free), or it is reported and the part is not freed, as
+    /// `free_pages_prepare()` refuses it. The block was checked to lie in the zone
+    /// `zone_idx`, aligned, so each part does too.
+    fn free_tail_part(&self, zone_idx: usize, pfn: Pfn, order: u32) {
+        let page = self.mem_map.page(pfn);
+        let flags = page.flags();
+        let checked = PG_RESERVED | PG_BUDDY | PG_PCP | PG_HEAD | PG_TAIL | PG_SLAB;
+        if page.refcount() != 0 {
+            return self.bad_page_state(pfn, "nonzero _refcount");
+        }
+        if flags & checked != 0 {
+            return self.bad_page_state(pfn, "PAGE_FLAGS_CHECK_AT_FREE flag(s) set");
+        }
+        self.free_the_page(zone_idx, pfn, (page, flags), order);
+    }
+
+    /// `free_the_page()` once the last reference is gone: `free_pages_prepare()` (with
+    /// `debug_check_no_obj_freed()`), then this CPU's list for the orders it caches
+    /// (`free_unref_page()`), the buddy lists for the rest (`__free_pages_ok()`). `page` is
+    /// the descriptor of `pfn`, `flags` its flags as read, `zone_idx` its zone's index.
+    #[inline(always)]
+    fn free_the_page(&self, zone_idx: usize, pfn: Pfn, (page, flags): (&Page, u32), order: u32) {
         let zone = &self.page_alloc.zones[zone_idx];
         self.debug_check_no_obj_freed(pfn.phys(), (PAGE_SIZE as u64) << order);
-        // put_page_testzero(): of two racing frees, only one takes the reference.
-        if !page.put_testzero() {
-            let e = FreeError::AlreadyFree(pfn);
-            self.bad_page(pfn, &e);
-            return Err(e);
-        }
         // The current CPU and its per-CPU area, looked up once for both steps.
         let cpu = self.platform.smp_processor_id();
         let this_cpu = self.percpu.get(cpu);
@@ -67,7 +135,6 @@ impl<P: Platform> Mm<P> {
             let mt = self.page_alloc.pageblocks.get(pfn);
             self.free_one_page(zone, (pfn, page), order, mt);
         }
-        Ok(())
     }
 
     /// The checks of `free_pages_prepare()` / `free_page_is_bad()`, made before anything
