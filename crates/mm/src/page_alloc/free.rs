@@ -351,9 +351,11 @@ impl<P: Platform> Mm<P> {
         }
         let count = pcp.count().saturating_add(1 << order);
         pcp.count.store(count, Relaxed);
-        let free_high = pcp.free_factor.load(Relaxed) > 0
-            && order > 0
-            && order <= crate::addr::PAGE_ALLOC_COSTLY_ORDER;
+        // 6.6's `pcp->free_factor && order && order <= PAGE_ALLOC_COSTLY_ORDER`, the order
+        // tested first: an order-0 free does not read the factor.
+        let free_high = order > 0
+            && order <= crate::addr::PAGE_ALLOC_COSTLY_ORDER
+            && pcp.free_factor.load(Relaxed) > 0;
         let high = pcp.nr_pcp_high(free_high);
         if count >= high {
             let n = pcp.nr_pcp_free(high, pcp.batch(), free_high);
