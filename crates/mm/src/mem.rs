@@ -514,8 +514,19 @@ impl<T> RamArray<T> {
             return None;
         }
         // SAFETY: `index < len`, and `PhysMem::array` checked that all `len` elements
-        // are RAM, aligned, and valid for any bytes; RAM outlives the array.
+        // (of the array this one is, or is a prefix of: `RamArray::prefix`) are RAM,
+        // aligned, and valid for any bytes; RAM outlives the array.
         Some(unsafe { self.base.add(index as usize).as_ref() })
+    }
+
+    /// The first `n` elements (all of them when there are fewer), as an array of their own
+    /// over the same RAM.
+    pub fn prefix(&self, n: u64) -> RamArray<T> {
+        RamArray {
+            base: self.base,
+            len: n.min(self.len),
+            _marker: PhantomData,
+        }
     }
 
     /// The index of `elem` if it is an element of this array (`page_to_pfn()` for a

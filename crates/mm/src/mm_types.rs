@@ -129,13 +129,28 @@ impl Page {
     pub(crate) fn set_refcount(&self, n: u32) {
         self.refcount.store(n, Relaxed)
     }
-    /// `put_page_testzero()` for the only reference: 1 → 0 atomically; false if another
-    /// caller got there first.
+    /// `put_page_testzero()` for the only reference: 1 → 0 atomically; false, with nothing
+    /// changed, for any other count ([`Page::put_ref`] drops one of those).
     #[inline]
     pub(crate) fn put_testzero(&self) -> bool {
         self.refcount
             .compare_exchange(1, 0, core::sync::atomic::Ordering::AcqRel, Relaxed)
             .is_ok()
+    }
+    /// `put_page_testzero()` for any count: drop one reference atomically and answer the
+    /// count left, or `None` (nothing dropped) when there was none. The count is the
+    /// kernel's `atomic_t` read unsigned: 0xffffffff (-1) drops to 0xfffffffe, as
+    /// `page_ref_dec_and_test()` takes -1 to -2.
+    #[inline]
+    pub(crate) fn put_ref(&self) -> Option<u32> {
+        self.refcount
+            .fetch_update(
+                core::sync::atomic::Ordering::AcqRel,
+                core::sync::atomic::Ordering::Acquire,
+                |n| n.checked_sub(1),
+            )
+            .ok()
+            .map(|n| n - 1)
     }
     /// `page_mapcount()`.
     #[inline]
@@ -214,6 +229,14 @@ impl Page {
         self.set_refcount(0);
         self.set_next(0);
         self.set_prev(0);
+        self.set_word(0);
+        self.set_slab_cache(0);
+    }
+    /// Clear what an owner keeps in the descriptor (a compound head's PFN, a slab's
+    /// freelist and cache): [`Page::reset`] but for the flags, order, refcount and list
+    /// links, which the free path sets itself.
+    #[inline]
+    pub(crate) fn reset_owner(&self) {
         self.set_word(0);
         self.set_slab_cache(0);
     }

@@ -45,6 +45,10 @@ pub const MAX_MEM_SECTIONS: u64 = 4096;
 pub struct MemMap {
     /// The descriptors, present section after present section (`PAGES_PER_SECTION` each).
     pages: RamArray<Page>,
+    /// The start of `pages` that describes the sections present from section 0 on without
+    /// a gap (all of them, on a machine with no hole of a section or more): there a PFN is
+    /// its descriptor's index, found without the section table.
+    dense: RamArray<Page>,
     /// First PFN of the span (0: SPARSEMEM numbers PFNs from the start of memory).
     pub base_pfn: Pfn,
     /// PFNs in the span, `base_pfn..base_pfn + len`: up to the end of the last present
@@ -79,6 +83,7 @@ impl MemMap {
     pub(crate) const fn empty() -> MemMap {
         MemMap {
             pages: RamArray::empty(),
+            dense: RamArray::empty(),
             base_pfn: Pfn(0),
             len: 0,
             shift: 0,
@@ -124,6 +129,10 @@ impl MemMap {
         if nr_pages != map.pages.len() {
             return None;
         }
+        // PFN 0 is index 0 (`base_pfn` is 0), so the leading run of present sections is
+        // indexed by PFN.
+        let leading = present_nrs.iter().take_while(|&&present| present).count() as u64;
+        map.dense = map.pages.prefix(leading << shift);
         let mut dense = 0u64;
         for (nr, present) in present_nrs.iter().enumerate() {
             let start = (nr as u64) << shift;
@@ -154,6 +163,16 @@ impl MemMap {
     /// `pfn_to_page()`, or `None` for a PFN without a descriptor (`pfn_valid()` false).
     #[inline]
     pub fn get(&self, pfn: Pfn) -> Option<&Page> {
+        match self.dense.get(pfn.0) {
+            Some(page) => Some(page),
+            None => self.get_sparse(pfn),
+        }
+    }
+
+    /// [`MemMap::get`] through the section table, for a PFN past the leading run of
+    /// present sections.
+    #[inline]
+    fn get_sparse(&self, pfn: Pfn) -> Option<&Page> {
         let delta = *self.index_delta.get((pfn.0 >> self.shift) as usize)?;
         // An absent section's delta makes an index past the array, which
         // `RamArray::get` refuses.
@@ -295,6 +314,9 @@ impl MemMap {
     /// `page_to_pfn()` for a page of this array, or `None` for a foreign reference.
     #[inline]
     pub fn pfn_of(&self, page: &Page) -> Option<Pfn> {
+        if let Some(index) = self.dense.index_of(page) {
+            return Some(Pfn(index));
+        }
         self.pages
             .index_of(page)
             .and_then(|index| self.pfn_of_index(index))

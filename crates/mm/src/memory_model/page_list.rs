@@ -133,7 +133,7 @@ impl PageList {
 
     /// The neighbour a link names: `None` for the head (NIL), the page otherwise; `Err`
     /// for a PFN that `mem_map` does not describe.
-    #[inline]
+    #[inline(always)]
     fn neighbour(map: &MemMap, entry: Pfn, pfn: u32) -> Result<Option<&Page>, ListCorruption> {
         if pfn == NIL {
             return Ok(None);
@@ -219,7 +219,7 @@ impl PageList {
 
     /// [`PageList::try_push_front`] with the descriptor of `pfn` in hand (the caller
     /// looked it up in `map`, as the kernel's `list_add()` gets the `struct page`).
-    #[inline]
+    #[inline(always)]
     pub fn try_push_front_page(
         &self,
         map: &MemMap,
@@ -302,7 +302,7 @@ impl PageList {
     }
 
     /// [`PageList::try_pop_front`], with the page's descriptor.
-    #[inline]
+    #[inline(always)]
     pub fn try_pop_front_page<'a>(
         &self,
         map: &'a MemMap,

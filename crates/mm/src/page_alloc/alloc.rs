@@ -9,6 +9,7 @@ use core::sync::atomic::Ordering::Relaxed;
 use crate::addr::{Pfn, MAX_PAGE_ORDER, PAGE_SIZE};
 use crate::gfp::Gfp;
 use crate::mem::BadAccess;
+use crate::memory_model::{ListCorruption, PageList};
 use crate::mm_types::{Page, PG_HEAD, PG_PCP, PG_TAIL};
 use crate::percpu::PerCpu;
 use crate::platform::Platform;
@@ -29,7 +30,33 @@ impl<P: Platform> Mm<P> {
     /// (`Mm::zone_alloc`); the rest of the zonelist, the pass without ALLOC_NOFRAGMENT
     /// and the slow path follow out of line (`Mm::alloc_pages_rest`), in
     /// `get_page_from_freelist()`'s order.
+    #[inline]
     pub fn alloc_pages(&self, gfp: Gfp, order: u32) -> Result<&Page, PageAllocError> {
+        // The same path twice, once with the order a constant 0: nearly every request is
+        // of order 0, and its copy has no shifts, order tests or list-index arithmetic
+        // left to do at run time.
+        if order == 0 {
+            self.alloc_pages_0(gfp)
+        } else {
+            self.alloc_pages_n(gfp, order)
+        }
+    }
+
+    /// [`Mm::alloc_pages`] of order 0.
+    #[inline(never)]
+    fn alloc_pages_0(&self, gfp: Gfp) -> Result<&Page, PageAllocError> {
+        self.alloc_pages_order(gfp, 0)
+    }
+
+    /// [`Mm::alloc_pages`] of any order.
+    #[inline(never)]
+    fn alloc_pages_n(&self, gfp: Gfp, order: u32) -> Result<&Page, PageAllocError> {
+        self.alloc_pages_order(gfp, order)
+    }
+
+    /// The body of [`Mm::alloc_pages`], in line in both of its copies.
+    #[inline(always)]
+    fn alloc_pages_order(&self, gfp: Gfp, order: u32) -> Result<&Page, PageAllocError> {
         let (ac, this_cpu) = self.prepare_alloc_pages_on(gfp, order)?;
         let flags = AllocFlags::WMARK_LOW | self.alloc_flags_nofragment(&ac);
         // `build_zonelists()` made `preferred` the first zone of this zonelist.
@@ -37,7 +64,8 @@ impl<P: Platform> Mm<P> {
             return self.alloc_pages_rest(&ac, flags, None);
         };
         let zone = &self.page_alloc.zones[preferred];
-        match self.zone_alloc(zone, &ac, flags, (preferred, this_cpu)) {
+        // The zone's index is `preferred` itself, known here to be in range.
+        match self.zone_alloc((preferred, zone), &ac, flags, (preferred, this_cpu)) {
             Some((_, page)) => Ok(page),
             None => self.alloc_pages_rest(&ac, flags, Some(zone)),
         }
@@ -179,7 +207,9 @@ impl<P: Platform> Mm<P> {
         let mut skip = usize::from(tried_first);
         loop {
             for zone in self.zonelist(ac.highest_zoneidx).skip(skip) {
-                if let Some(found) = self.zone_alloc(zone, ac, flags, (preferred, this_cpu)) {
+                if let Some(found) =
+                    self.zone_alloc((zone.idx, zone), ac, flags, (preferred, this_cpu))
+                {
                     return Some(found);
                 }
                 verdicts[zone.idx] = Some(self.verdict(zone, ac, flags));
@@ -196,12 +226,12 @@ impl<P: Platform> Mm<P> {
     /// One zone of `get_page_from_freelist()`'s walk: its watermark (unless
     /// ALLOC_NO_WATERMARKS), `rmqueue()`, then the counters and `prep_new_page()`.
     /// `None`: the zone cannot serve the request, and the caller records why and goes on
-    /// to the next. `preferred` is the zonelist's first zone, `this_cpu` the current CPU's
-    /// area.
+    /// to the next. `idx` is the zone's index (`zone.idx`), `preferred` the zonelist's
+    /// first zone's, `this_cpu` the current CPU's area.
     #[inline(always)]
     fn zone_alloc(
         &self,
-        zone: &Zone,
+        (idx, zone): (usize, &Zone),
         ac: &AllocContext,
         flags: AllocFlags,
         (preferred, this_cpu): (usize, &PerCpu),
@@ -213,8 +243,6 @@ impl<P: Platform> Mm<P> {
             }
         }
         let dips = self.needs_reserves(zone, ac, flags);
-        // The zone's index, read once for its per-CPU lists and counters.
-        let idx = zone.idx;
         let (pfn, page) = self.rmqueue(zone, ac, flags, &this_cpu.pcp[idx])?;
         this_cpu.events.pgalloc[idx].add(1 << ac.order);
         if idx != preferred {
@@ -321,7 +349,7 @@ impl<P: Platform> Mm<P> {
     /// `__rmqueue_pcplist()`: pop a block of `order` from the per-CPU list of `mt`, which
     /// the caller has locked, refilling the list with a batch first when it is empty; answers
     /// its first PFN and descriptor.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn __rmqueue_pcplist(
         &self,
         zone: &Zone,
@@ -332,28 +360,66 @@ impl<P: Platform> Mm<P> {
     ) -> Option<(Pfn, &Page)> {
         let pindex = order_to_pindex(mt as usize, order);
         let list = &pcp.lists[pindex];
-        if list.is_empty() {
-            self.pcp_refill(zone, order, mt, flags, (pcp, pindex));
+        match list.try_pop_front_page(&self.mem_map) {
+            Ok(Some((pfn, page))) => self.pcp_popped(zone, (pfn, page), order, pcp),
+            // The list is empty (its head reads so; nothing was changed).
+            Ok(None) => self.pcp_refill_pop(zone, order, mt, flags, (pcp, pindex)),
+            Err(e) => self.pcp_list_corrupt(list, &e),
         }
-        let popped = match list.try_pop_front_page(&self.mem_map) {
-            Ok(popped) => popped,
-            Err(e) => {
-                self.report_list_corruption(&e);
-                list.init();
-                None
-            }
-        };
-        let popped = popped.filter(|&(pfn, page)| self.pcp_page_ok(zone, pfn, page, order));
-        if popped.is_some() {
-            pcp.count
-                .store(pcp.count().saturating_sub(1 << order), Relaxed);
+    }
+
+    /// The end of `__rmqueue_pcplist()` for the block `pfn` (with its descriptor) taken off
+    /// a list of `pcp`: checked ([`Mm::pcp_page_ok`]) and counted, or dropped.
+    #[inline(always)]
+    fn pcp_popped<'a>(
+        &self,
+        zone: &Zone,
+        (pfn, page): (Pfn, &'a Page),
+        order: u32,
+        pcp: &PerCpuPages,
+    ) -> Option<(Pfn, &'a Page)> {
+        if !self.pcp_page_ok(zone, pfn, page, order) {
+            return None;
         }
-        popped
+        pcp.count
+            .store(pcp.count().saturating_sub(1 << order), Relaxed);
+        Some((pfn, page))
+    }
+
+    /// A per-CPU list whose head or first entry fails its check: reported, and abandoned
+    /// (`INIT_LIST_HEAD`); nothing is popped.
+    #[cold]
+    #[inline(never)]
+    fn pcp_list_corrupt(&self, list: &PageList, e: &ListCorruption) -> Option<(Pfn, &Page)> {
+        self.report_list_corruption(e);
+        list.init();
+        None
+    }
+
+    /// `__rmqueue_pcplist()` on an empty list: the refill ([`Mm::pcp_refill`]), then the
+    /// pop from the list refilled.
+    #[cold]
+    #[inline(never)]
+    fn pcp_refill_pop(
+        &self,
+        zone: &Zone,
+        order: u32,
+        mt: MigrateType,
+        flags: AllocFlags,
+        (pcp, pindex): (&PerCpuPages, usize),
+    ) -> Option<(Pfn, &Page)> {
+        self.pcp_refill(zone, order, mt, flags, (pcp, pindex));
+        let list = &pcp.lists[pindex];
+        match list.try_pop_front_page(&self.mem_map) {
+            Ok(Some((pfn, page))) => self.pcp_popped(zone, (pfn, page), order, pcp),
+            Ok(None) => None,
+            Err(e) => self.pcp_list_corrupt(list, &e),
+        }
     }
 
     /// The refill of `__rmqueue_pcplist()`: a batch (scaled down for the order, at least
     /// two blocks) from the buddy lists onto the empty list `pindex` of `pcp`, counted.
-    #[inline(never)]
+    #[inline]
     fn pcp_refill(
         &self,
         zone: &Zone,
@@ -387,7 +453,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// [`Mm::pcp_block_ok`] with the descriptor of `pfn` in hand.
-    #[inline]
+    #[inline(always)]
     fn pcp_page_ok(&self, zone: &Zone, pfn: Pfn, page: &Page, order: u32) -> bool {
         let n = 1u64 << order;
         let offset = pfn.raw().wrapping_sub(zone.zone_start_pfn.raw());
@@ -468,7 +534,7 @@ impl<P: Platform> Mm<P> {
 
     /// `prep_new_page()`: the block becomes an allocation ([`Mm::post_alloc_hook`]), head
     /// and tails marked for `__GFP_COMP`. `page` is the descriptor of `pfn`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn prep_new_page(&self, pfn: Pfn, page: &Page, ac: &AllocContext) {
         self.post_alloc_hook(pfn, page, ac);
         if ac.gfp.contains(Gfp::__GFP_COMP) && ac.order > 0 {
@@ -487,12 +553,13 @@ impl<P: Platform> Mm<P> {
     /// `should_skip_init()` is false without hardware tag-based KASAN, as here. This is
     /// the one place `init_on_alloc` applies to pages: slabs, large kmallocs and vmalloc
     /// pages all come through it.
-    #[inline]
+    #[inline(always)]
     fn post_alloc_hook(&self, pfn: Pfn, page: &Page, ac: &AllocContext) {
         page.set_flags_mt(0, ac.migratetype as u32);
         page.set_order(ac.order);
         page.set_refcount(1);
-        if !self.want_init_on_free() && self.want_init_on_alloc(ac.gfp) {
+        // want_init_on_alloc() tested first: for most requests its flag alone decides.
+        if self.want_init_on_alloc(ac.gfp) && !self.want_init_on_free() {
             self.kernel_init_pages(pfn, 1 << ac.order);
         }
     }
@@ -501,7 +568,7 @@ impl<P: Platform> Mm<P> {
     /// caller asked for `__GFP_ZERO`.
     #[inline]
     pub(crate) fn want_init_on_alloc(&self, gfp: Gfp) -> bool {
-        self.init_on_alloc_enabled() || gfp.contains(Gfp::__GFP_ZERO)
+        gfp.contains(Gfp::__GFP_ZERO) || self.init_on_alloc_enabled()
     }
 
     /// The `init_on_alloc` static key alone (6.6:

@@ -8,7 +8,7 @@ use core::fmt;
 use core::sync::atomic::Ordering::Relaxed;
 
 use crate::addr::{Pfn, MAX_PAGE_ORDER, PAGE_SIZE};
-use crate::mm_types::{Page, PG_PCP, PG_RESERVED, PG_SLAB, PG_TAIL};
+use crate::mm_types::{Page, PG_BUDDY, PG_HEAD, PG_PCP, PG_RESERVED, PG_SLAB, PG_TAIL};
 use crate::percpu::PerCpu;
 use crate::platform::Platform;
 use crate::vmstat::VmEvents;
@@ -21,48 +21,149 @@ use super::*;
 impl<P: Platform> Mm<P> {
     /// `__free_pages(page, order)`: give back an allocation. A page that is not the head of
     /// a live allocation of this order is refused with the kernel's bad-page report.
+    #[inline]
     pub fn __free_pages(&self, page: &Page, order: u32) -> Result<(), FreeError> {
-        let pfn = self.mem_map.pfn_of(page).ok_or(FreeError::ForeignPage)?;
-        let zone = self.free_pages_check(pfn, page, order)?;
-        self.debug_check_no_obj_freed(pfn.phys(), (PAGE_SIZE as u64) << order);
-        // put_page_testzero(): of two racing frees, only one takes the reference.
-        if !page.put_testzero() {
-            let e = FreeError::AlreadyFree(pfn);
-            self.bad_page(pfn, &e);
-            return Err(e);
-        }
-        // The current CPU and its per-CPU area, looked up once for both steps.
-        let cpu = self.platform.smp_processor_id();
-        let this_cpu = self.percpu.get(cpu);
-        self.free_pages_prepare(pfn, page, order, this_cpu);
-        if pcp_allowed_order(order, self.pageblock_order()) {
-            self.free_unref_page(zone, pfn, page, order, (cpu, this_cpu));
+        // As `alloc_pages`: the order-0 free, nearly every one, with its order a constant.
+        if order == 0 {
+            self.__free_pages_0(page)
         } else {
-            let mt = self.page_alloc.pageblocks.get(pfn);
-            self.free_one_page(zone, pfn, order, mt);
+            self.__free_pages_n(page, order)
         }
+    }
+
+    /// [`Mm::__free_pages`] of order 0.
+    #[inline(never)]
+    fn __free_pages_0(&self, page: &Page) -> Result<(), FreeError> {
+        self.__free_pages_order(page, 0)
+    }
+
+    /// [`Mm::__free_pages`] of any order.
+    #[inline(never)]
+    fn __free_pages_n(&self, page: &Page, order: u32) -> Result<(), FreeError> {
+        self.__free_pages_order(page, order)
+    }
+
+    /// The body of [`Mm::__free_pages`], in line in both of its copies.
+    #[inline(always)]
+    fn __free_pages_order(&self, page: &Page, order: u32) -> Result<(), FreeError> {
+        let pfn = self.mem_map.pfn_of(page).ok_or(FreeError::ForeignPage)?;
+        let (zone_idx, flags) = self.free_pages_check(pfn, page, order)?;
+        // put_page_testzero(), for the reference that is the only one (1 -> 0); any other
+        // count goes out of line.
+        if !page.put_testzero() {
+            return self.__free_pages_not_only_ref(zone_idx, pfn, (page, flags), order);
+        }
+        self.free_the_page(zone_idx, pfn, (page, flags), order);
         Ok(())
     }
 
+    /// 6.6 `__free_pages()` when the reference dropped was not the only one (the checks of
+    /// [`Mm::free_pages_check`] passed; `flags` are the page's as they read them, before
+    /// the reference is dropped, as the kernel reads `PageHead()`): `put_page_testzero()`
+    /// drops it, and if that was the last after all (another holder let go meanwhile) the
+    /// block is freed; otherwise the page stays with the other holders, and a block that is
+    /// not a compound head gives back all but its first page, `while (order-- > 0)
+    /// free_the_page(page + (1 << order), order)` (mm/page_alloc.c:4514, 6.6.63): the
+    /// last holder's `put_page()` frees that page alone, so its recorded order becomes 0.
+    /// A count of 0 (the page was freed meanwhile) is the bad page it always was.
+    #[cold]
+    #[inline(never)]
+    fn __free_pages_not_only_ref(
+        &self,
+        zone_idx: usize,
+        pfn: Pfn,
+        (page, flags): (&Page, u32),
+        order: u32,
+    ) -> Result<(), FreeError> {
+        match page.put_ref() {
+            None => {
+                let e = FreeError::AlreadyFree(pfn);
+                self.bad_page(pfn, &e);
+                Err(e)
+            }
+            Some(0) => {
+                self.free_the_page(zone_idx, pfn, (page, flags), order);
+                Ok(())
+            }
+            Some(_) => {
+                if flags & PG_HEAD == 0 && order > 0 {
+                    for part in (0..order).rev() {
+                        self.free_tail_part(zone_idx, pfn + (1 << part), part);
+                    }
+                    page.set_order(0);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// `free_the_page(page + (1 << order), order)` for a part of a non-compound block
+    /// whose first page keeps a reference: the part's first page must read as a page
+    /// inside an allocated block (`free_page_is_bad()`: no reference, none of the flags
+    /// checked at free), or it is reported and the part is not freed, as
+    /// `free_pages_prepare()` refuses it. The block was checked to lie in the zone
+    /// `zone_idx`, aligned, so each part does too.
+    fn free_tail_part(&self, zone_idx: usize, pfn: Pfn, order: u32) {
+        let page = self.mem_map.page(pfn);
+        let flags = page.flags();
+        let checked = PG_RESERVED | PG_BUDDY | PG_PCP | PG_HEAD | PG_TAIL | PG_SLAB;
+        if page.refcount() != 0 {
+            return self.bad_page_state(pfn, "nonzero _refcount");
+        }
+        if flags & checked != 0 {
+            return self.bad_page_state(pfn, "PAGE_FLAGS_CHECK_AT_FREE flag(s) set");
+        }
+        self.free_the_page(zone_idx, pfn, (page, flags), order);
+    }
+
+    /// `free_the_page()` once the last reference is gone: `free_pages_prepare()` (with
+    /// `debug_check_no_obj_freed()`), then this CPU's list for the orders it caches
+    /// (`free_unref_page()`), the buddy lists for the rest (`__free_pages_ok()`). `page` is
+    /// the descriptor of `pfn`, `flags` its flags as read, `zone_idx` its zone's index.
+    #[inline(always)]
+    fn free_the_page(&self, zone_idx: usize, pfn: Pfn, (page, flags): (&Page, u32), order: u32) {
+        let zone = &self.page_alloc.zones[zone_idx];
+        self.debug_check_no_obj_freed(pfn.phys(), (PAGE_SIZE as u64) << order);
+        // The current CPU and its per-CPU area, looked up once for both steps.
+        let cpu = self.platform.smp_processor_id();
+        let this_cpu = self.percpu.get(cpu);
+        self.free_pages_prepare(pfn, (page, flags), order, this_cpu);
+        if pcp_allowed_order(order, self.pageblock_order()) {
+            let pcp = &this_cpu.pcp[zone_idx];
+            self.free_unref_page(zone, pfn, page, order, (cpu, pcp));
+        } else {
+            let mt = self.page_alloc.pageblocks.get(pfn);
+            self.free_one_page(zone, (pfn, page), order, mt);
+        }
+    }
+
     /// The checks of `free_pages_prepare()` / `free_page_is_bad()`, made before anything
-    /// changes so a refused free leaves memory exactly as it was; the zone the block lies
-    /// in, whole, when they pass. `page` is the descriptor of `pfn` (the caller has it, as
-    /// the kernel passes `struct page *`). The words are read once each, as
-    /// free_page_is_bad() tests `page->flags` once; which check failed is worked out
-    /// only when one did ([`Mm::free_pages_refused`]).
-    #[inline]
-    fn free_pages_check(&self, pfn: Pfn, page: &Page, order: u32) -> Result<&Zone, FreeError> {
-        let zone = self.zone_of_pfn(pfn);
+    /// changes so a refused free leaves memory exactly as it was; the index of the zone the
+    /// block lies in, whole, and the page's flags as read, when they pass. `page` is the descriptor of
+    /// `pfn` (the caller has it, as the kernel passes `struct page *`). The words are read
+    /// once each, as free_page_is_bad() tests `page->flags` once; which check failed is
+    /// worked out only when one did ([`Mm::free_pages_refused`]).
+    #[inline(always)]
+    fn free_pages_check(
+        &self,
+        pfn: Pfn,
+        page: &Page,
+        order: u32,
+    ) -> Result<(usize, u32), FreeError> {
+        // The zone as its index in `zones`: a constant on each way out of the search, so
+        // that the per-CPU lists are indexed with it unchecked.
+        let zone = self.page_alloc.zones.iter().position(|z| z.spans(pfn));
         let (flags, refcount, allocated) = (page.flags(), page.refcount(), page.order());
         if order <= MAX_PAGE_ORDER
             && flags & (PG_RESERVED | PG_SLAB | PG_TAIL) == 0
             && refcount != 0
             && allocated == order
             && pfn.is_aligned(order)
-            && let Some(zone) = zone
-            && zone.spans(pfn + ((1 << order) - 1))
+            && let Some(idx) = zone
+            // Its first page is in the zone: so is the whole of an order-0 block.
+            && (order == 0 || self.page_alloc.zones[idx].spans(pfn + ((1 << order) - 1)))
         {
-            return Ok(zone);
+            return Ok((idx, flags));
         }
         Err(self.free_pages_refused(pfn, order, flags, refcount, allocated))
     }
@@ -164,58 +265,74 @@ impl<P: Platform> Mm<P> {
     }
 
     /// Reset the descriptors of an allocation about to be freed (compound tails, owner
-    /// state), as `free_pages_prepare()` does; `page` is the descriptor of `pfn`. With
-    /// `init_on_free` the pages are wiped here (6.6: `init = want_init_on_free()`, then
-    /// `kernel_init_pages(page, 1 << order)`): the one place it applies to pages, for
-    /// slabs, large kmallocs and vmalloc pages alike.
-    #[inline]
-    fn free_pages_prepare(&self, pfn: Pfn, page: &Page, order: u32, this_cpu: &PerCpu) {
-        if page.is_head() {
+    /// state), as `free_pages_prepare()` does; `page` is the descriptor of `pfn`, `flags`
+    /// its flags as [`Mm::free_pages_check`] read them. The head's flags, order and list
+    /// links are left to where it goes: the per-CPU list sets them
+    /// ([`Mm::free_unref_page_commit`]), [`Mm::free_one_page`] clears them (its refcount
+    /// is 0 already, from `put_page_testzero()`). With `init_on_free` the pages are wiped
+    /// here (6.6: `init = want_init_on_free()`, then `kernel_init_pages(page, 1 <<
+    /// order)`): the one place it applies to pages, for slabs, large kmallocs and vmalloc
+    /// pages alike.
+    #[inline(always)]
+    fn free_pages_prepare(
+        &self,
+        pfn: Pfn,
+        (page, flags): (&Page, u32),
+        order: u32,
+        this_cpu: &PerCpu,
+    ) {
+        if flags & PG_HEAD != 0 {
             for tail in (pfn + 1).range_to(pfn + (1 << order)) {
                 self.mem_map.page(tail).reset();
             }
         }
-        page.reset();
+        page.reset_owner();
         if self.want_init_on_free() {
             self.kernel_init_pages(pfn, 1 << order);
         }
         this_cpu.events.pgfree.add(1 << order);
     }
 
-    /// `free_one_page()`: straight to the buddy lists of `zone` under its lock.
+    /// `free_one_page()`: straight to the buddy lists of `zone` under its lock; `page` is
+    /// the descriptor of `pfn`, which becomes the all-zero descriptor of a free page first.
     #[inline(never)]
-    fn free_one_page(&self, zone: &Zone, pfn: Pfn, order: u32, mt: MigrateType) {
+    fn free_one_page(&self, zone: &Zone, (pfn, page): (Pfn, &Page), order: u32, mt: MigrateType) {
+        page.reset();
         let mut locked = self.zone_lock(zone);
         locked.buddy().free_one_page(pfn, order, mt, Fpi::None);
     }
 
     /// `free_unref_page()`: onto this CPU's list, draining a batch once it is too long;
-    /// `page` is the descriptor of `pfn`, `this_cpu` the current CPU and its area.
-    #[inline]
+    /// `page` is the descriptor of `pfn`, `pcp` the current CPU's lists for `zone`.
+    #[inline(always)]
     fn free_unref_page(
         &self,
         zone: &Zone,
         pfn: Pfn,
         page: &Page,
         order: u32,
-        (cpu, this_cpu): (usize, &PerCpu),
+        (cpu, pcp): (usize, &PerCpuPages),
     ) {
-        let mt = self.page_alloc.pageblocks.get(pfn);
-        let pcp_mt = match mt {
-            MigrateType::Isolate => return self.free_one_page(zone, pfn, order, mt),
-            MigrateType::HighAtomic => MigrateType::Movable,
-            other => other,
+        // The pageblock's type as its byte in the map: one test for the per-CPU types.
+        let raw = self.page_alloc.pageblocks.get_raw(pfn);
+        let mt = MigrateType::from_index(raw as usize);
+        let pcp_mt = if (raw as usize) < MIGRATE_PCPTYPES {
+            mt
+        } else {
+            match mt {
+                MigrateType::Isolate => return self.free_one_page(zone, (pfn, page), order, mt),
+                _ => MigrateType::Movable,
+            }
         };
-        let pcp = &this_cpu.pcp[zone.idx];
         if !pcp.lock.try_lock(cpu) {
-            return self.free_one_page(zone, pfn, order, mt);
+            return self.free_one_page(zone, (pfn, page), order, mt);
         }
         self.free_unref_page_commit(zone, pcp, (pfn, page), pcp_mt, mt, order);
         pcp.lock.unlock();
     }
 
     /// `free_unref_page_commit()` for `pfn` and its descriptor.
-    #[inline]
+    #[inline(always)]
     fn free_unref_page_commit(
         &self,
         zone: &Zone,
@@ -234,9 +351,11 @@ impl<P: Platform> Mm<P> {
         }
         let count = pcp.count().saturating_add(1 << order);
         pcp.count.store(count, Relaxed);
-        let free_high = pcp.free_factor.load(Relaxed) > 0
-            && order > 0
-            && order <= crate::addr::PAGE_ALLOC_COSTLY_ORDER;
+        // 6.6's `pcp->free_factor && order && order <= PAGE_ALLOC_COSTLY_ORDER`, the order
+        // tested first: an order-0 free does not read the factor.
+        let free_high = order > 0
+            && order <= crate::addr::PAGE_ALLOC_COSTLY_ORDER
+            && pcp.free_factor.load(Relaxed) > 0;
         let high = pcp.nr_pcp_high(free_high);
         if count >= high {
             let n = pcp.nr_pcp_free(high, pcp.batch(), free_high);

@@ -71,6 +71,13 @@ impl Pageblocks {
         MigrateType::from_index(self.slot(pfn).load(Relaxed) as usize)
     }
 
+    /// [`Pageblocks::get`] as the byte the map holds, before it is read as a type (any
+    /// value past the types reads as [`MigrateType::Isolate`]).
+    #[inline]
+    pub fn get_raw(&self, pfn: Pfn) -> u8 {
+        self.slot(pfn).load(Relaxed)
+    }
+
     /// `set_pageblock_migratetype()`.
     #[inline]
     pub fn set(&self, pfn: Pfn, mt: MigrateType) {

@@ -85,6 +85,30 @@ fn struct_pages_only_for_present_sections() {
     mm.check().expect("every descriptor accounted for");
 }
 
+/// The sections before the first hole are looked up by PFN alone, those after it through
+/// the section table: at each end of every present range both answer the descriptor
+/// whose PFN is the one asked for, and just past a range before a hole, none.
+#[test]
+fn lookups_agree_on_both_sides_of_the_leading_run() {
+    let m = holey();
+    let map = m.mm().mem_map();
+    let ranges: Vec<_> = map.present_ranges().collect();
+    assert_eq!(ranges.len(), 33, "one range per present section");
+    let mut descriptors = std::collections::HashSet::new();
+    for &(start, end) in &ranges {
+        for pfn in [start, Pfn(end.raw() - 1)] {
+            let page = map.get(pfn).expect("a present section");
+            assert_eq!(map.pfn_of(page), Some(pfn));
+            assert!(descriptors.insert(page as *const _ as usize), "{pfn:?}");
+        }
+    }
+    // Past the leading run (2 GiB), in the hole: no descriptor.
+    assert!(map.get(Pfn((2 * GIB) >> 12)).is_none());
+    assert!(map.get(Pfn(((4 * GIB) >> 12) - 1)).is_none());
+    assert!(map.get(Pfn(map.len)).is_none());
+    assert_eq!(m.mm().take_oopses(), 0);
+}
+
 #[test]
 fn a_lookup_in_an_absent_section_is_a_fault_not_a_descriptor() {
     let m = holey();
