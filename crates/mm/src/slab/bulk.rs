@@ -49,7 +49,7 @@ use crate::addr::{Pfn, VirtAddr};
 use crate::gfp::Gfp;
 use crate::mm_types::Page;
 use crate::platform::Platform;
-use crate::slab::cache::{KmemCache, KmemCacheRef, MAX_OBJS_PER_PAGE};
+use crate::slab::cache::{KmemCache, KmemCacheRef};
 use crate::slab::stats::StatItem;
 use crate::slab::{CallSite, SlabError};
 use crate::Mm;
@@ -612,10 +612,12 @@ impl<P: Platform> Mm<P> {
         what: crate::slab::Reason,
     ) -> usize {
         // A short list (most are one object) is searched; a long one gets one bit per
-        // object index (the slab holds at most MAX_OBJS_PER_PAGE objects).
+        // object index. A slab holds at most MAX_OBJS_PER_PAGE objects, but the index is
+        // checked against the object count read from the slab's `struct page`, which a
+        // corruption can make anything up to `u16::MAX`: the bitmap covers every `u16`.
         const SEARCHED: usize = 16;
         let mut seen = if objects.len() > SEARCHED {
-            Some([0u64; (MAX_OBJS_PER_PAGE as usize).div_ceil(64)])
+            Some([0u64; (u16::MAX as usize + 1) / 64])
         } else {
             None
         };
