@@ -297,6 +297,19 @@ impl HostPlatform {
     #[inline]
     pub fn claim_cpu(&self) -> CpuClaim<'_> {
         let n = self.nr_cpus;
+        let held = CURRENT_CPU.get();
+        if held < n && self.cpus[held].owner.load(Relaxed) {
+            // This thread runs as `held` already: a call made while it holds its claim
+            // (a host allocation inside `Kmemlab::with_cpu`, with the kernel as the global
+            // allocator) stays on that CPU, between two kernel calls, instead of waiting
+            // for a CPU it holds itself (for ever, with one CPU).
+            return CpuClaim {
+                platform: self,
+                cpu: held,
+                previous: held,
+                nested: true,
+            };
+        }
         let hint = CPU_HINT.get();
         let start = if hint < n {
             hint
@@ -316,6 +329,7 @@ impl HostPlatform {
                         platform: self,
                         cpu,
                         previous: CURRENT_CPU.replace(cpu),
+                        nested: false,
                     };
                 }
             }
@@ -374,11 +388,13 @@ impl HostPlatform {
     }
 }
 
-/// A thread's claim on a CPU; dropping it frees the CPU.
+/// A thread's claim on a CPU; dropping it frees the CPU (unless the thread held it
+/// already when it claimed: then the outer claim frees it).
 pub struct CpuClaim<'a> {
     platform: &'a HostPlatform,
     cpu: usize,
     previous: usize,
+    nested: bool,
 }
 
 impl CpuClaim<'_> {
@@ -391,6 +407,9 @@ impl CpuClaim<'_> {
 impl Drop for CpuClaim<'_> {
     #[inline]
     fn drop(&mut self) {
+        if self.nested {
+            return;
+        }
         CURRENT_CPU.set(self.previous);
         self.platform.cpus[self.cpu].owner.store(false, Release);
     }

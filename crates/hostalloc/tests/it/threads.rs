@@ -107,3 +107,30 @@ fn a_thread_without_a_cpu_claim_is_stopped_not_run_as_a_second_cpu_0() {
     free(&k, p, Layout::new::<[u64; 4]>());
     assert!(k.with_cpu(|mm| mm.check().is_ok()).unwrap());
 }
+
+/// With one CPU, a host allocation made inside `with_cpu` (as any code run there may make
+/// when the kernel is the global allocator) stays on the CPU the thread holds instead of
+/// waiting for it for ever.
+#[test]
+fn an_allocation_inside_with_cpu_on_one_cpu_does_not_wait_for_its_own_cpu() {
+    let k = kernel(1);
+    let layout = Layout::new::<[u64; 8]>();
+    let (p, cpu) = k
+        .with_cpu(|mm| (k.allocate(layout, false), mm.platform().claim_cpu().cpu()))
+        .unwrap();
+    assert!(!p.is_null());
+    assert_eq!(cpu, 0);
+    free(&k, p, layout);
+    // The outer claim was given back: another thread gets the CPU.
+    let served = std::thread::scope(|s| {
+        s.spawn(|| {
+            let q = k.allocate(layout, false);
+            let served = !q.is_null();
+            free(&k, q, layout);
+            served
+        })
+        .join()
+        .unwrap()
+    });
+    assert!(served);
+}
