@@ -87,10 +87,15 @@ impl<P: Platform> Mm<P> {
             }
             Some(_) => {
                 if flags & PG_HEAD == 0 && order > 0 {
+                    // The page left behind is an order-0 page from now on, before its
+                    // parts go, so that another holder's `__free_pages(page, 0)` finds
+                    // it so as soon as possible (a holder between the drop above and
+                    // this store is still told of a bad page: kmemlab records the order
+                    // the kernel does not).
+                    page.set_order(0);
                     for part in (0..order).rev() {
                         self.free_tail_part(zone_idx, pfn + (1 << part), part);
                     }
-                    page.set_order(0);
                 }
                 Ok(())
             }

@@ -190,9 +190,11 @@ impl Machine {
 
     /// The kernel, for inspection from the boot CPU (reading `/proc`, `check()`). A
     /// thread that runs as no CPU is taken for CPU 0: calling into the kernel that way
-    /// while another thread runs as CPU 0 stops the caller with a panic (two threads on
-    /// one CPU would break the platform's promise to the kernel); enter it through
-    /// [`Machine::on_cpu`] then.
+    /// while another thread runs as CPU 0 through [`Machine::on_cpu`] stops the caller
+    /// with a panic (two threads on one CPU would break the platform's promise to the
+    /// kernel). Two threads that both run as no CPU are not told apart: outside
+    /// `on_cpu`, one thread at a time may use this (the front ends hold the machine
+    /// behind a lock); from several threads, enter the kernel through `on_cpu`.
     pub fn mm(&self) -> &Mm<SimPlatform> {
         &self.mm
     }

@@ -221,7 +221,7 @@ unsafe impl Hardware for SimPlatform {
     }
 
     fn run_on_cpu(&self, cpu: usize, f: &mut dyn FnMut()) {
-        if self.smp_processor_id() == cpu && cpu::current_cpu(self.id).is_some() {
+        if cpu::current_cpu(self.id) == Some(cpu) {
             return f();
         }
         // An IPI. The target is run as soon as it is idle, or as soon as its thread is

@@ -216,7 +216,9 @@ pub struct SlubPercpuSheaves {
     /// `spare`: empty or full, or 0.
     spare: AtomicU64,
     /// kmemlab's own: `local_trylock()` failures on this CPU (an interrupt that found the
-    /// lock held), a plain per-CPU increment as `this_cpu_inc()` of an event counter.
+    /// lock held), a plain per-CPU increment as `this_cpu_inc()` of an event counter. It
+    /// sits where 6.18 has `rcu_free` (the sheaf `kfree_rcu()` fills), which kmemlab does
+    /// not model.
     trylock_fail: AtomicU64,
 }
 
