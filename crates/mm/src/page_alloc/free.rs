@@ -63,7 +63,7 @@ impl<P: Platform> Mm<P> {
     /// drops it, and if that was the last after all (another holder let go meanwhile) the
     /// block is freed; otherwise the page stays with the other holders, and a block that is
     /// not a compound head gives back all but its first page, `while (order-- > 0)
-    /// free_the_page(page + (1 << order), order)` (mm/page_alloc.c:4514, 6.6.63): the
+    /// free_the_page(page + (1 << order), order)` (mm/page_alloc.c:4523, 6.6.63): the
     /// last holder's `put_page()` frees that page alone, so its recorded order becomes 0.
     /// A count of 0 (the page was freed meanwhile) is the bad page it always was.
     #[cold]
