@@ -314,41 +314,7 @@ fn dma_example_on_sheaves_on_both_profiles() {
 fn reclaim_example_on_sheaves() {
     let (code, text) = run_example("reclaim.kmem", &[], &["--json"]);
     assert_eq!(code, Some(0), "{text}");
-    let results: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON object per command"))
-        .collect();
-    let by_command = |c: &str| {
-        results
-            .iter()
-            .find(|r| r["command"].as_str() == Some(c))
-            .unwrap_or_else(|| panic!("no {c}"))
-    };
-    let fill = &by_command("pagecache fill 2G")["result"];
-    assert!(fill["added"].as_u64().unwrap() > 0);
-    assert!(fill["added"].as_u64().unwrap() < fill["requested"].as_u64().unwrap());
-    let vmstat = by_command("cat /proc/vmstat")["message"].to_string();
-    assert!(vmstat.contains("pgsteal_kswapd"), "{vmstat}");
-    let fragments: Vec<&Value> = results
-        .iter()
-        .filter(|r| {
-            r["command"]
-                .as_str()
-                .is_some_and(|c| c.starts_with("fragment "))
-        })
-        .collect();
-    assert!(!fragments.is_empty());
-    for r in fragments {
-        assert!(
-            r["result"]["largest_free_order_after"].as_u64().unwrap() < 10,
-            "{r}"
-        );
-    }
-    let k = by_command("kvmalloc 4M")["message"].to_string();
-    assert!(k.contains("vmalloc fallback"), "{k}");
-    let failed_kmalloc = by_command("kmalloc 4M GFP_KERNEL");
-    assert_eq!(failed_kmalloc["failed"], true);
-    assert_eq!(failed_kmalloc["ok"], true);
+    crate::cli::assert_reclaim_example(&text);
 }
 
 /// `examples/oops.kmem` as `oops`'s test runs it: the oops, expected, then a clean reboot
@@ -357,22 +323,5 @@ fn reclaim_example_on_sheaves() {
 fn oops_example_on_sheaves() {
     let (code, out) = run_example("oops.kmem", &[], &[]);
     assert_eq!(code, Some(0), "{out}");
-    let lines: Vec<&str> = out.lines().collect();
-    let at = |line: &str| {
-        lines
-            .iter()
-            .position(|l| *l == line)
-            .unwrap_or_else(|| panic!("no line {line:?} in\n{out}"))
-    };
-    let oops = at("  Oops: 0000 [#1] PREEMPT SMP NOPTI");
-    let notice = at("kmemlab: the kernel oopsed in this command; the machine is tainted (D)");
-    let expected = at("failed as expected: the kernel oopsed (see above)");
-    let restart = at("  reboot: Restarting system");
-    assert!(
-        oops < notice && notice < expected && expected < restart,
-        "{out}"
-    );
-    assert_eq!(lines[restart - 1], "128", "{out}");
-    assert_eq!(lines[restart + 2], "0", "{out}");
-    assert!(lines[restart + 3].starts_with("ok: "), "{out}");
+    crate::oops::assert_oops_example(&out);
 }
