@@ -614,7 +614,7 @@ impl State {
                 bytes,
                 len,
             } => {
-                let span = self.machine.mm().platform().ram().span().max(1);
+                let span = self.machine.platform().ram().span().max(1);
                 let at = Location {
                     phys: Some(phys % span),
                     va: None,
@@ -641,7 +641,8 @@ impl State {
                 bytes,
                 len,
             } => {
-                let regions = self.machine.mm().memblock().reserved().regions();
+                let mm = self.machine.mm();
+                let regions = mm.memblock().reserved().regions();
                 if regions.is_empty() {
                     return;
                 }
@@ -987,7 +988,7 @@ impl State {
         let mm = self.machine.mm();
         for file in kmemlab_mm::procfs::FILES {
             let mut out = String::new();
-            let _ = kmemlab_mm::procfs::render(mm, file, &mut out);
+            let _ = kmemlab_mm::procfs::render(&mm, file, &mut out);
         }
         let _ = self.machine.take_console();
     }

@@ -420,7 +420,7 @@ fn proc_file(args: &MachineArgs, file: &str) -> Result<bool, String> {
     let machine = args.boot()?;
     let mut out = String::new();
     let found =
-        kmemlab_mm::procfs::render(machine.mm(), file, &mut out).map_err(|e| e.to_string())?;
+        kmemlab_mm::procfs::render(&machine.mm(), file, &mut out).map_err(|e| e.to_string())?;
     if !found {
         return Err(format!(
             "no /proc file '{file}' (have: {})",

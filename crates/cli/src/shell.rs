@@ -331,7 +331,7 @@ pub fn taint_letters(taint: Taint) -> String {
 /// `/proc/meminfo` counts it.
 pub fn boot_summary(machine: &Machine) -> Value {
     let c = machine.config();
-    let m = kmemlab_mm::procfs::meminfo_values(machine.mm());
+    let m = kmemlab_mm::procfs::meminfo_values(&machine.mm());
     let text = format!(
         "kmemlab: booted {} RAM, {} CPU(s), {}, seed {}: MemTotal {} kB, MemFree {} kB",
         format_size(c.ram),

@@ -132,8 +132,8 @@ fn summary(dir: &Path, w: &Written) -> String {
 pub fn write(machine: &Machine, dir: &Path) -> Result<Written, String> {
     let mut tree = Tree::create(dir)?;
     let mm = machine.mm();
-    write_proc(&mut tree, mm, machine.tainted().0)?;
-    write_slab(&mut tree, mm)?;
+    write_proc(&mut tree, &mm, machine.tainted().0)?;
+    write_slab(&mut tree, &mm)?;
     Ok(tree.written)
 }
 

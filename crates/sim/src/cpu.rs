@@ -1,7 +1,8 @@
 //! Simulated CPUs: each has an interrupt flag and an owner. A host thread becomes CPU n
-//! by claiming it ([`crate::Machine::on_cpu`]); at most one host thread runs as a given
-//! CPU at a time, so per-CPU data is truly per CPU whether the machine is driven from one
-//! host thread or from many.
+//! by claiming it ([`crate::Machine::on_cpu`], or CPU 0 while it holds
+//! [`crate::Machine::mm`]); at most one host thread runs as a given CPU at a time, so
+//! per-CPU data is truly per CPU whether the machine is driven from one host thread or
+//! from many.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -195,7 +195,7 @@ impl DmaDevice {
                 mask: self.address_mask(),
             });
         }
-        if !machine.mm().platform().ram().contains(addr, len64) {
+        if !machine.platform().ram().contains(addr, len64) {
             return Err(BusError::NotRam { addr, len: len64 });
         }
         Ok(())
@@ -208,7 +208,7 @@ impl DmaDevice {
         machine: &Machine,
         segments: &[(DmaAddr, usize)],
     ) -> Result<usize, BusError> {
-        let ram = machine.mm().platform().ram().size();
+        let ram = machine.platform().ram().size();
         let mut total = 0u64;
         for &(addr, len) in segments {
             let checked = self.check(machine, addr, len).and_then(|()| {
@@ -265,7 +265,7 @@ impl DmaDevice {
                 have: buffer.len(),
             });
         }
-        let ram = machine.mm().platform().ram();
+        let ram = machine.platform().ram();
         let mut done = 0;
         for &(addr, len) in segments {
             // Checked above: every segment is RAM, and they fit the buffer.
@@ -288,7 +288,7 @@ impl DmaDevice {
         segments: &[(DmaAddr, usize)],
     ) -> Result<usize, BusError> {
         let total = self.check_all(machine, segments)?;
-        let ram = machine.mm().platform().ram();
+        let ram = machine.platform().ram();
         // No more than the machine's RAM (checked), so the host can hold it.
         let mut data = vec![0; total];
         let mut done = 0;

@@ -27,7 +27,7 @@ pub mod ram;
 pub mod workload;
 
 pub use device::{BusError, DmaDevice};
-pub use machine::{Machine, MachineConfig, SimError, SimPlatform, MAX_CPUS, MIN_RAM};
+pub use machine::{Machine, MachineConfig, MmRef, SimError, SimPlatform, MAX_CPUS, MIN_RAM};
 pub use mmu::{PageFault, TlbFlushStats, TlbOccupancy, TlbProbe, TlbStats, Translation, Walk};
 pub use pagecache::{FillReport, PageCache};
 pub use ram::Hole;

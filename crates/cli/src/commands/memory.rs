@@ -38,7 +38,7 @@ fn poke(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     let byte = sh.number(args[2])?;
     let byte = u8::try_from(byte).map_err(|_| format!("{byte} is not a byte"))?;
     let at = addr.wrapping_add(offset as u64);
-    refuse_metadata(sh.machine.mm(), VirtAddr(at))?;
+    refuse_metadata(&sh.machine.mm(), VirtAddr(at))?;
     sh.machine
         .mm()
         .copy_to_kernel(VirtAddr(at), &[byte])

@@ -205,11 +205,11 @@ fn page_zone(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
 
 fn info(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     let x = sh.number(args[0])?;
-    if let Some(v) = slab_object_info(sh.machine.mm(), VirtAddr(x)) {
+    if let Some(v) = slab_object_info(&sh.machine.mm(), VirtAddr(x)) {
         return Ok(v);
     }
     if sh.machine.mm().is_vmalloc_addr(VirtAddr(x)) {
-        return vm::vmalloc_info(sh.machine.mm(), VirtAddr(x))
+        return vm::vmalloc_info(&sh.machine.mm(), VirtAddr(x))
             .ok_or_else(|| format!("{x:#x} is in the vmalloc area but no live area holds it"));
     }
     if let Some(v) = sh.kernel(|mm| vm::large_kmalloc_info(mm, VirtAddr(x)))? {

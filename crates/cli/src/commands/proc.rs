@@ -78,7 +78,7 @@ fn cat(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
         ));
     }
     let mut out = String::new();
-    let found = procfs::render(sh.machine.mm(), name, &mut out).map_err(|e| e.to_string())?;
+    let found = procfs::render(&sh.machine.mm(), name, &mut out).map_err(|e| e.to_string())?;
     if !found {
         return Err(format!(
             "{name}: no such file (have: /proc/{}, {TAINTED_FILE})",

@@ -128,7 +128,7 @@ pub type DmaRanges = [(u64, u64)];
 /// Compute the state and cache planes of `machine`.
 pub fn compute(machine: &Machine, dma: &DmaRanges) -> FrameMap {
     let mm = machine.mm();
-    let max = max_pfn(mm);
+    let max = max_pfn(&mm);
     let mut state = vec![HOLE; max as usize];
     let mut cache = vec![0u8; max as usize];
     for r in mm.memblock().memory().regions() {
@@ -139,12 +139,12 @@ pub fn compute(machine: &Machine, dma: &DmaRanges) -> FrameMap {
             state[from as usize..to as usize].fill(UNKNOWN);
         }
     }
-    classify_pages(mm, &mut state, &mut cache);
+    classify_pages(&mm, &mut state, &mut cache);
     for pfn in machine.page_cache().pfns() {
         mark(&mut state, pfn, 1, PAGE_CACHE);
     }
-    mark_vmalloc(mm, &mut state);
-    mark_page_tables(mm, &mut state);
+    mark_vmalloc(&mm, &mut state);
+    mark_page_tables(&mm, &mut state);
     for &(phys, len) in dma {
         let first = phys / PAGE_SIZE as u64;
         let last = phys.saturating_add(len.max(1) - 1) / PAGE_SIZE as u64;

@@ -18,7 +18,7 @@ pub(super) fn memory_map(t: &mut Tour, machine: &Machine) {
     let mm = machine.mm();
     let mut rows = Vec::new();
     let mut cursor = 0u64;
-    for r in machine.mm().platform().ram().map() {
+    for r in machine.platform().ram().map() {
         if r.start.0 > cursor {
             rows.push(("hole", cursor, r.start.0));
         }
@@ -63,7 +63,7 @@ pub(super) fn boot_reservations(t: &mut Tour, machine: &Machine) {
         ));
     }
     let pages = mm.mem_map().nr_pages();
-    let meminfo = procfs::meminfo_values(mm);
+    let meminfo = procfs::meminfo_values(&mm);
     t.line(format!(
         "mem_map holds {pages} struct pages of {} bytes each (Linux: 64), for the {} present memory sections: {:.2}% of RAM.",
         std::mem::size_of::<Page>(),
@@ -94,7 +94,7 @@ pub(super) fn zone_table(t: &mut Tour, machine: &Machine) {
         "{:<8} {:>18} {:>9} {:>9} {:>9} {:>7} {:>7} {:>7}  protection",
         "zone", "pfn range", "spanned", "present", "managed", "min", "low", "high"
     ));
-    let zs = zones(mm);
+    let zs = zones(&mm);
     for z in &zs {
         t.line(format!(
             "{:<8} {:>8x}-{:<9x} {:>9} {:>9} {:>9} {:>7} {:>7} {:>7}  {:?}",
@@ -142,7 +142,7 @@ pub(super) fn buddy_lists(t: &mut Tour, machine: &Machine) {
         "order:",
         (0..=10).map(|o| format!("{o:>6} ")).collect::<String>()
     ));
-    let text = buddyinfo(mm);
+    let text = buddyinfo(&mm);
     t.line(&text);
     t.line("Boot freed every page in the largest aligned blocks it could: most memory sits in order-10 (4 MiB) blocks.");
     t.fact("buddyinfo", json!(text));
@@ -175,7 +175,7 @@ fn free(machine: &Machine, pfn: Pfn, order: u32) -> Result<(), String> {
 }
 
 fn describe_block(t: &mut Tour, machine: &Machine, key: &str, pfn: Pfn, order: u32) {
-    let info = page_info(machine.mm(), pfn);
+    let info = page_info(&machine.mm(), pfn);
     let bytes = (PAGE_SIZE as u64) << order;
     let range = match order {
         0 => format!("pfn {:#x} (1 page, 4K), phys {:#x}", pfn.raw(), info.phys),
@@ -235,7 +235,7 @@ pub(super) fn allocations(t: &mut Tour, machine: &Machine) -> Result<(), String>
     if big.is_some() {
         t.line("4 MiB of physically contiguous memory: one free order-10 block, taken whole.");
     }
-    t.line(buddyinfo(machine.mm()));
+    t.line(buddyinfo(&machine.mm()));
 
     t.section("The same request with GFP_DMA: alloc_pages(GFP_KERNEL | GFP_DMA, 10)");
     let gfp = Gfp::GFP_KERNEL | Gfp::GFP_DMA;
@@ -294,12 +294,12 @@ pub(super) fn allocations(t: &mut Tour, machine: &Machine) -> Result<(), String>
         "{} pages wait on per-CPU lists: an order-0 allocation takes a batch from the buddy lists onto its CPU's list, and freed order-0 pages go back there{thp_list}:",
         report.pcp
     ));
-    t.line(buddyinfo(machine.mm()));
+    t.line(buddyinfo(&machine.mm()));
     machine.run(|mm| mm.drain_all_pages());
     t.line(
         "drain_all_pages() returns per-CPU pages to the buddy lists, and the buddies merge again:",
     );
-    let drained = buddyinfo(machine.mm());
+    let drained = buddyinfo(&machine.mm());
     t.line(&drained);
     t.fact("buddyinfo_after_drain", json!(drained));
     t.fact(
@@ -363,7 +363,7 @@ pub(super) fn kmalloc_section(t: &mut Tour, machine: &Machine) -> Result<(), Str
         "In hard-IRQ context on CPU {irq_cpu}, kmalloc(256, GFP_ATOMIC): {}",
         match &atomic {
             Ok(p) => format!("{p}, from CPU {irq_cpu}'s own slab, no lock taken"),
-            Err(e) => format!("failed: {}", super::explain(machine.mm(), e)),
+            Err(e) => format!("failed: {}", super::explain(&machine.mm(), e)),
         }
     ));
     t.fact("hardirq_kmalloc_atomic", json!({"ok": atomic_ok}));
@@ -416,7 +416,7 @@ pub(super) fn kmalloc_section(t: &mut Tour, machine: &Machine) -> Result<(), Str
         }
     }
     let mut slabinfo = String::new();
-    procfs::slabinfo(machine.mm(), &mut slabinfo).map_err(|e| e.to_string())?;
+    procfs::slabinfo(&machine.mm(), &mut slabinfo).map_err(|e| e.to_string())?;
     t.line("/proc/slabinfo, the kmalloc rows (objects of CPU slabs count as active, as in the kernel):");
     for l in slabinfo.lines().filter(|l| {
         l.starts_with("kmalloc-") && !l.starts_with("kmalloc-rcl") && !l.starts_with("kmalloc-cg")
@@ -461,7 +461,7 @@ fn kmalloc_object(t: &mut Tour, machine: &Machine) {
     let mm = machine.mm();
     let page_offset = mm.layout().page_offset;
     let walked = machine.walk(p).result.map(|tr| tr.phys.0);
-    let pfns = mapped_pfns(mm, p, SIZE as u64);
+    let pfns = mapped_pfns(&mm, p, SIZE as u64);
     let runs = pfns.as_ref().map(|p| runs(p).len()).unwrap_or(0);
     match (&walked, &pfns) {
         (Ok(phys), Ok(pfns)) => t.line(format!(

@@ -339,7 +339,7 @@ fn naive_pa(machine: &Machine, nic: &Arc<DmaDevice>) -> Result<Naive, String> {
     }
     let owner = mm
         .pfn_to_page(Pfn(naive >> 12))
-        .map(|p| crate::describe::page_info(mm, mm.page_to_pfn(p)))
+        .map(|p| crate::describe::page_info(&mm, mm.page_to_pfn(p)))
         .ok();
     let after = machine
         .run(|_| machine.read(v, PAGE_SIZE))

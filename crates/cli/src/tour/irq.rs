@@ -36,7 +36,7 @@ pub fn section(t: &mut Tour, machine: &Machine) -> Result<(), String> {
         .run(|mm| mm.vmalloc(64 << 10))
         .map_err(|e| e.to_string())?;
     let held = fill_to_min(t, machine)?;
-    let (below, zones_text) = zones_below_min(machine.mm());
+    let (below, zones_text) = zones_below_min(&machine.mm());
     t.line(format!(
         "{} pages taken zone by zone, highest first, with GFP_NOWAIT | __GFP_NOMEMALLOC (no reclaim, no reserves) until the page allocator said no; now {zones_text}.",
         held.iter().map(|&(_, o)| 1u64 << o).sum::<u64>()
@@ -221,7 +221,7 @@ fn fill_to_min(t: &mut Tour, machine: &Machine) -> Result<Vec<(u64, u32)>, Strin
         .iter()
         .rev()
         .filter(|z| z.managed_pages > 0)
-        .filter_map(|z| zone_modifier(mm, z.idx))
+        .filter_map(|z| zone_modifier(&mm, z.idx))
         .collect();
     let mut held = Vec::new();
     for modifier in targets {

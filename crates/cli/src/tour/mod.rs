@@ -208,7 +208,7 @@ fn run_section(
     claims: &[(&'static str, &'static str)],
     section: impl FnOnce(&mut Tour) -> Result<(), String>,
 ) {
-    if let Err(e) = section(t).map_err(|e| explain(machine.mm(), e)) {
+    if let Err(e) = section(t).map_err(|e| explain(&machine.mm(), e)) {
         t.line(format!("The experiment stopped: {e}"));
         for &(id, claim) in claims {
             if !t.decided(id) {

@@ -73,8 +73,8 @@ pub const CLAIMS: &[(&str, &str)] = &[("G", CLAIM_G), ("Q2", CLAIM_Q2)];
 pub fn section(t: &mut Tour, machine: &Machine) -> Result<(), String> {
     t.section("G. Size: fragmented memory, and the limits");
     let pinned = fragment_all(t, machine)?;
-    let largest = largest_free_order(machine.mm());
-    let spare = spare_pages(machine.mm(), VMALLOC_GFP);
+    let largest = largest_free_order(&machine.mm());
+    let spare = spare_pages(&machine.mm(), VMALLOC_GFP);
     let big = vmalloc_size(spare);
     let need = vmalloc_need(big) + vmalloc_need(KMALLOC_MAX_SIZE);
     let g_fits = spare >= need;
@@ -224,7 +224,7 @@ fn limits(
     vmalloc_ok: bool,
     big_refusal: Option<String>,
 ) -> Result<(), String> {
-    let refusal = order10_refusal(machine.mm()).or(big_refusal);
+    let refusal = order10_refusal(&machine.mm()).or(big_refusal);
     let max = machine.run(|mm| {
         mm.kmalloc(KMALLOC_MAX_SIZE, Gfp::GFP_KERNEL)
             .map_err(|e| super::explain(mm, e))

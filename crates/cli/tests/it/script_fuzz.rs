@@ -772,7 +772,6 @@ impl Gen {
         if class == "raw-dma" {
             return self.raw_dma(bytes.len());
         }
-        let mm = self.shell.machine.mm();
         let off = self.rng.gen_range(0..64u64);
         match class {
             // Past the end of an object: a heap overflow.
@@ -785,6 +784,7 @@ impl Gen {
             },
             // Its struct page (through the MMU, at the vmemmap address).
             "struct-page" => {
+                let mm = self.shell.machine.mm();
                 let page = match kind {
                     Kind::Page(_) => Some(value),
                     _ => mm
@@ -799,6 +799,7 @@ impl Gen {
             }
             // Its slab's struct page, or its kmem_cache.
             "slab-page" | "kmem-cache" => {
+                let mm = self.shell.machine.mm();
                 let target = if class == "slab-page" {
                     mm.virt_to_slab(VirtAddr(value))
                         .map(|(_, pg)| mm.struct_page_address(pg).0)

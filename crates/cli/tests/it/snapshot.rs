@@ -98,7 +98,7 @@ fn the_tree_holds_what_cat_prints_and_links_as_sysfs() {
     for file in kmemlab_mm::procfs::FILES {
         let written = read(&dir.join("proc").join(file));
         let mut rendered = String::new();
-        kmemlab_mm::procfs::render(sh.machine.mm(), file, &mut rendered).unwrap();
+        kmemlab_mm::procfs::render(&sh.machine.mm(), file, &mut rendered).unwrap();
         assert_eq!(written, rendered, "{file}");
         // (vmallocinfo is empty when nothing is vmapped.)
         assert!(written.is_empty() || written.ends_with('\n'), "{file}");
@@ -289,7 +289,7 @@ fn slab_counts(sh: &Shell) -> Vec<(String, [u64; 5])> {
     let mm = sh.machine.mm();
     let mut rows = Vec::new();
     mm.for_each_cache(|s| {
-        let i = kmemlab_mm::procfs::slab_info(mm, s);
+        let i = kmemlab_mm::procfs::slab_info(&mm, s);
         rows.push((
             s.name().to_string(),
             [
@@ -337,7 +337,7 @@ fn procps_tools_read_the_snapshot() {
     for line in workload() {
         exec(&mut sh, &line);
     }
-    let mem = kmemlab_mm::procfs::meminfo_values(sh.machine.mm());
+    let mem = kmemlab_mm::procfs::meminfo_values(&sh.machine.mm());
     let slabs = slab_counts(&sh);
 
     let top = with_snapshot(&dir, &["slabtop", "-o"]);

@@ -114,7 +114,8 @@ impl<'a, T: Pod, A: Allocator, P: Platform> Vec<'a, T, A, P> {
     /// use kmemlab_sim::{Machine, MachineConfig};
     ///
     /// let m = Machine::new(MachineConfig { ram: 64 << 20, cpus: 1, ..Default::default() }).unwrap();
-    /// let v = KVec::<u32, _>::new(m.mm());
+    /// let mm = m.mm();
+    /// let v = KVec::<u32, _>::new(&mm);
     /// assert_eq!((v.len(), v.capacity()), (0, 0));
     /// ```
     pub fn new(mm: &'a Mm<P>) -> Self {

@@ -7,6 +7,8 @@
 //! what the kernel sees through the `Hardware` and `KernelHooks` traits (CPUs, interrupts
 //! and their injection, TLB flushes, clock, console, shrinkers). Start at [`Machine::new`].
 
+use std::marker::PhantomData;
+use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -54,6 +56,46 @@ pub struct Machine {
     swiotlb: SwiotlbConfig,
     /// The `Kernel panic - not syncing: …` line, once the console has shown one.
     panic_line: Mutex<Option<String>>,
+}
+
+/// The kernel as the calling thread holds it through [`Machine::mm`]: CPU 0 (unless the
+/// thread already ran as a CPU), given back when this is dropped. It stays on the thread
+/// that took it.
+pub struct MmRef<'m> {
+    mm: &'m Mm<SimPlatform>,
+    /// Whether this borrow claimed CPU 0, and so gives it back.
+    claimed: bool,
+    /// The claim is the thread's: not `Send`.
+    _thread_bound: PhantomData<*const ()>,
+}
+
+impl Deref for MmRef<'_> {
+    type Target = Mm<SimPlatform>;
+
+    fn deref(&self) -> &Mm<SimPlatform> {
+        self.mm
+    }
+}
+
+impl Drop for MmRef<'_> {
+    fn drop(&mut self) {
+        if self.claimed {
+            self.mm.platform().cpus[0].owner.store(0, Ordering::Release);
+        }
+    }
+}
+
+/// Run `f` as CPU 0 on a kernel the calling thread has to itself (`&mut`: a sysctl
+/// write), as [`Machine::mm`] would, without entering a context.
+fn as_boot_cpu<R>(mm: &mut Mm<SimPlatform>, f: impl FnOnce(&mut Mm<SimPlatform>) -> R) -> R {
+    let previous = mm.platform().cpus[0]
+        .owner
+        .swap(cpu::thread_token(), Ordering::Acquire);
+    let result = f(mm);
+    mm.platform().cpus[0]
+        .owner
+        .store(previous, Ordering::Release);
+    result
 }
 
 /// procps' message for a key with no file under `/proc/sys`.
@@ -116,10 +158,17 @@ impl Machine {
             thp: config.thp,
             ..BootConfig::default()
         };
+        // The booting thread runs as CPU 0 until the machine is handed over.
+        platform.cpus[0]
+            .owner
+            .store(cpu::thread_token(), Ordering::Relaxed);
         let mut mm = Box::new(Mm::boot(platform, boot).map_err(SimError::Boot)?);
-        for (key, value) in &config.sysctls {
-            sysctl_write(&mut mm, key, value).map_err(SimError::Sysctl)?;
-        }
+        let sysctls = config
+            .sysctls
+            .iter()
+            .try_for_each(|(key, value)| sysctl_write(&mut mm, key, value));
+        mm.platform().cpus[0].owner.store(0, Ordering::Release);
+        sysctls.map_err(SimError::Sysctl)?;
         let page_cache = Arc::new(PageCache::default());
         mm.platform().register_shrinker(page_cache.clone());
         Ok(Machine {
@@ -147,7 +196,7 @@ impl Machine {
         }
         let device = Arc::new(crate::device::DmaDevice::new(name, mask_bits));
         let mask = kmemlab_mm::dma::dma_bit_mask(mask_bits);
-        self.mm
+        self.mm()
             .dma_set_mask_and_coherent(device.device(), mask)
             .map_err(|e| {
                 SimError::DmaDevice(format!(
@@ -169,7 +218,7 @@ impl Machine {
     /// error is what procps' `sysctl` prints. A reboot forgets it unless it was a boot
     /// flag ([`MachineConfig::sysctls`]).
     pub fn sysctl_write(&mut self, key: &str, value: &str) -> Result<(), String> {
-        sysctl_write(&mut self.mm, key, value)
+        as_boot_cpu(&mut self.mm, |mm| sysctl_write(mm, key, value))
     }
 
     /// `sysctl KEY`: the tunable as `sysctl` prints its value (tabs between the values of
@@ -177,7 +226,7 @@ impl Machine {
     pub fn sysctl_read(&self, key: &str) -> Result<String, String> {
         let s = Sysctl::from_key(key).ok_or_else(|| unknown_sysctl(key))?;
         let mut out = String::new();
-        self.mm
+        self.mm()
             .sysctl_read(s, &mut out)
             .map_err(|e| e.to_string())?;
         Ok(out)
@@ -188,15 +237,39 @@ impl Machine {
         &self.config
     }
 
-    /// The kernel, for inspection from the boot CPU (reading `/proc`, `check()`). A
-    /// thread that runs as no CPU is taken for CPU 0: calling into the kernel that way
-    /// while another thread runs as CPU 0 through [`Machine::on_cpu`] stops the caller
-    /// with a panic (two threads on one CPU would break the platform's promise to the
-    /// kernel). Two threads that both run as no CPU are not told apart: outside
-    /// `on_cpu`, one thread at a time may use this (the front ends hold the machine
-    /// behind a lock); from several threads, enter the kernel through `on_cpu`.
-    pub fn mm(&self) -> &Mm<SimPlatform> {
-        &self.mm
+    /// The kernel, entered as the boot CPU: the calling thread holds CPU 0 until the
+    /// returned [`MmRef`] is dropped (for a call in one statement, `m.mm().kmalloc(…)`,
+    /// until the statement ends), unless it already runs as a CPU through
+    /// [`Machine::on_cpu`], which it then stays. Unlike `on_cpu`, it enters no context and
+    /// leaves the CPU's deferred work (kworker items, kswapd) to the next `on_cpu`: it is
+    /// for inspection and single-threaded driving between commands.
+    ///
+    /// While another thread runs as CPU 0 this stops the caller with a panic (two threads
+    /// on one CPU would break the platform's promise to the kernel); from several
+    /// threads, enter the kernel through `on_cpu`. Holding the borrow while waiting for a
+    /// thread that needs CPU 0 waits for ever, as holding a lock would.
+    pub fn mm(&self) -> MmRef<'_> {
+        let platform = self.mm.platform();
+        let claimed = platform.running_as().is_none();
+        if claimed
+            && platform.cpus[0]
+                .owner
+                .compare_exchange(0, cpu::thread_token(), Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+        {
+            panic!("Machine::mm called while CPU 0 runs on another thread: enter the kernel through Machine::on_cpu");
+        }
+        MmRef {
+            mm: &self.mm,
+            claimed,
+            _thread_bound: PhantomData,
+        }
+    }
+
+    /// The hardware under the kernel (RAM, the MMU, the console, interrupt injection),
+    /// without entering the kernel: usable from any thread.
+    pub fn platform(&self) -> &SimPlatform {
+        self.mm.platform()
     }
 
     /// [`Mm::check`]: every subsystem's invariants, from the boot CPU. A plain method of
@@ -204,7 +277,7 @@ impl Machine {
     /// the checker (a crate calling the generic `Mm::check` itself builds its own, at
     /// that crate's optimisation level: the cli's tests build unoptimised).
     pub fn check(&self) -> Result<CheckReport, CheckError> {
-        self.mm.check()
+        self.mm().check()
     }
 
     /// The simulated page cache.
@@ -257,7 +330,7 @@ impl Machine {
     /// console. Call it before [`Machine::take_console`]: faults recorded without a
     /// console are printed by this call.
     pub fn take_oopses(&self) -> u32 {
-        self.mm.take_oopses()
+        self.mm().take_oopses()
     }
 
     /// The kernel's taint (`/proc/sys/kernel/tainted`; its `Display` is
@@ -317,26 +390,30 @@ impl Machine {
     ) -> Result<R, SimError> {
         let platform = self.mm.platform();
         let state = platform.cpus.get(cpu).ok_or(SimError::NoSuchCpu(cpu))?;
-        let nested = cpu::current_cpu(platform.id) == Some(cpu);
+        let current = cpu::current_cpu(platform.id);
+        let nested = current == Some(cpu);
+        let mut claimed = false;
         if nested {
             if ctx == Context::Hardirq && !state.irqs_enabled.load(Ordering::Relaxed) {
                 return Err(SimError::IrqsDisabled(cpu));
             }
         } else {
             let token = cpu::thread_token();
-            if state
+            match state
                 .owner
                 .compare_exchange(0, token, Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
             {
-                return Err(SimError::CpuBusy(cpu));
+                Ok(_) => claimed = true,
+                // Held by this thread's `Machine::mm`: entered from there, kept after.
+                Err(owner) if owner == token && current.is_none() => {}
+                Err(_) => return Err(SimError::CpuBusy(cpu)),
             }
         }
         let guard = CpuGuard {
             machine: self,
             cpu,
             ctx,
-            nested,
+            claimed,
             previous: cpu::set_current((platform.id, cpu)),
             irqs_were_enabled: state.irqs_enabled.load(Ordering::Relaxed),
         };
@@ -403,7 +480,8 @@ struct CpuGuard<'a> {
     machine: &'a Machine,
     cpu: usize,
     ctx: Context,
-    nested: bool,
+    /// Whether this entry claimed the CPU, and so gives it back.
+    claimed: bool,
     previous: (u64, usize),
     irqs_were_enabled: bool,
 }
@@ -417,7 +495,7 @@ impl Drop for CpuGuard<'_> {
             .irqs_enabled
             .store(self.irqs_were_enabled, Ordering::Relaxed);
         cpu::set_current(self.previous);
-        if !self.nested {
+        if self.claimed {
             state.owner.store(0, Ordering::Release);
         }
     }
@@ -431,7 +509,7 @@ mod tests {
     /// stray write would, so that the next `spin_lock` on it finds bad magic and panics.
     fn corrupt_pcp_lock(m: &Machine) {
         let pcp = &m.mm().per_cpu(0).pcp[0] as *const _ as u64;
-        let phys = pcp - m.mm().platform().ram().base() as u64;
+        let phys = pcp - m.platform().ram().base() as u64;
         m.mm()
             .platform()
             .ram()

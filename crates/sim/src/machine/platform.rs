@@ -43,19 +43,27 @@ pub(super) struct IrqInjector {
 pub(super) static NEXT_MACHINE_ID: AtomicU64 = AtomicU64::new(1);
 
 impl SimPlatform {
-    /// The CPU of a thread that has claimed none: the boot CPU, for boot and for
-    /// single-threaded inspection between commands ([`crate::Machine::mm`]). While
-    /// another thread runs as CPU 0 that would be two threads on one CPU, which breaks
-    /// the promise this platform makes to the kernel ([`kmemlab_mm::Hardware`]'s safety
-    /// contract): the caller is stopped here instead (it must enter the kernel through
-    /// [`crate::Machine::on_cpu`]).
+    /// The CPU of a thread that runs as none through [`crate::Machine::on_cpu`]: CPU 0 if
+    /// the thread holds it through [`crate::Machine::mm`] (or is booting the machine).
+    /// Any other thread that calls into the kernel without a CPU would be a second
+    /// thread on a CPU another may be running as, which breaks the promise this platform
+    /// makes to the kernel ([`kmemlab_mm::Hardware`]'s safety contract): it is stopped
+    /// here instead.
     #[cold]
     #[inline(never)]
     fn unclaimed_cpu(&self) -> usize {
-        if self.cpus[0].owner.load(Ordering::Acquire) != 0 {
-            panic!("a thread that runs as no CPU called into the kernel while CPU 0 runs on another thread: enter it through Machine::on_cpu");
+        if self.cpus[0].owner.load(Ordering::Relaxed) != cpu::thread_token() {
+            panic!("a thread that runs as no CPU called into the kernel: enter it through Machine::on_cpu, Machine::run or Machine::mm");
         }
         0
+    }
+
+    /// The CPU the calling thread runs as: the one it entered through
+    /// [`crate::Machine::on_cpu`], or CPU 0 while it holds [`crate::Machine::mm`].
+    pub(super) fn running_as(&self) -> Option<usize> {
+        cpu::current_cpu(self.id).or_else(|| {
+            (self.cpus[0].owner.load(Ordering::Relaxed) == cpu::thread_token()).then_some(0)
+        })
     }
 
     /// The RAM.
@@ -235,7 +243,7 @@ unsafe impl Hardware for SimPlatform {
             cpu::set_current(previous);
             return;
         }
-        let me = cpu::current_cpu(self.id).map(|c| &self.cpus[c]);
+        let me = self.running_as().map(|c| &self.cpus[c]);
         if let Some(me) = me {
             me.ipi_state.store(cpu::IPI_PARKED, Ordering::Release);
         }

@@ -13,7 +13,7 @@ use crate::machine::Machine;
 /// Memory as a CPU sees it: through its TLB and the kernel's page tables.
 impl Machine {
     fn mmu(&self) -> &Mmu {
-        self.mm().platform().mmu()
+        self.platform().mmu()
     }
 
     fn addr_bits(&self) -> u32 {
@@ -27,7 +27,7 @@ impl Machine {
     fn access(&self, va: VirtAddr, access: Access) -> Result<Translation, PageFault> {
         let mm = self.mm();
         let cpu = mm.platform().smp_processor_id();
-        let mem = RamTables::new(mm);
+        let mem = RamTables::new(&mm);
         let r = self
             .mmu()
             .translate(cpu, &mem, mm.paging(), mm.kernel_pgd(), va, access);
@@ -75,7 +75,7 @@ impl Machine {
         self.for_each_chunk(vaddr, len, Access::Read, |phys, range| {
             let start = out.len();
             out.resize(start + range, 0);
-            self.mm().platform().ram().read(phys, &mut out[start..])
+            self.platform().ram().read(phys, &mut out[start..])
         })?;
         Ok(out)
     }
@@ -104,6 +104,9 @@ impl Machine {
         access: Access,
         mut f: impl FnMut(u64, usize) -> Option<()>,
     ) -> Result<(), PageFault> {
+        // The current CPU (CPU 0 for a thread that runs as none) for the whole access,
+        // its fault report included.
+        let _cpu = self.mm();
         let page = PAGE_SIZE as u64;
         let mut va = vaddr.0;
         let mut left = len as u64;
@@ -119,7 +122,7 @@ impl Machine {
                     let fault = PageFault {
                         vaddr: VirtAddr(va),
                         access,
-                        cpu: self.mm().platform().smp_processor_id(),
+                        cpu: self.platform().smp_processor_id(),
                         reason: FaultReason::NotRam {
                             phys: PhysAddr(phys),
                         },
@@ -142,7 +145,7 @@ impl Machine {
     pub fn translate(&self, vaddr: VirtAddr) -> Result<Translation, PageFault> {
         let mm = self.mm();
         let cpu = mm.platform().smp_processor_id();
-        let mem = RamTables::new(mm);
+        let mem = RamTables::new(&mm);
         self.mmu()
             .translate(cpu, &mem, mm.paging(), mm.kernel_pgd(), vaddr, Access::Read)
             .map_err(|reason| PageFault {
@@ -157,7 +160,7 @@ impl Machine {
     /// Walk the page tables for `vaddr`, level by level, without the TLB and uncounted.
     pub fn walk(&self, vaddr: VirtAddr) -> Walk {
         let mm = self.mm();
-        walk(&RamTables::new(mm), mm.paging(), mm.kernel_pgd(), vaddr)
+        walk(&RamTables::new(&mm), mm.paging(), mm.kernel_pgd(), vaddr)
     }
 
     /// `cpu`'s TLB counters.

@@ -39,7 +39,7 @@ fn order_above_max_is_refused_with_a_warning() {
         .no_holes()
         .seed(7)
         .boot();
-    let before = counts(m.mm());
+    let before = counts(&m.mm());
     let warns = m
         .mm()
         .events()
@@ -81,7 +81,7 @@ fn order_above_max_is_refused_with_a_warning() {
             .load(std::sync::atomic::Ordering::Relaxed),
         warns + 12
     );
-    assert_eq!(counts(m.mm()), before);
+    assert_eq!(counts(&m.mm()), before);
 }
 
 /// 6.6 `rmqueue()`: `WARN_ON_ONCE((gfp_flags & __GFP_NOFAIL) && (order > 1))` at
@@ -131,7 +131,7 @@ fn invalid_gfp_combinations_are_refused() {
         .no_holes()
         .seed(7)
         .boot();
-    let before = counts(m.mm());
+    let before = counts(&m.mm());
     let zone_bad = [
         Gfp::GFP_KERNEL | Gfp::__GFP_DMA | Gfp::__GFP_HIGHMEM,
         Gfp::GFP_KERNEL | Gfp::__GFP_DMA | Gfp::__GFP_DMA32,
@@ -161,7 +161,7 @@ fn invalid_gfp_combinations_are_refused() {
         r,
         Err(PageAllocError::BadGfp(GfpError::BadMigrateType(mt_bad)))
     );
-    assert_eq!(counts(m.mm()), before);
+    assert_eq!(counts(&m.mm()), before);
 }
 
 #[test]
@@ -173,7 +173,7 @@ fn get_free_pages_refuses_highmem() {
             .cpus(1)
             .no_holes()
             .boot();
-        let before = counts(m.mm());
+        let before = counts(&m.mm());
         for gfp in [
             Gfp::GFP_HIGHUSER,
             Gfp::GFP_HIGHUSER_MOVABLE,
@@ -188,7 +188,7 @@ fn get_free_pages_refuses_highmem() {
                 Err(PageAllocError::HighMemHasNoAddress)
             );
         }
-        assert_eq!(counts(m.mm()), before, "{profile}");
+        assert_eq!(counts(&m.mm()), before, "{profile}");
     }
 }
 
@@ -200,7 +200,7 @@ fn double_free_is_reported_and_refused() {
         .no_holes()
         .seed(7)
         .boot();
-    let boot = BootState::of(m.mm());
+    let boot = BootState::of(&m.mm());
     for (order, drain) in [(0, false), (0, true), (3, false), (5, false), (10, true)] {
         let pfn = m.run(|mm| {
             let page = mm.alloc_pages(Gfp::GFP_KERNEL, order).unwrap();
@@ -210,7 +210,7 @@ fn double_free_is_reported_and_refused() {
         if drain {
             m.mm().drain_all_pages();
         }
-        let before = counts(m.mm());
+        let before = counts(&m.mm());
         let bugs = m
             .mm()
             .events()
@@ -226,7 +226,7 @@ fn double_free_is_reported_and_refused() {
                 .load(std::sync::atomic::Ordering::Relaxed),
             bugs + 1
         );
-        assert_eq!(counts(m.mm()), before, "double free changed the allocator");
+        assert_eq!(counts(&m.mm()), before, "double free changed the allocator");
     }
     assert_all_free(&m, &boot, true);
 }
@@ -244,7 +244,7 @@ fn a_free_that_is_not_the_last_reference_only_drops_it() {
         .no_holes()
         .seed(7)
         .boot();
-    let boot = BootState::of(m.mm());
+    let boot = BootState::of(&m.mm());
     // Another holder's reference (`get_page()`), written into the descriptor's refcount.
     let set_refcount = |pfn: Pfn, n: u32| {
         let at = m.run(|mm| {
@@ -266,7 +266,7 @@ fn a_free_that_is_not_the_last_reference_only_drops_it() {
     };
     let free =
         |pfn: Pfn, order: u32| m.run(|mm| mm.__free_pages(mm.pfn_to_page(pfn).unwrap(), order));
-    let allocated = || counts(m.mm()).0.allocated;
+    let allocated = || counts(&m.mm()).0.allocated;
     for (gfp, order) in [
         (Gfp::GFP_KERNEL, 0),
         (Gfp::GFP_KERNEL, 3),
@@ -307,7 +307,7 @@ fn wrong_order_and_tail_pages_are_refused() {
         .no_holes()
         .seed(7)
         .boot();
-    let boot = BootState::of(m.mm());
+    let boot = BootState::of(&m.mm());
     let (plain, comp) = m.run(|mm| {
         let plain = mm.page_to_pfn(mm.alloc_pages(Gfp::GFP_KERNEL, 2).unwrap());
         let comp = mm.page_to_pfn(
@@ -316,7 +316,7 @@ fn wrong_order_and_tail_pages_are_refused() {
         );
         (plain, comp)
     });
-    let before = counts(m.mm());
+    let before = counts(&m.mm());
     let free =
         |pfn: Pfn, order: u32| m.run(|mm| mm.__free_pages(mm.pfn_to_page(pfn).unwrap(), order));
 
@@ -353,7 +353,7 @@ fn wrong_order_and_tail_pages_are_refused() {
     );
     bad_page_reported(&m, comp);
     assert_eq!(
-        counts(m.mm()),
+        counts(&m.mm()),
         before,
         "refused frees changed the allocator"
     );
@@ -372,7 +372,7 @@ fn pfns_outside_ram_holes_and_reserved_pages() {
         .cpus(1)
         .holes(vec![Hole::LEGACY, Hole::PCI])
         .boot();
-    let before = counts(m.mm());
+    let before = counts(&m.mm());
     let mm = m.mm();
     let end_pfn = (6 * GIB + MIB) >> 12;
     for pfn in [
@@ -405,7 +405,7 @@ fn pfns_outside_ram_holes_and_reserved_pages() {
     }
     // A page of the first allocatable block is fine to look up.
     assert!(mm.pfn_to_page(Pfn(0x1000)).is_ok());
-    assert_eq!(counts(mm), before);
+    assert_eq!(counts(&mm), before);
 }
 
 #[test]
@@ -416,7 +416,7 @@ fn free_pages_needs_a_direct_map_address() {
             .ram(1200 * MIB)
             .cpus(1)
             .boot();
-        let before = counts(m.mm());
+        let before = counts(&m.mm());
         let layout = *m.mm().layout();
         let not_direct = [
             1,
@@ -443,7 +443,7 @@ fn free_pages_needs_a_direct_map_address() {
         // free_pages(0) is a no-op, as in the kernel.
         assert_eq!(m.run(|mm| mm.free_pages(VirtAddr(0), 3)), Ok(()));
         assert!(m.take_console().is_empty());
-        assert_eq!(counts(m.mm()), before, "{profile}");
+        assert_eq!(counts(&m.mm()), before, "{profile}");
     }
 }
 
@@ -461,14 +461,15 @@ fn a_page_of_another_machine_is_foreign() {
         .no_holes()
         .seed(7)
         .boot();
-    let before_b = counts(b.mm());
+    let before_b = counts(&b.mm());
     let pfn = a.run(|mm| mm.page_to_pfn(mm.alloc_pages(Gfp::GFP_KERNEL, 0).unwrap()));
-    let page = a.mm().pfn_to_page(pfn).unwrap();
+    let mm = a.mm();
+    let page = mm.pfn_to_page(pfn).unwrap();
     assert_eq!(
         b.run(|mm| mm.__free_pages(page, 0)),
         Err(FreeError::ForeignPage)
     );
-    assert_eq!(counts(b.mm()), before_b);
+    assert_eq!(counts(&b.mm()), before_b);
     assert_eq!(a.run(|mm| mm.__free_pages(page, 0)), Ok(()));
     a.mm().check().unwrap();
 }
@@ -528,7 +529,7 @@ fn free_check_reports_the_first_failing_check_of_every_combination() {
                 + (pfn - mm.mem_map().base_pfn) * std::mem::size_of::<kmemlab_mm::Page>() as u64
         });
         let mut bytes = [0u8; 12];
-        let ram = m.mm().platform().ram();
+        let ram = m.platform().ram();
         ram.read(at, &mut bytes).expect("RAM");
         let old =
             [0, 1, 2].map(|i| u32::from_le_bytes(bytes[i * 4..i * 4 + 4].try_into().unwrap()));

@@ -28,7 +28,7 @@ fn rows(text: &str) -> Vec<(String, Geometry)> {
 
 fn slabinfo(m: &Machine) -> Vec<(String, Geometry)> {
     let mut text = String::new();
-    procfs::slabinfo(m.mm(), &mut text).unwrap();
+    procfs::slabinfo(&m.mm(), &mut text).unwrap();
     rows(&text)
 }
 

@@ -107,7 +107,7 @@ fn bulk_round_trip_counts_one_stat_per_object_and_one_per_freelist() {
         assert_distinct_and_writable(mm, &objs, 96);
         mm.kmem_cache_free_bulk(r, &mut objs).unwrap();
     });
-    check(m.mm());
+    check(&m.mm());
     m.run(|mm| mm.kmem_cache_destroy(r)).unwrap();
     assert!(m.take_console().is_empty());
     assert_eq!(bugs(&m), 0);
@@ -145,7 +145,7 @@ fn bulk_on_a_debug_cache_keeps_every_check() {
     let console = m.take_console().join("\n");
     assert!(console.contains("Object already free"), "{console}");
     let _ = r2;
-    check(m.mm());
+    check(&m.mm());
     m.run(|mm| mm.kmem_cache_destroy(r)).unwrap();
 }
 
@@ -177,7 +177,7 @@ fn bulk_alloc_initialises_as_the_single_path() {
         mm.kmem_cache_free_bulk(r, &mut objs).unwrap();
         mm.kmem_cache_destroy(r).unwrap();
     });
-    check(m.mm());
+    check(&m.mm());
 }
 
 #[test]
@@ -220,7 +220,7 @@ fn bulk_all_or_nothing(m: Machine) {
         // kmem_cache_destroy() refuses a cache with objects left.
         mm.kmem_cache_destroy(r).unwrap();
     });
-    check(m.mm());
+    check(&m.mm());
     assert!(m.take_console().is_empty());
 }
 
@@ -257,7 +257,7 @@ fn double_free_within_a_bulk_array_goes_into_the_sheaves_as_in_6_18() {
         m.run(|mm| mm.kmem_cache_shrink(r).unwrap());
         assert_eq!(bugs(&m), before + 1, "dup at {dup_at}");
         take_console_expecting(&m, "kernel BUG at mm/slub.c:");
-        check(m.mm());
+        check(&m.mm());
     }
     // An object freed before, in a bulk array: no report either.
     let result = m.run(|mm| {
@@ -271,7 +271,7 @@ fn double_free_within_a_bulk_array_goes_into_the_sheaves_as_in_6_18() {
     assert!(m.mm().check().is_err());
     m.run(|mm| mm.kmem_cache_shrink(r).unwrap());
     m.take_console();
-    check(m.mm());
+    check(&m.mm());
     m.run(|mm| {
         let mut objs = vec![VirtAddr(0); 200];
         mm.kmem_cache_alloc_bulk(r, Gfp::GFP_KERNEL, &mut objs)
@@ -280,7 +280,7 @@ fn double_free_within_a_bulk_array_goes_into_the_sheaves_as_in_6_18() {
         mm.kmem_cache_free_bulk(r, &mut objs).unwrap();
         mm.kmem_cache_destroy(r).unwrap();
     });
-    check(m.mm());
+    check(&m.mm());
 }
 
 fn double_free_within_a_bulk_array(m: Machine) {
@@ -304,7 +304,7 @@ fn double_free_within_a_bulk_array(m: Machine) {
         );
         assert_eq!(bugs(&m), before + 1, "dup at {dup_at}");
         take_console_expecting(&m, "kernel BUG at mm/slub.c:");
-        check(m.mm());
+        check(&m.mm());
     }
     // An object freed before, in a bulk array.
     let result = m.run(|mm| {
@@ -316,7 +316,7 @@ fn double_free_within_a_bulk_array(m: Machine) {
     });
     assert!(result.is_err());
     m.take_console();
-    check(m.mm());
+    check(&m.mm());
     // Nothing is handed out twice afterwards, and nothing was leaked.
     m.run(|mm| {
         let mut objs = vec![VirtAddr(0); 200];
@@ -326,7 +326,7 @@ fn double_free_within_a_bulk_array(m: Machine) {
         mm.kmem_cache_free_bulk(r, &mut objs).unwrap();
         mm.kmem_cache_destroy(r).unwrap();
     });
-    check(m.mm());
+    check(&m.mm());
 }
 
 #[test]
@@ -391,14 +391,14 @@ fn mixed_caches_and_bad_pointers(m: Machine) {
         mm.kmem_cache_destroy(a).unwrap();
         mm.kmem_cache_destroy(b).unwrap();
     });
-    check(m.mm());
+    check(&m.mm());
     assert!(m.take_console().is_empty());
 }
 
 #[test]
 fn page_bulk_fills_only_the_empty_slots() {
     let m = MachineBuilder::small().seed(9).boot();
-    let boot = BootState::of(m.mm());
+    let boot = BootState::of(&m.mm());
     m.run(|mm| {
         let pre: Vec<&Page> = (0..3)
             .map(|_| mm.alloc_pages(Gfp::GFP_KERNEL, 0).unwrap())
@@ -439,13 +439,13 @@ fn page_bulk_fills_only_the_empty_slots() {
         assert_eq!(n, 20);
     });
     assert_all_free(&m, &boot, false);
-    check(m.mm());
+    check(&m.mm());
 }
 
 #[test]
 fn page_bulk_gives_what_there_is_when_memory_runs_out() {
     let m = MachineBuilder::small().seed(10).boot();
-    let boot = BootState::of(m.mm());
+    let boot = BootState::of(&m.mm());
     let gfp = Gfp::GFP_NOWAIT | Gfp::__GFP_NOWARN;
     m.run(|mm| {
         let mut hog = Vec::new();
@@ -466,7 +466,7 @@ fn page_bulk_gives_what_there_is_when_memory_runs_out() {
         }
     });
     assert_all_free(&m, &boot, false);
-    check(m.mm());
+    check(&m.mm());
 }
 
 #[test]
@@ -505,7 +505,7 @@ fn bulk_init_on_free(percpu: SlabPercpu) {
         mm.kmem_cache_free_bulk(r, &mut objs).unwrap();
         mm.kmem_cache_destroy(r).unwrap();
     });
-    check(m.mm());
+    check(&m.mm());
 }
 
 /// kvmalloc counts on each CPU in its own per-CPU area; the statistics sum them.
@@ -597,7 +597,7 @@ fn a_bulk_free_past_a_corrupted_object_count_is_answered() {
             po + (pfn.raw() << 12),
         )
     });
-    let ram = m.mm().platform().ram();
+    let ram = m.platform().ram();
     ram.write(desc_phys + 4, &8u32.to_le_bytes()).unwrap(); // order 8
     ram.write(desc_phys + 28, &0xffffu16.to_le_bytes()).unwrap(); // 65,535 objects
     ram.write(tail_phys, &kmemlab_mm::mm_types::PG_TAIL.to_le_bytes())

@@ -40,7 +40,7 @@ fn free_block_heads(mm: &Mm<SimPlatform>) -> Vec<(Pfn, u32)> {
 /// Write a word into `tail`'s descriptor: `check()` must name that page; then restore it.
 fn assert_written_tail_is_found(m: &Machine, tail: Pfn, what: &str) {
     let word = m.run(|mm| struct_page_phys(mm, tail)) + 24;
-    let ram = m.mm().platform().ram();
+    let ram = m.platform().ram();
     ram.write(word, &1u64.to_le_bytes())
         .expect("mem_map is RAM");
     let err = m.run(|mm| mm.check()).expect_err("a written tail is found");
@@ -98,7 +98,7 @@ fn the_walk_leaves_never_written_descriptors_unbacked() {
         .run(|mm| struct_page_phys(mm, head + 1))
         .next_multiple_of(page);
     let end = m.run(|mm| struct_page_phys(mm, head + (1 << order))) / page * page;
-    let ram = m.mm().platform().ram();
+    let ram = m.platform().ram();
     if !ram.knows_unbacked_pages() {
         eprintln!("no usable /proc/self/pagemap on this host: the walk reads every page");
         return;

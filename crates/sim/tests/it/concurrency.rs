@@ -53,7 +53,7 @@ impl Shared<'_> {
     }
 
     fn write_tag(&self, pfn: Pfn, order: u32, tag: u64) {
-        let ram = self.machine.mm().platform().ram();
+        let ram = self.machine.platform().ram();
         for p in pfn.range_to(pfn + (1 << order)) {
             ram.write(p.phys().0, &(tag ^ p.raw()).to_le_bytes())
                 .unwrap();
@@ -61,7 +61,7 @@ impl Shared<'_> {
     }
 
     fn check_tag(&self, pfn: Pfn, order: u32, tag: u64) {
-        let ram = self.machine.mm().platform().ram();
+        let ram = self.machine.platform().ram();
         let mut buf = [0u8; 8];
         for p in pfn.range_to(pfn + (1 << order)) {
             ram.read(p.phys().0, &mut buf).unwrap();
@@ -181,7 +181,7 @@ fn worker(
 }
 
 fn run(machine: Machine, threads: usize, ops: usize, max_live: u64) {
-    let boot = BootState::of(machine.mm());
+    let boot = BootState::of(&machine.mm());
     let shared = Shared {
         machine: &machine,
         live: Mutex::new(BTreeMap::new()),
@@ -266,5 +266,67 @@ fn a_thread_running_as_no_cpu_is_stopped_while_cpu_0_runs_elsewhere() {
     assert!(stopped, "a second thread ran as CPU 0");
     // With CPU 0 idle, the boot CPU's inspection from an unclaimed thread still works.
     assert!(m.mm().kmalloc(64, Gfp::GFP_KERNEL).is_ok());
+    assert!(m.check().is_ok());
+}
+
+#[test]
+fn two_threads_that_run_as_no_cpu_are_not_both_cpu_0() {
+    let m = MachineBuilder::new().ram(64 * MIB).cpus(2).seed(14).boot();
+    // This thread holds CPU 0 through `Machine::mm`; a second one doing the same would
+    // be a second CPU 0 (the check before looked for an `on_cpu` owner only).
+    let mm = m.mm();
+    let stopped = std::thread::scope(|s| {
+        s.spawn(|| m.mm().kmalloc(64, Gfp::GFP_KERNEL))
+            .join()
+            .is_err()
+    });
+    assert!(stopped, "two threads ran as CPU 0");
+    // The holder goes on, and may enter CPU 0 through `run` as well.
+    let a = mm.kmalloc(64, Gfp::GFP_KERNEL).unwrap();
+    m.run(|mm| mm.kfree(a)).unwrap();
+    drop(mm);
+    // Given back: another thread can take CPU 0 either way.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let a = m.mm().kmalloc(64, Gfp::GFP_KERNEL).unwrap();
+            m.run(|mm| mm.kfree(a)).unwrap();
+        });
+    });
+    assert!(m.check().is_ok());
+}
+
+#[test]
+fn the_kernel_handed_to_a_thread_that_runs_as_no_cpu_stops_it() {
+    let m = MachineBuilder::new().ram(64 * MIB).cpus(2).seed(15).boot();
+    // Inside CPU 1, CPU 0 is idle: before, a thread given `&Mm` ran as CPU 0 unclaimed,
+    // and two such threads would have shared it.
+    let stopped = m
+        .on_cpu(1, Context::Process, |mm| {
+            std::thread::scope(|s| s.spawn(|| mm.kmalloc(64, Gfp::GFP_KERNEL)).join().is_err())
+        })
+        .unwrap();
+    assert!(stopped, "a thread ran as no CPU");
+    assert!(m.check().is_ok());
+}
+
+#[test]
+fn run_inside_a_held_mm_is_an_outermost_entry() {
+    let m = MachineBuilder::new().ram(64 * MIB).cpus(2).seed(16).boot();
+    // A vfree from interrupt context is deferred to the CPU's kworker, which runs when
+    // the outermost `on_cpu` returns; with `Machine::mm` held, that is still this one.
+    let deferred_vfree = |m: &Machine| {
+        let v = m.run(|mm| mm.vmalloc(4 * 4096)).unwrap();
+        let queued = m
+            .on_cpu(0, Context::Softirq, |mm| {
+                mm.vfree(v).unwrap();
+                mm.work_pending()
+            })
+            .unwrap();
+        (queued, m.mm().work_pending())
+    };
+    let mm = m.mm();
+    assert_eq!(deferred_vfree(&m), (true, false), "with Machine::mm held");
+    drop(mm);
+    assert_eq!(deferred_vfree(&m), (true, false), "without");
     assert!(m.check().is_ok());
 }

@@ -20,7 +20,7 @@ fn sleeping_allocations_are_refused_in_atomic_contexts() {
         .no_holes()
         .seed(7)
         .boot();
-    let boot = BootState::of(m.mm());
+    let boot = BootState::of(&m.mm());
     // (context, irqs_disabled, preempt_count)
     let cases = [
         (Context::Softirq, 0, 0x100),
@@ -126,7 +126,7 @@ fn atomic_allocations_work_in_every_context() {
         .no_holes()
         .seed(7)
         .boot();
-    let boot = BootState::of(m.mm());
+    let boot = BootState::of(&m.mm());
     for ctx in [
         Context::Process,
         Context::Softirq,
@@ -166,7 +166,7 @@ fn interrupts_nest_inside_process_context() {
         .no_holes()
         .seed(7)
         .boot();
-    let boot = BootState::of(m.mm());
+    let boot = BootState::of(&m.mm());
     let m_ref = &m;
     let (outer, inner) = m.run(|mm| {
         let a = mm.alloc_pages(Gfp::GFP_KERNEL, 0).unwrap();

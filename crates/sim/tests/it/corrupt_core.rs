@@ -29,7 +29,7 @@ enum Writer {
 }
 
 fn ram(m: &Machine) -> &kmemlab_sim::ram::Ram {
-    m.mm().platform().ram()
+    m.platform().ram()
 }
 
 fn corrupt(m: &Machine, how: Writer, phys: u64, bytes: &[u8]) {
@@ -74,7 +74,7 @@ impl Outcome {
 /// Allocate and free at every order that has its own path, vmalloc and vfree, drain the
 /// per-CPU lists, read the vmalloc area through the MMU, render the free areas, check.
 fn exercise(m: &Machine, probe: VirtAddr) -> Outcome {
-    let faults_before = m.mm().platform().mmu().faults();
+    let faults_before = m.platform().mmu().faults();
     let check = m.run(|mm| {
         for round in 0..3 {
             let mut held = Vec::new();
@@ -108,7 +108,7 @@ fn exercise(m: &Machine, probe: VirtAddr) -> Outcome {
         oopses,
         console: m.take_console(),
         check,
-        mmu_faults: m.mm().platform().mmu().faults() - faults_before,
+        mmu_faults: m.platform().mmu().faults() - faults_before,
     }
 }
 

@@ -171,55 +171,59 @@ fn corrupt(s: &Setup, target: Target, fill: Fill) {
     match target {
         Target::SlabStructPage => {
             for &p in [&s.kmalloc_live[3], &s.cache_live[7]] {
-                write(mm, struct_page_of(mm, p), &fill.bytes(page_size));
+                write(&mm, struct_page_of(&mm, p), &fill.bytes(page_size));
             }
         }
         Target::LargeKmallocStructPage => {
-            write(mm, struct_page_of(mm, s.large), &fill.bytes(page_size));
+            write(&mm, struct_page_of(&mm, s.large), &fill.bytes(page_size));
         }
         Target::FreeObjects => {
             for &p in s.kmalloc_freed.iter().take(5) {
-                write(mm, p.0, &fill.bytes(64));
+                write(&mm, p.0, &fill.bytes(64));
             }
             for &p in s.cache_freed.iter().take(5) {
-                write(mm, p.0, &fill.bytes(96));
+                write(&mm, p.0, &fill.bytes(96));
             }
         }
         Target::KmemCache => {
-            write(mm, s.cache.0, &fill.bytes(std::mem::size_of::<KmemCache>()));
+            write(
+                &mm,
+                s.cache.0,
+                &fill.bytes(std::mem::size_of::<KmemCache>()),
+            );
         }
         Target::KmallocKmemCache => {
-            let c = kmalloc64(mm);
-            write(mm, c, &fill.bytes(std::mem::size_of::<KmemCache>()));
+            let c = kmalloc64(&mm);
+            write(&mm, c, &fill.bytes(std::mem::size_of::<KmemCache>()));
         }
         Target::KmemCacheNode => {
-            for c in [s.cache.0, kmalloc64(mm)] {
-                let node = node_of(mm, c);
-                write(mm, node, &fill.bytes(std::mem::size_of::<KmemCacheNode>()));
+            for c in [s.cache.0, kmalloc64(&mm)] {
+                let node = node_of(&mm, c);
+                write(&mm, node, &fill.bytes(std::mem::size_of::<KmemCacheNode>()));
             }
         }
         Target::KmemCacheCpu => {
-            for c in [s.cache.0, kmalloc64(mm)] {
+            for c in [s.cache.0, kmalloc64(&mm)] {
                 for cpu in 0..2 {
-                    let at = cpu_slab_of(mm, c, cpu);
-                    write(mm, at, &fill.bytes(KMEM_CACHE_CPU_SIZE));
+                    let at = cpu_slab_of(&mm, c, cpu);
+                    write(&mm, at, &fill.bytes(KMEM_CACHE_CPU_SIZE));
                 }
             }
         }
         Target::PartialListLinks => {
-            let node = node_of(mm, s.cache.0);
-            let first = read_u32(mm, node + NODE_PARTIAL);
+            let node = node_of(&mm, s.cache.0);
+            let first = read_u32(&mm, node + NODE_PARTIAL);
             assert_ne!(first, u32::MAX, "the victim cache has partial slabs");
             let page =
                 mm.struct_page_address(mm.pfn_to_page(kmemlab_mm::Pfn(first as u64)).unwrap());
-            write(mm, page.0 + PAGE_LINKS, &fill.bytes(8));
+            write(&mm, page.0 + PAGE_LINKS, &fill.bytes(8));
             // And the second slab's links, and the head itself.
-            let second = read_u32(mm, page.0 + PAGE_LINKS);
+            let second = read_u32(&mm, page.0 + PAGE_LINKS);
             if let Ok(p) = mm.pfn_to_page(kmemlab_mm::Pfn(second as u64)) {
                 let at = mm.struct_page_address(p).0 + PAGE_LINKS;
-                write(mm, at, &Fill::Random(9).bytes(8));
+                write(&mm, at, &Fill::Random(9).bytes(8));
             }
-            write(mm, node + NODE_PARTIAL, &fill.bytes(4));
+            write(&mm, node + NODE_PARTIAL, &fill.bytes(4));
         }
     }
 }
@@ -409,7 +413,7 @@ fn kfree_through_a_corrupted_slab_cache_pointer_is_a_page_fault_oops() {
     ] {
         let m = plain_machine();
         let a = m.run(|mm| mm.kmalloc(64, Gfp::GFP_KERNEL)).unwrap();
-        let page = struct_page_of(m.mm(), a);
+        let page = struct_page_of(&m.mm(), a);
         m.run(|mm| write(mm, page + 32, &bogus.to_le_bytes()));
         let r = m.run(|mm| mm.kfree(a));
         assert!(
@@ -485,7 +489,7 @@ fn a_corrupted_cpu_slab_pointer_is_an_oops_everywhere() {
     let s = setup(SlabFlags::empty());
     let mm = s.m.mm();
     write(
-        mm,
+        &mm,
         s.cache.0 + KMEM_CACHE_CPU_SLAB,
         &0x0000_0028_7fff_fff8u64.to_le_bytes(),
     );
@@ -554,7 +558,7 @@ fn kfree_of_a_large_kmalloc_with_a_corrupted_order_is_refused() {
     let m = plain_machine();
     let a = m.run(|mm| mm.kmalloc(20_000, Gfp::GFP_KERNEL)).unwrap();
     let slab_before = m.mm().slab_pages().unreclaimable();
-    let page = struct_page_of(m.mm(), a);
+    let page = struct_page_of(&m.mm(), a);
     for order in [0u32, 1, 5, 40] {
         m.run(|mm| write(mm, page + 4, &order.to_le_bytes()));
         let r = m.run(|mm| mm.kfree(a));
@@ -585,13 +589,13 @@ fn kfree_of_a_large_kmalloc_with_a_corrupted_order_is_refused() {
 fn disagreeing_partial_list_links_are_list_del_corruption() {
     let s = setup(SlabFlags::empty());
     let mm = s.m.mm();
-    let node = node_of(mm, s.cache.0);
-    let first = read_u32(mm, node + NODE_PARTIAL);
+    let node = node_of(&mm, s.cache.0);
+    let first = read_u32(&mm, node + NODE_PARTIAL);
     let page = mm
         .struct_page_address(mm.pfn_to_page(kmemlab_mm::Pfn(first as u64)).unwrap())
         .0;
     // The first slab's `prev` names another page instead of the list head.
-    write(mm, page + PAGE_LINKS + 4, &(first + 1).to_le_bytes());
+    write(&mm, page + PAGE_LINKS + 4, &(first + 1).to_le_bytes());
     let mut errors = Vec::new();
     workload(&s, 1, &mut errors);
     let console = take_console_expecting(&s.m, "list_del corruption. prev->next should be ");
@@ -616,7 +620,7 @@ fn stray_high_bits_in_a_slab_counters_word_do_not_hang_the_slow_paths() {
             .collect()
     });
     // The word (freelist, inuse, objects, frozen) is at offset 24 of `struct page`.
-    let word = struct_page_of(m.mm(), objs[0]) + 24;
+    let word = struct_page_of(&m.mm(), objs[0]) + 24;
     let before = m.run(|mm| read_u64(mm, word));
     m.run(|mm| write(mm, word, &(before | 1 << 63).to_le_bytes()));
     m.run(|mm| {

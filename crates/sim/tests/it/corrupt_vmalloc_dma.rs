@@ -75,7 +75,7 @@ fn poke(m: &Machine, at: u64, bytes: &[u8]) {
         .layout()
         .virt_to_phys(at)
         .expect("a direct-map address");
-    m.mm().platform().ram().write(phys, bytes).expect("RAM");
+    m.platform().ram().write(phys, bytes).expect("RAM");
 }
 
 /// Overwrite RAM at physical address `phys` with a bus-mastering device.
@@ -368,7 +368,7 @@ fn each_kind_of_corruption_gets_the_kernels_report() {
 fn read_u64(m: &Machine, va: u64) -> u64 {
     let phys = m.mm().layout().virt_to_phys(va).unwrap();
     let mut b = [0u8; 8];
-    m.mm().platform().ram().read(phys, &mut b).unwrap();
+    m.platform().ram().read(phys, &mut b).unwrap();
     u64::from_le_bytes(b)
 }
 
@@ -593,7 +593,7 @@ fn absurd_device_transfers_are_refused_before_any_host_allocation() {
         .swiotlb(SwiotlbConfig::with_slabs(128).below(16 * MIB))
         .boot();
     let dev = m.add_dma_device("greedy", 64).unwrap();
-    let ram = m.mm().platform().ram().size();
+    let ram = m.platform().ram().size();
     let whole = (0x10_0000u64, 8 * MIB as usize);
     // A thousand copies of 8 MiB would need 8 GB of host memory to gather.
     let segments = vec![whole; 1000];

@@ -250,9 +250,10 @@ fn naive_pa_of_a_vmalloc_address_sends_the_device_to_the_wrong_memory() {
     );
     assert_ne!(PhysAddr(naive).pfn(), real, "the real page is elsewhere");
     // The page the naive address names is free: a safe scratch page to overwrite.
-    let victim = m.mm().pfn_to_page(PhysAddr(naive).pfn()).unwrap();
+    let mm = m.mm();
+    let victim = mm.pfn_to_page(PhysAddr(naive).pfn()).unwrap();
     assert_eq!(victim.refcount(), 0);
-    let ram = m.mm().platform().ram();
+    let ram = m.platform().ram();
     let mut before = vec![0; 4096];
     ram.read(naive, &mut before).unwrap();
     dev.load_buffer(&data);
@@ -477,7 +478,8 @@ fn isa_device_and_a_buffer_above_16m_bounce_through_swiotlb() {
 #[test]
 fn swiotlb_is_counted_in_memblock_reserved() {
     let m = isa_machine(Profile::X86_64);
-    let reserved = m.mm().memblock().reserved();
+    let mm = m.mm();
+    let reserved = mm.memblock().reserved();
     let pool: u64 = reserved
         .regions()
         .iter()
@@ -839,7 +841,7 @@ fn dma_pool_blocks_never_cross_the_boundary_and_bad_frees_are_reported() {
             .boot();
         let dev = m.add_dma_device("usb", 32).unwrap();
         shrink_all_caches(&m);
-        let boot = BootState::of(m.mm());
+        let boot = BootState::of(&m.mm());
         m.run(|mm| {
             assert!(mm.dma_pool_create("bad", dev.device(), 64, 3, 0).is_err());
             assert!(mm.dma_pool_create("bad", dev.device(), 64, 8, 48).is_err());
@@ -930,7 +932,7 @@ fn dma_debug_reports_bad_unmaps_with_the_kernels_words() {
     let nic = m.add_dma_device("nic", 32).unwrap();
     let dev = nic.device();
     let buf = m.run(|mm| mm.kmalloc(256, Gfp::GFP_KERNEL)).unwrap();
-    let phys = phys_of(m.mm(), buf);
+    let phys = phys_of(&m.mm(), buf);
     // Line n of what was printed (line 0 of each WARN is its cut line, 1 its message).
     let line = |n: usize| m.take_console().get(n).cloned().unwrap_or_default();
     m.run(|mm| {
@@ -1136,7 +1138,7 @@ fn after_unmapping_and_freeing_every_page_and_slot_is_back() {
             mm.purge_vmap_area_lazy();
         });
         shrink_all_caches(&m);
-        let boot = BootState::of(m.mm());
+        let boot = BootState::of(&m.mm());
         m.run(|mm| {
             let k = mm.kmalloc(10_000, Gfp::GFP_KERNEL).unwrap();
             let v = mm.vmalloc(40_000).unwrap();
@@ -1224,7 +1226,7 @@ fn two_cpus_bounce_at_once_and_an_irq_handler_maps_too() {
                         mm.dma_mapping_error(isa.device(), a).unwrap();
                         assert!(mm.is_swiotlb_buffer(PhysAddr(a)));
                         let mut bounced = vec![0; len];
-                        m.mm().platform().ram().read(a, &mut bounced).unwrap();
+                        m.platform().ram().read(a, &mut bounced).unwrap();
                         assert_eq!(
                             bounced, data,
                             "CPU {cpu} round {round}: the bounce holds our bytes"
@@ -1294,7 +1296,7 @@ fn dma_debug_sync_and_free_reports_with_the_kernels_words() {
     let nic = m.add_dma_device("nic", 32).unwrap();
     let dev = nic.device();
     let buf = m.run(|mm| mm.kmalloc(256, Gfp::GFP_KERNEL)).unwrap();
-    let phys = phys_of(m.mm(), buf);
+    let phys = phys_of(&m.mm(), buf);
     m.take_console();
     let lines = |m: &Machine| -> Vec<String> {
         m.take_console()
@@ -1368,7 +1370,7 @@ fn dma_debug_sync_and_free_reports_with_the_kernels_words() {
     let (cpu, dma) = m
         .run(|mm| mm.dma_alloc_coherent(dev, 2 * PAGE_SIZE, Gfp::GFP_KERNEL))
         .unwrap();
-    let cpu_phys = phys_of(m.mm(), cpu);
+    let cpu_phys = phys_of(&m.mm(), cpu);
     let wrong = VirtAddr(cpu.0 + PAGE_SIZE as u64);
     let r = m.run(|mm| mm.dma_free_coherent(dev, 2 * PAGE_SIZE, wrong, dma));
     assert_eq!(r, Err(DmaError::Inval));

@@ -215,14 +215,14 @@ pub fn assert_all_free(machine: &Machine, boot: &BootState, exact_buddyinfo: boo
     assert_eq!(report.pcp, 0, "pages still on per-CPU lists: {report:?}");
     assert_eq!(
         report.free + report.allocated,
-        managed(mm),
+        managed(&mm),
         "not every managed page is free"
     );
     assert_eq!(report, boot.report, "checker counts differ from boot's");
     let free: Vec<u64> = mm.zones().iter().map(|z| z.free_pages()).collect();
     assert_eq!(free, boot.free, "per-zone free pages differ from boot's");
     if exact_buddyinfo {
-        let now = BootState::of(mm);
+        let now = BootState::of(&mm);
         assert_eq!(
             now.buddyinfo, boot.buddyinfo,
             "free blocks did not merge back to boot's buddyinfo"
@@ -307,7 +307,7 @@ pub fn active_objects(m: &Machine) -> std::collections::BTreeMap<String, u64> {
     m.mm().for_each_cache(|s| {
         out.insert(
             s.name().to_string(),
-            kmemlab_mm::procfs::slab_info(m.mm(), s).active_objs,
+            kmemlab_mm::procfs::slab_info(&m.mm(), s).active_objs,
         );
         None::<()>
     });

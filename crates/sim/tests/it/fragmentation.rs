@@ -48,7 +48,8 @@ fn free_every_other(m: &Machine, held: &mut Vec<Pfn>) -> Vec<Pfn> {
     held.retain(|p| !freed_set.contains(p));
     m.mm().drain_all_pages();
     for &p in &freed {
-        let page = m.mm().pfn_to_page(p).unwrap();
+        let mm = m.mm();
+        let page = mm.pfn_to_page(p).unwrap();
         assert!(
             page.is_buddy() && page.order() == 0,
             "freed {:#x} merged or vanished",
@@ -70,8 +71,8 @@ fn fragmented_dma_zone_cannot_serve_order_1() {
     // would boost DMA's watermarks, and kswapd, with nothing to reclaim, would leave the
     // boost in place, moving every mark this test counts against.
     m.sysctl_write("vm.watermark_boost_factor", "0").unwrap();
-    let boot = BootState::of(m.mm());
-    let dma = zone_idx(m.mm(), ZoneType::Dma);
+    let boot = BootState::of(&m.mm());
+    let dma = zone_idx(&m.mm(), ZoneType::Dma);
     let gfp = Gfp::GFP_DMA | Gfp::__GFP_NOWARN;
 
     // Fill ZONE_DMA with single pages until the allocator refuses.
@@ -79,14 +80,15 @@ fn fragmented_dma_zone_cannot_serve_order_1() {
     let err = loop {
         match alloc(&m, gfp, 0) {
             Ok(pfn) => {
-                assert_eq!(zone_of(m.mm(), pfn), ZoneType::Dma);
+                assert_eq!(zone_of(&m.mm(), pfn), ZoneType::Dma);
                 held.push(pfn);
             }
             Err(e) => break e,
         }
     };
     assert!(matches!(err, PageAllocError::NoMemory(_)), "{err}");
-    let zone = &m.mm().zones()[dma];
+    let mm = m.mm();
+    let zone = &mm.zones()[dma];
     assert!(held.len() as u64 >= zone.managed_pages - zone.watermark[0] - 1);
 
     let freed = free_every_other(&m, &mut held);
@@ -183,15 +185,15 @@ fn order_1_falls_back_to_dma_when_dma32_is_fragmented() {
         .no_holes()
         .seed(7)
         .boot();
-    let boot = BootState::of(m.mm());
-    let dma32 = zone_idx(m.mm(), ZoneType::Dma32);
+    let boot = BootState::of(&m.mm());
+    let dma32 = zone_idx(&m.mm(), ZoneType::Dma32);
     let gfp = Gfp::GFP_DMA32 | Gfp::__GFP_NOWARN;
 
     // Fill DMA32 until the allocator starts handing out DMA pages.
     let mut held = Vec::new();
     loop {
         let pfn = alloc(&m, gfp, 0).expect("DMA still has room");
-        if zone_of(m.mm(), pfn) == ZoneType::Dma {
+        if zone_of(&m.mm(), pfn) == ZoneType::Dma {
             free(&m, pfn, 0);
             break;
         }
@@ -206,13 +208,14 @@ fn order_1_falls_back_to_dma_when_dma32_is_fragmented() {
     let mut pairs = Vec::new();
     let fallback = loop {
         let pfn = alloc(&m, gfp, 1).expect("order 1 from DMA32 or DMA");
-        if zone_of(m.mm(), pfn) == ZoneType::Dma {
+        if zone_of(&m.mm(), pfn) == ZoneType::Dma {
             break pfn;
         }
         assert!(!freed_set.contains(&pfn) && !freed_set.contains(&(pfn + 1)));
         pairs.push(pfn);
     };
-    let z32 = &m.mm().zones()[dma32];
+    let mm = m.mm();
+    let z32 = &mm.zones()[dma32];
     let snap = m.mm().free_area_snapshot(z32);
     assert!(
         snap.nr_free[1..].iter().all(|&n| n == 0),
@@ -227,9 +230,9 @@ fn order_1_falls_back_to_dma_when_dma32_is_fragmented() {
     // GFP_KERNEL (highest zone Normal, empty here: DMA32 preferred) order 1 lands in DMA,
     // order 0 still in DMA32.
     let k1 = alloc(&m, Gfp::GFP_KERNEL, 1).unwrap();
-    assert_eq!(zone_of(m.mm(), k1), ZoneType::Dma);
+    assert_eq!(zone_of(&m.mm(), k1), ZoneType::Dma);
     let k0 = alloc(&m, Gfp::GFP_KERNEL, 0).unwrap();
-    assert_eq!(zone_of(m.mm(), k0), ZoneType::Dma32);
+    assert_eq!(zone_of(&m.mm(), k0), ZoneType::Dma32);
     assert!(
         freed_set.contains(&k0),
         "order 0 reuses an isolated free page"
@@ -290,10 +293,10 @@ fn first_reclaimable_allocation_claims_a_whole_max_order_block() {
         .no_holes()
         .seed(7)
         .boot();
-    let boot = BootState::of(m.mm());
+    let boot = BootState::of(&m.mm());
     // Boot's slab caches already took Unmovable pageblocks, as a real kernel's do; nothing
     // Reclaimable exists yet, so its lists are empty.
-    let before = pageblock_types(m.mm(), ZoneType::Dma32);
+    let before = pageblock_types(&m.mm(), ZoneType::Dma32);
     assert!(before.iter().all(|&(_, mt)| mt != MigrateType::Reclaimable));
     assert!(before.iter().any(|&(_, mt)| mt == MigrateType::Movable));
     let steals = |m: &kmemlab_sim::Machine| -> u64 {
@@ -310,7 +313,7 @@ fn first_reclaimable_allocation_claims_a_whole_max_order_block() {
 
     // Movable allocations change nothing.
     let mv = alloc(&m, Gfp::GFP_HIGHUSER_MOVABLE, 0).unwrap();
-    assert_eq!(pageblock_types(m.mm(), ZoneType::Dma32), before);
+    assert_eq!(pageblock_types(&m.mm(), ZoneType::Dma32), before);
 
     // The first reclaimable page: the Reclaimable lists are empty, so __rmqueue_fallback
     // takes the largest Movable block (order 10, two pageblocks) and, being >= pageblock
@@ -318,9 +321,9 @@ fn first_reclaimable_allocation_claims_a_whole_max_order_block() {
     let mt = MigrateType::Reclaimable;
     let gfp = Gfp::GFP_KERNEL | Gfp::__GFP_RECLAIMABLE;
     let pfn = alloc(&m, gfp, 0).unwrap();
-    assert_eq!(zone_of(m.mm(), pfn), ZoneType::Dma32);
+    assert_eq!(zone_of(&m.mm(), pfn), ZoneType::Dma32);
     let block = pfn.align_down(10);
-    let changed: Vec<Pfn> = pageblock_types(m.mm(), ZoneType::Dma32)
+    let changed: Vec<Pfn> = pageblock_types(&m.mm(), ZoneType::Dma32)
         .into_iter()
         .filter(|&(_, t)| t == mt)
         .map(|(p, _)| p)
@@ -330,7 +333,7 @@ fn first_reclaimable_allocation_claims_a_whole_max_order_block() {
     // The rest of the split block is on the new type's lists.
     let snap = m
         .mm()
-        .free_area_snapshot(&m.mm().zones()[zone_idx(m.mm(), ZoneType::Dma32)]);
+        .free_area_snapshot(&m.mm().zones()[zone_idx(&m.mm(), ZoneType::Dma32)]);
     let on_list: u64 = (0..=10).map(|o| snap.per_type[mt as usize][o] << o).sum();
     assert_eq!(on_list, 1023, "the split remainder moved with the block");
     free(&m, pfn, 0);
@@ -354,16 +357,16 @@ fn i386_first_reclaimable_allocation_claims_one_1024_page_pageblock() {
         .seed(7)
         .boot();
     assert_eq!(m.mm().pageblock_nr_pages(), I386_PAGEBLOCK);
-    let boot = BootState::of(m.mm());
-    let before = pageblock_types_of(m.mm(), ZoneType::Normal, I386_PAGEBLOCK);
+    let boot = BootState::of(&m.mm());
+    let before = pageblock_types_of(&m.mm(), ZoneType::Normal, I386_PAGEBLOCK);
     assert!(before.iter().all(|&(_, mt)| mt != MigrateType::Reclaimable));
     let steals_before = pageblock_steals(&m);
 
     let mt = MigrateType::Reclaimable;
     let pfn = alloc(&m, Gfp::GFP_KERNEL | Gfp::__GFP_RECLAIMABLE, 0).unwrap();
-    assert_eq!(zone_of(m.mm(), pfn), ZoneType::Normal);
+    assert_eq!(zone_of(&m.mm(), pfn), ZoneType::Normal);
     let block = pfn.align_down(10);
-    let changed: Vec<Pfn> = pageblock_types_of(m.mm(), ZoneType::Normal, I386_PAGEBLOCK)
+    let changed: Vec<Pfn> = pageblock_types_of(&m.mm(), ZoneType::Normal, I386_PAGEBLOCK)
         .into_iter()
         .filter(|&(_, t)| t == mt)
         .map(|(p, _)| p)
@@ -379,7 +382,7 @@ fn i386_first_reclaimable_allocation_claims_one_1024_page_pageblock() {
     assert_ne!(m.mm().pageblock_migratetype(block + I386_PAGEBLOCK), mt);
     let snap = m
         .mm()
-        .free_area_snapshot(&m.mm().zones()[zone_idx(m.mm(), ZoneType::Normal)]);
+        .free_area_snapshot(&m.mm().zones()[zone_idx(&m.mm(), ZoneType::Normal)]);
     let on_list: u64 = (0..=10).map(|o| snap.per_type[mt as usize][o] << o).sum();
     assert_eq!(on_list, 1023, "the split remainder moved with the block");
     free(&m, pfn, 0);
@@ -413,19 +416,19 @@ fn partial_pageblock_steal_on(profile: Profile, free_pages: u64) -> (MigrateType
     // Without watermark boosting (sysctl.rs tests it): the movable fill's own fallbacks
     // would boost DMA32 and stop the fill early, leaving larger free blocks elsewhere.
     m.sysctl_write("vm.watermark_boost_factor", "0").unwrap();
-    let boot = BootState::of(m.mm());
+    let boot = BootState::of(&m.mm());
     let gfp = fill_gfp | Gfp::__GFP_MOVABLE | Gfp::__GFP_NOWARN;
     let mut held = Vec::new();
     loop {
         let pfn = alloc(&m, gfp, 0).expect("DMA still has room");
-        if zone_of(m.mm(), pfn) == ZoneType::Dma {
+        if zone_of(&m.mm(), pfn) == ZoneType::Dma {
             free(&m, pfn, 0);
             break;
         }
         held.push(pfn);
     }
     let set: HashSet<Pfn> = held.iter().copied().collect();
-    let block = pageblock_types_of(m.mm(), zt, pageblock)
+    let block = pageblock_types_of(&m.mm(), zt, pageblock)
         .into_iter()
         .map(|(p, _)| p)
         .find(|&p| p.range_to(p + pageblock).all(|q| set.contains(&q)))
@@ -436,9 +439,9 @@ fn partial_pageblock_steal_on(profile: Profile, free_pages: u64) -> (MigrateType
     }
     m.mm().drain_all_pages();
     held.retain(|p| !freed.contains(p));
-    assert_eq!(free_pages_in(m.mm(), block, pageblock), free_pages);
+    assert_eq!(free_pages_in(&m.mm(), block, pageblock), free_pages);
     assert_eq!(m.mm().pageblock_migratetype(block), MigrateType::Movable);
-    let z32 = zone_idx(m.mm(), zt);
+    let z32 = zone_idx(&m.mm(), zt);
     let snap = m.mm().free_area_snapshot(&m.mm().zones()[z32]);
     assert!(snap.per_type[MigrateType::Unmovable as usize]
         .iter()
@@ -458,7 +461,7 @@ fn partial_pageblock_steal_on(profile: Profile, free_pages: u64) -> (MigrateType
         .map(|o| snap.per_type[MigrateType::Unmovable as usize][o] << o)
         .sum();
     assert_eq!(unmovable_free, free_pages - 1);
-    let others: usize = pageblock_types_of(m.mm(), zt, pageblock)
+    let others: usize = pageblock_types_of(&m.mm(), zt, pageblock)
         .iter()
         .filter(|&&(p, t)| p != block && t != MigrateType::Movable)
         .count();

@@ -39,7 +39,7 @@ fn ksize_of_every_size_up_to_8k_matches_linux() {
         .seed(3)
         .slab_debug(SlabFlags::empty())
         .boot();
-    let boot = BootState::of(m.mm());
+    let boot = BootState::of(&m.mm());
     m.run(|mm| {
         assert_eq!(mm.kmalloc(0, Gfp::GFP_KERNEL), Ok(ZERO_SIZE_PTR));
         assert_eq!(mm.ksize(ZERO_SIZE_PTR), Ok(0));
@@ -112,7 +112,7 @@ fn ksize_above_8k_is_page_size_shifted_by_get_order() {
         .seed(3)
         .slab_debug(SlabFlags::empty())
         .boot();
-    let boot = BootState::of(m.mm());
+    let boot = BootState::of(&m.mm());
     let mut sizes: Vec<usize> = vec![
         8193,
         12 * 1024,

@@ -140,7 +140,7 @@ fn direct_map_counts_add_up_and_show_in_meminfo() {
         let counts = m.mm().direct_map_bytes();
         assert_eq!(counts.iter().sum::<u64>(), mapped, "{profile} {ram:#x}");
         let mut text = String::new();
-        kmemlab_mm::procfs::meminfo(m.mm(), &mut text).unwrap();
+        kmemlab_mm::procfs::meminfo(&m.mm(), &mut text).unwrap();
         let line = |name: &str| -> Option<u64> {
             text.lines()
                 .find(|l| l.starts_with(name))
@@ -343,7 +343,7 @@ fn tlb_misses_then_hits_and_shootdowns_reach_every_cpu() {
 
     // One page: INVLPG on every CPU, IPIs to the others.
     let f0 = m.tlb_flush_stats();
-    let flushes = m.mm().platform().tlb_flushes();
+    let flushes = m.platform().tlb_flushes();
     m.mm()
         .platform()
         .flush_tlb_kernel_range(va, VirtAddr(va.0 + PAGE));
@@ -351,7 +351,7 @@ fn tlb_misses_then_hits_and_shootdowns_reach_every_cpu() {
     assert_eq!(f1.shootdowns - f0.shootdowns, 1);
     assert_eq!(f1.ipis - f0.ipis, 2);
     assert_eq!(f1.pages_invalidated - f0.pages_invalidated, 1);
-    assert_eq!(m.mm().platform().tlb_flushes(), flushes + 1);
+    assert_eq!(m.platform().tlb_flushes(), flushes + 1);
     for cpu in 0..3 {
         assert_eq!(touch(cpu), Source::PageWalk, "CPU {cpu} kept the entry");
     }

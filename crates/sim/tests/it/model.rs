@@ -142,8 +142,8 @@ impl Model for PageModel {
 
     fn start(_run: &Run<()>, m: &Machine, _rng: &mut ChaCha8Rng) -> PageModel {
         PageModel {
-            boot: BootState::of(m.mm()),
-            total_managed: managed(m.mm()),
+            boot: BootState::of(&m.mm()),
+            total_managed: managed(&m.mm()),
             live: BTreeMap::new(),
             keys: Vec::new(),
             live_pages: 0,
@@ -295,7 +295,7 @@ impl Model for PageModel {
                 Err(PageAllocError::NoMemory(failure)) => {
                     *fails += 1;
                     assert_eq!((u32::from(failure.order), failure.gfp), (order, gfp));
-                    assert_failure_justified(m.mm(), profile, gfp, order);
+                    assert_failure_justified(&m.mm(), profile, gfp, order);
                     let warned = console
                         .iter()
                         .any(|l| l.contains("page allocation failure"));

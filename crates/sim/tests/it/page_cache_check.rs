@@ -40,26 +40,26 @@ fn pages_and_counters_must_agree() {
                     .map(|p| mm.page_to_pfn(p))
             })
             .unwrap();
-        account(mm, stray, 1);
+        account(&mm, stray, 1);
         match mm.check() {
             Err(CheckError::ZoneFilePagesMismatch {
                 found, recorded, ..
             }) => assert_eq!(recorded, found + 1, "{profile}"),
             other => panic!("{profile}: {other:?}"),
         }
-        account(mm, stray, -1);
+        account(&mm, stray, -1);
         mm.check().unwrap_or_else(|e| panic!("{profile}: {e}"));
 
         // On the cache's list, but its accounting dropped.
         let cached = a_cached_page(&machine);
-        account(mm, cached, -1);
+        account(&mm, cached, -1);
         match mm.check() {
             Err(CheckError::ZoneFilePagesMismatch {
                 found, recorded, ..
             }) => assert_eq!(found, recorded + 1, "{profile}"),
             other => panic!("{profile}: {other:?}"),
         }
-        account(mm, cached, 1);
+        account(&mm, cached, 1);
 
         machine.run(|mm| {
             mm.__free_pages(mm.pfn_to_page(stray).unwrap(), 0).unwrap();

@@ -80,7 +80,7 @@ fn buddyinfo_has_the_kernels_shape_and_the_allocators_counts() {
         });
         m.mm().drain_all_pages();
         let mm = m.mm();
-        let text = render(mm, "buddyinfo");
+        let text = render(&mm, "buddyinfo");
         let populated: Vec<_> = mm.zones().iter().filter(|z| z.managed_pages > 0).collect();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), populated.len());
@@ -134,7 +134,7 @@ fn pageblock_pages_of_the_kernel(profile: Profile) -> u64 {
 fn pagetypeinfo_prints_the_profiles_pageblock_order() {
     let real = sample("pagetypeinfo");
     let x86_64 = MachineBuilder::small().boot();
-    let text = render(x86_64.mm(), "pagetypeinfo");
+    let text = render(&x86_64.mm(), "pagetypeinfo");
     assert!(
         text.starts_with("Page block order: 9\nPages per block:  512\n\n"),
         "{text}"
@@ -144,7 +144,7 @@ fn pagetypeinfo_prints_the_profiles_pageblock_order() {
         real.lines().take(3).collect::<Vec<_>>()
     );
     let i386 = MachineBuilder::small().profile(Profile::I386).boot();
-    let text = render(i386.mm(), "pagetypeinfo");
+    let text = render(&i386.mm(), "pagetypeinfo");
     assert!(
         text.starts_with("Page block order: 10\nPages per block:  1024\n\n"),
         "{text}"
@@ -161,7 +161,7 @@ fn pagetypeinfo_prints_the_profiles_pageblock_order() {
 #[test]
 fn i386_pagetypeinfo_counts_1024_page_blocks() {
     let m = MachineBuilder::small().profile(Profile::I386).boot();
-    let text = render(m.mm(), "pagetypeinfo");
+    let text = render(&m.mm(), "pagetypeinfo");
     let counts = |zone: &str| -> u64 {
         let line = text
             .lines()
@@ -173,7 +173,8 @@ fn i386_pagetypeinfo_counts_1024_page_blocks() {
             .sum()
     };
     let zone = |zt| {
-        let z = &m.mm().zones()[zone_idx(m.mm(), zt)];
+        let mm = m.mm();
+        let z = &mm.zones()[zone_idx(&mm, zt)];
         (z.zone_start_pfn.raw(), z.zone_end_pfn().raw())
     };
     assert_eq!(zone(ZoneType::Dma), (1, 4096));
@@ -192,7 +193,7 @@ fn pagetypeinfo_has_the_kernels_shape() {
             mm.alloc_pages(Gfp::GFP_KERNEL | Gfp::__GFP_RECLAIMABLE, 2)
                 .unwrap();
         });
-        let text = render(mm, "pagetypeinfo");
+        let text = render(&mm, "pagetypeinfo");
         let lines: Vec<&str> = text.lines().collect();
         let populated: Vec<_> = mm.zones().iter().filter(|z| z.managed_pages > 0).collect();
         // 3 header lines + blank, one line per zone and type, blank, header, one per zone.
@@ -300,7 +301,7 @@ fn pagetypeinfo_has_the_kernels_shape() {
 fn meminfo_has_the_kernels_shape() {
     let real = sample("meminfo");
     for m in machines() {
-        let text = render(m.mm(), "meminfo");
+        let text = render(&m.mm(), "meminfo");
         for line in text.lines() {
             // show_val_kb(): "%-16s%8lu kB" with the label's colon inside the 16 columns; a
             // number of more than 8 digits (VmallocTotal on x86_64) widens the line.
@@ -355,7 +356,7 @@ fn memtotal_is_ram_minus_what_boot_reserved() {
                 reserved_in_ram += e.saturating_sub(s);
             }
         }
-        let text = render(mm, "meminfo");
+        let text = render(&mm, "meminfo");
         let total = meminfo_kb(&text, "MemTotal:");
         assert_eq!(
             total,
@@ -363,7 +364,7 @@ fn memtotal_is_ram_minus_what_boot_reserved() {
             "{}",
             m.config().ram
         );
-        assert_eq!(total, managed(mm) * 4);
+        assert_eq!(total, managed(&mm) * 4);
         // The checker agrees: reserved = holes + boot reservations.
         let report = mm.check().unwrap();
         let holes = report.total - ram_pages;
@@ -385,7 +386,7 @@ fn memtotal_is_ram_minus_what_boot_reserved() {
         // MemFree follows allocations (order 4 bypasses the per-CPU lists).
         let free_before = meminfo_kb(&text, "MemFree:");
         let pfn = m.run(|mm| mm.page_to_pfn(mm.alloc_pages(Gfp::GFP_KERNEL, 4).unwrap()));
-        let text = render(mm, "meminfo");
+        let text = render(&mm, "meminfo");
         assert_eq!(meminfo_kb(&text, "MemFree:"), free_before - 64);
         assert_eq!(meminfo_kb(&text, "MemTotal:"), total);
         m.run(|mm| mm.__free_pages(mm.pfn_to_page(pfn).unwrap(), 4))
@@ -398,7 +399,7 @@ fn memtotal_is_ram_minus_what_boot_reserved() {
                 .filter(|z| z.zone_type == ZoneType::HighMem)
                 .map(|z| z.managed_pages * 4)
                 .sum();
-            let text = render(mm, "meminfo");
+            let text = render(&mm, "meminfo");
             assert_eq!(meminfo_kb(&text, "HighTotal:"), high);
             assert_eq!(meminfo_kb(&text, "LowTotal:"), total - high);
         }

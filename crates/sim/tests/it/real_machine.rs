@@ -100,7 +100,7 @@ fn ram_and_holes(ram: &[(u64, u64)]) -> (u64, Vec<Hole>) {
 
 fn render(m: &Machine, file: &str) -> String {
     let mut out = String::new();
-    assert!(procfs::render(m.mm(), file, &mut out).unwrap(), "{file}");
+    assert!(procfs::render(&m.mm(), file, &mut out).unwrap(), "{file}");
     out
 }
 

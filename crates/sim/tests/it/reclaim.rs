@@ -113,39 +113,39 @@ fn free_all(m: &Machine, held: Vec<Pfn>) {
 fn page_cache_fill_is_accounted_and_kswapd_trims_it_back_to_high() {
     for profile in PROFILES {
         let m = gib_machine(profile);
-        let boot = BootState::of(m.mm());
+        let boot = BootState::of(&m.mm());
         let mm = m.mm();
         let (added, woken) = fill(&m);
         assert!(woken, "{profile}: the fill woke kswapd");
         assert!(
-            added > managed(mm) * 9 / 10,
+            added > managed(&mm) * 9 / 10,
             "{profile}: {added} pages cached"
         );
 
         // kswapd ran when the CPU left the kernel: it reclaimed from the cache only.
-        let v = vmstat(mm);
+        let v = vmstat(&mm);
         let cached = m.page_cache().len();
         assert!(v["pageoutrun"] >= 1);
         assert!(v["pgsteal_kswapd"] > 0 && v["pgscan_kswapd"] >= v["pgsteal_kswapd"]);
         assert_eq!(v["pgsteal_kswapd"], added - cached, "{profile}");
         assert_eq!((v["pgsteal_direct"], v["pgscan_direct"]), (0, 0));
         assert_eq!(mm.kswapd_state(), KswapdState::Napping);
-        assert_rebalanced(mm, MAX_NR_ZONES - 1);
+        assert_rebalanced(&mm, MAX_NR_ZONES - 1);
 
         // The cache as the kernel shows it.
         assert_eq!(v["nr_file_pages"], cached);
         assert_eq!(v["nr_inactive_file"], cached);
         assert_eq!(v["nr_zone_inactive_file"], cached);
         assert_eq!(v["nr_active_file"], 0);
-        assert_eq!(meminfo_kb(mm, "Cached:"), cached * 4);
-        assert_eq!(meminfo_kb(mm, "Inactive(file):"), cached * 4);
-        assert_eq!(meminfo_kb(mm, "Active(file):"), 0);
+        assert_eq!(meminfo_kb(&mm, "Cached:"), cached * 4);
+        assert_eq!(meminfo_kb(&mm, "Inactive(file):"), cached * 4);
+        assert_eq!(meminfo_kb(&mm, "Active(file):"), 0);
         mm.check().unwrap();
 
         // Nothing woke it during its nap: the nap ends on a balanced node, kswapd sleeps.
         m.run(|_| ());
         assert_eq!(mm.kswapd_state(), KswapdState::Asleep);
-        let v2 = vmstat(mm);
+        let v2 = vmstat(&mm);
         assert_eq!(
             v2["kswapd_low_wmark_hit_quickly"],
             v["kswapd_low_wmark_hit_quickly"]
@@ -158,8 +158,8 @@ fn page_cache_fill_is_accounted_and_kswapd_trims_it_back_to_high() {
         assert_eq!(m.run_kswapd().passes, 0);
 
         assert_eq!(m.run(|mm| m.page_cache().drop_all(mm)), cached);
-        assert_eq!(vmstat(mm)["drop_pagecache"], 1);
-        assert_eq!(vmstat(mm)["nr_file_pages"], 0);
+        assert_eq!(vmstat(&mm)["drop_pagecache"], 1);
+        assert_eq!(vmstat(&mm)["nr_file_pages"], 0);
         assert!(m.take_console().is_empty(), "no splat");
         assert_all_free(&m, &boot, false);
     }
@@ -171,7 +171,7 @@ fn atomic_digs_into_the_reserves_nowait_stops_at_min_kernel_reclaims() {
         let m = gib_machine(profile);
         let mm = m.mm();
         fill(&m);
-        let normal = kernel_zone_idx(mm);
+        let normal = kernel_zone_idx(&mm);
         // Everything below happens in one call on CPU 0, so kswapd cannot step in.
         let held = m.run(|mm| {
             let mut held = Vec::new();
@@ -254,9 +254,9 @@ fn atomic_digs_into_the_reserves_nowait_stops_at_min_kernel_reclaims() {
             held
         });
         // Back from the kernel, kswapd had its turn.
-        assert_rebalanced(mm, normal);
+        assert_rebalanced(&mm, normal);
         // Every page scanned and stolen, by kswapd or direct reclaim, is a file-LRU page.
-        let v = vmstat(mm);
+        let v = vmstat(&mm);
         assert!(
             v["pgsteal_direct"] > 0 && v["pgsteal_kswapd"] > 0,
             "{profile}: both reclaimed"
@@ -287,8 +287,8 @@ fn kswapd_rebalances_and_counts_how_quickly_the_watermarks_came_back() {
         let m = gib_machine(profile);
         let mm = m.mm();
         fill(&m);
-        let normal = kernel_zone_idx(mm);
-        let v0 = vmstat(mm);
+        let normal = kernel_zone_idx(&mm);
+        let v0 = vmstat(&mm);
         assert_eq!(mm.kswapd_state(), KswapdState::Napping);
 
         // An allocation below low during kswapd's nap: woken early, low watermark hit
@@ -302,7 +302,7 @@ fn kswapd_rebalances_and_counts_how_quickly_the_watermarks_came_back() {
             assert!(mm.kswapd_pending());
             held
         });
-        let v1 = vmstat(mm);
+        let v1 = vmstat(&mm);
         assert_eq!(
             v1["kswapd_low_wmark_hit_quickly"],
             v0["kswapd_low_wmark_hit_quickly"] + 1
@@ -317,7 +317,7 @@ fn kswapd_rebalances_and_counts_how_quickly_the_watermarks_came_back() {
             v1["pgsteal_direct"], 0,
             "{profile}: kswapd kept up, no direct reclaim"
         );
-        assert_rebalanced(mm, normal);
+        assert_rebalanced(&mm, normal);
 
         // Dip below high but not below low while it naps: nobody wakes it, but the nap
         // ends on an unbalanced node: the high watermark was hit quickly.
@@ -334,7 +334,7 @@ fn kswapd_rebalances_and_counts_how_quickly_the_watermarks_came_back() {
             }
             assert_eq!(mm.kswapd_state(), KswapdState::Napping);
         });
-        let v2 = vmstat(mm);
+        let v2 = vmstat(&mm);
         assert_eq!(
             v2["kswapd_low_wmark_hit_quickly"],
             v1["kswapd_low_wmark_hit_quickly"]
@@ -344,7 +344,7 @@ fn kswapd_rebalances_and_counts_how_quickly_the_watermarks_came_back() {
             v1["kswapd_high_wmark_hit_quickly"] + 1
         );
         assert!(v2["pgsteal_kswapd"] > v1["pgsteal_kswapd"]);
-        assert_rebalanced(mm, normal);
+        assert_rebalanced(&mm, normal);
         mm.check().unwrap();
 
         // With nothing left to reclaim, kswapd gives up after MAX_RECLAIM_RETRIES passes
@@ -360,7 +360,7 @@ fn kswapd_rebalances_and_counts_how_quickly_the_watermarks_came_back() {
         });
         assert_eq!(mm.kswapd_failures(), 16, "{profile}");
         let mut zoneinfo = String::new();
-        kmemlab_mm::procfs::render(mm, "zoneinfo", &mut zoneinfo).unwrap();
+        kmemlab_mm::procfs::render(&mm, "zoneinfo", &mut zoneinfo).unwrap();
         assert!(zoneinfo.contains("node_unreclaimable:  1"));
         m.run(|_| ());
         assert_eq!(
@@ -404,7 +404,7 @@ fn an_interrupt_only_wakes_kswapd_which_reclaims_after_it() {
             mm.events().pgsteal_kswapd.load(Relaxed) > steal0,
             "{profile}: kswapd ran after the interrupt"
         );
-        assert_rebalanced(mm, kernel_zone_idx(mm));
+        assert_rebalanced(&mm, kernel_zone_idx(&mm));
         free_all(&m, held);
         assert!(m.take_console().is_empty());
         mm.check().unwrap();
@@ -417,7 +417,7 @@ fn proc_vmstat_has_the_kernels_shape_and_agrees_with_the_counters() {
         let m = gib_machine(profile);
         let mm = m.mm();
         fill(&m);
-        let lines = vmstat_lines(mm);
+        let lines = vmstat_lines(&mm);
         let names: Vec<&str> = lines.iter().map(|(n, _)| n.as_str()).collect();
         let mut unique = names.clone();
         unique.sort_unstable();
@@ -549,7 +549,7 @@ fn kernel_zones(profile: Profile) -> [&'static str; 2] {
 fn fragment_leaves_no_large_block_and_undo_restores_everything() {
     for profile in PROFILES {
         let m = gib_machine(profile);
-        let boot = BootState::of(m.mm());
+        let boot = BootState::of(&m.mm());
         let mm = m.mm();
         let mut zones: Vec<&str> = kernel_zones(profile).to_vec();
         if profile == Profile::I386 {
@@ -563,7 +563,7 @@ fn fragment_leaves_no_large_block_and_undo_restores_everything() {
             ]
         }) {
             let zt = ZoneType::from_name(zone).unwrap();
-            let z = &mm.zones()[zone_idx(mm, zt)];
+            let z = &mm.zones()[zone_idx(&mm, zt)];
             let free_before = z.free_pages();
             let f = fragment(&m, zone, order, pattern)
                 .unwrap_or_else(|e| panic!("{profile} {zone}: {e}"));
@@ -571,7 +571,7 @@ fn fragment_leaves_no_large_block_and_undo_restores_everything() {
             assert_eq!((r.zone, r.order, r.pattern), (zt, order, pattern));
             assert!(r.largest_free_order_before.unwrap() >= order);
             assert!(r.largest_free_order_after.unwrap() < order, "{r:?}");
-            let counts = buddyinfo(mm, zt);
+            let counts = buddyinfo(&mm, zt);
             assert!(
                 counts[order as usize..].iter().all(|&n| n == 0),
                 "{profile} {zone} {counts:?}"
@@ -615,7 +615,7 @@ fn after_fragment_a_4mib_kmalloc_fails_and_a_64mib_vmalloc_succeeds() {
             .into_iter()
             .map(|zone| fragment(&m, zone, 10, FragmentPattern::Sparse).unwrap())
             .collect();
-        for z in populated(mm) {
+        for z in populated(&mm) {
             assert!(
                 z.free_pages() > 2 * z.wmark(Watermark::High),
                 "{}",
@@ -630,7 +630,7 @@ fn after_fragment_a_4mib_kmalloc_fails_and_a_64mib_vmalloc_succeeds() {
             .expect("64 MiB of single pages");
         m.run(|mm| mm.vfree(v)).unwrap();
         for zone in kernel_zones(profile) {
-            let counts = buddyinfo(mm, ZoneType::from_name(zone).unwrap());
+            let counts = buddyinfo(&mm, ZoneType::from_name(zone).unwrap());
             assert_eq!(counts[10], 0, "{profile} {zone}");
         }
         mm.check().unwrap();

@@ -147,7 +147,7 @@ fn watermarks_match_the_kernel_formula() {
     assert_eq!(mm.zones()[2].watermark, [76, 157, 238]);
     assert_eq!(mm.zones()[0].lowmem_reserve, [0, 868, 1172, 1172]);
     assert_eq!(mm.zones()[1].lowmem_reserve, [0, 0, 2435, 2435]);
-    assert_watermarks_follow_the_kernel_formula(mm);
+    assert_watermarks_follow_the_kernel_formula(&mm);
 
     for (ram, profile, holes) in [
         (32 * MIB, Profile::X86_64, vec![]),
@@ -162,7 +162,7 @@ fn watermarks_match_the_kernel_formula() {
             .cpus(2)
             .holes(holes)
             .boot();
-        assert_watermarks_follow_the_kernel_formula(m.mm());
+        assert_watermarks_follow_the_kernel_formula(&m.mm());
     }
     // A tiny machine is clamped to min_free_kbytes = 128.
     let m = MachineBuilder::new()
@@ -171,7 +171,7 @@ fn watermarks_match_the_kernel_formula() {
         .no_holes()
         .boot();
     assert!(m.mm().min_free_kbytes() >= 128);
-    assert_watermarks_follow_the_kernel_formula(m.mm());
+    assert_watermarks_follow_the_kernel_formula(&m.mm());
 }
 
 #[test]
@@ -182,8 +182,9 @@ fn atomic_requests_dig_into_the_reserves_nowait_does_not() {
         .no_holes()
         .seed(7)
         .boot();
-    let boot = BootState::of(m.mm());
-    let dma = &m.mm().zones()[zone_idx(m.mm(), ZoneType::Dma)];
+    let boot = BootState::of(&m.mm());
+    let mm = m.mm();
+    let dma = &mm.zones()[zone_idx(&mm, ZoneType::Dma)];
     let [min, low, _high] = dma.watermark;
     let mut held = Vec::new();
 
@@ -202,7 +203,7 @@ fn atomic_requests_dig_into_the_reserves_nowait_does_not() {
         0,
         "no reclaim attempted"
     );
-    assert_eq!(event(m.mm(), |e| &e.alloc_reserve), 0);
+    assert_eq!(event(&m.mm(), |e| &e.alloc_reserve), 0);
 
     // __GFP_HIGH without the non-blocking bonus (__GFP_NOMEMALLOC): down to min - min/2.
     let half = min - min / 2;
@@ -222,7 +223,7 @@ fn atomic_requests_dig_into_the_reserves_nowait_does_not() {
     assert_eq!(dma.free_pages(), atomic_floor);
     assert_eq!(held.len() - before, (half - atomic_floor) as usize);
     assert_eq!(
-        event(m.mm(), |e| &e.alloc_reserve),
+        event(&m.mm(), |e| &e.alloc_reserve),
         min - atomic_floor,
         "every allocation below min is counted as reserve use"
     );
@@ -258,9 +259,9 @@ fn lower_zones_keep_their_lowmem_reserve_from_fallbacks() {
         .no_holes()
         .seed(7)
         .boot();
-    let boot = BootState::of(m.mm());
+    let boot = BootState::of(&m.mm());
     let mm = m.mm();
-    let (dma, dma32) = (zone_idx(mm, ZoneType::Dma), zone_idx(mm, ZoneType::Dma32));
+    let (dma, dma32) = (zone_idx(&mm, ZoneType::Dma), zone_idx(&mm, ZoneType::Dma32));
     let mut held = Vec::new();
     // GFP_NOWAIT | GFP_DMA32 may fall back to DMA, but must leave it min + lowmem_reserve[DMA32].
     drain_with(&m, Gfp::GFP_NOWAIT | Gfp::GFP_DMA32, &mut held);
@@ -288,12 +289,12 @@ fn direct_reclaim_shrinks_the_page_cache() {
         .no_holes()
         .seed(7)
         .boot();
-    let boot = BootState::of(m.mm());
-    let managed = managed(m.mm());
+    let boot = BootState::of(&m.mm());
+    let managed = managed(&m.mm());
     // All in one call on CPU 0: kswapd, woken by the fill, only runs once it returns.
     let mut held = m.run(|_| direct_reclaim_below_min(&m, managed));
     // kswapd ran when the CPU left the kernel and trimmed the cache back to high.
-    assert!(event(m.mm(), |e| &e.pgsteal_kswapd) > 0);
+    assert!(event(&m.mm(), |e| &e.pgsteal_kswapd) > 0);
     assert!(m.mm().pgdat_balanced(0, 3));
     free_all(&m, &mut held);
     m.run(|mm| m.page_cache().drop_all(mm));
@@ -309,12 +310,8 @@ fn direct_reclaim_below_min(m: &Machine, managed: u64) -> Vec<(u64, u32)> {
         filled > managed * 9 / 10,
         "page cache holds {filled} of {managed}"
     );
-    let zones: Vec<_> = m
-        .mm()
-        .zones()
-        .iter()
-        .filter(|z| z.managed_pages > 0)
-        .collect();
+    let mm = m.mm();
+    let zones: Vec<_> = mm.zones().iter().filter(|z| z.managed_pages > 0).collect();
     for z in &zones {
         // low_wmark_pages(): the fill's fallbacks may have boosted it.
         assert!(
@@ -327,7 +324,7 @@ fn direct_reclaim_below_min(m: &Machine, managed: u64) -> Vec<(u64, u32)> {
     // GFP_NOWAIT: below the low watermark, fails without reclaiming.
     let (stall, steal) = (
         m.mm().events().allocstall_total(),
-        event(m.mm(), |e| &e.pgsteal_direct),
+        event(&m.mm(), |e| &e.pgsteal_direct),
     );
     let mut held = Vec::new();
     let mut nowait_ok = 0;
@@ -351,7 +348,7 @@ fn direct_reclaim_below_min(m: &Machine, managed: u64) -> Vec<(u64, u32)> {
     assert_eq!(f.summary(), summary);
     assert_eq!((f.reason, f.reclaimed), (FailReason::CannotReclaim, 0));
     assert_eq!(m.mm().events().allocstall_total(), stall);
-    assert_eq!(event(m.mm(), |e| &e.pgsteal_direct), steal);
+    assert_eq!(event(&m.mm(), |e| &e.pgsteal_direct), steal);
     assert_eq!(m.page_cache().len(), filled);
 
     // GFP_KERNEL: reclaims from the page cache and succeeds, page after page.
@@ -361,11 +358,11 @@ fn direct_reclaim_below_min(m: &Machine, managed: u64) -> Vec<(u64, u32)> {
             0,
         ));
     }
-    let stolen = event(m.mm(), |e| &e.pgsteal_direct) - steal;
+    let stolen = event(&m.mm(), |e| &e.pgsteal_direct) - steal;
     assert!(m.mm().events().allocstall_total() > stall);
     assert!(stolen >= 500, "pgsteal_direct {stolen}");
     assert_eq!(m.page_cache().len(), filled - stolen);
-    assert!(event(m.mm(), |e| &e.pgscan_direct) >= stolen);
+    assert!(event(&m.mm(), |e| &e.pgscan_direct) >= stolen);
     // __GFP_NORETRY: one round of reclaim is plenty for one page.
     held.push((
         alloc(m, Gfp::GFP_KERNEL | Gfp::__GFP_NORETRY, 0).unwrap(),
@@ -391,8 +388,8 @@ fn costly_orders_give_up_early_unless_told_to_retry() {
         .no_holes()
         .seed(7)
         .boot();
-    let boot = BootState::of(m.mm());
-    let managed = managed(m.mm());
+    let boot = BootState::of(&m.mm());
+    let managed = managed(&m.mm());
     // All in one call on CPU 0, so that kswapd (woken by the fill) stays out of it.
     m.run(|_| costly_orders_below_min(&m, managed));
     m.run(|mm| m.page_cache().drop_all(mm));
@@ -450,7 +447,7 @@ fn nofail_dips_into_the_reserves_when_nothing_can_be_reclaimed() {
         .no_holes()
         .seed(7)
         .boot();
-    let boot = BootState::of(m.mm());
+    let boot = BootState::of(&m.mm());
     let mut held = Vec::new();
     // No page cache: GFP_KERNEL fills memory down to min, then fails after retrying.
     let e = drain_with(&m, Gfp::GFP_KERNEL, &mut held);
@@ -469,10 +466,10 @@ fn nofail_dips_into_the_reserves_when_nothing_can_be_reclaimed() {
     }
     // __GFP_NOFAIL gets a page from below min (ALLOC_MIN_RESERVE), as the kernel's
     // __alloc_pages_cpuset_fallback does.
-    let reserve_uses = event(m.mm(), |e| &e.alloc_reserve);
+    let reserve_uses = event(&m.mm(), |e| &e.alloc_reserve);
     let pfn = alloc(&m, Gfp::GFP_KERNEL | Gfp::__GFP_NOFAIL, 0).expect("NOFAIL succeeds");
     held.push((pfn, 0));
-    assert!(event(m.mm(), |e| &e.alloc_reserve) > reserve_uses);
+    assert!(event(&m.mm(), |e| &e.alloc_reserve) > reserve_uses);
     free_all(&m, &mut held);
     assert!(m.take_console().is_empty());
     assert_all_free(&m, &boot, true);

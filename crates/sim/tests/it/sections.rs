@@ -26,7 +26,7 @@ fn holey() -> Machine {
 
 fn cat(m: &Machine, file: &str) -> String {
     let mut out = String::new();
-    assert!(procfs::render(m.mm(), file, &mut out).unwrap(), "{file}");
+    assert!(procfs::render(&m.mm(), file, &mut out).unwrap(), "{file}");
     out
 }
 
@@ -91,7 +91,8 @@ fn struct_pages_only_for_present_sections() {
 #[test]
 fn lookups_agree_on_both_sides_of_the_leading_run() {
     let m = holey();
-    let map = m.mm().mem_map();
+    let mm = m.mm();
+    let map = mm.mem_map();
     let ranges: Vec<_> = map.present_ranges().collect();
     assert_eq!(ranges.len(), 33, "one range per present section");
     let mut descriptors = std::collections::HashSet::new();
@@ -145,7 +146,7 @@ fn every_proc_file_leaves_the_absent_sections_out() {
         "present does not"
     );
     assert!(field("managed") < field("present"));
-    let managed: u64 = managed(m.mm());
+    let managed: u64 = managed(&m.mm());
     let meminfo = cat(&m, "meminfo");
     let total: u64 = meminfo
         .lines()

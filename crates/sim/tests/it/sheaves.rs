@@ -333,7 +333,7 @@ fn sheaf_fast_paths_have_two_windows_each() {
         .slab_percpu(SlabPercpu::Sheaves)
         .boot();
     let p = m.run(|mm| mm.kmalloc(64, Gfp::GFP_KERNEL)).unwrap();
-    let platform = m.mm().platform();
+    let platform = m.platform();
     platform.inject_irq(0, u64::MAX, Box::new(|_| panic!("must not fire")));
     let w = platform.irq_windows();
     let q = m.run(|mm| mm.kmalloc(64, Gfp::GFP_KERNEL)).unwrap();
@@ -859,7 +859,7 @@ fn refill_and_flush_go_through_the_bulk_functions() {
         .run(|mm| mm.kmem_cache_create("sheaf_bulk_fill", 64, 0, SlabFlags::empty(), None))
         .unwrap();
     let cap = m.mm().sheaves_info(r).unwrap().capacity as u64;
-    let platform = m.mm().platform();
+    let platform = m.platform();
     platform.inject_irq(0, u64::MAX, Box::new(|_| panic!("must not fire")));
     let w = platform.irq_windows();
     // The first allocation refills an empty sheaf: whole, with interrupts off (the single
@@ -924,7 +924,7 @@ fn trylock_failures_are_counted_per_cpu_and_kept_after_destroy() {
     // interrupt's own allocation finds the sheaves locked and takes the slab path.
     let got = std::sync::Arc::new(std::sync::Mutex::new(None));
     let slot = got.clone();
-    m.mm().platform().inject_irq(
+    m.platform().inject_irq(
         0,
         1,
         Box::new(move |mm| {

@@ -40,7 +40,7 @@ fn still_works(m: &Machine) {
             mm.kfree(p).unwrap();
         }
     });
-    check(m.mm());
+    check(&m.mm());
 }
 
 #[test]
@@ -66,7 +66,7 @@ fn kfree_of_a_stack_address_is_refused() {
         assert!(r.is_err(), "ksize({addr:#x}): {r:?}");
         let r = m.run(|mm| mm.krealloc(VirtAddr(addr), 100, Gfp::GFP_KERNEL));
         assert!(r.is_err(), "krealloc({addr:#x}): {r:?}");
-        check(m.mm());
+        check(&m.mm());
     }
     // NULL and ZERO_SIZE_PTR are no-ops, as in the kernel.
     m.run(|mm| {
@@ -98,7 +98,7 @@ fn kfree_of_a_vmalloc_address_is_refused() {
             "the error should say why: {e}"
         );
         assert!(m.run(|mm| mm.kfree_sensitive(VirtAddr(addr))).is_err());
-        check(m.mm());
+        check(&m.mm());
     }
     assert_eq!(bugs(&m), 0);
     still_works(&m);
@@ -120,7 +120,7 @@ fn kfree_of_non_kmalloc_direct_map_memory_is_refused() {
     });
     assert!(matches!(r.0, Err(SlabError::NotSlabObject(..))), "{r:?}");
     assert!(matches!(r.1, Err(SlabError::NotSlabObject(..))), "{r:?}");
-    check(m.mm());
+    check(&m.mm());
     // Inside a large kmalloc block, and a large block freed twice.
     m.run(|mm| {
         let p = mm.kmalloc(5 * 4096, Gfp::GFP_KERNEL).unwrap();
@@ -136,7 +136,7 @@ fn kfree_of_non_kmalloc_direct_map_memory_is_refused() {
         mm.kfree(p).unwrap();
         assert!(matches!(mm.kfree(p), Err(SlabError::NotSlabObject(..))));
     });
-    check(m.mm());
+    check(&m.mm());
     still_works(&m);
 }
 
@@ -170,7 +170,7 @@ fn kfree_of_an_address_inside_an_object_is_refused() {
                         "{console:?}"
                     );
                 }
-                check(m.mm());
+                check(&m.mm());
             }
             // The object is untouched and still frees normally.
             m.run(|mm| {
@@ -179,7 +179,7 @@ fn kfree_of_an_address_inside_an_object_is_refused() {
                 assert!(buf.iter().all(|&b| b == 0x42));
                 mm.kfree(p).unwrap();
             });
-            check(m.mm());
+            check(&m.mm());
         }
         still_works(&m);
     }
@@ -205,7 +205,7 @@ fn double_kfree_is_caught_by_the_naive_check() {
         );
         assert_eq!(bugs(&m), before + 1, "size {size}");
         take_console_expecting(&m, "kernel BUG at mm/slub.c:");
-        check(m.mm());
+        check(&m.mm());
     }
     // The same with kmem_cache_free on a cache of its own.
     let r = m
@@ -216,11 +216,11 @@ fn double_kfree_is_caught_by_the_naive_check() {
         mm.kmem_cache_free(r, p).unwrap();
         assert!(mm.kmem_cache_free(r, p).is_err());
     });
-    check(m.mm());
+    check(&m.mm());
     // Nothing was handed out twice afterwards.
     still_works(&m);
     m.run(|mm| mm.kmem_cache_destroy(r)).unwrap();
-    check(m.mm());
+    check(&m.mm());
 }
 
 #[test]
@@ -258,7 +258,7 @@ fn double_kfree_with_slab_debug_f_reports_object_already_free() {
                     && l.ends_with("): Object already free")),
             "{console:?}"
         );
-        check(m.mm());
+        check(&m.mm());
     }
     still_works(&m);
     // Everything allocated since is distinct and all frees were clean.
@@ -305,7 +305,7 @@ fn kmem_cache_free_to_the_wrong_cache_warns_and_refuses() {
                 .any(|l| l.starts_with("WARNING") && l.contains("cache_from_obj")),
         "{console:?}"
     );
-    check(m.mm());
+    check(&m.mm());
     // A kmalloc object freed to a cache, and a cache object freed to a kmalloc cache.
     let k = m.run(|mm| mm.kmalloc(64, Gfp::GFP_KERNEL)).unwrap();
     let r = m.run(|mm| mm.kmem_cache_free(a, k));
@@ -320,7 +320,7 @@ fn kmem_cache_free_to_the_wrong_cache_warns_and_refuses() {
     assert!(matches!(r, Err(SlabError::BadCache(_))), "{r:?}");
     let r = m.run(|mm| mm.kmem_cache_alloc(KmemCacheRef(0x7ffd_0000_0000), Gfp::GFP_KERNEL));
     assert!(matches!(r, Err(SlabError::BadCache(_))), "{r:?}");
-    check(m.mm());
+    check(&m.mm());
     // The objects are intact and free properly to their own caches.
     m.run(|mm| {
         let mut buf = [0; 64];
@@ -341,7 +341,7 @@ fn kmem_cache_free_to_the_wrong_cache_warns_and_refuses() {
         ));
     });
     assert_eq!(bugs(&m), 0);
-    check(m.mm());
+    check(&m.mm());
     still_works(&m);
 }
 
@@ -374,7 +374,7 @@ fn bad_kmem_cache_create_arguments_are_refused() {
         assert!(mm.kmem_cache_destroy(k).is_err());
         assert!(mm.find_cache("kmalloc-64").is_some());
     });
-    check(m.mm());
+    check(&m.mm());
     // Creating a cache from interrupt context would sleep: refused, not a panic.
     let r = m
         .on_cpu(0, kmemlab_mm::Context::Hardirq, |mm| {
@@ -394,6 +394,6 @@ fn bad_kmem_cache_create_arguments_are_refused() {
     assert!(r.0.is_err(), "GFP_KERNEL in hard IRQ: {:?}", r.0);
     let p = r.1.expect("GFP_ATOMIC in hard IRQ");
     m.run(|mm| mm.kfree(p)).unwrap();
-    check(m.mm());
+    check(&m.mm());
     still_works(&m);
 }

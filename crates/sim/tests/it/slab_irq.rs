@@ -192,7 +192,7 @@ fn sweep(m: &Machine, src: Source, cpu: usize, rounds: usize, seed: u64) -> Outc
     let other = (cpu + 1) % m.config().cpus;
     let redo0 = m.mm().events().slab_cmpxchg_redo.load(Relaxed);
     let mut max_window = 0;
-    let platform = m.mm().platform();
+    let platform = m.platform();
     for round in 0..rounds {
         // Some work on another CPU first: its frees of this CPU's objects are remote
         // frees, its allocations take partial slabs.
@@ -250,7 +250,7 @@ fn sweep(m: &Machine, src: Source, cpu: usize, rounds: usize, seed: u64) -> Outc
     let chained = model.chained;
     assert!(model.irq_allocs > 0 && model.irq_frees > 0);
     let mut i = 0;
-    while let Some(p) = model.take_random(m.mm(), &mut rng) {
+    while let Some(p) = model.take_random(&m.mm(), &mut rng) {
         m.on_cpu(i % 2 * other + (1 - i % 2) * cpu, Context::Process, |mm| {
             src.free(mm, p)
         })
@@ -291,7 +291,7 @@ fn run_sweeps(m: &Machine, sources: &[Source], rounds: usize) {
 pub(crate) fn run_sweeps_counting(m: &Machine, sources: &[Source], rounds: usize) -> u64 {
     shrink_all_caches(m);
     let objects0 = active_objects(m);
-    let baseline = total_free(m.mm());
+    let baseline = total_free(&m.mm());
     let slab_pages0 = m.mm().slab_pages().unreclaimable();
     let mut total_redo = 0;
     for (i, &src) in sources.iter().enumerate() {
@@ -331,7 +331,7 @@ pub(crate) fn run_sweeps_counting(m: &Machine, sources: &[Source], rounds: usize
         "slab pages still held: objects were lost"
     );
     assert_eq!(
-        total_free(m.mm()),
+        total_free(&m.mm()),
         baseline,
         "free pages differ from before"
     );
@@ -384,7 +384,7 @@ fn irq_windows_are_where_the_fast_paths_are() {
     // compare-exchange); so does a fast-path kfree.
     let m = irq_machine(1);
     let p = m.run(|mm| mm.kmalloc(64, Gfp::GFP_KERNEL)).unwrap();
-    let platform = m.mm().platform();
+    let platform = m.platform();
     // Windows are counted while an interrupt is armed: arm one that never comes.
     platform.inject_irq(0, u64::MAX, Box::new(|_| panic!("must not fire")));
     let w = platform.irq_windows();

@@ -595,7 +595,7 @@ impl Driven for SlabModel {
     fn start(_run: &Run<SlabParams>, m: &Machine, rng: &mut ChaCha8Rng) -> SlabModel {
         m.take_console();
         shrink_all_caches(m);
-        let baseline = free_per_zone(m.mm());
+        let baseline = free_per_zone(&m.mm());
         let baseline_slab = m.mm().slab_pages().total();
         let bugs0 = m.mm().events().bug_slab.load(Relaxed);
         let baseline_objects = active_objects(m);
@@ -696,7 +696,7 @@ impl Driven for SlabModel {
                 "{name}: slab pages not back to the baseline"
             );
             assert_eq!(
-                free_per_zone(m.mm()),
+                free_per_zone(&m.mm()),
                 baseline,
                 "{name}: free pages differ from before the test (ops {:?})",
                 model.ops
@@ -859,7 +859,7 @@ fn model_threads_remote_frees() {
         .seed(5)
         .boot();
     shrink_all_caches(&m);
-    let baseline = free_per_zone(m.mm());
+    let baseline = free_per_zone(&m.mm());
     let cache = m
         .run(|mm| mm.kmem_cache_create("threads_cache", 136, 0, SlabFlags::HWCACHE_ALIGN, None))
         .unwrap();
@@ -948,6 +948,6 @@ fn model_threads_remote_frees() {
     });
     m.mm().check().unwrap();
     shrink_all_caches(&m);
-    assert_eq!(free_per_zone(m.mm()), baseline);
+    assert_eq!(free_per_zone(&m.mm()), baseline);
     assert_eq!(m.mm().events().bug_slab.load(Relaxed), 0);
 }

@@ -130,7 +130,7 @@ fn test_clobber_zone() {
         "{r:?}"
     );
     assert_eq!(read(&m, p.0 + 64, 8), vec![SLUB_RED_ACTIVE; 8]);
-    check(m.mm());
+    check(&m.mm());
     // The object is never handed out again while it is out of circulation.
     let again: Vec<VirtAddr> = (0..100)
         .map(|_| m.run(|mm| mm.kmem_cache_alloc(s, Gfp::GFP_KERNEL)).unwrap())
@@ -142,7 +142,7 @@ fn test_clobber_zone() {
             .for_each(|&q| mm.kmem_cache_free(s, q).unwrap())
     });
     assert_eq!(slab_errors(&m).0, 0);
-    check(m.mm());
+    check(&m.mm());
 }
 
 #[test]
@@ -171,7 +171,7 @@ fn test_clobber_left_zone() {
         read(&m, p.0 - red_left_pad, red_left_pad as usize),
         vec![SLUB_RED_ACTIVE; red_left_pad as usize]
     );
-    check(m.mm());
+    check(&m.mm());
 }
 
 #[test]
@@ -201,9 +201,9 @@ fn test_next_pointer() {
     assert!(bugs(&m) > before);
     // The corrupted object is not handed out.
     assert!(!got.contains(&p), "a corrupted free object was handed out");
-    check(m.mm());
+    check(&m.mm());
     m.run(|mm| got.iter().for_each(|&q| mm.kmem_cache_free(s, q).unwrap()));
-    check(m.mm());
+    check(&m.mm());
     // The slab with the broken chain was taken out of use; the cache cannot be destroyed
     // cleanly, as the kernel reports leaked objects for it.
     let r = m.run(|mm| mm.kmem_cache_destroy(s));
@@ -211,7 +211,7 @@ fn test_next_pointer() {
         matches!(r, Err(SlabError::ObjectsRemaining { .. })),
         "{r:?}"
     );
-    check(m.mm());
+    check(&m.mm());
 }
 
 #[test]
@@ -244,19 +244,19 @@ fn test_next_pointer_found_on_free() {
     );
     assert_eq!(r, Ok(()), "the free itself is fine");
     // The chain was cut at the corrupt pointer and the slab's counters agree with it.
-    check(m.mm());
+    check(&m.mm());
     m.run(|mm| {
         mm.kmem_cache_free(s, objs[2]).unwrap();
         mm.kmem_cache_free(s, objs[3]).unwrap();
     });
-    check(m.mm());
+    check(&m.mm());
     // Allocations keep working and never return an object twice.
     let mut live = std::collections::HashSet::new();
     for _ in 0..200 {
         let q = m.run(|mm| mm.kmem_cache_alloc(s, Gfp::GFP_KERNEL)).unwrap();
         assert!(live.insert(q), "{q} handed out twice");
     }
-    check(m.mm());
+    check(&m.mm());
 }
 
 #[test]
@@ -302,7 +302,7 @@ fn test_first_word() {
         !got.contains(&p),
         "the written-after-free object was handed out"
     );
-    check(m.mm());
+    check(&m.mm());
 }
 
 #[test]
@@ -331,7 +331,7 @@ fn test_clobber_50th_byte() {
     );
     assert!(errors >= 2);
     assert!(!got.contains(&p));
-    check(m.mm());
+    check(&m.mm());
 }
 
 #[test]
@@ -360,7 +360,7 @@ fn test_clobber_redzone_free() {
     );
     assert!(errors >= 2);
     assert!(!got.contains(&p));
-    check(m.mm());
+    check(&m.mm());
 }
 
 #[test]
@@ -416,7 +416,7 @@ fn test_kmalloc_redzone_beyond_the_class() {
     );
     assert_refused_free(&console, errors, "kmalloc-32", p);
     assert!(r.is_err());
-    check(m.mm());
+    check(&m.mm());
 }
 
 #[test]
@@ -468,7 +468,7 @@ fn test_leak_destroy() {
     );
     assert_eq!(bugs(&m), before + 1);
     // The cache is kept and still works; freeing the leak lets it go.
-    check(m.mm());
+    check(&m.mm());
     assert_eq!(m.mm().find_cache("TestSlub_leak_destroy"), Some(s));
     m.run(|mm| {
         mm.kmem_cache_free(s, p).unwrap();
@@ -476,7 +476,7 @@ fn test_leak_destroy() {
     });
     assert_eq!(m.mm().find_cache("TestSlub_leak_destroy"), None);
     assert!(m.take_console().is_empty());
-    check(m.mm());
+    check(&m.mm());
 }
 
 #[test]
@@ -507,7 +507,7 @@ fn test_leak_destroy_with_debug_lists_the_object() {
         mm.kmem_cache_free(s, p).unwrap();
         mm.kmem_cache_destroy(s).unwrap();
     });
-    check(m.mm());
+    check(&m.mm());
 }
 
 #[test]
@@ -595,7 +595,7 @@ fn krealloc_in_place_with_gfp_zero_zeroes_up_to_ksize() {
             mm.kfree(n).unwrap();
         }
     });
-    check(m.mm());
+    check(&m.mm());
 }
 
 #[test]
@@ -640,5 +640,5 @@ fn clean_use_of_debug_caches_reports_nothing() {
     let console = m.take_console();
     assert!(console.is_empty(), "{console:#?}");
     assert_eq!(bugs(&m), 0);
-    check(m.mm());
+    check(&m.mm());
 }

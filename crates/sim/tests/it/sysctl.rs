@@ -30,7 +30,7 @@ fn boot(ram: u64, cpus: usize, thp: Thp, sysctls: &[(&str, &str)]) -> Machine {
 
 fn cat(m: &Machine, file: &str) -> String {
     let mut out = String::new();
-    assert!(procfs::render(m.mm(), file, &mut out).unwrap(), "{file}");
+    assert!(procfs::render(&m.mm(), file, &mut out).unwrap(), "{file}");
     out
 }
 
@@ -496,7 +496,8 @@ fn dma_fallbacks_boost_x86_64_but_not_i386_whose_dma_is_under_four_pageblocks() 
         })
         .unwrap_or_else(|e| panic!("boot: {e}"));
         assert_eq!(m.mm().pageblock_nr_pages(), pageblock);
-        let dma = &m.mm().zones()[0];
+        let mm = m.mm();
+        let dma = &mm.zones()[0];
         assert!(dma.managed_pages >= 4 * PAGEBLOCK && dma.managed_pages < 4 * 1024);
         // A movable page held in every 512 pages: in every pageblock of either size, so
         // that a fallback steals part of a pageblock (and boost_watermark() is asked).
@@ -533,7 +534,8 @@ fn a_fragmenting_fallback_boosts_the_watermarks_until_kswapd_runs() {
     let m = boot(64 * MIB, 1, Thp::Never, &[]);
     pin_every_pageblock(&m);
     let idx = unmovable_until_boosted(&m, 20_000).expect("a fallback boosted a zone");
-    let zone = &m.mm().zones()[idx];
+    let mm = m.mm();
+    let zone = &mm.zones()[idx];
     // boost_watermark(): one pageblock, at most max(pageblock, high * 15000 / 10000).
     let max_boost = mult_frac(zone.watermark[2], 15_000, 10_000).max(PAGEBLOCK);
     assert_eq!(zone.watermark_boost(), PAGEBLOCK.min(max_boost));

@@ -50,9 +50,9 @@ fn baseline(m: &Machine) -> Baseline {
     shrink_all_caches(m);
     let mm = m.mm();
     Baseline {
-        free: free_pages(mm),
+        free: free_pages(&mm),
         pagetables: mm.nr_pagetable_pages(),
-        slab: slab_pages(mm),
+        slab: slab_pages(&mm),
     }
 }
 
@@ -72,12 +72,12 @@ fn finish(m: &Machine, base: &Baseline, what: &str) {
     shrink_all_caches(m);
     let mm = m.mm();
     let pt = mm.nr_pagetable_pages() - base.pagetables;
-    let slab = slab_pages(mm) as i64 - base.slab as i64;
+    let slab = slab_pages(&mm) as i64 - base.slab as i64;
     assert_eq!(
-        free_pages(mm) as i64 + pt as i64 + slab,
+        free_pages(&mm) as i64 + pt as i64 + slab,
         base.free as i64,
         "{what}: pages lost (free {} now, {} at the start; {pt} new page tables, slab {slab:+})",
-        free_pages(mm),
+        free_pages(&mm),
         base.free
     );
 }

@@ -221,9 +221,9 @@ impl Driven for VmallocModel {
         shrink_all_caches(m);
         VmallocModel {
             model: Model::default(),
-            free0: free_pages(m.mm()),
+            free0: free_pages(&m.mm()),
             pt0: m.mm().nr_pagetable_pages(),
-            slab0: slab_pages(m.mm()),
+            slab0: slab_pages(&m.mm()),
             bugs0: m.mm().vmalloc_stats().bugs.load(Relaxed),
         }
     }
@@ -450,12 +450,12 @@ impl Driven for VmallocModel {
         shrink_all_caches(m);
         let mm = m.mm();
         let pt = mm.nr_pagetable_pages() - pt0;
-        let slab = slab_pages(mm) as i64 - slab0 as i64;
+        let slab = slab_pages(&mm) as i64 - slab0 as i64;
         assert_eq!(
-            free_pages(mm) as i64 + pt as i64 + slab,
+            free_pages(&mm) as i64 + pt as i64 + slab,
             free0 as i64,
             "{name}: pages lost: free {} now, {free0} at the start, {pt} page-table pages, slab {slab:+}",
-            free_pages(mm)
+            free_pages(&mm)
         );
         let total: u64 = model
             .ops

@@ -373,7 +373,7 @@ impl<'m> Replayer<'m> {
             cache_rows: Vec::new(),
             slab: SlabSummary::default(),
             page: PageSummary::default(),
-            vmap: VmapReplay::new(machine.mm()),
+            vmap: VmapReplay::new(&machine.mm()),
             kvmalloc: KvmallocSummary {
                 above: options.kvmalloc_above,
                 ..KvmallocSummary::default()

@@ -85,7 +85,7 @@ impl Replayer<'_> {
     /// The report, read from the machine on the boot CPU.
     pub(super) fn finish<R: BufRead>(mut self, reader: &TraceReader<R>) -> Report {
         let mm = self.machine.mm();
-        self.take_sample(mm);
+        self.take_sample(&mm);
         self.counters.live_at_end = self.objects.values().filter(|o| o.addr.is_some()).count()
             as u64
             + self.pages.values().filter(|p| p.pfn.is_some()).count() as u64;
@@ -109,7 +109,7 @@ impl Replayer<'_> {
         let mut caches = std::mem::take(&mut self.cache_rows);
         crate::stats::sort_by_waste(&mut caches);
         self.fidelity.mismatches = self.sorted_mismatches();
-        let memory = self.memory_stats(mm);
+        let memory = self.memory_stats(&mm);
         let mut pairs: Vec<crate::classes::SizePair> = self
             .kmalloc_pairs
             .iter()
@@ -117,7 +117,7 @@ impl Replayer<'_> {
             .collect();
         pairs.sort_unstable();
         let size_class_hint = crate::classes::hint(&pairs, self.fidelity.kmalloc_agreed);
-        let vmalloc = self.vmap.finish(mm);
+        let vmalloc = self.vmap.finish(&mm);
         Report::build(crate::report::ReportParts {
             machine: self.machine,
             input: reader.stats().clone(),

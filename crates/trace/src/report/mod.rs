@@ -145,7 +145,7 @@ impl Report {
         let mm = p.machine.mm();
         let proc_file = |name: &str| {
             let mut s = String::new();
-            let _ = kmemlab_mm::procfs::render(mm, name, &mut s);
+            let _ = kmemlab_mm::procfs::render(&mm, name, &mut s);
             s
         };
         let check = match p.machine.check() {

@@ -69,7 +69,7 @@ fn counters_match_a_walk_after_replaying_the_shared_trace() {
         let report = replay_bytes(&m, &text, &ReplayOptions::default());
         assert_eq!(report.check, "ok");
         assert!(report.samples.len() > 10);
-        assert_counters_match_walk(m.mm(), "after the shared trace");
+        assert_counters_match_walk(&m.mm(), "after the shared trace");
         assert_last_sample_is_the_walks(&m, &report);
     }
 }
@@ -84,7 +84,7 @@ fn counters_match_a_walk_after_replaying_a_modern_trace() {
     let report = replay_bytes(&m, &text, &ReplayOptions::default());
     assert_eq!(report.check, "ok");
     assert_eq!(report.input.events, 30_000);
-    assert_counters_match_walk(m.mm(), "after the modern trace");
+    assert_counters_match_walk(&m.mm(), "after the modern trace");
     assert_last_sample_is_the_walks(&m, &report);
 }
 

@@ -56,30 +56,30 @@ type Mmp = Mm<SimPlatform>;
 pub fn kmem(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     let usage = || format!("usage: kmem {USAGE}");
     match args {
-        ["-s"] => cache_table(sh.machine.mm(), None),
+        ["-s"] => cache_table(&sh.machine.mm(), None),
         ["-s", cache] => match cache_arg(sh, cache) {
-            Ok(r) => cache_table(sh.machine.mm(), Some(r)),
+            Ok(r) => cache_table(&sh.machine.mm(), Some(r)),
             // crash's `kmem -s ADDR`: the cache and slab holding an address.
             Err(e) => match sh.number(cache).ok().and_then(|a| {
                 let found = sh.machine.mm().slab_object(VirtAddr(a))?;
-                Some(describe_slab_object(sh.machine.mm(), a, found))
+                Some(describe_slab_object(&sh.machine.mm(), a, found))
             }) {
                 Some(answer) => answer,
                 None => Err(e),
             },
         },
-        ["-S", cache] => cache_slabs(sh.machine.mm(), cache_arg(sh, cache)?),
-        ["-f"] => free_lists(sh.machine.mm()),
-        ["-v"] => vmap_areas(sh.machine.mm()),
-        ["-i"] => usage_table(sh.machine.mm()),
-        ["-z"] => zone_stats(sh.machine.mm()),
+        ["-S", cache] => cache_slabs(&sh.machine.mm(), cache_arg(sh, cache)?),
+        ["-f"] => free_lists(&sh.machine.mm()),
+        ["-v"] => vmap_areas(&sh.machine.mm()),
+        ["-i"] => usage_table(&sh.machine.mm()),
+        ["-z"] => zone_stats(&sh.machine.mm()),
         ["-p", pfn] => {
             let pfn = Pfn(sh.number(pfn)?);
-            page_descriptor(sh.machine.mm(), pfn)
+            page_descriptor(&sh.machine.mm(), pfn)
         }
         ["-P", phys] => {
             let phys = sh.number(phys)?;
-            describe_phys(sh.machine.mm(), phys, None)
+            describe_phys(&sh.machine.mm(), phys, None)
         }
         [flag, ..] if flag.starts_with('-') && !is_known_flag(flag) => {
             Err(format!("invalid option '{flag}'; {}", usage()))
@@ -87,7 +87,7 @@ pub fn kmem(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
         [flag, ..] if flag.starts_with('-') => Err(usage()),
         [addr] => {
             let addr = sh.number(addr)?;
-            describe_address(sh.machine.mm(), addr)
+            describe_address(&sh.machine.mm(), addr)
         }
         _ => Err(usage()),
     }

@@ -221,7 +221,7 @@ pub fn slabinfo(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
         .build()
         .map_err(|e| format!("slabinfo: Invalid pattern '{source}': {e}"))?;
     let mm = sh.machine.mm();
-    let (mut dirs, mut aliases) = read_slab_dir(mm, &pattern);
+    let (mut dirs, mut aliases) = read_slab_dir(&mm, &pattern);
     let mut out = String::new();
     let json;
     if o.show_alias {

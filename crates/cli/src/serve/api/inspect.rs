@@ -61,7 +61,7 @@ pub(super) async fn frames_view(
         let map = frames::compute(&m.shell.machine, &dma);
         let generation = session.generation();
         let bytes = frames::encode_frames(
-            m.shell.machine.mm(),
+            &m.shell.machine.mm(),
             &map,
             &planes,
             q.from.unwrap_or(0),

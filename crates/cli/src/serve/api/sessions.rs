@@ -295,7 +295,7 @@ fn touched(m: &Machine, outcome: &crate::shell::Outcome) -> Vec<Value> {
         .filter(|&x| x >= 1 << 20)
         .take(16)
         .flat_map(|x| {
-            views::frames_of(mm, x).into_iter().map(move |(pfn, pages, what)| {
+            views::frames_of(&mm, x).into_iter().map(move |(pfn, pages, what)| {
                 json!({"addr": crate::output::addr(x), "pfn": pfn, "pages": pages, "what": what})
             })
         })

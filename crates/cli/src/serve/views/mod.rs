@@ -82,14 +82,14 @@ pub fn info(m: &mut Machine, x: &str) -> Result<Value, ApiError> {
     if let Some(pfn) = x.strip_prefix("pfn:") {
         let pfn = parse_address(pfn)?;
         let mm = m.shell.machine.mm();
-        if mm.mem_map().get(Pfn(pfn)).is_none() || frames::max_pfn(mm) <= pfn {
+        if mm.mem_map().get(Pfn(pfn)).is_none() || frames::max_pfn(&mm) <= pfn {
             return Err(ApiError::bad_request(format!(
                 "pfn {pfn:#x} has no struct page"
             )));
         }
-        let info = crate::describe::page_info(mm, Pfn(pfn));
+        let info = crate::describe::page_info(&mm, Pfn(pfn));
         let message = info.line();
-        let owner = frame_owner(mm, pfn);
+        let owner = frame_owner(&mm, pfn);
         return Ok(json!({"result": info, "message": message, "owner": owner}));
     }
     let arg = x.to_string();
@@ -278,7 +278,7 @@ pub fn frames_meta(m: &Machine, generation: u64) -> Value {
     json!({
         "generation": generation,
         "page_size": PAGE_SIZE,
-        "max_pfn": frames::max_pfn(mm),
+        "max_pfn": frames::max_pfn(&mm),
         "pageblock_order": mm.pageblock_order(),
         "zones": zones,
         "migratetypes": MigrateType::ALL.iter().map(|t| t.name()).collect::<Vec<_>>(),
@@ -292,7 +292,7 @@ pub fn frames_meta(m: &Machine, generation: u64) -> Value {
 pub fn zones(m: &Machine) -> Value {
     let mm = m.shell.machine.mm();
     let nr_cpus = m.shell.machine.config().cpus;
-    let rows: Vec<Value> = crate::describe::zones(mm)
+    let rows: Vec<Value> = crate::describe::zones(&mm)
         .into_iter()
         .filter_map(|z| {
             let zone = mm.zones().iter().find(|x| x.name() == z.name && x.is_populated())?;
@@ -332,7 +332,7 @@ pub fn cpus(m: &Machine) -> Value {
         .map(|cpu| {
             let state = m.shell.cpu_state(cpu);
             let s = machine.tlb_stats(cpu);
-            let occupancy = machine.mm().platform().mmu().tlb_occupancy(cpu);
+            let occupancy = machine.platform().mmu().tlb_occupancy(cpu);
             json!({
                 "cpu": cpu,
                 "context": if cpu == m.shell.cpu { m.shell.ctx.to_string() } else { "process".to_string() },

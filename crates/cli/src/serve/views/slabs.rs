@@ -70,10 +70,10 @@ fn slab_row(mm: &Mm<SimPlatform>, index: usize, s: &KmemCache) -> Value {
 /// `GET …/slabs`.
 pub fn slabs(m: &Machine) -> Value {
     let mm = m.shell.machine.mm();
-    let rows: Vec<Value> = caches(mm)
+    let rows: Vec<Value> = caches(&mm)
         .into_iter()
         .enumerate()
-        .filter_map(|(i, r)| mm.cache(r).ok().map(|s| slab_row(mm, i, s)))
+        .filter_map(|(i, r)| mm.cache(r).ok().map(|s| slab_row(&mm, i, s)))
         .collect();
     json!(rows)
 }
@@ -196,7 +196,7 @@ fn object_letter(mm: &Mm<SimPlatform>, s: &KmemCache, object: u64, free: bool) -
 /// `detail` slabs; the rest with counts only).
 pub fn slab_detail(m: &Machine, key: &str, detail: usize) -> Result<Value, ApiError> {
     let mm = m.shell.machine.mm();
-    let r = find_cache(mm, key)?;
+    let r = find_cache(&mm, key)?;
     let s = mm
         .cache(r)
         .map_err(|e| ApiError::not_found(e.to_string()))?;
@@ -245,7 +245,7 @@ pub fn slab_detail(m: &Machine, key: &str, detail: usize) -> Result<Value, ApiEr
                     let free = known.unwrap_or_else(|| {
                         mm.object_info(VirtAddr(object)).is_some_and(|o| o.free)
                     });
-                    object_letter(mm, s, object, free)
+                    object_letter(&mm, s, object, free)
                 })
                 .collect();
             slab["objects_state"] = json!(letters);
@@ -278,7 +278,7 @@ fn track_json(mm: &Mm<SimPlatform>, s: &KmemCache, object: u64, item: TrackItem)
 /// `GET …/slabs/{cache}/objects/{addr}`: an object's state, owner tracks and bytes.
 pub fn slab_object(m: &Machine, key: &str, at: u64) -> Result<Value, ApiError> {
     let mm = m.shell.machine.mm();
-    let r = find_cache(mm, key)?;
+    let r = find_cache(&mm, key)?;
     let s = mm
         .cache(r)
         .map_err(|e| ApiError::not_found(e.to_string()))?;
@@ -288,7 +288,7 @@ pub fn slab_object(m: &Machine, key: &str, at: u64) -> Result<Value, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("{at:#x} is not an object of {}", s.name())))?;
     let object = o.object.0;
     let slot_start = object.wrapping_sub(s.red_left_pad() as u64);
-    let hex = match read_slot(mm, s, object) {
+    let hex = match read_slot(&mm, s, object) {
         Some(slot) => slot
             .chunks(16)
             .enumerate()
@@ -300,7 +300,7 @@ pub fn slab_object(m: &Machine, key: &str, at: u64) -> Result<Value, ApiError> {
             .join("\n"),
         None => "(the slot cannot be read: the cache's sizes or its memory are bad)".to_string(),
     };
-    let letter = object_letter(mm, s, object, o.free);
+    let letter = object_letter(&mm, s, object, o.free);
     let state = match letter {
         'a' => "allocated",
         'p' => "free (poisoned)",
@@ -310,8 +310,8 @@ pub fn slab_object(m: &Machine, key: &str, at: u64) -> Result<Value, ApiError> {
     Ok(json!({
         "cache": s.name().as_str(), "addr": addr(object), "slot": addr(slot_start),
         "index": o.index, "slab_pfn": o.slab_pfn.raw(), "state": state, "free": o.free,
-        "alloc": track_json(mm, s, object, TrackItem::Alloc),
-        "free_track": track_json(mm, s, object, TrackItem::Free),
+        "alloc": track_json(&mm, s, object, TrackItem::Alloc),
+        "free_track": track_json(&mm, s, object, TrackItem::Free),
         "layout": layout(s),
         "hex": hex,
     }))

@@ -117,7 +117,7 @@ fn vmap_areas(mm: &Mm<SimPlatform>) -> Vec<kmemlab_mm::vmalloc::VmapAreaInfo> {
 /// `GET …/vmalloc`: the areas in address order, then the lazily freed ones.
 pub fn vmalloc(m: &Machine) -> Value {
     let mm = m.shell.machine.mm();
-    let areas: Vec<Value> = vmap_areas(mm).iter().map(|a| area_json(mm, a)).collect();
+    let areas: Vec<Value> = vmap_areas(&mm).iter().map(|a| area_json(&mm, a)).collect();
     let layout = mm.layout();
     json!({
         "start": addr(layout.vmalloc_start), "end": addr(layout.vmalloc_end),
@@ -138,11 +138,11 @@ pub fn vmalloc_area(m: &Machine, at: u64) -> Result<Value, ApiError> {
         pages.push(json!({"index": pfns.len(), "virt": addr(virt), "pfn": p.0}));
         pfns.push(p.0);
     });
-    let found = vmap_areas(mm)
+    let found = vmap_areas(&mm)
         .iter()
         .find(|info| info.start == a.addr.0)
-        .map(|info| area_json(mm, info));
-    let info = crate::commands::vmalloc::vmalloc_info(mm, VirtAddr(at)).map(|v| match v {
+        .map(|info| area_json(&mm, info));
+    let info = crate::commands::vmalloc::vmalloc_info(&mm, VirtAddr(at)).map(|v| match v {
         crate::shell::Value::Object(o, text) => json!({"result": o, "message": text}),
         _ => Value::Null,
     });
@@ -179,7 +179,7 @@ pub fn walk(m: &Machine, at: u64) -> Value {
     };
     let tlb: Vec<Value> = (0..machine.config().cpus)
         .map(|cpu| {
-            let probe = machine.mm().platform().mmu().tlb_probe(cpu, VirtAddr(at));
+            let probe = machine.platform().mmu().tlb_probe(cpu, VirtAddr(at));
             json!({"cpu": cpu, "cached": probe.is_some(),
                    "level": probe.map(|p| p.level), "frame": probe.map(|p| addr(p.frame)),
                    "page_size": probe.map(|p| p.page_size)})
