@@ -10,6 +10,7 @@ use core::sync::atomic::Ordering::Relaxed;
 
 use crate::platform::Platform;
 use crate::slab::cache::{KmemCache, KmemCacheRef};
+use crate::slab::sheaf::SlabPercpu;
 use crate::slab::stats::StatItem;
 use crate::slab::{CacheName, SlabError, SlabFlags};
 use crate::Mm;
@@ -18,13 +19,15 @@ use crate::Mm;
 pub const SYSFS_SLAB_DIR: &str = "/sys/kernel/slab";
 
 /// The read-only attributes that are not statistics, in `slab_attrs[]` order (those of 6.6
-/// that this allocator has; `ctor`, `usersize`, `validate`, `shrink` and the NUMA and
-/// tracking files are left out).
+/// that this allocator has, and 6.18's `sheaf_capacity`, which a machine has only with
+/// sheaves; `ctor`, `usersize`, `validate`, `shrink` and the NUMA and tracking files are
+/// left out).
 pub const SLAB_ATTRS: &[&str] = &[
     "slab_size",
     "object_size",
     "objs_per_slab",
     "order",
+    "sheaf_capacity",
     "min_partial",
     "cpu_partial",
     "objects",
@@ -146,6 +149,11 @@ impl<P: Platform> Mm<P> {
             "object_size" => s.object_size().into(),
             "objs_per_slab" => s.oo().objects.into(),
             "order" => s.oo().order.into(),
+            // 6.18 `sheaf_capacity_show()`: every cache has the file (0 without sheaves);
+            // 6.6, the default machine, has none.
+            "sheaf_capacity" if self.slab_percpu() == SlabPercpu::Sheaves => {
+                s.sheaf_capacity().into()
+            }
             "min_partial" => s.min_partial(),
             // slub_cpu_partial(): the object count the slab limit was derived from.
             "cpu_partial" => crate::slab::cache::cpu_partial_objects(s.size(), s.is_debug()).into(),

@@ -66,6 +66,41 @@ fn capacities_follow_linux_7_0() {
     m.mm().check().unwrap();
 }
 
+/// `cat /sys/kernel/slab/<dir>/<attr>`, `None` when there is no such file.
+fn sysfs(mm: &Mm<SimPlatform>, dir: &str, attr: &str) -> Option<String> {
+    let mut out = String::new();
+    mm.sysfs_slab_render(&format!("/sys/kernel/slab/{dir}/{attr}"), &mut out)
+        .unwrap()
+        .then_some(out)
+}
+
+#[test]
+fn sysfs_sheaf_capacity_is_6_18s_file() {
+    // 6.18's sheaf_capacity_show(): "%u\n", 0 for a cache without sheaves.
+    let m = sheaves_machine(2, false);
+    m.run(|mm| {
+        for (size, name) in [(64, "64"), (512, "512"), (2048, "2k"), (8192, "8k")] {
+            let info = mm.sheaves_info(kmalloc_cache(mm, size)).unwrap();
+            let file = sysfs(mm, &format!("kmalloc-{name}"), "sheaf_capacity");
+            assert_eq!(file, Some(format!("{}\n", info.capacity)), "kmalloc-{name}");
+        }
+        assert_eq!(
+            sysfs(mm, "kmem_cache", "sheaf_capacity").as_deref(),
+            Some("0\n")
+        );
+    });
+    // 6.6, the default, has no such file.
+    let m = MachineBuilder::new()
+        .ram(32 * MIB)
+        .cpus(2)
+        .no_holes()
+        .boot();
+    m.run(|mm| {
+        assert!(sysfs(mm, "kmem_cache", "order").is_some());
+        assert!(sysfs(mm, "kmem_cache", "sheaf_capacity").is_none());
+    });
+}
+
 #[test]
 fn cpu_slab_machines_have_no_sheaves() {
     let m = MachineBuilder::new()
