@@ -208,7 +208,7 @@ fn help(_: &mut Shell, args: &[&str]) -> Result<Value, String> {
     for c in all() {
         text.push_str(&format!("  {:<18} {:<26} {}\n", c.name, c.usage, c.help));
     }
-    text.push_str("  name = <command>    keep the result under a name (then use it as name or $name)\n  ! <command>         the command is expected to fail\n");
+    text.push_str("  name = <command>    keep the result under a name (then use it as name or $name; a bulk call's list as $name, its addresses as $name0, $name1, ...)\n  ! <command>         the command is expected to fail\n");
     text.push_str("a command in which the kernel oopses fails; after a panic only commands that read work (help <command> says), until reboot\n");
     Ok(Value::Text(text.trim_end().to_string()))
 }
