@@ -353,6 +353,10 @@ fn bulk_objects_value(
 /// `free_to_pcs_bulk()`): the addresses, lists expanded, freed to `s` in one call. The
 /// kernel returns nothing; a pointer it refuses is reported on the console and left out,
 /// the others are freed, and the first refusal is the command's error.
+///
+/// The kernel's free track (`slab_debug=U`) of a bulk free is its caller (`_RET_IP_`), the
+/// script line here; `Mm` has no `_caller` form of the bulk frees yet, so the track names
+/// this function's call instead.
 fn kmem_cache_free_bulk(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     let r = cache_arg(sh, args[0])?;
     let mut p: Vec<VirtAddr> = sh

@@ -161,6 +161,15 @@ fn a_bulk_allocation_is_a_list_named_whole_and_one_by_one() {
     fails(&mut sh, "info $objs0");
     exec(&mut sh, "kfree $objs");
     exec(&mut sh, "kmem_cache_destroy c");
+    // A reboot forgets lists as it forgets every name.
+    exec(
+        &mut sh,
+        "kept = kmem_cache_alloc_bulk kmalloc-64 GFP_KERNEL 2",
+    );
+    exec(&mut sh, "reboot");
+    fails(&mut sh, "kfree_bulk $kept");
+    fails(&mut sh, "info $kept1");
+    assert!(CompletionNames::of(&sh).vars.is_empty());
     // Without a name, the list is printed by index.
     let o = outcome(&mut sh, "kmem_cache_alloc_bulk kmalloc-64 GFP_KERNEL 3");
     let anon = addrs(&o.json()["result"]);
