@@ -41,7 +41,15 @@ pub enum Value {
     Text(String),
     /// Named fields, and their text for people.
     Object(serde_json::Value, String),
+    /// Several addresses (what a bulk allocation filled its array with) and what they
+    /// are: a JSON array of `"0x…"` strings. Kept under a name, the list is `$name` and
+    /// each address `$name0`, `$name1`, … ([`Shell::addresses`]).
+    Addresses(Vec<u64>, String),
 }
+
+/// The most addresses one bulk command takes or returns: the kernel's bulk calls take an
+/// array of any size, the shell bounds what one line may make it hold.
+pub const MAX_BULK: usize = 4096;
 
 /// State the shell keeps per CPU between commands.
 #[derive(Default, Clone, Copy)]
@@ -61,6 +69,9 @@ pub struct Shell {
     /// The context commands run in.
     pub ctx: Context,
     vars: BTreeMap<String, u64>,
+    /// Lists of addresses kept under a name; each element is also in `vars` as the
+    /// name and its index.
+    lists: BTreeMap<String, Vec<u64>>,
     cpus: Vec<CpuState>,
     /// The script (or `<stdin>`) and the line being run, recorded as the call site of
     /// kmalloc for owner tracking.
@@ -90,6 +101,7 @@ impl Shell {
             cpu: 0,
             ctx: Context::Process,
             vars: BTreeMap::new(),
+            lists: BTreeMap::new(),
             cpus: vec![CpuState::default(); n],
             source: "<stdin>",
             line: 0,
@@ -133,6 +145,7 @@ impl Shell {
             .reboot()
             .map_err(|e| format!("reboot failed: {e}; the old machine stays"))?;
         self.vars.clear();
+        self.lists.clear();
         self.cpu = 0;
         self.ctx = Context::Process;
         self.cpus = vec![CpuState::default(); self.machine.config().cpus];
@@ -150,9 +163,55 @@ impl Shell {
         }
     }
 
-    /// The names results were kept under, in order.
+    /// The list of addresses kept under `name` (`name` or `$name`), if any.
+    pub fn list(&self, name: &str) -> Option<&[u64]> {
+        self.lists
+            .get(name.strip_prefix('$').unwrap_or(name))
+            .map(Vec::as_slice)
+    }
+
+    /// The names results were kept under, in order: numbers and addresses, lists, and
+    /// each list's elements.
     pub fn var_names(&self) -> impl Iterator<Item = &str> {
-        self.vars.keys().map(String::as_str)
+        let mut names: Vec<&str> = self
+            .vars
+            .keys()
+            .chain(self.lists.keys())
+            .map(String::as_str)
+            .collect();
+        names.sort_unstable();
+        names.into_iter()
+    }
+
+    /// Keep a result under `name`: a number or an address as itself, a list as `name`
+    /// and its elements as `name0`, `name1`, …. Whatever `name` held before is forgotten,
+    /// with the element names of a list it held.
+    fn keep(&mut self, name: &str, value: &Value) {
+        let kept = match value {
+            Value::Number(..) | Value::Address(..) | Value::Addresses(..) => true,
+            Value::None | Value::Text(_) | Value::Object(..) => false,
+        };
+        if !kept {
+            return;
+        }
+        if let Some(old) = self.lists.remove(name) {
+            for i in 0..old.len() {
+                self.vars.remove(&format!("{name}{i}"));
+            }
+        }
+        self.vars.remove(name);
+        match value {
+            Value::Number(n, _) | Value::Address(n, _) => {
+                self.vars.insert(name.to_string(), *n);
+            }
+            Value::Addresses(list, _) => {
+                for (i, a) in list.iter().enumerate() {
+                    self.vars.insert(format!("{name}{i}"), *a);
+                }
+                self.lists.insert(name.to_string(), list.clone());
+            }
+            Value::None | Value::Text(_) | Value::Object(..) => {}
+        }
     }
 
     /// The state of the current CPU.
@@ -188,8 +247,52 @@ impl Shell {
         if let Some(v) = self.vars.get(arg.strip_prefix('$').unwrap_or(arg)) {
             return Ok(*v);
         }
+        if let Some(list) = self.list(arg) {
+            let name = arg.strip_prefix('$').unwrap_or(arg);
+            return Err(format!(
+                "'{name}' is a list of {} addresses: name one (${name}0 … ${name}{}), or give \
+                 the list to a bulk command (kmem_cache_free_bulk, kfree_bulk)",
+                list.len(),
+                list.len().saturating_sub(1)
+            ));
+        }
         parse_size(arg)
             .ok_or_else(|| format!("'{arg}' is neither a number nor a name given earlier"))
+    }
+
+    /// Addresses for the bulk command `func`: each argument a list kept earlier (`$objs`,
+    /// all its addresses in order) or one number as [`Shell::number`] reads it. At most
+    /// [`MAX_BULK`] in all.
+    pub fn addresses(&self, args: &[&str], func: &str) -> Result<Vec<u64>, String> {
+        let mut out = Vec::new();
+        for arg in args {
+            match self.list(arg) {
+                Some(list) => out.extend_from_slice(list),
+                None => out.push(self.number(arg)?),
+            }
+            if out.len() > MAX_BULK {
+                return Err(too_many(
+                    func,
+                    &format!("more than {MAX_BULK} addresses"),
+                    "frees",
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The count of a bulk allocation: 1 ..= [`MAX_BULK`]. `func` is the kernel function,
+    /// for the error of a count of 0, which the bulk calls return at once without
+    /// allocating anything.
+    pub fn bulk_count(&self, arg: &str, func: &str) -> Result<usize, String> {
+        let n = self.number(arg)?;
+        match usize::try_from(n) {
+            Ok(0) => Err(format!(
+                "{func}: a count of 0 allocates nothing (the kernel returns 0 at once)"
+            )),
+            Ok(n) if n <= MAX_BULK => Ok(n),
+            _ => Err(too_many(func, &format!("{n} asked"), "allocates")),
+        }
     }
 
     /// A size in bytes.
@@ -252,10 +355,8 @@ impl Shell {
         let oops = (self.machine.take_oopses() > 0).then(|| self.oops_notice());
         let mut kernel = std::mem::take(&mut self.last_words);
         kernel.extend(self.machine.take_console());
-        if let (Some(name), Ok(Value::Number(n, _) | Value::Address(n, _)), None) =
-            (&name, &result, &oops)
-        {
-            self.vars.insert(name.clone(), *n);
+        if let (Some(name), Ok(value), None) = (&name, &result, &oops) {
+            self.keep(name, value);
         }
         Some(Outcome {
             line: line_no,
@@ -420,6 +521,16 @@ impl Outcome {
                         writeln!(out, "{prefix}{n:#x}  ({what})")
                     }
                     Value::Text(t) | Value::Object(_, t) => writeln!(out, "{prefix}{t}"),
+                    Value::Addresses(list, what) => {
+                        writeln!(out, "{prefix}{what}")?;
+                        for (i, a) in list.iter().enumerate() {
+                            match &self.name {
+                                Some(n) => writeln!(out, "  {n}{i} = {a:#x}")?,
+                                None => writeln!(out, "  [{i}] {a:#x}")?,
+                            }
+                        }
+                        Ok(())
+                    }
                 }
             }
             // `failure()` is `Some` for every error.
@@ -439,6 +550,10 @@ impl Outcome {
             Ok(Value::Address(a, what)) => (crate::output::addr(*a), what.clone()),
             Ok(Value::Text(t)) => (serde_json::Value::Null, t.clone()),
             Ok(Value::Object(o, t)) => (o.clone(), t.clone()),
+            Ok(Value::Addresses(list, what)) => (
+                list.iter().map(|a| crate::output::addr(*a)).collect(),
+                what.clone(),
+            ),
             Err(e) => (serde_json::Value::Null, e.clone()),
         };
         json!({
@@ -457,6 +572,11 @@ impl Outcome {
             "kernel": self.kernel,
         })
     }
+}
+
+/// The error of the bulk command `func` given more than [`MAX_BULK`] of something.
+fn too_many(func: &str, what: &str, verb: &str) -> String {
+    format!("{func}: {what}: the shell {verb} at most {MAX_BULK} per call (split it)")
 }
 
 fn strip_comment(line: &str) -> &str {

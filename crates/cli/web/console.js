@@ -20,6 +20,11 @@ export function shellText(o) {
     const prefix = o.name ? `${o.name} = ` : '';
     if (typeof o.result === 'string' && /^0x[0-9a-f]+$/.test(o.result)) lines.push(`${prefix}${o.result}  (${o.message})`);
     else if (typeof o.result === 'number') lines.push(`${prefix}0x${o.result.toString(16)}  (${o.message})`);
+    else if (Array.isArray(o.result)) {
+      // A bulk call's addresses: one per line, under the names they were kept as.
+      lines.push(`${prefix}${o.message}`);
+      o.result.forEach((a, i) => lines.push(o.name ? `  ${o.name}${i} = ${a}` : `  [${i}] ${a}`));
+    }
     else if (o.message) lines.push(`${prefix}${o.message}`);
   }
   return lines;

@@ -159,6 +159,36 @@ pub fn find(name: &str) -> Option<&'static Command> {
     all().find(|c| c.name == name)
 }
 
+/// How a bulk call's array was filled, for people: its elements in runs, an element
+/// joining the run before it when `joins(last, next)`; each run described by
+/// `run(first, last, count)`, at most eight and then how many more.
+pub(crate) fn runs_text<K: Copy>(
+    keys: impl IntoIterator<Item = K>,
+    joins: impl Fn(K, K) -> bool,
+    run: impl Fn(K, K, usize) -> String,
+) -> String {
+    const SHOWN: usize = 8;
+    let mut runs: Vec<(K, K, usize)> = Vec::new();
+    for k in keys {
+        match runs.last_mut() {
+            Some((_, last, n)) if joins(*last, k) => {
+                *last = k;
+                *n += 1;
+            }
+            _ => runs.push((k, k, 1)),
+        }
+    }
+    let mut parts: Vec<String> = runs
+        .iter()
+        .take(SHOWN)
+        .map(|&(first, last, n)| run(first, last, n))
+        .collect();
+    if runs.len() > SHOWN {
+        parts.push(format!("and {} more", runs.len() - SHOWN));
+    }
+    parts.join(", ")
+}
+
 fn help(_: &mut Shell, args: &[&str]) -> Result<Value, String> {
     if let Some(name) = args.first() {
         let c = find(name).ok_or_else(|| format!("no command '{name}'"))?;
@@ -178,7 +208,7 @@ fn help(_: &mut Shell, args: &[&str]) -> Result<Value, String> {
     for c in all() {
         text.push_str(&format!("  {:<18} {:<26} {}\n", c.name, c.usage, c.help));
     }
-    text.push_str("  name = <command>    keep the result under a name (then use it as name or $name)\n  ! <command>         the command is expected to fail\n");
+    text.push_str("  name = <command>    keep the result under a name (then use it as name or $name; a bulk call's list as $name, its addresses as $name0, $name1, ...)\n  ! <command>         the command is expected to fail\n");
     text.push_str("a command in which the kernel oopses fails; after a panic only commands that read work (help <command> says), until reboot\n");
     Ok(Value::Text(text.trim_end().to_string()))
 }

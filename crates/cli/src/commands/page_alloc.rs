@@ -20,6 +20,13 @@ pub(super) const COMMANDS: &[Command] = &[
         run: alloc_pages,
     },
     Command {
+        name: "alloc_pages_bulk",
+        usage: "<gfp> <n>",
+        help: "up to n order-0 pages in one call (fewer if memory runs short); returns the struct page * list",
+        mutates: true,
+        run: alloc_pages_bulk,
+    },
+    Command {
         name: "__free_pages",
         usage: "<page> <order>",
         help: "free pages from alloc_pages",
@@ -109,6 +116,47 @@ fn alloc_pages(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
         mm.alloc_pages(gfp, order)
             .map(|p| page_value(mm, p))
             .map_err(|e| e.to_string())
+    })?
+}
+
+/// `alloc_pages_bulk_array(gfp, nr_pages, page_array)` (Linux 6.6 `include/linux/gfp.h`,
+/// `__alloc_pages_bulk()` of `mm/page_alloc.c`) on an array of `n` empty slots: the
+/// `struct page *` of each page it populated. Fewer than `n` is not an error (the kernel
+/// returns how many); none at all is.
+fn alloc_pages_bulk(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
+    let gfp = sh.gfp(args[0])?;
+    let n = sh.bulk_count(args[1], "alloc_pages_bulk")?;
+    sh.kernel(|mm| {
+        let mut array = vec![None; n];
+        let populated = mm.alloc_pages_bulk_array(gfp, &mut array);
+        // Every page in the array is the caller's, whatever the count says.
+        let pages: Vec<&kmemlab_mm::Page> = array.iter().flatten().copied().collect();
+        if pages.is_empty() {
+            return Err(format!(
+                "alloc_pages_bulk: no page allocated (alloc_pages_bulk_array returned {populated} of {n})"
+            ));
+        }
+        let frames = super::runs_text(
+            pages
+                .iter()
+                .map(|p| (mm.page_to_pfn(p).0, mm.page_zone(p).name())),
+            |(a, za), (b, zb)| za == zb && b == a.wrapping_add(1),
+            |(first, zone), (last, _), _| {
+                if first == last {
+                    format!("pfn {first:#x} ({zone})")
+                } else {
+                    format!("pfns {first:#x}-{last:#x} ({zone})")
+                }
+            },
+        );
+        let short = if pages.len() < n { ", memory ran short" } else { "" };
+        Ok(Value::Addresses(
+            pages.iter().map(|p| mm.struct_page_address(p).0).collect(),
+            format!(
+                "struct page * of {} of {n} order-0 pages (alloc_pages_bulk_array returned {populated}{short}): {frames}",
+                pages.len()
+            ),
+        ))
     })?
 }
 

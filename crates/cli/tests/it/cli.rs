@@ -697,6 +697,28 @@ fn a_never_freed_object_has_no_free_track_in_the_report() {
     assert!(!out.contains("Freed in"), "{out}");
 }
 
+/// docs/SHELL.md's list of every command is what `help` prints, line for line (a command
+/// added to a table, or a usage line changed, without the list following fails here).
+#[test]
+fn shell_md_lists_every_command_as_help_prints_it() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/SHELL.md"))
+        .expect("docs/SHELL.md");
+    let start = doc
+        .find("commands (arguments in the kernel's order")
+        .expect("SHELL.md lists the commands");
+    let (list, _) = doc[start..].split_once("```").expect("the list's fence");
+    let o = kmemlab(&["--ram", "16M", "shell"], "help\n");
+    assert_eq!(list, stdout(&o));
+    for name in [
+        "kmem_cache_alloc_bulk",
+        "kmem_cache_free_bulk",
+        "kfree_bulk",
+        "alloc_pages_bulk",
+    ] {
+        assert!(list.contains(&format!("\n  {name} ")), "{name}");
+    }
+}
+
 /// docs/SHELL.md's list of the machine flags "for every subcommand" names every flag
 /// `kmemlab proc --help` has (proc takes machine flags only).
 #[test]

@@ -414,7 +414,7 @@ fn completion_offers_commands_names_caches_gfp_flags_and_proc_files() {
     assert_eq!(start, 0);
     assert!(got.contains(&"kmalloc".to_string()) && got.iter().all(|g| g.starts_with("kmal")));
     assert_eq!(c("x = kmem_cache_cr").1, ["kmem_cache_create"]);
-    assert_eq!(c("! kfre").1, ["kfree"]);
+    assert_eq!(c("! kfre").1, ["kfree", "kfree_bulk"]);
     assert_eq!(
         c("kfree $al"),
         (6, vec!["$alpha".to_string(), "$alps".to_string()])

@@ -11,6 +11,7 @@ mod fuzz_targets;
 mod architecture_doc;
 mod bounds;
 mod browser;
+mod bulk;
 mod cli;
 mod fuzz_corpus;
 mod kmem;

@@ -189,6 +189,9 @@ enum Kind {
     Sg(u64),
     /// A coherent buffer of a device and size.
     Coherent(String, u64),
+    /// A bulk allocation's list (`$name`, elements `$name0` …): objects of a cache, or
+    /// order-0 `struct page *`s (`None`).
+    List(Option<String>),
 }
 
 /// A script being generated and run.
@@ -341,10 +344,19 @@ impl Gen {
         let is_vmalloc = |k: &Kind| matches!(k, Kind::Vmalloc(_));
         let is_mem = |k: &Kind| matches!(k, Kind::Addr(_) | Kind::Vmalloc(_) | Kind::Object(_));
         match self.rng.gen_range(0..50) {
+            0..=2 if self.rng.gen_ratio(1, 5) => {
+                let (g, n) = (self.gfp(), self.bulk_count());
+                (format!("alloc_pages_bulk {g} {n}"), Some(Kind::List(None)))
+            }
             0..=2 => {
                 let (g, o) = (self.gfp(), self.order());
                 let order = o.parse().unwrap_or(0);
                 (format!("alloc_pages {g} {o}"), Some(Kind::Page(order)))
+            }
+            3 | 4 if self.has(|k| *k == Kind::List(None)) && self.rng.gen_ratio(1, 3) => {
+                let list = self.arg(|k| *k == Kind::List(None));
+                let i = self.rng.gen_range(0..5u32);
+                (format!("__free_pages {list}{i} 0"), None)
             }
             3 | 4 => {
                 let p = self.arg(is_page);
@@ -427,10 +439,24 @@ impl Gen {
                 (format!("{cmd} {a}"), None)
             }
             20 => self.cache_create(),
+            21 | 22 if self.rng.gen_ratio(1, 4) => {
+                let c = if self.rng.gen_bool(0.5) {
+                    self.arg(|k| *k == Kind::Cache)
+                } else {
+                    self.pick(&["kmalloc-8", "kmalloc-96", "kmalloc-1k", "kmalloc-8k"])
+                        .to_string()
+                };
+                let (g, n) = (self.gfp(), self.bulk_count());
+                let line = format!("kmem_cache_alloc_bulk {c} {g} {n}");
+                (line, Some(Kind::List(Some(c))))
+            }
             21 | 22 => {
                 let c = self.arg(|k| *k == Kind::Cache);
                 let g = self.gfp();
                 (format!("kmem_cache_alloc {c} {g}"), Some(Kind::Object(c)))
+            }
+            23 if self.has(|k| matches!(k, Kind::List(Some(_)))) && self.rng.gen_ratio(2, 3) => {
+                (self.bulk_free(), None)
             }
             23 => {
                 let o = self.arg(|k| matches!(k, Kind::Object(_)));
@@ -660,6 +686,42 @@ impl Gen {
             return self.pick(&["0xffffffffffff", "100000000000"]).to_string();
         }
         self.rng.gen_range(0..40u32).to_string()
+    }
+
+    /// Is there a name of a kind matching `want`?
+    fn has(&self, want: fn(&Kind) -> bool) -> bool {
+        self.names.iter().any(|(_, k)| want(k))
+    }
+
+    /// The count of a bulk allocation: mostly small, sometimes 0, the most the shell
+    /// takes, or one more.
+    fn bulk_count(&mut self) -> &'static str {
+        self.pick(&["0", "1", "2", "3", "8", "8", "40", "300", "4096", "4097"])
+    }
+
+    /// `kmem_cache_free_bulk` of a list (to its cache, mostly) or `kfree_bulk`, sometimes
+    /// with more words: another name, an element of the list again (a double free inside
+    /// the array), NULL.
+    fn bulk_free(&mut self) -> String {
+        let list = self.arg(|k| matches!(k, Kind::List(Some(_))));
+        let mut words = vec![format!("${list}")];
+        for _ in 0..self.rng.gen_range(0..3) {
+            let extra = match self.rng.gen_range(0..3) {
+                0 => format!("{list}{}", self.rng.gen_range(0..3u32)),
+                1 => self.arg(|k| matches!(k, Kind::Object(_) | Kind::Addr(_))),
+                _ => "0".to_string(),
+            };
+            words.push(extra);
+        }
+        let words = words.join(" ");
+        if self.rng.gen_ratio(1, 3) {
+            return format!("kfree_bulk {words}");
+        }
+        let c = match self.kind_of(&list) {
+            Some(Kind::List(Some(c))) if self.rng.gen_ratio(9, 10) => c,
+            _ => self.arg(|k| *k == Kind::Cache),
+        };
+        format!("kmem_cache_free_bulk {c} {words}")
     }
 
     fn cache_create(&mut self) -> (String, Option<Kind>) {
@@ -932,7 +994,9 @@ impl Gen {
             journal(&text);
             let shell = &mut self.shell;
             let outcome = catching(|| shell.exec_line(i + 1, &text).map(|o| (o.name, o.result)))?;
-            if let (Some((Some(name), Ok(Value::Number(..)))), Some(kind)) = (outcome, &kind) {
+            if let (Some((Some(name), Ok(Value::Number(..) | Value::Addresses(..)))), Some(kind)) =
+                (outcome, &kind)
+            {
                 self.names.push((name, kind.clone()));
             }
         }

@@ -192,6 +192,90 @@ async fn a_command_answers_exactly_as_shell_json() {
     assert_eq!(s["lines"], SCRIPT.lines().count());
 }
 
+const BULK_SCRIPT: &str = "\
+c = kmem_cache_create demo 96
+objs = kmem_cache_alloc_bulk c GFP_KERNEL 8
+info $objs3
+! kfree $objs
+kmem_cache_free_bulk c $objs0 $objs1 $objs0
+kmem_cache_free_bulk c $objs2 $objs3 $objs4 $objs5 $objs6 $objs7
+pp = alloc_pages_bulk GFP_KERNEL 6
+__free_pages $pp0 0
+kmem_cache_alloc_bulk c GFP_KERNEL 3
+! kmem_cache_alloc_bulk c GFP_KERNEL 0
+";
+
+/// The bulk commands' lists are JSON arrays of `"0x…"` strings through the API as in
+/// `kmemlab shell --json`, and the frames a list names are the ones the command touched.
+#[tokio::test]
+async fn bulk_commands_answer_as_shell_json_and_touch_their_frames() {
+    let (_, r) = server(config());
+    let id = new_session(&r, json!({})).await;
+    let expected: Vec<Value> = shell_output(BULK_SCRIPT, true)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("shell --json prints JSON"))
+        .collect();
+    let mut got = Vec::new();
+    for line in BULK_SCRIPT.lines() {
+        got.push(command(&r, &id, line).await);
+    }
+    assert_eq!(got, expected);
+    let objs = got[1]["result"].as_array().expect("a list");
+    assert_eq!(objs.len(), 8);
+    assert!(objs
+        .iter()
+        .all(|a| a.as_str().is_some_and(|a| a.starts_with("0x"))));
+    // The double free inside the array was the kernel's BUG.
+    assert_eq!(
+        (got[4]["failed"].clone(), got[4]["oops"].clone()),
+        (json!(true), json!(true))
+    );
+    assert_eq!(got[6]["result"].as_array().map(Vec::len), Some(6));
+
+    // Every page of a bulk allocation is touched, each one frame.
+    let s = format!("/api/sessions/{id}");
+    let out = post_json(
+        &r,
+        &format!("{s}/commands?touched=1"),
+        &json!({"line": "q = alloc_pages_bulk GFP_KERNEL 4"}),
+    )
+    .await
+    .json();
+    assert_eq!(out["outcome"]["ok"], true, "{out}");
+    let mut pfns = Vec::new();
+    for i in 0..4 {
+        pfns.push(command(&r, &id, &format!("page_to_pfn $q{i}")).await["result"].clone());
+    }
+    let mut touched: Vec<Value> = out["touched"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["pfn"].clone())
+        .collect();
+    touched.sort_by_key(|p| p.as_u64());
+    pfns.sort_by_key(|p| p.as_u64());
+    assert_eq!(touched, pfns, "{out}");
+    // A list named in a command touches its frames too.
+    command(&r, &id, "few = kmem_cache_alloc_bulk c GFP_KERNEL 2").await;
+    let out = post_json(
+        &r,
+        &format!("{s}/commands?touched=1"),
+        &json!({"line": "kmem_cache_free_bulk c $few"}),
+    )
+    .await
+    .json();
+    assert_eq!(out["outcome"]["ok"], true, "{out}");
+    let slab_pfn = command(&r, &id, "info $few0").await["result"]["slab_pfn"].clone();
+    assert!(
+        out["touched"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["pfn"] == slab_pfn),
+        "{out}"
+    );
+}
+
 #[tokio::test]
 async fn proc_files_read_byte_for_byte_as_the_shells_cat() {
     let (_, r) = server(config());
@@ -1212,7 +1296,10 @@ async fn change_events_name_the_views_a_command_may_have_changed() {
     let before = get(&r, &vmalloc_path).await.json();
     command(&r, &id, "a = kmalloc 64 GFP_KERNEL").await;
     command(&r, &id, "p = alloc_pages GFP_KERNEL 3").await;
-    for _ in 0..2 {
+    command(&r, &id, "b = kmem_cache_alloc_bulk kmalloc-64 GFP_KERNEL 4").await;
+    command(&r, &id, "kfree_bulk $b").await;
+    command(&r, &id, "q = alloc_pages_bulk GFP_KERNEL 4").await;
+    for _ in 0..5 {
         let (_, change) = next_event(&mut body).await;
         let views = change["changed"].as_array().unwrap();
         assert!(!views.contains(&json!("vmalloc")), "{change}");

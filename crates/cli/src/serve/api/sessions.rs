@@ -203,11 +203,24 @@ fn views_changed(line: &str, outcome: &crate::shell::Outcome) -> Vec<&'static st
         "local_irq_disable" | "local_irq_enable" | "preempt_disable" | "preempt_enable" => {
             vec!["cpus"]
         }
-        "alloc_pages" | "__free_pages" | "__get_free_pages" | "get_zeroed_page" | "free_pages"
-        | "kmalloc" | "kzalloc" | "kcalloc" | "krealloc" | "kfree" | "kmem_cache_alloc"
-        | "kmem_cache_free" | "kmem_cache_shrink" | "drain_all_pages" => {
-            ALL_VIEWS.into_iter().filter(|&v| v != "vmalloc").collect()
-        }
+        "alloc_pages"
+        | "__free_pages"
+        | "__get_free_pages"
+        | "get_zeroed_page"
+        | "free_pages"
+        | "kmalloc"
+        | "kzalloc"
+        | "kcalloc"
+        | "krealloc"
+        | "kfree"
+        | "kmem_cache_alloc"
+        | "kmem_cache_free"
+        | "kmem_cache_shrink"
+        | "drain_all_pages"
+        | "alloc_pages_bulk"
+        | "kmem_cache_alloc_bulk"
+        | "kmem_cache_free_bulk"
+        | "kfree_bulk" => ALL_VIEWS.into_iter().filter(|&v| v != "vmalloc").collect(),
         _ => ALL_VIEWS.to_vec(),
     }
 }
@@ -275,14 +288,18 @@ pub(super) async fn command(
 /// The frames behind every address a command named or returned ([`views::frames_of`]).
 fn touched(m: &Machine, outcome: &crate::shell::Outcome) -> Vec<Value> {
     let mut candidates: Vec<u64> = Vec::new();
-    if let Ok(crate::shell::Value::Number(n, _) | crate::shell::Value::Address(n, _)) =
-        &outcome.result
-    {
-        candidates.push(*n);
+    match &outcome.result {
+        Ok(crate::shell::Value::Number(n, _) | crate::shell::Value::Address(n, _)) => {
+            candidates.push(*n);
+        }
+        Ok(crate::shell::Value::Addresses(list, _)) => candidates.extend_from_slice(list),
+        _ => {}
     }
     for word in outcome.command.split_whitespace().skip(1) {
-        if let Some(v) = m.shell.var(word) {
+        if let Some(v) = m.shell.var(word.strip_prefix('$').unwrap_or(word)) {
             candidates.push(v);
+        } else if let Some(list) = m.shell.list(word) {
+            candidates.extend_from_slice(list);
         } else if let Ok(v) = views::parse_address(word) {
             candidates.push(v);
         }
