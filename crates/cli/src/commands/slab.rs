@@ -352,11 +352,8 @@ fn bulk_objects_value(
 /// `kmem_cache_free_bulk(s, size, p)` (Linux 6.6 `mm/slub.c`; with sheaves, 6.18's
 /// `free_to_pcs_bulk()`): the addresses, lists expanded, freed to `s` in one call. The
 /// kernel returns nothing; a pointer it refuses is reported on the console and left out,
-/// the others are freed, and the first refusal is the command's error.
-///
-/// The kernel's free track (`slab_debug=U`) of a bulk free is its caller (`_RET_IP_`), the
-/// script line here; `Mm` has no `_caller` form of the bulk frees yet, so the track names
-/// this function's call instead.
+/// the others are freed, and the first refusal is the command's error. The free track
+/// (`slab_debug=U`) names the script line, as the kernel's names the caller (`_RET_IP_`).
 fn kmem_cache_free_bulk(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
     let r = cache_arg(sh, args[0])?;
     let mut p: Vec<VirtAddr> = sh
@@ -364,8 +361,9 @@ fn kmem_cache_free_bulk(sh: &mut Shell, args: &[&str]) -> Result<Value, String> 
         .into_iter()
         .map(VirtAddr)
         .collect();
+    let site = sh.call_site();
     sh.kernel(|mm| {
-        mm.kmem_cache_free_bulk(r, &mut p)
+        mm.kmem_cache_free_bulk_caller(r, &mut p, site)
             .map(|_| Value::None)
             .map_err(|e| slab_err_of(mm, "kmem_cache_free_bulk", r, e))
     })?
@@ -379,7 +377,12 @@ fn kfree_bulk(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {
         .into_iter()
         .map(VirtAddr)
         .collect();
-    sh.kernel(|mm| mm.kfree_bulk(&mut p).map(|_| Value::None).map_err(slab_err))?
+    let site = sh.call_site();
+    sh.kernel(|mm| {
+        mm.kfree_bulk_caller(&mut p, site)
+            .map(|_| Value::None)
+            .map_err(slab_err)
+    })?
 }
 
 fn kmem_cache_destroy(sh: &mut Shell, args: &[&str]) -> Result<Value, String> {

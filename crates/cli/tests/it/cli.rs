@@ -747,3 +747,27 @@ fn shell_md_lists_every_machine_flag() {
         assert!(named.contains(&flag), "SHELL.md does not name {flag}");
     }
 }
+
+/// The free track of a bulk free names its caller, the script line, as the kernel's names
+/// `_RET_IP_` (6.6 `kmem_cache_free_bulk()` hands it to `slab_free()`), for both bulk
+/// frees: a second free of one of their objects prints it.
+#[test]
+fn a_bulk_free_records_the_script_line_as_its_free_track() {
+    let script = "c = kmem_cache_create bulkt 64\n\
+                  a = kmem_cache_alloc_bulk c GFP_KERNEL 2\n\
+                  kmem_cache_free_bulk c $a\n\
+                  kmem_cache_free c $a0\n\
+                  b = kmem_cache_alloc_bulk kmalloc-64 GFP_KERNEL 2\n\
+                  kfree_bulk $b\n\
+                  kfree $b1\n";
+    let o = kmemlab(&["--ram", "64M", "--slab-debug=FZU", "shell"], script);
+    let out = stdout(&o);
+    assert_eq!(out.matches("Object already free").count(), 4, "{out}");
+    for (alloc, free) in [(2, 3), (5, 6)] {
+        assert!(
+            out.contains(&format!("Allocated in <stdin>:{alloc} ")),
+            "{out}"
+        );
+        assert!(out.contains(&format!("Freed in <stdin>:{free} ")), "{out}");
+    }
+}

@@ -994,8 +994,13 @@ impl Gen {
             journal(&text);
             let shell = &mut self.shell;
             let outcome = catching(|| shell.exec_line(i + 1, &text).map(|o| (o.name, o.result)))?;
-            if let (Some((Some(name), Ok(Value::Number(..) | Value::Addresses(..)))), Some(kind)) =
-                (outcome, &kind)
+            if let (
+                Some((
+                    Some(name),
+                    Ok(Value::Number(..) | Value::Address(..) | Value::Addresses(..)),
+                )),
+                Some(kind),
+            ) = (outcome, &kind)
             {
                 self.names.push((name, kind.clone()));
             }

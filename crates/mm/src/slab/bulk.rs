@@ -256,9 +256,19 @@ impl<P: Platform> Mm<P> {
         r: KmemCacheRef,
         p: &mut [VirtAddr],
     ) -> Result<(), SlabError> {
+        self.kmem_cache_free_bulk_caller(r, p, CallSite::caller())
+    }
+
+    /// [`Mm::kmem_cache_free_bulk`] recording `caller` as the freer (with tracking).
+    pub fn kmem_cache_free_bulk_caller(
+        &self,
+        r: KmemCacheRef,
+        p: &mut [VirtAddr],
+        caller: CallSite,
+    ) -> Result<(), SlabError> {
         self.refuse_boot_cache(r)?;
         let s = self.api_cache(r)?;
-        self.free_bulk(Some(s), p, CallSite::caller())
+        self.free_bulk(Some(s), p, caller)
     }
 
     /// `kfree_bulk(size, p)`: `kmem_cache_free_bulk(NULL, ...)`, each object freed to the
@@ -266,7 +276,12 @@ impl<P: Platform> Mm<P> {
     /// blocks, NULL and `ZERO_SIZE_PTR`, and its refusals).
     #[track_caller]
     pub fn kfree_bulk(&self, p: &mut [VirtAddr]) -> Result<(), SlabError> {
-        self.free_bulk(None, p, CallSite::caller())
+        self.kfree_bulk_caller(p, CallSite::caller())
+    }
+
+    /// [`Mm::kfree_bulk`] recording `caller` as the freer (with tracking).
+    pub fn kfree_bulk_caller(&self, p: &mut [VirtAddr], caller: CallSite) -> Result<(), SlabError> {
+        self.free_bulk(None, p, caller)
     }
 
     /// The loop of `kmem_cache_free_bulk()`: one detached freelist at a time, from the end
