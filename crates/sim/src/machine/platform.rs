@@ -237,16 +237,26 @@ unsafe impl Hardware for SimPlatform {
         // ever); while waiting, this CPU is parked the same way.
         let state = &self.cpus[cpu];
         let token = cpu::thread_token();
-        if state.owner.load(Ordering::Relaxed) == token {
+        // The target is this thread's own, left for another CPU entered from outside the
+        // kernel (`on_cpu` inside `Machine::mm`): nothing runs as it meanwhile. (Parked,
+        // the thread waits in an IPI it sent as the target, which another waiter may be
+        // running as: it is borrowed below like any parked CPU.)
+        if state.owner.load(Ordering::Relaxed) == token
+            && state.ipi_state.load(Ordering::Acquire) == cpu::IPI_RUNNING
+        {
             let previous = cpu::set_current((self.id, cpu));
             f();
             cpu::set_current(previous);
             return;
         }
-        let me = self.running_as().map(|c| &self.cpus[c]);
-        if let Some(me) = me {
-            me.ipi_state.store(cpu::IPI_PARKED, Ordering::Release);
-        }
+        // Park the CPU this thread runs as, if it is its own (a borrowed one stays the
+        // borrower's until its request is done: its owner would take it back otherwise),
+        // and restore its state after (a CPU borrowed back by its owner is still borrowed).
+        let me = self
+            .running_as()
+            .map(|c| &self.cpus[c])
+            .filter(|me| me.owner.load(Ordering::Relaxed) == token);
+        let my_state = me.map(|me| me.ipi_state.swap(cpu::IPI_PARKED, Ordering::AcqRel));
         let claimed_idle = loop {
             if state
                 .owner
@@ -277,13 +287,13 @@ unsafe impl Hardware for SimPlatform {
         } else {
             state.ipi_state.store(cpu::IPI_PARKED, Ordering::Release);
         }
-        if let Some(me) = me {
+        if let (Some(me), Some(my_state)) = (me, my_state) {
             // Leave the parked state only when no other waiter is running as this CPU.
             while me
                 .ipi_state
                 .compare_exchange(
                     cpu::IPI_PARKED,
-                    cpu::IPI_RUNNING,
+                    my_state,
                     Ordering::AcqRel,
                     Ordering::Relaxed,
                 )

@@ -330,3 +330,67 @@ fn run_inside_a_held_mm_is_an_outermost_entry() {
     assert_eq!(deferred_vfree(&m), (true, false), "without");
     assert!(m.check().is_ok());
 }
+
+#[test]
+fn an_ipi_sent_as_a_borrowed_cpu_waits_for_the_thread_that_borrowed_its_own() {
+    use kmemlab_mm::Hardware;
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    use std::time::{Duration, Instant};
+
+    let m = MachineBuilder::new().ram(64 * MIB).cpus(2).seed(17).boot();
+    let a_holds_cpu0 = AtomicBool::new(false);
+    let b_on_cpu1 = AtomicBool::new(false);
+    let b_runs_as_cpu0 = AtomicBool::new(false);
+    let a_sent = AtomicBool::new(false);
+    let a_ran_as_cpu0 = AtomicBool::new(false);
+    let both_cpu0 = AtomicBool::new(false);
+    let wait = |flag: &AtomicBool| {
+        while !flag.load(SeqCst) {
+            std::thread::yield_now();
+        }
+    };
+    std::thread::scope(|s| {
+        // A holds CPU 0, then sends an IPI to CPU 1: CPU 0 parks, and B's IPI borrows it.
+        s.spawn(|| {
+            let _mm = m.mm();
+            a_holds_cpu0.store(true, SeqCst);
+            wait(&b_on_cpu1);
+            m.platform().run_on_cpu(1, &mut || {
+                // Now A runs as CPU 1 (borrowed from B) and B as CPU 0 (borrowed from A).
+                wait(&b_runs_as_cpu0);
+                a_sent.store(true, SeqCst);
+                // A's own CPU 0 is lent out: this must wait until B gives it back.
+                m.platform().run_on_cpu(0, &mut || {
+                    both_cpu0.store(b_runs_as_cpu0.load(SeqCst), SeqCst);
+                    a_ran_as_cpu0.store(true, SeqCst);
+                });
+            });
+        });
+        s.spawn(|| {
+            wait(&a_holds_cpu0);
+            m.on_cpu(1, Context::Process, |_| {
+                b_on_cpu1.store(true, SeqCst);
+                m.platform().run_on_cpu(0, &mut || {
+                    b_runs_as_cpu0.store(true, SeqCst);
+                    // Stay CPU 0 until A's IPI has run, or for a while after it was sent
+                    // (it cannot run before this one ends, if CPU 0 has one thread).
+                    let mut sent_at = None;
+                    while !a_ran_as_cpu0.load(SeqCst) {
+                        if a_sent.load(SeqCst) {
+                            let at = *sent_at.get_or_insert_with(Instant::now);
+                            if at.elapsed() > Duration::from_millis(500) {
+                                break;
+                            }
+                        }
+                        std::thread::yield_now();
+                    }
+                    b_runs_as_cpu0.store(false, SeqCst);
+                });
+            })
+            .unwrap();
+        });
+    });
+    assert!(a_ran_as_cpu0.load(SeqCst));
+    assert!(!both_cpu0.load(SeqCst), "two threads ran as CPU 0");
+    assert!(m.check().is_ok());
+}
