@@ -29,6 +29,10 @@ pub struct SimPlatform {
     pub(super) injector: Mutex<Option<IrqInjector>>,
     pub(super) irq_armed: std::sync::atomic::AtomicBool,
     pub(super) irq_windows: AtomicU64,
+    /// The holds on CPU 0 of the thread that runs as it through [`crate::Machine::mm`]
+    /// (its [`crate::MmRef`]s, and the `on_cpu(0)` entries made under one): the last one
+    /// gives CPU 0 back. Only that thread touches it.
+    pub(super) boot_cpu_holds: AtomicU64,
 }
 
 /// A hard-IRQ handler the machine delivers at the n-th interrupt window of a CPU.
@@ -56,6 +60,31 @@ impl SimPlatform {
             panic!("a thread that runs as no CPU called into the kernel: enter it through Machine::on_cpu, Machine::run or Machine::mm");
         }
         0
+    }
+
+    /// Hold CPU 0 for the calling thread, which runs as no CPU through
+    /// [`crate::Machine::on_cpu`]: claim it if it is idle, or add a hold if the thread
+    /// holds it already. False (and nothing held) if another thread runs as it.
+    pub(super) fn hold_boot_cpu(&self) -> bool {
+        let owner = &self.cpus[0].owner;
+        let token = cpu::thread_token();
+        if owner.load(Ordering::Relaxed) != token
+            && owner
+                .compare_exchange(0, token, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+        {
+            return false;
+        }
+        self.boot_cpu_holds.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Give back a hold taken with [`SimPlatform::hold_boot_cpu`]; the last one gives CPU 0
+    /// back.
+    pub(super) fn release_boot_cpu(&self) {
+        if self.boot_cpu_holds.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.cpus[0].owner.store(0, Ordering::Release);
+        }
     }
 
     /// The CPU the calling thread runs as: the one it entered through

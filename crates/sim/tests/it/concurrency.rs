@@ -394,3 +394,56 @@ fn an_ipi_sent_as_a_borrowed_cpu_waits_for_the_thread_that_borrowed_its_own() {
     assert!(!both_cpu0.load(SeqCst), "two threads ran as CPU 0");
     assert!(m.check().is_ok());
 }
+
+#[test]
+fn an_mm_taken_inside_another_holds_cpu_0_after_the_outer_one_drops() {
+    let m = MachineBuilder::new().ram(64 * MIB).cpus(2).seed(18).boot();
+    let outer = m.mm();
+    let inner = m.mm();
+    drop(outer);
+    // The thread still runs as CPU 0 through the one it holds.
+    let a = inner.kmalloc(64, Gfp::GFP_KERNEL).unwrap();
+    inner.kfree(a).unwrap();
+    let stopped = std::thread::scope(|s| {
+        s.spawn(|| m.mm().kmalloc(64, Gfp::GFP_KERNEL))
+            .join()
+            .is_err()
+    });
+    assert!(stopped, "two threads ran as CPU 0");
+    drop(inner);
+    // The last one gives it back.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let a = m.mm().kmalloc(64, Gfp::GFP_KERNEL).unwrap();
+            m.run(|mm| mm.kfree(a)).unwrap();
+        });
+    });
+    assert!(m.check().is_ok());
+}
+
+#[test]
+fn an_mm_dropped_inside_run_leaves_cpu_0_held_until_run_returns() {
+    let m = &MachineBuilder::new().ram(64 * MIB).cpus(2).seed(19).boot();
+    let mm = m.mm();
+    let stopped = m.run(move |k| {
+        drop(mm);
+        // This thread still runs as CPU 0: another one taking it would be a second CPU 0.
+        let stopped = std::thread::scope(|s| {
+            s.spawn(|| m.mm().kmalloc(64, Gfp::GFP_KERNEL))
+                .join()
+                .is_err()
+        });
+        let a = k.kmalloc(64, Gfp::GFP_KERNEL).unwrap();
+        k.kfree(a).unwrap();
+        stopped
+    });
+    assert!(stopped, "two threads ran as CPU 0");
+    // Given back when `run` returned.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let a = m.mm().kmalloc(64, Gfp::GFP_KERNEL).unwrap();
+            m.run(|mm| mm.kfree(a)).unwrap();
+        });
+    });
+    assert!(m.check().is_ok());
+}
