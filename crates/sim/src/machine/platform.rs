@@ -192,8 +192,10 @@ impl SimPlatform {
 
 // SAFETY: `phys_mem` is the base of `ram`'s mapping, which covers every range of
 // `memory_map` and lives as long as the platform; nothing but the kernel (and the
-// simulator's own devices, through the same addresses) writes it. `Machine::on_cpu`
-// lets at most one host thread run as a CPU at a time.
+// simulator's own devices, through the same addresses) writes it. At most one host thread
+// runs as a CPU at a time: a thread runs as one it claimed (`Machine::on_cpu`, CPU 0 held
+// through `Machine::mm`, an IPI to an idle CPU) or borrowed while its owner waits parked
+// in an IPI (`run_on_cpu`), and `smp_processor_id` stops a thread that holds none.
 unsafe impl Hardware for SimPlatform {
     fn nr_cpus(&self) -> usize {
         self.cpus.len()
@@ -273,10 +275,12 @@ unsafe impl Hardware for SimPlatform {
         if state.owner.load(Ordering::Relaxed) == token
             && state.ipi_state.load(Ordering::Acquire) == cpu::IPI_RUNNING
         {
-            let previous = cpu::set_current((self.id, cpu));
-            f();
-            cpu::set_current(previous);
-            return;
+            let _entered = IpiEntry {
+                previous: cpu::set_current((self.id, cpu)),
+                target: None,
+                me: None,
+            };
+            return f();
         }
         // Park the CPU this thread runs as, if it is its own (a borrowed one stays the
         // borrower's until its request is done: its owner would take it back otherwise),
@@ -284,8 +288,8 @@ unsafe impl Hardware for SimPlatform {
         let me = self
             .running_as()
             .map(|c| &self.cpus[c])
-            .filter(|me| me.owner.load(Ordering::Relaxed) == token);
-        let my_state = me.map(|me| me.ipi_state.swap(cpu::IPI_PARKED, Ordering::AcqRel));
+            .filter(|me| me.owner.load(Ordering::Relaxed) == token)
+            .map(|me| (me, me.ipi_state.swap(cpu::IPI_PARKED, Ordering::AcqRel)));
         let claimed_idle = loop {
             if state
                 .owner
@@ -308,15 +312,37 @@ unsafe impl Hardware for SimPlatform {
             }
             std::thread::yield_now();
         };
-        let previous = cpu::set_current((self.id, cpu));
-        f();
-        cpu::set_current(previous);
-        if claimed_idle {
-            state.owner.store(0, Ordering::Release);
-        } else {
-            state.ipi_state.store(cpu::IPI_PARKED, Ordering::Release);
+        let _entered = IpiEntry {
+            previous: cpu::set_current((self.id, cpu)),
+            target: Some((state, claimed_idle)),
+            me,
+        };
+        f()
+    }
+}
+
+/// An IPI's run as its target CPU, undone when it ends, also when the request panics (a
+/// CPU left claimed or parked would be taken or borrowed by another thread while this
+/// one runs as it).
+struct IpiEntry<'a> {
+    /// What the thread ran as before.
+    previous: (u64, usize),
+    /// The target and whether it was claimed idle (else borrowed while parked); `None`
+    /// for a CPU of the thread's own that it had left (nothing to give back).
+    target: Option<(&'a Cpu, bool)>,
+    /// The sender's own CPU, parked while it waited, and its state before.
+    me: Option<(&'a Cpu, u8)>,
+}
+
+impl Drop for IpiEntry<'_> {
+    fn drop(&mut self) {
+        cpu::set_current(self.previous);
+        match self.target {
+            Some((state, true)) => state.owner.store(0, Ordering::Release),
+            Some((state, false)) => state.ipi_state.store(cpu::IPI_PARKED, Ordering::Release),
+            None => {}
         }
-        if let (Some(me), Some(my_state)) = (me, my_state) {
+        if let Some((me, my_state)) = self.me {
             // Leave the parked state only when no other waiter is running as this CPU.
             while me
                 .ipi_state

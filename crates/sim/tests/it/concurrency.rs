@@ -447,3 +447,48 @@ fn an_mm_dropped_inside_run_leaves_cpu_0_held_until_run_returns() {
     });
     assert!(m.check().is_ok());
 }
+
+#[test]
+fn an_ipi_that_panics_gives_back_both_cpus() {
+    use kmemlab_mm::Hardware;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    use std::time::{Duration, Instant};
+
+    let m = MachineBuilder::new().ram(64 * MIB).cpus(3).seed(20).boot();
+    let a_back = AtomicBool::new(false);
+    let b_ran_as_cpu0 = AtomicBool::new(false);
+    let both_cpu0 = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            m.run(|_| {
+                let ipi = catch_unwind(AssertUnwindSafe(|| {
+                    m.platform()
+                        .run_on_cpu(1, &mut || panic!("an IPI function panics"))
+                }));
+                assert!(ipi.is_err());
+                // This thread runs as CPU 0 again, no longer parked: another thread's IPI
+                // to CPU 0 waits until it leaves.
+                a_back.store(true, SeqCst);
+                let since = Instant::now();
+                while !b_ran_as_cpu0.load(SeqCst) && since.elapsed() < Duration::from_millis(500) {
+                    std::thread::yield_now();
+                }
+                both_cpu0.store(b_ran_as_cpu0.load(SeqCst), SeqCst);
+            });
+        });
+        s.spawn(|| {
+            while !a_back.load(SeqCst) {
+                std::thread::yield_now();
+            }
+            m.on_cpu(2, Context::Process, |_| {
+                m.platform()
+                    .run_on_cpu(0, &mut || b_ran_as_cpu0.store(true, SeqCst))
+            })
+            .unwrap();
+        });
+    });
+    assert!(!both_cpu0.load(SeqCst), "two threads ran as CPU 0");
+    assert!(m.on_cpu(1, Context::Process, |_| ()).is_ok(), "CPU 1 kept");
+    assert!(m.check().is_ok());
+}
