@@ -87,16 +87,17 @@ impl Drop for MmRef<'_> {
 }
 
 /// Run `f` as CPU 0 on a kernel the calling thread has to itself (`&mut`: a sysctl
-/// write), as [`Machine::mm`] would, without entering a context.
+/// write), as [`Machine::mm`] would, without entering a context. CPU 0 is given back also
+/// when `f` panics (kept, it would stop every other thread's `Machine::mm` for ever).
 fn as_boot_cpu<R>(mm: &mut Mm<SimPlatform>, f: impl FnOnce(&mut Mm<SimPlatform>) -> R) -> R {
     let previous = mm.platform().cpus[0]
         .owner
         .swap(cpu::thread_token(), Ordering::Acquire);
-    let result = f(mm);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut *mm)));
     mm.platform().cpus[0]
         .owner
         .store(previous, Ordering::Release);
-    result
+    result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 /// procps' message for a key with no file under `/proc/sys`.
