@@ -59,11 +59,12 @@ pub struct Machine {
 }
 
 /// The kernel as the calling thread holds it through [`Machine::mm`]: CPU 0 (unless the
-/// thread already ran as a CPU), given back when this is dropped. It stays on the thread
-/// that took it.
+/// thread already ran as a CPU), given back when the last of the thread's `MmRef`s (and of
+/// the `on_cpu(0)` entries made under one) is dropped. It stays on the thread that took it.
 pub struct MmRef<'m> {
     mm: &'m Mm<SimPlatform>,
-    /// Whether this borrow claimed CPU 0, and so gives it back.
+    /// Whether this borrow holds CPU 0 ([`SimPlatform::hold_boot_cpu`]), and so gives its
+    /// hold back.
     claimed: bool,
     /// The claim is the thread's: not `Send`.
     _thread_bound: PhantomData<*const ()>,
@@ -80,22 +81,23 @@ impl Deref for MmRef<'_> {
 impl Drop for MmRef<'_> {
     fn drop(&mut self) {
         if self.claimed {
-            self.mm.platform().cpus[0].owner.store(0, Ordering::Release);
+            self.mm.platform().release_boot_cpu();
         }
     }
 }
 
 /// Run `f` as CPU 0 on a kernel the calling thread has to itself (`&mut`: a sysctl
-/// write), as [`Machine::mm`] would, without entering a context.
+/// write), as [`Machine::mm`] would, without entering a context. CPU 0 is given back also
+/// when `f` panics (kept, it would stop every other thread's `Machine::mm` for ever).
 fn as_boot_cpu<R>(mm: &mut Mm<SimPlatform>, f: impl FnOnce(&mut Mm<SimPlatform>) -> R) -> R {
     let previous = mm.platform().cpus[0]
         .owner
         .swap(cpu::thread_token(), Ordering::Acquire);
-    let result = f(mm);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut *mm)));
     mm.platform().cpus[0]
         .owner
         .store(previous, Ordering::Release);
-    result
+    result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 /// procps' message for a key with no file under `/proc/sys`.
@@ -147,6 +149,7 @@ impl Machine {
             injector: Mutex::new(None),
             irq_armed: std::sync::atomic::AtomicBool::new(false),
             irq_windows: AtomicU64::new(0),
+            boot_cpu_holds: AtomicU64::new(0),
         };
         let boot = BootConfig {
             profile: config.profile,
@@ -239,8 +242,9 @@ impl Machine {
 
     /// The kernel, entered as the boot CPU: the calling thread holds CPU 0 until the
     /// returned [`MmRef`] is dropped (for a call in one statement, `m.mm().kmalloc(…)`,
-    /// until the statement ends), unless it already runs as a CPU through
-    /// [`Machine::on_cpu`], which it then stays. Unlike `on_cpu`, it enters no context and
+    /// until the statement ends; with several, until the last one is dropped and every
+    /// `on_cpu(0)` entered under one has returned), unless it already runs as a CPU
+    /// through [`Machine::on_cpu`], which it then stays. Unlike `on_cpu`, it enters no context and
     /// leaves the CPU's deferred work (kworker items, kswapd) to the next `on_cpu`: it is
     /// for inspection and single-threaded driving between commands.
     ///
@@ -250,13 +254,8 @@ impl Machine {
     /// thread that needs CPU 0 waits for ever, as holding a lock would.
     pub fn mm(&self) -> MmRef<'_> {
         let platform = self.mm.platform();
-        let claimed = platform.running_as().is_none();
-        if claimed
-            && platform.cpus[0]
-                .owner
-                .compare_exchange(0, cpu::thread_token(), Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
-        {
+        let claimed = cpu::current_cpu(platform.id).is_none();
+        if claimed && !platform.hold_boot_cpu() {
             panic!("Machine::mm called while CPU 0 runs on another thread: enter the kernel through Machine::on_cpu");
         }
         MmRef {
@@ -392,28 +391,33 @@ impl Machine {
         let state = platform.cpus.get(cpu).ok_or(SimError::NoSuchCpu(cpu))?;
         let current = cpu::current_cpu(platform.id);
         let nested = current == Some(cpu);
-        let mut claimed = false;
+        let mut claim = Claim::None;
         if nested {
             if ctx == Context::Hardirq && !state.irqs_enabled.load(Ordering::Relaxed) {
                 return Err(SimError::IrqsDisabled(cpu));
             }
-        } else {
-            let token = cpu::thread_token();
-            match state
-                .owner
-                .compare_exchange(0, token, Ordering::Acquire, Ordering::Relaxed)
-            {
-                Ok(_) => claimed = true,
-                // Held by this thread's `Machine::mm`: entered from there, kept after.
-                Err(owner) if owner == token && current.is_none() => {}
-                Err(_) => return Err(SimError::CpuBusy(cpu)),
+        } else if cpu == 0 && current.is_none() {
+            // CPU 0 as `Machine::mm` holds it: taken, or held already by this thread's
+            // `MmRef` and kept after (a hold of its own, so that dropping the `MmRef`
+            // inside does not give CPU 0 away while this thread runs as it).
+            if !platform.hold_boot_cpu() {
+                return Err(SimError::CpuBusy(cpu));
             }
+            claim = Claim::BootCpuHold;
+        } else if state
+            .owner
+            .compare_exchange(0, cpu::thread_token(), Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            claim = Claim::Cpu;
+        } else {
+            return Err(SimError::CpuBusy(cpu));
         }
         let guard = CpuGuard {
             machine: self,
             cpu,
             ctx,
-            claimed,
+            claim,
             previous: cpu::set_current((platform.id, cpu)),
             irqs_were_enabled: state.irqs_enabled.load(Ordering::Relaxed),
         };
@@ -480,10 +484,20 @@ struct CpuGuard<'a> {
     machine: &'a Machine,
     cpu: usize,
     ctx: Context,
-    /// Whether this entry claimed the CPU, and so gives it back.
-    claimed: bool,
+    /// What this entry gives back.
+    claim: Claim,
     previous: (u64, usize),
     irqs_were_enabled: bool,
+}
+
+/// What an [`Machine::on_cpu`] entry took, and so gives back when it leaves.
+enum Claim {
+    /// Nothing: a nested entry.
+    None,
+    /// The CPU, claimed while idle.
+    Cpu,
+    /// A hold on CPU 0 ([`SimPlatform::hold_boot_cpu`]).
+    BootCpuHold,
 }
 
 impl Drop for CpuGuard<'_> {
@@ -495,8 +509,10 @@ impl Drop for CpuGuard<'_> {
             .irqs_enabled
             .store(self.irqs_were_enabled, Ordering::Relaxed);
         cpu::set_current(self.previous);
-        if self.claimed {
-            state.owner.store(0, Ordering::Release);
+        match self.claim {
+            Claim::None => {}
+            Claim::Cpu => state.owner.store(0, Ordering::Release),
+            Claim::BootCpuHold => platform.release_boot_cpu(),
         }
     }
 }

@@ -29,6 +29,10 @@ pub struct SimPlatform {
     pub(super) injector: Mutex<Option<IrqInjector>>,
     pub(super) irq_armed: std::sync::atomic::AtomicBool,
     pub(super) irq_windows: AtomicU64,
+    /// The holds on CPU 0 of the thread that runs as it through [`crate::Machine::mm`]
+    /// (its [`crate::MmRef`]s, and the `on_cpu(0)` entries made under one): the last one
+    /// gives CPU 0 back. Only that thread touches it.
+    pub(super) boot_cpu_holds: AtomicU64,
 }
 
 /// A hard-IRQ handler the machine delivers at the n-th interrupt window of a CPU.
@@ -56,6 +60,31 @@ impl SimPlatform {
             panic!("a thread that runs as no CPU called into the kernel: enter it through Machine::on_cpu, Machine::run or Machine::mm");
         }
         0
+    }
+
+    /// Hold CPU 0 for the calling thread, which runs as no CPU through
+    /// [`crate::Machine::on_cpu`]: claim it if it is idle, or add a hold if the thread
+    /// holds it already. False (and nothing held) if another thread runs as it.
+    pub(super) fn hold_boot_cpu(&self) -> bool {
+        let owner = &self.cpus[0].owner;
+        let token = cpu::thread_token();
+        if owner.load(Ordering::Relaxed) != token
+            && owner
+                .compare_exchange(0, token, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+        {
+            return false;
+        }
+        self.boot_cpu_holds.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Give back a hold taken with [`SimPlatform::hold_boot_cpu`]; the last one gives CPU 0
+    /// back.
+    pub(super) fn release_boot_cpu(&self) {
+        if self.boot_cpu_holds.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.cpus[0].owner.store(0, Ordering::Release);
+        }
     }
 
     /// The CPU the calling thread runs as: the one it entered through
@@ -163,8 +192,10 @@ impl SimPlatform {
 
 // SAFETY: `phys_mem` is the base of `ram`'s mapping, which covers every range of
 // `memory_map` and lives as long as the platform; nothing but the kernel (and the
-// simulator's own devices, through the same addresses) writes it. `Machine::on_cpu`
-// lets at most one host thread run as a CPU at a time.
+// simulator's own devices, through the same addresses) writes it. At most one host thread
+// runs as a CPU at a time: a thread runs as one it claimed (`Machine::on_cpu`, CPU 0 held
+// through `Machine::mm`, an IPI to an idle CPU) or borrowed while its owner waits parked
+// in an IPI (`run_on_cpu`), and `smp_processor_id` stops a thread that holds none.
 unsafe impl Hardware for SimPlatform {
     fn nr_cpus(&self) -> usize {
         self.cpus.len()
@@ -237,16 +268,28 @@ unsafe impl Hardware for SimPlatform {
         // ever); while waiting, this CPU is parked the same way.
         let state = &self.cpus[cpu];
         let token = cpu::thread_token();
-        if state.owner.load(Ordering::Relaxed) == token {
-            let previous = cpu::set_current((self.id, cpu));
-            f();
-            cpu::set_current(previous);
-            return;
+        // The target is this thread's own, left for another CPU entered from outside the
+        // kernel (`on_cpu` inside `Machine::mm`): nothing runs as it meanwhile. (Parked,
+        // the thread waits in an IPI it sent as the target, which another waiter may be
+        // running as: it is borrowed below like any parked CPU.)
+        if state.owner.load(Ordering::Relaxed) == token
+            && state.ipi_state.load(Ordering::Acquire) == cpu::IPI_RUNNING
+        {
+            let _entered = IpiEntry {
+                previous: cpu::set_current((self.id, cpu)),
+                target: None,
+                me: None,
+            };
+            return f();
         }
-        let me = self.running_as().map(|c| &self.cpus[c]);
-        if let Some(me) = me {
-            me.ipi_state.store(cpu::IPI_PARKED, Ordering::Release);
-        }
+        // Park the CPU this thread runs as, if it is its own (a borrowed one stays the
+        // borrower's until its request is done: its owner would take it back otherwise),
+        // and restore its state after (a CPU borrowed back by its owner is still borrowed).
+        let me = self
+            .running_as()
+            .map(|c| &self.cpus[c])
+            .filter(|me| me.owner.load(Ordering::Relaxed) == token)
+            .map(|me| (me, me.ipi_state.swap(cpu::IPI_PARKED, Ordering::AcqRel)));
         let claimed_idle = loop {
             if state
                 .owner
@@ -269,21 +312,43 @@ unsafe impl Hardware for SimPlatform {
             }
             std::thread::yield_now();
         };
-        let previous = cpu::set_current((self.id, cpu));
-        f();
-        cpu::set_current(previous);
-        if claimed_idle {
-            state.owner.store(0, Ordering::Release);
-        } else {
-            state.ipi_state.store(cpu::IPI_PARKED, Ordering::Release);
+        let _entered = IpiEntry {
+            previous: cpu::set_current((self.id, cpu)),
+            target: Some((state, claimed_idle)),
+            me,
+        };
+        f()
+    }
+}
+
+/// An IPI's run as its target CPU, undone when it ends, also when the request panics (a
+/// CPU left claimed or parked would be taken or borrowed by another thread while this
+/// one runs as it).
+struct IpiEntry<'a> {
+    /// What the thread ran as before.
+    previous: (u64, usize),
+    /// The target and whether it was claimed idle (else borrowed while parked); `None`
+    /// for a CPU of the thread's own that it had left (nothing to give back).
+    target: Option<(&'a Cpu, bool)>,
+    /// The sender's own CPU, parked while it waited, and its state before.
+    me: Option<(&'a Cpu, u8)>,
+}
+
+impl Drop for IpiEntry<'_> {
+    fn drop(&mut self) {
+        cpu::set_current(self.previous);
+        match self.target {
+            Some((state, true)) => state.owner.store(0, Ordering::Release),
+            Some((state, false)) => state.ipi_state.store(cpu::IPI_PARKED, Ordering::Release),
+            None => {}
         }
-        if let Some(me) = me {
+        if let Some((me, my_state)) = self.me {
             // Leave the parked state only when no other waiter is running as this CPU.
             while me
                 .ipi_state
                 .compare_exchange(
                     cpu::IPI_PARKED,
-                    cpu::IPI_RUNNING,
+                    my_state,
                     Ordering::AcqRel,
                     Ordering::Relaxed,
                 )

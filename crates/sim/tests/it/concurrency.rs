@@ -330,3 +330,165 @@ fn run_inside_a_held_mm_is_an_outermost_entry() {
     assert_eq!(deferred_vfree(&m), (true, false), "without");
     assert!(m.check().is_ok());
 }
+
+#[test]
+fn an_ipi_sent_as_a_borrowed_cpu_waits_for_the_thread_that_borrowed_its_own() {
+    use kmemlab_mm::Hardware;
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    use std::time::{Duration, Instant};
+
+    let m = MachineBuilder::new().ram(64 * MIB).cpus(2).seed(17).boot();
+    let a_holds_cpu0 = AtomicBool::new(false);
+    let b_on_cpu1 = AtomicBool::new(false);
+    let b_runs_as_cpu0 = AtomicBool::new(false);
+    let a_sent = AtomicBool::new(false);
+    let a_ran_as_cpu0 = AtomicBool::new(false);
+    let both_cpu0 = AtomicBool::new(false);
+    let wait = |flag: &AtomicBool| {
+        while !flag.load(SeqCst) {
+            std::thread::yield_now();
+        }
+    };
+    std::thread::scope(|s| {
+        // A holds CPU 0, then sends an IPI to CPU 1: CPU 0 parks, and B's IPI borrows it.
+        s.spawn(|| {
+            let _mm = m.mm();
+            a_holds_cpu0.store(true, SeqCst);
+            wait(&b_on_cpu1);
+            m.platform().run_on_cpu(1, &mut || {
+                // Now A runs as CPU 1 (borrowed from B) and B as CPU 0 (borrowed from A).
+                wait(&b_runs_as_cpu0);
+                a_sent.store(true, SeqCst);
+                // A's own CPU 0 is lent out: this must wait until B gives it back.
+                m.platform().run_on_cpu(0, &mut || {
+                    both_cpu0.store(b_runs_as_cpu0.load(SeqCst), SeqCst);
+                    a_ran_as_cpu0.store(true, SeqCst);
+                });
+            });
+        });
+        s.spawn(|| {
+            wait(&a_holds_cpu0);
+            m.on_cpu(1, Context::Process, |_| {
+                b_on_cpu1.store(true, SeqCst);
+                m.platform().run_on_cpu(0, &mut || {
+                    b_runs_as_cpu0.store(true, SeqCst);
+                    // Stay CPU 0 until A's IPI has run, or for a while after it was sent
+                    // (it cannot run before this one ends, if CPU 0 has one thread).
+                    let mut sent_at = None;
+                    while !a_ran_as_cpu0.load(SeqCst) {
+                        if a_sent.load(SeqCst) {
+                            let at = *sent_at.get_or_insert_with(Instant::now);
+                            if at.elapsed() > Duration::from_millis(500) {
+                                break;
+                            }
+                        }
+                        std::thread::yield_now();
+                    }
+                    b_runs_as_cpu0.store(false, SeqCst);
+                });
+            })
+            .unwrap();
+        });
+    });
+    assert!(a_ran_as_cpu0.load(SeqCst));
+    assert!(!both_cpu0.load(SeqCst), "two threads ran as CPU 0");
+    assert!(m.check().is_ok());
+}
+
+#[test]
+fn an_mm_taken_inside_another_holds_cpu_0_after_the_outer_one_drops() {
+    let m = MachineBuilder::new().ram(64 * MIB).cpus(2).seed(18).boot();
+    let outer = m.mm();
+    let inner = m.mm();
+    drop(outer);
+    // The thread still runs as CPU 0 through the one it holds.
+    let a = inner.kmalloc(64, Gfp::GFP_KERNEL).unwrap();
+    inner.kfree(a).unwrap();
+    let stopped = std::thread::scope(|s| {
+        s.spawn(|| m.mm().kmalloc(64, Gfp::GFP_KERNEL))
+            .join()
+            .is_err()
+    });
+    assert!(stopped, "two threads ran as CPU 0");
+    drop(inner);
+    // The last one gives it back.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let a = m.mm().kmalloc(64, Gfp::GFP_KERNEL).unwrap();
+            m.run(|mm| mm.kfree(a)).unwrap();
+        });
+    });
+    assert!(m.check().is_ok());
+}
+
+#[test]
+fn an_mm_dropped_inside_run_leaves_cpu_0_held_until_run_returns() {
+    let m = &MachineBuilder::new().ram(64 * MIB).cpus(2).seed(19).boot();
+    let mm = m.mm();
+    let stopped = m.run(move |k| {
+        drop(mm);
+        // This thread still runs as CPU 0: another one taking it would be a second CPU 0.
+        let stopped = std::thread::scope(|s| {
+            s.spawn(|| m.mm().kmalloc(64, Gfp::GFP_KERNEL))
+                .join()
+                .is_err()
+        });
+        let a = k.kmalloc(64, Gfp::GFP_KERNEL).unwrap();
+        k.kfree(a).unwrap();
+        stopped
+    });
+    assert!(stopped, "two threads ran as CPU 0");
+    // Given back when `run` returned.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let a = m.mm().kmalloc(64, Gfp::GFP_KERNEL).unwrap();
+            m.run(|mm| mm.kfree(a)).unwrap();
+        });
+    });
+    assert!(m.check().is_ok());
+}
+
+#[test]
+fn an_ipi_that_panics_gives_back_both_cpus() {
+    use kmemlab_mm::Hardware;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    use std::time::{Duration, Instant};
+
+    let m = MachineBuilder::new().ram(64 * MIB).cpus(3).seed(20).boot();
+    let a_back = AtomicBool::new(false);
+    let b_ran_as_cpu0 = AtomicBool::new(false);
+    let both_cpu0 = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            m.run(|_| {
+                let ipi = catch_unwind(AssertUnwindSafe(|| {
+                    m.platform()
+                        .run_on_cpu(1, &mut || panic!("an IPI function panics"))
+                }));
+                assert!(ipi.is_err());
+                // This thread runs as CPU 0 again, no longer parked: another thread's IPI
+                // to CPU 0 waits until it leaves.
+                a_back.store(true, SeqCst);
+                let since = Instant::now();
+                while !b_ran_as_cpu0.load(SeqCst) && since.elapsed() < Duration::from_millis(500) {
+                    std::thread::yield_now();
+                }
+                both_cpu0.store(b_ran_as_cpu0.load(SeqCst), SeqCst);
+            });
+        });
+        s.spawn(|| {
+            while !a_back.load(SeqCst) {
+                std::thread::yield_now();
+            }
+            m.on_cpu(2, Context::Process, |_| {
+                m.platform()
+                    .run_on_cpu(0, &mut || b_ran_as_cpu0.store(true, SeqCst))
+            })
+            .unwrap();
+        });
+    });
+    assert!(!both_cpu0.load(SeqCst), "two threads ran as CPU 0");
+    assert!(m.on_cpu(1, Context::Process, |_| ()).is_ok(), "CPU 1 kept");
+    assert!(m.check().is_ok());
+}
