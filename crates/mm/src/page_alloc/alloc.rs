@@ -121,7 +121,7 @@ impl<P: Platform> Mm<P> {
         let cpu = self.platform.smp_processor_id();
         let this_cpu = self.percpu.get(cpu);
         if gfp.allows_blocking() {
-            self.might_sleep_in(this_cpu)
+            self.might_sleep_in(cpu, this_cpu)
                 .map_err(PageAllocError::SleepInAtomic)?;
         }
         let ac = AllocContext {
