@@ -34,30 +34,44 @@ impl<P: Platform> Mm<P> {
     pub fn alloc_pages(&self, gfp: Gfp, order: u32) -> Result<&Page, PageAllocError> {
         // The same path twice, once with the order a constant 0: nearly every request is
         // of order 0, and its copy has no shifts, order tests or list-index arithmetic
-        // left to do at run time.
-        if order == 0 {
+        // left to do at run time. Both answer an error in one word, so that their result
+        // comes back in two registers; it is unpacked here, in the caller, out of line.
+        let page = if order == 0 {
             self.alloc_pages_0(gfp)
         } else {
             self.alloc_pages_n(gfp, order)
-        }
+        };
+        page.map_err(|e| self.alloc_pages_error(e))
     }
 
     /// [`Mm::alloc_pages`] of order 0.
     #[inline(never)]
-    fn alloc_pages_0(&self, gfp: Gfp) -> Result<&Page, PageAllocError> {
+    fn alloc_pages_0(&self, gfp: Gfp) -> Result<&Page, AllocErrorWord> {
         self.alloc_pages_order(gfp, 0)
     }
 
     /// [`Mm::alloc_pages`] of any order.
     #[inline(never)]
-    fn alloc_pages_n(&self, gfp: Gfp, order: u32) -> Result<&Page, PageAllocError> {
+    fn alloc_pages_n(&self, gfp: Gfp, order: u32) -> Result<&Page, AllocErrorWord> {
         self.alloc_pages_order(gfp, order)
+    }
+
+    /// The [`PageAllocError`] of a failed [`Mm::alloc_pages`], from the word its copy
+    /// answered; the CPU of a `SleepInAtomic` is the caller's, the one the splat named
+    /// (the allocation ran on the caller's CPU, and this runs on it still).
+    #[cold]
+    #[inline(never)]
+    fn alloc_pages_error(&self, err: AllocErrorWord) -> PageAllocError {
+        err.unpack(|| self.platform.smp_processor_id() as u32)
     }
 
     /// The body of [`Mm::alloc_pages`], in line in both of its copies.
     #[inline(always)]
-    fn alloc_pages_order(&self, gfp: Gfp, order: u32) -> Result<&Page, PageAllocError> {
-        let (ac, this_cpu) = self.prepare_alloc_pages_on(gfp, order)?;
+    fn alloc_pages_order(&self, gfp: Gfp, order: u32) -> Result<&Page, AllocErrorWord> {
+        let (ac, this_cpu) = match self.prepare_alloc_pages_on(gfp, order) {
+            Ok(prepared) => prepared,
+            Err(e) => return Err(AllocErrorWord::pack(e)),
+        };
         let flags = AllocFlags::WMARK_LOW | self.alloc_flags_nofragment(&ac);
         // `build_zonelists()` made `preferred` the first zone of this zonelist.
         let Some(preferred) = self.page_alloc.zonelists[ac.highest_zoneidx].preferred else {
@@ -80,14 +94,17 @@ impl<P: Platform> Mm<P> {
         ac: &AllocContext,
         flags: AllocFlags,
         tried: Option<&Zone>,
-    ) -> Result<&Page, PageAllocError> {
+    ) -> Result<&Page, AllocErrorWord> {
         let mut verdicts = [None; MAX_NR_ZONES];
         if let Some(zone) = tried {
             verdicts[zone.idx] = Some(self.verdict(zone, ac, flags));
         }
         match self.get_page_from_freelist_page(ac, flags, &mut verdicts, tried.is_some()) {
             Some((_, page)) => Ok(page),
-            None => Ok(self.mem_map.page(self.alloc_pages_slowpath(ac, verdicts)?)),
+            None => match self.alloc_pages_slowpath(ac, verdicts) {
+                Ok(pfn) => Ok(self.mem_map.page(pfn)),
+                Err(e) => Err(AllocErrorWord::pack(e)),
+            },
         }
     }
 
