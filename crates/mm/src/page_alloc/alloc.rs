@@ -306,18 +306,27 @@ impl<P: Platform> Mm<P> {
         flags: AllocFlags,
         pcp: &PerCpuPages,
     ) -> Option<(Pfn, &Page)> {
-        let mut page = None;
-        if pcp_allowed_order(ac.order, self.pageblock_order()) {
-            page = self.rmqueue_pcplist(zone, ac, flags, pcp);
+        // 6.6 jumps to `out:` with the page from the per-CPU list; the end is written
+        // out on both ways there, so that this one knows it has its page.
+        if pcp_allowed_order(ac.order, self.pageblock_order())
+            && let Some(found) = self.rmqueue_pcplist(zone, ac, flags, pcp)
+        {
+            self.rmqueue_out(zone, flags);
+            return Some(found);
         }
-        if page.is_none() {
-            page = self.rmqueue_buddy_page(zone, ac.order, ac.migratetype, flags);
-        }
+        let page = self.rmqueue_buddy_page(zone, ac.order, ac.migratetype, flags);
+        self.rmqueue_out(zone, flags);
+        page
+    }
+
+    /// The end of `rmqueue()` (`out:`): a fallback that boosted the zone's watermarks
+    /// wakes kswapd.
+    #[inline(always)]
+    fn rmqueue_out(&self, zone: &Zone, flags: AllocFlags) {
         // "Separate test+clear to avoid unnecessary atomics"
         if flags.contains(AllocFlags::KSWAPD) && zone.boosted_watermark.load(Relaxed) {
             self.rmqueue_wake_kswapd(zone);
         }
-        page
     }
 
     /// `rmqueue()`'s `WARN_ON_ONCE((gfp_flags & __GFP_NOFAIL) && (order > 1))` (6.6.63,
