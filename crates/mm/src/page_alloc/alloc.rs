@@ -612,6 +612,9 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `kernel_init_pages()` (6.6): `clear_highpage_kasan_tagged()` on each of `n` pages.
+    /// Out of line: a page's worth of zeroes dwarfs the call, and the paths that may call
+    /// it (`post_alloc_hook()`, `free_pages_prepare()`) keep a register the fewer.
+    #[inline(never)]
     pub(super) fn kernel_init_pages(&self, pfn: Pfn, n: u64) {
         self.clear_pages(pfn, n);
     }
