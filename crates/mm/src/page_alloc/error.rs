@@ -360,10 +360,10 @@ impl core::error::Error for FreeError {}
 /// the [`PageAllocError`] on the cold path ([`AllocErrorWord::unpack`]).
 ///
 /// The tag is the low byte (never 0); the variant's data follows it. Every variant keeps
-/// all of its data but [`PageAllocError::SleepInAtomic`]'s CPU (with the preempt count,
-/// two flags and the tag it would take 72 bits): the caller that unpacks the word runs on
-/// that CPU still (the allocation ran on the caller's CPU, and returned), and names it, as
-/// the splat named it.
+/// all of its data but [`PageAllocError::SleepInAtomic`]'s CPU (a `u32` for which the
+/// word, holding the preempt count, two flags and the tag, has no room): the caller that
+/// unpacks the word runs on that CPU still (the allocation ran on the caller's CPU, and
+/// returned), and names it, as the splat named it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(super) struct AllocErrorWord(NonZeroU64);
 
