@@ -473,6 +473,11 @@ unsafe impl Hardware for HostPlatform {
         !self.cpus[self.current()].irqs_enabled.load(Relaxed)
     }
 
+    #[inline]
+    fn irqs_disabled_on(&self, cpu: usize) -> bool {
+        !self.cpus[cpu].irqs_enabled.load(Relaxed)
+    }
+
     fn memory_map(&self) -> &[MemoryRegion] {
         &self.ram.map
     }

@@ -210,13 +210,17 @@ impl<P: Platform> Mm<P> {
     /// [`Mm::might_sleep`] when the caller already knows it runs on `cpu`.
     #[inline]
     pub(crate) fn might_sleep_on(&self, cpu: usize) -> Result<(), context::SleepInAtomic> {
-        self.might_sleep_in(self.percpu.get(cpu))
+        self.might_sleep_in(cpu, self.percpu.get(cpu))
     }
 
-    /// [`Mm::might_sleep_on`] with the current CPU's area in hand.
+    /// [`Mm::might_sleep_on`] with the current CPU's area, `this_cpu`, in hand.
     #[inline]
-    pub(crate) fn might_sleep_in(&self, this_cpu: &PerCpu) -> Result<(), context::SleepInAtomic> {
-        if this_cpu.preempt_count.get() == 0 && !self.platform.irqs_disabled() {
+    pub(crate) fn might_sleep_in(
+        &self,
+        cpu: usize,
+        this_cpu: &PerCpu,
+    ) -> Result<(), context::SleepInAtomic> {
+        if this_cpu.preempt_count.get() == 0 && !self.platform.irqs_disabled_on(cpu) {
             return Ok(());
         }
         Err(self.sleep_in_atomic_splat())

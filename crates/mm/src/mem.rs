@@ -531,13 +531,39 @@ impl<T> RamArray<T> {
 
     /// The index of `elem` if it is an element of this array (`page_to_pfn()` for a
     /// `struct page` reference), else `None`.
+    ///
+    /// The byte offset divided exactly by the element's size `odd << shift` in one
+    /// multiplication: the offset times the inverse of `odd` modulo 2^64, rotated right by
+    /// `shift`, is the quotient when the size divides the offset, and otherwise at least
+    /// 2^64 / size (the bits the rotation brings to the top are those of a remainder, or
+    /// the product is one no multiple of `odd` gives: Granlund and Montgomery's
+    /// divisibility test), more than any array in memory holds. So one compare with the
+    /// length answers both questions.
     #[inline]
     pub fn index_of(&self, elem: &T) -> Option<u64> {
-        let size = core::mem::size_of::<T>();
-        let offset = (elem as *const T as usize).wrapping_sub(self.base.as_ptr() as usize);
-        let index = (offset / size) as u64;
-        (offset.is_multiple_of(size) && index < self.len).then_some(index)
+        let (shift, inverse) = const { exact_division::<T>() };
+        let offset =
+            (elem as *const T as usize as u64).wrapping_sub(self.base.as_ptr() as usize as u64);
+        let index = offset.wrapping_mul(inverse).rotate_right(shift);
+        (index < self.len).then_some(index)
     }
+}
+
+/// The size of `T` as `odd << shift`: `shift` and the inverse of `odd` modulo 2^64, for
+/// [`RamArray::index_of`] (by Newton's iteration, each step doubling the bits that are
+/// right: an odd number is its own inverse modulo 8).
+const fn exact_division<T>() -> (u32, u64) {
+    let size = core::mem::size_of::<T>() as u64;
+    assert!(size > 0, "RamArray of a zero-sized type");
+    let shift = size.trailing_zeros();
+    let odd = size >> shift;
+    let mut inverse = odd;
+    let mut step = 0;
+    while step < 5 {
+        inverse = inverse.wrapping_mul(2u64.wrapping_sub(odd.wrapping_mul(inverse)));
+        step += 1;
+    }
+    (shift, inverse)
 }
 
 /// The direct-map (kernel-virtual) forms of the door's accesses: each translates `va`
@@ -755,5 +781,45 @@ mod tests {
         assert!(a.get(u64::MAX).is_none());
         let third = a.get(3).unwrap();
         assert_eq!(a.index_of(third), Some(3));
+    }
+
+    /// `index_of` answers the index of every element and `None` for every other
+    /// reference of the type: misplaced by a few bytes, before the array, past its end.
+    #[test]
+    fn index_of_knows_its_own_elements_only() {
+        use crate::mm_types::Page;
+        const SIZE: u64 = core::mem::size_of::<Page>() as u64;
+        let mut buf = [0u64; 128];
+        let d = PhysMem {
+            base: buf.as_mut_ptr() as *mut u8,
+            regions: {
+                let mut r = [(0, 0); MAX_RAM_REGIONS];
+                r[0] = (0, 1024);
+                r
+            },
+            nr_regions: 1,
+            main: (0, 1024),
+        };
+        let origin = 2 * SIZE;
+        let a = d.array::<Page>(origin, 10).unwrap();
+        // The element of a second view, at every step of the type's alignment.
+        let (mut found, mut refused) = (0, 0);
+        for start in (0..origin + 11 * SIZE).step_by(core::mem::align_of::<Page>()) {
+            let view = d.array::<Page>(start, 1).unwrap();
+            let elem = view.get(0).unwrap();
+            let want = (start >= origin && (start - origin).is_multiple_of(SIZE))
+                .then(|| (start - origin) / SIZE)
+                .filter(|&i| i < 10);
+            assert_eq!(a.index_of(elem), want, "offset {start}");
+            match want {
+                Some(_) => found += 1,
+                None => refused += 1,
+            }
+        }
+        assert_eq!(found, 10);
+        assert!(refused >= 50, "{refused}");
+        let (shift, inverse) = exact_division::<Page>();
+        assert_eq!((SIZE >> shift).wrapping_mul(inverse), 1);
+        assert_eq!(exact_division::<AtomicU64>(), (3, 1));
     }
 }

@@ -85,6 +85,15 @@ pub unsafe trait Hardware: Sync + Sized {
     fn local_irq_restore(&self, flags: IrqFlags);
     /// Are interrupts disabled on this CPU? (`irqs_disabled()`)
     fn irqs_disabled(&self) -> bool;
+    /// [`Hardware::irqs_disabled`] asked by a caller that runs on `cpu`, the answer its
+    /// [`Hardware::smp_processor_id`] just gave: a platform that keeps each CPU's flag by
+    /// the CPU's number reads it without looking the current CPU up again (the kernel's
+    /// `irqs_disabled()` reads the flags register, with nothing to look up). By default,
+    /// `irqs_disabled()`.
+    fn irqs_disabled_on(&self, cpu: usize) -> bool {
+        let _ = cpu;
+        self.irqs_disabled()
+    }
     /// The usable RAM ranges, sorted by address and not overlapping.
     fn memory_map(&self) -> &[MemoryRegion];
     /// Host address of physical address 0: physical address `p` lives at `phys_mem() + p`.

@@ -34,30 +34,44 @@ impl<P: Platform> Mm<P> {
     pub fn alloc_pages(&self, gfp: Gfp, order: u32) -> Result<&Page, PageAllocError> {
         // The same path twice, once with the order a constant 0: nearly every request is
         // of order 0, and its copy has no shifts, order tests or list-index arithmetic
-        // left to do at run time.
-        if order == 0 {
+        // left to do at run time. Both answer an error in one word, so that their result
+        // comes back in two registers; it is unpacked here, in the caller, out of line.
+        let page = if order == 0 {
             self.alloc_pages_0(gfp)
         } else {
             self.alloc_pages_n(gfp, order)
-        }
+        };
+        page.map_err(|e| self.alloc_pages_error(e))
     }
 
     /// [`Mm::alloc_pages`] of order 0.
     #[inline(never)]
-    fn alloc_pages_0(&self, gfp: Gfp) -> Result<&Page, PageAllocError> {
+    fn alloc_pages_0(&self, gfp: Gfp) -> Result<&Page, AllocErrorWord> {
         self.alloc_pages_order(gfp, 0)
     }
 
     /// [`Mm::alloc_pages`] of any order.
     #[inline(never)]
-    fn alloc_pages_n(&self, gfp: Gfp, order: u32) -> Result<&Page, PageAllocError> {
+    fn alloc_pages_n(&self, gfp: Gfp, order: u32) -> Result<&Page, AllocErrorWord> {
         self.alloc_pages_order(gfp, order)
+    }
+
+    /// The [`PageAllocError`] of a failed [`Mm::alloc_pages`], from the word its copy
+    /// answered; the CPU of a `SleepInAtomic` is the caller's, the one the splat named
+    /// (the allocation ran on the caller's CPU, and this runs on it still).
+    #[cold]
+    #[inline(never)]
+    fn alloc_pages_error(&self, err: AllocErrorWord) -> PageAllocError {
+        err.unpack(|| self.platform.smp_processor_id() as u32)
     }
 
     /// The body of [`Mm::alloc_pages`], in line in both of its copies.
     #[inline(always)]
-    fn alloc_pages_order(&self, gfp: Gfp, order: u32) -> Result<&Page, PageAllocError> {
-        let (ac, this_cpu) = self.prepare_alloc_pages_on(gfp, order)?;
+    fn alloc_pages_order(&self, gfp: Gfp, order: u32) -> Result<&Page, AllocErrorWord> {
+        let (ac, this_cpu) = match self.prepare_alloc_pages_on(gfp, order) {
+            Ok(prepared) => prepared,
+            Err(e) => return Err(AllocErrorWord::pack(e)),
+        };
         let flags = AllocFlags::WMARK_LOW | self.alloc_flags_nofragment(&ac);
         // `build_zonelists()` made `preferred` the first zone of this zonelist.
         let Some(preferred) = self.page_alloc.zonelists[ac.highest_zoneidx].preferred else {
@@ -80,14 +94,17 @@ impl<P: Platform> Mm<P> {
         ac: &AllocContext,
         flags: AllocFlags,
         tried: Option<&Zone>,
-    ) -> Result<&Page, PageAllocError> {
+    ) -> Result<&Page, AllocErrorWord> {
         let mut verdicts = [None; MAX_NR_ZONES];
         if let Some(zone) = tried {
             verdicts[zone.idx] = Some(self.verdict(zone, ac, flags));
         }
         match self.get_page_from_freelist_page(ac, flags, &mut verdicts, tried.is_some()) {
             Some((_, page)) => Ok(page),
-            None => Ok(self.mem_map.page(self.alloc_pages_slowpath(ac, verdicts)?)),
+            None => match self.alloc_pages_slowpath(ac, verdicts) {
+                Ok(pfn) => Ok(self.mem_map.page(pfn)),
+                Err(e) => Err(AllocErrorWord::pack(e)),
+            },
         }
     }
 
@@ -121,7 +138,7 @@ impl<P: Platform> Mm<P> {
         let cpu = self.platform.smp_processor_id();
         let this_cpu = self.percpu.get(cpu);
         if gfp.allows_blocking() {
-            self.might_sleep_in(this_cpu)
+            self.might_sleep_in(cpu, this_cpu)
                 .map_err(PageAllocError::SleepInAtomic)?;
         }
         let ac = AllocContext {
@@ -289,18 +306,27 @@ impl<P: Platform> Mm<P> {
         flags: AllocFlags,
         pcp: &PerCpuPages,
     ) -> Option<(Pfn, &Page)> {
-        let mut page = None;
-        if pcp_allowed_order(ac.order, self.pageblock_order()) {
-            page = self.rmqueue_pcplist(zone, ac, flags, pcp);
+        // 6.6 jumps to `out:` with the page from the per-CPU list; the end is written
+        // out on both ways there, so that this one knows it has its page.
+        if pcp_allowed_order(ac.order, self.pageblock_order())
+            && let Some(found) = self.rmqueue_pcplist(zone, ac, flags, pcp)
+        {
+            self.rmqueue_out(zone, flags);
+            return Some(found);
         }
-        if page.is_none() {
-            page = self.rmqueue_buddy_page(zone, ac.order, ac.migratetype, flags);
-        }
+        let page = self.rmqueue_buddy_page(zone, ac.order, ac.migratetype, flags);
+        self.rmqueue_out(zone, flags);
+        page
+    }
+
+    /// The end of `rmqueue()` (`out:`): a fallback that boosted the zone's watermarks
+    /// wakes kswapd.
+    #[inline(always)]
+    fn rmqueue_out(&self, zone: &Zone, flags: AllocFlags) {
         // "Separate test+clear to avoid unnecessary atomics"
         if flags.contains(AllocFlags::KSWAPD) && zone.boosted_watermark.load(Relaxed) {
             self.rmqueue_wake_kswapd(zone);
         }
-        page
     }
 
     /// `rmqueue()`'s `WARN_ON_ONCE((gfp_flags & __GFP_NOFAIL) && (order > 1))` (6.6.63,
@@ -586,6 +612,9 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `kernel_init_pages()` (6.6): `clear_highpage_kasan_tagged()` on each of `n` pages.
+    /// Out of line: a page's worth of zeroes dwarfs the call, and the paths that may call
+    /// it (`post_alloc_hook()`, `free_pages_prepare()`) keep a register the fewer.
+    #[inline(never)]
     pub(super) fn kernel_init_pages(&self, pfn: Pfn, n: u64) {
         self.clear_pages(pfn, n);
     }

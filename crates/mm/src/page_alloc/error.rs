@@ -4,6 +4,7 @@
 //! [`FreeError`]).
 
 use core::fmt;
+use core::num::NonZeroU64;
 
 use crate::addr::{Pfn, VirtAddr, MAX_PAGE_ORDER};
 use crate::context::SleepInAtomic;
@@ -109,6 +110,11 @@ pub enum FailReason {
     NoFailExhausted,
     /// No populated zone is allowed for these flags.
     NoZone,
+}
+
+/// A word whose low byte is a tag, which is never 0.
+fn tagged(word: u64) -> NonZeroU64 {
+    NonZeroU64::new(word).unwrap_or(NonZeroU64::MAX)
 }
 
 impl FailReason {
@@ -224,7 +230,9 @@ impl fmt::Display for AllocFailureSummary {
 /// value the error never uses meaning `Ok`), where it was 88 with the whole failure report
 /// inside. rustc 1.95's Rust ABI still returns it through memory the caller provides:
 /// only a two-scalar layout (a `Result` whose error is one 8-byte integer) comes back in
-/// rax:rdx. What the size buys is 16 bytes written and read per call, not 88.
+/// rax:rdx. So the out-of-line body of `alloc_pages()` answers the error in one word
+/// (`AllocErrorWord`, in registers), and `alloc_pages()`, in line in its caller, unpacks
+/// it into this enum on the failure path alone.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum PageAllocError {
     /// `order > MAX_PAGE_ORDER`.
@@ -269,7 +277,10 @@ impl From<GfpError> for PageAllocError {
 /// Why a free was refused (each also reported as the kernel's `BUG: Bad page state`).
 ///
 /// 16 bytes (tag first, a PFN or address in the second word), and so is `__free_pages()`'s
-/// `Result<(), FreeError>` (it was 24).
+/// `Result<(), FreeError>` (it was 24). The out-of-line body of `__free_pages()` answers
+/// it as two plain words (`FreeErrorWords`), which come back in registers, and
+/// `__free_pages()`, in line in its caller, unpacks them into this enum on the failure
+/// path alone.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum FreeError {
     /// The PFN is not RAM described by `mem_map` (`pfn_valid()` fails).
@@ -341,8 +352,194 @@ impl fmt::Display for FreeError {
 
 impl core::error::Error for FreeError {}
 
+/// [`PageAllocError`] in one word, as the out-of-line copies of `alloc_pages()` answer it:
+/// `Result<&Page, AllocErrorWord>` is two scalars, and comes back in two registers
+/// (rax:rdx on x86-64: the tag, then the page or this word) where rustc 1.95 returns
+/// `Result<&Page, PageAllocError>` through memory. The public
+/// [`Mm::alloc_pages`](crate::Mm::alloc_pages), in line in its caller, turns it back into
+/// the [`PageAllocError`] on the cold path ([`AllocErrorWord::unpack`]).
+///
+/// The tag is the low byte (never 0); the variant's data follows it. Every variant keeps
+/// all of its data but [`PageAllocError::SleepInAtomic`]'s CPU (a `u32` for which the
+/// word, holding the preempt count, two flags and the tag, has no room): the caller that
+/// unpacks the word runs on that CPU still (the allocation ran on the caller's CPU, and
+/// returned), and names it, as the splat named it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(super) struct AllocErrorWord(NonZeroU64);
+
+impl AllocErrorWord {
+    const ORDER_TOO_LARGE: u64 = 1;
+    const BAD_ZONE_COMBINATION: u64 = 2;
+    const BAD_MIGRATE_TYPE: u64 = 3;
+    const SLEEP_IN_ATOMIC: u64 = 4;
+    const HIGHMEM_HAS_NO_ADDRESS: u64 = 5;
+    const NO_MEMORY: u64 = 6;
+
+    /// The word of `err`: the tag in bits 0-7; a 32-bit value (an order, GFP flags, a
+    /// preempt count) in bits 32-63; in bits 8-15 and 16-23 the order and the reason of
+    /// [`PageAllocError::NoMemory`], in bits 8 and 9 `in_atomic` and `irqs_disabled` of
+    /// [`PageAllocError::SleepInAtomic`].
+    #[cold]
+    #[inline(never)]
+    pub(super) fn pack(err: PageAllocError) -> AllocErrorWord {
+        let (tag, value) = match err {
+            PageAllocError::OrderTooLarge(order) => (Self::ORDER_TOO_LARGE, order),
+            PageAllocError::BadGfp(GfpError::BadZoneCombination(gfp)) => {
+                (Self::BAD_ZONE_COMBINATION, gfp.bits())
+            }
+            PageAllocError::BadGfp(GfpError::BadMigrateType(gfp)) => {
+                (Self::BAD_MIGRATE_TYPE, gfp.bits())
+            }
+            PageAllocError::SleepInAtomic(s) => (
+                Self::SLEEP_IN_ATOMIC
+                    | (u64::from(s.in_atomic) << 8)
+                    | (u64::from(s.irqs_disabled) << 9),
+                s.preempt_count,
+            ),
+            PageAllocError::HighMemHasNoAddress => (Self::HIGHMEM_HAS_NO_ADDRESS, 0),
+            PageAllocError::NoMemory(summary) => (
+                Self::NO_MEMORY | (u64::from(summary.order) << 8) | ((summary.reason as u64) << 16),
+                summary.gfp.bits(),
+            ),
+        };
+        AllocErrorWord(tagged(tag | (u64::from(value) << 32)))
+    }
+
+    /// The [`PageAllocError`] this word holds; `cpu` names the CPU of a
+    /// [`PageAllocError::SleepInAtomic`] (the caller's).
+    pub(super) fn unpack(self, cpu: impl FnOnce() -> u32) -> PageAllocError {
+        let word = self.0.get();
+        let value = (word >> 32) as u32;
+        let byte = |shift: u32| (word >> shift) as u8;
+        match word & 0xff {
+            Self::ORDER_TOO_LARGE => PageAllocError::OrderTooLarge(value),
+            Self::BAD_ZONE_COMBINATION => {
+                PageAllocError::BadGfp(GfpError::BadZoneCombination(Gfp::from_bits_retain(value)))
+            }
+            Self::BAD_MIGRATE_TYPE => {
+                PageAllocError::BadGfp(GfpError::BadMigrateType(Gfp::from_bits_retain(value)))
+            }
+            Self::SLEEP_IN_ATOMIC => PageAllocError::SleepInAtomic(SleepInAtomic {
+                in_atomic: word & (1 << 8) != 0,
+                irqs_disabled: word & (1 << 9) != 0,
+                preempt_count: value,
+                cpu: cpu(),
+            }),
+            Self::HIGHMEM_HAS_NO_ADDRESS => PageAllocError::HighMemHasNoAddress,
+            _ => PageAllocError::NoMemory(AllocFailureSummary {
+                gfp: Gfp::from_bits_retain(value),
+                order: byte(8),
+                reason: FailReason::from_index(byte(16)),
+            }),
+        }
+    }
+}
+
+impl FailReason {
+    /// The reason whose `as u8` is `index` (only ever one of theirs, from
+    /// [`AllocErrorWord::pack`]).
+    fn from_index(index: u8) -> FailReason {
+        [
+            FailReason::CannotReclaim,
+            FailReason::NoRetry,
+            FailReason::CostlyOrder,
+            FailReason::ReclaimExhausted,
+            FailReason::NoFailExhausted,
+            FailReason::NoZone,
+        ]
+        .into_iter()
+        .find(|r| *r as u8 == index)
+        .unwrap_or(FailReason::NoZone)
+    }
+}
+
+/// [`FreeError`] in two words, as the out-of-line copies of `__free_pages()` answer it:
+/// `Result<(), FreeErrorWords>` is two scalars (`Ok` a zero first word) and comes back in
+/// two registers (rax:rdx on x86-64), where rustc 1.95 returns `Result<(), FreeError>`
+/// through memory. The public [`Mm::__free_pages`](crate::Mm::__free_pages), in line in
+/// its caller, turns it back into the [`FreeError`] on the cold path
+/// ([`FreeErrorWords::unpack`]). Every variant keeps all of its data.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(super) struct FreeErrorWords {
+    /// The tag in bits 0-7 (never 0); [`FreeError::WrongOrder`]'s `freed` in bits 8-15
+    /// and `allocated` in bits 32-63.
+    head: NonZeroU64,
+    /// The PFN, address or order of the variant.
+    value: u64,
+}
+
+impl FreeErrorWords {
+    const INVALID_PFN: u64 = 1;
+    const NOT_DIRECT_MAPPED: u64 = 2;
+    const FOREIGN_PAGE: u64 = 3;
+    const RESERVED: u64 = 4;
+    const ALREADY_FREE: u64 = 5;
+    const TAIL_PAGE: u64 = 6;
+    const WRONG_ORDER: u64 = 7;
+    const SLAB_PAGE: u64 = 8;
+    const ORDER_TOO_LARGE: u64 = 9;
+
+    /// The words of `err`.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn pack(err: FreeError) -> FreeErrorWords {
+        let (head, value) = match err {
+            FreeError::InvalidPfn(pfn) => (Self::INVALID_PFN, pfn.raw()),
+            FreeError::NotDirectMapped(addr) => (Self::NOT_DIRECT_MAPPED, addr.0),
+            FreeError::ForeignPage => (Self::FOREIGN_PAGE, 0),
+            FreeError::Reserved(pfn) => (Self::RESERVED, pfn.raw()),
+            FreeError::AlreadyFree(pfn) => (Self::ALREADY_FREE, pfn.raw()),
+            FreeError::TailPage(pfn) => (Self::TAIL_PAGE, pfn.raw()),
+            FreeError::WrongOrder {
+                pfn,
+                freed,
+                allocated,
+            } => (
+                Self::WRONG_ORDER | (u64::from(freed) << 8) | (u64::from(allocated) << 32),
+                pfn.raw(),
+            ),
+            FreeError::SlabPage(pfn) => (Self::SLAB_PAGE, pfn.raw()),
+            FreeError::OrderTooLarge(order) => (Self::ORDER_TOO_LARGE, u64::from(order)),
+        };
+        FreeErrorWords {
+            head: tagged(head),
+            value,
+        }
+    }
+
+    /// [`FreeErrorWords::unpack`] out of line, for the cold path of a caller.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn unpack_cold(self) -> FreeError {
+        self.unpack()
+    }
+
+    /// The [`FreeError`] these words hold.
+    pub(super) fn unpack(self) -> FreeError {
+        let head = self.head.get();
+        let pfn = Pfn(self.value);
+        match head & 0xff {
+            Self::INVALID_PFN => FreeError::InvalidPfn(pfn),
+            Self::NOT_DIRECT_MAPPED => FreeError::NotDirectMapped(VirtAddr(self.value)),
+            Self::FOREIGN_PAGE => FreeError::ForeignPage,
+            Self::RESERVED => FreeError::Reserved(pfn),
+            Self::ALREADY_FREE => FreeError::AlreadyFree(pfn),
+            Self::TAIL_PAGE => FreeError::TailPage(pfn),
+            Self::WRONG_ORDER => FreeError::WrongOrder {
+                pfn,
+                freed: (head >> 8) as u8,
+                allocated: (head >> 32) as u32,
+            },
+            Self::SLAB_PAGE => FreeError::SlabPage(pfn),
+            _ => FreeError::OrderTooLarge(self.value as u32),
+        }
+    }
+}
+
 // The hot API's results stay at 16 bytes or less (see PageAllocError: written and read
-// through memory all the same, by rustc 1.95).
+// through memory all the same, by rustc 1.95, when a function not in line returns them;
+// the out-of-line bodies of `alloc_pages()` and `__free_pages()` answer `AllocErrorWord`
+// and `FreeErrorWords` instead, in registers).
 const _: () = assert!(core::mem::size_of::<AllocFailureSummary>() <= 8);
 const _: () = assert!(core::mem::size_of::<PageAllocError>() <= 16);
 const _: () = assert!(core::mem::size_of::<Result<&crate::Page, PageAllocError>>() <= 16);
@@ -364,5 +561,100 @@ mod tests {
         assert_eq!(size_of::<Result<(), PageAllocError>>(), 12);
         assert_eq!(size_of::<FreeError>(), 16);
         assert_eq!(size_of::<Result<(), FreeError>>(), 16);
+        assert_eq!(size_of::<Result<&crate::Page, AllocErrorWord>>(), 16);
+        assert_eq!(size_of::<Result<(), FreeErrorWords>>(), 16);
+    }
+
+    /// Every error `alloc_pages()` can answer comes back from its word as it went in,
+    /// with the extreme values of each field; the CPU of `SleepInAtomic` is the caller's.
+    #[test]
+    fn alloc_errors_survive_their_word() {
+        let check = |err: PageAllocError| {
+            let cpu = match err {
+                PageAllocError::SleepInAtomic(s) => s.cpu,
+                _ => 7,
+            };
+            let mut asked = false;
+            let back = AllocErrorWord::pack(err).unpack(|| {
+                asked = true;
+                cpu
+            });
+            assert_eq!(back, err);
+            assert_eq!(
+                asked,
+                matches!(err, PageAllocError::SleepInAtomic(_)),
+                "{err:?}"
+            );
+        };
+        check(PageAllocError::OrderTooLarge(11));
+        check(PageAllocError::OrderTooLarge(u32::MAX));
+        check(PageAllocError::HighMemHasNoAddress);
+        for gfp in [
+            Gfp::empty(),
+            Gfp::GFP_KERNEL,
+            Gfp::from_bits_retain(u32::MAX),
+        ] {
+            check(PageAllocError::BadGfp(GfpError::BadZoneCombination(gfp)));
+            check(PageAllocError::BadGfp(GfpError::BadMigrateType(gfp)));
+            for reason in [
+                FailReason::CannotReclaim,
+                FailReason::NoRetry,
+                FailReason::CostlyOrder,
+                FailReason::ReclaimExhausted,
+                FailReason::NoFailExhausted,
+                FailReason::NoZone,
+            ] {
+                for order in [0, MAX_PAGE_ORDER as u8, u8::MAX] {
+                    check(PageAllocError::NoMemory(AllocFailureSummary {
+                        gfp,
+                        order,
+                        reason,
+                    }));
+                }
+            }
+        }
+        for (in_atomic, irqs_disabled) in
+            [(false, false), (true, false), (false, true), (true, true)]
+        {
+            for preempt_count in [0, 1, 0x110000, u32::MAX] {
+                for cpu in [0, 1, u32::MAX] {
+                    check(PageAllocError::SleepInAtomic(SleepInAtomic {
+                        in_atomic,
+                        irqs_disabled,
+                        preempt_count,
+                        cpu,
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Every error `__free_pages()` can answer comes back from its words as it went in.
+    #[test]
+    fn free_errors_survive_their_words() {
+        let check = |err: FreeError| {
+            assert_eq!(FreeErrorWords::pack(err).unpack(), err);
+            assert_eq!(FreeErrorWords::pack(err).unpack_cold(), err);
+        };
+        check(FreeError::ForeignPage);
+        for raw in [0, 1, 0x1_0000_0000, u64::MAX] {
+            let pfn = Pfn(raw);
+            check(FreeError::InvalidPfn(pfn));
+            check(FreeError::NotDirectMapped(VirtAddr(raw)));
+            check(FreeError::Reserved(pfn));
+            check(FreeError::AlreadyFree(pfn));
+            check(FreeError::TailPage(pfn));
+            check(FreeError::SlabPage(pfn));
+            check(FreeError::OrderTooLarge(raw as u32));
+            for freed in [0, MAX_PAGE_ORDER as u8, u8::MAX] {
+                for allocated in [0, 3, u32::MAX] {
+                    check(FreeError::WrongOrder {
+                        pfn,
+                        freed,
+                        allocated,
+                    });
+                }
+            }
+        }
     }
 }

@@ -23,24 +23,28 @@ impl<P: Platform> Mm<P> {
     /// a live allocation of this order is refused with the kernel's bad-page report.
     #[inline]
     pub fn __free_pages(&self, page: &Page, order: u32) -> Result<(), FreeError> {
-        // As `alloc_pages`: the order-0 free, nearly every one, with its order a constant.
-        if order == 0 {
+        // As `alloc_pages`: the order-0 free, nearly every one, with its order a constant;
+        // the error in two words, in two registers, unpacked here.
+        let freed = if order == 0 {
             self.__free_pages_0(page)
         } else {
             self.__free_pages_n(page, order)
-        }
+        };
+        freed.map_err(FreeErrorWords::unpack_cold)
     }
 
     /// [`Mm::__free_pages`] of order 0.
     #[inline(never)]
-    fn __free_pages_0(&self, page: &Page) -> Result<(), FreeError> {
+    fn __free_pages_0(&self, page: &Page) -> Result<(), FreeErrorWords> {
         self.__free_pages_order(page, 0)
+            .map_err(FreeErrorWords::pack)
     }
 
     /// [`Mm::__free_pages`] of any order.
     #[inline(never)]
-    fn __free_pages_n(&self, page: &Page, order: u32) -> Result<(), FreeError> {
+    fn __free_pages_n(&self, page: &Page, order: u32) -> Result<(), FreeErrorWords> {
         self.__free_pages_order(page, order)
+            .map_err(FreeErrorWords::pack)
     }
 
     /// The body of [`Mm::__free_pages`], in line in both of its copies.

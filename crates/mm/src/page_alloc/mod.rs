@@ -61,6 +61,7 @@ use crate::gfp::Gfp;
 use crate::platform::Platform;
 use crate::Mm;
 use buddy::{Buddy, CorruptionReport, Fpi};
+use error::{AllocErrorWord, FreeErrorWords};
 
 bitflags::bitflags! {
     /// Internal allocation flags (`ALLOC_*` in `mm/internal.h`). The low two bits index

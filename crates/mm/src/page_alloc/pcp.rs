@@ -85,13 +85,15 @@ impl PerCpuPages {
     }
 
     /// `nr_pcp_high()`: the high mark in force (0 when freeing high-order pages in a burst).
+    /// 6.6's `if (unlikely(!high || free_high)) return 0;` then `return high;` (without
+    /// the `ZONE_RECLAIM_ACTIVE` clamp): a zero mark is answered as itself, so the test
+    /// of it is left out.
     #[inline]
     pub(crate) fn nr_pcp_high(&self, free_high: bool) -> u32 {
-        let high = self.high();
-        if high == 0 || free_high {
+        if free_high {
             0
         } else {
-            high
+            self.high()
         }
     }
 

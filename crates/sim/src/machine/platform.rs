@@ -230,6 +230,11 @@ unsafe impl Hardware for SimPlatform {
         !self.cpu().irqs_enabled.load(Ordering::Relaxed)
     }
 
+    #[inline]
+    fn irqs_disabled_on(&self, cpu: usize) -> bool {
+        !self.cpus[cpu].irqs_enabled.load(Ordering::Relaxed)
+    }
+
     fn memory_map(&self) -> &[MemoryRegion] {
         self.ram.map()
     }
