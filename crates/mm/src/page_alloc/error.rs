@@ -365,7 +365,7 @@ impl core::error::Error for FreeError {}
 /// unpacks the word runs on that CPU still (the allocation ran on the caller's CPU, and
 /// returned), and names it, as the splat named it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(super) struct AllocErrorWord(NonZeroU64);
+pub(crate) struct AllocErrorWord(NonZeroU64);
 
 impl AllocErrorWord {
     const ORDER_TOO_LARGE: u64 = 1;
@@ -375,13 +375,24 @@ impl AllocErrorWord {
     const HIGHMEM_HAS_NO_ADDRESS: u64 = 5;
     const NO_MEMORY: u64 = 6;
 
+    /// The word itself (never 0), for a caller that carries it on in a wider packing
+    /// (the slab allocator's `SlabErrorWords`).
+    pub(crate) fn get(self) -> u64 {
+        self.0.get()
+    }
+
+    /// The word [`AllocErrorWord::get`] gave, back (0, which it never gives, is `None`).
+    pub(crate) fn from_word(word: u64) -> Option<AllocErrorWord> {
+        NonZeroU64::new(word).map(AllocErrorWord)
+    }
+
     /// The word of `err`: the tag in bits 0-7; a 32-bit value (an order, GFP flags, a
     /// preempt count) in bits 32-63; in bits 8-15 and 16-23 the order and the reason of
     /// [`PageAllocError::NoMemory`], in bits 8 and 9 `in_atomic` and `irqs_disabled` of
     /// [`PageAllocError::SleepInAtomic`].
     #[cold]
     #[inline(never)]
-    pub(super) fn pack(err: PageAllocError) -> AllocErrorWord {
+    pub(crate) fn pack(err: PageAllocError) -> AllocErrorWord {
         let (tag, value) = match err {
             PageAllocError::OrderTooLarge(order) => (Self::ORDER_TOO_LARGE, order),
             PageAllocError::BadGfp(GfpError::BadZoneCombination(gfp)) => {
@@ -407,7 +418,7 @@ impl AllocErrorWord {
 
     /// The [`PageAllocError`] this word holds; `cpu` names the CPU of a
     /// [`PageAllocError::SleepInAtomic`] (the caller's).
-    pub(super) fn unpack(self, cpu: impl FnOnce() -> u32) -> PageAllocError {
+    pub(crate) fn unpack(self, cpu: impl FnOnce() -> u32) -> PageAllocError {
         let word = self.0.get();
         let value = (word >> 32) as u32;
         let byte = |shift: u32| (word >> shift) as u8;

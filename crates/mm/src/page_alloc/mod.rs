@@ -61,7 +61,8 @@ use crate::gfp::Gfp;
 use crate::platform::Platform;
 use crate::Mm;
 use buddy::{Buddy, CorruptionReport, Fpi};
-use error::{AllocErrorWord, FreeErrorWords};
+pub(crate) use error::AllocErrorWord;
+use error::FreeErrorWords;
 
 bitflags::bitflags! {
     /// Internal allocation flags (`ALLOC_*` in `mm/internal.h`). The low two bits index

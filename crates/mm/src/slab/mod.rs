@@ -101,7 +101,7 @@ use core::sync::atomic::Ordering::Relaxed;
 pub use cache::{KmemCache, KmemCacheRef};
 
 use crate::addr::VirtAddr;
-use crate::page_alloc::PageAllocError;
+use crate::page_alloc::{AllocErrorWord, PageAllocError};
 use crate::sync::SpinLockIrq;
 
 bitflags::bitflags! {
@@ -234,7 +234,10 @@ impl Default for SlabConfig {
 ///
 /// rustc 1.95's Rust ABI still returns such a `Result` through memory the caller
 /// provides: only a two-scalar layout (a `Result` whose error is one 8-byte integer) comes
-/// back in rax:rdx. What the size buys is 16 bytes written and read per call, not 88.
+/// back in rax:rdx. So the out-of-line bodies of `kmalloc()`, `kfree()`,
+/// `kmem_cache_alloc()` and `kmem_cache_free()` answer in two plain words
+/// (`SlabResultWords`, in registers), and the public functions, in line in their callers,
+/// unpack the error into this enum on the failure path alone.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum SlabError {
     /// The page allocator could not give a slab.
@@ -355,6 +358,143 @@ impl SlabError {
 
 impl core::error::Error for SlabError {}
 
+// A reason fits the byte `SlabResultWords` gives it.
+const _: () = assert!(Reason::ALL.len() <= 256);
+
+impl Reason {
+    /// The reason whose `as u8` is `index` (only ever one of theirs, from
+    /// [`SlabResultWords::err`]).
+    fn from_index(index: u8) -> Reason {
+        Reason::ALL
+            .get(usize::from(index))
+            .copied()
+            .unwrap_or(Reason::ALL[0])
+    }
+}
+
+/// A slab result in two plain words, as the out-of-line bodies of `kmalloc()`, `kfree()`,
+/// `kmem_cache_alloc()` and `kmem_cache_free()` answer it: a struct of two `u64`s comes
+/// back in two registers (rax:rdx on x86-64), where rustc 1.95 returns a
+/// `Result<VirtAddr, SlabError>` or `Result<(), SlabError>` (16 bytes, but no pair of
+/// scalars) through memory the caller provides. The public functions, in line in their
+/// callers, turn it back into the `Result` ([`SlabResultWords::unpack`]), the
+/// [`SlabError`] on the cold path alone. Every variant keeps all of its data.
+///
+/// `head` 0 is `Ok(value)` (an address, or 0 for `()`); otherwise its low byte is the
+/// variant's tag and the rest of the variant is in `head`'s upper bits and `value`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SlabResultWords {
+    /// 0 for `Ok`; else the tag in bits 0-7, a [`Reason`] in bits 8-15 or an element size
+    /// in bits 8-63, or the CPU of a page allocator's `SleepInAtomic` in bits 32-63.
+    head: u64,
+    /// The address, size, count or cache of the variant (the page allocator's own word
+    /// for [`SlabError::Alloc`]).
+    value: u64,
+}
+
+impl SlabResultWords {
+    const ALLOC: u64 = 1;
+    const TOO_LARGE: u64 = 2;
+    const OVERFLOW: u64 = 3;
+    const BAD_CACHE: u64 = 4;
+    const BAD_ARGS: u64 = 5;
+    const OBJECTS_REMAINING: u64 = 6;
+    const NOT_SLAB_OBJECT: u64 = 7;
+    const WRONG_CACHE: u64 = 8;
+    const DEBUG_CHECK: u64 = 9;
+    const NO_PER_CPU_SPACE: u64 = 10;
+    const TOO_MANY_CACHES: u64 = 11;
+    const CORRUPTED: u64 = 12;
+
+    /// `Ok(value)`.
+    #[inline(always)]
+    pub(crate) fn ok(value: u64) -> SlabResultWords {
+        SlabResultWords { head: 0, value }
+    }
+
+    /// The words of `result`: [`SlabResultWords::ok`], or [`SlabResultWords::err`] out of
+    /// line.
+    #[inline(always)]
+    pub(crate) fn of(result: Result<u64, SlabError>) -> SlabResultWords {
+        match result {
+            Ok(value) => SlabResultWords::ok(value),
+            Err(e) => SlabResultWords::err(e),
+        }
+    }
+
+    /// The words of `Err(err)`.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn err(err: SlabError) -> SlabResultWords {
+        let reason = |tag: u64, why: Reason| tag | ((why as u64) << 8);
+        let (head, value) = match err {
+            SlabError::Alloc(e) => {
+                let cpu = match e {
+                    PageAllocError::SleepInAtomic(s) => u64::from(s.cpu) << 32,
+                    _ => 0,
+                };
+                (Self::ALLOC | cpu, AllocErrorWord::pack(e).get())
+            }
+            SlabError::TooLarge(size) => (Self::TOO_LARGE, size as u64),
+            SlabError::Overflow(o) => (Self::OVERFLOW | (o.size() << 8), o.n()),
+            SlabError::BadCache(va) => (Self::BAD_CACHE, va),
+            SlabError::BadArgs(why) => (reason(Self::BAD_ARGS, why), 0),
+            SlabError::ObjectsRemaining { objects } => (Self::OBJECTS_REMAINING, objects),
+            SlabError::NotSlabObject(va, why) => (reason(Self::NOT_SLAB_OBJECT, why), va.0),
+            SlabError::WrongCache { actual } => (Self::WRONG_CACHE, actual.0),
+            SlabError::DebugCheck(va, why) => (reason(Self::DEBUG_CHECK, why), va.0),
+            SlabError::NoPerCpuSpace => (Self::NO_PER_CPU_SPACE, 0),
+            SlabError::TooManyCaches => (Self::TOO_MANY_CACHES, 0),
+            SlabError::Corrupted { addr, what } => (reason(Self::CORRUPTED, what), addr),
+        };
+        SlabResultWords { head, value }
+    }
+
+    /// The result these words hold: `Ok` in line, the error unpacked out of line.
+    #[inline(always)]
+    pub(crate) fn unpack(self) -> Result<u64, SlabError> {
+        if self.head == 0 {
+            Ok(self.value)
+        } else {
+            Err(self.unpack_err())
+        }
+    }
+
+    /// The [`SlabError`] of words whose `head` is not 0.
+    #[cold]
+    #[inline(never)]
+    fn unpack_err(self) -> SlabError {
+        let (head, value) = (self.head, self.value);
+        let why = || Reason::from_index((head >> 8) as u8);
+        match head & 0xff {
+            Self::ALLOC => {
+                // `err` put a word of `AllocErrorWord::pack` here, never 0.
+                let word = AllocErrorWord::from_word(value)
+                    .unwrap_or(AllocErrorWord::pack(PageAllocError::HighMemHasNoAddress));
+                SlabError::Alloc(word.unpack(|| (head >> 32) as u32))
+            }
+            Self::TOO_LARGE => SlabError::TooLarge(value as usize),
+            Self::OVERFLOW => {
+                SlabError::Overflow(ArrayOverflow::new(value as usize, (head >> 8) as usize))
+            }
+            Self::BAD_CACHE => SlabError::BadCache(value),
+            Self::BAD_ARGS => SlabError::BadArgs(why()),
+            Self::OBJECTS_REMAINING => SlabError::ObjectsRemaining { objects: value },
+            Self::NOT_SLAB_OBJECT => SlabError::NotSlabObject(VirtAddr(value), why()),
+            Self::WRONG_CACHE => SlabError::WrongCache {
+                actual: KmemCacheRef(value),
+            },
+            Self::DEBUG_CHECK => SlabError::DebugCheck(VirtAddr(value), why()),
+            Self::NO_PER_CPU_SPACE => SlabError::NoPerCpuSpace,
+            Self::TOO_MANY_CACHES => SlabError::TooManyCaches,
+            _ => SlabError::Corrupted {
+                addr: value,
+                what: why(),
+            },
+        }
+    }
+}
+
 impl From<PageAllocError> for SlabError {
     fn from(e: PageAllocError) -> Self {
         SlabError::Alloc(e)
@@ -408,6 +548,9 @@ macro_rules! slab_reasons {
         }
 
         impl Reason {
+            /// Every reason, in order: `ALL[r as usize] == r`.
+            const ALL: &'static [Reason] = &[$(Reason::$name,)*];
+
             /// The words.
             pub const fn as_str(self) -> &'static str {
                 match self {
@@ -794,5 +937,102 @@ mod tests {
         assert_eq!(size_of::<Result<u64, SlabError>>(), 16);
         assert_eq!(size_of::<Result<(), SlabError>>(), 16);
         assert_eq!(size_of::<Result<KmemCacheRef, SlabError>>(), 16);
+    }
+
+    /// Every error the slab entry points can answer comes back from its two words as it
+    /// went in, with the extreme values of each field, and so do `Ok` values.
+    #[test]
+    fn slab_errors_survive_their_words() {
+        use crate::context::SleepInAtomic;
+        use crate::gfp::{Gfp, GfpError};
+        use crate::page_alloc::{AllocFailureSummary, FailReason};
+        use core::mem::size_of;
+        assert_eq!(size_of::<SlabResultWords>(), 16);
+        let check = |err: SlabError| {
+            assert_eq!(SlabResultWords::err(err).unpack(), Err(err), "{err:?}");
+        };
+        for value in [0, 1, 0x1_0000_0000, u64::MAX] {
+            assert_eq!(SlabResultWords::ok(value).unpack(), Ok(value));
+            assert_eq!(SlabResultWords::of(Ok(value)).unpack(), Ok(value));
+            check(SlabError::TooLarge(value as usize));
+            check(SlabError::BadCache(value));
+            check(SlabError::ObjectsRemaining { objects: value });
+            check(SlabError::WrongCache {
+                actual: KmemCacheRef(value),
+            });
+            for n in [0, 1, u64::MAX] {
+                for size in [0, 1, value.min((1 << 56) - 1)] {
+                    check(SlabError::Overflow(ArrayOverflow::new(
+                        n as usize,
+                        size as usize,
+                    )));
+                }
+            }
+            for &why in Reason::ALL {
+                check(SlabError::NotSlabObject(VirtAddr(value), why));
+                check(SlabError::DebugCheck(VirtAddr(value), why));
+                check(SlabError::Corrupted {
+                    addr: value,
+                    what: why,
+                });
+            }
+        }
+        for &why in Reason::ALL {
+            check(SlabError::BadArgs(why));
+        }
+        check(SlabError::NoPerCpuSpace);
+        check(SlabError::TooManyCaches);
+        // The page allocator's errors, the CPU of SleepInAtomic included.
+        check(SlabError::Alloc(PageAllocError::HighMemHasNoAddress));
+        for order in [0, 11, u32::MAX] {
+            check(SlabError::Alloc(PageAllocError::OrderTooLarge(order)));
+        }
+        for gfp in [
+            Gfp::empty(),
+            Gfp::GFP_KERNEL,
+            Gfp::from_bits_retain(u32::MAX),
+        ] {
+            check(SlabError::Alloc(PageAllocError::BadGfp(
+                GfpError::BadZoneCombination(gfp),
+            )));
+            check(SlabError::Alloc(PageAllocError::BadGfp(
+                GfpError::BadMigrateType(gfp),
+            )));
+            for reason in [
+                FailReason::CannotReclaim,
+                FailReason::NoRetry,
+                FailReason::CostlyOrder,
+                FailReason::ReclaimExhausted,
+                FailReason::NoFailExhausted,
+                FailReason::NoZone,
+            ] {
+                for order in [0, 10, u8::MAX] {
+                    check(SlabError::Alloc(PageAllocError::NoMemory(
+                        AllocFailureSummary { gfp, order, reason },
+                    )));
+                }
+            }
+        }
+        for (in_atomic, irqs_disabled) in
+            [(false, false), (true, false), (false, true), (true, true)]
+        {
+            for preempt_count in [0, 1, u32::MAX] {
+                for cpu in [0, 1, u32::MAX] {
+                    check(SlabError::Alloc(PageAllocError::SleepInAtomic(
+                        SleepInAtomic {
+                            in_atomic,
+                            irqs_disabled,
+                            preempt_count,
+                            cpu,
+                        },
+                    )));
+                }
+            }
+        }
+        // Every reason has the index its byte gives back.
+        for (i, &why) in Reason::ALL.iter().enumerate() {
+            assert_eq!(why as usize, i);
+            assert_eq!(Reason::from_index(i as u8), why);
+        }
     }
 }

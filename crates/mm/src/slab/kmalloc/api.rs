@@ -14,7 +14,7 @@ use crate::slab::kmalloc::KmallocType;
 use crate::slab::kmalloc::FREE_LARGE_KMALLOC_WARN_LINE;
 use crate::slab::kmalloc::KMALLOC_MAX_CACHE_SIZE;
 use crate::slab::kmalloc::ZERO_SIZE_PTR;
-use crate::slab::{CallSite, SlabError, SlabFlags};
+use crate::slab::{CallSite, SlabError, SlabFlags, SlabResultWords};
 use crate::Mm;
 use core::sync::atomic::Ordering::Relaxed;
 
@@ -37,12 +37,26 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `kmalloc_track_caller()`: `kmalloc` recording `caller` as the owner.
+    #[inline]
     pub fn kmalloc_caller(
         &self,
         size: usize,
         gfp: Gfp,
         caller: CallSite,
     ) -> Result<VirtAddr, SlabError> {
+        // The body answers in two registers; the error is unpacked here, out of line.
+        self.kmalloc_words(size, gfp, caller).unpack().map(VirtAddr)
+    }
+
+    /// [`Mm::kmalloc_caller`] out of line, its result in two words.
+    #[inline(never)]
+    fn kmalloc_words(&self, size: usize, gfp: Gfp, caller: CallSite) -> SlabResultWords {
+        SlabResultWords::of(self.kmalloc_body(size, gfp, caller).map(|va| va.0))
+    }
+
+    /// The body of [`Mm::kmalloc_caller`].
+    #[inline(always)]
+    fn kmalloc_body(&self, size: usize, gfp: Gfp, caller: CallSite) -> Result<VirtAddr, SlabError> {
         if size == 0 {
             return Ok(ZERO_SIZE_PTR);
         }
@@ -210,7 +224,21 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `kfree` recording `caller` as the freer.
+    #[inline]
     pub fn kfree_caller(&self, addr: VirtAddr, caller: CallSite) -> Result<(), SlabError> {
+        // The body answers in two registers; the error is unpacked here, out of line.
+        self.kfree_words(addr, caller).unpack().map(|_| ())
+    }
+
+    /// [`Mm::kfree_caller`] out of line, its result in two words.
+    #[inline(never)]
+    fn kfree_words(&self, addr: VirtAddr, caller: CallSite) -> SlabResultWords {
+        SlabResultWords::of(self.kfree_body(addr, caller).map(|()| 0))
+    }
+
+    /// The body of [`Mm::kfree_caller`].
+    #[inline(always)]
+    fn kfree_body(&self, addr: VirtAddr, caller: CallSite) -> Result<(), SlabError> {
         if addr.0 <= ZERO_SIZE_PTR.0 {
             return Ok(());
         }

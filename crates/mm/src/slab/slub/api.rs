@@ -7,7 +7,7 @@ use crate::gfp::Gfp;
 use crate::mm_types::{Page, PG_SLAB, PG_TAIL};
 use crate::platform::Platform;
 use crate::slab::cache::{KmemCache, KmemCacheRef};
-use crate::slab::SlabError;
+use crate::slab::{SlabError, SlabResultWords};
 use crate::Mm;
 use core::sync::atomic::Ordering::Relaxed;
 
@@ -19,6 +19,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `kmem_cache_alloc` recording `caller` as the owner.
+    #[inline]
     pub fn kmem_cache_alloc_caller(
         &self,
         r: KmemCacheRef,
@@ -30,15 +31,40 @@ impl<P: Platform> Mm<P> {
     }
 
     /// Allocate from any cache, the allocator's own included.
+    #[inline]
     pub(crate) fn cache_alloc(
         &self,
         r: KmemCacheRef,
         gfp: Gfp,
         caller: crate::slab::CallSite,
     ) -> Result<VirtAddr, SlabError> {
+        // The body answers in two registers; the error is unpacked here, out of line.
+        self.cache_alloc_words(r, gfp, caller)
+            .unpack()
+            .map(VirtAddr)
+    }
+
+    /// [`Mm::cache_alloc`] out of line, its result in two words.
+    #[inline(never)]
+    fn cache_alloc_words(
+        &self,
+        r: KmemCacheRef,
+        gfp: Gfp,
+        caller: crate::slab::CallSite,
+    ) -> SlabResultWords {
+        SlabResultWords::of(self.cache_alloc_body(r, gfp, caller))
+    }
+
+    /// The body of [`Mm::cache_alloc`]: the object's address.
+    #[inline(always)]
+    fn cache_alloc_body(
+        &self,
+        r: KmemCacheRef,
+        gfp: Gfp,
+        caller: crate::slab::CallSite,
+    ) -> Result<u64, SlabError> {
         let s = self.api_cache(r)?;
         self.slab_alloc(s, gfp, caller, s.object_size())
-            .map(VirtAddr)
     }
 
     /// The cache a caller names (`struct kmem_cache *s`): the kernel would use whatever
@@ -103,6 +129,7 @@ impl<P: Platform> Mm<P> {
     }
 
     /// `kmem_cache_free` recording `caller` as the freer.
+    #[inline]
     pub fn kmem_cache_free_caller(
         &self,
         r: KmemCacheRef,
@@ -114,7 +141,31 @@ impl<P: Platform> Mm<P> {
     }
 
     /// Free to any cache, the allocator's own included.
+    #[inline]
     pub(crate) fn cache_free(
+        &self,
+        r: KmemCacheRef,
+        addr: VirtAddr,
+        caller: crate::slab::CallSite,
+    ) -> Result<(), SlabError> {
+        // The body answers in two registers; the error is unpacked here, out of line.
+        self.cache_free_words(r, addr, caller).unpack().map(|_| ())
+    }
+
+    /// [`Mm::cache_free`] out of line, its result in two words.
+    #[inline(never)]
+    fn cache_free_words(
+        &self,
+        r: KmemCacheRef,
+        addr: VirtAddr,
+        caller: crate::slab::CallSite,
+    ) -> SlabResultWords {
+        SlabResultWords::of(self.cache_free_body(r, addr, caller).map(|()| 0))
+    }
+
+    /// The body of [`Mm::cache_free`].
+    #[inline(always)]
+    fn cache_free_body(
         &self,
         r: KmemCacheRef,
         addr: VirtAddr,
