@@ -243,9 +243,14 @@ async function main() {
         found = await page.evaluate(() => document.activeElement?.id === 'console-in');
       }
       assert.ok(found, 'Tab reaches the console input');
+      // Tab completes as far as the commands agree (kmem_cache_alloc, _alloc_bulk), then
+      // the whole name once it is unique.
       await page.keyboard.type('b = kmem_cache_a');
       await page.keyboard.press('Tab');
-      assert.equal(await page.inputValue('#console-in'), 'b = kmem_cache_alloc ');
+      assert.equal(await page.inputValue('#console-in'), 'b = kmem_cache_alloc');
+      await page.keyboard.type('_b');
+      await page.keyboard.press('Tab');
+      assert.equal(await page.inputValue('#console-in'), 'b = kmem_cache_alloc_bulk ');
       await page.keyboard.press('Control+A');
       await page.keyboard.type('kb = kzalloc 300 GFP_KERNEL');
       await page.keyboard.press('Enter');
