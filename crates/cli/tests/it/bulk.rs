@@ -4,19 +4,10 @@
 //! (one `tid` step and one free fast path per batch, the sheaves), all or nothing, the
 //! refusals the kernel reports, and the shell's bounds.
 
+use crate::fixtures::{outcome, shell};
 use kmemlab_cli::line_editor::{complete, CompletionNames};
 use kmemlab_cli::shell::{Outcome, Shell, MAX_BULK};
-use kmemlab_cli::MachineArgs;
 use serde_json::Value;
-
-fn shell(flags: &[&str]) -> Shell {
-    let args = MachineArgs::parse_from(flags.iter().copied()).expect("machine flags");
-    Shell::new(args.boot().expect("boot"))
-}
-
-fn outcome(sh: &mut Shell, line: &str) -> Outcome {
-    sh.exec_line(1, line).expect("a command")
-}
 
 /// Run one line; its JSON object (panics if the command failed or oopsed).
 fn exec(sh: &mut Shell, line: &str) -> Value {

@@ -1,9 +1,8 @@
 //! End-to-end tests of the `kmemlab` binary: what a user runs and what they see.
 
-use crate::fixtures::{kmemlab, stdout};
+use crate::fixtures::{kmemlab, shell, stdout};
 
 use kmemlab_cli::shell::Shell;
-use kmemlab_cli::MachineArgs;
 
 /// An address from JSON, where every address is a `"0x…"` string.
 fn hex(v: &serde_json::Value) -> u64 {
@@ -64,12 +63,6 @@ fn meminfo_kb(text: &str, label: &str) -> u64 {
         .trim()
         .parse()
         .unwrap()
-}
-
-/// A shell on a machine booted with `flags`, driven in-process.
-fn shell(flags: &[&str]) -> Shell {
-    let args = MachineArgs::parse_from(flags.iter().copied()).expect("machine flags");
-    Shell::new(args.boot().expect("boot"))
 }
 
 /// Run one line; its JSON result (panics if the command failed).

@@ -58,3 +58,14 @@ pub fn test_data(relative: &str) -> String {
     );
     path.to_string_lossy().into_owned()
 }
+
+/// A shell on a machine booted from command-line machine flags (`["--ram", "64M"]`).
+pub fn shell(flags: &[&str]) -> kmemlab_cli::shell::Shell {
+    let args = kmemlab_cli::MachineArgs::parse_from(flags.iter().copied()).expect("machine flags");
+    kmemlab_cli::shell::Shell::new(args.boot().expect("boot"))
+}
+
+/// Run one line of `sh` (not blank, not a comment): its outcome.
+pub fn outcome(sh: &mut kmemlab_cli::shell::Shell, line: &str) -> kmemlab_cli::shell::Outcome {
+    sh.exec_line(1, line).expect("a command")
+}

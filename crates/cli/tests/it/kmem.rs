@@ -3,19 +3,10 @@
 //! says (`info`, `/proc` files, the MMU's walk), bad input, one corrupted slab, the
 //! completer, `help CMD` and `$name`.
 
+use crate::fixtures::{outcome, shell};
 use kmemlab_cli::line_editor::{complete, CompletionNames};
-use kmemlab_cli::shell::{Outcome, Shell};
-use kmemlab_cli::MachineArgs;
+use kmemlab_cli::shell::Shell;
 use serde_json::Value;
-
-fn shell(flags: &[&str]) -> Shell {
-    let args = MachineArgs::parse_from(flags.iter().copied()).expect("machine flags");
-    Shell::new(args.boot().expect("boot"))
-}
-
-fn outcome(sh: &mut Shell, line: &str) -> Outcome {
-    sh.exec_line(1, line).expect("a command")
-}
 
 /// Run one line; its JSON result (panics if the command failed or oopsed).
 fn exec(sh: &mut Shell, line: &str) -> Value {

@@ -1,13 +1,8 @@
 //! The `slabinfo` shell command (`tools/mm/slabinfo.c`), `cat /sys/kernel/slab/...`, and
 //! the `--slub-stats` and `--slab-nomerge` boot flags.
 
+use crate::fixtures::shell;
 use kmemlab_cli::shell::Shell;
-use kmemlab_cli::MachineArgs;
-
-fn shell(flags: &[&str]) -> Shell {
-    let args = MachineArgs::parse_from(flags.iter().copied()).expect("machine flags");
-    Shell::new(args.boot().expect("boot"))
-}
 
 /// Run one line: its JSON result and text (panics if the command failed).
 fn exec(sh: &mut Shell, line: &str) -> (serde_json::Value, String) {

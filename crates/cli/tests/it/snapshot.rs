@@ -4,11 +4,11 @@
 //! private mount namespace (`unshare -rm`, `examples/snapshot-mount.sh`). The tools and
 //! `unshare` must be installed (`.ci/run` installs procps): a missing one fails the test.
 
+use kmemlab_cli::MachineArgs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kmemlab_cli::shell::Shell;
-use kmemlab_cli::MachineArgs;
 
 use crate::fixtures::{kmemlab, stderr, stdout};
 
@@ -22,8 +22,7 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn shell(flags: &[&str]) -> Shell {
-    let args = MachineArgs::parse_from(flags.iter().copied()).expect("machine flags");
-    let mut sh = Shell::new(args.boot().expect("boot"));
+    let mut sh = crate::fixtures::shell(flags);
     sh.host_files = true;
     sh
 }

@@ -2,15 +2,11 @@
 //! files `cat` serves for them (`/proc/sys/vm/*`,
 //! `/sys/kernel/mm/transparent_hugepage/enabled`), as a user drives them.
 
+use crate::fixtures::shell;
+use kmemlab_cli::MachineArgs;
 use std::process::Command;
 
 use kmemlab_cli::shell::Shell;
-use kmemlab_cli::MachineArgs;
-
-fn shell(flags: &[&str]) -> Shell {
-    let args = MachineArgs::parse_from(flags.iter().copied()).expect("machine flags");
-    Shell::new(args.boot().expect("boot"))
-}
 
 /// Run one line: its JSON (`failed`, `result`, `message`, …).
 fn exec(sh: &mut Shell, line: &str) -> serde_json::Value {
