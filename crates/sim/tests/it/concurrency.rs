@@ -256,11 +256,7 @@ fn a_thread_running_as_no_cpu_is_stopped_while_cpu_0_runs_elsewhere() {
     let stopped = m
         .on_cpu(0, Context::Process, |mm| {
             // This thread runs as CPU 0; one that claims no CPU would be a second CPU 0.
-            std::thread::scope(|s| {
-                s.spawn(|| m.mm().kmalloc(64, Gfp::GFP_KERNEL))
-                    .join()
-                    .is_err()
-            }) && mm.kmalloc(64, Gfp::GFP_KERNEL).is_ok()
+            another_thread_is_stopped(&m) && mm.kmalloc(64, Gfp::GFP_KERNEL).is_ok()
         })
         .unwrap();
     assert!(stopped, "a second thread ran as CPU 0");
@@ -275,23 +271,14 @@ fn two_threads_that_run_as_no_cpu_are_not_both_cpu_0() {
     // This thread holds CPU 0 through `Machine::mm`; a second one doing the same would
     // be a second CPU 0 (the check before looked for an `on_cpu` owner only).
     let mm = m.mm();
-    let stopped = std::thread::scope(|s| {
-        s.spawn(|| m.mm().kmalloc(64, Gfp::GFP_KERNEL))
-            .join()
-            .is_err()
-    });
+    let stopped = another_thread_is_stopped(&m);
     assert!(stopped, "two threads ran as CPU 0");
     // The holder goes on, and may enter CPU 0 through `run` as well.
     let a = mm.kmalloc(64, Gfp::GFP_KERNEL).unwrap();
     m.run(|mm| mm.kfree(a)).unwrap();
     drop(mm);
     // Given back: another thread can take CPU 0 either way.
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let a = m.mm().kmalloc(64, Gfp::GFP_KERNEL).unwrap();
-            m.run(|mm| mm.kfree(a)).unwrap();
-        });
-    });
+    another_thread_takes_cpu_0(&m);
     assert!(m.check().is_ok());
 }
 
@@ -404,20 +391,11 @@ fn an_mm_taken_inside_another_holds_cpu_0_after_the_outer_one_drops() {
     // The thread still runs as CPU 0 through the one it holds.
     let a = inner.kmalloc(64, Gfp::GFP_KERNEL).unwrap();
     inner.kfree(a).unwrap();
-    let stopped = std::thread::scope(|s| {
-        s.spawn(|| m.mm().kmalloc(64, Gfp::GFP_KERNEL))
-            .join()
-            .is_err()
-    });
+    let stopped = another_thread_is_stopped(&m);
     assert!(stopped, "two threads ran as CPU 0");
     drop(inner);
     // The last one gives it back.
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let a = m.mm().kmalloc(64, Gfp::GFP_KERNEL).unwrap();
-            m.run(|mm| mm.kfree(a)).unwrap();
-        });
-    });
+    another_thread_takes_cpu_0(&m);
     assert!(m.check().is_ok());
 }
 
@@ -428,23 +406,14 @@ fn an_mm_dropped_inside_run_leaves_cpu_0_held_until_run_returns() {
     let stopped = m.run(move |k| {
         drop(mm);
         // This thread still runs as CPU 0: another one taking it would be a second CPU 0.
-        let stopped = std::thread::scope(|s| {
-            s.spawn(|| m.mm().kmalloc(64, Gfp::GFP_KERNEL))
-                .join()
-                .is_err()
-        });
+        let stopped = another_thread_is_stopped(m);
         let a = k.kmalloc(64, Gfp::GFP_KERNEL).unwrap();
         k.kfree(a).unwrap();
         stopped
     });
     assert!(stopped, "two threads ran as CPU 0");
     // Given back when `run` returned.
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let a = m.mm().kmalloc(64, Gfp::GFP_KERNEL).unwrap();
-            m.run(|mm| mm.kfree(a)).unwrap();
-        });
-    });
+    another_thread_takes_cpu_0(m);
     assert!(m.check().is_ok());
 }
 
@@ -491,4 +460,25 @@ fn an_ipi_that_panics_gives_back_both_cpus() {
     assert!(!both_cpu0.load(SeqCst), "two threads ran as CPU 0");
     assert!(m.on_cpu(1, Context::Process, |_| ()).is_ok(), "CPU 1 kept");
     assert!(m.check().is_ok());
+}
+
+/// Whether another thread entering the kernel through `Machine::mm` (a `kmalloc`) is
+/// stopped, as it must be while this one runs as CPU 0.
+fn another_thread_is_stopped(m: &Machine) -> bool {
+    std::thread::scope(|s| {
+        s.spawn(|| m.mm().kmalloc(64, Gfp::GFP_KERNEL))
+            .join()
+            .is_err()
+    })
+}
+
+/// Another thread takes CPU 0 through `Machine::mm`, allocates, and frees through `run`
+/// (it panics, failing the test, if CPU 0 is not free).
+fn another_thread_takes_cpu_0(m: &Machine) {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let a = m.mm().kmalloc(64, Gfp::GFP_KERNEL).unwrap();
+            m.run(|mm| mm.kfree(a)).unwrap();
+        });
+    });
 }
